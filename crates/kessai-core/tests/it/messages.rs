@@ -1,0 +1,80 @@
+//! Every kind round-trips: what was signed is what verifies, with the
+//! right `typ`, `kid` and hashes that bind the messages together.
+
+use kessai_core::digest::Sha256Digest;
+use kessai_core::jws::inspect_unverified;
+use kessai_core::messages::{bill, completion, offer, receipt, value_update};
+use kessai_core::samples;
+
+use crate::fixtures::{NOW, World};
+
+#[test]
+fn every_kind_round_trips() {
+    let mut w = World::new(1);
+    let (c, b) = samples::bill(&mut w.rng, NOW).unwrap();
+    let bill_token = bill::sign(&c, &b, &w.mall_key).unwrap();
+    let v = bill::verify(&bill_token, &w.store_keys, &w.clock).unwrap();
+    assert_eq!(v.message(), &b);
+    assert_eq!(v.claims(), &c);
+    assert_eq!(v.kid(), w.mall_key.kid());
+    assert_eq!(v.token_hash(), Sha256Digest::of_token(&bill_token));
+    assert_eq!(v.message().total().to_string(), "JPY 11,360");
+    assert_eq!(v.message().payee().as_str(), samples::MEMBER);
+
+    let (c, o) = samples::offer(&mut w.rng, NOW, &bill_token).unwrap();
+    let offer_token = offer::sign(&c, &o, &w.center_key).unwrap();
+    let v = offer::verify(&offer_token, &w.center_keys, &w.clock).unwrap();
+    assert_eq!(v.message(), &o);
+    assert_eq!(v.message().bill_hash(), Sha256Digest::of_token(&bill_token));
+
+    let (c, d) = samples::completion(&mut w.rng, NOW, &o).unwrap();
+    let completion_token = completion::sign(&c, &d, &w.center_key).unwrap();
+    let v = completion::verify(&completion_token, &w.center_keys, &w.clock).unwrap();
+    assert_eq!(v.message(), &d);
+
+    let (c, r) = samples::receipt(&mut w.rng, NOW, &d, &completion_token).unwrap();
+    let receipt_token = receipt::sign(&c, &r, &w.mall_key).unwrap();
+    let v = receipt::verify(&receipt_token, &w.store_keys, &w.clock).unwrap();
+    assert_eq!(v.message(), &r);
+    assert_eq!(v.message().completion_hash(), Sha256Digest::of_token(&completion_token));
+
+    let (c, u) = samples::value_update(&mut w.rng, NOW).unwrap();
+    let update_token = value_update::sign(&c, &u, &w.center_key).unwrap();
+    let v = value_update::verify(&update_token, &w.center_keys, &w.clock).unwrap();
+    assert_eq!(v.message(), &u);
+}
+
+#[test]
+fn header_names_alg_kid_and_one_typ_per_kind() {
+    let mut w = World::new(2);
+    let tokens = w.tokens();
+    let expected = [
+        ("bill", "kessai-bill+jwt"),
+        ("offer", "kessai-offer+jwt"),
+        ("completion", "kessai-completion+jwt"),
+        ("receipt", "kessai-receipt+jwt"),
+        ("value_update", "kessai-value-update+jwt"),
+    ];
+    for ((kind, token), (kind2, typ)) in tokens.all().iter().zip(expected) {
+        assert_eq!(*kind, kind2);
+        let (header, payload) = inspect_unverified(token).unwrap();
+        assert_eq!(header["alg"], "EdDSA");
+        assert_eq!(header["typ"], typ);
+        assert_eq!(header["kid"].as_str().unwrap().len(), 43);
+        assert!(payload.get(kind).is_some(), "{kind} payload holds its body under {kind:?}");
+        for claim in ["iss", "jti", "iat", "exp"] {
+            assert!(payload.get(claim).is_some(), "{kind} payload has {claim}");
+        }
+    }
+}
+
+#[test]
+fn signing_refuses_what_verifying_would_refuse() {
+    let mut w = World::new(3);
+    // A bill whose store is not its issuer: the mall cannot sign for it.
+    let (claims, b) = samples::bill(&mut w.rng, NOW).unwrap();
+    let other =
+        kessai_core::jws::Claims::for_lifetime(crate::fixtures::party("another-mall"), claims.id().clone(), NOW, 60)
+            .unwrap();
+    assert!(bill::sign(&other, &b, &w.mall_key).is_err());
+}
