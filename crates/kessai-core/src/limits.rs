@@ -5,7 +5,7 @@
 //! each other.
 
 /// Largest compact JWS we accept, checked before any parsing.
-pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+pub const MAX_TOKEN_BYTES: usize = 48 * 1024;
 
 /// Largest JWKS document we accept.
 pub const MAX_JWKS_BYTES: usize = 64 * 1024;
@@ -60,6 +60,10 @@ const _: () = assert!(MAX_AMOUNT_MINOR < (1u64 << 53));
 // the extremes, so checked arithmetic is the only guard ever needed.
 const _: () = assert!((MAX_LINE_ITEMS as u128) * (MAX_AMOUNT_MINOR as u128) < u64::MAX as u128);
 const _: () = assert!(MAX_ID_BYTES <= MAX_TEXT_BYTES);
+// The largest bill we allow must fit in a token: per line the sku, a name
+// whose every byte might need escaping, and about 160 bytes of JSON, all
+// grown by a third by base64, plus room for claims, header and signature.
+const _: () = assert!(MAX_LINE_ITEMS * (MAX_ID_BYTES + 2 * MAX_TEXT_BYTES + 160) * 4 / 3 + 4096 <= MAX_TOKEN_BYTES);
 const _: () = assert!(CLOCK_SKEW_S < MAX_TOKEN_LIFETIME_S);
 const _: () = assert!(MAX_JWKS_BYTES >= MAX_KEYS * 256);
 const _: () = assert!(KEYFILE_ARGON2_MEMORY_KIB <= KEYFILE_ARGON2_MAX_MEMORY_KIB);

@@ -78,3 +78,48 @@ fn signing_refuses_what_verifying_would_refuse() {
             .unwrap();
     assert!(bill::sign(&other, &b, &w.mall_key).is_err());
 }
+
+#[test]
+fn the_largest_bill_the_limits_allow_still_fits_in_a_token() {
+    use kessai_core::ids::{BillId, OrderId, StoreId};
+    use kessai_core::limits::{MAX_ID_BYTES, MAX_LINE_ITEMS, MAX_TEXT_BYTES};
+    use kessai_core::messages::bill::{Bill, BillDraft, LineItem};
+    use kessai_core::messages::{DisplayText, Nonce};
+    use kessai_core::{Currency, Money};
+
+    let mut w = World::new(4);
+    let name = DisplayText::parse(&"\"".repeat(MAX_TEXT_BYTES)).unwrap();
+    let price = Money::new(1_000_000_000, Currency::JPY).unwrap();
+    let lines = (0..MAX_LINE_ITEMS)
+        .map(|i| LineItem::new(&format!("{i:0>64}")[..MAX_ID_BYTES], name.clone(), 10_000, price).unwrap())
+        .collect();
+    let b = Bill::new(BillDraft {
+        bill_id: BillId::parse(&"b".repeat(MAX_ID_BYTES)).unwrap(),
+        order_id: OrderId::parse(&"o".repeat(MAX_ID_BYTES)).unwrap(),
+        store: StoreId::parse(samples::MALL).unwrap(),
+        member: Some(StoreId::parse(samples::MEMBER).unwrap()),
+        store_name: name,
+        lines,
+        nonce: Nonce::generate(&mut w.rng),
+    })
+    .unwrap();
+    let (c, _) = samples::bill(&mut w.rng, NOW).unwrap();
+    let token = bill::sign(&c, &b, &w.mall_key).unwrap();
+    assert_eq!(bill::verify(&token, &w.store_keys, &w.clock).unwrap().message(), &b);
+    // Too many lines is refused when the bill is built, not when signed.
+    let one = LineItem::new("x", DisplayText::parse("x").unwrap(), 1, price).unwrap();
+    let too_many = BillDraft { lines: vec![one; MAX_LINE_ITEMS + 1], ..bill_draft(&b, &mut w) };
+    assert!(Bill::new(too_many).is_err());
+}
+
+fn bill_draft(b: &kessai_core::messages::bill::Bill, w: &mut World) -> kessai_core::messages::bill::BillDraft {
+    kessai_core::messages::bill::BillDraft {
+        bill_id: b.bill_id().clone(),
+        order_id: b.order_id().clone(),
+        store: b.store().clone(),
+        member: b.member().cloned(),
+        store_name: b.store_name().clone(),
+        lines: b.lines().to_vec(),
+        nonce: kessai_core::messages::Nonce::generate(&mut w.rng),
+    }
+}

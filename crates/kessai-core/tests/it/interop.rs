@@ -1,0 +1,70 @@
+//! A JOSE implementation that is not ours (PyJWT on pyca/cryptography)
+//! verifies a token of every kind against our JWKS.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use kessai_core::keys::{SigningKey, Validity};
+use kessai_core::messages::{bill, completion, offer, receipt, value_update};
+use kessai_core::random::OsRandom;
+use kessai_core::samples;
+use kessai_core::time::{Clock, SystemClock};
+
+use crate::fixtures::party;
+
+#[test]
+fn pyjwt_verifies_every_kind_against_our_jwks() {
+    let Some(python) = kessai_testkit::external_tool("KESSAI_PYTHON", None, "Python venv with PyJWT") else { return };
+    // Real time: PyJWT checks exp/iat against its own clock.
+    let now = SystemClock.now();
+    let mut rng = OsRandom;
+    let (mall, center) = (SigningKey::generate(&mut rng), SigningKey::generate(&mut rng));
+    let mut keys = kessai_core::keys::KeyDirectory::new();
+    keys.insert(party(samples::MALL), mall.public(), Validity::always()).unwrap();
+    keys.insert(party(samples::CENTER), center.public(), Validity::always()).unwrap();
+
+    let (c, b) = samples::bill(&mut rng, now).unwrap();
+    let bill_t = bill::sign(&c, &b, &mall).unwrap();
+    let (c, o) = samples::offer(&mut rng, now, &bill_t).unwrap();
+    let offer_t = offer::sign(&c, &o, &center).unwrap();
+    let (c, d) = samples::completion(&mut rng, now, &o).unwrap();
+    let done_t = completion::sign(&c, &d, &center).unwrap();
+    let (c, r) = samples::receipt(&mut rng, now, &d, &done_t).unwrap();
+    let receipt_t = receipt::sign(&c, &r, &mall).unwrap();
+    let (c, v) = samples::value_update(&mut rng, now).unwrap();
+    let update_t = value_update::sign(&c, &v, &center).unwrap();
+    let tokens = serde_json::json!({
+        "bill": bill_t, "offer": offer_t, "completion": done_t, "receipt": receipt_t, "value_update": update_t,
+    });
+    let mut tampered = bill_t.clone().into_bytes();
+    let mid = tampered.len() / 2;
+    tampered[mid] = if tampered[mid] == b'A' { b'B' } else { b'A' };
+    let request = serde_json::json!({
+        "jwks": keys.jwks(None),
+        "tokens": tokens,
+        "typ": {
+            "bill": "kessai-bill+jwt", "offer": "kessai-offer+jwt", "completion": "kessai-completion+jwt",
+            "receipt": "kessai-receipt+jwt", "value_update": "kessai-value-update+jwt",
+        },
+        "tampered": String::from_utf8(tampered).unwrap(),
+    });
+
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/verify_pyjwt.py");
+    let mut child = Command::new(python)
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(request.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "PyJWT refused our tokens: {}", String::from_utf8_lossy(&out.stderr));
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for (kind, token) in tokens.as_object().unwrap() {
+        let claims = &seen["verified"][kind];
+        let (_, ours) = kessai_core::jws::inspect_unverified(token.as_str().unwrap()).unwrap();
+        assert_eq!(claims, &ours, "PyJWT's view of the {kind} payload equals ours");
+    }
+    assert_eq!(seen["tampered_refused"], true, "PyJWT accepted a tampered token: {seen}");
+}

@@ -1,0 +1,42 @@
+//! Shared helpers for kessai's tests.
+//!
+//! Tests that need a tool from outside Rust (a Python venv with a JOSE
+//! library, openssl, pcscd, PostgreSQL) find it through [`external_tool`]:
+//! under `CI=true` a missing tool fails the test; elsewhere the test is
+//! skipped with a printed reason. The test command (`scripts/test`)
+//! installs every tool and exports the variables named here.
+
+use std::path::PathBuf;
+
+/// Whether we run in CI, where nothing may be skipped.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Finds an external tool: the path in environment variable `env_var` if
+/// set, else `default_path` if it exists. `None` means "skip this test"
+/// (outside CI only; in CI a missing tool panics, failing the test).
+pub fn external_tool(env_var: &str, default_path: Option<&str>, what: &str) -> Option<PathBuf> {
+    let candidate = std::env::var_os(env_var).map(PathBuf::from).or_else(|| default_path.map(PathBuf::from));
+    if let Some(path) = candidate.filter(|p| p.exists()) {
+        return Some(path);
+    }
+    let reason = format!("{what} not found (set {env_var}, or run scripts/test, which installs it)");
+    if in_ci() {
+        // Failing loudly is the point: CI must never pass by skipping.
+        #[allow(clippy::panic)]
+        {
+            panic!("CI=true and {reason}");
+        }
+    }
+    eprintln!("SKIPPED: {reason}");
+    None
+}
+
+/// A tool expected on PATH (e.g. `openssl`), found the same way.
+pub fn tool_on_path(program: &str, env_var: &str) -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|dir| dir.join(program)).find(|p| p.is_file()));
+    let found = on_path.as_ref().and_then(|p| p.to_str()).map(str::to_owned);
+    external_tool(env_var, found.as_deref(), program)
+}

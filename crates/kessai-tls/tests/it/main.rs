@@ -1,0 +1,144 @@
+//! The local CA's certificates in real TLS handshakes over loopback.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::thread;
+
+use kessai_tls::{CaDir, Role, TlsError, client_config, server_config};
+use rustls::pki_types::ServerName;
+
+struct Pki {
+    _tmp: tempfile::TempDir,
+    ca: CaDir,
+    other: CaDir,
+}
+
+fn pki() -> Pki {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = CaDir::new(tmp.path().join("ca"));
+    ca.init().unwrap();
+    ca.issue(Role::Server, "center.kessai.test", &["127.0.0.1".into(), "localhost".into()]).unwrap();
+    ca.issue(Role::Client, "kessai-mall", &[]).unwrap();
+    let other = CaDir::new(tmp.path().join("other"));
+    other.init().unwrap();
+    other.issue(Role::Client, "kessai-mall", &[]).unwrap();
+    Pki { _tmp: tmp, ca, other }
+}
+
+/// Serves one connection: reads "ping", answers "pong" and the client's
+/// certificate count. Returns whether the handshake and exchange worked.
+fn serve_once(listener: TcpListener, config: rustls::ServerConfig) -> thread::JoinHandle<Result<usize, String>> {
+    thread::spawn(move || {
+        let (tcp, _) = listener.accept().map_err(|e| e.to_string())?;
+        let conn = rustls::ServerConnection::new(Arc::new(config)).map_err(|e| e.to_string())?;
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        let mut buf = [0u8; 4];
+        tls.read_exact(&mut buf).map_err(|e| e.to_string())?;
+        let peers = tls.conn.peer_certificates().map_or(0, <[_]>::len);
+        tls.write_all(b"pong").map_err(|e| e.to_string())?;
+        tls.flush().map_err(|e| e.to_string())?;
+        Ok(peers)
+    })
+}
+
+fn exchange(
+    server: rustls::ServerConfig,
+    client: rustls::ClientConfig,
+    name: &str,
+) -> (Result<usize, String>, Result<(), String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = serve_once(listener, server);
+    let client_result = (|| {
+        let tcp = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+        let server_name = ServerName::try_from(name.to_owned()).map_err(|e| e.to_string())?;
+        let conn = rustls::ClientConnection::new(Arc::new(client), server_name).map_err(|e| e.to_string())?;
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        tls.write_all(b"ping").map_err(|e| e.to_string())?;
+        let mut buf = [0u8; 4];
+        tls.read_exact(&mut buf).map_err(|e| e.to_string())?;
+        if &buf != b"pong" {
+            return Err("wrong answer".into());
+        }
+        Ok(())
+    })();
+    (handle.join().unwrap(), client_result)
+}
+
+#[test]
+fn mutual_tls_between_organisations_works_with_the_local_ca() {
+    let p = pki();
+    let server = server_config(&p.ca, "center.kessai.test", Some(&p.ca.ca_cert())).unwrap();
+    let client = client_config(&p.ca.ca_cert(), Some((&p.ca, "kessai-mall"))).unwrap();
+    let (served, answered) = exchange(server, client, "center.kessai.test");
+    assert_eq!(served, Ok(1), "server saw exactly one client certificate");
+    assert_eq!(answered, Ok(()));
+}
+
+#[test]
+fn server_certificate_covers_its_extra_names() {
+    let p = pki();
+    for name in ["127.0.0.1", "localhost"] {
+        let server = server_config(&p.ca, "center.kessai.test", None).unwrap();
+        let client = client_config(&p.ca.ca_cert(), None).unwrap();
+        let (served, answered) = exchange(server, client, name);
+        assert_eq!(served, Ok(0));
+        assert_eq!(answered, Ok(()), "connecting as {name}");
+    }
+}
+
+#[test]
+fn a_client_without_a_certificate_is_refused_under_mutual_tls() {
+    let p = pki();
+    let server = server_config(&p.ca, "center.kessai.test", Some(&p.ca.ca_cert())).unwrap();
+    let client = client_config(&p.ca.ca_cert(), None).unwrap();
+    let (served, _) = exchange(server, client, "center.kessai.test");
+    assert!(served.unwrap_err().to_lowercase().contains("certificate"));
+}
+
+#[test]
+fn a_client_certificate_from_another_ca_is_refused() {
+    let p = pki();
+    let server = server_config(&p.ca, "center.kessai.test", Some(&p.ca.ca_cert())).unwrap();
+    let client = client_config(&p.ca.ca_cert(), Some((&p.other, "kessai-mall"))).unwrap();
+    let (served, answered) = exchange(server, client, "center.kessai.test");
+    assert!(served.is_err() && answered.is_err());
+}
+
+#[test]
+fn a_client_refuses_a_server_of_another_ca_or_name() {
+    let p = pki();
+    let server = server_config(&p.ca, "center.kessai.test", None).unwrap();
+    let client = client_config(&p.other.ca_cert(), None).unwrap();
+    let (_, answered) = exchange(server, client, "center.kessai.test");
+    assert!(answered.unwrap_err().contains("UnknownIssuer"));
+    let server = server_config(&p.ca, "center.kessai.test", None).unwrap();
+    let client = client_config(&p.ca.ca_cert(), None).unwrap();
+    let (_, answered) = exchange(server, client, "store.kessai.test");
+    let err = answered.unwrap_err();
+    assert!(err.contains("NotValidForName") || err.contains("not valid for name"), "{err}");
+}
+
+#[test]
+fn keys_are_private_and_never_overwritten() {
+    let p = pki();
+    for key in [p.ca.ca_key(), p.ca.key("kessai-mall"), p.ca.key("center.kessai.test")] {
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", key.display());
+    }
+    let before = std::fs::read(p.ca.ca_key()).unwrap();
+    assert!(matches!(p.ca.init(), Err(TlsError::Exists(_))));
+    assert!(matches!(p.ca.issue(Role::Client, "kessai-mall", &[]), Err(TlsError::Exists(_))));
+    assert_eq!(std::fs::read(p.ca.ca_key()).unwrap(), before);
+}
+
+#[test]
+fn names_that_are_not_host_names_are_refused() {
+    let p = pki();
+    for bad in ["", "../etc/passwd", "a b", "-x", &"a".repeat(64)] {
+        assert!(matches!(p.ca.issue(Role::Server, bad, &[]), Err(TlsError::BadName(_))), "{bad:?}");
+    }
+}
