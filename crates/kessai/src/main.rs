@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 mod bench;
+mod card;
 mod keys;
 mod pki;
 
@@ -24,6 +25,9 @@ enum Command {
     /// The local certificate authority for TLS and mutual TLS.
     #[command(subcommand)]
     Pki(PkiCommand),
+    /// Emulated IC cards: personalize, inspect, serve to PC/SC.
+    #[command(subcommand)]
+    Card(CardCommand),
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -91,12 +95,67 @@ enum PkiCommand {
 }
 
 #[derive(Subcommand, Debug)]
+enum CardCommand {
+    /// Write new issuer master keys (JSON, hex, mode 0600) for diversification.
+    MasterKeys {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Make a new card image: id, keys, currency, maximum balance; balance 0.
+    Personalize {
+        /// The image file to create (mode 0600; never overwritten).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// The card id: 16 lowercase hex digits.
+        #[arg(long, value_name = "HEX")]
+        card_id: String,
+        /// ISO 4217 currency of the card's value.
+        #[arg(long, default_value = "JPY")]
+        currency: String,
+        /// Most value the card may hold, in minor units.
+        #[arg(long, value_name = "MINOR")]
+        max_balance: u64,
+        /// SCP03 key version number (1 to 127).
+        #[arg(long, default_value_t = 1)]
+        key_version: u8,
+        /// Diversify the static keys from these issuer master keys.
+        #[arg(long, value_name = "FILE", conflicts_with = "static_keys", required_unless_present = "static_keys")]
+        master_keys: Option<PathBuf>,
+        /// Use these static keys as they are.
+        #[arg(long, value_name = "FILE")]
+        static_keys: Option<PathBuf>,
+    },
+    /// Show a card image's public data (never its keys).
+    Info {
+        #[arg(long, value_name = "FILE")]
+        image: PathBuf,
+    },
+    /// Serve a card image to a vpcd (vsmartcard) reader, so PC/SC software sees it.
+    Serve {
+        #[arg(long, value_name = "FILE")]
+        image: PathBuf,
+        /// The vpcd to connect to, e.g. 127.0.0.1:35963.
+        #[arg(long, value_name = "HOST:PORT")]
+        vpcd: String,
+        /// Skip fsync after writes (benchmarks only: a power cut may lose the last transaction).
+        #[arg(long)]
+        no_fsync: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum BenchCommand {
     /// Sign/s and verify/s of every message kind next to raw Ed25519 verify/s.
     Jws {
         /// Operations per measurement.
         #[arg(long, default_value_t = 20_000)]
         iterations: u32,
+    },
+    /// Full secure DEBIT sessions per second, in-process and over vpcd, with and without fsync.
+    Card {
+        /// Sessions per run without fsync (runs with fsync do a tenth).
+        #[arg(long, default_value_t = 5_000)]
+        sessions: usize,
     },
 }
 
@@ -108,7 +167,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(KeysCommand::Jwks { files, passphrase }) => keys::jwks(&files, &passphrase),
         Command::Pki(PkiCommand::Init { dir }) => pki::init(&dir),
         Command::Pki(PkiCommand::Issue { dir, server, client, san }) => pki::issue(&dir, server, client, &san),
+        Command::Card(c) => run_card(c),
         Command::Bench(BenchCommand::Jws { iterations }) => bench::jws(iterations),
+        Command::Bench(BenchCommand::Card { sessions }) => card::bench(sessions),
+    }
+}
+
+fn run_card(command: CardCommand) -> anyhow::Result<()> {
+    match command {
+        CardCommand::MasterKeys { out } => card::generate_master_keys(&out),
+        CardCommand::Personalize { out, card_id, currency, max_balance, key_version, master_keys, static_keys } => {
+            card::personalize(&card::PersonalizeArgs {
+                out: &out,
+                card_id: &card_id,
+                currency: &currency,
+                max_balance_minor: max_balance,
+                key_version,
+                master_keys: master_keys.as_deref(),
+                static_keys: static_keys.as_deref(),
+            })
+        }
+        CardCommand::Info { image } => card::info(&image),
+        CardCommand::Serve { image, vpcd, no_fsync } => card::serve(&image, &vpcd, no_fsync),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The `kessai` binary as an operator uses it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod card;
 mod keys;
 mod pki;
 

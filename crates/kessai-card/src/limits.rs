@@ -1,0 +1,37 @@
+//! Every bound of the card, in one place.
+
+use crate::protocol::{BALANCE_REPORT_LEN, LOG_RECORD_LEN, TX_RESULT_LEN};
+
+/// Records kept in the transaction log (oldest dropped first).
+pub const LOG_CAPACITY: usize = 64;
+/// Transaction ids remembered for idempotency (oldest dropped first). At
+/// least the log's capacity, so every logged transaction can be asked about.
+pub const RECENT_TX_CAPACITY: usize = 128;
+/// Log records per READ LOG response: what fits a short response APDU
+/// after R-ENC padding (to 16) and the 8-byte R-MAC (≤ 256 bytes).
+pub const READ_LOG_MAX_RECORDS: usize = 3;
+/// Bytes of one stored recent-transaction entry.
+pub const RECENT_TX_LEN: usize = TX_RESULT_LEN - 1 + DIGEST_LEN;
+/// Bytes of the request digest kept per recent transaction.
+pub const DIGEST_LEN: usize = 8;
+/// Fixed part of the stored state body (everything but log and recent table).
+pub const STATE_FIXED_LEN: usize = 8 + 1 + 3 * 16 + 3 + 8 + 8 + 4 + 4 + 1 + 2 + 2;
+/// Largest stored state body.
+pub const STATE_MAX_LEN: usize = STATE_FIXED_LEN + LOG_CAPACITY * LOG_RECORD_LEN + RECENT_TX_CAPACITY * RECENT_TX_LEN;
+/// Bytes of a slot header (magic, version, reserved, generation, body length).
+pub const SLOT_HEADER_LEN: usize = 20;
+/// Bytes of the SHA-256 checksum after the body.
+pub const SLOT_CHECKSUM_LEN: usize = 32;
+/// Size of one of the two image slots.
+pub const SLOT_LEN: usize = 16 * 1024;
+/// Size of the whole image file: slot A then slot B.
+pub const IMAGE_LEN: usize = 2 * SLOT_LEN;
+/// Bytes per write operation when a slot is written (one emulated page):
+/// a power cut can tear the slot between or inside these writes.
+pub const WRITE_CHUNK_LEN: usize = 4096;
+
+const _: () = assert!(RECENT_TX_CAPACITY >= LOG_CAPACITY);
+const _: () = assert!(SLOT_HEADER_LEN + STATE_MAX_LEN + SLOT_CHECKSUM_LEN <= SLOT_LEN);
+const _: () = assert!(1 + READ_LOG_MAX_RECORDS * LOG_RECORD_LEN < 240);
+const _: () = assert!(BALANCE_REPORT_LEN < 240 && TX_RESULT_LEN < 240);
+const _: () = assert!(LOG_CAPACITY <= u8::MAX as usize);

@@ -1,0 +1,214 @@
+//! The card's persistent state and its byte layout (the body of an image
+//! slot). Decoding checks every invariant, so a `CardState` that exists is
+//! consistent: balance within bounds, log chained by counter and balance.
+
+use std::collections::VecDeque;
+
+use kessai_scp03::{Aes128Key, KeyVersion, SequenceCounter, StaticKeys};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::limits::{DIGEST_LEN, LOG_CAPACITY, RECENT_TX_CAPACITY, RECENT_TX_LEN, STATE_FIXED_LEN};
+use crate::protocol::{
+    CardId, CardStatus, Currency, Fields, LOG_RECORD_LEN, LogRecord, PublicInfo, TransferKind, TransferRequest, TxId,
+    TxResult,
+};
+
+/// Why a stored state body is refused.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    /// The body is shorter or longer than its counts say.
+    #[error("state body of {actual} bytes, expected {expected}")]
+    Length {
+        /// Bytes the counts require.
+        expected: usize,
+        /// Bytes present.
+        actual: usize,
+    },
+    /// A field holds a value it may not hold.
+    #[error("state field {0} is invalid")]
+    Field(&'static str),
+    /// The balance is above the maximum.
+    #[error("balance above maximum")]
+    BalanceAboveMaximum,
+    /// The log does not chain (counters or balances do not follow).
+    #[error("log record {0} does not follow its predecessor")]
+    LogBroken(usize),
+}
+
+/// One remembered transaction: its result and a digest of its request, to
+/// tell a retry from a different request reusing the id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RecentTx {
+    pub(crate) result: TxResult,
+    pub(crate) digest: [u8; DIGEST_LEN],
+}
+
+/// Digest of a request: SHA-256(kind ‖ request) cut to 8 bytes.
+pub(crate) fn request_digest(kind: TransferKind, request: &TransferRequest) -> [u8; DIGEST_LEN] {
+    let hash = Sha256::new().chain_update([kind.to_byte()]).chain_update(request.to_bytes()).finalize();
+    let mut out = [0u8; DIGEST_LEN];
+    out.copy_from_slice(&hash[..DIGEST_LEN]);
+    out
+}
+
+/// Everything the card keeps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CardState {
+    pub(crate) card_id: CardId,
+    pub(crate) keys: StaticKeys,
+    pub(crate) currency: Currency,
+    pub(crate) max_balance_minor: u64,
+    pub(crate) balance_minor: u64,
+    pub(crate) counter: u32,
+    pub(crate) sequence: SequenceCounter,
+    pub(crate) status: CardStatus,
+    pub(crate) log: VecDeque<LogRecord>,
+    pub(crate) recent: VecDeque<RecentTx>,
+}
+
+impl CardState {
+    /// A fresh card: balance 0, counters 0, empty log.
+    pub(crate) fn new(card_id: CardId, keys: StaticKeys, currency: Currency, max_balance_minor: u64) -> Self {
+        Self {
+            card_id,
+            keys,
+            currency,
+            max_balance_minor,
+            balance_minor: 0,
+            counter: 0,
+            sequence: SequenceCounter::ZERO,
+            status: CardStatus::Active,
+            log: VecDeque::new(),
+            recent: VecDeque::new(),
+        }
+    }
+
+    /// Public data (no keys).
+    pub fn public_info(&self) -> PublicInfo {
+        PublicInfo {
+            card_id: self.card_id,
+            key_version: self.keys.version.get(),
+            currency: self.currency,
+            balance_minor: self.balance_minor,
+            max_balance_minor: self.max_balance_minor,
+            status: self.status,
+            counter: self.counter,
+        }
+    }
+
+    /// The log, oldest first.
+    pub fn log(&self) -> impl Iterator<Item = &LogRecord> {
+        self.log.iter()
+    }
+
+    /// The result of an applied transaction still in the recent table.
+    pub(crate) fn recent(&self, tx_id: &TxId) -> Option<&RecentTx> {
+        self.recent.iter().rev().find(|r| r.result.tx_id == *tx_id)
+    }
+
+    /// Checks the invariants a stored or about-to-be-stored state must hold.
+    pub fn check(&self) -> Result<(), StateError> {
+        if self.balance_minor > self.max_balance_minor {
+            return Err(StateError::BalanceAboveMaximum);
+        }
+        if self.log.len() > LOG_CAPACITY || self.recent.len() > RECENT_TX_CAPACITY {
+            return Err(StateError::Field("table length"));
+        }
+        let mut prev: Option<&LogRecord> = None;
+        for (i, record) in self.log.iter().enumerate() {
+            if let Some(p) = prev {
+                let balance = i128::from(p.balance_after_minor) + record.delta_minor();
+                if record.counter <= p.counter || balance != i128::from(record.balance_after_minor) {
+                    return Err(StateError::LogBroken(i));
+                }
+            }
+            prev = Some(record);
+        }
+        if let Some(last) = prev
+            && (last.counter != self.counter || last.balance_after_minor != self.balance_minor)
+        {
+            return Err(StateError::LogBroken(self.log.len()));
+        }
+        Ok(())
+    }
+
+    /// Encodes the body (holds keys: zeroized when dropped).
+    ///
+    /// ```text
+    /// card id 8 ‖ KVN 1 ‖ ENC 16 ‖ MAC 16 ‖ DEK 16 ‖ currency 3 ‖ max 8 ‖
+    /// balance 8 ‖ counter 4 ‖ SCP03 sequence counter 4 ‖ status 1 ‖
+    /// log count 2 ‖ recent count 2 ‖ log records (oldest first, 69 each) ‖
+    /// recent entries (oldest first: result body 37 ‖ request digest 8)
+    /// ```
+    pub(crate) fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(
+            STATE_FIXED_LEN + self.log.len() * LOG_RECORD_LEN + self.recent.len() * RECENT_TX_LEN,
+        ));
+        out.extend_from_slice(&self.card_id.0);
+        out.push(self.keys.version.get());
+        for key in [&self.keys.enc, &self.keys.mac, &self.keys.dek] {
+            out.extend_from_slice(key.expose());
+        }
+        out.extend_from_slice(&self.currency.as_bytes());
+        out.extend_from_slice(&self.max_balance_minor.to_be_bytes());
+        out.extend_from_slice(&self.balance_minor.to_be_bytes());
+        out.extend_from_slice(&self.counter.to_be_bytes());
+        out.extend_from_slice(&self.sequence.get().to_be_bytes());
+        out.push(self.status.to_byte());
+        // Both lengths are bounded by the capacities (≤ 128), see `check`.
+        out.extend_from_slice(&u16::try_from(self.log.len()).unwrap_or(0).to_be_bytes());
+        out.extend_from_slice(&u16::try_from(self.recent.len()).unwrap_or(0).to_be_bytes());
+        for record in &self.log {
+            out.extend_from_slice(&record.to_bytes());
+        }
+        for recent in &self.recent {
+            out.extend_from_slice(&recent.result.body());
+            out.extend_from_slice(&recent.digest);
+        }
+        out
+    }
+
+    /// Decodes and checks a body.
+    pub(crate) fn from_bytes(body: &[u8]) -> Result<Self, StateError> {
+        if body.len() < STATE_FIXED_LEN {
+            return Err(StateError::Length { expected: STATE_FIXED_LEN, actual: body.len() });
+        }
+        let mut f = Fields(body);
+        let card_id = CardId(f.take());
+        let version = KeyVersion::new(f.u8()).ok_or(StateError::Field("key version"))?;
+        let mut key = || Aes128Key::new(*Zeroizing::new(f.take::<16>()));
+        let (enc, mac, dek) = (key(), key(), key());
+        let keys = StaticKeys { version, enc, mac, dek };
+        let currency = Currency::from_bytes(f.take()).map_err(|_| StateError::Field("currency"))?;
+        let (max_balance_minor, balance_minor, counter) = (f.u64(), f.u64(), f.u32());
+        let sequence = SequenceCounter::new(f.u32()).ok_or(StateError::Field("sequence"))?;
+        let status = CardStatus::from_byte(f.u8()).map_err(|_| StateError::Field("status"))?;
+        let (log_len, recent_len) = (usize::from(f.u16()), usize::from(f.u16()));
+        if log_len > LOG_CAPACITY || recent_len > RECENT_TX_CAPACITY {
+            return Err(StateError::Field("table length"));
+        }
+        let expected = STATE_FIXED_LEN + log_len * LOG_RECORD_LEN + recent_len * RECENT_TX_LEN;
+        if body.len() != expected {
+            return Err(StateError::Length { expected, actual: body.len() });
+        }
+        let mut log = VecDeque::with_capacity(LOG_CAPACITY);
+        for _ in 0..log_len {
+            let record = LogRecord::parse(&f.take::<LOG_RECORD_LEN>()).map_err(|_| StateError::Field("log record"))?;
+            log.push_back(record);
+        }
+        let mut recent = VecDeque::with_capacity(RECENT_TX_CAPACITY);
+        for _ in 0..recent_len {
+            let entry = f.take::<RECENT_TX_LEN>();
+            let mut rf = Fields(&entry);
+            let result = TxResult::parse_body(&mut rf).map_err(|_| StateError::Field("recent entry"))?;
+            let digest = Fields(rf.rest()).take();
+            recent.push_back(RecentTx { result, digest });
+        }
+        let state =
+            Self { card_id, keys, currency, max_balance_minor, balance_minor, counter, sequence, status, log, recent };
+        state.check()?;
+        Ok(state)
+    }
+}
