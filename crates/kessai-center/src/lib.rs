@@ -1,0 +1,13 @@
+//! The settlement center (DESIGN §1, §4): the application server that runs
+//! the purchase protocol, the security server that alone holds issuer keys
+//! and speaks SCP03 to cards, and the information management that keeps
+//! the registry, settlements and ledger.
+//!
+//! This crate's core is sans-I/O: [`security::SecurityServer`] and
+//! [`purchase`] take bytes and return bytes; the HTTP service and the
+//! database sit around them.
+
+pub mod limits;
+pub mod purchase;
+
+pub mod security;

@@ -1,0 +1,637 @@
+//! The purchase protocol of DESIGN §4 as a state machine over a persisted
+//! [`Settlement`]. Every transition takes the settlement by value and
+//! returns the next one (or an error naming what was expected), so a step
+//! out of order cannot be expressed as a valid result.
+//!
+//! ```text
+//! create ──► Authenticating ──authenticate──► ReadingBalance ──offer──► Offered ──complete──► Completed
+//!                 │                                │                     │
+//!               cancel                   cancel / insufficient        begin_recovery
+//!                 ▼                                ▼                     ▼
+//!               Voided ◄──────────────────────────┘          Recovering ──recovery_authenticate──►
+//!                 ▲                                           RecoveringStatus ──resolve──► Completed | Voided
+//!                 └──────────────────────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! The rule that makes this safe: once the sealed DEBIT has left the center
+//! (phase `Offered`), nothing voids the settlement until the card itself
+//! says, inside a new secure session, that the transaction was not applied.
+//! A new session ends the old one on the card, so the old DEBIT can never
+//! be applied afterwards. Nothing posts without the card's sealed answer.
+
+use kessai_card::limits::RECENT_TX_CAPACITY;
+use kessai_card::protocol::{
+    BalanceReport, CardStatus as CardChipStatus, TransferKind, TransferRequest, TxId, TxStatus, debit_command,
+    read_balance_command, transaction_status_command,
+};
+use kessai_core::digest::Sha256Digest;
+use kessai_core::ids::{BillId, CardId, MessageId, OrderId, PartyId, SettlementId, StoreId, TransactionId};
+use kessai_core::jws::{Claims, JwsError, Verified};
+use kessai_core::keys::SigningKey;
+use kessai_core::messages::DisplayText;
+use kessai_core::messages::bill::Bill;
+use kessai_core::messages::completion::{self, Completion, CompletionDraft};
+use kessai_core::messages::offer::{self, Offer, OfferDraft};
+use kessai_core::random::Random;
+use kessai_core::time::Timestamp;
+use kessai_core::{Currency, Money};
+use kessai_scp03::{ApduError, CommandApdu, ResponseApdu, StatusWord};
+use serde::{Deserialize, Serialize};
+
+use crate::limits::{COMPLETION_LIFETIME_S, OFFER_LIFETIME_S, SETTLEMENT_TIMEOUT_S};
+use crate::security::{SealedState, SecurityError, SecurityServer};
+
+/// Where a settlement stands. Stored as its snake_case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// INITIALIZE UPDATE sent; waiting for the card's answer.
+    Authenticating,
+    /// EXTERNAL AUTHENTICATE and READ BALANCE sent.
+    ReadingBalance,
+    /// Offer signed and sealed DEBIT handed out; the transfer is pending.
+    Offered,
+    /// A new session was begun to ask the card what happened.
+    Recovering,
+    /// TRANSACTION STATUS sent in the new session.
+    RecoveringStatus,
+    /// The card did not know the transaction; READ BALANCE sent to compare
+    /// its counter with the one at the offer.
+    RecoveringBalance,
+    /// The card confirmed the debit; the transfer is posted.
+    Completed,
+    /// Provably not applied; the transfer (if any) is voided.
+    Voided,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Authenticating => "authenticating",
+            Phase::ReadingBalance => "reading_balance",
+            Phase::Offered => "offered",
+            Phase::Recovering => "recovering",
+            Phase::RecoveringStatus => "recovering_status",
+            Phase::RecoveringBalance => "recovering_balance",
+            Phase::Completed => "completed",
+            Phase::Voided => "voided",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Phase> {
+        [
+            Phase::Authenticating,
+            Phase::ReadingBalance,
+            Phase::Offered,
+            Phase::Recovering,
+            Phase::RecoveringStatus,
+            Phase::RecoveringBalance,
+            Phase::Completed,
+            Phase::Voided,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == s)
+    }
+
+    /// Whether a sealed DEBIT may have reached the card.
+    pub fn debit_issued(self) -> bool {
+        matches!(self, Phase::Offered | Phase::Recovering | Phase::RecoveringStatus | Phase::RecoveringBalance)
+    }
+}
+
+/// A card as the registry knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardRecord {
+    pub id: CardId,
+    pub key_version: u8,
+    pub status: CardRegistryStatus,
+    pub currency: Currency,
+    pub max_balance_minor: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CardRegistryStatus {
+    Active,
+    Blocked,
+    Lost,
+}
+
+/// Every way a step can be refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StepError {
+    #[error("step {step} is not allowed while the settlement is {phase:?}; expected {expected}")]
+    OutOfOrder { step: &'static str, phase: Phase, expected: &'static str },
+    #[error("card {0} is not active")]
+    CardNotActive(CardId),
+    #[error("the bill is in {bill} but the card holds {card}")]
+    CurrencyMismatch { bill: Currency, card: Currency },
+    #[error("amount {amount} exceeds the limit {limit}")]
+    AmountOverLimit { amount: Money, limit: Money },
+    #[error("insufficient balance: the card holds {balance}, the bill asks {amount}")]
+    InsufficientBalance { balance: Money, amount: Money },
+    #[error("the card answered {0}")]
+    CardRefused(StatusWord),
+    #[error("the card's answer is malformed: {0}")]
+    BadCardAnswer(String),
+    #[error("expected {expected} card answers, got {got}")]
+    WrongAnswerCount { expected: usize, got: usize },
+    #[error("the card reported another transaction than the one issued")]
+    WrongTransaction,
+    #[error("the card cannot say whether the transaction was applied (too many later transactions); audit needed")]
+    Undecidable,
+    #[error(transparent)]
+    Security(#[from] SecurityError),
+    #[error("signing: {0}")]
+    Signing(#[from] JwsError),
+}
+
+impl From<ApduError> for StepError {
+    fn from(e: ApduError) -> Self {
+        StepError::BadCardAnswer(e.to_string())
+    }
+}
+
+/// The facts of the bill the settlement pays, kept for every later step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BillFacts {
+    pub bill_id: BillId,
+    pub order_id: OrderId,
+    pub store: StoreId,
+    pub member: Option<StoreId>,
+    pub store_name: DisplayText,
+    pub amount: Money,
+    pub bill_hash: Sha256Digest,
+    /// When the bill itself expires.
+    pub bill_expires_at: Timestamp,
+}
+
+impl BillFacts {
+    pub fn from_verified(bill: &Verified<Bill>, registered_name: DisplayText) -> BillFacts {
+        let b = bill.message();
+        BillFacts {
+            bill_id: b.bill_id().clone(),
+            order_id: b.order_id().clone(),
+            store: b.store().clone(),
+            member: b.member().cloned(),
+            store_name: registered_name,
+            amount: b.total(),
+            bill_hash: bill.token_hash(),
+            bill_expires_at: bill.claims().expires_at(),
+        }
+    }
+
+    /// The store that is paid.
+    pub fn payee(&self) -> &StoreId {
+        self.member.as_ref().unwrap_or(&self.store)
+    }
+}
+
+/// A settlement as stored. Everything a later step (on any center
+/// instance) needs is here; the SCP03 state only sealed.
+#[derive(Debug, Clone)]
+pub struct Settlement {
+    pub id: SettlementId,
+    pub phase: Phase,
+    pub bill: BillFacts,
+    pub card_id: CardId,
+    pub key_version: u8,
+    pub transaction_id: TransactionId,
+    pub scp: Option<SealedState>,
+    /// The balance read inside the secure session.
+    pub balance_minor: Option<u64>,
+    /// The card's transaction counter when the balance was read: if the
+    /// DEBIT was applied, it was applied as counter + 1.
+    pub counter_at_offer: Option<u32>,
+    pub debit_hash: Option<Sha256Digest>,
+    pub offer_token: Option<String>,
+    pub completion_token: Option<String>,
+    pub card_counter: Option<u32>,
+    pub created_at: Timestamp,
+    pub deadline: Timestamp,
+    pub outcome_reason: Option<String>,
+}
+
+/// What every step needs from its surroundings. Clock and randomness are
+/// passed in so a run can be replayed.
+#[allow(missing_debug_implementations)] // holds a random source; keys print elsewhere as ***
+pub struct Context<'a, R: Random + ?Sized> {
+    pub security: &'a SecurityServer,
+    pub center: &'a PartyId,
+    pub center_key: &'a SigningKey,
+    pub now: Timestamp,
+    pub rng: &'a mut R,
+}
+
+fn expect(step: &'static str, phase: Phase, expected: Phase) -> Result<(), StepError> {
+    if phase != expected {
+        return Err(StepError::OutOfOrder { step, phase, expected: expected.as_str() });
+    }
+    Ok(())
+}
+
+fn completed(r: &ResponseApdu) -> Result<(), StepError> {
+    if r.sw() != StatusWord::from(0x9000u16) {
+        return Err(StepError::CardRefused(r.sw()));
+    }
+    Ok(())
+}
+
+fn exactly(answers: &[ResponseApdu], n: usize) -> Result<&[ResponseApdu], StepError> {
+    if answers.len() != n {
+        return Err(StepError::WrongAnswerCount { expected: n, got: answers.len() });
+    }
+    Ok(answers)
+}
+
+fn sealed(s: &Option<SealedState>) -> Result<&SealedState, StepError> {
+    s.as_ref().ok_or(StepError::Security(SecurityError::WrongPhase))
+}
+
+/// What `create` needs to know about the card and the limits.
+#[derive(Debug)]
+pub struct CreateInput<'b> {
+    pub bill: &'b Verified<Bill>,
+    pub registered_name: DisplayText,
+    pub card: &'b CardRecord,
+    /// The largest single payment the center accepts.
+    pub max_amount_minor: u64,
+}
+
+impl Settlement {
+    /// Opens a settlement for a verified bill and a registered card, and
+    /// returns the INITIALIZE UPDATE to relay.
+    pub fn create<R: Random + ?Sized>(
+        ctx: &mut Context<'_, R>,
+        input: CreateInput<'_>,
+    ) -> Result<(Settlement, CommandApdu), StepError> {
+        let card = input.card;
+        let facts = BillFacts::from_verified(input.bill, input.registered_name);
+        if card.status != CardRegistryStatus::Active {
+            return Err(StepError::CardNotActive(card.id));
+        }
+        if facts.amount.currency() != card.currency {
+            return Err(StepError::CurrencyMismatch { bill: facts.amount.currency(), card: card.currency });
+        }
+        let limit_minor = input.max_amount_minor.min(card.max_balance_minor);
+        if facts.amount.amount_minor() > limit_minor {
+            let limit = Money::new(limit_minor, card.currency).unwrap_or(facts.amount);
+            return Err(StepError::AmountOverLimit { amount: facts.amount, limit });
+        }
+        let id = SettlementId::generate(ctx.rng);
+        let begun = ctx.security.begin(&card.id, card.key_version, id.as_str(), ctx.rng)?;
+        let settlement = Settlement {
+            transaction_id: TransactionId::generate(ctx.rng),
+            id,
+            phase: Phase::Authenticating,
+            bill: facts,
+            card_id: card.id,
+            key_version: card.key_version,
+            scp: Some(begun.state),
+            balance_minor: None,
+            counter_at_offer: None,
+            debit_hash: None,
+            offer_token: None,
+            completion_token: None,
+            card_counter: None,
+            created_at: ctx.now,
+            deadline: ctx.now.checked_add_s(SETTLEMENT_TIMEOUT_S).unwrap_or(ctx.now),
+            outcome_reason: None,
+        };
+        Ok((settlement, begun.value))
+    }
+
+    /// Checks the card cryptogram; returns EXTERNAL AUTHENTICATE and a
+    /// sealed READ BALANCE, to relay in that order.
+    pub fn authenticate<R: Random + ?Sized>(
+        mut self,
+        ctx: &mut Context<'_, R>,
+        answer: &ResponseApdu,
+    ) -> Result<(Settlement, Vec<CommandApdu>), StepError> {
+        expect("authenticate", self.phase, Phase::Authenticating)?;
+        let commands = self.open_session(ctx, answer, &[read_balance_command()])?;
+        self.phase = Phase::ReadingBalance;
+        Ok((self, commands))
+    }
+
+    /// Shared by purchase and recovery: card cryptogram, EXTERNAL
+    /// AUTHENTICATE, then `then` sealed in order.
+    fn open_session<R: Random + ?Sized>(
+        &mut self,
+        ctx: &mut Context<'_, R>,
+        answer: &ResponseApdu,
+        then: &[CommandApdu],
+    ) -> Result<Vec<CommandApdu>, StepError> {
+        completed(answer)?;
+        let sec = ctx.security;
+        let auth = sec.authenticate(&self.card_id, self.id.as_str(), sealed(&self.scp)?, answer, ctx.rng)?;
+        let mut state = auth.state;
+        let mut commands = vec![auth.value];
+        for plain in then {
+            let next = sec.seal_command(&self.card_id, self.id.as_str(), &state, plain, ctx.rng)?;
+            state = next.state;
+            commands.push(next.value);
+        }
+        self.scp = Some(state);
+        Ok(commands)
+    }
+
+    /// Checks EXTERNAL AUTHENTICATE and unseals the answers after it.
+    fn sealed_answers<R: Random + ?Sized>(
+        &mut self,
+        ctx: &mut Context<'_, R>,
+        answers: &[ResponseApdu],
+    ) -> Result<Vec<ResponseApdu>, StepError> {
+        let sec = ctx.security;
+        let (auth, rest) = answers.split_first().ok_or(StepError::WrongAnswerCount { expected: 2, got: 0 })?;
+        completed(auth)?;
+        sec.check_external_authenticate(&self.card_id, self.id.as_str(), sealed(&self.scp)?, auth)?;
+        let mut plain = Vec::with_capacity(rest.len());
+        for wire in rest {
+            let opened = sec.unseal_response(&self.card_id, self.id.as_str(), sealed(&self.scp)?, wire, ctx.rng)?;
+            self.scp = Some(opened.state);
+            plain.push(opened.value);
+        }
+        Ok(plain)
+    }
+
+    fn balance_report(&self, answer: &ResponseApdu) -> Result<BalanceReport, StepError> {
+        completed(answer)?;
+        let report = BalanceReport::parse(answer.data()).map_err(|e| StepError::BadCardAnswer(e.to_string()))?;
+        if report.card_id.0 != *self.card_id.as_bytes() {
+            return Err(StepError::BadCardAnswer("balance report names another card".into()));
+        }
+        if report.currency.as_str() != self.bill.amount.currency().code() {
+            return Err(StepError::BadCardAnswer("balance report in another currency".into()));
+        }
+        if report.status != CardChipStatus::Active {
+            return Err(StepError::CardNotActive(self.card_id));
+        }
+        Ok(report)
+    }
+
+    /// The transfer request the sealed DEBIT carries. Counterpart: the first
+    /// 8 bytes of SHA-256(payee store id); order reference: the first 16
+    /// bytes of the bill hash — so the card's log names store and bill.
+    pub fn transfer_request(&self) -> TransferRequest {
+        let payee = Sha256Digest::of(self.bill.payee().as_str().as_bytes());
+        let mut counterpart = [0u8; 8];
+        counterpart.copy_from_slice(&payee.as_bytes()[..8]);
+        let mut order_ref = [0u8; 16];
+        order_ref.copy_from_slice(&self.bill.bill_hash.as_bytes()[..16]);
+        TransferRequest {
+            tx_id: TxId(*self.transaction_id.as_bytes()),
+            amount_minor: self.bill.amount.amount_minor(),
+            counterpart,
+            order_ref,
+            time_unix_s: self.created_at.unix_s(),
+        }
+    }
+
+    /// Reads the sealed balance; if it suffices, seals the DEBIT and signs
+    /// the offer (SIG2). On insufficient balance the settlement is voided —
+    /// safe, because no DEBIT was ever issued.
+    pub fn offer<R: Random + ?Sized>(
+        mut self,
+        ctx: &mut Context<'_, R>,
+        answers: &[ResponseApdu],
+    ) -> Result<(Settlement, OfferOutcome), StepError> {
+        expect("offer", self.phase, Phase::ReadingBalance)?;
+        let answers = exactly(answers, 2)?;
+        let plain = self.sealed_answers(ctx, answers)?;
+        let report = self.balance_report(&plain[0])?;
+        let currency = self.bill.amount.currency();
+        let balance =
+            Money::new(report.balance_minor, currency).map_err(|e| StepError::BadCardAnswer(e.to_string()))?;
+        self.balance_minor = Some(report.balance_minor);
+        if report.balance_minor < self.bill.amount.amount_minor() {
+            let amount = self.bill.amount;
+            self.void("insufficient balance");
+            return Ok((self, OfferOutcome::Insufficient { balance, amount }));
+        }
+        let debit = debit_command(&self.transfer_request());
+        let sec = ctx.security;
+        let next = sec.seal_command(&self.card_id, self.id.as_str(), sealed(&self.scp)?, &debit, ctx.rng)?;
+        self.scp = Some(next.state);
+        let wire = next.value;
+        let debit_hash = Sha256Digest::of(&wire.to_bytes());
+        let token = self.sign_offer(ctx, balance, debit_hash)?;
+        self.counter_at_offer = Some(report.counter);
+        self.debit_hash = Some(debit_hash);
+        self.offer_token = Some(token.clone());
+        self.phase = Phase::Offered;
+        Ok((self, OfferOutcome::Offered { offer: token, debit: wire }))
+    }
+
+    fn sign_offer<R: Random + ?Sized>(
+        &self,
+        ctx: &mut Context<'_, R>,
+        balance: Money,
+        debit_hash: Sha256Digest,
+    ) -> Result<String, StepError> {
+        let offer = Offer::new(OfferDraft {
+            settlement_id: self.id.clone(),
+            bill_hash: self.bill.bill_hash,
+            card_id: self.card_id,
+            transaction_id: self.transaction_id,
+            balance,
+            amount: self.bill.amount,
+            store: self.bill.store.clone(),
+            member: self.bill.member.clone(),
+            store_name: self.bill.store_name.clone(),
+            debit_hash,
+        })
+        .map_err(|e| StepError::Signing(e.into()))?;
+        let claims = Claims::for_lifetime(ctx.center.clone(), MessageId::generate(ctx.rng), ctx.now, OFFER_LIFETIME_S)?;
+        Ok(offer::sign(&claims, &offer, ctx.center_key)?)
+    }
+
+    /// Checks the card's sealed answer to DEBIT and signs the completion
+    /// (SIG3). An answer that does not prove the debit leaves the
+    /// settlement `Offered`, for recovery.
+    pub fn complete<R: Random + ?Sized>(
+        mut self,
+        ctx: &mut Context<'_, R>,
+        answer: &ResponseApdu,
+    ) -> Result<(Settlement, String), StepError> {
+        expect("complete", self.phase, Phase::Offered)?;
+        let sec = ctx.security;
+        let opened = sec.unseal_response(&self.card_id, self.id.as_str(), sealed(&self.scp)?, answer, ctx.rng)?;
+        completed(&opened.value)?;
+        self.scp = Some(opened.state);
+        let status = TxStatus::parse(opened.value.data()).map_err(|e| StepError::BadCardAnswer(e.to_string()))?;
+        let TxStatus::Applied(result) = status else { return Err(StepError::WrongTransaction) };
+        let token = self.finish(ctx, &result)?;
+        Ok((self, token))
+    }
+
+    fn finish<R: Random + ?Sized>(
+        &mut self,
+        ctx: &mut Context<'_, R>,
+        result: &kessai_card::protocol::TxResult,
+    ) -> Result<String, StepError> {
+        if result.tx_id.0 != *self.transaction_id.as_bytes()
+            || result.kind != TransferKind::Debit
+            || result.amount_minor != self.bill.amount.amount_minor()
+        {
+            return Err(StepError::WrongTransaction);
+        }
+        let draft = CompletionDraft {
+            settlement_id: self.id.clone(),
+            bill_hash: self.bill.bill_hash,
+            card_id: self.card_id,
+            transaction_id: self.transaction_id,
+            amount: self.bill.amount,
+            store: self.bill.store.clone(),
+            member: self.bill.member.clone(),
+            card_counter: result.counter,
+            completed_at: ctx.now,
+        };
+        let done = Completion::new(draft).map_err(|e| StepError::Signing(e.into()))?;
+        let claims =
+            Claims::for_lifetime(ctx.center.clone(), MessageId::generate(ctx.rng), ctx.now, COMPLETION_LIFETIME_S)?;
+        let token = completion::sign(&claims, &done, ctx.center_key)?;
+        self.card_counter = Some(result.counter);
+        self.completion_token = Some(token.clone());
+        self.scp = None;
+        self.phase = Phase::Completed;
+        Ok(token)
+    }
+
+    fn void(&mut self, reason: &str) {
+        self.phase = Phase::Voided;
+        self.scp = None;
+        self.outcome_reason = Some(reason.to_owned());
+    }
+
+    /// The cardholder declined, or the wallet gave up, before any DEBIT was
+    /// issued: void at once. After the DEBIT was issued only the card can
+    /// settle it (`begin_recovery`).
+    pub fn cancel(mut self, reason: &str) -> Result<Settlement, StepError> {
+        match self.phase {
+            Phase::Authenticating | Phase::ReadingBalance => {
+                self.void(reason);
+                Ok(self)
+            }
+            phase => {
+                Err(StepError::OutOfOrder { step: "cancel", phase, expected: "authenticating or reading_balance" })
+            }
+        }
+    }
+
+    /// Starts a new secure session to ask the card about the DEBIT. Allowed
+    /// whenever a DEBIT may be outstanding; a recovery interrupted midway
+    /// starts again.
+    pub fn begin_recovery<R: Random + ?Sized>(
+        mut self,
+        ctx: &mut Context<'_, R>,
+    ) -> Result<(Settlement, CommandApdu), StepError> {
+        if !self.phase.debit_issued() {
+            return Err(StepError::OutOfOrder {
+                step: "recover",
+                phase: self.phase,
+                expected: "offered or recovering",
+            });
+        }
+        let begun = ctx.security.begin(&self.card_id, self.key_version, self.id.as_str(), ctx.rng)?;
+        self.scp = Some(begun.state);
+        self.phase = Phase::Recovering;
+        Ok((self, begun.value))
+    }
+
+    /// Checks the card cryptogram of the recovery session; returns EXTERNAL
+    /// AUTHENTICATE and a sealed TRANSACTION STATUS. (One sealed command per
+    /// round trip: each answer's R-MAC chains on its own command.)
+    pub fn recovery_authenticate<R: Random + ?Sized>(
+        mut self,
+        ctx: &mut Context<'_, R>,
+        answer: &ResponseApdu,
+    ) -> Result<(Settlement, Vec<CommandApdu>), StepError> {
+        expect("recovery_authenticate", self.phase, Phase::Recovering)?;
+        let tx = TxId(*self.transaction_id.as_bytes());
+        let commands = self.open_session(ctx, answer, &[transaction_status_command(&tx)])?;
+        self.phase = Phase::RecoveringStatus;
+        Ok((self, commands))
+    }
+
+    /// Decides from the card's sealed TRANSACTION STATUS: applied → completed
+    /// with SIG3; unknown → one more sealed READ BALANCE to be sure.
+    pub fn resolve<R: Random + ?Sized>(
+        mut self,
+        ctx: &mut Context<'_, R>,
+        answers: &[ResponseApdu],
+    ) -> Result<(Settlement, Resolution), StepError> {
+        expect("resolve", self.phase, Phase::RecoveringStatus)?;
+        let answers = exactly(answers, 2)?;
+        let plain = self.sealed_answers(ctx, answers)?;
+        completed(&plain[0])?;
+        match TxStatus::parse(plain[0].data()).map_err(|e| StepError::BadCardAnswer(e.to_string()))? {
+            TxStatus::Applied(result) => {
+                let token = self.finish(ctx, &result)?;
+                Ok((self, Resolution::Completed { completion: token }))
+            }
+            TxStatus::Unknown(id) if id.0 == *self.transaction_id.as_bytes() => {
+                let sec = ctx.security;
+                let next = sec.seal_command(
+                    &self.card_id,
+                    self.id.as_str(),
+                    sealed(&self.scp)?,
+                    &read_balance_command(),
+                    ctx.rng,
+                )?;
+                self.scp = Some(next.state);
+                self.phase = Phase::RecoveringBalance;
+                Ok((self, Resolution::NeedsBalance { command: next.value }))
+            }
+            TxStatus::Unknown(_) => Err(StepError::WrongTransaction),
+        }
+    }
+
+    /// The card did not know the transaction. If fewer transactions than it
+    /// remembers happened since the offer, it was never applied: void.
+    pub fn resolve_balance<R: Random + ?Sized>(
+        mut self,
+        ctx: &mut Context<'_, R>,
+        answer: &ResponseApdu,
+    ) -> Result<(Settlement, Resolution), StepError> {
+        expect("resolve_balance", self.phase, Phase::RecoveringBalance)?;
+        let sec = ctx.security;
+        let opened = sec.unseal_response(&self.card_id, self.id.as_str(), sealed(&self.scp)?, answer, ctx.rng)?;
+        self.scp = Some(opened.state);
+        completed(&opened.value)?;
+        // A card blocked since the offer can still tell us what happened.
+        let report = BalanceReport::parse(opened.value.data()).map_err(|e| StepError::BadCardAnswer(e.to_string()))?;
+        if report.card_id.0 != *self.card_id.as_bytes() {
+            return Err(StepError::BadCardAnswer("balance report names another card".into()));
+        }
+        let before = self.counter_at_offer.ok_or(StepError::Undecidable)?;
+        if report.counter < before || (report.counter - before) as usize >= RECENT_TX_CAPACITY {
+            return Err(StepError::Undecidable);
+        }
+        self.void("the card reports the transaction was not applied");
+        Ok((self, Resolution::Voided))
+    }
+}
+
+/// What `offer` produced.
+#[derive(Debug)]
+pub enum OfferOutcome {
+    /// The offer (SIG2) and the sealed DEBIT for the wallet.
+    Offered { offer: String, debit: CommandApdu },
+    /// The card holds too little; the settlement is voided.
+    Insufficient { balance: Money, amount: Money },
+}
+
+/// What a recovery step decided.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Resolution {
+    Completed {
+        completion: String,
+    },
+    /// Relay this sealed READ BALANCE and call `resolve_balance`.
+    NeedsBalance {
+        command: CommandApdu,
+    },
+    Voided,
+}

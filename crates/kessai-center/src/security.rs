@@ -1,0 +1,250 @@
+//! The security server: the only place issuer master keys live.
+//!
+//! Its interface is narrow. Given a card id and key version it runs the
+//! SCP03 host side — starts a handshake, checks the card cryptogram, seals
+//! commands, unseals answers — and hands back the host state only sealed
+//! under its own state key, bound to the card and the settlement. Static
+//! and session keys never leave it in the clear, so any center instance can
+//! continue a session another instance began, and a stolen database row
+//! reveals nothing.
+//!
+//! Sealed state: `version 01 ‖ nonce 24 ‖ XChaCha20-Poly1305(host state)`,
+//! associated data `"kessai-scp-state" ‖ card id 8 ‖ context` (the
+//! settlement id), so a state cannot be moved to another card or
+//! settlement.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use kessai_core::ids::CardId;
+use kessai_core::random::Random;
+use kessai_scp03::diversify::{MasterKeys, diversify};
+use kessai_scp03::{
+    CommandApdu, HostHandshake, HostSession, HostState, KeyVersion, ResponseApdu, ScpError, SecurityLevel,
+};
+use zeroize::Zeroizing;
+
+use crate::limits::MAX_SEALED_STATE_BYTES;
+
+const SEALED_VERSION: u8 = 1;
+const AAD_LABEL: &[u8] = b"kessai-scp-state";
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SecurityError {
+    #[error("no issuer master keys for key version {0:#04x}")]
+    UnknownKeyVersion(u8),
+    #[error("sealed session state is invalid or belongs to another card or settlement")]
+    BadSealedState,
+    #[error("the session is not at the step this call needs")]
+    WrongPhase,
+    #[error("the card answered for card id {found}, not {expected}")]
+    WrongCard { expected: CardId, found: String },
+    #[error("secure channel: {0}")]
+    Channel(#[from] ScpError),
+}
+
+/// The key that seals host state between protocol steps. Zeroized on drop.
+pub struct StateKey(Zeroizing<[u8; 32]>);
+
+impl StateKey {
+    pub fn from_bytes(bytes: [u8; 32]) -> StateKey {
+        StateKey(Zeroizing::new(bytes))
+    }
+
+    pub fn generate<R: Random + ?Sized>(rng: &mut R) -> StateKey {
+        let mut key = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(&mut key[..]);
+        StateKey(key)
+    }
+}
+
+impl fmt::Debug for StateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StateKey(***)")
+    }
+}
+
+/// Host state, sealed. Opaque outside the security server.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedState(Vec<u8>);
+
+impl SealedState {
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<SealedState, SecurityError> {
+        if bytes.len() > MAX_SEALED_STATE_BYTES || bytes.len() < 1 + 24 + 16 || bytes[0] != SEALED_VERSION {
+            return Err(SecurityError::BadSealedState);
+        }
+        Ok(SealedState(bytes))
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SealedState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SealedState({} bytes)", self.0.len())
+    }
+}
+
+/// What a step produced: the new sealed state and the command(s) for the card.
+#[derive(Debug)]
+pub struct Sealed<T> {
+    pub state: SealedState,
+    pub value: T,
+}
+
+pub struct SecurityServer {
+    masters: BTreeMap<u8, MasterKeys>,
+    state_key: StateKey,
+}
+
+impl fmt::Debug for SecurityServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let versions: Vec<_> = self.masters.keys().map(|v| format!("{v:#04x}")).collect();
+        f.debug_struct("SecurityServer").field("key_versions", &versions).field("keys", &"***").finish()
+    }
+}
+
+impl SecurityServer {
+    pub fn new(masters: BTreeMap<u8, MasterKeys>, state_key: StateKey) -> SecurityServer {
+        SecurityServer { masters, state_key }
+    }
+
+    /// Whether cards of this key version can be served.
+    pub fn knows(&self, key_version: u8) -> bool {
+        self.masters.contains_key(&key_version)
+    }
+
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new(&(*self.state_key.0).into())
+    }
+
+    fn aad(card: &CardId, context: &str) -> Vec<u8> {
+        [AAD_LABEL, card.as_bytes(), context.as_bytes()].concat()
+    }
+
+    fn seal<R: Random + ?Sized>(&self, card: &CardId, context: &str, state: &HostState, rng: &mut R) -> SealedState {
+        let plain = state.to_bytes();
+        let mut nonce = [0u8; 24];
+        rng.fill_bytes(&mut nonce);
+        let aad = Self::aad(card, context);
+        // Encrypting a few hundred bytes with a 32-byte key cannot fail.
+        #[allow(clippy::expect_used)]
+        let sealed = self
+            .cipher()
+            .encrypt(&XNonce::from(nonce), Payload { msg: &plain, aad: &aad })
+            .expect("XChaCha20-Poly1305 encryption of a small buffer");
+        let mut out = Vec::with_capacity(1 + 24 + sealed.len());
+        out.push(SEALED_VERSION);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        SealedState(out)
+    }
+
+    fn open(&self, card: &CardId, context: &str, sealed: &SealedState) -> Result<HostState, SecurityError> {
+        let mut nonce = [0u8; 24];
+        nonce.copy_from_slice(&sealed.0[1..25]);
+        let aad = Self::aad(card, context);
+        let plain = self
+            .cipher()
+            .decrypt(&XNonce::from(nonce), Payload { msg: &sealed.0[25..], aad: &aad })
+            .map_err(|_| SecurityError::BadSealedState)?;
+        let plain = Zeroizing::new(plain);
+        HostState::from_bytes(&plain).map_err(|_| SecurityError::BadSealedState)
+    }
+
+    /// Begins a level-`33` session with `card`: returns the INITIALIZE
+    /// UPDATE to relay. The host challenge comes from `rng`.
+    pub fn begin<R: Random + ?Sized>(
+        &self,
+        card: &CardId,
+        key_version: u8,
+        context: &str,
+        rng: &mut R,
+    ) -> Result<Sealed<CommandApdu>, SecurityError> {
+        let masters = self.masters.get(&key_version).ok_or(SecurityError::UnknownKeyVersion(key_version))?;
+        let kvn = KeyVersion::new(key_version).ok_or(SecurityError::UnknownKeyVersion(key_version))?;
+        let keys = diversify(masters, card.as_bytes(), kvn);
+        let mut challenge = [0u8; 8];
+        rng.fill_bytes(&mut challenge);
+        let handshake = HostHandshake::new(keys, SecurityLevel::FULL, challenge);
+        let command = handshake.initialize_update();
+        let state = self.seal(card, context, &HostState::Handshake(handshake), rng);
+        Ok(Sealed { state, value: command })
+    }
+
+    /// Checks the card's INITIALIZE UPDATE answer (card cryptogram, and that
+    /// the card is the one expected) and returns EXTERNAL AUTHENTICATE.
+    pub fn authenticate<R: Random + ?Sized>(
+        &self,
+        card: &CardId,
+        context: &str,
+        sealed: &SealedState,
+        answer: &ResponseApdu,
+        rng: &mut R,
+    ) -> Result<Sealed<CommandApdu>, SecurityError> {
+        let HostState::Handshake(handshake) = self.open(card, context, sealed)? else {
+            return Err(SecurityError::WrongPhase);
+        };
+        let opening = handshake.card_response(answer)?;
+        let diversification = &opening.card.key_diversification_data;
+        if diversification[..8] != card.as_bytes()[..] {
+            return Err(SecurityError::WrongCard { expected: *card, found: hex::encode(&diversification[..8]) });
+        }
+        let state = self.seal(card, context, &HostState::Open(opening.session), rng);
+        Ok(Sealed { state, value: opening.external_authenticate })
+    }
+
+    fn session(&self, card: &CardId, context: &str, sealed: &SealedState) -> Result<HostSession, SecurityError> {
+        match self.open(card, context, sealed)? {
+            HostState::Open(session) => Ok(session),
+            HostState::Handshake(_) => Err(SecurityError::WrongPhase),
+        }
+    }
+
+    /// Checks the card's answer to EXTERNAL AUTHENTICATE.
+    pub fn check_external_authenticate(
+        &self,
+        card: &CardId,
+        context: &str,
+        sealed: &SealedState,
+        answer: &ResponseApdu,
+    ) -> Result<(), SecurityError> {
+        Ok(self.session(card, context, sealed)?.check_external_authenticate(answer)?)
+    }
+
+    /// Wraps a plain command for the card (C-MAC, C-DECRYPTION).
+    pub fn seal_command<R: Random + ?Sized>(
+        &self,
+        card: &CardId,
+        context: &str,
+        sealed: &SealedState,
+        plain: &CommandApdu,
+        rng: &mut R,
+    ) -> Result<Sealed<CommandApdu>, SecurityError> {
+        let mut session = self.session(card, context, sealed)?;
+        let wire = session.wrap(plain)?;
+        let state = self.seal(card, context, &HostState::Open(session), rng);
+        Ok(Sealed { state, value: wire })
+    }
+
+    /// Checks and opens the card's answer (R-MAC, R-ENCRYPTION). An answer
+    /// that fails here proves nothing about what the card did.
+    pub fn unseal_response<R: Random + ?Sized>(
+        &self,
+        card: &CardId,
+        context: &str,
+        sealed: &SealedState,
+        wire: &ResponseApdu,
+        rng: &mut R,
+    ) -> Result<Sealed<ResponseApdu>, SecurityError> {
+        let session = self.session(card, context, sealed)?;
+        let (session, plain) = session.unwrap(wire)?;
+        let state = self.seal(card, context, &HostState::Open(session), rng);
+        Ok(Sealed { state, value: plain })
+    }
+}

@@ -1,0 +1,5 @@
+//! kessai-center's integration tests.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod purchase;
+mod world;

@@ -1,0 +1,147 @@
+//! An in-memory world: a mall, the center's security server and keys, and
+//! real emulated cards in in-process readers; a wallet that only relays.
+
+use std::collections::BTreeMap;
+
+use kessai_card::protocol::{CardId as ChipCardId, Currency as ChipCurrency, TransferRequest, TxId, credit_command};
+use kessai_card::terminal::Terminal;
+use kessai_card::transport::{InProcessReader, Reader};
+use kessai_card::{Card, KeySource, MemoryStorage, Personalization, personalize};
+use kessai_center::purchase::{CardRecord, CardRegistryStatus, Context, CreateInput, Settlement};
+use kessai_center::security::{SecurityServer, StateKey};
+use kessai_core::ids::{CardId, PartyId};
+use kessai_core::jws::Verified;
+use kessai_core::keys::{KeyDirectory, SigningKey, Validity};
+use kessai_core::messages::DisplayText;
+use kessai_core::messages::bill::{self, Bill};
+use kessai_core::random::SeededRandom;
+use kessai_core::samples;
+use kessai_core::time::{FixedClock, Timestamp};
+use kessai_core::{Clock, Currency};
+use kessai_scp03::diversify::{MasterKeys, diversify};
+use kessai_scp03::{Aes128Key, CommandApdu, KeyVersion, ResponseApdu};
+
+pub const NOW: Timestamp = Timestamp::from_unix_s(1_795_000_000);
+pub const KVN: u8 = 1;
+
+pub fn masters(seed: u8) -> MasterKeys {
+    MasterKeys {
+        enc: Aes128Key::new([seed; 16]),
+        mac: Aes128Key::new([seed.wrapping_add(1); 16]),
+        dek: Aes128Key::new([seed.wrapping_add(2); 16]),
+    }
+}
+
+pub type CardReader = InProcessReader<MemoryStorage>;
+
+pub struct World {
+    pub rng: SeededRandom,
+    pub clock: FixedClock,
+    pub center: PartyId,
+    pub center_key: SigningKey,
+    pub center_keys: KeyDirectory,
+    pub mall_key: SigningKey,
+    pub store_keys: KeyDirectory,
+    pub security: SecurityServer,
+}
+
+impl World {
+    pub fn new(seed: u64) -> World {
+        let mut rng = SeededRandom::new(seed);
+        let center = PartyId::parse(samples::CENTER).unwrap();
+        let center_key = SigningKey::generate(&mut rng);
+        let mall_key = SigningKey::generate(&mut rng);
+        let mut center_keys = KeyDirectory::new();
+        center_keys.insert(center.clone(), center_key.public(), Validity::always()).unwrap();
+        let mut store_keys = KeyDirectory::new();
+        store_keys.insert(PartyId::parse(samples::MALL).unwrap(), mall_key.public(), Validity::always()).unwrap();
+        let security = SecurityServer::new(BTreeMap::from([(KVN, masters(0x40))]), StateKey::generate(&mut rng));
+        World { rng, clock: FixedClock::new(NOW), center, center_key, center_keys, mall_key, store_keys, security }
+    }
+
+    pub fn ctx(&mut self) -> Context<'_, SeededRandom> {
+        Context {
+            security: &self.security,
+            center: &self.center,
+            center_key: &self.center_key,
+            now: self.clock.now(),
+            rng: &mut self.rng,
+        }
+    }
+
+    /// The sample bill (JPY 11,360), signed by the mall and verified.
+    pub fn bill(&mut self) -> (String, Verified<Bill>) {
+        let (claims, b) = samples::bill(&mut self.rng, NOW).unwrap();
+        let token = bill::sign(&claims, &b, &self.mall_key).unwrap();
+        let verified = bill::verify(&token, &self.store_keys, &self.clock).unwrap();
+        (token, verified)
+    }
+
+    pub fn create(&mut self, card: &CardRecord) -> (Settlement, CommandApdu) {
+        let (_, verified) = self.bill();
+        let input = CreateInput {
+            bill: &verified,
+            registered_name: DisplayText::parse("Kessai Books").unwrap(),
+            card,
+            max_amount_minor: 1_000_000,
+        };
+        Settlement::create(&mut self.ctx(), input).unwrap()
+    }
+}
+
+pub fn card_id(n: u8) -> CardId {
+    CardId::from_bytes([0x4B, 0x45, 0x53, 0x53, 0x41, 0x49, 0x00, n])
+}
+
+pub fn record(n: u8) -> CardRecord {
+    CardRecord {
+        id: card_id(n),
+        key_version: KVN,
+        status: CardRegistryStatus::Active,
+        currency: Currency::JPY,
+        max_balance_minor: 100_000,
+    }
+}
+
+/// A card personalized with keys diversified from the world's masters,
+/// loaded with `balance` through a real secure CREDIT.
+pub fn funded_card(n: u8, balance: u64) -> Terminal<CardReader> {
+    let id = card_id(n);
+    let p = Personalization {
+        card_id: ChipCardId(*id.as_bytes()),
+        keys: KeySource::Diversified { master: masters(0x40), version: KeyVersion::new(KVN).unwrap() },
+        currency: ChipCurrency::new("JPY").unwrap(),
+        max_balance_minor: 100_000,
+    };
+    let card = Card::open(MemoryStorage::new(personalize(&p).unwrap().to_vec())).unwrap();
+    let mut t = Terminal::new(InProcessReader::new(card));
+    if balance > 0 {
+        t.select().unwrap();
+        let keys = diversify(&masters(0x40), id.as_bytes(), KeyVersion::new(KVN).unwrap());
+        let s = t.open_session(keys, [1; 8]).unwrap();
+        let request = TransferRequest {
+            tx_id: TxId([0xF0; 16]),
+            amount_minor: balance,
+            counterpart: *b"FUNDING!",
+            order_ref: [0; 16],
+            time_unix_s: NOW.unix_s(),
+        };
+        let (_, r) = t.secure(s, &credit_command(&request)).unwrap();
+        assert_eq!(r.sw().raw(), 0x9000, "funding credit");
+    }
+    t.select().unwrap();
+    t
+}
+
+/// The wallet's part: relay a command to the card, return its answer.
+pub fn relay(t: &mut Terminal<CardReader>, cmd: &CommandApdu) -> ResponseApdu {
+    ResponseApdu::parse(&t.reader_mut().transmit(&cmd.to_bytes()).unwrap()).unwrap()
+}
+
+pub fn relay_all(t: &mut Terminal<CardReader>, cmds: &[CommandApdu]) -> Vec<ResponseApdu> {
+    cmds.iter().map(|c| relay(t, c)).collect()
+}
+
+pub fn balance_of(t: &mut Terminal<CardReader>) -> u64 {
+    t.reader_mut().card().state().public_info().balance_minor
+}
