@@ -7,6 +7,7 @@
 //! [`purchase`] take bytes and return bytes; the HTTP service and the
 //! database sit around them.
 
+pub mod db;
 pub mod limits;
 pub mod purchase;
 

@@ -190,7 +190,7 @@ impl BillFacts {
 
 /// A settlement as stored. Everything a later step (on any center
 /// instance) needs is here; the SCP03 state only sealed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settlement {
     pub id: SettlementId,
     pub phase: Phase,

@@ -84,6 +84,21 @@ impl SealedState {
     }
 }
 
+// Stored as hex; reading it back goes through the same checks.
+impl serde::Serialize for SealedState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(&self.0))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SealedState {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text: String = serde::Deserialize::deserialize(d)?;
+        let bytes = hex::decode(text).map_err(serde::de::Error::custom)?;
+        SealedState::from_bytes(bytes).map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Debug for SealedState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SealedState({} bytes)", self.0.len())

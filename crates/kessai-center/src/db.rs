@@ -1,0 +1,421 @@
+//! The center's information management: registry (stores, their keys,
+//! cards), settlements, and idempotent responses, in SQLite (embedded
+//! default) or PostgreSQL (several stateless instances), through sqlx's
+//! `Any` driver. Every statement is written once, with `$n` parameters,
+//! which both backends accept.
+//!
+//! Settlements are updated with optimistic concurrency: each row has a
+//! version, and an update names the version it read. Two instances racing
+//! on one settlement cannot both win; the loser sees `Conflict` and the
+//! client retries (its Idempotency-Key makes the retry safe).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use kessai_core::Currency;
+use kessai_core::ids::{CardId, PartyId, SettlementId, StoreId};
+use kessai_core::jwk::KeyId;
+use kessai_core::keys::{KeyDirectory, PublicKey, Validity};
+use kessai_core::messages::DisplayText;
+use kessai_core::time::Timestamp;
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Row};
+
+use crate::purchase::{CardRecord, CardRegistryStatus, Phase, Settlement};
+
+/// Longest the center waits for a database connection.
+const ACQUIRE_TIMEOUT_MS: u64 = 5_000;
+/// Connections per instance.
+const MAX_CONNECTIONS: u32 = 8;
+/// Most settlements one listing returns.
+pub const MAX_LIST: i64 = 500;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DbError {
+    #[error("database: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    #[error("the settlement was changed by another request; retry")]
+    Conflict,
+    #[error("database URL must start with sqlite: or postgres://")]
+    BadUrl,
+}
+
+fn corrupt(e: impl std::fmt::Display) -> DbError {
+    DbError::Corrupt(e.to_string())
+}
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS center_stores (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL, mall TEXT, notify_url TEXT,
+        client_name TEXT, bank_account TEXT, created_at BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS center_store_keys (
+        kid TEXT PRIMARY KEY, store TEXT NOT NULL, public_key TEXT NOT NULL,
+        not_before BIGINT, not_after BIGINT, revoked BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS center_cards (
+        id TEXT PRIMARY KEY, key_version BIGINT NOT NULL, status TEXT NOT NULL,
+        currency TEXT NOT NULL, max_balance_minor BIGINT NOT NULL, status_reason TEXT, created_at BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS center_settlements (
+        id TEXT PRIMARY KEY, store TEXT NOT NULL, bill_id TEXT NOT NULL, card_id TEXT NOT NULL,
+        phase TEXT NOT NULL, record TEXT NOT NULL, version BIGINT NOT NULL,
+        created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, UNIQUE (store, bill_id))",
+    "CREATE INDEX IF NOT EXISTS center_settlements_card ON center_settlements (card_id, phase)",
+    "CREATE TABLE IF NOT EXISTS center_idempotency (
+        key TEXT PRIMARY KEY, request_hash TEXT NOT NULL, status BIGINT NOT NULL,
+        body TEXT NOT NULL, created_at BIGINT NOT NULL)",
+];
+
+/// A store as registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreRecord {
+    pub id: StoreId,
+    pub name: DisplayText,
+    /// The mall this store is a member of, if any.
+    pub mall: Option<StoreId>,
+    /// Where completions (SIG3) are delivered, over mutual TLS.
+    pub notify_url: Option<String>,
+    /// The name in the store's mutual-TLS client certificate.
+    pub client_name: Option<String>,
+    pub bank_account: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CenterDb {
+    pool: AnyPool,
+}
+
+fn to_i64(v: u64) -> Result<i64, DbError> {
+    i64::try_from(v).map_err(|_| DbError::Corrupt(format!("{v} does not fit a BIGINT")))
+}
+
+fn to_u64(v: i64) -> Result<u64, DbError> {
+    u64::try_from(v).map_err(|_| DbError::Corrupt(format!("negative value {v}")))
+}
+
+impl CenterDb {
+    /// Opens (creating if needed) the database at `url`: `sqlite:PATH` or
+    /// `postgres://…`. SQLite runs in WAL mode with `synchronous = FULL`,
+    /// so a committed step survives a power cut.
+    pub async fn open(url: &str) -> Result<CenterDb, DbError> {
+        install_default_drivers();
+        let (url, sqlite) = if let Some(path) = url.strip_prefix("sqlite:") {
+            (format!("sqlite://{}?mode=rwc", path.trim_start_matches("//")), true)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (url.to_owned(), false)
+        } else {
+            return Err(DbError::BadUrl);
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(if sqlite { 1 } else { MAX_CONNECTIONS })
+            .acquire_timeout(Duration::from_millis(ACQUIRE_TIMEOUT_MS))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        for pragma in
+                            ["PRAGMA journal_mode = WAL", "PRAGMA synchronous = FULL", "PRAGMA busy_timeout = 5000"]
+                        {
+                            sqlx::query(pragma).execute(&mut *conn).await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        for statement in SCHEMA {
+            sqlx::query(*statement).execute(&pool).await?;
+        }
+        Ok(CenterDb { pool })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Adds or updates a store.
+    pub async fn put_store(&self, s: &StoreRecord, now: Timestamp) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO center_stores (id, name, mall, notify_url, client_name, bank_account, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (id) DO UPDATE SET name = $2, mall = $3, notify_url = $4, client_name = $5, bank_account = $6",
+        )
+        .bind(s.id.as_str().to_owned())
+        .bind(s.name.as_str().to_owned())
+        .bind(s.mall.as_ref().map(|m| m.as_str().to_owned()))
+        .bind(s.notify_url.clone())
+        .bind(s.client_name.clone())
+        .bind(s.bank_account.clone())
+        .bind(to_i64(now.unix_s())?)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn store(&self, id: &StoreId) -> Result<Option<StoreRecord>, DbError> {
+        let row = sqlx::query(
+            "SELECT id, name, mall, notify_url, client_name, bank_account FROM center_stores WHERE id = $1",
+        )
+        .bind(id.as_str().to_owned())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            let mall: Option<String> = r.try_get("mall")?;
+            Ok(StoreRecord {
+                id: StoreId::parse(&r.try_get::<String, _>("id")?).map_err(corrupt)?,
+                name: DisplayText::parse(&r.try_get::<String, _>("name")?).map_err(corrupt)?,
+                mall: mall.map(|m| StoreId::parse(&m)).transpose().map_err(corrupt)?,
+                notify_url: r.try_get("notify_url")?,
+                client_name: r.try_get("client_name")?,
+                bank_account: r.try_get("bank_account")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Registers a signing key of a store (the merchant of record).
+    pub async fn put_store_key(&self, store: &StoreId, key: &PublicKey, window: Validity) -> Result<(), DbError> {
+        let ts = |t: Option<Timestamp>| t.map(|t| to_i64(t.unix_s())).transpose();
+        sqlx::query(
+            "INSERT INTO center_store_keys (kid, store, public_key, not_before, not_after, revoked)
+             VALUES ($1, $2, $3, $4, $5, 0)
+             ON CONFLICT (kid) DO UPDATE SET not_before = $4, not_after = $5 WHERE center_store_keys.store = $2",
+        )
+        .bind(key.kid().as_str().to_owned())
+        .bind(store.as_str().to_owned())
+        .bind(hex::encode(key.as_bytes()))
+        .bind(ts(window.not_before)?)
+        .bind(ts(window.not_after)?)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn revoke_store_key(&self, kid: &KeyId) -> Result<bool, DbError> {
+        let done = sqlx::query("UPDATE center_store_keys SET revoked = 1 WHERE kid = $1")
+            .bind(kid.as_str().to_owned())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Every registered store key, as the directory bills are checked against.
+    pub async fn store_keys(&self) -> Result<KeyDirectory, DbError> {
+        let rows = sqlx::query("SELECT store, public_key, not_before, not_after, revoked FROM center_store_keys")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut dir = KeyDirectory::new();
+        let mut revoked = Vec::new();
+        for r in rows {
+            let bytes: [u8; 32] = hex::decode(r.try_get::<String, _>("public_key")?)
+                .map_err(corrupt)?
+                .try_into()
+                .map_err(|_| corrupt("public key length"))?;
+            let public = PublicKey::from_bytes(&bytes).map_err(corrupt)?;
+            let ts = |v: Option<i64>| v.map(|v| to_u64(v).map(Timestamp::from_unix_s)).transpose();
+            let window =
+                Validity { not_before: ts(r.try_get("not_before")?)?, not_after: ts(r.try_get("not_after")?)? };
+            let owner = PartyId::parse(&r.try_get::<String, _>("store")?).map_err(corrupt)?;
+            if r.try_get::<i64, _>("revoked")? != 0 {
+                revoked.push(public.kid().clone());
+            }
+            dir.insert(owner, public, window).map_err(corrupt)?;
+        }
+        for kid in revoked {
+            dir.revoke(&kid).map_err(corrupt)?;
+        }
+        Ok(dir)
+    }
+
+    pub async fn put_card(&self, c: &CardRecord, now: Timestamp) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO center_cards (id, key_version, status, currency, max_balance_minor, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(c.id.to_string())
+        .bind(i64::from(c.key_version))
+        .bind(status_name(c.status).to_owned())
+        .bind(c.currency.code().to_owned())
+        .bind(to_i64(c.max_balance_minor)?)
+        .bind(to_i64(now.unix_s())?)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Blocks or reports lost a card, with the reason recorded.
+    pub async fn set_card_status(
+        &self,
+        id: &CardId,
+        status: CardRegistryStatus,
+        reason: &str,
+    ) -> Result<bool, DbError> {
+        let done = sqlx::query("UPDATE center_cards SET status = $1, status_reason = $2 WHERE id = $3")
+            .bind(status_name(status).to_owned())
+            .bind(reason.to_owned())
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn card(&self, id: &CardId) -> Result<Option<CardRecord>, DbError> {
+        let row =
+            sqlx::query("SELECT id, key_version, status, currency, max_balance_minor FROM center_cards WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|r| {
+            Ok(CardRecord {
+                id: CardId::parse(&r.try_get::<String, _>("id")?).map_err(corrupt)?,
+                key_version: u8::try_from(r.try_get::<i64, _>("key_version")?).map_err(corrupt)?,
+                status: status_parse(&r.try_get::<String, _>("status")?)?,
+                currency: Currency::from_str(&r.try_get::<String, _>("currency")?).map_err(corrupt)?,
+                max_balance_minor: to_u64(r.try_get("max_balance_minor")?)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Stores a new settlement. If the store already has a settlement for
+    /// this bill id, returns that one instead (a duplicate bill).
+    pub async fn insert_settlement(
+        &self,
+        s: &Settlement,
+        now: Timestamp,
+    ) -> Result<Option<(Settlement, i64)>, DbError> {
+        let record = serde_json::to_string(s).map_err(corrupt)?;
+        let inserted = sqlx::query(
+            "INSERT INTO center_settlements (id, store, bill_id, card_id, phase, record, version, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7) ON CONFLICT (store, bill_id) DO NOTHING",
+        )
+        .bind(s.id.as_str().to_owned())
+        .bind(s.bill.store.as_str().to_owned())
+        .bind(s.bill.bill_id.as_str().to_owned())
+        .bind(s.card_id.to_string())
+        .bind(s.phase.as_str().to_owned())
+        .bind(record)
+        .bind(to_i64(now.unix_s())?)
+        .execute(&self.pool)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            return Ok(None);
+        }
+        let row = sqlx::query("SELECT record, version FROM center_settlements WHERE store = $1 AND bill_id = $2")
+            .bind(s.bill.store.as_str().to_owned())
+            .bind(s.bill.bill_id.as_str().to_owned())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Some(settlement_row(&row)?))
+    }
+
+    /// A settlement and the version to name when updating it.
+    pub async fn settlement(&self, id: &SettlementId) -> Result<Option<(Settlement, i64)>, DbError> {
+        let row = sqlx::query("SELECT record, version FROM center_settlements WHERE id = $1")
+            .bind(id.as_str().to_owned())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| settlement_row(&r)).transpose()
+    }
+
+    /// Writes `s` if the row is still at `version`.
+    pub async fn update_settlement(&self, s: &Settlement, version: i64, now: Timestamp) -> Result<(), DbError> {
+        let record = serde_json::to_string(s).map_err(corrupt)?;
+        let done = sqlx::query(
+            "UPDATE center_settlements SET phase = $1, record = $2, version = version + 1, updated_at = $3
+             WHERE id = $4 AND version = $5",
+        )
+        .bind(s.phase.as_str().to_owned())
+        .bind(record)
+        .bind(to_i64(now.unix_s())?)
+        .bind(s.id.as_str().to_owned())
+        .bind(version)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(DbError::Conflict);
+        }
+        Ok(())
+    }
+
+    /// Settlements, newest first, optionally of one card or in one phase.
+    pub async fn list_settlements(
+        &self,
+        card: Option<&CardId>,
+        phase: Option<Phase>,
+        limit: i64,
+    ) -> Result<Vec<Settlement>, DbError> {
+        let rows = sqlx::query(
+            "SELECT record, version FROM center_settlements
+             WHERE ($1 IS NULL OR card_id = $1) AND ($2 IS NULL OR phase = $2)
+             ORDER BY created_at DESC, id LIMIT $3",
+        )
+        .bind(card.map(|c| c.to_string()))
+        .bind(phase.map(|p| p.as_str().to_owned()))
+        .bind(limit.clamp(1, MAX_LIST))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| settlement_row(r).map(|(s, _)| s)).collect()
+    }
+
+    /// The stored answer for an Idempotency-Key, if any: `(request hash,
+    /// status, body)`.
+    pub async fn idempotent_response(&self, key: &str) -> Result<Option<(String, u16, String)>, DbError> {
+        let row = sqlx::query("SELECT request_hash, status, body FROM center_idempotency WHERE key = $1")
+            .bind(key.to_owned())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            let status = u16::try_from(r.try_get::<i64, _>("status")?).map_err(corrupt)?;
+            Ok((r.try_get("request_hash")?, status, r.try_get("body")?))
+        })
+        .transpose()
+    }
+
+    /// Remembers the answer to an Idempotency-Key (first writer wins).
+    pub async fn save_response(
+        &self,
+        key: &str,
+        hash: &str,
+        status: u16,
+        body: &str,
+        now: Timestamp,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO center_idempotency (key, request_hash, status, body, created_at)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key.to_owned())
+        .bind(hash.to_owned())
+        .bind(i64::from(status))
+        .bind(body.to_owned())
+        .bind(to_i64(now.unix_s())?)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+fn settlement_row(r: &sqlx::any::AnyRow) -> Result<(Settlement, i64), DbError> {
+    let record: String = r.try_get("record")?;
+    let s: Settlement = serde_json::from_str(&record).map_err(corrupt)?;
+    Ok((s, r.try_get("version")?))
+}
+
+fn status_name(s: CardRegistryStatus) -> &'static str {
+    match s {
+        CardRegistryStatus::Active => "active",
+        CardRegistryStatus::Blocked => "blocked",
+        CardRegistryStatus::Lost => "lost",
+    }
+}
+
+fn status_parse(s: &str) -> Result<CardRegistryStatus, DbError> {
+    match s {
+        "active" => Ok(CardRegistryStatus::Active),
+        "blocked" => Ok(CardRegistryStatus::Blocked),
+        "lost" => Ok(CardRegistryStatus::Lost),
+        other => Err(corrupt(format!("card status {other:?}"))),
+    }
+}

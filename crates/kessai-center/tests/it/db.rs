@@ -1,0 +1,118 @@
+//! The center's database: registry, settlements with optimistic
+//! concurrency, idempotent responses — on SQLite, and on PostgreSQL when
+//! the test command provides a throwaway cluster.
+
+use kessai_center::db::{CenterDb, DbError, StoreRecord};
+use kessai_center::purchase::{CardRegistryStatus, Phase};
+use kessai_core::ids::StoreId;
+use kessai_core::keys::Validity;
+use kessai_core::messages::DisplayText;
+use kessai_core::samples;
+
+use crate::world::{NOW, World, card_id, record};
+
+async fn sqlite() -> (tempfile::TempDir, CenterDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = CenterDb::open(&format!("sqlite:{}", dir.path().join("center.db").display())).await.unwrap();
+    (dir, db)
+}
+
+/// A fresh database on the throwaway PostgreSQL cluster, if there is one.
+async fn postgres(name: &str) -> Option<CenterDb> {
+    let Ok(url) = std::env::var("KESSAI_TEST_DATABASE_URL") else {
+        assert!(
+            !kessai_testkit::in_ci(),
+            "CI=true but KESSAI_TEST_DATABASE_URL is unset (run under scripts/with-postgres)"
+        );
+        eprintln!("SKIPPED: PostgreSQL tests need KESSAI_TEST_DATABASE_URL (scripts/with-postgres sets it)");
+        return None;
+    };
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    let db_name = format!("center_{name}_{}", std::process::id());
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db_name}"))).execute(&mut admin).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}"))).execute(&mut admin).await.unwrap();
+    let base = url.rsplit_once('/').unwrap().0;
+    Some(CenterDb::open(&format!("{base}/{db_name}")).await.unwrap())
+}
+
+async fn registry_round_trips(db: &CenterDb) {
+    let w = World::new(1);
+    let mall = StoreId::parse(samples::MALL).unwrap();
+    let store = StoreRecord {
+        id: mall.clone(),
+        name: DisplayText::parse("Kessai Mall").unwrap(),
+        mall: None,
+        notify_url: Some("https://127.0.0.1:8443/v1/completions".into()),
+        client_name: Some("kessai-mall".into()),
+        bank_account: Some("JP-0001-1234567".into()),
+    };
+    db.put_store(&store, NOW).await.unwrap();
+    assert_eq!(db.store(&mall).await.unwrap(), Some(store));
+    db.put_store_key(&mall, &w.mall_key.public(), Validity::always()).await.unwrap();
+    let dir = db.store_keys().await.unwrap();
+    let entry = dir.entry(w.mall_key.kid().as_str()).unwrap();
+    assert_eq!(entry.owner.as_str(), samples::MALL);
+    assert!(!entry.revoked);
+    assert!(db.revoke_store_key(w.mall_key.kid()).await.unwrap());
+    assert!(db.store_keys().await.unwrap().entry(w.mall_key.kid().as_str()).unwrap().revoked);
+
+    db.put_card(&record(1), NOW).await.unwrap();
+    assert_eq!(db.card(&card_id(1)).await.unwrap(), Some(record(1)));
+    assert!(db.put_card(&record(1), NOW).await.is_err(), "a card id is issued once");
+    assert!(db.set_card_status(&card_id(1), CardRegistryStatus::Lost, "reported lost by phone").await.unwrap());
+    assert_eq!(db.card(&card_id(1)).await.unwrap().unwrap().status, CardRegistryStatus::Lost);
+    assert_eq!(db.card(&card_id(99)).await.unwrap(), None);
+}
+
+async fn settlements_are_versioned_and_unique_per_bill(db: &CenterDb) {
+    let mut w = World::new(2);
+    let (s, _) = w.create(&record(2));
+    assert!(db.insert_settlement(&s, NOW).await.unwrap().is_none());
+    // The same bill again: the existing settlement comes back.
+    let mut again = s.clone();
+    again.id = kessai_core::ids::SettlementId::parse("stl_other").unwrap();
+    let (existing, version) = db.insert_settlement(&again, NOW).await.unwrap().unwrap();
+    assert_eq!(existing.id, s.id);
+    assert_eq!(version, 1);
+
+    let (mut loaded, version) = db.settlement(&s.id).await.unwrap().unwrap();
+    assert_eq!(loaded.scp, s.scp, "sealed state survives storage");
+    loaded = loaded.cancel("test").unwrap();
+    db.update_settlement(&loaded, version, NOW).await.unwrap();
+    // A second writer that read the old version loses.
+    assert!(matches!(db.update_settlement(&loaded, version, NOW).await, Err(DbError::Conflict)));
+    let (after, v2) = db.settlement(&s.id).await.unwrap().unwrap();
+    assert_eq!((after.phase, v2), (Phase::Voided, 2));
+    let voided = db.list_settlements(None, Some(Phase::Voided), 10).await.unwrap();
+    assert_eq!(voided.len(), 1);
+    assert!(db.list_settlements(Some(&card_id(3)), None, 10).await.unwrap().is_empty());
+}
+
+async fn idempotent_responses_keep_the_first(db: &CenterDb) {
+    assert_eq!(db.idempotent_response("k1").await.unwrap(), None);
+    db.save_response("k1", "h1", 201, "{\"a\":1}", NOW).await.unwrap();
+    db.save_response("k1", "h2", 500, "other", NOW).await.unwrap();
+    assert_eq!(db.idempotent_response("k1").await.unwrap(), Some(("h1".into(), 201, "{\"a\":1}".into())));
+}
+
+#[tokio::test]
+async fn sqlite_registry_settlements_idempotency() {
+    let (_dir, db) = sqlite().await;
+    registry_round_trips(&db).await;
+    settlements_are_versioned_and_unique_per_bill(&db).await;
+    idempotent_responses_keep_the_first(&db).await;
+}
+
+#[tokio::test]
+async fn postgres_registry_settlements_idempotency() {
+    let Some(db) = postgres("registry").await else { return };
+    registry_round_trips(&db).await;
+    settlements_are_versioned_and_unique_per_bill(&db).await;
+    idempotent_responses_keep_the_first(&db).await;
+}
+
+#[tokio::test]
+async fn a_bad_url_is_refused() {
+    assert!(matches!(CenterDb::open("mysql://x").await, Err(DbError::BadUrl)));
+}
