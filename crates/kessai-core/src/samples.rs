@@ -51,8 +51,10 @@ pub fn bill<R: Random + ?Sized>(rng: &mut R, now: Timestamp) -> Result<(Claims, 
         LineItem::new("ebook-crypto-02", DisplayText::parse("Serious Cryptography (e-book)")?, 1, yen(3_960)?)?,
         LineItem::new("audio-jazz-7", DisplayText::parse("Jazz at the Kissa — album")?, 2, yen(1_500)?)?,
     ];
+    let mut serial = [0u8; 6];
+    rng.fill_bytes(&mut serial);
     let bill = Bill::new(BillDraft {
-        bill_id: BillId::parse("bill-20261121-0001")?,
+        bill_id: BillId::parse(&format!("bill-{}", crate::ids::hex_lower(&serial)))?,
         order_id: OrderId::parse("ord-000042")?,
         store: StoreId::parse(MALL)?,
         member: Some(StoreId::parse(MEMBER)?),

@@ -9,6 +9,7 @@ mod bench;
 mod card;
 mod keys;
 mod pki;
+mod store;
 
 #[derive(Parser, Debug)]
 #[command(name = "kessai", version, about = "kessai (決済): stored-value IC card settlement")]
@@ -28,6 +29,12 @@ enum Command {
     /// Emulated IC cards: personalize, inspect, serve to PC/SC.
     #[command(subcommand)]
     Card(CardCommand),
+    /// The web shop / mall (member stores, signed bills, completions, downloads).
+    Store {
+        /// The store's TOML configuration (environment overrides KESSAI_STORE_*).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -168,6 +175,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pki(PkiCommand::Init { dir }) => pki::init(&dir),
         Command::Pki(PkiCommand::Issue { dir, server, client, san }) => pki::issue(&dir, server, client, &san),
         Command::Card(c) => run_card(c),
+        Command::Store { config } => store::run(&config),
         Command::Bench(BenchCommand::Jws { iterations }) => bench::jws(iterations),
         Command::Bench(BenchCommand::Card { sessions }) => card::bench(sessions),
     }

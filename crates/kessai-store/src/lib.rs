@@ -1,0 +1,273 @@
+//! `kessai store`: a mall of member stores (patent FIG. 8, 12–15, 20).
+//!
+//! The mall signs every bill (SIG1) with its key for one member store,
+//! accepts the center's completions (SIG3) over mutual TLS at
+//! `POST /v1/completions`, answers with a receipt (SIG4) and then lets the
+//! buyer download what they paid for. See [`router`] for every route.
+//!
+//! Invariants:
+//! - an order is marked paid only by a completion that verified against
+//!   the center's keys and matched the order's bill hash, amount,
+//!   currency, store and member store — in one transaction with its receipt;
+//! - a refused completion changes nothing;
+//! - a download works only for a paid order, until its links expire;
+//! - a member store sees only its own orders.
+
+mod api;
+pub mod cart;
+pub mod catalog;
+mod center_keys;
+pub mod config;
+pub mod db;
+pub mod demo;
+pub mod limits;
+mod pages;
+mod web;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use axum::Router;
+use axum::routing::{get, post};
+use kessai_core::keyfile;
+use kessai_core::keys::SigningKey;
+use kessai_core::random::OsRandom;
+use kessai_core::time::{Clock, SystemClock};
+use kessai_http::{HttpMetrics, HttpsClient, apply_standard_layers, ops_routes};
+use kessai_merchant::Merchant;
+use prometheus_metrics::StoreMetrics;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+pub use catalog::Catalog;
+pub use center_keys::CenterKeys;
+pub use config::StoreConfig;
+pub use db::Db;
+pub use demo::DemoSettings;
+
+use crate::limits::{JWKS_FETCH_TIMEOUT_MS, MAX_CONFIG_BYTES};
+
+mod prometheus_metrics {
+    use prometheus_client::metrics::counter::Counter;
+    use prometheus_client::metrics::family::Family;
+
+    /// The store's own metrics.
+    #[derive(Debug, Clone, Default)]
+    pub struct StoreMetrics {
+        pub orders: Counter,
+        pub completions: Family<Vec<(&'static str, String)>, Counter>,
+    }
+}
+
+/// Everything the handlers share.
+pub struct Inner {
+    pub config: StoreConfig,
+    pub catalog: Catalog,
+    pub db: Db,
+    pub merchant: Merchant,
+    pub center_keys: CenterKeys,
+    pub clock: Arc<dyn Clock>,
+    metrics: Arc<HttpMetrics>,
+    store_metrics: StoreMetrics,
+    ready: Arc<AtomicBool>,
+}
+
+/// The shared state of the store's handlers. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner").field("mall", &self.config.mall_id).finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("mall", &self.0.config.mall_id).finish_non_exhaustive()
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Opens the database (migrating it), reads the catalog and the mall's
+    /// key (making one on first start) and prepares the center's JWKS.
+    pub async fn open(config: StoreConfig, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
+        config.check()?;
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+        let catalog = Catalog::load(&config.resolve(&config.catalog), &config)?;
+        let key = signing_key(&config)?;
+        let merchant = Merchant::new(config.mall_id.clone(), key, config.center.party_id.clone());
+        let db = match &config.database_url {
+            Some(url) => Db::open_postgres(url, None).await.context("opening PostgreSQL")?,
+            None => {
+                let path = config.data_dir.join("store.sqlite");
+                Db::open_sqlite(&path).await.with_context(|| format!("opening {}", path.display()))?
+            }
+        };
+        AppState::with_parts(config, catalog, db, merchant, clock)
+    }
+
+    /// Builds the state from opened parts (tests use their own database).
+    pub fn with_parts(
+        config: StoreConfig,
+        catalog: Catalog,
+        db: Db,
+        merchant: Merchant,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<AppState> {
+        let identity = config.tls.client_name.as_deref();
+        let ca_dir = kessai_tls::CaDir::new(config.resolve(&config.tls.ca_dir));
+        let client_tls = kessai_tls::client_config(&config.trust_anchor(), identity.map(|name| (&ca_dir, name)))
+            .context("TLS client configuration for the center")?;
+        let jwks_url = format!("{}/.well-known/jwks.json", config.center.url);
+        let center_keys = CenterKeys::new(
+            HttpsClient::new(client_tls, JWKS_FETCH_TIMEOUT_MS),
+            jwks_url,
+            config.center.party_id.clone(),
+            config.center.jwks_refetch_min_interval_ms,
+        );
+        let mut metrics = HttpMetrics::new("store");
+        let store_metrics = StoreMetrics::default();
+        let registry = metrics.registry_mut();
+        registry.register("store_orders", "Orders placed", store_metrics.orders.clone());
+        registry.register("store_completions", "Completions received, by outcome", store_metrics.completions.clone());
+        Ok(AppState(Arc::new(Inner {
+            config,
+            catalog,
+            db,
+            merchant,
+            center_keys,
+            clock,
+            metrics: Arc::new(metrics),
+            store_metrics,
+            ready: Arc::new(AtomicBool::new(true)),
+        })))
+    }
+}
+
+/// Reads the mall's signing key, or makes and saves one (mode 0600).
+fn signing_key(config: &StoreConfig) -> anyhow::Result<SigningKey> {
+    let path = config.resolve(&config.signing_key);
+    if !path.exists() {
+        let key = SigningKey::generate(&mut OsRandom);
+        kessai_tls::write_new_file(&path, keyfile::encode_plain(&key).as_bytes(), true)?;
+        tracing::info!(path = %path.display(), kid = %key.kid(), "made the mall's signing key");
+        return Ok(key);
+    }
+    let size = std::fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?.len();
+    anyhow::ensure!(size <= MAX_CONFIG_BYTES, "{} is too large for a key file", path.display());
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    keyfile::decode(&text, None).with_context(|| format!("reading the mall's key {}", path.display()))
+}
+
+/// Every route of the store, with the standard layers.
+///
+/// | method | path | what |
+/// |---|---|---|
+/// | GET | `/` | the mall: member stores |
+/// | GET | `/shops/{member}` | a member store's products |
+/// | GET | `/shops/{member}/products/{sku}` | a product page |
+/// | GET, POST | `/shops/{member}/cart` | the cart; POST `sku`, `quantity` (0 removes) |
+/// | GET | `/shops/{member}/estimate` | the estimate (FIG. 13) |
+/// | GET | `/shops/{member}/checkout` | payment method selection (FIG. 14) |
+/// | POST | `/shops/{member}/orders` | places the order, signs the bill, 303 to the bill page |
+/// | GET | `/orders/{order_id}` | the bill with the pay action (FIG. 15) |
+/// | GET | `/orders/{order_id}/bill` | `{"bill", "return_url"}` for `kessai wallet pay` |
+/// | GET | `/orders/{order_id}/complete` | the completion page with downloads (FIG. 20) |
+/// | GET | `/download/{token}` | a paid download |
+/// | POST | `/v1/completions` | SIG3 from the center (mutual TLS) → SIG4 |
+/// | GET | `/members/{member}/orders` | a member's own orders (its client certificate or API token) |
+/// | GET | `/.well-known/jwks.json` | the mall's public key |
+/// | GET | `/healthz`, `/readyz`, `/metrics` | operations |
+pub fn router(state: AppState) -> Router {
+    let limits = state.config.limits.clone();
+    let metrics = Arc::clone(&state.metrics);
+    let ready = Arc::clone(&state.ready);
+    let app = Router::new()
+        .route("/", get(web::home))
+        .route("/shops/{member}", get(web::shop))
+        .route("/shops/{member}/products/{sku}", get(web::product))
+        .route("/shops/{member}/cart", get(web::cart).post(web::update_cart))
+        .route("/shops/{member}/estimate", get(web::estimate))
+        .route("/shops/{member}/checkout", get(web::checkout))
+        .route("/shops/{member}/orders", post(web::place_order))
+        .route("/orders/{order_id}", get(web::bill))
+        .route("/orders/{order_id}/complete", get(web::completion))
+        .route("/download/{token}", get(web::download))
+        .route("/orders/{order_id}/bill", get(api::bill))
+        .route("/v1/completions", post(api::completion))
+        .route("/members/{member}/orders", get(api::member_orders))
+        .route("/.well-known/jwks.json", get(api::jwks))
+        .fallback(web::not_found)
+        .with_state(state)
+        .merge(ops_routes(Arc::clone(&metrics), ready));
+    apply_standard_layers(app, &limits, &metrics)
+}
+
+/// The store's TLS: its server certificate; client certificates are
+/// asked for and verified against the trust anchor but optional, since
+/// browsers have none. Routes that need one (completions, member orders)
+/// check the [`kessai_http::PeerIdentity`] themselves.
+pub fn server_tls(config: &StoreConfig) -> anyhow::Result<rustls::ServerConfig> {
+    let ca_dir = kessai_tls::CaDir::new(config.resolve(&config.tls.ca_dir));
+    let trust = config.trust_anchor();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&trust).with_context(|| format!("reading {}", trust.display()))? {
+        roots.add(cert.with_context(|| format!("reading {}", trust.display()))?)?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), kessai_tls::provider())
+        .allow_unauthenticated()
+        .build()?;
+    let cert_path = ca_dir.cert(&config.tls.server_name);
+    let certs = CertificateDer::pem_file_iter(&cert_path)
+        .with_context(|| format!("reading {}", cert_path.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("reading {}", cert_path.display()))?;
+    let key_path = ca_dir.key(&config.tls.server_name);
+    let key = PrivateKeyDer::from_pem_file(&key_path).with_context(|| format!("reading {}", key_path.display()))?;
+    Ok(rustls::ServerConfig::builder_with_provider(kessai_tls::provider())
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)?)
+}
+
+/// Runs the store on `config.listen` until `shutdown` completes.
+pub async fn run(config: StoreConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    serve_on(config, listener, shutdown).await
+}
+
+/// Runs the store on an already bound listener (tests and `kessai up`
+/// bind port 0 and read the port back).
+pub async fn serve_on(
+    config: StoreConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let tls = Arc::new(server_tls(&config)?);
+    let state = AppState::open(config, Arc::new(SystemClock)).await?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        mall = %state.config.mall_id,
+        kid = %state.merchant.jwks().keys.first().map(|k| k.kid.as_str()).unwrap_or(""),
+        "store serving"
+    );
+    let db = state.db.clone();
+    let ready = Arc::clone(&state.ready);
+    kessai_http::serve(router(state), listener, tls, shutdown).await?;
+    ready.store(false, Ordering::SeqCst);
+    db.close().await;
+    Ok(())
+}

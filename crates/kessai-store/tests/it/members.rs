@@ -1,0 +1,71 @@
+//! Mall members are isolated: each sees only its own orders.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use kessai_http::PeerIdentity;
+
+use crate::support::*;
+
+async fn orders_view(w: &World, member: &str, token: Option<&str>, peer: Option<&str>) -> Answer {
+    let mut req = Request::get(format!("/members/{member}/orders"));
+    if let Some(t) = token {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let mut req = req.body(Body::empty()).unwrap();
+    if let Some(p) = peer {
+        req.extensions_mut().insert(PeerIdentity(p.to_owned()));
+    }
+    send(&w.app, req).await
+}
+
+fn order_ids(a: &Answer) -> Vec<String> {
+    a.json()["orders"].as_array().unwrap().iter().map(|o| o["order_id"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn each_member_sees_only_its_own_orders() {
+    let w = world().await;
+    let (paid_book, _, _) = paid_order(&w, "bookshop", &[("ebook-kessai-001", 1)]).await;
+    let open_book = place_order(&w, "bookshop", &[("print-poster-01", 1)]).await;
+    let (record, _, _) = paid_order(&w, "record-shop", &[("audio-chime-01", 3)]).await;
+
+    let books = orders_view(&w, "bookshop", Some(BOOKSHOP_TOKEN), None).await;
+    assert_eq!(books.status, StatusCode::OK, "{}", books.body);
+    assert_eq!(order_ids(&books), vec![open_book.clone(), paid_book.clone()], "newest first, own orders only");
+    let json = books.json();
+    assert_eq!(json["orders"][1]["status"], "paid");
+    assert_eq!(json["orders"][1]["total"], serde_json::json!({"amount_minor": 1200, "currency": "JPY"}));
+    assert!(json["orders"][1]["settlement_id"].as_str().unwrap().starts_with("stl_"));
+    assert_eq!(json["orders"][0]["status"], "open");
+
+    let records = orders_view(&w, "record-shop", None, Some("record-shop")).await;
+    assert_eq!(order_ids(&records), vec![record.clone()]);
+    assert_eq!(records.json()["orders"][0]["total"]["amount_minor"], 900);
+
+    let cases = [
+        ("bookshop's token on record-shop", "record-shop", Some(BOOKSHOP_TOKEN), None, StatusCode::FORBIDDEN),
+        ("bookshop's certificate on record-shop", "record-shop", None, Some("bookshop"), StatusCode::FORBIDDEN),
+        ("no credentials", "bookshop", None, None, StatusCode::UNAUTHORIZED),
+        ("a wrong token", "bookshop", Some("guess"), None, StatusCode::FORBIDDEN),
+        ("the center's certificate", "bookshop", None, Some("center"), StatusCode::FORBIDDEN),
+        ("unknown member", "nobody", Some(BOOKSHOP_TOKEN), None, StatusCode::NOT_FOUND),
+    ];
+    for (label, member, token, peer, status) in cases {
+        let a = orders_view(&w, member, token, peer).await;
+        assert_eq!(a.status, status, "{label}: {}", a.body);
+        assert!(a.json()["error"]["code"].is_string(), "{label}");
+        assert!(!a.body.contains(&record) && !a.body.contains(&paid_book), "{label}: nothing leaks");
+    }
+}
+
+#[tokio::test]
+async fn order_numbers_are_issued_by_the_mall_across_members() {
+    let w = world().await;
+    let a = place_order(&w, "bookshop", &[("ebook-kessai-001", 1)]).await;
+    let b = place_order(&w, "record-shop", &[("audio-chime-01", 1)]).await;
+    let c = place_order(&w, "bookshop", &[("ebook-kessai-001", 1)]).await;
+    assert!(a.starts_with("ord-000001-") && b.starts_with("ord-000002-") && c.starts_with("ord-000003-"));
+    let (_, bill_b) = bill_of(&w, &b).await;
+    assert_eq!(bill_b.message().member().unwrap().as_str(), "record-shop");
+    assert_eq!(bill_b.message().store_name().as_str(), "Kissa Records");
+}
