@@ -1,0 +1,393 @@
+//! The `Ledger`: one API over two backends. Each backend implements `Tx` (an open
+//! database transaction that can load and write ledger rows); everything else — the
+//! order of loads, the semantics, the invariant check — is written once here, in
+//! `engine` and in `check`, so both backends behave identically.
+
+pub(crate) mod postgres;
+pub(crate) mod rows;
+mod schema;
+pub(crate) mod sqlite;
+
+use std::future::Future;
+use std::path::Path;
+
+use crate::check::{self, InvariantViolation};
+use crate::engine::{self, LoadedTransfer, Scratch, WriteSet};
+use crate::error::Error;
+use crate::limits::{BATCH_EVENTS_MAX, EXPIRY_BATCH_MAX, HISTORY_PAGE_MAX, LOOKUP_IDS_MAX, TIMESTAMP_MAX_UNIX_S};
+use crate::result::{CreateAccountResult, CreateAccountsResult, CreateTransferResult, CreateTransfersResult};
+use crate::types::{Account, NewAccount, NewTransfer, PendingState, Transfer};
+use rows::Columns;
+
+/// An open database transaction of one backend.
+pub(crate) trait Tx: Send {
+    type Row: Columns + Send;
+
+    /// The accounts with these ids that exist, in any order.
+    fn load_accounts(&mut self, ids: &[u128]) -> impl Future<Output = Result<Vec<Account>, Error>> + Send;
+    /// The transfers with these ids that exist, in any order.
+    fn load_transfers(&mut self, ids: &[u128]) -> impl Future<Output = Result<Vec<LoadedTransfer>, Error>> + Send;
+    /// Ids of pending transfers still pending whose expiry is at or before `now`.
+    fn due_pending(&mut self, now_unix_s: u64, limit: usize) -> impl Future<Output = Result<Vec<u128>, Error>> + Send;
+    fn history(
+        &mut self,
+        account_id: u128,
+        after_seq: u64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<(LoadedTransfer, u64)>, Error>> + Send;
+    fn write(&mut self, set: &WriteSet) -> impl Future<Output = Result<(), Error>> + Send;
+    /// Runs a parameterless query whose text is the same on both backends.
+    fn rows(&mut self, sql: &'static str) -> impl Future<Output = Result<Vec<Self::Row>, Error>> + Send;
+}
+
+/// One unit of work, run in one database transaction.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Op<'a> {
+    CreateAccounts(&'a [NewAccount], u64),
+    CreateTransfers(&'a [NewTransfer], u64),
+    Expire(u64),
+    LookupAccounts(&'a [u128]),
+    LookupTransfers(&'a [u128]),
+    LookupPendingStates(&'a [u128]),
+    History { account_id: u128, after_seq: u64, limit: u32 },
+    Check,
+}
+
+impl Op<'_> {
+    pub fn writes(&self) -> bool {
+        matches!(self, Op::CreateAccounts(..) | Op::CreateTransfers(..) | Op::Expire(_))
+    }
+}
+
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    Accounts(Vec<CreateAccountsResult>),
+    Transfers(Vec<CreateTransfersResult>),
+    Expired(usize),
+    FoundAccounts(Vec<Account>),
+    FoundTransfers(Vec<Transfer>),
+    FoundPendingStates(Vec<(u128, PendingState)>),
+    History(HistoryPage),
+    Checked(Result<(), InvariantViolation>),
+}
+
+pub(crate) async fn run<T: Tx>(tx: &mut T, op: Op<'_>) -> Result<Outcome, Error> {
+    match op {
+        Op::CreateAccounts(events, now_unix_s) => create_accounts(tx, events, now_unix_s).await.map(Outcome::Accounts),
+        Op::CreateTransfers(events, now_unix_s) => {
+            create_transfers(tx, events, now_unix_s).await.map(Outcome::Transfers)
+        }
+        Op::Expire(now_unix_s) => expire(tx, now_unix_s).await.map(Outcome::Expired),
+        Op::LookupAccounts(ids) => {
+            let found = tx.load_accounts(&sorted_unique(ids.iter().copied())).await?;
+            Ok(Outcome::FoundAccounts(in_request_order(ids, found, |account| account.id)))
+        }
+        Op::LookupTransfers(ids) => {
+            let found = tx.load_transfers(&sorted_unique(ids.iter().copied())).await?;
+            let found = found.into_iter().map(|loaded| loaded.transfer).collect();
+            Ok(Outcome::FoundTransfers(in_request_order(ids, found, |transfer| transfer.id)))
+        }
+        Op::LookupPendingStates(ids) => {
+            let found = tx.load_transfers(&sorted_unique(ids.iter().copied())).await?;
+            let states = found.into_iter().filter_map(|l| l.pending.map(|row| (l.transfer.id, row.state))).collect();
+            Ok(Outcome::FoundPendingStates(in_request_order(ids, states, |(id, _)| *id)))
+        }
+        Op::History { account_id, after_seq, limit } => {
+            let rows = tx.history(account_id, after_seq, limit).await?;
+            let next =
+                (rows.len() == limit as usize).then(|| rows.last().map(|(_, seq)| HistoryCursor { after_seq: *seq }));
+            let transfers = rows.into_iter().map(|(loaded, _)| loaded.transfer).collect();
+            Ok(Outcome::History(HistoryPage { transfers, next: next.flatten() }))
+        }
+        Op::Check => check::run(tx).await.map(Outcome::Checked),
+    }
+}
+
+fn sorted_unique(ids: impl Iterator<Item = u128>) -> Vec<u128> {
+    let mut ids: Vec<u128> = ids.filter(|id| *id != 0).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+fn in_request_order<T: Copy>(ids: &[u128], found: Vec<T>, id_of: impl Fn(&T) -> u128) -> Vec<T> {
+    let by_id: std::collections::HashMap<u128, T> = found.into_iter().map(|item| (id_of(&item), item)).collect();
+    ids.iter().filter_map(|id| by_id.get(id).copied()).collect()
+}
+
+async fn create_accounts<T: Tx>(
+    tx: &mut T,
+    events: &[NewAccount],
+    now_unix_s: u64,
+) -> Result<Vec<CreateAccountsResult>, Error> {
+    let loaded = tx.load_accounts(&sorted_unique(events.iter().map(|event| event.id))).await?;
+    let mut scratch = Scratch::new(loaded, Vec::new());
+    let results = engine::create_accounts(&mut scratch, events, now_unix_s);
+    write_changes(tx, scratch).await?;
+    Ok(results
+        .into_iter()
+        .enumerate()
+        .filter(|(_, result)| *result != CreateAccountResult::Ok)
+        .map(|(index, result)| CreateAccountsResult { index: event_index(index), result })
+        .collect())
+}
+
+async fn create_transfers<T: Tx>(
+    tx: &mut T,
+    events: &[NewTransfer],
+    now_unix_s: u64,
+) -> Result<Vec<CreateTransfersResult>, Error> {
+    let transfers = tx.load_transfers(&engine::transfer_ids_to_load(events)).await?;
+    let accounts = tx.load_accounts(&engine::account_ids_to_load(events, &transfers)).await?;
+    let mut scratch = scratch_with_accounts_of(accounts, transfers)?;
+    let results = engine::create_transfers(&mut scratch, events, now_unix_s);
+    write_changes(tx, scratch).await?;
+    Ok(results
+        .into_iter()
+        .enumerate()
+        .filter(|(_, result)| *result != CreateTransferResult::Ok)
+        .map(|(index, result)| CreateTransfersResult { index: event_index(index), result })
+        .collect())
+}
+
+async fn expire<T: Tx>(tx: &mut T, now_unix_s: u64) -> Result<usize, Error> {
+    let due = tx.due_pending(now_unix_s, EXPIRY_BATCH_MAX).await?;
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let transfers = tx.load_transfers(&due).await?;
+    let account_ids = engine::account_ids_to_load(&[], &transfers);
+    let accounts = tx.load_accounts(&account_ids).await?;
+    let mut scratch = scratch_with_accounts_of(accounts, transfers)?;
+    let expired = engine::expire(&mut scratch, &due, now_unix_s);
+    write_changes(tx, scratch).await?;
+    Ok(expired)
+}
+
+/// Builds the scratch, refusing data in which a stored transfer names an account
+/// that does not exist (the engine relies on finding them).
+fn scratch_with_accounts_of(accounts: Vec<Account>, transfers: Vec<LoadedTransfer>) -> Result<Scratch, Error> {
+    let known: std::collections::HashSet<u128> = accounts.iter().map(|account| account.id).collect();
+    for loaded in &transfers {
+        let transfer = loaded.transfer;
+        if !known.contains(&transfer.debit_account_id) || !known.contains(&transfer.credit_account_id) {
+            return Err(Error::Corrupt { what: "a stored transfer names an account that does not exist" });
+        }
+    }
+    Ok(Scratch::new(accounts, transfers))
+}
+
+async fn write_changes<T: Tx>(tx: &mut T, scratch: Scratch) -> Result<(), Error> {
+    let set = scratch.into_write_set();
+    if set.is_empty() {
+        return Ok(());
+    }
+    tx.write(&set).await
+}
+
+fn event_index(index: usize) -> u32 {
+    // Batches are at most BATCH_EVENTS_MAX events, which `limits` proves fits in u32.
+    u32::try_from(index).unwrap_or(u32::MAX)
+}
+
+/// Where the next page of an account's history starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryCursor {
+    after_seq: u64,
+}
+
+/// One page of the transfers that debit or credit an account, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryPage {
+    pub transfers: Vec<Transfer>,
+    /// `Some` when the page is full: pass it to get the next page.
+    pub next: Option<HistoryCursor>,
+}
+
+/// Which database a ledger runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    Sqlite,
+    Postgres,
+}
+
+impl BackendKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Sqlite => "sqlite",
+            BackendKind::Postgres => "postgres",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Sqlite(sqlite::Pools),
+    Postgres(sqlx::PgPool),
+}
+
+/// A double-entry ledger with TigerBeetle's semantics, stored in SQLite or
+/// PostgreSQL. Cheap to clone (it holds a connection pool).
+///
+/// Every write method takes a batch and applies it in one database transaction: the
+/// whole batch commits or none of it does, and a refused event is reported by a
+/// result code without affecting the others (except its linked chain). Results list
+/// only the events that were not `ok`, by index, as TigerBeetle does.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    backend: Backend,
+}
+
+impl Ledger {
+    /// Opens (creating if missing) a SQLite ledger file and brings its schema up to
+    /// date. See `sqlite::connect_options` for the durability settings.
+    pub async fn open_sqlite(path: impl AsRef<Path>) -> Result<Ledger, Error> {
+        let pools = sqlite::open(path.as_ref()).await?;
+        Ok(Ledger { backend: Backend::Sqlite(pools) })
+    }
+
+    /// Connects to PostgreSQL and brings the schema up to date. With `schema`, the
+    /// ledger's tables live in that schema (created if missing), so several ledgers
+    /// can share one database.
+    pub async fn connect_postgres(url: &str, schema: Option<&str>) -> Result<Ledger, Error> {
+        let pool = postgres::connect(url, schema).await?;
+        Ok(Ledger { backend: Backend::Postgres(pool) })
+    }
+
+    pub fn backend_kind(&self) -> BackendKind {
+        match self.backend {
+            Backend::Sqlite(_) => BackendKind::Sqlite,
+            Backend::Postgres(_) => BackendKind::Postgres,
+        }
+    }
+
+    /// Closes the connection pool, waiting for connections in use.
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Sqlite(pools) => pools.close().await,
+            Backend::Postgres(pool) => pool.close().await,
+        }
+    }
+
+    async fn run(&self, op: Op<'_>) -> Result<Outcome, Error> {
+        match &self.backend {
+            Backend::Sqlite(pools) => sqlite::run(pools, op).await,
+            Backend::Postgres(pool) => postgres::run(pool, op).await,
+        }
+    }
+
+    /// Creates accounts; `now_unix_s` is recorded as their creation time.
+    pub async fn create_accounts(
+        &self,
+        accounts: &[NewAccount],
+        now_unix_s: u64,
+    ) -> Result<Vec<CreateAccountsResult>, Error> {
+        check_batch(accounts.len(), now_unix_s)?;
+        match self.run(Op::CreateAccounts(accounts, now_unix_s)).await? {
+            Outcome::Accounts(results) => Ok(results),
+            other => unreachable!("create_accounts answered {other:?}"),
+        }
+    }
+
+    /// Creates transfers at time `now_unix_s` (the caller's clock): it is the
+    /// transfers' creation time, from which pending timeouts run, and decides whether
+    /// a pending transfer being posted or voided has already expired.
+    pub async fn create_transfers(
+        &self,
+        transfers: &[NewTransfer],
+        now_unix_s: u64,
+    ) -> Result<Vec<CreateTransfersResult>, Error> {
+        check_batch(transfers.len(), now_unix_s)?;
+        match self.run(Op::CreateTransfers(transfers, now_unix_s)).await? {
+            Outcome::Transfers(results) => Ok(results),
+            other => unreachable!("create_transfers answered {other:?}"),
+        }
+    }
+
+    /// Expires pending transfers whose timeout has passed at `now_unix_s`, releasing
+    /// their pending amounts, and returns how many expired. At most
+    /// `EXPIRY_BATCH_MAX` per call: call again while it returns that many. Running it
+    /// again for the same `now` expires nothing twice.
+    pub async fn expire_pending_transfers(&self, now_unix_s: u64) -> Result<usize, Error> {
+        check_batch(0, now_unix_s)?;
+        match self.run(Op::Expire(now_unix_s)).await? {
+            Outcome::Expired(count) => Ok(count),
+            other => unreachable!("expire answered {other:?}"),
+        }
+    }
+
+    /// The accounts that exist among `ids`, in the order asked.
+    pub async fn lookup_accounts(&self, ids: &[u128]) -> Result<Vec<Account>, Error> {
+        if ids.len() > LOOKUP_IDS_MAX {
+            return Err(Error::LookupTooLarge { ids: ids.len() });
+        }
+        match self.run(Op::LookupAccounts(ids)).await? {
+            Outcome::FoundAccounts(accounts) => Ok(accounts),
+            other => unreachable!("lookup_accounts answered {other:?}"),
+        }
+    }
+
+    /// The transfers that exist among `ids`, in the order asked.
+    pub async fn lookup_transfers(&self, ids: &[u128]) -> Result<Vec<Transfer>, Error> {
+        if ids.len() > LOOKUP_IDS_MAX {
+            return Err(Error::LookupTooLarge { ids: ids.len() });
+        }
+        match self.run(Op::LookupTransfers(ids)).await? {
+            Outcome::FoundTransfers(transfers) => Ok(transfers),
+            other => unreachable!("lookup_transfers answered {other:?}"),
+        }
+    }
+
+    /// Where each pending transfer among `ids` stands (pending, posted, voided or
+    /// expired), in the order asked; ids that are not pending transfers are left out.
+    /// A pending transfer past its timeout reads `Pending` until expiry has run, but
+    /// can no longer be posted or voided.
+    pub async fn lookup_pending_states(&self, ids: &[u128]) -> Result<Vec<(u128, PendingState)>, Error> {
+        if ids.len() > LOOKUP_IDS_MAX {
+            return Err(Error::LookupTooLarge { ids: ids.len() });
+        }
+        match self.run(Op::LookupPendingStates(ids)).await? {
+            Outcome::FoundPendingStates(states) => Ok(states),
+            other => unreachable!("lookup_pending_states answered {other:?}"),
+        }
+    }
+
+    /// Transfers debiting or crediting `account_id`, oldest first, `limit` at most,
+    /// starting after `after` (from the start when `None`).
+    pub async fn account_history(
+        &self,
+        account_id: u128,
+        after: Option<HistoryCursor>,
+        limit: u32,
+    ) -> Result<HistoryPage, Error> {
+        if limit == 0 || limit > HISTORY_PAGE_MAX {
+            return Err(Error::HistoryPageOutOfRange { limit });
+        }
+        let after_seq = after.map_or(0, |cursor| cursor.after_seq);
+        match self.run(Op::History { account_id, after_seq, limit }).await? {
+            Outcome::History(page) => Ok(page),
+            other => unreachable!("account_history answered {other:?}"),
+        }
+    }
+
+    /// Verifies the ledger's invariants on one consistent snapshot (see
+    /// `InvariantViolation` for the list). Reads every account and aggregates every
+    /// transfer, so in production run it as a periodic audit, not per request.
+    pub async fn check(&self) -> Result<(), InvariantViolation> {
+        match self.run(Op::Check).await {
+            Ok(Outcome::Checked(verdict)) => verdict,
+            Ok(other) => unreachable!("check answered {other:?}"),
+            Err(error) => Err(InvariantViolation::Unreadable(error)),
+        }
+    }
+}
+
+fn check_batch(events: usize, now_unix_s: u64) -> Result<(), Error> {
+    if events > BATCH_EVENTS_MAX {
+        return Err(Error::BatchTooLarge { events });
+    }
+    if now_unix_s > TIMESTAMP_MAX_UNIX_S {
+        return Err(Error::TimestampOutOfRange { now_unix_s });
+    }
+    Ok(())
+}

@@ -1,0 +1,287 @@
+//! The SQLite backend: the embedded default. Each step of a batch is one prepared
+//! statement over many rows (`VALUES (...), (...)` and `IN (?, ...)` with bound
+//! parameters), in chunks of `SQLITE_ROWS_PER_STATEMENT_MAX`; the statement text
+//! depends only on the row count, so each variant is prepared once per connection
+//! and then served from sqlx's statement cache.
+
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use sqlx::query::Query;
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, Row as _, Sqlite, SqlitePool, Transaction};
+
+use super::rows::{self, Columns, account_columns, id_bytes, insert_account_columns, stored_int, transfer_columns};
+use super::{Op, Outcome, Tx, schema};
+use crate::engine::{LoadedTransfer, PendingRow, WriteSet};
+use crate::error::Error;
+use crate::limits::{
+    SQLITE_BUSY_TIMEOUT_MS, SQLITE_READER_CONNECTIONS_MAX, SQLITE_ROWS_PER_STATEMENT_MAX, SQLITE_STATEMENT_CACHE_MAX,
+    SQLITE_WAL_AUTOCHECKPOINT_PAGES,
+};
+use crate::types::{Account, Transfer};
+
+/// Connection settings of a SQLite ledger.
+///
+/// - `journal_mode = WAL`: readers never block the writer and the writer never
+///   blocks readers; a commit appends to the write-ahead log.
+/// - `synchronous = FULL`: in WAL mode SQLite then fsyncs the WAL at every commit, so
+///   a transaction that `COMMIT` acknowledged survives power loss and OS crashes.
+///   `NORMAL` (the usual WAL pairing) only fsyncs at checkpoints and may lose the last
+///   commits on power loss: wrong for a ledger, whose acknowledged transfers have been
+///   promised to a card and a store. `EXTRA` adds a directory fsync that only
+///   matters in rollback-journal mode. The durability test kills a writer mid-stream
+///   and checks every acknowledged transfer is there.
+/// - Writers start with `BEGIN IMMEDIATE`, taking the write lock before reading, so a
+///   batch's reads and writes see one state and never fail with `SQLITE_BUSY` half way;
+///   another process's writer waits up to `SQLITE_BUSY_TIMEOUT_MS` for the lock.
+/// - `wal_autocheckpoint = SQLITE_WAL_AUTOCHECKPOINT_PAGES`: see there.
+/// - `temp_store = memory`: statement journals of multi-row statements (transient,
+///   never needed after a crash) stay off the disk.
+pub(crate) fn connect_options(path: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_millis(SQLITE_BUSY_TIMEOUT_MS))
+        .statement_cache_capacity(SQLITE_STATEMENT_CACHE_MAX)
+        .pragma("temp_store", "memory")
+        .pragma("wal_autocheckpoint", SQLITE_WAL_AUTOCHECKPOINT_PAGES.to_string())
+}
+
+/// One connection for all writes, a few for reads. SQLite serialises writers anyway;
+/// one writer connection also keeps its page cache warm, where several writer
+/// connections would each find the database changed by another and drop their cache.
+#[derive(Debug, Clone)]
+pub(crate) struct Pools {
+    writer: SqlitePool,
+    readers: SqlitePool,
+}
+
+impl Pools {
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.readers.close().await;
+    }
+}
+
+pub(crate) async fn open(path: &Path) -> Result<Pools, Error> {
+    let writer = SqlitePoolOptions::new().max_connections(1).connect_with(connect_options(path)).await?;
+    let mut tx = SqliteTx(writer.begin_with("BEGIN IMMEDIATE").await?);
+    schema::migrate_sqlite(&mut tx.0).await?;
+    tx.0.commit().await?;
+    let readers = SqlitePoolOptions::new()
+        .max_connections(SQLITE_READER_CONNECTIONS_MAX)
+        .connect_with(connect_options(path))
+        .await?;
+    Ok(Pools { writer, readers })
+}
+
+pub(crate) async fn run(pools: &Pools, op: Op<'_>) -> Result<Outcome, Error> {
+    let (pool, begin) =
+        if op.writes() { (&pools.writer, "BEGIN IMMEDIATE") } else { (&pools.readers, "BEGIN DEFERRED") };
+    let mut tx = SqliteTx(pool.begin_with(begin).await?);
+    let outcome = super::run(&mut tx, op).await?;
+    tx.0.commit().await?;
+    Ok(outcome)
+}
+
+/// SQL text for a statement over `rows` rows, built once per row count.
+struct ChunkedSql {
+    texts: OnceLock<Vec<String>>,
+    build: fn(usize) -> String,
+}
+
+impl ChunkedSql {
+    const fn new(build: fn(usize) -> String) -> ChunkedSql {
+        ChunkedSql { texts: OnceLock::new(), build }
+    }
+
+    fn text(&self, rows: usize) -> AssertSqlSafe<&str> {
+        assert!(rows > 0 && rows <= SQLITE_ROWS_PER_STATEMENT_MAX);
+        let texts = self.texts.get_or_init(|| (0..=SQLITE_ROWS_PER_STATEMENT_MAX).map(self.build).collect());
+        // Built only from constant fragments and placeholders, never from data.
+        AssertSqlSafe(texts[rows].as_str())
+    }
+}
+
+fn placeholders(rows: usize, per_row: usize) -> String {
+    let row = format!("({})", vec!["?"; per_row].join(", "));
+    vec![row; rows].join(", ")
+}
+
+static SELECT_ACCOUNTS: ChunkedSql = ChunkedSql::new(|rows| {
+    format!("SELECT {} FROM accounts a WHERE a.id IN ({})", account_columns!(), vec!["?"; rows].join(", "))
+});
+
+static SELECT_TRANSFERS: ChunkedSql = ChunkedSql::new(|rows| {
+    format!(
+        "SELECT {} FROM transfers t LEFT JOIN pending_transfers p ON p.id = t.id WHERE t.id IN ({})",
+        transfer_columns!(),
+        vec!["?"; rows].join(", ")
+    )
+});
+
+/// Inserts new accounts and updates the balances of existing ones, in one statement.
+static UPSERT_ACCOUNTS: ChunkedSql = ChunkedSql::new(|rows| {
+    format!(
+        "INSERT INTO accounts ({}) VALUES {} ON CONFLICT (id) DO UPDATE SET \
+         debits_pending_minor = excluded.debits_pending_minor, debits_posted_minor = excluded.debits_posted_minor, \
+         credits_pending_minor = excluded.credits_pending_minor, credits_posted_minor = excluded.credits_posted_minor",
+        insert_account_columns!(),
+        placeholders(rows, 10)
+    )
+});
+
+static INSERT_TRANSFERS: ChunkedSql = ChunkedSql::new(|rows| {
+    format!(
+        "INSERT INTO transfers (id, debit_account_id, credit_account_id, amount_minor, currency, pending_id, \
+         timeout_s, user_data_128, code, flags, created_at_unix_s) VALUES {}",
+        placeholders(rows, 11)
+    )
+});
+
+/// Inserts new pending rows and updates the state of resolved ones, in one statement.
+static UPSERT_PENDING: ChunkedSql = ChunkedSql::new(|rows| {
+    format!(
+        "INSERT INTO pending_transfers (id, state, expires_at_unix_s) VALUES {} \
+         ON CONFLICT (id) DO UPDATE SET state = excluded.state",
+        placeholders(rows, 3)
+    )
+});
+
+type SqliteQuery<'q> = Query<'q, Sqlite, SqliteArguments>;
+
+fn bind_account<'q>(query: SqliteQuery<'q>, a: &Account) -> SqliteQuery<'q> {
+    query
+        .bind(id_bytes(a.id).to_vec())
+        .bind(a.currency.to_string())
+        .bind(i64::from(a.kind.code()))
+        .bind(i64::from(a.flags.bits()))
+        .bind(id_bytes(a.user_data_128).to_vec())
+        .bind(stored_int(a.debits_pending_minor))
+        .bind(stored_int(a.debits_posted_minor))
+        .bind(stored_int(a.credits_pending_minor))
+        .bind(stored_int(a.credits_posted_minor))
+        .bind(stored_int(a.created_at_unix_s))
+}
+
+fn bind_transfer<'q>(query: SqliteQuery<'q>, t: &Transfer) -> SqliteQuery<'q> {
+    query
+        .bind(id_bytes(t.id).to_vec())
+        .bind(id_bytes(t.debit_account_id).to_vec())
+        .bind(id_bytes(t.credit_account_id).to_vec())
+        .bind(stored_int(t.amount_minor))
+        .bind(t.currency.to_string())
+        .bind(id_bytes(t.pending_id).to_vec())
+        .bind(i64::from(t.timeout_s))
+        .bind(id_bytes(t.user_data_128).to_vec())
+        .bind(i64::from(t.code))
+        .bind(i64::from(t.flags.bits()))
+        .bind(stored_int(t.created_at_unix_s))
+}
+
+fn bind_pending<'q>(query: SqliteQuery<'q>, (id, row): &(u128, PendingRow)) -> SqliteQuery<'q> {
+    query.bind(id_bytes(*id).to_vec()).bind(i64::from(row.state.code())).bind(row.expires_at_unix_s.map(stored_int))
+}
+
+pub(crate) struct SqliteTx(pub Transaction<'static, Sqlite>);
+
+impl SqliteTx {
+    async fn select(&mut self, sql: &ChunkedSql, ids: &[u128]) -> Result<Vec<SqliteRow>, Error> {
+        let mut found = Vec::new();
+        for chunk in ids.chunks(SQLITE_ROWS_PER_STATEMENT_MAX) {
+            let query = chunk.iter().fold(sqlx::query(sql.text(chunk.len())), |q, id| q.bind(id_bytes(*id).to_vec()));
+            found.extend(query.fetch_all(&mut *self.0).await?);
+        }
+        Ok(found)
+    }
+
+    /// Runs `sql` over `items` in chunks; returns the rows affected.
+    async fn write_rows<T>(
+        &mut self,
+        sql: &ChunkedSql,
+        items: &[T],
+        bind: for<'q> fn(SqliteQuery<'q>, &T) -> SqliteQuery<'q>,
+    ) -> Result<u64, Error> {
+        let mut affected = 0;
+        for chunk in items.chunks(SQLITE_ROWS_PER_STATEMENT_MAX) {
+            let query = chunk.iter().fold(sqlx::query(sql.text(chunk.len())), bind);
+            affected += query.execute(&mut *self.0).await?.rows_affected();
+        }
+        Ok(affected)
+    }
+}
+
+impl Columns for SqliteRow {
+    fn bytes(&self, index: usize) -> Result<Vec<u8>, Error> {
+        Ok(self.try_get(index)?)
+    }
+    fn int(&self, index: usize) -> Result<i64, Error> {
+        Ok(self.try_get(index)?)
+    }
+    fn int_or_null(&self, index: usize) -> Result<Option<i64>, Error> {
+        Ok(self.try_get(index)?)
+    }
+    fn text(&self, index: usize) -> Result<String, Error> {
+        Ok(self.try_get(index)?)
+    }
+}
+
+impl Tx for SqliteTx {
+    type Row = SqliteRow;
+
+    async fn load_accounts(&mut self, ids: &[u128]) -> Result<Vec<Account>, Error> {
+        self.select(&SELECT_ACCOUNTS, ids).await?.iter().map(rows::account).collect()
+    }
+
+    async fn load_transfers(&mut self, ids: &[u128]) -> Result<Vec<LoadedTransfer>, Error> {
+        let found = self.select(&SELECT_TRANSFERS, ids).await?;
+        found.iter().map(|row| rows::loaded_transfer(row).map(|(loaded, _)| loaded)).collect()
+    }
+
+    async fn due_pending(&mut self, now_unix_s: u64, limit: usize) -> Result<Vec<u128>, Error> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let found = sqlx::query(schema::DUE_PENDING_SQL)
+            .bind(stored_int(now_unix_s))
+            .bind(limit)
+            .fetch_all(&mut *self.0)
+            .await?;
+        found.iter().map(|row| rows::id_from_bytes(&row.bytes(0)?)).collect()
+    }
+
+    async fn history(
+        &mut self,
+        account_id: u128,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<(LoadedTransfer, u64)>, Error> {
+        let found = sqlx::query(schema::HISTORY_SQL)
+            .bind(id_bytes(account_id).to_vec())
+            .bind(stored_int(after_seq))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *self.0)
+            .await?;
+        found.iter().map(rows::loaded_transfer).collect()
+    }
+
+    async fn write(&mut self, set: &WriteSet) -> Result<(), Error> {
+        let accounts: Vec<Account> = set.accounts_created.iter().chain(&set.accounts_updated).copied().collect();
+        let affected = self.write_rows(&UPSERT_ACCOUNTS, &accounts, bind_account).await?;
+        assert_eq!(affected, accounts.len() as u64);
+        self.write_rows(&INSERT_TRANSFERS, &set.transfers_created, bind_transfer).await?;
+        let pending: Vec<(u128, PendingRow)> =
+            set.pending_created.iter().chain(&set.pending_resolved).copied().collect();
+        let affected = self.write_rows(&UPSERT_PENDING, &pending, bind_pending).await?;
+        assert_eq!(affected, pending.len() as u64);
+        Ok(())
+    }
+
+    async fn rows(&mut self, sql: &'static str) -> Result<Vec<SqliteRow>, Error> {
+        Ok(sqlx::query(sql).fetch_all(&mut *self.0).await?)
+    }
+}
