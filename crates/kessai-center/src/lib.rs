@@ -7,8 +7,16 @@
 //! [`purchase`] take bytes and return bytes; the HTTP service and the
 //! database sit around them.
 
+pub mod admin;
+pub mod api;
+pub mod app;
+pub mod books;
+pub mod config;
 pub mod db;
+pub mod delivery;
+pub mod keystore;
 pub mod limits;
 pub mod purchase;
 
 pub mod security;
+pub mod service;

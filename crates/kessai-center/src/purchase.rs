@@ -207,6 +207,9 @@ pub struct Settlement {
     pub debit_hash: Option<Sha256Digest>,
     pub offer_token: Option<String>,
     pub completion_token: Option<String>,
+    /// The store's signed receipt (SIG4), once delivered.
+    #[serde(default)]
+    pub receipt_token: Option<String>,
     pub card_counter: Option<u32>,
     pub created_at: Timestamp,
     pub deadline: Timestamp,
@@ -294,6 +297,7 @@ impl Settlement {
             debit_hash: None,
             offer_token: None,
             completion_token: None,
+            receipt_token: None,
             card_counter: None,
             created_at: ctx.now,
             deadline: ctx.now.checked_add_s(SETTLEMENT_TIMEOUT_S).unwrap_or(ctx.now),

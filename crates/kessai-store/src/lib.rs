@@ -38,8 +38,6 @@ use kessai_core::time::{Clock, SystemClock};
 use kessai_http::{HttpMetrics, HttpsClient, apply_standard_layers, ops_routes};
 use kessai_merchant::Merchant;
 use prometheus_metrics::StoreMetrics;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 pub use catalog::Catalog;
 pub use center_keys::CenterKeys;
@@ -221,24 +219,9 @@ pub fn router(state: AppState) -> Router {
 pub fn server_tls(config: &StoreConfig) -> anyhow::Result<rustls::ServerConfig> {
     let ca_dir = kessai_tls::CaDir::new(config.resolve(&config.tls.ca_dir));
     let trust = config.trust_anchor();
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(&trust).with_context(|| format!("reading {}", trust.display()))? {
-        roots.add(cert.with_context(|| format!("reading {}", trust.display()))?)?;
-    }
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), kessai_tls::provider())
-        .allow_unauthenticated()
-        .build()?;
-    let cert_path = ca_dir.cert(&config.tls.server_name);
-    let certs = CertificateDer::pem_file_iter(&cert_path)
-        .with_context(|| format!("reading {}", cert_path.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("reading {}", cert_path.display()))?;
-    let key_path = ca_dir.key(&config.tls.server_name);
-    let key = PrivateKeyDer::from_pem_file(&key_path).with_context(|| format!("reading {}", key_path.display()))?;
-    Ok(rustls::ServerConfig::builder_with_provider(kessai_tls::provider())
-        .with_safe_default_protocol_versions()?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(certs, key)?)
+    let auth = kessai_tls::ClientAuth::Optional(&trust);
+    kessai_tls::server_config_with(&ca_dir, &config.tls.server_name, auth)
+        .with_context(|| format!("TLS for {} from {}", config.tls.server_name, ca_dir.ca_cert().display()))
 }
 
 /// Runs the store on `config.listen` until `shutdown` completes.

@@ -218,20 +218,39 @@ fn roots(ca_cert: &Path) -> Result<Arc<RootCertStore>, TlsError> {
     Ok(Arc::new(store))
 }
 
+/// Whether a server asks its clients for certificates.
+#[derive(Debug, Clone, Copy)]
+pub enum ClientAuth<'a> {
+    /// No client certificates (browsers, wallets).
+    None,
+    /// Every client must present a certificate from this CA (mutual TLS).
+    Required(&'a Path),
+    /// Clients may present one from this CA (stores, admins); browsers
+    /// without one still connect. Handlers that need an identity check it.
+    Optional(&'a Path),
+}
+
+/// A server presenting `name`'s certificate.
+pub fn server_config_with(dir: &CaDir, name: &str, auth: ClientAuth<'_>) -> Result<ServerConfig, TlsError> {
+    let builder = ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let verifier = |ca: &Path, optional: bool| {
+        let b = WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider());
+        let b = if optional { b.allow_unauthenticated() } else { b };
+        b.build().map_err(|e| TlsError::Verifier(e.to_string()))
+    };
+    let builder = match auth {
+        ClientAuth::None => builder.with_no_client_auth(),
+        ClientAuth::Required(ca) => builder.with_client_cert_verifier(verifier(ca, false)?),
+        ClientAuth::Optional(ca) => builder.with_client_cert_verifier(verifier(ca, true)?),
+    };
+    Ok(builder.with_single_cert(read_certs(&dir.cert(name))?, read_key(&dir.key(name))?)?)
+}
+
 /// A server presenting `name`'s certificate; with `client_ca`, it demands a
 /// client certificate issued by that CA (mutual TLS).
 pub fn server_config(dir: &CaDir, name: &str, client_ca: Option<&Path>) -> Result<ServerConfig, TlsError> {
-    let builder = ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
-    let builder = match client_ca {
-        Some(ca) => {
-            let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider())
-                .build()
-                .map_err(|e| TlsError::Verifier(e.to_string()))?;
-            builder.with_client_cert_verifier(verifier)
-        }
-        None => builder.with_no_client_auth(),
-    };
-    Ok(builder.with_single_cert(read_certs(&dir.cert(name))?, read_key(&dir.key(name))?)?)
+    let auth = client_ca.map_or(ClientAuth::None, ClientAuth::Required);
+    server_config_with(dir, name, auth)
 }
 
 /// A client trusting `server_ca`; with `identity`, it presents that

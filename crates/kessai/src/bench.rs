@@ -115,3 +115,47 @@ fn print_rows(rows: &[Row], iterations: u32) {
         );
     }
 }
+
+/// `kessai bench ledger`: the ledger's throughput on SQLite and PostgreSQL,
+/// and PostgreSQL's figure as a multiple of pgbench (TPC-B) on the same
+/// cluster, measured in the same run.
+pub fn ledger(seconds: u64, postgres: Option<String>, pg_bin: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    use kessai_ledger::Ledger;
+    use kessai_ledger::bench::{self as lb, BenchConfig};
+    let config =
+        BenchConfig { duration_per_size: std::time::Duration::from_secs(seconds.max(1)), ..BenchConfig::default() };
+    let postgres = postgres.or_else(|| std::env::var("KESSAI_TEST_DATABASE_URL").ok());
+    let pg_bin = pg_bin.or_else(|| std::env::var_os("KESSAI_TEST_PG_BIN").map(Into::into));
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().context("a temporary directory")?;
+        println!("kessai bench ledger — SQLite (WAL, synchronous=FULL)");
+        let sqlite = Ledger::open_sqlite(dir.path().join("bench.sqlite")).await?;
+        lb::transfers_per_second(&sqlite, &config).await?;
+        sqlite.check().await.map_err(|e| anyhow::anyhow!("invariants after the SQLite run: {e}"))?;
+        let Some(url) = postgres else {
+            println!("PostgreSQL skipped: give --postgres URL, or run under scripts/with-postgres");
+            return Ok(());
+        };
+        println!("kessai bench ledger — PostgreSQL (SERIALIZABLE)");
+        let schema = format!("ledger_bench_{}", std::process::id());
+        let pg = Ledger::connect_postgres(&url, Some(&schema)).await?;
+        let figures = lb::transfers_per_second(&pg, &config).await?;
+        pg.check().await.map_err(|e| anyhow::anyhow!("invariants after the PostgreSQL run: {e}"))?;
+        let Some(bin) = pg_bin else {
+            println!("pgbench comparison skipped: give --pg-bin DIR");
+            return Ok(());
+        };
+        let tps = lb::pgbench_tps(&bin, &url, 2, 10).await?;
+        println!("pgbench TPC-B (-c 2 -j 2 -T 10): {tps:.0} tps");
+        for f in figures {
+            println!(
+                "postgres batch {:>5}: {:>9.0} transfers/s = {:.1}× pgbench",
+                f.batch_events,
+                f.transfers_per_s,
+                f.transfers_per_s / tps
+            );
+        }
+        Ok(())
+    })
+}

@@ -5,8 +5,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod admin;
 mod bench;
 mod card;
+mod center;
 mod keys;
 mod pki;
 mod store;
@@ -29,6 +31,17 @@ enum Command {
     /// Emulated IC cards: personalize, inspect, serve to PC/SC.
     #[command(subcommand)]
     Card(CardCommand),
+    /// The settlement center (application server, security server, registry, ledger).
+    Center {
+        /// The center's TOML configuration (environment overrides KESSAI_CENTER_*).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Create the KEK, issuer master keys and signing key if missing, then exit.
+        #[arg(long)]
+        init: bool,
+    },
+    /// Administer a center over its admin API (mutual TLS with the admin certificate).
+    Admin(admin::AdminArgs),
     /// The web shop / mall (member stores, signed bills, completions, downloads).
     Store {
         /// The store's TOML configuration (environment overrides KESSAI_STORE_*).
@@ -158,6 +171,18 @@ enum BenchCommand {
         #[arg(long, default_value_t = 20_000)]
         iterations: u32,
     },
+    /// Ledger transfers/s at batch sizes 1, 10, 100, 1000 on SQLite and PostgreSQL, next to pgbench.
+    Ledger {
+        /// Seconds per batch size.
+        #[arg(long, default_value_t = 3)]
+        seconds: u64,
+        /// A PostgreSQL URL to measure too (default: KESSAI_TEST_DATABASE_URL, as set by scripts/with-postgres).
+        #[arg(long, value_name = "URL")]
+        postgres: Option<String>,
+        /// Directory of pgbench (default: KESSAI_TEST_PG_BIN).
+        #[arg(long, value_name = "DIR")]
+        pg_bin: Option<PathBuf>,
+    },
     /// Full secure DEBIT sessions per second, in-process and over vpcd, with and without fsync.
     Card {
         /// Sessions per run without fsync (runs with fsync do a tenth).
@@ -176,8 +201,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pki(PkiCommand::Issue { dir, server, client, san }) => pki::issue(&dir, server, client, &san),
         Command::Card(c) => run_card(c),
         Command::Store { config } => store::run(&config),
+        Command::Center { config, init } => center::run(&config, init),
+        Command::Admin(args) => admin::run(args),
         Command::Bench(BenchCommand::Jws { iterations }) => bench::jws(iterations),
         Command::Bench(BenchCommand::Card { sessions }) => card::bench(sessions),
+        Command::Bench(BenchCommand::Ledger { seconds, postgres, pg_bin }) => bench::ledger(seconds, postgres, pg_bin),
     }
 }
 

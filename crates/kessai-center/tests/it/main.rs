@@ -1,6 +1,9 @@
 //! kessai-center's integration tests.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod api;
 mod db;
 mod purchase;
+mod service;
+mod tls;
 mod world;

@@ -1,0 +1,227 @@
+//! The admin API: reachable only with the admin's client certificate
+//! (its verified name equals `tls.admin_name`). Registers stores and their
+//! keys, issues and blocks cards, lists settlements.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use kessai_core::Money;
+use kessai_core::ids::{CardId, StoreId};
+use kessai_core::messages::DisplayText;
+use kessai_http::{ApiError, ErrorType, PeerIdentity};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::books::card_float_id;
+use crate::db::{MAX_LIST, StoreRecord};
+use crate::purchase::{CardRecord, CardRegistryStatus, Phase};
+use crate::service::Center;
+
+#[derive(Clone)]
+struct AdminState {
+    center: Arc<Center>,
+    admin_name: Arc<str>,
+}
+
+pub fn routes(center: Arc<Center>, admin_name: String) -> Router {
+    let state = AdminState { center, admin_name: admin_name.into() };
+    Router::new()
+        .route("/v1/admin/stores", post(register_store))
+        .route("/v1/admin/cards", post(register_card))
+        .route("/v1/admin/cards/{id}/status", post(card_status))
+        .route("/v1/admin/settlements", get(list_settlements))
+        .with_state(state)
+}
+
+fn authorize(state: &AdminState, peer: Option<Extension<PeerIdentity>>) -> Result<(), ApiError> {
+    match peer {
+        Some(Extension(PeerIdentity(name))) if *name == *state.admin_name => Ok(()),
+        Some(_) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorType::Forbidden,
+            "not_admin",
+            "this certificate is not the admin's",
+        )),
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorType::Authentication,
+            "client_certificate_required",
+            "the admin API needs the admin client certificate",
+        )),
+    }
+}
+
+fn bad(code: &'static str, e: impl std::fmt::Display) -> ApiError {
+    ApiError::invalid(code, e.to_string())
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(e)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreBody {
+    id: String,
+    name: String,
+    #[serde(default)]
+    mall: Option<String>,
+    #[serde(default)]
+    notify_url: Option<String>,
+    #[serde(default)]
+    client_name: Option<String>,
+    #[serde(default)]
+    bank_account: Option<String>,
+    /// The store's public keys (a JWKS), for bills it signs.
+    #[serde(default)]
+    jwks: Option<Value>,
+}
+
+async fn register_store(
+    State(state): State<AdminState>,
+    peer: Option<Extension<PeerIdentity>>,
+    Json(b): Json<StoreBody>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, peer)?;
+    let id = StoreId::parse(&b.id).map_err(|e| bad("bad_store_id", e).with_param("id"))?;
+    let record = StoreRecord {
+        id: id.clone(),
+        name: DisplayText::parse(&b.name).map_err(|e| bad("bad_name", e).with_param("name"))?,
+        mall: b.mall.as_deref().map(StoreId::parse).transpose().map_err(|e| bad("bad_mall", e))?,
+        notify_url: b.notify_url.filter(|u| u.starts_with("https://")).or(None),
+        client_name: b.client_name,
+        bank_account: b.bank_account,
+    };
+    let keys = match &b.jwks {
+        Some(v) => kessai_core::jwk::parse_jwks(v.to_string().as_bytes()).map_err(|e| bad("bad_jwks", e))?,
+        None => vec![],
+    };
+    let c = &state.center;
+    c.db.put_store(&record, c.clock.now()).await.map_err(internal)?;
+    for k in &keys {
+        let public = kessai_core::keys::PublicKey::from_bytes(&k.public).map_err(|e| bad("bad_jwks", e))?;
+        let window = kessai_core::keys::Validity { not_before: k.not_before, not_after: k.not_after };
+        c.db.put_store_key(&id, &public, window).await.map_err(internal)?;
+    }
+    Ok(Json(json!({ "store": id, "keys": keys.len() })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CardBody {
+    card_id: String,
+    key_version: u8,
+    currency: String,
+    max_balance_minor: u64,
+    /// Value put on the card at issuance, recorded in the books (the image
+    /// must hold the same; `kessai admin issue-card` does both).
+    #[serde(default)]
+    initial_value_minor: u64,
+}
+
+async fn register_card(
+    State(state): State<AdminState>,
+    peer: Option<Extension<PeerIdentity>>,
+    Json(b): Json<CardBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    authorize(&state, peer)?;
+    let c = &state.center;
+    let id = CardId::parse(&b.card_id).map_err(|e| bad("bad_card_id", e).with_param("card_id"))?;
+    let currency = kessai_core::Currency::parse(&b.currency).map_err(|e| bad("bad_currency", e))?;
+    if !c.security.knows(b.key_version) {
+        return Err(bad("unknown_key_version", format!("no master keys for key version {}", b.key_version)));
+    }
+    if b.max_balance_minor == 0 || b.initial_value_minor > b.max_balance_minor {
+        return Err(bad("bad_amounts", "need 0 < max_balance_minor and initial_value_minor ≤ max_balance_minor"));
+    }
+    let record = CardRecord {
+        id,
+        key_version: b.key_version,
+        status: CardRegistryStatus::Active,
+        currency,
+        max_balance_minor: b.max_balance_minor,
+    };
+    if c.db.card(&id).await.map_err(internal)?.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorType::Conflict,
+            "card_exists",
+            "this card id is already issued",
+        ));
+    }
+    let now = c.clock.now();
+    c.books.open_card(&id, currency, now.unix_s()).await.map_err(internal)?;
+    if b.initial_value_minor > 0 {
+        let amount = Money::new(b.initial_value_minor, currency).map_err(|e| bad("bad_amounts", e))?;
+        // One issuance per card: its id is derived from the card.
+        c.books.issue(card_float_id(&id) ^ 1, &id, amount, now.unix_s()).await.map_err(internal)?;
+    }
+    c.db.put_card(&record, now).await.map_err(internal)?;
+    Ok((StatusCode::CREATED, Json(json!({ "card_id": id, "status": "active" }))))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusBody {
+    status: CardRegistryStatus,
+    reason: String,
+}
+
+async fn card_status(
+    State(state): State<AdminState>,
+    peer: Option<Extension<PeerIdentity>>,
+    Path(id): Path<String>,
+    Json(b): Json<StatusBody>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, peer)?;
+    let id = CardId::parse(&id).map_err(|e| bad("bad_card_id", e))?;
+    if b.reason.trim().is_empty() || b.reason.len() > 500 {
+        return Err(bad("bad_reason", "a reason of 1 to 500 characters is recorded"));
+    }
+    let found = state.center.db.set_card_status(&id, b.status, &b.reason).await.map_err(internal)?;
+    if !found {
+        return Err(ApiError::not_found("unknown_card", format!("card {id} is not registered")));
+    }
+    Ok(Json(json!({ "card_id": id, "status": b.status })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    card: Option<String>,
+    phase: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list_settlements(
+    State(state): State<AdminState>,
+    peer: Option<Extension<PeerIdentity>>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, peer)?;
+    let card = q.card.as_deref().map(CardId::parse).transpose().map_err(|e| bad("bad_card_id", e))?;
+    let phase = match q.phase.as_deref() {
+        Some(p) => Some(Phase::parse(p).ok_or_else(|| bad("bad_phase", format!("unknown phase {p:?}")))?),
+        None => None,
+    };
+    let list = state
+        .center
+        .db
+        .list_settlements(card.as_ref(), phase, q.limit.unwrap_or(100).min(MAX_LIST))
+        .await
+        .map_err(internal)?;
+    let rows: Vec<Value> = list
+        .iter()
+        .map(|s| {
+            json!({
+                "settlement_id": s.id, "phase": s.phase, "card_id": s.card_id, "store": s.bill.store,
+                "member": s.bill.member, "order_id": s.bill.order_id, "amount": s.bill.amount,
+                "created_at": s.created_at, "receipt": s.receipt_token.is_some(), "reason": s.outcome_reason,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "settlements": rows })))
+}

@@ -1,0 +1,254 @@
+//! The center's HTTP API (REST under `/v1`). Handlers parse, check the
+//! Idempotency-Key, and call [`crate::service::Center`]; one function maps
+//! every error to a status and a stable code.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use kessai_core::digest::Sha256Digest;
+use kessai_core::ids::CardId;
+use kessai_core::jws::JwsError;
+use kessai_core::keys::Validity;
+use kessai_http::{ApiError, ErrorType};
+use serde::Deserialize;
+
+use crate::db::DbError;
+use crate::purchase::StepError;
+use crate::service::{Center, CenterError, StepReply, parse_answers};
+
+/// Longest Idempotency-Key accepted.
+const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
+
+pub type Shared = Arc<Center>;
+
+/// The wallet-facing routes and the public key set.
+pub fn routes(center: Shared) -> Router {
+    Router::new()
+        .route("/v1/settlements", post(create))
+        .route("/v1/settlements/{id}", get(show))
+        .route("/v1/settlements/{id}/authenticate", post(authenticate))
+        .route("/v1/settlements/{id}/balance", post(balance))
+        .route("/v1/settlements/{id}/complete", post(complete))
+        .route("/v1/settlements/{id}/cancel", post(cancel))
+        .route("/v1/settlements/{id}/recover", post(recover))
+        .route("/v1/settlements/{id}/recover/authenticate", post(recover_authenticate))
+        .route("/v1/settlements/{id}/recover/status", post(recover_status))
+        .route("/v1/settlements/{id}/recover/balance", post(recover_balance))
+        .route("/v1/settlements/{id}/receipt", get(receipt))
+        .route("/.well-known/jwks.json", get(jwks))
+        .with_state(center)
+}
+
+/// Maps every refusal to a status and a stable code, never leaking internals.
+pub fn api_error(e: CenterError) -> ApiError {
+    use StatusCode as S;
+    let bad = |status, code, msg: String| ApiError::new(status, ErrorType::InvalidRequest, code, msg);
+    match e {
+        CenterError::Bill(j) => {
+            bad(S::UNPROCESSABLE_ENTITY, bill_code(&j), format!("bill refused: {j}")).with_param("bill")
+        }
+        CenterError::UnknownStore(s) => {
+            bad(S::UNPROCESSABLE_ENTITY, "unknown_store", format!("store {s} is not registered"))
+        }
+        CenterError::UnknownCard(c) => {
+            ApiError::not_found("unknown_card", format!("card {c} is not registered")).with_param("card_id")
+        }
+        CenterError::UnknownSettlement(s) => ApiError::not_found("unknown_settlement", format!("no settlement {s}")),
+        CenterError::BillInUse(_) => ApiError::new(
+            S::CONFLICT,
+            ErrorType::Conflict,
+            "bill_in_use",
+            "this bill is being settled with another card",
+        ),
+        CenterError::BadApdu(m) => {
+            bad(S::BAD_REQUEST, "bad_apdu", format!("card answer refused: {m}")).with_param("responses")
+        }
+        CenterError::Receipt(m) => bad(S::UNPROCESSABLE_ENTITY, "receipt_invalid", m),
+        CenterError::Step(s) => step_error(s),
+        CenterError::Books(b) => ApiError::new(
+            S::CONFLICT,
+            ErrorType::Conflict,
+            "books_refused",
+            format!("the books refused the transfer: {b}"),
+        ),
+        CenterError::Db(DbError::Conflict) => ApiError::new(
+            S::CONFLICT,
+            ErrorType::Conflict,
+            "concurrent_update",
+            "the settlement changed meanwhile; retry",
+        ),
+        CenterError::Db(d) => ApiError::internal(d),
+    }
+}
+
+fn bill_code(e: &JwsError) -> &'static str {
+    match e {
+        JwsError::Expired { .. } => "bill_expired",
+        JwsError::NotYetValid { .. } => "bill_not_yet_valid",
+        JwsError::UnknownKey(_) => "bill_unknown_key",
+        JwsError::RevokedKey(_) => "bill_revoked_key",
+        JwsError::BadSignature => "bill_bad_signature",
+        JwsError::WrongType { .. } => "bill_wrong_type",
+        _ => "bill_invalid",
+    }
+}
+
+fn step_error(e: StepError) -> ApiError {
+    use StatusCode as S;
+    let (status, kind, code) = match &e {
+        StepError::OutOfOrder { .. } => (S::CONFLICT, ErrorType::Conflict, "step_out_of_order"),
+        StepError::CardNotActive(_) => (S::FORBIDDEN, ErrorType::Forbidden, "card_not_active"),
+        StepError::CurrencyMismatch { .. } => (S::UNPROCESSABLE_ENTITY, ErrorType::InvalidRequest, "currency_mismatch"),
+        StepError::AmountOverLimit { .. } => (S::UNPROCESSABLE_ENTITY, ErrorType::InvalidRequest, "amount_over_limit"),
+        StepError::InsufficientBalance { .. } => {
+            (S::PAYMENT_REQUIRED, ErrorType::InvalidRequest, "insufficient_balance")
+        }
+        StepError::CardRefused(_) => (S::UNPROCESSABLE_ENTITY, ErrorType::InvalidRequest, "card_refused"),
+        StepError::BadCardAnswer(_) => (S::UNPROCESSABLE_ENTITY, ErrorType::InvalidRequest, "bad_card_answer"),
+        StepError::WrongAnswerCount { .. } => (S::BAD_REQUEST, ErrorType::InvalidRequest, "wrong_answer_count"),
+        StepError::WrongTransaction => (S::UNPROCESSABLE_ENTITY, ErrorType::InvalidRequest, "wrong_transaction"),
+        StepError::Undecidable => (S::CONFLICT, ErrorType::Conflict, "needs_audit"),
+        StepError::Security(_) => (S::UNPROCESSABLE_ENTITY, ErrorType::InvalidRequest, "secure_channel_failed"),
+        StepError::Signing(_) => return ApiError::internal(e),
+    };
+    ApiError::new(status, kind, code, e.to_string())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    bill: String,
+    card_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnswersBody {
+    responses: Vec<String>,
+}
+
+fn json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::invalid("bad_json", format!("request body: {e}")))
+}
+
+/// Runs `work` at most once per Idempotency-Key: a repeat with the same
+/// request answers the stored response; a different request under the same
+/// key is refused. Server errors are not stored, so they can be retried.
+async fn idempotent<F>(center: &Center, headers: &HeaderMap, route: &str, body: &Bytes, work: F) -> Response
+where
+    F: std::future::Future<Output = Result<StepReply, ApiError>>,
+{
+    let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()) else {
+        return ApiError::invalid("idempotency_key_required", "every POST needs an Idempotency-Key header")
+            .with_param("Idempotency-Key")
+            .into_response();
+    };
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_BYTES || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return ApiError::invalid("bad_idempotency_key", "Idempotency-Key must be 1 to 128 printable characters")
+            .into_response();
+    }
+    let hash = Sha256Digest::of(&[route.as_bytes(), b"\n", body].concat()).to_string();
+    match center.db.idempotent_response(key).await {
+        Ok(Some((stored_hash, status, stored))) if stored_hash == hash => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            return (status, [("content-type", "application/json")], stored).into_response();
+        }
+        Ok(Some(_)) => {
+            return ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorType::InvalidRequest,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for a different request",
+            )
+            .into_response();
+        }
+        Ok(None) => {}
+        Err(e) => return ApiError::internal(e).into_response(),
+    }
+    let (status, text) = match work.await {
+        Ok(reply) => (StatusCode::OK, serde_json::to_string(&reply).unwrap_or_default()),
+        Err(e) => (e.status, e.to_json()),
+    };
+    if !status.is_server_error() && status != StatusCode::CONFLICT {
+        let now = center.clock.now();
+        if let Err(e) = center.db.save_response(key, &hash, status.as_u16(), &text, now).await {
+            return ApiError::internal(e).into_response();
+        }
+    }
+    (status, [("content-type", "application/json")], text).into_response()
+}
+
+async fn create(State(c): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let work = async {
+        let b: CreateBody = json(&body)?;
+        let card = CardId::parse(&b.card_id)
+            .map_err(|e| ApiError::invalid("bad_card_id", e.to_string()).with_param("card_id"))?;
+        c.create(&b.bill, card).await.map_err(api_error)
+    };
+    idempotent(&c, &headers, "create", &body, work).await
+}
+
+macro_rules! answers_step {
+    ($name:ident, $method:ident) => {
+        async fn $name(State(c): State<Shared>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+            let route = format!("{}/{}", stringify!($name), id);
+            let work = async {
+                let b: AnswersBody = json(&body)?;
+                let answers = parse_answers(&b.responses).map_err(api_error)?;
+                c.$method(&id, answers).await.map_err(api_error)
+            };
+            idempotent(&c, &headers, &route, &body, work).await
+        }
+    };
+}
+
+answers_step!(authenticate, authenticate);
+answers_step!(balance, offer);
+answers_step!(complete, complete);
+answers_step!(recover_authenticate, recover_authenticate);
+answers_step!(recover_status, recover_status);
+answers_step!(recover_balance, recover_balance);
+
+async fn cancel(State(c): State<Shared>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    let route = format!("cancel/{id}");
+    idempotent(&c, &headers, &route, &body, async { c.cancel(&id).await.map_err(api_error) }).await
+}
+
+async fn recover(State(c): State<Shared>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    let route = format!("recover/{id}");
+    idempotent(&c, &headers, &route, &body, async { c.recover(&id).await.map_err(api_error) }).await
+}
+
+async fn show(State(c): State<Shared>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    let s = c.settlement(&id).await.map_err(api_error)?;
+    Ok(Json(serde_json::json!({
+        "settlement_id": s.id,
+        "phase": s.phase,
+        "amount": s.bill.amount,
+        "store": s.bill.store,
+        "member": s.bill.member,
+        "order_id": s.bill.order_id,
+        "card_id": s.card_id,
+        "completion": s.completion_token,
+        "receipt": s.receipt_token,
+        "reason": s.outcome_reason,
+    })))
+}
+
+async fn receipt(State(c): State<Shared>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    let s = c.settlement(&id).await.map_err(api_error)?;
+    match s.receipt_token {
+        Some(r) => Ok(Json(serde_json::json!({ "receipt": r }))),
+        None => Err(ApiError::not_found("receipt_not_yet", "the store has not sent its receipt yet")),
+    }
+}
+
+async fn jwks(State(c): State<Shared>) -> Json<kessai_core::jwk::Jwks> {
+    Json(kessai_core::jwk::Jwks { keys: vec![c.center_key.public().to_jwk(Validity::always())] })
+}

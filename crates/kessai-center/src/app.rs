@@ -1,0 +1,142 @@
+//! The running center: opens its keys and databases, serves the API over
+//! TLS (client certificates optional: stores and admins present one,
+//! wallets do not), and delivers completions to stores in the background.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Context, bail};
+use kessai_core::keyfile;
+use kessai_core::keys::SigningKey;
+use kessai_core::random::OsRandom;
+use kessai_core::time::SystemClock;
+use kessai_http::{HttpMetrics, HttpsClient, apply_standard_layers, ops_routes};
+use kessai_ledger::Ledger;
+use zeroize::Zeroizing;
+
+use crate::books::Books;
+use crate::config::CenterConfig;
+use crate::db::CenterDb;
+use crate::keystore::{self, Kek};
+use crate::security::SecurityServer;
+use crate::service::Center;
+use crate::{admin, api, delivery};
+
+/// Timeout of one delivery attempt to a store.
+const DELIVERY_TIMEOUT_MS: u64 = 10_000;
+
+/// Creates what a new center needs, keeping anything already there: the
+/// data directory, a KEK file (unless `KESSAI_CENTER_KEK` is set), issuer
+/// master keys for key version 1 sealed under it, and the signing key.
+pub fn init(config: &CenterConfig) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let kek_path = config.resolve(&config.kek_file);
+    if std::env::var("KESSAI_CENTER_KEK").is_err() && !kek_path.exists() {
+        let kek = Kek::generate(&mut OsRandom);
+        kessai_tls::write_new_file(&kek_path, kek.to_hex().as_bytes(), true)?;
+    }
+    let kek = read_kek(config)?;
+    let masters_path = config.resolve(&config.master_keys);
+    if !masters_path.exists() {
+        let keys = BTreeMap::from([(1u8, keystore::generate_master_keys(&mut OsRandom))]);
+        kessai_tls::write_new_file(&masters_path, &keystore::seal(&keys, &kek, &mut OsRandom), true)?;
+    }
+    let key_path = config.resolve(&config.signing_key);
+    if !key_path.exists() {
+        let key = SigningKey::generate(&mut OsRandom);
+        kessai_tls::write_new_file(&key_path, keyfile::encode_plain(&key).as_bytes(), true)?;
+    }
+    Ok(())
+}
+
+pub fn read_kek(config: &CenterConfig) -> anyhow::Result<Kek> {
+    if let Ok(hex) = std::env::var("KESSAI_CENTER_KEK") {
+        return Kek::parse_hex(&hex).context("KESSAI_CENTER_KEK");
+    }
+    let path = config.resolve(&config.kek_file);
+    let text = Zeroizing::new(std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?);
+    Kek::parse_hex(&text).with_context(|| format!("{}", path.display()))
+}
+
+/// The issuer master keys, opened with the KEK.
+pub fn master_keys(config: &CenterConfig) -> anyhow::Result<BTreeMap<u8, kessai_scp03::diversify::MasterKeys>> {
+    let kek = read_kek(config)?;
+    let path = config.resolve(&config.master_keys);
+    let sealed = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    keystore::open(&sealed, &kek).with_context(|| format!("opening {}", path.display()))
+}
+
+async fn open_ledger(config: &CenterConfig) -> anyhow::Result<Ledger> {
+    match &config.ledger_url {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Ok(Ledger::connect_postgres(url, None).await?)
+        }
+        Some(path) => Ok(Ledger::open_sqlite(config.resolve(Path::new(path))).await?),
+        None => Ok(Ledger::open_sqlite(config.data_dir.join("ledger.sqlite")).await?),
+    }
+}
+
+/// Opens keys and databases: a ready center.
+pub async fn open(config: &CenterConfig) -> anyhow::Result<Center> {
+    let kek = read_kek(config)?;
+    let masters = master_keys(config)?;
+    if masters.is_empty() {
+        bail!("the master key file holds no key version");
+    }
+    let key_path = config.resolve(&config.signing_key);
+    let pem =
+        Zeroizing::new(std::fs::read_to_string(&key_path).with_context(|| format!("reading {}", key_path.display()))?);
+    let center_key = keyfile::decode(&pem, None).with_context(|| format!("{}", key_path.display()))?;
+    let db = CenterDb::open(&config.database_url()).await.context("opening the center database")?;
+    let ledger = open_ledger(config).await.context("opening the ledger")?;
+    Ok(Center {
+        db,
+        books: Books::new(ledger),
+        security: SecurityServer::new(masters, kek.state_key()),
+        center_id: config.party_id.clone(),
+        center_key,
+        clock: Arc::new(SystemClock),
+        max_amount_minor: config.max_amount_minor,
+    })
+}
+
+/// Serves `center` on `listener` until `shutdown`, delivering completions
+/// to stores meanwhile.
+pub async fn serve_on(
+    config: &CenterConfig,
+    center: Arc<Center>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let ca = kessai_tls::CaDir::new(config.resolve(&config.tls.ca_dir));
+    let ca_cert = ca.ca_cert();
+    let tls = kessai_tls::server_config_with(&ca, &config.tls.server_name, kessai_tls::ClientAuth::Optional(&ca_cert))
+        .context("server TLS")?;
+    let client_tls = kessai_tls::client_config(&ca_cert, Some((&ca, &config.tls.client_name))).context("client TLS")?;
+    let metrics = Arc::new(HttpMetrics::new("center"));
+    let ready = Arc::new(AtomicBool::new(true));
+    let router = api::routes(center.clone())
+        .merge(admin::routes(center.clone(), config.tls.admin_name.clone()))
+        .merge(ops_routes(metrics.clone(), ready));
+    let router = apply_standard_layers(router, &config.limits, &metrics);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let deliverer = delivery::Deliverer::new(center, HttpsClient::new(client_tls, DELIVERY_TIMEOUT_MS));
+    let interval = std::time::Duration::from_millis(config.delivery_interval_ms);
+    let delivering = tokio::spawn(async move { deliverer.run(interval, stop_rx).await });
+    let served = kessai_http::serve(router, listener, Arc::new(tls), shutdown).await;
+    let _ = stop_tx.send(true);
+    let _ = delivering.await;
+    served.context("serving HTTPS")
+}
+
+/// Opens the center and serves it on `config.listen`.
+pub async fn run(config: CenterConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let center = Arc::new(open(&config).await?);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    serve_on(&config, center, listener, shutdown).await
+}

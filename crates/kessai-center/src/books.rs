@@ -1,0 +1,233 @@
+//! The center's books: every yen a settlement moves goes through the
+//! ledger (DESIGN §6).
+//!
+//! | account | kind | flags |
+//! |---|---|---|
+//! | card float, one per card | `CardFloat` | debits must not exceed credits (a card cannot spend what the books do not show) |
+//! | store payable, one per paid store | `StorePayable` | — |
+//! | value issuance, one per currency | `CreditFunding` | — |
+//!
+//! A purchase is a pending transfer card float → store payable when the
+//! sealed DEBIT is issued (id = the card transaction id), posted when the
+//! card confirms, voided when it provably did not happen. Pending purchase
+//! transfers have no timeout: only the card's answer settles them.
+//!
+//! Account and follow-up transfer ids are derived with SHA-256 from a label
+//! and the business key, so every instance computes the same ids and a
+//! retried call meets `exists` instead of moving money twice.
+
+use kessai_core::ids::{CardId, StoreId, TransactionId};
+use kessai_core::{Currency, Money};
+use kessai_ledger::{
+    AccountFlags, AccountKind, CreateAccountResult, CreateTransferResult, Ledger, NewAccount, NewTransfer,
+    TransferFlags,
+};
+use sha2::{Digest, Sha256};
+
+/// Transfer codes (the ledger's `code` field): what a transfer is for.
+pub const CODE_PURCHASE: u16 = 1;
+pub const CODE_ISSUE: u16 = 2;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BooksError {
+    #[error("ledger: {0}")]
+    Ledger(#[from] kessai_ledger::Error),
+    #[error("the ledger refused {what}: {code}")]
+    Refused { what: &'static str, code: &'static str },
+    #[error("currency {0} is not kept in the ledger")]
+    Currency(String),
+}
+
+fn derived_id(label: &str, key: &[u8]) -> u128 {
+    let digest = Sha256::new()
+        .chain_update(b"kessai-ledger-id\0")
+        .chain_update(label)
+        .chain_update([0])
+        .chain_update(key)
+        .finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    // Zero and u128::MAX are reserved by the ledger; SHA-256 hitting either
+    // is not a concern, but keep the ids valid by construction.
+    u128::from_be_bytes(bytes).clamp(1, u128::MAX - 1)
+}
+
+pub fn card_float_id(card: &CardId) -> u128 {
+    derived_id("card-float", card.as_bytes())
+}
+
+pub fn store_payable_id(store: &StoreId, currency: Currency) -> u128 {
+    derived_id("store-payable", format!("{store}/{currency}").as_bytes())
+}
+
+pub fn issuance_id(currency: Currency) -> u128 {
+    derived_id("issuance", currency.code().as_bytes())
+}
+
+fn post_id(tx: &TransactionId) -> u128 {
+    derived_id("post", tx.as_bytes())
+}
+
+fn void_id(tx: &TransactionId) -> u128 {
+    derived_id("void", tx.as_bytes())
+}
+
+fn ledger_currency(c: Currency) -> Result<kessai_ledger::Currency, BooksError> {
+    kessai_ledger::Currency::parse(c.code()).map_err(|_| BooksError::Currency(c.code().to_owned()))
+}
+
+#[derive(Debug, Clone)]
+pub struct Books {
+    ledger: Ledger,
+}
+
+impl Books {
+    pub fn new(ledger: Ledger) -> Books {
+        Books { ledger }
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    async fn ensure_accounts(&self, accounts: &[NewAccount], now_unix_s: u64) -> Result<(), BooksError> {
+        for r in self.ledger.create_accounts(accounts, now_unix_s).await? {
+            if !matches!(r.result, CreateAccountResult::Ok | CreateAccountResult::Exists) {
+                return Err(BooksError::Refused { what: "an account", code: r.result.name() });
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens the accounts a card needs (idempotent).
+    pub async fn open_card(&self, card: &CardId, currency: Currency, now_unix_s: u64) -> Result<(), BooksError> {
+        let c = ledger_currency(currency)?;
+        self.ensure_accounts(
+            &[
+                NewAccount {
+                    id: card_float_id(card),
+                    currency: c,
+                    kind: AccountKind::CardFloat,
+                    flags: AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS,
+                    user_data_128: u128::from(u64::from_be_bytes(*card.as_bytes())),
+                },
+                NewAccount {
+                    id: issuance_id(currency),
+                    currency: c,
+                    kind: AccountKind::CreditFunding,
+                    flags: AccountFlags::default(),
+                    user_data_128: 0,
+                },
+            ],
+            now_unix_s,
+        )
+        .await
+    }
+
+    async fn transfer(&self, t: NewTransfer, what: &'static str, now_unix_s: u64) -> Result<(), BooksError> {
+        for r in self.ledger.create_transfers(&[t], now_unix_s).await? {
+            if !matches!(r.result, CreateTransferResult::Ok | CreateTransferResult::Exists) {
+                return Err(BooksError::Refused { what, code: r.result.name() });
+            }
+        }
+        Ok(())
+    }
+
+    /// Records value put on a card outside a purchase (issuance). `id`
+    /// makes the call idempotent.
+    pub async fn issue(&self, id: u128, card: &CardId, amount: Money, now_unix_s: u64) -> Result<(), BooksError> {
+        let t = NewTransfer {
+            id,
+            debit_account_id: issuance_id(amount.currency()),
+            credit_account_id: card_float_id(card),
+            amount_minor: amount.amount_minor(),
+            currency: ledger_currency(amount.currency())?,
+            pending_id: 0,
+            timeout_s: 0,
+            user_data_128: 0,
+            code: CODE_ISSUE,
+            flags: TransferFlags::default(),
+        };
+        self.transfer(t, "an issuance", now_unix_s).await
+    }
+
+    /// The pending purchase transfer, made when the sealed DEBIT is issued.
+    pub async fn hold(
+        &self,
+        tx: &TransactionId,
+        card: &CardId,
+        payee: &StoreId,
+        amount: Money,
+        now_unix_s: u64,
+    ) -> Result<(), BooksError> {
+        let c = ledger_currency(amount.currency())?;
+        let payable = store_payable_id(payee, amount.currency());
+        let account = NewAccount {
+            id: payable,
+            currency: c,
+            kind: AccountKind::StorePayable,
+            flags: AccountFlags::default(),
+            user_data_128: 0,
+        };
+        self.ensure_accounts(&[account], now_unix_s).await?;
+        let t = NewTransfer {
+            id: tx.as_u128(),
+            debit_account_id: card_float_id(card),
+            credit_account_id: payable,
+            amount_minor: amount.amount_minor(),
+            currency: c,
+            pending_id: 0,
+            timeout_s: 0,
+            user_data_128: 0,
+            code: CODE_PURCHASE,
+            flags: TransferFlags::PENDING,
+        };
+        self.transfer(t, "the purchase hold", now_unix_s).await
+    }
+
+    async fn resolve(&self, tx: &TransactionId, amount: Money, post: bool, now_unix_s: u64) -> Result<(), BooksError> {
+        let pending = self.ledger.lookup_transfers(&[tx.as_u128()]).await?;
+        let Some(p) = pending.first() else {
+            return Err(BooksError::Refused { what: "resolving a hold", code: "pending_transfer_not_found" });
+        };
+        let t = NewTransfer {
+            id: if post { post_id(tx) } else { void_id(tx) },
+            debit_account_id: p.debit_account_id,
+            credit_account_id: p.credit_account_id,
+            amount_minor: if post { amount.amount_minor() } else { p.amount_minor },
+            currency: p.currency,
+            pending_id: p.id,
+            timeout_s: 0,
+            user_data_128: 0,
+            code: CODE_PURCHASE,
+            flags: if post { TransferFlags::POST_PENDING } else { TransferFlags::VOID_PENDING },
+        };
+        self.transfer(t, if post { "posting" } else { "voiding" }, now_unix_s).await
+    }
+
+    /// Posts the hold: the card confirmed the debit.
+    pub async fn post(&self, tx: &TransactionId, amount: Money, now_unix_s: u64) -> Result<(), BooksError> {
+        self.resolve(tx, amount, true, now_unix_s).await
+    }
+
+    /// Voids the hold: the card proved it never applied the debit.
+    pub async fn void(&self, tx: &TransactionId, amount: Money, now_unix_s: u64) -> Result<(), BooksError> {
+        self.resolve(tx, amount, false, now_unix_s).await
+    }
+
+    /// A card's float: what the books say the card holds (posted), and
+    /// what is held for pending purchases.
+    pub async fn card_float(&self, card: &CardId) -> Result<Option<(u64, u64)>, BooksError> {
+        let found = self.ledger.lookup_accounts(&[card_float_id(card)]).await?;
+        Ok(found
+            .first()
+            .map(|a| (a.credits_posted_minor.saturating_sub(a.debits_posted_minor), a.debits_pending_minor)))
+    }
+
+    /// What the center owes a store (posted).
+    pub async fn store_payable(&self, store: &StoreId, currency: Currency) -> Result<u64, BooksError> {
+        let found = self.ledger.lookup_accounts(&[store_payable_id(store, currency)]).await?;
+        Ok(found.first().map_or(0, |a| a.credits_posted_minor.saturating_sub(a.debits_posted_minor)))
+    }
+}

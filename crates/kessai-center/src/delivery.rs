@@ -1,0 +1,106 @@
+//! Delivers completions (SIG3) to stores over mutual TLS and keeps their
+//! receipts (SIG4). State lives in the database — a completed settlement
+//! without a receipt is undelivered — so any instance delivers after any
+//! crash; the store's answer is idempotent, so a completion delivered twice
+//! is still accepted once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kessai_core::ids::SettlementId;
+use kessai_http::HttpsClient;
+use serde::Deserialize;
+
+use crate::db::MAX_LIST;
+use crate::purchase::{Phase, Settlement};
+use crate::service::Center;
+
+/// Longest wait between two attempts for one settlement.
+const MAX_BACKOFF_MS: u64 = 60_000;
+/// First wait after a failed attempt.
+const FIRST_BACKOFF_MS: u64 = 500;
+
+#[derive(Deserialize)]
+struct ReceiptBody {
+    receipt: String,
+}
+
+pub struct Deliverer {
+    center: Arc<Center>,
+    client: HttpsClient,
+    /// Per settlement: failed attempts and when to try next (pacing only;
+    /// losing it on restart just means an earlier retry).
+    backoff: HashMap<SettlementId, (u32, Instant)>,
+}
+
+impl std::fmt::Debug for Deliverer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deliverer").field("waiting", &self.backoff.len()).finish()
+    }
+}
+
+impl Deliverer {
+    pub fn new(center: Arc<Center>, client: HttpsClient) -> Deliverer {
+        Deliverer { center, client, backoff: HashMap::new() }
+    }
+
+    pub async fn run(mut self, interval: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            let delivered = self.sweep().await;
+            if delivered > 0 {
+                tracing::info!(delivered, "completions delivered");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    /// One pass over completed settlements without a receipt.
+    pub async fn sweep(&mut self) -> usize {
+        let completed = match self.center.db.list_settlements(None, Some(Phase::Completed), MAX_LIST).await {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing undelivered completions");
+                return 0;
+            }
+        };
+        let mut delivered = 0;
+        for s in completed.iter().filter(|s| s.receipt_token.is_none()) {
+            if self.backoff.get(&s.id).is_some_and(|(_, next)| *next > Instant::now()) {
+                continue;
+            }
+            match self.deliver(s).await {
+                Ok(()) => {
+                    self.backoff.remove(&s.id);
+                    delivered += 1;
+                }
+                Err(why) => {
+                    let attempts = self.backoff.get(&s.id).map_or(0, |(n, _)| *n) + 1;
+                    let wait = FIRST_BACKOFF_MS.saturating_mul(1 << attempts.min(16)).min(MAX_BACKOFF_MS);
+                    tracing::warn!(settlement = %s.id, attempts, error = %why, "completion not delivered; will retry");
+                    self.backoff.insert(s.id.clone(), (attempts, Instant::now() + Duration::from_millis(wait)));
+                }
+            }
+        }
+        delivered
+    }
+
+    async fn deliver(&self, s: &Settlement) -> Result<(), String> {
+        let store = self.center.db.store(&s.bill.store).await.map_err(|e| e.to_string())?;
+        let url = store.and_then(|st| st.notify_url).ok_or("the store has no notify URL")?;
+        let completion = s.completion_token.as_ref().ok_or("no completion")?;
+        let body = serde_json::json!({ "completion": completion });
+        let (status, bytes) = self.client.post_json(&url, &body, &[]).await.map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!(
+                "store answered {status}: {}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
+            ));
+        }
+        let answer: ReceiptBody = serde_json::from_slice(&bytes).map_err(|e| format!("store answer: {e}"))?;
+        self.center.accept_receipt(s.id.as_str(), &answer.receipt).await.map_err(|e| e.to_string())
+    }
+}

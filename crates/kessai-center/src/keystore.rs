@@ -1,0 +1,147 @@
+//! Issuer master keys at rest, sealed under the center's key-encryption key
+//! (KEK), and the keys derived from the KEK.
+//!
+//! File: `KMK1` ‖ nonce 24 ‖ XChaCha20-Poly1305(JSON), associated data
+//! `kessai-master-keys`. JSON: `{"<kvn>": {"enc": hex, "mac": hex, "dek": hex}}`.
+//! The KEK (32 bytes, hex in a file of mode 0600 or in `KESSAI_CENTER_KEK`)
+//! never touches the database; every center instance is given the same one.
+
+use std::collections::BTreeMap;
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use kessai_core::random::Random;
+use kessai_scp03::Aes128Key;
+use kessai_scp03::diversify::MasterKeys;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::security::StateKey;
+
+const MAGIC: &[u8; 4] = b"KMK1";
+const AAD: &[u8] = b"kessai-master-keys";
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeystoreError {
+    #[error("the key-encryption key must be 64 hex digits (32 bytes)")]
+    BadKek,
+    #[error("the master key file is not a sealed kessai key file, or the KEK is wrong")]
+    CannotOpen,
+    #[error("the master key file holds an invalid key: {0}")]
+    BadKey(String),
+}
+
+/// The key-encryption key. Zeroized on drop, printed as `***`.
+pub struct Kek(Zeroizing<[u8; 32]>);
+
+impl std::fmt::Debug for Kek {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Kek(***)")
+    }
+}
+
+impl Kek {
+    pub fn parse_hex(text: &str) -> Result<Kek, KeystoreError> {
+        let bytes = Zeroizing::new(hex::decode(text.trim()).map_err(|_| KeystoreError::BadKek)?);
+        let mut key = Zeroizing::new([0u8; 32]);
+        if bytes.len() != 32 {
+            return Err(KeystoreError::BadKek);
+        }
+        key.copy_from_slice(&bytes);
+        Ok(Kek(key))
+    }
+
+    pub fn generate<R: Random + ?Sized>(rng: &mut R) -> Kek {
+        let mut key = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(&mut key[..]);
+        Kek(key)
+    }
+
+    pub fn to_hex(&self) -> Zeroizing<String> {
+        Zeroizing::new(hex::encode(*self.0))
+    }
+
+    /// The key that seals SCP03 host state between steps, the same on every
+    /// instance given this KEK.
+    pub fn state_key(&self) -> StateKey {
+        let digest = Sha256::new().chain_update(b"kessai-scp-state-key\0").chain_update(*self.0).finalize();
+        let mut key = [0u8; 32];
+        key.copy_from_slice(&digest);
+        StateKey::from_bytes(key)
+    }
+
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        let digest = Sha256::new().chain_update(b"kessai-master-key-file\0").chain_update(*self.0).finalize();
+        let mut key = Zeroizing::new([0u8; 32]);
+        key.copy_from_slice(&digest);
+        XChaCha20Poly1305::new(&(*key).into())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Triple {
+    enc: Zeroizing<String>,
+    mac: Zeroizing<String>,
+    dek: Zeroizing<String>,
+}
+
+/// Fresh master keys for one key version.
+pub fn generate_master_keys<R: Random + ?Sized>(rng: &mut R) -> MasterKeys {
+    let mut key = || {
+        let mut k = [0u8; 16];
+        rng.fill_bytes(&mut k);
+        Aes128Key::new(k)
+    };
+    MasterKeys { enc: key(), mac: key(), dek: key() }
+}
+
+/// Seals master keys (by key version) under the KEK.
+pub fn seal<R: Random + ?Sized>(keys: &BTreeMap<u8, MasterKeys>, kek: &Kek, rng: &mut R) -> Vec<u8> {
+    let map: BTreeMap<String, Triple> = keys
+        .iter()
+        .map(|(v, k)| {
+            let t = Triple {
+                enc: Zeroizing::new(hex::encode(k.enc.expose())),
+                mac: Zeroizing::new(hex::encode(k.mac.expose())),
+                dek: Zeroizing::new(hex::encode(k.dek.expose())),
+            };
+            (v.to_string(), t)
+        })
+        .collect();
+    let plain = Zeroizing::new(serde_json::to_vec(&map).unwrap_or_default());
+    let mut nonce = [0u8; 24];
+    rng.fill_bytes(&mut nonce);
+    // Encrypting a small buffer with a 32-byte key cannot fail.
+    #[allow(clippy::expect_used)]
+    let sealed = kek.cipher().encrypt(&XNonce::from(nonce), Payload { msg: &plain, aad: AAD }).expect("AEAD seal");
+    [&MAGIC[..], &nonce, &sealed].concat()
+}
+
+/// Opens a sealed master key file.
+pub fn open(bytes: &[u8], kek: &Kek) -> Result<BTreeMap<u8, MasterKeys>, KeystoreError> {
+    if bytes.len() < 4 + 24 + 16 || &bytes[..4] != MAGIC {
+        return Err(KeystoreError::CannotOpen);
+    }
+    let mut nonce = [0u8; 24];
+    nonce.copy_from_slice(&bytes[4..28]);
+    let plain = kek
+        .cipher()
+        .decrypt(&XNonce::from(nonce), Payload { msg: &bytes[28..], aad: AAD })
+        .map_err(|_| KeystoreError::CannotOpen)?;
+    let plain = Zeroizing::new(plain);
+    let map: BTreeMap<String, Triple> =
+        serde_json::from_slice(&plain).map_err(|e| KeystoreError::BadKey(e.to_string()))?;
+    let key = |name: &str, h: &str| {
+        let b = Zeroizing::new(hex::decode(h).map_err(|_| KeystoreError::BadKey(name.into()))?);
+        Aes128Key::from_slice(&b).ok_or_else(|| KeystoreError::BadKey(name.into()))
+    };
+    map.into_iter()
+        .map(|(v, t)| {
+            let version = v.parse::<u8>().map_err(|_| KeystoreError::BadKey(format!("key version {v}")))?;
+            Ok((version, MasterKeys { enc: key("enc", &t.enc)?, mac: key("mac", &t.mac)?, dek: key("dek", &t.dek)? }))
+        })
+        .collect()
+}

@@ -1,0 +1,336 @@
+//! The application server: runs each protocol step against the stored
+//! settlement, in a fixed order — load → transition (pure, in
+//! [`crate::purchase`]) → the ledger effect (idempotent) → compare-and-set
+//! the row. A step that fails changes nothing stored; a step retried after a
+//! crash meets `exists` in the ledger and the same row version.
+
+use std::sync::Arc;
+
+use kessai_core::Clock;
+use kessai_core::digest::Sha256Digest;
+use kessai_core::ids::{CardId, PartyId, SettlementId};
+use kessai_core::jws::JwsError;
+use kessai_core::keys::SigningKey;
+use kessai_core::messages::{bill, receipt};
+use kessai_core::random::OsRandom;
+use kessai_scp03::{CommandApdu, ResponseApdu};
+use serde::Serialize;
+
+use crate::books::{Books, BooksError};
+use crate::db::{CenterDb, DbError};
+use crate::limits::{MAX_APDU_BYTES, MAX_APDUS_PER_STEP};
+use crate::purchase::{Context, CreateInput, OfferOutcome, Phase, Resolution, Settlement, StepError};
+use crate::security::SecurityServer;
+
+/// Why a request was refused. The HTTP layer maps each to a status and a
+/// stable code; none carries internals to the client.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CenterError {
+    #[error("the bill was refused: {0}")]
+    Bill(JwsError),
+    #[error("the bill's store {0} is not registered")]
+    UnknownStore(String),
+    #[error("card {0} is not registered")]
+    UnknownCard(CardId),
+    #[error("no settlement {0}")]
+    UnknownSettlement(String),
+    #[error("this bill is already being settled with card {0}")]
+    BillInUse(CardId),
+    #[error("APDU {0}")]
+    BadApdu(String),
+    #[error(transparent)]
+    Step(#[from] StepError),
+    #[error("the books refused the transfer: {0}")]
+    Books(#[from] BooksError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("the receipt was refused: {0}")]
+    Receipt(String),
+}
+
+/// What a step answers to the wallet.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct StepReply {
+    pub settlement_id: String,
+    pub phase: Phase,
+    /// Commands to relay to the card, in order, as hex.
+    pub apdus: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completion: Option<String>,
+    /// The balance read securely from the card, once read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub balance_minor: Option<u64>,
+    /// Why a settlement ended voided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+fn reply(s: &Settlement, apdus: &[CommandApdu]) -> StepReply {
+    StepReply {
+        settlement_id: s.id.to_string(),
+        phase: s.phase,
+        apdus: apdus.iter().map(|c| hex::encode(c.to_bytes())).collect(),
+        offer: if s.phase == Phase::Offered { s.offer_token.clone() } else { None },
+        completion: s.completion_token.clone(),
+        balance_minor: s.balance_minor,
+        reason: s.outcome_reason.clone(),
+    }
+}
+
+/// Parses the card's answers relayed by the wallet (hex, bounded).
+pub fn parse_answers(hex_answers: &[String]) -> Result<Vec<ResponseApdu>, CenterError> {
+    if hex_answers.len() > MAX_APDUS_PER_STEP {
+        return Err(CenterError::BadApdu(format!("at most {MAX_APDUS_PER_STEP} answers per step")));
+    }
+    hex_answers
+        .iter()
+        .map(|h| {
+            if h.len() > 2 * MAX_APDU_BYTES {
+                return Err(CenterError::BadApdu("answer too long".into()));
+            }
+            let bytes = hex::decode(h).map_err(|_| CenterError::BadApdu("answer is not hex".into()))?;
+            ResponseApdu::parse(&bytes).map_err(|e| CenterError::BadApdu(e.to_string()))
+        })
+        .collect()
+}
+
+pub struct Center {
+    pub db: CenterDb,
+    pub books: Books,
+    pub security: SecurityServer,
+    pub center_id: PartyId,
+    pub center_key: SigningKey,
+    pub clock: Arc<dyn Clock>,
+    pub max_amount_minor: u64,
+}
+
+impl std::fmt::Debug for Center {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Center").field("center_id", &self.center_id).field("center_key", &self.center_key).finish()
+    }
+}
+
+/// One step's transition, given the loaded settlement.
+type Transition<'a> = Box<dyn FnOnce(Settlement, &mut Context<'_, OsRandom>) -> Result<Stepped, StepError> + Send + 'a>;
+
+/// A transition's result and what the books must do before it is stored.
+struct Stepped {
+    settlement: Settlement,
+    apdus: Vec<CommandApdu>,
+    effect: Effect,
+}
+
+enum Effect {
+    None,
+    Hold,
+    Post,
+    Void,
+}
+
+impl Center {
+    fn now_s(&self) -> u64 {
+        self.clock.now().unix_s()
+    }
+
+    /// POST /v1/settlements: check SIG1 against the registered store keys,
+    /// the card, the limits; open the settlement; INITIALIZE UPDATE.
+    pub async fn create(&self, bill_token: &str, card_id: CardId) -> Result<StepReply, CenterError> {
+        let keys = self.db.store_keys().await?;
+        let verified = bill::verify(bill_token, &keys, self.clock.as_ref()).map_err(CenterError::Bill)?;
+        let store = self
+            .db
+            .store(verified.message().payee())
+            .await?
+            .ok_or_else(|| CenterError::UnknownStore(verified.message().payee().to_string()))?;
+        let card = self.db.card(&card_id).await?.ok_or(CenterError::UnknownCard(card_id))?;
+        let mut rng = OsRandom;
+        let mut ctx = self.ctx(&mut rng);
+        let input = CreateInput {
+            bill: &verified,
+            registered_name: store.name.clone(),
+            card: &card,
+            max_amount_minor: self.max_amount_minor,
+        };
+        let (settlement, init) = Settlement::create(&mut ctx, input)?;
+        match self.db.insert_settlement(&settlement, self.clock.now()).await? {
+            None => Ok(reply(&settlement, &[init])),
+            Some((existing, _)) if existing.card_id != card_id => Err(CenterError::BillInUse(existing.card_id)),
+            // The same bill again: answer with the settlement it opened.
+            Some((existing, _)) => Ok(reply(&existing, &[])),
+        }
+    }
+
+    fn ctx<'a>(&'a self, rng: &'a mut OsRandom) -> Context<'a, OsRandom> {
+        Context {
+            security: &self.security,
+            center: &self.center_id,
+            center_key: &self.center_key,
+            now: self.clock.now(),
+            rng,
+        }
+    }
+
+    async fn load(&self, id: &str) -> Result<(Settlement, i64), CenterError> {
+        let sid = SettlementId::parse(id).map_err(|_| CenterError::UnknownSettlement(id.chars().take(64).collect()))?;
+        self.db.settlement(&sid).await?.ok_or_else(|| CenterError::UnknownSettlement(id.to_owned()))
+    }
+
+    /// Load → transition → books → compare-and-set.
+    async fn step(&self, id: &str, transition: Transition<'_>) -> Result<StepReply, CenterError> {
+        let (settlement, version) = self.load(id).await?;
+        let mut rng = OsRandom;
+        let stepped = {
+            let mut ctx = self.ctx(&mut rng);
+            transition(settlement, &mut ctx)?
+        };
+        let s = &stepped.settlement;
+        let now = self.now_s();
+        match stepped.effect {
+            Effect::None => {}
+            Effect::Hold => {
+                self.books.open_card(&s.card_id, s.bill.amount.currency(), now).await?;
+                self.books.hold(&s.transaction_id, &s.card_id, s.bill.payee(), s.bill.amount, now).await?;
+            }
+            Effect::Post => self.books.post(&s.transaction_id, s.bill.amount, now).await?,
+            Effect::Void => self.books.void(&s.transaction_id, s.bill.amount, now).await?,
+        }
+        self.db.update_settlement(s, version, self.clock.now()).await?;
+        Ok(reply(s, &stepped.apdus))
+    }
+
+    pub async fn authenticate(&self, id: &str, answers: Vec<ResponseApdu>) -> Result<StepReply, CenterError> {
+        self.step(
+            id,
+            Box::new(move |s, ctx| {
+                let answer = answers.first().ok_or(StepError::WrongAnswerCount { expected: 1, got: 0 })?;
+                let (settlement, apdus) = s.authenticate(ctx, answer)?;
+                Ok(Stepped { settlement, apdus, effect: Effect::None })
+            }),
+        )
+        .await
+    }
+
+    /// The balance step: the offer (SIG2) and the sealed DEBIT, with the
+    /// purchase held in the books before the DEBIT leaves.
+    pub async fn offer(&self, id: &str, answers: Vec<ResponseApdu>) -> Result<StepReply, CenterError> {
+        self.step(
+            id,
+            Box::new(move |s, ctx| match s.offer(ctx, &answers)? {
+                (settlement, OfferOutcome::Offered { debit, .. }) => {
+                    Ok(Stepped { settlement, apdus: vec![debit], effect: Effect::Hold })
+                }
+                (settlement, OfferOutcome::Insufficient { .. }) => {
+                    Ok(Stepped { settlement, apdus: vec![], effect: Effect::None })
+                }
+            }),
+        )
+        .await
+    }
+
+    pub async fn complete(&self, id: &str, answers: Vec<ResponseApdu>) -> Result<StepReply, CenterError> {
+        self.step(
+            id,
+            Box::new(move |s, ctx| {
+                let answer = answers.first().ok_or(StepError::WrongAnswerCount { expected: 1, got: 0 })?;
+                let (settlement, _) = s.complete(ctx, answer)?;
+                Ok(Stepped { settlement, apdus: vec![], effect: Effect::Post })
+            }),
+        )
+        .await
+    }
+
+    pub async fn cancel(&self, id: &str) -> Result<StepReply, CenterError> {
+        self.step(
+            id,
+            Box::new(|s, _| {
+                let settlement = s.cancel("cancelled by the cardholder before the debit")?;
+                Ok(Stepped { settlement, apdus: vec![], effect: Effect::None })
+            }),
+        )
+        .await
+    }
+
+    pub async fn recover(&self, id: &str) -> Result<StepReply, CenterError> {
+        self.step(
+            id,
+            Box::new(|s, ctx| {
+                let (settlement, init) = s.begin_recovery(ctx)?;
+                Ok(Stepped { settlement, apdus: vec![init], effect: Effect::None })
+            }),
+        )
+        .await
+    }
+
+    pub async fn recover_authenticate(&self, id: &str, answers: Vec<ResponseApdu>) -> Result<StepReply, CenterError> {
+        self.step(
+            id,
+            Box::new(move |s, ctx| {
+                let answer = answers.first().ok_or(StepError::WrongAnswerCount { expected: 1, got: 0 })?;
+                let (settlement, apdus) = s.recovery_authenticate(ctx, answer)?;
+                Ok(Stepped { settlement, apdus, effect: Effect::None })
+            }),
+        )
+        .await
+    }
+
+    pub async fn recover_status(&self, id: &str, answers: Vec<ResponseApdu>) -> Result<StepReply, CenterError> {
+        self.step(
+            id,
+            Box::new(move |s, ctx| match s.resolve(ctx, &answers)? {
+                (settlement, Resolution::Completed { .. }) => {
+                    Ok(Stepped { settlement, apdus: vec![], effect: Effect::Post })
+                }
+                (settlement, Resolution::NeedsBalance { command }) => {
+                    Ok(Stepped { settlement, apdus: vec![command], effect: Effect::None })
+                }
+                (settlement, Resolution::Voided) => Ok(Stepped { settlement, apdus: vec![], effect: Effect::Void }),
+            }),
+        )
+        .await
+    }
+
+    pub async fn recover_balance(&self, id: &str, answers: Vec<ResponseApdu>) -> Result<StepReply, CenterError> {
+        self.step(
+            id,
+            Box::new(move |s, ctx| {
+                let answer = answers.first().ok_or(StepError::WrongAnswerCount { expected: 1, got: 0 })?;
+                let (settlement, _) = s.resolve_balance(ctx, answer)?;
+                Ok(Stepped { settlement, apdus: vec![], effect: Effect::Void })
+            }),
+        )
+        .await
+    }
+
+    /// The stored settlement, for status queries.
+    pub async fn settlement(&self, id: &str) -> Result<Settlement, CenterError> {
+        Ok(self.load(id).await?.0)
+    }
+
+    /// Stores the store's receipt (SIG4) for a completed settlement after
+    /// checking it: signed by the paid store's merchant of record, for this
+    /// settlement and this exact completion token.
+    pub async fn accept_receipt(&self, id: &str, token: &str) -> Result<(), CenterError> {
+        let (mut s, version) = self.load(id).await?;
+        let completion = s.completion_token.clone().ok_or_else(|| CenterError::Receipt("not completed".into()))?;
+        let keys = self.db.store_keys().await?;
+        let verified =
+            receipt::verify(token, &keys, self.clock.as_ref()).map_err(|e| CenterError::Receipt(e.to_string()))?;
+        let r = verified.message();
+        if r.settlement_id() != &s.id
+            || r.completion_hash() != Sha256Digest::of_token(&completion)
+            || r.store() != &s.bill.store
+            || r.order_id() != &s.bill.order_id
+        {
+            return Err(CenterError::Receipt("the receipt does not match this settlement".into()));
+        }
+        if s.receipt_token.is_some() {
+            return Ok(());
+        }
+        s.receipt_token = Some(token.to_owned());
+        self.db.update_settlement(&s, version, self.clock.now()).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,134 @@
+//! The HTTP API as a wallet sees it: JSON in and out, Idempotency-Key on
+//! every POST, one error shape.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use kessai_scp03::CommandApdu;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use crate::service::{bill_token, register_card, setup};
+use crate::world::{balance_of, card_id, funded_card, relay};
+
+async fn post(app: &axum::Router, path: &str, key: Option<&str>, body: Value) -> (StatusCode, Value) {
+    let mut req = Request::post(path).header("content-type", "application/json");
+    if let Some(k) = key {
+        req = req.header("idempotency-key", k);
+    }
+    let resp = app.clone().oneshot(req.body(Body::from(body.to_string())).unwrap()).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+fn relay_json(card: &mut kessai_card::terminal::Terminal<crate::world::CardReader>, reply: &Value) -> Value {
+    let answers: Vec<String> = reply["apdus"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            let cmd = CommandApdu::parse(&hex::decode(h.as_str().unwrap()).unwrap()).unwrap();
+            hex::encode(relay(card, &cmd).to_bytes())
+        })
+        .collect();
+    json!({ "responses": answers })
+}
+
+fn assert_error_shape(body: &Value, code: &str) {
+    let e = &body["error"];
+    assert_eq!(e["code"], code, "{body}");
+    assert!(e["type"].is_string() && e["message"].is_string(), "{body}");
+    assert!(e.as_object().unwrap().contains_key("param"), "{body}");
+    assert_eq!(body.as_object().unwrap().len(), 1, "only the error member: {body}");
+}
+
+#[tokio::test]
+async fn a_purchase_over_the_api_with_idempotent_retries() {
+    let mut s = setup().await;
+    register_card(&s, 1, 50_000).await;
+    let mut card = funded_card(1, 50_000);
+    let token = bill_token(&mut s);
+    let app = kessai_center::api::routes(Arc::new(s.center));
+
+    let create = json!({ "bill": token, "card_id": card_id(1).to_string() });
+    let (status, r) = post(&app, "/v1/settlements", Some("k-create"), create.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(r["phase"], "authenticating");
+    // The same request again under the same key: the same answer, byte for byte.
+    let (_, again) = post(&app, "/v1/settlements", Some("k-create"), create).await;
+    assert_eq!(again, r);
+    let id = r["settlement_id"].as_str().unwrap().to_owned();
+
+    let (_, r) =
+        post(&app, &format!("/v1/settlements/{id}/authenticate"), Some("k-auth"), relay_json(&mut card, &r)).await;
+    let (_, r) = post(&app, &format!("/v1/settlements/{id}/balance"), Some("k-bal"), relay_json(&mut card, &r)).await;
+    assert_eq!(r["phase"], "offered", "{r}");
+    assert_eq!(r["balance_minor"], 50_000);
+    assert!(r["offer"].is_string());
+    let answers = relay_json(&mut card, &r);
+    let path = format!("/v1/settlements/{id}/complete");
+    let (status, done) = post(&app, &path, Some("k-done"), answers.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["phase"], "completed");
+    // A wallet that lost the answer retries with its key and gets the same.
+    let (_, retry) = post(&app, &path, Some("k-done"), answers.clone()).await;
+    assert_eq!(retry, done);
+    // Without the key's protection, the step is out of order.
+    let (status, body) = post(&app, &path, Some("k-other"), answers).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_error_shape(&body, "step_out_of_order");
+    assert_eq!(balance_of(&mut card), 50_000 - 11_360);
+
+    let resp =
+        app.clone().oneshot(Request::get(format!("/v1/settlements/{id}")).body(Body::empty()).unwrap()).await.unwrap();
+    let view: Value = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(view["phase"], "completed");
+    assert_eq!(view["amount"]["amount_minor"], 11_360);
+}
+
+#[tokio::test]
+async fn refusals_use_one_error_shape() {
+    let mut s = setup().await;
+    register_card(&s, 2, 50_000).await;
+    let token = bill_token(&mut s);
+    let app = kessai_center::api::routes(Arc::new(s.center));
+    let create = json!({ "bill": token, "card_id": card_id(2).to_string() });
+
+    let (status, body) = post(&app, "/v1/settlements", None, create.clone()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error_shape(&body, "idempotency_key_required");
+    let (status, body) = post(&app, "/v1/settlements", Some("k1"), json!({ "bill": token, "card_id": "zz" })).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error_shape(&body, "bad_card_id");
+    let (_, body) = post(&app, "/v1/settlements", Some("k1"), create.clone()).await;
+    assert_error_shape(&body, "idempotency_key_reused");
+    let (status, body) =
+        post(&app, "/v1/settlements", Some("k2"), json!({ "bill": "x.y.z", "card_id": card_id(2).to_string() })).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_error_shape(&body, "bill_invalid");
+    let (status, body) =
+        post(&app, "/v1/settlements", Some("k3"), json!({ "bill": token, "card_id": card_id(7).to_string() })).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error_shape(&body, "unknown_card");
+    let (status, body) = post(&app, "/v1/settlements", Some("k4"), json!({ "bill": token })).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error_shape(&body, "bad_json");
+    let (status, body) =
+        post(&app, "/v1/settlements/stl_nope/complete", Some("k5"), json!({ "responses": ["9000"] })).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error_shape(&body, "unknown_settlement");
+    let (status, r) = post(&app, "/v1/settlements", Some("k6"), create).await;
+    assert_eq!(status, StatusCode::OK);
+    let id = r["settlement_id"].as_str().unwrap();
+    let (status, body) =
+        post(&app, &format!("/v1/settlements/{id}/authenticate"), Some("k7"), json!({ "responses": ["zz"] })).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error_shape(&body, "bad_apdu");
+    let (status, body) =
+        post(&app, &format!("/v1/settlements/{id}/authenticate"), Some("k8"), json!({ "responses": ["6982"] })).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_error_shape(&body, "card_refused");
+}

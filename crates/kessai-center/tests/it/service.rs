@@ -1,0 +1,200 @@
+//! The application server over real storage: SQLite for settlements and the
+//! ledger, a real emulated card behind a relaying wallet. After every
+//! scenario the books agree with the card and the ledger's invariants hold.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kessai_center::books::Books;
+use kessai_center::db::{CenterDb, StoreRecord};
+use kessai_center::purchase::Phase;
+use kessai_center::security::{SecurityServer, StateKey};
+use kessai_center::service::{Center, CenterError, StepReply, parse_answers};
+use kessai_core::ids::{PartyId, StoreId};
+use kessai_core::keys::{SigningKey, Validity};
+use kessai_core::messages::{DisplayText, bill, completion};
+use kessai_core::random::SeededRandom;
+use kessai_core::samples;
+use kessai_core::time::FixedClock;
+use kessai_core::{Currency, Money};
+use kessai_scp03::CommandApdu;
+
+use crate::world::{CardReader, KVN, NOW, balance_of, card_id, funded_card, masters, record};
+
+pub struct Setup {
+    pub _dir: tempfile::TempDir,
+    pub center: Center,
+    pub mall_key: SigningKey,
+    pub rng: SeededRandom,
+}
+
+pub async fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let db = CenterDb::open(&format!("sqlite:{}", dir.path().join("center.db").display())).await.unwrap();
+    let ledger = kessai_ledger::Ledger::open_sqlite(dir.path().join("ledger.db")).await.unwrap();
+    let mut rng = SeededRandom::new(77);
+    let mall_key = SigningKey::generate(&mut rng);
+    for (id, name, mall) in
+        [(samples::MALL, "Kessai Mall", None), (samples::MEMBER, "Kessai Books", Some(samples::MALL))]
+    {
+        let store = StoreRecord {
+            id: StoreId::parse(id).unwrap(),
+            name: DisplayText::parse(name).unwrap(),
+            mall: mall.map(|m| StoreId::parse(m).unwrap()),
+            notify_url: None,
+            client_name: None,
+            bank_account: None,
+        };
+        db.put_store(&store, NOW).await.unwrap();
+    }
+    db.put_store_key(&StoreId::parse(samples::MALL).unwrap(), &mall_key.public(), Validity::always()).await.unwrap();
+    let center = Center {
+        db,
+        books: Books::new(ledger),
+        security: SecurityServer::new(BTreeMap::from([(KVN, masters(0x40))]), StateKey::generate(&mut rng)),
+        center_id: PartyId::parse(samples::CENTER).unwrap(),
+        center_key: SigningKey::generate(&mut rng),
+        clock: Arc::new(FixedClock::new(NOW)),
+        max_amount_minor: 1_000_000,
+    };
+    Setup { _dir: dir, center, mall_key, rng }
+}
+
+/// Registers card `n` and records its funding in the books, as issuance.
+pub async fn register_card(s: &Setup, n: u8, funded: u64) {
+    s.center.db.put_card(&record(n), NOW).await.unwrap();
+    s.center.books.open_card(&card_id(n), Currency::JPY, NOW.unix_s()).await.unwrap();
+    if funded > 0 {
+        let amount = Money::new(funded, Currency::JPY).unwrap();
+        s.center.books.issue(u128::from(n) + 1000, &card_id(n), amount, NOW.unix_s()).await.unwrap();
+    }
+}
+
+pub fn bill_token(s: &mut Setup) -> String {
+    let (claims, b) = samples::bill(&mut s.rng, NOW).unwrap();
+    bill::sign(&claims, &b, &s.mall_key).unwrap()
+}
+
+fn relay(card: &mut kessai_card::terminal::Terminal<CardReader>, reply: &StepReply) -> Vec<String> {
+    reply
+        .apdus
+        .iter()
+        .map(|h| {
+            let cmd = CommandApdu::parse(&hex::decode(h).unwrap()).unwrap();
+            hex::encode(crate::world::relay(card, &cmd).to_bytes())
+        })
+        .collect()
+}
+
+async fn check_books(s: &Setup, n: u8, card: &mut kessai_card::terminal::Terminal<CardReader>) {
+    s.center.books.ledger().check().await.unwrap();
+    let (float, held) = s.center.books.card_float(&card_id(n)).await.unwrap().unwrap();
+    assert_eq!((float, held), (balance_of(card), 0), "the books' float equals the card's balance, nothing held");
+}
+
+#[tokio::test]
+async fn a_purchase_moves_value_once_and_the_books_agree_with_the_card() {
+    let mut s = setup().await;
+    register_card(&s, 1, 50_000).await;
+    let mut card = funded_card(1, 50_000);
+    let token = bill_token(&mut s);
+
+    let r = s.center.create(&token, card_id(1)).await.unwrap();
+    assert_eq!(r.phase, Phase::Authenticating);
+    // A duplicate POST of the same bill answers with the same settlement.
+    let again = s.center.create(&token, card_id(1)).await.unwrap();
+    assert_eq!(again.settlement_id, r.settlement_id);
+    let id = r.settlement_id.clone();
+    let r = s.center.authenticate(&id, parse_answers(&relay(&mut card, &r)).unwrap()).await.unwrap();
+    let r = s.center.offer(&id, parse_answers(&relay(&mut card, &r)).unwrap()).await.unwrap();
+    assert_eq!(r.phase, Phase::Offered);
+    assert!(r.offer.is_some());
+    let (float, held) = s.center.books.card_float(&card_id(1)).await.unwrap().unwrap();
+    assert_eq!((float, held), (50_000, 11_360), "the purchase is held while the cardholder decides");
+    let answers = parse_answers(&relay(&mut card, &r)).unwrap();
+    let done = s.center.complete(&id, answers.clone()).await.unwrap();
+    assert_eq!(done.phase, Phase::Completed);
+    let keys = {
+        let mut k = kessai_core::keys::KeyDirectory::new();
+        k.insert(s.center.center_id.clone(), s.center.center_key.public(), Validity::always()).unwrap();
+        k
+    };
+    completion::verify(done.completion.as_ref().unwrap(), &keys, &FixedClock::new(NOW)).unwrap();
+    // The same answer again is a step out of order; nothing moves twice.
+    assert!(matches!(s.center.complete(&id, answers).await, Err(CenterError::Step(_))));
+    let payee = StoreId::parse(samples::MEMBER).unwrap();
+    assert_eq!(s.center.books.store_payable(&payee, Currency::JPY).await.unwrap(), 11_360);
+    check_books(&s, 1, &mut card).await;
+}
+
+#[tokio::test]
+async fn bad_bills_unknown_cards_and_reused_bills_are_refused() {
+    let mut s = setup().await;
+    register_card(&s, 2, 50_000).await;
+    register_card(&s, 3, 50_000).await;
+    let token = bill_token(&mut s);
+    let mut tampered = token.clone().into_bytes();
+    let mid = tampered.len() / 2;
+    tampered[mid] ^= 0x01;
+    let tampered = String::from_utf8(tampered).unwrap();
+    assert!(matches!(s.center.create(&tampered, card_id(2)).await, Err(CenterError::Bill(_))));
+    assert!(matches!(s.center.create(&token, card_id(9)).await, Err(CenterError::UnknownCard(_))));
+    s.center.create(&token, card_id(2)).await.unwrap();
+    assert!(matches!(s.center.create(&token, card_id(3)).await, Err(CenterError::BillInUse(_))));
+    // A bill signed by a key nobody registered.
+    let stranger = SigningKey::generate(&mut s.rng);
+    let (claims, b) = samples::bill(&mut s.rng, NOW).unwrap();
+    let forged = bill::sign(&claims, &b, &stranger).unwrap();
+    assert!(matches!(s.center.create(&forged, card_id(2)).await, Err(CenterError::Bill(_))));
+}
+
+#[tokio::test]
+async fn an_interrupted_purchase_is_recovered_and_the_books_follow_the_card() {
+    let mut s = setup().await;
+    register_card(&s, 4, 50_000).await;
+    let mut card = funded_card(4, 50_000);
+    // Two purchases: the first card answer lost after the debit, the second
+    // DEBIT never relayed.
+    for (applied, expected) in [(true, Phase::Completed), (false, Phase::Voided)] {
+        let token = bill_token(&mut s);
+        let r = s.center.create(&token, card_id(4)).await.unwrap();
+        let id = r.settlement_id.clone();
+        let r = s.center.authenticate(&id, parse_answers(&relay(&mut card, &r)).unwrap()).await.unwrap();
+        let r = s.center.offer(&id, parse_answers(&relay(&mut card, &r)).unwrap()).await.unwrap();
+        if applied {
+            relay(&mut card, &r); // the answer is lost
+        }
+        let r = s.center.recover(&id).await.unwrap();
+        let r = s.center.recover_authenticate(&id, parse_answers(&relay(&mut card, &r)).unwrap()).await.unwrap();
+        let mut r = s.center.recover_status(&id, parse_answers(&relay(&mut card, &r)).unwrap()).await.unwrap();
+        if r.phase == Phase::RecoveringBalance {
+            r = s.center.recover_balance(&id, parse_answers(&relay(&mut card, &r)).unwrap()).await.unwrap();
+        }
+        assert_eq!(r.phase, expected);
+        kessai_card::terminal::Terminal::select(&mut card).unwrap();
+    }
+    assert_eq!(balance_of(&mut card), 50_000 - 11_360);
+    check_books(&s, 4, &mut card).await;
+}
+
+#[tokio::test]
+async fn insufficient_balance_and_cancel_leave_nothing_held() {
+    let mut s = setup().await;
+    register_card(&s, 5, 1_000).await;
+    let mut card = funded_card(5, 1_000);
+    let token = bill_token(&mut s);
+    let r = s.center.create(&token, card_id(5)).await.unwrap();
+    let id = r.settlement_id.clone();
+    let r = s.center.authenticate(&id, parse_answers(&relay(&mut card, &r)).unwrap()).await.unwrap();
+    let r = s.center.offer(&id, parse_answers(&relay(&mut card, &r)).unwrap()).await.unwrap();
+    assert_eq!(r.phase, Phase::Voided);
+    assert!(r.apdus.is_empty() && r.offer.is_none());
+    check_books(&s, 5, &mut card).await;
+
+    kessai_card::terminal::Terminal::select(&mut card).unwrap();
+    let token = bill_token(&mut s);
+    let r = s.center.create(&token, card_id(5)).await.unwrap();
+    let r = s.center.cancel(&r.settlement_id).await.unwrap();
+    assert_eq!(r.phase, Phase::Voided);
+    check_books(&s, 5, &mut card).await;
+}

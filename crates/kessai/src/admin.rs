@@ -1,0 +1,128 @@
+//! `kessai admin`: the center's admin API from the command line, over
+//! mutual TLS with the admin's client certificate.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+#[derive(Args, Debug)]
+pub struct AdminArgs {
+    /// The center's base URL, e.g. https://127.0.0.1:8440.
+    #[arg(long, value_name = "URL")]
+    center: String,
+    /// The kessai CA directory holding ca.crt and the admin certificate.
+    #[arg(long, value_name = "DIR")]
+    ca_dir: PathBuf,
+    /// The admin client certificate's name in the CA directory.
+    #[arg(long, default_value = "admin")]
+    name: String,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum AdminCommand {
+    /// Register (or update) a store, with its public keys.
+    RegisterStore {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        display_name: String,
+        /// The mall this store is a member of.
+        #[arg(long)]
+        mall: Option<String>,
+        /// Where completions are delivered (https://…/v1/completions).
+        #[arg(long)]
+        notify_url: Option<String>,
+        /// The store's JWKS file (its bill-signing keys).
+        #[arg(long, value_name = "FILE")]
+        jwks: Option<PathBuf>,
+    },
+    /// Register an issued card.
+    RegisterCard {
+        #[arg(long)]
+        card_id: String,
+        #[arg(long, default_value_t = 1)]
+        key_version: u8,
+        #[arg(long, default_value = "JPY")]
+        currency: String,
+        #[arg(long)]
+        max_balance: u64,
+    },
+    /// Block a card, or report it lost, with a reason.
+    SetCardStatus {
+        #[arg(long)]
+        card_id: String,
+        /// blocked or lost
+        #[arg(long)]
+        status: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// List settlements, newest first.
+    Settlements {
+        #[arg(long)]
+        card: Option<String>,
+        #[arg(long)]
+        phase: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+}
+
+pub fn run(args: AdminArgs) -> anyhow::Result<()> {
+    let ca = kessai_tls::CaDir::new(&args.ca_dir);
+    let tls = kessai_tls::client_config(&ca.ca_cert(), Some((&ca, &args.name))).context("admin TLS identity")?;
+    let client = kessai_http::HttpsClient::new(tls, 15_000);
+    let base = args.center.trim_end_matches('/').to_owned();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let (path, body) = request(args.command)?;
+    let (status, bytes) = runtime.block_on(async {
+        match body {
+            Some(b) => client.post_json(&format!("{base}{path}"), &b, &[]).await,
+            None => client.get(&format!("{base}{path}")).await,
+        }
+    })?;
+    let text = String::from_utf8_lossy(&bytes);
+    if !status.is_success() {
+        bail!("the center answered {status}: {text}");
+    }
+    let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::String(text.into_owned()));
+    println!("{}", serde_json::to_string_pretty(&value)?);
+    Ok(())
+}
+
+fn request(command: AdminCommand) -> anyhow::Result<(String, Option<Value>)> {
+    Ok(match command {
+        AdminCommand::RegisterStore { id, display_name, mall, notify_url, jwks } => {
+            let jwks: Option<Value> = jwks
+                .map(|p| -> anyhow::Result<Value> {
+                    let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+                    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", p.display()))
+                })
+                .transpose()?;
+            let body = json!({ "id": id, "name": display_name, "mall": mall, "notify_url": notify_url, "jwks": jwks });
+            ("/v1/admin/stores".into(), Some(body))
+        }
+        AdminCommand::RegisterCard { card_id, key_version, currency, max_balance } => {
+            let body = json!({ "card_id": card_id, "key_version": key_version, "currency": currency,
+                               "max_balance_minor": max_balance });
+            ("/v1/admin/cards".into(), Some(body))
+        }
+        AdminCommand::SetCardStatus { card_id, status, reason } => {
+            (format!("/v1/admin/cards/{card_id}/status"), Some(json!({ "status": status, "reason": reason })))
+        }
+        AdminCommand::Settlements { card, phase, limit } => {
+            let mut q = format!("/v1/admin/settlements?limit={limit}");
+            if let Some(c) = card {
+                q.push_str(&format!("&card={c}"));
+            }
+            if let Some(p) = phase {
+                q.push_str(&format!("&phase={p}"));
+            }
+            (q, None)
+        }
+    })
+}
