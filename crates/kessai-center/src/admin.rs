@@ -15,7 +15,7 @@ use kessai_http::{ApiError, ErrorType, PeerIdentity};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::books::card_float_id;
+use crate::books::initial_value_id;
 use crate::db::{MAX_LIST, StoreRecord};
 use crate::purchase::{CardRecord, CardRegistryStatus, Phase};
 use crate::service::Center;
@@ -33,6 +33,7 @@ pub fn routes(center: Arc<Center>, admin_name: String) -> Router {
         .route("/v1/admin/cards", post(register_card))
         .route("/v1/admin/cards/{id}/status", post(card_status))
         .route("/v1/admin/settlements", get(list_settlements))
+        .route("/v1/admin/settlements/{id}/void-lost", post(void_lost))
         .with_state(state)
 }
 
@@ -157,7 +158,7 @@ async fn register_card(
     if b.initial_value_minor > 0 {
         let amount = Money::new(b.initial_value_minor, currency).map_err(|e| bad("bad_amounts", e))?;
         // One issuance per card: its id is derived from the card.
-        c.books.issue(card_float_id(&id) ^ 1, &id, amount, now.unix_s()).await.map_err(internal)?;
+        c.books.issue(initial_value_id(&id), &id, amount, now.unix_s()).await.map_err(internal)?;
     }
     c.db.put_card(&record, now).await.map_err(internal)?;
     Ok((StatusCode::CREATED, Json(json!({ "card_id": id, "status": "active" }))))
@@ -224,4 +225,24 @@ async fn list_settlements(
         })
         .collect();
     Ok(Json(json!({ "settlements": rows })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VoidBody {
+    reason: String,
+}
+
+async fn void_lost(
+    State(state): State<AdminState>,
+    peer: Option<Extension<PeerIdentity>>,
+    Path(id): Path<String>,
+    Json(b): Json<VoidBody>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, peer)?;
+    if b.reason.trim().is_empty() || b.reason.len() > 500 {
+        return Err(bad("bad_reason", "a reason of 1 to 500 characters is recorded"));
+    }
+    let reply = state.center.void_lost_card(&id, &b.reason).await.map_err(crate::api::api_error)?;
+    Ok(Json(json!({ "settlement_id": reply.settlement_id, "phase": reply.phase, "reason": reply.reason })))
 }

@@ -42,6 +42,7 @@ pub fn routes(center: Shared) -> Router {
         .route("/v1/settlements/{id}/recover/balance", post(recover_balance))
         .route("/v1/settlements/{id}/receipt", get(receipt))
         .route("/.well-known/jwks.json", get(jwks))
+        .route("/v1/openapi.json", get(openapi))
         .with_state(center)
 }
 
@@ -114,6 +115,8 @@ fn step_error(e: StepError) -> ApiError {
         StepError::WrongAnswerCount { .. } => (S::BAD_REQUEST, ErrorType::InvalidRequest, "wrong_answer_count"),
         StepError::WrongTransaction => (S::UNPROCESSABLE_ENTITY, ErrorType::InvalidRequest, "wrong_transaction"),
         StepError::Undecidable => (S::CONFLICT, ErrorType::Conflict, "needs_audit"),
+        StepError::CardNotLost(_) => (S::CONFLICT, ErrorType::Conflict, "card_not_lost"),
+        StepError::BeforeDeadline { .. } => (S::CONFLICT, ErrorType::Conflict, "before_deadline"),
         StepError::Security(_) => (S::UNPROCESSABLE_ENTITY, ErrorType::InvalidRequest, "secure_channel_failed"),
         StepError::Signing(_) => return ApiError::internal(e),
     };
@@ -251,4 +254,11 @@ async fn receipt(State(c): State<Shared>, Path(id): Path<String>) -> Result<Json
 
 async fn jwks(State(c): State<Shared>) -> Json<kessai_core::jwk::Jwks> {
     Json(kessai_core::jwk::Jwks { keys: vec![c.center_key.public().to_jwk(Validity::always())] })
+}
+
+/// The OpenAPI 3.1 description of this API, kept beside the code.
+const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> impl IntoResponse {
+    ([("content-type", "application/json")], OPENAPI)
 }

@@ -100,6 +100,7 @@ pub async fn open(config: &CenterConfig) -> anyhow::Result<Center> {
         center_key,
         clock: Arc::new(SystemClock),
         max_amount_minor: config.max_amount_minor,
+        outcomes: Default::default(),
     })
 }
 
@@ -116,7 +117,13 @@ pub async fn serve_on(
     let tls = kessai_tls::server_config_with(&ca, &config.tls.server_name, kessai_tls::ClientAuth::Optional(&ca_cert))
         .context("server TLS")?;
     let client_tls = kessai_tls::client_config(&ca_cert, Some((&ca, &config.tls.client_name))).context("client TLS")?;
-    let metrics = Arc::new(HttpMetrics::new("center"));
+    let mut metrics = HttpMetrics::new("center");
+    metrics.registry_mut().register(
+        "kessai_settlements",
+        "Settlements that ended, by outcome",
+        center.outcomes.clone(),
+    );
+    let metrics = Arc::new(metrics);
     let ready = Arc::new(AtomicBool::new(true));
     let router = api::routes(center.clone())
         .merge(admin::routes(center.clone(), config.tls.admin_name.clone()))

@@ -65,6 +65,11 @@ pub fn issuance_id(currency: Currency) -> u128 {
     derived_id("issuance", currency.code().as_bytes())
 }
 
+/// The one issuance transfer of a card's initial value.
+pub fn initial_value_id(card: &CardId) -> u128 {
+    derived_id("initial-value", card.as_bytes())
+}
+
 fn post_id(tx: &TransactionId) -> u128 {
     derived_id("post", tx.as_bytes())
 }

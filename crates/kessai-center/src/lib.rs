@@ -14,6 +14,7 @@ pub mod books;
 pub mod config;
 pub mod db;
 pub mod delivery;
+pub mod issue;
 pub mod keystore;
 pub mod limits;
 pub mod purchase;

@@ -141,6 +141,10 @@ pub enum StepError {
     WrongTransaction,
     #[error("the card cannot say whether the transaction was applied (too many later transactions); audit needed")]
     Undecidable,
+    #[error("card {0} is not reported lost; only the card can settle this")]
+    CardNotLost(CardId),
+    #[error("the settlement may still be completed by the card until {deadline}")]
+    BeforeDeadline { deadline: Timestamp },
     #[error(transparent)]
     Security(#[from] SecurityError),
     #[error("signing: {0}")]
@@ -522,6 +526,28 @@ impl Settlement {
                 Err(StepError::OutOfOrder { step: "cancel", phase, expected: "authenticating or reading_balance" })
             }
         }
+    }
+
+    /// Voids a settlement whose DEBIT may be outstanding without the card's
+    /// answer — allowed only once the settlement is past its deadline AND
+    /// the card is reported lost, and the reason is recorded. (A lost card
+    /// will never be presented again to say what happened.)
+    pub fn void_lost_card(mut self, card: &CardRecord, now: Timestamp, reason: &str) -> Result<Settlement, StepError> {
+        if !self.phase.debit_issued() {
+            return Err(StepError::OutOfOrder {
+                step: "void_lost",
+                phase: self.phase,
+                expected: "offered or recovering",
+            });
+        }
+        if card.id != self.card_id || card.status != CardRegistryStatus::Lost {
+            return Err(StepError::CardNotLost(self.card_id));
+        }
+        if now <= self.deadline {
+            return Err(StepError::BeforeDeadline { deadline: self.deadline });
+        }
+        self.void(&format!("card reported lost: {reason}"));
+        Ok(self)
     }
 
     /// Starts a new secure session to ask the card about the DEBIT. Allowed

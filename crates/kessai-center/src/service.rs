@@ -97,6 +97,11 @@ pub fn parse_answers(hex_answers: &[String]) -> Result<Vec<ResponseApdu>, Center
         .collect()
 }
 
+/// Settlements that ended, by outcome (`completed`, `voided`), for
+/// Prometheus. Per-step latency is the HTTP layer's histogram per route.
+pub type OutcomeCounter =
+    prometheus_client::metrics::family::Family<Vec<(String, String)>, prometheus_client::metrics::counter::Counter>;
+
 pub struct Center {
     pub db: CenterDb,
     pub books: Books,
@@ -105,6 +110,7 @@ pub struct Center {
     pub center_key: SigningKey,
     pub clock: Arc<dyn Clock>,
     pub max_amount_minor: u64,
+    pub outcomes: OutcomeCounter,
 }
 
 impl std::fmt::Debug for Center {
@@ -198,6 +204,9 @@ impl Center {
             Effect::Void => self.books.void(&s.transaction_id, s.bill.amount, now).await?,
         }
         self.db.update_settlement(s, version, self.clock.now()).await?;
+        if matches!(s.phase, Phase::Completed | Phase::Voided) {
+            self.outcomes.get_or_create(&vec![("outcome".to_owned(), s.phase.as_str().to_owned())]).inc();
+        }
         Ok(reply(s, &stepped.apdus))
     }
 
@@ -298,6 +307,23 @@ impl Center {
             Box::new(move |s, ctx| {
                 let answer = answers.first().ok_or(StepError::WrongAnswerCount { expected: 1, got: 0 })?;
                 let (settlement, _) = s.resolve_balance(ctx, answer)?;
+                Ok(Stepped { settlement, apdus: vec![], effect: Effect::Void })
+            }),
+        )
+        .await
+    }
+
+    /// Voids a settlement of a card reported lost, past its deadline, with
+    /// the reason recorded (admin only).
+    pub async fn void_lost_card(&self, id: &str, reason: &str) -> Result<StepReply, CenterError> {
+        let (s, _) = self.load(id).await?;
+        let card = self.db.card(&s.card_id).await?.ok_or(CenterError::UnknownCard(s.card_id))?;
+        let now = self.clock.now();
+        let reason = reason.to_owned();
+        self.step(
+            id,
+            Box::new(move |s, _| {
+                let settlement = s.void_lost_card(&card, now, &reason)?;
                 Ok(Stepped { settlement, apdus: vec![], effect: Effect::Void })
             }),
         )

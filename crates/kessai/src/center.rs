@@ -1,21 +1,84 @@
-//! `kessai center`: the settlement center, until Ctrl-C or SIGTERM.
+//! `kessai center`: run the settlement center, initialise its keys, issue cards.
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use anyhow::Context;
+use clap::Subcommand;
 use kessai_center::config::CenterConfig;
 
-pub fn run(config_path: &Path, init_only: bool) -> anyhow::Result<()> {
-    let config = CenterConfig::load(config_path).with_context(|| format!("loading {}", config_path.display()))?;
+#[derive(Subcommand, Debug)]
+pub enum CenterCommand {
+    /// Serve the center until Ctrl-C or SIGTERM (initialising missing keys first).
+    Run {
+        /// The center's TOML configuration (environment overrides KESSAI_CENTER_*).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Create the KEK, issuer master keys and signing key if missing, then exit.
+    Init {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Issue a card: personalize an image with diversified keys, load its
+    /// initial value through a secure CREDIT, register it and book the value.
+    IssueCard {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The card image to create (mode 0600).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// 16 lowercase hex digits.
+        #[arg(long)]
+        card_id: String,
+        #[arg(long, default_value_t = 1)]
+        key_version: u8,
+        #[arg(long, default_value = "JPY")]
+        currency: String,
+        /// Most value the card may hold, in minor units.
+        #[arg(long)]
+        max_balance: u64,
+        /// Value put on the card now, in minor units.
+        #[arg(long, default_value_t = 0)]
+        initial_value: u64,
+    },
+}
+
+fn load(path: &std::path::Path) -> anyhow::Result<CenterConfig> {
+    let config = CenterConfig::load(path).with_context(|| format!("loading {}", path.display()))?;
     kessai_center::app::init(&config).context("initialising the center's keys")?;
-    if init_only {
-        println!("center {} initialised in {}", config.party_id, config.data_dir.display());
-        return Ok(());
-    }
-    kessai_http::init_json_logs("center");
+    Ok(config)
+}
+
+pub fn run(command: CenterCommand) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(async move {
-        eprintln!("center {} listening on {}", config.party_id, config.listen);
-        kessai_center::app::run(config, crate::store::shutdown_signal()).await
-    })
+    match command {
+        CenterCommand::Init { config } => {
+            let config = load(&config)?;
+            println!("center {} initialised in {}", config.party_id, config.data_dir.display());
+            Ok(())
+        }
+        CenterCommand::Run { config } => {
+            let config = load(&config)?;
+            kessai_http::init_json_logs("center");
+            runtime.block_on(async move {
+                eprintln!("center {} listening on {}", config.party_id, config.listen);
+                kessai_center::app::run(config, crate::store::shutdown_signal()).await
+            })
+        }
+        CenterCommand::IssueCard { config, out, card_id, key_version, currency, max_balance, initial_value } => {
+            let config = load(&config)?;
+            let req = kessai_center::issue::IssueCard {
+                image: &out,
+                card_id: kessai_core::ids::CardId::parse(&card_id).context("--card-id")?,
+                key_version,
+                currency: kessai_core::Currency::parse(&currency).context("--currency")?,
+                max_balance_minor: max_balance,
+                initial_value_minor: initial_value,
+            };
+            let info = runtime.block_on(kessai_center::issue::issue_card(&config, &req))?;
+            println!("issued card {} into {} (mode 0600)", info.card_id, out.display());
+            println!("  balance {} {}, maximum {}", info.balance_minor, info.currency.as_str(), info.max_balance_minor);
+            Ok(())
+        }
+    }
 }

@@ -32,14 +32,8 @@ enum Command {
     #[command(subcommand)]
     Card(CardCommand),
     /// The settlement center (application server, security server, registry, ledger).
-    Center {
-        /// The center's TOML configuration (environment overrides KESSAI_CENTER_*).
-        #[arg(long, value_name = "FILE")]
-        config: PathBuf,
-        /// Create the KEK, issuer master keys and signing key if missing, then exit.
-        #[arg(long)]
-        init: bool,
-    },
+    #[command(subcommand)]
+    Center(center::CenterCommand),
     /// Administer a center over its admin API (mutual TLS with the admin certificate).
     Admin(admin::AdminArgs),
     /// The web shop / mall (member stores, signed bills, completions, downloads).
@@ -201,7 +195,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pki(PkiCommand::Issue { dir, server, client, san }) => pki::issue(&dir, server, client, &san),
         Command::Card(c) => run_card(c),
         Command::Store { config } => store::run(&config),
-        Command::Center { config, init } => center::run(&config, init),
+        Command::Center(c) => center::run(c),
         Command::Admin(args) => admin::run(args),
         Command::Bench(BenchCommand::Jws { iterations }) => bench::jws(iterations),
         Command::Bench(BenchCommand::Card { sessions }) => card::bench(sessions),

@@ -132,3 +132,20 @@ async fn refusals_use_one_error_shape() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_error_shape(&body, "card_refused");
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_wallet_route() {
+    let s = setup().await;
+    let app = kessai_center::api::routes(Arc::new(s.center));
+    let resp = app.oneshot(Request::get("/v1/openapi.json").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let doc: Value = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    for path in
+        ["/v1/settlements", "/v1/settlements/{id}/balance", "/v1/settlements/{id}/recover/status", "/v1/admin/cards"]
+    {
+        assert!(doc["paths"].get(path).is_some(), "{path} documented");
+    }
+    let idem = &doc["paths"]["/v1/settlements/{id}/complete"]["post"]["parameters"][1];
+    assert_eq!(idem["name"], "Idempotency-Key");
+}

@@ -227,3 +227,21 @@ fn sealed_state_is_bound_to_its_settlement() {
     let err = b.authenticate(&mut w.ctx(), &relay(&mut card, &init_a)).unwrap_err();
     assert!(matches!(err, StepError::Security(SecurityError::BadSealedState)));
 }
+
+#[test]
+fn only_a_lost_card_past_the_deadline_voids_without_the_cards_answer() {
+    use kessai_center::purchase::CardRegistryStatus;
+    use kessai_core::time::Timestamp;
+    let mut w = World::new(13);
+    let mut card = funded_card(13, 50_000);
+    let (s, _, _) = to_offer(&mut w, &mut card, 13);
+    let late = Timestamp::from_unix_s(s.deadline.unix_s() + 1);
+    let active = record(13);
+    assert!(matches!(s.clone().void_lost_card(&active, late, "x"), Err(StepError::CardNotLost(_))));
+    let mut lost = record(13);
+    lost.status = CardRegistryStatus::Lost;
+    assert!(matches!(s.clone().void_lost_card(&lost, s.deadline, "x"), Err(StepError::BeforeDeadline { .. })));
+    let voided = s.void_lost_card(&lost, late, "reported stolen on 2026-11-21").unwrap();
+    assert_eq!(voided.phase, Phase::Voided);
+    assert!(voided.outcome_reason.unwrap().contains("reported stolen"));
+}

@@ -56,6 +56,7 @@ pub async fn setup() -> Setup {
         center_key: SigningKey::generate(&mut rng),
         clock: Arc::new(FixedClock::new(NOW)),
         max_amount_minor: 1_000_000,
+        outcomes: Default::default(),
     };
     Setup { _dir: dir, center, mall_key, rng }
 }

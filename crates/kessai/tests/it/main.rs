@@ -2,7 +2,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod card;
+mod center;
+mod crash;
+mod harness;
+mod instances;
 mod keys;
+mod pg;
 mod pki;
 
 use std::process::{Command, Output};

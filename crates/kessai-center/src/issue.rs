@@ -1,0 +1,103 @@
+//! Card issuance, run by the issuer on the center's host: personalize a
+//! card image with keys diversified from the issuer master keys, put its
+//! initial value on it through a real secure CREDIT, and record the card
+//! and the same value in the registry and the books.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use kessai_card::Card;
+use kessai_card::image::{KeySource, Personalization, create_image_file};
+use kessai_card::protocol::{
+    CardId as ChipCardId, Currency as ChipCurrency, PublicInfo, TransferRequest, TxId, credit_command,
+};
+use kessai_card::storage::{Durability, FileStorage};
+use kessai_card::terminal::Terminal;
+use kessai_card::transport::InProcessReader;
+use kessai_core::ids::CardId;
+use kessai_core::random::{OsRandom, Random};
+use kessai_core::{Currency, Money};
+use kessai_scp03::KeyVersion;
+use kessai_scp03::diversify::diversify;
+
+use crate::books::initial_value_id;
+use crate::config::CenterConfig;
+use crate::purchase::{CardRecord, CardRegistryStatus};
+
+/// What to issue.
+#[derive(Debug, Clone)]
+pub struct IssueCard<'a> {
+    pub image: &'a Path,
+    pub card_id: CardId,
+    pub key_version: u8,
+    pub currency: Currency,
+    pub max_balance_minor: u64,
+    pub initial_value_minor: u64,
+}
+
+/// Issues one card. Refuses an existing image or an already registered id.
+pub async fn issue_card(config: &CenterConfig, req: &IssueCard<'_>) -> anyhow::Result<PublicInfo> {
+    if req.initial_value_minor > req.max_balance_minor || req.max_balance_minor == 0 {
+        bail!("need 0 < max balance and initial value ≤ max balance");
+    }
+    let masters = crate::app::master_keys(config)?;
+    let master =
+        masters.get(&req.key_version).with_context(|| format!("no master keys for key version {}", req.key_version))?;
+    let version = KeyVersion::new(req.key_version).context("key version must be 1 to 127")?;
+    let center = crate::app::open(config).await?;
+    if center.db.card(&req.card_id).await?.is_some() {
+        bail!("card {} is already registered", req.card_id);
+    }
+    let chip_currency = ChipCurrency::new(req.currency.code()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let p = Personalization {
+        card_id: ChipCardId(*req.card_id.as_bytes()),
+        keys: KeySource::Diversified { master: master.clone(), version },
+        currency: chip_currency,
+        max_balance_minor: req.max_balance_minor,
+    };
+    create_image_file(req.image, &p).with_context(|| format!("writing {}", req.image.display()))?;
+    if req.initial_value_minor > 0 {
+        credit_image(req, &diversify(master, req.card_id.as_bytes(), version))?;
+    }
+    let now = center.clock.now();
+    center.books.open_card(&req.card_id, req.currency, now.unix_s()).await?;
+    if req.initial_value_minor > 0 {
+        let amount = Money::new(req.initial_value_minor, req.currency)?;
+        center.books.issue(initial_value_id(&req.card_id), &req.card_id, amount, now.unix_s()).await?;
+    }
+    let record = CardRecord {
+        id: req.card_id,
+        key_version: req.key_version,
+        status: CardRegistryStatus::Active,
+        currency: req.currency,
+        max_balance_minor: req.max_balance_minor,
+    };
+    center.db.put_card(&record, now).await?;
+    let bytes = std::fs::read(req.image)?;
+    Ok(kessai_card::public_info(&bytes)?)
+}
+
+/// The initial value goes onto the card the way all value does: a CREDIT
+/// inside a level-33 secure session.
+fn credit_image(req: &IssueCard<'_>, keys: &kessai_scp03::StaticKeys) -> anyhow::Result<()> {
+    let card = Card::open(FileStorage::open(req.image, Durability::Fsync)?)?;
+    let mut t = Terminal::new(InProcessReader::new(card));
+    t.select().map_err(|e| anyhow::anyhow!("select: {e}"))?;
+    let mut challenge = [0u8; 8];
+    OsRandom.fill_bytes(&mut challenge);
+    let session = t.open_session(keys.clone(), challenge).map_err(|e| anyhow::anyhow!("secure session: {e}"))?;
+    let mut tx = [0u8; 16];
+    tx.copy_from_slice(&initial_value_id(&req.card_id).to_be_bytes());
+    let request = TransferRequest {
+        tx_id: TxId(tx),
+        amount_minor: req.initial_value_minor,
+        counterpart: *b"ISSUANCE",
+        order_ref: [0; 16],
+        time_unix_s: kessai_core::Clock::now(&kessai_core::time::SystemClock).unix_s(),
+    };
+    let (_, answer) = t.secure(session, &credit_command(&request)).map_err(|e| anyhow::anyhow!("credit: {e}"))?;
+    if answer.sw().raw() != 0x9000 {
+        bail!("the card refused the initial credit: {:04X}", answer.sw().raw());
+    }
+    Ok(())
+}

@@ -1,0 +1,245 @@
+//! kill -9 the center at and during every step of purchases; restart;
+//! settle what was left open. Afterwards every settlement is posted or
+//! voided exactly once, each card's balance equals its float in the books,
+//! and the store's payable is the sum of its completed purchases.
+
+use std::time::Duration;
+
+use kessai_center::books::Books;
+use kessai_center::db::CenterDb;
+use kessai_center::purchase::Phase;
+use kessai_core::ids::{CardId, StoreId};
+use kessai_core::random::{Random, SeededRandom};
+use serde_json::{Value, json};
+
+use crate::harness::{CardTerminal, CenterProcess, Deployment, card_balance, free_port, open_card, relay};
+
+const STEPS: [&str; 4] = ["create", "authenticate", "balance", "complete"];
+
+struct Run<'a> {
+    d: &'a mut Deployment,
+    config: std::path::PathBuf,
+    port: u16,
+    center: CenterProcess,
+    kills: u32,
+}
+
+impl Run<'_> {
+    fn base(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    fn restart(&mut self) {
+        self.center.kill9();
+        self.center = CenterProcess::start(&self.config);
+        self.d.wait_healthy(self.port);
+    }
+
+    /// kill -9 now, or from another thread after `delay_us` (mid-request).
+    fn schedule_kill(&mut self, delay_us: u64) {
+        self.kills += 1;
+        let pid = self.center_pid();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_micros(delay_us));
+            let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
+        });
+    }
+
+    fn center_pid(&self) -> u32 {
+        self.center.pid()
+    }
+
+    /// POST, restarting the center until it answers.
+    fn post_retrying(&mut self, path: &str, key: &str, body: &Value) -> (u16, Value) {
+        for _ in 0..5 {
+            match self.d.post(&format!("{}{path}", self.base()), key, body) {
+                Ok(answer) => return answer,
+                Err(_) => self.restart(),
+            }
+        }
+        panic!("the center never answered {path}");
+    }
+
+    /// One purchase; a kill may be scheduled before step `kill_at`.
+    fn purchase(
+        &mut self,
+        card: &mut CardTerminal,
+        card_id: &str,
+        n: u32,
+        kill_at: Option<(usize, u64)>,
+    ) -> Option<String> {
+        card.select().unwrap();
+        let bill = self.d.bill(n, 1_000 + u64::from(n));
+        let mut reply = Value::Null;
+        let mut id = None;
+        for (i, step) in STEPS.iter().enumerate() {
+            let (path, body) = match *step {
+                "create" => ("/v1/settlements".to_owned(), json!({ "bill": bill, "card_id": card_id })),
+                s => (format!("/v1/settlements/{}/{s}", id.as_ref()?), relay(card, &reply)),
+            };
+            if let Some((at, delay)) = kill_at
+                && at == i
+            {
+                self.schedule_kill(delay);
+            }
+            let key = format!("p{n}-{step}");
+            match self.d.post(&format!("{}{path}", self.base()), &key, &body) {
+                Ok((200, r)) if r["apdus"].as_array().is_some_and(|a| !a.is_empty()) || *step == "complete" => {
+                    id = r["settlement_id"].as_str().map(str::to_owned);
+                    reply = r;
+                }
+                Ok((_, r)) => return r["settlement_id"].as_str().map(str::to_owned).or(id),
+                Err(_) => {
+                    self.restart();
+                    // The step may or may not have committed: retry it with
+                    // the same key; the answer tells.
+                    let (status, r) = self.post_retrying(&path, &key, &body);
+                    if status != 200 {
+                        return id;
+                    }
+                    id = r["settlement_id"].as_str().map(str::to_owned).or(id);
+                    if r["apdus"].as_array().is_none_or(|a| a.is_empty()) && *step != "complete" {
+                        return id;
+                    }
+                    reply = r;
+                }
+            }
+        }
+        id
+    }
+
+    /// Brings an open settlement to an end: cancel before the DEBIT,
+    /// recovery after.
+    fn settle(&mut self, card: &mut CardTerminal, id: &str) -> Phase {
+        let (_, view) = self.d.get(&format!("{}/v1/settlements/{id}", self.base())).unwrap();
+        let phase = Phase::parse(view["phase"].as_str().unwrap()).unwrap();
+        if matches!(phase, Phase::Completed | Phase::Voided) {
+            return phase;
+        }
+        if !phase.debit_issued() {
+            let (_, r) = self.post_retrying(&format!("/v1/settlements/{id}/cancel"), &format!("c-{id}"), &json!({}));
+            return Phase::parse(r["phase"].as_str().unwrap()).unwrap();
+        }
+        card.select().unwrap();
+        let tag: u32 = SeededRandom::new(u64::from(self.kills)).next_u32();
+        let (_, r) = self.post_retrying(&format!("/v1/settlements/{id}/recover"), &format!("r{tag}-{id}"), &json!({}));
+        let (_, r) = self.post_retrying(
+            &format!("/v1/settlements/{id}/recover/authenticate"),
+            &format!("ra{tag}-{id}"),
+            &relay(card, &r),
+        );
+        let (_, mut r) = self.post_retrying(
+            &format!("/v1/settlements/{id}/recover/status"),
+            &format!("rs{tag}-{id}"),
+            &relay(card, &r),
+        );
+        if r["phase"] == "recovering_balance" {
+            r = self
+                .post_retrying(
+                    &format!("/v1/settlements/{id}/recover/balance"),
+                    &format!("rb{tag}-{id}"),
+                    &relay(card, &r),
+                )
+                .1;
+        }
+        Phase::parse(r["phase"].as_str().unwrap_or("offered")).unwrap()
+    }
+}
+
+trait NextU32 {
+    fn next_u32(&mut self) -> u32;
+}
+
+impl NextU32 for SeededRandom {
+    fn next_u32(&mut self) -> u32 {
+        let mut b = [0u8; 4];
+        self.fill_bytes(&mut b);
+        u32::from_be_bytes(b)
+    }
+}
+
+async fn verify_books(db_url: &str, ledger: &kessai_ledger::Ledger, cards: &[(String, std::path::PathBuf, u64)]) {
+    let db = CenterDb::open(db_url).await.unwrap();
+    let all = db.list_settlements(None, None, 500).await.unwrap();
+    assert!(all.iter().all(|s| matches!(s.phase, Phase::Completed | Phase::Voided)), "every settlement ended");
+    assert!(all.iter().any(|s| s.phase == Phase::Completed), "some purchases completed");
+    assert!(all.iter().any(|s| s.phase == Phase::Voided), "some purchases were voided");
+    ledger.check().await.unwrap();
+    let books = Books::new(ledger.clone());
+    let mut completed_total = 0;
+    for (id, image, initial) in cards {
+        let card = CardId::parse(id).unwrap();
+        let spent: u64 = all
+            .iter()
+            .filter(|s| s.card_id == card && s.phase == Phase::Completed)
+            .map(|s| s.bill.amount.amount_minor())
+            .sum();
+        completed_total += spent;
+        let (float, held) = books.card_float(&card).await.unwrap().unwrap();
+        assert_eq!(card_balance(image), initial - spent, "card {id}: debited exactly the completed purchases");
+        assert_eq!((float, held), (initial - spent, 0), "card {id}: the books follow the card, nothing held");
+    }
+    let mall = StoreId::parse("kessai-mall").unwrap();
+    assert_eq!(books.store_payable(&mall, kessai_core::Currency::JPY).await.unwrap(), completed_total);
+}
+
+fn crash_run(db_url: Option<String>) {
+    let mut d = Deployment::new(7);
+    let port = free_port();
+    let config = d.center_config("center", port, db_url.as_deref());
+    let cards: Vec<(String, std::path::PathBuf, u64)> = (1..=2u8)
+        .map(|n| {
+            let (id, image) = d.issue_card(&config, n, 50_000);
+            (id, image, 50_000)
+        })
+        .collect();
+    let center = CenterProcess::start(&config);
+    d.wait_healthy(port);
+    d.register_mall(&format!("https://127.0.0.1:{port}"));
+    let mut run = Run { d: &mut d, config: config.clone(), port, center, kills: 0 };
+    let mut terminals: Vec<CardTerminal> = cards.iter().map(|(_, image, _)| open_card(image)).collect();
+    let mut open = Vec::new();
+    // Each step, killed before it is sent and killed while it is in flight.
+    let plan: Vec<Option<(usize, u64)>> =
+        (0..STEPS.len()).flat_map(|step| [Some((step, 0)), Some((step, 1_500))]).chain([None, None]).collect();
+    for (n, kill) in plan.into_iter().enumerate() {
+        let which = n % terminals.len();
+        let id = run.purchase(&mut terminals[which], &cards[which].0, n as u32, kill);
+        if let Some(id) = id {
+            open.push((which, id));
+        }
+        if kill.is_some() {
+            // Whatever the kill interrupted, the center comes back.
+            run.restart();
+        }
+    }
+    for (which, id) in &open {
+        let phase = run.settle(&mut terminals[*which], id);
+        assert!(matches!(phase, Phase::Completed | Phase::Voided), "{id} ended {phase:?}");
+    }
+    assert!(run.kills >= 8, "the center was killed at every step");
+    run.center.kill9();
+    drop(terminals);
+    let data = run.d.dir.path().join("center");
+    run.d.runtime.block_on(async {
+        let (db, ledger) = match &db_url {
+            Some(url) => (url.clone(), kessai_ledger::Ledger::connect_postgres(url, None).await.unwrap()),
+            None => (
+                format!("sqlite:{}", data.join("center.sqlite").display()),
+                kessai_ledger::Ledger::open_sqlite(data.join("ledger.sqlite")).await.unwrap(),
+            ),
+        };
+        verify_books(&db, &ledger, &cards).await;
+    });
+}
+
+#[test]
+fn kill_9_at_every_step_on_sqlite() {
+    crash_run(None);
+}
+
+#[test]
+fn kill_9_at_every_step_on_postgres() {
+    let Some(url) = crate::pg::fresh_database("crash") else { return };
+    crash_run(Some(url));
+}

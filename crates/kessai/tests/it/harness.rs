@@ -1,0 +1,222 @@
+//! Real center processes for crash and scale tests: a local CA, a config,
+//! start / kill -9 / restart, and a wallet that relays cards in this process.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use kessai_card::Card;
+use kessai_card::storage::{Durability, FileStorage};
+use kessai_card::terminal::Terminal;
+use kessai_card::transport::{InProcessReader, Reader};
+use kessai_core::ids::{OrderId, PartyId, StoreId};
+use kessai_core::keys::SigningKey;
+use kessai_core::messages::DisplayText;
+use kessai_core::messages::bill::LineItem;
+use kessai_core::random::SeededRandom;
+use kessai_core::time::SystemClock;
+use kessai_core::{Currency, Money};
+use kessai_http::HttpsClient;
+use kessai_merchant::{BillRequest, Merchant};
+use kessai_scp03::{CommandApdu, ResponseApdu};
+use serde_json::{Value, json};
+
+use crate::{kessai, stderr};
+
+pub type CardTerminal = Terminal<InProcessReader<FileStorage>>;
+
+pub struct Deployment {
+    pub dir: tempfile::TempDir,
+    pub ca: kessai_tls::CaDir,
+    pub runtime: tokio::runtime::Runtime,
+    pub wallet: HttpsClient,
+    pub merchant: Merchant,
+    pub rng: SeededRandom,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Deployment {
+    /// A CA with the center's and the admin's certificates.
+    pub fn new(seed: u64) -> Deployment {
+        let dir = tempfile::tempdir().unwrap();
+        let ca_path = dir.path().join("ca");
+        let ca = ca_path.to_str().unwrap();
+        assert!(kessai(&["pki", "init", "--dir", ca], &[]).status.success());
+        assert!(
+            kessai(&["pki", "issue", "--dir", ca, "--server", "localhost", "--san", "127.0.0.1"], &[]).status.success()
+        );
+        for client in ["center", "admin"] {
+            assert!(kessai(&["pki", "issue", "--dir", ca, "--client", client], &[]).status.success());
+        }
+        let ca = kessai_tls::CaDir::new(ca_path);
+        let wallet = HttpsClient::new(kessai_tls::client_config(&ca.ca_cert(), None).unwrap(), 5_000);
+        let mut rng = SeededRandom::new(seed);
+        let merchant = Merchant::new(
+            StoreId::parse("kessai-mall").unwrap(),
+            SigningKey::generate(&mut rng),
+            PartyId::parse("center").unwrap(),
+        );
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        Deployment { dir, ca, runtime, wallet, merchant, rng }
+    }
+
+    /// A center config listening on `port`; databases from `db_url`
+    /// (`None` = SQLite in the data dir). Keys live in one shared data dir,
+    /// so several instances share them.
+    pub fn center_config(&self, name: &str, port: u16, db_url: Option<&str>) -> PathBuf {
+        let mut text = format!(
+            "party_id = \"center\"\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"https://127.0.0.1:{port}\"\n\
+             data_dir = \"{}\"\ndelivery_interval_ms = 60000\n",
+            self.dir.path().join("center").display()
+        );
+        if let Some(url) = db_url {
+            text.push_str(&format!("database_url = \"{url}\"\nledger_url = \"{url}\"\n"));
+        }
+        text.push_str(&format!(
+            "[tls]\nca_dir = \"{}\"\nserver_name = \"localhost\"\nclient_name = \"center\"\n",
+            self.ca_path().display()
+        ));
+        let path = self.dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.path().join("ca")
+    }
+
+    /// Issues card `n` with `value` through the CLI; returns its image.
+    pub fn issue_card(&self, config: &Path, n: u8, value: u64) -> (String, PathBuf) {
+        let id = format!("4b455353414900{n:02x}");
+        let image = self.dir.path().join(format!("card-{n}.img"));
+        let out = kessai(
+            &[
+                "center",
+                "issue-card",
+                "--config",
+                config.to_str().unwrap(),
+                "--out",
+                image.to_str().unwrap(),
+                "--card-id",
+                &id,
+                "--max-balance",
+                "1000000",
+                "--initial-value",
+                &value.to_string(),
+            ],
+            &[],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        (id, image)
+    }
+
+    /// Registers the mall and its key over the admin API.
+    pub fn register_mall(&self, base: &str) {
+        let admin =
+            HttpsClient::new(kessai_tls::client_config(&self.ca.ca_cert(), Some((&self.ca, "admin"))).unwrap(), 5_000);
+        let body = json!({ "id": "kessai-mall", "name": "Kessai Mall", "jwks": self.merchant.jwks() });
+        let (status, _) =
+            self.runtime.block_on(admin.post_json(&format!("{base}/v1/admin/stores"), &body, &[])).unwrap();
+        assert!(status.is_success(), "registering the mall: {status}");
+    }
+
+    pub fn bill(&mut self, n: u32, amount: u64) -> String {
+        let price = Money::new(amount, Currency::JPY).unwrap();
+        let line = LineItem::new("item", DisplayText::parse("Item").unwrap(), 1, price).unwrap();
+        let request = BillRequest {
+            order_id: OrderId::parse(&format!("ord-{n}")).unwrap(),
+            member: None,
+            store_name: DisplayText::parse("Kessai Mall").unwrap(),
+            lines: vec![line],
+            lifetime_s: 3_600,
+        };
+        self.merchant.sign_bill(request, &mut self.rng, &SystemClock).unwrap().token().to_owned()
+    }
+
+    /// POSTs a step; `Err` when the center could not be reached.
+    pub fn post(&self, url: &str, key: &str, body: &Value) -> Result<(u16, Value), String> {
+        let (status, bytes) = self
+            .runtime
+            .block_on(self.wallet.post_json(url, body, &[("idempotency-key", key)]))
+            .map_err(|e| e.to_string())?;
+        Ok((status.as_u16(), serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+    }
+
+    pub fn get(&self, url: &str) -> Result<(u16, Value), String> {
+        let (status, bytes) = self.runtime.block_on(self.wallet.get(url)).map_err(|e| e.to_string())?;
+        Ok((status.as_u16(), serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+    }
+
+    pub fn wait_healthy(&self, port: u16) {
+        for _ in 0..200 {
+            if self.get(&format!("https://127.0.0.1:{port}/healthz")).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the center on {port} never became healthy");
+    }
+}
+
+pub struct CenterProcess {
+    child: Child,
+}
+
+impl CenterProcess {
+    pub fn start(config: &Path) -> CenterProcess {
+        let child = Command::new(env!("CARGO_BIN_EXE_kessai"))
+            .args(["center", "run", "--config", config.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        CenterProcess { child }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// kill -9: no shutdown, no flush.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for CenterProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn open_card(image: &Path) -> CardTerminal {
+    let card = Card::open(FileStorage::open(image, Durability::Fsync).unwrap()).unwrap();
+    let mut t = Terminal::new(InProcessReader::new(card));
+    t.select().unwrap();
+    t
+}
+
+pub fn card_balance(image: &Path) -> u64 {
+    let bytes = std::fs::read(image).unwrap();
+    kessai_card::public_info(&bytes).unwrap().balance_minor
+}
+
+/// The wallet's relay: the reply's APDUs to the card, the answers back.
+pub fn relay(card: &mut CardTerminal, reply: &Value) -> Value {
+    let answers: Vec<String> = reply["apdus"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|h| {
+            let cmd = CommandApdu::parse(&hex::decode(h.as_str().unwrap()).unwrap()).unwrap();
+            let answer = card.reader_mut().transmit(&cmd.to_bytes()).unwrap();
+            hex::encode(ResponseApdu::parse(&answer).unwrap().to_bytes())
+        })
+        .collect();
+    json!({ "responses": answers })
+}
