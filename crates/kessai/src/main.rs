@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod admin;
 mod bench;
+mod bench_center;
 mod card;
 mod center;
 mod keys;
@@ -177,6 +178,15 @@ enum BenchCommand {
         #[arg(long, value_name = "DIR")]
         pg_bin: Option<PathBuf>,
     },
+    /// Settlements/s and latency of the center process over HTTPS, with in-process wallets and cards.
+    Center {
+        /// Concurrent wallets (each with its own card).
+        #[arg(long, default_value_t = 16)]
+        wallets: usize,
+        /// Seconds per phase (full load, then half load).
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// Full secure DEBIT sessions per second, in-process and over vpcd, with and without fsync.
     Card {
         /// Sessions per run without fsync (runs with fsync do a tenth).
@@ -199,6 +209,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Admin(args) => admin::run(args),
         Command::Bench(BenchCommand::Jws { iterations }) => bench::jws(iterations),
         Command::Bench(BenchCommand::Card { sessions }) => card::bench(sessions),
+        Command::Bench(BenchCommand::Center { wallets, seconds }) => bench_center::run(wallets, seconds),
         Command::Bench(BenchCommand::Ledger { seconds, postgres, pg_bin }) => bench::ledger(seconds, postgres, pg_bin),
     }
 }
