@@ -40,3 +40,34 @@ pub fn tool_on_path(program: &str, env_var: &str) -> Option<PathBuf> {
     let found = on_path.as_ref().and_then(|p| p.to_str()).map(str::to_owned);
     external_tool(env_var, found.as_deref(), program)
 }
+
+/// A fresh, empty database on the throwaway PostgreSQL cluster that
+/// `scripts/with-postgres` starts (`KESSAI_TEST_DATABASE_URL`), named after
+/// the test and this process. `None` means "skip" (outside CI only; under
+/// `CI=true` a missing cluster fails the test).
+pub async fn postgres_database(name: &str) -> Option<String> {
+    use sqlx::Connection;
+    let Ok(url) = std::env::var("KESSAI_TEST_DATABASE_URL") else {
+        if in_ci() {
+            #[allow(clippy::panic)]
+            {
+                panic!("CI=true but KESSAI_TEST_DATABASE_URL is unset (run under scripts/with-postgres)");
+            }
+        }
+        eprintln!("SKIPPED: PostgreSQL tests need KESSAI_TEST_DATABASE_URL (scripts/with-postgres sets it)");
+        return None;
+    };
+    let db = format!("kessai_{name}_{}", std::process::id());
+    // A test helper: failing loudly on a broken cluster is what we want.
+    #[allow(clippy::expect_used)]
+    {
+        let mut admin = sqlx::PgConnection::connect(&url).await.expect("connecting to the test cluster");
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db}")))
+            .execute(&mut admin)
+            .await
+            .expect("drop");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).execute(&mut admin).await.expect("create");
+    }
+    let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
+    Some(format!("{base}/{db}"))
+}

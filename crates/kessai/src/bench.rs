@@ -147,7 +147,6 @@ pub fn ledger(seconds: u64, postgres: Option<String>, pg_bin: Option<std::path::
             return Ok(());
         };
         let tps = lb::pgbench_tps(&bin, &url, 2, 10).await?;
-        println!("pgbench TPC-B (-c 2 -j 2 -T 10): {tps:.0} tps");
         for f in figures {
             println!(
                 "postgres batch {:>5}: {:>9.0} transfers/s = {:.1}× pgbench",

@@ -227,21 +227,33 @@ async fn purchase(
     Ok(sample)
 }
 
-/// Runs every wallet for `duration`, each pausing `pause` between purchases.
-async fn phase(s: &mut Setup, duration: Duration, pause: Duration) -> anyhow::Result<(Vec<Sample>, f64, u64)> {
+/// Runs every wallet for `duration`; with `interval`, each wallet starts a
+/// purchase every `interval` (an open-loop rate), else back to back.
+async fn phase(
+    s: &mut Setup,
+    duration: Duration,
+    interval: Option<Duration>,
+) -> anyhow::Result<(Vec<Sample>, f64, u64)> {
     let cpu0 = cpu_ticks(s.child.id())?;
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for mut card in std::mem::take(&mut s.cards) {
+    let wallets = u32::try_from(s.cards.len()).unwrap_or(1).max(1);
+    for (i, mut card) in std::mem::take(&mut s.cards).into_iter().enumerate() {
+        // Wallets start evenly spread over one interval, not all at once.
+        let offset = interval.map_or(Duration::ZERO, |every| every * u32::try_from(i).unwrap_or(0) / wallets);
         let (client, base, merchant) = (s.client.clone(), s.base.clone(), s.merchant.clone());
         tasks.push(tokio::spawn(async move {
             let mut samples = Vec::new();
             let mut n = 0u64;
+            tokio::time::sleep(offset).await;
             while start.elapsed() < duration {
                 n += 1;
                 let nonce = start.elapsed().as_nanos() as u64;
                 samples.push(purchase(&client, &base, &merchant, &mut card, nonce ^ n).await?);
-                tokio::time::sleep(pause).await;
+                if let Some(every) = interval {
+                    let next = start + offset + every * u32::try_from(n).unwrap_or(u32::MAX);
+                    tokio::time::sleep_until(next.into()).await;
+                }
             }
             anyhow::Ok((card, samples))
         }));
@@ -285,15 +297,13 @@ pub fn run(wallets: usize, seconds: u64) -> anyhow::Result<()> {
         println!(
             "kessai bench center — center process on SQLite (WAL, synchronous=FULL), {wallets} wallets over HTTPS"
         );
-        let (samples, elapsed, cpu) = phase(&mut s, Duration::from_secs(seconds), Duration::ZERO).await?;
+        let (samples, elapsed, cpu) = phase(&mut s, Duration::from_secs(seconds), None).await?;
         report("full load", &samples, elapsed, cpu);
         let rate = samples.len() as f64 / elapsed;
-        // Half the load: each wallet waits so that all together make rate/2.
-        let per_wallet_s = wallets as f64 / (rate / 2.0).max(0.1);
-        let mut p50 = samples.iter().map(|x| x.total_us).collect::<Vec<_>>();
-        p50.sort_unstable();
-        let pause = Duration::from_secs_f64((per_wallet_s - pct(&p50, 0.5) / 1000.0).max(0.0));
-        let (half, elapsed, cpu) = phase(&mut s, Duration::from_secs(seconds), pause).await?;
+        // Half the load: each wallet starts one purchase per `every`, so all
+        // together offer rate/2 whatever the latency.
+        let every = Duration::from_secs_f64(wallets as f64 / (rate / 2.0).max(0.1));
+        let (half, elapsed, cpu) = phase(&mut s, Duration::from_secs(seconds), Some(every)).await?;
         report("half load", &half, elapsed, cpu);
         Ok(())
     })

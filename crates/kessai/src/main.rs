@@ -13,6 +13,7 @@ mod center;
 mod keys;
 mod pki;
 mod store;
+mod wallet;
 
 #[derive(Parser, Debug)]
 #[command(name = "kessai", version, about = "kessai (決済): stored-value IC card settlement")]
@@ -37,6 +38,14 @@ enum Command {
     Center(center::CenterCommand),
     /// Administer a center over its admin API (mutual TLS with the admin certificate).
     Admin(admin::AdminArgs),
+    /// The cardholder's wallet: local web UI and CLI.
+    Wallet {
+        /// The wallet's TOML configuration.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: wallet::WalletCommand,
+    },
     /// The web shop / mall (member stores, signed bills, completions, downloads).
     Store {
         /// The store's TOML configuration (environment overrides KESSAI_STORE_*).
@@ -207,6 +216,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Store { config } => store::run(&config),
         Command::Center(c) => center::run(c),
         Command::Admin(args) => admin::run(args),
+        Command::Wallet { config, command } => wallet::run(&config, command),
         Command::Bench(BenchCommand::Jws { iterations }) => bench::jws(iterations),
         Command::Bench(BenchCommand::Card { sessions }) => card::bench(sessions),
         Command::Bench(BenchCommand::Center { wallets, seconds }) => bench_center::run(wallets, seconds),

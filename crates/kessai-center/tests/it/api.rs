@@ -6,12 +6,11 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use kessai_scp03::CommandApdu;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use crate::service::{bill_token, register_card, setup};
-use crate::world::{balance_of, card_id, funded_card, relay};
+use crate::world::{balance_of, card_id, funded_card, relay_json};
 
 async fn post(app: &axum::Router, path: &str, key: Option<&str>, body: Value) -> (StatusCode, Value) {
     let mut req = Request::post(path).header("content-type", "application/json");
@@ -22,19 +21,6 @@ async fn post(app: &axum::Router, path: &str, key: Option<&str>, body: Value) ->
     let status = resp.status();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
     (status, serde_json::from_slice(&bytes).unwrap())
-}
-
-fn relay_json(card: &mut kessai_card::terminal::Terminal<crate::world::CardReader>, reply: &Value) -> Value {
-    let answers: Vec<String> = reply["apdus"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| {
-            let cmd = CommandApdu::parse(&hex::decode(h.as_str().unwrap()).unwrap()).unwrap();
-            hex::encode(relay(card, &cmd).to_bytes())
-        })
-        .collect();
-    json!({ "responses": answers })
 }
 
 fn assert_error_shape(body: &Value, code: &str) {

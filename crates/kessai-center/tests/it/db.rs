@@ -19,21 +19,8 @@ async fn sqlite() -> (tempfile::TempDir, CenterDb) {
 
 /// A fresh database on the throwaway PostgreSQL cluster, if there is one.
 async fn postgres(name: &str) -> Option<CenterDb> {
-    let Ok(url) = std::env::var("KESSAI_TEST_DATABASE_URL") else {
-        assert!(
-            !kessai_testkit::in_ci(),
-            "CI=true but KESSAI_TEST_DATABASE_URL is unset (run under scripts/with-postgres)"
-        );
-        eprintln!("SKIPPED: PostgreSQL tests need KESSAI_TEST_DATABASE_URL (scripts/with-postgres sets it)");
-        return None;
-    };
-    use sqlx::Connection;
-    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
-    let db_name = format!("center_{name}_{}", std::process::id());
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db_name}"))).execute(&mut admin).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}"))).execute(&mut admin).await.unwrap();
-    let base = url.rsplit_once('/').unwrap().0;
-    Some(CenterDb::open(&format!("{base}/{db_name}")).await.unwrap())
+    let url = kessai_testkit::postgres_database(name).await?;
+    Some(CenterDb::open(&url).await.unwrap())
 }
 
 async fn registry_round_trips(db: &CenterDb) {

@@ -22,11 +22,10 @@ use kessai_core::time::SystemClock;
 use kessai_core::{Currency, Money};
 use kessai_http::{HttpsClient, PeerIdentity};
 use kessai_merchant::{BillRequest, Merchant, OpenOrder};
-use kessai_scp03::CommandApdu;
 use kessai_tls::{CaDir, ClientAuth, Role};
 use serde_json::{Value, json};
 
-use crate::world::{card_id, funded_card, masters, relay};
+use crate::world::{card_id, funded_card, masters, relay_json};
 
 struct TestStore {
     merchant: Merchant,
@@ -69,19 +68,6 @@ client_name = "center"
         dir.join("ca").display()
     );
     CenterConfig::from_toml(&text).unwrap()
-}
-
-fn wallet_step(card: &mut kessai_card::terminal::Terminal<crate::world::CardReader>, reply: &Value) -> Value {
-    let answers: Vec<String> = reply["apdus"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| {
-            let cmd = CommandApdu::parse(&hex::decode(h.as_str().unwrap()).unwrap()).unwrap();
-            hex::encode(relay(card, &cmd).to_bytes())
-        })
-        .collect();
-    json!({ "responses": answers })
 }
 
 async fn wallet_post(c: &HttpsClient, url: &str, key: &str, body: &Value) -> (u16, Value) {
@@ -169,10 +155,10 @@ async fn purchase_over_tls_with_admin_mtls_and_delivery_to_a_store_that_comes_up
     assert_eq!(status, 200, "{r}");
     let id = r["settlement_id"].as_str().unwrap().to_owned();
     let base = format!("{center_url}/v1/settlements/{id}");
-    let (_, r) = wallet_post(&wallet, &format!("{base}/authenticate"), "w2", &wallet_step(&mut card, &r)).await;
-    let (_, r) = wallet_post(&wallet, &format!("{base}/balance"), "w3", &wallet_step(&mut card, &r)).await;
+    let (_, r) = wallet_post(&wallet, &format!("{base}/authenticate"), "w2", &relay_json(&mut card, &r)).await;
+    let (_, r) = wallet_post(&wallet, &format!("{base}/balance"), "w3", &relay_json(&mut card, &r)).await;
     assert_eq!(r["phase"], "offered", "{r}");
-    let (_, r) = wallet_post(&wallet, &format!("{base}/complete"), "w4", &wallet_step(&mut card, &r)).await;
+    let (_, r) = wallet_post(&wallet, &format!("{base}/complete"), "w4", &relay_json(&mut card, &r)).await;
     assert_eq!(r["phase"], "completed", "{r}");
 
     // The store is down: no receipt yet. Then it comes up.

@@ -145,3 +145,18 @@ pub fn relay_all(t: &mut Terminal<CardReader>, cmds: &[CommandApdu]) -> Vec<Resp
 pub fn balance_of(t: &mut Terminal<CardReader>) -> u64 {
     t.reader_mut().card().state().public_info().balance_minor
 }
+
+/// The wallet's relay over JSON: the reply's `apdus` to the card, the
+/// card's answers back as `{"responses": [...]}`.
+pub fn relay_json(t: &mut Terminal<CardReader>, reply: &serde_json::Value) -> serde_json::Value {
+    let answers: Vec<String> = reply["apdus"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            let cmd = CommandApdu::parse(&hex::decode(h.as_str().unwrap()).unwrap()).unwrap();
+            hex::encode(relay(t, &cmd).to_bytes())
+        })
+        .collect();
+    serde_json::json!({ "responses": answers })
+}

@@ -1,0 +1,127 @@
+//! The kessai wallet (the patent's client device, FIG. 16–20): it reads the
+//! card through a reader, relays the center's sealed commands (which it
+//! cannot read or forge), checks every signature, and shows the
+//! cardholder what will happen before it happens.
+//!
+//! - [`wallet::Wallet`]: the purchase as a chain of checked steps, cancel
+//!   and recovery.
+//! - [`checks`]: what SIG2, SIG3 and SIG4 must say (pure).
+//! - [`center`]: the center's HTTP API with persisted Idempotency-Keys.
+//! - [`card`]: readers by configuration (in-process image, vpcd, PC/SC).
+//! - [`records`]: the local SQLite history.
+//! - [`web`]: the local web UI (127.0.0.1 only).
+//!
+//! Invariant: the sealed DEBIT goes to the card only after SIG2 verified
+//! against the center's keys and matched the bill, the card and the
+//! DEBIT's own bytes, and after the cardholder agreed.
+
+pub mod card;
+pub mod center;
+pub mod checks;
+pub mod config;
+pub mod limits;
+mod pages;
+pub mod records;
+mod settle;
+pub mod wallet;
+pub mod web;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use kessai_core::ids::SettlementId;
+use serde::Deserialize;
+
+pub use card::CardSummary;
+pub use config::{CenterSettings, ReaderConfig, WalletConfig};
+pub use records::{LocalPhase, Record};
+pub use wallet::{Completed, ConsentView, LineView, Outcome, PayError, Progress, ReceiptView, Wallet, safe_return_url};
+
+/// Runs the web UI on `config.listen` (loopback only) until `shutdown`.
+pub async fn run(config: WalletConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let listen = config.listen;
+    let wallet = Arc::new(Wallet::open(config).await?);
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
+    tracing::info!(listen = %listener.local_addr()?, "wallet UI serving");
+    kessai_http::serve_plain(web::router(Arc::clone(&wallet)), listener, shutdown).await?;
+    wallet.records().close().await;
+    Ok(())
+}
+
+/// How `pay` ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PayOutcome {
+    /// Paid; SIG3 verified, and SIG4 unless the store is late.
+    Paid { completed_settlement: SettlementId, receipt: Option<ReceiptView>, balance_after: kessai_core::Money },
+    /// The cardholder declined; the settlement was cancelled.
+    Declined(Outcome),
+}
+
+#[derive(Deserialize)]
+struct HandOff {
+    bill: String,
+    return_url: String,
+}
+
+/// `kessai wallet pay BILL_URL`: fetches `{"bill","return_url"}`, runs the
+/// purchase, asks `consent`, and reports each step to `progress`.
+pub async fn pay(
+    config: WalletConfig,
+    bill_url: &str,
+    consent: impl Fn(&ConsentView) -> bool,
+    mut progress: impl FnMut(Progress) + Send,
+) -> Result<PayOutcome, PayError> {
+    let wallet = Wallet::open(config).await.map_err(|e| PayError::Setup(format!("{e:#}")))?;
+    let (status, bytes) = wallet.http().get(bill_url).await.map_err(|e| PayError::HandOff(e.to_string()))?;
+    if !status.is_success() {
+        return Err(PayError::HandOff(format!("{bill_url} answered {status}")));
+    }
+    let hand_off: HandOff = serde_json::from_slice(&bytes).map_err(|e| PayError::HandOff(e.to_string()))?;
+    let offered = wallet.begin(&hand_off.bill, &hand_off.return_url, &mut progress).await?;
+    let view = offered.view();
+    if !consent(&view) {
+        let outcome = wallet.cancel(view.settlement_id.as_str(), &view.consent_token).await?;
+        return Ok(PayOutcome::Declined(outcome));
+    }
+    let relayed = wallet.relay_debit(offered).await?;
+    progress(Progress::DebitRelayed);
+    let completed = wallet.complete(relayed).await?;
+    progress(Progress::Completed);
+    progress(Progress::WaitingForReceipt);
+    let receipt = match wallet.wait_receipt(completed.settlement_id.as_str()).await {
+        Ok(r) => {
+            progress(Progress::ReceiptVerified);
+            Some(r)
+        }
+        Err(PayError::ReceiptNotYet) => None,
+        Err(e) => return Err(e),
+    };
+    wallet.records().close().await;
+    Ok(PayOutcome::Paid { completed_settlement: completed.settlement_id, receipt, balance_after: view.balance_after })
+}
+
+/// The card in the reader (display balance).
+pub async fn balance(config: WalletConfig) -> anyhow::Result<CardSummary> {
+    let wallet = Wallet::open(config).await?;
+    let summary = wallet.card_summary().await?;
+    wallet.records().close().await;
+    Ok(summary)
+}
+
+/// The recorded settlements, newest first.
+pub async fn history(config: WalletConfig) -> anyhow::Result<Vec<Record>> {
+    let wallet = Wallet::open(config).await?;
+    let records = wallet.records().recent(limits::MAX_HISTORY_RECORDS).await?;
+    wallet.records().close().await;
+    Ok(records)
+}
+
+/// Recovery for every recorded settlement whose DEBIT may be outstanding.
+pub async fn recover(config: WalletConfig) -> anyhow::Result<Vec<(SettlementId, Outcome)>> {
+    let wallet = Wallet::open(config).await?;
+    let outcomes = wallet.recover_all(&mut |_| {}).await?;
+    wallet.records().close().await;
+    Ok(outcomes)
+}

@@ -1,0 +1,49 @@
+//! Every bound the wallet keeps, in one place.
+
+use kessai_core::limits::MAX_TOKEN_BYTES;
+
+/// Largest configuration file read.
+pub const MAX_CONFIG_BYTES: u64 = 64 * 1024;
+/// Time one request to the center (or a store's JWKS) may take.
+pub const CENTER_TIMEOUT_MS: u64 = 15_000;
+/// Attempts of one POST (same Idempotency-Key) after a transport failure
+/// or a server error.
+pub const MAX_POST_ATTEMPTS: u32 = 3;
+/// Pause between those attempts.
+pub const POST_RETRY_PAUSE_MS: u64 = 200;
+/// Polls of `GET /v1/settlements/{id}/receipt` before giving up for now.
+pub const RECEIPT_POLLS: u32 = 50;
+/// Pause between receipt polls.
+pub const RECEIPT_POLL_INTERVAL_MS: u64 = 200;
+/// How long the processing page keeps refreshing after completion before
+/// it says the store is late.
+pub const RECEIPT_WAIT_S: u64 = 120;
+/// Seconds between refreshes of the processing page.
+pub const PROCESSING_REFRESH_S: u32 = 1;
+/// Time one exchange with the card (or waiting for a vpcd card to
+/// connect) may take before the wallet reports no card.
+pub const CARD_WAIT_MS: u64 = 10_000;
+/// Commands the center may send in one step (PROTOCOL §7.1).
+pub const MAX_APDUS_PER_STEP: usize = 4;
+/// Largest command the wallet relays, in bytes (an extended APDU).
+pub const MAX_APDU_BYTES: usize = 4_096;
+/// Largest bill token accepted from a store's page.
+pub const MAX_BILL_BYTES: usize = MAX_TOKEN_BYTES;
+/// Largest `return_url` accepted.
+pub const MAX_RETURN_URL_BYTES: usize = 2_048;
+/// Records shown on the home page.
+pub const RECENT_RECORDS: i64 = 10;
+/// Records returned by `history`.
+pub const MAX_HISTORY_RECORDS: i64 = 1_000;
+/// Settlements one `recover` run looks at.
+pub const MAX_RECOVERIES_PER_RUN: i64 = 100;
+/// Random bytes in local payment ids, consent tokens and idempotency keys.
+pub const RANDOM_ID_BYTES: usize = 16;
+/// SQLite busy timeout.
+pub const SQLITE_BUSY_TIMEOUT_MS: u64 = 5_000;
+/// Connections in the SQLite pool.
+pub const DB_POOL_CONNECTIONS_MAX: u32 = 4;
+
+const _: () = assert!(MAX_POST_ATTEMPTS >= 1);
+const _: () = assert!(RECEIPT_POLLS as u64 * RECEIPT_POLL_INTERVAL_MS <= RECEIPT_WAIT_S * 1_000);
+const _: () = assert!(MAX_RECOVERIES_PER_RUN <= MAX_HISTORY_RECORDS);

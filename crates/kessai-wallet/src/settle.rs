@@ -1,0 +1,237 @@
+//! After consent (ST16–ST18, ST20): relay the DEBIT, complete, check SIG3,
+//! fetch and check SIG4; and the ways back: cancel and recovery.
+
+use std::time::Duration;
+
+use kessai_core::ids::{PartyId, SettlementId};
+use kessai_core::messages::completion::Completion;
+use kessai_core::messages::offer::Offer;
+use kessai_core::messages::receipt::{self, DeliveryKind, Receipt};
+use serde_json::json;
+
+use crate::center::{VerifyError, fetch_jwks};
+use crate::checks::{self, HandedBill};
+use crate::limits::{MAX_RECOVERIES_PER_RUN, RECEIPT_POLL_INTERVAL_MS, RECEIPT_POLLS};
+use crate::records::{LocalPhase, Record, Update};
+use crate::wallet::{
+    Completed, DebitRelayed, Offered, Outcome, PayError, Progress, ReceiptView, Wallet, expect, safe_return_url,
+    stored_offer,
+};
+
+impl Wallet {
+    /// ST16: relays exactly the sealed DEBIT SIG2 names (checked again by
+    /// hash) and records the card's answer.
+    pub async fn relay_debit(&self, offered: Offered) -> Result<DebitRelayed, PayError> {
+        let Offered { record, bill, offer, debit } = offered;
+        let sid = offer.message().settlement_id().to_string();
+        checks::check_offer(&offer, &sid, &bill, record.card_id, &debit).map_err(PayError::OfferMismatch)?;
+        let _turn = self.conversation.lock().await;
+        let answers = self.card.transmit_all(vec![debit]).await?;
+        let answer = hex::encode(answers.first().map(Vec::as_slice).unwrap_or_default());
+        let update = Update { phase: Some(LocalPhase::DebitRelayed), debit_answer: Some(&answer), ..Update::default() };
+        self.set(&record.payment_id, update).await?;
+        Ok(DebitRelayed { record, offer: offer.message().clone(), answer })
+    }
+
+    /// ST17–ST18: hands the card's answer to the center; checks SIG3.
+    pub async fn complete(&self, relayed: DebitRelayed) -> Result<Completed, PayError> {
+        let DebitRelayed { record, offer, answer } = relayed;
+        let path = format!("/v1/settlements/{}/complete", offer.settlement_id());
+        let r = self.post(&record, "complete", &path, &json!({ "responses": [answer] })).await?;
+        expect("complete", &r, "completed", 0)?;
+        self.accept_completion(&record, &offer, r.completion.as_deref().unwrap_or_default()).await
+    }
+
+    /// Consent given: relay, then complete.
+    pub async fn consent(&self, offered: Offered, token: &str) -> Result<Completed, PayError> {
+        if offered.record.consent_token != token {
+            return Err(PayError::BadConsentToken);
+        }
+        let relayed = self.relay_debit(offered).await?;
+        self.complete(relayed).await
+    }
+
+    async fn accept_completion(&self, rec: &Record, offer: &Offer, token: &str) -> Result<Completed, PayError> {
+        let verified = self
+            .center
+            .verify::<Completion>(token, self.clock.as_ref())
+            .await
+            .map_err(PayError::CompletionUnverified)?;
+        checks::check_completion(&verified, offer).map_err(PayError::CompletionMismatch)?;
+        let update = Update { phase: Some(LocalPhase::Completed), completion: Some(token), ..Update::default() };
+        self.set(&rec.payment_id, update).await?;
+        let c = verified.message();
+        Ok(Completed {
+            settlement_id: c.settlement_id().clone(),
+            amount: c.amount(),
+            card_counter: c.card_counter(),
+            return_url: rec.return_url.clone(),
+        })
+    }
+
+    /// One look for SIG4: verified against the store's keys (from the
+    /// origin of `return_url`, owner = the bill's issuer) and recorded.
+    pub async fn poll_receipt(&self, settlement_id: &str) -> Result<Option<ReceiptView>, PayError> {
+        let rec = self.record(settlement_id).await?;
+        let completion = match (&rec.completion, rec.phase) {
+            (Some(c), LocalPhase::Completed | LocalPhase::Receipted) => c.clone(),
+            _ => return Err(PayError::WrongPhase { expected: "completed", found: rec.phase }),
+        };
+        let token = match rec.receipt.clone() {
+            Some(t) => t,
+            None => match self.center.receipt(settlement_id).await? {
+                Some(t) => t,
+                None => return Ok(None),
+            },
+        };
+        let bill = HandedBill::parse(&rec.bill)?;
+        let verified = self.verify_receipt(&rec, &bill, &token).await?;
+        let sid = SettlementId::parse(settlement_id).map_err(|e| PayError::UnknownSettlement(e.to_string()))?;
+        checks::check_receipt(&verified, &sid, &completion, &bill).map_err(PayError::ReceiptMismatch)?;
+        if rec.phase != LocalPhase::Receipted {
+            let update = Update { phase: Some(LocalPhase::Receipted), receipt: Some(&token), ..Update::default() };
+            self.set(&rec.payment_id, update).await?;
+        }
+        let r = verified.message();
+        Ok(Some(ReceiptView {
+            settlement_id: sid,
+            order_id: r.order_id().to_string(),
+            delivery: match r.delivery().kind {
+                DeliveryKind::Download => "download",
+                DeliveryKind::Shipment => "shipment",
+                _ => "none",
+            }
+            .to_owned(),
+            reference: r.delivery().reference.as_ref().map(|x| x.as_str().to_owned()),
+            return_url: rec.return_url.clone(),
+        }))
+    }
+
+    async fn verify_receipt(
+        &self,
+        rec: &Record,
+        bill: &HandedBill,
+        token: &str,
+    ) -> Result<kessai_core::jws::Verified<Receipt>, PayError> {
+        let uri = safe_return_url(&rec.return_url)?;
+        let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
+        let url = format!("https://{authority}/.well-known/jwks.json");
+        let owner: &PartyId = bill.issuer();
+        let keys = fetch_jwks(self.http(), &url, owner)
+            .await
+            .map_err(|e| PayError::ReceiptUnverified(VerifyError::Keys(e)))?;
+        receipt::verify(token, &keys, self.clock.as_ref())
+            .map_err(|e| PayError::ReceiptUnverified(VerifyError::Signature(e)))
+    }
+
+    /// Polls for SIG4 a bounded number of times.
+    pub async fn wait_receipt(&self, settlement_id: &str) -> Result<ReceiptView, PayError> {
+        for _ in 0..RECEIPT_POLLS {
+            if let Some(view) = self.poll_receipt(settlement_id).await? {
+                return Ok(view);
+            }
+            tokio::time::sleep(Duration::from_millis(RECEIPT_POLL_INTERVAL_MS)).await;
+        }
+        Err(PayError::ReceiptNotYet)
+    }
+
+    /// Cancel at consent. The sealed DEBIT already exists, so the center
+    /// voids only after the card, in a new session, proves it never
+    /// applied it (the recovery flow); the card is untouched.
+    pub async fn cancel(&self, settlement_id: &str, token: &str) -> Result<Outcome, PayError> {
+        let rec = self.record(settlement_id).await?;
+        if rec.consent_token != token {
+            return Err(PayError::BadConsentToken);
+        }
+        if rec.phase != LocalPhase::Offered {
+            return Err(PayError::WrongPhase { expected: "offered", found: rec.phase });
+        }
+        let _turn = self.conversation.lock().await;
+        Ok(self.recover_record(&rec).await)
+    }
+
+    /// Runs recovery for every recorded settlement whose DEBIT may be
+    /// outstanding, and records each outcome.
+    pub async fn recover_all(
+        &self,
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<Vec<(SettlementId, Outcome)>, PayError> {
+        let _turn = self.conversation.lock().await;
+        let mut outcomes = Vec::new();
+        for rec in self.records.needing_recovery(MAX_RECOVERIES_PER_RUN).await? {
+            let Some(sid) = rec.settlement_id.clone() else { continue };
+            progress(Progress::Recovering(sid.clone()));
+            let outcome = self.recover_record(&rec).await;
+            outcomes.push((sid, outcome));
+        }
+        Ok(outcomes)
+    }
+
+    /// The recovery flow for one settlement, with its outcome recorded.
+    /// The caller holds the conversation with the card.
+    pub(crate) async fn recover_record(&self, rec: &Record) -> Outcome {
+        match self.try_recover(rec).await {
+            Ok(outcome) => outcome,
+            Err(PayError::Center(e)) if e.code() == Some("needs_audit") => Outcome::NeedsAudit,
+            Err(e) => {
+                tracing::warn!(payment = %rec.payment_id, error = %e, "recovery did not finish");
+                Outcome::Failed { reason: e.to_string() }
+            }
+        }
+    }
+
+    async fn try_recover(&self, rec: &Record) -> Result<Outcome, PayError> {
+        let sid = rec.settlement_id.clone().ok_or_else(|| PayError::UnknownSettlement(rec.payment_id.clone()))?;
+        if let Some(outcome) = self.known_end(rec, &sid).await? {
+            return Ok(outcome);
+        }
+        let card = self.card.summary().await?;
+        if card.card_id != rec.card_id {
+            return Ok(Outcome::WrongCard { expected: rec.card_id });
+        }
+        let run = self.records.recovery_runs(&rec.payment_id).await? + 1;
+        let base = format!("/v1/settlements/{sid}");
+        let r = self.post(rec, &format!("recover#{run}"), &format!("{base}/recover"), &json!({})).await?;
+        expect("recover", &r, "recovering", 1)?;
+        let step = format!("recover/authenticate#{run}");
+        let r = self.relay_step(rec, &step, &format!("{base}/recover/authenticate"), &r).await?;
+        expect("recover/authenticate", &r, "recovering_status", 2)?;
+        let step = format!("recover/status#{run}");
+        let r = self.relay_step(rec, &step, &format!("{base}/recover/status"), &r).await?;
+        if r.phase == "completed" {
+            let offer = stored_offer(rec.offer.as_deref())?;
+            self.accept_completion(rec, &offer, r.completion.as_deref().unwrap_or_default()).await?;
+            return Ok(Outcome::Completed);
+        }
+        expect("recover/status", &r, "recovering_balance", 1)?;
+        let step = format!("recover/balance#{run}");
+        let r = self.relay_step(rec, &step, &format!("{base}/recover/balance"), &r).await?;
+        expect("recover/balance", &r, "voided", 0)?;
+        self.record_void(rec, r.reason.as_deref()).await
+    }
+
+    /// What the center already settled (a crash after it answered).
+    async fn known_end(&self, rec: &Record, sid: &SettlementId) -> Result<Option<Outcome>, PayError> {
+        let s = self.center.settlement(sid.as_str()).await?;
+        match s["phase"].as_str() {
+            Some("completed") => {
+                let offer = stored_offer(rec.offer.as_deref())?;
+                self.accept_completion(rec, &offer, s["completion"].as_str().unwrap_or_default()).await?;
+                Ok(Some(Outcome::Completed))
+            }
+            Some("voided") => self.record_void(rec, s["reason"].as_str()).await.map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    async fn record_void(&self, rec: &Record, reason: Option<&str>) -> Result<Outcome, PayError> {
+        let reason = reason.unwrap_or("voided by the center").to_owned();
+        let local = match &rec.reason {
+            Some(why) => format!("{reason} ({why})"),
+            None => reason.clone(),
+        };
+        let update = Update { phase: Some(LocalPhase::Voided), reason: Some(&local), ..Update::default() };
+        self.set(&rec.payment_id, update).await?;
+        Ok(Outcome::Voided { reason })
+    }
+}

@@ -1,0 +1,485 @@
+//! The wallet's part of a purchase (patent ST7, ST15–ST18, ST20): read the
+//! card, relay the center's sealed commands, check SIG2 before the DEBIT
+//! goes to the card, check SIG3 and SIG4 after; cancel and recovery.
+//!
+//! A purchase is a chain of values, each made only by the step before:
+//! [`Offered`] (SIG2 verified and tied to the bill, card and DEBIT) →
+//! [`DebitRelayed`] → [`Completed`] (SIG3 verified) → [`ReceiptView`]
+//! (SIG4 verified).
+
+use std::sync::Arc;
+
+use axum::http::Uri;
+use kessai_core::Money;
+use kessai_core::ids::{CardId, SettlementId};
+use kessai_core::jws::{self, Verified};
+use kessai_core::messages::offer::Offer;
+use kessai_core::random::{OsRandom, Random};
+use kessai_core::time::{Clock, SystemClock};
+use kessai_http::HttpsClient;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use crate::card::{CardError, CardSlot, CardSummary};
+use crate::center::{CenterClient, CenterError, StepReply, VerifyError};
+use crate::checks::{self, HandedBill, Mismatch, UnreadableBill};
+use crate::config::WalletConfig;
+use crate::limits::{CENTER_TIMEOUT_MS, MAX_BILL_BYTES, MAX_RETURN_URL_BYTES, RANDOM_ID_BYTES};
+use crate::records::{LocalPhase, NewPayment, Record, Records, Update};
+
+/// Why a payment step did not go through.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PayError {
+    #[error("the store's return address {0:?} is not a safe https:// URL")]
+    UnsafeReturnUrl(String),
+    #[error("the bill is larger than {MAX_BILL_BYTES} bytes")]
+    BillTooLarge,
+    #[error(transparent)]
+    BillUnreadable(#[from] UnreadableBill),
+    #[error("the store's bill hand-off is invalid: {0}")]
+    HandOff(String),
+    #[error("card: {0}")]
+    Card(#[from] CardError),
+    #[error("the card is blocked")]
+    CardBlocked,
+    #[error(transparent)]
+    Center(#[from] CenterError),
+    #[error("the center answered {step} with phase {phase:?} and {apdus} commands")]
+    UnexpectedReply { step: &'static str, phase: String, apdus: usize },
+    #[error("the offer (SIG2) was refused: {0}; nothing was relayed")]
+    OfferUnverified(VerifyError),
+    #[error("the offer (SIG2) does not match: {0}; nothing was relayed")]
+    OfferMismatch(Mismatch),
+    #[error("Insufficient balance: your card holds {balance}; the bill is {amount}. Nothing was charged.")]
+    Insufficient { balance: Money, amount: Money },
+    #[error("the settlement was voided: {0}. Nothing was charged.")]
+    Voided(String),
+    #[error("the completion (SIG3) was refused: {0}")]
+    CompletionUnverified(VerifyError),
+    #[error("the completion (SIG3) does not match: {0}")]
+    CompletionMismatch(Mismatch),
+    #[error("the receipt (SIG4) was refused: {0}")]
+    ReceiptUnverified(VerifyError),
+    #[error("the receipt (SIG4) does not match: {0}")]
+    ReceiptMismatch(Mismatch),
+    #[error("the store has not sent its receipt yet")]
+    ReceiptNotYet,
+    #[error("this wallet has no settlement {0}")]
+    UnknownSettlement(String),
+    #[error("settlement is {found:?}, not {expected}")]
+    WrongPhase { expected: &'static str, found: LocalPhase },
+    #[error("the consent form does not belong to this settlement")]
+    BadConsentToken,
+    #[error("local records: {0}")]
+    Records(#[from] sqlx::Error),
+    #[error("the wallet could not start: {0}")]
+    Setup(String),
+}
+
+/// How a recovery (or a cancel) ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The card had applied the DEBIT; SIG3 verified. Charged once.
+    Completed,
+    /// The card proved it never applied it. Nothing was charged.
+    Voided { reason: String },
+    /// The card in the reader is another one; try again with the right card.
+    WrongCard { expected: CardId },
+    /// The card cannot prove it; the center keeps it pending for audit.
+    NeedsAudit,
+    /// The recovery could not run now; it stays recorded for the next try.
+    Failed { reason: String },
+}
+
+/// Progress lines for the CLI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Progress {
+    CardRead(CardSummary),
+    SettlementOpened(SettlementId),
+    CardAuthenticated,
+    OfferVerified,
+    DebitRelayed,
+    Completed,
+    WaitingForReceipt,
+    ReceiptVerified,
+    Recovering(SettlementId),
+}
+
+/// One line of the bill, for the consent page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineView {
+    pub name: String,
+    pub quantity: u32,
+    pub unit_price: Money,
+    pub amount: Money,
+}
+
+/// What the cardholder agrees to (FIG. 18).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentView {
+    pub settlement_id: SettlementId,
+    pub store_name: String,
+    pub order_id: String,
+    pub lines: Vec<LineView>,
+    pub amount: Money,
+    /// The balance the center read inside the secure session.
+    pub balance: Money,
+    pub balance_after: Money,
+    pub card_id: CardId,
+    pub consent_token: String,
+}
+
+/// SIG2 verified and tied to the bill, the card and the sealed DEBIT.
+#[derive(Debug)]
+pub struct Offered {
+    pub(crate) record: Record,
+    pub(crate) bill: HandedBill,
+    pub(crate) offer: Verified<Offer>,
+    pub(crate) debit: Vec<u8>,
+}
+
+/// The DEBIT reached the card; its answer is recorded.
+#[derive(Debug)]
+pub struct DebitRelayed {
+    pub(crate) record: Record,
+    pub(crate) offer: Offer,
+    pub(crate) answer: String,
+}
+
+/// SIG3 verified.
+#[derive(Debug)]
+pub struct Completed {
+    pub settlement_id: SettlementId,
+    pub amount: Money,
+    pub card_counter: u32,
+    pub return_url: String,
+}
+
+/// SIG4 verified: what the store will deliver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptView {
+    pub settlement_id: SettlementId,
+    pub order_id: String,
+    pub delivery: String,
+    pub reference: Option<String>,
+    pub return_url: String,
+}
+
+impl Offered {
+    pub fn settlement_id(&self) -> &SettlementId {
+        self.offer.message().settlement_id()
+    }
+
+    pub fn view(&self) -> ConsentView {
+        let o = self.offer.message();
+        let lines = self.bill.bill().lines().iter();
+        ConsentView {
+            settlement_id: o.settlement_id().clone(),
+            store_name: o.store_name().as_str().to_owned(),
+            order_id: self.bill.bill().order_id().to_string(),
+            lines: lines
+                .map(|l| LineView {
+                    name: l.name().as_str().to_owned(),
+                    quantity: l.quantity(),
+                    unit_price: l.unit_price(),
+                    amount: l.amount(),
+                })
+                .collect(),
+            amount: o.amount(),
+            balance: o.balance(),
+            // The core guarantees amount ≤ balance in one currency.
+            balance_after: o.balance().checked_sub(&o.amount()).unwrap_or_else(|_| Money::zero(o.amount().currency())),
+            card_id: o.card_id(),
+            consent_token: self.record.consent_token.clone(),
+        }
+    }
+}
+
+/// A `return_url` the wallet may send the browser to: https only.
+pub fn safe_return_url(s: &str) -> Result<Uri, PayError> {
+    let unsafe_url = || PayError::UnsafeReturnUrl(s.chars().take(100).collect());
+    if s.len() > MAX_RETURN_URL_BYTES || s.chars().any(|c| c.is_control() || c == '"' || c == '<' || c == '>') {
+        return Err(unsafe_url());
+    }
+    let uri: Uri = s.parse().map_err(|_| unsafe_url())?;
+    if uri.scheme_str() != Some("https") || uri.host().is_none_or(str::is_empty) {
+        return Err(unsafe_url());
+    }
+    Ok(uri)
+}
+
+fn random_token(prefix: &str) -> String {
+    let mut bytes = [0u8; RANDOM_ID_BYTES];
+    OsRandom.fill_bytes(&mut bytes);
+    format!("{prefix}{}", hex::encode(bytes))
+}
+
+/// The wallet: configuration, the center, the card, the local records.
+pub struct Wallet {
+    pub(crate) config: WalletConfig,
+    pub(crate) center: CenterClient,
+    pub(crate) records: Records,
+    pub(crate) card: CardSlot,
+    pub(crate) clock: Arc<dyn Clock>,
+    /// One conversation with the card at a time.
+    pub(crate) conversation: Mutex<()>,
+}
+
+impl std::fmt::Debug for Wallet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wallet").field("center", &self.config.center.url).finish_non_exhaustive()
+    }
+}
+
+impl Wallet {
+    /// Opens the local records and prepares the reader and the center client.
+    pub async fn open(config: WalletConfig) -> anyhow::Result<Wallet> {
+        use anyhow::Context as _;
+        config.check()?;
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+        let path = config.data_dir.join("wallet.sqlite");
+        let records = Records::open(&path).await.with_context(|| format!("opening {}", path.display()))?;
+        let tls = kessai_tls::client_config(&config.ca_file, None)
+            .with_context(|| format!("TLS trust from {}", config.ca_file.display()))?;
+        let http = HttpsClient::new(tls, CENTER_TIMEOUT_MS);
+        let center = CenterClient::new(http, &config.center.url, config.center.party_id.clone());
+        let card = CardSlot::new(&config.reader, |p| config.resolve(p)).context("opening the card reader")?;
+        Ok(Wallet { config, center, records, card, clock: Arc::new(SystemClock), conversation: Mutex::new(()) })
+    }
+
+    pub fn config(&self) -> &WalletConfig {
+        &self.config
+    }
+
+    pub fn records(&self) -> &Records {
+        &self.records
+    }
+
+    pub fn http(&self) -> &HttpsClient {
+        self.center.http()
+    }
+
+    pub(crate) fn now_s(&self) -> i64 {
+        i64::try_from(self.clock.now().unix_s()).unwrap_or(i64::MAX)
+    }
+
+    /// The card in the reader (display balance, not authenticated).
+    pub async fn card_summary(&self) -> Result<CardSummary, CardError> {
+        let _turn = self.conversation.lock().await;
+        self.card.summary().await
+    }
+
+    pub(crate) async fn set(&self, payment_id: &str, update: Update<'_>) -> Result<(), PayError> {
+        Ok(self.records.update(payment_id, &update, self.now_s()).await?)
+    }
+
+    /// POSTs a step under the payment's persisted key for `step`.
+    pub(crate) async fn post(&self, rec: &Record, step: &str, path: &str, body: &Value) -> Result<StepReply, PayError> {
+        let key = self.records.step_key(&rec.payment_id, step, &random_token("w-"), self.now_s()).await?;
+        Ok(self.center.step(path, body, &key).await?)
+    }
+
+    pub(crate) async fn relay_step(
+        &self,
+        rec: &Record,
+        step: &str,
+        path: &str,
+        reply: &StepReply,
+    ) -> Result<StepReply, PayError> {
+        let answers = self.card.relay_hex(&reply.apdus).await?;
+        self.post(rec, step, path, &json!({ "responses": answers })).await
+    }
+}
+
+pub(crate) fn expect(step: &'static str, reply: &StepReply, phase: &str, apdus: usize) -> Result<(), PayError> {
+    if reply.phase != phase || reply.apdus.len() != apdus {
+        return Err(PayError::UnexpectedReply { step, phase: reply.phase.clone(), apdus: reply.apdus.len() });
+    }
+    Ok(())
+}
+
+/// The offer's content from a token this wallet verified before storing it.
+pub(crate) fn stored_offer(token: Option<&str>) -> Result<Offer, PayError> {
+    let bad = |why: String| PayError::OfferUnverified(VerifyError::Signature(jws::JwsError::InvalidMessage(why)));
+    let (_, payload) = jws::inspect_unverified(token.unwrap_or_default()).map_err(|e| bad(e.to_string()))?;
+    serde_json::from_value(payload["offer"].clone()).map_err(|e| bad(e.to_string()))
+}
+
+impl Wallet {
+    /// ST7–ST15: reads the card, opens the settlement, lets the center
+    /// authenticate the card and read its balance, and verifies the offer.
+    /// A refused offer is cancelled through recovery; nothing is relayed.
+    pub async fn begin(
+        &self,
+        bill_token: &str,
+        return_url: &str,
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<Offered, PayError> {
+        safe_return_url(return_url)?;
+        if bill_token.len() > MAX_BILL_BYTES {
+            return Err(PayError::BillTooLarge);
+        }
+        let bill = HandedBill::parse(bill_token)?;
+        let _turn = self.conversation.lock().await;
+        let card = self.card.summary().await?;
+        progress(Progress::CardRead(card));
+        if card.blocked {
+            return Err(PayError::CardBlocked);
+        }
+        let rec = self.start_record(&bill, return_url, card.card_id).await?;
+        match self.negotiate(rec, bill, progress).await {
+            Ok(offered) => Ok(offered),
+            Err((payment_id, e)) => {
+                self.note_failure(&payment_id, &e).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn start_record(&self, bill: &HandedBill, return_url: &str, card: CardId) -> Result<Record, PayError> {
+        let b = bill.bill();
+        let payment_id = random_token("pay_");
+        let new = NewPayment {
+            payment_id: &payment_id,
+            store: b.store().as_str(),
+            member: b.member().map(|m| m.as_str()),
+            store_name: b.store_name().as_str(),
+            order_id: b.order_id().as_str(),
+            amount: b.total(),
+            card_id: card,
+            bill: bill.token(),
+            return_url,
+            consent_token: &random_token(""),
+        };
+        self.records.insert(&new, self.now_s()).await?;
+        self.records.by_payment(&payment_id).await?.ok_or_else(|| PayError::UnknownSettlement(payment_id))
+    }
+
+    /// Records why a payment stopped, unless a DEBIT may be outstanding
+    /// (then the phase stays, for `recover`).
+    async fn note_failure(&self, payment_id: &str, e: &PayError) {
+        let phase = match e {
+            PayError::Insufficient { .. } | PayError::Voided(_) => None,
+            _ => Some(LocalPhase::Failed),
+        };
+        let current = self.records.by_payment(payment_id).await.ok().flatten().map(|r| r.phase);
+        let phase = phase.filter(|_| current == Some(LocalPhase::Started));
+        let reason = e.to_string();
+        let update = Update { phase, reason: Some(&reason), ..Update::default() };
+        if let Err(db) = self.records.update(payment_id, &update, self.now_s()).await {
+            tracing::warn!(error = %db, "recording a failed payment");
+        }
+    }
+
+    async fn negotiate(
+        &self,
+        rec: Record,
+        bill: HandedBill,
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<Offered, (String, PayError)> {
+        let id = rec.payment_id.clone();
+        let fail = |e: PayError| (id.clone(), e);
+        let create = json!({ "bill": bill.token(), "card_id": rec.card_id.to_string() });
+        let r = self.post(&rec, "create", "/v1/settlements", &create).await.map_err(fail)?;
+        expect("create", &r, "authenticating", 1).map_err(fail)?;
+        let sid = SettlementId::parse(&r.settlement_id).map_err(|e| fail(PayError::HandOff(e.to_string())))?;
+        self.set(&id, Update { settlement_id: Some(sid.as_str()), ..Update::default() }).await.map_err(fail)?;
+        progress(Progress::SettlementOpened(sid.clone()));
+        let base = format!("/v1/settlements/{sid}");
+        let r = self.relay_step(&rec, "authenticate", &format!("{base}/authenticate"), &r).await.map_err(fail)?;
+        expect("authenticate", &r, "reading_balance", 2).map_err(fail)?;
+        progress(Progress::CardAuthenticated);
+        let r = self.relay_step(&rec, "balance", &format!("{base}/balance"), &r).await.map_err(fail)?;
+        if r.phase == "voided" {
+            return Err(fail(self.voided_at_offer(&rec, &bill, &r).await));
+        }
+        expect("balance", &r, "offered", 1).map_err(fail)?;
+        let rec = Record { settlement_id: Some(sid.clone()), ..rec };
+        let offered = self.accept_offer(rec, bill, &r).await.map_err(fail)?;
+        progress(Progress::OfferVerified);
+        Ok(offered)
+    }
+
+    async fn voided_at_offer(&self, rec: &Record, bill: &HandedBill, r: &StepReply) -> PayError {
+        let reason = r.reason.clone().unwrap_or_else(|| "voided by the center".into());
+        let update = Update {
+            phase: Some(LocalPhase::Voided),
+            reason: Some(&reason),
+            balance_minor: r.balance_minor,
+            ..Update::default()
+        };
+        if let Err(e) = self.set(&rec.payment_id, update).await {
+            return e;
+        }
+        let amount = bill.bill().total();
+        match r.balance_minor.map(|b| Money::new(b, amount.currency())) {
+            Some(Ok(balance)) if balance.amount_minor() < amount.amount_minor() => {
+                PayError::Insufficient { balance, amount }
+            }
+            _ => PayError::Voided(reason),
+        }
+    }
+
+    /// SIG2: verify, tie to bill, card and DEBIT; record. On refusal,
+    /// cancel through recovery (the DEBIT exists at the center).
+    async fn accept_offer(&self, rec: Record, bill: HandedBill, r: &StepReply) -> Result<Offered, PayError> {
+        let token = r.offer.clone().unwrap_or_default();
+        let debit = hex::decode(&r.apdus[0]).unwrap_or_default();
+        let checked = match self.center.verify::<Offer>(&token, self.clock.as_ref()).await {
+            Err(e) => Err(PayError::OfferUnverified(e)),
+            Ok(offer) => checks::check_offer(&offer, &r.settlement_id, &bill, rec.card_id, &debit)
+                .map(|()| offer)
+                .map_err(PayError::OfferMismatch),
+        };
+        let offer = match checked {
+            Ok(offer) => offer,
+            Err(e) => {
+                tracing::warn!(settlement = %r.settlement_id, error = %e, "offer refused; cancelling");
+                let reason = e.to_string();
+                let update = Update { phase: Some(LocalPhase::Offered), reason: Some(&reason), ..Update::default() };
+                self.set(&rec.payment_id, update).await?;
+                let rec = self.records.by_payment(&rec.payment_id).await?.unwrap_or(rec);
+                let outcome = self.recover_record(&rec).await;
+                tracing::info!(settlement = %r.settlement_id, ?outcome, "refused offer cancelled");
+                return Err(e);
+            }
+        };
+        let update = Update {
+            phase: Some(LocalPhase::Offered),
+            balance_minor: Some(offer.message().balance().amount_minor()),
+            offer: Some(&token),
+            debit: Some(&r.apdus[0]),
+            ..Update::default()
+        };
+        self.set(&rec.payment_id, update).await?;
+        let record = self.records.by_payment(&rec.payment_id).await?.unwrap_or(rec);
+        Ok(Offered { record, bill, offer, debit })
+    }
+
+    /// An offer recorded earlier, verified again (the consent page posts back).
+    pub async fn offered(&self, settlement_id: &str) -> Result<Offered, PayError> {
+        let rec = self.record(settlement_id).await?;
+        if rec.phase != LocalPhase::Offered {
+            return Err(PayError::WrongPhase { expected: "offered", found: rec.phase });
+        }
+        let bill = HandedBill::parse(&rec.bill)?;
+        let token = rec.offer.clone().unwrap_or_default();
+        let offer =
+            self.center.verify::<Offer>(&token, self.clock.as_ref()).await.map_err(PayError::OfferUnverified)?;
+        let debit = hex::decode(rec.debit.as_deref().unwrap_or_default()).unwrap_or_default();
+        checks::check_offer(&offer, settlement_id, &bill, rec.card_id, &debit).map_err(PayError::OfferMismatch)?;
+        Ok(Offered { record: rec, bill, offer, debit })
+    }
+
+    /// The record of a settlement.
+    pub async fn record(&self, settlement_id: &str) -> Result<Record, PayError> {
+        self.records
+            .by_settlement(settlement_id)
+            .await?
+            .ok_or_else(|| PayError::UnknownSettlement(settlement_id.into()))
+    }
+}

@@ -1,0 +1,222 @@
+//! The local web UI (served with `kessai_http::serve_plain`, loopback only).
+//!
+//! | method | path | what |
+//! |---|---|---|
+//! | GET | `/` | card and recent payments (FIG. 16) |
+//! | POST | `/pay` | form `bill`, `return_url` from the store's page → consent page (FIG. 18) |
+//! | POST | `/settlements/{id}/consent` | form `consent_token` → relay, complete, SIG3 → processing page (FIG. 19) |
+//! | POST | `/settlements/{id}/cancel` | form `consent_token` → recovery → "nothing was charged" |
+//! | GET | `/settlements/{id}` | the settlement's state; 303 to `return_url` once SIG4 verified |
+//! | GET | `/healthz` | `ok` |
+
+use std::sync::Arc;
+
+use axum::Form;
+use axum::Router;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use maud::Markup;
+use serde::Deserialize;
+
+use crate::limits::{RECEIPT_WAIT_S, RECENT_RECORDS};
+use crate::pages;
+use crate::records::LocalPhase;
+use crate::wallet::{Outcome, PayError, Wallet, safe_return_url};
+
+type Shared = Arc<Wallet>;
+
+/// Every route of the UI, with security headers on every answer.
+pub fn router(wallet: Shared) -> Router {
+    let limits = kessai_http::Limits::default();
+    let metrics = kessai_http::HttpMetrics::new("wallet");
+    let app = Router::new()
+        .route("/", get(home))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/pay", post(pay))
+        .route("/settlements/{id}", get(status))
+        .route("/settlements/{id}/consent", post(consent))
+        .route("/settlements/{id}/cancel", post(cancel))
+        .with_state(wallet)
+        .layer(axum::middleware::map_response(security_headers));
+    kessai_http::apply_standard_layers(app, &limits, &metrics)
+}
+
+/// No framing (the consent page must not be clickjacked), no scripts, no
+/// caching of pages that show balances, forms post only to the wallet.
+async fn security_headers(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn html(status: StatusCode, markup: Markup) -> Response {
+    (status, Html(markup.into_string())).into_response()
+}
+
+/// One place maps every failure to a status and a page in words.
+fn failure(e: &PayError, return_url: Option<&str>) -> Response {
+    let back = return_url.filter(|u| safe_return_url(u).is_ok());
+    let (status, title) = match e {
+        PayError::Insufficient { .. } => (StatusCode::PAYMENT_REQUIRED, "Insufficient balance"),
+        PayError::Voided(_) => (StatusCode::OK, "Payment voided"),
+        PayError::UnsafeReturnUrl(_) | PayError::BillTooLarge | PayError::BillUnreadable(_) | PayError::HandOff(_) => {
+            (StatusCode::BAD_REQUEST, "This payment request is invalid")
+        }
+        PayError::Card(_) | PayError::CardBlocked => (StatusCode::SERVICE_UNAVAILABLE, "Your card cannot be used"),
+        PayError::OfferUnverified(_) | PayError::OfferMismatch(_) => {
+            (StatusCode::BAD_GATEWAY, "The offer was refused; nothing was charged")
+        }
+        PayError::CompletionUnverified(_) | PayError::CompletionMismatch(_) => {
+            (StatusCode::BAD_GATEWAY, "The center's confirmation did not verify")
+        }
+        PayError::ReceiptUnverified(_) | PayError::ReceiptMismatch(_) => {
+            (StatusCode::BAD_GATEWAY, "Paid, but the store's receipt did not verify")
+        }
+        PayError::UnknownSettlement(_) => (StatusCode::NOT_FOUND, "No such payment"),
+        PayError::WrongPhase { .. } => (StatusCode::CONFLICT, "This payment has moved on"),
+        PayError::BadConsentToken => (StatusCode::FORBIDDEN, "This form does not belong to the payment"),
+        PayError::Records(_) => {
+            tracing::error!(error = %e, "local records failed");
+            return html(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                pages::problem("Something went wrong", "The wallet could not read its records.", back),
+            );
+        }
+        _ => (StatusCode::BAD_GATEWAY, "The payment did not go through"),
+    };
+    html(status, pages::problem(title, &e.to_string(), back))
+}
+
+async fn home(State(w): State<Shared>) -> Response {
+    let card = w.card_summary().await.map_err(|e| e.to_string());
+    let recent = match w.records().recent(RECENT_RECORDS).await {
+        Ok(r) => r,
+        Err(e) => return failure(&PayError::Records(e), None),
+    };
+    html(StatusCode::OK, pages::home(card.as_ref().map_err(Clone::clone), &recent))
+}
+
+#[derive(Deserialize)]
+struct PayForm {
+    bill: String,
+    return_url: String,
+}
+
+async fn pay(State(w): State<Shared>, form: Result<Form<PayForm>, FormRejection>) -> Response {
+    let Ok(Form(form)) = form else {
+        let e = PayError::HandOff("the form needs `bill` and `return_url`".into());
+        return failure(&e, None);
+    };
+    match w.begin(&form.bill, &form.return_url, &mut |_| {}).await {
+        Ok(offered) => html(StatusCode::OK, pages::consent(&offered.view())),
+        Err(e) => failure(&e, Some(&form.return_url)),
+    }
+}
+
+#[derive(Deserialize)]
+struct ConsentForm {
+    consent_token: String,
+}
+
+async fn consent(
+    State(w): State<Shared>,
+    Path(id): Path<String>,
+    form: Result<Form<ConsentForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else { return failure(&PayError::BadConsentToken, None) };
+    let offered = match w.offered(&id).await {
+        Ok(o) => o,
+        Err(e) => return failure(&e, None),
+    };
+    let sid = offered.view().settlement_id.to_string();
+    match w.consent(offered, &form.consent_token).await {
+        Ok(done) => {
+            html(StatusCode::OK, pages::processing(done.settlement_id.as_str(), &done.amount.to_string(), None))
+        }
+        Err(e) => match w.record(&sid).await {
+            Ok(rec) if rec.phase == LocalPhase::DebitRelayed => unfinished(&e.to_string(), Some(&rec.return_url)),
+            Ok(rec) => failure(&e, Some(&rec.return_url)),
+            Err(_) => failure(&e, None),
+        },
+    }
+}
+
+/// The DEBIT went to the card but the center has not confirmed it.
+fn unfinished(why: &str, return_url: Option<&str>) -> Response {
+    let text = format!(
+        "Your card may have paid, but the center has not confirmed it yet ({why}). \
+         Run `kessai wallet recover` to finish it; you are never charged twice."
+    );
+    let back = return_url.filter(|u| safe_return_url(u).is_ok());
+    html(StatusCode::ACCEPTED, pages::problem("Payment not finished", &text, back))
+}
+
+async fn cancel(
+    State(w): State<Shared>,
+    Path(id): Path<String>,
+    form: Result<Form<ConsentForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else { return failure(&PayError::BadConsentToken, None) };
+    let return_url = w.record(&id).await.ok().map(|r| r.return_url).filter(|u| safe_return_url(u).is_ok());
+    match w.cancel(&id, &form.consent_token).await {
+        Ok(Outcome::Voided { .. }) => html(
+            StatusCode::OK,
+            pages::not_charged("Payment cancelled", "Cancelled; nothing was charged.", return_url.as_deref()),
+        ),
+        Ok(other) => {
+            let text = format!("The cancellation did not finish ({other:?}). The wallet will try again.");
+            html(StatusCode::BAD_GATEWAY, pages::problem("Cancellation pending", &text, return_url.as_deref()))
+        }
+        Err(e) => failure(&e, return_url.as_deref()),
+    }
+}
+
+/// The processing page's target: 303 to the store once SIG4 verified.
+async fn status(State(w): State<Shared>, Path(id): Path<String>) -> Response {
+    let rec = match w.record(&id).await {
+        Ok(r) => r,
+        Err(e) => return failure(&e, None),
+    };
+    let back = Some(rec.return_url.as_str()).filter(|u| safe_return_url(u).is_ok());
+    match rec.phase {
+        LocalPhase::Completed | LocalPhase::Receipted => match w.poll_receipt(&id).await {
+            // Only the return_url handed over with this bill, and only https.
+            Ok(Some(_)) if back.is_some() => Redirect::to(&rec.return_url).into_response(),
+            Ok(Some(_)) => html(StatusCode::OK, pages::not_charged("Paid", "Paid; the store confirmed.", None)),
+            Ok(None) => {
+                let late = (w.now_s() - rec.updated_at > i64::try_from(RECEIPT_WAIT_S).unwrap_or(i64::MAX))
+                    .then_some(back.unwrap_or("/"));
+                html(StatusCode::OK, pages::processing(&id, &rec.amount.to_string(), late))
+            }
+            Err(e) => failure(&e, back),
+        },
+        LocalPhase::Voided => {
+            let text = format!("{}. Nothing was charged.", rec.reason.as_deref().unwrap_or("Voided"));
+            html(StatusCode::OK, pages::not_charged("Payment voided", &text, back))
+        }
+        LocalPhase::Offered => match w.offered(&id).await {
+            Ok(o) => html(StatusCode::OK, pages::consent(&o.view())),
+            Err(e) => failure(&e, back),
+        },
+        LocalPhase::DebitRelayed => unfinished(rec.reason.as_deref().unwrap_or("no answer"), back),
+        _ => html(
+            StatusCode::OK,
+            pages::problem(
+                "Payment not finished",
+                rec.reason.as_deref().unwrap_or("It stopped before any charge."),
+                back,
+            ),
+        ),
+    }
+}

@@ -1,0 +1,10 @@
+//! kessai-wallet's integration tests: the real center, the real store and
+//! an emulated card image, all on loopback with real TLS.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cli;
+mod proxy;
+mod purchase;
+mod recovery;
+mod refusals;
+mod world;

@@ -1,0 +1,123 @@
+//! A cardholder pays through the wallet's web pages, the way a browser
+//! posts the store's bill form.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use kessai_wallet::{LocalPhase, Wallet, web};
+
+use crate::world::{World, encode, form, input_value, send};
+
+fn settlement_of(consent_page: &str) -> String {
+    let start = consent_page.find("action=\"/settlements/").unwrap() + "action=\"/settlements/".len();
+    consent_page[start..].split('/').next().unwrap().to_owned()
+}
+
+async fn open_ui(w: &World) -> (Arc<Wallet>, axum::Router) {
+    let wallet = Arc::new(Wallet::open(w.wallet_config(&w.center_url)).await.unwrap());
+    let app = web::router(Arc::clone(&wallet));
+    (wallet, app)
+}
+
+fn pay_form(bill: &str, return_url: &str) -> Request<Body> {
+    form("/pay", &format!("bill={}&return_url={}", encode(bill), encode(return_url)), "")
+}
+
+#[tokio::test]
+async fn paying_through_the_web_ui_shows_consent_then_returns_to_the_store_with_a_verified_receipt() {
+    let w = World::new(1, 20_000).await;
+    let (wallet, ui) = open_ui(&w).await;
+    let (order, bill, return_url) = w.order(&[("ebook-kessai-001", 2)]).await;
+
+    let (status, headers, page) = send(&ui, pay_form(&bill, &return_url)).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("Kessai Books"), "the store's name: {page}");
+    assert!(page.contains("A Short Guide to Stored Value"), "the items");
+    assert!(page.contains("JPY 2,400"), "the amount");
+    assert!(page.contains("JPY 20,000"), "the balance now");
+    assert!(page.contains("JPY 17,600"), "the balance after");
+    assert_eq!(headers[header::X_FRAME_OPTIONS], "DENY", "the consent page cannot be framed");
+    assert_eq!(w.card_state().0, 20_000, "nothing is taken before consent");
+
+    let settlement = settlement_of(&page);
+    let token = input_value(&page, "consent_token");
+    let consent = form(&format!("/settlements/{settlement}/consent"), &format!("consent_token={token}"), "");
+    let (status, _, page) = send(&ui, consent).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("http-equiv=\"refresh\""), "the processing page refreshes without JavaScript");
+    assert_eq!(w.card_state().0, 17_600, "the card paid once");
+
+    let mut location = None;
+    for _ in 0..100 {
+        let get = Request::get(format!("/settlements/{settlement}")).body(Body::empty()).unwrap();
+        let (status, headers, _) = send(&ui, get).await;
+        if status == StatusCode::SEE_OTHER {
+            location = Some(headers[header::LOCATION].to_str().unwrap().to_owned());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(location.as_deref(), Some(return_url.as_str()), "back to the store once SIG4 verified");
+    assert!(w.order_page(&order).await.contains("Payment received"), "the store's order is paid");
+    assert_eq!(w.card_state().0, 17_600, "charged exactly once");
+    let record = wallet.record(&settlement).await.unwrap();
+    assert_eq!(record.phase, LocalPhase::Receipted);
+    assert!(record.receipt.is_some() && record.completion.is_some());
+    let home = send(&ui, Request::get("/").body(Body::empty()).unwrap()).await.2;
+    assert!(home.contains("receipted") && home.contains("JPY 17,600"), "history and balance: {home}");
+}
+
+#[tokio::test]
+async fn cancelling_at_consent_charges_nothing_and_voids_the_settlement() {
+    let w = World::new(2, 20_000).await;
+    let (wallet, ui) = open_ui(&w).await;
+    let (_, bill, return_url) = w.order(&[("ebook-kessai-001", 1)]).await;
+    let before = w.card_state();
+    let (status, _, page) = send(&ui, pay_form(&bill, &return_url)).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let settlement = settlement_of(&page);
+    let token = input_value(&page, "consent_token");
+
+    let wrong = form(&format!("/settlements/{settlement}/cancel"), "consent_token=not-this-one", "");
+    assert_eq!(send(&ui, wrong).await.0, StatusCode::FORBIDDEN, "a form from elsewhere cannot cancel");
+    let cancel = form(&format!("/settlements/{settlement}/cancel"), &format!("consent_token={token}"), "");
+    let (status, _, page) = send(&ui, cancel).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("Cancelled; nothing was charged."), "{page}");
+    assert!(page.contains(&format!("href=\"{return_url}\"")), "a link back to the store");
+    assert_eq!(w.card_state(), before, "the card is untouched");
+    assert_eq!(w.center_phase(&settlement).await, "voided");
+    assert_eq!(wallet.record(&settlement).await.unwrap().phase, LocalPhase::Voided);
+    let consent = form(&format!("/settlements/{settlement}/consent"), &format!("consent_token={token}"), "");
+    assert_eq!(send(&ui, consent).await.0, StatusCode::CONFLICT, "a cancelled payment cannot be agreed to");
+    assert_eq!(w.card_state(), before);
+}
+
+#[tokio::test]
+async fn insufficient_balance_is_said_plainly_and_nothing_is_charged() {
+    let w = World::new(3, 1_000).await;
+    let (wallet, ui) = open_ui(&w).await;
+    let (_, bill, return_url) = w.order(&[("ebook-kessai-001", 1)]).await;
+    let (status, _, page) = send(&ui, pay_form(&bill, &return_url)).await;
+    assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{page}");
+    assert!(
+        page.contains("Insufficient balance: your card holds JPY 1,000; the bill is JPY 1,200. Nothing was charged."),
+        "{page}"
+    );
+    assert_eq!(w.card_state().0, 1_000);
+    let records = wallet.records().recent(10).await.unwrap();
+    assert_eq!(records[0].phase, LocalPhase::Voided);
+}
+
+#[tokio::test]
+async fn a_return_url_that_is_not_https_is_refused_before_anything_happens() {
+    let w = World::new(4, 20_000).await;
+    let (wallet, ui) = open_ui(&w).await;
+    let (_, bill, _) = w.order(&[("ebook-kessai-001", 1)]).await;
+    let (status, _, page) = send(&ui, pay_form(&bill, "http://evil.example/steal")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+    assert!(!page.contains("href=\"http://evil"), "no link to it");
+    assert!(wallet.records().recent(10).await.unwrap().is_empty(), "no settlement was opened");
+}
