@@ -13,6 +13,7 @@ mod center;
 mod keys;
 mod pki;
 mod store;
+mod up;
 mod wallet;
 
 #[derive(Parser, Debug)]
@@ -33,6 +34,18 @@ enum Command {
     /// Emulated IC cards: personalize, inspect, serve to PC/SC.
     #[command(subcommand)]
     Card(CardCommand),
+    /// Every party on one machine: center, mall and wallet, with a demo card that holds value.
+    Up {
+        /// Where the data lives (kept across restarts).
+        #[arg(long, value_name = "DIR", default_value = "kessai-data")]
+        data_dir: PathBuf,
+        #[arg(long, default_value_t = 8440)]
+        center_port: u16,
+        #[arg(long, default_value_t = 8443)]
+        store_port: u16,
+        #[arg(long, default_value_t = 8480)]
+        wallet_port: u16,
+    },
     /// The settlement center (application server, security server, registry, ledger).
     #[command(subcommand)]
     Center(center::CenterCommand),
@@ -216,6 +229,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Store { config } => store::run(&config),
         Command::Center(c) => center::run(c),
         Command::Admin(args) => admin::run(args),
+        Command::Up { data_dir, center_port, store_port, wallet_port } => {
+            up::run(&data_dir, up::Ports { center: center_port, store: store_port, wallet: wallet_port })
+        }
         Command::Wallet { config, command } => wallet::run(&config, command),
         Command::Bench(BenchCommand::Jws { iterations }) => bench::jws(iterations),
         Command::Bench(BenchCommand::Card { sessions }) => card::bench(sessions),

@@ -9,6 +9,7 @@ mod instances;
 mod keys;
 mod pg;
 mod pki;
+mod up;
 
 use std::process::{Command, Output};
 

@@ -1,0 +1,222 @@
+//! `kessai up`: every party on one machine, on embedded defaults.
+//!
+//! Prepares a data directory once (a restart reuses it, data included): a
+//! local CA with the server and client certificates; the center's keys
+//! (KEK, sealed issuer master keys, signing key); the mall's signing key; a
+//! demo card with value, issued through a secure CREDIT and booked in the
+//! ledger; the mall and its member stores registered at the center. Then it
+//! runs the center, the mall and the wallet until Ctrl-C, over TLS, with
+//! mutual TLS between center and store.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use kessai_center::config::CenterConfig;
+use kessai_center::db::StoreRecord;
+use kessai_core::Currency;
+use kessai_core::ids::CardId;
+use kessai_core::keyfile;
+use kessai_core::keys::{SigningKey, Validity};
+use kessai_core::random::OsRandom;
+use kessai_store::{DemoSettings, StoreConfig};
+use kessai_tls::{CaDir, Role};
+use kessai_wallet::WalletConfig;
+
+/// The demo card: its id, limit and the value it starts with (JPY).
+const DEMO_CARD_ID: &str = "4b45535341490001";
+const DEMO_CARD_MAX_MINOR: u64 = 100_000;
+const DEMO_CARD_VALUE_MINOR: u64 = 30_000;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    pub center: u16,
+    pub store: u16,
+    pub wallet: u16,
+}
+
+/// Everything `up` runs, prepared.
+pub struct Prepared {
+    pub dir: PathBuf,
+    pub center: CenterConfig,
+    pub store: StoreConfig,
+    pub wallet: WalletConfig,
+    pub card_image: PathBuf,
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn ensure_pki(ca: &CaDir) -> anyhow::Result<()> {
+    if !ca.exists() {
+        ca.init()?;
+    }
+    if !ca.cert("localhost").exists() {
+        ca.issue(Role::Server, "localhost", &["127.0.0.1".into()])?;
+    }
+    for client in ["center", "admin", "kessai-mall"] {
+        if !ca.cert(client).exists() {
+            ca.issue(Role::Client, client, &[])?;
+        }
+    }
+    Ok(())
+}
+
+fn center_config(dir: &Path, ports: Ports) -> anyhow::Result<CenterConfig> {
+    let text = format!(
+        "party_id = \"center\"\nlisten = \"127.0.0.1:{p}\"\npublic_url = \"https://127.0.0.1:{p}\"\ndata_dir = \"{d}\"\n\
+         [tls]\nca_dir = \"{ca}\"\nserver_name = \"localhost\"\nclient_name = \"center\"\n",
+        p = ports.center,
+        d = dir.join("center").display(),
+        ca = dir.join("ca").display()
+    );
+    let mut config = CenterConfig::from_toml(&text)?;
+    config.apply_env(|name| std::env::var(name).ok())?;
+    config.check()?;
+    Ok(config)
+}
+
+/// The mall's key, made here (once) so the center can be told its JWKS.
+fn mall_key(store: &StoreConfig) -> anyhow::Result<SigningKey> {
+    let path = store.resolve(&store.signing_key);
+    if !path.exists() {
+        std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+        let key = SigningKey::generate(&mut OsRandom);
+        kessai_tls::write_new_file(&path, keyfile::encode_plain(&key).as_bytes(), true)?;
+    }
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(keyfile::decode(&text, None)?)
+}
+
+/// Prepares `dir` (idempotent).
+pub async fn prepare(dir: &Path, ports: Ports) -> anyhow::Result<Prepared> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = dir.canonicalize()?;
+    let ca = CaDir::new(dir.join("ca"));
+    ensure_pki(&ca).context("the local CA")?;
+    let center = center_config(&dir, ports)?;
+    kessai_center::app::init(&center).context("the center's keys")?;
+    let store = StoreConfig::demo(DemoSettings {
+        data_dir: dir.join("store"),
+        ca_dir: dir.join("ca"),
+        server_name: "localhost".into(),
+        client_name: Some("kessai-mall".into()),
+        listen: loopback(ports.store),
+        public_url: format!("https://127.0.0.1:{}", ports.store),
+        center_id: "center".into(),
+        center_url: format!("https://127.0.0.1:{}", ports.center),
+        wallet_url: format!("http://127.0.0.1:{}", ports.wallet),
+    })?;
+    let card_image = dir.join("card.img");
+    // Written out so that `kessai wallet --config DIR/wallet.toml …` works
+    // against this deployment too.
+    let wallet_toml = dir.join("wallet.toml");
+    std::fs::write(
+        &wallet_toml,
+        format!(
+            "data_dir = \"{}\"\nlisten = \"127.0.0.1:{}\"\nca_file = \"{}\"\n[center]\nurl = \"https://127.0.0.1:{}\"\n\
+             party_id = \"center\"\n[reader]\nkind = \"in-process\"\nimage = \"{}\"\n",
+            dir.join("wallet").display(),
+            ports.wallet,
+            ca.ca_cert().display(),
+            ports.center,
+            card_image.display()
+        ),
+    )
+    .with_context(|| format!("writing {}", wallet_toml.display()))?;
+    let wallet = WalletConfig::load(&wallet_toml)?;
+    if !card_image.exists() {
+        let req = kessai_center::issue::IssueCard {
+            image: &card_image,
+            card_id: CardId::parse(DEMO_CARD_ID)?,
+            key_version: 1,
+            currency: Currency::JPY,
+            max_balance_minor: DEMO_CARD_MAX_MINOR,
+            initial_value_minor: DEMO_CARD_VALUE_MINOR,
+        };
+        kessai_center::issue::issue_card(&center, &req).await.context("issuing the demo card")?;
+    }
+    Ok(Prepared { dir, center, store, wallet, card_image })
+}
+
+/// Registers the mall (with its key and notify URL) and its members.
+async fn register_mall(center: &kessai_center::service::Center, store: &StoreConfig) -> anyhow::Result<()> {
+    let now = center.clock.now();
+    let mall = StoreRecord {
+        id: store.mall_id.clone(),
+        name: store.mall_name.clone(),
+        mall: None,
+        notify_url: Some(format!("{}/v1/completions", store.public_url)),
+        client_name: Some("kessai-mall".into()),
+        bank_account: None,
+    };
+    center.db.put_store(&mall, now).await?;
+    center.db.put_store_key(&store.mall_id, &mall_key(store)?.public(), Validity::always()).await?;
+    for m in &store.members {
+        let member = StoreRecord {
+            id: m.id.clone(),
+            name: m.name.clone(),
+            mall: Some(store.mall_id.clone()),
+            notify_url: None,
+            client_name: None,
+            bank_account: None,
+        };
+        center.db.put_store(&member, now).await?;
+    }
+    Ok(())
+}
+
+/// Runs the three parties until `stop` fires.
+pub async fn start(p: Prepared, stop: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
+    let center = Arc::new(kessai_center::app::open(&p.center).await?);
+    register_mall(&center, &p.store).await.context("registering the mall")?;
+    let center_listener = tokio::net::TcpListener::bind(p.center.listen)
+        .await
+        .with_context(|| format!("center on {}", p.center.listen))?;
+    let store_listener =
+        tokio::net::TcpListener::bind(p.store.listen).await.with_context(|| format!("store on {}", p.store.listen))?;
+    let until = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stopped| *stopped).await;
+    };
+    let center_config = p.center.clone();
+    let center_task = kessai_center::app::serve_on(&center_config, center, center_listener, until(stop.clone()));
+    let store_task = kessai_store::serve_on(p.store.clone(), store_listener, until(stop.clone()));
+    let wallet_task = kessai_wallet::run(p.wallet.clone(), until(stop));
+    tokio::try_join!(center_task, store_task, wallet_task)?;
+    Ok(())
+}
+
+pub fn run(dir: &Path, ports: Ports) -> anyhow::Result<()> {
+    kessai_http::init_json_logs("kessai-up");
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let p = prepare(dir, ports).await?;
+        let ca = p.dir.join("ca").join("ca.crt");
+        let balance = kessai_card::public_info(&std::fs::read(&p.card_image)?)?.balance_minor;
+        println!("kessai is up — data in {}", p.dir.display());
+        println!();
+        println!("  shop    {}/", p.store.public_url);
+        println!("  wallet  http://{}/   (card {DEMO_CARD_ID}, balance JPY {balance})", p.wallet.listen);
+        println!(
+            "  center  {}   (admin: kessai admin --center {} --ca-dir {})",
+            p.center.public_url,
+            p.center.public_url,
+            p.dir.join("ca").display()
+        );
+        println!(
+            "  wallet CLI: kessai wallet --config {} balance | history | pay BILL_URL",
+            p.dir.join("wallet.toml").display()
+        );
+        println!();
+        println!("  The parties use TLS from a local CA; let your browser trust {}", ca.display());
+        println!("  (or start Chromium with --ignore-certificate-errors for a quick look). Ctrl-C stops everything.");
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            crate::store::shutdown_signal().await;
+            let _ = tx.send(true);
+        });
+        start(p, rx).await
+    })
+}
