@@ -218,6 +218,10 @@ pub struct Settlement {
     pub created_at: Timestamp,
     pub deadline: Timestamp,
     pub outcome_reason: Option<String>,
+    /// A stable code for why it was voided: `insufficient_balance`,
+    /// `cancelled`, `not_applied`, `card_lost`.
+    #[serde(default)]
+    pub outcome_code: Option<String>,
 }
 
 /// What every step needs from its surroundings. Clock and randomness are
@@ -306,6 +310,7 @@ impl Settlement {
             created_at: ctx.now,
             deadline: ctx.now.checked_add_s(SETTLEMENT_TIMEOUT_S).unwrap_or(ctx.now),
             outcome_reason: None,
+            outcome_code: None,
         };
         Ok((settlement, begun.value))
     }
@@ -415,7 +420,7 @@ impl Settlement {
         self.balance_minor = Some(report.balance_minor);
         if report.balance_minor < self.bill.amount.amount_minor() {
             let amount = self.bill.amount;
-            self.void("insufficient balance");
+            self.void("insufficient_balance", "insufficient balance");
             return Ok((self, OfferOutcome::Insufficient { balance, amount }));
         }
         let debit = debit_command(&self.transfer_request());
@@ -507,10 +512,31 @@ impl Settlement {
         Ok(token)
     }
 
-    fn void(&mut self, reason: &str) {
+    fn void(&mut self, code: &str, reason: &str) {
         self.phase = Phase::Voided;
         self.scp = None;
+        self.outcome_code = Some(code.to_owned());
         self.outcome_reason = Some(reason.to_owned());
+    }
+
+    /// The same bill presented again before any DEBIT exists (a wallet that
+    /// restarted, a browser that posted twice): begin a fresh session so the
+    /// purchase can go on. After the DEBIT only recovery may touch it.
+    pub fn restart_session<R: Random + ?Sized>(
+        mut self,
+        ctx: &mut Context<'_, R>,
+    ) -> Result<(Settlement, CommandApdu), StepError> {
+        if !matches!(self.phase, Phase::Authenticating | Phase::ReadingBalance) {
+            return Err(StepError::OutOfOrder {
+                step: "restart",
+                phase: self.phase,
+                expected: "authenticating or reading_balance",
+            });
+        }
+        let begun = ctx.security.begin(&self.card_id, self.key_version, self.id.as_str(), ctx.rng)?;
+        self.scp = Some(begun.state);
+        self.phase = Phase::Authenticating;
+        Ok((self, begun.value))
     }
 
     /// The cardholder declined, or the wallet gave up, before any DEBIT was
@@ -519,7 +545,7 @@ impl Settlement {
     pub fn cancel(mut self, reason: &str) -> Result<Settlement, StepError> {
         match self.phase {
             Phase::Authenticating | Phase::ReadingBalance => {
-                self.void(reason);
+                self.void("cancelled", reason);
                 Ok(self)
             }
             phase => {
@@ -546,7 +572,7 @@ impl Settlement {
         if now <= self.deadline {
             return Err(StepError::BeforeDeadline { deadline: self.deadline });
         }
-        self.void(&format!("card reported lost: {reason}"));
+        self.void("card_lost", &format!("card reported lost: {reason}"));
         Ok(self)
     }
 
@@ -639,7 +665,7 @@ impl Settlement {
         if report.counter < before || (report.counter - before) as usize >= RECENT_TX_CAPACITY {
             return Err(StepError::Undecidable);
         }
-        self.void("the card reports the transaction was not applied");
+        self.void("not_applied", "the card reports the transaction was not applied");
         Ok((self, Resolution::Voided))
     }
 }

@@ -66,6 +66,10 @@ pub struct StepReply {
     /// Why a settlement ended voided.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The same as a stable code: `insufficient_balance`, `cancelled`,
+    /// `not_applied`, `card_lost`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason_code: Option<String>,
 }
 
 fn reply(s: &Settlement, apdus: &[CommandApdu]) -> StepReply {
@@ -77,6 +81,7 @@ fn reply(s: &Settlement, apdus: &[CommandApdu]) -> StepReply {
         completion: s.completion_token.clone(),
         balance_minor: s.balance_minor,
         reason: s.outcome_reason.clone(),
+        reason_code: s.outcome_code.clone(),
     }
 }
 
@@ -164,7 +169,19 @@ impl Center {
         match self.db.insert_settlement(&settlement, self.clock.now()).await? {
             None => Ok(reply(&settlement, &[init])),
             Some((existing, _)) if existing.card_id != card_id => Err(CenterError::BillInUse(existing.card_id)),
-            // The same bill again: answer with the settlement it opened.
+            // The same bill again before any DEBIT exists: a fresh session,
+            // so the purchase goes on. Later, the settlement as it stands.
+            Some((existing, _)) if matches!(existing.phase, Phase::Authenticating | Phase::ReadingBalance) => {
+                let id = existing.id.to_string();
+                self.step(
+                    &id,
+                    Box::new(|s, ctx| {
+                        let (settlement, init) = s.restart_session(ctx)?;
+                        Ok(Stepped { settlement, apdus: vec![init], effect: Effect::None })
+                    }),
+                )
+                .await
+            }
             Some((existing, _)) => Ok(reply(&existing, &[])),
         }
     }

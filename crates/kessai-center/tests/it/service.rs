@@ -102,9 +102,13 @@ async fn a_purchase_moves_value_once_and_the_books_agree_with_the_card() {
 
     let r = s.center.create(&token, card_id(1)).await.unwrap();
     assert_eq!(r.phase, Phase::Authenticating);
-    // A duplicate POST of the same bill answers with the same settlement.
+    // The same bill again before any DEBIT (a wallet that restarted): the
+    // same settlement, with a fresh session to go on with.
     let again = s.center.create(&token, card_id(1)).await.unwrap();
     assert_eq!(again.settlement_id, r.settlement_id);
+    assert_eq!(again.phase, Phase::Authenticating);
+    assert_eq!(again.apdus.len(), 1, "a new INITIALIZE UPDATE");
+    let r = again;
     let id = r.settlement_id.clone();
     let r = s.center.authenticate(&id, parse_answers(&relay(&mut card, &r)).unwrap()).await.unwrap();
     let r = s.center.offer(&id, parse_answers(&relay(&mut card, &r)).unwrap()).await.unwrap();
@@ -189,6 +193,8 @@ async fn insufficient_balance_and_cancel_leave_nothing_held() {
     let r = s.center.authenticate(&id, parse_answers(&relay(&mut card, &r)).unwrap()).await.unwrap();
     let r = s.center.offer(&id, parse_answers(&relay(&mut card, &r)).unwrap()).await.unwrap();
     assert_eq!(r.phase, Phase::Voided);
+    assert_eq!(r.reason_code.as_deref(), Some("insufficient_balance"));
+    assert_eq!(r.balance_minor, Some(1_000));
     assert!(r.apdus.is_empty() && r.offer.is_none());
     check_books(&s, 5, &mut card).await;
 
