@@ -17,13 +17,14 @@ use kessai_http::{HttpMetrics, HttpsClient, apply_standard_layers, ops_routes};
 use kessai_ledger::Ledger;
 use zeroize::Zeroizing;
 
+use crate::authorizer::Simulator;
 use crate::books::Books;
 use crate::config::CenterConfig;
 use crate::db::CenterDb;
 use crate::keystore::{self, Kek};
 use crate::security::SecurityServer;
 use crate::service::Center;
-use crate::{admin, api, delivery};
+use crate::{admin, api, charge_api, delivery};
 
 /// Timeout of one delivery attempt to a store.
 const DELIVERY_TIMEOUT_MS: u64 = 10_000;
@@ -127,6 +128,7 @@ pub async fn serve_on(
     let ready = Arc::new(AtomicBool::new(true));
     let router = api::routes(center.clone())
         .merge(admin::routes(center.clone(), config.tls.admin_name.clone()))
+        .merge(charge_api::routes(center.clone(), Arc::new(Simulator::new())))
         .merge(ops_routes(metrics.clone(), ready));
     let router = apply_standard_layers(router, &config.limits, &metrics);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -6,11 +6,17 @@
 //! | card float, one per card | `CardFloat` | debits must not exceed credits (a card cannot spend what the books do not show) |
 //! | store payable, one per paid store | `StorePayable` | — |
 //! | value issuance, one per currency | `CreditFunding` | — |
+//! | credit funding, one per currency (what the credit authorizer owes for captured charges) | `CreditFunding` | — |
 //!
 //! A purchase is a pending transfer card float → store payable when the
 //! sealed DEBIT is issued (id = the card transaction id), posted when the
 //! card confirms, voided when it provably did not happen. Pending purchase
 //! transfers have no timeout: only the card's answer settles them.
+//!
+//! A charge (value update) is the mirror image: a pending transfer credit
+//! funding → card float when the sealed CREDIT is issued (id = the card
+//! transaction id), posted when the card confirms (and the authorization is
+//! captured), voided when it provably did not happen.
 //!
 //! Account and follow-up transfer ids are derived with SHA-256 from a label
 //! and the business key, so every instance computes the same ids and a
@@ -27,6 +33,7 @@ use sha2::{Digest, Sha256};
 /// Transfer codes (the ledger's `code` field): what a transfer is for.
 pub const CODE_PURCHASE: u16 = 1;
 pub const CODE_ISSUE: u16 = 2;
+pub const CODE_CHARGE: u16 = 3;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -63,6 +70,11 @@ pub fn store_payable_id(store: &StoreId, currency: Currency) -> u128 {
 
 pub fn issuance_id(currency: Currency) -> u128 {
     derived_id("issuance", currency.code().as_bytes())
+}
+
+/// Where charges paid by credit card are funded from, per currency.
+pub fn credit_funding_id(currency: Currency) -> u128 {
+    derived_id("credit-funding", currency.code().as_bytes())
 }
 
 /// The one issuance transfer of a card's initial value.
@@ -192,6 +204,17 @@ impl Books {
     }
 
     async fn resolve(&self, tx: &TransactionId, amount: Money, post: bool, now_unix_s: u64) -> Result<(), BooksError> {
+        self.resolve_coded(tx, amount, post, CODE_PURCHASE, now_unix_s).await
+    }
+
+    async fn resolve_coded(
+        &self,
+        tx: &TransactionId,
+        amount: Money,
+        post: bool,
+        code: u16,
+        now_unix_s: u64,
+    ) -> Result<(), BooksError> {
         let pending = self.ledger.lookup_transfers(&[tx.as_u128()]).await?;
         let Some(p) = pending.first() else {
             return Err(BooksError::Refused { what: "resolving a hold", code: "pending_transfer_not_found" });
@@ -205,7 +228,7 @@ impl Books {
             pending_id: p.id,
             timeout_s: 0,
             user_data_128: 0,
-            code: CODE_PURCHASE,
+            code,
             flags: if post { TransferFlags::POST_PENDING } else { TransferFlags::VOID_PENDING },
         };
         self.transfer(t, if post { "posting" } else { "voiding" }, now_unix_s).await
@@ -228,6 +251,61 @@ impl Books {
         Ok(found
             .first()
             .map(|a| (a.credits_posted_minor.saturating_sub(a.debits_posted_minor), a.debits_pending_minor)))
+    }
+
+    /// The pending charge transfer, made when the sealed CREDIT is issued:
+    /// credit funding → card float.
+    pub async fn charge_hold(
+        &self,
+        tx: &TransactionId,
+        card: &CardId,
+        amount: Money,
+        now_unix_s: u64,
+    ) -> Result<(), BooksError> {
+        let c = ledger_currency(amount.currency())?;
+        let funding = NewAccount {
+            id: credit_funding_id(amount.currency()),
+            currency: c,
+            kind: AccountKind::CreditFunding,
+            flags: AccountFlags::default(),
+            user_data_128: 0,
+        };
+        self.ensure_accounts(&[funding], now_unix_s).await?;
+        let t = NewTransfer {
+            id: tx.as_u128(),
+            debit_account_id: credit_funding_id(amount.currency()),
+            credit_account_id: card_float_id(card),
+            amount_minor: amount.amount_minor(),
+            currency: c,
+            pending_id: 0,
+            timeout_s: 0,
+            user_data_128: 0,
+            code: CODE_CHARGE,
+            flags: TransferFlags::PENDING,
+        };
+        self.transfer(t, "the charge hold", now_unix_s).await
+    }
+
+    /// Posts the charge: the card confirmed the credit.
+    pub async fn charge_post(&self, tx: &TransactionId, amount: Money, now_unix_s: u64) -> Result<(), BooksError> {
+        self.resolve_coded(tx, amount, true, CODE_CHARGE, now_unix_s).await
+    }
+
+    /// Voids the charge: the card proved it never applied the credit.
+    pub async fn charge_void(&self, tx: &TransactionId, amount: Money, now_unix_s: u64) -> Result<(), BooksError> {
+        self.resolve_coded(tx, amount, false, CODE_CHARGE, now_unix_s).await
+    }
+
+    /// Credits pending on a card's float (charges whose CREDIT is out).
+    pub async fn card_credits_pending(&self, card: &CardId) -> Result<u64, BooksError> {
+        let found = self.ledger.lookup_accounts(&[card_float_id(card)]).await?;
+        Ok(found.first().map_or(0, |a| a.credits_pending_minor))
+    }
+
+    /// What the credit authorizer owes for captured charges (posted).
+    pub async fn credit_funding(&self, currency: Currency) -> Result<u64, BooksError> {
+        let found = self.ledger.lookup_accounts(&[credit_funding_id(currency)]).await?;
+        Ok(found.first().map_or(0, |a| a.debits_posted_minor.saturating_sub(a.credits_posted_minor)))
     }
 
     /// What the center owes a store (posted).

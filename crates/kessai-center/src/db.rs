@@ -22,6 +22,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
 
 use crate::purchase::{CardRecord, CardRegistryStatus, Phase, Settlement};
+use crate::value::{Charge, ChargePhase};
 
 /// Longest the center waits for a database connection.
 const ACQUIRE_TIMEOUT_MS: u64 = 5_000;
@@ -62,6 +63,10 @@ const SCHEMA: &[&str] = &[
         phase TEXT NOT NULL, record TEXT NOT NULL, version BIGINT NOT NULL,
         created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, UNIQUE (store, bill_id))",
     "CREATE INDEX IF NOT EXISTS center_settlements_card ON center_settlements (card_id, phase)",
+    "CREATE TABLE IF NOT EXISTS center_charges (
+        id TEXT PRIMARY KEY, card_id TEXT NOT NULL, phase TEXT NOT NULL, amount_minor BIGINT NOT NULL,
+        record TEXT NOT NULL, version BIGINT NOT NULL, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS center_charges_card ON center_charges (card_id, created_at)",
     "CREATE TABLE IF NOT EXISTS center_idempotency (
         key TEXT PRIMARY KEY, request_hash TEXT NOT NULL, status BIGINT NOT NULL,
         body TEXT NOT NULL, created_at BIGINT NOT NULL)",
@@ -394,6 +399,78 @@ impl CenterDb {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+}
+
+/// Charges (value updates), stored like settlements: the record as JSON,
+/// updated only by compare-and-set on its version. No payment card data is
+/// ever in a record (see [`crate::authorizer::PaymentCard`]).
+impl CenterDb {
+    pub async fn insert_charge(&self, c: &Charge, now: Timestamp) -> Result<(), DbError> {
+        let record = serde_json::to_string(c).map_err(corrupt)?;
+        sqlx::query(
+            "INSERT INTO center_charges (id, card_id, phase, amount_minor, record, version, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, 1, $6, $7)",
+        )
+        .bind(c.id.as_str().to_owned())
+        .bind(c.card_id.to_string())
+        .bind(c.phase.as_str().to_owned())
+        .bind(to_i64(c.amount.amount_minor())?)
+        .bind(record)
+        .bind(to_i64(c.created_at.unix_s())?)
+        .bind(to_i64(now.unix_s())?)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A charge and the version to name when updating it.
+    pub async fn charge(&self, id: &str) -> Result<Option<(Charge, i64)>, DbError> {
+        let row = sqlx::query("SELECT record, version FROM center_charges WHERE id = $1")
+            .bind(id.to_owned())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            let record: String = r.try_get("record")?;
+            let c: Charge = serde_json::from_str(&record).map_err(corrupt)?;
+            Ok((c, r.try_get("version")?))
+        })
+        .transpose()
+    }
+
+    /// Writes `c` if the row is still at `version`.
+    pub async fn update_charge(&self, c: &Charge, version: i64, now: Timestamp) -> Result<(), DbError> {
+        let record = serde_json::to_string(c).map_err(corrupt)?;
+        let done = sqlx::query(
+            "UPDATE center_charges SET phase = $1, record = $2, version = version + 1, updated_at = $3
+             WHERE id = $4 AND version = $5",
+        )
+        .bind(c.phase.as_str().to_owned())
+        .bind(record)
+        .bind(to_i64(now.unix_s())?)
+        .bind(c.id.as_str().to_owned())
+        .bind(version)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(DbError::Conflict);
+        }
+        Ok(())
+    }
+
+    /// What a card was charged since `since`, counting every charge not
+    /// voided (completed and pending alike).
+    pub async fn charged_since(&self, card: &CardId, since: Timestamp) -> Result<u64, DbError> {
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) AS total FROM center_charges
+             WHERE card_id = $1 AND created_at >= $2 AND phase <> $3",
+        )
+        .bind(card.to_string())
+        .bind(to_i64(since.unix_s())?)
+        .bind(ChargePhase::Voided.as_str().to_owned())
+        .fetch_one(&self.pool)
+        .await?;
+        to_u64(row.try_get("total")?)
     }
 }
 

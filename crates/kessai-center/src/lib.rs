@@ -10,7 +10,10 @@
 pub mod admin;
 pub mod api;
 pub mod app;
+pub mod authorizer;
 pub mod books;
+pub mod charge;
+pub mod charge_api;
 pub mod config;
 pub mod db;
 pub mod delivery;
@@ -21,3 +24,5 @@ pub mod purchase;
 
 pub mod security;
 pub mod service;
+pub mod value;
+pub mod value_check;

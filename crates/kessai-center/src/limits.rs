@@ -21,3 +21,20 @@ pub const MAX_SEALED_STATE_BYTES: usize = 1024;
 
 const _: () = assert!(OFFER_LIFETIME_S <= SETTLEMENT_TIMEOUT_S);
 const _: () = assert!(COMPLETION_LIFETIME_S <= kessai_core::limits::MAX_TOKEN_LIFETIME_S);
+
+/// How long a value update (SIG5) is valid: the wallet relays the CREDIT
+/// within it.
+pub const VALUE_UPDATE_LIFETIME_S: u64 = 10 * 60;
+
+/// Most value one card may be charged per UTC day, in the card's minor
+/// units (JPY 100,000), counting completed and pending charges.
+pub const DAILY_CHARGE_LIMIT_MINOR: u64 = 100_000;
+
+/// Smallest charge, in minor units.
+pub const MIN_CHARGE_MINOR: u64 = 1;
+
+/// Seconds in a UTC day (Unix time has no leap seconds).
+pub const DAY_S: u64 = 86_400;
+
+const _: () = assert!(VALUE_UPDATE_LIFETIME_S <= kessai_core::limits::MAX_TOKEN_LIFETIME_S);
+const _: () = assert!(MIN_CHARGE_MINOR >= 1 && MIN_CHARGE_MINOR <= DAILY_CHARGE_LIMIT_MINOR);

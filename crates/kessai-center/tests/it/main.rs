@@ -2,6 +2,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod api;
+mod charge;
+mod charge_api;
 mod db;
 mod purchase;
 mod service;

@@ -1,0 +1,407 @@
+//! Charges (value updates paid by credit card, DESIGN §5) on the
+//! application server. Creation checks every limit first, then asks the
+//! authorizer, then opens the charge. Each later step runs in the same
+//! fixed order as purchases: load → transition (pure, in [`crate::value`])
+//! → the effects (books and authorizer, both idempotent) → compare-and-set.
+//! A step that fails changes nothing stored; a step retried after a crash
+//! meets `exists` in the ledger, an already captured or voided
+//! authorization, and the same row version.
+
+use kessai_core::Money;
+use kessai_core::ids::{CardId, UpdateId};
+use kessai_core::random::OsRandom;
+use kessai_core::time::Timestamp;
+use kessai_scp03::{CommandApdu, ResponseApdu};
+use serde::Serialize;
+
+use kessai_core::messages::Reference;
+
+use crate::authorizer::{AuthFuture, AuthorizationRequest, Authorizer, AuthorizerError, PaymentCard};
+use crate::books::BooksError;
+use crate::db::DbError;
+use crate::limits::{DAILY_CHARGE_LIMIT_MINOR, DAY_S, MIN_CHARGE_MINOR};
+use crate::purchase::{CardRegistryStatus, Context, StepError};
+use crate::service::Center;
+use crate::value::{Charge, ChargeOffer, ChargePhase, ChargeResolution, ChargeStepError, NewCharge};
+
+/// Why a charge request was refused. The HTTP layer maps each to a status
+/// and a stable code.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChargeError {
+    #[error(transparent)]
+    Authorizer(#[from] AuthorizerError),
+    #[error("card {0} is not registered")]
+    UnknownCard(CardId),
+    #[error("no charge {0}")]
+    UnknownCharge(String),
+    #[error("amount {amount} is outside {min_minor}..={max_minor} minor units")]
+    AmountOutOfRange { amount: Money, min_minor: u64, max_minor: u64 },
+    #[error("the card holds or awaits {held_minor}; adding {amount} passes its maximum {max_minor}")]
+    OverMaxBalance { held_minor: u64, amount: Money, max_minor: u64 },
+    #[error("the card was charged {charged_minor} today; adding {amount} passes the daily limit {limit_minor}")]
+    OverDailyLimit { charged_minor: u64, amount: Money, limit_minor: u64 },
+    #[error("charge {0} exists for another card or amount")]
+    ChargeIdInUse(String),
+    #[error("APDU {0}")]
+    BadApdu(String),
+    #[error(transparent)]
+    Step(#[from] ChargeStepError),
+    #[error("the books refused the transfer: {0}")]
+    Books(#[from] BooksError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<StepError> for ChargeError {
+    fn from(e: StepError) -> Self {
+        ChargeError::Step(ChargeStepError::Card(e))
+    }
+}
+
+/// What a charge step answers to the wallet.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ChargeReply {
+    pub charge_id: String,
+    pub phase: ChargePhase,
+    /// Commands to relay to the card, in order, as hex.
+    pub apdus: Vec<String>,
+    pub amount: Money,
+    /// The authorizer's reference (SIG5 `funding_ref`).
+    pub funding_ref: String,
+    /// The value update (SIG5), while the sealed CREDIT is out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_update: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub balance_minor: Option<u64>,
+    /// The card's balance after the credit, from its sealed answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub balance_after_minor: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// `cancelled`, `over_max_balance`, `not_applied`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason_code: Option<String>,
+}
+
+/// Builds the reply for a charge as it stands.
+pub fn charge_reply(c: &Charge, apdus: &[CommandApdu]) -> ChargeReply {
+    ChargeReply {
+        charge_id: c.id.to_string(),
+        phase: c.phase,
+        apdus: apdus.iter().map(|a| hex::encode(a.to_bytes())).collect(),
+        amount: c.amount,
+        funding_ref: c.authorization.as_str().to_owned(),
+        value_update: if c.phase == ChargePhase::Offered { c.value_update_token.clone() } else { None },
+        balance_minor: c.balance_minor,
+        balance_after_minor: c.balance_after_minor,
+        reason: c.outcome_reason.clone(),
+        reason_code: c.outcome_code.clone(),
+    }
+}
+
+/// What `create_charge` is asked.
+#[derive(Debug)]
+pub struct ChargeRequest {
+    /// The charge's id. The API derives it from the Idempotency-Key, so a
+    /// create retried after a crash names the same charge: the authorizer
+    /// answers the same authorization and the stored charge is found.
+    pub id: UpdateId,
+    pub card_id: CardId,
+    pub amount: Money,
+    pub payment_card: PaymentCard,
+}
+
+/// For steps whose effect never reaches the authorizer.
+#[derive(Debug)]
+struct NoAuthorizer;
+
+impl Authorizer for NoAuthorizer {
+    fn authorize<'a>(&'a self, _: AuthorizationRequest<'a>) -> AuthFuture<'a, Reference> {
+        Box::pin(async { Err(AuthorizerError::Unavailable("not on this path".into())) })
+    }
+    fn capture<'a>(&'a self, _: &'a Reference, _: Money) -> AuthFuture<'a, ()> {
+        Box::pin(async { Err(AuthorizerError::Unavailable("not on this path".into())) })
+    }
+    fn void<'a>(&'a self, _: &'a Reference) -> AuthFuture<'a, ()> {
+        Box::pin(async { Err(AuthorizerError::Unavailable("not on this path".into())) })
+    }
+}
+
+type ChargeTransition<'a> =
+    Box<dyn FnOnce(Charge, &mut Context<'_, OsRandom>) -> Result<Stepped, ChargeStepError> + Send + 'a>;
+
+/// A transition's result and what must happen before it is stored.
+struct Stepped {
+    charge: Charge,
+    apdus: Vec<CommandApdu>,
+    effect: Effect,
+}
+
+enum Effect {
+    None,
+    /// The sealed CREDIT is leaving: hold the funding transfer.
+    Hold,
+    /// The card confirmed: post the transfer and capture the authorization.
+    Complete,
+    /// Not applied (or never issued): void the hold, if any, and the
+    /// authorization.
+    Void,
+}
+
+fn stepped(charge: Charge, apdus: Vec<CommandApdu>, effect: Effect) -> Result<Stepped, ChargeStepError> {
+    Ok(Stepped { charge, apdus, effect })
+}
+
+fn first(answers: &[ResponseApdu]) -> Result<&ResponseApdu, ChargeStepError> {
+    answers.first().ok_or(ChargeStepError::Card(StepError::WrongAnswerCount { expected: 1, got: 0 }))
+}
+
+impl Center {
+    fn charge_ctx<'a>(&'a self, rng: &'a mut OsRandom) -> Context<'a, OsRandom> {
+        Context {
+            security: &self.security,
+            center: &self.center_id,
+            center_key: &self.center_key,
+            now: self.clock.now(),
+            rng,
+        }
+    }
+
+    /// Every limit, before any authorization: card registered and active,
+    /// currency, amount range, the card's maximum balance (the books' float
+    /// plus credits already on their way), and the per-day charge limit.
+    async fn check_charge_limits(&self, request: &ChargeRequest) -> Result<crate::purchase::CardRecord, ChargeError> {
+        let card = self.db.card(&request.card_id).await?.ok_or(ChargeError::UnknownCard(request.card_id))?;
+        if card.status != CardRegistryStatus::Active {
+            return Err(StepError::CardNotActive(card.id).into());
+        }
+        let amount = request.amount;
+        if amount.currency() != card.currency {
+            return Err(StepError::CurrencyMismatch { bill: amount.currency(), card: card.currency }.into());
+        }
+        let max_minor = self.max_amount_minor.min(card.max_balance_minor).min(DAILY_CHARGE_LIMIT_MINOR);
+        if !(MIN_CHARGE_MINOR..=max_minor).contains(&amount.amount_minor()) {
+            return Err(ChargeError::AmountOutOfRange { amount, min_minor: MIN_CHARGE_MINOR, max_minor });
+        }
+        let float_minor = self.books.card_float(&card.id).await?.map_or(0, |(posted, _)| posted);
+        let held_minor = float_minor.saturating_add(self.books.card_credits_pending(&card.id).await?);
+        if held_minor.saturating_add(amount.amount_minor()) > card.max_balance_minor {
+            return Err(ChargeError::OverMaxBalance { held_minor, amount, max_minor: card.max_balance_minor });
+        }
+        let now = self.clock.now().unix_s();
+        let day_start = Timestamp::from_unix_s(now - now % DAY_S);
+        let charged_minor = self.db.charged_since(&card.id, day_start).await?;
+        if charged_minor.saturating_add(amount.amount_minor()) > DAILY_CHARGE_LIMIT_MINOR {
+            return Err(ChargeError::OverDailyLimit { charged_minor, amount, limit_minor: DAILY_CHARGE_LIMIT_MINOR });
+        }
+        Ok(card)
+    }
+
+    /// POST /v1/charges: limits, then the authorization, then the charge
+    /// and its INITIALIZE UPDATE. The payment card is dropped (and
+    /// zeroized) here; only the authorizer's reference is kept.
+    pub async fn create_charge(
+        &self,
+        authorizer: &dyn Authorizer,
+        request: ChargeRequest,
+    ) -> Result<ChargeReply, ChargeError> {
+        if let Some((existing, _)) = self.db.charge(request.id.as_str()).await? {
+            return self.resume_charge(existing, &request).await;
+        }
+        let card = self.check_charge_limits(&request).await?;
+        let mut rng = OsRandom;
+        let id = request.id.clone();
+        let auth = AuthorizationRequest {
+            card: &request.payment_card,
+            amount: request.amount,
+            charge_id: id.as_str(),
+            now: self.clock.now(),
+        };
+        let authorization = authorizer.authorize(auth).await?;
+        drop(request.payment_card);
+        let opened = {
+            let mut ctx = self.charge_ctx(&mut rng);
+            let input = NewCharge { id, card: &card, amount: request.amount, authorization: authorization.clone() };
+            Charge::create(&mut ctx, input)
+        };
+        let stored = match opened {
+            Ok((charge, init)) => self.db.insert_charge(&charge, self.clock.now()).await.map(|()| (charge, init)),
+            Err(e) => {
+                authorizer.void(&authorization).await?;
+                return Err(e.into());
+            }
+        };
+        match stored {
+            Ok((charge, init)) => Ok(charge_reply(&charge, &[init])),
+            Err(e) => {
+                // Not stored: release the reservation so nothing is left held.
+                authorizer.void(&authorization).await?;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The same create again (a crash after the charge was stored): before
+    /// any CREDIT exists, a fresh session so the wallet can go on; later,
+    /// the charge as it stands (the wallet then recovers).
+    async fn resume_charge(&self, existing: Charge, request: &ChargeRequest) -> Result<ChargeReply, ChargeError> {
+        if existing.card_id != request.card_id || existing.amount != request.amount {
+            return Err(ChargeError::ChargeIdInUse(existing.id.to_string()));
+        }
+        if !matches!(existing.phase, ChargePhase::Authenticating | ChargePhase::ReadingBalance) {
+            return Ok(charge_reply(&existing, &[]));
+        }
+        // The authorizer is not called on this path.
+        let t: ChargeTransition<'_> = Box::new(|c, ctx| {
+            let (charge, init) = c.restart_session(ctx)?;
+            stepped(charge, vec![init], Effect::None)
+        });
+        self.charge_step(&NoAuthorizer, existing.id.as_str(), t).await
+    }
+
+    async fn load_charge(&self, id: &str) -> Result<(Charge, i64), ChargeError> {
+        if UpdateId::parse(id).is_err() {
+            return Err(ChargeError::UnknownCharge(id.chars().take(64).collect()));
+        }
+        self.db.charge(id).await?.ok_or_else(|| ChargeError::UnknownCharge(id.to_owned()))
+    }
+
+    /// The stored charge, for status queries.
+    pub async fn charge(&self, id: &str) -> Result<Charge, ChargeError> {
+        Ok(self.load_charge(id).await?.0)
+    }
+
+    /// Load → transition → effects → compare-and-set.
+    async fn charge_step(
+        &self,
+        authorizer: &dyn Authorizer,
+        id: &str,
+        transition: ChargeTransition<'_>,
+    ) -> Result<ChargeReply, ChargeError> {
+        let (charge, version) = self.load_charge(id).await?;
+        let mut rng = OsRandom;
+        let stepped = {
+            let mut ctx = self.charge_ctx(&mut rng);
+            transition(charge, &mut ctx)?
+        };
+        let c = &stepped.charge;
+        let now = self.clock.now().unix_s();
+        match stepped.effect {
+            Effect::None => {}
+            Effect::Hold => {
+                self.books.open_card(&c.card_id, c.amount.currency(), now).await?;
+                self.books.charge_hold(&c.transaction_id, &c.card_id, c.amount, now).await?;
+            }
+            Effect::Complete => {
+                self.books.charge_post(&c.transaction_id, c.amount, now).await?;
+                authorizer.capture(&c.authorization, c.amount).await?;
+            }
+            Effect::Void => {
+                // A hold exists exactly when a CREDIT was sealed.
+                if c.command_hash.is_some() {
+                    self.books.charge_void(&c.transaction_id, c.amount, now).await?;
+                }
+                authorizer.void(&c.authorization).await?;
+            }
+        }
+        self.db.update_charge(c, version, self.clock.now()).await?;
+        Ok(charge_reply(c, &stepped.apdus))
+    }
+
+    pub async fn charge_authenticate(
+        &self,
+        authorizer: &dyn Authorizer,
+        id: &str,
+        answers: Vec<ResponseApdu>,
+    ) -> Result<ChargeReply, ChargeError> {
+        let t: ChargeTransition<'_> = Box::new(move |c, ctx| {
+            let (charge, apdus) = c.authenticate(ctx, first(&answers)?)?;
+            stepped(charge, apdus, Effect::None)
+        });
+        self.charge_step(authorizer, id, t).await
+    }
+
+    /// The balance step: SIG5 and the sealed CREDIT, with the funding held
+    /// in the books before the CREDIT leaves; or voided, over the maximum.
+    pub async fn charge_offer(
+        &self,
+        authorizer: &dyn Authorizer,
+        id: &str,
+        answers: Vec<ResponseApdu>,
+    ) -> Result<ChargeReply, ChargeError> {
+        let t: ChargeTransition<'_> = Box::new(move |c, ctx| match c.offer(ctx, &answers)? {
+            (charge, ChargeOffer::Offered { credit, .. }) => stepped(charge, vec![credit], Effect::Hold),
+            (charge, ChargeOffer::OverMaxBalance { .. }) => stepped(charge, vec![], Effect::Void),
+        });
+        self.charge_step(authorizer, id, t).await
+    }
+
+    pub async fn charge_complete(
+        &self,
+        authorizer: &dyn Authorizer,
+        id: &str,
+        answers: Vec<ResponseApdu>,
+    ) -> Result<ChargeReply, ChargeError> {
+        let t: ChargeTransition<'_> = Box::new(move |c, ctx| {
+            let charge = c.complete(ctx, first(&answers)?)?;
+            stepped(charge, vec![], Effect::Complete)
+        });
+        self.charge_step(authorizer, id, t).await
+    }
+
+    pub async fn charge_cancel(&self, authorizer: &dyn Authorizer, id: &str) -> Result<ChargeReply, ChargeError> {
+        let t: ChargeTransition<'_> = Box::new(|c, _| {
+            let charge = c.cancel("cancelled before the credit was issued")?;
+            stepped(charge, vec![], Effect::Void)
+        });
+        self.charge_step(authorizer, id, t).await
+    }
+
+    pub async fn charge_recover(&self, authorizer: &dyn Authorizer, id: &str) -> Result<ChargeReply, ChargeError> {
+        let t: ChargeTransition<'_> = Box::new(|c, ctx| {
+            let (charge, init) = c.begin_recovery(ctx)?;
+            stepped(charge, vec![init], Effect::None)
+        });
+        self.charge_step(authorizer, id, t).await
+    }
+
+    pub async fn charge_recover_authenticate(
+        &self,
+        authorizer: &dyn Authorizer,
+        id: &str,
+        answers: Vec<ResponseApdu>,
+    ) -> Result<ChargeReply, ChargeError> {
+        let t: ChargeTransition<'_> = Box::new(move |c, ctx| {
+            let (charge, apdus) = c.recovery_authenticate(ctx, first(&answers)?)?;
+            stepped(charge, apdus, Effect::None)
+        });
+        self.charge_step(authorizer, id, t).await
+    }
+
+    pub async fn charge_recover_status(
+        &self,
+        authorizer: &dyn Authorizer,
+        id: &str,
+        answers: Vec<ResponseApdu>,
+    ) -> Result<ChargeReply, ChargeError> {
+        let t: ChargeTransition<'_> = Box::new(move |c, ctx| match c.resolve(ctx, &answers)? {
+            (charge, ChargeResolution::Completed) => stepped(charge, vec![], Effect::Complete),
+            (charge, ChargeResolution::NeedsBalance { command }) => stepped(charge, vec![command], Effect::None),
+        });
+        self.charge_step(authorizer, id, t).await
+    }
+
+    pub async fn charge_recover_balance(
+        &self,
+        authorizer: &dyn Authorizer,
+        id: &str,
+        answers: Vec<ResponseApdu>,
+    ) -> Result<ChargeReply, ChargeError> {
+        let t: ChargeTransition<'_> = Box::new(move |c, ctx| {
+            let charge = c.resolve_balance(ctx, first(&answers)?)?;
+            stepped(charge, vec![], Effect::Void)
+        });
+        self.charge_step(authorizer, id, t).await
+    }
+}

@@ -1,0 +1,252 @@
+//! The charge routes (`/v1/charges`), beside the settlement routes of
+//! [`crate::api`]: the same error shape and the same Idempotency-Key rules.
+//!
+//! The create request carries payment card data. It is read into
+//! zeroizing buffers and handed to the authorizer only; the idempotency
+//! record's request hash covers the card id and the amount but not the card
+//! data, and no error message ever echoes the request body.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use kessai_core::Money;
+use kessai_core::digest::Sha256Digest;
+use kessai_core::ids::{CardId, UpdateId};
+use kessai_http::{ApiError, ErrorType};
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use crate::authorizer::{Authorizer, AuthorizerError, PaymentCard};
+use crate::charge::{ChargeError, ChargeReply, ChargeRequest, charge_reply};
+use crate::db::DbError;
+use crate::service::{Center, CenterError, parse_answers};
+use crate::value::ChargeStepError;
+
+/// Longest Idempotency-Key accepted (as for settlements).
+const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
+
+/// The center and the credit authorizer it charges through.
+#[derive(Debug, Clone)]
+pub struct ChargeState {
+    pub center: Arc<Center>,
+    pub authorizer: Arc<dyn Authorizer>,
+}
+
+/// The charge routes.
+pub fn routes(center: Arc<Center>, authorizer: Arc<dyn Authorizer>) -> Router {
+    Router::new()
+        .route("/v1/charges", post(create))
+        .route("/v1/charges/{id}", get(show))
+        .route("/v1/charges/{id}/authenticate", post(authenticate))
+        .route("/v1/charges/{id}/balance", post(balance))
+        .route("/v1/charges/{id}/complete", post(complete))
+        .route("/v1/charges/{id}/cancel", post(cancel))
+        .route("/v1/charges/{id}/recover", post(recover))
+        .route("/v1/charges/{id}/recover/authenticate", post(recover_authenticate))
+        .route("/v1/charges/{id}/recover/status", post(recover_status))
+        .route("/v1/charges/{id}/recover/balance", post(recover_balance))
+        .with_state(ChargeState { center, authorizer })
+}
+
+fn authorizer_error(e: AuthorizerError) -> ApiError {
+    let code = e.code();
+    let param = match e {
+        AuthorizerError::InvalidCardNumber => Some("card_number"),
+        AuthorizerError::BadExpiry => Some("expiry"),
+        AuthorizerError::BadCvc => Some("cvc"),
+        _ => None,
+    };
+    let (status, kind) = if param.is_some() {
+        (StatusCode::BAD_REQUEST, ErrorType::InvalidRequest)
+    } else if e.is_decline() {
+        (StatusCode::PAYMENT_REQUIRED, ErrorType::InvalidRequest)
+    } else if matches!(e, AuthorizerError::Unavailable(_)) {
+        (StatusCode::SERVICE_UNAVAILABLE, ErrorType::Unavailable)
+    } else {
+        (StatusCode::CONFLICT, ErrorType::Conflict)
+    };
+    let err = ApiError::new(status, kind, code, e.to_string());
+    match param {
+        Some(p) => err.with_param(p),
+        None => err,
+    }
+}
+
+/// Maps every refusal to a status and a stable code, never leaking internals.
+pub fn charge_api_error(e: ChargeError) -> ApiError {
+    use StatusCode as S;
+    let invalid = |code, msg: String| ApiError::new(S::UNPROCESSABLE_ENTITY, ErrorType::InvalidRequest, code, msg);
+    match e {
+        ChargeError::Authorizer(a) => authorizer_error(a),
+        ChargeError::UnknownCard(c) => crate::api::api_error(CenterError::UnknownCard(c)),
+        ChargeError::UnknownCharge(c) => ApiError::not_found("unknown_charge", format!("no charge {c}")),
+        e @ ChargeError::ChargeIdInUse(_) => {
+            ApiError::new(S::CONFLICT, ErrorType::Conflict, "charge_in_use", e.to_string())
+        }
+        e @ ChargeError::AmountOutOfRange { .. } => invalid("amount_out_of_range", e.to_string()).with_param("amount"),
+        e @ ChargeError::OverMaxBalance { .. } => invalid("over_max_balance", e.to_string()).with_param("amount"),
+        e @ ChargeError::OverDailyLimit { .. } => invalid("over_daily_limit", e.to_string()).with_param("amount"),
+        ChargeError::BadApdu(m) => {
+            ApiError::invalid("bad_apdu", format!("card answer refused: {m}")).with_param("responses")
+        }
+        e @ ChargeError::Step(ChargeStepError::OutOfOrder { .. }) => {
+            ApiError::new(S::CONFLICT, ErrorType::Conflict, "step_out_of_order", e.to_string())
+        }
+        ChargeError::Step(ChargeStepError::Card(s)) => crate::api::api_error(CenterError::Step(s)),
+        ChargeError::Books(b) => crate::api::api_error(CenterError::Books(b)),
+        ChargeError::Db(DbError::Conflict) => crate::api::api_error(CenterError::Db(DbError::Conflict)),
+        ChargeError::Db(d) => ApiError::internal(d),
+    }
+}
+
+/// `POST /v1/charges`. Card data fields are zeroized when dropped.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    card_id: String,
+    amount: Money,
+    card_number: Zeroizing<String>,
+    expiry: Zeroizing<String>,
+    cvc: Zeroizing<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnswersBody {
+    responses: Vec<String>,
+}
+
+/// Parses a body without echoing any of it: a serde message can quote
+/// the value it failed on, and this body may hold a card number.
+fn json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|_| ApiError::invalid("bad_json", "the request body is not a valid request"))
+}
+
+/// Runs `work` at most once per Idempotency-Key (see [`crate::api`]):
+/// `fingerprint` identifies the request without any secret in it.
+async fn idempotent<F>(center: &Center, headers: &HeaderMap, fingerprint: &[u8], work: F) -> Response
+where
+    F: std::future::Future<Output = Result<ChargeReply, ApiError>>,
+{
+    let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()) else {
+        return ApiError::invalid("idempotency_key_required", "every POST needs an Idempotency-Key header")
+            .with_param("Idempotency-Key")
+            .into_response();
+    };
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_BYTES || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return ApiError::invalid("bad_idempotency_key", "Idempotency-Key must be 1 to 128 printable characters")
+            .into_response();
+    }
+    let hash = Sha256Digest::of(fingerprint).to_string();
+    match center.db.idempotent_response(key).await {
+        Ok(Some((stored_hash, status, stored))) if stored_hash == hash => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            return (status, [("content-type", "application/json")], stored).into_response();
+        }
+        Ok(Some(_)) => {
+            return ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorType::InvalidRequest,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for a different request",
+            )
+            .into_response();
+        }
+        Ok(None) => {}
+        Err(e) => return ApiError::internal(e).into_response(),
+    }
+    let (status, text) = match work.await {
+        Ok(reply) => (StatusCode::OK, serde_json::to_string(&reply).unwrap_or_default()),
+        Err(e) => (e.status, e.to_json()),
+    };
+    if !status.is_server_error()
+        && status != StatusCode::CONFLICT
+        && let Err(e) = center.db.save_response(key, &hash, status.as_u16(), &text, center.clock.now()).await
+    {
+        return ApiError::internal(e).into_response();
+    }
+    (status, [("content-type", "application/json")], text).into_response()
+}
+
+async fn create(State(s): State<ChargeState>, headers: HeaderMap, body: Bytes) -> Response {
+    let b: CreateBody = match json(&body) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    // Card id and amount only: the card data stays out of the stored hash.
+    let fingerprint = format!("charge-create\n{}\n{}\n{}", b.card_id, b.amount.amount_minor(), b.amount.currency());
+    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let id = charge_id(key, fingerprint.as_bytes());
+    let work = async {
+        let id = id.map_err(ApiError::internal)?;
+        let card_id = CardId::parse(&b.card_id)
+            .map_err(|e| ApiError::invalid("bad_card_id", e.to_string()).with_param("card_id"))?;
+        let payment_card = PaymentCard::parse(&b.card_number, &b.expiry, &b.cvc).map_err(authorizer_error)?;
+        let request = ChargeRequest { id, card_id, amount: b.amount, payment_card };
+        s.center.create_charge(s.authorizer.as_ref(), request).await.map_err(charge_api_error)
+    };
+    idempotent(&s.center, &headers, fingerprint.as_bytes(), work).await
+}
+
+/// The charge id for a create request: `vup_` and the first 16 bytes of
+/// SHA-256 over the Idempotency-Key and the request's fingerprint, so the
+/// same request retried under the same key names the same charge.
+fn charge_id(key: &str, fingerprint: &[u8]) -> Result<UpdateId, kessai_core::ids::IdError> {
+    let digest = Sha256Digest::of(&[b"kessai-charge-id\0", key.as_bytes(), b"\0", fingerprint].concat());
+    UpdateId::parse(&format!("vup_{}", hex::encode(&digest.as_bytes()[..16])))
+}
+
+fn answers(body: &Bytes) -> Result<Vec<kessai_scp03::ResponseApdu>, ApiError> {
+    let b: AnswersBody = json(body)?;
+    parse_answers(&b.responses).map_err(|e| match e {
+        CenterError::BadApdu(m) => charge_api_error(ChargeError::BadApdu(m)),
+        other => crate::api::api_error(other),
+    })
+}
+
+macro_rules! answers_step {
+    ($name:ident, $method:ident) => {
+        async fn $name(
+            State(s): State<ChargeState>,
+            Path(id): Path<String>,
+            headers: HeaderMap,
+            body: Bytes,
+        ) -> Response {
+            let fingerprint = [format!("charge-{}/{}\n", stringify!($name), id).as_bytes(), &body[..]].concat();
+            let work = async {
+                let answers = answers(&body)?;
+                s.center.$method(s.authorizer.as_ref(), &id, answers).await.map_err(charge_api_error)
+            };
+            idempotent(&s.center, &headers, &fingerprint, work).await
+        }
+    };
+}
+
+answers_step!(authenticate, charge_authenticate);
+answers_step!(balance, charge_offer);
+answers_step!(complete, charge_complete);
+answers_step!(recover_authenticate, charge_recover_authenticate);
+answers_step!(recover_status, charge_recover_status);
+answers_step!(recover_balance, charge_recover_balance);
+
+async fn cancel(State(s): State<ChargeState>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    let fingerprint = [format!("charge-cancel/{id}\n").as_bytes(), &body[..]].concat();
+    let work = async { s.center.charge_cancel(s.authorizer.as_ref(), &id).await.map_err(charge_api_error) };
+    idempotent(&s.center, &headers, &fingerprint, work).await
+}
+
+async fn recover(State(s): State<ChargeState>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    let fingerprint = [format!("charge-recover/{id}\n").as_bytes(), &body[..]].concat();
+    let work = async { s.center.charge_recover(s.authorizer.as_ref(), &id).await.map_err(charge_api_error) };
+    idempotent(&s.center, &headers, &fingerprint, work).await
+}
+
+async fn show(State(s): State<ChargeState>, Path(id): Path<String>) -> Result<Json<ChargeReply>, ApiError> {
+    let c = s.center.charge(&id).await.map_err(charge_api_error)?;
+    Ok(Json(charge_reply(&c, &[])))
+}

@@ -1,0 +1,545 @@
+//! The value update (charge) of DESIGN §5 as a state machine over a
+//! persisted [`Charge`], like [`crate::purchase::Settlement`]: every
+//! transition takes the charge by value and returns the next one.
+//!
+//! ```text
+//! create (authorized) ──► Authenticating ──authenticate──► ReadingBalance ──offer──► Offered ──complete──► Completed
+//!                              │                              │                        │
+//!                            cancel                 cancel / over max balance      begin_recovery
+//!                              ▼                              ▼                        ▼
+//!                            Voided ◄────────────────────────┘            Recovering ──► RecoveringStatus ──► Completed
+//!                              ▲                                                              │
+//!                              └─────────────────────── resolve_balance ◄── RecoveringBalance ◄┘
+//! ```
+//!
+//! The same rule as purchases: once the sealed CREDIT has left the center
+//! (phase `Offered`), nothing voids the charge until the card itself says,
+//! inside a new secure session, that it did not apply it. Nothing is posted
+//! (or captured) without the card's sealed confirmation.
+
+use kessai_card::limits::RECENT_TX_CAPACITY;
+use kessai_card::protocol::{
+    BalanceReport, CardStatus as CardChipStatus, TransferKind, TransferRequest, TxId, TxResult, TxStatus,
+    credit_command, read_balance_command, transaction_status_command,
+};
+use kessai_core::Money;
+use kessai_core::digest::Sha256Digest;
+use kessai_core::ids::{CardId, MessageId, TransactionId, UpdateId};
+use kessai_core::jws::{Claims, JwsError};
+use kessai_core::messages::Reference;
+use kessai_core::messages::value_update::{self, Direction, ValueUpdate, ValueUpdateDraft};
+use kessai_core::random::Random;
+use kessai_core::time::Timestamp;
+use kessai_scp03::{ApduError, CommandApdu, ResponseApdu, StatusWord};
+use serde::{Deserialize, Serialize};
+
+use crate::limits::VALUE_UPDATE_LIFETIME_S;
+use crate::purchase::{CardRecord, CardRegistryStatus, Context, StepError};
+use crate::security::{SealedState, SecurityError};
+
+/// Where a charge stands. Stored as its snake_case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChargePhase {
+    /// Authorized; INITIALIZE UPDATE sent.
+    Authenticating,
+    /// EXTERNAL AUTHENTICATE and READ BALANCE sent.
+    ReadingBalance,
+    /// SIG5 signed and the sealed CREDIT handed out; the funding transfer
+    /// is pending in the books.
+    Offered,
+    /// A new session was begun to ask the card what happened.
+    Recovering,
+    /// TRANSACTION STATUS sent in the new session.
+    RecoveringStatus,
+    /// The card did not know the transaction; READ BALANCE sent.
+    RecoveringBalance,
+    /// The card confirmed the credit; captured and posted.
+    Completed,
+    /// Provably not applied; authorization and pending transfer voided.
+    Voided,
+}
+
+impl ChargePhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChargePhase::Authenticating => "authenticating",
+            ChargePhase::ReadingBalance => "reading_balance",
+            ChargePhase::Offered => "offered",
+            ChargePhase::Recovering => "recovering",
+            ChargePhase::RecoveringStatus => "recovering_status",
+            ChargePhase::RecoveringBalance => "recovering_balance",
+            ChargePhase::Completed => "completed",
+            ChargePhase::Voided => "voided",
+        }
+    }
+
+    /// Whether a sealed CREDIT may have reached the card.
+    pub fn credit_issued(self) -> bool {
+        matches!(
+            self,
+            ChargePhase::Offered
+                | ChargePhase::Recovering
+                | ChargePhase::RecoveringStatus
+                | ChargePhase::RecoveringBalance
+        )
+    }
+
+    /// Whether the charge has ended.
+    pub fn is_final(self) -> bool {
+        matches!(self, ChargePhase::Completed | ChargePhase::Voided)
+    }
+}
+
+/// Every way a charge step can be refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChargeStepError {
+    #[error("step {step} is not allowed while the charge is {phase:?}; expected {expected}")]
+    OutOfOrder { step: &'static str, phase: ChargePhase, expected: &'static str },
+    /// The card, the secure channel or signing refused (shared with purchases).
+    #[error(transparent)]
+    Card(#[from] StepError),
+}
+
+impl From<SecurityError> for ChargeStepError {
+    fn from(e: SecurityError) -> Self {
+        ChargeStepError::Card(StepError::Security(e))
+    }
+}
+
+impl From<JwsError> for ChargeStepError {
+    fn from(e: JwsError) -> Self {
+        ChargeStepError::Card(StepError::Signing(e))
+    }
+}
+
+impl From<ApduError> for ChargeStepError {
+    fn from(e: ApduError) -> Self {
+        ChargeStepError::Card(StepError::from(e))
+    }
+}
+
+/// A charge as stored. No payment card data: only the authorizer's reference.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Charge {
+    /// The update id (`vup_…`), also the charge's id.
+    pub id: UpdateId,
+    pub phase: ChargePhase,
+    pub card_id: CardId,
+    pub key_version: u8,
+    /// The card's maximum balance, from the registry at creation.
+    pub max_balance_minor: u64,
+    pub amount: Money,
+    /// The card transaction id inside the sealed CREDIT; also the pending
+    /// ledger transfer's id.
+    pub transaction_id: TransactionId,
+    /// The authorizer's reference (`auth_…`): the SIG5 `funding_ref`.
+    pub authorization: Reference,
+    pub scp: Option<SealedState>,
+    pub balance_minor: Option<u64>,
+    /// The card's counter when the balance was read: an applied CREDIT was
+    /// applied as counter + 1.
+    pub counter_at_offer: Option<u32>,
+    pub command_hash: Option<Sha256Digest>,
+    /// The signed value update (SIG5).
+    pub value_update_token: Option<String>,
+    pub card_counter: Option<u32>,
+    pub balance_after_minor: Option<u64>,
+    pub created_at: Timestamp,
+    pub outcome_reason: Option<String>,
+    /// Why it was voided: `cancelled`, `over_max_balance`, `not_applied`.
+    pub outcome_code: Option<String>,
+}
+
+fn expect(step: &'static str, phase: ChargePhase, expected: ChargePhase) -> Result<(), ChargeStepError> {
+    if phase != expected {
+        return Err(ChargeStepError::OutOfOrder { step, phase, expected: expected.as_str() });
+    }
+    Ok(())
+}
+
+fn ok(r: &ResponseApdu) -> Result<(), StepError> {
+    if r.sw() != StatusWord::from(0x9000u16) {
+        return Err(StepError::CardRefused(r.sw()));
+    }
+    Ok(())
+}
+
+fn exactly(answers: &[ResponseApdu], n: usize) -> Result<&[ResponseApdu], StepError> {
+    if answers.len() != n {
+        return Err(StepError::WrongAnswerCount { expected: n, got: answers.len() });
+    }
+    Ok(answers)
+}
+
+fn bad_answer(e: impl std::fmt::Display) -> StepError {
+    StepError::BadCardAnswer(e.to_string())
+}
+
+/// What `create` needs: the registered card, the authorized amount and the
+/// authorizer's reference. Limits were checked before the authorization.
+#[derive(Debug)]
+pub struct NewCharge<'b> {
+    pub id: UpdateId,
+    pub card: &'b CardRecord,
+    pub amount: Money,
+    pub authorization: Reference,
+}
+
+impl Charge {
+    /// Opens an authorized charge and returns the INITIALIZE UPDATE.
+    pub fn create<R: Random + ?Sized>(
+        ctx: &mut Context<'_, R>,
+        input: NewCharge<'_>,
+    ) -> Result<(Charge, CommandApdu), ChargeStepError> {
+        let card = input.card;
+        if card.status != CardRegistryStatus::Active {
+            return Err(StepError::CardNotActive(card.id).into());
+        }
+        if input.amount.currency() != card.currency {
+            return Err(StepError::CurrencyMismatch { bill: input.amount.currency(), card: card.currency }.into());
+        }
+        let begun = ctx.security.begin(&card.id, card.key_version, input.id.as_str(), ctx.rng)?;
+        let charge = Charge {
+            transaction_id: TransactionId::generate(ctx.rng),
+            id: input.id,
+            phase: ChargePhase::Authenticating,
+            card_id: card.id,
+            key_version: card.key_version,
+            max_balance_minor: card.max_balance_minor,
+            amount: input.amount,
+            authorization: input.authorization,
+            scp: Some(begun.state),
+            balance_minor: None,
+            counter_at_offer: None,
+            command_hash: None,
+            value_update_token: None,
+            card_counter: None,
+            balance_after_minor: None,
+            created_at: ctx.now,
+            outcome_reason: None,
+            outcome_code: None,
+        };
+        Ok((charge, begun.value))
+    }
+
+    fn sealed(&self) -> Result<&SealedState, ChargeStepError> {
+        self.scp.as_ref().ok_or(ChargeStepError::Card(StepError::Security(SecurityError::WrongPhase)))
+    }
+
+    /// Checks the card cryptogram; returns EXTERNAL AUTHENTICATE and a
+    /// sealed READ BALANCE.
+    pub fn authenticate<R: Random + ?Sized>(
+        mut self,
+        ctx: &mut Context<'_, R>,
+        answer: &ResponseApdu,
+    ) -> Result<(Charge, Vec<CommandApdu>), ChargeStepError> {
+        expect("authenticate", self.phase, ChargePhase::Authenticating)?;
+        let commands = self.open_session(ctx, answer, &read_balance_command())?;
+        self.phase = ChargePhase::ReadingBalance;
+        Ok((self, commands))
+    }
+
+    /// Card cryptogram, EXTERNAL AUTHENTICATE, then `then` sealed.
+    fn open_session<R: Random + ?Sized>(
+        &mut self,
+        ctx: &mut Context<'_, R>,
+        answer: &ResponseApdu,
+        then: &CommandApdu,
+    ) -> Result<Vec<CommandApdu>, ChargeStepError> {
+        ok(answer)?;
+        let sec = ctx.security;
+        let auth = sec.authenticate(&self.card_id, self.id.as_str(), self.sealed()?, answer, ctx.rng)?;
+        let next = sec.seal_command(&self.card_id, self.id.as_str(), &auth.state, then, ctx.rng)?;
+        self.scp = Some(next.state);
+        Ok(vec![auth.value, next.value])
+    }
+
+    /// Checks EXTERNAL AUTHENTICATE's answer and unseals the one after it.
+    fn sealed_answer<R: Random + ?Sized>(
+        &mut self,
+        ctx: &mut Context<'_, R>,
+        answers: &[ResponseApdu],
+    ) -> Result<ResponseApdu, ChargeStepError> {
+        let answers = exactly(answers, 2)?;
+        ok(&answers[0])?;
+        let sec = ctx.security;
+        sec.check_external_authenticate(&self.card_id, self.id.as_str(), self.sealed()?, &answers[0])?;
+        self.unseal(ctx, &answers[1])
+    }
+
+    fn unseal<R: Random + ?Sized>(
+        &mut self,
+        ctx: &mut Context<'_, R>,
+        wire: &ResponseApdu,
+    ) -> Result<ResponseApdu, ChargeStepError> {
+        let opened = ctx.security.unseal_response(&self.card_id, self.id.as_str(), self.sealed()?, wire, ctx.rng)?;
+        self.scp = Some(opened.state);
+        Ok(opened.value)
+    }
+
+    fn balance_report(&self, answer: &ResponseApdu) -> Result<BalanceReport, StepError> {
+        ok(answer)?;
+        let report = BalanceReport::parse(answer.data()).map_err(bad_answer)?;
+        if report.card_id.0 != *self.card_id.as_bytes() {
+            return Err(bad_answer("balance report names another card"));
+        }
+        if report.currency.as_str() != self.amount.currency().code() {
+            return Err(bad_answer("balance report in another currency"));
+        }
+        Ok(report)
+    }
+
+    /// The transfer request the sealed CREDIT carries. Counterpart: the
+    /// first 8 bytes of SHA-256(authorization reference); order reference:
+    /// the first 16 bytes of SHA-256(update id) — so the card's log names
+    /// the funding and the update.
+    pub fn transfer_request(&self) -> TransferRequest {
+        let funding = Sha256Digest::of(self.authorization.as_str().as_bytes());
+        let update = Sha256Digest::of(self.id.as_str().as_bytes());
+        let mut counterpart = [0u8; 8];
+        counterpart.copy_from_slice(&funding.as_bytes()[..8]);
+        let mut order_ref = [0u8; 16];
+        order_ref.copy_from_slice(&update.as_bytes()[..16]);
+        TransferRequest {
+            tx_id: TxId(*self.transaction_id.as_bytes()),
+            amount_minor: self.amount.amount_minor(),
+            counterpart,
+            order_ref,
+            time_unix_s: self.created_at.unix_s(),
+        }
+    }
+
+    /// Reads the sealed balance; if the credit fits under the card's
+    /// maximum, seals the CREDIT and signs the value update (SIG5).
+    /// Otherwise the charge is voided — safe, no CREDIT was ever issued.
+    pub fn offer<R: Random + ?Sized>(
+        mut self,
+        ctx: &mut Context<'_, R>,
+        answers: &[ResponseApdu],
+    ) -> Result<(Charge, ChargeOffer), ChargeStepError> {
+        expect("offer", self.phase, ChargePhase::ReadingBalance)?;
+        let plain = self.sealed_answer(ctx, answers)?;
+        let report = self.balance_report(&plain)?;
+        if report.status != CardChipStatus::Active {
+            return Err(StepError::CardNotActive(self.card_id).into());
+        }
+        self.balance_minor = Some(report.balance_minor);
+        let currency = self.amount.currency();
+        let before = Money::new(report.balance_minor, currency).map_err(bad_answer)?;
+        let after = before.checked_add(&self.amount).ok().filter(|a| a.amount_minor() <= report.max_balance_minor);
+        let Some(after) = after else {
+            self.void("over_max_balance", "the credit would take the card over its maximum balance");
+            return Ok((self, ChargeOffer::OverMaxBalance { balance: before }));
+        };
+        let credit = credit_command(&self.transfer_request());
+        let next = ctx.security.seal_command(&self.card_id, self.id.as_str(), self.sealed()?, &credit, ctx.rng)?;
+        self.scp = Some(next.state);
+        let wire = next.value;
+        let command_hash = Sha256Digest::of(&wire.to_bytes());
+        let token = self.sign_value_update(ctx, before, after, command_hash)?;
+        self.counter_at_offer = Some(report.counter);
+        self.command_hash = Some(command_hash);
+        self.value_update_token = Some(token.clone());
+        self.phase = ChargePhase::Offered;
+        Ok((self, ChargeOffer::Offered { value_update: token, credit: wire }))
+    }
+
+    fn sign_value_update<R: Random + ?Sized>(
+        &self,
+        ctx: &mut Context<'_, R>,
+        before: Money,
+        after: Money,
+        command_hash: Sha256Digest,
+    ) -> Result<String, ChargeStepError> {
+        let update = ValueUpdate::new(ValueUpdateDraft {
+            update_id: self.id.clone(),
+            card_id: self.card_id,
+            transaction_id: self.transaction_id,
+            direction: Direction::Credit,
+            amount: self.amount,
+            balance_before: before,
+            balance_after: after,
+            funding_ref: self.authorization.clone(),
+            command_hash,
+        })
+        .map_err(|e| StepError::Signing(e.into()))?;
+        let claims =
+            Claims::for_lifetime(ctx.center.clone(), MessageId::generate(ctx.rng), ctx.now, VALUE_UPDATE_LIFETIME_S)?;
+        Ok(value_update::sign(&claims, &update, ctx.center_key)?)
+    }
+
+    /// Checks the card's sealed answer to CREDIT. An answer that does not
+    /// prove the credit leaves the charge `Offered`, for recovery.
+    pub fn complete<R: Random + ?Sized>(
+        mut self,
+        ctx: &mut Context<'_, R>,
+        answer: &ResponseApdu,
+    ) -> Result<Charge, ChargeStepError> {
+        expect("complete", self.phase, ChargePhase::Offered)?;
+        let plain = self.unseal(ctx, answer)?;
+        ok(&plain)?;
+        let TxStatus::Applied(result) = TxStatus::parse(plain.data()).map_err(bad_answer)? else {
+            return Err(StepError::WrongTransaction.into());
+        };
+        self.finish(&result)?;
+        Ok(self)
+    }
+
+    fn finish(&mut self, result: &TxResult) -> Result<(), StepError> {
+        if result.tx_id.0 != *self.transaction_id.as_bytes()
+            || result.kind != TransferKind::Credit
+            || result.amount_minor != self.amount.amount_minor()
+        {
+            return Err(StepError::WrongTransaction);
+        }
+        self.card_counter = Some(result.counter);
+        self.balance_after_minor = Some(result.balance_after_minor);
+        self.scp = None;
+        self.phase = ChargePhase::Completed;
+        Ok(())
+    }
+
+    fn void(&mut self, code: &str, reason: &str) {
+        self.phase = ChargePhase::Voided;
+        self.scp = None;
+        self.outcome_code = Some(code.to_owned());
+        self.outcome_reason = Some(reason.to_owned());
+    }
+
+    /// The same create presented again before any CREDIT exists (a wallet
+    /// or center that restarted): begin a fresh session.
+    pub fn restart_session<R: Random + ?Sized>(
+        mut self,
+        ctx: &mut Context<'_, R>,
+    ) -> Result<(Charge, CommandApdu), ChargeStepError> {
+        if !matches!(self.phase, ChargePhase::Authenticating | ChargePhase::ReadingBalance) {
+            return Err(ChargeStepError::OutOfOrder {
+                step: "restart",
+                phase: self.phase,
+                expected: "authenticating or reading_balance",
+            });
+        }
+        let begun = ctx.security.begin(&self.card_id, self.key_version, self.id.as_str(), ctx.rng)?;
+        self.scp = Some(begun.state);
+        self.phase = ChargePhase::Authenticating;
+        Ok((self, begun.value))
+    }
+
+    /// The wallet gave up before any CREDIT was issued: void at once.
+    pub fn cancel(mut self, reason: &str) -> Result<Charge, ChargeStepError> {
+        match self.phase {
+            ChargePhase::Authenticating | ChargePhase::ReadingBalance => {
+                self.void("cancelled", reason);
+                Ok(self)
+            }
+            phase => Err(ChargeStepError::OutOfOrder {
+                step: "cancel",
+                phase,
+                expected: "authenticating or reading_balance",
+            }),
+        }
+    }
+
+    /// Starts a new secure session to ask the card about the CREDIT (which
+    /// also ends the old session, so the old CREDIT can never apply later).
+    pub fn begin_recovery<R: Random + ?Sized>(
+        mut self,
+        ctx: &mut Context<'_, R>,
+    ) -> Result<(Charge, CommandApdu), ChargeStepError> {
+        if !self.phase.credit_issued() {
+            return Err(ChargeStepError::OutOfOrder {
+                step: "recover",
+                phase: self.phase,
+                expected: "offered or recovering",
+            });
+        }
+        let begun = ctx.security.begin(&self.card_id, self.key_version, self.id.as_str(), ctx.rng)?;
+        self.scp = Some(begun.state);
+        self.phase = ChargePhase::Recovering;
+        Ok((self, begun.value))
+    }
+
+    /// EXTERNAL AUTHENTICATE and a sealed TRANSACTION STATUS.
+    pub fn recovery_authenticate<R: Random + ?Sized>(
+        mut self,
+        ctx: &mut Context<'_, R>,
+        answer: &ResponseApdu,
+    ) -> Result<(Charge, Vec<CommandApdu>), ChargeStepError> {
+        expect("recovery_authenticate", self.phase, ChargePhase::Recovering)?;
+        let tx = TxId(*self.transaction_id.as_bytes());
+        let commands = self.open_session(ctx, answer, &transaction_status_command(&tx))?;
+        self.phase = ChargePhase::RecoveringStatus;
+        Ok((self, commands))
+    }
+
+    /// Applied → completed; unknown → one more sealed READ BALANCE.
+    pub fn resolve<R: Random + ?Sized>(
+        mut self,
+        ctx: &mut Context<'_, R>,
+        answers: &[ResponseApdu],
+    ) -> Result<(Charge, ChargeResolution), ChargeStepError> {
+        expect("resolve", self.phase, ChargePhase::RecoveringStatus)?;
+        let plain = self.sealed_answer(ctx, answers)?;
+        ok(&plain)?;
+        match TxStatus::parse(plain.data()).map_err(bad_answer)? {
+            TxStatus::Applied(result) => {
+                self.finish(&result)?;
+                Ok((self, ChargeResolution::Completed))
+            }
+            TxStatus::Unknown(id) if id.0 == *self.transaction_id.as_bytes() => {
+                let sec = ctx.security;
+                let next = sec.seal_command(
+                    &self.card_id,
+                    self.id.as_str(),
+                    self.sealed()?,
+                    &read_balance_command(),
+                    ctx.rng,
+                )?;
+                self.scp = Some(next.state);
+                self.phase = ChargePhase::RecoveringBalance;
+                Ok((self, ChargeResolution::NeedsBalance { command: next.value }))
+            }
+            TxStatus::Unknown(_) => Err(StepError::WrongTransaction.into()),
+        }
+    }
+
+    /// The card did not know the transaction. If fewer transactions than it
+    /// remembers happened since the offer, it was never applied: void.
+    pub fn resolve_balance<R: Random + ?Sized>(
+        mut self,
+        ctx: &mut Context<'_, R>,
+        answer: &ResponseApdu,
+    ) -> Result<Charge, ChargeStepError> {
+        expect("resolve_balance", self.phase, ChargePhase::RecoveringBalance)?;
+        let plain = self.unseal(ctx, answer)?;
+        // A card blocked since the offer can still tell us what happened.
+        let report = self.balance_report(&plain)?;
+        let before = self.counter_at_offer.ok_or(StepError::Undecidable)?;
+        if report.counter < before || (report.counter - before) as usize >= RECENT_TX_CAPACITY {
+            return Err(StepError::Undecidable.into());
+        }
+        self.void("not_applied", "the card reports the credit was not applied");
+        Ok(self)
+    }
+}
+
+/// What `offer` produced.
+#[derive(Debug)]
+pub enum ChargeOffer {
+    /// The value update (SIG5) and the sealed CREDIT for the wallet.
+    Offered { value_update: String, credit: CommandApdu },
+    /// The card holds too much for this credit; the charge is voided.
+    OverMaxBalance { balance: Money },
+}
+
+/// What a recovery step decided.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ChargeResolution {
+    Completed,
+    /// Relay this sealed READ BALANCE and call `resolve_balance`.
+    NeedsBalance {
+        command: CommandApdu,
+    },
+}

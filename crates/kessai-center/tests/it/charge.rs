@@ -1,0 +1,491 @@
+//! Charges (value updates paid by credit card) as labelled scenarios: the
+//! center over real SQLite storage and ledger, the built-in authorizer
+//! simulator, and a real emulated card behind a wallet that only relays.
+//! After every scenario the books agree with the card and the ledger's
+//! invariants hold.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use kessai_card::terminal::Terminal;
+use kessai_center::authorizer::{AuthorizationState, Authorizer, AuthorizerError, PaymentCard, Simulator};
+use kessai_center::books::Books;
+use kessai_center::charge::{ChargeError, ChargeReply, ChargeRequest};
+use kessai_center::db::CenterDb;
+use kessai_center::security::{SecurityServer, StateKey};
+use kessai_center::service::{Center, parse_answers};
+use kessai_center::value::{ChargePhase, ChargeStepError};
+use kessai_center::value_check::{ExpectedCredit, ValueUpdateRefused, verify_value_update};
+use kessai_core::digest::Sha256Digest;
+use kessai_core::ids::{PartyId, UpdateId};
+use kessai_core::jws::JwsError;
+use kessai_core::keys::{KeyDirectory, SigningKey, Validity};
+use kessai_core::messages::value_update::Direction;
+use kessai_core::random::{OsRandom, SeededRandom};
+use kessai_core::samples;
+use kessai_core::time::FixedClock;
+use kessai_core::{Currency, Money};
+use kessai_scp03::{CommandApdu, ResponseApdu};
+
+use crate::world::{CardReader, KVN, NOW, balance_of, card_id, funded_card, masters, record};
+
+const APPROVE: &str = "4242424242424242";
+
+/// A center over files that outlive it, so a test can "crash" it (drop
+/// every in-memory thing) and open a new instance on the same storage.
+struct Charging {
+    dir: tempfile::TempDir,
+    center: Center,
+    sim: Arc<Simulator>,
+}
+
+async fn open_center(dir: &std::path::Path) -> Center {
+    let db = CenterDb::open(&format!("sqlite:{}", dir.join("center.db").display())).await.unwrap();
+    let ledger = kessai_ledger::Ledger::open_sqlite(dir.join("ledger.db")).await.unwrap();
+    Center {
+        db,
+        books: Books::new(ledger),
+        security: SecurityServer::new(BTreeMap::from([(KVN, masters(0x40))]), StateKey::from_bytes([7; 32])),
+        center_id: PartyId::parse(samples::CENTER).unwrap(),
+        center_key: SigningKey::generate(&mut SeededRandom::new(55)),
+        clock: Arc::new(FixedClock::new(NOW)),
+        max_amount_minor: 1_000_000,
+        outcomes: Default::default(),
+    }
+}
+
+impl Charging {
+    async fn new() -> Charging {
+        let dir = tempfile::tempdir().unwrap();
+        let center = open_center(dir.path()).await;
+        Charging { dir, center, sim: Arc::new(Simulator::new()) }
+    }
+
+    /// A crash: every in-memory thing of the center is dropped and a new
+    /// instance opens the same database and ledger. (The authorizer is
+    /// another party; it keeps its authorizations.)
+    async fn restart(&mut self) {
+        self.center.db.close().await;
+        self.center = open_center(self.dir.path()).await;
+    }
+
+    async fn register(&self, n: u8, funded: u64) {
+        self.center.db.put_card(&record(n), NOW).await.unwrap();
+        self.center.books.open_card(&card_id(n), Currency::JPY, NOW.unix_s()).await.unwrap();
+        if funded > 0 {
+            let amount = Money::new(funded, Currency::JPY).unwrap();
+            self.center.books.issue(u128::from(n) + 5000, &card_id(n), amount, NOW.unix_s()).await.unwrap();
+        }
+    }
+
+    async fn create(&self, n: u8, amount: u64, number: &str) -> Result<ChargeReply, ChargeError> {
+        let request = ChargeRequest {
+            id: UpdateId::generate(&mut OsRandom),
+            card_id: card_id(n),
+            amount: jpy(amount),
+            payment_card: PaymentCard::parse(number, "12/30", "123").unwrap(),
+        };
+        self.center.create_charge(self.sim.as_ref(), request).await
+    }
+
+    fn center_keys(&self) -> KeyDirectory {
+        let mut k = KeyDirectory::new();
+        k.insert(self.center.center_id.clone(), self.center.center_key.public(), Validity::always()).unwrap();
+        k
+    }
+
+    fn auth_state(&self, reference: &str) -> AuthorizationState {
+        self.sim.authorizations().into_iter().find(|a| a.reference.as_str() == reference).unwrap().state
+    }
+
+    /// The books' float equals the card's balance, nothing held, and the
+    /// ledger's invariants hold.
+    async fn check_books(&self, n: u8, card: &mut Terminal<CardReader>) {
+        self.center.books.ledger().check().await.unwrap();
+        let (float, held) = self.center.books.card_float(&card_id(n)).await.unwrap().unwrap();
+        let credits_pending = self.center.books.card_credits_pending(&card_id(n)).await.unwrap();
+        assert_eq!((float, held, credits_pending), (balance_of(card), 0, 0), "books follow the card");
+    }
+}
+
+fn jpy(minor: u64) -> Money {
+    Money::new(minor, Currency::JPY).unwrap()
+}
+
+fn commands(reply: &ChargeReply) -> Vec<CommandApdu> {
+    reply.apdus.iter().map(|h| CommandApdu::parse(&hex::decode(h).unwrap()).unwrap()).collect()
+}
+
+/// The wallet relays the reply's commands and returns the card's answers.
+fn relay(card: &mut Terminal<CardReader>, reply: &ChargeReply) -> Vec<ResponseApdu> {
+    let hex: Vec<String> =
+        commands(reply).iter().map(|c| hex::encode(crate::world::relay(card, c).to_bytes())).collect();
+    parse_answers(&hex).unwrap()
+}
+
+/// create → authenticate → balance: the reply carrying SIG5 and the CREDIT.
+async fn to_offer(c: &Charging, card: &mut Terminal<CardReader>, n: u8, amount: u64) -> ChargeReply {
+    let sim = c.sim.as_ref();
+    let r = c.create(n, amount, APPROVE).await.unwrap();
+    let id = r.charge_id.clone();
+    let r = c.center.charge_authenticate(sim, &id, relay(card, &r)).await.unwrap();
+    let r = c.center.charge_offer(sim, &id, relay(card, &r)).await.unwrap();
+    assert_eq!(r.phase, ChargePhase::Offered, "{r:?}");
+    r
+}
+
+/// Recovery in a new session, to its end.
+async fn recover(c: &Charging, card: &mut Terminal<CardReader>, id: &str) -> ChargeReply {
+    let sim = c.sim.as_ref();
+    let r = c.center.charge_recover(sim, id).await.unwrap();
+    let r = c.center.charge_recover_authenticate(sim, id, relay(card, &r)).await.unwrap();
+    let mut r = c.center.charge_recover_status(sim, id, relay(card, &r)).await.unwrap();
+    if r.phase == ChargePhase::RecoveringBalance {
+        r = c.center.charge_recover_balance(sim, id, relay(card, &r)).await.unwrap();
+    }
+    r
+}
+
+#[tokio::test]
+async fn happy_path_adds_value_captures_and_posts() {
+    let c = Charging::new().await;
+    c.register(1, 20_000).await;
+    let mut card = funded_card(1, 20_000);
+    let sim = c.sim.as_ref();
+
+    // step 1: limits, then the authorization, then INITIALIZE UPDATE.
+    let r = c.create(1, 5_000, APPROVE).await.unwrap();
+    assert_eq!(r.phase, ChargePhase::Authenticating);
+    assert!(r.funding_ref.starts_with("auth_"), "{}", r.funding_ref);
+    assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Authorized);
+    let id = r.charge_id.clone();
+    assert!(id.starts_with("vup_"));
+    // step 2: EXTERNAL AUTHENTICATE + sealed READ BALANCE.
+    let r = c.center.charge_authenticate(sim, &id, relay(&mut card, &r)).await.unwrap();
+    assert_eq!((r.phase, r.apdus.len()), (ChargePhase::ReadingBalance, 2));
+    // step 3: SIG5 and the sealed CREDIT; the funding is held in the books.
+    let r = c.center.charge_offer(sim, &id, relay(&mut card, &r)).await.unwrap();
+    assert_eq!(r.phase, ChargePhase::Offered);
+    let credit = commands(&r).remove(0);
+    assert_eq!(credit.to_bytes()[..2], [0x84, 0x34], "a sealed CREDIT");
+    assert_eq!(c.center.books.card_credits_pending(&card_id(1)).await.unwrap(), 5_000);
+    assert_eq!(balance_of(&mut card), 20_000, "nothing credited before the wallet relays");
+    // step 4: the wallet checks SIG5 against the card, the amount and the command.
+    let token = r.value_update.clone().unwrap();
+    let mut seen = BTreeSet::new();
+    let expected =
+        ExpectedCredit { update_id: &id, card_id: card_id(1), amount: jpy(5_000), command: &credit.to_bytes() };
+    let v = verify_value_update(&token, &c.center_keys(), &FixedClock::new(NOW), expected, &mut |j| {
+        !seen.insert(j.to_owned())
+    })
+    .unwrap();
+    let v = v.message();
+    assert_eq!(v.direction(), Direction::Credit);
+    assert_eq!((v.balance_before(), v.balance_after(), v.amount()), (jpy(20_000), jpy(25_000), jpy(5_000)));
+    assert_eq!(v.command_hash(), Sha256Digest::of(&credit.to_bytes()));
+    assert_eq!(v.funding_ref().as_str(), r.funding_ref);
+    assert_eq!(v.card_id(), card_id(1));
+    // step 5: the card credits; the center checks the sealed answer, posts, captures.
+    let done = c.center.charge_complete(sim, &id, relay(&mut card, &r)).await.unwrap();
+    assert_eq!(done.phase, ChargePhase::Completed);
+    assert_eq!(done.balance_after_minor, Some(25_000));
+    assert_eq!(balance_of(&mut card), 25_000);
+    assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Captured);
+    assert_eq!(c.center.books.credit_funding(Currency::JPY).await.unwrap(), 5_000);
+    c.check_books(1, &mut card).await;
+}
+
+#[tokio::test]
+async fn each_decline_changes_nothing() {
+    let c = Charging::new().await;
+    c.register(2, 1_000).await;
+    let mut card = funded_card(2, 1_000);
+    for (number, code) in [
+        ("4000000000000002", "card_declined"),
+        ("4000000000009995", "insufficient_funds"),
+        ("4000000000000069", "expired_card"),
+        ("4000000000000119", "processing_error"),
+    ] {
+        let err = c.create(2, 5_000, number).await.unwrap_err();
+        let ChargeError::Authorizer(a) = &err else { panic!("{number}: {err}") };
+        assert_eq!(a.code(), code, "{number}");
+    }
+    // A typo fails the Luhn check before anything is asked.
+    let typo = PaymentCard::parse("4242424242424241", "12/30", "123").unwrap_err();
+    assert_eq!((typo.clone(), typo.code()), (AuthorizerError::InvalidCardNumber, "invalid_card_number"));
+    // An expiry month already over is expired too.
+    let old = PaymentCard::parse(APPROVE, "01/20", "123").unwrap();
+    let request = ChargeRequest {
+        id: UpdateId::generate(&mut OsRandom),
+        card_id: card_id(2),
+        amount: jpy(5_000),
+        payment_card: old,
+    };
+    let err = c.center.create_charge(c.sim.as_ref(), request).await.unwrap_err();
+    assert!(matches!(err, ChargeError::Authorizer(AuthorizerError::ExpiredCard)), "{err}");
+    assert!(c.sim.authorizations().is_empty(), "no authorization held");
+    assert_eq!(balance_of(&mut card), 1_000);
+    c.check_books(2, &mut card).await;
+}
+
+#[tokio::test]
+async fn limits_are_checked_before_any_authorization() {
+    let c = Charging::new().await;
+    // Card max balance is 100,000: 90,000 on it, 20,000 more is too much.
+    c.register(3, 90_000).await;
+    let err = c.create(3, 20_000, APPROVE).await.unwrap_err();
+    assert!(matches!(err, ChargeError::OverMaxBalance { held_minor: 90_000, .. }), "{err}");
+    // Amounts out of range.
+    assert!(matches!(c.create(3, 0, APPROVE).await, Err(ChargeError::AmountOutOfRange { .. })));
+    assert!(matches!(c.create(3, 100_001, APPROVE).await, Err(ChargeError::AmountOutOfRange { .. })));
+    // Unknown card.
+    assert!(matches!(c.create(9, 1_000, APPROVE).await, Err(ChargeError::UnknownCard(_))));
+    assert!(c.sim.authorizations().is_empty(), "the simulator recorded no authorization");
+
+    // Daily limit (JPY 100,000): a pending 60,000 counts; another 60,000 does
+    // not fit. (The registry allows this card 300,000, so the maximum
+    // balance is not what refuses it.)
+    let mut roomy = record(4);
+    roomy.max_balance_minor = 300_000;
+    c.center.db.put_card(&roomy, NOW).await.unwrap();
+    let mut card = funded_card(4, 0);
+    let first = to_offer(&c, &mut card, 4, 60_000).await;
+    let err = c.create(4, 60_000, APPROVE).await.unwrap_err();
+    assert!(matches!(err, ChargeError::OverDailyLimit { charged_minor: 60_000, .. }), "{err}");
+    assert_eq!(c.sim.authorizations().len(), 1, "only the first charge was authorized");
+    // Completed, it still counts; 40,000 more fits exactly.
+    c.center.charge_complete(c.sim.as_ref(), &first.charge_id, relay(&mut card, &first)).await.unwrap();
+    assert!(matches!(c.create(4, 40_001, APPROVE).await, Err(ChargeError::OverDailyLimit { .. })));
+    c.create(4, 40_000, APPROVE).await.unwrap();
+    c.center.books.ledger().check().await.unwrap();
+}
+
+#[tokio::test]
+async fn card_removed_after_authorization_voids_it_and_creates_no_value() {
+    let c = Charging::new().await;
+    c.register(5, 10_000).await;
+    let mut card = funded_card(5, 10_000);
+    let sim = c.sim.as_ref();
+
+    // Removed before any CREDIT exists: cancel voids the authorization at once.
+    let r = c.create(5, 3_000, APPROVE).await.unwrap();
+    let cancelled = c.center.charge_cancel(sim, &r.charge_id).await.unwrap();
+    assert_eq!((cancelled.phase, cancelled.reason_code.as_deref()), (ChargePhase::Voided, Some("cancelled")));
+    assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Voided);
+
+    // Removed after the CREDIT was handed out but before it was relayed.
+    let r = to_offer(&c, &mut card, 5, 3_000).await;
+    let stale = commands(&r).remove(0);
+    // Cancelling is refused now: only the card can settle it.
+    let err = c.center.charge_cancel(sim, &r.charge_id).await.unwrap_err();
+    assert!(matches!(err, ChargeError::Step(ChargeStepError::OutOfOrder { .. })), "{err}");
+    Terminal::select(&mut card).unwrap(); // the card comes back
+    let v = recover(&c, &mut card, &r.charge_id).await;
+    assert_eq!((v.phase, v.reason_code.as_deref()), (ChargePhase::Voided, Some("not_applied")));
+    assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Voided);
+    // The new session ended the old one: the stale CREDIT can never apply.
+    Terminal::select(&mut card).unwrap();
+    assert_ne!(crate::world::relay(&mut card, &stale).sw().raw(), 0x9000);
+    assert_eq!(balance_of(&mut card), 10_000, "no value created");
+    assert_eq!(c.center.books.credit_funding(Currency::JPY).await.unwrap(), 0);
+    c.check_books(5, &mut card).await;
+}
+
+#[tokio::test]
+async fn a_lost_answer_is_recovered_as_completed_exactly_once() {
+    let c = Charging::new().await;
+    c.register(6, 10_000).await;
+    let mut card = funded_card(6, 10_000);
+    let r = to_offer(&c, &mut card, 6, 2_500).await;
+    let answer = relay(&mut card, &r); // the card credited; the answer is lost
+    Terminal::select(&mut card).unwrap();
+    let done = recover(&c, &mut card, &r.charge_id).await;
+    assert_eq!((done.phase, done.balance_after_minor), (ChargePhase::Completed, Some(12_500)));
+    // The lost answer turning up later changes nothing.
+    let err = c.center.charge_complete(c.sim.as_ref(), &r.charge_id, answer).await.unwrap_err();
+    assert!(matches!(err, ChargeError::Step(ChargeStepError::OutOfOrder { phase: ChargePhase::Completed, .. })));
+    assert_eq!(balance_of(&mut card), 12_500);
+    assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Captured);
+    assert_eq!(c.center.books.credit_funding(Currency::JPY).await.unwrap(), 2_500);
+    c.check_books(6, &mut card).await;
+}
+
+#[tokio::test]
+async fn a_crash_at_every_step_is_handled_exactly_once() {
+    let mut c = Charging::new().await;
+    c.register(7, 10_000).await;
+    let mut card = funded_card(7, 10_000);
+    let sim = c.sim.clone();
+
+    let r = c.create(7, 4_000, APPROVE).await.unwrap();
+    let id = r.charge_id.clone();
+    c.restart().await;
+    let answers = relay(&mut card, &r);
+    let r = c.center.charge_authenticate(sim.as_ref(), &id, answers.clone()).await.unwrap();
+    c.restart().await;
+    // The same step again (a wallet retrying without its key): refused, nothing moved.
+    let err = c.center.charge_authenticate(sim.as_ref(), &id, answers).await.unwrap_err();
+    assert!(matches!(err, ChargeError::Step(ChargeStepError::OutOfOrder { .. })));
+
+    // A crash after the hold was written but before the row: the retry meets `exists`.
+    let answers = relay(&mut card, &r);
+    let stored = c.center.charge(&id).await.unwrap();
+    c.center.books.charge_hold(&stored.transaction_id, &card_id(7), jpy(4_000), NOW.unix_s()).await.unwrap();
+    c.restart().await;
+    let r = c.center.charge_offer(sim.as_ref(), &id, answers.clone()).await.unwrap();
+    assert_eq!(r.phase, ChargePhase::Offered);
+    assert_eq!(c.center.books.card_credits_pending(&card_id(7)).await.unwrap(), 4_000, "held once");
+    c.restart().await;
+    assert!(c.center.charge_offer(sim.as_ref(), &id, answers).await.is_err(), "a second offer is out of order");
+
+    // A crash after posting and capturing but before the row: the retry completes once.
+    let answer = relay(&mut card, &r);
+    c.center.books.charge_post(&stored.transaction_id, jpy(4_000), NOW.unix_s()).await.unwrap();
+    let reference = kessai_core::messages::Reference::parse(&r.funding_ref).unwrap();
+    sim.capture(&reference, jpy(4_000)).await.unwrap();
+    c.restart().await;
+    let done = c.center.charge_complete(sim.as_ref(), &id, answer.clone()).await.unwrap();
+    assert_eq!(done.phase, ChargePhase::Completed);
+    c.restart().await;
+    assert!(c.center.charge_complete(sim.as_ref(), &id, answer).await.is_err());
+    assert_eq!(balance_of(&mut card), 14_000, "credited exactly once");
+    assert_eq!(c.center.books.credit_funding(Currency::JPY).await.unwrap(), 4_000, "posted exactly once");
+    assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Captured);
+    c.check_books(7, &mut card).await;
+
+    // A crash in the middle of recovery: it starts over and voids exactly once.
+    Terminal::select(&mut card).unwrap();
+    let r = to_offer(&c, &mut card, 7, 1_000).await;
+    let id = r.charge_id.clone();
+    Terminal::select(&mut card).unwrap();
+    let rr = c.center.charge_recover(sim.as_ref(), &id).await.unwrap();
+    c.restart().await;
+    c.center.charge_recover_authenticate(sim.as_ref(), &id, relay(&mut card, &rr)).await.unwrap();
+    c.restart().await;
+    let v = recover(&c, &mut card, &id).await;
+    assert_eq!(v.phase, ChargePhase::Voided);
+    assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Voided);
+    assert_eq!(balance_of(&mut card), 14_000);
+    c.check_books(7, &mut card).await;
+}
+
+#[tokio::test]
+async fn a_tampered_or_replayed_value_update_is_refused_by_the_wallet() {
+    let c = Charging::new().await;
+    c.register(8, 10_000).await;
+    let mut card = funded_card(8, 10_000);
+    let r = to_offer(&c, &mut card, 8, 1_000).await;
+    let token = r.value_update.clone().unwrap();
+    let credit = commands(&r).remove(0).to_bytes();
+    let keys = c.center_keys();
+    let clock = FixedClock::new(NOW);
+    let id = r.charge_id.as_str();
+    let good = ExpectedCredit { update_id: id, card_id: card_id(8), amount: jpy(1_000), command: &credit };
+    let mut seen = BTreeSet::new();
+    let mut check = |token: &str, expected: ExpectedCredit<'_>, clock: &FixedClock| {
+        verify_value_update(token, &keys, clock, expected, &mut |j| !seen.insert(j.to_owned()))
+    };
+
+    // tampered payload: the signature no longer covers it.
+    let mut bytes = token.clone().into_bytes();
+    let dot = token.find('.').unwrap();
+    bytes[dot + 10] = if bytes[dot + 10] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(bytes).unwrap();
+    assert!(matches!(check(&tampered, good, &clock), Err(ValueUpdateRefused::Token(_))));
+    // another command, card, amount or update than announced.
+    let other_cmd = [credit.clone(), vec![0]].concat();
+    assert!(matches!(
+        check(&token, ExpectedCredit { command: &other_cmd, ..good }, &clock),
+        Err(ValueUpdateRefused::CommandHash)
+    ));
+    assert!(matches!(
+        check(&token, ExpectedCredit { card_id: card_id(1), ..good }, &clock),
+        Err(ValueUpdateRefused::Card { .. })
+    ));
+    assert!(matches!(
+        check(&token, ExpectedCredit { amount: jpy(999), ..good }, &clock),
+        Err(ValueUpdateRefused::Amount { .. })
+    ));
+    assert!(matches!(
+        check(&token, ExpectedCredit { update_id: "vup_other", ..good }, &clock),
+        Err(ValueUpdateRefused::Update { .. })
+    ));
+    // expired.
+    let late = FixedClock::new(NOW);
+    late.advance_s(kessai_center::limits::VALUE_UPDATE_LIFETIME_S + 61);
+    assert!(matches!(check(&token, good, &late), Err(ValueUpdateRefused::Token(JwsError::Expired { .. }))));
+    // accepted once, then refused as a replay.
+    check(&token, good, &clock).unwrap();
+    assert!(matches!(check(&token, good, &clock), Err(ValueUpdateRefused::Replayed(_))));
+    // a signature by someone other than the center.
+    let mut strangers = KeyDirectory::new();
+    let stranger = SigningKey::generate(&mut SeededRandom::new(9));
+    strangers.insert(c.center.center_id.clone(), stranger.public(), Validity::always()).unwrap();
+    let err = verify_value_update(&token, &strangers, &clock, good, &mut |_| false).unwrap_err();
+    assert!(matches!(err, ValueUpdateRefused::Token(_)));
+    assert_eq!(balance_of(&mut card), 10_000, "nothing relayed");
+}
+
+#[tokio::test]
+async fn a_create_retried_after_a_crash_names_the_same_charge_and_authorization() {
+    let c = Charging::new().await;
+    c.register(9, 10_000).await;
+    let mut card = funded_card(9, 10_000);
+    let id = UpdateId::generate(&mut OsRandom);
+    let request = |number: &str| ChargeRequest {
+        id: id.clone(),
+        card_id: card_id(9),
+        amount: jpy(2_000),
+        payment_card: PaymentCard::parse(number, "12/30", "123").unwrap(),
+    };
+    // A crash after the authorization, before the charge was stored: the
+    // authorizer already holds it under this charge id.
+    let held = kessai_center::authorizer::AuthorizationRequest {
+        card: &PaymentCard::parse(APPROVE, "12/30", "123").unwrap(),
+        amount: jpy(2_000),
+        charge_id: id.as_str(),
+        now: NOW,
+    };
+    let reference = c.sim.authorize(held).await.unwrap();
+    let r = c.center.create_charge(c.sim.as_ref(), request(APPROVE)).await.unwrap();
+    assert_eq!((r.charge_id.as_str(), r.funding_ref.as_str()), (id.as_str(), reference.as_str()));
+    // A crash after the charge was stored, before the wallet got the answer:
+    // the same charge with a fresh session; still one authorization.
+    let again = c.center.create_charge(c.sim.as_ref(), request(APPROVE)).await.unwrap();
+    assert_eq!(
+        (again.charge_id.as_str(), again.phase, again.apdus.len()),
+        (id.as_str(), ChargePhase::Authenticating, 1)
+    );
+    assert_eq!(c.sim.authorizations().len(), 1);
+    let sim = c.sim.as_ref();
+    let r = c.center.charge_authenticate(sim, id.as_str(), relay(&mut card, &again)).await.unwrap();
+    let r = c.center.charge_offer(sim, id.as_str(), relay(&mut card, &r)).await.unwrap();
+    // After the CREDIT exists, the same create answers the charge as it stands.
+    let late = c.center.create_charge(sim, request(APPROVE)).await.unwrap();
+    assert_eq!((late.phase, late.apdus.len()), (ChargePhase::Offered, 0));
+    let done = c.center.charge_complete(sim, id.as_str(), relay(&mut card, &r)).await.unwrap();
+    assert_eq!(done.phase, ChargePhase::Completed);
+    assert_eq!(balance_of(&mut card), 12_000);
+    c.check_books(9, &mut card).await;
+}
+
+#[tokio::test]
+async fn a_card_found_over_its_maximum_at_the_balance_step_is_voided_before_any_credit() {
+    let c = Charging::new().await;
+    // The books do not yet know the card's 95,000 (say, loaded elsewhere);
+    // the balance read inside the secure session is what decides.
+    c.register(10, 0).await;
+    let mut card = funded_card(10, 95_000);
+    let sim = c.sim.as_ref();
+    let r = c.create(10, 10_000, APPROVE).await.unwrap();
+    let id = r.charge_id.clone();
+    let r = c.center.charge_authenticate(sim, &id, relay(&mut card, &r)).await.unwrap();
+    let r = c.center.charge_offer(sim, &id, relay(&mut card, &r)).await.unwrap();
+    assert_eq!((r.phase, r.reason_code.as_deref()), (ChargePhase::Voided, Some("over_max_balance")));
+    assert!(r.apdus.is_empty() && r.value_update.is_none(), "no CREDIT, no SIG5");
+    assert_eq!(r.balance_minor, Some(95_000));
+    assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Voided);
+    assert_eq!(c.center.books.card_credits_pending(&card_id(10)).await.unwrap(), 0);
+    assert_eq!(balance_of(&mut card), 95_000);
+    c.center.books.ledger().check().await.unwrap();
+}

@@ -1,0 +1,140 @@
+//! The charge routes as a wallet sees them: JSON in and out,
+//! Idempotency-Key on every POST, one error shape, and no card data in
+//! anything the center stores.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use kessai_center::authorizer::{AuthorizationState, Simulator};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use crate::service::{register_card, setup};
+use crate::world::{balance_of, card_id, funded_card, relay_json};
+
+async fn post(app: &axum::Router, path: &str, key: Option<&str>, body: Value) -> (StatusCode, Value) {
+    let mut req = Request::post(path).header("content-type", "application/json");
+    if let Some(k) = key {
+        req = req.header("idempotency-key", k);
+    }
+    let resp = app.clone().oneshot(req.body(Body::from(body.to_string())).unwrap()).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+fn assert_error(body: &Value, code: &str) {
+    let e = &body["error"];
+    assert_eq!(e["code"], code, "{body}");
+    assert!(e["type"].is_string() && e["message"].is_string(), "{body}");
+    assert_eq!(body.as_object().unwrap().len(), 1, "only the error member: {body}");
+}
+
+fn charge(card: u8, amount: u64, number: &str) -> Value {
+    json!({
+        "card_id": card_id(card).to_string(),
+        "amount": { "amount_minor": amount, "currency": "JPY" },
+        "card_number": number,
+        "expiry": "12/30",
+        "cvc": "123",
+    })
+}
+
+#[tokio::test]
+async fn a_charge_over_the_api_with_idempotent_retries() {
+    let s = setup().await;
+    register_card(&s, 1, 20_000).await;
+    let mut card = funded_card(1, 20_000);
+    let sim = Arc::new(Simulator::new());
+    let center = Arc::new(s.center);
+    let app = kessai_center::charge_api::routes(center.clone(), sim.clone());
+
+    let create = charge(1, 5_000, "4242 4242 4242 4242");
+    let (status, r) = post(&app, "/v1/charges", Some("c-create"), create.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(r["phase"], "authenticating");
+    // The same request again: the same answer, and no second authorization.
+    let (_, again) = post(&app, "/v1/charges", Some("c-create"), create).await;
+    assert_eq!(again, r);
+    assert_eq!(sim.authorizations().len(), 1);
+    let id = r["charge_id"].as_str().unwrap().to_owned();
+
+    let (_, r) = post(&app, &format!("/v1/charges/{id}/authenticate"), Some("c-auth"), relay_json(&mut card, &r)).await;
+    let (_, r) = post(&app, &format!("/v1/charges/{id}/balance"), Some("c-bal"), relay_json(&mut card, &r)).await;
+    assert_eq!(r["phase"], "offered", "{r}");
+    assert!(r["value_update"].is_string());
+    let path = format!("/v1/charges/{id}/complete");
+    let answers = relay_json(&mut card, &r);
+    let (status, done) = post(&app, &path, Some("c-done"), answers.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!((done["phase"].as_str(), done["balance_after_minor"].as_u64()), (Some("completed"), Some(25_000)));
+    let (_, retry) = post(&app, &path, Some("c-done"), answers.clone()).await;
+    assert_eq!(retry, done);
+    let (status, body) = post(&app, &path, Some("c-other"), answers).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_error(&body, "step_out_of_order");
+    assert_eq!(balance_of(&mut card), 25_000);
+    assert_eq!(sim.authorizations()[0].state, AuthorizationState::Captured);
+
+    let resp = app.oneshot(Request::get(format!("/v1/charges/{id}")).body(Body::empty()).unwrap()).await.unwrap();
+    let view: Value = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(view["phase"], "completed");
+    center.books.ledger().check().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_charge_routes() {
+    let doc: Value = serde_json::from_str(include_str!("../../src/openapi.json")).unwrap();
+    for path in ["/v1/charges", "/v1/charges/{id}/balance", "/v1/charges/{id}/recover/status"] {
+        assert!(doc["paths"].get(path).is_some(), "{path} documented");
+    }
+    let required = &doc["components"]["schemas"]["ChargeRequest"]["required"];
+    assert_eq!(required.as_array().unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn refusals_use_stable_codes_and_card_data_is_never_stored() {
+    let s = setup().await;
+    register_card(&s, 2, 95_000).await;
+    let sim = Arc::new(Simulator::new());
+    let center = Arc::new(s.center);
+    let app = kessai_center::charge_api::routes(center.clone(), sim.clone());
+    let cases = [
+        (charge(2, 1_000, "4000000000000002"), StatusCode::PAYMENT_REQUIRED, "card_declined"),
+        (charge(2, 1_000, "4000000000009995"), StatusCode::PAYMENT_REQUIRED, "insufficient_funds"),
+        (charge(2, 1_000, "4000000000000069"), StatusCode::PAYMENT_REQUIRED, "expired_card"),
+        (charge(2, 1_000, "4000000000000119"), StatusCode::PAYMENT_REQUIRED, "processing_error"),
+        (charge(2, 1_000, "4242424242424241"), StatusCode::BAD_REQUEST, "invalid_card_number"),
+        (charge(2, 10_000, "4242424242424242"), StatusCode::UNPROCESSABLE_ENTITY, "over_max_balance"),
+        (charge(2, 0, "4242424242424242"), StatusCode::UNPROCESSABLE_ENTITY, "amount_out_of_range"),
+        (charge(7, 1_000, "4242424242424242"), StatusCode::NOT_FOUND, "unknown_card"),
+    ];
+    for (i, (body, status, code)) in cases.into_iter().enumerate() {
+        let (got, answer) = post(&app, "/v1/charges", Some(&format!("k{i}")), body).await;
+        assert_eq!((got, answer["error"]["code"].as_str()), (status, Some(code)), "{answer}");
+        assert_error(&answer, code);
+    }
+    assert!(sim.authorizations().is_empty(), "nothing was authorized");
+    let (status, body) = post(&app, "/v1/charges", None, charge(2, 1_000, "4242424242424242")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&body, "idempotency_key_required");
+    // A malformed body is refused without echoing it.
+    let (status, body) = post(&app, "/v1/charges", Some("k-bad"), json!({ "card_number": 4242424242424242u64 })).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&body, "bad_json");
+    assert!(!body.to_string().contains("4242"), "{body}");
+    let (status, body) =
+        post(&app, "/v1/charges/vup_00000000000000000000000000000000/complete", Some("k-x"), json!({"responses": []}))
+            .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error(&body, "unknown_charge");
+    // Nothing the center stored holds the card number, expiry or CVC.
+    for (i, _) in (0..8).enumerate() {
+        let (hash, _, stored) = center.db.idempotent_response(&format!("k{i}")).await.unwrap().unwrap();
+        for secret in ["4000000000000002", "4242424242424241", "12/30", "\"123\""] {
+            assert!(!stored.contains(secret) && !hash.contains(secret), "{stored}");
+        }
+    }
+}
