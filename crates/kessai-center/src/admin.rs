@@ -92,7 +92,16 @@ async fn register_store(
         id: id.clone(),
         name: DisplayText::parse(&b.name).map_err(|e| bad("bad_name", e).with_param("name"))?,
         mall: b.mall.as_deref().map(StoreId::parse).transpose().map_err(|e| bad("bad_mall", e))?,
-        notify_url: b.notify_url.filter(|u| u.starts_with("https://")).or(None),
+        notify_url: match b.notify_url {
+            Some(u) if !u.starts_with("https://") || u.len() > 512 => {
+                return Err(bad(
+                    "bad_notify_url",
+                    "notify_url must be an https:// URL (completions go over mutual TLS)",
+                )
+                .with_param("notify_url"));
+            }
+            other => other,
+        },
         client_name: b.client_name,
         bank_account: b.bank_account,
     };

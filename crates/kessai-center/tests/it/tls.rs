@@ -136,6 +136,11 @@ async fn purchase_over_tls_with_admin_mtls_and_delivery_to_a_store_that_comes_up
     });
     let (status, _) = admin.post_json(&format!("{center_url}/v1/admin/stores"), &store_body, &[]).await.unwrap();
     assert_eq!(status.as_u16(), 200);
+    let plain =
+        json!({ "id": "kessai-mall", "name": "Kessai Mall", "notify_url": "http://127.0.0.1:1/v1/completions" });
+    let (status, body) = admin.post_json(&format!("{center_url}/v1/admin/stores"), &plain, &[]).await.unwrap();
+    assert_eq!(status.as_u16(), 400, "a plain-http notify URL is refused, not dropped");
+    assert!(String::from_utf8_lossy(&body).contains("bad_notify_url"));
     let card_body = json!({ "card_id": card_id(1).to_string(), "key_version": 1, "currency": "JPY",
                             "max_balance_minor": 100_000, "initial_value_minor": 20_000 });
     let (status, _) = admin.post_json(&format!("{center_url}/v1/admin/cards"), &card_body, &[]).await.unwrap();
