@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::http::{HeaderName, HeaderValue, Method, Request, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -74,12 +74,39 @@ impl HttpsClient {
         let json = serde_json::to_vec(body).map_err(|e| ClientError::Encode(e.to_string()))?;
         let mut request = request(Method::POST, url, Bytes::from(json))?;
         request.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        for (name, value) in headers {
-            let name = HeaderName::try_from(*name).map_err(|_| ClientError::InvalidHeader((*name).to_owned()))?;
-            let value = HeaderValue::try_from(*value).map_err(|_| ClientError::InvalidHeader(name.to_string()))?;
-            request.headers_mut().insert(name, value);
-        }
+        add_headers(&mut request, headers)?;
         self.send(request).await
+    }
+
+    /// POSTs `fields` as an HTML form (`application/x-www-form-urlencoded`)
+    /// with extra `headers` (a `Cookie`, say), as a browser submits a form.
+    /// Redirects are not followed: a 303 comes back with its `Location`
+    /// and `Set-Cookie` headers.
+    pub async fn post_form(
+        &self,
+        url: &str,
+        fields: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> Result<(StatusCode, HeaderMap, Bytes), ClientError> {
+        let body = form_urlencoded(fields);
+        let mut request = request(Method::POST, url, Bytes::from(body))?;
+        request
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
+        add_headers(&mut request, headers)?;
+        self.send_full(request).await
+    }
+
+    /// GETs `url` with extra `headers`; returns status, headers and body
+    /// (redirects are not followed).
+    pub async fn get_with(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<(StatusCode, HeaderMap, Bytes), ClientError> {
+        let mut request = request(Method::GET, url, Bytes::new())?;
+        add_headers(&mut request, headers)?;
+        self.send_full(request).await
     }
 
     /// GETs `url`; returns status and body.
@@ -88,9 +115,14 @@ impl HttpsClient {
     }
 
     async fn send(&self, request: Request<Full<Bytes>>) -> Result<(StatusCode, Bytes), ClientError> {
+        self.send_full(request).await.map(|(status, _, body)| (status, body))
+    }
+
+    async fn send_full(&self, request: Request<Full<Bytes>>) -> Result<(StatusCode, HeaderMap, Bytes), ClientError> {
         let exchange = async {
             let response = self.client.request(request).await.map_err(|e| ClientError::Request(chain(&e)))?;
             let status = response.status();
+            let headers = response.headers().clone();
             let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES).collect().await.map_err(|e| {
                 if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
                     ClientError::ResponseTooLarge
@@ -98,12 +130,46 @@ impl HttpsClient {
                     ClientError::Body(e.to_string())
                 }
             })?;
-            Ok((status, body.to_bytes()))
+            Ok((status, headers, body.to_bytes()))
         };
         tokio::time::timeout(Duration::from_millis(self.timeout_ms), exchange)
             .await
             .map_err(|_| ClientError::Timeout(self.timeout_ms))?
     }
+}
+
+fn add_headers(request: &mut Request<Full<Bytes>>, headers: &[(&str, &str)]) -> Result<(), ClientError> {
+    for (name, value) in headers {
+        let name = HeaderName::try_from(*name).map_err(|_| ClientError::InvalidHeader((*name).to_owned()))?;
+        let value = HeaderValue::try_from(*value).map_err(|_| ClientError::InvalidHeader(name.to_string()))?;
+        request.headers_mut().insert(name, value);
+    }
+    Ok(())
+}
+
+/// `application/x-www-form-urlencoded` as the WHATWG URL standard writes
+/// it: `*-._` and alphanumerics as they are, space as `+`, every other
+/// byte of the UTF-8 as `%XX`.
+fn form_urlencoded(fields: &[(&str, &str)]) -> String {
+    fn encode(out: &mut String, s: &str) {
+        for b in s.bytes() {
+            match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => out.push(char::from(b)),
+                b' ' => out.push('+'),
+                _ => out.push_str(&format!("%{b:02X}")),
+            }
+        }
+    }
+    let mut out = String::new();
+    for (i, (name, value)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        encode(&mut out, name);
+        out.push('=');
+        encode(&mut out, value);
+    }
+    out
 }
 
 fn request(method: Method, url: &str, body: Bytes) -> Result<Request<Full<Bytes>>, ClientError> {

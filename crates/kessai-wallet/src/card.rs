@@ -54,6 +54,11 @@ pub struct CardSummary {
 
 type BoxedReader = Box<dyn Reader + Send>;
 
+/// Sees each command the wallet sends to the card and the card's answer
+/// (data ‖ SW), in order, after the exchange. For transcripts (`kessai
+/// demo`): it only watches, and sees nothing the wallet could not read.
+pub type ApduObserver = Arc<dyn Fn(&[u8], &[u8]) + Send + Sync>;
+
 enum Source {
     Image(std::path::PathBuf),
     Vpcd(Arc<VpcdListener>),
@@ -67,6 +72,7 @@ enum Source {
 pub struct CardSlot {
     source: Arc<Source>,
     reader: Arc<Mutex<Option<BoxedReader>>>,
+    observer: Option<ApduObserver>,
 }
 
 impl std::fmt::Debug for CardSlot {
@@ -86,7 +92,12 @@ impl CardSlot {
             ReaderConfig::Vpcd { listen } => Source::Vpcd(Arc::new(VpcdListener::bind(*listen)?)),
             ReaderConfig::Pcsc { name } => Source::Pcsc(name.clone()),
         };
-        Ok(CardSlot { source: Arc::new(source), reader: Arc::new(Mutex::new(None)) })
+        Ok(CardSlot { source: Arc::new(source), reader: Arc::new(Mutex::new(None)), observer: None })
+    }
+
+    /// Reports every exchange with the card to `observer` from now on.
+    pub fn observe(&mut self, observer: ApduObserver) {
+        self.observer = Some(observer);
     }
 
     /// Transmits each command in order, returning the card's answers;
@@ -113,7 +124,12 @@ impl CardSlot {
         for command in commands {
             let Some(reader) = guard.as_mut() else { return Err(CardError::TaskFailed) };
             match reader.transmit(command) {
-                Ok(answer) => answers.push(answer),
+                Ok(answer) => {
+                    if let Some(observe) = &self.observer {
+                        observe(command, &answer);
+                    }
+                    answers.push(answer);
+                }
                 Err(e) => {
                     *guard = None;
                     return Err(e.into());

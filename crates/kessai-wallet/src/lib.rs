@@ -33,7 +33,7 @@ use anyhow::Context;
 use kessai_core::ids::SettlementId;
 use serde::Deserialize;
 
-pub use card::CardSummary;
+pub use card::{ApduObserver, CardSummary};
 pub use config::{CenterSettings, ReaderConfig, WalletConfig};
 pub use records::{LocalPhase, Record};
 pub use wallet::{Completed, ConsentView, LineView, Outcome, PayError, Progress, ReceiptView, Wallet, safe_return_url};

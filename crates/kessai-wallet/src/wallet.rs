@@ -20,7 +20,7 @@ use kessai_http::HttpsClient;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use crate::card::{CardError, CardSlot, CardSummary};
+use crate::card::{ApduObserver, CardError, CardSlot, CardSummary};
 use crate::center::{CenterClient, CenterError, StepReply, VerifyError};
 use crate::checks::{self, HandedBill, Mismatch, UnreadableBill};
 use crate::config::WalletConfig;
@@ -257,6 +257,12 @@ impl Wallet {
 
     pub fn records(&self) -> &Records {
         &self.records
+    }
+
+    /// Reports every command this wallet sends to the card, with the
+    /// card's answer, to `observer` (a transcript; see [`ApduObserver`]).
+    pub fn observe_apdus(&mut self, observer: ApduObserver) {
+        self.card.observe(observer);
     }
 
     pub fn http(&self) -> &HttpsClient {

@@ -10,6 +10,7 @@ mod bench;
 mod bench_center;
 mod card;
 mod center;
+mod demo;
 mod keys;
 mod pki;
 mod store;
@@ -45,6 +46,12 @@ enum Command {
         store_port: u16,
         #[arg(long, default_value_t = 8480)]
         wallet_port: u16,
+    },
+    /// A complete purchase with no browser, against `up`'s parties in this process; prints a transcript.
+    Demo {
+        /// Purchases to make; with more than one, prints p50 and p99 of the purchase time.
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        repeat: u32,
     },
     /// The settlement center (application server, security server, registry, ledger).
     #[command(subcommand)]
@@ -232,6 +239,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up { data_dir, center_port, store_port, wallet_port } => {
             up::run(&data_dir, up::Ports { center: center_port, store: store_port, wallet: wallet_port })
         }
+        Command::Demo { repeat } => demo::run(repeat),
         Command::Wallet { config, command } => wallet::run(&config, command),
         Command::Bench(BenchCommand::Jws { iterations }) => bench::jws(iterations),
         Command::Bench(BenchCommand::Card { sessions }) => card::bench(sessions),

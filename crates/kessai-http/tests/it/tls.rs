@@ -46,6 +46,19 @@ fn app() -> Router {
             ),
         )
         .route("/echo", post(|body: String| async move { body }))
+        .route("/form", post(form_seen))
+}
+
+/// Answers a form post as a store's cart does: 303 with a cookie, and the
+/// fields and `Cookie` it received as JSON in the body.
+async fn form_seen(
+    headers: axum::http::HeaderMap,
+    axum::Form(fields): axum::Form<Vec<(String, String)>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let cookie = headers.get("cookie").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let body = serde_json::json!({ "fields": fields, "cookie": cookie }).to_string();
+    (StatusCode::SEE_OTHER, [("location", "/cart"), ("set-cookie", "cart=ebook-1; Path=/")], body).into_response()
 }
 
 struct Running {
@@ -144,4 +157,27 @@ async fn serve_plain_refuses_non_loopback_and_serves_loopback() {
     assert!(answer.ends_with("anonymous from 127.0.0.1"), "{answer}");
     tx.send(()).unwrap();
     task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_form_post_arrives_decoded_with_its_cookie_and_the_redirect_is_not_followed() {
+    let p = pki();
+    let server = start(server_config(&p.ca, "localhost", None).unwrap()).await;
+    let client = HttpsClient::new(client_config(&p.ca.ca_cert(), None).unwrap(), 5_000);
+    let fields = [("sku", "ebook-kessai-001"), ("note", "a b&c=d+e%/電子書籍"), ("quantity", "1")];
+    let (status, headers, body) = client
+        .post_form(&format!("{}/form", server.url), &fields, &[("cookie", "kessai_cart_bookshop=print-poster-01:2")])
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::SEE_OTHER, "the 303 comes back, not the page it points to");
+    assert_eq!(headers["location"], "/cart");
+    assert_eq!(headers["set-cookie"], "cart=ebook-1; Path=/");
+    let seen: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let expected: Vec<(String, String)> = fields.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    assert_eq!(seen["fields"], serde_json::json!(expected), "every field arrives exactly as typed");
+    assert_eq!(seen["cookie"], "kessai_cart_bookshop=print-poster-01:2");
+    let (status, headers, _) = client.get_with(&format!("{}/whoami", server.url), &[("cookie", "a=b")]).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers.contains_key("content-type"));
+    server.stop().await;
 }

@@ -70,3 +70,25 @@ async fn the_balance_is_read_from_a_card_process_connected_like_to_vpcd() {
     assert_eq!(summary.balance.to_string(), "JPY 7,000");
     card_process.join().unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn an_apdu_observer_sees_the_secure_session_and_the_debit_in_order() {
+    let w = World::new(32, 20_000).await;
+    let (_, bill, return_url) = w.order(&[("ebook-kessai-001", 1)]).await;
+    let mut wallet = kessai_wallet::Wallet::open(w.wallet_config(&w.center_url)).await.unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    wallet.observe_apdus(Arc::new(move |command: &[u8], answer: &[u8]| {
+        log.lock().unwrap().push((command[0], command[1], answer[answer.len() - 2..].to_vec()));
+    }));
+    let offered = wallet.begin(&bill, &return_url, &mut |_| {}).await.unwrap();
+    let relayed = wallet.relay_debit(offered).await.unwrap();
+    wallet.complete(relayed).await.unwrap();
+    let seen = seen.lock().unwrap().clone();
+    let (cla_ins, sws): (Vec<_>, Vec<_>) = seen.into_iter().map(|(c, i, sw)| ((c, i), sw)).unzip();
+    // SELECT, GET DATA (the wallet's own reads), then the center's:
+    // INITIALIZE UPDATE, EXTERNAL AUTHENTICATE, sealed READ BALANCE, sealed DEBIT.
+    assert_eq!(cla_ins, [(0x00, 0xA4), (0x80, 0xCA), (0x80, 0x50), (0x84, 0x82), (0x84, 0x30), (0x84, 0x32)]);
+    assert!(sws.iter().all(|sw| sw == &[0x90, 0x00]), "the card accepted every command: {sws:?}");
+    assert_eq!(w.card_state().0, 18_800);
+}

@@ -1,9 +1,11 @@
 //! The `kessai` binary as an operator uses it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod browser;
 mod card;
 mod center;
 mod crash;
+mod demo;
 mod harness;
 mod instances;
 mod keys;

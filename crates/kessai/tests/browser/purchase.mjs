@@ -1,0 +1,264 @@
+// The purchase in a real Chromium, as a person does it: the mall, the
+// bookshop, the e-book, the cart, the estimate, the payment method, the
+// bill, the wallet's consent page, agreement, the completion page and the
+// download. Two more scenarios: cancel at consent, and a bill larger than
+// the card's balance. Run by crates/kessai/tests/it/browser.rs against
+// `kessai up`; prints one JSON object and exits non-zero if a scenario
+// failed. A screenshot of every step goes to KESSAI_ARTIFACTS.
+//
+// Environment: KESSAI_CHROMIUM (the browser), KESSAI_NODE_MODULES (where
+// scripts/test installed playwright-core), KESSAI_SHOP_URL,
+// KESSAI_WALLET_URL, KESSAI_ARTIFACTS (a directory).
+
+import { mkdtempSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
+};
+// playwright-core lives outside this directory (under target/), so it is
+// loaded from KESSAI_NODE_MODULES explicitly.
+const { chromium } = createRequire(join(env("KESSAI_NODE_MODULES"), "index.js"))("playwright-core");
+const shop = env("KESSAI_SHOP_URL");
+const wallet = env("KESSAI_WALLET_URL");
+const artifacts = env("KESSAI_ARTIFACTS");
+mkdirSync(artifacts, { recursive: true });
+
+// Each wait is bounded; the store's completion page waits for the center's
+// delivery sweep (1 s in `kessai up`).
+const STEP_TIMEOUT_MS = 30_000;
+
+class Scenario {
+  constructor(name, page) {
+    this.name = name;
+    this.page = page;
+    this.steps = [];
+  }
+
+  // A labelled step: its screenshot is taken after `check` passed, or
+  // when it failed (with "-failed"), so the artifacts show what was seen.
+  async step(label, check) {
+    const n = String(this.steps.length + 1).padStart(2, "0");
+    const file = join(artifacts, `${this.name}-${n}-${label}.png`);
+    try {
+      const seen = (await check()) ?? {};
+      await this.page.screenshot({ path: file, fullPage: true });
+      this.steps.push({ step: label, url: this.page.url(), screenshot: file, ...seen });
+    } catch (e) {
+      await this.page.screenshot({ path: file.replace(/\.png$/, "-failed.png"), fullPage: true }).catch(() => {});
+      throw new Error(`${this.name}/${label} at ${this.page.url()}: ${e.message}`);
+    }
+  }
+}
+
+async function text(page, selector) {
+  return (await page.locator(selector).first().innerText({ timeout: STEP_TIMEOUT_MS })).trim();
+}
+
+async function expectText(page, selector, wanted) {
+  const seen = await text(page, selector);
+  if (!seen.includes(wanted)) throw new Error(`${selector} shows ${JSON.stringify(seen)}, not ${JSON.stringify(wanted)}`);
+  return seen;
+}
+
+// Clicks and waits for the page the click leads to.
+async function follow(page, locator) {
+  await Promise.all([page.waitForNavigation({ timeout: STEP_TIMEOUT_MS }), locator.click()]);
+}
+
+// From the mall's front page to the bill of `quantity` × product `name`
+// at the bookshop; returns the bill's order page URL.
+async function orderAtBookshop(s, name, quantity, total) {
+  const { page } = s;
+  await page.goto(`${shop}/`);
+  await s.step("mall", async () => {
+    await expectText(page, "h1", "Kessai Mall");
+    await expectText(page, "main", "Kessai Books");
+  });
+  await follow(page, page.getByRole("link", { name: "Kessai Books" }));
+  await s.step("bookshop", async () => {
+    await expectText(page, "h1", "Kessai Books");
+    await expectText(page, "main", name);
+  });
+  await follow(page, page.getByRole("link", { name }));
+  await s.step("product", async () => {
+    await expectText(page, "h1", name);
+    await page.getByLabel("Quantity").fill(String(quantity));
+  });
+  await follow(page, page.getByRole("button", { name: "Add to cart" }));
+  await s.step("cart", async () => {
+    await expectText(page, "h1", "Your cart");
+    await expectText(page, "table", name);
+    await expectText(page, "table", total);
+  });
+  await follow(page, page.getByRole("link", { name: "Get an estimate" }));
+  await s.step("estimate", async () => ({ total: await expectText(page, "#total", total) }));
+  await follow(page, page.getByRole("link", { name: "Choose a payment method" }));
+  await s.step("payment-method", async () => {
+    await expectText(page, "h1", "Payment method");
+    await expectText(page, "main", "kessai IC card");
+    await expectText(page, "#total", total);
+  });
+  await follow(page, page.getByRole("button", { name: "Confirm order and get the bill" }));
+  await s.step("bill", async () => {
+    await expectText(page, "h1", "Bill for order");
+    await expectText(page, "#total", total);
+    await expectText(page, "form button", `Pay ${total} with your kessai card`);
+  });
+  return page.url();
+}
+
+// Pay on the bill page: the browser posts the signed bill to the wallet.
+async function pay(page) {
+  await follow(page, page.getByRole("button", { name: /^Pay / }));
+}
+
+async function walletBalance(s, label) {
+  const { page } = s;
+  await page.goto(`${wallet}/`);
+  let balance;
+  await s.step(label, async () => {
+    await expectText(page, "h1", "Your wallet");
+    balance = await text(page, "#balance");
+    return { balance };
+  });
+  return balance;
+}
+
+async function purchase(s) {
+  const { page } = s;
+  const billUrl = await orderAtBookshop(s, "A Short Guide to Stored Value (e-book)", 1, "JPY 1,200");
+  await pay(page);
+  const consent = {};
+  await s.step("consent", async () => {
+    await expectText(page, "h1", "Confirm your payment");
+    consent.store = await expectText(page, "#store", "Kessai Books");
+    consent.amount = await expectText(page, "#amount", "JPY 1,200");
+    consent.balance = await expectText(page, "#balance", "JPY 30,000");
+    consent.balance_after = await expectText(page, "#balance-after", "JPY 28,800");
+    return consent;
+  });
+  await follow(page, page.getByRole("button", { name: "Agree and pay JPY 1,200" }));
+  await s.step("processing", async () => {
+    // The page refreshes itself after a second; on a slow machine it may
+    // already have moved on to the store, which the next step checks.
+    if (!page.url().startsWith(wallet)) return { shown: false };
+    await expectText(page, "h1", "Processing your payment");
+    await expectText(page, "#status", "Paid JPY 1,200");
+    return { shown: true };
+  });
+  await page.waitForURL(/\/orders\/[^/]+\/complete$/, { timeout: STEP_TIMEOUT_MS });
+  await page.getByText("Payment received. Thank you!").waitFor({ timeout: STEP_TIMEOUT_MS });
+  await s.step("completion", async () => {
+    await expectText(page, "#status", "Payment received. Thank you!");
+    await expectText(page, "main", "Your downloads");
+  });
+  let downloaded;
+  await s.step("download", async () => {
+    const [download] = await Promise.all([
+      page.waitForEvent("download", { timeout: STEP_TIMEOUT_MS }),
+      page.getByRole("link", { name: /^Download / }).click(),
+    ]);
+    const path = await download.path();
+    downloaded = readFileSync(path, "utf8");
+    if (!downloaded.startsWith("A Short Guide to Stored Value")) {
+      throw new Error(`the download starts with ${JSON.stringify(downloaded.slice(0, 60))}`);
+    }
+    return { file: download.suggestedFilename() };
+  });
+  const balance = await walletBalance(s, "wallet-after");
+  return { consent, bill_url: billUrl, download_first_line: downloaded.split("\n")[0], wallet_balance: balance };
+}
+
+async function cancelAtConsent(s) {
+  const { page } = s;
+  const before = await walletBalance(s, "wallet-before");
+  const billUrl = await orderAtBookshop(s, "A Short Guide to Stored Value (e-book)", 1, "JPY 1,200");
+  await pay(page);
+  await s.step("consent", async () => {
+    await expectText(page, "h1", "Confirm your payment");
+    await expectText(page, "#amount", "JPY 1,200");
+    await expectText(page, "#balance", before);
+  });
+  await follow(page, page.getByRole("button", { name: "Cancel" }));
+  let message;
+  await s.step("cancelled", async () => {
+    await expectText(page, "h1", "Payment cancelled");
+    message = await expectText(page, "#status", "nothing was charged");
+  });
+  const after = await walletBalance(s, "wallet-after");
+  await page.goto(`${billUrl}/complete`);
+  let orderStatus;
+  await s.step("order-unpaid", async () => {
+    orderStatus = await expectText(page, "#status", "Not paid yet");
+  });
+  await page.goto(billUrl);
+  await s.step("bill-still-payable", async () => {
+    await expectText(page, "form button", "Pay JPY 1,200 with your kessai card");
+  });
+  return { message, balance_before: before, balance_after: after, order_status: orderStatus };
+}
+
+async function insufficientBalance(s) {
+  const { page } = s;
+  const before = await walletBalance(s, "wallet-before");
+  await orderAtBookshop(s, "Settlement Flow Poster (printed)", 20, "JPY 50,000");
+  await pay(page);
+  let message;
+  await s.step("refused", async () => {
+    await expectText(page, "h1", "Insufficient balance");
+    message = await expectText(page, "#problem", "Nothing was charged");
+    await expectText(page, "#problem", "JPY 50,000");
+  });
+  const after = await walletBalance(s, "wallet-after");
+  return { message, balance_before: before, balance_after: after };
+}
+
+const profile = mkdtempSync(join(tmpdir(), "kessai-chromium-"));
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: env("KESSAI_CHROMIUM"),
+  headless: true,
+  acceptDownloads: true,
+  ignoreHTTPSErrors: true,
+  viewport: { width: 1000, height: 800 },
+  args: [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--ignore-certificate-errors",
+  ],
+});
+const result = { browser: context.browser()?.version() ?? "chromium", scenarios: {} };
+let failed = false;
+try {
+  for (const [name, run] of [
+    ["purchase", purchase],
+    ["cancel", cancelAtConsent],
+    ["insufficient", insufficientBalance],
+  ]) {
+    await context.clearCookies();
+    const page = await context.newPage();
+    page.setDefaultTimeout(STEP_TIMEOUT_MS);
+    const s = new Scenario(name, page);
+    try {
+      result.scenarios[name] = { ok: true, ...(await run(s)), steps: s.steps };
+    } catch (e) {
+      failed = true;
+      result.scenarios[name] = { ok: false, error: e.message, steps: s.steps };
+    }
+    await page.close();
+  }
+} finally {
+  await context.close();
+  rmSync(profile, { recursive: true, force: true });
+}
+console.log(JSON.stringify(result, null, 2));
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,115 @@
+//! The purchase in a real Chromium against `kessai up`, driven by
+//! `tests/browser/purchase.mjs` (playwright-core): the whole purchase with
+//! the download, cancel at consent, and a bill larger than the balance.
+//! Screenshots of every step go to `test-artifacts/browser/`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::harness::free_port;
+
+/// `kessai up`, stopped with Ctrl-C (SIGINT) when dropped.
+struct Up(Child);
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-INT", &self.0.id().to_string()]).status();
+        let _ = self.0.wait();
+    }
+}
+
+fn answers(addr: &str) -> bool {
+    std::net::TcpStream::connect(addr).is_ok()
+}
+
+fn artifacts() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../test-artifacts/browser");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.canonicalize().unwrap()
+}
+
+#[test]
+fn a_person_buys_the_ebook_cancels_once_and_is_refused_a_bill_over_the_balance() {
+    let Some(chromium) = kessai_testkit::external_tool("KESSAI_CHROMIUM", Some("/usr/bin/chromium"), "Chromium") else {
+        return;
+    };
+    let Some(node_modules) = kessai_testkit::external_tool("KESSAI_NODE_MODULES", None, "playwright-core (npm)") else {
+        return;
+    };
+    let Some(node) = kessai_testkit::tool_on_path("node", "KESSAI_NODE") else { return };
+    assert!(node_modules.join("playwright-core").exists(), "{} has no playwright-core", node_modules.display());
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let (center, store, wallet) = (free_port(), free_port(), free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_kessai"))
+        .args(["up", "--data-dir", dir.to_str().unwrap()])
+        .args(["--center-port", &center.to_string(), "--store-port", &store.to_string()])
+        .args(["--wallet-port", &wallet.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _up = Up(child);
+    let ready = (0..300).any(|_| {
+        let up = [center, store, wallet].iter().all(|p| answers(&format!("127.0.0.1:{p}")));
+        if !up {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        up
+    });
+    assert!(ready, "kessai up did not start");
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/purchase.mjs");
+    let out = Command::new(node)
+        .arg(script)
+        .env("KESSAI_CHROMIUM", chromium)
+        .env("KESSAI_NODE_MODULES", &node_modules)
+        .env("KESSAI_SHOP_URL", format!("https://127.0.0.1:{store}"))
+        .env("KESSAI_WALLET_URL", format!("http://127.0.0.1:{wallet}"))
+        .env("KESSAI_ARTIFACTS", artifacts())
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let result: Value =
+        serde_json::from_str(&printed).unwrap_or_else(|e| panic!("no JSON ({e}):\n{printed}\n{stderr}"));
+    for name in ["purchase", "cancel", "insufficient"] {
+        assert_eq!(result["scenarios"][name]["ok"], true, "{name}: {}", result["scenarios"][name]);
+    }
+    assert!(out.status.success(), "{stderr}");
+
+    let bought = &result["scenarios"]["purchase"];
+    assert_eq!(bought["consent"]["store"], "Kessai Books");
+    assert_eq!(bought["consent"]["amount"], "JPY 1,200");
+    assert_eq!(bought["consent"]["balance"], "JPY 30,000");
+    assert!(bought["download_first_line"].as_str().unwrap().starts_with("A Short Guide to Stored Value"));
+    assert_eq!(bought["wallet_balance"], "JPY 28,800");
+    let steps: Vec<&str> = bought["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
+    for step in ["mall", "bookshop", "product", "cart", "estimate", "payment-method", "bill", "consent", "completion"] {
+        assert!(steps.contains(&step), "the purchase went through {step}: {steps:?}");
+    }
+    for s in bought["steps"].as_array().unwrap() {
+        assert!(Path::new(s["screenshot"].as_str().unwrap()).exists(), "screenshot of {}", s["step"]);
+    }
+
+    let cancelled = &result["scenarios"]["cancel"];
+    assert_eq!(cancelled["message"], "Cancelled; nothing was charged.");
+    assert_eq!(cancelled["balance_before"], "JPY 28,800");
+    assert_eq!(cancelled["balance_after"], "JPY 28,800");
+    assert!(cancelled["order_status"].as_str().unwrap().starts_with("Not paid yet"));
+
+    let refused = &result["scenarios"]["insufficient"];
+    assert_eq!(
+        refused["message"],
+        "Insufficient balance: your card holds JPY 28,800; the bill is JPY 50,000. Nothing was charged."
+    );
+    assert_eq!(refused["balance_after"], "JPY 28,800");
+
+    let image = std::fs::read(dir.join("card.img")).unwrap();
+    assert_eq!(kessai_card::public_info(&image).unwrap().balance_minor, 28_800, "charged once, for the e-book only");
+}
