@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use crate::db::DbError;
 use crate::purchase::StepError;
-use crate::service::{Center, CenterError, StepReply, parse_answers};
+use crate::service::{Center, CenterError, parse_answers};
 
 /// Longest Idempotency-Key accepted.
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
@@ -41,6 +41,9 @@ pub fn routes(center: Shared) -> Router {
         .route("/v1/settlements/{id}/recover/status", post(recover_status))
         .route("/v1/settlements/{id}/recover/balance", post(recover_balance))
         .route("/v1/settlements/{id}/receipt", get(receipt))
+        .route("/v1/cards/{card_id}/statements", post(statement_create))
+        .route("/v1/statements/{id}/authenticate", post(statement_authenticate))
+        .route("/v1/statements/{id}/read", post(statement_read))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/v1/openapi.json", get(openapi))
         .with_state(center)
@@ -61,6 +64,7 @@ pub fn api_error(e: CenterError) -> ApiError {
             ApiError::not_found("unknown_card", format!("card {c} is not registered")).with_param("card_id")
         }
         CenterError::UnknownSettlement(s) => ApiError::not_found("unknown_settlement", format!("no settlement {s}")),
+        CenterError::UnknownStatement(s) => ApiError::not_found("unknown_statement", format!("no statement {s}")),
         CenterError::BillInUse(_) => ApiError::new(
             S::CONFLICT,
             ErrorType::Conflict,
@@ -143,9 +147,10 @@ fn json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
 /// Runs `work` at most once per Idempotency-Key: a repeat with the same
 /// request answers the stored response; a different request under the same
 /// key is refused. Server errors are not stored, so they can be retried.
-async fn idempotent<F>(center: &Center, headers: &HeaderMap, route: &str, body: &Bytes, work: F) -> Response
+async fn idempotent<F, T>(center: &Center, headers: &HeaderMap, route: &str, body: &Bytes, work: F) -> Response
 where
-    F: std::future::Future<Output = Result<StepReply, ApiError>>,
+    F: std::future::Future<Output = Result<T, ApiError>>,
+    T: serde::Serialize,
 {
     let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()) else {
         return ApiError::invalid("idempotency_key_required", "every POST needs an Idempotency-Key header")
@@ -262,3 +267,35 @@ const OPENAPI: &str = include_str!("openapi.json");
 async fn openapi() -> impl IntoResponse {
     ([("content-type", "application/json")], OPENAPI)
 }
+
+async fn statement_create(
+    State(c): State<Shared>,
+    Path(card): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let route = format!("statement/{card}");
+    let work = async {
+        let card =
+            CardId::parse(&card).map_err(|e| ApiError::invalid("bad_card_id", e.to_string()).with_param("card_id"))?;
+        c.statement_create(card).await.map_err(api_error)
+    };
+    idempotent(&c, &headers, &route, &body, work).await
+}
+
+macro_rules! statement_step {
+    ($name:ident, $method:ident) => {
+        async fn $name(State(c): State<Shared>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+            let route = format!("{}/{}", stringify!($name), id);
+            let work = async {
+                let b: AnswersBody = json(&body)?;
+                let answers = parse_answers(&b.responses).map_err(api_error)?;
+                c.$method(&id, answers).await.map_err(api_error)
+            };
+            idempotent(&c, &headers, &route, &body, work).await
+        }
+    };
+}
+
+statement_step!(statement_authenticate, statement_authenticate);
+statement_step!(statement_read, statement_read);

@@ -67,6 +67,9 @@ const SCHEMA: &[&str] = &[
         id TEXT PRIMARY KEY, card_id TEXT NOT NULL, phase TEXT NOT NULL, amount_minor BIGINT NOT NULL,
         record TEXT NOT NULL, version BIGINT NOT NULL, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS center_charges_card ON center_charges (card_id, created_at)",
+    "CREATE TABLE IF NOT EXISTS center_statements (
+        id TEXT PRIMARY KEY, card_id TEXT NOT NULL, record TEXT NOT NULL, version BIGINT NOT NULL,
+        created_at BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS center_idempotency (
         key TEXT PRIMARY KEY, request_hash TEXT NOT NULL, status BIGINT NOT NULL,
         body TEXT NOT NULL, created_at BIGINT NOT NULL)",
@@ -362,6 +365,46 @@ impl CenterDb {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|r| settlement_row(r).map(|(s, _)| s)).collect()
+    }
+
+    pub async fn insert_statement(&self, s: &crate::statement::Statement) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO center_statements (id, card_id, record, version, created_at) VALUES ($1, $2, $3, 1, $4)",
+        )
+        .bind(s.id.clone())
+        .bind(s.card_id.to_string())
+        .bind(serde_json::to_string(s).map_err(corrupt)?)
+        .bind(to_i64(s.created_at.unix_s())?)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn statement(&self, id: &str) -> Result<Option<(crate::statement::Statement, i64)>, DbError> {
+        let row = sqlx::query("SELECT record, version FROM center_statements WHERE id = $1")
+            .bind(id.to_owned())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            let record: String = r.try_get("record")?;
+            Ok((serde_json::from_str(&record).map_err(corrupt)?, r.try_get("version")?))
+        })
+        .transpose()
+    }
+
+    pub async fn update_statement(&self, s: &crate::statement::Statement, version: i64) -> Result<(), DbError> {
+        let done = sqlx::query(
+            "UPDATE center_statements SET record = $1, version = version + 1 WHERE id = $2 AND version = $3",
+        )
+        .bind(serde_json::to_string(s).map_err(corrupt)?)
+        .bind(s.id.clone())
+        .bind(version)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(DbError::Conflict);
+        }
+        Ok(())
     }
 
     /// The stored answer for an Idempotency-Key, if any: `(request hash,

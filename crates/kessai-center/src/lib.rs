@@ -24,5 +24,6 @@ pub mod purchase;
 
 pub mod security;
 pub mod service;
+pub mod statement;
 pub mod value;
 pub mod value_check;

@@ -35,6 +35,8 @@ pub enum CenterError {
     UnknownCard(CardId),
     #[error("no settlement {0}")]
     UnknownSettlement(String),
+    #[error("no statement {0}")]
+    UnknownStatement(String),
     #[error("this bill is already being settled with card {0}")]
     BillInUse(CardId),
     #[error("APDU {0}")]

@@ -118,6 +118,14 @@ pub async fn history(config: WalletConfig) -> anyhow::Result<Vec<Record>> {
     Ok(records)
 }
 
+/// The card's own log (read through a secure session the center opens).
+pub async fn card_log(config: WalletConfig) -> anyhow::Result<Vec<wallet::CardLogEntry>> {
+    let wallet = Wallet::open(config).await?;
+    let log = wallet.card_log().await;
+    wallet.records().close().await;
+    Ok(log?)
+}
+
 /// Recovery for every recorded settlement whose DEBIT may be outstanding.
 pub async fn recover(config: WalletConfig) -> anyhow::Result<Vec<(SettlementId, Outcome)>> {
     let wallet = Wallet::open(config).await?;

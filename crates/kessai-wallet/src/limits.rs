@@ -47,3 +47,7 @@ pub const DB_POOL_CONNECTIONS_MAX: u32 = 4;
 const _: () = assert!(MAX_POST_ATTEMPTS >= 1);
 const _: () = assert!(RECEIPT_POLLS as u64 * RECEIPT_POLL_INTERVAL_MS <= RECEIPT_WAIT_S * 1_000);
 const _: () = assert!(MAX_RECOVERIES_PER_RUN <= MAX_HISTORY_RECORDS);
+
+/// Most requests one card-log reading may take (one per page of 3 records
+/// of the card's 64, plus the handshake).
+pub const MAX_STATEMENT_STEPS: usize = 30;

@@ -132,6 +132,29 @@ pub struct ConsentView {
     pub consent_token: String,
 }
 
+/// One record of the card's own log, as the center read it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct CardLogEntry {
+    /// `debit` or `credit`.
+    pub kind: String,
+    pub transaction_id: String,
+    pub amount_minor: u64,
+    pub counter: u32,
+    pub balance_after_minor: u64,
+    pub counterpart: String,
+    pub time_unix_s: u64,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct StatementReply {
+    statement_id: String,
+    phase: String,
+    #[serde(default)]
+    apdus: Vec<String>,
+    #[serde(default)]
+    entries: Option<Vec<CardLogEntry>>,
+}
+
 /// SIG2 verified and tied to the bill, the card and the sealed DEBIT.
 #[derive(Debug)]
 pub struct Offered {
@@ -257,6 +280,33 @@ impl Wallet {
 
     pub fn records(&self) -> &Records {
         &self.records
+    }
+
+    /// The card's own log, newest first: the center opens a secure session
+    /// (only it can), the wallet relays INITIALIZE UPDATE, EXTERNAL
+    /// AUTHENTICATE and the sealed READ LOG pages, and the center returns the
+    /// records it unsealed. Nothing on the card changes.
+    pub async fn card_log(&self) -> Result<Vec<CardLogEntry>, PayError> {
+        let _one_at_a_time = self.conversation.lock().await;
+        let summary = self.card.summary().await?;
+        let mut nonce = [0u8; 16];
+        kessai_core::random::Random::fill_bytes(&mut kessai_core::random::OsRandom, &mut nonce);
+        let tag = hex::encode(nonce);
+        let path = format!("/v1/cards/{}/statements", summary.card_id);
+        let mut reply: StatementReply =
+            self.center.post(&path, &serde_json::json!({}), &format!("stm-{tag}-0")).await?;
+        let id = reply.statement_id.clone();
+        let mut step = "authenticate";
+        for n in 1..=crate::limits::MAX_STATEMENT_STEPS {
+            if reply.phase == "done" {
+                return Ok(reply.entries.unwrap_or_default());
+            }
+            let answers = self.card.relay_hex(&reply.apdus).await?;
+            let body = serde_json::json!({ "responses": answers });
+            reply = self.center.post(&format!("/v1/statements/{id}/{step}"), &body, &format!("stm-{tag}-{n}")).await?;
+            step = "read";
+        }
+        Err(PayError::HandOff("the card's log did not end within the page limit".into()))
     }
 
     /// Reports every command this wallet sends to the card, with the

@@ -20,7 +20,7 @@ pub enum WalletCommand {
     },
     /// The card's id and display balance.
     Balance,
-    /// Payments this wallet took part in, newest first.
+    /// The card's own log (through a secure session), then this wallet's payments.
     History,
     /// Finish interrupted payments: ask the card, through the center, what happened.
     Recover,
@@ -45,6 +45,17 @@ pub fn run(config_path: &Path, command: WalletCommand) -> anyhow::Result<()> {
             Ok(())
         }
         WalletCommand::History => {
+            let log = runtime.block_on(kessai_wallet::card_log(config.clone())).context("reading the card's log")?;
+            println!("the card's log (read through a secure session, newest first)");
+            println!("{:>7} {:<6} {:>14} {:>14}  {:<32}", "counter", "kind", "amount", "balance after", "transaction");
+            for e in &log {
+                println!(
+                    "{:>7} {:<6} {:>14} {:>14}  {:<32}",
+                    e.counter, e.kind, e.amount_minor, e.balance_after_minor, e.transaction_id
+                );
+            }
+            println!();
+            println!("payments made with this wallet");
             let records = runtime.block_on(kessai_wallet::history(config))?;
             println!("{:<36} {:<20} {:<14} {:>16}  phase", "settlement", "store", "order", "amount");
             for r in records {

@@ -7,5 +7,6 @@ mod charge_api;
 mod db;
 mod purchase;
 mod service;
+mod statement;
 mod tls;
 mod world;

@@ -41,8 +41,17 @@ async fn pay_from_the_command_line_asks_consent_reports_progress_and_verifies_th
     assert_eq!(w.card_state().0, 18_800);
     let summary = kessai_wallet::balance(config.clone()).await.unwrap();
     assert_eq!(summary.balance.to_string(), "JPY 18,800");
-    let history = kessai_wallet::history(config).await.unwrap();
+    let history = kessai_wallet::history(config.clone()).await.unwrap();
     assert_eq!(history[0].phase, LocalPhase::Receipted);
+    // The card's own log, read through a secure session the center opens:
+    // the purchase, newest first, then the funding credit.
+    let log = kessai_wallet::card_log(config).await.unwrap();
+    assert!(log.len() >= 2, "{log:?}");
+    assert_eq!(log[0].kind, "debit");
+    assert_eq!(log[0].balance_after_minor, 18_800);
+    assert_eq!(log.last().unwrap().kind, "credit");
+    assert!(log.windows(2).all(|w| w[0].counter == w[1].counter + 1), "newest first, consecutive");
+    assert_eq!(w.card_state().0, 18_800, "reading the log moved no value");
 }
 
 #[tokio::test]

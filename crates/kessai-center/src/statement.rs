@@ -1,0 +1,241 @@
+//! Card statements: the card's own log, read through a secure session.
+//!
+//! The log is readable only inside a level-33 session, and only the center
+//! can open one, so the wallet asks the center: INITIALIZE UPDATE, then
+//! EXTERNAL AUTHENTICATE with a sealed READ LOG, then one sealed READ LOG per
+//! page (3 records; each answer's R-MAC chains on its own command) until the
+//! card has no more or the page limit is reached. The center unseals each
+//! page and returns the records; nothing on the card changes.
+
+use kessai_card::limits::{LOG_CAPACITY, READ_LOG_MAX_RECORDS};
+use kessai_card::protocol::{TransferKind, parse_log, read_log_command};
+use kessai_core::ids::CardId;
+use kessai_core::random::Random;
+use kessai_core::time::Timestamp;
+use kessai_scp03::{CommandApdu, ResponseApdu, StatusWord};
+use serde::{Deserialize, Serialize};
+
+use crate::purchase::{CardRecord, CardRegistryStatus, Context, StepError};
+use crate::security::SealedState;
+
+/// One record of the card's log, as shown to the cardholder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// `debit` or `credit`.
+    pub kind: String,
+    pub transaction_id: String,
+    pub amount_minor: u64,
+    pub counter: u32,
+    pub balance_after_minor: u64,
+    /// Counterpart (first 8 bytes of SHA-256 of the store or funding reference), hex.
+    pub counterpart: String,
+    pub time_unix_s: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatementPhase {
+    Authenticating,
+    Reading,
+    Done,
+}
+
+/// A statement session as stored between the wallet's requests.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Statement {
+    pub id: String,
+    pub card_id: CardId,
+    pub key_version: u8,
+    pub phase: StatementPhase,
+    pub scp: Option<SealedState>,
+    /// Records read so far, newest first.
+    pub entries: Vec<LogEntry>,
+    pub created_at: Timestamp,
+}
+
+fn page_size() -> u8 {
+    // READ_LOG_MAX_RECORDS is 3: fits a u8 by construction.
+    u8::try_from(READ_LOG_MAX_RECORDS).unwrap_or(3)
+}
+
+impl Statement {
+    /// Opens a statement session for a registered card.
+    pub fn create<R: Random + ?Sized>(
+        ctx: &mut Context<'_, R>,
+        card: &CardRecord,
+    ) -> Result<(Statement, CommandApdu), StepError> {
+        if card.status == CardRegistryStatus::Lost {
+            return Err(StepError::CardNotActive(card.id));
+        }
+        let mut raw = [0u8; 16];
+        ctx.rng.fill_bytes(&mut raw);
+        let id = format!("stm_{}", hex::encode(raw));
+        let begun = ctx.security.begin(&card.id, card.key_version, &id, ctx.rng)?;
+        let s = Statement {
+            id,
+            card_id: card.id,
+            key_version: card.key_version,
+            phase: StatementPhase::Authenticating,
+            scp: Some(begun.state),
+            entries: Vec::new(),
+            created_at: ctx.now,
+        };
+        Ok((s, begun.value))
+    }
+
+    fn sealed(&self) -> Result<&SealedState, StepError> {
+        self.scp.as_ref().ok_or(StepError::OutOfOrder {
+            step: "statement",
+            phase: crate::purchase::Phase::Completed,
+            expected: "an open statement",
+        })
+    }
+
+    /// Card cryptogram checked; EXTERNAL AUTHENTICATE and the first sealed READ LOG.
+    pub fn authenticate<R: Random + ?Sized>(
+        mut self,
+        ctx: &mut Context<'_, R>,
+        answer: &ResponseApdu,
+    ) -> Result<(Statement, Vec<CommandApdu>), StepError> {
+        if self.phase != StatementPhase::Authenticating {
+            return Err(StepError::BadCardAnswer("statement is not authenticating".into()));
+        }
+        if answer.sw() != StatusWord::from(0x9000u16) {
+            return Err(StepError::CardRefused(answer.sw()));
+        }
+        let sec = ctx.security;
+        let auth = sec.authenticate(&self.card_id, &self.id, self.sealed()?, answer, ctx.rng)?;
+        let read =
+            sec.seal_command(&self.card_id, &self.id, &auth.state, &read_log_command(0, page_size()), ctx.rng)?;
+        self.scp = Some(read.state);
+        self.phase = StatementPhase::Reading;
+        Ok((self, vec![auth.value, read.value]))
+    }
+
+    /// One page: the answers are `[EXTERNAL AUTHENTICATE, READ LOG]` the first
+    /// time and `[READ LOG]` after. Returns the next sealed READ LOG, if any.
+    pub fn read<R: Random + ?Sized>(
+        mut self,
+        ctx: &mut Context<'_, R>,
+        answers: &[ResponseApdu],
+        max_entries: usize,
+    ) -> Result<(Statement, Option<CommandApdu>), StepError> {
+        if self.phase != StatementPhase::Reading {
+            return Err(StepError::BadCardAnswer("statement is not reading".into()));
+        }
+        let sec = ctx.security;
+        let page = match answers {
+            [auth, page] if self.entries.is_empty() => {
+                sec.check_external_authenticate(&self.card_id, &self.id, self.sealed()?, auth)?;
+                page
+            }
+            [page] => page,
+            _ => return Err(StepError::WrongAnswerCount { expected: 1, got: answers.len() }),
+        };
+        let opened = sec.unseal_response(&self.card_id, &self.id, self.sealed()?, page, ctx.rng)?;
+        if opened.value.sw() != StatusWord::from(0x9000u16) {
+            return Err(StepError::CardRefused(opened.value.sw()));
+        }
+        let records = parse_log(opened.value.data()).map_err(|e| StepError::BadCardAnswer(e.to_string()))?;
+        let full_page = records.len() == usize::from(page_size());
+        self.entries.extend(records.iter().map(|r| LogEntry {
+            kind: if r.kind == TransferKind::Debit { "debit" } else { "credit" }.into(),
+            transaction_id: hex::encode(r.request.tx_id.0),
+            amount_minor: r.request.amount_minor,
+            counter: r.counter,
+            balance_after_minor: r.balance_after_minor,
+            counterpart: hex::encode(r.request.counterpart),
+            time_unix_s: r.request.time_unix_s,
+        }));
+        let read_so_far = self.entries.len();
+        if !full_page || read_so_far >= max_entries.min(LOG_CAPACITY) {
+            self.phase = StatementPhase::Done;
+            self.scp = None;
+            return Ok((self, None));
+        }
+        let skip = u8::try_from(read_so_far).map_err(|_| StepError::BadCardAnswer("log too long".into()))?;
+        let next =
+            sec.seal_command(&self.card_id, &self.id, &opened.state, &read_log_command(skip, page_size()), ctx.rng)?;
+        self.scp = Some(next.state);
+        Ok((self, Some(next.value)))
+    }
+}
+
+/// What a statement step answers.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct StatementReply {
+    pub statement_id: String,
+    pub phase: StatementPhase,
+    pub apdus: Vec<String>,
+    /// The card's log, newest first, once done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entries: Option<Vec<LogEntry>>,
+}
+
+fn reply(s: &Statement, apdus: &[CommandApdu]) -> StatementReply {
+    StatementReply {
+        statement_id: s.id.clone(),
+        phase: s.phase,
+        apdus: apdus.iter().map(|c| hex::encode(c.to_bytes())).collect(),
+        entries: (s.phase == StatementPhase::Done).then(|| s.entries.clone()),
+    }
+}
+
+/// Most log records one statement returns.
+pub const MAX_STATEMENT_ENTRIES: usize = LOG_CAPACITY;
+
+impl crate::service::Center {
+    fn statement_ctx<'a>(
+        &'a self,
+        rng: &'a mut kessai_core::random::OsRandom,
+    ) -> Context<'a, kessai_core::random::OsRandom> {
+        Context {
+            security: &self.security,
+            center: &self.center_id,
+            center_key: &self.center_key,
+            now: self.clock.now(),
+            rng,
+        }
+    }
+
+    /// POST /v1/cards/{card}/statements: a session to read the card's log.
+    pub async fn statement_create(&self, card_id: CardId) -> Result<StatementReply, crate::service::CenterError> {
+        let card = self.db.card(&card_id).await?.ok_or(crate::service::CenterError::UnknownCard(card_id))?;
+        let mut rng = kessai_core::random::OsRandom;
+        let (s, init) = Statement::create(&mut self.statement_ctx(&mut rng), &card)?;
+        self.db.insert_statement(&s).await?;
+        Ok(reply(&s, &[init]))
+    }
+
+    async fn statement_load(&self, id: &str) -> Result<(Statement, i64), crate::service::CenterError> {
+        self.db
+            .statement(id)
+            .await?
+            .ok_or_else(|| crate::service::CenterError::UnknownStatement(id.chars().take(64).collect()))
+    }
+
+    pub async fn statement_authenticate(
+        &self,
+        id: &str,
+        answers: Vec<ResponseApdu>,
+    ) -> Result<StatementReply, crate::service::CenterError> {
+        let (s, version) = self.statement_load(id).await?;
+        let answer = answers.first().ok_or(StepError::WrongAnswerCount { expected: 1, got: 0 })?;
+        let mut rng = kessai_core::random::OsRandom;
+        let (s, apdus) = s.authenticate(&mut self.statement_ctx(&mut rng), answer)?;
+        self.db.update_statement(&s, version).await?;
+        Ok(reply(&s, &apdus))
+    }
+
+    pub async fn statement_read(
+        &self,
+        id: &str,
+        answers: Vec<ResponseApdu>,
+    ) -> Result<StatementReply, crate::service::CenterError> {
+        let (s, version) = self.statement_load(id).await?;
+        let mut rng = kessai_core::random::OsRandom;
+        let (s, next) = s.read(&mut self.statement_ctx(&mut rng), &answers, MAX_STATEMENT_ENTRIES)?;
+        self.db.update_statement(&s, version).await?;
+        Ok(reply(&s, next.as_slice()))
+    }
+}

@@ -1,0 +1,79 @@
+//! The card's log, read for the cardholder through a secure session the
+//! center opens: every page sealed, the records exactly the card's.
+
+use kessai_center::service::parse_answers;
+use kessai_center::statement::StatementPhase;
+use kessai_scp03::CommandApdu;
+
+use crate::service::{bill_token, register_card, setup};
+use crate::world::{card_id, funded_card, relay};
+
+fn relay_all(card: &mut kessai_card::terminal::Terminal<crate::world::CardReader>, apdus: &[String]) -> Vec<String> {
+    apdus
+        .iter()
+        .map(|h| {
+            let cmd = CommandApdu::parse(&hex::decode(h).unwrap()).unwrap();
+            hex::encode(relay(card, &cmd).to_bytes())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_statement_is_the_cards_own_log_newest_first_over_several_pages() {
+    let mut s = setup().await;
+    register_card(&s, 1, 50_000).await;
+    let mut card = funded_card(1, 50_000);
+    // Four purchases after the funding credit: five records, two pages.
+    for _ in 0..4 {
+        kessai_card::terminal::Terminal::select(&mut card).unwrap();
+        let token = bill_token(&mut s);
+        let r = s.center.create(&token, card_id(1)).await.unwrap();
+        let id = r.settlement_id.clone();
+        let r = s.center.authenticate(&id, parse_answers(&relay_all(&mut card, &r.apdus)).unwrap()).await.unwrap();
+        let r = s.center.offer(&id, parse_answers(&relay_all(&mut card, &r.apdus)).unwrap()).await.unwrap();
+        s.center.complete(&id, parse_answers(&relay_all(&mut card, &r.apdus)).unwrap()).await.unwrap();
+    }
+    kessai_card::terminal::Terminal::select(&mut card).unwrap();
+    let r = s.center.statement_create(card_id(1)).await.unwrap();
+    assert_eq!(r.phase, StatementPhase::Authenticating);
+    let id = r.statement_id.clone();
+    let r =
+        s.center.statement_authenticate(&id, parse_answers(&relay_all(&mut card, &r.apdus)).unwrap()).await.unwrap();
+    assert_eq!(r.apdus.len(), 2, "EXTERNAL AUTHENTICATE and the first sealed READ LOG");
+    let mut r = s.center.statement_read(&id, parse_answers(&relay_all(&mut card, &r.apdus)).unwrap()).await.unwrap();
+    let mut pages = 1;
+    while r.phase != StatementPhase::Done {
+        r = s.center.statement_read(&id, parse_answers(&relay_all(&mut card, &r.apdus)).unwrap()).await.unwrap();
+        pages += 1;
+    }
+    assert_eq!(pages, 2);
+    let entries = r.entries.unwrap();
+    assert_eq!(entries.len(), 5);
+    assert_eq!(entries[0].kind, "debit");
+    assert_eq!(entries[0].amount_minor, 11_360);
+    assert_eq!(entries[0].balance_after_minor, 50_000 - 4 * 11_360);
+    assert_eq!(entries[4].kind, "credit");
+    assert_eq!(entries[4].amount_minor, 50_000);
+    let counters: Vec<u32> = entries.iter().map(|e| e.counter).collect();
+    assert_eq!(counters, vec![5, 4, 3, 2, 1], "newest first, one per transaction");
+    // Reading moved no value.
+    assert_eq!(crate::world::balance_of(&mut card), 50_000 - 4 * 11_360);
+    // A stale or unknown statement is refused.
+    assert!(s.center.statement_read("stm_nope", vec![]).await.is_err());
+}
+
+#[tokio::test]
+async fn a_tampered_page_is_refused() {
+    let s = setup().await;
+    register_card(&s, 2, 50_000).await;
+    let mut card = funded_card(2, 50_000);
+    let r = s.center.statement_create(card_id(2)).await.unwrap();
+    let id = r.statement_id.clone();
+    let r =
+        s.center.statement_authenticate(&id, parse_answers(&relay_all(&mut card, &r.apdus)).unwrap()).await.unwrap();
+    let mut answers = relay_all(&mut card, &r.apdus);
+    let mut page = hex::decode(&answers[1]).unwrap();
+    page[2] ^= 0x01;
+    answers[1] = hex::encode(page);
+    assert!(s.center.statement_read(&id, parse_answers(&answers).unwrap()).await.is_err());
+}
