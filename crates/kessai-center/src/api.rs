@@ -152,6 +152,16 @@ where
     F: std::future::Future<Output = Result<T, ApiError>>,
     T: serde::Serialize,
 {
+    idempotent_by(center, headers, &[route.as_bytes(), b"\n", body].concat(), work).await
+}
+
+/// As [`idempotent`], with the request identified by `fingerprint` (for
+/// requests whose body holds secrets that must not be hashed and stored).
+pub(crate) async fn idempotent_by<F, T>(center: &Center, headers: &HeaderMap, fingerprint: &[u8], work: F) -> Response
+where
+    F: std::future::Future<Output = Result<T, ApiError>>,
+    T: serde::Serialize,
+{
     let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()) else {
         return ApiError::invalid("idempotency_key_required", "every POST needs an Idempotency-Key header")
             .with_param("Idempotency-Key")
@@ -161,7 +171,7 @@ where
         return ApiError::invalid("bad_idempotency_key", "Idempotency-Key must be 1 to 128 printable characters")
             .into_response();
     }
-    let hash = Sha256Digest::of(&[route.as_bytes(), b"\n", body].concat()).to_string();
+    let hash = Sha256Digest::of(fingerprint).to_string();
     match center.db.idempotent_response(key).await {
         Ok(Some((stored_hash, status, stored))) if stored_hash == hash => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
@@ -283,19 +293,5 @@ async fn statement_create(
     idempotent(&c, &headers, &route, &body, work).await
 }
 
-macro_rules! statement_step {
-    ($name:ident, $method:ident) => {
-        async fn $name(State(c): State<Shared>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
-            let route = format!("{}/{}", stringify!($name), id);
-            let work = async {
-                let b: AnswersBody = json(&body)?;
-                let answers = parse_answers(&b.responses).map_err(api_error)?;
-                c.$method(&id, answers).await.map_err(api_error)
-            };
-            idempotent(&c, &headers, &route, &body, work).await
-        }
-    };
-}
-
-statement_step!(statement_authenticate, statement_authenticate);
-statement_step!(statement_read, statement_read);
+answers_step!(statement_authenticate, statement_authenticate);
+answers_step!(statement_read, statement_read);

@@ -27,9 +27,6 @@ use crate::db::DbError;
 use crate::service::{Center, CenterError, parse_answers};
 use crate::value::ChargeStepError;
 
-/// Longest Idempotency-Key accepted (as for settlements).
-const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
-
 /// The center and the credit authorizer it charges through.
 #[derive(Debug, Clone)]
 pub struct ChargeState {
@@ -127,52 +124,6 @@ fn json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|_| ApiError::invalid("bad_json", "the request body is not a valid request"))
 }
 
-/// Runs `work` at most once per Idempotency-Key (see [`crate::api`]):
-/// `fingerprint` identifies the request without any secret in it.
-async fn idempotent<F>(center: &Center, headers: &HeaderMap, fingerprint: &[u8], work: F) -> Response
-where
-    F: std::future::Future<Output = Result<ChargeReply, ApiError>>,
-{
-    let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()) else {
-        return ApiError::invalid("idempotency_key_required", "every POST needs an Idempotency-Key header")
-            .with_param("Idempotency-Key")
-            .into_response();
-    };
-    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_BYTES || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return ApiError::invalid("bad_idempotency_key", "Idempotency-Key must be 1 to 128 printable characters")
-            .into_response();
-    }
-    let hash = Sha256Digest::of(fingerprint).to_string();
-    match center.db.idempotent_response(key).await {
-        Ok(Some((stored_hash, status, stored))) if stored_hash == hash => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-            return (status, [("content-type", "application/json")], stored).into_response();
-        }
-        Ok(Some(_)) => {
-            return ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                ErrorType::InvalidRequest,
-                "idempotency_key_reused",
-                "this Idempotency-Key was used for a different request",
-            )
-            .into_response();
-        }
-        Ok(None) => {}
-        Err(e) => return ApiError::internal(e).into_response(),
-    }
-    let (status, text) = match work.await {
-        Ok(reply) => (StatusCode::OK, serde_json::to_string(&reply).unwrap_or_default()),
-        Err(e) => (e.status, e.to_json()),
-    };
-    if !status.is_server_error()
-        && status != StatusCode::CONFLICT
-        && let Err(e) = center.db.save_response(key, &hash, status.as_u16(), &text, center.clock.now()).await
-    {
-        return ApiError::internal(e).into_response();
-    }
-    (status, [("content-type", "application/json")], text).into_response()
-}
-
 async fn create(State(s): State<ChargeState>, headers: HeaderMap, body: Bytes) -> Response {
     let b: CreateBody = match json(&body) {
         Ok(b) => b,
@@ -190,7 +141,7 @@ async fn create(State(s): State<ChargeState>, headers: HeaderMap, body: Bytes) -
         let request = ChargeRequest { id, card_id, amount: b.amount, payment_card };
         s.center.create_charge(s.authorizer.as_ref(), request).await.map_err(charge_api_error)
     };
-    idempotent(&s.center, &headers, fingerprint.as_bytes(), work).await
+    crate::api::idempotent_by(&s.center, &headers, fingerprint.as_bytes(), work).await
 }
 
 /// The charge id for a create request: `vup_` and the first 16 bytes of
@@ -222,7 +173,7 @@ macro_rules! answers_step {
                 let answers = answers(&body)?;
                 s.center.$method(s.authorizer.as_ref(), &id, answers).await.map_err(charge_api_error)
             };
-            idempotent(&s.center, &headers, &fingerprint, work).await
+            crate::api::idempotent_by(&s.center, &headers, &fingerprint, work).await
         }
     };
 }
@@ -237,13 +188,13 @@ answers_step!(recover_balance, charge_recover_balance);
 async fn cancel(State(s): State<ChargeState>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
     let fingerprint = [format!("charge-cancel/{id}\n").as_bytes(), &body[..]].concat();
     let work = async { s.center.charge_cancel(s.authorizer.as_ref(), &id).await.map_err(charge_api_error) };
-    idempotent(&s.center, &headers, &fingerprint, work).await
+    crate::api::idempotent_by(&s.center, &headers, &fingerprint, work).await
 }
 
 async fn recover(State(s): State<ChargeState>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
     let fingerprint = [format!("charge-recover/{id}\n").as_bytes(), &body[..]].concat();
     let work = async { s.center.charge_recover(s.authorizer.as_ref(), &id).await.map_err(charge_api_error) };
-    idempotent(&s.center, &headers, &fingerprint, work).await
+    crate::api::idempotent_by(&s.center, &headers, &fingerprint, work).await
 }
 
 async fn show(State(s): State<ChargeState>, Path(id): Path<String>) -> Result<Json<ChargeReply>, ApiError> {
