@@ -102,6 +102,7 @@ pub async fn open(config: &CenterConfig) -> anyhow::Result<Center> {
         clock: Arc::new(SystemClock),
         max_amount_minor: config.max_amount_minor,
         outcomes: Default::default(),
+        completed: Default::default(),
     })
 }
 

@@ -51,8 +51,10 @@ impl Deliverer {
             if delivered > 0 {
                 tracing::info!(delivered, "completions delivered");
             }
+            let completed = self.center.completed.clone();
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
+                _ = completed.notified() => {}
                 _ = stop.changed() => return,
             }
         }

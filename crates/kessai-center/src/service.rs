@@ -118,6 +118,9 @@ pub struct Center {
     pub clock: Arc<dyn Clock>,
     pub max_amount_minor: u64,
     pub outcomes: OutcomeCounter,
+    /// Notified when a settlement completes, so its completion is delivered
+    /// to the store at once rather than at the next sweep.
+    pub completed: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for Center {
@@ -225,6 +228,9 @@ impl Center {
         self.db.update_settlement(s, version, self.clock.now()).await?;
         if matches!(s.phase, Phase::Completed | Phase::Voided) {
             self.outcomes.get_or_create(&vec![("outcome".to_owned(), s.phase.as_str().to_owned())]).inc();
+        }
+        if s.phase == Phase::Completed {
+            self.completed.notify_one();
         }
         Ok(reply(s, &stepped.apdus))
     }

@@ -51,6 +51,7 @@ async fn open_center(dir: &std::path::Path) -> Center {
         clock: Arc::new(FixedClock::new(NOW)),
         max_amount_minor: 1_000_000,
         outcomes: Default::default(),
+        completed: Default::default(),
     }
 }
 

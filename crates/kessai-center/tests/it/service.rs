@@ -57,6 +57,7 @@ pub async fn setup() -> Setup {
         clock: Arc::new(FixedClock::new(NOW)),
         max_amount_minor: 1_000_000,
         outcomes: Default::default(),
+        completed: Default::default(),
     };
     Setup { _dir: dir, center, mall_key, rng }
 }
