@@ -126,10 +126,14 @@ pub async fn serve_on(
         center.outcomes.clone(),
     );
     let metrics = Arc::new(metrics);
+    // The built-in credit authorizer, journaled in the data directory so
+    // that a charge in flight survives a restart.
+    let simulator = Simulator::persistent(&config.data_dir.join("authorizations.jsonl"))
+        .map_err(|e| anyhow::anyhow!("opening the authorization simulator: {e}"))?;
     let ready = Arc::new(AtomicBool::new(true));
     let router = api::routes(center.clone())
         .merge(admin::routes(center.clone(), config.tls.admin_name.clone()))
-        .merge(charge_api::routes(center.clone(), Arc::new(Simulator::new())))
+        .merge(charge_api::routes(center.clone(), Arc::new(simulator)))
         .merge(ops_routes(metrics.clone(), ready));
     let router = apply_standard_layers(router, &config.limits, &metrics);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

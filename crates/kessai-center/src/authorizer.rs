@@ -215,7 +215,8 @@ pub trait Authorizer: Send + Sync + fmt::Debug {
 }
 
 /// Where a simulated authorization stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AuthorizationState {
     Authorized,
     Captured,
@@ -234,7 +235,7 @@ impl AuthorizationState {
 
 /// One authorization the simulator holds. No card data: like the center,
 /// the simulator keeps only what it needs to capture or void.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SimulatedAuthorization {
     pub reference: Reference,
     pub charge_id: String,
@@ -275,11 +276,47 @@ struct SimulatorBook {
 #[derive(Debug, Default)]
 pub struct Simulator {
     book: Mutex<SimulatorBook>,
+    /// With a journal, every change is appended and fsynced before it is
+    /// answered, and replayed at start: the simulator, like the real
+    /// service it stands for, remembers authorizations across restarts.
+    journal: Option<std::path::PathBuf>,
 }
 
 impl Simulator {
+    /// In memory only (tests).
     pub fn new() -> Simulator {
         Simulator::default()
+    }
+
+    /// Durable: replays `journal` (JSON lines; the last line for a
+    /// reference wins) and appends to it from then on.
+    pub fn persistent(journal: &std::path::Path) -> Result<Simulator, AuthorizerError> {
+        let mut book = SimulatorBook::default();
+        if journal.exists() {
+            let text = std::fs::read_to_string(journal).map_err(|e| AuthorizerError::Unavailable(e.to_string()))?;
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                let Ok(auth) = serde_json::from_str::<SimulatedAuthorization>(line) else {
+                    // A torn last line (a crash mid-append) was never
+                    // answered to anyone: skip it.
+                    continue;
+                };
+                book.by_charge.insert(auth.charge_id.clone(), auth.reference.as_str().to_owned());
+                book.by_reference.insert(auth.reference.as_str().to_owned(), auth);
+            }
+        }
+        Ok(Simulator { book: Mutex::new(book), journal: Some(journal.to_owned()) })
+    }
+
+    fn record(&self, auth: &SimulatedAuthorization) -> Result<(), AuthorizerError> {
+        let Some(path) = &self.journal else { return Ok(()) };
+        let unavailable = |e: std::io::Error| AuthorizerError::Unavailable(e.to_string());
+        let line = serde_json::to_string(auth).map_err(|e| AuthorizerError::Unavailable(e.to_string()))?;
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).append(true);
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(path).map_err(unavailable)?;
+        std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes()).map_err(unavailable)?;
+        file.sync_all().map_err(unavailable)
     }
 
     /// Every authorization made, in reference order (for tests and audit).
@@ -306,16 +343,15 @@ impl Simulator {
         kessai_core::random::OsRandom.fill_bytes(&mut bytes);
         let text = format!("auth_{}", hex::encode(bytes));
         let reference = Reference::parse(&text).map_err(|e| AuthorizerError::Unavailable(e.to_string()))?;
+        let auth = SimulatedAuthorization {
+            reference: reference.clone(),
+            charge_id: request.charge_id.to_owned(),
+            amount: request.amount,
+            state: AuthorizationState::Authorized,
+        };
+        self.record(&auth)?;
         book.by_charge.insert(request.charge_id.to_owned(), text.clone());
-        book.by_reference.insert(
-            text,
-            SimulatedAuthorization {
-                reference: reference.clone(),
-                charge_id: request.charge_id.to_owned(),
-                amount: request.amount,
-                state: AuthorizationState::Authorized,
-            },
-        );
+        book.by_reference.insert(text, auth);
         Ok(reference)
     }
 
@@ -345,6 +381,9 @@ impl Simulator {
         {
             return Err(AuthorizerError::CaptureOverAuthorized { authorized: auth.amount, found });
         }
+        let mut next = auth.clone();
+        next.state = to;
+        self.record(&next)?;
         auth.state = to;
         Ok(())
     }
@@ -382,6 +421,32 @@ mod tests {
         assert!(matches!(PaymentCard::parse("4242", "12/30", "123"), Err(AuthorizerError::InvalidCardNumber)));
         assert!(matches!(PaymentCard::parse("4242424242424242", "13/30", "123"), Err(AuthorizerError::BadExpiry)));
         assert!(matches!(PaymentCard::parse("4242424242424242", "12/30", "12a"), Err(AuthorizerError::BadCvc)));
+    }
+
+    #[test]
+    fn a_persistent_simulator_remembers_authorizations_across_restarts() {
+        let dir = std::env::temp_dir().join(format!("kessai-sim-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let journal = dir.join("authorizations.jsonl");
+        let _ = std::fs::remove_file(&journal);
+        let card = PaymentCard::parse("4242424242424242", "12/40", "123").unwrap();
+        let amount = Money::new(5_000, kessai_core::Currency::JPY).unwrap();
+        let now = Timestamp::from_unix_s(1_795_000_000);
+        let first = Simulator::persistent(&journal).unwrap();
+        let reference =
+            first.authorize_now(&AuthorizationRequest { charge_id: "vup_1", card: &card, amount, now }).unwrap();
+        drop(first);
+        let text = std::fs::read_to_string(&journal).unwrap();
+        assert!(!text.contains("4242424242424242") && !text.contains("12/40"), "no card data in the journal");
+        let again = Simulator::persistent(&journal).unwrap();
+        again.settle(&reference, AuthorizationState::Captured, Some(amount)).unwrap();
+        drop(again);
+        let third = Simulator::persistent(&journal).unwrap();
+        assert_eq!(third.authorizations()[0].state, AuthorizationState::Captured);
+        // The same charge asks again: the same authorization.
+        let same = third.authorize_now(&AuthorizationRequest { charge_id: "vup_1", card: &card, amount, now }).unwrap();
+        assert_eq!(same, reference);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
