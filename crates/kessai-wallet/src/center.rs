@@ -57,6 +57,27 @@ pub struct StepReply {
     pub reason: Option<String>,
 }
 
+/// One charge step's answer (PROTOCOL §9): `{"charge_id", "phase", "apdus", …}`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ChargeReply {
+    pub charge_id: String,
+    pub phase: String,
+    #[serde(default)]
+    pub apdus: Vec<String>,
+    #[serde(default)]
+    pub funding_ref: Option<String>,
+    #[serde(default)]
+    pub value_update: Option<String>,
+    #[serde(default)]
+    pub balance_minor: Option<u64>,
+    #[serde(default)]
+    pub balance_after_minor: Option<u64>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub reason_code: Option<String>,
+}
+
 /// The center seen from the wallet.
 #[derive(Debug)]
 pub struct CenterClient {
@@ -121,6 +142,24 @@ impl CenterClient {
             return Err(refusal(status.as_u16(), &bytes));
         }
         serde_json::from_slice(&bytes).map_err(|e| CenterError::BadReply(e.to_string()))
+    }
+
+    /// `GET /v1/charges/{id}`.
+    pub async fn charge(&self, id: &str) -> Result<ChargeReply, CenterError> {
+        let (status, bytes) = self.http.get(&format!("{}/v1/charges/{id}", self.url)).await?;
+        if !status.is_success() {
+            return Err(refusal(status.as_u16(), &bytes));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| CenterError::BadReply(e.to_string()))
+    }
+
+    /// The center's keys: cached, or fetched when `refresh` or not yet known.
+    pub async fn keys(&self, refresh: bool) -> Result<KeyDirectory, VerifyError> {
+        let cached = if refresh { None } else { self.keys.read().await.clone() };
+        match cached {
+            Some(k) => Ok(k),
+            None => self.refresh_keys().await,
+        }
     }
 
     /// `GET /v1/settlements/{id}/receipt`: the SIG4 token, or `None` while

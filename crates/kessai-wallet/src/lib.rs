@@ -5,6 +5,8 @@
 //!
 //! - [`wallet::Wallet`]: the purchase as a chain of checked steps, cancel
 //!   and recovery.
+//! - [`charge`]: adding value to the card, paid by credit card (SIG5
+//!   checked before the sealed CREDIT is relayed), and its recovery.
 //! - [`checks`]: what SIG2, SIG3 and SIG4 must say (pure).
 //! - [`center`]: the center's HTTP API with persisted Idempotency-Keys.
 //! - [`card`]: readers by configuration (in-process image, vpcd, PC/SC).
@@ -13,10 +15,15 @@
 //!
 //! Invariant: the sealed DEBIT goes to the card only after SIG2 verified
 //! against the center's keys and matched the bill, the card and the
-//! DEBIT's own bytes, and after the cardholder agreed.
+//! DEBIT's own bytes, and after the cardholder agreed. The sealed CREDIT
+//! goes to the card only after SIG5 verified and matched the card, the
+//! amount and the CREDIT's own bytes. Payment card data is never stored.
 
 pub mod card;
 pub mod center;
+pub mod charge;
+pub mod charge_records;
+mod charge_recovery;
 pub mod checks;
 pub mod config;
 pub mod limits;
@@ -34,6 +41,8 @@ use kessai_core::ids::SettlementId;
 use serde::Deserialize;
 
 pub use card::{ApduObserver, CardSummary};
+pub use charge::{ChargeError, ChargeOutcome, ChargeProgress, PaymentCardInput, decline_message};
+pub use charge_records::{ChargePhase, ChargeRecord};
 pub use config::{CenterSettings, ReaderConfig, WalletConfig};
 pub use records::{LocalPhase, Record};
 pub use wallet::{Completed, ConsentView, LineView, Outcome, PayError, Progress, ReceiptView, Wallet, safe_return_url};
@@ -126,10 +135,37 @@ pub async fn card_log(config: WalletConfig) -> anyhow::Result<Vec<wallet::CardLo
     Ok(log?)
 }
 
-/// Recovery for every recorded settlement whose DEBIT may be outstanding.
+/// Recovery for every recorded settlement whose DEBIT may be outstanding,
+/// then for every charge that did not end (see [`recover_charges`] for
+/// the charges' outcomes).
 pub async fn recover(config: WalletConfig) -> anyhow::Result<Vec<(SettlementId, Outcome)>> {
     let wallet = Wallet::open(config).await?;
     let outcomes = wallet.recover_all(&mut |_| {}).await?;
+    for (charge, outcome) in wallet.recover_charges().await? {
+        tracing::info!(%charge, ?outcome, "charge recovered");
+    }
     wallet.records().close().await;
     Ok(outcomes)
+}
+
+/// Recovery for every recorded charge that did not end: `(charge id, outcome)`.
+pub async fn recover_charges(config: WalletConfig) -> anyhow::Result<Vec<(String, Outcome)>> {
+    let wallet = Wallet::open(config).await?;
+    let outcomes = wallet.recover_charges().await;
+    wallet.records().close().await;
+    Ok(outcomes?)
+}
+
+/// `kessai wallet charge`: adds `amount` to the card in the reader, paid
+/// with `card_input`, and reports each step to `progress`.
+pub async fn charge(
+    config: WalletConfig,
+    amount: kessai_core::Money,
+    card_input: PaymentCardInput,
+    mut progress: impl FnMut(ChargeProgress) + Send,
+) -> Result<ChargeOutcome, ChargeError> {
+    let wallet = Wallet::open(config).await.map_err(|e| ChargeError::Setup(format!("{e:#}")))?;
+    let outcome = wallet.charge(amount, card_input, &mut progress).await;
+    wallet.records().close().await;
+    outcome
 }

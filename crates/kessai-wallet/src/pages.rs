@@ -4,6 +4,7 @@
 use maud::{DOCTYPE, Markup, html};
 
 use crate::card::CardSummary;
+use crate::charge_records::ChargeRecord;
 use crate::records::Record;
 use crate::wallet::ConsentView;
 
@@ -46,6 +47,7 @@ pub fn home(card: Result<&CardSummary, String>, recent: &[Record]) -> Markup {
                 Err(why) => p role="alert" id="no-card" { "No card is available: " (why) },
             }
         }
+        p { a id="charge-link" href="/charge" { "Charge" } " — add value to your card with a credit card" }
         section aria-labelledby="history-heading" {
             h2 id="history-heading" { "Recent payments" }
             @if recent.is_empty() {
@@ -131,4 +133,81 @@ pub fn problem(title: &str, text: &str, return_url: Option<&str>) -> Markup {
         p { a href="/" { "Your wallet" } }
     };
     page(title, None, body)
+}
+
+/// FIG. 25–26: charging chosen; the cardholder puts the card on the reader.
+pub fn charge_start() -> Markup {
+    let body = html! {
+        p { "Put your card on the reader, then continue. The wallet reads the card's id and balance." }
+        p { a id="continue" href="/charge/card" { "Continue" } }
+        p { a href="/" { "Back to your wallet" } }
+    };
+    page("Charge your card", None, body)
+}
+
+/// FIG. 27–28: the card's balance and charge history, and the form for the
+/// amount and the credit card. The form never carries values back.
+pub fn charge_form(card: Result<&CardSummary, String>, history: &[ChargeRecord], form_token: &str) -> Markup {
+    let body = html! {
+        @match card {
+            Err(why) => {
+                p role="alert" id="no-card" { "No card was read: " (why) ". Put your card on the reader and try again." }
+                p { a href="/charge/card" { "Try again" } }
+            },
+            Ok(c) => {
+                dl {
+                    dt { "Card" } dd id="card-id" { (c.card_id) }
+                    dt { "Balance" } dd id="balance" { (c.balance) }
+                    dt { "Maximum balance" } dd id="max-balance" { (c.max_balance) }
+                }
+                (charge_history(history))
+                @if c.blocked {
+                    p role="alert" { "This card is blocked and cannot be charged." }
+                } @else {
+                    form method="post" action="/charges" autocomplete="on" {
+                        input type="hidden" name="form_token" value=(form_token);
+                        p { label for="amount" { "Amount (JPY)" } br; input id="amount" name="amount" type="number" min="1" step="1" required inputmode="numeric"; }
+                        p { label for="card_number" { "Credit card number" } br; input id="card_number" name="card_number" type="text" autocomplete="cc-number" inputmode="numeric" required; }
+                        p { label for="expiry" { "Expiry (MM/YY)" } br; input id="expiry" name="expiry" type="text" autocomplete="cc-exp" placeholder="MM/YY" required; }
+                        p { label for="cvc" { "Security code (CVC)" } br; input id="cvc" name="cvc" type="password" autocomplete="cc-csc" inputmode="numeric" required; }
+                        button type="submit" { "Charge" }
+                    }
+                }
+            },
+        }
+        p { a href="/" { "Back to your wallet" } }
+    };
+    page("Charge your card", None, body)
+}
+
+fn charge_history(history: &[ChargeRecord]) -> Markup {
+    html! {
+        @if history.is_empty() {
+            p { "No charges yet." }
+        } @else {
+            table {
+                caption { "Your most recent charges, newest first" }
+                thead { tr { th scope="col" class="num" { "Amount" } th scope="col" { "Status" } th scope="col" class="num" { "Balance after" } } }
+                tbody {
+                    @for c in history {
+                        tr {
+                            td class="num" { (c.amount) }
+                            td { (c.phase.as_str()) }
+                            td class="num" { @if let Some(b) = c.balance_after_minor { (b) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// FIG. 29–31: the CREDIT was relayed and the center completed: the new balance.
+pub fn charge_done(amount: &str, balance_after: &str) -> Markup {
+    let body = html! {
+        p role="status" id="status" { "Charged " (amount) " to your card." }
+        dl { dt { "New balance" } dd id="balance-after" class="amount" { (balance_after) } }
+        p { a href="/" { "Back to your wallet" } }
+    };
+    page("Charge complete", None, body)
 }

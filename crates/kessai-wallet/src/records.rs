@@ -177,6 +177,7 @@ impl Records {
         for statement in SCHEMA {
             sqlx::query(*statement).execute(&pool).await?;
         }
+        crate::charge_records::create_tables(&pool).await?;
         Ok(Records { pool })
     }
 
@@ -286,6 +287,10 @@ impl Records {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(record_of).collect()
+    }
+
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
     }
 
     pub async fn close(&self) {

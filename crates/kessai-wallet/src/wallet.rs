@@ -234,7 +234,7 @@ pub fn safe_return_url(s: &str) -> Result<Uri, PayError> {
     Ok(uri)
 }
 
-fn random_token(prefix: &str) -> String {
+pub(crate) fn random_token(prefix: &str) -> String {
     let mut bytes = [0u8; RANDOM_ID_BYTES];
     OsRandom.fill_bytes(&mut bytes);
     format!("{prefix}{}", hex::encode(bytes))
@@ -249,6 +249,9 @@ pub struct Wallet {
     pub(crate) clock: Arc<dyn Clock>,
     /// One conversation with the card at a time.
     pub(crate) conversation: Mutex<()>,
+    /// 128 random bits in the charge form, so other sites cannot post a
+    /// charge to this wallet (the consent token's rule for charges).
+    pub(crate) charge_form_token: String,
 }
 
 impl std::fmt::Debug for Wallet {
@@ -271,7 +274,15 @@ impl Wallet {
         let http = HttpsClient::new(tls, CENTER_TIMEOUT_MS);
         let center = CenterClient::new(http, &config.center.url, config.center.party_id.clone());
         let card = CardSlot::new(&config.reader, |p| config.resolve(p)).context("opening the card reader")?;
-        Ok(Wallet { config, center, records, card, clock: Arc::new(SystemClock), conversation: Mutex::new(()) })
+        Ok(Wallet {
+            config,
+            center,
+            records,
+            card,
+            clock: Arc::new(SystemClock),
+            conversation: Mutex::new(()),
+            charge_form_token: random_token(""),
+        })
     }
 
     pub fn config(&self) -> &WalletConfig {

@@ -7,6 +7,9 @@
 //! | POST | `/settlements/{id}/consent` | form `consent_token` → relay, complete, SIG3 → processing page (FIG. 19) |
 //! | POST | `/settlements/{id}/cancel` | form `consent_token` → recovery → "nothing was charged" |
 //! | GET | `/settlements/{id}` | the settlement's state; 303 to `return_url` once SIG4 verified |
+//! | GET | `/charge` | charging chosen: "put your card on the reader" (FIG. 25–26) |
+//! | GET | `/charge/card` | card id, balance, charge history, amount and credit-card form (FIG. 27–28) |
+//! | POST | `/charges` | form `form_token`, `amount`, `card_number`, `expiry`, `cvc` → relay, complete → new balance (FIG. 29–31) |
 //! | GET | `/healthz` | `ok` |
 
 use std::sync::Arc;
@@ -18,9 +21,11 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use kessai_core::{Currency, Money};
 use maud::Markup;
 use serde::Deserialize;
 
+use crate::charge::{ChargeError, PaymentCardInput};
 use crate::limits::{RECEIPT_WAIT_S, RECENT_RECORDS};
 use crate::pages;
 use crate::records::LocalPhase;
@@ -39,6 +44,9 @@ pub fn router(wallet: Shared) -> Router {
         .route("/settlements/{id}", get(status))
         .route("/settlements/{id}/consent", post(consent))
         .route("/settlements/{id}/cancel", post(cancel))
+        .route("/charge", get(charge_start))
+        .route("/charge/card", get(charge_card))
+        .route("/charges", post(charge))
         .with_state(wallet)
         .layer(axum::middleware::map_response(security_headers));
     kessai_http::apply_standard_layers(app, &limits, &metrics)
@@ -219,4 +227,84 @@ async fn status(State(w): State<Shared>, Path(id): Path<String>) -> Response {
             ),
         ),
     }
+}
+
+async fn charge_start() -> Response {
+    html(StatusCode::OK, pages::charge_start())
+}
+
+async fn charge_card(State(w): State<Shared>) -> Response {
+    let card = w.card_summary().await.map_err(|e| e.to_string());
+    let history = match w.records().recent_charges(RECENT_RECORDS).await {
+        Ok(h) => h,
+        Err(e) => return charge_failure(&ChargeError::Records(e)),
+    };
+    html(StatusCode::OK, pages::charge_form(card.as_ref().map_err(Clone::clone), &history, &w.charge_form_token))
+}
+
+/// The charge form. The card fields are zeroized when dropped and never
+/// written back into any page or log.
+#[derive(Deserialize)]
+struct ChargeForm {
+    form_token: String,
+    amount: String,
+    card_number: zeroize::Zeroizing<String>,
+    expiry: zeroize::Zeroizing<String>,
+    cvc: zeroize::Zeroizing<String>,
+}
+
+async fn charge(State(w): State<Shared>, form: Result<Form<ChargeForm>, FormRejection>) -> Response {
+    // The rejection's text could quote the body: never shown.
+    let Ok(Form(form)) = form else {
+        return charge_failure(&ChargeError::BadCardInput("fill in the amount and every credit card field"));
+    };
+    if form.form_token != w.charge_form_token {
+        return html(
+            StatusCode::FORBIDDEN,
+            pages::problem("This form does not belong to your wallet", "Nothing was charged.", None),
+        );
+    }
+    let amount = match form.amount.trim().parse::<u64>().ok().and_then(|n| Money::new(n, Currency::JPY).ok()) {
+        Some(a) if a.amount_minor() > 0 => a,
+        _ => return charge_failure(&ChargeError::BadCardInput("the amount must be a whole number of yen above 0")),
+    };
+    let payment = match PaymentCardInput::parse(&form.card_number, &form.expiry, &form.cvc) {
+        Ok(p) => p,
+        Err(e) => return charge_failure(&e),
+    };
+    drop(form);
+    match w.charge(amount, payment, &mut |_| {}).await {
+        Ok(done) => html(StatusCode::OK, pages::charge_done(&done.amount.to_string(), &done.balance_after.to_string())),
+        Err(e) => charge_failure(&e),
+    }
+}
+
+/// One place maps every charge failure to a status and a page in words.
+fn charge_failure(e: &ChargeError) -> Response {
+    let (status, title) = match e {
+        ChargeError::Declined { .. } => (StatusCode::PAYMENT_REQUIRED, "Nothing was charged"),
+        ChargeError::BadCardInput(_) => (StatusCode::BAD_REQUEST, "Check the charge details"),
+        ChargeError::Card(_) | ChargeError::CardBlocked => {
+            (StatusCode::SERVICE_UNAVAILABLE, "Your card cannot be used")
+        }
+        ChargeError::ValueUpdateRefused(_) | ChargeError::Keys(_) => {
+            (StatusCode::BAD_GATEWAY, "The center's value update was refused; nothing was charged")
+        }
+        ChargeError::Voided(_) => (StatusCode::OK, "Charge voided"),
+        ChargeError::Records(_) => {
+            tracing::error!(error = %e, "local records failed");
+            return html(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                pages::problem("Something went wrong", "The wallet could not read its records.", None),
+            );
+        }
+        _ => {
+            let text = format!(
+                "{e}. If the card was already credited, `kessai wallet recover` finishes the charge; \
+                 you are never charged twice."
+            );
+            return html(StatusCode::BAD_GATEWAY, pages::problem("The charge did not finish", &text, None));
+        }
+    };
+    html(status, pages::problem(title, &e.to_string(), None))
 }

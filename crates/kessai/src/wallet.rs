@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use clap::Subcommand;
-use kessai_wallet::{ConsentView, PayOutcome, Progress, WalletConfig};
+use kessai_wallet::{ChargeError, ChargeProgress, ConsentView, PayOutcome, Progress, WalletConfig};
 
 #[derive(Subcommand, Debug)]
 pub enum WalletCommand {
@@ -24,6 +24,24 @@ pub enum WalletCommand {
     History,
     /// Finish interrupted payments: ask the card, through the center, what happened.
     Recover,
+    /// Add value to the card, paid by credit card. The card data is read
+    /// from environment variables or files only, never from the command line.
+    Charge {
+        /// Amount in minor units (JPY: yen).
+        amount: u64,
+        /// Environment variable holding the credit card number.
+        #[arg(long, conflicts_with = "card_number_file", required_unless_present = "card_number_file")]
+        card_number_env: Option<String>,
+        /// File holding the credit card number (first line).
+        #[arg(long)]
+        card_number_file: Option<std::path::PathBuf>,
+        /// Expiry, MM/YY.
+        #[arg(long)]
+        expiry: String,
+        /// Environment variable holding the security code (CVC).
+        #[arg(long)]
+        cvc_env: String,
+    },
 }
 
 pub fn run(config_path: &Path, command: WalletCommand) -> anyhow::Result<()> {
@@ -70,13 +88,35 @@ pub fn run(config_path: &Path, command: WalletCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        WalletCommand::Charge { amount, card_number_env, card_number_file, expiry, cvc_env } => {
+            let number = match (card_number_env, card_number_file) {
+                (Some(var), _) => secret_env(&var)?,
+                (None, Some(path)) => {
+                    let text = zeroize::Zeroizing::new(
+                        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
+                    );
+                    zeroize::Zeroizing::new(text.lines().next().unwrap_or_default().trim().to_owned())
+                }
+                (None, None) => anyhow::bail!("give --card-number-env or --card-number-file"),
+            };
+            let cvc = secret_env(&cvc_env)?;
+            let card = kessai_wallet::PaymentCardInput::parse(&number, &expiry, &cvc)?;
+            drop((number, cvc));
+            let amount = kessai_core::Money::new(amount, kessai_core::Currency::JPY)?;
+            runtime.block_on(charge(config, amount, card))
+        }
         WalletCommand::Recover => {
-            let outcomes = runtime.block_on(kessai_wallet::recover(config))?;
-            if outcomes.is_empty() {
+            // Charges first, so that they are reported; then payments.
+            let charges = runtime.block_on(kessai_wallet::recover_charges(config.clone()))?;
+            let payments = runtime.block_on(kessai_wallet::recover(config))?;
+            if charges.is_empty() && payments.is_empty() {
                 println!("nothing to recover");
             }
-            for (id, outcome) in outcomes {
-                println!("{id}: {outcome:?}");
+            for (id, outcome) in charges {
+                println!("charge {id}: {outcome:?}");
+            }
+            for (id, outcome) in payments {
+                println!("payment {id}: {outcome:?}");
             }
             Ok(())
         }
@@ -142,5 +182,67 @@ fn describe(p: &Progress) -> String {
         Progress::ReceiptVerified => "receipt (SIG4) verified".into(),
         Progress::Recovering(id) => format!("recovering settlement {id}"),
         other => format!("{other:?}"),
+    }
+}
+
+fn secret_env(var: &str) -> anyhow::Result<zeroize::Zeroizing<String>> {
+    std::env::var(var).map(zeroize::Zeroizing::new).with_context(|| format!("environment variable {var} is not set"))
+}
+
+async fn charge(
+    config: WalletConfig,
+    amount: kessai_core::Money,
+    card: kessai_wallet::PaymentCardInput,
+) -> anyhow::Result<()> {
+    let progress = |p: ChargeProgress| eprintln!("  … {}", describe_charge(&p));
+    match kessai_wallet::charge(config, amount, card, progress).await {
+        Ok(done) => {
+            println!("charged {} to card {}: charge {}", done.amount, done.card_id, done.charge_id);
+            println!("balance now {}", done.balance_after);
+            Ok(())
+        }
+        Err(ChargeError::Declined { message, .. }) => anyhow::bail!("{message}"),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn describe_charge(p: &ChargeProgress) -> String {
+    match p {
+        ChargeProgress::CardRead(c) => format!("card {} read (display balance {})", c.card_id, c.balance),
+        ChargeProgress::Authorized { charge_id } => format!("credit card authorized; charge {charge_id} opened"),
+        ChargeProgress::CardAuthenticated => "card and center authenticated each other (SCP03)".into(),
+        ChargeProgress::ValueUpdateVerified { balance_before, balance_after } => {
+            format!("value update (SIG5) verified: {balance_before} → {balance_after}")
+        }
+        ChargeProgress::CreditRelayed => "sealed CREDIT relayed to the card".into(),
+        ChargeProgress::Completed { balance_after } => format!("charge completed; balance {balance_after}"),
+        other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::WalletCommand;
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(subcommand)]
+        command: WalletCommand,
+    }
+
+    #[test]
+    fn a_card_number_is_never_taken_from_the_command_line() {
+        let argv = ["w", "charge", "5000", "--card-number", "4242424242424242", "--expiry", "12/30", "--cvc-env", "C"];
+        assert!(Cli::try_parse_from(argv).is_err(), "no argument takes the number itself");
+        let argv = ["w", "charge", "5000", "--expiry", "12/30", "--cvc-env", "C"];
+        assert!(Cli::try_parse_from(argv).is_err(), "the number's source is required");
+        let argv = ["w", "charge", "5000", "--card-number-env", "N", "--expiry", "12/30", "--cvc-env", "C"];
+        let Ok(Cli { command: WalletCommand::Charge { amount, card_number_env, .. } }) = Cli::try_parse_from(argv)
+        else {
+            panic!("a charge with the number in an environment variable parses");
+        };
+        assert_eq!((amount, card_number_env.as_deref()), (5_000, Some("N")));
     }
 }

@@ -2,6 +2,7 @@
 //! an emulated card image, all on loopback with real TLS.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod charge;
 mod cli;
 mod proxy;
 mod purchase;

@@ -23,6 +23,8 @@ pub enum Tamper {
     OfferSignature,
     /// Opens the settlement with this other bill instead of the wallet's.
     SwapBill(String),
+    /// Changes one character of SIG5's signature (a charge's balance step).
+    ValueUpdateSignature,
 }
 
 struct Proxy {
@@ -44,6 +46,12 @@ fn tamper_offer_step(tamper: &Tamper, body: &[u8]) -> Vec<u8> {
             let at = offer.len() - 20;
             let flipped = if &offer[at..=at] == "A" { "B" } else { "A" };
             v["offer"] = json!(format!("{}{flipped}{}", &offer[..at], &offer[at + 1..]));
+        }
+        Tamper::ValueUpdateSignature => {
+            let token = v["value_update"].as_str().unwrap().to_owned();
+            let at = token.len() - 20;
+            let flipped = if &token[at..=at] == "A" { "B" } else { "A" };
+            v["value_update"] = json!(format!("{}{flipped}{}", &token[..at], &token[at + 1..]));
         }
         Tamper::SwapBill(_) => {}
     }

@@ -1,0 +1,482 @@
+//! The wallet's part of a charge (issue #8; PROTOCOL §9): add value to the
+//! card, paid by credit card. The center authorizes the credit card, reads
+//! the card's balance in a secure session and hands out a sealed CREDIT
+//! with its value update (SIG5); the wallet checks SIG5 against the card,
+//! the amount and the CREDIT's exact bytes before the CREDIT goes to the
+//! card, then lets the center complete.
+//!
+//! A charge is a chain of values, each made only by the step before:
+//! [`ChargeOffered`] (SIG5 verified) → [`CreditRelayed`] → [`ChargeOutcome`].
+//!
+//! The payment card's number, expiry and CVC live only in
+//! [`PaymentCardInput`] (zeroized on drop, printed as `***`), go to the
+//! center once in the create request, and are never stored or logged.
+
+use kessai_center::value_check::{ExpectedCredit, ValueUpdateRefused, verify_value_update};
+use kessai_core::Money;
+use kessai_core::ids::CardId;
+use serde_json::{Value, json};
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::card::{CardError, CardSummary};
+use crate::center::{CenterError, ChargeReply, VerifyError};
+use crate::charge_records::{ChargePhase, ChargeRecord, ChargeUpdate};
+use crate::wallet::{Wallet, random_token};
+
+/// Why a charge did not go through.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChargeError {
+    #[error("the payment card details are incomplete: {0}")]
+    BadCardInput(&'static str),
+    #[error("{message}")]
+    Declined { code: String, message: String },
+    #[error("card: {0}")]
+    Card(#[from] CardError),
+    #[error("the card is blocked")]
+    CardBlocked,
+    #[error(transparent)]
+    Center(#[from] CenterError),
+    #[error("the center answered {step} with phase {phase:?} and {apdus} commands")]
+    UnexpectedReply { step: &'static str, phase: String, apdus: usize },
+    #[error("the center's keys could not be used: {0}; nothing was relayed")]
+    Keys(VerifyError),
+    #[error("the value update (SIG5) was refused: {0}; nothing was relayed and nothing was charged")]
+    ValueUpdateRefused(ValueUpdateRefused),
+    #[error("the charge was voided: {0}. Nothing was charged.")]
+    Voided(String),
+    #[error("this wallet has no charge {0}")]
+    UnknownCharge(String),
+    #[error("local records: {0}")]
+    Records(#[from] sqlx::Error),
+    #[error("the wallet could not start: {0}")]
+    Setup(String),
+}
+
+/// What the cardholder reads for each of the center's refusal codes.
+pub fn decline_message(code: &str) -> &'static str {
+    match code {
+        "card_declined" => "Your credit card was declined. Nothing was charged.",
+        "insufficient_funds" => "Your credit card has insufficient funds. Nothing was charged.",
+        "expired_card" => "Your credit card has expired. Nothing was charged.",
+        "processing_error" => {
+            "The credit card company could not process the charge. Try again later. Nothing was charged."
+        }
+        "invalid_card_number" => "The credit card number is not valid. Check it and try again. Nothing was charged.",
+        "invalid_expiry" => "The expiry date is not valid (MM/YY). Nothing was charged.",
+        "invalid_cvc" => "The security code (CVC) is not valid. Nothing was charged.",
+        "over_max_balance" => "This amount would take the card over its maximum balance. Nothing was charged.",
+        "over_daily_limit" => "This amount is over the card's daily charge limit. Nothing was charged.",
+        "amount_out_of_range" => "The amount is outside what can be charged at once. Nothing was charged.",
+        _ => "The center refused the charge. Nothing was charged.",
+    }
+}
+
+/// Codes after which nothing exists to undo: the charge simply ends.
+fn is_refusal(code: &str) -> bool {
+    decline_message(code) != decline_message("")
+}
+
+/// A payment card's number, expiry and CVC: zeroized on drop, `***` when
+/// printed, never stored.
+pub struct PaymentCardInput {
+    number: Zeroizing<String>,
+    expiry: Zeroizing<String>,
+    cvc: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for PaymentCardInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PaymentCardInput(***)")
+    }
+}
+
+impl PaymentCardInput {
+    /// Checks the shape only (the center checks the number's Luhn digit
+    /// and asks the card company): 12–19 digits (spaces allowed), `MM/YY`,
+    /// a 3- or 4-digit CVC.
+    pub fn parse(number: &str, expiry: &str, cvc: &str) -> Result<PaymentCardInput, ChargeError> {
+        let digits: Zeroizing<String> = Zeroizing::new(number.chars().filter(|c| *c != ' ' && *c != '-').collect());
+        if !(12..=19).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ChargeError::BadCardInput("the card number must have 12 to 19 digits"));
+        }
+        let e = expiry.trim().as_bytes();
+        let month_ok = e.len() == 5
+            && e[2] == b'/'
+            && [e[0], e[1], e[3], e[4]].iter().all(u8::is_ascii_digit)
+            && (1..=12).contains(&((e[0] - b'0') * 10 + (e[1] - b'0')));
+        if !month_ok {
+            return Err(ChargeError::BadCardInput("the expiry must be MM/YY"));
+        }
+        let cvc = cvc.trim();
+        if !(3..=4).contains(&cvc.len()) || !cvc.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ChargeError::BadCardInput("the security code must have 3 or 4 digits"));
+        }
+        Ok(PaymentCardInput {
+            number: digits,
+            expiry: Zeroizing::new(expiry.trim().to_owned()),
+            cvc: Zeroizing::new(cvc.to_owned()),
+        })
+    }
+}
+
+/// Progress lines for the CLI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ChargeProgress {
+    CardRead(CardSummary),
+    /// The credit card was authorized; the charge is open at the center.
+    Authorized {
+        charge_id: String,
+    },
+    CardAuthenticated,
+    ValueUpdateVerified {
+        balance_before: Money,
+        balance_after: Money,
+    },
+    CreditRelayed,
+    Completed {
+        balance_after: Money,
+    },
+}
+
+/// SIG5 verified and tied to the card, the amount and the sealed CREDIT.
+#[derive(Debug)]
+pub struct ChargeOffered {
+    pub(crate) record: ChargeRecord,
+    pub(crate) charge_id: String,
+    pub(crate) credit: Vec<u8>,
+    pub balance_before: Money,
+    pub balance_after: Money,
+}
+
+impl ChargeOffered {
+    pub fn charge_id(&self) -> &str {
+        &self.charge_id
+    }
+}
+
+/// The CREDIT reached the card; its answer is recorded.
+#[derive(Debug)]
+pub struct CreditRelayed {
+    pub(crate) record: ChargeRecord,
+    pub(crate) charge_id: String,
+    pub(crate) answer: String,
+}
+
+/// A completed charge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChargeOutcome {
+    pub charge_id: String,
+    pub card_id: CardId,
+    pub amount: Money,
+    /// The card's balance after the credit, from its sealed answer.
+    pub balance_after: Money,
+    pub funding_ref: String,
+}
+
+fn expect(step: &'static str, r: &ChargeReply, phase: &str, apdus: usize) -> Result<(), ChargeError> {
+    if r.phase != phase || r.apdus.len() != apdus {
+        return Err(ChargeError::UnexpectedReply { step, phase: r.phase.clone(), apdus: r.apdus.len() });
+    }
+    Ok(())
+}
+
+fn refusal_of(e: CenterError) -> ChargeError {
+    match e.code() {
+        Some(code) if is_refusal(code) => {
+            ChargeError::Declined { code: code.to_owned(), message: decline_message(code).to_owned() }
+        }
+        _ => ChargeError::Center(e),
+    }
+}
+
+impl Wallet {
+    async fn set_charge(&self, local_id: &str, update: ChargeUpdate<'_>) -> Result<(), ChargeError> {
+        Ok(self.records.update_charge(local_id, &update, self.now_s()).await?)
+    }
+
+    /// POSTs a charge step under the charge's persisted key for `step`.
+    async fn charge_post(
+        &self,
+        local_id: &str,
+        step: &str,
+        path: &str,
+        body: &Value,
+    ) -> Result<ChargeReply, ChargeError> {
+        let key = self.records.charge_step_key(local_id, step, &random_token("w-"), self.now_s()).await?;
+        Ok(self.center.post(path, body, &key).await?)
+    }
+
+    async fn charge_relay_step(
+        &self,
+        local_id: &str,
+        step: &str,
+        path: &str,
+        reply: &ChargeReply,
+    ) -> Result<ChargeReply, ChargeError> {
+        let answers = self.card.relay_hex(&reply.apdus).await?;
+        self.charge_post(local_id, step, path, &json!({ "responses": answers })).await
+    }
+
+    /// Reads the card, opens the charge (the card data is sent here, once,
+    /// then dropped), lets the center authenticate the card and read its
+    /// balance, and verifies SIG5. A refused SIG5 is undone through
+    /// recovery; nothing is relayed.
+    pub async fn begin_charge(
+        &self,
+        amount: Money,
+        payment: PaymentCardInput,
+        progress: &mut (dyn FnMut(ChargeProgress) + Send),
+    ) -> Result<ChargeOffered, ChargeError> {
+        let _turn = self.conversation.lock().await;
+        let card = self.card.summary().await?;
+        progress(ChargeProgress::CardRead(card));
+        if card.blocked {
+            return Err(ChargeError::CardBlocked);
+        }
+        let local_id = random_token("chg_");
+        self.records.insert_charge(&local_id, card.card_id, amount, self.now_s()).await?;
+        let result = self.open_charge(&local_id, card.card_id, amount, payment, progress).await;
+        if let Err(e) = &result {
+            self.note_charge_failure(&local_id, e).await;
+        }
+        result
+    }
+
+    async fn open_charge(
+        &self,
+        local_id: &str,
+        card_id: CardId,
+        amount: Money,
+        payment: PaymentCardInput,
+        progress: &mut (dyn FnMut(ChargeProgress) + Send),
+    ) -> Result<ChargeOffered, ChargeError> {
+        let r = self.create_charge(local_id, card_id, amount, payment).await?;
+        expect("create", &r, "authenticating", 1)?;
+        let update =
+            ChargeUpdate { charge_id: Some(&r.charge_id), funding_ref: r.funding_ref.as_deref(), ..Default::default() };
+        self.set_charge(local_id, update).await?;
+        progress(ChargeProgress::Authorized { charge_id: r.charge_id.clone() });
+        let base = format!("/v1/charges/{}", r.charge_id);
+        let r = self.charge_relay_step(local_id, "authenticate", &format!("{base}/authenticate"), &r).await?;
+        expect("authenticate", &r, "reading_balance", 2)?;
+        progress(ChargeProgress::CardAuthenticated);
+        let r = self
+            .charge_relay_step(local_id, "balance", &format!("{base}/balance"), &r)
+            .await
+            .map_err(refusal_of_charge)?;
+        if r.phase == "voided" {
+            let code = r.reason_code.clone().unwrap_or_default();
+            let reason = r.reason.clone().unwrap_or_else(|| "voided by the center".into());
+            self.set_charge(
+                local_id,
+                ChargeUpdate { phase: Some(ChargePhase::Voided), reason: Some(&reason), ..Default::default() },
+            )
+            .await?;
+            return Err(if is_refusal(&code) {
+                ChargeError::Declined { message: decline_message(&code).to_owned(), code }
+            } else {
+                ChargeError::Voided(reason)
+            });
+        }
+        expect("balance", &r, "offered", 1)?;
+        let offered = self.accept_value_update(local_id, card_id, amount, &r).await?;
+        progress(ChargeProgress::ValueUpdateVerified {
+            balance_before: offered.balance_before,
+            balance_after: offered.balance_after,
+        });
+        Ok(offered)
+    }
+
+    /// `POST /v1/charges`: the only request that carries the card data.
+    async fn create_charge(
+        &self,
+        local_id: &str,
+        card_id: CardId,
+        amount: Money,
+        payment: PaymentCardInput,
+    ) -> Result<ChargeReply, ChargeError> {
+        let mut body = json!({
+            "card_id": card_id.to_string(),
+            "amount": amount,
+            "card_number": payment.number.as_str(),
+            "expiry": payment.expiry.as_str(),
+            "cvc": payment.cvc.as_str(),
+        });
+        drop(payment);
+        let answer = self.charge_post(local_id, "create", "/v1/charges", &body).await;
+        for field in ["card_number", "expiry", "cvc"] {
+            if let Some(Value::String(s)) = body.get_mut(field) {
+                s.zeroize();
+            }
+        }
+        answer.map_err(refusal_of_charge)
+    }
+
+    /// Records why a charge stopped. Once the center may hold a CREDIT
+    /// (offered, relayed) the phase stays, for `recover`.
+    async fn note_charge_failure(&self, local_id: &str, e: &ChargeError) {
+        let current = self.records.charge_by_local_id(local_id).await.ok().flatten().map(|r| r.phase);
+        let phase = (current == Some(ChargePhase::Started)).then_some(ChargePhase::Failed);
+        let reason = match e {
+            ChargeError::Declined { code, .. } => code.clone(),
+            other => other.to_string(),
+        };
+        let update = ChargeUpdate { phase, reason: Some(&reason), ..Default::default() };
+        if let Err(db) = self.records.update_charge(local_id, &update, self.now_s()).await {
+            tracing::warn!(error = %db, "recording a failed charge");
+        }
+        // A charge the center opened but that stopped before its CREDIT
+        // existed still holds an authorization: release it.
+        if phase == Some(ChargePhase::Failed) && !matches!(e, ChargeError::Declined { .. }) {
+            self.cancel_open_charge(local_id).await;
+        }
+    }
+
+    async fn cancel_open_charge(&self, local_id: &str) {
+        let Ok(Some(rec)) = self.records.charge_by_local_id(local_id).await else { return };
+        let Some(id) = rec.charge_id else { return };
+        if let Err(e) = self.charge_post(local_id, "cancel", &format!("/v1/charges/{id}/cancel"), &json!({})).await {
+            tracing::warn!(charge = %id, error = %e, "cancelling an unfinished charge");
+        }
+    }
+
+    /// SIG5: verify against the center's keys and tie it to this charge,
+    /// the card in the reader, the amount and the sealed CREDIT's exact
+    /// bytes; refuse a replay. On refusal, undo through recovery.
+    async fn accept_value_update(
+        &self,
+        local_id: &str,
+        card_id: CardId,
+        amount: Money,
+        r: &ChargeReply,
+    ) -> Result<ChargeOffered, ChargeError> {
+        let token = r.value_update.clone().unwrap_or_default();
+        let credit = hex::decode(&r.apdus[0]).unwrap_or_default();
+        let update = ChargeUpdate {
+            phase: Some(ChargePhase::Offered),
+            value_update: Some(&token),
+            credit: Some(&r.apdus[0]),
+            ..Default::default()
+        };
+        self.set_charge(local_id, update).await?;
+        let expected = ExpectedCredit { update_id: &r.charge_id, card_id, amount, command: &credit };
+        match self.check_value_update(&token, expected).await {
+            Ok((balance_before, balance_after)) => {
+                let record = self.charge_record(local_id).await?;
+                Ok(ChargeOffered { record, charge_id: r.charge_id.clone(), credit, balance_before, balance_after })
+            }
+            Err(e) => {
+                tracing::warn!(charge = %r.charge_id, error = %e, "value update refused; undoing");
+                let reason = e.to_string();
+                self.set_charge(local_id, ChargeUpdate { reason: Some(&reason), ..Default::default() }).await?;
+                let rec = self.charge_record(local_id).await?;
+                let outcome = self.recover_charge_record(&rec).await;
+                tracing::info!(charge = %r.charge_id, ?outcome, "refused value update undone");
+                Err(e)
+            }
+        }
+    }
+
+    async fn check_value_update(
+        &self,
+        token: &str,
+        expected: ExpectedCredit<'_>,
+    ) -> Result<(Money, Money), ChargeError> {
+        let attempt = |keys: kessai_core::keys::KeyDirectory| {
+            let mut jti = None;
+            let checked = verify_value_update(token, &keys, self.clock.as_ref(), expected, &mut |id| {
+                jti = Some(id.to_owned());
+                false
+            });
+            (checked, jti)
+        };
+        let keys = self.center.keys(false).await.map_err(ChargeError::Keys)?;
+        let (mut checked, mut jti) = attempt(keys);
+        if matches!(checked, Err(ValueUpdateRefused::Token(kessai_core::jws::JwsError::UnknownKey(_)))) {
+            let keys = self.center.keys(true).await.map_err(ChargeError::Keys)?;
+            (checked, jti) = attempt(keys);
+        }
+        let verified = checked.map_err(ChargeError::ValueUpdateRefused)?;
+        let jti = jti.unwrap_or_default();
+        if !self.records.first_sight_of_value_update(&jti, self.now_s()).await? {
+            return Err(ChargeError::ValueUpdateRefused(ValueUpdateRefused::Replayed(jti)));
+        }
+        let v = verified.message();
+        Ok((v.balance_before(), v.balance_after()))
+    }
+
+    pub(crate) async fn charge_record(&self, local_id: &str) -> Result<ChargeRecord, ChargeError> {
+        self.records.charge_by_local_id(local_id).await?.ok_or_else(|| ChargeError::UnknownCharge(local_id.into()))
+    }
+
+    /// Relays exactly the sealed CREDIT SIG5 names and records the card's answer.
+    pub async fn relay_credit(&self, offered: ChargeOffered) -> Result<CreditRelayed, ChargeError> {
+        let ChargeOffered { record, charge_id, credit, .. } = offered;
+        let _turn = self.conversation.lock().await;
+        let answers = self.card.transmit_all(vec![credit]).await?;
+        let answer = hex::encode(answers.first().map(Vec::as_slice).unwrap_or_default());
+        let update = ChargeUpdate {
+            phase: Some(ChargePhase::CreditRelayed),
+            credit_answer: Some(&answer),
+            ..Default::default()
+        };
+        self.set_charge(&record.local_id, update).await?;
+        Ok(CreditRelayed { record, charge_id, answer })
+    }
+
+    /// Hands the card's answer to the center, which captures the
+    /// authorization and posts the transfer.
+    pub async fn complete_charge(&self, relayed: CreditRelayed) -> Result<ChargeOutcome, ChargeError> {
+        let CreditRelayed { record, charge_id, answer } = relayed;
+        let path = format!("/v1/charges/{charge_id}/complete");
+        let r = self.charge_post(&record.local_id, "complete", &path, &json!({ "responses": [answer] })).await?;
+        expect("complete", &r, "completed", 0)?;
+        self.record_charge_completed(&record, &r).await
+    }
+
+    pub(crate) async fn record_charge_completed(
+        &self,
+        record: &ChargeRecord,
+        r: &ChargeReply,
+    ) -> Result<ChargeOutcome, ChargeError> {
+        let after = r.balance_after_minor.unwrap_or_default();
+        let update = ChargeUpdate {
+            phase: Some(ChargePhase::Completed),
+            balance_after_minor: Some(after),
+            ..Default::default()
+        };
+        self.set_charge(&record.local_id, update).await?;
+        let currency = record.amount.currency();
+        Ok(ChargeOutcome {
+            charge_id: r.charge_id.clone(),
+            card_id: record.card_id,
+            amount: record.amount,
+            balance_after: Money::new(after, currency).map_err(|e| ChargeError::Setup(e.to_string()))?,
+            funding_ref: r.funding_ref.clone().or_else(|| record.funding_ref.clone()).unwrap_or_default(),
+        })
+    }
+
+    /// The whole charge: open and verify, relay, complete.
+    pub async fn charge(
+        &self,
+        amount: Money,
+        payment: PaymentCardInput,
+        progress: &mut (dyn FnMut(ChargeProgress) + Send),
+    ) -> Result<ChargeOutcome, ChargeError> {
+        let offered = self.begin_charge(amount, payment, progress).await?;
+        let relayed = self.relay_credit(offered).await?;
+        progress(ChargeProgress::CreditRelayed);
+        let done = self.complete_charge(relayed).await?;
+        progress(ChargeProgress::Completed { balance_after: done.balance_after });
+        Ok(done)
+    }
+}
+
+fn refusal_of_charge(e: ChargeError) -> ChargeError {
+    match e {
+        ChargeError::Center(c) => refusal_of(c),
+        other => other,
+    }
+}
