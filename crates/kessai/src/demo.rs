@@ -130,8 +130,7 @@ async fn demo(repeat: u32) -> anyhow::Result<()> {
         n => Some(issue_load_card(&prepared.center, &prepared.wallet, tmp.path(), u64::from(n - 1)).await?),
     };
     let ledger_path = prepared.center.data_dir.join("ledger.sqlite");
-    let before = Books::read(&ledger_path).await?;
-    let image_before = card_balance(&prepared.card_image)?;
+    let wallet_listen = prepared.wallet.listen;
     let demo_wallet = WalletConfig { data_dir: tmp.path().join("demo-wallet"), ..prepared.wallet.clone() };
     let card_image = prepared.card_image.clone();
     let parties = Parties {
@@ -146,6 +145,11 @@ async fn demo(repeat: u32) -> anyhow::Result<()> {
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let running = tokio::spawn(up::start(prepared, stopped));
+    // `up` charges the empty demo card (SIG5) before its wallet server
+    // starts; only then may this process open the card too.
+    wait_for_wallet(wallet_listen, &running).await?;
+    let before = Books::read(&ledger_path).await?;
+    let image_before = card_balance(&card_image)?;
     let outcome = purchases(&parties, demo_wallet, load_wallet, repeat, &running).await;
     let _ = stop.send(true);
     match running.await {
@@ -234,6 +238,25 @@ async fn observed_wallet(config: WalletConfig, log: &EventLog) -> anyhow::Result
         push(&log, Event::Apdu { command: command.to_vec(), answer: answer.to_vec() });
     }));
     Ok(wallet)
+}
+
+/// Waits for the wallet's server (plain HTTP on loopback), which `up`
+/// starts only after the demo card holds its value.
+async fn wait_for_wallet(
+    listen: std::net::SocketAddr,
+    running: &tokio::task::JoinHandle<anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        if running.is_finished() {
+            bail!("the parties stopped while starting");
+        }
+        if tokio::net::TcpStream::connect(listen).await.is_ok() {
+            return Ok(());
+        }
+        ensure!(started.elapsed() < Duration::from_millis(START_WAIT_MS), "the wallet on {listen} did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn wait_until_up(parties: &Parties, running: &tokio::task::JoinHandle<anyhow::Result<()>>) -> anyhow::Result<()> {

@@ -134,7 +134,8 @@ pub async fn prepare(dir: &Path, ports: Ports) -> anyhow::Result<Prepared> {
             key_version: 1,
             currency: Currency::JPY,
             max_balance_minor: DEMO_CARD_MAX_MINOR,
-            initial_value_minor: DEMO_CARD_VALUE_MINOR,
+            // The value arrives through a charge once the parties run.
+            initial_value_minor: 0,
         };
         kessai_center::issue::issue_card(&center, &req).await.context("issuing the demo card")?;
     }
@@ -183,9 +184,48 @@ pub async fn start(p: Prepared, stop: tokio::sync::watch::Receiver<bool>) -> any
     let center_config = p.center.clone();
     let center_task = kessai_center::app::serve_on(&center_config, center, center_listener, until(stop.clone()));
     let store_task = kessai_store::serve_on(p.store.clone(), store_listener, until(stop.clone()));
-    let wallet_task = kessai_wallet::run(p.wallet.clone(), until(stop));
+    // The wallet's server opens the card image only after the first charge,
+    // so one handle at a time writes it.
+    let wallet_config = p.wallet.clone();
+    let image = p.card_image.clone();
+    let wallet_task = async move {
+        charge_demo_card_once(&wallet_config, &image).await?;
+        kessai_wallet::run(wallet_config, until(stop)).await
+    };
     tokio::try_join!(center_task, store_task, wallet_task)?;
     Ok(())
+}
+
+/// On the first start the demo card is empty: it is charged with its value
+/// the way a cardholder would do it — a credit card authorization (the
+/// simulator's test card), a sealed CREDIT announced by SIG5, the card's
+/// sealed answer, capture and posting.
+async fn charge_demo_card_once(wallet: &WalletConfig, image: &Path) -> anyhow::Result<()> {
+    let balance = kessai_card::public_info(&std::fs::read(image)?)?.balance_minor;
+    if balance > 0 {
+        return Ok(());
+    }
+    let mut last = String::new();
+    // The center starts in this same process: retry while it comes up.
+    for _ in 0..50 {
+        let card = kessai_wallet::PaymentCardInput::parse("4242424242424242", "12/40", "123")
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let amount = kessai_core::Money::new(DEMO_CARD_VALUE_MINOR, Currency::JPY)?;
+        match kessai_wallet::charge(wallet.clone(), amount, card, |_| {}).await {
+            Ok(outcome) => {
+                eprintln!(
+                    "demo card charged: balance {} (authorization {})",
+                    outcome.balance_after, outcome.funding_ref
+                );
+                return Ok(());
+            }
+            Err(e) => {
+                last = e.to_string();
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+    anyhow::bail!("charging the demo card: {last}")
 }
 
 pub fn run(dir: &Path, ports: Ports) -> anyhow::Result<()> {
@@ -194,11 +234,14 @@ pub fn run(dir: &Path, ports: Ports) -> anyhow::Result<()> {
     runtime.block_on(async {
         let p = prepare(dir, ports).await?;
         let ca = p.dir.join("ca").join("ca.crt");
-        let balance = kessai_card::public_info(&std::fs::read(&p.card_image)?)?.balance_minor;
+        let balance = match kessai_card::public_info(&std::fs::read(&p.card_image)?)?.balance_minor {
+            0 => format!("being charged with JPY {DEMO_CARD_VALUE_MINOR} by credit card (SIG5)"),
+            b => format!("balance JPY {b}"),
+        };
         println!("kessai is up — data in {}", p.dir.display());
         println!();
         println!("  shop    {}/", p.store.public_url);
-        println!("  wallet  http://{}/   (card {DEMO_CARD_ID}, balance JPY {balance})", p.wallet.listen);
+        println!("  wallet  http://{}/   (card {DEMO_CARD_ID}, {balance})", p.wallet.listen);
         println!(
             "  center  {}   (admin: kessai admin --center {} --ca-dir {})",
             p.center.public_url,
