@@ -218,6 +218,45 @@ async function insufficientBalance(s) {
   return { message, balance_before: before, balance_after: after };
 }
 
+// FIG. 25–31: charge the card from the wallet with a credit card — first a
+// test card the authorizer declines (nothing charged), then one it approves.
+async function fillCharge(page, amount, number) {
+  await page.fill("#amount", amount);
+  await page.fill("#card_number", number);
+  await page.fill("#expiry", "12/40");
+  await page.fill("#cvc", "123");
+  await follow(page, page.getByRole("button", { name: "Charge" }));
+}
+
+async function charge(s) {
+  const { page } = s;
+  const before = await walletBalance(s, "wallet-before");
+  await follow(page, page.locator('a[href="/charge"]'));
+  await s.step("put-the-card", async () => {
+    await expectText(page, "#continue", "Continue");
+  });
+  await follow(page, page.locator("#continue"));
+  await s.step("balance-and-form", async () => {
+    await expectText(page, "#balance", before);
+  });
+  await fillCharge(page, "5000", "4000000000000002");
+  let declined;
+  await s.step("declined", async () => {
+    declined = await expectText(page, "#problem", "Nothing was charged");
+  });
+  const afterDecline = await walletBalance(s, "wallet-after-decline");
+  await page.goto(`${wallet}/charge/card`);
+  await fillCharge(page, "5000", "4242424242424242");
+  let status;
+  let balanceAfter;
+  await s.step("charged", async () => {
+    status = await expectText(page, "#status", "Charged JPY 5,000");
+    balanceAfter = await text(page, "#balance-after");
+  });
+  const top = await walletBalance(s, "wallet-after");
+  return { balance_before: before, declined, balance_after_decline: afterDecline, status, balance_after: balanceAfter, wallet_after: top };
+}
+
 const profile = mkdtempSync(join(tmpdir(), "kessai-chromium-"));
 const context = await chromium.launchPersistentContext(profile, {
   executablePath: env("KESSAI_CHROMIUM"),
@@ -243,6 +282,7 @@ try {
     ["purchase", purchase],
     ["cancel", cancelAtConsent],
     ["insufficient", insufficientBalance],
+    ["charge", charge],
   ]) {
     await context.clearCookies();
     const page = await context.newPage();

@@ -33,7 +33,7 @@ fn artifacts() -> PathBuf {
 }
 
 #[test]
-fn a_person_buys_the_ebook_cancels_once_and_is_refused_a_bill_over_the_balance() {
+fn a_person_buys_the_ebook_cancels_once_is_refused_a_bill_over_the_balance_and_charges_the_card() {
     let Some(chromium) = kessai_testkit::external_tool("KESSAI_CHROMIUM", Some("/usr/bin/chromium"), "Chromium") else {
         return;
     };
@@ -78,7 +78,7 @@ fn a_person_buys_the_ebook_cancels_once_and_is_refused_a_bill_over_the_balance()
     let stderr = String::from_utf8_lossy(&out.stderr);
     let result: Value =
         serde_json::from_str(&printed).unwrap_or_else(|e| panic!("no JSON ({e}):\n{printed}\n{stderr}"));
-    for name in ["purchase", "cancel", "insufficient"] {
+    for name in ["purchase", "cancel", "insufficient", "charge"] {
         assert_eq!(result["scenarios"][name]["ok"], true, "{name}: {}", result["scenarios"][name]);
     }
     assert!(out.status.success(), "{stderr}");
@@ -110,6 +110,18 @@ fn a_person_buys_the_ebook_cancels_once_and_is_refused_a_bill_over_the_balance()
     );
     assert_eq!(refused["balance_after"], "JPY 28,800");
 
+    let charged = &result["scenarios"]["charge"];
+    assert_eq!(charged["balance_before"], "JPY 28,800");
+    assert!(charged["declined"].as_str().unwrap().contains("Nothing was charged"), "{charged}");
+    assert_eq!(charged["balance_after_decline"], "JPY 28,800", "a declined credit card adds nothing");
+    assert_eq!(charged["status"], "Charged JPY 5,000 to your card.");
+    assert_eq!(charged["balance_after"], "JPY 33,800");
+    assert_eq!(charged["wallet_after"], "JPY 33,800");
+
     let image = std::fs::read(dir.join("card.img")).unwrap();
-    assert_eq!(kessai_card::public_info(&image).unwrap().balance_minor, 28_800, "charged once, for the e-book only");
+    assert_eq!(
+        kessai_card::public_info(&image).unwrap().balance_minor,
+        33_800,
+        "debited once for the e-book, credited once by the approved charge"
+    );
 }
