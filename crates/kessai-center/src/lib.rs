@@ -26,4 +26,3 @@ pub mod security;
 pub mod service;
 pub mod statement;
 pub mod value;
-pub mod value_check;

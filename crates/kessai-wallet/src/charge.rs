@@ -12,9 +12,9 @@
 //! [`PaymentCardInput`] (zeroized on drop, printed as `***`), go to the
 //! center once in the create request, and are never stored or logged.
 
-use kessai_center::value_check::{ExpectedCredit, ValueUpdateRefused, verify_value_update};
 use kessai_core::Money;
 use kessai_core::ids::CardId;
+use kessai_core::messages::value_update_check::{ExpectedCredit, ValueUpdateRefused, verify_value_update};
 use serde_json::{Value, json};
 use zeroize::{Zeroize, Zeroizing};
 

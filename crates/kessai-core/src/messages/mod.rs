@@ -16,6 +16,7 @@ pub mod completion;
 pub mod offer;
 pub mod receipt;
 pub mod value_update;
+pub mod value_update_check;
 
 use std::fmt;
 

@@ -3,13 +3,13 @@
 //! been seen before, and announces exactly this card, this amount and
 //! these command bytes. Pure: clock and the replay memory are passed in.
 
-use kessai_core::Clock;
-use kessai_core::Money;
-use kessai_core::digest::Sha256Digest;
-use kessai_core::ids::CardId;
-use kessai_core::jws::{JwsError, Verified};
-use kessai_core::keys::KeyDirectory;
-use kessai_core::messages::value_update::{self, Direction, ValueUpdate};
+use crate::Clock;
+use crate::Money;
+use crate::digest::Sha256Digest;
+use crate::ids::CardId;
+use crate::jws::{JwsError, Verified};
+use crate::keys::KeyDirectory;
+use crate::messages::value_update::{self, Direction, ValueUpdate};
 
 /// Why a value update is refused. Nothing is relayed on any of these.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
