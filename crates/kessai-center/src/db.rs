@@ -135,6 +135,7 @@ impl CenterDb {
         for statement in SCHEMA {
             sqlx::query(*statement).execute(&pool).await?;
         }
+        add_delivered_column(&pool, sqlite).await?;
         Ok(CenterDb { pool })
     }
 
@@ -331,14 +332,15 @@ impl CenterDb {
     pub async fn update_settlement(&self, s: &Settlement, version: i64, now: Timestamp) -> Result<(), DbError> {
         let record = serde_json::to_string(s).map_err(corrupt)?;
         let done = sqlx::query(
-            "UPDATE center_settlements SET phase = $1, record = $2, version = version + 1, updated_at = $3
-             WHERE id = $4 AND version = $5",
+            "UPDATE center_settlements SET phase = $1, record = $2, version = version + 1, updated_at = $3,
+             delivered = $6 WHERE id = $4 AND version = $5",
         )
         .bind(s.phase.as_str().to_owned())
         .bind(record)
         .bind(to_i64(now.unix_s())?)
         .bind(s.id.as_str().to_owned())
         .bind(version)
+        .bind(i64::from(s.receipt_token.is_some()))
         .execute(&self.pool)
         .await?;
         if done.rows_affected() != 1 {
@@ -405,6 +407,18 @@ impl CenterDb {
             return Err(DbError::Conflict);
         }
         Ok(())
+    }
+
+    /// Completed settlements whose receipt is not stored yet, oldest first.
+    pub async fn undelivered(&self, limit: i64) -> Result<Vec<Settlement>, DbError> {
+        let rows = sqlx::query(
+            "SELECT record, version FROM center_settlements
+             WHERE phase = 'completed' AND delivered = 0 ORDER BY updated_at, id LIMIT $1",
+        )
+        .bind(limit.clamp(1, MAX_LIST))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| settlement_row(r).map(|(s, _)| s)).collect()
     }
 
     /// The stored answer for an Idempotency-Key, if any: `(request hash,
@@ -515,6 +529,29 @@ impl CenterDb {
         .await?;
         to_u64(row.try_get("total")?)
     }
+}
+
+/// Schema v2: `delivered` (1 once the store's receipt is stored), indexed
+/// with the phase, so the delivery sweep finds every undelivered completion
+/// however many settlements there are. Added to databases made before it.
+async fn add_delivered_column(pool: &AnyPool, sqlite: bool) -> Result<(), DbError> {
+    let add = if sqlite {
+        "ALTER TABLE center_settlements ADD COLUMN delivered BIGINT NOT NULL DEFAULT 0"
+    } else {
+        "ALTER TABLE center_settlements ADD COLUMN IF NOT EXISTS delivered BIGINT NOT NULL DEFAULT 0"
+    };
+    match sqlx::query(add).execute(pool).await {
+        Ok(_) => {}
+        // SQLite has no IF NOT EXISTS for columns: a second start meets it.
+        Err(sqlx::Error::Database(e)) if sqlite && e.message().contains("duplicate column") => {}
+        Err(e) => return Err(e.into()),
+    }
+    sqlx::query(
+        "CREATE INDEX IF NOT EXISTS center_settlements_delivery ON center_settlements (phase, delivered, updated_at)",
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 fn settlement_row(r: &sqlx::any::AnyRow) -> Result<(Settlement, i64), DbError> {

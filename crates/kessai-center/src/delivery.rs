@@ -13,7 +13,7 @@ use kessai_http::HttpsClient;
 use serde::Deserialize;
 
 use crate::db::MAX_LIST;
-use crate::purchase::{Phase, Settlement};
+use crate::purchase::Settlement;
 use crate::service::Center;
 
 /// Longest wait between two attempts for one settlement.
@@ -62,7 +62,7 @@ impl Deliverer {
 
     /// One pass over completed settlements without a receipt.
     pub async fn sweep(&mut self) -> usize {
-        let completed = match self.center.db.list_settlements(None, Some(Phase::Completed), MAX_LIST).await {
+        let completed = match self.center.db.undelivered(MAX_LIST).await {
             Ok(list) => list,
             Err(e) => {
                 tracing::warn!(error = %e, "listing undelivered completions");

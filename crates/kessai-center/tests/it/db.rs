@@ -83,12 +83,37 @@ async fn idempotent_responses_keep_the_first(db: &CenterDb) {
     assert_eq!(db.idempotent_response("k1").await.unwrap(), Some(("h1".into(), 201, "{\"a\":1}".into())));
 }
 
+/// The delivery sweep sees every completed settlement without a receipt,
+/// oldest first, and none with one.
+async fn undelivered_completions_are_found(db: &CenterDb) {
+    let mut w = World::new(3);
+    let mut ids = Vec::new();
+    for n in 0..3u64 {
+        let (mut s, _) = w.create(&record(5));
+        db.insert_settlement(&s, NOW).await.unwrap();
+        s.phase = Phase::Completed;
+        if n == 1 {
+            s.receipt_token = Some("receipt".into());
+        }
+        let at = kessai_core::time::Timestamp::from_unix_s(NOW.unix_s() + n);
+        db.update_settlement(&s, 1, at).await.unwrap();
+        ids.push(s.id);
+    }
+    let found: Vec<_> = db.undelivered(10).await.unwrap().into_iter().map(|s| s.id).collect();
+    assert_eq!(found, vec![ids[0].clone(), ids[2].clone()], "oldest first, the receipted one left out");
+}
+
 #[tokio::test]
 async fn sqlite_registry_settlements_idempotency() {
-    let (_dir, db) = sqlite().await;
+    let (dir, db) = sqlite().await;
     registry_round_trips(&db).await;
     settlements_are_versioned_and_unique_per_bill(&db).await;
     idempotent_responses_keep_the_first(&db).await;
+    undelivered_completions_are_found(&db).await;
+    // Opening an existing database again (the schema is already there) works.
+    db.close().await;
+    let again = CenterDb::open(&format!("sqlite:{}", dir.path().join("center.db").display())).await.unwrap();
+    assert_eq!(again.undelivered(10).await.unwrap().len(), 2);
 }
 
 #[tokio::test]
@@ -97,6 +122,7 @@ async fn postgres_registry_settlements_idempotency() {
     registry_round_trips(&db).await;
     settlements_are_versioned_and_unique_per_bill(&db).await;
     idempotent_responses_keep_the_first(&db).await;
+    undelivered_completions_are_found(&db).await;
 }
 
 #[tokio::test]
