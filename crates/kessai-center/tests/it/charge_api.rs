@@ -12,18 +12,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use crate::service::{register_card, setup};
-use crate::world::{balance_of, card_id, funded_card, relay_json};
-
-async fn post(app: &axum::Router, path: &str, key: Option<&str>, body: Value) -> (StatusCode, Value) {
-    let mut req = Request::post(path).header("content-type", "application/json");
-    if let Some(k) = key {
-        req = req.header("idempotency-key", k);
-    }
-    let resp = app.clone().oneshot(req.body(Body::from(body.to_string())).unwrap()).await.unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap())
-}
+use crate::world::{balance_of, card_id, funded_card, post, relay_json};
 
 fn assert_error(body: &Value, code: &str) {
     let e = &body["error"];

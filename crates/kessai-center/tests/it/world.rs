@@ -160,3 +160,23 @@ pub fn relay_json(t: &mut Terminal<CardReader>, reply: &serde_json::Value) -> se
         .collect();
     serde_json::json!({ "responses": answers })
 }
+
+/// POSTs JSON to an in-process router (with an Idempotency-Key if given) and
+/// reads the JSON answer.
+pub async fn post(
+    app: &axum::Router,
+    path: &str,
+    key: Option<&str>,
+    body: serde_json::Value,
+) -> (axum::http::StatusCode, serde_json::Value) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let mut req = axum::http::Request::post(path).header("content-type", "application/json");
+    if let Some(k) = key {
+        req = req.header("idempotency-key", k);
+    }
+    let resp = app.clone().oneshot(req.body(axum::body::Body::from(body.to_string())).unwrap()).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
