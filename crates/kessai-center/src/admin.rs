@@ -1,6 +1,8 @@
 //! The admin API: reachable only with the admin's client certificate
 //! (its verified name equals `tls.admin_name`). Registers stores and their
-//! keys, issues and blocks cards, lists settlements.
+//! keys, issues and blocks cards, lists settlements, makes and cancels
+//! corrections (value taken off a card at its next presentation) and lists
+//! what a card is owed or owes.
 
 use std::sync::Arc;
 
@@ -34,6 +36,9 @@ pub fn routes(center: Arc<Center>, admin_name: String) -> Router {
         .route("/v1/admin/cards/{id}/status", post(card_status))
         .route("/v1/admin/settlements", get(list_settlements))
         .route("/v1/admin/settlements/{id}/void-lost", post(void_lost))
+        .route("/v1/admin/cards/{id}/corrections", post(add_correction))
+        .route("/v1/admin/cards/{id}/owed", get(card_owed))
+        .route("/v1/admin/owed/{id}/cancel", post(cancel_correction))
         .with_state(state)
 }
 
@@ -254,4 +259,51 @@ async fn void_lost(
     }
     let reply = state.center.void_lost_card(&id, &b.reason).await.map_err(crate::api::api_error)?;
     Ok(Json(json!({ "settlement_id": reply.settlement_id, "phase": reply.phase, "reason": reply.reason })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CorrectionBody {
+    /// The operator's reference (a ticket number): the same reference again
+    /// answers the same correction.
+    reference: String,
+    amount: Money,
+    reason: String,
+}
+
+async fn add_correction(
+    State(state): State<AdminState>,
+    peer: Option<Extension<PeerIdentity>>,
+    Path(id): Path<String>,
+    Json(b): Json<CorrectionBody>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, peer)?;
+    let id = CardId::parse(&id).map_err(|e| bad("bad_card_id", e))?;
+    let reply = state
+        .center
+        .add_correction(id, &b.reference, b.amount, &b.reason)
+        .await
+        .map_err(crate::charge_api::charge_api_error)?;
+    Ok(Json(serde_json::to_value(reply).map_err(internal)?))
+}
+
+async fn card_owed(
+    State(state): State<AdminState>,
+    peer: Option<Extension<PeerIdentity>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, peer)?;
+    let id = CardId::parse(&id).map_err(|e| bad("bad_card_id", e))?;
+    let list = state.center.owed_for_card(&id).await.map_err(crate::charge_api::charge_api_error)?;
+    Ok(Json(json!({ "owed": list })))
+}
+
+async fn cancel_correction(
+    State(state): State<AdminState>,
+    peer: Option<Extension<PeerIdentity>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, peer)?;
+    let reply = state.center.cancel_correction(&id).await.map_err(crate::charge_api::charge_api_error)?;
+    Ok(Json(serde_json::to_value(reply).map_err(internal)?))
 }

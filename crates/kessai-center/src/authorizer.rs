@@ -53,6 +53,8 @@ pub enum AuthorizerError {
     WrongState { reference: String, state: &'static str, wanted: &'static str },
     #[error("capture of {found} exceeds the authorized {authorized}")]
     CaptureOverAuthorized { authorized: Money, found: Money },
+    #[error("refunding {found} passes the {left} left of the captured charge")]
+    RefundOverCaptured { left: Money, found: Money },
     #[error("the authorizer is unavailable: {0}")]
     Unavailable(String),
 }
@@ -70,7 +72,8 @@ impl AuthorizerError {
             AuthorizerError::BadCvc => "invalid_cvc",
             AuthorizerError::UnknownAuthorization(_)
             | AuthorizerError::WrongState { .. }
-            | AuthorizerError::CaptureOverAuthorized { .. } => "authorization_failed",
+            | AuthorizerError::CaptureOverAuthorized { .. }
+            | AuthorizerError::RefundOverCaptured { .. } => "authorization_failed",
             AuthorizerError::Unavailable(_) => "authorizer_unavailable",
         }
     }
@@ -212,6 +215,10 @@ pub trait Authorizer: Send + Sync + fmt::Debug {
     fn capture<'a>(&'a self, reference: &'a Reference, amount: Money) -> AuthFuture<'a, ()>;
     /// Releases the reservation (the card never applied the CREDIT).
     fn void<'a>(&'a self, reference: &'a Reference) -> AuthFuture<'a, ()>;
+    /// Gives `amount` of a captured charge back to the credit card (the
+    /// card confirmed a decrease). `refund_id` makes it idempotent: the
+    /// same refund again succeeds without paying twice.
+    fn refund<'a>(&'a self, reference: &'a Reference, amount: Money, refund_id: &'a str) -> AuthFuture<'a, ()>;
 }
 
 /// Where a simulated authorization stands.
@@ -241,6 +248,10 @@ pub struct SimulatedAuthorization {
     pub charge_id: String,
     pub amount: Money,
     pub state: AuthorizationState,
+    /// Refunds of the captured amount, by refund id (journals written
+    /// before refunds existed have none).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub refunds: std::collections::BTreeMap<String, u64>,
 }
 
 /// What the simulator does for a card number.
@@ -348,6 +359,7 @@ impl Simulator {
             charge_id: request.charge_id.to_owned(),
             amount: request.amount,
             state: AuthorizationState::Authorized,
+            refunds: Default::default(),
         };
         self.record(&auth)?;
         book.by_charge.insert(request.charge_id.to_owned(), text.clone());
@@ -389,6 +401,38 @@ impl Simulator {
     }
 }
 
+impl Simulator {
+    fn refund_now(&self, reference: &Reference, amount: Money, refund_id: &str) -> Result<(), AuthorizerError> {
+        let mut book = self.lock();
+        let auth = book
+            .by_reference
+            .get_mut(reference.as_str())
+            .ok_or_else(|| AuthorizerError::UnknownAuthorization(reference.as_str().to_owned()))?;
+        if auth.refunds.contains_key(refund_id) {
+            return Ok(());
+        }
+        if auth.state != AuthorizationState::Captured {
+            return Err(AuthorizerError::WrongState {
+                reference: reference.as_str().to_owned(),
+                state: auth.state.name(),
+                wanted: "refunded",
+            });
+        }
+        let refunded: u64 = auth.refunds.values().sum();
+        let left_minor = auth.amount.amount_minor().saturating_sub(refunded);
+        if amount.currency() != auth.amount.currency() || amount.amount_minor() > left_minor {
+            let left = Money::new(left_minor, auth.amount.currency())
+                .map_err(|e| AuthorizerError::Unavailable(e.to_string()))?;
+            return Err(AuthorizerError::RefundOverCaptured { left, found: amount });
+        }
+        let mut next = auth.clone();
+        next.refunds.insert(refund_id.to_owned(), amount.amount_minor());
+        self.record(&next)?;
+        *auth = next;
+        Ok(())
+    }
+}
+
 impl Authorizer for Simulator {
     fn authorize<'a>(&'a self, request: AuthorizationRequest<'a>) -> AuthFuture<'a, Reference> {
         Box::pin(async move { self.authorize_now(&request) })
@@ -400,6 +444,10 @@ impl Authorizer for Simulator {
 
     fn void<'a>(&'a self, reference: &'a Reference) -> AuthFuture<'a, ()> {
         Box::pin(async move { self.settle(reference, AuthorizationState::Voided, None) })
+    }
+
+    fn refund<'a>(&'a self, reference: &'a Reference, amount: Money, refund_id: &'a str) -> AuthFuture<'a, ()> {
+        Box::pin(async move { self.refund_now(reference, amount, refund_id) })
     }
 }
 

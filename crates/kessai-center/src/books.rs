@@ -7,6 +7,7 @@
 //! | store payable, one per paid store | `StorePayable` | — |
 //! | value issuance, one per currency | `CreditFunding` | — |
 //! | credit funding, one per currency (what the credit authorizer owes for captured charges) | `CreditFunding` | — |
+//! | corrections, one per currency (value an operator took off cards) | `CenterFees` | — |
 //!
 //! A purchase is a pending transfer card float → store payable when the
 //! sealed DEBIT is issued (id = the card transaction id), posted when the
@@ -17,6 +18,17 @@
 //! funding → card float when the sealed CREDIT is issued (id = the card
 //! transaction id), posted when the card confirms (and the authorization is
 //! captured), voided when it provably did not happen.
+//!
+//! A decrease back to the credit card is the reverse of a charge: card
+//! float → credit funding, pending when the sealed DEBIT is issued, posted
+//! (and the credit card refunded) when the card confirms.
+//!
+//! What the center owes a card, or a card owes the center, is held when it
+//! arises, with an id derived from the owed item ([`owed_hold_id`]): a
+//! purchase refund is store payable → card float (the store's payable is
+//! reversed at once, the card credited when next presented); a correction
+//! is card float → corrections. Posted when the card confirms; voided only
+//! if the operator cancels it.
 //!
 //! Account and follow-up transfer ids are derived with SHA-256 from a label
 //! and the business key, so every instance computes the same ids and a
@@ -34,6 +46,9 @@ use sha2::{Digest, Sha256};
 pub const CODE_PURCHASE: u16 = 1;
 pub const CODE_ISSUE: u16 = 2;
 pub const CODE_CHARGE: u16 = 3;
+pub const CODE_DECREASE: u16 = 4;
+pub const CODE_REFUND: u16 = 5;
+pub const CODE_CORRECTION: u16 = 6;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -75,6 +90,16 @@ pub fn issuance_id(currency: Currency) -> u128 {
 /// Where charges paid by credit card are funded from, per currency.
 pub fn credit_funding_id(currency: Currency) -> u128 {
     derived_id("credit-funding", currency.code().as_bytes())
+}
+
+/// Where value an operator takes off cards goes, per currency.
+pub fn corrections_id(currency: Currency) -> u128 {
+    derived_id("corrections", currency.code().as_bytes())
+}
+
+/// The pending transfer of an owed item (a purchase refund, a correction).
+pub fn owed_hold_id(owed_id: &str) -> TransactionId {
+    TransactionId::from_bytes(derived_id("owed", owed_id.as_bytes()).to_be_bytes())
 }
 
 /// The one issuance transfer of a card's initial value.
@@ -253,6 +278,42 @@ impl Books {
             .map(|a| (a.credits_posted_minor.saturating_sub(a.debits_posted_minor), a.debits_pending_minor)))
     }
 
+    /// A pending transfer between two accounts, opening `open` first.
+    async fn hold_between(
+        &self,
+        id: &TransactionId,
+        (debit, credit): (u128, u128),
+        open: NewAccount,
+        amount: Money,
+        code: u16,
+        now_unix_s: u64,
+    ) -> Result<(), BooksError> {
+        self.ensure_accounts(&[open], now_unix_s).await?;
+        let t = NewTransfer {
+            id: id.as_u128(),
+            debit_account_id: debit,
+            credit_account_id: credit,
+            amount_minor: amount.amount_minor(),
+            currency: ledger_currency(amount.currency())?,
+            pending_id: 0,
+            timeout_s: 0,
+            user_data_128: 0,
+            code,
+            flags: TransferFlags::PENDING,
+        };
+        self.transfer(t, "a hold", now_unix_s).await
+    }
+
+    fn funding_account(currency: Currency) -> Result<NewAccount, BooksError> {
+        Ok(NewAccount {
+            id: credit_funding_id(currency),
+            currency: ledger_currency(currency)?,
+            kind: AccountKind::CreditFunding,
+            flags: AccountFlags::default(),
+            user_data_128: 0,
+        })
+    }
+
     /// The pending charge transfer, made when the sealed CREDIT is issued:
     /// credit funding → card float.
     pub async fn charge_hold(
@@ -262,28 +323,91 @@ impl Books {
         amount: Money,
         now_unix_s: u64,
     ) -> Result<(), BooksError> {
-        let c = ledger_currency(amount.currency())?;
-        let funding = NewAccount {
-            id: credit_funding_id(amount.currency()),
-            currency: c,
-            kind: AccountKind::CreditFunding,
+        let c = amount.currency();
+        let accounts = (credit_funding_id(c), card_float_id(card));
+        self.hold_between(tx, accounts, Self::funding_account(c)?, amount, CODE_CHARGE, now_unix_s).await
+    }
+
+    /// The pending decrease, made when the sealed DEBIT is issued: card
+    /// float → credit funding (value going back to the credit card).
+    pub async fn decrease_hold(
+        &self,
+        tx: &TransactionId,
+        card: &CardId,
+        amount: Money,
+        now_unix_s: u64,
+    ) -> Result<(), BooksError> {
+        let c = amount.currency();
+        let accounts = (card_float_id(card), credit_funding_id(c));
+        self.hold_between(tx, accounts, Self::funding_account(c)?, amount, CODE_DECREASE, now_unix_s).await
+    }
+
+    /// Posts or voids a decrease.
+    pub async fn decrease_resolve(
+        &self,
+        tx: &TransactionId,
+        amount: Money,
+        post: bool,
+        now_unix_s: u64,
+    ) -> Result<(), BooksError> {
+        self.resolve_coded(tx, amount, post, CODE_DECREASE, now_unix_s).await
+    }
+
+    /// A purchase refund, held when the store asks: store payable → card
+    /// float.
+    pub async fn refund_hold(
+        &self,
+        owed_id: &str,
+        store: &StoreId,
+        card: &CardId,
+        amount: Money,
+        now_unix_s: u64,
+    ) -> Result<(), BooksError> {
+        self.open_card(card, amount.currency(), now_unix_s).await?;
+        let c = amount.currency();
+        let payable = NewAccount {
+            id: store_payable_id(store, c),
+            currency: ledger_currency(c)?,
+            kind: AccountKind::StorePayable,
             flags: AccountFlags::default(),
             user_data_128: 0,
         };
-        self.ensure_accounts(&[funding], now_unix_s).await?;
-        let t = NewTransfer {
-            id: tx.as_u128(),
-            debit_account_id: credit_funding_id(amount.currency()),
-            credit_account_id: card_float_id(card),
-            amount_minor: amount.amount_minor(),
-            currency: c,
-            pending_id: 0,
-            timeout_s: 0,
+        let accounts = (store_payable_id(store, c), card_float_id(card));
+        self.hold_between(&owed_hold_id(owed_id), accounts, payable, amount, CODE_REFUND, now_unix_s).await
+    }
+
+    /// A correction, held when the operator makes it: card float →
+    /// corrections. Refused (`exceeds_credits`) beyond the card's float.
+    pub async fn correction_hold(
+        &self,
+        owed_id: &str,
+        card: &CardId,
+        amount: Money,
+        now_unix_s: u64,
+    ) -> Result<(), BooksError> {
+        let c = amount.currency();
+        let corrections = NewAccount {
+            id: corrections_id(c),
+            currency: ledger_currency(c)?,
+            kind: AccountKind::CenterFees,
+            flags: AccountFlags::default(),
             user_data_128: 0,
-            code: CODE_CHARGE,
-            flags: TransferFlags::PENDING,
         };
-        self.transfer(t, "the charge hold", now_unix_s).await
+        let accounts = (card_float_id(card), corrections_id(c));
+        self.hold_between(&owed_hold_id(owed_id), accounts, corrections, amount, CODE_CORRECTION, now_unix_s).await
+    }
+
+    /// Posts (the card confirmed) or voids (the operator cancelled) an
+    /// owed item's hold.
+    pub async fn owed_resolve(
+        &self,
+        owed_id: &str,
+        amount: Money,
+        code: u16,
+        post: bool,
+        now_unix_s: u64,
+    ) -> Result<(), BooksError> {
+        self.resolve_coded(&owed_hold_id(owed_id), amount, post, code, now_unix_s).await
     }
 
     /// Posts the charge: the card confirmed the credit.

@@ -9,6 +9,7 @@
 
 use kessai_core::Money;
 use kessai_core::ids::{CardId, UpdateId};
+use kessai_core::jws::JwsError;
 use kessai_core::random::OsRandom;
 use kessai_core::time::Timestamp;
 use kessai_scp03::{CommandApdu, ResponseApdu};
@@ -18,11 +19,14 @@ use kessai_core::messages::Reference;
 
 use crate::authorizer::{AuthFuture, AuthorizationRequest, Authorizer, AuthorizerError, PaymentCard};
 use crate::books::BooksError;
+use crate::db::Alongside;
 use crate::db::DbError;
 use crate::limits::{DAILY_CHARGE_LIMIT_MINOR, DAY_S, MIN_CHARGE_MINOR};
+use crate::owed::owed_code;
 use crate::purchase::{CardRegistryStatus, Context, StepError};
 use crate::service::Center;
-use crate::value::{Charge, ChargeOffer, ChargePhase, ChargeResolution, ChargeStepError, NewCharge};
+use crate::value::{Charge, ChargeOffer, ChargePhase, ChargeResolution, ChargeStepError, NewCharge, Purpose};
+use kessai_core::messages::value_update::Direction;
 
 /// Why a charge request was refused. The HTTP layer maps each to a status
 /// and a stable code.
@@ -51,6 +55,30 @@ pub enum ChargeError {
     Books(#[from] BooksError),
     #[error(transparent)]
     Db(#[from] DbError),
+    #[error("the refund request was refused: {0}")]
+    Refund(JwsError),
+    #[error("no settlement {0} of this store")]
+    UnknownSettlement(String),
+    #[error("not refundable: {0}")]
+    NotRefundable(String),
+    #[error("refund {0} exists with another settlement or amount")]
+    RefundIdInUse(String),
+    #[error("refunding {amount} passes the purchase of {purchase}: {refunded_minor} is refunded already")]
+    OverRefund { purchase: Money, refunded_minor: u64, amount: Money },
+    #[error("the reason must be 1 to {0} bytes of text")]
+    BadReason(usize),
+    #[error("bad reference: {0}")]
+    BadReference(String),
+    #[error("nothing owed {0}")]
+    UnknownOwed(String),
+    #[error("cannot cancel: {0}")]
+    NotCancellable(String),
+    #[error("the books do not show that much on the card ({0})")]
+    CorrectionOverFloat(&'static str),
+    #[error("cannot decrease: {0}")]
+    NotDecreasable(String),
+    #[error("decreasing {amount} passes charge {charged}: {decreased_minor} went back already")]
+    DecreaseOverCharge { charged: Money, decreased_minor: u64, amount: Money },
 }
 
 impl From<StepError> for ChargeError {
@@ -64,6 +92,11 @@ impl From<StepError> for ChargeError {
 pub struct ChargeReply {
     pub charge_id: String,
     pub phase: ChargePhase,
+    /// `credit` (charge, refund) or `debit` (decrease, correction).
+    pub direction: Direction,
+    /// `{"kind":"charge"}`, `{"kind":"refund_to_credit_card","charge_id":…}`
+    /// or `{"kind":"owed","owed_id":…}`.
+    pub purpose: Purpose,
     /// Commands to relay to the card, in order, as hex.
     pub apdus: Vec<String>,
     pub amount: Money,
@@ -89,6 +122,8 @@ pub fn charge_reply(c: &Charge, apdus: &[CommandApdu]) -> ChargeReply {
     ChargeReply {
         charge_id: c.id.to_string(),
         phase: c.phase,
+        direction: c.direction,
+        purpose: c.purpose.clone(),
         apdus: apdus.iter().map(|a| hex::encode(a.to_bytes())).collect(),
         amount: c.amount,
         funding_ref: c.authorization.as_str().to_owned(),
@@ -112,6 +147,17 @@ pub struct ChargeRequest {
     pub payment_card: PaymentCard,
 }
 
+/// What `create_decrease` is asked.
+#[derive(Debug)]
+pub struct DecreaseRequest {
+    /// The decrease's id (derived from the Idempotency-Key, like a charge's).
+    pub id: UpdateId,
+    pub card_id: CardId,
+    /// The completed charge whose credit card gets the value back.
+    pub charge_id: UpdateId,
+    pub amount: Money,
+}
+
 /// For steps whose effect never reaches the authorizer.
 #[derive(Debug)]
 struct NoAuthorizer;
@@ -126,6 +172,9 @@ impl Authorizer for NoAuthorizer {
     fn void<'a>(&'a self, _: &'a Reference) -> AuthFuture<'a, ()> {
         Box::pin(async { Err(AuthorizerError::Unavailable("not on this path".into())) })
     }
+    fn refund<'a>(&'a self, _: &'a Reference, _: Money, _: &'a str) -> AuthFuture<'a, ()> {
+        Box::pin(async { Err(AuthorizerError::Unavailable("not on this path".into())) })
+    }
 }
 
 type ChargeTransition<'a> =
@@ -138,11 +187,13 @@ struct Stepped {
     effect: Effect,
 }
 
+#[derive(Debug, Clone, Copy)]
 enum Effect {
     None,
-    /// The sealed CREDIT is leaving: hold the funding transfer.
+    /// The sealed command is leaving: hold the transfer.
     Hold,
-    /// The card confirmed: post the transfer and capture the authorization.
+    /// The card confirmed: post the transfer (and capture the
+    /// authorization, or refund the credit card).
     Complete,
     /// Not applied (or never issued): void the hold, if any, and the
     /// authorization.
@@ -158,7 +209,7 @@ fn first(answers: &[ResponseApdu]) -> Result<&ResponseApdu, ChargeStepError> {
 }
 
 impl Center {
-    fn charge_ctx<'a>(&'a self, rng: &'a mut OsRandom) -> Context<'a, OsRandom> {
+    pub(crate) fn value_ctx<'a>(&'a self, rng: &'a mut OsRandom) -> Context<'a, OsRandom> {
         Context {
             security: &self.security,
             center: &self.center_id,
@@ -221,8 +272,15 @@ impl Center {
         let authorization = authorizer.authorize(auth).await?;
         drop(request.payment_card);
         let opened = {
-            let mut ctx = self.charge_ctx(&mut rng);
-            let input = NewCharge { id, card: &card, amount: request.amount, authorization: authorization.clone() };
+            let mut ctx = self.value_ctx(&mut rng);
+            let input = NewCharge {
+                id,
+                card: &card,
+                direction: Direction::Credit,
+                purpose: Purpose::Charge,
+                amount: request.amount,
+                authorization: authorization.clone(),
+            };
             Charge::create(&mut ctx, input)
         };
         let stored = match opened {
@@ -252,12 +310,83 @@ impl Center {
         if !matches!(existing.phase, ChargePhase::Authenticating | ChargePhase::ReadingBalance) {
             return Ok(charge_reply(&existing, &[]));
         }
+        self.restart_value_update(existing.id.as_str()).await
+    }
+
+    /// A fresh secure session for an update whose command does not exist yet.
+    pub(crate) async fn restart_value_update(&self, id: &str) -> Result<ChargeReply, ChargeError> {
         // The authorizer is not called on this path.
         let t: ChargeTransition<'_> = Box::new(|c, ctx| {
             let (charge, init) = c.restart_session(ctx)?;
             stepped(charge, vec![init], Effect::None)
         });
-        self.charge_step(&NoAuthorizer, existing.id.as_str(), t).await
+        self.charge_step(&NoAuthorizer, id, t).await
+    }
+
+    /// A decrease: card value back to the credit card that paid charge
+    /// `charge_id`, by a center-initiated sealed DEBIT with SIG5. At most
+    /// what that charge put on the card, less what went back already
+    /// (reserved in the same transaction that stores the decrease). The
+    /// credit card is refunded only when the card confirms the DEBIT.
+    pub async fn create_decrease(&self, request: DecreaseRequest) -> Result<ChargeReply, ChargeError> {
+        let purpose = Purpose::RefundToCreditCard { charge_id: request.charge_id.clone() };
+        if let Some((existing, _)) = self.db.charge(request.id.as_str()).await? {
+            if existing.card_id != request.card_id || existing.amount != request.amount || existing.purpose != purpose {
+                return Err(ChargeError::ChargeIdInUse(existing.id.to_string()));
+            }
+            if !matches!(existing.phase, ChargePhase::Authenticating | ChargePhase::ReadingBalance) {
+                return Ok(charge_reply(&existing, &[]));
+            }
+            return self.restart_value_update(existing.id.as_str()).await;
+        }
+        let (parent, _) = self.load_charge(request.charge_id.as_str()).await?;
+        if parent.purpose != Purpose::Charge || parent.card_id != request.card_id {
+            return Err(ChargeError::NotDecreasable(format!(
+                "{} is not a charge of card {}",
+                parent.id, request.card_id
+            )));
+        }
+        if parent.phase != ChargePhase::Completed {
+            return Err(ChargeError::NotDecreasable(format!("charge {} is {}", parent.id, parent.phase.as_str())));
+        }
+        if request.amount.currency() != parent.amount.currency() || request.amount.is_zero() {
+            return Err(ChargeError::AmountOutOfRange {
+                amount: request.amount,
+                min_minor: 1,
+                max_minor: parent.amount.amount_minor(),
+            });
+        }
+        let card = self.db.card(&request.card_id).await?.ok_or(ChargeError::UnknownCard(request.card_id))?;
+        if card.status != CardRegistryStatus::Active {
+            return Err(StepError::CardNotActive(card.id).into());
+        }
+        let mut rng = OsRandom;
+        let (charge, init) = {
+            let mut ctx = self.value_ctx(&mut rng);
+            let input = NewCharge {
+                id: request.id,
+                card: &card,
+                direction: Direction::Debit,
+                purpose,
+                amount: request.amount,
+                authorization: parent.authorization.clone(),
+            };
+            Charge::create(&mut ctx, input)?
+        };
+        match self
+            .db
+            .insert_decrease(&charge, parent.id.as_str(), parent.amount.amount_minor(), self.clock.now())
+            .await?
+        {
+            Ok(()) => Ok(charge_reply(&charge, &[init])),
+            Err(decreased_minor) => {
+                Err(ChargeError::DecreaseOverCharge { charged: parent.amount, decreased_minor, amount: request.amount })
+            }
+        }
+    }
+
+    pub(crate) async fn load_value_update(&self, id: &str) -> Result<(Charge, i64), ChargeError> {
+        self.load_charge(id).await
     }
 
     async fn load_charge(&self, id: &str) -> Result<(Charge, i64), ChargeError> {
@@ -282,31 +411,69 @@ impl Center {
         let (charge, version) = self.load_charge(id).await?;
         let mut rng = OsRandom;
         let stepped = {
-            let mut ctx = self.charge_ctx(&mut rng);
+            let mut ctx = self.value_ctx(&mut rng);
             transition(charge, &mut ctx)?
         };
         let c = &stepped.charge;
+        let alongside = self.value_effects(authorizer, c, stepped.effect).await?;
+        self.db.update_charge_with(c, version, self.clock.now(), alongside).await?;
+        Ok(charge_reply(c, &stepped.apdus))
+    }
+
+    /// What a step means for the books, the authorizer, and (stored with
+    /// the step) an owed item or the charge a decrease goes back to. Every
+    /// call is idempotent, so a step retried after a crash repeats it.
+    async fn value_effects<'c>(
+        &self,
+        authorizer: &dyn Authorizer,
+        c: &'c Charge,
+        effect: Effect,
+    ) -> Result<Alongside<'c>, ChargeError> {
         let now = self.clock.now().unix_s();
-        match stepped.effect {
-            Effect::None => {}
-            Effect::Hold => {
-                self.books.open_card(&c.card_id, c.amount.currency(), now).await?;
-                self.books.charge_hold(&c.transaction_id, &c.card_id, c.amount, now).await?;
+        // A hold exists exactly when a command was sealed.
+        let held = c.command_hash.is_some();
+        let (tx, amount) = (&c.transaction_id, c.amount);
+        match (&c.purpose, effect) {
+            (_, Effect::None) => {}
+            (Purpose::Charge, Effect::Hold) => {
+                self.books.open_card(&c.card_id, amount.currency(), now).await?;
+                self.books.charge_hold(tx, &c.card_id, amount, now).await?;
             }
-            Effect::Complete => {
-                self.books.charge_post(&c.transaction_id, c.amount, now).await?;
-                authorizer.capture(&c.authorization, c.amount).await?;
+            (Purpose::Charge, Effect::Complete) => {
+                self.books.charge_post(tx, amount, now).await?;
+                authorizer.capture(&c.authorization, amount).await?;
             }
-            Effect::Void => {
-                // A hold exists exactly when a CREDIT was sealed.
-                if c.command_hash.is_some() {
-                    self.books.charge_void(&c.transaction_id, c.amount, now).await?;
+            (Purpose::Charge, Effect::Void) => {
+                if held {
+                    self.books.charge_void(tx, amount, now).await?;
                 }
                 authorizer.void(&c.authorization).await?;
             }
+            (Purpose::RefundToCreditCard { .. }, Effect::Hold) => {
+                self.books.decrease_hold(tx, &c.card_id, amount, now).await?;
+            }
+            (Purpose::RefundToCreditCard { .. }, Effect::Complete) => {
+                self.books.decrease_resolve(tx, amount, true, now).await?;
+                authorizer.refund(&c.authorization, amount, c.id.as_str()).await?;
+            }
+            (Purpose::RefundToCreditCard { charge_id }, Effect::Void) => {
+                if held {
+                    self.books.decrease_resolve(tx, amount, false, now).await?;
+                }
+                return Ok(Alongside::DecreaseReleased {
+                    charge_id: charge_id.as_str(),
+                    amount_minor: amount.amount_minor(),
+                });
+            }
+            // Held when the item arose.
+            (Purpose::Owed { .. }, Effect::Hold) => {}
+            (Purpose::Owed { owed_id }, Effect::Complete) => {
+                self.books.owed_resolve(owed_id, amount, owed_code(c.direction), true, now).await?;
+                return Ok(Alongside::OwedApplied(owed_id));
+            }
+            (Purpose::Owed { owed_id }, Effect::Void) => return Ok(Alongside::OwedReleased(owed_id)),
         }
-        self.db.update_charge(c, version, self.clock.now()).await?;
-        Ok(charge_reply(c, &stepped.apdus))
+        Ok(Alongside::Nothing)
     }
 
     pub async fn charge_authenticate(
@@ -332,7 +499,9 @@ impl Center {
     ) -> Result<ChargeReply, ChargeError> {
         let t: ChargeTransition<'_> = Box::new(move |c, ctx| match c.offer(ctx, &answers)? {
             (charge, ChargeOffer::Offered { credit, .. }) => stepped(charge, vec![credit], Effect::Hold),
-            (charge, ChargeOffer::OverMaxBalance { .. }) => stepped(charge, vec![], Effect::Void),
+            (charge, ChargeOffer::OverMaxBalance { .. } | ChargeOffer::InsufficientBalance { .. }) => {
+                stepped(charge, vec![], Effect::Void)
+            }
         });
         self.charge_step(authorizer, id, t).await
     }

@@ -1,5 +1,13 @@
-//! The charge routes (`/v1/charges`), beside the settlement routes of
-//! [`crate::api`]: the same error shape and the same Idempotency-Key rules.
+//! The value update routes, beside the settlement routes of [`crate::api`]:
+//! the same error shape and the same Idempotency-Key rules.
+//!
+//! - `/v1/charges`: a charge paid by credit card;
+//! - `/v1/decreases`: card value back to the credit card of a charge;
+//! - `/v1/refunds`: a store's signed refund of a purchase;
+//! - `/v1/cards/{id}/owed/apply`: the card is presented; apply what is owed.
+//!
+//! Every value update (`vup_…`) then runs through the same step routes
+//! under `/v1/charges/{id}/…`, whatever it is for.
 //!
 //! The create request carries payment card data. It is read into
 //! zeroizing buffers and handed to the authorizer only; the idempotency
@@ -22,8 +30,9 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use crate::authorizer::{Authorizer, AuthorizerError, PaymentCard};
-use crate::charge::{ChargeError, ChargeReply, ChargeRequest, charge_reply};
+use crate::charge::{ChargeError, ChargeReply, ChargeRequest, DecreaseRequest, charge_reply};
 use crate::db::DbError;
+use crate::owed::{Applying, apply_update_id};
 use crate::service::{Center, CenterError, parse_answers};
 use crate::value::ChargeStepError;
 
@@ -47,6 +56,9 @@ pub fn routes(center: Arc<Center>, authorizer: Arc<dyn Authorizer>) -> Router {
         .route("/v1/charges/{id}/recover/authenticate", post(recover_authenticate))
         .route("/v1/charges/{id}/recover/status", post(recover_status))
         .route("/v1/charges/{id}/recover/balance", post(recover_balance))
+        .route("/v1/decreases", post(create_decrease))
+        .route("/v1/refunds", post(request_refund))
+        .route("/v1/cards/{id}/owed/apply", post(apply_owed))
         .with_state(ChargeState { center, authorizer })
 }
 
@@ -98,6 +110,37 @@ pub fn charge_api_error(e: ChargeError) -> ApiError {
         ChargeError::Books(b) => crate::api::api_error(CenterError::Books(b)),
         ChargeError::Db(DbError::Conflict) => crate::api::api_error(CenterError::Db(DbError::Conflict)),
         ChargeError::Db(d) => ApiError::internal(d),
+        ChargeError::Refund(j) => {
+            let code = match j {
+                kessai_core::jws::JwsError::Expired { .. } => "refund_expired",
+                kessai_core::jws::JwsError::UnknownKey(_) => "refund_unknown_key",
+                kessai_core::jws::JwsError::RevokedKey(_) => "refund_revoked_key",
+                kessai_core::jws::JwsError::BadSignature => "refund_bad_signature",
+                _ => "refund_invalid",
+            };
+            invalid(code, format!("refund request refused: {j}")).with_param("refund")
+        }
+        ChargeError::UnknownSettlement(id) => {
+            ApiError::not_found("unknown_settlement", format!("no settlement {id} of this store"))
+        }
+        e @ ChargeError::NotRefundable(_) => {
+            ApiError::new(S::CONFLICT, ErrorType::Conflict, "not_refundable", e.to_string())
+        }
+        e @ ChargeError::RefundIdInUse(_) => {
+            ApiError::new(S::CONFLICT, ErrorType::Conflict, "refund_id_in_use", e.to_string())
+        }
+        e @ ChargeError::OverRefund { .. } => invalid("over_refund", e.to_string()).with_param("amount"),
+        e @ ChargeError::BadReason(_) => ApiError::invalid("bad_reason", e.to_string()).with_param("reason"),
+        e @ ChargeError::BadReference(_) => ApiError::invalid("bad_reference", e.to_string()).with_param("reference"),
+        ChargeError::UnknownOwed(id) => ApiError::not_found("unknown_owed", format!("nothing owed {id}")),
+        e @ ChargeError::NotCancellable(_) => {
+            ApiError::new(S::CONFLICT, ErrorType::Conflict, "not_cancellable", e.to_string())
+        }
+        e @ ChargeError::CorrectionOverFloat(_) => invalid("over_float", e.to_string()).with_param("amount"),
+        e @ ChargeError::NotDecreasable(_) => {
+            ApiError::new(S::CONFLICT, ErrorType::Conflict, "not_decreasable", e.to_string()).with_param("charge_id")
+        }
+        e @ ChargeError::DecreaseOverCharge { .. } => invalid("over_charge", e.to_string()).with_param("amount"),
     }
 }
 
@@ -195,6 +238,81 @@ async fn recover(State(s): State<ChargeState>, Path(id): Path<String>, headers: 
     let fingerprint = [format!("charge-recover/{id}\n").as_bytes(), &body[..]].concat();
     let work = async { s.center.charge_recover(s.authorizer.as_ref(), &id).await.map_err(charge_api_error) };
     crate::api::idempotent_by(&s.center, &headers, &fingerprint, work).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecreaseBody {
+    card_id: String,
+    charge_id: String,
+    amount: Money,
+}
+
+/// `POST /v1/decreases`: value back to the credit card of a charge.
+async fn create_decrease(State(s): State<ChargeState>, headers: HeaderMap, body: Bytes) -> Response {
+    let b: DecreaseBody = match json(&body) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let fingerprint = format!(
+        "decrease-create\n{}\n{}\n{}\n{}",
+        b.card_id,
+        b.charge_id,
+        b.amount.amount_minor(),
+        b.amount.currency()
+    );
+    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let id = charge_id(key, fingerprint.as_bytes());
+    let work = async {
+        let id = id.map_err(ApiError::internal)?;
+        let card_id = CardId::parse(&b.card_id)
+            .map_err(|e| ApiError::invalid("bad_card_id", e.to_string()).with_param("card_id"))?;
+        let charge_id = UpdateId::parse(&b.charge_id)
+            .map_err(|e| ApiError::invalid("bad_charge_id", e.to_string()).with_param("charge_id"))?;
+        let request = DecreaseRequest { id, card_id, charge_id, amount: b.amount };
+        s.center.create_decrease(request).await.map_err(charge_api_error)
+    };
+    crate::api::idempotent_by(&s.center, &headers, fingerprint.as_bytes(), work).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefundBody {
+    /// The store's signed refund request (`kessai-refund+jwt`).
+    refund: String,
+}
+
+/// `POST /v1/refunds`: a store's signed refund of a completed purchase.
+async fn request_refund(State(s): State<ChargeState>, headers: HeaderMap, body: Bytes) -> Response {
+    // A store resending its refund signs it anew (a new `jti`): the
+    // fingerprint is what the request asks, not the token's bytes.
+    let asked = serde_json::from_slice::<RefundBody>(&body)
+        .ok()
+        .and_then(|b| kessai_core::jws::inspect_unverified(&b.refund).ok())
+        .map(|(_, payload)| payload["refund"].to_string());
+    let fingerprint = format!("refund\n{}", asked.unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned()));
+    let work = async {
+        let b: RefundBody = json(&body)?;
+        s.center.request_refund(&b.refund).await.map_err(charge_api_error)
+    };
+    crate::api::idempotent_by(&s.center, &headers, fingerprint.as_bytes(), work).await
+}
+
+/// `POST /v1/cards/{id}/owed/apply`: the card is presented. Answers a value
+/// update to run like a charge, or `{"nothing_owed": true}`.
+async fn apply_owed(State(s): State<ChargeState>, Path(card): Path<String>, headers: HeaderMap) -> Response {
+    let fingerprint = format!("owed-apply\n{card}");
+    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let work = async {
+        let card_id =
+            CardId::parse(&card).map_err(|e| ApiError::invalid("bad_card_id", e.to_string()).with_param("card_id"))?;
+        let id = apply_update_id(&key, &card_id).map_err(ApiError::internal)?;
+        match s.center.apply_owed(card_id, id).await.map_err(charge_api_error)? {
+            Applying::Nothing => Ok(serde_json::json!({ "nothing_owed": true })),
+            Applying::Update(reply) => serde_json::to_value(*reply).map_err(ApiError::internal),
+        }
+    };
+    crate::api::idempotent_by(&s.center, &headers, fingerprint.as_bytes(), work).await
 }
 
 async fn show(State(s): State<ChargeState>, Path(id): Path<String>) -> Result<Json<ChargeReply>, ApiError> {

@@ -13,7 +13,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use kessai_core::Currency;
-use kessai_core::ids::{CardId, PartyId, SettlementId, StoreId};
+use kessai_core::ids::{CardId, PartyId, SettlementId, StoreId, UpdateId};
 use kessai_core::jwk::KeyId;
 use kessai_core::keys::{KeyDirectory, PublicKey, Validity};
 use kessai_core::messages::DisplayText;
@@ -21,6 +21,7 @@ use kessai_core::time::Timestamp;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
 
+use crate::owed::{Owed, OwedBody, OwedStatus};
 use crate::purchase::{CardRecord, CardRegistryStatus, Phase, Settlement};
 use crate::value::{Charge, ChargePhase};
 
@@ -67,6 +68,11 @@ const SCHEMA: &[&str] = &[
         id TEXT PRIMARY KEY, card_id TEXT NOT NULL, phase TEXT NOT NULL, amount_minor BIGINT NOT NULL,
         record TEXT NOT NULL, version BIGINT NOT NULL, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS center_charges_card ON center_charges (card_id, created_at)",
+    "CREATE TABLE IF NOT EXISTS center_owed (
+        id TEXT PRIMARY KEY, card_id TEXT NOT NULL, status TEXT NOT NULL, session TEXT, applied_by TEXT,
+        store TEXT, reference TEXT NOT NULL, record TEXT NOT NULL, version BIGINT NOT NULL,
+        created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS center_owed_card ON center_owed (card_id, status, created_at)",
     "CREATE TABLE IF NOT EXISTS center_statements (
         id TEXT PRIMARY KEY, card_id TEXT NOT NULL, record TEXT NOT NULL, version BIGINT NOT NULL,
         created_at BIGINT NOT NULL)",
@@ -136,6 +142,9 @@ impl CenterDb {
             sqlx::query(*statement).execute(&pool).await?;
         }
         add_delivered_column(&pool, sqlite).await?;
+        add_column(&pool, sqlite, "center_settlements", "refunded_minor BIGINT NOT NULL DEFAULT 0").await?;
+        add_column(&pool, sqlite, "center_charges", "decreased_minor BIGINT NOT NULL DEFAULT 0").await?;
+        add_column(&pool, sqlite, "center_charges", "purpose TEXT NOT NULL DEFAULT 'charge'").await?;
         Ok(CenterDb { pool })
     }
 
@@ -459,25 +468,208 @@ impl CenterDb {
     }
 }
 
+/// What a value update's ending changes beside it, in the same transaction.
+#[derive(Debug, Clone, Copy)]
+pub enum Alongside<'a> {
+    Nothing,
+    /// The card applied the owed item: it is settled.
+    OwedApplied(&'a str),
+    /// The card provably did not apply it: it is owed again.
+    OwedReleased(&'a str),
+    /// A decrease ended voided: its amount can be decreased again.
+    DecreaseReleased {
+        charge_id: &'a str,
+        amount_minor: u64,
+    },
+}
+
+/// How storing a refund went.
+#[derive(Debug)]
+pub enum RefundStored {
+    Inserted,
+    /// The store sent this refund before: here it is as it stands.
+    Existing(Box<Owed>),
+    /// It would take the refunds of the settlement past its amount (or the
+    /// settlement is not completed); `refunded_minor` is refunded already.
+    Refused {
+        refunded_minor: u64,
+    },
+}
+
+/// What the center owes cards (purchase refunds) and cards owe the center
+/// (corrections). `status` and `session` are columns, changed only by
+/// compare-and-set: at most one value update applies an item at a time.
+impl CenterDb {
+    /// Stores a purchase refund, reserving its amount against the
+    /// settlement in the same transaction, so the refunds of a purchase
+    /// never sum past it, however many instances race.
+    pub async fn insert_refund(
+        &self,
+        o: &Owed,
+        settlement: &SettlementId,
+        purchase_minor: u64,
+        now: Timestamp,
+    ) -> Result<RefundStored, DbError> {
+        if let Some(existing) = self.owed(&o.id).await? {
+            return Ok(RefundStored::Existing(Box::new(existing)));
+        }
+        let mut tx = self.pool.begin().await?;
+        let reserved = sqlx::query(
+            "UPDATE center_settlements SET refunded_minor = refunded_minor + $1
+             WHERE id = $2 AND phase = 'completed' AND refunded_minor + $1 <= $3",
+        )
+        .bind(to_i64(o.body.amount.amount_minor())?)
+        .bind(settlement.as_str().to_owned())
+        .bind(to_i64(purchase_minor)?)
+        .execute(&mut *tx)
+        .await?;
+        if reserved.rows_affected() != 1 {
+            drop(tx);
+            let row = sqlx::query("SELECT refunded_minor FROM center_settlements WHERE id = $1")
+                .bind(settlement.as_str().to_owned())
+                .fetch_one(&self.pool)
+                .await?;
+            return Ok(RefundStored::Refused { refunded_minor: to_u64(row.try_get("refunded_minor")?)? });
+        }
+        match insert_owed_in(&mut tx, o, now).await {
+            Ok(()) => {
+                tx.commit().await?;
+                Ok(RefundStored::Inserted)
+            }
+            // Another instance stored the same refund meanwhile.
+            Err(DbError::Sqlx(sqlx::Error::Database(e))) if e.is_unique_violation() => {
+                drop(tx);
+                let existing = self.owed(&o.id).await?.ok_or_else(|| corrupt("refund vanished"))?;
+                Ok(RefundStored::Existing(Box::new(existing)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// What is refunded of a settlement so far.
+    pub async fn settlement_refunded(&self, id: &SettlementId) -> Result<u64, DbError> {
+        let row = sqlx::query("SELECT refunded_minor FROM center_settlements WHERE id = $1")
+            .bind(id.as_str().to_owned())
+            .fetch_one(&self.pool)
+            .await?;
+        to_u64(row.try_get("refunded_minor")?)
+    }
+
+    /// Stores an owed item with no purchase behind it (a correction).
+    /// `false` if it exists already.
+    pub async fn insert_owed(&self, o: &Owed, now: Timestamp) -> Result<bool, DbError> {
+        let mut tx = self.pool.begin().await?;
+        match insert_owed_in(&mut tx, o, now).await {
+            Ok(()) => {
+                tx.commit().await?;
+                Ok(true)
+            }
+            Err(DbError::Sqlx(sqlx::Error::Database(e))) if e.is_unique_violation() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn owed(&self, id: &str) -> Result<Option<Owed>, DbError> {
+        let row = sqlx::query("SELECT id, status, session, applied_by, record FROM center_owed WHERE id = $1")
+            .bind(id.to_owned())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| owed_row(&r)).transpose()
+    }
+
+    /// A card's items still owed, oldest first.
+    pub async fn owed_for_card(&self, card: &CardId, limit: i64) -> Result<Vec<Owed>, DbError> {
+        let rows = sqlx::query(
+            "SELECT id, status, session, applied_by, record FROM center_owed
+             WHERE card_id = $1 AND status = $2 ORDER BY created_at, id LIMIT $3",
+        )
+        .bind(card.to_string())
+        .bind(OwedStatus::Owed.as_str().to_owned())
+        .bind(limit.clamp(1, MAX_LIST))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(owed_row).collect()
+    }
+
+    /// Opens value update `c` to apply owed item `owed`, if no other is
+    /// applying it: claim and insert in one transaction. `false` if the
+    /// item is no longer owed or another update holds it.
+    pub async fn claim_owed(&self, owed: &str, c: &Charge, now: Timestamp) -> Result<bool, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let claimed = sqlx::query(
+            "UPDATE center_owed SET session = $1, version = version + 1, updated_at = $2
+             WHERE id = $3 AND status = $4 AND session IS NULL",
+        )
+        .bind(c.id.as_str().to_owned())
+        .bind(to_i64(now.unix_s())?)
+        .bind(owed.to_owned())
+        .bind(OwedStatus::Owed.as_str().to_owned())
+        .execute(&mut *tx)
+        .await?;
+        if claimed.rows_affected() != 1 {
+            return Ok(false);
+        }
+        insert_charge_in(&mut tx, c, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Cancels an owed item no value update holds. `false` if it is being
+    /// applied, applied, or cancelled already.
+    pub async fn cancel_owed(&self, id: &str, now: Timestamp) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "UPDATE center_owed SET status = $1, version = version + 1, updated_at = $2
+             WHERE id = $3 AND status = $4 AND session IS NULL",
+        )
+        .bind(OwedStatus::Cancelled.as_str().to_owned())
+        .bind(to_i64(now.unix_s())?)
+        .bind(id.to_owned())
+        .bind(OwedStatus::Owed.as_str().to_owned())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+async fn insert_owed_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>, o: &Owed, now: Timestamp) -> Result<(), DbError> {
+    let (store, reference) = o.body.kind.store_and_reference();
+    sqlx::query(
+        "INSERT INTO center_owed (id, card_id, status, session, applied_by, store, reference, record, version,
+         created_at, updated_at) VALUES ($1, $2, $3, NULL, NULL, $4, $5, $6, 1, $7, $7)",
+    )
+    .bind(o.id.clone())
+    .bind(o.body.card_id.to_string())
+    .bind(OwedStatus::Owed.as_str().to_owned())
+    .bind(store)
+    .bind(reference)
+    .bind(serde_json::to_string(&o.body).map_err(corrupt)?)
+    .bind(to_i64(now.unix_s())?)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn owed_row(r: &sqlx::any::AnyRow) -> Result<Owed, DbError> {
+    let record: String = r.try_get("record")?;
+    let body: OwedBody = serde_json::from_str(&record).map_err(corrupt)?;
+    let parse_update = |v: Option<String>| v.map(|v| UpdateId::parse(&v)).transpose().map_err(corrupt);
+    Ok(Owed {
+        id: r.try_get("id")?,
+        status: OwedStatus::parse(&r.try_get::<String, _>("status")?).ok_or_else(|| corrupt("owed status"))?,
+        session: parse_update(r.try_get("session")?)?,
+        applied_by: parse_update(r.try_get("applied_by")?)?,
+        body,
+    })
+}
+
 /// Charges (value updates), stored like settlements: the record as JSON,
 /// updated only by compare-and-set on its version. No payment card data is
 /// ever in a record (see [`crate::authorizer::PaymentCard`]).
 impl CenterDb {
     pub async fn insert_charge(&self, c: &Charge, now: Timestamp) -> Result<(), DbError> {
-        let record = serde_json::to_string(c).map_err(corrupt)?;
-        sqlx::query(
-            "INSERT INTO center_charges (id, card_id, phase, amount_minor, record, version, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, 1, $6, $7)",
-        )
-        .bind(c.id.as_str().to_owned())
-        .bind(c.card_id.to_string())
-        .bind(c.phase.as_str().to_owned())
-        .bind(to_i64(c.amount.amount_minor())?)
-        .bind(record)
-        .bind(to_i64(c.created_at.unix_s())?)
-        .bind(to_i64(now.unix_s())?)
-        .execute(&self.pool)
-        .await?;
+        let mut tx = self.pool.begin().await?;
+        insert_charge_in(&mut tx, c, now).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -497,30 +689,119 @@ impl CenterDb {
 
     /// Writes `c` if the row is still at `version`.
     pub async fn update_charge(&self, c: &Charge, version: i64, now: Timestamp) -> Result<(), DbError> {
+        self.update_charge_with(c, version, now, Alongside::Nothing).await
+    }
+
+    /// Writes `c` if the row is still at `version`, and in the same
+    /// transaction what its ending means for its owed item or the charge a
+    /// decrease went back to.
+    pub async fn update_charge_with(
+        &self,
+        c: &Charge,
+        version: i64,
+        now: Timestamp,
+        alongside: Alongside<'_>,
+    ) -> Result<(), DbError> {
         let record = serde_json::to_string(c).map_err(corrupt)?;
+        let now = to_i64(now.unix_s())?;
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE center_charges SET phase = $1, record = $2, version = version + 1, updated_at = $3
              WHERE id = $4 AND version = $5",
         )
         .bind(c.phase.as_str().to_owned())
         .bind(record)
-        .bind(to_i64(now.unix_s())?)
+        .bind(now)
         .bind(c.id.as_str().to_owned())
         .bind(version)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() != 1 {
             return Err(DbError::Conflict);
         }
+        let session = c.id.as_str().to_owned();
+        let changed = match alongside {
+            Alongside::Nothing => 1,
+            Alongside::OwedApplied(owed) => sqlx::query(
+                "UPDATE center_owed SET status = $1, applied_by = $2, session = NULL, version = version + 1,
+                 updated_at = $3 WHERE id = $4 AND session = $2",
+            )
+            .bind(OwedStatus::Applied.as_str().to_owned())
+            .bind(session)
+            .bind(now)
+            .bind(owed.to_owned())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected(),
+            Alongside::OwedReleased(owed) => sqlx::query(
+                "UPDATE center_owed SET session = NULL, version = version + 1, updated_at = $1
+                 WHERE id = $2 AND session = $3",
+            )
+            .bind(now)
+            .bind(owed.to_owned())
+            .bind(session)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected(),
+            Alongside::DecreaseReleased { charge_id, amount_minor } => sqlx::query(
+                "UPDATE center_charges SET decreased_minor = decreased_minor - $1 WHERE id = $2
+                 AND decreased_minor >= $1",
+            )
+            .bind(to_i64(amount_minor)?)
+            .bind(charge_id.to_owned())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected(),
+        };
+        if changed != 1 {
+            return Err(DbError::Corrupt(format!("value update {} does not hold what it ends", c.id)));
+        }
+        tx.commit().await?;
         Ok(())
     }
 
-    /// What a card was charged since `since`, counting every charge not
-    /// voided (completed and pending alike).
+    /// Stores a decrease (a value update going back to the credit card of
+    /// charge `parent`), reserving its amount against what that charge put
+    /// on the card, in one transaction: the decreases of a charge never sum
+    /// past it. `Ok(Err(already))` when this one would.
+    pub async fn insert_decrease(
+        &self,
+        c: &Charge,
+        parent: &str,
+        parent_amount_minor: u64,
+        now: Timestamp,
+    ) -> Result<Result<(), u64>, DbError> {
+        let amount = to_i64(c.amount.amount_minor())?;
+        let mut tx = self.pool.begin().await?;
+        let reserved = sqlx::query(
+            "UPDATE center_charges SET decreased_minor = decreased_minor + $1
+             WHERE id = $2 AND phase = $3 AND decreased_minor + $1 <= $4",
+        )
+        .bind(amount)
+        .bind(parent.to_owned())
+        .bind(ChargePhase::Completed.as_str().to_owned())
+        .bind(to_i64(parent_amount_minor)?)
+        .execute(&mut *tx)
+        .await?;
+        if reserved.rows_affected() != 1 {
+            drop(tx);
+            let row = sqlx::query("SELECT decreased_minor FROM center_charges WHERE id = $1")
+                .bind(parent.to_owned())
+                .fetch_one(&self.pool)
+                .await?;
+            return Ok(Err(to_u64(row.try_get("decreased_minor")?)?));
+        }
+        insert_charge_in(&mut tx, c, now).await?;
+        tx.commit().await?;
+        Ok(Ok(()))
+    }
+
+    /// What a card was charged (by credit card) since `since`, counting
+    /// every charge not voided (completed and pending alike).
     pub async fn charged_since(&self, card: &CardId, since: Timestamp) -> Result<u64, DbError> {
         let row = sqlx::query(
             "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) AS total FROM center_charges
-             WHERE card_id = $1 AND created_at >= $2 AND phase <> $3",
+             WHERE card_id = $1 AND created_at >= $2 AND phase <> $3 AND purpose = 'charge'",
         )
         .bind(card.to_string())
         .bind(to_i64(since.unix_s())?)
@@ -531,21 +812,50 @@ impl CenterDb {
     }
 }
 
+async fn insert_charge_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    c: &Charge,
+    now: Timestamp,
+) -> Result<(), DbError> {
+    let record = serde_json::to_string(c).map_err(corrupt)?;
+    sqlx::query(
+        "INSERT INTO center_charges (id, card_id, phase, amount_minor, record, version, created_at, updated_at,
+         purpose) VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8)",
+    )
+    .bind(c.id.as_str().to_owned())
+    .bind(c.card_id.to_string())
+    .bind(c.phase.as_str().to_owned())
+    .bind(to_i64(c.amount.amount_minor())?)
+    .bind(record)
+    .bind(to_i64(c.created_at.unix_s())?)
+    .bind(to_i64(now.unix_s())?)
+    .bind(c.purpose.name().to_owned())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Adds a column to a table made before it existed (schema upgrades).
+async fn add_column(pool: &AnyPool, sqlite: bool, table: &str, column: &str) -> Result<(), DbError> {
+    let add = if sqlite {
+        format!("ALTER TABLE {table} ADD COLUMN {column}")
+    } else {
+        format!("ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column}")
+    };
+    // `table` and `column` are constants of this module, never input.
+    match sqlx::query(sqlx::AssertSqlSafe(add)).execute(pool).await {
+        Ok(_) => Ok(()),
+        // SQLite has no IF NOT EXISTS for columns: a second start meets it.
+        Err(sqlx::Error::Database(e)) if sqlite && e.message().contains("duplicate column") => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Schema v2: `delivered` (1 once the store's receipt is stored), indexed
 /// with the phase, so the delivery sweep finds every undelivered completion
 /// however many settlements there are. Added to databases made before it.
 async fn add_delivered_column(pool: &AnyPool, sqlite: bool) -> Result<(), DbError> {
-    let add = if sqlite {
-        "ALTER TABLE center_settlements ADD COLUMN delivered BIGINT NOT NULL DEFAULT 0"
-    } else {
-        "ALTER TABLE center_settlements ADD COLUMN IF NOT EXISTS delivered BIGINT NOT NULL DEFAULT 0"
-    };
-    match sqlx::query(add).execute(pool).await {
-        Ok(_) => {}
-        // SQLite has no IF NOT EXISTS for columns: a second start meets it.
-        Err(sqlx::Error::Database(e)) if sqlite && e.message().contains("duplicate column") => {}
-        Err(e) => return Err(e.into()),
-    }
+    add_column(pool, sqlite, "center_settlements", "delivered BIGINT NOT NULL DEFAULT 0").await?;
     sqlx::query(
         "CREATE INDEX IF NOT EXISTS center_settlements_delivery ON center_settlements (phase, delivered, updated_at)",
     )

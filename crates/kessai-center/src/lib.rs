@@ -20,6 +20,7 @@ pub mod delivery;
 pub mod issue;
 pub mod keystore;
 pub mod limits;
+pub mod owed;
 pub mod purchase;
 
 pub mod security;

@@ -1,6 +1,11 @@
-//! The value update (charge) of DESIGN §5 as a state machine over a
-//! persisted [`Charge`], like [`crate::purchase::Settlement`]: every
-//! transition takes the charge by value and returns the next one.
+//! The value updates of DESIGN §5 as a state machine over a persisted
+//! [`Charge`], like [`crate::purchase::Settlement`]: every transition takes
+//! the update by value and returns the next one. One machine serves every
+//! [`Purpose`]: a charge paid by credit card (a sealed CREDIT), a decrease
+//! back to the credit card that paid (a center-initiated sealed DEBIT), and
+//! what the center owes a card or a card owes the center — a purchase
+//! refund (CREDIT) or an operator's correction (DEBIT) — applied at the
+//! card's next presentation.
 //!
 //! ```text
 //! create (authorized) ──► Authenticating ──authenticate──► ReadingBalance ──offer──► Offered ──complete──► Completed
@@ -12,15 +17,16 @@
 //!                              └─────────────────────── resolve_balance ◄── RecoveringBalance ◄┘
 //! ```
 //!
-//! The same rule as purchases: once the sealed CREDIT has left the center
-//! (phase `Offered`), nothing voids the charge until the card itself says,
+//! The same rule as purchases: once the sealed command has left the center
+//! (phase `Offered`), nothing voids the update until the card itself says,
 //! inside a new secure session, that it did not apply it. Nothing is posted
-//! (or captured) without the card's sealed confirmation.
+//! (or captured, or refunded to a credit card) without the card's sealed
+//! confirmation.
 
 use kessai_card::limits::RECENT_TX_CAPACITY;
 use kessai_card::protocol::{
     BalanceReport, CardStatus as CardChipStatus, TransferKind, TransferRequest, TxId, TxResult, TxStatus,
-    credit_command, read_balance_command, transaction_status_command,
+    credit_command, debit_command, read_balance_command, transaction_status_command,
 };
 use kessai_core::Money;
 use kessai_core::digest::Sha256Digest;
@@ -37,6 +43,37 @@ use crate::limits::VALUE_UPDATE_LIFETIME_S;
 use crate::purchase::{CardRecord, CardRegistryStatus, Context, StepError};
 use crate::security::{SealedState, SecurityError};
 
+/// What a value update is for. Stored in the record; records made before
+/// decreases and refunds existed are charges.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Purpose {
+    /// Value bought with a credit card; the authorization funds it.
+    #[default]
+    Charge,
+    /// Card value given back to the credit card that paid charge
+    /// `charge_id` (a decrease); `authorization` is that charge's.
+    RefundToCreditCard { charge_id: UpdateId },
+    /// Applies what is owed (`owed_id`: a purchase refund or a correction,
+    /// see [`crate::owed`]).
+    Owed { owed_id: String },
+}
+
+impl Purpose {
+    /// Its stored name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Purpose::Charge => "charge",
+            Purpose::RefundToCreditCard { .. } => "refund_to_credit_card",
+            Purpose::Owed { .. } => "owed",
+        }
+    }
+}
+
+fn credit() -> Direction {
+    Direction::Credit
+}
+
 /// Where a charge stands. Stored as its snake_case name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -45,8 +82,8 @@ pub enum ChargePhase {
     Authenticating,
     /// EXTERNAL AUTHENTICATE and READ BALANCE sent.
     ReadingBalance,
-    /// SIG5 signed and the sealed CREDIT handed out; the funding transfer
-    /// is pending in the books.
+    /// SIG5 signed and the sealed CREDIT (or DEBIT) handed out; the
+    /// transfer is pending in the books.
     Offered,
     /// A new session was begun to ask the card what happened.
     Recovering,
@@ -126,6 +163,11 @@ pub struct Charge {
     /// The update id (`vup_…`), also the charge's id.
     pub id: UpdateId,
     pub phase: ChargePhase,
+    /// A CREDIT (charge, refund) or a DEBIT (decrease, correction).
+    #[serde(default = "credit")]
+    pub direction: Direction,
+    #[serde(default)]
+    pub purpose: Purpose,
     pub card_id: CardId,
     pub key_version: u8,
     /// The card's maximum balance, from the registry at creation.
@@ -134,7 +176,8 @@ pub struct Charge {
     /// The card transaction id inside the sealed CREDIT; also the pending
     /// ledger transfer's id.
     pub transaction_id: TransactionId,
-    /// The authorizer's reference (`auth_…`): the SIG5 `funding_ref`.
+    /// The SIG5 `funding_ref`: the authorizer's reference (`auth_…`) of a
+    /// charge or of the charge a decrease goes back to; the owed item's id.
     pub authorization: Reference,
     pub scp: Option<SealedState>,
     pub balance_minor: Option<u64>,
@@ -148,7 +191,8 @@ pub struct Charge {
     pub balance_after_minor: Option<u64>,
     pub created_at: Timestamp,
     pub outcome_reason: Option<String>,
-    /// Why it was voided: `cancelled`, `over_max_balance`, `not_applied`.
+    /// Why it was voided: `cancelled`, `over_max_balance`,
+    /// `insufficient_balance`, `not_applied`.
     pub outcome_code: Option<String>,
 }
 
@@ -177,12 +221,14 @@ fn bad_answer(e: impl std::fmt::Display) -> StepError {
     StepError::BadCardAnswer(e.to_string())
 }
 
-/// What `create` needs: the registered card, the authorized amount and the
-/// authorizer's reference. Limits were checked before the authorization.
+/// What `create` needs: the registered card, the direction, purpose and
+/// amount, and the funding reference. Limits were checked before.
 #[derive(Debug)]
 pub struct NewCharge<'b> {
     pub id: UpdateId,
     pub card: &'b CardRecord,
+    pub direction: Direction,
+    pub purpose: Purpose,
     pub amount: Money,
     pub authorization: Reference,
 }
@@ -205,6 +251,8 @@ impl Charge {
             transaction_id: TransactionId::generate(ctx.rng),
             id: input.id,
             phase: ChargePhase::Authenticating,
+            direction: input.direction,
+            purpose: input.purpose,
             card_id: card.id,
             key_version: card.key_version,
             max_balance_minor: card.max_balance_minor,
@@ -291,7 +339,7 @@ impl Charge {
         Ok(report)
     }
 
-    /// The transfer request the sealed CREDIT carries. Counterpart: the
+    /// The transfer request the sealed CREDIT (or DEBIT) carries. Counterpart: the
     /// first 8 bytes of SHA-256(authorization reference); order reference:
     /// the first 16 bytes of SHA-256(update id) — so the card's log names
     /// the funding and the update.
@@ -311,9 +359,10 @@ impl Charge {
         }
     }
 
-    /// Reads the sealed balance; if the credit fits under the card's
-    /// maximum, seals the CREDIT and signs the value update (SIG5).
-    /// Otherwise the charge is voided — safe, no CREDIT was ever issued.
+    /// Reads the sealed balance; if the update fits (a credit under the
+    /// card's maximum, a debit within the balance), seals the CREDIT or
+    /// DEBIT and signs the value update (SIG5). Otherwise the update is
+    /// voided — safe, no command was ever issued.
     pub fn offer<R: Random + ?Sized>(
         mut self,
         ctx: &mut Context<'_, R>,
@@ -328,13 +377,25 @@ impl Charge {
         self.balance_minor = Some(report.balance_minor);
         let currency = self.amount.currency();
         let before = Money::new(report.balance_minor, currency).map_err(bad_answer)?;
-        let after = before.checked_add(&self.amount).ok().filter(|a| a.amount_minor() <= report.max_balance_minor);
-        let Some(after) = after else {
-            self.void("over_max_balance", "the credit would take the card over its maximum balance");
-            return Ok((self, ChargeOffer::OverMaxBalance { balance: before }));
+        let (after, command) = match self.direction {
+            Direction::Credit => {
+                let after =
+                    before.checked_add(&self.amount).ok().filter(|a| a.amount_minor() <= report.max_balance_minor);
+                let Some(after) = after else {
+                    self.void("over_max_balance", "the credit would take the card over its maximum balance");
+                    return Ok((self, ChargeOffer::OverMaxBalance { balance: before }));
+                };
+                (after, credit_command(&self.transfer_request()))
+            }
+            Direction::Debit => {
+                let Ok(after) = before.checked_sub(&self.amount) else {
+                    self.void("insufficient_balance", "the card holds less than the amount to take off");
+                    return Ok((self, ChargeOffer::InsufficientBalance { balance: before }));
+                };
+                (after, debit_command(&self.transfer_request()))
+            }
         };
-        let credit = credit_command(&self.transfer_request());
-        let next = ctx.security.seal_command(&self.card_id, self.id.as_str(), self.sealed()?, &credit, ctx.rng)?;
+        let next = ctx.security.seal_command(&self.card_id, self.id.as_str(), self.sealed()?, &command, ctx.rng)?;
         self.scp = Some(next.state);
         let wire = next.value;
         let command_hash = Sha256Digest::of(&wire.to_bytes());
@@ -357,7 +418,7 @@ impl Charge {
             update_id: self.id.clone(),
             card_id: self.card_id,
             transaction_id: self.transaction_id,
-            direction: Direction::Credit,
+            direction: self.direction,
             amount: self.amount,
             balance_before: before,
             balance_after: after,
@@ -370,8 +431,8 @@ impl Charge {
         Ok(value_update::sign(&claims, &update, ctx.center_key)?)
     }
 
-    /// Checks the card's sealed answer to CREDIT. An answer that does not
-    /// prove the credit leaves the charge `Offered`, for recovery.
+    /// Checks the card's sealed answer to the CREDIT or DEBIT. An answer
+    /// that does not prove it leaves the update `Offered`, for recovery.
     pub fn complete<R: Random + ?Sized>(
         mut self,
         ctx: &mut Context<'_, R>,
@@ -388,8 +449,12 @@ impl Charge {
     }
 
     fn finish(&mut self, result: &TxResult) -> Result<(), StepError> {
+        let kind = match self.direction {
+            Direction::Credit => TransferKind::Credit,
+            Direction::Debit => TransferKind::Debit,
+        };
         if result.tx_id.0 != *self.transaction_id.as_bytes()
-            || result.kind != TransferKind::Credit
+            || result.kind != kind
             || result.amount_minor != self.amount.amount_minor()
         {
             return Err(StepError::WrongTransaction);
@@ -528,10 +593,12 @@ impl Charge {
 /// What `offer` produced.
 #[derive(Debug)]
 pub enum ChargeOffer {
-    /// The value update (SIG5) and the sealed CREDIT for the wallet.
+    /// The value update (SIG5) and the sealed CREDIT (or DEBIT) for the wallet.
     Offered { value_update: String, credit: CommandApdu },
-    /// The card holds too much for this credit; the charge is voided.
+    /// The card holds too much for this credit; the update is voided.
     OverMaxBalance { balance: Money },
+    /// The card holds too little for this debit; the update is voided.
+    InsufficientBalance { balance: Money },
 }
 
 /// What a recovery step decided.

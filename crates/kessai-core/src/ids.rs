@@ -123,6 +123,11 @@ text_id!(
     UpdateId, "value update id", MAX_ID_BYTES, TOKEN_CHARS, is_token_char
 );
 text_id!(
+    /// A refund id, chosen by the store; unique per store. The same id sent
+    /// again names the same refund (idempotency).
+    RefundId, "refund id", MAX_ID_BYTES, TOKEN_CHARS, is_token_char
+);
+text_id!(
     /// A message's unique id (`jti`), so a replay can be recognised.
     MessageId, "message id", MAX_ID_BYTES, TOKEN_CHARS, is_token_char
 );

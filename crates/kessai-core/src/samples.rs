@@ -3,12 +3,15 @@
 //! randomness source and time.
 
 use crate::digest::Sha256Digest;
-use crate::ids::{BillId, CardId, MessageId, OrderId, PartyId, SettlementId, StoreId, TransactionId, UpdateId};
+use crate::ids::{
+    BillId, CardId, MessageId, OrderId, PartyId, RefundId, SettlementId, StoreId, TransactionId, UpdateId,
+};
 use crate::jws::{Claims, JwsError};
 use crate::messages::bill::{Bill, BillDraft, LineItem};
 use crate::messages::completion::{Completion, CompletionDraft};
 use crate::messages::offer::{Offer, OfferDraft};
 use crate::messages::receipt::{Delivery, DeliveryKind, Receipt, ReceiptDraft};
+use crate::messages::refund::{RefundRequest, RefundRequestDraft};
 use crate::messages::value_update::{Direction, ValueUpdate, ValueUpdateDraft};
 use crate::messages::{DisplayText, MessageError, Nonce, Reference};
 use crate::money::{Currency, Money};
@@ -125,6 +128,18 @@ pub fn receipt<R: Random + ?Sized>(
         },
     })?;
     Ok((claims(MALL, rng, now)?, receipt))
+}
+
+/// The mall's refund of JPY 4,400 of a purchase (one of the two e-books).
+pub fn refund<R: Random + ?Sized>(rng: &mut R, now: Timestamp) -> Result<(Claims, RefundRequest), SampleError> {
+    let refund = RefundRequest::new(RefundRequestDraft {
+        refund_id: RefundId::parse("rf-2026-0001")?,
+        settlement_id: SettlementId::generate(rng),
+        store: StoreId::parse(MALL)?,
+        amount: yen(4_400)?,
+        reason: DisplayText::parse("e-book returned within 14 days")?,
+    })?;
+    Ok((claims(MALL, rng, now)?, refund))
 }
 
 /// A charge of JPY 10,000 onto the sample card.

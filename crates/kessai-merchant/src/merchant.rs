@@ -1,13 +1,14 @@
 //! Signing bills and receipts, checking completions.
 
 use kessai_core::digest::Sha256Digest;
-use kessai_core::ids::{BillId, IdError, MessageId, OrderId, PartyId, StoreId};
+use kessai_core::ids::{BillId, IdError, MessageId, OrderId, PartyId, RefundId, SettlementId, StoreId};
 use kessai_core::jwk::Jwks;
 use kessai_core::jws::{Claims, JwsError, Verified};
 use kessai_core::keys::{KeyDirectory, SigningKey, Validity};
 use kessai_core::messages::bill::{self, Bill, BillDraft, LineItem};
 use kessai_core::messages::completion::{self, Completion};
 use kessai_core::messages::receipt::{self, Delivery, Receipt, ReceiptDraft};
+use kessai_core::messages::refund::{self, RefundRequest, RefundRequestDraft};
 use kessai_core::messages::{DisplayText, MessageError, Nonce};
 use kessai_core::random::Random;
 use kessai_core::time::{Clock, Timestamp};
@@ -25,6 +26,11 @@ pub enum MerchantError {
     #[error(transparent)]
     Id(#[from] IdError),
 }
+
+/// How long a signed refund request is valid: long enough for retries,
+/// short enough that a leaked one is soon useless (the refund id makes a
+/// replay harmless anyway).
+pub const REFUND_LIFETIME_S: u64 = 600;
 
 /// Why a completion was refused. Nothing about the order may change on
 /// any of these.
@@ -282,6 +288,30 @@ impl Merchant {
         })?;
         let claims = self.claims(rng, clock, lifetime_s)?;
         Ok(receipt::sign(&claims, &receipt, &self.key)?)
+    }
+
+    /// Signs a refund request for all or part of a completed settlement.
+    /// `refund_id` is the store's own id for it: sending the same refund
+    /// again (a retry) never refunds twice. The center answers how much of
+    /// the purchase is refunded so far, and refuses past the purchase.
+    pub fn sign_refund<R: Random + ?Sized>(
+        &self,
+        refund_id: RefundId,
+        settlement_id: SettlementId,
+        amount: Money,
+        reason: DisplayText,
+        rng: &mut R,
+        clock: &dyn Clock,
+    ) -> Result<String, MerchantError> {
+        let request = RefundRequest::new(RefundRequestDraft {
+            refund_id,
+            settlement_id,
+            store: self.store.clone(),
+            amount,
+            reason,
+        })?;
+        let claims = self.claims(rng, clock, REFUND_LIFETIME_S)?;
+        Ok(refund::sign(&claims, &request, &self.key)?)
     }
 
     fn claims<R: Random + ?Sized>(&self, rng: &mut R, clock: &dyn Clock, lifetime_s: u64) -> Result<Claims, JwsError> {

@@ -22,6 +22,7 @@ pub mod db;
 pub mod demo;
 pub mod limits;
 mod pages;
+pub mod refund;
 mod web;
 
 use std::future::Future;
@@ -154,7 +155,7 @@ impl AppState {
 }
 
 /// Reads the mall's signing key, or makes and saves one (mode 0600).
-fn signing_key(config: &StoreConfig) -> anyhow::Result<SigningKey> {
+pub(crate) fn signing_key(config: &StoreConfig) -> anyhow::Result<SigningKey> {
     let path = config.resolve(&config.signing_key);
     if !path.exists() {
         let key = SigningKey::generate(&mut OsRandom);

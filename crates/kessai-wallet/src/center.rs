@@ -76,6 +76,12 @@ pub struct ChargeReply {
     pub reason: Option<String>,
     #[serde(default)]
     pub reason_code: Option<String>,
+    /// `credit` or `debit` (older centers: charges only, credit).
+    #[serde(default)]
+    pub direction: Option<String>,
+    /// The amount the center says the update moves.
+    #[serde(default)]
+    pub amount: Option<kessai_core::Money>,
 }
 
 /// The center seen from the wallet.

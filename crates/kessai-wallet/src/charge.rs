@@ -8,20 +8,29 @@
 //! A charge is a chain of values, each made only by the step before:
 //! [`ChargeOffered`] (SIG5 verified) → [`CreditRelayed`] → [`ChargeOutcome`].
 //!
+//! The same chain runs the other value updates, which differ only in how
+//! they are opened: a decrease (value back to the credit card of a charge,
+//! a sealed DEBIT; `POST /v1/decreases`) and what is owed when the card is
+//! presented (a store's refund: CREDIT; an operator's correction: DEBIT;
+//! `POST /v1/cards/{id}/owed/apply`). SIG5 is checked for the direction
+//! and amount the wallet expects in every case.
+//!
 //! The payment card's number, expiry and CVC live only in
 //! [`PaymentCardInput`] (zeroized on drop, printed as `***`), go to the
 //! center once in the create request, and are never stored or logged.
 
 use kessai_core::Money;
 use kessai_core::ids::CardId;
-use kessai_core::messages::value_update_check::{ExpectedCredit, ValueUpdateRefused, verify_value_update};
+use kessai_core::messages::value_update::Direction;
+use kessai_core::messages::value_update_check::{ExpectedUpdate, ValueUpdateRefused, verify_value_update};
 use serde_json::{Value, json};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::card::{CardError, CardSummary};
 use crate::center::{CenterError, ChargeReply, VerifyError};
-use crate::charge_records::{ChargePhase, ChargeRecord, ChargeUpdate};
-use crate::wallet::{Wallet, random_token};
+use crate::charge_records::{ChargePhase, ChargeRecord, ChargeUpdate, UpdateKind};
+use crate::limits::MAX_OWED_PER_PRESENTATION;
+use crate::wallet::{Outcome, Wallet, random_token};
 
 /// Why a charge did not go through.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +77,9 @@ pub fn decline_message(code: &str) -> &'static str {
         "over_max_balance" => "This amount would take the card over its maximum balance. Nothing was charged.",
         "over_daily_limit" => "This amount is over the card's daily charge limit. Nothing was charged.",
         "amount_out_of_range" => "The amount is outside what can be charged at once. Nothing was charged.",
+        "over_charge" => "That is more than is left of the charge to give back. Nothing was changed.",
+        "not_decreasable" => "That charge cannot be given back to its credit card. Nothing was changed.",
+        "insufficient_balance" => "The card holds less than that. Nothing was changed.",
         _ => "The center refused the charge. Nothing was charged.",
     }
 }
@@ -170,9 +182,22 @@ pub struct ChargeOutcome {
     pub charge_id: String,
     pub card_id: CardId,
     pub amount: Money,
-    /// The card's balance after the credit, from its sealed answer.
+    /// The card's balance after the update, from its sealed answer.
     pub balance_after: Money,
     pub funding_ref: String,
+    /// A charge or a refund added value; a decrease or correction took it off.
+    pub direction: Direction,
+    pub kind: UpdateKind,
+}
+
+/// How a value update is opened at the center.
+enum Opening {
+    /// `POST /v1/charges`, with the payment card (sent once, then dropped).
+    Charge(PaymentCardInput),
+    /// `POST /v1/decreases`: back to the credit card of charge `charge_id`.
+    Decrease { charge_id: String },
+    /// Already opened (an owed item the center handed out).
+    Opened(Box<ChargeReply>),
 }
 
 fn expect(step: &'static str, r: &ChargeReply, phase: &str, apdus: usize) -> Result<(), ChargeError> {
@@ -229,30 +254,63 @@ impl Wallet {
         payment: PaymentCardInput,
         progress: &mut (dyn FnMut(ChargeProgress) + Send),
     ) -> Result<ChargeOffered, ChargeError> {
+        self.begin_update(("chg_", UpdateKind::Charge, Direction::Credit), amount, Opening::Charge(payment), progress)
+            .await
+    }
+
+    /// Reads the card, opens a decrease of `amount` back to the credit card
+    /// of charge `charge_id` (the cardholder asked for it), and verifies
+    /// SIG5 for exactly that DEBIT.
+    pub async fn begin_decrease(
+        &self,
+        charge_id: &str,
+        amount: Money,
+        progress: &mut (dyn FnMut(ChargeProgress) + Send),
+    ) -> Result<ChargeOffered, ChargeError> {
+        let opening = Opening::Decrease { charge_id: charge_id.to_owned() };
+        self.begin_update(("dec_", UpdateKind::Decrease, Direction::Debit), amount, opening, progress).await
+    }
+
+    /// Reads the card, records the update (`prefix`: of its local id),
+    /// opens it at the center and verifies SIG5; records why if it stops.
+    async fn begin_update(
+        &self,
+        (prefix, kind, direction): (&str, UpdateKind, Direction),
+        amount: Money,
+        opening: Opening,
+        progress: &mut (dyn FnMut(ChargeProgress) + Send),
+    ) -> Result<ChargeOffered, ChargeError> {
         let _turn = self.conversation.lock().await;
         let card = self.card.summary().await?;
         progress(ChargeProgress::CardRead(card));
         if card.blocked {
             return Err(ChargeError::CardBlocked);
         }
-        let local_id = random_token("chg_");
-        self.records.insert_charge(&local_id, card.card_id, amount, self.now_s()).await?;
-        let result = self.open_charge(&local_id, card.card_id, amount, payment, progress).await;
+        let local_id = random_token(prefix);
+        self.records.insert_charge(&local_id, card.card_id, (kind, direction), amount, self.now_s()).await?;
+        let result = self.open_update(&local_id, card.card_id, (direction, amount), opening, progress).await;
         if let Err(e) = &result {
             self.note_charge_failure(&local_id, e).await;
         }
         result
     }
 
-    async fn open_charge(
+    async fn open_update(
         &self,
         local_id: &str,
         card_id: CardId,
-        amount: Money,
-        payment: PaymentCardInput,
+        (direction, amount): (Direction, Money),
+        opening: Opening,
         progress: &mut (dyn FnMut(ChargeProgress) + Send),
     ) -> Result<ChargeOffered, ChargeError> {
-        let r = self.create_charge(local_id, card_id, amount, payment).await?;
+        let r = match opening {
+            Opening::Charge(payment) => self.create_charge(local_id, card_id, amount, payment).await?,
+            Opening::Decrease { charge_id } => {
+                let body = json!({ "card_id": card_id.to_string(), "charge_id": charge_id, "amount": amount });
+                self.charge_post(local_id, "create", "/v1/decreases", &body).await.map_err(refusal_of_charge)?
+            }
+            Opening::Opened(r) => *r,
+        };
         expect("create", &r, "authenticating", 1)?;
         let update =
             ChargeUpdate { charge_id: Some(&r.charge_id), funding_ref: r.funding_ref.as_deref(), ..Default::default() };
@@ -281,7 +339,7 @@ impl Wallet {
             });
         }
         expect("balance", &r, "offered", 1)?;
-        let offered = self.accept_value_update(local_id, card_id, amount, &r).await?;
+        let offered = self.accept_value_update(local_id, card_id, (direction, amount), &r).await?;
         progress(ChargeProgress::ValueUpdateVerified {
             balance_before: offered.balance_before,
             balance_after: offered.balance_after,
@@ -349,7 +407,7 @@ impl Wallet {
         &self,
         local_id: &str,
         card_id: CardId,
-        amount: Money,
+        (direction, amount): (Direction, Money),
         r: &ChargeReply,
     ) -> Result<ChargeOffered, ChargeError> {
         let token = r.value_update.clone().unwrap_or_default();
@@ -361,7 +419,7 @@ impl Wallet {
             ..Default::default()
         };
         self.set_charge(local_id, update).await?;
-        let expected = ExpectedCredit { update_id: &r.charge_id, card_id, amount, command: &credit };
+        let expected = ExpectedUpdate { update_id: &r.charge_id, card_id, direction, amount, command: &credit };
         match self.check_value_update(&token, expected).await {
             Ok((balance_before, balance_after)) => {
                 let record = self.charge_record(local_id).await?;
@@ -382,7 +440,7 @@ impl Wallet {
     async fn check_value_update(
         &self,
         token: &str,
-        expected: ExpectedCredit<'_>,
+        expected: ExpectedUpdate<'_>,
     ) -> Result<(Money, Money), ChargeError> {
         let attempt = |keys: kessai_core::keys::KeyDirectory| {
             let mut jti = None;
@@ -455,6 +513,8 @@ impl Wallet {
             amount: record.amount,
             balance_after: Money::new(after, currency).map_err(|e| ChargeError::Setup(e.to_string()))?,
             funding_ref: r.funding_ref.clone().or_else(|| record.funding_ref.clone()).unwrap_or_default(),
+            direction: record.direction,
+            kind: record.kind,
         })
     }
 
@@ -471,6 +531,116 @@ impl Wallet {
         let done = self.complete_charge(relayed).await?;
         progress(ChargeProgress::Completed { balance_after: done.balance_after });
         Ok(done)
+    }
+}
+
+impl Wallet {
+    /// `kessai wallet decrease`: value back to the credit card of a charge.
+    pub async fn decrease(
+        &self,
+        charge_id: &str,
+        amount: Money,
+        progress: &mut (dyn FnMut(ChargeProgress) + Send),
+    ) -> Result<ChargeOutcome, ChargeError> {
+        let offered = self.begin_decrease(charge_id, amount, progress).await?;
+        let relayed = self.relay_credit(offered).await?;
+        progress(ChargeProgress::CreditRelayed);
+        let done = self.complete_charge(relayed).await?;
+        progress(ChargeProgress::Completed { balance_after: done.balance_after });
+        Ok(done)
+    }
+
+    /// The card is presented: applies what the center owes it (a store's
+    /// refund) or it owes (an operator's correction), oldest first, each
+    /// through its own secure session with SIG5 checked. An item the center
+    /// was already applying in a session that stopped is recovered first.
+    pub async fn apply_owed(
+        &self,
+        progress: &mut (dyn FnMut(ChargeProgress) + Send),
+    ) -> Result<Vec<ChargeOutcome>, ChargeError> {
+        self.apply_owed_from(None, progress).await
+    }
+
+    /// [`Wallet::apply_owed`], for a caller that has just read the card
+    /// (`read`: its id, active): the card is read again only after an
+    /// update changed it.
+    pub(crate) async fn apply_owed_from(
+        &self,
+        mut read: Option<CardId>,
+        progress: &mut (dyn FnMut(ChargeProgress) + Send),
+    ) -> Result<Vec<ChargeOutcome>, ChargeError> {
+        let mut applied = Vec::new();
+        for _ in 0..MAX_OWED_PER_PRESENTATION {
+            let offered = {
+                let _turn = self.conversation.lock().await;
+                let card_id = match read.take() {
+                    Some(id) => id,
+                    None => {
+                        let card = self.card.summary().await?;
+                        if card.blocked {
+                            return Err(ChargeError::CardBlocked);
+                        }
+                        card.card_id
+                    }
+                };
+                let path = format!("/v1/cards/{card_id}/owed/apply");
+                let answer: Value = self.center.post(&path, &json!({}), &random_token("w-owed-")).await?;
+                if answer.get("nothing_owed").and_then(Value::as_bool) == Some(true) {
+                    break;
+                }
+                let r: ChargeReply = serde_json::from_value(answer)
+                    .map_err(|e| ChargeError::Center(CenterError::BadReply(e.to_string())))?;
+                let direction = match r.direction.as_deref() {
+                    Some("credit") => Direction::Credit,
+                    Some("debit") => Direction::Debit,
+                    _ => return Err(ChargeError::UnexpectedReply { step: "owed", phase: r.phase, apdus: 0 }),
+                };
+                let amount =
+                    r.amount.ok_or(ChargeError::UnexpectedReply { step: "owed", phase: r.phase.clone(), apdus: 0 })?;
+                let local_id = match self.records.charge_by_center_id(&r.charge_id).await? {
+                    Some(rec) => rec.local_id,
+                    None => {
+                        let local_id = random_token("own_");
+                        let kind = (UpdateKind::Owed, direction);
+                        self.records.insert_charge(&local_id, card_id, kind, amount, self.now_s()).await?;
+                        let update = ChargeUpdate { charge_id: Some(&r.charge_id), ..Default::default() };
+                        self.set_charge(&local_id, update).await?;
+                        local_id
+                    }
+                };
+                if r.phase != "authenticating" {
+                    // A session that stopped after its command was sealed:
+                    // the card says what happened; then the next round.
+                    let rec = self.charge_record(&local_id).await?;
+                    let outcome = self.recover_charge_record(&rec).await;
+                    tracing::info!(update = %r.charge_id, ?outcome, "an interrupted owed update recovered");
+                    if matches!(outcome, Outcome::Failed { .. } | Outcome::NeedsAudit | Outcome::WrongCard { .. }) {
+                        return Err(ChargeError::Voided(format!(
+                            "an earlier update could not be finished: {outcome:?}"
+                        )));
+                    }
+                    continue;
+                }
+                let opening = Opening::Opened(Box::new(r));
+                let result = self.open_update(&local_id, card_id, (direction, amount), opening, progress).await;
+                if let Err(e) = &result {
+                    self.note_charge_failure(&local_id, e).await;
+                }
+                match result {
+                    Ok(offered) => offered,
+                    // Voided at the balance step (a correction over the
+                    // balance): still owed; the next one cannot go first.
+                    Err(ChargeError::Declined { .. } | ChargeError::Voided(_)) => break,
+                    Err(e) => return Err(e),
+                }
+            };
+            let relayed = self.relay_credit(offered).await?;
+            progress(ChargeProgress::CreditRelayed);
+            let done = self.complete_charge(relayed).await?;
+            progress(ChargeProgress::Completed { balance_after: done.balance_after });
+            applied.push(done);
+        }
+        Ok(applied)
     }
 }
 

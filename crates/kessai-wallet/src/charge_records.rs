@@ -1,12 +1,15 @@
-//! The wallet's records of charges (SQLite, beside the payments): the
-//! center's charge id, amount, phase, funding reference and the SIG5 it
-//! verified, with the Idempotency-Keys used, written before each request.
+//! The wallet's records of value updates (SQLite, beside the payments):
+//! charges, decreases back to a credit card, and refunds or corrections
+//! applied when the card is presented. The center's update id, kind,
+//! direction, amount, phase, funding reference and the SIG5 it verified,
+//! with the Idempotency-Keys used, written before each request.
 //! Never the payment card's number, expiry or CVC: there is no column for
 //! them.
 
 use std::str::FromStr;
 
 use kessai_core::ids::CardId;
+use kessai_core::messages::value_update::Direction;
 use kessai_core::{Currency, Money};
 use sqlx::{Row as _, SqlitePool};
 
@@ -93,6 +96,8 @@ pub struct ChargeRecord {
     /// The center's charge id (`vup_…`), once it answered.
     pub charge_id: Option<String>,
     pub card_id: CardId,
+    pub kind: UpdateKind,
+    pub direction: Direction,
     pub amount: Money,
     pub phase: ChargePhase,
     pub reason: Option<String>,
@@ -128,7 +133,41 @@ pub(crate) async fn create_tables(pool: &SqlitePool) -> Result<(), sqlx::Error> 
     for statement in CHARGE_SCHEMA {
         sqlx::query(*statement).execute(pool).await?;
     }
+    // Added with decreases and refunds; records made before are charges.
+    for column in ["kind TEXT NOT NULL DEFAULT 'charge'", "direction TEXT NOT NULL DEFAULT 'credit'"] {
+        let add = format!("ALTER TABLE charges ADD COLUMN {column}");
+        match sqlx::query(sqlx::AssertSqlSafe(add)).execute(pool).await {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(e)) if e.message().contains("duplicate column") => {}
+            Err(e) => return Err(e),
+        }
+    }
     Ok(())
+}
+
+/// What a value update is for, as the wallet records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateKind {
+    /// Value bought with a credit card.
+    Charge,
+    /// Value given back to the credit card of a charge.
+    Decrease,
+    /// What the center owed the card (a refund) or the card owed (a correction).
+    Owed,
+}
+
+impl UpdateKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateKind::Charge => "charge",
+            UpdateKind::Decrease => "decrease",
+            UpdateKind::Owed => "owed",
+        }
+    }
+
+    fn parse(s: &str) -> Option<UpdateKind> {
+        [UpdateKind::Charge, UpdateKind::Decrease, UpdateKind::Owed].into_iter().find(|k| k.as_str() == s)
+    }
 }
 
 impl Records {
@@ -136,15 +175,18 @@ impl Records {
         &self,
         local_id: &str,
         card_id: CardId,
+        (kind, direction): (UpdateKind, Direction),
         amount: Money,
         now_s: i64,
     ) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "INSERT INTO charges (id, card_id, amount_minor, currency, phase, created_at, updated_at)
-             VALUES (?, ?, ?, ?, 'started', ?, ?)",
+            "INSERT INTO charges (id, card_id, kind, direction, amount_minor, currency, phase, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, 'started', ?, ?)",
         )
         .bind(local_id)
         .bind(card_id.to_string())
+        .bind(kind.as_str())
+        .bind(direction_name(direction))
         .bind(db_i64(amount.amount_minor()))
         .bind(amount.currency().code())
         .bind(now_s)
@@ -224,6 +266,15 @@ impl Records {
         row.map(|r| charge_of(&r)).transpose()
     }
 
+    /// The record of the center's update `charge_id`, if this wallet has one.
+    pub async fn charge_by_center_id(&self, charge_id: &str) -> Result<Option<ChargeRecord>, sqlx::Error> {
+        let row = sqlx::query("SELECT * FROM charges WHERE charge_id = ?")
+            .bind(charge_id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|r| charge_of(&r)).transpose()
+    }
+
     /// The newest `limit` charges, newest first.
     pub async fn recent_charges(&self, limit: i64) -> Result<Vec<ChargeRecord>, sqlx::Error> {
         let rows = sqlx::query("SELECT * FROM charges ORDER BY created_at DESC, rowid DESC LIMIT ?")
@@ -247,6 +298,13 @@ impl Records {
     }
 }
 
+fn direction_name(d: Direction) -> &'static str {
+    match d {
+        Direction::Credit => "credit",
+        Direction::Debit => "debit",
+    }
+}
+
 fn decode_error(what: &str) -> sqlx::Error {
     sqlx::Error::Decode(format!("stored charge {what} is invalid").into())
 }
@@ -259,6 +317,12 @@ fn charge_of(r: &sqlx::sqlite::SqliteRow) -> Result<ChargeRecord, sqlx::Error> {
         local_id: r.try_get("id")?,
         charge_id: r.try_get("charge_id")?,
         card_id: CardId::parse(r.try_get::<&str, _>("card_id")?).map_err(|_| decode_error("card id"))?,
+        kind: UpdateKind::parse(r.try_get::<&str, _>("kind")?).ok_or_else(|| decode_error("kind"))?,
+        direction: match r.try_get::<&str, _>("direction")? {
+            "credit" => Direction::Credit,
+            "debit" => Direction::Debit,
+            _ => return Err(decode_error("direction")),
+        },
         amount: Money::new(amount, currency).map_err(|_| decode_error("amount"))?,
         phase: ChargePhase::parse(&phase).ok_or_else(|| decode_error("phase"))?,
         reason: r.try_get("reason")?,

@@ -42,7 +42,7 @@ use serde::Deserialize;
 
 pub use card::{ApduObserver, CardSummary};
 pub use charge::{ChargeError, ChargeOutcome, ChargeProgress, PaymentCardInput, decline_message};
-pub use charge_records::{ChargePhase, ChargeRecord};
+pub use charge_records::{ChargePhase, ChargeRecord, UpdateKind};
 pub use config::{CenterSettings, ReaderConfig, WalletConfig};
 pub use records::{LocalPhase, Record};
 pub use wallet::{Completed, ConsentView, LineView, Outcome, PayError, Progress, ReceiptView, Wallet, safe_return_url};
@@ -154,6 +154,32 @@ pub async fn recover_charges(config: WalletConfig) -> anyhow::Result<Vec<(String
     let outcomes = wallet.recover_charges().await;
     wallet.records().close().await;
     Ok(outcomes?)
+}
+
+/// `kessai wallet decrease`: gives `amount` of the card's value back to
+/// the credit card that paid charge `charge_id`.
+pub async fn decrease(
+    config: WalletConfig,
+    charge_id: &str,
+    amount: kessai_core::Money,
+    mut progress: impl FnMut(ChargeProgress) + Send,
+) -> Result<ChargeOutcome, ChargeError> {
+    let wallet = Wallet::open(config).await.map_err(|e| ChargeError::Setup(format!("{e:#}")))?;
+    let outcome = wallet.decrease(charge_id, amount, &mut progress).await;
+    wallet.records().close().await;
+    outcome
+}
+
+/// `kessai wallet collect`: presents the card and applies what is owed to
+/// it (stores' refunds) or by it (corrections).
+pub async fn collect(
+    config: WalletConfig,
+    mut progress: impl FnMut(ChargeProgress) + Send,
+) -> Result<Vec<ChargeOutcome>, ChargeError> {
+    let wallet = Wallet::open(config).await.map_err(|e| ChargeError::Setup(format!("{e:#}")))?;
+    let outcome = wallet.apply_owed(&mut progress).await;
+    wallet.records().close().await;
+    outcome
 }
 
 /// `kessai wallet charge`: adds `amount` to the card in the reader, paid

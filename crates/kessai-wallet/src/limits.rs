@@ -51,3 +51,7 @@ const _: () = assert!(MAX_RECOVERIES_PER_RUN <= MAX_HISTORY_RECORDS);
 /// Most requests one card-log reading may take (one per page of 3 records
 /// of the card's 64, plus the handshake).
 pub const MAX_STATEMENT_STEPS: usize = 30;
+
+/// Most owed items (refunds, corrections) applied in one presentation of
+/// the card; the rest wait for the next.
+pub const MAX_OWED_PER_PRESENTATION: usize = 16;

@@ -391,11 +391,25 @@ impl Wallet {
             return Err(PayError::BillTooLarge);
         }
         let bill = HandedBill::parse(bill_token)?;
-        let _turn = self.conversation.lock().await;
-        let card = self.card.summary().await?;
+        let turn = self.conversation.lock().await;
+        let mut card = self.card.summary().await?;
         progress(Progress::CardRead(card));
         if card.blocked {
             return Err(PayError::CardBlocked);
+        }
+        drop(turn);
+        // The card is presented: what is owed to it (a refund) or by it (a
+        // correction) is applied first. A failure here never stops the
+        // purchase; the item stays owed for the next presentation.
+        let applied = self.apply_owed_from(Some(card.card_id), &mut |_| {}).await;
+        let _turn = self.conversation.lock().await;
+        match applied {
+            Ok(applied) if !applied.is_empty() => {
+                tracing::info!(count = applied.len(), "owed updates applied");
+                card = self.card.summary().await?;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "applying owed updates"),
         }
         let rec = self.start_record(&bill, return_url, card.card_id).await?;
         match self.negotiate(rec, bill, progress).await {

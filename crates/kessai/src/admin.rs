@@ -70,6 +70,32 @@ enum AdminCommand {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+    /// Take value off a card at its next presentation (a correction), held
+    /// on its float at once. The same reference is the same correction.
+    Correction {
+        #[arg(long)]
+        card_id: String,
+        /// The operator's ticket number.
+        #[arg(long)]
+        reference: String,
+        /// Amount in minor units (JPY: yen).
+        #[arg(long)]
+        amount: u64,
+        #[arg(long, default_value = "JPY")]
+        currency: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// What a card is owed (refunds) or owes (corrections), not yet applied.
+    Owed {
+        #[arg(long)]
+        card_id: String,
+    },
+    /// Cancel a correction no session is applying.
+    CancelCorrection {
+        /// The owed item's id (`owe_…`).
+        owed_id: String,
+    },
 }
 
 pub fn run(args: AdminArgs) -> anyhow::Result<()> {
@@ -124,5 +150,12 @@ fn request(command: AdminCommand) -> anyhow::Result<(String, Option<Value>)> {
             }
             (q, None)
         }
+        AdminCommand::Correction { card_id, reference, amount, currency, reason } => {
+            let body = json!({ "reference": reference, "reason": reason,
+                               "amount": { "amount_minor": amount, "currency": currency } });
+            (format!("/v1/admin/cards/{card_id}/corrections"), Some(body))
+        }
+        AdminCommand::Owed { card_id } => (format!("/v1/admin/cards/{card_id}/owed"), None),
+        AdminCommand::CancelCorrection { owed_id } => (format!("/v1/admin/owed/{owed_id}/cancel"), Some(json!({}))),
     })
 }

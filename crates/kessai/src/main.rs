@@ -71,6 +71,9 @@ enum Command {
         /// The store's TOML configuration (environment overrides KESSAI_STORE_*).
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
+        /// Without one, serve the mall.
+        #[command(subcommand)]
+        action: Option<store::StoreAction>,
     },
     /// Benchmarks that print figures.
     #[command(subcommand)]
@@ -233,7 +236,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pki(PkiCommand::Init { dir }) => pki::init(&dir),
         Command::Pki(PkiCommand::Issue { dir, server, client, san }) => pki::issue(&dir, server, client, &san),
         Command::Card(c) => run_card(c),
-        Command::Store { config } => store::run(&config),
+        Command::Store { config, action: None } => store::run(&config),
+        Command::Store { config, action: Some(action) } => store::act(&config, action),
         Command::Center(c) => center::run(c),
         Command::Admin(args) => admin::run(args),
         Command::Up { data_dir, center_port, store_port, wallet_port } => {

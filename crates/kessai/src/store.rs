@@ -1,8 +1,52 @@
-//! `kessai store`: the mall's web shop, until Ctrl-C or SIGTERM.
+//! `kessai store`: the mall's web shop, until Ctrl-C or SIGTERM; and
+//! `kessai store refund`: the mall's signed refund of a purchase.
 
 use std::path::Path;
 
 use anyhow::Context;
+
+/// What `kessai store` does besides serving.
+#[derive(clap::Subcommand, Debug)]
+pub enum StoreAction {
+    /// Refund all or part of a completed purchase: the center reverses the
+    /// member store's payable and credits the buyer's card when it is next
+    /// presented. Sending the same refund id again never refunds twice.
+    Refund {
+        /// The settlement (`stl_…`) of the purchase.
+        #[arg(long)]
+        settlement: String,
+        /// Amount in minor units (JPY: yen).
+        #[arg(long)]
+        amount: u64,
+        /// Shown to the cardholder and kept by the center.
+        #[arg(long)]
+        reason: String,
+        /// The store's id for this refund (default: derived from the
+        /// settlement and amount, so a retry is the same refund).
+        #[arg(long)]
+        refund_id: Option<String>,
+    },
+}
+
+pub fn act(config_path: &Path, action: StoreAction) -> anyhow::Result<()> {
+    let config =
+        kessai_store::StoreConfig::load(config_path).with_context(|| format!("loading {}", config_path.display()))?;
+    match action {
+        StoreAction::Refund { settlement, amount, reason, refund_id } => {
+            let refund_id = refund_id.unwrap_or_else(|| format!("rf-{settlement}-{amount}"));
+            let order = kessai_store::refund::RefundOrder {
+                refund_id: kessai_core::ids::RefundId::parse(&refund_id).context("--refund-id")?,
+                settlement_id: kessai_core::ids::SettlementId::parse(&settlement).context("--settlement")?,
+                amount: kessai_core::Money::new(amount, kessai_core::Currency::JPY)?,
+                reason: kessai_core::messages::DisplayText::parse(&reason).context("--reason")?,
+            };
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let answer = runtime.block_on(kessai_store::refund::request_refund(&config, order))?;
+            println!("{}", serde_json::to_string_pretty(&answer)?);
+            Ok(())
+        }
+    }
+}
 
 pub fn run(config_path: &Path) -> anyhow::Result<()> {
     kessai_http::init_json_logs("store");

@@ -24,6 +24,18 @@ pub enum WalletCommand {
     History,
     /// Finish interrupted payments: ask the card, through the center, what happened.
     Recover,
+    /// Give card value back to the credit card that paid a charge (a
+    /// decrease): the card is debited, then the credit card refunded.
+    Decrease {
+        /// The charge (`vup_…`, as `kessai wallet charge` printed it).
+        #[arg(long)]
+        charge: String,
+        /// Amount in minor units (JPY: yen).
+        amount: u64,
+    },
+    /// Present the card: apply what the center owes it (stores' refunds)
+    /// or it owes (corrections). Purchases do this first, too.
+    Collect,
     /// Add value to the card, paid by credit card. The card data is read
     /// from environment variables or files only, never from the command line.
     Charge {
@@ -104,6 +116,29 @@ pub fn run(config_path: &Path, command: WalletCommand) -> anyhow::Result<()> {
             drop((number, cvc));
             let amount = kessai_core::Money::new(amount, kessai_core::Currency::JPY)?;
             runtime.block_on(charge(config, amount, card))
+        }
+        WalletCommand::Decrease { charge, amount } => {
+            let amount = kessai_core::Money::new(amount, kessai_core::Currency::JPY)?;
+            let done = runtime.block_on(kessai_wallet::decrease(config, &charge, amount, print_charge_progress))?;
+            println!(
+                "{} went back to the credit card ({}); the card holds {}",
+                done.amount, done.funding_ref, done.balance_after
+            );
+            Ok(())
+        }
+        WalletCommand::Collect => {
+            let done = runtime.block_on(kessai_wallet::collect(config, print_charge_progress))?;
+            if done.is_empty() {
+                println!("nothing is owed to or by this card");
+            }
+            for d in done {
+                let verb = match d.direction {
+                    kessai_core::messages::value_update::Direction::Credit => "credited",
+                    kessai_core::messages::value_update::Direction::Debit => "debited",
+                };
+                println!("{verb} {} ({}); the card holds {}", d.amount, d.funding_ref, d.balance_after);
+            }
+            Ok(())
         }
         WalletCommand::Recover => {
             // Charges first, so that they are reported; then payments.
@@ -204,6 +239,17 @@ async fn charge(
         Err(ChargeError::Declined { message, .. }) => anyhow::bail!("{message}"),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Progress of a decrease or an owed update (no credit card is authorized).
+fn print_charge_progress(p: ChargeProgress) {
+    let line = match &p {
+        ChargeProgress::Authorized { charge_id } => format!("value update {charge_id} opened"),
+        ChargeProgress::CreditRelayed => "sealed command relayed to the card".into(),
+        ChargeProgress::Completed { balance_after } => format!("completed; balance {balance_after}"),
+        other => describe_charge(other),
+    };
+    eprintln!("  … {line}");
 }
 
 fn describe_charge(p: &ChargeProgress) -> String {

@@ -20,7 +20,7 @@ use kessai_core::ids::{PartyId, UpdateId};
 use kessai_core::jws::JwsError;
 use kessai_core::keys::{KeyDirectory, SigningKey, Validity};
 use kessai_core::messages::value_update::Direction;
-use kessai_core::messages::value_update_check::{ExpectedCredit, ValueUpdateRefused, verify_value_update};
+use kessai_core::messages::value_update_check::{ExpectedUpdate, ValueUpdateRefused, verify_value_update};
 use kessai_core::random::{OsRandom, SeededRandom};
 use kessai_core::samples;
 use kessai_core::time::FixedClock;
@@ -29,17 +29,17 @@ use kessai_scp03::{CommandApdu, ResponseApdu};
 
 use crate::world::{CardReader, KVN, NOW, balance_of, card_id, funded_card, masters, record};
 
-const APPROVE: &str = "4242424242424242";
+pub(crate) const APPROVE: &str = "4242424242424242";
 
 /// A center over files that outlive it, so a test can "crash" it (drop
 /// every in-memory thing) and open a new instance on the same storage.
-struct Charging {
-    dir: tempfile::TempDir,
-    center: Center,
-    sim: Arc<Simulator>,
+pub(crate) struct Charging {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) center: Center,
+    pub(crate) sim: Arc<Simulator>,
 }
 
-async fn open_center(dir: &std::path::Path) -> Center {
+pub(crate) async fn open_center(dir: &std::path::Path) -> Center {
     let db = CenterDb::open(&format!("sqlite:{}", dir.join("center.db").display())).await.unwrap();
     let ledger = kessai_ledger::Ledger::open_sqlite(dir.join("ledger.db")).await.unwrap();
     Center {
@@ -56,7 +56,7 @@ async fn open_center(dir: &std::path::Path) -> Center {
 }
 
 impl Charging {
-    async fn new() -> Charging {
+    pub(crate) async fn new() -> Charging {
         let dir = tempfile::tempdir().unwrap();
         let center = open_center(dir.path()).await;
         Charging { dir, center, sim: Arc::new(Simulator::new()) }
@@ -65,12 +65,12 @@ impl Charging {
     /// A crash: every in-memory thing of the center is dropped and a new
     /// instance opens the same database and ledger. (The authorizer is
     /// another party; it keeps its authorizations.)
-    async fn restart(&mut self) {
+    pub(crate) async fn restart(&mut self) {
         self.center.db.close().await;
         self.center = open_center(self.dir.path()).await;
     }
 
-    async fn register(&self, n: u8, funded: u64) {
+    pub(crate) async fn register(&self, n: u8, funded: u64) {
         self.center.db.put_card(&record(n), NOW).await.unwrap();
         self.center.books.open_card(&card_id(n), Currency::JPY, NOW.unix_s()).await.unwrap();
         if funded > 0 {
@@ -79,7 +79,7 @@ impl Charging {
         }
     }
 
-    async fn create(&self, n: u8, amount: u64, number: &str) -> Result<ChargeReply, ChargeError> {
+    pub(crate) async fn create(&self, n: u8, amount: u64, number: &str) -> Result<ChargeReply, ChargeError> {
         let request = ChargeRequest {
             id: UpdateId::generate(&mut OsRandom),
             card_id: card_id(n),
@@ -89,19 +89,19 @@ impl Charging {
         self.center.create_charge(self.sim.as_ref(), request).await
     }
 
-    fn center_keys(&self) -> KeyDirectory {
+    pub(crate) fn center_keys(&self) -> KeyDirectory {
         let mut k = KeyDirectory::new();
         k.insert(self.center.center_id.clone(), self.center.center_key.public(), Validity::always()).unwrap();
         k
     }
 
-    fn auth_state(&self, reference: &str) -> AuthorizationState {
+    pub(crate) fn auth_state(&self, reference: &str) -> AuthorizationState {
         self.sim.authorizations().into_iter().find(|a| a.reference.as_str() == reference).unwrap().state
     }
 
     /// The books' float equals the card's balance, nothing held, and the
     /// ledger's invariants hold.
-    async fn check_books(&self, n: u8, card: &mut Terminal<CardReader>) {
+    pub(crate) async fn check_books(&self, n: u8, card: &mut Terminal<CardReader>) {
         self.center.books.ledger().check().await.unwrap();
         let (float, held) = self.center.books.card_float(&card_id(n)).await.unwrap().unwrap();
         let credits_pending = self.center.books.card_credits_pending(&card_id(n)).await.unwrap();
@@ -109,23 +109,23 @@ impl Charging {
     }
 }
 
-fn jpy(minor: u64) -> Money {
+pub(crate) fn jpy(minor: u64) -> Money {
     Money::new(minor, Currency::JPY).unwrap()
 }
 
-fn commands(reply: &ChargeReply) -> Vec<CommandApdu> {
+pub(crate) fn commands(reply: &ChargeReply) -> Vec<CommandApdu> {
     reply.apdus.iter().map(|h| CommandApdu::parse(&hex::decode(h).unwrap()).unwrap()).collect()
 }
 
 /// The wallet relays the reply's commands and returns the card's answers.
-fn relay(card: &mut Terminal<CardReader>, reply: &ChargeReply) -> Vec<ResponseApdu> {
+pub(crate) fn relay(card: &mut Terminal<CardReader>, reply: &ChargeReply) -> Vec<ResponseApdu> {
     let hex: Vec<String> =
         commands(reply).iter().map(|c| hex::encode(crate::world::relay(card, c).to_bytes())).collect();
     parse_answers(&hex).unwrap()
 }
 
 /// create → authenticate → balance: the reply carrying SIG5 and the CREDIT.
-async fn to_offer(c: &Charging, card: &mut Terminal<CardReader>, n: u8, amount: u64) -> ChargeReply {
+pub(crate) async fn to_offer(c: &Charging, card: &mut Terminal<CardReader>, n: u8, amount: u64) -> ChargeReply {
     let sim = c.sim.as_ref();
     let r = c.create(n, amount, APPROVE).await.unwrap();
     let id = r.charge_id.clone();
@@ -136,7 +136,7 @@ async fn to_offer(c: &Charging, card: &mut Terminal<CardReader>, n: u8, amount: 
 }
 
 /// Recovery in a new session, to its end.
-async fn recover(c: &Charging, card: &mut Terminal<CardReader>, id: &str) -> ChargeReply {
+pub(crate) async fn recover(c: &Charging, card: &mut Terminal<CardReader>, id: &str) -> ChargeReply {
     let sim = c.sim.as_ref();
     let r = c.center.charge_recover(sim, id).await.unwrap();
     let r = c.center.charge_recover_authenticate(sim, id, relay(card, &r)).await.unwrap();
@@ -174,8 +174,13 @@ async fn happy_path_adds_value_captures_and_posts() {
     // step 4: the wallet checks SIG5 against the card, the amount and the command.
     let token = r.value_update.clone().unwrap();
     let mut seen = BTreeSet::new();
-    let expected =
-        ExpectedCredit { update_id: &id, card_id: card_id(1), amount: jpy(5_000), command: &credit.to_bytes() };
+    let expected = ExpectedUpdate {
+        update_id: &id,
+        card_id: card_id(1),
+        direction: Direction::Credit,
+        amount: jpy(5_000),
+        command: &credit.to_bytes(),
+    };
     let v = verify_value_update(&token, &c.center_keys(), &FixedClock::new(NOW), expected, &mut |j| {
         !seen.insert(j.to_owned())
     })
@@ -381,9 +386,15 @@ async fn a_tampered_or_replayed_value_update_is_refused_by_the_wallet() {
     let keys = c.center_keys();
     let clock = FixedClock::new(NOW);
     let id = r.charge_id.as_str();
-    let good = ExpectedCredit { update_id: id, card_id: card_id(8), amount: jpy(1_000), command: &credit };
+    let good = ExpectedUpdate {
+        update_id: id,
+        card_id: card_id(8),
+        direction: Direction::Credit,
+        amount: jpy(1_000),
+        command: &credit,
+    };
     let mut seen = BTreeSet::new();
-    let mut check = |token: &str, expected: ExpectedCredit<'_>, clock: &FixedClock| {
+    let mut check = |token: &str, expected: ExpectedUpdate<'_>, clock: &FixedClock| {
         verify_value_update(token, &keys, clock, expected, &mut |j| !seen.insert(j.to_owned()))
     };
 
@@ -396,19 +407,19 @@ async fn a_tampered_or_replayed_value_update_is_refused_by_the_wallet() {
     // another command, card, amount or update than announced.
     let other_cmd = [credit.clone(), vec![0]].concat();
     assert!(matches!(
-        check(&token, ExpectedCredit { command: &other_cmd, ..good }, &clock),
+        check(&token, ExpectedUpdate { command: &other_cmd, ..good }, &clock),
         Err(ValueUpdateRefused::CommandHash)
     ));
     assert!(matches!(
-        check(&token, ExpectedCredit { card_id: card_id(1), ..good }, &clock),
+        check(&token, ExpectedUpdate { card_id: card_id(1), ..good }, &clock),
         Err(ValueUpdateRefused::Card { .. })
     ));
     assert!(matches!(
-        check(&token, ExpectedCredit { amount: jpy(999), ..good }, &clock),
+        check(&token, ExpectedUpdate { amount: jpy(999), ..good }, &clock),
         Err(ValueUpdateRefused::Amount { .. })
     ));
     assert!(matches!(
-        check(&token, ExpectedCredit { update_id: "vup_other", ..good }, &clock),
+        check(&token, ExpectedUpdate { update_id: "vup_other", ..good }, &clock),
         Err(ValueUpdateRefused::Update { .. })
     ));
     // expired.

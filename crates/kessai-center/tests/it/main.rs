@@ -6,6 +6,7 @@ mod charge;
 mod charge_api;
 mod db;
 mod purchase;
+mod refund;
 mod service;
 mod statement;
 mod tls;

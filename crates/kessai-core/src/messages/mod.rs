@@ -10,11 +10,13 @@
 //! | SIG3 [`completion::Completion`] | `kessai-completion+jwt` | center → store, wallet |
 //! | SIG4 [`receipt::Receipt`] | `kessai-receipt+jwt` | store → center, wallet |
 //! | SIG5 [`value_update::ValueUpdate`] | `kessai-value-update+jwt` | center → wallet |
+//! | refund request [`refund::RefundRequest`] | `kessai-refund+jwt` | store → center |
 
 pub mod bill;
 pub mod completion;
 pub mod offer;
 pub mod receipt;
+pub mod refund;
 pub mod value_update;
 pub mod value_update_check;
 

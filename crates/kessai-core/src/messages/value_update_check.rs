@@ -1,7 +1,7 @@
-//! What the wallet checks before it relays a sealed CREDIT: the value
-//! update (SIG5) verifies against the center's keys, is fresh, has not
-//! been seen before, and announces exactly this card, this amount and
-//! these command bytes. Pure: clock and the replay memory are passed in.
+//! What the wallet checks before it relays a sealed CREDIT or a
+//! center-initiated DEBIT: the value update (SIG5) verifies against the
+//! center's keys, is fresh, has not been seen before, and announces exactly
+//! this card, this direction, this amount and these command bytes. Pure: clock and the replay memory are passed in.
 
 use crate::Clock;
 use crate::Money;
@@ -21,8 +21,8 @@ pub enum ValueUpdateRefused {
     Replayed(String),
     #[error("it is for card {found}, but the card in the reader is {expected}")]
     Card { expected: String, found: String },
-    #[error("it announces a {found:?}, not a credit")]
-    Direction { found: Direction },
+    #[error("it announces a {found:?}, not a {expected:?}")]
+    Direction { expected: Direction, found: Direction },
     #[error("it announces {found}, but the cardholder asked for {expected}")]
     Amount { expected: String, found: String },
     #[error("the sealed command is not the one it signed (command hash)")]
@@ -33,14 +33,16 @@ pub enum ValueUpdateRefused {
 
 /// What the wallet expects the value update to say.
 #[derive(Debug, Clone, Copy)]
-pub struct ExpectedCredit<'a> {
-    /// The charge (update id) the wallet is driving.
+pub struct ExpectedUpdate<'a> {
+    /// The value update (charge, decrease, refund credit) the wallet is driving.
     pub update_id: &'a str,
     /// The card in the reader (GET DATA `DF10`).
     pub card_id: CardId,
-    /// What the cardholder asked to add.
+    /// A charge or refund credit adds value; a decrease removes it.
+    pub direction: Direction,
+    /// What the cardholder asked for, or what the center said it owes.
     pub amount: Money,
-    /// The exact sealed CREDIT about to be relayed.
+    /// The exact sealed command about to be relayed.
     pub command: &'a [u8],
 }
 
@@ -51,7 +53,7 @@ pub fn verify_value_update(
     token: &str,
     center_keys: &KeyDirectory,
     clock: &dyn Clock,
-    expected: ExpectedCredit<'_>,
+    expected: ExpectedUpdate<'_>,
     seen: &mut dyn FnMut(&str) -> bool,
 ) -> Result<Verified<ValueUpdate>, ValueUpdateRefused> {
     let verified = value_update::verify(token, center_keys, clock).map_err(ValueUpdateRefused::Token)?;
@@ -68,8 +70,8 @@ pub fn verify_value_update(
             found: v.card_id().to_string(),
         });
     }
-    if v.direction() != Direction::Credit {
-        return Err(ValueUpdateRefused::Direction { found: v.direction() });
+    if v.direction() != expected.direction {
+        return Err(ValueUpdateRefused::Direction { expected: expected.direction, found: v.direction() });
     }
     if v.amount() != expected.amount {
         return Err(ValueUpdateRefused::Amount {

@@ -3,7 +3,7 @@
 
 use kessai_core::ids::PartyId;
 use kessai_core::keys::{KeyDirectory, SigningKey, Validity};
-use kessai_core::messages::{bill, completion, offer, receipt, value_update};
+use kessai_core::messages::{bill, completion, offer, receipt, refund, value_update};
 use kessai_core::random::SeededRandom;
 use kessai_core::samples;
 use kessai_core::time::{FixedClock, Timestamp};
@@ -45,7 +45,9 @@ impl World {
         let receipt = receipt::sign(&c, &r, &self.mall_key).unwrap();
         let (c, v) = samples::value_update(&mut self.rng, NOW).unwrap();
         let value_update = value_update::sign(&c, &v, &self.center_key).unwrap();
-        Tokens { bill, offer, completion, receipt, value_update }
+        let (c, r) = samples::refund(&mut self.rng, NOW).unwrap();
+        let refund = refund::sign(&c, &r, &self.mall_key).unwrap();
+        Tokens { bill, offer, completion, receipt, value_update, refund }
     }
 }
 
@@ -55,17 +57,19 @@ pub struct Tokens {
     pub completion: String,
     pub receipt: String,
     pub value_update: String,
+    pub refund: String,
 }
 
 impl Tokens {
     /// (kind name, token) for loops over every kind.
-    pub fn all(&self) -> [(&'static str, &str); 5] {
+    pub fn all(&self) -> [(&'static str, &str); 6] {
         [
             ("bill", &self.bill),
             ("offer", &self.offer),
             ("completion", &self.completion),
             ("receipt", &self.receipt),
             ("value_update", &self.value_update),
+            ("refund", &self.refund),
         ]
     }
 }
@@ -83,6 +87,7 @@ pub fn verify_as(world: &World, kind: &str, token: &str) -> Result<(), kessai_co
         "completion" => completion::verify(token, center, clock).map(|_| ()),
         "receipt" => receipt::verify(token, stores, clock).map(|_| ()),
         "value_update" => value_update::verify(token, center, clock).map(|_| ()),
+        "refund" => refund::verify(token, stores, clock).map(|_| ()),
         other => panic!("no kind {other}"),
     }
 }

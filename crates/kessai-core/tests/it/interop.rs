@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use kessai_core::keys::{SigningKey, Validity};
-use kessai_core::messages::{bill, completion, offer, receipt, value_update};
+use kessai_core::messages::{bill, completion, offer, receipt, refund, value_update};
 use kessai_core::random::OsRandom;
 use kessai_core::samples;
 use kessai_core::time::{Clock, SystemClock};
@@ -33,8 +33,11 @@ fn pyjwt_verifies_every_kind_against_our_jwks() {
     let receipt_t = receipt::sign(&c, &r, &mall).unwrap();
     let (c, v) = samples::value_update(&mut rng, now).unwrap();
     let update_t = value_update::sign(&c, &v, &center).unwrap();
+    let (c, r) = samples::refund(&mut rng, now).unwrap();
+    let refund_t = refund::sign(&c, &r, &mall).unwrap();
     let tokens = serde_json::json!({
         "bill": bill_t, "offer": offer_t, "completion": done_t, "receipt": receipt_t, "value_update": update_t,
+        "refund": refund_t,
     });
     let mut tampered = bill_t.clone().into_bytes();
     let mid = tampered.len() / 2;
@@ -45,6 +48,7 @@ fn pyjwt_verifies_every_kind_against_our_jwks() {
         "typ": {
             "bill": "kessai-bill+jwt", "offer": "kessai-offer+jwt", "completion": "kessai-completion+jwt",
             "receipt": "kessai-receipt+jwt", "value_update": "kessai-value-update+jwt",
+            "refund": "kessai-refund+jwt",
         },
         "tampered": String::from_utf8(tampered).unwrap(),
     });

@@ -54,6 +54,7 @@ fn header_names_alg_kid_and_one_typ_per_kind() {
         ("completion", "kessai-completion+jwt"),
         ("receipt", "kessai-receipt+jwt"),
         ("value_update", "kessai-value-update+jwt"),
+        ("refund", "kessai-refund+jwt"),
     ];
     for ((kind, token), (kind2, typ)) in tokens.all().iter().zip(expected) {
         assert_eq!(*kind, kind2);

@@ -3,13 +3,13 @@
 
 use proptest::prelude::*;
 
-use kessai_core::messages::{bill, completion, offer, receipt, value_update};
+use kessai_core::messages::{bill, completion, offer, receipt, refund, value_update};
 use kessai_core::{jwk, jws, keyfile};
 
 use crate::fixtures::{World, verify_as};
 
 fn every_parser(w: &World, text: &str, bytes: &[u8]) {
-    for kind in ["bill", "offer", "completion", "receipt", "value_update"] {
+    for kind in ["bill", "offer", "completion", "receipt", "value_update", "refund"] {
         let _ = verify_as(w, kind, text);
     }
     let _ = jws::inspect_unverified(text);
@@ -24,6 +24,7 @@ fn every_parser(w: &World, text: &str, bytes: &[u8]) {
     let _ = serde_json::from_slice::<completion::Completion>(bytes);
     let _ = serde_json::from_slice::<receipt::Receipt>(bytes);
     let _ = serde_json::from_slice::<value_update::ValueUpdate>(bytes);
+    let _ = serde_json::from_slice::<refund::RefundRequest>(bytes);
 }
 
 proptest! {
@@ -38,7 +39,7 @@ proptest! {
 
     #[test]
     fn damaged_tokens_never_panic_and_never_verify(
-        kind in 0usize..5,
+        kind in 0usize..6,
         edits in proptest::collection::vec((any::<prop::sample::Index>(), 0u8..4, any::<u8>()), 1..6),
     ) {
         let mut w = World::new(2);

@@ -7,5 +7,6 @@ mod cli;
 mod proxy;
 mod purchase;
 mod recovery;
+mod refund;
 mod refusals;
 mod world;

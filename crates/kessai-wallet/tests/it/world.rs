@@ -49,6 +49,8 @@ pub struct World {
     pub shop: Router,
     pub image: PathBuf,
     pub http: HttpsClient,
+    /// The served store's configuration (its key signs refunds).
+    pub store_config: StoreConfig,
     _stops: Vec<oneshot::Sender<()>>,
 }
 
@@ -178,9 +180,10 @@ impl World {
         let body = json!({ "card_id": card.to_string(), "key_version": KVN, "currency": "JPY",
             "max_balance_minor": 100_000, "initial_value_minor": balance });
         admin_post(&admin, &format!("{center_url}/v1/admin/cards"), &body).await;
-        let state = AppState::open(store_config, Arc::new(SystemClock)).await.unwrap();
+        let state = AppState::open(store_config.clone(), Arc::new(SystemClock)).await.unwrap();
         let shop = kessai_store::router(state);
-        World { tmp, ca, center_url, store_url, shop, image, http, _stops: vec![stop_center, stop_store] }
+        let stops = vec![stop_center, stop_store];
+        World { tmp, ca, center_url, store_url, shop, image, http, store_config, _stops: stops }
     }
 
     pub fn wallet_config(&self, center_url: &str) -> WalletConfig {

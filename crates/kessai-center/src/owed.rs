@@ -1,0 +1,396 @@
+//! What the center owes a card, or a card owes the center, until the card
+//! is next presented (DESIGN §5):
+//!
+//! - a **purchase refund**: the store asks, signed, for all or part of a
+//!   completed purchase back. The store's payable is reversed at once (a
+//!   pending transfer store payable → card float) and the card is credited
+//!   the next time it is presented. The refunds of a purchase never sum past
+//!   it: the amount is reserved against the settlement in the same database
+//!   transaction that stores the refund.
+//! - a **correction**: the operator takes value off a card (a decrease), held
+//!   on the card's float at once and debited at the card's next
+//!   presentation. Only a correction no session holds can be cancelled.
+//!
+//! Either is applied by a value update ([`crate::value::Charge`] with
+//! [`Purpose::Owed`]) run through the charge steps. An item is claimed by at
+//! most one update at a time (compare-and-set on its `session` column); when
+//! the card confirms, the hold is posted and the item is `applied` in the
+//! same transaction as the update; when the card provably did not apply it,
+//! the item is owed again.
+
+use kessai_core::Money;
+use kessai_core::digest::Sha256Digest;
+use kessai_core::ids::{CardId, RefundId, SettlementId, StoreId, UpdateId};
+use kessai_core::messages::Reference;
+use kessai_core::messages::refund;
+use kessai_core::messages::value_update::Direction;
+use kessai_core::random::OsRandom;
+use kessai_core::time::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::books::{BooksError, CODE_CORRECTION, CODE_REFUND};
+use crate::charge::{ChargeError, ChargeReply, charge_reply};
+use crate::db::RefundStored;
+use crate::purchase::{CardRegistryStatus, Phase, StepError};
+use crate::service::Center;
+use crate::value::{Charge, ChargePhase, NewCharge, Purpose};
+
+/// Longest reason text kept with an owed item.
+const MAX_REASON_BYTES: usize = 200;
+
+/// Where an owed item stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OwedStatus {
+    /// Waiting for the card.
+    Owed,
+    /// The card confirmed it; posted.
+    Applied,
+    /// The operator cancelled it (corrections only); the hold is voided.
+    Cancelled,
+}
+
+impl OwedStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OwedStatus::Owed => "owed",
+            OwedStatus::Applied => "applied",
+            OwedStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<OwedStatus> {
+        [OwedStatus::Owed, OwedStatus::Applied, OwedStatus::Cancelled].into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// What an owed item is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum OwedKind {
+    /// A store's refund of a completed purchase: a credit to the card.
+    PurchaseRefund { store: StoreId, payee: StoreId, refund_id: RefundId, settlement_id: SettlementId },
+    /// An operator's correction: a debit of the card.
+    Correction { reference: String },
+}
+
+impl OwedKind {
+    /// The columns that make the item unique: (store, its reference).
+    pub fn store_and_reference(&self) -> (Option<String>, String) {
+        match self {
+            OwedKind::PurchaseRefund { store, refund_id, .. } => {
+                (Some(store.as_str().to_owned()), refund_id.as_str().to_owned())
+            }
+            OwedKind::Correction { reference } => (None, reference.clone()),
+        }
+    }
+}
+
+/// The fixed part of an owed item, stored as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwedBody {
+    pub card_id: CardId,
+    #[serde(flatten)]
+    pub kind: OwedKind,
+    pub direction: Direction,
+    pub amount: Money,
+    pub reason: String,
+    pub created_at: Timestamp,
+}
+
+/// An owed item as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owed {
+    /// `owe_` and 32 hex digits, derived from what makes the item unique.
+    pub id: String,
+    pub status: OwedStatus,
+    /// The value update applying it now, if any.
+    pub session: Option<UpdateId>,
+    /// The value update that applied it.
+    pub applied_by: Option<UpdateId>,
+    pub body: OwedBody,
+}
+
+/// The ledger code of an owed item's transfers: refunds credit, corrections debit.
+pub fn owed_code(direction: Direction) -> u16 {
+    match direction {
+        Direction::Credit => CODE_REFUND,
+        Direction::Debit => CODE_CORRECTION,
+    }
+}
+
+fn owed_id(label: &str, parts: &[&str]) -> String {
+    let mut input = format!("kessai-owed\0{label}");
+    for p in parts {
+        input.push('\0');
+        input.push_str(p);
+    }
+    format!("owe_{}", hex::encode(&Sha256Digest::of(input.as_bytes()).as_bytes()[..16]))
+}
+
+/// What a store or the operator is answered about an owed item.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct OwedReply {
+    pub owed_id: String,
+    #[serde(flatten)]
+    pub kind: OwedKind,
+    pub card_id: String,
+    pub direction: Direction,
+    pub amount: Money,
+    pub reason: String,
+    pub status: OwedStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applied_by: Option<String>,
+    /// For a refund: what is refunded of the purchase so far, this included.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refunded_minor: Option<u64>,
+}
+
+pub fn owed_reply(o: &Owed, refunded_minor: Option<u64>) -> OwedReply {
+    OwedReply {
+        owed_id: o.id.clone(),
+        kind: o.body.kind.clone(),
+        card_id: o.body.card_id.to_string(),
+        direction: o.body.direction,
+        amount: o.body.amount,
+        reason: o.body.reason.clone(),
+        status: o.status,
+        applied_by: o.applied_by.as_ref().map(ToString::to_string),
+        refunded_minor,
+    }
+}
+
+fn reason_text(reason: &str) -> Result<String, ChargeError> {
+    let ok = !reason.trim().is_empty() && reason.len() <= MAX_REASON_BYTES && reason.chars().all(|c| !c.is_control());
+    if !ok {
+        return Err(ChargeError::BadReason(MAX_REASON_BYTES));
+    }
+    Ok(reason.trim().to_owned())
+}
+
+/// What applying the next owed item of a card answered.
+#[derive(Debug)]
+pub enum Applying {
+    /// Nothing is owed to or by this card.
+    Nothing,
+    /// A value update for the item: relay its commands like a charge's.
+    Update(Box<ChargeReply>),
+}
+
+impl Center {
+    /// `POST /v1/refunds`: a store's signed refund request. Idempotent by
+    /// the store's refund id: the same refund again (a retry, a replayed
+    /// token) answers the refund as it stands and moves nothing.
+    pub async fn request_refund(&self, token: &str) -> Result<OwedReply, ChargeError> {
+        let keys = self.db.store_keys().await?;
+        let verified = refund::verify(token, &keys, self.clock.as_ref()).map_err(ChargeError::Refund)?;
+        let r = verified.message();
+        let (settlement, _) = self
+            .db
+            .settlement(r.settlement_id())
+            .await?
+            .filter(|(s, _)| &s.bill.store == r.store())
+            // Another store's settlement is as unknown as a missing one.
+            .ok_or_else(|| ChargeError::UnknownSettlement(r.settlement_id().to_string()))?;
+        let purchase = settlement.bill.amount;
+        if settlement.phase != Phase::Completed {
+            return Err(ChargeError::NotRefundable(format!(
+                "settlement {} is {}, not completed",
+                settlement.id,
+                settlement.phase.as_str()
+            )));
+        }
+        if r.amount().currency() != purchase.currency() {
+            return Err(ChargeError::NotRefundable(format!(
+                "the refund is in {}, the purchase in {}",
+                r.amount().currency(),
+                purchase.currency()
+            )));
+        }
+        let id = owed_id("refund", &[r.store().as_str(), r.refund_id().as_str()]);
+        let body = OwedBody {
+            card_id: settlement.card_id,
+            kind: OwedKind::PurchaseRefund {
+                store: r.store().clone(),
+                payee: settlement.bill.payee().clone(),
+                refund_id: r.refund_id().clone(),
+                settlement_id: settlement.id.clone(),
+            },
+            direction: Direction::Credit,
+            amount: r.amount(),
+            reason: r.reason().as_str().to_owned(),
+            created_at: self.clock.now(),
+        };
+        let owed = Owed { id, status: OwedStatus::Owed, session: None, applied_by: None, body };
+        let stored =
+            match self.db.insert_refund(&owed, &settlement.id, purchase.amount_minor(), self.clock.now()).await? {
+                RefundStored::Inserted => owed,
+                RefundStored::Existing(existing) => {
+                    if existing.body.kind != owed.body.kind || existing.body.amount != owed.body.amount {
+                        return Err(ChargeError::RefundIdInUse(r.refund_id().to_string()));
+                    }
+                    *existing
+                }
+                RefundStored::Refused { refunded_minor } => {
+                    return Err(ChargeError::OverRefund { purchase, refunded_minor, amount: r.amount() });
+                }
+            };
+        // Idempotent: a retry after a crash between the two writes holds now.
+        self.hold_owed(&stored).await?;
+        let refunded = self.db.settlement_refunded(&settlement.id).await?;
+        Ok(owed_reply(&stored, Some(refunded)))
+    }
+
+    /// The owed item's hold in the books (idempotent).
+    async fn hold_owed(&self, o: &Owed) -> Result<(), ChargeError> {
+        let now = self.clock.now().unix_s();
+        let b = &o.body;
+        match &b.kind {
+            OwedKind::PurchaseRefund { payee, .. } => {
+                self.books.refund_hold(&o.id, payee, &b.card_id, b.amount, now).await?;
+            }
+            OwedKind::Correction { .. } => {
+                self.books.open_card(&b.card_id, b.amount.currency(), now).await?;
+                self.books.correction_hold(&o.id, &b.card_id, b.amount, now).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// An operator's correction: take `amount` off the card at its next
+    /// presentation. Idempotent by `reference`. Refused beyond what the
+    /// books show on the card.
+    pub async fn add_correction(
+        &self,
+        card_id: CardId,
+        reference: &str,
+        amount: Money,
+        reason: &str,
+    ) -> Result<OwedReply, ChargeError> {
+        let reference = Reference::parse(reference).map_err(|e| ChargeError::BadReference(e.to_string()))?;
+        let reason = reason_text(reason)?;
+        let card = self.db.card(&card_id).await?.ok_or(ChargeError::UnknownCard(card_id))?;
+        if amount.currency() != card.currency || amount.is_zero() {
+            return Err(ChargeError::AmountOutOfRange { amount, min_minor: 1, max_minor: card.max_balance_minor });
+        }
+        let id = owed_id("correction", &[reference.as_str()]);
+        let body = OwedBody {
+            card_id,
+            kind: OwedKind::Correction { reference: reference.as_str().to_owned() },
+            direction: Direction::Debit,
+            amount,
+            reason,
+            created_at: self.clock.now(),
+        };
+        let owed = Owed { id: id.clone(), status: OwedStatus::Owed, session: None, applied_by: None, body };
+        if !self.db.insert_owed(&owed, self.clock.now()).await? {
+            let existing = self.db.owed(&id).await?.ok_or_else(|| ChargeError::UnknownOwed(id.clone()))?;
+            if existing.body.card_id != card_id || existing.body.amount != amount {
+                return Err(ChargeError::RefundIdInUse(reference.as_str().to_owned()));
+            }
+            if existing.status == OwedStatus::Owed {
+                self.hold_owed(&existing).await?;
+            }
+            return Ok(owed_reply(&existing, None));
+        }
+        match self.hold_owed(&owed).await {
+            Ok(()) => Ok(owed_reply(&owed, None)),
+            Err(ChargeError::Books(BooksError::Refused { code, .. })) => {
+                // Beyond the card's float: nothing is held; cancel it.
+                self.db.cancel_owed(&id, self.clock.now()).await?;
+                Err(ChargeError::CorrectionOverFloat(code))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Cancels a correction no session is applying; voids its hold.
+    pub async fn cancel_correction(&self, id: &str) -> Result<OwedReply, ChargeError> {
+        let o = self.db.owed(id).await?.ok_or_else(|| ChargeError::UnknownOwed(id.to_owned()))?;
+        if !matches!(o.body.kind, OwedKind::Correction { .. }) {
+            return Err(ChargeError::NotCancellable(format!("{id} is a purchase refund")));
+        }
+        if o.status == OwedStatus::Owed && !self.db.cancel_owed(id, self.clock.now()).await? {
+            return Err(ChargeError::NotCancellable(format!("{id} is being applied to the card; try later")));
+        }
+        let o = self.db.owed(id).await?.ok_or_else(|| ChargeError::UnknownOwed(id.to_owned()))?;
+        match o.status {
+            OwedStatus::Cancelled => {
+                let now = self.clock.now().unix_s();
+                match self.books.owed_resolve(id, o.body.amount, CODE_CORRECTION, false, now).await {
+                    // Never held (refused over the float): nothing to void.
+                    Err(BooksError::Refused { code: "pending_transfer_not_found", .. }) | Ok(()) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                Ok(owed_reply(&o, None))
+            }
+            OwedStatus::Applied => Err(ChargeError::NotCancellable(format!("{id} was applied to the card"))),
+            OwedStatus::Owed => Err(ChargeError::NotCancellable(format!("{id} is being applied to the card"))),
+        }
+    }
+
+    /// A card's items still owed.
+    pub async fn owed_for_card(&self, card: &CardId) -> Result<Vec<OwedReply>, ChargeError> {
+        Ok(self.db.owed_for_card(card, crate::db::MAX_LIST).await?.iter().map(|o| owed_reply(o, None)).collect())
+    }
+
+    /// `POST /v1/cards/{id}/owed/apply`: the card is presented; open a value
+    /// update for its oldest owed item (or hand back the one already
+    /// applying it, for the wallet to go on or recover).
+    pub async fn apply_owed(&self, card_id: CardId, update_id: UpdateId) -> Result<Applying, ChargeError> {
+        if let Some((existing, _)) = self.db.charge(update_id.as_str()).await? {
+            if existing.card_id != card_id || !matches!(existing.purpose, Purpose::Owed { .. }) {
+                return Err(ChargeError::ChargeIdInUse(existing.id.to_string()));
+            }
+            return self.resume_value_update(existing).await.map(|r| Applying::Update(Box::new(r)));
+        }
+        let card = self.db.card(&card_id).await?.ok_or(ChargeError::UnknownCard(card_id))?;
+        if card.status != CardRegistryStatus::Active {
+            return Err(StepError::CardNotActive(card.id).into());
+        }
+        let Some(item) = self.db.owed_for_card(&card_id, 1).await?.into_iter().next() else {
+            return Ok(Applying::Nothing);
+        };
+        if let Some(session) = &item.session {
+            let (current, _) = self.load_value_update(session.as_str()).await?;
+            return self.resume_value_update(current).await.map(|r| Applying::Update(Box::new(r)));
+        }
+        self.hold_owed(&item).await?;
+        let mut rng = OsRandom;
+        let (charge, init) = {
+            let mut ctx = self.value_ctx(&mut rng);
+            let input = NewCharge {
+                id: update_id,
+                card: &card,
+                direction: item.body.direction,
+                purpose: Purpose::Owed { owed_id: item.id.clone() },
+                amount: item.body.amount,
+                authorization: Reference::parse(&item.id).map_err(|e| ChargeError::BadReference(e.to_string()))?,
+            };
+            Charge::create(&mut ctx, input)?
+        };
+        if !self.db.claim_owed(&item.id, &charge, self.clock.now()).await? {
+            // Another presentation claimed it meanwhile: retry.
+            return Err(crate::db::DbError::Conflict.into());
+        }
+        Ok(Applying::Update(Box::new(charge_reply(&charge, &[init]))))
+    }
+
+    /// An update found again: before its command exists, a fresh session;
+    /// later, as it stands (the wallet recovers it).
+    async fn resume_value_update(&self, existing: Charge) -> Result<ChargeReply, ChargeError> {
+        if !matches!(existing.phase, ChargePhase::Authenticating | ChargePhase::ReadingBalance) {
+            return Ok(charge_reply(&existing, &[]));
+        }
+        self.restart_value_update(existing.id.as_str()).await
+    }
+}
+
+/// The update id for an apply request: `vup_` and the first 16 bytes of
+/// SHA-256 over the Idempotency-Key and the card, so a retry names the same
+/// update.
+pub fn apply_update_id(key: &str, card: &CardId) -> Result<UpdateId, kessai_core::ids::IdError> {
+    let digest =
+        Sha256Digest::of(&[b"kessai-owed-apply\0", key.as_bytes(), b"\0", card.to_string().as_bytes()].concat());
+    UpdateId::parse(&format!("vup_{}", hex::encode(&digest.as_bytes()[..16])))
+}

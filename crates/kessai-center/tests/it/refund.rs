@@ -1,0 +1,507 @@
+//! Value decrease and purchase refunds (issue #8), over real storage and a
+//! real emulated card: a decrease back to the credit card of a charge, a
+//! store's signed refund of a purchase (credited at the card's next
+//! presentation), and an operator's correction. After each scenario the
+//! books follow the card and the ledger's invariants hold.
+
+use kessai_card::terminal::Terminal;
+use kessai_center::authorizer::{AuthorizationState, Authorizer};
+use kessai_center::books::CODE_REFUND;
+use kessai_center::charge::{ChargeError, ChargeReply, DecreaseRequest};
+use kessai_center::db::StoreRecord;
+use kessai_center::owed::{Applying, OwedStatus};
+use kessai_center::purchase::Phase;
+use kessai_center::service::{StepReply, parse_answers};
+use kessai_center::value::{ChargePhase, Purpose};
+use kessai_core::Currency;
+use kessai_core::ids::{MessageId, PartyId, RefundId, SettlementId, StoreId, UpdateId};
+use kessai_core::jws::{Claims, JwsError};
+use kessai_core::keys::{SigningKey, Validity};
+use kessai_core::messages::refund::{self, RefundRequest, RefundRequestDraft};
+use kessai_core::messages::value_update::Direction;
+use kessai_core::messages::value_update_check::{ExpectedUpdate, verify_value_update};
+use kessai_core::messages::{DisplayText, bill};
+use kessai_core::random::{OsRandom, SeededRandom};
+use kessai_core::samples;
+use kessai_core::time::FixedClock;
+use kessai_scp03::CommandApdu;
+
+use crate::charge::{Charging, commands, jpy, recover, relay, to_offer};
+use crate::world::{CardReader, NOW, balance_of, card_id, funded_card};
+
+/// The sample bill's total.
+const PURCHASE: u64 = 11_360;
+
+fn member() -> StoreId {
+    StoreId::parse(samples::MEMBER).unwrap()
+}
+
+/// Registers the mall and its member store; returns the mall's key.
+async fn stores(c: &Charging) -> SigningKey {
+    let key = SigningKey::generate(&mut SeededRandom::new(91));
+    for (id, name, mall) in
+        [(samples::MALL, "Kessai Mall", None), (samples::MEMBER, "Kessai Books", Some(samples::MALL))]
+    {
+        let store = StoreRecord {
+            id: StoreId::parse(id).unwrap(),
+            name: DisplayText::parse(name).unwrap(),
+            mall: mall.map(|m| StoreId::parse(m).unwrap()),
+            notify_url: None,
+            client_name: None,
+            bank_account: None,
+        };
+        c.center.db.put_store(&store, NOW).await.unwrap();
+    }
+    let mall = StoreId::parse(samples::MALL).unwrap();
+    c.center.db.put_store_key(&mall, &key.public(), Validity::always()).await.unwrap();
+    key
+}
+
+fn relay_step(card: &mut Terminal<CardReader>, reply: &StepReply) -> Vec<kessai_scp03::ResponseApdu> {
+    let hex: Vec<String> = reply
+        .apdus
+        .iter()
+        .map(|h| {
+            let cmd = CommandApdu::parse(&hex::decode(h).unwrap()).unwrap();
+            hex::encode(crate::world::relay(card, &cmd).to_bytes())
+        })
+        .collect();
+    parse_answers(&hex).unwrap()
+}
+
+/// A completed purchase of the sample bill (JPY 11,360) with card `n`.
+async fn purchase(c: &Charging, key: &SigningKey, card: &mut Terminal<CardReader>, n: u8) -> SettlementId {
+    let (claims, b) = samples::bill(&mut OsRandom, NOW).unwrap();
+    let token = bill::sign(&claims, &b, key).unwrap();
+    let r = c.center.create(&token, card_id(n)).await.unwrap();
+    let id = r.settlement_id.clone();
+    let r = c.center.authenticate(&id, relay_step(card, &r)).await.unwrap();
+    let r = c.center.offer(&id, relay_step(card, &r)).await.unwrap();
+    let r = c.center.complete(&id, relay_step(card, &r)).await.unwrap();
+    assert_eq!(r.phase, Phase::Completed);
+    Terminal::select(card).unwrap();
+    SettlementId::parse(&id).unwrap()
+}
+
+fn refund_token(key: &SigningKey, settlement: &SettlementId, refund_id: &str, amount: u64) -> String {
+    let mall = PartyId::parse(samples::MALL).unwrap();
+    let claims = Claims::for_lifetime(mall, MessageId::generate(&mut OsRandom), NOW, 600).unwrap();
+    let r = RefundRequest::new(RefundRequestDraft {
+        refund_id: RefundId::parse(refund_id).unwrap(),
+        settlement_id: settlement.clone(),
+        store: StoreId::parse(samples::MALL).unwrap(),
+        amount: jpy(amount),
+        reason: DisplayText::parse("returned: damaged file").unwrap(),
+    })
+    .unwrap();
+    refund::sign(&claims, &r, key).unwrap()
+}
+
+/// Runs a value update from its INITIALIZE UPDATE to its end (completed,
+/// or voided at the balance step).
+async fn run_update(c: &Charging, card: &mut Terminal<CardReader>, r: ChargeReply) -> ChargeReply {
+    let sim = c.sim.as_ref();
+    let id = r.charge_id.clone();
+    let r = c.center.charge_authenticate(sim, &id, relay(card, &r)).await.unwrap();
+    let r = c.center.charge_offer(sim, &id, relay(card, &r)).await.unwrap();
+    if r.phase == ChargePhase::Voided {
+        Terminal::select(card).unwrap();
+        return r;
+    }
+    let done = c.center.charge_complete(sim, &id, relay(card, &r)).await.unwrap();
+    Terminal::select(card).unwrap();
+    done
+}
+
+/// The card is presented: applies everything owed, in order.
+async fn present(c: &Charging, card: &mut Terminal<CardReader>, n: u8) -> Vec<ChargeReply> {
+    let mut done = Vec::new();
+    for _ in 0..10 {
+        match c.center.apply_owed(card_id(n), UpdateId::generate(&mut OsRandom)).await.unwrap() {
+            Applying::Nothing => return done,
+            Applying::Update(r) => done.push(run_update(c, card, *r).await),
+        }
+    }
+    panic!("an owed item is applied again and again");
+}
+
+async fn payable(c: &Charging) -> u64 {
+    c.center.books.store_payable(&member(), Currency::JPY).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_partial_refund_reverses_the_payable_and_credits_the_card_at_its_next_presentation() {
+    let c = Charging::new().await;
+    let key = stores(&c).await;
+    c.register(1, 50_000).await;
+    let mut card = funded_card(1, 50_000);
+    let settlement = purchase(&c, &key, &mut card, 1).await;
+    assert_eq!((balance_of(&mut card), payable(&c).await), (50_000 - PURCHASE, PURCHASE));
+
+    // step 1: the store asks, signed, for JPY 5,000 back.
+    let reply = c.center.request_refund(&refund_token(&key, &settlement, "rf-1", 5_000)).await.unwrap();
+    assert_eq!(
+        (reply.status, reply.direction, reply.refunded_minor),
+        (OwedStatus::Owed, Direction::Credit, Some(5_000))
+    );
+    // step 2: the payable is reversed at once (held), the card's credit pending.
+    assert_eq!(c.center.books.card_credits_pending(&card_id(1)).await.unwrap(), 5_000);
+    assert_eq!(balance_of(&mut card), 50_000 - PURCHASE, "nothing reaches the card before it is presented");
+    // step 3: the card is presented; the center opens a value update for the refund.
+    let r = match c.center.apply_owed(card_id(1), UpdateId::generate(&mut OsRandom)).await.unwrap() {
+        Applying::Update(r) => *r,
+        Applying::Nothing => panic!("the refund is owed"),
+    };
+    assert_eq!((r.direction, &r.purpose), (Direction::Credit, &Purpose::Owed { owed_id: reply.owed_id.clone() }));
+    assert_eq!(r.amount, jpy(5_000));
+    // step 4: SIG5 announces the CREDIT; the wallet checks it like a charge's.
+    let sim = c.sim.as_ref();
+    let id = r.charge_id.clone();
+    let r = c.center.charge_authenticate(sim, &id, relay(&mut card, &r)).await.unwrap();
+    let r = c.center.charge_offer(sim, &id, relay(&mut card, &r)).await.unwrap();
+    let credit = commands(&r).remove(0).to_bytes();
+    let expected = ExpectedUpdate {
+        update_id: &id,
+        card_id: card_id(1),
+        direction: Direction::Credit,
+        amount: jpy(5_000),
+        command: &credit,
+    };
+    let token = r.value_update.clone().unwrap();
+    let v = verify_value_update(&token, &c.center_keys(), &FixedClock::new(NOW), expected, &mut |_| false).unwrap();
+    assert_eq!(v.message().funding_ref().as_str(), reply.owed_id);
+    // step 5: the card credits; the center posts the refund.
+    let done = c.center.charge_complete(sim, &id, relay(&mut card, &r)).await.unwrap();
+    assert_eq!(done.phase, ChargePhase::Completed);
+    assert_eq!(balance_of(&mut card), 50_000 - PURCHASE + 5_000);
+    assert_eq!(payable(&c).await, PURCHASE - 5_000, "the store's payable is reversed by the refund");
+    let owed = c.center.db.owed(&reply.owed_id).await.unwrap().unwrap();
+    assert_eq!((owed.status, owed.applied_by.map(|u| u.to_string())), (OwedStatus::Applied, Some(id)));
+    // Presented again: nothing more is owed.
+    Terminal::select(&mut card).unwrap();
+    assert!(present(&c, &mut card, 1).await.is_empty());
+    c.check_books(1, &mut card).await;
+}
+
+#[tokio::test]
+async fn refunds_never_sum_past_the_purchase() {
+    let c = Charging::new().await;
+    let key = stores(&c).await;
+    c.register(2, 50_000).await;
+    let mut card = funded_card(2, 50_000);
+    let settlement = purchase(&c, &key, &mut card, 2).await;
+
+    // A refund larger than the purchase is refused, and moves nothing.
+    let err = c.center.request_refund(&refund_token(&key, &settlement, "rf-big", PURCHASE + 1)).await.unwrap_err();
+    assert!(matches!(err, ChargeError::OverRefund { refunded_minor: 0, .. }), "{err:?}");
+    assert_eq!(c.center.books.card_credits_pending(&card_id(2)).await.unwrap(), 0);
+
+    // Four refunds of 3,000 at once against 11,360: exactly three fit.
+    let tokens: Vec<String> = (0..4).map(|i| refund_token(&key, &settlement, &format!("rf-{i}"), 3_000)).collect();
+    let center = &c.center;
+    let (a, b, d, e) = tokio::join!(
+        center.request_refund(&tokens[0]),
+        center.request_refund(&tokens[1]),
+        center.request_refund(&tokens[2]),
+        center.request_refund(&tokens[3]),
+    );
+    let results = [a, b, d, e];
+    let accepted = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(accepted, 3, "{results:?}");
+    assert!(results.iter().filter_map(|r| r.as_ref().err()).all(|e| matches!(e, ChargeError::OverRefund { .. })));
+    assert_eq!(c.center.db.settlement_refunded(&settlement).await.unwrap(), 9_000);
+
+    // The same refund again (a retry, a replayed token): the same refund, nothing more.
+    let first = results.iter().find_map(|r| r.as_ref().ok()).unwrap().clone();
+    let again = c.center.request_refund(&tokens[results.iter().position(Result::is_ok).unwrap()]).await.unwrap();
+    assert_eq!(again.owed_id, first.owed_id);
+    assert_eq!(c.center.db.settlement_refunded(&settlement).await.unwrap(), 9_000);
+    // The same refund id with another amount is refused.
+    let taken = results.iter().position(Result::is_ok).unwrap();
+    let reused = refund_token(&key, &settlement, &format!("rf-{taken}"), 1_000);
+    assert!(matches!(c.center.request_refund(&reused).await, Err(ChargeError::RefundIdInUse(_))));
+    // What is left (2,360) can still be refunded; one yen more cannot.
+    c.center.request_refund(&refund_token(&key, &settlement, "rf-rest", PURCHASE - 9_000)).await.unwrap();
+    let err = c.center.request_refund(&refund_token(&key, &settlement, "rf-more", 1)).await.unwrap_err();
+    assert!(matches!(err, ChargeError::OverRefund { refunded_minor: PURCHASE, .. }), "{err:?}");
+
+    // Presented: every refund reaches the card once; the payable is reversed in full.
+    let applied = present(&c, &mut card, 2).await;
+    assert_eq!(applied.len(), 4);
+    assert!(applied.iter().all(|r| r.phase == ChargePhase::Completed));
+    assert_eq!(balance_of(&mut card), 50_000);
+    assert_eq!(payable(&c).await, 0);
+    c.check_books(2, &mut card).await;
+}
+
+#[tokio::test]
+async fn refund_requests_not_from_the_store_or_not_refundable_are_refused() {
+    let c = Charging::new().await;
+    let key = stores(&c).await;
+    c.register(3, 50_000).await;
+    let mut card = funded_card(3, 50_000);
+    let settlement = purchase(&c, &key, &mut card, 3).await;
+
+    // Signed with a key the center does not know.
+    let stranger = SigningKey::generate(&mut SeededRandom::new(5));
+    let forged = refund_token(&stranger, &settlement, "rf-x", 100);
+    assert!(matches!(c.center.request_refund(&forged).await, Err(ChargeError::Refund(JwsError::UnknownKey(_)))));
+    // Tampered: one byte of the payload changed.
+    let good = refund_token(&key, &settlement, "rf-y", 100);
+    let mut bytes = good.clone().into_bytes();
+    let dot = good.find('.').unwrap() + 5;
+    bytes[dot] = if bytes[dot] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(bytes).unwrap();
+    assert!(matches!(c.center.request_refund(&tampered).await, Err(ChargeError::Refund(_))));
+    // A settlement that does not exist.
+    let missing = SettlementId::parse("stl_00000000000000000000000000000000").unwrap();
+    let err = c.center.request_refund(&refund_token(&key, &missing, "rf-z", 100)).await.unwrap_err();
+    assert!(matches!(err, ChargeError::UnknownSettlement(_)), "{err:?}");
+    // A settlement not completed (cancelled before its DEBIT).
+    let (claims, b) = samples::bill(&mut OsRandom, NOW).unwrap();
+    let r = c.center.create(&bill::sign(&claims, &b, &key).unwrap(), card_id(3)).await.unwrap();
+    c.center.cancel(&r.settlement_id).await.unwrap();
+    let open = SettlementId::parse(&r.settlement_id).unwrap();
+    let err = c.center.request_refund(&refund_token(&key, &open, "rf-w", 100)).await.unwrap_err();
+    assert!(matches!(err, ChargeError::NotRefundable(_)), "{err:?}");
+    // An expired request.
+    let mall = PartyId::parse(samples::MALL).unwrap();
+    let old = Claims::for_lifetime(
+        mall,
+        MessageId::generate(&mut OsRandom),
+        kessai_core::time::Timestamp::from_unix_s(NOW.unix_s() - 1_000),
+        600,
+    );
+    let body = RefundRequest::new(RefundRequestDraft {
+        refund_id: RefundId::parse("rf-old").unwrap(),
+        settlement_id: settlement.clone(),
+        store: StoreId::parse(samples::MALL).unwrap(),
+        amount: jpy(100),
+        reason: DisplayText::parse("late").unwrap(),
+    })
+    .unwrap();
+    let expired = refund::sign(&old.unwrap(), &body, &key).unwrap();
+    assert!(matches!(c.center.request_refund(&expired).await, Err(ChargeError::Refund(JwsError::Expired { .. }))));
+    // Nothing of it moved anything.
+    assert_eq!(c.center.db.settlement_refunded(&settlement).await.unwrap(), 0);
+    assert!(c.center.owed_for_card(&card_id(3)).await.unwrap().is_empty());
+    c.check_books(3, &mut card).await;
+}
+
+/// A completed charge of `amount` to card `n`; its id.
+async fn charged(c: &Charging, card: &mut Terminal<CardReader>, n: u8, amount: u64) -> String {
+    let r = to_offer(c, card, n, amount).await;
+    let done = c.center.charge_complete(c.sim.as_ref(), &r.charge_id, relay(card, &r)).await.unwrap();
+    assert_eq!(done.phase, ChargePhase::Completed);
+    Terminal::select(card).unwrap();
+    r.charge_id
+}
+
+async fn decrease(c: &Charging, n: u8, charge: &str, amount: u64) -> Result<ChargeReply, ChargeError> {
+    let request = DecreaseRequest {
+        id: UpdateId::generate(&mut OsRandom),
+        card_id: card_id(n),
+        charge_id: UpdateId::parse(charge).unwrap(),
+        amount: jpy(amount),
+    };
+    c.center.create_decrease(request).await
+}
+
+fn refunded_to_credit_card(c: &Charging, funding_ref: &str) -> u64 {
+    let auth = c.sim.authorizations().into_iter().find(|a| a.reference.as_str() == funding_ref).unwrap();
+    assert_eq!(auth.state, AuthorizationState::Captured);
+    auth.refunds.values().sum()
+}
+
+#[tokio::test]
+async fn a_decrease_goes_back_to_the_credit_card_only_when_the_card_confirms() {
+    let c = Charging::new().await;
+    c.register(4, 10_000).await;
+    let mut card = funded_card(4, 10_000);
+    let charge = charged(&c, &mut card, 4, 5_000).await;
+    let funding = c.center.charge(&charge).await.unwrap().authorization.as_str().to_owned();
+
+    // step 1: a decrease of 2,000 back to the charge's credit card.
+    let r = decrease(&c, 4, &charge, 2_000).await.unwrap();
+    assert_eq!((r.direction, r.phase), (Direction::Debit, ChargePhase::Authenticating));
+    assert_eq!(r.funding_ref, funding, "it names the charge's authorization");
+    let sim = c.sim.as_ref();
+    let id = r.charge_id.clone();
+    let r = c.center.charge_authenticate(sim, &id, relay(&mut card, &r)).await.unwrap();
+    // step 2: SIG5 (debit) and the sealed DEBIT; the value is held on the float.
+    let r = c.center.charge_offer(sim, &id, relay(&mut card, &r)).await.unwrap();
+    assert_eq!(r.phase, ChargePhase::Offered);
+    let debit = commands(&r).remove(0).to_bytes();
+    assert_eq!(debit[..2], [0x84, 0x32], "a sealed DEBIT");
+    let expected = ExpectedUpdate {
+        update_id: &id,
+        card_id: card_id(4),
+        direction: Direction::Debit,
+        amount: jpy(2_000),
+        command: &debit,
+    };
+    let token = r.value_update.clone().unwrap();
+    let v = verify_value_update(&token, &c.center_keys(), &FixedClock::new(NOW), expected, &mut |_| false).unwrap();
+    assert_eq!((v.message().balance_before(), v.message().balance_after()), (jpy(15_000), jpy(13_000)));
+    // A wallet expecting a credit refuses it.
+    let as_credit = ExpectedUpdate { direction: Direction::Credit, ..expected };
+    assert!(verify_value_update(&token, &c.center_keys(), &FixedClock::new(NOW), as_credit, &mut |_| false).is_err());
+    assert_eq!(refunded_to_credit_card(&c, &funding), 0, "nothing refunded before the card confirms");
+    assert_eq!(c.center.books.card_float(&card_id(4)).await.unwrap().unwrap(), (15_000, 2_000));
+    // step 3: the card debits; the center posts and refunds the credit card.
+    let done = c.center.charge_complete(sim, &id, relay(&mut card, &r)).await.unwrap();
+    assert_eq!((done.phase, done.balance_after_minor), (ChargePhase::Completed, Some(13_000)));
+    assert_eq!(refunded_to_credit_card(&c, &funding), 2_000);
+    assert_eq!(c.center.books.credit_funding(Currency::JPY).await.unwrap(), 3_000);
+    Terminal::select(&mut card).unwrap();
+    c.check_books(4, &mut card).await;
+
+    // More than what is left of the charge is refused before any session.
+    let err = decrease(&c, 4, &charge, 3_001).await.unwrap_err();
+    assert!(matches!(err, ChargeError::DecreaseOverCharge { decreased_minor: 2_000, .. }), "{err:?}");
+    // A decrease of a decrease, or of another card's charge, is refused.
+    assert!(matches!(decrease(&c, 4, &id, 1).await, Err(ChargeError::NotDecreasable(_))));
+    c.register(5, 0).await;
+    assert!(matches!(decrease(&c, 5, &charge, 1).await, Err(ChargeError::NotDecreasable(_))));
+    // The rest goes back; then nothing more.
+    let r = decrease(&c, 4, &charge, 3_000).await.unwrap();
+    assert_eq!(run_update(&c, &mut card, r).await.phase, ChargePhase::Completed);
+    assert_eq!(refunded_to_credit_card(&c, &funding), 5_000);
+    assert!(matches!(decrease(&c, 4, &charge, 1).await, Err(ChargeError::DecreaseOverCharge { .. })));
+    assert_eq!(balance_of(&mut card), 10_000);
+    assert_eq!(c.center.books.credit_funding(Currency::JPY).await.unwrap(), 0);
+    c.check_books(4, &mut card).await;
+}
+
+#[tokio::test]
+async fn a_correction_is_held_at_once_and_taken_off_at_the_next_presentation() {
+    let c = Charging::new().await;
+    c.register(6, 10_000).await;
+    let mut card = funded_card(6, 10_000);
+
+    // Beyond what the books show on the card: refused, nothing held.
+    let err = c.center.add_correction(card_id(6), "TICKET-0", jpy(10_001), "double issuance").await.unwrap_err();
+    assert!(matches!(err, ChargeError::CorrectionOverFloat(_)), "{err:?}");
+    assert_eq!(c.center.books.card_float(&card_id(6)).await.unwrap().unwrap(), (10_000, 0));
+
+    // Made, then cancelled before the card was presented: the hold is voided.
+    let o = c.center.add_correction(card_id(6), "TICKET-1", jpy(1_500), "double issuance").await.unwrap();
+    assert_eq!(c.center.books.card_float(&card_id(6)).await.unwrap().unwrap(), (10_000, 1_500));
+    let again = c.center.add_correction(card_id(6), "TICKET-1", jpy(1_500), "double issuance").await.unwrap();
+    assert_eq!(again.owed_id, o.owed_id, "the same reference is the same correction");
+    assert_eq!(c.center.cancel_correction(&o.owed_id).await.unwrap().status, OwedStatus::Cancelled);
+    assert_eq!(c.center.books.card_float(&card_id(6)).await.unwrap().unwrap(), (10_000, 0));
+    assert!(present(&c, &mut card, 6).await.is_empty());
+
+    // Made and presented: the card is debited once.
+    let o = c.center.add_correction(card_id(6), "TICKET-2", jpy(2_500), "wrong top-up").await.unwrap();
+    let applied = present(&c, &mut card, 6).await;
+    assert_eq!(applied.len(), 1);
+    assert_eq!((applied[0].direction, applied[0].phase), (Direction::Debit, ChargePhase::Completed));
+    assert_eq!(balance_of(&mut card), 7_500);
+    assert!(matches!(c.center.cancel_correction(&o.owed_id).await, Err(ChargeError::NotCancellable(_))));
+    c.check_books(6, &mut card).await;
+}
+
+#[tokio::test]
+async fn a_decrease_over_the_card_balance_is_voided_and_can_be_asked_again() {
+    let c = Charging::new().await;
+    c.register(7, 0).await;
+    let mut card = funded_card(7, 0);
+    let charge = charged(&c, &mut card, 7, 5_000).await;
+    // The card spends most of it (an operator's correction here).
+    c.center.add_correction(card_id(7), "TICKET-7", jpy(4_000), "test").await.unwrap();
+    present(&c, &mut card, 7).await;
+    assert_eq!(balance_of(&mut card), 1_000);
+
+    let r = decrease(&c, 7, &charge, 5_000).await.unwrap();
+    let v = run_update(&c, &mut card, r).await;
+    assert_eq!((v.phase, v.reason_code.as_deref()), (ChargePhase::Voided, Some("insufficient_balance")));
+    // Released: what the card holds can still go back.
+    let r = decrease(&c, 7, &charge, 1_000).await.unwrap();
+    assert_eq!(run_update(&c, &mut card, r).await.phase, ChargePhase::Completed);
+    let funding = c.center.charge(&charge).await.unwrap().authorization.as_str().to_owned();
+    assert_eq!(refunded_to_credit_card(&c, &funding), 1_000);
+    assert_eq!(balance_of(&mut card), 0);
+    c.check_books(7, &mut card).await;
+}
+
+#[tokio::test]
+async fn a_crash_at_every_step_of_a_decrease_and_a_refund_credit_is_handled_exactly_once() {
+    let mut c = Charging::new().await;
+    let key = stores(&c).await;
+    c.register(8, 50_000).await;
+    let mut card = funded_card(8, 50_000);
+    let charge = charged(&c, &mut card, 8, 5_000).await;
+    let funding = c.center.charge(&charge).await.unwrap().authorization.as_str().to_owned();
+    let sim = c.sim.clone();
+
+    // A decrease with a restart after every step, and the card's answer lost.
+    let r = decrease(&c, 8, &charge, 2_000).await.unwrap();
+    let id = r.charge_id.clone();
+    c.restart().await;
+    let r = c.center.charge_authenticate(sim.as_ref(), &id, relay(&mut card, &r)).await.unwrap();
+    c.restart().await;
+    let answers = relay(&mut card, &r);
+    let stored = c.center.charge(&id).await.unwrap();
+    // A crash after the hold but before the row: the retry meets `exists`.
+    c.center.books.decrease_hold(&stored.transaction_id, &card_id(8), jpy(2_000), NOW.unix_s()).await.unwrap();
+    c.restart().await;
+    let r = c.center.charge_offer(sim.as_ref(), &id, answers).await.unwrap();
+    assert_eq!(c.center.books.card_float(&card_id(8)).await.unwrap().unwrap().1, 2_000, "held once");
+    c.restart().await;
+    let answer = relay(&mut card, &r); // the card debited; the answer is lost
+    Terminal::select(&mut card).unwrap();
+    // A crash after posting and refunding but before the row.
+    c.center.books.decrease_resolve(&stored.transaction_id, jpy(2_000), true, NOW.unix_s()).await.unwrap();
+    let reference = kessai_core::messages::Reference::parse(&funding).unwrap();
+    sim.refund(&reference, jpy(2_000), &id).await.unwrap();
+    c.restart().await;
+    let done = recover(&c, &mut card, &id).await;
+    assert_eq!(done.phase, ChargePhase::Completed);
+    c.restart().await;
+    assert!(c.center.charge_complete(sim.as_ref(), &id, answer).await.is_err(), "the lost answer changes nothing");
+    assert_eq!(refunded_to_credit_card(&c, &funding), 2_000, "refunded exactly once");
+    assert_eq!(balance_of(&mut card), 53_000);
+    c.check_books(8, &mut card).await;
+
+    // A refund credit: the store asks twice across a restart; the card's
+    // session is interrupted after the CREDIT was sealed but before it
+    // reached the card; recovery voids that session and the refund is owed
+    // again; the next presentation applies it once.
+    let settlement = purchase(&c, &key, &mut card, 8).await;
+    let token = refund_token(&key, &settlement, "rf-crash", 4_000);
+    let owed = c.center.request_refund(&token).await.unwrap();
+    c.restart().await;
+    assert_eq!(c.center.request_refund(&token).await.unwrap().owed_id, owed.owed_id);
+    let r = match c.center.apply_owed(card_id(8), UpdateId::generate(&mut OsRandom)).await.unwrap() {
+        Applying::Update(r) => *r,
+        Applying::Nothing => panic!("owed"),
+    };
+    let id = r.charge_id.clone();
+    let r = c.center.charge_authenticate(sim.as_ref(), &id, relay(&mut card, &r)).await.unwrap();
+    let _sealed_credit = c.center.charge_offer(sim.as_ref(), &id, relay(&mut card, &r)).await.unwrap();
+    c.restart().await;
+    Terminal::select(&mut card).unwrap();
+    // Presented again while that session is open: the same session comes back, to recover.
+    match c.center.apply_owed(card_id(8), UpdateId::generate(&mut OsRandom)).await.unwrap() {
+        Applying::Update(again) => {
+            assert_eq!((again.charge_id.as_str(), again.phase), (id.as_str(), ChargePhase::Offered))
+        }
+        Applying::Nothing => panic!("still owed"),
+    }
+    let v = recover(&c, &mut card, &id).await;
+    assert_eq!((v.phase, v.reason_code.as_deref()), (ChargePhase::Voided, Some("not_applied")));
+    Terminal::select(&mut card).unwrap();
+    let applied = present(&c, &mut card, 8).await;
+    assert_eq!(applied.len(), 1);
+    assert_eq!(applied[0].phase, ChargePhase::Completed);
+    assert_eq!(balance_of(&mut card), 53_000 - PURCHASE + 4_000, "credited exactly once");
+    assert_eq!(payable(&c).await, PURCHASE - 4_000);
+    let status = c.center.db.owed(&owed.owed_id).await.unwrap().unwrap().status;
+    assert_eq!(status, OwedStatus::Applied);
+    // Posting the refund again is `exists`, never a second credit.
+    c.center.books.owed_resolve(&owed.owed_id, jpy(4_000), CODE_REFUND, true, NOW.unix_s()).await.unwrap();
+    assert_eq!(payable(&c).await, PURCHASE - 4_000);
+    c.check_books(8, &mut card).await;
+}

@@ -1,0 +1,64 @@
+//! Refunds: the mall asks the center, signed, to give back all or part of a
+//! completed purchase (`POST /v1/refunds`). The center reverses the member
+//! store's payable at once and credits the buyer's card the next time it is
+//! presented; it refuses refunds that would sum past the purchase.
+//!
+//! The refund id is the store's: the request is sent under an
+//! Idempotency-Key derived from it, so a retry (or the same refund sent
+//! twice) is answered with the same refund and never pays twice.
+
+use anyhow::{Context, bail};
+use kessai_core::Money;
+use kessai_core::ids::{RefundId, SettlementId};
+use kessai_core::messages::DisplayText;
+use kessai_core::random::OsRandom;
+use kessai_core::time::SystemClock;
+use kessai_http::HttpsClient;
+
+use crate::config::StoreConfig;
+use crate::limits::JWKS_FETCH_TIMEOUT_MS;
+
+/// What the operator asks.
+#[derive(Debug, Clone)]
+pub struct RefundOrder {
+    pub refund_id: RefundId,
+    pub settlement_id: SettlementId,
+    pub amount: Money,
+    pub reason: DisplayText,
+}
+
+/// Signs the refund with the mall's key and sends it to the center.
+/// Returns the center's answer (the refund as it stands), or its error.
+pub async fn request_refund(config: &StoreConfig, order: RefundOrder) -> anyhow::Result<serde_json::Value> {
+    config.check()?;
+    let key = crate::signing_key(config)?;
+    let merchant = kessai_merchant::Merchant::new(config.mall_id.clone(), key, config.center.party_id.clone());
+    let token = merchant
+        .sign_refund(
+            order.refund_id.clone(),
+            order.settlement_id,
+            order.amount,
+            order.reason,
+            &mut OsRandom,
+            &SystemClock,
+        )
+        .context("signing the refund")?;
+    let identity = config.tls.client_name.as_deref();
+    let ca_dir = kessai_tls::CaDir::new(config.resolve(&config.tls.ca_dir));
+    let tls = kessai_tls::client_config(&config.trust_anchor(), identity.map(|name| (&ca_dir, name)))
+        .context("TLS client configuration for the center")?;
+    let client = HttpsClient::new(tls, JWKS_FETCH_TIMEOUT_MS);
+    let url = format!("{}/v1/refunds", config.center.url);
+    let idempotency = format!("refund-{}-{}", config.mall_id, order.refund_id);
+    let (status, body) = client
+        .post_json(&url, &serde_json::json!({ "refund": token }), &[("idempotency-key", &idempotency)])
+        .await
+        .with_context(|| format!("sending the refund to {url}"))?;
+    let answer: serde_json::Value = serde_json::from_slice(&body).context("the center's answer is not JSON")?;
+    if !status.is_success() {
+        let code = answer["error"]["code"].as_str().unwrap_or("unknown");
+        let message = answer["error"]["message"].as_str().unwrap_or("");
+        bail!("the center refused the refund ({status}, {code}): {message}");
+    }
+    Ok(answer)
+}

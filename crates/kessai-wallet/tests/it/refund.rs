@@ -1,0 +1,100 @@
+//! Refunds and decreases end to end (issue #8): the store signs a refund
+//! with its own client over real TLS, the wallet applies it the next time
+//! the card is presented; the cardholder gives value back to the credit
+//! card of a charge. The card's image is what the cardholder holds.
+
+use kessai_core::ids::{RefundId, SettlementId};
+use kessai_core::messages::DisplayText;
+use kessai_core::messages::value_update::Direction;
+use kessai_core::{Currency, Money};
+use kessai_store::refund::{RefundOrder, request_refund};
+use kessai_wallet::{ChargeError, PayOutcome, PaymentCardInput, UpdateKind};
+use serde_json::Value;
+
+use crate::world::World;
+
+fn yen(n: u64) -> Money {
+    Money::new(n, Currency::JPY).unwrap()
+}
+
+fn refund(settlement: &SettlementId, id: &str, amount: u64) -> RefundOrder {
+    RefundOrder {
+        refund_id: RefundId::parse(id).unwrap(),
+        settlement_id: settlement.clone(),
+        amount: yen(amount),
+        reason: DisplayText::parse("the download was damaged").unwrap(),
+    }
+}
+
+async fn center_update(w: &World, id: &str) -> Value {
+    let (_, bytes) = w.http.get(&format!("{}/v1/charges/{id}", w.center_url)).await.unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[tokio::test]
+async fn a_store_refund_reaches_the_card_when_it_is_next_presented() {
+    let w = World::new(50, 20_000).await;
+    let config = w.wallet_config(&w.center_url);
+    let (order, _, _) = w.order(&[("ebook-kessai-001", 2)]).await;
+    let bill_url = format!("{}/orders/{order}/bill", w.store_url);
+    let paid = kessai_wallet::pay(config.clone(), &bill_url, |_| true, |_| {}).await.unwrap();
+    let PayOutcome::Paid { completed_settlement, .. } = paid else { panic!("paid") };
+    assert_eq!(w.card_state().0, 17_600);
+
+    // The store refunds JPY 1,000 with its signed request; the card is not there yet.
+    let answer = request_refund(&w.store_config, refund(&completed_settlement, "rf-1", 1_000)).await.unwrap();
+    assert_eq!((answer["status"].as_str(), answer["refunded_minor"].as_u64()), (Some("owed"), Some(1_000)));
+    // Sent again (a retry): the same refund, not a second one.
+    let again = request_refund(&w.store_config, refund(&completed_settlement, "rf-1", 1_000)).await.unwrap();
+    assert_eq!(again["owed_id"], answer["owed_id"]);
+    assert_eq!(again["refunded_minor"].as_u64(), Some(1_000));
+    // More than the rest of the purchase is refused by the center.
+    let over = request_refund(&w.store_config, refund(&completed_settlement, "rf-2", 1_401)).await.unwrap_err();
+    assert!(format!("{over:#}").contains("over_refund"), "{over:#}");
+    assert_eq!(w.card_state().0, 17_600, "nothing reaches the card before it is presented");
+
+    // The card is presented: the refund is credited, SIG5 checked.
+    let applied = kessai_wallet::collect(config.clone(), |_| {}).await.unwrap();
+    assert_eq!(applied.len(), 1, "{applied:?}");
+    let a = &applied[0];
+    assert_eq!(
+        (a.direction, a.kind, a.amount, a.balance_after),
+        (Direction::Credit, UpdateKind::Owed, yen(1_000), yen(18_600))
+    );
+    assert_eq!(a.funding_ref, answer["owed_id"].as_str().unwrap());
+    assert_eq!(w.card_state().0, 18_600);
+    assert_eq!(center_update(&w, &a.charge_id).await["phase"], "completed");
+    // Presented again: nothing more.
+    assert!(kessai_wallet::collect(config.clone(), |_| {}).await.unwrap().is_empty());
+
+    // A second refund is applied by the next purchase, before it is paid.
+    request_refund(&w.store_config, refund(&completed_settlement, "rf-3", 400)).await.unwrap();
+    let (order, _, _) = w.order(&[("ebook-kessai-001", 1)]).await;
+    let bill_url = format!("{}/orders/{order}/bill", w.store_url);
+    kessai_wallet::pay(config, &bill_url, |_| true, |_| {}).await.unwrap();
+    assert_eq!(w.card_state().0, 18_600 + 400 - 1_200, "refund credited, then the purchase debited");
+}
+
+#[tokio::test]
+async fn a_decrease_gives_value_back_to_the_credit_card_of_a_charge() {
+    let w = World::new(51, 10_000).await;
+    let config = w.wallet_config(&w.center_url);
+    let card = PaymentCardInput::parse("4242424242424242", "12/30", "123").unwrap();
+    let charge = kessai_wallet::charge(config.clone(), yen(5_000), card, |_| {}).await.unwrap();
+    assert_eq!(w.card_state().0, 15_000);
+
+    let done = kessai_wallet::decrease(config.clone(), &charge.charge_id, yen(2_000), |_| {}).await.unwrap();
+    assert_eq!((done.direction, done.kind, done.balance_after), (Direction::Debit, UpdateKind::Decrease, yen(13_000)));
+    assert_eq!(done.funding_ref, charge.funding_ref, "back to the charge's credit card");
+    assert_eq!(w.card_state().0, 13_000);
+    let update = center_update(&w, &done.charge_id).await;
+    assert_eq!((update["phase"].as_str(), update["direction"].as_str()), (Some("completed"), Some("debit")));
+
+    // More than is left of the charge: refused, nothing changes.
+    let e = kessai_wallet::decrease(config.clone(), &charge.charge_id, yen(3_001), |_| {}).await.unwrap_err();
+    assert!(matches!(&e, ChargeError::Declined { code, .. } if code == "over_charge"), "{e:?}");
+    // Not a charge of this card.
+    let e = kessai_wallet::decrease(config, &done.charge_id, yen(1), |_| {}).await.unwrap_err();
+    assert!(matches!(&e, ChargeError::Declined { code, .. } if code == "not_decreasable"), "{e:?}");
+    assert_eq!(w.card_state().0, 13_000);
+}
