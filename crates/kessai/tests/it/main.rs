@@ -11,6 +11,7 @@ mod instances;
 mod keys;
 mod pg;
 mod pki;
+mod processes;
 mod up;
 
 use std::process::{Command, Output};

@@ -1,0 +1,209 @@
+//! End to end with every party its own process, as operators run them:
+//! `kessai center run`, `kessai store`, and the wallet's CLI, over real TLS
+//! with mutual TLS between the center and the store (completions), plus a
+//! store's refund (`kessai store refund`) that reaches the card when the
+//! wallet presents it (`kessai wallet collect`).
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use kessai_http::HttpsClient;
+use kessai_store::demo::DemoSettings;
+use serde_json::Value;
+
+use crate::harness::{CenterProcess, Deployment, card_balance, free_port};
+use crate::{kessai, stderr, stdout};
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The demo mall's configuration as a file, for `kessai store --config`.
+fn store_toml(d: &Deployment, store_port: u16, center_port: u16) -> std::path::PathBuf {
+    let data = d.dir.path().join("store");
+    // Writes the demo catalog and its content files into the data dir.
+    kessai_store::StoreConfig::demo(DemoSettings {
+        data_dir: data.clone(),
+        ca_dir: d.ca_path(),
+        server_name: "localhost".into(),
+        client_name: Some("kessai-mall".into()),
+        listen: format!("127.0.0.1:{store_port}").parse().unwrap(),
+        public_url: format!("https://127.0.0.1:{store_port}"),
+        center_id: "center".into(),
+        center_url: format!("https://127.0.0.1:{center_port}"),
+        wallet_url: "http://127.0.0.1:9".into(),
+    })
+    .unwrap();
+    let text = format!(
+        "mall_id = \"kessai-mall\"\nmall_name = \"Kessai Mall\"\nlisten = \"127.0.0.1:{store_port}\"\n\
+         public_url = \"https://127.0.0.1:{store_port}\"\nwallet_url = \"http://127.0.0.1:9\"\n\
+         data_dir = \"{}\"\ncatalog = \"catalog.toml\"\n\
+         [tls]\nca_dir = \"{}\"\nserver_name = \"localhost\"\nclient_name = \"kessai-mall\"\n\
+         [center]\nparty_id = \"center\"\nurl = \"https://127.0.0.1:{center_port}\"\n\
+         [[members]]\nid = \"bookshop\"\nname = \"Kessai Books\"\n\
+         [[members]]\nid = \"record-shop\"\nname = \"Kissa Records\"\n",
+        data.display(),
+        d.ca_path().display()
+    );
+    let path = d.dir.path().join("store.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn wallet_toml(d: &Deployment, center_port: u16, image: &Path) -> std::path::PathBuf {
+    let text = format!(
+        "data_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\nca_file = \"{}\"\n[center]\nurl = \"https://127.0.0.1:{center_port}\"\n\
+         party_id = \"center\"\n[reader]\nkind = \"in-process\"\nimage = \"{}\"\n",
+        d.dir.path().join("wallet").display(),
+        d.ca.ca_cert().display(),
+        image.display()
+    );
+    let path = d.dir.path().join("wallet.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn wait_for(d: &Deployment, url: &str, log: &Path) -> Value {
+    for _ in 0..200 {
+        if let Ok((200, v)) = d.get(url) {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{url} never answered: {}", std::fs::read_to_string(log).unwrap_or_default());
+}
+
+/// Puts a product in the bookshop's cart and places the order, as a
+/// browser does; returns the order id.
+fn place_order(d: &Deployment, store: &str) -> String {
+    let client = HttpsClient::new(kessai_tls::client_config(&d.ca.ca_cert(), None).unwrap(), 5_000);
+    let (status, headers, body) = d
+        .runtime
+        .block_on(client.post_form(
+            &format!("{store}/shops/bookshop/cart"),
+            &[("sku", "ebook-kessai-001"), ("quantity", "1")],
+            &[],
+        ))
+        .unwrap();
+    assert_eq!(status.as_u16(), 303, "{}", String::from_utf8_lossy(&body));
+    let cookie = headers["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let (status, headers, _) = d
+        .runtime
+        .block_on(client.post_form(
+            &format!("{store}/shops/bookshop/orders"),
+            &[("method", "kessai-card")],
+            &[("cookie", &cookie)],
+        ))
+        .unwrap();
+    assert_eq!(status.as_u16(), 303);
+    headers["location"].to_str().unwrap().trim_start_matches("/orders/").to_owned()
+}
+
+#[test]
+fn a_purchase_and_a_refund_between_separate_processes_over_mutual_tls() {
+    let d = Deployment::new(31);
+    let ca = d.ca_path();
+    let out = kessai(&["pki", "issue", "--dir", ca.to_str().unwrap(), "--client", "kessai-mall"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (center_port, store_port) = (free_port(), free_port());
+    let center_base = format!("https://127.0.0.1:{center_port}");
+    let store_base = format!("https://127.0.0.1:{store_port}");
+
+    // step 1: the center, initialized and issuing a card, then its own process.
+    let config = d.center_config("center", center_port, None);
+    let out = kessai(&["center", "init", "--config", config.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (card_id, image) = d.issue_card(&config, 1, 20_000);
+    let _center = CenterProcess::start(&config);
+    d.wait_healthy(center_port);
+
+    // step 2: the store, its own process; its key made on first start.
+    let store_config = store_toml(&d, store_port, center_port);
+    let _store = Running(
+        Command::new(env!("CARGO_BIN_EXE_kessai"))
+            .args(["store", "--config", store_config.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(d.dir.path().join("store.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let jwks = wait_for(&d, &format!("{store_base}/.well-known/jwks.json"), &d.dir.path().join("store.log"));
+
+    // step 3: the operator registers the mall (its keys, where completions
+    // go over mutual TLS) and its member store, with `kessai admin`.
+    let jwks_file = d.dir.path().join("mall-jwks.json");
+    std::fs::write(&jwks_file, jwks.to_string()).unwrap();
+    let admin = |args: &[&str]| {
+        let base = ["admin", "--center", center_base.as_str(), "--ca-dir", ca.to_str().unwrap()];
+        let out = kessai(&[&base[..], args].concat(), &[]);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        serde_json::from_str::<Value>(&stdout(&out)).unwrap()
+    };
+    let notify = format!("{store_base}/v1/completions");
+    let jwks_path = jwks_file.to_str().unwrap();
+    admin(&[
+        "register-store",
+        "--id",
+        "kessai-mall",
+        "--display-name",
+        "Kessai Mall",
+        "--notify-url",
+        &notify,
+        "--jwks",
+        jwks_path,
+    ]);
+    admin(&["register-store", "--id", "bookshop", "--display-name", "Kessai Books", "--mall", "kessai-mall"]);
+
+    // step 4: an order at the store; the wallet's CLI pays its bill.
+    let order = place_order(&d, &store_base);
+    let wallet = wallet_toml(&d, center_port, &image);
+    let bill_url = format!("{store_base}/orders/{order}/bill");
+    let out = kessai(&["wallet", "--config", wallet.to_str().unwrap(), "pay", &bill_url, "--yes"], &[]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let price = 20_000 - card_balance(&image);
+    assert!(price > 0, "the card paid");
+
+    // step 5: the center delivered SIG3 to the store over mutual TLS and
+    // holds its receipt (SIG4); the store shows the order paid.
+    let listing = admin(&["settlements", "--card", &card_id]);
+    let s = &listing["settlements"][0];
+    assert_eq!((s["phase"].as_str(), s["receipt"].as_bool()), (Some("completed"), Some(true)), "{listing}");
+    let settlement = s["settlement_id"].as_str().unwrap().to_owned();
+    let page_url = format!("{store_base}/orders/{order}/complete");
+    let (status, page) = d.runtime.block_on(d.wallet.get(&page_url)).unwrap();
+    let page = String::from_utf8_lossy(&page);
+    assert!(status.is_success() && page.contains("Payment received") && page.contains("Your downloads"), "{page}");
+
+    // step 6: the store refunds part of it, signed, from its own CLI.
+    let store_cli =
+        |args: &[&str]| kessai(&[&["store", "--config", store_config.to_str().unwrap()][..], args].concat(), &[]);
+    let refund = ["refund", "--settlement", settlement.as_str(), "--amount", "500", "--reason", "late delivery"];
+    let out = store_cli(&refund);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let answer: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!((answer["status"].as_str(), answer["refunded_minor"].as_u64()), (Some("owed"), Some(500)));
+    // More than the purchase, refused.
+    let too_much = (price + 1).to_string();
+    let over = ["refund", "--settlement", settlement.as_str(), "--amount", too_much.as_str(), "--reason", "all of it"];
+    let out = store_cli(&over);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("over_refund"), "{}", stderr(&out));
+    let owed = admin(&["owed", "--card-id", &card_id]);
+    assert_eq!(owed["owed"].as_array().unwrap().len(), 1, "{owed}");
+
+    // step 7: the card is presented: the refund reaches it, once.
+    let before = card_balance(&image);
+    let out = kessai(&["wallet", "--config", wallet.to_str().unwrap(), "collect"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("credited JPY 500"), "{}", stdout(&out));
+    assert_eq!(card_balance(&image), before + 500);
+    let out = kessai(&["wallet", "--config", wallet.to_str().unwrap(), "collect"], &[]);
+    assert!(stdout(&out).contains("nothing is owed"), "{}", stdout(&out));
+    assert!(admin(&["owed", "--card-id", &card_id])["owed"].as_array().unwrap().is_empty());
+}
