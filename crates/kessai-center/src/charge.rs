@@ -11,7 +11,6 @@ use kessai_core::Money;
 use kessai_core::ids::{CardId, UpdateId};
 use kessai_core::jws::JwsError;
 use kessai_core::random::OsRandom;
-use kessai_core::time::Timestamp;
 use kessai_scp03::{CommandApdu, ResponseApdu};
 use serde::Serialize;
 
@@ -240,13 +239,21 @@ impl Center {
         if held_minor.saturating_add(amount.amount_minor()) > card.max_balance_minor {
             return Err(ChargeError::OverMaxBalance { held_minor, amount, max_minor: card.max_balance_minor });
         }
+        Ok(card)
+    }
+
+    /// Reserves `amount` of the card's charge limit for today (UTC), by
+    /// compare-and-set: concurrent charges can never pass it together.
+    /// Returns the day reserved; released when the charge is voided.
+    async fn reserve_daily(&self, card: &CardId, amount: Money) -> Result<u64, ChargeError> {
         let now = self.clock.now().unix_s();
-        let day_start = Timestamp::from_unix_s(now - now % DAY_S);
-        let charged_minor = self.db.charged_since(&card.id, day_start).await?;
-        if charged_minor.saturating_add(amount.amount_minor()) > DAILY_CHARGE_LIMIT_MINOR {
+        let day = now - now % DAY_S;
+        if let Err(charged_minor) =
+            self.db.reserve_daily_charge(card, day, amount.amount_minor(), DAILY_CHARGE_LIMIT_MINOR).await?
+        {
             return Err(ChargeError::OverDailyLimit { charged_minor, amount, limit_minor: DAILY_CHARGE_LIMIT_MINOR });
         }
-        Ok(card)
+        Ok(day)
     }
 
     /// POST /v1/charges: limits, then the authorization, then the charge
@@ -261,6 +268,8 @@ impl Center {
             return self.resume_charge(existing, &request).await;
         }
         let card = self.check_charge_limits(&request).await?;
+        let day = self.reserve_daily(&card.id, request.amount).await?;
+        let release = || self.db.release_daily_charge(&card.id, day, request.amount.amount_minor());
         let mut rng = OsRandom;
         let id = request.id.clone();
         let auth = AuthorizationRequest {
@@ -269,7 +278,13 @@ impl Center {
             charge_id: id.as_str(),
             now: self.clock.now(),
         };
-        let authorization = authorizer.authorize(auth).await?;
+        let authorization = match authorizer.authorize(auth).await {
+            Ok(a) => a,
+            Err(e) => {
+                release().await?;
+                return Err(e.into());
+            }
+        };
         drop(request.payment_card);
         let opened = {
             let mut ctx = self.value_ctx(&mut rng);
@@ -281,20 +296,25 @@ impl Center {
                 amount: request.amount,
                 authorization: authorization.clone(),
             };
-            Charge::create(&mut ctx, input)
+            Charge::create(&mut ctx, input).map(|(mut charge, init)| {
+                charge.charge_day_s = Some(day);
+                (charge, init)
+            })
         };
         let stored = match opened {
             Ok((charge, init)) => self.db.insert_charge(&charge, self.clock.now()).await.map(|()| (charge, init)),
             Err(e) => {
                 authorizer.void(&authorization).await?;
+                release().await?;
                 return Err(e.into());
             }
         };
         match stored {
             Ok((charge, init)) => Ok(charge_reply(&charge, &[init])),
             Err(e) => {
-                // Not stored: release the reservation so nothing is left held.
+                // Not stored: release the reservations so nothing is left held.
                 authorizer.void(&authorization).await?;
+                release().await?;
                 Err(e.into())
             }
         }
@@ -448,6 +468,9 @@ impl Center {
                     self.books.charge_void(tx, amount, now).await?;
                 }
                 authorizer.void(&c.authorization).await?;
+                if let Some(day) = c.charge_day_s {
+                    return Ok(Alongside::DailyReleased { card: &c.card_id, day, amount_minor: amount.amount_minor() });
+                }
             }
             (Purpose::RefundToCreditCard { .. }, Effect::Hold) => {
                 self.books.decrease_hold(tx, &c.card_id, amount, now).await?;

@@ -68,6 +68,8 @@ const SCHEMA: &[&str] = &[
         id TEXT PRIMARY KEY, card_id TEXT NOT NULL, phase TEXT NOT NULL, amount_minor BIGINT NOT NULL,
         record TEXT NOT NULL, version BIGINT NOT NULL, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS center_charges_card ON center_charges (card_id, created_at)",
+    "CREATE TABLE IF NOT EXISTS center_charge_days (
+        card_id TEXT NOT NULL, day BIGINT NOT NULL, charged_minor BIGINT NOT NULL, PRIMARY KEY (card_id, day))",
     "CREATE TABLE IF NOT EXISTS center_owed (
         id TEXT PRIMARY KEY, card_id TEXT NOT NULL, status TEXT NOT NULL, session TEXT, applied_by TEXT,
         store TEXT, reference TEXT NOT NULL, record TEXT NOT NULL, version BIGINT NOT NULL,
@@ -481,6 +483,12 @@ pub enum Alongside<'a> {
         charge_id: &'a str,
         amount_minor: u64,
     },
+    /// A charge ended voided: its amount no longer counts toward the day's limit.
+    DailyReleased {
+        card: &'a CardId,
+        day: u64,
+        amount_minor: u64,
+    },
 }
 
 /// How storing a refund went.
@@ -631,6 +639,24 @@ impl CenterDb {
     }
 }
 
+async fn release_daily_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    card: &CardId,
+    day: u64,
+    amount_minor: u64,
+) -> Result<u64, DbError> {
+    let done = sqlx::query(
+        "UPDATE center_charge_days SET charged_minor = charged_minor - $1
+         WHERE card_id = $2 AND day = $3 AND charged_minor >= $1",
+    )
+    .bind(to_i64(amount_minor)?)
+    .bind(card.to_string())
+    .bind(to_i64(day)?)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 async fn insert_owed_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>, o: &Owed, now: Timestamp) -> Result<(), DbError> {
     let (store, reference) = o.body.kind.store_and_reference();
     sqlx::query(
@@ -743,6 +769,9 @@ impl CenterDb {
             .execute(&mut *tx)
             .await?
             .rows_affected(),
+            Alongside::DailyReleased { card, day, amount_minor } => {
+                release_daily_in(&mut tx, card, day, amount_minor).await?
+            }
             Alongside::DecreaseReleased { charge_id, amount_minor } => sqlx::query(
                 "UPDATE center_charges SET decreased_minor = decreased_minor - $1 WHERE id = $2
                  AND decreased_minor >= $1",
@@ -794,6 +823,47 @@ impl CenterDb {
         insert_charge_in(&mut tx, c, now).await?;
         tx.commit().await?;
         Ok(Ok(()))
+    }
+
+    /// Adds `amount` to what card `card` was charged on `day`, if that
+    /// stays within `limit` (one statement, so concurrent charges cannot
+    /// pass it together). `Ok(Err(charged))` when it would not.
+    pub async fn reserve_daily_charge(
+        &self,
+        card: &CardId,
+        day: u64,
+        amount_minor: u64,
+        limit_minor: u64,
+    ) -> Result<Result<(), u64>, DbError> {
+        let done = sqlx::query(
+            "INSERT INTO center_charge_days (card_id, day, charged_minor) SELECT $1, $2, $3 WHERE $3 <= $4
+             ON CONFLICT (card_id, day) DO UPDATE SET charged_minor = center_charge_days.charged_minor + $3
+             WHERE center_charge_days.charged_minor + $3 <= $4",
+        )
+        .bind(card.to_string())
+        .bind(to_i64(day)?)
+        .bind(to_i64(amount_minor)?)
+        .bind(to_i64(limit_minor)?)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 1 {
+            return Ok(Ok(()));
+        }
+        let row = sqlx::query("SELECT charged_minor FROM center_charge_days WHERE card_id = $1 AND day = $2")
+            .bind(card.to_string())
+            .bind(to_i64(day)?)
+            .fetch_optional(&self.pool)
+            .await?;
+        let charged = row.map(|r| r.try_get::<i64, _>("charged_minor")).transpose()?.unwrap_or(0);
+        Ok(Err(to_u64(charged)?))
+    }
+
+    /// Gives back a reservation of [`CenterDb::reserve_daily_charge`].
+    pub async fn release_daily_charge(&self, card: &CardId, day: u64, amount_minor: u64) -> Result<(), DbError> {
+        let mut tx = self.pool.begin().await?;
+        release_daily_in(&mut tx, card, day, amount_minor).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// What a card was charged (by credit card) since `since`, counting

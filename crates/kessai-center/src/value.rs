@@ -190,6 +190,10 @@ pub struct Charge {
     pub card_counter: Option<u32>,
     pub balance_after_minor: Option<u64>,
     pub created_at: Timestamp,
+    /// The day (UTC, Unix seconds at 00:00) whose charge limit a charge
+    /// reserved; released if it is voided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub charge_day_s: Option<u64>,
     pub outcome_reason: Option<String>,
     /// Why it was voided: `cancelled`, `over_max_balance`,
     /// `insufficient_balance`, `not_applied`.
@@ -266,6 +270,7 @@ impl Charge {
             card_counter: None,
             balance_after_minor: None,
             created_at: ctx.now,
+            charge_day_s: None,
             outcome_reason: None,
             outcome_code: None,
         };

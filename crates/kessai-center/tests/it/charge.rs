@@ -501,3 +501,25 @@ async fn a_card_found_over_its_maximum_at_the_balance_step_is_voided_before_any_
     assert_eq!(balance_of(&mut card), 95_000);
     c.center.books.ledger().check().await.unwrap();
 }
+
+#[tokio::test]
+async fn concurrent_charges_never_pass_the_daily_limit_together_and_a_voided_one_gives_it_back() {
+    let c = Charging::new().await;
+    c.register(9, 0).await;
+    // Two charges of JPY 60,000 at once against the JPY 100,000 daily limit.
+    let (a, b) = tokio::join!(c.create(9, 60_000, APPROVE), c.create(9, 60_000, APPROVE));
+    let (ok, refused) = match (a, b) {
+        (Ok(r), Err(e)) | (Err(e), Ok(r)) => (r, e),
+        other => panic!("exactly one fits the limit: {other:?}"),
+    };
+    assert!(matches!(refused, ChargeError::OverDailyLimit { charged_minor: 60_000, .. }), "{refused:?}");
+    assert_eq!(c.sim.authorizations().len(), 1, "the refused one was never authorized");
+    // A decline gives its reservation back at once.
+    assert!(matches!(c.create(9, 30_000, "4000000000000002").await, Err(ChargeError::Authorizer(_))));
+    assert!(matches!(c.create(9, 40_001, APPROVE).await, Err(ChargeError::OverDailyLimit { .. })));
+    // Cancelling the open charge gives its 60,000 back.
+    c.center.charge_cancel(c.sim.as_ref(), &ok.charge_id).await.unwrap();
+    assert_eq!(c.auth_state(&ok.funding_ref), AuthorizationState::Voided);
+    let again = c.create(9, 60_000, APPROVE).await.unwrap();
+    assert_eq!(again.phase, ChargePhase::Authenticating);
+}

@@ -3,11 +3,14 @@
 //! the test command provides a throwaway cluster.
 
 use kessai_center::db::{CenterDb, DbError, StoreRecord};
+use kessai_center::owed::{Owed, OwedBody, OwedKind, OwedStatus};
 use kessai_center::purchase::{CardRegistryStatus, Phase};
 use kessai_core::ids::StoreId;
 use kessai_core::keys::Validity;
 use kessai_core::messages::DisplayText;
+use kessai_core::messages::value_update::Direction;
 use kessai_core::samples;
+use kessai_core::{Currency, Money};
 
 use crate::world::{NOW, World, card_id, record};
 
@@ -103,6 +106,41 @@ async fn undelivered_completions_are_found(db: &CenterDb) {
     assert_eq!(found, vec![ids[0].clone(), ids[2].clone()], "oldest first, the receipted one left out");
 }
 
+/// The day's charge limit is reserved by compare-and-set; owed items are
+/// stored once and claimed by one update at a time.
+async fn reservations_and_owed_items(db: &CenterDb) {
+    let card = card_id(9);
+    let day = 1_794_960_000;
+    assert_eq!(db.reserve_daily_charge(&card, day, 60_000, 100_000).await.unwrap(), Ok(()));
+    assert_eq!(db.reserve_daily_charge(&card, day, 50_000, 100_000).await.unwrap(), Err(60_000));
+    assert_eq!(db.reserve_daily_charge(&card, day + 86_400, 50_000, 100_000).await.unwrap(), Ok(()), "another day");
+    db.release_daily_charge(&card, day, 60_000).await.unwrap();
+    assert_eq!(db.reserve_daily_charge(&card, day, 100_000, 100_000).await.unwrap(), Ok(()));
+    assert_eq!(db.reserve_daily_charge(&card, day, 1, 100_000).await.unwrap(), Err(100_000));
+
+    let owed = Owed {
+        id: "owe_00000000000000000000000000000001".into(),
+        status: OwedStatus::Owed,
+        session: None,
+        applied_by: None,
+        body: OwedBody {
+            card_id: card,
+            kind: OwedKind::Correction { reference: "T-1".into() },
+            direction: Direction::Debit,
+            amount: Money::new(500, Currency::JPY).unwrap(),
+            reason: "test".into(),
+            created_at: NOW,
+        },
+    };
+    assert!(db.insert_owed(&owed, NOW).await.unwrap());
+    assert!(!db.insert_owed(&owed, NOW).await.unwrap(), "stored once");
+    assert_eq!(db.owed(&owed.id).await.unwrap().unwrap(), owed);
+    assert_eq!(db.owed_for_card(&card, 10).await.unwrap().len(), 1);
+    assert!(db.cancel_owed(&owed.id, NOW).await.unwrap());
+    assert!(!db.cancel_owed(&owed.id, NOW).await.unwrap(), "cancelled once");
+    assert!(db.owed_for_card(&card, 10).await.unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn sqlite_registry_settlements_idempotency() {
     let (dir, db) = sqlite().await;
@@ -110,6 +148,7 @@ async fn sqlite_registry_settlements_idempotency() {
     settlements_are_versioned_and_unique_per_bill(&db).await;
     idempotent_responses_keep_the_first(&db).await;
     undelivered_completions_are_found(&db).await;
+    reservations_and_owed_items(&db).await;
     // Opening an existing database again (the schema is already there) works.
     db.close().await;
     let again = CenterDb::open(&format!("sqlite:{}", dir.path().join("center.db").display())).await.unwrap();
@@ -123,6 +162,7 @@ async fn postgres_registry_settlements_idempotency() {
     settlements_are_versioned_and_unique_per_bill(&db).await;
     idempotent_responses_keep_the_first(&db).await;
     undelivered_completions_are_found(&db).await;
+    reservations_and_owed_items(&db).await;
 }
 
 #[tokio::test]
