@@ -94,6 +94,27 @@ fn ledger_currency(c: Currency) -> Result<kessai_ledger::Currency, BooksError> {
     kessai_ledger::Currency::parse(c.code()).map_err(|_| BooksError::Currency(c.code().to_owned()))
 }
 
+/// A card's float and its currency's issuance account.
+fn card_accounts(card: &CardId, currency: Currency) -> Result<[NewAccount; 2], BooksError> {
+    let c = ledger_currency(currency)?;
+    Ok([
+        NewAccount {
+            id: card_float_id(card),
+            currency: c,
+            kind: AccountKind::CardFloat,
+            flags: AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS,
+            user_data_128: u128::from(u64::from_be_bytes(*card.as_bytes())),
+        },
+        NewAccount {
+            id: issuance_id(currency),
+            currency: c,
+            kind: AccountKind::CreditFunding,
+            flags: AccountFlags::default(),
+            user_data_128: 0,
+        },
+    ])
+}
+
 #[derive(Debug, Clone)]
 pub struct Books {
     ledger: Ledger,
@@ -119,27 +140,7 @@ impl Books {
 
     /// Opens the accounts a card needs (idempotent).
     pub async fn open_card(&self, card: &CardId, currency: Currency, now_unix_s: u64) -> Result<(), BooksError> {
-        let c = ledger_currency(currency)?;
-        self.ensure_accounts(
-            &[
-                NewAccount {
-                    id: card_float_id(card),
-                    currency: c,
-                    kind: AccountKind::CardFloat,
-                    flags: AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS,
-                    user_data_128: u128::from(u64::from_be_bytes(*card.as_bytes())),
-                },
-                NewAccount {
-                    id: issuance_id(currency),
-                    currency: c,
-                    kind: AccountKind::CreditFunding,
-                    flags: AccountFlags::default(),
-                    user_data_128: 0,
-                },
-            ],
-            now_unix_s,
-        )
-        .await
+        self.ensure_accounts(&card_accounts(card, currency)?, now_unix_s).await
     }
 
     async fn transfer(&self, t: NewTransfer, what: &'static str, now_unix_s: u64) -> Result<(), BooksError> {
@@ -170,6 +171,8 @@ impl Books {
     }
 
     /// The pending purchase transfer, made when the sealed DEBIT is issued.
+    /// Opens the card's accounts and the store's payable first, if missing
+    /// (one ledger batch for all three).
     pub async fn hold(
         &self,
         tx: &TransactionId,
@@ -180,6 +183,7 @@ impl Books {
     ) -> Result<(), BooksError> {
         let c = ledger_currency(amount.currency())?;
         let payable = store_payable_id(payee, amount.currency());
+        let [float, issuance] = card_accounts(card, amount.currency())?;
         let account = NewAccount {
             id: payable,
             currency: c,
@@ -187,7 +191,7 @@ impl Books {
             flags: AccountFlags::default(),
             user_data_128: 0,
         };
-        self.ensure_accounts(&[account], now_unix_s).await?;
+        self.ensure_accounts(&[float, issuance, account], now_unix_s).await?;
         let t = NewTransfer {
             id: tx.as_u128(),
             debit_account_id: card_float_id(card),
@@ -215,17 +219,15 @@ impl Books {
         code: u16,
         now_unix_s: u64,
     ) -> Result<(), BooksError> {
-        let pending = self.ledger.lookup_transfers(&[tx.as_u128()]).await?;
-        let Some(p) = pending.first() else {
-            return Err(BooksError::Refused { what: "resolving a hold", code: "pending_transfer_not_found" });
-        };
+        // Accounts 0: the pending transfer's own; amount 0 (a void): all of it.
+        // A missing hold is refused by the ledger (`pending_transfer_not_found`).
         let t = NewTransfer {
             id: if post { post_id(tx) } else { void_id(tx) },
-            debit_account_id: p.debit_account_id,
-            credit_account_id: p.credit_account_id,
-            amount_minor: if post { amount.amount_minor() } else { p.amount_minor },
-            currency: p.currency,
-            pending_id: p.id,
+            debit_account_id: 0,
+            credit_account_id: 0,
+            amount_minor: if post { amount.amount_minor() } else { 0 },
+            currency: ledger_currency(amount.currency())?,
+            pending_id: tx.as_u128(),
             timeout_s: 0,
             user_data_128: 0,
             code,

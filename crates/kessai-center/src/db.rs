@@ -8,9 +8,20 @@
 //! version, and an update names the version it read. Two instances racing
 //! on one settlement cannot both win; the loser sees `Conflict` and the
 //! client retries (its Idempotency-Key makes the retry safe).
+//!
+//! Every write is one database transaction ([`CenterDb::write`]). On
+//! SQLite, writes go through one writer task that group-commits: it takes
+//! every write waiting, runs each inside its own savepoint of one
+//! transaction, commits once (one fsync for many requests), and only then
+//! answers each caller — so a reply still follows a durable commit. Reads
+//! use separate connections (WAL: they see the last commit and never wait
+//! for the writer).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use kessai_core::Currency;
 use kessai_core::ids::{CardId, PartyId, SettlementId, StoreId};
@@ -19,7 +30,8 @@ use kessai_core::keys::{KeyDirectory, PublicKey, Validity};
 use kessai_core::messages::DisplayText;
 use kessai_core::time::Timestamp;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{AnyPool, Row};
+use sqlx::{AnyConnection, AnyPool, Row};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::purchase::{CardRecord, CardRegistryStatus, Phase, Settlement};
 use crate::value::{Charge, ChargePhase};
@@ -28,6 +40,16 @@ use crate::value::{Charge, ChargePhase};
 const ACQUIRE_TIMEOUT_MS: u64 = 5_000;
 /// Connections per instance.
 const MAX_CONNECTIONS: u32 = 8;
+/// Reader connections of a SQLite database (besides its one writer).
+const SQLITE_READERS: u32 = 4;
+/// Most writes one SQLite group commit takes.
+const MAX_GROUP: usize = 256;
+/// Writes waiting for the SQLite writer before callers wait to queue.
+const WRITE_QUEUE: usize = 4_096;
+/// How long a cached store key directory is used before it is read again.
+/// A key added or revoked through this instance takes effect at once; one
+/// changed through another instance (PostgreSQL) within this bound.
+pub const STORE_KEYS_TTL: Duration = Duration::from_secs(1);
 /// Most settlements one listing returns.
 pub const MAX_LIST: i64 = 500;
 
@@ -42,6 +64,8 @@ pub enum DbError {
     Conflict,
     #[error("database URL must start with sqlite: or postgres://")]
     BadUrl,
+    #[error("the write was not committed: {0}")]
+    NotCommitted(String),
 }
 
 fn corrupt(e: impl std::fmt::Display) -> DbError {
@@ -89,9 +113,31 @@ pub struct StoreRecord {
     pub bank_account: Option<String>,
 }
 
+/// A write's work inside the transaction.
+type WriteFuture<'c, T> = Pin<Box<dyn Future<Output = Result<T, DbError>> + Send + 'c>>;
+/// What the SQLite writer runs for one write: the work, returning whether it
+/// succeeded and how to answer the caller once the commit's outcome is known
+/// (`None`: committed; `Some(why)`: not committed).
+type Job = Box<dyn for<'c> FnOnce(&'c mut AnyConnection) -> JobFuture<'c> + Send>;
+type JobFuture<'c> = Pin<Box<dyn Future<Output = (bool, Answer)> + Send + 'c>>;
+type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
+type AnyQuery = sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>;
+
 #[derive(Debug, Clone)]
 pub struct CenterDb {
+    /// Reads; on PostgreSQL, writes too.
     pool: AnyPool,
+    /// SQLite: the group-committing writer task's queue, and its connection.
+    writer: Option<(mpsc::Sender<Job>, AnyPool)>,
+    store_keys: Arc<Mutex<KeyCache>>,
+}
+
+/// The store key directory as last read, and a generation that every local
+/// key change bumps, so a read that raced with a change is not cached.
+#[derive(Debug, Default)]
+struct KeyCache {
+    generation: u64,
+    loaded: Option<(Instant, Arc<KeyDirectory>)>,
 }
 
 fn to_i64(v: u64) -> Result<i64, DbError> {
@@ -115,37 +161,88 @@ impl CenterDb {
         } else {
             return Err(DbError::BadUrl);
         };
-        let pool = AnyPoolOptions::new()
-            .max_connections(if sqlite { 1 } else { MAX_CONNECTIONS })
-            .acquire_timeout(Duration::from_millis(ACQUIRE_TIMEOUT_MS))
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if sqlite {
-                        for pragma in
-                            ["PRAGMA journal_mode = WAL", "PRAGMA synchronous = FULL", "PRAGMA busy_timeout = 5000"]
-                        {
-                            sqlx::query(pragma).execute(&mut *conn).await?;
+        let connect = |connections: u32| {
+            AnyPoolOptions::new()
+                .max_connections(connections)
+                .acquire_timeout(Duration::from_millis(ACQUIRE_TIMEOUT_MS))
+                .after_connect(move |conn, _| {
+                    Box::pin(async move {
+                        if sqlite {
+                            for pragma in
+                                ["PRAGMA journal_mode = WAL", "PRAGMA synchronous = FULL", "PRAGMA busy_timeout = 5000"]
+                            {
+                                sqlx::query(pragma).execute(&mut *conn).await?;
+                            }
                         }
-                    }
-                    Ok(())
+                        Ok(())
+                    })
                 })
-            })
-            .connect(&url)
-            .await?;
+                .connect(&url)
+        };
+        let pool = connect(if sqlite { 1 } else { MAX_CONNECTIONS }).await?;
         for statement in SCHEMA {
             sqlx::query(*statement).execute(&pool).await?;
         }
         add_delivered_column(&pool, sqlite).await?;
-        Ok(CenterDb { pool })
+        if !sqlite {
+            return Ok(CenterDb { pool, writer: None, store_keys: Arc::default() });
+        }
+        // The schema's connection becomes the writer's; reads get their own.
+        let readers = connect(SQLITE_READERS).await?;
+        let (writer, jobs) = mpsc::channel(WRITE_QUEUE);
+        tokio::spawn(group_commit(pool.clone(), jobs));
+        Ok(CenterDb { pool: readers, writer: Some((writer, pool)), store_keys: Arc::default() })
     }
 
     pub async fn close(&self) {
         self.pool.close().await;
+        if let Some((_, writer)) = &self.writer {
+            writer.close().await;
+        }
+    }
+
+    /// Runs `work` as one transaction and returns its result once committed
+    /// durably. If `work` fails, nothing it wrote is kept. On SQLite the
+    /// transaction is shared with other writes (group commit), each in its
+    /// own savepoint.
+    pub async fn write<T, F>(&self, work: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> WriteFuture<'c, T> + Send + 'static,
+    {
+        let Some((writer, _)) = &self.writer else {
+            let mut tx = self.pool.begin().await?;
+            let out = work(&mut tx).await?;
+            tx.commit().await?;
+            return Ok(out);
+        };
+        let (reply, answered) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            Box::pin(async move {
+                let out = work(conn).await;
+                let ok = out.is_ok();
+                let answer: Answer = Box::new(move |failed: Option<&str>| {
+                    let out = match failed {
+                        Some(why) if ok => Err(DbError::NotCommitted(why.to_owned())),
+                        _ => out,
+                    };
+                    let _ = reply.send(out);
+                });
+                (ok, answer)
+            })
+        });
+        writer.send(job).await.map_err(|_| DbError::NotCommitted("the writer has stopped".into()))?;
+        answered.await.map_err(|_| DbError::NotCommitted("the group commit failed".into()))?
+    }
+
+    /// One statement as its own write; returns the rows it affected.
+    async fn execute(&self, query: AnyQuery) -> Result<u64, DbError> {
+        self.write(move |conn| Box::pin(async move { Ok(query.execute(conn).await?.rows_affected()) })).await
     }
 
     /// Adds or updates a store.
     pub async fn put_store(&self, s: &StoreRecord, now: Timestamp) -> Result<(), DbError> {
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO center_stores (id, name, mall, notify_url, client_name, bank_account, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (id) DO UPDATE SET name = $2, mall = $3, notify_url = $4, client_name = $5, bank_account = $6",
@@ -156,9 +253,8 @@ impl CenterDb {
         .bind(s.notify_url.clone())
         .bind(s.client_name.clone())
         .bind(s.bank_account.clone())
-        .bind(to_i64(now.unix_s())?)
-        .execute(&self.pool)
-        .await?;
+        .bind(to_i64(now.unix_s())?);
+        self.execute(query).await?;
         Ok(())
     }
 
@@ -186,7 +282,7 @@ impl CenterDb {
     /// Registers a signing key of a store (the merchant of record).
     pub async fn put_store_key(&self, store: &StoreId, key: &PublicKey, window: Validity) -> Result<(), DbError> {
         let ts = |t: Option<Timestamp>| t.map(|t| to_i64(t.unix_s())).transpose();
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO center_store_keys (kid, store, public_key, not_before, not_after, revoked)
              VALUES ($1, $2, $3, $4, $5, 0)
              ON CONFLICT (kid) DO UPDATE SET not_before = $4, not_after = $5 WHERE center_store_keys.store = $2",
@@ -195,22 +291,51 @@ impl CenterDb {
         .bind(store.as_str().to_owned())
         .bind(hex::encode(key.as_bytes()))
         .bind(ts(window.not_before)?)
-        .bind(ts(window.not_after)?)
-        .execute(&self.pool)
-        .await?;
+        .bind(ts(window.not_after)?);
+        let done = self.execute(query).await;
+        self.forget_store_keys();
+        done?;
         Ok(())
     }
 
     pub async fn revoke_store_key(&self, kid: &KeyId) -> Result<bool, DbError> {
-        let done = sqlx::query("UPDATE center_store_keys SET revoked = 1 WHERE kid = $1")
-            .bind(kid.as_str().to_owned())
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        let query =
+            sqlx::query("UPDATE center_store_keys SET revoked = 1 WHERE kid = $1").bind(kid.as_str().to_owned());
+        let done = self.execute(query).await;
+        self.forget_store_keys();
+        Ok(done? == 1)
     }
 
-    /// Every registered store key, as the directory bills are checked against.
-    pub async fn store_keys(&self) -> Result<KeyDirectory, DbError> {
+    /// Drops the cached store key directory (after a key changed here).
+    fn forget_store_keys(&self) {
+        let mut cache = self.store_keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache.generation += 1;
+        cache.loaded = None;
+    }
+
+    /// Every registered store key, as the directory bills are checked
+    /// against: cached for at most [`STORE_KEYS_TTL`], and read again at
+    /// once after a key is added or revoked through this instance.
+    pub async fn store_keys(&self) -> Result<Arc<KeyDirectory>, DbError> {
+        let generation = {
+            let cache = self.store_keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((at, dir)) = &cache.loaded
+                && at.elapsed() < STORE_KEYS_TTL
+            {
+                return Ok(dir.clone());
+            }
+            cache.generation
+        };
+        let read_at = Instant::now();
+        let dir = Arc::new(self.read_store_keys().await?);
+        let mut cache = self.store_keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.generation == generation {
+            cache.loaded = Some((read_at, dir.clone()));
+        }
+        Ok(dir)
+    }
+
+    async fn read_store_keys(&self) -> Result<KeyDirectory, DbError> {
         let rows = sqlx::query("SELECT store, public_key, not_before, not_after, revoked FROM center_store_keys")
             .fetch_all(&self.pool)
             .await?;
@@ -238,7 +363,7 @@ impl CenterDb {
     }
 
     pub async fn put_card(&self, c: &CardRecord, now: Timestamp) -> Result<(), DbError> {
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO center_cards (id, key_version, status, currency, max_balance_minor, created_at)
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
@@ -247,9 +372,8 @@ impl CenterDb {
         .bind(status_name(c.status).to_owned())
         .bind(c.currency.code().to_owned())
         .bind(to_i64(c.max_balance_minor)?)
-        .bind(to_i64(now.unix_s())?)
-        .execute(&self.pool)
-        .await?;
+        .bind(to_i64(now.unix_s())?);
+        self.execute(query).await?;
         Ok(())
     }
 
@@ -260,13 +384,11 @@ impl CenterDb {
         status: CardRegistryStatus,
         reason: &str,
     ) -> Result<bool, DbError> {
-        let done = sqlx::query("UPDATE center_cards SET status = $1, status_reason = $2 WHERE id = $3")
+        let query = sqlx::query("UPDATE center_cards SET status = $1, status_reason = $2 WHERE id = $3")
             .bind(status_name(status).to_owned())
             .bind(reason.to_owned())
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+            .bind(id.to_string());
+        Ok(self.execute(query).await? == 1)
     }
 
     pub async fn card(&self, id: &CardId) -> Result<Option<CardRecord>, DbError> {
@@ -295,7 +417,7 @@ impl CenterDb {
         now: Timestamp,
     ) -> Result<Option<(Settlement, i64)>, DbError> {
         let record = serde_json::to_string(s).map_err(corrupt)?;
-        let inserted = sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO center_settlements (id, store, bill_id, card_id, phase, record, version, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7) ON CONFLICT (store, bill_id) DO NOTHING",
         )
@@ -305,18 +427,19 @@ impl CenterDb {
         .bind(s.card_id.to_string())
         .bind(s.phase.as_str().to_owned())
         .bind(record)
-        .bind(to_i64(now.unix_s())?)
-        .execute(&self.pool)
-        .await?;
-        if inserted.rows_affected() == 1 {
-            return Ok(None);
-        }
-        let row = sqlx::query("SELECT record, version FROM center_settlements WHERE store = $1 AND bill_id = $2")
+        .bind(to_i64(now.unix_s())?);
+        let existing = sqlx::query("SELECT record, version FROM center_settlements WHERE store = $1 AND bill_id = $2")
             .bind(s.bill.store.as_str().to_owned())
-            .bind(s.bill.bill_id.as_str().to_owned())
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(Some(settlement_row(&row)?))
+            .bind(s.bill.bill_id.as_str().to_owned());
+        self.write(move |conn| {
+            Box::pin(async move {
+                if insert.execute(&mut *conn).await?.rows_affected() == 1 {
+                    return Ok(None);
+                }
+                Ok(Some(settlement_row(&existing.fetch_one(&mut *conn).await?)?))
+            })
+        })
+        .await
     }
 
     /// A settlement and the version to name when updating it.
@@ -330,8 +453,21 @@ impl CenterDb {
 
     /// Writes `s` if the row is still at `version`.
     pub async fn update_settlement(&self, s: &Settlement, version: i64, now: Timestamp) -> Result<(), DbError> {
+        self.update_settlement_answering(s, version, now, None).await
+    }
+
+    /// Writes `s` if the row is still at `version` and, in the same
+    /// transaction, remembers `response` as the answer to its
+    /// Idempotency-Key: the step and its stored answer commit together.
+    pub async fn update_settlement_answering(
+        &self,
+        s: &Settlement,
+        version: i64,
+        now: Timestamp,
+        response: Option<SavedResponse>,
+    ) -> Result<(), DbError> {
         let record = serde_json::to_string(s).map_err(corrupt)?;
-        let done = sqlx::query(
+        let update = sqlx::query(
             "UPDATE center_settlements SET phase = $1, record = $2, version = version + 1, updated_at = $3,
              delivered = $6 WHERE id = $4 AND version = $5",
         )
@@ -340,13 +476,20 @@ impl CenterDb {
         .bind(to_i64(now.unix_s())?)
         .bind(s.id.as_str().to_owned())
         .bind(version)
-        .bind(i64::from(s.receipt_token.is_some()))
-        .execute(&self.pool)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Err(DbError::Conflict);
-        }
-        Ok(())
+        .bind(i64::from(s.receipt_token.is_some()));
+        let save = response.map(|r| r.query(now)).transpose()?;
+        self.write(move |conn| {
+            Box::pin(async move {
+                if update.execute(&mut *conn).await?.rows_affected() != 1 {
+                    return Err(DbError::Conflict);
+                }
+                if let Some(save) = save {
+                    save.execute(&mut *conn).await?;
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// Settlements, newest first, optionally of one card or in one phase.
@@ -370,15 +513,14 @@ impl CenterDb {
     }
 
     pub async fn insert_statement(&self, s: &crate::statement::Statement) -> Result<(), DbError> {
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO center_statements (id, card_id, record, version, created_at) VALUES ($1, $2, $3, 1, $4)",
         )
         .bind(s.id.clone())
         .bind(s.card_id.to_string())
         .bind(serde_json::to_string(s).map_err(corrupt)?)
-        .bind(to_i64(s.created_at.unix_s())?)
-        .execute(&self.pool)
-        .await?;
+        .bind(to_i64(s.created_at.unix_s())?);
+        self.execute(query).await?;
         Ok(())
     }
 
@@ -395,15 +537,13 @@ impl CenterDb {
     }
 
     pub async fn update_statement(&self, s: &crate::statement::Statement, version: i64) -> Result<(), DbError> {
-        let done = sqlx::query(
+        let query = sqlx::query(
             "UPDATE center_statements SET record = $1, version = version + 1 WHERE id = $2 AND version = $3",
         )
         .bind(serde_json::to_string(s).map_err(corrupt)?)
         .bind(s.id.clone())
-        .bind(version)
-        .execute(&self.pool)
-        .await?;
-        if done.rows_affected() != 1 {
+        .bind(version);
+        if self.execute(query).await? != 1 {
             return Err(DbError::Conflict);
         }
         Ok(())
@@ -444,18 +584,34 @@ impl CenterDb {
         body: &str,
         now: Timestamp,
     ) -> Result<(), DbError> {
-        sqlx::query(
+        let saved = SavedResponse { key: key.to_owned(), hash: hash.to_owned(), status, body: body.to_owned() };
+        self.execute(saved.query(now)?).await?;
+        Ok(())
+    }
+}
+
+/// An answer to remember for an Idempotency-Key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedResponse {
+    pub key: String,
+    /// The request's fingerprint (SHA-256, hex).
+    pub hash: String,
+    pub status: u16,
+    pub body: String,
+}
+
+impl SavedResponse {
+    /// The insert; the first answer stored for a key wins.
+    fn query(self, now: Timestamp) -> Result<AnyQuery, DbError> {
+        Ok(sqlx::query(
             "INSERT INTO center_idempotency (key, request_hash, status, body, created_at)
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key) DO NOTHING",
         )
-        .bind(key.to_owned())
-        .bind(hash.to_owned())
-        .bind(i64::from(status))
-        .bind(body.to_owned())
-        .bind(to_i64(now.unix_s())?)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        .bind(self.key)
+        .bind(self.hash)
+        .bind(i64::from(self.status))
+        .bind(self.body)
+        .bind(to_i64(now.unix_s())?))
     }
 }
 
@@ -465,7 +621,7 @@ impl CenterDb {
 impl CenterDb {
     pub async fn insert_charge(&self, c: &Charge, now: Timestamp) -> Result<(), DbError> {
         let record = serde_json::to_string(c).map_err(corrupt)?;
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO center_charges (id, card_id, phase, amount_minor, record, version, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, 1, $6, $7)",
         )
@@ -475,9 +631,8 @@ impl CenterDb {
         .bind(to_i64(c.amount.amount_minor())?)
         .bind(record)
         .bind(to_i64(c.created_at.unix_s())?)
-        .bind(to_i64(now.unix_s())?)
-        .execute(&self.pool)
-        .await?;
+        .bind(to_i64(now.unix_s())?);
+        self.execute(query).await?;
         Ok(())
     }
 
@@ -498,7 +653,7 @@ impl CenterDb {
     /// Writes `c` if the row is still at `version`.
     pub async fn update_charge(&self, c: &Charge, version: i64, now: Timestamp) -> Result<(), DbError> {
         let record = serde_json::to_string(c).map_err(corrupt)?;
-        let done = sqlx::query(
+        let query = sqlx::query(
             "UPDATE center_charges SET phase = $1, record = $2, version = version + 1, updated_at = $3
              WHERE id = $4 AND version = $5",
         )
@@ -506,10 +661,8 @@ impl CenterDb {
         .bind(record)
         .bind(to_i64(now.unix_s())?)
         .bind(c.id.as_str().to_owned())
-        .bind(version)
-        .execute(&self.pool)
-        .await?;
-        if done.rows_affected() != 1 {
+        .bind(version);
+        if self.execute(query).await? != 1 {
             return Err(DbError::Conflict);
         }
         Ok(())
@@ -529,6 +682,40 @@ impl CenterDb {
         .await?;
         to_u64(row.try_get("total")?)
     }
+}
+
+/// The SQLite writer: takes every write waiting (up to [`MAX_GROUP`]), runs
+/// each in its own savepoint of one `BEGIN IMMEDIATE` transaction (a write
+/// that fails is rolled back alone), commits once, then answers each caller.
+/// If the commit fails, every write in the group is answered with the error.
+async fn group_commit(pool: AnyPool, mut jobs: mpsc::Receiver<Job>) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while jobs.recv_many(&mut group, MAX_GROUP).await > 0 {
+        let mut answers: Vec<Answer> = Vec::with_capacity(group.len());
+        let committed = commit_group(&pool, group.drain(..), &mut answers).await;
+        let failed = committed.err().map(|e| e.to_string());
+        for answer in answers {
+            answer(failed.as_deref());
+        }
+    }
+}
+
+async fn commit_group(
+    pool: &AnyPool,
+    group: impl Iterator<Item = Job>,
+    answers: &mut Vec<Answer>,
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    for job in group {
+        sqlx::query("SAVEPOINT write").execute(&mut *tx).await?;
+        let (ok, answer) = job(&mut tx).await;
+        answers.push(answer);
+        if !ok {
+            sqlx::query("ROLLBACK TO write").execute(&mut *tx).await?;
+        }
+        sqlx::query("RELEASE write").execute(&mut *tx).await?;
+    }
+    tx.commit().await
 }
 
 /// Schema v2: `delivered` (1 once the store's receipt is stored), indexed

@@ -5,6 +5,7 @@
 //! crash meets `exists` in the ledger and the same row version.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use kessai_core::Clock;
 use kessai_core::digest::Sha256Digest;
@@ -17,7 +18,7 @@ use kessai_scp03::{CommandApdu, ResponseApdu};
 use serde::Serialize;
 
 use crate::books::{Books, BooksError};
-use crate::db::{CenterDb, DbError};
+use crate::db::{CenterDb, DbError, SavedResponse};
 use crate::limits::{MAX_APDU_BYTES, MAX_APDUS_PER_STEP};
 use crate::purchase::{Context, CreateInput, OfferOutcome, Phase, Resolution, Settlement, StepError};
 use crate::security::SecurityServer;
@@ -102,6 +103,22 @@ pub fn parse_answers(hex_answers: &[String]) -> Result<Vec<ResponseApdu>, Center
             ResponseApdu::parse(&bytes).map_err(|e| CenterError::BadApdu(e.to_string()))
         })
         .collect()
+}
+
+/// The Idempotency-Key of the request being served, set by the HTTP layer
+/// for routes that answer exactly the step's [`StepReply`]: the step then
+/// stores that answer in the same transaction as its compare-and-set, and
+/// sets `saved` so the HTTP layer does not store it again.
+#[derive(Debug)]
+pub struct Answering {
+    pub key: String,
+    /// The request's fingerprint (SHA-256, hex).
+    pub hash: String,
+    pub saved: Arc<AtomicBool>,
+}
+
+tokio::task_local! {
+    pub static ANSWERING: Answering;
 }
 
 /// Settlements that ended, by outcome (`completed`, `voided`), for
@@ -219,20 +236,31 @@ impl Center {
         match stepped.effect {
             Effect::None => {}
             Effect::Hold => {
-                self.books.open_card(&s.card_id, s.bill.amount.currency(), now).await?;
                 self.books.hold(&s.transaction_id, &s.card_id, s.bill.payee(), s.bill.amount, now).await?;
             }
             Effect::Post => self.books.post(&s.transaction_id, s.bill.amount, now).await?,
             Effect::Void => self.books.void(&s.transaction_id, s.bill.amount, now).await?,
         }
-        self.db.update_settlement(s, version, self.clock.now()).await?;
+        let answer = reply(s, &stepped.apdus);
+        let saved = ANSWERING
+            .try_with(|a| {
+                let body = serde_json::to_string(&answer).ok()?;
+                Some((SavedResponse { key: a.key.clone(), hash: a.hash.clone(), status: 200, body }, a.saved.clone()))
+            })
+            .ok()
+            .flatten();
+        let (response, saved) = saved.unzip();
+        self.db.update_settlement_answering(s, version, self.clock.now(), response).await?;
+        if let Some(saved) = saved {
+            saved.store(true, Ordering::Release);
+        }
         if matches!(s.phase, Phase::Completed | Phase::Voided) {
             self.outcomes.get_or_create(&vec![("outcome".to_owned(), s.phase.as_str().to_owned())]).inc();
         }
         if s.phase == Phase::Completed {
             self.completed.notify_one();
         }
-        Ok(reply(s, &stepped.apdus))
+        Ok(answer)
     }
 
     pub async fn authenticate(&self, id: &str, answers: Vec<ResponseApdu>) -> Result<StepReply, CenterError> {
