@@ -168,9 +168,14 @@ impl CenterDb {
                 .after_connect(move |conn, _| {
                     Box::pin(async move {
                         if sqlite {
-                            for pragma in
-                                ["PRAGMA journal_mode = WAL", "PRAGMA synchronous = FULL", "PRAGMA busy_timeout = 5000"]
-                            {
+                            for pragma in [
+                                "PRAGMA journal_mode = WAL",
+                                "PRAGMA synchronous = FULL",
+                                "PRAGMA busy_timeout = 5000",
+                                // A connection's page cache is dropped whenever
+                                // another one committed; mapped pages are not.
+                                "PRAGMA mmap_size = 268435456",
+                            ] {
                                 sqlx::query(pragma).execute(&mut *conn).await?;
                             }
                         }

@@ -68,6 +68,13 @@ pub const SQLITE_GROUP_COMMIT_MAX: usize = 256;
 /// Write batches waiting for the SQLite writer task before callers wait to queue.
 pub const SQLITE_WRITE_QUEUE_MAX: usize = 4_096;
 
+/// Bytes of a SQLite ledger file each connection maps into memory. A connection's
+/// page cache is dropped whenever another connection committed (the group-commit
+/// writer commits all the time, so readers would read every page again); mapped
+/// pages are shared with the OS page cache instead. Reads only: writes still go
+/// through the WAL and its fsync.
+pub const SQLITE_MMAP_BYTES: u64 = 256 * 1024 * 1024;
+
 /// How long a SQLite writer waits for another writer's lock before giving up.
 pub const SQLITE_BUSY_TIMEOUT_MS: u64 = 10_000;
 

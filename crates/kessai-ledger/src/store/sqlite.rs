@@ -21,8 +21,8 @@ use super::{Op, Outcome, Tx, schema};
 use crate::engine::{LoadedTransfer, PendingRow, WriteSet};
 use crate::error::Error;
 use crate::limits::{
-    SQLITE_BUSY_TIMEOUT_MS, SQLITE_GROUP_COMMIT_MAX, SQLITE_READER_CONNECTIONS_MAX, SQLITE_ROWS_PER_STATEMENT_MAX,
-    SQLITE_STATEMENT_CACHE_MAX, SQLITE_WAL_AUTOCHECKPOINT_PAGES, SQLITE_WRITE_QUEUE_MAX,
+    SQLITE_BUSY_TIMEOUT_MS, SQLITE_GROUP_COMMIT_MAX, SQLITE_MMAP_BYTES, SQLITE_READER_CONNECTIONS_MAX,
+    SQLITE_ROWS_PER_STATEMENT_MAX, SQLITE_STATEMENT_CACHE_MAX, SQLITE_WAL_AUTOCHECKPOINT_PAGES, SQLITE_WRITE_QUEUE_MAX,
 };
 use crate::types::{Account, NewAccount, NewTransfer, Transfer};
 
@@ -52,6 +52,7 @@ pub(crate) fn connect_options(path: &Path) -> SqliteConnectOptions {
         .busy_timeout(Duration::from_millis(SQLITE_BUSY_TIMEOUT_MS))
         .statement_cache_capacity(SQLITE_STATEMENT_CACHE_MAX)
         .pragma("temp_store", "memory")
+        .pragma("mmap_size", SQLITE_MMAP_BYTES.to_string())
         .pragma("wal_autocheckpoint", SQLITE_WAL_AUTOCHECKPOINT_PAGES.to_string())
 }
 
