@@ -121,6 +121,42 @@ tokio::task_local! {
     pub static ANSWERING: Answering;
 }
 
+/// Most just-completed settlements kept for the deliverer; past that, the
+/// periodic sweep (which reads the database) delivers the rest.
+const MAX_JUST_COMPLETED: usize = 10_000;
+
+/// Settlements just completed, handed to the deliverer in memory — a hint
+/// only: the database stays the truth, and the deliverer's periodic sweep
+/// finds whatever a crash or a full list lost.
+#[derive(Debug, Default)]
+pub struct Completions {
+    ids: std::sync::Mutex<Vec<SettlementId>>,
+    added: tokio::sync::Notify,
+}
+
+impl Completions {
+    pub fn push(&self, id: SettlementId) {
+        let mut ids = self.ids.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if ids.len() < MAX_JUST_COMPLETED {
+            ids.push(id);
+        }
+        drop(ids);
+        self.added.notify_one();
+    }
+
+    /// Waits until at least one settlement was pushed since the last call,
+    /// and takes them all.
+    pub async fn next(&self) -> Vec<SettlementId> {
+        loop {
+            self.added.notified().await;
+            let ids = std::mem::take(&mut *self.ids.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+            if !ids.is_empty() {
+                return ids;
+            }
+        }
+    }
+}
+
 /// Settlements that ended, by outcome (`completed`, `voided`), for
 /// Prometheus. Per-step latency is the HTTP layer's histogram per route.
 pub type OutcomeCounter =
@@ -135,9 +171,9 @@ pub struct Center {
     pub clock: Arc<dyn Clock>,
     pub max_amount_minor: u64,
     pub outcomes: OutcomeCounter,
-    /// Notified when a settlement completes, so its completion is delivered
-    /// to the store at once rather than at the next sweep.
-    pub completed: Arc<tokio::sync::Notify>,
+    /// Settlements just completed, so their completions are delivered to
+    /// the store at once rather than at the next sweep.
+    pub completed: Arc<Completions>,
 }
 
 impl std::fmt::Debug for Center {
@@ -258,7 +294,7 @@ impl Center {
             self.outcomes.get_or_create(&vec![("outcome".to_owned(), s.phase.as_str().to_owned())]).inc();
         }
         if s.phase == Phase::Completed {
-            self.completed.notify_one();
+            self.completed.push(s.id.clone());
         }
         Ok(answer)
     }
