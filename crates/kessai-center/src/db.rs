@@ -421,6 +421,18 @@ impl CenterDb {
         s: &Settlement,
         now: Timestamp,
     ) -> Result<Option<(Settlement, i64)>, DbError> {
+        self.insert_settlement_answering(s, now, None).await
+    }
+
+    /// As [`CenterDb::insert_settlement`], remembering `response` as the
+    /// answer to its Idempotency-Key in the same transaction if the
+    /// settlement was inserted.
+    pub async fn insert_settlement_answering(
+        &self,
+        s: &Settlement,
+        now: Timestamp,
+        response: Option<SavedResponse>,
+    ) -> Result<Option<(Settlement, i64)>, DbError> {
         let record = serde_json::to_string(s).map_err(corrupt)?;
         let insert = sqlx::query(
             "INSERT INTO center_settlements (id, store, bill_id, card_id, phase, record, version, created_at, updated_at)
@@ -436,9 +448,13 @@ impl CenterDb {
         let existing = sqlx::query("SELECT record, version FROM center_settlements WHERE store = $1 AND bill_id = $2")
             .bind(s.bill.store.as_str().to_owned())
             .bind(s.bill.bill_id.as_str().to_owned());
+        let save = response.map(|r| r.query(now)).transpose()?;
         self.write(move |conn| {
             Box::pin(async move {
                 if insert.execute(&mut *conn).await?.rows_affected() == 1 {
+                    if let Some(save) = save {
+                        save.execute(&mut *conn).await?;
+                    }
                     return Ok(None);
                 }
                 Ok(Some(settlement_row(&existing.fetch_one(&mut *conn).await?)?))

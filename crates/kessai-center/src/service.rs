@@ -75,6 +75,18 @@ pub struct StepReply {
     pub reason_code: Option<String>,
 }
 
+/// The answer to store with this step's write, if the HTTP layer asked for
+/// it (see [`ANSWERING`]), and the flag to set once it is stored.
+fn answering(answer: &StepReply) -> Option<(SavedResponse, Arc<AtomicBool>)> {
+    ANSWERING
+        .try_with(|a| {
+            let body = serde_json::to_string(answer).ok()?;
+            Some((SavedResponse { key: a.key.clone(), hash: a.hash.clone(), status: 200, body }, a.saved.clone()))
+        })
+        .ok()
+        .flatten()
+}
+
 fn reply(s: &Settlement, apdus: &[CommandApdu]) -> StepReply {
     StepReply {
         settlement_id: s.id.to_string(),
@@ -224,8 +236,15 @@ impl Center {
             max_amount_minor: self.max_amount_minor,
         };
         let (settlement, init) = Settlement::create(&mut ctx, input)?;
-        match self.db.insert_settlement(&settlement, self.clock.now()).await? {
-            None => Ok(reply(&settlement, &[init])),
+        let answer = reply(&settlement, &[init]);
+        let (response, saved) = answering(&answer).unzip();
+        match self.db.insert_settlement_answering(&settlement, self.clock.now(), response).await? {
+            None => {
+                if let Some(saved) = saved {
+                    saved.store(true, Ordering::Release);
+                }
+                Ok(answer)
+            }
             Some((existing, _)) if existing.card_id != card_id => Err(CenterError::BillInUse(existing.card_id)),
             // The same bill again before any DEBIT exists: a fresh session,
             // so the purchase goes on. Later, the settlement as it stands.
@@ -278,14 +297,7 @@ impl Center {
             Effect::Void => self.books.void(&s.transaction_id, s.bill.amount, now).await?,
         }
         let answer = reply(s, &stepped.apdus);
-        let saved = ANSWERING
-            .try_with(|a| {
-                let body = serde_json::to_string(&answer).ok()?;
-                Some((SavedResponse { key: a.key.clone(), hash: a.hash.clone(), status: 200, body }, a.saved.clone()))
-            })
-            .ok()
-            .flatten();
-        let (response, saved) = saved.unzip();
+        let (response, saved) = answering(&answer).unzip();
         self.db.update_settlement_answering(s, version, self.clock.now(), response).await?;
         if let Some(saved) = saved {
             saved.store(true, Ordering::Release);
