@@ -115,11 +115,21 @@ pub struct StoreRecord {
 
 /// A write's work inside the transaction.
 type WriteFuture<'c, T> = Pin<Box<dyn Future<Output = Result<T, DbError>> + Send + 'c>>;
-/// What the SQLite writer runs for one write: the work, returning whether it
-/// succeeded and how to answer the caller once the commit's outcome is known
+/// What the SQLite writer runs for one write: the work, returning how it
+/// went and how to answer the caller once the commit's outcome is known
 /// (`None`: committed; `Some(why)`: not committed).
 type Job = Box<dyn for<'c> FnOnce(&'c mut AnyConnection) -> JobFuture<'c> + Send>;
-type JobFuture<'c> = Pin<Box<dyn Future<Output = (bool, Answer)> + Send + 'c>>;
+type JobFuture<'c> = Pin<Box<dyn Future<Output = (Ran, Answer)> + Send + 'c>>;
+
+/// How a write went inside a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ran {
+    Ok,
+    /// Failed having written nothing: the group goes on.
+    FailedClean,
+    /// Failed perhaps after writing part: the group's transaction must go.
+    FailedDirty,
+}
 type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
 type AnyQuery = sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>;
 
@@ -208,9 +218,21 @@ impl CenterDb {
 
     /// Runs `work` as one transaction and returns its result once committed
     /// durably. If `work` fails, nothing it wrote is kept. On SQLite the
-    /// transaction is shared with other writes (group commit), each in its
-    /// own savepoint.
+    /// transaction is shared with other writes (group commit): `work` must
+    /// fail with `Conflict` or `Corrupt` only before it wrote anything; if it
+    /// fails with a database error, the group's transaction is rolled back
+    /// and the writes before it in the group are answered `NotCommitted`.
     pub async fn write<T, F>(&self, work: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> WriteFuture<'c, T> + Send + 'static,
+    {
+        self.write_job(work, false).await
+    }
+
+    /// As [`CenterDb::write`]; `single_statement`: a failed `work` wrote
+    /// nothing whatever the error (SQLite undoes a failed statement).
+    async fn write_job<T, F>(&self, work: F, single_statement: bool) -> Result<T, DbError>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut AnyConnection) -> WriteFuture<'c, T> + Send + 'static,
@@ -226,6 +248,12 @@ impl CenterDb {
             Box::pin(async move {
                 let out = work(conn).await;
                 let ok = out.is_ok();
+                let ran = match &out {
+                    Ok(_) => Ran::Ok,
+                    Err(DbError::Conflict | DbError::Corrupt(_)) => Ran::FailedClean,
+                    Err(_) if single_statement => Ran::FailedClean,
+                    Err(_) => Ran::FailedDirty,
+                };
                 let answer: Answer = Box::new(move |failed: Option<&str>| {
                     let out = match failed {
                         Some(why) if ok => Err(DbError::NotCommitted(why.to_owned())),
@@ -233,7 +261,7 @@ impl CenterDb {
                     };
                     let _ = reply.send(out);
                 });
-                (ok, answer)
+                (ran, answer)
             })
         });
         writer.send(job).await.map_err(|_| DbError::NotCommitted("the writer has stopped".into()))?;
@@ -242,7 +270,7 @@ impl CenterDb {
 
     /// One statement as its own write; returns the rows it affected.
     async fn execute(&self, query: AnyQuery) -> Result<u64, DbError> {
-        self.write(move |conn| Box::pin(async move { Ok(query.execute(conn).await?.rows_affected()) })).await
+        self.write_job(move |conn| Box::pin(async move { Ok(query.execute(conn).await?.rows_affected()) }), true).await
     }
 
     /// Adds or updates a store.
@@ -706,37 +734,56 @@ impl CenterDb {
 }
 
 /// The SQLite writer: takes every write waiting (up to [`MAX_GROUP`]), runs
-/// each in its own savepoint of one `BEGIN IMMEDIATE` transaction (a write
-/// that fails is rolled back alone), commits once, then answers each caller.
-/// If the commit fails, every write in the group is answered with the error.
+/// them one after another in one `BEGIN IMMEDIATE` transaction, commits
+/// once, then answers each caller. A write that fails cleanly (see
+/// [`Ran`]) is answered with its error and the group goes on. One that
+/// fails dirty rolls the transaction back: it and the writes before it are
+/// answered with errors, the writes after it run in a new transaction. If
+/// the commit fails, every write in the group is answered with the error.
 async fn group_commit(pool: AnyPool, mut jobs: mpsc::Receiver<Job>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while jobs.recv_many(&mut group, MAX_GROUP).await > 0 {
-        let mut answers: Vec<Answer> = Vec::with_capacity(group.len());
-        let committed = commit_group(&pool, group.drain(..), &mut answers).await;
-        let failed = committed.err().map(|e| e.to_string());
-        for answer in answers {
-            answer(failed.as_deref());
+        let mut waiting = group.drain(..);
+        loop {
+            let mut answers: Vec<Answer> = Vec::with_capacity(waiting.len());
+            let committed = commit_group(&pool, &mut waiting, &mut answers).await;
+            let failed = committed.err().map(|e| e.to_string());
+            for answer in answers {
+                answer(failed.as_deref());
+            }
+            if waiting.len() == 0 {
+                break;
+            }
         }
     }
 }
 
+/// Runs jobs from `group` until it is empty or one fails dirty (then the
+/// rest stay in `group`), and commits unless one failed dirty.
 async fn commit_group(
     pool: &AnyPool,
-    group: impl Iterator<Item = Job>,
+    group: &mut impl Iterator<Item = Job>,
     answers: &mut Vec<Answer>,
-) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    for job in group {
-        sqlx::query("SAVEPOINT write").execute(&mut *tx).await?;
-        let (ok, answer) = job(&mut tx).await;
-        answers.push(answer);
-        if !ok {
-            sqlx::query("ROLLBACK TO write").execute(&mut *tx).await?;
+) -> Result<(), DbError> {
+    let mut tx = match pool.begin_with("BEGIN IMMEDIATE").await {
+        Ok(tx) => tx,
+        Err(e) => {
+            // Dropping a job unrun answers its caller `NotCommitted`.
+            group.for_each(drop);
+            return Err(e.into());
         }
-        sqlx::query("RELEASE write").execute(&mut *tx).await?;
+    };
+    for job in group {
+        let (ran, answer) = job(&mut tx).await;
+        if ran == Ran::FailedDirty {
+            // Dropping `tx` rolls it back; the failed write already holds
+            // its own error, the ones before it get this one.
+            answer(None);
+            return Err(DbError::NotCommitted("another write of its group failed; retry".into()));
+        }
+        answers.push(answer);
     }
-    tx.commit().await
+    Ok(tx.commit().await?)
 }
 
 /// Schema v2: `delivered` (1 once the store's receipt is stored), indexed

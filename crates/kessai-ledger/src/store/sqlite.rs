@@ -143,37 +143,62 @@ pub(crate) async fn run(pools: &Pools, op: Op<'_>) -> Result<Outcome, Error> {
 async fn group_commit(pool: SqlitePool, mut queue: mpsc::Receiver<Write>) {
     let mut group = Vec::with_capacity(SQLITE_GROUP_COMMIT_MAX);
     while queue.recv_many(&mut group, SQLITE_GROUP_COMMIT_MAX).await > 0 {
-        let mut done = Vec::with_capacity(group.len());
-        let committed = commit_group(&pool, group.drain(..), &mut done).await;
-        for (answer, outcome) in done {
-            let outcome = match (&committed, outcome) {
-                (Err(e), Ok(_)) => Err(Error::NotCommitted { why: e.commit_failure() }),
-                (_, outcome) => outcome,
-            };
-            let _ = answer.send(outcome);
-        }
+        commit_group(&pool, std::mem::take(&mut group)).await;
     }
 }
 
-type Done = (oneshot::Sender<Result<Outcome, Error>>, Result<Outcome, Error>);
-
-async fn commit_group(
-    pool: &SqlitePool,
-    group: impl Iterator<Item = Write>,
-    done: &mut Vec<Done>,
-) -> Result<(), Error> {
-    let mut tx = SqliteTx(pool.begin_with("BEGIN IMMEDIATE").await?);
-    for write in group {
-        sqlx::query("SAVEPOINT batch").execute(&mut *tx.0).await?;
-        let outcome = super::run(&mut tx, write.op.op()).await;
-        if outcome.is_err() {
-            sqlx::query("ROLLBACK TO batch").execute(&mut *tx.0).await?;
+/// Applies `group` in one transaction and answers every batch after the commit.
+/// A batch that fails (an `Error`, never a refused event) may have written part of
+/// its rows, so the transaction is rolled back, that batch answered with its error,
+/// and the others applied again from the start without it — as if it had never run.
+/// (Batches are re-runnable: they are applied from their owned events.)
+async fn commit_group(pool: &SqlitePool, mut group: Vec<Write>) {
+    while !group.is_empty() {
+        let mut tx = match pool.begin_with("BEGIN IMMEDIATE").await {
+            Ok(tx) => SqliteTx(tx),
+            Err(e) => {
+                let why = Error::from(e).commit_failure();
+                for write in group {
+                    let _ = write.answer.send(Err(Error::NotCommitted { why }));
+                }
+                return;
+            }
+        };
+        let mut outcomes = Vec::with_capacity(group.len());
+        let applied: Result<(), Error> = async {
+            for write in &group {
+                match super::run(&mut tx, write.op.op()).await {
+                    Ok(outcome) => outcomes.push(outcome),
+                    Err(e) => return Err(e),
+                }
+            }
+            tx.0.commit().await?;
+            Ok(())
         }
-        sqlx::query("RELEASE batch").execute(&mut *tx.0).await?;
-        done.push((write.answer, outcome));
+        .await;
+        match applied {
+            Ok(()) => {
+                for (write, outcome) in group.into_iter().zip(outcomes) {
+                    let _ = write.answer.send(Ok(outcome));
+                }
+                return;
+            }
+            // A batch failed (the transaction was rolled back on drop): answer it
+            // and run the others again.
+            Err(e) if outcomes.len() < group.len() => {
+                let failed = group.remove(outcomes.len());
+                let _ = failed.answer.send(Err(e));
+            }
+            // Every batch ran and the commit failed: nothing was written.
+            Err(e) => {
+                let why = e.commit_failure();
+                for write in group {
+                    let _ = write.answer.send(Err(Error::NotCommitted { why }));
+                }
+                return;
+            }
+        }
     }
-    tx.0.commit().await?;
-    Ok(())
 }
 
 /// SQL text for a statement over `rows` rows, built once per row count.
