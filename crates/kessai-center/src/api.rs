@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use crate::db::DbError;
 use crate::purchase::StepError;
-use crate::service::{Center, CenterError, parse_answers};
+use crate::service::{ANSWERING, Answering, Center, CenterError, parse_answers};
 
 /// Longest Idempotency-Key accepted.
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
@@ -147,17 +147,33 @@ fn json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
 /// Runs `work` at most once per Idempotency-Key: a repeat with the same
 /// request answers the stored response; a different request under the same
 /// key is refused. Server errors are not stored, so they can be retried.
+/// `work` answers exactly what the service returns, so a settlement step
+/// stores its answer with its own compare-and-set (see [`ANSWERING`]).
 async fn idempotent<F, T>(center: &Center, headers: &HeaderMap, route: &str, body: &Bytes, work: F) -> Response
 where
     F: std::future::Future<Output = Result<T, ApiError>>,
     T: serde::Serialize,
 {
-    idempotent_by(center, headers, &[route.as_bytes(), b"\n", body].concat(), work).await
+    idempotent_fingerprint(center, headers, &[route.as_bytes(), b"\n", body].concat(), work, true).await
 }
 
 /// As [`idempotent`], with the request identified by `fingerprint` (for
 /// requests whose body holds secrets that must not be hashed and stored).
 pub(crate) async fn idempotent_by<F, T>(center: &Center, headers: &HeaderMap, fingerprint: &[u8], work: F) -> Response
+where
+    F: std::future::Future<Output = Result<T, ApiError>>,
+    T: serde::Serialize,
+{
+    idempotent_fingerprint(center, headers, fingerprint, work, false).await
+}
+
+async fn idempotent_fingerprint<F, T>(
+    center: &Center,
+    headers: &HeaderMap,
+    fingerprint: &[u8],
+    work: F,
+    step_answers: bool,
+) -> Response
 where
     F: std::future::Future<Output = Result<T, ApiError>>,
     T: serde::Serialize,
@@ -189,11 +205,19 @@ where
         Ok(None) => {}
         Err(e) => return ApiError::internal(e).into_response(),
     }
-    let (status, text) = match work.await {
+    let saved = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let outcome = if step_answers {
+        let answering = Answering { key: key.to_owned(), hash: hash.clone(), saved: saved.clone() };
+        ANSWERING.scope(answering, work).await
+    } else {
+        work.await
+    };
+    let (status, text) = match outcome {
         Ok(reply) => (StatusCode::OK, serde_json::to_string(&reply).unwrap_or_default()),
         Err(e) => (e.status, e.to_json()),
     };
-    if !status.is_server_error() && status != StatusCode::CONFLICT {
+    let saved = saved.load(std::sync::atomic::Ordering::Acquire);
+    if !saved && !status.is_server_error() && status != StatusCode::CONFLICT {
         let now = center.clock.now();
         if let Err(e) = center.db.save_response(key, &hash, status.as_u16(), &text, now).await {
             return ApiError::internal(e).into_response();

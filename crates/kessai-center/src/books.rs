@@ -41,6 +41,8 @@ use kessai_ledger::{
     TransferFlags,
 };
 use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 /// Transfer codes (the ledger's `code` field): what a transfer is for.
 pub const CODE_PURCHASE: u16 = 1;
@@ -119,14 +121,42 @@ fn ledger_currency(c: Currency) -> Result<kessai_ledger::Currency, BooksError> {
     kessai_ledger::Currency::parse(c.code()).map_err(|_| BooksError::Currency(c.code().to_owned()))
 }
 
+/// A card's float and its currency's issuance account.
+fn card_accounts(card: &CardId, currency: Currency) -> Result<[NewAccount; 2], BooksError> {
+    let c = ledger_currency(currency)?;
+    Ok([
+        NewAccount {
+            id: card_float_id(card),
+            currency: c,
+            kind: AccountKind::CardFloat,
+            flags: AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS,
+            user_data_128: u128::from(u64::from_be_bytes(*card.as_bytes())),
+        },
+        NewAccount {
+            id: issuance_id(currency),
+            currency: c,
+            kind: AccountKind::CreditFunding,
+            flags: AccountFlags::default(),
+            user_data_128: 0,
+        },
+    ])
+}
+
+/// Most account ids remembered as existing; past that the set starts over.
+const MAX_KNOWN_ACCOUNTS: usize = 100_000;
+
 #[derive(Debug, Clone)]
 pub struct Books {
     ledger: Ledger,
+    /// Accounts this process saw created or existing. Ledger accounts are
+    /// never deleted, so this stays true on every instance; it only spares
+    /// a ledger round trip (and a commit wait) per purchase.
+    known: Arc<Mutex<HashSet<u128>>>,
 }
 
 impl Books {
     pub fn new(ledger: Ledger) -> Books {
-        Books { ledger }
+        Books { ledger, known: Arc::default() }
     }
 
     pub fn ledger(&self) -> &Ledger {
@@ -134,37 +164,26 @@ impl Books {
     }
 
     async fn ensure_accounts(&self, accounts: &[NewAccount], now_unix_s: u64) -> Result<(), BooksError> {
+        let lock = || self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if accounts.iter().all(|a| lock().contains(&a.id)) {
+            return Ok(());
+        }
         for r in self.ledger.create_accounts(accounts, now_unix_s).await? {
             if !matches!(r.result, CreateAccountResult::Ok | CreateAccountResult::Exists) {
                 return Err(BooksError::Refused { what: "an account", code: r.result.name() });
             }
         }
+        let mut known = lock();
+        if known.len() + accounts.len() > MAX_KNOWN_ACCOUNTS {
+            known.clear();
+        }
+        known.extend(accounts.iter().map(|a| a.id));
         Ok(())
     }
 
     /// Opens the accounts a card needs (idempotent).
     pub async fn open_card(&self, card: &CardId, currency: Currency, now_unix_s: u64) -> Result<(), BooksError> {
-        let c = ledger_currency(currency)?;
-        self.ensure_accounts(
-            &[
-                NewAccount {
-                    id: card_float_id(card),
-                    currency: c,
-                    kind: AccountKind::CardFloat,
-                    flags: AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS,
-                    user_data_128: u128::from(u64::from_be_bytes(*card.as_bytes())),
-                },
-                NewAccount {
-                    id: issuance_id(currency),
-                    currency: c,
-                    kind: AccountKind::CreditFunding,
-                    flags: AccountFlags::default(),
-                    user_data_128: 0,
-                },
-            ],
-            now_unix_s,
-        )
-        .await
+        self.ensure_accounts(&card_accounts(card, currency)?, now_unix_s).await
     }
 
     async fn transfer(&self, t: NewTransfer, what: &'static str, now_unix_s: u64) -> Result<(), BooksError> {
@@ -195,6 +214,8 @@ impl Books {
     }
 
     /// The pending purchase transfer, made when the sealed DEBIT is issued.
+    /// Opens the card's accounts and the store's payable first, if missing
+    /// (one ledger batch for all three).
     pub async fn hold(
         &self,
         tx: &TransactionId,
@@ -205,6 +226,7 @@ impl Books {
     ) -> Result<(), BooksError> {
         let c = ledger_currency(amount.currency())?;
         let payable = store_payable_id(payee, amount.currency());
+        let [float, issuance] = card_accounts(card, amount.currency())?;
         let account = NewAccount {
             id: payable,
             currency: c,
@@ -212,7 +234,7 @@ impl Books {
             flags: AccountFlags::default(),
             user_data_128: 0,
         };
-        self.ensure_accounts(&[account], now_unix_s).await?;
+        self.ensure_accounts(&[float, issuance, account], now_unix_s).await?;
         let t = NewTransfer {
             id: tx.as_u128(),
             debit_account_id: card_float_id(card),
@@ -240,17 +262,15 @@ impl Books {
         code: u16,
         now_unix_s: u64,
     ) -> Result<(), BooksError> {
-        let pending = self.ledger.lookup_transfers(&[tx.as_u128()]).await?;
-        let Some(p) = pending.first() else {
-            return Err(BooksError::Refused { what: "resolving a hold", code: "pending_transfer_not_found" });
-        };
+        // Accounts 0: the pending transfer's own; amount 0 (a void): all of it.
+        // A missing hold is refused by the ledger (`pending_transfer_not_found`).
         let t = NewTransfer {
             id: if post { post_id(tx) } else { void_id(tx) },
-            debit_account_id: p.debit_account_id,
-            credit_account_id: p.credit_account_id,
-            amount_minor: if post { amount.amount_minor() } else { p.amount_minor },
-            currency: p.currency,
-            pending_id: p.id,
+            debit_account_id: 0,
+            credit_account_id: 0,
+            amount_minor: if post { amount.amount_minor() } else { 0 },
+            currency: ledger_currency(amount.currency())?,
+            pending_id: tx.as_u128(),
             timeout_s: 0,
             user_data_128: 0,
             code,

@@ -8,9 +8,20 @@
 //! version, and an update names the version it read. Two instances racing
 //! on one settlement cannot both win; the loser sees `Conflict` and the
 //! client retries (its Idempotency-Key makes the retry safe).
+//!
+//! Every write is one database transaction ([`CenterDb::write`]). On
+//! SQLite, writes go through one writer task that group-commits: it takes
+//! every write waiting, runs each inside its own savepoint of one
+//! transaction, commits once (one fsync for many requests), and only then
+//! answers each caller — so a reply still follows a durable commit. Reads
+//! use separate connections (WAL: they see the last commit and never wait
+//! for the writer).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use kessai_core::Currency;
 use kessai_core::ids::{CardId, PartyId, SettlementId, StoreId, UpdateId};
@@ -19,7 +30,8 @@ use kessai_core::keys::{KeyDirectory, PublicKey, Validity};
 use kessai_core::messages::DisplayText;
 use kessai_core::time::Timestamp;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{AnyPool, Row};
+use sqlx::{AnyConnection, AnyPool, Row};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::owed::{Owed, OwedBody, OwedStatus};
 use crate::purchase::{CardRecord, CardRegistryStatus, Phase, Settlement};
@@ -29,6 +41,16 @@ use crate::value::{Charge, ChargePhase};
 const ACQUIRE_TIMEOUT_MS: u64 = 5_000;
 /// Connections per instance.
 const MAX_CONNECTIONS: u32 = 8;
+/// Reader connections of a SQLite database (besides its one writer).
+const SQLITE_READERS: u32 = 4;
+/// Most writes one SQLite group commit takes.
+const MAX_GROUP: usize = 256;
+/// Writes waiting for the SQLite writer before callers wait to queue.
+const WRITE_QUEUE: usize = 4_096;
+/// How long a cached store key directory is used before it is read again.
+/// A key added or revoked through this instance takes effect at once; one
+/// changed through another instance (PostgreSQL) within this bound.
+pub const STORE_KEYS_TTL: Duration = Duration::from_secs(1);
 /// Most settlements one listing returns.
 pub const MAX_LIST: i64 = 500;
 
@@ -43,6 +65,12 @@ pub enum DbError {
     Conflict,
     #[error("database URL must start with sqlite: or postgres://")]
     BadUrl,
+    /// A write found, after writing part, that the rows it ends are not as
+    /// they must be: its whole transaction is rolled back.
+    #[error("stored rows are not as expected: {0}")]
+    Inconsistent(String),
+    #[error("the write was not committed: {0}")]
+    NotCommitted(String),
 }
 
 fn corrupt(e: impl std::fmt::Display) -> DbError {
@@ -97,9 +125,41 @@ pub struct StoreRecord {
     pub bank_account: Option<String>,
 }
 
+/// A write's work inside the transaction.
+type WriteFuture<'c, T> = Pin<Box<dyn Future<Output = Result<T, DbError>> + Send + 'c>>;
+/// What the SQLite writer runs for one write: the work, returning how it
+/// went and how to answer the caller once the commit's outcome is known
+/// (`None`: committed; `Some(why)`: not committed).
+type Job = Box<dyn for<'c> FnOnce(&'c mut AnyConnection) -> JobFuture<'c> + Send>;
+type JobFuture<'c> = Pin<Box<dyn Future<Output = (Ran, Answer)> + Send + 'c>>;
+
+/// How a write went inside a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ran {
+    Ok,
+    /// Failed having written nothing: the group goes on.
+    FailedClean,
+    /// Failed perhaps after writing part: the group's transaction must go.
+    FailedDirty,
+}
+type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
+type AnyQuery = sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>;
+
 #[derive(Debug, Clone)]
 pub struct CenterDb {
+    /// Reads; on PostgreSQL, writes too.
     pool: AnyPool,
+    /// SQLite: the group-committing writer task's queue, and its connection.
+    writer: Option<(mpsc::Sender<Job>, AnyPool)>,
+    store_keys: Arc<Mutex<KeyCache>>,
+}
+
+/// The store key directory as last read, and a generation that every local
+/// key change bumps, so a read that raced with a change is not cached.
+#[derive(Debug, Default)]
+struct KeyCache {
+    generation: u64,
+    loaded: Option<(Instant, Arc<KeyDirectory>)>,
 }
 
 fn to_i64(v: u64) -> Result<i64, DbError> {
@@ -123,23 +183,36 @@ impl CenterDb {
         } else {
             return Err(DbError::BadUrl);
         };
-        let pool = AnyPoolOptions::new()
-            .max_connections(if sqlite { 1 } else { MAX_CONNECTIONS })
-            .acquire_timeout(Duration::from_millis(ACQUIRE_TIMEOUT_MS))
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if sqlite {
-                        for pragma in
-                            ["PRAGMA journal_mode = WAL", "PRAGMA synchronous = FULL", "PRAGMA busy_timeout = 5000"]
-                        {
-                            sqlx::query(pragma).execute(&mut *conn).await?;
+        let connect = |connections: u32| {
+            AnyPoolOptions::new()
+                .max_connections(connections)
+                .acquire_timeout(Duration::from_millis(ACQUIRE_TIMEOUT_MS))
+                .after_connect(move |conn, _| {
+                    Box::pin(async move {
+                        if sqlite {
+                            for pragma in [
+                                "PRAGMA journal_mode = WAL",
+                                "PRAGMA synchronous = FULL",
+                                "PRAGMA busy_timeout = 5000",
+                                // A connection's page cache is dropped whenever
+                                // another one committed; mapped pages are not.
+                                "PRAGMA mmap_size = 268435456",
+                                // Checkpoint (copy the WAL into the database file,
+                                // fsync it) every 16k pages rather than every 1k:
+                                // rows rewritten at every step are copied once per
+                                // many commits. As the ledger does; commits still
+                                // fsync the WAL.
+                                "PRAGMA wal_autocheckpoint = 16384",
+                            ] {
+                                sqlx::query(pragma).execute(&mut *conn).await?;
+                            }
                         }
-                    }
-                    Ok(())
+                        Ok(())
+                    })
                 })
-            })
-            .connect(&url)
-            .await?;
+                .connect(&url)
+        };
+        let pool = connect(if sqlite { 1 } else { MAX_CONNECTIONS }).await?;
         for statement in SCHEMA {
             sqlx::query(*statement).execute(&pool).await?;
         }
@@ -147,16 +220,83 @@ impl CenterDb {
         add_column(&pool, sqlite, "center_settlements", "refunded_minor BIGINT NOT NULL DEFAULT 0").await?;
         add_column(&pool, sqlite, "center_charges", "decreased_minor BIGINT NOT NULL DEFAULT 0").await?;
         add_column(&pool, sqlite, "center_charges", "purpose TEXT NOT NULL DEFAULT 'charge'").await?;
-        Ok(CenterDb { pool })
+        if !sqlite {
+            return Ok(CenterDb { pool, writer: None, store_keys: Arc::default() });
+        }
+        // The schema's connection becomes the writer's; reads get their own.
+        let readers = connect(SQLITE_READERS).await?;
+        let (writer, jobs) = mpsc::channel(WRITE_QUEUE);
+        tokio::spawn(group_commit(pool.clone(), jobs));
+        Ok(CenterDb { pool: readers, writer: Some((writer, pool)), store_keys: Arc::default() })
     }
 
     pub async fn close(&self) {
         self.pool.close().await;
+        if let Some((_, writer)) = &self.writer {
+            writer.close().await;
+        }
+    }
+
+    /// Runs `work` as one transaction and returns its result once committed
+    /// durably. If `work` fails, nothing it wrote is kept. On SQLite the
+    /// transaction is shared with other writes (group commit): `work` must
+    /// fail with `Conflict` or `Corrupt` only before it wrote anything; if it
+    /// fails with a database error, the group's transaction is rolled back
+    /// and the writes before it in the group are answered `NotCommitted`.
+    pub async fn write<T, F>(&self, work: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> WriteFuture<'c, T> + Send + 'static,
+    {
+        self.write_job(work, false).await
+    }
+
+    /// As [`CenterDb::write`]; `single_statement`: a failed `work` wrote
+    /// nothing whatever the error (SQLite undoes a failed statement).
+    async fn write_job<T, F>(&self, work: F, single_statement: bool) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> WriteFuture<'c, T> + Send + 'static,
+    {
+        let Some((writer, _)) = &self.writer else {
+            let mut tx = self.pool.begin().await?;
+            let out = work(&mut tx).await?;
+            tx.commit().await?;
+            return Ok(out);
+        };
+        let (reply, answered) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            Box::pin(async move {
+                let out = work(conn).await;
+                let ok = out.is_ok();
+                let ran = match &out {
+                    Ok(_) => Ran::Ok,
+                    Err(DbError::Conflict | DbError::Corrupt(_)) => Ran::FailedClean,
+                    Err(_) if single_statement => Ran::FailedClean,
+                    Err(_) => Ran::FailedDirty,
+                };
+                let answer: Answer = Box::new(move |failed: Option<&str>| {
+                    let out = match failed {
+                        Some(why) if ok => Err(DbError::NotCommitted(why.to_owned())),
+                        _ => out,
+                    };
+                    let _ = reply.send(out);
+                });
+                (ran, answer)
+            })
+        });
+        writer.send(job).await.map_err(|_| DbError::NotCommitted("the writer has stopped".into()))?;
+        answered.await.map_err(|_| DbError::NotCommitted("the group commit failed".into()))?
+    }
+
+    /// One statement as its own write; returns the rows it affected.
+    async fn execute(&self, query: AnyQuery) -> Result<u64, DbError> {
+        self.write_job(move |conn| Box::pin(async move { Ok(query.execute(conn).await?.rows_affected()) }), true).await
     }
 
     /// Adds or updates a store.
     pub async fn put_store(&self, s: &StoreRecord, now: Timestamp) -> Result<(), DbError> {
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO center_stores (id, name, mall, notify_url, client_name, bank_account, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (id) DO UPDATE SET name = $2, mall = $3, notify_url = $4, client_name = $5, bank_account = $6",
@@ -167,9 +307,8 @@ impl CenterDb {
         .bind(s.notify_url.clone())
         .bind(s.client_name.clone())
         .bind(s.bank_account.clone())
-        .bind(to_i64(now.unix_s())?)
-        .execute(&self.pool)
-        .await?;
+        .bind(to_i64(now.unix_s())?);
+        self.execute(query).await?;
         Ok(())
     }
 
@@ -197,7 +336,7 @@ impl CenterDb {
     /// Registers a signing key of a store (the merchant of record).
     pub async fn put_store_key(&self, store: &StoreId, key: &PublicKey, window: Validity) -> Result<(), DbError> {
         let ts = |t: Option<Timestamp>| t.map(|t| to_i64(t.unix_s())).transpose();
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO center_store_keys (kid, store, public_key, not_before, not_after, revoked)
              VALUES ($1, $2, $3, $4, $5, 0)
              ON CONFLICT (kid) DO UPDATE SET not_before = $4, not_after = $5 WHERE center_store_keys.store = $2",
@@ -206,22 +345,51 @@ impl CenterDb {
         .bind(store.as_str().to_owned())
         .bind(hex::encode(key.as_bytes()))
         .bind(ts(window.not_before)?)
-        .bind(ts(window.not_after)?)
-        .execute(&self.pool)
-        .await?;
+        .bind(ts(window.not_after)?);
+        let done = self.execute(query).await;
+        self.forget_store_keys();
+        done?;
         Ok(())
     }
 
     pub async fn revoke_store_key(&self, kid: &KeyId) -> Result<bool, DbError> {
-        let done = sqlx::query("UPDATE center_store_keys SET revoked = 1 WHERE kid = $1")
-            .bind(kid.as_str().to_owned())
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        let query =
+            sqlx::query("UPDATE center_store_keys SET revoked = 1 WHERE kid = $1").bind(kid.as_str().to_owned());
+        let done = self.execute(query).await;
+        self.forget_store_keys();
+        Ok(done? == 1)
     }
 
-    /// Every registered store key, as the directory bills are checked against.
-    pub async fn store_keys(&self) -> Result<KeyDirectory, DbError> {
+    /// Drops the cached store key directory (after a key changed here).
+    fn forget_store_keys(&self) {
+        let mut cache = self.store_keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache.generation += 1;
+        cache.loaded = None;
+    }
+
+    /// Every registered store key, as the directory bills are checked
+    /// against: cached for at most [`STORE_KEYS_TTL`], and read again at
+    /// once after a key is added or revoked through this instance.
+    pub async fn store_keys(&self) -> Result<Arc<KeyDirectory>, DbError> {
+        let generation = {
+            let cache = self.store_keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((at, dir)) = &cache.loaded
+                && at.elapsed() < STORE_KEYS_TTL
+            {
+                return Ok(dir.clone());
+            }
+            cache.generation
+        };
+        let read_at = Instant::now();
+        let dir = Arc::new(self.read_store_keys().await?);
+        let mut cache = self.store_keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.generation == generation {
+            cache.loaded = Some((read_at, dir.clone()));
+        }
+        Ok(dir)
+    }
+
+    async fn read_store_keys(&self) -> Result<KeyDirectory, DbError> {
         let rows = sqlx::query("SELECT store, public_key, not_before, not_after, revoked FROM center_store_keys")
             .fetch_all(&self.pool)
             .await?;
@@ -249,7 +417,7 @@ impl CenterDb {
     }
 
     pub async fn put_card(&self, c: &CardRecord, now: Timestamp) -> Result<(), DbError> {
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO center_cards (id, key_version, status, currency, max_balance_minor, created_at)
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
@@ -258,9 +426,8 @@ impl CenterDb {
         .bind(status_name(c.status).to_owned())
         .bind(c.currency.code().to_owned())
         .bind(to_i64(c.max_balance_minor)?)
-        .bind(to_i64(now.unix_s())?)
-        .execute(&self.pool)
-        .await?;
+        .bind(to_i64(now.unix_s())?);
+        self.execute(query).await?;
         Ok(())
     }
 
@@ -271,13 +438,11 @@ impl CenterDb {
         status: CardRegistryStatus,
         reason: &str,
     ) -> Result<bool, DbError> {
-        let done = sqlx::query("UPDATE center_cards SET status = $1, status_reason = $2 WHERE id = $3")
+        let query = sqlx::query("UPDATE center_cards SET status = $1, status_reason = $2 WHERE id = $3")
             .bind(status_name(status).to_owned())
             .bind(reason.to_owned())
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+            .bind(id.to_string());
+        Ok(self.execute(query).await? == 1)
     }
 
     pub async fn card(&self, id: &CardId) -> Result<Option<CardRecord>, DbError> {
@@ -305,8 +470,20 @@ impl CenterDb {
         s: &Settlement,
         now: Timestamp,
     ) -> Result<Option<(Settlement, i64)>, DbError> {
+        self.insert_settlement_answering(s, now, None).await
+    }
+
+    /// As [`CenterDb::insert_settlement`], remembering `response` as the
+    /// answer to its Idempotency-Key in the same transaction if the
+    /// settlement was inserted.
+    pub async fn insert_settlement_answering(
+        &self,
+        s: &Settlement,
+        now: Timestamp,
+        response: Option<SavedResponse>,
+    ) -> Result<Option<(Settlement, i64)>, DbError> {
         let record = serde_json::to_string(s).map_err(corrupt)?;
-        let inserted = sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO center_settlements (id, store, bill_id, card_id, phase, record, version, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7) ON CONFLICT (store, bill_id) DO NOTHING",
         )
@@ -316,18 +493,23 @@ impl CenterDb {
         .bind(s.card_id.to_string())
         .bind(s.phase.as_str().to_owned())
         .bind(record)
-        .bind(to_i64(now.unix_s())?)
-        .execute(&self.pool)
-        .await?;
-        if inserted.rows_affected() == 1 {
-            return Ok(None);
-        }
-        let row = sqlx::query("SELECT record, version FROM center_settlements WHERE store = $1 AND bill_id = $2")
+        .bind(to_i64(now.unix_s())?);
+        let existing = sqlx::query("SELECT record, version FROM center_settlements WHERE store = $1 AND bill_id = $2")
             .bind(s.bill.store.as_str().to_owned())
-            .bind(s.bill.bill_id.as_str().to_owned())
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(Some(settlement_row(&row)?))
+            .bind(s.bill.bill_id.as_str().to_owned());
+        let save = response.map(|r| r.query(now)).transpose()?;
+        self.write(move |conn| {
+            Box::pin(async move {
+                if insert.execute(&mut *conn).await?.rows_affected() == 1 {
+                    if let Some(save) = save {
+                        save.execute(&mut *conn).await?;
+                    }
+                    return Ok(None);
+                }
+                Ok(Some(settlement_row(&existing.fetch_one(&mut *conn).await?)?))
+            })
+        })
+        .await
     }
 
     /// A settlement and the version to name when updating it.
@@ -341,8 +523,21 @@ impl CenterDb {
 
     /// Writes `s` if the row is still at `version`.
     pub async fn update_settlement(&self, s: &Settlement, version: i64, now: Timestamp) -> Result<(), DbError> {
+        self.update_settlement_answering(s, version, now, None).await
+    }
+
+    /// Writes `s` if the row is still at `version` and, in the same
+    /// transaction, remembers `response` as the answer to its
+    /// Idempotency-Key: the step and its stored answer commit together.
+    pub async fn update_settlement_answering(
+        &self,
+        s: &Settlement,
+        version: i64,
+        now: Timestamp,
+        response: Option<SavedResponse>,
+    ) -> Result<(), DbError> {
         let record = serde_json::to_string(s).map_err(corrupt)?;
-        let done = sqlx::query(
+        let update = sqlx::query(
             "UPDATE center_settlements SET phase = $1, record = $2, version = version + 1, updated_at = $3,
              delivered = $6 WHERE id = $4 AND version = $5",
         )
@@ -351,13 +546,20 @@ impl CenterDb {
         .bind(to_i64(now.unix_s())?)
         .bind(s.id.as_str().to_owned())
         .bind(version)
-        .bind(i64::from(s.receipt_token.is_some()))
-        .execute(&self.pool)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Err(DbError::Conflict);
-        }
-        Ok(())
+        .bind(i64::from(s.receipt_token.is_some()));
+        let save = response.map(|r| r.query(now)).transpose()?;
+        self.write(move |conn| {
+            Box::pin(async move {
+                if update.execute(&mut *conn).await?.rows_affected() != 1 {
+                    return Err(DbError::Conflict);
+                }
+                if let Some(save) = save {
+                    save.execute(&mut *conn).await?;
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// Settlements, newest first, optionally of one card or in one phase.
@@ -381,15 +583,14 @@ impl CenterDb {
     }
 
     pub async fn insert_statement(&self, s: &crate::statement::Statement) -> Result<(), DbError> {
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO center_statements (id, card_id, record, version, created_at) VALUES ($1, $2, $3, 1, $4)",
         )
         .bind(s.id.clone())
         .bind(s.card_id.to_string())
         .bind(serde_json::to_string(s).map_err(corrupt)?)
-        .bind(to_i64(s.created_at.unix_s())?)
-        .execute(&self.pool)
-        .await?;
+        .bind(to_i64(s.created_at.unix_s())?);
+        self.execute(query).await?;
         Ok(())
     }
 
@@ -406,15 +607,13 @@ impl CenterDb {
     }
 
     pub async fn update_statement(&self, s: &crate::statement::Statement, version: i64) -> Result<(), DbError> {
-        let done = sqlx::query(
+        let query = sqlx::query(
             "UPDATE center_statements SET record = $1, version = version + 1 WHERE id = $2 AND version = $3",
         )
         .bind(serde_json::to_string(s).map_err(corrupt)?)
         .bind(s.id.clone())
-        .bind(version)
-        .execute(&self.pool)
-        .await?;
-        if done.rows_affected() != 1 {
+        .bind(version);
+        if self.execute(query).await? != 1 {
             return Err(DbError::Conflict);
         }
         Ok(())
@@ -455,18 +654,34 @@ impl CenterDb {
         body: &str,
         now: Timestamp,
     ) -> Result<(), DbError> {
-        sqlx::query(
+        let saved = SavedResponse { key: key.to_owned(), hash: hash.to_owned(), status, body: body.to_owned() };
+        self.execute(saved.query(now)?).await?;
+        Ok(())
+    }
+}
+
+/// An answer to remember for an Idempotency-Key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedResponse {
+    pub key: String,
+    /// The request's fingerprint (SHA-256, hex).
+    pub hash: String,
+    pub status: u16,
+    pub body: String,
+}
+
+impl SavedResponse {
+    /// The insert; the first answer stored for a key wins.
+    fn query(self, now: Timestamp) -> Result<AnyQuery, DbError> {
+        Ok(sqlx::query(
             "INSERT INTO center_idempotency (key, request_hash, status, body, created_at)
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key) DO NOTHING",
         )
-        .bind(key.to_owned())
-        .bind(hash.to_owned())
-        .bind(i64::from(status))
-        .bind(body.to_owned())
-        .bind(to_i64(now.unix_s())?)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        .bind(self.key)
+        .bind(self.hash)
+        .bind(i64::from(self.status))
+        .bind(self.body)
+        .bind(to_i64(now.unix_s())?))
     }
 }
 
@@ -521,36 +736,42 @@ impl CenterDb {
         if let Some(existing) = self.owed(&o.id).await? {
             return Ok(RefundStored::Existing(Box::new(existing)));
         }
-        let mut tx = self.pool.begin().await?;
-        let reserved = sqlx::query(
+        let existing = owed_select().bind(o.id.clone());
+        let reserve = sqlx::query(
             "UPDATE center_settlements SET refunded_minor = refunded_minor + $1
              WHERE id = $2 AND phase = 'completed' AND refunded_minor + $1 <= $3",
         )
         .bind(to_i64(o.body.amount.amount_minor())?)
         .bind(settlement.as_str().to_owned())
-        .bind(to_i64(purchase_minor)?)
-        .execute(&mut *tx)
-        .await?;
-        if reserved.rows_affected() != 1 {
-            drop(tx);
-            let row = sqlx::query("SELECT refunded_minor FROM center_settlements WHERE id = $1")
-                .bind(settlement.as_str().to_owned())
-                .fetch_one(&self.pool)
-                .await?;
-            return Ok(RefundStored::Refused { refunded_minor: to_u64(row.try_get("refunded_minor")?)? });
-        }
-        match insert_owed_in(&mut tx, o, now).await {
-            Ok(()) => {
-                tx.commit().await?;
-                Ok(RefundStored::Inserted)
-            }
-            // Another instance stored the same refund meanwhile.
+        .bind(to_i64(purchase_minor)?);
+        let refunded = sqlx::query("SELECT refunded_minor FROM center_settlements WHERE id = $1")
+            .bind(settlement.as_str().to_owned());
+        let insert = insert_owed_query(o, now)?;
+        let stored = self
+            .write(move |conn| {
+                Box::pin(async move {
+                    // Checked again inside the transaction: on SQLite the
+                    // writer runs one write at a time, so this cannot race.
+                    if let Some(row) = existing.fetch_optional(&mut *conn).await? {
+                        return Ok(RefundStored::Existing(Box::new(owed_row(&row)?)));
+                    }
+                    if reserve.execute(&mut *conn).await?.rows_affected() != 1 {
+                        let row = refunded.fetch_one(&mut *conn).await?;
+                        return Ok(RefundStored::Refused { refunded_minor: to_u64(row.try_get("refunded_minor")?)? });
+                    }
+                    insert.execute(&mut *conn).await?;
+                    Ok(RefundStored::Inserted)
+                })
+            })
+            .await;
+        match stored {
+            // Another instance (PostgreSQL) stored the same refund meanwhile;
+            // its transaction, with the reservation, was rolled back.
             Err(DbError::Sqlx(sqlx::Error::Database(e))) if e.is_unique_violation() => {
-                drop(tx);
                 let existing = self.owed(&o.id).await?.ok_or_else(|| corrupt("refund vanished"))?;
                 Ok(RefundStored::Existing(Box::new(existing)))
             }
-            Err(e) => Err(e),
+            other => other,
         }
     }
 
@@ -566,22 +787,15 @@ impl CenterDb {
     /// Stores an owed item with no purchase behind it (a correction).
     /// `false` if it exists already.
     pub async fn insert_owed(&self, o: &Owed, now: Timestamp) -> Result<bool, DbError> {
-        let mut tx = self.pool.begin().await?;
-        match insert_owed_in(&mut tx, o, now).await {
-            Ok(()) => {
-                tx.commit().await?;
-                Ok(true)
-            }
+        match self.execute(insert_owed_query(o, now)?).await {
+            Ok(_) => Ok(true),
             Err(DbError::Sqlx(sqlx::Error::Database(e))) if e.is_unique_violation() => Ok(false),
             Err(e) => Err(e),
         }
     }
 
     pub async fn owed(&self, id: &str) -> Result<Option<Owed>, DbError> {
-        let row = sqlx::query("SELECT id, status, session, applied_by, record FROM center_owed WHERE id = $1")
-            .bind(id.to_owned())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = owed_select().bind(id.to_owned()).fetch_optional(&self.pool).await?;
         row.map(|r| owed_row(&r)).transpose()
     }
 
@@ -603,23 +817,25 @@ impl CenterDb {
     /// applying it: claim and insert in one transaction. `false` if the
     /// item is no longer owed or another update holds it.
     pub async fn claim_owed(&self, owed: &str, c: &Charge, now: Timestamp) -> Result<bool, DbError> {
-        let mut tx = self.pool.begin().await?;
-        let claimed = sqlx::query(
+        let claim = sqlx::query(
             "UPDATE center_owed SET session = $1, version = version + 1, updated_at = $2
              WHERE id = $3 AND status = $4 AND session IS NULL",
         )
         .bind(c.id.as_str().to_owned())
         .bind(to_i64(now.unix_s())?)
         .bind(owed.to_owned())
-        .bind(OwedStatus::Owed.as_str().to_owned())
-        .execute(&mut *tx)
-        .await?;
-        if claimed.rows_affected() != 1 {
-            return Ok(false);
-        }
-        insert_charge_in(&mut tx, c, now).await?;
-        tx.commit().await?;
-        Ok(true)
+        .bind(OwedStatus::Owed.as_str().to_owned());
+        let insert = insert_charge_query(c, now)?;
+        self.write(move |conn| {
+            Box::pin(async move {
+                if claim.execute(&mut *conn).await?.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                insert.execute(&mut *conn).await?;
+                Ok(true)
+            })
+        })
+        .await
     }
 
     /// Cancels an owed item no value update holds. `false` if it is being
@@ -632,34 +848,24 @@ impl CenterDb {
         .bind(OwedStatus::Cancelled.as_str().to_owned())
         .bind(to_i64(now.unix_s())?)
         .bind(id.to_owned())
-        .bind(OwedStatus::Owed.as_str().to_owned())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        .bind(OwedStatus::Owed.as_str().to_owned());
+        Ok(self.execute(done).await? == 1)
     }
 }
 
-async fn release_daily_in(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    card: &CardId,
-    day: u64,
-    amount_minor: u64,
-) -> Result<u64, DbError> {
-    let done = sqlx::query(
+fn release_daily_query(card: &CardId, day: u64, amount_minor: u64) -> Result<AnyQuery, DbError> {
+    Ok(sqlx::query(
         "UPDATE center_charge_days SET charged_minor = charged_minor - $1
          WHERE card_id = $2 AND day = $3 AND charged_minor >= $1",
     )
     .bind(to_i64(amount_minor)?)
     .bind(card.to_string())
-    .bind(to_i64(day)?)
-    .execute(&mut **tx)
-    .await?;
-    Ok(done.rows_affected())
+    .bind(to_i64(day)?))
 }
 
-async fn insert_owed_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>, o: &Owed, now: Timestamp) -> Result<(), DbError> {
+fn insert_owed_query(o: &Owed, now: Timestamp) -> Result<AnyQuery, DbError> {
     let (store, reference) = o.body.kind.store_and_reference();
-    sqlx::query(
+    Ok(sqlx::query(
         "INSERT INTO center_owed (id, card_id, status, session, applied_by, store, reference, record, version,
          created_at, updated_at) VALUES ($1, $2, $3, NULL, NULL, $4, $5, $6, 1, $7, $7)",
     )
@@ -669,10 +875,11 @@ async fn insert_owed_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>, o: &Owed, now
     .bind(store)
     .bind(reference)
     .bind(serde_json::to_string(&o.body).map_err(corrupt)?)
-    .bind(to_i64(now.unix_s())?)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    .bind(to_i64(now.unix_s())?))
+}
+
+fn owed_select() -> AnyQuery {
+    sqlx::query("SELECT id, status, session, applied_by, record FROM center_owed WHERE id = $1")
 }
 
 fn owed_row(r: &sqlx::any::AnyRow) -> Result<Owed, DbError> {
@@ -693,9 +900,7 @@ fn owed_row(r: &sqlx::any::AnyRow) -> Result<Owed, DbError> {
 /// ever in a record (see [`crate::authorizer::PaymentCard`]).
 impl CenterDb {
     pub async fn insert_charge(&self, c: &Charge, now: Timestamp) -> Result<(), DbError> {
-        let mut tx = self.pool.begin().await?;
-        insert_charge_in(&mut tx, c, now).await?;
-        tx.commit().await?;
+        self.execute(insert_charge_query(c, now)?).await?;
         Ok(())
     }
 
@@ -719,8 +924,8 @@ impl CenterDb {
     }
 
     /// Writes `c` if the row is still at `version`, and in the same
-    /// transaction what its ending means for its owed item or the charge a
-    /// decrease went back to.
+    /// transaction what its ending means for its owed item, the charge a
+    /// decrease went back to, or the day's charge limit.
     pub async fn update_charge_with(
         &self,
         c: &Charge,
@@ -730,8 +935,7 @@ impl CenterDb {
     ) -> Result<(), DbError> {
         let record = serde_json::to_string(c).map_err(corrupt)?;
         let now = to_i64(now.unix_s())?;
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
+        let update = sqlx::query(
             "UPDATE center_charges SET phase = $1, record = $2, version = version + 1, updated_at = $3
              WHERE id = $4 AND version = $5",
         )
@@ -739,54 +943,55 @@ impl CenterDb {
         .bind(record)
         .bind(now)
         .bind(c.id.as_str().to_owned())
-        .bind(version)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Err(DbError::Conflict);
-        }
+        .bind(version);
         let session = c.id.as_str().to_owned();
-        let changed = match alongside {
-            Alongside::Nothing => 1,
-            Alongside::OwedApplied(owed) => sqlx::query(
-                "UPDATE center_owed SET status = $1, applied_by = $2, session = NULL, version = version + 1,
-                 updated_at = $3 WHERE id = $4 AND session = $2",
-            )
-            .bind(OwedStatus::Applied.as_str().to_owned())
-            .bind(session)
-            .bind(now)
-            .bind(owed.to_owned())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected(),
-            Alongside::OwedReleased(owed) => sqlx::query(
-                "UPDATE center_owed SET session = NULL, version = version + 1, updated_at = $1
-                 WHERE id = $2 AND session = $3",
-            )
-            .bind(now)
-            .bind(owed.to_owned())
-            .bind(session)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected(),
-            Alongside::DailyReleased { card, day, amount_minor } => {
-                release_daily_in(&mut tx, card, day, amount_minor).await?
-            }
-            Alongside::DecreaseReleased { charge_id, amount_minor } => sqlx::query(
-                "UPDATE center_charges SET decreased_minor = decreased_minor - $1 WHERE id = $2
-                 AND decreased_minor >= $1",
-            )
-            .bind(to_i64(amount_minor)?)
-            .bind(charge_id.to_owned())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected(),
+        let also: Option<AnyQuery> = match alongside {
+            Alongside::Nothing => None,
+            Alongside::OwedApplied(owed) => Some(
+                sqlx::query(
+                    "UPDATE center_owed SET status = $1, applied_by = $2, session = NULL, version = version + 1,
+                     updated_at = $3 WHERE id = $4 AND session = $2",
+                )
+                .bind(OwedStatus::Applied.as_str().to_owned())
+                .bind(session)
+                .bind(now)
+                .bind(owed.to_owned()),
+            ),
+            Alongside::OwedReleased(owed) => Some(
+                sqlx::query(
+                    "UPDATE center_owed SET session = NULL, version = version + 1, updated_at = $1
+                     WHERE id = $2 AND session = $3",
+                )
+                .bind(now)
+                .bind(owed.to_owned())
+                .bind(session),
+            ),
+            Alongside::DailyReleased { card, day, amount_minor } => Some(release_daily_query(card, day, amount_minor)?),
+            Alongside::DecreaseReleased { charge_id, amount_minor } => Some(
+                sqlx::query(
+                    "UPDATE center_charges SET decreased_minor = decreased_minor - $1 WHERE id = $2
+                     AND decreased_minor >= $1",
+                )
+                .bind(to_i64(amount_minor)?)
+                .bind(charge_id.to_owned()),
+            ),
         };
-        if changed != 1 {
-            return Err(DbError::Corrupt(format!("value update {} does not hold what it ends", c.id)));
-        }
-        tx.commit().await?;
-        Ok(())
+        let id = c.id.to_string();
+        self.write(move |conn| {
+            Box::pin(async move {
+                if update.execute(&mut *conn).await?.rows_affected() != 1 {
+                    return Err(DbError::Conflict);
+                }
+                if let Some(also) = also
+                    && also.execute(&mut *conn).await?.rows_affected() != 1
+                {
+                    // The update above is written: the whole transaction must go.
+                    return Err(DbError::Inconsistent(format!("value update {id} does not hold what it ends")));
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// Stores a decrease (a value update going back to the credit card of
@@ -800,29 +1005,27 @@ impl CenterDb {
         parent_amount_minor: u64,
         now: Timestamp,
     ) -> Result<Result<(), u64>, DbError> {
-        let amount = to_i64(c.amount.amount_minor())?;
-        let mut tx = self.pool.begin().await?;
-        let reserved = sqlx::query(
+        let reserve = sqlx::query(
             "UPDATE center_charges SET decreased_minor = decreased_minor + $1
              WHERE id = $2 AND phase = $3 AND decreased_minor + $1 <= $4",
         )
-        .bind(amount)
+        .bind(to_i64(c.amount.amount_minor())?)
         .bind(parent.to_owned())
         .bind(ChargePhase::Completed.as_str().to_owned())
-        .bind(to_i64(parent_amount_minor)?)
-        .execute(&mut *tx)
-        .await?;
-        if reserved.rows_affected() != 1 {
-            drop(tx);
-            let row = sqlx::query("SELECT decreased_minor FROM center_charges WHERE id = $1")
-                .bind(parent.to_owned())
-                .fetch_one(&self.pool)
-                .await?;
-            return Ok(Err(to_u64(row.try_get("decreased_minor")?)?));
-        }
-        insert_charge_in(&mut tx, c, now).await?;
-        tx.commit().await?;
-        Ok(Ok(()))
+        .bind(to_i64(parent_amount_minor)?);
+        let read = sqlx::query("SELECT decreased_minor FROM center_charges WHERE id = $1").bind(parent.to_owned());
+        let insert = insert_charge_query(c, now)?;
+        self.write(move |conn| {
+            Box::pin(async move {
+                if reserve.execute(&mut *conn).await?.rows_affected() != 1 {
+                    let row = read.fetch_one(&mut *conn).await?;
+                    return Ok(Err(to_u64(row.try_get("decreased_minor")?)?));
+                }
+                insert.execute(&mut *conn).await?;
+                Ok(Ok(()))
+            })
+        })
+        .await
     }
 
     /// Adds `amount` to what card `card` was charged on `day`, if that
@@ -835,7 +1038,7 @@ impl CenterDb {
         amount_minor: u64,
         limit_minor: u64,
     ) -> Result<Result<(), u64>, DbError> {
-        let done = sqlx::query(
+        let reserve = sqlx::query(
             "INSERT INTO center_charge_days (card_id, day, charged_minor) SELECT $1, $2, $3 WHERE $3 <= $4
              ON CONFLICT (card_id, day) DO UPDATE SET charged_minor = center_charge_days.charged_minor + $3
              WHERE center_charge_days.charged_minor + $3 <= $4",
@@ -843,10 +1046,8 @@ impl CenterDb {
         .bind(card.to_string())
         .bind(to_i64(day)?)
         .bind(to_i64(amount_minor)?)
-        .bind(to_i64(limit_minor)?)
-        .execute(&self.pool)
-        .await?;
-        if done.rows_affected() == 1 {
+        .bind(to_i64(limit_minor)?);
+        if self.execute(reserve).await? == 1 {
             return Ok(Ok(()));
         }
         let row = sqlx::query("SELECT charged_minor FROM center_charge_days WHERE card_id = $1 AND day = $2")
@@ -860,9 +1061,7 @@ impl CenterDb {
 
     /// Gives back a reservation of [`CenterDb::reserve_daily_charge`].
     pub async fn release_daily_charge(&self, card: &CardId, day: u64, amount_minor: u64) -> Result<(), DbError> {
-        let mut tx = self.pool.begin().await?;
-        release_daily_in(&mut tx, card, day, amount_minor).await?;
-        tx.commit().await?;
+        self.execute(release_daily_query(card, day, amount_minor)?).await?;
         Ok(())
     }
 
@@ -882,13 +1081,9 @@ impl CenterDb {
     }
 }
 
-async fn insert_charge_in(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    c: &Charge,
-    now: Timestamp,
-) -> Result<(), DbError> {
+fn insert_charge_query(c: &Charge, now: Timestamp) -> Result<AnyQuery, DbError> {
     let record = serde_json::to_string(c).map_err(corrupt)?;
-    sqlx::query(
+    Ok(sqlx::query(
         "INSERT INTO center_charges (id, card_id, phase, amount_minor, record, version, created_at, updated_at,
          purpose) VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8)",
     )
@@ -899,10 +1094,7 @@ async fn insert_charge_in(
     .bind(record)
     .bind(to_i64(c.created_at.unix_s())?)
     .bind(to_i64(now.unix_s())?)
-    .bind(c.purpose.name().to_owned())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    .bind(c.purpose.name().to_owned()))
 }
 
 /// Adds a column to a table made before it existed (schema upgrades).
@@ -919,6 +1111,59 @@ async fn add_column(pool: &AnyPool, sqlite: bool, table: &str, column: &str) -> 
         Err(sqlx::Error::Database(e)) if sqlite && e.message().contains("duplicate column") => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The SQLite writer: takes every write waiting (up to [`MAX_GROUP`]), runs
+/// them one after another in one `BEGIN IMMEDIATE` transaction, commits
+/// once, then answers each caller. A write that fails cleanly (see
+/// [`Ran`]) is answered with its error and the group goes on. One that
+/// fails dirty rolls the transaction back: it and the writes before it are
+/// answered with errors, the writes after it run in a new transaction. If
+/// the commit fails, every write in the group is answered with the error.
+async fn group_commit(pool: AnyPool, mut jobs: mpsc::Receiver<Job>) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while jobs.recv_many(&mut group, MAX_GROUP).await > 0 {
+        let mut waiting = group.drain(..);
+        loop {
+            let mut answers: Vec<Answer> = Vec::with_capacity(waiting.len());
+            let committed = commit_group(&pool, &mut waiting, &mut answers).await;
+            let failed = committed.err().map(|e| e.to_string());
+            for answer in answers {
+                answer(failed.as_deref());
+            }
+            if waiting.len() == 0 {
+                break;
+            }
+        }
+    }
+}
+
+/// Runs jobs from `group` until it is empty or one fails dirty (then the
+/// rest stay in `group`), and commits unless one failed dirty.
+async fn commit_group(
+    pool: &AnyPool,
+    group: &mut impl Iterator<Item = Job>,
+    answers: &mut Vec<Answer>,
+) -> Result<(), DbError> {
+    let mut tx = match pool.begin_with("BEGIN IMMEDIATE").await {
+        Ok(tx) => tx,
+        Err(e) => {
+            // Dropping a job unrun answers its caller `NotCommitted`.
+            group.for_each(drop);
+            return Err(e.into());
+        }
+    };
+    for job in group {
+        let (ran, answer) = job(&mut tx).await;
+        if ran == Ran::FailedDirty {
+            // Dropping `tx` rolls it back; the failed write already holds
+            // its own error, the ones before it get this one.
+            answer(None);
+            return Err(DbError::NotCommitted("another write of its group failed; retry".into()));
+        }
+        answers.push(answer);
+    }
+    Ok(tx.commit().await?)
 }
 
 /// Schema v2: `delivered` (1 once the store's receipt is stored), indexed

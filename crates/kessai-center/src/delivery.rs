@@ -20,6 +20,8 @@ use crate::service::Center;
 const MAX_BACKOFF_MS: u64 = 60_000;
 /// First wait after a failed attempt.
 const FIRST_BACKOFF_MS: u64 = 500;
+/// Most settlements whose retry pacing is remembered.
+const MAX_BACKOFF_ENTRIES: usize = 10_000;
 
 #[derive(Deserialize)]
 struct ReceiptBody {
@@ -45,17 +47,24 @@ impl Deliverer {
         Deliverer { center, client, backoff: HashMap::new() }
     }
 
+    /// Sweeps every `interval`; in between, delivers each settlement as it
+    /// completes (one read of that settlement, not a sweep per completion).
     pub async fn run(mut self, interval: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let completed = self.center.completed.clone();
         loop {
             let delivered = self.sweep().await;
             if delivered > 0 {
                 tracing::info!(delivered, "completions delivered");
             }
-            let completed = self.center.completed.clone();
-            tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
-                _ = completed.notified() => {}
-                _ = stop.changed() => return,
+            let next_sweep = tokio::time::Instant::now() + interval;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next_sweep) => break,
+                    ids = completed.next() => {
+                        self.deliver_completed(ids).await;
+                    }
+                    _ = stop.changed() => return,
+                }
             }
         }
     }
@@ -70,24 +79,51 @@ impl Deliverer {
             }
         };
         let mut delivered = 0;
-        for s in completed.iter().filter(|s| s.receipt_token.is_none()) {
-            if self.backoff.get(&s.id).is_some_and(|(_, next)| *next > Instant::now()) {
-                continue;
-            }
-            match self.deliver(s).await {
-                Ok(()) => {
-                    self.backoff.remove(&s.id);
-                    delivered += 1;
-                }
-                Err(why) => {
-                    let attempts = self.backoff.get(&s.id).map_or(0, |(n, _)| *n) + 1;
-                    let wait = FIRST_BACKOFF_MS.saturating_mul(1 << attempts.min(16)).min(MAX_BACKOFF_MS);
-                    tracing::warn!(settlement = %s.id, attempts, error = %why, "completion not delivered; will retry");
-                    self.backoff.insert(s.id.clone(), (attempts, Instant::now() + Duration::from_millis(wait)));
-                }
-            }
+        for s in &completed {
+            delivered += usize::from(self.attempt(s).await);
         }
         delivered
+    }
+
+    /// Delivers settlements just completed; any that fails is left to the
+    /// sweeps.
+    async fn deliver_completed(&mut self, ids: Vec<SettlementId>) {
+        for id in ids {
+            match self.center.db.settlement(&id).await {
+                Ok(Some((s, _))) => {
+                    self.attempt(&s).await;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(settlement = %id, error = %e, "reading a completed settlement"),
+            }
+        }
+    }
+
+    /// Delivers `s` unless it has its receipt or waits for its next attempt;
+    /// true if delivered now.
+    async fn attempt(&mut self, s: &Settlement) -> bool {
+        if s.receipt_token.is_some() || self.backoff.get(&s.id).is_some_and(|(_, next)| *next > Instant::now()) {
+            return false;
+        }
+        match self.deliver(s).await {
+            Ok(()) => {
+                self.backoff.remove(&s.id);
+                true
+            }
+            Err(why) => {
+                let attempts = self.backoff.get(&s.id).map_or(0, |(n, _)| *n) + 1;
+                let wait = FIRST_BACKOFF_MS.saturating_mul(1 << attempts.min(16)).min(MAX_BACKOFF_MS);
+                tracing::warn!(settlement = %s.id, attempts, error = %why, "completion not delivered; will retry");
+                if self.backoff.len() >= MAX_BACKOFF_ENTRIES {
+                    let now = Instant::now();
+                    self.backoff.retain(|_, (_, next)| *next > now);
+                }
+                if self.backoff.len() < MAX_BACKOFF_ENTRIES || self.backoff.contains_key(&s.id) {
+                    self.backoff.insert(s.id.clone(), (attempts, Instant::now() + Duration::from_millis(wait)));
+                }
+                false
+            }
+        }
     }
 
     async fn deliver(&self, s: &Settlement) -> Result<(), String> {

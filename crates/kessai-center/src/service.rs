@@ -5,6 +5,7 @@
 //! crash meets `exists` in the ledger and the same row version.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use kessai_core::Clock;
 use kessai_core::digest::Sha256Digest;
@@ -17,7 +18,7 @@ use kessai_scp03::{CommandApdu, ResponseApdu};
 use serde::Serialize;
 
 use crate::books::{Books, BooksError};
-use crate::db::{CenterDb, DbError};
+use crate::db::{CenterDb, DbError, SavedResponse};
 use crate::limits::{MAX_APDU_BYTES, MAX_APDUS_PER_STEP};
 use crate::purchase::{Context, CreateInput, OfferOutcome, Phase, Resolution, Settlement, StepError};
 use crate::security::SecurityServer;
@@ -74,6 +75,18 @@ pub struct StepReply {
     pub reason_code: Option<String>,
 }
 
+/// The answer to store with this step's write, if the HTTP layer asked for
+/// it (see [`ANSWERING`]), and the flag to set once it is stored.
+fn answering(answer: &StepReply) -> Option<(SavedResponse, Arc<AtomicBool>)> {
+    ANSWERING
+        .try_with(|a| {
+            let body = serde_json::to_string(answer).ok()?;
+            Some((SavedResponse { key: a.key.clone(), hash: a.hash.clone(), status: 200, body }, a.saved.clone()))
+        })
+        .ok()
+        .flatten()
+}
+
 fn reply(s: &Settlement, apdus: &[CommandApdu]) -> StepReply {
     StepReply {
         settlement_id: s.id.to_string(),
@@ -104,6 +117,58 @@ pub fn parse_answers(hex_answers: &[String]) -> Result<Vec<ResponseApdu>, Center
         .collect()
 }
 
+/// The Idempotency-Key of the request being served, set by the HTTP layer
+/// for routes that answer exactly the step's [`StepReply`]: the step then
+/// stores that answer in the same transaction as its compare-and-set, and
+/// sets `saved` so the HTTP layer does not store it again.
+#[derive(Debug)]
+pub struct Answering {
+    pub key: String,
+    /// The request's fingerprint (SHA-256, hex).
+    pub hash: String,
+    pub saved: Arc<AtomicBool>,
+}
+
+tokio::task_local! {
+    pub static ANSWERING: Answering;
+}
+
+/// Most just-completed settlements kept for the deliverer; past that, the
+/// periodic sweep (which reads the database) delivers the rest.
+const MAX_JUST_COMPLETED: usize = 10_000;
+
+/// Settlements just completed, handed to the deliverer in memory — a hint
+/// only: the database stays the truth, and the deliverer's periodic sweep
+/// finds whatever a crash or a full list lost.
+#[derive(Debug, Default)]
+pub struct Completions {
+    ids: std::sync::Mutex<Vec<SettlementId>>,
+    added: tokio::sync::Notify,
+}
+
+impl Completions {
+    pub fn push(&self, id: SettlementId) {
+        let mut ids = self.ids.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if ids.len() < MAX_JUST_COMPLETED {
+            ids.push(id);
+        }
+        drop(ids);
+        self.added.notify_one();
+    }
+
+    /// Waits until at least one settlement was pushed since the last call,
+    /// and takes them all.
+    pub async fn next(&self) -> Vec<SettlementId> {
+        loop {
+            self.added.notified().await;
+            let ids = std::mem::take(&mut *self.ids.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+            if !ids.is_empty() {
+                return ids;
+            }
+        }
+    }
+}
+
 /// Settlements that ended, by outcome (`completed`, `voided`), for
 /// Prometheus. Per-step latency is the HTTP layer's histogram per route.
 pub type OutcomeCounter =
@@ -118,9 +183,9 @@ pub struct Center {
     pub clock: Arc<dyn Clock>,
     pub max_amount_minor: u64,
     pub outcomes: OutcomeCounter,
-    /// Notified when a settlement completes, so its completion is delivered
-    /// to the store at once rather than at the next sweep.
-    pub completed: Arc<tokio::sync::Notify>,
+    /// Settlements just completed, so their completions are delivered to
+    /// the store at once rather than at the next sweep.
+    pub completed: Arc<Completions>,
 }
 
 impl std::fmt::Debug for Center {
@@ -171,8 +236,15 @@ impl Center {
             max_amount_minor: self.max_amount_minor,
         };
         let (settlement, init) = Settlement::create(&mut ctx, input)?;
-        match self.db.insert_settlement(&settlement, self.clock.now()).await? {
-            None => Ok(reply(&settlement, &[init])),
+        let answer = reply(&settlement, &[init]);
+        let (response, saved) = answering(&answer).unzip();
+        match self.db.insert_settlement_answering(&settlement, self.clock.now(), response).await? {
+            None => {
+                if let Some(saved) = saved {
+                    saved.store(true, Ordering::Release);
+                }
+                Ok(answer)
+            }
             Some((existing, _)) if existing.card_id != card_id => Err(CenterError::BillInUse(existing.card_id)),
             // The same bill again before any DEBIT exists: a fresh session,
             // so the purchase goes on. Later, the settlement as it stands.
@@ -219,20 +291,24 @@ impl Center {
         match stepped.effect {
             Effect::None => {}
             Effect::Hold => {
-                self.books.open_card(&s.card_id, s.bill.amount.currency(), now).await?;
                 self.books.hold(&s.transaction_id, &s.card_id, s.bill.payee(), s.bill.amount, now).await?;
             }
             Effect::Post => self.books.post(&s.transaction_id, s.bill.amount, now).await?,
             Effect::Void => self.books.void(&s.transaction_id, s.bill.amount, now).await?,
         }
-        self.db.update_settlement(s, version, self.clock.now()).await?;
+        let answer = reply(s, &stepped.apdus);
+        let (response, saved) = answering(&answer).unzip();
+        self.db.update_settlement_answering(s, version, self.clock.now(), response).await?;
+        if let Some(saved) = saved {
+            saved.store(true, Ordering::Release);
+        }
         if matches!(s.phase, Phase::Completed | Phase::Voided) {
             self.outcomes.get_or_create(&vec![("outcome".to_owned(), s.phase.as_str().to_owned())]).inc();
         }
         if s.phase == Phase::Completed {
-            self.completed.notify_one();
+            self.completed.push(s.id.clone());
         }
-        Ok(reply(s, &stepped.apdus))
+        Ok(answer)
     }
 
     pub async fn authenticate(&self, id: &str, answers: Vec<ResponseApdu>) -> Result<StepReply, CenterError> {

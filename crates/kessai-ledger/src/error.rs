@@ -20,8 +20,20 @@ pub enum Error {
     TimestampOutOfRange { now_unix_s: u64 },
     #[error("stored ledger data is corrupt: {what}")]
     Corrupt { what: &'static str },
+    #[error("the batch was not committed: {why}")]
+    NotCommitted { why: &'static str },
     #[error("schema name {name:?} is not a lowercase SQL identifier")]
     InvalidSchemaName { name: String },
     #[error("the database holds ledger schema version {found}, newer than this build knows ({known})")]
     SchemaTooNew { found: i64, known: i64 },
+}
+
+impl Error {
+    /// Why a group commit failed, for the batches that were in it.
+    pub(crate) fn commit_failure(&self) -> &'static str {
+        match self {
+            Error::Database(_) => "the group commit failed in the database",
+            _ => "the group commit failed",
+        }
+    }
 }

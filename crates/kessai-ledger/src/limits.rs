@@ -61,6 +61,20 @@ pub const SQLITE_STATEMENT_CACHE_MAX: usize = 5 * SQLITE_ROWS_PER_STATEMENT_MAX 
 /// a longer replay after a crash. Durability is unchanged: commits still fsync the WAL.
 pub const SQLITE_WAL_AUTOCHECKPOINT_PAGES: u32 = 16_384;
 
+/// Most write batches one SQLite group commit applies (each in its own savepoint,
+/// all under one fsync).
+pub const SQLITE_GROUP_COMMIT_MAX: usize = 256;
+
+/// Write batches waiting for the SQLite writer task before callers wait to queue.
+pub const SQLITE_WRITE_QUEUE_MAX: usize = 4_096;
+
+/// Bytes of a SQLite ledger file each connection maps into memory. A connection's
+/// page cache is dropped whenever another connection committed (the group-commit
+/// writer commits all the time, so readers would read every page again); mapped
+/// pages are shared with the OS page cache instead. Reads only: writes still go
+/// through the WAL and its fsync.
+pub const SQLITE_MMAP_BYTES: u64 = 256 * 1024 * 1024;
+
 /// How long a SQLite writer waits for another writer's lock before giving up.
 pub const SQLITE_BUSY_TIMEOUT_MS: u64 = 10_000;
 
@@ -83,4 +97,5 @@ const _: () = {
     assert!(SQLITE_WAL_AUTOCHECKPOINT_PAGES >= 1000);
     assert!(SQLITE_ROWS_PER_STATEMENT_MAX > 0 && SQLITE_ROWS_PER_STATEMENT_MAX * 11 < 32_766);
     assert!(PG_POOL_CONNECTIONS_MAX > 0 && SQLITE_READER_CONNECTIONS_MAX > 0);
+    assert!(SQLITE_GROUP_COMMIT_MAX > 0 && SQLITE_WRITE_QUEUE_MAX >= SQLITE_GROUP_COMMIT_MAX);
 };

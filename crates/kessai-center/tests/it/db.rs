@@ -165,6 +165,48 @@ async fn postgres_registry_settlements_idempotency() {
     reservations_and_owed_items(&db).await;
 }
 
+/// SQLite group commit: writes waiting together share one transaction, yet
+/// each is answered for itself — a racing compare-and-set loses alone, a
+/// refused insert fails alone, and every other write is there afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_group_commit_answers_each_write_for_itself() {
+    let (_dir, db) = sqlite().await;
+    let mut w = World::new(4);
+    db.put_card(&record(7), NOW).await.unwrap();
+    let mut settlements = Vec::new();
+    for _ in 0..24 {
+        let (s, _) = w.create(&record(7));
+        assert!(db.insert_settlement(&s, NOW).await.unwrap().is_none());
+        settlements.push(s.cancel("test").unwrap());
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (n, s) in settlements.iter().enumerate() {
+        // Two writers per settlement, both naming version 1: one wins.
+        for _ in 0..2 {
+            let (db, s) = (db.clone(), s.clone());
+            tasks.spawn(async move { (true, db.update_settlement(&s, 1, NOW).await) });
+        }
+        if n == 12 {
+            let db = db.clone();
+            tasks.spawn(async move { (false, db.put_card(&record(7), NOW).await) });
+        }
+    }
+    let (mut won, mut lost) = (0, 0);
+    while let Some(joined) = tasks.join_next().await {
+        match joined.unwrap() {
+            (true, Ok(())) => won += 1,
+            (true, Err(DbError::Conflict)) => lost += 1,
+            (true, Err(e)) => panic!("update failed: {e}"),
+            (false, outcome) => assert!(outcome.is_err(), "a card id is issued once"),
+        }
+    }
+    assert_eq!((won, lost), (24, 24));
+    for s in &settlements {
+        let (stored, version) = db.settlement(&s.id).await.unwrap().unwrap();
+        assert_eq!((stored.phase, version), (Phase::Voided, 2));
+    }
+}
+
 #[tokio::test]
 async fn a_bad_url_is_refused() {
     assert!(matches!(CenterDb::open("mysql://x").await, Err(DbError::BadUrl)));

@@ -8,6 +8,8 @@ use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use tokio::sync::{mpsc, oneshot};
+
 use sqlx::query::Query;
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -19,10 +21,10 @@ use super::{Op, Outcome, Tx, schema};
 use crate::engine::{LoadedTransfer, PendingRow, WriteSet};
 use crate::error::Error;
 use crate::limits::{
-    SQLITE_BUSY_TIMEOUT_MS, SQLITE_READER_CONNECTIONS_MAX, SQLITE_ROWS_PER_STATEMENT_MAX, SQLITE_STATEMENT_CACHE_MAX,
-    SQLITE_WAL_AUTOCHECKPOINT_PAGES,
+    SQLITE_BUSY_TIMEOUT_MS, SQLITE_GROUP_COMMIT_MAX, SQLITE_MMAP_BYTES, SQLITE_READER_CONNECTIONS_MAX,
+    SQLITE_ROWS_PER_STATEMENT_MAX, SQLITE_STATEMENT_CACHE_MAX, SQLITE_WAL_AUTOCHECKPOINT_PAGES, SQLITE_WRITE_QUEUE_MAX,
 };
-use crate::types::{Account, Transfer};
+use crate::types::{Account, NewAccount, NewTransfer, Transfer};
 
 /// Connection settings of a SQLite ledger.
 ///
@@ -50,16 +52,25 @@ pub(crate) fn connect_options(path: &Path) -> SqliteConnectOptions {
         .busy_timeout(Duration::from_millis(SQLITE_BUSY_TIMEOUT_MS))
         .statement_cache_capacity(SQLITE_STATEMENT_CACHE_MAX)
         .pragma("temp_store", "memory")
+        .pragma("mmap_size", SQLITE_MMAP_BYTES.to_string())
         .pragma("wal_autocheckpoint", SQLITE_WAL_AUTOCHECKPOINT_PAGES.to_string())
 }
 
 /// One connection for all writes, a few for reads. SQLite serialises writers anyway;
 /// one writer connection also keeps its page cache warm, where several writer
 /// connections would each find the database changed by another and drop their cache.
+///
+/// Writes go through one writer task that group-commits: it takes every batch
+/// waiting (up to `SQLITE_GROUP_COMMIT_MAX`), applies each in its own savepoint of
+/// one `BEGIN IMMEDIATE` transaction — a batch that fails is rolled back alone, and
+/// each later batch sees the ones before it, exactly as if run one after another —
+/// commits once (one fsync), and only then answers each caller. A write is still
+/// acknowledged only after it committed durably.
 #[derive(Debug, Clone)]
 pub(crate) struct Pools {
     writer: SqlitePool,
     readers: SqlitePool,
+    writes: mpsc::Sender<Write>,
 }
 
 impl Pools {
@@ -67,6 +78,39 @@ impl Pools {
         self.writer.close().await;
         self.readers.close().await;
     }
+}
+
+/// A write operation, owned, for the writer task.
+#[derive(Debug)]
+enum WriteOp {
+    CreateAccounts(Vec<NewAccount>, u64),
+    CreateTransfers(Vec<NewTransfer>, u64),
+    Expire(u64),
+}
+
+impl WriteOp {
+    fn from_op(op: Op<'_>) -> Option<WriteOp> {
+        match op {
+            Op::CreateAccounts(events, now) => Some(WriteOp::CreateAccounts(events.to_vec(), now)),
+            Op::CreateTransfers(events, now) => Some(WriteOp::CreateTransfers(events.to_vec(), now)),
+            Op::Expire(now) => Some(WriteOp::Expire(now)),
+            _ => None,
+        }
+    }
+
+    fn op(&self) -> Op<'_> {
+        match self {
+            WriteOp::CreateAccounts(events, now) => Op::CreateAccounts(events, *now),
+            WriteOp::CreateTransfers(events, now) => Op::CreateTransfers(events, *now),
+            WriteOp::Expire(now) => Op::Expire(*now),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Write {
+    op: WriteOp,
+    answer: oneshot::Sender<Result<Outcome, Error>>,
 }
 
 pub(crate) async fn open(path: &Path) -> Result<Pools, Error> {
@@ -78,16 +122,83 @@ pub(crate) async fn open(path: &Path) -> Result<Pools, Error> {
         .max_connections(SQLITE_READER_CONNECTIONS_MAX)
         .connect_with(connect_options(path))
         .await?;
-    Ok(Pools { writer, readers })
+    let (writes, queue) = mpsc::channel(SQLITE_WRITE_QUEUE_MAX);
+    tokio::spawn(group_commit(writer.clone(), queue));
+    Ok(Pools { writer, readers, writes })
 }
 
 pub(crate) async fn run(pools: &Pools, op: Op<'_>) -> Result<Outcome, Error> {
-    let (pool, begin) =
-        if op.writes() { (&pools.writer, "BEGIN IMMEDIATE") } else { (&pools.readers, "BEGIN DEFERRED") };
-    let mut tx = SqliteTx(pool.begin_with(begin).await?);
+    if let Some(op) = WriteOp::from_op(op) {
+        let (answer, answered) = oneshot::channel();
+        pools.writes.send(Write { op, answer }).await.map_err(|_| Error::NotCommitted { why: "writer stopped" })?;
+        return answered.await.map_err(|_| Error::NotCommitted { why: "the group commit failed" })?;
+    }
+    let mut tx = SqliteTx(pools.readers.begin_with("BEGIN DEFERRED").await?);
     let outcome = super::run(&mut tx, op).await?;
     tx.0.commit().await?;
     Ok(outcome)
+}
+
+/// The writer task (see `Pools`).
+async fn group_commit(pool: SqlitePool, mut queue: mpsc::Receiver<Write>) {
+    let mut group = Vec::with_capacity(SQLITE_GROUP_COMMIT_MAX);
+    while queue.recv_many(&mut group, SQLITE_GROUP_COMMIT_MAX).await > 0 {
+        commit_group(&pool, std::mem::take(&mut group)).await;
+    }
+}
+
+/// Applies `group` in one transaction and answers every batch after the commit.
+/// A batch that fails (an `Error`, never a refused event) may have written part of
+/// its rows, so the transaction is rolled back, that batch answered with its error,
+/// and the others applied again from the start without it — as if it had never run.
+/// (Batches are re-runnable: they are applied from their owned events.)
+async fn commit_group(pool: &SqlitePool, mut group: Vec<Write>) {
+    while !group.is_empty() {
+        let mut tx = match pool.begin_with("BEGIN IMMEDIATE").await {
+            Ok(tx) => SqliteTx(tx),
+            Err(e) => {
+                let why = Error::from(e).commit_failure();
+                for write in group {
+                    let _ = write.answer.send(Err(Error::NotCommitted { why }));
+                }
+                return;
+            }
+        };
+        let mut outcomes = Vec::with_capacity(group.len());
+        let applied: Result<(), Error> = async {
+            for write in &group {
+                match super::run(&mut tx, write.op.op()).await {
+                    Ok(outcome) => outcomes.push(outcome),
+                    Err(e) => return Err(e),
+                }
+            }
+            tx.0.commit().await?;
+            Ok(())
+        }
+        .await;
+        match applied {
+            Ok(()) => {
+                for (write, outcome) in group.into_iter().zip(outcomes) {
+                    let _ = write.answer.send(Ok(outcome));
+                }
+                return;
+            }
+            // A batch failed (the transaction was rolled back on drop): answer it
+            // and run the others again.
+            Err(e) if outcomes.len() < group.len() => {
+                let failed = group.remove(outcomes.len());
+                let _ = failed.answer.send(Err(e));
+            }
+            // Every batch ran and the commit failed: nothing was written.
+            Err(e) => {
+                let why = e.commit_failure();
+                for write in group {
+                    let _ = write.answer.send(Err(Error::NotCommitted { why }));
+                }
+                return;
+            }
+        }
+    }
 }
 
 /// SQL text for a statement over `rows` rows, built once per row count.

@@ -2,7 +2,9 @@
 //! backends.
 
 use kessai_ledger::limits::{BATCH_EVENTS_MAX, EXPIRY_BATCH_MAX, HISTORY_PAGE_MAX, TIMESTAMP_MAX_UNIX_S};
-use kessai_ledger::{AccountFlags, AccountKind, Error, InvariantViolation, NewAccount, PendingState, TransferFlags};
+use kessai_ledger::{
+    AccountFlags, AccountKind, CreateTransferResult, Error, InvariantViolation, NewAccount, PendingState, TransferFlags,
+};
 
 use crate::support::{AccountBuilder as _, Db, TestLedger, TransferBuilder as _, account, post, tamper, transfer};
 
@@ -211,6 +213,31 @@ async fn account_fields_round_trip(db: Db) {
     }
 }
 
+/// Batches sent at once (group-committed together on SQLite) are applied as
+/// if one after another: of two transfers with one id, one is created and
+/// the other meets `exists`, and the balances count each once.
+async fn concurrent_batches_apply_as_if_in_turn(db: Db) {
+    let Some(test) = with_accounts(db).await else { return };
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..64u128 {
+        let ledger = test.ledger.clone();
+        let id = 100 + n % 32;
+        tasks.spawn(async move { ledger.create_transfers(&[transfer(id, 2, 1, 10)], NOW).await.unwrap() });
+    }
+    let (mut created, mut existed) = (0, 0);
+    while let Some(results) = tasks.join_next().await {
+        match results.unwrap().as_slice() {
+            [] => created += 1,
+            [r] if r.result == CreateTransferResult::Exists => existed += 1,
+            other => panic!("unexpected results {other:?}"),
+        }
+    }
+    assert_eq!((created, existed), (32, 32));
+    let card = test.ledger.lookup_accounts(&[1]).await.unwrap();
+    assert_eq!(card[0].credits_posted_minor, 320);
+    test.ledger.check().await.unwrap();
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),+ $(,)?) => {
         mod sqlite {
@@ -225,6 +252,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    concurrent_batches_apply_as_if_in_turn,
     history_pages_through_an_accounts_transfers_in_order,
     lookups_answer_in_request_order_with_effective_fields,
     limits_refuse_whole_batches,
