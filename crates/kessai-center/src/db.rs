@@ -799,11 +799,13 @@ impl CenterDb {
         row.map(|r| owed_row(&r)).transpose()
     }
 
-    /// A card's items still owed, oldest first.
+    /// A card's items still owed: what it is owed (refunds, credits) before
+    /// what it owes (corrections, debits), each oldest first — so a debit
+    /// the card cannot cover yet never holds back a credit.
     pub async fn owed_for_card(&self, card: &CardId, limit: i64) -> Result<Vec<Owed>, DbError> {
         let rows = sqlx::query(
             "SELECT id, status, session, applied_by, record FROM center_owed
-             WHERE card_id = $1 AND status = $2 ORDER BY created_at, id LIMIT $3",
+             WHERE card_id = $1 AND status = $2 ORDER BY (store IS NULL), created_at, id LIMIT $3",
         )
         .bind(card.to_string())
         .bind(OwedStatus::Owed.as_str().to_owned())

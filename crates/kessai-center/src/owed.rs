@@ -335,8 +335,9 @@ impl Center {
     }
 
     /// `POST /v1/cards/{id}/owed/apply`: the card is presented; open a value
-    /// update for its oldest owed item (or hand back the one already
-    /// applying it, for the wallet to go on or recover).
+    /// update for its next owed item (credits before debits, oldest first),
+    /// or hand back the one already applying it, for the wallet to go on or
+    /// recover.
     pub async fn apply_owed(&self, card_id: CardId, update_id: UpdateId) -> Result<Applying, ChargeError> {
         if let Some((existing, _)) = self.db.charge(update_id.as_str()).await? {
             if existing.card_id != card_id || !matches!(existing.purpose, Purpose::Owed { .. }) {
