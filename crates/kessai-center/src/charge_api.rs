@@ -161,6 +161,14 @@ struct AnswersBody {
     responses: Vec<String>,
 }
 
+/// Overwrites a request body that held payment card data, once parsed
+/// into zeroizing fields, if no other handle to the buffer is left.
+fn wipe(body: Bytes) {
+    if let Ok(mut bytes) = body.try_into_mut() {
+        zeroize::Zeroize::zeroize(&mut bytes[..]);
+    }
+}
+
 /// Parses a body without echoing any of it: a serde message can quote
 /// the value it failed on, and this body may hold a card number.
 fn json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
@@ -168,7 +176,9 @@ fn json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
 }
 
 async fn create(State(s): State<ChargeState>, headers: HeaderMap, body: Bytes) -> Response {
-    let b: CreateBody = match json(&body) {
+    let parsed: Result<CreateBody, ApiError> = json(&body);
+    wipe(body);
+    let b = match parsed {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
