@@ -127,6 +127,20 @@ pub struct Answering {
     /// The request's fingerprint (SHA-256, hex).
     pub hash: String,
     pub saved: Arc<AtomicBool>,
+    /// The settlement as read with the stored answer (one statement for
+    /// both), for the step's load: taken once, and only for its own id.
+    pub prefetched: std::sync::Mutex<Option<(Settlement, i64)>>,
+}
+
+/// The settlement the HTTP layer read for this request, if it is `id`.
+fn prefetched(id: &SettlementId) -> Option<(Settlement, i64)> {
+    ANSWERING
+        .try_with(|a| {
+            let mut slot = a.prefetched.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if slot.as_ref().is_some_and(|(s, _)| &s.id == id) { slot.take() } else { None }
+        })
+        .ok()
+        .flatten()
 }
 
 tokio::task_local! {
@@ -221,12 +235,9 @@ impl Center {
     pub async fn create(&self, bill_token: &str, card_id: CardId) -> Result<StepReply, CenterError> {
         let keys = self.db.store_keys().await?;
         let verified = bill::verify(bill_token, &keys, self.clock.as_ref()).map_err(CenterError::Bill)?;
-        let store = self
-            .db
-            .store(verified.message().payee())
-            .await?
-            .ok_or_else(|| CenterError::UnknownStore(verified.message().payee().to_string()))?;
-        let card = self.db.card(&card_id).await?.ok_or(CenterError::UnknownCard(card_id))?;
+        let (store, card) = self.db.store_and_card(verified.message().payee(), &card_id).await?;
+        let store = store.ok_or_else(|| CenterError::UnknownStore(verified.message().payee().to_string()))?;
+        let card = card.ok_or(CenterError::UnknownCard(card_id))?;
         let mut rng = OsRandom;
         let mut ctx = self.ctx(&mut rng);
         let input = CreateInput {
@@ -275,6 +286,9 @@ impl Center {
 
     async fn load(&self, id: &str) -> Result<(Settlement, i64), CenterError> {
         let sid = SettlementId::parse(id).map_err(|_| CenterError::UnknownSettlement(id.chars().take(64).collect()))?;
+        if let Some(found) = prefetched(&sid) {
+            return Ok(found);
+        }
         self.db.settlement(&sid).await?.ok_or_else(|| CenterError::UnknownSettlement(id.to_owned()))
     }
 
