@@ -151,33 +151,34 @@ tokio::task_local! {
 /// periodic sweep (which reads the database) delivers the rest.
 const MAX_JUST_COMPLETED: usize = 10_000;
 
-/// Settlements just completed, handed to the deliverer in memory — a hint
-/// only: the database stays the truth, and the deliverer's periodic sweep
-/// finds whatever a crash or a full list lost.
+/// Settlements just completed, as committed, handed to the deliverer in
+/// memory (so it need not read them again) — a hint only: the database stays
+/// the truth, and the deliverer's periodic sweep finds whatever a crash or a
+/// full list lost.
 #[derive(Debug, Default)]
 pub struct Completions {
-    ids: std::sync::Mutex<Vec<SettlementId>>,
+    settlements: std::sync::Mutex<Vec<Settlement>>,
     added: tokio::sync::Notify,
 }
 
 impl Completions {
-    pub fn push(&self, id: SettlementId) {
-        let mut ids = self.ids.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if ids.len() < MAX_JUST_COMPLETED {
-            ids.push(id);
+    pub fn push(&self, settlement: Settlement) {
+        let mut list = self.settlements.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if list.len() < MAX_JUST_COMPLETED {
+            list.push(settlement);
         }
-        drop(ids);
+        drop(list);
         self.added.notify_one();
     }
 
     /// Waits until at least one settlement was pushed since the last call,
     /// and takes them all.
-    pub async fn next(&self) -> Vec<SettlementId> {
+    pub async fn next(&self) -> Vec<Settlement> {
         loop {
             self.added.notified().await;
-            let ids = std::mem::take(&mut *self.ids.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-            if !ids.is_empty() {
-                return ids;
+            let list = std::mem::take(&mut *self.settlements.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+            if !list.is_empty() {
+                return list;
             }
         }
     }
@@ -320,7 +321,7 @@ impl Center {
             self.outcomes.get_or_create(&vec![("outcome".to_owned(), s.phase.as_str().to_owned())]).inc();
         }
         if s.phase == Phase::Completed {
-            self.completed.push(s.id.clone());
+            self.completed.push(s.clone());
         }
         Ok(answer)
     }
