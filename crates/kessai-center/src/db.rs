@@ -93,7 +93,10 @@ const SCHEMA: &[&str] = &[
         id TEXT PRIMARY KEY, store TEXT NOT NULL, bill_id TEXT NOT NULL, card_id TEXT NOT NULL,
         phase TEXT NOT NULL, record TEXT NOT NULL, version BIGINT NOT NULL,
         created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, UNIQUE (store, bill_id))",
-    "CREATE INDEX IF NOT EXISTS center_settlements_card ON center_settlements (card_id, phase)",
+    // By card, in the order listings want; neither column changes after
+    // the insert, so no step has to move an entry. (Replaces the index on
+    // (card_id, phase), which every step rewrote; dropped in `open`.)
+    "CREATE INDEX IF NOT EXISTS center_settlements_card_created ON center_settlements (card_id, created_at)",
     "CREATE TABLE IF NOT EXISTS center_charges (
         id TEXT PRIMARY KEY, card_id TEXT NOT NULL, phase TEXT NOT NULL, amount_minor BIGINT NOT NULL,
         record TEXT NOT NULL, version BIGINT NOT NULL, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)",
@@ -1403,16 +1406,22 @@ async fn commit_group(
     Ok(tx.commit().await?)
 }
 
-/// Schema v2: `delivered` (1 once the store's receipt is stored), indexed
-/// with the phase, so the delivery sweep finds every undelivered completion
-/// however many settlements there are. Added to databases made before it.
+/// Schema v2: `delivered` (1 once the store's receipt is stored), so the
+/// delivery sweep finds every undelivered completion however many
+/// settlements there are. Added to databases made before it. Indexed only
+/// where the sweep looks (completed, undelivered), so a step before
+/// completion changes no entry of it; this replaces the index on (phase,
+/// delivered, updated_at), which every step rewrote.
 async fn add_delivered_column(pool: &AnyPool, sqlite: bool) -> Result<(), DbError> {
     add_column(pool, sqlite, "center_settlements", "delivered BIGINT NOT NULL DEFAULT 0").await?;
-    sqlx::query(
-        "CREATE INDEX IF NOT EXISTS center_settlements_delivery ON center_settlements (phase, delivered, updated_at)",
-    )
-    .execute(pool)
-    .await?;
+    for statement in [
+        "CREATE INDEX IF NOT EXISTS center_settlements_undelivered ON center_settlements (updated_at, id)
+         WHERE phase = 'completed' AND delivered = 0",
+        "DROP INDEX IF EXISTS center_settlements_delivery",
+        "DROP INDEX IF EXISTS center_settlements_card",
+    ] {
+        sqlx::query(statement).execute(pool).await?;
+    }
     Ok(())
 }
 
