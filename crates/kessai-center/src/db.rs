@@ -11,11 +11,11 @@
 //!
 //! Every write is one database transaction ([`CenterDb::write`]). On
 //! SQLite, writes go through one writer task that group-commits: it takes
-//! every write waiting, runs each inside its own savepoint of one
-//! transaction, commits once (one fsync for many requests), and only then
-//! answers each caller — so a reply still follows a durable commit. Reads
-//! use separate connections (WAL: they see the last commit and never wait
-//! for the writer).
+//! every write waiting, runs them one after another in one transaction
+//! (see `group_commit` for a write that fails), commits once (one fsync for
+//! many requests), and only then answers each caller — so a reply still
+//! follows a durable commit. Reads use separate connections the center holds
+//! itself (WAL: they see the last commit and never wait for the writer).
 
 use std::future::Future;
 use std::pin::Pin;
