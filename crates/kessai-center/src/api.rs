@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use kessai_core::digest::Sha256Digest;
-use kessai_core::ids::CardId;
+use kessai_core::ids::{CardId, SettlementId};
 use kessai_core::jws::JwsError;
 use kessai_core::keys::Validity;
 use kessai_http::{ApiError, ErrorType};
@@ -154,7 +154,24 @@ where
     F: std::future::Future<Output = Result<T, ApiError>>,
     T: serde::Serialize,
 {
-    idempotent_fingerprint(center, headers, &[route.as_bytes(), b"\n", body].concat(), work, true).await
+    idempotent_fingerprint(center, headers, &[route.as_bytes(), b"\n", body].concat(), work, Some(None)).await
+}
+
+/// As [`idempotent`], for a step of settlement `id`: the stored answer and
+/// the settlement are read in one statement, and the step uses that read.
+async fn idempotent_step<F, T>(
+    center: &Center,
+    headers: &HeaderMap,
+    route: &str,
+    id: &str,
+    body: &Bytes,
+    work: F,
+) -> Response
+where
+    F: std::future::Future<Output = Result<T, ApiError>>,
+    T: serde::Serialize,
+{
+    idempotent_fingerprint(center, headers, &[route.as_bytes(), b"\n", body].concat(), work, Some(Some(id))).await
 }
 
 /// As [`idempotent`], with the request identified by `fingerprint` (for
@@ -164,7 +181,7 @@ where
     F: std::future::Future<Output = Result<T, ApiError>>,
     T: serde::Serialize,
 {
-    idempotent_fingerprint(center, headers, fingerprint, work, false).await
+    idempotent_fingerprint(center, headers, fingerprint, work, None).await
 }
 
 async fn idempotent_fingerprint<F, T>(
@@ -172,7 +189,9 @@ async fn idempotent_fingerprint<F, T>(
     headers: &HeaderMap,
     fingerprint: &[u8],
     work: F,
-    step_answers: bool,
+    // `Some`: the route answers exactly its step's reply (see [`ANSWERING`]),
+    // of settlement `Some(id)` if named.
+    step_answers: Option<Option<&str>>,
 ) -> Response
 where
     F: std::future::Future<Output = Result<T, ApiError>>,
@@ -188,7 +207,15 @@ where
             .into_response();
     }
     let hash = Sha256Digest::of(fingerprint).to_string();
-    match center.db.idempotent_response(key).await {
+    let settlement = step_answers.flatten().and_then(|id| SettlementId::parse(id).ok());
+    let (stored, prefetched) = match &settlement {
+        Some(id) => match center.db.idempotent_response_and_settlement(key, id).await {
+            Ok((stored, settlement)) => (Ok(stored), settlement),
+            Err(e) => (Err(e), None),
+        },
+        None => (center.db.idempotent_response(key).await, None),
+    };
+    match stored {
         Ok(Some((stored_hash, status, stored))) if stored_hash == hash => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
             return (status, [("content-type", "application/json")], stored).into_response();
@@ -206,8 +233,9 @@ where
         Err(e) => return ApiError::internal(e).into_response(),
     }
     let saved = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let outcome = if step_answers {
-        let answering = Answering { key: key.to_owned(), hash: hash.clone(), saved: saved.clone() };
+    let outcome = if step_answers.is_some() {
+        let prefetched = std::sync::Mutex::new(prefetched);
+        let answering = Answering { key: key.to_owned(), hash: hash.clone(), saved: saved.clone(), prefetched };
         ANSWERING.scope(answering, work).await
     } else {
         work.await
@@ -248,23 +276,34 @@ macro_rules! answers_step {
             idempotent(&c, &headers, &route, &body, work).await
         }
     };
+    ($name:ident, $method:ident, settlement) => {
+        async fn $name(State(c): State<Shared>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+            let route = format!("{}/{}", stringify!($name), id);
+            let work = async {
+                let b: AnswersBody = json(&body)?;
+                let answers = parse_answers(&b.responses).map_err(api_error)?;
+                c.$method(&id, answers).await.map_err(api_error)
+            };
+            idempotent_step(&c, &headers, &route, &id, &body, work).await
+        }
+    };
 }
 
-answers_step!(authenticate, authenticate);
-answers_step!(balance, offer);
-answers_step!(complete, complete);
-answers_step!(recover_authenticate, recover_authenticate);
-answers_step!(recover_status, recover_status);
-answers_step!(recover_balance, recover_balance);
+answers_step!(authenticate, authenticate, settlement);
+answers_step!(balance, offer, settlement);
+answers_step!(complete, complete, settlement);
+answers_step!(recover_authenticate, recover_authenticate, settlement);
+answers_step!(recover_status, recover_status, settlement);
+answers_step!(recover_balance, recover_balance, settlement);
 
 async fn cancel(State(c): State<Shared>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
     let route = format!("cancel/{id}");
-    idempotent(&c, &headers, &route, &body, async { c.cancel(&id).await.map_err(api_error) }).await
+    idempotent_step(&c, &headers, &route, &id, &body, async { c.cancel(&id).await.map_err(api_error) }).await
 }
 
 async fn recover(State(c): State<Shared>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
     let route = format!("recover/{id}");
-    idempotent(&c, &headers, &route, &body, async { c.recover(&id).await.map_err(api_error) }).await
+    idempotent_step(&c, &headers, &route, &id, &body, async { c.recover(&id).await.map_err(api_error) }).await
 }
 
 async fn show(State(c): State<Shared>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {

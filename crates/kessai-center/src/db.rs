@@ -11,15 +11,16 @@
 //!
 //! Every write is one database transaction ([`CenterDb::write`]). On
 //! SQLite, writes go through one writer task that group-commits: it takes
-//! every write waiting, runs each inside its own savepoint of one
-//! transaction, commits once (one fsync for many requests), and only then
-//! answers each caller — so a reply still follows a durable commit. Reads
-//! use separate connections (WAL: they see the last commit and never wait
-//! for the writer).
+//! every write waiting, runs them one after another in one transaction
+//! (see `group_commit` for a write that fails), commits once (one fsync for
+//! many requests), and only then answers each caller — so a reply still
+//! follows a durable commit. Reads use separate connections the center holds
+//! itself (WAL: they see the last commit and never wait for the writer).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,8 +31,9 @@ use kessai_core::keys::{KeyDirectory, PublicKey, Validity};
 use kessai_core::messages::DisplayText;
 use kessai_core::time::Timestamp;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{AnyConnection, AnyPool, Row};
-use tokio::sync::{mpsc, oneshot};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Row};
+use tokio::sync::{OwnedMappedMutexGuard, mpsc, oneshot};
 
 use crate::owed::{Owed, OwedBody, OwedStatus};
 use crate::purchase::{CardRecord, CardRegistryStatus, Phase, Settlement};
@@ -91,7 +93,10 @@ const SCHEMA: &[&str] = &[
         id TEXT PRIMARY KEY, store TEXT NOT NULL, bill_id TEXT NOT NULL, card_id TEXT NOT NULL,
         phase TEXT NOT NULL, record TEXT NOT NULL, version BIGINT NOT NULL,
         created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, UNIQUE (store, bill_id))",
-    "CREATE INDEX IF NOT EXISTS center_settlements_card ON center_settlements (card_id, phase)",
+    // By card, in the order listings want; neither column changes after
+    // the insert, so no step has to move an entry. (Replaces the index on
+    // (card_id, phase), which every step rewrote; dropped in `open`.)
+    "CREATE INDEX IF NOT EXISTS center_settlements_card_created ON center_settlements (card_id, created_at)",
     "CREATE TABLE IF NOT EXISTS center_charges (
         id TEXT PRIMARY KEY, card_id TEXT NOT NULL, phase TEXT NOT NULL, amount_minor BIGINT NOT NULL,
         record TEXT NOT NULL, version BIGINT NOT NULL, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)",
@@ -145,13 +150,101 @@ enum Ran {
 type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
 type AnyQuery = sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>;
 
+/// What the SQLite writer task is asked to do.
+enum Work {
+    Write(Job),
+    /// Stop after the writes queued before, and close the connection.
+    Close(oneshot::Sender<()>),
+}
+
 #[derive(Debug, Clone)]
 pub struct CenterDb {
-    /// Reads; on PostgreSQL, writes too.
-    pool: AnyPool,
-    /// SQLite: the group-committing writer task's queue, and its connection.
-    writer: Option<(mpsc::Sender<Job>, AnyPool)>,
+    /// Reads; on PostgreSQL, writes too (through its pool).
+    readers: Readers,
+    /// SQLite: the group-committing writer task's queue.
+    writer: Option<mpsc::Sender<Work>>,
     store_keys: Arc<Mutex<KeyCache>>,
+}
+
+/// Where reads go: PostgreSQL's pool, or (SQLite) connections this process
+/// holds itself. sqlx's pool pings a connection when it lends it and again
+/// when it gets it back; on SQLite each ping is a round trip to the
+/// connection's worker thread, two more than the read itself, for a check
+/// that an in-process connection does not need (a dead worker fails the
+/// read with an error anyway).
+#[derive(Debug, Clone)]
+enum Readers {
+    Pool(AnyPool),
+    Own(Arc<OwnReaders>),
+}
+
+#[derive(Debug)]
+struct OwnReaders {
+    /// `None` once closed.
+    conns: Vec<Arc<tokio::sync::Mutex<Option<AnyConnection>>>>,
+    /// Where the next read starts looking for a free connection.
+    next: AtomicUsize,
+}
+
+/// A connection lent for one read.
+enum ReadConn {
+    Pooled(PoolConnection<Any>),
+    Own(OwnedMappedMutexGuard<Option<AnyConnection>, AnyConnection>),
+}
+
+impl std::ops::Deref for ReadConn {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        match self {
+            ReadConn::Pooled(c) => c,
+            ReadConn::Own(c) => c,
+        }
+    }
+}
+
+impl std::ops::DerefMut for ReadConn {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self {
+            ReadConn::Pooled(c) => c,
+            ReadConn::Own(c) => c,
+        }
+    }
+}
+
+impl Readers {
+    /// A connection for one read: a free one if any, else the next in turn.
+    async fn get(&self) -> Result<ReadConn, DbError> {
+        let own = match self {
+            Readers::Pool(pool) => return Ok(ReadConn::Pooled(pool.acquire().await?)),
+            Readers::Own(own) => own,
+        };
+        let n = own.conns.len();
+        let start = own.next.fetch_add(1, Ordering::Relaxed);
+        let free = (0..n).find_map(|i| own.conns.get((start + i) % n).and_then(|c| c.clone().try_lock_owned().ok()));
+        let guard = match free {
+            Some(guard) => guard,
+            None => {
+                let conn = own.conns.get(start % n.max(1)).ok_or(DbError::Sqlx(sqlx::Error::PoolClosed))?;
+                conn.clone().lock_owned().await
+            }
+        };
+        tokio::sync::OwnedMutexGuard::try_map(guard, Option::as_mut)
+            .map(ReadConn::Own)
+            .map_err(|_| DbError::Sqlx(sqlx::Error::PoolClosed))
+    }
+
+    async fn close(&self) {
+        match self {
+            Readers::Pool(pool) => pool.close().await,
+            Readers::Own(own) => {
+                for conn in &own.conns {
+                    if let Some(conn) = conn.lock().await.take() {
+                        let _ = conn.close().await;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The store key directory as last read, and a generation that every local
@@ -186,6 +279,9 @@ impl CenterDb {
         let connect = |connections: u32| {
             AnyPoolOptions::new()
                 .max_connections(connections)
+                // On SQLite the pool only lends the writer its connection
+                // (held across groups) and the readers theirs, once.
+                .test_before_acquire(!sqlite)
                 .acquire_timeout(Duration::from_millis(ACQUIRE_TIMEOUT_MS))
                 .after_connect(move |conn, _| {
                     Box::pin(async move {
@@ -221,20 +317,35 @@ impl CenterDb {
         add_column(&pool, sqlite, "center_charges", "decreased_minor BIGINT NOT NULL DEFAULT 0").await?;
         add_column(&pool, sqlite, "center_charges", "purpose TEXT NOT NULL DEFAULT 'charge'").await?;
         if !sqlite {
-            return Ok(CenterDb { pool, writer: None, store_keys: Arc::default() });
+            return Ok(CenterDb { readers: Readers::Pool(pool), writer: None, store_keys: Arc::default() });
         }
         // The schema's connection becomes the writer's; reads get their own.
-        let readers = connect(SQLITE_READERS).await?;
+        let reader_pool = connect(SQLITE_READERS).await?;
+        let mut conns = Vec::new();
+        for _ in 0..SQLITE_READERS {
+            conns.push(Arc::new(tokio::sync::Mutex::new(Some(reader_pool.acquire().await?.detach()))));
+        }
+        reader_pool.close().await;
+        let readers = Readers::Own(Arc::new(OwnReaders { conns, next: AtomicUsize::new(0) }));
         let (writer, jobs) = mpsc::channel(WRITE_QUEUE);
-        tokio::spawn(group_commit(pool.clone(), jobs));
-        Ok(CenterDb { pool: readers, writer: Some((writer, pool)), store_keys: Arc::default() })
+        tokio::spawn(group_commit(pool, jobs));
+        Ok(CenterDb { readers, writer: Some(writer), store_keys: Arc::default() })
     }
 
+    /// Closes the connections; later calls fail.
     pub async fn close(&self) {
-        self.pool.close().await;
-        if let Some((_, writer)) = &self.writer {
-            writer.close().await;
+        if let Some(writer) = &self.writer {
+            let (done, closed) = oneshot::channel();
+            if writer.send(Work::Close(done)).await.is_ok() {
+                let _ = closed.await;
+            }
         }
+        self.readers.close().await;
+    }
+
+    /// A connection for one read.
+    async fn read(&self) -> Result<ReadConn, DbError> {
+        self.readers.get().await
     }
 
     /// Runs `work` as one transaction and returns its result once committed
@@ -258,8 +369,11 @@ impl CenterDb {
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut AnyConnection) -> WriteFuture<'c, T> + Send + 'static,
     {
-        let Some((writer, _)) = &self.writer else {
-            let mut tx = self.pool.begin().await?;
+        let Some(writer) = &self.writer else {
+            let Readers::Pool(pool) = &self.readers else {
+                return Err(DbError::NotCommitted("no writer".into()));
+            };
+            let mut tx = pool.begin().await?;
             let out = work(&mut tx).await?;
             tx.commit().await?;
             return Ok(out);
@@ -285,7 +399,7 @@ impl CenterDb {
                 (ran, answer)
             })
         });
-        writer.send(job).await.map_err(|_| DbError::NotCommitted("the writer has stopped".into()))?;
+        writer.send(Work::Write(job)).await.map_err(|_| DbError::NotCommitted("the writer has stopped".into()))?;
         answered.await.map_err(|_| DbError::NotCommitted("the group commit failed".into()))?
     }
 
@@ -314,23 +428,41 @@ impl CenterDb {
 
     pub async fn store(&self, id: &StoreId) -> Result<Option<StoreRecord>, DbError> {
         let row = sqlx::query(
-            "SELECT id, name, mall, notify_url, client_name, bank_account FROM center_stores WHERE id = $1",
+            "SELECT id AS s_id, name AS s_name, mall AS s_mall, notify_url AS s_notify_url,
+             client_name AS s_client_name, bank_account AS s_bank_account FROM center_stores WHERE id = $1",
         )
         .bind(id.as_str().to_owned())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.read().await?)
         .await?;
-        row.map(|r| {
-            let mall: Option<String> = r.try_get("mall")?;
-            Ok(StoreRecord {
-                id: StoreId::parse(&r.try_get::<String, _>("id")?).map_err(corrupt)?,
-                name: DisplayText::parse(&r.try_get::<String, _>("name")?).map_err(corrupt)?,
-                mall: mall.map(|m| StoreId::parse(&m)).transpose().map_err(corrupt)?,
-                notify_url: r.try_get("notify_url")?,
-                client_name: r.try_get("client_name")?,
-                bank_account: r.try_get("bank_account")?,
-            })
-        })
-        .transpose()
+        row.map(|r| store_row(&r)).transpose()
+    }
+
+    /// [`CenterDb::store`] and [`CenterDb::card`] in one statement.
+    pub async fn store_and_card(
+        &self,
+        store: &StoreId,
+        card: &CardId,
+    ) -> Result<(Option<StoreRecord>, Option<CardRecord>), DbError> {
+        let row = sqlx::query(
+            "SELECT s.id AS s_id, s.name AS s_name, s.mall AS s_mall, s.notify_url AS s_notify_url,
+             s.client_name AS s_client_name, s.bank_account AS s_bank_account, c.id AS c_id,
+             c.key_version AS c_key_version, c.status AS c_status, c.currency AS c_currency,
+             c.max_balance_minor AS c_max_balance_minor
+             FROM (SELECT 1 AS one) q LEFT JOIN center_stores s ON s.id = $1 LEFT JOIN center_cards c ON c.id = $2",
+        )
+        .bind(store.as_str().to_owned())
+        .bind(card.to_string())
+        .fetch_one(&mut *self.read().await?)
+        .await?;
+        let store = match row.try_get::<Option<String>, _>("s_id")? {
+            Some(_) => Some(store_row(&row)?),
+            None => None,
+        };
+        let card = match row.try_get::<Option<String>, _>("c_id")? {
+            Some(_) => Some(card_row(&row)?),
+            None => None,
+        };
+        Ok((store, card))
     }
 
     /// Registers a signing key of a store (the merchant of record).
@@ -391,7 +523,7 @@ impl CenterDb {
 
     async fn read_store_keys(&self) -> Result<KeyDirectory, DbError> {
         let rows = sqlx::query("SELECT store, public_key, not_before, not_after, revoked FROM center_store_keys")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.read().await?)
             .await?;
         let mut dir = KeyDirectory::new();
         let mut revoked = Vec::new();
@@ -446,21 +578,14 @@ impl CenterDb {
     }
 
     pub async fn card(&self, id: &CardId) -> Result<Option<CardRecord>, DbError> {
-        let row =
-            sqlx::query("SELECT id, key_version, status, currency, max_balance_minor FROM center_cards WHERE id = $1")
-                .bind(id.to_string())
-                .fetch_optional(&self.pool)
-                .await?;
-        row.map(|r| {
-            Ok(CardRecord {
-                id: CardId::parse(&r.try_get::<String, _>("id")?).map_err(corrupt)?,
-                key_version: u8::try_from(r.try_get::<i64, _>("key_version")?).map_err(corrupt)?,
-                status: status_parse(&r.try_get::<String, _>("status")?)?,
-                currency: Currency::from_str(&r.try_get::<String, _>("currency")?).map_err(corrupt)?,
-                max_balance_minor: to_u64(r.try_get("max_balance_minor")?)?,
-            })
-        })
-        .transpose()
+        let row = sqlx::query(
+            "SELECT id AS c_id, key_version AS c_key_version, status AS c_status, currency AS c_currency,
+             max_balance_minor AS c_max_balance_minor FROM center_cards WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&mut *self.read().await?)
+        .await?;
+        row.map(|r| card_row(&r)).transpose()
     }
 
     /// Stores a new settlement. If the store already has a settlement for
@@ -483,20 +608,47 @@ impl CenterDb {
         response: Option<SavedResponse>,
     ) -> Result<Option<(Settlement, i64)>, DbError> {
         let record = serde_json::to_string(s).map_err(corrupt)?;
-        let insert = sqlx::query(
-            "INSERT INTO center_settlements (id, store, bill_id, card_id, phase, record, version, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7) ON CONFLICT (store, bill_id) DO NOTHING",
-        )
-        .bind(s.id.as_str().to_owned())
-        .bind(s.bill.store.as_str().to_owned())
-        .bind(s.bill.bill_id.as_str().to_owned())
-        .bind(s.card_id.to_string())
-        .bind(s.phase.as_str().to_owned())
-        .bind(record)
-        .bind(to_i64(now.unix_s())?);
+        let bind = |query: AnyQuery| -> Result<AnyQuery, DbError> {
+            Ok(query
+                .bind(s.id.as_str().to_owned())
+                .bind(s.bill.store.as_str().to_owned())
+                .bind(s.bill.bill_id.as_str().to_owned())
+                .bind(s.card_id.to_string())
+                .bind(s.phase.as_str().to_owned())
+                .bind(record.clone())
+                .bind(to_i64(now.unix_s())?))
+        };
         let existing = sqlx::query("SELECT record, version FROM center_settlements WHERE store = $1 AND bill_id = $2")
             .bind(s.bill.store.as_str().to_owned())
             .bind(s.bill.bill_id.as_str().to_owned());
+        if let (true, Some(r)) = (self.writer.is_some(), &response) {
+            // SQLite: both statements in one round trip, the answer inserted
+            // only if the settlement was (see `update_settlement_answering`).
+            let both = bind(sqlx::query(
+                "INSERT INTO center_settlements (id, store, bill_id, card_id, phase, record, version, created_at,
+                 updated_at) VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7) ON CONFLICT (store, bill_id) DO NOTHING;
+                 INSERT INTO center_idempotency (key, request_hash, status, body, created_at)
+                 SELECT $8, $9, $10, $11, $7 WHERE changes() = 1 ON CONFLICT (key) DO NOTHING",
+            ))?
+            .bind(r.key.clone())
+            .bind(r.hash.clone())
+            .bind(i64::from(r.status))
+            .bind(r.body.clone());
+            return self
+                .write(move |conn| {
+                    Box::pin(async move {
+                        if both.execute(&mut *conn).await?.rows_affected() >= 1 {
+                            return Ok(None);
+                        }
+                        Ok(Some(settlement_row(&existing.fetch_one(&mut *conn).await?)?))
+                    })
+                })
+                .await;
+        }
+        let insert = bind(sqlx::query(
+            "INSERT INTO center_settlements (id, store, bill_id, card_id, phase, record, version, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7) ON CONFLICT (store, bill_id) DO NOTHING",
+        ))?;
         let save = response.map(|r| r.query(now)).transpose()?;
         self.write(move |conn| {
             Box::pin(async move {
@@ -516,7 +668,7 @@ impl CenterDb {
     pub async fn settlement(&self, id: &SettlementId) -> Result<Option<(Settlement, i64)>, DbError> {
         let row = sqlx::query("SELECT record, version FROM center_settlements WHERE id = $1")
             .bind(id.as_str().to_owned())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.read().await?)
             .await?;
         row.map(|r| settlement_row(&r)).transpose()
     }
@@ -537,16 +689,45 @@ impl CenterDb {
         response: Option<SavedResponse>,
     ) -> Result<(), DbError> {
         let record = serde_json::to_string(s).map_err(corrupt)?;
-        let update = sqlx::query(
+        let bind = |query: AnyQuery| -> Result<AnyQuery, DbError> {
+            Ok(query
+                .bind(s.phase.as_str().to_owned())
+                .bind(record.clone())
+                .bind(to_i64(now.unix_s())?)
+                .bind(s.id.as_str().to_owned())
+                .bind(version)
+                .bind(i64::from(s.receipt_token.is_some())))
+        };
+        if let (true, Some(r)) = (self.writer.is_some(), &response) {
+            // SQLite: both statements in one round trip to the connection's
+            // thread; the answer is inserted only if the update changed its
+            // row (`changes()` is the rows the previous statement changed).
+            let both = bind(sqlx::query(
+                "UPDATE center_settlements SET phase = $1, record = $2, version = version + 1, updated_at = $3,
+                 delivered = $6 WHERE id = $4 AND version = $5;
+                 INSERT INTO center_idempotency (key, request_hash, status, body, created_at)
+                 SELECT $7, $8, $9, $10, $3 WHERE changes() = 1 ON CONFLICT (key) DO NOTHING",
+            ))?
+            .bind(r.key.clone())
+            .bind(r.hash.clone())
+            .bind(i64::from(r.status))
+            .bind(r.body.clone());
+            return self
+                .write(move |conn| {
+                    Box::pin(async move {
+                        // 0: the update changed nothing, so nothing was written.
+                        if both.execute(&mut *conn).await?.rows_affected() == 0 {
+                            return Err(DbError::Conflict);
+                        }
+                        Ok(())
+                    })
+                })
+                .await;
+        }
+        let update = bind(sqlx::query(
             "UPDATE center_settlements SET phase = $1, record = $2, version = version + 1, updated_at = $3,
              delivered = $6 WHERE id = $4 AND version = $5",
-        )
-        .bind(s.phase.as_str().to_owned())
-        .bind(record)
-        .bind(to_i64(now.unix_s())?)
-        .bind(s.id.as_str().to_owned())
-        .bind(version)
-        .bind(i64::from(s.receipt_token.is_some()));
+        ))?;
         let save = response.map(|r| r.query(now)).transpose()?;
         self.write(move |conn| {
             Box::pin(async move {
@@ -577,7 +758,7 @@ impl CenterDb {
         .bind(card.map(|c| c.to_string()))
         .bind(phase.map(|p| p.as_str().to_owned()))
         .bind(limit.clamp(1, MAX_LIST))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         rows.iter().map(|r| settlement_row(r).map(|(s, _)| s)).collect()
     }
@@ -597,7 +778,7 @@ impl CenterDb {
     pub async fn statement(&self, id: &str) -> Result<Option<(crate::statement::Statement, i64)>, DbError> {
         let row = sqlx::query("SELECT record, version FROM center_statements WHERE id = $1")
             .bind(id.to_owned())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.read().await?)
             .await?;
         row.map(|r| {
             let record: String = r.try_get("record")?;
@@ -626,9 +807,39 @@ impl CenterDb {
              WHERE phase = 'completed' AND delivered = 0 ORDER BY updated_at, id LIMIT $1",
         )
         .bind(limit.clamp(1, MAX_LIST))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         rows.iter().map(|r| settlement_row(r).map(|(s, _)| s)).collect()
+    }
+
+    /// [`CenterDb::idempotent_response`] and [`CenterDb::settlement`] in
+    /// one statement.
+    #[allow(clippy::type_complexity)]
+    pub async fn idempotent_response_and_settlement(
+        &self,
+        key: &str,
+        id: &SettlementId,
+    ) -> Result<(Option<(String, u16, String)>, Option<(Settlement, i64)>), DbError> {
+        let row = sqlx::query(
+            "SELECT i.request_hash, i.status, i.body, s.record, s.version FROM (SELECT 1 AS one) q
+             LEFT JOIN center_idempotency i ON i.key = $1 LEFT JOIN center_settlements s ON s.id = $2",
+        )
+        .bind(key.to_owned())
+        .bind(id.as_str().to_owned())
+        .fetch_one(&mut *self.read().await?)
+        .await?;
+        let stored = match row.try_get::<Option<String>, _>("request_hash")? {
+            Some(hash) => {
+                let status = u16::try_from(row.try_get::<i64, _>("status")?).map_err(corrupt)?;
+                Some((hash, status, row.try_get("body")?))
+            }
+            None => None,
+        };
+        let settlement = match row.try_get::<Option<String>, _>("record")? {
+            Some(record) => Some((serde_json::from_str(&record).map_err(corrupt)?, row.try_get::<i64, _>("version")?)),
+            None => None,
+        };
+        Ok((stored, settlement))
     }
 
     /// The stored answer for an Idempotency-Key, if any: `(request hash,
@@ -636,7 +847,7 @@ impl CenterDb {
     pub async fn idempotent_response(&self, key: &str) -> Result<Option<(String, u16, String)>, DbError> {
         let row = sqlx::query("SELECT request_hash, status, body FROM center_idempotency WHERE key = $1")
             .bind(key.to_owned())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.read().await?)
             .await?;
         row.map(|r| {
             let status = u16::try_from(r.try_get::<i64, _>("status")?).map_err(corrupt)?;
@@ -779,7 +990,7 @@ impl CenterDb {
     pub async fn settlement_refunded(&self, id: &SettlementId) -> Result<u64, DbError> {
         let row = sqlx::query("SELECT refunded_minor FROM center_settlements WHERE id = $1")
             .bind(id.as_str().to_owned())
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.read().await?)
             .await?;
         to_u64(row.try_get("refunded_minor")?)
     }
@@ -795,7 +1006,7 @@ impl CenterDb {
     }
 
     pub async fn owed(&self, id: &str) -> Result<Option<Owed>, DbError> {
-        let row = owed_select().bind(id.to_owned()).fetch_optional(&self.pool).await?;
+        let row = owed_select().bind(id.to_owned()).fetch_optional(&mut *self.read().await?).await?;
         row.map(|r| owed_row(&r)).transpose()
     }
 
@@ -810,7 +1021,7 @@ impl CenterDb {
         .bind(card.to_string())
         .bind(OwedStatus::Owed.as_str().to_owned())
         .bind(limit.clamp(1, MAX_LIST))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         rows.iter().map(owed_row).collect()
     }
@@ -910,7 +1121,7 @@ impl CenterDb {
     pub async fn charge(&self, id: &str) -> Result<Option<(Charge, i64)>, DbError> {
         let row = sqlx::query("SELECT record, version FROM center_charges WHERE id = $1")
             .bind(id.to_owned())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.read().await?)
             .await?;
         row.map(|r| {
             let record: String = r.try_get("record")?;
@@ -1055,7 +1266,7 @@ impl CenterDb {
         let row = sqlx::query("SELECT charged_minor FROM center_charge_days WHERE card_id = $1 AND day = $2")
             .bind(card.to_string())
             .bind(to_i64(day)?)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.read().await?)
             .await?;
         let charged = row.map(|r| r.try_get::<i64, _>("charged_minor")).transpose()?.unwrap_or(0);
         Ok(Err(to_u64(charged)?))
@@ -1077,7 +1288,7 @@ impl CenterDb {
         .bind(card.to_string())
         .bind(to_i64(since.unix_s())?)
         .bind(ChargePhase::Voided.as_str().to_owned())
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.read().await?)
         .await?;
         to_u64(row.try_get("total")?)
     }
@@ -1122,20 +1333,49 @@ async fn add_column(pool: &AnyPool, sqlite: bool, table: &str, column: &str) -> 
 /// fails dirty rolls the transaction back: it and the writes before it are
 /// answered with errors, the writes after it run in a new transaction. If
 /// the commit fails, every write in the group is answered with the error.
-async fn group_commit(pool: AnyPool, mut jobs: mpsc::Receiver<Job>) {
+/// The writer keeps its connection from group to group (no pool round trip
+/// per group); after a failed group it takes it from the pool again, so a
+/// broken connection is replaced.
+async fn group_commit(pool: AnyPool, mut jobs: mpsc::Receiver<Work>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
+    let mut conn: Option<PoolConnection<Any>> = None;
     while jobs.recv_many(&mut group, MAX_GROUP).await > 0 {
-        let mut waiting = group.drain(..);
-        loop {
+        let mut writes = Vec::with_capacity(group.len());
+        let mut close = None;
+        for work in group.drain(..) {
+            match work {
+                Work::Write(job) if close.is_none() => writes.push(job),
+                // Dropping a job unrun answers its caller `NotCommitted`.
+                Work::Write(_) => {}
+                Work::Close(done) => close = close.or(Some(done)),
+            }
+        }
+        let mut waiting = writes.into_iter();
+        while waiting.len() > 0 {
             let mut answers: Vec<Answer> = Vec::with_capacity(waiting.len());
-            let committed = commit_group(&pool, &mut waiting, &mut answers).await;
+            let committed = match &mut conn {
+                Some(c) => commit_group(c, &mut waiting, &mut answers).await,
+                None => match pool.acquire().await {
+                    Ok(c) => commit_group(conn.insert(c), &mut waiting, &mut answers).await,
+                    Err(e) => {
+                        waiting.by_ref().for_each(drop);
+                        Err(e.into())
+                    }
+                },
+            };
+            if committed.is_err() {
+                conn = None;
+            }
             let failed = committed.err().map(|e| e.to_string());
             for answer in answers {
                 answer(failed.as_deref());
             }
-            if waiting.len() == 0 {
-                break;
-            }
+        }
+        if let Some(done) = close {
+            drop(conn.take());
+            pool.close().await;
+            let _ = done.send(());
+            return;
         }
     }
 }
@@ -1143,11 +1383,11 @@ async fn group_commit(pool: AnyPool, mut jobs: mpsc::Receiver<Job>) {
 /// Runs jobs from `group` until it is empty or one fails dirty (then the
 /// rest stay in `group`), and commits unless one failed dirty.
 async fn commit_group(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     group: &mut impl Iterator<Item = Job>,
     answers: &mut Vec<Answer>,
 ) -> Result<(), DbError> {
-    let mut tx = match pool.begin_with("BEGIN IMMEDIATE").await {
+    let mut tx = match conn.begin_with("BEGIN IMMEDIATE").await {
         Ok(tx) => tx,
         Err(e) => {
             // Dropping a job unrun answers its caller `NotCommitted`.
@@ -1168,16 +1408,22 @@ async fn commit_group(
     Ok(tx.commit().await?)
 }
 
-/// Schema v2: `delivered` (1 once the store's receipt is stored), indexed
-/// with the phase, so the delivery sweep finds every undelivered completion
-/// however many settlements there are. Added to databases made before it.
+/// Schema v2: `delivered` (1 once the store's receipt is stored), so the
+/// delivery sweep finds every undelivered completion however many
+/// settlements there are. Added to databases made before it. Indexed only
+/// where the sweep looks (completed, undelivered), so a step before
+/// completion changes no entry of it; this replaces the index on (phase,
+/// delivered, updated_at), which every step rewrote.
 async fn add_delivered_column(pool: &AnyPool, sqlite: bool) -> Result<(), DbError> {
     add_column(pool, sqlite, "center_settlements", "delivered BIGINT NOT NULL DEFAULT 0").await?;
-    sqlx::query(
-        "CREATE INDEX IF NOT EXISTS center_settlements_delivery ON center_settlements (phase, delivered, updated_at)",
-    )
-    .execute(pool)
-    .await?;
+    for statement in [
+        "CREATE INDEX IF NOT EXISTS center_settlements_undelivered ON center_settlements (updated_at, id)
+         WHERE phase = 'completed' AND delivered = 0",
+        "DROP INDEX IF EXISTS center_settlements_delivery",
+        "DROP INDEX IF EXISTS center_settlements_card",
+    ] {
+        sqlx::query(statement).execute(pool).await?;
+    }
     Ok(())
 }
 
@@ -1185,6 +1431,30 @@ fn settlement_row(r: &sqlx::any::AnyRow) -> Result<(Settlement, i64), DbError> {
     let record: String = r.try_get("record")?;
     let s: Settlement = serde_json::from_str(&record).map_err(corrupt)?;
     Ok((s, r.try_get("version")?))
+}
+
+/// A store from the `s_`-prefixed columns of `r`.
+fn store_row(r: &sqlx::any::AnyRow) -> Result<StoreRecord, DbError> {
+    let mall: Option<String> = r.try_get("s_mall")?;
+    Ok(StoreRecord {
+        id: StoreId::parse(&r.try_get::<String, _>("s_id")?).map_err(corrupt)?,
+        name: DisplayText::parse(&r.try_get::<String, _>("s_name")?).map_err(corrupt)?,
+        mall: mall.map(|m| StoreId::parse(&m)).transpose().map_err(corrupt)?,
+        notify_url: r.try_get("s_notify_url")?,
+        client_name: r.try_get("s_client_name")?,
+        bank_account: r.try_get("s_bank_account")?,
+    })
+}
+
+/// A card from the `c_`-prefixed columns of `r`.
+fn card_row(r: &sqlx::any::AnyRow) -> Result<CardRecord, DbError> {
+    Ok(CardRecord {
+        id: CardId::parse(&r.try_get::<String, _>("c_id")?).map_err(corrupt)?,
+        key_version: u8::try_from(r.try_get::<i64, _>("c_key_version")?).map_err(corrupt)?,
+        status: status_parse(&r.try_get::<String, _>("c_status")?)?,
+        currency: Currency::from_str(&r.try_get::<String, _>("c_currency")?).map_err(corrupt)?,
+        max_balance_minor: to_u64(r.try_get("c_max_balance_minor")?)?,
+    })
 }
 
 fn status_name(s: CardRegistryStatus) -> &'static str {

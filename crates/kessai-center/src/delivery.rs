@@ -48,7 +48,8 @@ impl Deliverer {
     }
 
     /// Sweeps every `interval`; in between, delivers each settlement as it
-    /// completes (one read of that settlement, not a sweep per completion).
+    /// completes (as committed, not read again; any that fails is left to
+    /// the sweeps).
     pub async fn run(mut self, interval: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
         let completed = self.center.completed.clone();
         loop {
@@ -60,8 +61,10 @@ impl Deliverer {
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep_until(next_sweep) => break,
-                    ids = completed.next() => {
-                        self.deliver_completed(ids).await;
+                    settlements = completed.next() => {
+                        for s in settlements {
+                            self.attempt(&s).await;
+                        }
                     }
                     _ = stop.changed() => return,
                 }
@@ -83,20 +86,6 @@ impl Deliverer {
             delivered += usize::from(self.attempt(s).await);
         }
         delivered
-    }
-
-    /// Delivers settlements just completed; any that fails is left to the
-    /// sweeps.
-    async fn deliver_completed(&mut self, ids: Vec<SettlementId>) {
-        for id in ids {
-            match self.center.db.settlement(&id).await {
-                Ok(Some((s, _))) => {
-                    self.attempt(&s).await;
-                }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(settlement = %id, error = %e, "reading a completed settlement"),
-            }
-        }
     }
 
     /// Delivers `s` unless it has its receipt or waits for its next attempt;

@@ -127,6 +127,20 @@ pub struct Answering {
     /// The request's fingerprint (SHA-256, hex).
     pub hash: String,
     pub saved: Arc<AtomicBool>,
+    /// The settlement as read with the stored answer (one statement for
+    /// both), for the step's load: taken once, and only for its own id.
+    pub prefetched: std::sync::Mutex<Option<(Settlement, i64)>>,
+}
+
+/// The settlement the HTTP layer read for this request, if it is `id`.
+fn prefetched(id: &SettlementId) -> Option<(Settlement, i64)> {
+    ANSWERING
+        .try_with(|a| {
+            let mut slot = a.prefetched.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if slot.as_ref().is_some_and(|(s, _)| &s.id == id) { slot.take() } else { None }
+        })
+        .ok()
+        .flatten()
 }
 
 tokio::task_local! {
@@ -137,33 +151,34 @@ tokio::task_local! {
 /// periodic sweep (which reads the database) delivers the rest.
 const MAX_JUST_COMPLETED: usize = 10_000;
 
-/// Settlements just completed, handed to the deliverer in memory — a hint
-/// only: the database stays the truth, and the deliverer's periodic sweep
-/// finds whatever a crash or a full list lost.
+/// Settlements just completed, as committed, handed to the deliverer in
+/// memory (so it need not read them again) — a hint only: the database stays
+/// the truth, and the deliverer's periodic sweep finds whatever a crash or a
+/// full list lost.
 #[derive(Debug, Default)]
 pub struct Completions {
-    ids: std::sync::Mutex<Vec<SettlementId>>,
+    settlements: std::sync::Mutex<Vec<Settlement>>,
     added: tokio::sync::Notify,
 }
 
 impl Completions {
-    pub fn push(&self, id: SettlementId) {
-        let mut ids = self.ids.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if ids.len() < MAX_JUST_COMPLETED {
-            ids.push(id);
+    pub fn push(&self, settlement: Settlement) {
+        let mut list = self.settlements.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if list.len() < MAX_JUST_COMPLETED {
+            list.push(settlement);
         }
-        drop(ids);
+        drop(list);
         self.added.notify_one();
     }
 
     /// Waits until at least one settlement was pushed since the last call,
     /// and takes them all.
-    pub async fn next(&self) -> Vec<SettlementId> {
+    pub async fn next(&self) -> Vec<Settlement> {
         loop {
             self.added.notified().await;
-            let ids = std::mem::take(&mut *self.ids.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-            if !ids.is_empty() {
-                return ids;
+            let list = std::mem::take(&mut *self.settlements.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+            if !list.is_empty() {
+                return list;
             }
         }
     }
@@ -221,12 +236,9 @@ impl Center {
     pub async fn create(&self, bill_token: &str, card_id: CardId) -> Result<StepReply, CenterError> {
         let keys = self.db.store_keys().await?;
         let verified = bill::verify(bill_token, &keys, self.clock.as_ref()).map_err(CenterError::Bill)?;
-        let store = self
-            .db
-            .store(verified.message().payee())
-            .await?
-            .ok_or_else(|| CenterError::UnknownStore(verified.message().payee().to_string()))?;
-        let card = self.db.card(&card_id).await?.ok_or(CenterError::UnknownCard(card_id))?;
+        let (store, card) = self.db.store_and_card(verified.message().payee(), &card_id).await?;
+        let store = store.ok_or_else(|| CenterError::UnknownStore(verified.message().payee().to_string()))?;
+        let card = card.ok_or(CenterError::UnknownCard(card_id))?;
         let mut rng = OsRandom;
         let mut ctx = self.ctx(&mut rng);
         let input = CreateInput {
@@ -275,6 +287,9 @@ impl Center {
 
     async fn load(&self, id: &str) -> Result<(Settlement, i64), CenterError> {
         let sid = SettlementId::parse(id).map_err(|_| CenterError::UnknownSettlement(id.chars().take(64).collect()))?;
+        if let Some(found) = prefetched(&sid) {
+            return Ok(found);
+        }
         self.db.settlement(&sid).await?.ok_or_else(|| CenterError::UnknownSettlement(id.to_owned()))
     }
 
@@ -306,7 +321,7 @@ impl Center {
             self.outcomes.get_or_create(&vec![("outcome".to_owned(), s.phase.as_str().to_owned())]).inc();
         }
         if s.phase == Phase::Completed {
-            self.completed.push(s.id.clone());
+            self.completed.push(s.clone());
         }
         Ok(answer)
     }

@@ -2,7 +2,7 @@
 //! concurrency, idempotent responses — on SQLite, and on PostgreSQL when
 //! the test command provides a throwaway cluster.
 
-use kessai_center::db::{CenterDb, DbError, StoreRecord};
+use kessai_center::db::{CenterDb, DbError, SavedResponse, StoreRecord};
 use kessai_center::owed::{Owed, OwedBody, OwedKind, OwedStatus};
 use kessai_center::purchase::{CardRegistryStatus, Phase};
 use kessai_core::ids::StoreId;
@@ -53,6 +53,13 @@ async fn registry_round_trips(db: &CenterDb) {
     assert!(db.set_card_status(&card_id(1), CardRegistryStatus::Lost, "reported lost by phone").await.unwrap());
     assert_eq!(db.card(&card_id(1)).await.unwrap().unwrap().status, CardRegistryStatus::Lost);
     assert_eq!(db.card(&card_id(99)).await.unwrap(), None);
+    // Store and card read in one statement: each as read alone, or missing.
+    let both = db.store_and_card(&mall, &card_id(1)).await.unwrap();
+    assert_eq!(both, (db.store(&mall).await.unwrap(), db.card(&card_id(1)).await.unwrap()));
+    assert!(both.0.is_some() && both.1.is_some());
+    let other = StoreId::parse("no-such-store").unwrap();
+    assert_eq!(db.store_and_card(&other, &card_id(1)).await.unwrap(), (None, db.card(&card_id(1)).await.unwrap()));
+    assert_eq!(db.store_and_card(&mall, &card_id(99)).await.unwrap().1, None);
 }
 
 async fn settlements_are_versioned_and_unique_per_bill(db: &CenterDb) {
@@ -77,6 +84,45 @@ async fn settlements_are_versioned_and_unique_per_bill(db: &CenterDb) {
     let voided = db.list_settlements(None, Some(Phase::Voided), 10).await.unwrap();
     assert_eq!(voided.len(), 1);
     assert!(db.list_settlements(Some(&card_id(3)), None, 10).await.unwrap().is_empty());
+    steps_store_their_answer_only_when_they_win(db).await;
+}
+
+/// A step's compare-and-set and its stored answer commit together: the
+/// winner's answer is stored, a loser stores nothing; the answer and the
+/// settlement read back in one statement are the two read apart.
+async fn steps_store_their_answer_only_when_they_win(db: &CenterDb) {
+    let mut w = World::new(4);
+    let (s, _) = w.create(&record(2));
+    assert!(db.insert_settlement(&s, NOW).await.unwrap().is_none());
+    let answer = |key: &str| SavedResponse { key: key.into(), hash: "h".into(), status: 200, body: "{}".into() };
+    // Opening: the answer is stored with the new settlement, not with a duplicate.
+    let (opened, _) = w.create(&record(2));
+    assert!(db.insert_settlement_answering(&opened, NOW, Some(answer("opened"))).await.unwrap().is_none());
+    let mut duplicate = opened.clone();
+    duplicate.id = kessai_core::ids::SettlementId::parse("stl_duplicate").unwrap();
+    let existing = db.insert_settlement_answering(&duplicate, NOW, Some(answer("duplicate"))).await.unwrap();
+    assert_eq!(existing.map(|(e, v)| (e.id, v)), Some((opened.id.clone(), 1)));
+    assert!(db.idempotent_response("opened").await.unwrap().is_some());
+    assert_eq!(db.idempotent_response("duplicate").await.unwrap(), None);
+    let (loaded, version) = db.settlement(&s.id).await.unwrap().unwrap();
+    let cancelled = loaded.cancel("test").unwrap();
+    db.update_settlement_answering(&cancelled, version, NOW, Some(answer("won"))).await.unwrap();
+    let lost = db.update_settlement_answering(&cancelled, version, NOW, Some(answer("lost"))).await;
+    assert!(matches!(lost, Err(DbError::Conflict)), "{lost:?}");
+    assert_eq!(db.idempotent_response("won").await.unwrap(), Some(("h".into(), 200, "{}".into())));
+    assert_eq!(db.idempotent_response("lost").await.unwrap(), None, "a losing step stores no answer");
+    let (stored, found) = db.idempotent_response_and_settlement("won", &s.id).await.unwrap();
+    assert_eq!(stored, db.idempotent_response("won").await.unwrap());
+    let (found, found_version) = found.unwrap();
+    assert_eq!((found.id, found.phase, found_version), (s.id.clone(), Phase::Voided, version + 1));
+    let missing = kessai_core::ids::SettlementId::parse("stl_missing").unwrap();
+    assert_eq!(db.idempotent_response_and_settlement("none", &missing).await.unwrap().0, None);
+    assert!(db.idempotent_response_and_settlement("none", &missing).await.unwrap().1.is_none());
+    // The same key again (a retried request that lost the race): the first answer stays.
+    let (loaded, version) = db.settlement(&s.id).await.unwrap().unwrap();
+    let other = SavedResponse { body: "{\"other\":1}".into(), ..answer("won") };
+    db.update_settlement_answering(&loaded, version, NOW, Some(other)).await.unwrap();
+    assert_eq!(db.idempotent_response("won").await.unwrap(), Some(("h".into(), 200, "{}".into())));
 }
 
 async fn idempotent_responses_keep_the_first(db: &CenterDb) {

@@ -124,12 +124,7 @@ async fn create_accounts<T: Tx>(
     let mut scratch = Scratch::new(loaded, Vec::new());
     let results = engine::create_accounts(&mut scratch, events, now_unix_s);
     write_changes(tx, scratch).await?;
-    Ok(results
-        .into_iter()
-        .enumerate()
-        .filter(|(_, result)| *result != CreateAccountResult::Ok)
-        .map(|(index, result)| CreateAccountsResult { index: event_index(index), result })
-        .collect())
+    Ok(account_results(results))
 }
 
 async fn create_transfers<T: Tx>(
@@ -142,12 +137,67 @@ async fn create_transfers<T: Tx>(
     let mut scratch = scratch_with_accounts_of(accounts, transfers)?;
     let results = engine::create_transfers(&mut scratch, events, now_unix_s);
     write_changes(tx, scratch).await?;
-    Ok(results
+    Ok(transfer_results(results))
+}
+
+/// Applies several write batches, in order, in one pass: the rows any of them can
+/// touch are loaded together (two statements), each batch is applied in memory on top
+/// of the ones before it — exactly what it would see if each ran alone after them —
+/// and all changes are written together. `None` if a batch is not a plain account or
+/// transfer batch (the caller then runs them one by one).
+pub(crate) async fn run_group<T: Tx>(tx: &mut T, ops: &[Op<'_>]) -> Result<Option<Vec<Outcome>>, Error> {
+    let mut transfer_ids = Vec::new();
+    for op in ops {
+        match op {
+            Op::CreateAccounts(..) => {}
+            Op::CreateTransfers(events, _) => transfer_ids.extend(engine::transfer_ids_to_load(events)),
+            _ => return Ok(None),
+        }
+    }
+    let transfers = tx.load_transfers(&sorted_unique(transfer_ids.into_iter())).await?;
+    let mut account_ids = Vec::new();
+    for op in ops {
+        match op {
+            Op::CreateAccounts(events, _) => account_ids.extend(events.iter().map(|event| event.id)),
+            Op::CreateTransfers(events, _) => account_ids.extend(engine::account_ids_to_load(events, &[])),
+            _ => return Ok(None),
+        }
+    }
+    account_ids.extend(engine::account_ids_to_load(&[], &transfers));
+    let accounts = tx.load_accounts(&sorted_unique(account_ids.into_iter())).await?;
+    let mut scratch = scratch_with_accounts_of(accounts, transfers)?;
+    let mut outcomes = Vec::with_capacity(ops.len());
+    for op in ops {
+        outcomes.push(match *op {
+            Op::CreateAccounts(events, now_unix_s) => {
+                Outcome::Accounts(account_results(engine::create_accounts(&mut scratch, events, now_unix_s)))
+            }
+            Op::CreateTransfers(events, now_unix_s) => {
+                Outcome::Transfers(transfer_results(engine::create_transfers(&mut scratch, events, now_unix_s)))
+            }
+            _ => return Ok(None),
+        });
+    }
+    write_changes(tx, scratch).await?;
+    Ok(Some(outcomes))
+}
+
+fn account_results(results: Vec<CreateAccountResult>) -> Vec<CreateAccountsResult> {
+    results
+        .into_iter()
+        .enumerate()
+        .filter(|(_, result)| *result != CreateAccountResult::Ok)
+        .map(|(index, result)| CreateAccountsResult { index: event_index(index), result })
+        .collect()
+}
+
+fn transfer_results(results: Vec<CreateTransferResult>) -> Vec<CreateTransfersResult> {
+    results
         .into_iter()
         .enumerate()
         .filter(|(_, result)| *result != CreateTransferResult::Ok)
         .map(|(index, result)| CreateTransfersResult { index: event_index(index), result })
-        .collect())
+        .collect()
 }
 
 async fn expire<T: Tx>(tx: &mut T, now_unix_s: u64) -> Result<usize, Error> {

@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Row as _, Sqlite, SqlitePool, Transaction};
+use sqlx::{AssertSqlSafe, Connection as _, Row as _, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use super::rows::{self, Columns, account_columns, id_bytes, insert_account_columns, stored_int, transfer_columns};
 use super::{Op, Outcome, Tx, schema};
@@ -61,23 +62,43 @@ pub(crate) fn connect_options(path: &Path) -> SqliteConnectOptions {
 /// connections would each find the database changed by another and drop their cache.
 ///
 /// Writes go through one writer task that group-commits: it takes every batch
-/// waiting (up to `SQLITE_GROUP_COMMIT_MAX`), applies each in its own savepoint of
-/// one `BEGIN IMMEDIATE` transaction — a batch that fails is rolled back alone, and
-/// each later batch sees the ones before it, exactly as if run one after another —
-/// commits once (one fsync), and only then answers each caller. A write is still
-/// acknowledged only after it committed durably.
+/// waiting (up to `SQLITE_GROUP_COMMIT_MAX`) and applies them in one `BEGIN
+/// IMMEDIATE` transaction in one pass (`run_group`): the rows any of them can touch
+/// are loaded together, each batch is applied in memory on top of the ones before
+/// it — exactly as if run one after another — and all changes are written together;
+/// then it commits once (one fsync), and only then answers each caller. If the pass
+/// fails, the batches run again one by one, and one that fails is dropped and the
+/// others applied again without it. A write is still acknowledged only after it
+/// committed durably.
+///
+/// The writer keeps its connection from group to group, and neither pool pings
+/// a connection before lending it: on SQLite a ping is a round trip to the
+/// connection's worker thread, for a check an in-process connection does not need
+/// (a dead worker fails the next statement with an error anyway). After a failed
+/// group the writer takes its connection from the pool again, so a broken one is
+/// replaced.
 #[derive(Debug, Clone)]
 pub(crate) struct Pools {
-    writer: SqlitePool,
     readers: SqlitePool,
-    writes: mpsc::Sender<Write>,
+    writes: mpsc::Sender<Work>,
 }
 
 impl Pools {
+    /// Stops the writer after the writes queued before, and closes every connection.
     pub async fn close(&self) {
-        self.writer.close().await;
+        let (done, closed) = oneshot::channel();
+        if self.writes.send(Work::Close(done)).await.is_ok() {
+            let _ = closed.await;
+        }
         self.readers.close().await;
     }
+}
+
+/// What the writer task is asked to do.
+#[derive(Debug)]
+enum Work {
+    Write(Write),
+    Close(oneshot::Sender<()>),
 }
 
 /// A write operation, owned, for the writer task.
@@ -114,23 +135,32 @@ struct Write {
 }
 
 pub(crate) async fn open(path: &Path) -> Result<Pools, Error> {
-    let writer = SqlitePoolOptions::new().max_connections(1).connect_with(connect_options(path)).await?;
+    let writer = SqlitePoolOptions::new()
+        .max_connections(1)
+        .test_before_acquire(false)
+        .connect_with(connect_options(path))
+        .await?;
     let mut tx = SqliteTx(writer.begin_with("BEGIN IMMEDIATE").await?);
     schema::migrate_sqlite(&mut tx.0).await?;
     tx.0.commit().await?;
     let readers = SqlitePoolOptions::new()
         .max_connections(SQLITE_READER_CONNECTIONS_MAX)
+        .test_before_acquire(false)
         .connect_with(connect_options(path))
         .await?;
     let (writes, queue) = mpsc::channel(SQLITE_WRITE_QUEUE_MAX);
-    tokio::spawn(group_commit(writer.clone(), queue));
-    Ok(Pools { writer, readers, writes })
+    tokio::spawn(group_commit(writer, queue));
+    Ok(Pools { readers, writes })
 }
 
 pub(crate) async fn run(pools: &Pools, op: Op<'_>) -> Result<Outcome, Error> {
     if let Some(op) = WriteOp::from_op(op) {
         let (answer, answered) = oneshot::channel();
-        pools.writes.send(Write { op, answer }).await.map_err(|_| Error::NotCommitted { why: "writer stopped" })?;
+        pools
+            .writes
+            .send(Work::Write(Write { op, answer }))
+            .await
+            .map_err(|_| Error::NotCommitted { why: "writer stopped" })?;
         return answered.await.map_err(|_| Error::NotCommitted { why: "the group commit failed" })?;
     }
     let mut tx = SqliteTx(pools.readers.begin_with("BEGIN DEFERRED").await?);
@@ -140,10 +170,46 @@ pub(crate) async fn run(pools: &Pools, op: Op<'_>) -> Result<Outcome, Error> {
 }
 
 /// The writer task (see `Pools`).
-async fn group_commit(pool: SqlitePool, mut queue: mpsc::Receiver<Write>) {
-    let mut group = Vec::with_capacity(SQLITE_GROUP_COMMIT_MAX);
-    while queue.recv_many(&mut group, SQLITE_GROUP_COMMIT_MAX).await > 0 {
-        commit_group(&pool, std::mem::take(&mut group)).await;
+async fn group_commit(pool: SqlitePool, mut queue: mpsc::Receiver<Work>) {
+    let mut received = Vec::with_capacity(SQLITE_GROUP_COMMIT_MAX);
+    let mut conn: Option<PoolConnection<Sqlite>> = None;
+    while queue.recv_many(&mut received, SQLITE_GROUP_COMMIT_MAX).await > 0 {
+        let mut group = Vec::with_capacity(received.len());
+        let mut close = None;
+        for work in received.drain(..) {
+            match work {
+                Work::Write(write) if close.is_none() => group.push(write),
+                Work::Write(write) => {
+                    let _ = write.answer.send(Err(Error::NotCommitted { why: "writer stopped" }));
+                }
+                Work::Close(done) => close = close.or(Some(done)),
+            }
+        }
+        if !group.is_empty() {
+            let held = match conn.take() {
+                Some(held) => Ok(held),
+                None => pool.acquire().await,
+            };
+            match held {
+                Ok(mut held) => {
+                    if commit_group(&mut held, group).await {
+                        conn = Some(held);
+                    }
+                }
+                Err(e) => {
+                    let why = Error::from(e).commit_failure();
+                    for write in group {
+                        let _ = write.answer.send(Err(Error::NotCommitted { why }));
+                    }
+                }
+            }
+        }
+        if let Some(done) = close {
+            drop(conn.take());
+            pool.close().await;
+            let _ = done.send(());
+            return;
+        }
     }
 }
 
@@ -152,19 +218,53 @@ async fn group_commit(pool: SqlitePool, mut queue: mpsc::Receiver<Write>) {
 /// its rows, so the transaction is rolled back, that batch answered with its error,
 /// and the others applied again from the start without it — as if it had never run.
 /// (Batches are re-runnable: they are applied from their owned events.)
-async fn commit_group(pool: &SqlitePool, mut group: Vec<Write>) {
+/// Returns whether every batch ran without an error (else the connection is
+/// taken from the pool again for the next group).
+async fn commit_group(conn: &mut SqliteConnection, mut group: Vec<Write>) -> bool {
+    let mut clean = true;
+    let mut merged = true;
     while !group.is_empty() {
-        let mut tx = match pool.begin_with("BEGIN IMMEDIATE").await {
+        let mut tx = match conn.begin_with("BEGIN IMMEDIATE").await {
             Ok(tx) => SqliteTx(tx),
             Err(e) => {
                 let why = Error::from(e).commit_failure();
                 for write in group {
                     let _ = write.answer.send(Err(Error::NotCommitted { why }));
                 }
-                return;
+                return false;
             }
         };
         let mut outcomes = Vec::with_capacity(group.len());
+        if merged {
+            // All batches in one pass (see `run_group`); if that fails, they run
+            // again one by one, so the failing batch alone is refused.
+            let ops: Vec<Op<'_>> = group.iter().map(|write| write.op.op()).collect();
+            match super::run_group(&mut tx, &ops).await {
+                Ok(Some(all)) => {
+                    let committed = tx.0.commit().await;
+                    match committed {
+                        Ok(()) => {
+                            for (write, outcome) in group.into_iter().zip(all) {
+                                let _ = write.answer.send(Ok(outcome));
+                            }
+                            return clean;
+                        }
+                        Err(e) => {
+                            let why = Error::from(e).commit_failure();
+                            for write in group {
+                                let _ = write.answer.send(Err(Error::NotCommitted { why }));
+                            }
+                            return false;
+                        }
+                    }
+                }
+                Ok(None) => {}
+                Err(_) => {
+                    merged = false;
+                    continue;
+                }
+            }
+        }
         let applied: Result<(), Error> = async {
             for write in &group {
                 match super::run(&mut tx, write.op.op()).await {
@@ -181,13 +281,14 @@ async fn commit_group(pool: &SqlitePool, mut group: Vec<Write>) {
                 for (write, outcome) in group.into_iter().zip(outcomes) {
                     let _ = write.answer.send(Ok(outcome));
                 }
-                return;
+                return clean;
             }
             // A batch failed (the transaction was rolled back on drop): answer it
             // and run the others again.
             Err(e) if outcomes.len() < group.len() => {
                 let failed = group.remove(outcomes.len());
                 let _ = failed.answer.send(Err(e));
+                clean = false;
             }
             // Every batch ran and the commit failed: nothing was written.
             Err(e) => {
@@ -195,10 +296,11 @@ async fn commit_group(pool: &SqlitePool, mut group: Vec<Write>) {
                 for write in group {
                     let _ = write.answer.send(Err(Error::NotCommitted { why }));
                 }
-                return;
+                return false;
             }
         }
     }
+    clean
 }
 
 /// SQL text for a statement over `rows` rows, built once per row count.
@@ -300,9 +402,9 @@ fn bind_pending<'q>(query: SqliteQuery<'q>, (id, row): &(u128, PendingRow)) -> S
     query.bind(id_bytes(*id).to_vec()).bind(i64::from(row.state.code())).bind(row.expires_at_unix_s.map(stored_int))
 }
 
-pub(crate) struct SqliteTx(pub Transaction<'static, Sqlite>);
+pub(crate) struct SqliteTx<'c>(pub Transaction<'c, Sqlite>);
 
-impl SqliteTx {
+impl SqliteTx<'_> {
     async fn select(&mut self, sql: &ChunkedSql, ids: &[u128]) -> Result<Vec<SqliteRow>, Error> {
         let mut found = Vec::new();
         for chunk in ids.chunks(SQLITE_ROWS_PER_STATEMENT_MAX) {
@@ -343,7 +445,7 @@ impl Columns for SqliteRow {
     }
 }
 
-impl Tx for SqliteTx {
+impl Tx for SqliteTx<'_> {
     type Row = SqliteRow;
 
     async fn load_accounts(&mut self, ids: &[u128]) -> Result<Vec<Account>, Error> {
@@ -394,5 +496,98 @@ impl Tx for SqliteTx {
 
     async fn rows(&mut self, sql: &'static str) -> Result<Vec<SqliteRow>, Error> {
         Ok(sqlx::query(sql).fetch_all(&mut *self.0).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{AccountFlags, AccountKind, Currency, TransferFlags};
+
+    const NOW: u64 = 1_700_000_000;
+
+    fn account(id: u128, flags: AccountFlags) -> NewAccount {
+        let currency = Currency::parse("JPY").unwrap();
+        NewAccount { id, currency, kind: AccountKind::CardFloat, flags, user_data_128: 0 }
+    }
+
+    fn transfer(id: u128, (dr, cr): (u128, u128), amount: u64, pending_id: u128, flags: TransferFlags) -> NewTransfer {
+        NewTransfer {
+            id,
+            debit_account_id: dr,
+            credit_account_id: cr,
+            amount_minor: amount,
+            currency: Currency::parse("JPY").unwrap(),
+            pending_id,
+            timeout_s: 0,
+            user_data_128: 0,
+            code: 1,
+            flags,
+        }
+    }
+
+    async fn fresh(dir: &tempfile::TempDir, name: &str) -> SqlitePool {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(connect_options(&dir.path().join(name)))
+            .await
+            .unwrap();
+        let mut conn = pool.acquire().await.unwrap();
+        schema::migrate_sqlite(&mut conn).await.unwrap();
+        drop(conn);
+        pool
+    }
+
+    async fn state(pool: &SqlitePool) -> String {
+        let mut tx = SqliteTx(pool.begin().await.unwrap());
+        let accounts = super::super::run(&mut tx, Op::LookupAccounts(&[1, 2, 3])).await.unwrap();
+        let transfers = super::super::run(&mut tx, Op::LookupTransfers(&[10, 11, 12, 13, 14, 15])).await.unwrap();
+        let pending = super::super::run(&mut tx, Op::LookupPendingStates(&[11, 13, 15])).await.unwrap();
+        format!("{accounts:?}\n{transfers:?}\n{pending:?}")
+    }
+
+    /// Batches applied in one pass give what each gives alone, in turn: results,
+    /// balances, transfers and pending states — including batches that post a
+    /// transfer held earlier in the pass, retry one, or use accounts it opened.
+    #[tokio::test]
+    async fn a_group_in_one_pass_is_the_batches_in_turn() {
+        let dir = tempfile::tempdir().unwrap();
+        let none = TransferFlags::default();
+        let opened = [account(1, AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS), account(2, AccountFlags::default())];
+        let third = [account(3, AccountFlags::default()), account(2, AccountFlags::default())];
+        let fund = [transfer(10, (2, 1), 100, 0, none)];
+        let hold = [transfer(11, (1, 3), 60, 0, TransferFlags::PENDING)];
+        let post = [transfer(12, (0, 0), 60, 11, TransferFlags::POST_PENDING)];
+        let too_much = [transfer(13, (1, 3), 60, 0, TransferFlags::PENDING)];
+        let again = [transfer(10, (2, 1), 100, 0, none), transfer(15, (1, 2), 10, 0, TransferFlags::PENDING)];
+        let void = [transfer(14, (0, 0), 0, 13, TransferFlags::VOID_PENDING)];
+        let ops = [
+            Op::CreateAccounts(&opened, NOW),
+            Op::CreateAccounts(&third, NOW),
+            Op::CreateTransfers(&fund, NOW),
+            Op::CreateTransfers(&hold, NOW + 1),
+            Op::CreateTransfers(&post, NOW + 2),
+            Op::CreateTransfers(&too_much, NOW + 3),
+            Op::CreateTransfers(&again, NOW + 4),
+            Op::CreateTransfers(&void, NOW + 5),
+        ];
+        let in_turn = fresh(&dir, "in-turn.sqlite").await;
+        let mut expected = Vec::new();
+        for op in ops {
+            let mut tx = SqliteTx(in_turn.begin_with("BEGIN IMMEDIATE").await.unwrap());
+            expected.push(format!("{:?}", super::super::run(&mut tx, op).await.unwrap()));
+            tx.0.commit().await.unwrap();
+        }
+        let one_pass = fresh(&dir, "one-pass.sqlite").await;
+        let mut tx = SqliteTx(one_pass.begin_with("BEGIN IMMEDIATE").await.unwrap());
+        let outcomes = super::super::run_group(&mut tx, &ops).await.unwrap().unwrap();
+        tx.0.commit().await.unwrap();
+        let got: Vec<String> = outcomes.iter().map(|o| format!("{o:?}")).collect();
+        assert_eq!(got, expected);
+        assert!(expected.iter().any(|o| o.contains("Exists")), "a retry was in the group: {expected:?}");
+        assert!(expected.iter().any(|o| o.contains("ExceedsCredits")), "a refusal was in the group: {expected:?}");
+        assert_eq!(state(&one_pass).await, state(&in_turn).await);
+        let mut tx = SqliteTx(one_pass.begin().await.unwrap());
+        assert!(matches!(super::super::run(&mut tx, Op::Check).await.unwrap(), Outcome::Checked(Ok(()))));
     }
 }
