@@ -20,6 +20,8 @@ pub(crate) const CHARGE_SCHEMA: &[&str] = &[
         id TEXT PRIMARY KEY,
         charge_id TEXT UNIQUE,
         card_id TEXT NOT NULL,
+        kind TEXT NOT NULL DEFAULT 'charge',
+        direction TEXT NOT NULL DEFAULT 'credit',
         amount_minor INTEGER NOT NULL CHECK (amount_minor > 0),
         currency TEXT NOT NULL,
         phase TEXT NOT NULL,
@@ -43,6 +45,12 @@ pub(crate) const CHARGE_SCHEMA: &[&str] = &[
         jti TEXT PRIMARY KEY,
         seen_at INTEGER NOT NULL)",
 ];
+
+/// The columns a record is read from, named (never `*`): a statement
+/// prepared while another handle upgrades the table cannot see a column
+/// count it did not expect.
+const CHARGE_COLUMNS: &str = "id, charge_id, card_id, kind, direction, amount_minor, currency, phase, reason, \
+    funding_ref, value_update, credit, credit_answer, balance_after_minor, created_at, updated_at";
 
 /// Where a charge stands, as far as this wallet knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,7 +141,8 @@ pub(crate) async fn create_tables(pool: &SqlitePool) -> Result<(), sqlx::Error> 
     for statement in CHARGE_SCHEMA {
         sqlx::query(*statement).execute(pool).await?;
     }
-    // Added with decreases and refunds; records made before are charges.
+    // Added with decreases and refunds, for files made before (their
+    // records are charges); a new file has them from its CREATE TABLE.
     for column in ["kind TEXT NOT NULL DEFAULT 'charge'", "direction TEXT NOT NULL DEFAULT 'credit'"] {
         let add = format!("ALTER TABLE charges ADD COLUMN {column}");
         match sqlx::query(sqlx::AssertSqlSafe(add)).execute(pool).await {
@@ -262,13 +271,16 @@ impl Records {
     }
 
     pub async fn charge_by_local_id(&self, local_id: &str) -> Result<Option<ChargeRecord>, sqlx::Error> {
-        let row = sqlx::query("SELECT * FROM charges WHERE id = ?").bind(local_id).fetch_optional(self.pool()).await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {CHARGE_COLUMNS} FROM charges WHERE id = ?")))
+            .bind(local_id)
+            .fetch_optional(self.pool())
+            .await?;
         row.map(|r| charge_of(&r)).transpose()
     }
 
     /// The record of the center's update `charge_id`, if this wallet has one.
     pub async fn charge_by_center_id(&self, charge_id: &str) -> Result<Option<ChargeRecord>, sqlx::Error> {
-        let row = sqlx::query("SELECT * FROM charges WHERE charge_id = ?")
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {CHARGE_COLUMNS} FROM charges WHERE charge_id = ?")))
             .bind(charge_id)
             .fetch_optional(self.pool())
             .await?;
@@ -277,20 +289,22 @@ impl Records {
 
     /// The newest `limit` charges, newest first.
     pub async fn recent_charges(&self, limit: i64) -> Result<Vec<ChargeRecord>, sqlx::Error> {
-        let rows = sqlx::query("SELECT * FROM charges ORDER BY created_at DESC, rowid DESC LIMIT ?")
-            .bind(limit)
-            .fetch_all(self.pool())
-            .await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {CHARGE_COLUMNS} FROM charges ORDER BY created_at DESC, rowid DESC LIMIT ?"
+        )))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
         rows.iter().map(charge_of).collect()
     }
 
     /// Charges the center knows of that did not end, oldest first: a CREDIT
     /// may be outstanding, or an authorization is held.
     pub async fn charges_needing_recovery(&self, limit: i64) -> Result<Vec<ChargeRecord>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT * FROM charges WHERE phase IN ('started', 'offered', 'credit_relayed')
-                 AND charge_id IS NOT NULL ORDER BY created_at, rowid LIMIT ?",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {CHARGE_COLUMNS} FROM charges WHERE phase IN ('started', 'offered', 'credit_relayed')
+                 AND charge_id IS NOT NULL ORDER BY created_at, rowid LIMIT ?"
+        )))
         .bind(limit)
         .fetch_all(self.pool())
         .await?;
