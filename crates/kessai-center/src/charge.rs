@@ -327,20 +327,22 @@ impl Center {
         if existing.card_id != request.card_id || existing.amount != request.amount {
             return Err(ChargeError::ChargeIdInUse(existing.id.to_string()));
         }
+        self.resume_value_update(existing).await
+    }
+
+    /// Any value update found again: before its command exists, a fresh
+    /// secure session so the wallet can go on; later, as it stands (the
+    /// wallet then recovers it).
+    pub(crate) async fn resume_value_update(&self, existing: Charge) -> Result<ChargeReply, ChargeError> {
         if !matches!(existing.phase, ChargePhase::Authenticating | ChargePhase::ReadingBalance) {
             return Ok(charge_reply(&existing, &[]));
         }
-        self.restart_value_update(existing.id.as_str()).await
-    }
-
-    /// A fresh secure session for an update whose command does not exist yet.
-    pub(crate) async fn restart_value_update(&self, id: &str) -> Result<ChargeReply, ChargeError> {
         // The authorizer is not called on this path.
         let t: ChargeTransition<'_> = Box::new(|c, ctx| {
             let (charge, init) = c.restart_session(ctx)?;
             stepped(charge, vec![init], Effect::None)
         });
-        self.charge_step(&NoAuthorizer, id, t).await
+        self.charge_step(&NoAuthorizer, existing.id.as_str(), t).await
     }
 
     /// A decrease: card value back to the credit card that paid charge
@@ -354,10 +356,7 @@ impl Center {
             if existing.card_id != request.card_id || existing.amount != request.amount || existing.purpose != purpose {
                 return Err(ChargeError::ChargeIdInUse(existing.id.to_string()));
             }
-            if !matches!(existing.phase, ChargePhase::Authenticating | ChargePhase::ReadingBalance) {
-                return Ok(charge_reply(&existing, &[]));
-            }
-            return self.restart_value_update(existing.id.as_str()).await;
+            return self.resume_value_update(existing).await;
         }
         let (parent, _) = self.load_charge(request.charge_id.as_str()).await?;
         if parent.purpose != Purpose::Charge || parent.card_id != request.card_id {
@@ -405,11 +404,7 @@ impl Center {
         }
     }
 
-    pub(crate) async fn load_value_update(&self, id: &str) -> Result<(Charge, i64), ChargeError> {
-        self.load_charge(id).await
-    }
-
-    async fn load_charge(&self, id: &str) -> Result<(Charge, i64), ChargeError> {
+    pub(crate) async fn load_charge(&self, id: &str) -> Result<(Charge, i64), ChargeError> {
         if UpdateId::parse(id).is_err() {
             return Err(ChargeError::UnknownCharge(id.chars().take(64).collect()));
         }

@@ -1277,21 +1277,6 @@ impl CenterDb {
         self.execute(release_daily_query(card, day, amount_minor)?).await?;
         Ok(())
     }
-
-    /// What a card was charged (by credit card) since `since`, counting
-    /// every charge not voided (completed and pending alike).
-    pub async fn charged_since(&self, card: &CardId, since: Timestamp) -> Result<u64, DbError> {
-        let row = sqlx::query(
-            "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) AS total FROM center_charges
-             WHERE card_id = $1 AND created_at >= $2 AND phase <> $3 AND purpose = 'charge'",
-        )
-        .bind(card.to_string())
-        .bind(to_i64(since.unix_s())?)
-        .bind(ChargePhase::Voided.as_str().to_owned())
-        .fetch_one(&mut *self.read().await?)
-        .await?;
-        to_u64(row.try_get("total")?)
-    }
 }
 
 fn insert_charge_query(c: &Charge, now: Timestamp) -> Result<AnyQuery, DbError> {

@@ -33,7 +33,7 @@ use crate::charge::{ChargeError, ChargeReply, charge_reply};
 use crate::db::RefundStored;
 use crate::purchase::{CardRegistryStatus, Phase, StepError};
 use crate::service::Center;
-use crate::value::{Charge, ChargePhase, NewCharge, Purpose};
+use crate::value::{Charge, NewCharge, Purpose};
 
 /// Longest reason text kept with an owed item.
 const MAX_REASON_BYTES: usize = 200;
@@ -353,7 +353,7 @@ impl Center {
             return Ok(Applying::Nothing);
         };
         if let Some(session) = &item.session {
-            let (current, _) = self.load_value_update(session.as_str()).await?;
+            let (current, _) = self.load_charge(session.as_str()).await?;
             return self.resume_value_update(current).await.map(|r| Applying::Update(Box::new(r)));
         }
         self.hold_owed(&item).await?;
@@ -375,15 +375,6 @@ impl Center {
             return Err(crate::db::DbError::Conflict.into());
         }
         Ok(Applying::Update(Box::new(charge_reply(&charge, &[init]))))
-    }
-
-    /// An update found again: before its command exists, a fresh session;
-    /// later, as it stands (the wallet recovers it).
-    async fn resume_value_update(&self, existing: Charge) -> Result<ChargeReply, ChargeError> {
-        if !matches!(existing.phase, ChargePhase::Authenticating | ChargePhase::ReadingBalance) {
-            return Ok(charge_reply(&existing, &[]));
-        }
-        self.restart_value_update(existing.id.as_str()).await
     }
 }
 

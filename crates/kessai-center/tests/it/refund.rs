@@ -8,7 +8,6 @@ use kessai_card::terminal::Terminal;
 use kessai_center::authorizer::{AuthorizationState, Authorizer};
 use kessai_center::books::CODE_REFUND;
 use kessai_center::charge::{ChargeError, ChargeReply, DecreaseRequest};
-use kessai_center::db::StoreRecord;
 use kessai_center::owed::{Applying, OwedStatus};
 use kessai_center::purchase::Phase;
 use kessai_center::service::{StepReply, parse_answers};
@@ -16,7 +15,7 @@ use kessai_center::value::{ChargePhase, Purpose};
 use kessai_core::Currency;
 use kessai_core::ids::{MessageId, PartyId, RefundId, SettlementId, StoreId, UpdateId};
 use kessai_core::jws::{Claims, JwsError};
-use kessai_core::keys::{SigningKey, Validity};
+use kessai_core::keys::SigningKey;
 use kessai_core::messages::refund::{self, RefundRequest, RefundRequestDraft};
 use kessai_core::messages::value_update::Direction;
 use kessai_core::messages::value_update_check::{ExpectedUpdate, verify_value_update};
@@ -39,21 +38,7 @@ fn member() -> StoreId {
 /// Registers the mall and its member store; returns the mall's key.
 async fn stores(c: &Charging) -> SigningKey {
     let key = SigningKey::generate(&mut SeededRandom::new(91));
-    for (id, name, mall) in
-        [(samples::MALL, "Kessai Mall", None), (samples::MEMBER, "Kessai Books", Some(samples::MALL))]
-    {
-        let store = StoreRecord {
-            id: StoreId::parse(id).unwrap(),
-            name: DisplayText::parse(name).unwrap(),
-            mall: mall.map(|m| StoreId::parse(m).unwrap()),
-            notify_url: None,
-            client_name: None,
-            bank_account: None,
-        };
-        c.center.db.put_store(&store, NOW).await.unwrap();
-    }
-    let mall = StoreId::parse(samples::MALL).unwrap();
-    c.center.db.put_store_key(&mall, &key.public(), Validity::always()).await.unwrap();
+    crate::world::register_mall(&c.center.db, &key).await;
     key
 }
 

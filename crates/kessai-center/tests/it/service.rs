@@ -6,13 +6,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kessai_center::books::Books;
-use kessai_center::db::{CenterDb, StoreRecord};
+use kessai_center::db::CenterDb;
 use kessai_center::purchase::Phase;
 use kessai_center::security::{SecurityServer, StateKey};
 use kessai_center::service::{Center, CenterError, StepReply, parse_answers};
 use kessai_core::ids::{PartyId, StoreId};
 use kessai_core::keys::{SigningKey, Validity};
-use kessai_core::messages::{DisplayText, bill, completion};
+use kessai_core::messages::{bill, completion};
 use kessai_core::random::SeededRandom;
 use kessai_core::samples;
 use kessai_core::time::FixedClock;
@@ -34,20 +34,7 @@ pub async fn setup() -> Setup {
     let ledger = kessai_ledger::Ledger::open_sqlite(dir.path().join("ledger.db")).await.unwrap();
     let mut rng = SeededRandom::new(77);
     let mall_key = SigningKey::generate(&mut rng);
-    for (id, name, mall) in
-        [(samples::MALL, "Kessai Mall", None), (samples::MEMBER, "Kessai Books", Some(samples::MALL))]
-    {
-        let store = StoreRecord {
-            id: StoreId::parse(id).unwrap(),
-            name: DisplayText::parse(name).unwrap(),
-            mall: mall.map(|m| StoreId::parse(m).unwrap()),
-            notify_url: None,
-            client_name: None,
-            bank_account: None,
-        };
-        db.put_store(&store, NOW).await.unwrap();
-    }
-    db.put_store_key(&StoreId::parse(samples::MALL).unwrap(), &mall_key.public(), Validity::always()).await.unwrap();
+    crate::world::register_mall(&db, &mall_key).await;
     let center = Center {
         db,
         books: Books::new(ledger),

@@ -89,6 +89,25 @@ impl World {
     }
 }
 
+/// Registers the sample mall (signing with `mall_key`) and its member store.
+pub async fn register_mall(db: &kessai_center::db::CenterDb, mall_key: &SigningKey) {
+    for (id, name, mall) in
+        [(samples::MALL, "Kessai Mall", None), (samples::MEMBER, "Kessai Books", Some(samples::MALL))]
+    {
+        let store = kessai_center::db::StoreRecord {
+            id: kessai_core::ids::StoreId::parse(id).unwrap(),
+            name: DisplayText::parse(name).unwrap(),
+            mall: mall.map(|m| kessai_core::ids::StoreId::parse(m).unwrap()),
+            notify_url: None,
+            client_name: None,
+            bank_account: None,
+        };
+        db.put_store(&store, NOW).await.unwrap();
+    }
+    let mall = kessai_core::ids::StoreId::parse(samples::MALL).unwrap();
+    db.put_store_key(&mall, &mall_key.public(), Validity::always()).await.unwrap();
+}
+
 pub fn card_id(n: u8) -> CardId {
     CardId::from_bytes([0x4B, 0x45, 0x53, 0x53, 0x41, 0x49, 0x00, n])
 }
