@@ -30,6 +30,7 @@ use kessai_core::jwk::KeyId;
 use kessai_core::keys::{KeyDirectory, PublicKey, Validity};
 use kessai_core::messages::DisplayText;
 use kessai_core::time::Timestamp;
+use kessai_ledger::wal::Checkpointer;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Row};
@@ -73,6 +74,8 @@ pub enum DbError {
     Inconsistent(String),
     #[error("the write was not committed: {0}")]
     NotCommitted(String),
+    #[error("starting the WAL checkpointer: {0}")]
+    Checkpointer(kessai_ledger::Error),
 }
 
 fn corrupt(e: impl std::fmt::Display) -> DbError {
@@ -163,6 +166,8 @@ pub struct CenterDb {
     readers: Readers,
     /// SQLite: the group-committing writer task's queue.
     writer: Option<mpsc::Sender<Work>>,
+    /// SQLite: copies the log into the database file off the writer's path.
+    checkpointer: Arc<Mutex<Option<Checkpointer>>>,
     store_keys: Arc<Mutex<KeyCache>>,
 }
 
@@ -269,13 +274,15 @@ impl CenterDb {
     /// so a committed step survives a power cut.
     pub async fn open(url: &str) -> Result<CenterDb, DbError> {
         install_default_drivers();
-        let (url, sqlite) = if let Some(path) = url.strip_prefix("sqlite:") {
-            (format!("sqlite://{}?mode=rwc", path.trim_start_matches("//")), true)
+        let (url, sqlite_path) = if let Some(path) = url.strip_prefix("sqlite:") {
+            let path = path.trim_start_matches("//");
+            (format!("sqlite://{path}?mode=rwc"), Some(std::path::PathBuf::from(path)))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            (url.to_owned(), false)
+            (url.to_owned(), None)
         } else {
             return Err(DbError::BadUrl);
         };
+        let sqlite = sqlite_path.is_some();
         let connect = |connections: u32| {
             AnyPoolOptions::new()
                 .max_connections(connections)
@@ -297,7 +304,9 @@ impl CenterDb {
                                 // fsync it) every 16k pages rather than every 1k:
                                 // rows rewritten at every step are copied once per
                                 // many commits. As the ledger does; commits still
-                                // fsync the WAL.
+                                // fsync the WAL. A background checkpointer
+                                // (`kessai_ledger::wal`) copies most pages before,
+                                // off the writer's path.
                                 "PRAGMA wal_autocheckpoint = 16384",
                             ] {
                                 sqlx::query(pragma).execute(&mut *conn).await?;
@@ -316,9 +325,14 @@ impl CenterDb {
         add_column(&pool, sqlite, "center_settlements", "refunded_minor BIGINT NOT NULL DEFAULT 0").await?;
         add_column(&pool, sqlite, "center_charges", "decreased_minor BIGINT NOT NULL DEFAULT 0").await?;
         add_column(&pool, sqlite, "center_charges", "purpose TEXT NOT NULL DEFAULT 'charge'").await?;
-        if !sqlite {
-            return Ok(CenterDb { readers: Readers::Pool(pool), writer: None, store_keys: Arc::default() });
-        }
+        let Some(path) = sqlite_path else {
+            return Ok(CenterDb {
+                readers: Readers::Pool(pool),
+                writer: None,
+                checkpointer: Arc::default(),
+                store_keys: Arc::default(),
+            });
+        };
         // The schema's connection becomes the writer's; reads get their own.
         let reader_pool = connect(SQLITE_READERS).await?;
         let mut conns = Vec::new();
@@ -327,9 +341,15 @@ impl CenterDb {
         }
         reader_pool.close().await;
         let readers = Readers::Own(Arc::new(OwnReaders { conns, next: AtomicUsize::new(0) }));
+        let checkpointer = Checkpointer::start(&path).await.map_err(DbError::Checkpointer)?;
         let (writer, jobs) = mpsc::channel(WRITE_QUEUE);
         tokio::spawn(group_commit(pool, jobs));
-        Ok(CenterDb { readers, writer: Some(writer), store_keys: Arc::default() })
+        Ok(CenterDb {
+            readers,
+            writer: Some(writer),
+            checkpointer: Arc::new(Mutex::new(Some(checkpointer))),
+            store_keys: Arc::default(),
+        })
     }
 
     /// Closes the connections; later calls fail.
@@ -341,6 +361,10 @@ impl CenterDb {
             }
         }
         self.readers.close().await;
+        let checkpointer = self.checkpointer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(checkpointer) = checkpointer {
+            checkpointer.stop().await;
+        }
     }
 
     /// A connection for one read.

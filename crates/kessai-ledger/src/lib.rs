@@ -24,6 +24,7 @@ pub mod limits;
 mod result;
 mod store;
 mod types;
+pub mod wal;
 
 pub use check::InvariantViolation;
 pub use error::Error;

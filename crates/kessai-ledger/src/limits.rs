@@ -59,7 +59,15 @@ pub const SQLITE_STATEMENT_CACHE_MAX: usize = 5 * SQLITE_ROWS_PER_STATEMENT_MAX 
 /// once per many batches instead of once per few, which measured about 40% more
 /// transfers/s at batch 100. The cost is a WAL of up to 64 MiB (at 4 KiB pages) and
 /// a longer replay after a crash. Durability is unchanged: commits still fsync the WAL.
+/// A background checkpointer (`wal`) copies most pages before that, off the writer's
+/// path; this checkpoint then finds little left and lets the log start again.
 pub const SQLITE_WAL_AUTOCHECKPOINT_PAGES: u32 = 16_384;
+
+/// How often a SQLite database's background checkpointer copies the log into
+/// the database file (`wal`). Often enough that the writer's own automatic
+/// checkpoint finds little left to copy; a pass with nothing to copy costs a
+/// few lock operations.
+pub const SQLITE_CHECKPOINT_INTERVAL_MS: u64 = 50;
 
 /// Most write batches one SQLite group commit applies (each in its own savepoint,
 /// all under one fsync).

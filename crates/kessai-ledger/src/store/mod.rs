@@ -19,6 +19,8 @@ use crate::result::{CreateAccountResult, CreateAccountsResult, CreateTransferRes
 use crate::types::{Account, NewAccount, NewTransfer, PendingState, Transfer};
 use rows::Columns;
 
+pub(crate) use sqlite::connect_options as sqlite_connect_options;
+
 /// An open database transaction of one backend.
 pub(crate) trait Tx: Send {
     type Row: Columns + Send;

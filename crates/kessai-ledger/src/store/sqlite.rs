@@ -5,7 +5,7 @@
 //! and then served from sqlx's statement cache.
 
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -26,6 +26,7 @@ use crate::limits::{
     SQLITE_ROWS_PER_STATEMENT_MAX, SQLITE_STATEMENT_CACHE_MAX, SQLITE_WAL_AUTOCHECKPOINT_PAGES, SQLITE_WRITE_QUEUE_MAX,
 };
 use crate::types::{Account, NewAccount, NewTransfer, Transfer};
+use crate::wal::Checkpointer;
 
 /// Connection settings of a SQLite ledger.
 ///
@@ -81,6 +82,8 @@ pub(crate) fn connect_options(path: &Path) -> SqliteConnectOptions {
 pub(crate) struct Pools {
     readers: SqlitePool,
     writes: mpsc::Sender<Work>,
+    /// Copies the log into the database file off the writer's path (`wal`).
+    checkpointer: Arc<Mutex<Option<Checkpointer>>>,
 }
 
 impl Pools {
@@ -91,6 +94,10 @@ impl Pools {
             let _ = closed.await;
         }
         self.readers.close().await;
+        let checkpointer = self.checkpointer.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(checkpointer) = checkpointer {
+            checkpointer.stop().await;
+        }
     }
 }
 
@@ -148,9 +155,10 @@ pub(crate) async fn open(path: &Path) -> Result<Pools, Error> {
         .test_before_acquire(false)
         .connect_with(connect_options(path))
         .await?;
+    let checkpointer = Checkpointer::start(path).await?;
     let (writes, queue) = mpsc::channel(SQLITE_WRITE_QUEUE_MAX);
     tokio::spawn(group_commit(writer, queue));
-    Ok(Pools { readers, writes })
+    Ok(Pools { readers, writes, checkpointer: Arc::new(Mutex::new(Some(checkpointer))) })
 }
 
 pub(crate) async fn run(pools: &Pools, op: Op<'_>) -> Result<Outcome, Error> {

@@ -8,3 +8,4 @@ mod conformance;
 mod durability;
 mod invariants;
 mod support;
+mod wal;
