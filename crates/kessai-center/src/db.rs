@@ -48,6 +48,10 @@ const MAX_CONNECTIONS: u32 = 8;
 const SQLITE_READERS: u32 = 4;
 /// Most writes one SQLite group commit takes.
 const MAX_GROUP: usize = 256;
+/// A SQLite group commit that takes this long is logged (with how long its
+/// writes ran and how long the commit took), to tell a slow disk from a
+/// slow write.
+const SLOW_GROUP: Duration = Duration::from_millis(50);
 /// Writes waiting for the SQLite writer before callers wait to queue.
 const WRITE_QUEUE: usize = 4_096;
 /// How long a cached store key directory is used before it is read again.
@@ -1396,6 +1400,7 @@ async fn commit_group(
     group: &mut impl Iterator<Item = Job>,
     answers: &mut Vec<Answer>,
 ) -> Result<(), DbError> {
+    let started = Instant::now();
     let mut tx = match conn.begin_with("BEGIN IMMEDIATE").await {
         Ok(tx) => tx,
         Err(e) => {
@@ -1414,7 +1419,18 @@ async fn commit_group(
         }
         answers.push(answer);
     }
-    Ok(tx.commit().await?)
+    let ran = started.elapsed();
+    tx.commit().await?;
+    let took = started.elapsed();
+    if took >= SLOW_GROUP {
+        tracing::warn!(
+            writes = answers.len(),
+            run_ms = ran.as_millis() as u64,
+            commit_ms = (took - ran).as_millis() as u64,
+            "slow group commit"
+        );
+    }
+    Ok(())
 }
 
 /// Schema v2: `delivered` (1 once the store's receipt is stored), so the

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kessai_core::ids::SettlementId;
+use kessai_core::ids::{SettlementId, StoreId};
 use kessai_http::HttpsClient;
 use serde::Deserialize;
 
@@ -22,6 +22,18 @@ const MAX_BACKOFF_MS: u64 = 60_000;
 const FIRST_BACKOFF_MS: u64 = 500;
 /// Most settlements whose retry pacing is remembered.
 const MAX_BACKOFF_ENTRIES: usize = 10_000;
+/// How long a store's notify URL is used before it is read again (a change
+/// through the admin API reaches delivery within this).
+const NOTIFY_URL_TTL: Duration = Duration::from_secs(1);
+/// Most stores whose notify URL is remembered.
+const MAX_NOTIFY_URLS: usize = 10_000;
+
+/// Why an attempt did not deliver.
+enum NotDelivered {
+    /// The store has no notify URL (yet): nothing to send to.
+    NoUrl,
+    Failed(String),
+}
 
 #[derive(Deserialize)]
 struct ReceiptBody {
@@ -34,6 +46,8 @@ pub struct Deliverer {
     /// Per settlement: failed attempts and when to try next (pacing only;
     /// losing it on restart just means an earlier retry).
     backoff: HashMap<SettlementId, (u32, Instant)>,
+    /// Per store: its notify URL as read, and when.
+    notify_urls: HashMap<StoreId, (Instant, Option<String>)>,
 }
 
 impl std::fmt::Debug for Deliverer {
@@ -44,7 +58,7 @@ impl std::fmt::Debug for Deliverer {
 
 impl Deliverer {
     pub fn new(center: Arc<Center>, client: HttpsClient) -> Deliverer {
-        Deliverer { center, client, backoff: HashMap::new() }
+        Deliverer { center, client, backoff: HashMap::new(), notify_urls: HashMap::new() }
     }
 
     /// Sweeps every `interval`; in between, delivers each settlement as it
@@ -99,10 +113,17 @@ impl Deliverer {
                 self.backoff.remove(&s.id);
                 true
             }
-            Err(why) => {
+            Err(not) => {
                 let attempts = self.backoff.get(&s.id).map_or(0, |(n, _)| *n) + 1;
                 let wait = FIRST_BACKOFF_MS.saturating_mul(1 << attempts.min(16)).min(MAX_BACKOFF_MS);
-                tracing::warn!(settlement = %s.id, attempts, error = %why, "completion not delivered; will retry");
+                match not {
+                    NotDelivered::NoUrl => {
+                        tracing::debug!(settlement = %s.id, attempts, "completion waits for its store's notify URL");
+                    }
+                    NotDelivered::Failed(why) => {
+                        tracing::warn!(settlement = %s.id, attempts, error = %why, "completion not delivered; will retry");
+                    }
+                }
                 if self.backoff.len() >= MAX_BACKOFF_ENTRIES {
                     let now = Instant::now();
                     self.backoff.retain(|_, (_, next)| *next > now);
@@ -115,12 +136,33 @@ impl Deliverer {
         }
     }
 
-    async fn deliver(&self, s: &Settlement) -> Result<(), String> {
-        let store = self.center.db.store(&s.bill.store).await.map_err(|e| e.to_string())?;
-        let url = store.and_then(|st| st.notify_url).ok_or("the store has no notify URL")?;
+    /// The notify URL of `store`, read at most every [`NOTIFY_URL_TTL`].
+    async fn notify_url(&mut self, store: &StoreId) -> Result<Option<String>, String> {
+        if let Some((at, url)) = self.notify_urls.get(store)
+            && at.elapsed() < NOTIFY_URL_TTL
+        {
+            return Ok(url.clone());
+        }
+        let read_at = Instant::now();
+        let url = self.center.db.store(store).await.map_err(|e| e.to_string())?.and_then(|st| st.notify_url);
+        if self.notify_urls.len() >= MAX_NOTIFY_URLS {
+            self.notify_urls.retain(|_, (at, _)| at.elapsed() < NOTIFY_URL_TTL);
+        }
+        if self.notify_urls.len() < MAX_NOTIFY_URLS || self.notify_urls.contains_key(store) {
+            self.notify_urls.insert(store.clone(), (read_at, url.clone()));
+        }
+        Ok(url)
+    }
+
+    async fn deliver(&mut self, s: &Settlement) -> Result<(), NotDelivered> {
+        let url = self.notify_url(&s.bill.store).await.map_err(NotDelivered::Failed)?.ok_or(NotDelivered::NoUrl)?;
+        self.send(s, &url).await.map_err(NotDelivered::Failed)
+    }
+
+    async fn send(&self, s: &Settlement, url: &str) -> Result<(), String> {
         let completion = s.completion_token.as_ref().ok_or("no completion")?;
         let body = serde_json::json!({ "completion": completion });
-        let (status, bytes) = self.client.post_json(&url, &body, &[]).await.map_err(|e| e.to_string())?;
+        let (status, bytes) = self.client.post_json(url, &body, &[]).await.map_err(|e| e.to_string())?;
         if !status.is_success() {
             return Err(format!(
                 "store answered {status}: {}",

@@ -76,7 +76,7 @@ fn kessai_cmd(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn setup(wallets: usize) -> anyhow::Result<Setup> {
+async fn setup(wallets: usize, center_log: Option<&std::path::Path>) -> anyhow::Result<Setup> {
     let dir = tempfile::tempdir()?;
     let ca = dir.path().join("ca");
     let ca_s = ca.to_str().context("path")?;
@@ -100,10 +100,16 @@ async fn setup(wallets: usize) -> anyhow::Result<Setup> {
     kessai_center::app::init(&config)?;
     let masters = kessai_center::app::master_keys(&config)?;
     let master = masters.get(&1).context("key version 1")?.clone();
+    let log = |log: Option<&std::path::Path>| -> anyhow::Result<std::process::Stdio> {
+        Ok(match log {
+            Some(path) => std::fs::OpenOptions::new().create(true).append(true).open(path)?.into(),
+            None => std::process::Stdio::null(),
+        })
+    };
     let child = std::process::Command::new(std::env::current_exe()?)
         .args(["center", "run", "--config", config_path.to_str().context("path")?])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stdout(log(center_log)?)
+        .stderr(log(center_log)?)
         .spawn()?;
     let ca_dir = kessai_tls::CaDir::new(&ca);
     let client = HttpsClient::new(kessai_tls::client_config(&ca_dir.ca_cert(), None)?, 15_000);
@@ -287,7 +293,13 @@ fn report(label: &str, samples: &[Sample], elapsed_s: f64, (cpu_ticks, own_ticks
     }
     let mut total: Vec<u64> = samples.iter().map(|s| s.total_us).collect();
     total.sort_unstable();
-    println!("  {:<13} p50 {:>7.2} ms  p99 {:>7.2} ms", "settlement", pct(&total, 0.5), pct(&total, 0.99));
+    println!(
+        "  {:<13} p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms",
+        "settlement",
+        pct(&total, 0.5),
+        pct(&total, 0.99),
+        pct(&total, 1.0)
+    );
     let tick_ms = 1000.0 / 100.0; // USER_HZ
     println!(
         "  center CPU per settlement: {:.2} ms (wallets, cards and store in the bench process: {:.2} ms)",
@@ -298,13 +310,57 @@ fn report(label: &str, samples: &[Sample], elapsed_s: f64, (cpu_ticks, own_ticks
     println!("  HTTP round trips per settlement: {}; JSON bytes per settlement: {:.0}", STEPS.len(), bytes as f64 / n);
 }
 
-pub fn run(wallets: usize, seconds: u64) -> anyhow::Result<()> {
+/// This machine's speed just now, printed so runs can be compared: on a
+/// shared host both move from run to run, and every figure with them.
+/// SHA-256 on one core, and a round trip between two threads (what every
+/// SQLite statement and every wake-up costs).
+fn calibrate() -> String {
+    format!("SHA-256 on one core {:.0} MB/s; thread round trip {:.1} µs", sha256_mb_s(), thread_round_trip_us())
+}
+
+fn thread_round_trip_us() -> f64 {
+    const ROUNDS: u32 = 20_000;
+    let (ping, pinged) = std::sync::mpsc::channel::<u32>();
+    let (pong, ponged) = std::sync::mpsc::channel::<u32>();
+    let echo = std::thread::spawn(move || {
+        while let Ok(n) = pinged.recv() {
+            if pong.send(n).is_err() {
+                break;
+            }
+        }
+    });
+    let start = Instant::now();
+    for n in 0..ROUNDS {
+        if ping.send(n).is_err() || ponged.recv().is_err() {
+            break;
+        }
+    }
+    let took = start.elapsed();
+    drop(ping);
+    let _ = echo.join();
+    took.as_secs_f64() * 1e6 / f64::from(ROUNDS)
+}
+
+fn sha256_mb_s() -> f64 {
+    const BYTES: usize = 64 << 20;
+    let chunk = vec![0x5a_u8; 1 << 20];
+    let start = Instant::now();
+    let mut digest = kessai_core::digest::Sha256Digest::of(&chunk);
+    for _ in 1..(BYTES >> 20) {
+        digest = kessai_core::digest::Sha256Digest::of(&[digest.as_bytes().as_slice(), &chunk].concat());
+    }
+    std::hint::black_box(digest);
+    BYTES as f64 / 1e6 / start.elapsed().as_secs_f64()
+}
+
+pub fn run(wallets: usize, seconds: u64, center_log: Option<&std::path::Path>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
-        let mut s = setup(wallets).await?;
+        let mut s = setup(wallets, center_log).await?;
         println!(
             "kessai bench center — center process on SQLite (WAL, synchronous=FULL), {wallets} wallets over HTTPS"
         );
+        println!("machine now: {}", calibrate());
         let (samples, elapsed, cpu) = phase(&mut s, Duration::from_secs(seconds), None).await?;
         report("full load", &samples, elapsed, cpu);
         let rate = samples.len() as f64 / elapsed;
@@ -313,6 +369,7 @@ pub fn run(wallets: usize, seconds: u64) -> anyhow::Result<()> {
         let every = Duration::from_secs_f64(wallets as f64 / (rate / 2.0).max(0.1));
         let (half, elapsed, cpu) = phase(&mut s, Duration::from_secs(seconds), Some(every)).await?;
         report("half load", &half, elapsed, cpu);
+        println!("machine now: {}", calibrate());
         Ok(())
     })
 }

@@ -218,6 +218,9 @@ enum BenchCommand {
         /// Seconds per phase (full load, then half load).
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Where the center process's log goes (default: discarded).
+        #[arg(long)]
+        center_log: Option<PathBuf>,
     },
     /// Full secure DEBIT sessions per second, in-process and over vpcd, with and without fsync.
     Card {
@@ -247,7 +250,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Wallet { config, command } => wallet::run(&config, command),
         Command::Bench(BenchCommand::Jws { iterations }) => bench::jws(iterations),
         Command::Bench(BenchCommand::Card { sessions }) => card::bench(sessions),
-        Command::Bench(BenchCommand::Center { wallets, seconds }) => bench_center::run(wallets, seconds),
+        Command::Bench(BenchCommand::Center { wallets, seconds, center_log }) => {
+            bench_center::run(wallets, seconds, center_log.as_deref())
+        }
         Command::Bench(BenchCommand::Ledger { seconds, postgres, pg_bin }) => bench::ledger(seconds, postgres, pg_bin),
     }
 }
