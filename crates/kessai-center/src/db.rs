@@ -15,7 +15,9 @@
 //! (see `group_commit` for a write that fails), commits once (one fsync for
 //! many requests), and only then answers each caller — so a reply still
 //! follows a durable commit. Reads use separate connections the center holds
-//! itself (WAL: they see the last commit and never wait for the writer).
+//! itself (WAL: they see the last commit and never wait for the writer); the
+//! reads on every purchase step's path run on the calling thread
+//! (`fast_read`), the others through sqlx.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -31,11 +33,13 @@ use kessai_core::keys::{KeyDirectory, PublicKey, Validity};
 use kessai_core::messages::DisplayText;
 use kessai_core::time::Timestamp;
 use kessai_ledger::wal::Checkpointer;
+use rusqlite::OptionalExtension as _;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Row};
 use tokio::sync::{OwnedMappedMutexGuard, mpsc, oneshot};
 
+use crate::fast_read::FastReads;
 use crate::owed::{Owed, OwedBody, OwedStatus};
 use crate::purchase::{CardRecord, CardRegistryStatus, Phase, Settlement};
 use crate::value::{Charge, ChargePhase};
@@ -80,6 +84,8 @@ pub enum DbError {
     NotCommitted(String),
     #[error("starting the WAL checkpointer: {0}")]
     Checkpointer(kessai_ledger::Error),
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
 }
 
 fn corrupt(e: impl std::fmt::Display) -> DbError {
@@ -172,6 +178,8 @@ pub struct CenterDb {
     writer: Option<mpsc::Sender<Work>>,
     /// SQLite: copies the log into the database file off the writer's path.
     checkpointer: Arc<Mutex<Option<Checkpointer>>>,
+    /// SQLite: the reads on every step's path, on the calling thread.
+    fast: Option<Arc<FastReads>>,
     store_keys: Arc<Mutex<KeyCache>>,
 }
 
@@ -334,6 +342,7 @@ impl CenterDb {
                 readers: Readers::Pool(pool),
                 writer: None,
                 checkpointer: Arc::default(),
+                fast: None,
                 store_keys: Arc::default(),
             });
         };
@@ -346,12 +355,14 @@ impl CenterDb {
         reader_pool.close().await;
         let readers = Readers::Own(Arc::new(OwnReaders { conns, next: AtomicUsize::new(0) }));
         let checkpointer = Checkpointer::start(&path).await.map_err(DbError::Checkpointer)?;
+        let fast = Arc::new(FastReads::open(&path)?);
         let (writer, jobs) = mpsc::channel(WRITE_QUEUE);
         tokio::spawn(group_commit(pool, jobs));
         Ok(CenterDb {
             readers,
             writer: Some(writer),
             checkpointer: Arc::new(Mutex::new(Some(checkpointer))),
+            fast: Some(fast),
             store_keys: Arc::default(),
         })
     }
@@ -365,6 +376,9 @@ impl CenterDb {
             }
         }
         self.readers.close().await;
+        if let Some(fast) = &self.fast {
+            fast.close();
+        }
         let checkpointer = self.checkpointer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
         if let Some(checkpointer) = checkpointer {
             checkpointer.stop().await;
@@ -471,26 +485,29 @@ impl CenterDb {
         store: &StoreId,
         card: &CardId,
     ) -> Result<(Option<StoreRecord>, Option<CardRecord>), DbError> {
-        let row = sqlx::query(
-            "SELECT s.id AS s_id, s.name AS s_name, s.mall AS s_mall, s.notify_url AS s_notify_url,
-             s.client_name AS s_client_name, s.bank_account AS s_bank_account, c.id AS c_id,
-             c.key_version AS c_key_version, c.status AS c_status, c.currency AS c_currency,
-             c.max_balance_minor AS c_max_balance_minor
-             FROM (SELECT 1 AS one) q LEFT JOIN center_stores s ON s.id = $1 LEFT JOIN center_cards c ON c.id = $2",
-        )
-        .bind(store.as_str().to_owned())
-        .bind(card.to_string())
-        .fetch_one(&mut *self.read().await?)
-        .await?;
-        let store = match row.try_get::<Option<String>, _>("s_id")? {
-            Some(_) => Some(store_row(&row)?),
-            None => None,
+        let decode = |row: &dyn Columns| -> Result<_, DbError> {
+            let store = match row.text("s_id")? {
+                Some(_) => Some(store_row(row)?),
+                None => None,
+            };
+            let card = match row.text("c_id")? {
+                Some(_) => Some(card_row(row)?),
+                None => None,
+            };
+            Ok((store, card))
         };
-        let card = match row.try_get::<Option<String>, _>("c_id")? {
-            Some(_) => Some(card_row(&row)?),
-            None => None,
-        };
-        Ok((store, card))
+        if let Some(fast) = &self.fast {
+            return fast.with(|conn| {
+                conn.prepare_cached(STORE_AND_CARD_SQL)?
+                    .query_row((store.as_str(), card.to_string()), |row| Ok(decode(row)))?
+            });
+        }
+        let row = sqlx::query(STORE_AND_CARD_SQL)
+            .bind(store.as_str().to_owned())
+            .bind(card.to_string())
+            .fetch_one(&mut *self.read().await?)
+            .await?;
+        decode(&row)
     }
 
     /// Registers a signing key of a store (the merchant of record).
@@ -848,40 +865,41 @@ impl CenterDb {
         key: &str,
         id: &SettlementId,
     ) -> Result<(Option<(String, u16, String)>, Option<(Settlement, i64)>), DbError> {
-        let row = sqlx::query(
-            "SELECT i.request_hash, i.status, i.body, s.record, s.version FROM (SELECT 1 AS one) q
-             LEFT JOIN center_idempotency i ON i.key = $1 LEFT JOIN center_settlements s ON s.id = $2",
-        )
-        .bind(key.to_owned())
-        .bind(id.as_str().to_owned())
-        .fetch_one(&mut *self.read().await?)
-        .await?;
-        let stored = match row.try_get::<Option<String>, _>("request_hash")? {
-            Some(hash) => {
-                let status = u16::try_from(row.try_get::<i64, _>("status")?).map_err(corrupt)?;
-                Some((hash, status, row.try_get("body")?))
-            }
-            None => None,
+        let decode = |row: &dyn Columns| -> Result<_, DbError> {
+            let stored = match row.text("request_hash")? {
+                Some(_) => Some(response_row(row)?),
+                None => None,
+            };
+            let settlement = match row.text("record")? {
+                Some(_) => Some(settlement_row(row)?),
+                None => None,
+            };
+            Ok((stored, settlement))
         };
-        let settlement = match row.try_get::<Option<String>, _>("record")? {
-            Some(record) => Some((serde_json::from_str(&record).map_err(corrupt)?, row.try_get::<i64, _>("version")?)),
-            None => None,
-        };
-        Ok((stored, settlement))
+        if let Some(fast) = &self.fast {
+            return fast.with(|conn| {
+                conn.prepare_cached(RESPONSE_AND_SETTLEMENT_SQL)?
+                    .query_row((key, id.as_str()), |row| Ok(decode(row)))?
+            });
+        }
+        let row = sqlx::query(RESPONSE_AND_SETTLEMENT_SQL)
+            .bind(key.to_owned())
+            .bind(id.as_str().to_owned())
+            .fetch_one(&mut *self.read().await?)
+            .await?;
+        decode(&row)
     }
 
     /// The stored answer for an Idempotency-Key, if any: `(request hash,
     /// status, body)`.
     pub async fn idempotent_response(&self, key: &str) -> Result<Option<(String, u16, String)>, DbError> {
-        let row = sqlx::query("SELECT request_hash, status, body FROM center_idempotency WHERE key = $1")
-            .bind(key.to_owned())
-            .fetch_optional(&mut *self.read().await?)
-            .await?;
-        row.map(|r| {
-            let status = u16::try_from(r.try_get::<i64, _>("status")?).map_err(corrupt)?;
-            Ok((r.try_get("request_hash")?, status, r.try_get("body")?))
-        })
-        .transpose()
+        if let Some(fast) = &self.fast {
+            return fast.with(|conn| {
+                conn.prepare_cached(RESPONSE_SQL)?.query_row([key], |row| Ok(response_row(row))).optional()?.transpose()
+            });
+        }
+        let row = sqlx::query(RESPONSE_SQL).bind(key.to_owned()).fetch_optional(&mut *self.read().await?).await?;
+        row.map(|r| response_row(&r)).transpose()
     }
 
     /// Remembers the answer to an Idempotency-Key (first writer wins).
@@ -1452,33 +1470,84 @@ async fn add_delivered_column(pool: &AnyPool, sqlite: bool) -> Result<(), DbErro
     Ok(())
 }
 
-fn settlement_row(r: &sqlx::any::AnyRow) -> Result<(Settlement, i64), DbError> {
-    let record: String = r.try_get("record")?;
-    let s: Settlement = serde_json::from_str(&record).map_err(corrupt)?;
-    Ok((s, r.try_get("version")?))
+/// The columns of a row read through sqlx or (SQLite, `fast_read`)
+/// rusqlite, by name, so each record has one decoder whichever read it.
+trait Columns {
+    fn text(&self, name: &str) -> Result<Option<String>, DbError>;
+    fn int(&self, name: &str) -> Result<Option<i64>, DbError>;
+
+    fn required_text(&self, name: &str) -> Result<String, DbError> {
+        self.text(name)?.ok_or_else(|| corrupt(format!("{name} is NULL")))
+    }
+
+    fn required_int(&self, name: &str) -> Result<i64, DbError> {
+        self.int(name)?.ok_or_else(|| corrupt(format!("{name} is NULL")))
+    }
+}
+
+impl Columns for sqlx::any::AnyRow {
+    fn text(&self, name: &str) -> Result<Option<String>, DbError> {
+        Ok(self.try_get(name)?)
+    }
+
+    fn int(&self, name: &str) -> Result<Option<i64>, DbError> {
+        Ok(self.try_get(name)?)
+    }
+}
+
+impl Columns for rusqlite::Row<'_> {
+    fn text(&self, name: &str) -> Result<Option<String>, DbError> {
+        Ok(self.get(name)?)
+    }
+
+    fn int(&self, name: &str) -> Result<Option<i64>, DbError> {
+        Ok(self.get(name)?)
+    }
+}
+
+/// The reads on every step's path, written once for both readers
+/// (`$n` parameters appear in order, so they bind by position in both).
+const STORE_AND_CARD_SQL: &str = "SELECT s.id AS s_id, s.name AS s_name, s.mall AS s_mall,
+     s.notify_url AS s_notify_url, s.client_name AS s_client_name, s.bank_account AS s_bank_account, c.id AS c_id,
+     c.key_version AS c_key_version, c.status AS c_status, c.currency AS c_currency,
+     c.max_balance_minor AS c_max_balance_minor
+     FROM (SELECT 1 AS one) q LEFT JOIN center_stores s ON s.id = $1 LEFT JOIN center_cards c ON c.id = $2";
+const RESPONSE_AND_SETTLEMENT_SQL: &str = "SELECT i.request_hash, i.status, i.body, s.record, s.version
+     FROM (SELECT 1 AS one) q
+     LEFT JOIN center_idempotency i ON i.key = $1 LEFT JOIN center_settlements s ON s.id = $2";
+const RESPONSE_SQL: &str = "SELECT request_hash, status, body FROM center_idempotency WHERE key = $1";
+
+/// A stored Idempotency-Key answer: `(request hash, status, body)`.
+fn response_row(r: &dyn Columns) -> Result<(String, u16, String), DbError> {
+    let status = u16::try_from(r.required_int("status")?).map_err(corrupt)?;
+    Ok((r.required_text("request_hash")?, status, r.required_text("body")?))
+}
+
+fn settlement_row(r: &dyn Columns) -> Result<(Settlement, i64), DbError> {
+    let s: Settlement = serde_json::from_str(&r.required_text("record")?).map_err(corrupt)?;
+    Ok((s, r.required_int("version")?))
 }
 
 /// A store from the `s_`-prefixed columns of `r`.
-fn store_row(r: &sqlx::any::AnyRow) -> Result<StoreRecord, DbError> {
-    let mall: Option<String> = r.try_get("s_mall")?;
+fn store_row(r: &dyn Columns) -> Result<StoreRecord, DbError> {
     Ok(StoreRecord {
-        id: StoreId::parse(&r.try_get::<String, _>("s_id")?).map_err(corrupt)?,
-        name: DisplayText::parse(&r.try_get::<String, _>("s_name")?).map_err(corrupt)?,
-        mall: mall.map(|m| StoreId::parse(&m)).transpose().map_err(corrupt)?,
-        notify_url: r.try_get("s_notify_url")?,
-        client_name: r.try_get("s_client_name")?,
-        bank_account: r.try_get("s_bank_account")?,
+        id: StoreId::parse(&r.required_text("s_id")?).map_err(corrupt)?,
+        name: DisplayText::parse(&r.required_text("s_name")?).map_err(corrupt)?,
+        mall: r.text("s_mall")?.map(|m| StoreId::parse(&m)).transpose().map_err(corrupt)?,
+        notify_url: r.text("s_notify_url")?,
+        client_name: r.text("s_client_name")?,
+        bank_account: r.text("s_bank_account")?,
     })
 }
 
 /// A card from the `c_`-prefixed columns of `r`.
-fn card_row(r: &sqlx::any::AnyRow) -> Result<CardRecord, DbError> {
+fn card_row(r: &dyn Columns) -> Result<CardRecord, DbError> {
     Ok(CardRecord {
-        id: CardId::parse(&r.try_get::<String, _>("c_id")?).map_err(corrupt)?,
-        key_version: u8::try_from(r.try_get::<i64, _>("c_key_version")?).map_err(corrupt)?,
-        status: status_parse(&r.try_get::<String, _>("c_status")?)?,
-        currency: Currency::from_str(&r.try_get::<String, _>("c_currency")?).map_err(corrupt)?,
-        max_balance_minor: to_u64(r.try_get("c_max_balance_minor")?)?,
+        id: CardId::parse(&r.required_text("c_id")?).map_err(corrupt)?,
+        key_version: u8::try_from(r.required_int("c_key_version")?).map_err(corrupt)?,
+        status: status_parse(&r.required_text("c_status")?)?,
+        currency: Currency::from_str(&r.required_text("c_currency")?).map_err(corrupt)?,
+        max_balance_minor: to_u64(r.required_int("c_max_balance_minor")?)?,
     })
 }
 

@@ -17,6 +17,7 @@ pub mod charge_api;
 pub mod config;
 pub mod db;
 pub mod delivery;
+mod fast_read;
 pub mod issue;
 pub mod keystore;
 pub mod limits;

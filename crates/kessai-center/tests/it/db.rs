@@ -195,10 +195,17 @@ async fn sqlite_registry_settlements_idempotency() {
     idempotent_responses_keep_the_first(&db).await;
     undelivered_completions_are_found(&db).await;
     reservations_and_owed_items(&db).await;
-    // Opening an existing database again (the schema is already there) works.
+    // A closed database answers no read, on either kind of reader.
     db.close().await;
+    assert!(db.idempotent_response("k1").await.is_err());
+    assert!(db.store_and_card(&StoreId::parse("mall").unwrap(), &card_id(1)).await.is_err());
+    assert!(db.undelivered(10).await.is_err());
+    // Opening an existing database again (the schema is already there) works,
+    // and what was stored reads back alike through both readers.
     let again = CenterDb::open(&format!("sqlite:{}", dir.path().join("center.db").display())).await.unwrap();
     assert_eq!(again.undelivered(10).await.unwrap().len(), 2);
+    assert_eq!(again.idempotent_response("k1").await.unwrap(), Some(("h1".into(), 201, "{\"a\":1}".into())));
+    again.close().await;
 }
 
 #[tokio::test]
