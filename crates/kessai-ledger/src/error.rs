@@ -8,6 +8,8 @@ use crate::limits::{BATCH_EVENTS_MAX, HISTORY_PAGE_MAX, LOOKUP_IDS_MAX, TIMESTAM
 pub enum Error {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("PostgreSQL kept failing to serialize the batch after {attempts} attempts: {source}")]
     RetriesExhausted { attempts: u32, source: sqlx::Error },
     #[error("a batch of {events} events exceeds the limit of {BATCH_EVENTS_MAX}")]
@@ -32,7 +34,7 @@ impl Error {
     /// Why a group commit failed, for the batches that were in it.
     pub(crate) fn commit_failure(&self) -> &'static str {
         match self {
-            Error::Database(_) => "the group commit failed in the database",
+            Error::Database(_) | Error::Sqlite(_) => "the group commit failed in the database",
             _ => "the group commit failed",
         }
     }

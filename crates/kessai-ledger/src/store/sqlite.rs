@@ -2,20 +2,26 @@
 //! statement over many rows (`VALUES (...), (...)` and `IN (?, ...)` with bound
 //! parameters), in chunks of `SQLITE_ROWS_PER_STATEMENT_MAX`; the statement text
 //! depends only on the row count, so each variant is prepared once per connection
-//! and then served from sqlx's statement cache.
+//! and then served from the statement cache.
+//!
+//! Reads (and the schema migration) go through sqlx. Writes go through one writer
+//! thread holding a rusqlite connection (the same SQLite library, sqlx's
+//! libsqlite3-sys): through sqlx every statement of a group would be a round trip
+//! between the writer task and the connection's own thread, about seven per group,
+//! each a wake-up on both sides.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use sqlx::pool::PoolConnection;
+use rusqlite::types::Value;
 use sqlx::query::Query;
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Connection as _, Row as _, Sqlite, SqliteConnection, SqlitePool, Transaction};
+use sqlx::{AssertSqlSafe, Row as _, Sqlite, SqlitePool, Transaction};
 
 use super::rows::{self, Columns, account_columns, id_bytes, insert_account_columns, stored_int, transfer_columns};
 use super::{Op, Outcome, Tx, schema};
@@ -62,7 +68,7 @@ pub(crate) fn connect_options(path: &Path) -> SqliteConnectOptions {
 /// one writer connection also keeps its page cache warm, where several writer
 /// connections would each find the database changed by another and drop their cache.
 ///
-/// Writes go through one writer task that group-commits: it takes every batch
+/// Writes go through one writer thread that group-commits: it takes every batch
 /// waiting (up to `SQLITE_GROUP_COMMIT_MAX`) and applies them in one `BEGIN
 /// IMMEDIATE` transaction in one pass (`run_group`): the rows any of them can touch
 /// are loaded together, each batch is applied in memory on top of the ones before
@@ -72,12 +78,11 @@ pub(crate) fn connect_options(path: &Path) -> SqliteConnectOptions {
 /// others applied again without it. A write is still acknowledged only after it
 /// committed durably.
 ///
-/// The writer keeps its connection from group to group, and neither pool pings
-/// a connection before lending it: on SQLite a ping is a round trip to the
+/// The writer keeps its connection from group to group; after a failed group it
+/// opens it again, so a broken one is replaced. The reader pool does not ping a
+/// connection before lending it: on SQLite a ping is a round trip to the
 /// connection's worker thread, for a check an in-process connection does not need
-/// (a dead worker fails the next statement with an error anyway). After a failed
-/// group the writer takes its connection from the pool again, so a broken one is
-/// replaced.
+/// (a dead worker fails the next statement with an error anyway).
 #[derive(Debug, Clone)]
 pub(crate) struct Pools {
     readers: SqlitePool,
@@ -155,9 +160,16 @@ pub(crate) async fn open(path: &Path) -> Result<Pools, Error> {
         .test_before_acquire(false)
         .connect_with(connect_options(path))
         .await?;
+    // The schema's sqlx connection closes; the writer thread has its own.
+    writer.close().await;
+    let conn = writer_connection(path)?;
     let checkpointer = Checkpointer::start(path).await?;
     let (writes, queue) = mpsc::channel(SQLITE_WRITE_QUEUE_MAX);
-    tokio::spawn(group_commit(writer, queue));
+    let path = path.to_owned();
+    std::thread::Builder::new()
+        .name("ledger-writer".into())
+        .spawn(move || group_commit(path, Some(conn), queue))
+        .map_err(|_| Error::NotCommitted { why: "the writer thread could not start" })?;
     Ok(Pools { readers, writes, checkpointer: Arc::new(Mutex::new(Some(checkpointer))) })
 }
 
@@ -177,48 +189,77 @@ pub(crate) async fn run(pools: &Pools, op: Op<'_>) -> Result<Outcome, Error> {
     Ok(outcome)
 }
 
-/// The writer task (see `Pools`).
-async fn group_commit(pool: SqlitePool, mut queue: mpsc::Receiver<Work>) {
-    let mut received = Vec::with_capacity(SQLITE_GROUP_COMMIT_MAX);
-    let mut conn: Option<PoolConnection<Sqlite>> = None;
-    while queue.recv_many(&mut received, SQLITE_GROUP_COMMIT_MAX).await > 0 {
-        let mut group = Vec::with_capacity(received.len());
-        let mut close = None;
-        for work in received.drain(..) {
-            match work {
-                Work::Write(write) if close.is_none() => group.push(write),
-                Work::Write(write) => {
-                    let _ = write.answer.send(Err(Error::NotCommitted { why: "writer stopped" }));
-                }
-                Work::Close(done) => close = close.or(Some(done)),
-            }
-        }
-        if !group.is_empty() {
-            let held = match conn.take() {
-                Some(held) => Ok(held),
-                None => pool.acquire().await,
-            };
-            match held {
-                Ok(mut held) => {
-                    if commit_group(&mut held, group).await {
-                        conn = Some(held);
+/// The writer thread (see `Pools`): its own current-thread runtime, so the engine's
+/// async steps run here, on the thread that holds the connection, and every statement
+/// is a plain call into SQLite.
+fn group_commit(path: PathBuf, mut conn: Option<rusqlite::Connection>, mut queue: mpsc::Receiver<Work>) {
+    let runtime = match tokio::runtime::Builder::new_current_thread().build() {
+        Ok(runtime) => runtime,
+        // Dropping `queue` answers every caller `NotCommitted` ("writer stopped").
+        Err(_) => return,
+    };
+    runtime.block_on(async move {
+        let mut received = Vec::with_capacity(SQLITE_GROUP_COMMIT_MAX);
+        while queue.recv_many(&mut received, SQLITE_GROUP_COMMIT_MAX).await > 0 {
+            let mut group = Vec::with_capacity(received.len());
+            let mut close = None;
+            for work in received.drain(..) {
+                match work {
+                    Work::Write(write) if close.is_none() => group.push(write),
+                    Work::Write(write) => {
+                        let _ = write.answer.send(Err(Error::NotCommitted { why: "writer stopped" }));
                     }
-                }
-                Err(e) => {
-                    let why = Error::from(e).commit_failure();
-                    for write in group {
-                        let _ = write.answer.send(Err(Error::NotCommitted { why }));
-                    }
+                    Work::Close(done) => close = close.or(Some(done)),
                 }
             }
+            if !group.is_empty() {
+                let held = match conn.take() {
+                    Some(held) => Ok(held),
+                    None => writer_connection(&path),
+                };
+                match held {
+                    Ok(mut held) => {
+                        if commit_group(&mut held, group).await {
+                            conn = Some(held);
+                        }
+                    }
+                    Err(e) => {
+                        let why = e.commit_failure();
+                        for write in group {
+                            let _ = write.answer.send(Err(Error::NotCommitted { why }));
+                        }
+                    }
+                }
+            }
+            if let Some(done) = close {
+                drop(conn.take());
+                let _ = done.send(());
+                return;
+            }
         }
-        if let Some(done) = close {
-            drop(conn.take());
-            pool.close().await;
-            let _ = done.send(());
-            return;
-        }
+    });
+}
+
+/// The writer's connection, with the settings of `connect_options`.
+fn writer_connection(path: &Path) -> Result<rusqlite::Connection, Error> {
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_millis(SQLITE_BUSY_TIMEOUT_MS))?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Error::Corrupt { what: "the ledger file is not in WAL mode" });
     }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "temp_store", "memory")?;
+    let mmap = i64::try_from(SQLITE_MMAP_BYTES).unwrap_or(i64::MAX);
+    conn.pragma_update_and_check(None, "mmap_size", mmap, |row| row.get::<_, i64>(0))?;
+    conn.pragma_update_and_check(None, "wal_autocheckpoint", SQLITE_WAL_AUTOCHECKPOINT_PAGES, |row| {
+        row.get::<_, i64>(0)
+    })?;
+    conn.set_prepared_statement_cache_capacity(SQLITE_STATEMENT_CACHE_MAX);
+    Ok(conn)
 }
 
 /// Applies `group` in one transaction and answers every batch after the commit.
@@ -227,15 +268,15 @@ async fn group_commit(pool: SqlitePool, mut queue: mpsc::Receiver<Work>) {
 /// and the others applied again from the start without it — as if it had never run.
 /// (Batches are re-runnable: they are applied from their owned events.)
 /// Returns whether every batch ran without an error (else the connection is
-/// taken from the pool again for the next group).
-async fn commit_group(conn: &mut SqliteConnection, mut group: Vec<Write>) -> bool {
+/// opened again for the next group).
+async fn commit_group(conn: &mut rusqlite::Connection, mut group: Vec<Write>) -> bool {
     let mut clean = true;
     let mut merged = true;
     while !group.is_empty() {
-        let mut tx = match conn.begin_with("BEGIN IMMEDIATE").await {
-            Ok(tx) => SqliteTx(tx),
+        let mut tx = match WriterTx::begin(conn) {
+            Ok(tx) => tx,
             Err(e) => {
-                let why = Error::from(e).commit_failure();
+                let why = e.commit_failure();
                 for write in group {
                     let _ = write.answer.send(Err(Error::NotCommitted { why }));
                 }
@@ -248,42 +289,47 @@ async fn commit_group(conn: &mut SqliteConnection, mut group: Vec<Write>) -> boo
             // again one by one, so the failing batch alone is refused.
             let ops: Vec<Op<'_>> = group.iter().map(|write| write.op.op()).collect();
             match super::run_group(&mut tx, &ops).await {
-                Ok(Some(all)) => {
-                    let committed = tx.0.commit().await;
-                    match committed {
-                        Ok(()) => {
-                            for (write, outcome) in group.into_iter().zip(all) {
-                                let _ = write.answer.send(Ok(outcome));
-                            }
-                            return clean;
+                Ok(Some(all)) => match tx.commit() {
+                    Ok(()) => {
+                        for (write, outcome) in group.into_iter().zip(all) {
+                            let _ = write.answer.send(Ok(outcome));
                         }
-                        Err(e) => {
-                            let why = Error::from(e).commit_failure();
-                            for write in group {
-                                let _ = write.answer.send(Err(Error::NotCommitted { why }));
-                            }
-                            return false;
-                        }
+                        return clean;
                     }
-                }
+                    Err(e) => {
+                        let why = e.commit_failure();
+                        for write in group {
+                            let _ = write.answer.send(Err(Error::NotCommitted { why }));
+                        }
+                        return false;
+                    }
+                },
+                // The pass wrote nothing: the batches run one by one below.
                 Ok(None) => {}
                 Err(_) => {
+                    tx.rollback();
                     merged = false;
                     continue;
                 }
             }
         }
-        let applied: Result<(), Error> = async {
-            for write in &group {
-                match super::run(&mut tx, write.op.op()).await {
-                    Ok(outcome) => outcomes.push(outcome),
-                    Err(e) => return Err(e),
+        let mut applied: Result<(), Error> = Ok(());
+        for write in &group {
+            match super::run(&mut tx, write.op.op()).await {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(e) => {
+                    applied = Err(e);
+                    break;
                 }
             }
-            tx.0.commit().await?;
-            Ok(())
         }
-        .await;
+        let applied = match applied {
+            Ok(()) => tx.commit(),
+            Err(e) => {
+                tx.rollback();
+                Err(e)
+            }
+        };
         match applied {
             Ok(()) => {
                 for (write, outcome) in group.into_iter().zip(outcomes) {
@@ -291,8 +337,8 @@ async fn commit_group(conn: &mut SqliteConnection, mut group: Vec<Write>) -> boo
                 }
                 return clean;
             }
-            // A batch failed (the transaction was rolled back on drop): answer it
-            // and run the others again.
+            // A batch failed (the transaction was rolled back): answer it and run
+            // the others again.
             Err(e) if outcomes.len() < group.len() => {
                 let failed = group.remove(outcomes.len());
                 let _ = failed.answer.send(Err(e));
@@ -309,6 +355,198 @@ async fn commit_group(conn: &mut SqliteConnection, mut group: Vec<Write>) -> boo
         }
     }
     clean
+}
+
+/// The writer's open `BEGIN IMMEDIATE` transaction. (It holds the connection by
+/// `&mut`, which is `Send`, as the engine's `Tx` must be; rusqlite's own
+/// `Transaction` holds it by `&`, which is not.) Dropped without `commit`, it rolls
+/// back.
+pub(crate) struct WriterTx<'c> {
+    conn: &'c mut rusqlite::Connection,
+    open: bool,
+}
+
+impl<'c> WriterTx<'c> {
+    fn begin(conn: &'c mut rusqlite::Connection) -> Result<WriterTx<'c>, Error> {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        Ok(WriterTx { conn, open: true })
+    }
+
+    fn commit(mut self) -> Result<(), Error> {
+        self.open = false;
+        if let Err(e) = self.conn.execute_batch("COMMIT") {
+            // A failed COMMIT may leave the transaction open; end it.
+            let _ = self.conn.execute_batch("ROLLBACK");
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    fn rollback(mut self) {
+        self.open = false;
+        let _ = self.conn.execute_batch("ROLLBACK");
+    }
+
+    fn select(&mut self, sql: &ChunkedSql, ids: &[u128]) -> Result<Vec<OwnedRow>, Error> {
+        let mut found = Vec::new();
+        for chunk in ids.chunks(SQLITE_ROWS_PER_STATEMENT_MAX) {
+            let mut statement = self.conn.prepare_cached(sql.text(chunk.len()).0)?;
+            let params = chunk.iter().map(|id| Value::Blob(id_bytes(*id).to_vec()));
+            found.extend(collect_rows(statement.query(rusqlite::params_from_iter(params))?)?);
+        }
+        Ok(found)
+    }
+
+    /// Runs `sql` over `items` in chunks; returns the rows affected.
+    fn write_rows<T>(&mut self, sql: &ChunkedSql, items: &[T], values: fn(&T, &mut Vec<Value>)) -> Result<u64, Error> {
+        let mut affected = 0;
+        for chunk in items.chunks(SQLITE_ROWS_PER_STATEMENT_MAX) {
+            let mut params = Vec::new();
+            chunk.iter().for_each(|item| values(item, &mut params));
+            let mut statement = self.conn.prepare_cached(sql.text(chunk.len()).0)?;
+            affected += statement.execute(rusqlite::params_from_iter(params))? as u64;
+        }
+        Ok(affected)
+    }
+
+    fn query(&mut self, sql: &str, params: Vec<Value>) -> Result<Vec<OwnedRow>, Error> {
+        let mut statement = self.conn.prepare_cached(sql)?;
+        collect_rows(statement.query(rusqlite::params_from_iter(params))?)
+    }
+}
+
+impl Drop for WriterTx<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+/// A result row read by the writer, owned (rusqlite's rows borrow their statement).
+pub(crate) struct OwnedRow(Vec<Value>);
+
+fn collect_rows(mut rows: rusqlite::Rows<'_>) -> Result<Vec<OwnedRow>, Error> {
+    let mut found = Vec::new();
+    while let Some(row) = rows.next()? {
+        let columns = row.as_ref().column_count();
+        found.push(OwnedRow((0..columns).map(|i| row.get::<_, Value>(i)).collect::<Result<_, _>>()?));
+    }
+    Ok(found)
+}
+
+impl Columns for OwnedRow {
+    fn bytes(&self, index: usize) -> Result<Vec<u8>, Error> {
+        match self.0.get(index) {
+            Some(Value::Blob(bytes)) => Ok(bytes.clone()),
+            _ => Err(Error::Corrupt { what: "a column is not the blob expected" }),
+        }
+    }
+    fn int(&self, index: usize) -> Result<i64, Error> {
+        self.int_or_null(index)?.ok_or(Error::Corrupt { what: "a column is NULL where an integer was expected" })
+    }
+    fn int_or_null(&self, index: usize) -> Result<Option<i64>, Error> {
+        match self.0.get(index) {
+            Some(Value::Integer(n)) => Ok(Some(*n)),
+            Some(Value::Null) => Ok(None),
+            _ => Err(Error::Corrupt { what: "a column is not the integer expected" }),
+        }
+    }
+    fn text(&self, index: usize) -> Result<String, Error> {
+        match self.0.get(index) {
+            Some(Value::Text(text)) => Ok(text.clone()),
+            _ => Err(Error::Corrupt { what: "a column is not the text expected" }),
+        }
+    }
+}
+
+fn account_values(a: &Account, out: &mut Vec<Value>) {
+    out.extend([
+        Value::Blob(id_bytes(a.id).to_vec()),
+        Value::Text(a.currency.to_string()),
+        Value::Integer(i64::from(a.kind.code())),
+        Value::Integer(i64::from(a.flags.bits())),
+        Value::Blob(id_bytes(a.user_data_128).to_vec()),
+        Value::Integer(stored_int(a.debits_pending_minor)),
+        Value::Integer(stored_int(a.debits_posted_minor)),
+        Value::Integer(stored_int(a.credits_pending_minor)),
+        Value::Integer(stored_int(a.credits_posted_minor)),
+        Value::Integer(stored_int(a.created_at_unix_s)),
+    ]);
+}
+
+fn transfer_values(t: &Transfer, out: &mut Vec<Value>) {
+    out.extend([
+        Value::Blob(id_bytes(t.id).to_vec()),
+        Value::Blob(id_bytes(t.debit_account_id).to_vec()),
+        Value::Blob(id_bytes(t.credit_account_id).to_vec()),
+        Value::Integer(stored_int(t.amount_minor)),
+        Value::Text(t.currency.to_string()),
+        Value::Blob(id_bytes(t.pending_id).to_vec()),
+        Value::Integer(i64::from(t.timeout_s)),
+        Value::Blob(id_bytes(t.user_data_128).to_vec()),
+        Value::Integer(i64::from(t.code)),
+        Value::Integer(i64::from(t.flags.bits())),
+        Value::Integer(stored_int(t.created_at_unix_s)),
+    ]);
+}
+
+fn pending_values((id, row): &(u128, PendingRow), out: &mut Vec<Value>) {
+    out.extend([
+        Value::Blob(id_bytes(*id).to_vec()),
+        Value::Integer(i64::from(row.state.code())),
+        row.expires_at_unix_s.map_or(Value::Null, |at| Value::Integer(stored_int(at))),
+    ]);
+}
+
+impl Tx for WriterTx<'_> {
+    type Row = OwnedRow;
+
+    async fn load_accounts(&mut self, ids: &[u128]) -> Result<Vec<Account>, Error> {
+        self.select(&SELECT_ACCOUNTS, ids)?.iter().map(rows::account).collect()
+    }
+
+    async fn load_transfers(&mut self, ids: &[u128]) -> Result<Vec<LoadedTransfer>, Error> {
+        let found = self.select(&SELECT_TRANSFERS, ids)?;
+        found.iter().map(|row| rows::loaded_transfer(row).map(|(loaded, _)| loaded)).collect()
+    }
+
+    async fn due_pending(&mut self, now_unix_s: u64, limit: usize) -> Result<Vec<u128>, Error> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let found =
+            self.query(schema::DUE_PENDING_SQL, vec![Value::Integer(stored_int(now_unix_s)), Value::Integer(limit)])?;
+        found.iter().map(|row| rows::id_from_bytes(&row.bytes(0)?)).collect()
+    }
+
+    async fn history(
+        &mut self,
+        account_id: u128,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<(LoadedTransfer, u64)>, Error> {
+        let params = vec![
+            Value::Blob(id_bytes(account_id).to_vec()),
+            Value::Integer(stored_int(after_seq)),
+            Value::Integer(i64::from(limit)),
+        ];
+        self.query(schema::HISTORY_SQL, params)?.iter().map(rows::loaded_transfer).collect()
+    }
+
+    async fn write(&mut self, set: &WriteSet) -> Result<(), Error> {
+        let accounts: Vec<Account> = set.accounts_created.iter().chain(&set.accounts_updated).copied().collect();
+        let affected = self.write_rows(&UPSERT_ACCOUNTS, &accounts, account_values)?;
+        assert_eq!(affected, accounts.len() as u64);
+        self.write_rows(&INSERT_TRANSFERS, &set.transfers_created, transfer_values)?;
+        let pending: Vec<(u128, PendingRow)> =
+            set.pending_created.iter().chain(&set.pending_resolved).copied().collect();
+        let affected = self.write_rows(&UPSERT_PENDING, &pending, pending_values)?;
+        assert_eq!(affected, pending.len() as u64);
+        Ok(())
+    }
+
+    async fn rows(&mut self, sql: &'static str) -> Result<Vec<OwnedRow>, Error> {
+        self.query(sql, Vec::new())
+    }
 }
 
 /// SQL text for a statement over `rows` rows, built once per row count.
@@ -597,5 +835,24 @@ mod tests {
         assert_eq!(state(&one_pass).await, state(&in_turn).await);
         let mut tx = SqliteTx(one_pass.begin().await.unwrap());
         assert!(matches!(super::super::run(&mut tx, Op::Check).await.unwrap(), Outcome::Checked(Ok(()))));
+        drop(tx);
+
+        // The writer thread's own connection (rusqlite) gives the same, and what
+        // it writes reads back alike through sqlx.
+        let written = fresh(&dir, "writer.sqlite").await;
+        let mut conn = writer_connection(&dir.path().join("writer.sqlite")).unwrap();
+        let mut tx = WriterTx::begin(&mut conn).unwrap();
+        let outcomes = super::super::run_group(&mut tx, &ops).await.unwrap().unwrap();
+        tx.commit().unwrap();
+        let got: Vec<String> = outcomes.iter().map(|o| format!("{o:?}")).collect();
+        assert_eq!(got, expected);
+        assert_eq!(state(&written).await, state(&in_turn).await);
+        let mut tx = WriterTx::begin(&mut conn).unwrap();
+        assert!(matches!(super::super::run(&mut tx, Op::Check).await.unwrap(), Outcome::Checked(Ok(()))));
+        let extra = [transfer(20, (2, 1), 5, 0, none)];
+        let rolled_back = super::super::run(&mut tx, Op::CreateTransfers(&extra, NOW)).await.unwrap();
+        assert!(matches!(rolled_back, Outcome::Transfers(ref r) if r.is_empty()));
+        drop(tx);
+        assert_eq!(state(&written).await, state(&in_turn).await, "a transaction dropped uncommitted is rolled back");
     }
 }
