@@ -189,6 +189,10 @@ pub(crate) async fn run(pools: &Pools, op: Op<'_>) -> Result<Outcome, Error> {
     Ok(outcome)
 }
 
+/// A group commit that takes this long is logged, to tell a slow disk from a slow
+/// caller.
+const SLOW_GROUP: Duration = Duration::from_millis(50);
+
 /// The writer thread (see `Pools`): its own current-thread runtime, so the engine's
 /// async steps run here, on the thread that holds the connection, and every statement
 /// is a plain call into SQLite.
@@ -219,7 +223,13 @@ fn group_commit(path: PathBuf, mut conn: Option<rusqlite::Connection>, mut queue
                 };
                 match held {
                     Ok(mut held) => {
-                        if commit_group(&mut held, group).await {
+                        let (batches, started) = (group.len(), std::time::Instant::now());
+                        let clean = commit_group(&mut held, group).await;
+                        let took = started.elapsed();
+                        if took >= SLOW_GROUP {
+                            tracing::warn!(batches, took_ms = took.as_millis() as u64, "slow ledger group commit");
+                        }
+                        if clean {
                             conn = Some(held);
                         }
                     }
