@@ -136,8 +136,14 @@ struct CreateBody {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AnswersBody {
-    responses: Vec<String>,
+pub(crate) struct AnswersBody {
+    pub(crate) responses: Vec<String>,
+}
+
+/// The card's answers a step relays.
+fn answers(body: &Bytes) -> Result<Vec<kessai_scp03::ResponseApdu>, ApiError> {
+    let b: AnswersBody = json(body)?;
+    parse_answers(&b.responses).map_err(api_error)
 }
 
 fn json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
@@ -268,22 +274,14 @@ macro_rules! answers_step {
     ($name:ident, $method:ident) => {
         async fn $name(State(c): State<Shared>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
             let route = format!("{}/{}", stringify!($name), id);
-            let work = async {
-                let b: AnswersBody = json(&body)?;
-                let answers = parse_answers(&b.responses).map_err(api_error)?;
-                c.$method(&id, answers).await.map_err(api_error)
-            };
+            let work = async { c.$method(&id, answers(&body)?).await.map_err(api_error) };
             idempotent(&c, &headers, &route, &body, work).await
         }
     };
     ($name:ident, $method:ident, settlement) => {
         async fn $name(State(c): State<Shared>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
             let route = format!("{}/{}", stringify!($name), id);
-            let work = async {
-                let b: AnswersBody = json(&body)?;
-                let answers = parse_answers(&b.responses).map_err(api_error)?;
-                c.$method(&id, answers).await.map_err(api_error)
-            };
+            let work = async { c.$method(&id, answers(&body)?).await.map_err(api_error) };
             idempotent_step(&c, &headers, &route, &id, &body, work).await
         }
     };

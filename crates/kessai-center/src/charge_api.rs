@@ -155,12 +155,6 @@ struct CreateBody {
     cvc: Zeroizing<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AnswersBody {
-    responses: Vec<String>,
-}
-
 /// Overwrites a request body that held payment card data, once parsed
 /// into zeroizing fields, if no other handle to the buffer is left.
 fn wipe(body: Bytes) {
@@ -184,8 +178,7 @@ async fn create(State(s): State<ChargeState>, headers: HeaderMap, body: Bytes) -
     };
     // Card id and amount only: the card data stays out of the stored hash.
     let fingerprint = format!("charge-create\n{}\n{}\n{}", b.card_id, b.amount.amount_minor(), b.amount.currency());
-    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let id = charge_id(key, fingerprint.as_bytes());
+    let id = charge_id(&headers, fingerprint.as_bytes());
     let work = async {
         let id = id.map_err(ApiError::internal)?;
         let card_id = CardId::parse(&b.card_id)
@@ -200,13 +193,19 @@ async fn create(State(s): State<ChargeState>, headers: HeaderMap, body: Bytes) -
 /// The charge id for a create request: `vup_` and the first 16 bytes of
 /// SHA-256 over the Idempotency-Key and the request's fingerprint, so the
 /// same request retried under the same key names the same charge.
-fn charge_id(key: &str, fingerprint: &[u8]) -> Result<UpdateId, kessai_core::ids::IdError> {
+fn charge_id(headers: &HeaderMap, fingerprint: &[u8]) -> Result<UpdateId, kessai_core::ids::IdError> {
+    let key = idempotency_key(headers);
     let digest = Sha256Digest::of(&[b"kessai-charge-id\0", key.as_bytes(), b"\0", fingerprint].concat());
     UpdateId::parse(&format!("vup_{}", hex::encode(&digest.as_bytes()[..16])))
 }
 
+/// The request's Idempotency-Key ("" if none: `idempotent_by` refuses it).
+fn idempotency_key(headers: &HeaderMap) -> &str {
+    headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default()
+}
+
 fn answers(body: &Bytes) -> Result<Vec<kessai_scp03::ResponseApdu>, ApiError> {
-    let b: AnswersBody = json(body)?;
+    let b: crate::api::AnswersBody = json(body)?;
     parse_answers(&b.responses).map_err(|e| match e {
         CenterError::BadApdu(m) => charge_api_error(ChargeError::BadApdu(m)),
         other => crate::api::api_error(other),
@@ -271,8 +270,7 @@ async fn create_decrease(State(s): State<ChargeState>, headers: HeaderMap, body:
         b.amount.amount_minor(),
         b.amount.currency()
     );
-    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let id = charge_id(key, fingerprint.as_bytes());
+    let id = charge_id(&headers, fingerprint.as_bytes());
     let work = async {
         let id = id.map_err(ApiError::internal)?;
         let card_id = CardId::parse(&b.card_id)
@@ -312,7 +310,7 @@ async fn request_refund(State(s): State<ChargeState>, headers: HeaderMap, body: 
 /// update to run like a charge, or `{"nothing_owed": true}`.
 async fn apply_owed(State(s): State<ChargeState>, Path(card): Path<String>, headers: HeaderMap) -> Response {
     let fingerprint = format!("owed-apply\n{card}");
-    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let key = idempotency_key(&headers).to_owned();
     let work = async {
         let card_id =
             CardId::parse(&card).map_err(|e| ApiError::invalid("bad_card_id", e.to_string()).with_param("card_id"))?;

@@ -485,29 +485,10 @@ impl CenterDb {
         store: &StoreId,
         card: &CardId,
     ) -> Result<(Option<StoreRecord>, Option<CardRecord>), DbError> {
-        let decode = |row: &dyn Columns| -> Result<_, DbError> {
-            let store = match row.text("s_id")? {
-                Some(_) => Some(store_row(row)?),
-                None => None,
-            };
-            let card = match row.text("c_id")? {
-                Some(_) => Some(card_row(row)?),
-                None => None,
-            };
-            Ok((store, card))
-        };
-        if let Some(fast) = &self.fast {
-            return fast.with(|conn| {
-                conn.prepare_cached(STORE_AND_CARD_SQL)?
-                    .query_row((store.as_str(), card.to_string()), |row| Ok(decode(row)))?
-            });
-        }
-        let row = sqlx::query(STORE_AND_CARD_SQL)
-            .bind(store.as_str().to_owned())
-            .bind(card.to_string())
-            .fetch_one(&mut *self.read().await?)
-            .await?;
-        decode(&row)
+        let decode = |row: &dyn Columns| Ok((present(row, "s_id", store_row)?, present(row, "c_id", card_row)?));
+        self.read_one(STORE_AND_CARD_SQL, &[store.as_str(), &card.to_string()], decode)
+            .await?
+            .ok_or_else(|| corrupt("a LEFT JOIN from one row answered none"))
     }
 
     /// Registers a signing key of a store (the merchant of record).
@@ -865,41 +846,37 @@ impl CenterDb {
         key: &str,
         id: &SettlementId,
     ) -> Result<(Option<(String, u16, String)>, Option<(Settlement, i64)>), DbError> {
-        let decode = |row: &dyn Columns| -> Result<_, DbError> {
-            let stored = match row.text("request_hash")? {
-                Some(_) => Some(response_row(row)?),
-                None => None,
-            };
-            let settlement = match row.text("record")? {
-                Some(_) => Some(settlement_row(row)?),
-                None => None,
-            };
-            Ok((stored, settlement))
+        let decode = |row: &dyn Columns| {
+            Ok((present(row, "request_hash", response_row)?, present(row, "record", settlement_row)?))
         };
-        if let Some(fast) = &self.fast {
-            return fast.with(|conn| {
-                conn.prepare_cached(RESPONSE_AND_SETTLEMENT_SQL)?
-                    .query_row((key, id.as_str()), |row| Ok(decode(row)))?
-            });
-        }
-        let row = sqlx::query(RESPONSE_AND_SETTLEMENT_SQL)
-            .bind(key.to_owned())
-            .bind(id.as_str().to_owned())
-            .fetch_one(&mut *self.read().await?)
-            .await?;
-        decode(&row)
+        self.read_one(RESPONSE_AND_SETTLEMENT_SQL, &[key, id.as_str()], decode)
+            .await?
+            .ok_or_else(|| corrupt("a LEFT JOIN from one row answered none"))
     }
 
     /// The stored answer for an Idempotency-Key, if any: `(request hash,
     /// status, body)`.
     pub async fn idempotent_response(&self, key: &str) -> Result<Option<(String, u16, String)>, DbError> {
+        self.read_one(RESPONSE_SQL, &[key], response_row).await
+    }
+
+    /// The first row of `sql` (text parameters `$1`, `$2`, … in order),
+    /// decoded: on SQLite on the calling thread (`fast_read`), else through
+    /// sqlx.
+    async fn read_one<T>(
+        &self,
+        sql: &'static str,
+        params: &[&str],
+        decode: impl Fn(&dyn Columns) -> Result<T, DbError>,
+    ) -> Result<Option<T>, DbError> {
         if let Some(fast) = &self.fast {
             return fast.with(|conn| {
-                conn.prepare_cached(RESPONSE_SQL)?.query_row([key], |row| Ok(response_row(row))).optional()?.transpose()
+                let mut statement = conn.prepare_cached(sql)?;
+                statement.query_row(rusqlite::params_from_iter(params), |row| Ok(decode(row))).optional()?.transpose()
             });
         }
-        let row = sqlx::query(RESPONSE_SQL).bind(key.to_owned()).fetch_optional(&mut *self.read().await?).await?;
-        row.map(|r| response_row(&r)).transpose()
+        let query = params.iter().fold(sqlx::query(sql), |query, p| query.bind((*p).to_owned()));
+        query.fetch_optional(&mut *self.read().await?).await?.map(|row| decode(&row)).transpose()
     }
 
     /// Remembers the answer to an Idempotency-Key (first writer wins).
@@ -1516,6 +1493,16 @@ const RESPONSE_AND_SETTLEMENT_SQL: &str = "SELECT i.request_hash, i.status, i.bo
      FROM (SELECT 1 AS one) q
      LEFT JOIN center_idempotency i ON i.key = $1 LEFT JOIN center_settlements s ON s.id = $2";
 const RESPONSE_SQL: &str = "SELECT request_hash, status, body FROM center_idempotency WHERE key = $1";
+
+/// `decode(r)` if column `column` of `r` is not NULL (the row a LEFT JOIN
+/// found), else `None`.
+fn present<T>(
+    r: &dyn Columns,
+    column: &str,
+    decode: fn(&dyn Columns) -> Result<T, DbError>,
+) -> Result<Option<T>, DbError> {
+    r.text(column)?.map(|_| decode(r)).transpose()
+}
 
 /// A stored Idempotency-Key answer: `(request hash, status, body)`.
 fn response_row(r: &dyn Columns) -> Result<(String, u16, String), DbError> {
