@@ -9,18 +9,15 @@
 //! on one settlement cannot both win; the loser sees `Conflict` and the
 //! client retries (its Idempotency-Key makes the retry safe).
 //!
-//! Every write is one database transaction ([`CenterDb::write`]). On
-//! SQLite, writes go through one writer task that group-commits: it takes
-//! every write waiting, runs them one after another in one transaction
-//! (see `group_commit` for a write that fails), commits once (one fsync for
-//! many requests), and only then answers each caller — so a reply still
-//! follows a durable commit. Reads use separate connections the center holds
-//! itself (WAL: they see the last commit and never wait for the writer); the
-//! reads on every purchase step's path run on the calling thread
-//! (`fast_read`), the others through sqlx.
+//! Every write is one database transaction ([`CenterDb::write`]) of
+//! statements written once for both backends (`writer::Stmt`). On SQLite,
+//! writes go through one writer thread with its own connection that
+//! group-commits (see `writer`): one fsync for many requests, and a reply
+//! still follows a durable commit. Reads use separate connections the
+//! center holds itself (WAL: they see the last commit and never wait for
+//! the writer); the reads on every purchase step's path run on the calling
+//! thread (`fast_read`), the others through sqlx.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -37,12 +34,14 @@ use rusqlite::OptionalExtension as _;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Row};
-use tokio::sync::{OwnedMappedMutexGuard, mpsc, oneshot};
+use tokio::sync::OwnedMappedMutexGuard;
 
 use crate::fast_read::FastReads;
 use crate::owed::{Owed, OwedBody, OwedStatus};
 use crate::purchase::{CardRecord, CardRegistryStatus, Phase, Settlement};
 use crate::value::{Charge, ChargePhase};
+pub use crate::writer::WriteFuture;
+use crate::writer::{Exec, Stmt, Writer};
 
 /// Longest the center waits for a database connection.
 const ACQUIRE_TIMEOUT_MS: u64 = 5_000;
@@ -50,14 +49,6 @@ const ACQUIRE_TIMEOUT_MS: u64 = 5_000;
 const MAX_CONNECTIONS: u32 = 8;
 /// Reader connections of a SQLite database (besides its one writer).
 const SQLITE_READERS: u32 = 4;
-/// Most writes one SQLite group commit takes.
-const MAX_GROUP: usize = 256;
-/// A SQLite group commit that takes this long is logged (with how long its
-/// writes ran and how long the commit took), to tell a slow disk from a
-/// slow write.
-const SLOW_GROUP: Duration = Duration::from_millis(50);
-/// Writes waiting for the SQLite writer before callers wait to queue.
-const WRITE_QUEUE: usize = 4_096;
 /// How long a cached store key directory is used before it is read again.
 /// A key added or revoked through this instance takes effect at once; one
 /// changed through another instance (PostgreSQL) within this bound.
@@ -86,6 +77,20 @@ pub enum DbError {
     Checkpointer(kessai_ledger::Error),
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+}
+
+impl DbError {
+    /// Whether a unique key refused the write (a row with its key exists).
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            DbError::Sqlx(sqlx::Error::Database(e)) => e.is_unique_violation(),
+            DbError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                    || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+            }
+            _ => false,
+        }
+    }
 }
 
 fn corrupt(e: impl std::fmt::Display) -> DbError {
@@ -143,39 +148,12 @@ pub struct StoreRecord {
     pub bank_account: Option<String>,
 }
 
-/// A write's work inside the transaction.
-type WriteFuture<'c, T> = Pin<Box<dyn Future<Output = Result<T, DbError>> + Send + 'c>>;
-/// What the SQLite writer runs for one write: the work, returning how it
-/// went and how to answer the caller once the commit's outcome is known
-/// (`None`: committed; `Some(why)`: not committed).
-type Job = Box<dyn for<'c> FnOnce(&'c mut AnyConnection) -> JobFuture<'c> + Send>;
-type JobFuture<'c> = Pin<Box<dyn Future<Output = (Ran, Answer)> + Send + 'c>>;
-
-/// How a write went inside a group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ran {
-    Ok,
-    /// Failed having written nothing: the group goes on.
-    FailedClean,
-    /// Failed perhaps after writing part: the group's transaction must go.
-    FailedDirty,
-}
-type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
-type AnyQuery = sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>;
-
-/// What the SQLite writer task is asked to do.
-enum Work {
-    Write(Job),
-    /// Stop after the writes queued before, and close the connection.
-    Close(oneshot::Sender<()>),
-}
-
 #[derive(Debug, Clone)]
 pub struct CenterDb {
     /// Reads; on PostgreSQL, writes too (through its pool).
     readers: Readers,
-    /// SQLite: the group-committing writer task's queue.
-    writer: Option<mpsc::Sender<Work>>,
+    /// SQLite: the group-committing writer thread.
+    writer: Option<Writer>,
     /// SQLite: copies the log into the database file off the writer's path.
     checkpointer: Arc<Mutex<Option<Checkpointer>>>,
     /// SQLite: the reads on every step's path, on the calling thread.
@@ -346,7 +324,6 @@ impl CenterDb {
                 store_keys: Arc::default(),
             });
         };
-        // The schema's connection becomes the writer's; reads get their own.
         let reader_pool = connect(SQLITE_READERS).await?;
         let mut conns = Vec::new();
         for _ in 0..SQLITE_READERS {
@@ -354,10 +331,11 @@ impl CenterDb {
         }
         reader_pool.close().await;
         let readers = Readers::Own(Arc::new(OwnReaders { conns, next: AtomicUsize::new(0) }));
+        // The schema's connection closes; the writer thread has its own.
+        pool.close().await;
+        let writer = Writer::start(&path)?;
         let checkpointer = Checkpointer::start(&path).await.map_err(DbError::Checkpointer)?;
         let fast = Arc::new(FastReads::open(&path)?);
-        let (writer, jobs) = mpsc::channel(WRITE_QUEUE);
-        tokio::spawn(group_commit(pool, jobs));
         Ok(CenterDb {
             readers,
             writer: Some(writer),
@@ -370,10 +348,7 @@ impl CenterDb {
     /// Closes the connections; later calls fail.
     pub async fn close(&self) {
         if let Some(writer) = &self.writer {
-            let (done, closed) = oneshot::channel();
-            if writer.send(Work::Close(done)).await.is_ok() {
-                let _ = closed.await;
-            }
+            writer.close().await;
         }
         self.readers.close().await;
         if let Some(fast) = &self.fast {
@@ -396,10 +371,10 @@ impl CenterDb {
     /// fail with `Conflict` or `Corrupt` only before it wrote anything; if it
     /// fails with a database error, the group's transaction is rolled back
     /// and the writes before it in the group are answered `NotCommitted`.
-    pub async fn write<T, F>(&self, work: F) -> Result<T, DbError>
+    pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, DbError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut AnyConnection) -> WriteFuture<'c, T> + Send + 'static,
+        F: for<'c> FnOnce(Exec<'c>) -> WriteFuture<'c, T> + Send + 'static,
     {
         self.write_job(work, false).await
     }
@@ -409,50 +384,28 @@ impl CenterDb {
     async fn write_job<T, F>(&self, work: F, single_statement: bool) -> Result<T, DbError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut AnyConnection) -> WriteFuture<'c, T> + Send + 'static,
+        F: for<'c> FnOnce(Exec<'c>) -> WriteFuture<'c, T> + Send + 'static,
     {
-        let Some(writer) = &self.writer else {
-            let Readers::Pool(pool) = &self.readers else {
-                return Err(DbError::NotCommitted("no writer".into()));
-            };
-            let mut tx = pool.begin().await?;
-            let out = work(&mut tx).await?;
-            tx.commit().await?;
-            return Ok(out);
+        if let Some(writer) = &self.writer {
+            return writer.write(work, single_statement).await;
+        }
+        let Readers::Pool(pool) = &self.readers else {
+            return Err(DbError::NotCommitted("no writer".into()));
         };
-        let (reply, answered) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            Box::pin(async move {
-                let out = work(conn).await;
-                let ok = out.is_ok();
-                let ran = match &out {
-                    Ok(_) => Ran::Ok,
-                    Err(DbError::Conflict | DbError::Corrupt(_)) => Ran::FailedClean,
-                    Err(_) if single_statement => Ran::FailedClean,
-                    Err(_) => Ran::FailedDirty,
-                };
-                let answer: Answer = Box::new(move |failed: Option<&str>| {
-                    let out = match failed {
-                        Some(why) if ok => Err(DbError::NotCommitted(why.to_owned())),
-                        _ => out,
-                    };
-                    let _ = reply.send(out);
-                });
-                (ran, answer)
-            })
-        });
-        writer.send(Work::Write(job)).await.map_err(|_| DbError::NotCommitted("the writer has stopped".into()))?;
-        answered.await.map_err(|_| DbError::NotCommitted("the group commit failed".into()))?
+        let mut tx = pool.begin().await?;
+        let out = work(Exec::Sqlx(&mut tx)).await?;
+        tx.commit().await?;
+        Ok(out)
     }
 
-    /// One statement as its own write; returns the rows it affected.
-    async fn execute(&self, query: AnyQuery) -> Result<u64, DbError> {
-        self.write_job(move |conn| Box::pin(async move { Ok(query.execute(conn).await?.rows_affected()) }), true).await
+    /// One statement as its own write; returns the rows it changed.
+    async fn execute(&self, statement: Stmt) -> Result<u64, DbError> {
+        self.write_job(move |mut conn| Box::pin(async move { conn.execute(statement).await }), true).await
     }
 
     /// Adds or updates a store.
     pub async fn put_store(&self, s: &StoreRecord, now: Timestamp) -> Result<(), DbError> {
-        let query = sqlx::query(
+        let query = Stmt::new(
             "INSERT INTO center_stores (id, name, mall, notify_url, client_name, bank_account, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (id) DO UPDATE SET name = $2, mall = $3, notify_url = $4, client_name = $5, bank_account = $6",
@@ -494,7 +447,7 @@ impl CenterDb {
     /// Registers a signing key of a store (the merchant of record).
     pub async fn put_store_key(&self, store: &StoreId, key: &PublicKey, window: Validity) -> Result<(), DbError> {
         let ts = |t: Option<Timestamp>| t.map(|t| to_i64(t.unix_s())).transpose();
-        let query = sqlx::query(
+        let query = Stmt::new(
             "INSERT INTO center_store_keys (kid, store, public_key, not_before, not_after, revoked)
              VALUES ($1, $2, $3, $4, $5, 0)
              ON CONFLICT (kid) DO UPDATE SET not_before = $4, not_after = $5 WHERE center_store_keys.store = $2",
@@ -511,8 +464,7 @@ impl CenterDb {
     }
 
     pub async fn revoke_store_key(&self, kid: &KeyId) -> Result<bool, DbError> {
-        let query =
-            sqlx::query("UPDATE center_store_keys SET revoked = 1 WHERE kid = $1").bind(kid.as_str().to_owned());
+        let query = Stmt::new("UPDATE center_store_keys SET revoked = 1 WHERE kid = $1").bind(kid.as_str().to_owned());
         let done = self.execute(query).await;
         self.forget_store_keys();
         Ok(done? == 1)
@@ -575,7 +527,7 @@ impl CenterDb {
     }
 
     pub async fn put_card(&self, c: &CardRecord, now: Timestamp) -> Result<(), DbError> {
-        let query = sqlx::query(
+        let query = Stmt::new(
             "INSERT INTO center_cards (id, key_version, status, currency, max_balance_minor, created_at)
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
@@ -596,7 +548,7 @@ impl CenterDb {
         status: CardRegistryStatus,
         reason: &str,
     ) -> Result<bool, DbError> {
-        let query = sqlx::query("UPDATE center_cards SET status = $1, status_reason = $2 WHERE id = $3")
+        let query = Stmt::new("UPDATE center_cards SET status = $1, status_reason = $2 WHERE id = $3")
             .bind(status_name(status).to_owned())
             .bind(reason.to_owned())
             .bind(id.to_string());
@@ -633,58 +585,30 @@ impl CenterDb {
         now: Timestamp,
         response: Option<SavedResponse>,
     ) -> Result<Option<(Settlement, i64)>, DbError> {
-        let record = serde_json::to_string(s).map_err(corrupt)?;
-        let bind = |query: AnyQuery| -> Result<AnyQuery, DbError> {
-            Ok(query
-                .bind(s.id.as_str().to_owned())
-                .bind(s.bill.store.as_str().to_owned())
-                .bind(s.bill.bill_id.as_str().to_owned())
-                .bind(s.card_id.to_string())
-                .bind(s.phase.as_str().to_owned())
-                .bind(record.clone())
-                .bind(to_i64(now.unix_s())?))
-        };
-        let existing = sqlx::query("SELECT record, version FROM center_settlements WHERE store = $1 AND bill_id = $2")
-            .bind(s.bill.store.as_str().to_owned())
-            .bind(s.bill.bill_id.as_str().to_owned());
-        if let (true, Some(r)) = (self.writer.is_some(), &response) {
-            // SQLite: both statements in one round trip, the answer inserted
-            // only if the settlement was (see `update_settlement_answering`).
-            let both = bind(sqlx::query(
-                "INSERT INTO center_settlements (id, store, bill_id, card_id, phase, record, version, created_at,
-                 updated_at) VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7) ON CONFLICT (store, bill_id) DO NOTHING;
-                 INSERT INTO center_idempotency (key, request_hash, status, body, created_at)
-                 SELECT $8, $9, $10, $11, $7 WHERE changes() = 1 ON CONFLICT (key) DO NOTHING",
-            ))?
-            .bind(r.key.clone())
-            .bind(r.hash.clone())
-            .bind(i64::from(r.status))
-            .bind(r.body.clone());
-            return self
-                .write(move |conn| {
-                    Box::pin(async move {
-                        if both.execute(&mut *conn).await?.rows_affected() >= 1 {
-                            return Ok(None);
-                        }
-                        Ok(Some(settlement_row(&existing.fetch_one(&mut *conn).await?)?))
-                    })
-                })
-                .await;
-        }
-        let insert = bind(sqlx::query(
+        let insert = Stmt::new(
             "INSERT INTO center_settlements (id, store, bill_id, card_id, phase, record, version, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7) ON CONFLICT (store, bill_id) DO NOTHING",
-        ))?;
-        let save = response.map(|r| r.query(now)).transpose()?;
-        self.write(move |conn| {
+        )
+        .bind(s.id.as_str().to_owned())
+        .bind(s.bill.store.as_str().to_owned())
+        .bind(s.bill.bill_id.as_str().to_owned())
+        .bind(s.card_id.to_string())
+        .bind(s.phase.as_str().to_owned())
+        .bind(serde_json::to_string(s).map_err(corrupt)?)
+        .bind(to_i64(now.unix_s())?);
+        let existing = Stmt::new("SELECT record, version FROM center_settlements WHERE store = $1 AND bill_id = $2")
+            .bind(s.bill.store.as_str().to_owned())
+            .bind(s.bill.bill_id.as_str().to_owned());
+        let save = response.map(|r| r.statement(now)).transpose()?;
+        self.write(move |mut conn| {
             Box::pin(async move {
-                if insert.execute(&mut *conn).await?.rows_affected() == 1 {
+                if conn.execute(insert).await? == 1 {
                     if let Some(save) = save {
-                        save.execute(&mut *conn).await?;
+                        conn.execute(save).await?;
                     }
                     return Ok(None);
                 }
-                Ok(Some(settlement_row(&existing.fetch_one(&mut *conn).await?)?))
+                Ok(Some(conn.fetch_one(existing, settlement_row).await?))
             })
         })
         .await
@@ -714,54 +638,25 @@ impl CenterDb {
         now: Timestamp,
         response: Option<SavedResponse>,
     ) -> Result<(), DbError> {
-        let record = serde_json::to_string(s).map_err(corrupt)?;
-        let bind = |query: AnyQuery| -> Result<AnyQuery, DbError> {
-            Ok(query
-                .bind(s.phase.as_str().to_owned())
-                .bind(record.clone())
-                .bind(to_i64(now.unix_s())?)
-                .bind(s.id.as_str().to_owned())
-                .bind(version)
-                .bind(i64::from(s.receipt_token.is_some())))
-        };
-        if let (true, Some(r)) = (self.writer.is_some(), &response) {
-            // SQLite: both statements in one round trip to the connection's
-            // thread; the answer is inserted only if the update changed its
-            // row (`changes()` is the rows the previous statement changed).
-            let both = bind(sqlx::query(
-                "UPDATE center_settlements SET phase = $1, record = $2, version = version + 1, updated_at = $3,
-                 delivered = $6 WHERE id = $4 AND version = $5;
-                 INSERT INTO center_idempotency (key, request_hash, status, body, created_at)
-                 SELECT $7, $8, $9, $10, $3 WHERE changes() = 1 ON CONFLICT (key) DO NOTHING",
-            ))?
-            .bind(r.key.clone())
-            .bind(r.hash.clone())
-            .bind(i64::from(r.status))
-            .bind(r.body.clone());
-            return self
-                .write(move |conn| {
-                    Box::pin(async move {
-                        // 0: the update changed nothing, so nothing was written.
-                        if both.execute(&mut *conn).await?.rows_affected() == 0 {
-                            return Err(DbError::Conflict);
-                        }
-                        Ok(())
-                    })
-                })
-                .await;
-        }
-        let update = bind(sqlx::query(
+        let update = Stmt::new(
             "UPDATE center_settlements SET phase = $1, record = $2, version = version + 1, updated_at = $3,
              delivered = $6 WHERE id = $4 AND version = $5",
-        ))?;
-        let save = response.map(|r| r.query(now)).transpose()?;
-        self.write(move |conn| {
+        )
+        .bind(s.phase.as_str().to_owned())
+        .bind(serde_json::to_string(s).map_err(corrupt)?)
+        .bind(to_i64(now.unix_s())?)
+        .bind(s.id.as_str().to_owned())
+        .bind(version)
+        .bind(i64::from(s.receipt_token.is_some()));
+        let save = response.map(|r| r.statement(now)).transpose()?;
+        self.write(move |mut conn| {
             Box::pin(async move {
-                if update.execute(&mut *conn).await?.rows_affected() != 1 {
+                // 0: the update changed nothing, so nothing was written.
+                if conn.execute(update).await? != 1 {
                     return Err(DbError::Conflict);
                 }
                 if let Some(save) = save {
-                    save.execute(&mut *conn).await?;
+                    conn.execute(save).await?;
                 }
                 Ok(())
             })
@@ -790,7 +685,7 @@ impl CenterDb {
     }
 
     pub async fn insert_statement(&self, s: &crate::statement::Statement) -> Result<(), DbError> {
-        let query = sqlx::query(
+        let query = Stmt::new(
             "INSERT INTO center_statements (id, card_id, record, version, created_at) VALUES ($1, $2, $3, 1, $4)",
         )
         .bind(s.id.clone())
@@ -814,12 +709,11 @@ impl CenterDb {
     }
 
     pub async fn update_statement(&self, s: &crate::statement::Statement, version: i64) -> Result<(), DbError> {
-        let query = sqlx::query(
-            "UPDATE center_statements SET record = $1, version = version + 1 WHERE id = $2 AND version = $3",
-        )
-        .bind(serde_json::to_string(s).map_err(corrupt)?)
-        .bind(s.id.clone())
-        .bind(version);
+        let query =
+            Stmt::new("UPDATE center_statements SET record = $1, version = version + 1 WHERE id = $2 AND version = $3")
+                .bind(serde_json::to_string(s).map_err(corrupt)?)
+                .bind(s.id.clone())
+                .bind(version);
         if self.execute(query).await? != 1 {
             return Err(DbError::Conflict);
         }
@@ -889,7 +783,7 @@ impl CenterDb {
         now: Timestamp,
     ) -> Result<(), DbError> {
         let saved = SavedResponse { key: key.to_owned(), hash: hash.to_owned(), status, body: body.to_owned() };
-        self.execute(saved.query(now)?).await?;
+        self.execute(saved.statement(now)?).await?;
         Ok(())
     }
 }
@@ -906,8 +800,8 @@ pub struct SavedResponse {
 
 impl SavedResponse {
     /// The insert; the first answer stored for a key wins.
-    fn query(self, now: Timestamp) -> Result<AnyQuery, DbError> {
-        Ok(sqlx::query(
+    fn statement(self, now: Timestamp) -> Result<Stmt, DbError> {
+        Ok(Stmt::new(
             "INSERT INTO center_idempotency (key, request_hash, status, body, created_at)
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key) DO NOTHING",
         )
@@ -970,30 +864,31 @@ impl CenterDb {
         if let Some(existing) = self.owed(&o.id).await? {
             return Ok(RefundStored::Existing(Box::new(existing)));
         }
-        let existing = owed_select().bind(o.id.clone());
-        let reserve = sqlx::query(
+        let existing = Stmt::new(OWED_SQL).bind(o.id.clone());
+        let reserve = Stmt::new(
             "UPDATE center_settlements SET refunded_minor = refunded_minor + $1
              WHERE id = $2 AND phase = 'completed' AND refunded_minor + $1 <= $3",
         )
         .bind(to_i64(o.body.amount.amount_minor())?)
         .bind(settlement.as_str().to_owned())
         .bind(to_i64(purchase_minor)?);
-        let refunded = sqlx::query("SELECT refunded_minor FROM center_settlements WHERE id = $1")
+        let refunded = Stmt::new("SELECT refunded_minor FROM center_settlements WHERE id = $1")
             .bind(settlement.as_str().to_owned());
         let insert = insert_owed_query(o, now)?;
         let stored = self
-            .write(move |conn| {
+            .write(move |mut conn| {
                 Box::pin(async move {
                     // Checked again inside the transaction: on SQLite the
                     // writer runs one write at a time, so this cannot race.
-                    if let Some(row) = existing.fetch_optional(&mut *conn).await? {
-                        return Ok(RefundStored::Existing(Box::new(owed_row(&row)?)));
+                    if let Some(owed) = conn.fetch_optional(existing, owed_row).await? {
+                        return Ok(RefundStored::Existing(Box::new(owed)));
                     }
-                    if reserve.execute(&mut *conn).await?.rows_affected() != 1 {
-                        let row = refunded.fetch_one(&mut *conn).await?;
-                        return Ok(RefundStored::Refused { refunded_minor: to_u64(row.try_get("refunded_minor")?)? });
+                    if conn.execute(reserve).await? != 1 {
+                        let refunded_minor =
+                            conn.fetch_one(refunded, |r| to_u64(r.required_int("refunded_minor")?)).await?;
+                        return Ok(RefundStored::Refused { refunded_minor });
                     }
-                    insert.execute(&mut *conn).await?;
+                    conn.execute(insert).await?;
                     Ok(RefundStored::Inserted)
                 })
             })
@@ -1001,7 +896,7 @@ impl CenterDb {
         match stored {
             // Another instance (PostgreSQL) stored the same refund meanwhile;
             // its transaction, with the reservation, was rolled back.
-            Err(DbError::Sqlx(sqlx::Error::Database(e))) if e.is_unique_violation() => {
+            Err(e) if e.is_unique_violation() => {
                 let existing = self.owed(&o.id).await?.ok_or_else(|| corrupt("refund vanished"))?;
                 Ok(RefundStored::Existing(Box::new(existing)))
             }
@@ -1023,13 +918,13 @@ impl CenterDb {
     pub async fn insert_owed(&self, o: &Owed, now: Timestamp) -> Result<bool, DbError> {
         match self.execute(insert_owed_query(o, now)?).await {
             Ok(_) => Ok(true),
-            Err(DbError::Sqlx(sqlx::Error::Database(e))) if e.is_unique_violation() => Ok(false),
+            Err(e) if e.is_unique_violation() => Ok(false),
             Err(e) => Err(e),
         }
     }
 
     pub async fn owed(&self, id: &str) -> Result<Option<Owed>, DbError> {
-        let row = owed_select().bind(id.to_owned()).fetch_optional(&mut *self.read().await?).await?;
+        let row = sqlx::query(OWED_SQL).bind(id.to_owned()).fetch_optional(&mut *self.read().await?).await?;
         row.map(|r| owed_row(&r)).transpose()
     }
 
@@ -1046,14 +941,14 @@ impl CenterDb {
         .bind(limit.clamp(1, MAX_LIST))
         .fetch_all(&mut *self.read().await?)
         .await?;
-        rows.iter().map(owed_row).collect()
+        rows.iter().map(|r| owed_row(r)).collect()
     }
 
     /// Opens value update `c` to apply owed item `owed`, if no other is
     /// applying it: claim and insert in one transaction. `false` if the
     /// item is no longer owed or another update holds it.
     pub async fn claim_owed(&self, owed: &str, c: &Charge, now: Timestamp) -> Result<bool, DbError> {
-        let claim = sqlx::query(
+        let claim = Stmt::new(
             "UPDATE center_owed SET session = $1, version = version + 1, updated_at = $2
              WHERE id = $3 AND status = $4 AND session IS NULL",
         )
@@ -1062,12 +957,12 @@ impl CenterDb {
         .bind(owed.to_owned())
         .bind(OwedStatus::Owed.as_str().to_owned());
         let insert = insert_charge_query(c, now)?;
-        self.write(move |conn| {
+        self.write(move |mut conn| {
             Box::pin(async move {
-                if claim.execute(&mut *conn).await?.rows_affected() != 1 {
+                if conn.execute(claim).await? != 1 {
                     return Ok(false);
                 }
-                insert.execute(&mut *conn).await?;
+                conn.execute(insert).await?;
                 Ok(true)
             })
         })
@@ -1077,7 +972,7 @@ impl CenterDb {
     /// Cancels an owed item no value update holds. `false` if it is being
     /// applied, applied, or cancelled already.
     pub async fn cancel_owed(&self, id: &str, now: Timestamp) -> Result<bool, DbError> {
-        let done = sqlx::query(
+        let done = Stmt::new(
             "UPDATE center_owed SET status = $1, version = version + 1, updated_at = $2
              WHERE id = $3 AND status = $4 AND session IS NULL",
         )
@@ -1089,8 +984,8 @@ impl CenterDb {
     }
 }
 
-fn release_daily_query(card: &CardId, day: u64, amount_minor: u64) -> Result<AnyQuery, DbError> {
-    Ok(sqlx::query(
+fn release_daily_query(card: &CardId, day: u64, amount_minor: u64) -> Result<Stmt, DbError> {
+    Ok(Stmt::new(
         "UPDATE center_charge_days SET charged_minor = charged_minor - $1
          WHERE card_id = $2 AND day = $3 AND charged_minor >= $1",
     )
@@ -1099,9 +994,9 @@ fn release_daily_query(card: &CardId, day: u64, amount_minor: u64) -> Result<Any
     .bind(to_i64(day)?))
 }
 
-fn insert_owed_query(o: &Owed, now: Timestamp) -> Result<AnyQuery, DbError> {
+fn insert_owed_query(o: &Owed, now: Timestamp) -> Result<Stmt, DbError> {
     let (store, reference) = o.body.kind.store_and_reference();
-    Ok(sqlx::query(
+    Ok(Stmt::new(
         "INSERT INTO center_owed (id, card_id, status, session, applied_by, store, reference, record, version,
          created_at, updated_at) VALUES ($1, $2, $3, NULL, NULL, $4, $5, $6, 1, $7, $7)",
     )
@@ -1114,19 +1009,16 @@ fn insert_owed_query(o: &Owed, now: Timestamp) -> Result<AnyQuery, DbError> {
     .bind(to_i64(now.unix_s())?))
 }
 
-fn owed_select() -> AnyQuery {
-    sqlx::query("SELECT id, status, session, applied_by, record FROM center_owed WHERE id = $1")
-}
+const OWED_SQL: &str = "SELECT id, status, session, applied_by, record FROM center_owed WHERE id = $1";
 
-fn owed_row(r: &sqlx::any::AnyRow) -> Result<Owed, DbError> {
-    let record: String = r.try_get("record")?;
-    let body: OwedBody = serde_json::from_str(&record).map_err(corrupt)?;
+fn owed_row(r: &dyn Columns) -> Result<Owed, DbError> {
+    let body: OwedBody = serde_json::from_str(&r.required_text("record")?).map_err(corrupt)?;
     let parse_update = |v: Option<String>| v.map(|v| UpdateId::parse(&v)).transpose().map_err(corrupt);
     Ok(Owed {
-        id: r.try_get("id")?,
-        status: OwedStatus::parse(&r.try_get::<String, _>("status")?).ok_or_else(|| corrupt("owed status"))?,
-        session: parse_update(r.try_get("session")?)?,
-        applied_by: parse_update(r.try_get("applied_by")?)?,
+        id: r.required_text("id")?,
+        status: OwedStatus::parse(&r.required_text("status")?).ok_or_else(|| corrupt("owed status"))?,
+        session: parse_update(r.text("session")?)?,
+        applied_by: parse_update(r.text("applied_by")?)?,
         body,
     })
 }
@@ -1171,7 +1063,7 @@ impl CenterDb {
     ) -> Result<(), DbError> {
         let record = serde_json::to_string(c).map_err(corrupt)?;
         let now = to_i64(now.unix_s())?;
-        let update = sqlx::query(
+        let update = Stmt::new(
             "UPDATE center_charges SET phase = $1, record = $2, version = version + 1, updated_at = $3
              WHERE id = $4 AND version = $5",
         )
@@ -1181,10 +1073,10 @@ impl CenterDb {
         .bind(c.id.as_str().to_owned())
         .bind(version);
         let session = c.id.as_str().to_owned();
-        let also: Option<AnyQuery> = match alongside {
+        let also: Option<Stmt> = match alongside {
             Alongside::Nothing => None,
             Alongside::OwedApplied(owed) => Some(
-                sqlx::query(
+                Stmt::new(
                     "UPDATE center_owed SET status = $1, applied_by = $2, session = NULL, version = version + 1,
                      updated_at = $3 WHERE id = $4 AND session = $2",
                 )
@@ -1194,7 +1086,7 @@ impl CenterDb {
                 .bind(owed.to_owned()),
             ),
             Alongside::OwedReleased(owed) => Some(
-                sqlx::query(
+                Stmt::new(
                     "UPDATE center_owed SET session = NULL, version = version + 1, updated_at = $1
                      WHERE id = $2 AND session = $3",
                 )
@@ -1204,7 +1096,7 @@ impl CenterDb {
             ),
             Alongside::DailyReleased { card, day, amount_minor } => Some(release_daily_query(card, day, amount_minor)?),
             Alongside::DecreaseReleased { charge_id, amount_minor } => Some(
-                sqlx::query(
+                Stmt::new(
                     "UPDATE center_charges SET decreased_minor = decreased_minor - $1 WHERE id = $2
                      AND decreased_minor >= $1",
                 )
@@ -1213,13 +1105,13 @@ impl CenterDb {
             ),
         };
         let id = c.id.to_string();
-        self.write(move |conn| {
+        self.write(move |mut conn| {
             Box::pin(async move {
-                if update.execute(&mut *conn).await?.rows_affected() != 1 {
+                if conn.execute(update).await? != 1 {
                     return Err(DbError::Conflict);
                 }
                 if let Some(also) = also
-                    && also.execute(&mut *conn).await?.rows_affected() != 1
+                    && conn.execute(also).await? != 1
                 {
                     // The update above is written: the whole transaction must go.
                     return Err(DbError::Inconsistent(format!("value update {id} does not hold what it ends")));
@@ -1241,7 +1133,7 @@ impl CenterDb {
         parent_amount_minor: u64,
         now: Timestamp,
     ) -> Result<Result<(), u64>, DbError> {
-        let reserve = sqlx::query(
+        let reserve = Stmt::new(
             "UPDATE center_charges SET decreased_minor = decreased_minor + $1
              WHERE id = $2 AND phase = $3 AND decreased_minor + $1 <= $4",
         )
@@ -1249,15 +1141,14 @@ impl CenterDb {
         .bind(parent.to_owned())
         .bind(ChargePhase::Completed.as_str().to_owned())
         .bind(to_i64(parent_amount_minor)?);
-        let read = sqlx::query("SELECT decreased_minor FROM center_charges WHERE id = $1").bind(parent.to_owned());
+        let read = Stmt::new("SELECT decreased_minor FROM center_charges WHERE id = $1").bind(parent.to_owned());
         let insert = insert_charge_query(c, now)?;
-        self.write(move |conn| {
+        self.write(move |mut conn| {
             Box::pin(async move {
-                if reserve.execute(&mut *conn).await?.rows_affected() != 1 {
-                    let row = read.fetch_one(&mut *conn).await?;
-                    return Ok(Err(to_u64(row.try_get("decreased_minor")?)?));
+                if conn.execute(reserve).await? != 1 {
+                    return Ok(Err(conn.fetch_one(read, |r| to_u64(r.required_int("decreased_minor")?)).await?));
                 }
-                insert.execute(&mut *conn).await?;
+                conn.execute(insert).await?;
                 Ok(Ok(()))
             })
         })
@@ -1274,7 +1165,7 @@ impl CenterDb {
         amount_minor: u64,
         limit_minor: u64,
     ) -> Result<Result<(), u64>, DbError> {
-        let reserve = sqlx::query(
+        let reserve = Stmt::new(
             "INSERT INTO center_charge_days (card_id, day, charged_minor) SELECT $1, $2, $3 WHERE $3 <= $4
              ON CONFLICT (card_id, day) DO UPDATE SET charged_minor = center_charge_days.charged_minor + $3
              WHERE center_charge_days.charged_minor + $3 <= $4",
@@ -1302,9 +1193,9 @@ impl CenterDb {
     }
 }
 
-fn insert_charge_query(c: &Charge, now: Timestamp) -> Result<AnyQuery, DbError> {
+fn insert_charge_query(c: &Charge, now: Timestamp) -> Result<Stmt, DbError> {
     let record = serde_json::to_string(c).map_err(corrupt)?;
-    Ok(sqlx::query(
+    Ok(Stmt::new(
         "INSERT INTO center_charges (id, card_id, phase, amount_minor, record, version, created_at, updated_at,
          purpose) VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8)",
     )
@@ -1334,100 +1225,6 @@ async fn add_column(pool: &AnyPool, sqlite: bool, table: &str, column: &str) -> 
     }
 }
 
-/// The SQLite writer: takes every write waiting (up to [`MAX_GROUP`]), runs
-/// them one after another in one `BEGIN IMMEDIATE` transaction, commits
-/// once, then answers each caller. A write that fails cleanly (see
-/// [`Ran`]) is answered with its error and the group goes on. One that
-/// fails dirty rolls the transaction back: it and the writes before it are
-/// answered with errors, the writes after it run in a new transaction. If
-/// the commit fails, every write in the group is answered with the error.
-/// The writer keeps its connection from group to group (no pool round trip
-/// per group); after a failed group it takes it from the pool again, so a
-/// broken connection is replaced.
-async fn group_commit(pool: AnyPool, mut jobs: mpsc::Receiver<Work>) {
-    let mut group = Vec::with_capacity(MAX_GROUP);
-    let mut conn: Option<PoolConnection<Any>> = None;
-    while jobs.recv_many(&mut group, MAX_GROUP).await > 0 {
-        let mut writes = Vec::with_capacity(group.len());
-        let mut close = None;
-        for work in group.drain(..) {
-            match work {
-                Work::Write(job) if close.is_none() => writes.push(job),
-                // Dropping a job unrun answers its caller `NotCommitted`.
-                Work::Write(_) => {}
-                Work::Close(done) => close = close.or(Some(done)),
-            }
-        }
-        let mut waiting = writes.into_iter();
-        while waiting.len() > 0 {
-            let mut answers: Vec<Answer> = Vec::with_capacity(waiting.len());
-            let committed = match &mut conn {
-                Some(c) => commit_group(c, &mut waiting, &mut answers).await,
-                None => match pool.acquire().await {
-                    Ok(c) => commit_group(conn.insert(c), &mut waiting, &mut answers).await,
-                    Err(e) => {
-                        waiting.by_ref().for_each(drop);
-                        Err(e.into())
-                    }
-                },
-            };
-            if committed.is_err() {
-                conn = None;
-            }
-            let failed = committed.err().map(|e| e.to_string());
-            for answer in answers {
-                answer(failed.as_deref());
-            }
-        }
-        if let Some(done) = close {
-            drop(conn.take());
-            pool.close().await;
-            let _ = done.send(());
-            return;
-        }
-    }
-}
-
-/// Runs jobs from `group` until it is empty or one fails dirty (then the
-/// rest stay in `group`), and commits unless one failed dirty.
-async fn commit_group(
-    conn: &mut AnyConnection,
-    group: &mut impl Iterator<Item = Job>,
-    answers: &mut Vec<Answer>,
-) -> Result<(), DbError> {
-    let started = Instant::now();
-    let mut tx = match conn.begin_with("BEGIN IMMEDIATE").await {
-        Ok(tx) => tx,
-        Err(e) => {
-            // Dropping a job unrun answers its caller `NotCommitted`.
-            group.for_each(drop);
-            return Err(e.into());
-        }
-    };
-    for job in group {
-        let (ran, answer) = job(&mut tx).await;
-        if ran == Ran::FailedDirty {
-            // Dropping `tx` rolls it back; the failed write already holds
-            // its own error, the ones before it get this one.
-            answer(None);
-            return Err(DbError::NotCommitted("another write of its group failed; retry".into()));
-        }
-        answers.push(answer);
-    }
-    let ran = started.elapsed();
-    tx.commit().await?;
-    let took = started.elapsed();
-    if took >= SLOW_GROUP {
-        tracing::warn!(
-            writes = answers.len(),
-            run_ms = ran.as_millis() as u64,
-            commit_ms = (took - ran).as_millis() as u64,
-            "slow group commit"
-        );
-    }
-    Ok(())
-}
-
 /// Schema v2: `delivered` (1 once the store's receipt is stored), so the
 /// delivery sweep finds every undelivered completion however many
 /// settlements there are. Added to databases made before it. Indexed only
@@ -1449,7 +1246,7 @@ async fn add_delivered_column(pool: &AnyPool, sqlite: bool) -> Result<(), DbErro
 
 /// The columns of a row read through sqlx or (SQLite, `fast_read`)
 /// rusqlite, by name, so each record has one decoder whichever read it.
-trait Columns {
+pub(crate) trait Columns {
     fn text(&self, name: &str) -> Result<Option<String>, DbError>;
     fn int(&self, name: &str) -> Result<Option<i64>, DbError>;
 

@@ -28,3 +28,4 @@ pub mod security;
 pub mod service;
 pub mod statement;
 pub mod value;
+mod writer;

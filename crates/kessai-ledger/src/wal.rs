@@ -44,6 +44,9 @@ pub struct Checkpointer {
 /// How the last pass went, as SQLite reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pass {
+    /// Another connection was checkpointing: this pass did nothing, and
+    /// both counts are -1.
+    pub busy: bool,
     /// Pages in the log.
     pub log_pages: i64,
     /// Of those, pages now in the database file.
@@ -97,5 +100,6 @@ impl Checkpointer {
 /// One passive checkpoint on `conn`.
 pub async fn checkpoint(conn: &mut SqliteConnection) -> Result<Pass, Error> {
     let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&mut *conn).await?;
-    Ok(Pass { log_pages: row.try_get(1)?, checkpointed_pages: row.try_get(2)? })
+    let busy: i64 = row.try_get(0)?;
+    Ok(Pass { busy: busy != 0, log_pages: row.try_get(1)?, checkpointed_pages: row.try_get(2)? })
 }

@@ -1,0 +1,603 @@
+//! The center's writes: each statement written once, run either on the
+//! SQLite writer thread (rusqlite, group commit) or in a PostgreSQL
+//! transaction (sqlx).
+//!
+//! On SQLite every write goes to one thread that holds the only writing
+//! connection. It takes every write waiting, runs them one after another in
+//! one `BEGIN IMMEDIATE` transaction, commits once (one fsync for many
+//! requests), and only then answers each caller, so a reply still follows a
+//! durable commit. Statements there are plain calls into SQLite on the
+//! thread that holds the connection; through sqlx each would be a round trip
+//! to the connection's own thread (47–64 µs on the bench host), and a
+//! purchase makes four writes.
+//!
+//! A write is a closure over an [`Exec`], the connection inside the write's
+//! transaction; it runs [`Stmt`]s, which bind the same way on both backends.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use sqlx::AnyConnection;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::db::{Columns, DbError};
+
+/// Most writes one SQLite group commit takes.
+const MAX_GROUP: usize = 256;
+/// Writes waiting for the SQLite writer before callers wait to queue.
+const WRITE_QUEUE: usize = 4_096;
+/// A SQLite group commit that takes this long is logged (with how long its
+/// writes ran and how long the commit took), to tell a slow disk from a
+/// slow write.
+const SLOW_GROUP: Duration = Duration::from_millis(50);
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// As the readers: a connection's page cache is dropped whenever another
+/// one committed; mapped pages are not.
+const MMAP_BYTES: i64 = 256 * 1024 * 1024;
+/// Checkpoint (copy the WAL into the database file, fsync it) every 16k
+/// pages rather than every 1k: rows rewritten at every step are copied once
+/// per many commits. Commits still fsync the WAL. A background checkpointer
+/// (`kessai_ledger::wal`) copies most pages before, off the writer's path.
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 16_384;
+/// Prepared statements the writer keeps (the center writes with fewer).
+const STATEMENT_CACHE: usize = 48;
+
+/// A statement argument: text or integer, either possibly NULL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Arg {
+    Text(Option<String>),
+    Int(Option<i64>),
+}
+
+impl From<String> for Arg {
+    fn from(v: String) -> Arg {
+        Arg::Text(Some(v))
+    }
+}
+
+impl From<Option<String>> for Arg {
+    fn from(v: Option<String>) -> Arg {
+        Arg::Text(v)
+    }
+}
+
+impl From<i64> for Arg {
+    fn from(v: i64) -> Arg {
+        Arg::Int(Some(v))
+    }
+}
+
+impl From<Option<i64>> for Arg {
+    fn from(v: Option<i64>) -> Arg {
+        Arg::Int(v)
+    }
+}
+
+/// One statement with `$1`, `$2`, … parameters (each may appear several
+/// times and in any order; both backends bind `$n` to argument n).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Stmt {
+    sql: &'static str,
+    args: Vec<Arg>,
+}
+
+impl Stmt {
+    pub(crate) fn new(sql: &'static str) -> Stmt {
+        Stmt { sql, args: Vec::new() }
+    }
+
+    /// Adds the next argument (`$1` first).
+    pub(crate) fn bind(mut self, arg: impl Into<Arg>) -> Stmt {
+        self.args.push(arg.into());
+        self
+    }
+
+    fn sqlx(self) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+        self.args.into_iter().fold(sqlx::query(self.sql), |query, arg| match arg {
+            Arg::Text(v) => query.bind(v),
+            Arg::Int(v) => query.bind(v),
+        })
+    }
+}
+
+/// Prepares `s` on `conn` and binds its arguments by parameter name.
+fn prepare<'c>(conn: &'c rusqlite::Connection, s: &Stmt) -> Result<rusqlite::CachedStatement<'c>, DbError> {
+    let mut statement = conn.prepare_cached(s.sql)?;
+    bind(&mut statement, &s.args)?;
+    Ok(statement)
+}
+
+/// Binds `args` to `statement`: parameter `$n` gets argument n. Every
+/// argument must be named by the statement and every parameter must have
+/// one (SQLite gives `$n` appearing twice one index).
+pub(crate) fn bind(statement: &mut rusqlite::Statement<'_>, args: &[Arg]) -> Result<(), DbError> {
+    let count = statement.parameter_count();
+    if count != args.len() {
+        return Err(DbError::Corrupt(format!("a statement with {count} parameters was given {}", args.len())));
+    }
+    for index in 1..=count {
+        let name = statement.parameter_name(index).unwrap_or_default();
+        let arg = name
+            .strip_prefix('$')
+            .and_then(|n| n.parse::<usize>().ok())
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|n| args.get(n))
+            .ok_or_else(|| DbError::Corrupt(format!("statement parameter {name:?} has no argument")))?;
+        match arg {
+            Arg::Text(v) => statement.raw_bind_parameter(index, v)?,
+            Arg::Int(v) => statement.raw_bind_parameter(index, v)?,
+        }
+    }
+    Ok(())
+}
+
+fn sqlite_execute(conn: &rusqlite::Connection, s: &Stmt) -> Result<u64, DbError> {
+    Ok(prepare(conn, s)?.raw_execute()? as u64)
+}
+
+fn sqlite_fetch<T>(
+    conn: &rusqlite::Connection,
+    s: &Stmt,
+    decode: fn(&dyn Columns) -> Result<T, DbError>,
+) -> Result<Option<T>, DbError> {
+    let mut statement = prepare(conn, s)?;
+    let mut rows = statement.raw_query();
+    rows.next()?.map(|row| decode(row)).transpose()
+}
+
+/// The connection a write runs on, inside the write's transaction.
+pub(crate) enum Exec<'c> {
+    Sqlite(&'c mut rusqlite::Connection),
+    Sqlx(&'c mut AnyConnection),
+}
+
+impl Exec<'_> {
+    /// Runs `s`; returns the rows it changed.
+    pub(crate) async fn execute(&mut self, s: Stmt) -> Result<u64, DbError> {
+        match self {
+            Exec::Sqlite(conn) => sqlite_execute(conn, &s),
+            Exec::Sqlx(conn) => Ok(s.sqlx().execute(&mut **conn).await?.rows_affected()),
+        }
+    }
+
+    /// The first row of `s`, decoded, if any.
+    pub(crate) async fn fetch_optional<T>(
+        &mut self,
+        s: Stmt,
+        decode: fn(&dyn Columns) -> Result<T, DbError>,
+    ) -> Result<Option<T>, DbError> {
+        match self {
+            Exec::Sqlite(conn) => sqlite_fetch(conn, &s, decode),
+            Exec::Sqlx(conn) => s.sqlx().fetch_optional(&mut **conn).await?.map(|row| decode(&row)).transpose(),
+        }
+    }
+
+    /// As [`Exec::fetch_optional`], for a row that must exist.
+    pub(crate) async fn fetch_one<T>(
+        &mut self,
+        s: Stmt,
+        decode: fn(&dyn Columns) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        let sql = s.sql;
+        self.fetch_optional(s, decode).await?.ok_or_else(|| DbError::Corrupt(format!("no row for {sql:?}")))
+    }
+}
+
+/// A write's work inside the transaction.
+pub type WriteFuture<'c, T> = Pin<Box<dyn Future<Output = Result<T, DbError>> + Send + 'c>>;
+
+/// How a write went inside a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ran {
+    Ok,
+    /// Failed having written nothing: the group goes on.
+    FailedClean,
+    /// Failed perhaps after writing part: the group's transaction must go.
+    FailedDirty,
+}
+
+/// What the writer runs for one write: the work, returning how it ran and
+/// how to answer the caller once the group's fate is known (`None`:
+/// committed; `Some(why)`: not committed).
+type Job = Box<dyn for<'c> FnOnce(Exec<'c>) -> JobFuture<'c> + Send>;
+type JobFuture<'c> = Pin<Box<dyn Future<Output = (Ran, Answer)> + Send + 'c>>;
+type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
+
+/// What the writer thread is asked to do.
+enum Work {
+    Write(Job),
+    /// Stop after the writes queued before, and close the connection.
+    Close(oneshot::Sender<()>),
+}
+
+/// The SQLite writer thread's queue.
+#[derive(Debug, Clone)]
+pub(crate) struct Writer {
+    queue: mpsc::Sender<Work>,
+}
+
+impl std::fmt::Debug for Work {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Work::Write(_) => "Write",
+            Work::Close(_) => "Close",
+        })
+    }
+}
+
+impl Writer {
+    /// Opens the writing connection to the SQLite file at `path` (made, in
+    /// WAL mode, by the schema) and starts the writer thread.
+    pub(crate) fn start(path: &Path) -> Result<Writer, DbError> {
+        let conn = connect(path)?;
+        let (queue, jobs) = mpsc::channel(WRITE_QUEUE);
+        let path = path.to_owned();
+        std::thread::Builder::new()
+            .name("center-writer".into())
+            .spawn(move || group_commit(path, Some(conn), jobs))
+            .map_err(|e| DbError::NotCommitted(format!("the writer thread could not start: {e}")))?;
+        Ok(Writer { queue })
+    }
+
+    /// Runs `work` in the writer's current group and answers once the group
+    /// committed. `single_statement`: a failed `work` wrote nothing whatever
+    /// the error (SQLite undoes a failed statement).
+    pub(crate) async fn write<T, F>(&self, work: F, single_statement: bool) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(Exec<'c>) -> WriteFuture<'c, T> + Send + 'static,
+    {
+        let (reply, answered) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            Box::pin(async move {
+                let out = work(conn).await;
+                let ok = out.is_ok();
+                let ran = match &out {
+                    Ok(_) => Ran::Ok,
+                    Err(DbError::Conflict | DbError::Corrupt(_)) => Ran::FailedClean,
+                    Err(_) if single_statement => Ran::FailedClean,
+                    Err(_) => Ran::FailedDirty,
+                };
+                let answer: Answer = Box::new(move |failed: Option<&str>| {
+                    let out = match failed {
+                        Some(why) if ok => Err(DbError::NotCommitted(why.to_owned())),
+                        _ => out,
+                    };
+                    let _ = reply.send(out);
+                });
+                (ran, answer)
+            })
+        });
+        self.queue.send(Work::Write(job)).await.map_err(|_| DbError::NotCommitted("the writer has stopped".into()))?;
+        answered.await.map_err(|_| DbError::NotCommitted("the group commit failed".into()))?
+    }
+
+    /// Stops the writer after the writes queued before, and closes its
+    /// connection; later writes fail.
+    pub(crate) async fn close(&self) {
+        let (done, closed) = oneshot::channel();
+        if self.queue.send(Work::Close(done)).await.is_ok() {
+            let _ = closed.await;
+        }
+    }
+}
+
+/// The writer's connection.
+fn connect(path: &Path) -> Result<rusqlite::Connection, DbError> {
+    use rusqlite::OpenFlags;
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(DbError::Corrupt("the center's SQLite file is not in WAL mode".into()));
+    }
+    // Every commit fsyncs the WAL: acknowledged means durable.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update_and_check(None, "mmap_size", MMAP_BYTES, |row| row.get::<_, i64>(0))?;
+    conn.pragma_update_and_check(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES, |row| row.get::<_, i64>(0))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
+}
+
+/// The writer thread: takes every write waiting (up to [`MAX_GROUP`]), runs
+/// them one after another in one `BEGIN IMMEDIATE` transaction, commits
+/// once, then answers each caller. A write that fails cleanly (see [`Ran`])
+/// is answered with its error and the group goes on. One that fails dirty
+/// rolls the transaction back: it and the writes before it are answered
+/// with errors, the writes after it run in a new transaction. If the commit
+/// fails, every write in the group is answered with the error. After a
+/// failed group the connection is opened again, so a broken one is
+/// replaced. The thread runs a current-thread runtime only to drive the
+/// writes' futures, which on this connection finish at their first poll.
+fn group_commit(path: PathBuf, mut conn: Option<rusqlite::Connection>, mut jobs: mpsc::Receiver<Work>) {
+    let runtime = match tokio::runtime::Builder::new_current_thread().build() {
+        Ok(runtime) => runtime,
+        // Dropping `jobs` answers every caller `NotCommitted`.
+        Err(_) => return,
+    };
+    runtime.block_on(async move {
+        let mut group = Vec::with_capacity(MAX_GROUP);
+        while jobs.recv_many(&mut group, MAX_GROUP).await > 0 {
+            let mut writes = Vec::with_capacity(group.len());
+            let mut close = None;
+            for work in group.drain(..) {
+                match work {
+                    Work::Write(job) if close.is_none() => writes.push(job),
+                    // Dropping a job unrun answers its caller `NotCommitted`.
+                    Work::Write(_) => {}
+                    Work::Close(done) => close = close.or(Some(done)),
+                }
+            }
+            let mut waiting = writes.into_iter();
+            while waiting.len() > 0 {
+                let mut answers: Vec<Answer> = Vec::with_capacity(waiting.len());
+                let held = match conn.take() {
+                    Some(held) => Ok(held),
+                    None => connect(&path),
+                };
+                let committed = match held {
+                    Ok(mut held) => {
+                        let committed = commit_group(&mut held, &mut waiting, &mut answers).await;
+                        if committed.is_ok() {
+                            conn = Some(held);
+                        }
+                        committed
+                    }
+                    Err(e) => {
+                        waiting.by_ref().for_each(drop);
+                        Err(e)
+                    }
+                };
+                let failed = committed.err().map(|e| e.to_string());
+                if let Some(why) = &failed {
+                    tracing::warn!(error = %why, "center group commit failed");
+                }
+                for answer in answers {
+                    answer(failed.as_deref());
+                }
+            }
+            if let Some(done) = close {
+                drop(conn.take());
+                let _ = done.send(());
+                return;
+            }
+        }
+    });
+}
+
+/// Runs jobs from `group` until it is empty or one fails dirty (then the
+/// rest stay in `group`), and commits unless one failed dirty.
+async fn commit_group(
+    conn: &mut rusqlite::Connection,
+    group: &mut impl Iterator<Item = Job>,
+    answers: &mut Vec<Answer>,
+) -> Result<(), DbError> {
+    let started = Instant::now();
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        // Dropping a job unrun answers its caller `NotCommitted`.
+        group.for_each(drop);
+        return Err(e.into());
+    }
+    for job in group {
+        let (ran, answer) = job(Exec::Sqlite(conn)).await;
+        // SQLite ends the transaction itself on some errors (a full disk,
+        // an I/O error): what ran before is undone, and what ran after
+        // would commit statement by statement, so the group stops here.
+        let ended = conn.is_autocommit();
+        if ran == Ran::FailedDirty || ended {
+            if !ended {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            // A failed write already holds its own error; the ones before
+            // it (and this one, if it ran fine) get this one.
+            answer((ran == Ran::Ok).then_some("the group's transaction ended; retry"));
+            return Err(DbError::NotCommitted("another write of its group failed; retry".into()));
+        }
+        answers.push(answer);
+    }
+    let ran = started.elapsed();
+    if let Err(e) = conn.execute_batch("COMMIT") {
+        // A failed COMMIT may leave the transaction open; end it.
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(e.into());
+    }
+    let took = started.elapsed();
+    if took >= SLOW_GROUP {
+        tracing::warn!(
+            writes = answers.len(),
+            run_ms = ran.as_millis() as u64,
+            commit_ms = (took - ran).as_millis() as u64,
+            "slow group commit"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(dir: &tempfile::TempDir) -> PathBuf {
+        let path = dir.path().join("w.db");
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        conn.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY, n BIGINT, note TEXT)").unwrap();
+        path
+    }
+
+    fn keys(path: &Path) -> Vec<String> {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        let mut st = conn.prepare("SELECT k FROM t ORDER BY k").unwrap();
+        st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    }
+
+    fn insert(k: &str) -> Stmt {
+        Stmt::new("INSERT INTO t (k, n) VALUES ($1, 1)").bind(k.to_owned())
+    }
+
+    #[test]
+    fn parameters_bind_by_number_in_any_order_and_must_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = rusqlite::Connection::open(table(&dir)).unwrap();
+        let s = Stmt::new("INSERT INTO t (n, k, note) VALUES ($3, $1, $2 || $1)")
+            .bind("x".to_owned())
+            .bind(None::<String>)
+            .bind(7_i64);
+        assert_eq!(sqlite_execute(&conn, &s).unwrap(), 1);
+        let s = Stmt::new("INSERT INTO t (k, note, n) VALUES ($2, $1, $3)")
+            .bind(Some("hi".to_owned()))
+            .bind("y".to_owned())
+            .bind(None::<i64>);
+        assert_eq!(sqlite_execute(&conn, &s).unwrap(), 1);
+        let row = |k: &str| {
+            conn.query_row("SELECT n, note FROM t WHERE k = ?1", [k], |r| {
+                Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<String>>(1)?))
+            })
+            .unwrap()
+        };
+        assert_eq!(row("x"), (Some(7), None));
+        assert_eq!(row("y"), (None, Some("hi".into())));
+        // Too few, too many: refused before anything runs.
+        for s in [
+            Stmt::new("INSERT INTO t (k, n) VALUES ($1, $2)").bind("z".to_owned()),
+            Stmt::new("INSERT INTO t (k) VALUES ($1)").bind("z".to_owned()).bind(1_i64),
+            Stmt::new("INSERT INTO t (k) VALUES (?)").bind("z".to_owned()),
+        ] {
+            assert!(matches!(sqlite_execute(&conn, &s), Err(DbError::Corrupt(_))), "{s:?}");
+        }
+        let fetched =
+            sqlite_fetch(&conn, &Stmt::new("SELECT k FROM t WHERE n = $1").bind(7_i64), |r| r.required_text("k"));
+        assert_eq!(fetched.unwrap(), Some("x".into()));
+    }
+
+    /// Runs `jobs` as one group: a first write holds the writer until they
+    /// are all queued behind it. `single`: each is a single statement.
+    async fn in_one_group(writer: &Writer, single: bool, jobs: Vec<Vec<Stmt>>) -> Vec<Result<(), DbError>> {
+        let (started, running) = oneshot::channel();
+        let hold = writer.write(
+            move |_| {
+                Box::pin(async move {
+                    let _ = started.send(());
+                    std::thread::sleep(Duration::from_millis(300));
+                    Ok(())
+                })
+            },
+            false,
+        );
+        let queued = async move {
+            running.await.unwrap();
+            let writes = jobs.into_iter().map(|statements| {
+                writer.write(
+                    move |mut conn| {
+                        Box::pin(async move {
+                            for s in statements {
+                                conn.execute(s).await?;
+                            }
+                            Ok(())
+                        })
+                    },
+                    single,
+                )
+            });
+            let mut answers = Vec::new();
+            let mut pending: Vec<_> = writes.map(Box::pin).collect();
+            // Queue every write before awaiting any answer.
+            for p in &mut pending {
+                let _ = futures_poll_once(p.as_mut()).await;
+            }
+            for p in pending {
+                answers.push(p.await);
+            }
+            answers
+        };
+        let (held, answers) = tokio::join!(hold, queued);
+        held.unwrap();
+        answers
+    }
+
+    /// Polls `f` once (enough for a write to queue itself).
+    async fn futures_poll_once<F: Future + Unpin>(f: F) -> Option<F::Output> {
+        let mut f = Some(f);
+        std::future::poll_fn(move |cx| {
+            let mut inner = f.take();
+            let polled = inner.as_mut().map(|f| Pin::new(f).poll(cx));
+            std::task::Poll::Ready(match polled {
+                Some(std::task::Poll::Ready(out)) => Some(out),
+                _ => None,
+            })
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_write_failing_dirty_takes_the_writes_before_it_not_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = table(&dir);
+        let writer = Writer::start(&path).unwrap();
+        let answers = in_one_group(
+            &writer,
+            false,
+            vec![
+                vec![insert("a")],
+                // Writes "b", then fails on a duplicate key: dirty.
+                vec![insert("b"), insert("b")],
+                vec![insert("c")],
+            ],
+        )
+        .await;
+        assert!(matches!(answers[0], Err(DbError::NotCommitted(_))), "{:?}", answers[0]);
+        assert!(answers[1].as_ref().is_err_and(DbError::is_unique_violation), "{:?}", answers[1]);
+        assert!(answers[2].is_ok(), "{:?}", answers[2]);
+        assert_eq!(keys(&path), ["c"]);
+        // A retry of the first commits; the writer goes on after the failure.
+        writer
+            .write(move |mut conn| Box::pin(async move { conn.execute(insert("a")).await.map(drop) }), false)
+            .await
+            .unwrap();
+        assert_eq!(keys(&path), ["a", "c"]);
+        writer.close().await;
+        assert!(
+            writer.write(move |mut conn| Box::pin(async move { conn.execute(insert("d")).await }), true).await.is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_clean_failure_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = table(&dir);
+        let writer = Writer::start(&path).unwrap();
+        writer.write(move |mut conn| Box::pin(async move { conn.execute(insert("a")).await }), true).await.unwrap();
+        // A single statement refused (SQLite undid it): the group goes on.
+        let answers = in_one_group(&writer, true, vec![vec![insert("b")], vec![insert("a")], vec![insert("c")]]).await;
+        assert!(answers[0].is_ok(), "{:?}", answers[0]);
+        assert!(answers[1].as_ref().is_err_and(DbError::is_unique_violation), "{:?}", answers[1]);
+        assert!(answers[2].is_ok(), "{:?}", answers[2]);
+        assert_eq!(keys(&path), ["a", "b", "c"]);
+        writer.close().await;
+    }
+
+    /// SQLite may end a transaction itself (a full disk, an I/O error); the
+    /// writes of the group so far are gone, and are not answered committed.
+    #[tokio::test]
+    async fn a_transaction_sqlite_ended_is_not_answered_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = table(&dir);
+        let writer = Writer::start(&path).unwrap();
+        let answers = in_one_group(
+            &writer,
+            false,
+            vec![vec![insert("a")], vec![insert("b"), Stmt::new("ROLLBACK")], vec![insert("c")]],
+        )
+        .await;
+        assert!(matches!(answers[0], Err(DbError::NotCommitted(_))), "{:?}", answers[0]);
+        assert!(matches!(answers[1], Err(DbError::NotCommitted(_))), "{:?}", answers[1]);
+        assert!(answers[2].is_ok());
+        assert_eq!(keys(&path), ["c"]);
+        writer.close().await;
+    }
+}
