@@ -722,14 +722,36 @@ impl CenterDb {
 
     /// Completed settlements whose receipt is not stored yet, oldest first.
     pub async fn undelivered(&self, limit: i64) -> Result<Vec<Settlement>, DbError> {
+        Ok(self.undelivered_after(&UndeliveredCursor::default(), limit).await?.0)
+    }
+
+    /// As [`CenterDb::undelivered`], those after `from` (in the order
+    /// they completed), with the cursor after the last one returned: page
+    /// by page, a sweep reaches every undelivered completion however many
+    /// older ones keep failing.
+    pub async fn undelivered_after(
+        &self,
+        from: &UndeliveredCursor,
+        limit: i64,
+    ) -> Result<(Vec<Settlement>, UndeliveredCursor), DbError> {
+        let (after_at, after_id) = from.0.clone().unwrap_or((i64::MIN, String::new()));
         let rows = sqlx::query(
-            "SELECT record, version FROM center_settlements
-             WHERE phase = 'completed' AND delivered = 0 ORDER BY updated_at, id LIMIT $1",
+            "SELECT record, version, updated_at, id FROM center_settlements
+             WHERE phase = 'completed' AND delivered = 0 AND (updated_at, id) > ($1, $2)
+             ORDER BY updated_at, id LIMIT $3",
         )
+        .bind(after_at)
+        .bind(after_id)
         .bind(limit.clamp(1, MAX_LIST))
         .fetch_all(&mut *self.read().await?)
         .await?;
-        rows.iter().map(|r| settlement_row(r).map(|(s, _)| s)).collect()
+        let mut next = from.clone();
+        let mut found = Vec::with_capacity(rows.len());
+        for r in &rows {
+            found.push(settlement_row(r)?.0);
+            next = UndeliveredCursor(Some((r.required_int("updated_at")?, r.required_text("id")?)));
+        }
+        Ok((found, next))
     }
 
     /// [`CenterDb::idempotent_response`] and [`CenterDb::settlement`] in
@@ -787,6 +809,11 @@ impl CenterDb {
         Ok(())
     }
 }
+
+/// Where a page of undelivered completions starts: after the completion
+/// it names (its completion time and id), or (default) at the oldest.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UndeliveredCursor(Option<(i64, String)>);
 
 /// An answer to remember for an Idempotency-Key.
 #[derive(Debug, Clone, PartialEq, Eq)]

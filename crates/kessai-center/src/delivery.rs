@@ -12,7 +12,7 @@ use kessai_core::ids::{SettlementId, StoreId};
 use kessai_http::HttpsClient;
 use serde::Deserialize;
 
-use crate::db::MAX_LIST;
+use crate::db::{MAX_LIST, UndeliveredCursor};
 use crate::purchase::Settlement;
 use crate::service::Center;
 
@@ -48,6 +48,8 @@ pub struct Deliverer {
     backoff: HashMap<SettlementId, (u32, Instant)>,
     /// Per store: its notify URL as read, and when.
     notify_urls: HashMap<StoreId, (Instant, Option<String>)>,
+    /// Where the next sweep reads from.
+    cursor: UndeliveredCursor,
 }
 
 impl std::fmt::Debug for Deliverer {
@@ -58,7 +60,13 @@ impl std::fmt::Debug for Deliverer {
 
 impl Deliverer {
     pub fn new(center: Arc<Center>, client: HttpsClient) -> Deliverer {
-        Deliverer { center, client, backoff: HashMap::new(), notify_urls: HashMap::new() }
+        Deliverer {
+            center,
+            client,
+            backoff: HashMap::new(),
+            notify_urls: HashMap::new(),
+            cursor: UndeliveredCursor::default(),
+        }
     }
 
     /// Sweeps every `interval`; in between, delivers each settlement as it
@@ -86,10 +94,18 @@ impl Deliverer {
         }
     }
 
-    /// One pass over completed settlements without a receipt.
+    /// One pass over a page of completed settlements without a receipt:
+    /// the page after the last one swept, or the oldest once the last
+    /// page was short. So every undelivered completion is tried within
+    /// (backlog / page) sweeps, even when more than a page of older ones
+    /// keeps failing (a store down, or without a notify URL).
     pub async fn sweep(&mut self) -> usize {
-        let completed = match self.center.db.undelivered(MAX_LIST).await {
-            Ok(list) => list,
+        let completed = match self.center.db.undelivered_after(&self.cursor, MAX_LIST).await {
+            Ok((list, next)) => {
+                let full = i64::try_from(list.len()).is_ok_and(|n| n >= MAX_LIST);
+                self.cursor = if full { next } else { UndeliveredCursor::default() };
+                list
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "listing undelivered completions");
                 return 0;

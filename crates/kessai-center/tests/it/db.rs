@@ -2,7 +2,7 @@
 //! concurrency, idempotent responses — on SQLite, and on PostgreSQL when
 //! the test command provides a throwaway cluster.
 
-use kessai_center::db::{CenterDb, DbError, SavedResponse, StoreRecord};
+use kessai_center::db::{CenterDb, DbError, SavedResponse, StoreRecord, UndeliveredCursor};
 use kessai_center::owed::{Owed, OwedBody, OwedKind, OwedStatus};
 use kessai_center::purchase::{CardRegistryStatus, Phase};
 use kessai_core::ids::StoreId;
@@ -150,6 +150,30 @@ async fn undelivered_completions_are_found(db: &CenterDb) {
     }
     let found: Vec<_> = db.undelivered(10).await.unwrap().into_iter().map(|s| s.id).collect();
     assert_eq!(found, vec![ids[0].clone(), ids[2].clone()], "oldest first, the receipted one left out");
+
+    // Two more completed in the same second as the first: ties go by id.
+    for _ in 0..2 {
+        let (mut s, _) = w.create(&record(5));
+        db.insert_settlement(&s, NOW).await.unwrap();
+        s.phase = Phase::Completed;
+        db.update_settlement(&s, 1, NOW).await.unwrap();
+    }
+    let all: Vec<_> = db.undelivered(10).await.unwrap().into_iter().map(|s| s.id).collect();
+    assert_eq!(all.len(), 4);
+    assert_eq!(all.last(), Some(&ids[2]));
+    // Page by page from the cursor: each once, in the same order, then none.
+    let (mut paged, mut cursor) = (Vec::new(), UndeliveredCursor::default());
+    loop {
+        let (page, next) = db.undelivered_after(&cursor, 1).await.unwrap();
+        if page.is_empty() {
+            assert_eq!(next, cursor, "an empty page leaves the cursor");
+            break;
+        }
+        assert_eq!(page.len(), 1);
+        paged.extend(page.into_iter().map(|s| s.id));
+        cursor = next;
+    }
+    assert_eq!(paged, all);
 }
 
 /// The day's charge limit is reserved by compare-and-set; owed items are
@@ -203,7 +227,7 @@ async fn sqlite_registry_settlements_idempotency() {
     // Opening an existing database again (the schema is already there) works,
     // and what was stored reads back alike through both readers.
     let again = CenterDb::open(&format!("sqlite:{}", dir.path().join("center.db").display())).await.unwrap();
-    assert_eq!(again.undelivered(10).await.unwrap().len(), 2);
+    assert_eq!(again.undelivered(10).await.unwrap().len(), 4);
     assert_eq!(again.idempotent_response("k1").await.unwrap(), Some(("h1".into(), 201, "{\"a\":1}".into())));
     again.close().await;
 }
