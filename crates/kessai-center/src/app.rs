@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, bail};
 use kessai_core::keyfile;
@@ -28,6 +28,8 @@ use crate::{admin, api, charge_api, delivery};
 
 /// Timeout of one delivery attempt to a store.
 const DELIVERY_TIMEOUT_MS: u64 = 10_000;
+/// How often (and how long at most) `/readyz`'s database check runs.
+const READY_CHECK_MS: u64 = 2_000;
 
 /// Creates what a new center needs, keeping anything already there: the
 /// data directory, a KEK file (unless `KESSAI_CENTER_KEK` is set), issuer
@@ -130,20 +132,49 @@ pub async fn serve_on(
     // that a charge in flight survives a restart.
     let simulator = Simulator::persistent(&config.data_dir.join("authorizations.jsonl"))
         .map_err(|e| anyhow::anyhow!("opening the authorization simulator: {e}"))?;
-    let ready = Arc::new(AtomicBool::new(true));
+    // Not ready until the databases have answered (`watch_ready`).
+    let ready = Arc::new(AtomicBool::new(false));
     let router = api::routes(center.clone())
         .merge(admin::routes(center.clone(), config.tls.admin_name.clone()))
         .merge(charge_api::routes(center.clone(), Arc::new(simulator)))
-        .merge(ops_routes(metrics.clone(), ready));
+        .merge(ops_routes(metrics.clone(), ready.clone()));
     let router = apply_standard_layers(router, &config.limits, &metrics);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let watching = tokio::spawn(watch_ready(center.clone(), ready, stop_rx.clone()));
     let deliverer = delivery::Deliverer::new(center, HttpsClient::new(client_tls, DELIVERY_TIMEOUT_MS));
     let interval = std::time::Duration::from_millis(config.delivery_interval_ms);
     let delivering = tokio::spawn(async move { deliverer.run(interval, stop_rx).await });
     let served = kessai_http::serve(router, listener, Arc::new(tls), shutdown).await;
     let _ = stop_tx.send(true);
     let _ = delivering.await;
+    let _ = watching.await;
     served.context("serving HTTPS")
+}
+
+/// Keeps `ready` (`/readyz`) true while the center's database and the
+/// ledger answer (and on SQLite their writer threads run), checking every
+/// [`READY_CHECK_MS`]; a load balancer then stops sending steps to an
+/// instance that could not commit them. Logs each change.
+async fn watch_ready(center: Arc<Center>, ready: Arc<AtomicBool>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let timeout = std::time::Duration::from_millis(READY_CHECK_MS);
+    loop {
+        let checked = tokio::time::timeout(timeout, async {
+            center.db.ready().await.map_err(|e| format!("center database: {e}"))?;
+            center.books.ledger().ready().await.map_err(|e| format!("ledger: {e}"))
+        })
+        .await
+        .unwrap_or_else(|_| Err("the databases did not answer in time".into()));
+        let was = ready.swap(checked.is_ok(), Ordering::SeqCst);
+        match checked {
+            Err(why) if was => tracing::error!(error = %why, "not ready"),
+            Ok(()) if !was => tracing::info!("ready"),
+            _ => {}
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(timeout) => {}
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 /// Opens the center and serves it on `config.listen`.

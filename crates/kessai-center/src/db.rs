@@ -360,6 +360,17 @@ impl CenterDb {
         }
     }
 
+    /// Whether the database can be used now: on SQLite the writer thread
+    /// runs and a reader answers; on PostgreSQL the database answers. (For
+    /// the readiness probe; a write may still fail after `Ok`.)
+    pub async fn ready(&self) -> Result<(), DbError> {
+        if self.writer.as_ref().is_some_and(Writer::is_stopped) {
+            return Err(DbError::NotCommitted("the writer has stopped".into()));
+        }
+        sqlx::query("SELECT 1").execute(&mut *self.read().await?).await?;
+        Ok(())
+    }
+
     /// A connection for one read.
     async fn read(&self) -> Result<ReadConn, DbError> {
         self.readers.get().await

@@ -274,6 +274,11 @@ impl Writer {
         answered.await.map_err(|_| DbError::NotCommitted("the group commit failed".into()))?
     }
 
+    /// Whether the writer thread has ended (closed, or it could not go on).
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.queue.is_closed()
+    }
+
     /// Stops the writer after the writes queued before, and closes its
     /// connection; later writes fail.
     pub(crate) async fn close(&self) {

@@ -219,8 +219,11 @@ async fn sqlite_registry_settlements_idempotency() {
     idempotent_responses_keep_the_first(&db).await;
     undelivered_completions_are_found(&db).await;
     reservations_and_owed_items(&db).await;
-    // A closed database answers no read, on either kind of reader.
+    db.ready().await.unwrap();
+    // A closed database answers no read, on either kind of reader, and is
+    // not ready.
     db.close().await;
+    assert!(db.ready().await.is_err());
     assert!(db.idempotent_response("k1").await.is_err());
     assert!(db.store_and_card(&StoreId::parse("mall").unwrap(), &card_id(1)).await.is_err());
     assert!(db.undelivered(10).await.is_err());
@@ -235,6 +238,7 @@ async fn sqlite_registry_settlements_idempotency() {
 #[tokio::test]
 async fn postgres_registry_settlements_idempotency() {
     let Some(db) = postgres("registry").await else { return };
+    db.ready().await.unwrap();
     registry_round_trips(&db).await;
     settlements_are_versioned_and_unique_per_bill(&db).await;
     idempotent_responses_keep_the_first(&db).await;

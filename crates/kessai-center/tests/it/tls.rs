@@ -94,6 +94,7 @@ async fn purchase_over_tls_with_admin_mtls_and_delivery_to_a_store_that_comes_up
     kessai_center::app::init(&config).unwrap();
     let center = Arc::new(kessai_center::app::open(&config).await.unwrap());
     let center_public = center.center_key.public();
+    let held = center.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let center_url = format!("https://127.0.0.1:{}", listener.local_addr().unwrap().port());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -199,6 +200,22 @@ async fn purchase_over_tls_with_admin_mtls_and_delivery_to_a_store_that_comes_up
     assert_eq!(listing["settlements"][0]["receipt"], true);
     let (status, bytes) = wallet.get(&format!("{center_url}/.well-known/jwks.json")).await.unwrap();
     assert!(status.is_success() && String::from_utf8_lossy(&bytes).contains("Ed25519"));
+
+    // Ready while its databases answer; once one cannot (closed here, as a
+    // stopped writer would be), /readyz says so within a check or two.
+    let readyz = |wallet: HttpsClient, url: String| async move { wallet.get(&url).await.unwrap().0.as_u16() };
+    let url = format!("{center_url}/readyz");
+    assert_eq!(readyz(wallet.clone(), url.clone()).await, 200);
+    held.books.ledger().close().await;
+    let mut status = 200;
+    for _ in 0..60 {
+        status = readyz(wallet.clone(), url.clone()).await;
+        if status == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 503, "not ready once the ledger is closed");
     let _ = stop_tx.send(());
     server.await.unwrap().unwrap();
 }

@@ -313,6 +313,19 @@ impl Ledger {
         }
     }
 
+    /// Whether the ledger can be used now: on SQLite its writer thread runs and a
+    /// reader answers; on PostgreSQL the database answers. (For readiness probes;
+    /// a write may still fail after `Ok`.)
+    pub async fn ready(&self) -> Result<(), Error> {
+        match &self.backend {
+            Backend::Sqlite(pools) => pools.ready().await,
+            Backend::Postgres(pool) => {
+                sqlx::query("SELECT 1").execute(pool).await?;
+                Ok(())
+            }
+        }
+    }
+
     /// Closes the connection pool, waiting for connections in use.
     pub async fn close(&self) {
         match &self.backend {

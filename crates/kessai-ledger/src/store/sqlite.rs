@@ -92,6 +92,15 @@ pub(crate) struct Pools {
 }
 
 impl Pools {
+    /// Whether the ledger can be used: its writer thread runs and a reader answers.
+    pub async fn ready(&self) -> Result<(), Error> {
+        if self.writes.is_closed() {
+            return Err(Error::NotCommitted { why: "writer stopped" });
+        }
+        sqlx::query("SELECT 1").execute(&self.readers).await?;
+        Ok(())
+    }
+
     /// Stops the writer after the writes queued before, and closes every connection.
     pub async fn close(&self) {
         let (done, closed) = oneshot::channel();

@@ -103,7 +103,9 @@ async fn reopening_keeps_data_and_migrations_are_idempotent(db: Db) {
     let Some(test) = with_accounts(db).await else { return };
     let events = [transfer(10, 1, 2, 5), transfer(11, 2, 3, 4).pending()];
     assert_eq!(test.ledger.create_transfers(&events, NOW).await.unwrap(), vec![]);
+    test.ledger.ready().await.unwrap();
     test.ledger.close().await;
+    assert!(test.ledger.ready().await.is_err(), "a closed ledger is not ready");
     for _ in 0..2 {
         let reopened = test.location.open().await;
         let found = reopened.lookup_transfers(&[10, 11]).await.unwrap();
