@@ -378,27 +378,16 @@ impl CenterDb {
 
     /// Runs `work` as one transaction and returns its result once committed
     /// durably. If `work` fails, nothing it wrote is kept. On SQLite the
-    /// transaction is shared with other writes (group commit): `work` must
-    /// fail with `Conflict` or `Corrupt` only before it wrote anything; if it
-    /// fails with a database error, the group's transaction is rolled back
-    /// and the writes before it in the group are answered `NotCommitted`.
+    /// transaction is shared with other writes (group commit): if `work`
+    /// fails after changing rows, the group's transaction is rolled back and
+    /// the writes before it in the group are answered `NotCommitted`.
     pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, DbError>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(Exec<'c>) -> WriteFuture<'c, T> + Send + 'static,
     {
-        self.write_job(work, false).await
-    }
-
-    /// As [`CenterDb::write`]; `single_statement`: a failed `work` wrote
-    /// nothing whatever the error (SQLite undoes a failed statement).
-    async fn write_job<T, F>(&self, work: F, single_statement: bool) -> Result<T, DbError>
-    where
-        T: Send + 'static,
-        F: for<'c> FnOnce(Exec<'c>) -> WriteFuture<'c, T> + Send + 'static,
-    {
         if let Some(writer) = &self.writer {
-            return writer.write(work, single_statement).await;
+            return writer.write(work).await;
         }
         let Readers::Pool(pool) = &self.readers else {
             return Err(DbError::NotCommitted("no writer".into()));
@@ -411,7 +400,7 @@ impl CenterDb {
 
     /// One statement as its own write; returns the rows it changed.
     async fn execute(&self, statement: Stmt) -> Result<u64, DbError> {
-        self.write_job(move |mut conn| Box::pin(async move { conn.execute(statement).await }), true).await
+        self.write(move |mut conn| Box::pin(async move { conn.execute(statement).await })).await
     }
 
     /// Adds or updates a store.
@@ -737,9 +726,11 @@ impl CenterDb {
     }
 
     /// As [`CenterDb::undelivered`], those after `from` (in the order
-    /// they completed), with the cursor after the last one returned: page
-    /// by page, a sweep reaches every undelivered completion however many
-    /// older ones keep failing.
+    /// they completed), with where the next page starts: after the last
+    /// row read, or (a short page: the end was reached) at the oldest again.
+    /// Page by page, a sweep reaches every undelivered completion however
+    /// many older ones keep failing. A row whose record cannot be read is
+    /// logged and passed over, not left to stop every later page.
     pub async fn undelivered_after(
         &self,
         from: &UndeliveredCursor,
@@ -756,11 +747,18 @@ impl CenterDb {
         .bind(limit.clamp(1, MAX_LIST))
         .fetch_all(&mut *self.read().await?)
         .await?;
-        let mut next = from.clone();
+        let mut next = UndeliveredCursor::default();
         let mut found = Vec::with_capacity(rows.len());
         for r in &rows {
-            found.push(settlement_row(r)?.0);
-            next = UndeliveredCursor(Some((r.required_int("updated_at")?, r.required_text("id")?)));
+            let id = r.required_text("id")?;
+            match settlement_row(r) {
+                Ok((s, _)) => found.push(s),
+                Err(e) => tracing::error!(settlement = %id, error = %e, "undelivered completion cannot be read"),
+            }
+            next = UndeliveredCursor(Some((r.required_int("updated_at")?, id)));
+        }
+        if i64::try_from(rows.len()).is_ok_and(|n| n < limit.clamp(1, MAX_LIST)) {
+            next = UndeliveredCursor::default();
         }
         Ok((found, next))
     }

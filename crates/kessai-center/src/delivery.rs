@@ -48,8 +48,9 @@ pub struct Deliverer {
     backoff: HashMap<SettlementId, (u32, Instant)>,
     /// Per store: its notify URL as read, and when.
     notify_urls: HashMap<StoreId, (Instant, Option<String>)>,
-    /// Where the next sweep reads from.
+    /// Where the next sweep reads from, and when it last started at the oldest.
     cursor: UndeliveredCursor,
+    wrapped: Instant,
 }
 
 impl std::fmt::Debug for Deliverer {
@@ -66,6 +67,7 @@ impl Deliverer {
             backoff: HashMap::new(),
             notify_urls: HashMap::new(),
             cursor: UndeliveredCursor::default(),
+            wrapped: Instant::now(),
         }
     }
 
@@ -95,15 +97,22 @@ impl Deliverer {
     }
 
     /// One pass over a page of completed settlements without a receipt:
-    /// the page after the last one swept, or the oldest once the last
-    /// page was short. So every undelivered completion is tried within
-    /// (backlog / page) sweeps, even when more than a page of older ones
-    /// keeps failing (a store down, or without a notify URL).
+    /// the page after the last one swept, or the oldest once the last page
+    /// was short or [`MAX_BACKOFF_MS`] went by since the sweeps last started
+    /// there. So every undelivered completion is tried again within (backlog
+    /// / page) sweeps, even when more than a page of older ones keeps
+    /// failing (a store down, or without a notify URL), and within about
+    /// [`MAX_BACKOFF_MS`] even if one completed behind the cursor.
     pub async fn sweep(&mut self) -> usize {
+        if self.wrapped.elapsed() >= Duration::from_millis(MAX_BACKOFF_MS) {
+            self.cursor = UndeliveredCursor::default();
+        }
+        if self.cursor == UndeliveredCursor::default() {
+            self.wrapped = Instant::now();
+        }
         let completed = match self.center.db.undelivered_after(&self.cursor, MAX_LIST).await {
             Ok((list, next)) => {
-                let full = i64::try_from(list.len()).is_ok_and(|n| n >= MAX_LIST);
-                self.cursor = if full { next } else { UndeliveredCursor::default() };
+                self.cursor = next;
                 list
             }
             Err(e) => {

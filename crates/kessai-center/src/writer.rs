@@ -188,14 +188,13 @@ impl Exec<'_> {
 /// A write's work inside the transaction.
 pub type WriteFuture<'c, T> = Pin<Box<dyn Future<Output = Result<T, DbError>> + Send + 'c>>;
 
-/// How a write went inside a group.
+/// How a write went inside a group. Whether a failed one wrote part of
+/// itself is not its own say: the writer counts the rows it changed (see
+/// `commit_group`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ran {
     Ok,
-    /// Failed having written nothing: the group goes on.
-    FailedClean,
-    /// Failed perhaps after writing part: the group's transaction must go.
-    FailedDirty,
+    Failed,
 }
 
 /// What the writer runs for one write: the work, returning how it ran and
@@ -242,9 +241,8 @@ impl Writer {
     }
 
     /// Runs `work` in the writer's current group and answers once the group
-    /// committed. `single_statement`: a failed `work` wrote nothing whatever
-    /// the error (SQLite undoes a failed statement).
-    pub(crate) async fn write<T, F>(&self, work: F, single_statement: bool) -> Result<T, DbError>
+    /// committed.
+    pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, DbError>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(Exec<'c>) -> WriteFuture<'c, T> + Send + 'static,
@@ -254,12 +252,7 @@ impl Writer {
             Box::pin(async move {
                 let out = work(conn).await;
                 let ok = out.is_ok();
-                let ran = match &out {
-                    Ok(_) => Ran::Ok,
-                    Err(DbError::Conflict | DbError::Corrupt(_)) => Ran::FailedClean,
-                    Err(_) if single_statement => Ran::FailedClean,
-                    Err(_) => Ran::FailedDirty,
-                };
+                let ran = if ok { Ran::Ok } else { Ran::Failed };
                 let answer: Answer = Box::new(move |failed: Option<&str>| {
                     let out = match failed {
                         Some(why) if ok => Err(DbError::NotCommitted(why.to_owned())),
@@ -311,9 +304,10 @@ fn connect(path: &Path) -> Result<rusqlite::Connection, DbError> {
 
 /// The writer thread: takes every write waiting (up to [`MAX_GROUP`]), runs
 /// them one after another in one `BEGIN IMMEDIATE` transaction, commits
-/// once, then answers each caller. A write that fails cleanly (see [`Ran`])
-/// is answered with its error and the group goes on. One that fails dirty
-/// rolls the transaction back: it and the writes before it are answered
+/// once, then answers each caller. A write that fails having changed no row
+/// (SQLite undoes a failed statement) is answered with its error and the
+/// group goes on. One that fails after changing rows (dirty) rolls the
+/// transaction back: it and the writes before it are answered
 /// with errors, the writes after it run in a new transaction. If the commit
 /// fails, every write in the group is answered with the error. After a
 /// failed group the connection is opened again, so a broken one is
@@ -389,12 +383,16 @@ async fn commit_group(
         return Err(e.into());
     }
     for job in group {
+        let changes = conn.total_changes();
         let (ran, answer) = job(Exec::Sqlite(conn)).await;
+        // A failed write that changed rows must not commit them: its
+        // transaction goes. (Counted, not trusted to the write's error.)
+        let dirty = ran == Ran::Failed && conn.total_changes() != changes;
         // SQLite ends the transaction itself on some errors (a full disk,
         // an I/O error): what ran before is undone, and what ran after
         // would commit statement by statement, so the group stops here.
         let ended = conn.is_autocommit();
-        if ran == Ran::FailedDirty || ended {
+        if dirty || ended {
             if !ended {
                 let _ = conn.execute_batch("ROLLBACK");
             }
@@ -481,33 +479,27 @@ mod tests {
     }
 
     /// Runs `jobs` as one group: a first write holds the writer until they
-    /// are all queued behind it. `single`: each is a single statement.
-    async fn in_one_group(writer: &Writer, single: bool, jobs: Vec<Vec<Stmt>>) -> Vec<Result<(), DbError>> {
+    /// are all queued behind it.
+    async fn in_one_group(writer: &Writer, jobs: Vec<Vec<Stmt>>) -> Vec<Result<(), DbError>> {
         let (started, running) = oneshot::channel();
-        let hold = writer.write(
-            move |_| {
-                Box::pin(async move {
-                    let _ = started.send(());
-                    std::thread::sleep(Duration::from_millis(300));
-                    Ok(())
-                })
-            },
-            false,
-        );
+        let hold = writer.write(move |_| {
+            Box::pin(async move {
+                let _ = started.send(());
+                std::thread::sleep(Duration::from_millis(300));
+                Ok(())
+            })
+        });
         let queued = async move {
             running.await.unwrap();
             let writes = jobs.into_iter().map(|statements| {
-                writer.write(
-                    move |mut conn| {
-                        Box::pin(async move {
-                            for s in statements {
-                                conn.execute(s).await?;
-                            }
-                            Ok(())
-                        })
-                    },
-                    single,
-                )
+                writer.write(move |mut conn| {
+                    Box::pin(async move {
+                        for s in statements {
+                            conn.execute(s).await?;
+                        }
+                        Ok(())
+                    })
+                })
             });
             let mut answers = Vec::new();
             let mut pending: Vec<_> = writes.map(Box::pin).collect();
@@ -546,7 +538,6 @@ mod tests {
         let writer = Writer::start(&path).unwrap();
         let answers = in_one_group(
             &writer,
-            false,
             vec![
                 vec![insert("a")],
                 // Writes "b", then fails on a duplicate key: dirty.
@@ -560,15 +551,10 @@ mod tests {
         assert!(answers[2].is_ok(), "{:?}", answers[2]);
         assert_eq!(keys(&path), ["c"]);
         // A retry of the first commits; the writer goes on after the failure.
-        writer
-            .write(move |mut conn| Box::pin(async move { conn.execute(insert("a")).await.map(drop) }), false)
-            .await
-            .unwrap();
+        writer.write(move |mut conn| Box::pin(async move { conn.execute(insert("a")).await.map(drop) })).await.unwrap();
         assert_eq!(keys(&path), ["a", "c"]);
         writer.close().await;
-        assert!(
-            writer.write(move |mut conn| Box::pin(async move { conn.execute(insert("d")).await }), true).await.is_err()
-        );
+        assert!(writer.write(move |mut conn| Box::pin(async move { conn.execute(insert("d")).await })).await.is_err());
     }
 
     #[tokio::test]
@@ -576,13 +562,45 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = table(&dir);
         let writer = Writer::start(&path).unwrap();
-        writer.write(move |mut conn| Box::pin(async move { conn.execute(insert("a")).await }), true).await.unwrap();
-        // A single statement refused (SQLite undid it): the group goes on.
-        let answers = in_one_group(&writer, true, vec![vec![insert("b")], vec![insert("a")], vec![insert("c")]]).await;
+        writer.write(move |mut conn| Box::pin(async move { conn.execute(insert("a")).await })).await.unwrap();
+        // Failures that changed no row: a statement SQLite refused (and
+        // undid), after an update that matched nothing; a statement refused
+        // before it ran. The group goes on without them.
+        let touch = || Stmt::new("UPDATE t SET n = n + 1 WHERE k = $1").bind("none".to_owned());
+        let answers = in_one_group(
+            &writer,
+            vec![
+                vec![insert("b")],
+                vec![touch(), insert("a")],
+                vec![Stmt::new("INSERT INTO t (k) VALUES ($1)")],
+                vec![insert("c")],
+            ],
+        )
+        .await;
         assert!(answers[0].is_ok(), "{:?}", answers[0]);
         assert!(answers[1].as_ref().is_err_and(DbError::is_unique_violation), "{:?}", answers[1]);
-        assert!(answers[2].is_ok(), "{:?}", answers[2]);
+        assert!(matches!(answers[2], Err(DbError::Corrupt(_))), "{:?}", answers[2]);
+        assert!(answers[3].is_ok(), "{:?}", answers[3]);
         assert_eq!(keys(&path), ["a", "b", "c"]);
+        writer.close().await;
+    }
+
+    /// Whatever error a write fails with, rows it changed before failing
+    /// are not committed: here it fails with `Corrupt` (a statement given
+    /// the wrong arguments) after an insert.
+    #[tokio::test]
+    async fn a_write_failing_after_it_wrote_commits_nothing_of_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = table(&dir);
+        let writer = Writer::start(&path).unwrap();
+        let answers = in_one_group(
+            &writer,
+            vec![vec![insert("b"), Stmt::new("INSERT INTO t (k) VALUES ($1)")], vec![insert("c")]],
+        )
+        .await;
+        assert!(matches!(answers[0], Err(DbError::Corrupt(_))), "{:?}", answers[0]);
+        assert!(answers[1].is_ok(), "{:?}", answers[1]);
+        assert_eq!(keys(&path), ["c"]);
         writer.close().await;
     }
 
@@ -593,12 +611,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = table(&dir);
         let writer = Writer::start(&path).unwrap();
-        let answers = in_one_group(
-            &writer,
-            false,
-            vec![vec![insert("a")], vec![insert("b"), Stmt::new("ROLLBACK")], vec![insert("c")]],
-        )
-        .await;
+        let answers =
+            in_one_group(&writer, vec![vec![insert("a")], vec![insert("b"), Stmt::new("ROLLBACK")], vec![insert("c")]])
+                .await;
         assert!(matches!(answers[0], Err(DbError::NotCommitted(_))), "{:?}", answers[0]);
         assert!(matches!(answers[1], Err(DbError::NotCommitted(_))), "{:?}", answers[1]);
         assert!(answers[2].is_ok());

@@ -161,19 +161,23 @@ async fn undelivered_completions_are_found(db: &CenterDb) {
     let all: Vec<_> = db.undelivered(10).await.unwrap().into_iter().map(|s| s.id).collect();
     assert_eq!(all.len(), 4);
     assert_eq!(all.last(), Some(&ids[2]));
-    // Page by page from the cursor: each once, in the same order, then none.
+    // Page by page from the cursor: each once, in the same order; a short
+    // page starts the next one at the oldest again.
     let (mut paged, mut cursor) = (Vec::new(), UndeliveredCursor::default());
     loop {
         let (page, next) = db.undelivered_after(&cursor, 1).await.unwrap();
         if page.is_empty() {
-            assert_eq!(next, cursor, "an empty page leaves the cursor");
+            assert_eq!(next, UndeliveredCursor::default(), "past the end, the next page is the first");
             break;
         }
         assert_eq!(page.len(), 1);
+        assert_ne!(next, UndeliveredCursor::default());
         paged.extend(page.into_iter().map(|s| s.id));
         cursor = next;
     }
     assert_eq!(paged, all);
+    let (page, next) = db.undelivered_after(&UndeliveredCursor::default(), 10).await.unwrap();
+    assert_eq!((page.len(), next), (4, UndeliveredCursor::default()), "one short page: the end");
 }
 
 /// The day's charge limit is reserved by compare-and-set; owed items are
@@ -230,8 +234,19 @@ async fn sqlite_registry_settlements_idempotency() {
     // Opening an existing database again (the schema is already there) works,
     // and what was stored reads back alike through both readers.
     let again = CenterDb::open(&format!("sqlite:{}", dir.path().join("center.db").display())).await.unwrap();
-    assert_eq!(again.undelivered(10).await.unwrap().len(), 4);
+    let undelivered = again.undelivered(10).await.unwrap();
+    assert_eq!(undelivered.len(), 4);
     assert_eq!(again.idempotent_response("k1").await.unwrap(), Some(("h1".into(), 201, "{\"a\":1}".into())));
+    // A completion whose record cannot be read is passed over (and logged),
+    // not left to stop every later sweep.
+    let raw = rusqlite::Connection::open(dir.path().join("center.db")).unwrap();
+    raw.execute("UPDATE center_settlements SET record = 'garbage' WHERE id = ?1", [undelivered[0].id.as_str()])
+        .unwrap();
+    let (page, _) = again.undelivered_after(&UndeliveredCursor::default(), 10).await.unwrap();
+    assert_eq!(
+        page.iter().map(|s| &s.id).collect::<Vec<_>>(),
+        undelivered[1..].iter().map(|s| &s.id).collect::<Vec<_>>()
+    );
     again.close().await;
 }
 
