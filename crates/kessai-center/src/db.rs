@@ -73,8 +73,9 @@ pub enum DbError {
     Inconsistent(String),
     #[error("the write was not committed: {0}")]
     NotCommitted(String),
-    #[error("starting the WAL checkpointer: {0}")]
-    Checkpointer(kessai_ledger::Error),
+    /// Opening the SQLite writer or starting the WAL checkpointer.
+    #[error("SQLite WAL: {0}")]
+    Wal(kessai_ledger::Error),
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
 }
@@ -334,7 +335,7 @@ impl CenterDb {
         // The schema's connection closes; the writer thread has its own.
         pool.close().await;
         let writer = Writer::start(&path)?;
-        let checkpointer = Checkpointer::start(&path).await.map_err(DbError::Checkpointer)?;
+        let checkpointer = Checkpointer::start(&path).await.map_err(DbError::Wal)?;
         let fast = Arc::new(FastReads::open(&path)?);
         Ok(CenterDb {
             readers,
@@ -736,6 +737,7 @@ impl CenterDb {
         from: &UndeliveredCursor,
         limit: i64,
     ) -> Result<(Vec<Settlement>, UndeliveredCursor), DbError> {
+        let limit = limit.clamp(1, MAX_LIST);
         let (after_at, after_id) = from.0.clone().unwrap_or((i64::MIN, String::new()));
         let rows = sqlx::query(
             "SELECT record, version, updated_at, id FROM center_settlements
@@ -744,7 +746,7 @@ impl CenterDb {
         )
         .bind(after_at)
         .bind(after_id)
-        .bind(limit.clamp(1, MAX_LIST))
+        .bind(limit)
         .fetch_all(&mut *self.read().await?)
         .await?;
         let mut next = UndeliveredCursor::default();
@@ -757,7 +759,7 @@ impl CenterDb {
             }
             next = UndeliveredCursor(Some((r.required_int("updated_at")?, id)));
         }
-        if i64::try_from(rows.len()).is_ok_and(|n| n < limit.clamp(1, MAX_LIST)) {
+        if i64::try_from(rows.len()).is_ok_and(|n| n < limit) {
             next = UndeliveredCursor::default();
         }
         Ok((found, next))

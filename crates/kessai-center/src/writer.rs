@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
+use kessai_ledger::wal::{WriterSettings, writer_connection};
 use sqlx::AnyConnection;
 use tokio::sync::{mpsc, oneshot};
 
@@ -35,12 +36,12 @@ const SLOW_GROUP: Duration = Duration::from_millis(50);
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// As the readers: a connection's page cache is dropped whenever another
 /// one committed; mapped pages are not.
-const MMAP_BYTES: i64 = 256 * 1024 * 1024;
+const MMAP_BYTES: u64 = 256 * 1024 * 1024;
 /// Checkpoint (copy the WAL into the database file, fsync it) every 16k
 /// pages rather than every 1k: rows rewritten at every step are copied once
 /// per many commits. Commits still fsync the WAL. A background checkpointer
 /// (`kessai_ledger::wal`) copies most pages before, off the writer's path.
-const WAL_AUTOCHECKPOINT_PAGES: i64 = 16_384;
+const WAL_AUTOCHECKPOINT_PAGES: u32 = 16_384;
 /// Prepared statements the writer keeps (the center writes with fewer).
 const STATEMENT_CACHE: usize = 48;
 
@@ -284,22 +285,13 @@ impl Writer {
 
 /// The writer's connection.
 fn connect(path: &Path) -> Result<rusqlite::Connection, DbError> {
-    use rusqlite::OpenFlags;
-    let conn = rusqlite::Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(DbError::Corrupt("the center's SQLite file is not in WAL mode".into()));
-    }
-    // Every commit fsyncs the WAL: acknowledged means durable.
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update_and_check(None, "mmap_size", MMAP_BYTES, |row| row.get::<_, i64>(0))?;
-    conn.pragma_update_and_check(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES, |row| row.get::<_, i64>(0))?;
-    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-    Ok(conn)
+    let settings = WriterSettings {
+        busy_timeout: BUSY_TIMEOUT,
+        mmap_bytes: MMAP_BYTES,
+        autocheckpoint_pages: WAL_AUTOCHECKPOINT_PAGES,
+        statement_cache: STATEMENT_CACHE,
+    };
+    writer_connection(path, settings).map_err(DbError::Wal)
 }
 
 /// The writer thread: takes every write waiting (up to [`MAX_GROUP`]), runs
@@ -479,56 +471,46 @@ mod tests {
     }
 
     /// Runs `jobs` as one group: a first write holds the writer until they
-    /// are all queued behind it.
+    /// are all queued behind it (spawned in order on this current-thread
+    /// runtime, they queue in order).
     async fn in_one_group(writer: &Writer, jobs: Vec<Vec<Stmt>>) -> Vec<Result<(), DbError>> {
         let (started, running) = oneshot::channel();
-        let hold = writer.write(move |_| {
-            Box::pin(async move {
-                let _ = started.send(());
-                std::thread::sleep(Duration::from_millis(300));
-                Ok(())
-            })
-        });
-        let queued = async move {
-            running.await.unwrap();
-            let writes = jobs.into_iter().map(|statements| {
-                writer.write(move |mut conn| {
-                    Box::pin(async move {
-                        for s in statements {
-                            conn.execute(s).await?;
-                        }
-                        Ok(())
-                    })
+        let held = writer.clone();
+        let hold = tokio::spawn(async move {
+            held.write(move |_| {
+                Box::pin(async move {
+                    let _ = started.send(());
+                    std::thread::sleep(Duration::from_millis(300));
+                    Ok(())
                 })
-            });
-            let mut answers = Vec::new();
-            let mut pending: Vec<_> = writes.map(Box::pin).collect();
-            // Queue every write before awaiting any answer.
-            for p in &mut pending {
-                let _ = futures_poll_once(p.as_mut()).await;
-            }
-            for p in pending {
-                answers.push(p.await);
-            }
-            answers
-        };
-        let (held, answers) = tokio::join!(hold, queued);
-        held.unwrap();
-        answers
-    }
-
-    /// Polls `f` once (enough for a write to queue itself).
-    async fn futures_poll_once<F: Future + Unpin>(f: F) -> Option<F::Output> {
-        let mut f = Some(f);
-        std::future::poll_fn(move |cx| {
-            let mut inner = f.take();
-            let polled = inner.as_mut().map(|f| Pin::new(f).poll(cx));
-            std::task::Poll::Ready(match polled {
-                Some(std::task::Poll::Ready(out)) => Some(out),
-                _ => None,
             })
-        })
-        .await
+            .await
+        });
+        running.await.unwrap();
+        let writes: Vec<_> = jobs
+            .into_iter()
+            .map(|statements| {
+                let writer = writer.clone();
+                tokio::spawn(async move {
+                    writer
+                        .write(move |mut conn| {
+                            Box::pin(async move {
+                                for s in statements {
+                                    conn.execute(s).await?;
+                                }
+                                Ok(())
+                            })
+                        })
+                        .await
+                })
+            })
+            .collect();
+        hold.await.unwrap().unwrap();
+        let mut answers = Vec::new();
+        for write in writes {
+            answers.push(write.await.unwrap());
+        }
+        answers
     }
 
     #[tokio::test]

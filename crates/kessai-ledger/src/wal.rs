@@ -21,6 +21,9 @@
 //! fsyncs the log before copying and the database file after.
 //! (The timer is monotonic and only paces the passes; nothing the ledger
 //! stores depends on it.)
+//!
+//! [`writer_connection`] opens the writing connection both writer threads
+//! use, so they share one set of durability settings.
 
 use std::path::Path;
 use std::time::Duration;
@@ -95,6 +98,45 @@ impl Checkpointer {
             let _ = task.await;
         }
     }
+}
+
+/// How a writing connection is set up (see [`writer_connection`]).
+#[derive(Debug, Clone, Copy)]
+pub struct WriterSettings {
+    pub busy_timeout: Duration,
+    /// Bytes of the file mapped: mapped pages survive another connection's
+    /// commit; a connection's page cache does not.
+    pub mmap_bytes: u64,
+    /// Log pages after which the writer checkpoints itself (the backstop
+    /// behind a [`Checkpointer`]).
+    pub autocheckpoint_pages: u32,
+    /// Prepared statements kept.
+    pub statement_cache: usize,
+}
+
+/// The one writing connection to an existing SQLite file, as the ledger's
+/// and the center's writer threads open it: WAL mode (checked, not
+/// assumed) and `synchronous = FULL`, so every commit fsyncs the log and an
+/// acknowledged write survives a power cut.
+pub fn writer_connection(path: &Path, settings: WriterSettings) -> Result<rusqlite::Connection, Error> {
+    use rusqlite::OpenFlags;
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(settings.busy_timeout)?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Error::Corrupt { what: "the SQLite file is not in WAL mode" });
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    let mmap = i64::try_from(settings.mmap_bytes).unwrap_or(i64::MAX);
+    conn.pragma_update_and_check(None, "mmap_size", mmap, |row| row.get::<_, i64>(0))?;
+    conn.pragma_update_and_check(None, "wal_autocheckpoint", settings.autocheckpoint_pages, |row| {
+        row.get::<_, i64>(0)
+    })?;
+    conn.set_prepared_statement_cache_capacity(settings.statement_cache);
+    Ok(conn)
 }
 
 /// One passive checkpoint on `conn`.

@@ -32,7 +32,7 @@ use crate::limits::{
     SQLITE_ROWS_PER_STATEMENT_MAX, SQLITE_STATEMENT_CACHE_MAX, SQLITE_WAL_AUTOCHECKPOINT_PAGES, SQLITE_WRITE_QUEUE_MAX,
 };
 use crate::types::{Account, NewAccount, NewTransfer, Transfer};
-use crate::wal::Checkpointer;
+use crate::wal::{Checkpointer, WriterSettings};
 
 /// Connection settings of a SQLite ledger.
 ///
@@ -261,23 +261,16 @@ fn group_commit(path: PathBuf, mut conn: Option<rusqlite::Connection>, mut queue
 
 /// The writer's connection, with the settings of `connect_options`.
 fn writer_connection(path: &Path) -> Result<rusqlite::Connection, Error> {
-    let conn = rusqlite::Connection::open_with_flags(
+    let conn = crate::wal::writer_connection(
         path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        WriterSettings {
+            busy_timeout: Duration::from_millis(SQLITE_BUSY_TIMEOUT_MS),
+            mmap_bytes: SQLITE_MMAP_BYTES,
+            autocheckpoint_pages: SQLITE_WAL_AUTOCHECKPOINT_PAGES,
+            statement_cache: SQLITE_STATEMENT_CACHE_MAX,
+        },
     )?;
-    conn.busy_timeout(Duration::from_millis(SQLITE_BUSY_TIMEOUT_MS))?;
-    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(Error::Corrupt { what: "the ledger file is not in WAL mode" });
-    }
-    conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "temp_store", "memory")?;
-    let mmap = i64::try_from(SQLITE_MMAP_BYTES).unwrap_or(i64::MAX);
-    conn.pragma_update_and_check(None, "mmap_size", mmap, |row| row.get::<_, i64>(0))?;
-    conn.pragma_update_and_check(None, "wal_autocheckpoint", SQLITE_WAL_AUTOCHECKPOINT_PAGES, |row| {
-        row.get::<_, i64>(0)
-    })?;
-    conn.set_prepared_statement_cache_capacity(SQLITE_STATEMENT_CACHE_MAX);
     Ok(conn)
 }
 
