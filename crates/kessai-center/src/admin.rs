@@ -17,7 +17,6 @@ use kessai_http::{ApiError, ErrorType, PeerIdentity};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::books::initial_value_id;
 use crate::db::{MAX_LIST, StoreRecord};
 use crate::purchase::{CardRecord, CardRegistryStatus, Phase};
 use crate::service::Center;
@@ -167,14 +166,8 @@ async fn register_card(
             "this card id is already issued",
         ));
     }
-    let now = c.clock.now();
-    c.books.open_card(&id, currency, now.unix_s()).await.map_err(internal)?;
-    if b.initial_value_minor > 0 {
-        let amount = Money::new(b.initial_value_minor, currency).map_err(|e| bad("bad_amounts", e))?;
-        // One issuance per card: its id is derived from the card.
-        c.books.issue(initial_value_id(&id), &id, amount, now.unix_s()).await.map_err(internal)?;
-    }
-    c.db.put_card(&record, now).await.map_err(internal)?;
+    let initial = Money::new(b.initial_value_minor, currency).map_err(|e| bad("bad_amounts", e))?;
+    c.register_card(&record, Some(initial)).await.map_err(internal)?;
     Ok((StatusCode::CREATED, Json(json!({ "card_id": id, "status": "active" }))))
 }
 

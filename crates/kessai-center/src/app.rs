@@ -14,7 +14,6 @@ use kessai_core::keys::SigningKey;
 use kessai_core::random::OsRandom;
 use kessai_core::time::SystemClock;
 use kessai_http::{HttpMetrics, HttpsClient, apply_standard_layers, ops_routes};
-use kessai_ledger::Ledger;
 use zeroize::Zeroizing;
 
 use crate::authorizer::Simulator;
@@ -72,14 +71,46 @@ pub fn master_keys(config: &CenterConfig) -> anyhow::Result<BTreeMap<u8, kessai_
     keystore::open(&sealed, &kek).with_context(|| format!("opening {}", path.display()))
 }
 
-async fn open_ledger(config: &CenterConfig) -> anyhow::Result<Ledger> {
-    match &config.ledger_url {
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            Ok(Ledger::connect_postgres(url, None).await?)
+/// The books live in the center's database. A ledger kept in a database of
+/// its own by an earlier version is merged into it (SQLite into SQLite), or
+/// refused with what to do.
+async fn merge_separate_ledger(config: &CenterConfig, db: &CenterDb) -> anyhow::Result<()> {
+    let center_url = config.database_url();
+    let legacy = match &config.ledger_url {
+        None => config.data_dir.join("ledger.sqlite"),
+        Some(url) if *url == center_url => return Ok(()),
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => bail!(
+            "ledger_url is set to a database of its own, but the books now live in the center's database \
+             ({center_url}), so that a step's ledger effect and its row commit together. Copy the tables \
+             accounts, transfers, pending_transfers and kessai_ledger_schema into it (pg_dump --data-only \
+             --table=… | psql), then remove ledger_url; see ARCHITECTURE.md"
+        ),
+        Some(path) => config.resolve(Path::new(path)),
+    };
+    if !legacy.exists() {
+        if config.ledger_url.is_some() {
+            tracing::warn!(ledger = %legacy.display(), "ledger_url is obsolete: the books live in the center database");
         }
-        Some(path) => Ok(Ledger::open_sqlite(config.resolve(Path::new(path))).await?),
-        None => Ok(Ledger::open_sqlite(config.data_dir.join("ledger.sqlite")).await?),
+        return Ok(());
     }
+    let Some(center_path) = center_url.strip_prefix("sqlite:") else {
+        bail!(
+            "{} holds books kept apart from the center's database ({center_url}); merge it into a SQLite center \
+             database first, or copy its tables into PostgreSQL",
+            legacy.display()
+        );
+    };
+    let center_path = Path::new(center_path.trim_start_matches("//")).to_owned();
+    let merged = tokio::task::spawn_blocking(move || crate::merge::merge_sqlite_ledger(&center_path, &legacy))
+        .await?
+        .with_context(|| "merging the separate ledger file into the center database")?;
+    tracing::info!(
+        from = %merged.from.display(), renamed_to = %merged.renamed_to.display(),
+        accounts = merged.accounts, transfers = merged.transfers,
+        "merged the separate ledger file into the center database"
+    );
+    db.ledger().check().await.map_err(|e| anyhow::anyhow!("the merged books do not check: {e}"))?;
+    Ok(())
 }
 
 /// Opens keys and databases: a ready center.
@@ -94,10 +125,10 @@ pub async fn open(config: &CenterConfig) -> anyhow::Result<Center> {
         Zeroizing::new(std::fs::read_to_string(&key_path).with_context(|| format!("reading {}", key_path.display()))?);
     let center_key = keyfile::decode(&pem, None).with_context(|| format!("{}", key_path.display()))?;
     let db = CenterDb::open(&config.database_url()).await.context("opening the center database")?;
-    let ledger = open_ledger(config).await.context("opening the ledger")?;
+    merge_separate_ledger(config, &db).await?;
     Ok(Center {
+        books: Books::new(db.clone()),
         db,
-        books: Books::new(ledger),
         security: SecurityServer::new(masters, kek.state_key()),
         center_id: config.party_id.clone(),
         center_key,
@@ -107,6 +138,9 @@ pub async fn open(config: &CenterConfig) -> anyhow::Result<Center> {
         completed: Default::default(),
     })
 }
+
+/// How often each instance looks for abandoned settlements and value updates.
+const SWEEP_INTERVAL_MS: u64 = 30_000;
 
 /// Serves `center` on `listener` until `shutdown`, delivering completions
 /// to stores meanwhile.
@@ -132,15 +166,17 @@ pub async fn serve_on(
     // that a charge in flight survives a restart.
     let simulator = Simulator::persistent(&config.data_dir.join("authorizations.jsonl"))
         .map_err(|e| anyhow::anyhow!("opening the authorization simulator: {e}"))?;
+    let simulator = Arc::new(simulator);
     // Not ready until the databases have answered (`watch_ready`).
     let ready = Arc::new(AtomicBool::new(false));
     let router = api::routes(center.clone())
         .merge(admin::routes(center.clone(), config.tls.admin_name.clone()))
-        .merge(charge_api::routes(center.clone(), Arc::new(simulator)))
+        .merge(charge_api::routes(center.clone(), simulator.clone()))
         .merge(ops_routes(metrics.clone(), ready.clone()));
     let router = apply_standard_layers(router, &config.limits, &metrics);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let watching = tokio::spawn(watch_ready(center.clone(), ready, stop_rx.clone()));
+    let sweeping = tokio::spawn(sweep_abandoned(center.clone(), simulator, stop_rx.clone()));
     let deliverer = delivery::Deliverer::new(center, HttpsClient::new(client_tls, DELIVERY_TIMEOUT_MS));
     let interval = std::time::Duration::from_millis(config.delivery_interval_ms);
     let delivering = tokio::spawn(async move { deliverer.run(interval, stop_rx).await });
@@ -148,7 +184,30 @@ pub async fn serve_on(
     let _ = stop_tx.send(true);
     let _ = delivering.await;
     let _ = watching.await;
+    let _ = sweeping.await;
     served.context("serving HTTPS")
+}
+
+/// Ends what wallets abandoned before its sealed command, every
+/// [`SWEEP_INTERVAL_MS`] (see `Center::sweep_abandoned`; safe on every
+/// instance at once).
+async fn sweep_abandoned(
+    center: Arc<Center>,
+    authorizer: Arc<Simulator>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let every = std::time::Duration::from_millis(SWEEP_INTERVAL_MS);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        match center.sweep_abandoned(authorizer.as_ref(), center.clock.now()).await {
+            Ok(0) => {}
+            Ok(ended) => tracing::info!(ended, "ended abandoned settlements and value updates"),
+            Err(e) => tracing::warn!(error = %e, "the abandoned sweep failed"),
+        }
+    }
 }
 
 /// Keeps `ready` (`/readyz`) true while the center's database and the

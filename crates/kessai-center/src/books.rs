@@ -33,16 +33,19 @@
 //! Account and follow-up transfer ids are derived with SHA-256 from a label
 //! and the business key, so every instance computes the same ids and a
 //! retried call meets `exists` instead of moving money twice.
+//!
+//! The books are the ledger's tables in the center's own database. Each
+//! effect here is only a list of [`Entries`] (accounts to open, transfers to
+//! make); the write that changes a settlement, value update or owed item
+//! applies them in its own transaction (`Exec::books`), all or nothing, so
+//! a step's row, its stored answer and its ledger effect commit together.
 
 use kessai_core::ids::{CardId, StoreId, TransactionId};
 use kessai_core::{Currency, Money};
-use kessai_ledger::{
-    AccountFlags, AccountKind, CreateAccountResult, CreateTransferResult, Ledger, NewAccount, NewTransfer,
-    TransferFlags,
-};
+use kessai_ledger::{AccountFlags, AccountKind, Ledger, NewAccount, NewTransfer, TransferFlags};
 use sha2::{Digest, Sha256};
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+
+use crate::db::{CenterDb, DbError};
 
 /// Transfer codes (the ledger's `code` field): what a transfer is for.
 pub const CODE_PURCHASE: u16 = 1;
@@ -61,6 +64,17 @@ pub enum BooksError {
     Refused { what: &'static str, code: &'static str },
     #[error("currency {0} is not kept in the ledger")]
     Currency(String),
+    #[error(transparent)]
+    Db(DbError),
+}
+
+impl From<DbError> for BooksError {
+    fn from(e: DbError) -> BooksError {
+        match e {
+            DbError::BooksRefused { what, code } => BooksError::Refused { what, code },
+            e => BooksError::Db(e),
+        }
+    }
 }
 
 fn derived_id(label: &str, key: &[u8]) -> u128 {
@@ -142,319 +156,247 @@ fn card_accounts(card: &CardId, currency: Currency) -> Result<[NewAccount; 2], B
     ])
 }
 
-/// Most account ids remembered as existing; past that the set starts over.
-const MAX_KNOWN_ACCOUNTS: usize = 100_000;
+/// What one write does to the books: accounts to open (if missing) and
+/// transfers to make, applied together in the write's transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Entries {
+    what: &'static str,
+    accounts: Vec<NewAccount>,
+    transfers: Vec<NewTransfer>,
+}
 
+impl Entries {
+    /// Nothing for the books.
+    pub fn none() -> Entries {
+        Entries::default()
+    }
+
+    fn of(what: &'static str, accounts: Vec<NewAccount>, transfer: NewTransfer) -> Entries {
+        Entries { what, accounts, transfers: vec![transfer] }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.accounts.is_empty() && self.transfers.is_empty()
+    }
+
+    pub fn accounts(&self) -> &[NewAccount] {
+        &self.accounts
+    }
+
+    pub fn transfers(&self) -> &[NewTransfer] {
+        &self.transfers
+    }
+
+    /// What the entries are for, for a refusal's message.
+    pub fn what(&self) -> &'static str {
+        self.what
+    }
+}
+
+fn pending(id: u128, (debit, credit): (u128, u128), amount: Money, code: u16) -> Result<NewTransfer, BooksError> {
+    Ok(NewTransfer {
+        id,
+        debit_account_id: debit,
+        credit_account_id: credit,
+        amount_minor: amount.amount_minor(),
+        currency: ledger_currency(amount.currency())?,
+        pending_id: 0,
+        timeout_s: 0,
+        user_data_128: 0,
+        code,
+        flags: TransferFlags::PENDING,
+    })
+}
+
+fn account(id: u128, currency: Currency, kind: AccountKind) -> Result<NewAccount, BooksError> {
+    Ok(NewAccount { id, currency: ledger_currency(currency)?, kind, flags: AccountFlags::default(), user_data_128: 0 })
+}
+
+fn payable_account(store: &StoreId, currency: Currency) -> Result<NewAccount, BooksError> {
+    account(store_payable_id(store, currency), currency, AccountKind::StorePayable)
+}
+
+fn funding_account(currency: Currency) -> Result<NewAccount, BooksError> {
+    account(credit_funding_id(currency), currency, AccountKind::CreditFunding)
+}
+
+/// Posts (`post`) or voids a pending transfer in full. A missing hold is
+/// refused by the ledger (`pending_transfer_not_found`).
+fn resolve(tx: &TransactionId, amount: Money, post: bool, code: u16) -> Result<Entries, BooksError> {
+    let t = NewTransfer {
+        id: if post { post_id(tx) } else { void_id(tx) },
+        // Accounts 0: the pending transfer's own; amount 0 (a void): all of it.
+        debit_account_id: 0,
+        credit_account_id: 0,
+        amount_minor: if post { amount.amount_minor() } else { 0 },
+        currency: ledger_currency(amount.currency())?,
+        pending_id: tx.as_u128(),
+        timeout_s: 0,
+        user_data_128: 0,
+        code,
+        flags: if post { TransferFlags::POST_PENDING } else { TransferFlags::VOID_PENDING },
+    };
+    Ok(Entries::of(if post { "posting" } else { "voiding" }, Vec::new(), t))
+}
+
+/// The entries of each effect on the books. None touches the database: the
+/// write that changes the row the effect belongs to applies them.
+impl Entries {
+    /// The accounts a card needs (idempotent).
+    pub fn open_card(card: &CardId, currency: Currency) -> Result<Entries, BooksError> {
+        Ok(Entries { what: "opening a card", accounts: card_accounts(card, currency)?.to_vec(), transfers: Vec::new() })
+    }
+
+    /// Value put on a card outside a purchase (issuance); `id` makes it
+    /// idempotent. Opens the card's accounts.
+    pub fn issue(id: u128, card: &CardId, amount: Money) -> Result<Entries, BooksError> {
+        let t = NewTransfer {
+            flags: TransferFlags::default(),
+            ..pending(id, (issuance_id(amount.currency()), card_float_id(card)), amount, CODE_ISSUE)?
+        };
+        Ok(Entries::of("an issuance", card_accounts(card, amount.currency())?.to_vec(), t))
+    }
+
+    /// The pending purchase transfer card float → store payable, made when
+    /// the sealed DEBIT is issued (id = the card transaction id).
+    pub fn purchase_hold(
+        tx: &TransactionId,
+        card: &CardId,
+        payee: &StoreId,
+        amount: Money,
+    ) -> Result<Entries, BooksError> {
+        let c = amount.currency();
+        let [float, issuance] = card_accounts(card, c)?;
+        let accounts = vec![float, issuance, payable_account(payee, c)?];
+        let t = pending(tx.as_u128(), (card_float_id(card), store_payable_id(payee, c)), amount, CODE_PURCHASE)?;
+        Ok(Entries::of("the purchase hold", accounts, t))
+    }
+
+    /// Posts the purchase: the card confirmed the debit.
+    pub fn purchase_post(tx: &TransactionId, amount: Money) -> Result<Entries, BooksError> {
+        resolve(tx, amount, true, CODE_PURCHASE)
+    }
+
+    /// Voids the purchase: the card proved it never applied the debit.
+    pub fn purchase_void(tx: &TransactionId, amount: Money) -> Result<Entries, BooksError> {
+        resolve(tx, amount, false, CODE_PURCHASE)
+    }
+
+    /// The pending charge, made when the sealed CREDIT is issued: credit
+    /// funding → card float. Opens the card's accounts.
+    pub fn charge_hold(tx: &TransactionId, card: &CardId, amount: Money) -> Result<Entries, BooksError> {
+        let c = amount.currency();
+        let [float, issuance] = card_accounts(card, c)?;
+        let accounts = vec![float, issuance, funding_account(c)?];
+        let t = pending(tx.as_u128(), (credit_funding_id(c), card_float_id(card)), amount, CODE_CHARGE)?;
+        Ok(Entries::of("the charge hold", accounts, t))
+    }
+
+    /// Posts (the card confirmed the credit and the funding is captured) or
+    /// voids (the card proved it never applied it) a charge.
+    pub fn charge_resolve(tx: &TransactionId, amount: Money, post: bool) -> Result<Entries, BooksError> {
+        resolve(tx, amount, post, CODE_CHARGE)
+    }
+
+    /// The pending decrease, made when the sealed DEBIT is issued: card
+    /// float → credit funding (value going back to the credit card).
+    pub fn decrease_hold(tx: &TransactionId, card: &CardId, amount: Money) -> Result<Entries, BooksError> {
+        let c = amount.currency();
+        let t = pending(tx.as_u128(), (card_float_id(card), credit_funding_id(c)), amount, CODE_DECREASE)?;
+        Ok(Entries::of("the decrease hold", vec![funding_account(c)?], t))
+    }
+
+    /// Posts or voids a decrease.
+    pub fn decrease_resolve(tx: &TransactionId, amount: Money, post: bool) -> Result<Entries, BooksError> {
+        resolve(tx, amount, post, CODE_DECREASE)
+    }
+
+    /// A purchase refund, held when the store asks: store payable → card
+    /// float.
+    pub fn refund_hold(owed_id: &str, store: &StoreId, card: &CardId, amount: Money) -> Result<Entries, BooksError> {
+        let c = amount.currency();
+        let [float, issuance] = card_accounts(card, c)?;
+        let accounts = vec![float, issuance, payable_account(store, c)?];
+        let id = owed_hold_id(owed_id).as_u128();
+        let t = pending(id, (store_payable_id(store, c), card_float_id(card)), amount, CODE_REFUND)?;
+        Ok(Entries::of("the refund hold", accounts, t))
+    }
+
+    /// A correction, held when the operator makes it: card float →
+    /// corrections. Refused (`exceeds_credits`) beyond the card's float.
+    pub fn correction_hold(owed_id: &str, card: &CardId, amount: Money) -> Result<Entries, BooksError> {
+        let c = amount.currency();
+        let [float, issuance] = card_accounts(card, c)?;
+        let accounts = vec![float, issuance, account(corrections_id(c), c, AccountKind::CenterFees)?];
+        let id = owed_hold_id(owed_id).as_u128();
+        let t = pending(id, (card_float_id(card), corrections_id(c)), amount, CODE_CORRECTION)?;
+        Ok(Entries::of("the correction hold", accounts, t))
+    }
+
+    /// Posts (the card confirmed) or voids (the operator cancelled) an owed
+    /// item's hold.
+    pub fn owed_resolve(owed_id: &str, amount: Money, code: u16, post: bool) -> Result<Entries, BooksError> {
+        resolve(&owed_hold_id(owed_id), amount, post, code)
+    }
+}
+
+/// The books: reads through the ledger's API; writes of entries that stand
+/// alone (issuance, tests) as one transaction of the center's database.
 #[derive(Debug, Clone)]
 pub struct Books {
-    ledger: Ledger,
-    /// Accounts this process saw created or existing. Ledger accounts are
-    /// never deleted, so this stays true on every instance; it only spares
-    /// a ledger round trip (and a commit wait) per purchase.
-    known: Arc<Mutex<HashSet<u128>>>,
+    db: CenterDb,
 }
 
 impl Books {
-    pub fn new(ledger: Ledger) -> Books {
-        Books { ledger, known: Arc::default() }
+    pub fn new(db: CenterDb) -> Books {
+        Books { db }
     }
 
     pub fn ledger(&self) -> &Ledger {
-        &self.ledger
+        self.db.ledger()
     }
 
-    async fn ensure_accounts(&self, accounts: &[NewAccount], now_unix_s: u64) -> Result<(), BooksError> {
-        let lock = || self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if accounts.iter().all(|a| lock().contains(&a.id)) {
-            return Ok(());
-        }
-        for r in self.ledger.create_accounts(accounts, now_unix_s).await? {
-            if !matches!(r.result, CreateAccountResult::Ok | CreateAccountResult::Exists) {
-                return Err(BooksError::Refused { what: "an account", code: r.result.name() });
-            }
-        }
-        let mut known = lock();
-        if known.len() + accounts.len() > MAX_KNOWN_ACCOUNTS {
-            known.clear();
-        }
-        known.extend(accounts.iter().map(|a| a.id));
+    /// Applies `entries` as a transaction of their own.
+    pub async fn apply(&self, entries: Entries, now_unix_s: u64) -> Result<(), BooksError> {
+        self.db.write(move |mut conn| Box::pin(async move { conn.books(&entries, now_unix_s).await })).await?;
         Ok(())
     }
 
     /// Opens the accounts a card needs (idempotent).
     pub async fn open_card(&self, card: &CardId, currency: Currency, now_unix_s: u64) -> Result<(), BooksError> {
-        self.ensure_accounts(&card_accounts(card, currency)?, now_unix_s).await
-    }
-
-    async fn transfer(&self, t: NewTransfer, what: &'static str, now_unix_s: u64) -> Result<(), BooksError> {
-        for r in self.ledger.create_transfers(&[t], now_unix_s).await? {
-            if !matches!(r.result, CreateTransferResult::Ok | CreateTransferResult::Exists) {
-                return Err(BooksError::Refused { what, code: r.result.name() });
-            }
-        }
-        Ok(())
+        self.apply(Entries::open_card(card, currency)?, now_unix_s).await
     }
 
     /// Records value put on a card outside a purchase (issuance). `id`
     /// makes the call idempotent.
     pub async fn issue(&self, id: u128, card: &CardId, amount: Money, now_unix_s: u64) -> Result<(), BooksError> {
-        let t = NewTransfer {
-            id,
-            debit_account_id: issuance_id(amount.currency()),
-            credit_account_id: card_float_id(card),
-            amount_minor: amount.amount_minor(),
-            currency: ledger_currency(amount.currency())?,
-            pending_id: 0,
-            timeout_s: 0,
-            user_data_128: 0,
-            code: CODE_ISSUE,
-            flags: TransferFlags::default(),
-        };
-        self.transfer(t, "an issuance", now_unix_s).await
-    }
-
-    /// The pending purchase transfer, made when the sealed DEBIT is issued.
-    /// Opens the card's accounts and the store's payable first, if missing
-    /// (one ledger batch for all three).
-    pub async fn hold(
-        &self,
-        tx: &TransactionId,
-        card: &CardId,
-        payee: &StoreId,
-        amount: Money,
-        now_unix_s: u64,
-    ) -> Result<(), BooksError> {
-        let c = ledger_currency(amount.currency())?;
-        let payable = store_payable_id(payee, amount.currency());
-        let [float, issuance] = card_accounts(card, amount.currency())?;
-        let account = NewAccount {
-            id: payable,
-            currency: c,
-            kind: AccountKind::StorePayable,
-            flags: AccountFlags::default(),
-            user_data_128: 0,
-        };
-        self.ensure_accounts(&[float, issuance, account], now_unix_s).await?;
-        let t = NewTransfer {
-            id: tx.as_u128(),
-            debit_account_id: card_float_id(card),
-            credit_account_id: payable,
-            amount_minor: amount.amount_minor(),
-            currency: c,
-            pending_id: 0,
-            timeout_s: 0,
-            user_data_128: 0,
-            code: CODE_PURCHASE,
-            flags: TransferFlags::PENDING,
-        };
-        self.transfer(t, "the purchase hold", now_unix_s).await
-    }
-
-    async fn resolve(&self, tx: &TransactionId, amount: Money, post: bool, now_unix_s: u64) -> Result<(), BooksError> {
-        self.resolve_coded(tx, amount, post, CODE_PURCHASE, now_unix_s).await
-    }
-
-    async fn resolve_coded(
-        &self,
-        tx: &TransactionId,
-        amount: Money,
-        post: bool,
-        code: u16,
-        now_unix_s: u64,
-    ) -> Result<(), BooksError> {
-        // Accounts 0: the pending transfer's own; amount 0 (a void): all of it.
-        // A missing hold is refused by the ledger (`pending_transfer_not_found`).
-        let t = NewTransfer {
-            id: if post { post_id(tx) } else { void_id(tx) },
-            debit_account_id: 0,
-            credit_account_id: 0,
-            amount_minor: if post { amount.amount_minor() } else { 0 },
-            currency: ledger_currency(amount.currency())?,
-            pending_id: tx.as_u128(),
-            timeout_s: 0,
-            user_data_128: 0,
-            code,
-            flags: if post { TransferFlags::POST_PENDING } else { TransferFlags::VOID_PENDING },
-        };
-        self.transfer(t, if post { "posting" } else { "voiding" }, now_unix_s).await
-    }
-
-    /// Posts the hold: the card confirmed the debit.
-    pub async fn post(&self, tx: &TransactionId, amount: Money, now_unix_s: u64) -> Result<(), BooksError> {
-        self.resolve(tx, amount, true, now_unix_s).await
-    }
-
-    /// Voids the hold: the card proved it never applied the debit.
-    pub async fn void(&self, tx: &TransactionId, amount: Money, now_unix_s: u64) -> Result<(), BooksError> {
-        self.resolve(tx, amount, false, now_unix_s).await
+        self.apply(Entries::issue(id, card, amount)?, now_unix_s).await
     }
 
     /// A card's float: what the books say the card holds (posted), and
     /// what is held for pending purchases.
     pub async fn card_float(&self, card: &CardId) -> Result<Option<(u64, u64)>, BooksError> {
-        let found = self.ledger.lookup_accounts(&[card_float_id(card)]).await?;
+        let found = self.ledger().lookup_accounts(&[card_float_id(card)]).await?;
         Ok(found
             .first()
             .map(|a| (a.credits_posted_minor.saturating_sub(a.debits_posted_minor), a.debits_pending_minor)))
     }
 
-    /// A pending transfer between two accounts, opening `open` first.
-    async fn hold_between(
-        &self,
-        id: &TransactionId,
-        (debit, credit): (u128, u128),
-        open: NewAccount,
-        amount: Money,
-        code: u16,
-        now_unix_s: u64,
-    ) -> Result<(), BooksError> {
-        self.ensure_accounts(&[open], now_unix_s).await?;
-        let t = NewTransfer {
-            id: id.as_u128(),
-            debit_account_id: debit,
-            credit_account_id: credit,
-            amount_minor: amount.amount_minor(),
-            currency: ledger_currency(amount.currency())?,
-            pending_id: 0,
-            timeout_s: 0,
-            user_data_128: 0,
-            code,
-            flags: TransferFlags::PENDING,
-        };
-        self.transfer(t, "a hold", now_unix_s).await
-    }
-
-    fn funding_account(currency: Currency) -> Result<NewAccount, BooksError> {
-        Ok(NewAccount {
-            id: credit_funding_id(currency),
-            currency: ledger_currency(currency)?,
-            kind: AccountKind::CreditFunding,
-            flags: AccountFlags::default(),
-            user_data_128: 0,
-        })
-    }
-
-    /// The pending charge transfer, made when the sealed CREDIT is issued:
-    /// credit funding → card float.
-    pub async fn charge_hold(
-        &self,
-        tx: &TransactionId,
-        card: &CardId,
-        amount: Money,
-        now_unix_s: u64,
-    ) -> Result<(), BooksError> {
-        let c = amount.currency();
-        let accounts = (credit_funding_id(c), card_float_id(card));
-        self.hold_between(tx, accounts, Self::funding_account(c)?, amount, CODE_CHARGE, now_unix_s).await
-    }
-
-    /// The pending decrease, made when the sealed DEBIT is issued: card
-    /// float → credit funding (value going back to the credit card).
-    pub async fn decrease_hold(
-        &self,
-        tx: &TransactionId,
-        card: &CardId,
-        amount: Money,
-        now_unix_s: u64,
-    ) -> Result<(), BooksError> {
-        let c = amount.currency();
-        let accounts = (card_float_id(card), credit_funding_id(c));
-        self.hold_between(tx, accounts, Self::funding_account(c)?, amount, CODE_DECREASE, now_unix_s).await
-    }
-
-    /// Posts or voids a decrease.
-    pub async fn decrease_resolve(
-        &self,
-        tx: &TransactionId,
-        amount: Money,
-        post: bool,
-        now_unix_s: u64,
-    ) -> Result<(), BooksError> {
-        self.resolve_coded(tx, amount, post, CODE_DECREASE, now_unix_s).await
-    }
-
-    /// A purchase refund, held when the store asks: store payable → card
-    /// float.
-    pub async fn refund_hold(
-        &self,
-        owed_id: &str,
-        store: &StoreId,
-        card: &CardId,
-        amount: Money,
-        now_unix_s: u64,
-    ) -> Result<(), BooksError> {
-        self.open_card(card, amount.currency(), now_unix_s).await?;
-        let c = amount.currency();
-        let payable = NewAccount {
-            id: store_payable_id(store, c),
-            currency: ledger_currency(c)?,
-            kind: AccountKind::StorePayable,
-            flags: AccountFlags::default(),
-            user_data_128: 0,
-        };
-        let accounts = (store_payable_id(store, c), card_float_id(card));
-        self.hold_between(&owed_hold_id(owed_id), accounts, payable, amount, CODE_REFUND, now_unix_s).await
-    }
-
-    /// A correction, held when the operator makes it: card float →
-    /// corrections. Refused (`exceeds_credits`) beyond the card's float.
-    pub async fn correction_hold(
-        &self,
-        owed_id: &str,
-        card: &CardId,
-        amount: Money,
-        now_unix_s: u64,
-    ) -> Result<(), BooksError> {
-        let c = amount.currency();
-        let corrections = NewAccount {
-            id: corrections_id(c),
-            currency: ledger_currency(c)?,
-            kind: AccountKind::CenterFees,
-            flags: AccountFlags::default(),
-            user_data_128: 0,
-        };
-        let accounts = (card_float_id(card), corrections_id(c));
-        self.hold_between(&owed_hold_id(owed_id), accounts, corrections, amount, CODE_CORRECTION, now_unix_s).await
-    }
-
-    /// Posts (the card confirmed) or voids (the operator cancelled) an
-    /// owed item's hold.
-    pub async fn owed_resolve(
-        &self,
-        owed_id: &str,
-        amount: Money,
-        code: u16,
-        post: bool,
-        now_unix_s: u64,
-    ) -> Result<(), BooksError> {
-        self.resolve_coded(&owed_hold_id(owed_id), amount, post, code, now_unix_s).await
-    }
-
-    /// Posts the charge: the card confirmed the credit.
-    pub async fn charge_post(&self, tx: &TransactionId, amount: Money, now_unix_s: u64) -> Result<(), BooksError> {
-        self.resolve_coded(tx, amount, true, CODE_CHARGE, now_unix_s).await
-    }
-
-    /// Voids the charge: the card proved it never applied the credit.
-    pub async fn charge_void(&self, tx: &TransactionId, amount: Money, now_unix_s: u64) -> Result<(), BooksError> {
-        self.resolve_coded(tx, amount, false, CODE_CHARGE, now_unix_s).await
-    }
-
     /// Credits pending on a card's float (charges whose CREDIT is out).
     pub async fn card_credits_pending(&self, card: &CardId) -> Result<u64, BooksError> {
-        let found = self.ledger.lookup_accounts(&[card_float_id(card)]).await?;
+        let found = self.ledger().lookup_accounts(&[card_float_id(card)]).await?;
         Ok(found.first().map_or(0, |a| a.credits_pending_minor))
     }
 
     /// What the credit authorizer owes for captured charges (posted).
     pub async fn credit_funding(&self, currency: Currency) -> Result<u64, BooksError> {
-        let found = self.ledger.lookup_accounts(&[credit_funding_id(currency)]).await?;
+        let found = self.ledger().lookup_accounts(&[credit_funding_id(currency)]).await?;
         Ok(found.first().map_or(0, |a| a.debits_posted_minor.saturating_sub(a.credits_posted_minor)))
     }
 
     /// What the center owes a store (posted).
     pub async fn store_payable(&self, store: &StoreId, currency: Currency) -> Result<u64, BooksError> {
-        let found = self.ledger.lookup_accounts(&[store_payable_id(store, currency)]).await?;
+        let found = self.ledger().lookup_accounts(&[store_payable_id(store, currency)]).await?;
         Ok(found.first().map_or(0, |a| a.credits_posted_minor.saturating_sub(a.debits_posted_minor)))
     }
 }

@@ -17,10 +17,10 @@ use serde::Serialize;
 use kessai_core::messages::Reference;
 
 use crate::authorizer::{AuthFuture, AuthorizationRequest, Authorizer, AuthorizerError, PaymentCard};
-use crate::books::BooksError;
+use crate::books::{BooksError, Entries};
 use crate::db::Alongside;
 use crate::db::DbError;
-use crate::limits::{DAILY_CHARGE_LIMIT_MINOR, DAY_S, MIN_CHARGE_MINOR};
+use crate::limits::{CREATE_CLAIM_TIMEOUT_S, DAILY_CHARGE_LIMIT_MINOR, DAY_S, MIN_CHARGE_MINOR, STEP_RETRIES_MAX};
 use crate::owed::owed_code;
 use crate::purchase::{CardRegistryStatus, Context, StepError};
 use crate::service::Center;
@@ -46,6 +46,10 @@ pub enum ChargeError {
     OverDailyLimit { charged_minor: u64, amount: Money, limit_minor: u64 },
     #[error("charge {0} exists for another card or amount")]
     ChargeIdInUse(String),
+    /// Another request is creating the same value update right now (the
+    /// same Idempotency-Key twice at once): retry shortly.
+    #[error("value update {0} is being created by another request; retry")]
+    CreateInProgress(String),
     #[error("APDU {0}")]
     BadApdu(String),
     #[error(transparent)]
@@ -176,8 +180,10 @@ impl Authorizer for NoAuthorizer {
     }
 }
 
+/// Run again from a fresh load when a PostgreSQL transaction lost a
+/// serialization conflict, hence `Fn`.
 type ChargeTransition<'a> =
-    Box<dyn FnOnce(Charge, &mut Context<'_, OsRandom>) -> Result<Stepped, ChargeStepError> + Send + 'a>;
+    Box<dyn Fn(Charge, &mut Context<'_, OsRandom>) -> Result<Stepped, ChargeStepError> + Send + 'a>;
 
 /// A transition's result and what must happen before it is stored.
 struct Stepped {
@@ -267,6 +273,30 @@ impl Center {
         if let Some((existing, _)) = self.db.charge(request.id.as_str()).await? {
             return self.resume_charge(existing, &request).await;
         }
+        // Single flight: only the request holding the claim authorizes, so an
+        // authorization is voided only by the one request that made it.
+        let now = self.clock.now();
+        if !self.db.claim_create(request.id.as_str(), now, CREATE_CLAIM_TIMEOUT_S).await? {
+            if let Some((existing, _)) = self.db.charge(request.id.as_str()).await? {
+                return self.resume_charge(existing, &request).await;
+            }
+            return Err(ChargeError::CreateInProgress(request.id.to_string()));
+        }
+        let id = request.id.clone();
+        let created = self.create_claimed_charge(authorizer, request).await;
+        if created.is_err() {
+            // Nothing of it was stored: a retry may claim it again at once.
+            self.db.release_create_claim(id.as_str()).await?;
+        }
+        created
+    }
+
+    /// `create_charge` once the request holds the claim on the charge id.
+    async fn create_claimed_charge(
+        &self,
+        authorizer: &dyn Authorizer,
+        request: ChargeRequest,
+    ) -> Result<ChargeReply, ChargeError> {
         let card = self.check_charge_limits(&request).await?;
         let day = self.reserve_daily(&card.id, request.amount).await?;
         let release = || self.db.release_daily_charge(&card.id, day, request.amount.amount_minor());
@@ -312,7 +342,8 @@ impl Center {
         match stored {
             Ok((charge, init)) => Ok(charge_reply(&charge, &[init])),
             Err(e) => {
-                // Not stored: release the reservations so nothing is left held.
+                // Not stored, and the authorization is this request's alone
+                // (it holds the claim): release both reservations.
                 authorizer.void(&authorization).await?;
                 release().await?;
                 Err(e.into())
@@ -416,82 +447,47 @@ impl Center {
         Ok(self.load_charge(id).await?.0)
     }
 
-    /// Load → transition → effects → compare-and-set.
+    /// Load → transition → secure the funding → one transaction (the
+    /// compare-and-set, the books' entries and what the ending changes
+    /// beside it) → releases. On PostgreSQL a transaction that lost a
+    /// serialization conflict runs the whole step again from the load.
     async fn charge_step(
         &self,
         authorizer: &dyn Authorizer,
         id: &str,
         transition: ChargeTransition<'_>,
     ) -> Result<ChargeReply, ChargeError> {
-        let (charge, version) = self.load_charge(id).await?;
-        let mut rng = OsRandom;
-        let stepped = {
-            let mut ctx = self.value_ctx(&mut rng);
-            transition(charge, &mut ctx)?
-        };
-        let c = &stepped.charge;
-        let alongside = self.value_effects(authorizer, c, stepped.effect).await?;
-        self.db.update_charge_with(c, version, self.clock.now(), alongside).await?;
-        Ok(charge_reply(c, &stepped.apdus))
-    }
-
-    /// What a step means for the books, the authorizer, and (stored with
-    /// the step) an owed item or the charge a decrease goes back to. Every
-    /// call is idempotent, so a step retried after a crash repeats it.
-    async fn value_effects<'c>(
-        &self,
-        authorizer: &dyn Authorizer,
-        c: &'c Charge,
-        effect: Effect,
-    ) -> Result<Alongside<'c>, ChargeError> {
-        let now = self.clock.now().unix_s();
-        // A hold exists exactly when a command was sealed.
-        let held = c.command_hash.is_some();
-        let (tx, amount) = (&c.transaction_id, c.amount);
-        match (&c.purpose, effect) {
-            (_, Effect::None) => {}
-            (Purpose::Charge, Effect::Hold) => {
-                self.books.open_card(&c.card_id, amount.currency(), now).await?;
-                self.books.charge_hold(tx, &c.card_id, amount, now).await?;
+        let mut attempt = 0;
+        loop {
+            let (charge, version) = self.load_charge(id).await?;
+            let stepped = {
+                let mut rng = OsRandom;
+                let mut ctx = self.value_ctx(&mut rng);
+                transition(charge, &mut ctx)?
+            };
+            let c = &stepped.charge;
+            let effects = value_effects(c, stepped.effect)?;
+            if let Some(funding) = effects.secure {
+                funding.run(authorizer, c).await?;
             }
-            (Purpose::Charge, Effect::Complete) => {
-                self.books.charge_post(tx, amount, now).await?;
-                authorizer.capture(&c.authorization, amount).await?;
-            }
-            (Purpose::Charge, Effect::Void) => {
-                if held {
-                    self.books.charge_void(tx, amount, now).await?;
+            let now = self.clock.now();
+            match self.db.update_charge_with(c, version, now, effects.alongside, effects.entries).await {
+                Err(e) if e.is_retryable() && attempt < STEP_RETRIES_MAX => {
+                    attempt += 1;
+                    continue;
                 }
-                authorizer.void(&c.authorization).await?;
-                if let Some(day) = c.charge_day_s {
-                    return Ok(Alongside::DailyReleased { card: &c.card_id, day, amount_minor: amount.amount_minor() });
-                }
+                Err(e) => return Err(BooksError::from(e).into()),
+                Ok(()) => {}
             }
-            (Purpose::RefundToCreditCard { .. }, Effect::Hold) => {
-                self.books.decrease_hold(tx, &c.card_id, amount, now).await?;
+            if let Some(funding) = effects.release
+                && let Err(e) = funding.run(authorizer, c).await
+            {
+                // The value update ended; an authorization left open
+                // expires at the acquirer on its own.
+                tracing::warn!(value_update = %c.id, error = %e, "releasing the authorization failed");
             }
-            (Purpose::RefundToCreditCard { .. }, Effect::Complete) => {
-                self.books.decrease_resolve(tx, amount, true, now).await?;
-                authorizer.refund(&c.authorization, amount, c.id.as_str()).await?;
-            }
-            (Purpose::RefundToCreditCard { charge_id }, Effect::Void) => {
-                if held {
-                    self.books.decrease_resolve(tx, amount, false, now).await?;
-                }
-                return Ok(Alongside::DecreaseReleased {
-                    charge_id: charge_id.as_str(),
-                    amount_minor: amount.amount_minor(),
-                });
-            }
-            // Held when the item arose.
-            (Purpose::Owed { .. }, Effect::Hold) => {}
-            (Purpose::Owed { owed_id }, Effect::Complete) => {
-                self.books.owed_resolve(owed_id, amount, owed_code(c.direction), true, now).await?;
-                return Ok(Alongside::OwedApplied(owed_id));
-            }
-            (Purpose::Owed { owed_id }, Effect::Void) => return Ok(Alongside::OwedReleased(owed_id)),
+            return Ok(charge_reply(c, &stepped.apdus));
         }
-        Ok(Alongside::Nothing)
     }
 
     pub async fn charge_authenticate(
@@ -545,6 +541,16 @@ impl Center {
         self.charge_step(authorizer, id, t).await
     }
 
+    /// Ends a value update abandoned before its command (the sweep).
+    pub(crate) async fn abandon_value_update(
+        &self,
+        authorizer: &dyn Authorizer,
+        id: &str,
+    ) -> Result<ChargeReply, ChargeError> {
+        let t: ChargeTransition<'_> = Box::new(|c, _| stepped(c.abandon()?, vec![], Effect::Void));
+        self.charge_step(authorizer, id, t).await
+    }
+
     pub async fn charge_recover(&self, authorizer: &dyn Authorizer, id: &str) -> Result<ChargeReply, ChargeError> {
         let t: ChargeTransition<'_> = Box::new(|c, ctx| {
             let (charge, init) = c.begin_recovery(ctx)?;
@@ -591,4 +597,89 @@ impl Center {
         });
         self.charge_step(authorizer, id, t).await
     }
+}
+
+/// What a value update's step does beyond its own row.
+struct Effects<'c> {
+    /// The books' entries, applied in the step's transaction.
+    entries: Entries,
+    /// What the ending changes beside the row, in the same transaction.
+    alongside: Alongside<'c>,
+    /// Run before the transaction: the money is secured (captured, or
+    /// refunded to the credit card) before the books post the value. Only
+    /// after the card proved the command applied, which no other request
+    /// can contradict, and idempotent at the authorizer, so a retry or a
+    /// concurrent identical step repeats it harmlessly. If it fails, nothing
+    /// is posted: the credit stays pending, which the card cannot spend.
+    secure: Option<Funding>,
+    /// Run only after the transaction committed, so that only the request
+    /// that won the row releases anything (a cancel racing the balance step
+    /// never voids an authorization a live CREDIT depends on).
+    release: Option<Funding>,
+}
+
+/// A call to the authorizer.
+#[derive(Debug, Clone, Copy)]
+enum Funding {
+    Capture,
+    VoidAuthorization,
+    RefundToCreditCard,
+}
+
+impl Funding {
+    async fn run(self, authorizer: &dyn Authorizer, c: &Charge) -> Result<(), AuthorizerError> {
+        match self {
+            Funding::Capture => authorizer.capture(&c.authorization, c.amount).await,
+            Funding::VoidAuthorization => authorizer.void(&c.authorization).await,
+            Funding::RefundToCreditCard => authorizer.refund(&c.authorization, c.amount, c.id.as_str()).await,
+        }
+    }
+}
+
+/// What a step means for the books, the authorizer, and (stored with the
+/// step) an owed item or the charge a decrease goes back to.
+fn value_effects(c: &Charge, effect: Effect) -> Result<Effects<'_>, BooksError> {
+    // A hold exists exactly when a command was sealed.
+    let held = c.command_hash.is_some();
+    let (tx, amount) = (&c.transaction_id, c.amount);
+    let mut out = Effects { entries: Entries::none(), alongside: Alongside::Nothing, secure: None, release: None };
+    match (&c.purpose, effect) {
+        (_, Effect::None) => {}
+        (Purpose::Charge, Effect::Hold) => out.entries = Entries::charge_hold(tx, &c.card_id, amount)?,
+        (Purpose::Charge, Effect::Complete) => {
+            out.secure = Some(Funding::Capture);
+            out.entries = Entries::charge_resolve(tx, amount, true)?;
+        }
+        (Purpose::Charge, Effect::Void) => {
+            if held {
+                out.entries = Entries::charge_resolve(tx, amount, false)?;
+            }
+            out.release = Some(Funding::VoidAuthorization);
+            if let Some(day) = c.charge_day_s {
+                out.alongside = Alongside::DailyReleased { card: &c.card_id, day, amount_minor: amount.amount_minor() };
+            }
+        }
+        (Purpose::RefundToCreditCard { .. }, Effect::Hold) => {
+            out.entries = Entries::decrease_hold(tx, &c.card_id, amount)?;
+        }
+        (Purpose::RefundToCreditCard { .. }, Effect::Complete) => {
+            out.secure = Some(Funding::RefundToCreditCard);
+            out.entries = Entries::decrease_resolve(tx, amount, true)?;
+        }
+        (Purpose::RefundToCreditCard { charge_id }, Effect::Void) => {
+            if held {
+                out.entries = Entries::decrease_resolve(tx, amount, false)?;
+            }
+            out.alongside =
+                Alongside::DecreaseReleased { charge_id: charge_id.as_str(), amount_minor: amount.amount_minor() };
+        }
+        // Held when the item arose.
+        (Purpose::Owed { .. }, Effect::Hold) => {}
+        (Purpose::Owed { owed_id }, Effect::Complete) => {
+            out.entries = Entries::owed_resolve(owed_id, amount, owed_code(c.direction), true)?;
+            out.alongside = Alongside::OwedApplied(owed_id);
+        }
+        (Purpose::Owed { owed_id }, Effect::Void) => out.alongside = Alongside::OwedReleased(owed_id),
+    }
+    Ok(out)
 }

@@ -97,6 +97,9 @@ pub fn charge_api_error(e: ChargeError) -> ApiError {
         e @ ChargeError::ChargeIdInUse(_) => {
             ApiError::new(S::CONFLICT, ErrorType::Conflict, "charge_in_use", e.to_string())
         }
+        e @ ChargeError::CreateInProgress(_) => {
+            ApiError::new(S::CONFLICT, ErrorType::Conflict, "request_in_progress", e.to_string())
+        }
         e @ ChargeError::AmountOutOfRange { .. } => invalid("amount_out_of_range", e.to_string()).with_param("amount"),
         e @ ChargeError::OverMaxBalance { .. } => invalid("over_max_balance", e.to_string()).with_param("amount"),
         e @ ChargeError::OverDailyLimit { .. } => invalid("over_daily_limit", e.to_string()).with_param("amount"),

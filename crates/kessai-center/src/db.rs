@@ -29,6 +29,7 @@ use kessai_core::jwk::KeyId;
 use kessai_core::keys::{KeyDirectory, PublicKey, Validity};
 use kessai_core::messages::DisplayText;
 use kessai_core::time::Timestamp;
+use kessai_ledger::Ledger;
 use kessai_ledger::wal::Checkpointer;
 use rusqlite::OptionalExtension as _;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
@@ -36,6 +37,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Row};
 use tokio::sync::OwnedMappedMutexGuard;
 
+use crate::books::Entries;
 use crate::fast_read::FastReads;
 use crate::owed::{Owed, OwedBody, OwedStatus};
 use crate::purchase::{CardRecord, CardRegistryStatus, Phase, Settlement};
@@ -78,9 +80,28 @@ pub enum DbError {
     Wal(kessai_ledger::Error),
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The books (the ledger's tables in this database) failed.
+    #[error("books: {0}")]
+    Books(kessai_ledger::Error),
+    /// The ledger refused a transfer of the write's books entries; nothing
+    /// of the write was kept.
+    #[error("the ledger refused {what}: {code}")]
+    BooksRefused { what: &'static str, code: &'static str },
 }
 
 impl DbError {
+    /// Whether the same work, run again from the start in a new transaction,
+    /// may succeed (PostgreSQL: a serialization failure or deadlock between
+    /// concurrent transactions, or a ledger row a concurrent one inserted
+    /// first).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            DbError::Sqlx(sqlx::Error::Database(e)) => matches!(e.code().as_deref(), Some("40001" | "40P01")),
+            DbError::Books(e) => e.is_retryable(),
+            _ => false,
+        }
+    }
+
     /// Whether a unique key refused the write (a row with its key exists).
     pub fn is_unique_violation(&self) -> bool {
         match self {
@@ -116,10 +137,16 @@ const SCHEMA: &[&str] = &[
     // the insert, so no step has to move an entry. (Replaces the index on
     // (card_id, phase), which every step rewrote; dropped in `open`.)
     "CREATE INDEX IF NOT EXISTS center_settlements_card_created ON center_settlements (card_id, created_at)",
+    // What the abandoned sweep looks for: a row enters at its insert and
+    // leaves when its command is sealed.
+    "CREATE INDEX IF NOT EXISTS center_settlements_opening ON center_settlements (created_at)
+        WHERE phase IN ('authenticating', 'reading_balance')",
     "CREATE TABLE IF NOT EXISTS center_charges (
         id TEXT PRIMARY KEY, card_id TEXT NOT NULL, phase TEXT NOT NULL, amount_minor BIGINT NOT NULL,
         record TEXT NOT NULL, version BIGINT NOT NULL, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS center_charges_card ON center_charges (card_id, created_at)",
+    "CREATE INDEX IF NOT EXISTS center_charges_opening ON center_charges (created_at)
+        WHERE phase IN ('authenticating', 'reading_balance')",
     "CREATE TABLE IF NOT EXISTS center_charge_days (
         card_id TEXT NOT NULL, day BIGINT NOT NULL, charged_minor BIGINT NOT NULL, PRIMARY KEY (card_id, day))",
     "CREATE TABLE IF NOT EXISTS center_owed (
@@ -130,6 +157,9 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS center_statements (
         id TEXT PRIMARY KEY, card_id TEXT NOT NULL, record TEXT NOT NULL, version BIGINT NOT NULL,
         created_at BIGINT NOT NULL)",
+    // A value update's create claims its id first (single flight): `claimed_at`
+    // lets another request take a claim over once its holder must have died.
+    "CREATE TABLE IF NOT EXISTS center_create_claims (id TEXT PRIMARY KEY, claimed_at BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS center_idempotency (
         key TEXT PRIMARY KEY, request_hash TEXT NOT NULL, status BIGINT NOT NULL,
         body TEXT NOT NULL, created_at BIGINT NOT NULL)",
@@ -151,8 +181,14 @@ pub struct StoreRecord {
 
 #[derive(Debug, Clone)]
 pub struct CenterDb {
-    /// Reads; on PostgreSQL, writes too (through its pool).
+    /// Reads.
     readers: Readers,
+    /// PostgreSQL: writes, each a SERIALIZABLE transaction.
+    pg: Option<sqlx::PgPool>,
+    /// The books: the ledger's tables in this same database, read through
+    /// the ledger's API and written only inside this database's write
+    /// transactions ([`Exec::books`]).
+    ledger: Ledger,
     /// SQLite: the group-committing writer thread.
     writer: Option<Writer>,
     /// SQLite: copies the log into the database file off the writer's path.
@@ -317,8 +353,16 @@ impl CenterDb {
         add_column(&pool, sqlite, "center_charges", "decreased_minor BIGINT NOT NULL DEFAULT 0").await?;
         add_column(&pool, sqlite, "center_charges", "purpose TEXT NOT NULL DEFAULT 'charge'").await?;
         let Some(path) = sqlite_path else {
+            let pg = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(MAX_CONNECTIONS)
+                .acquire_timeout(Duration::from_millis(ACQUIRE_TIMEOUT_MS))
+                .connect(&url)
+                .await?;
+            let ledger = Ledger::connect_postgres(&url, None).await.map_err(DbError::Books)?;
             return Ok(CenterDb {
                 readers: Readers::Pool(pool),
+                pg: Some(pg),
+                ledger,
                 writer: None,
                 checkpointer: Arc::default(),
                 fast: None,
@@ -334,11 +378,14 @@ impl CenterDb {
         let readers = Readers::Own(Arc::new(OwnReaders { conns, next: AtomicUsize::new(0) }));
         // The schema's connection closes; the writer thread has its own.
         pool.close().await;
+        let ledger = Ledger::open_sqlite(&path).await.map_err(DbError::Books)?;
         let writer = Writer::start(&path)?;
         let checkpointer = Checkpointer::start(&path).await.map_err(DbError::Wal)?;
         let fast = Arc::new(FastReads::open(&path)?);
         Ok(CenterDb {
             readers,
+            pg: None,
+            ledger,
             writer: Some(writer),
             checkpointer: Arc::new(Mutex::new(Some(checkpointer))),
             fast: Some(fast),
@@ -346,11 +393,21 @@ impl CenterDb {
         })
     }
 
+    /// The books, for reads (balances, history, `check`). Written only in
+    /// this database's write transactions.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
     /// Closes the connections; later calls fail.
     pub async fn close(&self) {
         if let Some(writer) = &self.writer {
             writer.close().await;
         }
+        if let Some(pg) = &self.pg {
+            pg.close().await;
+        }
+        self.ledger.close().await;
         self.readers.close().await;
         if let Some(fast) = &self.fast {
             fast.close();
@@ -369,7 +426,7 @@ impl CenterDb {
             return Err(DbError::NotCommitted("the writer has stopped".into()));
         }
         sqlx::query("SELECT 1").execute(&mut *self.read().await?).await?;
-        Ok(())
+        self.ledger.ready().await.map_err(DbError::Books)
     }
 
     /// A connection for one read.
@@ -390,11 +447,14 @@ impl CenterDb {
         if let Some(writer) = &self.writer {
             return writer.write(work).await;
         }
-        let Readers::Pool(pool) = &self.readers else {
+        let Some(pool) = &self.pg else {
             return Err(DbError::NotCommitted("no writer".into()));
         };
-        let mut tx = pool.begin().await?;
-        let out = work(Exec::Sqlx(&mut tx)).await?;
+        // SERIALIZABLE, as the books' engine needs (it reads balances and
+        // writes them back); a transaction that loses a conflict fails with
+        // an error for which `is_retryable` holds.
+        let mut tx = pool.begin_with("BEGIN ISOLATION LEVEL SERIALIZABLE").await?;
+        let out = work(Exec::Pg(&mut tx)).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -528,6 +588,12 @@ impl CenterDb {
     }
 
     pub async fn put_card(&self, c: &CardRecord, now: Timestamp) -> Result<(), DbError> {
+        self.put_card_with(c, now, Entries::none()).await
+    }
+
+    /// Registers a card and, in the same transaction, its books `entries`
+    /// (its accounts, its initial value): both or neither.
+    pub async fn put_card_with(&self, c: &CardRecord, now: Timestamp, entries: Entries) -> Result<(), DbError> {
         let query = Stmt::new(
             "INSERT INTO center_cards (id, key_version, status, currency, max_balance_minor, created_at)
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -538,8 +604,15 @@ impl CenterDb {
         .bind(c.currency.code().to_owned())
         .bind(to_i64(c.max_balance_minor)?)
         .bind(to_i64(now.unix_s())?);
-        self.execute(query).await?;
-        Ok(())
+        let now_s = now.unix_s();
+        self.write(move |mut conn| {
+            Box::pin(async move {
+                conn.books(&entries, now_s).await?;
+                conn.execute(query).await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// Blocks or reports lost a card, with the reason recorded.
@@ -626,19 +699,22 @@ impl CenterDb {
 
     /// Writes `s` if the row is still at `version`.
     pub async fn update_settlement(&self, s: &Settlement, version: i64, now: Timestamp) -> Result<(), DbError> {
-        self.update_settlement_answering(s, version, now, None).await
+        self.update_settlement_answering(s, version, now, None, Entries::none()).await
     }
 
     /// Writes `s` if the row is still at `version` and, in the same
-    /// transaction, remembers `response` as the answer to its
-    /// Idempotency-Key: the step and its stored answer commit together.
+    /// transaction, applies the step's books `entries` and remembers
+    /// `response` as the answer to its Idempotency-Key: the step, its ledger
+    /// effect and its stored answer commit together or not at all.
     pub async fn update_settlement_answering(
         &self,
         s: &Settlement,
         version: i64,
         now: Timestamp,
         response: Option<SavedResponse>,
+        entries: Entries,
     ) -> Result<(), DbError> {
+        let check = Stmt::new("SELECT version FROM center_settlements WHERE id = $1").bind(s.id.as_str().to_owned());
         let update = Stmt::new(
             "UPDATE center_settlements SET phase = $1, record = $2, version = version + 1, updated_at = $3,
              delivered = $6 WHERE id = $4 AND version = $5",
@@ -650,9 +726,15 @@ impl CenterDb {
         .bind(version)
         .bind(i64::from(s.receipt_token.is_some()));
         let save = response.map(|r| r.statement(now)).transpose()?;
+        let now_s = now.unix_s();
         self.write(move |mut conn| {
             Box::pin(async move {
-                // 0: the update changed nothing, so nothing was written.
+                // Checked before anything is written, so that losing the race
+                // (or the books refusing) leaves the group's transaction clean.
+                if conn.fetch_optional(check, |r| r.required_int("version")).await? != Some(version) {
+                    return Err(DbError::Conflict);
+                }
+                conn.books(&entries, now_s).await?;
                 if conn.execute(update).await? != 1 {
                     return Err(DbError::Conflict);
                 }
@@ -898,7 +980,9 @@ impl CenterDb {
         settlement: &SettlementId,
         purchase_minor: u64,
         now: Timestamp,
+        hold: Entries,
     ) -> Result<RefundStored, DbError> {
+        let now_s = now.unix_s();
         if let Some(existing) = self.owed(&o.id).await? {
             return Ok(RefundStored::Existing(Box::new(existing)));
         }
@@ -927,6 +1011,8 @@ impl CenterDb {
                         return Ok(RefundStored::Refused { refunded_minor });
                     }
                     conn.execute(insert).await?;
+                    // The refund's hold, in the same transaction as the item.
+                    conn.books(&hold, now_s).await?;
                     Ok(RefundStored::Inserted)
                 })
             })
@@ -951,13 +1037,29 @@ impl CenterDb {
         to_u64(row.try_get("refunded_minor")?)
     }
 
-    /// Stores an owed item with no purchase behind it (a correction).
-    /// `false` if it exists already.
-    pub async fn insert_owed(&self, o: &Owed, now: Timestamp) -> Result<bool, DbError> {
-        match self.execute(insert_owed_query(o, now)?).await {
-            Ok(_) => Ok(true),
+    /// Stores an owed item with no purchase behind it (a correction) and
+    /// its `hold` in the books, in one transaction. `false` if it exists
+    /// already; a refusal of the books (beyond the card's float) stores
+    /// nothing.
+    pub async fn insert_owed(&self, o: &Owed, now: Timestamp, hold: Entries) -> Result<bool, DbError> {
+        let exists = Stmt::new(OWED_SQL).bind(o.id.clone());
+        let insert = insert_owed_query(o, now)?;
+        let now_s = now.unix_s();
+        let stored = self
+            .write(move |mut conn| {
+                Box::pin(async move {
+                    if conn.fetch_optional(exists, owed_row).await?.is_some() {
+                        return Ok(false);
+                    }
+                    conn.books(&hold, now_s).await?;
+                    conn.execute(insert).await?;
+                    Ok(true)
+                })
+            })
+            .await;
+        match stored {
             Err(e) if e.is_unique_violation() => Ok(false),
-            Err(e) => Err(e),
+            other => other,
         }
     }
 
@@ -985,7 +1087,8 @@ impl CenterDb {
     /// Opens value update `c` to apply owed item `owed`, if no other is
     /// applying it: claim and insert in one transaction. `false` if the
     /// item is no longer owed or another update holds it.
-    pub async fn claim_owed(&self, owed: &str, c: &Charge, now: Timestamp) -> Result<bool, DbError> {
+    pub async fn claim_owed(&self, owed: &str, c: &Charge, now: Timestamp, hold: Entries) -> Result<bool, DbError> {
+        let now_s = now.unix_s();
         let claim = Stmt::new(
             "UPDATE center_owed SET session = $1, version = version + 1, updated_at = $2
              WHERE id = $3 AND status = $4 AND session IS NULL",
@@ -997,6 +1100,8 @@ impl CenterDb {
         let insert = insert_charge_query(c, now)?;
         self.write(move |mut conn| {
             Box::pin(async move {
+                // The hold first: its refusal leaves nothing written.
+                conn.books(&hold, now_s).await?;
                 if conn.execute(claim).await? != 1 {
                     return Ok(false);
                 }
@@ -1007,9 +1112,11 @@ impl CenterDb {
         .await
     }
 
-    /// Cancels an owed item no value update holds. `false` if it is being
-    /// applied, applied, or cancelled already.
-    pub async fn cancel_owed(&self, id: &str, now: Timestamp) -> Result<bool, DbError> {
+    /// Cancels an owed item no value update holds, voiding its hold in the
+    /// same transaction. `false` if it is being applied, applied, or
+    /// cancelled already.
+    pub async fn cancel_owed(&self, id: &str, now: Timestamp, void: Entries) -> Result<bool, DbError> {
+        let owed = Stmt::new(OWED_SQL).bind(id.to_owned());
         let done = Stmt::new(
             "UPDATE center_owed SET status = $1, version = version + 1, updated_at = $2
              WHERE id = $3 AND status = $4 AND session IS NULL",
@@ -1018,7 +1125,27 @@ impl CenterDb {
         .bind(to_i64(now.unix_s())?)
         .bind(id.to_owned())
         .bind(OwedStatus::Owed.as_str().to_owned());
-        Ok(self.execute(done).await? == 1)
+        let now_s = now.unix_s();
+        let id = id.to_owned();
+        self.write(move |mut conn| {
+            Box::pin(async move {
+                match conn.fetch_optional(owed, owed_row).await? {
+                    Some(o) if o.status == OwedStatus::Owed && o.session.is_none() => {}
+                    _ => return Ok(false),
+                }
+                match conn.books(&void, now_s).await {
+                    // Never held (an item stored before holds were made in
+                    // its own transaction): nothing to void.
+                    Err(DbError::BooksRefused { code: "pending_transfer_not_found", .. }) | Ok(()) => {}
+                    Err(e) => return Err(e),
+                }
+                if conn.execute(done).await? != 1 {
+                    return Err(DbError::Inconsistent(format!("owed item {id} changed while it was cancelled")));
+                }
+                Ok(true)
+            })
+        })
+        .await
     }
 }
 
@@ -1086,21 +1213,25 @@ impl CenterDb {
 
     /// Writes `c` if the row is still at `version`.
     pub async fn update_charge(&self, c: &Charge, version: i64, now: Timestamp) -> Result<(), DbError> {
-        self.update_charge_with(c, version, now, Alongside::Nothing).await
+        self.update_charge_with(c, version, now, Alongside::Nothing, Entries::none()).await
     }
 
     /// Writes `c` if the row is still at `version`, and in the same
-    /// transaction what its ending means for its owed item, the charge a
-    /// decrease went back to, or the day's charge limit.
+    /// transaction the step's books `entries` and what its ending means for
+    /// its owed item, the charge a decrease went back to, or the day's
+    /// charge limit.
     pub async fn update_charge_with(
         &self,
         c: &Charge,
         version: i64,
         now: Timestamp,
         alongside: Alongside<'_>,
+        entries: Entries,
     ) -> Result<(), DbError> {
         let record = serde_json::to_string(c).map_err(corrupt)?;
-        let now = to_i64(now.unix_s())?;
+        let now_s = now.unix_s();
+        let now = to_i64(now_s)?;
+        let check = Stmt::new("SELECT version FROM center_charges WHERE id = $1").bind(c.id.as_str().to_owned());
         let update = Stmt::new(
             "UPDATE center_charges SET phase = $1, record = $2, version = version + 1, updated_at = $3
              WHERE id = $4 AND version = $5",
@@ -1145,6 +1276,12 @@ impl CenterDb {
         let id = c.id.to_string();
         self.write(move |mut conn| {
             Box::pin(async move {
+                // Checked before anything is written, so that losing the race
+                // (or the books refusing) leaves the group's transaction clean.
+                if conn.fetch_optional(check, |r| r.required_int("version")).await? != Some(version) {
+                    return Err(DbError::Conflict);
+                }
+                conn.books(&entries, now_s).await?;
                 if conn.execute(update).await? != 1 {
                     return Err(DbError::Conflict);
                 }
@@ -1224,6 +1361,46 @@ impl CenterDb {
         Ok(Err(to_u64(charged)?))
     }
 
+    /// Settlements (`center_settlements`) or value updates
+    /// (`center_charges`) opened at or before `before` and still before
+    /// their sealed command, oldest first, at most `limit`.
+    pub async fn abandoned(&self, value_updates: bool, before: Timestamp, limit: i64) -> Result<Vec<String>, DbError> {
+        let sql = if value_updates {
+            "SELECT id FROM center_charges WHERE phase IN ('authenticating', 'reading_balance')
+             AND created_at <= $1 ORDER BY created_at, id LIMIT $2"
+        } else {
+            "SELECT id FROM center_settlements WHERE phase IN ('authenticating', 'reading_balance')
+             AND created_at <= $1 ORDER BY created_at, id LIMIT $2"
+        };
+        let rows = sqlx::query(sql)
+            .bind(to_i64(before.unix_s())?)
+            .bind(limit.clamp(1, MAX_LIST))
+            .fetch_all(&mut *self.read().await?)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get::<String, _>("id")?)).collect()
+    }
+
+    /// Claims the creation of value update `id`: `true` for the one request
+    /// that may create it now. A claim older than `timeout_s` (its holder
+    /// died mid-create) can be taken over.
+    pub async fn claim_create(&self, id: &str, now: Timestamp, timeout_s: u64) -> Result<bool, DbError> {
+        let claim = Stmt::new(
+            "INSERT INTO center_create_claims (id, claimed_at) VALUES ($1, $2)
+             ON CONFLICT (id) DO UPDATE SET claimed_at = $2 WHERE center_create_claims.claimed_at <= $3",
+        )
+        .bind(id.to_owned())
+        .bind(to_i64(now.unix_s())?)
+        .bind(to_i64(now.unix_s().saturating_sub(timeout_s))?);
+        Ok(self.execute(claim).await? == 1)
+    }
+
+    /// Gives a claim of [`CenterDb::claim_create`] back (its create stored
+    /// nothing).
+    pub async fn release_create_claim(&self, id: &str) -> Result<(), DbError> {
+        self.execute(Stmt::new("DELETE FROM center_create_claims WHERE id = $1").bind(id.to_owned())).await?;
+        Ok(())
+    }
+
     /// Gives back a reservation of [`CenterDb::reserve_daily_charge`].
     pub async fn release_daily_charge(&self, card: &CardId, day: u64, amount_minor: u64) -> Result<(), DbError> {
         self.execute(release_daily_query(card, day, amount_minor)?).await?;
@@ -1298,6 +1475,16 @@ pub(crate) trait Columns {
 }
 
 impl Columns for sqlx::any::AnyRow {
+    fn text(&self, name: &str) -> Result<Option<String>, DbError> {
+        Ok(self.try_get(name)?)
+    }
+
+    fn int(&self, name: &str) -> Result<Option<i64>, DbError> {
+        Ok(self.try_get(name)?)
+    }
+}
+
+impl Columns for sqlx::postgres::PgRow {
     fn text(&self, name: &str) -> Result<Option<String>, DbError> {
         Ok(self.try_get(name)?)
     }

@@ -59,12 +59,6 @@ pub async fn issue_card(config: &CenterConfig, req: &IssueCard<'_>) -> anyhow::R
     if req.initial_value_minor > 0 {
         credit_image(req, &diversify(master, req.card_id.as_bytes(), version))?;
     }
-    let now = center.clock.now();
-    center.books.open_card(&req.card_id, req.currency, now.unix_s()).await?;
-    if req.initial_value_minor > 0 {
-        let amount = Money::new(req.initial_value_minor, req.currency)?;
-        center.books.issue(initial_value_id(&req.card_id), &req.card_id, amount, now.unix_s()).await?;
-    }
     let record = CardRecord {
         id: req.card_id,
         key_version: req.key_version,
@@ -72,7 +66,8 @@ pub async fn issue_card(config: &CenterConfig, req: &IssueCard<'_>) -> anyhow::R
         currency: req.currency,
         max_balance_minor: req.max_balance_minor,
     };
-    center.db.put_card(&record, now).await?;
+    let initial = Money::new(req.initial_value_minor, req.currency)?;
+    center.register_card(&record, Some(initial)).await?;
     let bytes = std::fs::read(req.image)?;
     Ok(kessai_card::public_info(&bytes)?)
 }

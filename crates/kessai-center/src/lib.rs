@@ -21,6 +21,7 @@ mod fast_read;
 pub mod issue;
 pub mod keystore;
 pub mod limits;
+pub mod merge;
 pub mod owed;
 pub mod purchase;
 

@@ -38,3 +38,24 @@ pub const DAY_S: u64 = 86_400;
 
 const _: () = assert!(VALUE_UPDATE_LIFETIME_S <= kessai_core::limits::MAX_TOKEN_LIFETIME_S);
 const _: () = assert!(MIN_CHARGE_MINOR >= 1 && MIN_CHARGE_MINOR <= DAILY_CHARGE_LIMIT_MINOR);
+
+/// Times a step runs again from its load when its PostgreSQL transaction
+/// lost a serialization conflict to a concurrent one (SQLite never does).
+pub const STEP_RETRIES_MAX: u32 = 8;
+
+/// A settlement or value update still before its sealed command (opening
+/// the secure session, reading the balance) this long after it was opened
+/// is abandoned: the sweep voids it. No value is held by it (the hold is
+/// made in the transaction that issues the command), but a bill stays in use
+/// and a charge's authorization and daily reservation stay taken until then.
+pub const ABANDONED_AFTER_S: u64 = SETTLEMENT_TIMEOUT_S;
+
+/// Most abandoned rows one sweep pass voids.
+pub const SWEEP_BATCH_MAX: i64 = 100;
+
+/// How long a charge create holds its claim on the charge id before another
+/// request for the same id may take it over (the first must have died:
+/// longer than any authorizer call takes).
+pub const CREATE_CLAIM_TIMEOUT_S: u64 = 120;
+
+const _: () = assert!(ABANDONED_AFTER_S >= OFFER_LIFETIME_S && ABANDONED_AFTER_S >= VALUE_UPDATE_LIFETIME_S);

@@ -28,7 +28,7 @@ use kessai_core::random::OsRandom;
 use kessai_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::books::{BooksError, CODE_CORRECTION, CODE_REFUND};
+use crate::books::{BooksError, CODE_CORRECTION, CODE_REFUND, Entries};
 use crate::charge::{ChargeError, ChargeReply, charge_reply};
 use crate::db::RefundStored;
 use crate::purchase::{CardRegistryStatus, Phase, StepError};
@@ -222,39 +222,30 @@ impl Center {
             created_at: self.clock.now(),
         };
         let owed = Owed { id, status: OwedStatus::Owed, session: None, applied_by: None, body };
-        let stored =
-            match self.db.insert_refund(&owed, &settlement.id, purchase.amount_minor(), self.clock.now()).await? {
-                RefundStored::Inserted => owed,
-                RefundStored::Existing(existing) => {
-                    if existing.body.kind != owed.body.kind || existing.body.amount != owed.body.amount {
-                        return Err(ChargeError::RefundIdInUse(r.refund_id().to_string()));
-                    }
-                    *existing
+        let OwedKind::PurchaseRefund { payee, .. } = &owed.body.kind else {
+            return Err(ChargeError::NotRefundable("not a purchase refund".into()));
+        };
+        let hold = Entries::refund_hold(&owed.id, payee, &owed.body.card_id, owed.body.amount)?;
+        let now = self.clock.now();
+        let stored = match self
+            .db
+            .insert_refund(&owed, &settlement.id, purchase.amount_minor(), now, hold)
+            .await
+            .map_err(books)?
+        {
+            RefundStored::Inserted => owed,
+            RefundStored::Existing(existing) => {
+                if existing.body.kind != owed.body.kind || existing.body.amount != owed.body.amount {
+                    return Err(ChargeError::RefundIdInUse(r.refund_id().to_string()));
                 }
-                RefundStored::Refused { refunded_minor } => {
-                    return Err(ChargeError::OverRefund { purchase, refunded_minor, amount: r.amount() });
-                }
-            };
-        // Idempotent: a retry after a crash between the two writes holds now.
-        self.hold_owed(&stored).await?;
+                *existing
+            }
+            RefundStored::Refused { refunded_minor } => {
+                return Err(ChargeError::OverRefund { purchase, refunded_minor, amount: r.amount() });
+            }
+        };
         let refunded = self.db.settlement_refunded(&settlement.id).await?;
         Ok(owed_reply(&stored, Some(refunded)))
-    }
-
-    /// The owed item's hold in the books (idempotent).
-    async fn hold_owed(&self, o: &Owed) -> Result<(), ChargeError> {
-        let now = self.clock.now().unix_s();
-        let b = &o.body;
-        match &b.kind {
-            OwedKind::PurchaseRefund { payee, .. } => {
-                self.books.refund_hold(&o.id, payee, &b.card_id, b.amount, now).await?;
-            }
-            OwedKind::Correction { .. } => {
-                self.books.open_card(&b.card_id, b.amount.currency(), now).await?;
-                self.books.correction_hold(&o.id, &b.card_id, b.amount, now).await?;
-            }
-        }
-        Ok(())
     }
 
     /// An operator's correction: take `amount` off the card at its next
@@ -283,24 +274,16 @@ impl Center {
             created_at: self.clock.now(),
         };
         let owed = Owed { id: id.clone(), status: OwedStatus::Owed, session: None, applied_by: None, body };
-        if !self.db.insert_owed(&owed, self.clock.now()).await? {
-            let existing = self.db.owed(&id).await?.ok_or_else(|| ChargeError::UnknownOwed(id.clone()))?;
-            if existing.body.card_id != card_id || existing.body.amount != amount {
-                return Err(ChargeError::RefundIdInUse(reference.as_str().to_owned()));
+        let hold = Entries::correction_hold(&id, &card_id, amount)?;
+        match self.db.insert_owed(&owed, self.clock.now(), hold).await.map_err(books)? {
+            true => Ok(owed_reply(&owed, None)),
+            false => {
+                let existing = self.db.owed(&id).await?.ok_or_else(|| ChargeError::UnknownOwed(id.clone()))?;
+                if existing.body.card_id != card_id || existing.body.amount != amount {
+                    return Err(ChargeError::RefundIdInUse(reference.as_str().to_owned()));
+                }
+                Ok(owed_reply(&existing, None))
             }
-            if existing.status == OwedStatus::Owed {
-                self.hold_owed(&existing).await?;
-            }
-            return Ok(owed_reply(&existing, None));
-        }
-        match self.hold_owed(&owed).await {
-            Ok(()) => Ok(owed_reply(&owed, None)),
-            Err(ChargeError::Books(BooksError::Refused { code, .. })) => {
-                // Beyond the card's float: nothing is held; cancel it.
-                self.db.cancel_owed(&id, self.clock.now()).await?;
-                Err(ChargeError::CorrectionOverFloat(code))
-            }
-            Err(e) => Err(e),
         }
     }
 
@@ -310,20 +293,13 @@ impl Center {
         if !matches!(o.body.kind, OwedKind::Correction { .. }) {
             return Err(ChargeError::NotCancellable(format!("{id} is a purchase refund")));
         }
-        if o.status == OwedStatus::Owed && !self.db.cancel_owed(id, self.clock.now()).await? {
+        let void = Entries::owed_resolve(id, o.body.amount, CODE_CORRECTION, false)?;
+        if o.status == OwedStatus::Owed && !self.db.cancel_owed(id, self.clock.now(), void).await.map_err(books)? {
             return Err(ChargeError::NotCancellable(format!("{id} is being applied to the card; try later")));
         }
         let o = self.db.owed(id).await?.ok_or_else(|| ChargeError::UnknownOwed(id.to_owned()))?;
         match o.status {
-            OwedStatus::Cancelled => {
-                let now = self.clock.now().unix_s();
-                match self.books.owed_resolve(id, o.body.amount, CODE_CORRECTION, false, now).await {
-                    // Never held (refused over the float): nothing to void.
-                    Err(BooksError::Refused { code: "pending_transfer_not_found", .. }) | Ok(()) => {}
-                    Err(e) => return Err(e.into()),
-                }
-                Ok(owed_reply(&o, None))
-            }
+            OwedStatus::Cancelled => Ok(owed_reply(&o, None)),
             OwedStatus::Applied => Err(ChargeError::NotCancellable(format!("{id} was applied to the card"))),
             OwedStatus::Owed => Err(ChargeError::NotCancellable(format!("{id} is being applied to the card"))),
         }
@@ -356,7 +332,14 @@ impl Center {
             let (current, _) = self.load_charge(session.as_str()).await?;
             return self.resume_value_update(current).await.map(|r| Applying::Update(Box::new(r)));
         }
-        self.hold_owed(&item).await?;
+        // Held with the item; made here only for an item stored before that
+        // (the ledger answers `exists` for a hold that is there).
+        let hold = match &item.body.kind {
+            OwedKind::PurchaseRefund { payee, .. } => {
+                Entries::refund_hold(&item.id, payee, &item.body.card_id, item.body.amount)?
+            }
+            OwedKind::Correction { .. } => Entries::correction_hold(&item.id, &item.body.card_id, item.body.amount)?,
+        };
         let mut rng = OsRandom;
         let (charge, init) = {
             let mut ctx = self.value_ctx(&mut rng);
@@ -370,7 +353,7 @@ impl Center {
             };
             Charge::create(&mut ctx, input)?
         };
-        if !self.db.claim_owed(&item.id, &charge, self.clock.now()).await? {
+        if !self.db.claim_owed(&item.id, &charge, self.clock.now(), hold).await.map_err(books)? {
             // Another presentation claimed it meanwhile: retry.
             return Err(crate::db::DbError::Conflict.into());
         }
@@ -385,4 +368,14 @@ pub fn apply_update_id(key: &str, card: &CardId) -> Result<UpdateId, kessai_core
     let digest =
         Sha256Digest::of(&[b"kessai-owed-apply\0", key.as_bytes(), b"\0", card.to_string().as_bytes()].concat());
     UpdateId::parse(&format!("vup_{}", hex::encode(&digest.as_bytes()[..16])))
+}
+
+/// A write's error: a refusal of the books beyond the card's float is the
+/// correction's own error, any other refusal the books'.
+fn books(e: crate::db::DbError) -> ChargeError {
+    match BooksError::from(e) {
+        BooksError::Refused { what: "the correction hold", code } => ChargeError::CorrectionOverFloat(code),
+        BooksError::Db(e) => ChargeError::Db(e),
+        refused => ChargeError::Books(refused),
+    }
 }

@@ -554,6 +554,20 @@ impl Settlement {
         }
     }
 
+    /// Ends a settlement the wallet left before its DEBIT was sealed, once
+    /// past its deadline (the sweep): no DEBIT exists, so none can apply.
+    pub fn abandon(mut self) -> Result<Settlement, StepError> {
+        match self.phase {
+            Phase::Authenticating | Phase::ReadingBalance => {
+                self.void("abandoned", "abandoned before the debit was issued");
+                Ok(self)
+            }
+            phase => {
+                Err(StepError::OutOfOrder { step: "abandon", phase, expected: "authenticating or reading_balance" })
+            }
+        }
+    }
+
     /// Voids a settlement whose DEBIT may be outstanding without the card's
     /// answer — allowed only once the settlement is past its deadline AND
     /// the card is reported lost, and the reason is recorded. (A lost card

@@ -7,20 +7,22 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use kessai_core::Clock;
 use kessai_core::digest::Sha256Digest;
 use kessai_core::ids::{CardId, PartyId, SettlementId};
 use kessai_core::jws::JwsError;
 use kessai_core::keys::SigningKey;
 use kessai_core::messages::{bill, receipt};
 use kessai_core::random::OsRandom;
+use kessai_core::time::Timestamp;
+use kessai_core::{Clock, Money};
 use kessai_scp03::{CommandApdu, ResponseApdu};
 use serde::Serialize;
 
-use crate::books::{Books, BooksError};
+use crate::authorizer::Authorizer;
+use crate::books::{Books, BooksError, Entries, initial_value_id};
 use crate::db::{CenterDb, DbError, SavedResponse};
-use crate::limits::{MAX_APDU_BYTES, MAX_APDUS_PER_STEP};
-use crate::purchase::{Context, CreateInput, OfferOutcome, Phase, Resolution, Settlement, StepError};
+use crate::limits::{ABANDONED_AFTER_S, MAX_APDU_BYTES, MAX_APDUS_PER_STEP, STEP_RETRIES_MAX, SWEEP_BATCH_MAX};
+use crate::purchase::{CardRecord, Context, CreateInput, OfferOutcome, Phase, Resolution, Settlement, StepError};
 use crate::security::SecurityServer;
 
 /// Why a request was refused. The HTTP layer maps each to a status and a
@@ -210,7 +212,9 @@ impl std::fmt::Debug for Center {
 }
 
 /// One step's transition, given the loaded settlement.
-type Transition<'a> = Box<dyn FnOnce(Settlement, &mut Context<'_, OsRandom>) -> Result<Stepped, StepError> + Send + 'a>;
+/// Run again from a fresh load when a PostgreSQL transaction lost a
+/// serialization conflict, hence `Fn`.
+type Transition<'a> = Box<dyn Fn(Settlement, &mut Context<'_, OsRandom>) -> Result<Stepped, StepError> + Send + 'a>;
 
 /// A transition's result and what the books must do before it is stored.
 struct Stepped {
@@ -224,13 +228,22 @@ enum Effect {
     Hold,
     Post,
     Void,
+    /// Void the hold if one is pending: a settlement ended before its DEBIT
+    /// was sealed holds nothing, except one left by a version that committed
+    /// the hold and the settlement apart (see `merge`).
+    Release,
+}
+
+/// A write's error as the client sees it: a refusal of the books is the
+/// books' (`books_refused`), anything else the database's.
+pub(crate) fn stored(e: DbError) -> CenterError {
+    match BooksError::from(e) {
+        BooksError::Db(e) => CenterError::Db(e),
+        refused => CenterError::Books(refused),
+    }
 }
 
 impl Center {
-    fn now_s(&self) -> u64 {
-        self.clock.now().unix_s()
-    }
-
     /// POST /v1/settlements: check SIG1 against the registered store keys,
     /// the card, the limits; open the settlement; INITIALIZE UPDATE.
     pub async fn create(&self, bill_token: &str, card_id: CardId) -> Result<StepReply, CenterError> {
@@ -293,37 +306,58 @@ impl Center {
         self.db.settlement(&sid).await?.ok_or_else(|| CenterError::UnknownSettlement(id.to_owned()))
     }
 
-    /// Load → transition → books → compare-and-set.
+    /// Load → transition → one transaction: the compare-and-set, the books'
+    /// effect and the stored answer. On PostgreSQL a transaction that lost a
+    /// serialization conflict runs the whole step again from the load.
     async fn step(&self, id: &str, transition: Transition<'_>) -> Result<StepReply, CenterError> {
-        let (settlement, version) = self.load(id).await?;
-        let mut rng = OsRandom;
-        let stepped = {
-            let mut ctx = self.ctx(&mut rng);
-            transition(settlement, &mut ctx)?
+        let mut attempt = 0;
+        let stepped = loop {
+            let (settlement, version) = self.load(id).await?;
+            let stepped = {
+                let mut rng = OsRandom;
+                let mut ctx = self.ctx(&mut rng);
+                transition(settlement, &mut ctx)?
+            };
+            match self.store_step(&stepped, version).await {
+                Err(CenterError::Db(e)) if e.is_retryable() && attempt < STEP_RETRIES_MAX => attempt += 1,
+                Err(e) => return Err(e),
+                Ok(()) => break stepped,
+            }
         };
         let s = &stepped.settlement;
-        let now = self.now_s();
-        match stepped.effect {
-            Effect::None => {}
-            Effect::Hold => {
-                self.books.hold(&s.transaction_id, &s.card_id, s.bill.payee(), s.bill.amount, now).await?;
-            }
-            Effect::Post => self.books.post(&s.transaction_id, s.bill.amount, now).await?,
-            Effect::Void => self.books.void(&s.transaction_id, s.bill.amount, now).await?,
-        }
-        let answer = reply(s, &stepped.apdus);
-        let (response, saved) = answering(&answer).unzip();
-        self.db.update_settlement_answering(s, version, self.clock.now(), response).await?;
-        if let Some(saved) = saved {
-            saved.store(true, Ordering::Release);
-        }
         if matches!(s.phase, Phase::Completed | Phase::Voided) {
             self.outcomes.get_or_create(&vec![("outcome".to_owned(), s.phase.as_str().to_owned())]).inc();
         }
         if s.phase == Phase::Completed {
             self.completed.push(s.clone());
         }
-        Ok(answer)
+        Ok(reply(s, &stepped.apdus))
+    }
+
+    async fn store_step(&self, stepped: &Stepped, version: i64) -> Result<(), CenterError> {
+        let s = &stepped.settlement;
+        let (tx, amount) = (&s.transaction_id, s.bill.amount);
+        let entries = match stepped.effect {
+            Effect::None => Entries::none(),
+            Effect::Hold => Entries::purchase_hold(tx, &s.card_id, s.bill.payee(), amount)?,
+            Effect::Post => Entries::purchase_post(tx, amount)?,
+            Effect::Void => Entries::purchase_void(tx, amount)?,
+            Effect::Release => {
+                let states =
+                    self.books.ledger().lookup_pending_states(&[tx.as_u128()]).await.map_err(BooksError::from)?;
+                match states.first() {
+                    Some((_, kessai_ledger::PendingState::Pending)) => Entries::purchase_void(tx, amount)?,
+                    _ => Entries::none(),
+                }
+            }
+        };
+        let answer = reply(s, &stepped.apdus);
+        let (response, saved) = answering(&answer).unzip();
+        self.db.update_settlement_answering(s, version, self.clock.now(), response, entries).await.map_err(stored)?;
+        if let Some(saved) = saved {
+            saved.store(true, Ordering::Release);
+        }
+        Ok(())
     }
 
     pub async fn authenticate(&self, id: &str, answers: Vec<ResponseApdu>) -> Result<StepReply, CenterError> {
@@ -372,7 +406,7 @@ impl Center {
             id,
             Box::new(|s, _| {
                 let settlement = s.cancel("cancelled by the cardholder before the debit")?;
-                Ok(Stepped { settlement, apdus: vec![], effect: Effect::None })
+                Ok(Stepped { settlement, apdus: vec![], effect: Effect::Release })
             }),
         )
         .await
@@ -444,6 +478,49 @@ impl Center {
             }),
         )
         .await
+    }
+
+    /// Voids what was abandoned before its sealed command, opened at least
+    /// [`ABANDONED_AFTER_S`] before `now`: settlements (and any hold an
+    /// older version left with one), then value updates (their daily
+    /// reservation, owed item or decreased amount released, and a charge's
+    /// authorization voided). Any instance may run it at any time: each row
+    /// ends by compare-and-set, so of two sweepers (or a sweeper and the
+    /// wallet) exactly one ends it. Returns how many it ended.
+    pub async fn sweep_abandoned(&self, authorizer: &dyn Authorizer, now: Timestamp) -> Result<usize, CenterError> {
+        let before = Timestamp::from_unix_s(now.unix_s().saturating_sub(ABANDONED_AFTER_S));
+        let mut ended = 0;
+        for id in self.db.abandoned(false, before, SWEEP_BATCH_MAX).await? {
+            let abandon: Transition<'_> =
+                Box::new(|s, _| Ok(Stepped { settlement: s.abandon()?, apdus: vec![], effect: Effect::Release }));
+            match self.step(&id, abandon).await {
+                Ok(_) => ended += 1,
+                // Another sweeper, or the wallet, moved it first.
+                Err(CenterError::Step(StepError::OutOfOrder { .. }) | CenterError::Db(DbError::Conflict)) => {}
+                Err(e) => tracing::warn!(settlement = %id, error = %e, "could not end an abandoned settlement"),
+            }
+        }
+        for id in self.db.abandoned(true, before, SWEEP_BATCH_MAX).await? {
+            match self.abandon_value_update(authorizer, &id).await {
+                Ok(_) => ended += 1,
+                Err(crate::charge::ChargeError::Step(crate::value::ChargeStepError::OutOfOrder { .. }))
+                | Err(crate::charge::ChargeError::Db(DbError::Conflict)) => {}
+                Err(e) => tracing::warn!(value_update = %id, error = %e, "could not end an abandoned value update"),
+            }
+        }
+        Ok(ended)
+    }
+
+    /// Registers a card issued with `initial` value on it: its registry row,
+    /// its accounts and the issuance, in one transaction. (The caller put
+    /// the value on the card; its id is derived from the card, so a retry
+    /// cannot issue twice.)
+    pub async fn register_card(&self, record: &CardRecord, initial: Option<Money>) -> Result<(), CenterError> {
+        let mut entries = Entries::open_card(&record.id, record.currency)?;
+        if let Some(amount) = initial.filter(|a| !a.is_zero()) {
+            entries = Entries::issue(initial_value_id(&record.id), &record.id, amount)?;
+        }
+        self.db.put_card_with(record, self.clock.now(), entries).await.map_err(stored)
     }
 
     /// The stored settlement, for status queries.

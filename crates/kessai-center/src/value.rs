@@ -512,6 +512,23 @@ impl Charge {
         }
     }
 
+    /// Ends a value update the wallet left before its command was sealed,
+    /// once past its deadline (the sweep): no command exists, so none can
+    /// apply.
+    pub fn abandon(mut self) -> Result<Charge, ChargeStepError> {
+        match self.phase {
+            ChargePhase::Authenticating | ChargePhase::ReadingBalance => {
+                self.void("abandoned", "abandoned before the command was issued");
+                Ok(self)
+            }
+            phase => Err(ChargeStepError::OutOfOrder {
+                step: "abandon",
+                phase,
+                expected: "authenticating or reading_balance",
+            }),
+        }
+    }
+
     /// Starts a new secure session to ask the card about the CREDIT (which
     /// also ends the old session, so the old CREDIT can never apply later).
     pub fn begin_recovery<R: Random + ?Sized>(

@@ -12,7 +12,10 @@
 //! purchase makes four writes.
 //!
 //! A write is a closure over an [`Exec`], the connection inside the write's
-//! transaction; it runs [`Stmt`]s, which bind the same way on both backends.
+//! transaction; it runs [`Stmt`]s, which bind the same way on both backends,
+//! and the books' entries ([`Exec::books`]), which the ledger applies in the
+//! same transaction (`kessai_ledger::within`): a step's rows and its ledger
+//! effect commit together or not at all.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -20,9 +23,11 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use kessai_ledger::wal::{WriterSettings, writer_connection};
-use sqlx::AnyConnection;
+use kessai_ledger::within::{self, Applied};
+use sqlx::PgConnection;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::books::Entries;
 use crate::db::{Columns, DbError};
 
 /// Most writes one SQLite group commit takes.
@@ -95,7 +100,7 @@ impl Stmt {
         self
     }
 
-    fn sqlx(self) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+    fn pg(self) -> sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments> {
         self.args.into_iter().fold(sqlx::query(self.sql), |query, arg| match arg {
             Arg::Text(v) => query.bind(v),
             Arg::Int(v) => query.bind(v),
@@ -151,7 +156,8 @@ fn sqlite_fetch<T>(
 /// The connection a write runs on, inside the write's transaction.
 pub(crate) enum Exec<'c> {
     Sqlite(&'c mut rusqlite::Connection),
-    Sqlx(&'c mut AnyConnection),
+    /// A PostgreSQL transaction at SERIALIZABLE isolation.
+    Pg(&'c mut PgConnection),
 }
 
 impl Exec<'_> {
@@ -159,7 +165,7 @@ impl Exec<'_> {
     pub(crate) async fn execute(&mut self, s: Stmt) -> Result<u64, DbError> {
         match self {
             Exec::Sqlite(conn) => sqlite_execute(conn, &s),
-            Exec::Sqlx(conn) => Ok(s.sqlx().execute(&mut **conn).await?.rows_affected()),
+            Exec::Pg(conn) => Ok(s.pg().execute(&mut **conn).await?.rows_affected()),
         }
     }
 
@@ -171,7 +177,31 @@ impl Exec<'_> {
     ) -> Result<Option<T>, DbError> {
         match self {
             Exec::Sqlite(conn) => sqlite_fetch(conn, &s, decode),
-            Exec::Sqlx(conn) => s.sqlx().fetch_optional(&mut **conn).await?.map(|row| decode(&row)).transpose(),
+            Exec::Pg(conn) => s.pg().fetch_optional(&mut **conn).await?.map(|row| decode(&row)).transpose(),
+        }
+    }
+
+    /// Applies the books' `entries` in this transaction, all or nothing: a
+    /// refused transfer fails the write with [`DbError::BooksRefused`] and
+    /// nothing of the entries is written.
+    pub(crate) async fn books(&mut self, entries: &Entries, now_unix_s: u64) -> Result<(), DbError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let conn = match self {
+            Exec::Sqlite(conn) => within::Conn::Sqlite(&mut **conn),
+            Exec::Pg(conn) => within::Conn::Postgres(&mut **conn),
+        };
+        match within::apply(conn, entries.accounts(), entries.transfers(), now_unix_s).await.map_err(DbError::Books)? {
+            Applied::Done => Ok(()),
+            Applied::Refused { accounts, transfers } => {
+                let code = transfers
+                    .first()
+                    .map(|r| r.result.name())
+                    .or_else(|| accounts.first().map(|r| r.result.name()))
+                    .unwrap_or("refused");
+                Err(DbError::BooksRefused { what: entries.what(), code })
+            }
         }
     }
 

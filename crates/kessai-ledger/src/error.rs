@@ -31,6 +31,19 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether running the same work again in a new transaction may succeed: on
+    /// PostgreSQL a serialization failure, a deadlock, or a unique violation on an
+    /// id a concurrent transaction inserted first.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Database(sqlx::Error::Database(e)) => {
+                matches!(e.code().as_deref(), Some("40001" | "40P01" | "23505"))
+            }
+            Error::RetriesExhausted { .. } => true,
+            _ => false,
+        }
+    }
+
     /// Why a group commit failed, for the batches that were in it.
     pub(crate) fn commit_failure(&self) -> &'static str {
         match self {

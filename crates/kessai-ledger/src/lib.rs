@@ -25,6 +25,7 @@ mod result;
 mod store;
 mod types;
 pub mod wal;
+pub mod within;
 
 pub use check::InvariantViolation;
 pub use error::Error;

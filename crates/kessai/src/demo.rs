@@ -129,7 +129,7 @@ async fn demo(repeat: u32) -> anyhow::Result<()> {
         1 => None,
         n => Some(issue_load_card(&prepared.center, &prepared.wallet, tmp.path(), u64::from(n - 1)).await?),
     };
-    let ledger_path = prepared.center.data_dir.join("ledger.sqlite");
+    let ledger_path = prepared.center.data_dir.join("center.sqlite");
     let wallet_listen = prepared.wallet.listen;
     let demo_wallet = WalletConfig { data_dir: tmp.path().join("demo-wallet"), ..prepared.wallet.clone() };
     let card_image = prepared.card_image.clone();

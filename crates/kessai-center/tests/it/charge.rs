@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use kessai_card::terminal::Terminal;
 use kessai_center::authorizer::{AuthorizationState, Authorizer, AuthorizerError, PaymentCard, Simulator};
-use kessai_center::books::Books;
+use kessai_center::books::{Books, Entries};
 use kessai_center::charge::{ChargeError, ChargeReply, ChargeRequest};
 use kessai_center::db::CenterDb;
 use kessai_center::security::{SecurityServer, StateKey};
@@ -41,10 +41,9 @@ pub(crate) struct Charging {
 
 pub(crate) async fn open_center(dir: &std::path::Path) -> Center {
     let db = CenterDb::open(&format!("sqlite:{}", dir.join("center.db").display())).await.unwrap();
-    let ledger = kessai_ledger::Ledger::open_sqlite(dir.join("ledger.db")).await.unwrap();
     Center {
+        books: Books::new(db.clone()),
         db,
-        books: Books::new(ledger),
         security: SecurityServer::new(BTreeMap::from([(KVN, masters(0x40))]), StateKey::from_bytes([7; 32])),
         center_id: PartyId::parse(samples::CENTER).unwrap(),
         center_key: SigningKey::generate(&mut SeededRandom::new(55)),
@@ -336,7 +335,8 @@ async fn a_crash_at_every_step_is_handled_exactly_once() {
     // A crash after the hold was written but before the row: the retry meets `exists`.
     let answers = relay(&mut card, &r);
     let stored = c.center.charge(&id).await.unwrap();
-    c.center.books.charge_hold(&stored.transaction_id, &card_id(7), jpy(4_000), NOW.unix_s()).await.unwrap();
+    let hold = Entries::charge_hold(&stored.transaction_id, &card_id(7), jpy(4_000)).unwrap();
+    c.center.books.apply(hold, NOW.unix_s()).await.unwrap();
     c.restart().await;
     let r = c.center.charge_offer(sim.as_ref(), &id, answers.clone()).await.unwrap();
     assert_eq!(r.phase, ChargePhase::Offered);
@@ -346,7 +346,8 @@ async fn a_crash_at_every_step_is_handled_exactly_once() {
 
     // A crash after posting and capturing but before the row: the retry completes once.
     let answer = relay(&mut card, &r);
-    c.center.books.charge_post(&stored.transaction_id, jpy(4_000), NOW.unix_s()).await.unwrap();
+    let post = Entries::charge_resolve(&stored.transaction_id, jpy(4_000), true).unwrap();
+    c.center.books.apply(post, NOW.unix_s()).await.unwrap();
     let reference = kessai_core::messages::Reference::parse(&r.funding_ref).unwrap();
     sim.capture(&reference, jpy(4_000)).await.unwrap();
     c.restart().await;

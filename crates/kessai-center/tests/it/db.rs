@@ -2,6 +2,7 @@
 //! concurrency, idempotent responses — on SQLite, and on PostgreSQL when
 //! the test command provides a throwaway cluster.
 
+use kessai_center::books::Entries;
 use kessai_center::db::{CenterDb, DbError, SavedResponse, StoreRecord, UndeliveredCursor};
 use kessai_center::owed::{Owed, OwedBody, OwedKind, OwedStatus};
 use kessai_center::purchase::{CardRegistryStatus, Phase};
@@ -106,8 +107,8 @@ async fn steps_store_their_answer_only_when_they_win(db: &CenterDb) {
     assert_eq!(db.idempotent_response("duplicate").await.unwrap(), None);
     let (loaded, version) = db.settlement(&s.id).await.unwrap().unwrap();
     let cancelled = loaded.cancel("test").unwrap();
-    db.update_settlement_answering(&cancelled, version, NOW, Some(answer("won"))).await.unwrap();
-    let lost = db.update_settlement_answering(&cancelled, version, NOW, Some(answer("lost"))).await;
+    db.update_settlement_answering(&cancelled, version, NOW, Some(answer("won")), Entries::none()).await.unwrap();
+    let lost = db.update_settlement_answering(&cancelled, version, NOW, Some(answer("lost")), Entries::none()).await;
     assert!(matches!(lost, Err(DbError::Conflict)), "{lost:?}");
     assert_eq!(db.idempotent_response("won").await.unwrap(), Some(("h".into(), 200, "{}".into())));
     assert_eq!(db.idempotent_response("lost").await.unwrap(), None, "a losing step stores no answer");
@@ -121,7 +122,7 @@ async fn steps_store_their_answer_only_when_they_win(db: &CenterDb) {
     // The same key again (a retried request that lost the race): the first answer stays.
     let (loaded, version) = db.settlement(&s.id).await.unwrap().unwrap();
     let other = SavedResponse { body: "{\"other\":1}".into(), ..answer("won") };
-    db.update_settlement_answering(&loaded, version, NOW, Some(other)).await.unwrap();
+    db.update_settlement_answering(&loaded, version, NOW, Some(other), Entries::none()).await.unwrap();
     assert_eq!(db.idempotent_response("won").await.unwrap(), Some(("h".into(), 200, "{}".into())));
 }
 
@@ -206,12 +207,12 @@ async fn reservations_and_owed_items(db: &CenterDb) {
             created_at: NOW,
         },
     };
-    assert!(db.insert_owed(&owed, NOW).await.unwrap());
-    assert!(!db.insert_owed(&owed, NOW).await.unwrap(), "stored once");
+    assert!(db.insert_owed(&owed, NOW, Entries::none()).await.unwrap());
+    assert!(!db.insert_owed(&owed, NOW, Entries::none()).await.unwrap(), "stored once");
     assert_eq!(db.owed(&owed.id).await.unwrap().unwrap(), owed);
     assert_eq!(db.owed_for_card(&card, 10).await.unwrap().len(), 1);
-    assert!(db.cancel_owed(&owed.id, NOW).await.unwrap());
-    assert!(!db.cancel_owed(&owed.id, NOW).await.unwrap(), "cancelled once");
+    assert!(db.cancel_owed(&owed.id, NOW, Entries::none()).await.unwrap());
+    assert!(!db.cancel_owed(&owed.id, NOW, Entries::none()).await.unwrap(), "cancelled once");
     assert!(db.owed_for_card(&card, 10).await.unwrap().is_empty());
 }
 

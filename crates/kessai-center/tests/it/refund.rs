@@ -6,7 +6,7 @@
 
 use kessai_card::terminal::Terminal;
 use kessai_center::authorizer::{AuthorizationState, Authorizer};
-use kessai_center::books::CODE_REFUND;
+use kessai_center::books::{CODE_REFUND, Entries};
 use kessai_center::charge::{ChargeError, ChargeReply, DecreaseRequest};
 use kessai_center::owed::{Applying, OwedStatus};
 use kessai_center::purchase::Phase;
@@ -430,7 +430,8 @@ async fn a_crash_at_every_step_of_a_decrease_and_a_refund_credit_is_handled_exac
     let answers = relay(&mut card, &r);
     let stored = c.center.charge(&id).await.unwrap();
     // A crash after the hold but before the row: the retry meets `exists`.
-    c.center.books.decrease_hold(&stored.transaction_id, &card_id(8), jpy(2_000), NOW.unix_s()).await.unwrap();
+    let hold = Entries::decrease_hold(&stored.transaction_id, &card_id(8), jpy(2_000)).unwrap();
+    c.center.books.apply(hold, NOW.unix_s()).await.unwrap();
     c.restart().await;
     let r = c.center.charge_offer(sim.as_ref(), &id, answers).await.unwrap();
     assert_eq!(c.center.books.card_float(&card_id(8)).await.unwrap().unwrap().1, 2_000, "held once");
@@ -438,7 +439,8 @@ async fn a_crash_at_every_step_of_a_decrease_and_a_refund_credit_is_handled_exac
     let answer = relay(&mut card, &r); // the card debited; the answer is lost
     Terminal::select(&mut card).unwrap();
     // A crash after posting and refunding but before the row.
-    c.center.books.decrease_resolve(&stored.transaction_id, jpy(2_000), true, NOW.unix_s()).await.unwrap();
+    let post = Entries::decrease_resolve(&stored.transaction_id, jpy(2_000), true).unwrap();
+    c.center.books.apply(post, NOW.unix_s()).await.unwrap();
     let reference = kessai_core::messages::Reference::parse(&funding).unwrap();
     sim.refund(&reference, jpy(2_000), &id).await.unwrap();
     c.restart().await;
@@ -486,7 +488,8 @@ async fn a_crash_at_every_step_of_a_decrease_and_a_refund_credit_is_handled_exac
     let status = c.center.db.owed(&owed.owed_id).await.unwrap().unwrap().status;
     assert_eq!(status, OwedStatus::Applied);
     // Posting the refund again is `exists`, never a second credit.
-    c.center.books.owed_resolve(&owed.owed_id, jpy(4_000), CODE_REFUND, true, NOW.unix_s()).await.unwrap();
+    let post = Entries::owed_resolve(&owed.owed_id, jpy(4_000), CODE_REFUND, true).unwrap();
+    c.center.books.apply(post, NOW.unix_s()).await.unwrap();
     assert_eq!(payable(&c).await, PURCHASE - 4_000);
     c.check_books(8, &mut card).await;
 }

@@ -31,13 +31,12 @@ pub struct Setup {
 pub async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let db = CenterDb::open(&format!("sqlite:{}", dir.path().join("center.db").display())).await.unwrap();
-    let ledger = kessai_ledger::Ledger::open_sqlite(dir.path().join("ledger.db")).await.unwrap();
     let mut rng = SeededRandom::new(77);
     let mall_key = SigningKey::generate(&mut rng);
     crate::world::register_mall(&db, &mall_key).await;
     let center = Center {
+        books: Books::new(db.clone()),
         db,
-        books: Books::new(ledger),
         security: SecurityServer::new(BTreeMap::from([(KVN, masters(0x40))]), StateKey::generate(&mut rng)),
         center_id: PartyId::parse(samples::CENTER).unwrap(),
         center_key: SigningKey::generate(&mut rng),

@@ -184,7 +184,7 @@ pub(crate) async fn run_group<T: Tx>(tx: &mut T, ops: &[Op<'_>]) -> Result<Optio
     Ok(Some(outcomes))
 }
 
-fn account_results(results: Vec<CreateAccountResult>) -> Vec<CreateAccountsResult> {
+pub(crate) fn account_results(results: Vec<CreateAccountResult>) -> Vec<CreateAccountsResult> {
     results
         .into_iter()
         .enumerate()
@@ -193,7 +193,7 @@ fn account_results(results: Vec<CreateAccountResult>) -> Vec<CreateAccountsResul
         .collect()
 }
 
-fn transfer_results(results: Vec<CreateTransferResult>) -> Vec<CreateTransfersResult> {
+pub(crate) fn transfer_results(results: Vec<CreateTransferResult>) -> Vec<CreateTransfersResult> {
     results
         .into_iter()
         .enumerate()
@@ -455,4 +455,43 @@ fn check_batch(events: usize, now_unix_s: u64) -> Result<(), Error> {
         return Err(Error::TimestampOutOfRange { now_unix_s });
     }
     Ok(())
+}
+
+/// The results of [`apply_all`], one per event, in order.
+pub(crate) struct AppliedAll {
+    pub accounts: Vec<CreateAccountResult>,
+    pub transfers: Vec<CreateTransferResult>,
+}
+
+impl AppliedAll {
+    /// Whether every event was created or found already as asked.
+    pub fn all_ok(&self) -> bool {
+        self.accounts.iter().all(|r| matches!(r, CreateAccountResult::Ok | CreateAccountResult::Exists))
+            && self.transfers.iter().all(|r| matches!(r, CreateTransferResult::Ok | CreateTransferResult::Exists))
+    }
+}
+
+/// Creates `accounts`, then `transfers`, inside the caller's open transaction, all or
+/// nothing: if any event is refused (anything but `ok` or `exists`), nothing is
+/// written and the results say which.
+pub(crate) async fn apply_all<T: Tx>(
+    tx: &mut T,
+    accounts: &[NewAccount],
+    transfers: &[NewTransfer],
+    now_unix_s: u64,
+) -> Result<AppliedAll, Error> {
+    check_batch(accounts.len().max(transfers.len()), now_unix_s)?;
+    let loaded_transfers = tx.load_transfers(&engine::transfer_ids_to_load(transfers)).await?;
+    let account_ids =
+        accounts.iter().map(|account| account.id).chain(engine::account_ids_to_load(transfers, &loaded_transfers));
+    let loaded_accounts = tx.load_accounts(&sorted_unique(account_ids)).await?;
+    let mut scratch = scratch_with_accounts_of(loaded_accounts, loaded_transfers)?;
+    let applied = AppliedAll {
+        accounts: engine::create_accounts(&mut scratch, accounts, now_unix_s),
+        transfers: engine::create_transfers(&mut scratch, transfers, now_unix_s),
+    };
+    if applied.all_ok() {
+        write_changes(tx, scratch).await?;
+    }
+    Ok(applied)
 }

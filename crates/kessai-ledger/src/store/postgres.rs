@@ -9,7 +9,7 @@ use std::str::FromStr as _;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::{AssertSqlSafe, PgPool, Postgres, Row as _, Transaction};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row as _};
 
 use super::rows::{self, Columns, account_columns, id_bytes, insert_account_columns, stored_int, transfer_columns};
 use super::{Op, Outcome, Tx, schema};
@@ -90,9 +90,9 @@ pub(crate) async fn run(pool: &PgPool, op: Op<'_>) -> Result<Outcome, Error> {
     let mut retries = 0;
     loop {
         let result = async {
-            let mut tx = PgTx(pool.begin_with(begin).await?);
-            let outcome = super::run(&mut tx, op).await?;
-            tx.0.commit().await?;
+            let mut transaction = pool.begin_with(begin).await?;
+            let outcome = super::run(&mut PgTx(&mut transaction), op).await?;
+            transaction.commit().await?;
             Ok(outcome)
         }
         .await;
@@ -109,7 +109,9 @@ pub(crate) async fn run(pool: &PgPool, op: Op<'_>) -> Result<Outcome, Error> {
     }
 }
 
-pub(crate) struct PgTx(pub Transaction<'static, Postgres>);
+/// An open PostgreSQL transaction: the ledger's own, or a caller's
+/// (`crate::within`).
+pub(crate) struct PgTx<'c>(pub &'c mut PgConnection);
 
 impl Columns for PgRow {
     fn bytes(&self, index: usize) -> Result<Vec<u8>, Error> {
@@ -130,7 +132,7 @@ fn id_array(ids: impl IntoIterator<Item = u128>) -> Vec<[u8; 16]> {
     ids.into_iter().map(id_bytes).collect()
 }
 
-impl Tx for PgTx {
+impl Tx for PgTx<'_> {
     type Row = PgRow;
 
     async fn load_accounts(&mut self, ids: &[u128]) -> Result<Vec<Account>, Error> {
@@ -213,7 +215,7 @@ impl Tx for PgTx {
     }
 }
 
-impl PgTx {
+impl PgTx<'_> {
     async fn insert_accounts(&mut self, accounts: &[Account]) -> Result<(), Error> {
         let sql = concat!(
             "INSERT INTO accounts (",

@@ -384,6 +384,12 @@ impl<'c> WriterTx<'c> {
         Ok(WriterTx { conn, open: true })
     }
 
+    /// The ledger's view of a transaction the caller opened on `conn` and
+    /// will end itself (`crate::within`): dropped, it leaves it open.
+    pub(crate) fn within(conn: &'c mut rusqlite::Connection) -> WriterTx<'c> {
+        WriterTx { conn, open: false }
+    }
+
     fn commit(mut self) -> Result<(), Error> {
         self.open = false;
         if let Err(e) = self.conn.execute_batch("COMMIT") {

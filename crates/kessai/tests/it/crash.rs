@@ -164,13 +164,14 @@ impl NextU32 for SeededRandom {
     }
 }
 
-async fn verify_books(db_url: &str, ledger: &kessai_ledger::Ledger, cards: &[(String, std::path::PathBuf, u64)]) {
+async fn verify_books(db_url: &str, cards: &[(String, std::path::PathBuf, u64)]) {
     let db = CenterDb::open(db_url).await.unwrap();
+    let ledger = db.ledger();
     let all = db.list_settlements(None, None, 500).await.unwrap();
     assert!(all.iter().all(|s| matches!(s.phase, Phase::Completed | Phase::Voided)), "every settlement ended");
     assert!(all.iter().any(|s| s.phase == Phase::Completed), "some purchases completed");
     ledger.check().await.unwrap();
-    let books = Books::new(ledger.clone());
+    let books = Books::new(db.clone());
     let mut completed_total = 0;
     for (id, image, initial) in cards {
         let card = CardId::parse(id).unwrap();
@@ -236,14 +237,11 @@ fn crash_run(db_url: Option<String>) {
     drop(terminals);
     let data = run.d.dir.path().join("center");
     run.d.runtime.block_on(async {
-        let (db, ledger) = match &db_url {
-            Some(url) => (url.clone(), kessai_ledger::Ledger::connect_postgres(url, None).await.unwrap()),
-            None => (
-                format!("sqlite:{}", data.join("center.sqlite").display()),
-                kessai_ledger::Ledger::open_sqlite(data.join("ledger.sqlite")).await.unwrap(),
-            ),
+        let db = match &db_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite:{}", data.join("center.sqlite").display()),
         };
-        verify_books(&db, &ledger, &cards).await;
+        verify_books(&db, &cards).await;
     });
 }
 

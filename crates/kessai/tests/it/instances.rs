@@ -51,9 +51,9 @@ fn two_instances_share_every_settlement() {
     }
     drop(card);
     d.runtime.block_on(async {
-        let ledger = kessai_ledger::Ledger::connect_postgres(&url, None).await.unwrap();
-        let books = kessai_center::books::Books::new(ledger.clone());
-        ledger.check().await.unwrap();
+        let db = kessai_center::db::CenterDb::open(&url).await.unwrap();
+        let books = kessai_center::books::Books::new(db.clone());
+        db.ledger().check().await.unwrap();
         let card = kessai_core::ids::CardId::parse(&card_id).unwrap();
         assert_eq!(books.card_float(&card).await.unwrap().unwrap(), (50_000 - 4 * 2_000, 0));
         assert_eq!(crate::harness::card_balance(&image), 50_000 - 4 * 2_000);

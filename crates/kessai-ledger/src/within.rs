@@ -1,0 +1,63 @@
+//! The ledger inside a caller's database transaction, so that a caller's own rows
+//! and the ledger's transfers commit together or not at all (the center: a
+//! protocol step's compare-and-set, its stored answer and its ledger effect are
+//! one transaction). The caller opens and ends the transaction; the ledger's
+//! tables must live in the same database (`Ledger::open_sqlite` /
+//! `Ledger::connect_postgres` on it create them).
+//!
+//! On PostgreSQL the caller's transaction must run at SERIALIZABLE isolation,
+//! as the ledger's own do: the engine reads balances and writes them back, and
+//! only serializable isolation makes that safe against a concurrent batch. A
+//! transaction that loses a conflict fails with SQLSTATE 40001 (see
+//! [`Error::is_retryable`]); the caller runs it again from the start.
+
+use crate::error::Error;
+use crate::result::{CreateAccountsResult, CreateTransfersResult};
+use crate::store::postgres::PgTx;
+use crate::store::sqlite::WriterTx;
+use crate::store::{AppliedAll, apply_all};
+use crate::types::{NewAccount, NewTransfer};
+
+/// The caller's connection, inside its open transaction.
+#[derive(Debug)]
+pub enum Conn<'c> {
+    /// A rusqlite connection inside `BEGIN IMMEDIATE`.
+    Sqlite(&'c mut rusqlite::Connection),
+    /// A PostgreSQL connection inside a SERIALIZABLE transaction.
+    Postgres(&'c mut sqlx::PgConnection),
+}
+
+/// How [`apply`] went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// Every account and transfer was created, or existed already as asked.
+    Done,
+    /// At least one event was refused; nothing was written. The results list
+    /// the events that were not `ok`, by index, as the ledger's batches do.
+    Refused { accounts: Vec<CreateAccountsResult>, transfers: Vec<CreateTransfersResult> },
+}
+
+/// Creates `accounts`, then `transfers`, at `now_unix_s`, in the caller's
+/// transaction: all of them or none.
+pub async fn apply(
+    conn: Conn<'_>,
+    accounts: &[NewAccount],
+    transfers: &[NewTransfer],
+    now_unix_s: u64,
+) -> Result<Applied, Error> {
+    let applied = match conn {
+        Conn::Sqlite(conn) => apply_all(&mut WriterTx::within(conn), accounts, transfers, now_unix_s).await?,
+        Conn::Postgres(conn) => apply_all(&mut PgTx(conn), accounts, transfers, now_unix_s).await?,
+    };
+    Ok(answer(applied))
+}
+
+fn answer(applied: AppliedAll) -> Applied {
+    if applied.all_ok() {
+        return Applied::Done;
+    }
+    Applied::Refused {
+        accounts: crate::store::account_results(applied.accounts),
+        transfers: crate::store::transfer_results(applied.transfers),
+    }
+}
