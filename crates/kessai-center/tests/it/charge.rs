@@ -524,3 +524,123 @@ async fn concurrent_charges_never_pass_the_daily_limit_together_and_a_voided_one
     let again = c.create(9, 60_000, APPROVE).await.unwrap();
     assert_eq!(again.phase, ChargePhase::Authenticating);
 }
+
+/// C1: an authorization that can no longer be captured when the card
+/// confirms (expired or voided at the acquirer) never leaves spendable
+/// value: the capture comes before the post, so a refused capture posts
+/// nothing. The credit stays pending, which the card cannot spend.
+#[tokio::test]
+async fn a_refused_capture_posts_no_value() {
+    let c = Charging::new().await;
+    c.register(21, 10_000).await;
+    let mut card = funded_card(21, 10_000);
+    let sim = c.sim.as_ref();
+    let r = to_offer(&c, &mut card, 21, 50_000).await;
+    let auth = kessai_core::messages::Reference::parse(&r.funding_ref).unwrap();
+    c.sim.void(&auth).await.unwrap();
+    let done = c.center.charge_complete(sim, &r.charge_id, relay(&mut card, &r)).await;
+    assert!(matches!(done, Err(ChargeError::Authorizer(AuthorizerError::WrongState { .. }))), "{done:?}");
+    assert_eq!(balance_of(&mut card), 60_000, "the card holds the credit");
+    assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Voided, "never captured");
+    let (float, _) = c.center.books.card_float(&card_id(21)).await.unwrap().unwrap();
+    assert_eq!(float, 10_000, "nothing posted without a capture");
+    assert_eq!(c.center.books.credit_funding(Currency::JPY).await.unwrap(), 0, "nothing owed by the authorizer");
+    assert_eq!(c.center.charge(&r.charge_id).await.unwrap().phase, ChargePhase::Offered);
+    c.center.books.ledger().check().await.unwrap();
+}
+
+/// C1: the same create twice at once (one Idempotency-Key: a wallet retry
+/// after a client timeout, or an attacker). Only the request that claimed
+/// the id authorizes; the other never voids what it did not make alone.
+#[tokio::test]
+async fn two_identical_creates_racing_leave_one_live_authorization() {
+    let c = Charging::new().await;
+    c.register(22, 10_000).await;
+    let mut card = funded_card(22, 10_000);
+    let sim = c.sim.as_ref();
+    let id = UpdateId::generate(&mut OsRandom);
+    let req = || ChargeRequest {
+        id: id.clone(),
+        card_id: card_id(22),
+        amount: jpy(40_000),
+        payment_card: PaymentCard::parse(APPROVE, "12/30", "123").unwrap(),
+    };
+    let (a, b) = tokio::join!(c.center.create_charge(sim, req()), c.center.create_charge(sim, req()));
+    let r = match (a, b) {
+        (Ok(r), Err(ChargeError::CreateInProgress(_))) | (Err(ChargeError::CreateInProgress(_)), Ok(r)) => r,
+        (Ok(r), Ok(again)) => {
+            assert_eq!(r.charge_id, again.charge_id, "the second found the first's charge");
+            r
+        }
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(c.sim.authorizations().len(), 1, "one authorization");
+    assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Authorized);
+    let sid = r.charge_id.clone();
+    let r = c.center.charge_authenticate(sim, &sid, relay(&mut card, &r)).await.unwrap();
+    let r = c.center.charge_offer(sim, &sid, relay(&mut card, &r)).await.unwrap();
+    assert_eq!(r.phase, ChargePhase::Offered);
+    let done = c.center.charge_complete(sim, &sid, relay(&mut card, &r)).await.unwrap();
+    assert_eq!(done.phase, ChargePhase::Completed);
+    assert_eq!(c.auth_state(&done.funding_ref), AuthorizationState::Captured);
+    c.check_books(22, &mut card).await;
+}
+
+/// C1/M1: a cancel racing the balance step. Whichever wins the row, the
+/// loser leaves no effect: an offered CREDIT keeps its live authorization
+/// and completes; a cancelled charge holds nothing.
+#[tokio::test]
+async fn a_cancel_racing_the_balance_step_leaves_books_that_match_the_card() {
+    for n in 23..27 {
+        let c = Charging::new().await;
+        c.register(n, 10_000).await;
+        let mut card = funded_card(n, 10_000);
+        let sim = c.sim.as_ref();
+        let r = c.create(n, 5_000, APPROVE).await.unwrap();
+        let id = r.charge_id.clone();
+        let r = c.center.charge_authenticate(sim, &id, relay(&mut card, &r)).await.unwrap();
+        let answers = relay(&mut card, &r);
+        let (offered, cancelled) =
+            tokio::join!(c.center.charge_offer(sim, &id, answers), c.center.charge_cancel(sim, &id));
+        match (offered, cancelled) {
+            (Ok(r), Err(_)) => {
+                assert_eq!(r.phase, ChargePhase::Offered);
+                assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Authorized, "the loser voided nothing");
+                let done = c.center.charge_complete(sim, &id, relay(&mut card, &r)).await.unwrap();
+                assert_eq!(done.phase, ChargePhase::Completed);
+                assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Captured);
+            }
+            (Err(_), Ok(r)) => {
+                assert_eq!(r.phase, ChargePhase::Voided);
+                assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Voided);
+            }
+            other => panic!("exactly one wins: {other:?}"),
+        }
+        c.check_books(n, &mut card).await;
+    }
+}
+
+/// A value update abandoned before its CREDIT is ended by the sweep past
+/// its deadline: its authorization voided and its daily reservation given
+/// back, once, however many sweepers race.
+#[tokio::test]
+async fn an_abandoned_charge_is_ended_once_and_gives_its_reservations_back() {
+    let c = Charging::new().await;
+    c.register(27, 0).await;
+    let mut card = funded_card(27, 0);
+    let sim = c.sim.as_ref();
+    let r = c.create(27, 100_000, APPROVE).await.unwrap();
+    let id = r.charge_id.clone();
+    c.center.charge_authenticate(sim, &id, relay(&mut card, &r)).await.unwrap();
+    // The whole day's limit is taken while it waits.
+    assert!(matches!(c.create(27, 1, APPROVE).await, Err(ChargeError::OverDailyLimit { .. })));
+    let later = kessai_core::time::Timestamp::from_unix_s(NOW.unix_s() + kessai_center::limits::ABANDONED_AFTER_S + 1);
+    let (a, b) = tokio::join!(c.center.sweep_abandoned(sim, later), c.center.sweep_abandoned(sim, later));
+    assert_eq!(a.unwrap() + b.unwrap(), 1, "ended once");
+    let ended = c.center.charge(&id).await.unwrap();
+    assert_eq!((ended.phase, ended.outcome_code.as_deref()), (ChargePhase::Voided, Some("abandoned")));
+    assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Voided);
+    let again = c.create(27, 1_000, APPROVE).await.unwrap();
+    assert_eq!(again.phase, ChargePhase::Authenticating, "the day's limit was given back");
+    c.check_books(27, &mut card).await;
+}

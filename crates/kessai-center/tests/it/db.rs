@@ -308,3 +308,35 @@ async fn sqlite_group_commit_answers_each_write_for_itself() {
 async fn a_bad_url_is_refused() {
     assert!(matches!(CenterDb::open("mysql://x").await, Err(DbError::BadUrl)));
 }
+
+/// A data directory from before the books moved into the center's database:
+/// its ledger file is merged into the center database, in one transaction,
+/// and renamed; a second ledger is never merged over books already there.
+#[tokio::test]
+async fn a_separate_ledger_file_is_merged_once_into_the_center_database() {
+    use kessai_center::books::{Books, Entries};
+    let dir = tempfile::tempdir().unwrap();
+    let card = kessai_core::ids::CardId::parse("0102030405060708").unwrap();
+    let amount = kessai_core::Money::new(7_000, kessai_core::Currency::JPY).unwrap();
+    let old_path = dir.path().join("ledger.sqlite");
+    {
+        // The old layout: the books in a ledger file of their own.
+        let old = kessai_ledger::Ledger::open_sqlite(&old_path).await.unwrap();
+        let entries = Entries::issue(9, &card, amount).unwrap();
+        assert!(old.create_accounts(entries.accounts(), NOW.unix_s()).await.unwrap().is_empty());
+        assert!(old.create_transfers(entries.transfers(), NOW.unix_s()).await.unwrap().is_empty());
+        old.close().await;
+    }
+    let center_path = dir.path().join("center.sqlite");
+    let db = CenterDb::open(&format!("sqlite:{}", center_path.display())).await.unwrap();
+    let merged = kessai_center::merge::merge_sqlite_ledger(&center_path, &old_path).unwrap();
+    assert_eq!((merged.accounts, merged.transfers), (2, 1));
+    assert!(!old_path.exists() && merged.renamed_to.exists(), "the old file is renamed");
+    db.ledger().check().await.unwrap();
+    assert_eq!(Books::new(db.clone()).card_float(&card).await.unwrap(), Some((7_000, 0)));
+    // Merging books into a database that has some is refused, and changes nothing.
+    std::fs::copy(&merged.renamed_to, &old_path).unwrap();
+    assert!(kessai_center::merge::merge_sqlite_ledger(&center_path, &old_path).is_err());
+    assert!(old_path.exists(), "a refused merge renames nothing");
+    assert_eq!(Books::new(db.clone()).card_float(&card).await.unwrap(), Some((7_000, 0)));
+}

@@ -5,8 +5,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use kessai_center::books::Books;
+use kessai_center::authorizer::Simulator;
+use kessai_center::books::{Books, Entries};
 use kessai_center::db::CenterDb;
+use kessai_center::limits::ABANDONED_AFTER_S;
 use kessai_center::purchase::Phase;
 use kessai_center::security::{SecurityServer, StateKey};
 use kessai_center::service::{Center, CenterError, StepReply, parse_answers};
@@ -15,7 +17,7 @@ use kessai_core::keys::{SigningKey, Validity};
 use kessai_core::messages::{bill, completion};
 use kessai_core::random::SeededRandom;
 use kessai_core::samples;
-use kessai_core::time::FixedClock;
+use kessai_core::time::{FixedClock, Timestamp};
 use kessai_core::{Currency, Money};
 use kessai_scp03::CommandApdu;
 
@@ -191,4 +193,65 @@ async fn insufficient_balance_and_cancel_leave_nothing_held() {
     let r = s.center.cancel(&r.settlement_id).await.unwrap();
     assert_eq!(r.phase, Phase::Voided);
     check_books(&s, 5, &mut card).await;
+}
+
+/// A settlement abandoned at the balance step by a version that committed
+/// its purchase hold in the ledger and then died before the settlement's own
+/// commit (two databases, two commits): the hold froze the card's value and
+/// every later purchase was refused. The sweep ends such settlements past
+/// their deadline and voids the hold, exactly once however many sweepers
+/// race, and the card pays again.
+#[tokio::test]
+async fn an_abandoned_settlement_is_voided_once_by_racing_sweepers_and_its_hold_released() {
+    let mut s = setup().await;
+    let amount = Money::new(11_360, Currency::JPY).unwrap();
+    register_card(&s, 4, amount.amount_minor()).await;
+    let mut card = funded_card(4, amount.amount_minor());
+    // 1. The wallet opens the session and reads the balance; the old hold
+    //    is written as the old version did, apart from the settlement.
+    let token = bill_token(&mut s);
+    let r = s.center.create(&token, card_id(4)).await.unwrap();
+    let id = r.settlement_id.clone();
+    let r = s.center.authenticate(&id, parse_answers(&relay(&mut card, &r)).unwrap()).await.unwrap();
+    assert_eq!(r.phase, Phase::ReadingBalance);
+    let stuck = s.center.settlement(&id).await.unwrap();
+    let payee = StoreId::parse(samples::MEMBER).unwrap();
+    let hold = Entries::purchase_hold(&stuck.transaction_id, &card_id(4), &payee, amount).unwrap();
+    s.center.books.apply(hold, NOW.unix_s()).await.unwrap();
+    assert_eq!(s.center.books.card_float(&card_id(4)).await.unwrap().unwrap(), (11_360, 11_360));
+    // 2. The card's value is frozen: the next purchase is refused by the books.
+    let refused = purchase(&mut s, 4, &mut card).await;
+    assert!(matches!(refused, Err(CenterError::Books(_))), "{refused:?}");
+    // 3. Before the deadline the sweep ends nothing.
+    let sim = Simulator::new();
+    assert_eq!(s.center.sweep_abandoned(&sim, NOW).await.unwrap(), 0);
+    // 4. Past it, two sweepers race: each abandoned settlement ends once.
+    let later = Timestamp::from_unix_s(NOW.unix_s() + ABANDONED_AFTER_S + 1);
+    let (a, b) = tokio::join!(s.center.sweep_abandoned(&sim, later), s.center.sweep_abandoned(&sim, later));
+    assert_eq!(a.unwrap() + b.unwrap(), 2, "the stuck settlement and the refused one, each once");
+    let ended = s.center.settlement(&id).await.unwrap();
+    assert_eq!((ended.phase, ended.outcome_code.as_deref()), (Phase::Voided, Some("abandoned")));
+    let states = s.center.books.ledger().lookup_pending_states(&[stuck.transaction_id.as_u128()]).await.unwrap();
+    assert_eq!(states, vec![(stuck.transaction_id.as_u128(), kessai_ledger::PendingState::Voided)]);
+    assert_eq!(s.center.sweep_abandoned(&sim, later).await.unwrap(), 0, "nothing is ended twice");
+    check_books(&s, 4, &mut card).await;
+    // 5. The card pays again.
+    let paid = purchase(&mut s, 4, &mut card).await.unwrap();
+    assert_eq!(paid.phase, Phase::Completed);
+    assert_eq!(balance_of(&mut card), 0);
+    check_books(&s, 4, &mut card).await;
+}
+
+/// Create → authenticate → balance → complete, with a new bill.
+async fn purchase(
+    s: &mut Setup,
+    n: u8,
+    card: &mut kessai_card::terminal::Terminal<CardReader>,
+) -> Result<StepReply, CenterError> {
+    let token = bill_token(s);
+    let r = s.center.create(&token, card_id(n)).await?;
+    let id = r.settlement_id.clone();
+    let r = s.center.authenticate(&id, parse_answers(&relay(card, &r)).unwrap()).await?;
+    let r = s.center.offer(&id, parse_answers(&relay(card, &r)).unwrap()).await?;
+    s.center.complete(&id, parse_answers(&relay(card, &r)).unwrap()).await
 }
