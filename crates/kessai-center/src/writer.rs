@@ -189,8 +189,8 @@ impl Exec<'_> {
             return Ok(());
         }
         let conn = match self {
-            Exec::Sqlite(conn) => within::Conn::Sqlite(&mut **conn),
-            Exec::Pg(conn) => within::Conn::Postgres(&mut **conn),
+            Exec::Sqlite(conn) => within::Conn::Sqlite(conn),
+            Exec::Pg(conn) => within::Conn::Postgres(conn),
         };
         match within::apply(conn, entries.accounts(), entries.transfers(), now_unix_s).await.map_err(DbError::Books)? {
             Applied::Done => Ok(()),
