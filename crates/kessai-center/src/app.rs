@@ -81,9 +81,9 @@ async fn merge_separate_ledger(config: &CenterConfig, db: &CenterDb) -> anyhow::
         Some(url) if *url == center_url => return Ok(()),
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => bail!(
             "ledger_url is set to a database of its own, but the books now live in the center's database \
-             ({center_url}), so that a step's ledger effect and its row commit together. Copy the tables \
-             accounts, transfers, pending_transfers and kessai_ledger_schema into it (pg_dump --data-only \
-             --table=… | psql), then remove ledger_url; see ARCHITECTURE.md"
+             ({center_url}), so that a step's ledger effect and its row commit together. Copy the rows of \
+             accounts, transfers and pending_transfers into it (pg_dump --data-only --table=… | psql; the \
+             center made those tables empty), then remove ledger_url; see ARCHITECTURE.md"
         ),
         Some(path) => config.resolve(Path::new(path)),
     };

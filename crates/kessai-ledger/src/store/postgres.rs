@@ -217,11 +217,13 @@ impl Tx for PgTx<'_> {
 
 impl PgTx<'_> {
     async fn insert_accounts(&mut self, accounts: &[Account]) -> Result<(), Error> {
+        // With their balances: an account opened in a batch may be moved by a
+        // transfer of the same batch (`crate::within`).
         let sql = concat!(
             "INSERT INTO accounts (",
             insert_account_columns!(),
             ") SELECT * FROM UNNEST($1::bytea[], $2::text[], $3::int8[], $4::int8[], $5::bytea[], \
-             $6::int8[], $6::int8[], $6::int8[], $6::int8[], $7::int8[])"
+             $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::int8[])"
         );
         sqlx::query(sql)
             .bind(id_array(accounts.iter().map(|a| a.id)))
@@ -229,7 +231,10 @@ impl PgTx<'_> {
             .bind(accounts.iter().map(|a| i64::from(a.kind.code())).collect::<Vec<_>>())
             .bind(accounts.iter().map(|a| i64::from(a.flags.bits())).collect::<Vec<_>>())
             .bind(id_array(accounts.iter().map(|a| a.user_data_128)))
-            .bind(accounts.iter().map(|_| 0_i64).collect::<Vec<_>>())
+            .bind(accounts.iter().map(|a| stored_int(a.debits_pending_minor)).collect::<Vec<_>>())
+            .bind(accounts.iter().map(|a| stored_int(a.debits_posted_minor)).collect::<Vec<_>>())
+            .bind(accounts.iter().map(|a| stored_int(a.credits_pending_minor)).collect::<Vec<_>>())
+            .bind(accounts.iter().map(|a| stored_int(a.credits_posted_minor)).collect::<Vec<_>>())
             .bind(accounts.iter().map(|a| stored_int(a.created_at_unix_s)).collect::<Vec<_>>())
             .execute(&mut *self.0)
             .await?;
