@@ -9,3 +9,4 @@ mod durability;
 mod invariants;
 mod support;
 mod wal;
+mod within;
