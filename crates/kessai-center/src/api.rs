@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use crate::db::DbError;
 use crate::purchase::StepError;
-use crate::service::{ANSWERING, Answering, Center, CenterError, parse_answers};
+use crate::service::{Answer, Center, CenterError, StepCall, parse_answers};
 
 /// Longest Idempotency-Key accepted.
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
@@ -152,32 +152,15 @@ fn json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
 
 /// Runs `work` at most once per Idempotency-Key: a repeat with the same
 /// request answers the stored response; a different request under the same
-/// key is refused. Server errors are not stored, so they can be retried.
-/// `work` answers exactly what the service returns, so a settlement step
-/// stores its answer with its own compare-and-set (see [`ANSWERING`]).
+/// key is refused. Server errors and conflicts are not stored, so they can be
+/// retried.
 async fn idempotent<F, T>(center: &Center, headers: &HeaderMap, route: &str, body: &Bytes, work: F) -> Response
 where
     F: std::future::Future<Output = Result<T, ApiError>>,
     T: serde::Serialize,
 {
-    idempotent_fingerprint(center, headers, &[route.as_bytes(), b"\n", body].concat(), work, Some(None)).await
-}
-
-/// As [`idempotent`], for a step of settlement `id`: the stored answer and
-/// the settlement are read in one statement, and the step uses that read.
-async fn idempotent_step<F, T>(
-    center: &Center,
-    headers: &HeaderMap,
-    route: &str,
-    id: &str,
-    body: &Bytes,
-    work: F,
-) -> Response
-where
-    F: std::future::Future<Output = Result<T, ApiError>>,
-    T: serde::Serialize,
-{
-    idempotent_fingerprint(center, headers, &[route.as_bytes(), b"\n", body].concat(), work, Some(Some(id))).await
+    let fingerprint = [route.as_bytes(), b"\n", body].concat();
+    idempotent_call(center, headers, &fingerprint, None, |_| work).await
 }
 
 /// As [`idempotent`], with the request identified by `fingerprint` (for
@@ -187,19 +170,23 @@ where
     F: std::future::Future<Output = Result<T, ApiError>>,
     T: serde::Serialize,
 {
-    idempotent_fingerprint(center, headers, fingerprint, work, None).await
+    idempotent_call(center, headers, fingerprint, None, |_| work).await
 }
 
-async fn idempotent_fingerprint<F, T>(
+/// The Idempotency-Key check, then `work` handed the request's [`Answer`]
+/// (a step stores its reply under it in its own transaction) and, when
+/// `settlement` names one, the settlement as read with the stored answer (one
+/// statement for both). The reply is stored afterwards too, which a step's
+/// own stored answer wins (the first answer stored for a key stays).
+pub(crate) async fn idempotent_call<W, F, T>(
     center: &Center,
     headers: &HeaderMap,
     fingerprint: &[u8],
-    work: F,
-    // `Some`: the route answers exactly its step's reply (see [`ANSWERING`]),
-    // of settlement `Some(id)` if named.
-    step_answers: Option<Option<&str>>,
+    settlement: Option<&str>,
+    work: W,
 ) -> Response
 where
+    W: FnOnce(StepCall) -> F,
     F: std::future::Future<Output = Result<T, ApiError>>,
     T: serde::Serialize,
 {
@@ -213,8 +200,8 @@ where
             .into_response();
     }
     let hash = Sha256Digest::of(fingerprint).to_string();
-    let settlement = step_answers.flatten().and_then(|id| SettlementId::parse(id).ok());
-    let (stored, prefetched) = match &settlement {
+    let settlement = settlement.and_then(|id| SettlementId::parse(id).ok());
+    let (stored, read) = match &settlement {
         Some(id) => match center.db.idempotent_response_and_settlement(key, id).await {
             Ok((stored, settlement)) => (Ok(stored), settlement),
             Err(e) => (Err(e), None),
@@ -238,20 +225,13 @@ where
         Ok(None) => {}
         Err(e) => return ApiError::internal(e).into_response(),
     }
-    let saved = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let outcome = if step_answers.is_some() {
-        let prefetched = std::sync::Mutex::new(prefetched);
-        let answering = Answering { key: key.to_owned(), hash: hash.clone(), saved: saved.clone(), prefetched };
-        ANSWERING.scope(answering, work).await
-    } else {
-        work.await
-    };
+    let answer = Answer { key: key.to_owned(), hash: hash.clone() };
+    let outcome = work(StepCall { answer: Some(answer), read }).await;
     let (status, text) = match outcome {
         Ok(reply) => (StatusCode::OK, serde_json::to_string(&reply).unwrap_or_default()),
         Err(e) => (e.status, e.to_json()),
     };
-    let saved = saved.load(std::sync::atomic::Ordering::Acquire);
-    if !saved && !status.is_server_error() && status != StatusCode::CONFLICT {
+    if !status.is_server_error() && status != StatusCode::CONFLICT {
         let now = center.clock.now();
         if let Err(e) = center.db.save_response(key, &hash, status.as_u16(), &text, now).await {
             return ApiError::internal(e).into_response();
@@ -261,13 +241,13 @@ where
 }
 
 async fn create(State(c): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    let work = async {
+    let work = |call: StepCall| async {
         let b: CreateBody = json(&body)?;
         let card = CardId::parse(&b.card_id)
             .map_err(|e| ApiError::invalid("bad_card_id", e.to_string()).with_param("card_id"))?;
-        c.create(&b.bill, card).await.map_err(api_error)
+        c.create(&b.bill, card, call.answer).await.map_err(api_error)
     };
-    idempotent(&c, &headers, "create", &body, work).await
+    idempotent_call(&c, &headers, &[b"create\n", &body[..]].concat(), None, work).await
 }
 
 macro_rules! answers_step {
@@ -280,9 +260,9 @@ macro_rules! answers_step {
     };
     ($name:ident, $method:ident, settlement) => {
         async fn $name(State(c): State<Shared>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
-            let route = format!("{}/{}", stringify!($name), id);
-            let work = async { c.$method(&id, answers(&body)?).await.map_err(api_error) };
-            idempotent_step(&c, &headers, &route, &id, &body, work).await
+            let fingerprint = [format!("{}/{}\n", stringify!($name), id).as_bytes(), &body[..]].concat();
+            let work = |call| async { c.$method(&id, answers(&body)?, call).await.map_err(api_error) };
+            idempotent_call(&c, &headers, &fingerprint, Some(&id), work).await
         }
     };
 }
@@ -295,13 +275,15 @@ answers_step!(recover_status, recover_status, settlement);
 answers_step!(recover_balance, recover_balance, settlement);
 
 async fn cancel(State(c): State<Shared>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
-    let route = format!("cancel/{id}");
-    idempotent_step(&c, &headers, &route, &id, &body, async { c.cancel(&id).await.map_err(api_error) }).await
+    let fingerprint = [format!("cancel/{id}\n").as_bytes(), &body[..]].concat();
+    let work = |call| async { c.cancel(&id, call).await.map_err(api_error) };
+    idempotent_call(&c, &headers, &fingerprint, Some(&id), work).await
 }
 
 async fn recover(State(c): State<Shared>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
-    let route = format!("recover/{id}");
-    idempotent_step(&c, &headers, &route, &id, &body, async { c.recover(&id).await.map_err(api_error) }).await
+    let fingerprint = [format!("recover/{id}\n").as_bytes(), &body[..]].concat();
+    let work = |call| async { c.recover(&id, call).await.map_err(api_error) };
+    idempotent_call(&c, &headers, &fingerprint, Some(&id), work).await
 }
 
 async fn show(State(c): State<Shared>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {

@@ -23,7 +23,7 @@ use crate::db::DbError;
 use crate::limits::{CREATE_CLAIM_TIMEOUT_S, DAILY_CHARGE_LIMIT_MINOR, DAY_S, MIN_CHARGE_MINOR, STEP_RETRIES_MAX};
 use crate::owed::owed_code;
 use crate::purchase::{CardRegistryStatus, Context, StepError};
-use crate::service::Center;
+use crate::service::{Answer, Center};
 use crate::value::{Charge, ChargeOffer, ChargePhase, ChargeResolution, ChargeStepError, NewCharge, Purpose};
 use kessai_core::messages::value_update::Direction;
 
@@ -373,7 +373,7 @@ impl Center {
             let (charge, init) = c.restart_session(ctx)?;
             stepped(charge, vec![init], Effect::None)
         });
-        self.charge_step(&NoAuthorizer, existing.id.as_str(), t).await
+        self.charge_step(&NoAuthorizer, existing.id.as_str(), t, None).await
     }
 
     /// A decrease: card value back to the credit card that paid charge
@@ -456,6 +456,7 @@ impl Center {
         authorizer: &dyn Authorizer,
         id: &str,
         transition: ChargeTransition<'_>,
+        answer: Option<Answer>,
     ) -> Result<ChargeReply, ChargeError> {
         let mut attempt = 0;
         loop {
@@ -471,7 +472,9 @@ impl Center {
                 funding.run(authorizer, c).await?;
             }
             let now = self.clock.now();
-            match self.db.update_charge_with(c, version, now, effects.alongside, effects.entries).await {
+            let reply = charge_reply(c, &stepped.apdus);
+            let save = answer.as_ref().map(|a| a.saved(&reply)).transpose()?;
+            match self.db.update_charge_with(c, version, now, effects.alongside, effects.entries, save).await {
                 Err(e) if e.is_retryable() && attempt < STEP_RETRIES_MAX => {
                     attempt += 1;
                     continue;
@@ -486,7 +489,7 @@ impl Center {
                 // expires at the acquirer on its own.
                 tracing::warn!(value_update = %c.id, error = %e, "releasing the authorization failed");
             }
-            return Ok(charge_reply(c, &stepped.apdus));
+            return Ok(reply);
         }
     }
 
@@ -495,12 +498,13 @@ impl Center {
         authorizer: &dyn Authorizer,
         id: &str,
         answers: Vec<ResponseApdu>,
+        answer: Option<Answer>,
     ) -> Result<ChargeReply, ChargeError> {
         let t: ChargeTransition<'_> = Box::new(move |c, ctx| {
             let (charge, apdus) = c.authenticate(ctx, first(&answers)?)?;
             stepped(charge, apdus, Effect::None)
         });
-        self.charge_step(authorizer, id, t).await
+        self.charge_step(authorizer, id, t, answer).await
     }
 
     /// The balance step: SIG5 and the sealed CREDIT, with the funding held
@@ -510,6 +514,7 @@ impl Center {
         authorizer: &dyn Authorizer,
         id: &str,
         answers: Vec<ResponseApdu>,
+        answer: Option<Answer>,
     ) -> Result<ChargeReply, ChargeError> {
         let t: ChargeTransition<'_> = Box::new(move |c, ctx| match c.offer(ctx, &answers)? {
             (charge, ChargeOffer::Offered { credit, .. }) => stepped(charge, vec![credit], Effect::Hold),
@@ -517,7 +522,7 @@ impl Center {
                 stepped(charge, vec![], Effect::Void)
             }
         });
-        self.charge_step(authorizer, id, t).await
+        self.charge_step(authorizer, id, t, answer).await
     }
 
     pub async fn charge_complete(
@@ -525,20 +530,26 @@ impl Center {
         authorizer: &dyn Authorizer,
         id: &str,
         answers: Vec<ResponseApdu>,
+        answer: Option<Answer>,
     ) -> Result<ChargeReply, ChargeError> {
         let t: ChargeTransition<'_> = Box::new(move |c, ctx| {
             let charge = c.complete(ctx, first(&answers)?)?;
             stepped(charge, vec![], Effect::Complete)
         });
-        self.charge_step(authorizer, id, t).await
+        self.charge_step(authorizer, id, t, answer).await
     }
 
-    pub async fn charge_cancel(&self, authorizer: &dyn Authorizer, id: &str) -> Result<ChargeReply, ChargeError> {
+    pub async fn charge_cancel(
+        &self,
+        authorizer: &dyn Authorizer,
+        id: &str,
+        answer: Option<Answer>,
+    ) -> Result<ChargeReply, ChargeError> {
         let t: ChargeTransition<'_> = Box::new(|c, _| {
             let charge = c.cancel("cancelled before the credit was issued")?;
             stepped(charge, vec![], Effect::Void)
         });
-        self.charge_step(authorizer, id, t).await
+        self.charge_step(authorizer, id, t, answer).await
     }
 
     /// Ends a value update abandoned before its command (the sweep).
@@ -548,15 +559,20 @@ impl Center {
         id: &str,
     ) -> Result<ChargeReply, ChargeError> {
         let t: ChargeTransition<'_> = Box::new(|c, _| stepped(c.abandon()?, vec![], Effect::Void));
-        self.charge_step(authorizer, id, t).await
+        self.charge_step(authorizer, id, t, None).await
     }
 
-    pub async fn charge_recover(&self, authorizer: &dyn Authorizer, id: &str) -> Result<ChargeReply, ChargeError> {
+    pub async fn charge_recover(
+        &self,
+        authorizer: &dyn Authorizer,
+        id: &str,
+        answer: Option<Answer>,
+    ) -> Result<ChargeReply, ChargeError> {
         let t: ChargeTransition<'_> = Box::new(|c, ctx| {
             let (charge, init) = c.begin_recovery(ctx)?;
             stepped(charge, vec![init], Effect::None)
         });
-        self.charge_step(authorizer, id, t).await
+        self.charge_step(authorizer, id, t, answer).await
     }
 
     pub async fn charge_recover_authenticate(
@@ -564,12 +580,13 @@ impl Center {
         authorizer: &dyn Authorizer,
         id: &str,
         answers: Vec<ResponseApdu>,
+        answer: Option<Answer>,
     ) -> Result<ChargeReply, ChargeError> {
         let t: ChargeTransition<'_> = Box::new(move |c, ctx| {
             let (charge, apdus) = c.recovery_authenticate(ctx, first(&answers)?)?;
             stepped(charge, apdus, Effect::None)
         });
-        self.charge_step(authorizer, id, t).await
+        self.charge_step(authorizer, id, t, answer).await
     }
 
     pub async fn charge_recover_status(
@@ -577,12 +594,13 @@ impl Center {
         authorizer: &dyn Authorizer,
         id: &str,
         answers: Vec<ResponseApdu>,
+        answer: Option<Answer>,
     ) -> Result<ChargeReply, ChargeError> {
         let t: ChargeTransition<'_> = Box::new(move |c, ctx| match c.resolve(ctx, &answers)? {
             (charge, ChargeResolution::Completed) => stepped(charge, vec![], Effect::Complete),
             (charge, ChargeResolution::NeedsBalance { command }) => stepped(charge, vec![command], Effect::None),
         });
-        self.charge_step(authorizer, id, t).await
+        self.charge_step(authorizer, id, t, answer).await
     }
 
     pub async fn charge_recover_balance(
@@ -590,12 +608,13 @@ impl Center {
         authorizer: &dyn Authorizer,
         id: &str,
         answers: Vec<ResponseApdu>,
+        answer: Option<Answer>,
     ) -> Result<ChargeReply, ChargeError> {
         let t: ChargeTransition<'_> = Box::new(move |c, ctx| {
             let charge = c.resolve_balance(ctx, first(&answers)?)?;
             stepped(charge, vec![], Effect::Void)
         });
-        self.charge_step(authorizer, id, t).await
+        self.charge_step(authorizer, id, t, answer).await
     }
 }
 

@@ -33,7 +33,7 @@ use crate::authorizer::{Authorizer, AuthorizerError, PaymentCard};
 use crate::charge::{ChargeError, ChargeReply, ChargeRequest, DecreaseRequest, charge_reply};
 use crate::db::DbError;
 use crate::owed::{Applying, apply_update_id};
-use crate::service::{Center, CenterError, parse_answers};
+use crate::service::{Center, CenterError, StepCall, parse_answers};
 use crate::value::ChargeStepError;
 
 /// The center and the credit authorizer it charges through.
@@ -224,11 +224,11 @@ macro_rules! answers_step {
             body: Bytes,
         ) -> Response {
             let fingerprint = [format!("charge-{}/{}\n", stringify!($name), id).as_bytes(), &body[..]].concat();
-            let work = async {
+            let work = |call: StepCall| async {
                 let answers = answers(&body)?;
-                s.center.$method(s.authorizer.as_ref(), &id, answers).await.map_err(charge_api_error)
+                s.center.$method(s.authorizer.as_ref(), &id, answers, call.answer).await.map_err(charge_api_error)
             };
-            crate::api::idempotent_by(&s.center, &headers, &fingerprint, work).await
+            crate::api::idempotent_call(&s.center, &headers, &fingerprint, None, work).await
         }
     };
 }
@@ -242,14 +242,18 @@ answers_step!(recover_balance, charge_recover_balance);
 
 async fn cancel(State(s): State<ChargeState>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
     let fingerprint = [format!("charge-cancel/{id}\n").as_bytes(), &body[..]].concat();
-    let work = async { s.center.charge_cancel(s.authorizer.as_ref(), &id).await.map_err(charge_api_error) };
-    crate::api::idempotent_by(&s.center, &headers, &fingerprint, work).await
+    let work = |call: StepCall| async {
+        s.center.charge_cancel(s.authorizer.as_ref(), &id, call.answer).await.map_err(charge_api_error)
+    };
+    crate::api::idempotent_call(&s.center, &headers, &fingerprint, None, work).await
 }
 
 async fn recover(State(s): State<ChargeState>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
     let fingerprint = [format!("charge-recover/{id}\n").as_bytes(), &body[..]].concat();
-    let work = async { s.center.charge_recover(s.authorizer.as_ref(), &id).await.map_err(charge_api_error) };
-    crate::api::idempotent_by(&s.center, &headers, &fingerprint, work).await
+    let work = |call: StepCall| async {
+        s.center.charge_recover(s.authorizer.as_ref(), &id, call.answer).await.map_err(charge_api_error)
+    };
+    crate::api::idempotent_call(&s.center, &headers, &fingerprint, None, work).await
 }
 
 #[derive(Deserialize)]

@@ -1213,7 +1213,7 @@ impl CenterDb {
 
     /// Writes `c` if the row is still at `version`.
     pub async fn update_charge(&self, c: &Charge, version: i64, now: Timestamp) -> Result<(), DbError> {
-        self.update_charge_with(c, version, now, Alongside::Nothing, Entries::none()).await
+        self.update_charge_with(c, version, now, Alongside::Nothing, Entries::none(), None).await
     }
 
     /// Writes `c` if the row is still at `version`, and in the same
@@ -1227,8 +1227,10 @@ impl CenterDb {
         now: Timestamp,
         alongside: Alongside<'_>,
         entries: Entries,
+        response: Option<SavedResponse>,
     ) -> Result<(), DbError> {
         let record = serde_json::to_string(c).map_err(corrupt)?;
+        let save = response.map(|r| r.statement(now)).transpose()?;
         let now_s = now.unix_s();
         let now = to_i64(now_s)?;
         let check = Stmt::new("SELECT version FROM center_charges WHERE id = $1").bind(c.id.as_str().to_owned());
@@ -1290,6 +1292,9 @@ impl CenterDb {
                 {
                     // The update above is written: the whole transaction must go.
                     return Err(DbError::Inconsistent(format!("value update {id} does not hold what it ends")));
+                }
+                if let Some(save) = save {
+                    conn.execute(save).await?;
                 }
                 Ok(())
             })

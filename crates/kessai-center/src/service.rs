@@ -5,7 +5,6 @@
 //! crash meets `exists` in the ledger and the same row version.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use kessai_core::digest::Sha256Digest;
 use kessai_core::ids::{CardId, PartyId, SettlementId};
@@ -77,18 +76,6 @@ pub struct StepReply {
     pub reason_code: Option<String>,
 }
 
-/// The answer to store with this step's write, if the HTTP layer asked for
-/// it (see [`ANSWERING`]), and the flag to set once it is stored.
-fn answering(answer: &StepReply) -> Option<(SavedResponse, Arc<AtomicBool>)> {
-    ANSWERING
-        .try_with(|a| {
-            let body = serde_json::to_string(answer).ok()?;
-            Some((SavedResponse { key: a.key.clone(), hash: a.hash.clone(), status: 200, body }, a.saved.clone()))
-        })
-        .ok()
-        .flatten()
-}
-
 fn reply(s: &Settlement, apdus: &[CommandApdu]) -> StepReply {
     StepReply {
         settlement_id: s.id.to_string(),
@@ -119,34 +106,38 @@ pub fn parse_answers(hex_answers: &[String]) -> Result<Vec<ResponseApdu>, Center
         .collect()
 }
 
-/// The Idempotency-Key of the request being served, set by the HTTP layer
-/// for routes that answer exactly the step's [`StepReply`]: the step then
-/// stores that answer in the same transaction as its compare-and-set, and
-/// sets `saved` so the HTTP layer does not store it again.
-#[derive(Debug)]
-pub struct Answering {
+/// The request's Idempotency-Key and fingerprint, handed by the HTTP layer
+/// to a step whose reply is exactly the route's answer: the step stores that
+/// answer in its own transaction, so a retry after a crash gets it, never
+/// `step_out_of_order`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
     pub key: String,
     /// The request's fingerprint (SHA-256, hex).
     pub hash: String,
-    pub saved: Arc<AtomicBool>,
-    /// The settlement as read with the stored answer (one statement for
-    /// both), for the step's load: taken once, and only for its own id.
-    pub prefetched: std::sync::Mutex<Option<(Settlement, i64)>>,
 }
 
-/// The settlement the HTTP layer read for this request, if it is `id`.
-fn prefetched(id: &SettlementId) -> Option<(Settlement, i64)> {
-    ANSWERING
-        .try_with(|a| {
-            let mut slot = a.prefetched.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if slot.as_ref().is_some_and(|(s, _)| &s.id == id) { slot.take() } else { None }
-        })
-        .ok()
-        .flatten()
+impl Answer {
+    /// What to store for this request once its step answered `reply`.
+    pub(crate) fn saved(&self, reply: &impl Serialize) -> Result<SavedResponse, DbError> {
+        let body = serde_json::to_string(reply).map_err(|e| DbError::Corrupt(e.to_string()))?;
+        Ok(SavedResponse { key: self.key.clone(), hash: self.hash.clone(), status: 200, body })
+    }
 }
 
-tokio::task_local! {
-    pub static ANSWERING: Answering;
+/// How a purchase step is asked: the answer to store with it, and the
+/// settlement as the HTTP layer read it with the key's stored answer (one
+/// statement for both), used by the step's first load if it is that one.
+#[derive(Debug, Default)]
+pub struct StepCall {
+    pub answer: Option<Answer>,
+    pub read: Option<(Settlement, i64)>,
+}
+
+impl From<Option<Answer>> for StepCall {
+    fn from(answer: Option<Answer>) -> StepCall {
+        StepCall { answer, read: None }
+    }
 }
 
 /// Most just-completed settlements kept for the deliverer; past that, the
@@ -246,7 +237,12 @@ pub(crate) fn stored(e: DbError) -> CenterError {
 impl Center {
     /// POST /v1/settlements: check SIG1 against the registered store keys,
     /// the card, the limits; open the settlement; INITIALIZE UPDATE.
-    pub async fn create(&self, bill_token: &str, card_id: CardId) -> Result<StepReply, CenterError> {
+    pub async fn create(
+        &self,
+        bill_token: &str,
+        card_id: CardId,
+        answer: Option<Answer>,
+    ) -> Result<StepReply, CenterError> {
         let keys = self.db.store_keys().await?;
         let verified = bill::verify(bill_token, &keys, self.clock.as_ref()).map_err(CenterError::Bill)?;
         let (store, card) = self.db.store_and_card(verified.message().payee(), &card_id).await?;
@@ -261,15 +257,10 @@ impl Center {
             max_amount_minor: self.max_amount_minor,
         };
         let (settlement, init) = Settlement::create(&mut ctx, input)?;
-        let answer = reply(&settlement, &[init]);
-        let (response, saved) = answering(&answer).unzip();
+        let created = reply(&settlement, &[init]);
+        let response = answer.as_ref().map(|a| a.saved(&created)).transpose()?;
         match self.db.insert_settlement_answering(&settlement, self.clock.now(), response).await? {
-            None => {
-                if let Some(saved) = saved {
-                    saved.store(true, Ordering::Release);
-                }
-                Ok(answer)
-            }
+            None => Ok(created),
             Some((existing, _)) if existing.card_id != card_id => Err(CenterError::BillInUse(existing.card_id)),
             // The same bill again before any DEBIT exists: a fresh session,
             // so the purchase goes on. Later, the settlement as it stands.
@@ -281,6 +272,7 @@ impl Center {
                         let (settlement, init) = s.restart_session(ctx)?;
                         Ok(Stepped { settlement, apdus: vec![init], effect: Effect::None })
                     }),
+                    answer.into(),
                 )
                 .await
             }
@@ -298,9 +290,11 @@ impl Center {
         }
     }
 
-    async fn load(&self, id: &str) -> Result<(Settlement, i64), CenterError> {
+    /// The settlement and its version: `read` if it is that settlement (the
+    /// HTTP layer read it with the stored answer), else from the database.
+    async fn load(&self, id: &str, read: Option<(Settlement, i64)>) -> Result<(Settlement, i64), CenterError> {
         let sid = SettlementId::parse(id).map_err(|_| CenterError::UnknownSettlement(id.chars().take(64).collect()))?;
-        if let Some(found) = prefetched(&sid) {
+        if let Some(found) = read.filter(|(s, _)| s.id == sid) {
             return Ok(found);
         }
         self.db.settlement(&sid).await?.ok_or_else(|| CenterError::UnknownSettlement(id.to_owned()))
@@ -309,16 +303,17 @@ impl Center {
     /// Load → transition → one transaction: the compare-and-set, the books'
     /// effect and the stored answer. On PostgreSQL a transaction that lost a
     /// serialization conflict runs the whole step again from the load.
-    async fn step(&self, id: &str, transition: Transition<'_>) -> Result<StepReply, CenterError> {
+    async fn step(&self, id: &str, transition: Transition<'_>, call: StepCall) -> Result<StepReply, CenterError> {
+        let StepCall { answer, mut read } = call;
         let mut attempt = 0;
         let stepped = loop {
-            let (settlement, version) = self.load(id).await?;
+            let (settlement, version) = self.load(id, read.take()).await?;
             let stepped = {
                 let mut rng = OsRandom;
                 let mut ctx = self.ctx(&mut rng);
                 transition(settlement, &mut ctx)?
             };
-            match self.store_step(&stepped, version).await {
+            match self.store_step(&stepped, version, answer.as_ref()).await {
                 Err(CenterError::Db(e)) if e.is_retryable() && attempt < STEP_RETRIES_MAX => attempt += 1,
                 Err(e) => return Err(e),
                 Ok(()) => break stepped,
@@ -334,7 +329,7 @@ impl Center {
         Ok(reply(s, &stepped.apdus))
     }
 
-    async fn store_step(&self, stepped: &Stepped, version: i64) -> Result<(), CenterError> {
+    async fn store_step(&self, stepped: &Stepped, version: i64, answer: Option<&Answer>) -> Result<(), CenterError> {
         let s = &stepped.settlement;
         let (tx, amount) = (&s.transaction_id, s.bill.amount);
         let entries = match stepped.effect {
@@ -351,16 +346,16 @@ impl Center {
                 }
             }
         };
-        let answer = reply(s, &stepped.apdus);
-        let (response, saved) = answering(&answer).unzip();
-        self.db.update_settlement_answering(s, version, self.clock.now(), response, entries).await.map_err(stored)?;
-        if let Some(saved) = saved {
-            saved.store(true, Ordering::Release);
-        }
-        Ok(())
+        let response = answer.map(|a| a.saved(&reply(s, &stepped.apdus))).transpose()?;
+        self.db.update_settlement_answering(s, version, self.clock.now(), response, entries).await.map_err(stored)
     }
 
-    pub async fn authenticate(&self, id: &str, answers: Vec<ResponseApdu>) -> Result<StepReply, CenterError> {
+    pub async fn authenticate(
+        &self,
+        id: &str,
+        answers: Vec<ResponseApdu>,
+        call: StepCall,
+    ) -> Result<StepReply, CenterError> {
         self.step(
             id,
             Box::new(move |s, ctx| {
@@ -368,13 +363,14 @@ impl Center {
                 let (settlement, apdus) = s.authenticate(ctx, answer)?;
                 Ok(Stepped { settlement, apdus, effect: Effect::None })
             }),
+            call,
         )
         .await
     }
 
     /// The balance step: the offer (SIG2) and the sealed DEBIT, with the
     /// purchase held in the books before the DEBIT leaves.
-    pub async fn offer(&self, id: &str, answers: Vec<ResponseApdu>) -> Result<StepReply, CenterError> {
+    pub async fn offer(&self, id: &str, answers: Vec<ResponseApdu>, call: StepCall) -> Result<StepReply, CenterError> {
         self.step(
             id,
             Box::new(move |s, ctx| match s.offer(ctx, &answers)? {
@@ -385,11 +381,17 @@ impl Center {
                     Ok(Stepped { settlement, apdus: vec![], effect: Effect::None })
                 }
             }),
+            call,
         )
         .await
     }
 
-    pub async fn complete(&self, id: &str, answers: Vec<ResponseApdu>) -> Result<StepReply, CenterError> {
+    pub async fn complete(
+        &self,
+        id: &str,
+        answers: Vec<ResponseApdu>,
+        call: StepCall,
+    ) -> Result<StepReply, CenterError> {
         self.step(
             id,
             Box::new(move |s, ctx| {
@@ -397,33 +399,41 @@ impl Center {
                 let (settlement, _) = s.complete(ctx, answer)?;
                 Ok(Stepped { settlement, apdus: vec![], effect: Effect::Post })
             }),
+            call,
         )
         .await
     }
 
-    pub async fn cancel(&self, id: &str) -> Result<StepReply, CenterError> {
+    pub async fn cancel(&self, id: &str, call: StepCall) -> Result<StepReply, CenterError> {
         self.step(
             id,
             Box::new(|s, _| {
                 let settlement = s.cancel("cancelled by the cardholder before the debit")?;
                 Ok(Stepped { settlement, apdus: vec![], effect: Effect::Release })
             }),
+            call,
         )
         .await
     }
 
-    pub async fn recover(&self, id: &str) -> Result<StepReply, CenterError> {
+    pub async fn recover(&self, id: &str, call: StepCall) -> Result<StepReply, CenterError> {
         self.step(
             id,
             Box::new(|s, ctx| {
                 let (settlement, init) = s.begin_recovery(ctx)?;
                 Ok(Stepped { settlement, apdus: vec![init], effect: Effect::None })
             }),
+            call,
         )
         .await
     }
 
-    pub async fn recover_authenticate(&self, id: &str, answers: Vec<ResponseApdu>) -> Result<StepReply, CenterError> {
+    pub async fn recover_authenticate(
+        &self,
+        id: &str,
+        answers: Vec<ResponseApdu>,
+        call: StepCall,
+    ) -> Result<StepReply, CenterError> {
         self.step(
             id,
             Box::new(move |s, ctx| {
@@ -431,11 +441,17 @@ impl Center {
                 let (settlement, apdus) = s.recovery_authenticate(ctx, answer)?;
                 Ok(Stepped { settlement, apdus, effect: Effect::None })
             }),
+            call,
         )
         .await
     }
 
-    pub async fn recover_status(&self, id: &str, answers: Vec<ResponseApdu>) -> Result<StepReply, CenterError> {
+    pub async fn recover_status(
+        &self,
+        id: &str,
+        answers: Vec<ResponseApdu>,
+        call: StepCall,
+    ) -> Result<StepReply, CenterError> {
         self.step(
             id,
             Box::new(move |s, ctx| match s.resolve(ctx, &answers)? {
@@ -447,11 +463,17 @@ impl Center {
                 }
                 (settlement, Resolution::Voided) => Ok(Stepped { settlement, apdus: vec![], effect: Effect::Void }),
             }),
+            call,
         )
         .await
     }
 
-    pub async fn recover_balance(&self, id: &str, answers: Vec<ResponseApdu>) -> Result<StepReply, CenterError> {
+    pub async fn recover_balance(
+        &self,
+        id: &str,
+        answers: Vec<ResponseApdu>,
+        call: StepCall,
+    ) -> Result<StepReply, CenterError> {
         self.step(
             id,
             Box::new(move |s, ctx| {
@@ -459,6 +481,7 @@ impl Center {
                 let (settlement, _) = s.resolve_balance(ctx, answer)?;
                 Ok(Stepped { settlement, apdus: vec![], effect: Effect::Void })
             }),
+            call,
         )
         .await
     }
@@ -466,7 +489,7 @@ impl Center {
     /// Voids a settlement of a card reported lost, past its deadline, with
     /// the reason recorded (admin only).
     pub async fn void_lost_card(&self, id: &str, reason: &str) -> Result<StepReply, CenterError> {
-        let (s, _) = self.load(id).await?;
+        let (s, _) = self.load(id, None).await?;
         let card = self.db.card(&s.card_id).await?.ok_or(CenterError::UnknownCard(s.card_id))?;
         let now = self.clock.now();
         let reason = reason.to_owned();
@@ -476,6 +499,7 @@ impl Center {
                 let settlement = s.void_lost_card(&card, now, &reason)?;
                 Ok(Stepped { settlement, apdus: vec![], effect: Effect::Void })
             }),
+            StepCall::default(),
         )
         .await
     }
@@ -493,7 +517,7 @@ impl Center {
         for id in self.db.abandoned(false, before, SWEEP_BATCH_MAX).await? {
             let abandon: Transition<'_> =
                 Box::new(|s, _| Ok(Stepped { settlement: s.abandon()?, apdus: vec![], effect: Effect::Release }));
-            match self.step(&id, abandon).await {
+            match self.step(&id, abandon, StepCall::default()).await {
                 Ok(_) => ended += 1,
                 // Another sweeper, or the wallet, moved it first.
                 Err(CenterError::Step(StepError::OutOfOrder { .. }) | CenterError::Db(DbError::Conflict)) => {}
@@ -525,14 +549,14 @@ impl Center {
 
     /// The stored settlement, for status queries.
     pub async fn settlement(&self, id: &str) -> Result<Settlement, CenterError> {
-        Ok(self.load(id).await?.0)
+        Ok(self.load(id, None).await?.0)
     }
 
     /// Stores the store's receipt (SIG4) for a completed settlement after
     /// checking it: signed by the paid store's merchant of record, for this
     /// settlement and this exact completion token.
     pub async fn accept_receipt(&self, id: &str, token: &str) -> Result<(), CenterError> {
-        let (mut s, version) = self.load(id).await?;
+        let (mut s, version) = self.load(id, None).await?;
         let completion = s.completion_token.clone().ok_or_else(|| CenterError::Receipt("not completed".into()))?;
         let keys = self.db.store_keys().await?;
         let verified =

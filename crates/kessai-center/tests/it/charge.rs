@@ -128,8 +128,8 @@ pub(crate) async fn to_offer(c: &Charging, card: &mut Terminal<CardReader>, n: u
     let sim = c.sim.as_ref();
     let r = c.create(n, amount, APPROVE).await.unwrap();
     let id = r.charge_id.clone();
-    let r = c.center.charge_authenticate(sim, &id, relay(card, &r)).await.unwrap();
-    let r = c.center.charge_offer(sim, &id, relay(card, &r)).await.unwrap();
+    let r = c.center.charge_authenticate(sim, &id, relay(card, &r), Default::default()).await.unwrap();
+    let r = c.center.charge_offer(sim, &id, relay(card, &r), Default::default()).await.unwrap();
     assert_eq!(r.phase, ChargePhase::Offered, "{r:?}");
     r
 }
@@ -137,11 +137,11 @@ pub(crate) async fn to_offer(c: &Charging, card: &mut Terminal<CardReader>, n: u
 /// Recovery in a new session, to its end.
 pub(crate) async fn recover(c: &Charging, card: &mut Terminal<CardReader>, id: &str) -> ChargeReply {
     let sim = c.sim.as_ref();
-    let r = c.center.charge_recover(sim, id).await.unwrap();
-    let r = c.center.charge_recover_authenticate(sim, id, relay(card, &r)).await.unwrap();
-    let mut r = c.center.charge_recover_status(sim, id, relay(card, &r)).await.unwrap();
+    let r = c.center.charge_recover(sim, id, Default::default()).await.unwrap();
+    let r = c.center.charge_recover_authenticate(sim, id, relay(card, &r), Default::default()).await.unwrap();
+    let mut r = c.center.charge_recover_status(sim, id, relay(card, &r), Default::default()).await.unwrap();
     if r.phase == ChargePhase::RecoveringBalance {
-        r = c.center.charge_recover_balance(sim, id, relay(card, &r)).await.unwrap();
+        r = c.center.charge_recover_balance(sim, id, relay(card, &r), Default::default()).await.unwrap();
     }
     r
 }
@@ -161,10 +161,10 @@ async fn happy_path_adds_value_captures_and_posts() {
     let id = r.charge_id.clone();
     assert!(id.starts_with("vup_"));
     // step 2: EXTERNAL AUTHENTICATE + sealed READ BALANCE.
-    let r = c.center.charge_authenticate(sim, &id, relay(&mut card, &r)).await.unwrap();
+    let r = c.center.charge_authenticate(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
     assert_eq!((r.phase, r.apdus.len()), (ChargePhase::ReadingBalance, 2));
     // step 3: SIG5 and the sealed CREDIT; the funding is held in the books.
-    let r = c.center.charge_offer(sim, &id, relay(&mut card, &r)).await.unwrap();
+    let r = c.center.charge_offer(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
     assert_eq!(r.phase, ChargePhase::Offered);
     let credit = commands(&r).remove(0);
     assert_eq!(credit.to_bytes()[..2], [0x84, 0x34], "a sealed CREDIT");
@@ -191,7 +191,7 @@ async fn happy_path_adds_value_captures_and_posts() {
     assert_eq!(v.funding_ref().as_str(), r.funding_ref);
     assert_eq!(v.card_id(), card_id(1));
     // step 5: the card credits; the center checks the sealed answer, posts, captures.
-    let done = c.center.charge_complete(sim, &id, relay(&mut card, &r)).await.unwrap();
+    let done = c.center.charge_complete(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
     assert_eq!(done.phase, ChargePhase::Completed);
     assert_eq!(done.balance_after_minor, Some(25_000));
     assert_eq!(balance_of(&mut card), 25_000);
@@ -259,7 +259,10 @@ async fn limits_are_checked_before_any_authorization() {
     assert!(matches!(err, ChargeError::OverDailyLimit { charged_minor: 60_000, .. }), "{err}");
     assert_eq!(c.sim.authorizations().len(), 1, "only the first charge was authorized");
     // Completed, it still counts; 40,000 more fits exactly.
-    c.center.charge_complete(c.sim.as_ref(), &first.charge_id, relay(&mut card, &first)).await.unwrap();
+    c.center
+        .charge_complete(c.sim.as_ref(), &first.charge_id, relay(&mut card, &first), Default::default())
+        .await
+        .unwrap();
     assert!(matches!(c.create(4, 40_001, APPROVE).await, Err(ChargeError::OverDailyLimit { .. })));
     c.create(4, 40_000, APPROVE).await.unwrap();
     c.center.books.ledger().check().await.unwrap();
@@ -274,7 +277,7 @@ async fn card_removed_after_authorization_voids_it_and_creates_no_value() {
 
     // Removed before any CREDIT exists: cancel voids the authorization at once.
     let r = c.create(5, 3_000, APPROVE).await.unwrap();
-    let cancelled = c.center.charge_cancel(sim, &r.charge_id).await.unwrap();
+    let cancelled = c.center.charge_cancel(sim, &r.charge_id, Default::default()).await.unwrap();
     assert_eq!((cancelled.phase, cancelled.reason_code.as_deref()), (ChargePhase::Voided, Some("cancelled")));
     assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Voided);
 
@@ -282,7 +285,7 @@ async fn card_removed_after_authorization_voids_it_and_creates_no_value() {
     let r = to_offer(&c, &mut card, 5, 3_000).await;
     let stale = commands(&r).remove(0);
     // Cancelling is refused now: only the card can settle it.
-    let err = c.center.charge_cancel(sim, &r.charge_id).await.unwrap_err();
+    let err = c.center.charge_cancel(sim, &r.charge_id, Default::default()).await.unwrap_err();
     assert!(matches!(err, ChargeError::Step(ChargeStepError::OutOfOrder { .. })), "{err}");
     Terminal::select(&mut card).unwrap(); // the card comes back
     let v = recover(&c, &mut card, &r.charge_id).await;
@@ -307,7 +310,7 @@ async fn a_lost_answer_is_recovered_as_completed_exactly_once() {
     let done = recover(&c, &mut card, &r.charge_id).await;
     assert_eq!((done.phase, done.balance_after_minor), (ChargePhase::Completed, Some(12_500)));
     // The lost answer turning up later changes nothing.
-    let err = c.center.charge_complete(c.sim.as_ref(), &r.charge_id, answer).await.unwrap_err();
+    let err = c.center.charge_complete(c.sim.as_ref(), &r.charge_id, answer, Default::default()).await.unwrap_err();
     assert!(matches!(err, ChargeError::Step(ChargeStepError::OutOfOrder { phase: ChargePhase::Completed, .. })));
     assert_eq!(balance_of(&mut card), 12_500);
     assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Captured);
@@ -326,10 +329,10 @@ async fn a_crash_at_every_step_is_handled_exactly_once() {
     let id = r.charge_id.clone();
     c.restart().await;
     let answers = relay(&mut card, &r);
-    let r = c.center.charge_authenticate(sim.as_ref(), &id, answers.clone()).await.unwrap();
+    let r = c.center.charge_authenticate(sim.as_ref(), &id, answers.clone(), Default::default()).await.unwrap();
     c.restart().await;
     // The same step again (a wallet retrying without its key): refused, nothing moved.
-    let err = c.center.charge_authenticate(sim.as_ref(), &id, answers).await.unwrap_err();
+    let err = c.center.charge_authenticate(sim.as_ref(), &id, answers, Default::default()).await.unwrap_err();
     assert!(matches!(err, ChargeError::Step(ChargeStepError::OutOfOrder { .. })));
 
     // A crash after the hold was written but before the row: the retry meets `exists`.
@@ -338,11 +341,14 @@ async fn a_crash_at_every_step_is_handled_exactly_once() {
     let hold = Entries::charge_hold(&stored.transaction_id, &card_id(7), jpy(4_000)).unwrap();
     c.center.books.apply(hold, NOW.unix_s()).await.unwrap();
     c.restart().await;
-    let r = c.center.charge_offer(sim.as_ref(), &id, answers.clone()).await.unwrap();
+    let r = c.center.charge_offer(sim.as_ref(), &id, answers.clone(), Default::default()).await.unwrap();
     assert_eq!(r.phase, ChargePhase::Offered);
     assert_eq!(c.center.books.card_credits_pending(&card_id(7)).await.unwrap(), 4_000, "held once");
     c.restart().await;
-    assert!(c.center.charge_offer(sim.as_ref(), &id, answers).await.is_err(), "a second offer is out of order");
+    assert!(
+        c.center.charge_offer(sim.as_ref(), &id, answers, Default::default()).await.is_err(),
+        "a second offer is out of order"
+    );
 
     // A crash after posting and capturing but before the row: the retry completes once.
     let answer = relay(&mut card, &r);
@@ -351,10 +357,10 @@ async fn a_crash_at_every_step_is_handled_exactly_once() {
     let reference = kessai_core::messages::Reference::parse(&r.funding_ref).unwrap();
     sim.capture(&reference, jpy(4_000)).await.unwrap();
     c.restart().await;
-    let done = c.center.charge_complete(sim.as_ref(), &id, answer.clone()).await.unwrap();
+    let done = c.center.charge_complete(sim.as_ref(), &id, answer.clone(), Default::default()).await.unwrap();
     assert_eq!(done.phase, ChargePhase::Completed);
     c.restart().await;
-    assert!(c.center.charge_complete(sim.as_ref(), &id, answer).await.is_err());
+    assert!(c.center.charge_complete(sim.as_ref(), &id, answer, Default::default()).await.is_err());
     assert_eq!(balance_of(&mut card), 14_000, "credited exactly once");
     assert_eq!(c.center.books.credit_funding(Currency::JPY).await.unwrap(), 4_000, "posted exactly once");
     assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Captured);
@@ -365,9 +371,9 @@ async fn a_crash_at_every_step_is_handled_exactly_once() {
     let r = to_offer(&c, &mut card, 7, 1_000).await;
     let id = r.charge_id.clone();
     Terminal::select(&mut card).unwrap();
-    let rr = c.center.charge_recover(sim.as_ref(), &id).await.unwrap();
+    let rr = c.center.charge_recover(sim.as_ref(), &id, Default::default()).await.unwrap();
     c.restart().await;
-    c.center.charge_recover_authenticate(sim.as_ref(), &id, relay(&mut card, &rr)).await.unwrap();
+    c.center.charge_recover_authenticate(sim.as_ref(), &id, relay(&mut card, &rr), Default::default()).await.unwrap();
     c.restart().await;
     let v = recover(&c, &mut card, &id).await;
     assert_eq!(v.phase, ChargePhase::Voided);
@@ -471,12 +477,12 @@ async fn a_create_retried_after_a_crash_names_the_same_charge_and_authorization(
     );
     assert_eq!(c.sim.authorizations().len(), 1);
     let sim = c.sim.as_ref();
-    let r = c.center.charge_authenticate(sim, id.as_str(), relay(&mut card, &again)).await.unwrap();
-    let r = c.center.charge_offer(sim, id.as_str(), relay(&mut card, &r)).await.unwrap();
+    let r = c.center.charge_authenticate(sim, id.as_str(), relay(&mut card, &again), Default::default()).await.unwrap();
+    let r = c.center.charge_offer(sim, id.as_str(), relay(&mut card, &r), Default::default()).await.unwrap();
     // After the CREDIT exists, the same create answers the charge as it stands.
     let late = c.center.create_charge(sim, request(APPROVE)).await.unwrap();
     assert_eq!((late.phase, late.apdus.len()), (ChargePhase::Offered, 0));
-    let done = c.center.charge_complete(sim, id.as_str(), relay(&mut card, &r)).await.unwrap();
+    let done = c.center.charge_complete(sim, id.as_str(), relay(&mut card, &r), Default::default()).await.unwrap();
     assert_eq!(done.phase, ChargePhase::Completed);
     assert_eq!(balance_of(&mut card), 12_000);
     c.check_books(9, &mut card).await;
@@ -492,8 +498,8 @@ async fn a_card_found_over_its_maximum_at_the_balance_step_is_voided_before_any_
     let sim = c.sim.as_ref();
     let r = c.create(10, 10_000, APPROVE).await.unwrap();
     let id = r.charge_id.clone();
-    let r = c.center.charge_authenticate(sim, &id, relay(&mut card, &r)).await.unwrap();
-    let r = c.center.charge_offer(sim, &id, relay(&mut card, &r)).await.unwrap();
+    let r = c.center.charge_authenticate(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
+    let r = c.center.charge_offer(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
     assert_eq!((r.phase, r.reason_code.as_deref()), (ChargePhase::Voided, Some("over_max_balance")));
     assert!(r.apdus.is_empty() && r.value_update.is_none(), "no CREDIT, no SIG5");
     assert_eq!(r.balance_minor, Some(95_000));
@@ -519,7 +525,7 @@ async fn concurrent_charges_never_pass_the_daily_limit_together_and_a_voided_one
     assert!(matches!(c.create(9, 30_000, "4000000000000002").await, Err(ChargeError::Authorizer(_))));
     assert!(matches!(c.create(9, 40_001, APPROVE).await, Err(ChargeError::OverDailyLimit { .. })));
     // Cancelling the open charge gives its 60,000 back.
-    c.center.charge_cancel(c.sim.as_ref(), &ok.charge_id).await.unwrap();
+    c.center.charge_cancel(c.sim.as_ref(), &ok.charge_id, Default::default()).await.unwrap();
     assert_eq!(c.auth_state(&ok.funding_ref), AuthorizationState::Voided);
     let again = c.create(9, 60_000, APPROVE).await.unwrap();
     assert_eq!(again.phase, ChargePhase::Authenticating);
@@ -538,7 +544,7 @@ async fn a_refused_capture_posts_no_value() {
     let r = to_offer(&c, &mut card, 21, 50_000).await;
     let auth = kessai_core::messages::Reference::parse(&r.funding_ref).unwrap();
     c.sim.void(&auth).await.unwrap();
-    let done = c.center.charge_complete(sim, &r.charge_id, relay(&mut card, &r)).await;
+    let done = c.center.charge_complete(sim, &r.charge_id, relay(&mut card, &r), Default::default()).await;
     assert!(matches!(done, Err(ChargeError::Authorizer(AuthorizerError::WrongState { .. }))), "{done:?}");
     assert_eq!(balance_of(&mut card), 60_000, "the card holds the credit");
     assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Voided, "never captured");
@@ -577,10 +583,10 @@ async fn two_identical_creates_racing_leave_one_live_authorization() {
     assert_eq!(c.sim.authorizations().len(), 1, "one authorization");
     assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Authorized);
     let sid = r.charge_id.clone();
-    let r = c.center.charge_authenticate(sim, &sid, relay(&mut card, &r)).await.unwrap();
-    let r = c.center.charge_offer(sim, &sid, relay(&mut card, &r)).await.unwrap();
+    let r = c.center.charge_authenticate(sim, &sid, relay(&mut card, &r), Default::default()).await.unwrap();
+    let r = c.center.charge_offer(sim, &sid, relay(&mut card, &r), Default::default()).await.unwrap();
     assert_eq!(r.phase, ChargePhase::Offered);
-    let done = c.center.charge_complete(sim, &sid, relay(&mut card, &r)).await.unwrap();
+    let done = c.center.charge_complete(sim, &sid, relay(&mut card, &r), Default::default()).await.unwrap();
     assert_eq!(done.phase, ChargePhase::Completed);
     assert_eq!(c.auth_state(&done.funding_ref), AuthorizationState::Captured);
     c.check_books(22, &mut card).await;
@@ -598,15 +604,17 @@ async fn a_cancel_racing_the_balance_step_leaves_books_that_match_the_card() {
         let sim = c.sim.as_ref();
         let r = c.create(n, 5_000, APPROVE).await.unwrap();
         let id = r.charge_id.clone();
-        let r = c.center.charge_authenticate(sim, &id, relay(&mut card, &r)).await.unwrap();
+        let r = c.center.charge_authenticate(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
         let answers = relay(&mut card, &r);
-        let (offered, cancelled) =
-            tokio::join!(c.center.charge_offer(sim, &id, answers), c.center.charge_cancel(sim, &id));
+        let (offered, cancelled) = tokio::join!(
+            c.center.charge_offer(sim, &id, answers, Default::default()),
+            c.center.charge_cancel(sim, &id, Default::default())
+        );
         match (offered, cancelled) {
             (Ok(r), Err(_)) => {
                 assert_eq!(r.phase, ChargePhase::Offered);
                 assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Authorized, "the loser voided nothing");
-                let done = c.center.charge_complete(sim, &id, relay(&mut card, &r)).await.unwrap();
+                let done = c.center.charge_complete(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
                 assert_eq!(done.phase, ChargePhase::Completed);
                 assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Captured);
             }
@@ -631,7 +639,7 @@ async fn an_abandoned_charge_is_ended_once_and_gives_its_reservations_back() {
     let sim = c.sim.as_ref();
     let r = c.create(27, 100_000, APPROVE).await.unwrap();
     let id = r.charge_id.clone();
-    c.center.charge_authenticate(sim, &id, relay(&mut card, &r)).await.unwrap();
+    c.center.charge_authenticate(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
     // The whole day's limit is taken while it waits.
     assert!(matches!(c.create(27, 1, APPROVE).await, Err(ChargeError::OverDailyLimit { .. })));
     let later = kessai_core::time::Timestamp::from_unix_s(NOW.unix_s() + kessai_center::limits::ABANDONED_AFTER_S + 1);

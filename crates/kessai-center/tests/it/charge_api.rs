@@ -8,6 +8,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use kessai_center::authorizer::{AuthorizationState, Simulator};
+use kessai_center::service::{Answer, StepCall, parse_answers};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -134,4 +135,79 @@ async fn refusals_use_stable_codes_and_card_data_is_never_stored() {
             assert!(!stored.contains(secret) && !hash.contains(secret), "{stored}");
         }
     }
+}
+
+/// The Idempotency-Key answer the HTTP layer would hand a step for `route`
+/// with `body` (the route's name and id, then the body as sent).
+fn answer_for(key: &str, route: &str, body: &Value) -> Answer {
+    let fingerprint = [route.as_bytes(), b"\n", body.to_string().as_bytes()].concat();
+    Answer { key: key.to_owned(), hash: kessai_core::digest::Sha256Digest::of(&fingerprint).to_string() }
+}
+
+fn answers_of(body: &Value) -> Vec<kessai_scp03::ResponseApdu> {
+    let hex: Vec<String> = body["responses"].as_array().unwrap().iter().map(|h| h.as_str().unwrap().into()).collect();
+    parse_answers(&hex).unwrap()
+}
+
+/// A step whose reply was lost (the center committed it, then died before
+/// the HTTP layer answered): the wallet's retry under the same
+/// Idempotency-Key gets the first answer, stored in the step's own
+/// transaction — never `step_out_of_order` — for every step of a charge and
+/// of a purchase.
+#[tokio::test]
+async fn a_step_retried_after_its_reply_was_lost_gets_the_first_answer() {
+    let mut s = setup().await;
+    register_card(&s, 2, 20_000).await;
+    let mut card = funded_card(2, 20_000);
+    let token = crate::service::bill_token(&mut s);
+    let sim = Arc::new(Simulator::new());
+    let center = Arc::new(s.center);
+    let charges = kessai_center::charge_api::routes(center.clone(), sim.clone());
+    let purchases = kessai_center::api::routes(center.clone());
+
+    // A charge: create over HTTP, then each step called as the HTTP layer
+    // calls it, its reply dropped, and the request retried over HTTP.
+    let (_, mut reply) = post(&charges, "/v1/charges", Some("k-create"), charge(2, 5_000, "4242424242424242")).await;
+    let id = reply["charge_id"].as_str().unwrap().to_owned();
+    for step in ["authenticate", "balance", "complete"] {
+        let body = relay_json(&mut card, &reply);
+        let key = format!("charge-lost-{step}");
+        let answer = Some(answer_for(&key, &format!("charge-{step}/{id}"), &body));
+        let (sim, answers) = (sim.as_ref(), answers_of(&body));
+        let first = match step {
+            "authenticate" => center.charge_authenticate(sim, &id, answers, answer).await,
+            "balance" => center.charge_offer(sim, &id, answers, answer).await,
+            _ => center.charge_complete(sim, &id, answers, answer).await,
+        }
+        .unwrap();
+        let (status, retried) = post(&charges, &format!("/v1/charges/{id}/{step}"), Some(&key), body).await;
+        assert_eq!(status, StatusCode::OK, "{step}: {retried}");
+        assert_eq!(retried, serde_json::to_value(&first).unwrap(), "{step}: the first answer");
+        reply = retried;
+    }
+    assert_eq!(reply["phase"], "completed");
+
+    // A purchase, the same way.
+    let create = json!({ "bill": token, "card_id": card_id(2).to_string() });
+    let (_, mut reply) = post(&purchases, "/v1/settlements", Some("p-create"), create).await;
+    let id = reply["settlement_id"].as_str().unwrap().to_owned();
+    for step in ["authenticate", "balance", "complete"] {
+        let body = relay_json(&mut card, &reply);
+        let key = format!("purchase-lost-{step}");
+        let call = StepCall { answer: Some(answer_for(&key, &format!("{step}/{id}"), &body)), read: None };
+        let answers = answers_of(&body);
+        let first = match step {
+            "authenticate" => center.authenticate(&id, answers, call).await,
+            "balance" => center.offer(&id, answers, call).await,
+            _ => center.complete(&id, answers, call).await,
+        }
+        .unwrap();
+        let (status, retried) = post(&purchases, &format!("/v1/settlements/{id}/{step}"), Some(&key), body).await;
+        assert_eq!(status, StatusCode::OK, "{step}: {retried}");
+        assert_eq!(retried, serde_json::to_value(&first).unwrap(), "{step}: the first answer");
+        reply = retried;
+    }
+    assert_eq!(reply["phase"], "completed");
+    assert_eq!(balance_of(&mut card), 20_000 + 5_000 - 11_360);
+    center.books.ledger().check().await.unwrap();
 }

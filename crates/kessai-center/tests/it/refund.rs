@@ -58,11 +58,11 @@ fn relay_step(card: &mut Terminal<CardReader>, reply: &StepReply) -> Vec<kessai_
 async fn purchase(c: &Charging, key: &SigningKey, card: &mut Terminal<CardReader>, n: u8) -> SettlementId {
     let (claims, b) = samples::bill(&mut OsRandom, NOW).unwrap();
     let token = bill::sign(&claims, &b, key).unwrap();
-    let r = c.center.create(&token, card_id(n)).await.unwrap();
+    let r = c.center.create(&token, card_id(n), Default::default()).await.unwrap();
     let id = r.settlement_id.clone();
-    let r = c.center.authenticate(&id, relay_step(card, &r)).await.unwrap();
-    let r = c.center.offer(&id, relay_step(card, &r)).await.unwrap();
-    let r = c.center.complete(&id, relay_step(card, &r)).await.unwrap();
+    let r = c.center.authenticate(&id, relay_step(card, &r), Default::default()).await.unwrap();
+    let r = c.center.offer(&id, relay_step(card, &r), Default::default()).await.unwrap();
+    let r = c.center.complete(&id, relay_step(card, &r), Default::default()).await.unwrap();
     assert_eq!(r.phase, Phase::Completed);
     Terminal::select(card).unwrap();
     SettlementId::parse(&id).unwrap()
@@ -87,13 +87,13 @@ fn refund_token(key: &SigningKey, settlement: &SettlementId, refund_id: &str, am
 async fn run_update(c: &Charging, card: &mut Terminal<CardReader>, r: ChargeReply) -> ChargeReply {
     let sim = c.sim.as_ref();
     let id = r.charge_id.clone();
-    let r = c.center.charge_authenticate(sim, &id, relay(card, &r)).await.unwrap();
-    let r = c.center.charge_offer(sim, &id, relay(card, &r)).await.unwrap();
+    let r = c.center.charge_authenticate(sim, &id, relay(card, &r), Default::default()).await.unwrap();
+    let r = c.center.charge_offer(sim, &id, relay(card, &r), Default::default()).await.unwrap();
     if r.phase == ChargePhase::Voided {
         Terminal::select(card).unwrap();
         return r;
     }
-    let done = c.center.charge_complete(sim, &id, relay(card, &r)).await.unwrap();
+    let done = c.center.charge_complete(sim, &id, relay(card, &r), Default::default()).await.unwrap();
     Terminal::select(card).unwrap();
     done
 }
@@ -142,8 +142,8 @@ async fn a_partial_refund_reverses_the_payable_and_credits_the_card_at_its_next_
     // step 4: SIG5 announces the CREDIT; the wallet checks it like a charge's.
     let sim = c.sim.as_ref();
     let id = r.charge_id.clone();
-    let r = c.center.charge_authenticate(sim, &id, relay(&mut card, &r)).await.unwrap();
-    let r = c.center.charge_offer(sim, &id, relay(&mut card, &r)).await.unwrap();
+    let r = c.center.charge_authenticate(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
+    let r = c.center.charge_offer(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
     let credit = commands(&r).remove(0).to_bytes();
     let expected = ExpectedUpdate {
         update_id: &id,
@@ -156,7 +156,7 @@ async fn a_partial_refund_reverses_the_payable_and_credits_the_card_at_its_next_
     let v = verify_value_update(&token, &c.center_keys(), &FixedClock::new(NOW), expected, &mut |_| false).unwrap();
     assert_eq!(v.message().funding_ref().as_str(), reply.owed_id);
     // step 5: the card credits; the center posts the refund.
-    let done = c.center.charge_complete(sim, &id, relay(&mut card, &r)).await.unwrap();
+    let done = c.center.charge_complete(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
     assert_eq!(done.phase, ChargePhase::Completed);
     assert_eq!(balance_of(&mut card), 50_000 - PURCHASE + 5_000);
     assert_eq!(payable(&c).await, PURCHASE - 5_000, "the store's payable is reversed by the refund");
@@ -244,8 +244,8 @@ async fn refund_requests_not_from_the_store_or_not_refundable_are_refused() {
     assert!(matches!(err, ChargeError::UnknownSettlement(_)), "{err:?}");
     // A settlement not completed (cancelled before its DEBIT).
     let (claims, b) = samples::bill(&mut OsRandom, NOW).unwrap();
-    let r = c.center.create(&bill::sign(&claims, &b, &key).unwrap(), card_id(3)).await.unwrap();
-    c.center.cancel(&r.settlement_id).await.unwrap();
+    let r = c.center.create(&bill::sign(&claims, &b, &key).unwrap(), card_id(3), Default::default()).await.unwrap();
+    c.center.cancel(&r.settlement_id, Default::default()).await.unwrap();
     let open = SettlementId::parse(&r.settlement_id).unwrap();
     let err = c.center.request_refund(&refund_token(&key, &open, "rf-w", 100)).await.unwrap_err();
     assert!(matches!(err, ChargeError::NotRefundable(_)), "{err:?}");
@@ -276,7 +276,8 @@ async fn refund_requests_not_from_the_store_or_not_refundable_are_refused() {
 /// A completed charge of `amount` to card `n`; its id.
 async fn charged(c: &Charging, card: &mut Terminal<CardReader>, n: u8, amount: u64) -> String {
     let r = to_offer(c, card, n, amount).await;
-    let done = c.center.charge_complete(c.sim.as_ref(), &r.charge_id, relay(card, &r)).await.unwrap();
+    let done =
+        c.center.charge_complete(c.sim.as_ref(), &r.charge_id, relay(card, &r), Default::default()).await.unwrap();
     assert_eq!(done.phase, ChargePhase::Completed);
     Terminal::select(card).unwrap();
     r.charge_id
@@ -312,9 +313,9 @@ async fn a_decrease_goes_back_to_the_credit_card_only_when_the_card_confirms() {
     assert_eq!(r.funding_ref, funding, "it names the charge's authorization");
     let sim = c.sim.as_ref();
     let id = r.charge_id.clone();
-    let r = c.center.charge_authenticate(sim, &id, relay(&mut card, &r)).await.unwrap();
+    let r = c.center.charge_authenticate(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
     // step 2: SIG5 (debit) and the sealed DEBIT; the value is held on the float.
-    let r = c.center.charge_offer(sim, &id, relay(&mut card, &r)).await.unwrap();
+    let r = c.center.charge_offer(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
     assert_eq!(r.phase, ChargePhase::Offered);
     let debit = commands(&r).remove(0).to_bytes();
     assert_eq!(debit[..2], [0x84, 0x32], "a sealed DEBIT");
@@ -334,7 +335,7 @@ async fn a_decrease_goes_back_to_the_credit_card_only_when_the_card_confirms() {
     assert_eq!(refunded_to_credit_card(&c, &funding), 0, "nothing refunded before the card confirms");
     assert_eq!(c.center.books.card_float(&card_id(4)).await.unwrap().unwrap(), (15_000, 2_000));
     // step 3: the card debits; the center posts and refunds the credit card.
-    let done = c.center.charge_complete(sim, &id, relay(&mut card, &r)).await.unwrap();
+    let done = c.center.charge_complete(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
     assert_eq!((done.phase, done.balance_after_minor), (ChargePhase::Completed, Some(13_000)));
     assert_eq!(refunded_to_credit_card(&c, &funding), 2_000);
     assert_eq!(c.center.books.credit_funding(Currency::JPY).await.unwrap(), 3_000);
@@ -425,7 +426,7 @@ async fn a_crash_at_every_step_of_a_decrease_and_a_refund_credit_is_handled_exac
     let r = decrease(&c, 8, &charge, 2_000).await.unwrap();
     let id = r.charge_id.clone();
     c.restart().await;
-    let r = c.center.charge_authenticate(sim.as_ref(), &id, relay(&mut card, &r)).await.unwrap();
+    let r = c.center.charge_authenticate(sim.as_ref(), &id, relay(&mut card, &r), Default::default()).await.unwrap();
     c.restart().await;
     let answers = relay(&mut card, &r);
     let stored = c.center.charge(&id).await.unwrap();
@@ -433,7 +434,7 @@ async fn a_crash_at_every_step_of_a_decrease_and_a_refund_credit_is_handled_exac
     let hold = Entries::decrease_hold(&stored.transaction_id, &card_id(8), jpy(2_000)).unwrap();
     c.center.books.apply(hold, NOW.unix_s()).await.unwrap();
     c.restart().await;
-    let r = c.center.charge_offer(sim.as_ref(), &id, answers).await.unwrap();
+    let r = c.center.charge_offer(sim.as_ref(), &id, answers, Default::default()).await.unwrap();
     assert_eq!(c.center.books.card_float(&card_id(8)).await.unwrap().unwrap().1, 2_000, "held once");
     c.restart().await;
     let answer = relay(&mut card, &r); // the card debited; the answer is lost
@@ -447,7 +448,10 @@ async fn a_crash_at_every_step_of_a_decrease_and_a_refund_credit_is_handled_exac
     let done = recover(&c, &mut card, &id).await;
     assert_eq!(done.phase, ChargePhase::Completed);
     c.restart().await;
-    assert!(c.center.charge_complete(sim.as_ref(), &id, answer).await.is_err(), "the lost answer changes nothing");
+    assert!(
+        c.center.charge_complete(sim.as_ref(), &id, answer, Default::default()).await.is_err(),
+        "the lost answer changes nothing"
+    );
     assert_eq!(refunded_to_credit_card(&c, &funding), 2_000, "refunded exactly once");
     assert_eq!(balance_of(&mut card), 53_000);
     c.check_books(8, &mut card).await;
@@ -466,8 +470,9 @@ async fn a_crash_at_every_step_of_a_decrease_and_a_refund_credit_is_handled_exac
         Applying::Nothing => panic!("owed"),
     };
     let id = r.charge_id.clone();
-    let r = c.center.charge_authenticate(sim.as_ref(), &id, relay(&mut card, &r)).await.unwrap();
-    let _sealed_credit = c.center.charge_offer(sim.as_ref(), &id, relay(&mut card, &r)).await.unwrap();
+    let r = c.center.charge_authenticate(sim.as_ref(), &id, relay(&mut card, &r), Default::default()).await.unwrap();
+    let _sealed_credit =
+        c.center.charge_offer(sim.as_ref(), &id, relay(&mut card, &r), Default::default()).await.unwrap();
     c.restart().await;
     Terminal::select(&mut card).unwrap();
     // Presented again while that session is open: the same session comes back, to recover.

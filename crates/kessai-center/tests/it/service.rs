@@ -89,24 +89,25 @@ async fn a_purchase_moves_value_once_and_the_books_agree_with_the_card() {
     let mut card = funded_card(1, 50_000);
     let token = bill_token(&mut s);
 
-    let r = s.center.create(&token, card_id(1)).await.unwrap();
+    let r = s.center.create(&token, card_id(1), Default::default()).await.unwrap();
     assert_eq!(r.phase, Phase::Authenticating);
     // The same bill again before any DEBIT (a wallet that restarted): the
     // same settlement, with a fresh session to go on with.
-    let again = s.center.create(&token, card_id(1)).await.unwrap();
+    let again = s.center.create(&token, card_id(1), Default::default()).await.unwrap();
     assert_eq!(again.settlement_id, r.settlement_id);
     assert_eq!(again.phase, Phase::Authenticating);
     assert_eq!(again.apdus.len(), 1, "a new INITIALIZE UPDATE");
     let r = again;
     let id = r.settlement_id.clone();
-    let r = s.center.authenticate(&id, parse_answers(&relay(&mut card, &r)).unwrap()).await.unwrap();
-    let r = s.center.offer(&id, parse_answers(&relay(&mut card, &r)).unwrap()).await.unwrap();
+    let r =
+        s.center.authenticate(&id, parse_answers(&relay(&mut card, &r)).unwrap(), Default::default()).await.unwrap();
+    let r = s.center.offer(&id, parse_answers(&relay(&mut card, &r)).unwrap(), Default::default()).await.unwrap();
     assert_eq!(r.phase, Phase::Offered);
     assert!(r.offer.is_some());
     let (float, held) = s.center.books.card_float(&card_id(1)).await.unwrap().unwrap();
     assert_eq!((float, held), (50_000, 11_360), "the purchase is held while the cardholder decides");
     let answers = parse_answers(&relay(&mut card, &r)).unwrap();
-    let done = s.center.complete(&id, answers.clone()).await.unwrap();
+    let done = s.center.complete(&id, answers.clone(), Default::default()).await.unwrap();
     assert_eq!(done.phase, Phase::Completed);
     let keys = {
         let mut k = kessai_core::keys::KeyDirectory::new();
@@ -115,7 +116,7 @@ async fn a_purchase_moves_value_once_and_the_books_agree_with_the_card() {
     };
     completion::verify(done.completion.as_ref().unwrap(), &keys, &FixedClock::new(NOW)).unwrap();
     // The same answer again is a step out of order; nothing moves twice.
-    assert!(matches!(s.center.complete(&id, answers).await, Err(CenterError::Step(_))));
+    assert!(matches!(s.center.complete(&id, answers, Default::default()).await, Err(CenterError::Step(_))));
     let payee = StoreId::parse(samples::MEMBER).unwrap();
     assert_eq!(s.center.books.store_payable(&payee, Currency::JPY).await.unwrap(), 11_360);
     check_books(&s, 1, &mut card).await;
@@ -131,15 +132,15 @@ async fn bad_bills_unknown_cards_and_reused_bills_are_refused() {
     let mid = tampered.len() / 2;
     tampered[mid] ^= 0x01;
     let tampered = String::from_utf8(tampered).unwrap();
-    assert!(matches!(s.center.create(&tampered, card_id(2)).await, Err(CenterError::Bill(_))));
-    assert!(matches!(s.center.create(&token, card_id(9)).await, Err(CenterError::UnknownCard(_))));
-    s.center.create(&token, card_id(2)).await.unwrap();
-    assert!(matches!(s.center.create(&token, card_id(3)).await, Err(CenterError::BillInUse(_))));
+    assert!(matches!(s.center.create(&tampered, card_id(2), Default::default()).await, Err(CenterError::Bill(_))));
+    assert!(matches!(s.center.create(&token, card_id(9), Default::default()).await, Err(CenterError::UnknownCard(_))));
+    s.center.create(&token, card_id(2), Default::default()).await.unwrap();
+    assert!(matches!(s.center.create(&token, card_id(3), Default::default()).await, Err(CenterError::BillInUse(_))));
     // A bill signed by a key nobody registered.
     let stranger = SigningKey::generate(&mut s.rng);
     let (claims, b) = samples::bill(&mut s.rng, NOW).unwrap();
     let forged = bill::sign(&claims, &b, &stranger).unwrap();
-    assert!(matches!(s.center.create(&forged, card_id(2)).await, Err(CenterError::Bill(_))));
+    assert!(matches!(s.center.create(&forged, card_id(2), Default::default()).await, Err(CenterError::Bill(_))));
 }
 
 #[tokio::test]
@@ -151,18 +152,34 @@ async fn an_interrupted_purchase_is_recovered_and_the_books_follow_the_card() {
     // DEBIT never relayed.
     for (applied, expected) in [(true, Phase::Completed), (false, Phase::Voided)] {
         let token = bill_token(&mut s);
-        let r = s.center.create(&token, card_id(4)).await.unwrap();
+        let r = s.center.create(&token, card_id(4), Default::default()).await.unwrap();
         let id = r.settlement_id.clone();
-        let r = s.center.authenticate(&id, parse_answers(&relay(&mut card, &r)).unwrap()).await.unwrap();
-        let r = s.center.offer(&id, parse_answers(&relay(&mut card, &r)).unwrap()).await.unwrap();
+        let r = s
+            .center
+            .authenticate(&id, parse_answers(&relay(&mut card, &r)).unwrap(), Default::default())
+            .await
+            .unwrap();
+        let r = s.center.offer(&id, parse_answers(&relay(&mut card, &r)).unwrap(), Default::default()).await.unwrap();
         if applied {
             relay(&mut card, &r); // the answer is lost
         }
-        let r = s.center.recover(&id).await.unwrap();
-        let r = s.center.recover_authenticate(&id, parse_answers(&relay(&mut card, &r)).unwrap()).await.unwrap();
-        let mut r = s.center.recover_status(&id, parse_answers(&relay(&mut card, &r)).unwrap()).await.unwrap();
+        let r = s.center.recover(&id, Default::default()).await.unwrap();
+        let r = s
+            .center
+            .recover_authenticate(&id, parse_answers(&relay(&mut card, &r)).unwrap(), Default::default())
+            .await
+            .unwrap();
+        let mut r = s
+            .center
+            .recover_status(&id, parse_answers(&relay(&mut card, &r)).unwrap(), Default::default())
+            .await
+            .unwrap();
         if r.phase == Phase::RecoveringBalance {
-            r = s.center.recover_balance(&id, parse_answers(&relay(&mut card, &r)).unwrap()).await.unwrap();
+            r = s
+                .center
+                .recover_balance(&id, parse_answers(&relay(&mut card, &r)).unwrap(), Default::default())
+                .await
+                .unwrap();
         }
         assert_eq!(r.phase, expected);
         kessai_card::terminal::Terminal::select(&mut card).unwrap();
@@ -177,10 +194,11 @@ async fn insufficient_balance_and_cancel_leave_nothing_held() {
     register_card(&s, 5, 1_000).await;
     let mut card = funded_card(5, 1_000);
     let token = bill_token(&mut s);
-    let r = s.center.create(&token, card_id(5)).await.unwrap();
+    let r = s.center.create(&token, card_id(5), Default::default()).await.unwrap();
     let id = r.settlement_id.clone();
-    let r = s.center.authenticate(&id, parse_answers(&relay(&mut card, &r)).unwrap()).await.unwrap();
-    let r = s.center.offer(&id, parse_answers(&relay(&mut card, &r)).unwrap()).await.unwrap();
+    let r =
+        s.center.authenticate(&id, parse_answers(&relay(&mut card, &r)).unwrap(), Default::default()).await.unwrap();
+    let r = s.center.offer(&id, parse_answers(&relay(&mut card, &r)).unwrap(), Default::default()).await.unwrap();
     assert_eq!(r.phase, Phase::Voided);
     assert_eq!(r.reason_code.as_deref(), Some("insufficient_balance"));
     assert_eq!(r.balance_minor, Some(1_000));
@@ -189,8 +207,8 @@ async fn insufficient_balance_and_cancel_leave_nothing_held() {
 
     kessai_card::terminal::Terminal::select(&mut card).unwrap();
     let token = bill_token(&mut s);
-    let r = s.center.create(&token, card_id(5)).await.unwrap();
-    let r = s.center.cancel(&r.settlement_id).await.unwrap();
+    let r = s.center.create(&token, card_id(5), Default::default()).await.unwrap();
+    let r = s.center.cancel(&r.settlement_id, Default::default()).await.unwrap();
     assert_eq!(r.phase, Phase::Voided);
     check_books(&s, 5, &mut card).await;
 }
@@ -210,9 +228,10 @@ async fn an_abandoned_settlement_is_voided_once_by_racing_sweepers_and_its_hold_
     // 1. The wallet opens the session and reads the balance; the old hold
     //    is written as the old version did, apart from the settlement.
     let token = bill_token(&mut s);
-    let r = s.center.create(&token, card_id(4)).await.unwrap();
+    let r = s.center.create(&token, card_id(4), Default::default()).await.unwrap();
     let id = r.settlement_id.clone();
-    let r = s.center.authenticate(&id, parse_answers(&relay(&mut card, &r)).unwrap()).await.unwrap();
+    let r =
+        s.center.authenticate(&id, parse_answers(&relay(&mut card, &r)).unwrap(), Default::default()).await.unwrap();
     assert_eq!(r.phase, Phase::ReadingBalance);
     let stuck = s.center.settlement(&id).await.unwrap();
     let payee = StoreId::parse(samples::MEMBER).unwrap();
@@ -249,9 +268,9 @@ async fn purchase(
     card: &mut kessai_card::terminal::Terminal<CardReader>,
 ) -> Result<StepReply, CenterError> {
     let token = bill_token(s);
-    let r = s.center.create(&token, card_id(n)).await?;
+    let r = s.center.create(&token, card_id(n), Default::default()).await?;
     let id = r.settlement_id.clone();
-    let r = s.center.authenticate(&id, parse_answers(&relay(card, &r)).unwrap()).await?;
-    let r = s.center.offer(&id, parse_answers(&relay(card, &r)).unwrap()).await?;
-    s.center.complete(&id, parse_answers(&relay(card, &r)).unwrap()).await
+    let r = s.center.authenticate(&id, parse_answers(&relay(card, &r)).unwrap(), Default::default()).await?;
+    let r = s.center.offer(&id, parse_answers(&relay(card, &r)).unwrap(), Default::default()).await?;
+    s.center.complete(&id, parse_answers(&relay(card, &r)).unwrap(), Default::default()).await
 }
