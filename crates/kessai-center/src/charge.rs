@@ -342,9 +342,12 @@ impl Center {
         match stored {
             Ok((charge, init)) => Ok(charge_reply(&charge, &[init])),
             Err(e) => {
-                // Not stored, and the authorization is this request's alone
-                // (it holds the claim): release both reservations.
-                authorizer.void(&authorization).await?;
+                // Not stored (the database failed; a crash here is the
+                // same): the day's reservation goes back, and the
+                // authorization is left for the retry of this create, which
+                // the authorizer answers with the same one (same charge id).
+                // Voided now, the retry would open a charge on a dead
+                // authorization. Never retried, it lapses at the acquirer.
                 release().await?;
                 Err(e.into())
             }

@@ -42,6 +42,7 @@ use crate::fast_read::FastReads;
 use crate::owed::{Owed, OwedBody, OwedStatus};
 use crate::purchase::{CardRecord, CardRegistryStatus, Phase, Settlement};
 use crate::value::{Charge, ChargePhase};
+pub use crate::writer::Faults;
 pub use crate::writer::WriteFuture;
 use crate::writer::{Exec, Stmt, Writer};
 
@@ -196,6 +197,7 @@ pub struct CenterDb {
     /// SQLite: the reads on every step's path, on the calling thread.
     fast: Option<Arc<FastReads>>,
     store_keys: Arc<Mutex<KeyCache>>,
+    faults: Arc<Faults>,
 }
 
 /// Where reads go: PostgreSQL's pool, or (SQLite) connections this process
@@ -367,6 +369,7 @@ impl CenterDb {
                 checkpointer: Arc::default(),
                 fast: None,
                 store_keys: Arc::default(),
+                faults: Arc::default(),
             });
         };
         let reader_pool = connect(SQLITE_READERS).await?;
@@ -390,7 +393,14 @@ impl CenterDb {
             checkpointer: Arc::new(Mutex::new(Some(checkpointer))),
             fast: Some(fast),
             store_keys: Arc::default(),
+            faults: Arc::default(),
         })
+    }
+
+    /// Fault injection, for tests only (see [`Faults`]).
+    #[doc(hidden)]
+    pub fn faults(&self) -> &Faults {
+        &self.faults
     }
 
     /// The books, for reads (balances, history, `check`). Written only in
@@ -445,7 +455,7 @@ impl CenterDb {
         F: for<'c> FnOnce(Exec<'c>) -> WriteFuture<'c, T> + Send + 'static,
     {
         if let Some(writer) = &self.writer {
-            return writer.write(work).await;
+            return writer.write(work, self.faults.clone()).await;
         }
         let Some(pool) = &self.pg else {
             return Err(DbError::NotCommitted("no writer".into()));
@@ -454,7 +464,7 @@ impl CenterDb {
         // writes them back); a transaction that loses a conflict fails with
         // an error for which `is_retryable` holds.
         let mut tx = pool.begin_with("BEGIN ISOLATION LEVEL SERIALIZABLE").await?;
-        let out = work(Exec::Pg(&mut tx)).await?;
+        let out = work(Exec::pg(&mut tx).with_faults(self.faults.clone())).await?;
         tx.commit().await?;
         Ok(out)
     }

@@ -20,6 +20,8 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use kessai_ledger::wal::{WriterSettings, writer_connection};
@@ -154,19 +156,72 @@ fn sqlite_fetch<T>(
 }
 
 /// The connection a write runs on, inside the write's transaction.
-pub(crate) enum Exec<'c> {
+pub(crate) struct Exec<'c> {
+    conn: Conn<'c>,
+    faults: Option<Arc<Faults>>,
+}
+
+enum Conn<'c> {
     Sqlite(&'c mut rusqlite::Connection),
     /// A PostgreSQL transaction at SERIALIZABLE isolation.
     Pg(&'c mut PgConnection),
 }
 
-impl Exec<'_> {
+/// Fault injection for tests: the n-th database operation of a center's
+/// writes from now on fails after it ran, as if the process died there (its
+/// transaction never commits). Off unless a test arms it.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Operations left before the fault; 0 when off.
+    countdown: AtomicU64,
+}
+
+impl Faults {
+    /// Fails the `n`-th operation (1: the next one) after it ran.
+    pub fn fail_at(&self, n: u64) {
+        self.countdown.store(n, Ordering::SeqCst);
+    }
+
+    /// Whether the armed fault has not fired yet.
+    pub fn armed(&self) -> bool {
+        self.countdown.load(Ordering::SeqCst) > 0
+    }
+
+    fn point(&self) -> Result<(), DbError> {
+        let fired = self
+            .countdown
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(1))
+            .is_ok_and(|left| left == 1);
+        if fired { Err(DbError::NotCommitted("an injected fault (a crash at this point)".into())) } else { Ok(()) }
+    }
+}
+
+impl<'c> Exec<'c> {
+    pub(crate) fn sqlite(conn: &'c mut rusqlite::Connection) -> Exec<'c> {
+        Exec { conn: Conn::Sqlite(conn), faults: None }
+    }
+
+    pub(crate) fn pg(conn: &'c mut PgConnection) -> Exec<'c> {
+        Exec { conn: Conn::Pg(conn), faults: None }
+    }
+
+    /// The same connection, failing where `faults` says.
+    pub(crate) fn with_faults(self, faults: Arc<Faults>) -> Exec<'c> {
+        Exec { faults: Some(faults), ..self }
+    }
+
+    fn fault_point(&self) -> Result<(), DbError> {
+        self.faults.as_ref().map_or(Ok(()), |f| f.point())
+    }
+
     /// Runs `s`; returns the rows it changed.
     pub(crate) async fn execute(&mut self, s: Stmt) -> Result<u64, DbError> {
-        match self {
-            Exec::Sqlite(conn) => sqlite_execute(conn, &s),
-            Exec::Pg(conn) => Ok(s.pg().execute(&mut **conn).await?.rows_affected()),
-        }
+        let changed = match &mut self.conn {
+            Conn::Sqlite(conn) => sqlite_execute(conn, &s)?,
+            Conn::Pg(conn) => s.pg().execute(&mut **conn).await?.rows_affected(),
+        };
+        self.fault_point()?;
+        Ok(changed)
     }
 
     /// The first row of `s`, decoded, if any.
@@ -175,10 +230,12 @@ impl Exec<'_> {
         s: Stmt,
         decode: fn(&dyn Columns) -> Result<T, DbError>,
     ) -> Result<Option<T>, DbError> {
-        match self {
-            Exec::Sqlite(conn) => sqlite_fetch(conn, &s, decode),
-            Exec::Pg(conn) => s.pg().fetch_optional(&mut **conn).await?.map(|row| decode(&row)).transpose(),
-        }
+        let found = match &mut self.conn {
+            Conn::Sqlite(conn) => sqlite_fetch(conn, &s, decode)?,
+            Conn::Pg(conn) => s.pg().fetch_optional(&mut **conn).await?.map(|row| decode(&row)).transpose()?,
+        };
+        self.fault_point()?;
+        Ok(found)
     }
 
     /// Applies the books' `entries` in this transaction, all or nothing: a
@@ -188,12 +245,12 @@ impl Exec<'_> {
         if entries.is_empty() {
             return Ok(());
         }
-        let conn = match self {
-            Exec::Sqlite(conn) => within::Conn::Sqlite(conn),
-            Exec::Pg(conn) => within::Conn::Postgres(conn),
+        let conn = match &mut self.conn {
+            Conn::Sqlite(conn) => within::Conn::Sqlite(conn),
+            Conn::Pg(conn) => within::Conn::Postgres(conn),
         };
         match within::apply(conn, entries.accounts(), entries.transfers(), now_unix_s).await.map_err(DbError::Books)? {
-            Applied::Done => Ok(()),
+            Applied::Done => self.fault_point(),
             Applied::Refused { accounts, transfers } => {
                 let code = transfers
                     .first()
@@ -273,7 +330,7 @@ impl Writer {
 
     /// Runs `work` in the writer's current group and answers once the group
     /// committed.
-    pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, DbError>
+    pub(crate) async fn write<T, F>(&self, work: F, faults: Arc<Faults>) -> Result<T, DbError>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(Exec<'c>) -> WriteFuture<'c, T> + Send + 'static,
@@ -281,7 +338,7 @@ impl Writer {
         let (reply, answered) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
             Box::pin(async move {
-                let out = work(conn).await;
+                let out = work(conn.with_faults(faults)).await;
                 let ok = out.is_ok();
                 let ran = if ok { Ran::Ok } else { Ran::Failed };
                 let answer: Answer = Box::new(move |failed: Option<&str>| {
@@ -406,7 +463,7 @@ async fn commit_group(
     }
     for job in group {
         let changes = conn.total_changes();
-        let (ran, answer) = job(Exec::Sqlite(conn)).await;
+        let (ran, answer) = job(Exec::sqlite(conn)).await;
         // A failed write that changed rows must not commit them: its
         // transaction goes. (Counted, not trusted to the write's error.)
         let dirty = ran == Ran::Failed && conn.total_changes() != changes;
@@ -507,13 +564,16 @@ mod tests {
         let (started, running) = oneshot::channel();
         let held = writer.clone();
         let hold = tokio::spawn(async move {
-            held.write(move |_| {
-                Box::pin(async move {
-                    let _ = started.send(());
-                    std::thread::sleep(Duration::from_millis(300));
-                    Ok(())
-                })
-            })
+            held.write(
+                move |_| {
+                    Box::pin(async move {
+                        let _ = started.send(());
+                        std::thread::sleep(Duration::from_millis(300));
+                        Ok(())
+                    })
+                },
+                Arc::default(),
+            )
             .await
         });
         running.await.unwrap();
@@ -523,14 +583,17 @@ mod tests {
                 let writer = writer.clone();
                 tokio::spawn(async move {
                     writer
-                        .write(move |mut conn| {
-                            Box::pin(async move {
-                                for s in statements {
-                                    conn.execute(s).await?;
-                                }
-                                Ok(())
-                            })
-                        })
+                        .write(
+                            move |mut conn| {
+                                Box::pin(async move {
+                                    for s in statements {
+                                        conn.execute(s).await?;
+                                    }
+                                    Ok(())
+                                })
+                            },
+                            Arc::default(),
+                        )
                         .await
                 })
             })
@@ -563,10 +626,18 @@ mod tests {
         assert!(answers[2].is_ok(), "{:?}", answers[2]);
         assert_eq!(keys(&path), ["c"]);
         // A retry of the first commits; the writer goes on after the failure.
-        writer.write(move |mut conn| Box::pin(async move { conn.execute(insert("a")).await.map(drop) })).await.unwrap();
+        writer
+            .write(move |mut conn| Box::pin(async move { conn.execute(insert("a")).await.map(drop) }), Arc::default())
+            .await
+            .unwrap();
         assert_eq!(keys(&path), ["a", "c"]);
         writer.close().await;
-        assert!(writer.write(move |mut conn| Box::pin(async move { conn.execute(insert("d")).await })).await.is_err());
+        assert!(
+            writer
+                .write(move |mut conn| Box::pin(async move { conn.execute(insert("d")).await }), Arc::default())
+                .await
+                .is_err()
+        );
     }
 
     #[tokio::test]
@@ -574,7 +645,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = table(&dir);
         let writer = Writer::start(&path).unwrap();
-        writer.write(move |mut conn| Box::pin(async move { conn.execute(insert("a")).await })).await.unwrap();
+        writer
+            .write(move |mut conn| Box::pin(async move { conn.execute(insert("a")).await }), Arc::default())
+            .await
+            .unwrap();
         // Failures that changed no row: a statement SQLite refused (and
         // undid), after an update that matched nothing; a statement refused
         // before it ran. The group goes on without them.

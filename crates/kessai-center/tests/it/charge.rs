@@ -34,13 +34,15 @@ pub(crate) const APPROVE: &str = "4242424242424242";
 /// A center over files that outlive it, so a test can "crash" it (drop
 /// every in-memory thing) and open a new instance on the same storage.
 pub(crate) struct Charging {
-    pub(crate) dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
+    /// The center's database: a SQLite file in the directory, or PostgreSQL.
+    url: String,
     pub(crate) center: Center,
     pub(crate) sim: Arc<Simulator>,
 }
 
-pub(crate) async fn open_center(dir: &std::path::Path) -> Center {
-    let db = CenterDb::open(&format!("sqlite:{}", dir.join("center.db").display())).await.unwrap();
+pub(crate) async fn open_center(url: &str) -> Center {
+    let db = CenterDb::open(url).await.unwrap();
     Center {
         books: Books::new(db.clone()),
         db,
@@ -57,8 +59,16 @@ pub(crate) async fn open_center(dir: &std::path::Path) -> Center {
 impl Charging {
     pub(crate) async fn new() -> Charging {
         let dir = tempfile::tempdir().unwrap();
-        let center = open_center(dir.path()).await;
-        Charging { dir, center, sim: Arc::new(Simulator::new()) }
+        let url = format!("sqlite:{}", dir.path().join("center.db").display());
+        let center = open_center(&url).await;
+        Charging { _dir: dir, url, center, sim: Arc::new(Simulator::new()) }
+    }
+
+    /// The same on a fresh PostgreSQL database (`None`: skipped outside CI).
+    pub(crate) async fn on_postgres(name: &str) -> Option<Charging> {
+        let url = kessai_testkit::postgres_database(name).await?;
+        let center = open_center(&url).await;
+        Some(Charging { _dir: tempfile::tempdir().unwrap(), url, center, sim: Arc::new(Simulator::new()) })
     }
 
     /// A crash: every in-memory thing of the center is dropped and a new
@@ -66,7 +76,7 @@ impl Charging {
     /// another party; it keeps its authorizations.)
     pub(crate) async fn restart(&mut self) {
         self.center.db.close().await;
-        self.center = open_center(self.dir.path()).await;
+        self.center = open_center(&self.url).await;
     }
 
     pub(crate) async fn register(&self, n: u8, funded: u64) {

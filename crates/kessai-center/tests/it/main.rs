@@ -5,6 +5,7 @@ mod api;
 mod charge;
 mod charge_api;
 mod db;
+mod faults;
 mod purchase;
 mod refund;
 mod service;

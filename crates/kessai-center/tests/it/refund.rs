@@ -31,18 +31,18 @@ use crate::world::{CardReader, NOW, balance_of, card_id, funded_card};
 /// The sample bill's total.
 const PURCHASE: u64 = 11_360;
 
-fn member() -> StoreId {
+pub(crate) fn member() -> StoreId {
     StoreId::parse(samples::MEMBER).unwrap()
 }
 
 /// Registers the mall and its member store; returns the mall's key.
-async fn stores(c: &Charging) -> SigningKey {
+pub(crate) async fn stores(c: &Charging) -> SigningKey {
     let key = SigningKey::generate(&mut SeededRandom::new(91));
     crate::world::register_mall(&c.center.db, &key).await;
     key
 }
 
-fn relay_step(card: &mut Terminal<CardReader>, reply: &StepReply) -> Vec<kessai_scp03::ResponseApdu> {
+pub(crate) fn relay_step(card: &mut Terminal<CardReader>, reply: &StepReply) -> Vec<kessai_scp03::ResponseApdu> {
     let hex: Vec<String> = reply
         .apdus
         .iter()
@@ -68,7 +68,7 @@ async fn purchase(c: &Charging, key: &SigningKey, card: &mut Terminal<CardReader
     SettlementId::parse(&id).unwrap()
 }
 
-fn refund_token(key: &SigningKey, settlement: &SettlementId, refund_id: &str, amount: u64) -> String {
+pub(crate) fn refund_token(key: &SigningKey, settlement: &SettlementId, refund_id: &str, amount: u64) -> String {
     let mall = PartyId::parse(samples::MALL).unwrap();
     let claims = Claims::for_lifetime(mall, MessageId::generate(&mut OsRandom), NOW, 600).unwrap();
     let r = RefundRequest::new(RefundRequestDraft {

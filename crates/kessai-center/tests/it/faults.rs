@@ -1,0 +1,170 @@
+//! A crash after every database operation of every step: a fault injected
+//! after the n-th operation of the center's writes, for every n until a run
+//! meets none. Each fault is a crash at that point (the step's transaction
+//! never commits); the center restarts and the wallet, the store or the
+//! operator retries what failed, with the same request. Afterwards the
+//! books hold nothing pending, every balance follows the card, the store's
+//! payable is its purchases less its refunds, the ledger checks, and the
+//! card pays again.
+
+use kessai_card::terminal::Terminal;
+use kessai_center::authorizer::{AuthorizationState, PaymentCard};
+use kessai_center::charge::{ChargeRequest, DecreaseRequest};
+use kessai_center::owed::Applying;
+use kessai_center::purchase::Phase;
+use kessai_center::value::ChargePhase;
+use kessai_core::Currency;
+use kessai_core::ids::{SettlementId, UpdateId};
+use kessai_core::messages::bill;
+use kessai_core::random::OsRandom;
+use kessai_core::samples;
+
+use crate::charge::{APPROVE, Charging, jpy, relay};
+use crate::refund::{member, refund_token, relay_step, stores};
+use crate::world::{NOW, balance_of, card_id, funded_card};
+
+/// Runs `$call`; if it failed at the injected fault, restarts the center and
+/// runs the same call again, which must succeed.
+macro_rules! survive {
+    ($c:ident, $call:expr) => {{
+        match $call.await {
+            Ok(done) => done,
+            Err(e) => {
+                assert!(format!("{e:?}").contains("injected fault"), "only the injected fault fails: {e:?}");
+                $c.restart().await;
+                $call.await.unwrap()
+            }
+        }
+    }};
+}
+
+/// One run with a fault after operation `n`; whether the fault fired.
+async fn run(mut c: Charging, n: u64) -> bool {
+    let key = stores(&c).await;
+    c.register(1, 20_000).await;
+    let mut card = funded_card(1, 20_000);
+    c.center.db.faults().fail_at(n);
+
+    // 1. A charge of JPY 5,000 paid by credit card.
+    let charge_id = UpdateId::generate(&mut OsRandom);
+    let request = || ChargeRequest {
+        id: charge_id.clone(),
+        card_id: card_id(1),
+        amount: jpy(5_000),
+        payment_card: PaymentCard::parse(APPROVE, "12/30", "123").unwrap(),
+    };
+    let r = survive!(c, c.center.create_charge(c.sim.as_ref(), request()));
+    let id = r.charge_id.clone();
+    let answers = relay(&mut card, &r);
+    let r = survive!(c, c.center.charge_authenticate(c.sim.as_ref(), &id, answers.clone(), None));
+    let answers = relay(&mut card, &r);
+    let r = survive!(c, c.center.charge_offer(c.sim.as_ref(), &id, answers.clone(), None));
+    let answers = relay(&mut card, &r);
+    let r = survive!(c, c.center.charge_complete(c.sim.as_ref(), &id, answers.clone(), None));
+    assert_eq!(r.phase, ChargePhase::Completed);
+    Terminal::select(&mut card).unwrap();
+
+    // 2. A purchase of the sample bill (JPY 11,360).
+    let (claims, b) = samples::bill(&mut OsRandom, NOW).unwrap();
+    let token = bill::sign(&claims, &b, &key).unwrap();
+    let r = survive!(c, c.center.create(&token, card_id(1), None));
+    let sid = r.settlement_id.clone();
+    let answers = relay_step(&mut card, &r);
+    let r = survive!(c, c.center.authenticate(&sid, answers.clone(), Default::default()));
+    let answers = relay_step(&mut card, &r);
+    let r = survive!(c, c.center.offer(&sid, answers.clone(), Default::default()));
+    let answers = relay_step(&mut card, &r);
+    let r = survive!(c, c.center.complete(&sid, answers.clone(), Default::default()));
+    assert_eq!(r.phase, Phase::Completed);
+    Terminal::select(&mut card).unwrap();
+
+    // 3. The store refunds JPY 2,000; the card is presented and credited.
+    let settlement = SettlementId::parse(&sid).unwrap();
+    let refund = refund_token(&key, &settlement, "rf_fault_1", 2_000);
+    survive!(c, c.center.request_refund(&refund));
+    let update = UpdateId::generate(&mut OsRandom);
+    let r = match survive!(c, c.center.apply_owed(card_id(1), update.clone())) {
+        Applying::Update(r) => *r,
+        Applying::Nothing => panic!("the refund is owed"),
+    };
+    let uid = r.charge_id.clone();
+    let answers = relay(&mut card, &r);
+    let r = survive!(c, c.center.charge_authenticate(c.sim.as_ref(), &uid, answers.clone(), None));
+    let answers = relay(&mut card, &r);
+    let r = survive!(c, c.center.charge_offer(c.sim.as_ref(), &uid, answers.clone(), None));
+    let answers = relay(&mut card, &r);
+    let r = survive!(c, c.center.charge_complete(c.sim.as_ref(), &uid, answers.clone(), None));
+    assert_eq!(r.phase, ChargePhase::Completed);
+    Terminal::select(&mut card).unwrap();
+
+    // 4. JPY 1,000 back to the credit card that paid the charge.
+    let decrease_id = UpdateId::generate(&mut OsRandom);
+    let request = || DecreaseRequest {
+        id: decrease_id.clone(),
+        card_id: card_id(1),
+        charge_id: UpdateId::parse(&id).unwrap(),
+        amount: jpy(1_000),
+    };
+    let r = survive!(c, c.center.create_decrease(request()));
+    let did = r.charge_id.clone();
+    let answers = relay(&mut card, &r);
+    let r = survive!(c, c.center.charge_authenticate(c.sim.as_ref(), &did, answers.clone(), None));
+    let answers = relay(&mut card, &r);
+    let r = survive!(c, c.center.charge_offer(c.sim.as_ref(), &did, answers.clone(), None));
+    let answers = relay(&mut card, &r);
+    let r = survive!(c, c.center.charge_complete(c.sim.as_ref(), &did, answers.clone(), None));
+    assert_eq!(r.phase, ChargePhase::Completed);
+    Terminal::select(&mut card).unwrap();
+
+    let fired = !c.center.db.faults().armed();
+    c.center.db.faults().fail_at(0);
+    // The books: nothing pending, the card's float is its balance, the
+    // store's payable its purchase less its refund, the authorizer owed the
+    // charge less the decrease.
+    let expected = 20_000 + 5_000 - 11_360 + 2_000 - 1_000;
+    assert_eq!(balance_of(&mut card), expected, "fault at {n}");
+    c.check_books(1, &mut card).await;
+    let books = &c.center.books;
+    assert_eq!(books.store_payable(&member(), Currency::JPY).await.unwrap(), 11_360 - 2_000, "fault at {n}");
+    assert_eq!(books.credit_funding(Currency::JPY).await.unwrap(), 5_000 - 1_000, "fault at {n}");
+    assert_eq!(
+        c.auth_state(&c.center.charge(&id).await.unwrap().authorization.as_str().to_owned()),
+        AuthorizationState::Captured
+    );
+    // The card pays again.
+    let (claims, b) = samples::bill(&mut OsRandom, NOW).unwrap();
+    let token = bill::sign(&claims, &b, &key).unwrap();
+    let r = c.center.create(&token, card_id(1), None).await.unwrap();
+    let sid = r.settlement_id.clone();
+    let r = c.center.authenticate(&sid, relay_step(&mut card, &r), Default::default()).await.unwrap();
+    let r = c.center.offer(&sid, relay_step(&mut card, &r), Default::default()).await.unwrap();
+    let r = c.center.complete(&sid, relay_step(&mut card, &r), Default::default()).await.unwrap();
+    assert_eq!(r.phase, Phase::Completed);
+    assert_eq!(balance_of(&mut card), expected - 11_360);
+    c.check_books(1, &mut card).await;
+    fired
+}
+
+#[tokio::test]
+async fn a_crash_after_any_database_operation_of_any_step_loses_and_creates_nothing_on_sqlite() {
+    let mut n = 1;
+    while run(Charging::new().await, n).await {
+        n += 1;
+        assert!(n < 1_000, "the flows end");
+    }
+    assert!(n > 40, "every step's operations were crashed after: {n}");
+}
+
+#[tokio::test]
+async fn a_crash_after_any_database_operation_of_any_step_loses_and_creates_nothing_on_postgres() {
+    let mut n = 1;
+    loop {
+        let Some(c) = Charging::on_postgres("faults").await else { return };
+        if !run(c, n).await {
+            break;
+        }
+        n += 1;
+        assert!(n < 1_000, "the flows end");
+    }
+    assert!(n > 40, "every step's operations were crashed after: {n}");
+}
