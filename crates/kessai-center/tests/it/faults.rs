@@ -127,10 +127,7 @@ async fn run(mut c: Charging, n: u64) -> bool {
     let books = &c.center.books;
     assert_eq!(books.store_payable(&member(), Currency::JPY).await.unwrap(), 11_360 - 2_000, "fault at {n}");
     assert_eq!(books.credit_funding(Currency::JPY).await.unwrap(), 5_000 - 1_000, "fault at {n}");
-    assert_eq!(
-        c.auth_state(&c.center.charge(&id).await.unwrap().authorization.as_str().to_owned()),
-        AuthorizationState::Captured
-    );
+    assert_eq!(c.auth_state(c.center.charge(&id).await.unwrap().authorization.as_str()), AuthorizationState::Captured);
     // The card pays again.
     let (claims, b) = samples::bill(&mut OsRandom, NOW).unwrap();
     let token = bill::sign(&claims, &b, &key).unwrap();
