@@ -81,6 +81,8 @@ pub enum DbError {
     Wal(kessai_ledger::Error),
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("the database holds center schema version {found}, newer than this build knows ({known})")]
+    SchemaTooNew { found: i64, known: i64 },
     /// The books (the ledger's tables in this database) failed.
     #[error("books: {0}")]
     Books(kessai_ledger::Error),
@@ -119,52 +121,6 @@ impl DbError {
 fn corrupt(e: impl std::fmt::Display) -> DbError {
     DbError::Corrupt(e.to_string())
 }
-
-const SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS center_stores (
-        id TEXT PRIMARY KEY, name TEXT NOT NULL, mall TEXT, notify_url TEXT,
-        client_name TEXT, bank_account TEXT, created_at BIGINT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS center_store_keys (
-        kid TEXT PRIMARY KEY, store TEXT NOT NULL, public_key TEXT NOT NULL,
-        not_before BIGINT, not_after BIGINT, revoked BIGINT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS center_cards (
-        id TEXT PRIMARY KEY, key_version BIGINT NOT NULL, status TEXT NOT NULL,
-        currency TEXT NOT NULL, max_balance_minor BIGINT NOT NULL, status_reason TEXT, created_at BIGINT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS center_settlements (
-        id TEXT PRIMARY KEY, store TEXT NOT NULL, bill_id TEXT NOT NULL, card_id TEXT NOT NULL,
-        phase TEXT NOT NULL, record TEXT NOT NULL, version BIGINT NOT NULL,
-        created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, UNIQUE (store, bill_id))",
-    // By card, in the order listings want; neither column changes after
-    // the insert, so no step has to move an entry. (Replaces the index on
-    // (card_id, phase), which every step rewrote; dropped in `open`.)
-    "CREATE INDEX IF NOT EXISTS center_settlements_card_created ON center_settlements (card_id, created_at)",
-    // What the abandoned sweep looks for: a row enters at its insert and
-    // leaves when its command is sealed.
-    "CREATE INDEX IF NOT EXISTS center_settlements_opening ON center_settlements (created_at)
-        WHERE phase IN ('authenticating', 'reading_balance')",
-    "CREATE TABLE IF NOT EXISTS center_charges (
-        id TEXT PRIMARY KEY, card_id TEXT NOT NULL, phase TEXT NOT NULL, amount_minor BIGINT NOT NULL,
-        record TEXT NOT NULL, version BIGINT NOT NULL, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS center_charges_card ON center_charges (card_id, created_at)",
-    "CREATE INDEX IF NOT EXISTS center_charges_opening ON center_charges (created_at)
-        WHERE phase IN ('authenticating', 'reading_balance')",
-    "CREATE TABLE IF NOT EXISTS center_charge_days (
-        card_id TEXT NOT NULL, day BIGINT NOT NULL, charged_minor BIGINT NOT NULL, PRIMARY KEY (card_id, day))",
-    "CREATE TABLE IF NOT EXISTS center_owed (
-        id TEXT PRIMARY KEY, card_id TEXT NOT NULL, status TEXT NOT NULL, session TEXT, applied_by TEXT,
-        store TEXT, reference TEXT NOT NULL, record TEXT NOT NULL, version BIGINT NOT NULL,
-        created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS center_owed_card ON center_owed (card_id, status, created_at)",
-    "CREATE TABLE IF NOT EXISTS center_statements (
-        id TEXT PRIMARY KEY, card_id TEXT NOT NULL, record TEXT NOT NULL, version BIGINT NOT NULL,
-        created_at BIGINT NOT NULL)",
-    // A value update's create claims its id first (single flight): `claimed_at`
-    // lets another request take a claim over once its holder must have died.
-    "CREATE TABLE IF NOT EXISTS center_create_claims (id TEXT PRIMARY KEY, claimed_at BIGINT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS center_idempotency (
-        key TEXT PRIMARY KEY, request_hash TEXT NOT NULL, status BIGINT NOT NULL,
-        body TEXT NOT NULL, created_at BIGINT NOT NULL)",
-];
 
 /// A store as registered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -347,13 +303,7 @@ impl CenterDb {
                 .connect(&url)
         };
         let pool = connect(if sqlite { 1 } else { MAX_CONNECTIONS }).await?;
-        for statement in SCHEMA {
-            sqlx::query(*statement).execute(&pool).await?;
-        }
-        add_delivered_column(&pool, sqlite).await?;
-        add_column(&pool, sqlite, "center_settlements", "refunded_minor BIGINT NOT NULL DEFAULT 0").await?;
-        add_column(&pool, sqlite, "center_charges", "decreased_minor BIGINT NOT NULL DEFAULT 0").await?;
-        add_column(&pool, sqlite, "center_charges", "purpose TEXT NOT NULL DEFAULT 'charge'").await?;
+        crate::schema::migrate(&pool, sqlite).await?;
         let Some(path) = sqlite_path else {
             let pg = sqlx::postgres::PgPoolOptions::new()
                 .max_connections(MAX_CONNECTIONS)
@@ -1440,40 +1390,6 @@ fn insert_charge_query(c: &Charge, now: Timestamp) -> Result<Stmt, DbError> {
 }
 
 /// Adds a column to a table made before it existed (schema upgrades).
-async fn add_column(pool: &AnyPool, sqlite: bool, table: &str, column: &str) -> Result<(), DbError> {
-    let add = if sqlite {
-        format!("ALTER TABLE {table} ADD COLUMN {column}")
-    } else {
-        format!("ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column}")
-    };
-    // `table` and `column` are constants of this module, never input.
-    match sqlx::query(sqlx::AssertSqlSafe(add)).execute(pool).await {
-        Ok(_) => Ok(()),
-        // SQLite has no IF NOT EXISTS for columns: a second start meets it.
-        Err(sqlx::Error::Database(e)) if sqlite && e.message().contains("duplicate column") => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Schema v2: `delivered` (1 once the store's receipt is stored), so the
-/// delivery sweep finds every undelivered completion however many
-/// settlements there are. Added to databases made before it. Indexed only
-/// where the sweep looks (completed, undelivered), so a step before
-/// completion changes no entry of it; this replaces the index on (phase,
-/// delivered, updated_at), which every step rewrote.
-async fn add_delivered_column(pool: &AnyPool, sqlite: bool) -> Result<(), DbError> {
-    add_column(pool, sqlite, "center_settlements", "delivered BIGINT NOT NULL DEFAULT 0").await?;
-    for statement in [
-        "CREATE INDEX IF NOT EXISTS center_settlements_undelivered ON center_settlements (updated_at, id)
-         WHERE phase = 'completed' AND delivered = 0",
-        "DROP INDEX IF EXISTS center_settlements_delivery",
-        "DROP INDEX IF EXISTS center_settlements_card",
-    ] {
-        sqlx::query(statement).execute(pool).await?;
-    }
-    Ok(())
-}
-
 /// The columns of a row read through sqlx or (SQLite, `fast_read`)
 /// rusqlite, by name, so each record has one decoder whichever read it.
 pub(crate) trait Columns {

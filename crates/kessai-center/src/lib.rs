@@ -24,6 +24,7 @@ pub mod limits;
 pub mod merge;
 pub mod owed;
 pub mod purchase;
+mod schema;
 
 pub mod security;
 pub mod service;

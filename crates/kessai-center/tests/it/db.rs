@@ -340,3 +340,46 @@ async fn a_separate_ledger_file_is_merged_once_into_the_center_database() {
     assert!(old_path.exists(), "a refused merge renames nothing");
     assert_eq!(Books::new(db.clone()).card_float(&card).await.unwrap(), Some((7_000, 0)));
 }
+
+/// Instances starting at once take turns at the migrations (each applied
+/// once), a restart applies nothing again, and a database newer than this
+/// build is refused rather than used.
+async fn migrations_take_turns_and_a_newer_schema_is_refused(url: &str) {
+    let (a, b, c) = tokio::join!(CenterDb::open(url), CenterDb::open(url), CenterDb::open(url));
+    let (a, b, c) = (a.unwrap(), b.unwrap(), c.unwrap());
+    b.close().await;
+    c.close().await;
+    a.close().await;
+    let again = CenterDb::open(url).await.unwrap();
+    again.close().await;
+    {
+        use sqlx::Connection as _;
+        sqlx::any::install_default_drivers();
+        let any_url = url.replacen("sqlite:", "sqlite://", 1);
+        let mut conn = sqlx::AnyConnection::connect(&any_url).await.unwrap();
+        let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM kessai_center_schema ORDER BY version")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(versions, vec![1, 2], "each migration once");
+        sqlx::query("INSERT INTO kessai_center_schema (version, description) VALUES (99, 'from the future')")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    }
+    let refused = CenterDb::open(url).await;
+    assert!(matches!(refused, Err(DbError::SchemaTooNew { found: 99, .. })), "{refused:?}");
+}
+
+#[tokio::test]
+async fn migrations_take_turns_and_a_newer_schema_is_refused_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    migrations_take_turns_and_a_newer_schema_is_refused(&format!("sqlite:{}", dir.path().join("c.db").display())).await;
+}
+
+#[tokio::test]
+async fn migrations_take_turns_and_a_newer_schema_is_refused_on_postgres() {
+    let Some(url) = kessai_testkit::postgres_database("migrations").await else { return };
+    migrations_take_turns_and_a_newer_schema_is_refused(&url).await;
+}

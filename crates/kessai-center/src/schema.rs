@@ -1,0 +1,158 @@
+//! The center's schema as numbered migrations, recorded in
+//! `kessai_center_schema` and applied in one transaction under a lock
+//! (PostgreSQL: an advisory lock; SQLite: `BEGIN IMMEDIATE`), so instances
+//! starting at once take turns and a restart applies nothing twice. A
+//! released migration is never edited: changes are new migrations. A
+//! database newer than this build is refused.
+//!
+//! Version 1 is the schema as it stood before versions were recorded; its
+//! statements adopt a database an earlier build made (tables and indexes if
+//! missing, columns added only if missing).
+
+use sqlx::{AnyConnection, AnyPool};
+
+use crate::db::DbError;
+
+/// Version 1's tables and indexes, as an earlier build created them on every
+/// start (hence IF NOT EXISTS: version 1 adopts such a database).
+const BASELINE: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS center_stores (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL, mall TEXT, notify_url TEXT,
+        client_name TEXT, bank_account TEXT, created_at BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS center_store_keys (
+        kid TEXT PRIMARY KEY, store TEXT NOT NULL, public_key TEXT NOT NULL,
+        not_before BIGINT, not_after BIGINT, revoked BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS center_cards (
+        id TEXT PRIMARY KEY, key_version BIGINT NOT NULL, status TEXT NOT NULL,
+        currency TEXT NOT NULL, max_balance_minor BIGINT NOT NULL, status_reason TEXT, created_at BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS center_settlements (
+        id TEXT PRIMARY KEY, store TEXT NOT NULL, bill_id TEXT NOT NULL, card_id TEXT NOT NULL,
+        phase TEXT NOT NULL, record TEXT NOT NULL, version BIGINT NOT NULL,
+        created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, UNIQUE (store, bill_id))",
+    // By card, in the order listings want; neither column changes after
+    // the insert, so no step has to move an entry. (Replaces the index on
+    // (card_id, phase), which every step rewrote; dropped in `open`.)
+    "CREATE INDEX IF NOT EXISTS center_settlements_card_created ON center_settlements (card_id, created_at)",
+    "CREATE TABLE IF NOT EXISTS center_charges (
+        id TEXT PRIMARY KEY, card_id TEXT NOT NULL, phase TEXT NOT NULL, amount_minor BIGINT NOT NULL,
+        record TEXT NOT NULL, version BIGINT NOT NULL, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS center_charges_card ON center_charges (card_id, created_at)",
+    "CREATE TABLE IF NOT EXISTS center_charge_days (
+        card_id TEXT NOT NULL, day BIGINT NOT NULL, charged_minor BIGINT NOT NULL, PRIMARY KEY (card_id, day))",
+    "CREATE TABLE IF NOT EXISTS center_owed (
+        id TEXT PRIMARY KEY, card_id TEXT NOT NULL, status TEXT NOT NULL, session TEXT, applied_by TEXT,
+        store TEXT, reference TEXT NOT NULL, record TEXT NOT NULL, version BIGINT NOT NULL,
+        created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS center_owed_card ON center_owed (card_id, status, created_at)",
+    "CREATE TABLE IF NOT EXISTS center_statements (
+        id TEXT PRIMARY KEY, card_id TEXT NOT NULL, record TEXT NOT NULL, version BIGINT NOT NULL,
+        created_at BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS center_idempotency (
+        key TEXT PRIMARY KEY, request_hash TEXT NOT NULL, status BIGINT NOT NULL,
+        body TEXT NOT NULL, created_at BIGINT NOT NULL)",
+];
+
+/// Migrations after the baseline, in order.
+const MIGRATIONS: &[(i64, &str, &[&str])] = &[(
+    2,
+    "single-flight value update creates; the abandoned sweep's indexes",
+    &[
+        // A value update's create claims its id first (single flight):
+        // `claimed_at` lets another request take a claim over once its
+        // holder must have died.
+        "CREATE TABLE IF NOT EXISTS center_create_claims (id TEXT PRIMARY KEY, claimed_at BIGINT NOT NULL)",
+        // What the abandoned sweep looks for: a row enters at its insert and
+        // leaves when its command is sealed.
+        "CREATE INDEX IF NOT EXISTS center_settlements_opening ON center_settlements (created_at)
+            WHERE phase IN ('authenticating', 'reading_balance')",
+        "CREATE INDEX IF NOT EXISTS center_charges_opening ON center_charges (created_at)
+            WHERE phase IN ('authenticating', 'reading_balance')",
+    ],
+)];
+
+/// The newest version this build knows.
+pub(crate) const NEWEST: i64 = 2;
+
+const _: () = assert!(MIGRATIONS[MIGRATIONS.len() - 1].0 == NEWEST);
+
+/// Brings the schema up to date (see the module doc).
+pub(crate) async fn migrate(pool: &AnyPool, sqlite: bool) -> Result<(), DbError> {
+    let mut tx = pool.begin_with(if sqlite { "BEGIN IMMEDIATE" } else { "BEGIN" }).await?;
+    if !sqlite {
+        // Any fixed number: it names "the kessai center's migration" among
+        // advisory locks (the ledger's is another).
+        sqlx::query("SELECT pg_advisory_xact_lock(417572027)").execute(&mut *tx).await?;
+    }
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS kessai_center_schema (version BIGINT NOT NULL PRIMARY KEY, description TEXT NOT NULL)",
+    )
+    .execute(&mut *tx)
+    .await?;
+    let current: i64 = sqlx::query_scalar("SELECT CAST(COALESCE(MAX(version), 0) AS BIGINT) FROM kessai_center_schema")
+        .fetch_one(&mut *tx)
+        .await?;
+    if current > NEWEST {
+        return Err(DbError::SchemaTooNew { found: current, known: NEWEST });
+    }
+    if current < 1 {
+        for statement in BASELINE {
+            sqlx::query(*statement).execute(&mut *tx).await?;
+        }
+        add_delivered_column(&mut tx, sqlite).await?;
+        add_column(&mut tx, sqlite, "center_settlements", "refunded_minor BIGINT NOT NULL DEFAULT 0").await?;
+        add_column(&mut tx, sqlite, "center_charges", "decreased_minor BIGINT NOT NULL DEFAULT 0").await?;
+        add_column(&mut tx, sqlite, "center_charges", "purpose TEXT NOT NULL DEFAULT 'charge'").await?;
+        record(&mut tx, 1, "registry, settlements, value updates, owed items, idempotency").await?;
+    }
+    for (version, description, statements) in MIGRATIONS.iter().filter(|(v, _, _)| *v > current) {
+        for statement in *statements {
+            sqlx::query(*statement).execute(&mut *tx).await?;
+        }
+        record(&mut tx, *version, description).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn record(conn: &mut AnyConnection, version: i64, description: &str) -> Result<(), DbError> {
+    sqlx::query("INSERT INTO kessai_center_schema (version, description) VALUES ($1, $2)")
+        .bind(version)
+        .bind(description.to_owned())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+async fn add_column(conn: &mut AnyConnection, sqlite: bool, table: &str, column: &str) -> Result<(), DbError> {
+    let add = if sqlite {
+        format!("ALTER TABLE {table} ADD COLUMN {column}")
+    } else {
+        format!("ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column}")
+    };
+    // `table` and `column` are constants of this module, never input.
+    match sqlx::query(sqlx::AssertSqlSafe(add)).execute(&mut *conn).await {
+        Ok(_) => Ok(()),
+        // SQLite has no IF NOT EXISTS for columns: a second start meets it.
+        Err(sqlx::Error::Database(e)) if sqlite && e.message().contains("duplicate column") => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Schema v2: `delivered` (1 once the store's receipt is stored), so the
+/// delivery sweep finds every undelivered completion however many
+/// settlements there are. Added to databases made before it. Indexed only
+/// where the sweep looks (completed, undelivered), so a step before
+/// completion changes no entry of it; this replaces the index on (phase,
+/// delivered, updated_at), which every step rewrote.
+async fn add_delivered_column(conn: &mut AnyConnection, sqlite: bool) -> Result<(), DbError> {
+    add_column(conn, sqlite, "center_settlements", "delivered BIGINT NOT NULL DEFAULT 0").await?;
+    for statement in [
+        "CREATE INDEX IF NOT EXISTS center_settlements_undelivered ON center_settlements (updated_at, id)
+         WHERE phase = 'completed' AND delivered = 0",
+        "DROP INDEX IF EXISTS center_settlements_delivery",
+        "DROP INDEX IF EXISTS center_settlements_card",
+    ] {
+        sqlx::query(statement).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
