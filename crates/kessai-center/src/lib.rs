@@ -12,6 +12,7 @@ pub mod api;
 pub mod app;
 pub mod authorizer;
 pub mod books;
+mod card_session;
 pub mod charge;
 pub mod charge_api;
 pub mod config;

@@ -19,7 +19,6 @@
 //! A new session ends the old one on the card, so the old DEBIT can never
 //! be applied afterwards. Nothing posts without the card's sealed answer.
 
-use kessai_card::limits::RECENT_TX_CAPACITY;
 use kessai_card::protocol::{
     BalanceReport, CardStatus as CardChipStatus, TransferKind, TransferRequest, TxId, TxStatus, debit_command,
     read_balance_command, transaction_status_command,
@@ -38,6 +37,7 @@ use kessai_core::{Currency, Money};
 use kessai_scp03::{ApduError, CommandApdu, ResponseApdu, StatusWord};
 use serde::{Deserialize, Serialize};
 
+use crate::card_session::{Probe, Session, bad_answer, balance_report, completed, never_applied, transaction_status};
 use crate::limits::{COMPLETION_LIFETIME_S, OFFER_LIFETIME_S, SETTLEMENT_TIMEOUT_S};
 use crate::security::{SealedState, SecurityError, SecurityServer};
 
@@ -242,24 +242,6 @@ fn expect(step: &'static str, phase: Phase, expected: Phase) -> Result<(), StepE
     Ok(())
 }
 
-fn completed(r: &ResponseApdu) -> Result<(), StepError> {
-    if r.sw() != StatusWord::from(0x9000u16) {
-        return Err(StepError::CardRefused(r.sw()));
-    }
-    Ok(())
-}
-
-fn exactly(answers: &[ResponseApdu], n: usize) -> Result<&[ResponseApdu], StepError> {
-    if answers.len() != n {
-        return Err(StepError::WrongAnswerCount { expected: n, got: answers.len() });
-    }
-    Ok(answers)
-}
-
-fn sealed(s: &Option<SealedState>) -> Result<&SealedState, StepError> {
-    s.as_ref().ok_or(StepError::Security(SecurityError::WrongPhase))
-}
-
 /// What `create` needs to know about the card and the limits.
 #[derive(Debug)]
 pub struct CreateInput<'b> {
@@ -291,15 +273,14 @@ impl Settlement {
             return Err(StepError::AmountOverLimit { amount: facts.amount, limit });
         }
         let id = SettlementId::generate(ctx.rng);
-        let begun = ctx.security.begin(&card.id, card.key_version, id.as_str(), ctx.rng)?;
-        let settlement = Settlement {
+        let mut settlement = Settlement {
             transaction_id: TransactionId::generate(ctx.rng),
             id,
             phase: Phase::Authenticating,
             bill: facts,
             card_id: card.id,
             key_version: card.key_version,
-            scp: Some(begun.state),
+            scp: None,
             balance_minor: None,
             counter_at_offer: None,
             debit_hash: None,
@@ -312,7 +293,13 @@ impl Settlement {
             outcome_reason: None,
             outcome_code: None,
         };
-        Ok((settlement, begun.value))
+        let init = settlement.session().begin(ctx, card.key_version)?;
+        Ok((settlement, init))
+    }
+
+    /// This settlement's secure session with its card.
+    fn session(&mut self) -> Session<'_> {
+        Session::new(&self.card_id, self.id.as_str(), &mut self.scp)
     }
 
     /// Checks the card cryptogram; returns EXTERNAL AUTHENTICATE and a
@@ -323,61 +310,14 @@ impl Settlement {
         answer: &ResponseApdu,
     ) -> Result<(Settlement, Vec<CommandApdu>), StepError> {
         expect("authenticate", self.phase, Phase::Authenticating)?;
-        let commands = self.open_session(ctx, answer, &[read_balance_command()])?;
+        let commands = self.session().open(ctx, answer, &[read_balance_command()])?;
         self.phase = Phase::ReadingBalance;
         Ok((self, commands))
     }
 
-    /// Shared by purchase and recovery: card cryptogram, EXTERNAL
-    /// AUTHENTICATE, then `then` sealed in order.
-    fn open_session<R: Random + ?Sized>(
-        &mut self,
-        ctx: &mut Context<'_, R>,
-        answer: &ResponseApdu,
-        then: &[CommandApdu],
-    ) -> Result<Vec<CommandApdu>, StepError> {
-        completed(answer)?;
-        let sec = ctx.security;
-        let auth = sec.authenticate(&self.card_id, self.id.as_str(), sealed(&self.scp)?, answer, ctx.rng)?;
-        let mut state = auth.state;
-        let mut commands = vec![auth.value];
-        for plain in then {
-            let next = sec.seal_command(&self.card_id, self.id.as_str(), &state, plain, ctx.rng)?;
-            state = next.state;
-            commands.push(next.value);
-        }
-        self.scp = Some(state);
-        Ok(commands)
-    }
-
-    /// Checks EXTERNAL AUTHENTICATE and unseals the answers after it.
-    fn sealed_answers<R: Random + ?Sized>(
-        &mut self,
-        ctx: &mut Context<'_, R>,
-        answers: &[ResponseApdu],
-    ) -> Result<Vec<ResponseApdu>, StepError> {
-        let sec = ctx.security;
-        let (auth, rest) = answers.split_first().ok_or(StepError::WrongAnswerCount { expected: 2, got: 0 })?;
-        completed(auth)?;
-        sec.check_external_authenticate(&self.card_id, self.id.as_str(), sealed(&self.scp)?, auth)?;
-        let mut plain = Vec::with_capacity(rest.len());
-        for wire in rest {
-            let opened = sec.unseal_response(&self.card_id, self.id.as_str(), sealed(&self.scp)?, wire, ctx.rng)?;
-            self.scp = Some(opened.state);
-            plain.push(opened.value);
-        }
-        Ok(plain)
-    }
-
+    /// The balance read at the balance step, from a card that must be active.
     fn balance_report(&self, answer: &ResponseApdu) -> Result<BalanceReport, StepError> {
-        completed(answer)?;
-        let report = BalanceReport::parse(answer.data()).map_err(|e| StepError::BadCardAnswer(e.to_string()))?;
-        if report.card_id.0 != *self.card_id.as_bytes() {
-            return Err(StepError::BadCardAnswer("balance report names another card".into()));
-        }
-        if report.currency.as_str() != self.bill.amount.currency().code() {
-            return Err(StepError::BadCardAnswer("balance report in another currency".into()));
-        }
+        let report = balance_report(&self.card_id, self.bill.amount.currency(), answer)?;
         if report.status != CardChipStatus::Active {
             return Err(StepError::CardNotActive(self.card_id));
         }
@@ -411,8 +351,7 @@ impl Settlement {
         answers: &[ResponseApdu],
     ) -> Result<(Settlement, OfferOutcome), StepError> {
         expect("offer", self.phase, Phase::ReadingBalance)?;
-        let answers = exactly(answers, 2)?;
-        let plain = self.sealed_answers(ctx, answers)?;
+        let plain = self.session().after_open(ctx, answers, 1)?;
         let report = self.balance_report(&plain[0])?;
         let currency = self.bill.amount.currency();
         let balance =
@@ -424,10 +363,7 @@ impl Settlement {
             return Ok((self, OfferOutcome::Insufficient { balance, amount }));
         }
         let debit = debit_command(&self.transfer_request());
-        let sec = ctx.security;
-        let next = sec.seal_command(&self.card_id, self.id.as_str(), sealed(&self.scp)?, &debit, ctx.rng)?;
-        self.scp = Some(next.state);
-        let wire = next.value;
+        let wire = self.session().seal(ctx, &debit)?;
         let debit_hash = Sha256Digest::of(&wire.to_bytes());
         let token = self.sign_offer(ctx, balance, debit_hash)?;
         self.counter_at_offer = Some(report.counter);
@@ -469,11 +405,9 @@ impl Settlement {
         answer: &ResponseApdu,
     ) -> Result<(Settlement, String), StepError> {
         expect("complete", self.phase, Phase::Offered)?;
-        let sec = ctx.security;
-        let opened = sec.unseal_response(&self.card_id, self.id.as_str(), sealed(&self.scp)?, answer, ctx.rng)?;
-        completed(&opened.value)?;
-        self.scp = Some(opened.state);
-        let status = TxStatus::parse(opened.value.data()).map_err(|e| StepError::BadCardAnswer(e.to_string()))?;
+        let plain = self.session().unseal(ctx, answer)?;
+        completed(&plain)?;
+        let status = TxStatus::parse(plain.data()).map_err(bad_answer)?;
         let TxStatus::Applied(result) = status else { return Err(StepError::WrongTransaction) };
         let token = self.finish(ctx, &result)?;
         Ok((self, token))
@@ -507,14 +441,14 @@ impl Settlement {
         let token = completion::sign(&claims, &done, ctx.center_key)?;
         self.card_counter = Some(result.counter);
         self.completion_token = Some(token.clone());
-        self.scp = None;
+        self.session().end();
         self.phase = Phase::Completed;
         Ok(token)
     }
 
     fn void(&mut self, code: &str, reason: &str) {
         self.phase = Phase::Voided;
-        self.scp = None;
+        self.session().end();
         self.outcome_code = Some(code.to_owned());
         self.outcome_reason = Some(reason.to_owned());
     }
@@ -533,10 +467,10 @@ impl Settlement {
                 expected: "authenticating or reading_balance",
             });
         }
-        let begun = ctx.security.begin(&self.card_id, self.key_version, self.id.as_str(), ctx.rng)?;
-        self.scp = Some(begun.state);
+        let key_version = self.key_version;
+        let init = self.session().begin(ctx, key_version)?;
         self.phase = Phase::Authenticating;
-        Ok((self, begun.value))
+        Ok((self, init))
     }
 
     /// The cardholder declined, or the wallet gave up, before any DEBIT was
@@ -604,10 +538,10 @@ impl Settlement {
                 expected: "offered or recovering",
             });
         }
-        let begun = ctx.security.begin(&self.card_id, self.key_version, self.id.as_str(), ctx.rng)?;
-        self.scp = Some(begun.state);
+        let key_version = self.key_version;
+        let init = self.session().begin(ctx, key_version)?;
         self.phase = Phase::Recovering;
-        Ok((self, begun.value))
+        Ok((self, init))
     }
 
     /// Checks the card cryptogram of the recovery session; returns EXTERNAL
@@ -620,7 +554,7 @@ impl Settlement {
     ) -> Result<(Settlement, Vec<CommandApdu>), StepError> {
         expect("recovery_authenticate", self.phase, Phase::Recovering)?;
         let tx = TxId(*self.transaction_id.as_bytes());
-        let commands = self.open_session(ctx, answer, &[transaction_status_command(&tx)])?;
+        let commands = self.session().open(ctx, answer, &[transaction_status_command(&tx)])?;
         self.phase = Phase::RecoveringStatus;
         Ok((self, commands))
     }
@@ -633,52 +567,32 @@ impl Settlement {
         answers: &[ResponseApdu],
     ) -> Result<(Settlement, Resolution), StepError> {
         expect("resolve", self.phase, Phase::RecoveringStatus)?;
-        let answers = exactly(answers, 2)?;
-        let plain = self.sealed_answers(ctx, answers)?;
-        completed(&plain[0])?;
-        match TxStatus::parse(plain[0].data()).map_err(|e| StepError::BadCardAnswer(e.to_string()))? {
-            TxStatus::Applied(result) => {
+        let plain = self.session().after_open(ctx, answers, 1)?;
+        match transaction_status(&plain[0], &self.transaction_id)? {
+            Probe::Applied(result) => {
                 let token = self.finish(ctx, &result)?;
                 Ok((self, Resolution::Completed { completion: token }))
             }
-            TxStatus::Unknown(id) if id.0 == *self.transaction_id.as_bytes() => {
-                let sec = ctx.security;
-                let next = sec.seal_command(
-                    &self.card_id,
-                    self.id.as_str(),
-                    sealed(&self.scp)?,
-                    &read_balance_command(),
-                    ctx.rng,
-                )?;
-                self.scp = Some(next.state);
+            Probe::NotKnown => {
+                let command = self.session().seal(ctx, &read_balance_command())?;
                 self.phase = Phase::RecoveringBalance;
-                Ok((self, Resolution::NeedsBalance { command: next.value }))
+                Ok((self, Resolution::NeedsBalance { command }))
             }
-            TxStatus::Unknown(_) => Err(StepError::WrongTransaction),
         }
     }
 
-    /// The card did not know the transaction. If fewer transactions than it
-    /// remembers happened since the offer, it was never applied: void.
+    /// The card did not know the transaction: void it if the capacity rule
+    /// proves it was never applied (`card_session::never_applied`).
     pub fn resolve_balance<R: Random + ?Sized>(
         mut self,
         ctx: &mut Context<'_, R>,
         answer: &ResponseApdu,
     ) -> Result<(Settlement, Resolution), StepError> {
         expect("resolve_balance", self.phase, Phase::RecoveringBalance)?;
-        let sec = ctx.security;
-        let opened = sec.unseal_response(&self.card_id, self.id.as_str(), sealed(&self.scp)?, answer, ctx.rng)?;
-        self.scp = Some(opened.state);
-        completed(&opened.value)?;
+        let plain = self.session().unseal(ctx, answer)?;
         // A card blocked since the offer can still tell us what happened.
-        let report = BalanceReport::parse(opened.value.data()).map_err(|e| StepError::BadCardAnswer(e.to_string()))?;
-        if report.card_id.0 != *self.card_id.as_bytes() {
-            return Err(StepError::BadCardAnswer("balance report names another card".into()));
-        }
-        let before = self.counter_at_offer.ok_or(StepError::Undecidable)?;
-        if report.counter < before || (report.counter - before) as usize >= RECENT_TX_CAPACITY {
-            return Err(StepError::Undecidable);
-        }
+        let report = balance_report(&self.card_id, self.bill.amount.currency(), &plain)?;
+        never_applied(self.counter_at_offer, &report)?;
         self.void("not_applied", "the card reports the transaction was not applied");
         Ok((self, Resolution::Voided))
     }

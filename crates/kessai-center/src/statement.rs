@@ -12,9 +12,10 @@ use kessai_card::protocol::{TransferKind, parse_log, read_log_command};
 use kessai_core::ids::CardId;
 use kessai_core::random::Random;
 use kessai_core::time::Timestamp;
-use kessai_scp03::{CommandApdu, ResponseApdu, StatusWord};
+use kessai_scp03::{CommandApdu, ResponseApdu};
 use serde::{Deserialize, Serialize};
 
+use crate::card_session::{Session, bad_answer, completed};
 use crate::purchase::{CardRecord, CardRegistryStatus, Context, StepError};
 use crate::security::SealedState;
 
@@ -70,25 +71,22 @@ impl Statement {
         let mut raw = [0u8; 16];
         ctx.rng.fill_bytes(&mut raw);
         let id = format!("stm_{}", hex::encode(raw));
-        let begun = ctx.security.begin(&card.id, card.key_version, &id, ctx.rng)?;
-        let s = Statement {
+        let mut s = Statement {
             id,
             card_id: card.id,
             key_version: card.key_version,
             phase: StatementPhase::Authenticating,
-            scp: Some(begun.state),
+            scp: None,
             entries: Vec::new(),
             created_at: ctx.now,
         };
-        Ok((s, begun.value))
+        let init = s.session().begin(ctx, card.key_version)?;
+        Ok((s, init))
     }
 
-    fn sealed(&self) -> Result<&SealedState, StepError> {
-        self.scp.as_ref().ok_or(StepError::OutOfOrder {
-            step: "statement",
-            phase: crate::purchase::Phase::Completed,
-            expected: "an open statement",
-        })
+    /// This statement's secure session with its card.
+    fn session(&mut self) -> Session<'_> {
+        Session::new(&self.card_id, &self.id, &mut self.scp)
     }
 
     /// Card cryptogram checked; EXTERNAL AUTHENTICATE and the first sealed READ LOG.
@@ -100,16 +98,9 @@ impl Statement {
         if self.phase != StatementPhase::Authenticating {
             return Err(StepError::BadCardAnswer("statement is not authenticating".into()));
         }
-        if answer.sw() != StatusWord::from(0x9000u16) {
-            return Err(StepError::CardRefused(answer.sw()));
-        }
-        let sec = ctx.security;
-        let auth = sec.authenticate(&self.card_id, &self.id, self.sealed()?, answer, ctx.rng)?;
-        let read =
-            sec.seal_command(&self.card_id, &self.id, &auth.state, &read_log_command(0, page_size()), ctx.rng)?;
-        self.scp = Some(read.state);
+        let commands = self.session().open(ctx, answer, &[read_log_command(0, page_size())])?;
         self.phase = StatementPhase::Reading;
-        Ok((self, vec![auth.value, read.value]))
+        Ok((self, commands))
     }
 
     /// One page: the answers are `[EXTERNAL AUTHENTICATE, READ LOG]` the first
@@ -123,20 +114,13 @@ impl Statement {
         if self.phase != StatementPhase::Reading {
             return Err(StepError::BadCardAnswer("statement is not reading".into()));
         }
-        let sec = ctx.security;
         let page = match answers {
-            [auth, page] if self.entries.is_empty() => {
-                sec.check_external_authenticate(&self.card_id, &self.id, self.sealed()?, auth)?;
-                page
-            }
-            [page] => page,
+            [_, _] if self.entries.is_empty() => self.session().after_open(ctx, answers, 1)?.remove(0),
+            [page] => self.session().unseal(ctx, page)?,
             _ => return Err(StepError::WrongAnswerCount { expected: 1, got: answers.len() }),
         };
-        let opened = sec.unseal_response(&self.card_id, &self.id, self.sealed()?, page, ctx.rng)?;
-        if opened.value.sw() != StatusWord::from(0x9000u16) {
-            return Err(StepError::CardRefused(opened.value.sw()));
-        }
-        let records = parse_log(opened.value.data()).map_err(|e| StepError::BadCardAnswer(e.to_string()))?;
+        completed(&page)?;
+        let records = parse_log(page.data()).map_err(bad_answer)?;
         let full_page = records.len() == usize::from(page_size());
         self.entries.extend(records.iter().map(|r| LogEntry {
             kind: if r.kind == TransferKind::Debit { "debit" } else { "credit" }.into(),
@@ -150,14 +134,12 @@ impl Statement {
         let read_so_far = self.entries.len();
         if !full_page || read_so_far >= max_entries.min(LOG_CAPACITY) {
             self.phase = StatementPhase::Done;
-            self.scp = None;
+            self.session().end();
             return Ok((self, None));
         }
         let skip = u8::try_from(read_so_far).map_err(|_| StepError::BadCardAnswer("log too long".into()))?;
-        let next =
-            sec.seal_command(&self.card_id, &self.id, &opened.state, &read_log_command(skip, page_size()), ctx.rng)?;
-        self.scp = Some(next.state);
-        Ok((self, Some(next.value)))
+        let next = self.session().seal(ctx, &read_log_command(skip, page_size()))?;
+        Ok((self, Some(next)))
     }
 }
 

@@ -23,10 +23,9 @@
 //! (or captured, or refunded to a credit card) without the card's sealed
 //! confirmation.
 
-use kessai_card::limits::RECENT_TX_CAPACITY;
 use kessai_card::protocol::{
-    BalanceReport, CardStatus as CardChipStatus, TransferKind, TransferRequest, TxId, TxResult, TxStatus,
-    credit_command, debit_command, read_balance_command, transaction_status_command,
+    CardStatus as CardChipStatus, TransferKind, TransferRequest, TxId, TxResult, TxStatus, credit_command,
+    debit_command, read_balance_command, transaction_status_command,
 };
 use kessai_core::Money;
 use kessai_core::digest::Sha256Digest;
@@ -36,9 +35,10 @@ use kessai_core::messages::Reference;
 use kessai_core::messages::value_update::{self, Direction, ValueUpdate, ValueUpdateDraft};
 use kessai_core::random::Random;
 use kessai_core::time::Timestamp;
-use kessai_scp03::{ApduError, CommandApdu, ResponseApdu, StatusWord};
+use kessai_scp03::{ApduError, CommandApdu, ResponseApdu};
 use serde::{Deserialize, Serialize};
 
+use crate::card_session::{Probe, Session, bad_answer, balance_report, completed, never_applied, transaction_status};
 use crate::limits::VALUE_UPDATE_LIFETIME_S;
 use crate::purchase::{CardRecord, CardRegistryStatus, Context, StepError};
 use crate::security::{SealedState, SecurityError};
@@ -207,24 +207,6 @@ fn expect(step: &'static str, phase: ChargePhase, expected: ChargePhase) -> Resu
     Ok(())
 }
 
-fn ok(r: &ResponseApdu) -> Result<(), StepError> {
-    if r.sw() != StatusWord::from(0x9000u16) {
-        return Err(StepError::CardRefused(r.sw()));
-    }
-    Ok(())
-}
-
-fn exactly(answers: &[ResponseApdu], n: usize) -> Result<&[ResponseApdu], StepError> {
-    if answers.len() != n {
-        return Err(StepError::WrongAnswerCount { expected: n, got: answers.len() });
-    }
-    Ok(answers)
-}
-
-fn bad_answer(e: impl std::fmt::Display) -> StepError {
-    StepError::BadCardAnswer(e.to_string())
-}
-
 /// What `create` needs: the registered card, the direction, purpose and
 /// amount, and the funding reference. Limits were checked before.
 #[derive(Debug)]
@@ -250,8 +232,7 @@ impl Charge {
         if input.amount.currency() != card.currency {
             return Err(StepError::CurrencyMismatch { bill: input.amount.currency(), card: card.currency }.into());
         }
-        let begun = ctx.security.begin(&card.id, card.key_version, input.id.as_str(), ctx.rng)?;
-        let charge = Charge {
+        let mut charge = Charge {
             transaction_id: TransactionId::generate(ctx.rng),
             id: input.id,
             phase: ChargePhase::Authenticating,
@@ -262,7 +243,7 @@ impl Charge {
             max_balance_minor: card.max_balance_minor,
             amount: input.amount,
             authorization: input.authorization,
-            scp: Some(begun.state),
+            scp: None,
             balance_minor: None,
             counter_at_offer: None,
             command_hash: None,
@@ -274,11 +255,13 @@ impl Charge {
             outcome_reason: None,
             outcome_code: None,
         };
-        Ok((charge, begun.value))
+        let init = charge.session().begin(ctx, card.key_version)?;
+        Ok((charge, init))
     }
 
-    fn sealed(&self) -> Result<&SealedState, ChargeStepError> {
-        self.scp.as_ref().ok_or(ChargeStepError::Card(StepError::Security(SecurityError::WrongPhase)))
+    /// This update's secure session with its card.
+    fn session(&mut self) -> Session<'_> {
+        Session::new(&self.card_id, self.id.as_str(), &mut self.scp)
     }
 
     /// Checks the card cryptogram; returns EXTERNAL AUTHENTICATE and a
@@ -289,59 +272,9 @@ impl Charge {
         answer: &ResponseApdu,
     ) -> Result<(Charge, Vec<CommandApdu>), ChargeStepError> {
         expect("authenticate", self.phase, ChargePhase::Authenticating)?;
-        let commands = self.open_session(ctx, answer, &read_balance_command())?;
+        let commands = self.session().open(ctx, answer, &[read_balance_command()])?;
         self.phase = ChargePhase::ReadingBalance;
         Ok((self, commands))
-    }
-
-    /// Card cryptogram, EXTERNAL AUTHENTICATE, then `then` sealed.
-    fn open_session<R: Random + ?Sized>(
-        &mut self,
-        ctx: &mut Context<'_, R>,
-        answer: &ResponseApdu,
-        then: &CommandApdu,
-    ) -> Result<Vec<CommandApdu>, ChargeStepError> {
-        ok(answer)?;
-        let sec = ctx.security;
-        let auth = sec.authenticate(&self.card_id, self.id.as_str(), self.sealed()?, answer, ctx.rng)?;
-        let next = sec.seal_command(&self.card_id, self.id.as_str(), &auth.state, then, ctx.rng)?;
-        self.scp = Some(next.state);
-        Ok(vec![auth.value, next.value])
-    }
-
-    /// Checks EXTERNAL AUTHENTICATE's answer and unseals the one after it.
-    fn sealed_answer<R: Random + ?Sized>(
-        &mut self,
-        ctx: &mut Context<'_, R>,
-        answers: &[ResponseApdu],
-    ) -> Result<ResponseApdu, ChargeStepError> {
-        let answers = exactly(answers, 2)?;
-        ok(&answers[0])?;
-        let sec = ctx.security;
-        sec.check_external_authenticate(&self.card_id, self.id.as_str(), self.sealed()?, &answers[0])?;
-        self.unseal(ctx, &answers[1])
-    }
-
-    fn unseal<R: Random + ?Sized>(
-        &mut self,
-        ctx: &mut Context<'_, R>,
-        wire: &ResponseApdu,
-    ) -> Result<ResponseApdu, ChargeStepError> {
-        let opened = ctx.security.unseal_response(&self.card_id, self.id.as_str(), self.sealed()?, wire, ctx.rng)?;
-        self.scp = Some(opened.state);
-        Ok(opened.value)
-    }
-
-    fn balance_report(&self, answer: &ResponseApdu) -> Result<BalanceReport, StepError> {
-        ok(answer)?;
-        let report = BalanceReport::parse(answer.data()).map_err(bad_answer)?;
-        if report.card_id.0 != *self.card_id.as_bytes() {
-            return Err(bad_answer("balance report names another card"));
-        }
-        if report.currency.as_str() != self.amount.currency().code() {
-            return Err(bad_answer("balance report in another currency"));
-        }
-        Ok(report)
     }
 
     /// The transfer request the sealed CREDIT (or DEBIT) carries. Counterpart: the
@@ -374,8 +307,8 @@ impl Charge {
         answers: &[ResponseApdu],
     ) -> Result<(Charge, ChargeOffer), ChargeStepError> {
         expect("offer", self.phase, ChargePhase::ReadingBalance)?;
-        let plain = self.sealed_answer(ctx, answers)?;
-        let report = self.balance_report(&plain)?;
+        let plain = self.session().after_open(ctx, answers, 1)?;
+        let report = balance_report(&self.card_id, self.amount.currency(), &plain[0])?;
         if report.status != CardChipStatus::Active {
             return Err(StepError::CardNotActive(self.card_id).into());
         }
@@ -400,9 +333,7 @@ impl Charge {
                 (after, debit_command(&self.transfer_request()))
             }
         };
-        let next = ctx.security.seal_command(&self.card_id, self.id.as_str(), self.sealed()?, &command, ctx.rng)?;
-        self.scp = Some(next.state);
-        let wire = next.value;
+        let wire = self.session().seal(ctx, &command)?;
         let command_hash = Sha256Digest::of(&wire.to_bytes());
         let token = self.sign_value_update(ctx, before, after, command_hash)?;
         self.counter_at_offer = Some(report.counter);
@@ -444,8 +375,8 @@ impl Charge {
         answer: &ResponseApdu,
     ) -> Result<Charge, ChargeStepError> {
         expect("complete", self.phase, ChargePhase::Offered)?;
-        let plain = self.unseal(ctx, answer)?;
-        ok(&plain)?;
+        let plain = self.session().unseal(ctx, answer)?;
+        completed(&plain)?;
         let TxStatus::Applied(result) = TxStatus::parse(plain.data()).map_err(bad_answer)? else {
             return Err(StepError::WrongTransaction.into());
         };
@@ -466,14 +397,14 @@ impl Charge {
         }
         self.card_counter = Some(result.counter);
         self.balance_after_minor = Some(result.balance_after_minor);
-        self.scp = None;
+        self.session().end();
         self.phase = ChargePhase::Completed;
         Ok(())
     }
 
     fn void(&mut self, code: &str, reason: &str) {
         self.phase = ChargePhase::Voided;
-        self.scp = None;
+        self.session().end();
         self.outcome_code = Some(code.to_owned());
         self.outcome_reason = Some(reason.to_owned());
     }
@@ -491,10 +422,10 @@ impl Charge {
                 expected: "authenticating or reading_balance",
             });
         }
-        let begun = ctx.security.begin(&self.card_id, self.key_version, self.id.as_str(), ctx.rng)?;
-        self.scp = Some(begun.state);
+        let key_version = self.key_version;
+        let init = self.session().begin(ctx, key_version)?;
         self.phase = ChargePhase::Authenticating;
-        Ok((self, begun.value))
+        Ok((self, init))
     }
 
     /// The wallet gave up before any CREDIT was issued: void at once.
@@ -542,10 +473,10 @@ impl Charge {
                 expected: "offered or recovering",
             });
         }
-        let begun = ctx.security.begin(&self.card_id, self.key_version, self.id.as_str(), ctx.rng)?;
-        self.scp = Some(begun.state);
+        let key_version = self.key_version;
+        let init = self.session().begin(ctx, key_version)?;
         self.phase = ChargePhase::Recovering;
-        Ok((self, begun.value))
+        Ok((self, init))
     }
 
     /// EXTERNAL AUTHENTICATE and a sealed TRANSACTION STATUS.
@@ -556,7 +487,7 @@ impl Charge {
     ) -> Result<(Charge, Vec<CommandApdu>), ChargeStepError> {
         expect("recovery_authenticate", self.phase, ChargePhase::Recovering)?;
         let tx = TxId(*self.transaction_id.as_bytes());
-        let commands = self.open_session(ctx, answer, &transaction_status_command(&tx))?;
+        let commands = self.session().open(ctx, answer, &[transaction_status_command(&tx)])?;
         self.phase = ChargePhase::RecoveringStatus;
         Ok((self, commands))
     }
@@ -568,45 +499,32 @@ impl Charge {
         answers: &[ResponseApdu],
     ) -> Result<(Charge, ChargeResolution), ChargeStepError> {
         expect("resolve", self.phase, ChargePhase::RecoveringStatus)?;
-        let plain = self.sealed_answer(ctx, answers)?;
-        ok(&plain)?;
-        match TxStatus::parse(plain.data()).map_err(bad_answer)? {
-            TxStatus::Applied(result) => {
+        let plain = self.session().after_open(ctx, answers, 1)?;
+        match transaction_status(&plain[0], &self.transaction_id)? {
+            Probe::Applied(result) => {
                 self.finish(&result)?;
                 Ok((self, ChargeResolution::Completed))
             }
-            TxStatus::Unknown(id) if id.0 == *self.transaction_id.as_bytes() => {
-                let sec = ctx.security;
-                let next = sec.seal_command(
-                    &self.card_id,
-                    self.id.as_str(),
-                    self.sealed()?,
-                    &read_balance_command(),
-                    ctx.rng,
-                )?;
-                self.scp = Some(next.state);
+            Probe::NotKnown => {
+                let command = self.session().seal(ctx, &read_balance_command())?;
                 self.phase = ChargePhase::RecoveringBalance;
-                Ok((self, ChargeResolution::NeedsBalance { command: next.value }))
+                Ok((self, ChargeResolution::NeedsBalance { command }))
             }
-            TxStatus::Unknown(_) => Err(StepError::WrongTransaction.into()),
         }
     }
 
-    /// The card did not know the transaction. If fewer transactions than it
-    /// remembers happened since the offer, it was never applied: void.
+    /// The card did not know the transaction: void it if the capacity rule
+    /// proves it was never applied (`card_session::never_applied`).
     pub fn resolve_balance<R: Random + ?Sized>(
         mut self,
         ctx: &mut Context<'_, R>,
         answer: &ResponseApdu,
     ) -> Result<Charge, ChargeStepError> {
         expect("resolve_balance", self.phase, ChargePhase::RecoveringBalance)?;
-        let plain = self.unseal(ctx, answer)?;
+        let plain = self.session().unseal(ctx, answer)?;
         // A card blocked since the offer can still tell us what happened.
-        let report = self.balance_report(&plain)?;
-        let before = self.counter_at_offer.ok_or(StepError::Undecidable)?;
-        if report.counter < before || (report.counter - before) as usize >= RECENT_TX_CAPACITY {
-            return Err(StepError::Undecidable.into());
-        }
+        let report = balance_report(&self.card_id, self.amount.currency(), &plain)?;
+        never_applied(self.counter_at_offer, &report)?;
         self.void("not_applied", "the card reports the credit was not applied");
         Ok(self)
     }

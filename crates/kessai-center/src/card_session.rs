@@ -1,0 +1,218 @@
+//! One secure session with a card, whatever it is for: a purchase's DEBIT,
+//! a value update's CREDIT or DEBIT, a statement's log pages. Sans-I/O:
+//! commands out and answers in as bytes, through the security server, which
+//! alone holds the session keys (the record keeps only their sealed state).
+//!
+//! Written once here, for every protocol:
+//! - opening a session: the card cryptogram checked, then EXTERNAL
+//!   AUTHENTICATE and N sealed commands in one round trip;
+//! - unsealing the answers after it (EXTERNAL AUTHENTICATE's first);
+//! - the sealed READ BALANCE's answer checked (this card, this currency);
+//! - the recovery probe: TRANSACTION STATUS names the transaction applied, or
+//!   not known; if not known, READ BALANCE and the capacity rule decide
+//!   whether it can never have been applied.
+
+use kessai_card::limits::RECENT_TX_CAPACITY;
+use kessai_card::protocol::{BalanceReport, TxResult, TxStatus};
+use kessai_core::Currency;
+use kessai_core::ids::{CardId, TransactionId};
+use kessai_core::random::Random;
+use kessai_scp03::{CommandApdu, ResponseApdu, StatusWord};
+
+use crate::purchase::{Context, StepError};
+use crate::security::{SealedState, SecurityError};
+
+/// A record's secure session with its card, borrowed for one step.
+#[derive(Debug)]
+pub(crate) struct Session<'r> {
+    card_id: &'r CardId,
+    /// The record's id, bound into the sealed state: one record's session
+    /// cannot be used for another's.
+    label: &'r str,
+    scp: &'r mut Option<SealedState>,
+}
+
+impl<'r> Session<'r> {
+    pub(crate) fn new(card_id: &'r CardId, label: &'r str, scp: &'r mut Option<SealedState>) -> Session<'r> {
+        Session { card_id, label, scp }
+    }
+
+    fn state(&self) -> Result<&SealedState, StepError> {
+        self.scp.as_ref().ok_or(StepError::Security(SecurityError::WrongPhase))
+    }
+
+    /// A new session (ending any before it, so a command sealed in an old
+    /// one can never apply later): the INITIALIZE UPDATE to relay.
+    pub(crate) fn begin<R: Random + ?Sized>(
+        &mut self,
+        ctx: &mut Context<'_, R>,
+        key_version: u8,
+    ) -> Result<CommandApdu, StepError> {
+        let begun = ctx.security.begin(self.card_id, key_version, self.label, ctx.rng)?;
+        *self.scp = Some(begun.state);
+        Ok(begun.value)
+    }
+
+    /// Checks the card cryptogram in INITIALIZE UPDATE's `answer`; returns
+    /// EXTERNAL AUTHENTICATE and then each of `then` sealed, in order.
+    pub(crate) fn open<R: Random + ?Sized>(
+        &mut self,
+        ctx: &mut Context<'_, R>,
+        answer: &ResponseApdu,
+        then: &[CommandApdu],
+    ) -> Result<Vec<CommandApdu>, StepError> {
+        completed(answer)?;
+        let sec = ctx.security;
+        let auth = sec.authenticate(self.card_id, self.label, self.state()?, answer, ctx.rng)?;
+        let mut state = auth.state;
+        let mut commands = vec![auth.value];
+        for plain in then {
+            let next = sec.seal_command(self.card_id, self.label, &state, plain, ctx.rng)?;
+            state = next.state;
+            commands.push(next.value);
+        }
+        *self.scp = Some(state);
+        Ok(commands)
+    }
+
+    /// Checks EXTERNAL AUTHENTICATE's answer (the first of `answers`) and
+    /// unseals the `sealed` answers after it.
+    pub(crate) fn after_open<R: Random + ?Sized>(
+        &mut self,
+        ctx: &mut Context<'_, R>,
+        answers: &[ResponseApdu],
+        sealed: usize,
+    ) -> Result<Vec<ResponseApdu>, StepError> {
+        let answers = exactly(answers, 1 + sealed)?;
+        let (auth, rest) = answers.split_first().ok_or(StepError::WrongAnswerCount { expected: 1, got: 0 })?;
+        completed(auth)?;
+        ctx.security.check_external_authenticate(self.card_id, self.label, self.state()?, auth)?;
+        rest.iter().map(|wire| self.unseal(ctx, wire)).collect()
+    }
+
+    /// Unseals the card's answer to the last sealed command.
+    pub(crate) fn unseal<R: Random + ?Sized>(
+        &mut self,
+        ctx: &mut Context<'_, R>,
+        wire: &ResponseApdu,
+    ) -> Result<ResponseApdu, StepError> {
+        let opened = ctx.security.unseal_response(self.card_id, self.label, self.state()?, wire, ctx.rng)?;
+        *self.scp = Some(opened.state);
+        Ok(opened.value)
+    }
+
+    /// Seals one more command in the open session.
+    pub(crate) fn seal<R: Random + ?Sized>(
+        &mut self,
+        ctx: &mut Context<'_, R>,
+        plain: &CommandApdu,
+    ) -> Result<CommandApdu, StepError> {
+        let next = ctx.security.seal_command(self.card_id, self.label, self.state()?, plain, ctx.rng)?;
+        *self.scp = Some(next.state);
+        Ok(next.value)
+    }
+
+    /// Ends the session: its sealed state is forgotten.
+    pub(crate) fn end(self) {
+        *self.scp = None;
+    }
+}
+
+/// The card answered 9000.
+pub(crate) fn completed(r: &ResponseApdu) -> Result<(), StepError> {
+    if r.sw() != StatusWord::from(0x9000u16) {
+        return Err(StepError::CardRefused(r.sw()));
+    }
+    Ok(())
+}
+
+/// Exactly `n` answers.
+pub(crate) fn exactly(answers: &[ResponseApdu], n: usize) -> Result<&[ResponseApdu], StepError> {
+    if answers.len() != n {
+        return Err(StepError::WrongAnswerCount { expected: n, got: answers.len() });
+    }
+    Ok(answers)
+}
+
+pub(crate) fn bad_answer(e: impl std::fmt::Display) -> StepError {
+    StepError::BadCardAnswer(e.to_string())
+}
+
+/// The unsealed answer to READ BALANCE, checked: it completed, names this
+/// card and is in this currency. (Whether the chip is active is the
+/// caller's question: a card blocked since an offer still tells recovery
+/// what happened.)
+pub(crate) fn balance_report(
+    card: &CardId,
+    currency: Currency,
+    answer: &ResponseApdu,
+) -> Result<BalanceReport, StepError> {
+    completed(answer)?;
+    let report = BalanceReport::parse(answer.data()).map_err(bad_answer)?;
+    if report.card_id.0 != *card.as_bytes() {
+        return Err(bad_answer("balance report names another card"));
+    }
+    if report.currency.as_str() != currency.code() {
+        return Err(bad_answer("balance report in another currency"));
+    }
+    Ok(report)
+}
+
+/// What the card's TRANSACTION STATUS said of a transaction.
+#[derive(Debug)]
+pub(crate) enum Probe {
+    /// Applied, with its result (the caller checks it is what was sealed).
+    Applied(TxResult),
+    /// Not among the transactions the card remembers: READ BALANCE next.
+    NotKnown,
+}
+
+/// The unsealed answer to TRANSACTION STATUS about `tx`.
+pub(crate) fn transaction_status(plain: &ResponseApdu, tx: &TransactionId) -> Result<Probe, StepError> {
+    completed(plain)?;
+    match TxStatus::parse(plain.data()).map_err(bad_answer)? {
+        TxStatus::Applied(result) => Ok(Probe::Applied(result)),
+        TxStatus::Unknown(id) if id.0 == *tx.as_bytes() => Ok(Probe::NotKnown),
+        TxStatus::Unknown(_) => Err(StepError::WrongTransaction),
+    }
+}
+
+/// The capacity rule. The card does not know the transaction; its counter
+/// was `counter_at_offer` when the command was sealed. If it made fewer
+/// transactions since than it remembers, the transaction would be among
+/// them had it been applied: it never was, and can be voided. Otherwise the
+/// card cannot tell, and nothing may be voided.
+pub(crate) fn never_applied(counter_at_offer: Option<u32>, report: &BalanceReport) -> Result<(), StepError> {
+    let before = counter_at_offer.ok_or(StepError::Undecidable)?;
+    if report.counter < before || (report.counter - before) as usize >= RECENT_TX_CAPACITY {
+        return Err(StepError::Undecidable);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kessai_card::protocol::{CardId as ChipCardId, CardStatus, Currency as ChipCurrency};
+
+    fn report(counter: u32) -> BalanceReport {
+        BalanceReport {
+            card_id: ChipCardId([1; 8]),
+            balance_minor: 0,
+            currency: ChipCurrency::new("JPY").unwrap_or_else(|_| unreachable!()),
+            max_balance_minor: 1,
+            counter,
+            status: CardStatus::Active,
+        }
+    }
+
+    #[test]
+    fn only_fewer_transactions_than_the_card_remembers_prove_a_command_never_applied() {
+        assert!(never_applied(Some(10), &report(10)).is_ok(), "nothing since");
+        let last = u32::try_from(RECENT_TX_CAPACITY).unwrap_or(u32::MAX) - 1;
+        assert!(never_applied(Some(10), &report(10 + last)).is_ok(), "still remembered");
+        assert!(matches!(never_applied(Some(10), &report(10 + last + 1)), Err(StepError::Undecidable)));
+        assert!(matches!(never_applied(Some(10), &report(9)), Err(StepError::Undecidable)), "a counter gone back");
+        assert!(matches!(never_applied(None, &report(10)), Err(StepError::Undecidable)), "no offer counter");
+    }
+}
