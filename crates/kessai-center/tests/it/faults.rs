@@ -9,7 +9,7 @@
 
 use kessai_card::terminal::Terminal;
 use kessai_center::authorizer::{AuthorizationState, PaymentCard};
-use kessai_center::charge::{ChargeRequest, DecreaseRequest};
+use kessai_center::charge::{ChargeReply, ChargeRequest, DecreaseRequest};
 use kessai_center::owed::Applying;
 use kessai_center::purchase::Phase;
 use kessai_center::value::ChargePhase;
@@ -21,7 +21,7 @@ use kessai_core::samples;
 
 use crate::charge::{APPROVE, Charging, jpy, relay};
 use crate::refund::{member, refund_token, relay_step, stores};
-use crate::world::{NOW, balance_of, card_id, funded_card};
+use crate::world::{CardReader, NOW, balance_of, card_id, funded_card};
 
 /// Runs `$call`; if it failed at the injected fault, restarts the center and
 /// runs the same call again, which must succeed.
@@ -36,6 +36,20 @@ macro_rules! survive {
             }
         }
     }};
+}
+
+/// A value update from its INITIALIZE UPDATE to completed, each step
+/// surviving the fault.
+async fn run_update(c: &mut Charging, card: &mut Terminal<CardReader>, r: ChargeReply) {
+    let id = r.charge_id.clone();
+    let answers = relay(card, &r);
+    let r = survive!(c, c.center.charge_authenticate(c.sim.as_ref(), &id, answers.clone(), None));
+    let answers = relay(card, &r);
+    let r = survive!(c, c.center.charge_offer(c.sim.as_ref(), &id, answers.clone(), None));
+    let answers = relay(card, &r);
+    let r = survive!(c, c.center.charge_complete(c.sim.as_ref(), &id, answers.clone(), None));
+    assert_eq!(r.phase, ChargePhase::Completed);
+    Terminal::select(card).unwrap();
 }
 
 /// One run with a fault after operation `n`; whether the fault fired.
@@ -55,14 +69,7 @@ async fn run(mut c: Charging, n: u64) -> bool {
     };
     let r = survive!(c, c.center.create_charge(c.sim.as_ref(), request()));
     let id = r.charge_id.clone();
-    let answers = relay(&mut card, &r);
-    let r = survive!(c, c.center.charge_authenticate(c.sim.as_ref(), &id, answers.clone(), None));
-    let answers = relay(&mut card, &r);
-    let r = survive!(c, c.center.charge_offer(c.sim.as_ref(), &id, answers.clone(), None));
-    let answers = relay(&mut card, &r);
-    let r = survive!(c, c.center.charge_complete(c.sim.as_ref(), &id, answers.clone(), None));
-    assert_eq!(r.phase, ChargePhase::Completed);
-    Terminal::select(&mut card).unwrap();
+    run_update(&mut c, &mut card, r).await;
 
     // 2. A purchase of the sample bill (JPY 11,360).
     let (claims, b) = samples::bill(&mut OsRandom, NOW).unwrap();
@@ -87,15 +94,7 @@ async fn run(mut c: Charging, n: u64) -> bool {
         Applying::Update(r) => *r,
         Applying::Nothing => panic!("the refund is owed"),
     };
-    let uid = r.charge_id.clone();
-    let answers = relay(&mut card, &r);
-    let r = survive!(c, c.center.charge_authenticate(c.sim.as_ref(), &uid, answers.clone(), None));
-    let answers = relay(&mut card, &r);
-    let r = survive!(c, c.center.charge_offer(c.sim.as_ref(), &uid, answers.clone(), None));
-    let answers = relay(&mut card, &r);
-    let r = survive!(c, c.center.charge_complete(c.sim.as_ref(), &uid, answers.clone(), None));
-    assert_eq!(r.phase, ChargePhase::Completed);
-    Terminal::select(&mut card).unwrap();
+    run_update(&mut c, &mut card, r).await;
 
     // 4. JPY 1,000 back to the credit card that paid the charge.
     let decrease_id = UpdateId::generate(&mut OsRandom);
@@ -106,15 +105,7 @@ async fn run(mut c: Charging, n: u64) -> bool {
         amount: jpy(1_000),
     };
     let r = survive!(c, c.center.create_decrease(request()));
-    let did = r.charge_id.clone();
-    let answers = relay(&mut card, &r);
-    let r = survive!(c, c.center.charge_authenticate(c.sim.as_ref(), &did, answers.clone(), None));
-    let answers = relay(&mut card, &r);
-    let r = survive!(c, c.center.charge_offer(c.sim.as_ref(), &did, answers.clone(), None));
-    let answers = relay(&mut card, &r);
-    let r = survive!(c, c.center.charge_complete(c.sim.as_ref(), &did, answers.clone(), None));
-    assert_eq!(r.phase, ChargePhase::Completed);
-    Terminal::select(&mut card).unwrap();
+    run_update(&mut c, &mut card, r).await;
 
     let fired = !c.center.db.faults().armed();
     c.center.db.faults().fail_at(0);
