@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use crate::db::{MAX_LIST, StoreRecord};
 use crate::purchase::{CardRecord, CardRegistryStatus, Phase};
-use crate::service::Center;
+use crate::service::{Center, CenterError};
 
 #[derive(Clone)]
 struct AdminState {
@@ -96,16 +96,7 @@ async fn register_store(
         id: id.clone(),
         name: DisplayText::parse(&b.name).map_err(|e| bad("bad_name", e).with_param("name"))?,
         mall: b.mall.as_deref().map(StoreId::parse).transpose().map_err(|e| bad("bad_mall", e))?,
-        notify_url: match b.notify_url {
-            Some(u) if !u.starts_with("https://") || u.len() > 512 => {
-                return Err(bad(
-                    "bad_notify_url",
-                    "notify_url must be an https:// URL (completions go over mutual TLS)",
-                )
-                .with_param("notify_url"));
-            }
-            other => other,
-        },
+        notify_url: b.notify_url,
         client_name: b.client_name,
         bank_account: b.bank_account,
     };
@@ -113,13 +104,16 @@ async fn register_store(
         Some(v) => kessai_core::jwk::parse_jwks(v.to_string().as_bytes()).map_err(|e| bad("bad_jwks", e))?,
         None => vec![],
     };
-    let c = &state.center;
-    c.db.put_store(&record, c.clock.now()).await.map_err(internal)?;
+    let mut windows = Vec::with_capacity(keys.len());
     for k in &keys {
         let public = kessai_core::keys::PublicKey::from_bytes(&k.public).map_err(|e| bad("bad_jwks", e))?;
-        let window = kessai_core::keys::Validity { not_before: k.not_before, not_after: k.not_after };
-        c.db.put_store_key(&id, &public, window).await.map_err(internal)?;
+        windows.push((public, kessai_core::keys::Validity { not_before: k.not_before, not_after: k.not_after }));
     }
+    let c = &state.center;
+    c.register_store(&record, &windows).await.map_err(|e| match e {
+        CenterError::Registration { code, message } => bad(code, message),
+        other => internal(other),
+    })?;
     Ok(Json(json!({ "store": id, "keys": keys.len() })))
 }
 

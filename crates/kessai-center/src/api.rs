@@ -75,6 +75,7 @@ pub fn api_error(e: CenterError) -> ApiError {
             bad(S::BAD_REQUEST, "bad_apdu", format!("card answer refused: {m}")).with_param("responses")
         }
         CenterError::Receipt(m) => bad(S::UNPROCESSABLE_ENTITY, "receipt_invalid", m),
+        CenterError::Registration { code, message } => bad(S::UNPROCESSABLE_ENTITY, code, message),
         CenterError::Step(s) => step_error(s),
         CenterError::Books(b) => ApiError::new(
             S::CONFLICT,

@@ -1,11 +1,12 @@
-//! Charges (value updates paid by credit card, DESIGN §5) on the
-//! application server. Creation checks every limit first, then asks the
-//! authorizer, then opens the charge. Each later step runs in the same
-//! fixed order as purchases: load → transition (pure, in [`crate::value`])
-//! → the effects (books and authorizer, both idempotent) → compare-and-set.
-//! A step that fails changes nothing stored; a step retried after a crash
-//! meets `exists` in the ledger, an already captured or voided
-//! authorization, and the same row version.
+//! Value updates on the application server: charges paid by credit card
+//! (DESIGN §5), decreases back to the credit card, and owed items. A
+//! charge's create claims its id (single flight), checks every limit, then
+//! asks the authorizer, then opens the charge. Each later step runs as
+//! purchases do: load → transition (pure, in [`crate::value`]) → the money
+//! secured (a capture, or a refund to the credit card, idempotent at the
+//! authorizer) → one transaction with the compare-and-set, the books'
+//! entries and the stored answer → releases (an authorization voided only
+//! after the void committed). No credit is posted before its capture.
 
 use kessai_core::Money;
 use kessai_core::ids::{CardId, UpdateId};

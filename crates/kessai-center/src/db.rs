@@ -426,20 +426,35 @@ impl CenterDb {
 
     /// Adds or updates a store.
     pub async fn put_store(&self, s: &StoreRecord, now: Timestamp) -> Result<(), DbError> {
-        let query = Stmt::new(
-            "INSERT INTO center_stores (id, name, mall, notify_url, client_name, bank_account, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
-             ON CONFLICT (id) DO UPDATE SET name = $2, mall = $3, notify_url = $4, client_name = $5, bank_account = $6",
-        )
-        .bind(s.id.as_str().to_owned())
-        .bind(s.name.as_str().to_owned())
-        .bind(s.mall.as_ref().map(|m| m.as_str().to_owned()))
-        .bind(s.notify_url.clone())
-        .bind(s.client_name.clone())
-        .bind(s.bank_account.clone())
-        .bind(to_i64(now.unix_s())?);
-        self.execute(query).await?;
-        Ok(())
+        self.put_store_with_keys(s, &[], now).await
+    }
+
+    /// Adds or updates a store and, in the same transaction, its signing
+    /// keys: the store and its keys, or neither.
+    pub async fn put_store_with_keys(
+        &self,
+        s: &StoreRecord,
+        keys: &[(PublicKey, Validity)],
+        now: Timestamp,
+    ) -> Result<(), DbError> {
+        let mut statements = vec![store_query(s, now)?];
+        for (key, window) in keys {
+            statements.push(store_key_query(&s.id, key, *window)?);
+        }
+        let done = self
+            .write(move |mut conn| {
+                Box::pin(async move {
+                    for statement in statements {
+                        conn.execute(statement).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .await;
+        if !keys.is_empty() {
+            self.forget_store_keys();
+        }
+        done
     }
 
     pub async fn store(&self, id: &StoreId) -> Result<Option<StoreRecord>, DbError> {
@@ -467,18 +482,7 @@ impl CenterDb {
 
     /// Registers a signing key of a store (the merchant of record).
     pub async fn put_store_key(&self, store: &StoreId, key: &PublicKey, window: Validity) -> Result<(), DbError> {
-        let ts = |t: Option<Timestamp>| t.map(|t| to_i64(t.unix_s())).transpose();
-        let query = Stmt::new(
-            "INSERT INTO center_store_keys (kid, store, public_key, not_before, not_after, revoked)
-             VALUES ($1, $2, $3, $4, $5, 0)
-             ON CONFLICT (kid) DO UPDATE SET not_before = $4, not_after = $5 WHERE center_store_keys.store = $2",
-        )
-        .bind(key.kid().as_str().to_owned())
-        .bind(store.as_str().to_owned())
-        .bind(hex::encode(key.as_bytes()))
-        .bind(ts(window.not_before)?)
-        .bind(ts(window.not_after)?);
-        let done = self.execute(query).await;
+        let done = self.execute(store_key_query(store, key, window)?).await;
         self.forget_store_keys();
         done?;
         Ok(())
@@ -1107,6 +1111,36 @@ impl CenterDb {
         })
         .await
     }
+}
+
+fn store_query(s: &StoreRecord, now: Timestamp) -> Result<Stmt, DbError> {
+    Ok(Stmt::new(
+        "INSERT INTO center_stores (id, name, mall, notify_url, client_name, bank_account, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (id) DO UPDATE SET name = $2, mall = $3, notify_url = $4, client_name = $5, bank_account = $6",
+    )
+    .bind(s.id.as_str().to_owned())
+    .bind(s.name.as_str().to_owned())
+    .bind(s.mall.as_ref().map(|m| m.as_str().to_owned()))
+    .bind(s.notify_url.clone())
+    .bind(s.client_name.clone())
+    .bind(s.bank_account.clone())
+    .bind(to_i64(now.unix_s())?))
+}
+
+/// A store's key, added, or its window changed if the key is that store's.
+fn store_key_query(store: &StoreId, key: &PublicKey, window: Validity) -> Result<Stmt, DbError> {
+    let ts = |t: Option<Timestamp>| t.map(|t| to_i64(t.unix_s())).transpose();
+    Ok(Stmt::new(
+        "INSERT INTO center_store_keys (kid, store, public_key, not_before, not_after, revoked)
+         VALUES ($1, $2, $3, $4, $5, 0)
+         ON CONFLICT (kid) DO UPDATE SET not_before = $4, not_after = $5 WHERE center_store_keys.store = $2",
+    )
+    .bind(key.kid().as_str().to_owned())
+    .bind(store.as_str().to_owned())
+    .bind(hex::encode(key.as_bytes()))
+    .bind(ts(window.not_before)?)
+    .bind(ts(window.not_after)?))
 }
 
 fn release_daily_query(card: &CardId, day: u64, amount_minor: u64) -> Result<Stmt, DbError> {

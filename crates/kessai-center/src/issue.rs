@@ -17,8 +17,6 @@ use kessai_card::transport::InProcessReader;
 use kessai_core::ids::CardId;
 use kessai_core::random::{OsRandom, Random};
 use kessai_core::{Currency, Money};
-use kessai_scp03::KeyVersion;
-use kessai_scp03::diversify::diversify;
 
 use crate::books::initial_value_id;
 use crate::config::CenterConfig;
@@ -40,24 +38,25 @@ pub async fn issue_card(config: &CenterConfig, req: &IssueCard<'_>) -> anyhow::R
     if req.initial_value_minor > req.max_balance_minor || req.max_balance_minor == 0 {
         bail!("need 0 < max balance and initial value ≤ max balance");
     }
-    let masters = crate::app::master_keys(config)?;
-    let master =
-        masters.get(&req.key_version).with_context(|| format!("no master keys for key version {}", req.key_version))?;
-    let version = KeyVersion::new(req.key_version).context("key version must be 1 to 127")?;
     let center = crate::app::open(config).await?;
+    // Only the security server opens the issuer master keys.
+    let keys = center
+        .security
+        .personalization_keys(&req.card_id, req.key_version)
+        .with_context(|| format!("no master keys for key version {}", req.key_version))?;
     if center.db.card(&req.card_id).await?.is_some() {
         bail!("card {} is already registered", req.card_id);
     }
     let chip_currency = ChipCurrency::new(req.currency.code()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let p = Personalization {
         card_id: ChipCardId(*req.card_id.as_bytes()),
-        keys: KeySource::Diversified { master: master.clone(), version },
+        keys: KeySource::Explicit(keys.clone()),
         currency: chip_currency,
         max_balance_minor: req.max_balance_minor,
     };
     create_image_file(req.image, &p).with_context(|| format!("writing {}", req.image.display()))?;
     if req.initial_value_minor > 0 {
-        credit_image(req, &diversify(master, req.card_id.as_bytes(), version))?;
+        credit_image(req, &keys)?;
     }
     let record = CardRecord {
         id: req.card_id,

@@ -1,4 +1,6 @@
-//! The security server: the only place issuer master keys live.
+//! The security server: the only place in a running center where issuer
+//! master keys live (a card's diversified keys leave it once, to personalize
+//! its chip: [`SecurityServer::personalization_keys`]).
 //!
 //! Its interface is narrow. Given a card id and key version it runs the
 //! SCP03 host side — starts a handshake, checks the card cryptogram, seals
@@ -22,7 +24,7 @@ use kessai_core::ids::CardId;
 use kessai_core::random::Random;
 use kessai_scp03::diversify::{MasterKeys, diversify};
 use kessai_scp03::{
-    CommandApdu, HostHandshake, HostSession, HostState, KeyVersion, ResponseApdu, ScpError, SecurityLevel,
+    CommandApdu, HostHandshake, HostSession, HostState, KeyVersion, ResponseApdu, ScpError, SecurityLevel, StaticKeys,
 };
 use zeroize::Zeroizing;
 
@@ -170,6 +172,16 @@ impl SecurityServer {
             .map_err(|_| SecurityError::BadSealedState)?;
         let plain = Zeroizing::new(plain);
         HostState::from_bytes(&plain).map_err(|_| SecurityError::BadSealedState)
+    }
+
+    /// The static keys of `card` under `key_version`, diversified from the
+    /// issuer master keys, for personalizing its chip: the one moment a
+    /// card's keys leave the security server (into the card image being
+    /// written, and a first CREDIT of its initial value).
+    pub fn personalization_keys(&self, card: &CardId, key_version: u8) -> Result<StaticKeys, SecurityError> {
+        let masters = self.masters.get(&key_version).ok_or(SecurityError::UnknownKeyVersion(key_version))?;
+        let kvn = KeyVersion::new(key_version).ok_or(SecurityError::UnknownKeyVersion(key_version))?;
+        Ok(diversify(masters, card.as_bytes(), kvn))
     }
 
     /// Begins a level-`33` session with `card`: returns the INITIALIZE

@@ -1,15 +1,19 @@
 //! The application server: runs each protocol step against the stored
 //! settlement, in a fixed order — load → transition (pure, in
-//! [`crate::purchase`]) → the ledger effect (idempotent) → compare-and-set
-//! the row. A step that fails changes nothing stored; a step retried after a
-//! crash meets `exists` in the ledger and the same row version.
+//! [`crate::purchase`], over the shared card session in `card_session`) →
+//! one database transaction holding the compare-and-set of the row, the
+//! books' entries and the request's stored answer. A step that fails
+//! changes nothing stored; a step whose reply was lost is answered again
+//! from its stored answer; on PostgreSQL a step that lost a serialization
+//! conflict runs again from its load. Also here: registration of stores and
+//! cards, each one transaction, and the sweep of abandoned steps.
 
 use std::sync::Arc;
 
 use kessai_core::digest::Sha256Digest;
 use kessai_core::ids::{CardId, PartyId, SettlementId};
 use kessai_core::jws::JwsError;
-use kessai_core::keys::SigningKey;
+use kessai_core::keys::{PublicKey, SigningKey, Validity};
 use kessai_core::messages::{bill, receipt};
 use kessai_core::random::OsRandom;
 use kessai_core::time::Timestamp;
@@ -19,7 +23,7 @@ use serde::Serialize;
 
 use crate::authorizer::Authorizer;
 use crate::books::{Books, BooksError, Entries, initial_value_id};
-use crate::db::{CenterDb, DbError, SavedResponse};
+use crate::db::{CenterDb, DbError, SavedResponse, StoreRecord};
 use crate::limits::{ABANDONED_AFTER_S, MAX_APDU_BYTES, MAX_APDUS_PER_STEP, STEP_RETRIES_MAX, SWEEP_BATCH_MAX};
 use crate::purchase::{CardRecord, Context, CreateInput, OfferOutcome, Phase, Resolution, Settlement, StepError};
 use crate::security::SecurityServer;
@@ -51,6 +55,9 @@ pub enum CenterError {
     Db(#[from] DbError),
     #[error("the receipt was refused: {0}")]
     Receipt(String),
+    /// A registration the center refuses: `code` says which rule.
+    #[error("{message}")]
+    Registration { code: &'static str, message: String },
 }
 
 /// What a step answers to the wallet.
@@ -139,6 +146,9 @@ impl From<Option<Answer>> for StepCall {
         StepCall { answer, read: None }
     }
 }
+
+/// Longest notify URL a store may register.
+const MAX_NOTIFY_URL_BYTES: usize = 512;
 
 /// Most just-completed settlements kept for the deliverer; past that, the
 /// periodic sweep (which reads the database) delivers the rest.
@@ -533,6 +543,31 @@ impl Center {
             }
         }
         Ok(ended)
+    }
+
+    /// Registers (or updates) a store with its signing keys, in one
+    /// transaction. A store that receives completions must take them over
+    /// mutual TLS: its notify URL is `https://`. A member names its mall,
+    /// which must be registered.
+    pub async fn register_store(&self, store: &StoreRecord, keys: &[(PublicKey, Validity)]) -> Result<(), CenterError> {
+        if let Some(url) = &store.notify_url
+            && (!url.starts_with("https://") || url.len() > MAX_NOTIFY_URL_BYTES)
+        {
+            return Err(CenterError::Registration {
+                code: "bad_notify_url",
+                message: "notify_url must be an https:// URL (completions go over mutual TLS)".into(),
+            });
+        }
+        if let Some(mall) = &store.mall
+            && mall != &store.id
+            && self.db.store(mall).await?.is_none()
+        {
+            return Err(CenterError::Registration {
+                code: "unknown_mall",
+                message: format!("mall {mall} is not registered"),
+            });
+        }
+        self.db.put_store_with_keys(store, keys, self.clock.now()).await.map_err(stored)
     }
 
     /// Registers a card issued with `initial` value on it: its registry row,

@@ -142,9 +142,9 @@ pub async fn prepare(dir: &Path, ports: Ports) -> anyhow::Result<Prepared> {
     Ok(Prepared { dir, center, store, wallet, card_image })
 }
 
-/// Registers the mall (with its key and notify URL) and its members.
+/// Registers the mall (with its key and notify URL) and its members, as the
+/// admin API does.
 async fn register_mall(center: &kessai_center::service::Center, store: &StoreConfig) -> anyhow::Result<()> {
-    let now = center.clock.now();
     let mall = StoreRecord {
         id: store.mall_id.clone(),
         name: store.mall_name.clone(),
@@ -153,8 +153,7 @@ async fn register_mall(center: &kessai_center::service::Center, store: &StoreCon
         client_name: Some("kessai-mall".into()),
         bank_account: None,
     };
-    center.db.put_store(&mall, now).await?;
-    center.db.put_store_key(&store.mall_id, &mall_key(store)?.public(), Validity::always()).await?;
+    center.register_store(&mall, &[(mall_key(store)?.public(), Validity::always())]).await?;
     for m in &store.members {
         let member = StoreRecord {
             id: m.id.clone(),
@@ -164,7 +163,7 @@ async fn register_mall(center: &kessai_center::service::Center, store: &StoreCon
             client_name: None,
             bank_account: None,
         };
-        center.db.put_store(&member, now).await?;
+        center.register_store(&member, &[]).await?;
     }
     Ok(())
 }
