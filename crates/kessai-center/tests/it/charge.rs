@@ -546,8 +546,17 @@ async fn concurrent_charges_never_pass_the_daily_limit_together_and_a_voided_one
 /// value: the capture comes before the post, so a refused capture posts
 /// nothing. The credit stays pending, which the card cannot spend.
 #[tokio::test]
-async fn a_refused_capture_posts_no_value() {
-    let c = Charging::new().await;
+async fn a_refused_capture_posts_no_value_on_sqlite() {
+    a_refused_capture_posts_no_value(Charging::new().await).await;
+}
+
+#[tokio::test]
+async fn a_refused_capture_posts_no_value_on_postgres() {
+    let Some(c) = Charging::on_postgres("refused_capture").await else { return };
+    a_refused_capture_posts_no_value(c).await;
+}
+
+async fn a_refused_capture_posts_no_value(c: Charging) {
     c.register(21, 10_000).await;
     let mut card = funded_card(21, 10_000);
     let sim = c.sim.as_ref();
@@ -569,8 +578,17 @@ async fn a_refused_capture_posts_no_value() {
 /// after a client timeout, or an attacker). Only the request that claimed
 /// the id authorizes; the other never voids what it did not make alone.
 #[tokio::test]
-async fn two_identical_creates_racing_leave_one_live_authorization() {
-    let c = Charging::new().await;
+async fn two_identical_creates_racing_leave_one_live_authorization_on_sqlite() {
+    two_identical_creates_racing_leave_one_live_authorization(Charging::new().await).await;
+}
+
+#[tokio::test]
+async fn two_identical_creates_racing_leave_one_live_authorization_on_postgres() {
+    let Some(c) = Charging::on_postgres("identical_creates").await else { return };
+    two_identical_creates_racing_leave_one_live_authorization(c).await;
+}
+
+async fn two_identical_creates_racing_leave_one_live_authorization(c: Charging) {
     c.register(22, 10_000).await;
     let mut card = funded_card(22, 10_000);
     let sim = c.sim.as_ref();
@@ -586,7 +604,9 @@ async fn two_identical_creates_racing_leave_one_live_authorization() {
         (Ok(r), Err(ChargeError::CreateInProgress(_))) | (Err(ChargeError::CreateInProgress(_)), Ok(r)) => r,
         (Ok(r), Ok(again)) => {
             assert_eq!(r.charge_id, again.charge_id, "the second found the first's charge");
-            r
+            // Which of the two sessions is the live one depends on the order
+            // they were stored in: the wallet goes on with a fresh one.
+            c.center.create_charge(sim, req()).await.unwrap()
         }
         other => panic!("{other:?}"),
     };
@@ -606,9 +626,22 @@ async fn two_identical_creates_racing_leave_one_live_authorization() {
 /// loser leaves no effect: an offered CREDIT keeps its live authorization
 /// and completes; a cancelled charge holds nothing.
 #[tokio::test]
-async fn a_cancel_racing_the_balance_step_leaves_books_that_match_the_card() {
+async fn a_cancel_racing_the_balance_step_leaves_books_that_match_the_card_on_sqlite() {
     for n in 23..27 {
-        let c = Charging::new().await;
+        cancel_racing_balance(Charging::new().await, n).await;
+    }
+}
+
+#[tokio::test]
+async fn a_cancel_racing_the_balance_step_leaves_books_that_match_the_card_on_postgres() {
+    for n in 23..27 {
+        let Some(c) = Charging::on_postgres("cancel_racing").await else { return };
+        cancel_racing_balance(c, n).await;
+    }
+}
+
+async fn cancel_racing_balance(c: Charging, n: u8) {
+    {
         c.register(n, 10_000).await;
         let mut card = funded_card(n, 10_000);
         let sim = c.sim.as_ref();
@@ -642,8 +675,17 @@ async fn a_cancel_racing_the_balance_step_leaves_books_that_match_the_card() {
 /// its deadline: its authorization voided and its daily reservation given
 /// back, once, however many sweepers race.
 #[tokio::test]
-async fn an_abandoned_charge_is_ended_once_and_gives_its_reservations_back() {
-    let c = Charging::new().await;
+async fn an_abandoned_charge_is_ended_once_and_gives_its_reservations_back_on_sqlite() {
+    an_abandoned_charge_is_ended_once_and_gives_its_reservations_back(Charging::new().await).await;
+}
+
+#[tokio::test]
+async fn an_abandoned_charge_is_ended_once_and_gives_its_reservations_back_on_postgres() {
+    let Some(c) = Charging::on_postgres("abandoned_charge").await else { return };
+    an_abandoned_charge_is_ended_once_and_gives_its_reservations_back(c).await;
+}
+
+async fn an_abandoned_charge_is_ended_once_and_gives_its_reservations_back(c: Charging) {
     c.register(27, 0).await;
     let mut card = funded_card(27, 0);
     let sim = c.sim.as_ref();

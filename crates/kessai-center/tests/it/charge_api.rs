@@ -155,8 +155,17 @@ fn answers_of(body: &Value) -> Vec<kessai_scp03::ResponseApdu> {
 /// transaction — never `step_out_of_order` — for every step of a charge and
 /// of a purchase.
 #[tokio::test]
-async fn a_step_retried_after_its_reply_was_lost_gets_the_first_answer() {
-    let mut s = setup().await;
+async fn a_step_retried_after_its_reply_was_lost_gets_the_first_answer_on_sqlite() {
+    lost_replies(setup().await).await;
+}
+
+#[tokio::test]
+async fn a_step_retried_after_its_reply_was_lost_gets_the_first_answer_on_postgres() {
+    let Some(s) = crate::service::setup_on_postgres("lost_replies").await else { return };
+    lost_replies(s).await;
+}
+
+async fn lost_replies(mut s: crate::service::Setup) {
     register_card(&s, 2, 20_000).await;
     let mut card = funded_card(2, 20_000);
     let token = crate::service::bill_token(&mut s);

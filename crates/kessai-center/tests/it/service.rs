@@ -32,7 +32,18 @@ pub struct Setup {
 
 pub async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let db = CenterDb::open(&format!("sqlite:{}", dir.path().join("center.db").display())).await.unwrap();
+    let url = format!("sqlite:{}", dir.path().join("center.db").display());
+    setup_on(dir, &url).await
+}
+
+/// The same on a fresh PostgreSQL database (`None`: skipped outside CI).
+pub async fn setup_on_postgres(name: &str) -> Option<Setup> {
+    let url = kessai_testkit::postgres_database(name).await?;
+    Some(setup_on(tempfile::tempdir().unwrap(), &url).await)
+}
+
+async fn setup_on(dir: tempfile::TempDir, url: &str) -> Setup {
+    let db = CenterDb::open(url).await.unwrap();
     let mut rng = SeededRandom::new(77);
     let mall_key = SigningKey::generate(&mut rng);
     crate::world::register_mall(&db, &mall_key).await;
@@ -220,8 +231,17 @@ async fn insufficient_balance_and_cancel_leave_nothing_held() {
 /// their deadline and voids the hold, exactly once however many sweepers
 /// race, and the card pays again.
 #[tokio::test]
-async fn an_abandoned_settlement_is_voided_once_by_racing_sweepers_and_its_hold_released() {
-    let mut s = setup().await;
+async fn an_abandoned_settlement_is_voided_once_by_racing_sweepers_and_its_hold_released_on_sqlite() {
+    abandoned_settlement(setup().await).await;
+}
+
+#[tokio::test]
+async fn an_abandoned_settlement_is_voided_once_by_racing_sweepers_and_its_hold_released_on_postgres() {
+    let Some(s) = setup_on_postgres("abandoned").await else { return };
+    abandoned_settlement(s).await;
+}
+
+async fn abandoned_settlement(mut s: Setup) {
     let amount = Money::new(11_360, Currency::JPY).unwrap();
     register_card(&s, 4, amount.amount_minor()).await;
     let mut card = funded_card(4, amount.amount_minor());
