@@ -270,7 +270,7 @@ async fn add_correction(
         .center
         .add_correction(id, &b.reference, b.amount, &b.reason)
         .await
-        .map_err(crate::charge_api::charge_api_error)?;
+        .map_err(crate::update_api::update_api_error)?;
     Ok(Json(serde_json::to_value(reply).map_err(internal)?))
 }
 
@@ -281,7 +281,7 @@ async fn card_owed(
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, peer)?;
     let id = CardId::parse(&id).map_err(|e| bad("bad_card_id", e))?;
-    let list = state.center.owed_for_card(&id).await.map_err(crate::charge_api::charge_api_error)?;
+    let list = state.center.owed_for_card(&id).await.map_err(crate::update_api::update_api_error)?;
     Ok(Json(json!({ "owed": list })))
 }
 
@@ -291,6 +291,6 @@ async fn cancel_correction(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, peer)?;
-    let reply = state.center.cancel_correction(&id).await.map_err(crate::charge_api::charge_api_error)?;
+    let reply = state.center.cancel_correction(&id).await.map_err(crate::update_api::update_api_error)?;
     Ok(Json(serde_json::to_value(reply).map_err(internal)?))
 }

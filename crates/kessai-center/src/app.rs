@@ -23,7 +23,7 @@ use crate::db::CenterDb;
 use crate::keystore::{self, Kek};
 use crate::security::SecurityServer;
 use crate::service::Center;
-use crate::{admin, api, charge_api, delivery};
+use crate::{admin, api, delivery, update_api};
 
 /// Timeout of one delivery attempt to a store.
 const DELIVERY_TIMEOUT_MS: u64 = 10_000;
@@ -171,7 +171,7 @@ pub async fn serve_on(
     let ready = Arc::new(AtomicBool::new(false));
     let router = api::routes(center.clone())
         .merge(admin::routes(center.clone(), config.tls.admin_name.clone()))
-        .merge(charge_api::routes(center.clone(), simulator.clone()))
+        .merge(update_api::routes(center.clone(), simulator.clone()))
         .merge(ops_routes(metrics.clone(), ready.clone()));
     let router = apply_standard_layers(router, &config.limits, &metrics);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

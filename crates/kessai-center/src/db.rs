@@ -41,7 +41,7 @@ use crate::books::Entries;
 use crate::fast_read::FastReads;
 use crate::owed::{Owed, OwedBody, OwedStatus};
 use crate::purchase::{CardRecord, CardRegistryStatus, Phase, Settlement};
-use crate::value::{Charge, ChargePhase};
+use crate::value::{UpdatePhase, ValueUpdate};
 pub use crate::writer::Faults;
 pub use crate::writer::WriteFuture;
 use crate::writer::{Exec, Stmt, Writer};
@@ -1051,7 +1051,13 @@ impl CenterDb {
     /// Opens value update `c` to apply owed item `owed`, if no other is
     /// applying it: claim and insert in one transaction. `false` if the
     /// item is no longer owed or another update holds it.
-    pub async fn claim_owed(&self, owed: &str, c: &Charge, now: Timestamp, hold: Entries) -> Result<bool, DbError> {
+    pub async fn claim_owed(
+        &self,
+        owed: &str,
+        c: &ValueUpdate,
+        now: Timestamp,
+        hold: Entries,
+    ) -> Result<bool, DbError> {
         let now_s = now.unix_s();
         let claim = Stmt::new(
             "UPDATE center_owed SET session = $1, version = version + 1, updated_at = $2
@@ -1061,7 +1067,7 @@ impl CenterDb {
         .bind(to_i64(now.unix_s())?)
         .bind(owed.to_owned())
         .bind(OwedStatus::Owed.as_str().to_owned());
-        let insert = insert_charge_query(c, now)?;
+        let insert = insert_update_query(c, now)?;
         self.write(move |mut conn| {
             Box::pin(async move {
                 // The hold first: its refusal leaves nothing written.
@@ -1186,37 +1192,37 @@ fn owed_row(r: &dyn Columns) -> Result<Owed, DbError> {
 /// updated only by compare-and-set on its version. No payment card data is
 /// ever in a record (see [`crate::authorizer::PaymentCard`]).
 impl CenterDb {
-    pub async fn insert_charge(&self, c: &Charge, now: Timestamp) -> Result<(), DbError> {
-        self.execute(insert_charge_query(c, now)?).await?;
+    pub async fn insert_update(&self, c: &ValueUpdate, now: Timestamp) -> Result<(), DbError> {
+        self.execute(insert_update_query(c, now)?).await?;
         Ok(())
     }
 
     /// A charge and the version to name when updating it.
-    pub async fn charge(&self, id: &str) -> Result<Option<(Charge, i64)>, DbError> {
-        let row = sqlx::query("SELECT record, version FROM center_charges WHERE id = $1")
+    pub async fn value_update(&self, id: &str) -> Result<Option<(ValueUpdate, i64)>, DbError> {
+        let row = sqlx::query("SELECT record, version FROM center_value_updates WHERE id = $1")
             .bind(id.to_owned())
             .fetch_optional(&mut *self.read().await?)
             .await?;
         row.map(|r| {
             let record: String = r.try_get("record")?;
-            let c: Charge = serde_json::from_str(&record).map_err(corrupt)?;
+            let c: ValueUpdate = serde_json::from_str(&record).map_err(corrupt)?;
             Ok((c, r.try_get("version")?))
         })
         .transpose()
     }
 
     /// Writes `c` if the row is still at `version`.
-    pub async fn update_charge(&self, c: &Charge, version: i64, now: Timestamp) -> Result<(), DbError> {
-        self.update_charge_with(c, version, now, Alongside::Nothing, Entries::none(), None).await
+    pub async fn store_update(&self, c: &ValueUpdate, version: i64, now: Timestamp) -> Result<(), DbError> {
+        self.store_update_with(c, version, now, Alongside::Nothing, Entries::none(), None).await
     }
 
     /// Writes `c` if the row is still at `version`, and in the same
     /// transaction the step's books `entries` and what its ending means for
     /// its owed item, the charge a decrease went back to, or the day's
     /// charge limit.
-    pub async fn update_charge_with(
+    pub async fn store_update_with(
         &self,
-        c: &Charge,
+        c: &ValueUpdate,
         version: i64,
         now: Timestamp,
         alongside: Alongside<'_>,
@@ -1227,9 +1233,9 @@ impl CenterDb {
         let save = response.map(|r| r.statement(now)).transpose()?;
         let now_s = now.unix_s();
         let now = to_i64(now_s)?;
-        let check = Stmt::new("SELECT version FROM center_charges WHERE id = $1").bind(c.id.as_str().to_owned());
+        let check = Stmt::new("SELECT version FROM center_value_updates WHERE id = $1").bind(c.id.as_str().to_owned());
         let update = Stmt::new(
-            "UPDATE center_charges SET phase = $1, record = $2, version = version + 1, updated_at = $3
+            "UPDATE center_value_updates SET phase = $1, record = $2, version = version + 1, updated_at = $3
              WHERE id = $4 AND version = $5",
         )
         .bind(c.phase.as_str().to_owned())
@@ -1262,7 +1268,7 @@ impl CenterDb {
             Alongside::DailyReleased { card, day, amount_minor } => Some(release_daily_query(card, day, amount_minor)?),
             Alongside::DecreaseReleased { charge_id, amount_minor } => Some(
                 Stmt::new(
-                    "UPDATE center_charges SET decreased_minor = decreased_minor - $1 WHERE id = $2
+                    "UPDATE center_value_updates SET decreased_minor = decreased_minor - $1 WHERE id = $2
                      AND decreased_minor >= $1",
                 )
                 .bind(to_i64(amount_minor)?)
@@ -1302,21 +1308,21 @@ impl CenterDb {
     /// past it. `Ok(Err(already))` when this one would.
     pub async fn insert_decrease(
         &self,
-        c: &Charge,
+        c: &ValueUpdate,
         parent: &str,
         parent_amount_minor: u64,
         now: Timestamp,
     ) -> Result<Result<(), u64>, DbError> {
         let reserve = Stmt::new(
-            "UPDATE center_charges SET decreased_minor = decreased_minor + $1
+            "UPDATE center_value_updates SET decreased_minor = decreased_minor + $1
              WHERE id = $2 AND phase = $3 AND decreased_minor + $1 <= $4",
         )
         .bind(to_i64(c.amount.amount_minor())?)
         .bind(parent.to_owned())
-        .bind(ChargePhase::Completed.as_str().to_owned())
+        .bind(UpdatePhase::Completed.as_str().to_owned())
         .bind(to_i64(parent_amount_minor)?);
-        let read = Stmt::new("SELECT decreased_minor FROM center_charges WHERE id = $1").bind(parent.to_owned());
-        let insert = insert_charge_query(c, now)?;
+        let read = Stmt::new("SELECT decreased_minor FROM center_value_updates WHERE id = $1").bind(parent.to_owned());
+        let insert = insert_update_query(c, now)?;
         self.write(move |mut conn| {
             Box::pin(async move {
                 if conn.execute(reserve).await? != 1 {
@@ -1361,11 +1367,11 @@ impl CenterDb {
     }
 
     /// Settlements (`center_settlements`) or value updates
-    /// (`center_charges`) opened at or before `before` and still before
+    /// (`center_value_updates`) opened at or before `before` and still before
     /// their sealed command, oldest first, at most `limit`.
     pub async fn abandoned(&self, value_updates: bool, before: Timestamp, limit: i64) -> Result<Vec<String>, DbError> {
         let sql = if value_updates {
-            "SELECT id FROM center_charges WHERE phase IN ('authenticating', 'reading_balance')
+            "SELECT id FROM center_value_updates WHERE phase IN ('authenticating', 'reading_balance')
              AND created_at <= $1 ORDER BY created_at, id LIMIT $2"
         } else {
             "SELECT id FROM center_settlements WHERE phase IN ('authenticating', 'reading_balance')
@@ -1407,10 +1413,10 @@ impl CenterDb {
     }
 }
 
-fn insert_charge_query(c: &Charge, now: Timestamp) -> Result<Stmt, DbError> {
+fn insert_update_query(c: &ValueUpdate, now: Timestamp) -> Result<Stmt, DbError> {
     let record = serde_json::to_string(c).map_err(corrupt)?;
     Ok(Stmt::new(
-        "INSERT INTO center_charges (id, card_id, phase, amount_minor, record, version, created_at, updated_at,
+        "INSERT INTO center_value_updates (id, card_id, phase, amount_minor, record, version, created_at, updated_at,
          purpose) VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8)",
     )
     .bind(c.id.as_str().to_owned())

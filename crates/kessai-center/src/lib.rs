@@ -13,8 +13,6 @@ pub mod app;
 pub mod authorizer;
 pub mod books;
 mod card_session;
-pub mod charge;
-pub mod charge_api;
 pub mod config;
 pub mod db;
 pub mod delivery;
@@ -26,6 +24,8 @@ pub mod merge;
 pub mod owed;
 pub mod purchase;
 mod schema;
+pub mod update;
+pub mod update_api;
 
 pub mod security;
 pub mod service;

@@ -11,7 +11,7 @@
 //!   on the card's float at once and debited at the card's next
 //!   presentation. Only a correction no session holds can be cancelled.
 //!
-//! Either is applied by a value update ([`crate::value::Charge`] with
+//! Either is applied by a value update ([`crate::value::ValueUpdate`] with
 //! [`Purpose::Owed`]) run through the charge steps. An item is claimed by at
 //! most one update at a time (compare-and-set on its `session` column); when
 //! the card confirms, the hold is posted and the item is `applied` in the
@@ -29,11 +29,11 @@ use kessai_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::books::{BooksError, CODE_CORRECTION, CODE_REFUND, Entries};
-use crate::charge::{ChargeError, ChargeReply, charge_reply};
 use crate::db::RefundStored;
 use crate::purchase::{CardRegistryStatus, Phase, StepError};
 use crate::service::Center;
-use crate::value::{Charge, NewCharge, Purpose};
+use crate::update::{UpdateError, UpdateReply, update_reply};
+use crate::value::{NewUpdate, Purpose, ValueUpdate};
 
 /// Longest reason text kept with an owed item.
 const MAX_REASON_BYTES: usize = 200;
@@ -160,10 +160,10 @@ pub fn owed_reply(o: &Owed, refunded_minor: Option<u64>) -> OwedReply {
     }
 }
 
-fn reason_text(reason: &str) -> Result<String, ChargeError> {
+fn reason_text(reason: &str) -> Result<String, UpdateError> {
     let ok = !reason.trim().is_empty() && reason.len() <= MAX_REASON_BYTES && reason.chars().all(|c| !c.is_control());
     if !ok {
-        return Err(ChargeError::BadReason(MAX_REASON_BYTES));
+        return Err(UpdateError::BadReason(MAX_REASON_BYTES));
     }
     Ok(reason.trim().to_owned())
 }
@@ -174,16 +174,16 @@ pub enum Applying {
     /// Nothing is owed to or by this card.
     Nothing,
     /// A value update for the item: relay its commands like a charge's.
-    Update(Box<ChargeReply>),
+    Update(Box<UpdateReply>),
 }
 
 impl Center {
     /// `POST /v1/refunds`: a store's signed refund request. Idempotent by
     /// the store's refund id: the same refund again (a retry, a replayed
     /// token) answers the refund as it stands and moves nothing.
-    pub async fn request_refund(&self, token: &str) -> Result<OwedReply, ChargeError> {
+    pub async fn request_refund(&self, token: &str) -> Result<OwedReply, UpdateError> {
         let keys = self.db.store_keys().await?;
-        let verified = refund::verify(token, &keys, self.clock.as_ref()).map_err(ChargeError::Refund)?;
+        let verified = refund::verify(token, &keys, self.clock.as_ref()).map_err(UpdateError::Refund)?;
         let r = verified.message();
         let (settlement, _) = self
             .db
@@ -191,17 +191,17 @@ impl Center {
             .await?
             .filter(|(s, _)| &s.bill.store == r.store())
             // Another store's settlement is as unknown as a missing one.
-            .ok_or_else(|| ChargeError::UnknownSettlement(r.settlement_id().to_string()))?;
+            .ok_or_else(|| UpdateError::UnknownSettlement(r.settlement_id().to_string()))?;
         let purchase = settlement.bill.amount;
         if settlement.phase != Phase::Completed {
-            return Err(ChargeError::NotRefundable(format!(
+            return Err(UpdateError::NotRefundable(format!(
                 "settlement {} is {}, not completed",
                 settlement.id,
                 settlement.phase.as_str()
             )));
         }
         if r.amount().currency() != purchase.currency() {
-            return Err(ChargeError::NotRefundable(format!(
+            return Err(UpdateError::NotRefundable(format!(
                 "the refund is in {}, the purchase in {}",
                 r.amount().currency(),
                 purchase.currency()
@@ -223,7 +223,7 @@ impl Center {
         };
         let owed = Owed { id, status: OwedStatus::Owed, session: None, applied_by: None, body };
         let OwedKind::PurchaseRefund { payee, .. } = &owed.body.kind else {
-            return Err(ChargeError::NotRefundable("not a purchase refund".into()));
+            return Err(UpdateError::NotRefundable("not a purchase refund".into()));
         };
         let hold = Entries::refund_hold(&owed.id, payee, &owed.body.card_id, owed.body.amount)?;
         let now = self.clock.now();
@@ -236,12 +236,12 @@ impl Center {
             RefundStored::Inserted => owed,
             RefundStored::Existing(existing) => {
                 if existing.body.kind != owed.body.kind || existing.body.amount != owed.body.amount {
-                    return Err(ChargeError::RefundIdInUse(r.refund_id().to_string()));
+                    return Err(UpdateError::RefundIdInUse(r.refund_id().to_string()));
                 }
                 *existing
             }
             RefundStored::Refused { refunded_minor } => {
-                return Err(ChargeError::OverRefund { purchase, refunded_minor, amount: r.amount() });
+                return Err(UpdateError::OverRefund { purchase, refunded_minor, amount: r.amount() });
             }
         };
         let refunded = self.db.settlement_refunded(&settlement.id).await?;
@@ -257,12 +257,12 @@ impl Center {
         reference: &str,
         amount: Money,
         reason: &str,
-    ) -> Result<OwedReply, ChargeError> {
-        let reference = Reference::parse(reference).map_err(|e| ChargeError::BadReference(e.to_string()))?;
+    ) -> Result<OwedReply, UpdateError> {
+        let reference = Reference::parse(reference).map_err(|e| UpdateError::BadReference(e.to_string()))?;
         let reason = reason_text(reason)?;
-        let card = self.db.card(&card_id).await?.ok_or(ChargeError::UnknownCard(card_id))?;
+        let card = self.db.card(&card_id).await?.ok_or(UpdateError::UnknownCard(card_id))?;
         if amount.currency() != card.currency || amount.is_zero() {
-            return Err(ChargeError::AmountOutOfRange { amount, min_minor: 1, max_minor: card.max_balance_minor });
+            return Err(UpdateError::AmountOutOfRange { amount, min_minor: 1, max_minor: card.max_balance_minor });
         }
         let id = owed_id("correction", &[reference.as_str()]);
         let body = OwedBody {
@@ -278,9 +278,9 @@ impl Center {
         match self.db.insert_owed(&owed, self.clock.now(), hold).await.map_err(books)? {
             true => Ok(owed_reply(&owed, None)),
             false => {
-                let existing = self.db.owed(&id).await?.ok_or_else(|| ChargeError::UnknownOwed(id.clone()))?;
+                let existing = self.db.owed(&id).await?.ok_or_else(|| UpdateError::UnknownOwed(id.clone()))?;
                 if existing.body.card_id != card_id || existing.body.amount != amount {
-                    return Err(ChargeError::RefundIdInUse(reference.as_str().to_owned()));
+                    return Err(UpdateError::RefundIdInUse(reference.as_str().to_owned()));
                 }
                 Ok(owed_reply(&existing, None))
             }
@@ -288,25 +288,25 @@ impl Center {
     }
 
     /// Cancels a correction no session is applying; voids its hold.
-    pub async fn cancel_correction(&self, id: &str) -> Result<OwedReply, ChargeError> {
-        let o = self.db.owed(id).await?.ok_or_else(|| ChargeError::UnknownOwed(id.to_owned()))?;
+    pub async fn cancel_correction(&self, id: &str) -> Result<OwedReply, UpdateError> {
+        let o = self.db.owed(id).await?.ok_or_else(|| UpdateError::UnknownOwed(id.to_owned()))?;
         if !matches!(o.body.kind, OwedKind::Correction { .. }) {
-            return Err(ChargeError::NotCancellable(format!("{id} is a purchase refund")));
+            return Err(UpdateError::NotCancellable(format!("{id} is a purchase refund")));
         }
         let void = Entries::owed_resolve(id, o.body.amount, CODE_CORRECTION, false)?;
         if o.status == OwedStatus::Owed && !self.db.cancel_owed(id, self.clock.now(), void).await.map_err(books)? {
-            return Err(ChargeError::NotCancellable(format!("{id} is being applied to the card; try later")));
+            return Err(UpdateError::NotCancellable(format!("{id} is being applied to the card; try later")));
         }
-        let o = self.db.owed(id).await?.ok_or_else(|| ChargeError::UnknownOwed(id.to_owned()))?;
+        let o = self.db.owed(id).await?.ok_or_else(|| UpdateError::UnknownOwed(id.to_owned()))?;
         match o.status {
             OwedStatus::Cancelled => Ok(owed_reply(&o, None)),
-            OwedStatus::Applied => Err(ChargeError::NotCancellable(format!("{id} was applied to the card"))),
-            OwedStatus::Owed => Err(ChargeError::NotCancellable(format!("{id} is being applied to the card"))),
+            OwedStatus::Applied => Err(UpdateError::NotCancellable(format!("{id} was applied to the card"))),
+            OwedStatus::Owed => Err(UpdateError::NotCancellable(format!("{id} is being applied to the card"))),
         }
     }
 
     /// A card's items still owed.
-    pub async fn owed_for_card(&self, card: &CardId) -> Result<Vec<OwedReply>, ChargeError> {
+    pub async fn owed_for_card(&self, card: &CardId) -> Result<Vec<OwedReply>, UpdateError> {
         Ok(self.db.owed_for_card(card, crate::db::MAX_LIST).await?.iter().map(|o| owed_reply(o, None)).collect())
     }
 
@@ -314,14 +314,14 @@ impl Center {
     /// update for its next owed item (credits before debits, oldest first),
     /// or hand back the one already applying it, for the wallet to go on or
     /// recover.
-    pub async fn apply_owed(&self, card_id: CardId, update_id: UpdateId) -> Result<Applying, ChargeError> {
-        if let Some((existing, _)) = self.db.charge(update_id.as_str()).await? {
+    pub async fn apply_owed(&self, card_id: CardId, update_id: UpdateId) -> Result<Applying, UpdateError> {
+        if let Some((existing, _)) = self.db.value_update(update_id.as_str()).await? {
             if existing.card_id != card_id || !matches!(existing.purpose, Purpose::Owed { .. }) {
-                return Err(ChargeError::ChargeIdInUse(existing.id.to_string()));
+                return Err(UpdateError::ChargeIdInUse(existing.id.to_string()));
             }
             return self.resume_value_update(existing).await.map(|r| Applying::Update(Box::new(r)));
         }
-        let card = self.db.card(&card_id).await?.ok_or(ChargeError::UnknownCard(card_id))?;
+        let card = self.db.card(&card_id).await?.ok_or(UpdateError::UnknownCard(card_id))?;
         if card.status != CardRegistryStatus::Active {
             return Err(StepError::CardNotActive(card.id).into());
         }
@@ -329,7 +329,7 @@ impl Center {
             return Ok(Applying::Nothing);
         };
         if let Some(session) = &item.session {
-            let (current, _) = self.load_charge(session.as_str()).await?;
+            let (current, _) = self.load_update(session.as_str()).await?;
             return self.resume_value_update(current).await.map(|r| Applying::Update(Box::new(r)));
         }
         // Held with the item; made here only for an item stored before that
@@ -343,21 +343,21 @@ impl Center {
         let mut rng = OsRandom;
         let (charge, init) = {
             let mut ctx = self.value_ctx(&mut rng);
-            let input = NewCharge {
+            let input = NewUpdate {
                 id: update_id,
                 card: &card,
                 direction: item.body.direction,
                 purpose: Purpose::Owed { owed_id: item.id.clone() },
                 amount: item.body.amount,
-                authorization: Reference::parse(&item.id).map_err(|e| ChargeError::BadReference(e.to_string()))?,
+                authorization: Reference::parse(&item.id).map_err(|e| UpdateError::BadReference(e.to_string()))?,
             };
-            Charge::create(&mut ctx, input)?
+            ValueUpdate::create(&mut ctx, input)?
         };
         if !self.db.claim_owed(&item.id, &charge, self.clock.now(), hold).await.map_err(books)? {
             // Another presentation claimed it meanwhile: retry.
             return Err(crate::db::DbError::Conflict.into());
         }
-        Ok(Applying::Update(Box::new(charge_reply(&charge, &[init]))))
+        Ok(Applying::Update(Box::new(update_reply(&charge, &[init]))))
     }
 }
 
@@ -372,10 +372,10 @@ pub fn apply_update_id(key: &str, card: &CardId) -> Result<UpdateId, kessai_core
 
 /// A write's error: a refusal of the books beyond the card's float is the
 /// correction's own error, any other refusal the books'.
-fn books(e: crate::db::DbError) -> ChargeError {
+fn books(e: crate::db::DbError) -> UpdateError {
     match BooksError::from(e) {
-        BooksError::Refused { what: "the correction hold", code } => ChargeError::CorrectionOverFloat(code),
-        BooksError::Db(e) => ChargeError::Db(e),
-        refused => ChargeError::Books(refused),
+        BooksError::Refused { what: "the correction hold", code } => UpdateError::CorrectionOverFloat(code),
+        BooksError::Db(e) => UpdateError::Db(e),
+        refused => UpdateError::Books(refused),
     }
 }

@@ -53,25 +53,32 @@ const BASELINE: &[&str] = &[
 ];
 
 /// Migrations after the baseline, in order.
-const MIGRATIONS: &[(i64, &str, &[&str])] = &[(
-    2,
-    "single-flight value update creates; the abandoned sweep's indexes",
-    &[
-        // A value update's create claims its id first (single flight):
-        // `claimed_at` lets another request take a claim over once its
-        // holder must have died.
-        "CREATE TABLE IF NOT EXISTS center_create_claims (id TEXT PRIMARY KEY, claimed_at BIGINT NOT NULL)",
-        // What the abandoned sweep looks for: a row enters at its insert and
-        // leaves when its command is sealed.
-        "CREATE INDEX IF NOT EXISTS center_settlements_opening ON center_settlements (created_at)
+const MIGRATIONS: &[(i64, &str, &[&str])] = &[
+    (
+        2,
+        "single-flight value update creates; the abandoned sweep's indexes",
+        &[
+            // A value update's create claims its id first (single flight):
+            // `claimed_at` lets another request take a claim over once its
+            // holder must have died.
+            "CREATE TABLE IF NOT EXISTS center_create_claims (id TEXT PRIMARY KEY, claimed_at BIGINT NOT NULL)",
+            // What the abandoned sweep looks for: a row enters at its insert and
+            // leaves when its command is sealed.
+            "CREATE INDEX IF NOT EXISTS center_settlements_opening ON center_settlements (created_at)
             WHERE phase IN ('authenticating', 'reading_balance')",
-        "CREATE INDEX IF NOT EXISTS center_charges_opening ON center_charges (created_at)
+            "CREATE INDEX IF NOT EXISTS center_charges_opening ON center_charges (created_at)
             WHERE phase IN ('authenticating', 'reading_balance')",
-    ],
-)];
+        ],
+    ),
+    (
+        3,
+        "a value update is a value update: charges, decreases and owed items alike",
+        &["ALTER TABLE center_charges RENAME TO center_value_updates"],
+    ),
+];
 
 /// The newest version this build knows.
-pub(crate) const NEWEST: i64 = 2;
+pub(crate) const NEWEST: i64 = 3;
 
 const _: () = assert!(MIGRATIONS[MIGRATIONS.len() - 1].0 == NEWEST);
 

@@ -537,8 +537,8 @@ impl Center {
         for id in self.db.abandoned(true, before, SWEEP_BATCH_MAX).await? {
             match self.abandon_value_update(authorizer, &id).await {
                 Ok(_) => ended += 1,
-                Err(crate::charge::ChargeError::Step(crate::value::ChargeStepError::OutOfOrder { .. }))
-                | Err(crate::charge::ChargeError::Db(DbError::Conflict)) => {}
+                Err(crate::update::UpdateError::Step(crate::value::UpdateStepError::OutOfOrder { .. }))
+                | Err(crate::update::UpdateError::Db(DbError::Conflict)) => {}
                 Err(e) => tracing::warn!(value_update = %id, error = %e, "could not end an abandoned value update"),
             }
         }

@@ -1,5 +1,5 @@
 //! The value updates of DESIGN §5 as a state machine over a persisted
-//! [`Charge`], like [`crate::purchase::Settlement`]: every transition takes
+//! [`ValueUpdate`], like [`crate::purchase::Settlement`]: every transition takes
 //! the update by value and returns the next one. One machine serves every
 //! [`Purpose`]: a charge paid by credit card (a sealed CREDIT), a decrease
 //! back to the credit card that paid (a center-initiated sealed DEBIT), and
@@ -32,7 +32,7 @@ use kessai_core::digest::Sha256Digest;
 use kessai_core::ids::{CardId, MessageId, TransactionId, UpdateId};
 use kessai_core::jws::{Claims, JwsError};
 use kessai_core::messages::Reference;
-use kessai_core::messages::value_update::{self, Direction, ValueUpdate, ValueUpdateDraft};
+use kessai_core::messages::value_update::{self, Direction, ValueUpdate as UpdateMessage, ValueUpdateDraft};
 use kessai_core::random::Random;
 use kessai_core::time::Timestamp;
 use kessai_scp03::{ApduError, CommandApdu, ResponseApdu};
@@ -77,7 +77,7 @@ fn credit() -> Direction {
 /// Where a charge stands. Stored as its snake_case name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ChargePhase {
+pub enum UpdatePhase {
     /// Authorized; INITIALIZE UPDATE sent.
     Authenticating,
     /// EXTERNAL AUTHENTICATE and READ BALANCE sent.
@@ -97,17 +97,17 @@ pub enum ChargePhase {
     Voided,
 }
 
-impl ChargePhase {
+impl UpdatePhase {
     pub fn as_str(self) -> &'static str {
         match self {
-            ChargePhase::Authenticating => "authenticating",
-            ChargePhase::ReadingBalance => "reading_balance",
-            ChargePhase::Offered => "offered",
-            ChargePhase::Recovering => "recovering",
-            ChargePhase::RecoveringStatus => "recovering_status",
-            ChargePhase::RecoveringBalance => "recovering_balance",
-            ChargePhase::Completed => "completed",
-            ChargePhase::Voided => "voided",
+            UpdatePhase::Authenticating => "authenticating",
+            UpdatePhase::ReadingBalance => "reading_balance",
+            UpdatePhase::Offered => "offered",
+            UpdatePhase::Recovering => "recovering",
+            UpdatePhase::RecoveringStatus => "recovering_status",
+            UpdatePhase::RecoveringBalance => "recovering_balance",
+            UpdatePhase::Completed => "completed",
+            UpdatePhase::Voided => "voided",
         }
     }
 
@@ -115,54 +115,54 @@ impl ChargePhase {
     pub fn credit_issued(self) -> bool {
         matches!(
             self,
-            ChargePhase::Offered
-                | ChargePhase::Recovering
-                | ChargePhase::RecoveringStatus
-                | ChargePhase::RecoveringBalance
+            UpdatePhase::Offered
+                | UpdatePhase::Recovering
+                | UpdatePhase::RecoveringStatus
+                | UpdatePhase::RecoveringBalance
         )
     }
 
     /// Whether the charge has ended.
     pub fn is_final(self) -> bool {
-        matches!(self, ChargePhase::Completed | ChargePhase::Voided)
+        matches!(self, UpdatePhase::Completed | UpdatePhase::Voided)
     }
 }
 
 /// Every way a charge step can be refused.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum ChargeStepError {
+pub enum UpdateStepError {
     #[error("step {step} is not allowed while the charge is {phase:?}; expected {expected}")]
-    OutOfOrder { step: &'static str, phase: ChargePhase, expected: &'static str },
+    OutOfOrder { step: &'static str, phase: UpdatePhase, expected: &'static str },
     /// The card, the secure channel or signing refused (shared with purchases).
     #[error(transparent)]
     Card(#[from] StepError),
 }
 
-impl From<SecurityError> for ChargeStepError {
+impl From<SecurityError> for UpdateStepError {
     fn from(e: SecurityError) -> Self {
-        ChargeStepError::Card(StepError::Security(e))
+        UpdateStepError::Card(StepError::Security(e))
     }
 }
 
-impl From<JwsError> for ChargeStepError {
+impl From<JwsError> for UpdateStepError {
     fn from(e: JwsError) -> Self {
-        ChargeStepError::Card(StepError::Signing(e))
+        UpdateStepError::Card(StepError::Signing(e))
     }
 }
 
-impl From<ApduError> for ChargeStepError {
+impl From<ApduError> for UpdateStepError {
     fn from(e: ApduError) -> Self {
-        ChargeStepError::Card(StepError::from(e))
+        UpdateStepError::Card(StepError::from(e))
     }
 }
 
 /// A charge as stored. No payment card data: only the authorizer's reference.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Charge {
+pub struct ValueUpdate {
     /// The update id (`vup_…`), also the charge's id.
     pub id: UpdateId,
-    pub phase: ChargePhase,
+    pub phase: UpdatePhase,
     /// A CREDIT (charge, refund) or a DEBIT (decrease, correction).
     #[serde(default = "credit")]
     pub direction: Direction,
@@ -200,9 +200,9 @@ pub struct Charge {
     pub outcome_code: Option<String>,
 }
 
-fn expect(step: &'static str, phase: ChargePhase, expected: ChargePhase) -> Result<(), ChargeStepError> {
+fn expect(step: &'static str, phase: UpdatePhase, expected: UpdatePhase) -> Result<(), UpdateStepError> {
     if phase != expected {
-        return Err(ChargeStepError::OutOfOrder { step, phase, expected: expected.as_str() });
+        return Err(UpdateStepError::OutOfOrder { step, phase, expected: expected.as_str() });
     }
     Ok(())
 }
@@ -210,7 +210,7 @@ fn expect(step: &'static str, phase: ChargePhase, expected: ChargePhase) -> Resu
 /// What `create` needs: the registered card, the direction, purpose and
 /// amount, and the funding reference. Limits were checked before.
 #[derive(Debug)]
-pub struct NewCharge<'b> {
+pub struct NewUpdate<'b> {
     pub id: UpdateId,
     pub card: &'b CardRecord,
     pub direction: Direction,
@@ -219,12 +219,12 @@ pub struct NewCharge<'b> {
     pub authorization: Reference,
 }
 
-impl Charge {
+impl ValueUpdate {
     /// Opens an authorized charge and returns the INITIALIZE UPDATE.
     pub fn create<R: Random + ?Sized>(
         ctx: &mut Context<'_, R>,
-        input: NewCharge<'_>,
-    ) -> Result<(Charge, CommandApdu), ChargeStepError> {
+        input: NewUpdate<'_>,
+    ) -> Result<(ValueUpdate, CommandApdu), UpdateStepError> {
         let card = input.card;
         if card.status != CardRegistryStatus::Active {
             return Err(StepError::CardNotActive(card.id).into());
@@ -232,10 +232,10 @@ impl Charge {
         if input.amount.currency() != card.currency {
             return Err(StepError::CurrencyMismatch { bill: input.amount.currency(), card: card.currency }.into());
         }
-        let mut charge = Charge {
+        let mut charge = ValueUpdate {
             transaction_id: TransactionId::generate(ctx.rng),
             id: input.id,
-            phase: ChargePhase::Authenticating,
+            phase: UpdatePhase::Authenticating,
             direction: input.direction,
             purpose: input.purpose,
             card_id: card.id,
@@ -270,10 +270,10 @@ impl Charge {
         mut self,
         ctx: &mut Context<'_, R>,
         answer: &ResponseApdu,
-    ) -> Result<(Charge, Vec<CommandApdu>), ChargeStepError> {
-        expect("authenticate", self.phase, ChargePhase::Authenticating)?;
+    ) -> Result<(ValueUpdate, Vec<CommandApdu>), UpdateStepError> {
+        expect("authenticate", self.phase, UpdatePhase::Authenticating)?;
         let commands = self.session().open(ctx, answer, &[read_balance_command()])?;
-        self.phase = ChargePhase::ReadingBalance;
+        self.phase = UpdatePhase::ReadingBalance;
         Ok((self, commands))
     }
 
@@ -305,8 +305,8 @@ impl Charge {
         mut self,
         ctx: &mut Context<'_, R>,
         answers: &[ResponseApdu],
-    ) -> Result<(Charge, ChargeOffer), ChargeStepError> {
-        expect("offer", self.phase, ChargePhase::ReadingBalance)?;
+    ) -> Result<(ValueUpdate, UpdateOffer), UpdateStepError> {
+        expect("offer", self.phase, UpdatePhase::ReadingBalance)?;
         let plain = self.session().after_open(ctx, answers, 1)?;
         let report = balance_report(&self.card_id, self.amount.currency(), &plain[0])?;
         if report.status != CardChipStatus::Active {
@@ -321,14 +321,14 @@ impl Charge {
                     before.checked_add(&self.amount).ok().filter(|a| a.amount_minor() <= report.max_balance_minor);
                 let Some(after) = after else {
                     self.void("over_max_balance", "the credit would take the card over its maximum balance");
-                    return Ok((self, ChargeOffer::OverMaxBalance { balance: before }));
+                    return Ok((self, UpdateOffer::OverMaxBalance { balance: before }));
                 };
                 (after, credit_command(&self.transfer_request()))
             }
             Direction::Debit => {
                 let Ok(after) = before.checked_sub(&self.amount) else {
                     self.void("insufficient_balance", "the card holds less than the amount to take off");
-                    return Ok((self, ChargeOffer::InsufficientBalance { balance: before }));
+                    return Ok((self, UpdateOffer::InsufficientBalance { balance: before }));
                 };
                 (after, debit_command(&self.transfer_request()))
             }
@@ -339,8 +339,8 @@ impl Charge {
         self.counter_at_offer = Some(report.counter);
         self.command_hash = Some(command_hash);
         self.value_update_token = Some(token.clone());
-        self.phase = ChargePhase::Offered;
-        Ok((self, ChargeOffer::Offered { value_update: token, credit: wire }))
+        self.phase = UpdatePhase::Offered;
+        Ok((self, UpdateOffer::Offered { value_update: token, credit: wire }))
     }
 
     fn sign_value_update<R: Random + ?Sized>(
@@ -349,8 +349,8 @@ impl Charge {
         before: Money,
         after: Money,
         command_hash: Sha256Digest,
-    ) -> Result<String, ChargeStepError> {
-        let update = ValueUpdate::new(ValueUpdateDraft {
+    ) -> Result<String, UpdateStepError> {
+        let update = UpdateMessage::new(ValueUpdateDraft {
             update_id: self.id.clone(),
             card_id: self.card_id,
             transaction_id: self.transaction_id,
@@ -373,8 +373,8 @@ impl Charge {
         mut self,
         ctx: &mut Context<'_, R>,
         answer: &ResponseApdu,
-    ) -> Result<Charge, ChargeStepError> {
-        expect("complete", self.phase, ChargePhase::Offered)?;
+    ) -> Result<ValueUpdate, UpdateStepError> {
+        expect("complete", self.phase, UpdatePhase::Offered)?;
         let plain = self.session().unseal(ctx, answer)?;
         completed(&plain)?;
         let TxStatus::Applied(result) = TxStatus::parse(plain.data()).map_err(bad_answer)? else {
@@ -398,12 +398,12 @@ impl Charge {
         self.card_counter = Some(result.counter);
         self.balance_after_minor = Some(result.balance_after_minor);
         self.session().end();
-        self.phase = ChargePhase::Completed;
+        self.phase = UpdatePhase::Completed;
         Ok(())
     }
 
     fn void(&mut self, code: &str, reason: &str) {
-        self.phase = ChargePhase::Voided;
+        self.phase = UpdatePhase::Voided;
         self.session().end();
         self.outcome_code = Some(code.to_owned());
         self.outcome_reason = Some(reason.to_owned());
@@ -414,9 +414,9 @@ impl Charge {
     pub fn restart_session<R: Random + ?Sized>(
         mut self,
         ctx: &mut Context<'_, R>,
-    ) -> Result<(Charge, CommandApdu), ChargeStepError> {
-        if !matches!(self.phase, ChargePhase::Authenticating | ChargePhase::ReadingBalance) {
-            return Err(ChargeStepError::OutOfOrder {
+    ) -> Result<(ValueUpdate, CommandApdu), UpdateStepError> {
+        if !matches!(self.phase, UpdatePhase::Authenticating | UpdatePhase::ReadingBalance) {
+            return Err(UpdateStepError::OutOfOrder {
                 step: "restart",
                 phase: self.phase,
                 expected: "authenticating or reading_balance",
@@ -424,18 +424,18 @@ impl Charge {
         }
         let key_version = self.key_version;
         let init = self.session().begin(ctx, key_version)?;
-        self.phase = ChargePhase::Authenticating;
+        self.phase = UpdatePhase::Authenticating;
         Ok((self, init))
     }
 
     /// The wallet gave up before any CREDIT was issued: void at once.
-    pub fn cancel(mut self, reason: &str) -> Result<Charge, ChargeStepError> {
+    pub fn cancel(mut self, reason: &str) -> Result<ValueUpdate, UpdateStepError> {
         match self.phase {
-            ChargePhase::Authenticating | ChargePhase::ReadingBalance => {
+            UpdatePhase::Authenticating | UpdatePhase::ReadingBalance => {
                 self.void("cancelled", reason);
                 Ok(self)
             }
-            phase => Err(ChargeStepError::OutOfOrder {
+            phase => Err(UpdateStepError::OutOfOrder {
                 step: "cancel",
                 phase,
                 expected: "authenticating or reading_balance",
@@ -446,13 +446,13 @@ impl Charge {
     /// Ends a value update the wallet left before its command was sealed,
     /// once past its deadline (the sweep): no command exists, so none can
     /// apply.
-    pub fn abandon(mut self) -> Result<Charge, ChargeStepError> {
+    pub fn abandon(mut self) -> Result<ValueUpdate, UpdateStepError> {
         match self.phase {
-            ChargePhase::Authenticating | ChargePhase::ReadingBalance => {
+            UpdatePhase::Authenticating | UpdatePhase::ReadingBalance => {
                 self.void("abandoned", "abandoned before the command was issued");
                 Ok(self)
             }
-            phase => Err(ChargeStepError::OutOfOrder {
+            phase => Err(UpdateStepError::OutOfOrder {
                 step: "abandon",
                 phase,
                 expected: "authenticating or reading_balance",
@@ -465,9 +465,9 @@ impl Charge {
     pub fn begin_recovery<R: Random + ?Sized>(
         mut self,
         ctx: &mut Context<'_, R>,
-    ) -> Result<(Charge, CommandApdu), ChargeStepError> {
+    ) -> Result<(ValueUpdate, CommandApdu), UpdateStepError> {
         if !self.phase.credit_issued() {
-            return Err(ChargeStepError::OutOfOrder {
+            return Err(UpdateStepError::OutOfOrder {
                 step: "recover",
                 phase: self.phase,
                 expected: "offered or recovering",
@@ -475,7 +475,7 @@ impl Charge {
         }
         let key_version = self.key_version;
         let init = self.session().begin(ctx, key_version)?;
-        self.phase = ChargePhase::Recovering;
+        self.phase = UpdatePhase::Recovering;
         Ok((self, init))
     }
 
@@ -484,11 +484,11 @@ impl Charge {
         mut self,
         ctx: &mut Context<'_, R>,
         answer: &ResponseApdu,
-    ) -> Result<(Charge, Vec<CommandApdu>), ChargeStepError> {
-        expect("recovery_authenticate", self.phase, ChargePhase::Recovering)?;
+    ) -> Result<(ValueUpdate, Vec<CommandApdu>), UpdateStepError> {
+        expect("recovery_authenticate", self.phase, UpdatePhase::Recovering)?;
         let tx = TxId(*self.transaction_id.as_bytes());
         let commands = self.session().open(ctx, answer, &[transaction_status_command(&tx)])?;
-        self.phase = ChargePhase::RecoveringStatus;
+        self.phase = UpdatePhase::RecoveringStatus;
         Ok((self, commands))
     }
 
@@ -497,18 +497,18 @@ impl Charge {
         mut self,
         ctx: &mut Context<'_, R>,
         answers: &[ResponseApdu],
-    ) -> Result<(Charge, ChargeResolution), ChargeStepError> {
-        expect("resolve", self.phase, ChargePhase::RecoveringStatus)?;
+    ) -> Result<(ValueUpdate, UpdateResolution), UpdateStepError> {
+        expect("resolve", self.phase, UpdatePhase::RecoveringStatus)?;
         let plain = self.session().after_open(ctx, answers, 1)?;
         match transaction_status(&plain[0], &self.transaction_id)? {
             Probe::Applied(result) => {
                 self.finish(&result)?;
-                Ok((self, ChargeResolution::Completed))
+                Ok((self, UpdateResolution::Completed))
             }
             Probe::NotKnown => {
                 let command = self.session().seal(ctx, &read_balance_command())?;
-                self.phase = ChargePhase::RecoveringBalance;
-                Ok((self, ChargeResolution::NeedsBalance { command }))
+                self.phase = UpdatePhase::RecoveringBalance;
+                Ok((self, UpdateResolution::NeedsBalance { command }))
             }
         }
     }
@@ -519,8 +519,8 @@ impl Charge {
         mut self,
         ctx: &mut Context<'_, R>,
         answer: &ResponseApdu,
-    ) -> Result<Charge, ChargeStepError> {
-        expect("resolve_balance", self.phase, ChargePhase::RecoveringBalance)?;
+    ) -> Result<ValueUpdate, UpdateStepError> {
+        expect("resolve_balance", self.phase, UpdatePhase::RecoveringBalance)?;
         let plain = self.session().unseal(ctx, answer)?;
         // A card blocked since the offer can still tell us what happened.
         let report = balance_report(&self.card_id, self.amount.currency(), &plain)?;
@@ -532,7 +532,7 @@ impl Charge {
 
 /// What `offer` produced.
 #[derive(Debug)]
-pub enum ChargeOffer {
+pub enum UpdateOffer {
     /// The value update (SIG5) and the sealed CREDIT (or DEBIT) for the wallet.
     Offered { value_update: String, credit: CommandApdu },
     /// The card holds too much for this credit; the update is voided.
@@ -543,7 +543,7 @@ pub enum ChargeOffer {
 
 /// What a recovery step decided.
 #[derive(Debug, PartialEq, Eq)]
-pub enum ChargeResolution {
+pub enum UpdateResolution {
     Completed,
     /// Relay this sealed READ BALANCE and call `resolve_balance`.
     NeedsBalance {

@@ -150,9 +150,9 @@ impl CenterClient {
         serde_json::from_slice(&bytes).map_err(|e| CenterError::BadReply(e.to_string()))
     }
 
-    /// `GET /v1/charges/{id}`.
+    /// `GET /v1/value-updates/{id}`.
     pub async fn charge(&self, id: &str) -> Result<ChargeReply, CenterError> {
-        let (status, bytes) = self.http.get(&format!("{}/v1/charges/{id}", self.url)).await?;
+        let (status, bytes) = self.http.get(&format!("{}/v1/value-updates/{id}", self.url)).await?;
         if !status.is_success() {
             return Err(refusal(status.as_u16(), &bytes));
         }

@@ -316,7 +316,7 @@ impl Wallet {
             ChargeUpdate { charge_id: Some(&r.charge_id), funding_ref: r.funding_ref.as_deref(), ..Default::default() };
         self.set_charge(local_id, update).await?;
         progress(ChargeProgress::Authorized { charge_id: r.charge_id.clone() });
-        let base = format!("/v1/charges/{}", r.charge_id);
+        let base = format!("/v1/value-updates/{}", r.charge_id);
         let r = self.charge_relay_step(local_id, "authenticate", &format!("{base}/authenticate"), &r).await?;
         expect("authenticate", &r, "reading_balance", 2)?;
         progress(ChargeProgress::CardAuthenticated);
@@ -395,7 +395,9 @@ impl Wallet {
     async fn cancel_open_charge(&self, local_id: &str) {
         let Ok(Some(rec)) = self.records.charge_by_local_id(local_id).await else { return };
         let Some(id) = rec.charge_id else { return };
-        if let Err(e) = self.charge_post(local_id, "cancel", &format!("/v1/charges/{id}/cancel"), &json!({})).await {
+        if let Err(e) =
+            self.charge_post(local_id, "cancel", &format!("/v1/value-updates/{id}/cancel"), &json!({})).await
+        {
             tracing::warn!(charge = %id, error = %e, "cancelling an unfinished charge");
         }
     }
@@ -488,7 +490,7 @@ impl Wallet {
     /// authorization and posts the transfer.
     pub async fn complete_charge(&self, relayed: CreditRelayed) -> Result<ChargeOutcome, ChargeError> {
         let CreditRelayed { record, charge_id, answer } = relayed;
-        let path = format!("/v1/charges/{charge_id}/complete");
+        let path = format!("/v1/value-updates/{charge_id}/complete");
         let r = self.charge_post(&record.local_id, "complete", &path, &json!({ "responses": [answer] })).await?;
         expect("complete", &r, "completed", 0)?;
         self.record_charge_completed(&record, &r).await

@@ -45,7 +45,7 @@ impl Wallet {
             "voided" => return self.record_charge_void(rec, now.reason.as_deref()).await,
             // No CREDIT exists yet: cancelling releases the authorization.
             "authenticating" | "reading_balance" => {
-                let r = self.post_charge_step(rec, "cancel", &format!("/v1/charges/{id}/cancel")).await?;
+                let r = self.post_charge_step(rec, "cancel", &format!("/v1/value-updates/{id}/cancel")).await?;
                 return self.record_charge_void(rec, r.reason.as_deref()).await;
             }
             _ => {}
@@ -55,7 +55,7 @@ impl Wallet {
             return Ok(Outcome::WrongCard { expected: rec.card_id });
         }
         let run = self.records.charge_recovery_runs(&rec.local_id).await? + 1;
-        let base = format!("/v1/charges/{id}");
+        let base = format!("/v1/value-updates/{id}");
         let r = self.post_charge_step(rec, &format!("recover#{run}"), &format!("{base}/recover")).await?;
         let r = self
             .relay_charge_step(rec, &format!("recover/authenticate#{run}"), &format!("{base}/recover/authenticate"), &r)

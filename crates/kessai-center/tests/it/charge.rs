@@ -10,11 +10,11 @@ use std::sync::Arc;
 use kessai_card::terminal::Terminal;
 use kessai_center::authorizer::{AuthorizationState, Authorizer, AuthorizerError, PaymentCard, Simulator};
 use kessai_center::books::{Books, Entries};
-use kessai_center::charge::{ChargeError, ChargeReply, ChargeRequest};
 use kessai_center::db::CenterDb;
 use kessai_center::security::{SecurityServer, StateKey};
 use kessai_center::service::{Center, parse_answers};
-use kessai_center::value::{ChargePhase, ChargeStepError};
+use kessai_center::update::{ChargeRequest, UpdateError, UpdateReply};
+use kessai_center::value::{UpdatePhase, UpdateStepError};
 use kessai_core::digest::Sha256Digest;
 use kessai_core::ids::{PartyId, UpdateId};
 use kessai_core::jws::JwsError;
@@ -88,7 +88,7 @@ impl Charging {
         }
     }
 
-    pub(crate) async fn create(&self, n: u8, amount: u64, number: &str) -> Result<ChargeReply, ChargeError> {
+    pub(crate) async fn create(&self, n: u8, amount: u64, number: &str) -> Result<UpdateReply, UpdateError> {
         let request = ChargeRequest {
             id: UpdateId::generate(&mut OsRandom),
             card_id: card_id(n),
@@ -122,36 +122,36 @@ pub(crate) fn jpy(minor: u64) -> Money {
     Money::new(minor, Currency::JPY).unwrap()
 }
 
-pub(crate) fn commands(reply: &ChargeReply) -> Vec<CommandApdu> {
+pub(crate) fn commands(reply: &UpdateReply) -> Vec<CommandApdu> {
     reply.apdus.iter().map(|h| CommandApdu::parse(&hex::decode(h).unwrap()).unwrap()).collect()
 }
 
 /// The wallet relays the reply's commands and returns the card's answers.
-pub(crate) fn relay(card: &mut Terminal<CardReader>, reply: &ChargeReply) -> Vec<ResponseApdu> {
+pub(crate) fn relay(card: &mut Terminal<CardReader>, reply: &UpdateReply) -> Vec<ResponseApdu> {
     let hex: Vec<String> =
         commands(reply).iter().map(|c| hex::encode(crate::world::relay(card, c).to_bytes())).collect();
     parse_answers(&hex).unwrap()
 }
 
 /// create → authenticate → balance: the reply carrying SIG5 and the CREDIT.
-pub(crate) async fn to_offer(c: &Charging, card: &mut Terminal<CardReader>, n: u8, amount: u64) -> ChargeReply {
+pub(crate) async fn to_offer(c: &Charging, card: &mut Terminal<CardReader>, n: u8, amount: u64) -> UpdateReply {
     let sim = c.sim.as_ref();
     let r = c.create(n, amount, APPROVE).await.unwrap();
     let id = r.charge_id.clone();
-    let r = c.center.charge_authenticate(sim, &id, relay(card, &r), Default::default()).await.unwrap();
-    let r = c.center.charge_offer(sim, &id, relay(card, &r), Default::default()).await.unwrap();
-    assert_eq!(r.phase, ChargePhase::Offered, "{r:?}");
+    let r = c.center.update_authenticate(sim, &id, relay(card, &r), Default::default()).await.unwrap();
+    let r = c.center.update_offer(sim, &id, relay(card, &r), Default::default()).await.unwrap();
+    assert_eq!(r.phase, UpdatePhase::Offered, "{r:?}");
     r
 }
 
 /// Recovery in a new session, to its end.
-pub(crate) async fn recover(c: &Charging, card: &mut Terminal<CardReader>, id: &str) -> ChargeReply {
+pub(crate) async fn recover(c: &Charging, card: &mut Terminal<CardReader>, id: &str) -> UpdateReply {
     let sim = c.sim.as_ref();
-    let r = c.center.charge_recover(sim, id, Default::default()).await.unwrap();
-    let r = c.center.charge_recover_authenticate(sim, id, relay(card, &r), Default::default()).await.unwrap();
-    let mut r = c.center.charge_recover_status(sim, id, relay(card, &r), Default::default()).await.unwrap();
-    if r.phase == ChargePhase::RecoveringBalance {
-        r = c.center.charge_recover_balance(sim, id, relay(card, &r), Default::default()).await.unwrap();
+    let r = c.center.update_recover(sim, id, Default::default()).await.unwrap();
+    let r = c.center.update_recover_authenticate(sim, id, relay(card, &r), Default::default()).await.unwrap();
+    let mut r = c.center.update_recover_status(sim, id, relay(card, &r), Default::default()).await.unwrap();
+    if r.phase == UpdatePhase::RecoveringBalance {
+        r = c.center.update_recover_balance(sim, id, relay(card, &r), Default::default()).await.unwrap();
     }
     r
 }
@@ -165,17 +165,17 @@ async fn happy_path_adds_value_captures_and_posts() {
 
     // step 1: limits, then the authorization, then INITIALIZE UPDATE.
     let r = c.create(1, 5_000, APPROVE).await.unwrap();
-    assert_eq!(r.phase, ChargePhase::Authenticating);
+    assert_eq!(r.phase, UpdatePhase::Authenticating);
     assert!(r.funding_ref.starts_with("auth_"), "{}", r.funding_ref);
     assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Authorized);
     let id = r.charge_id.clone();
     assert!(id.starts_with("vup_"));
     // step 2: EXTERNAL AUTHENTICATE + sealed READ BALANCE.
-    let r = c.center.charge_authenticate(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
-    assert_eq!((r.phase, r.apdus.len()), (ChargePhase::ReadingBalance, 2));
+    let r = c.center.update_authenticate(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
+    assert_eq!((r.phase, r.apdus.len()), (UpdatePhase::ReadingBalance, 2));
     // step 3: SIG5 and the sealed CREDIT; the funding is held in the books.
-    let r = c.center.charge_offer(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
-    assert_eq!(r.phase, ChargePhase::Offered);
+    let r = c.center.update_offer(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
+    assert_eq!(r.phase, UpdatePhase::Offered);
     let credit = commands(&r).remove(0);
     assert_eq!(credit.to_bytes()[..2], [0x84, 0x34], "a sealed CREDIT");
     assert_eq!(c.center.books.card_credits_pending(&card_id(1)).await.unwrap(), 5_000);
@@ -201,8 +201,8 @@ async fn happy_path_adds_value_captures_and_posts() {
     assert_eq!(v.funding_ref().as_str(), r.funding_ref);
     assert_eq!(v.card_id(), card_id(1));
     // step 5: the card credits; the center checks the sealed answer, posts, captures.
-    let done = c.center.charge_complete(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
-    assert_eq!(done.phase, ChargePhase::Completed);
+    let done = c.center.update_complete(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
+    assert_eq!(done.phase, UpdatePhase::Completed);
     assert_eq!(done.balance_after_minor, Some(25_000));
     assert_eq!(balance_of(&mut card), 25_000);
     assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Captured);
@@ -222,7 +222,7 @@ async fn each_decline_changes_nothing() {
         ("4000000000000119", "processing_error"),
     ] {
         let err = c.create(2, 5_000, number).await.unwrap_err();
-        let ChargeError::Authorizer(a) = &err else { panic!("{number}: {err}") };
+        let UpdateError::Authorizer(a) = &err else { panic!("{number}: {err}") };
         assert_eq!(a.code(), code, "{number}");
     }
     // A typo fails the Luhn check before anything is asked.
@@ -237,7 +237,7 @@ async fn each_decline_changes_nothing() {
         payment_card: old,
     };
     let err = c.center.create_charge(c.sim.as_ref(), request).await.unwrap_err();
-    assert!(matches!(err, ChargeError::Authorizer(AuthorizerError::ExpiredCard)), "{err}");
+    assert!(matches!(err, UpdateError::Authorizer(AuthorizerError::ExpiredCard)), "{err}");
     assert!(c.sim.authorizations().is_empty(), "no authorization held");
     assert_eq!(balance_of(&mut card), 1_000);
     c.check_books(2, &mut card).await;
@@ -249,12 +249,12 @@ async fn limits_are_checked_before_any_authorization() {
     // Card max balance is 100,000: 90,000 on it, 20,000 more is too much.
     c.register(3, 90_000).await;
     let err = c.create(3, 20_000, APPROVE).await.unwrap_err();
-    assert!(matches!(err, ChargeError::OverMaxBalance { held_minor: 90_000, .. }), "{err}");
+    assert!(matches!(err, UpdateError::OverMaxBalance { held_minor: 90_000, .. }), "{err}");
     // Amounts out of range.
-    assert!(matches!(c.create(3, 0, APPROVE).await, Err(ChargeError::AmountOutOfRange { .. })));
-    assert!(matches!(c.create(3, 100_001, APPROVE).await, Err(ChargeError::AmountOutOfRange { .. })));
+    assert!(matches!(c.create(3, 0, APPROVE).await, Err(UpdateError::AmountOutOfRange { .. })));
+    assert!(matches!(c.create(3, 100_001, APPROVE).await, Err(UpdateError::AmountOutOfRange { .. })));
     // Unknown card.
-    assert!(matches!(c.create(9, 1_000, APPROVE).await, Err(ChargeError::UnknownCard(_))));
+    assert!(matches!(c.create(9, 1_000, APPROVE).await, Err(UpdateError::UnknownCard(_))));
     assert!(c.sim.authorizations().is_empty(), "the simulator recorded no authorization");
 
     // Daily limit (JPY 100,000): a pending 60,000 counts; another 60,000 does
@@ -266,14 +266,14 @@ async fn limits_are_checked_before_any_authorization() {
     let mut card = funded_card(4, 0);
     let first = to_offer(&c, &mut card, 4, 60_000).await;
     let err = c.create(4, 60_000, APPROVE).await.unwrap_err();
-    assert!(matches!(err, ChargeError::OverDailyLimit { charged_minor: 60_000, .. }), "{err}");
+    assert!(matches!(err, UpdateError::OverDailyLimit { charged_minor: 60_000, .. }), "{err}");
     assert_eq!(c.sim.authorizations().len(), 1, "only the first charge was authorized");
     // Completed, it still counts; 40,000 more fits exactly.
     c.center
-        .charge_complete(c.sim.as_ref(), &first.charge_id, relay(&mut card, &first), Default::default())
+        .update_complete(c.sim.as_ref(), &first.charge_id, relay(&mut card, &first), Default::default())
         .await
         .unwrap();
-    assert!(matches!(c.create(4, 40_001, APPROVE).await, Err(ChargeError::OverDailyLimit { .. })));
+    assert!(matches!(c.create(4, 40_001, APPROVE).await, Err(UpdateError::OverDailyLimit { .. })));
     c.create(4, 40_000, APPROVE).await.unwrap();
     c.center.books.ledger().check().await.unwrap();
 }
@@ -287,19 +287,19 @@ async fn card_removed_after_authorization_voids_it_and_creates_no_value() {
 
     // Removed before any CREDIT exists: cancel voids the authorization at once.
     let r = c.create(5, 3_000, APPROVE).await.unwrap();
-    let cancelled = c.center.charge_cancel(sim, &r.charge_id, Default::default()).await.unwrap();
-    assert_eq!((cancelled.phase, cancelled.reason_code.as_deref()), (ChargePhase::Voided, Some("cancelled")));
+    let cancelled = c.center.update_cancel(sim, &r.charge_id, Default::default()).await.unwrap();
+    assert_eq!((cancelled.phase, cancelled.reason_code.as_deref()), (UpdatePhase::Voided, Some("cancelled")));
     assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Voided);
 
     // Removed after the CREDIT was handed out but before it was relayed.
     let r = to_offer(&c, &mut card, 5, 3_000).await;
     let stale = commands(&r).remove(0);
     // Cancelling is refused now: only the card can settle it.
-    let err = c.center.charge_cancel(sim, &r.charge_id, Default::default()).await.unwrap_err();
-    assert!(matches!(err, ChargeError::Step(ChargeStepError::OutOfOrder { .. })), "{err}");
+    let err = c.center.update_cancel(sim, &r.charge_id, Default::default()).await.unwrap_err();
+    assert!(matches!(err, UpdateError::Step(UpdateStepError::OutOfOrder { .. })), "{err}");
     Terminal::select(&mut card).unwrap(); // the card comes back
     let v = recover(&c, &mut card, &r.charge_id).await;
-    assert_eq!((v.phase, v.reason_code.as_deref()), (ChargePhase::Voided, Some("not_applied")));
+    assert_eq!((v.phase, v.reason_code.as_deref()), (UpdatePhase::Voided, Some("not_applied")));
     assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Voided);
     // The new session ended the old one: the stale CREDIT can never apply.
     Terminal::select(&mut card).unwrap();
@@ -318,10 +318,10 @@ async fn a_lost_answer_is_recovered_as_completed_exactly_once() {
     let answer = relay(&mut card, &r); // the card credited; the answer is lost
     Terminal::select(&mut card).unwrap();
     let done = recover(&c, &mut card, &r.charge_id).await;
-    assert_eq!((done.phase, done.balance_after_minor), (ChargePhase::Completed, Some(12_500)));
+    assert_eq!((done.phase, done.balance_after_minor), (UpdatePhase::Completed, Some(12_500)));
     // The lost answer turning up later changes nothing.
-    let err = c.center.charge_complete(c.sim.as_ref(), &r.charge_id, answer, Default::default()).await.unwrap_err();
-    assert!(matches!(err, ChargeError::Step(ChargeStepError::OutOfOrder { phase: ChargePhase::Completed, .. })));
+    let err = c.center.update_complete(c.sim.as_ref(), &r.charge_id, answer, Default::default()).await.unwrap_err();
+    assert!(matches!(err, UpdateError::Step(UpdateStepError::OutOfOrder { phase: UpdatePhase::Completed, .. })));
     assert_eq!(balance_of(&mut card), 12_500);
     assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Captured);
     assert_eq!(c.center.books.credit_funding(Currency::JPY).await.unwrap(), 2_500);
@@ -339,24 +339,24 @@ async fn a_crash_at_every_step_is_handled_exactly_once() {
     let id = r.charge_id.clone();
     c.restart().await;
     let answers = relay(&mut card, &r);
-    let r = c.center.charge_authenticate(sim.as_ref(), &id, answers.clone(), Default::default()).await.unwrap();
+    let r = c.center.update_authenticate(sim.as_ref(), &id, answers.clone(), Default::default()).await.unwrap();
     c.restart().await;
     // The same step again (a wallet retrying without its key): refused, nothing moved.
-    let err = c.center.charge_authenticate(sim.as_ref(), &id, answers, Default::default()).await.unwrap_err();
-    assert!(matches!(err, ChargeError::Step(ChargeStepError::OutOfOrder { .. })));
+    let err = c.center.update_authenticate(sim.as_ref(), &id, answers, Default::default()).await.unwrap_err();
+    assert!(matches!(err, UpdateError::Step(UpdateStepError::OutOfOrder { .. })));
 
     // A crash after the hold was written but before the row: the retry meets `exists`.
     let answers = relay(&mut card, &r);
-    let stored = c.center.charge(&id).await.unwrap();
+    let stored = c.center.value_update(&id).await.unwrap();
     let hold = Entries::charge_hold(&stored.transaction_id, &card_id(7), jpy(4_000)).unwrap();
     c.center.books.apply(hold, NOW.unix_s()).await.unwrap();
     c.restart().await;
-    let r = c.center.charge_offer(sim.as_ref(), &id, answers.clone(), Default::default()).await.unwrap();
-    assert_eq!(r.phase, ChargePhase::Offered);
+    let r = c.center.update_offer(sim.as_ref(), &id, answers.clone(), Default::default()).await.unwrap();
+    assert_eq!(r.phase, UpdatePhase::Offered);
     assert_eq!(c.center.books.card_credits_pending(&card_id(7)).await.unwrap(), 4_000, "held once");
     c.restart().await;
     assert!(
-        c.center.charge_offer(sim.as_ref(), &id, answers, Default::default()).await.is_err(),
+        c.center.update_offer(sim.as_ref(), &id, answers, Default::default()).await.is_err(),
         "a second offer is out of order"
     );
 
@@ -367,10 +367,10 @@ async fn a_crash_at_every_step_is_handled_exactly_once() {
     let reference = kessai_core::messages::Reference::parse(&r.funding_ref).unwrap();
     sim.capture(&reference, jpy(4_000)).await.unwrap();
     c.restart().await;
-    let done = c.center.charge_complete(sim.as_ref(), &id, answer.clone(), Default::default()).await.unwrap();
-    assert_eq!(done.phase, ChargePhase::Completed);
+    let done = c.center.update_complete(sim.as_ref(), &id, answer.clone(), Default::default()).await.unwrap();
+    assert_eq!(done.phase, UpdatePhase::Completed);
     c.restart().await;
-    assert!(c.center.charge_complete(sim.as_ref(), &id, answer, Default::default()).await.is_err());
+    assert!(c.center.update_complete(sim.as_ref(), &id, answer, Default::default()).await.is_err());
     assert_eq!(balance_of(&mut card), 14_000, "credited exactly once");
     assert_eq!(c.center.books.credit_funding(Currency::JPY).await.unwrap(), 4_000, "posted exactly once");
     assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Captured);
@@ -381,12 +381,12 @@ async fn a_crash_at_every_step_is_handled_exactly_once() {
     let r = to_offer(&c, &mut card, 7, 1_000).await;
     let id = r.charge_id.clone();
     Terminal::select(&mut card).unwrap();
-    let rr = c.center.charge_recover(sim.as_ref(), &id, Default::default()).await.unwrap();
+    let rr = c.center.update_recover(sim.as_ref(), &id, Default::default()).await.unwrap();
     c.restart().await;
-    c.center.charge_recover_authenticate(sim.as_ref(), &id, relay(&mut card, &rr), Default::default()).await.unwrap();
+    c.center.update_recover_authenticate(sim.as_ref(), &id, relay(&mut card, &rr), Default::default()).await.unwrap();
     c.restart().await;
     let v = recover(&c, &mut card, &id).await;
-    assert_eq!(v.phase, ChargePhase::Voided);
+    assert_eq!(v.phase, UpdatePhase::Voided);
     assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Voided);
     assert_eq!(balance_of(&mut card), 14_000);
     c.check_books(7, &mut card).await;
@@ -483,17 +483,17 @@ async fn a_create_retried_after_a_crash_names_the_same_charge_and_authorization(
     let again = c.center.create_charge(c.sim.as_ref(), request(APPROVE)).await.unwrap();
     assert_eq!(
         (again.charge_id.as_str(), again.phase, again.apdus.len()),
-        (id.as_str(), ChargePhase::Authenticating, 1)
+        (id.as_str(), UpdatePhase::Authenticating, 1)
     );
     assert_eq!(c.sim.authorizations().len(), 1);
     let sim = c.sim.as_ref();
-    let r = c.center.charge_authenticate(sim, id.as_str(), relay(&mut card, &again), Default::default()).await.unwrap();
-    let r = c.center.charge_offer(sim, id.as_str(), relay(&mut card, &r), Default::default()).await.unwrap();
+    let r = c.center.update_authenticate(sim, id.as_str(), relay(&mut card, &again), Default::default()).await.unwrap();
+    let r = c.center.update_offer(sim, id.as_str(), relay(&mut card, &r), Default::default()).await.unwrap();
     // After the CREDIT exists, the same create answers the charge as it stands.
     let late = c.center.create_charge(sim, request(APPROVE)).await.unwrap();
-    assert_eq!((late.phase, late.apdus.len()), (ChargePhase::Offered, 0));
-    let done = c.center.charge_complete(sim, id.as_str(), relay(&mut card, &r), Default::default()).await.unwrap();
-    assert_eq!(done.phase, ChargePhase::Completed);
+    assert_eq!((late.phase, late.apdus.len()), (UpdatePhase::Offered, 0));
+    let done = c.center.update_complete(sim, id.as_str(), relay(&mut card, &r), Default::default()).await.unwrap();
+    assert_eq!(done.phase, UpdatePhase::Completed);
     assert_eq!(balance_of(&mut card), 12_000);
     c.check_books(9, &mut card).await;
 }
@@ -508,9 +508,9 @@ async fn a_card_found_over_its_maximum_at_the_balance_step_is_voided_before_any_
     let sim = c.sim.as_ref();
     let r = c.create(10, 10_000, APPROVE).await.unwrap();
     let id = r.charge_id.clone();
-    let r = c.center.charge_authenticate(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
-    let r = c.center.charge_offer(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
-    assert_eq!((r.phase, r.reason_code.as_deref()), (ChargePhase::Voided, Some("over_max_balance")));
+    let r = c.center.update_authenticate(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
+    let r = c.center.update_offer(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
+    assert_eq!((r.phase, r.reason_code.as_deref()), (UpdatePhase::Voided, Some("over_max_balance")));
     assert!(r.apdus.is_empty() && r.value_update.is_none(), "no CREDIT, no SIG5");
     assert_eq!(r.balance_minor, Some(95_000));
     assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Voided);
@@ -529,16 +529,16 @@ async fn concurrent_charges_never_pass_the_daily_limit_together_and_a_voided_one
         (Ok(r), Err(e)) | (Err(e), Ok(r)) => (r, e),
         other => panic!("exactly one fits the limit: {other:?}"),
     };
-    assert!(matches!(refused, ChargeError::OverDailyLimit { charged_minor: 60_000, .. }), "{refused:?}");
+    assert!(matches!(refused, UpdateError::OverDailyLimit { charged_minor: 60_000, .. }), "{refused:?}");
     assert_eq!(c.sim.authorizations().len(), 1, "the refused one was never authorized");
     // A decline gives its reservation back at once.
-    assert!(matches!(c.create(9, 30_000, "4000000000000002").await, Err(ChargeError::Authorizer(_))));
-    assert!(matches!(c.create(9, 40_001, APPROVE).await, Err(ChargeError::OverDailyLimit { .. })));
+    assert!(matches!(c.create(9, 30_000, "4000000000000002").await, Err(UpdateError::Authorizer(_))));
+    assert!(matches!(c.create(9, 40_001, APPROVE).await, Err(UpdateError::OverDailyLimit { .. })));
     // Cancelling the open charge gives its 60,000 back.
-    c.center.charge_cancel(c.sim.as_ref(), &ok.charge_id, Default::default()).await.unwrap();
+    c.center.update_cancel(c.sim.as_ref(), &ok.charge_id, Default::default()).await.unwrap();
     assert_eq!(c.auth_state(&ok.funding_ref), AuthorizationState::Voided);
     let again = c.create(9, 60_000, APPROVE).await.unwrap();
-    assert_eq!(again.phase, ChargePhase::Authenticating);
+    assert_eq!(again.phase, UpdatePhase::Authenticating);
 }
 
 /// C1: an authorization that can no longer be captured when the card
@@ -563,14 +563,14 @@ async fn a_refused_capture_posts_no_value(c: Charging) {
     let r = to_offer(&c, &mut card, 21, 50_000).await;
     let auth = kessai_core::messages::Reference::parse(&r.funding_ref).unwrap();
     c.sim.void(&auth).await.unwrap();
-    let done = c.center.charge_complete(sim, &r.charge_id, relay(&mut card, &r), Default::default()).await;
-    assert!(matches!(done, Err(ChargeError::Authorizer(AuthorizerError::WrongState { .. }))), "{done:?}");
+    let done = c.center.update_complete(sim, &r.charge_id, relay(&mut card, &r), Default::default()).await;
+    assert!(matches!(done, Err(UpdateError::Authorizer(AuthorizerError::WrongState { .. }))), "{done:?}");
     assert_eq!(balance_of(&mut card), 60_000, "the card holds the credit");
     assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Voided, "never captured");
     let (float, _) = c.center.books.card_float(&card_id(21)).await.unwrap().unwrap();
     assert_eq!(float, 10_000, "nothing posted without a capture");
     assert_eq!(c.center.books.credit_funding(Currency::JPY).await.unwrap(), 0, "nothing owed by the authorizer");
-    assert_eq!(c.center.charge(&r.charge_id).await.unwrap().phase, ChargePhase::Offered);
+    assert_eq!(c.center.value_update(&r.charge_id).await.unwrap().phase, UpdatePhase::Offered);
     c.center.books.ledger().check().await.unwrap();
 }
 
@@ -601,7 +601,7 @@ async fn two_identical_creates_racing_leave_one_live_authorization(c: Charging) 
     };
     let (a, b) = tokio::join!(c.center.create_charge(sim, req()), c.center.create_charge(sim, req()));
     let r = match (a, b) {
-        (Ok(r), Err(ChargeError::CreateInProgress(_))) | (Err(ChargeError::CreateInProgress(_)), Ok(r)) => r,
+        (Ok(r), Err(UpdateError::CreateInProgress(_))) | (Err(UpdateError::CreateInProgress(_)), Ok(r)) => r,
         (Ok(r), Ok(again)) => {
             assert_eq!(r.charge_id, again.charge_id, "the second found the first's charge");
             // Which of the two sessions is the live one depends on the order
@@ -613,11 +613,11 @@ async fn two_identical_creates_racing_leave_one_live_authorization(c: Charging) 
     assert_eq!(c.sim.authorizations().len(), 1, "one authorization");
     assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Authorized);
     let sid = r.charge_id.clone();
-    let r = c.center.charge_authenticate(sim, &sid, relay(&mut card, &r), Default::default()).await.unwrap();
-    let r = c.center.charge_offer(sim, &sid, relay(&mut card, &r), Default::default()).await.unwrap();
-    assert_eq!(r.phase, ChargePhase::Offered);
-    let done = c.center.charge_complete(sim, &sid, relay(&mut card, &r), Default::default()).await.unwrap();
-    assert_eq!(done.phase, ChargePhase::Completed);
+    let r = c.center.update_authenticate(sim, &sid, relay(&mut card, &r), Default::default()).await.unwrap();
+    let r = c.center.update_offer(sim, &sid, relay(&mut card, &r), Default::default()).await.unwrap();
+    assert_eq!(r.phase, UpdatePhase::Offered);
+    let done = c.center.update_complete(sim, &sid, relay(&mut card, &r), Default::default()).await.unwrap();
+    assert_eq!(done.phase, UpdatePhase::Completed);
     assert_eq!(c.auth_state(&done.funding_ref), AuthorizationState::Captured);
     c.check_books(22, &mut card).await;
 }
@@ -647,22 +647,22 @@ async fn cancel_racing_balance(c: Charging, n: u8) {
         let sim = c.sim.as_ref();
         let r = c.create(n, 5_000, APPROVE).await.unwrap();
         let id = r.charge_id.clone();
-        let r = c.center.charge_authenticate(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
+        let r = c.center.update_authenticate(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
         let answers = relay(&mut card, &r);
         let (offered, cancelled) = tokio::join!(
-            c.center.charge_offer(sim, &id, answers, Default::default()),
-            c.center.charge_cancel(sim, &id, Default::default())
+            c.center.update_offer(sim, &id, answers, Default::default()),
+            c.center.update_cancel(sim, &id, Default::default())
         );
         match (offered, cancelled) {
             (Ok(r), Err(_)) => {
-                assert_eq!(r.phase, ChargePhase::Offered);
+                assert_eq!(r.phase, UpdatePhase::Offered);
                 assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Authorized, "the loser voided nothing");
-                let done = c.center.charge_complete(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
-                assert_eq!(done.phase, ChargePhase::Completed);
+                let done = c.center.update_complete(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
+                assert_eq!(done.phase, UpdatePhase::Completed);
                 assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Captured);
             }
             (Err(_), Ok(r)) => {
-                assert_eq!(r.phase, ChargePhase::Voided);
+                assert_eq!(r.phase, UpdatePhase::Voided);
                 assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Voided);
             }
             other => panic!("exactly one wins: {other:?}"),
@@ -691,16 +691,16 @@ async fn an_abandoned_charge_is_ended_once_and_gives_its_reservations_back(c: Ch
     let sim = c.sim.as_ref();
     let r = c.create(27, 100_000, APPROVE).await.unwrap();
     let id = r.charge_id.clone();
-    c.center.charge_authenticate(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
+    c.center.update_authenticate(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
     // The whole day's limit is taken while it waits.
-    assert!(matches!(c.create(27, 1, APPROVE).await, Err(ChargeError::OverDailyLimit { .. })));
+    assert!(matches!(c.create(27, 1, APPROVE).await, Err(UpdateError::OverDailyLimit { .. })));
     let later = kessai_core::time::Timestamp::from_unix_s(NOW.unix_s() + kessai_center::limits::ABANDONED_AFTER_S + 1);
     let (a, b) = tokio::join!(c.center.sweep_abandoned(sim, later), c.center.sweep_abandoned(sim, later));
     assert_eq!(a.unwrap() + b.unwrap(), 1, "ended once");
-    let ended = c.center.charge(&id).await.unwrap();
-    assert_eq!((ended.phase, ended.outcome_code.as_deref()), (ChargePhase::Voided, Some("abandoned")));
+    let ended = c.center.value_update(&id).await.unwrap();
+    assert_eq!((ended.phase, ended.outcome_code.as_deref()), (UpdatePhase::Voided, Some("abandoned")));
     assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Voided);
     let again = c.create(27, 1_000, APPROVE).await.unwrap();
-    assert_eq!(again.phase, ChargePhase::Authenticating, "the day's limit was given back");
+    assert_eq!(again.phase, UpdatePhase::Authenticating, "the day's limit was given back");
     c.check_books(27, &mut card).await;
 }

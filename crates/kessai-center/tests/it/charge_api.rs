@@ -39,7 +39,7 @@ async fn a_charge_over_the_api_with_idempotent_retries() {
     let mut card = funded_card(1, 20_000);
     let sim = Arc::new(Simulator::new());
     let center = Arc::new(s.center);
-    let app = kessai_center::charge_api::routes(center.clone(), sim.clone());
+    let app = kessai_center::update_api::routes(center.clone(), sim.clone());
 
     let create = charge(1, 5_000, "4242 4242 4242 4242");
     let (status, r) = post(&app, "/v1/charges", Some("c-create"), create.clone()).await;
@@ -51,14 +51,19 @@ async fn a_charge_over_the_api_with_idempotent_retries() {
     assert_eq!(sim.authorizations().len(), 1);
     let id = r["charge_id"].as_str().unwrap().to_owned();
 
-    let (_, r) = post(&app, &format!("/v1/charges/{id}/authenticate"), Some("c-auth"), relay_json(&mut card, &r)).await;
-    let (_, r) = post(&app, &format!("/v1/charges/{id}/balance"), Some("c-bal"), relay_json(&mut card, &r)).await;
+    let (_, r) =
+        post(&app, &format!("/v1/value-updates/{id}/authenticate"), Some("c-auth"), relay_json(&mut card, &r)).await;
+    let (_, r) = post(&app, &format!("/v1/value-updates/{id}/balance"), Some("c-bal"), relay_json(&mut card, &r)).await;
     assert_eq!(r["phase"], "offered", "{r}");
     assert!(r["value_update"].is_string());
-    let path = format!("/v1/charges/{id}/complete");
+    let path = format!("/v1/value-updates/{id}/complete");
     let answers = relay_json(&mut card, &r);
     let (status, done) = post(&app, &path, Some("c-done"), answers.clone()).await;
     assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["update_id"], done["charge_id"], "the id under both names for one release");
+    // The last release's path answers the same request the same way.
+    let (_, old_path) = post(&app, &format!("/v1/charges/{id}/complete"), Some("c-done"), answers.clone()).await;
+    assert_eq!(old_path, done);
     assert_eq!((done["phase"].as_str(), done["balance_after_minor"].as_u64()), (Some("completed"), Some(25_000)));
     let (_, retry) = post(&app, &path, Some("c-done"), answers.clone()).await;
     assert_eq!(retry, done);
@@ -68,7 +73,7 @@ async fn a_charge_over_the_api_with_idempotent_retries() {
     assert_eq!(balance_of(&mut card), 25_000);
     assert_eq!(sim.authorizations()[0].state, AuthorizationState::Captured);
 
-    let resp = app.oneshot(Request::get(format!("/v1/charges/{id}")).body(Body::empty()).unwrap()).await.unwrap();
+    let resp = app.oneshot(Request::get(format!("/v1/value-updates/{id}")).body(Body::empty()).unwrap()).await.unwrap();
     let view: Value = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
     assert_eq!(view["phase"], "completed");
     center.books.ledger().check().await.unwrap();
@@ -79,8 +84,8 @@ async fn the_openapi_document_describes_the_charge_routes() {
     let doc: Value = serde_json::from_str(include_str!("../../src/openapi.json")).unwrap();
     for path in [
         "/v1/charges",
-        "/v1/charges/{id}/balance",
-        "/v1/charges/{id}/recover/status",
+        "/v1/value-updates/{id}/balance",
+        "/v1/value-updates/{id}/recover/status",
         "/v1/decreases",
         "/v1/refunds",
         "/v1/cards/{id}/owed/apply",
@@ -98,7 +103,7 @@ async fn refusals_use_stable_codes_and_card_data_is_never_stored() {
     register_card(&s, 2, 95_000).await;
     let sim = Arc::new(Simulator::new());
     let center = Arc::new(s.center);
-    let app = kessai_center::charge_api::routes(center.clone(), sim.clone());
+    let app = kessai_center::update_api::routes(center.clone(), sim.clone());
     let cases = [
         (charge(2, 1_000, "4000000000000002"), StatusCode::PAYMENT_REQUIRED, "card_declined"),
         (charge(2, 1_000, "4000000000009995"), StatusCode::PAYMENT_REQUIRED, "insufficient_funds"),
@@ -171,7 +176,7 @@ async fn lost_replies(mut s: crate::service::Setup) {
     let token = crate::service::bill_token(&mut s);
     let sim = Arc::new(Simulator::new());
     let center = Arc::new(s.center);
-    let charges = kessai_center::charge_api::routes(center.clone(), sim.clone());
+    let charges = kessai_center::update_api::routes(center.clone(), sim.clone());
     let purchases = kessai_center::api::routes(center.clone());
 
     // A charge: create over HTTP, then each step called as the HTTP layer
@@ -184,12 +189,12 @@ async fn lost_replies(mut s: crate::service::Setup) {
         let answer = Some(answer_for(&key, &format!("charge-{step}/{id}"), &body));
         let (sim, answers) = (sim.as_ref(), answers_of(&body));
         let first = match step {
-            "authenticate" => center.charge_authenticate(sim, &id, answers, answer).await,
-            "balance" => center.charge_offer(sim, &id, answers, answer).await,
-            _ => center.charge_complete(sim, &id, answers, answer).await,
+            "authenticate" => center.update_authenticate(sim, &id, answers, answer).await,
+            "balance" => center.update_offer(sim, &id, answers, answer).await,
+            _ => center.update_complete(sim, &id, answers, answer).await,
         }
         .unwrap();
-        let (status, retried) = post(&charges, &format!("/v1/charges/{id}/{step}"), Some(&key), body).await;
+        let (status, retried) = post(&charges, &format!("/v1/value-updates/{id}/{step}"), Some(&key), body).await;
         assert_eq!(status, StatusCode::OK, "{step}: {retried}");
         assert_eq!(retried, serde_json::to_value(&first).unwrap(), "{step}: the first answer");
         reply = retried;

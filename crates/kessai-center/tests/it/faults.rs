@@ -9,10 +9,10 @@
 
 use kessai_card::terminal::Terminal;
 use kessai_center::authorizer::{AuthorizationState, PaymentCard};
-use kessai_center::charge::{ChargeReply, ChargeRequest, DecreaseRequest};
 use kessai_center::owed::Applying;
 use kessai_center::purchase::Phase;
-use kessai_center::value::ChargePhase;
+use kessai_center::update::{ChargeRequest, DecreaseRequest, UpdateReply};
+use kessai_center::value::UpdatePhase;
 use kessai_core::Currency;
 use kessai_core::ids::{SettlementId, UpdateId};
 use kessai_core::messages::bill;
@@ -40,15 +40,15 @@ macro_rules! survive {
 
 /// A value update from its INITIALIZE UPDATE to completed, each step
 /// surviving the fault.
-async fn run_update(c: &mut Charging, card: &mut Terminal<CardReader>, r: ChargeReply) {
+async fn run_update(c: &mut Charging, card: &mut Terminal<CardReader>, r: UpdateReply) {
     let id = r.charge_id.clone();
     let answers = relay(card, &r);
-    let r = survive!(c, c.center.charge_authenticate(c.sim.as_ref(), &id, answers.clone(), None));
+    let r = survive!(c, c.center.update_authenticate(c.sim.as_ref(), &id, answers.clone(), None));
     let answers = relay(card, &r);
-    let r = survive!(c, c.center.charge_offer(c.sim.as_ref(), &id, answers.clone(), None));
+    let r = survive!(c, c.center.update_offer(c.sim.as_ref(), &id, answers.clone(), None));
     let answers = relay(card, &r);
-    let r = survive!(c, c.center.charge_complete(c.sim.as_ref(), &id, answers.clone(), None));
-    assert_eq!(r.phase, ChargePhase::Completed);
+    let r = survive!(c, c.center.update_complete(c.sim.as_ref(), &id, answers.clone(), None));
+    assert_eq!(r.phase, UpdatePhase::Completed);
     Terminal::select(card).unwrap();
 }
 
@@ -118,7 +118,10 @@ async fn run(mut c: Charging, n: u64) -> bool {
     let books = &c.center.books;
     assert_eq!(books.store_payable(&member(), Currency::JPY).await.unwrap(), 11_360 - 2_000, "fault at {n}");
     assert_eq!(books.credit_funding(Currency::JPY).await.unwrap(), 5_000 - 1_000, "fault at {n}");
-    assert_eq!(c.auth_state(c.center.charge(&id).await.unwrap().authorization.as_str()), AuthorizationState::Captured);
+    assert_eq!(
+        c.auth_state(c.center.value_update(&id).await.unwrap().authorization.as_str()),
+        AuthorizationState::Captured
+    );
     // The card pays again.
     let (claims, b) = samples::bill(&mut OsRandom, NOW).unwrap();
     let token = bill::sign(&claims, &b, &key).unwrap();

@@ -7,11 +7,11 @@
 use kessai_card::terminal::Terminal;
 use kessai_center::authorizer::{AuthorizationState, Authorizer};
 use kessai_center::books::{CODE_REFUND, Entries};
-use kessai_center::charge::{ChargeError, ChargeReply, DecreaseRequest};
 use kessai_center::owed::{Applying, OwedStatus};
 use kessai_center::purchase::Phase;
 use kessai_center::service::{StepReply, parse_answers};
-use kessai_center::value::{ChargePhase, Purpose};
+use kessai_center::update::{DecreaseRequest, UpdateError, UpdateReply};
+use kessai_center::value::{Purpose, UpdatePhase};
 use kessai_core::Currency;
 use kessai_core::ids::{MessageId, PartyId, RefundId, SettlementId, StoreId, UpdateId};
 use kessai_core::jws::{Claims, JwsError};
@@ -84,22 +84,22 @@ pub(crate) fn refund_token(key: &SigningKey, settlement: &SettlementId, refund_i
 
 /// Runs a value update from its INITIALIZE UPDATE to its end (completed,
 /// or voided at the balance step).
-async fn run_update(c: &Charging, card: &mut Terminal<CardReader>, r: ChargeReply) -> ChargeReply {
+async fn run_update(c: &Charging, card: &mut Terminal<CardReader>, r: UpdateReply) -> UpdateReply {
     let sim = c.sim.as_ref();
     let id = r.charge_id.clone();
-    let r = c.center.charge_authenticate(sim, &id, relay(card, &r), Default::default()).await.unwrap();
-    let r = c.center.charge_offer(sim, &id, relay(card, &r), Default::default()).await.unwrap();
-    if r.phase == ChargePhase::Voided {
+    let r = c.center.update_authenticate(sim, &id, relay(card, &r), Default::default()).await.unwrap();
+    let r = c.center.update_offer(sim, &id, relay(card, &r), Default::default()).await.unwrap();
+    if r.phase == UpdatePhase::Voided {
         Terminal::select(card).unwrap();
         return r;
     }
-    let done = c.center.charge_complete(sim, &id, relay(card, &r), Default::default()).await.unwrap();
+    let done = c.center.update_complete(sim, &id, relay(card, &r), Default::default()).await.unwrap();
     Terminal::select(card).unwrap();
     done
 }
 
 /// The card is presented: applies everything owed, in order.
-async fn present(c: &Charging, card: &mut Terminal<CardReader>, n: u8) -> Vec<ChargeReply> {
+async fn present(c: &Charging, card: &mut Terminal<CardReader>, n: u8) -> Vec<UpdateReply> {
     let mut done = Vec::new();
     for _ in 0..10 {
         match c.center.apply_owed(card_id(n), UpdateId::generate(&mut OsRandom)).await.unwrap() {
@@ -142,8 +142,8 @@ async fn a_partial_refund_reverses_the_payable_and_credits_the_card_at_its_next_
     // step 4: SIG5 announces the CREDIT; the wallet checks it like a charge's.
     let sim = c.sim.as_ref();
     let id = r.charge_id.clone();
-    let r = c.center.charge_authenticate(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
-    let r = c.center.charge_offer(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
+    let r = c.center.update_authenticate(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
+    let r = c.center.update_offer(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
     let credit = commands(&r).remove(0).to_bytes();
     let expected = ExpectedUpdate {
         update_id: &id,
@@ -156,8 +156,8 @@ async fn a_partial_refund_reverses_the_payable_and_credits_the_card_at_its_next_
     let v = verify_value_update(&token, &c.center_keys(), &FixedClock::new(NOW), expected, &mut |_| false).unwrap();
     assert_eq!(v.message().funding_ref().as_str(), reply.owed_id);
     // step 5: the card credits; the center posts the refund.
-    let done = c.center.charge_complete(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
-    assert_eq!(done.phase, ChargePhase::Completed);
+    let done = c.center.update_complete(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
+    assert_eq!(done.phase, UpdatePhase::Completed);
     assert_eq!(balance_of(&mut card), 50_000 - PURCHASE + 5_000);
     assert_eq!(payable(&c).await, PURCHASE - 5_000, "the store's payable is reversed by the refund");
     let owed = c.center.db.owed(&reply.owed_id).await.unwrap().unwrap();
@@ -178,7 +178,7 @@ async fn refunds_never_sum_past_the_purchase() {
 
     // A refund larger than the purchase is refused, and moves nothing.
     let err = c.center.request_refund(&refund_token(&key, &settlement, "rf-big", PURCHASE + 1)).await.unwrap_err();
-    assert!(matches!(err, ChargeError::OverRefund { refunded_minor: 0, .. }), "{err:?}");
+    assert!(matches!(err, UpdateError::OverRefund { refunded_minor: 0, .. }), "{err:?}");
     assert_eq!(c.center.books.card_credits_pending(&card_id(2)).await.unwrap(), 0);
 
     // Four refunds of 3,000 at once against 11,360: exactly three fit.
@@ -193,7 +193,7 @@ async fn refunds_never_sum_past_the_purchase() {
     let results = [a, b, d, e];
     let accepted = results.iter().filter(|r| r.is_ok()).count();
     assert_eq!(accepted, 3, "{results:?}");
-    assert!(results.iter().filter_map(|r| r.as_ref().err()).all(|e| matches!(e, ChargeError::OverRefund { .. })));
+    assert!(results.iter().filter_map(|r| r.as_ref().err()).all(|e| matches!(e, UpdateError::OverRefund { .. })));
     assert_eq!(c.center.db.settlement_refunded(&settlement).await.unwrap(), 9_000);
 
     // The same refund again (a retry, a replayed token): the same refund, nothing more.
@@ -204,16 +204,16 @@ async fn refunds_never_sum_past_the_purchase() {
     // The same refund id with another amount is refused.
     let taken = results.iter().position(Result::is_ok).unwrap();
     let reused = refund_token(&key, &settlement, &format!("rf-{taken}"), 1_000);
-    assert!(matches!(c.center.request_refund(&reused).await, Err(ChargeError::RefundIdInUse(_))));
+    assert!(matches!(c.center.request_refund(&reused).await, Err(UpdateError::RefundIdInUse(_))));
     // What is left (2,360) can still be refunded; one yen more cannot.
     c.center.request_refund(&refund_token(&key, &settlement, "rf-rest", PURCHASE - 9_000)).await.unwrap();
     let err = c.center.request_refund(&refund_token(&key, &settlement, "rf-more", 1)).await.unwrap_err();
-    assert!(matches!(err, ChargeError::OverRefund { refunded_minor: PURCHASE, .. }), "{err:?}");
+    assert!(matches!(err, UpdateError::OverRefund { refunded_minor: PURCHASE, .. }), "{err:?}");
 
     // Presented: every refund reaches the card once; the payable is reversed in full.
     let applied = present(&c, &mut card, 2).await;
     assert_eq!(applied.len(), 4);
-    assert!(applied.iter().all(|r| r.phase == ChargePhase::Completed));
+    assert!(applied.iter().all(|r| r.phase == UpdatePhase::Completed));
     assert_eq!(balance_of(&mut card), 50_000);
     assert_eq!(payable(&c).await, 0);
     c.check_books(2, &mut card).await;
@@ -230,25 +230,25 @@ async fn refund_requests_not_from_the_store_or_not_refundable_are_refused() {
     // Signed with a key the center does not know.
     let stranger = SigningKey::generate(&mut SeededRandom::new(5));
     let forged = refund_token(&stranger, &settlement, "rf-x", 100);
-    assert!(matches!(c.center.request_refund(&forged).await, Err(ChargeError::Refund(JwsError::UnknownKey(_)))));
+    assert!(matches!(c.center.request_refund(&forged).await, Err(UpdateError::Refund(JwsError::UnknownKey(_)))));
     // Tampered: one byte of the payload changed.
     let good = refund_token(&key, &settlement, "rf-y", 100);
     let mut bytes = good.clone().into_bytes();
     let dot = good.find('.').unwrap() + 5;
     bytes[dot] = if bytes[dot] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(bytes).unwrap();
-    assert!(matches!(c.center.request_refund(&tampered).await, Err(ChargeError::Refund(_))));
+    assert!(matches!(c.center.request_refund(&tampered).await, Err(UpdateError::Refund(_))));
     // A settlement that does not exist.
     let missing = SettlementId::parse("stl_00000000000000000000000000000000").unwrap();
     let err = c.center.request_refund(&refund_token(&key, &missing, "rf-z", 100)).await.unwrap_err();
-    assert!(matches!(err, ChargeError::UnknownSettlement(_)), "{err:?}");
+    assert!(matches!(err, UpdateError::UnknownSettlement(_)), "{err:?}");
     // A settlement not completed (cancelled before its DEBIT).
     let (claims, b) = samples::bill(&mut OsRandom, NOW).unwrap();
     let r = c.center.create(&bill::sign(&claims, &b, &key).unwrap(), card_id(3), Default::default()).await.unwrap();
     c.center.cancel(&r.settlement_id, Default::default()).await.unwrap();
     let open = SettlementId::parse(&r.settlement_id).unwrap();
     let err = c.center.request_refund(&refund_token(&key, &open, "rf-w", 100)).await.unwrap_err();
-    assert!(matches!(err, ChargeError::NotRefundable(_)), "{err:?}");
+    assert!(matches!(err, UpdateError::NotRefundable(_)), "{err:?}");
     // An expired request.
     let mall = PartyId::parse(samples::MALL).unwrap();
     let old = Claims::for_lifetime(
@@ -266,7 +266,7 @@ async fn refund_requests_not_from_the_store_or_not_refundable_are_refused() {
     })
     .unwrap();
     let expired = refund::sign(&old.unwrap(), &body, &key).unwrap();
-    assert!(matches!(c.center.request_refund(&expired).await, Err(ChargeError::Refund(JwsError::Expired { .. }))));
+    assert!(matches!(c.center.request_refund(&expired).await, Err(UpdateError::Refund(JwsError::Expired { .. }))));
     // Nothing of it moved anything.
     assert_eq!(c.center.db.settlement_refunded(&settlement).await.unwrap(), 0);
     assert!(c.center.owed_for_card(&card_id(3)).await.unwrap().is_empty());
@@ -277,13 +277,13 @@ async fn refund_requests_not_from_the_store_or_not_refundable_are_refused() {
 async fn charged(c: &Charging, card: &mut Terminal<CardReader>, n: u8, amount: u64) -> String {
     let r = to_offer(c, card, n, amount).await;
     let done =
-        c.center.charge_complete(c.sim.as_ref(), &r.charge_id, relay(card, &r), Default::default()).await.unwrap();
-    assert_eq!(done.phase, ChargePhase::Completed);
+        c.center.update_complete(c.sim.as_ref(), &r.charge_id, relay(card, &r), Default::default()).await.unwrap();
+    assert_eq!(done.phase, UpdatePhase::Completed);
     Terminal::select(card).unwrap();
     r.charge_id
 }
 
-async fn decrease(c: &Charging, n: u8, charge: &str, amount: u64) -> Result<ChargeReply, ChargeError> {
+async fn decrease(c: &Charging, n: u8, charge: &str, amount: u64) -> Result<UpdateReply, UpdateError> {
     let request = DecreaseRequest {
         id: UpdateId::generate(&mut OsRandom),
         card_id: card_id(n),
@@ -305,18 +305,18 @@ async fn a_decrease_goes_back_to_the_credit_card_only_when_the_card_confirms() {
     c.register(4, 10_000).await;
     let mut card = funded_card(4, 10_000);
     let charge = charged(&c, &mut card, 4, 5_000).await;
-    let funding = c.center.charge(&charge).await.unwrap().authorization.as_str().to_owned();
+    let funding = c.center.value_update(&charge).await.unwrap().authorization.as_str().to_owned();
 
     // step 1: a decrease of 2,000 back to the charge's credit card.
     let r = decrease(&c, 4, &charge, 2_000).await.unwrap();
-    assert_eq!((r.direction, r.phase), (Direction::Debit, ChargePhase::Authenticating));
+    assert_eq!((r.direction, r.phase), (Direction::Debit, UpdatePhase::Authenticating));
     assert_eq!(r.funding_ref, funding, "it names the charge's authorization");
     let sim = c.sim.as_ref();
     let id = r.charge_id.clone();
-    let r = c.center.charge_authenticate(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
+    let r = c.center.update_authenticate(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
     // step 2: SIG5 (debit) and the sealed DEBIT; the value is held on the float.
-    let r = c.center.charge_offer(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
-    assert_eq!(r.phase, ChargePhase::Offered);
+    let r = c.center.update_offer(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
+    assert_eq!(r.phase, UpdatePhase::Offered);
     let debit = commands(&r).remove(0).to_bytes();
     assert_eq!(debit[..2], [0x84, 0x32], "a sealed DEBIT");
     let expected = ExpectedUpdate {
@@ -335,8 +335,8 @@ async fn a_decrease_goes_back_to_the_credit_card_only_when_the_card_confirms() {
     assert_eq!(refunded_to_credit_card(&c, &funding), 0, "nothing refunded before the card confirms");
     assert_eq!(c.center.books.card_float(&card_id(4)).await.unwrap().unwrap(), (15_000, 2_000));
     // step 3: the card debits; the center posts and refunds the credit card.
-    let done = c.center.charge_complete(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
-    assert_eq!((done.phase, done.balance_after_minor), (ChargePhase::Completed, Some(13_000)));
+    let done = c.center.update_complete(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
+    assert_eq!((done.phase, done.balance_after_minor), (UpdatePhase::Completed, Some(13_000)));
     assert_eq!(refunded_to_credit_card(&c, &funding), 2_000);
     assert_eq!(c.center.books.credit_funding(Currency::JPY).await.unwrap(), 3_000);
     Terminal::select(&mut card).unwrap();
@@ -344,16 +344,16 @@ async fn a_decrease_goes_back_to_the_credit_card_only_when_the_card_confirms() {
 
     // More than what is left of the charge is refused before any session.
     let err = decrease(&c, 4, &charge, 3_001).await.unwrap_err();
-    assert!(matches!(err, ChargeError::DecreaseOverCharge { decreased_minor: 2_000, .. }), "{err:?}");
+    assert!(matches!(err, UpdateError::DecreaseOverCharge { decreased_minor: 2_000, .. }), "{err:?}");
     // A decrease of a decrease, or of another card's charge, is refused.
-    assert!(matches!(decrease(&c, 4, &id, 1).await, Err(ChargeError::NotDecreasable(_))));
+    assert!(matches!(decrease(&c, 4, &id, 1).await, Err(UpdateError::NotDecreasable(_))));
     c.register(5, 0).await;
-    assert!(matches!(decrease(&c, 5, &charge, 1).await, Err(ChargeError::NotDecreasable(_))));
+    assert!(matches!(decrease(&c, 5, &charge, 1).await, Err(UpdateError::NotDecreasable(_))));
     // The rest goes back; then nothing more.
     let r = decrease(&c, 4, &charge, 3_000).await.unwrap();
-    assert_eq!(run_update(&c, &mut card, r).await.phase, ChargePhase::Completed);
+    assert_eq!(run_update(&c, &mut card, r).await.phase, UpdatePhase::Completed);
     assert_eq!(refunded_to_credit_card(&c, &funding), 5_000);
-    assert!(matches!(decrease(&c, 4, &charge, 1).await, Err(ChargeError::DecreaseOverCharge { .. })));
+    assert!(matches!(decrease(&c, 4, &charge, 1).await, Err(UpdateError::DecreaseOverCharge { .. })));
     assert_eq!(balance_of(&mut card), 10_000);
     assert_eq!(c.center.books.credit_funding(Currency::JPY).await.unwrap(), 0);
     c.check_books(4, &mut card).await;
@@ -367,7 +367,7 @@ async fn a_correction_is_held_at_once_and_taken_off_at_the_next_presentation() {
 
     // Beyond what the books show on the card: refused, nothing held.
     let err = c.center.add_correction(card_id(6), "TICKET-0", jpy(10_001), "double issuance").await.unwrap_err();
-    assert!(matches!(err, ChargeError::CorrectionOverFloat(_)), "{err:?}");
+    assert!(matches!(err, UpdateError::CorrectionOverFloat(_)), "{err:?}");
     assert_eq!(c.center.books.card_float(&card_id(6)).await.unwrap().unwrap(), (10_000, 0));
 
     // Made, then cancelled before the card was presented: the hold is voided.
@@ -383,9 +383,9 @@ async fn a_correction_is_held_at_once_and_taken_off_at_the_next_presentation() {
     let o = c.center.add_correction(card_id(6), "TICKET-2", jpy(2_500), "wrong top-up").await.unwrap();
     let applied = present(&c, &mut card, 6).await;
     assert_eq!(applied.len(), 1);
-    assert_eq!((applied[0].direction, applied[0].phase), (Direction::Debit, ChargePhase::Completed));
+    assert_eq!((applied[0].direction, applied[0].phase), (Direction::Debit, UpdatePhase::Completed));
     assert_eq!(balance_of(&mut card), 7_500);
-    assert!(matches!(c.center.cancel_correction(&o.owed_id).await, Err(ChargeError::NotCancellable(_))));
+    assert!(matches!(c.center.cancel_correction(&o.owed_id).await, Err(UpdateError::NotCancellable(_))));
     c.check_books(6, &mut card).await;
 }
 
@@ -402,11 +402,11 @@ async fn a_decrease_over_the_card_balance_is_voided_and_can_be_asked_again() {
 
     let r = decrease(&c, 7, &charge, 5_000).await.unwrap();
     let v = run_update(&c, &mut card, r).await;
-    assert_eq!((v.phase, v.reason_code.as_deref()), (ChargePhase::Voided, Some("insufficient_balance")));
+    assert_eq!((v.phase, v.reason_code.as_deref()), (UpdatePhase::Voided, Some("insufficient_balance")));
     // Released: what the card holds can still go back.
     let r = decrease(&c, 7, &charge, 1_000).await.unwrap();
-    assert_eq!(run_update(&c, &mut card, r).await.phase, ChargePhase::Completed);
-    let funding = c.center.charge(&charge).await.unwrap().authorization.as_str().to_owned();
+    assert_eq!(run_update(&c, &mut card, r).await.phase, UpdatePhase::Completed);
+    let funding = c.center.value_update(&charge).await.unwrap().authorization.as_str().to_owned();
     assert_eq!(refunded_to_credit_card(&c, &funding), 1_000);
     assert_eq!(balance_of(&mut card), 0);
     c.check_books(7, &mut card).await;
@@ -419,22 +419,22 @@ async fn a_crash_at_every_step_of_a_decrease_and_a_refund_credit_is_handled_exac
     c.register(8, 50_000).await;
     let mut card = funded_card(8, 50_000);
     let charge = charged(&c, &mut card, 8, 5_000).await;
-    let funding = c.center.charge(&charge).await.unwrap().authorization.as_str().to_owned();
+    let funding = c.center.value_update(&charge).await.unwrap().authorization.as_str().to_owned();
     let sim = c.sim.clone();
 
     // A decrease with a restart after every step, and the card's answer lost.
     let r = decrease(&c, 8, &charge, 2_000).await.unwrap();
     let id = r.charge_id.clone();
     c.restart().await;
-    let r = c.center.charge_authenticate(sim.as_ref(), &id, relay(&mut card, &r), Default::default()).await.unwrap();
+    let r = c.center.update_authenticate(sim.as_ref(), &id, relay(&mut card, &r), Default::default()).await.unwrap();
     c.restart().await;
     let answers = relay(&mut card, &r);
-    let stored = c.center.charge(&id).await.unwrap();
+    let stored = c.center.value_update(&id).await.unwrap();
     // A crash after the hold but before the row: the retry meets `exists`.
     let hold = Entries::decrease_hold(&stored.transaction_id, &card_id(8), jpy(2_000)).unwrap();
     c.center.books.apply(hold, NOW.unix_s()).await.unwrap();
     c.restart().await;
-    let r = c.center.charge_offer(sim.as_ref(), &id, answers, Default::default()).await.unwrap();
+    let r = c.center.update_offer(sim.as_ref(), &id, answers, Default::default()).await.unwrap();
     assert_eq!(c.center.books.card_float(&card_id(8)).await.unwrap().unwrap().1, 2_000, "held once");
     c.restart().await;
     let answer = relay(&mut card, &r); // the card debited; the answer is lost
@@ -446,10 +446,10 @@ async fn a_crash_at_every_step_of_a_decrease_and_a_refund_credit_is_handled_exac
     sim.refund(&reference, jpy(2_000), &id).await.unwrap();
     c.restart().await;
     let done = recover(&c, &mut card, &id).await;
-    assert_eq!(done.phase, ChargePhase::Completed);
+    assert_eq!(done.phase, UpdatePhase::Completed);
     c.restart().await;
     assert!(
-        c.center.charge_complete(sim.as_ref(), &id, answer, Default::default()).await.is_err(),
+        c.center.update_complete(sim.as_ref(), &id, answer, Default::default()).await.is_err(),
         "the lost answer changes nothing"
     );
     assert_eq!(refunded_to_credit_card(&c, &funding), 2_000, "refunded exactly once");
@@ -470,24 +470,24 @@ async fn a_crash_at_every_step_of_a_decrease_and_a_refund_credit_is_handled_exac
         Applying::Nothing => panic!("owed"),
     };
     let id = r.charge_id.clone();
-    let r = c.center.charge_authenticate(sim.as_ref(), &id, relay(&mut card, &r), Default::default()).await.unwrap();
+    let r = c.center.update_authenticate(sim.as_ref(), &id, relay(&mut card, &r), Default::default()).await.unwrap();
     let _sealed_credit =
-        c.center.charge_offer(sim.as_ref(), &id, relay(&mut card, &r), Default::default()).await.unwrap();
+        c.center.update_offer(sim.as_ref(), &id, relay(&mut card, &r), Default::default()).await.unwrap();
     c.restart().await;
     Terminal::select(&mut card).unwrap();
     // Presented again while that session is open: the same session comes back, to recover.
     match c.center.apply_owed(card_id(8), UpdateId::generate(&mut OsRandom)).await.unwrap() {
         Applying::Update(again) => {
-            assert_eq!((again.charge_id.as_str(), again.phase), (id.as_str(), ChargePhase::Offered))
+            assert_eq!((again.charge_id.as_str(), again.phase), (id.as_str(), UpdatePhase::Offered))
         }
         Applying::Nothing => panic!("still owed"),
     }
     let v = recover(&c, &mut card, &id).await;
-    assert_eq!((v.phase, v.reason_code.as_deref()), (ChargePhase::Voided, Some("not_applied")));
+    assert_eq!((v.phase, v.reason_code.as_deref()), (UpdatePhase::Voided, Some("not_applied")));
     Terminal::select(&mut card).unwrap();
     let applied = present(&c, &mut card, 8).await;
     assert_eq!(applied.len(), 1);
-    assert_eq!(applied[0].phase, ChargePhase::Completed);
+    assert_eq!(applied[0].phase, UpdatePhase::Completed);
     assert_eq!(balance_of(&mut card), 53_000 - PURCHASE + 4_000, "credited exactly once");
     assert_eq!(payable(&c).await, PURCHASE - 4_000);
     let status = c.center.db.owed(&owed.owed_id).await.unwrap().unwrap().status;

@@ -33,7 +33,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 }
 
 async fn center_charge_phase(w: &World, id: &str) -> String {
-    let (_, bytes) = w.http.get(&format!("{}/v1/charges/{id}", w.center_url)).await.unwrap();
+    let (_, bytes) = w.http.get(&format!("{}/v1/value-updates/{id}", w.center_url)).await.unwrap();
     let v: Value = serde_json::from_slice(&bytes).unwrap();
     v["phase"].as_str().unwrap_or_default().to_owned()
 }

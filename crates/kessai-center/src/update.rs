@@ -25,14 +25,14 @@ use crate::limits::{CREATE_CLAIM_TIMEOUT_S, DAILY_CHARGE_LIMIT_MINOR, DAY_S, MIN
 use crate::owed::owed_code;
 use crate::purchase::{CardRegistryStatus, Context, StepError};
 use crate::service::{Answer, Center};
-use crate::value::{Charge, ChargeOffer, ChargePhase, ChargeResolution, ChargeStepError, NewCharge, Purpose};
+use crate::value::{NewUpdate, Purpose, UpdateOffer, UpdatePhase, UpdateResolution, UpdateStepError, ValueUpdate};
 use kessai_core::messages::value_update::Direction;
 
 /// Why a charge request was refused. The HTTP layer maps each to a status
 /// and a stable code.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum ChargeError {
+pub enum UpdateError {
     #[error(transparent)]
     Authorizer(#[from] AuthorizerError),
     #[error("card {0} is not registered")]
@@ -54,7 +54,7 @@ pub enum ChargeError {
     #[error("APDU {0}")]
     BadApdu(String),
     #[error(transparent)]
-    Step(#[from] ChargeStepError),
+    Step(#[from] UpdateStepError),
     #[error("the books refused the transfer: {0}")]
     Books(#[from] BooksError),
     #[error(transparent)]
@@ -85,17 +85,21 @@ pub enum ChargeError {
     DecreaseOverCharge { charged: Money, decreased_minor: u64, amount: Money },
 }
 
-impl From<StepError> for ChargeError {
+impl From<StepError> for UpdateError {
     fn from(e: StepError) -> Self {
-        ChargeError::Step(ChargeStepError::Card(e))
+        UpdateError::Step(UpdateStepError::Card(e))
     }
 }
 
 /// What a charge step answers to the wallet.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct ChargeReply {
+pub struct UpdateReply {
+    /// The value update's id (`vup_…`).
+    pub update_id: String,
+    /// The same id under its name of the last release (every value update
+    /// was called a charge); sent for one more release.
     pub charge_id: String,
-    pub phase: ChargePhase,
+    pub phase: UpdatePhase,
     /// `credit` (charge, refund) or `debit` (decrease, correction).
     pub direction: Direction,
     /// `{"kind":"charge"}`, `{"kind":"refund_to_credit_card","charge_id":…}`
@@ -122,8 +126,9 @@ pub struct ChargeReply {
 }
 
 /// Builds the reply for a charge as it stands.
-pub fn charge_reply(c: &Charge, apdus: &[CommandApdu]) -> ChargeReply {
-    ChargeReply {
+pub fn update_reply(c: &ValueUpdate, apdus: &[CommandApdu]) -> UpdateReply {
+    UpdateReply {
+        update_id: c.id.to_string(),
         charge_id: c.id.to_string(),
         phase: c.phase,
         direction: c.direction,
@@ -131,7 +136,7 @@ pub fn charge_reply(c: &Charge, apdus: &[CommandApdu]) -> ChargeReply {
         apdus: apdus.iter().map(|a| hex::encode(a.to_bytes())).collect(),
         amount: c.amount,
         funding_ref: c.authorization.as_str().to_owned(),
-        value_update: if c.phase == ChargePhase::Offered { c.value_update_token.clone() } else { None },
+        value_update: if c.phase == UpdatePhase::Offered { c.value_update_token.clone() } else { None },
         balance_minor: c.balance_minor,
         balance_after_minor: c.balance_after_minor,
         reason: c.outcome_reason.clone(),
@@ -183,12 +188,12 @@ impl Authorizer for NoAuthorizer {
 
 /// Run again from a fresh load when a PostgreSQL transaction lost a
 /// serialization conflict, hence `Fn`.
-type ChargeTransition<'a> =
-    Box<dyn Fn(Charge, &mut Context<'_, OsRandom>) -> Result<Stepped, ChargeStepError> + Send + 'a>;
+type UpdateTransition<'a> =
+    Box<dyn Fn(ValueUpdate, &mut Context<'_, OsRandom>) -> Result<Stepped, UpdateStepError> + Send + 'a>;
 
 /// A transition's result and what must happen before it is stored.
 struct Stepped {
-    charge: Charge,
+    charge: ValueUpdate,
     apdus: Vec<CommandApdu>,
     effect: Effect,
 }
@@ -206,12 +211,12 @@ enum Effect {
     Void,
 }
 
-fn stepped(charge: Charge, apdus: Vec<CommandApdu>, effect: Effect) -> Result<Stepped, ChargeStepError> {
+fn stepped(charge: ValueUpdate, apdus: Vec<CommandApdu>, effect: Effect) -> Result<Stepped, UpdateStepError> {
     Ok(Stepped { charge, apdus, effect })
 }
 
-fn first(answers: &[ResponseApdu]) -> Result<&ResponseApdu, ChargeStepError> {
-    answers.first().ok_or(ChargeStepError::Card(StepError::WrongAnswerCount { expected: 1, got: 0 }))
+fn first(answers: &[ResponseApdu]) -> Result<&ResponseApdu, UpdateStepError> {
+    answers.first().ok_or(UpdateStepError::Card(StepError::WrongAnswerCount { expected: 1, got: 0 }))
 }
 
 impl Center {
@@ -228,8 +233,8 @@ impl Center {
     /// Every limit, before any authorization: card registered and active,
     /// currency, amount range, the card's maximum balance (the books' float
     /// plus credits already on their way), and the per-day charge limit.
-    async fn check_charge_limits(&self, request: &ChargeRequest) -> Result<crate::purchase::CardRecord, ChargeError> {
-        let card = self.db.card(&request.card_id).await?.ok_or(ChargeError::UnknownCard(request.card_id))?;
+    async fn check_charge_limits(&self, request: &ChargeRequest) -> Result<crate::purchase::CardRecord, UpdateError> {
+        let card = self.db.card(&request.card_id).await?.ok_or(UpdateError::UnknownCard(request.card_id))?;
         if card.status != CardRegistryStatus::Active {
             return Err(StepError::CardNotActive(card.id).into());
         }
@@ -239,12 +244,12 @@ impl Center {
         }
         let max_minor = self.max_amount_minor.min(card.max_balance_minor).min(DAILY_CHARGE_LIMIT_MINOR);
         if !(MIN_CHARGE_MINOR..=max_minor).contains(&amount.amount_minor()) {
-            return Err(ChargeError::AmountOutOfRange { amount, min_minor: MIN_CHARGE_MINOR, max_minor });
+            return Err(UpdateError::AmountOutOfRange { amount, min_minor: MIN_CHARGE_MINOR, max_minor });
         }
         let float_minor = self.books.card_float(&card.id).await?.map_or(0, |(posted, _)| posted);
         let held_minor = float_minor.saturating_add(self.books.card_credits_pending(&card.id).await?);
         if held_minor.saturating_add(amount.amount_minor()) > card.max_balance_minor {
-            return Err(ChargeError::OverMaxBalance { held_minor, amount, max_minor: card.max_balance_minor });
+            return Err(UpdateError::OverMaxBalance { held_minor, amount, max_minor: card.max_balance_minor });
         }
         Ok(card)
     }
@@ -252,13 +257,13 @@ impl Center {
     /// Reserves `amount` of the card's charge limit for today (UTC), by
     /// compare-and-set: concurrent charges can never pass it together.
     /// Returns the day reserved; released when the charge is voided.
-    async fn reserve_daily(&self, card: &CardId, amount: Money) -> Result<u64, ChargeError> {
+    async fn reserve_daily(&self, card: &CardId, amount: Money) -> Result<u64, UpdateError> {
         let now = self.clock.now().unix_s();
         let day = now - now % DAY_S;
         if let Err(charged_minor) =
             self.db.reserve_daily_charge(card, day, amount.amount_minor(), DAILY_CHARGE_LIMIT_MINOR).await?
         {
-            return Err(ChargeError::OverDailyLimit { charged_minor, amount, limit_minor: DAILY_CHARGE_LIMIT_MINOR });
+            return Err(UpdateError::OverDailyLimit { charged_minor, amount, limit_minor: DAILY_CHARGE_LIMIT_MINOR });
         }
         Ok(day)
     }
@@ -270,18 +275,18 @@ impl Center {
         &self,
         authorizer: &dyn Authorizer,
         request: ChargeRequest,
-    ) -> Result<ChargeReply, ChargeError> {
-        if let Some((existing, _)) = self.db.charge(request.id.as_str()).await? {
+    ) -> Result<UpdateReply, UpdateError> {
+        if let Some((existing, _)) = self.db.value_update(request.id.as_str()).await? {
             return self.resume_charge(existing, &request).await;
         }
         // Single flight: only the request holding the claim authorizes, so an
         // authorization is voided only by the one request that made it.
         let now = self.clock.now();
         if !self.db.claim_create(request.id.as_str(), now, CREATE_CLAIM_TIMEOUT_S).await? {
-            if let Some((existing, _)) = self.db.charge(request.id.as_str()).await? {
+            if let Some((existing, _)) = self.db.value_update(request.id.as_str()).await? {
                 return self.resume_charge(existing, &request).await;
             }
-            return Err(ChargeError::CreateInProgress(request.id.to_string()));
+            return Err(UpdateError::CreateInProgress(request.id.to_string()));
         }
         let id = request.id.clone();
         let created = self.create_claimed_charge(authorizer, request).await;
@@ -297,7 +302,7 @@ impl Center {
         &self,
         authorizer: &dyn Authorizer,
         request: ChargeRequest,
-    ) -> Result<ChargeReply, ChargeError> {
+    ) -> Result<UpdateReply, UpdateError> {
         let card = self.check_charge_limits(&request).await?;
         let day = self.reserve_daily(&card.id, request.amount).await?;
         let release = || self.db.release_daily_charge(&card.id, day, request.amount.amount_minor());
@@ -319,7 +324,7 @@ impl Center {
         drop(request.payment_card);
         let opened = {
             let mut ctx = self.value_ctx(&mut rng);
-            let input = NewCharge {
+            let input = NewUpdate {
                 id,
                 card: &card,
                 direction: Direction::Credit,
@@ -327,13 +332,13 @@ impl Center {
                 amount: request.amount,
                 authorization: authorization.clone(),
             };
-            Charge::create(&mut ctx, input).map(|(mut charge, init)| {
+            ValueUpdate::create(&mut ctx, input).map(|(mut charge, init)| {
                 charge.charge_day_s = Some(day);
                 (charge, init)
             })
         };
         let stored = match opened {
-            Ok((charge, init)) => self.db.insert_charge(&charge, self.clock.now()).await.map(|()| (charge, init)),
+            Ok((charge, init)) => self.db.insert_update(&charge, self.clock.now()).await.map(|()| (charge, init)),
             Err(e) => {
                 authorizer.void(&authorization).await?;
                 release().await?;
@@ -341,7 +346,7 @@ impl Center {
             }
         };
         match stored {
-            Ok((charge, init)) => Ok(charge_reply(&charge, &[init])),
+            Ok((charge, init)) => Ok(update_reply(&charge, &[init])),
             Err(e) => {
                 // Not stored (the database failed; a crash here is the
                 // same): the day's reservation goes back, and the
@@ -358,9 +363,9 @@ impl Center {
     /// The same create again (a crash after the charge was stored): before
     /// any CREDIT exists, a fresh session so the wallet can go on; later,
     /// the charge as it stands (the wallet then recovers).
-    async fn resume_charge(&self, existing: Charge, request: &ChargeRequest) -> Result<ChargeReply, ChargeError> {
+    async fn resume_charge(&self, existing: ValueUpdate, request: &ChargeRequest) -> Result<UpdateReply, UpdateError> {
         if existing.card_id != request.card_id || existing.amount != request.amount {
-            return Err(ChargeError::ChargeIdInUse(existing.id.to_string()));
+            return Err(UpdateError::ChargeIdInUse(existing.id.to_string()));
         }
         self.resume_value_update(existing).await
     }
@@ -368,16 +373,16 @@ impl Center {
     /// Any value update found again: before its command exists, a fresh
     /// secure session so the wallet can go on; later, as it stands (the
     /// wallet then recovers it).
-    pub(crate) async fn resume_value_update(&self, existing: Charge) -> Result<ChargeReply, ChargeError> {
-        if !matches!(existing.phase, ChargePhase::Authenticating | ChargePhase::ReadingBalance) {
-            return Ok(charge_reply(&existing, &[]));
+    pub(crate) async fn resume_value_update(&self, existing: ValueUpdate) -> Result<UpdateReply, UpdateError> {
+        if !matches!(existing.phase, UpdatePhase::Authenticating | UpdatePhase::ReadingBalance) {
+            return Ok(update_reply(&existing, &[]));
         }
         // The authorizer is not called on this path.
-        let t: ChargeTransition<'_> = Box::new(|c, ctx| {
+        let t: UpdateTransition<'_> = Box::new(|c, ctx| {
             let (charge, init) = c.restart_session(ctx)?;
             stepped(charge, vec![init], Effect::None)
         });
-        self.charge_step(&NoAuthorizer, existing.id.as_str(), t, None).await
+        self.update_step(&NoAuthorizer, existing.id.as_str(), t, None).await
     }
 
     /// A decrease: card value back to the credit card that paid charge
@@ -385,39 +390,39 @@ impl Center {
     /// what that charge put on the card, less what went back already
     /// (reserved in the same transaction that stores the decrease). The
     /// credit card is refunded only when the card confirms the DEBIT.
-    pub async fn create_decrease(&self, request: DecreaseRequest) -> Result<ChargeReply, ChargeError> {
+    pub async fn create_decrease(&self, request: DecreaseRequest) -> Result<UpdateReply, UpdateError> {
         let purpose = Purpose::RefundToCreditCard { charge_id: request.charge_id.clone() };
-        if let Some((existing, _)) = self.db.charge(request.id.as_str()).await? {
+        if let Some((existing, _)) = self.db.value_update(request.id.as_str()).await? {
             if existing.card_id != request.card_id || existing.amount != request.amount || existing.purpose != purpose {
-                return Err(ChargeError::ChargeIdInUse(existing.id.to_string()));
+                return Err(UpdateError::ChargeIdInUse(existing.id.to_string()));
             }
             return self.resume_value_update(existing).await;
         }
-        let (parent, _) = self.load_charge(request.charge_id.as_str()).await?;
+        let (parent, _) = self.load_update(request.charge_id.as_str()).await?;
         if parent.purpose != Purpose::Charge || parent.card_id != request.card_id {
-            return Err(ChargeError::NotDecreasable(format!(
+            return Err(UpdateError::NotDecreasable(format!(
                 "{} is not a charge of card {}",
                 parent.id, request.card_id
             )));
         }
-        if parent.phase != ChargePhase::Completed {
-            return Err(ChargeError::NotDecreasable(format!("charge {} is {}", parent.id, parent.phase.as_str())));
+        if parent.phase != UpdatePhase::Completed {
+            return Err(UpdateError::NotDecreasable(format!("charge {} is {}", parent.id, parent.phase.as_str())));
         }
         if request.amount.currency() != parent.amount.currency() || request.amount.is_zero() {
-            return Err(ChargeError::AmountOutOfRange {
+            return Err(UpdateError::AmountOutOfRange {
                 amount: request.amount,
                 min_minor: 1,
                 max_minor: parent.amount.amount_minor(),
             });
         }
-        let card = self.db.card(&request.card_id).await?.ok_or(ChargeError::UnknownCard(request.card_id))?;
+        let card = self.db.card(&request.card_id).await?.ok_or(UpdateError::UnknownCard(request.card_id))?;
         if card.status != CardRegistryStatus::Active {
             return Err(StepError::CardNotActive(card.id).into());
         }
         let mut rng = OsRandom;
         let (charge, init) = {
             let mut ctx = self.value_ctx(&mut rng);
-            let input = NewCharge {
+            let input = NewUpdate {
                 id: request.id,
                 card: &card,
                 direction: Direction::Debit,
@@ -425,46 +430,46 @@ impl Center {
                 amount: request.amount,
                 authorization: parent.authorization.clone(),
             };
-            Charge::create(&mut ctx, input)?
+            ValueUpdate::create(&mut ctx, input)?
         };
         match self
             .db
             .insert_decrease(&charge, parent.id.as_str(), parent.amount.amount_minor(), self.clock.now())
             .await?
         {
-            Ok(()) => Ok(charge_reply(&charge, &[init])),
+            Ok(()) => Ok(update_reply(&charge, &[init])),
             Err(decreased_minor) => {
-                Err(ChargeError::DecreaseOverCharge { charged: parent.amount, decreased_minor, amount: request.amount })
+                Err(UpdateError::DecreaseOverCharge { charged: parent.amount, decreased_minor, amount: request.amount })
             }
         }
     }
 
-    pub(crate) async fn load_charge(&self, id: &str) -> Result<(Charge, i64), ChargeError> {
+    pub(crate) async fn load_update(&self, id: &str) -> Result<(ValueUpdate, i64), UpdateError> {
         if UpdateId::parse(id).is_err() {
-            return Err(ChargeError::UnknownCharge(id.chars().take(64).collect()));
+            return Err(UpdateError::UnknownCharge(id.chars().take(64).collect()));
         }
-        self.db.charge(id).await?.ok_or_else(|| ChargeError::UnknownCharge(id.to_owned()))
+        self.db.value_update(id).await?.ok_or_else(|| UpdateError::UnknownCharge(id.to_owned()))
     }
 
     /// The stored charge, for status queries.
-    pub async fn charge(&self, id: &str) -> Result<Charge, ChargeError> {
-        Ok(self.load_charge(id).await?.0)
+    pub async fn value_update(&self, id: &str) -> Result<ValueUpdate, UpdateError> {
+        Ok(self.load_update(id).await?.0)
     }
 
     /// Load → transition → secure the funding → one transaction (the
     /// compare-and-set, the books' entries and what the ending changes
     /// beside it) → releases. On PostgreSQL a transaction that lost a
     /// serialization conflict runs the whole step again from the load.
-    async fn charge_step(
+    async fn update_step(
         &self,
         authorizer: &dyn Authorizer,
         id: &str,
-        transition: ChargeTransition<'_>,
+        transition: UpdateTransition<'_>,
         answer: Option<Answer>,
-    ) -> Result<ChargeReply, ChargeError> {
+    ) -> Result<UpdateReply, UpdateError> {
         let mut attempt = 0;
         loop {
-            let (charge, version) = self.load_charge(id).await?;
+            let (charge, version) = self.load_update(id).await?;
             let stepped = {
                 let mut rng = OsRandom;
                 let mut ctx = self.value_ctx(&mut rng);
@@ -476,9 +481,9 @@ impl Center {
                 funding.run(authorizer, c).await?;
             }
             let now = self.clock.now();
-            let reply = charge_reply(c, &stepped.apdus);
+            let reply = update_reply(c, &stepped.apdus);
             let save = answer.as_ref().map(|a| a.saved(&reply)).transpose()?;
-            match self.db.update_charge_with(c, version, now, effects.alongside, effects.entries, save).await {
+            match self.db.store_update_with(c, version, now, effects.alongside, effects.entries, save).await {
                 Err(e) if e.is_retryable() && attempt < STEP_RETRIES_MAX => {
                     attempt += 1;
                     continue;
@@ -497,63 +502,63 @@ impl Center {
         }
     }
 
-    pub async fn charge_authenticate(
+    pub async fn update_authenticate(
         &self,
         authorizer: &dyn Authorizer,
         id: &str,
         answers: Vec<ResponseApdu>,
         answer: Option<Answer>,
-    ) -> Result<ChargeReply, ChargeError> {
-        let t: ChargeTransition<'_> = Box::new(move |c, ctx| {
+    ) -> Result<UpdateReply, UpdateError> {
+        let t: UpdateTransition<'_> = Box::new(move |c, ctx| {
             let (charge, apdus) = c.authenticate(ctx, first(&answers)?)?;
             stepped(charge, apdus, Effect::None)
         });
-        self.charge_step(authorizer, id, t, answer).await
+        self.update_step(authorizer, id, t, answer).await
     }
 
     /// The balance step: SIG5 and the sealed CREDIT, with the funding held
     /// in the books before the CREDIT leaves; or voided, over the maximum.
-    pub async fn charge_offer(
+    pub async fn update_offer(
         &self,
         authorizer: &dyn Authorizer,
         id: &str,
         answers: Vec<ResponseApdu>,
         answer: Option<Answer>,
-    ) -> Result<ChargeReply, ChargeError> {
-        let t: ChargeTransition<'_> = Box::new(move |c, ctx| match c.offer(ctx, &answers)? {
-            (charge, ChargeOffer::Offered { credit, .. }) => stepped(charge, vec![credit], Effect::Hold),
-            (charge, ChargeOffer::OverMaxBalance { .. } | ChargeOffer::InsufficientBalance { .. }) => {
+    ) -> Result<UpdateReply, UpdateError> {
+        let t: UpdateTransition<'_> = Box::new(move |c, ctx| match c.offer(ctx, &answers)? {
+            (charge, UpdateOffer::Offered { credit, .. }) => stepped(charge, vec![credit], Effect::Hold),
+            (charge, UpdateOffer::OverMaxBalance { .. } | UpdateOffer::InsufficientBalance { .. }) => {
                 stepped(charge, vec![], Effect::Void)
             }
         });
-        self.charge_step(authorizer, id, t, answer).await
+        self.update_step(authorizer, id, t, answer).await
     }
 
-    pub async fn charge_complete(
+    pub async fn update_complete(
         &self,
         authorizer: &dyn Authorizer,
         id: &str,
         answers: Vec<ResponseApdu>,
         answer: Option<Answer>,
-    ) -> Result<ChargeReply, ChargeError> {
-        let t: ChargeTransition<'_> = Box::new(move |c, ctx| {
+    ) -> Result<UpdateReply, UpdateError> {
+        let t: UpdateTransition<'_> = Box::new(move |c, ctx| {
             let charge = c.complete(ctx, first(&answers)?)?;
             stepped(charge, vec![], Effect::Complete)
         });
-        self.charge_step(authorizer, id, t, answer).await
+        self.update_step(authorizer, id, t, answer).await
     }
 
-    pub async fn charge_cancel(
+    pub async fn update_cancel(
         &self,
         authorizer: &dyn Authorizer,
         id: &str,
         answer: Option<Answer>,
-    ) -> Result<ChargeReply, ChargeError> {
-        let t: ChargeTransition<'_> = Box::new(|c, _| {
+    ) -> Result<UpdateReply, UpdateError> {
+        let t: UpdateTransition<'_> = Box::new(|c, _| {
             let charge = c.cancel("cancelled before the credit was issued")?;
             stepped(charge, vec![], Effect::Void)
         });
-        self.charge_step(authorizer, id, t, answer).await
+        self.update_step(authorizer, id, t, answer).await
     }
 
     /// Ends a value update abandoned before its command (the sweep).
@@ -561,64 +566,64 @@ impl Center {
         &self,
         authorizer: &dyn Authorizer,
         id: &str,
-    ) -> Result<ChargeReply, ChargeError> {
-        let t: ChargeTransition<'_> = Box::new(|c, _| stepped(c.abandon()?, vec![], Effect::Void));
-        self.charge_step(authorizer, id, t, None).await
+    ) -> Result<UpdateReply, UpdateError> {
+        let t: UpdateTransition<'_> = Box::new(|c, _| stepped(c.abandon()?, vec![], Effect::Void));
+        self.update_step(authorizer, id, t, None).await
     }
 
-    pub async fn charge_recover(
+    pub async fn update_recover(
         &self,
         authorizer: &dyn Authorizer,
         id: &str,
         answer: Option<Answer>,
-    ) -> Result<ChargeReply, ChargeError> {
-        let t: ChargeTransition<'_> = Box::new(|c, ctx| {
+    ) -> Result<UpdateReply, UpdateError> {
+        let t: UpdateTransition<'_> = Box::new(|c, ctx| {
             let (charge, init) = c.begin_recovery(ctx)?;
             stepped(charge, vec![init], Effect::None)
         });
-        self.charge_step(authorizer, id, t, answer).await
+        self.update_step(authorizer, id, t, answer).await
     }
 
-    pub async fn charge_recover_authenticate(
+    pub async fn update_recover_authenticate(
         &self,
         authorizer: &dyn Authorizer,
         id: &str,
         answers: Vec<ResponseApdu>,
         answer: Option<Answer>,
-    ) -> Result<ChargeReply, ChargeError> {
-        let t: ChargeTransition<'_> = Box::new(move |c, ctx| {
+    ) -> Result<UpdateReply, UpdateError> {
+        let t: UpdateTransition<'_> = Box::new(move |c, ctx| {
             let (charge, apdus) = c.recovery_authenticate(ctx, first(&answers)?)?;
             stepped(charge, apdus, Effect::None)
         });
-        self.charge_step(authorizer, id, t, answer).await
+        self.update_step(authorizer, id, t, answer).await
     }
 
-    pub async fn charge_recover_status(
+    pub async fn update_recover_status(
         &self,
         authorizer: &dyn Authorizer,
         id: &str,
         answers: Vec<ResponseApdu>,
         answer: Option<Answer>,
-    ) -> Result<ChargeReply, ChargeError> {
-        let t: ChargeTransition<'_> = Box::new(move |c, ctx| match c.resolve(ctx, &answers)? {
-            (charge, ChargeResolution::Completed) => stepped(charge, vec![], Effect::Complete),
-            (charge, ChargeResolution::NeedsBalance { command }) => stepped(charge, vec![command], Effect::None),
+    ) -> Result<UpdateReply, UpdateError> {
+        let t: UpdateTransition<'_> = Box::new(move |c, ctx| match c.resolve(ctx, &answers)? {
+            (charge, UpdateResolution::Completed) => stepped(charge, vec![], Effect::Complete),
+            (charge, UpdateResolution::NeedsBalance { command }) => stepped(charge, vec![command], Effect::None),
         });
-        self.charge_step(authorizer, id, t, answer).await
+        self.update_step(authorizer, id, t, answer).await
     }
 
-    pub async fn charge_recover_balance(
+    pub async fn update_recover_balance(
         &self,
         authorizer: &dyn Authorizer,
         id: &str,
         answers: Vec<ResponseApdu>,
         answer: Option<Answer>,
-    ) -> Result<ChargeReply, ChargeError> {
-        let t: ChargeTransition<'_> = Box::new(move |c, ctx| {
+    ) -> Result<UpdateReply, UpdateError> {
+        let t: UpdateTransition<'_> = Box::new(move |c, ctx| {
             let charge = c.resolve_balance(ctx, first(&answers)?)?;
             stepped(charge, vec![], Effect::Void)
         });
-        self.charge_step(authorizer, id, t, answer).await
+        self.update_step(authorizer, id, t, answer).await
     }
 }
 
@@ -650,7 +655,7 @@ enum Funding {
 }
 
 impl Funding {
-    async fn run(self, authorizer: &dyn Authorizer, c: &Charge) -> Result<(), AuthorizerError> {
+    async fn run(self, authorizer: &dyn Authorizer, c: &ValueUpdate) -> Result<(), AuthorizerError> {
         match self {
             Funding::Capture => authorizer.capture(&c.authorization, c.amount).await,
             Funding::VoidAuthorization => authorizer.void(&c.authorization).await,
@@ -661,7 +666,7 @@ impl Funding {
 
 /// What a step means for the books, the authorizer, and (stored with the
 /// step) an owed item or the charge a decrease goes back to.
-fn value_effects(c: &Charge, effect: Effect) -> Result<Effects<'_>, BooksError> {
+fn value_effects(c: &ValueUpdate, effect: Effect) -> Result<Effects<'_>, BooksError> {
     // A hold exists exactly when a command was sealed.
     let held = c.command_hash.is_some();
     let (tx, amount) = (&c.transaction_id, c.amount);

@@ -30,15 +30,15 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use crate::authorizer::{Authorizer, AuthorizerError, PaymentCard};
-use crate::charge::{ChargeError, ChargeReply, ChargeRequest, DecreaseRequest, charge_reply};
 use crate::db::DbError;
 use crate::owed::{Applying, apply_update_id};
 use crate::service::{Center, CenterError, StepCall, parse_answers};
-use crate::value::ChargeStepError;
+use crate::update::{ChargeRequest, DecreaseRequest, UpdateError, UpdateReply, update_reply};
+use crate::value::UpdateStepError;
 
 /// The center and the credit authorizer it charges through.
 #[derive(Debug, Clone)]
-pub struct ChargeState {
+pub struct UpdateState {
     pub center: Arc<Center>,
     pub authorizer: Arc<dyn Authorizer>,
 }
@@ -47,6 +47,17 @@ pub struct ChargeState {
 pub fn routes(center: Arc<Center>, authorizer: Arc<dyn Authorizer>) -> Router {
     Router::new()
         .route("/v1/charges", post(create))
+        .route("/v1/value-updates/{id}", get(show))
+        .route("/v1/value-updates/{id}/authenticate", post(authenticate))
+        .route("/v1/value-updates/{id}/balance", post(balance))
+        .route("/v1/value-updates/{id}/complete", post(complete))
+        .route("/v1/value-updates/{id}/cancel", post(cancel))
+        .route("/v1/value-updates/{id}/recover", post(recover))
+        .route("/v1/value-updates/{id}/recover/authenticate", post(recover_authenticate))
+        .route("/v1/value-updates/{id}/recover/status", post(recover_status))
+        .route("/v1/value-updates/{id}/recover/balance", post(recover_balance))
+        // The same steps under their name of the last release, which called
+        // every value update a charge; answered for one more release.
         .route("/v1/charges/{id}", get(show))
         .route("/v1/charges/{id}/authenticate", post(authenticate))
         .route("/v1/charges/{id}/balance", post(balance))
@@ -59,7 +70,7 @@ pub fn routes(center: Arc<Center>, authorizer: Arc<dyn Authorizer>) -> Router {
         .route("/v1/decreases", post(create_decrease))
         .route("/v1/refunds", post(request_refund))
         .route("/v1/cards/{id}/owed/apply", post(apply_owed))
-        .with_state(ChargeState { center, authorizer })
+        .with_state(UpdateState { center, authorizer })
 }
 
 fn authorizer_error(e: AuthorizerError) -> ApiError {
@@ -87,33 +98,33 @@ fn authorizer_error(e: AuthorizerError) -> ApiError {
 }
 
 /// Maps every refusal to a status and a stable code, never leaking internals.
-pub fn charge_api_error(e: ChargeError) -> ApiError {
+pub fn update_api_error(e: UpdateError) -> ApiError {
     use StatusCode as S;
     let invalid = |code, msg: String| ApiError::new(S::UNPROCESSABLE_ENTITY, ErrorType::InvalidRequest, code, msg);
     match e {
-        ChargeError::Authorizer(a) => authorizer_error(a),
-        ChargeError::UnknownCard(c) => crate::api::api_error(CenterError::UnknownCard(c)),
-        ChargeError::UnknownCharge(c) => ApiError::not_found("unknown_charge", format!("no charge {c}")),
-        e @ ChargeError::ChargeIdInUse(_) => {
+        UpdateError::Authorizer(a) => authorizer_error(a),
+        UpdateError::UnknownCard(c) => crate::api::api_error(CenterError::UnknownCard(c)),
+        UpdateError::UnknownCharge(c) => ApiError::not_found("unknown_charge", format!("no charge {c}")),
+        e @ UpdateError::ChargeIdInUse(_) => {
             ApiError::new(S::CONFLICT, ErrorType::Conflict, "charge_in_use", e.to_string())
         }
-        e @ ChargeError::CreateInProgress(_) => {
+        e @ UpdateError::CreateInProgress(_) => {
             ApiError::new(S::CONFLICT, ErrorType::Conflict, "request_in_progress", e.to_string())
         }
-        e @ ChargeError::AmountOutOfRange { .. } => invalid("amount_out_of_range", e.to_string()).with_param("amount"),
-        e @ ChargeError::OverMaxBalance { .. } => invalid("over_max_balance", e.to_string()).with_param("amount"),
-        e @ ChargeError::OverDailyLimit { .. } => invalid("over_daily_limit", e.to_string()).with_param("amount"),
-        ChargeError::BadApdu(m) => {
+        e @ UpdateError::AmountOutOfRange { .. } => invalid("amount_out_of_range", e.to_string()).with_param("amount"),
+        e @ UpdateError::OverMaxBalance { .. } => invalid("over_max_balance", e.to_string()).with_param("amount"),
+        e @ UpdateError::OverDailyLimit { .. } => invalid("over_daily_limit", e.to_string()).with_param("amount"),
+        UpdateError::BadApdu(m) => {
             ApiError::invalid("bad_apdu", format!("card answer refused: {m}")).with_param("responses")
         }
-        e @ ChargeError::Step(ChargeStepError::OutOfOrder { .. }) => {
+        e @ UpdateError::Step(UpdateStepError::OutOfOrder { .. }) => {
             ApiError::new(S::CONFLICT, ErrorType::Conflict, "step_out_of_order", e.to_string())
         }
-        ChargeError::Step(ChargeStepError::Card(s)) => crate::api::api_error(CenterError::Step(s)),
-        ChargeError::Books(b) => crate::api::api_error(CenterError::Books(b)),
-        ChargeError::Db(DbError::Conflict) => crate::api::api_error(CenterError::Db(DbError::Conflict)),
-        ChargeError::Db(d) => ApiError::internal(d),
-        ChargeError::Refund(j) => {
+        UpdateError::Step(UpdateStepError::Card(s)) => crate::api::api_error(CenterError::Step(s)),
+        UpdateError::Books(b) => crate::api::api_error(CenterError::Books(b)),
+        UpdateError::Db(DbError::Conflict) => crate::api::api_error(CenterError::Db(DbError::Conflict)),
+        UpdateError::Db(d) => ApiError::internal(d),
+        UpdateError::Refund(j) => {
             let code = match j {
                 kessai_core::jws::JwsError::Expired { .. } => "refund_expired",
                 kessai_core::jws::JwsError::UnknownKey(_) => "refund_unknown_key",
@@ -123,27 +134,27 @@ pub fn charge_api_error(e: ChargeError) -> ApiError {
             };
             invalid(code, format!("refund request refused: {j}")).with_param("refund")
         }
-        ChargeError::UnknownSettlement(id) => {
+        UpdateError::UnknownSettlement(id) => {
             ApiError::not_found("unknown_settlement", format!("no settlement {id} of this store"))
         }
-        e @ ChargeError::NotRefundable(_) => {
+        e @ UpdateError::NotRefundable(_) => {
             ApiError::new(S::CONFLICT, ErrorType::Conflict, "not_refundable", e.to_string())
         }
-        e @ ChargeError::RefundIdInUse(_) => {
+        e @ UpdateError::RefundIdInUse(_) => {
             ApiError::new(S::CONFLICT, ErrorType::Conflict, "refund_id_in_use", e.to_string())
         }
-        e @ ChargeError::OverRefund { .. } => invalid("over_refund", e.to_string()).with_param("amount"),
-        e @ ChargeError::BadReason(_) => ApiError::invalid("bad_reason", e.to_string()).with_param("reason"),
-        e @ ChargeError::BadReference(_) => ApiError::invalid("bad_reference", e.to_string()).with_param("reference"),
-        ChargeError::UnknownOwed(id) => ApiError::not_found("unknown_owed", format!("nothing owed {id}")),
-        e @ ChargeError::NotCancellable(_) => {
+        e @ UpdateError::OverRefund { .. } => invalid("over_refund", e.to_string()).with_param("amount"),
+        e @ UpdateError::BadReason(_) => ApiError::invalid("bad_reason", e.to_string()).with_param("reason"),
+        e @ UpdateError::BadReference(_) => ApiError::invalid("bad_reference", e.to_string()).with_param("reference"),
+        UpdateError::UnknownOwed(id) => ApiError::not_found("unknown_owed", format!("nothing owed {id}")),
+        e @ UpdateError::NotCancellable(_) => {
             ApiError::new(S::CONFLICT, ErrorType::Conflict, "not_cancellable", e.to_string())
         }
-        e @ ChargeError::CorrectionOverFloat(_) => invalid("over_float", e.to_string()).with_param("amount"),
-        e @ ChargeError::NotDecreasable(_) => {
+        e @ UpdateError::CorrectionOverFloat(_) => invalid("over_float", e.to_string()).with_param("amount"),
+        e @ UpdateError::NotDecreasable(_) => {
             ApiError::new(S::CONFLICT, ErrorType::Conflict, "not_decreasable", e.to_string()).with_param("charge_id")
         }
-        e @ ChargeError::DecreaseOverCharge { .. } => invalid("over_charge", e.to_string()).with_param("amount"),
+        e @ UpdateError::DecreaseOverCharge { .. } => invalid("over_charge", e.to_string()).with_param("amount"),
     }
 }
 
@@ -172,7 +183,7 @@ fn json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|_| ApiError::invalid("bad_json", "the request body is not a valid request"))
 }
 
-async fn create(State(s): State<ChargeState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn create(State(s): State<UpdateState>, headers: HeaderMap, body: Bytes) -> Response {
     let parsed: Result<CreateBody, ApiError> = json(&body);
     wipe(body);
     let b = match parsed {
@@ -188,7 +199,7 @@ async fn create(State(s): State<ChargeState>, headers: HeaderMap, body: Bytes) -
             .map_err(|e| ApiError::invalid("bad_card_id", e.to_string()).with_param("card_id"))?;
         let payment_card = PaymentCard::parse(&b.card_number, &b.expiry, &b.cvc).map_err(authorizer_error)?;
         let request = ChargeRequest { id, card_id, amount: b.amount, payment_card };
-        s.center.create_charge(s.authorizer.as_ref(), request).await.map_err(charge_api_error)
+        s.center.create_charge(s.authorizer.as_ref(), request).await.map_err(update_api_error)
     };
     crate::api::idempotent_by(&s.center, &headers, fingerprint.as_bytes(), work).await
 }
@@ -210,7 +221,7 @@ fn idempotency_key(headers: &HeaderMap) -> &str {
 fn answers(body: &Bytes) -> Result<Vec<kessai_scp03::ResponseApdu>, ApiError> {
     let b: crate::api::AnswersBody = json(body)?;
     parse_answers(&b.responses).map_err(|e| match e {
-        CenterError::BadApdu(m) => charge_api_error(ChargeError::BadApdu(m)),
+        CenterError::BadApdu(m) => update_api_error(UpdateError::BadApdu(m)),
         other => crate::api::api_error(other),
     })
 }
@@ -218,7 +229,7 @@ fn answers(body: &Bytes) -> Result<Vec<kessai_scp03::ResponseApdu>, ApiError> {
 macro_rules! answers_step {
     ($name:ident, $method:ident) => {
         async fn $name(
-            State(s): State<ChargeState>,
+            State(s): State<UpdateState>,
             Path(id): Path<String>,
             headers: HeaderMap,
             body: Bytes,
@@ -226,32 +237,32 @@ macro_rules! answers_step {
             let fingerprint = [format!("charge-{}/{}\n", stringify!($name), id).as_bytes(), &body[..]].concat();
             let work = |call: StepCall| async {
                 let answers = answers(&body)?;
-                s.center.$method(s.authorizer.as_ref(), &id, answers, call.answer).await.map_err(charge_api_error)
+                s.center.$method(s.authorizer.as_ref(), &id, answers, call.answer).await.map_err(update_api_error)
             };
             crate::api::idempotent_call(&s.center, &headers, &fingerprint, None, work).await
         }
     };
 }
 
-answers_step!(authenticate, charge_authenticate);
-answers_step!(balance, charge_offer);
-answers_step!(complete, charge_complete);
-answers_step!(recover_authenticate, charge_recover_authenticate);
-answers_step!(recover_status, charge_recover_status);
-answers_step!(recover_balance, charge_recover_balance);
+answers_step!(authenticate, update_authenticate);
+answers_step!(balance, update_offer);
+answers_step!(complete, update_complete);
+answers_step!(recover_authenticate, update_recover_authenticate);
+answers_step!(recover_status, update_recover_status);
+answers_step!(recover_balance, update_recover_balance);
 
-async fn cancel(State(s): State<ChargeState>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn cancel(State(s): State<UpdateState>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
     let fingerprint = [format!("charge-cancel/{id}\n").as_bytes(), &body[..]].concat();
     let work = |call: StepCall| async {
-        s.center.charge_cancel(s.authorizer.as_ref(), &id, call.answer).await.map_err(charge_api_error)
+        s.center.update_cancel(s.authorizer.as_ref(), &id, call.answer).await.map_err(update_api_error)
     };
     crate::api::idempotent_call(&s.center, &headers, &fingerprint, None, work).await
 }
 
-async fn recover(State(s): State<ChargeState>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn recover(State(s): State<UpdateState>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
     let fingerprint = [format!("charge-recover/{id}\n").as_bytes(), &body[..]].concat();
     let work = |call: StepCall| async {
-        s.center.charge_recover(s.authorizer.as_ref(), &id, call.answer).await.map_err(charge_api_error)
+        s.center.update_recover(s.authorizer.as_ref(), &id, call.answer).await.map_err(update_api_error)
     };
     crate::api::idempotent_call(&s.center, &headers, &fingerprint, None, work).await
 }
@@ -265,7 +276,7 @@ struct DecreaseBody {
 }
 
 /// `POST /v1/decreases`: value back to the credit card of a charge.
-async fn create_decrease(State(s): State<ChargeState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn create_decrease(State(s): State<UpdateState>, headers: HeaderMap, body: Bytes) -> Response {
     let b: DecreaseBody = match json(&body) {
         Ok(b) => b,
         Err(e) => return e.into_response(),
@@ -285,7 +296,7 @@ async fn create_decrease(State(s): State<ChargeState>, headers: HeaderMap, body:
         let charge_id = UpdateId::parse(&b.charge_id)
             .map_err(|e| ApiError::invalid("bad_charge_id", e.to_string()).with_param("charge_id"))?;
         let request = DecreaseRequest { id, card_id, charge_id, amount: b.amount };
-        s.center.create_decrease(request).await.map_err(charge_api_error)
+        s.center.create_decrease(request).await.map_err(update_api_error)
     };
     crate::api::idempotent_by(&s.center, &headers, fingerprint.as_bytes(), work).await
 }
@@ -298,7 +309,7 @@ struct RefundBody {
 }
 
 /// `POST /v1/refunds`: a store's signed refund of a completed purchase.
-async fn request_refund(State(s): State<ChargeState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn request_refund(State(s): State<UpdateState>, headers: HeaderMap, body: Bytes) -> Response {
     // A store resending its refund signs it anew (a new `jti`): the
     // fingerprint is what the request asks, not the token's bytes.
     let asked = serde_json::from_slice::<RefundBody>(&body)
@@ -308,21 +319,21 @@ async fn request_refund(State(s): State<ChargeState>, headers: HeaderMap, body: 
     let fingerprint = format!("refund\n{}", asked.unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned()));
     let work = async {
         let b: RefundBody = json(&body)?;
-        s.center.request_refund(&b.refund).await.map_err(charge_api_error)
+        s.center.request_refund(&b.refund).await.map_err(update_api_error)
     };
     crate::api::idempotent_by(&s.center, &headers, fingerprint.as_bytes(), work).await
 }
 
 /// `POST /v1/cards/{id}/owed/apply`: the card is presented. Answers a value
 /// update to run like a charge, or `{"nothing_owed": true}`.
-async fn apply_owed(State(s): State<ChargeState>, Path(card): Path<String>, headers: HeaderMap) -> Response {
+async fn apply_owed(State(s): State<UpdateState>, Path(card): Path<String>, headers: HeaderMap) -> Response {
     let fingerprint = format!("owed-apply\n{card}");
     let key = idempotency_key(&headers).to_owned();
     let work = async {
         let card_id =
             CardId::parse(&card).map_err(|e| ApiError::invalid("bad_card_id", e.to_string()).with_param("card_id"))?;
         let id = apply_update_id(&key, &card_id).map_err(ApiError::internal)?;
-        match s.center.apply_owed(card_id, id).await.map_err(charge_api_error)? {
+        match s.center.apply_owed(card_id, id).await.map_err(update_api_error)? {
             Applying::Nothing => Ok(serde_json::json!({ "nothing_owed": true })),
             Applying::Update(reply) => serde_json::to_value(*reply).map_err(ApiError::internal),
         }
@@ -330,7 +341,7 @@ async fn apply_owed(State(s): State<ChargeState>, Path(card): Path<String>, head
     crate::api::idempotent_by(&s.center, &headers, fingerprint.as_bytes(), work).await
 }
 
-async fn show(State(s): State<ChargeState>, Path(id): Path<String>) -> Result<Json<ChargeReply>, ApiError> {
-    let c = s.center.charge(&id).await.map_err(charge_api_error)?;
-    Ok(Json(charge_reply(&c, &[])))
+async fn show(State(s): State<UpdateState>, Path(id): Path<String>) -> Result<Json<UpdateReply>, ApiError> {
+    let c = s.center.value_update(&id).await.map_err(update_api_error)?;
+    Ok(Json(update_reply(&c, &[])))
 }
