@@ -639,75 +639,139 @@ struct Effects<'c> {
     /// can contradict, and idempotent at the authorizer, so a retry or a
     /// concurrent identical step repeats it harmlessly. If it fails, nothing
     /// is posted: the credit stays pending, which the card cannot spend.
-    secure: Option<Funding>,
+    secure: Option<AuthorizerCall>,
     /// Run only after the transaction committed, so that only the request
     /// that won the row releases anything (a cancel racing the balance step
     /// never voids an authorization a live CREDIT depends on).
-    release: Option<Funding>,
+    release: Option<AuthorizerCall>,
 }
 
 /// A call to the authorizer.
 #[derive(Debug, Clone, Copy)]
-enum Funding {
+enum AuthorizerCall {
     Capture,
     VoidAuthorization,
     RefundToCreditCard,
 }
 
-impl Funding {
+impl AuthorizerCall {
     async fn run(self, authorizer: &dyn Authorizer, c: &ValueUpdate) -> Result<(), AuthorizerError> {
         match self {
-            Funding::Capture => authorizer.capture(&c.authorization, c.amount).await,
-            Funding::VoidAuthorization => authorizer.void(&c.authorization).await,
-            Funding::RefundToCreditCard => authorizer.refund(&c.authorization, c.amount, c.id.as_str()).await,
+            AuthorizerCall::Capture => authorizer.capture(&c.authorization, c.amount).await,
+            AuthorizerCall::VoidAuthorization => authorizer.void(&c.authorization).await,
+            AuthorizerCall::RefundToCreditCard => authorizer.refund(&c.authorization, c.amount, c.id.as_str()).await,
         }
     }
 }
 
-/// What a step means for the books, the authorizer, and (stored with the
-/// step) an owed item or the charge a decrease goes back to.
-fn value_effects(c: &ValueUpdate, effect: Effect) -> Result<Effects<'_>, BooksError> {
-    // A hold exists exactly when a command was sealed.
-    let held = c.command_hash.is_some();
-    let (tx, amount) = (&c.transaction_id, c.amount);
-    let mut out = Effects { entries: Entries::none(), alongside: Alongside::Nothing, secure: None, release: None };
-    match (&c.purpose, effect) {
-        (_, Effect::None) => {}
-        (Purpose::Charge, Effect::Hold) => out.entries = Entries::charge_hold(tx, &c.card_id, amount)?,
-        (Purpose::Charge, Effect::Complete) => {
-            out.secure = Some(Funding::Capture);
-            out.entries = Entries::charge_resolve(tx, amount, true)?;
-        }
-        (Purpose::Charge, Effect::Void) => {
-            if held {
-                out.entries = Entries::charge_resolve(tx, amount, false)?;
-            }
-            out.release = Some(Funding::VoidAuthorization);
-            if let Some(day) = c.charge_day_s {
-                out.alongside = Alongside::DailyReleased { card: &c.card_id, day, amount_minor: amount.amount_minor() };
-            }
-        }
-        (Purpose::RefundToCreditCard { .. }, Effect::Hold) => {
-            out.entries = Entries::decrease_hold(tx, &c.card_id, amount)?;
-        }
-        (Purpose::RefundToCreditCard { .. }, Effect::Complete) => {
-            out.secure = Some(Funding::RefundToCreditCard);
-            out.entries = Entries::decrease_resolve(tx, amount, true)?;
-        }
-        (Purpose::RefundToCreditCard { charge_id }, Effect::Void) => {
-            if held {
-                out.entries = Entries::decrease_resolve(tx, amount, false)?;
-            }
-            out.alongside =
-                Alongside::DecreaseReleased { charge_id: charge_id.as_str(), amount_minor: amount.amount_minor() };
-        }
-        // Held when the item arose.
-        (Purpose::Owed { .. }, Effect::Hold) => {}
-        (Purpose::Owed { owed_id }, Effect::Complete) => {
-            out.entries = Entries::owed_resolve(owed_id, amount, owed_code(c.direction), true)?;
-            out.alongside = Alongside::OwedApplied(owed_id);
-        }
-        (Purpose::Owed { owed_id }, Effect::Void) => out.alongside = Alongside::OwedReleased(owed_id),
+/// Where a value update's value comes from or goes to: what its hold, its
+/// completion and its void mean for the books, for the party outside that
+/// funds it, and for the rows beside it. A new funding channel (a bank
+/// transfer, cash, a center-held account) is one more implementation.
+trait Funding<'u> {
+    /// The sealed command is leaving.
+    fn hold(&self, u: &'u ValueUpdate) -> Result<Effects<'u>, BooksError>;
+    /// The card confirmed the command.
+    fn complete(&self, u: &'u ValueUpdate) -> Result<Effects<'u>, BooksError>;
+    /// The command was never issued, or provably not applied. `held`: it was
+    /// issued, so its hold exists.
+    fn void(&self, u: &'u ValueUpdate, held: bool) -> Result<Effects<'u>, BooksError>;
+}
+
+impl Effects<'_> {
+    fn books(entries: Entries) -> Self {
+        Effects { entries, alongside: Alongside::Nothing, secure: None, release: None }
     }
-    Ok(out)
+}
+
+/// A charge: credit funding → card float, paid by credit card. The
+/// authorization is captured before the credit is posted.
+struct CreditCard;
+
+impl<'u> Funding<'u> for CreditCard {
+    fn hold(&self, u: &'u ValueUpdate) -> Result<Effects<'u>, BooksError> {
+        Ok(Effects::books(Entries::charge_hold(&u.transaction_id, &u.card_id, u.amount)?))
+    }
+
+    fn complete(&self, u: &'u ValueUpdate) -> Result<Effects<'u>, BooksError> {
+        let entries = Entries::charge_resolve(&u.transaction_id, u.amount, true)?;
+        Ok(Effects { secure: Some(AuthorizerCall::Capture), ..Effects::books(entries) })
+    }
+
+    fn void(&self, u: &'u ValueUpdate, held: bool) -> Result<Effects<'u>, BooksError> {
+        let entries = if held { Entries::charge_resolve(&u.transaction_id, u.amount, false)? } else { Entries::none() };
+        let alongside = match u.charge_day_s {
+            Some(day) => Alongside::DailyReleased { card: &u.card_id, day, amount_minor: u.amount.amount_minor() },
+            None => Alongside::Nothing,
+        };
+        Ok(Effects { alongside, release: Some(AuthorizerCall::VoidAuthorization), ..Effects::books(entries) })
+    }
+}
+
+/// A decrease: card float → credit funding, the value refunded to the
+/// credit card that paid charge `charge_id` once the card confirms.
+struct BackToCreditCard<'u> {
+    charge_id: &'u UpdateId,
+}
+
+impl<'u> Funding<'u> for BackToCreditCard<'u> {
+    fn hold(&self, u: &'u ValueUpdate) -> Result<Effects<'u>, BooksError> {
+        Ok(Effects::books(Entries::decrease_hold(&u.transaction_id, &u.card_id, u.amount)?))
+    }
+
+    fn complete(&self, u: &'u ValueUpdate) -> Result<Effects<'u>, BooksError> {
+        let entries = Entries::decrease_resolve(&u.transaction_id, u.amount, true)?;
+        Ok(Effects { secure: Some(AuthorizerCall::RefundToCreditCard), ..Effects::books(entries) })
+    }
+
+    fn void(&self, u: &'u ValueUpdate, held: bool) -> Result<Effects<'u>, BooksError> {
+        let entries =
+            if held { Entries::decrease_resolve(&u.transaction_id, u.amount, false)? } else { Entries::none() };
+        let alongside =
+            Alongside::DecreaseReleased { charge_id: self.charge_id.as_str(), amount_minor: u.amount.amount_minor() };
+        Ok(Effects { alongside, ..Effects::books(entries) })
+    }
+}
+
+/// An owed item (a store's refund, an operator's correction), held in the
+/// books when it arose: applying it posts that hold.
+struct OwedItem<'u> {
+    owed_id: &'u str,
+}
+
+impl<'u> Funding<'u> for OwedItem<'u> {
+    fn hold(&self, _: &'u ValueUpdate) -> Result<Effects<'u>, BooksError> {
+        Ok(Effects::books(Entries::none()))
+    }
+
+    fn complete(&self, u: &'u ValueUpdate) -> Result<Effects<'u>, BooksError> {
+        let entries = Entries::owed_resolve(self.owed_id, u.amount, owed_code(u.direction), true)?;
+        Ok(Effects { alongside: Alongside::OwedApplied(self.owed_id), ..Effects::books(entries) })
+    }
+
+    fn void(&self, _: &'u ValueUpdate, _: bool) -> Result<Effects<'u>, BooksError> {
+        Ok(Effects { alongside: Alongside::OwedReleased(self.owed_id), ..Effects::books(Entries::none()) })
+    }
+}
+
+/// The funding behind a value update.
+fn funding_of(purpose: &Purpose) -> Box<dyn Funding<'_> + '_> {
+    match purpose {
+        Purpose::Charge => Box::new(CreditCard),
+        Purpose::RefundToCreditCard { charge_id } => Box::new(BackToCreditCard { charge_id }),
+        Purpose::Owed { owed_id } => Box::new(OwedItem { owed_id }),
+    }
+}
+
+/// What a step means for the books, the authorizer, and (stored with the
+/// step) the rows beside the value update.
+fn value_effects(c: &ValueUpdate, effect: Effect) -> Result<Effects<'_>, BooksError> {
+    let funding = funding_of(&c.purpose);
+    match effect {
+        Effect::None => Ok(Effects::books(Entries::none())),
+        Effect::Hold => funding.hold(c),
+        Effect::Complete => funding.complete(c),
+        // A hold exists exactly when a command was sealed.
+        Effect::Void => funding.void(c, c.command_hash.is_some()),
+    }
 }
