@@ -331,7 +331,7 @@ impl CenterDb {
         let readers = Readers::Own(Arc::new(OwnReaders { conns, next: AtomicUsize::new(0) }));
         // The schema's connection closes; the writer thread has its own.
         pool.close().await;
-        let ledger = Ledger::open_sqlite(&path).await.map_err(DbError::Books)?;
+        let ledger = Ledger::open_sqlite_for_reads(&path).await.map_err(DbError::Books)?;
         let writer = Writer::start(&path)?;
         let checkpointer = Checkpointer::start(&path).await.map_err(DbError::Wal)?;
         let fast = Arc::new(FastReads::open(&path)?);

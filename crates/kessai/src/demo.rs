@@ -480,7 +480,8 @@ struct Books {
 
 impl Books {
     async fn read(path: &Path) -> anyhow::Result<Books> {
-        let ledger = Ledger::open_sqlite(path).await.with_context(|| format!("opening {}", path.display()))?;
+        let ledger =
+            Ledger::open_sqlite_for_reads(path).await.with_context(|| format!("opening {}", path.display()))?;
         let float = card_float_id(&CardId::parse(DEMO_CARD_ID)?);
         let payable = store_payable_id(&StoreId::parse(MEMBER)?, Currency::JPY);
         let accounts = ledger.lookup_accounts(&[float, payable]).await?;

@@ -298,6 +298,15 @@ impl Ledger {
         Ok(Ledger { backend: Backend::Sqlite(pools) })
     }
 
+    /// Opens a SQLite file's books for reads only (balances, history,
+    /// `check`), bringing the schema up to date: the file's owner writes them
+    /// inside its own transactions (`crate::within`) with its own writer and
+    /// checkpointer, so this ledger starts neither. Its write methods fail.
+    pub async fn open_sqlite_for_reads(path: impl AsRef<Path>) -> Result<Ledger, Error> {
+        let pools = sqlite::open_for_reads(path.as_ref()).await?;
+        Ok(Ledger { backend: Backend::Sqlite(pools) })
+    }
+
     /// Connects to PostgreSQL and brings the schema up to date. With `schema`, the
     /// ledger's tables live in that schema (created if missing), so several ledgers
     /// can share one database.

@@ -86,7 +86,10 @@ pub(crate) fn connect_options(path: &Path) -> SqliteConnectOptions {
 #[derive(Debug, Clone)]
 pub(crate) struct Pools {
     readers: SqlitePool,
-    writes: mpsc::Sender<Work>,
+    /// `None`: a ledger for reads only, whose writes go through its owner's
+    /// transactions (`crate::within`); the owner's writer and checkpointer
+    /// serve the file.
+    writes: Option<mpsc::Sender<Work>>,
     /// Copies the log into the database file off the writer's path (`wal`).
     checkpointer: Arc<Mutex<Option<Checkpointer>>>,
 }
@@ -94,7 +97,7 @@ pub(crate) struct Pools {
 impl Pools {
     /// Whether the ledger can be used: its writer thread runs and a reader answers.
     pub async fn ready(&self) -> Result<(), Error> {
-        if self.writes.is_closed() {
+        if self.writes.as_ref().is_some_and(mpsc::Sender::is_closed) {
             return Err(Error::NotCommitted { why: "writer stopped" });
         }
         sqlx::query("SELECT 1").execute(&self.readers).await?;
@@ -103,9 +106,11 @@ impl Pools {
 
     /// Stops the writer after the writes queued before, and closes every connection.
     pub async fn close(&self) {
-        let (done, closed) = oneshot::channel();
-        if self.writes.send(Work::Close(done)).await.is_ok() {
-            let _ = closed.await;
+        if let Some(writes) = &self.writes {
+            let (done, closed) = oneshot::channel();
+            if writes.send(Work::Close(done)).await.is_ok() {
+                let _ = closed.await;
+            }
         }
         self.readers.close().await;
         let checkpointer = self.checkpointer.lock().unwrap_or_else(PoisonError::into_inner).take();
@@ -156,6 +161,16 @@ struct Write {
 }
 
 pub(crate) async fn open(path: &Path) -> Result<Pools, Error> {
+    open_with(path, true).await
+}
+
+/// Opens the file for reads only (see `Pools::writes`), bringing the schema up
+/// to date.
+pub(crate) async fn open_for_reads(path: &Path) -> Result<Pools, Error> {
+    open_with(path, false).await
+}
+
+async fn open_with(path: &Path, with_writer: bool) -> Result<Pools, Error> {
     let writer = SqlitePoolOptions::new()
         .max_connections(1)
         .test_before_acquire(false)
@@ -171,6 +186,9 @@ pub(crate) async fn open(path: &Path) -> Result<Pools, Error> {
         .await?;
     // The schema's sqlx connection closes; the writer thread has its own.
     writer.close().await;
+    if !with_writer {
+        return Ok(Pools { readers, writes: None, checkpointer: Arc::default() });
+    }
     let conn = writer_connection(path)?;
     let checkpointer = Checkpointer::start(path).await?;
     let (writes, queue) = mpsc::channel(SQLITE_WRITE_QUEUE_MAX);
@@ -179,14 +197,14 @@ pub(crate) async fn open(path: &Path) -> Result<Pools, Error> {
         .name("ledger-writer".into())
         .spawn(move || group_commit(path, Some(conn), queue))
         .map_err(|_| Error::NotCommitted { why: "the writer thread could not start" })?;
-    Ok(Pools { readers, writes, checkpointer: Arc::new(Mutex::new(Some(checkpointer))) })
+    Ok(Pools { readers, writes: Some(writes), checkpointer: Arc::new(Mutex::new(Some(checkpointer))) })
 }
 
 pub(crate) async fn run(pools: &Pools, op: Op<'_>) -> Result<Outcome, Error> {
     if let Some(op) = WriteOp::from_op(op) {
         let (answer, answered) = oneshot::channel();
-        pools
-            .writes
+        let writes = pools.writes.as_ref().ok_or(Error::NotCommitted { why: "this ledger only reads" })?;
+        writes
             .send(Work::Write(Write { op, answer }))
             .await
             .map_err(|_| Error::NotCommitted { why: "writer stopped" })?;
