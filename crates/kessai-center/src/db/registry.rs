@@ -1,0 +1,229 @@
+//! The registry: stores, their signing keys, and cards.
+
+use super::*;
+
+/// A store as registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreRecord {
+    pub id: StoreId,
+    pub name: DisplayText,
+    /// The mall this store is a member of, if any.
+    pub mall: Option<StoreId>,
+    /// Where completions (SIG3) are delivered, over mutual TLS.
+    pub notify_url: Option<String>,
+    /// The name in the store's mutual-TLS client certificate.
+    pub client_name: Option<String>,
+    pub bank_account: Option<String>,
+}
+
+impl CenterDb {
+    /// Adds or updates a store.
+    pub async fn put_store(&self, s: &StoreRecord, now: Timestamp) -> Result<(), DbError> {
+        self.put_store_with_keys(s, &[], now).await
+    }
+
+    /// Adds or updates a store and, in the same transaction, its signing
+    /// keys: the store and its keys, or neither.
+    pub async fn put_store_with_keys(
+        &self,
+        s: &StoreRecord,
+        keys: &[(PublicKey, Validity)],
+        now: Timestamp,
+    ) -> Result<(), DbError> {
+        let mut statements = vec![store_query(s, now)?];
+        for (key, window) in keys {
+            statements.push(store_key_query(&s.id, key, *window)?);
+        }
+        let done = self
+            .write(move |mut conn| {
+                Box::pin(async move {
+                    for statement in statements {
+                        conn.execute(statement).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .await;
+        if !keys.is_empty() {
+            self.forget_store_keys();
+        }
+        done
+    }
+
+    pub async fn store(&self, id: &StoreId) -> Result<Option<StoreRecord>, DbError> {
+        let row = sqlx::query(
+            "SELECT id AS s_id, name AS s_name, mall AS s_mall, notify_url AS s_notify_url,
+             client_name AS s_client_name, bank_account AS s_bank_account FROM center_stores WHERE id = $1",
+        )
+        .bind(id.as_str().to_owned())
+        .fetch_optional(&mut *self.read().await?)
+        .await?;
+        row.map(|r| store_row(&r)).transpose()
+    }
+
+    /// [`CenterDb::store`] and [`CenterDb::card`] in one statement.
+    pub async fn store_and_card(
+        &self,
+        store: &StoreId,
+        card: &CardId,
+    ) -> Result<(Option<StoreRecord>, Option<CardRecord>), DbError> {
+        let decode = |row: &dyn Columns| Ok((present(row, "s_id", store_row)?, present(row, "c_id", card_row)?));
+        self.read_one(STORE_AND_CARD_SQL, &[store.as_str(), &card.to_string()], decode)
+            .await?
+            .ok_or_else(|| corrupt("a LEFT JOIN from one row answered none"))
+    }
+
+    /// Registers a signing key of a store (the merchant of record).
+    pub async fn put_store_key(&self, store: &StoreId, key: &PublicKey, window: Validity) -> Result<(), DbError> {
+        let done = self.execute(store_key_query(store, key, window)?).await;
+        self.forget_store_keys();
+        done?;
+        Ok(())
+    }
+
+    pub async fn revoke_store_key(&self, kid: &KeyId) -> Result<bool, DbError> {
+        let query = Stmt::new("UPDATE center_store_keys SET revoked = 1 WHERE kid = $1").bind(kid.as_str().to_owned());
+        let done = self.execute(query).await;
+        self.forget_store_keys();
+        Ok(done? == 1)
+    }
+
+    /// Drops the cached store key directory (after a key changed here).
+    fn forget_store_keys(&self) {
+        let mut cache = self.store_keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache.generation += 1;
+        cache.loaded = None;
+    }
+
+    /// Every registered store key, as the directory bills are checked
+    /// against: cached for at most [`STORE_KEYS_TTL`], and read again at
+    /// once after a key is added or revoked through this instance.
+    pub async fn store_keys(&self) -> Result<Arc<KeyDirectory>, DbError> {
+        let generation = {
+            let cache = self.store_keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((at, dir)) = &cache.loaded
+                && at.elapsed() < STORE_KEYS_TTL
+            {
+                return Ok(dir.clone());
+            }
+            cache.generation
+        };
+        let read_at = Instant::now();
+        let dir = Arc::new(self.read_store_keys().await?);
+        let mut cache = self.store_keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.generation == generation {
+            cache.loaded = Some((read_at, dir.clone()));
+        }
+        Ok(dir)
+    }
+
+    async fn read_store_keys(&self) -> Result<KeyDirectory, DbError> {
+        let rows = sqlx::query("SELECT store, public_key, not_before, not_after, revoked FROM center_store_keys")
+            .fetch_all(&mut *self.read().await?)
+            .await?;
+        let mut dir = KeyDirectory::new();
+        let mut revoked = Vec::new();
+        for r in rows {
+            let bytes: [u8; 32] = hex::decode(r.try_get::<String, _>("public_key")?)
+                .map_err(corrupt)?
+                .try_into()
+                .map_err(|_| corrupt("public key length"))?;
+            let public = PublicKey::from_bytes(&bytes).map_err(corrupt)?;
+            let ts = |v: Option<i64>| v.map(|v| to_u64(v).map(Timestamp::from_unix_s)).transpose();
+            let window =
+                Validity { not_before: ts(r.try_get("not_before")?)?, not_after: ts(r.try_get("not_after")?)? };
+            let owner = PartyId::parse(&r.try_get::<String, _>("store")?).map_err(corrupt)?;
+            if r.try_get::<i64, _>("revoked")? != 0 {
+                revoked.push(public.kid().clone());
+            }
+            dir.insert(owner, public, window).map_err(corrupt)?;
+        }
+        for kid in revoked {
+            dir.revoke(&kid).map_err(corrupt)?;
+        }
+        Ok(dir)
+    }
+
+    pub async fn put_card(&self, c: &CardRecord, now: Timestamp) -> Result<(), DbError> {
+        self.put_card_with(c, now, Entries::none()).await
+    }
+
+    /// Registers a card and, in the same transaction, its books `entries`
+    /// (its accounts, its initial value): both or neither.
+    pub async fn put_card_with(&self, c: &CardRecord, now: Timestamp, entries: Entries) -> Result<(), DbError> {
+        let query = Stmt::new(
+            "INSERT INTO center_cards (id, key_version, status, currency, max_balance_minor, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(c.id.to_string())
+        .bind(i64::from(c.key_version))
+        .bind(status_name(c.status).to_owned())
+        .bind(c.currency.code().to_owned())
+        .bind(to_i64(c.max_balance_minor)?)
+        .bind(to_i64(now.unix_s())?);
+        let now_s = now.unix_s();
+        self.write(move |mut conn| {
+            Box::pin(async move {
+                conn.books(&entries, now_s).await?;
+                conn.execute(query).await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Blocks or reports lost a card, with the reason recorded.
+    pub async fn set_card_status(
+        &self,
+        id: &CardId,
+        status: CardRegistryStatus,
+        reason: &str,
+    ) -> Result<bool, DbError> {
+        let query = Stmt::new("UPDATE center_cards SET status = $1, status_reason = $2 WHERE id = $3")
+            .bind(status_name(status).to_owned())
+            .bind(reason.to_owned())
+            .bind(id.to_string());
+        Ok(self.execute(query).await? == 1)
+    }
+
+    pub async fn card(&self, id: &CardId) -> Result<Option<CardRecord>, DbError> {
+        let row = sqlx::query(
+            "SELECT id AS c_id, key_version AS c_key_version, status AS c_status, currency AS c_currency,
+             max_balance_minor AS c_max_balance_minor FROM center_cards WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&mut *self.read().await?)
+        .await?;
+        row.map(|r| card_row(&r)).transpose()
+    }
+}
+
+fn store_query(s: &StoreRecord, now: Timestamp) -> Result<Stmt, DbError> {
+    Ok(Stmt::new(
+        "INSERT INTO center_stores (id, name, mall, notify_url, client_name, bank_account, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (id) DO UPDATE SET name = $2, mall = $3, notify_url = $4, client_name = $5, bank_account = $6",
+    )
+    .bind(s.id.as_str().to_owned())
+    .bind(s.name.as_str().to_owned())
+    .bind(s.mall.as_ref().map(|m| m.as_str().to_owned()))
+    .bind(s.notify_url.clone())
+    .bind(s.client_name.clone())
+    .bind(s.bank_account.clone())
+    .bind(to_i64(now.unix_s())?))
+}
+
+/// A store's key, added, or its window changed if the key is that store's.
+fn store_key_query(store: &StoreId, key: &PublicKey, window: Validity) -> Result<Stmt, DbError> {
+    let ts = |t: Option<Timestamp>| t.map(|t| to_i64(t.unix_s())).transpose();
+    Ok(Stmt::new(
+        "INSERT INTO center_store_keys (kid, store, public_key, not_before, not_after, revoked)
+         VALUES ($1, $2, $3, $4, $5, 0)
+         ON CONFLICT (kid) DO UPDATE SET not_before = $4, not_after = $5 WHERE center_store_keys.store = $2",
+    )
+    .bind(key.kid().as_str().to_owned())
+    .bind(store.as_str().to_owned())
+    .bind(hex::encode(key.as_bytes()))
+    .bind(ts(window.not_before)?)
+    .bind(ts(window.not_after)?))
+}

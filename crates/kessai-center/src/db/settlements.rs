@@ -1,0 +1,217 @@
+//! Settlements, statements, and the delivery of completions.
+
+use super::*;
+
+impl CenterDb {
+    /// Stores a new settlement. If the store already has a settlement for
+    /// this bill id, returns that one instead (a duplicate bill).
+    pub async fn insert_settlement(
+        &self,
+        s: &Settlement,
+        now: Timestamp,
+    ) -> Result<Option<(Settlement, i64)>, DbError> {
+        self.insert_settlement_answering(s, now, None).await
+    }
+
+    /// As [`CenterDb::insert_settlement`], remembering `response` as the
+    /// answer to its Idempotency-Key in the same transaction if the
+    /// settlement was inserted.
+    pub async fn insert_settlement_answering(
+        &self,
+        s: &Settlement,
+        now: Timestamp,
+        response: Option<SavedResponse>,
+    ) -> Result<Option<(Settlement, i64)>, DbError> {
+        let insert = Stmt::new(
+            "INSERT INTO center_settlements (id, store, bill_id, card_id, phase, record, version, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7) ON CONFLICT (store, bill_id) DO NOTHING",
+        )
+        .bind(s.id.as_str().to_owned())
+        .bind(s.bill.store.as_str().to_owned())
+        .bind(s.bill.bill_id.as_str().to_owned())
+        .bind(s.card_id.to_string())
+        .bind(s.phase.as_str().to_owned())
+        .bind(serde_json::to_string(s).map_err(corrupt)?)
+        .bind(to_i64(now.unix_s())?);
+        let existing = Stmt::new("SELECT record, version FROM center_settlements WHERE store = $1 AND bill_id = $2")
+            .bind(s.bill.store.as_str().to_owned())
+            .bind(s.bill.bill_id.as_str().to_owned());
+        let save = response.map(|r| r.statement(now)).transpose()?;
+        self.write(move |mut conn| {
+            Box::pin(async move {
+                if conn.execute(insert).await? == 1 {
+                    if let Some(save) = save {
+                        conn.execute(save).await?;
+                    }
+                    return Ok(None);
+                }
+                Ok(Some(conn.fetch_one(existing, settlement_row).await?))
+            })
+        })
+        .await
+    }
+
+    /// A settlement and the version to name when updating it.
+    pub async fn settlement(&self, id: &SettlementId) -> Result<Option<(Settlement, i64)>, DbError> {
+        let row = sqlx::query("SELECT record, version FROM center_settlements WHERE id = $1")
+            .bind(id.as_str().to_owned())
+            .fetch_optional(&mut *self.read().await?)
+            .await?;
+        row.map(|r| settlement_row(&r)).transpose()
+    }
+
+    /// Writes `s` if the row is still at `version`.
+    pub async fn update_settlement(&self, s: &Settlement, version: i64, now: Timestamp) -> Result<(), DbError> {
+        self.update_settlement_answering(s, version, now, None, Entries::none()).await
+    }
+
+    /// Writes `s` if the row is still at `version` and, in the same
+    /// transaction, applies the step's books `entries` and remembers
+    /// `response` as the answer to its Idempotency-Key: the step, its ledger
+    /// effect and its stored answer commit together or not at all.
+    pub async fn update_settlement_answering(
+        &self,
+        s: &Settlement,
+        version: i64,
+        now: Timestamp,
+        response: Option<SavedResponse>,
+        entries: Entries,
+    ) -> Result<(), DbError> {
+        let check = Stmt::new("SELECT version FROM center_settlements WHERE id = $1").bind(s.id.as_str().to_owned());
+        let update = Stmt::new(
+            "UPDATE center_settlements SET phase = $1, record = $2, version = version + 1, updated_at = $3,
+             delivered = $6 WHERE id = $4 AND version = $5",
+        )
+        .bind(s.phase.as_str().to_owned())
+        .bind(serde_json::to_string(s).map_err(corrupt)?)
+        .bind(to_i64(now.unix_s())?)
+        .bind(s.id.as_str().to_owned())
+        .bind(version)
+        .bind(i64::from(s.receipt_token.is_some()));
+        let save = response.map(|r| r.statement(now)).transpose()?;
+        let now_s = now.unix_s();
+        self.write(move |mut conn| {
+            Box::pin(async move {
+                // Checked before anything is written, so that losing the race
+                // (or the books refusing) leaves the group's transaction clean.
+                if conn.fetch_optional(check, |r| r.required_int("version")).await? != Some(version) {
+                    return Err(DbError::Conflict);
+                }
+                conn.books(&entries, now_s).await?;
+                if conn.execute(update).await? != 1 {
+                    return Err(DbError::Conflict);
+                }
+                if let Some(save) = save {
+                    conn.execute(save).await?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Settlements, newest first, optionally of one card or in one phase.
+    pub async fn list_settlements(
+        &self,
+        card: Option<&CardId>,
+        phase: Option<Phase>,
+        limit: i64,
+    ) -> Result<Vec<Settlement>, DbError> {
+        let rows = sqlx::query(
+            "SELECT record, version FROM center_settlements
+             WHERE ($1 IS NULL OR card_id = $1) AND ($2 IS NULL OR phase = $2)
+             ORDER BY created_at DESC, id LIMIT $3",
+        )
+        .bind(card.map(|c| c.to_string()))
+        .bind(phase.map(|p| p.as_str().to_owned()))
+        .bind(limit.clamp(1, MAX_LIST))
+        .fetch_all(&mut *self.read().await?)
+        .await?;
+        rows.iter().map(|r| settlement_row(r).map(|(s, _)| s)).collect()
+    }
+
+    pub async fn insert_statement(&self, s: &crate::statement::Statement) -> Result<(), DbError> {
+        let query = Stmt::new(
+            "INSERT INTO center_statements (id, card_id, record, version, created_at) VALUES ($1, $2, $3, 1, $4)",
+        )
+        .bind(s.id.clone())
+        .bind(s.card_id.to_string())
+        .bind(serde_json::to_string(s).map_err(corrupt)?)
+        .bind(to_i64(s.created_at.unix_s())?);
+        self.execute(query).await?;
+        Ok(())
+    }
+
+    pub async fn statement(&self, id: &str) -> Result<Option<(crate::statement::Statement, i64)>, DbError> {
+        let row = sqlx::query("SELECT record, version FROM center_statements WHERE id = $1")
+            .bind(id.to_owned())
+            .fetch_optional(&mut *self.read().await?)
+            .await?;
+        row.map(|r| {
+            let record: String = r.try_get("record")?;
+            Ok((serde_json::from_str(&record).map_err(corrupt)?, r.try_get("version")?))
+        })
+        .transpose()
+    }
+
+    pub async fn update_statement(&self, s: &crate::statement::Statement, version: i64) -> Result<(), DbError> {
+        let query =
+            Stmt::new("UPDATE center_statements SET record = $1, version = version + 1 WHERE id = $2 AND version = $3")
+                .bind(serde_json::to_string(s).map_err(corrupt)?)
+                .bind(s.id.clone())
+                .bind(version);
+        if self.execute(query).await? != 1 {
+            return Err(DbError::Conflict);
+        }
+        Ok(())
+    }
+
+    /// Completed settlements whose receipt is not stored yet, oldest first.
+    pub async fn undelivered(&self, limit: i64) -> Result<Vec<Settlement>, DbError> {
+        Ok(self.undelivered_after(&UndeliveredCursor::default(), limit).await?.0)
+    }
+
+    /// As [`CenterDb::undelivered`], those after `from` (in the order
+    /// they completed), with where the next page starts: after the last
+    /// row read, or (a short page: the end was reached) at the oldest again.
+    /// Page by page, a sweep reaches every undelivered completion however
+    /// many older ones keep failing. A row whose record cannot be read is
+    /// logged and passed over, not left to stop every later page.
+    pub async fn undelivered_after(
+        &self,
+        from: &UndeliveredCursor,
+        limit: i64,
+    ) -> Result<(Vec<Settlement>, UndeliveredCursor), DbError> {
+        let limit = limit.clamp(1, MAX_LIST);
+        let (after_at, after_id) = from.0.clone().unwrap_or((i64::MIN, String::new()));
+        let rows = sqlx::query(
+            "SELECT record, version, updated_at, id FROM center_settlements
+             WHERE phase = 'completed' AND delivered = 0 AND (updated_at, id) > ($1, $2)
+             ORDER BY updated_at, id LIMIT $3",
+        )
+        .bind(after_at)
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&mut *self.read().await?)
+        .await?;
+        let mut next = UndeliveredCursor::default();
+        let mut found = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id = r.required_text("id")?;
+            match settlement_row(r) {
+                Ok((s, _)) => found.push(s),
+                Err(e) => tracing::error!(settlement = %id, error = %e, "undelivered completion cannot be read"),
+            }
+            next = UndeliveredCursor(Some((r.required_int("updated_at")?, id)));
+        }
+        if i64::try_from(rows.len()).is_ok_and(|n| n < limit) {
+            next = UndeliveredCursor::default();
+        }
+        Ok((found, next))
+    }
+}
+
+/// Where a page of undelivered completions starts: after the completion
+/// it names (its completion time and id), or (default) at the oldest.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UndeliveredCursor(Option<(i64, String)>);

@@ -1,0 +1,277 @@
+//! Value updates (charges, decreases, owed items applied), their daily
+//! charge limit, and the create claims.
+
+use super::*;
+
+/// What a value update's ending changes beside it, in the same transaction.
+#[derive(Debug, Clone, Copy)]
+pub enum Alongside<'a> {
+    Nothing,
+    /// The card applied the owed item: it is settled.
+    OwedApplied(&'a str),
+    /// The card provably did not apply it: it is owed again.
+    OwedReleased(&'a str),
+    /// A decrease ended voided: its amount can be decreased again.
+    DecreaseReleased {
+        charge_id: &'a str,
+        amount_minor: u64,
+    },
+    /// A charge ended voided: its amount no longer counts toward the day's limit.
+    DailyReleased {
+        card: &'a CardId,
+        day: u64,
+        amount_minor: u64,
+    },
+}
+
+/// Charges (value updates), stored like settlements: the record as JSON,
+/// updated only by compare-and-set on its version. No payment card data is
+/// ever in a record (see [`crate::authorizer::PaymentCard`]).
+impl CenterDb {
+    pub async fn insert_update(&self, c: &ValueUpdate, now: Timestamp) -> Result<(), DbError> {
+        self.execute(insert_update_query(c, now)?).await?;
+        Ok(())
+    }
+
+    /// A charge and the version to name when updating it.
+    pub async fn value_update(&self, id: &str) -> Result<Option<(ValueUpdate, i64)>, DbError> {
+        let row = sqlx::query("SELECT record, version FROM center_value_updates WHERE id = $1")
+            .bind(id.to_owned())
+            .fetch_optional(&mut *self.read().await?)
+            .await?;
+        row.map(|r| {
+            let record: String = r.try_get("record")?;
+            let c: ValueUpdate = serde_json::from_str(&record).map_err(corrupt)?;
+            Ok((c, r.try_get("version")?))
+        })
+        .transpose()
+    }
+
+    /// Writes `c` if the row is still at `version`.
+    pub async fn store_update(&self, c: &ValueUpdate, version: i64, now: Timestamp) -> Result<(), DbError> {
+        self.store_update_with(c, version, now, Alongside::Nothing, Entries::none(), None).await
+    }
+
+    /// Writes `c` if the row is still at `version`, and in the same
+    /// transaction the step's books `entries` and what its ending means for
+    /// its owed item, the charge a decrease went back to, or the day's
+    /// charge limit.
+    pub async fn store_update_with(
+        &self,
+        c: &ValueUpdate,
+        version: i64,
+        now: Timestamp,
+        alongside: Alongside<'_>,
+        entries: Entries,
+        response: Option<SavedResponse>,
+    ) -> Result<(), DbError> {
+        let record = serde_json::to_string(c).map_err(corrupt)?;
+        let save = response.map(|r| r.statement(now)).transpose()?;
+        let now_s = now.unix_s();
+        let now = to_i64(now_s)?;
+        let check = Stmt::new("SELECT version FROM center_value_updates WHERE id = $1").bind(c.id.as_str().to_owned());
+        let update = Stmt::new(
+            "UPDATE center_value_updates SET phase = $1, record = $2, version = version + 1, updated_at = $3
+             WHERE id = $4 AND version = $5",
+        )
+        .bind(c.phase.as_str().to_owned())
+        .bind(record)
+        .bind(now)
+        .bind(c.id.as_str().to_owned())
+        .bind(version);
+        let session = c.id.as_str().to_owned();
+        let also: Option<Stmt> = match alongside {
+            Alongside::Nothing => None,
+            Alongside::OwedApplied(owed) => Some(
+                Stmt::new(
+                    "UPDATE center_owed SET status = $1, applied_by = $2, session = NULL, version = version + 1,
+                     updated_at = $3 WHERE id = $4 AND session = $2",
+                )
+                .bind(OwedStatus::Applied.as_str().to_owned())
+                .bind(session)
+                .bind(now)
+                .bind(owed.to_owned()),
+            ),
+            Alongside::OwedReleased(owed) => Some(
+                Stmt::new(
+                    "UPDATE center_owed SET session = NULL, version = version + 1, updated_at = $1
+                     WHERE id = $2 AND session = $3",
+                )
+                .bind(now)
+                .bind(owed.to_owned())
+                .bind(session),
+            ),
+            Alongside::DailyReleased { card, day, amount_minor } => Some(release_daily_query(card, day, amount_minor)?),
+            Alongside::DecreaseReleased { charge_id, amount_minor } => Some(
+                Stmt::new(
+                    "UPDATE center_value_updates SET decreased_minor = decreased_minor - $1 WHERE id = $2
+                     AND decreased_minor >= $1",
+                )
+                .bind(to_i64(amount_minor)?)
+                .bind(charge_id.to_owned()),
+            ),
+        };
+        let id = c.id.to_string();
+        self.write(move |mut conn| {
+            Box::pin(async move {
+                // Checked before anything is written, so that losing the race
+                // (or the books refusing) leaves the group's transaction clean.
+                if conn.fetch_optional(check, |r| r.required_int("version")).await? != Some(version) {
+                    return Err(DbError::Conflict);
+                }
+                conn.books(&entries, now_s).await?;
+                if conn.execute(update).await? != 1 {
+                    return Err(DbError::Conflict);
+                }
+                if let Some(also) = also
+                    && conn.execute(also).await? != 1
+                {
+                    // The update above is written: the whole transaction must go.
+                    return Err(DbError::Inconsistent(format!("value update {id} does not hold what it ends")));
+                }
+                if let Some(save) = save {
+                    conn.execute(save).await?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Stores a decrease (a value update going back to the credit card of
+    /// charge `parent`), reserving its amount against what that charge put
+    /// on the card, in one transaction: the decreases of a charge never sum
+    /// past it. `Ok(Err(already))` when this one would.
+    pub async fn insert_decrease(
+        &self,
+        c: &ValueUpdate,
+        parent: &str,
+        parent_amount_minor: u64,
+        now: Timestamp,
+    ) -> Result<Result<(), u64>, DbError> {
+        let reserve = Stmt::new(
+            "UPDATE center_value_updates SET decreased_minor = decreased_minor + $1
+             WHERE id = $2 AND phase = $3 AND decreased_minor + $1 <= $4",
+        )
+        .bind(to_i64(c.amount.amount_minor())?)
+        .bind(parent.to_owned())
+        .bind(UpdatePhase::Completed.as_str().to_owned())
+        .bind(to_i64(parent_amount_minor)?);
+        let read = Stmt::new("SELECT decreased_minor FROM center_value_updates WHERE id = $1").bind(parent.to_owned());
+        let insert = insert_update_query(c, now)?;
+        self.write(move |mut conn| {
+            Box::pin(async move {
+                if conn.execute(reserve).await? != 1 {
+                    return Ok(Err(conn.fetch_one(read, |r| to_u64(r.required_int("decreased_minor")?)).await?));
+                }
+                conn.execute(insert).await?;
+                Ok(Ok(()))
+            })
+        })
+        .await
+    }
+
+    /// Adds `amount` to what card `card` was charged on `day`, if that
+    /// stays within `limit` (one statement, so concurrent charges cannot
+    /// pass it together). `Ok(Err(charged))` when it would not.
+    pub async fn reserve_daily_charge(
+        &self,
+        card: &CardId,
+        day: u64,
+        amount_minor: u64,
+        limit_minor: u64,
+    ) -> Result<Result<(), u64>, DbError> {
+        let reserve = Stmt::new(
+            "INSERT INTO center_charge_days (card_id, day, charged_minor) SELECT $1, $2, $3 WHERE $3 <= $4
+             ON CONFLICT (card_id, day) DO UPDATE SET charged_minor = center_charge_days.charged_minor + $3
+             WHERE center_charge_days.charged_minor + $3 <= $4",
+        )
+        .bind(card.to_string())
+        .bind(to_i64(day)?)
+        .bind(to_i64(amount_minor)?)
+        .bind(to_i64(limit_minor)?);
+        if self.execute(reserve).await? == 1 {
+            return Ok(Ok(()));
+        }
+        let row = sqlx::query("SELECT charged_minor FROM center_charge_days WHERE card_id = $1 AND day = $2")
+            .bind(card.to_string())
+            .bind(to_i64(day)?)
+            .fetch_optional(&mut *self.read().await?)
+            .await?;
+        let charged = row.map(|r| r.try_get::<i64, _>("charged_minor")).transpose()?.unwrap_or(0);
+        Ok(Err(to_u64(charged)?))
+    }
+
+    /// Settlements (`center_settlements`) or value updates
+    /// (`center_value_updates`) opened at or before `before` and still before
+    /// their sealed command, oldest first, at most `limit`.
+    pub async fn abandoned(&self, value_updates: bool, before: Timestamp, limit: i64) -> Result<Vec<String>, DbError> {
+        let sql = if value_updates {
+            "SELECT id FROM center_value_updates WHERE phase IN ('authenticating', 'reading_balance')
+             AND created_at <= $1 ORDER BY created_at, id LIMIT $2"
+        } else {
+            "SELECT id FROM center_settlements WHERE phase IN ('authenticating', 'reading_balance')
+             AND created_at <= $1 ORDER BY created_at, id LIMIT $2"
+        };
+        let rows = sqlx::query(sql)
+            .bind(to_i64(before.unix_s())?)
+            .bind(limit.clamp(1, MAX_LIST))
+            .fetch_all(&mut *self.read().await?)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get::<String, _>("id")?)).collect()
+    }
+
+    /// Claims the creation of value update `id`: `true` for the one request
+    /// that may create it now. A claim older than `timeout_s` (its holder
+    /// died mid-create) can be taken over.
+    pub async fn claim_create(&self, id: &str, now: Timestamp, timeout_s: u64) -> Result<bool, DbError> {
+        let claim = Stmt::new(
+            "INSERT INTO center_create_claims (id, claimed_at) VALUES ($1, $2)
+             ON CONFLICT (id) DO UPDATE SET claimed_at = $2 WHERE center_create_claims.claimed_at <= $3",
+        )
+        .bind(id.to_owned())
+        .bind(to_i64(now.unix_s())?)
+        .bind(to_i64(now.unix_s().saturating_sub(timeout_s))?);
+        Ok(self.execute(claim).await? == 1)
+    }
+
+    /// Gives a claim of [`CenterDb::claim_create`] back (its create stored
+    /// nothing).
+    pub async fn release_create_claim(&self, id: &str) -> Result<(), DbError> {
+        self.execute(Stmt::new("DELETE FROM center_create_claims WHERE id = $1").bind(id.to_owned())).await?;
+        Ok(())
+    }
+
+    /// Gives back a reservation of [`CenterDb::reserve_daily_charge`].
+    pub async fn release_daily_charge(&self, card: &CardId, day: u64, amount_minor: u64) -> Result<(), DbError> {
+        self.execute(release_daily_query(card, day, amount_minor)?).await?;
+        Ok(())
+    }
+}
+
+pub(super) fn insert_update_query(c: &ValueUpdate, now: Timestamp) -> Result<Stmt, DbError> {
+    let record = serde_json::to_string(c).map_err(corrupt)?;
+    Ok(Stmt::new(
+        "INSERT INTO center_value_updates (id, card_id, phase, amount_minor, record, version, created_at, updated_at,
+         purpose) VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8)",
+    )
+    .bind(c.id.as_str().to_owned())
+    .bind(c.card_id.to_string())
+    .bind(c.phase.as_str().to_owned())
+    .bind(to_i64(c.amount.amount_minor())?)
+    .bind(record)
+    .bind(to_i64(c.created_at.unix_s())?)
+    .bind(to_i64(now.unix_s())?)
+    .bind(c.purpose.name().to_owned()))
+}
+
+/// Adds a column to a table made before it existed (schema upgrades).
+fn release_daily_query(card: &CardId, day: u64, amount_minor: u64) -> Result<Stmt, DbError> {
+    Ok(Stmt::new(
+        "UPDATE center_charge_days SET charged_minor = charged_minor - $1
+         WHERE card_id = $2 AND day = $3 AND charged_minor >= $1",
+    )
+    .bind(to_i64(amount_minor)?)
+    .bind(card.to_string())
+    .bind(to_i64(day)?))
+}
