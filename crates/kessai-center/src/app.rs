@@ -133,6 +133,7 @@ pub async fn open(config: &CenterConfig) -> anyhow::Result<Center> {
         center_id: config.party_id.clone(),
         center_key,
         clock: Arc::new(SystemClock),
+        random: Arc::new(OsRandom),
         max_amount_minor: config.max_amount_minor,
         outcomes: Default::default(),
         completed: Default::default(),

@@ -15,12 +15,12 @@ use kessai_card::storage::{Durability, FileStorage};
 use kessai_card::terminal::Terminal;
 use kessai_card::transport::InProcessReader;
 use kessai_core::ids::CardId;
-use kessai_core::random::{OsRandom, Random};
 use kessai_core::{Currency, Money};
 
 use crate::books::initial_value_id;
 use crate::config::CenterConfig;
 use crate::purchase::{CardRecord, CardRegistryStatus};
+use crate::service::Center;
 
 /// What to issue.
 #[derive(Debug, Clone)]
@@ -56,7 +56,7 @@ pub async fn issue_card(config: &CenterConfig, req: &IssueCard<'_>) -> anyhow::R
     };
     create_image_file(req.image, &p).with_context(|| format!("writing {}", req.image.display()))?;
     if req.initial_value_minor > 0 {
-        credit_image(req, &keys)?;
+        credit_image(req, &keys, &center)?;
     }
     let record = CardRecord {
         id: req.card_id,
@@ -73,12 +73,12 @@ pub async fn issue_card(config: &CenterConfig, req: &IssueCard<'_>) -> anyhow::R
 
 /// The initial value goes onto the card the way all value does: a CREDIT
 /// inside a level-33 secure session.
-fn credit_image(req: &IssueCard<'_>, keys: &kessai_scp03::StaticKeys) -> anyhow::Result<()> {
+fn credit_image(req: &IssueCard<'_>, keys: &kessai_scp03::StaticKeys, center: &Center) -> anyhow::Result<()> {
     let card = Card::open(FileStorage::open(req.image, Durability::Fsync)?)?;
     let mut t = Terminal::new(InProcessReader::new(card));
     t.select().map_err(|e| anyhow::anyhow!("select: {e}"))?;
     let mut challenge = [0u8; 8];
-    OsRandom.fill_bytes(&mut challenge);
+    center.random.generator().fill_bytes(&mut challenge);
     let session = t.open_session(keys.clone(), challenge).map_err(|e| anyhow::anyhow!("secure session: {e}"))?;
     let mut tx = [0u8; 16];
     tx.copy_from_slice(&initial_value_id(&req.card_id).to_be_bytes());
@@ -87,7 +87,7 @@ fn credit_image(req: &IssueCard<'_>, keys: &kessai_scp03::StaticKeys) -> anyhow:
         amount_minor: req.initial_value_minor,
         counterpart: *b"ISSUANCE",
         order_ref: [0; 16],
-        time_unix_s: kessai_core::Clock::now(&kessai_core::time::SystemClock).unix_s(),
+        time_unix_s: center.clock.now().unix_s(),
     };
     let (_, answer) = t.secure(session, &credit_command(&request)).map_err(|e| anyhow::anyhow!("credit: {e}"))?;
     if answer.sw().raw() != 0x9000 {

@@ -24,7 +24,6 @@ use kessai_core::ids::{CardId, RefundId, SettlementId, StoreId, UpdateId};
 use kessai_core::messages::Reference;
 use kessai_core::messages::refund;
 use kessai_core::messages::value_update::Direction;
-use kessai_core::random::OsRandom;
 use kessai_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -340,9 +339,9 @@ impl Center {
             }
             OwedKind::Correction { .. } => Entries::correction_hold(&item.id, &item.body.card_id, item.body.amount)?,
         };
-        let mut rng = OsRandom;
+        let mut rng = self.random.generator();
         let (charge, init) = {
-            let mut ctx = self.value_ctx(&mut rng);
+            let mut ctx = self.value_ctx(rng.as_mut());
             let input = NewUpdate {
                 id: update_id,
                 card: &card,

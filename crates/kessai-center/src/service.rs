@@ -15,7 +15,7 @@ use kessai_core::ids::{CardId, PartyId, SettlementId};
 use kessai_core::jws::JwsError;
 use kessai_core::keys::{PublicKey, SigningKey, Validity};
 use kessai_core::messages::{bill, receipt};
-use kessai_core::random::OsRandom;
+use kessai_core::random::{Entropy, Random};
 use kessai_core::time::Timestamp;
 use kessai_core::{Clock, Money};
 use kessai_scp03::{CommandApdu, ResponseApdu};
@@ -199,6 +199,9 @@ pub struct Center {
     pub center_id: PartyId,
     pub center_key: SigningKey,
     pub clock: Arc<dyn Clock>,
+    /// Where every step draws its randomness (challenges, ids, nonces), so
+    /// that a whole run can replay from a seed, as the clock is passed in.
+    pub random: Arc<dyn Entropy>,
     pub max_amount_minor: u64,
     pub outcomes: OutcomeCounter,
     /// Settlements just completed, so their completions are delivered to
@@ -215,7 +218,8 @@ impl std::fmt::Debug for Center {
 /// One step's transition, given the loaded settlement.
 /// Run again from a fresh load when a PostgreSQL transaction lost a
 /// serialization conflict, hence `Fn`.
-type Transition<'a> = Box<dyn Fn(Settlement, &mut Context<'_, OsRandom>) -> Result<Stepped, StepError> + Send + 'a>;
+type Transition<'a> =
+    Box<dyn Fn(Settlement, &mut Context<'_, dyn Random + Send>) -> Result<Stepped, StepError> + Send + 'a>;
 
 /// A transition's result and what the books must do before it is stored.
 struct Stepped {
@@ -258,8 +262,8 @@ impl Center {
         let (store, card) = self.db.store_and_card(verified.message().payee(), &card_id).await?;
         let store = store.ok_or_else(|| CenterError::UnknownStore(verified.message().payee().to_string()))?;
         let card = card.ok_or(CenterError::UnknownCard(card_id))?;
-        let mut rng = OsRandom;
-        let mut ctx = self.ctx(&mut rng);
+        let mut rng = self.random.generator();
+        let mut ctx = self.ctx(rng.as_mut());
         let input = CreateInput {
             bill: &verified,
             registered_name: store.name.clone(),
@@ -290,7 +294,7 @@ impl Center {
         }
     }
 
-    fn ctx<'a>(&'a self, rng: &'a mut OsRandom) -> Context<'a, OsRandom> {
+    fn ctx<'a>(&'a self, rng: &'a mut (dyn Random + Send + 'static)) -> Context<'a, dyn Random + Send> {
         Context {
             security: &self.security,
             center: &self.center_id,
@@ -319,8 +323,8 @@ impl Center {
         let stepped = loop {
             let (settlement, version) = self.load(id, read.take()).await?;
             let stepped = {
-                let mut rng = OsRandom;
-                let mut ctx = self.ctx(&mut rng);
+                let mut rng = self.random.generator();
+                let mut ctx = self.ctx(rng.as_mut());
                 transition(settlement, &mut ctx)?
             };
             match self.store_step(&stepped, version, answer.as_ref()).await {

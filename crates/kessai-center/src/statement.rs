@@ -167,10 +167,7 @@ fn reply(s: &Statement, apdus: &[CommandApdu]) -> StatementReply {
 pub const MAX_STATEMENT_ENTRIES: usize = LOG_CAPACITY;
 
 impl crate::service::Center {
-    fn statement_ctx<'a>(
-        &'a self,
-        rng: &'a mut kessai_core::random::OsRandom,
-    ) -> Context<'a, kessai_core::random::OsRandom> {
+    fn statement_ctx<'a>(&'a self, rng: &'a mut (dyn Random + Send + 'static)) -> Context<'a, dyn Random + Send> {
         Context {
             security: &self.security,
             center: &self.center_id,
@@ -183,8 +180,8 @@ impl crate::service::Center {
     /// POST /v1/cards/{card}/statements: a session to read the card's log.
     pub async fn statement_create(&self, card_id: CardId) -> Result<StatementReply, crate::service::CenterError> {
         let card = self.db.card(&card_id).await?.ok_or(crate::service::CenterError::UnknownCard(card_id))?;
-        let mut rng = kessai_core::random::OsRandom;
-        let (s, init) = Statement::create(&mut self.statement_ctx(&mut rng), &card)?;
+        let mut rng = self.random.generator();
+        let (s, init) = Statement::create(&mut self.statement_ctx(rng.as_mut()), &card)?;
         self.db.insert_statement(&s).await?;
         Ok(reply(&s, &[init]))
     }
@@ -203,8 +200,8 @@ impl crate::service::Center {
     ) -> Result<StatementReply, crate::service::CenterError> {
         let (s, version) = self.statement_load(id).await?;
         let answer = answers.first().ok_or(StepError::WrongAnswerCount { expected: 1, got: 0 })?;
-        let mut rng = kessai_core::random::OsRandom;
-        let (s, apdus) = s.authenticate(&mut self.statement_ctx(&mut rng), answer)?;
+        let mut rng = self.random.generator();
+        let (s, apdus) = s.authenticate(&mut self.statement_ctx(rng.as_mut()), answer)?;
         self.db.update_statement(&s, version).await?;
         Ok(reply(&s, &apdus))
     }
@@ -215,8 +212,8 @@ impl crate::service::Center {
         answers: Vec<ResponseApdu>,
     ) -> Result<StatementReply, crate::service::CenterError> {
         let (s, version) = self.statement_load(id).await?;
-        let mut rng = kessai_core::random::OsRandom;
-        let (s, next) = s.read(&mut self.statement_ctx(&mut rng), &answers, MAX_STATEMENT_ENTRIES)?;
+        let mut rng = self.random.generator();
+        let (s, next) = s.read(&mut self.statement_ctx(rng.as_mut()), &answers, MAX_STATEMENT_ENTRIES)?;
         self.db.update_statement(&s, version).await?;
         Ok(reply(&s, next.as_slice()))
     }

@@ -11,7 +11,7 @@
 use kessai_core::Money;
 use kessai_core::ids::{CardId, UpdateId};
 use kessai_core::jws::JwsError;
-use kessai_core::random::OsRandom;
+use kessai_core::random::Random;
 use kessai_scp03::{CommandApdu, ResponseApdu};
 use serde::Serialize;
 
@@ -189,7 +189,7 @@ impl Authorizer for NoAuthorizer {
 /// Run again from a fresh load when a PostgreSQL transaction lost a
 /// serialization conflict, hence `Fn`.
 type UpdateTransition<'a> =
-    Box<dyn Fn(ValueUpdate, &mut Context<'_, OsRandom>) -> Result<Stepped, UpdateStepError> + Send + 'a>;
+    Box<dyn Fn(ValueUpdate, &mut Context<'_, dyn Random + Send>) -> Result<Stepped, UpdateStepError> + Send + 'a>;
 
 /// A transition's result and what must happen before it is stored.
 struct Stepped {
@@ -220,7 +220,10 @@ fn first(answers: &[ResponseApdu]) -> Result<&ResponseApdu, UpdateStepError> {
 }
 
 impl Center {
-    pub(crate) fn value_ctx<'a>(&'a self, rng: &'a mut OsRandom) -> Context<'a, OsRandom> {
+    pub(crate) fn value_ctx<'a>(
+        &'a self,
+        rng: &'a mut (dyn Random + Send + 'static),
+    ) -> Context<'a, dyn Random + Send> {
         Context {
             security: &self.security,
             center: &self.center_id,
@@ -306,7 +309,7 @@ impl Center {
         let card = self.check_charge_limits(&request).await?;
         let day = self.reserve_daily(&card.id, request.amount).await?;
         let release = || self.db.release_daily_charge(&card.id, day, request.amount.amount_minor());
-        let mut rng = OsRandom;
+        let mut rng = self.random.generator();
         let id = request.id.clone();
         let auth = AuthorizationRequest {
             card: &request.payment_card,
@@ -323,7 +326,7 @@ impl Center {
         };
         drop(request.payment_card);
         let opened = {
-            let mut ctx = self.value_ctx(&mut rng);
+            let mut ctx = self.value_ctx(rng.as_mut());
             let input = NewUpdate {
                 id,
                 card: &card,
@@ -419,9 +422,9 @@ impl Center {
         if card.status != CardRegistryStatus::Active {
             return Err(StepError::CardNotActive(card.id).into());
         }
-        let mut rng = OsRandom;
+        let mut rng = self.random.generator();
         let (charge, init) = {
-            let mut ctx = self.value_ctx(&mut rng);
+            let mut ctx = self.value_ctx(rng.as_mut());
             let input = NewUpdate {
                 id: request.id,
                 card: &card,
@@ -471,8 +474,8 @@ impl Center {
         loop {
             let (charge, version) = self.load_update(id).await?;
             let stepped = {
-                let mut rng = OsRandom;
-                let mut ctx = self.value_ctx(&mut rng);
+                let mut rng = self.random.generator();
+                let mut ctx = self.value_ctx(rng.as_mut());
                 transition(charge, &mut ctx)?
             };
             let c = &stepped.charge;

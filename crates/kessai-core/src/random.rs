@@ -46,3 +46,41 @@ impl Random for SeededRandom {
         }
     }
 }
+
+/// Where a service draws its randomness, one generator per unit of work (a
+/// protocol step, a create): the operating system's, or, for a run that must
+/// replay from a seed, a seeded stream forked per generator in the order
+/// they are asked for.
+pub trait Entropy: Send + Sync + std::fmt::Debug {
+    fn generator(&self) -> Box<dyn Random + Send>;
+}
+
+impl Entropy for OsRandom {
+    fn generator(&self) -> Box<dyn Random + Send> {
+        Box::new(OsRandom)
+    }
+}
+
+/// Seeded generators: the n-th asked for is `SeededRandom` over
+/// SHA-256(seed ‖ n). Never use it for real keys.
+#[derive(Debug)]
+pub struct SeededEntropy {
+    seed: u64,
+    forks: std::sync::atomic::AtomicU64,
+}
+
+impl SeededEntropy {
+    pub fn new(seed: u64) -> SeededEntropy {
+        SeededEntropy { seed, forks: std::sync::atomic::AtomicU64::new(0) }
+    }
+}
+
+impl Entropy for SeededEntropy {
+    fn generator(&self) -> Box<dyn Random + Send> {
+        let n = self.forks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let digest = Sha256::new().chain_update(self.seed.to_be_bytes()).chain_update(n.to_be_bytes()).finalize();
+        let mut seed = [0u8; 8];
+        seed.copy_from_slice(&digest[..8]);
+        Box::new(SeededRandom::new(u64::from_be_bytes(seed)))
+    }
+}

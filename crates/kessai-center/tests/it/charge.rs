@@ -50,6 +50,8 @@ pub(crate) async fn open_center(url: &str) -> Center {
         center_id: PartyId::parse(samples::CENTER).unwrap(),
         center_key: SigningKey::generate(&mut SeededRandom::new(55)),
         clock: Arc::new(FixedClock::new(NOW)),
+        // Not seeded: a restarted center must not draw the same ids again.
+        random: Arc::new(OsRandom),
         max_amount_minor: 1_000_000,
         outcomes: Default::default(),
         completed: Default::default(),
