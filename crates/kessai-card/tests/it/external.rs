@@ -132,7 +132,9 @@ fn pcsc_session(pcscd: &Path, opensc_tool: &Path) {
     let colons = |b: &[u8]| b.iter().map(|x| format!("{x:02X}")).collect::<Vec<_>>().join(":");
     let mut output = None;
     let mut last = String::new();
-    for _ in 0..50 {
+    // Up to 30 s: under the whole suite's load pcscd has been seen to take
+    // more than 10 s to list the vpcd reader.
+    for _ in 0..150 {
         let o = Command::new(opensc_tool)
             .args(["-r", "0", "-s", &colons(&select), "-s", &colons(&get_data)])
             .output()
