@@ -114,9 +114,13 @@ impl CenterDb {
         let id = c.id.to_string();
         self.write(move |mut conn| {
             Box::pin(async move {
-                // Checked before anything is written, so that losing the race
-                // (or the books refusing) leaves the group's transaction clean.
-                if conn.fetch_optional(check, |r| r.required_int("version")).await? != Some(version) {
+                // With books entries, the version is checked before anything
+                // is written, so that losing the race (or the books refusing)
+                // leaves the group's transaction clean; without, the update
+                // below is the first write and changes nothing if it lost.
+                if !entries.is_empty()
+                    && conn.fetch_optional(check, |r| r.required_int("version")).await? != Some(version)
+                {
                     return Err(DbError::Conflict);
                 }
                 conn.books(&entries, now_s).await?;
