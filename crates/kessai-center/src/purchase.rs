@@ -297,6 +297,23 @@ impl Settlement {
         Ok((settlement, init))
     }
 
+    /// Whether the record holds exactly what its phase needs: an open
+    /// session before the end, the offer and what recovery must compare
+    /// once the DEBIT is out, the completion once completed, the reason
+    /// once voided. Checked before every write and after every read, so a
+    /// completed settlement without its completion is never stored or used.
+    pub fn check_consistent(&self) -> Result<(), &'static str> {
+        let offered = self.offer_token.is_some() && self.debit_hash.is_some() && self.counter_at_offer.is_some();
+        let ok = match self.phase {
+            Phase::Authenticating | Phase::ReadingBalance => self.scp.is_some(),
+            Phase::Offered => self.scp.is_some() && offered,
+            Phase::Recovering | Phase::RecoveringStatus | Phase::RecoveringBalance => self.scp.is_some() && offered,
+            Phase::Completed => self.scp.is_none() && self.completion_token.is_some() && self.card_counter.is_some(),
+            Phase::Voided => self.scp.is_none() && self.outcome_code.is_some(),
+        };
+        if ok { Ok(()) } else { Err("a settlement's record does not hold what its phase needs") }
+    }
+
     /// This settlement's secure session with its card.
     fn session(&mut self) -> Session<'_> {
         Session::new(&self.card_id, self.id.as_str(), &mut self.scp)

@@ -259,6 +259,26 @@ impl ValueUpdate {
         Ok((charge, init))
     }
 
+    /// Whether the record holds exactly what its phase needs (as
+    /// `Settlement::check_consistent`): checked before every write and after
+    /// every read.
+    pub fn check_consistent(&self) -> Result<(), &'static str> {
+        let offered =
+            self.value_update_token.is_some() && self.command_hash.is_some() && self.counter_at_offer.is_some();
+        let ok = match self.phase {
+            UpdatePhase::Authenticating | UpdatePhase::ReadingBalance => self.scp.is_some(),
+            UpdatePhase::Offered
+            | UpdatePhase::Recovering
+            | UpdatePhase::RecoveringStatus
+            | UpdatePhase::RecoveringBalance => self.scp.is_some() && offered,
+            UpdatePhase::Completed => {
+                self.scp.is_none() && self.card_counter.is_some() && self.balance_after_minor.is_some()
+            }
+            UpdatePhase::Voided => self.scp.is_none() && self.outcome_code.is_some(),
+        };
+        if ok { Ok(()) } else { Err("a value update's record does not hold what its phase needs") }
+    }
+
     /// This update's secure session with its card.
     fn session(&mut self) -> Session<'_> {
         Session::new(&self.card_id, self.id.as_str(), &mut self.scp)

@@ -133,6 +133,19 @@ impl DbError {
     }
 }
 
+/// A settlement's record as stored, after checking it holds what its phase
+/// needs (a record that does not is never written).
+fn settlement_record(s: &Settlement) -> Result<String, DbError> {
+    s.check_consistent().map_err(corrupt)?;
+    serde_json::to_string(s).map_err(corrupt)
+}
+
+/// The same for a value update's record.
+fn update_record(c: &ValueUpdate) -> Result<String, DbError> {
+    c.check_consistent().map_err(corrupt)?;
+    serde_json::to_string(c).map_err(corrupt)
+}
+
 fn corrupt(e: impl std::fmt::Display) -> DbError {
     DbError::Corrupt(e.to_string())
 }
@@ -501,6 +514,7 @@ fn response_row(r: &dyn Columns) -> Result<(String, u16, String), DbError> {
 
 fn settlement_row(r: &dyn Columns) -> Result<(Settlement, i64), DbError> {
     let s: Settlement = serde_json::from_str(&r.required_text("record")?).map_err(corrupt)?;
+    s.check_consistent().map_err(corrupt)?;
     Ok((s, r.required_int("version")?))
 }
 

@@ -31,7 +31,7 @@ impl CenterDb {
         .bind(s.bill.bill_id.as_str().to_owned())
         .bind(s.card_id.to_string())
         .bind(s.phase.as_str().to_owned())
-        .bind(serde_json::to_string(s).map_err(corrupt)?)
+        .bind(settlement_record(s)?)
         .bind(to_i64(now.unix_s())?);
         let existing = Stmt::new("SELECT record, version FROM center_settlements WHERE store = $1 AND bill_id = $2")
             .bind(s.bill.store.as_str().to_owned())
@@ -83,7 +83,7 @@ impl CenterDb {
              delivered = $6 WHERE id = $4 AND version = $5",
         )
         .bind(s.phase.as_str().to_owned())
-        .bind(serde_json::to_string(s).map_err(corrupt)?)
+        .bind(settlement_record(s)?)
         .bind(to_i64(now.unix_s())?)
         .bind(s.id.as_str().to_owned())
         .bind(version)

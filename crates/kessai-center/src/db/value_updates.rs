@@ -42,6 +42,7 @@ impl CenterDb {
         row.map(|r| {
             let record: String = r.try_get("record")?;
             let c: ValueUpdate = serde_json::from_str(&record).map_err(corrupt)?;
+            c.check_consistent().map_err(corrupt)?;
             Ok((c, r.try_get("version")?))
         })
         .transpose()
@@ -65,7 +66,7 @@ impl CenterDb {
         entries: Entries,
         response: Option<SavedResponse>,
     ) -> Result<(), DbError> {
-        let record = serde_json::to_string(c).map_err(corrupt)?;
+        let record = update_record(c)?;
         let save = response.map(|r| r.statement(now)).transpose()?;
         let now_s = now.unix_s();
         let now = to_i64(now_s)?;
@@ -254,7 +255,7 @@ impl CenterDb {
 }
 
 pub(super) fn insert_update_query(c: &ValueUpdate, now: Timestamp) -> Result<Stmt, DbError> {
-    let record = serde_json::to_string(c).map_err(corrupt)?;
+    let record = update_record(c)?;
     Ok(Stmt::new(
         "INSERT INTO center_value_updates (id, card_id, phase, amount_minor, record, version, created_at, updated_at,
          purpose) VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8)",

@@ -141,7 +141,7 @@ async fn undelivered_completions_are_found(db: &CenterDb) {
     for n in 0..3u64 {
         let (mut s, _) = w.create(&record(5));
         db.insert_settlement(&s, NOW).await.unwrap();
-        s.phase = Phase::Completed;
+        completed(&mut s);
         if n == 1 {
             s.receipt_token = Some("receipt".into());
         }
@@ -151,12 +151,19 @@ async fn undelivered_completions_are_found(db: &CenterDb) {
     }
     let found: Vec<_> = db.undelivered(10).await.unwrap().into_iter().map(|s| s.id).collect();
     assert_eq!(found, vec![ids[0].clone(), ids[2].clone()], "oldest first, the receipted one left out");
+    // A completed settlement without its completion is never written.
+    let (mut s, _) = w.create(&record(5));
+    db.insert_settlement(&s, NOW).await.unwrap();
+    s.phase = Phase::Completed;
+    let refused = db.update_settlement(&s, 1, NOW).await;
+    assert!(matches!(refused, Err(DbError::Corrupt(_))), "{refused:?}");
+    assert_eq!(db.settlement(&s.id).await.unwrap().unwrap().0.phase, Phase::Authenticating, "nothing written");
 
     // Two more completed in the same second as the first: ties go by id.
     for _ in 0..2 {
         let (mut s, _) = w.create(&record(5));
         db.insert_settlement(&s, NOW).await.unwrap();
-        s.phase = Phase::Completed;
+        completed(&mut s);
         db.update_settlement(&s, 1, NOW).await.unwrap();
     }
     let all: Vec<_> = db.undelivered(10).await.unwrap().into_iter().map(|s| s.id).collect();
@@ -382,4 +389,12 @@ async fn migrations_take_turns_and_a_newer_schema_is_refused_on_sqlite() {
 async fn migrations_take_turns_and_a_newer_schema_is_refused_on_postgres() {
     let Some(url) = kessai_testkit::postgres_database("migrations").await else { return };
     migrations_take_turns_and_a_newer_schema_is_refused(&url).await;
+}
+
+/// Makes `s` a completed settlement as a completion step leaves it.
+fn completed(s: &mut kessai_center::purchase::Settlement) {
+    s.phase = Phase::Completed;
+    s.scp = None;
+    s.completion_token = Some("completion".into());
+    s.card_counter = Some(1);
 }
