@@ -78,6 +78,18 @@ impl AuthorizerError {
         }
     }
 
+    /// Whether the authorization can never be captured (voided, expired,
+    /// unknown, or asked for more than it holds), as against the authorizer
+    /// being unreachable for now.
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            AuthorizerError::UnknownAuthorization(_)
+                | AuthorizerError::WrongState { .. }
+                | AuthorizerError::CaptureOverAuthorized { .. }
+        )
+    }
+
     /// Whether this is a decline of the payment card (the cardholder's
     /// business), rather than a fault of ours or the authorizer's.
     pub fn is_decline(&self) -> bool {

@@ -71,6 +71,10 @@ pub enum OwedKind {
     PurchaseRefund { store: StoreId, payee: StoreId, refund_id: RefundId, settlement_id: SettlementId },
     /// An operator's correction: a debit of the card.
     Correction { reference: String },
+    /// Value the card holds that its funding never paid: a charge's CREDIT
+    /// the card applied whose authorization could not be captured. The
+    /// books never posted it, so taking it off the card posts nothing.
+    Unfunded { update_id: UpdateId },
 }
 
 impl OwedKind {
@@ -81,6 +85,7 @@ impl OwedKind {
                 (Some(store.as_str().to_owned()), refund_id.as_str().to_owned())
             }
             OwedKind::Correction { reference } => (None, reference.clone()),
+            OwedKind::Unfunded { update_id } => (None, update_id.as_str().to_owned()),
         }
     }
 }
@@ -115,6 +120,26 @@ pub fn owed_code(direction: Direction) -> u16 {
     match direction {
         Direction::Credit => CODE_REFUND,
         Direction::Debit => CODE_CORRECTION,
+    }
+}
+
+/// The item that takes back the value of charge `update` whose funding was
+/// refused after the card applied it.
+pub(crate) fn unfunded(update: &ValueUpdate, now: Timestamp) -> Owed {
+    let body = OwedBody {
+        card_id: update.card_id,
+        kind: OwedKind::Unfunded { update_id: update.id.clone() },
+        direction: Direction::Debit,
+        amount: update.amount,
+        reason: "the credit card authorization could not be captured".into(),
+        created_at: now,
+    };
+    Owed {
+        id: owed_id("unfunded", &[update.id.as_str()]),
+        status: OwedStatus::Owed,
+        session: None,
+        applied_by: None,
+        body,
     }
 }
 
@@ -315,7 +340,9 @@ impl Center {
     /// recover.
     pub async fn apply_owed(&self, card_id: CardId, update_id: UpdateId) -> Result<Applying, UpdateError> {
         if let Some((existing, _)) = self.db.value_update(update_id.as_str()).await? {
-            if existing.card_id != card_id || !matches!(existing.purpose, Purpose::Owed { .. }) {
+            if existing.card_id != card_id
+                || !matches!(existing.purpose, Purpose::Owed { .. } | Purpose::TakeBackUnfunded { .. })
+            {
                 return Err(UpdateError::ChargeIdInUse(existing.id.to_string()));
             }
             return self.resume_value_update(existing).await.map(|r| Applying::Update(Box::new(r)));
@@ -338,6 +365,12 @@ impl Center {
                 Entries::refund_hold(&item.id, payee, &item.body.card_id, item.body.amount)?
             }
             OwedKind::Correction { .. } => Entries::correction_hold(&item.id, &item.body.card_id, item.body.amount)?,
+            // Never in the books: nothing to hold.
+            OwedKind::Unfunded { .. } => Entries::none(),
+        };
+        let purpose = match &item.body.kind {
+            OwedKind::Unfunded { .. } => Purpose::TakeBackUnfunded { owed_id: item.id.clone() },
+            _ => Purpose::Owed { owed_id: item.id.clone() },
         };
         let mut rng = self.random.generator();
         let (charge, init) = {
@@ -346,7 +379,7 @@ impl Center {
                 id: update_id,
                 card: &card,
                 direction: item.body.direction,
-                purpose: Purpose::Owed { owed_id: item.id.clone() },
+                purpose,
                 amount: item.body.amount,
                 authorization: Reference::parse(&item.id).map_err(|e| UpdateError::BadReference(e.to_string()))?,
             };

@@ -480,8 +480,13 @@ impl Center {
             };
             let c = &stepped.charge;
             let effects = value_effects(c, stepped.effect)?;
-            if let Some(funding) = effects.secure {
-                funding.run(authorizer, c).await?;
+            if let Some(funding) = effects.secure
+                && let Err(e) = funding.run(authorizer, c).await
+            {
+                if e.is_final() && matches!(funding, AuthorizerCall::Capture) {
+                    return self.funding_refused(stepped.charge, version, answer).await;
+                }
+                return Err(e.into());
             }
             let now = self.clock.now();
             let reply = update_reply(c, &stepped.apdus);
@@ -503,6 +508,31 @@ impl Center {
             }
             return Ok(reply);
         }
+    }
+
+    /// The card applied a charge's CREDIT, but its authorization can never
+    /// be captured (voided or expired at the acquirer): nothing funds the
+    /// value. In one transaction the pending credit is voided (the books
+    /// never post it), the charge ends `funding_refused`, its day's
+    /// reservation goes back, and an owed item takes the value off the card
+    /// at its next presentation. Until then the card cannot spend it: the
+    /// books do not show it.
+    async fn funding_refused(
+        &self,
+        applied: ValueUpdate,
+        version: i64,
+        answer: Option<Answer>,
+    ) -> Result<UpdateReply, UpdateError> {
+        let u = applied.funding_refused();
+        let now = self.clock.now();
+        let owed = crate::owed::unfunded(&u, now);
+        let entries = Entries::charge_resolve(&u.transaction_id, u.amount, false)?;
+        let reply = update_reply(&u, &[]);
+        let save = answer.as_ref().map(|a| a.saved(&reply)).transpose()?;
+        let alongside = Alongside::Unfunded { owed: &owed, day: u.charge_day_s };
+        self.db.store_update_with(&u, version, now, alongside, entries, save).await.map_err(BooksError::from)?;
+        tracing::warn!(value_update = %u.id, card = %u.card_id, "a charge's funding was refused after the card applied it; its value is owed back");
+        Ok(reply)
     }
 
     pub async fn update_authenticate(
@@ -757,12 +787,33 @@ impl<'u> Funding<'u> for OwedItem<'u> {
     }
 }
 
+/// Value the card holds that its funding never paid, taken back: the books
+/// never posted it, so nothing is posted; the owed item is settled.
+struct Unbooked<'u> {
+    owed_id: &'u str,
+}
+
+impl<'u> Funding<'u> for Unbooked<'u> {
+    fn hold(&self, _: &'u ValueUpdate) -> Result<Effects<'u>, BooksError> {
+        Ok(Effects::books(Entries::none()))
+    }
+
+    fn complete(&self, _: &'u ValueUpdate) -> Result<Effects<'u>, BooksError> {
+        Ok(Effects { alongside: Alongside::OwedApplied(self.owed_id), ..Effects::books(Entries::none()) })
+    }
+
+    fn void(&self, _: &'u ValueUpdate, _: bool) -> Result<Effects<'u>, BooksError> {
+        Ok(Effects { alongside: Alongside::OwedReleased(self.owed_id), ..Effects::books(Entries::none()) })
+    }
+}
+
 /// The funding behind a value update.
 fn funding_of(purpose: &Purpose) -> Box<dyn Funding<'_> + '_> {
     match purpose {
         Purpose::Charge => Box::new(CreditCard),
         Purpose::RefundToCreditCard { charge_id } => Box::new(BackToCreditCard { charge_id }),
         Purpose::Owed { owed_id } => Box::new(OwedItem { owed_id }),
+        Purpose::TakeBackUnfunded { owed_id } => Box::new(Unbooked { owed_id }),
     }
 }
 

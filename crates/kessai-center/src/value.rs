@@ -57,6 +57,10 @@ pub enum Purpose {
     /// Applies what is owed (`owed_id`: a purchase refund or a correction,
     /// see [`crate::owed`]).
     Owed { owed_id: String },
+    /// Takes off the card value its funding never paid (owed item
+    /// `owed_id`, see [`crate::owed::OwedKind::Unfunded`]); the books never
+    /// posted it, so nothing is posted.
+    TakeBackUnfunded { owed_id: String },
 }
 
 impl Purpose {
@@ -66,6 +70,7 @@ impl Purpose {
             Purpose::Charge => "charge",
             Purpose::RefundToCreditCard { .. } => "refund_to_credit_card",
             Purpose::Owed { .. } => "owed",
+            Purpose::TakeBackUnfunded { .. } => "take_back_unfunded",
         }
     }
 }
@@ -277,6 +282,14 @@ impl ValueUpdate {
             UpdatePhase::Voided => self.scp.is_none() && self.outcome_code.is_some(),
         };
         if ok { Ok(()) } else { Err("a value update's record does not hold what its phase needs") }
+    }
+
+    /// A charge the card applied whose authorization could not be captured:
+    /// not completed, since nothing funds it. Its value is taken back from
+    /// the card by an owed item made in the same transaction.
+    pub fn funding_refused(mut self) -> ValueUpdate {
+        self.void("funding_refused", "the card applied the credit, but its authorization could not be captured");
+        self
     }
 
     /// This update's secure session with its card.

@@ -492,6 +492,20 @@ impl Wallet {
         let CreditRelayed { record, charge_id, answer } = relayed;
         let path = format!("/v1/value-updates/{charge_id}/complete");
         let r = self.charge_post(&record.local_id, "complete", &path, &json!({ "responses": [answer] })).await?;
+        if r.phase == "voided" && r.reason_code.as_deref() == Some("funding_refused") {
+            // The card applied the credit, but the credit card payment could
+            // not be completed: the center takes the value back from the
+            // card at its next use, and the books never showed it.
+            let reason = r.reason.clone().unwrap_or_else(|| "the credit card payment was refused".into());
+            let update = ChargeUpdate { phase: Some(ChargePhase::Voided), reason: Some(&reason), ..Default::default() };
+            self.set_charge(&record.local_id, update).await?;
+            return Err(ChargeError::Declined {
+                code: "funding_refused".into(),
+                message: "The credit card payment could not be completed. The value added to the card will be \
+                          taken back the next time the card is used."
+                    .into(),
+            });
+        }
         expect("complete", &r, "completed", 0)?;
         self.record_charge_completed(&record, &r).await
     }

@@ -204,7 +204,7 @@ impl CenterDb {
     }
 }
 
-fn insert_owed_query(o: &Owed, now: Timestamp) -> Result<Stmt, DbError> {
+pub(super) fn insert_owed_query(o: &Owed, now: Timestamp) -> Result<Stmt, DbError> {
     let (store, reference) = o.body.kind.store_and_reference();
     Ok(Stmt::new(
         "INSERT INTO center_owed (id, card_id, status, session, applied_by, store, reference, record, version,

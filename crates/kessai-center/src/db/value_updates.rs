@@ -1,7 +1,9 @@
 //! Value updates (charges, decreases, owed items applied), their daily
 //! charge limit, and the create claims.
 
+use super::owed::insert_owed_query;
 use super::*;
+use crate::owed::Owed;
 
 /// What a value update's ending changes beside it, in the same transaction.
 #[derive(Debug, Clone, Copy)]
@@ -21,6 +23,13 @@ pub enum Alongside<'a> {
         card: &'a CardId,
         day: u64,
         amount_minor: u64,
+    },
+    /// A charge the card applied whose funding was refused: the item that
+    /// takes its value back is owed from now on, and the day's reservation
+    /// (if any) goes back.
+    Unfunded {
+        owed: &'a Owed,
+        day: Option<u64>,
     },
 }
 
@@ -81,9 +90,9 @@ impl CenterDb {
         .bind(c.id.as_str().to_owned())
         .bind(version);
         let session = c.id.as_str().to_owned();
-        let also: Option<Stmt> = match alongside {
-            Alongside::Nothing => None,
-            Alongside::OwedApplied(owed) => Some(
+        let also: Vec<Stmt> = match alongside {
+            Alongside::Nothing => Vec::new(),
+            Alongside::OwedApplied(owed) => vec![
                 Stmt::new(
                     "UPDATE center_owed SET status = $1, applied_by = $2, session = NULL, version = version + 1,
                      updated_at = $3 WHERE id = $4 AND session = $2",
@@ -92,8 +101,8 @@ impl CenterDb {
                 .bind(session)
                 .bind(now)
                 .bind(owed.to_owned()),
-            ),
-            Alongside::OwedReleased(owed) => Some(
+            ],
+            Alongside::OwedReleased(owed) => vec![
                 Stmt::new(
                     "UPDATE center_owed SET session = NULL, version = version + 1, updated_at = $1
                      WHERE id = $2 AND session = $3",
@@ -101,16 +110,24 @@ impl CenterDb {
                 .bind(now)
                 .bind(owed.to_owned())
                 .bind(session),
-            ),
-            Alongside::DailyReleased { card, day, amount_minor } => Some(release_daily_query(card, day, amount_minor)?),
-            Alongside::DecreaseReleased { charge_id, amount_minor } => Some(
+            ],
+            Alongside::DailyReleased { card, day, amount_minor } => vec![release_daily_query(card, day, amount_minor)?],
+            Alongside::Unfunded { owed, day } => {
+                let mut statements = vec![insert_owed_query(owed, Timestamp::from_unix_s(now_s))?];
+                if let Some(day) = day {
+                    let amount_minor = owed.body.amount.amount_minor();
+                    statements.push(release_daily_query(&owed.body.card_id, day, amount_minor)?);
+                }
+                statements
+            }
+            Alongside::DecreaseReleased { charge_id, amount_minor } => vec![
                 Stmt::new(
                     "UPDATE center_value_updates SET decreased_minor = decreased_minor - $1 WHERE id = $2
                      AND decreased_minor >= $1",
                 )
                 .bind(to_i64(amount_minor)?)
                 .bind(charge_id.to_owned()),
-            ),
+            ],
         };
         let id = c.id.to_string();
         self.write(move |mut conn| {
@@ -128,11 +145,11 @@ impl CenterDb {
                 if conn.execute(update).await? != 1 {
                     return Err(DbError::Conflict);
                 }
-                if let Some(also) = also
-                    && conn.execute(also).await? != 1
-                {
-                    // The update above is written: the whole transaction must go.
-                    return Err(DbError::Inconsistent(format!("value update {id} does not hold what it ends")));
+                for also in also {
+                    if conn.execute(also).await? != 1 {
+                        // The update above is written: the whole transaction must go.
+                        return Err(DbError::Inconsistent(format!("value update {id} does not hold what it ends")));
+                    }
                 }
                 if let Some(save) = save {
                     conn.execute(save).await?;

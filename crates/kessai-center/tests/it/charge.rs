@@ -565,15 +565,39 @@ async fn a_refused_capture_posts_no_value(c: Charging) {
     let r = to_offer(&c, &mut card, 21, 50_000).await;
     let auth = kessai_core::messages::Reference::parse(&r.funding_ref).unwrap();
     c.sim.void(&auth).await.unwrap();
-    let done = c.center.update_complete(sim, &r.charge_id, relay(&mut card, &r), Default::default()).await;
-    assert!(matches!(done, Err(UpdateError::Authorizer(AuthorizerError::WrongState { .. }))), "{done:?}");
-    assert_eq!(balance_of(&mut card), 60_000, "the card holds the credit");
+    let answers = relay(&mut card, &r);
+    let done = c.center.update_complete(sim, &r.charge_id, answers.clone(), Default::default()).await.unwrap();
+    assert_eq!((done.phase, done.reason_code.as_deref()), (UpdatePhase::Voided, Some("funding_refused")));
+    assert_eq!(balance_of(&mut card), 60_000, "the card applied the credit");
     assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Voided, "never captured");
-    let (float, _) = c.center.books.card_float(&card_id(21)).await.unwrap().unwrap();
-    assert_eq!(float, 10_000, "nothing posted without a capture");
+    let (float, held) = c.center.books.card_float(&card_id(21)).await.unwrap().unwrap();
+    assert_eq!((float, held), (10_000, 0), "nothing posted without a capture");
+    assert_eq!(c.center.books.card_credits_pending(&card_id(21)).await.unwrap(), 0, "the credit's hold is voided");
     assert_eq!(c.center.books.credit_funding(Currency::JPY).await.unwrap(), 0, "nothing owed by the authorizer");
-    assert_eq!(c.center.value_update(&r.charge_id).await.unwrap().phase, UpdatePhase::Offered);
     c.center.books.ledger().check().await.unwrap();
+    // The same answer again: the step is over, nothing moves twice.
+    let again = c.center.update_complete(sim, &r.charge_id, answers, Default::default()).await;
+    assert!(matches!(again, Err(UpdateError::Step(UpdateStepError::OutOfOrder { .. }))), "{again:?}");
+    // 2. The card is presented: the unfunded value comes off it, and the
+    //    books post nothing for it; afterwards they follow the card again.
+    Terminal::select(&mut card).unwrap();
+    let owed = match c.center.apply_owed(card_id(21), UpdateId::generate(&mut OsRandom)).await.unwrap() {
+        kessai_center::owed::Applying::Update(r) => *r,
+        kessai_center::owed::Applying::Nothing => panic!("the unfunded value is owed back"),
+    };
+    assert_eq!((owed.direction, owed.amount), (Direction::Debit, jpy(50_000)));
+    let id = owed.charge_id.clone();
+    let r = c.center.update_authenticate(sim, &id, relay(&mut card, &owed), Default::default()).await.unwrap();
+    let r = c.center.update_offer(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
+    let r = c.center.update_complete(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
+    assert_eq!(r.phase, UpdatePhase::Completed);
+    Terminal::select(&mut card).unwrap();
+    assert_eq!(balance_of(&mut card), 10_000);
+    c.check_books(21, &mut card).await;
+    assert!(matches!(
+        c.center.apply_owed(card_id(21), UpdateId::generate(&mut OsRandom)).await.unwrap(),
+        kessai_center::owed::Applying::Nothing
+    ));
 }
 
 /// C1: the same create twice at once (one Idempotency-Key: a wallet retry
