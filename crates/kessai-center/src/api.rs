@@ -254,9 +254,9 @@ async fn create(State(c): State<Shared>, headers: HeaderMap, body: Bytes) -> Res
 macro_rules! answers_step {
     ($name:ident, $method:ident) => {
         async fn $name(State(c): State<Shared>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
-            let route = format!("{}/{}", stringify!($name), id);
-            let work = async { c.$method(&id, answers(&body)?).await.map_err(api_error) };
-            idempotent(&c, &headers, &route, &body, work).await
+            let fingerprint = [format!("{}/{}\n", stringify!($name), id).as_bytes(), &body[..]].concat();
+            let work = |call: StepCall| async { c.$method(&id, answers(&body)?, call.answer).await.map_err(api_error) };
+            idempotent_call(&c, &headers, &fingerprint, None, work).await
         }
     };
     ($name:ident, $method:ident, settlement) => {

@@ -374,7 +374,7 @@ impl Center {
         };
         let mut rng = self.random.generator();
         let (charge, init) = {
-            let mut ctx = self.value_ctx(rng.as_mut());
+            let mut ctx = self.ctx(rng.as_mut());
             let input = NewUpdate {
                 id: update_id,
                 card: &card,

@@ -294,7 +294,8 @@ impl Center {
         }
     }
 
-    fn ctx<'a>(&'a self, rng: &'a mut (dyn Random + Send + 'static)) -> Context<'a, dyn Random + Send> {
+    /// What a transition needs from the center, with `rng` drawn for it.
+    pub(crate) fn ctx<'a>(&'a self, rng: &'a mut (dyn Random + Send + 'static)) -> Context<'a, dyn Random + Send> {
         Context {
             security: &self.security,
             center: &self.center_id,

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::card_session::{Session, bad_answer, completed};
 use crate::purchase::{CardRecord, CardRegistryStatus, Context, StepError};
 use crate::security::SealedState;
+use crate::service::Answer;
 
 /// One record of the card's log, as shown to the cardholder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,21 +168,11 @@ fn reply(s: &Statement, apdus: &[CommandApdu]) -> StatementReply {
 pub const MAX_STATEMENT_ENTRIES: usize = LOG_CAPACITY;
 
 impl crate::service::Center {
-    fn statement_ctx<'a>(&'a self, rng: &'a mut (dyn Random + Send + 'static)) -> Context<'a, dyn Random + Send> {
-        Context {
-            security: &self.security,
-            center: &self.center_id,
-            center_key: &self.center_key,
-            now: self.clock.now(),
-            rng,
-        }
-    }
-
     /// POST /v1/cards/{card}/statements: a session to read the card's log.
     pub async fn statement_create(&self, card_id: CardId) -> Result<StatementReply, crate::service::CenterError> {
         let card = self.db.card(&card_id).await?.ok_or(crate::service::CenterError::UnknownCard(card_id))?;
         let mut rng = self.random.generator();
-        let (s, init) = Statement::create(&mut self.statement_ctx(rng.as_mut()), &card)?;
+        let (s, init) = Statement::create(&mut self.ctx(rng.as_mut()), &card)?;
         self.db.insert_statement(&s).await?;
         Ok(reply(&s, &[init]))
     }
@@ -197,24 +188,30 @@ impl crate::service::Center {
         &self,
         id: &str,
         answers: Vec<ResponseApdu>,
+        answer_as: Option<Answer>,
     ) -> Result<StatementReply, crate::service::CenterError> {
         let (s, version) = self.statement_load(id).await?;
         let answer = answers.first().ok_or(StepError::WrongAnswerCount { expected: 1, got: 0 })?;
         let mut rng = self.random.generator();
-        let (s, apdus) = s.authenticate(&mut self.statement_ctx(rng.as_mut()), answer)?;
-        self.db.update_statement(&s, version).await?;
-        Ok(reply(&s, &apdus))
+        let (s, apdus) = s.authenticate(&mut self.ctx(rng.as_mut()), answer)?;
+        let answered = reply(&s, &apdus);
+        let save = answer_as.map(|a| a.saved(&answered)).transpose()?;
+        self.db.update_statement(&s, version, self.clock.now(), save).await?;
+        Ok(answered)
     }
 
     pub async fn statement_read(
         &self,
         id: &str,
         answers: Vec<ResponseApdu>,
+        answer_as: Option<Answer>,
     ) -> Result<StatementReply, crate::service::CenterError> {
         let (s, version) = self.statement_load(id).await?;
         let mut rng = self.random.generator();
-        let (s, next) = s.read(&mut self.statement_ctx(rng.as_mut()), &answers, MAX_STATEMENT_ENTRIES)?;
-        self.db.update_statement(&s, version).await?;
-        Ok(reply(&s, next.as_slice()))
+        let (s, next) = s.read(&mut self.ctx(rng.as_mut()), &answers, MAX_STATEMENT_ENTRIES)?;
+        let answered = reply(&s, next.as_slice());
+        let save = answer_as.map(|a| a.saved(&answered)).transpose()?;
+        self.db.update_statement(&s, version, self.clock.now(), save).await?;
+        Ok(answered)
     }
 }

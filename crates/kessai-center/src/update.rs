@@ -220,19 +220,6 @@ fn first(answers: &[ResponseApdu]) -> Result<&ResponseApdu, UpdateStepError> {
 }
 
 impl Center {
-    pub(crate) fn value_ctx<'a>(
-        &'a self,
-        rng: &'a mut (dyn Random + Send + 'static),
-    ) -> Context<'a, dyn Random + Send> {
-        Context {
-            security: &self.security,
-            center: &self.center_id,
-            center_key: &self.center_key,
-            now: self.clock.now(),
-            rng,
-        }
-    }
-
     /// Every limit, before any authorization: card registered and active,
     /// currency, amount range, the card's maximum balance (the books' float
     /// plus credits already on their way), and the per-day charge limit.
@@ -326,7 +313,7 @@ impl Center {
         };
         drop(request.payment_card);
         let opened = {
-            let mut ctx = self.value_ctx(rng.as_mut());
+            let mut ctx = self.ctx(rng.as_mut());
             let input = NewUpdate {
                 id,
                 card: &card,
@@ -424,7 +411,7 @@ impl Center {
         }
         let mut rng = self.random.generator();
         let (charge, init) = {
-            let mut ctx = self.value_ctx(rng.as_mut());
+            let mut ctx = self.ctx(rng.as_mut());
             let input = NewUpdate {
                 id: request.id,
                 card: &card,
@@ -475,7 +462,7 @@ impl Center {
             let (charge, version) = self.load_update(id).await?;
             let stepped = {
                 let mut rng = self.random.generator();
-                let mut ctx = self.value_ctx(rng.as_mut());
+                let mut ctx = self.ctx(rng.as_mut());
                 transition(charge, &mut ctx)?
             };
             let c = &stepped.charge;

@@ -158,16 +158,33 @@ impl CenterDb {
         .transpose()
     }
 
-    pub async fn update_statement(&self, s: &crate::statement::Statement, version: i64) -> Result<(), DbError> {
+    /// Writes `s` if the row is still at `version` and, in the same
+    /// transaction, remembers `response` for its Idempotency-Key.
+    pub async fn update_statement(
+        &self,
+        s: &crate::statement::Statement,
+        version: i64,
+        now: Timestamp,
+        response: Option<SavedResponse>,
+    ) -> Result<(), DbError> {
         let query =
             Stmt::new("UPDATE center_statements SET record = $1, version = version + 1 WHERE id = $2 AND version = $3")
                 .bind(serde_json::to_string(s).map_err(corrupt)?)
                 .bind(s.id.clone())
                 .bind(version);
-        if self.execute(query).await? != 1 {
-            return Err(DbError::Conflict);
-        }
-        Ok(())
+        let save = response.map(|r| r.statement(now)).transpose()?;
+        self.write(move |mut conn| {
+            Box::pin(async move {
+                if conn.execute(query).await? != 1 {
+                    return Err(DbError::Conflict);
+                }
+                if let Some(save) = save {
+                    conn.execute(save).await?;
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// Completed settlements whose receipt is not stored yet, oldest first.

@@ -223,5 +223,26 @@ async fn lost_replies(mut s: crate::service::Setup) {
     }
     assert_eq!(reply["phase"], "completed");
     assert_eq!(balance_of(&mut card), 20_000 + 5_000 - 11_360);
+
+    // A statement (the card's log), the same way.
+    let path = format!("/v1/cards/{}/statements", card_id(2));
+    let (_, mut reply) = post(&purchases, &path, Some("s-create"), json!({})).await;
+    let id = reply["statement_id"].as_str().unwrap().to_owned();
+    for step in ["authenticate", "read"] {
+        let body = relay_json(&mut card, &reply);
+        let key = format!("statement-lost-{step}");
+        let answer = Some(answer_for(&key, &format!("statement_{step}/{id}"), &body));
+        let answers = answers_of(&body);
+        let first = match step {
+            "authenticate" => center.statement_authenticate(&id, answers, answer).await,
+            _ => center.statement_read(&id, answers, answer).await,
+        }
+        .unwrap();
+        let (status, retried) = post(&purchases, &format!("/v1/statements/{id}/{step}"), Some(&key), body).await;
+        assert_eq!(status, StatusCode::OK, "{step}: {retried}");
+        assert_eq!(retried, serde_json::to_value(&first).unwrap(), "{step}: the first answer");
+        reply = retried;
+    }
+    assert!(matches!(reply["phase"].as_str(), Some("reading" | "done")), "{reply}");
     center.books.ledger().check().await.unwrap();
 }

@@ -48,13 +48,17 @@ async fn the_statement_is_the_cards_own_log_newest_first_over_several_pages() {
     let r = s.center.statement_create(card_id(1)).await.unwrap();
     assert_eq!(r.phase, StatementPhase::Authenticating);
     let id = r.statement_id.clone();
-    let r =
-        s.center.statement_authenticate(&id, parse_answers(&relay_all(&mut card, &r.apdus)).unwrap()).await.unwrap();
+    let r = s
+        .center
+        .statement_authenticate(&id, parse_answers(&relay_all(&mut card, &r.apdus)).unwrap(), None)
+        .await
+        .unwrap();
     assert_eq!(r.apdus.len(), 2, "EXTERNAL AUTHENTICATE and the first sealed READ LOG");
-    let mut r = s.center.statement_read(&id, parse_answers(&relay_all(&mut card, &r.apdus)).unwrap()).await.unwrap();
+    let mut r =
+        s.center.statement_read(&id, parse_answers(&relay_all(&mut card, &r.apdus)).unwrap(), None).await.unwrap();
     let mut pages = 1;
     while r.phase != StatementPhase::Done {
-        r = s.center.statement_read(&id, parse_answers(&relay_all(&mut card, &r.apdus)).unwrap()).await.unwrap();
+        r = s.center.statement_read(&id, parse_answers(&relay_all(&mut card, &r.apdus)).unwrap(), None).await.unwrap();
         pages += 1;
     }
     assert_eq!(pages, 2);
@@ -70,7 +74,7 @@ async fn the_statement_is_the_cards_own_log_newest_first_over_several_pages() {
     // Reading moved no value.
     assert_eq!(crate::world::balance_of(&mut card), 50_000 - 4 * 11_360);
     // A stale or unknown statement is refused.
-    assert!(s.center.statement_read("stm_nope", vec![]).await.is_err());
+    assert!(s.center.statement_read("stm_nope", vec![], None).await.is_err());
 }
 
 #[tokio::test]
@@ -80,11 +84,14 @@ async fn a_tampered_page_is_refused() {
     let mut card = funded_card(2, 50_000);
     let r = s.center.statement_create(card_id(2)).await.unwrap();
     let id = r.statement_id.clone();
-    let r =
-        s.center.statement_authenticate(&id, parse_answers(&relay_all(&mut card, &r.apdus)).unwrap()).await.unwrap();
+    let r = s
+        .center
+        .statement_authenticate(&id, parse_answers(&relay_all(&mut card, &r.apdus)).unwrap(), None)
+        .await
+        .unwrap();
     let mut answers = relay_all(&mut card, &r.apdus);
     let mut page = hex::decode(&answers[1]).unwrap();
     page[2] ^= 0x01;
     answers[1] = hex::encode(page);
-    assert!(s.center.statement_read(&id, parse_answers(&answers).unwrap()).await.is_err());
+    assert!(s.center.statement_read(&id, parse_answers(&answers).unwrap(), None).await.is_err());
 }
