@@ -2,10 +2,10 @@
 //!
 //! sqlx runs every SQLite connection on a thread of its own, so each
 //! statement is a round trip between threads: the caller wakes the
-//! connection's thread, which wakes the caller when the rows are ready. On
-//! the 2-core host the bench runs on, a round trip between two threads
-//! measured 47–64 µs of wall time and most of it CPU, against 20–50 µs for
-//! the read itself. The reads on the path of every purchase step (the
+//! connection's thread, which wakes the caller when the rows are ready; on a
+//! small host such a round trip costs more than the read itself (the
+//! figures are in the commit that made this module). The reads on the path
+//! of every purchase step (the
 //! Idempotency-Key answer with the settlement, and the store with the card)
 //! therefore run here, synchronously, on connections this module holds:
 //! a WAL read never waits for the writer, and with the file memory-mapped

@@ -8,8 +8,7 @@
 //! requests), and only then answers each caller, so a reply still follows a
 //! durable commit. Statements there are plain calls into SQLite on the
 //! thread that holds the connection; through sqlx each would be a round trip
-//! to the connection's own thread (47–64 µs on the bench host), and a
-//! purchase makes four writes.
+//! to the connection's own thread, and a purchase makes four writes.
 //!
 //! A write is a closure over an [`Exec`], the connection inside the write's
 //! transaction; it runs [`Stmt`]s, which bind the same way on both backends,

@@ -5,9 +5,9 @@
 //! SQLite's automatic checkpoint copies the log into the database file (and
 //! fsyncs it) inside the commit that crossed `wal_autocheckpoint` pages.
 //! With one group-committing writer, every write queued behind that commit
-//! waits for the whole copy: measured with `kessai bench center` at half
-//! load, those stalls were the p99 of a settlement (54 ms against 30 ms
-//! without them).
+//! waits for the whole copy: at half load in `kessai bench center` those
+//! stalls made the p99 of a settlement (the figures are in the commit that
+//! added this module).
 //!
 //! A [`Checkpointer`] copies the log on a connection of its own, in
 //! `PASSIVE` mode, every [`SQLITE_CHECKPOINT_INTERVAL_MS`]: a passive
