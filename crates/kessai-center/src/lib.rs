@@ -23,6 +23,7 @@ pub mod limits;
 pub mod merge;
 pub mod owed;
 pub mod purchase;
+mod runner;
 mod schema;
 pub mod update;
 pub mod update_api;

@@ -24,8 +24,9 @@ use serde::Serialize;
 use crate::authorizer::Authorizer;
 use crate::books::{Books, BooksError, Entries, initial_value_id};
 use crate::db::{CenterDb, DbError, SavedResponse, StoreRecord};
-use crate::limits::{ABANDONED_AFTER_S, MAX_APDU_BYTES, MAX_APDUS_PER_STEP, STEP_RETRIES_MAX, SWEEP_BATCH_MAX};
+use crate::limits::{ABANDONED_AFTER_S, MAX_APDU_BYTES, MAX_APDUS_PER_STEP, SWEEP_BATCH_MAX};
 use crate::purchase::{CardRecord, Context, CreateInput, OfferOutcome, Phase, Resolution, Settlement, StepError};
+use crate::runner::{StepFailure, run_step};
 use crate::security::SecurityServer;
 
 /// Why a request was refused. The HTTP layer maps each to a status and a
@@ -219,7 +220,7 @@ impl std::fmt::Debug for Center {
 /// Run again from a fresh load when a PostgreSQL transaction lost a
 /// serialization conflict, hence `Fn`.
 type Transition<'a> =
-    Box<dyn Fn(Settlement, &mut Context<'_, dyn Random + Send>) -> Result<Stepped, StepError> + Send + 'a>;
+    Box<dyn Fn(Settlement, &mut Context<'_, dyn Random + Send>) -> Result<Stepped, StepError> + Send + Sync + 'a>;
 
 /// A transition's result and what the books must do before it is stored.
 struct Stepped {
@@ -245,6 +246,12 @@ pub(crate) fn stored(e: DbError) -> CenterError {
     match BooksError::from(e) {
         BooksError::Db(e) => CenterError::Db(e),
         refused => CenterError::Books(refused),
+    }
+}
+
+impl StepFailure for CenterError {
+    fn is_retryable(&self) -> bool {
+        matches!(self, CenterError::Db(e) if e.is_retryable())
     }
 }
 
@@ -320,20 +327,15 @@ impl Center {
     /// serialization conflict runs the whole step again from the load.
     async fn step(&self, id: &str, transition: Transition<'_>, call: StepCall) -> Result<StepReply, CenterError> {
         let StepCall { answer, mut read } = call;
-        let mut attempt = 0;
-        let stepped = loop {
-            let (settlement, version) = self.load(id, read.take()).await?;
-            let stepped = {
+        let found: Result<(Stepped, ()), CenterError> = run_step!(
+            load: self.load(id, read.take()),
+            transition: |settlement| {
                 let mut rng = self.random.generator();
-                let mut ctx = self.ctx(rng.as_mut());
-                transition(settlement, &mut ctx)?
-            };
-            match self.store_step(&stepped, version, answer.as_ref()).await {
-                Err(CenterError::Db(e)) if e.is_retryable() && attempt < STEP_RETRIES_MAX => attempt += 1,
-                Err(e) => return Err(e),
-                Ok(()) => break stepped,
-            }
-        };
+                transition(settlement, &mut self.ctx(rng.as_mut())).map_err(CenterError::from)
+            },
+            store: |stepped, version| self.store_step(&stepped, version, answer.as_ref()),
+        );
+        let (stepped, ()) = found?;
         let s = &stepped.settlement;
         if matches!(s.phase, Phase::Completed | Phase::Voided) {
             self.outcomes.get_or_create(&vec![("outcome".to_owned(), s.phase.as_str().to_owned())]).inc();

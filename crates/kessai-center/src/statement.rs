@@ -17,8 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::card_session::{Session, bad_answer, completed};
 use crate::purchase::{CardRecord, CardRegistryStatus, Context, StepError};
+use crate::runner::run_step;
 use crate::security::SealedState;
-use crate::service::Answer;
+use crate::service::{Answer, CenterError};
 
 /// One record of the card's log, as shown to the cardholder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,19 +170,16 @@ pub const MAX_STATEMENT_ENTRIES: usize = LOG_CAPACITY;
 
 impl crate::service::Center {
     /// POST /v1/cards/{card}/statements: a session to read the card's log.
-    pub async fn statement_create(&self, card_id: CardId) -> Result<StatementReply, crate::service::CenterError> {
-        let card = self.db.card(&card_id).await?.ok_or(crate::service::CenterError::UnknownCard(card_id))?;
+    pub async fn statement_create(&self, card_id: CardId) -> Result<StatementReply, CenterError> {
+        let card = self.db.card(&card_id).await?.ok_or(CenterError::UnknownCard(card_id))?;
         let mut rng = self.random.generator();
         let (s, init) = Statement::create(&mut self.ctx(rng.as_mut()), &card)?;
         self.db.insert_statement(&s).await?;
         Ok(reply(&s, &[init]))
     }
 
-    async fn statement_load(&self, id: &str) -> Result<(Statement, i64), crate::service::CenterError> {
-        self.db
-            .statement(id)
-            .await?
-            .ok_or_else(|| crate::service::CenterError::UnknownStatement(id.chars().take(64).collect()))
+    async fn statement_load(&self, id: &str) -> Result<(Statement, i64), CenterError> {
+        self.db.statement(id).await?.ok_or_else(|| CenterError::UnknownStatement(id.chars().take(64).collect()))
     }
 
     pub async fn statement_authenticate(
@@ -189,14 +187,30 @@ impl crate::service::Center {
         id: &str,
         answers: Vec<ResponseApdu>,
         answer_as: Option<Answer>,
-    ) -> Result<StatementReply, crate::service::CenterError> {
-        let (s, version) = self.statement_load(id).await?;
+    ) -> Result<StatementReply, CenterError> {
         let answer = answers.first().ok_or(StepError::WrongAnswerCount { expected: 1, got: 0 })?;
-        let mut rng = self.random.generator();
-        let (s, apdus) = s.authenticate(&mut self.ctx(rng.as_mut()), answer)?;
-        let answered = reply(&s, &apdus);
+        let found: Result<(_, StatementReply), CenterError> = run_step!(
+            load: self.statement_load(id),
+            transition: |statement: Statement| {
+                let mut rng = self.random.generator();
+                Ok(statement.authenticate(&mut self.ctx(rng.as_mut()), answer)?)
+            },
+            store: |stepped, version| self.store_statement(&stepped.0, &stepped.1, version, answer_as.as_ref()),
+        );
+        Ok(found?.1)
+    }
+
+    /// Stores a statement step and its answer in one transaction.
+    async fn store_statement(
+        &self,
+        s: &Statement,
+        apdus: &[CommandApdu],
+        version: i64,
+        answer_as: Option<&Answer>,
+    ) -> Result<StatementReply, CenterError> {
+        let answered = reply(s, apdus);
         let save = answer_as.map(|a| a.saved(&answered)).transpose()?;
-        self.db.update_statement(&s, version, self.clock.now(), save).await?;
+        self.db.update_statement(s, version, self.clock.now(), save).await?;
         Ok(answered)
     }
 
@@ -205,13 +219,16 @@ impl crate::service::Center {
         id: &str,
         answers: Vec<ResponseApdu>,
         answer_as: Option<Answer>,
-    ) -> Result<StatementReply, crate::service::CenterError> {
-        let (s, version) = self.statement_load(id).await?;
-        let mut rng = self.random.generator();
-        let (s, next) = s.read(&mut self.ctx(rng.as_mut()), &answers, MAX_STATEMENT_ENTRIES)?;
-        let answered = reply(&s, next.as_slice());
-        let save = answer_as.map(|a| a.saved(&answered)).transpose()?;
-        self.db.update_statement(&s, version, self.clock.now(), save).await?;
-        Ok(answered)
+    ) -> Result<StatementReply, CenterError> {
+        let found: Result<(_, StatementReply), CenterError> = run_step!(
+            load: self.statement_load(id),
+            transition: |statement: Statement| {
+                let mut rng = self.random.generator();
+                let (s, next) = statement.read(&mut self.ctx(rng.as_mut()), &answers, MAX_STATEMENT_ENTRIES)?;
+                Ok::<_, CenterError>((s, next.into_iter().collect::<Vec<_>>()))
+            },
+            store: |stepped, version| self.store_statement(&stepped.0, &stepped.1, version, answer_as.as_ref()),
+        );
+        Ok(found?.1)
     }
 }

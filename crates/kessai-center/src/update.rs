@@ -21,9 +21,10 @@ use crate::authorizer::{AuthFuture, AuthorizationRequest, Authorizer, Authorizer
 use crate::books::{BooksError, Entries};
 use crate::db::Alongside;
 use crate::db::DbError;
-use crate::limits::{CREATE_CLAIM_TIMEOUT_S, DAILY_CHARGE_LIMIT_MINOR, DAY_S, MIN_CHARGE_MINOR, STEP_RETRIES_MAX};
+use crate::limits::{CREATE_CLAIM_TIMEOUT_S, DAILY_CHARGE_LIMIT_MINOR, DAY_S, MIN_CHARGE_MINOR};
 use crate::owed::owed_code;
 use crate::purchase::{CardRegistryStatus, Context, StepError};
+use crate::runner::{StepFailure, run_step};
 use crate::service::{Answer, Center};
 use crate::value::{NewUpdate, Purpose, UpdateOffer, UpdatePhase, UpdateResolution, UpdateStepError, ValueUpdate};
 use kessai_core::messages::value_update::Direction;
@@ -83,6 +84,15 @@ pub enum UpdateError {
     NotDecreasable(String),
     #[error("decreasing {amount} passes charge {charged}: {decreased_minor} went back already")]
     DecreaseOverCharge { charged: Money, decreased_minor: u64, amount: Money },
+}
+
+impl StepFailure for UpdateError {
+    fn is_retryable(&self) -> bool {
+        match self {
+            UpdateError::Db(e) | UpdateError::Books(BooksError::Db(e)) => e.is_retryable(),
+            _ => false,
+        }
+    }
 }
 
 impl From<StepError> for UpdateError {
@@ -188,8 +198,9 @@ impl Authorizer for NoAuthorizer {
 
 /// Run again from a fresh load when a PostgreSQL transaction lost a
 /// serialization conflict, hence `Fn`.
-type UpdateTransition<'a> =
-    Box<dyn Fn(ValueUpdate, &mut Context<'_, dyn Random + Send>) -> Result<Stepped, UpdateStepError> + Send + 'a>;
+type UpdateTransition<'a> = Box<
+    dyn Fn(ValueUpdate, &mut Context<'_, dyn Random + Send>) -> Result<Stepped, UpdateStepError> + Send + Sync + 'a,
+>;
 
 /// A transition's result and what must happen before it is stored.
 struct Stepped {
@@ -457,44 +468,51 @@ impl Center {
         transition: UpdateTransition<'_>,
         answer: Option<Answer>,
     ) -> Result<UpdateReply, UpdateError> {
-        let mut attempt = 0;
-        loop {
-            let (charge, version) = self.load_update(id).await?;
-            let stepped = {
+        let found: Result<(Stepped, UpdateReply), UpdateError> = run_step!(
+            load: self.load_update(id),
+            transition: |update| {
                 let mut rng = self.random.generator();
-                let mut ctx = self.ctx(rng.as_mut());
-                transition(charge, &mut ctx)?
-            };
-            let c = &stepped.charge;
-            let effects = value_effects(c, stepped.effect)?;
-            if let Some(funding) = effects.secure
-                && let Err(e) = funding.run(authorizer, c).await
-            {
-                if e.is_final() && matches!(funding, AuthorizerCall::Capture) {
-                    return self.funding_refused(stepped.charge, version, answer).await;
-                }
-                return Err(e.into());
+                transition(update, &mut self.ctx(rng.as_mut())).map_err(UpdateError::from)
+            },
+            store: |stepped, version| self.store_update_step(authorizer, &stepped, version, answer.as_ref()),
+        );
+        Ok(found?.1)
+    }
+
+    /// The money secured (a capture, or a refund to the credit card), then
+    /// one transaction, then the releases.
+    async fn store_update_step(
+        &self,
+        authorizer: &dyn Authorizer,
+        stepped: &Stepped,
+        version: i64,
+        answer: Option<&Answer>,
+    ) -> Result<UpdateReply, UpdateError> {
+        let c = &stepped.charge;
+        let effects = value_effects(c, stepped.effect)?;
+        if let Some(funding) = effects.secure
+            && let Err(e) = funding.run(authorizer, c).await
+        {
+            if e.is_final() && matches!(funding, AuthorizerCall::Capture) {
+                return self.funding_refused(c.clone(), version, answer).await;
             }
-            let now = self.clock.now();
-            let reply = update_reply(c, &stepped.apdus);
-            let save = answer.as_ref().map(|a| a.saved(&reply)).transpose()?;
-            match self.db.store_update_with(c, version, now, effects.alongside, effects.entries, save).await {
-                Err(e) if e.is_retryable() && attempt < STEP_RETRIES_MAX => {
-                    attempt += 1;
-                    continue;
-                }
-                Err(e) => return Err(BooksError::from(e).into()),
-                Ok(()) => {}
-            }
-            if let Some(funding) = effects.release
-                && let Err(e) = funding.run(authorizer, c).await
-            {
-                // The value update ended; an authorization left open
-                // expires at the acquirer on its own.
-                tracing::warn!(value_update = %c.id, error = %e, "releasing the authorization failed");
-            }
-            return Ok(reply);
+            return Err(e.into());
         }
+        let reply = update_reply(c, &stepped.apdus);
+        let save = answer.map(|a| a.saved(&reply)).transpose()?;
+        let now = self.clock.now();
+        self.db
+            .store_update_with(c, version, now, effects.alongside, effects.entries, save)
+            .await
+            .map_err(BooksError::from)?;
+        if let Some(funding) = effects.release
+            && let Err(e) = funding.run(authorizer, c).await
+        {
+            // The value update ended; an authorization left open
+            // expires at the acquirer on its own.
+            tracing::warn!(value_update = %c.id, error = %e, "releasing the authorization failed");
+        }
+        Ok(reply)
     }
 
     /// The card applied a charge's CREDIT, but its authorization can never
@@ -508,14 +526,14 @@ impl Center {
         &self,
         applied: ValueUpdate,
         version: i64,
-        answer: Option<Answer>,
+        answer: Option<&Answer>,
     ) -> Result<UpdateReply, UpdateError> {
         let u = applied.funding_refused();
         let now = self.clock.now();
         let owed = crate::owed::unfunded(&u, now);
         let entries = Entries::charge_resolve(&u.transaction_id, u.amount, false)?;
         let reply = update_reply(&u, &[]);
-        let save = answer.as_ref().map(|a| a.saved(&reply)).transpose()?;
+        let save = answer.map(|a| a.saved(&reply)).transpose()?;
         let alongside = Alongside::Unfunded { owed: &owed, day: u.charge_day_s };
         self.db.store_update_with(&u, version, now, alongside, entries, save).await.map_err(BooksError::from)?;
         tracing::warn!(value_update = %u.id, card = %u.card_id, "a charge's funding was refused after the card applied it; its value is owed back");
