@@ -133,6 +133,51 @@ impl DbError {
     }
 }
 
+/// One protocol step's write: its row's compare-and-set, its books entries,
+/// what its ending changes beside the row, and the request's answer.
+struct StepWrite {
+    /// Reads the row's version (run first only when there are books entries).
+    check: Stmt,
+    version: i64,
+    entries: Entries,
+    now_s: u64,
+    /// The compare-and-set: changes one row, or none if the step lost.
+    update: Stmt,
+    /// Each must change exactly one row.
+    also: Vec<Stmt>,
+    save: Option<Stmt>,
+    /// The record's id, for an error.
+    what: String,
+}
+
+impl StepWrite {
+    async fn run(self, conn: &mut Exec<'_>) -> Result<(), DbError> {
+        // With books entries, the version is checked before anything is
+        // written, so that losing the race (or the books refusing) leaves the
+        // group's transaction clean; without, the update is the first write
+        // and changes nothing if it lost.
+        if !self.entries.is_empty()
+            && conn.fetch_optional(self.check, |r| r.required_int("version")).await? != Some(self.version)
+        {
+            return Err(DbError::Conflict);
+        }
+        conn.books(&self.entries, self.now_s).await?;
+        if conn.execute(self.update).await? != 1 {
+            return Err(DbError::Conflict);
+        }
+        for also in self.also {
+            if conn.execute(also).await? != 1 {
+                // The update above is written: the whole transaction must go.
+                return Err(DbError::Inconsistent(format!("{} does not hold what it ends", self.what)));
+            }
+        }
+        if let Some(save) = self.save {
+            conn.execute(save).await?;
+        }
+        Ok(())
+    }
+}
+
 /// A settlement's record as stored, after checking it holds what its phase
 /// needs (a record that does not is never written).
 fn settlement_record(s: &Settlement) -> Result<String, DbError> {

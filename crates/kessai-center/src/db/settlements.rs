@@ -90,28 +90,8 @@ impl CenterDb {
         .bind(i64::from(s.receipt_token.is_some()));
         let save = response.map(|r| r.statement(now)).transpose()?;
         let now_s = now.unix_s();
-        self.write(move |mut conn| {
-            Box::pin(async move {
-                // With books entries, the version is checked before anything
-                // is written, so that losing the race (or the books refusing)
-                // leaves the group's transaction clean; without, the update
-                // below is the first write and changes nothing if it lost.
-                if !entries.is_empty()
-                    && conn.fetch_optional(check, |r| r.required_int("version")).await? != Some(version)
-                {
-                    return Err(DbError::Conflict);
-                }
-                conn.books(&entries, now_s).await?;
-                if conn.execute(update).await? != 1 {
-                    return Err(DbError::Conflict);
-                }
-                if let Some(save) = save {
-                    conn.execute(save).await?;
-                }
-                Ok(())
-            })
-        })
-        .await
+        let step = StepWrite { check, version, entries, now_s, update, also: Vec::new(), save, what: s.id.to_string() };
+        self.write(move |mut conn| Box::pin(async move { step.run(&mut conn).await })).await
     }
 
     /// Settlements, newest first, optionally of one card or in one phase.

@@ -129,35 +129,8 @@ impl CenterDb {
                 .bind(charge_id.to_owned()),
             ],
         };
-        let id = c.id.to_string();
-        self.write(move |mut conn| {
-            Box::pin(async move {
-                // With books entries, the version is checked before anything
-                // is written, so that losing the race (or the books refusing)
-                // leaves the group's transaction clean; without, the update
-                // below is the first write and changes nothing if it lost.
-                if !entries.is_empty()
-                    && conn.fetch_optional(check, |r| r.required_int("version")).await? != Some(version)
-                {
-                    return Err(DbError::Conflict);
-                }
-                conn.books(&entries, now_s).await?;
-                if conn.execute(update).await? != 1 {
-                    return Err(DbError::Conflict);
-                }
-                for also in also {
-                    if conn.execute(also).await? != 1 {
-                        // The update above is written: the whole transaction must go.
-                        return Err(DbError::Inconsistent(format!("value update {id} does not hold what it ends")));
-                    }
-                }
-                if let Some(save) = save {
-                    conn.execute(save).await?;
-                }
-                Ok(())
-            })
-        })
-        .await
+        let step = StepWrite { check, version, entries, now_s, update, also, save, what: c.id.to_string() };
+        self.write(move |mut conn| Box::pin(async move { step.run(&mut conn).await })).await
     }
 
     /// Stores a decrease (a value update going back to the credit card of
