@@ -38,8 +38,8 @@ pub enum UpdateError {
     Authorizer(#[from] AuthorizerError),
     #[error("card {0} is not registered")]
     UnknownCard(CardId),
-    #[error("no charge {0}")]
-    UnknownCharge(String),
+    #[error("no value update {0}")]
+    UnknownUpdate(String),
     #[error("amount {amount} is outside {min_minor}..={max_minor} minor units")]
     AmountOutOfRange { amount: Money, min_minor: u64, max_minor: u64 },
     #[error("the card holds or awaits {held_minor}; adding {amount} passes its maximum {max_minor}")]
@@ -204,7 +204,7 @@ type UpdateTransition<'a> = Box<
 
 /// A transition's result and what must happen before it is stored.
 struct Stepped {
-    charge: ValueUpdate,
+    update: ValueUpdate,
     apdus: Vec<CommandApdu>,
     effect: Effect,
 }
@@ -222,8 +222,8 @@ enum Effect {
     Void,
 }
 
-fn stepped(charge: ValueUpdate, apdus: Vec<CommandApdu>, effect: Effect) -> Result<Stepped, UpdateStepError> {
-    Ok(Stepped { charge, apdus, effect })
+fn stepped(update: ValueUpdate, apdus: Vec<CommandApdu>, effect: Effect) -> Result<Stepped, UpdateStepError> {
+    Ok(Stepped { update, apdus, effect })
 }
 
 fn first(answers: &[ResponseApdu]) -> Result<&ResponseApdu, UpdateStepError> {
@@ -447,9 +447,9 @@ impl Center {
 
     pub(crate) async fn load_update(&self, id: &str) -> Result<(ValueUpdate, i64), UpdateError> {
         if UpdateId::parse(id).is_err() {
-            return Err(UpdateError::UnknownCharge(id.chars().take(64).collect()));
+            return Err(UpdateError::UnknownUpdate(id.chars().take(64).collect()));
         }
-        self.db.value_update(id).await?.ok_or_else(|| UpdateError::UnknownCharge(id.to_owned()))
+        self.db.value_update(id).await?.ok_or_else(|| UpdateError::UnknownUpdate(id.to_owned()))
     }
 
     /// The stored charge, for status queries.
@@ -488,7 +488,7 @@ impl Center {
         version: i64,
         answer: Option<&Answer>,
     ) -> Result<UpdateReply, UpdateError> {
-        let c = &stepped.charge;
+        let c = &stepped.update;
         let effects = value_effects(c, stepped.effect)?;
         if let Some(funding) = effects.secure
             && let Err(e) = funding.run(authorizer, c).await

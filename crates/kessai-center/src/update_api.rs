@@ -104,7 +104,7 @@ pub fn update_api_error(e: UpdateError) -> ApiError {
     match e {
         UpdateError::Authorizer(a) => authorizer_error(a),
         UpdateError::UnknownCard(c) => crate::api::api_error(CenterError::UnknownCard(c)),
-        UpdateError::UnknownCharge(c) => ApiError::not_found("unknown_charge", format!("no charge {c}")),
+        UpdateError::UnknownUpdate(c) => ApiError::not_found("unknown_value_update", format!("no value update {c}")),
         e @ UpdateError::ChargeIdInUse(_) => {
             ApiError::new(S::CONFLICT, ErrorType::Conflict, "charge_in_use", e.to_string())
         }

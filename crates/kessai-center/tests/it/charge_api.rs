@@ -132,7 +132,7 @@ async fn refusals_use_stable_codes_and_card_data_is_never_stored() {
         post(&app, "/v1/charges/vup_00000000000000000000000000000000/complete", Some("k-x"), json!({"responses": []}))
             .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_error(&body, "unknown_charge");
+    assert_error(&body, "unknown_value_update");
     // Nothing the center stored holds the card number, expiry or CVC.
     for (i, _) in (0..8).enumerate() {
         let (hash, _, stored) = center.db.idempotent_response(&format!("k{i}")).await.unwrap().unwrap();
