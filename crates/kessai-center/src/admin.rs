@@ -219,9 +219,9 @@ async fn list_settlements(
         .iter()
         .map(|s| {
             json!({
-                "settlement_id": s.id, "phase": s.phase, "card_id": s.card_id, "store": s.bill.store,
+                "settlement_id": s.id, "phase": s.phase(), "card_id": s.card_id, "store": s.bill.store,
                 "member": s.bill.member, "order_id": s.bill.order_id, "amount": s.bill.amount,
-                "created_at": s.created_at, "receipt": s.receipt_token.is_some(), "reason": s.outcome_reason,
+                "created_at": s.created_at, "receipt": s.receipt_token().is_some(), "reason": s.outcome().map(|(_, reason)| reason),
             })
         })
         .collect();

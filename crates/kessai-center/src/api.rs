@@ -291,21 +291,21 @@ async fn show(State(c): State<Shared>, Path(id): Path<String>) -> Result<Json<se
     let s = c.settlement(&id).await.map_err(api_error)?;
     Ok(Json(serde_json::json!({
         "settlement_id": s.id,
-        "phase": s.phase,
+        "phase": s.phase(),
         "amount": s.bill.amount,
         "store": s.bill.store,
         "member": s.bill.member,
         "order_id": s.bill.order_id,
         "card_id": s.card_id,
-        "completion": s.completion_token,
-        "receipt": s.receipt_token,
-        "reason": s.outcome_reason,
+        "completion": s.completion_token(),
+        "receipt": s.receipt_token(),
+        "reason": s.outcome().map(|(_, reason)| reason),
     })))
 }
 
 async fn receipt(State(c): State<Shared>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
     let s = c.settlement(&id).await.map_err(api_error)?;
-    match s.receipt_token {
+    match s.receipt_token() {
         Some(r) => Ok(Json(serde_json::json!({ "receipt": r }))),
         None => Err(ApiError::not_found("receipt_not_yet", "the store has not sent its receipt yet")),
     }

@@ -130,7 +130,7 @@ impl Deliverer {
     /// Delivers `s` unless it has its receipt or waits for its next attempt;
     /// true if delivered now.
     async fn attempt(&mut self, s: &Settlement) -> bool {
-        if s.receipt_token.is_some() || self.backoff.get(&s.id).is_some_and(|(_, next)| *next > Instant::now()) {
+        if s.receipt_token().is_some() || self.backoff.get(&s.id).is_some_and(|(_, next)| *next > Instant::now()) {
             return false;
         }
         match self.deliver(s).await {
@@ -185,7 +185,7 @@ impl Deliverer {
     }
 
     async fn send(&self, s: &Settlement, url: &str) -> Result<(), String> {
-        let completion = s.completion_token.as_ref().ok_or("no completion")?;
+        let completion = s.completion_token().ok_or("no completion")?;
         let body = serde_json::json!({ "completion": completion });
         let (status, bytes) = self.client.post_json(url, &body, &[]).await.map_err(|e| e.to_string())?;
         if !status.is_success() {

@@ -217,11 +217,11 @@ impl Center {
             // Another store's settlement is as unknown as a missing one.
             .ok_or_else(|| UpdateError::UnknownSettlement(r.settlement_id().to_string()))?;
         let purchase = settlement.bill.amount;
-        if settlement.phase != Phase::Completed {
+        if settlement.phase() != Phase::Completed {
             return Err(UpdateError::NotRefundable(format!(
                 "settlement {} is {}, not completed",
                 settlement.id,
-                settlement.phase.as_str()
+                settlement.phase().as_str()
             )));
         }
         if r.amount().currency() != purchase.currency() {

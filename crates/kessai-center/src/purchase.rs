@@ -192,36 +192,231 @@ impl BillFacts {
     }
 }
 
-/// A settlement as stored. Everything a later step (on any center
-/// instance) needs is here; the SCP03 state only sealed.
+/// What a settlement made when it offered: what recovery compares against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferMade {
+    /// The balance read inside the secure session.
+    pub balance_minor: u64,
+    /// The card's transaction counter when the balance was read: if the
+    /// DEBIT was applied, it was applied as counter + 1.
+    pub counter_at_offer: u32,
+    /// SHA-256 of the sealed DEBIT's bytes.
+    pub debit_hash: Sha256Digest,
+    /// The signed offer (SIG2).
+    pub offer_token: String,
+}
+
+/// Where a settlement stands, each state with exactly the data valid in it
+/// (a completed settlement without its completion cannot be made). The
+/// SCP03 state only sealed.
+#[derive(Debug, Clone)]
+pub enum PurchaseState {
+    Authenticating {
+        scp: SealedState,
+    },
+    ReadingBalance {
+        scp: SealedState,
+    },
+    Offered {
+        scp: SealedState,
+        offer: OfferMade,
+    },
+    Recovering {
+        scp: SealedState,
+        offer: OfferMade,
+    },
+    RecoveringStatus {
+        scp: SealedState,
+        offer: OfferMade,
+    },
+    RecoveringBalance {
+        scp: SealedState,
+        offer: OfferMade,
+    },
+    Completed {
+        offer: OfferMade,
+        completion_token: String,
+        card_counter: u32,
+        receipt_token: Option<String>,
+    },
+    /// `balance_minor`: if it was read; `offer`: if one was made.
+    Voided {
+        balance_minor: Option<u64>,
+        offer: Option<OfferMade>,
+        code: String,
+        reason: String,
+    },
+}
+
+impl PurchaseState {
+    pub fn phase(&self) -> Phase {
+        match self {
+            PurchaseState::Authenticating { .. } => Phase::Authenticating,
+            PurchaseState::ReadingBalance { .. } => Phase::ReadingBalance,
+            PurchaseState::Offered { .. } => Phase::Offered,
+            PurchaseState::Recovering { .. } => Phase::Recovering,
+            PurchaseState::RecoveringStatus { .. } => Phase::RecoveringStatus,
+            PurchaseState::RecoveringBalance { .. } => Phase::RecoveringBalance,
+            PurchaseState::Completed { .. } => Phase::Completed,
+            PurchaseState::Voided { .. } => Phase::Voided,
+        }
+    }
+
+    fn scp(&self) -> Option<&SealedState> {
+        match self {
+            PurchaseState::Authenticating { scp }
+            | PurchaseState::ReadingBalance { scp }
+            | PurchaseState::Offered { scp, .. }
+            | PurchaseState::Recovering { scp, .. }
+            | PurchaseState::RecoveringStatus { scp, .. }
+            | PurchaseState::RecoveringBalance { scp, .. } => Some(scp),
+            PurchaseState::Completed { .. } | PurchaseState::Voided { .. } => None,
+        }
+    }
+
+    fn offer(&self) -> Option<&OfferMade> {
+        match self {
+            PurchaseState::Offered { offer, .. }
+            | PurchaseState::Recovering { offer, .. }
+            | PurchaseState::RecoveringStatus { offer, .. }
+            | PurchaseState::RecoveringBalance { offer, .. }
+            | PurchaseState::Completed { offer, .. } => Some(offer),
+            PurchaseState::Voided { offer, .. } => offer.as_ref(),
+            PurchaseState::Authenticating { .. } | PurchaseState::ReadingBalance { .. } => None,
+        }
+    }
+}
+
+/// A settlement. Everything a later step (on any center instance) needs is
+/// here. Stored as the flat record of earlier releases (`SettlementRecord`),
+/// which is checked to hold what its phase needs when read.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "SettlementRecord", into = "SettlementRecord")]
 pub struct Settlement {
     pub id: SettlementId,
-    pub phase: Phase,
     pub bill: BillFacts,
     pub card_id: CardId,
     pub key_version: u8,
     pub transaction_id: TransactionId,
-    pub scp: Option<SealedState>,
-    /// The balance read inside the secure session.
-    pub balance_minor: Option<u64>,
-    /// The card's transaction counter when the balance was read: if the
-    /// DEBIT was applied, it was applied as counter + 1.
-    pub counter_at_offer: Option<u32>,
-    pub debit_hash: Option<Sha256Digest>,
-    pub offer_token: Option<String>,
-    pub completion_token: Option<String>,
-    /// The store's signed receipt (SIG4), once delivered.
-    #[serde(default)]
-    pub receipt_token: Option<String>,
-    pub card_counter: Option<u32>,
     pub created_at: Timestamp,
     pub deadline: Timestamp,
-    pub outcome_reason: Option<String>,
-    /// A stable code for why it was voided: `insufficient_balance`,
-    /// `cancelled`, `not_applied`, `card_lost`.
+    state: PurchaseState,
+}
+
+/// A settlement as stored: one flat JSON object, the phase's data in
+/// optional fields.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SettlementRecord {
+    id: SettlementId,
+    phase: Phase,
+    bill: BillFacts,
+    card_id: CardId,
+    key_version: u8,
+    transaction_id: TransactionId,
+    scp: Option<SealedState>,
+    balance_minor: Option<u64>,
+    counter_at_offer: Option<u32>,
+    debit_hash: Option<Sha256Digest>,
+    offer_token: Option<String>,
+    completion_token: Option<String>,
     #[serde(default)]
-    pub outcome_code: Option<String>,
+    receipt_token: Option<String>,
+    card_counter: Option<u32>,
+    created_at: Timestamp,
+    deadline: Timestamp,
+    outcome_reason: Option<String>,
+    #[serde(default)]
+    outcome_code: Option<String>,
+}
+
+impl TryFrom<SettlementRecord> for Settlement {
+    type Error = &'static str;
+
+    fn try_from(r: SettlementRecord) -> Result<Settlement, &'static str> {
+        const UNFIT: &str = "a settlement's record does not hold what its phase needs";
+        let offer = match (r.balance_minor, r.counter_at_offer, r.debit_hash, r.offer_token) {
+            (Some(balance_minor), Some(counter_at_offer), Some(debit_hash), Some(offer_token)) => {
+                Some(OfferMade { balance_minor, counter_at_offer, debit_hash, offer_token })
+            }
+            _ => None,
+        };
+        let scp = r.scp;
+        let state = match r.phase {
+            Phase::Authenticating => PurchaseState::Authenticating { scp: scp.ok_or(UNFIT)? },
+            Phase::ReadingBalance => PurchaseState::ReadingBalance { scp: scp.ok_or(UNFIT)? },
+            Phase::Offered => PurchaseState::Offered { scp: scp.ok_or(UNFIT)?, offer: offer.ok_or(UNFIT)? },
+            Phase::Recovering => PurchaseState::Recovering { scp: scp.ok_or(UNFIT)?, offer: offer.ok_or(UNFIT)? },
+            Phase::RecoveringStatus => {
+                PurchaseState::RecoveringStatus { scp: scp.ok_or(UNFIT)?, offer: offer.ok_or(UNFIT)? }
+            }
+            Phase::RecoveringBalance => {
+                PurchaseState::RecoveringBalance { scp: scp.ok_or(UNFIT)?, offer: offer.ok_or(UNFIT)? }
+            }
+            Phase::Completed => PurchaseState::Completed {
+                offer: offer.ok_or(UNFIT)?,
+                completion_token: r.completion_token.ok_or(UNFIT)?,
+                card_counter: r.card_counter.ok_or(UNFIT)?,
+                receipt_token: r.receipt_token,
+            },
+            Phase::Voided => PurchaseState::Voided {
+                balance_minor: r.balance_minor,
+                offer,
+                // Records from before outcome codes existed have none.
+                code: r.outcome_code.unwrap_or_else(|| "voided".into()),
+                reason: r.outcome_reason.unwrap_or_default(),
+            },
+        };
+        Ok(Settlement {
+            id: r.id,
+            bill: r.bill,
+            card_id: r.card_id,
+            key_version: r.key_version,
+            transaction_id: r.transaction_id,
+            created_at: r.created_at,
+            deadline: r.deadline,
+            state,
+        })
+    }
+}
+
+impl From<Settlement> for SettlementRecord {
+    fn from(s: Settlement) -> SettlementRecord {
+        let phase = s.state.phase();
+        let scp = s.state.scp().cloned();
+        let offer = s.state.offer().cloned();
+        let (mut completion_token, mut card_counter, mut receipt_token) = (None, None, None);
+        let (mut outcome_code, mut outcome_reason, mut balance_minor) =
+            (None, None, offer.as_ref().map(|o| o.balance_minor));
+        match s.state {
+            PurchaseState::Completed { completion_token: c, card_counter: n, receipt_token: r, .. } => {
+                (completion_token, card_counter, receipt_token) = (Some(c), Some(n), r);
+            }
+            PurchaseState::Voided { balance_minor: b, code, reason, .. } => {
+                (outcome_code, outcome_reason, balance_minor) = (Some(code), Some(reason), b);
+            }
+            _ => {}
+        }
+        SettlementRecord {
+            id: s.id,
+            phase,
+            bill: s.bill,
+            card_id: s.card_id,
+            key_version: s.key_version,
+            transaction_id: s.transaction_id,
+            scp,
+            balance_minor,
+            counter_at_offer: offer.as_ref().map(|o| o.counter_at_offer),
+            debit_hash: offer.as_ref().map(|o| o.debit_hash),
+            offer_token: offer.map(|o| o.offer_token),
+            completion_token,
+            receipt_token,
+            card_counter,
+            created_at: s.created_at,
+            deadline: s.deadline,
+            outcome_reason,
+            outcome_code,
+        }
+    }
 }
 
 /// What every step needs from its surroundings. Clock and randomness are
@@ -233,13 +428,6 @@ pub struct Context<'a, R: Random + ?Sized> {
     pub center_key: &'a SigningKey,
     pub now: Timestamp,
     pub rng: &'a mut R,
-}
-
-fn expect(step: &'static str, phase: Phase, expected: Phase) -> Result<(), StepError> {
-    if phase != expected {
-        return Err(StepError::OutOfOrder { step, phase, expected: expected.as_str() });
-    }
-    Ok(())
 }
 
 /// What `create` needs to know about the card and the limits.
@@ -273,50 +461,91 @@ impl Settlement {
             return Err(StepError::AmountOverLimit { amount: facts.amount, limit });
         }
         let id = SettlementId::generate(ctx.rng);
-        let mut settlement = Settlement {
-            transaction_id: TransactionId::generate(ctx.rng),
+        let transaction_id = TransactionId::generate(ctx.rng);
+        let (init, scp) = in_session(&card.id, id.as_str(), None, |s| s.begin(ctx, card.key_version))?;
+        let settlement = Settlement {
+            transaction_id,
             id,
-            phase: Phase::Authenticating,
             bill: facts,
             card_id: card.id,
             key_version: card.key_version,
-            scp: None,
-            balance_minor: None,
-            counter_at_offer: None,
-            debit_hash: None,
-            offer_token: None,
-            completion_token: None,
-            receipt_token: None,
-            card_counter: None,
             created_at: ctx.now,
             deadline: ctx.now.checked_add_s(SETTLEMENT_TIMEOUT_S).unwrap_or(ctx.now),
-            outcome_reason: None,
-            outcome_code: None,
+            state: PurchaseState::Authenticating { scp },
         };
-        let init = settlement.session().begin(ctx, card.key_version)?;
         Ok((settlement, init))
     }
 
-    /// Whether the record holds exactly what its phase needs: an open
-    /// session before the end, the offer and what recovery must compare
-    /// once the DEBIT is out, the completion once completed, the reason
-    /// once voided. Checked before every write and after every read, so a
-    /// completed settlement without its completion is never stored or used.
-    pub fn check_consistent(&self) -> Result<(), &'static str> {
-        let offered = self.offer_token.is_some() && self.debit_hash.is_some() && self.counter_at_offer.is_some();
-        let ok = match self.phase {
-            Phase::Authenticating | Phase::ReadingBalance => self.scp.is_some(),
-            Phase::Offered => self.scp.is_some() && offered,
-            Phase::Recovering | Phase::RecoveringStatus | Phase::RecoveringBalance => self.scp.is_some() && offered,
-            Phase::Completed => self.scp.is_none() && self.completion_token.is_some() && self.card_counter.is_some(),
-            Phase::Voided => self.scp.is_none() && self.outcome_code.is_some(),
-        };
-        if ok { Ok(()) } else { Err("a settlement's record does not hold what its phase needs") }
+    /// Where it stands.
+    pub fn state(&self) -> &PurchaseState {
+        &self.state
     }
 
-    /// This settlement's secure session with its card.
-    fn session(&mut self) -> Session<'_> {
-        Session::new(&self.card_id, self.id.as_str(), &mut self.scp)
+    pub fn phase(&self) -> Phase {
+        self.state.phase()
+    }
+
+    /// The offer it made, once it made one.
+    pub fn offer_made(&self) -> Option<&OfferMade> {
+        self.state.offer()
+    }
+
+    /// The balance read inside the secure session, once read.
+    pub fn balance_minor(&self) -> Option<u64> {
+        match &self.state {
+            PurchaseState::Voided { balance_minor, .. } => *balance_minor,
+            state => state.offer().map(|o| o.balance_minor),
+        }
+    }
+
+    /// The signed completion (SIG3), once completed.
+    pub fn completion_token(&self) -> Option<&str> {
+        match &self.state {
+            PurchaseState::Completed { completion_token, .. } => Some(completion_token),
+            _ => None,
+        }
+    }
+
+    /// The store's signed receipt (SIG4), once delivered.
+    pub fn receipt_token(&self) -> Option<&str> {
+        match &self.state {
+            PurchaseState::Completed { receipt_token, .. } => receipt_token.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Why it was voided: a stable code (`insufficient_balance`,
+    /// `cancelled`, `not_applied`, `card_lost`, `abandoned`) and a reason.
+    pub fn outcome(&self) -> Option<(&str, &str)> {
+        match &self.state {
+            PurchaseState::Voided { code, reason, .. } => Some((code, reason)),
+            _ => None,
+        }
+    }
+
+    /// The store's receipt (SIG4), once checked against the completion.
+    pub fn with_receipt(mut self, token: String) -> Result<Settlement, StepError> {
+        let phase = self.phase();
+        match &mut self.state {
+            PurchaseState::Completed { receipt_token, .. } => *receipt_token = Some(token),
+            _ => return Err(StepError::OutOfOrder { step: "receipt", phase, expected: "completed" }),
+        }
+        Ok(self)
+    }
+
+    fn out_of_order(&self, step: &'static str, expected: &'static str) -> StepError {
+        StepError::OutOfOrder { step, phase: self.phase(), expected }
+    }
+
+    /// The open session and the offer of a settlement whose DEBIT is out.
+    fn debit_out(&self, step: &'static str) -> Result<(SealedState, OfferMade), StepError> {
+        match &self.state {
+            PurchaseState::Offered { scp, offer }
+            | PurchaseState::Recovering { scp, offer }
+            | PurchaseState::RecoveringStatus { scp, offer }
+            | PurchaseState::RecoveringBalance { scp, offer } => Ok((scp.clone(), offer.clone())),
+            _ => Err(self.out_of_order(step, "offered or recovering")),
+        }
     }
 
     /// Checks the card cryptogram; returns EXTERNAL AUTHENTICATE and a
@@ -326,9 +555,13 @@ impl Settlement {
         ctx: &mut Context<'_, R>,
         answer: &ResponseApdu,
     ) -> Result<(Settlement, Vec<CommandApdu>), StepError> {
-        expect("authenticate", self.phase, Phase::Authenticating)?;
-        let commands = self.session().open(ctx, answer, &[read_balance_command()])?;
-        self.phase = Phase::ReadingBalance;
+        let PurchaseState::Authenticating { scp } = &self.state else {
+            return Err(self.out_of_order("authenticate", "authenticating"));
+        };
+        let (commands, scp) = in_session(&self.card_id, self.id.as_str(), Some(scp.clone()), |s| {
+            s.open(ctx, answer, &[read_balance_command()])
+        })?;
+        self.state = PurchaseState::ReadingBalance { scp };
         Ok((self, commands))
     }
 
@@ -367,26 +600,36 @@ impl Settlement {
         ctx: &mut Context<'_, R>,
         answers: &[ResponseApdu],
     ) -> Result<(Settlement, OfferOutcome), StepError> {
-        expect("offer", self.phase, Phase::ReadingBalance)?;
-        let plain = self.session().after_open(ctx, answers, 1)?;
+        let PurchaseState::ReadingBalance { scp } = &self.state else {
+            return Err(self.out_of_order("offer", "reading_balance"));
+        };
+        let (plain, scp) =
+            in_session(&self.card_id, self.id.as_str(), Some(scp.clone()), |s| s.after_open(ctx, answers, 1))?;
         let report = self.balance_report(&plain[0])?;
         let currency = self.bill.amount.currency();
         let balance =
             Money::new(report.balance_minor, currency).map_err(|e| StepError::BadCardAnswer(e.to_string()))?;
-        self.balance_minor = Some(report.balance_minor);
         if report.balance_minor < self.bill.amount.amount_minor() {
             let amount = self.bill.amount;
-            self.void("insufficient_balance", "insufficient balance");
+            self.state = PurchaseState::Voided {
+                balance_minor: Some(report.balance_minor),
+                offer: None,
+                code: "insufficient_balance".into(),
+                reason: "insufficient balance".into(),
+            };
             return Ok((self, OfferOutcome::Insufficient { balance, amount }));
         }
         let debit = debit_command(&self.transfer_request());
-        let wire = self.session().seal(ctx, &debit)?;
+        let (wire, scp) = in_session(&self.card_id, self.id.as_str(), Some(scp), |s| s.seal(ctx, &debit))?;
         let debit_hash = Sha256Digest::of(&wire.to_bytes());
         let token = self.sign_offer(ctx, balance, debit_hash)?;
-        self.counter_at_offer = Some(report.counter);
-        self.debit_hash = Some(debit_hash);
-        self.offer_token = Some(token.clone());
-        self.phase = Phase::Offered;
+        let offer = OfferMade {
+            balance_minor: report.balance_minor,
+            counter_at_offer: report.counter,
+            debit_hash,
+            offer_token: token.clone(),
+        };
+        self.state = PurchaseState::Offered { scp, offer };
         Ok((self, OfferOutcome::Offered { offer: token, debit: wire }))
     }
 
@@ -421,19 +664,24 @@ impl Settlement {
         ctx: &mut Context<'_, R>,
         answer: &ResponseApdu,
     ) -> Result<(Settlement, String), StepError> {
-        expect("complete", self.phase, Phase::Offered)?;
-        let plain = self.session().unseal(ctx, answer)?;
+        let PurchaseState::Offered { scp, offer } = &self.state else {
+            return Err(self.out_of_order("complete", "offered"));
+        };
+        let offer = offer.clone();
+        let (plain, _) = in_session(&self.card_id, self.id.as_str(), Some(scp.clone()), |s| s.unseal(ctx, answer))?;
         completed(&plain)?;
         let status = TxStatus::parse(plain.data()).map_err(bad_answer)?;
         let TxStatus::Applied(result) = status else { return Err(StepError::WrongTransaction) };
-        let token = self.finish(ctx, &result)?;
+        let token = self.finish(ctx, &result, offer)?;
         Ok((self, token))
     }
 
+    /// The card proved the DEBIT applied: SIG3, and the settlement completed.
     fn finish<R: Random + ?Sized>(
         &mut self,
         ctx: &mut Context<'_, R>,
         result: &kessai_card::protocol::TxResult,
+        offer: OfferMade,
     ) -> Result<String, StepError> {
         if result.tx_id.0 != *self.transaction_id.as_bytes()
             || result.kind != TransferKind::Debit
@@ -456,18 +704,33 @@ impl Settlement {
         let claims =
             Claims::for_lifetime(ctx.center.clone(), MessageId::generate(ctx.rng), ctx.now, COMPLETION_LIFETIME_S)?;
         let token = completion::sign(&claims, &done, ctx.center_key)?;
-        self.card_counter = Some(result.counter);
-        self.completion_token = Some(token.clone());
-        self.session().end();
-        self.phase = Phase::Completed;
+        self.state = PurchaseState::Completed {
+            offer,
+            completion_token: token.clone(),
+            card_counter: result.counter,
+            receipt_token: None,
+        };
         Ok(token)
     }
 
     fn void(&mut self, code: &str, reason: &str) {
-        self.phase = Phase::Voided;
-        self.session().end();
-        self.outcome_code = Some(code.to_owned());
-        self.outcome_reason = Some(reason.to_owned());
+        self.state = PurchaseState::Voided {
+            balance_minor: self.balance_minor(),
+            offer: self.state.offer().cloned(),
+            code: code.to_owned(),
+            reason: reason.to_owned(),
+        };
+    }
+
+    /// Voids a settlement before its DEBIT was sealed.
+    fn void_before_debit(mut self, step: &'static str, code: &str, reason: &str) -> Result<Settlement, StepError> {
+        match self.state {
+            PurchaseState::Authenticating { .. } | PurchaseState::ReadingBalance { .. } => {
+                self.void(code, reason);
+                Ok(self)
+            }
+            _ => Err(self.out_of_order(step, "authenticating or reading_balance")),
+        }
     }
 
     /// The same bill presented again before any DEBIT exists (a wallet that
@@ -477,46 +740,26 @@ impl Settlement {
         mut self,
         ctx: &mut Context<'_, R>,
     ) -> Result<(Settlement, CommandApdu), StepError> {
-        if !matches!(self.phase, Phase::Authenticating | Phase::ReadingBalance) {
-            return Err(StepError::OutOfOrder {
-                step: "restart",
-                phase: self.phase,
-                expected: "authenticating or reading_balance",
-            });
+        if !matches!(self.state, PurchaseState::Authenticating { .. } | PurchaseState::ReadingBalance { .. }) {
+            return Err(self.out_of_order("restart", "authenticating or reading_balance"));
         }
         let key_version = self.key_version;
-        let init = self.session().begin(ctx, key_version)?;
-        self.phase = Phase::Authenticating;
+        let (init, scp) = in_session(&self.card_id, self.id.as_str(), None, |s| s.begin(ctx, key_version))?;
+        self.state = PurchaseState::Authenticating { scp };
         Ok((self, init))
     }
 
     /// The cardholder declined, or the wallet gave up, before any DEBIT was
     /// issued: void at once. After the DEBIT was issued only the card can
     /// settle it (`begin_recovery`).
-    pub fn cancel(mut self, reason: &str) -> Result<Settlement, StepError> {
-        match self.phase {
-            Phase::Authenticating | Phase::ReadingBalance => {
-                self.void("cancelled", reason);
-                Ok(self)
-            }
-            phase => {
-                Err(StepError::OutOfOrder { step: "cancel", phase, expected: "authenticating or reading_balance" })
-            }
-        }
+    pub fn cancel(self, reason: &str) -> Result<Settlement, StepError> {
+        self.void_before_debit("cancel", "cancelled", reason)
     }
 
     /// Ends a settlement the wallet left before its DEBIT was sealed, once
     /// past its deadline (the sweep): no DEBIT exists, so none can apply.
-    pub fn abandon(mut self) -> Result<Settlement, StepError> {
-        match self.phase {
-            Phase::Authenticating | Phase::ReadingBalance => {
-                self.void("abandoned", "abandoned before the debit was issued");
-                Ok(self)
-            }
-            phase => {
-                Err(StepError::OutOfOrder { step: "abandon", phase, expected: "authenticating or reading_balance" })
-            }
-        }
+    pub fn abandon(self) -> Result<Settlement, StepError> {
+        self.void_before_debit("abandon", "abandoned", "abandoned before the debit was issued")
     }
 
     /// Voids a settlement whose DEBIT may be outstanding without the card's
@@ -524,13 +767,7 @@ impl Settlement {
     /// the card is reported lost, and the reason is recorded. (A lost card
     /// will never be presented again to say what happened.)
     pub fn void_lost_card(mut self, card: &CardRecord, now: Timestamp, reason: &str) -> Result<Settlement, StepError> {
-        if !self.phase.debit_issued() {
-            return Err(StepError::OutOfOrder {
-                step: "void_lost",
-                phase: self.phase,
-                expected: "offered or recovering",
-            });
-        }
+        self.debit_out("void_lost")?;
         if card.id != self.card_id || card.status != CardRegistryStatus::Lost {
             return Err(StepError::CardNotLost(self.card_id));
         }
@@ -548,16 +785,10 @@ impl Settlement {
         mut self,
         ctx: &mut Context<'_, R>,
     ) -> Result<(Settlement, CommandApdu), StepError> {
-        if !self.phase.debit_issued() {
-            return Err(StepError::OutOfOrder {
-                step: "recover",
-                phase: self.phase,
-                expected: "offered or recovering",
-            });
-        }
+        let (_, offer) = self.debit_out("recover")?;
         let key_version = self.key_version;
-        let init = self.session().begin(ctx, key_version)?;
-        self.phase = Phase::Recovering;
+        let (init, scp) = in_session(&self.card_id, self.id.as_str(), None, |s| s.begin(ctx, key_version))?;
+        self.state = PurchaseState::Recovering { scp, offer };
         Ok((self, init))
     }
 
@@ -569,10 +800,15 @@ impl Settlement {
         ctx: &mut Context<'_, R>,
         answer: &ResponseApdu,
     ) -> Result<(Settlement, Vec<CommandApdu>), StepError> {
-        expect("recovery_authenticate", self.phase, Phase::Recovering)?;
+        let PurchaseState::Recovering { scp, offer } = &self.state else {
+            return Err(self.out_of_order("recovery_authenticate", "recovering"));
+        };
+        let offer = offer.clone();
         let tx = TxId(*self.transaction_id.as_bytes());
-        let commands = self.session().open(ctx, answer, &[transaction_status_command(&tx)])?;
-        self.phase = Phase::RecoveringStatus;
+        let (commands, scp) = in_session(&self.card_id, self.id.as_str(), Some(scp.clone()), |s| {
+            s.open(ctx, answer, &[transaction_status_command(&tx)])
+        })?;
+        self.state = PurchaseState::RecoveringStatus { scp, offer };
         Ok((self, commands))
     }
 
@@ -583,16 +819,21 @@ impl Settlement {
         ctx: &mut Context<'_, R>,
         answers: &[ResponseApdu],
     ) -> Result<(Settlement, Resolution), StepError> {
-        expect("resolve", self.phase, Phase::RecoveringStatus)?;
-        let plain = self.session().after_open(ctx, answers, 1)?;
+        let PurchaseState::RecoveringStatus { scp, offer } = &self.state else {
+            return Err(self.out_of_order("resolve", "recovering_status"));
+        };
+        let offer = offer.clone();
+        let (plain, scp) =
+            in_session(&self.card_id, self.id.as_str(), Some(scp.clone()), |s| s.after_open(ctx, answers, 1))?;
         match transaction_status(&plain[0], &self.transaction_id)? {
             Probe::Applied(result) => {
-                let token = self.finish(ctx, &result)?;
+                let token = self.finish(ctx, &result, offer)?;
                 Ok((self, Resolution::Completed { completion: token }))
             }
             Probe::NotKnown => {
-                let command = self.session().seal(ctx, &read_balance_command())?;
-                self.phase = Phase::RecoveringBalance;
+                let (command, scp) =
+                    in_session(&self.card_id, self.id.as_str(), Some(scp), |s| s.seal(ctx, &read_balance_command()))?;
+                self.state = PurchaseState::RecoveringBalance { scp, offer };
                 Ok((self, Resolution::NeedsBalance { command }))
             }
         }
@@ -605,14 +846,31 @@ impl Settlement {
         ctx: &mut Context<'_, R>,
         answer: &ResponseApdu,
     ) -> Result<(Settlement, Resolution), StepError> {
-        expect("resolve_balance", self.phase, Phase::RecoveringBalance)?;
-        let plain = self.session().unseal(ctx, answer)?;
+        let PurchaseState::RecoveringBalance { scp, offer } = &self.state else {
+            return Err(self.out_of_order("resolve_balance", "recovering_balance"));
+        };
+        let counter_at_offer = offer.counter_at_offer;
+        let (plain, _) = in_session(&self.card_id, self.id.as_str(), Some(scp.clone()), |s| s.unseal(ctx, answer))?;
         // A card blocked since the offer can still tell us what happened.
         let report = balance_report(&self.card_id, self.bill.amount.currency(), &plain)?;
-        never_applied(self.counter_at_offer, &report)?;
+        never_applied(Some(counter_at_offer), &report)?;
         self.void("not_applied", "the card reports the transaction was not applied");
         Ok((self, Resolution::Voided))
     }
+}
+
+/// Runs `f` on a secure session over `scp` (`None`: none open yet) and
+/// returns what it made with the session's sealed state after it.
+fn in_session<T>(
+    card: &CardId,
+    label: &str,
+    scp: Option<SealedState>,
+    f: impl FnOnce(&mut Session<'_>) -> Result<T, StepError>,
+) -> Result<(T, SealedState), StepError> {
+    let mut scp = scp;
+    let out = f(&mut Session::new(card, label, &mut scp))?;
+    let scp = scp.ok_or(StepError::Security(SecurityError::WrongPhase))?;
+    Ok((out, scp))
 }
 
 /// What `offer` produced.

@@ -25,7 +25,9 @@ use crate::authorizer::Authorizer;
 use crate::books::{Books, BooksError, Entries, initial_value_id};
 use crate::db::{CenterDb, DbError, SavedResponse, StoreRecord};
 use crate::limits::{ABANDONED_AFTER_S, MAX_APDU_BYTES, MAX_APDUS_PER_STEP, SWEEP_BATCH_MAX};
-use crate::purchase::{CardRecord, Context, CreateInput, OfferOutcome, Phase, Resolution, Settlement, StepError};
+use crate::purchase::{
+    CardRecord, Context, CreateInput, OfferOutcome, Phase, PurchaseState, Resolution, Settlement, StepError,
+};
 use crate::runner::{StepFailure, run_step};
 use crate::security::SecurityServer;
 
@@ -87,13 +89,16 @@ pub struct StepReply {
 fn reply(s: &Settlement, apdus: &[CommandApdu]) -> StepReply {
     StepReply {
         settlement_id: s.id.to_string(),
-        phase: s.phase,
+        phase: s.phase(),
         apdus: apdus.iter().map(|c| hex::encode(c.to_bytes())).collect(),
-        offer: if s.phase == Phase::Offered { s.offer_token.clone() } else { None },
-        completion: s.completion_token.clone(),
-        balance_minor: s.balance_minor,
-        reason: s.outcome_reason.clone(),
-        reason_code: s.outcome_code.clone(),
+        offer: match s.state() {
+            PurchaseState::Offered { offer, .. } => Some(offer.offer_token.clone()),
+            _ => None,
+        },
+        completion: s.completion_token().map(str::to_owned),
+        balance_minor: s.balance_minor(),
+        reason: s.outcome().map(|(_, reason)| reason.to_owned()),
+        reason_code: s.outcome().map(|(code, _)| code.to_owned()),
     }
 }
 
@@ -285,7 +290,7 @@ impl Center {
             Some((existing, _)) if existing.card_id != card_id => Err(CenterError::BillInUse(existing.card_id)),
             // The same bill again before any DEBIT exists: a fresh session,
             // so the purchase goes on. Later, the settlement as it stands.
-            Some((existing, _)) if matches!(existing.phase, Phase::Authenticating | Phase::ReadingBalance) => {
+            Some((existing, _)) if matches!(existing.phase(), Phase::Authenticating | Phase::ReadingBalance) => {
                 let id = existing.id.to_string();
                 self.step(
                     &id,
@@ -337,10 +342,10 @@ impl Center {
         );
         let (stepped, ()) = found?;
         let s = &stepped.settlement;
-        if matches!(s.phase, Phase::Completed | Phase::Voided) {
-            self.outcomes.get_or_create(&vec![("outcome".to_owned(), s.phase.as_str().to_owned())]).inc();
+        if matches!(s.phase(), Phase::Completed | Phase::Voided) {
+            self.outcomes.get_or_create(&vec![("outcome".to_owned(), s.phase().as_str().to_owned())]).inc();
         }
-        if s.phase == Phase::Completed {
+        if s.phase() == Phase::Completed {
             self.completed.push(s.clone());
         }
         Ok(reply(s, &stepped.apdus))
@@ -598,23 +603,23 @@ impl Center {
     /// checking it: signed by the paid store's merchant of record, for this
     /// settlement and this exact completion token.
     pub async fn accept_receipt(&self, id: &str, token: &str) -> Result<(), CenterError> {
-        let (mut s, version) = self.load(id, None).await?;
-        let completion = s.completion_token.clone().ok_or_else(|| CenterError::Receipt("not completed".into()))?;
+        let (s, version) = self.load(id, None).await?;
+        let completion = s.completion_token().ok_or_else(|| CenterError::Receipt("not completed".into()))?;
         let keys = self.db.store_keys().await?;
         let verified =
             receipt::verify(token, &keys, self.clock.as_ref()).map_err(|e| CenterError::Receipt(e.to_string()))?;
         let r = verified.message();
         if r.settlement_id() != &s.id
-            || r.completion_hash() != Sha256Digest::of_token(&completion)
+            || r.completion_hash() != Sha256Digest::of_token(completion)
             || r.store() != &s.bill.store
             || r.order_id() != &s.bill.order_id
         {
             return Err(CenterError::Receipt("the receipt does not match this settlement".into()));
         }
-        if s.receipt_token.is_some() {
+        if s.receipt_token().is_some() {
             return Ok(());
         }
-        s.receipt_token = Some(token.to_owned());
+        let s = s.with_receipt(token.to_owned())?;
         self.db.update_settlement(&s, version, self.clock.now()).await?;
         Ok(())
     }

@@ -30,7 +30,7 @@ impl CenterDb {
         .bind(s.bill.store.as_str().to_owned())
         .bind(s.bill.bill_id.as_str().to_owned())
         .bind(s.card_id.to_string())
-        .bind(s.phase.as_str().to_owned())
+        .bind(s.phase().as_str().to_owned())
         .bind(settlement_record(s)?)
         .bind(to_i64(now.unix_s())?);
         let existing = Stmt::new("SELECT record, version FROM center_settlements WHERE store = $1 AND bill_id = $2")
@@ -82,12 +82,12 @@ impl CenterDb {
             "UPDATE center_settlements SET phase = $1, record = $2, version = version + 1, updated_at = $3,
              delivered = $6 WHERE id = $4 AND version = $5",
         )
-        .bind(s.phase.as_str().to_owned())
+        .bind(s.phase().as_str().to_owned())
         .bind(settlement_record(s)?)
         .bind(to_i64(now.unix_s())?)
         .bind(s.id.as_str().to_owned())
         .bind(version)
-        .bind(i64::from(s.receipt_token.is_some()));
+        .bind(i64::from(s.receipt_token().is_some()));
         let save = response.map(|r| r.statement(now)).transpose()?;
         let now_s = now.unix_s();
         let step = StepWrite { check, version, entries, now_s, update, also: Vec::new(), save, what: s.id.to_string() };

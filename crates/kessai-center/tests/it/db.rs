@@ -75,13 +75,14 @@ async fn settlements_are_versioned_and_unique_per_bill(db: &CenterDb) {
     assert_eq!(version, 1);
 
     let (mut loaded, version) = db.settlement(&s.id).await.unwrap().unwrap();
-    assert_eq!(loaded.scp, s.scp, "sealed state survives storage");
+    let scp = |s: &kessai_center::purchase::Settlement| serde_json::to_value(s).unwrap()["scp"].clone();
+    assert_eq!(scp(&loaded), scp(&s), "sealed state survives storage");
     loaded = loaded.cancel("test").unwrap();
     db.update_settlement(&loaded, version, NOW).await.unwrap();
     // A second writer that read the old version loses.
     assert!(matches!(db.update_settlement(&loaded, version, NOW).await, Err(DbError::Conflict)));
     let (after, v2) = db.settlement(&s.id).await.unwrap().unwrap();
-    assert_eq!((after.phase, v2), (Phase::Voided, 2));
+    assert_eq!((after.phase(), v2), (Phase::Voided, 2));
     let voided = db.list_settlements(None, Some(Phase::Voided), 10).await.unwrap();
     assert_eq!(voided.len(), 1);
     assert!(db.list_settlements(Some(&card_id(3)), None, 10).await.unwrap().is_empty());
@@ -115,7 +116,7 @@ async fn steps_store_their_answer_only_when_they_win(db: &CenterDb) {
     let (stored, found) = db.idempotent_response_and_settlement("won", &s.id).await.unwrap();
     assert_eq!(stored, db.idempotent_response("won").await.unwrap());
     let (found, found_version) = found.unwrap();
-    assert_eq!((found.id, found.phase, found_version), (s.id.clone(), Phase::Voided, version + 1));
+    assert_eq!((found.phase(), found.id, found_version), (Phase::Voided, s.id.clone(), version + 1));
     let missing = kessai_core::ids::SettlementId::parse("stl_missing").unwrap();
     assert_eq!(db.idempotent_response_and_settlement("none", &missing).await.unwrap().0, None);
     assert!(db.idempotent_response_and_settlement("none", &missing).await.unwrap().1.is_none());
@@ -143,7 +144,7 @@ async fn undelivered_completions_are_found(db: &CenterDb) {
         db.insert_settlement(&s, NOW).await.unwrap();
         completed(&mut s);
         if n == 1 {
-            s.receipt_token = Some("receipt".into());
+            s = s.with_receipt("receipt".into()).unwrap();
         }
         let at = kessai_core::time::Timestamp::from_unix_s(NOW.unix_s() + n);
         db.update_settlement(&s, 1, at).await.unwrap();
@@ -151,13 +152,14 @@ async fn undelivered_completions_are_found(db: &CenterDb) {
     }
     let found: Vec<_> = db.undelivered(10).await.unwrap().into_iter().map(|s| s.id).collect();
     assert_eq!(found, vec![ids[0].clone(), ids[2].clone()], "oldest first, the receipted one left out");
-    // A completed settlement without its completion is never written.
-    let (mut s, _) = w.create(&record(5));
-    db.insert_settlement(&s, NOW).await.unwrap();
-    s.phase = Phase::Completed;
-    let refused = db.update_settlement(&s, 1, NOW).await;
-    assert!(matches!(refused, Err(DbError::Corrupt(_))), "{refused:?}");
-    assert_eq!(db.settlement(&s.id).await.unwrap().unwrap().0.phase, Phase::Authenticating, "nothing written");
+    // A completed settlement without its completion cannot be made, nor read
+    // back from a stored record.
+    let (s, _) = w.create(&record(5));
+    let mut record_json = serde_json::to_value(&s).unwrap();
+    record_json["phase"] = "completed".into();
+    record_json["scp"] = serde_json::Value::Null;
+    let read = serde_json::from_value::<kessai_center::purchase::Settlement>(record_json);
+    assert!(read.is_err(), "{read:?}");
 
     // Two more completed in the same second as the first: ties go by id.
     for _ in 0..2 {
@@ -307,7 +309,7 @@ async fn sqlite_group_commit_answers_each_write_for_itself() {
     assert_eq!((won, lost), (24, 24));
     for s in &settlements {
         let (stored, version) = db.settlement(&s.id).await.unwrap().unwrap();
-        assert_eq!((stored.phase, version), (Phase::Voided, 2));
+        assert_eq!((stored.phase(), version), (Phase::Voided, 2));
     }
 }
 
@@ -391,10 +393,21 @@ async fn migrations_take_turns_and_a_newer_schema_is_refused_on_postgres() {
     migrations_take_turns_and_a_newer_schema_is_refused(&url).await;
 }
 
-/// Makes `s` a completed settlement as a completion step leaves it.
+/// Makes `s` a completed settlement as a completion step leaves it (through
+/// its stored form: a completion can only be made by the card's proof).
 fn completed(s: &mut kessai_center::purchase::Settlement) {
-    s.phase = Phase::Completed;
-    s.scp = None;
-    s.completion_token = Some("completion".into());
-    s.card_counter = Some(1);
+    let mut v = serde_json::to_value(&*s).unwrap();
+    for (field, value) in [
+        ("phase", serde_json::json!("completed")),
+        ("scp", serde_json::Value::Null),
+        ("balance_minor", serde_json::json!(50_000)),
+        ("counter_at_offer", serde_json::json!(1)),
+        ("debit_hash", serde_json::to_value(kessai_core::digest::Sha256Digest::of(b"debit")).unwrap()),
+        ("offer_token", serde_json::json!("offer")),
+        ("completion_token", serde_json::json!("completion")),
+        ("card_counter", serde_json::json!(2)),
+    ] {
+        v[field] = value;
+    }
+    *s = serde_json::from_value(v).unwrap();
 }

@@ -270,7 +270,7 @@ async fn abandoned_settlement(mut s: Setup) {
     let (a, b) = tokio::join!(s.center.sweep_abandoned(&sim, later), s.center.sweep_abandoned(&sim, later));
     assert_eq!(a.unwrap() + b.unwrap(), 2, "the stuck settlement and the refused one, each once");
     let ended = s.center.settlement(&id).await.unwrap();
-    assert_eq!((ended.phase, ended.outcome_code.as_deref()), (Phase::Voided, Some("abandoned")));
+    assert_eq!((ended.phase(), ended.outcome().map(|(code, _)| code)), (Phase::Voided, Some("abandoned")));
     let states = s.center.books.ledger().lookup_pending_states(&[stuck.transaction_id.as_u128()]).await.unwrap();
     assert_eq!(states, vec![(stuck.transaction_id.as_u128(), kessai_ledger::PendingState::Voided)]);
     assert_eq!(s.center.sweep_abandoned(&sim, later).await.unwrap(), 0, "nothing is ended twice");

@@ -168,8 +168,8 @@ async fn verify_books(db_url: &str, cards: &[(String, std::path::PathBuf, u64)])
     let db = CenterDb::open(db_url).await.unwrap();
     let ledger = db.ledger();
     let all = db.list_settlements(None, None, 500).await.unwrap();
-    assert!(all.iter().all(|s| matches!(s.phase, Phase::Completed | Phase::Voided)), "every settlement ended");
-    assert!(all.iter().any(|s| s.phase == Phase::Completed), "some purchases completed");
+    assert!(all.iter().all(|s| matches!(s.phase(), Phase::Completed | Phase::Voided)), "every settlement ended");
+    assert!(all.iter().any(|s| s.phase() == Phase::Completed), "some purchases completed");
     ledger.check().await.unwrap();
     let books = Books::new(db.clone());
     let mut completed_total = 0;
@@ -177,7 +177,7 @@ async fn verify_books(db_url: &str, cards: &[(String, std::path::PathBuf, u64)])
         let card = CardId::parse(id).unwrap();
         let spent: u64 = all
             .iter()
-            .filter(|s| s.card_id == card && s.phase == Phase::Completed)
+            .filter(|s| s.card_id == card && s.phase() == Phase::Completed)
             .map(|s| s.bill.amount.amount_minor())
             .sum();
         completed_total += spent;
