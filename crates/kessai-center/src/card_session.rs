@@ -118,6 +118,20 @@ impl<'r> Session<'r> {
     }
 }
 
+/// Runs `f` on a secure session over `scp` (`None`: none open yet) and
+/// returns what it made with the session's sealed state after it.
+pub(crate) fn in_session<T>(
+    card: &CardId,
+    label: &str,
+    scp: Option<SealedState>,
+    f: impl FnOnce(&mut Session<'_>) -> Result<T, StepError>,
+) -> Result<(T, SealedState), StepError> {
+    let mut scp = scp;
+    let out = f(&mut Session::new(card, label, &mut scp))?;
+    let scp = scp.ok_or(StepError::Security(SecurityError::WrongPhase))?;
+    Ok((out, scp))
+}
+
 /// The card answered 9000.
 pub(crate) fn completed(r: &ResponseApdu) -> Result<(), StepError> {
     if r.sw() != StatusWord::from(0x9000u16) {

@@ -37,7 +37,9 @@ use kessai_core::{Currency, Money};
 use kessai_scp03::{ApduError, CommandApdu, ResponseApdu, StatusWord};
 use serde::{Deserialize, Serialize};
 
-use crate::card_session::{Probe, Session, bad_answer, balance_report, completed, never_applied, transaction_status};
+use crate::card_session::{
+    Probe, bad_answer, balance_report, completed, in_session, never_applied, transaction_status,
+};
 use crate::limits::{COMPLETION_LIFETIME_S, OFFER_LIFETIME_S, SETTLEMENT_TIMEOUT_S};
 use crate::security::{SealedState, SecurityError, SecurityServer};
 
@@ -857,20 +859,6 @@ impl Settlement {
         self.void("not_applied", "the card reports the transaction was not applied");
         Ok((self, Resolution::Voided))
     }
-}
-
-/// Runs `f` on a secure session over `scp` (`None`: none open yet) and
-/// returns what it made with the session's sealed state after it.
-fn in_session<T>(
-    card: &CardId,
-    label: &str,
-    scp: Option<SealedState>,
-    f: impl FnOnce(&mut Session<'_>) -> Result<T, StepError>,
-) -> Result<(T, SealedState), StepError> {
-    let mut scp = scp;
-    let out = f(&mut Session::new(card, label, &mut scp))?;
-    let scp = scp.ok_or(StepError::Security(SecurityError::WrongPhase))?;
-    Ok((out, scp))
 }
 
 /// What `offer` produced.

@@ -26,7 +26,9 @@ use crate::owed::owed_code;
 use crate::purchase::{CardRegistryStatus, Context, StepError};
 use crate::runner::{StepFailure, run_step};
 use crate::service::{Answer, Center};
-use crate::value::{NewUpdate, Purpose, UpdateOffer, UpdatePhase, UpdateResolution, UpdateStepError, ValueUpdate};
+use crate::value::{
+    NewUpdate, Purpose, UpdateOffer, UpdatePhase, UpdateResolution, UpdateState, UpdateStepError, ValueUpdate,
+};
 use kessai_core::messages::value_update::Direction;
 
 /// Why a charge request was refused. The HTTP layer maps each to a status
@@ -140,17 +142,20 @@ pub fn update_reply(c: &ValueUpdate, apdus: &[CommandApdu]) -> UpdateReply {
     UpdateReply {
         update_id: c.id.to_string(),
         charge_id: c.id.to_string(),
-        phase: c.phase,
+        phase: c.phase(),
         direction: c.direction,
         purpose: c.purpose.clone(),
         apdus: apdus.iter().map(|a| hex::encode(a.to_bytes())).collect(),
         amount: c.amount,
         funding_ref: c.authorization.as_str().to_owned(),
-        value_update: if c.phase == UpdatePhase::Offered { c.value_update_token.clone() } else { None },
-        balance_minor: c.balance_minor,
-        balance_after_minor: c.balance_after_minor,
-        reason: c.outcome_reason.clone(),
-        reason_code: c.outcome_code.clone(),
+        value_update: match c.state() {
+            UpdateState::Offered { offer, .. } => Some(offer.value_update_token.clone()),
+            _ => None,
+        },
+        balance_minor: c.balance_minor(),
+        balance_after_minor: c.applied().map(|a| a.balance_after_minor),
+        reason: c.outcome().map(|(_, reason)| reason.to_owned()),
+        reason_code: c.outcome().map(|(code, _)| code.to_owned()),
     }
 }
 
@@ -375,7 +380,7 @@ impl Center {
     /// secure session so the wallet can go on; later, as it stands (the
     /// wallet then recovers it).
     pub(crate) async fn resume_value_update(&self, existing: ValueUpdate) -> Result<UpdateReply, UpdateError> {
-        if !matches!(existing.phase, UpdatePhase::Authenticating | UpdatePhase::ReadingBalance) {
+        if !matches!(existing.phase(), UpdatePhase::Authenticating | UpdatePhase::ReadingBalance) {
             return Ok(update_reply(&existing, &[]));
         }
         // The authorizer is not called on this path.
@@ -406,8 +411,8 @@ impl Center {
                 parent.id, request.card_id
             )));
         }
-        if parent.phase != UpdatePhase::Completed {
-            return Err(UpdateError::NotDecreasable(format!("charge {} is {}", parent.id, parent.phase.as_str())));
+        if parent.phase() != UpdatePhase::Completed {
+            return Err(UpdateError::NotDecreasable(format!("charge {} is {}", parent.id, parent.phase().as_str())));
         }
         if request.amount.currency() != parent.amount.currency() || request.amount.is_zero() {
             return Err(UpdateError::AmountOutOfRange {
@@ -831,6 +836,6 @@ fn value_effects(c: &ValueUpdate, effect: Effect) -> Result<Effects<'_>, BooksEr
         Effect::Hold => funding.hold(c),
         Effect::Complete => funding.complete(c),
         // A hold exists exactly when a command was sealed.
-        Effect::Void => funding.void(c, c.command_hash.is_some()),
+        Effect::Void => funding.void(c, c.command_sealed()),
     }
 }

@@ -38,7 +38,9 @@ use kessai_core::time::Timestamp;
 use kessai_scp03::{ApduError, CommandApdu, ResponseApdu};
 use serde::{Deserialize, Serialize};
 
-use crate::card_session::{Probe, Session, bad_answer, balance_report, completed, never_applied, transaction_status};
+use crate::card_session::{
+    Probe, bad_answer, balance_report, completed, in_session, never_applied, transaction_status,
+};
 use crate::limits::VALUE_UPDATE_LIFETIME_S;
 use crate::purchase::{CardRecord, CardRegistryStatus, Context, StepError};
 use crate::security::{SealedState, SecurityError};
@@ -162,54 +164,267 @@ impl From<ApduError> for UpdateStepError {
     }
 }
 
-/// A charge as stored. No payment card data: only the authorizer's reference.
+/// What a value update made when it sealed its command: what recovery
+/// compares against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateOffered {
+    /// The balance read inside the secure session.
+    pub balance_minor: u64,
+    /// The card's counter when the balance was read: an applied command was
+    /// applied as counter + 1.
+    pub counter_at_offer: u32,
+    /// SHA-256 of the sealed command's bytes.
+    pub command_hash: Sha256Digest,
+    /// The signed value update (SIG5).
+    pub value_update_token: String,
+}
+
+/// What the card's sealed answer proved it applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpdateApplied {
+    pub card_counter: u32,
+    pub balance_after_minor: u64,
+}
+
+/// Where a value update stands, each state with exactly the data valid in
+/// it. The SCP03 state only sealed.
+#[derive(Debug, Clone)]
+pub enum UpdateState {
+    Authenticating {
+        scp: SealedState,
+    },
+    ReadingBalance {
+        scp: SealedState,
+    },
+    Offered {
+        scp: SealedState,
+        offer: UpdateOffered,
+    },
+    Recovering {
+        scp: SealedState,
+        offer: UpdateOffered,
+    },
+    RecoveringStatus {
+        scp: SealedState,
+        offer: UpdateOffered,
+    },
+    RecoveringBalance {
+        scp: SealedState,
+        offer: UpdateOffered,
+    },
+    Completed {
+        offer: UpdateOffered,
+        applied: UpdateApplied,
+    },
+    /// `applied`: the card applied it, but it is not completed (a charge
+    /// whose funding was refused).
+    Voided {
+        balance_minor: Option<u64>,
+        offer: Option<UpdateOffered>,
+        applied: Option<UpdateApplied>,
+        code: String,
+        reason: String,
+    },
+}
+
+impl UpdateState {
+    pub fn phase(&self) -> UpdatePhase {
+        match self {
+            UpdateState::Authenticating { .. } => UpdatePhase::Authenticating,
+            UpdateState::ReadingBalance { .. } => UpdatePhase::ReadingBalance,
+            UpdateState::Offered { .. } => UpdatePhase::Offered,
+            UpdateState::Recovering { .. } => UpdatePhase::Recovering,
+            UpdateState::RecoveringStatus { .. } => UpdatePhase::RecoveringStatus,
+            UpdateState::RecoveringBalance { .. } => UpdatePhase::RecoveringBalance,
+            UpdateState::Completed { .. } => UpdatePhase::Completed,
+            UpdateState::Voided { .. } => UpdatePhase::Voided,
+        }
+    }
+
+    fn scp(&self) -> Option<&SealedState> {
+        match self {
+            UpdateState::Authenticating { scp }
+            | UpdateState::ReadingBalance { scp }
+            | UpdateState::Offered { scp, .. }
+            | UpdateState::Recovering { scp, .. }
+            | UpdateState::RecoveringStatus { scp, .. }
+            | UpdateState::RecoveringBalance { scp, .. } => Some(scp),
+            UpdateState::Completed { .. } | UpdateState::Voided { .. } => None,
+        }
+    }
+
+    fn offer(&self) -> Option<&UpdateOffered> {
+        match self {
+            UpdateState::Offered { offer, .. }
+            | UpdateState::Recovering { offer, .. }
+            | UpdateState::RecoveringStatus { offer, .. }
+            | UpdateState::RecoveringBalance { offer, .. }
+            | UpdateState::Completed { offer, .. } => Some(offer),
+            UpdateState::Voided { offer, .. } => offer.as_ref(),
+            UpdateState::Authenticating { .. } | UpdateState::ReadingBalance { .. } => None,
+        }
+    }
+
+    fn applied(&self) -> Option<UpdateApplied> {
+        match self {
+            UpdateState::Completed { applied, .. } => Some(*applied),
+            UpdateState::Voided { applied, .. } => *applied,
+            _ => None,
+        }
+    }
+}
+
+/// A value update (a charge, a decrease, an owed item applied), stored like
+/// a settlement: as the flat record of earlier releases (`UpdateRecord`),
+/// checked to hold what its phase needs when read. No payment card data is
+/// ever in it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "UpdateRecord", into = "UpdateRecord")]
 pub struct ValueUpdate {
-    /// The update id (`vup_…`), also the charge's id.
+    /// The update id (`vup_…`).
     pub id: UpdateId,
-    pub phase: UpdatePhase,
     /// A CREDIT (charge, refund) or a DEBIT (decrease, correction).
-    #[serde(default = "credit")]
     pub direction: Direction,
-    #[serde(default)]
     pub purpose: Purpose,
     pub card_id: CardId,
     pub key_version: u8,
     /// The card's maximum balance, from the registry at creation.
     pub max_balance_minor: u64,
     pub amount: Money,
-    /// The card transaction id inside the sealed CREDIT; also the pending
+    /// The card transaction id inside the sealed command; also the pending
     /// ledger transfer's id.
     pub transaction_id: TransactionId,
     /// The SIG5 `funding_ref`: the authorizer's reference (`auth_…`) of a
     /// charge or of the charge a decrease goes back to; the owed item's id.
     pub authorization: Reference,
-    pub scp: Option<SealedState>,
-    pub balance_minor: Option<u64>,
-    /// The card's counter when the balance was read: an applied CREDIT was
-    /// applied as counter + 1.
-    pub counter_at_offer: Option<u32>,
-    pub command_hash: Option<Sha256Digest>,
-    /// The signed value update (SIG5).
-    pub value_update_token: Option<String>,
-    pub card_counter: Option<u32>,
-    pub balance_after_minor: Option<u64>,
     pub created_at: Timestamp,
     /// The day (UTC, Unix seconds at 00:00) whose charge limit a charge
     /// reserved; released if it is voided.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub charge_day_s: Option<u64>,
-    pub outcome_reason: Option<String>,
-    /// Why it was voided: `cancelled`, `over_max_balance`,
-    /// `insufficient_balance`, `not_applied`.
-    pub outcome_code: Option<String>,
+    state: UpdateState,
 }
 
-fn expect(step: &'static str, phase: UpdatePhase, expected: UpdatePhase) -> Result<(), UpdateStepError> {
-    if phase != expected {
-        return Err(UpdateStepError::OutOfOrder { step, phase, expected: expected.as_str() });
+/// A value update as stored: one flat JSON object.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct UpdateRecord {
+    id: UpdateId,
+    phase: UpdatePhase,
+    #[serde(default = "credit")]
+    direction: Direction,
+    #[serde(default)]
+    purpose: Purpose,
+    card_id: CardId,
+    key_version: u8,
+    max_balance_minor: u64,
+    amount: Money,
+    transaction_id: TransactionId,
+    authorization: Reference,
+    scp: Option<SealedState>,
+    balance_minor: Option<u64>,
+    counter_at_offer: Option<u32>,
+    command_hash: Option<Sha256Digest>,
+    value_update_token: Option<String>,
+    card_counter: Option<u32>,
+    balance_after_minor: Option<u64>,
+    created_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    charge_day_s: Option<u64>,
+    outcome_reason: Option<String>,
+    outcome_code: Option<String>,
+}
+
+impl TryFrom<UpdateRecord> for ValueUpdate {
+    type Error = &'static str;
+
+    fn try_from(r: UpdateRecord) -> Result<ValueUpdate, &'static str> {
+        const UNFIT: &str = "a value update's record does not hold what its phase needs";
+        let offer = match (r.balance_minor, r.counter_at_offer, r.command_hash, r.value_update_token) {
+            (Some(balance_minor), Some(counter_at_offer), Some(command_hash), Some(value_update_token)) => {
+                Some(UpdateOffered { balance_minor, counter_at_offer, command_hash, value_update_token })
+            }
+            _ => None,
+        };
+        let applied = match (r.card_counter, r.balance_after_minor) {
+            (Some(card_counter), Some(balance_after_minor)) => {
+                Some(UpdateApplied { card_counter, balance_after_minor })
+            }
+            _ => None,
+        };
+        let scp = r.scp;
+        let state = match r.phase {
+            UpdatePhase::Authenticating => UpdateState::Authenticating { scp: scp.ok_or(UNFIT)? },
+            UpdatePhase::ReadingBalance => UpdateState::ReadingBalance { scp: scp.ok_or(UNFIT)? },
+            UpdatePhase::Offered => UpdateState::Offered { scp: scp.ok_or(UNFIT)?, offer: offer.ok_or(UNFIT)? },
+            UpdatePhase::Recovering => UpdateState::Recovering { scp: scp.ok_or(UNFIT)?, offer: offer.ok_or(UNFIT)? },
+            UpdatePhase::RecoveringStatus => {
+                UpdateState::RecoveringStatus { scp: scp.ok_or(UNFIT)?, offer: offer.ok_or(UNFIT)? }
+            }
+            UpdatePhase::RecoveringBalance => {
+                UpdateState::RecoveringBalance { scp: scp.ok_or(UNFIT)?, offer: offer.ok_or(UNFIT)? }
+            }
+            UpdatePhase::Completed => {
+                UpdateState::Completed { offer: offer.ok_or(UNFIT)?, applied: applied.ok_or(UNFIT)? }
+            }
+            UpdatePhase::Voided => UpdateState::Voided {
+                balance_minor: r.balance_minor,
+                offer,
+                applied,
+                code: r.outcome_code.unwrap_or_else(|| "voided".into()),
+                reason: r.outcome_reason.unwrap_or_default(),
+            },
+        };
+        Ok(ValueUpdate {
+            id: r.id,
+            direction: r.direction,
+            purpose: r.purpose,
+            card_id: r.card_id,
+            key_version: r.key_version,
+            max_balance_minor: r.max_balance_minor,
+            amount: r.amount,
+            transaction_id: r.transaction_id,
+            authorization: r.authorization,
+            created_at: r.created_at,
+            charge_day_s: r.charge_day_s,
+            state,
+        })
     }
-    Ok(())
+}
+
+impl From<ValueUpdate> for UpdateRecord {
+    fn from(u: ValueUpdate) -> UpdateRecord {
+        let phase = u.state.phase();
+        let scp = u.state.scp().cloned();
+        let offer = u.state.offer().cloned();
+        let applied = u.state.applied();
+        let (mut outcome_code, mut outcome_reason, mut balance_minor) =
+            (None, None, offer.as_ref().map(|o| o.balance_minor));
+        if let UpdateState::Voided { balance_minor: b, code, reason, .. } = u.state {
+            (outcome_code, outcome_reason, balance_minor) = (Some(code), Some(reason), b);
+        }
+        UpdateRecord {
+            id: u.id,
+            phase,
+            direction: u.direction,
+            purpose: u.purpose,
+            card_id: u.card_id,
+            key_version: u.key_version,
+            max_balance_minor: u.max_balance_minor,
+            amount: u.amount,
+            transaction_id: u.transaction_id,
+            authorization: u.authorization,
+            scp,
+            balance_minor,
+            counter_at_offer: offer.as_ref().map(|o| o.counter_at_offer),
+            command_hash: offer.as_ref().map(|o| o.command_hash),
+            value_update_token: offer.map(|o| o.value_update_token),
+            card_counter: applied.map(|a| a.card_counter),
+            balance_after_minor: applied.map(|a| a.balance_after_minor),
+            created_at: u.created_at,
+            charge_day_s: u.charge_day_s,
+            outcome_reason,
+            outcome_code,
+        }
+    }
 }
 
 /// What `create` needs: the registered card, the direction, purpose and
@@ -225,7 +440,7 @@ pub struct NewUpdate<'b> {
 }
 
 impl ValueUpdate {
-    /// Opens an authorized charge and returns the INITIALIZE UPDATE.
+    /// Opens a value update and returns the INITIALIZE UPDATE.
     pub fn create<R: Random + ?Sized>(
         ctx: &mut Context<'_, R>,
         input: NewUpdate<'_>,
@@ -237,10 +452,11 @@ impl ValueUpdate {
         if input.amount.currency() != card.currency {
             return Err(StepError::CurrencyMismatch { bill: input.amount.currency(), card: card.currency }.into());
         }
-        let mut charge = ValueUpdate {
-            transaction_id: TransactionId::generate(ctx.rng),
+        let transaction_id = TransactionId::generate(ctx.rng);
+        let (init, scp) = in_session(&card.id, input.id.as_str(), None, |s| s.begin(ctx, card.key_version))?;
+        let update = ValueUpdate {
+            transaction_id,
             id: input.id,
-            phase: UpdatePhase::Authenticating,
             direction: input.direction,
             purpose: input.purpose,
             card_id: card.id,
@@ -248,40 +464,55 @@ impl ValueUpdate {
             max_balance_minor: card.max_balance_minor,
             amount: input.amount,
             authorization: input.authorization,
-            scp: None,
-            balance_minor: None,
-            counter_at_offer: None,
-            command_hash: None,
-            value_update_token: None,
-            card_counter: None,
-            balance_after_minor: None,
             created_at: ctx.now,
             charge_day_s: None,
-            outcome_reason: None,
-            outcome_code: None,
+            state: UpdateState::Authenticating { scp },
         };
-        let init = charge.session().begin(ctx, card.key_version)?;
-        Ok((charge, init))
+        Ok((update, init))
     }
 
-    /// Whether the record holds exactly what its phase needs (as
-    /// `Settlement::check_consistent`): checked before every write and after
-    /// every read.
-    pub fn check_consistent(&self) -> Result<(), &'static str> {
-        let offered =
-            self.value_update_token.is_some() && self.command_hash.is_some() && self.counter_at_offer.is_some();
-        let ok = match self.phase {
-            UpdatePhase::Authenticating | UpdatePhase::ReadingBalance => self.scp.is_some(),
-            UpdatePhase::Offered
-            | UpdatePhase::Recovering
-            | UpdatePhase::RecoveringStatus
-            | UpdatePhase::RecoveringBalance => self.scp.is_some() && offered,
-            UpdatePhase::Completed => {
-                self.scp.is_none() && self.card_counter.is_some() && self.balance_after_minor.is_some()
-            }
-            UpdatePhase::Voided => self.scp.is_none() && self.outcome_code.is_some(),
-        };
-        if ok { Ok(()) } else { Err("a value update's record does not hold what its phase needs") }
+    /// Where it stands.
+    pub fn state(&self) -> &UpdateState {
+        &self.state
+    }
+
+    pub fn phase(&self) -> UpdatePhase {
+        self.state.phase()
+    }
+
+    /// What it made when it sealed its command, once it did.
+    pub fn offer_made(&self) -> Option<&UpdateOffered> {
+        self.state.offer()
+    }
+
+    /// Whether its command was sealed (so its books hold exists).
+    pub fn command_sealed(&self) -> bool {
+        self.state.offer().is_some()
+    }
+
+    /// The balance read inside the secure session, once read.
+    pub fn balance_minor(&self) -> Option<u64> {
+        match &self.state {
+            UpdateState::Voided { balance_minor, .. } => *balance_minor,
+            state => state.offer().map(|o| o.balance_minor),
+        }
+    }
+
+    /// What the card proved it applied, once it did.
+    pub fn applied(&self) -> Option<UpdateApplied> {
+        self.state.applied()
+    }
+
+    /// Why it was voided: a stable code and a reason.
+    pub fn outcome(&self) -> Option<(&str, &str)> {
+        match &self.state {
+            UpdateState::Voided { code, reason, .. } => Some((code, reason)),
+            _ => None,
+        }
+    }
+
+    fn out_of_order(&self, step: &'static str, expected: &'static str) -> UpdateStepError {
+        UpdateStepError::OutOfOrder { step, phase: self.phase(), expected }
     }
 
     /// A charge the card applied whose authorization could not be captured:
@@ -292,11 +523,6 @@ impl ValueUpdate {
         self
     }
 
-    /// This update's secure session with its card.
-    fn session(&mut self) -> Session<'_> {
-        Session::new(&self.card_id, self.id.as_str(), &mut self.scp)
-    }
-
     /// Checks the card cryptogram; returns EXTERNAL AUTHENTICATE and a
     /// sealed READ BALANCE.
     pub fn authenticate<R: Random + ?Sized>(
@@ -304,9 +530,13 @@ impl ValueUpdate {
         ctx: &mut Context<'_, R>,
         answer: &ResponseApdu,
     ) -> Result<(ValueUpdate, Vec<CommandApdu>), UpdateStepError> {
-        expect("authenticate", self.phase, UpdatePhase::Authenticating)?;
-        let commands = self.session().open(ctx, answer, &[read_balance_command()])?;
-        self.phase = UpdatePhase::ReadingBalance;
+        let UpdateState::Authenticating { scp } = &self.state else {
+            return Err(self.out_of_order("authenticate", "authenticating"));
+        };
+        let (commands, scp) = in_session(&self.card_id, self.id.as_str(), Some(scp.clone()), |s| {
+            s.open(ctx, answer, &[read_balance_command()])
+        })?;
+        self.state = UpdateState::ReadingBalance { scp };
         Ok((self, commands))
     }
 
@@ -339,40 +569,52 @@ impl ValueUpdate {
         ctx: &mut Context<'_, R>,
         answers: &[ResponseApdu],
     ) -> Result<(ValueUpdate, UpdateOffer), UpdateStepError> {
-        expect("offer", self.phase, UpdatePhase::ReadingBalance)?;
-        let plain = self.session().after_open(ctx, answers, 1)?;
+        let UpdateState::ReadingBalance { scp } = &self.state else {
+            return Err(self.out_of_order("offer", "reading_balance"));
+        };
+        let (plain, scp) =
+            in_session(&self.card_id, self.id.as_str(), Some(scp.clone()), |s| s.after_open(ctx, answers, 1))?;
         let report = balance_report(&self.card_id, self.amount.currency(), &plain[0])?;
         if report.status != CardChipStatus::Active {
             return Err(StepError::CardNotActive(self.card_id).into());
         }
-        self.balance_minor = Some(report.balance_minor);
         let currency = self.amount.currency();
         let before = Money::new(report.balance_minor, currency).map_err(bad_answer)?;
+        let voided = |code: &str, reason: &str| UpdateState::Voided {
+            balance_minor: Some(report.balance_minor),
+            offer: None,
+            applied: None,
+            code: code.to_owned(),
+            reason: reason.to_owned(),
+        };
         let (after, command) = match self.direction {
             Direction::Credit => {
                 let after =
                     before.checked_add(&self.amount).ok().filter(|a| a.amount_minor() <= report.max_balance_minor);
                 let Some(after) = after else {
-                    self.void("over_max_balance", "the credit would take the card over its maximum balance");
+                    self.state = voided("over_max_balance", "the credit would take the card over its maximum balance");
                     return Ok((self, UpdateOffer::OverMaxBalance { balance: before }));
                 };
                 (after, credit_command(&self.transfer_request()))
             }
             Direction::Debit => {
                 let Ok(after) = before.checked_sub(&self.amount) else {
-                    self.void("insufficient_balance", "the card holds less than the amount to take off");
+                    self.state = voided("insufficient_balance", "the card holds less than the amount to take off");
                     return Ok((self, UpdateOffer::InsufficientBalance { balance: before }));
                 };
                 (after, debit_command(&self.transfer_request()))
             }
         };
-        let wire = self.session().seal(ctx, &command)?;
+        let (wire, scp) = in_session(&self.card_id, self.id.as_str(), Some(scp), |s| s.seal(ctx, &command))?;
         let command_hash = Sha256Digest::of(&wire.to_bytes());
         let token = self.sign_value_update(ctx, before, after, command_hash)?;
-        self.counter_at_offer = Some(report.counter);
-        self.command_hash = Some(command_hash);
-        self.value_update_token = Some(token.clone());
-        self.phase = UpdatePhase::Offered;
+        let offer = UpdateOffered {
+            balance_minor: report.balance_minor,
+            counter_at_offer: report.counter,
+            command_hash,
+            value_update_token: token.clone(),
+        };
+        self.state = UpdateState::Offered { scp, offer };
         Ok((self, UpdateOffer::Offered { value_update: token, credit: wire }))
     }
 
@@ -407,17 +649,20 @@ impl ValueUpdate {
         ctx: &mut Context<'_, R>,
         answer: &ResponseApdu,
     ) -> Result<ValueUpdate, UpdateStepError> {
-        expect("complete", self.phase, UpdatePhase::Offered)?;
-        let plain = self.session().unseal(ctx, answer)?;
+        let UpdateState::Offered { scp, offer } = &self.state else {
+            return Err(self.out_of_order("complete", "offered"));
+        };
+        let offer = offer.clone();
+        let (plain, _) = in_session(&self.card_id, self.id.as_str(), Some(scp.clone()), |s| s.unseal(ctx, answer))?;
         completed(&plain)?;
         let TxStatus::Applied(result) = TxStatus::parse(plain.data()).map_err(bad_answer)? else {
             return Err(StepError::WrongTransaction.into());
         };
-        self.finish(&result)?;
+        self.finish(&result, offer)?;
         Ok(self)
     }
 
-    fn finish(&mut self, result: &TxResult) -> Result<(), StepError> {
+    fn finish(&mut self, result: &TxResult, offer: UpdateOffered) -> Result<(), StepError> {
         let kind = match self.direction {
             Direction::Credit => TransferKind::Credit,
             Direction::Debit => TransferKind::Debit,
@@ -428,18 +673,35 @@ impl ValueUpdate {
         {
             return Err(StepError::WrongTransaction);
         }
-        self.card_counter = Some(result.counter);
-        self.balance_after_minor = Some(result.balance_after_minor);
-        self.session().end();
-        self.phase = UpdatePhase::Completed;
+        let applied = UpdateApplied { card_counter: result.counter, balance_after_minor: result.balance_after_minor };
+        self.state = UpdateState::Completed { offer, applied };
         Ok(())
     }
 
     fn void(&mut self, code: &str, reason: &str) {
-        self.phase = UpdatePhase::Voided;
-        self.session().end();
-        self.outcome_code = Some(code.to_owned());
-        self.outcome_reason = Some(reason.to_owned());
+        self.state = UpdateState::Voided {
+            balance_minor: self.balance_minor(),
+            offer: self.state.offer().cloned(),
+            applied: self.state.applied(),
+            code: code.to_owned(),
+            reason: reason.to_owned(),
+        };
+    }
+
+    /// Voids an update before its command was sealed.
+    fn void_before_command(
+        mut self,
+        step: &'static str,
+        code: &str,
+        reason: &str,
+    ) -> Result<ValueUpdate, UpdateStepError> {
+        match self.state {
+            UpdateState::Authenticating { .. } | UpdateState::ReadingBalance { .. } => {
+                self.void(code, reason);
+                Ok(self)
+            }
+            _ => Err(self.out_of_order(step, "authenticating or reading_balance")),
+        }
     }
 
     /// The same create presented again before any CREDIT exists (a wallet
@@ -448,49 +710,25 @@ impl ValueUpdate {
         mut self,
         ctx: &mut Context<'_, R>,
     ) -> Result<(ValueUpdate, CommandApdu), UpdateStepError> {
-        if !matches!(self.phase, UpdatePhase::Authenticating | UpdatePhase::ReadingBalance) {
-            return Err(UpdateStepError::OutOfOrder {
-                step: "restart",
-                phase: self.phase,
-                expected: "authenticating or reading_balance",
-            });
+        if !matches!(self.state, UpdateState::Authenticating { .. } | UpdateState::ReadingBalance { .. }) {
+            return Err(self.out_of_order("restart", "authenticating or reading_balance"));
         }
         let key_version = self.key_version;
-        let init = self.session().begin(ctx, key_version)?;
-        self.phase = UpdatePhase::Authenticating;
+        let (init, scp) = in_session(&self.card_id, self.id.as_str(), None, |s| s.begin(ctx, key_version))?;
+        self.state = UpdateState::Authenticating { scp };
         Ok((self, init))
     }
 
     /// The wallet gave up before any CREDIT was issued: void at once.
-    pub fn cancel(mut self, reason: &str) -> Result<ValueUpdate, UpdateStepError> {
-        match self.phase {
-            UpdatePhase::Authenticating | UpdatePhase::ReadingBalance => {
-                self.void("cancelled", reason);
-                Ok(self)
-            }
-            phase => Err(UpdateStepError::OutOfOrder {
-                step: "cancel",
-                phase,
-                expected: "authenticating or reading_balance",
-            }),
-        }
+    pub fn cancel(self, reason: &str) -> Result<ValueUpdate, UpdateStepError> {
+        self.void_before_command("cancel", "cancelled", reason)
     }
 
     /// Ends a value update the wallet left before its command was sealed,
     /// once past its deadline (the sweep): no command exists, so none can
     /// apply.
-    pub fn abandon(mut self) -> Result<ValueUpdate, UpdateStepError> {
-        match self.phase {
-            UpdatePhase::Authenticating | UpdatePhase::ReadingBalance => {
-                self.void("abandoned", "abandoned before the command was issued");
-                Ok(self)
-            }
-            phase => Err(UpdateStepError::OutOfOrder {
-                step: "abandon",
-                phase,
-                expected: "authenticating or reading_balance",
-            }),
-        }
+    pub fn abandon(self) -> Result<ValueUpdate, UpdateStepError> {
+        self.void_before_command("abandon", "abandoned", "abandoned before the command was issued")
     }
 
     /// Starts a new secure session to ask the card about the CREDIT (which
@@ -499,16 +737,16 @@ impl ValueUpdate {
         mut self,
         ctx: &mut Context<'_, R>,
     ) -> Result<(ValueUpdate, CommandApdu), UpdateStepError> {
-        if !self.phase.credit_issued() {
-            return Err(UpdateStepError::OutOfOrder {
-                step: "recover",
-                phase: self.phase,
-                expected: "offered or recovering",
-            });
-        }
+        let offer = match &self.state {
+            UpdateState::Offered { offer, .. }
+            | UpdateState::Recovering { offer, .. }
+            | UpdateState::RecoveringStatus { offer, .. }
+            | UpdateState::RecoveringBalance { offer, .. } => offer.clone(),
+            _ => return Err(self.out_of_order("recover", "offered or recovering")),
+        };
         let key_version = self.key_version;
-        let init = self.session().begin(ctx, key_version)?;
-        self.phase = UpdatePhase::Recovering;
+        let (init, scp) = in_session(&self.card_id, self.id.as_str(), None, |s| s.begin(ctx, key_version))?;
+        self.state = UpdateState::Recovering { scp, offer };
         Ok((self, init))
     }
 
@@ -518,10 +756,15 @@ impl ValueUpdate {
         ctx: &mut Context<'_, R>,
         answer: &ResponseApdu,
     ) -> Result<(ValueUpdate, Vec<CommandApdu>), UpdateStepError> {
-        expect("recovery_authenticate", self.phase, UpdatePhase::Recovering)?;
+        let UpdateState::Recovering { scp, offer } = &self.state else {
+            return Err(self.out_of_order("recovery_authenticate", "recovering"));
+        };
+        let offer = offer.clone();
         let tx = TxId(*self.transaction_id.as_bytes());
-        let commands = self.session().open(ctx, answer, &[transaction_status_command(&tx)])?;
-        self.phase = UpdatePhase::RecoveringStatus;
+        let (commands, scp) = in_session(&self.card_id, self.id.as_str(), Some(scp.clone()), |s| {
+            s.open(ctx, answer, &[transaction_status_command(&tx)])
+        })?;
+        self.state = UpdateState::RecoveringStatus { scp, offer };
         Ok((self, commands))
     }
 
@@ -531,16 +774,21 @@ impl ValueUpdate {
         ctx: &mut Context<'_, R>,
         answers: &[ResponseApdu],
     ) -> Result<(ValueUpdate, UpdateResolution), UpdateStepError> {
-        expect("resolve", self.phase, UpdatePhase::RecoveringStatus)?;
-        let plain = self.session().after_open(ctx, answers, 1)?;
+        let UpdateState::RecoveringStatus { scp, offer } = &self.state else {
+            return Err(self.out_of_order("resolve", "recovering_status"));
+        };
+        let offer = offer.clone();
+        let (plain, scp) =
+            in_session(&self.card_id, self.id.as_str(), Some(scp.clone()), |s| s.after_open(ctx, answers, 1))?;
         match transaction_status(&plain[0], &self.transaction_id)? {
             Probe::Applied(result) => {
-                self.finish(&result)?;
+                self.finish(&result, offer)?;
                 Ok((self, UpdateResolution::Completed))
             }
             Probe::NotKnown => {
-                let command = self.session().seal(ctx, &read_balance_command())?;
-                self.phase = UpdatePhase::RecoveringBalance;
+                let (command, scp) =
+                    in_session(&self.card_id, self.id.as_str(), Some(scp), |s| s.seal(ctx, &read_balance_command()))?;
+                self.state = UpdateState::RecoveringBalance { scp, offer };
                 Ok((self, UpdateResolution::NeedsBalance { command }))
             }
         }
@@ -553,11 +801,14 @@ impl ValueUpdate {
         ctx: &mut Context<'_, R>,
         answer: &ResponseApdu,
     ) -> Result<ValueUpdate, UpdateStepError> {
-        expect("resolve_balance", self.phase, UpdatePhase::RecoveringBalance)?;
-        let plain = self.session().unseal(ctx, answer)?;
+        let UpdateState::RecoveringBalance { scp, offer } = &self.state else {
+            return Err(self.out_of_order("resolve_balance", "recovering_balance"));
+        };
+        let counter_at_offer = offer.counter_at_offer;
+        let (plain, _) = in_session(&self.card_id, self.id.as_str(), Some(scp.clone()), |s| s.unseal(ctx, answer))?;
         // A card blocked since the offer can still tell us what happened.
         let report = balance_report(&self.card_id, self.amount.currency(), &plain)?;
-        never_applied(self.counter_at_offer, &report)?;
+        never_applied(Some(counter_at_offer), &report)?;
         self.void("not_applied", "the card reports the credit was not applied");
         Ok(self)
     }

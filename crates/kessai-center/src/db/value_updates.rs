@@ -51,7 +51,6 @@ impl CenterDb {
         row.map(|r| {
             let record: String = r.try_get("record")?;
             let c: ValueUpdate = serde_json::from_str(&record).map_err(corrupt)?;
-            c.check_consistent().map_err(corrupt)?;
             Ok((c, r.try_get("version")?))
         })
         .transpose()
@@ -84,7 +83,7 @@ impl CenterDb {
             "UPDATE center_value_updates SET phase = $1, record = $2, version = version + 1, updated_at = $3
              WHERE id = $4 AND version = $5",
         )
-        .bind(c.phase.as_str().to_owned())
+        .bind(c.phase().as_str().to_owned())
         .bind(record)
         .bind(now)
         .bind(c.id.as_str().to_owned())
@@ -252,7 +251,7 @@ pub(super) fn insert_update_query(c: &ValueUpdate, now: Timestamp) -> Result<Stm
     )
     .bind(c.id.as_str().to_owned())
     .bind(c.card_id.to_string())
-    .bind(c.phase.as_str().to_owned())
+    .bind(c.phase().as_str().to_owned())
     .bind(to_i64(c.amount.amount_minor())?)
     .bind(record)
     .bind(to_i64(c.created_at.unix_s())?)

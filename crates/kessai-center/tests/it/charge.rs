@@ -724,7 +724,7 @@ async fn an_abandoned_charge_is_ended_once_and_gives_its_reservations_back(c: Ch
     let (a, b) = tokio::join!(c.center.sweep_abandoned(sim, later), c.center.sweep_abandoned(sim, later));
     assert_eq!(a.unwrap() + b.unwrap(), 1, "ended once");
     let ended = c.center.value_update(&id).await.unwrap();
-    assert_eq!((ended.phase, ended.outcome_code.as_deref()), (UpdatePhase::Voided, Some("abandoned")));
+    assert_eq!((ended.phase(), ended.outcome().map(|(code, _)| code)), (UpdatePhase::Voided, Some("abandoned")));
     assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Voided);
     let again = c.create(27, 1_000, APPROVE).await.unwrap();
     assert_eq!(again.phase, UpdatePhase::Authenticating, "the day's limit was given back");
