@@ -358,7 +358,9 @@ impl Books {
 
     /// Applies `entries` as a transaction of their own.
     pub async fn apply(&self, entries: Entries, now_unix_s: u64) -> Result<(), BooksError> {
-        self.db.write(move |mut conn| Box::pin(async move { conn.books(&entries, now_unix_s).await })).await?;
+        self.db
+            .write_with_books(move |mut conn| Box::pin(async move { conn.books(&entries, now_unix_s).await }))
+            .await?;
         Ok(())
     }
 

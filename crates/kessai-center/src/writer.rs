@@ -158,11 +158,14 @@ fn sqlite_fetch<T>(
 pub(crate) struct Exec<'c> {
     conn: Conn<'c>,
     faults: Option<Arc<Faults>>,
+    /// Whether books entries may be applied here (SQLite: always; PostgreSQL:
+    /// only at SERIALIZABLE isolation).
+    books_allowed: bool,
 }
 
 enum Conn<'c> {
     Sqlite(&'c mut rusqlite::Connection),
-    /// A PostgreSQL transaction at SERIALIZABLE isolation.
+    /// A PostgreSQL transaction.
     Pg(&'c mut PgConnection),
 }
 
@@ -197,11 +200,12 @@ impl Faults {
 
 impl<'c> Exec<'c> {
     pub(crate) fn sqlite(conn: &'c mut rusqlite::Connection) -> Exec<'c> {
-        Exec { conn: Conn::Sqlite(conn), faults: None }
+        Exec { conn: Conn::Sqlite(conn), faults: None, books_allowed: true }
     }
 
-    pub(crate) fn pg(conn: &'c mut PgConnection) -> Exec<'c> {
-        Exec { conn: Conn::Pg(conn), faults: None }
+    /// A PostgreSQL transaction; `serializable` if it was begun so.
+    pub(crate) fn pg(conn: &'c mut PgConnection, serializable: bool) -> Exec<'c> {
+        Exec { conn: Conn::Pg(conn), faults: None, books_allowed: serializable }
     }
 
     /// The same connection, failing where `faults` says.
@@ -243,6 +247,9 @@ impl<'c> Exec<'c> {
     pub(crate) async fn books(&mut self, entries: &Entries, now_unix_s: u64) -> Result<(), DbError> {
         if entries.is_empty() {
             return Ok(());
+        }
+        if !self.books_allowed {
+            return Err(DbError::NotCommitted("books entries outside a SERIALIZABLE transaction".into()));
         }
         let conn = match &mut self.conn {
             Conn::Sqlite(conn) => within::Conn::Sqlite(conn),

@@ -13,7 +13,8 @@
 //!
 //! Every write is one database transaction ([`CenterDb::write`]) of
 //! statements written once for both backends (`writer::Stmt`) and the
-//! books' entries; on PostgreSQL it runs at SERIALIZABLE isolation. On SQLite,
+//! books' entries; on PostgreSQL a write with books entries runs at
+//! SERIALIZABLE isolation, any other at READ COMMITTED. On SQLite,
 //! writes go through one writer thread with its own connection that
 //! group-commits (see `writer`): one fsync for many requests, and a reply
 //! still follows a durable commit. Reads use separate connections the
@@ -197,7 +198,8 @@ fn corrupt(e: impl std::fmt::Display) -> DbError {
 pub struct CenterDb {
     /// Reads.
     readers: Readers,
-    /// PostgreSQL: writes, each a SERIALIZABLE transaction.
+    /// PostgreSQL: writes, each a transaction (SERIALIZABLE when it writes
+    /// the books).
     pg: Option<sqlx::PgPool>,
     /// The books: the ledger's tables in this same database, read through
     /// the ledger's API and written only inside this database's write
@@ -461,17 +463,37 @@ impl CenterDb {
         T: Send + 'static,
         F: for<'c> FnOnce(Exec<'c>) -> WriteFuture<'c, T> + Send + 'static,
     {
+        self.write_at(false, work).await
+    }
+
+    /// As [`CenterDb::write`], for a write that applies books entries: on
+    /// PostgreSQL at SERIALIZABLE isolation, as the books' engine needs (it
+    /// reads balances and writes them back); a transaction that loses a
+    /// conflict fails with an error for which `is_retryable` holds. Other
+    /// writes run at READ COMMITTED, where their single-statement
+    /// compare-and-sets and upserts wait for each other instead of failing.
+    pub(crate) async fn write_with_books<T, F>(&self, work: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(Exec<'c>) -> WriteFuture<'c, T> + Send + 'static,
+    {
+        self.write_at(true, work).await
+    }
+
+    async fn write_at<T, F>(&self, serializable: bool, work: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(Exec<'c>) -> WriteFuture<'c, T> + Send + 'static,
+    {
         if let Some(writer) = &self.writer {
             return writer.write(work, self.faults.clone()).await;
         }
         let Some(pool) = &self.pg else {
             return Err(DbError::NotCommitted("no writer".into()));
         };
-        // SERIALIZABLE, as the books' engine needs (it reads balances and
-        // writes them back); a transaction that loses a conflict fails with
-        // an error for which `is_retryable` holds.
-        let mut tx = pool.begin_with("BEGIN ISOLATION LEVEL SERIALIZABLE").await?;
-        let out = work(Exec::pg(&mut tx).with_faults(self.faults.clone())).await?;
+        let begin = if serializable { "BEGIN ISOLATION LEVEL SERIALIZABLE" } else { "BEGIN" };
+        let mut tx = pool.begin_with(begin).await?;
+        let out = work(Exec::pg(&mut tx, serializable).with_faults(self.faults.clone())).await?;
         tx.commit().await?;
         Ok(out)
     }

@@ -162,7 +162,7 @@ impl CenterDb {
         .bind(to_i64(c.max_balance_minor)?)
         .bind(to_i64(now.unix_s())?);
         let now_s = now.unix_s();
-        self.write(move |mut conn| {
+        self.write_with_books(move |mut conn| {
             Box::pin(async move {
                 conn.books(&entries, now_s).await?;
                 conn.execute(query).await?;

@@ -91,7 +91,7 @@ impl CenterDb {
         let save = response.map(|r| r.statement(now)).transpose()?;
         let now_s = now.unix_s();
         let step = StepWrite { check, version, entries, now_s, update, also: Vec::new(), save, what: s.id.to_string() };
-        self.write(move |mut conn| Box::pin(async move { step.run(&mut conn).await })).await
+        self.write_with_books(move |mut conn| Box::pin(async move { step.run(&mut conn).await })).await
     }
 
     /// Settlements, newest first, optionally of one card or in one phase.

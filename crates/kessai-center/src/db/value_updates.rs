@@ -129,7 +129,7 @@ impl CenterDb {
             ],
         };
         let step = StepWrite { check, version, entries, now_s, update, also, save, what: c.id.to_string() };
-        self.write(move |mut conn| Box::pin(async move { step.run(&mut conn).await })).await
+        self.write_with_books(move |mut conn| Box::pin(async move { step.run(&mut conn).await })).await
     }
 
     /// Stores a decrease (a value update going back to the credit card of
