@@ -121,7 +121,12 @@ fn pcsc_session(pcscd: &Path, opensc_tool: &Path) {
 
     let running = Command::new("pgrep").args(["-x", "pcscd"]).output();
     assert!(!running.is_ok_and(|o| o.status.success()), "another pcscd is running; this test needs its own");
-    let _pcscd = Reaped(Command::new(pcscd).arg("-f").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    // pcscd's own account of what it did, for a failure's message.
+    let log_dir = tempfile::tempdir().unwrap();
+    let log_path = log_dir.path().join("pcscd.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let _pcscd =
+        Reaped(Command::new(pcscd).args(["-f", "-d"]).stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap());
     // vpcd's port from its reader.conf (`DEVICENAME /dev/null:0x8C7B`).
     let vpcd = SocketAddr::from(([127, 0, 0, 1], kessai_card::transport::vpcd::VPCD_DEFAULT_PORT));
     let card = thread::spawn(move || serve_vpcd(funded_card(), vpcd));
@@ -146,7 +151,11 @@ fn pcsc_session(pcscd: &Path, opensc_tool: &Path) {
         last = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
         thread::sleep(std::time::Duration::from_millis(200));
     }
-    let output = output.unwrap_or_else(|| panic!("opensc-tool never reached the card: {last}"));
+    let output = output.unwrap_or_else(|| {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
+        panic!("opensc-tool never reached the card: {last}\npcscd said:\n{}", tail.join("\n"))
+    });
     assert_eq!(output.matches("SW1=0x90, SW2=0x00").count(), 2, "{output}");
     assert!(output.to_uppercase().contains("4B 53 00 00 00 00 00 01"), "card id in {output}");
 
