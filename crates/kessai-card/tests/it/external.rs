@@ -121,14 +121,32 @@ fn pcsc_session(pcscd: &Path, opensc_tool: &Path) {
 
     let running = Command::new("pgrep").args(["-x", "pcscd"]).output();
     assert!(!running.is_ok_and(|o| o.status.success()), "another pcscd is running; this test needs its own");
-    // pcscd's own account of what it did, for a failure's message.
-    let log_dir = tempfile::tempdir().unwrap();
-    let log_path = log_dir.path().join("pcscd.log");
+    // pcscd gets a reader.conf.d of its own: the vpcd driver the package
+    // installed, on a free port below the ephemeral range (the package's
+    // 35963 is inside it, where any client connection of the suite may hold
+    // it), and a debug log kept for a failure's message.
+    let dir = tempfile::tempdir().unwrap();
+    let installed = std::fs::read_to_string("/etc/reader.conf.d/vpcd").unwrap();
+    let libpath = installed.lines().find(|l| l.starts_with("LIBPATH")).expect("LIBPATH in the vpcd reader.conf");
+    let port = (21_000u16..21_500).find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok()).unwrap();
+    let conf = dir.path().join("reader.conf.d");
+    std::fs::create_dir(&conf).unwrap();
+    let reader = format!(
+        "FRIENDLYNAME \"Virtual PCD\"\nDEVICENAME   /dev/null:0x{port:04X}\n{libpath}\nCHANNELID    0x{port:04X}\n"
+    );
+    std::fs::write(conf.join("vpcd"), reader).unwrap();
+    let log_path = dir.path().join("pcscd.log");
     let log = std::fs::File::create(&log_path).unwrap();
-    let _pcscd =
-        Reaped(Command::new(pcscd).args(["-f", "-d"]).stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap());
-    // vpcd's port from its reader.conf (`DEVICENAME /dev/null:0x8C7B`).
-    let vpcd = SocketAddr::from(([127, 0, 0, 1], kessai_card::transport::vpcd::VPCD_DEFAULT_PORT));
+    let conf_arg = conf.to_str().unwrap().to_owned();
+    let _pcscd = Reaped(
+        Command::new(pcscd)
+            .args(["-f", "-d", "-c", &conf_arg])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let vpcd = SocketAddr::from(([127, 0, 0, 1], port));
     let card = thread::spawn(move || serve_vpcd(funded_card(), vpcd));
 
     // opensc-tool reads the card id with plain SELECT and GET DATA.
@@ -137,9 +155,7 @@ fn pcsc_session(pcscd: &Path, opensc_tool: &Path) {
     let colons = |b: &[u8]| b.iter().map(|x| format!("{x:02X}")).collect::<Vec<_>>().join(":");
     let mut output = None;
     let mut last = String::new();
-    // Up to 30 s: under the whole suite's load pcscd has been seen to take
-    // more than 10 s to list the vpcd reader.
-    for _ in 0..150 {
+    for _ in 0..50 {
         let o = Command::new(opensc_tool)
             .args(["-r", "0", "-s", &colons(&select), "-s", &colons(&get_data)])
             .output()
