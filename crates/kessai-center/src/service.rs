@@ -579,6 +579,17 @@ impl Center {
                 message: format!("mall {mall} is not registered"),
             });
         }
+        // Every registered key is in the directory bills are checked with,
+        // which holds at most MAX_REGISTRY_KEYS: refuse here rather than
+        // fail every bill later.
+        if !keys.is_empty()
+            && self.db.store_key_count().await?.saturating_add(keys.len()) > kessai_core::limits::MAX_REGISTRY_KEYS
+        {
+            return Err(CenterError::Registration {
+                code: "too_many_keys",
+                message: format!("the registry holds at most {} store keys", kessai_core::limits::MAX_REGISTRY_KEYS),
+            });
+        }
         self.db.put_store_with_keys(store, keys, self.clock.now()).await.map_err(stored)
     }
 

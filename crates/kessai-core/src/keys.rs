@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 
 use crate::ids::PartyId;
 use crate::jwk::{self, Ed25519Jwk, JwkError, Jwks, KeyId};
-use crate::limits::MAX_KEYS;
+use crate::limits::{MAX_KEYS, MAX_REGISTRY_KEYS};
 use crate::random::Random;
 use crate::time::Timestamp;
 
@@ -139,8 +139,8 @@ pub struct KeyEntry {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeyError {
-    #[error("the key directory already holds {MAX_KEYS} keys")]
-    TooManyKeys,
+    #[error("the key directory already holds {capacity} keys")]
+    TooManyKeys { capacity: usize },
     #[error("key {kid} already belongs to {owner}")]
     OwnedByAnother { kid: KeyId, owner: PartyId },
     #[error("key {0} was revoked and cannot be added again")]
@@ -152,14 +152,30 @@ pub enum KeyError {
 }
 
 /// Which public keys are trusted, for whom, and when.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct KeyDirectory {
     entries: HashMap<KeyId, KeyEntry>,
+    /// Most keys it holds.
+    capacity: usize,
+}
+
+impl Default for KeyDirectory {
+    fn default() -> KeyDirectory {
+        KeyDirectory::new()
+    }
 }
 
 impl KeyDirectory {
+    /// A directory of at most [`MAX_KEYS`] keys: what one party's JWKS may
+    /// bring.
     pub fn new() -> KeyDirectory {
-        KeyDirectory::default()
+        KeyDirectory { entries: HashMap::new(), capacity: MAX_KEYS }
+    }
+
+    /// A registry's directory: every key of every party registered with it,
+    /// revoked ones included, at most [`MAX_REGISTRY_KEYS`].
+    pub fn registry() -> KeyDirectory {
+        KeyDirectory { entries: HashMap::new(), capacity: MAX_REGISTRY_KEYS }
     }
 
     /// Adds a key for `owner`, or updates the validity of a key the owner
@@ -175,8 +191,8 @@ impl KeyDirectory {
             existing.validity = validity;
             return Ok(());
         }
-        if self.entries.len() >= MAX_KEYS {
-            return Err(KeyError::TooManyKeys);
+        if self.entries.len() >= self.capacity {
+            return Err(KeyError::TooManyKeys { capacity: self.capacity });
         }
         let kid = public.kid().clone();
         self.entries.insert(kid, KeyEntry { public, owner, validity, revoked: false });

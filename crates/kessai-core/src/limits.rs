@@ -13,6 +13,10 @@ pub const MAX_JWKS_BYTES: usize = 64 * 1024;
 /// Most keys a JWKS or a key directory may hold.
 pub const MAX_KEYS: usize = 64;
 
+/// Most keys a registry's directory holds (every store key registered with
+/// the center, revoked ones included).
+pub const MAX_REGISTRY_KEYS: usize = 100_000;
+
 /// Most line items on one bill.
 pub const MAX_LINE_ITEMS: usize = 50;
 
@@ -66,5 +70,6 @@ const _: () = assert!(MAX_ID_BYTES <= MAX_TEXT_BYTES);
 const _: () = assert!(MAX_LINE_ITEMS * (MAX_ID_BYTES + 2 * MAX_TEXT_BYTES + 160) * 4 / 3 + 4096 <= MAX_TOKEN_BYTES);
 const _: () = assert!(CLOCK_SKEW_S < MAX_TOKEN_LIFETIME_S);
 const _: () = assert!(MAX_JWKS_BYTES >= MAX_KEYS * 256);
+const _: () = assert!(MAX_REGISTRY_KEYS >= MAX_KEYS);
 const _: () = assert!(KEYFILE_ARGON2_MEMORY_KIB <= KEYFILE_ARGON2_MAX_MEMORY_KIB);
 const _: () = assert!(KEYFILE_ARGON2_PASSES <= KEYFILE_ARGON2_MAX_PASSES);

@@ -117,11 +117,18 @@ impl CenterDb {
         Ok(dir)
     }
 
+    /// How many store keys are registered, revoked ones included.
+    pub async fn store_key_count(&self) -> Result<usize, DbError> {
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM center_store_keys").fetch_one(&mut *self.read().await?).await?;
+        usize::try_from(n).map_err(corrupt)
+    }
+
     async fn read_store_keys(&self) -> Result<KeyDirectory, DbError> {
         let rows = sqlx::query("SELECT store, public_key, not_before, not_after, revoked FROM center_store_keys")
             .fetch_all(&mut *self.read().await?)
             .await?;
-        let mut dir = KeyDirectory::new();
+        let mut dir = KeyDirectory::registry();
         let mut revoked = Vec::new();
         for r in rows {
             let bytes: [u8; 32] = hex::decode(r.try_get::<String, _>("public_key")?)

@@ -319,3 +319,34 @@ async fn a_center_run_replays_from_its_seed() {
     assert!(runs[0].1.is_some() && runs[0].2.is_some());
     assert_eq!(runs[0], runs[1], "the same seed, the same run");
 }
+
+/// H2: every store key the center has registered, revoked ones included,
+/// goes into its key directory. Past 64 keys (33 merchants with a rotated
+/// key each) that directory used to refuse to load, and every bill, refund
+/// and receipt answered 500. Now bills still settle.
+#[tokio::test]
+async fn more_than_64_store_keys_do_not_stop_the_center() {
+    let mut s = setup().await;
+    register_card(&s, 6, 50_000).await;
+    let mut card = funded_card(6, 50_000);
+    for n in 0..40 {
+        let id = StoreId::parse(&format!("merchant-{n}")).unwrap();
+        let record = kessai_center::db::StoreRecord {
+            id: id.clone(),
+            name: kessai_core::messages::DisplayText::parse(&format!("Merchant {n}")).unwrap(),
+            mall: None,
+            notify_url: None,
+            client_name: None,
+            bank_account: None,
+        };
+        let (old, new) = (SigningKey::generate(&mut s.rng), SigningKey::generate(&mut s.rng));
+        let keys = [(old.public(), Validity::always()), (new.public(), Validity::always())];
+        s.center.register_store(&record, &keys).await.unwrap();
+        assert!(s.center.db.revoke_store_key(old.public().kid()).await.unwrap(), "the rotated-out key");
+    }
+    let keys = s.center.db.store_keys().await.unwrap();
+    assert!(keys.len() > 64, "{} keys", keys.len());
+    let done = purchase(&mut s, 6, &mut card).await.unwrap();
+    assert_eq!(done.phase, Phase::Completed);
+    check_books(&s, 6, &mut card).await;
+}
