@@ -48,8 +48,55 @@ pub fn router(wallet: Shared) -> Router {
         .route("/charge/card", get(charge_card))
         .route("/charges", post(charge))
         .with_state(wallet)
+        .layer(axum::middleware::from_fn(only_its_cardholder))
         .layer(axum::middleware::map_response(security_headers));
     kessai_http::apply_standard_layers(app, &limits, &metrics)
+}
+
+/// The wallet answers only its cardholder's browser (H1). A page on any
+/// other host name that resolves to 127.0.0.1 (DNS rebinding) sends its own
+/// name in `Host`: refused. Every state-changing POST must come from the
+/// wallet's own pages: `Origin` is `http://` and the very `Host`, and
+/// `Sec-Fetch-Site`, where sent, is `same-origin`. The one exception is
+/// `/pay`, which a store's page posts a bill to by design, and which only
+/// shows that bill for the cardholder's consent.
+async fn only_its_cardholder(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if let Some(why) = refusal(&request) {
+        return refused(why);
+    }
+    next.run(request).await
+}
+
+/// Why `request` is not the cardholder's, if it is not.
+fn refusal(request: &axum::extract::Request) -> Option<&'static str> {
+    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+    let host = header("host").unwrap_or_default();
+    if !is_loopback_host(host) {
+        tracing::warn!(host, "refused a request for another host name");
+        return Some("This wallet answers only at 127.0.0.1 or localhost.");
+    }
+    if request.method() == axum::http::Method::POST && request.uri().path() != "/pay" {
+        let own = format!("http://{host}");
+        if header("origin") != Some(own.as_str()) || header("sec-fetch-site").is_some_and(|s| s != "same-origin") {
+            tracing::warn!(host, origin = header("origin").unwrap_or("-"), "refused a post from another origin");
+            return Some("This form must be sent from the wallet's own page.");
+        }
+    }
+    None
+}
+
+/// `127.0.0.1`, `localhost` or `[::1]`, with an optional port.
+fn is_loopback_host(host: &str) -> bool {
+    let (name, port) = match host.rsplit_once(':') {
+        Some((name, port)) if !name.ends_with(':') && !port.contains(']') => (name, Some(port)),
+        _ => (host, None),
+    };
+    matches!(name, "127.0.0.1" | "localhost" | "[::1]")
+        && port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn refused(why: &str) -> Response {
+    html(StatusCode::FORBIDDEN, pages::problem("Refused", why, None))
 }
 
 /// No framing (the consent page must not be clickjacked), no scripts, no
@@ -307,4 +354,28 @@ fn charge_failure(e: &ChargeError) -> Response {
         }
     };
     html(status, pages::problem(title, &e.to_string(), None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_host;
+
+    #[test]
+    fn only_loopback_host_names_are_the_wallets() {
+        for ok in ["127.0.0.1:8480", "localhost:8480", "[::1]:8480", "127.0.0.1", "localhost"] {
+            assert!(is_loopback_host(ok), "{ok}");
+        }
+        for bad in [
+            "rebound.example:8480",
+            "127.0.0.1.evil.example",
+            "localhost.evil:8480",
+            "127.0.0.2:8480",
+            "localhost:",
+            "localhost:84a0",
+            "",
+            "[::1]x",
+        ] {
+            assert!(!is_loopback_host(bad), "{bad}");
+        }
+    }
 }

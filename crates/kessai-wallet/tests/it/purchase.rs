@@ -121,3 +121,49 @@ async fn a_return_url_that_is_not_https_is_refused_before_anything_happens() {
     assert!(!page.contains("href=\"http://evil"), "no link to it");
     assert!(wallet.records().recent(10).await.unwrap().is_empty(), "no settlement was opened");
 }
+
+/// H1: a page on another host name rebound to 127.0.0.1, or on another
+/// origin, gets nothing from the wallet and cannot make the card pay: its
+/// `Host` is refused, and a consent posted from another origin (even with a
+/// consent token read by the cardholder's own page) changes nothing.
+#[tokio::test]
+async fn a_page_on_another_host_or_origin_cannot_read_or_pay() {
+    let w = World::new(3, 20_000).await;
+    let (_wallet, ui) = open_ui(&w).await;
+    let rebound = |mut req: Request<Body>| {
+        req.headers_mut().insert(header::HOST, "rebound.example:8480".parse().unwrap());
+        req
+    };
+    // 1. A rebound page reads nothing and starts nothing.
+    let home = send(&ui, rebound(Request::get("/").body(Body::empty()).unwrap())).await;
+    assert_eq!(home.0, StatusCode::FORBIDDEN);
+    assert!(!home.2.contains("JPY 20,000"), "no balance leaks: {}", home.2);
+    let (_, bill, return_url) = w.order(&[("ebook-kessai-001", 1)]).await;
+    let refused = send(&ui, rebound(pay_form(&bill, &return_url))).await;
+    assert_eq!(refused.0, StatusCode::FORBIDDEN);
+    assert!(!refused.2.contains("consent_token"), "no consent token leaks");
+
+    // 2. The cardholder's own page shows the consent; a post from another
+    //    origin, or one the browser marks cross-site, is refused.
+    let (status, _, page) = send(&ui, pay_form(&bill, &return_url)).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let settlement = settlement_of(&page);
+    let token = input_value(&page, "consent_token");
+    let path = format!("/settlements/{settlement}/consent");
+    let body = format!("consent_token={token}");
+    let mut foreign = form(&path, &body, "");
+    foreign.headers_mut().insert(header::ORIGIN, "http://rebound.example:8480".parse().unwrap());
+    assert_eq!(send(&ui, foreign).await.0, StatusCode::FORBIDDEN);
+    let mut no_origin = form(&path, &body, "");
+    no_origin.headers_mut().remove(header::ORIGIN);
+    assert_eq!(send(&ui, no_origin).await.0, StatusCode::FORBIDDEN, "a post without an Origin (curl)");
+    let mut cross_site = form(&path, &body, "");
+    cross_site.headers_mut().insert("sec-fetch-site", "cross-site".parse().unwrap());
+    assert_eq!(send(&ui, cross_site).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(w.card_state().0, 20_000, "nothing was paid");
+
+    // 3. The cardholder's own consent goes through.
+    let (status, _, page) = send(&ui, form(&path, &body, "")).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(w.card_state().0, 20_000 - 1_200, "paid once, on the cardholder's consent");
+}

@@ -235,8 +235,13 @@ impl World {
     }
 }
 
+/// The wallet's address in the tests: requests come from its own pages.
+pub const WALLET_HOST: &str = "127.0.0.1:8480";
+
 pub fn form(uri: &str, body: &str, cookie: &str) -> Request<Body> {
-    let mut req = Request::post(uri).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    let mut req = Request::post(uri)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::ORIGIN, format!("http://{WALLET_HOST}"));
     if !cookie.is_empty() {
         req = req.header(header::COOKIE, cookie);
     }
@@ -253,7 +258,10 @@ pub fn encode(s: &str) -> String {
         .collect()
 }
 
-pub async fn send(app: &Router, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {
+pub async fn send(app: &Router, mut req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {
+    if !req.headers().contains_key(header::HOST) {
+        req.headers_mut().insert(header::HOST, axum::http::HeaderValue::from_static(WALLET_HOST));
+    }
     let response = app.clone().oneshot(req).await.unwrap();
     let (parts, body) = response.into_parts();
     let bytes = body.collect().await.unwrap().to_bytes();
