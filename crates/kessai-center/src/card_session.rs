@@ -19,7 +19,7 @@ use kessai_core::ids::{CardId, TransactionId};
 use kessai_core::random::Random;
 use kessai_scp03::{CommandApdu, ResponseApdu, StatusWord};
 
-use crate::purchase::{Context, StepError};
+use crate::purchase::{Context, Phase, StepError};
 use crate::security::{SealedState, SecurityError};
 
 /// A record's secure session with its card, borrowed for one step.
@@ -130,6 +130,120 @@ pub(crate) fn in_session<T>(
     let out = f(&mut Session::new(card, label, &mut scp))?;
     let scp = scp.ok_or(StepError::Security(SecurityError::WrongPhase))?;
     Ok((out, scp))
+}
+
+/// Where a card transaction (a purchase, a value update) stands, each state
+/// with exactly the data valid in it: the sealed session while one is open,
+/// `O` (what it made when it sealed its command) once the command is out,
+/// `D` (what the card proved it applied) once completed. A completed one
+/// without its proof cannot be represented.
+#[derive(Debug, Clone)]
+pub enum CardTxState<O, D> {
+    Authenticating {
+        scp: SealedState,
+    },
+    ReadingBalance {
+        scp: SealedState,
+    },
+    Offered {
+        scp: SealedState,
+        offer: O,
+    },
+    Recovering {
+        scp: SealedState,
+        offer: O,
+    },
+    RecoveringStatus {
+        scp: SealedState,
+        offer: O,
+    },
+    RecoveringBalance {
+        scp: SealedState,
+        offer: O,
+    },
+    Completed {
+        offer: O,
+        done: D,
+    },
+    /// `balance_minor`: if it was read; `offer`: if one was made; `done`:
+    /// if the card applied it but it is not completed (a charge whose
+    /// funding was refused).
+    Voided {
+        balance_minor: Option<u64>,
+        offer: Option<O>,
+        done: Option<D>,
+        code: String,
+        reason: String,
+    },
+}
+
+impl<O, D> CardTxState<O, D> {
+    pub fn phase(&self) -> Phase {
+        match self {
+            CardTxState::Authenticating { .. } => Phase::Authenticating,
+            CardTxState::ReadingBalance { .. } => Phase::ReadingBalance,
+            CardTxState::Offered { .. } => Phase::Offered,
+            CardTxState::Recovering { .. } => Phase::Recovering,
+            CardTxState::RecoveringStatus { .. } => Phase::RecoveringStatus,
+            CardTxState::RecoveringBalance { .. } => Phase::RecoveringBalance,
+            CardTxState::Completed { .. } => Phase::Completed,
+            CardTxState::Voided { .. } => Phase::Voided,
+        }
+    }
+
+    /// The open session's sealed state.
+    pub fn scp(&self) -> Option<&SealedState> {
+        match self {
+            CardTxState::Authenticating { scp }
+            | CardTxState::ReadingBalance { scp }
+            | CardTxState::Offered { scp, .. }
+            | CardTxState::Recovering { scp, .. }
+            | CardTxState::RecoveringStatus { scp, .. }
+            | CardTxState::RecoveringBalance { scp, .. } => Some(scp),
+            CardTxState::Completed { .. } | CardTxState::Voided { .. } => None,
+        }
+    }
+
+    /// What it made when it sealed its command, once it did.
+    pub fn offer(&self) -> Option<&O> {
+        match self {
+            CardTxState::Offered { offer, .. }
+            | CardTxState::Recovering { offer, .. }
+            | CardTxState::RecoveringStatus { offer, .. }
+            | CardTxState::RecoveringBalance { offer, .. }
+            | CardTxState::Completed { offer, .. } => Some(offer),
+            CardTxState::Voided { offer, .. } => offer.as_ref(),
+            CardTxState::Authenticating { .. } | CardTxState::ReadingBalance { .. } => None,
+        }
+    }
+
+    /// What the card proved it applied, once it did.
+    pub fn done(&self) -> Option<&D> {
+        match self {
+            CardTxState::Completed { done, .. } => Some(done),
+            CardTxState::Voided { done, .. } => done.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Why it was voided: a stable code and a reason.
+    pub fn outcome(&self) -> Option<(&str, &str)> {
+        match self {
+            CardTxState::Voided { code, reason, .. } => Some((code, reason)),
+            _ => None,
+        }
+    }
+
+    /// The open session and the offer of one whose command is out.
+    pub(crate) fn command_out(&self) -> Option<(&SealedState, &O)> {
+        match self {
+            CardTxState::Offered { scp, offer }
+            | CardTxState::Recovering { scp, offer }
+            | CardTxState::RecoveringStatus { scp, offer }
+            | CardTxState::RecoveringBalance { scp, offer } => Some((scp, offer)),
+            _ => None,
+        }
+    }
 }
 
 /// The card answered 9000.

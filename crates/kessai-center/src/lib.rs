@@ -12,7 +12,7 @@ pub mod api;
 pub mod app;
 pub mod authorizer;
 pub mod books;
-mod card_session;
+pub mod card_session;
 pub mod config;
 pub mod db;
 pub mod delivery;

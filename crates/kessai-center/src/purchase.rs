@@ -38,12 +38,13 @@ use kessai_scp03::{ApduError, CommandApdu, ResponseApdu, StatusWord};
 use serde::{Deserialize, Serialize};
 
 use crate::card_session::{
-    Probe, bad_answer, balance_report, completed, in_session, never_applied, transaction_status,
+    CardTxState, Probe, bad_answer, balance_report, completed, in_session, never_applied, transaction_status,
 };
 use crate::limits::{COMPLETION_LIFETIME_S, OFFER_LIFETIME_S, SETTLEMENT_TIMEOUT_S};
 use crate::security::{SealedState, SecurityError, SecurityServer};
 
-/// Where a settlement stands. Stored as its snake_case name.
+/// Where a settlement or a value update stands. Stored as its snake_case
+/// name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
@@ -51,7 +52,8 @@ pub enum Phase {
     Authenticating,
     /// EXTERNAL AUTHENTICATE and READ BALANCE sent.
     ReadingBalance,
-    /// Offer signed and sealed DEBIT handed out; the transfer is pending.
+    /// Offer (SIG2, or SIG5) signed and the sealed command handed out; the
+    /// transfer is pending.
     Offered,
     /// A new session was begun to ask the card what happened.
     Recovering,
@@ -60,7 +62,7 @@ pub enum Phase {
     /// The card did not know the transaction; READ BALANCE sent to compare
     /// its counter with the one at the offer.
     RecoveringBalance,
-    /// The card confirmed the debit; the transfer is posted.
+    /// The card confirmed the command; the transfer is posted.
     Completed,
     /// Provably not applied; the transfer (if any) is voided.
     Voided,
@@ -95,7 +97,7 @@ impl Phase {
         .find(|p| p.as_str() == s)
     }
 
-    /// Whether a sealed DEBIT may have reached the card.
+    /// Whether a sealed command (DEBIT or CREDIT) may have reached the card.
     pub fn debit_issued(self) -> bool {
         matches!(self, Phase::Offered | Phase::Recovering | Phase::RecoveringStatus | Phase::RecoveringBalance)
     }
@@ -208,86 +210,18 @@ pub struct OfferMade {
     pub offer_token: String,
 }
 
-/// Where a settlement stands, each state with exactly the data valid in it
-/// (a completed settlement without its completion cannot be made). The
-/// SCP03 state only sealed.
-#[derive(Debug, Clone)]
-pub enum PurchaseState {
-    Authenticating {
-        scp: SealedState,
-    },
-    ReadingBalance {
-        scp: SealedState,
-    },
-    Offered {
-        scp: SealedState,
-        offer: OfferMade,
-    },
-    Recovering {
-        scp: SealedState,
-        offer: OfferMade,
-    },
-    RecoveringStatus {
-        scp: SealedState,
-        offer: OfferMade,
-    },
-    RecoveringBalance {
-        scp: SealedState,
-        offer: OfferMade,
-    },
-    Completed {
-        offer: OfferMade,
-        completion_token: String,
-        card_counter: u32,
-        receipt_token: Option<String>,
-    },
-    /// `balance_minor`: if it was read; `offer`: if one was made.
-    Voided {
-        balance_minor: Option<u64>,
-        offer: Option<OfferMade>,
-        code: String,
-        reason: String,
-    },
+/// What the card proved of a completed purchase, and the store's receipt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DebitConfirmed {
+    /// The signed completion (SIG3).
+    pub completion_token: String,
+    pub card_counter: u32,
+    /// The store's signed receipt (SIG4), once delivered.
+    pub receipt_token: Option<String>,
 }
 
-impl PurchaseState {
-    pub fn phase(&self) -> Phase {
-        match self {
-            PurchaseState::Authenticating { .. } => Phase::Authenticating,
-            PurchaseState::ReadingBalance { .. } => Phase::ReadingBalance,
-            PurchaseState::Offered { .. } => Phase::Offered,
-            PurchaseState::Recovering { .. } => Phase::Recovering,
-            PurchaseState::RecoveringStatus { .. } => Phase::RecoveringStatus,
-            PurchaseState::RecoveringBalance { .. } => Phase::RecoveringBalance,
-            PurchaseState::Completed { .. } => Phase::Completed,
-            PurchaseState::Voided { .. } => Phase::Voided,
-        }
-    }
-
-    fn scp(&self) -> Option<&SealedState> {
-        match self {
-            PurchaseState::Authenticating { scp }
-            | PurchaseState::ReadingBalance { scp }
-            | PurchaseState::Offered { scp, .. }
-            | PurchaseState::Recovering { scp, .. }
-            | PurchaseState::RecoveringStatus { scp, .. }
-            | PurchaseState::RecoveringBalance { scp, .. } => Some(scp),
-            PurchaseState::Completed { .. } | PurchaseState::Voided { .. } => None,
-        }
-    }
-
-    fn offer(&self) -> Option<&OfferMade> {
-        match self {
-            PurchaseState::Offered { offer, .. }
-            | PurchaseState::Recovering { offer, .. }
-            | PurchaseState::RecoveringStatus { offer, .. }
-            | PurchaseState::RecoveringBalance { offer, .. }
-            | PurchaseState::Completed { offer, .. } => Some(offer),
-            PurchaseState::Voided { offer, .. } => offer.as_ref(),
-            PurchaseState::Authenticating { .. } | PurchaseState::ReadingBalance { .. } => None,
-        }
-    }
-}
+/// Where a settlement stands (see [`CardTxState`]).
+pub type PurchaseState = CardTxState<OfferMade, DebitConfirmed>;
 
 /// A settlement. Everything a later step (on any center instance) needs is
 /// here. Stored as the flat record of earlier releases (`SettlementRecord`),
@@ -356,13 +290,16 @@ impl TryFrom<SettlementRecord> for Settlement {
             }
             Phase::Completed => PurchaseState::Completed {
                 offer: offer.ok_or(UNFIT)?,
-                completion_token: r.completion_token.ok_or(UNFIT)?,
-                card_counter: r.card_counter.ok_or(UNFIT)?,
-                receipt_token: r.receipt_token,
+                done: DebitConfirmed {
+                    completion_token: r.completion_token.ok_or(UNFIT)?,
+                    card_counter: r.card_counter.ok_or(UNFIT)?,
+                    receipt_token: r.receipt_token,
+                },
             },
             Phase::Voided => PurchaseState::Voided {
                 balance_minor: r.balance_minor,
                 offer,
+                done: None,
                 // Records from before outcome codes existed have none.
                 code: r.outcome_code.unwrap_or_else(|| "voided".into()),
                 reason: r.outcome_reason.unwrap_or_default(),
@@ -390,8 +327,9 @@ impl From<Settlement> for SettlementRecord {
         let (mut outcome_code, mut outcome_reason, mut balance_minor) =
             (None, None, offer.as_ref().map(|o| o.balance_minor));
         match s.state {
-            PurchaseState::Completed { completion_token: c, card_counter: n, receipt_token: r, .. } => {
-                (completion_token, card_counter, receipt_token) = (Some(c), Some(n), r);
+            PurchaseState::Completed { done, .. } => {
+                (completion_token, card_counter, receipt_token) =
+                    (Some(done.completion_token), Some(done.card_counter), done.receipt_token);
             }
             PurchaseState::Voided { balance_minor: b, code, reason, .. } => {
                 (outcome_code, outcome_reason, balance_minor) = (Some(code), Some(reason), b);
@@ -492,6 +430,11 @@ impl Settlement {
         self.state.offer()
     }
 
+    /// What the card proved, once completed.
+    pub fn completion(&self) -> Option<&DebitConfirmed> {
+        self.state.done()
+    }
+
     /// The balance read inside the secure session, once read.
     pub fn balance_minor(&self) -> Option<u64> {
         match &self.state {
@@ -502,34 +445,25 @@ impl Settlement {
 
     /// The signed completion (SIG3), once completed.
     pub fn completion_token(&self) -> Option<&str> {
-        match &self.state {
-            PurchaseState::Completed { completion_token, .. } => Some(completion_token),
-            _ => None,
-        }
+        self.completion().map(|c| c.completion_token.as_str())
     }
 
     /// The store's signed receipt (SIG4), once delivered.
     pub fn receipt_token(&self) -> Option<&str> {
-        match &self.state {
-            PurchaseState::Completed { receipt_token, .. } => receipt_token.as_deref(),
-            _ => None,
-        }
+        self.completion().and_then(|c| c.receipt_token.as_deref())
     }
 
     /// Why it was voided: a stable code (`insufficient_balance`,
     /// `cancelled`, `not_applied`, `card_lost`, `abandoned`) and a reason.
     pub fn outcome(&self) -> Option<(&str, &str)> {
-        match &self.state {
-            PurchaseState::Voided { code, reason, .. } => Some((code, reason)),
-            _ => None,
-        }
+        self.state.outcome()
     }
 
     /// The store's receipt (SIG4), once checked against the completion.
     pub fn with_receipt(mut self, token: String) -> Result<Settlement, StepError> {
         let phase = self.phase();
         match &mut self.state {
-            PurchaseState::Completed { receipt_token, .. } => *receipt_token = Some(token),
+            PurchaseState::Completed { done, .. } => done.receipt_token = Some(token),
             _ => return Err(StepError::OutOfOrder { step: "receipt", phase, expected: "completed" }),
         }
         Ok(self)
@@ -541,12 +475,9 @@ impl Settlement {
 
     /// The open session and the offer of a settlement whose DEBIT is out.
     fn debit_out(&self, step: &'static str) -> Result<(SealedState, OfferMade), StepError> {
-        match &self.state {
-            PurchaseState::Offered { scp, offer }
-            | PurchaseState::Recovering { scp, offer }
-            | PurchaseState::RecoveringStatus { scp, offer }
-            | PurchaseState::RecoveringBalance { scp, offer } => Ok((scp.clone(), offer.clone())),
-            _ => Err(self.out_of_order(step, "offered or recovering")),
+        match self.state.command_out() {
+            Some((scp, offer)) => Ok((scp.clone(), offer.clone())),
+            None => Err(self.out_of_order(step, "offered or recovering")),
         }
     }
 
@@ -616,6 +547,7 @@ impl Settlement {
             self.state = PurchaseState::Voided {
                 balance_minor: Some(report.balance_minor),
                 offer: None,
+                done: None,
                 code: "insufficient_balance".into(),
                 reason: "insufficient balance".into(),
             };
@@ -706,12 +638,9 @@ impl Settlement {
         let claims =
             Claims::for_lifetime(ctx.center.clone(), MessageId::generate(ctx.rng), ctx.now, COMPLETION_LIFETIME_S)?;
         let token = completion::sign(&claims, &done, ctx.center_key)?;
-        self.state = PurchaseState::Completed {
-            offer,
-            completion_token: token.clone(),
-            card_counter: result.counter,
-            receipt_token: None,
-        };
+        let done =
+            DebitConfirmed { completion_token: token.clone(), card_counter: result.counter, receipt_token: None };
+        self.state = PurchaseState::Completed { offer, done };
         Ok(token)
     }
 
@@ -719,6 +648,7 @@ impl Settlement {
         self.state = PurchaseState::Voided {
             balance_minor: self.balance_minor(),
             offer: self.state.offer().cloned(),
+            done: None,
             code: code.to_owned(),
             reason: reason.to_owned(),
         };

@@ -39,7 +39,7 @@ use kessai_scp03::{ApduError, CommandApdu, ResponseApdu};
 use serde::{Deserialize, Serialize};
 
 use crate::card_session::{
-    Probe, bad_answer, balance_report, completed, in_session, never_applied, transaction_status,
+    CardTxState, Probe, bad_answer, balance_report, completed, in_session, never_applied, transaction_status,
 };
 use crate::limits::VALUE_UPDATE_LIFETIME_S;
 use crate::purchase::{CardRecord, CardRegistryStatus, Context, StepError};
@@ -81,59 +81,9 @@ fn credit() -> Direction {
     Direction::Credit
 }
 
-/// Where a charge stands. Stored as its snake_case name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UpdatePhase {
-    /// Authorized; INITIALIZE UPDATE sent.
-    Authenticating,
-    /// EXTERNAL AUTHENTICATE and READ BALANCE sent.
-    ReadingBalance,
-    /// SIG5 signed and the sealed CREDIT (or DEBIT) handed out; the
-    /// transfer is pending in the books.
-    Offered,
-    /// A new session was begun to ask the card what happened.
-    Recovering,
-    /// TRANSACTION STATUS sent in the new session.
-    RecoveringStatus,
-    /// The card did not know the transaction; READ BALANCE sent.
-    RecoveringBalance,
-    /// The card confirmed the credit; captured and posted.
-    Completed,
-    /// Provably not applied; authorization and pending transfer voided.
-    Voided,
-}
-
-impl UpdatePhase {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UpdatePhase::Authenticating => "authenticating",
-            UpdatePhase::ReadingBalance => "reading_balance",
-            UpdatePhase::Offered => "offered",
-            UpdatePhase::Recovering => "recovering",
-            UpdatePhase::RecoveringStatus => "recovering_status",
-            UpdatePhase::RecoveringBalance => "recovering_balance",
-            UpdatePhase::Completed => "completed",
-            UpdatePhase::Voided => "voided",
-        }
-    }
-
-    /// Whether a sealed CREDIT may have reached the card.
-    pub fn credit_issued(self) -> bool {
-        matches!(
-            self,
-            UpdatePhase::Offered
-                | UpdatePhase::Recovering
-                | UpdatePhase::RecoveringStatus
-                | UpdatePhase::RecoveringBalance
-        )
-    }
-
-    /// Whether the charge has ended.
-    pub fn is_final(self) -> bool {
-        matches!(self, UpdatePhase::Completed | UpdatePhase::Voided)
-    }
-}
+/// Where a value update stands: the same phases as a settlement's, the
+/// command a CREDIT or a DEBIT.
+pub type UpdatePhase = crate::purchase::Phase;
 
 /// Every way a charge step can be refused.
 #[derive(Debug, thiserror::Error)]
@@ -186,93 +136,8 @@ pub struct UpdateApplied {
     pub balance_after_minor: u64,
 }
 
-/// Where a value update stands, each state with exactly the data valid in
-/// it. The SCP03 state only sealed.
-#[derive(Debug, Clone)]
-pub enum UpdateState {
-    Authenticating {
-        scp: SealedState,
-    },
-    ReadingBalance {
-        scp: SealedState,
-    },
-    Offered {
-        scp: SealedState,
-        offer: UpdateOffered,
-    },
-    Recovering {
-        scp: SealedState,
-        offer: UpdateOffered,
-    },
-    RecoveringStatus {
-        scp: SealedState,
-        offer: UpdateOffered,
-    },
-    RecoveringBalance {
-        scp: SealedState,
-        offer: UpdateOffered,
-    },
-    Completed {
-        offer: UpdateOffered,
-        applied: UpdateApplied,
-    },
-    /// `applied`: the card applied it, but it is not completed (a charge
-    /// whose funding was refused).
-    Voided {
-        balance_minor: Option<u64>,
-        offer: Option<UpdateOffered>,
-        applied: Option<UpdateApplied>,
-        code: String,
-        reason: String,
-    },
-}
-
-impl UpdateState {
-    pub fn phase(&self) -> UpdatePhase {
-        match self {
-            UpdateState::Authenticating { .. } => UpdatePhase::Authenticating,
-            UpdateState::ReadingBalance { .. } => UpdatePhase::ReadingBalance,
-            UpdateState::Offered { .. } => UpdatePhase::Offered,
-            UpdateState::Recovering { .. } => UpdatePhase::Recovering,
-            UpdateState::RecoveringStatus { .. } => UpdatePhase::RecoveringStatus,
-            UpdateState::RecoveringBalance { .. } => UpdatePhase::RecoveringBalance,
-            UpdateState::Completed { .. } => UpdatePhase::Completed,
-            UpdateState::Voided { .. } => UpdatePhase::Voided,
-        }
-    }
-
-    fn scp(&self) -> Option<&SealedState> {
-        match self {
-            UpdateState::Authenticating { scp }
-            | UpdateState::ReadingBalance { scp }
-            | UpdateState::Offered { scp, .. }
-            | UpdateState::Recovering { scp, .. }
-            | UpdateState::RecoveringStatus { scp, .. }
-            | UpdateState::RecoveringBalance { scp, .. } => Some(scp),
-            UpdateState::Completed { .. } | UpdateState::Voided { .. } => None,
-        }
-    }
-
-    fn offer(&self) -> Option<&UpdateOffered> {
-        match self {
-            UpdateState::Offered { offer, .. }
-            | UpdateState::Recovering { offer, .. }
-            | UpdateState::RecoveringStatus { offer, .. }
-            | UpdateState::RecoveringBalance { offer, .. }
-            | UpdateState::Completed { offer, .. } => Some(offer),
-            UpdateState::Voided { offer, .. } => offer.as_ref(),
-            UpdateState::Authenticating { .. } | UpdateState::ReadingBalance { .. } => None,
-        }
-    }
-
-    fn applied(&self) -> Option<UpdateApplied> {
-        match self {
-            UpdateState::Completed { applied, .. } => Some(*applied),
-            UpdateState::Voided { applied, .. } => *applied,
-            _ => None,
-        }
-    }
-}
+/// Where a value update stands (see [`CardTxState`]).
+pub type UpdateState = CardTxState<UpdateOffered, UpdateApplied>;
 
 /// A value update (a charge, a decrease, an owed item applied), stored like
 /// a settlement: as the flat record of earlier releases (`UpdateRecord`),
@@ -363,12 +228,12 @@ impl TryFrom<UpdateRecord> for ValueUpdate {
                 UpdateState::RecoveringBalance { scp: scp.ok_or(UNFIT)?, offer: offer.ok_or(UNFIT)? }
             }
             UpdatePhase::Completed => {
-                UpdateState::Completed { offer: offer.ok_or(UNFIT)?, applied: applied.ok_or(UNFIT)? }
+                UpdateState::Completed { offer: offer.ok_or(UNFIT)?, done: applied.ok_or(UNFIT)? }
             }
             UpdatePhase::Voided => UpdateState::Voided {
                 balance_minor: r.balance_minor,
                 offer,
-                applied,
+                done: applied,
                 code: r.outcome_code.unwrap_or_else(|| "voided".into()),
                 reason: r.outcome_reason.unwrap_or_default(),
             },
@@ -395,7 +260,7 @@ impl From<ValueUpdate> for UpdateRecord {
         let phase = u.state.phase();
         let scp = u.state.scp().cloned();
         let offer = u.state.offer().cloned();
-        let applied = u.state.applied();
+        let applied = u.state.done().copied();
         let (mut outcome_code, mut outcome_reason, mut balance_minor) =
             (None, None, offer.as_ref().map(|o| o.balance_minor));
         if let UpdateState::Voided { balance_minor: b, code, reason, .. } = u.state {
@@ -500,15 +365,12 @@ impl ValueUpdate {
 
     /// What the card proved it applied, once it did.
     pub fn applied(&self) -> Option<UpdateApplied> {
-        self.state.applied()
+        self.state.done().copied()
     }
 
     /// Why it was voided: a stable code and a reason.
     pub fn outcome(&self) -> Option<(&str, &str)> {
-        match &self.state {
-            UpdateState::Voided { code, reason, .. } => Some((code, reason)),
-            _ => None,
-        }
+        self.state.outcome()
     }
 
     fn out_of_order(&self, step: &'static str, expected: &'static str) -> UpdateStepError {
@@ -583,7 +445,7 @@ impl ValueUpdate {
         let voided = |code: &str, reason: &str| UpdateState::Voided {
             balance_minor: Some(report.balance_minor),
             offer: None,
-            applied: None,
+            done: None,
             code: code.to_owned(),
             reason: reason.to_owned(),
         };
@@ -674,7 +536,7 @@ impl ValueUpdate {
             return Err(StepError::WrongTransaction);
         }
         let applied = UpdateApplied { card_counter: result.counter, balance_after_minor: result.balance_after_minor };
-        self.state = UpdateState::Completed { offer, applied };
+        self.state = UpdateState::Completed { offer, done: applied };
         Ok(())
     }
 
@@ -682,7 +544,7 @@ impl ValueUpdate {
         self.state = UpdateState::Voided {
             balance_minor: self.balance_minor(),
             offer: self.state.offer().cloned(),
-            applied: self.state.applied(),
+            done: self.state.done().copied(),
             code: code.to_owned(),
             reason: reason.to_owned(),
         };
@@ -737,13 +599,10 @@ impl ValueUpdate {
         mut self,
         ctx: &mut Context<'_, R>,
     ) -> Result<(ValueUpdate, CommandApdu), UpdateStepError> {
-        let offer = match &self.state {
-            UpdateState::Offered { offer, .. }
-            | UpdateState::Recovering { offer, .. }
-            | UpdateState::RecoveringStatus { offer, .. }
-            | UpdateState::RecoveringBalance { offer, .. } => offer.clone(),
-            _ => return Err(self.out_of_order("recover", "offered or recovering")),
+        let Some((_, offer)) = self.state.command_out() else {
+            return Err(self.out_of_order("recover", "offered or recovering"));
         };
+        let offer = offer.clone();
         let key_version = self.key_version;
         let (init, scp) = in_session(&self.card_id, self.id.as_str(), None, |s| s.begin(ctx, key_version))?;
         self.state = UpdateState::Recovering { scp, offer };
