@@ -350,3 +350,37 @@ async fn more_than_64_store_keys_do_not_stop_the_center() {
     assert_eq!(done.phase, Phase::Completed);
     check_books(&s, 6, &mut card).await;
 }
+
+/// The sweep and the wallet's balance step racing on one settlement: exactly
+/// one wins the row; the books hold the purchase only if the offer won.
+#[tokio::test]
+async fn the_sweep_racing_the_balance_step_leaves_one_outcome() {
+    for n in 7..11 {
+        let mut s = setup().await;
+        register_card(&s, n, 50_000).await;
+        let mut card = funded_card(n, 50_000);
+        let token = bill_token(&mut s);
+        let r = s.center.create(&token, card_id(n), None).await.unwrap();
+        let id = r.settlement_id.clone();
+        let r = s.center.authenticate(&id, parse_answers(&relay(&mut card, &r)).unwrap(), Default::default()).await;
+        let answers = parse_answers(&relay(&mut card, &r.unwrap())).unwrap();
+        let later = Timestamp::from_unix_s(NOW.unix_s() + ABANDONED_AFTER_S + 1);
+        let sim = Simulator::new();
+        let (offered, swept) =
+            tokio::join!(s.center.offer(&id, answers, Default::default()), s.center.sweep_abandoned(&sim, later));
+        let ended = s.center.settlement(&id).await.unwrap();
+        let (_, held) = s.center.books.card_float(&card_id(n)).await.unwrap().unwrap();
+        match (offered, swept.unwrap()) {
+            (Ok(r), 0) => {
+                assert_eq!((r.phase, ended.phase()), (Phase::Offered, Phase::Offered));
+                assert_eq!(held, 11_360, "the offer holds the purchase");
+            }
+            (Err(CenterError::Step(_) | CenterError::Db(_)), 1) => {
+                assert_eq!(ended.outcome().map(|(code, _)| code), Some("abandoned"));
+                assert_eq!(held, 0, "nothing held for an abandoned settlement");
+            }
+            other => panic!("exactly one wins: {other:?}"),
+        }
+        s.center.books.ledger().check().await.unwrap();
+    }
+}
