@@ -4,10 +4,20 @@
 //! | account | kind | flags |
 //! |---|---|---|
 //! | card float, one per card | `CardFloat` | debits must not exceed credits (a card cannot spend what the books do not show) |
-//! | store payable, one per paid store | `StorePayable` | — |
-//! | value issuance, one per currency | `CreditFunding` | — |
-//! | credit funding, one per currency (what the credit authorizer owes for captured charges) | `CreditFunding` | — |
-//! | corrections, one per currency (value an operator took off cards) | `CenterFees` | — |
+//! | store payable, [`SHARDS`] per paid store and currency | `StorePayable` | — |
+//! | value issuance, [`SHARDS`] per currency | `CreditFunding` | — |
+//! | credit funding, [`SHARDS`] per currency (what the credit authorizer owes for captured charges) | `CreditFunding` | — |
+//! | corrections, [`SHARDS`] per currency (value an operator took off cards) | `CenterFees` | — |
+//!
+//! Every account but a card's float is a *pool* split into [`SHARDS`]
+//! accounts: a transfer moves the shard its own id picks ([`shard`]), and
+//! what the pool holds is the sum of its shards. On PostgreSQL a write locks
+//! the accounts it moves until it commits; with one account per store, every
+//! purchase at a busy store would wait for the one before it. With shards,
+//! concurrent purchases at one store mostly lock different rows. (A payout
+//! aggregates the shards; a refund may take a shard below zero, the pool
+//! never.) Shard 0 keeps the id the pool's one account had before shards,
+//! so books written before are still counted.
 //!
 //! A purchase is a pending transfer card float → store payable when the
 //! sealed DEBIT is issued (id = the card transaction id), posted when the
@@ -95,22 +105,53 @@ pub fn card_float_id(card: &CardId) -> u128 {
     derived_id("card-float", card.as_bytes())
 }
 
-pub fn store_payable_id(store: &StoreId, currency: Currency) -> u128 {
-    derived_id("store-payable", format!("{store}/{currency}").as_bytes())
+/// How many accounts each pool is split into. Never lowered: a pending
+/// transfer resolves against the shard it was made on, and reads sum shards
+/// `0..SHARDS`.
+pub const SHARDS: usize = 16;
+
+/// The shard a transfer keyed by `key` (its own id, or its owed item's)
+/// moves.
+pub fn shard(key: &[u8]) -> usize {
+    (derived_id("shard", key) % SHARDS as u128) as usize
 }
 
-pub fn issuance_id(currency: Currency) -> u128 {
-    derived_id("issuance", currency.code().as_bytes())
+/// Account `shard` of the pool `label`/`key` (shard 0: the id of the pool
+/// before it was split).
+fn pooled_id(label: &str, key: &str, shard: usize) -> u128 {
+    if shard == 0 { derived_id(label, key.as_bytes()) } else { derived_id(label, format!("{key}#{shard}").as_bytes()) }
 }
 
-/// Where charges paid by credit card are funded from, per currency.
-pub fn credit_funding_id(currency: Currency) -> u128 {
-    derived_id("credit-funding", currency.code().as_bytes())
+fn pool_ids(label: &str, key: &str) -> Vec<u128> {
+    (0..SHARDS).map(|shard| pooled_id(label, key, shard)).collect()
+}
+
+/// A store's payable, every shard.
+pub fn store_payable_ids(store: &StoreId, currency: Currency) -> Vec<u128> {
+    pool_ids("store-payable", &format!("{store}/{currency}"))
+}
+
+fn store_payable_id(store: &StoreId, currency: Currency, shard: usize) -> u128 {
+    pooled_id("store-payable", &format!("{store}/{currency}"), shard)
+}
+
+fn issuance_id(currency: Currency, shard: usize) -> u128 {
+    pooled_id("issuance", currency.code(), shard)
+}
+
+/// Where charges paid by credit card are funded from, per currency: every
+/// shard.
+pub fn credit_funding_ids(currency: Currency) -> Vec<u128> {
+    pool_ids("credit-funding", currency.code())
+}
+
+fn credit_funding_id(currency: Currency, shard: usize) -> u128 {
+    pooled_id("credit-funding", currency.code(), shard)
 }
 
 /// Where value an operator takes off cards goes, per currency.
-pub fn corrections_id(currency: Currency) -> u128 {
-    derived_id("corrections", currency.code().as_bytes())
+fn corrections_id(currency: Currency, shard: usize) -> u128 {
+    pooled_id("corrections", currency.code(), shard)
 }
 
 /// The pending transfer of an owed item (a purchase refund, a correction).
@@ -135,25 +176,15 @@ fn ledger_currency(c: Currency) -> Result<kessai_ledger::Currency, BooksError> {
     kessai_ledger::Currency::parse(c.code()).map_err(|_| BooksError::Currency(c.code().to_owned()))
 }
 
-/// A card's float and its currency's issuance account.
-fn card_accounts(card: &CardId, currency: Currency) -> Result<[NewAccount; 2], BooksError> {
-    let c = ledger_currency(currency)?;
-    Ok([
-        NewAccount {
-            id: card_float_id(card),
-            currency: c,
-            kind: AccountKind::CardFloat,
-            flags: AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS,
-            user_data_128: u128::from(u64::from_be_bytes(*card.as_bytes())),
-        },
-        NewAccount {
-            id: issuance_id(currency),
-            currency: c,
-            kind: AccountKind::CreditFunding,
-            flags: AccountFlags::default(),
-            user_data_128: 0,
-        },
-    ])
+/// A card's float.
+fn float_account(card: &CardId, currency: Currency) -> Result<NewAccount, BooksError> {
+    Ok(NewAccount {
+        id: card_float_id(card),
+        currency: ledger_currency(currency)?,
+        kind: AccountKind::CardFloat,
+        flags: AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS,
+        user_data_128: u128::from(u64::from_be_bytes(*card.as_bytes())),
+    })
 }
 
 /// What one write does to the books: accounts to open (if missing) and
@@ -212,12 +243,12 @@ fn account(id: u128, currency: Currency, kind: AccountKind) -> Result<NewAccount
     Ok(NewAccount { id, currency: ledger_currency(currency)?, kind, flags: AccountFlags::default(), user_data_128: 0 })
 }
 
-fn payable_account(store: &StoreId, currency: Currency) -> Result<NewAccount, BooksError> {
-    account(store_payable_id(store, currency), currency, AccountKind::StorePayable)
+fn payable_account(store: &StoreId, currency: Currency, shard: usize) -> Result<NewAccount, BooksError> {
+    account(store_payable_id(store, currency, shard), currency, AccountKind::StorePayable)
 }
 
-fn funding_account(currency: Currency) -> Result<NewAccount, BooksError> {
-    account(credit_funding_id(currency), currency, AccountKind::CreditFunding)
+fn funding_account(currency: Currency, shard: usize) -> Result<NewAccount, BooksError> {
+    account(credit_funding_id(currency, shard), currency, AccountKind::CreditFunding)
 }
 
 /// Posts (`post`) or voids a pending transfer in full. A missing hold is
@@ -244,17 +275,20 @@ fn resolve(tx: &TransactionId, amount: Money, post: bool, code: u16) -> Result<E
 impl Entries {
     /// The accounts a card needs (idempotent).
     pub fn open_card(card: &CardId, currency: Currency) -> Result<Entries, BooksError> {
-        Ok(Entries { what: "opening a card", accounts: card_accounts(card, currency)?.to_vec(), transfers: Vec::new() })
+        Ok(Entries { what: "opening a card", accounts: vec![float_account(card, currency)?], transfers: Vec::new() })
     }
 
     /// Value put on a card outside a purchase (issuance); `id` makes it
     /// idempotent. Opens the card's accounts.
     pub fn issue(id: u128, card: &CardId, amount: Money) -> Result<Entries, BooksError> {
+        let c = amount.currency();
+        let shard = shard(&id.to_be_bytes());
+        let issuance = account(issuance_id(c, shard), c, AccountKind::CreditFunding)?;
         let t = NewTransfer {
             flags: TransferFlags::default(),
-            ..pending(id, (issuance_id(amount.currency()), card_float_id(card)), amount, CODE_ISSUE)?
+            ..pending(id, (issuance_id(c, shard), card_float_id(card)), amount, CODE_ISSUE)?
         };
-        Ok(Entries::of("an issuance", card_accounts(card, amount.currency())?.to_vec(), t))
+        Ok(Entries::of("an issuance", vec![float_account(card, c)?, issuance], t))
     }
 
     /// The pending purchase transfer card float → store payable, made when
@@ -266,9 +300,9 @@ impl Entries {
         amount: Money,
     ) -> Result<Entries, BooksError> {
         let c = amount.currency();
-        let [float, issuance] = card_accounts(card, c)?;
-        let accounts = vec![float, issuance, payable_account(payee, c)?];
-        let t = pending(tx.as_u128(), (card_float_id(card), store_payable_id(payee, c)), amount, CODE_PURCHASE)?;
+        let shard = shard(tx.as_bytes());
+        let accounts = vec![float_account(card, c)?, payable_account(payee, c, shard)?];
+        let t = pending(tx.as_u128(), (card_float_id(card), store_payable_id(payee, c, shard)), amount, CODE_PURCHASE)?;
         Ok(Entries::of("the purchase hold", accounts, t))
     }
 
@@ -286,9 +320,9 @@ impl Entries {
     /// funding → card float. Opens the card's accounts.
     pub fn charge_hold(tx: &TransactionId, card: &CardId, amount: Money) -> Result<Entries, BooksError> {
         let c = amount.currency();
-        let [float, issuance] = card_accounts(card, c)?;
-        let accounts = vec![float, issuance, funding_account(c)?];
-        let t = pending(tx.as_u128(), (credit_funding_id(c), card_float_id(card)), amount, CODE_CHARGE)?;
+        let shard = shard(tx.as_bytes());
+        let accounts = vec![float_account(card, c)?, funding_account(c, shard)?];
+        let t = pending(tx.as_u128(), (credit_funding_id(c, shard), card_float_id(card)), amount, CODE_CHARGE)?;
         Ok(Entries::of("the charge hold", accounts, t))
     }
 
@@ -302,8 +336,9 @@ impl Entries {
     /// float → credit funding (value going back to the credit card).
     pub fn decrease_hold(tx: &TransactionId, card: &CardId, amount: Money) -> Result<Entries, BooksError> {
         let c = amount.currency();
-        let t = pending(tx.as_u128(), (card_float_id(card), credit_funding_id(c)), amount, CODE_DECREASE)?;
-        Ok(Entries::of("the decrease hold", vec![funding_account(c)?], t))
+        let shard = shard(tx.as_bytes());
+        let t = pending(tx.as_u128(), (card_float_id(card), credit_funding_id(c, shard)), amount, CODE_DECREASE)?;
+        Ok(Entries::of("the decrease hold", vec![funding_account(c, shard)?], t))
     }
 
     /// Posts or voids a decrease.
@@ -315,10 +350,10 @@ impl Entries {
     /// float.
     pub fn refund_hold(owed_id: &str, store: &StoreId, card: &CardId, amount: Money) -> Result<Entries, BooksError> {
         let c = amount.currency();
-        let [float, issuance] = card_accounts(card, c)?;
-        let accounts = vec![float, issuance, payable_account(store, c)?];
         let id = owed_hold_id(owed_id).as_u128();
-        let t = pending(id, (store_payable_id(store, c), card_float_id(card)), amount, CODE_REFUND)?;
+        let shard = shard(&id.to_be_bytes());
+        let accounts = vec![float_account(card, c)?, payable_account(store, c, shard)?];
+        let t = pending(id, (store_payable_id(store, c, shard), card_float_id(card)), amount, CODE_REFUND)?;
         Ok(Entries::of("the refund hold", accounts, t))
     }
 
@@ -326,10 +361,10 @@ impl Entries {
     /// corrections. Refused (`exceeds_credits`) beyond the card's float.
     pub fn correction_hold(owed_id: &str, card: &CardId, amount: Money) -> Result<Entries, BooksError> {
         let c = amount.currency();
-        let [float, issuance] = card_accounts(card, c)?;
-        let accounts = vec![float, issuance, account(corrections_id(c), c, AccountKind::CenterFees)?];
         let id = owed_hold_id(owed_id).as_u128();
-        let t = pending(id, (card_float_id(card), corrections_id(c)), amount, CODE_CORRECTION)?;
+        let shard = shard(&id.to_be_bytes());
+        let accounts = vec![float_account(card, c)?, account(corrections_id(c, shard), c, AccountKind::CenterFees)?];
+        let t = pending(id, (card_float_id(card), corrections_id(c, shard)), amount, CODE_CORRECTION)?;
         Ok(Entries::of("the correction hold", accounts, t))
     }
 
@@ -358,9 +393,7 @@ impl Books {
 
     /// Applies `entries` as a transaction of their own.
     pub async fn apply(&self, entries: Entries, now_unix_s: u64) -> Result<(), BooksError> {
-        self.db
-            .write_with_books(move |mut conn| Box::pin(async move { conn.books(&entries, now_unix_s).await }))
-            .await?;
+        self.db.write(move |mut conn| Box::pin(async move { conn.books(&entries, now_unix_s).await })).await?;
         Ok(())
     }
 
@@ -390,15 +423,24 @@ impl Books {
         Ok(found.first().map_or(0, |a| a.credits_pending_minor))
     }
 
-    /// What the credit authorizer owes for captured charges (posted).
+    /// What the credit authorizer owes for captured charges (posted), over
+    /// every shard.
     pub async fn credit_funding(&self, currency: Currency) -> Result<u64, BooksError> {
-        let found = self.ledger().lookup_accounts(&[credit_funding_id(currency)]).await?;
-        Ok(found.first().map_or(0, |a| a.debits_posted_minor.saturating_sub(a.credits_posted_minor)))
+        let (debits, credits) = self.pool_posted(&credit_funding_ids(currency)).await?;
+        Ok(u64::try_from(debits.saturating_sub(credits)).unwrap_or(u64::MAX))
     }
 
-    /// What the center owes a store (posted).
+    /// What the center owes a store (posted), over every shard.
     pub async fn store_payable(&self, store: &StoreId, currency: Currency) -> Result<u64, BooksError> {
-        let found = self.ledger().lookup_accounts(&[store_payable_id(store, currency)]).await?;
-        Ok(found.first().map_or(0, |a| a.credits_posted_minor.saturating_sub(a.debits_posted_minor)))
+        let (debits, credits) = self.pool_posted(&store_payable_ids(store, currency)).await?;
+        Ok(u64::try_from(credits.saturating_sub(debits)).unwrap_or(u64::MAX))
+    }
+
+    /// A pool's posted debits and credits, summed over its shards.
+    async fn pool_posted(&self, ids: &[u128]) -> Result<(u128, u128), BooksError> {
+        let found = self.ledger().lookup_accounts(ids).await?;
+        Ok(found.iter().fold((0, 0), |(debits, credits), a| {
+            (debits + u128::from(a.debits_posted_minor), credits + u128::from(a.credits_posted_minor))
+        }))
     }
 }

@@ -1,15 +1,17 @@
 //! The one step runner of every protocol (purchases, value updates,
 //! statements): load the record → the transition (pure) → store it, with
 //! its books entries, what it releases or applies, and the request's
-//! answer, in one transaction. On PostgreSQL a transaction that lost a
-//! serialization conflict to a concurrent one is run again from the load,
-//! at most [`STEP_RETRIES_MAX`] times, so the transition sees what won.
+//! answer, in one transaction. On PostgreSQL writes queue on row locks
+//! rather than fail; a transaction that still failed retryably (a deadlock
+//! the lock order did not rule out, an insert race on a new ledger
+//! account) is run again from the load, at most [`STEP_RETRIES_MAX`] times,
+//! so the transition sees what won.
 
 use crate::db::DbError;
 
 /// An error a step can fail with, which may say "run me again".
 pub(crate) trait StepFailure {
-    /// Whether the step's transaction lost a serialization conflict (or an
+    /// Whether the step's transaction failed retryably (a deadlock, an
     /// insert race) and the whole step may run again from its load.
     fn is_retryable(&self) -> bool;
 }

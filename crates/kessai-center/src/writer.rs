@@ -88,11 +88,21 @@ impl From<Option<i64>> for Arg {
 pub(crate) struct Stmt {
     sql: &'static str,
     args: Vec<Arg>,
+    /// PostgreSQL: a `SELECT` that locks the rows it reads (`FOR UPDATE`).
+    locks: bool,
 }
 
 impl Stmt {
     pub(crate) fn new(sql: &'static str) -> Stmt {
-        Stmt { sql, args: Vec::new() }
+        Stmt { sql, args: Vec::new(), locks: false }
+    }
+
+    /// A `SELECT` that, on PostgreSQL, locks the rows it reads until the
+    /// transaction ends (`FOR UPDATE`), so a write can take its own row's
+    /// lock before the books' (see `kessai_ledger::within`). SQLite has one
+    /// writer and nothing to lock.
+    pub(crate) fn for_update(self) -> Stmt {
+        Stmt { locks: true, ..self }
     }
 
     /// Adds the next argument (`$1` first).
@@ -102,7 +112,12 @@ impl Stmt {
     }
 
     fn pg(self) -> sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments> {
-        self.args.into_iter().fold(sqlx::query(self.sql), |query, arg| match arg {
+        let query = if self.locks {
+            sqlx::query(sqlx::AssertSqlSafe(format!("{} FOR UPDATE", self.sql)))
+        } else {
+            sqlx::query(self.sql)
+        };
+        self.args.into_iter().fold(query, |query, arg| match arg {
             Arg::Text(v) => query.bind(v),
             Arg::Int(v) => query.bind(v),
         })
@@ -158,9 +173,6 @@ fn sqlite_fetch<T>(
 pub(crate) struct Exec<'c> {
     conn: Conn<'c>,
     faults: Option<Arc<Faults>>,
-    /// Whether books entries may be applied here (SQLite: always; PostgreSQL:
-    /// only at SERIALIZABLE isolation).
-    books_allowed: bool,
 }
 
 enum Conn<'c> {
@@ -200,12 +212,12 @@ impl Faults {
 
 impl<'c> Exec<'c> {
     pub(crate) fn sqlite(conn: &'c mut rusqlite::Connection) -> Exec<'c> {
-        Exec { conn: Conn::Sqlite(conn), faults: None, books_allowed: true }
+        Exec { conn: Conn::Sqlite(conn), faults: None }
     }
 
-    /// A PostgreSQL transaction; `serializable` if it was begun so.
-    pub(crate) fn pg(conn: &'c mut PgConnection, serializable: bool) -> Exec<'c> {
-        Exec { conn: Conn::Pg(conn), faults: None, books_allowed: serializable }
+    /// A PostgreSQL transaction (READ COMMITTED).
+    pub(crate) fn pg(conn: &'c mut PgConnection) -> Exec<'c> {
+        Exec { conn: Conn::Pg(conn), faults: None }
     }
 
     /// The same connection, failing where `faults` says.
@@ -247,9 +259,6 @@ impl<'c> Exec<'c> {
     pub(crate) async fn books(&mut self, entries: &Entries, now_unix_s: u64) -> Result<(), DbError> {
         if entries.is_empty() {
             return Ok(());
-        }
-        if !self.books_allowed {
-            return Err(DbError::NotCommitted("books entries outside a SERIALIZABLE transaction".into()));
         }
         let conn = match &mut self.conn {
             Conn::Sqlite(conn) => within::Conn::Sqlite(conn),

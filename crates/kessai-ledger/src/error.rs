@@ -10,7 +10,7 @@ pub enum Error {
     Database(#[from] sqlx::Error),
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("PostgreSQL kept failing to serialize the batch after {attempts} attempts: {source}")]
+    #[error("PostgreSQL kept failing the batch (deadlock or concurrent insert) after {attempts} attempts: {source}")]
     RetriesExhausted { attempts: u32, source: sqlx::Error },
     #[error("a batch of {events} events exceeds the limit of {BATCH_EVENTS_MAX}")]
     BatchTooLarge { events: usize },

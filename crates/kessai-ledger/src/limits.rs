@@ -26,12 +26,13 @@ pub const HISTORY_PAGE_MAX: u32 = 1_000;
 /// Most ids one lookup may ask for.
 pub const LOOKUP_IDS_MAX: usize = BATCH_EVENTS_MAX;
 
-/// How often a PostgreSQL batch is retried after a serialization failure (SQLSTATE
-/// 40001), a deadlock (40P01) or a concurrent insert of the same id (23505) before
+/// How often a PostgreSQL batch is retried after a deadlock (40P01), a concurrent
+/// insert of the same id (23505) or, in a caller's SERIALIZABLE transaction, a
+/// serialization failure (40001) before
 /// `Error::RetriesExhausted` is returned; the batch is then tried this many times + 1.
-pub const PG_SERIALIZATION_RETRIES_MAX: u32 = 24;
+pub const PG_RETRIES_MAX: u32 = 24;
 
-/// First backoff after a PostgreSQL serialization failure; doubled on every retry up
+/// First backoff after a retryable PostgreSQL failure; doubled on every retry up
 /// to `PG_RETRY_BACKOFF_MAX_MS`, with jitter.
 pub const PG_RETRY_BACKOFF_MIN_MS: u64 = 1;
 
@@ -96,7 +97,7 @@ const _: () = {
     assert!(EXPIRY_BATCH_MAX > 0 && EXPIRY_BATCH_MAX <= BATCH_EVENTS_MAX);
     assert!(HISTORY_PAGE_MAX > 0);
     assert!(LOOKUP_IDS_MAX <= BATCH_EVENTS_MAX);
-    assert!(PG_SERIALIZATION_RETRIES_MAX > 0);
+    assert!(PG_RETRIES_MAX > 0);
     assert!(PG_RETRY_BACKOFF_MIN_MS > 0 && PG_RETRY_BACKOFF_MIN_MS <= PG_RETRY_BACKOFF_MAX_MS);
     // Two balances may be added before the overflow check; they must fit in u64.
     assert!(BALANCE_MAX_MINOR.checked_mul(2).is_some());

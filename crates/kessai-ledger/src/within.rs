@@ -5,11 +5,15 @@
 //! tables must live in the same database (`Ledger::open_sqlite` /
 //! `Ledger::connect_postgres` on it create them).
 //!
-//! On PostgreSQL the caller's transaction must run at SERIALIZABLE isolation,
-//! as the ledger's own do: the engine reads balances and writes them back, and
-//! only serializable isolation makes that safe against a concurrent batch. A
-//! transaction that loses a conflict fails with SQLSTATE 40001 (see
-//! [`Error::is_retryable`]); the caller runs it again from the start.
+//! On PostgreSQL the caller's transaction runs at READ COMMITTED, as the
+//! ledger's own do: the engine reads balances and writes them back, and it
+//! first locks the rows it will change (pending rows, then accounts, each in id
+//! order), so a concurrent batch on the same account waits instead of failing.
+//! The caller should lock its own rows before calling [`apply`] (the lock order
+//! is then: the caller's rows, the ledger's) and lock no further rows that a
+//! concurrent caller may lock first. A deadlock (40P01) or a concurrent insert
+//! of the same account (23505) fails the transaction with an error for which
+//! [`Error::is_retryable`] holds; the caller runs it again from the start.
 
 use crate::error::Error;
 use crate::result::{CreateAccountsResult, CreateTransfersResult};
@@ -23,7 +27,7 @@ use crate::types::{NewAccount, NewTransfer};
 pub enum Conn<'c> {
     /// A rusqlite connection inside `BEGIN IMMEDIATE`.
     Sqlite(&'c mut rusqlite::Connection),
-    /// A PostgreSQL connection inside a SERIALIZABLE transaction.
+    /// A PostgreSQL connection inside a READ COMMITTED transaction.
     Postgres(&'c mut sqlx::PgConnection),
 }
 

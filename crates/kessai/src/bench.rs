@@ -137,7 +137,7 @@ pub fn ledger(seconds: u64, postgres: Option<String>, pg_bin: Option<std::path::
             println!("PostgreSQL skipped: give --postgres URL, or run under scripts/with-postgres");
             return Ok(());
         };
-        println!("kessai bench ledger — PostgreSQL (SERIALIZABLE)");
+        println!("kessai bench ledger — PostgreSQL (READ COMMITTED, row locks)");
         let schema = format!("ledger_bench_{}", std::process::id());
         let pg = Ledger::connect_postgres(&url, Some(&schema)).await?;
         let figures = lb::transfers_per_second(&pg, &config).await?;

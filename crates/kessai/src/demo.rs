@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use kessai_center::books::{card_float_id, store_payable_id};
+use kessai_center::books::{card_float_id, store_payable_ids};
 use kessai_core::ids::{CardId, PartyId, StoreId};
 use kessai_core::keys::KeyDirectory;
 use kessai_core::messages::{bill, completion, offer, receipt};
@@ -483,19 +483,22 @@ impl Books {
         let ledger =
             Ledger::open_sqlite_for_reads(path).await.with_context(|| format!("opening {}", path.display()))?;
         let float = card_float_id(&CardId::parse(DEMO_CARD_ID)?);
-        let payable = store_payable_id(&StoreId::parse(MEMBER)?, Currency::JPY);
-        let accounts = ledger.lookup_accounts(&[float, payable]).await?;
-        // Both accounts hold value on the credit side: what is available is
-        // the posted credits less every debit, pending ones included.
-        let balance = |id: u128| {
-            accounts
-                .iter()
-                .find(|a| a.id == id)
-                .map_or(0, |a| a.credits_posted_minor.saturating_sub(a.debits_posted_minor + a.debits_pending_minor))
+        let payable = store_payable_ids(&StoreId::parse(MEMBER)?, Currency::JPY);
+        let mut ids = payable.clone();
+        ids.push(float);
+        let accounts = ledger.lookup_accounts(&ids).await?;
+        // The accounts hold value on the credit side: what is available is
+        // the posted credits less every debit, pending ones included (the
+        // store's payable: summed over its shards).
+        let balance = |ids: &[u128]| {
+            let (credits, debits) = accounts.iter().filter(|a| ids.contains(&a.id)).fold((0, 0), |(c, d), a| {
+                (c + a.credits_posted_minor, d + a.debits_posted_minor + a.debits_pending_minor)
+            });
+            credits.saturating_sub(debits)
         };
         let transfers = ledger.account_history(float, None, kessai_ledger::limits::HISTORY_PAGE_MAX).await?.transfers;
         ledger.check().await.map_err(|e| anyhow::anyhow!("the ledger's invariants do not hold: {e}"))?;
-        let books = Books { float_minor: balance(float), payable_minor: balance(payable), transfers };
+        let books = Books { float_minor: balance(&[float]), payable_minor: balance(&payable), transfers };
         ledger.close().await;
         Ok(books)
     }
@@ -507,10 +510,10 @@ fn jpy(minor: u64) -> String {
 
 fn print_books(before: &Books, after: &Books, image_before: u64, image_after: u64, repeat: u32) -> anyhow::Result<()> {
     let float = card_float_id(&CardId::parse(DEMO_CARD_ID)?);
-    let payable = store_payable_id(&StoreId::parse(MEMBER)?, Currency::JPY);
+    let payable = store_payable_ids(&StoreId::parse(MEMBER)?, Currency::JPY);
     let name = |id: u128| match id {
         _ if id == float => format!("card float {DEMO_CARD_ID}"),
-        _ if id == payable => format!("store payable {MEMBER}"),
+        _ if payable.contains(&id) => format!("store payable {MEMBER}"),
         _ => "issuance".to_owned(),
     };
     println!();

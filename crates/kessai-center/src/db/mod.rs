@@ -13,8 +13,11 @@
 //!
 //! Every write is one database transaction ([`CenterDb::write`]) of
 //! statements written once for both backends (`writer::Stmt`) and the
-//! books' entries; on PostgreSQL a write with books entries runs at
-//! SERIALIZABLE isolation, any other at READ COMMITTED. On SQLite,
+//! books' entries. On PostgreSQL every write runs at READ COMMITTED: its
+//! compare-and-sets and upserts are single statements, and a write with
+//! books entries locks its own row first, then the ledger's rows (in id
+//! order, `kessai_ledger::within`), so concurrent writes on a hot account
+//! queue for its lock and none fails to serialize. On SQLite,
 //! writes go through one writer thread with its own connection that
 //! group-commits (see `writer`): one fsync for many requests, and a reply
 //! still follows a durable commit. Reads use separate connections the
@@ -110,9 +113,8 @@ pub enum DbError {
 
 impl DbError {
     /// Whether the same work, run again from the start in a new transaction,
-    /// may succeed (PostgreSQL: a serialization failure or deadlock between
-    /// concurrent transactions, or a ledger row a concurrent one inserted
-    /// first).
+    /// may succeed (PostgreSQL: a deadlock the lock order did not rule out,
+    /// or a ledger row a concurrent transaction inserted first).
     pub fn is_retryable(&self) -> bool {
         match self {
             DbError::Sqlx(sqlx::Error::Database(e)) => matches!(e.code().as_deref(), Some("40001" | "40P01")),
@@ -155,8 +157,10 @@ impl StepWrite {
     async fn run(self, conn: &mut Exec<'_>) -> Result<(), DbError> {
         // With books entries, the version is checked before anything is
         // written, so that losing the race (or the books refusing) leaves the
-        // group's transaction clean; without, the update is the first write
-        // and changes nothing if it lost.
+        // group's transaction clean (SQLite), and the row is locked before
+        // the ledger's rows (PostgreSQL: one lock order for every write);
+        // without, the update is the first write and changes nothing if it
+        // lost.
         if !self.entries.is_empty()
             && conn.fetch_optional(self.check, |r| r.required_int("version")).await? != Some(self.version)
         {
@@ -198,8 +202,7 @@ fn corrupt(e: impl std::fmt::Display) -> DbError {
 pub struct CenterDb {
     /// Reads.
     readers: Readers,
-    /// PostgreSQL: writes, each a transaction (SERIALIZABLE when it writes
-    /// the books).
+    /// PostgreSQL: writes, each a READ COMMITTED transaction.
     pg: Option<sqlx::PgPool>,
     /// The books: the ledger's tables in this same database, read through
     /// the ledger's API and written only inside this database's write
@@ -463,37 +466,14 @@ impl CenterDb {
         T: Send + 'static,
         F: for<'c> FnOnce(Exec<'c>) -> WriteFuture<'c, T> + Send + 'static,
     {
-        self.write_at(false, work).await
-    }
-
-    /// As [`CenterDb::write`], for a write that applies books entries: on
-    /// PostgreSQL at SERIALIZABLE isolation, as the books' engine needs (it
-    /// reads balances and writes them back); a transaction that loses a
-    /// conflict fails with an error for which `is_retryable` holds. Other
-    /// writes run at READ COMMITTED, where their single-statement
-    /// compare-and-sets and upserts wait for each other instead of failing.
-    pub(crate) async fn write_with_books<T, F>(&self, work: F) -> Result<T, DbError>
-    where
-        T: Send + 'static,
-        F: for<'c> FnOnce(Exec<'c>) -> WriteFuture<'c, T> + Send + 'static,
-    {
-        self.write_at(true, work).await
-    }
-
-    async fn write_at<T, F>(&self, serializable: bool, work: F) -> Result<T, DbError>
-    where
-        T: Send + 'static,
-        F: for<'c> FnOnce(Exec<'c>) -> WriteFuture<'c, T> + Send + 'static,
-    {
         if let Some(writer) = &self.writer {
             return writer.write(work, self.faults.clone()).await;
         }
         let Some(pool) = &self.pg else {
             return Err(DbError::NotCommitted("no writer".into()));
         };
-        let begin = if serializable { "BEGIN ISOLATION LEVEL SERIALIZABLE" } else { "BEGIN" };
-        let mut tx = pool.begin_with(begin).await?;
-        let out = work(Exec::pg(&mut tx, serializable).with_faults(self.faults.clone())).await?;
+        let mut tx = pool.begin_with("BEGIN ISOLATION LEVEL READ COMMITTED").await?;
+        let out = work(Exec::pg(&mut tx).with_faults(self.faults.clone())).await?;
         tx.commit().await?;
         Ok(out)
     }

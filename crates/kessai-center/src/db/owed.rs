@@ -47,7 +47,7 @@ impl CenterDb {
             .bind(settlement.as_str().to_owned());
         let insert = insert_owed_query(o, now)?;
         let stored = self
-            .write_with_books(move |mut conn| {
+            .write(move |mut conn| {
                 Box::pin(async move {
                     // Checked again inside the transaction: on SQLite the
                     // writer runs one write at a time, so this cannot race.
@@ -95,7 +95,7 @@ impl CenterDb {
         let insert = insert_owed_query(o, now)?;
         let now_s = now.unix_s();
         let stored = self
-            .write_with_books(move |mut conn| {
+            .write(move |mut conn| {
                 Box::pin(async move {
                     if conn.fetch_optional(exists, owed_row).await?.is_some() {
                         return Ok(false);
@@ -153,7 +153,7 @@ impl CenterDb {
         .bind(owed.to_owned())
         .bind(OwedStatus::Owed.as_str().to_owned());
         let insert = insert_update_query(c, now)?;
-        self.write_with_books(move |mut conn| {
+        self.write(move |mut conn| {
             Box::pin(async move {
                 // The hold first: its refusal leaves nothing written.
                 conn.books(&hold, now_s).await?;
@@ -182,7 +182,7 @@ impl CenterDb {
         .bind(OwedStatus::Owed.as_str().to_owned());
         let now_s = now.unix_s();
         let id = id.to_owned();
-        self.write_with_books(move |mut conn| {
+        self.write(move |mut conn| {
             Box::pin(async move {
                 match conn.fetch_optional(owed, owed_row).await? {
                     Some(o) if o.status == OwedStatus::Owed && o.session.is_none() => {}

@@ -169,7 +169,7 @@ impl CenterDb {
         .bind(to_i64(c.max_balance_minor)?)
         .bind(to_i64(now.unix_s())?);
         let now_s = now.unix_s();
-        self.write_with_books(move |mut conn| {
+        self.write(move |mut conn| {
             Box::pin(async move {
                 conn.books(&entries, now_s).await?;
                 conn.execute(query).await?;

@@ -77,7 +77,9 @@ impl CenterDb {
         response: Option<SavedResponse>,
         entries: Entries,
     ) -> Result<(), DbError> {
-        let check = Stmt::new("SELECT version FROM center_settlements WHERE id = $1").bind(s.id.as_str().to_owned());
+        let check = Stmt::new("SELECT version FROM center_settlements WHERE id = $1")
+            .bind(s.id.as_str().to_owned())
+            .for_update();
         let update = Stmt::new(
             "UPDATE center_settlements SET phase = $1, record = $2, version = version + 1, updated_at = $3,
              delivered = $6 WHERE id = $4 AND version = $5",
@@ -91,7 +93,7 @@ impl CenterDb {
         let save = response.map(|r| r.statement(now)).transpose()?;
         let now_s = now.unix_s();
         let step = StepWrite { check, version, entries, now_s, update, also: Vec::new(), save, what: s.id.to_string() };
-        self.write_with_books(move |mut conn| Box::pin(async move { step.run(&mut conn).await })).await
+        self.write(move |mut conn| Box::pin(async move { step.run(&mut conn).await })).await
     }
 
     /// Settlements, newest first, optionally of one card or in one phase.

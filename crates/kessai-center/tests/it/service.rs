@@ -384,3 +384,55 @@ async fn the_sweep_racing_the_balance_step_leaves_one_outcome() {
         s.center.books.ledger().check().await.unwrap();
     }
 }
+
+/// 64 cards pay at one store at the same moment, each purchase's four
+/// steps racing every other's: every purchase completes (none is answered
+/// with a conflict or a serialization error), the store's payable is the sum
+/// of them, every card's float equals its balance, and the books check.
+async fn many_purchases_at_one_store(mut s: Setup) {
+    const CARDS: u8 = 64;
+    for n in 1..=CARDS {
+        register_card(&s, n, 50_000).await;
+    }
+    let tokens: Vec<String> = (1..=CARDS).map(|_| bill_token(&mut s)).collect();
+    let center = Arc::new(s.center);
+    let mut tasks = Vec::new();
+    for (n, token) in (1..=CARDS).zip(tokens) {
+        let center = center.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut card = funded_card(n, 50_000);
+            let r = center.create(&token, card_id(n), Default::default()).await.unwrap();
+            let id = r.settlement_id.clone();
+            let answers = parse_answers(&relay(&mut card, &r)).unwrap();
+            let r = center.authenticate(&id, answers, Default::default()).await.unwrap();
+            let r = center.offer(&id, parse_answers(&relay(&mut card, &r)).unwrap(), Default::default()).await.unwrap();
+            let done =
+                center.complete(&id, parse_answers(&relay(&mut card, &r)).unwrap(), Default::default()).await.unwrap();
+            assert_eq!(done.phase, Phase::Completed);
+            (n, card)
+        }));
+    }
+    let mut cards = Vec::new();
+    for task in tasks {
+        cards.push(task.await.unwrap());
+    }
+    let payee = StoreId::parse(samples::MEMBER).unwrap();
+    assert_eq!(center.books.store_payable(&payee, Currency::JPY).await.unwrap(), u64::from(CARDS) * 11_360);
+    center.books.ledger().check().await.unwrap();
+    for (n, mut card) in cards {
+        let (float, held) = center.books.card_float(&card_id(n)).await.unwrap().unwrap();
+        assert_eq!((float, held), (balance_of(&mut card), 0), "card {n}");
+        assert_eq!(float, 50_000 - 11_360, "card {n}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_concurrent_purchases_at_one_store_all_complete_on_sqlite() {
+    many_purchases_at_one_store(setup().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_concurrent_purchases_at_one_store_all_complete_on_postgres() {
+    let Some(s) = setup_on_postgres("hot_store").await else { return };
+    many_purchases_at_one_store(s).await;
+}

@@ -38,6 +38,16 @@ pub(crate) trait Tx: Send {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<(LoadedTransfer, u64)>, Error>> + Send;
     fn write(&mut self, set: &WriteSet) -> impl Future<Output = Result<(), Error>> + Send;
+    /// Before a write reads what it will change: takes the row locks that
+    /// make its read-modify-write safe against concurrent writers, in one
+    /// global order (the pending rows it resolves, then the accounts its
+    /// transfers move, each by id), so two writers never wait for each
+    /// other in a cycle. PostgreSQL runs writes at READ COMMITTED and locks
+    /// the rows (`FOR UPDATE`): a hot account makes writers queue, never
+    /// fail. SQLite has one writer, so there is nothing to lock.
+    fn lock(&mut self, _pending_ids: &[u128], _account_ids: &[u128]) -> impl Future<Output = Result<(), Error>> + Send {
+        std::future::ready(Ok(()))
+    }
     /// Runs a parameterless query whose text is the same on both backends.
     fn rows(&mut self, sql: &'static str) -> impl Future<Output = Result<Vec<Self::Row>, Error>> + Send;
 }
@@ -134,7 +144,7 @@ async fn create_transfers<T: Tx>(
     events: &[NewTransfer],
     now_unix_s: u64,
 ) -> Result<Vec<CreateTransfersResult>, Error> {
-    let transfers = tx.load_transfers(&engine::transfer_ids_to_load(events)).await?;
+    let transfers = lock_and_load_transfers(tx, events).await?;
     let accounts = tx.load_accounts(&engine::account_ids_to_load(events, &transfers)).await?;
     let mut scratch = scratch_with_accounts_of(accounts, transfers)?;
     let results = engine::create_transfers(&mut scratch, events, now_unix_s);
@@ -148,15 +158,15 @@ async fn create_transfers<T: Tx>(
 /// and all changes are written together. `None` if a batch is not a plain account or
 /// transfer batch (the caller then runs them one by one).
 pub(crate) async fn run_group<T: Tx>(tx: &mut T, ops: &[Op<'_>]) -> Result<Option<Vec<Outcome>>, Error> {
-    let mut transfer_ids = Vec::new();
+    let mut events = Vec::new();
     for op in ops {
         match op {
             Op::CreateAccounts(..) => {}
-            Op::CreateTransfers(events, _) => transfer_ids.extend(engine::transfer_ids_to_load(events)),
+            Op::CreateTransfers(batch, _) => events.extend_from_slice(batch),
             _ => return Ok(None),
         }
     }
-    let transfers = tx.load_transfers(&sorted_unique(transfer_ids.into_iter())).await?;
+    let transfers = lock_and_load_transfers(tx, &events).await?;
     let mut account_ids = Vec::new();
     for op in ops {
         match op {
@@ -203,10 +213,14 @@ pub(crate) fn transfer_results(results: Vec<CreateTransferResult>) -> Vec<Create
 }
 
 async fn expire<T: Tx>(tx: &mut T, now_unix_s: u64) -> Result<usize, Error> {
-    let due = tx.due_pending(now_unix_s, EXPIRY_BATCH_MAX).await?;
+    let due = sorted_unique(tx.due_pending(now_unix_s, EXPIRY_BATCH_MAX).await?.into_iter());
     if due.is_empty() {
         return Ok(0);
     }
+    let accounts_of_due = engine::account_ids_to_load(&[], &tx.load_transfers(&due).await?);
+    tx.lock(&due, &accounts_of_due).await?;
+    // Loaded again under the locks: a concurrent writer may have resolved
+    // some meanwhile (the engine then leaves them).
     let transfers = tx.load_transfers(&due).await?;
     let account_ids = engine::account_ids_to_load(&[], &transfers);
     let accounts = tx.load_accounts(&account_ids).await?;
@@ -214,6 +228,23 @@ async fn expire<T: Tx>(tx: &mut T, now_unix_s: u64) -> Result<usize, Error> {
     let expired = engine::expire(&mut scratch, &due, now_unix_s);
     write_changes(tx, scratch).await?;
     Ok(expired)
+}
+
+/// Locks what a transfer batch will change (see [`Tx::lock`]) and loads
+/// the transfers it names. The accounts a post or void moves are those of
+/// its pending transfer, known only once that is read; the pending row is
+/// locked first, so they cannot change under the batch.
+async fn lock_and_load_transfers<T: Tx>(tx: &mut T, events: &[NewTransfer]) -> Result<Vec<LoadedTransfer>, Error> {
+    let ids = engine::transfer_ids_to_load(events);
+    let pending_ids = sorted_unique(events.iter().map(|event| event.pending_id));
+    if pending_ids.is_empty() {
+        tx.lock(&[], &engine::account_ids_to_load(events, &[])).await?;
+        return tx.load_transfers(&ids).await;
+    }
+    tx.lock(&pending_ids, &[]).await?;
+    let loaded = tx.load_transfers(&ids).await?;
+    tx.lock(&[], &engine::account_ids_to_load(events, &loaded)).await?;
+    Ok(loaded)
 }
 
 /// Builds the scratch, refusing data in which a stored transfer names an account
@@ -490,7 +521,7 @@ pub(crate) async fn apply_all<T: Tx>(
     now_unix_s: u64,
 ) -> Result<AppliedAll, Error> {
     check_batch(accounts.len().max(transfers.len()), now_unix_s)?;
-    let loaded_transfers = tx.load_transfers(&engine::transfer_ids_to_load(transfers)).await?;
+    let loaded_transfers = lock_and_load_transfers(tx, transfers).await?;
     let account_ids =
         accounts.iter().map(|account| account.id).chain(engine::account_ids_to_load(transfers, &loaded_transfers));
     let loaded_accounts = tx.load_accounts(&sorted_unique(account_ids)).await?;

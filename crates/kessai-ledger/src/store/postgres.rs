@@ -1,7 +1,12 @@
-//! The PostgreSQL backend. Writes run at SERIALIZABLE isolation, so a batch's reads
-//! and writes behave as if batches ran one at a time, even across several center
-//! instances; a batch that loses a conflict (SQLSTATE 40001, or a deadlock, 40P01) is
-//! retried from scratch with backoff, at most `PG_SERIALIZATION_RETRIES_MAX` times.
+//! The PostgreSQL backend. Writes run at READ COMMITTED and lock, before reading
+//! them, the rows they will change (`Tx::lock`: pending rows, then accounts, each in
+//! id order), so batches that touch one account queue on its row lock instead of
+//! failing, even across several center instances; a hot account costs waiting, never
+//! a serialization failure. What is left to retry (with backoff, at most
+//! `PG_RETRIES_MAX` times) is a deadlock the lock order does not
+//! rule out (40P01, should a caller's own rows be locked in another order) and a
+//! unique violation on an id a concurrent batch inserted first (23505: the retry
+//! sees it and answers `exists`).
 //! Each step of a batch is one statement over arrays (`= ANY($1)`, `UNNEST`), so a
 //! batch costs the same handful of round trips whatever its size.
 
@@ -15,9 +20,7 @@ use super::rows::{self, Columns, account_columns, id_bytes, insert_account_colum
 use super::{Op, Outcome, Tx, schema};
 use crate::engine::{LoadedTransfer, WriteSet};
 use crate::error::Error;
-use crate::limits::{
-    PG_POOL_CONNECTIONS_MAX, PG_RETRY_BACKOFF_MAX_MS, PG_RETRY_BACKOFF_MIN_MS, PG_SERIALIZATION_RETRIES_MAX,
-};
+use crate::limits::{PG_POOL_CONNECTIONS_MAX, PG_RETRIES_MAX, PG_RETRY_BACKOFF_MAX_MS, PG_RETRY_BACKOFF_MIN_MS};
 use crate::types::Account;
 
 fn valid_schema_name(name: &str) -> bool {
@@ -61,8 +64,9 @@ fn sqlstate(error: &sqlx::Error) -> Option<String> {
     }
 }
 
-/// Serialization failure, deadlock, or a unique violation on an id that a
-/// concurrent batch inserted first (the retry then sees it and answers `exists`).
+/// Deadlock, or a unique violation on an id that a concurrent batch inserted
+/// first (the retry then sees it and answers `exists`); a serialization failure
+/// too, should a caller run the ledger in a SERIALIZABLE transaction of its own.
 fn retryable_sqlstate(error: &sqlx::Error) -> bool {
     matches!(sqlstate(error).as_deref(), Some("40001" | "40P01" | "23505"))
 }
@@ -83,7 +87,7 @@ fn backoff(attempt: u32) -> Duration {
 
 pub(crate) async fn run(pool: &PgPool, op: Op<'_>) -> Result<Outcome, Error> {
     let begin = if op.writes() {
-        "BEGIN ISOLATION LEVEL SERIALIZABLE"
+        "BEGIN ISOLATION LEVEL READ COMMITTED"
     } else {
         "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
     };
@@ -97,7 +101,7 @@ pub(crate) async fn run(pool: &PgPool, op: Op<'_>) -> Result<Outcome, Error> {
         }
         .await;
         match result {
-            Err(error) if retryable(&error) && retries < PG_SERIALIZATION_RETRIES_MAX => {
+            Err(error) if retryable(&error) && retries < PG_RETRIES_MAX => {
                 retries += 1;
                 tokio::time::sleep(backoff(retries)).await;
             }
@@ -213,6 +217,23 @@ impl Tx for PgTx<'_> {
     async fn rows(&mut self, sql: &'static str) -> Result<Vec<PgRow>, Error> {
         Ok(sqlx::query(sql).fetch_all(&mut *self.0).await?)
     }
+
+    async fn lock(&mut self, pending_ids: &[u128], account_ids: &[u128]) -> Result<(), Error> {
+        // `ORDER BY` below `FOR UPDATE`: the rows are locked in id order.
+        if !pending_ids.is_empty() {
+            sqlx::query("SELECT id FROM pending_transfers WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+                .bind(id_array(pending_ids.iter().copied()))
+                .execute(&mut *self.0)
+                .await?;
+        }
+        if !account_ids.is_empty() {
+            sqlx::query("SELECT id FROM accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+                .bind(id_array(account_ids.iter().copied()))
+                .execute(&mut *self.0)
+                .await?;
+        }
+        Ok(())
+    }
 }
 
 impl PgTx<'_> {
@@ -306,7 +327,7 @@ mod tests {
 
     #[test]
     fn backoff_grows_within_its_bounds() {
-        for retry in 1..=PG_SERIALIZATION_RETRIES_MAX {
+        for retry in 1..=PG_RETRIES_MAX {
             let ceiling_ms = (PG_RETRY_BACKOFF_MIN_MS << retry.min(16)).min(PG_RETRY_BACKOFF_MAX_MS);
             let pause = backoff(retry);
             assert!(pause <= Duration::from_millis(ceiling_ms), "retry {retry}: {pause:?}");
