@@ -20,6 +20,7 @@ use crate::authorizer::Simulator;
 use crate::books::Books;
 use crate::config::CenterConfig;
 use crate::db::CenterDb;
+use crate::key_set::KeyFingerprints;
 use crate::keystore::{self, Kek};
 use crate::security::SecurityServer;
 use crate::service::Center;
@@ -30,11 +31,93 @@ const DELIVERY_TIMEOUT_MS: u64 = 10_000;
 /// How often (and how long at most) `/readyz`'s database check runs.
 const READY_CHECK_MS: u64 = 2_000;
 
-/// Creates what a new center needs, keeping anything already there: the
-/// data directory, a KEK file (unless `KESSAI_CENTER_KEK` is set), issuer
-/// master keys for key version 1 sealed under it, and the signing key.
-pub fn init(config: &CenterConfig) -> anyhow::Result<()> {
+/// The key files of a center, as `init --keys-from` copies them.
+fn key_files(config: &CenterConfig) -> [(&'static str, std::path::PathBuf); 3] {
+    [
+        ("KEK", config.resolve(&config.kek_file)),
+        ("issuer master keys", config.resolve(&config.master_keys)),
+        ("signing key", config.resolve(&config.signing_key)),
+    ]
+}
+
+/// What to tell an operator whose instance lacks or holds other keys than
+/// its database.
+const PROVISION_HELP: &str = "give this instance the keys of the center it joins: `kessai center init --config      FILE --keys-from DIR`, DIR holding kek.hex, issuer-master-keys.sealed and center.key of an instance of it      (or set KESSAI_CENTER_KEK instead of kek.hex); see README, \"Several instances\"";
+
+/// Prepares a center's keys for its database and keeps anything already
+/// there. A database with no key set yet (a new center): the data
+/// directory, a KEK file (unless `KESSAI_CENTER_KEK` is set), issuer master
+/// keys for key version 1 sealed under it and the signing key are created
+/// if missing, and their fingerprints recorded in the database
+/// (`crate::key_set`). A database that has a key set: nothing is
+/// generated; the instance must hold exactly those keys (copied with
+/// `keys_from`, a directory of another instance's key files), or `init`
+/// refuses with what to do.
+pub async fn init(config: &CenterConfig, keys_from: Option<&Path>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
+    if let Some(from) = keys_from {
+        copy_key_files(config, from)?;
+    }
+    let db = CenterDb::open(&config.database_url()).await.context("opening the center database")?;
+    let checked = async {
+        if let Some(recorded) = db.key_set().await? {
+            let kek_given = std::env::var("KESSAI_CENTER_KEK").is_ok();
+            let missing: Vec<&str> = key_files(config)
+                .into_iter()
+                .filter(|(name, path)| !path.exists() && !(*name == "KEK" && kek_given))
+                .map(|(name, _)| name)
+                .collect();
+            if !missing.is_empty() {
+                bail!(
+                    "the database {} belongs to a center whose keys were created elsewhere ({recorded}), and \
+                     this instance lacks {}: keys are not generated for it; {PROVISION_HELP}",
+                    redacted(&config.database_url()),
+                    missing.join(", ")
+                );
+            }
+        } else {
+            generate_missing_keys(config)?;
+        }
+        let keys = local_fingerprints(config)?;
+        let recorded = db.record_key_set(&keys, kessai_core::time::Clock::now(&SystemClock)).await?;
+        refuse_other_keys(config, &recorded, &keys)
+    }
+    .await;
+    db.close().await;
+    checked
+}
+
+/// The database URL without a password, for messages.
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn refuse_other_keys(
+    config: &CenterConfig,
+    recorded: &KeyFingerprints,
+    keys: &KeyFingerprints,
+) -> anyhow::Result<()> {
+    let differing = recorded.differing(keys);
+    if !differing.is_empty() {
+        bail!(
+            "this instance holds other keys than its database {}: {} differ (the database's: {recorded}; this \
+             instance's: {keys}). It would seal card sessions no other instance could open, and sign what stores \
+             do not trust; {PROVISION_HELP}",
+            redacted(&config.database_url()),
+            differing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn generate_missing_keys(config: &CenterConfig) -> anyhow::Result<()> {
     let kek_path = config.resolve(&config.kek_file);
     if std::env::var("KESSAI_CENTER_KEK").is_err() && !kek_path.exists() {
         let kek = Kek::generate(&mut OsRandom);
@@ -52,6 +135,51 @@ pub fn init(config: &CenterConfig) -> anyhow::Result<()> {
         kessai_tls::write_new_file(&key_path, keyfile::encode_plain(&key).as_bytes(), true)?;
     }
     Ok(())
+}
+
+/// Copies another instance's key files from `from` (file names as this
+/// config's defaults: kek.hex, issuer-master-keys.sealed, center.key) into
+/// this instance's paths, mode 0600. A file this instance has already must
+/// be the same; kek.hex may be absent when `KESSAI_CENTER_KEK` is set.
+fn copy_key_files(config: &CenterConfig, from: &Path) -> anyhow::Result<()> {
+    let names = ["kek.hex", "issuer-master-keys.sealed", "center.key"];
+    for ((what, to), name) in key_files(config).into_iter().zip(names) {
+        let source = from.join(name);
+        if what == "KEK" && !source.exists() && std::env::var("KESSAI_CENTER_KEK").is_ok() {
+            continue;
+        }
+        let bytes = Zeroizing::new(std::fs::read(&source).with_context(|| format!("reading {}", source.display()))?);
+        if to.exists() {
+            let have = Zeroizing::new(std::fs::read(&to).with_context(|| format!("reading {}", to.display()))?);
+            if *have != *bytes {
+                bail!("{} exists and differs from {}: remove it first if it is not needed", to.display(), source.display());
+            }
+            continue;
+        }
+        kessai_tls::write_new_file(&to, &bytes, true).with_context(|| format!("writing {}", to.display()))?;
+    }
+    Ok(())
+}
+
+/// The fingerprints of the keys this instance holds.
+fn local_fingerprints(config: &CenterConfig) -> anyhow::Result<KeyFingerprints> {
+    let (kek, masters, signing_key) = local_keys(config)?;
+    Ok(KeyFingerprints::of(&kek, &masters, &signing_key))
+}
+
+type LocalKeys = (Kek, BTreeMap<u8, kessai_scp03::diversify::MasterKeys>, SigningKey);
+
+fn local_keys(config: &CenterConfig) -> anyhow::Result<LocalKeys> {
+    let kek = read_kek(config)?;
+    let masters = master_keys(config)?;
+    if masters.is_empty() {
+        bail!("the master key file holds no key version");
+    }
+    let key_path = config.resolve(&config.signing_key);
+    let pem =
+        Zeroizing::new(std::fs::read_to_string(&key_path).with_context(|| format!("reading {}", key_path.display()))?);
+    let signing_key = keyfile::decode(&pem, None).with_context(|| format!("{}", key_path.display()))?;
+    Ok((kek, masters, signing_key))
 }
 
 pub fn read_kek(config: &CenterConfig) -> anyhow::Result<Kek> {
@@ -113,18 +241,18 @@ async fn merge_separate_ledger(config: &CenterConfig, db: &CenterDb) -> anyhow::
     Ok(())
 }
 
-/// Opens keys and databases: a ready center.
+/// Opens keys and databases: a ready center. Refuses keys other than the
+/// database's (`crate::key_set`); a database from before key sets were
+/// recorded records this instance's.
 pub async fn open(config: &CenterConfig) -> anyhow::Result<Center> {
-    let kek = read_kek(config)?;
-    let masters = master_keys(config)?;
-    if masters.is_empty() {
-        bail!("the master key file holds no key version");
-    }
-    let key_path = config.resolve(&config.signing_key);
-    let pem =
-        Zeroizing::new(std::fs::read_to_string(&key_path).with_context(|| format!("reading {}", key_path.display()))?);
-    let center_key = keyfile::decode(&pem, None).with_context(|| format!("{}", key_path.display()))?;
+    let (kek, masters, center_key) = local_keys(config)?;
     let db = CenterDb::open(&config.database_url()).await.context("opening the center database")?;
+    let keys = KeyFingerprints::of(&kek, &masters, &center_key);
+    let recorded = db.record_key_set(&keys, kessai_core::time::Clock::now(&SystemClock)).await?;
+    if let Err(refused) = refuse_other_keys(config, &recorded, &keys) {
+        db.close().await;
+        return Err(refused);
+    }
     merge_separate_ledger(config, &db).await?;
     Ok(Center {
         books: Books::new(db.clone()),
@@ -163,11 +291,18 @@ pub async fn serve_on(
         center.outcomes.clone(),
     );
     let metrics = Arc::new(metrics);
-    // The built-in credit authorizer, journaled in the data directory so
-    // that a charge in flight survives a restart.
-    let simulator = Simulator::persistent(&config.data_dir.join("authorizations.jsonl"))
-        .map_err(|e| anyhow::anyhow!("opening the authorization simulator: {e}"))?;
-    let simulator = Arc::new(simulator);
+    // The built-in credit authorizer keeps its authorizations in the
+    // center's database: a charge authorized through one instance is
+    // captured through another, and survives restarts. What an earlier
+    // version journaled in the data directory is moved there first.
+    let journal = config.data_dir.join("authorizations.jsonl");
+    let imported = crate::authorizer::import_journal(&journal, &center.db, center.clock.now())
+        .await
+        .map_err(|e| anyhow::anyhow!("importing {}: {e}", journal.display()))?;
+    if imported > 0 {
+        tracing::info!(imported, from = %journal.display(), "moved journaled authorizations into the database");
+    }
+    let simulator = Arc::new(Simulator::in_database(center.db.clone()));
     // Not ready until the databases have answered (`watch_ready`).
     let ready = Arc::new(AtomicBool::new(false));
     let router = api::routes(center.clone())

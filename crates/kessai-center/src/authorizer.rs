@@ -9,7 +9,8 @@
 //!
 //! [`Simulator`] is the built-in authorizer. It follows the widely published
 //! test card numbers (after a Luhn check) and keeps its authorizations in
-//! memory, as an external acquirer would keep them on its side.
+//! the center's database (`center_authorizations`), as an external acquirer
+//! would keep them on its side: every center instance sees every one.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -22,6 +23,8 @@ use kessai_core::messages::Reference;
 use kessai_core::random::Random;
 use kessai_core::time::Timestamp;
 use zeroize::Zeroizing;
+
+use crate::db::CenterDb;
 
 /// Longest payment card number (ISO/IEC 7812).
 const MAX_CARD_DIGITS: usize = 19;
@@ -278,13 +281,86 @@ fn simulated_outcome(number: &str) -> Result<(), AuthorizerError> {
     }
 }
 
-#[derive(Debug, Default)]
-struct SimulatorBook {
-    by_reference: BTreeMap<String, SimulatedAuthorization>,
-    by_charge: BTreeMap<String, String>,
+/// How often a change to one authorization is tried again when a
+/// concurrent change to the same one won (a capture racing a void).
+const CHANGE_ATTEMPTS: usize = 8;
+
+/// Where the simulator keeps its authorizations.
+#[derive(Debug)]
+enum Book {
+    /// In this process only (unit tests): by reference, with a version.
+    Memory(Mutex<BTreeMap<String, (SimulatedAuthorization, i64)>>),
+    /// In the center's database: every instance sees every authorization,
+    /// and they survive restarts, as they would at a real acquirer.
+    Database(CenterDb),
 }
 
-/// The built-in authorizer: published test card numbers, in memory.
+fn unavailable(e: impl fmt::Display) -> AuthorizerError {
+    AuthorizerError::Unavailable(e.to_string())
+}
+
+impl Book {
+    fn memory(&self) -> Option<std::sync::MutexGuard<'_, BTreeMap<String, (SimulatedAuthorization, i64)>>> {
+        match self {
+            // A panic while holding the lock cannot leave the map
+            // half-written (each change is one insert), so a poisoned lock
+            // is still usable.
+            Book::Memory(map) => Some(map.lock().unwrap_or_else(std::sync::PoisonError::into_inner)),
+            Book::Database(_) => None,
+        }
+    }
+
+    async fn for_charge(&self, charge_id: &str) -> Result<Option<SimulatedAuthorization>, AuthorizerError> {
+        match self {
+            Book::Memory(_) => Ok(self.memory().and_then(|m| {
+                m.values().find(|(auth, _)| auth.charge_id == charge_id).map(|(auth, _)| auth.clone())
+            })),
+            Book::Database(db) => db.authorization_for_charge(charge_id).await.map_err(unavailable),
+        }
+    }
+
+    /// Stores `auth` unless its charge has one; returns the charge's.
+    async fn insert(&self, auth: SimulatedAuthorization, now: Timestamp) -> Result<SimulatedAuthorization, AuthorizerError> {
+        match self {
+            Book::Memory(_) => {
+                let mut map = self.memory().ok_or_else(|| unavailable("no book"))?;
+                if let Some((existing, _)) = map.values().find(|(a, _)| a.charge_id == auth.charge_id) {
+                    return Ok(existing.clone());
+                }
+                map.insert(auth.reference.as_str().to_owned(), (auth.clone(), 1));
+                Ok(auth)
+            }
+            Book::Database(db) => db.insert_authorization(&auth, now).await.map_err(unavailable),
+        }
+    }
+
+    async fn get(&self, reference: &Reference) -> Result<(SimulatedAuthorization, i64), AuthorizerError> {
+        let found = match self {
+            Book::Memory(_) => self.memory().and_then(|m| m.get(reference.as_str()).cloned()),
+            Book::Database(db) => db.authorization(reference.as_str()).await.map_err(unavailable)?,
+        };
+        found.ok_or_else(|| AuthorizerError::UnknownAuthorization(reference.as_str().to_owned()))
+    }
+
+    /// Writes `next` if its row is still at `version`.
+    async fn replace(&self, next: &SimulatedAuthorization, version: i64) -> Result<bool, AuthorizerError> {
+        match self {
+            Book::Memory(_) => {
+                let mut map = self.memory().ok_or_else(|| unavailable("no book"))?;
+                match map.get_mut(next.reference.as_str()) {
+                    Some(entry) if entry.1 == version => {
+                        *entry = (next.clone(), version + 1);
+                        Ok(true)
+                    }
+                    _ => Ok(false),
+                }
+            }
+            Book::Database(db) => db.update_authorization(next, version).await.map_err(unavailable),
+        }
+    }
+}
+
+/// The built-in authorizer: published test card numbers.
 ///
 /// | number | outcome |
 /// |---|---|
@@ -296,67 +372,40 @@ struct SimulatorBook {
 ///
 /// A number failing the Luhn check never gets here (`invalid_card_number`
 /// at parsing); an expiry month already over is `expired_card` too.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Simulator {
-    book: Mutex<SimulatorBook>,
-    /// With a journal, every change is appended and fsynced before it is
-    /// answered, and replayed at start: the simulator, like the real
-    /// service it stands for, remembers authorizations across restarts.
-    journal: Option<std::path::PathBuf>,
+    book: Book,
+}
+
+impl Default for Simulator {
+    fn default() -> Simulator {
+        Simulator::new()
+    }
 }
 
 impl Simulator {
-    /// In memory only (tests).
+    /// In memory only (unit tests).
     pub fn new() -> Simulator {
-        Simulator::default()
+        Simulator { book: Book::Memory(Mutex::default()) }
     }
 
-    /// Durable: replays `journal` (JSON lines; the last line for a
-    /// reference wins) and appends to it from then on.
-    pub fn persistent(journal: &std::path::Path) -> Result<Simulator, AuthorizerError> {
-        let mut book = SimulatorBook::default();
-        if journal.exists() {
-            let text = std::fs::read_to_string(journal).map_err(|e| AuthorizerError::Unavailable(e.to_string()))?;
-            for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                let Ok(auth) = serde_json::from_str::<SimulatedAuthorization>(line) else {
-                    // A torn last line (a crash mid-append) was never
-                    // answered to anyone: skip it.
-                    continue;
-                };
-                book.by_charge.insert(auth.charge_id.clone(), auth.reference.as_str().to_owned());
-                book.by_reference.insert(auth.reference.as_str().to_owned(), auth);
-            }
+    /// In the center's database (`center_authorizations`), shared by every
+    /// instance on it.
+    pub fn in_database(db: CenterDb) -> Simulator {
+        Simulator { book: Book::Database(db) }
+    }
+
+    /// Every authorization made, oldest first (for tests and audit).
+    pub async fn authorizations(&self) -> Result<Vec<SimulatedAuthorization>, AuthorizerError> {
+        match &self.book {
+            Book::Memory(_) => Ok(self.book.memory().map(|m| m.values().map(|(a, _)| a.clone()).collect()).unwrap_or_default()),
+            Book::Database(db) => db.authorizations().await.map_err(unavailable),
         }
-        Ok(Simulator { book: Mutex::new(book), journal: Some(journal.to_owned()) })
     }
 
-    fn record(&self, auth: &SimulatedAuthorization) -> Result<(), AuthorizerError> {
-        let Some(path) = &self.journal else { return Ok(()) };
-        let unavailable = |e: std::io::Error| AuthorizerError::Unavailable(e.to_string());
-        let line = serde_json::to_string(auth).map_err(|e| AuthorizerError::Unavailable(e.to_string()))?;
-        let mut options = std::fs::OpenOptions::new();
-        options.create(true).append(true);
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(path).map_err(unavailable)?;
-        std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes()).map_err(unavailable)?;
-        file.sync_all().map_err(unavailable)
-    }
-
-    /// Every authorization made, in reference order (for tests and audit).
-    pub fn authorizations(&self) -> Vec<SimulatedAuthorization> {
-        self.lock().by_reference.values().cloned().collect()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, SimulatorBook> {
-        // A panic while holding the lock cannot leave the maps half-written
-        // (each update is one insert), so a poisoned lock is still usable.
-        self.book.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn authorize_now(&self, request: &AuthorizationRequest<'_>) -> Result<Reference, AuthorizerError> {
-        let mut book = self.lock();
-        if let Some(existing) = book.by_charge.get(request.charge_id) {
-            return Reference::parse(existing).map_err(|e| AuthorizerError::Unavailable(e.to_string()));
+    async fn authorize_now(&self, request: &AuthorizationRequest<'_>) -> Result<Reference, AuthorizerError> {
+        if let Some(existing) = self.book.for_charge(request.charge_id).await? {
+            return Ok(existing.reference);
         }
         simulated_outcome(request.card.number())?;
         if request.card.expired_at(request.now) {
@@ -364,102 +413,134 @@ impl Simulator {
         }
         let mut bytes = [0u8; 16];
         kessai_core::random::OsRandom.fill_bytes(&mut bytes);
-        let text = format!("auth_{}", hex::encode(bytes));
-        let reference = Reference::parse(&text).map_err(|e| AuthorizerError::Unavailable(e.to_string()))?;
+        let reference = Reference::parse(&format!("auth_{}", hex::encode(bytes))).map_err(unavailable)?;
         let auth = SimulatedAuthorization {
-            reference: reference.clone(),
+            reference,
             charge_id: request.charge_id.to_owned(),
             amount: request.amount,
             state: AuthorizationState::Authorized,
             refunds: Default::default(),
         };
-        self.record(&auth)?;
-        book.by_charge.insert(request.charge_id.to_owned(), text.clone());
-        book.by_reference.insert(text, auth);
-        Ok(reference)
+        // A concurrent request for the same charge (through any instance)
+        // that stored first wins; this one answers with its reference.
+        Ok(self.book.insert(auth, request.now).await?.reference)
     }
 
-    fn settle(
+    /// Applies `change` to an authorization with a compare-and-set, again
+    /// from a fresh read when a concurrent change won. `change` answers
+    /// `None` when there is nothing to do (the same change made before).
+    async fn change(
         &self,
         reference: &Reference,
-        to: AuthorizationState,
-        amount: Option<Money>,
+        change: impl Fn(&SimulatedAuthorization) -> Result<Option<SimulatedAuthorization>, AuthorizerError>,
     ) -> Result<(), AuthorizerError> {
-        let mut book = self.lock();
-        let auth = book
-            .by_reference
-            .get_mut(reference.as_str())
-            .ok_or_else(|| AuthorizerError::UnknownAuthorization(reference.as_str().to_owned()))?;
-        if auth.state == to {
-            return Ok(());
+        for _ in 0..CHANGE_ATTEMPTS {
+            let (auth, version) = self.book.get(reference).await?;
+            let Some(next) = change(&auth)? else { return Ok(()) };
+            if self.book.replace(&next, version).await? {
+                return Ok(());
+            }
         }
-        if auth.state != AuthorizationState::Authorized {
-            return Err(AuthorizerError::WrongState {
-                reference: reference.as_str().to_owned(),
-                state: auth.state.name(),
-                wanted: to.name(),
-            });
-        }
-        if let Some(found) = amount
-            && (found.currency() != auth.amount.currency() || found.amount_minor() > auth.amount.amount_minor())
-        {
-            return Err(AuthorizerError::CaptureOverAuthorized { authorized: auth.amount, found });
-        }
-        let mut next = auth.clone();
-        next.state = to;
-        self.record(&next)?;
-        auth.state = to;
-        Ok(())
+        Err(unavailable(format!("authorization {} kept changing", reference.as_str())))
     }
 }
 
-impl Simulator {
-    fn refund_now(&self, reference: &Reference, amount: Money, refund_id: &str) -> Result<(), AuthorizerError> {
-        let mut book = self.lock();
-        let auth = book
-            .by_reference
-            .get_mut(reference.as_str())
-            .ok_or_else(|| AuthorizerError::UnknownAuthorization(reference.as_str().to_owned()))?;
-        if auth.refunds.contains_key(refund_id) {
-            return Ok(());
-        }
-        if auth.state != AuthorizationState::Captured {
-            return Err(AuthorizerError::WrongState {
-                reference: reference.as_str().to_owned(),
-                state: auth.state.name(),
-                wanted: "refunded",
-            });
-        }
-        let refunded: u64 = auth.refunds.values().sum();
-        let left_minor = auth.amount.amount_minor().saturating_sub(refunded);
-        if amount.currency() != auth.amount.currency() || amount.amount_minor() > left_minor {
-            let left = Money::new(left_minor, auth.amount.currency())
-                .map_err(|e| AuthorizerError::Unavailable(e.to_string()))?;
-            return Err(AuthorizerError::RefundOverCaptured { left, found: amount });
-        }
-        let mut next = auth.clone();
-        next.refunds.insert(refund_id.to_owned(), amount.amount_minor());
-        self.record(&next)?;
-        *auth = next;
-        Ok(())
+/// Captures (`amount`) or voids (`None`) an authorization: what it becomes,
+/// or `None` if it is so already.
+fn settled(
+    auth: &SimulatedAuthorization,
+    to: AuthorizationState,
+    amount: Option<Money>,
+) -> Result<Option<SimulatedAuthorization>, AuthorizerError> {
+    if auth.state == to {
+        return Ok(None);
     }
+    if auth.state != AuthorizationState::Authorized {
+        return Err(AuthorizerError::WrongState {
+            reference: auth.reference.as_str().to_owned(),
+            state: auth.state.name(),
+            wanted: to.name(),
+        });
+    }
+    if let Some(found) = amount
+        && (found.currency() != auth.amount.currency() || found.amount_minor() > auth.amount.amount_minor())
+    {
+        return Err(AuthorizerError::CaptureOverAuthorized { authorized: auth.amount, found });
+    }
+    Ok(Some(SimulatedAuthorization { state: to, ..auth.clone() }))
+}
+
+/// A refund of part of a captured authorization: what it becomes, or
+/// `None` if this refund was made before.
+fn refunded(
+    auth: &SimulatedAuthorization,
+    amount: Money,
+    refund_id: &str,
+) -> Result<Option<SimulatedAuthorization>, AuthorizerError> {
+    if auth.refunds.contains_key(refund_id) {
+        return Ok(None);
+    }
+    if auth.state != AuthorizationState::Captured {
+        return Err(AuthorizerError::WrongState {
+            reference: auth.reference.as_str().to_owned(),
+            state: auth.state.name(),
+            wanted: "refunded",
+        });
+    }
+    let refunded: u64 = auth.refunds.values().sum();
+    let left_minor = auth.amount.amount_minor().saturating_sub(refunded);
+    if amount.currency() != auth.amount.currency() || amount.amount_minor() > left_minor {
+        let left = Money::new(left_minor, auth.amount.currency()).map_err(unavailable)?;
+        return Err(AuthorizerError::RefundOverCaptured { left, found: amount });
+    }
+    let mut next = auth.clone();
+    next.refunds.insert(refund_id.to_owned(), amount.amount_minor());
+    Ok(Some(next))
+}
+
+/// Moves the authorizations an earlier version journaled in a file into
+/// the database (each one not there yet), then renames the file
+/// `….imported`; returns how many were moved. A torn last line (a crash
+/// mid-append) was never answered to anyone and is skipped.
+pub async fn import_journal(journal: &std::path::Path, db: &CenterDb, now: Timestamp) -> Result<usize, AuthorizerError> {
+    let text = match std::fs::read_to_string(journal) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(unavailable(e)),
+    };
+    // The last line for a reference wins.
+    let mut latest: BTreeMap<String, SimulatedAuthorization> = BTreeMap::new();
+    for auth in text.lines().filter_map(|line| serde_json::from_str::<SimulatedAuthorization>(line).ok()) {
+        latest.insert(auth.reference.as_str().to_owned(), auth);
+    }
+    let mut moved = 0;
+    for auth in latest.values() {
+        if db.authorization(auth.reference.as_str()).await.map_err(unavailable)?.is_none() {
+            db.insert_authorization(auth, now).await.map_err(unavailable)?;
+            moved += 1;
+        }
+    }
+    let mut renamed = journal.as_os_str().to_owned();
+    renamed.push(".imported");
+    std::fs::rename(journal, renamed).map_err(unavailable)?;
+    Ok(moved)
 }
 
 impl Authorizer for Simulator {
     fn authorize<'a>(&'a self, request: AuthorizationRequest<'a>) -> AuthFuture<'a, Reference> {
-        Box::pin(async move { self.authorize_now(&request) })
+        Box::pin(async move { self.authorize_now(&request).await })
     }
 
     fn capture<'a>(&'a self, reference: &'a Reference, amount: Money) -> AuthFuture<'a, ()> {
-        Box::pin(async move { self.settle(reference, AuthorizationState::Captured, Some(amount)) })
+        Box::pin(self.change(reference, move |auth| settled(auth, AuthorizationState::Captured, Some(amount))))
     }
 
     fn void<'a>(&'a self, reference: &'a Reference) -> AuthFuture<'a, ()> {
-        Box::pin(async move { self.settle(reference, AuthorizationState::Voided, None) })
+        Box::pin(self.change(reference, |auth| settled(auth, AuthorizationState::Voided, None)))
     }
 
     fn refund<'a>(&'a self, reference: &'a Reference, amount: Money, refund_id: &'a str) -> AuthFuture<'a, ()> {
-        Box::pin(async move { self.refund_now(reference, amount, refund_id) })
+        Box::pin(self.change(reference, move |auth| refunded(auth, amount, refund_id)))
     }
 }
 
@@ -483,30 +564,40 @@ mod tests {
         assert!(matches!(PaymentCard::parse("4242424242424242", "12/30", "12a"), Err(AuthorizerError::BadCvc)));
     }
 
-    #[test]
-    fn a_persistent_simulator_remembers_authorizations_across_restarts() {
-        let dir = std::env::temp_dir().join(format!("kessai-sim-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let journal = dir.join("authorizations.jsonl");
-        let _ = std::fs::remove_file(&journal);
+    #[tokio::test]
+    async fn a_journal_of_an_earlier_version_is_imported_once_and_answers_on_every_instance() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("center.sqlite").display());
+        let journal = dir.path().join("authorizations.jsonl");
         let card = PaymentCard::parse("4242424242424242", "12/40", "123").unwrap();
         let amount = Money::new(5_000, kessai_core::Currency::JPY).unwrap();
         let now = Timestamp::from_unix_s(1_795_000_000);
-        let first = Simulator::persistent(&journal).unwrap();
-        let reference =
-            first.authorize_now(&AuthorizationRequest { charge_id: "vup_1", card: &card, amount, now }).unwrap();
-        drop(first);
-        let text = std::fs::read_to_string(&journal).unwrap();
-        assert!(!text.contains("4242424242424242") && !text.contains("12/40"), "no card data in the journal");
-        let again = Simulator::persistent(&journal).unwrap();
-        again.settle(&reference, AuthorizationState::Captured, Some(amount)).unwrap();
-        drop(again);
-        let third = Simulator::persistent(&journal).unwrap();
-        assert_eq!(third.authorizations()[0].state, AuthorizationState::Captured);
+        let reference = Reference::parse("auth_00112233445566778899aabbccddeeff").unwrap();
+        let authorized = SimulatedAuthorization {
+            reference: reference.clone(),
+            charge_id: "vup_1".into(),
+            amount,
+            state: AuthorizationState::Authorized,
+            refunds: Default::default(),
+        };
+        let captured = SimulatedAuthorization { state: AuthorizationState::Captured, ..authorized.clone() };
+        let lines = [serde_json::to_string(&authorized).unwrap(), serde_json::to_string(&captured).unwrap()];
+        // The last line torn by a crash mid-append.
+        std::fs::write(&journal, format!("{}\n{}\n{{\"reference\":\"auth_", lines[0], lines[1])).unwrap();
+        let db = CenterDb::open(&url).await.unwrap();
+        assert_eq!(import_journal(&journal, &db, now).await.unwrap(), 1);
+        assert!(!journal.exists(), "renamed once imported");
+        assert_eq!(import_journal(&journal, &db, now).await.unwrap(), 0);
+        // A second instance on the same database sees the imported state.
+        let other = Simulator::in_database(CenterDb::open(&url).await.unwrap());
+        assert_eq!(other.authorizations().await.unwrap(), vec![captured]);
+        other.refund(&reference, amount, "rf_1").await.unwrap();
         // The same charge asks again: the same authorization.
-        let same = third.authorize_now(&AuthorizationRequest { charge_id: "vup_1", card: &card, amount, now }).unwrap();
+        let same = Simulator::in_database(db)
+            .authorize_now(&AuthorizationRequest { charge_id: "vup_1", card: &card, amount, now })
+            .await
+            .unwrap();
         assert_eq!(same, reference);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -72,6 +72,12 @@ impl Kek {
         StateKey::from_bytes(key)
     }
 
+    /// What identifies this KEK without revealing it: SHA-256 under a
+    /// label of its own, hex (recorded in the database, `crate::key_set`).
+    pub fn fingerprint(&self) -> String {
+        hex::encode(Sha256::new().chain_update(b"kessai-kek-fingerprint\0").chain_update(*self.0).finalize())
+    }
+
     fn cipher(&self) -> XChaCha20Poly1305 {
         let digest = Sha256::new().chain_update(b"kessai-master-key-file\0").chain_update(*self.0).finalize();
         let mut key = Zeroizing::new([0u8; 32]);
@@ -86,6 +92,16 @@ struct Triple {
     enc: Zeroizing<String>,
     mac: Zeroizing<String>,
     dek: Zeroizing<String>,
+}
+
+/// What identifies a set of issuer master keys without revealing them:
+/// SHA-256 under a label of its own over each version's three keys, hex.
+pub fn master_keys_fingerprint(keys: &BTreeMap<u8, MasterKeys>) -> String {
+    let mut digest = Sha256::new().chain_update(b"kessai-master-keys-fingerprint\0");
+    for (version, k) in keys {
+        digest = digest.chain_update([*version]).chain_update(k.enc.expose()).chain_update(k.mac.expose()).chain_update(k.dek.expose());
+    }
+    hex::encode(digest.finalize())
 }
 
 /// Fresh master keys for one key version.

@@ -18,6 +18,7 @@ pub mod db;
 pub mod delivery;
 mod fast_read;
 pub mod issue;
+pub mod key_set;
 pub mod keystore;
 pub mod limits;
 pub mod merge;

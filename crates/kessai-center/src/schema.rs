@@ -75,10 +75,22 @@ const MIGRATIONS: &[(i64, &str, &[&str])] = &[
         "a value update is a value update: charges, decreases and owed items alike",
         &["ALTER TABLE center_charges RENAME TO center_value_updates"],
     ),
+    (
+        4,
+        "state every instance shares: the built-in authorizer's authorizations, and the keys the database belongs to",
+        &[
+            "CREATE TABLE IF NOT EXISTS center_authorizations (reference TEXT PRIMARY KEY,
+            charge_id TEXT NOT NULL UNIQUE, record TEXT NOT NULL, version BIGINT NOT NULL, created_at BIGINT NOT NULL)",
+            // One row: the fingerprints of the key set the database was
+            // created with (`crate::key_set`).
+            "CREATE TABLE IF NOT EXISTS center_key_set (id BIGINT PRIMARY KEY CHECK (id = 1), kek TEXT NOT NULL,
+            master_keys TEXT NOT NULL, signing_key TEXT NOT NULL, created_at BIGINT NOT NULL)",
+        ],
+    ),
 ];
 
 /// The newest version this build knows.
-pub(crate) const NEWEST: i64 = 3;
+pub(crate) const NEWEST: i64 = 4;
 
 const _: () = assert!(MIGRATIONS[MIGRATIONS.len() - 1].0 == NEWEST);
 

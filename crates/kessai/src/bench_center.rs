@@ -97,7 +97,7 @@ async fn setup(wallets: usize, center_log: Option<&std::path::Path>) -> anyhow::
         ),
     )?;
     let config = kessai_center::config::CenterConfig::load(&config_path)?;
-    kessai_center::app::init(&config)?;
+    kessai_center::app::init(&config, None).await?;
     let masters = kessai_center::app::master_keys(&config)?;
     let master = masters.get(&1).context("key version 1")?.clone();
     let log = |log: Option<&std::path::Path>| -> anyhow::Result<std::process::Stdio> {

@@ -14,10 +14,18 @@ pub enum CenterCommand {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
-    /// Create the KEK, issuer master keys and signing key if missing, then exit.
+    /// Prepare this instance's keys, then exit. A new database: create the
+    /// KEK, issuer master keys and signing key if missing and record their
+    /// fingerprints in it. A database that has keys: generate nothing; this
+    /// instance must hold them (copied with --keys-from).
     Init {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
+        /// A directory holding kek.hex, issuer-master-keys.sealed and
+        /// center.key of an instance of the same center, copied into this
+        /// one's data directory (mode 0600) before the check.
+        #[arg(long, value_name = "DIR")]
+        keys_from: Option<PathBuf>,
     },
     /// Issue a card: personalize an image with diversified keys, load its
     /// initial value through a secure CREDIT, register it and book the value.
@@ -43,22 +51,28 @@ pub enum CenterCommand {
     },
 }
 
-fn load(path: &std::path::Path) -> anyhow::Result<CenterConfig> {
+/// Loads the configuration and prepares the instance's keys
+/// (`kessai_center::app::init`).
+fn load(
+    runtime: &tokio::runtime::Runtime,
+    path: &std::path::Path,
+    keys_from: Option<&std::path::Path>,
+) -> anyhow::Result<CenterConfig> {
     let config = CenterConfig::load(path).with_context(|| format!("loading {}", path.display()))?;
-    kessai_center::app::init(&config).context("initialising the center's keys")?;
+    runtime.block_on(kessai_center::app::init(&config, keys_from)).context("the center's keys")?;
     Ok(config)
 }
 
 pub fn run(command: CenterCommand) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     match command {
-        CenterCommand::Init { config } => {
-            let config = load(&config)?;
+        CenterCommand::Init { config, keys_from } => {
+            let config = load(&runtime, &config, keys_from.as_deref())?;
             println!("center {} initialised in {}", config.party_id, config.data_dir.display());
             Ok(())
         }
         CenterCommand::Run { config } => {
-            let config = load(&config)?;
+            let config = load(&runtime, &config, None)?;
             kessai_http::init_json_logs("center");
             runtime.block_on(async move {
                 eprintln!("center {} listening on {}", config.party_id, config.listen);
@@ -66,7 +80,7 @@ pub fn run(command: CenterCommand) -> anyhow::Result<()> {
             })
         }
         CenterCommand::IssueCard { config, out, card_id, key_version, currency, max_balance, initial_value } => {
-            let config = load(&config)?;
+            let config = load(&runtime, &config, None)?;
             let req = kessai_center::issue::IssueCard {
                 image: &out,
                 card_id: kessai_core::ids::CardId::parse(&card_id).context("--card-id")?,

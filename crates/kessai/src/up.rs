@@ -97,7 +97,7 @@ pub async fn prepare(dir: &Path, ports: Ports) -> anyhow::Result<Prepared> {
     let ca = CaDir::new(dir.join("ca"));
     ensure_pki(&ca).context("the local CA")?;
     let center = center_config(&dir, ports)?;
-    kessai_center::app::init(&center).context("the center's keys")?;
+    kessai_center::app::init(&center, None).await.context("the center's keys")?;
     let store = StoreConfig::demo(DemoSettings {
         data_dir: dir.join("store"),
         ca_dir: dir.join("ca"),

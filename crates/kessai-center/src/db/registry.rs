@@ -234,3 +234,37 @@ fn store_key_query(store: &StoreId, key: &PublicKey, window: Validity) -> Result
     .bind(ts(window.not_before)?)
     .bind(ts(window.not_after)?))
 }
+
+impl CenterDb {
+    pub(crate) async fn read_key_set(&self) -> Result<Option<crate::key_set::KeyFingerprints>, DbError> {
+        let row = sqlx::query("SELECT kek, master_keys, signing_key FROM center_key_set WHERE id = 1")
+            .fetch_optional(&mut *self.read().await?)
+            .await?;
+        row.map(|r| {
+            Ok(crate::key_set::KeyFingerprints {
+                kek: r.try_get("kek")?,
+                master_keys: r.try_get("master_keys")?,
+                signing_key: r.try_get("signing_key")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Inserts the key set unless one is recorded (the first wins).
+    pub(crate) async fn insert_key_set(
+        &self,
+        keys: &crate::key_set::KeyFingerprints,
+        now: Timestamp,
+    ) -> Result<(), DbError> {
+        let insert = Stmt::new(
+            "INSERT INTO center_key_set (id, kek, master_keys, signing_key, created_at) VALUES (1, $1, $2, $3, $4)
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(keys.kek.clone())
+        .bind(keys.master_keys.clone())
+        .bind(keys.signing_key.clone())
+        .bind(to_i64(now.unix_s())?);
+        self.execute(insert).await?;
+        Ok(())
+    }
+}

@@ -58,19 +58,28 @@ pub(crate) async fn open_center(url: &str) -> Center {
     }
 }
 
+/// The built-in authorizer on the center's database, through a handle of
+/// its own: the authorizer is another party, so the center's injected
+/// faults and restarts leave it alone.
+pub(crate) async fn authorizer(url: &str) -> Arc<Simulator> {
+    Arc::new(Simulator::in_database(CenterDb::open(url).await.unwrap()))
+}
+
 impl Charging {
     pub(crate) async fn new() -> Charging {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite:{}", dir.path().join("center.db").display());
         let center = open_center(&url).await;
-        Charging { _dir: dir, url, center, sim: Arc::new(Simulator::new()) }
+        let sim = authorizer(&url).await;
+        Charging { _dir: dir, url, center, sim }
     }
 
     /// The same on a fresh PostgreSQL database (`None`: skipped outside CI).
     pub(crate) async fn on_postgres(name: &str) -> Option<Charging> {
         let url = kessai_testkit::postgres_database(name).await?;
         let center = open_center(&url).await;
-        Some(Charging { _dir: tempfile::tempdir().unwrap(), url, center, sim: Arc::new(Simulator::new()) })
+        let sim = authorizer(&url).await;
+        Some(Charging { _dir: tempfile::tempdir().unwrap(), url, center, sim })
     }
 
     /// A crash: every in-memory thing of the center is dropped and a new
@@ -106,8 +115,8 @@ impl Charging {
         k
     }
 
-    pub(crate) fn auth_state(&self, reference: &str) -> AuthorizationState {
-        self.sim.authorizations().into_iter().find(|a| a.reference.as_str() == reference).unwrap().state
+    pub(crate) async fn auth_state(&self, reference: &str) -> AuthorizationState {
+        self.sim.authorizations().await.unwrap().into_iter().find(|a| a.reference.as_str() == reference).unwrap().state
     }
 
     /// The books' float equals the card's balance, nothing held, and the
@@ -169,7 +178,7 @@ async fn happy_path_adds_value_captures_and_posts() {
     let r = c.create(1, 5_000, APPROVE).await.unwrap();
     assert_eq!(r.phase, UpdatePhase::Authenticating);
     assert!(r.funding_ref.starts_with("auth_"), "{}", r.funding_ref);
-    assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Authorized);
+    assert_eq!(c.auth_state(&r.funding_ref).await, AuthorizationState::Authorized);
     let id = r.charge_id.clone();
     assert!(id.starts_with("vup_"));
     // step 2: EXTERNAL AUTHENTICATE + sealed READ BALANCE.
@@ -207,7 +216,7 @@ async fn happy_path_adds_value_captures_and_posts() {
     assert_eq!(done.phase, UpdatePhase::Completed);
     assert_eq!(done.balance_after_minor, Some(25_000));
     assert_eq!(balance_of(&mut card), 25_000);
-    assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Captured);
+    assert_eq!(c.auth_state(&r.funding_ref).await, AuthorizationState::Captured);
     assert_eq!(c.center.books.credit_funding(Currency::JPY).await.unwrap(), 5_000);
     c.check_books(1, &mut card).await;
 }
@@ -240,7 +249,7 @@ async fn each_decline_changes_nothing() {
     };
     let err = c.center.create_charge(c.sim.as_ref(), request).await.unwrap_err();
     assert!(matches!(err, UpdateError::Authorizer(AuthorizerError::ExpiredCard)), "{err}");
-    assert!(c.sim.authorizations().is_empty(), "no authorization held");
+    assert!(c.sim.authorizations().await.unwrap().is_empty(), "no authorization held");
     assert_eq!(balance_of(&mut card), 1_000);
     c.check_books(2, &mut card).await;
 }
@@ -257,7 +266,7 @@ async fn limits_are_checked_before_any_authorization() {
     assert!(matches!(c.create(3, 100_001, APPROVE).await, Err(UpdateError::AmountOutOfRange { .. })));
     // Unknown card.
     assert!(matches!(c.create(9, 1_000, APPROVE).await, Err(UpdateError::UnknownCard(_))));
-    assert!(c.sim.authorizations().is_empty(), "the simulator recorded no authorization");
+    assert!(c.sim.authorizations().await.unwrap().is_empty(), "the simulator recorded no authorization");
 
     // Daily limit (JPY 100,000): a pending 60,000 counts; another 60,000 does
     // not fit. (The registry allows this card 300,000, so the maximum
@@ -269,7 +278,7 @@ async fn limits_are_checked_before_any_authorization() {
     let first = to_offer(&c, &mut card, 4, 60_000).await;
     let err = c.create(4, 60_000, APPROVE).await.unwrap_err();
     assert!(matches!(err, UpdateError::OverDailyLimit { charged_minor: 60_000, .. }), "{err}");
-    assert_eq!(c.sim.authorizations().len(), 1, "only the first charge was authorized");
+    assert_eq!(c.sim.authorizations().await.unwrap().len(), 1, "only the first charge was authorized");
     // Completed, it still counts; 40,000 more fits exactly.
     c.center
         .update_complete(c.sim.as_ref(), &first.charge_id, relay(&mut card, &first), Default::default())
@@ -291,7 +300,7 @@ async fn card_removed_after_authorization_voids_it_and_creates_no_value() {
     let r = c.create(5, 3_000, APPROVE).await.unwrap();
     let cancelled = c.center.update_cancel(sim, &r.charge_id, Default::default()).await.unwrap();
     assert_eq!((cancelled.phase, cancelled.reason_code.as_deref()), (UpdatePhase::Voided, Some("cancelled")));
-    assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Voided);
+    assert_eq!(c.auth_state(&r.funding_ref).await, AuthorizationState::Voided);
 
     // Removed after the CREDIT was handed out but before it was relayed.
     let r = to_offer(&c, &mut card, 5, 3_000).await;
@@ -302,7 +311,7 @@ async fn card_removed_after_authorization_voids_it_and_creates_no_value() {
     Terminal::select(&mut card).unwrap(); // the card comes back
     let v = recover(&c, &mut card, &r.charge_id).await;
     assert_eq!((v.phase, v.reason_code.as_deref()), (UpdatePhase::Voided, Some("not_applied")));
-    assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Voided);
+    assert_eq!(c.auth_state(&r.funding_ref).await, AuthorizationState::Voided);
     // The new session ended the old one: the stale CREDIT can never apply.
     Terminal::select(&mut card).unwrap();
     assert_ne!(crate::world::relay(&mut card, &stale).sw().raw(), 0x9000);
@@ -325,7 +334,7 @@ async fn a_lost_answer_is_recovered_as_completed_exactly_once() {
     let err = c.center.update_complete(c.sim.as_ref(), &r.charge_id, answer, Default::default()).await.unwrap_err();
     assert!(matches!(err, UpdateError::Step(UpdateStepError::OutOfOrder { phase: UpdatePhase::Completed, .. })));
     assert_eq!(balance_of(&mut card), 12_500);
-    assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Captured);
+    assert_eq!(c.auth_state(&r.funding_ref).await, AuthorizationState::Captured);
     assert_eq!(c.center.books.credit_funding(Currency::JPY).await.unwrap(), 2_500);
     c.check_books(6, &mut card).await;
 }
@@ -375,7 +384,7 @@ async fn a_crash_at_every_step_is_handled_exactly_once() {
     assert!(c.center.update_complete(sim.as_ref(), &id, answer, Default::default()).await.is_err());
     assert_eq!(balance_of(&mut card), 14_000, "credited exactly once");
     assert_eq!(c.center.books.credit_funding(Currency::JPY).await.unwrap(), 4_000, "posted exactly once");
-    assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Captured);
+    assert_eq!(c.auth_state(&r.funding_ref).await, AuthorizationState::Captured);
     c.check_books(7, &mut card).await;
 
     // A crash in the middle of recovery: it starts over and voids exactly once.
@@ -389,7 +398,7 @@ async fn a_crash_at_every_step_is_handled_exactly_once() {
     c.restart().await;
     let v = recover(&c, &mut card, &id).await;
     assert_eq!(v.phase, UpdatePhase::Voided);
-    assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Voided);
+    assert_eq!(c.auth_state(&r.funding_ref).await, AuthorizationState::Voided);
     assert_eq!(balance_of(&mut card), 14_000);
     c.check_books(7, &mut card).await;
 }
@@ -487,7 +496,7 @@ async fn a_create_retried_after_a_crash_names_the_same_charge_and_authorization(
         (again.charge_id.as_str(), again.phase, again.apdus.len()),
         (id.as_str(), UpdatePhase::Authenticating, 1)
     );
-    assert_eq!(c.sim.authorizations().len(), 1);
+    assert_eq!(c.sim.authorizations().await.unwrap().len(), 1);
     let sim = c.sim.as_ref();
     let r = c.center.update_authenticate(sim, id.as_str(), relay(&mut card, &again), Default::default()).await.unwrap();
     let r = c.center.update_offer(sim, id.as_str(), relay(&mut card, &r), Default::default()).await.unwrap();
@@ -515,7 +524,7 @@ async fn a_card_found_over_its_maximum_at_the_balance_step_is_voided_before_any_
     assert_eq!((r.phase, r.reason_code.as_deref()), (UpdatePhase::Voided, Some("over_max_balance")));
     assert!(r.apdus.is_empty() && r.value_update.is_none(), "no CREDIT, no SIG5");
     assert_eq!(r.balance_minor, Some(95_000));
-    assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Voided);
+    assert_eq!(c.auth_state(&r.funding_ref).await, AuthorizationState::Voided);
     assert_eq!(c.center.books.card_credits_pending(&card_id(10)).await.unwrap(), 0);
     assert_eq!(balance_of(&mut card), 95_000);
     c.center.books.ledger().check().await.unwrap();
@@ -532,13 +541,13 @@ async fn concurrent_charges_never_pass_the_daily_limit_together_and_a_voided_one
         other => panic!("exactly one fits the limit: {other:?}"),
     };
     assert!(matches!(refused, UpdateError::OverDailyLimit { charged_minor: 60_000, .. }), "{refused:?}");
-    assert_eq!(c.sim.authorizations().len(), 1, "the refused one was never authorized");
+    assert_eq!(c.sim.authorizations().await.unwrap().len(), 1, "the refused one was never authorized");
     // A decline gives its reservation back at once.
     assert!(matches!(c.create(9, 30_000, "4000000000000002").await, Err(UpdateError::Authorizer(_))));
     assert!(matches!(c.create(9, 40_001, APPROVE).await, Err(UpdateError::OverDailyLimit { .. })));
     // Cancelling the open charge gives its 60,000 back.
     c.center.update_cancel(c.sim.as_ref(), &ok.charge_id, Default::default()).await.unwrap();
-    assert_eq!(c.auth_state(&ok.funding_ref), AuthorizationState::Voided);
+    assert_eq!(c.auth_state(&ok.funding_ref).await, AuthorizationState::Voided);
     let again = c.create(9, 60_000, APPROVE).await.unwrap();
     assert_eq!(again.phase, UpdatePhase::Authenticating);
 }
@@ -569,7 +578,7 @@ async fn a_refused_capture_posts_no_value(c: Charging) {
     let done = c.center.update_complete(sim, &r.charge_id, answers.clone(), Default::default()).await.unwrap();
     assert_eq!((done.phase, done.reason_code.as_deref()), (UpdatePhase::Voided, Some("funding_refused")));
     assert_eq!(balance_of(&mut card), 60_000, "the card applied the credit");
-    assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Voided, "never captured");
+    assert_eq!(c.auth_state(&r.funding_ref).await, AuthorizationState::Voided, "never captured");
     let (float, held) = c.center.books.card_float(&card_id(21)).await.unwrap().unwrap();
     assert_eq!((float, held), (10_000, 0), "nothing posted without a capture");
     assert_eq!(c.center.books.card_credits_pending(&card_id(21)).await.unwrap(), 0, "the credit's hold is voided");
@@ -636,15 +645,15 @@ async fn two_identical_creates_racing_leave_one_live_authorization(c: Charging) 
         }
         other => panic!("{other:?}"),
     };
-    assert_eq!(c.sim.authorizations().len(), 1, "one authorization");
-    assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Authorized);
+    assert_eq!(c.sim.authorizations().await.unwrap().len(), 1, "one authorization");
+    assert_eq!(c.auth_state(&r.funding_ref).await, AuthorizationState::Authorized);
     let sid = r.charge_id.clone();
     let r = c.center.update_authenticate(sim, &sid, relay(&mut card, &r), Default::default()).await.unwrap();
     let r = c.center.update_offer(sim, &sid, relay(&mut card, &r), Default::default()).await.unwrap();
     assert_eq!(r.phase, UpdatePhase::Offered);
     let done = c.center.update_complete(sim, &sid, relay(&mut card, &r), Default::default()).await.unwrap();
     assert_eq!(done.phase, UpdatePhase::Completed);
-    assert_eq!(c.auth_state(&done.funding_ref), AuthorizationState::Captured);
+    assert_eq!(c.auth_state(&done.funding_ref).await, AuthorizationState::Captured);
     c.check_books(22, &mut card).await;
 }
 
@@ -682,14 +691,14 @@ async fn cancel_racing_balance(c: Charging, n: u8) {
         match (offered, cancelled) {
             (Ok(r), Err(_)) => {
                 assert_eq!(r.phase, UpdatePhase::Offered);
-                assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Authorized, "the loser voided nothing");
+                assert_eq!(c.auth_state(&r.funding_ref).await, AuthorizationState::Authorized, "the loser voided nothing");
                 let done = c.center.update_complete(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
                 assert_eq!(done.phase, UpdatePhase::Completed);
-                assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Captured);
+                assert_eq!(c.auth_state(&r.funding_ref).await, AuthorizationState::Captured);
             }
             (Err(_), Ok(r)) => {
                 assert_eq!(r.phase, UpdatePhase::Voided);
-                assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Voided);
+                assert_eq!(c.auth_state(&r.funding_ref).await, AuthorizationState::Voided);
             }
             other => panic!("exactly one wins: {other:?}"),
         }
@@ -725,8 +734,59 @@ async fn an_abandoned_charge_is_ended_once_and_gives_its_reservations_back(c: Ch
     assert_eq!(a.unwrap() + b.unwrap(), 1, "ended once");
     let ended = c.center.value_update(&id).await.unwrap();
     assert_eq!((ended.phase(), ended.outcome().map(|(code, _)| code)), (UpdatePhase::Voided, Some("abandoned")));
-    assert_eq!(c.auth_state(&r.funding_ref), AuthorizationState::Voided);
+    assert_eq!(c.auth_state(&r.funding_ref).await, AuthorizationState::Voided);
     let again = c.create(27, 1_000, APPROVE).await.unwrap();
     assert_eq!(again.phase, UpdatePhase::Authenticating, "the day's limit was given back");
     c.check_books(27, &mut card).await;
+}
+
+/// Two instances on one database, each with its own authorizer handle: a
+/// charge authorized through one is captured through the other, and a
+/// second charge authorized through the other is voided through the first
+/// when its card never applied the credit. Nothing lives per instance.
+async fn across_instances(c: Charging) {
+    c.register(1, 20_000).await;
+    let mut card = funded_card(1, 20_000);
+    let other = open_center(&c.url).await;
+    let other_sim = authorizer(&c.url).await;
+    let r = c.create(1, 5_000, APPROVE).await.unwrap();
+    let id = r.charge_id.clone();
+    let r = other.update_authenticate(other_sim.as_ref(), &id, relay(&mut card, &r), Default::default()).await.unwrap();
+    let r = c.center.update_offer(c.sim.as_ref(), &id, relay(&mut card, &r), Default::default()).await.unwrap();
+    let done = other.update_complete(other_sim.as_ref(), &id, relay(&mut card, &r), Default::default()).await.unwrap();
+    assert_eq!(done.phase, UpdatePhase::Completed, "{done:?}");
+    assert_eq!(c.auth_state(&done.funding_ref).await, AuthorizationState::Captured);
+    assert_eq!(balance_of(&mut card), 25_000);
+    // The second: authorized through the other instance, abandoned after
+    // its CREDIT was issued and never relayed; recovered through the first.
+    let request = ChargeRequest {
+        id: UpdateId::generate(&mut OsRandom),
+        card_id: card_id(1),
+        amount: jpy(1_000),
+        payment_card: PaymentCard::parse(APPROVE, "12/30", "123").unwrap(),
+    };
+    let r = other.create_charge(other_sim.as_ref(), request).await.unwrap();
+    let id = r.charge_id.clone();
+    let r = c.center.update_authenticate(c.sim.as_ref(), &id, relay(&mut card, &r), Default::default()).await.unwrap();
+    let offered = other.update_offer(other_sim.as_ref(), &id, relay(&mut card, &r), Default::default()).await.unwrap();
+    assert_eq!(offered.phase, UpdatePhase::Offered);
+    let ended = recover(&c, &mut card, &id).await;
+    assert_eq!(ended.phase, UpdatePhase::Voided, "{ended:?}");
+    assert_eq!(c.auth_state(&offered.funding_ref).await, AuthorizationState::Voided);
+    assert_eq!(balance_of(&mut card), 25_000);
+    let (float, held) = c.center.books.card_float(&card_id(1)).await.unwrap().unwrap();
+    assert_eq!((float, held), (25_000, 0));
+    c.center.books.ledger().check().await.unwrap();
+    other.db.close().await;
+}
+
+#[tokio::test]
+async fn a_charge_authorized_through_one_instance_is_captured_or_voided_through_another_on_sqlite() {
+    across_instances(Charging::new().await).await;
+}
+
+#[tokio::test]
+async fn a_charge_authorized_through_one_instance_is_captured_or_voided_through_another_on_postgres() {
+    let Some(c) = Charging::on_postgres("charge_instances").await else { return };
+    across_instances(c).await;
 }

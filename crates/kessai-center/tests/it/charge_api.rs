@@ -37,7 +37,7 @@ async fn a_charge_over_the_api_with_idempotent_retries() {
     let s = setup().await;
     register_card(&s, 1, 20_000).await;
     let mut card = funded_card(1, 20_000);
-    let sim = Arc::new(Simulator::new());
+    let sim = Arc::new(Simulator::in_database(s.center.db.clone()));
     let center = Arc::new(s.center);
     let app = kessai_center::update_api::routes(center.clone(), sim.clone());
 
@@ -48,7 +48,7 @@ async fn a_charge_over_the_api_with_idempotent_retries() {
     // The same request again: the same answer, and no second authorization.
     let (_, again) = post(&app, "/v1/charges", Some("c-create"), create).await;
     assert_eq!(again, r);
-    assert_eq!(sim.authorizations().len(), 1);
+    assert_eq!(sim.authorizations().await.unwrap().len(), 1);
     let id = r["charge_id"].as_str().unwrap().to_owned();
 
     let (_, r) =
@@ -71,7 +71,7 @@ async fn a_charge_over_the_api_with_idempotent_retries() {
     assert_eq!(status, StatusCode::CONFLICT);
     assert_error(&body, "step_out_of_order");
     assert_eq!(balance_of(&mut card), 25_000);
-    assert_eq!(sim.authorizations()[0].state, AuthorizationState::Captured);
+    assert_eq!(sim.authorizations().await.unwrap()[0].state, AuthorizationState::Captured);
 
     let resp = app.oneshot(Request::get(format!("/v1/value-updates/{id}")).body(Body::empty()).unwrap()).await.unwrap();
     let view: Value = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
@@ -101,7 +101,7 @@ async fn the_openapi_document_describes_the_charge_routes() {
 async fn refusals_use_stable_codes_and_card_data_is_never_stored() {
     let s = setup().await;
     register_card(&s, 2, 95_000).await;
-    let sim = Arc::new(Simulator::new());
+    let sim = Arc::new(Simulator::in_database(s.center.db.clone()));
     let center = Arc::new(s.center);
     let app = kessai_center::update_api::routes(center.clone(), sim.clone());
     let cases = [
@@ -119,7 +119,7 @@ async fn refusals_use_stable_codes_and_card_data_is_never_stored() {
         assert_eq!((got, answer["error"]["code"].as_str()), (status, Some(code)), "{answer}");
         assert_error(&answer, code);
     }
-    assert!(sim.authorizations().is_empty(), "nothing was authorized");
+    assert!(sim.authorizations().await.unwrap().is_empty(), "nothing was authorized");
     let (status, body) = post(&app, "/v1/charges", None, charge(2, 1_000, "4242424242424242")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_error(&body, "idempotency_key_required");
@@ -174,7 +174,7 @@ async fn lost_replies(mut s: crate::service::Setup) {
     register_card(&s, 2, 20_000).await;
     let mut card = funded_card(2, 20_000);
     let token = crate::service::bill_token(&mut s);
-    let sim = Arc::new(Simulator::new());
+    let sim = Arc::new(Simulator::in_database(s.center.db.clone()));
     let center = Arc::new(s.center);
     let charges = kessai_center::update_api::routes(center.clone(), sim.clone());
     let purchases = kessai_center::api::routes(center.clone());

@@ -119,7 +119,7 @@ async fn run(mut c: Charging, n: u64) -> bool {
     assert_eq!(books.store_payable(&member(), Currency::JPY).await.unwrap(), 11_360 - 2_000, "fault at {n}");
     assert_eq!(books.credit_funding(Currency::JPY).await.unwrap(), 5_000 - 1_000, "fault at {n}");
     assert_eq!(
-        c.auth_state(c.center.value_update(&id).await.unwrap().authorization.as_str()),
+        c.auth_state(c.center.value_update(&id).await.unwrap().authorization.as_str()).await,
         AuthorizationState::Captured
     );
     // The card pays again.

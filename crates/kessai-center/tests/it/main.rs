@@ -6,6 +6,7 @@ mod charge;
 mod charge_api;
 mod db;
 mod faults;
+mod keys;
 mod purchase;
 mod refund;
 mod service;

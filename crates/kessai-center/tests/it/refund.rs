@@ -293,8 +293,8 @@ async fn decrease(c: &Charging, n: u8, charge: &str, amount: u64) -> Result<Upda
     c.center.create_decrease(request).await
 }
 
-fn refunded_to_credit_card(c: &Charging, funding_ref: &str) -> u64 {
-    let auth = c.sim.authorizations().into_iter().find(|a| a.reference.as_str() == funding_ref).unwrap();
+async fn refunded_to_credit_card(c: &Charging, funding_ref: &str) -> u64 {
+    let auth = c.sim.authorizations().await.unwrap().into_iter().find(|a| a.reference.as_str() == funding_ref).unwrap();
     assert_eq!(auth.state, AuthorizationState::Captured);
     auth.refunds.values().sum()
 }
@@ -332,12 +332,12 @@ async fn a_decrease_goes_back_to_the_credit_card_only_when_the_card_confirms() {
     // A wallet expecting a credit refuses it.
     let as_credit = ExpectedUpdate { direction: Direction::Credit, ..expected };
     assert!(verify_value_update(&token, &c.center_keys(), &FixedClock::new(NOW), as_credit, &mut |_| false).is_err());
-    assert_eq!(refunded_to_credit_card(&c, &funding), 0, "nothing refunded before the card confirms");
+    assert_eq!(refunded_to_credit_card(&c, &funding).await, 0, "nothing refunded before the card confirms");
     assert_eq!(c.center.books.card_float(&card_id(4)).await.unwrap().unwrap(), (15_000, 2_000));
     // step 3: the card debits; the center posts and refunds the credit card.
     let done = c.center.update_complete(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
     assert_eq!((done.phase, done.balance_after_minor), (UpdatePhase::Completed, Some(13_000)));
-    assert_eq!(refunded_to_credit_card(&c, &funding), 2_000);
+    assert_eq!(refunded_to_credit_card(&c, &funding).await, 2_000);
     assert_eq!(c.center.books.credit_funding(Currency::JPY).await.unwrap(), 3_000);
     Terminal::select(&mut card).unwrap();
     c.check_books(4, &mut card).await;
@@ -352,7 +352,7 @@ async fn a_decrease_goes_back_to_the_credit_card_only_when_the_card_confirms() {
     // The rest goes back; then nothing more.
     let r = decrease(&c, 4, &charge, 3_000).await.unwrap();
     assert_eq!(run_update(&c, &mut card, r).await.phase, UpdatePhase::Completed);
-    assert_eq!(refunded_to_credit_card(&c, &funding), 5_000);
+    assert_eq!(refunded_to_credit_card(&c, &funding).await, 5_000);
     assert!(matches!(decrease(&c, 4, &charge, 1).await, Err(UpdateError::DecreaseOverCharge { .. })));
     assert_eq!(balance_of(&mut card), 10_000);
     assert_eq!(c.center.books.credit_funding(Currency::JPY).await.unwrap(), 0);
@@ -407,7 +407,7 @@ async fn a_decrease_over_the_card_balance_is_voided_and_can_be_asked_again() {
     let r = decrease(&c, 7, &charge, 1_000).await.unwrap();
     assert_eq!(run_update(&c, &mut card, r).await.phase, UpdatePhase::Completed);
     let funding = c.center.value_update(&charge).await.unwrap().authorization.as_str().to_owned();
-    assert_eq!(refunded_to_credit_card(&c, &funding), 1_000);
+    assert_eq!(refunded_to_credit_card(&c, &funding).await, 1_000);
     assert_eq!(balance_of(&mut card), 0);
     c.check_books(7, &mut card).await;
 }
@@ -452,7 +452,7 @@ async fn a_crash_at_every_step_of_a_decrease_and_a_refund_credit_is_handled_exac
         c.center.update_complete(sim.as_ref(), &id, answer, Default::default()).await.is_err(),
         "the lost answer changes nothing"
     );
-    assert_eq!(refunded_to_credit_card(&c, &funding), 2_000, "refunded exactly once");
+    assert_eq!(refunded_to_credit_card(&c, &funding).await, 2_000, "refunded exactly once");
     assert_eq!(balance_of(&mut card), 53_000);
     c.check_books(8, &mut card).await;
 

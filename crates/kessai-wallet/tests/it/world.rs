@@ -71,7 +71,7 @@ async fn start_center(dir: &Path) -> (String, oneshot::Sender<()>) {
     std::fs::write(config.data_dir.join("kek.hex"), kek.to_hex().as_bytes()).unwrap();
     let sealed = keystore::seal(&BTreeMap::from([(KVN, masters())]), &kek, &mut OsRandom);
     std::fs::write(config.data_dir.join("issuer-master-keys.sealed"), sealed).unwrap();
-    kessai_center::app::init(&config).unwrap();
+    kessai_center::app::init(&config, None).await.unwrap();
     let center = Arc::new(kessai_center::app::open(&config).await.unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("https://127.0.0.1:{}", listener.local_addr().unwrap().port());

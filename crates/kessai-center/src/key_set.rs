@@ -1,0 +1,83 @@
+//! The keys a center database belongs to. Every instance on one database
+//! must hold the same KEK (it seals SCP03 state between steps, which any
+//! instance may open), the same issuer master keys (cards are diversified
+//! from them) and the same signing key (stores trust its public key). The
+//! database records their fingerprints when it is first initialised
+//! (`center_key_set`); an instance holding other keys refuses to start, and
+//! `init` refuses to generate keys for a database that has them.
+
+use kessai_core::keys::SigningKey;
+use kessai_core::time::Timestamp;
+use sha2::{Digest, Sha256};
+
+use crate::db::{CenterDb, DbError};
+use crate::keystore::{self, Kek};
+
+/// Fingerprints of a center's keys (SHA-256 under labels, hex); none
+/// reveals a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFingerprints {
+    pub kek: String,
+    pub master_keys: String,
+    /// Of the signing key's public key.
+    pub signing_key: String,
+}
+
+impl KeyFingerprints {
+    pub fn of(
+        kek: &Kek,
+        masters: &std::collections::BTreeMap<u8, kessai_scp03::diversify::MasterKeys>,
+        signing_key: &SigningKey,
+    ) -> KeyFingerprints {
+        let public = signing_key.public();
+        KeyFingerprints {
+            kek: kek.fingerprint(),
+            master_keys: keystore::master_keys_fingerprint(masters),
+            signing_key: hex::encode(
+                Sha256::new().chain_update(b"kessai-signing-key-fingerprint\0").chain_update(public.as_bytes()).finalize(),
+            ),
+        }
+    }
+
+    /// Which keys differ from `other`, by name.
+    pub fn differing(&self, other: &KeyFingerprints) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        if self.kek != other.kek {
+            names.push("the KEK");
+        }
+        if self.master_keys != other.master_keys {
+            names.push("the issuer master keys");
+        }
+        if self.signing_key != other.signing_key {
+            names.push("the signing key");
+        }
+        names
+    }
+}
+
+impl std::fmt::Display for KeyFingerprints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let short = |s: &str| s.get(..16).unwrap_or(s).to_owned();
+        write!(
+            f,
+            "kek {}…, master keys {}…, signing key {}…",
+            short(&self.kek),
+            short(&self.master_keys),
+            short(&self.signing_key)
+        )
+    }
+}
+
+impl CenterDb {
+    /// The fingerprints the database recorded, if any.
+    pub async fn key_set(&self) -> Result<Option<KeyFingerprints>, DbError> {
+        self.read_key_set().await
+    }
+
+    /// Records `keys` as the database's key set unless it has one; returns
+    /// the recorded set (another instance's, if it recorded first).
+    pub async fn record_key_set(&self, keys: &KeyFingerprints, now: Timestamp) -> Result<KeyFingerprints, DbError> {
+        self.insert_key_set(keys, now).await?;
+        self.read_key_set().await?.ok_or_else(|| DbError::Corrupt("the key set recorded is gone".into()))
+    }
+}
