@@ -64,7 +64,7 @@ pub async fn init(config: &CenterConfig, keys_from: Option<&Path>) -> anyhow::Re
             let kek_given = std::env::var("KESSAI_CENTER_KEK").is_ok();
             let missing: Vec<&str> = key_files(config)
                 .into_iter()
-                .filter(|(name, path)| !path.exists() && !(*name == "KEK" && kek_given))
+                .filter(|(name, path)| !(path.exists() || (*name == "KEK" && kek_given)))
                 .map(|(name, _)| name)
                 .collect();
             if !missing.is_empty() {
@@ -99,11 +99,7 @@ fn redacted(url: &str) -> String {
     }
 }
 
-fn refuse_other_keys(
-    config: &CenterConfig,
-    recorded: &KeyFingerprints,
-    keys: &KeyFingerprints,
-) -> anyhow::Result<()> {
+fn refuse_other_keys(config: &CenterConfig, recorded: &KeyFingerprints, keys: &KeyFingerprints) -> anyhow::Result<()> {
     let differing = recorded.differing(keys);
     if !differing.is_empty() {
         bail!(
@@ -152,7 +148,11 @@ fn copy_key_files(config: &CenterConfig, from: &Path) -> anyhow::Result<()> {
         if to.exists() {
             let have = Zeroizing::new(std::fs::read(&to).with_context(|| format!("reading {}", to.display()))?);
             if *have != *bytes {
-                bail!("{} exists and differs from {}: remove it first if it is not needed", to.display(), source.display());
+                bail!(
+                    "{} exists and differs from {}: remove it first if it is not needed",
+                    to.display(),
+                    source.display()
+                );
             }
             continue;
         }

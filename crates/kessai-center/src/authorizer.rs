@@ -312,15 +312,19 @@ impl Book {
 
     async fn for_charge(&self, charge_id: &str) -> Result<Option<SimulatedAuthorization>, AuthorizerError> {
         match self {
-            Book::Memory(_) => Ok(self.memory().and_then(|m| {
-                m.values().find(|(auth, _)| auth.charge_id == charge_id).map(|(auth, _)| auth.clone())
-            })),
+            Book::Memory(_) => Ok(self
+                .memory()
+                .and_then(|m| m.values().find(|(auth, _)| auth.charge_id == charge_id).map(|(auth, _)| auth.clone()))),
             Book::Database(db) => db.authorization_for_charge(charge_id).await.map_err(unavailable),
         }
     }
 
     /// Stores `auth` unless its charge has one; returns the charge's.
-    async fn insert(&self, auth: SimulatedAuthorization, now: Timestamp) -> Result<SimulatedAuthorization, AuthorizerError> {
+    async fn insert(
+        &self,
+        auth: SimulatedAuthorization,
+        now: Timestamp,
+    ) -> Result<SimulatedAuthorization, AuthorizerError> {
         match self {
             Book::Memory(_) => {
                 let mut map = self.memory().ok_or_else(|| unavailable("no book"))?;
@@ -398,7 +402,9 @@ impl Simulator {
     /// Every authorization made, oldest first (for tests and audit).
     pub async fn authorizations(&self) -> Result<Vec<SimulatedAuthorization>, AuthorizerError> {
         match &self.book {
-            Book::Memory(_) => Ok(self.book.memory().map(|m| m.values().map(|(a, _)| a.clone()).collect()).unwrap_or_default()),
+            Book::Memory(_) => {
+                Ok(self.book.memory().map(|m| m.values().map(|(a, _)| a.clone()).collect()).unwrap_or_default())
+            }
             Book::Database(db) => db.authorizations().await.map_err(unavailable),
         }
     }
@@ -502,7 +508,11 @@ fn refunded(
 /// the database (each one not there yet), then renames the file
 /// `….imported`; returns how many were moved. A torn last line (a crash
 /// mid-append) was never answered to anyone and is skipped.
-pub async fn import_journal(journal: &std::path::Path, db: &CenterDb, now: Timestamp) -> Result<usize, AuthorizerError> {
+pub async fn import_journal(
+    journal: &std::path::Path,
+    db: &CenterDb,
+    now: Timestamp,
+) -> Result<usize, AuthorizerError> {
     let text = match std::fs::read_to_string(journal) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),

@@ -1,27 +1,29 @@
 //! Delivers completions (SIG3) to stores over mutual TLS and keeps their
 //! receipts (SIG4). State lives in the database — a completed settlement
-//! without a receipt is undelivered — so any instance delivers after any
-//! crash; the store's answer is idempotent, so a completion delivered twice
-//! is still accepted once.
+//! without a receipt is undelivered, due for an attempt at its
+//! `delivery_due` — so any instance delivers after any crash, and several
+//! instances deliver each completion once: the instance whose step completed
+//! it delivers it at once (the step gave it a lease,
+//! [`DELIVERY_LEASE_S`]); a sweep takes a due one only by claiming it (a
+//! compare-and-set that moves its due time past the lease); a failed attempt
+//! makes it due again after a backoff every instance sees. The store's
+//! answer is idempotent, so a completion delivered twice (a lease that ran
+//! out mid-attempt) is still accepted once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kessai_core::ids::{SettlementId, StoreId};
+use kessai_core::ids::StoreId;
+use kessai_core::time::Timestamp;
 use kessai_http::HttpsClient;
 use serde::Deserialize;
 
-use crate::db::{MAX_LIST, UndeliveredCursor};
+use crate::db::MAX_LIST;
+use crate::limits::{DELIVERY_BACKOFF_MAX_S, DELIVERY_BACKOFF_MIN_S, DELIVERY_LEASE_S};
 use crate::purchase::Settlement;
 use crate::service::Center;
 
-/// Longest wait between two attempts for one settlement.
-const MAX_BACKOFF_MS: u64 = 60_000;
-/// First wait after a failed attempt.
-const FIRST_BACKOFF_MS: u64 = 500;
-/// Most settlements whose retry pacing is remembered.
-const MAX_BACKOFF_ENTRIES: usize = 10_000;
 /// How long a store's notify URL is used before it is read again (a change
 /// through the admin API reaches delivery within this).
 const NOTIFY_URL_TTL: Duration = Duration::from_secs(1);
@@ -43,32 +45,19 @@ struct ReceiptBody {
 pub struct Deliverer {
     center: Arc<Center>,
     client: HttpsClient,
-    /// Per settlement: failed attempts and when to try next (pacing only;
-    /// losing it on restart just means an earlier retry).
-    backoff: HashMap<SettlementId, (u32, Instant)>,
     /// Per store: its notify URL as read, and when.
     notify_urls: HashMap<StoreId, (Instant, Option<String>)>,
-    /// Where the next sweep reads from, and when it last started at the oldest.
-    cursor: UndeliveredCursor,
-    wrapped: Instant,
 }
 
 impl std::fmt::Debug for Deliverer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Deliverer").field("waiting", &self.backoff.len()).finish()
+        f.debug_struct("Deliverer").finish_non_exhaustive()
     }
 }
 
 impl Deliverer {
     pub fn new(center: Arc<Center>, client: HttpsClient) -> Deliverer {
-        Deliverer {
-            center,
-            client,
-            backoff: HashMap::new(),
-            notify_urls: HashMap::new(),
-            cursor: UndeliveredCursor::default(),
-            wrapped: Instant::now(),
-        }
+        Deliverer { center, client, notify_urls: HashMap::new() }
     }
 
     /// Sweeps every `interval`; in between, delivers each settlement as it
@@ -86,8 +75,10 @@ impl Deliverer {
                 tokio::select! {
                     _ = tokio::time::sleep_until(next_sweep) => break,
                     settlements = completed.next() => {
+                        // Completed by this instance, which holds their
+                        // lease: first attempts, unclaimed.
                         for s in settlements {
-                            self.attempt(&s).await;
+                            self.attempt(&s, 0).await;
                         }
                     }
                     _ = stop.changed() => return,
@@ -96,69 +87,57 @@ impl Deliverer {
         }
     }
 
-    /// One pass over a page of completed settlements without a receipt:
-    /// the page after the last one swept, or the oldest once the last page
-    /// was short or [`MAX_BACKOFF_MS`] went by since the sweeps last started
-    /// there. So every undelivered completion is tried again within (backlog
-    /// / page) sweeps, even when more than a page of older ones keeps
-    /// failing (a store down, or without a notify URL), and within about
-    /// [`MAX_BACKOFF_MS`] even if one completed behind the cursor.
+    /// One pass over the completions due for delivery (at most a page),
+    /// each claimed before it is attempted; returns how many were
+    /// delivered. A completion another instance claimed, or delivered, is
+    /// left to it.
     pub async fn sweep(&mut self) -> usize {
-        if self.wrapped.elapsed() >= Duration::from_millis(MAX_BACKOFF_MS) {
-            self.cursor = UndeliveredCursor::default();
-        }
-        if self.cursor == UndeliveredCursor::default() {
-            self.wrapped = Instant::now();
-        }
-        let completed = match self.center.db.undelivered_after(&self.cursor, MAX_LIST).await {
-            Ok((list, next)) => {
-                self.cursor = next;
-                list
-            }
+        let now = self.center.clock.now();
+        let due = match self.center.db.due_deliveries(now, MAX_LIST).await {
+            Ok(due) => due,
             Err(e) => {
-                tracing::warn!(error = %e, "listing undelivered completions");
+                tracing::warn!(error = %e, "listing the completions due for delivery");
                 return 0;
             }
         };
+        let until = Timestamp::from_unix_s(now.unix_s().saturating_add(DELIVERY_LEASE_S));
         let mut delivered = 0;
-        for s in &completed {
-            delivered += usize::from(self.attempt(s).await);
+        for d in due {
+            match self.center.db.claim_delivery(&d, until).await {
+                Ok(true) => delivered += usize::from(self.attempt(&d.settlement, d.attempts).await),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(settlement = %d.settlement.id, error = %e, "claiming a delivery"),
+            }
         }
         delivered
     }
 
-    /// Delivers `s` unless it has its receipt or waits for its next attempt;
-    /// true if delivered now.
-    async fn attempt(&mut self, s: &Settlement) -> bool {
-        if s.receipt_token().is_some() || self.backoff.get(&s.id).is_some_and(|(_, next)| *next > Instant::now()) {
+    /// Delivers `s`, whose delivery this instance holds and which failed
+    /// `attempts` times before; true if delivered now. A failure makes it
+    /// due again after the backoff.
+    async fn attempt(&mut self, s: &Settlement, attempts: u64) -> bool {
+        if s.receipt_token().is_some() {
             return false;
         }
-        match self.deliver(s).await {
-            Ok(()) => {
-                self.backoff.remove(&s.id);
-                true
+        let why = match self.deliver(s).await {
+            Ok(()) => return true,
+            Err(why) => why,
+        };
+        let attempts = attempts.saturating_add(1);
+        match why {
+            NotDelivered::NoUrl => {
+                tracing::debug!(settlement = %s.id, attempts, "completion waits for its store's notify URL");
             }
-            Err(not) => {
-                let attempts = self.backoff.get(&s.id).map_or(0, |(n, _)| *n) + 1;
-                let wait = FIRST_BACKOFF_MS.saturating_mul(1 << attempts.min(16)).min(MAX_BACKOFF_MS);
-                match not {
-                    NotDelivered::NoUrl => {
-                        tracing::debug!(settlement = %s.id, attempts, "completion waits for its store's notify URL");
-                    }
-                    NotDelivered::Failed(why) => {
-                        tracing::warn!(settlement = %s.id, attempts, error = %why, "completion not delivered; will retry");
-                    }
-                }
-                if self.backoff.len() >= MAX_BACKOFF_ENTRIES {
-                    let now = Instant::now();
-                    self.backoff.retain(|_, (_, next)| *next > now);
-                }
-                if self.backoff.len() < MAX_BACKOFF_ENTRIES || self.backoff.contains_key(&s.id) {
-                    self.backoff.insert(s.id.clone(), (attempts, Instant::now() + Duration::from_millis(wait)));
-                }
-                false
+            NotDelivered::Failed(why) => {
+                tracing::warn!(settlement = %s.id, attempts, error = %why, "completion not delivered; will retry");
             }
         }
+        let next = Timestamp::from_unix_s(self.center.clock.now().unix_s().saturating_add(backoff_s(attempts)));
+        if let Err(e) = self.center.db.delivery_failed(&s.id, next).await {
+            // Due again when the lease ends.
+            tracing::warn!(settlement = %s.id, error = %e, "recording a failed delivery");
+        }
+        false
     }
 
     /// The notify URL of `store`, read at most every [`NOTIFY_URL_TTL`].
@@ -196,5 +175,21 @@ impl Deliverer {
         }
         let answer: ReceiptBody = serde_json::from_slice(&bytes).map_err(|e| format!("store answer: {e}"))?;
         self.center.accept_receipt(s.id.as_str(), &answer.receipt).await.map_err(|e| e.to_string())
+    }
+}
+
+/// The wait after the `attempts`-th failure in a row.
+fn backoff_s(attempts: u64) -> u64 {
+    let doublings = u32::try_from(attempts.saturating_sub(1)).unwrap_or(u32::MAX).min(16);
+    DELIVERY_BACKOFF_MIN_S.saturating_mul(1 << doublings).min(DELIVERY_BACKOFF_MAX_S)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_backoff_doubles_to_its_ceiling() {
+        let waits: Vec<u64> = (1..=9).map(super::backoff_s).collect();
+        assert_eq!(waits, vec![1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(super::backoff_s(u64::MAX), 60);
     }
 }

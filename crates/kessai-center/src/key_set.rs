@@ -34,7 +34,10 @@ impl KeyFingerprints {
             kek: kek.fingerprint(),
             master_keys: keystore::master_keys_fingerprint(masters),
             signing_key: hex::encode(
-                Sha256::new().chain_update(b"kessai-signing-key-fingerprint\0").chain_update(public.as_bytes()).finalize(),
+                Sha256::new()
+                    .chain_update(b"kessai-signing-key-fingerprint\0")
+                    .chain_update(public.as_bytes())
+                    .finalize(),
             ),
         }
     }

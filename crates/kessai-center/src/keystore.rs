@@ -99,7 +99,11 @@ struct Triple {
 pub fn master_keys_fingerprint(keys: &BTreeMap<u8, MasterKeys>) -> String {
     let mut digest = Sha256::new().chain_update(b"kessai-master-keys-fingerprint\0");
     for (version, k) in keys {
-        digest = digest.chain_update([*version]).chain_update(k.enc.expose()).chain_update(k.mac.expose()).chain_update(k.dek.expose());
+        digest = digest
+            .chain_update([*version])
+            .chain_update(k.enc.expose())
+            .chain_update(k.mac.expose())
+            .chain_update(k.dek.expose());
     }
     hex::encode(digest.finalize())
 }

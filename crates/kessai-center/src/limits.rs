@@ -59,3 +59,13 @@ pub const SWEEP_BATCH_MAX: i64 = 100;
 pub const CREATE_CLAIM_TIMEOUT_S: u64 = 120;
 
 const _: () = assert!(ABANDONED_AFTER_S >= OFFER_LIFETIME_S && ABANDONED_AFTER_S >= VALUE_UPDATE_LIFETIME_S);
+
+/// How long an instance holds a completion it is delivering (from the step
+/// that completed it, or its sweep's claim) before another instance's sweep
+/// may take it: longer than one delivery attempt may last.
+pub const DELIVERY_LEASE_S: u64 = 30;
+
+/// The wait after a completion's first failed delivery, doubled after each
+/// further failure up to [`DELIVERY_BACKOFF_MAX_S`].
+pub const DELIVERY_BACKOFF_MIN_S: u64 = 1;
+pub const DELIVERY_BACKOFF_MAX_S: u64 = 60;

@@ -77,7 +77,7 @@ const MIGRATIONS: &[(i64, &str, &[&str])] = &[
     ),
     (
         4,
-        "state every instance shares: the built-in authorizer's authorizations, and the keys the database belongs to",
+        "state every instance shares: the authorizer's authorizations, the keys the database belongs to, delivery claims",
         &[
             "CREATE TABLE IF NOT EXISTS center_authorizations (reference TEXT PRIMARY KEY,
             charge_id TEXT NOT NULL UNIQUE, record TEXT NOT NULL, version BIGINT NOT NULL, created_at BIGINT NOT NULL)",
@@ -85,6 +85,15 @@ const MIGRATIONS: &[(i64, &str, &[&str])] = &[
             // created with (`crate::key_set`).
             "CREATE TABLE IF NOT EXISTS center_key_set (id BIGINT PRIMARY KEY CHECK (id = 1), kek TEXT NOT NULL,
             master_keys TEXT NOT NULL, signing_key TEXT NOT NULL, created_at BIGINT NOT NULL)",
+            // Delivery is claimed through the database: a completion is due
+            // for delivery at `delivery_due` (unix s); an instance takes it
+            // by moving that into the future (a lease), and a failed attempt
+            // moves it by the backoff of its `delivery_attempts`.
+            "ALTER TABLE center_settlements ADD COLUMN delivery_due BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE center_settlements ADD COLUMN delivery_attempts BIGINT NOT NULL DEFAULT 0",
+            "CREATE INDEX IF NOT EXISTS center_settlements_due ON center_settlements (delivery_due, id)
+            WHERE phase = 'completed' AND delivered = 0",
+            "DROP INDEX IF EXISTS center_settlements_undelivered",
         ],
     ),
 ];

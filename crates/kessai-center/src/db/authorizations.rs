@@ -63,10 +63,11 @@ impl CenterDb {
     /// Every authorization, oldest first (tests and audit; at most
     /// [`MAX_LIST`]).
     pub async fn authorizations(&self) -> Result<Vec<SimulatedAuthorization>, DbError> {
-        let rows = sqlx::query("SELECT record, version FROM center_authorizations ORDER BY created_at, reference LIMIT $1")
-            .bind(MAX_LIST)
-            .fetch_all(&mut *self.read().await?)
-            .await?;
+        let rows =
+            sqlx::query("SELECT record, version FROM center_authorizations ORDER BY created_at, reference LIMIT $1")
+                .bind(MAX_LIST)
+                .fetch_all(&mut *self.read().await?)
+                .await?;
         rows.iter().map(|r| authorization_row(r).map(|(auth, _)| auth)).collect()
     }
 }

@@ -63,7 +63,7 @@ use crate::writer::{Exec, Stmt, Writer};
 pub use idempotency::SavedResponse;
 pub use owed::RefundStored;
 pub use registry::StoreRecord;
-pub use settlements::UndeliveredCursor;
+pub use settlements::DueDelivery;
 pub use value_updates::Alongside;
 
 /// Longest the center waits for a database connection.

@@ -82,14 +82,17 @@ impl CenterDb {
             .for_update();
         let update = Stmt::new(
             "UPDATE center_settlements SET phase = $1, record = $2, version = version + 1, updated_at = $3,
-             delivered = $6 WHERE id = $4 AND version = $5",
+             delivered = $6, delivery_due = $7 WHERE id = $4 AND version = $5",
         )
         .bind(s.phase().as_str().to_owned())
         .bind(settlement_record(s)?)
         .bind(to_i64(now.unix_s())?)
         .bind(s.id.as_str().to_owned())
         .bind(version)
-        .bind(i64::from(s.receipt_token().is_some()));
+        .bind(i64::from(s.receipt_token().is_some()))
+        // The instance whose step completes it delivers it at once; the
+        // others' sweeps take it only once this lease is over.
+        .bind(to_i64(now.unix_s().saturating_add(crate::limits::DELIVERY_LEASE_S))?);
         let save = response.map(|r| r.statement(now)).transpose()?;
         let now_s = now.unix_s();
         let step = StepWrite { check, version, entries, now_s, update, also: Vec::new(), save, what: s.id.to_string() };
@@ -169,52 +172,80 @@ impl CenterDb {
         .await
     }
 
-    /// Completed settlements whose receipt is not stored yet, oldest first.
+    /// Completed settlements whose receipt is not stored yet, oldest first
+    /// (audit and tests; delivery takes [`CenterDb::due_deliveries`]).
     pub async fn undelivered(&self, limit: i64) -> Result<Vec<Settlement>, DbError> {
-        Ok(self.undelivered_after(&UndeliveredCursor::default(), limit).await?.0)
-    }
-
-    /// As [`CenterDb::undelivered`], those after `from` (in the order
-    /// they completed), with where the next page starts: after the last
-    /// row read, or (a short page: the end was reached) at the oldest again.
-    /// Page by page, a sweep reaches every undelivered completion however
-    /// many older ones keep failing. A row whose record cannot be read is
-    /// logged and passed over, not left to stop every later page.
-    pub async fn undelivered_after(
-        &self,
-        from: &UndeliveredCursor,
-        limit: i64,
-    ) -> Result<(Vec<Settlement>, UndeliveredCursor), DbError> {
-        let limit = limit.clamp(1, MAX_LIST);
-        let (after_at, after_id) = from.0.clone().unwrap_or((i64::MIN, String::new()));
         let rows = sqlx::query(
-            "SELECT record, version, updated_at, id FROM center_settlements
-             WHERE phase = 'completed' AND delivered = 0 AND (updated_at, id) > ($1, $2)
-             ORDER BY updated_at, id LIMIT $3",
+            "SELECT record, version FROM center_settlements WHERE phase = 'completed' AND delivered = 0
+             ORDER BY updated_at, id LIMIT $1",
         )
-        .bind(after_at)
-        .bind(after_id)
-        .bind(limit)
+        .bind(limit.clamp(1, MAX_LIST))
         .fetch_all(&mut *self.read().await?)
         .await?;
-        let mut next = UndeliveredCursor::default();
-        let mut found = Vec::with_capacity(rows.len());
+        rows.iter().map(|r| settlement_row(r).map(|(s, _)| s)).collect()
+    }
+
+    /// Undelivered completions due for an attempt at `now`, the longest
+    /// due first. A row whose record cannot be read is logged and passed
+    /// over, not left to stop every later sweep.
+    pub async fn due_deliveries(&self, now: Timestamp, limit: i64) -> Result<Vec<DueDelivery>, DbError> {
+        let rows = sqlx::query(
+            "SELECT id, record, version, delivery_due, delivery_attempts FROM center_settlements
+             WHERE phase = 'completed' AND delivered = 0 AND delivery_due <= $1 ORDER BY delivery_due, id LIMIT $2",
+        )
+        .bind(to_i64(now.unix_s())?)
+        .bind(limit.clamp(1, MAX_LIST))
+        .fetch_all(&mut *self.read().await?)
+        .await?;
+        let mut due = Vec::with_capacity(rows.len());
         for r in &rows {
-            let id = r.required_text("id")?;
             match settlement_row(r) {
-                Ok((s, _)) => found.push(s),
-                Err(e) => tracing::error!(settlement = %id, error = %e, "undelivered completion cannot be read"),
+                Ok((settlement, _)) => due.push(DueDelivery {
+                    settlement,
+                    due: r.required_int("delivery_due")?,
+                    attempts: to_u64(r.required_int("delivery_attempts")?)?,
+                }),
+                Err(e) => {
+                    let id = r.required_text("id")?;
+                    tracing::error!(settlement = %id, error = %e, "undelivered completion cannot be read");
+                }
             }
-            next = UndeliveredCursor(Some((r.required_int("updated_at")?, id)));
         }
-        if i64::try_from(rows.len()).is_ok_and(|n| n < limit) {
-            next = UndeliveredCursor::default();
-        }
-        Ok((found, next))
+        Ok(due)
+    }
+
+    /// Takes a due delivery for this instance until `until`: true if it was
+    /// still due as read (`due`), so of concurrent sweeps exactly one wins.
+    pub async fn claim_delivery(&self, d: &DueDelivery, until: Timestamp) -> Result<bool, DbError> {
+        let claim = Stmt::new(
+            "UPDATE center_settlements SET delivery_due = $1
+             WHERE id = $2 AND phase = 'completed' AND delivered = 0 AND delivery_due = $3",
+        )
+        .bind(to_i64(until.unix_s())?)
+        .bind(d.settlement.id.as_str().to_owned())
+        .bind(d.due);
+        Ok(self.execute(claim).await? == 1)
+    }
+
+    /// A failed attempt: due again at `next`, one more attempt counted.
+    pub async fn delivery_failed(&self, id: &SettlementId, next: Timestamp) -> Result<(), DbError> {
+        let failed = Stmt::new(
+            "UPDATE center_settlements SET delivery_due = $1, delivery_attempts = delivery_attempts + 1
+             WHERE id = $2 AND delivered = 0",
+        )
+        .bind(to_i64(next.unix_s())?)
+        .bind(id.as_str().to_owned());
+        self.execute(failed).await?;
+        Ok(())
     }
 }
 
-/// Where a page of undelivered completions starts: after the completion
-/// it names (its completion time and id), or (default) at the oldest.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UndeliveredCursor(Option<(i64, String)>);
+/// An undelivered completion due for an attempt, as read.
+#[derive(Debug, Clone)]
+pub struct DueDelivery {
+    pub settlement: Settlement,
+    /// When it became due (what a claim compares).
+    pub due: i64,
+    /// Attempts that failed so far.
+    pub attempts: u64,
+}

@@ -691,7 +691,11 @@ async fn cancel_racing_balance(c: Charging, n: u8) {
         match (offered, cancelled) {
             (Ok(r), Err(_)) => {
                 assert_eq!(r.phase, UpdatePhase::Offered);
-                assert_eq!(c.auth_state(&r.funding_ref).await, AuthorizationState::Authorized, "the loser voided nothing");
+                assert_eq!(
+                    c.auth_state(&r.funding_ref).await,
+                    AuthorizationState::Authorized,
+                    "the loser voided nothing"
+                );
                 let done = c.center.update_complete(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
                 assert_eq!(done.phase, UpdatePhase::Completed);
                 assert_eq!(c.auth_state(&r.funding_ref).await, AuthorizationState::Captured);

@@ -3,7 +3,8 @@
 //! the test command provides a throwaway cluster.
 
 use kessai_center::books::Entries;
-use kessai_center::db::{CenterDb, DbError, SavedResponse, StoreRecord, UndeliveredCursor};
+use kessai_center::db::{CenterDb, DbError, SavedResponse, StoreRecord};
+use kessai_center::limits::DELIVERY_LEASE_S;
 use kessai_center::owed::{Owed, OwedBody, OwedKind, OwedStatus};
 use kessai_center::purchase::{CardRegistryStatus, Phase};
 use kessai_core::ids::StoreId;
@@ -171,23 +172,29 @@ async fn undelivered_completions_are_found(db: &CenterDb) {
     let all: Vec<_> = db.undelivered(10).await.unwrap().into_iter().map(|s| s.id).collect();
     assert_eq!(all.len(), 4);
     assert_eq!(all.last(), Some(&ids[2]));
-    // Page by page from the cursor: each once, in the same order; a short
-    // page starts the next one at the oldest again.
-    let (mut paged, mut cursor) = (Vec::new(), UndeliveredCursor::default());
-    loop {
-        let (page, next) = db.undelivered_after(&cursor, 1).await.unwrap();
-        if page.is_empty() {
-            assert_eq!(next, UndeliveredCursor::default(), "past the end, the next page is the first");
-            break;
-        }
-        assert_eq!(page.len(), 1);
-        assert_ne!(next, UndeliveredCursor::default());
-        paged.extend(page.into_iter().map(|s| s.id));
-        cursor = next;
-    }
-    assert_eq!(paged, all);
-    let (page, next) = db.undelivered_after(&UndeliveredCursor::default(), 10).await.unwrap();
-    assert_eq!((page.len(), next), (4, UndeliveredCursor::default()), "one short page: the end");
+    // Delivery is due once the completing instance's lease is over, the
+    // longest due first; a claim takes it once, however many sweeps race.
+    let at = |s: u64| kessai_core::time::Timestamp::from_unix_s(NOW.unix_s() + s);
+    assert!(db.due_deliveries(NOW, 10).await.unwrap().is_empty(), "the completing instance holds them");
+    let later = at(DELIVERY_LEASE_S + 10);
+    let due = db.due_deliveries(later, 10).await.unwrap();
+    assert_eq!(due.len(), 4);
+    assert!(due.iter().all(|d| d.attempts == 0));
+    let (a, b, c) = tokio::join!(
+        db.claim_delivery(&due[0], at(100)),
+        db.claim_delivery(&due[0], at(100)),
+        db.claim_delivery(&due[0], at(100))
+    );
+    let claims = [a.unwrap(), b.unwrap(), c.unwrap()];
+    assert_eq!(claims.iter().filter(|won| **won).count(), 1, "{claims:?}");
+    let left = db.due_deliveries(later, 10).await.unwrap();
+    assert_eq!(left.len(), 3, "the claimed one is not due while claimed");
+    // A failed attempt: due again after its backoff, counted.
+    db.delivery_failed(&due[0].settlement.id, at(40)).await.unwrap();
+    let again = db.due_deliveries(at(40), 10).await.unwrap();
+    let failed = again.iter().find(|d| d.settlement.id == due[0].settlement.id).unwrap();
+    assert_eq!(failed.attempts, 1);
+    assert!(!db.claim_delivery(&due[0], at(100)).await.unwrap(), "a stale read claims nothing");
 }
 
 /// The day's charge limit is reserved by compare-and-set; owed items are
@@ -252,11 +259,12 @@ async fn sqlite_registry_settlements_idempotency() {
     let raw = rusqlite::Connection::open(dir.path().join("center.db")).unwrap();
     raw.execute("UPDATE center_settlements SET record = 'garbage' WHERE id = ?1", [undelivered[0].id.as_str()])
         .unwrap();
-    let (page, _) = again.undelivered_after(&UndeliveredCursor::default(), 10).await.unwrap();
-    assert_eq!(
-        page.iter().map(|s| &s.id).collect::<Vec<_>>(),
-        undelivered[1..].iter().map(|s| &s.id).collect::<Vec<_>>()
-    );
+    let due = again.due_deliveries(kessai_core::time::Timestamp::from_unix_s(NOW.unix_s() + 1_000), 10).await.unwrap();
+    let mut due: Vec<_> = due.iter().map(|d| d.settlement.id.clone()).collect();
+    due.sort();
+    let mut expected: Vec<_> = undelivered[1..].iter().map(|s| s.id.clone()).collect();
+    expected.sort();
+    assert_eq!(due, expected);
     again.close().await;
 }
 

@@ -54,7 +54,7 @@ async fn instances_hold_the_databases_keys(tmp: &std::path::Path, shared: &str) 
     let third_alone = instance(tmp, "c", &other_db);
     kessai_center::app::init(&third_alone, None).await.unwrap();
     let third = instance(tmp, "c", shared);
-    let refused = kessai_center::app::open(&third).await.err().expect("other keys refused");
+    let Err(refused) = kessai_center::app::open(&third).await else { panic!("other keys must be refused") };
     let why = format!("{refused:#}");
     assert!(why.contains("holds other keys") && why.contains("the KEK") && why.contains("the signing key"), "{why}");
     let why = format!("{:#}", kessai_center::app::init(&third, None).await.unwrap_err());
@@ -67,7 +67,8 @@ async fn instances_hold_the_databases_keys(tmp: &std::path::Path, shared: &str) 
         std::fs::copy(first.data_dir.join(name), fourth.data_dir.join(name)).unwrap();
     }
     std::fs::copy(third.data_dir.join("center.key"), fourth.data_dir.join("center.key")).unwrap();
-    let why = format!("{:#}", kessai_center::app::open(&fourth).await.err().expect("refused"));
+    let Err(refused) = kessai_center::app::open(&fourth).await else { panic!("another signing key must be refused") };
+    let why = format!("{refused:#}");
     assert!(why.contains("the signing key") && !why.contains("the KEK"), "{why}");
     // 5. --keys-from never overwrites a different key.
     let why = format!("{:#}", kessai_center::app::init(&fourth, Some(&first.data_dir)).await.unwrap_err());

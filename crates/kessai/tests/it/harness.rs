@@ -63,17 +63,22 @@ impl Deployment {
         Deployment { dir, ca, runtime, wallet, merchant, rng }
     }
 
-    /// A center config listening on `port`; databases from `db_url`
-    /// (`None` = SQLite in the data dir). Keys live in one shared data dir,
-    /// so several instances share them.
+    /// The data directory of center instance `name`.
+    pub fn center_dir(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("center-{name}"))
+    }
+
+    /// A center config listening on `port`, with a data directory of its
+    /// own; its database `db_url` (`None` = SQLite in the data dir).
+    /// Instances on one database get its keys with [`Deployment::provision`].
     pub fn center_config(&self, name: &str, port: u16, db_url: Option<&str>) -> PathBuf {
         let mut text = format!(
             "party_id = \"center\"\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"https://127.0.0.1:{port}\"\n\
              data_dir = \"{}\"\ndelivery_interval_ms = 60000\n",
-            self.dir.path().join("center").display()
+            self.center_dir(name).display()
         );
         if let Some(url) = db_url {
-            text.push_str(&format!("database_url = \"{url}\"\nledger_url = \"{url}\"\n"));
+            text.push_str(&format!("database_url = \"{url}\"\n"));
         }
         text.push_str(&format!(
             "[tls]\nca_dir = \"{}\"\nserver_name = \"localhost\"\nclient_name = \"center\"\n",
@@ -82,6 +87,17 @@ impl Deployment {
         let path = self.dir.path().join(format!("{name}.toml"));
         std::fs::write(&path, text).unwrap();
         path
+    }
+
+    /// `kessai center init --keys-from`: instance `config` gets the keys of
+    /// instance `from`, as an operator provisions a further instance.
+    pub fn provision(&self, config: &Path, from: &str) {
+        let from = self.center_dir(from);
+        let out = kessai(
+            &["center", "init", "--config", config.to_str().unwrap(), "--keys-from", from.to_str().unwrap()],
+            &[],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
     }
 
     pub fn ca_path(&self) -> PathBuf {
@@ -166,11 +182,16 @@ pub struct CenterProcess {
 }
 
 impl CenterProcess {
+    /// Starts `kessai center run`; its log goes to the config's path with
+    /// `.log` added.
     pub fn start(config: &Path) -> CenterProcess {
+        let mut log = config.as_os_str().to_owned();
+        log.push(".log");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_kessai"))
             .args(["center", "run", "--config", config.to_str().unwrap()])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap();
         CenterProcess { child }

@@ -4,10 +4,10 @@
 mod browser;
 mod card;
 mod center;
+mod cluster;
 mod crash;
 mod demo;
 mod harness;
-mod instances;
 mod keys;
 mod pg;
 mod pki;

@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::harness::{CenterProcess, Deployment, card_balance, free_port};
 use crate::{kessai, stderr, stdout};
 
-struct Running(Child);
+pub(crate) struct Running(pub(crate) Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -25,7 +25,7 @@ impl Drop for Running {
 }
 
 /// The demo mall's configuration as a file, for `kessai store --config`.
-fn store_toml(d: &Deployment, store_port: u16, center_port: u16) -> std::path::PathBuf {
+pub(crate) fn store_toml(d: &Deployment, store_port: u16, center_port: u16) -> std::path::PathBuf {
     let data = d.dir.path().join("store");
     // Writes the demo catalog and its content files into the data dir.
     kessai_store::StoreConfig::demo(DemoSettings {
@@ -56,7 +56,7 @@ fn store_toml(d: &Deployment, store_port: u16, center_port: u16) -> std::path::P
     path
 }
 
-fn wallet_toml(d: &Deployment, center_port: u16, image: &Path) -> std::path::PathBuf {
+pub(crate) fn wallet_toml(d: &Deployment, center_port: u16, image: &Path) -> std::path::PathBuf {
     let text = format!(
         "data_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\nca_file = \"{}\"\n[center]\nurl = \"https://127.0.0.1:{center_port}\"\n\
          party_id = \"center\"\n[reader]\nkind = \"in-process\"\nimage = \"{}\"\n",
@@ -69,7 +69,7 @@ fn wallet_toml(d: &Deployment, center_port: u16, image: &Path) -> std::path::Pat
     path
 }
 
-fn wait_for(d: &Deployment, url: &str, log: &Path) -> Value {
+pub(crate) fn wait_for(d: &Deployment, url: &str, log: &Path) -> Value {
     for _ in 0..200 {
         if let Ok((200, v)) = d.get(url) {
             return v;
@@ -81,7 +81,7 @@ fn wait_for(d: &Deployment, url: &str, log: &Path) -> Value {
 
 /// Puts a product in the bookshop's cart and places the order, as a
 /// browser does; returns the order id.
-fn place_order(d: &Deployment, store: &str) -> String {
+pub(crate) fn place_order(d: &Deployment, store: &str) -> String {
     let client = HttpsClient::new(kessai_tls::client_config(&d.ca.ca_cert(), None).unwrap(), 5_000);
     let (status, headers, body) = d
         .runtime
