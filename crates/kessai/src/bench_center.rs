@@ -1,9 +1,14 @@
-//! `kessai bench center`: the center as its own process (SQLite), driven by
-//! in-process wallets with emulated cards over HTTPS on loopback. Prints
+//! `kessai bench center`: the center as its own processes (one or more
+//! instances, each with its own data directory), on SQLite or on a
+//! throwaway PostgreSQL cluster the bench starts, driven by in-process
+//! wallets with emulated cards over HTTPS on loopback. With several
+//! instances, each step of a purchase goes to another instance than the step
+//! before. Prints which database and how many instances it measured;
 //! settlements/s, p50/p99 per step and per settlement at full load and at
-//! half that load, the center process's CPU time per settlement (and the
-//! bench process's: wallets, cards, store), and HTTP
-//! round trips and bytes per settlement.
+//! half that load; CPU time per settlement of the center processes, of
+//! PostgreSQL and of the bench process (wallets, cards, store); HTTP round
+//! trips and bytes per settlement; and on PostgreSQL pgbench's TPC-B against
+//! the same cluster in the same run.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,19 +57,30 @@ fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     Ok(f.get(11).context("utime")?.parse::<u64>()? + f.get(12).context("stime")?.parse::<u64>()?)
 }
 
+/// Which database the center instances use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Database {
+    Sqlite,
+    Postgres,
+}
+
 struct Setup {
-    _dir: tempfile::TempDir,
-    child: std::process::Child,
-    base: String,
+    children: Vec<std::process::Child>,
+    bases: Vec<String>,
     client: HttpsClient,
     merchant: Arc<Merchant>,
     cards: Vec<(CardId, Terminal<InProcessReader<MemoryStorage>>)>,
+    // Dropped after the children: the cluster outlives the centers.
+    pg: Option<crate::pg_cluster::PgCluster>,
+    _dir: tempfile::TempDir,
 }
 
 impl Drop for Setup {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -76,7 +92,12 @@ fn kessai_cmd(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn setup(wallets: usize, center_log: Option<&std::path::Path>) -> anyhow::Result<Setup> {
+async fn setup(
+    wallets: usize,
+    database: Database,
+    instances: usize,
+    center_log: Option<&std::path::Path>,
+) -> anyhow::Result<Setup> {
     let dir = tempfile::tempdir()?;
     let ca = dir.path().join("ca");
     let ca_s = ca.to_str().context("path")?;
@@ -84,21 +105,38 @@ async fn setup(wallets: usize, center_log: Option<&std::path::Path>) -> anyhow::
     kessai_cmd(&["pki", "issue", "--dir", ca_s, "--server", "localhost", "--san", "127.0.0.1"])?;
     kessai_cmd(&["pki", "issue", "--dir", ca_s, "--client", "center"])?;
     kessai_cmd(&["pki", "issue", "--dir", ca_s, "--client", "admin"])?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let config_path = dir.path().join("center.toml");
-    std::fs::write(
-        &config_path,
-        format!(
-            "party_id = \"center\"\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"https://127.0.0.1:{port}\"\n\
-             data_dir = \"{}\"\ndelivery_interval_ms = 60000\n[tls]\nca_dir = \"{ca_s}\"\nserver_name = \"localhost\"\n\
-             client_name = \"center\"\n[limits]\nmax_body_bytes = 65536\nrequest_timeout_ms = 15000\n\
-             rate_per_client_per_s = 0\nrate_burst = 0\n",
-            dir.path().join("data").display()
-        ),
-    )?;
-    let config = kessai_center::config::CenterConfig::load(&config_path)?;
-    kessai_center::app::init(&config, None).await?;
-    let masters = kessai_center::app::master_keys(&config)?;
+    let pg = match database {
+        Database::Sqlite => None,
+        Database::Postgres => Some(crate::pg_cluster::PgCluster::start()?),
+    };
+    let database_url = match &pg {
+        Some(cluster) => format!("database_url = \"{}\"\n", cluster.create_database("kessai_bench")?),
+        None => String::new(),
+    };
+    let mut configs = Vec::new();
+    let mut bases = Vec::new();
+    for i in 0..instances {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let config_path = dir.path().join(format!("center-{i}.toml"));
+        std::fs::write(
+            &config_path,
+            format!(
+                "party_id = \"center\"\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"https://127.0.0.1:{port}\"\n\
+                 data_dir = \"{}\"\n{database_url}delivery_interval_ms = 60000\n[tls]\nca_dir = \"{ca_s}\"\n\
+                 server_name = \"localhost\"\nclient_name = \"center\"\n[limits]\nmax_body_bytes = 65536\n\
+                 request_timeout_ms = 15000\nrate_per_client_per_s = 0\nrate_burst = 0\n",
+                dir.path().join(format!("data-{i}")).display()
+            ),
+        )?;
+        let config = kessai_center::config::CenterConfig::load(&config_path)?;
+        // The first instance makes the keys; the others are provisioned
+        // with them, as an operator adds instances.
+        let keys_from = (i > 0).then(|| dir.path().join("data-0"));
+        kessai_center::app::init(&config, keys_from.as_deref()).await?;
+        configs.push((config_path, config));
+        bases.push(format!("https://127.0.0.1:{port}"));
+    }
+    let masters = kessai_center::app::master_keys(&configs[0].1)?;
     let master = masters.get(&1).context("key version 1")?.clone();
     let log = |log: Option<&std::path::Path>| -> anyhow::Result<std::process::Stdio> {
         Ok(match log {
@@ -106,25 +144,32 @@ async fn setup(wallets: usize, center_log: Option<&std::path::Path>) -> anyhow::
             None => std::process::Stdio::null(),
         })
     };
-    let child = std::process::Command::new(std::env::current_exe()?)
-        .args(["center", "run", "--config", config_path.to_str().context("path")?])
-        .stdout(log(center_log)?)
-        .stderr(log(center_log)?)
-        .spawn()?;
+    let mut children = Vec::new();
+    for (config_path, _) in &configs {
+        children.push(
+            std::process::Command::new(std::env::current_exe()?)
+                .args(["center", "run", "--config", config_path.to_str().context("path")?])
+                .stdout(log(center_log)?)
+                .stderr(log(center_log)?)
+                .spawn()?,
+        );
+    }
     let ca_dir = kessai_tls::CaDir::new(&ca);
     let client = HttpsClient::new(kessai_tls::client_config(&ca_dir.ca_cert(), None)?, 15_000);
     let admin = HttpsClient::new(kessai_tls::client_config(&ca_dir.ca_cert(), Some((&ca_dir, "admin")))?, 15_000);
-    let base = format!("https://127.0.0.1:{port}");
-    wait_healthy(&client, &base).await?;
+    for base in &bases {
+        wait_healthy(&client, base).await?;
+    }
+    let base = &bases[0];
     let merchant =
         Merchant::new(StoreId::parse("kessai-mall")?, SigningKey::generate(&mut OsRandom), PartyId::parse("center")?);
     let store = json!({ "id": "kessai-mall", "name": "Kessai Mall", "jwks": merchant.jwks() });
     admin.post_json(&format!("{base}/v1/admin/stores"), &store, &[]).await?;
     let mut cards = Vec::with_capacity(wallets);
     for n in 0..wallets {
-        cards.push(bench_card(&admin, &base, &master, n).await?);
+        cards.push(bench_card(&admin, base, &master, n).await?);
     }
-    Ok(Setup { _dir: dir, child, base, client, merchant: Arc::new(merchant), cards })
+    Ok(Setup { children, bases, client, merchant: Arc::new(merchant), cards, pg, _dir: dir })
 }
 
 async fn wait_healthy(client: &HttpsClient, base: &str) -> anyhow::Result<()> {
@@ -188,9 +233,12 @@ fn relay(card: &mut Terminal<InProcessReader<MemoryStorage>>, reply: &Value) -> 
 }
 
 /// One whole purchase, timed per step.
+/// Step `i` goes to instance `(first + i) % instances`: with several, never
+/// the one the step before went to.
 async fn purchase(
     client: &HttpsClient,
-    base: &str,
+    bases: &[String],
+    first: usize,
     merchant: &Merchant,
     card: &mut (CardId, Terminal<InProcessReader<MemoryStorage>>),
     n: u64,
@@ -209,6 +257,7 @@ async fn purchase(
     let mut reply = Value::Null;
     let mut id = String::new();
     for (i, step) in STEPS.iter().enumerate() {
+        let base = &bases[(first + i) % bases.len()];
         let (url, body) = if i == 0 {
             (format!("{base}/v1/settlements"), json!({ "bill": bill.token(), "card_id": card.0.to_string() }))
         } else {
@@ -240,8 +289,9 @@ async fn phase(
     s: &mut Setup,
     duration: Duration,
     interval: Option<Duration>,
-) -> anyhow::Result<(Vec<Sample>, f64, (u64, u64))> {
-    let cpu0 = cpu_ticks(s.child.id())?;
+) -> anyhow::Result<(Vec<Sample>, f64, Ticks)> {
+    let cpu0 = s.center_ticks();
+    let pg0 = s.pg_ticks();
     let own0 = cpu_ticks(std::process::id())?;
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -249,7 +299,7 @@ async fn phase(
     for (i, mut card) in std::mem::take(&mut s.cards).into_iter().enumerate() {
         // Wallets start evenly spread over one interval, not all at once.
         let offset = interval.map_or(Duration::ZERO, |every| every * u32::try_from(i).unwrap_or(0) / wallets);
-        let (client, base, merchant) = (s.client.clone(), s.base.clone(), s.merchant.clone());
+        let (client, bases, merchant) = (s.client.clone(), s.bases.clone(), s.merchant.clone());
         tasks.push(tokio::spawn(async move {
             let mut samples = Vec::new();
             let mut n = 0u64;
@@ -257,7 +307,8 @@ async fn phase(
             while start.elapsed() < duration {
                 n += 1;
                 let nonce = start.elapsed().as_nanos() as u64;
-                samples.push(purchase(&client, &base, &merchant, &mut card, nonce ^ n).await?);
+                let first = i + usize::try_from(n).unwrap_or(0);
+                samples.push(purchase(&client, &bases, first, &merchant, &mut card, nonce ^ n).await?);
                 if let Some(every) = interval {
                     let next = start + offset + every * u32::try_from(n).unwrap_or(u32::MAX);
                     tokio::time::sleep_until(next.into()).await;
@@ -273,13 +324,34 @@ async fn phase(
         all.extend(samples);
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let cpu = cpu_ticks(s.child.id())? - cpu0;
+    let cpu = s.center_ticks().saturating_sub(cpu0);
+    let pg = s.pg_ticks().saturating_sub(pg0);
     let own = cpu_ticks(std::process::id())? - own0;
-    Ok((all, elapsed, (cpu, own)))
+    Ok((all, elapsed, Ticks { center: cpu, postgres: pg, bench: own }))
 }
 
-/// `cpu_ticks`: the center's, and this process's (wallets, cards, store).
-fn report(label: &str, samples: &[Sample], elapsed_s: f64, (cpu_ticks, own_ticks): (u64, u64)) {
+/// CPU time spent during a phase, in clock ticks.
+struct Ticks {
+    center: u64,
+    postgres: u64,
+    bench: u64,
+}
+
+impl Setup {
+    fn center_ticks(&self) -> u64 {
+        self.children.iter().filter_map(|c| cpu_ticks(c.id()).ok()).sum()
+    }
+
+    /// PostgreSQL's processes' (0 on SQLite). A backend that exits during
+    /// a phase takes its ticks with it; the centers' pools keep theirs.
+    fn pg_ticks(&self) -> u64 {
+        self.pg.as_ref().map_or(0, |pg| pg.pids().into_iter().filter_map(|pid| cpu_ticks(pid).ok()).sum())
+    }
+}
+
+/// `ticks`: the centers', PostgreSQL's, and this process's (wallets,
+/// cards, store).
+fn report(label: &str, samples: &[Sample], elapsed_s: f64, ticks: &Ticks) {
     let n = samples.len().max(1) as f64;
     println!(
         "{label}: {} settlements in {elapsed_s:.1} s = {:.0} settlements/s",
@@ -302,9 +374,10 @@ fn report(label: &str, samples: &[Sample], elapsed_s: f64, (cpu_ticks, own_ticks
     );
     let tick_ms = 1000.0 / 100.0; // USER_HZ
     println!(
-        "  center CPU per settlement: {:.2} ms (wallets, cards and store in the bench process: {:.2} ms)",
-        cpu_ticks as f64 * tick_ms / n,
-        own_ticks as f64 * tick_ms / n
+        "  CPU per settlement: center {:.2} ms, PostgreSQL {:.2} ms, bench process (wallets, cards, store) {:.2} ms",
+        ticks.center as f64 * tick_ms / n,
+        ticks.postgres as f64 * tick_ms / n,
+        ticks.bench as f64 * tick_ms / n
     );
     let bytes: u64 = samples.iter().map(|s| s.bytes).sum();
     println!("  HTTP round trips per settlement: {}; JSON bytes per settlement: {:.0}", STEPS.len(), bytes as f64 / n);
@@ -353,22 +426,52 @@ fn sha256_mb_s() -> f64 {
     BYTES as f64 / 1e6 / start.elapsed().as_secs_f64()
 }
 
-pub fn run(wallets: usize, seconds: u64, center_log: Option<&std::path::Path>) -> anyhow::Result<()> {
+pub fn run(
+    wallets: usize,
+    seconds: u64,
+    database: Database,
+    instances: usize,
+    center_log: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    if instances == 0 {
+        bail!("--instances must be at least 1");
+    }
+    if instances > 1 && database == Database::Sqlite {
+        bail!("several instances share one database: use --database postgres");
+    }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
-        let mut s = setup(wallets, center_log).await?;
+        let mut s = setup(wallets, database, instances, center_log).await?;
+        let on = match &s.pg {
+            Some(pg) => format!(
+                "PostgreSQL (a throwaway cluster on 127.0.0.1:{}, fsync on, READ COMMITTED with row locks)",
+                pg.port
+            ),
+            None => "SQLite (WAL, synchronous=FULL)".to_owned(),
+        };
+        let each = if instances > 1 { ", each step of a purchase on another instance than the step before" } else { "" };
         println!(
-            "kessai bench center — center process on SQLite (WAL, synchronous=FULL), {wallets} wallets over HTTPS"
+            "kessai bench center — {instances} center instance(s), each its own process and data directory, on {on}; \
+             {wallets} wallets over HTTPS{each}"
         );
         println!("machine now: {}", calibrate());
         let (samples, elapsed, cpu) = phase(&mut s, Duration::from_secs(seconds), None).await?;
-        report("full load", &samples, elapsed, cpu);
+        report("full load", &samples, elapsed, &cpu);
         let rate = samples.len() as f64 / elapsed;
         // Half the load: each wallet starts one purchase per `every`, so all
         // together offer rate/2 whatever the latency.
         let every = Duration::from_secs_f64(wallets as f64 / (rate / 2.0).max(0.1));
         let (half, elapsed, cpu) = phase(&mut s, Duration::from_secs(seconds), Some(every)).await?;
-        report("half load", &half, elapsed, cpu);
+        report("half load", &half, elapsed, &cpu);
+        if let Some(pg) = &s.pg {
+            // The same cluster, the centers idle: what PostgreSQL does
+            // with its own simplest transactions on this machine now.
+            let url = pg.create_database("pgbench")?;
+            let clients = u32::try_from(wallets / 8).unwrap_or(u32::MAX).max(2);
+            let duration = u32::try_from(seconds).unwrap_or(u32::MAX).max(1);
+            let tps = kessai_ledger::bench::pgbench_tps(pg.bin(), &url, clients, duration).await?;
+            println!("full load = {:.2}× pgbench TPC-B ({clients} clients) on the same cluster", rate / tps);
+        }
         println!("machine now: {}", calibrate());
         Ok(())
     })

@@ -12,6 +12,7 @@ mod card;
 mod center;
 mod demo;
 mod keys;
+mod pg_cluster;
 mod pki;
 mod store;
 mod up;
@@ -219,7 +220,15 @@ enum BenchCommand {
         /// Seconds per phase (full load, then half load).
         #[arg(long, default_value_t = 10)]
         seconds: u64,
-        /// Where the center process's log goes (default: discarded).
+        /// The center's database: SQLite in its data directory, or a
+        /// throwaway PostgreSQL cluster the bench starts and removes.
+        #[arg(long, value_enum, default_value = "sqlite")]
+        database: bench_center::Database,
+        /// Center instances, each its own process and data directory
+        /// (more than one needs --database postgres).
+        #[arg(long, default_value_t = 1)]
+        instances: usize,
+        /// Where the center processes' log goes (default: discarded).
         #[arg(long)]
         center_log: Option<PathBuf>,
     },
@@ -251,8 +260,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Wallet { config, command } => wallet::run(&config, command),
         Command::Bench(BenchCommand::Jws { iterations }) => bench::jws(iterations),
         Command::Bench(BenchCommand::Card { sessions }) => card::bench(sessions),
-        Command::Bench(BenchCommand::Center { wallets, seconds, center_log }) => {
-            bench_center::run(wallets, seconds, center_log.as_deref())
+        Command::Bench(BenchCommand::Center { wallets, seconds, database, instances, center_log }) => {
+            bench_center::run(wallets, seconds, database, instances, center_log.as_deref())
         }
         Command::Bench(BenchCommand::Ledger { seconds, postgres, pg_bin }) => bench::ledger(seconds, postgres, pg_bin),
     }

@@ -235,7 +235,7 @@ fn crash_run(db_url: Option<String>) {
     assert!(run.kills >= 8, "the center was killed at every step");
     run.center.kill9();
     drop(terminals);
-    let data = run.d.dir.path().join("center");
+    let data = run.d.center_dir("center");
     run.d.runtime.block_on(async {
         let db = match &db_url {
             Some(url) => url.clone(),

@@ -1,0 +1,156 @@
+//! A throwaway PostgreSQL cluster for `kessai bench center --database
+//! postgres`, made as `scripts/with-postgres` makes the tests': a fresh data
+//! directory in a temporary directory, listening on 127.0.0.1 only on a free
+//! port (never 5432), fsync on, its socket inside the directory; as root,
+//! owned by and run as the `postgres` user. Stopped and removed on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+pub struct PgCluster {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    as_postgres: bool,
+    pub port: u16,
+}
+
+/// The directory of `initdb`, `pg_ctl` and `pgbench`.
+pub fn find_bin() -> anyhow::Result<PathBuf> {
+    let from_config = Command::new("pg_config").arg("--bindir").output().ok().filter(|o| o.status.success());
+    let mut candidates: Vec<PathBuf> =
+        from_config.map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())).into_iter().collect();
+    let mut versions: Vec<PathBuf> =
+        std::fs::read_dir("/usr/lib/postgresql").map(|d| d.flatten().map(|e| e.path().join("bin")).collect()).unwrap_or_default();
+    versions.sort();
+    candidates.extend(versions.into_iter().rev());
+    candidates
+        .into_iter()
+        .find(|dir| dir.join("initdb").exists() && dir.join("pg_ctl").exists())
+        .context("PostgreSQL's binaries (initdb, pg_ctl) are not installed; `scripts/test` installs them")
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+impl PgCluster {
+    pub fn start() -> anyhow::Result<PgCluster> {
+        let bin = find_bin()?;
+        let as_postgres = is_root();
+        let dir = tempfile::Builder::new().prefix("kessai-bench-pg").tempdir()?;
+        if as_postgres {
+            run(Command::new("chown").arg("postgres:").arg(dir.path()), "chown")?;
+        }
+        let cluster = PgCluster { dir, bin, as_postgres, port: 0 };
+        let data = cluster.data();
+        run(
+            cluster
+                .pg("initdb")
+                .arg("-D")
+                .arg(&data)
+                .args(["-U", "postgres", "--auth=trust", "--encoding=UTF8", "--no-locale"]),
+            "initdb",
+        )?;
+        let mut cluster = cluster;
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            if port == 5432 {
+                continue;
+            }
+            let options = format!(
+                "-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={} -c fsync=on -c max_connections=200",
+                cluster.dir.path().display()
+            );
+            let log = cluster.dir.path().join("postgres.log");
+            let started = cluster
+                .pg("pg_ctl")
+                .arg("-D")
+                .arg(&data)
+                .arg("-l")
+                .arg(&log)
+                .args(["-w", "-t", "60", "-o", &options, "start"])
+                .output()?;
+            if started.status.success() {
+                cluster.port = port;
+                return Ok(cluster);
+            }
+        }
+        bail!("the throwaway PostgreSQL did not start: {}", std::fs::read_to_string(cluster.dir.path().join("postgres.log")).unwrap_or_default())
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn pg(&self, program: &str) -> Command {
+        if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(self.bin.join(program));
+            c
+        } else {
+            Command::new(self.bin.join(program))
+        }
+    }
+
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+
+    /// The URL of database `name` (created by [`PgCluster::create_database`]).
+    pub fn url(&self, name: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+
+    pub fn create_database(&self, name: &str) -> anyhow::Result<String> {
+        let create = format!("CREATE DATABASE {name}");
+        run(
+            self.pg("psql").args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-d", "postgres"]).args([
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-q",
+                "-c",
+                &create,
+            ]),
+            "createdb",
+        )?;
+        Ok(self.url(name))
+    }
+
+    /// The postmaster and every process it started (backends, writers).
+    pub fn pids(&self) -> Vec<u32> {
+        let Some(main) = std::fs::read_to_string(self.data().join("postmaster.pid"))
+            .ok()
+            .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<u32>().ok()))
+        else {
+            return Vec::new();
+        };
+        let mut pids = vec![main];
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            let parent = std::fs::read_to_string(entry.path().join("stat"))
+                .ok()
+                .and_then(|stat| stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok()));
+            if parent == Some(main) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+}
+
+fn run(command: &mut Command, what: &str) -> anyhow::Result<()> {
+    let out = command.output().with_context(|| what.to_owned())?;
+    if !out.status.success() {
+        bail!("{what}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let data = self.data();
+        let _ = self.pg("pg_ctl").arg("-D").arg(&data).args(["-m", "immediate", "-w", "stop"]).output();
+    }
+}
