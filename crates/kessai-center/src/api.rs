@@ -226,13 +226,16 @@ where
         Ok(None) => {}
         Err(e) => return ApiError::internal(e).into_response(),
     }
-    let answer = Answer { key: key.to_owned(), hash: hash.clone() };
+    let stored = crate::db::Stored::default();
+    let answer = Answer { key: key.to_owned(), hash: hash.clone(), stored: stored.clone() };
     let outcome = work(StepCall { answer: Some(answer), read }).await;
     let (status, text) = match outcome {
         Ok(reply) => (StatusCode::OK, serde_json::to_string(&reply).unwrap_or_default()),
         Err(e) => (e.status, e.to_json()),
     };
-    if !status.is_server_error() && status != StatusCode::CONFLICT {
+    // The step stored its answer with its own write, unless it failed (or
+    // made none): then the answer is stored here, alone.
+    if !stored.is_set() && !status.is_server_error() && status != StatusCode::CONFLICT {
         let now = center.clock.now();
         if let Err(e) = center.db.save_response(key, &hash, status.as_u16(), &text, now).await {
             return ApiError::internal(e).into_response();

@@ -126,7 +126,10 @@ impl Deliverer {
         let attempts = attempts.saturating_add(1);
         match why {
             NotDelivered::NoUrl => {
-                tracing::debug!(settlement = %s.id, attempts, "completion waits for its store's notify URL");
+                // Nothing was tried: it is looked at again when the lease
+                // this instance holds ends, with no write now.
+                tracing::debug!(settlement = %s.id, "completion waits for its store's notify URL");
+                return false;
             }
             NotDelivered::Failed(why) => {
                 tracing::warn!(settlement = %s.id, attempts, error = %why, "completion not delivered; will retry");

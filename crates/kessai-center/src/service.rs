@@ -128,13 +128,21 @@ pub struct Answer {
     pub key: String,
     /// The request's fingerprint (SHA-256, hex).
     pub hash: String,
+    /// Set once the step's write stored the answer.
+    pub stored: crate::db::Stored,
 }
 
 impl Answer {
     /// What to store for this request once its step answered `reply`.
     pub(crate) fn saved(&self, reply: &impl Serialize) -> Result<SavedResponse, DbError> {
         let body = serde_json::to_string(reply).map_err(|e| DbError::Corrupt(e.to_string()))?;
-        Ok(SavedResponse { key: self.key.clone(), hash: self.hash.clone(), status: 200, body })
+        Ok(SavedResponse {
+            key: self.key.clone(),
+            hash: self.hash.clone(),
+            status: 200,
+            body,
+            stored: self.stored.clone(),
+        })
     }
 }
 

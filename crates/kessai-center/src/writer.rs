@@ -88,21 +88,11 @@ impl From<Option<i64>> for Arg {
 pub(crate) struct Stmt {
     sql: &'static str,
     args: Vec<Arg>,
-    /// PostgreSQL: a `SELECT` that locks the rows it reads (`FOR UPDATE`).
-    locks: bool,
 }
 
 impl Stmt {
     pub(crate) fn new(sql: &'static str) -> Stmt {
-        Stmt { sql, args: Vec::new(), locks: false }
-    }
-
-    /// A `SELECT` that, on PostgreSQL, locks the rows it reads until the
-    /// transaction ends (`FOR UPDATE`), so a write can take its own row's
-    /// lock before the books' (see `kessai_ledger::within`). SQLite has one
-    /// writer and nothing to lock.
-    pub(crate) fn for_update(self) -> Stmt {
-        Stmt { locks: true, ..self }
+        Stmt { sql, args: Vec::new() }
     }
 
     /// Adds the next argument (`$1` first).
@@ -112,12 +102,7 @@ impl Stmt {
     }
 
     fn pg(self) -> sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments> {
-        let query = if self.locks {
-            sqlx::query(sqlx::AssertSqlSafe(format!("{} FOR UPDATE", self.sql)))
-        } else {
-            sqlx::query(self.sql)
-        };
-        self.args.into_iter().fold(query, |query, arg| match arg {
+        self.args.into_iter().fold(sqlx::query(self.sql), |query, arg| match arg {
             Arg::Text(v) => query.bind(v),
             Arg::Int(v) => query.bind(v),
         })
@@ -218,6 +203,11 @@ impl<'c> Exec<'c> {
     /// A PostgreSQL transaction (READ COMMITTED).
     pub(crate) fn pg(conn: &'c mut PgConnection) -> Exec<'c> {
         Exec { conn: Conn::Pg(conn), faults: None }
+    }
+
+    /// Whether this is a PostgreSQL transaction (row locks, no group commit).
+    pub(crate) fn is_postgres(&self) -> bool {
+        matches!(self.conn, Conn::Pg(_))
     }
 
     /// The same connection, failing where `faults` says.

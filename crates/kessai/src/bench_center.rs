@@ -96,6 +96,7 @@ async fn setup(
     wallets: usize,
     database: Database,
     instances: usize,
+    pg_statements: bool,
     center_log: Option<&std::path::Path>,
 ) -> anyhow::Result<Setup> {
     let dir = tempfile::tempdir()?;
@@ -107,7 +108,7 @@ async fn setup(
     kessai_cmd(&["pki", "issue", "--dir", ca_s, "--client", "admin"])?;
     let pg = match database {
         Database::Sqlite => None,
-        Database::Postgres => Some(crate::pg_cluster::PgCluster::start()?),
+        Database::Postgres => Some(crate::pg_cluster::PgCluster::start(pg_statements)?),
     };
     let database_url = match &pg {
         Some(cluster) => format!("database_url = \"{}\"\n", cluster.create_database("kessai_bench")?),
@@ -431,6 +432,7 @@ pub fn run(
     seconds: u64,
     database: Database,
     instances: usize,
+    pg_statements: bool,
     center_log: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     if instances == 0 {
@@ -441,7 +443,7 @@ pub fn run(
     }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
-        let mut s = setup(wallets, database, instances, center_log).await?;
+        let mut s = setup(wallets, database, instances, pg_statements, center_log).await?;
         let on = match &s.pg {
             Some(pg) => format!(
                 "PostgreSQL (a throwaway cluster on 127.0.0.1:{}, fsync on, READ COMMITTED with row locks)",
@@ -449,7 +451,8 @@ pub fn run(
             ),
             None => "SQLite (WAL, synchronous=FULL)".to_owned(),
         };
-        let each = if instances > 1 { ", each step of a purchase on another instance than the step before" } else { "" };
+        let each =
+            if instances > 1 { ", each step of a purchase on another instance than the step before" } else { "" };
         println!(
             "kessai bench center — {instances} center instance(s), each its own process and data directory, on {on}; \
              {wallets} wallets over HTTPS{each}"
@@ -463,6 +466,13 @@ pub fn run(
         let every = Duration::from_secs_f64(wallets as f64 / (rate / 2.0).max(0.1));
         let (half, elapsed, cpu) = phase(&mut s, Duration::from_secs(seconds), Some(every)).await?;
         report("half load", &half, elapsed, &cpu);
+        if let (Some(pg), true) = (&s.pg, pg_statements) {
+            let settled = (samples.len() + half.len()).max(1) as f64;
+            println!(
+                "PostgreSQL statements by time (calls per settlement, total ms):\n{}",
+                pg.top_statements("kessai_bench", settled)?
+            );
+        }
         if let Some(pg) = &s.pg {
             // The same cluster, the centers idle: what PostgreSQL does
             // with its own simplest transactions on this machine now.

@@ -228,6 +228,10 @@ enum BenchCommand {
         /// (more than one needs --database postgres).
         #[arg(long, default_value_t = 1)]
         instances: usize,
+        /// PostgreSQL: load pg_stat_statements and print the statements
+        /// that took the most time, with their calls per settlement.
+        #[arg(long)]
+        pg_statements: bool,
         /// Where the center processes' log goes (default: discarded).
         #[arg(long)]
         center_log: Option<PathBuf>,
@@ -260,8 +264,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Wallet { config, command } => wallet::run(&config, command),
         Command::Bench(BenchCommand::Jws { iterations }) => bench::jws(iterations),
         Command::Bench(BenchCommand::Card { sessions }) => card::bench(sessions),
-        Command::Bench(BenchCommand::Center { wallets, seconds, database, instances, center_log }) => {
-            bench_center::run(wallets, seconds, database, instances, center_log.as_deref())
+        Command::Bench(BenchCommand::Center { wallets, seconds, database, instances, pg_statements, center_log }) => {
+            bench_center::run(wallets, seconds, database, instances, pg_statements, center_log.as_deref())
         }
         Command::Bench(BenchCommand::Ledger { seconds, postgres, pg_bin }) => bench::ledger(seconds, postgres, pg_bin),
     }

@@ -21,8 +21,9 @@ pub fn find_bin() -> anyhow::Result<PathBuf> {
     let from_config = Command::new("pg_config").arg("--bindir").output().ok().filter(|o| o.status.success());
     let mut candidates: Vec<PathBuf> =
         from_config.map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())).into_iter().collect();
-    let mut versions: Vec<PathBuf> =
-        std::fs::read_dir("/usr/lib/postgresql").map(|d| d.flatten().map(|e| e.path().join("bin")).collect()).unwrap_or_default();
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| d.flatten().map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
     versions.sort();
     candidates.extend(versions.into_iter().rev());
     candidates
@@ -36,7 +37,9 @@ fn is_root() -> bool {
 }
 
 impl PgCluster {
-    pub fn start() -> anyhow::Result<PgCluster> {
+    /// Starts a cluster; with `statements`, it loads pg_stat_statements
+    /// ([`PgCluster::top_statements`]).
+    pub fn start(statements: bool) -> anyhow::Result<PgCluster> {
         let bin = find_bin()?;
         let as_postgres = is_root();
         let dir = tempfile::Builder::new().prefix("kessai-bench-pg").tempdir()?;
@@ -46,11 +49,13 @@ impl PgCluster {
         let cluster = PgCluster { dir, bin, as_postgres, port: 0 };
         let data = cluster.data();
         run(
-            cluster
-                .pg("initdb")
-                .arg("-D")
-                .arg(&data)
-                .args(["-U", "postgres", "--auth=trust", "--encoding=UTF8", "--no-locale"]),
+            cluster.pg("initdb").arg("-D").arg(&data).args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-locale",
+            ]),
             "initdb",
         )?;
         let mut cluster = cluster;
@@ -59,10 +64,13 @@ impl PgCluster {
             if port == 5432 {
                 continue;
             }
-            let options = format!(
+            let mut options = format!(
                 "-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={} -c fsync=on -c max_connections=200",
                 cluster.dir.path().display()
             );
+            if statements {
+                options.push_str(" -c shared_preload_libraries=pg_stat_statements");
+            }
             let log = cluster.dir.path().join("postgres.log");
             let started = cluster
                 .pg("pg_ctl")
@@ -77,7 +85,10 @@ impl PgCluster {
                 return Ok(cluster);
             }
         }
-        bail!("the throwaway PostgreSQL did not start: {}", std::fs::read_to_string(cluster.dir.path().join("postgres.log")).unwrap_or_default())
+        bail!(
+            "the throwaway PostgreSQL did not start: {}",
+            std::fs::read_to_string(cluster.dir.path().join("postgres.log")).unwrap_or_default()
+        )
     }
 
     fn data(&self) -> PathBuf {
@@ -106,16 +117,28 @@ impl PgCluster {
     pub fn create_database(&self, name: &str) -> anyhow::Result<String> {
         let create = format!("CREATE DATABASE {name}");
         run(
-            self.pg("psql").args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-d", "postgres"]).args([
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-q",
-                "-c",
-                &create,
-            ]),
+            self.pg("psql")
+                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-d", "postgres"])
+                .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", &create]),
             "createdb",
         )?;
         Ok(self.url(name))
+    }
+
+    /// The statements that took the most time in database `name`, with
+    /// their calls per `per` (pg_stat_statements, loaded at start).
+    pub fn top_statements(&self, name: &str, per: f64) -> anyhow::Result<String> {
+        let query = format!(
+            "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; \
+             SELECT to_char(s.calls / {per}, 'FM9990.00') AS per_settlement, round(s.total_exec_time::numeric, 0) AS ms, \
+             left(regexp_replace(s.query, '\\s+', ' ', 'g'), 150) AS query FROM pg_stat_statements s \
+             JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = '{name}' ORDER BY s.total_exec_time DESC LIMIT 25"
+        );
+        let out = self
+            .pg("psql")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-d", name, "-c", &query])
+            .output()?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// The postmaster and every process it started (backends, writers).
@@ -129,9 +152,9 @@ impl PgCluster {
         let mut pids = vec![main];
         for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
             let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-            let parent = std::fs::read_to_string(entry.path().join("stat"))
-                .ok()
-                .and_then(|stat| stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok()));
+            let parent = std::fs::read_to_string(entry.path().join("stat")).ok().and_then(|stat| {
+                stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+            });
             if parent == Some(main) {
                 pids.push(pid);
             }

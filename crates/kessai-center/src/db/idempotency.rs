@@ -10,6 +10,42 @@ pub struct SavedResponse {
     pub hash: String,
     pub status: u16,
     pub body: String,
+    /// Set once a write that stored this answer committed.
+    pub stored: Stored,
+}
+
+/// Whether an answer was stored by a committed write: shared by the HTTP
+/// layer, which then need not store it again, and the write that stores it
+/// with its step. (Equal to any other: it is not part of the answer.)
+#[derive(Debug, Clone, Default)]
+pub struct Stored(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl PartialEq for Stored {
+    fn eq(&self, _: &Stored) -> bool {
+        true
+    }
+}
+
+impl Eq for Stored {}
+
+impl Stored {
+    pub(crate) fn mark(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The insert of `response` (if any) and the flag to mark once the write
+/// holding it committed.
+pub(super) fn saving(
+    response: Option<SavedResponse>,
+    now: Timestamp,
+) -> Result<(Option<Stmt>, Option<Stored>), DbError> {
+    let stored = response.as_ref().map(|r| r.stored.clone());
+    Ok((response.map(|r| r.statement(now)).transpose()?, stored))
 }
 
 impl SavedResponse {
@@ -78,7 +114,13 @@ impl CenterDb {
         body: &str,
         now: Timestamp,
     ) -> Result<(), DbError> {
-        let saved = SavedResponse { key: key.to_owned(), hash: hash.to_owned(), status, body: body.to_owned() };
+        let saved = SavedResponse {
+            key: key.to_owned(),
+            hash: hash.to_owned(),
+            status,
+            body: body.to_owned(),
+            stored: Stored::default(),
+        };
         self.execute(saved.statement(now)?).await?;
         Ok(())
     }

@@ -60,7 +60,7 @@ mod value_updates;
 
 pub use crate::writer::WriteFuture;
 use crate::writer::{Exec, Stmt, Writer};
-pub use idempotency::SavedResponse;
+pub use idempotency::{SavedResponse, Stored};
 pub use owed::RefundStored;
 pub use registry::StoreRecord;
 pub use settlements::DueDelivery;
@@ -140,7 +140,7 @@ impl DbError {
 /// One protocol step's write: its row's compare-and-set, its books entries,
 /// what its ending changes beside the row, and the request's answer.
 struct StepWrite {
-    /// Reads the row's version (run first only when there are books entries).
+    /// Reads the row's version (SQLite, when there are books entries).
     check: Stmt,
     version: i64,
     entries: Entries,
@@ -156,20 +156,27 @@ struct StepWrite {
 
 impl StepWrite {
     async fn run(self, conn: &mut Exec<'_>) -> Result<(), DbError> {
-        // With books entries, the version is checked before anything is
-        // written, so that losing the race (or the books refusing) leaves the
-        // group's transaction clean (SQLite), and the row is locked before
-        // the ledger's rows (PostgreSQL: one lock order for every write);
-        // without, the update is the first write and changes nothing if it
-        // lost.
-        if !self.entries.is_empty()
-            && conn.fetch_optional(self.check, |r| r.required_int("version")).await? != Some(self.version)
-        {
-            return Err(DbError::Conflict);
-        }
-        conn.books(&self.entries, self.now_s).await?;
-        if conn.execute(self.update).await? != 1 {
-            return Err(DbError::Conflict);
+        // The row first, then the ledger's rows: one lock order for every
+        // write. On PostgreSQL the compare-and-set itself takes the row's
+        // lock (a refusal of the books after it rolls back this write's own
+        // transaction). On SQLite, whose writer shares one transaction among
+        // a group of writes, the version is checked before anything is
+        // written, so that losing the race or the books refusing leaves the
+        // group's transaction clean; without books the update is the first
+        // write and changes nothing if it lost.
+        if conn.is_postgres() || self.entries.is_empty() {
+            if conn.execute(self.update).await? != 1 {
+                return Err(DbError::Conflict);
+            }
+            conn.books(&self.entries, self.now_s).await?;
+        } else {
+            if conn.fetch_optional(self.check, |r| r.required_int("version")).await? != Some(self.version) {
+                return Err(DbError::Conflict);
+            }
+            conn.books(&self.entries, self.now_s).await?;
+            if conn.execute(self.update).await? != 1 {
+                return Err(DbError::Conflict);
+            }
         }
         for also in self.also {
             if conn.execute(also).await? != 1 {

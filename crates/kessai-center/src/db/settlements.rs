@@ -36,19 +36,24 @@ impl CenterDb {
         let existing = Stmt::new("SELECT record, version FROM center_settlements WHERE store = $1 AND bill_id = $2")
             .bind(s.bill.store.as_str().to_owned())
             .bind(s.bill.bill_id.as_str().to_owned());
-        let save = response.map(|r| r.statement(now)).transpose()?;
-        self.write(move |mut conn| {
-            Box::pin(async move {
-                if conn.execute(insert).await? == 1 {
-                    if let Some(save) = save {
-                        conn.execute(save).await?;
+        let (save, stored) = idempotency::saving(response, now)?;
+        let inserted = self
+            .write(move |mut conn| {
+                Box::pin(async move {
+                    if conn.execute(insert).await? == 1 {
+                        if let Some(save) = save {
+                            conn.execute(save).await?;
+                        }
+                        return Ok(None);
                     }
-                    return Ok(None);
-                }
-                Ok(Some(conn.fetch_one(existing, settlement_row).await?))
+                    Ok(Some(conn.fetch_one(existing, settlement_row).await?))
+                })
             })
-        })
-        .await
+            .await?;
+        if inserted.is_none() {
+            stored.iter().for_each(Stored::mark);
+        }
+        Ok(inserted)
     }
 
     /// A settlement and the version to name when updating it.
@@ -77,9 +82,7 @@ impl CenterDb {
         response: Option<SavedResponse>,
         entries: Entries,
     ) -> Result<(), DbError> {
-        let check = Stmt::new("SELECT version FROM center_settlements WHERE id = $1")
-            .bind(s.id.as_str().to_owned())
-            .for_update();
+        let check = Stmt::new("SELECT version FROM center_settlements WHERE id = $1").bind(s.id.as_str().to_owned());
         let update = Stmt::new(
             "UPDATE center_settlements SET phase = $1, record = $2, version = version + 1, updated_at = $3,
              delivered = $6, delivery_due = $7 WHERE id = $4 AND version = $5",
@@ -93,10 +96,12 @@ impl CenterDb {
         // The instance whose step completes it delivers it at once; the
         // others' sweeps take it only once this lease is over.
         .bind(to_i64(now.unix_s().saturating_add(crate::limits::DELIVERY_LEASE_S))?);
-        let save = response.map(|r| r.statement(now)).transpose()?;
+        let (save, stored) = idempotency::saving(response, now)?;
         let now_s = now.unix_s();
         let step = StepWrite { check, version, entries, now_s, update, also: Vec::new(), save, what: s.id.to_string() };
-        self.write(move |mut conn| Box::pin(async move { step.run(&mut conn).await })).await
+        self.write(move |mut conn| Box::pin(async move { step.run(&mut conn).await })).await?;
+        stored.iter().for_each(Stored::mark);
+        Ok(())
     }
 
     /// Settlements, newest first, optionally of one card or in one phase.
@@ -157,7 +162,7 @@ impl CenterDb {
                 .bind(serde_json::to_string(s).map_err(corrupt)?)
                 .bind(s.id.clone())
                 .bind(version);
-        let save = response.map(|r| r.statement(now)).transpose()?;
+        let (save, stored) = idempotency::saving(response, now)?;
         self.write(move |mut conn| {
             Box::pin(async move {
                 if conn.execute(query).await? != 1 {
@@ -169,7 +174,9 @@ impl CenterDb {
                 Ok(())
             })
         })
-        .await
+        .await?;
+        stored.iter().for_each(Stored::mark);
+        Ok(())
     }
 
     /// Completed settlements whose receipt is not stored yet, oldest first

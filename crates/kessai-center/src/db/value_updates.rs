@@ -75,12 +75,10 @@ impl CenterDb {
         response: Option<SavedResponse>,
     ) -> Result<(), DbError> {
         let record = update_record(c)?;
-        let save = response.map(|r| r.statement(now)).transpose()?;
+        let (save, stored) = idempotency::saving(response, now)?;
         let now_s = now.unix_s();
         let now = to_i64(now_s)?;
-        let check = Stmt::new("SELECT version FROM center_value_updates WHERE id = $1")
-            .bind(c.id.as_str().to_owned())
-            .for_update();
+        let check = Stmt::new("SELECT version FROM center_value_updates WHERE id = $1").bind(c.id.as_str().to_owned());
         let update = Stmt::new(
             "UPDATE center_value_updates SET phase = $1, record = $2, version = version + 1, updated_at = $3
              WHERE id = $4 AND version = $5",
@@ -131,7 +129,9 @@ impl CenterDb {
             ],
         };
         let step = StepWrite { check, version, entries, now_s, update, also, save, what: c.id.to_string() };
-        self.write(move |mut conn| Box::pin(async move { step.run(&mut conn).await })).await
+        self.write(move |mut conn| Box::pin(async move { step.run(&mut conn).await })).await?;
+        stored.iter().for_each(Stored::mark);
+        Ok(())
     }
 
     /// Stores a decrease (a value update going back to the credit card of

@@ -146,7 +146,11 @@ async fn refusals_use_stable_codes_and_card_data_is_never_stored() {
 /// with `body` (the route's name and id, then the body as sent).
 fn answer_for(key: &str, route: &str, body: &Value) -> Answer {
     let fingerprint = [route.as_bytes(), b"\n", body.to_string().as_bytes()].concat();
-    Answer { key: key.to_owned(), hash: kessai_core::digest::Sha256Digest::of(&fingerprint).to_string() }
+    Answer {
+        key: key.to_owned(),
+        hash: kessai_core::digest::Sha256Digest::of(&fingerprint).to_string(),
+        stored: Default::default(),
+    }
 }
 
 fn answers_of(body: &Value) -> Vec<kessai_scp03::ResponseApdu> {

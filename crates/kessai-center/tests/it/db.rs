@@ -97,7 +97,13 @@ async fn steps_store_their_answer_only_when_they_win(db: &CenterDb) {
     let mut w = World::new(4);
     let (s, _) = w.create(&record(2));
     assert!(db.insert_settlement(&s, NOW).await.unwrap().is_none());
-    let answer = |key: &str| SavedResponse { key: key.into(), hash: "h".into(), status: 200, body: "{}".into() };
+    let answer = |key: &str| SavedResponse {
+        key: key.into(),
+        hash: "h".into(),
+        status: 200,
+        body: "{}".into(),
+        stored: Default::default(),
+    };
     // Opening: the answer is stored with the new settlement, not with a duplicate.
     let (opened, _) = w.create(&record(2));
     assert!(db.insert_settlement_answering(&opened, NOW, Some(answer("opened"))).await.unwrap().is_none());

@@ -157,5 +157,7 @@ async fn a_crash_after_any_database_operation_of_any_step_loses_and_creates_noth
         n += 1;
         assert!(n < 1_000, "the flows end");
     }
-    assert!(n > 40, "every step's operations were crashed after: {n}");
+    // Fewer than on SQLite: a step's compare-and-set there is preceded by a
+    // version check (group commit), here it takes the row lock itself.
+    assert!(n > 30, "every step's operations were crashed after: {n}");
 }

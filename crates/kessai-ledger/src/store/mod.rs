@@ -38,15 +38,20 @@ pub(crate) trait Tx: Send {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<(LoadedTransfer, u64)>, Error>> + Send;
     fn write(&mut self, set: &WriteSet) -> impl Future<Output = Result<(), Error>> + Send;
-    /// Before a write reads what it will change: takes the row locks that
-    /// make its read-modify-write safe against concurrent writers, in one
+    /// A write's locks, taken as it reads what it will change, in one
     /// global order (the pending rows it resolves, then the accounts its
-    /// transfers move, each by id), so two writers never wait for each
-    /// other in a cycle. PostgreSQL runs writes at READ COMMITTED and locks
-    /// the rows (`FOR UPDATE`): a hot account makes writers queue, never
-    /// fail. SQLite has one writer, so there is nothing to lock.
-    fn lock(&mut self, _pending_ids: &[u128], _account_ids: &[u128]) -> impl Future<Output = Result<(), Error>> + Send {
+    /// transfers move, each by id), so two writers never wait for each other
+    /// in a cycle. PostgreSQL runs writes at READ COMMITTED and locks the
+    /// rows (`FOR UPDATE`): a hot account makes writers queue, never fail.
+    /// SQLite has one writer, so there is nothing to lock.
+    ///
+    /// Locks pending rows.
+    fn lock_pending(&mut self, _ids: &[u128]) -> impl Future<Output = Result<(), Error>> + Send {
         std::future::ready(Ok(()))
+    }
+    /// Loads accounts a write will move, locked.
+    fn load_accounts_for_update(&mut self, ids: &[u128]) -> impl Future<Output = Result<Vec<Account>, Error>> + Send {
+        self.load_accounts(ids)
     }
     /// Runs a parameterless query whose text is the same on both backends.
     fn rows(&mut self, sql: &'static str) -> impl Future<Output = Result<Vec<Self::Row>, Error>> + Send;
@@ -144,8 +149,7 @@ async fn create_transfers<T: Tx>(
     events: &[NewTransfer],
     now_unix_s: u64,
 ) -> Result<Vec<CreateTransfersResult>, Error> {
-    let transfers = lock_and_load_transfers(tx, events).await?;
-    let accounts = tx.load_accounts(&engine::account_ids_to_load(events, &transfers)).await?;
+    let (transfers, accounts) = lock_and_load(tx, events, std::iter::empty()).await?;
     let mut scratch = scratch_with_accounts_of(accounts, transfers)?;
     let results = engine::create_transfers(&mut scratch, events, now_unix_s);
     write_changes(tx, scratch).await?;
@@ -166,17 +170,13 @@ pub(crate) async fn run_group<T: Tx>(tx: &mut T, ops: &[Op<'_>]) -> Result<Optio
             _ => return Ok(None),
         }
     }
-    let transfers = lock_and_load_transfers(tx, &events).await?;
-    let mut account_ids = Vec::new();
+    let mut created = Vec::new();
     for op in ops {
-        match op {
-            Op::CreateAccounts(events, _) => account_ids.extend(events.iter().map(|event| event.id)),
-            Op::CreateTransfers(events, _) => account_ids.extend(engine::account_ids_to_load(events, &[])),
-            _ => return Ok(None),
+        if let Op::CreateAccounts(events, _) = op {
+            created.extend(events.iter().map(|event| event.id));
         }
     }
-    account_ids.extend(engine::account_ids_to_load(&[], &transfers));
-    let accounts = tx.load_accounts(&sorted_unique(account_ids.into_iter())).await?;
+    let (transfers, accounts) = lock_and_load(tx, &events, created.into_iter()).await?;
     let mut scratch = scratch_with_accounts_of(accounts, transfers)?;
     let mut outcomes = Vec::with_capacity(ops.len());
     for op in ops {
@@ -217,34 +217,40 @@ async fn expire<T: Tx>(tx: &mut T, now_unix_s: u64) -> Result<usize, Error> {
     if due.is_empty() {
         return Ok(0);
     }
-    let accounts_of_due = engine::account_ids_to_load(&[], &tx.load_transfers(&due).await?);
-    tx.lock(&due, &accounts_of_due).await?;
-    // Loaded again under the locks: a concurrent writer may have resolved
-    // some meanwhile (the engine then leaves them).
+    // Read under the lock: a concurrent writer may have resolved some
+    // meanwhile (the engine then leaves them).
+    tx.lock_pending(&due).await?;
     let transfers = tx.load_transfers(&due).await?;
-    let account_ids = engine::account_ids_to_load(&[], &transfers);
-    let accounts = tx.load_accounts(&account_ids).await?;
+    let accounts = tx.load_accounts_for_update(&engine::account_ids_to_load(&[], &transfers)).await?;
     let mut scratch = scratch_with_accounts_of(accounts, transfers)?;
     let expired = engine::expire(&mut scratch, &due, now_unix_s);
     write_changes(tx, scratch).await?;
     Ok(expired)
 }
 
-/// Locks what a transfer batch will change (see [`Tx::lock`]) and loads
-/// the transfers it names. The accounts a post or void moves are those of
-/// its pending transfer, known only once that is read; the pending row is
-/// locked first, so they cannot change under the batch.
-async fn lock_and_load_transfers<T: Tx>(tx: &mut T, events: &[NewTransfer]) -> Result<Vec<LoadedTransfer>, Error> {
-    let ids = engine::transfer_ids_to_load(events);
+/// Locks and loads what a transfer batch will change (see
+/// [`Tx::lock_pending`]): the transfers it names, and every account it
+/// moves, locked; then, unlocked, the other accounts in `also` (accounts it
+/// opens). The accounts a post or void moves are those of its pending
+/// transfer, known only once that is read; the pending row is locked first,
+/// so they cannot change under the batch.
+async fn lock_and_load<T: Tx>(
+    tx: &mut T,
+    events: &[NewTransfer],
+    also: impl Iterator<Item = u128>,
+) -> Result<(Vec<LoadedTransfer>, Vec<Account>), Error> {
     let pending_ids = sorted_unique(events.iter().map(|event| event.pending_id));
-    if pending_ids.is_empty() {
-        tx.lock(&[], &engine::account_ids_to_load(events, &[])).await?;
-        return tx.load_transfers(&ids).await;
+    if !pending_ids.is_empty() {
+        tx.lock_pending(&pending_ids).await?;
     }
-    tx.lock(&pending_ids, &[]).await?;
-    let loaded = tx.load_transfers(&ids).await?;
-    tx.lock(&[], &engine::account_ids_to_load(events, &loaded)).await?;
-    Ok(loaded)
+    let transfers = tx.load_transfers(&engine::transfer_ids_to_load(events)).await?;
+    let moved = engine::account_ids_to_load(events, &transfers);
+    let mut accounts = tx.load_accounts_for_update(&moved).await?;
+    let rest = sorted_unique(also.filter(|id| moved.binary_search(id).is_err()));
+    if !rest.is_empty() {
+        accounts.extend(tx.load_accounts(&rest).await?);
+    }
+    Ok((transfers, accounts))
 }
 
 /// Builds the scratch, refusing data in which a stored transfer names an account
@@ -521,10 +527,8 @@ pub(crate) async fn apply_all<T: Tx>(
     now_unix_s: u64,
 ) -> Result<AppliedAll, Error> {
     check_batch(accounts.len().max(transfers.len()), now_unix_s)?;
-    let loaded_transfers = lock_and_load_transfers(tx, transfers).await?;
-    let account_ids =
-        accounts.iter().map(|account| account.id).chain(engine::account_ids_to_load(transfers, &loaded_transfers));
-    let loaded_accounts = tx.load_accounts(&sorted_unique(account_ids)).await?;
+    let (loaded_transfers, loaded_accounts) =
+        lock_and_load(tx, transfers, accounts.iter().map(|account| account.id)).await?;
     let mut scratch = scratch_with_accounts_of(loaded_accounts, loaded_transfers)?;
     let applied = AppliedAll {
         accounts: engine::create_accounts(&mut scratch, accounts, now_unix_s),

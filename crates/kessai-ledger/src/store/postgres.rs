@@ -1,6 +1,6 @@
 //! The PostgreSQL backend. Writes run at READ COMMITTED and lock, before reading
-//! them, the rows they will change (`Tx::lock`: pending rows, then accounts, each in
-//! id order), so batches that touch one account queue on its row lock instead of
+//! them, the rows they will change (`Tx::lock_pending`, `Tx::load_accounts_for_update`: pending
+//! rows, then accounts, each in id order), so batches that touch one account queue on its row lock instead of
 //! failing, even across several center instances; a hot account costs waiting, never
 //! a serialization failure. What is left to retry (with backoff, at most
 //! `PG_RETRIES_MAX` times) is a deadlock the lock order does not
@@ -143,8 +143,9 @@ impl Tx for PgTx<'_> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let sql =
-            concat!("SELECT ", account_columns!(), " FROM UNNEST($1::bytea[]) AS q(id) JOIN accounts a ON a.id = q.id");
+        // `= ANY`, not a join with UNNEST: the planner then always probes the
+        // primary key, whatever size it guesses for the array.
+        let sql = concat!("SELECT ", account_columns!(), " FROM accounts a WHERE a.id = ANY($1)");
         let found = sqlx::query(sql).bind(id_array(ids.iter().copied())).fetch_all(&mut *self.0).await?;
         found.iter().map(rows::account).collect()
     }
@@ -156,8 +157,7 @@ impl Tx for PgTx<'_> {
         let sql = concat!(
             "SELECT ",
             transfer_columns!(),
-            " FROM UNNEST($1::bytea[]) AS q(id) JOIN transfers t ON t.id = q.id",
-            " LEFT JOIN pending_transfers p ON p.id = t.id"
+            " FROM transfers t LEFT JOIN pending_transfers p ON p.id = t.id WHERE t.id = ANY($1)"
         );
         let found = sqlx::query(sql).bind(id_array(ids.iter().copied())).fetch_all(&mut *self.0).await?;
         found.iter().map(|row| rows::loaded_transfer(row).map(|(loaded, _)| loaded)).collect()
@@ -218,21 +218,23 @@ impl Tx for PgTx<'_> {
         Ok(sqlx::query(sql).fetch_all(&mut *self.0).await?)
     }
 
-    async fn lock(&mut self, pending_ids: &[u128], account_ids: &[u128]) -> Result<(), Error> {
+    async fn lock_pending(&mut self, ids: &[u128]) -> Result<(), Error> {
         // `ORDER BY` below `FOR UPDATE`: the rows are locked in id order.
-        if !pending_ids.is_empty() {
-            sqlx::query("SELECT id FROM pending_transfers WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-                .bind(id_array(pending_ids.iter().copied()))
-                .execute(&mut *self.0)
-                .await?;
-        }
-        if !account_ids.is_empty() {
-            sqlx::query("SELECT id FROM accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-                .bind(id_array(account_ids.iter().copied()))
-                .execute(&mut *self.0)
-                .await?;
-        }
+        sqlx::query("SELECT id FROM pending_transfers WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+            .bind(id_array(ids.iter().copied()))
+            .execute(&mut *self.0)
+            .await?;
         Ok(())
+    }
+
+    async fn load_accounts_for_update(&mut self, ids: &[u128]) -> Result<Vec<Account>, Error> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql =
+            concat!("SELECT ", account_columns!(), " FROM accounts a WHERE a.id = ANY($1) ORDER BY a.id FOR UPDATE");
+        let found = sqlx::query(sql).bind(id_array(ids.iter().copied())).fetch_all(&mut *self.0).await?;
+        found.iter().map(rows::account).collect()
     }
 }
 

@@ -117,38 +117,9 @@ impl Run<'_> {
     /// Brings an open settlement to an end: cancel before the DEBIT,
     /// recovery after.
     fn settle(&mut self, card: &mut CardTerminal, id: &str) -> Phase {
-        let (_, view) = self.d.get(&format!("{}/v1/settlements/{id}", self.base())).unwrap();
-        let phase = Phase::parse(view["phase"].as_str().unwrap()).unwrap();
-        if matches!(phase, Phase::Completed | Phase::Voided) {
-            return phase;
-        }
-        if !phase.debit_issued() {
-            let (_, r) = self.post_retrying(&format!("/v1/settlements/{id}/cancel"), &format!("c-{id}"), &json!({}));
-            return Phase::parse(r["phase"].as_str().unwrap()).unwrap();
-        }
-        card.select().unwrap();
         let tag: u32 = SeededRandom::new(u64::from(self.kills)).next_u32();
-        let (_, r) = self.post_retrying(&format!("/v1/settlements/{id}/recover"), &format!("r{tag}-{id}"), &json!({}));
-        let (_, r) = self.post_retrying(
-            &format!("/v1/settlements/{id}/recover/authenticate"),
-            &format!("ra{tag}-{id}"),
-            &relay(card, &r),
-        );
-        let (_, mut r) = self.post_retrying(
-            &format!("/v1/settlements/{id}/recover/status"),
-            &format!("rs{tag}-{id}"),
-            &relay(card, &r),
-        );
-        if r["phase"] == "recovering_balance" {
-            r = self
-                .post_retrying(
-                    &format!("/v1/settlements/{id}/recover/balance"),
-                    &format!("rb{tag}-{id}"),
-                    &relay(card, &r),
-                )
-                .1;
-        }
-        Phase::parse(r["phase"].as_str().unwrap_or("offered")).unwrap()
+        let (_, view) = self.d.get(&format!("{}/v1/settlements/{id}", self.base())).unwrap();
+        crate::harness::settle(card, id, tag, &view, |path, key, body| self.post_retrying(path, key, body))
     }
 }
 
@@ -164,7 +135,7 @@ impl NextU32 for SeededRandom {
     }
 }
 
-async fn verify_books(db_url: &str, cards: &[(String, std::path::PathBuf, u64)]) {
+pub(crate) async fn verify_books(db_url: &str, cards: &[(String, std::path::PathBuf, u64)]) {
     let db = CenterDb::open(db_url).await.unwrap();
     let ledger = db.ledger();
     let all = db.list_settlements(None, None, 500).await.unwrap();

@@ -241,3 +241,34 @@ pub fn relay(card: &mut CardTerminal, reply: &Value) -> Value {
         .collect();
     json!({ "responses": answers })
 }
+
+/// Brings open settlement `id` (as `view` shows it) to an end, as a
+/// wallet's `recover` does: cancel before the DEBIT, recovery with the card
+/// after. `post(path, key, body)` reaches a center however the caller does;
+/// `tag` makes the Idempotency-Keys of this attempt its own.
+pub fn settle(
+    card: &mut CardTerminal,
+    id: &str,
+    tag: u32,
+    view: &Value,
+    mut post: impl FnMut(&str, &str, &Value) -> (u16, Value),
+) -> kessai_center::purchase::Phase {
+    use kessai_center::purchase::Phase;
+    let phase = Phase::parse(view["phase"].as_str().unwrap()).unwrap();
+    if matches!(phase, Phase::Completed | Phase::Voided) {
+        return phase;
+    }
+    if !phase.debit_issued() {
+        let (_, r) = post(&format!("/v1/settlements/{id}/cancel"), &format!("c{tag}-{id}"), &json!({}));
+        return Phase::parse(r["phase"].as_str().unwrap()).unwrap();
+    }
+    card.select().unwrap();
+    let (_, r) = post(&format!("/v1/settlements/{id}/recover"), &format!("r{tag}-{id}"), &json!({}));
+    let (_, r) =
+        post(&format!("/v1/settlements/{id}/recover/authenticate"), &format!("ra{tag}-{id}"), &relay(card, &r));
+    let (_, mut r) = post(&format!("/v1/settlements/{id}/recover/status"), &format!("rs{tag}-{id}"), &relay(card, &r));
+    if r["phase"] == "recovering_balance" {
+        r = post(&format!("/v1/settlements/{id}/recover/balance"), &format!("rb{tag}-{id}"), &relay(card, &r)).1;
+    }
+    Phase::parse(r["phase"].as_str().unwrap_or("offered")).unwrap()
+}

@@ -4,6 +4,7 @@
 mod browser;
 mod card;
 mod center;
+mod chaos;
 mod cluster;
 mod crash;
 mod demo;
