@@ -65,6 +65,9 @@ pub fn api_error(e: CenterError) -> ApiError {
         }
         CenterError::UnknownSettlement(s) => ApiError::not_found("unknown_settlement", format!("no settlement {s}")),
         CenterError::UnknownStatement(s) => ApiError::not_found("unknown_statement", format!("no statement {s}")),
+        e @ CenterError::NotAMember { .. } => {
+            ApiError::new(S::FORBIDDEN, ErrorType::Forbidden, "not_a_member", e.to_string()).with_param("bill")
+        }
         CenterError::BillInUse(_) => ApiError::new(
             S::CONFLICT,
             ErrorType::Conflict,

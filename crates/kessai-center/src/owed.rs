@@ -217,6 +217,24 @@ impl Center {
             // Another store's settlement is as unknown as a missing one.
             .ok_or_else(|| UpdateError::UnknownSettlement(r.settlement_id().to_string()))?;
         let purchase = settlement.bill.amount;
+        // The mall refunds its members' purchases only while they are its
+        // members: the refund reverses the member's payable.
+        if let Some(member) = settlement.bill.member.as_ref()
+            && self.db.store(member).await?.and_then(|m| m.mall).as_ref() != Some(r.store())
+        {
+            return Err(UpdateError::NotAMember { member: member.to_string(), mall: r.store().to_string() });
+        }
+        // A refund must be able to reach its card: one owed to a lost or
+        // blocked card would hold the store's money with nothing to apply it.
+        match self.db.card(&settlement.card_id).await? {
+            Some(card) if card.status == CardRegistryStatus::Active => {}
+            _ => {
+                return Err(UpdateError::NotRefundable(format!(
+                    "card {} is not active; a refund could never reach it",
+                    settlement.card_id
+                )));
+            }
+        }
         if settlement.phase() != Phase::Completed {
             return Err(UpdateError::NotRefundable(format!(
                 "settlement {} is {}, not completed",

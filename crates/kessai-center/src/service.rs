@@ -48,6 +48,10 @@ pub enum CenterError {
     UnknownStatement(String),
     #[error("this bill is already being settled with card {0}")]
     BillInUse(CardId),
+    /// The bill names a member store that is not a member of the store
+    /// that signed it.
+    #[error("store {member} is not a member of {mall}")]
+    NotAMember { member: String, mall: String },
     #[error("APDU {0}")]
     BadApdu(String),
     #[error(transparent)]
@@ -281,6 +285,16 @@ impl Center {
         let verified = bill::verify(bill_token, &keys, self.clock.as_ref()).map_err(CenterError::Bill)?;
         let (store, card) = self.db.store_and_card(verified.message().payee(), &card_id).await?;
         let store = store.ok_or_else(|| CenterError::UnknownStore(verified.message().payee().to_string()))?;
+        // A mall bills for its own members only: the money goes to the
+        // member's payable and its name is what the cardholder consents to.
+        if let Some(member) = verified.message().member()
+            && store.mall.as_ref() != Some(verified.message().store())
+        {
+            return Err(CenterError::NotAMember {
+                member: member.to_string(),
+                mall: verified.message().store().to_string(),
+            });
+        }
         let card = card.ok_or(CenterError::UnknownCard(card_id))?;
         let mut rng = self.random.generator();
         let mut ctx = self.ctx(rng.as_mut());

@@ -68,6 +68,8 @@ pub enum UpdateError {
     UnknownSettlement(String),
     #[error("not refundable: {0}")]
     NotRefundable(String),
+    #[error("store {member} is not a member of {mall}")]
+    NotAMember { member: String, mall: String },
     #[error("refund {0} exists with another settlement or amount")]
     RefundIdInUse(String),
     #[error("refunding {amount} passes the purchase of {purchase}: {refunded_minor} is refunded already")]

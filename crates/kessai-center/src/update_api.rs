@@ -137,6 +137,9 @@ pub fn update_api_error(e: UpdateError) -> ApiError {
         UpdateError::UnknownSettlement(id) => {
             ApiError::not_found("unknown_settlement", format!("no settlement {id} of this store"))
         }
+        e @ UpdateError::NotAMember { .. } => {
+            ApiError::new(S::FORBIDDEN, ErrorType::Forbidden, "not_a_member", e.to_string())
+        }
         e @ UpdateError::NotRefundable(_) => {
             ApiError::new(S::CONFLICT, ErrorType::Conflict, "not_refundable", e.to_string())
         }

@@ -498,3 +498,89 @@ async fn a_crash_at_every_step_of_a_decrease_and_a_refund_credit_is_handled_exac
     assert_eq!(payable(&c).await, PURCHASE - 4_000);
     c.check_books(8, &mut card).await;
 }
+
+/// M6: a store bills and refunds only for its own members. A registered
+/// store that names another mall's member in its bill is refused at once
+/// (nothing stored, nothing held); a mall whose member left it can no longer
+/// refund that member's purchases.
+#[tokio::test]
+async fn a_store_bills_and_refunds_only_for_its_own_members() {
+    use kessai_core::messages::bill::{Bill, BillDraft, LineItem};
+    let c = Charging::new().await;
+    let key = stores(&c).await;
+    c.register(4, 50_000).await;
+    let mut card = funded_card(4, 50_000);
+    // A rogue store, registered with its own key, bills for the mall's
+    // member.
+    let rogue = StoreId::parse("rogue-shop").unwrap();
+    let rogue_key = SigningKey::generate(&mut SeededRandom::new(92));
+    let record = kessai_center::db::StoreRecord {
+        id: rogue.clone(),
+        name: DisplayText::parse("Rogue").unwrap(),
+        mall: None,
+        notify_url: None,
+        client_name: None,
+        bank_account: None,
+    };
+    c.center.db.put_store(&record, NOW).await.unwrap();
+    c.center.db.put_store_key(&rogue, &rogue_key.public(), kessai_core::keys::Validity::always()).await.unwrap();
+    let price = kessai_core::Money::new(2_000, Currency::JPY).unwrap();
+    let b = Bill::new(BillDraft {
+        bill_id: kessai_core::ids::BillId::parse("bill-rogue-1").unwrap(),
+        order_id: kessai_core::ids::OrderId::parse("ord-rogue-1").unwrap(),
+        store: rogue.clone(),
+        member: Some(member()),
+        store_name: DisplayText::parse("Kessai Books").unwrap(),
+        lines: vec![LineItem::new("x", DisplayText::parse("X").unwrap(), 1, price).unwrap()],
+        nonce: kessai_core::messages::Nonce::generate(&mut OsRandom),
+    })
+    .unwrap();
+    let claims =
+        Claims::for_lifetime(PartyId::parse("rogue-shop").unwrap(), MessageId::generate(&mut OsRandom), NOW, 600)
+            .unwrap();
+    let token = bill::sign(&claims, &b, &rogue_key).unwrap();
+    let refused = c.center.create(&token, card_id(4), Default::default()).await;
+    assert!(
+        matches!(&refused, Err(kessai_center::service::CenterError::NotAMember { member: m, mall }) if m == "bookshop" && mall == "rogue-shop"),
+        "{refused:?}"
+    );
+    assert!(c.center.db.list_settlements(None, None, 10).await.unwrap().is_empty(), "nothing stored");
+    assert_eq!(c.center.books.card_float(&card_id(4)).await.unwrap(), Some((50_000, 0)), "nothing held");
+    // The mall's own bill for its member settles; then the member leaves
+    // the mall, and the mall's refund of that purchase is refused.
+    let settlement = purchase(&c, &key, &mut card, 4).await;
+    let left = kessai_center::db::StoreRecord {
+        id: member(),
+        name: DisplayText::parse("Kessai Books").unwrap(),
+        mall: None,
+        notify_url: None,
+        client_name: None,
+        bank_account: None,
+    };
+    c.center.db.put_store(&left, NOW).await.unwrap();
+    let refused = c.center.request_refund(&refund_token(&key, &settlement, "rf-left", 1_000)).await;
+    assert!(matches!(refused, Err(UpdateError::NotAMember { .. })), "{refused:?}");
+    assert_eq!(payable(&c).await, PURCHASE, "the member's payable is untouched");
+    c.check_books(4, &mut card).await;
+}
+
+/// M8: a refund owed to a lost or blocked card could never be applied, and
+/// would hold the store's payable forever: it is refused, nothing held.
+#[tokio::test]
+async fn a_refund_to_a_card_that_is_not_active_is_refused() {
+    let c = Charging::new().await;
+    let key = stores(&c).await;
+    c.register(5, 50_000).await;
+    let mut card = funded_card(5, 50_000);
+    let settlement = purchase(&c, &key, &mut card, 5).await;
+    c.center
+        .db
+        .set_card_status(&card_id(5), kessai_center::purchase::CardRegistryStatus::Lost, "reported lost")
+        .await
+        .unwrap();
+    let refused = c.center.request_refund(&refund_token(&key, &settlement, "rf-lost", 1_000)).await;
+    assert!(matches!(&refused, Err(UpdateError::NotRefundable(why)) if why.contains("not active")), "{refused:?}");
+    assert_eq!(payable(&c).await, PURCHASE, "nothing held against the payable");
+    assert_eq!(c.center.books.card_credits_pending(&card_id(5)).await.unwrap(), 0);
+    assert!(c.center.db.owed_for_card(&card_id(5), 10).await.unwrap().is_empty());
+}
