@@ -234,3 +234,30 @@ async fn completions_arrive_over_real_mutual_tls_from_the_center_only() {
     tx.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
+
+/// M7: the store was unreachable until the completion expired. Delivered by
+/// the center over mutual TLS, it still pays the order (verified as of its
+/// own lifetime); expired or not, a forged one is refused as before.
+#[tokio::test]
+async fn a_completion_that_expired_before_the_store_could_be_reached_still_pays_the_order() {
+    let w = world().await;
+    let order_id = place_order(&w, "bookshop", &[("ebook-kessai-001", 1)]).await;
+    let (bill_token, bill) = bill_of(&w, &order_id).await;
+    let completion = sign_completion(&w, &w.center_key, completion_for(&w, &bill_token, bill.message()));
+    let stranger = SigningKey::generate(&mut OsRandom);
+    let forged = sign_completion(&w, &stranger, completion_for(&w, &bill_token, bill.message()));
+    // A day later (the completion lived 600 s).
+    w.clock.advance_s(86_400);
+    let refused = deliver(&w, &forged, Some("center")).await;
+    assert_eq!(
+        (refused.status, refused.json()["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("unknown_key"))
+    );
+    assert!(!w.state.db.order(&order_id).await.unwrap().unwrap().paid);
+    let paid = deliver(&w, &completion, Some("center")).await;
+    assert_eq!(paid.status, StatusCode::OK, "{}", paid.body);
+    assert!(w.state.db.order(&order_id).await.unwrap().unwrap().paid);
+    // Not from the center, even a fresh one is refused.
+    let other = sign_completion(&w, &w.center_key, completion_for(&w, &bill_token, bill.message()));
+    assert_eq!(deliver(&w, &other, Some("bookshop")).await.status, StatusCode::FORBIDDEN);
+}
