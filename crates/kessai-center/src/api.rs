@@ -154,11 +154,49 @@ fn json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::invalid("bad_json", format!("request body: {e}")))
 }
 
+/// A request's headers and who sent it: the name of its verified client
+/// certificate, if it presented one (stores, admins), from the TLS layer,
+/// never from a header.
+pub(crate) struct Caller {
+    headers: HeaderMap,
+    principal: Option<String>,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Caller, Self::Rejection> {
+        let principal = parts.extensions.get::<kessai_http::PeerIdentity>().map(|p| p.0.clone());
+        Ok(Caller { headers: parts.headers.clone(), principal })
+    }
+}
+
+impl std::ops::Deref for Caller {
+    type Target = HeaderMap;
+    fn deref(&self) -> &HeaderMap {
+        &self.headers
+    }
+}
+
+impl Caller {
+    /// Where the caller's Idempotency-Key `key` is stored: its own namespace
+    /// (M10). Keys of callers without a certificate (wallets) are stored as
+    /// they are; a certificate holder's are prefixed with its name and a NUL,
+    /// which no key can contain (keys are printable ASCII), so nobody can
+    /// take or read another's key.
+    fn scoped(&self, key: &str) -> String {
+        match &self.principal {
+            None => key.to_owned(),
+            Some(name) => format!("mtls:{name}\0{key}"),
+        }
+    }
+}
+
 /// Runs `work` at most once per Idempotency-Key: a repeat with the same
 /// request answers the stored response; a different request under the same
 /// key is refused. Server errors and conflicts are not stored, so they can be
 /// retried.
-async fn idempotent<F, T>(center: &Center, headers: &HeaderMap, route: &str, body: &Bytes, work: F) -> Response
+async fn idempotent<F, T>(center: &Center, headers: &Caller, route: &str, body: &Bytes, work: F) -> Response
 where
     F: std::future::Future<Output = Result<T, ApiError>>,
     T: serde::Serialize,
@@ -169,7 +207,7 @@ where
 
 /// As [`idempotent`], with the request identified by `fingerprint` (for
 /// requests whose body holds secrets that must not be hashed and stored).
-pub(crate) async fn idempotent_by<F, T>(center: &Center, headers: &HeaderMap, fingerprint: &[u8], work: F) -> Response
+pub(crate) async fn idempotent_by<F, T>(center: &Center, headers: &Caller, fingerprint: &[u8], work: F) -> Response
 where
     F: std::future::Future<Output = Result<T, ApiError>>,
     T: serde::Serialize,
@@ -184,7 +222,7 @@ where
 /// own stored answer wins (the first answer stored for a key stays).
 pub(crate) async fn idempotent_call<W, F, T>(
     center: &Center,
-    headers: &HeaderMap,
+    headers: &Caller,
     fingerprint: &[u8],
     settlement: Option<&str>,
     work: W,
@@ -204,6 +242,7 @@ where
             .into_response();
     }
     let hash = Sha256Digest::of(fingerprint).to_string();
+    let key = &headers.scoped(key);
     let settlement = settlement.and_then(|id| SettlementId::parse(id).ok());
     let (stored, read) = match &settlement {
         Some(id) => match center.db.idempotent_response_and_settlement(key, id).await {
@@ -247,7 +286,7 @@ where
     (status, [("content-type", "application/json")], text).into_response()
 }
 
-async fn create(State(c): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+async fn create(State(c): State<Shared>, headers: Caller, body: Bytes) -> Response {
     let work = |call: StepCall| async {
         let b: CreateBody = json(&body)?;
         let card = CardId::parse(&b.card_id)
@@ -259,14 +298,14 @@ async fn create(State(c): State<Shared>, headers: HeaderMap, body: Bytes) -> Res
 
 macro_rules! answers_step {
     ($name:ident, $method:ident) => {
-        async fn $name(State(c): State<Shared>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+        async fn $name(State(c): State<Shared>, Path(id): Path<String>, headers: Caller, body: Bytes) -> Response {
             let fingerprint = [format!("{}/{}\n", stringify!($name), id).as_bytes(), &body[..]].concat();
             let work = |call: StepCall| async { c.$method(&id, answers(&body)?, call.answer).await.map_err(api_error) };
             idempotent_call(&c, &headers, &fingerprint, None, work).await
         }
     };
     ($name:ident, $method:ident, settlement) => {
-        async fn $name(State(c): State<Shared>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+        async fn $name(State(c): State<Shared>, Path(id): Path<String>, headers: Caller, body: Bytes) -> Response {
             let fingerprint = [format!("{}/{}\n", stringify!($name), id).as_bytes(), &body[..]].concat();
             let work = |call| async { c.$method(&id, answers(&body)?, call).await.map_err(api_error) };
             idempotent_call(&c, &headers, &fingerprint, Some(&id), work).await
@@ -281,13 +320,13 @@ answers_step!(recover_authenticate, recover_authenticate, settlement);
 answers_step!(recover_status, recover_status, settlement);
 answers_step!(recover_balance, recover_balance, settlement);
 
-async fn cancel(State(c): State<Shared>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn cancel(State(c): State<Shared>, Path(id): Path<String>, headers: Caller, body: Bytes) -> Response {
     let fingerprint = [format!("cancel/{id}\n").as_bytes(), &body[..]].concat();
     let work = |call| async { c.cancel(&id, call).await.map_err(api_error) };
     idempotent_call(&c, &headers, &fingerprint, Some(&id), work).await
 }
 
-async fn recover(State(c): State<Shared>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn recover(State(c): State<Shared>, Path(id): Path<String>, headers: Caller, body: Bytes) -> Response {
     let fingerprint = [format!("recover/{id}\n").as_bytes(), &body[..]].concat();
     let work = |call| async { c.recover(&id, call).await.map_err(api_error) };
     idempotent_call(&c, &headers, &fingerprint, Some(&id), work).await
@@ -328,12 +367,7 @@ async fn openapi() -> impl IntoResponse {
     ([("content-type", "application/json")], OPENAPI)
 }
 
-async fn statement_create(
-    State(c): State<Shared>,
-    Path(card): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn statement_create(State(c): State<Shared>, Path(card): Path<String>, headers: Caller, body: Bytes) -> Response {
     let route = format!("statement/{card}");
     let work = async {
         let card =

@@ -186,7 +186,7 @@ fn json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|_| ApiError::invalid("bad_json", "the request body is not a valid request"))
 }
 
-async fn create(State(s): State<UpdateState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn create(State(s): State<UpdateState>, headers: crate::api::Caller, body: Bytes) -> Response {
     let parsed: Result<CreateBody, ApiError> = json(&body);
     wipe(body);
     let b = match parsed {
@@ -234,7 +234,7 @@ macro_rules! answers_step {
         async fn $name(
             State(s): State<UpdateState>,
             Path(id): Path<String>,
-            headers: HeaderMap,
+            headers: crate::api::Caller,
             body: Bytes,
         ) -> Response {
             let fingerprint = [format!("charge-{}/{}\n", stringify!($name), id).as_bytes(), &body[..]].concat();
@@ -254,7 +254,12 @@ answers_step!(recover_authenticate, update_recover_authenticate);
 answers_step!(recover_status, update_recover_status);
 answers_step!(recover_balance, update_recover_balance);
 
-async fn cancel(State(s): State<UpdateState>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn cancel(
+    State(s): State<UpdateState>,
+    Path(id): Path<String>,
+    headers: crate::api::Caller,
+    body: Bytes,
+) -> Response {
     let fingerprint = [format!("charge-cancel/{id}\n").as_bytes(), &body[..]].concat();
     let work = |call: StepCall| async {
         s.center.update_cancel(s.authorizer.as_ref(), &id, call.answer).await.map_err(update_api_error)
@@ -262,7 +267,12 @@ async fn cancel(State(s): State<UpdateState>, Path(id): Path<String>, headers: H
     crate::api::idempotent_call(&s.center, &headers, &fingerprint, None, work).await
 }
 
-async fn recover(State(s): State<UpdateState>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn recover(
+    State(s): State<UpdateState>,
+    Path(id): Path<String>,
+    headers: crate::api::Caller,
+    body: Bytes,
+) -> Response {
     let fingerprint = [format!("charge-recover/{id}\n").as_bytes(), &body[..]].concat();
     let work = |call: StepCall| async {
         s.center.update_recover(s.authorizer.as_ref(), &id, call.answer).await.map_err(update_api_error)
@@ -279,7 +289,7 @@ struct DecreaseBody {
 }
 
 /// `POST /v1/decreases`: value back to the credit card of a charge.
-async fn create_decrease(State(s): State<UpdateState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn create_decrease(State(s): State<UpdateState>, headers: crate::api::Caller, body: Bytes) -> Response {
     let b: DecreaseBody = match json(&body) {
         Ok(b) => b,
         Err(e) => return e.into_response(),
@@ -312,7 +322,7 @@ struct RefundBody {
 }
 
 /// `POST /v1/refunds`: a store's signed refund of a completed purchase.
-async fn request_refund(State(s): State<UpdateState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn request_refund(State(s): State<UpdateState>, headers: crate::api::Caller, body: Bytes) -> Response {
     // A store resending its refund signs it anew (a new `jti`): the
     // fingerprint is what the request asks, not the token's bytes.
     let asked = serde_json::from_slice::<RefundBody>(&body)
@@ -329,7 +339,7 @@ async fn request_refund(State(s): State<UpdateState>, headers: HeaderMap, body: 
 
 /// `POST /v1/cards/{id}/owed/apply`: the card is presented. Answers a value
 /// update to run like a charge, or `{"nothing_owed": true}`.
-async fn apply_owed(State(s): State<UpdateState>, Path(card): Path<String>, headers: HeaderMap) -> Response {
+async fn apply_owed(State(s): State<UpdateState>, Path(card): Path<String>, headers: crate::api::Caller) -> Response {
     let fingerprint = format!("owed-apply\n{card}");
     let key = idempotency_key(&headers).to_owned();
     let work = async {

@@ -36,7 +36,7 @@ pub(crate) const APPROVE: &str = "4242424242424242";
 pub(crate) struct Charging {
     _dir: tempfile::TempDir,
     /// The center's database: a SQLite file in the directory, or PostgreSQL.
-    url: String,
+    pub(crate) url: String,
     pub(crate) center: Center,
     pub(crate) sim: Arc<Simulator>,
 }

@@ -584,3 +584,60 @@ async fn a_refund_to_a_card_that_is_not_active_is_refused() {
     assert_eq!(c.center.books.card_credits_pending(&card_id(5)).await.unwrap(), 0);
     assert!(c.center.db.owed_for_card(&card_id(5), 10).await.unwrap().is_empty());
 }
+
+/// POSTs `body` to `app` under Idempotency-Key `key`, as `peer` (the name
+/// of a verified client certificate; None: none presented).
+async fn post_as(
+    app: &axum::Router,
+    path: &str,
+    key: &str,
+    body: serde_json::Value,
+    peer: Option<&str>,
+) -> (axum::http::StatusCode, serde_json::Value) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let mut req = axum::http::Request::post(path)
+        .header("content-type", "application/json")
+        .header("idempotency-key", key)
+        .body(axum::body::Body::from(body.to_string()))
+        .unwrap();
+    if let Some(name) = peer {
+        req.extensions_mut().insert(kessai_http::PeerIdentity(name.to_owned()));
+    }
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+/// M10: Idempotency-Keys are scoped by the caller. Someone without the
+/// mall's certificate who posts garbage first under the mall's predictable
+/// refund key neither blocks the mall's refund nor, replaying the mall's
+/// request under that key, reads the mall's stored answer.
+#[tokio::test]
+async fn idempotency_keys_are_the_callers_own() {
+    let c = Charging::new().await;
+    let key = stores(&c).await;
+    c.register(6, 50_000).await;
+    let mut card = funded_card(6, 50_000);
+    let settlement = purchase(&c, &key, &mut card, 6).await;
+    let center = std::sync::Arc::new(crate::charge::open_center(&c.url).await);
+    let app = kessai_center::update_api::routes(center, c.sim.clone());
+    let idem = "refund-kessai-mall-rf-7";
+    // 1. Squatting: garbage under the mall's key, no certificate.
+    let (status, _) = post_as(&app, "/v1/refunds", idem, serde_json::json!({ "refund": "garbage" }), None).await;
+    assert!(status.is_client_error(), "{status}");
+    // 2. The mall's genuine refund under the same key goes through.
+    let genuine = serde_json::json!({ "refund": refund_token(&key, &settlement, "rf-7", 1_000) });
+    let (status, answer) = post_as(&app, "/v1/refunds", idem, genuine.clone(), Some("kessai-mall")).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["refunded_minor"], 1_000);
+    // 3. Replayed by someone else under the key: not the mall's answer.
+    let (status, stolen) = post_as(&app, "/v1/refunds", idem, genuine.clone(), None).await;
+    assert_eq!(status, 422, "{stolen}");
+    assert_eq!(stolen["error"]["code"], "idempotency_key_reused");
+    // 4. The mall's retry gets its answer again, byte for byte the same.
+    let (status, again) = post_as(&app, "/v1/refunds", idem, genuine, Some("kessai-mall")).await;
+    assert_eq!((status, again), (axum::http::StatusCode::OK, answer));
+    assert_eq!(c.center.books.card_credits_pending(&card_id(6)).await.unwrap(), 1_000, "refunded once");
+}
