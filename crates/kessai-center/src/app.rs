@@ -22,6 +22,7 @@ use crate::config::CenterConfig;
 use crate::db::CenterDb;
 use crate::key_set::KeyFingerprints;
 use crate::keystore::{self, Kek};
+use crate::limits::{IDEMPOTENCY_RETENTION_S, PURGE_BATCH_MAX};
 use crate::security::SecurityServer;
 use crate::service::Center;
 use crate::{admin, api, delivery, update_api};
@@ -324,7 +325,8 @@ pub async fn serve_on(
     served.context("serving HTTPS")
 }
 
-/// Ends what wallets abandoned before its sealed command, every
+/// Ends what wallets abandoned before its sealed command, and purges
+/// Idempotency-Key answers past their retention, every
 /// [`SWEEP_INTERVAL_MS`] (see `Center::sweep_abandoned`; safe on every
 /// instance at once).
 async fn sweep_abandoned(
@@ -342,6 +344,13 @@ async fn sweep_abandoned(
             Ok(0) => {}
             Ok(ended) => tracing::info!(ended, "ended abandoned settlements and value updates"),
             Err(e) => tracing::warn!(error = %e, "the abandoned sweep failed"),
+        }
+        let now = center.clock.now().unix_s();
+        let before = kessai_core::time::Timestamp::from_unix_s(now.saturating_sub(IDEMPOTENCY_RETENTION_S));
+        match center.db.purge_answers(before, PURGE_BATCH_MAX).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "purged Idempotency-Key answers past their retention"),
+            Err(e) => tracing::warn!(error = %e, "purging old Idempotency-Key answers failed"),
         }
     }
 }

@@ -69,3 +69,10 @@ pub const DELIVERY_LEASE_S: u64 = 30;
 /// further failure up to [`DELIVERY_BACKOFF_MAX_S`].
 pub const DELIVERY_BACKOFF_MIN_S: u64 = 1;
 pub const DELIVERY_BACKOFF_MAX_S: u64 = 60;
+
+/// How long an Idempotency-Key's stored answer is kept: far longer than any
+/// wallet or store retries a request (they retry within minutes, and a
+/// wallet's recovery starts new requests). Older answers are purged, at
+/// most [`PURGE_BATCH_MAX`] per sweep, so the table does not grow forever.
+pub const IDEMPOTENCY_RETENTION_S: u64 = 7 * DAY_S;
+pub const PURGE_BATCH_MAX: i64 = 1_000;

@@ -77,7 +77,7 @@ const MIGRATIONS: &[(i64, &str, &[&str])] = &[
     ),
     (
         4,
-        "state every instance shares: the authorizer's authorizations, the keys the database belongs to, delivery claims",
+        "state every instance shares: the authorizer's authorizations, the keys the database belongs to, delivery claims; retention of stored answers",
         &[
             "CREATE TABLE IF NOT EXISTS center_authorizations (reference TEXT PRIMARY KEY,
             charge_id TEXT NOT NULL UNIQUE, record TEXT NOT NULL, version BIGINT NOT NULL, created_at BIGINT NOT NULL)",
@@ -94,6 +94,8 @@ const MIGRATIONS: &[(i64, &str, &[&str])] = &[
             "CREATE INDEX IF NOT EXISTS center_settlements_due ON center_settlements (delivery_due, id)
             WHERE phase = 'completed' AND delivered = 0",
             "DROP INDEX IF EXISTS center_settlements_undelivered",
+            // Stored answers are purged after their retention (`limits`).
+            "CREATE INDEX IF NOT EXISTS center_idempotency_created ON center_idempotency (created_at)",
         ],
     ),
 ];

@@ -124,4 +124,16 @@ impl CenterDb {
         self.execute(saved.statement(now)?).await?;
         Ok(())
     }
+
+    /// Deletes at most `limit` stored answers created before `before`;
+    /// returns how many. Any instance may run it at any time.
+    pub async fn purge_answers(&self, before: Timestamp, limit: i64) -> Result<u64, DbError> {
+        let purge = Stmt::new(
+            "DELETE FROM center_idempotency WHERE key IN
+             (SELECT key FROM center_idempotency WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
+        )
+        .bind(to_i64(before.unix_s())?)
+        .bind(limit.max(1));
+        self.execute(purge).await
+    }
 }

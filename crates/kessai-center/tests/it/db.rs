@@ -139,6 +139,19 @@ async fn idempotent_responses_keep_the_first(db: &CenterDb) {
     db.save_response("k1", "h1", 201, "{\"a\":1}", NOW).await.unwrap();
     db.save_response("k1", "h2", 500, "other", NOW).await.unwrap();
     assert_eq!(db.idempotent_response("k1").await.unwrap(), Some(("h1".into(), 201, "{\"a\":1}".into())));
+    // Retention (L1): answers older than the cut-off are purged, oldest
+    // first and at most as many as asked; newer ones stay.
+    let at = |s: u64| kessai_core::time::Timestamp::from_unix_s(NOW.unix_s() - 1_000 + s);
+    for n in 0..3u64 {
+        db.save_response(&format!("old{n}"), "h", 200, "{}", at(n)).await.unwrap();
+    }
+    assert_eq!(db.purge_answers(at(3), 2).await.unwrap(), 2);
+    assert_eq!(db.idempotent_response("old0").await.unwrap(), None);
+    assert_eq!(db.idempotent_response("old1").await.unwrap(), None);
+    assert!(db.idempotent_response("old2").await.unwrap().is_some());
+    assert_eq!(db.purge_answers(at(3), 10).await.unwrap(), 1);
+    assert_eq!(db.purge_answers(at(3), 10).await.unwrap(), 0);
+    assert!(db.idempotent_response("k1").await.unwrap().is_some(), "a newer answer stays");
 }
 
 /// The delivery sweep sees every completed settlement without a receipt,
