@@ -181,13 +181,14 @@ impl std::ops::Deref for Caller {
 impl Caller {
     /// Where the caller's Idempotency-Key `key` is stored: its own namespace
     /// (M10). Keys of callers without a certificate (wallets) are stored as
-    /// they are; a certificate holder's are prefixed with its name and a NUL,
-    /// which no key can contain (keys are printable ASCII), so nobody can
-    /// take or read another's key.
+    /// they are; a certificate holder's as `mtls:{name} {key}`. A key is
+    /// printable ASCII without spaces, so no plain key has that shape and
+    /// the last space parts a name from its key: nobody can take or read
+    /// another's key. (Not a NUL: PostgreSQL's text holds none.)
     fn scoped(&self, key: &str) -> String {
         match &self.principal {
             None => key.to_owned(),
-            Some(name) => format!("mtls:{name}\0{key}"),
+            Some(name) => format!("mtls:{name} {key}"),
         }
     }
 }

@@ -615,8 +615,17 @@ async fn post_as(
 /// refund key neither blocks the mall's refund nor, replaying the mall's
 /// request under that key, reads the mall's stored answer.
 #[tokio::test]
-async fn idempotency_keys_are_the_callers_own() {
-    let c = Charging::new().await;
+async fn idempotency_keys_are_the_callers_own_on_sqlite() {
+    idempotency_keys_are_the_callers_own(Charging::new().await).await;
+}
+
+#[tokio::test]
+async fn idempotency_keys_are_the_callers_own_on_postgres() {
+    let Some(c) = Charging::on_postgres("idem_scope").await else { return };
+    idempotency_keys_are_the_callers_own(c).await;
+}
+
+async fn idempotency_keys_are_the_callers_own(c: Charging) {
     let key = stores(&c).await;
     c.register(6, 50_000).await;
     let mut card = funded_card(6, 50_000);
