@@ -53,9 +53,32 @@ pub async fn run(config: WalletConfig, shutdown: impl Future<Output = ()> + Send
     let wallet = Arc::new(Wallet::open(config).await?);
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
     tracing::info!(listen = %listener.local_addr()?, "wallet UI serving");
-    kessai_http::serve_plain(web::router(Arc::clone(&wallet)), listener, shutdown).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let sweeping = tokio::spawn(cancel_abandoned_offers(Arc::clone(&wallet), stopped));
+    let served = kessai_http::serve_plain(web::router(Arc::clone(&wallet)), listener, shutdown).await;
+    let _ = stop.send(true);
+    let _ = sweeping.await;
+    served?;
     wallet.records().close().await;
     Ok(())
+}
+
+/// Cancels offers the cardholder left unanswered, every
+/// [`limits::ABANDONED_SWEEP_S`] (M2: a hold never outlives the
+/// cardholder's attention by long).
+async fn cancel_abandoned_offers(wallet: Arc<Wallet>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let every = std::time::Duration::from_secs(limits::ABANDONED_SWEEP_S);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        match wallet.cancel_abandoned(wallet.now_s()).await {
+            Ok(ended) if !ended.is_empty() => tracing::info!(count = ended.len(), "cancelled abandoned offers"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "looking for abandoned offers"),
+        }
+    }
 }
 
 /// How `pay` ended.

@@ -55,3 +55,9 @@ pub const MAX_STATEMENT_STEPS: usize = 30;
 /// Most owed items (refunds, corrections) applied in one presentation of
 /// the card; the rest wait for the next.
 pub const MAX_OWED_PER_PRESENTATION: usize = 16;
+/// An offer the cardholder neither agreed to nor cancelled is cancelled by
+/// the wallet (recovery voids it and releases the hold) once it is this old:
+/// the center's offer lifetime.
+pub const ABANDONED_OFFER_S: u64 = 600;
+/// How often `wallet serve` looks for abandoned offers.
+pub const ABANDONED_SWEEP_S: u64 = 30;

@@ -6,7 +6,7 @@ use maud::{DOCTYPE, Markup, html};
 use crate::card::CardSummary;
 use crate::charge_records::ChargeRecord;
 use crate::records::Record;
-use crate::wallet::ConsentView;
+use crate::wallet::{ConsentView, ReviewView};
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:40rem;margin:0 auto;padding:1rem;line-height:1.5}\
 table{border-collapse:collapse;width:100%}th,td{border-bottom:1px solid #ccc;padding:.4rem;text-align:left}\
@@ -69,6 +69,37 @@ pub fn home(card: Result<&CardSummary, String>, recent: &[Record]) -> Markup {
 }
 
 /// FIG. 18: what the cardholder agrees to.
+/// A store's page handed over a bill: shown as the store describes it,
+/// before anything is sent to the center (M2). Continuing asks the center
+/// for its offer, which the consent page then shows, checked.
+pub fn review(v: &ReviewView) -> Markup {
+    let body = html! {
+        p { "A store asks you to pay this bill. Nothing has been sent to the center and nothing is held on your card. Continue to have your card's balance read and the store checked; you agree to pay only on the next page." }
+        dl {
+            dt { "Store, as the bill says" } dd id="store" { (v.store_name) }
+            dt { "Order" } dd { (v.order_id) }
+        }
+        table {
+            caption { "Items" }
+            thead { tr { th scope="col" { "Item" } th scope="col" class="num" { "Quantity" } th scope="col" class="num" { "Price" } th scope="col" class="num" { "Amount" } } }
+            tbody {
+                @for l in &v.lines {
+                    tr { td { (l.name) } td class="num" { (l.quantity) } td class="num" { (l.unit_price) } td class="num" { (l.amount) } }
+                }
+            }
+        }
+        dl { dt { "Total" } dd id="amount" class="amount" { (v.total) } }
+        form method="post" action="/pay/start" {
+            input type="hidden" name="bill" value=(v.bill);
+            input type="hidden" name="return_url" value=(v.return_url);
+            input type="hidden" name="form_token" value=(v.form_token);
+            button type="submit" { "Continue with my card" }
+        }
+        p { a href=(v.return_url) { "Back to the store" } }
+    };
+    page("Review the bill", None, body)
+}
+
 pub fn consent(v: &ConsentView) -> Markup {
     let base = format!("/settlements/{}", v.settlement_id);
     let body = html! {

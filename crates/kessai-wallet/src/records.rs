@@ -289,6 +289,20 @@ impl Records {
         rows.iter().map(record_of).collect()
     }
 
+    /// Offers still waiting for the cardholder, last changed before
+    /// `cutoff` (unix s), oldest first.
+    pub async fn offered_before(&self, cutoff: i64, limit: i64) -> Result<Vec<Record>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT * FROM payments WHERE phase = 'offered' AND settlement_id IS NOT NULL AND updated_at < ?
+             ORDER BY updated_at, rowid LIMIT ?",
+        )
+        .bind(cutoff)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(record_of).collect()
+    }
+
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
     }

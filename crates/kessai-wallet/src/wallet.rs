@@ -24,7 +24,9 @@ use crate::card::{ApduObserver, CardError, CardSlot, CardSummary};
 use crate::center::{CenterClient, CenterError, StepReply, VerifyError};
 use crate::checks::{self, HandedBill, Mismatch, UnreadableBill};
 use crate::config::WalletConfig;
-use crate::limits::{CENTER_TIMEOUT_MS, MAX_BILL_BYTES, MAX_RETURN_URL_BYTES, RANDOM_ID_BYTES};
+use crate::limits::{
+    ABANDONED_OFFER_S, CENTER_TIMEOUT_MS, MAX_BILL_BYTES, MAX_RECOVERIES_PER_RUN, MAX_RETURN_URL_BYTES, RANDOM_ID_BYTES,
+};
 use crate::records::{LocalPhase, NewPayment, Record, Records, Update};
 
 /// Why a payment step did not go through.
@@ -117,6 +119,21 @@ pub struct LineView {
     pub amount: Money,
 }
 
+/// A bill a store's page handed over, as the store describes it, shown
+/// before anything is sent to the center (M2): the cardholder's click on
+/// its form (same origin, with the wallet's form token) starts the
+/// settlement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewView {
+    pub store_name: String,
+    pub order_id: String,
+    pub lines: Vec<LineView>,
+    pub total: Money,
+    pub bill: String,
+    pub return_url: String,
+    pub form_token: String,
+}
+
 /// What the cardholder agrees to (FIG. 18).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsentView {
@@ -198,19 +215,11 @@ impl Offered {
 
     pub fn view(&self) -> ConsentView {
         let o = self.offer.message();
-        let lines = self.bill.bill().lines().iter();
         ConsentView {
             settlement_id: o.settlement_id().clone(),
             store_name: o.store_name().as_str().to_owned(),
             order_id: self.bill.bill().order_id().to_string(),
-            lines: lines
-                .map(|l| LineView {
-                    name: l.name().as_str().to_owned(),
-                    quantity: l.quantity(),
-                    unit_price: l.unit_price(),
-                    amount: l.amount(),
-                })
-                .collect(),
+            lines: line_views(self.bill.bill()),
             amount: o.amount(),
             balance: o.balance(),
             // The core guarantees amount ≤ balance in one currency.
@@ -219,6 +228,28 @@ impl Offered {
             consent_token: self.record.consent_token.clone(),
         }
     }
+}
+
+/// The checks on a handed-over bill that need nobody else: a return URL
+/// the wallet may send the browser to, a bill of bounded size that reads.
+fn handed(bill_token: &str, return_url: &str) -> Result<HandedBill, PayError> {
+    safe_return_url(return_url)?;
+    if bill_token.len() > MAX_BILL_BYTES {
+        return Err(PayError::BillTooLarge);
+    }
+    Ok(HandedBill::parse(bill_token)?)
+}
+
+fn line_views(b: &kessai_core::messages::bill::Bill) -> Vec<LineView> {
+    b.lines()
+        .iter()
+        .map(|l| LineView {
+            name: l.name().as_str().to_owned(),
+            quantity: l.quantity(),
+            unit_price: l.unit_price(),
+            amount: l.amount(),
+        })
+        .collect()
 }
 
 /// A `return_url` the wallet may send the browser to: https only.
@@ -249,9 +280,11 @@ pub struct Wallet {
     pub(crate) clock: Arc<dyn Clock>,
     /// One conversation with the card at a time.
     pub(crate) conversation: Mutex<()>,
-    /// 128 random bits in the charge form, so other sites cannot post a
-    /// charge to this wallet (the consent token's rule for charges).
-    pub(crate) charge_form_token: String,
+    /// 128 random bits drawn at launch and put in every form the wallet
+    /// serves before anything reaches the center (the charge form, the
+    /// bill's review): other sites, which cannot read the wallet's pages,
+    /// cannot post them.
+    pub(crate) form_token: String,
 }
 
 impl std::fmt::Debug for Wallet {
@@ -281,7 +314,7 @@ impl Wallet {
             card,
             clock: Arc::new(SystemClock),
             conversation: Mutex::new(()),
-            charge_form_token: random_token(""),
+            form_token: random_token(""),
         })
     }
 
@@ -330,7 +363,8 @@ impl Wallet {
         self.center.http()
     }
 
-    pub(crate) fn now_s(&self) -> i64 {
+    /// The wallet's clock now (unix s).
+    pub fn now_s(&self) -> i64 {
         i64::try_from(self.clock.now().unix_s()).unwrap_or(i64::MAX)
     }
 
@@ -386,11 +420,7 @@ impl Wallet {
         return_url: &str,
         progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<Offered, PayError> {
-        safe_return_url(return_url)?;
-        if bill_token.len() > MAX_BILL_BYTES {
-            return Err(PayError::BillTooLarge);
-        }
-        let bill = HandedBill::parse(bill_token)?;
+        let bill = handed(bill_token, return_url)?;
         let turn = self.conversation.lock().await;
         let mut card = self.card.summary().await?;
         progress(Progress::CardRead(card));
@@ -419,6 +449,44 @@ impl Wallet {
                 Err(e)
             }
         }
+    }
+
+    /// The bill as the store's page handed it over, checked locally only:
+    /// nothing is sent to the center and nothing is recorded (M2).
+    pub fn review(&self, bill_token: &str, return_url: &str) -> Result<ReviewView, PayError> {
+        let handed = handed(bill_token, return_url)?;
+        let b = handed.bill();
+        Ok(ReviewView {
+            store_name: b.store_name().as_str().to_owned(),
+            order_id: b.order_id().to_string(),
+            lines: line_views(b),
+            total: b.total(),
+            bill: bill_token.to_owned(),
+            return_url: return_url.to_owned(),
+            form_token: self.form_token.clone(),
+        })
+    }
+
+    /// Whether `token` is this launch's form token.
+    pub fn is_form_token(&self, token: &str) -> bool {
+        token.len() == self.form_token.len()
+            && token.bytes().zip(self.form_token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    }
+
+    /// Cancels every offer the cardholder left unanswered for
+    /// [`ABANDONED_OFFER_S`] before `now_s` (a closed tab, a page never
+    /// seen): recovery voids it at the center and releases its hold.
+    /// Returns what each ended as.
+    pub async fn cancel_abandoned(&self, now_s: i64) -> Result<Vec<(SettlementId, Outcome)>, PayError> {
+        let cutoff = now_s.saturating_sub(i64::try_from(ABANDONED_OFFER_S).unwrap_or(i64::MAX));
+        let _turn = self.conversation.lock().await;
+        let mut ended = Vec::new();
+        for rec in self.records.offered_before(cutoff, MAX_RECOVERIES_PER_RUN).await? {
+            let Some(sid) = rec.settlement_id.clone() else { continue };
+            tracing::info!(settlement = %sid, "cancelling an offer the cardholder left unanswered");
+            ended.push((sid, self.recover_record(&rec).await));
+        }
+        Ok(ended)
     }
 
     async fn start_record(&self, bill: &HandedBill, return_url: &str, card: CardId) -> Result<Record, PayError> {

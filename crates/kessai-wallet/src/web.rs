@@ -3,7 +3,8 @@
 //! | method | path | what |
 //! |---|---|---|
 //! | GET | `/` | card and recent payments (FIG. 16) |
-//! | POST | `/pay` | form `bill`, `return_url` from the store's page → consent page (FIG. 18) |
+//! | POST | `/pay` | form `bill`, `return_url` from the store's page → the bill for review; nothing is sent anywhere |
+//! | POST | `/pay/start` | form `bill`, `return_url`, `form_token` from the review page → center offer → consent page (FIG. 18) |
 //! | POST | `/settlements/{id}/consent` | form `consent_token` → relay, complete, SIG3 → processing page (FIG. 19) |
 //! | POST | `/settlements/{id}/cancel` | form `consent_token` → recovery → "nothing was charged" |
 //! | GET | `/settlements/{id}` | the settlement's state; 303 to `return_url` once SIG4 verified |
@@ -41,6 +42,7 @@ pub fn router(wallet: Shared) -> Router {
         .route("/", get(home))
         .route("/healthz", get(|| async { "ok" }))
         .route("/pay", post(pay))
+        .route("/pay/start", post(pay_start))
         .route("/settlements/{id}", get(status))
         .route("/settlements/{id}/consent", post(consent))
         .route("/settlements/{id}/cancel", post(cancel))
@@ -59,7 +61,9 @@ pub fn router(wallet: Shared) -> Router {
 /// wallet's own pages: `Origin` is `http://` and the very `Host`, and
 /// `Sec-Fetch-Site`, where sent, is `same-origin`. The one exception is
 /// `/pay`, which a store's page posts a bill to by design, and which only
-/// shows that bill for the cardholder's consent.
+/// shows that bill: nothing reaches the center, nothing is held, until the
+/// cardholder continues from that page (`/pay/start`, same origin, with
+/// the wallet's form token) (M2).
 async fn only_its_cardholder(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     if let Some(why) = refusal(&request) {
         return refused(why);
@@ -176,6 +180,28 @@ async fn pay(State(w): State<Shared>, form: Result<Form<PayForm>, FormRejection>
         let e = PayError::HandOff("the form needs `bill` and `return_url`".into());
         return failure(&e, None);
     };
+    match w.review(&form.bill, &form.return_url) {
+        Ok(review) => html(StatusCode::OK, pages::review(&review)),
+        Err(e) => failure(&e, Some(&form.return_url)),
+    }
+}
+
+#[derive(Deserialize)]
+struct StartForm {
+    bill: String,
+    return_url: String,
+    form_token: String,
+}
+
+async fn pay_start(State(w): State<Shared>, form: Result<Form<StartForm>, FormRejection>) -> Response {
+    let Ok(Form(form)) = form else {
+        let e = PayError::HandOff("the form needs `bill`, `return_url` and `form_token`".into());
+        return failure(&e, None);
+    };
+    if !w.is_form_token(&form.form_token) {
+        tracing::warn!("refused a payment start without this wallet's form token");
+        return failure(&PayError::BadConsentToken, None);
+    }
     match w.begin(&form.bill, &form.return_url, &mut |_| {}).await {
         Ok(offered) => html(StatusCode::OK, pages::consent(&offered.view())),
         Err(e) => failure(&e, Some(&form.return_url)),
@@ -289,7 +315,7 @@ async fn charge_card(State(w): State<Shared>) -> Response {
         Ok(h) => h,
         Err(e) => return charge_failure(&ChargeError::Records(e)),
     };
-    html(StatusCode::OK, pages::charge_form(card.as_ref().map_err(Clone::clone), &history, &w.charge_form_token))
+    html(StatusCode::OK, pages::charge_form(card.as_ref().map_err(Clone::clone), &history, &w.form_token))
 }
 
 /// The charge form. The card fields are zeroized when dropped and never
@@ -308,7 +334,7 @@ async fn charge(State(w): State<Shared>, form: Result<Form<ChargeForm>, FormReje
     let Ok(Form(form)) = form else {
         return charge_failure(&ChargeError::BadCardInput("fill in the amount and every credit card field"));
     };
-    if form.form_token != w.charge_form_token {
+    if !w.is_form_token(&form.form_token) {
         return html(
             StatusCode::FORBIDDEN,
             pages::problem("This form does not belong to your wallet", "Nothing was charged.", None),

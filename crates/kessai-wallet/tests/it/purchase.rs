@@ -21,8 +21,41 @@ async fn open_ui(w: &World) -> (Arc<Wallet>, axum::Router) {
     (wallet, app)
 }
 
+/// What a store's page posts: the bill, from the store's origin.
 fn pay_form(bill: &str, return_url: &str) -> Request<Body> {
-    form("/pay", &format!("bill={}&return_url={}", encode(bill), encode(return_url)), "")
+    let mut req = form("/pay", &format!("bill={}&return_url={}", encode(bill), encode(return_url)), "");
+    req.headers_mut().insert(header::ORIGIN, "https://shop.kessai.test".parse().unwrap());
+    req.headers_mut().insert("sec-fetch-site", "cross-site".parse().unwrap());
+    req
+}
+
+/// The cardholder continues from the review page: same origin, with the
+/// review form's fields.
+fn start_form(review: &str) -> Request<Body> {
+    let body = format!(
+        "bill={}&return_url={}&form_token={}",
+        encode(&input_value(review, "bill")),
+        encode(&html_unescape(&input_value(review, "return_url"))),
+        input_value(review, "form_token")
+    );
+    form("/pay/start", &body, "")
+}
+
+fn html_unescape(s: &str) -> String {
+    s.replace("&amp;", "&").replace("&quot;", "\"").replace("&lt;", "<").replace("&gt;", ">")
+}
+
+/// The store's page posts the bill; the cardholder reviews it and
+/// continues: the consent page (or what refused).
+async fn review_and_continue(
+    ui: &axum::Router,
+    bill: &str,
+    return_url: &str,
+) -> (StatusCode, axum::http::HeaderMap, String) {
+    let (status, _, review) = send(ui, pay_form(bill, return_url)).await;
+    assert_eq!(status, StatusCode::OK, "{review}");
+    assert!(review.contains("Review the bill"), "{review}");
+    send(ui, start_form(&review)).await
 }
 
 #[tokio::test]
@@ -31,7 +64,7 @@ async fn paying_through_the_web_ui_shows_consent_then_returns_to_the_store_with_
     let (wallet, ui) = open_ui(&w).await;
     let (order, bill, return_url) = w.order(&[("ebook-kessai-001", 2)]).await;
 
-    let (status, headers, page) = send(&ui, pay_form(&bill, &return_url)).await;
+    let (status, headers, page) = review_and_continue(&ui, &bill, &return_url).await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert!(page.contains("Kessai Books"), "the store's name: {page}");
     assert!(page.contains("A Short Guide to Stored Value"), "the items");
@@ -75,7 +108,7 @@ async fn cancelling_at_consent_charges_nothing_and_voids_the_settlement() {
     let (wallet, ui) = open_ui(&w).await;
     let (_, bill, return_url) = w.order(&[("ebook-kessai-001", 1)]).await;
     let before = w.card_state();
-    let (status, _, page) = send(&ui, pay_form(&bill, &return_url)).await;
+    let (status, _, page) = review_and_continue(&ui, &bill, &return_url).await;
     assert_eq!(status, StatusCode::OK, "{page}");
     let settlement = settlement_of(&page);
     let token = input_value(&page, "consent_token");
@@ -100,7 +133,7 @@ async fn insufficient_balance_is_said_plainly_and_nothing_is_charged() {
     let w = World::new(3, 1_000).await;
     let (wallet, ui) = open_ui(&w).await;
     let (_, bill, return_url) = w.order(&[("ebook-kessai-001", 1)]).await;
-    let (status, _, page) = send(&ui, pay_form(&bill, &return_url)).await;
+    let (status, _, page) = review_and_continue(&ui, &bill, &return_url).await;
     assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{page}");
     assert!(
         page.contains("Insufficient balance: your card holds JPY 1,000; the bill is JPY 1,200. Nothing was charged."),
@@ -145,7 +178,7 @@ async fn a_page_on_another_host_or_origin_cannot_read_or_pay() {
 
     // 2. The cardholder's own page shows the consent; a post from another
     //    origin, or one the browser marks cross-site, is refused.
-    let (status, _, page) = send(&ui, pay_form(&bill, &return_url)).await;
+    let (status, _, page) = review_and_continue(&ui, &bill, &return_url).await;
     assert_eq!(status, StatusCode::OK, "{page}");
     let settlement = settlement_of(&page);
     let token = input_value(&page, "consent_token");
@@ -166,4 +199,51 @@ async fn a_page_on_another_host_or_origin_cannot_read_or_pay() {
     let (status, _, page) = send(&ui, form(&path, &body, "")).await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert_eq!(w.card_state().0, 20_000 - 1_200, "paid once, on the cardholder's consent");
+}
+
+/// M2: a page on any site can post bills to `/pay` (that is how stores
+/// hand them over), but that only shows the bill: nothing reaches the
+/// center and nothing is held until the cardholder continues from the
+/// wallet's own page, with its form token. Another site cannot continue
+/// for them, and an offer the cardholder leaves unanswered is cancelled by
+/// the wallet, its hold released.
+#[tokio::test]
+async fn a_bill_posted_from_any_site_holds_nothing_until_the_cardholder_continues() {
+    let w = World::new(5, 20_000).await;
+    let (wallet, ui) = open_ui(&w).await;
+    // 1. Hidden forms post bills: each only renders a review.
+    let mut reviews = Vec::new();
+    for _ in 0..3 {
+        let (_, bill, return_url) = w.order(&[("ebook-kessai-001", 1)]).await;
+        let (status, _, review) = send(&ui, pay_form(&bill, &return_url)).await;
+        assert_eq!(status, StatusCode::OK, "{review}");
+        assert!(review.contains("Nothing has been sent to the center"), "{review}");
+        reviews.push(review);
+    }
+    assert!(wallet.records().recent(10).await.unwrap().is_empty(), "no settlement was opened");
+    assert_eq!(w.center_float().await, (20_000, 0), "nothing is held on the card");
+    // 2. Continuing from another site, or without the form token, is
+    //    refused and starts nothing.
+    let mut foreign = start_form(&reviews[0]);
+    foreign.headers_mut().insert(header::ORIGIN, "https://shop.kessai.test".parse().unwrap());
+    assert_eq!(send(&ui, foreign).await.0, StatusCode::FORBIDDEN);
+    let bill = encode(&input_value(&reviews[0], "bill"));
+    let return_url = encode(&html_unescape(&input_value(&reviews[0], "return_url")));
+    let guessed = form("/pay/start", &format!("bill={bill}&return_url={return_url}&form_token=0000"), "");
+    assert_eq!(send(&ui, guessed).await.0, StatusCode::FORBIDDEN);
+    assert!(wallet.records().recent(10).await.unwrap().is_empty(), "still nothing opened");
+    // 3. The cardholder continues: the offer holds the amount; left
+    //    unanswered past the offer's lifetime, the wallet cancels it.
+    let (status, _, consent) = send(&ui, start_form(&reviews[1])).await;
+    assert_eq!(status, StatusCode::OK, "{consent}");
+    assert_eq!(w.center_float().await, (20_000, 1_200), "held while the cardholder decides");
+    let settlement = settlement_of(&consent);
+    assert!(wallet.cancel_abandoned(wallet.now_s()).await.unwrap().is_empty(), "not yet abandoned");
+    let later = wallet.now_s() + i64::try_from(kessai_wallet::limits::ABANDONED_OFFER_S).unwrap() + 1;
+    let ended = wallet.cancel_abandoned(later).await.unwrap();
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert_eq!(w.center_phase(&settlement).await, "voided");
+    assert_eq!(w.center_float().await, (20_000, 0), "the hold is released");
+    assert_eq!(wallet.record(&settlement).await.unwrap().phase, LocalPhase::Voided);
+    assert_eq!(w.card_state().0, 20_000, "nothing was paid");
 }

@@ -227,6 +227,18 @@ impl World {
         send(&self.shop, Request::get(format!("/orders/{order}/complete")).body(Body::empty()).unwrap()).await.2
     }
 
+    /// The center's books for the card: what they say it holds (posted),
+    /// and what is held on it for purchases in flight.
+    pub async fn center_float(&self) -> (u64, u64) {
+        let card = public_info(&std::fs::read(&self.image).unwrap()).unwrap().card_id;
+        let card = kessai_core::ids::CardId::from_bytes(card.0);
+        let path = self.tmp.path().join("center").join("center.sqlite");
+        let db = kessai_center::db::CenterDb::open(&format!("sqlite:{}", path.display())).await.unwrap();
+        let float = kessai_center::books::Books::new(db.clone()).card_float(&card).await.unwrap().unwrap();
+        db.close().await;
+        float
+    }
+
     /// The center's view of a settlement.
     pub async fn center_phase(&self, settlement: &str) -> String {
         let (_, bytes) = self.http.get(&format!("{}/v1/settlements/{settlement}", self.center_url)).await.unwrap();

@@ -112,9 +112,13 @@ async function orderAtBookshop(s, name, quantity, total) {
   return page.url();
 }
 
-// Pay on the bill page: the browser posts the signed bill to the wallet.
+// Pay on the bill page: the browser posts the signed bill to the wallet,
+// which shows it for review (nothing is sent to the center yet); the
+// cardholder continues from the wallet's own page.
 async function pay(page) {
   await follow(page, page.getByRole("button", { name: /^Pay / }));
+  await expectText(page, "h1", "Review the bill");
+  await follow(page, page.getByRole("button", { name: "Continue with my card" }));
 }
 
 async function walletBalance(s, label) {
