@@ -64,6 +64,7 @@ pub fn bill<R: Random + ?Sized>(rng: &mut R, now: Timestamp) -> Result<(Claims, 
         store_name: DisplayText::parse("Kessai Books")?,
         lines,
         nonce: Nonce::generate(rng),
+        origin: Some(crate::messages::WebOrigin::parse("https://shop.kessai.test")?),
     })?;
     Ok((claims(MALL, rng, now)?, bill))
 }

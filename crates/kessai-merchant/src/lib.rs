@@ -7,7 +7,7 @@
 //! use kessai_core::ids::{CardId, OrderId, PartyId, SettlementId, StoreId, TransactionId, MessageId};
 //! use kessai_core::jws::Claims;
 //! use kessai_core::keys::{KeyDirectory, SigningKey, Validity};
-//! use kessai_core::messages::{DisplayText, Reference};
+//! use kessai_core::messages::{DisplayText, Reference, WebOrigin};
 //! use kessai_core::messages::bill::LineItem;
 //! use kessai_core::messages::completion::{self, Completion, CompletionDraft};
 //! use kessai_core::messages::receipt::{Delivery, DeliveryKind};
@@ -33,6 +33,7 @@
 //!         store_name: DisplayText::parse("My Tea Shop")?,
 //!         lines: vec![line],
 //!         lifetime_s: 900,
+//!         origin: WebOrigin::parse("https://tea.example")?,
 //!     },
 //!     &mut rng,
 //!     &clock,

@@ -66,6 +66,9 @@ pub struct BillRequest {
     pub lines: Vec<LineItem>,
     /// How long the bill can be paid, in seconds (at most a day).
     pub lifetime_s: u64,
+    /// Where the store serves its pages: the wallet returns the cardholder
+    /// only there (and fetches the store's keys there).
+    pub origin: kessai_core::messages::WebOrigin,
 }
 
 /// A signed bill: the compact token to hand to the wallet, and what it says.
@@ -203,6 +206,7 @@ impl Merchant {
             store_name: request.store_name,
             lines: request.lines,
             nonce: Nonce::generate(rng),
+            origin: Some(request.origin),
         })?;
         let claims = self.claims(rng, clock, request.lifetime_s)?;
         let token = bill::sign(&claims, &bill, &self.key)?;

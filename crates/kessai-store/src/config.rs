@@ -163,6 +163,8 @@ impl StoreConfig {
     /// Refuses a configuration that cannot work.
     pub fn check(&self) -> anyhow::Result<()> {
         ensure!(self.public_url.starts_with("https://"), "public_url must be an https:// URL");
+        kessai_core::messages::WebOrigin::of_url(&self.public_url)
+            .map_err(|e| anyhow::anyhow!("public_url: its origin goes into every bill: {e}"))?;
         ensure!(
             self.wallet_url.starts_with("http://") || self.wallet_url.starts_with("https://"),
             "wallet_url must be an http(s):// URL"

@@ -231,6 +231,7 @@ async fn create_order(state: &AppState, m: &MemberConfig, lines: Vec<LineItem>) 
         store_name: m.name.clone(),
         lines,
         lifetime_s: state.config.bill_lifetime_s,
+        origin: kessai_core::messages::WebOrigin::of_url(&state.config.public_url)?,
     };
     let signed = state.merchant.sign_bill(request, &mut OsRandom, state.clock.as_ref())?;
     let total = signed.bill().total();

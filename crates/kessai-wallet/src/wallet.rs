@@ -35,6 +35,11 @@ use crate::records::{LocalPhase, NewPayment, Record, Records, Update};
 pub enum PayError {
     #[error("the store's return address {0:?} is not a safe https:// URL")]
     UnsafeReturnUrl(String),
+    /// The return URL is not at the origin the store signed into its bill.
+    #[error("the return address {url:?} is not at the store's own address {origin}")]
+    NotTheStoresAddress { url: String, origin: String },
+    #[error("the bill does not say where its store is; it cannot be paid from this wallet")]
+    BillWithoutOrigin,
     #[error("the bill is larger than {MAX_BILL_BYTES} bytes")]
     BillTooLarge,
     #[error(transparent)]
@@ -232,12 +237,30 @@ impl Offered {
 
 /// The checks on a handed-over bill that need nobody else: a return URL
 /// the wallet may send the browser to, a bill of bounded size that reads.
+/// The return URL must lie at the origin the store signed into its bill
+/// (M3): a page posting a genuine bill with its own return URL cannot send
+/// the cardholder, or the wallet's key fetch, anywhere else.
 fn handed(bill_token: &str, return_url: &str) -> Result<HandedBill, PayError> {
     safe_return_url(return_url)?;
     if bill_token.len() > MAX_BILL_BYTES {
         return Err(PayError::BillTooLarge);
     }
-    Ok(HandedBill::parse(bill_token)?)
+    let handed = HandedBill::parse(bill_token)?;
+    let at = kessai_core::messages::WebOrigin::of_url(return_url).ok();
+    match handed.bill().origin() {
+        Some(origin) if at.as_ref() == Some(origin) => Ok(handed),
+        Some(origin) => Err(PayError::NotTheStoresAddress {
+            url: return_url.chars().take(100).collect(),
+            origin: origin.to_string(),
+        }),
+        None => Err(PayError::BillWithoutOrigin),
+    }
+}
+
+/// `return_url` if the wallet may link or send the cardholder there: it
+/// passes every check of [`handed`] with `bill_token`.
+pub fn bound_return_url<'a>(bill_token: &str, return_url: &'a str) -> Option<&'a str> {
+    handed(bill_token, return_url).ok().map(|_| return_url)
 }
 
 fn line_views(b: &kessai_core::messages::bill::Bill) -> Vec<LineView> {

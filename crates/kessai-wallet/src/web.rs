@@ -30,7 +30,7 @@ use crate::charge::{ChargeError, PaymentCardInput};
 use crate::limits::{RECEIPT_WAIT_S, RECENT_RECORDS};
 use crate::pages;
 use crate::records::LocalPhase;
-use crate::wallet::{Outcome, PayError, Wallet, safe_return_url};
+use crate::wallet::{Outcome, PayError, Wallet, bound_return_url, safe_return_url};
 
 type Shared = Arc<Wallet>;
 
@@ -132,9 +132,12 @@ fn failure(e: &PayError, return_url: Option<&str>) -> Response {
     let (status, title) = match e {
         PayError::Insufficient { .. } => (StatusCode::PAYMENT_REQUIRED, "Insufficient balance"),
         PayError::Voided(_) => (StatusCode::OK, "Payment voided"),
-        PayError::UnsafeReturnUrl(_) | PayError::BillTooLarge | PayError::BillUnreadable(_) | PayError::HandOff(_) => {
-            (StatusCode::BAD_REQUEST, "This payment request is invalid")
-        }
+        PayError::UnsafeReturnUrl(_)
+        | PayError::NotTheStoresAddress { .. }
+        | PayError::BillWithoutOrigin
+        | PayError::BillTooLarge
+        | PayError::BillUnreadable(_)
+        | PayError::HandOff(_) => (StatusCode::BAD_REQUEST, "This payment request is invalid"),
         PayError::Card(_) | PayError::CardBlocked => (StatusCode::SERVICE_UNAVAILABLE, "Your card cannot be used"),
         PayError::OfferUnverified(_) | PayError::OfferMismatch(_) => {
             (StatusCode::BAD_GATEWAY, "The offer was refused; nothing was charged")
@@ -182,7 +185,8 @@ async fn pay(State(w): State<Shared>, form: Result<Form<PayForm>, FormRejection>
     };
     match w.review(&form.bill, &form.return_url) {
         Ok(review) => html(StatusCode::OK, pages::review(&review)),
-        Err(e) => failure(&e, Some(&form.return_url)),
+        // A link back only to the store's own address, as its bill says.
+        Err(e) => failure(&e, bound_return_url(&form.bill, &form.return_url)),
     }
 }
 
@@ -204,7 +208,7 @@ async fn pay_start(State(w): State<Shared>, form: Result<Form<StartForm>, FormRe
     }
     match w.begin(&form.bill, &form.return_url, &mut |_| {}).await {
         Ok(offered) => html(StatusCode::OK, pages::consent(&offered.view())),
-        Err(e) => failure(&e, Some(&form.return_url)),
+        Err(e) => failure(&e, bound_return_url(&form.bill, &form.return_url)),
     }
 }
 

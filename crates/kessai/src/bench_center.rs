@@ -251,6 +251,7 @@ async fn purchase(
         store_name: DisplayText::parse("Kessai Mall")?,
         lines: vec![line],
         lifetime_s: 600,
+        origin: kessai_core::messages::WebOrigin::parse("https://bench.kessai.test")?,
     };
     let bill = merchant.sign_bill(request, &mut OsRandom, &SystemClock)?;
     let start = Instant::now();

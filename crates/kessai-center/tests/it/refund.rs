@@ -533,6 +533,7 @@ async fn a_store_bills_and_refunds_only_for_its_own_members() {
         store_name: DisplayText::parse("Kessai Books").unwrap(),
         lines: vec![LineItem::new("x", DisplayText::parse("X").unwrap(), 1, price).unwrap()],
         nonce: kessai_core::messages::Nonce::generate(&mut OsRandom),
+        origin: None,
     })
     .unwrap();
     let claims =

@@ -121,6 +121,7 @@ async fn purchase_over_tls_with_admin_mtls_and_delivery_to_a_store_that_comes_up
         store_name: DisplayText::parse("Kessai Mall").unwrap(),
         lines: vec![line],
         lifetime_s: 900,
+        origin: kessai_core::messages::WebOrigin::parse("https://shop.kessai.test").unwrap(),
     };
     let bill = merchant.sign_bill(request, &mut rng, &SystemClock).unwrap();
     let store_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{DisplayText, MessageError, Nonce, field_error, require_positive, require_same_currency};
+use super::{DisplayText, MessageError, Nonce, WebOrigin, field_error, require_positive, require_same_currency};
 use crate::ids::{BillId, OrderId, StoreId};
 use crate::jws::{self, Claims, JwsError, MessageKind, Verified};
 use crate::keys::{KeyDirectory, SigningKey};
@@ -100,6 +100,10 @@ pub struct Bill {
     total: Money,
     /// Makes every bill distinct even for equal orders.
     nonce: Nonce,
+    /// Where the store serves its pages: the wallet returns the cardholder,
+    /// and fetches the store's keys, only there. (Bills signed before it
+    /// existed have none; a wallet starts no payment for those.)
+    origin: Option<WebOrigin>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -114,6 +118,8 @@ struct BillWire {
     lines: Vec<LineItem>,
     total: Money,
     nonce: Nonce,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    origin: Option<WebOrigin>,
 }
 
 /// The parts of a bill a store chooses.
@@ -126,6 +132,8 @@ pub struct BillDraft {
     pub store_name: DisplayText,
     pub lines: Vec<LineItem>,
     pub nonce: Nonce,
+    /// The store's web origin (see [`Bill::origin`]).
+    pub origin: Option<WebOrigin>,
 }
 
 impl Bill {
@@ -151,6 +159,7 @@ impl Bill {
             lines: d.lines,
             total,
             nonce: d.nonce,
+            origin: d.origin,
         })
     }
 
@@ -179,6 +188,10 @@ impl Bill {
     pub fn total(&self) -> Money {
         self.total
     }
+    /// The web origin the store serves its pages from, if the bill names it.
+    pub fn origin(&self) -> Option<&WebOrigin> {
+        self.origin.as_ref()
+    }
 }
 
 impl TryFrom<BillWire> for Bill {
@@ -192,6 +205,7 @@ impl TryFrom<BillWire> for Bill {
             store_name: w.store_name,
             lines: w.lines,
             nonce: w.nonce,
+            origin: w.origin,
         })?;
         if bill.total != w.total {
             return Err(field_error("total", "is not the sum of the lines"));
@@ -211,6 +225,7 @@ impl From<Bill> for BillWire {
             lines: b.lines,
             total: b.total,
             nonce: b.nonce,
+            origin: b.origin,
         }
     }
 }

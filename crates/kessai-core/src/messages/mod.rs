@@ -80,6 +80,63 @@ impl Reference {
     }
 }
 
+/// The web origin a store serves its pages from (RFC 6454, serialized):
+/// `https://` and a lowercase host name or IPv4 address, with an optional
+/// port; no path. A bill carries its store's, and the wallet sends the
+/// cardholder back, and fetches the store's keys, only there (M3).
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct WebOrigin(String);
+
+/// Longest web origin accepted (`https://`, a 253-byte host, a port).
+pub const MAX_ORIGIN_BYTES: usize = 8 + 253 + 6;
+
+impl WebOrigin {
+    pub fn parse(s: &str) -> Result<WebOrigin, MessageError> {
+        let bad = |why: &str| field_error("origin", format!("{why}: {s:?}"));
+        if s.len() > MAX_ORIGIN_BYTES {
+            return Err(bad("too long"));
+        }
+        let rest = s.strip_prefix("https://").ok_or_else(|| bad("must start with https://"))?;
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (rest, None),
+        };
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        };
+        if host.is_empty() || host.len() > 253 || !host.split('.').all(label_ok) {
+            return Err(bad("the host must be a lowercase name or IPv4 address"));
+        }
+        if let Some(port) = port
+            && (port.is_empty()
+                || port.len() > 5
+                || port.starts_with('0')
+                || !port.bytes().all(|b| b.is_ascii_digit())
+                || port.parse::<u32>().map_or(true, |p| p > 65_535))
+        {
+            return Err(bad("the port must be 1 to 65535"));
+        }
+        Ok(WebOrigin(s.to_owned()))
+    }
+
+    /// The origin of an absolute `https://` URL (its scheme and authority),
+    /// if it has one this type accepts.
+    pub fn of_url(url: &str) -> Result<WebOrigin, MessageError> {
+        let rest = url.strip_prefix("https://").ok_or_else(|| field_error("origin", "not an https:// URL"))?;
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        WebOrigin::parse(&format!("https://{}", &rest[..end]))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 fn check_text(field: &'static str, s: &str, max: usize, ok: fn(char) -> bool) -> Result<(), MessageError> {
     if s.is_empty() || s.len() > max {
         return Err(field_error(field, format!("must be 1 to {max} bytes")));
@@ -115,7 +172,7 @@ macro_rules! text_conversions {
         }
     )*};
 }
-text_conversions!(DisplayText, Reference);
+text_conversions!(DisplayText, Reference, WebOrigin);
 
 /// 16 random bytes that make two otherwise equal bills distinct.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -102,6 +102,17 @@ fn the_largest_bill_the_limits_allow_still_fits_in_a_token() {
         store_name: name,
         lines,
         nonce: Nonce::generate(&mut w.rng),
+        // The longest origin: a 253-byte host and a 5-digit port.
+        origin: Some(
+            kessai_core::messages::WebOrigin::parse(&format!(
+                "https://{}.{}.{}.{}:65535",
+                "a".repeat(63),
+                "b".repeat(63),
+                "c".repeat(63),
+                "d".repeat(61)
+            ))
+            .unwrap(),
+        ),
     })
     .unwrap();
     let (c, _) = samples::bill(&mut w.rng, NOW).unwrap();
@@ -122,5 +133,35 @@ fn bill_draft(b: &kessai_core::messages::bill::Bill, w: &mut World) -> kessai_co
         store_name: b.store_name().clone(),
         lines: b.lines().to_vec(),
         nonce: kessai_core::messages::Nonce::generate(&mut w.rng),
+        origin: b.origin().cloned(),
     }
+}
+
+#[test]
+fn a_web_origin_is_https_a_lowercase_host_and_a_port_at_most() {
+    use kessai_core::messages::WebOrigin;
+    for ok in ["https://shop.example", "https://127.0.0.1:8443", "https://a-b.c9.example:65535", "https://localhost"] {
+        assert_eq!(WebOrigin::parse(ok).unwrap().as_str(), ok);
+    }
+    for bad in [
+        "http://shop.example",
+        "https://Shop.example",
+        "https://shop.example/",
+        "https://shop.example:0",
+        "https://shop.example:65536",
+        "https://shop.example:",
+        "https://-shop.example",
+        "https://shop..example",
+        "https://user@shop.example",
+        "https://[::1]",
+        "https://",
+        "shop.example",
+    ] {
+        assert!(WebOrigin::parse(bad).is_err(), "{bad}");
+    }
+    assert_eq!(
+        WebOrigin::of_url("https://shop.example:8443/orders/1?x#y").unwrap().as_str(),
+        "https://shop.example:8443"
+    );
+    assert!(WebOrigin::of_url("https://shop.example.evil@phish.example/").is_err(), "userinfo is no origin");
 }

@@ -50,6 +50,7 @@ fn world() -> World {
         store_name: DisplayText::parse("Kessai Books").unwrap(),
         lines,
         lifetime_s: 900,
+        origin: kessai_core::messages::WebOrigin::parse("https://shop.example").unwrap(),
     };
     let bill = mall.sign_bill(request, &mut rng, &clock).unwrap();
     World { rng, clock, mall, mall_key_public, center_key, center_keys, bill }

@@ -247,3 +247,25 @@ async fn a_bill_posted_from_any_site_holds_nothing_until_the_cardholder_continue
     assert_eq!(wallet.record(&settlement).await.unwrap().phase, LocalPhase::Voided);
     assert_eq!(w.card_state().0, 20_000, "nothing was paid");
 }
+
+/// M3: the store signs its web origin into the bill; a page that posts a
+/// genuine bill with a return URL anywhere else (to phish, or to make the
+/// wallet fetch keys there) is refused before anything happens, and no
+/// link to it is shown.
+#[tokio::test]
+async fn a_return_url_outside_the_store_origin_in_the_bill_is_refused() {
+    let w = World::new(7, 20_000).await;
+    let (wallet, ui) = open_ui(&w).await;
+    let (_, bill, return_url) = w.order(&[("ebook-kessai-001", 1)]).await;
+    let origin = kessai_core::messages::WebOrigin::of_url(&return_url).unwrap();
+    let lookalike = format!("{}.phish.example/orders/x/complete", origin.as_str());
+    for elsewhere in ["https://phish.example/orders/x/complete", lookalike.as_str(), "https://127.0.0.2:1/x"] {
+        let (status, _, page) = send(&ui, pay_form(&bill, elsewhere)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{elsewhere}: {page}");
+        assert!(!page.contains(&format!("href=\"{elsewhere}")), "no link to it: {page}");
+    }
+    assert!(wallet.records().recent(10).await.unwrap().is_empty(), "no settlement was opened");
+    // The store's own return URL is accepted.
+    let (status, _, review) = send(&ui, pay_form(&bill, &return_url)).await;
+    assert_eq!(status, StatusCode::OK, "{review}");
+}

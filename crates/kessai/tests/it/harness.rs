@@ -148,6 +148,7 @@ impl Deployment {
             store_name: DisplayText::parse("Kessai Mall").unwrap(),
             lines: vec![line],
             lifetime_s: 3_600,
+            origin: kessai_core::messages::WebOrigin::parse("https://shop.kessai.test").unwrap(),
         };
         self.merchant.sign_bill(request, &mut self.rng, &SystemClock).unwrap().token().to_owned()
     }
