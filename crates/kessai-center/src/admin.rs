@@ -17,7 +17,7 @@ use kessai_http::{ApiError, ErrorType, PeerIdentity};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::db::{MAX_LIST, StoreRecord};
+use crate::db::{MAX_LIST, StatusChange, StoreRecord};
 use crate::purchase::{CardRecord, CardRegistryStatus, Phase};
 use crate::service::{Center, CenterError};
 
@@ -92,6 +92,12 @@ async fn register_store(
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, peer)?;
     let id = StoreId::parse(&b.id).map_err(|e| bad("bad_store_id", e).with_param("id"))?;
+    // The configured admin name is a role too (L3): no store is it, nor
+    // presents a certificate of that name.
+    let admin = &*state.admin_name;
+    if id.as_str() == admin || b.client_name.as_deref() == Some(admin) {
+        return Err(bad("reserved_store_id", format!("{admin} is the admin's name, not a store's")));
+    }
     let record = StoreRecord {
         id: id.clone(),
         name: DisplayText::parse(&b.name).map_err(|e| bad("bad_name", e).with_param("name"))?,
@@ -183,11 +189,16 @@ async fn card_status(
     if b.reason.trim().is_empty() || b.reason.len() > 500 {
         return Err(bad("bad_reason", "a reason of 1 to 500 characters is recorded"));
     }
-    let found = state.center.db.set_card_status(&id, b.status, &b.reason).await.map_err(internal)?;
-    if !found {
-        return Err(ApiError::not_found("unknown_card", format!("card {id} is not registered")));
+    match state.center.db.set_card_status(&id, b.status, &b.reason).await.map_err(internal)? {
+        StatusChange::Changed => Ok(Json(json!({ "card_id": id, "status": b.status }))),
+        StatusChange::UnknownCard => Err(ApiError::not_found("unknown_card", format!("card {id} is not registered"))),
+        StatusChange::LostIsFinal => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorType::Conflict,
+            "card_lost",
+            format!("card {id} is lost, which is final: issue a new card"),
+        )),
     }
-    Ok(Json(json!({ "card_id": id, "status": b.status })))
 }
 
 #[derive(Deserialize)]

@@ -207,6 +207,9 @@ impl Completions {
 
 /// Settlements that ended, by outcome (`completed`, `voided`), for
 /// Prometheus. Per-step latency is the HTTP layer's histogram per route.
+/// Names no store may take: they name roles whose certificates carry them.
+pub const RESERVED_STORE_IDS: &[&str] = &["admin", "center", "kessai-center", "operator", "root"];
+
 pub type OutcomeCounter =
     prometheus_client::metrics::family::Family<Vec<(String, String)>, prometheus_client::metrics::counter::Counter>;
 
@@ -584,6 +587,16 @@ impl Center {
     /// mutual TLS: its notify URL is `https://`. A member names its mall,
     /// which must be registered.
     pub async fn register_store(&self, store: &StoreRecord, keys: &[(PublicKey, Validity)]) -> Result<(), CenterError> {
+        // A store's id is also the name its client certificate carries
+        // (refunds, a member's orders at its mall): it must not be a role's
+        // name (L3).
+        let id = store.id.as_str();
+        if RESERVED_STORE_IDS.contains(&id) || id == self.center_id.as_str() {
+            return Err(CenterError::Registration {
+                code: "reserved_store_id",
+                message: format!("{id} names a role (the center, an admin), not a store"),
+            });
+        }
         if let Some(url) = &store.notify_url
             && (!url.starts_with("https://") || url.len() > MAX_NOTIFY_URL_BYTES)
         {

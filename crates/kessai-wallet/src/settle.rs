@@ -44,7 +44,7 @@ impl Wallet {
 
     /// Consent given: relay, then complete.
     pub async fn consent(&self, offered: Offered, token: &str) -> Result<Completed, PayError> {
-        if offered.record.consent_token != token {
+        if !crate::wallet::same_token(token, &offered.record.consent_token) {
             return Err(PayError::BadConsentToken);
         }
         let relayed = self.relay_debit(offered).await?;
@@ -140,7 +140,7 @@ impl Wallet {
     /// applied it (the recovery flow); the card is untouched.
     pub async fn cancel(&self, settlement_id: &str, token: &str) -> Result<Outcome, PayError> {
         let rec = self.record(settlement_id).await?;
-        if rec.consent_token != token {
+        if !crate::wallet::same_token(token, &rec.consent_token) {
             return Err(PayError::BadConsentToken);
         }
         if rec.phase != LocalPhase::Offered {

@@ -288,6 +288,12 @@ pub fn safe_return_url(s: &str) -> Result<Uri, PayError> {
     Ok(uri)
 }
 
+/// Compares a token a page sent back with the one it was given, in time
+/// that depends on neither's content (only on the length, which is public).
+pub(crate) fn same_token(sent: &str, given: &str) -> bool {
+    sent.len() == given.len() && sent.bytes().zip(given.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
 pub(crate) fn random_token(prefix: &str) -> String {
     let mut bytes = [0u8; RANDOM_ID_BYTES];
     OsRandom.fill_bytes(&mut bytes);
@@ -492,8 +498,7 @@ impl Wallet {
 
     /// Whether `token` is this launch's form token.
     pub fn is_form_token(&self, token: &str) -> bool {
-        token.len() == self.form_token.len()
-            && token.bytes().zip(self.form_token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        same_token(token, &self.form_token)
     }
 
     /// Cancels every offer the cardholder left unanswered for

@@ -62,7 +62,7 @@ pub use crate::writer::WriteFuture;
 use crate::writer::{Exec, Stmt, Writer};
 pub use idempotency::{SavedResponse, Stored};
 pub use owed::RefundStored;
-pub use registry::StoreRecord;
+pub use registry::{StatusChange, StoreRecord};
 pub use settlements::DueDelivery;
 pub use value_updates::Alongside;
 

@@ -179,18 +179,29 @@ impl CenterDb {
         .await
     }
 
-    /// Blocks or reports lost a card, with the reason recorded.
+    /// Blocks, unblocks or reports lost a card, with the reason recorded.
+    /// Lost is final: a lost card's pending debits may have been voided
+    /// (`void-lost`) on the word that it is gone, so were it active again, a
+    /// debit it did apply would leave card and books apart for good.
     pub async fn set_card_status(
         &self,
         id: &CardId,
         status: CardRegistryStatus,
         reason: &str,
-    ) -> Result<bool, DbError> {
-        let query = Stmt::new("UPDATE center_cards SET status = $1, status_reason = $2 WHERE id = $3")
-            .bind(status_name(status).to_owned())
-            .bind(reason.to_owned())
-            .bind(id.to_string());
-        Ok(self.execute(query).await? == 1)
+    ) -> Result<StatusChange, DbError> {
+        let query = Stmt::new(
+            "UPDATE center_cards SET status = $1, status_reason = $2 WHERE id = $3 AND (status <> 'lost' OR $1 = 'lost')",
+        )
+        .bind(status_name(status).to_owned())
+        .bind(reason.to_owned())
+        .bind(id.to_string());
+        if self.execute(query).await? == 1 {
+            return Ok(StatusChange::Changed);
+        }
+        Ok(match self.card(id).await? {
+            None => StatusChange::UnknownCard,
+            Some(_) => StatusChange::LostIsFinal,
+        })
     }
 
     pub async fn card(&self, id: &CardId) -> Result<Option<CardRecord>, DbError> {
@@ -267,4 +278,13 @@ impl CenterDb {
         self.execute(insert).await?;
         Ok(())
     }
+}
+
+/// How a card status change went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusChange {
+    Changed,
+    UnknownCard,
+    /// The card is lost; it can be nothing else again.
+    LostIsFinal,
 }

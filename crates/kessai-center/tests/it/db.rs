@@ -52,8 +52,21 @@ async fn registry_round_trips(db: &CenterDb) {
     db.put_card(&record(1), NOW).await.unwrap();
     assert_eq!(db.card(&card_id(1)).await.unwrap(), Some(record(1)));
     assert!(db.put_card(&record(1), NOW).await.is_err(), "a card id is issued once");
-    assert!(db.set_card_status(&card_id(1), CardRegistryStatus::Lost, "reported lost by phone").await.unwrap());
+    use kessai_center::db::StatusChange;
+    let one = card_id(1);
+    let set = |status, reason| db.set_card_status(&one, status, reason);
+    assert_eq!(set(CardRegistryStatus::Blocked, "suspicious").await.unwrap(), StatusChange::Changed);
+    assert_eq!(set(CardRegistryStatus::Active, "cleared").await.unwrap(), StatusChange::Changed);
+    assert_eq!(set(CardRegistryStatus::Lost, "reported lost by phone").await.unwrap(), StatusChange::Changed);
     assert_eq!(db.card(&card_id(1)).await.unwrap().unwrap().status, CardRegistryStatus::Lost);
+    // L6: lost is final; the record and its reason stay.
+    for status in [CardRegistryStatus::Active, CardRegistryStatus::Blocked] {
+        assert_eq!(set(status, "found it").await.unwrap(), StatusChange::LostIsFinal);
+        assert_eq!(db.card(&card_id(1)).await.unwrap().unwrap().status, CardRegistryStatus::Lost);
+    }
+    assert_eq!(set(CardRegistryStatus::Lost, "reported again").await.unwrap(), StatusChange::Changed);
+    let unknown = db.set_card_status(&card_id(99), CardRegistryStatus::Blocked, "x").await.unwrap();
+    assert_eq!(unknown, StatusChange::UnknownCard);
     assert_eq!(db.card(&card_id(99)).await.unwrap(), None);
     // Store and card read in one statement: each as read alone, or missing.
     let both = db.store_and_card(&mall, &card_id(1)).await.unwrap();

@@ -143,6 +143,13 @@ async fn purchase_over_tls_with_admin_mtls_and_delivery_to_a_store_that_comes_up
     let (status, body) = admin.post_json(&format!("{center_url}/v1/admin/stores"), &plain, &[]).await.unwrap();
     assert_eq!(status.as_u16(), 400, "a plain-http notify URL is refused, not dropped");
     assert!(String::from_utf8_lossy(&body).contains("bad_notify_url"));
+    // L3: no store takes a role's name, as its id or its certificate's.
+    for (id, client_name) in [("admin", None), ("center", None), ("fine-shop", Some("admin"))] {
+        let body = json!({ "id": id, "name": "Impostor", "client_name": client_name });
+        let (status, answer) = admin.post_json(&format!("{center_url}/v1/admin/stores"), &body, &[]).await.unwrap();
+        assert_eq!(status.as_u16(), 400, "{id}");
+        assert!(String::from_utf8_lossy(&answer).contains("reserved_store_id"), "{id}");
+    }
     let card_body = json!({ "card_id": card_id(1).to_string(), "key_version": 1, "currency": "JPY",
                             "max_balance_minor": 100_000, "initial_value_minor": 20_000 });
     let (status, _) = admin.post_json(&format!("{center_url}/v1/admin/cards"), &card_body, &[]).await.unwrap();
