@@ -201,6 +201,15 @@ pub enum Applying {
     Update(Box<UpdateReply>),
 }
 
+/// Which owed items a presentation of the card applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owing {
+    /// Everything, credits first.
+    Any,
+    /// Only what the card is owed.
+    CreditsOnly,
+}
+
 impl Center {
     /// `POST /v1/refunds`: a store's signed refund request. Idempotent by
     /// the store's refund id: the same refund again (a retry, a replayed
@@ -357,6 +366,19 @@ impl Center {
     /// or hand back the one already applying it, for the wallet to go on or
     /// recover.
     pub async fn apply_owed(&self, card_id: CardId, update_id: UpdateId) -> Result<Applying, UpdateError> {
+        self.apply_owed_of(card_id, update_id, Owing::Any).await
+    }
+
+    /// As [`Center::apply_owed`], for the items `which` allows: a wallet in
+    /// the middle of a payment takes what the card is owed (credits) and
+    /// leaves what it owes (debits) for when the cardholder is shown them
+    /// (L4).
+    pub async fn apply_owed_of(
+        &self,
+        card_id: CardId,
+        update_id: UpdateId,
+        which: Owing,
+    ) -> Result<Applying, UpdateError> {
         if let Some((existing, _)) = self.db.value_update(update_id.as_str()).await? {
             if existing.card_id != card_id
                 || !matches!(existing.purpose, Purpose::Owed { .. } | Purpose::TakeBackUnfunded { .. })
@@ -372,6 +394,11 @@ impl Center {
         let Some(item) = self.db.owed_for_card(&card_id, 1).await?.into_iter().next() else {
             return Ok(Applying::Nothing);
         };
+        // Credits come first, so the first item is a debit only when no
+        // credit is owed.
+        if which == Owing::CreditsOnly && item.body.direction != Direction::Credit {
+            return Ok(Applying::Nothing);
+        }
         if let Some(session) = &item.session {
             let (current, _) = self.load_update(session.as_str()).await?;
             return self.resume_value_update(current).await.map(|r| Applying::Update(Box::new(r)));

@@ -31,7 +31,7 @@ use zeroize::Zeroizing;
 
 use crate::authorizer::{Authorizer, AuthorizerError, PaymentCard};
 use crate::db::DbError;
-use crate::owed::{Applying, apply_update_id};
+use crate::owed::{Applying, Owing, apply_update_id};
 use crate::service::{Center, CenterError, StepCall, parse_answers};
 use crate::update::{ChargeRequest, DecreaseRequest, UpdateError, UpdateReply, update_reply};
 use crate::value::UpdateStepError;
@@ -337,16 +337,34 @@ async fn request_refund(State(s): State<UpdateState>, headers: crate::api::Calle
     crate::api::idempotent_by(&s.center, &headers, fingerprint.as_bytes(), work).await
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OwedApplyBody {
+    #[serde(default)]
+    credits_only: bool,
+}
+
 /// `POST /v1/cards/{id}/owed/apply`: the card is presented. Answers a value
 /// update to run like a charge, or `{"nothing_owed": true}`.
-async fn apply_owed(State(s): State<UpdateState>, Path(card): Path<String>, headers: crate::api::Caller) -> Response {
-    let fingerprint = format!("owed-apply\n{card}");
+async fn apply_owed(
+    State(s): State<UpdateState>,
+    Path(card): Path<String>,
+    headers: crate::api::Caller,
+    body: Bytes,
+) -> Response {
+    // `{}` or `{"credits_only": true}` (a wallet in the middle of a payment).
+    let asked: Result<OwedApplyBody, ApiError> =
+        if body.is_empty() { Ok(OwedApplyBody::default()) } else { json(&body) };
+    let credits_only = asked.as_ref().is_ok_and(|b| b.credits_only);
+    let fingerprint = format!("owed-apply\n{card}\n{credits_only}");
     let key = idempotency_key(&headers).to_owned();
     let work = async {
+        asked?;
         let card_id =
             CardId::parse(&card).map_err(|e| ApiError::invalid("bad_card_id", e.to_string()).with_param("card_id"))?;
         let id = apply_update_id(&key, &card_id).map_err(ApiError::internal)?;
-        match s.center.apply_owed(card_id, id).await.map_err(update_api_error)? {
+        let which = if credits_only { Owing::CreditsOnly } else { Owing::Any };
+        match s.center.apply_owed_of(card_id, id, which).await.map_err(update_api_error)? {
             Applying::Nothing => Ok(serde_json::json!({ "nothing_owed": true })),
             Applying::Update(reply) => serde_json::to_value(*reply).map_err(ApiError::internal),
         }

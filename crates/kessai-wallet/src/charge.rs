@@ -574,15 +574,18 @@ impl Wallet {
         &self,
         progress: &mut (dyn FnMut(ChargeProgress) + Send),
     ) -> Result<Vec<ChargeOutcome>, ChargeError> {
-        self.apply_owed_from(None, progress).await
+        self.apply_owed_from(None, false, progress).await
     }
 
     /// [`Wallet::apply_owed`], for a caller that has just read the card
     /// (`read`: its id, active): the card is read again only after an
-    /// update changed it.
+    /// update changed it. With `credits_only` (a payment in progress, whose
+    /// pages show no corrections) only what the card is owed is applied;
+    /// what it owes waits for `collect`, which shows each (L4).
     pub(crate) async fn apply_owed_from(
         &self,
         mut read: Option<CardId>,
+        credits_only: bool,
         progress: &mut (dyn FnMut(ChargeProgress) + Send),
     ) -> Result<Vec<ChargeOutcome>, ChargeError> {
         let mut applied = Vec::new();
@@ -600,7 +603,8 @@ impl Wallet {
                     }
                 };
                 let path = format!("/v1/cards/{card_id}/owed/apply");
-                let answer: Value = self.center.post(&path, &json!({}), &random_token("w-owed-")).await?;
+                let body = json!({ "credits_only": credits_only });
+                let answer: Value = self.center.post(&path, &body, &random_token("w-owed-")).await?;
                 if answer.get("nothing_owed").and_then(Value::as_bool) == Some(true) {
                     break;
                 }

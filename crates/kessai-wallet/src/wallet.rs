@@ -460,7 +460,7 @@ impl Wallet {
         // The card is presented: what is owed to it (a refund) or by it (a
         // correction) is applied first. A failure here never stops the
         // purchase; the item stays owed for the next presentation.
-        let applied = self.apply_owed_from(Some(card.card_id), &mut |_| {}).await;
+        let applied = self.apply_owed_from(Some(card.card_id), true, &mut |_| {}).await;
         let _turn = self.conversation.lock().await;
         match applied {
             Ok(applied) if !applied.is_empty() => {

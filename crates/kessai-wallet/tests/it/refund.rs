@@ -98,3 +98,32 @@ async fn a_decrease_gives_value_back_to_the_credit_card_of_a_charge() {
     assert!(matches!(&e, ChargeError::Declined { code, .. } if code == "not_decreasable"), "{e:?}");
     assert_eq!(w.card_state().0, 13_000);
 }
+
+/// L4: in the middle of a payment the wallet applies what the card is owed
+/// (a refund), never what it owes (an operator's correction), which its
+/// pages do not show; `collect`, which reports each, applies that.
+#[tokio::test]
+async fn a_payment_applies_no_correction_behind_the_cardholders_back() {
+    let w = World::new(51, 20_000).await;
+    let config = w.wallet_config(&w.center_url);
+    let card = kessai_card::public_info(&std::fs::read(&w.image).unwrap()).unwrap().card_id;
+    let card = kessai_core::ids::CardId::from_bytes(card.0);
+    let admin = kessai_http::HttpsClient::new(
+        kessai_tls::client_config(&w.ca.ca_cert(), Some((&w.ca, "admin"))).unwrap(),
+        10_000,
+    );
+    let body = serde_json::json!({ "reference": "ticket-7", "amount": yen(300), "reason": "double credit" });
+    let (status, answer) =
+        admin.post_json(&format!("{}/v1/admin/cards/{card}/corrections", w.center_url), &body, &[]).await.unwrap();
+    assert!(status.is_success(), "{}", String::from_utf8_lossy(&answer));
+    // A payment: the card pays the bill, and nothing else.
+    let (order, _, _) = w.order(&[("ebook-kessai-001", 1)]).await;
+    let bill_url = format!("{}/orders/{order}/bill", w.store_url);
+    kessai_wallet::pay(config.clone(), &bill_url, |_| true, |_| {}).await.unwrap();
+    assert_eq!(w.card_state().0, 20_000 - 1_200, "the correction is not taken during the payment");
+    // Collected, with the cardholder told: now it is.
+    let applied = kessai_wallet::collect(config, |_| {}).await.unwrap();
+    assert_eq!(applied.len(), 1, "{applied:?}");
+    assert_eq!((applied[0].direction, applied[0].amount), (Direction::Debit, yen(300)));
+    assert_eq!(w.card_state().0, 20_000 - 1_200 - 300);
+}
