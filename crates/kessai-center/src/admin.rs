@@ -31,6 +31,7 @@ pub fn routes(center: Arc<Center>, admin_name: String) -> Router {
     let state = AdminState { center, admin_name: admin_name.into() };
     Router::new()
         .route("/v1/admin/stores", post(register_store))
+        .route("/v1/admin/stores/{id}/keys/{kid}/revoke", post(revoke_store_key))
         .route("/v1/admin/cards", post(register_card))
         .route("/v1/admin/cards/{id}/status", post(card_status))
         .route("/v1/admin/settlements", get(list_settlements))
@@ -121,6 +122,25 @@ async fn register_store(
         other => internal(other),
     })?;
     Ok(Json(json!({ "store": id, "keys": keys.len() })))
+}
+
+/// L5: a store's key revoked (leaked, retired). Every instance refuses it
+/// within the store key cache's age (`STORE_KEYS_TTL`), this one at once.
+async fn revoke_store_key(
+    State(state): State<AdminState>,
+    peer: Option<Extension<PeerIdentity>>,
+    Path((store, kid)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, peer)?;
+    let store = StoreId::parse(&store).map_err(|e| bad("bad_store_id", e))?;
+    let key = kessai_core::jwk::KeyId::parse(&kid).map_err(|e| bad("bad_kid", e))?;
+    let keys = state.center.db.store_keys().await.map_err(internal)?;
+    // Another store's key is as unknown as a missing one.
+    if keys.entry(key.as_str()).is_none_or(|entry| entry.owner.as_str() != store.as_str()) {
+        return Err(ApiError::not_found("unknown_key", format!("store {store} has no key {kid}")));
+    }
+    state.center.db.revoke_store_key(&key).await.map_err(internal)?;
+    Ok(Json(json!({ "store": store, "kid": key.as_str(), "revoked": true })))
 }
 
 #[derive(Deserialize)]

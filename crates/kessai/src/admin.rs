@@ -61,6 +61,16 @@ enum AdminCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Revoke one of a store's keys (a leaked or retired bill-signing key):
+    /// bills and refunds it signs are refused from then on.
+    RevokeStoreKey {
+        /// The store.
+        #[arg(long)]
+        id: String,
+        /// The key's id (`kid` in the store's JWKS).
+        #[arg(long)]
+        kid: String,
+    },
     /// List settlements, newest first.
     Settlements {
         #[arg(long)]
@@ -139,6 +149,9 @@ fn request(command: AdminCommand) -> anyhow::Result<(String, Option<Value>)> {
         }
         AdminCommand::SetCardStatus { card_id, status, reason } => {
             (format!("/v1/admin/cards/{card_id}/status"), Some(json!({ "status": status, "reason": reason })))
+        }
+        AdminCommand::RevokeStoreKey { id, kid } => {
+            (format!("/v1/admin/stores/{id}/keys/{kid}/revoke"), Some(json!({})))
         }
         AdminCommand::Settlements { card, phase, limit } => {
             let mut q = format!("/v1/admin/settlements?limit={limit}");

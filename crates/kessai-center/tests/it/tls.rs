@@ -115,6 +115,17 @@ async fn purchase_over_tls_with_admin_mtls_and_delivery_to_a_store_that_comes_up
     let line =
         LineItem::new("ebook", DisplayText::parse("E-book").unwrap(), 1, Money::new(3_000, Currency::JPY).unwrap())
             .unwrap();
+    let bill_for = |order: &str| BillRequest {
+        order_id: OrderId::parse(order).unwrap(),
+        member: None,
+        store_name: DisplayText::parse("Kessai Mall").unwrap(),
+        lines: vec![
+            LineItem::new("ebook", DisplayText::parse("E-book").unwrap(), 1, Money::new(3_000, Currency::JPY).unwrap())
+                .unwrap(),
+        ],
+        lifetime_s: 900,
+        origin: kessai_core::messages::WebOrigin::parse("https://shop.kessai.test").unwrap(),
+    };
     let request = BillRequest {
         order_id: OrderId::parse("ord-1").unwrap(),
         member: None,
@@ -208,6 +219,21 @@ async fn purchase_over_tls_with_admin_mtls_and_delivery_to_a_store_that_comes_up
     assert_eq!(listing["settlements"][0]["receipt"], true);
     let (status, bytes) = wallet.get(&format!("{center_url}/.well-known/jwks.json")).await.unwrap();
     assert!(status.is_success() && String::from_utf8_lossy(&bytes).contains("Ed25519"));
+
+    // L5: the admin revokes the mall's key; a bill it signs is refused from
+    // then on. Another store's name with that key id is an unknown key.
+    let kid = store_body["jwks"]["keys"][0]["kid"].as_str().unwrap().to_owned();
+    let revoke = |store: &str| format!("{center_url}/v1/admin/stores/{store}/keys/{kid}/revoke");
+    let (status, _) = admin.post_json(&revoke("other-shop"), &json!({}), &[]).await.unwrap();
+    assert_eq!(status.as_u16(), 404);
+    let (status, _) = wallet.post_json(&revoke("kessai-mall"), &json!({}), &[]).await.unwrap();
+    assert_eq!(status.as_u16(), 401, "only the admin revokes");
+    let (status, _) = admin.post_json(&revoke("kessai-mall"), &json!({}), &[]).await.unwrap();
+    assert_eq!(status.as_u16(), 200);
+    let late = store.merchant.sign_bill(bill_for("ord-2"), &mut rng, &SystemClock).unwrap();
+    let create = json!({ "bill": late.token(), "card_id": card_id(1).to_string() });
+    let (status, r) = wallet_post(&wallet, &format!("{center_url}/v1/settlements"), "w5", &create).await;
+    assert_eq!((status, r["error"]["code"].as_str()), (422, Some("bill_revoked_key")), "{r}");
 
     // Ready while its databases answer; once one cannot (closed here, as a
     // stopped writer would be), /readyz says so within a check or two.
