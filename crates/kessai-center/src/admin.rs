@@ -6,8 +6,10 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use kessai_core::Money;
@@ -39,7 +41,24 @@ pub fn routes(center: Arc<Center>, admin_name: String) -> Router {
         .route("/v1/admin/cards/{id}/corrections", post(add_correction))
         .route("/v1/admin/cards/{id}/owed", get(card_owed))
         .route("/v1/admin/owed/{id}/cancel", post(cancel_correction))
+        // The certificate is checked before anything of the request is
+        // read: without the admin's, a request learns nothing of what the
+        // API would make of its body (401/403 whatever it sends).
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), only_the_admin))
         .with_state(state)
+}
+
+async fn only_the_admin(
+    State(state): State<AdminState>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let peer = request.extensions().get::<PeerIdentity>().cloned().map(Extension);
+    match authorize(&state, peer) {
+        Ok(()) => next.run(request).await,
+        Err(refused) => refused.into_response(),
+    }
 }
 
 fn authorize(state: &AdminState, peer: Option<Extension<PeerIdentity>>) -> Result<(), ApiError> {
@@ -57,6 +76,42 @@ fn authorize(state: &AdminState, peer: Option<Extension<PeerIdentity>>) -> Resul
             "client_certificate_required",
             "the admin API needs the admin client certificate",
         )),
+    }
+}
+
+/// A JSON request body whose refusal answers in the error shape (axum's
+/// own `Json` answers plain text): 415 without a JSON content type, 400 for
+/// malformed JSON, 422 for JSON that is not the request.
+struct Body<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Body<T>, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(body)) => Ok(Body(body)),
+            Err(rejection) => {
+                let code = match rejection {
+                    JsonRejection::MissingJsonContentType(_) => "unsupported_media_type",
+                    _ => "bad_json",
+                };
+                Err(ApiError::new(rejection.status(), ErrorType::InvalidRequest, code, rejection.body_text()))
+            }
+        }
+    }
+}
+
+/// A query string whose refusal answers 400 in the error shape.
+struct Params<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Params<T>, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| Params(q))
+            .map_err(|e: QueryRejection| bad("bad_query", e.body_text()))
     }
 }
 
@@ -89,7 +144,7 @@ struct StoreBody {
 async fn register_store(
     State(state): State<AdminState>,
     peer: Option<Extension<PeerIdentity>>,
-    Json(b): Json<StoreBody>,
+    Body(b): Body<StoreBody>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, peer)?;
     let id = StoreId::parse(&b.id).map_err(|e| bad("bad_store_id", e).with_param("id"))?;
@@ -159,7 +214,7 @@ struct CardBody {
 async fn register_card(
     State(state): State<AdminState>,
     peer: Option<Extension<PeerIdentity>>,
-    Json(b): Json<CardBody>,
+    Body(b): Body<CardBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     authorize(&state, peer)?;
     let c = &state.center;
@@ -202,11 +257,11 @@ async fn card_status(
     State(state): State<AdminState>,
     peer: Option<Extension<PeerIdentity>>,
     Path(id): Path<String>,
-    Json(b): Json<StatusBody>,
+    Body(b): Body<StatusBody>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, peer)?;
     let id = CardId::parse(&id).map_err(|e| bad("bad_card_id", e))?;
-    if b.reason.trim().is_empty() || b.reason.len() > 500 {
+    if b.reason.trim().is_empty() || b.reason.chars().count() > 500 {
         return Err(bad("bad_reason", "a reason of 1 to 500 characters is recorded"));
     }
     match state.center.db.set_card_status(&id, b.status, &b.reason).await.map_err(internal)? {
@@ -232,7 +287,7 @@ struct ListQuery {
 async fn list_settlements(
     State(state): State<AdminState>,
     peer: Option<Extension<PeerIdentity>>,
-    Query(q): Query<ListQuery>,
+    Params(q): Params<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, peer)?;
     let card = q.card.as_deref().map(CardId::parse).transpose().map_err(|e| bad("bad_card_id", e))?;
@@ -240,12 +295,11 @@ async fn list_settlements(
         Some(p) => Some(Phase::parse(p).ok_or_else(|| bad("bad_phase", format!("unknown phase {p:?}")))?),
         None => None,
     };
-    let list = state
-        .center
-        .db
-        .list_settlements(card.as_ref(), phase, q.limit.unwrap_or(100).min(MAX_LIST))
-        .await
-        .map_err(internal)?;
+    let limit = q.limit.unwrap_or(100);
+    if limit < 1 {
+        return Err(bad("bad_limit", "limit must be at least 1").with_param("limit"));
+    }
+    let list = state.center.db.list_settlements(card.as_ref(), phase, limit.min(MAX_LIST)).await.map_err(internal)?;
     let rows: Vec<Value> = list
         .iter()
         .map(|s| {
@@ -269,10 +323,10 @@ async fn void_lost(
     State(state): State<AdminState>,
     peer: Option<Extension<PeerIdentity>>,
     Path(id): Path<String>,
-    Json(b): Json<VoidBody>,
+    Body(b): Body<VoidBody>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, peer)?;
-    if b.reason.trim().is_empty() || b.reason.len() > 500 {
+    if b.reason.trim().is_empty() || b.reason.chars().count() > 500 {
         return Err(bad("bad_reason", "a reason of 1 to 500 characters is recorded"));
     }
     let reply = state.center.void_lost_card(&id, &b.reason).await.map_err(crate::api::api_error)?;
@@ -293,7 +347,7 @@ async fn add_correction(
     State(state): State<AdminState>,
     peer: Option<Extension<PeerIdentity>>,
     Path(id): Path<String>,
-    Json(b): Json<CorrectionBody>,
+    Body(b): Body<CorrectionBody>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, peer)?;
     let id = CardId::parse(&id).map_err(|e| bad("bad_card_id", e))?;

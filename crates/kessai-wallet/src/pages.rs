@@ -6,7 +6,7 @@ use maud::{DOCTYPE, Markup, html};
 use crate::card::CardSummary;
 use crate::charge_records::ChargeRecord;
 use crate::records::Record;
-use crate::wallet::{ConsentView, ReviewView};
+use crate::wallet::{ConsentView, LineView, ReviewView};
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:40rem;margin:0 auto;padding:1rem;line-height:1.5}\
 table{border-collapse:collapse;width:100%}th,td{border-bottom:1px solid #ccc;padding:.4rem;text-align:left}\
@@ -68,7 +68,21 @@ pub fn home(card: Result<&CardSummary, String>, recent: &[Record]) -> Markup {
     page("Your wallet", None, body)
 }
 
-/// FIG. 18: what the cardholder agrees to.
+/// The bill's items, as a table.
+fn items(lines: &[LineView]) -> Markup {
+    html! {
+        table {
+            caption { "Items" }
+            thead { tr { th scope="col" { "Item" } th scope="col" class="num" { "Quantity" } th scope="col" class="num" { "Price" } th scope="col" class="num" { "Amount" } } }
+            tbody {
+                @for l in lines {
+                    tr { td { (l.name) } td class="num" { (l.quantity) } td class="num" { (l.unit_price) } td class="num" { (l.amount) } }
+                }
+            }
+        }
+    }
+}
+
 /// A store's page handed over a bill: shown as the store describes it,
 /// before anything is sent to the center (M2). Continuing asks the center
 /// for its offer, which the consent page then shows, checked.
@@ -79,15 +93,7 @@ pub fn review(v: &ReviewView) -> Markup {
             dt { "Store, as the bill says" } dd id="store" { (v.store_name) }
             dt { "Order" } dd { (v.order_id) }
         }
-        table {
-            caption { "Items" }
-            thead { tr { th scope="col" { "Item" } th scope="col" class="num" { "Quantity" } th scope="col" class="num" { "Price" } th scope="col" class="num" { "Amount" } } }
-            tbody {
-                @for l in &v.lines {
-                    tr { td { (l.name) } td class="num" { (l.quantity) } td class="num" { (l.unit_price) } td class="num" { (l.amount) } }
-                }
-            }
-        }
+        (items(&v.lines))
         dl { dt { "Total" } dd id="amount" class="amount" { (v.total) } }
         form method="post" action="/pay/start" {
             input type="hidden" name="bill" value=(v.bill);
@@ -100,6 +106,7 @@ pub fn review(v: &ReviewView) -> Markup {
     page("Review the bill", None, body)
 }
 
+/// FIG. 18: what the cardholder agrees to.
 pub fn consent(v: &ConsentView) -> Markup {
     let base = format!("/settlements/{}", v.settlement_id);
     let body = html! {
@@ -108,15 +115,7 @@ pub fn consent(v: &ConsentView) -> Markup {
             dt { "Store" } dd id="store" { (v.store_name) }
             dt { "Order" } dd { (v.order_id) }
         }
-        table {
-            caption { "Items" }
-            thead { tr { th scope="col" { "Item" } th scope="col" class="num" { "Quantity" } th scope="col" class="num" { "Price" } th scope="col" class="num" { "Amount" } } }
-            tbody {
-                @for l in &v.lines {
-                    tr { td { (l.name) } td class="num" { (l.quantity) } td class="num" { (l.unit_price) } td class="num" { (l.amount) } }
-                }
-            }
-        }
+        (items(&v.lines))
         dl {
             dt { "Amount to pay" } dd id="amount" class="amount" { (v.amount) }
             dt { "Balance on your card now" } dd id="balance" { (v.balance) }

@@ -172,6 +172,12 @@ async fn purchase_over_tls_with_admin_mtls_and_delivery_to_a_store_that_comes_up
     let wallet = HttpsClient::new(kessai_tls::client_config(&ca.ca_cert(), None).unwrap(), 10_000);
     let (status, _) = wallet.post_json(&format!("{center_url}/v1/admin/cards"), &card_body, &[]).await.unwrap();
     assert_eq!(status.as_u16(), 401);
+    // The certificate first: a body the API would refuse tells them nothing.
+    let junk = json!({ "not": "a card" });
+    let (status, _) = other.post_json(&format!("{center_url}/v1/admin/cards"), &junk, &[]).await.unwrap();
+    assert_eq!(status.as_u16(), 403);
+    let (status, _) = wallet.post_json(&format!("{center_url}/v1/admin/cards"), &junk, &[]).await.unwrap();
+    assert_eq!(status.as_u16(), 401);
 
     // The wallet runs the purchase, relaying to the card.
     let mut card = funded_card(1, 20_000);

@@ -12,10 +12,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::harness::{CenterProcess, Deployment, card_balance, free_port, open_card, relay};
-use crate::processes::{Running, place_order, store_toml, wait_for, wallet_toml};
+use crate::processes::{Running, admin_cli, place_order, register_mall, start_store, wait_for, wallet_toml};
 use crate::{kessai, stderr, stdout};
 
 /// HAProxy in TCP mode (TLS passes through, so mutual TLS reaches the
@@ -110,38 +110,10 @@ fn three_instances_behind_haproxy_each_with_its_own_directory() {
     wait_for(&d, &format!("{balanced}/readyz"), &d.dir.path().join("haproxy.log"));
 
     // The store, whose center is the balancer; registered through it.
-    let store_config = store_toml(&d, store_port, lb);
-    let _store = Running(
-        Command::new(env!("CARGO_BIN_EXE_kessai"))
-            .args(["store", "--config", store_config.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(d.dir.path().join("store.log")).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let (_store, store_config) = start_store(&d, store_port, lb);
     let store = format!("https://127.0.0.1:{store_port}");
-    let jwks = wait_for(&d, &format!("{store}/.well-known/jwks.json"), &d.dir.path().join("store.log"));
-    let jwks_file = d.dir.path().join("mall-jwks.json");
-    std::fs::write(&jwks_file, jwks.to_string()).unwrap();
-    let admin = |args: &[&str]| {
-        let base = ["admin", "--center", balanced.as_str(), "--ca-dir", ca.to_str().unwrap()];
-        let out = kessai(&[&base[..], args].concat(), &[]);
-        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-        serde_json::from_str::<Value>(&stdout(&out)).unwrap()
-    };
-    let notify = format!("{store}/v1/completions");
-    let jwks_path = jwks_file.to_str().unwrap();
-    admin(&[
-        "register-store",
-        "--id",
-        "kessai-mall",
-        "--display-name",
-        "Kessai Mall",
-        "--notify-url",
-        &notify,
-        "--jwks",
-        jwks_path,
-    ]);
+    let admin = |args: &[&str]| admin_cli(&d, &balanced, args);
+    register_mall(&d, &balanced, &store);
     admin(&["register-store", "--id", "bookshop", "--display-name", "Kessai Books", "--mall", "kessai-mall"]);
 
     // 1. Purchases through the balancer, as a cardholder's wallet pays.

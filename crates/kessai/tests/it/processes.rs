@@ -79,6 +79,54 @@ pub(crate) fn wait_for(d: &Deployment, url: &str, log: &Path) -> Value {
     panic!("{url} never answered: {}", std::fs::read_to_string(log).unwrap_or_default());
 }
 
+/// Starts the demo mall as its own process (`kessai store`), its center at
+/// `center_port`; returns it and its configuration once its JWKS answers.
+pub(crate) fn start_store(d: &Deployment, store_port: u16, center_port: u16) -> (Running, std::path::PathBuf) {
+    let store_config = store_toml(d, store_port, center_port);
+    let store = Running(
+        Command::new(env!("CARGO_BIN_EXE_kessai"))
+            .args(["store", "--config", store_config.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(d.dir.path().join("store.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(d, &format!("https://127.0.0.1:{store_port}/.well-known/jwks.json"), &d.dir.path().join("store.log"));
+    (store, store_config)
+}
+
+/// `kessai admin` against `center` with the deployment's admin
+/// certificate; its JSON answer.
+pub(crate) fn admin_cli(d: &Deployment, center: &str, args: &[&str]) -> Value {
+    let ca = d.ca_path();
+    let base = ["admin", "--center", center, "--ca-dir", ca.to_str().unwrap()];
+    let out = kessai(&[&base[..], args].concat(), &[]);
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    serde_json::from_str::<Value>(&stdout(&out)).unwrap()
+}
+
+/// Registers the running mall at `store` (its published keys, where its
+/// completions go) with the center at `center`.
+pub(crate) fn register_mall(d: &Deployment, center: &str, store: &str) {
+    let jwks = d.get(&format!("{store}/.well-known/jwks.json")).unwrap().1;
+    let jwks_file = d.dir.path().join("mall-jwks.json");
+    std::fs::write(&jwks_file, jwks.to_string()).unwrap();
+    let notify = format!("{store}/v1/completions");
+    let jwks_path = jwks_file.to_str().unwrap();
+    let register = [
+        "register-store",
+        "--id",
+        "kessai-mall",
+        "--display-name",
+        "Kessai Mall",
+        "--notify-url",
+        &notify,
+        "--jwks",
+        jwks_path,
+    ];
+    admin_cli(d, center, &register);
+}
+
 /// Puts a product in the bookshop's cart and places the order, as a
 /// browser does; returns the order id.
 pub(crate) fn place_order(d: &Deployment, store: &str) -> String {
@@ -124,40 +172,11 @@ fn a_purchase_and_a_refund_between_separate_processes_over_mutual_tls() {
     d.wait_healthy(center_port);
 
     // step 2: the store, its own process; its key made on first start.
-    let store_config = store_toml(&d, store_port, center_port);
-    let _store = Running(
-        Command::new(env!("CARGO_BIN_EXE_kessai"))
-            .args(["store", "--config", store_config.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(d.dir.path().join("store.log")).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    let jwks = wait_for(&d, &format!("{store_base}/.well-known/jwks.json"), &d.dir.path().join("store.log"));
-
     // step 3: the operator registers the mall (its keys, where completions
     // go over mutual TLS) and its member store, with `kessai admin`.
-    let jwks_file = d.dir.path().join("mall-jwks.json");
-    std::fs::write(&jwks_file, jwks.to_string()).unwrap();
-    let admin = |args: &[&str]| {
-        let base = ["admin", "--center", center_base.as_str(), "--ca-dir", ca.to_str().unwrap()];
-        let out = kessai(&[&base[..], args].concat(), &[]);
-        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-        serde_json::from_str::<Value>(&stdout(&out)).unwrap()
-    };
-    let notify = format!("{store_base}/v1/completions");
-    let jwks_path = jwks_file.to_str().unwrap();
-    admin(&[
-        "register-store",
-        "--id",
-        "kessai-mall",
-        "--display-name",
-        "Kessai Mall",
-        "--notify-url",
-        &notify,
-        "--jwks",
-        jwks_path,
-    ]);
+    let (_store, store_config) = start_store(&d, store_port, center_port);
+    let admin = |args: &[&str]| admin_cli(&d, &center_base, args);
+    register_mall(&d, &center_base, &store_base);
     admin(&["register-store", "--id", "bookshop", "--display-name", "Kessai Books", "--mall", "kessai-mall"]);
 
     // step 4: an order at the store; the wallet's CLI pays its bill.
