@@ -347,6 +347,10 @@ async fn sweep_abandoned(
         }
         let now = center.clock.now().unix_s();
         let before = kessai_core::time::Timestamp::from_unix_s(now.saturating_sub(IDEMPOTENCY_RETENTION_S));
+        let day_ago = kessai_core::time::Timestamp::from_unix_s(now.saturating_sub(crate::limits::DAY_S));
+        if let Err(e) = center.db.purge_charge_attempts(day_ago).await {
+            tracing::warn!(error = %e, "purging old charge attempts failed");
+        }
         match center.db.purge_answers(before, PURGE_BATCH_MAX).await {
             Ok(0) => {}
             Ok(purged) => tracing::info!(purged, "purged Idempotency-Key answers past their retention"),

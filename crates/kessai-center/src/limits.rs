@@ -76,3 +76,12 @@ pub const DELIVERY_BACKOFF_MAX_S: u64 = 60;
 /// most [`PURGE_BATCH_MAX`] per sweep, so the table does not grow forever.
 pub const IDEMPOTENCY_RETENTION_S: u64 = 7 * DAY_S;
 pub const PURGE_BATCH_MAX: i64 = 1_000;
+
+/// Charge attempts (authorizations asked, declined ones included) per
+/// kessai card, and per payment card number, in [`CHARGE_ATTEMPT_WINDOW_S`]:
+/// past either, `POST /v1/charges` answers 429 `too_many_attempts` before
+/// the authorizer is asked (M5: a card id and a list of stolen numbers make
+/// no card-testing oracle).
+pub const CHARGE_ATTEMPTS_PER_CARD: u64 = 10;
+pub const CHARGE_ATTEMPTS_PER_PAN: u64 = 5;
+pub const CHARGE_ATTEMPT_WINDOW_S: u64 = 3_600;

@@ -96,6 +96,14 @@ const MIGRATIONS: &[(i64, &str, &[&str])] = &[
             "DROP INDEX IF EXISTS center_settlements_undelivered",
             // Stored answers are purged after their retention (`limits`).
             "CREATE INDEX IF NOT EXISTS center_idempotency_created ON center_idempotency (created_at)",
+            // Charge attempts, declined ones too, by card and by a keyed
+            // fingerprint of the payment card number (never the number):
+            // the velocity limits of `POST /v1/charges`.
+            "CREATE TABLE IF NOT EXISTS center_charge_attempts (card_id TEXT NOT NULL, pan_fingerprint TEXT NOT NULL,
+            at BIGINT NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS center_charge_attempts_card ON center_charge_attempts (card_id, at)",
+            "CREATE INDEX IF NOT EXISTS center_charge_attempts_pan ON center_charge_attempts (pan_fingerprint, at)",
+            "CREATE INDEX IF NOT EXISTS center_charge_attempts_at ON center_charge_attempts (at)",
         ],
     ),
 ];

@@ -131,6 +131,24 @@ impl SecurityServer {
         SecurityServer { masters, state_key }
     }
 
+    /// A payment card number's fingerprint for velocity limits: HMAC-SHA256
+    /// under a key derived from the state key (the same on every instance),
+    /// hex. Without that key it says nothing of the number, whose few
+    /// unknown digits an unkeyed hash would give away to a brute force.
+    pub fn pan_fingerprint(&self, pan: &str) -> String {
+        use hmac::{KeyInit as _, Mac as _};
+        use sha2::Digest as _;
+        let key =
+            sha2::Sha256::new().chain_update(b"kessai-pan-fingerprint\0").chain_update(*self.state_key.0).finalize();
+        // A key shorter than SHA-256's 64-byte block is zero-padded to it
+        // (RFC 2104), so this is HMAC under the 32-byte key.
+        let mut block = [0u8; 64];
+        block[..32].copy_from_slice(&key);
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new(&block.into());
+        mac.update(pan.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
     /// Whether cards of this key version can be served.
     pub fn knows(&self, key_version: u8) -> bool {
         self.masters.contains_key(&key_version)
@@ -273,5 +291,25 @@ impl SecurityServer {
         let (session, plain) = session.unwrap(wire)?;
         let state = self.seal(card, context, &HostState::Open(session), rng);
         Ok(Sealed { state, value: plain })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pan_fingerprint_is_hmac_sha256_under_a_key_from_the_state_key() {
+        use hmac::Mac as _;
+        use sha2::Digest as _;
+        let server = SecurityServer::new(BTreeMap::new(), StateKey::from_bytes([7; 32]));
+        let key = sha2::Sha256::new().chain_update(b"kessai-pan-fingerprint\0").chain_update([7; 32]).finalize();
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+        mac.update(b"4242424242424242");
+        assert_eq!(server.pan_fingerprint("4242424242424242"), hex::encode(mac.finalize().into_bytes()));
+        assert_ne!(server.pan_fingerprint("4242424242424242"), server.pan_fingerprint("4242424242424243"));
+        let other = SecurityServer::new(BTreeMap::new(), StateKey::from_bytes([8; 32]));
+        assert_ne!(server.pan_fingerprint("4242424242424242"), other.pan_fingerprint("4242424242424242"));
     }
 }

@@ -21,7 +21,10 @@ use crate::authorizer::{AuthFuture, AuthorizationRequest, Authorizer, Authorizer
 use crate::books::{BooksError, Entries};
 use crate::db::Alongside;
 use crate::db::DbError;
-use crate::limits::{CREATE_CLAIM_TIMEOUT_S, DAILY_CHARGE_LIMIT_MINOR, DAY_S, MIN_CHARGE_MINOR};
+use crate::limits::{
+    CHARGE_ATTEMPT_WINDOW_S, CHARGE_ATTEMPTS_PER_CARD, CHARGE_ATTEMPTS_PER_PAN, CREATE_CLAIM_TIMEOUT_S,
+    DAILY_CHARGE_LIMIT_MINOR, DAY_S, MIN_CHARGE_MINOR,
+};
 use crate::owed::owed_code;
 use crate::purchase::{CardRegistryStatus, Context, StepError};
 use crate::runner::{StepFailure, run_step};
@@ -44,6 +47,10 @@ pub enum UpdateError {
     UnknownUpdate(String),
     #[error("amount {amount} is outside {min_minor}..={max_minor} minor units")]
     AmountOutOfRange { amount: Money, min_minor: u64, max_minor: u64 },
+    /// Too many charge attempts for this card or payment card number of
+    /// late (velocity limits, M5).
+    #[error("too many charge attempts for this card of late; try again later")]
+    TooManyAttempts,
     #[error("the card holds or awaits {held_minor}; adding {amount} passes its maximum {max_minor}")]
     OverMaxBalance { held_minor: u64, amount: Money, max_minor: u64 },
     #[error("the card was charged {charged_minor} today; adding {amount} passes the daily limit {limit_minor}")]
@@ -312,6 +319,16 @@ impl Center {
         request: ChargeRequest,
     ) -> Result<UpdateReply, UpdateError> {
         let card = self.check_charge_limits(&request).await?;
+        // Every attempt counts, declined ones too, before the authorizer is
+        // asked: a card id and a list of stolen numbers make no oracle.
+        let now = self.clock.now();
+        let since = kessai_core::time::Timestamp::from_unix_s(now.unix_s().saturating_sub(CHARGE_ATTEMPT_WINDOW_S));
+        let pan = self.security.pan_fingerprint(request.payment_card.number());
+        let (by_card, by_pan) = self.db.record_charge_attempt(&card.id, &pan, now, since).await?;
+        if by_card > CHARGE_ATTEMPTS_PER_CARD || by_pan > CHARGE_ATTEMPTS_PER_PAN {
+            tracing::warn!(card = %card.id, by_card, by_pan, "charge attempts over the velocity limits");
+            return Err(UpdateError::TooManyAttempts);
+        }
         let day = self.reserve_daily(&card.id, request.amount).await?;
         let release = || self.db.release_daily_charge(&card.id, day, request.amount.amount_minor());
         let mut rng = self.random.generator();

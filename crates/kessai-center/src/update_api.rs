@@ -114,6 +114,9 @@ pub fn update_api_error(e: UpdateError) -> ApiError {
         e @ UpdateError::AmountOutOfRange { .. } => invalid("amount_out_of_range", e.to_string()).with_param("amount"),
         e @ UpdateError::OverMaxBalance { .. } => invalid("over_max_balance", e.to_string()).with_param("amount"),
         e @ UpdateError::OverDailyLimit { .. } => invalid("over_daily_limit", e.to_string()).with_param("amount"),
+        e @ UpdateError::TooManyAttempts => {
+            ApiError::new(S::TOO_MANY_REQUESTS, ErrorType::RateLimited, "too_many_attempts", e.to_string())
+        }
         UpdateError::BadApdu(m) => {
             ApiError::invalid("bad_apdu", format!("card answer refused: {m}")).with_param("responses")
         }

@@ -51,6 +51,7 @@ use crate::purchase::{CardRecord, CardRegistryStatus, Phase, Settlement};
 use crate::value::{UpdatePhase, ValueUpdate};
 pub use crate::writer::Faults;
 
+mod attempts;
 mod authorizations;
 mod idempotency;
 mod owed;

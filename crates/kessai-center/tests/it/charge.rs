@@ -794,3 +794,37 @@ async fn a_charge_authorized_through_one_instance_is_captured_or_voided_through_
     let Some(c) = Charging::on_postgres("charge_instances").await else { return };
     across_instances(c).await;
 }
+
+/// M5: velocity limits before the authorizer is asked. One payment card
+/// number tried on several kessai cards, or one kessai card tried with
+/// many numbers (declined ones count too), is refused with
+/// `TooManyAttempts` past the limit, and nothing more reaches the
+/// authorizer.
+#[tokio::test]
+async fn charge_attempts_past_the_velocity_limits_never_reach_the_authorizer() {
+    use kessai_center::limits::{CHARGE_ATTEMPTS_PER_CARD, CHARGE_ATTEMPTS_PER_PAN};
+    const DECLINED: [&str; 4] = ["4000000000000002", "4000000000009995", "4000000000000069", "4000000000000119"];
+    let c = Charging::new().await;
+    // 1. One stolen number tried on one kessai card after another.
+    for n in 0..=CHARGE_ATTEMPTS_PER_PAN as u8 {
+        c.register(30 + n, 0).await;
+        let refused = c.create(30 + n, 1_000, DECLINED[0]).await.unwrap_err();
+        if u64::from(n) < CHARGE_ATTEMPTS_PER_PAN {
+            assert!(matches!(refused, UpdateError::Authorizer(_)), "attempt {n}: {refused:?}");
+        } else {
+            assert!(matches!(refused, UpdateError::TooManyAttempts), "attempt {n}: {refused:?}");
+        }
+    }
+    // 2. One kessai card tried with number after number.
+    c.register(50, 0).await;
+    for n in 0..CHARGE_ATTEMPTS_PER_CARD as usize {
+        let refused = c.create(50, 1_000, DECLINED[1 + n % 3]).await.unwrap_err();
+        assert!(matches!(refused, UpdateError::Authorizer(_)), "attempt {n}: {refused:?}");
+    }
+    let refused = c.create(50, 1_000, APPROVE).await.unwrap_err();
+    assert!(matches!(refused, UpdateError::TooManyAttempts), "{refused:?}");
+    assert!(c.sim.authorizations().await.unwrap().is_empty(), "the good number was never authorized");
+    // Another card and another number are not held back.
+    c.register(51, 0).await;
+    assert!(c.create(51, 1_000, APPROVE).await.is_ok());
+}
