@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::books::{BooksError, CODE_CORRECTION, CODE_REFUND, Entries};
 use crate::db::RefundStored;
-use crate::purchase::{CardRegistryStatus, Phase, StepError};
+use crate::purchase::{CardRegistryStatus, Phase};
 use crate::service::Center;
 use crate::update::{UpdateError, UpdateReply, update_reply};
 use crate::value::{NewUpdate, Purpose, ValueUpdate};
@@ -387,10 +387,12 @@ impl Center {
             }
             return self.resume_value_update(existing).await.map(|r| Applying::Update(Box::new(r)));
         }
-        let card = self.db.card(&card_id).await?.ok_or(UpdateError::UnknownCard(card_id))?;
-        if card.status != CardRegistryStatus::Active {
-            return Err(StepError::CardNotActive(card.id).into());
-        }
+        // Anyone may ask for any card id, so an unknown card, one that is
+        // not active and one owed nothing answer alike (M4: no card-id
+        // oracle); nothing is applied to a card that is not active.
+        let Some(card) = self.db.card(&card_id).await?.filter(|c| c.status == CardRegistryStatus::Active) else {
+            return Ok(Applying::Nothing);
+        };
         let Some(item) = self.db.owed_for_card(&card_id, 1).await?.into_iter().next() else {
             return Ok(Applying::Nothing);
         };

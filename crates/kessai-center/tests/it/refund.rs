@@ -651,3 +651,28 @@ async fn idempotency_keys_are_the_callers_own(c: Charging) {
     assert_eq!((status, again), (axum::http::StatusCode::OK, answer));
     assert_eq!(c.center.books.card_credits_pending(&card_id(6)).await.unwrap(), 1_000, "refunded once");
 }
+
+/// M4 (in part): anyone may present any card id to owed/apply, so an
+/// unknown card, a lost one and one owed nothing answer alike: nothing
+/// owed. What a lost card is owed stays owed; nothing is applied to it.
+#[tokio::test]
+async fn owed_apply_answers_alike_for_unknown_lost_and_settled_cards() {
+    let c = Charging::new().await;
+    let key = stores(&c).await;
+    c.register(7, 50_000).await;
+    c.register(9, 50_000).await;
+    let mut card = funded_card(7, 50_000);
+    let settlement = purchase(&c, &key, &mut card, 7).await;
+    c.center.request_refund(&refund_token(&key, &settlement, "rf-lost-later", 1_000)).await.unwrap();
+    c.center
+        .db
+        .set_card_status(&card_id(7), kessai_center::purchase::CardRegistryStatus::Lost, "reported lost")
+        .await
+        .unwrap();
+    for n in [7, 9, 99] {
+        let answer = c.center.apply_owed(card_id(n), UpdateId::generate(&mut OsRandom)).await.unwrap();
+        assert!(matches!(answer, Applying::Nothing), "card {n}: {answer:?}");
+    }
+    let owed = c.center.db.owed_for_card(&card_id(7), 10).await.unwrap();
+    assert_eq!((owed.len(), owed[0].status), (1, OwedStatus::Owed), "the lost card's refund stays owed");
+}
