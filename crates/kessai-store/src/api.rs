@@ -192,7 +192,7 @@ async fn accept_completion(state: &AppState, peer: Option<&PeerIdentity>, body: 
         downloads_expire_at: now.saturating_add(ttl),
     };
     if state.db.mark_paid(&payment).await.map_err(db_error)? {
-        tracing::info!(order_id = %order.order_id, member = %order.member, settlement_id = %payment.settlement_id, "order paid");
+        tracing::info!(order = %crate::web::loggable(&order.order_id), member = %order.member, settlement_id = %payment.settlement_id, "order paid");
         return Ok(receipt);
     }
     // Lost a race with a concurrent delivery: same token → same receipt.

@@ -192,6 +192,7 @@ pub fn router(state: AppState) -> Router {
     let limits = state.config.limits.clone();
     let metrics = Arc::clone(&state.metrics);
     let ready = Arc::clone(&state.ready);
+    let policy = page_policy(&state.config.wallet_url);
     let app = Router::new()
         .route("/", get(web::home))
         .route("/shops/{member}", get(web::shop))
@@ -209,8 +210,34 @@ pub fn router(state: AppState) -> Router {
         .route("/.well-known/jwks.json", get(api::jwks))
         .fallback(web::not_found)
         .with_state(state)
+        .layer(axum::middleware::map_response(move |mut response: axum::response::Response| {
+            let policy = policy.clone();
+            async move {
+                let h = response.headers_mut();
+                h.insert(axum::http::header::CONTENT_SECURITY_POLICY, policy);
+                h.insert(axum::http::header::X_FRAME_OPTIONS, axum::http::HeaderValue::from_static("DENY"));
+                h.insert(
+                    axum::http::header::REFERRER_POLICY,
+                    axum::http::HeaderValue::from_static("strict-origin-when-cross-origin"),
+                );
+                response
+            }
+        }))
         .merge(ops_routes(Arc::clone(&metrics), ready));
     apply_standard_layers(app, &limits, &metrics)
+}
+
+/// The store's pages (L6): no scripts at all, its own style only, no
+/// framing (the bill page must not be clickjacked), and forms that post
+/// only to the store and to the cardholder's wallet (the bill's Pay form).
+fn page_policy(wallet_url: &str) -> axum::http::HeaderValue {
+    let wallet = wallet_url.trim_end_matches('/');
+    let policy = format!(
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self' {wallet}; \
+         frame-ancestors 'none'; base-uri 'none'"
+    );
+    axum::http::HeaderValue::from_str(&policy)
+        .unwrap_or_else(|_| axum::http::HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"))
 }
 
 /// The store's TLS: its server certificate; client certificates are

@@ -253,7 +253,7 @@ async fn create_order(state: &AppState, m: &MemberConfig, lines: Vec<LineItem>) 
         })
         .await?;
     state.store_metrics.orders.inc();
-    tracing::info!(order_id = %order_id, member = %m.id, total = %total, "order placed");
+    tracing::info!(order = %loggable(order_id.as_str()), member = %m.id, total = %total, "order placed");
     Ok(order_id)
 }
 
@@ -264,6 +264,15 @@ async fn order(state: &AppState, order_id: &str) -> Result<crate::db::OrderRow, 
         return Err(missing());
     }
     state.db.order(order_id).await.map_err(|e| internal(state, e))?.ok_or_else(missing)
+}
+
+/// An order id as it may be logged (L6): `ord-{number}` without the
+/// random part that makes the order's pages and downloads unguessable.
+pub(crate) fn loggable(order_id: &str) -> &str {
+    match order_id.match_indices('-').nth(1) {
+        Some((at, _)) => &order_id[..at],
+        None => order_id.get(..order_id.len().min(10)).unwrap_or(""),
+    }
 }
 
 pub(crate) fn return_url(state: &AppState, order_id: &str) -> String {
@@ -342,7 +351,7 @@ pub async fn download(State(state): State<AppState>, Path(token): Path<String>) 
         return Err(missing());
     };
     let bytes = tokio::fs::read(path).await.map_err(|e| internal(&state, format!("{}: {e}", path.display())))?;
-    tracing::info!(order_id = %o.order_id, sku = %link.sku, "download delivered");
+    tracing::info!(order = %loggable(&o.order_id), sku = %link.sku, "download delivered");
     Ok((
         [
             (header::CONTENT_TYPE, content_type.to_string()),
@@ -352,4 +361,14 @@ pub async fn download(State(state): State<AppState>, Path(token): Path<String>) 
         bytes,
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_logged_order_id_keeps_its_number_not_its_secret() {
+        assert_eq!(super::loggable("ord-000042-1d34d56ab4745f50992da29287b20254"), "ord-000042");
+        assert_eq!(super::loggable("ord-7"), "ord-7");
+        assert_eq!(super::loggable("x"), "x");
+    }
 }

@@ -152,3 +152,18 @@ async fn ops_endpoints_and_jwks_answer() {
     assert_eq!(jwks["keys"][0]["kty"], "OKP");
     assert_eq!(jwks["keys"][0]["crv"], "Ed25519");
 }
+
+/// L6: every page forbids scripts and framing, and its forms may post only
+/// to the store and to the cardholder's wallet (the bill's Pay form).
+#[tokio::test]
+async fn pages_forbid_scripts_and_framing_and_post_only_to_the_store_and_the_wallet() {
+    let w = world().await;
+    for uri in ["/", "/shops/bookshop", "/shops/bookshop/cart", "/shops/nobody"] {
+        let page = get(&w.app, uri).await;
+        let policy = page.headers["content-security-policy"].to_str().unwrap();
+        assert!(policy.starts_with("default-src 'none'"), "{uri}: {policy}");
+        assert!(policy.contains("frame-ancestors 'none'") && !policy.contains("script-src"), "{uri}: {policy}");
+        assert!(policy.contains("form-action 'self' http://127.0.0.1:8480;"), "{uri}: {policy}");
+        assert_eq!(page.headers["x-frame-options"], "DENY", "{uri}");
+    }
+}
