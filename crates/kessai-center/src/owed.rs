@@ -201,6 +201,10 @@ pub enum Applying {
     Update(Box<UpdateReply>),
 }
 
+/// How many of a card's owed items one presentation looks through for one
+/// it can apply now.
+const OWED_CONSIDERED: i64 = 50;
+
 /// Which owed items a presentation of the card applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Owing {
@@ -393,18 +397,25 @@ impl Center {
         let Some(card) = self.db.card(&card_id).await?.filter(|c| c.status == CardRegistryStatus::Active) else {
             return Ok(Applying::Nothing);
         };
-        let Some(item) = self.db.owed_for_card(&card_id, 1).await?.into_iter().next() else {
-            return Ok(Applying::Nothing);
-        };
-        // Credits come first, so the first item is a debit only when no
-        // credit is owed.
-        if which == Owing::CreditsOnly && item.body.direction != Direction::Credit {
-            return Ok(Applying::Nothing);
-        }
-        if let Some(session) = &item.session {
+        let items = self.db.owed_for_card(&card_id, OWED_CONSIDERED).await?;
+        // One already being applied is finished first.
+        if let Some(session) = items.iter().find_map(|i| i.session.as_ref()) {
             let (current, _) = self.load_update(session.as_str()).await?;
             return self.resume_value_update(current).await.map(|r| Applying::Update(Box::new(r)));
         }
+        // Then the first, credits before debits, that the card can take now
+        // (L4): a credit that would pass the card's maximum balance, or a
+        // debit past what it holds, waits, and does not hold back the items
+        // after it. (The books follow the card: its posted float is its
+        // balance.)
+        let balance = self.books.card_float(&card_id).await?.map_or(0, |(posted, _)| posted);
+        let fits = |item: &Owed| match item.body.direction {
+            Direction::Credit => balance.saturating_add(item.body.amount.amount_minor()) <= card.max_balance_minor,
+            Direction::Debit => which == Owing::Any && item.body.amount.amount_minor() <= balance,
+        };
+        let Some(item) = items.into_iter().find(|item| fits(item)) else {
+            return Ok(Applying::Nothing);
+        };
         // Held with the item; made here only for an item stored before that
         // (the ledger answers `exists` for a hold that is there).
         let hold = match &item.body.kind {

@@ -676,3 +676,31 @@ async fn owed_apply_answers_alike_for_unknown_lost_and_settled_cards() {
     let owed = c.center.db.owed_for_card(&card_id(7), 10).await.unwrap();
     assert_eq!((owed.len(), owed[0].status), (1, OwedStatus::Owed), "the lost card's refund stays owed");
 }
+
+/// L4: a refund the card cannot take now (it would pass the card's maximum
+/// balance) waits without holding back what comes after it: a correction
+/// behind it is applied; the refund stays owed until the card has room.
+#[tokio::test]
+async fn an_owed_credit_that_does_not_fit_waits_without_blocking_the_rest() {
+    let c = Charging::new().await;
+    let key = stores(&c).await;
+    c.register(8, 100_000).await;
+    let mut card = funded_card(8, 100_000);
+    let settlement = purchase(&c, &key, &mut card, 8).await;
+    charged(&c, &mut card, 8, 11_000).await;
+    assert_eq!(balance_of(&mut card), 100_000 - PURCHASE + 11_000);
+    // 99,640 + 11,360 passes the maximum of 100,000.
+    let refund = c.center.request_refund(&refund_token(&key, &settlement, "rf-full", PURCHASE)).await.unwrap();
+    let correction = c.center.add_correction(card_id(8), "TICKET-9", jpy(500), "fee").await.unwrap();
+    let applied = present(&c, &mut card, 8).await;
+    assert_eq!(applied.len(), 1, "only the correction applies: {applied:?}");
+    assert_eq!((applied[0].direction, applied[0].phase), (Direction::Debit, UpdatePhase::Completed));
+    assert_eq!(balance_of(&mut card), 100_000 - PURCHASE + 11_000 - 500);
+    assert_eq!(c.center.db.owed(&correction.owed_id).await.unwrap().unwrap().status, OwedStatus::Applied);
+    assert_eq!(c.center.db.owed(&refund.owed_id).await.unwrap().unwrap().status, OwedStatus::Owed, "still owed");
+    // The books follow the card; the refund is held, waiting.
+    let (float, held) = c.center.books.card_float(&card_id(8)).await.unwrap().unwrap();
+    assert_eq!((float, held), (balance_of(&mut card), 0));
+    assert_eq!(c.center.books.card_credits_pending(&card_id(8)).await.unwrap(), PURCHASE);
+    c.center.books.ledger().check().await.unwrap();
+}
