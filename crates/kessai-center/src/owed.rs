@@ -404,14 +404,16 @@ impl Center {
             return self.resume_value_update(current).await.map(|r| Applying::Update(Box::new(r)));
         }
         // Then the first, credits before debits, that the card can take now
-        // (L4): a credit that would pass the card's maximum balance, or a
-        // debit past what it holds, waits, and does not hold back the items
-        // after it. (The books follow the card: its posted float is its
-        // balance.)
+        // (L4): a credit that would pass the card's maximum balance waits
+        // and does not hold back the items after it. (The books' posted
+        // float is the card's balance, except after an unfunded credit,
+        // which is why a debit is always tried: taking that value back is
+        // what it is for, and the card itself refuses a debit it cannot
+        // cover.)
         let balance = self.books.card_float(&card_id).await?.map_or(0, |(posted, _)| posted);
         let fits = |item: &Owed| match item.body.direction {
             Direction::Credit => balance.saturating_add(item.body.amount.amount_minor()) <= card.max_balance_minor,
-            Direction::Debit => which == Owing::Any && item.body.amount.amount_minor() <= balance,
+            Direction::Debit => which == Owing::Any,
         };
         let Some(item) = items.into_iter().find(|item| fits(item)) else {
             return Ok(Applying::Nothing);
