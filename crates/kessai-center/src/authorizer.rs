@@ -289,7 +289,7 @@ const CHANGE_ATTEMPTS: usize = 8;
 #[derive(Debug)]
 enum Book {
     /// In this process only (unit tests): by reference, with a version.
-    Memory(Mutex<BTreeMap<String, (SimulatedAuthorization, i64)>>),
+    Memory(Mutex<MemoryBook>),
     /// In the center's database: every instance sees every authorization,
     /// and they survive restarts, as they would at a real acquirer.
     Database(CenterDb),
@@ -299,22 +299,21 @@ fn unavailable(e: impl fmt::Display) -> AuthorizerError {
     AuthorizerError::Unavailable(e.to_string())
 }
 
-impl Book {
-    fn memory(&self) -> Option<std::sync::MutexGuard<'_, BTreeMap<String, (SimulatedAuthorization, i64)>>> {
-        match self {
-            // A panic while holding the lock cannot leave the map
-            // half-written (each change is one insert), so a poisoned lock
-            // is still usable.
-            Book::Memory(map) => Some(map.lock().unwrap_or_else(std::sync::PoisonError::into_inner)),
-            Book::Database(_) => None,
-        }
-    }
+type MemoryBook = BTreeMap<String, (SimulatedAuthorization, i64)>;
 
+/// The memory book's map. A panic while holding the lock cannot leave it
+/// half-written (each change is one insert), so a poisoned lock is still
+/// usable.
+fn locked(map: &Mutex<MemoryBook>) -> std::sync::MutexGuard<'_, MemoryBook> {
+    map.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Book {
     async fn for_charge(&self, charge_id: &str) -> Result<Option<SimulatedAuthorization>, AuthorizerError> {
         match self {
-            Book::Memory(_) => Ok(self
-                .memory()
-                .and_then(|m| m.values().find(|(auth, _)| auth.charge_id == charge_id).map(|(auth, _)| auth.clone()))),
+            Book::Memory(map) => {
+                Ok(locked(map).values().find(|(auth, _)| auth.charge_id == charge_id).map(|(auth, _)| auth.clone()))
+            }
             Book::Database(db) => db.authorization_for_charge(charge_id).await.map_err(unavailable),
         }
     }
@@ -326,8 +325,8 @@ impl Book {
         now: Timestamp,
     ) -> Result<SimulatedAuthorization, AuthorizerError> {
         match self {
-            Book::Memory(_) => {
-                let mut map = self.memory().ok_or_else(|| unavailable("no book"))?;
+            Book::Memory(map) => {
+                let mut map = locked(map);
                 if let Some((existing, _)) = map.values().find(|(a, _)| a.charge_id == auth.charge_id) {
                     return Ok(existing.clone());
                 }
@@ -340,7 +339,7 @@ impl Book {
 
     async fn get(&self, reference: &Reference) -> Result<(SimulatedAuthorization, i64), AuthorizerError> {
         let found = match self {
-            Book::Memory(_) => self.memory().and_then(|m| m.get(reference.as_str()).cloned()),
+            Book::Memory(map) => locked(map).get(reference.as_str()).cloned(),
             Book::Database(db) => db.authorization(reference.as_str()).await.map_err(unavailable)?,
         };
         found.ok_or_else(|| AuthorizerError::UnknownAuthorization(reference.as_str().to_owned()))
@@ -349,17 +348,22 @@ impl Book {
     /// Writes `next` if its row is still at `version`.
     async fn replace(&self, next: &SimulatedAuthorization, version: i64) -> Result<bool, AuthorizerError> {
         match self {
-            Book::Memory(_) => {
-                let mut map = self.memory().ok_or_else(|| unavailable("no book"))?;
-                match map.get_mut(next.reference.as_str()) {
-                    Some(entry) if entry.1 == version => {
-                        *entry = (next.clone(), version + 1);
-                        Ok(true)
-                    }
-                    _ => Ok(false),
+            Book::Memory(map) => match locked(map).get_mut(next.reference.as_str()) {
+                Some(entry) if entry.1 == version => {
+                    *entry = (next.clone(), version + 1);
+                    Ok(true)
                 }
-            }
+                _ => Ok(false),
+            },
             Book::Database(db) => db.update_authorization(next, version).await.map_err(unavailable),
+        }
+    }
+
+    /// Every authorization, oldest first (the memory book: by reference).
+    async fn all(&self) -> Result<Vec<SimulatedAuthorization>, AuthorizerError> {
+        match self {
+            Book::Memory(map) => Ok(locked(map).values().map(|(auth, _)| auth.clone()).collect()),
+            Book::Database(db) => db.authorizations().await.map_err(unavailable),
         }
     }
 }
@@ -401,12 +405,7 @@ impl Simulator {
 
     /// Every authorization made, oldest first (for tests and audit).
     pub async fn authorizations(&self) -> Result<Vec<SimulatedAuthorization>, AuthorizerError> {
-        match &self.book {
-            Book::Memory(_) => {
-                Ok(self.book.memory().map(|m| m.values().map(|(a, _)| a.clone()).collect()).unwrap_or_default())
-            }
-            Book::Database(db) => db.authorizations().await.map_err(unavailable),
-        }
+        self.book.all().await
     }
 
     async fn authorize_now(&self, request: &AuthorizationRequest<'_>) -> Result<Reference, AuthorizerError> {

@@ -7,10 +7,8 @@
 //! `init` refuses to generate keys for a database that has them.
 
 use kessai_core::keys::SigningKey;
-use kessai_core::time::Timestamp;
 use sha2::{Digest, Sha256};
 
-use crate::db::{CenterDb, DbError};
 use crate::keystore::{self, Kek};
 
 /// Fingerprints of a center's keys (SHA-256 under labels, hex); none
@@ -68,19 +66,5 @@ impl std::fmt::Display for KeyFingerprints {
             short(&self.master_keys),
             short(&self.signing_key)
         )
-    }
-}
-
-impl CenterDb {
-    /// The fingerprints the database recorded, if any.
-    pub async fn key_set(&self) -> Result<Option<KeyFingerprints>, DbError> {
-        self.read_key_set().await
-    }
-
-    /// Records `keys` as the database's key set unless it has one; returns
-    /// the recorded set (another instance's, if it recorded first).
-    pub async fn record_key_set(&self, keys: &KeyFingerprints, now: Timestamp) -> Result<KeyFingerprints, DbError> {
-        self.insert_key_set(keys, now).await?;
-        self.read_key_set().await?.ok_or_else(|| DbError::Corrupt("the key set recorded is gone".into()))
     }
 }

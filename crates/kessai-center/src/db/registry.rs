@@ -247,7 +247,9 @@ fn store_key_query(store: &StoreId, key: &PublicKey, window: Validity) -> Result
 }
 
 impl CenterDb {
-    pub(crate) async fn read_key_set(&self) -> Result<Option<crate::key_set::KeyFingerprints>, DbError> {
+    /// The fingerprints of the keys the database belongs to, if recorded
+    /// (`crate::key_set`).
+    pub async fn key_set(&self) -> Result<Option<crate::key_set::KeyFingerprints>, DbError> {
         let row = sqlx::query("SELECT kek, master_keys, signing_key FROM center_key_set WHERE id = 1")
             .fetch_optional(&mut *self.read().await?)
             .await?;
@@ -261,12 +263,13 @@ impl CenterDb {
         .transpose()
     }
 
-    /// Inserts the key set unless one is recorded (the first wins).
-    pub(crate) async fn insert_key_set(
+    /// Records `keys` as the database's key set unless it has one (the
+    /// first instance wins); returns the recorded set.
+    pub async fn record_key_set(
         &self,
         keys: &crate::key_set::KeyFingerprints,
         now: Timestamp,
-    ) -> Result<(), DbError> {
+    ) -> Result<crate::key_set::KeyFingerprints, DbError> {
         let insert = Stmt::new(
             "INSERT INTO center_key_set (id, kek, master_keys, signing_key, created_at) VALUES (1, $1, $2, $3, $4)
              ON CONFLICT (id) DO NOTHING",
@@ -276,7 +279,7 @@ impl CenterDb {
         .bind(keys.signing_key.clone())
         .bind(to_i64(now.unix_s())?);
         self.execute(insert).await?;
-        Ok(())
+        self.key_set().await?.ok_or_else(|| DbError::Corrupt("the key set recorded is gone".into()))
     }
 }
 
