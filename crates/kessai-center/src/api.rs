@@ -179,6 +179,17 @@ impl std::ops::Deref for Caller {
 }
 
 impl Caller {
+    /// Whether the caller presented `id`'s access token (M4).
+    pub(crate) fn holds_access(&self, center: &Center, id: &str) -> bool {
+        let presented = self.headers.get("authorization").and_then(|v| v.to_str().ok());
+        presented.and_then(|v| v.strip_prefix("Bearer ")).is_some_and(|token| center.security.grants(id, token))
+    }
+
+    /// The name of the caller's verified client certificate, if any.
+    pub(crate) fn principal(&self) -> Option<&str> {
+        self.principal.as_deref()
+    }
+
     /// Where the caller's Idempotency-Key `key` is stored: its own namespace
     /// (M10). Keys of callers without a certificate (wallets) are stored as
     /// they are; a certificate holder's as `mtls:{name} {key}`. A key is
@@ -297,9 +308,24 @@ async fn create(State(c): State<Shared>, headers: Caller, body: Bytes) -> Respon
     idempotent_call(&c, &headers, &[b"create\n", &body[..]].concat(), None, work).await
 }
 
+/// A settlement's routes answer only the holder of its access token (M4),
+/// and a missing or wrong token as an unknown id: nobody learns whether a
+/// settlement exists.
+fn unknown_settlement(id: &str) -> Response {
+    api_error(CenterError::UnknownSettlement(id.chars().take(64).collect())).into_response()
+}
+
+/// As [`unknown_settlement`], for a statement.
+fn unknown_statement(id: &str) -> Response {
+    api_error(CenterError::UnknownStatement(id.chars().take(64).collect())).into_response()
+}
+
 macro_rules! answers_step {
     ($name:ident, $method:ident) => {
         async fn $name(State(c): State<Shared>, Path(id): Path<String>, headers: Caller, body: Bytes) -> Response {
+            if !headers.holds_access(&c, &id) {
+                return unknown_statement(&id);
+            }
             let fingerprint = [format!("{}/{}\n", stringify!($name), id).as_bytes(), &body[..]].concat();
             let work = |call: StepCall| async { c.$method(&id, answers(&body)?, call.answer).await.map_err(api_error) };
             idempotent_call(&c, &headers, &fingerprint, None, work).await
@@ -307,6 +333,9 @@ macro_rules! answers_step {
     };
     ($name:ident, $method:ident, settlement) => {
         async fn $name(State(c): State<Shared>, Path(id): Path<String>, headers: Caller, body: Bytes) -> Response {
+            if !headers.holds_access(&c, &id) {
+                return unknown_settlement(&id);
+            }
             let fingerprint = [format!("{}/{}\n", stringify!($name), id).as_bytes(), &body[..]].concat();
             let work = |call| async { c.$method(&id, answers(&body)?, call).await.map_err(api_error) };
             idempotent_call(&c, &headers, &fingerprint, Some(&id), work).await
@@ -322,19 +351,43 @@ answers_step!(recover_status, recover_status, settlement);
 answers_step!(recover_balance, recover_balance, settlement);
 
 async fn cancel(State(c): State<Shared>, Path(id): Path<String>, headers: Caller, body: Bytes) -> Response {
+    if !headers.holds_access(&c, &id) {
+        return unknown_settlement(&id);
+    }
     let fingerprint = [format!("cancel/{id}\n").as_bytes(), &body[..]].concat();
     let work = |call| async { c.cancel(&id, call).await.map_err(api_error) };
     idempotent_call(&c, &headers, &fingerprint, Some(&id), work).await
 }
 
 async fn recover(State(c): State<Shared>, Path(id): Path<String>, headers: Caller, body: Bytes) -> Response {
+    if !headers.holds_access(&c, &id) {
+        return unknown_settlement(&id);
+    }
     let fingerprint = [format!("recover/{id}\n").as_bytes(), &body[..]].concat();
     let work = |call| async { c.recover(&id, call).await.map_err(api_error) };
     idempotent_call(&c, &headers, &fingerprint, Some(&id), work).await
 }
 
-async fn show(State(c): State<Shared>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
-    let s = c.settlement(&id).await.map_err(api_error)?;
+/// A settlement as its wallet (the access token) or its store (a client
+/// certificate in the name of the bill's store or payee) may read it; to
+/// anyone else, as an unknown one (M4).
+async fn readable(c: &Center, caller: &Caller, id: &str) -> Result<crate::purchase::Settlement, ApiError> {
+    let unknown = || api_error(CenterError::UnknownSettlement(id.chars().take(64).collect()));
+    let by_wallet = caller.holds_access(c, id);
+    if !by_wallet && caller.principal().is_none() {
+        return Err(unknown());
+    }
+    let s = c.settlement(id).await.map_err(api_error)?;
+    let by_store = caller.principal().is_some_and(|p| p == s.bill.store.as_str() || p == s.bill.payee().as_str());
+    if by_wallet || by_store { Ok(s) } else { Err(unknown()) }
+}
+
+async fn show(
+    State(c): State<Shared>,
+    Path(id): Path<String>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let s = readable(&c, &caller, &id).await?;
     Ok(Json(serde_json::json!({
         "settlement_id": s.id,
         "phase": s.phase(),
@@ -349,8 +402,12 @@ async fn show(State(c): State<Shared>, Path(id): Path<String>) -> Result<Json<se
     })))
 }
 
-async fn receipt(State(c): State<Shared>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
-    let s = c.settlement(&id).await.map_err(api_error)?;
+async fn receipt(
+    State(c): State<Shared>,
+    Path(id): Path<String>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let s = readable(&c, &caller, &id).await?;
     match s.receipt_token() {
         Some(r) => Ok(Json(serde_json::json!({ "receipt": r }))),
         None => Err(ApiError::not_found("receipt_not_yet", "the store has not sent its receipt yet")),

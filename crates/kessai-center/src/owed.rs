@@ -31,7 +31,7 @@ use crate::books::{BooksError, CODE_CORRECTION, CODE_REFUND, Entries};
 use crate::db::RefundStored;
 use crate::purchase::{CardRegistryStatus, Phase};
 use crate::service::Center;
-use crate::update::{UpdateError, UpdateReply, update_reply};
+use crate::update::{UpdateError, UpdateReply};
 use crate::value::{NewUpdate, Purpose, ValueUpdate};
 
 /// Longest reason text kept with an owed item.
@@ -398,9 +398,17 @@ impl Center {
             return Ok(Applying::Nothing);
         };
         let items = self.db.owed_for_card(&card_id, OWED_CONSIDERED).await?;
-        // One already being applied is finished first.
+        // One already being applied is finished first. Before its command
+        // exists it belongs to the presentation that opened it (which holds
+        // its access token): another one neither restarts its secure session
+        // nor learns of it (M4), and the sweep ends it if it is abandoned.
+        // Once its command is out, any presentation of the card may recover
+        // it, as the card alone can say whether it was applied.
         if let Some(session) = items.iter().find_map(|i| i.session.as_ref()) {
             let (current, _) = self.load_update(session.as_str()).await?;
+            if matches!(current.phase(), Phase::Authenticating | Phase::ReadingBalance) {
+                return Ok(Applying::Nothing);
+            }
             return self.resume_value_update(current).await.map(|r| Applying::Update(Box::new(r)));
         }
         // Then the first, credits before debits, that the card can take now
@@ -449,7 +457,7 @@ impl Center {
             // Another presentation claimed it meanwhile: retry.
             return Err(crate::db::DbError::Conflict.into());
         }
-        Ok(Applying::Update(Box::new(update_reply(&charge, &[init]))))
+        Ok(Applying::Update(Box::new(self.update_answer(&charge, &[init]))))
     }
 }
 

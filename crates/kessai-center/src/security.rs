@@ -136,17 +136,42 @@ impl SecurityServer {
     /// hex. Without that key it says nothing of the number, whose few
     /// unknown digits an unkeyed hash would give away to a brute force.
     pub fn pan_fingerprint(&self, pan: &str) -> String {
-        use hmac::{KeyInit as _, Mac as _};
+        use hmac::Mac as _;
+        let mut mac = self.keyed_mac(b"kessai-pan-fingerprint\0");
+        mac.update(pan.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// HMAC-SHA256 under SHA-256(`label` ‖ state key): one key per use,
+    /// the same on every instance.
+    fn keyed_mac(&self, label: &[u8]) -> hmac::Hmac<sha2::Sha256> {
+        use hmac::KeyInit as _;
         use sha2::Digest as _;
-        let key =
-            sha2::Sha256::new().chain_update(b"kessai-pan-fingerprint\0").chain_update(*self.state_key.0).finalize();
+        let key = sha2::Sha256::new().chain_update(label).chain_update(*self.state_key.0).finalize();
         // A key shorter than SHA-256's 64-byte block is zero-padded to it
         // (RFC 2104), so this is HMAC under the 32-byte key.
         let mut block = [0u8; 64];
         block[..32].copy_from_slice(&key);
-        let mut mac = hmac::Hmac::<sha2::Sha256>::new(&block.into());
-        mac.update(pan.as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+        hmac::Hmac::<sha2::Sha256>::new(&block.into())
+    }
+
+    /// The access token of a settlement, value update or statement `id`
+    /// (M4): what its create answers, and what every later request on it
+    /// must carry as `Authorization: Bearer`. HMAC-SHA256 of the id under a
+    /// key derived from the state key, so every instance computes it and
+    /// nothing is stored; base64url, 43 characters. The id alone (which a
+    /// store sees in SIG3, and logs show) opens nothing.
+    pub fn access_token(&self, id: &str) -> String {
+        use hmac::Mac as _;
+        let mut mac = self.keyed_mac(b"kessai-access-token\0");
+        mac.update(id.as_bytes());
+        kessai_core::base64url::encode(&mac.finalize().into_bytes())
+    }
+
+    /// Whether `presented` is `id`'s access token, in constant time.
+    pub fn grants(&self, id: &str, presented: &str) -> bool {
+        use kessai_core::digest::Sha256Digest;
+        Sha256Digest::of(self.access_token(id).as_bytes()).ct_eq(&Sha256Digest::of(presented.as_bytes()))
     }
 
     /// Whether cards of this key version can be served.
@@ -298,6 +323,23 @@ impl SecurityServer {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_access_token_is_hmac_sha256_of_the_id_and_grants_that_id_only() {
+        use hmac::Mac as _;
+        let server = SecurityServer::new(BTreeMap::new(), StateKey::from_bytes([7; 32]));
+        let key = <sha2::Sha256 as sha2::Digest>::digest([&b"kessai-access-token\0"[..], &[7; 32]].concat());
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+        mac.update(b"stl_1");
+        let token = server.access_token("stl_1");
+        assert_eq!(token, kessai_core::base64url::encode(&mac.finalize().into_bytes()));
+        assert_eq!(token.len(), 43);
+        assert!(server.grants("stl_1", &token));
+        assert!(!server.grants("stl_2", &token));
+        assert!(!server.grants("stl_1", &token[..42]));
+        let other = SecurityServer::new(BTreeMap::new(), StateKey::from_bytes([8; 32]));
+        assert!(!other.grants("stl_1", &token), "another key set's token opens nothing");
+    }
 
     #[test]
     fn a_pan_fingerprint_is_hmac_sha256_under_a_key_from_the_state_key() {

@@ -88,6 +88,10 @@ pub struct StepReply {
     /// `not_applied`, `card_lost`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason_code: Option<String>,
+    /// The access token every later request on this id carries as
+    /// `Authorization: Bearer` (M4); in the answers of its own routes only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
 }
 
 fn reply(s: &Settlement, apdus: &[CommandApdu]) -> StepReply {
@@ -103,6 +107,7 @@ fn reply(s: &Settlement, apdus: &[CommandApdu]) -> StepReply {
         balance_minor: s.balance_minor(),
         reason: s.outcome().map(|(_, reason)| reason.to_owned()),
         reason_code: s.outcome().map(|(code, _)| code.to_owned()),
+        access_token: None,
     }
 }
 
@@ -308,7 +313,7 @@ impl Center {
             max_amount_minor: self.max_amount_minor,
         };
         let (settlement, init) = Settlement::create(&mut ctx, input)?;
-        let created = reply(&settlement, &[init]);
+        let created = self.reply(&settlement, &[init]);
         let response = answer.as_ref().map(|a| a.saved(&created)).transpose()?;
         match self.db.insert_settlement_answering(&settlement, self.clock.now(), response).await? {
             None => Ok(created),
@@ -329,6 +334,13 @@ impl Center {
             }
             Some((existing, _)) => Ok(reply(&existing, &[])),
         }
+    }
+
+    /// A step's answer with the settlement's access token: for its own
+    /// routes, whose callers hold the token already, and for its create.
+    fn reply(&self, s: &Settlement, apdus: &[CommandApdu]) -> StepReply {
+        let access_token = Some(self.security.access_token(s.id.as_str()));
+        StepReply { access_token, ..reply(s, apdus) }
     }
 
     /// What a transition needs from the center, with `rng` drawn for it.
@@ -373,7 +385,7 @@ impl Center {
         if s.phase() == Phase::Completed {
             self.completed.push(s.clone());
         }
-        Ok(reply(s, &stepped.apdus))
+        Ok(self.reply(s, &stepped.apdus))
     }
 
     async fn store_step(&self, stepped: &Stepped, version: i64, answer: Option<&Answer>) -> Result<(), CenterError> {
@@ -393,7 +405,7 @@ impl Center {
                 }
             }
         };
-        let response = answer.map(|a| a.saved(&reply(s, &stepped.apdus))).transpose()?;
+        let response = answer.map(|a| a.saved(&self.reply(s, &stepped.apdus))).transpose()?;
         self.db.update_settlement_answering(s, version, self.clock.now(), response, entries).await.map_err(stored)
     }
 

@@ -154,6 +154,10 @@ pub struct StatementReply {
     /// The card's log, newest first, once done.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entries: Option<Vec<LogEntry>>,
+    /// The access token every later request on this id carries as
+    /// `Authorization: Bearer` (M4); in the answers of its own routes only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
 }
 
 fn reply(s: &Statement, apdus: &[CommandApdu]) -> StatementReply {
@@ -162,6 +166,7 @@ fn reply(s: &Statement, apdus: &[CommandApdu]) -> StatementReply {
         phase: s.phase,
         apdus: apdus.iter().map(|c| hex::encode(c.to_bytes())).collect(),
         entries: (s.phase == StatementPhase::Done).then(|| s.entries.clone()),
+        access_token: None,
     }
 }
 
@@ -169,13 +174,18 @@ fn reply(s: &Statement, apdus: &[CommandApdu]) -> StatementReply {
 pub const MAX_STATEMENT_ENTRIES: usize = LOG_CAPACITY;
 
 impl crate::service::Center {
+    /// A statement step's answer with its access token (M4).
+    fn statement_answer(&self, s: &Statement, apdus: &[CommandApdu]) -> StatementReply {
+        StatementReply { access_token: Some(self.security.access_token(&s.id)), ..reply(s, apdus) }
+    }
+
     /// POST /v1/cards/{card}/statements: a session to read the card's log.
     pub async fn statement_create(&self, card_id: CardId) -> Result<StatementReply, CenterError> {
         let card = self.db.card(&card_id).await?.ok_or(CenterError::UnknownCard(card_id))?;
         let mut rng = self.random.generator();
         let (s, init) = Statement::create(&mut self.ctx(rng.as_mut()), &card)?;
         self.db.insert_statement(&s).await?;
-        Ok(reply(&s, &[init]))
+        Ok(self.statement_answer(&s, &[init]))
     }
 
     async fn statement_load(&self, id: &str) -> Result<(Statement, i64), CenterError> {
@@ -208,7 +218,7 @@ impl crate::service::Center {
         version: i64,
         answer_as: Option<&Answer>,
     ) -> Result<StatementReply, CenterError> {
-        let answered = reply(s, apdus);
+        let answered = self.statement_answer(s, apdus);
         let save = answer_as.map(|a| a.saved(&answered)).transpose()?;
         self.db.update_statement(s, version, self.clock.now(), save).await?;
         Ok(answered)

@@ -144,6 +144,10 @@ pub struct UpdateReply {
     /// `cancelled`, `over_max_balance`, `not_applied`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason_code: Option<String>,
+    /// The access token every later request on this id carries as
+    /// `Authorization: Bearer` (M4); in the answers of its own routes only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
 }
 
 /// Builds the reply for a charge as it stands.
@@ -165,6 +169,7 @@ pub fn update_reply(c: &ValueUpdate, apdus: &[CommandApdu]) -> UpdateReply {
         balance_after_minor: c.applied().map(|a| a.balance_after_minor),
         reason: c.outcome().map(|(_, reason)| reason.to_owned()),
         reason_code: c.outcome().map(|(code, _)| code.to_owned()),
+        access_token: None,
     }
 }
 
@@ -245,6 +250,12 @@ fn first(answers: &[ResponseApdu]) -> Result<&ResponseApdu, UpdateStepError> {
 }
 
 impl Center {
+    /// A value update step's answer with its access token (M4): for its
+    /// own routes, whose callers hold it already, and for its create.
+    pub(crate) fn update_answer(&self, c: &ValueUpdate, apdus: &[CommandApdu]) -> UpdateReply {
+        UpdateReply { access_token: Some(self.security.access_token(c.id.as_str())), ..update_reply(c, apdus) }
+    }
+
     /// Every limit, before any authorization: card registered and active,
     /// currency, amount range, the card's maximum balance (the books' float
     /// plus credits already on their way), and the per-day charge limit.
@@ -371,7 +382,7 @@ impl Center {
             }
         };
         match stored {
-            Ok((charge, init)) => Ok(update_reply(&charge, &[init])),
+            Ok((charge, init)) => Ok(self.update_answer(&charge, &[init])),
             Err(e) => {
                 // Not stored (the database failed; a crash here is the
                 // same): the day's reservation goes back, and the
@@ -400,7 +411,7 @@ impl Center {
     /// wallet then recovers it).
     pub(crate) async fn resume_value_update(&self, existing: ValueUpdate) -> Result<UpdateReply, UpdateError> {
         if !matches!(existing.phase(), UpdatePhase::Authenticating | UpdatePhase::ReadingBalance) {
-            return Ok(update_reply(&existing, &[]));
+            return Ok(self.update_answer(&existing, &[]));
         }
         // The authorizer is not called on this path.
         let t: UpdateTransition<'_> = Box::new(|c, ctx| {
@@ -462,7 +473,7 @@ impl Center {
             .insert_decrease(&charge, parent.id.as_str(), parent.amount.amount_minor(), self.clock.now())
             .await?
         {
-            Ok(()) => Ok(update_reply(&charge, &[init])),
+            Ok(()) => Ok(self.update_answer(&charge, &[init])),
             Err(decreased_minor) => {
                 Err(UpdateError::DecreaseOverCharge { charged: parent.amount, decreased_minor, amount: request.amount })
             }
@@ -522,7 +533,7 @@ impl Center {
             }
             return Err(e.into());
         }
-        let reply = update_reply(c, &stepped.apdus);
+        let reply = self.update_answer(c, &stepped.apdus);
         let save = answer.map(|a| a.saved(&reply)).transpose()?;
         let now = self.clock.now();
         self.db
@@ -556,7 +567,7 @@ impl Center {
         let now = self.clock.now();
         let owed = crate::owed::unfunded(&u, now);
         let entries = Entries::charge_resolve(&u.transaction_id, u.amount, false)?;
-        let reply = update_reply(&u, &[]);
+        let reply = self.update_answer(&u, &[]);
         let save = answer.map(|a| a.saved(&reply)).transpose()?;
         let alongside = Alongside::Unfunded { owed: &owed, day: u.charge_day_s };
         self.db.store_update_with(&u, version, now, alongside, entries, save).await.map_err(BooksError::from)?;

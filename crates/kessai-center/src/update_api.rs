@@ -240,6 +240,9 @@ macro_rules! answers_step {
             headers: crate::api::Caller,
             body: Bytes,
         ) -> Response {
+            if !headers.holds_access(&s.center, &id) {
+                return unknown_update(&id);
+            }
             let fingerprint = [format!("charge-{}/{}\n", stringify!($name), id).as_bytes(), &body[..]].concat();
             let work = |call: StepCall| async {
                 let answers = answers(&body)?;
@@ -263,6 +266,9 @@ async fn cancel(
     headers: crate::api::Caller,
     body: Bytes,
 ) -> Response {
+    if !headers.holds_access(&s.center, &id) {
+        return unknown_update(&id);
+    }
     let fingerprint = [format!("charge-cancel/{id}\n").as_bytes(), &body[..]].concat();
     let work = |call: StepCall| async {
         s.center.update_cancel(s.authorizer.as_ref(), &id, call.answer).await.map_err(update_api_error)
@@ -276,6 +282,9 @@ async fn recover(
     headers: crate::api::Caller,
     body: Bytes,
 ) -> Response {
+    if !headers.holds_access(&s.center, &id) {
+        return unknown_update(&id);
+    }
     let fingerprint = [format!("charge-recover/{id}\n").as_bytes(), &body[..]].concat();
     let work = |call: StepCall| async {
         s.center.update_recover(s.authorizer.as_ref(), &id, call.answer).await.map_err(update_api_error)
@@ -375,7 +384,20 @@ async fn apply_owed(
     crate::api::idempotent_by(&s.center, &headers, fingerprint.as_bytes(), work).await
 }
 
-async fn show(State(s): State<UpdateState>, Path(id): Path<String>) -> Result<Json<UpdateReply>, ApiError> {
+/// A value update's routes answer only the holder of its access token
+/// (M4), and a missing or wrong one as an unknown id.
+fn unknown_update(id: &str) -> Response {
+    update_api_error(UpdateError::UnknownUpdate(id.chars().take(64).collect())).into_response()
+}
+
+async fn show(
+    State(s): State<UpdateState>,
+    Path(id): Path<String>,
+    caller: crate::api::Caller,
+) -> Result<Json<UpdateReply>, ApiError> {
+    if !caller.holds_access(&s.center, &id) {
+        return Err(update_api_error(UpdateError::UnknownUpdate(id.chars().take(64).collect())));
+    }
     let c = s.center.value_update(&id).await.map_err(update_api_error)?;
     Ok(Json(update_reply(&c, &[])))
 }

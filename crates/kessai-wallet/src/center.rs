@@ -15,6 +15,7 @@ use serde_json::Value;
 use tokio::sync::RwLock;
 
 use crate::limits::{MAX_POST_ATTEMPTS, POST_RETRY_PAUSE_MS};
+use crate::records::Records;
 
 /// Why a call to the center (or a store's key set) failed.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +29,8 @@ pub enum CenterError {
     BadReply(String),
     #[error("the key set at {url} is unusable: {reason}")]
     Keys { url: String, reason: String },
+    #[error("the center's access token could not be recorded: {0}")]
+    Records(#[from] sqlx::Error),
 }
 
 impl CenterError {
@@ -91,6 +94,7 @@ pub struct CenterClient {
     url: String,
     party: PartyId,
     keys: RwLock<Option<KeyDirectory>>,
+    records: Records,
 }
 
 fn refusal(status: u16, body: &[u8]) -> CenterError {
@@ -100,8 +104,38 @@ fn refusal(status: u16, body: &[u8]) -> CenterError {
 }
 
 impl CenterClient {
-    pub fn new(http: HttpsClient, url: &str, party: PartyId) -> CenterClient {
-        CenterClient { http, url: url.to_owned(), party, keys: RwLock::new(None) }
+    pub fn new(http: HttpsClient, url: &str, party: PartyId, records: Records) -> CenterClient {
+        CenterClient { http, url: url.to_owned(), party, keys: RwLock::new(None), records }
+    }
+
+    /// The `Authorization` header for a request on `path`: the access
+    /// token of the settlement, value update or statement it names, as the
+    /// center handed it to this wallet (M4); none for other paths.
+    async fn access(&self, path: &str) -> Result<Option<String>, CenterError> {
+        let Some(id) = path_id(path) else { return Ok(None) };
+        Ok(self.records.access(id).await?.map(|token| format!("Bearer {token}")))
+    }
+
+    /// Records the access token an answer carries, before anything acts on
+    /// the answer: a wallet that restarts can still recover what it opened.
+    async fn keep_access(&self, bytes: &[u8]) -> Result<(), CenterError> {
+        let Ok(v) = serde_json::from_slice::<Value>(bytes) else { return Ok(()) };
+        let id = ["settlement_id", "update_id", "statement_id"].iter().find_map(|k| v[*k].as_str());
+        if let (Some(id), Some(token)) = (id, v["access_token"].as_str()) {
+            let now_s = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            self.records.save_access(id, token, now_s).await?;
+        }
+        Ok(())
+    }
+
+    /// GETs `path` with its access token.
+    async fn get(&self, path: &str) -> Result<(axum::http::StatusCode, axum::body::Bytes), CenterError> {
+        let access = self.access(path).await?;
+        let headers: Vec<(&str, &str)> = access.iter().map(|a| ("authorization", a.as_str())).collect();
+        let (status, _, bytes) = self.http.get_with(&format!("{}{path}", self.url), &headers).await?;
+        Ok((status, bytes))
     }
 
     pub fn http(&self) -> &HttpsClient {
@@ -122,9 +156,12 @@ impl CenterClient {
         key: &str,
     ) -> Result<T, CenterError> {
         let url = format!("{}{path}", self.url);
+        let access = self.access(path).await?;
+        let mut headers = vec![("idempotency-key", key)];
+        headers.extend(access.iter().map(|a| ("authorization", a.as_str())));
         let mut attempt = 1;
         loop {
-            let answer = self.http.post_json(&url, body, &[("idempotency-key", key)]).await;
+            let answer = self.http.post_json(&url, body, &headers).await;
             let retry = match &answer {
                 Err(_) => true,
                 Ok((status, _)) => status.is_server_error(),
@@ -134,6 +171,7 @@ impl CenterClient {
                 if !status.is_success() {
                     return Err(refusal(status.as_u16(), &bytes));
                 }
+                self.keep_access(&bytes).await?;
                 return serde_json::from_slice(&bytes).map_err(|e| CenterError::BadReply(e.to_string()));
             }
             attempt += 1;
@@ -143,7 +181,7 @@ impl CenterClient {
 
     /// `GET /v1/settlements/{id}`.
     pub async fn settlement(&self, id: &str) -> Result<Value, CenterError> {
-        let (status, bytes) = self.http.get(&format!("{}/v1/settlements/{id}", self.url)).await?;
+        let (status, bytes) = self.get(&format!("/v1/settlements/{id}")).await?;
         if !status.is_success() {
             return Err(refusal(status.as_u16(), &bytes));
         }
@@ -152,7 +190,7 @@ impl CenterClient {
 
     /// `GET /v1/value-updates/{id}`.
     pub async fn charge(&self, id: &str) -> Result<ChargeReply, CenterError> {
-        let (status, bytes) = self.http.get(&format!("{}/v1/value-updates/{id}", self.url)).await?;
+        let (status, bytes) = self.get(&format!("/v1/value-updates/{id}")).await?;
         if !status.is_success() {
             return Err(refusal(status.as_u16(), &bytes));
         }
@@ -171,7 +209,7 @@ impl CenterClient {
     /// `GET /v1/settlements/{id}/receipt`: the SIG4 token, or `None` while
     /// the store has not answered (`404 receipt_not_yet`).
     pub async fn receipt(&self, id: &str) -> Result<Option<String>, CenterError> {
-        let (status, bytes) = self.http.get(&format!("{}/v1/settlements/{id}/receipt", self.url)).await?;
+        let (status, bytes) = self.get(&format!("/v1/settlements/{id}/receipt")).await?;
         if !status.is_success() {
             let e = refusal(status.as_u16(), &bytes);
             return if e.code() == Some("receipt_not_yet") { Ok(None) } else { Err(e) };
@@ -225,4 +263,31 @@ pub async fn fetch_jwks(http: &HttpsClient, url: &str, owner: &PartyId) -> Resul
     let mut keys = KeyDirectory::new();
     keys.insert_jwks(owner, &bytes).map_err(|e| bad(e.to_string()))?;
     Ok(keys)
+}
+
+/// The settlement, value update or statement id a center path names:
+/// `/v1/settlements/{id}…`, `/v1/value-updates/{id}…`, `/v1/charges/{id}…`,
+/// `/v1/statements/{id}…`.
+fn path_id(path: &str) -> Option<&str> {
+    let rest = ["/v1/settlements/", "/v1/value-updates/", "/v1/charges/", "/v1/statements/"]
+        .iter()
+        .find_map(|prefix| path.strip_prefix(prefix))?;
+    let id = rest.split('/').next().unwrap_or_default();
+    (!id.is_empty()).then_some(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_id;
+
+    #[test]
+    fn the_id_of_a_path_is_its_segment_after_the_collection() {
+        assert_eq!(path_id("/v1/settlements/stl_1/complete"), Some("stl_1"));
+        assert_eq!(path_id("/v1/settlements/stl_1"), Some("stl_1"));
+        assert_eq!(path_id("/v1/value-updates/vup_2/recover/status"), Some("vup_2"));
+        assert_eq!(path_id("/v1/statements/stm_3/read"), Some("stm_3"));
+        assert_eq!(path_id("/v1/settlements"), None);
+        assert_eq!(path_id("/v1/settlements/"), None);
+        assert_eq!(path_id("/v1/cards/4b45535341490001/owed/apply"), None);
+    }
 }

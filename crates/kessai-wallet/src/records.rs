@@ -44,6 +44,13 @@ const SCHEMA: &[&str] = &[
         key TEXT NOT NULL UNIQUE,
         created_at INTEGER NOT NULL,
         PRIMARY KEY (payment_id, step))",
+    // The center's access token of each settlement, value update and
+    // statement this wallet opened (M4): every later request on the id
+    // carries it, recovery after a restart too.
+    "CREATE TABLE IF NOT EXISTS center_access (
+        id TEXT PRIMARY KEY,
+        token TEXT NOT NULL,
+        created_at INTEGER NOT NULL)",
 ];
 
 /// Where a settlement stands, as far as this wallet knows.
@@ -301,6 +308,23 @@ impl Records {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(record_of).collect()
+    }
+
+    /// Keeps the center's access token of `id` (the first one stays: the
+    /// center derives it from the id, so it never changes).
+    pub async fn save_access(&self, id: &str, token: &str, now_s: i64) -> Result<(), sqlx::Error> {
+        sqlx::query("INSERT INTO center_access (id, token, created_at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING")
+            .bind(id)
+            .bind(token)
+            .bind(now_s)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The center's access token of `id`, if this wallet opened it.
+    pub async fn access(&self, id: &str) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query_scalar("SELECT token FROM center_access WHERE id = ?").bind(id).fetch_optional(&self.pool).await
     }
 
     pub(crate) fn pool(&self) -> &SqlitePool {

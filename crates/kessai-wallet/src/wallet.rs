@@ -334,7 +334,7 @@ impl Wallet {
         let tls = kessai_tls::client_config(&config.ca_file, None)
             .with_context(|| format!("TLS trust from {}", config.ca_file.display()))?;
         let http = HttpsClient::new(tls, CENTER_TIMEOUT_MS);
-        let center = CenterClient::new(http, &config.center.url, config.center.party_id.clone());
+        let center = CenterClient::new(http, &config.center.url, config.center.party_id.clone(), records.clone());
         let card = CardSlot::new(&config.reader, |p| config.resolve(p)).context("opening the card reader")?;
         Ok(Wallet {
             config,

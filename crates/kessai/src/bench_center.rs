@@ -258,6 +258,7 @@ async fn purchase(
     let mut sample = Sample { step_us: [0; 4], total_us: 0, bytes: 0 };
     let mut reply = Value::Null;
     let mut id = String::new();
+    let mut bearer = String::new();
     for (i, step) in STEPS.iter().enumerate() {
         let base = &bases[(first + i) % bases.len()];
         let (url, body) = if i == 0 {
@@ -267,7 +268,11 @@ async fn purchase(
         };
         let key = format!("{}-{n}-{step}", card.0);
         let t0 = Instant::now();
-        let (status, bytes) = client.post_json(&url, &body, &[("idempotency-key", &key)]).await?;
+        let mut headers = vec![("idempotency-key", key.as_str())];
+        if i > 0 {
+            headers.push(("authorization", bearer.as_str()));
+        }
+        let (status, bytes) = client.post_json(&url, &body, &headers).await?;
         sample.step_us[i] = t0.elapsed().as_micros() as u64;
         sample.bytes += (body.to_string().len() + bytes.len()) as u64;
         if !status.is_success() {
@@ -276,6 +281,7 @@ async fn purchase(
         reply = serde_json::from_slice(&bytes)?;
         if i == 0 {
             id = reply["settlement_id"].as_str().context("settlement id")?.to_owned();
+            bearer = format!("Bearer {}", reply["access_token"].as_str().context("access token")?);
         }
     }
     if reply["phase"] != "completed" {

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use crate::service::{bill_token, register_card, setup};
-use crate::world::{balance_of, card_id, funded_card, post, relay_json};
+use crate::world::{balance_of, card_id, funded_card, get, post, relay_json};
 
 fn assert_error_shape(body: &Value, code: &str) {
     let e = &body["error"];
@@ -57,9 +57,7 @@ async fn a_purchase_over_the_api_with_idempotent_retries() {
     assert_error_shape(&body, "step_out_of_order");
     assert_eq!(balance_of(&mut card), 50_000 - 11_360);
 
-    let resp =
-        app.clone().oneshot(Request::get(format!("/v1/settlements/{id}")).body(Body::empty()).unwrap()).await.unwrap();
-    let view: Value = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    let (_, view) = get(&app, &format!("/v1/settlements/{id}")).await;
     assert_eq!(view["phase"], "completed");
     assert_eq!(view["amount"]["amount_minor"], 11_360);
 }
@@ -123,4 +121,90 @@ async fn the_openapi_document_describes_every_wallet_route() {
     }
     let idem = &doc["paths"]["/v1/settlements/{id}/complete"]["post"]["parameters"][1];
     assert_eq!(idem["name"], "Idempotency-Key");
+}
+
+/// Sends a request to an in-process router with the given headers and, if
+/// `peer` names one, a verified client certificate of that name.
+async fn send(
+    app: &axum::Router,
+    req: axum::http::request::Builder,
+    body: Value,
+    peer: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut req = req.header("content-type", "application/json").body(Body::from(body.to_string())).unwrap();
+    if let Some(name) = peer {
+        req.extensions_mut().insert(kessai_http::PeerIdentity(name.to_owned()));
+    }
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() })
+}
+
+/// M4: a settlement's routes answer its wallet (the access token its create
+/// handed out) and, for reading, its store (a client certificate in the
+/// store's name); anyone else who knows the id, the store among them for
+/// the steps, is answered as for an id that does not exist, and changes
+/// nothing.
+#[tokio::test]
+async fn a_settlement_answers_only_its_wallet_and_its_store() {
+    let mut s = setup().await;
+    register_card(&s, 1, 50_000).await;
+    let mut card = funded_card(1, 50_000);
+    let bill = bill_token(&mut s);
+    let app = kessai_center::api::routes(Arc::new(s.center));
+    let create = json!({ "bill": bill, "card_id": card_id(1).to_string() });
+    let (_, r) = post(&app, "/v1/settlements", Some("m4-create"), create).await;
+    let id = r["settlement_id"].as_str().unwrap().to_owned();
+    let token = r["access_token"].as_str().expect("the create hands out the access token").to_owned();
+    assert_eq!(token.len(), 43, "32 bytes, base64url");
+
+    // What a stranger is answered for an id that does not exist.
+    let (status, nothing) = send(&app, Request::get("/v1/settlements/stl_nope"), Value::Null, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error_shape(&nothing, "unknown_settlement");
+
+    let answers = relay_json(&mut card, &r);
+    let wrong = "Bearer AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let step = |auth: Option<&str>, path: &str, key: &str| {
+        let mut req = Request::post(format!("/v1/settlements/{id}{path}")).header("idempotency-key", key);
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        req
+    };
+    for (auth, peer) in [(None, None), (Some(wrong), None), (None, Some("mall")), (Some(token.as_str()), None)] {
+        // The card's genuine answers, without the token (or with a bare
+        // token, not a bearer one): refused as unknown.
+        let (status, body) = send(&app, step(auth, "/authenticate", "m4-a"), answers.clone(), peer).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert_error_shape(&body, "unknown_settlement");
+        let (status, body) = send(&app, step(auth, "/cancel", "m4-c"), json!({}), peer).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        let (status, body) = send(&app, step(auth, "/recover", "m4-r"), json!({}), peer).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        let mut get = Request::get(format!("/v1/settlements/{id}"));
+        if let Some(a) = auth {
+            get = get.header("authorization", a);
+        }
+        let (status, body) = send(&app, get, Value::Null, peer.map(|_| "someone-else")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    }
+    // Nothing changed: the wallet goes on with the same answers.
+    let bearer = format!("Bearer {token}");
+    let (status, r) = send(&app, step(Some(&bearer), "/authenticate", "m4-a"), answers, None).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(r["phase"], "reading_balance");
+    let (status, view) = send(&app, step(Some(&bearer), "", "-").method("GET"), Value::Null, None).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["phase"], "reading_balance");
+    // The store reads it by its certificate (and gets no access token).
+    let store = view["store"].as_str().unwrap().to_owned();
+    let (status, by_store) = send(&app, Request::get(format!("/v1/settlements/{id}")), Value::Null, Some(&store)).await;
+    assert_eq!(status, StatusCode::OK, "{by_store}");
+    assert_eq!(by_store["settlement_id"], id.as_str());
+    assert!(by_store.get("access_token").is_none());
+    let (status, _) =
+        send(&app, Request::get(format!("/v1/settlements/{id}/receipt")), Value::Null, Some("another-store")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

@@ -4,16 +4,13 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
 use kessai_center::authorizer::{AuthorizationState, Simulator};
 use kessai_center::service::{Answer, StepCall, parse_answers};
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 use crate::service::{register_card, setup};
-use crate::world::{balance_of, card_id, funded_card, post, relay_json};
+use crate::world::{balance_of, card_id, funded_card, get, post, post_as_stranger, relay_json};
 
 fn assert_error(body: &Value, code: &str) {
     let e = &body["error"];
@@ -73,8 +70,7 @@ async fn a_charge_over_the_api_with_idempotent_retries() {
     assert_eq!(balance_of(&mut card), 25_000);
     assert_eq!(sim.authorizations().await.unwrap()[0].state, AuthorizationState::Captured);
 
-    let resp = app.oneshot(Request::get(format!("/v1/value-updates/{id}")).body(Body::empty()).unwrap()).await.unwrap();
-    let view: Value = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    let (_, view) = get(&app, &format!("/v1/value-updates/{id}")).await;
     assert_eq!(view["phase"], "completed");
     center.books.ledger().check().await.unwrap();
 }
@@ -204,6 +200,13 @@ async fn lost_replies(mut s: crate::service::Setup) {
         reply = retried;
     }
     assert_eq!(reply["phase"], "completed");
+    // Its stored answers go to the holder of its access token only (M4).
+    let stranger =
+        post_as_stranger(&charges, &format!("/v1/value-updates/{id}/complete"), "charge-lost-complete", json!({}))
+            .await;
+    assert_eq!(stranger, (404, "unknown_value_update".to_owned()));
+    let stranger = post_as_stranger(&charges, &format!("/v1/charges/{id}/cancel"), "charge-cancel", json!({})).await;
+    assert_eq!(stranger, (404, "unknown_value_update".to_owned()));
 
     // A purchase, the same way.
     let create = json!({ "bill": token, "card_id": card_id(2).to_string() });
@@ -248,5 +251,8 @@ async fn lost_replies(mut s: crate::service::Setup) {
         reply = retried;
     }
     assert!(matches!(reply["phase"].as_str(), Some("reading" | "done")), "{reply}");
+    let stranger =
+        post_as_stranger(&purchases, &format!("/v1/statements/{id}/read"), "statement-lost-read", json!({})).await;
+    assert_eq!(stranger, (404, "unknown_statement".to_owned()));
     center.books.ledger().check().await.unwrap();
 }

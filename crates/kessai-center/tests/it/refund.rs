@@ -677,6 +677,36 @@ async fn owed_apply_answers_alike_for_unknown_lost_and_settled_cards() {
     assert_eq!((owed.len(), owed[0].status), (1, OwedStatus::Owed), "the lost card's refund stays owed");
 }
 
+/// M4: an owed item being applied belongs, before its command exists, to
+/// the presentation that opened it. Another presentation of the card id
+/// (anyone may send one) is told nothing is owed: it neither restarts the
+/// session, which would make the cardholder's authentication fail, nor
+/// learns the item or the session's access token. The first goes on.
+#[tokio::test]
+async fn a_second_presentation_does_not_take_over_an_owed_session() {
+    let c = Charging::new().await;
+    let key = stores(&c).await;
+    c.register(5, 50_000).await;
+    let mut card = funded_card(5, 50_000);
+    let settlement = purchase(&c, &key, &mut card, 5).await;
+    c.center.request_refund(&refund_token(&key, &settlement, "rf-taken-over", 1_000)).await.unwrap();
+    let first = match c.center.apply_owed(card_id(5), UpdateId::generate(&mut OsRandom)).await.unwrap() {
+        Applying::Update(r) => *r,
+        Applying::Nothing => panic!("owed"),
+    };
+    let answers = relay(&mut card, &first);
+    let other = c.center.apply_owed(card_id(5), UpdateId::generate(&mut OsRandom)).await.unwrap();
+    assert!(matches!(other, Applying::Nothing), "{other:?}");
+    let sim = c.sim.as_ref();
+    let id = first.charge_id.clone();
+    let r = c.center.update_authenticate(sim, &id, answers, Default::default()).await.unwrap();
+    let r = c.center.update_offer(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
+    let done = c.center.update_complete(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
+    assert_eq!(done.phase, UpdatePhase::Completed);
+    assert_eq!(balance_of(&mut card), 50_000 - PURCHASE + 1_000);
+    c.check_books(5, &mut card).await;
+}
+
 /// L4: a refund the card cannot take now (it would pass the card's maximum
 /// balance) waits without holding back what comes after it: a correction
 /// behind it is applied; the refund stays owed until the card has room.

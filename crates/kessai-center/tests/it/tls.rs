@@ -25,7 +25,7 @@ use kessai_merchant::{BillRequest, Merchant, OpenOrder};
 use kessai_tls::{CaDir, ClientAuth, Role};
 use serde_json::{Value, json};
 
-use crate::world::{card_id, funded_card, masters, relay_json};
+use crate::world::{access_for, card_id, funded_card, keep_access, masters, relay_json};
 
 struct TestStore {
     merchant: Merchant,
@@ -71,8 +71,20 @@ client_name = "center"
 }
 
 async fn wallet_post(c: &HttpsClient, url: &str, key: &str, body: &Value) -> (u16, Value) {
-    let (status, bytes) = c.post_json(url, body, &[("idempotency-key", key)]).await.unwrap();
-    (status.as_u16(), serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    let bearer = access_for(url);
+    let mut headers = vec![("idempotency-key", key)];
+    headers.extend(bearer.iter().map(|b| ("authorization", b.as_str())));
+    let (status, bytes) = c.post_json(url, body, &headers).await.unwrap();
+    let answer = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    keep_access(&answer);
+    (status.as_u16(), answer)
+}
+
+/// GETs a settlement's path as its wallet: with its access token.
+async fn wallet_get(c: &HttpsClient, url: &str) -> (axum::http::StatusCode, axum::body::Bytes) {
+    let bearer = access_for(url).expect("the wallet was handed the access token");
+    let (status, _, bytes) = c.get_with(url, &[("authorization", &bearer)]).await.unwrap();
+    (status, bytes)
 }
 
 #[tokio::test]
@@ -194,7 +206,7 @@ async fn purchase_over_tls_with_admin_mtls_and_delivery_to_a_store_that_comes_up
 
     // The store is down: no receipt yet. Then it comes up.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (status, _) = wallet.get(&format!("{base}/receipt")).await.unwrap();
+    let (status, _) = wallet_get(&wallet, &format!("{base}/receipt")).await;
     assert_eq!(status.as_u16(), 404);
     let center_keys = {
         let mut k = KeyDirectory::new();
@@ -208,7 +220,7 @@ async fn purchase_over_tls_with_admin_mtls_and_delivery_to_a_store_that_comes_up
     tokio::spawn(kessai_http::serve(app, listener, Arc::new(store_tls), std::future::pending()));
     let mut receipt = Value::Null;
     for _ in 0..100 {
-        let (status, bytes) = wallet.get(&format!("{base}/receipt")).await.unwrap();
+        let (status, bytes) = wallet_get(&wallet, &format!("{base}/receipt")).await;
         if status.is_success() {
             receipt = serde_json::from_slice(&bytes).unwrap();
             break;

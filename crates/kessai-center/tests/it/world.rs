@@ -180,8 +180,57 @@ pub fn relay_json(t: &mut Terminal<CardReader>, reply: &serde_json::Value) -> se
     serde_json::json!({ "responses": answers })
 }
 
-/// POSTs JSON to an in-process router (with an Idempotency-Key if given) and
-/// reads the JSON answer.
+/// The access tokens the center handed out in these tests, by id, as a
+/// wallet keeps them (M4). Ids are unique across tests.
+static ACCESS: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, String>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Keeps the access token an answer carries.
+pub fn keep_access(answer: &serde_json::Value) {
+    let id = ["settlement_id", "update_id", "statement_id"].iter().find_map(|k| answer[*k].as_str());
+    if let (Some(id), Some(token)) = (id, answer["access_token"].as_str()) {
+        ACCESS.lock().unwrap().insert(id.to_owned(), token.to_owned());
+    }
+}
+
+/// The `Authorization` value for a path on a settlement, value update or
+/// statement whose access token a test was handed.
+pub fn access_for(path: &str) -> Option<String> {
+    let path = path.split_once("/v1/").map_or(path, |(_, p)| p);
+    let id = path.split('/').nth(1)?;
+    ACCESS.lock().unwrap().get(id).map(|t| format!("Bearer {t}"))
+}
+
+/// GETs a path of an in-process router, with the access token of the id it
+/// names if a test was handed one, and reads the JSON answer.
+pub async fn get(app: &axum::Router, path: &str) -> (axum::http::StatusCode, serde_json::Value) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let mut req = axum::http::Request::get(path);
+    if let Some(bearer) = access_for(path) {
+        req = req.header("authorization", bearer);
+    }
+    let resp = app.clone().oneshot(req.body(axum::body::Body::empty()).unwrap()).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+/// POSTs JSON as someone who knows the id in `path` but holds no access
+/// token for it; answers the status and the error code.
+pub async fn post_as_stranger(app: &axum::Router, path: &str, key: &str, body: serde_json::Value) -> (u16, String) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let req = axum::http::Request::post(path).header("content-type", "application/json").header("idempotency-key", key);
+    let resp = app.clone().oneshot(req.body(axum::body::Body::from(body.to_string())).unwrap()).await.unwrap();
+    let status = resp.status().as_u16();
+    let v: serde_json::Value = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    (status, v["error"]["code"].as_str().unwrap_or_default().to_owned())
+}
+
+/// POSTs JSON to an in-process router (with an Idempotency-Key if given,
+/// and the access token of the id the path names if a test was handed one)
+/// and reads the JSON answer, keeping any access token it carries.
 pub async fn post(
     app: &axum::Router,
     path: &str,
@@ -194,8 +243,13 @@ pub async fn post(
     if let Some(k) = key {
         req = req.header("idempotency-key", k);
     }
+    if let Some(bearer) = access_for(path) {
+        req = req.header("authorization", bearer);
+    }
     let resp = app.clone().oneshot(req.body(axum::body::Body::from(body.to_string())).unwrap()).await.unwrap();
     let status = resp.status();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap())
+    let answer = serde_json::from_slice(&bytes).unwrap();
+    keep_access(&answer);
+    (status, answer)
 }

@@ -4,7 +4,6 @@
 
 use kessai_core::{Currency, Money};
 use kessai_wallet::{ChargeError, ChargePhase, PaymentCardInput, Wallet, WalletConfig};
-use serde_json::Value;
 
 use crate::proxy::{self, Tamper};
 use crate::world::World;
@@ -33,8 +32,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 }
 
 async fn center_charge_phase(w: &World, id: &str) -> String {
-    let (_, bytes) = w.http.get(&format!("{}/v1/value-updates/{id}", w.center_url)).await.unwrap();
-    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    let v = w.center_get(&format!("/v1/value-updates/{id}"), id).await;
     v["phase"].as_str().unwrap_or_default().to_owned()
 }
 

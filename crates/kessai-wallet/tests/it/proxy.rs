@@ -61,17 +61,21 @@ fn tamper_offer_step(tamper: &Tamper, body: &[u8]) -> Vec<u8> {
 async fn forward(State(p): State<Arc<Proxy>>, req: Request<Body>) -> Response {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
-    let key = req.headers().get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let [key, access] = ["idempotency-key", "authorization"]
+        .map(|name| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned));
     let bytes = req.into_body().collect().await.unwrap().to_bytes();
     let url = format!("{}{path}", p.upstream);
     let (status, body) = if method == Method::GET {
-        p.http.get(&url).await.unwrap()
+        let headers: Vec<(&str, &str)> = access.iter().map(|a| ("authorization", a.as_str())).collect();
+        let (status, _, body) = p.http.get_with(&url, &headers).await.unwrap();
+        (status, body)
     } else {
         let mut v: Value = serde_json::from_slice(&bytes).unwrap();
         if let (Tamper::SwapBill(other), "/v1/settlements") = (&p.tamper, path.as_str()) {
             v["bill"] = json!(other);
         }
-        let headers: Vec<(&str, &str)> = key.iter().map(|k| ("idempotency-key", k.as_str())).collect();
+        let mut headers: Vec<(&str, &str)> = key.iter().map(|k| ("idempotency-key", k.as_str())).collect();
+        headers.extend(access.iter().map(|a| ("authorization", a.as_str())));
         p.http.post_json(&url, &v, &headers).await.unwrap()
     };
     let is_offer_step = path.ends_with("/balance") && !path.contains("/recover/");

@@ -27,8 +27,7 @@ fn refund(settlement: &SettlementId, id: &str, amount: u64) -> RefundOrder {
 }
 
 async fn center_update(w: &World, id: &str) -> Value {
-    let (_, bytes) = w.http.get(&format!("{}/v1/value-updates/{id}", w.center_url)).await.unwrap();
-    serde_json::from_slice(&bytes).unwrap()
+    w.center_get(&format!("/v1/value-updates/{id}"), id).await
 }
 
 #[tokio::test]

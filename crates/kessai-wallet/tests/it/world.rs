@@ -241,9 +241,26 @@ impl World {
 
     /// The center's view of a settlement.
     pub async fn center_phase(&self, settlement: &str) -> String {
-        let (_, bytes) = self.http.get(&format!("{}/v1/settlements/{settlement}", self.center_url)).await.unwrap();
-        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        let v = self.center_get(&format!("/v1/settlements/{settlement}"), settlement).await;
         v["phase"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// GETs a center path on `id` with the access token the wallet keeps
+    /// for it (which this reads from the wallet's own records), as the
+    /// wallet would; asserts the answer is 200.
+    pub async fn center_get(&self, path: &str, id: &str) -> Value {
+        let records =
+            kessai_wallet::records::Records::open(&self.tmp.path().join("wallet").join("wallet.sqlite")).await.unwrap();
+        let token = records.access(id).await.unwrap().expect("the wallet kept the access token");
+        records.close().await;
+        let url = format!("{}{path}", self.center_url);
+        let bearer = format!("Bearer {token}");
+        let (status, _, bytes) = self.http.get_with(&url, &[("authorization", &bearer)]).await.unwrap();
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+        // Without it, the center answers as for an id it does not know (M4).
+        let (refused, _) = self.http.get(&url).await.unwrap();
+        assert_eq!(refused, 404);
+        serde_json::from_slice(&bytes).unwrap()
     }
 }
 

@@ -154,16 +154,25 @@ impl Deployment {
     }
 
     /// POSTs a step; `Err` when the center could not be reached.
+    /// POSTs as the wallet: with the access token of the settlement or
+    /// value update the URL names, if the center handed one out (M4).
     pub fn post(&self, url: &str, key: &str, body: &Value) -> Result<(u16, Value), String> {
-        let (status, bytes) = self
-            .runtime
-            .block_on(self.wallet.post_json(url, body, &[("idempotency-key", key)]))
-            .map_err(|e| e.to_string())?;
-        Ok((status.as_u16(), serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+        let bearer = access_for(url);
+        let mut headers = vec![("idempotency-key", key)];
+        headers.extend(bearer.iter().map(|b| ("authorization", b.as_str())));
+        let (status, bytes) =
+            self.runtime.block_on(self.wallet.post_json(url, body, &headers)).map_err(|e| e.to_string())?;
+        let answer = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        keep_access(&answer);
+        Ok((status.as_u16(), answer))
     }
 
+    /// GETs as the wallet, with the access token of the id the URL names.
     pub fn get(&self, url: &str) -> Result<(u16, Value), String> {
-        let (status, bytes) = self.runtime.block_on(self.wallet.get(url)).map_err(|e| e.to_string())?;
+        let bearer = access_for(url);
+        let headers: Vec<(&str, &str)> = bearer.iter().map(|b| ("authorization", b.as_str())).collect();
+        let (status, _, bytes) =
+            self.runtime.block_on(self.wallet.get_with(url, &headers)).map_err(|e| e.to_string())?;
         Ok((status.as_u16(), serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
     }
 
@@ -272,4 +281,25 @@ pub fn settle(
         r = post(&format!("/v1/settlements/{id}/recover/balance"), &format!("rb{tag}-{id}"), &relay(card, &r)).1;
     }
     Phase::parse(r["phase"].as_str().unwrap_or("offered")).unwrap()
+}
+
+/// The access tokens the centers handed out in these tests, by id, as a
+/// wallet keeps them (M4). Ids are unique across tests.
+static ACCESS: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, String>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Keeps the access token an answer carries.
+pub fn keep_access(answer: &Value) {
+    let id = ["settlement_id", "update_id", "statement_id"].iter().find_map(|k| answer[*k].as_str());
+    if let (Some(id), Some(token)) = (id, answer["access_token"].as_str()) {
+        ACCESS.lock().unwrap().insert(id.to_owned(), token.to_owned());
+    }
+}
+
+/// The `Authorization` value for a URL on a settlement, value update or
+/// statement whose access token a test was handed.
+pub fn access_for(url: &str) -> Option<String> {
+    let path = url.split_once("/v1/")?.1;
+    let id = path.split('/').nth(1)?;
+    ACCESS.lock().unwrap().get(id).map(|t| format!("Bearer {t}"))
 }
