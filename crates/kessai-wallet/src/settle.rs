@@ -1,12 +1,14 @@
 //! After consent (ST16–ST18, ST20): relay the DEBIT, complete, check SIG3,
 //! fetch and check SIG4; and the ways back: cancel and recovery.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use kessai_core::ids::{PartyId, SettlementId};
 use kessai_core::messages::completion::Completion;
 use kessai_core::messages::offer::Offer;
 use kessai_core::messages::receipt::{self, DeliveryKind, Receipt};
+use kessai_core::time::{Clock, FixedClock, Timestamp};
 use serde_json::json;
 
 use crate::center::{VerifyError, fetch_jwks};
@@ -77,15 +79,17 @@ impl Wallet {
             (Some(c), LocalPhase::Completed | LocalPhase::Receipted) => c.clone(),
             _ => return Err(PayError::WrongPhase { expected: "completed", found: rec.phase }),
         };
-        let token = match rec.receipt.clone() {
-            Some(t) => t,
+        // A receipt recorded before is checked as of when it was recorded
+        // (M7): a historical proof stays valid after its `exp`.
+        let (token, as_of): (String, Arc<dyn Clock>) = match rec.receipt.clone() {
+            Some(t) => (t, Arc::new(FixedClock::new(Timestamp::from_unix_s(rec.updated_at.max(0).unsigned_abs())))),
             None => match self.center.receipt(settlement_id).await? {
-                Some(t) => t,
+                Some(t) => (t, Arc::clone(&self.clock)),
                 None => return Ok(None),
             },
         };
         let bill = HandedBill::parse(&rec.bill)?;
-        let verified = self.verify_receipt(&rec, &bill, &token).await?;
+        let verified = self.verify_receipt(&rec, &bill, &token, as_of.as_ref()).await?;
         let sid = SettlementId::parse(settlement_id).map_err(|e| PayError::UnknownSettlement(e.to_string()))?;
         checks::check_receipt(&verified, &sid, &completion, &bill).map_err(PayError::ReceiptMismatch)?;
         if rec.phase != LocalPhase::Receipted {
@@ -112,6 +116,7 @@ impl Wallet {
         rec: &Record,
         bill: &HandedBill,
         token: &str,
+        clock: &dyn Clock,
     ) -> Result<kessai_core::jws::Verified<Receipt>, PayError> {
         let uri = safe_return_url(&rec.return_url)?;
         let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
@@ -120,8 +125,7 @@ impl Wallet {
         let keys = fetch_jwks(self.http(), &url, owner)
             .await
             .map_err(|e| PayError::ReceiptUnverified(VerifyError::Keys(e)))?;
-        receipt::verify(token, &keys, self.clock.as_ref())
-            .map_err(|e| PayError::ReceiptUnverified(VerifyError::Signature(e)))
+        receipt::verify(token, &keys, clock).map_err(|e| PayError::ReceiptUnverified(VerifyError::Signature(e)))
     }
 
     /// Polls for SIG4 a bounded number of times.

@@ -347,6 +347,13 @@ impl Wallet {
         })
     }
 
+    /// The same wallet telling time by `clock` (tests: a wallet opened
+    /// again a day later).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Wallet {
+        self.clock = clock;
+        self
+    }
+
     pub fn config(&self) -> &WalletConfig {
         &self.config
     }

@@ -100,6 +100,15 @@ async fn paying_through_the_web_ui_shows_consent_then_returns_to_the_store_with_
     assert!(record.receipt.is_some() && record.completion.is_some());
     let home = send(&ui, Request::get("/").body(Body::empty()).unwrap()).await.2;
     assert!(home.contains("receipted") && home.contains("JPY 17,600"), "history and balance: {home}");
+
+    // M7: two days later the stored receipt, long past its `exp`, is still
+    // the verified proof it was when it was recorded.
+    let later = kessai_core::time::FixedClock::new(kessai_core::time::Timestamp::from_unix_s(
+        u64::try_from(record.updated_at).unwrap() + 2 * 86_400,
+    ));
+    let aged = Wallet::open(w.wallet_config(&w.center_url)).await.unwrap().with_clock(Arc::new(later));
+    let view = aged.poll_receipt(&settlement).await.unwrap().expect("the recorded receipt");
+    assert_eq!(view.order_id, order);
 }
 
 #[tokio::test]
