@@ -26,9 +26,33 @@ const _: () = assert!(COMPLETION_LIFETIME_S <= kessai_core::limits::MAX_TOKEN_LI
 /// within it.
 pub const VALUE_UPDATE_LIFETIME_S: u64 = 10 * 60;
 
-/// Most value one card may be charged per UTC day, in the card's minor
-/// units (JPY 100,000), counting completed and pending charges.
-pub const DAILY_CHARGE_LIMIT_MINOR: u64 = 100_000;
+/// Most value one card may be charged per UTC day, in major units of its
+/// currency (about JPY 100,000 each), counting completed and pending
+/// charges. A currency not listed cannot be charged.
+const DAILY_CHARGE_LIMIT_MAJOR: &[(&str, u64)] = &[
+    ("AUD", 1_000),
+    ("CAD", 900),
+    ("CHF", 600),
+    ("CNY", 5_000),
+    ("EUR", 600),
+    ("GBP", 500),
+    ("HKD", 5_000),
+    ("JPY", 100_000),
+    ("KRW", 900_000),
+    ("NZD", 1_100),
+    ("SGD", 900),
+    ("TWD", 20_000),
+    ("USD", 650),
+];
+
+/// The daily charge limit of a card in `currency`, in its minor units
+/// (L2: JPY 100,000, USD 650.00, KRW 900,000); 0 for a currency with none.
+pub fn daily_charge_limit_minor(currency: kessai_core::Currency) -> u64 {
+    DAILY_CHARGE_LIMIT_MAJOR
+        .iter()
+        .find(|(code, _)| *code == currency.code())
+        .map_or(0, |(_, major)| major.saturating_mul(10u64.pow(u32::from(currency.exponent()))))
+}
 
 /// Smallest charge, in minor units.
 pub const MIN_CHARGE_MINOR: u64 = 1;
@@ -37,7 +61,7 @@ pub const MIN_CHARGE_MINOR: u64 = 1;
 pub const DAY_S: u64 = 86_400;
 
 const _: () = assert!(VALUE_UPDATE_LIFETIME_S <= kessai_core::limits::MAX_TOKEN_LIFETIME_S);
-const _: () = assert!(MIN_CHARGE_MINOR >= 1 && MIN_CHARGE_MINOR <= DAILY_CHARGE_LIMIT_MINOR);
+const _: () = assert!(MIN_CHARGE_MINOR >= 1);
 
 /// Times a step runs again from its load when its PostgreSQL transaction
 /// lost a serialization conflict to a concurrent one (SQLite never does).
@@ -52,11 +76,6 @@ pub const ABANDONED_AFTER_S: u64 = SETTLEMENT_TIMEOUT_S;
 
 /// Most abandoned rows one sweep pass voids.
 pub const SWEEP_BATCH_MAX: i64 = 100;
-
-/// How long a charge create holds its claim on the charge id before another
-/// request for the same id may take it over (the first must have died:
-/// longer than any authorizer call takes).
-pub const CREATE_CLAIM_TIMEOUT_S: u64 = 120;
 
 const _: () = assert!(ABANDONED_AFTER_S >= OFFER_LIFETIME_S && ABANDONED_AFTER_S >= VALUE_UPDATE_LIFETIME_S);
 
@@ -85,3 +104,21 @@ pub const PURGE_BATCH_MAX: i64 = 1_000;
 pub const CHARGE_ATTEMPTS_PER_CARD: u64 = 10;
 pub const CHARGE_ATTEMPTS_PER_PAN: u64 = 5;
 pub const CHARGE_ATTEMPT_WINDOW_S: u64 = 3_600;
+
+#[cfg(test)]
+mod tests {
+    use kessai_core::Currency;
+
+    use super::{DAILY_CHARGE_LIMIT_MAJOR, daily_charge_limit_minor};
+
+    #[test]
+    fn the_daily_charge_limit_is_per_currency_in_its_minor_units() {
+        assert_eq!(daily_charge_limit_minor(Currency::JPY), 100_000);
+        assert_eq!(daily_charge_limit_minor(Currency::USD), 65_000, "USD 650.00, not USD 1,000");
+        assert_eq!(daily_charge_limit_minor(Currency::parse("KRW").unwrap()), 900_000, "KRW has no minor unit");
+        for (code, major) in DAILY_CHARGE_LIMIT_MAJOR {
+            let currency = Currency::parse(code).unwrap();
+            assert!(daily_charge_limit_minor(currency) >= *major, "{code}");
+        }
+    }
+}

@@ -449,7 +449,7 @@ impl Center {
                 direction: item.body.direction,
                 purpose,
                 amount: item.body.amount,
-                authorization: Reference::parse(&item.id).map_err(|e| UpdateError::BadReference(e.to_string()))?,
+                authorization: Some(Reference::parse(&item.id).map_err(|e| UpdateError::BadReference(e.to_string()))?),
             };
             ValueUpdate::create(&mut ctx, input)?
         };

@@ -1,7 +1,8 @@
 //! Value updates on the application server: charges paid by credit card
 //! (DESIGN §5), decreases back to the credit card, and owed items. A
-//! charge's create claims its id (single flight), checks every limit, then
-//! asks the authorizer, then opens the charge. Each later step runs as
+//! charge's create checks the card and the limits and opens it; the
+//! authorizer is asked only in its authenticate step, once the card proved
+//! itself (M5), with the payment card that step carries. Each later step runs as
 //! purchases do: load → transition (pure, in [`crate::value`]) → the money
 //! secured (a capture, or a refund to the credit card, idempotent at the
 //! authorizer) → one transaction with the compare-and-set, the books'
@@ -19,11 +20,11 @@ use kessai_core::messages::Reference;
 
 use crate::authorizer::{AuthFuture, AuthorizationRequest, Authorizer, AuthorizerError, PaymentCard};
 use crate::books::{BooksError, Entries};
-use crate::db::Alongside;
 use crate::db::DbError;
+use crate::db::{Alongside, Reservation};
 use crate::limits::{
-    CHARGE_ATTEMPT_WINDOW_S, CHARGE_ATTEMPTS_PER_CARD, CHARGE_ATTEMPTS_PER_PAN, CREATE_CLAIM_TIMEOUT_S,
-    DAILY_CHARGE_LIMIT_MINOR, DAY_S, MIN_CHARGE_MINOR,
+    CHARGE_ATTEMPT_WINDOW_S, CHARGE_ATTEMPTS_PER_CARD, CHARGE_ATTEMPTS_PER_PAN, DAY_S, MIN_CHARGE_MINOR,
+    daily_charge_limit_minor,
 };
 use crate::owed::owed_code;
 use crate::purchase::{CardRegistryStatus, Context, StepError};
@@ -57,10 +58,9 @@ pub enum UpdateError {
     OverDailyLimit { charged_minor: u64, amount: Money, limit_minor: u64 },
     #[error("charge {0} exists for another card or amount")]
     ChargeIdInUse(String),
-    /// Another request is creating the same value update right now (the
-    /// same Idempotency-Key twice at once): retry shortly.
-    #[error("value update {0} is being created by another request; retry")]
-    CreateInProgress(String),
+    /// A charge's authenticate step carries the payment card it is paid by.
+    #[error("the payment card (card_number, expiry, cvc) is required to authorize charge {0}")]
+    PaymentCardRequired(String),
     #[error("APDU {0}")]
     BadApdu(String),
     #[error(transparent)]
@@ -129,8 +129,10 @@ pub struct UpdateReply {
     /// Commands to relay to the card, in order, as hex.
     pub apdus: Vec<String>,
     pub amount: Money,
-    /// The authorizer's reference (SIG5 `funding_ref`).
-    pub funding_ref: String,
+    /// The authorizer's reference (SIG5 `funding_ref`); a charge has one
+    /// once its authenticate step authorized it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub funding_ref: Option<String>,
     /// The value update (SIG5), while the sealed CREDIT is out.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value_update: Option<String>,
@@ -160,7 +162,7 @@ pub fn update_reply(c: &ValueUpdate, apdus: &[CommandApdu]) -> UpdateReply {
         purpose: c.purpose.clone(),
         apdus: apdus.iter().map(|a| hex::encode(a.to_bytes())).collect(),
         amount: c.amount,
-        funding_ref: c.authorization.as_str().to_owned(),
+        funding_ref: c.authorization.as_ref().map(|a| a.as_str().to_owned()),
         value_update: match c.state() {
             UpdateState::Offered { offer, .. } => Some(offer.value_update_token.clone()),
             _ => None,
@@ -173,16 +175,16 @@ pub fn update_reply(c: &ValueUpdate, apdus: &[CommandApdu]) -> UpdateReply {
     }
 }
 
-/// What `create_charge` is asked.
+/// What `create_charge` is asked. The payment card comes later, with the
+/// authenticate step (M5).
 #[derive(Debug)]
 pub struct ChargeRequest {
     /// The charge's id. The API derives it from the Idempotency-Key, so a
-    /// create retried after a crash names the same charge: the authorizer
-    /// answers the same authorization and the stored charge is found.
+    /// create retried after a crash names the same charge and the stored
+    /// charge is found.
     pub id: UpdateId,
     pub card_id: CardId,
     pub amount: Money,
-    pub payment_card: PaymentCard,
 }
 
 /// What `create_decrease` is asked.
@@ -268,7 +270,8 @@ impl Center {
         if amount.currency() != card.currency {
             return Err(StepError::CurrencyMismatch { bill: amount.currency(), card: card.currency }.into());
         }
-        let max_minor = self.max_amount_minor.min(card.max_balance_minor).min(DAILY_CHARGE_LIMIT_MINOR);
+        let max_minor =
+            self.max_amount_minor.min(card.max_balance_minor).min(daily_charge_limit_minor(amount.currency()));
         if !(MIN_CHARGE_MINOR..=max_minor).contains(&amount.amount_minor()) {
             return Err(UpdateError::AmountOutOfRange { amount, min_minor: MIN_CHARGE_MINOR, max_minor });
         }
@@ -280,117 +283,124 @@ impl Center {
         Ok(card)
     }
 
-    /// Reserves `amount` of the card's charge limit for today (UTC), by
-    /// compare-and-set: concurrent charges can never pass it together.
-    /// Returns the day reserved; released when the charge is voided.
-    async fn reserve_daily(&self, card: &CardId, amount: Money) -> Result<u64, UpdateError> {
+    /// Reserves `amount` of the card's charge limit for today (UTC) for
+    /// charge `charge`, by compare-and-set: concurrent charges can never pass
+    /// it together, and a charge reserves once however often it asks.
+    /// Given back when the charge is voided.
+    async fn reserve_daily(&self, charge: &UpdateId, card: &CardId, amount: Money) -> Result<(), UpdateError> {
         let now = self.clock.now().unix_s();
         let day = now - now % DAY_S;
+        let limit_minor = daily_charge_limit_minor(amount.currency());
         if let Err(charged_minor) =
-            self.db.reserve_daily_charge(card, day, amount.amount_minor(), DAILY_CHARGE_LIMIT_MINOR).await?
+            self.db.reserve_charge(charge.as_str(), card, day, amount.amount_minor(), limit_minor).await?
         {
-            return Err(UpdateError::OverDailyLimit { charged_minor, amount, limit_minor: DAILY_CHARGE_LIMIT_MINOR });
+            return Err(UpdateError::OverDailyLimit { charged_minor, amount, limit_minor });
         }
-        Ok(day)
+        Ok(())
     }
 
-    /// POST /v1/charges: limits, then the authorization, then the charge
-    /// and its INITIALIZE UPDATE. The payment card is dropped (and
-    /// zeroized) here; only the authorizer's reference is kept.
-    pub async fn create_charge(
-        &self,
-        authorizer: &dyn Authorizer,
-        request: ChargeRequest,
-    ) -> Result<UpdateReply, UpdateError> {
+    /// POST /v1/charges: the card and every limit, then the charge and its
+    /// INITIALIZE UPDATE. Nothing is authorized or reserved here: that waits
+    /// for the card's proof, in [`Center::update_authenticate`].
+    pub async fn create_charge(&self, request: ChargeRequest) -> Result<UpdateReply, UpdateError> {
         if let Some((existing, _)) = self.db.value_update(request.id.as_str()).await? {
             return self.resume_charge(existing, &request).await;
         }
-        // Single flight: only the request holding the claim authorizes, so an
-        // authorization is voided only by the one request that made it.
-        let now = self.clock.now();
-        if !self.db.claim_create(request.id.as_str(), now, CREATE_CLAIM_TIMEOUT_S).await? {
-            if let Some((existing, _)) = self.db.value_update(request.id.as_str()).await? {
-                return self.resume_charge(existing, &request).await;
-            }
-            return Err(UpdateError::CreateInProgress(request.id.to_string()));
-        }
-        let id = request.id.clone();
-        let created = self.create_claimed_charge(authorizer, request).await;
-        if created.is_err() {
-            // Nothing of it was stored: a retry may claim it again at once.
-            self.db.release_create_claim(id.as_str()).await?;
-        }
-        created
-    }
-
-    /// `create_charge` once the request holds the claim on the charge id.
-    async fn create_claimed_charge(
-        &self,
-        authorizer: &dyn Authorizer,
-        request: ChargeRequest,
-    ) -> Result<UpdateReply, UpdateError> {
         let card = self.check_charge_limits(&request).await?;
-        // Every attempt counts, declined ones too, before the authorizer is
-        // asked: a card id and a list of stolen numbers make no oracle.
-        let now = self.clock.now();
-        let since = kessai_core::time::Timestamp::from_unix_s(now.unix_s().saturating_sub(CHARGE_ATTEMPT_WINDOW_S));
-        let pan = self.security.pan_fingerprint(request.payment_card.number());
-        let (by_card, by_pan) = self.db.record_charge_attempt(&card.id, &pan, now, since).await?;
-        if by_card > CHARGE_ATTEMPTS_PER_CARD || by_pan > CHARGE_ATTEMPTS_PER_PAN {
-            tracing::warn!(card = %card.id, by_card, by_pan, "charge attempts over the velocity limits");
-            return Err(UpdateError::TooManyAttempts);
-        }
-        let day = self.reserve_daily(&card.id, request.amount).await?;
-        let release = || self.db.release_daily_charge(&card.id, day, request.amount.amount_minor());
         let mut rng = self.random.generator();
-        let id = request.id.clone();
-        let auth = AuthorizationRequest {
-            card: &request.payment_card,
-            amount: request.amount,
-            charge_id: id.as_str(),
-            now: self.clock.now(),
-        };
-        let authorization = match authorizer.authorize(auth).await {
-            Ok(a) => a,
-            Err(e) => {
-                release().await?;
-                return Err(e.into());
-            }
-        };
-        drop(request.payment_card);
-        let opened = {
+        let (charge, init) = {
             let mut ctx = self.ctx(rng.as_mut());
             let input = NewUpdate {
-                id,
+                id: request.id.clone(),
                 card: &card,
                 direction: Direction::Credit,
                 purpose: Purpose::Charge,
                 amount: request.amount,
-                authorization: authorization.clone(),
+                authorization: None,
             };
-            ValueUpdate::create(&mut ctx, input).map(|(mut charge, init)| {
-                charge.charge_day_s = Some(day);
-                (charge, init)
-            })
+            ValueUpdate::create(&mut ctx, input)?
         };
-        let stored = match opened {
-            Ok((charge, init)) => self.db.insert_update(&charge, self.clock.now()).await.map(|()| (charge, init)),
-            Err(e) => {
-                authorizer.void(&authorization).await?;
-                release().await?;
-                return Err(e.into());
+        match self.db.insert_update(&charge, self.clock.now()).await {
+            Ok(()) => Ok(self.update_answer(&charge, &[init])),
+            // The same create at the same time: the first one's charge.
+            Err(e) if e.is_unique_violation() => match self.db.value_update(request.id.as_str()).await? {
+                Some((existing, _)) => self.resume_charge(existing, &request).await,
+                None => Err(e.into()),
+            },
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A charge's authenticate step: the card's cryptogram is checked
+    /// first; only then are the velocity limits counted, the day's limit
+    /// reserved and the authorizer asked, with `payment_card` (dropped, and
+    /// zeroized, here). Approved: the charge goes on, authorized, in the
+    /// step's compare-and-set. Refused by a limit or declined: the charge
+    /// ends voided with that code, in the same way, and the refusal is
+    /// answered. The authorizer unavailable: nothing is stored, and the
+    /// same step may be sent again.
+    async fn authenticate_charge(
+        &self,
+        authorizer: &dyn Authorizer,
+        (charge, version): (ValueUpdate, i64),
+        answers: &[ResponseApdu],
+        payment_card: Option<PaymentCard>,
+        answer: Option<&Answer>,
+    ) -> Result<UpdateReply, UpdateError> {
+        let payment_card = payment_card.ok_or_else(|| UpdateError::PaymentCardRequired(charge.id.to_string()))?;
+        let mut rng = self.random.generator();
+        let (proven, apdus) = charge.clone().authenticate(&mut self.ctx(rng.as_mut()), first(answers)?)?;
+        let refused = match self.authorize_proven(authorizer, &proven, &payment_card).await {
+            Ok(authorization) => {
+                drop(payment_card);
+                let stepped = Stepped { update: proven.authorized(authorization), apdus, effect: Effect::None };
+                return self.store_update_step(authorizer, &stepped, version, answer).await;
             }
+            Err(refused) => refused,
         };
-        match stored {
-            Ok((charge, init)) => Ok(self.update_answer(&charge, &[init])),
+        drop(payment_card);
+        let code = match &refused {
+            UpdateError::Authorizer(e) if e.is_decline() => e.code(),
+            UpdateError::TooManyAttempts => "too_many_attempts",
+            UpdateError::OverDailyLimit { .. } => "over_daily_limit",
+            // Not a refusal of this charge (the authorizer or the database
+            // did not answer): nothing is stored; the step may be retried.
+            _ => return Err(refused),
+        };
+        let ended = charge.refused(code, &refused.to_string())?;
+        let stepped = Stepped { update: ended, apdus: Vec::new(), effect: Effect::Void };
+        // The refusal is the answer, stored with the void by the API layer.
+        self.store_update_step(authorizer, &stepped, version, None).await?;
+        Err(refused)
+    }
+
+    /// For a charge whose card just proved itself: the velocity limits
+    /// (every attempt counts, declined ones too: a card id and a list of
+    /// stolen numbers make no oracle), the day's reservation, the
+    /// authorization. A refused authorization gives the reservation back.
+    async fn authorize_proven(
+        &self,
+        authorizer: &dyn Authorizer,
+        charge: &ValueUpdate,
+        payment_card: &PaymentCard,
+    ) -> Result<Reference, UpdateError> {
+        let now = self.clock.now();
+        let since = kessai_core::time::Timestamp::from_unix_s(now.unix_s().saturating_sub(CHARGE_ATTEMPT_WINDOW_S));
+        let pan = self.security.pan_fingerprint(payment_card.number());
+        let (by_card, by_pan) = self.db.record_charge_attempt(&charge.card_id, &pan, now, since).await?;
+        if by_card > CHARGE_ATTEMPTS_PER_CARD || by_pan > CHARGE_ATTEMPTS_PER_PAN {
+            tracing::warn!(card = %charge.card_id, by_card, by_pan, "charge attempts over the velocity limits");
+            return Err(UpdateError::TooManyAttempts);
+        }
+        self.reserve_daily(&charge.id, &charge.card_id, charge.amount).await?;
+        let request =
+            AuthorizationRequest { card: payment_card, amount: charge.amount, charge_id: charge.id.as_str(), now };
+        match authorizer.authorize(request).await {
+            Ok(authorization) => Ok(authorization),
             Err(e) => {
-                // Not stored (the database failed; a crash here is the
-                // same): the day's reservation goes back, and the
-                // authorization is left for the retry of this create, which
-                // the authorizer answers with the same one (same charge id).
-                // Voided now, the retry would open a charge on a dead
-                // authorization. Never retried, it lapses at the acquirer.
-                release().await?;
+                // A retry of this step authorizes again (the authorizer
+                // answers the same charge id alike) and reserves again.
+                self.db.release_charge(charge.id.as_str()).await?;
                 Err(e.into())
             }
         }
@@ -569,19 +579,28 @@ impl Center {
         let entries = Entries::charge_resolve(&u.transaction_id, u.amount, false)?;
         let reply = self.update_answer(&u, &[]);
         let save = answer.map(|a| a.saved(&reply)).transpose()?;
-        let alongside = Alongside::Unfunded { owed: &owed, day: u.charge_day_s };
+        let alongside = Alongside::Unfunded { owed: &owed, reservation: reservation(&u) };
         self.db.store_update_with(&u, version, now, alongside, entries, save).await.map_err(BooksError::from)?;
         tracing::warn!(value_update = %u.id, card = %u.card_id, "a charge's funding was refused after the card applied it; its value is owed back");
         Ok(reply)
     }
 
+    /// The authenticate step. A charge not yet authorized is authorized
+    /// here, after the card's proof, with `payment_card`; any other value
+    /// update needs none (one sent anyway is dropped unused).
     pub async fn update_authenticate(
         &self,
         authorizer: &dyn Authorizer,
         id: &str,
         answers: Vec<ResponseApdu>,
+        payment_card: Option<PaymentCard>,
         answer: Option<Answer>,
     ) -> Result<UpdateReply, UpdateError> {
+        let found = self.load_update(id).await?;
+        if found.0.purpose == Purpose::Charge && found.0.authorization.is_none() {
+            return self.authenticate_charge(authorizer, found, &answers, payment_card, answer.as_ref()).await;
+        }
+        drop(payment_card);
         let t: UpdateTransition<'_> = Box::new(move |c, ctx| {
             let (charge, apdus) = c.authenticate(ctx, first(&answers)?)?;
             stepped(charge, apdus, Effect::None)
@@ -729,12 +748,26 @@ enum AuthorizerCall {
 
 impl AuthorizerCall {
     async fn run(self, authorizer: &dyn Authorizer, c: &ValueUpdate) -> Result<(), AuthorizerError> {
+        let Some(authorization) = &c.authorization else {
+            // A charge ended before it was authorized: nothing to void. (A
+            // capture or refund is never asked of one: it was never offered.)
+            return match self {
+                AuthorizerCall::VoidAuthorization => Ok(()),
+                _ => Err(AuthorizerError::UnknownAuthorization(c.id.to_string())),
+            };
+        };
         match self {
-            AuthorizerCall::Capture => authorizer.capture(&c.authorization, c.amount).await,
-            AuthorizerCall::VoidAuthorization => authorizer.void(&c.authorization).await,
-            AuthorizerCall::RefundToCreditCard => authorizer.refund(&c.authorization, c.amount, c.id.as_str()).await,
+            AuthorizerCall::Capture => authorizer.capture(authorization, c.amount).await,
+            AuthorizerCall::VoidAuthorization => authorizer.void(authorization).await,
+            AuthorizerCall::RefundToCreditCard => authorizer.refund(authorization, c.amount, c.id.as_str()).await,
         }
     }
+}
+
+/// What charge `u` reserved of its day's limit: the reservation keyed by
+/// it, and for a charge stored before those, the day it recorded.
+fn reservation(u: &ValueUpdate) -> Reservation<'_> {
+    Reservation { charge: u.id.as_str(), legacy: u.charge_day_s.map(|day| (&u.card_id, day, u.amount.amount_minor())) }
 }
 
 /// Where a value update's value comes from or goes to: what its hold, its
@@ -773,10 +806,7 @@ impl<'u> Funding<'u> for CreditCard {
 
     fn void(&self, u: &'u ValueUpdate, held: bool) -> Result<Effects<'u>, BooksError> {
         let entries = if held { Entries::charge_resolve(&u.transaction_id, u.amount, false)? } else { Entries::none() };
-        let alongside = match u.charge_day_s {
-            Some(day) => Alongside::DailyReleased { card: &u.card_id, day, amount_minor: u.amount.amount_minor() },
-            None => Alongside::Nothing,
-        };
+        let alongside = Alongside::ChargeReleased(reservation(u));
         Ok(Effects { alongside, release: Some(AuthorizerCall::VoidAuthorization), ..Effects::books(entries) })
     }
 }

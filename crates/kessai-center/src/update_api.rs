@@ -9,10 +9,12 @@
 //! Every value update (`vup_…`) then runs through the same step routes
 //! under `/v1/charges/{id}/…`, whatever it is for.
 //!
-//! The create request carries payment card data. It is read into
+//! A charge's authenticate step carries the payment card data, the only
+//! request that does: the authorizer is asked only once the card's
+//! cryptogram in the same request verified (M5). The data is read into
 //! zeroizing buffers and handed to the authorizer only; the idempotency
-//! record's request hash covers the card id and the amount but not the card
-//! data, and no error message ever echoes the request body.
+//! record's request hash covers the card's answers but not the card data,
+//! and no error message ever echoes the request body.
 
 use std::sync::Arc;
 
@@ -108,8 +110,8 @@ pub fn update_api_error(e: UpdateError) -> ApiError {
         e @ UpdateError::ChargeIdInUse(_) => {
             ApiError::new(S::CONFLICT, ErrorType::Conflict, "charge_in_use", e.to_string())
         }
-        e @ UpdateError::CreateInProgress(_) => {
-            ApiError::new(S::CONFLICT, ErrorType::Conflict, "request_in_progress", e.to_string())
+        e @ UpdateError::PaymentCardRequired(_) => {
+            ApiError::invalid("payment_card_required", e.to_string()).with_param("card_number")
         }
         e @ UpdateError::AmountOutOfRange { .. } => invalid("amount_out_of_range", e.to_string()).with_param("amount"),
         e @ UpdateError::OverMaxBalance { .. } => invalid("over_max_balance", e.to_string()).with_param("amount"),
@@ -124,6 +126,9 @@ pub fn update_api_error(e: UpdateError) -> ApiError {
             ApiError::new(S::CONFLICT, ErrorType::Conflict, "step_out_of_order", e.to_string())
         }
         UpdateError::Step(UpdateStepError::Card(s)) => crate::api::api_error(CenterError::Step(s)),
+        e @ UpdateError::Step(UpdateStepError::NotAuthorized) => {
+            ApiError::new(S::CONFLICT, ErrorType::Conflict, "step_out_of_order", e.to_string())
+        }
         UpdateError::Books(b) => crate::api::api_error(CenterError::Books(b)),
         UpdateError::Db(DbError::Conflict) => crate::api::api_error(CenterError::Db(DbError::Conflict)),
         UpdateError::Db(d) => ApiError::internal(d),
@@ -164,15 +169,25 @@ pub fn update_api_error(e: UpdateError) -> ApiError {
     }
 }
 
-/// `POST /v1/charges`. Card data fields are zeroized when dropped.
+/// `POST /v1/charges`: which card, how much. No payment card data: that
+/// comes with the authenticate step.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
     card_id: String,
     amount: Money,
-    card_number: Zeroizing<String>,
-    expiry: Zeroizing<String>,
-    cvc: Zeroizing<String>,
+}
+
+/// `POST /v1/value-updates/{id}/authenticate`: the card's answer and, for
+/// a charge, the payment card it is paid by. Card data fields are zeroized
+/// when dropped.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthenticateBody {
+    responses: Vec<String>,
+    card_number: Option<Zeroizing<String>>,
+    expiry: Option<Zeroizing<String>>,
+    cvc: Option<Zeroizing<String>>,
 }
 
 /// Overwrites a request body that held payment card data, once parsed
@@ -191,23 +206,67 @@ fn json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
 
 async fn create(State(s): State<UpdateState>, headers: crate::api::Caller, body: Bytes) -> Response {
     let parsed: Result<CreateBody, ApiError> = json(&body);
+    // A client of the last release sent the card data here: wipe it.
     wipe(body);
     let b = match parsed {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
-    // Card id and amount only: the card data stays out of the stored hash.
     let fingerprint = format!("charge-create\n{}\n{}\n{}", b.card_id, b.amount.amount_minor(), b.amount.currency());
     let id = charge_id(&headers, fingerprint.as_bytes());
     let work = async {
         let id = id.map_err(ApiError::internal)?;
         let card_id = CardId::parse(&b.card_id)
             .map_err(|e| ApiError::invalid("bad_card_id", e.to_string()).with_param("card_id"))?;
-        let payment_card = PaymentCard::parse(&b.card_number, &b.expiry, &b.cvc).map_err(authorizer_error)?;
-        let request = ChargeRequest { id, card_id, amount: b.amount, payment_card };
-        s.center.create_charge(s.authorizer.as_ref(), request).await.map_err(update_api_error)
+        let request = ChargeRequest { id, card_id, amount: b.amount };
+        s.center.create_charge(request).await.map_err(update_api_error)
     };
     crate::api::idempotent_by(&s.center, &headers, fingerprint.as_bytes(), work).await
+}
+
+/// The authenticate step of any value update; a charge's carries the
+/// payment card. The fingerprint is the card's answers, never the card data.
+async fn authenticate(
+    State(s): State<UpdateState>,
+    Path(id): Path<String>,
+    headers: crate::api::Caller,
+    body: Bytes,
+) -> Response {
+    if !headers.holds_access(&s.center, &id) {
+        return unknown_update(&id);
+    }
+    let parsed: Result<AuthenticateBody, ApiError> = json(&body);
+    wipe(body);
+    let b = match parsed {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let fingerprint = format!("charge-authenticate/{id}\n{}", b.responses.join(","));
+    let work = |call: StepCall| async {
+        let answers = parse_answers(&b.responses).map_err(|e| match e {
+            CenterError::BadApdu(m) => update_api_error(UpdateError::BadApdu(m)),
+            other => crate::api::api_error(other),
+        })?;
+        let payment_card = match (&b.card_number, &b.expiry, &b.cvc) {
+            (None, None, None) => None,
+            (Some(number), Some(expiry), Some(cvc)) => {
+                Some(PaymentCard::parse(number, expiry, cvc).map_err(authorizer_error)?)
+            }
+            _ => {
+                return Err(ApiError::invalid(
+                    "payment_card_incomplete",
+                    "card_number, expiry and cvc come together or not at all",
+                )
+                .with_param("card_number"));
+            }
+        };
+        let authorizer = s.authorizer.as_ref();
+        s.center
+            .update_authenticate(authorizer, &id, answers, payment_card, call.answer)
+            .await
+            .map_err(update_api_error)
+    };
+    crate::api::idempotent_call(&s.center, &headers, fingerprint.as_bytes(), None, work).await
 }
 
 /// The charge id for a create request: `vup_` and the first 16 bytes of
@@ -253,7 +312,6 @@ macro_rules! answers_step {
     };
 }
 
-answers_step!(authenticate, update_authenticate);
 answers_step!(balance, update_offer);
 answers_step!(complete, update_complete);
 answers_step!(recover_authenticate, update_recover_authenticate);

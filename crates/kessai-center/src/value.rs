@@ -94,6 +94,9 @@ pub enum UpdateStepError {
     /// The card, the secure channel or signing refused (shared with purchases).
     #[error(transparent)]
     Card(#[from] StepError),
+    /// A charge whose card has not proven itself has no authorization yet.
+    #[error("the charge is not authorized yet")]
+    NotAuthorized,
 }
 
 impl From<SecurityError> for UpdateStepError {
@@ -161,7 +164,9 @@ pub struct ValueUpdate {
     pub transaction_id: TransactionId,
     /// The SIG5 `funding_ref`: the authorizer's reference (`auth_…`) of a
     /// charge or of the charge a decrease goes back to; the owed item's id.
-    pub authorization: Reference,
+    /// A charge has none until the card proved itself and the authorizer
+    /// approved (its authenticate step, M5).
+    pub authorization: Option<Reference>,
     pub created_at: Timestamp,
     /// The day (UTC, Unix seconds at 00:00) whose charge limit a charge
     /// reserved; released if it is voided.
@@ -183,7 +188,8 @@ struct UpdateRecord {
     max_balance_minor: u64,
     amount: Money,
     transaction_id: TransactionId,
-    authorization: Reference,
+    #[serde(default)]
+    authorization: Option<Reference>,
     scp: Option<SealedState>,
     balance_minor: Option<u64>,
     counter_at_offer: Option<u32>,
@@ -301,7 +307,8 @@ pub struct NewUpdate<'b> {
     pub direction: Direction,
     pub purpose: Purpose,
     pub amount: Money,
-    pub authorization: Reference,
+    /// `None` for a charge: it is authorized at its authenticate step.
+    pub authorization: Option<Reference>,
 }
 
 impl ValueUpdate {
@@ -406,20 +413,38 @@ impl ValueUpdate {
     /// first 8 bytes of SHA-256(authorization reference); order reference:
     /// the first 16 bytes of SHA-256(update id) — so the card's log names
     /// the funding and the update.
-    pub fn transfer_request(&self) -> TransferRequest {
-        let funding = Sha256Digest::of(self.authorization.as_str().as_bytes());
+    pub fn transfer_request(&self) -> Result<TransferRequest, UpdateStepError> {
+        let funding = Sha256Digest::of(self.funding()?.as_str().as_bytes());
         let update = Sha256Digest::of(self.id.as_str().as_bytes());
         let mut counterpart = [0u8; 8];
         counterpart.copy_from_slice(&funding.as_bytes()[..8]);
         let mut order_ref = [0u8; 16];
         order_ref.copy_from_slice(&update.as_bytes()[..16]);
-        TransferRequest {
+        Ok(TransferRequest {
             tx_id: TxId(*self.transaction_id.as_bytes()),
             amount_minor: self.amount.amount_minor(),
             counterpart,
             order_ref,
             time_unix_s: self.created_at.unix_s(),
-        }
+        })
+    }
+
+    /// What funds it (SIG5's `funding_ref`): refused for a charge not yet
+    /// authorized, which can therefore never be offered.
+    pub fn funding(&self) -> Result<&Reference, UpdateStepError> {
+        self.authorization.as_ref().ok_or(UpdateStepError::NotAuthorized)
+    }
+
+    /// A charge whose card proved itself, authorized by the authorizer.
+    pub fn authorized(mut self, authorization: Reference) -> ValueUpdate {
+        self.authorization = Some(authorization);
+        self
+    }
+
+    /// Ends a charge the authorizer (or a limit checked once the card
+    /// proved itself) refused, before any command: `code` says why.
+    pub fn refused(self, code: &str, reason: &str) -> Result<ValueUpdate, UpdateStepError> {
+        self.void_before_command("refuse", code, reason)
     }
 
     /// Reads the sealed balance; if the update fits (a credit under the
@@ -457,14 +482,14 @@ impl ValueUpdate {
                     self.state = voided("over_max_balance", "the credit would take the card over its maximum balance");
                     return Ok((self, UpdateOffer::OverMaxBalance { balance: before }));
                 };
-                (after, credit_command(&self.transfer_request()))
+                (after, credit_command(&self.transfer_request()?))
             }
             Direction::Debit => {
                 let Ok(after) = before.checked_sub(&self.amount) else {
                     self.state = voided("insufficient_balance", "the card holds less than the amount to take off");
                     return Ok((self, UpdateOffer::InsufficientBalance { balance: before }));
                 };
-                (after, debit_command(&self.transfer_request()))
+                (after, debit_command(&self.transfer_request()?))
             }
         };
         let (wire, scp) = in_session(&self.card_id, self.id.as_str(), Some(scp), |s| s.seal(ctx, &command))?;
@@ -495,7 +520,7 @@ impl ValueUpdate {
             amount: self.amount,
             balance_before: before,
             balance_after: after,
-            funding_ref: self.authorization.clone(),
+            funding_ref: self.funding()?.clone(),
             command_hash,
         })
         .map_err(|e| StepError::Signing(e.into()))?;

@@ -137,11 +137,13 @@ impl PaymentCardInput {
 #[non_exhaustive]
 pub enum ChargeProgress {
     CardRead(CardSummary),
-    /// The credit card was authorized; the charge is open at the center.
+    /// The center verified the card's cryptogram.
+    CardAuthenticated,
+    /// Then the credit card was authorized (a charge; other value updates
+    /// need no authorization): the charge goes on at the center.
     Authorized {
         charge_id: String,
     },
-    CardAuthenticated,
     ValueUpdateVerified {
         balance_before: Money,
         balance_after: Money,
@@ -192,7 +194,8 @@ pub struct ChargeOutcome {
 
 /// How a value update is opened at the center.
 enum Opening {
-    /// `POST /v1/charges`, with the payment card (sent once, then dropped).
+    /// `POST /v1/charges`; the payment card goes with the authenticate step
+    /// (sent once, then dropped).
     Charge(PaymentCardInput),
     /// `POST /v1/decreases`: back to the credit card of charge `charge_id`.
     Decrease { charge_id: String },
@@ -244,10 +247,11 @@ impl Wallet {
         self.charge_post(local_id, step, path, &json!({ "responses": answers })).await
     }
 
-    /// Reads the card, opens the charge (the card data is sent here, once,
-    /// then dropped), lets the center authenticate the card and read its
-    /// balance, and verifies SIG5. A refused SIG5 is undone through
-    /// recovery; nothing is relayed.
+    /// Reads the card, opens the charge, lets the center authenticate the
+    /// card and, with the card proven, authorize the payment card (sent here,
+    /// once, with the card's answer, then dropped), read its balance, and
+    /// verifies SIG5. A refused SIG5 is undone through recovery; nothing is
+    /// relayed.
     pub async fn begin_charge(
         &self,
         amount: Money,
@@ -303,23 +307,29 @@ impl Wallet {
         opening: Opening,
         progress: &mut (dyn FnMut(ChargeProgress) + Send),
     ) -> Result<ChargeOffered, ChargeError> {
-        let r = match opening {
-            Opening::Charge(payment) => self.create_charge(local_id, card_id, amount, payment).await?,
+        let (r, payment) = match opening {
+            Opening::Charge(payment) => {
+                let body = json!({ "card_id": card_id.to_string(), "amount": amount });
+                let r = self.charge_post(local_id, "create", "/v1/charges", &body).await.map_err(refusal_of_charge)?;
+                (r, Some(payment))
+            }
             Opening::Decrease { charge_id } => {
                 let body = json!({ "card_id": card_id.to_string(), "charge_id": charge_id, "amount": amount });
-                self.charge_post(local_id, "create", "/v1/decreases", &body).await.map_err(refusal_of_charge)?
+                (self.charge_post(local_id, "create", "/v1/decreases", &body).await.map_err(refusal_of_charge)?, None)
             }
-            Opening::Opened(r) => *r,
+            Opening::Opened(r) => (*r, None),
         };
         expect("create", &r, "authenticating", 1)?;
         let update =
             ChargeUpdate { charge_id: Some(&r.charge_id), funding_ref: r.funding_ref.as_deref(), ..Default::default() };
         self.set_charge(local_id, update).await?;
-        progress(ChargeProgress::Authorized { charge_id: r.charge_id.clone() });
         let base = format!("/v1/value-updates/{}", r.charge_id);
-        let r = self.charge_relay_step(local_id, "authenticate", &format!("{base}/authenticate"), &r).await?;
+        let r = self.authenticate_update(local_id, &base, &r, payment).await.map_err(refusal_of_charge)?;
         expect("authenticate", &r, "reading_balance", 2)?;
         progress(ChargeProgress::CardAuthenticated);
+        let update = ChargeUpdate { funding_ref: r.funding_ref.as_deref(), ..Default::default() };
+        self.set_charge(local_id, update).await?;
+        progress(ChargeProgress::Authorized { charge_id: r.charge_id.clone() });
         let r = self
             .charge_relay_step(local_id, "balance", &format!("{base}/balance"), &r)
             .await
@@ -347,29 +357,30 @@ impl Wallet {
         Ok(offered)
     }
 
-    /// `POST /v1/charges`: the only request that carries the card data.
-    async fn create_charge(
+    /// The authenticate step: the card's answer and, for a charge, the
+    /// payment card, the only request that carries it. The center asks the
+    /// authorizer only once the card's answer proved the card.
+    async fn authenticate_update(
         &self,
         local_id: &str,
-        card_id: CardId,
-        amount: Money,
-        payment: PaymentCardInput,
+        base: &str,
+        r: &ChargeReply,
+        payment: Option<PaymentCardInput>,
     ) -> Result<ChargeReply, ChargeError> {
-        let mut body = json!({
-            "card_id": card_id.to_string(),
-            "amount": amount,
-            "card_number": payment.number.as_str(),
-            "expiry": payment.expiry.as_str(),
-            "cvc": payment.cvc.as_str(),
-        });
-        drop(payment);
-        let answer = self.charge_post(local_id, "create", "/v1/charges", &body).await;
+        let answers = self.card.relay_hex(&r.apdus).await?;
+        let mut body = json!({ "responses": answers });
+        if let Some(payment) = payment {
+            body["card_number"] = json!(payment.number.as_str());
+            body["expiry"] = json!(payment.expiry.as_str());
+            body["cvc"] = json!(payment.cvc.as_str());
+        }
+        let answer = self.charge_post(local_id, "authenticate", &format!("{base}/authenticate"), &body).await;
         for field in ["card_number", "expiry", "cvc"] {
             if let Some(Value::String(s)) = body.get_mut(field) {
                 s.zeroize();
             }
         }
-        answer.map_err(refusal_of_charge)
+        answer
     }
 
     /// Records why a charge stopped. Once the center may hold a CREDIT

@@ -65,7 +65,7 @@ pub use idempotency::{SavedResponse, Stored};
 pub use owed::RefundStored;
 pub use registry::{StatusChange, StoreRecord};
 pub use settlements::DueDelivery;
-pub use value_updates::Alongside;
+pub use value_updates::{Alongside, Reservation};
 
 /// Longest the center waits for a database connection.
 const ACQUIRE_TIMEOUT_MS: u64 = 5_000;
@@ -150,6 +150,9 @@ struct StepWrite {
     update: Stmt,
     /// Each must change exactly one row.
     also: Vec<Stmt>,
+    /// Each gives back what may or may not be held (a charge's day
+    /// reservation): it may change no row.
+    tidy: Vec<Stmt>,
     save: Option<Stmt>,
     /// The record's id, for an error.
     what: String,
@@ -184,6 +187,9 @@ impl StepWrite {
                 // The update above is written: the whole transaction must go.
                 return Err(DbError::Inconsistent(format!("{} does not hold what it ends", self.what)));
             }
+        }
+        for tidy in self.tidy {
+            conn.execute(tidy).await?;
         }
         if let Some(save) = self.save {
             conn.execute(save).await?;

@@ -98,7 +98,8 @@ impl CenterDb {
         .bind(to_i64(now.unix_s().saturating_add(crate::limits::DELIVERY_LEASE_S))?);
         let (save, stored) = idempotency::saving(response, now)?;
         let now_s = now.unix_s();
-        let step = StepWrite { check, version, entries, now_s, update, also: Vec::new(), save, what: s.id.to_string() };
+        let (also, tidy) = (Vec::new(), Vec::new());
+        let step = StepWrite { check, version, entries, now_s, update, also, tidy, save, what: s.id.to_string() };
         self.write(move |mut conn| Box::pin(async move { step.run(&mut conn).await })).await?;
         stored.iter().for_each(Stored::mark);
         Ok(())

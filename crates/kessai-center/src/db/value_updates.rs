@@ -18,19 +18,35 @@ pub enum Alongside<'a> {
         charge_id: &'a str,
         amount_minor: u64,
     },
-    /// A charge ended voided: its amount no longer counts toward the day's limit.
-    DailyReleased {
-        card: &'a CardId,
-        day: u64,
-        amount_minor: u64,
-    },
+    /// A charge ended voided: its amount no longer counts toward the
+    /// day's limit (its reservation, if it made one, goes back).
+    ChargeReleased(Reservation<'a>),
     /// A charge the card applied whose funding was refused: the item that
     /// takes its value back is owed from now on, and the day's reservation
     /// (if any) goes back.
     Unfunded {
         owed: &'a Owed,
-        day: Option<u64>,
+        reservation: Reservation<'a>,
     },
+}
+
+/// What a charge reserved of its card's daily limit: the row keyed by the
+/// charge, or (a charge stored before those rows existed) the day it
+/// recorded, given back by amount.
+#[derive(Debug, Clone, Copy)]
+pub struct Reservation<'a> {
+    pub charge: &'a str,
+    pub legacy: Option<(&'a CardId, u64, u64)>,
+}
+
+impl Reservation<'_> {
+    /// What gives it back: the legacy day's amount, which must be there
+    /// (one row changed), and the keyed reservation, which a charge refused
+    /// before it reserved never made (each finds nothing a second time).
+    fn release(&self) -> Result<(Vec<Stmt>, Vec<Stmt>), DbError> {
+        let legacy = self.legacy.map(|(card, day, amount_minor)| release_daily_query(card, day, amount_minor));
+        Ok((legacy.into_iter().collect::<Result<_, _>>()?, release_reservation_queries(self.charge)))
+    }
 }
 
 /// Charges (value updates), stored like settlements: the record as JSON,
@@ -89,6 +105,7 @@ impl CenterDb {
         .bind(c.id.as_str().to_owned())
         .bind(version);
         let session = c.id.as_str().to_owned();
+        let mut tidy = Vec::new();
         let also: Vec<Stmt> = match alongside {
             Alongside::Nothing => Vec::new(),
             Alongside::OwedApplied(owed) => vec![
@@ -110,13 +127,16 @@ impl CenterDb {
                 .bind(owed.to_owned())
                 .bind(session),
             ],
-            Alongside::DailyReleased { card, day, amount_minor } => vec![release_daily_query(card, day, amount_minor)?],
-            Alongside::Unfunded { owed, day } => {
+            Alongside::ChargeReleased(reservation) => {
+                let (exact, keyed) = reservation.release()?;
+                tidy = keyed;
+                exact
+            }
+            Alongside::Unfunded { owed, reservation } => {
+                let (exact, keyed) = reservation.release()?;
+                tidy = keyed;
                 let mut statements = vec![insert_owed_query(owed, Timestamp::from_unix_s(now_s))?];
-                if let Some(day) = day {
-                    let amount_minor = owed.body.amount.amount_minor();
-                    statements.push(release_daily_query(&owed.body.card_id, day, amount_minor)?);
-                }
+                statements.extend(exact);
                 statements
             }
             Alongside::DecreaseReleased { charge_id, amount_minor } => vec![
@@ -128,7 +148,7 @@ impl CenterDb {
                 .bind(charge_id.to_owned()),
             ],
         };
-        let step = StepWrite { check, version, entries, now_s, update, also, save, what: c.id.to_string() };
+        let step = StepWrite { check, version, entries, now_s, update, also, tidy, save, what: c.id.to_string() };
         self.write(move |mut conn| Box::pin(async move { step.run(&mut conn).await })).await?;
         stored.iter().for_each(Stored::mark);
         Ok(())
@@ -167,35 +187,68 @@ impl CenterDb {
         .await
     }
 
-    /// Adds `amount` to what card `card` was charged on `day`, if that
-    /// stays within `limit` (one statement, so concurrent charges cannot
-    /// pass it together). `Ok(Err(charged))` when it would not.
-    pub async fn reserve_daily_charge(
+    /// Reserves `amount` of card `card`'s charges on `day` for charge
+    /// `charge`, if that stays within `limit`, in one transaction (so
+    /// concurrent charges cannot pass it together). A charge reserves once:
+    /// asked again, it is answered `Ok(Ok(()))` and nothing more is taken.
+    /// `Ok(Err(charged))` when it would pass the limit; then nothing is kept.
+    pub async fn reserve_charge(
         &self,
+        charge: &str,
         card: &CardId,
         day: u64,
         amount_minor: u64,
         limit_minor: u64,
     ) -> Result<Result<(), u64>, DbError> {
-        let reserve = Stmt::new(
+        let (card, day, amount, limit) = (card.to_string(), to_i64(day)?, to_i64(amount_minor)?, to_i64(limit_minor)?);
+        let keyed = Stmt::new(
+            "INSERT INTO center_charge_reservations (charge_id, card_id, day, amount_minor) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (charge_id) DO NOTHING",
+        )
+        .bind(charge.to_owned())
+        .bind(card.clone())
+        .bind(day)
+        .bind(amount);
+        let counted = Stmt::new(
             "INSERT INTO center_charge_days (card_id, day, charged_minor) SELECT $1, $2, $3 WHERE $3 <= $4
              ON CONFLICT (card_id, day) DO UPDATE SET charged_minor = center_charge_days.charged_minor + $3
              WHERE center_charge_days.charged_minor + $3 <= $4",
         )
-        .bind(card.to_string())
-        .bind(to_i64(day)?)
-        .bind(to_i64(amount_minor)?)
-        .bind(to_i64(limit_minor)?);
-        if self.execute(reserve).await? == 1 {
-            return Ok(Ok(()));
-        }
-        let row = sqlx::query("SELECT charged_minor FROM center_charge_days WHERE card_id = $1 AND day = $2")
-            .bind(card.to_string())
-            .bind(to_i64(day)?)
-            .fetch_optional(&mut *self.read().await?)
-            .await?;
-        let charged = row.map(|r| r.try_get::<i64, _>("charged_minor")).transpose()?.unwrap_or(0);
-        Ok(Err(to_u64(charged)?))
+        .bind(card.clone())
+        .bind(day)
+        .bind(amount)
+        .bind(limit);
+        let unkeyed = Stmt::new("DELETE FROM center_charge_reservations WHERE charge_id = $1").bind(charge.to_owned());
+        let read = Stmt::new("SELECT charged_minor FROM center_charge_days WHERE card_id = $1 AND day = $2")
+            .bind(card)
+            .bind(day);
+        self.write(move |mut conn| {
+            Box::pin(async move {
+                if conn.execute(keyed).await? == 0 || conn.execute(counted).await? == 1 {
+                    return Ok(Ok(()));
+                }
+                // Over the limit: the key goes too, in this transaction.
+                conn.execute(unkeyed).await?;
+                let charged = conn.fetch_optional(read, |r| to_u64(r.required_int("charged_minor")?)).await?;
+                Ok(Err(charged.unwrap_or(0)))
+            })
+        })
+        .await
+    }
+
+    /// Gives back what charge `charge` reserved of its day's limit, if it
+    /// still holds a reservation.
+    pub async fn release_charge(&self, charge: &str) -> Result<(), DbError> {
+        let statements = release_reservation_queries(charge);
+        self.write(move |mut conn| {
+            Box::pin(async move {
+                for statement in statements {
+                    conn.execute(statement).await?;
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// Settlements (`center_settlements`) or value updates
@@ -216,33 +269,6 @@ impl CenterDb {
             .await?;
         rows.iter().map(|r| Ok(r.try_get::<String, _>("id")?)).collect()
     }
-
-    /// Claims the creation of value update `id`: `true` for the one request
-    /// that may create it now. A claim older than `timeout_s` (its holder
-    /// died mid-create) can be taken over.
-    pub async fn claim_create(&self, id: &str, now: Timestamp, timeout_s: u64) -> Result<bool, DbError> {
-        let claim = Stmt::new(
-            "INSERT INTO center_create_claims (id, claimed_at) VALUES ($1, $2)
-             ON CONFLICT (id) DO UPDATE SET claimed_at = $2 WHERE center_create_claims.claimed_at <= $3",
-        )
-        .bind(id.to_owned())
-        .bind(to_i64(now.unix_s())?)
-        .bind(to_i64(now.unix_s().saturating_sub(timeout_s))?);
-        Ok(self.execute(claim).await? == 1)
-    }
-
-    /// Gives a claim of [`CenterDb::claim_create`] back (its create stored
-    /// nothing).
-    pub async fn release_create_claim(&self, id: &str) -> Result<(), DbError> {
-        self.execute(Stmt::new("DELETE FROM center_create_claims WHERE id = $1").bind(id.to_owned())).await?;
-        Ok(())
-    }
-
-    /// Gives back a reservation of [`CenterDb::reserve_daily_charge`].
-    pub async fn release_daily_charge(&self, card: &CardId, day: u64, amount_minor: u64) -> Result<(), DbError> {
-        self.execute(release_daily_query(card, day, amount_minor)?).await?;
-        Ok(())
-    }
 }
 
 pub(super) fn insert_update_query(c: &ValueUpdate, now: Timestamp) -> Result<Stmt, DbError> {
@@ -261,7 +287,22 @@ pub(super) fn insert_update_query(c: &ValueUpdate, now: Timestamp) -> Result<Stm
     .bind(c.purpose.name().to_owned()))
 }
 
-/// Adds a column to a table made before it existed (schema upgrades).
+/// Gives back charge `charge`'s reservation: its day's count less its
+/// amount, then the reservation itself (so a second release finds none).
+fn release_reservation_queries(charge: &str) -> Vec<Stmt> {
+    vec![
+        Stmt::new(
+            "UPDATE center_charge_days SET charged_minor = charged_minor - r.amount_minor
+             FROM center_charge_reservations r WHERE r.charge_id = $1 AND center_charge_days.card_id = r.card_id
+             AND center_charge_days.day = r.day AND center_charge_days.charged_minor >= r.amount_minor",
+        )
+        .bind(charge.to_owned()),
+        Stmt::new("DELETE FROM center_charge_reservations WHERE charge_id = $1").bind(charge.to_owned()),
+    ]
+}
+
+/// Gives back `amount_minor` of card `card`'s charges on `day` (a charge
+/// stored before reservations were keyed by charge).
 fn release_daily_query(card: &CardId, day: u64, amount_minor: u64) -> Result<Stmt, DbError> {
     Ok(Stmt::new(
         "UPDATE center_charge_days SET charged_minor = charged_minor - $1

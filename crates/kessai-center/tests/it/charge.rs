@@ -99,14 +99,38 @@ impl Charging {
         }
     }
 
-    pub(crate) async fn create(&self, n: u8, amount: u64, number: &str) -> Result<UpdateReply, UpdateError> {
-        let request = ChargeRequest {
-            id: UpdateId::generate(&mut OsRandom),
-            card_id: card_id(n),
-            amount: jpy(amount),
-            payment_card: PaymentCard::parse(number, "12/30", "123").unwrap(),
-        };
-        self.center.create_charge(self.sim.as_ref(), request).await
+    /// Opens a charge: the card and the limits are checked; nothing is
+    /// authorized yet.
+    pub(crate) async fn create(&self, n: u8, amount: u64) -> Result<UpdateReply, UpdateError> {
+        let request = ChargeRequest { id: UpdateId::generate(&mut OsRandom), card_id: card_id(n), amount: jpy(amount) };
+        self.center.create_charge(request).await
+    }
+
+    /// The charge's authenticate step: the card's answer to `r`, with the
+    /// payment card `number`, which is authorized once the card proved
+    /// itself.
+    pub(crate) async fn authorize(
+        &self,
+        card: &mut Terminal<CardReader>,
+        r: &UpdateReply,
+        number: &str,
+    ) -> Result<UpdateReply, UpdateError> {
+        let answers = relay(card, r);
+        let payment = Some(PaymentCard::parse(number, "12/30", "123").unwrap());
+        self.center.update_authenticate(self.sim.as_ref(), &r.charge_id, answers, payment, None).await
+    }
+
+    /// create → authenticate with `number`: the charge authorized, reading
+    /// the card's balance.
+    pub(crate) async fn open(
+        &self,
+        card: &mut Terminal<CardReader>,
+        n: u8,
+        amount: u64,
+        number: &str,
+    ) -> Result<UpdateReply, UpdateError> {
+        let r = self.create(n, amount).await?;
+        self.authorize(card, &r, number).await
     }
 
     pub(crate) fn center_keys(&self) -> KeyDirectory {
@@ -129,6 +153,16 @@ impl Charging {
     }
 }
 
+/// The authorizer's reference of an authorized charge.
+pub(crate) fn funding(r: &UpdateReply) -> &str {
+    r.funding_ref.as_deref().expect("authorized")
+}
+
+/// The first day (UTC) of the tests' clock, whose charge limit they use.
+fn today() -> u64 {
+    NOW.unix_s() - NOW.unix_s() % kessai_center::limits::DAY_S
+}
+
 pub(crate) fn jpy(minor: u64) -> Money {
     Money::new(minor, Currency::JPY).unwrap()
 }
@@ -146,11 +180,8 @@ pub(crate) fn relay(card: &mut Terminal<CardReader>, reply: &UpdateReply) -> Vec
 
 /// create → authenticate → balance: the reply carrying SIG5 and the CREDIT.
 pub(crate) async fn to_offer(c: &Charging, card: &mut Terminal<CardReader>, n: u8, amount: u64) -> UpdateReply {
-    let sim = c.sim.as_ref();
-    let r = c.create(n, amount, APPROVE).await.unwrap();
-    let id = r.charge_id.clone();
-    let r = c.center.update_authenticate(sim, &id, relay(card, &r), Default::default()).await.unwrap();
-    let r = c.center.update_offer(sim, &id, relay(card, &r), Default::default()).await.unwrap();
+    let r = c.open(card, n, amount, APPROVE).await.unwrap();
+    let r = c.center.update_offer(c.sim.as_ref(), &r.charge_id, relay(card, &r), Default::default()).await.unwrap();
     assert_eq!(r.phase, UpdatePhase::Offered, "{r:?}");
     r
 }
@@ -174,16 +205,20 @@ async fn happy_path_adds_value_captures_and_posts() {
     let mut card = funded_card(1, 20_000);
     let sim = c.sim.as_ref();
 
-    // step 1: limits, then the authorization, then INITIALIZE UPDATE.
-    let r = c.create(1, 5_000, APPROVE).await.unwrap();
+    // step 1: the card and the limits, then INITIALIZE UPDATE. Nothing is
+    // authorized before the card proved itself (M5).
+    let r = c.create(1, 5_000).await.unwrap();
     assert_eq!(r.phase, UpdatePhase::Authenticating);
-    assert!(r.funding_ref.starts_with("auth_"), "{}", r.funding_ref);
-    assert_eq!(c.auth_state(&r.funding_ref).await, AuthorizationState::Authorized);
+    assert!(r.funding_ref.is_none(), "{r:?}");
+    assert!(c.sim.authorizations().await.unwrap().is_empty());
     let id = r.charge_id.clone();
     assert!(id.starts_with("vup_"));
-    // step 2: EXTERNAL AUTHENTICATE + sealed READ BALANCE.
-    let r = c.center.update_authenticate(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
+    // step 2: the card's cryptogram, then the authorization; EXTERNAL
+    // AUTHENTICATE + sealed READ BALANCE.
+    let r = c.authorize(&mut card, &r, APPROVE).await.unwrap();
     assert_eq!((r.phase, r.apdus.len()), (UpdatePhase::ReadingBalance, 2));
+    assert!(funding(&r).starts_with("auth_"), "{r:?}");
+    assert_eq!(c.auth_state(funding(&r)).await, AuthorizationState::Authorized);
     // step 3: SIG5 and the sealed CREDIT; the funding is held in the books.
     let r = c.center.update_offer(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
     assert_eq!(r.phase, UpdatePhase::Offered);
@@ -209,14 +244,14 @@ async fn happy_path_adds_value_captures_and_posts() {
     assert_eq!(v.direction(), Direction::Credit);
     assert_eq!((v.balance_before(), v.balance_after(), v.amount()), (jpy(20_000), jpy(25_000), jpy(5_000)));
     assert_eq!(v.command_hash(), Sha256Digest::of(&credit.to_bytes()));
-    assert_eq!(v.funding_ref().as_str(), r.funding_ref);
+    assert_eq!(v.funding_ref().as_str(), funding(&r));
     assert_eq!(v.card_id(), card_id(1));
     // step 5: the card credits; the center checks the sealed answer, posts, captures.
     let done = c.center.update_complete(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
     assert_eq!(done.phase, UpdatePhase::Completed);
     assert_eq!(done.balance_after_minor, Some(25_000));
     assert_eq!(balance_of(&mut card), 25_000);
-    assert_eq!(c.auth_state(&r.funding_ref).await, AuthorizationState::Captured);
+    assert_eq!(c.auth_state(funding(&r)).await, AuthorizationState::Captured);
     assert_eq!(c.center.books.credit_funding(Currency::JPY).await.unwrap(), 5_000);
     c.check_books(1, &mut card).await;
 }
@@ -232,22 +267,22 @@ async fn each_decline_changes_nothing() {
         ("4000000000000069", "expired_card"),
         ("4000000000000119", "processing_error"),
     ] {
-        let err = c.create(2, 5_000, number).await.unwrap_err();
+        let r = c.create(2, 5_000).await.unwrap();
+        let err = c.authorize(&mut card, &r, number).await.unwrap_err();
         let UpdateError::Authorizer(a) = &err else { panic!("{number}: {err}") };
         assert_eq!(a.code(), code, "{number}");
+        // The declined charge is over, with the decline's code.
+        let ended = c.center.value_update(&r.charge_id).await.unwrap();
+        assert_eq!((ended.phase(), ended.outcome().map(|(c, _)| c)), (UpdatePhase::Voided, Some(code)));
     }
     // A typo fails the Luhn check before anything is asked.
     let typo = PaymentCard::parse("4242424242424241", "12/30", "123").unwrap_err();
     assert_eq!((typo.clone(), typo.code()), (AuthorizerError::InvalidCardNumber, "invalid_card_number"));
     // An expiry month already over is expired too.
     let old = PaymentCard::parse(APPROVE, "01/20", "123").unwrap();
-    let request = ChargeRequest {
-        id: UpdateId::generate(&mut OsRandom),
-        card_id: card_id(2),
-        amount: jpy(5_000),
-        payment_card: old,
-    };
-    let err = c.center.create_charge(c.sim.as_ref(), request).await.unwrap_err();
+    let r = c.create(2, 5_000).await.unwrap();
+    let answers = relay(&mut card, &r);
+    let err = c.center.update_authenticate(c.sim.as_ref(), &r.charge_id, answers, Some(old), None).await.unwrap_err();
     assert!(matches!(err, UpdateError::Authorizer(AuthorizerError::ExpiredCard)), "{err}");
     assert!(c.sim.authorizations().await.unwrap().is_empty(), "no authorization held");
     assert_eq!(balance_of(&mut card), 1_000);
@@ -259,13 +294,13 @@ async fn limits_are_checked_before_any_authorization() {
     let c = Charging::new().await;
     // Card max balance is 100,000: 90,000 on it, 20,000 more is too much.
     c.register(3, 90_000).await;
-    let err = c.create(3, 20_000, APPROVE).await.unwrap_err();
+    let err = c.create(3, 20_000).await.unwrap_err();
     assert!(matches!(err, UpdateError::OverMaxBalance { held_minor: 90_000, .. }), "{err}");
     // Amounts out of range.
-    assert!(matches!(c.create(3, 0, APPROVE).await, Err(UpdateError::AmountOutOfRange { .. })));
-    assert!(matches!(c.create(3, 100_001, APPROVE).await, Err(UpdateError::AmountOutOfRange { .. })));
+    assert!(matches!(c.create(3, 0).await, Err(UpdateError::AmountOutOfRange { .. })));
+    assert!(matches!(c.create(3, 100_001).await, Err(UpdateError::AmountOutOfRange { .. })));
     // Unknown card.
-    assert!(matches!(c.create(9, 1_000, APPROVE).await, Err(UpdateError::UnknownCard(_))));
+    assert!(matches!(c.create(9, 1_000).await, Err(UpdateError::UnknownCard(_))));
     assert!(c.sim.authorizations().await.unwrap().is_empty(), "the simulator recorded no authorization");
 
     // Daily limit (JPY 100,000): a pending 60,000 counts; another 60,000 does
@@ -275,8 +310,11 @@ async fn limits_are_checked_before_any_authorization() {
     roomy.max_balance_minor = 300_000;
     c.center.db.put_card(&roomy, NOW).await.unwrap();
     let mut card = funded_card(4, 0);
+    // The same card in another reader (another wallet, or an attacker who
+    // has it for a moment): the daily limit is the card's, wherever it is.
+    let mut twin = funded_card(4, 0);
     let first = to_offer(&c, &mut card, 4, 60_000).await;
-    let err = c.create(4, 60_000, APPROVE).await.unwrap_err();
+    let err = c.open(&mut twin, 4, 60_000, APPROVE).await.unwrap_err();
     assert!(matches!(err, UpdateError::OverDailyLimit { charged_minor: 60_000, .. }), "{err}");
     assert_eq!(c.sim.authorizations().await.unwrap().len(), 1, "only the first charge was authorized");
     // Completed, it still counts; 40,000 more fits exactly.
@@ -284,8 +322,8 @@ async fn limits_are_checked_before_any_authorization() {
         .update_complete(c.sim.as_ref(), &first.charge_id, relay(&mut card, &first), Default::default())
         .await
         .unwrap();
-    assert!(matches!(c.create(4, 40_001, APPROVE).await, Err(UpdateError::OverDailyLimit { .. })));
-    c.create(4, 40_000, APPROVE).await.unwrap();
+    assert!(matches!(c.open(&mut twin, 4, 40_001, APPROVE).await, Err(UpdateError::OverDailyLimit { .. })));
+    c.open(&mut twin, 4, 40_000, APPROVE).await.unwrap();
     c.center.books.ledger().check().await.unwrap();
 }
 
@@ -297,10 +335,10 @@ async fn card_removed_after_authorization_voids_it_and_creates_no_value() {
     let sim = c.sim.as_ref();
 
     // Removed before any CREDIT exists: cancel voids the authorization at once.
-    let r = c.create(5, 3_000, APPROVE).await.unwrap();
+    let r = c.open(&mut card, 5, 3_000, APPROVE).await.unwrap();
     let cancelled = c.center.update_cancel(sim, &r.charge_id, Default::default()).await.unwrap();
     assert_eq!((cancelled.phase, cancelled.reason_code.as_deref()), (UpdatePhase::Voided, Some("cancelled")));
-    assert_eq!(c.auth_state(&r.funding_ref).await, AuthorizationState::Voided);
+    assert_eq!(c.auth_state(funding(&r)).await, AuthorizationState::Voided);
 
     // Removed after the CREDIT was handed out but before it was relayed.
     let r = to_offer(&c, &mut card, 5, 3_000).await;
@@ -311,7 +349,7 @@ async fn card_removed_after_authorization_voids_it_and_creates_no_value() {
     Terminal::select(&mut card).unwrap(); // the card comes back
     let v = recover(&c, &mut card, &r.charge_id).await;
     assert_eq!((v.phase, v.reason_code.as_deref()), (UpdatePhase::Voided, Some("not_applied")));
-    assert_eq!(c.auth_state(&r.funding_ref).await, AuthorizationState::Voided);
+    assert_eq!(c.auth_state(funding(&r)).await, AuthorizationState::Voided);
     // The new session ended the old one: the stale CREDIT can never apply.
     Terminal::select(&mut card).unwrap();
     assert_ne!(crate::world::relay(&mut card, &stale).sw().raw(), 0x9000);
@@ -334,7 +372,7 @@ async fn a_lost_answer_is_recovered_as_completed_exactly_once() {
     let err = c.center.update_complete(c.sim.as_ref(), &r.charge_id, answer, Default::default()).await.unwrap_err();
     assert!(matches!(err, UpdateError::Step(UpdateStepError::OutOfOrder { phase: UpdatePhase::Completed, .. })));
     assert_eq!(balance_of(&mut card), 12_500);
-    assert_eq!(c.auth_state(&r.funding_ref).await, AuthorizationState::Captured);
+    assert_eq!(c.auth_state(funding(&r)).await, AuthorizationState::Captured);
     assert_eq!(c.center.books.credit_funding(Currency::JPY).await.unwrap(), 2_500);
     c.check_books(6, &mut card).await;
 }
@@ -346,14 +384,15 @@ async fn a_crash_at_every_step_is_handled_exactly_once() {
     let mut card = funded_card(7, 10_000);
     let sim = c.sim.clone();
 
-    let r = c.create(7, 4_000, APPROVE).await.unwrap();
+    let r = c.create(7, 4_000).await.unwrap();
     let id = r.charge_id.clone();
     c.restart().await;
     let answers = relay(&mut card, &r);
-    let r = c.center.update_authenticate(sim.as_ref(), &id, answers.clone(), Default::default()).await.unwrap();
+    let approve = || Some(PaymentCard::parse(APPROVE, "12/30", "123").unwrap());
+    let r = c.center.update_authenticate(sim.as_ref(), &id, answers.clone(), approve(), None).await.unwrap();
     c.restart().await;
     // The same step again (a wallet retrying without its key): refused, nothing moved.
-    let err = c.center.update_authenticate(sim.as_ref(), &id, answers, Default::default()).await.unwrap_err();
+    let err = c.center.update_authenticate(sim.as_ref(), &id, answers, approve(), None).await.unwrap_err();
     assert!(matches!(err, UpdateError::Step(UpdateStepError::OutOfOrder { .. })));
 
     // A crash after the hold was written but before the row: the retry meets `exists`.
@@ -375,7 +414,7 @@ async fn a_crash_at_every_step_is_handled_exactly_once() {
     let answer = relay(&mut card, &r);
     let post = Entries::charge_resolve(&stored.transaction_id, jpy(4_000), true).unwrap();
     c.center.books.apply(post, NOW.unix_s()).await.unwrap();
-    let reference = kessai_core::messages::Reference::parse(&r.funding_ref).unwrap();
+    let reference = kessai_core::messages::Reference::parse(funding(&r)).unwrap();
     sim.capture(&reference, jpy(4_000)).await.unwrap();
     c.restart().await;
     let done = c.center.update_complete(sim.as_ref(), &id, answer.clone(), Default::default()).await.unwrap();
@@ -384,7 +423,7 @@ async fn a_crash_at_every_step_is_handled_exactly_once() {
     assert!(c.center.update_complete(sim.as_ref(), &id, answer, Default::default()).await.is_err());
     assert_eq!(balance_of(&mut card), 14_000, "credited exactly once");
     assert_eq!(c.center.books.credit_funding(Currency::JPY).await.unwrap(), 4_000, "posted exactly once");
-    assert_eq!(c.auth_state(&r.funding_ref).await, AuthorizationState::Captured);
+    assert_eq!(c.auth_state(funding(&r)).await, AuthorizationState::Captured);
     c.check_books(7, &mut card).await;
 
     // A crash in the middle of recovery: it starts over and voids exactly once.
@@ -398,7 +437,7 @@ async fn a_crash_at_every_step_is_handled_exactly_once() {
     c.restart().await;
     let v = recover(&c, &mut card, &id).await;
     assert_eq!(v.phase, UpdatePhase::Voided);
-    assert_eq!(c.auth_state(&r.funding_ref).await, AuthorizationState::Voided);
+    assert_eq!(c.auth_state(funding(&r)).await, AuthorizationState::Voided);
     assert_eq!(balance_of(&mut card), 14_000);
     c.check_books(7, &mut card).await;
 }
@@ -466,20 +505,28 @@ async fn a_tampered_or_replayed_value_update_is_refused_by_the_wallet() {
     assert_eq!(balance_of(&mut card), 10_000, "nothing relayed");
 }
 
+/// L2: a crash between the authorization and the step's commit leaves an
+/// authorization under the charge id and its day's reservation, keyed by
+/// it. The retried step gets the same authorization and reserves nothing
+/// more; the same create again names the same charge.
 #[tokio::test]
-async fn a_create_retried_after_a_crash_names_the_same_charge_and_authorization() {
+async fn a_step_retried_after_a_crash_names_the_same_charge_authorization_and_reservation() {
     let c = Charging::new().await;
     c.register(9, 10_000).await;
     let mut card = funded_card(9, 10_000);
     let id = UpdateId::generate(&mut OsRandom);
-    let request = |number: &str| ChargeRequest {
-        id: id.clone(),
-        card_id: card_id(9),
-        amount: jpy(2_000),
-        payment_card: PaymentCard::parse(number, "12/30", "123").unwrap(),
-    };
-    // A crash after the authorization, before the charge was stored: the
-    // authorizer already holds it under this charge id.
+    let request = || ChargeRequest { id: id.clone(), card_id: card_id(9), amount: jpy(2_000) };
+    let r = c.center.create_charge(request()).await.unwrap();
+    // A crash after the charge was stored, before the wallet got the answer:
+    // the same charge with a fresh session.
+    let again = c.center.create_charge(request()).await.unwrap();
+    assert_eq!(
+        (again.charge_id.as_str(), again.phase, again.apdus.len()),
+        (id.as_str(), UpdatePhase::Authenticating, 1)
+    );
+    assert_eq!(r.charge_id, again.charge_id);
+    // A crash after the authorization and the reservation, before the step
+    // was stored.
     let held = kessai_center::authorizer::AuthorizationRequest {
         card: &PaymentCard::parse(APPROVE, "12/30", "123").unwrap(),
         amount: jpy(2_000),
@@ -487,21 +534,18 @@ async fn a_create_retried_after_a_crash_names_the_same_charge_and_authorization(
         now: NOW,
     };
     let reference = c.sim.authorize(held).await.unwrap();
-    let r = c.center.create_charge(c.sim.as_ref(), request(APPROVE)).await.unwrap();
-    assert_eq!((r.charge_id.as_str(), r.funding_ref.as_str()), (id.as_str(), reference.as_str()));
-    // A crash after the charge was stored, before the wallet got the answer:
-    // the same charge with a fresh session; still one authorization.
-    let again = c.center.create_charge(c.sim.as_ref(), request(APPROVE)).await.unwrap();
-    assert_eq!(
-        (again.charge_id.as_str(), again.phase, again.apdus.len()),
-        (id.as_str(), UpdatePhase::Authenticating, 1)
-    );
+    c.center.db.reserve_charge(id.as_str(), &card_id(9), today(), 2_000, 100_000).await.unwrap().unwrap();
+    let r = c.authorize(&mut card, &again, APPROVE).await.unwrap();
+    assert_eq!((r.charge_id.as_str(), funding(&r)), (id.as_str(), reference.as_str()));
     assert_eq!(c.sim.authorizations().await.unwrap().len(), 1);
+    // Reserved once: 98,000 is what is left of the day.
+    let probe = UpdateId::generate(&mut OsRandom);
+    let left = c.center.db.reserve_charge(probe.as_str(), &card_id(9), today(), 98_001, 100_000).await.unwrap();
+    assert_eq!(left, Err(2_000));
     let sim = c.sim.as_ref();
-    let r = c.center.update_authenticate(sim, id.as_str(), relay(&mut card, &again), Default::default()).await.unwrap();
     let r = c.center.update_offer(sim, id.as_str(), relay(&mut card, &r), Default::default()).await.unwrap();
     // After the CREDIT exists, the same create answers the charge as it stands.
-    let late = c.center.create_charge(sim, request(APPROVE)).await.unwrap();
+    let late = c.center.create_charge(request()).await.unwrap();
     assert_eq!((late.phase, late.apdus.len()), (UpdatePhase::Offered, 0));
     let done = c.center.update_complete(sim, id.as_str(), relay(&mut card, &r), Default::default()).await.unwrap();
     assert_eq!(done.phase, UpdatePhase::Completed);
@@ -517,14 +561,13 @@ async fn a_card_found_over_its_maximum_at_the_balance_step_is_voided_before_any_
     c.register(10, 0).await;
     let mut card = funded_card(10, 95_000);
     let sim = c.sim.as_ref();
-    let r = c.create(10, 10_000, APPROVE).await.unwrap();
-    let id = r.charge_id.clone();
-    let r = c.center.update_authenticate(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
-    let r = c.center.update_offer(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
+    let r = c.open(&mut card, 10, 10_000, APPROVE).await.unwrap();
+    let authorization = funding(&r).to_owned();
+    let r = c.center.update_offer(sim, &r.charge_id, relay(&mut card, &r), Default::default()).await.unwrap();
     assert_eq!((r.phase, r.reason_code.as_deref()), (UpdatePhase::Voided, Some("over_max_balance")));
     assert!(r.apdus.is_empty() && r.value_update.is_none(), "no CREDIT, no SIG5");
     assert_eq!(r.balance_minor, Some(95_000));
-    assert_eq!(c.auth_state(&r.funding_ref).await, AuthorizationState::Voided);
+    assert_eq!(c.auth_state(&authorization).await, AuthorizationState::Voided);
     assert_eq!(c.center.books.card_credits_pending(&card_id(10)).await.unwrap(), 0);
     assert_eq!(balance_of(&mut card), 95_000);
     c.center.books.ledger().check().await.unwrap();
@@ -534,8 +577,9 @@ async fn a_card_found_over_its_maximum_at_the_balance_step_is_voided_before_any_
 async fn concurrent_charges_never_pass_the_daily_limit_together_and_a_voided_one_gives_it_back() {
     let c = Charging::new().await;
     c.register(9, 0).await;
+    let (mut card, mut twin) = (funded_card(9, 0), funded_card(9, 0));
     // Two charges of JPY 60,000 at once against the JPY 100,000 daily limit.
-    let (a, b) = tokio::join!(c.create(9, 60_000, APPROVE), c.create(9, 60_000, APPROVE));
+    let (a, b) = tokio::join!(c.open(&mut card, 9, 60_000, APPROVE), c.open(&mut twin, 9, 60_000, APPROVE));
     let (ok, refused) = match (a, b) {
         (Ok(r), Err(e)) | (Err(e), Ok(r)) => (r, e),
         other => panic!("exactly one fits the limit: {other:?}"),
@@ -543,13 +587,13 @@ async fn concurrent_charges_never_pass_the_daily_limit_together_and_a_voided_one
     assert!(matches!(refused, UpdateError::OverDailyLimit { charged_minor: 60_000, .. }), "{refused:?}");
     assert_eq!(c.sim.authorizations().await.unwrap().len(), 1, "the refused one was never authorized");
     // A decline gives its reservation back at once.
-    assert!(matches!(c.create(9, 30_000, "4000000000000002").await, Err(UpdateError::Authorizer(_))));
-    assert!(matches!(c.create(9, 40_001, APPROVE).await, Err(UpdateError::OverDailyLimit { .. })));
+    assert!(matches!(c.open(&mut twin, 9, 30_000, "4000000000000002").await, Err(UpdateError::Authorizer(_))));
+    assert!(matches!(c.open(&mut twin, 9, 40_001, APPROVE).await, Err(UpdateError::OverDailyLimit { .. })));
     // Cancelling the open charge gives its 60,000 back.
     c.center.update_cancel(c.sim.as_ref(), &ok.charge_id, Default::default()).await.unwrap();
-    assert_eq!(c.auth_state(&ok.funding_ref).await, AuthorizationState::Voided);
-    let again = c.create(9, 60_000, APPROVE).await.unwrap();
-    assert_eq!(again.phase, UpdatePhase::Authenticating);
+    assert_eq!(c.auth_state(funding(&ok)).await, AuthorizationState::Voided);
+    let again = c.open(&mut twin, 9, 60_000, APPROVE).await.unwrap();
+    assert_eq!(again.phase, UpdatePhase::ReadingBalance);
 }
 
 /// C1: an authorization that can no longer be captured when the card
@@ -572,13 +616,13 @@ async fn a_refused_capture_posts_no_value(c: Charging) {
     let mut card = funded_card(21, 10_000);
     let sim = c.sim.as_ref();
     let r = to_offer(&c, &mut card, 21, 50_000).await;
-    let auth = kessai_core::messages::Reference::parse(&r.funding_ref).unwrap();
+    let auth = kessai_core::messages::Reference::parse(funding(&r)).unwrap();
     c.sim.void(&auth).await.unwrap();
     let answers = relay(&mut card, &r);
     let done = c.center.update_complete(sim, &r.charge_id, answers.clone(), Default::default()).await.unwrap();
     assert_eq!((done.phase, done.reason_code.as_deref()), (UpdatePhase::Voided, Some("funding_refused")));
     assert_eq!(balance_of(&mut card), 60_000, "the card applied the credit");
-    assert_eq!(c.auth_state(&r.funding_ref).await, AuthorizationState::Voided, "never captured");
+    assert_eq!(c.auth_state(funding(&r)).await, AuthorizationState::Voided, "never captured");
     let (float, held) = c.center.books.card_float(&card_id(21)).await.unwrap().unwrap();
     assert_eq!((float, held), (10_000, 0), "nothing posted without a capture");
     assert_eq!(c.center.books.card_credits_pending(&card_id(21)).await.unwrap(), 0, "the credit's hold is voided");
@@ -596,7 +640,7 @@ async fn a_refused_capture_posts_no_value(c: Charging) {
     };
     assert_eq!((owed.direction, owed.amount), (Direction::Debit, jpy(50_000)));
     let id = owed.charge_id.clone();
-    let r = c.center.update_authenticate(sim, &id, relay(&mut card, &owed), Default::default()).await.unwrap();
+    let r = c.center.update_authenticate(sim, &id, relay(&mut card, &owed), None, None).await.unwrap();
     let r = c.center.update_offer(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
     let r = c.center.update_complete(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
     assert_eq!(r.phase, UpdatePhase::Completed);
@@ -609,51 +653,60 @@ async fn a_refused_capture_posts_no_value(c: Charging) {
     ));
 }
 
-/// C1: the same create twice at once (one Idempotency-Key: a wallet retry
-/// after a client timeout, or an attacker). Only the request that claimed
-/// the id authorizes; the other never voids what it did not make alone.
+/// C1, M5: the same create twice at once (one Idempotency-Key: a wallet
+/// retry after a client timeout, or an attacker) opens one charge; the same
+/// authenticate step twice at once leaves one authorization and one
+/// reservation, and exactly one of the two goes on.
 #[tokio::test]
-async fn two_identical_creates_racing_leave_one_live_authorization_on_sqlite() {
-    two_identical_creates_racing_leave_one_live_authorization(Charging::new().await).await;
+async fn identical_requests_racing_leave_one_charge_and_one_authorization_on_sqlite() {
+    identical_requests_racing_leave_one_charge_and_one_authorization(Charging::new().await).await;
 }
 
 #[tokio::test]
-async fn two_identical_creates_racing_leave_one_live_authorization_on_postgres() {
+async fn identical_requests_racing_leave_one_charge_and_one_authorization_on_postgres() {
     let Some(c) = Charging::on_postgres("identical_creates").await else { return };
-    two_identical_creates_racing_leave_one_live_authorization(c).await;
+    identical_requests_racing_leave_one_charge_and_one_authorization(c).await;
 }
 
-async fn two_identical_creates_racing_leave_one_live_authorization(c: Charging) {
+async fn identical_requests_racing_leave_one_charge_and_one_authorization(c: Charging) {
     c.register(22, 10_000).await;
     let mut card = funded_card(22, 10_000);
     let sim = c.sim.as_ref();
     let id = UpdateId::generate(&mut OsRandom);
-    let req = || ChargeRequest {
-        id: id.clone(),
-        card_id: card_id(22),
-        amount: jpy(40_000),
-        payment_card: PaymentCard::parse(APPROVE, "12/30", "123").unwrap(),
-    };
-    let (a, b) = tokio::join!(c.center.create_charge(sim, req()), c.center.create_charge(sim, req()));
+    let req = || ChargeRequest { id: id.clone(), card_id: card_id(22), amount: jpy(40_000) };
+    let (a, b) = tokio::join!(c.center.create_charge(req()), c.center.create_charge(req()));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!((a.charge_id.as_str(), b.charge_id.as_str()), (id.as_str(), id.as_str()));
+    // Which of the two sessions is the live one depends on the order they
+    // were stored in: the wallet goes on with a fresh one.
+    let r = c.center.create_charge(req()).await.unwrap();
+    let answers = relay(&mut card, &r);
+    let approve = || Some(PaymentCard::parse(APPROVE, "12/30", "123").unwrap());
+    let (a, b) = tokio::join!(
+        c.center.update_authenticate(sim, id.as_str(), answers.clone(), approve(), None),
+        c.center.update_authenticate(sim, id.as_str(), answers, approve(), None)
+    );
     let r = match (a, b) {
-        (Ok(r), Err(UpdateError::CreateInProgress(_))) | (Err(UpdateError::CreateInProgress(_)), Ok(r)) => r,
-        (Ok(r), Ok(again)) => {
-            assert_eq!(r.charge_id, again.charge_id, "the second found the first's charge");
-            // Which of the two sessions is the live one depends on the order
-            // they were stored in: the wallet goes on with a fresh one.
-            c.center.create_charge(sim, req()).await.unwrap()
+        (Ok(r), Err(e)) | (Err(e), Ok(r)) => {
+            let lost = matches!(
+                e,
+                UpdateError::Db(_) | UpdateError::Books(_) | UpdateError::Step(UpdateStepError::OutOfOrder { .. })
+            );
+            assert!(lost, "the loser lost the row: {e:?}");
+            r
         }
-        other => panic!("{other:?}"),
+        other => panic!("exactly one goes on: {other:?}"),
     };
     assert_eq!(c.sim.authorizations().await.unwrap().len(), 1, "one authorization");
-    assert_eq!(c.auth_state(&r.funding_ref).await, AuthorizationState::Authorized);
-    let sid = r.charge_id.clone();
-    let r = c.center.update_authenticate(sim, &sid, relay(&mut card, &r), Default::default()).await.unwrap();
-    let r = c.center.update_offer(sim, &sid, relay(&mut card, &r), Default::default()).await.unwrap();
+    assert_eq!(c.auth_state(funding(&r)).await, AuthorizationState::Authorized);
+    let probe = UpdateId::generate(&mut OsRandom);
+    let left = c.center.db.reserve_charge(probe.as_str(), &card_id(22), today(), 60_001, 100_000).await.unwrap();
+    assert_eq!(left, Err(40_000), "reserved once");
+    let r = c.center.update_offer(sim, id.as_str(), relay(&mut card, &r), Default::default()).await.unwrap();
     assert_eq!(r.phase, UpdatePhase::Offered);
-    let done = c.center.update_complete(sim, &sid, relay(&mut card, &r), Default::default()).await.unwrap();
+    let done = c.center.update_complete(sim, id.as_str(), relay(&mut card, &r), Default::default()).await.unwrap();
     assert_eq!(done.phase, UpdatePhase::Completed);
-    assert_eq!(c.auth_state(&done.funding_ref).await, AuthorizationState::Captured);
+    assert_eq!(c.auth_state(funding(&done)).await, AuthorizationState::Captured);
     c.check_books(22, &mut card).await;
 }
 
@@ -680,9 +733,9 @@ async fn cancel_racing_balance(c: Charging, n: u8) {
         c.register(n, 10_000).await;
         let mut card = funded_card(n, 10_000);
         let sim = c.sim.as_ref();
-        let r = c.create(n, 5_000, APPROVE).await.unwrap();
+        let r = c.open(&mut card, n, 5_000, APPROVE).await.unwrap();
         let id = r.charge_id.clone();
-        let r = c.center.update_authenticate(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
+        let authorization = funding(&r).to_owned();
         let answers = relay(&mut card, &r);
         let (offered, cancelled) = tokio::join!(
             c.center.update_offer(sim, &id, answers, Default::default()),
@@ -691,18 +744,14 @@ async fn cancel_racing_balance(c: Charging, n: u8) {
         match (offered, cancelled) {
             (Ok(r), Err(_)) => {
                 assert_eq!(r.phase, UpdatePhase::Offered);
-                assert_eq!(
-                    c.auth_state(&r.funding_ref).await,
-                    AuthorizationState::Authorized,
-                    "the loser voided nothing"
-                );
+                assert_eq!(c.auth_state(funding(&r)).await, AuthorizationState::Authorized, "the loser voided nothing");
                 let done = c.center.update_complete(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
                 assert_eq!(done.phase, UpdatePhase::Completed);
-                assert_eq!(c.auth_state(&r.funding_ref).await, AuthorizationState::Captured);
+                assert_eq!(c.auth_state(funding(&r)).await, AuthorizationState::Captured);
             }
             (Err(_), Ok(r)) => {
                 assert_eq!(r.phase, UpdatePhase::Voided);
-                assert_eq!(c.auth_state(&r.funding_ref).await, AuthorizationState::Voided);
+                assert_eq!(c.auth_state(&authorization).await, AuthorizationState::Voided);
             }
             other => panic!("exactly one wins: {other:?}"),
         }
@@ -727,20 +776,25 @@ async fn an_abandoned_charge_is_ended_once_and_gives_its_reservations_back_on_po
 async fn an_abandoned_charge_is_ended_once_and_gives_its_reservations_back(c: Charging) {
     c.register(27, 0).await;
     let mut card = funded_card(27, 0);
+    let mut twin = funded_card(27, 0);
     let sim = c.sim.as_ref();
-    let r = c.create(27, 100_000, APPROVE).await.unwrap();
+    let r = c.open(&mut card, 27, 100_000, APPROVE).await.unwrap();
     let id = r.charge_id.clone();
-    c.center.update_authenticate(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
-    // The whole day's limit is taken while it waits.
-    assert!(matches!(c.create(27, 1, APPROVE).await, Err(UpdateError::OverDailyLimit { .. })));
+    // Another never authorized: its card never proved itself.
+    let unproven = c.create(27, 1_000).await.unwrap();
+    // The whole day's limit is taken while the first waits.
+    assert!(matches!(c.open(&mut twin, 27, 1, APPROVE).await, Err(UpdateError::OverDailyLimit { .. })));
     let later = kessai_core::time::Timestamp::from_unix_s(NOW.unix_s() + kessai_center::limits::ABANDONED_AFTER_S + 1);
     let (a, b) = tokio::join!(c.center.sweep_abandoned(sim, later), c.center.sweep_abandoned(sim, later));
-    assert_eq!(a.unwrap() + b.unwrap(), 1, "ended once");
-    let ended = c.center.value_update(&id).await.unwrap();
-    assert_eq!((ended.phase(), ended.outcome().map(|(code, _)| code)), (UpdatePhase::Voided, Some("abandoned")));
-    assert_eq!(c.auth_state(&r.funding_ref).await, AuthorizationState::Voided);
-    let again = c.create(27, 1_000, APPROVE).await.unwrap();
-    assert_eq!(again.phase, UpdatePhase::Authenticating, "the day's limit was given back");
+    assert_eq!(a.unwrap() + b.unwrap(), 2, "each ended once");
+    for id in [&id, &unproven.charge_id] {
+        let ended = c.center.value_update(id).await.unwrap();
+        assert_eq!((ended.phase(), ended.outcome().map(|(code, _)| code)), (UpdatePhase::Voided, Some("abandoned")));
+    }
+    assert_eq!(c.auth_state(funding(&r)).await, AuthorizationState::Voided);
+    assert_eq!(c.sim.authorizations().await.unwrap().len(), 1, "the unproven one was never authorized");
+    let again = c.open(&mut twin, 27, 1_000, APPROVE).await.unwrap();
+    assert_eq!(again.phase, UpdatePhase::ReadingBalance, "the day's limit was given back");
     c.check_books(27, &mut card).await;
 }
 
@@ -753,30 +807,26 @@ async fn across_instances(c: Charging) {
     let mut card = funded_card(1, 20_000);
     let other = open_center(&c.url).await;
     let other_sim = authorizer(&c.url).await;
-    let r = c.create(1, 5_000, APPROVE).await.unwrap();
+    let approve = || Some(PaymentCard::parse(APPROVE, "12/30", "123").unwrap());
+    let r = c.create(1, 5_000).await.unwrap();
     let id = r.charge_id.clone();
-    let r = other.update_authenticate(other_sim.as_ref(), &id, relay(&mut card, &r), Default::default()).await.unwrap();
+    let r = other.update_authenticate(other_sim.as_ref(), &id, relay(&mut card, &r), approve(), None).await.unwrap();
     let r = c.center.update_offer(c.sim.as_ref(), &id, relay(&mut card, &r), Default::default()).await.unwrap();
     let done = other.update_complete(other_sim.as_ref(), &id, relay(&mut card, &r), Default::default()).await.unwrap();
     assert_eq!(done.phase, UpdatePhase::Completed, "{done:?}");
-    assert_eq!(c.auth_state(&done.funding_ref).await, AuthorizationState::Captured);
+    assert_eq!(c.auth_state(funding(&done)).await, AuthorizationState::Captured);
     assert_eq!(balance_of(&mut card), 25_000);
     // The second: authorized through the other instance, abandoned after
     // its CREDIT was issued and never relayed; recovered through the first.
-    let request = ChargeRequest {
-        id: UpdateId::generate(&mut OsRandom),
-        card_id: card_id(1),
-        amount: jpy(1_000),
-        payment_card: PaymentCard::parse(APPROVE, "12/30", "123").unwrap(),
-    };
-    let r = other.create_charge(other_sim.as_ref(), request).await.unwrap();
+    let request = ChargeRequest { id: UpdateId::generate(&mut OsRandom), card_id: card_id(1), amount: jpy(1_000) };
+    let r = other.create_charge(request).await.unwrap();
     let id = r.charge_id.clone();
-    let r = c.center.update_authenticate(c.sim.as_ref(), &id, relay(&mut card, &r), Default::default()).await.unwrap();
+    let r = c.center.update_authenticate(c.sim.as_ref(), &id, relay(&mut card, &r), approve(), None).await.unwrap();
     let offered = other.update_offer(other_sim.as_ref(), &id, relay(&mut card, &r), Default::default()).await.unwrap();
     assert_eq!(offered.phase, UpdatePhase::Offered);
     let ended = recover(&c, &mut card, &id).await;
     assert_eq!(ended.phase, UpdatePhase::Voided, "{ended:?}");
-    assert_eq!(c.auth_state(&offered.funding_ref).await, AuthorizationState::Voided);
+    assert_eq!(c.auth_state(funding(&offered)).await, AuthorizationState::Voided);
     assert_eq!(balance_of(&mut card), 25_000);
     let (float, held) = c.center.books.card_float(&card_id(1)).await.unwrap().unwrap();
     assert_eq!((float, held), (25_000, 0));
@@ -795,11 +845,11 @@ async fn a_charge_authorized_through_one_instance_is_captured_or_voided_through_
     across_instances(c).await;
 }
 
-/// M5: velocity limits before the authorizer is asked. One payment card
-/// number tried on several kessai cards, or one kessai card tried with
-/// many numbers (declined ones count too), is refused with
-/// `TooManyAttempts` past the limit, and nothing more reaches the
-/// authorizer.
+/// M5: velocity limits before the authorizer is asked, counted only once
+/// the card proved itself. One payment card number tried on several kessai
+/// cards, or one kessai card tried with many numbers (declined ones count
+/// too), is refused with `TooManyAttempts` past the limit, and nothing more
+/// reaches the authorizer.
 #[tokio::test]
 async fn charge_attempts_past_the_velocity_limits_never_reach_the_authorizer() {
     use kessai_center::limits::{CHARGE_ATTEMPTS_PER_CARD, CHARGE_ATTEMPTS_PER_PAN};
@@ -808,7 +858,8 @@ async fn charge_attempts_past_the_velocity_limits_never_reach_the_authorizer() {
     // 1. One stolen number tried on one kessai card after another.
     for n in 0..=CHARGE_ATTEMPTS_PER_PAN as u8 {
         c.register(30 + n, 0).await;
-        let refused = c.create(30 + n, 1_000, DECLINED[0]).await.unwrap_err();
+        let mut card = funded_card(30 + n, 0);
+        let refused = c.open(&mut card, 30 + n, 1_000, DECLINED[0]).await.unwrap_err();
         if u64::from(n) < CHARGE_ATTEMPTS_PER_PAN {
             assert!(matches!(refused, UpdateError::Authorizer(_)), "attempt {n}: {refused:?}");
         } else {
@@ -817,14 +868,48 @@ async fn charge_attempts_past_the_velocity_limits_never_reach_the_authorizer() {
     }
     // 2. One kessai card tried with number after number.
     c.register(50, 0).await;
+    let mut card = funded_card(50, 0);
     for n in 0..CHARGE_ATTEMPTS_PER_CARD as usize {
-        let refused = c.create(50, 1_000, DECLINED[1 + n % 3]).await.unwrap_err();
+        let refused = c.open(&mut card, 50, 1_000, DECLINED[1 + n % 3]).await.unwrap_err();
         assert!(matches!(refused, UpdateError::Authorizer(_)), "attempt {n}: {refused:?}");
     }
-    let refused = c.create(50, 1_000, APPROVE).await.unwrap_err();
+    let r = c.create(50, 1_000).await.unwrap();
+    let refused = c.authorize(&mut card, &r, APPROVE).await.unwrap_err();
     assert!(matches!(refused, UpdateError::TooManyAttempts), "{refused:?}");
+    let ended = c.center.value_update(&r.charge_id).await.unwrap();
+    assert_eq!(ended.outcome().map(|(code, _)| code), Some("too_many_attempts"));
     assert!(c.sim.authorizations().await.unwrap().is_empty(), "the good number was never authorized");
     // Another card and another number are not held back.
     c.register(51, 0).await;
-    assert!(c.create(51, 1_000, APPROVE).await.is_ok());
+    assert!(c.open(&mut funded_card(51, 0), 51, 1_000, APPROVE).await.is_ok());
+}
+
+/// M5: a card id alone (anyone may present one) opens a charge, but its
+/// payment card reaches the authorizer only after the card's cryptogram
+/// verified: without the card, a list of stolen numbers is never tested,
+/// no attempt is counted against the card, and nothing of its limit is
+/// taken. A step without the payment card is refused and changes nothing.
+#[tokio::test]
+async fn the_authorizer_is_asked_only_once_the_card_proved_itself() {
+    let c = Charging::new().await;
+    c.register(60, 0).await;
+    c.register(61, 0).await;
+    let mut card = funded_card(60, 0);
+    let mut another = funded_card(61, 0);
+    let r = c.create(60, 1_000).await.unwrap();
+    // Card 61's genuine answer to card 60's session: the cryptogram fails.
+    let forged = relay(&mut another, &r);
+    for _ in 0..kessai_center::limits::CHARGE_ATTEMPTS_PER_CARD + 1 {
+        let payment = Some(PaymentCard::parse(APPROVE, "12/30", "123").unwrap());
+        let err = c.center.update_authenticate(c.sim.as_ref(), &r.charge_id, forged.clone(), payment, None).await;
+        assert!(matches!(err, Err(UpdateError::Step(UpdateStepError::Card(_)))), "{err:?}");
+    }
+    let err = c.center.update_authenticate(c.sim.as_ref(), &r.charge_id, relay(&mut card, &r), None, None).await;
+    assert!(matches!(err, Err(UpdateError::PaymentCardRequired(_))), "{err:?}");
+    assert!(c.sim.authorizations().await.unwrap().is_empty(), "nothing was authorized");
+    assert_eq!(c.center.value_update(&r.charge_id).await.unwrap().phase(), UpdatePhase::Authenticating);
+    // The card itself: authorized at once, none of the failures counted.
+    let r = c.create(60, 100_000).await.unwrap();
+    let r = c.authorize(&mut card, &r, APPROVE).await.unwrap();
+    assert_eq!(r.phase, UpdatePhase::ReadingBalance, "the whole day's limit was still there");
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::http::StatusCode;
-use kessai_center::authorizer::{AuthorizationState, Simulator};
+use kessai_center::authorizer::{AuthorizationState, PaymentCard, Simulator};
 use kessai_center::service::{Answer, StepCall, parse_answers};
 use serde_json::{Value, json};
 
@@ -19,14 +19,16 @@ fn assert_error(body: &Value, code: &str) {
     assert_eq!(body.as_object().unwrap().len(), 1, "only the error member: {body}");
 }
 
-fn charge(card: u8, amount: u64, number: &str) -> Value {
-    json!({
-        "card_id": card_id(card).to_string(),
-        "amount": { "amount_minor": amount, "currency": "JPY" },
-        "card_number": number,
-        "expiry": "12/30",
-        "cvc": "123",
-    })
+fn charge(card: u8, amount: u64) -> Value {
+    json!({ "card_id": card_id(card).to_string(), "amount": { "amount_minor": amount, "currency": "JPY" } })
+}
+
+/// The authenticate step's body: the card's answers and the payment card.
+fn paid_by(mut answers: Value, number: &str) -> Value {
+    answers["card_number"] = json!(number);
+    answers["expiry"] = json!("12/30");
+    answers["cvc"] = json!("123");
+    answers
 }
 
 #[tokio::test]
@@ -38,18 +40,28 @@ async fn a_charge_over_the_api_with_idempotent_retries() {
     let center = Arc::new(s.center);
     let app = kessai_center::update_api::routes(center.clone(), sim.clone());
 
-    let create = charge(1, 5_000, "4242 4242 4242 4242");
+    let create = charge(1, 5_000);
     let (status, r) = post(&app, "/v1/charges", Some("c-create"), create.clone()).await;
     assert_eq!(status, StatusCode::OK, "{r}");
     assert_eq!(r["phase"], "authenticating");
-    // The same request again: the same answer, and no second authorization.
+    assert!(r.get("funding_ref").is_none(), "nothing authorized before the card's proof: {r}");
+    // The same request again: the same answer.
     let (_, again) = post(&app, "/v1/charges", Some("c-create"), create).await;
     assert_eq!(again, r);
-    assert_eq!(sim.authorizations().await.unwrap().len(), 1);
+    assert!(sim.authorizations().await.unwrap().is_empty());
     let id = r["charge_id"].as_str().unwrap().to_owned();
 
-    let (_, r) =
-        post(&app, &format!("/v1/value-updates/{id}/authenticate"), Some("c-auth"), relay_json(&mut card, &r)).await;
+    // The card's answer and the payment card, together: authorized once
+    // the card proved itself; the same request again, the same answer and
+    // no second authorization.
+    let path = format!("/v1/value-updates/{id}/authenticate");
+    let step = paid_by(relay_json(&mut card, &r), "4242 4242 4242 4242");
+    let (status, r) = post(&app, &path, Some("c-auth"), step.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert!(r["funding_ref"].as_str().unwrap().starts_with("auth_"), "{r}");
+    let (_, again) = post(&app, &path, Some("c-auth"), step).await;
+    assert_eq!(again, r);
+    assert_eq!(sim.authorizations().await.unwrap().len(), 1);
     let (_, r) = post(&app, &format!("/v1/value-updates/{id}/balance"), Some("c-bal"), relay_json(&mut card, &r)).await;
     assert_eq!(r["phase"], "offered", "{r}");
     assert!(r["value_update"].is_string());
@@ -90,7 +102,12 @@ async fn the_openapi_document_describes_the_charge_routes() {
         assert!(doc["paths"].get(path).is_some(), "{path} documented");
     }
     let required = &doc["components"]["schemas"]["ChargeRequest"]["required"];
-    assert_eq!(required.as_array().unwrap().len(), 5);
+    assert_eq!(required, &json!(["card_id", "amount"]), "no payment card data at create (M5)");
+    let step =
+        &doc["paths"]["/v1/value-updates/{id}/authenticate"]["post"]["requestBody"]["content"]["application/json"];
+    assert_eq!(step["schema"]["$ref"], "#/components/schemas/ChargeAuthenticate");
+    let properties = &doc["components"]["schemas"]["ChargeAuthenticate"]["properties"];
+    assert!(properties.get("card_number").is_some(), "the authenticate step carries it: {properties}");
 }
 
 #[tokio::test]
@@ -100,23 +117,54 @@ async fn refusals_use_stable_codes_and_card_data_is_never_stored() {
     let sim = Arc::new(Simulator::in_database(s.center.db.clone()));
     let center = Arc::new(s.center);
     let app = kessai_center::update_api::routes(center.clone(), sim.clone());
-    let cases = [
-        (charge(2, 1_000, "4000000000000002"), StatusCode::PAYMENT_REQUIRED, "card_declined"),
-        (charge(2, 1_000, "4000000000009995"), StatusCode::PAYMENT_REQUIRED, "insufficient_funds"),
-        (charge(2, 1_000, "4000000000000069"), StatusCode::PAYMENT_REQUIRED, "expired_card"),
-        (charge(2, 1_000, "4000000000000119"), StatusCode::PAYMENT_REQUIRED, "processing_error"),
-        (charge(2, 1_000, "4242424242424241"), StatusCode::BAD_REQUEST, "invalid_card_number"),
-        (charge(2, 10_000, "4242424242424242"), StatusCode::UNPROCESSABLE_ENTITY, "over_max_balance"),
-        (charge(2, 0, "4242424242424242"), StatusCode::UNPROCESSABLE_ENTITY, "amount_out_of_range"),
-        (charge(7, 1_000, "4242424242424242"), StatusCode::NOT_FOUND, "unknown_card"),
+    let mut card = funded_card(2, 95_000);
+    // Refused at create, before any card proof: the card and the limits.
+    let at_create = [
+        (charge(2, 10_000), StatusCode::UNPROCESSABLE_ENTITY, "over_max_balance"),
+        (charge(2, 0), StatusCode::UNPROCESSABLE_ENTITY, "amount_out_of_range"),
+        (charge(7, 1_000), StatusCode::NOT_FOUND, "unknown_card"),
     ];
-    for (i, (body, status, code)) in cases.into_iter().enumerate() {
+    for (i, (body, status, code)) in at_create.into_iter().enumerate() {
         let (got, answer) = post(&app, "/v1/charges", Some(&format!("k{i}")), body).await;
         assert_eq!((got, answer["error"]["code"].as_str()), (status, Some(code)), "{answer}");
         assert_error(&answer, code);
     }
+    // Refused at the authenticate step, once the card proved itself: the
+    // authorizer's declines and a number that is not one.
+    let at_authenticate = [
+        ("4000000000000002", StatusCode::PAYMENT_REQUIRED, "card_declined"),
+        ("4000000000009995", StatusCode::PAYMENT_REQUIRED, "insufficient_funds"),
+        ("4000000000000069", StatusCode::PAYMENT_REQUIRED, "expired_card"),
+        ("4000000000000119", StatusCode::PAYMENT_REQUIRED, "processing_error"),
+        ("4242424242424241", StatusCode::BAD_REQUEST, "invalid_card_number"),
+    ];
+    for (i, (number, status, code)) in at_authenticate.into_iter().enumerate() {
+        let (_, r) = post(&app, "/v1/charges", Some(&format!("create-{i}")), charge(2, 1_000)).await;
+        let path = format!("/v1/value-updates/{}/authenticate", r["charge_id"].as_str().unwrap());
+        let step = paid_by(relay_json(&mut card, &r), number);
+        let (got, answer) = post(&app, &path, Some(&format!("k{}", i + 3)), step).await;
+        assert_eq!((got, answer["error"]["code"].as_str()), (status, Some(code)), "{answer}");
+        assert_error(&answer, code);
+    }
     assert!(sim.authorizations().await.unwrap().is_empty(), "nothing was authorized");
-    let (status, body) = post(&app, "/v1/charges", None, charge(2, 1_000, "4242424242424242")).await;
+    // The payment card is all or nothing, and a charge cannot go on without it.
+    let (_, r) = post(&app, "/v1/charges", Some("create-x"), charge(2, 1_000)).await;
+    let path = format!("/v1/value-updates/{}/authenticate", r["charge_id"].as_str().unwrap());
+    let mut partial = paid_by(relay_json(&mut card, &r), "4242424242424242");
+    partial.as_object_mut().unwrap().remove("cvc");
+    let (status, body) = post(&app, &path, Some("k-partial"), partial).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&body, "payment_card_incomplete");
+    let (status, body) = post(&app, &path, Some("k-none"), relay_json(&mut card, &r)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&body, "payment_card_required");
+    // Card data at create, as the last release sent it: refused, not echoed.
+    let mut old = charge(2, 1_000);
+    old["card_number"] = json!("4242424242424242");
+    let (status, body) = post(&app, "/v1/charges", Some("k-old"), old).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(!body.to_string().contains("4242"), "{body}");
+    let (status, body) = post(&app, "/v1/charges", None, charge(2, 1_000)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_error(&body, "idempotency_key_required");
     // A malformed body is refused without echoing it.
@@ -181,15 +229,26 @@ async fn lost_replies(mut s: crate::service::Setup) {
 
     // A charge: create over HTTP, then each step called as the HTTP layer
     // calls it, its reply dropped, and the request retried over HTTP.
-    let (_, mut reply) = post(&charges, "/v1/charges", Some("k-create"), charge(2, 5_000, "4242424242424242")).await;
+    let (_, mut reply) = post(&charges, "/v1/charges", Some("k-create"), charge(2, 5_000)).await;
     let id = reply["charge_id"].as_str().unwrap().to_owned();
     for step in ["authenticate", "balance", "complete"] {
-        let body = relay_json(&mut card, &reply);
+        let mut body = relay_json(&mut card, &reply);
         let key = format!("charge-lost-{step}");
-        let answer = Some(answer_for(&key, &format!("charge-{step}/{id}"), &body));
+        let mut answer = Some(answer_for(&key, &format!("charge-{step}/{id}"), &body));
         let (sim, answers) = (sim.as_ref(), answers_of(&body));
+        if step == "authenticate" {
+            // Its fingerprint is the card's answers alone, never the card data.
+            let joined: Vec<&str> = body["responses"].as_array().unwrap().iter().map(|h| h.as_str().unwrap()).collect();
+            let fingerprint = format!("charge-authenticate/{id}\n{}", joined.join(","));
+            let hash = kessai_core::digest::Sha256Digest::of(fingerprint.as_bytes()).to_string();
+            answer = Some(Answer { key: key.clone(), hash, stored: Default::default() });
+            body = paid_by(body, "4242424242424242");
+        }
         let first = match step {
-            "authenticate" => center.update_authenticate(sim, &id, answers, answer).await,
+            "authenticate" => {
+                let payment = Some(PaymentCard::parse("4242424242424242", "12/30", "123").unwrap());
+                center.update_authenticate(sim, &id, answers, payment, answer).await
+            }
             "balance" => center.update_offer(sim, &id, answers, answer).await,
             _ => center.update_complete(sim, &id, answers, answer).await,
         }

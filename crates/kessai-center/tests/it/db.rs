@@ -234,12 +234,18 @@ async fn undelivered_completions_are_found(db: &CenterDb) {
 async fn reservations_and_owed_items(db: &CenterDb) {
     let card = card_id(9);
     let day = 1_794_960_000;
-    assert_eq!(db.reserve_daily_charge(&card, day, 60_000, 100_000).await.unwrap(), Ok(()));
-    assert_eq!(db.reserve_daily_charge(&card, day, 50_000, 100_000).await.unwrap(), Err(60_000));
-    assert_eq!(db.reserve_daily_charge(&card, day + 86_400, 50_000, 100_000).await.unwrap(), Ok(()), "another day");
-    db.release_daily_charge(&card, day, 60_000).await.unwrap();
-    assert_eq!(db.reserve_daily_charge(&card, day, 100_000, 100_000).await.unwrap(), Ok(()));
-    assert_eq!(db.reserve_daily_charge(&card, day, 1, 100_000).await.unwrap(), Err(100_000));
+    assert_eq!(db.reserve_charge("vup_a", &card, day, 60_000, 100_000).await.unwrap(), Ok(()));
+    // The same charge again reserves nothing more (a retried step).
+    assert_eq!(db.reserve_charge("vup_a", &card, day, 60_000, 100_000).await.unwrap(), Ok(()));
+    assert_eq!(db.reserve_charge("vup_b", &card, day, 50_000, 100_000).await.unwrap(), Err(60_000));
+    assert_eq!(db.reserve_charge("vup_b", &card, day + 86_400, 50_000, 100_000).await.unwrap(), Ok(()), "another day");
+    // Given back once, however often asked; a refused one kept nothing.
+    db.release_charge("vup_a").await.unwrap();
+    db.release_charge("vup_a").await.unwrap();
+    assert_eq!(db.reserve_charge("vup_c", &card, day, 100_000, 100_000).await.unwrap(), Ok(()));
+    assert_eq!(db.reserve_charge("vup_d", &card, day, 1, 100_000).await.unwrap(), Err(100_000));
+    db.release_charge("vup_d").await.unwrap();
+    assert_eq!(db.reserve_charge("vup_e", &card, day, 1, 100_000).await.unwrap(), Err(100_000));
 
     let owed = Owed {
         id: "owe_00000000000000000000000000000001".into(),
@@ -410,7 +416,7 @@ async fn migrations_take_turns_and_a_newer_schema_is_refused(url: &str) {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-        assert_eq!(versions, vec![1, 2, 3, 4], "each migration once");
+        assert_eq!(versions, vec![1, 2, 3, 4, 5], "each migration once");
         sqlx::query("INSERT INTO kessai_center_schema (version, description) VALUES (99, 'from the future')")
             .execute(&mut conn)
             .await

@@ -39,11 +39,12 @@ macro_rules! survive {
 }
 
 /// A value update from its INITIALIZE UPDATE to completed, each step
-/// surviving the fault.
-async fn run_update(c: &mut Charging, card: &mut Terminal<CardReader>, r: UpdateReply) {
+/// surviving the fault; a charge is paid by card number `paid_by`.
+async fn run_update(c: &mut Charging, card: &mut Terminal<CardReader>, r: UpdateReply, paid_by: Option<&str>) {
     let id = r.charge_id.clone();
     let answers = relay(card, &r);
-    let r = survive!(c, c.center.update_authenticate(c.sim.as_ref(), &id, answers.clone(), None));
+    let payment = || paid_by.map(|number| PaymentCard::parse(number, "12/30", "123").unwrap());
+    let r = survive!(c, c.center.update_authenticate(c.sim.as_ref(), &id, answers.clone(), payment(), None));
     let answers = relay(card, &r);
     let r = survive!(c, c.center.update_offer(c.sim.as_ref(), &id, answers.clone(), None));
     let answers = relay(card, &r);
@@ -61,15 +62,10 @@ async fn run(mut c: Charging, n: u64) -> bool {
 
     // 1. A charge of JPY 5,000 paid by credit card.
     let charge_id = UpdateId::generate(&mut OsRandom);
-    let request = || ChargeRequest {
-        id: charge_id.clone(),
-        card_id: card_id(1),
-        amount: jpy(5_000),
-        payment_card: PaymentCard::parse(APPROVE, "12/30", "123").unwrap(),
-    };
-    let r = survive!(c, c.center.create_charge(c.sim.as_ref(), request()));
+    let request = || ChargeRequest { id: charge_id.clone(), card_id: card_id(1), amount: jpy(5_000) };
+    let r = survive!(c, c.center.create_charge(request()));
     let id = r.charge_id.clone();
-    run_update(&mut c, &mut card, r).await;
+    run_update(&mut c, &mut card, r, Some(APPROVE)).await;
 
     // 2. A purchase of the sample bill (JPY 11,360).
     let (claims, b) = samples::bill(&mut OsRandom, NOW).unwrap();
@@ -94,7 +90,7 @@ async fn run(mut c: Charging, n: u64) -> bool {
         Applying::Update(r) => *r,
         Applying::Nothing => panic!("the refund is owed"),
     };
-    run_update(&mut c, &mut card, r).await;
+    run_update(&mut c, &mut card, r, None).await;
 
     // 4. JPY 1,000 back to the credit card that paid the charge.
     let decrease_id = UpdateId::generate(&mut OsRandom);
@@ -105,7 +101,7 @@ async fn run(mut c: Charging, n: u64) -> bool {
         amount: jpy(1_000),
     };
     let r = survive!(c, c.center.create_decrease(request()));
-    run_update(&mut c, &mut card, r).await;
+    run_update(&mut c, &mut card, r, None).await;
 
     let fired = !c.center.db.faults().armed();
     c.center.db.faults().fail_at(0);
@@ -119,7 +115,7 @@ async fn run(mut c: Charging, n: u64) -> bool {
     assert_eq!(books.store_payable(&member(), Currency::JPY).await.unwrap(), 11_360 - 2_000, "fault at {n}");
     assert_eq!(books.credit_funding(Currency::JPY).await.unwrap(), 5_000 - 1_000, "fault at {n}");
     assert_eq!(
-        c.auth_state(c.center.value_update(&id).await.unwrap().authorization.as_str()).await,
+        c.auth_state(c.center.value_update(&id).await.unwrap().authorization.unwrap().as_str()).await,
         AuthorizationState::Captured
     );
     // The card pays again.

@@ -87,7 +87,7 @@ pub(crate) fn refund_token(key: &SigningKey, settlement: &SettlementId, refund_i
 async fn run_update(c: &Charging, card: &mut Terminal<CardReader>, r: UpdateReply) -> UpdateReply {
     let sim = c.sim.as_ref();
     let id = r.charge_id.clone();
-    let r = c.center.update_authenticate(sim, &id, relay(card, &r), Default::default()).await.unwrap();
+    let r = c.center.update_authenticate(sim, &id, relay(card, &r), None, None).await.unwrap();
     let r = c.center.update_offer(sim, &id, relay(card, &r), Default::default()).await.unwrap();
     if r.phase == UpdatePhase::Voided {
         Terminal::select(card).unwrap();
@@ -142,7 +142,7 @@ async fn a_partial_refund_reverses_the_payable_and_credits_the_card_at_its_next_
     // step 4: SIG5 announces the CREDIT; the wallet checks it like a charge's.
     let sim = c.sim.as_ref();
     let id = r.charge_id.clone();
-    let r = c.center.update_authenticate(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
+    let r = c.center.update_authenticate(sim, &id, relay(&mut card, &r), None, None).await.unwrap();
     let r = c.center.update_offer(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
     let credit = commands(&r).remove(0).to_bytes();
     let expected = ExpectedUpdate {
@@ -305,15 +305,15 @@ async fn a_decrease_goes_back_to_the_credit_card_only_when_the_card_confirms() {
     c.register(4, 10_000).await;
     let mut card = funded_card(4, 10_000);
     let charge = charged(&c, &mut card, 4, 5_000).await;
-    let funding = c.center.value_update(&charge).await.unwrap().authorization.as_str().to_owned();
+    let funding = c.center.value_update(&charge).await.unwrap().authorization.unwrap().as_str().to_owned();
 
     // step 1: a decrease of 2,000 back to the charge's credit card.
     let r = decrease(&c, 4, &charge, 2_000).await.unwrap();
     assert_eq!((r.direction, r.phase), (Direction::Debit, UpdatePhase::Authenticating));
-    assert_eq!(r.funding_ref, funding, "it names the charge's authorization");
+    assert_eq!(r.funding_ref.as_deref(), Some(funding.as_str()), "it names the charge's authorization");
     let sim = c.sim.as_ref();
     let id = r.charge_id.clone();
-    let r = c.center.update_authenticate(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
+    let r = c.center.update_authenticate(sim, &id, relay(&mut card, &r), None, None).await.unwrap();
     // step 2: SIG5 (debit) and the sealed DEBIT; the value is held on the float.
     let r = c.center.update_offer(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
     assert_eq!(r.phase, UpdatePhase::Offered);
@@ -406,7 +406,7 @@ async fn a_decrease_over_the_card_balance_is_voided_and_can_be_asked_again() {
     // Released: what the card holds can still go back.
     let r = decrease(&c, 7, &charge, 1_000).await.unwrap();
     assert_eq!(run_update(&c, &mut card, r).await.phase, UpdatePhase::Completed);
-    let funding = c.center.value_update(&charge).await.unwrap().authorization.as_str().to_owned();
+    let funding = c.center.value_update(&charge).await.unwrap().authorization.unwrap().as_str().to_owned();
     assert_eq!(refunded_to_credit_card(&c, &funding).await, 1_000);
     assert_eq!(balance_of(&mut card), 0);
     c.check_books(7, &mut card).await;
@@ -419,14 +419,14 @@ async fn a_crash_at_every_step_of_a_decrease_and_a_refund_credit_is_handled_exac
     c.register(8, 50_000).await;
     let mut card = funded_card(8, 50_000);
     let charge = charged(&c, &mut card, 8, 5_000).await;
-    let funding = c.center.value_update(&charge).await.unwrap().authorization.as_str().to_owned();
+    let funding = c.center.value_update(&charge).await.unwrap().authorization.unwrap().as_str().to_owned();
     let sim = c.sim.clone();
 
     // A decrease with a restart after every step, and the card's answer lost.
     let r = decrease(&c, 8, &charge, 2_000).await.unwrap();
     let id = r.charge_id.clone();
     c.restart().await;
-    let r = c.center.update_authenticate(sim.as_ref(), &id, relay(&mut card, &r), Default::default()).await.unwrap();
+    let r = c.center.update_authenticate(sim.as_ref(), &id, relay(&mut card, &r), None, None).await.unwrap();
     c.restart().await;
     let answers = relay(&mut card, &r);
     let stored = c.center.value_update(&id).await.unwrap();
@@ -470,7 +470,7 @@ async fn a_crash_at_every_step_of_a_decrease_and_a_refund_credit_is_handled_exac
         Applying::Nothing => panic!("owed"),
     };
     let id = r.charge_id.clone();
-    let r = c.center.update_authenticate(sim.as_ref(), &id, relay(&mut card, &r), Default::default()).await.unwrap();
+    let r = c.center.update_authenticate(sim.as_ref(), &id, relay(&mut card, &r), None, None).await.unwrap();
     let _sealed_credit =
         c.center.update_offer(sim.as_ref(), &id, relay(&mut card, &r), Default::default()).await.unwrap();
     c.restart().await;
@@ -699,7 +699,7 @@ async fn a_second_presentation_does_not_take_over_an_owed_session() {
     assert!(matches!(other, Applying::Nothing), "{other:?}");
     let sim = c.sim.as_ref();
     let id = first.charge_id.clone();
-    let r = c.center.update_authenticate(sim, &id, answers, Default::default()).await.unwrap();
+    let r = c.center.update_authenticate(sim, &id, answers, None, None).await.unwrap();
     let r = c.center.update_offer(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
     let done = c.center.update_complete(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
     assert_eq!(done.phase, UpdatePhase::Completed);
