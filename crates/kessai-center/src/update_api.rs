@@ -243,10 +243,7 @@ async fn authenticate(
     };
     let fingerprint = format!("charge-authenticate/{id}\n{}", b.responses.join(","));
     let work = |call: StepCall| async {
-        let answers = parse_answers(&b.responses).map_err(|e| match e {
-            CenterError::BadApdu(m) => update_api_error(UpdateError::BadApdu(m)),
-            other => crate::api::api_error(other),
-        })?;
+        let answers = answer_list(&b.responses)?;
         let payment_card = match (&b.card_number, &b.expiry, &b.cvc) {
             (None, None, None) => None,
             (Some(number), Some(expiry), Some(cvc)) => {
@@ -285,7 +282,12 @@ fn idempotency_key(headers: &HeaderMap) -> &str {
 
 fn answers(body: &Bytes) -> Result<Vec<kessai_scp03::ResponseApdu>, ApiError> {
     let b: crate::api::AnswersBody = json(body)?;
-    parse_answers(&b.responses).map_err(|e| match e {
+    answer_list(&b.responses)
+}
+
+/// The card's answers, as hex, parsed (bounded).
+fn answer_list(responses: &[String]) -> Result<Vec<kessai_scp03::ResponseApdu>, ApiError> {
+    parse_answers(responses).map_err(|e| match e {
         CenterError::BadApdu(m) => update_api_error(UpdateError::BadApdu(m)),
         other => crate::api::api_error(other),
     })
