@@ -204,6 +204,37 @@ impl Caller {
     }
 }
 
+/// The Idempotency-Keys whose request this instance is working on (M10):
+/// a key is claimed before its stored answer is looked up and any work is
+/// done, so a second request under it meanwhile is answered
+/// `409 request_in_progress` (not stored) instead of racing the first.
+/// Across instances the step's compare-and-set decides: the loser changes
+/// nothing and stores nothing.
+#[derive(Debug, Default)]
+pub struct InFlight(std::sync::Mutex<std::collections::HashSet<String>>);
+
+impl InFlight {
+    /// Claims `key`; `None` while another request holds it. The claim ends
+    /// when the guard is dropped.
+    pub fn claim(&self, key: &str) -> Option<InFlightClaim<'_>> {
+        let mut keys = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        keys.insert(key.to_owned()).then(|| InFlightClaim { set: self, key: key.to_owned() })
+    }
+}
+
+/// A claim of [`InFlight::claim`], released when dropped.
+#[derive(Debug)]
+pub struct InFlightClaim<'a> {
+    set: &'a InFlight,
+    key: String,
+}
+
+impl Drop for InFlightClaim<'_> {
+    fn drop(&mut self) {
+        self.set.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.key);
+    }
+}
+
 /// Runs `work` at most once per Idempotency-Key: a repeat with the same
 /// request answers the stored response; a different request under the same
 /// key is refused. Server errors and conflicts are not stored, so they can be
@@ -255,6 +286,15 @@ where
     }
     let hash = Sha256Digest::of(fingerprint).to_string();
     let key = &headers.scoped(key);
+    let Some(_claim) = center.in_flight.claim(key) else {
+        return ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorType::Conflict,
+            "request_in_progress",
+            "a request under this Idempotency-Key is being worked on; retry shortly",
+        )
+        .into_response();
+    };
     let settlement = settlement.and_then(|id| SettlementId::parse(id).ok());
     let (stored, read) = match &settlement {
         Some(id) => match center.db.idempotent_response_and_settlement(key, id).await {

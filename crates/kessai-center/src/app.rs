@@ -266,6 +266,7 @@ pub async fn open(config: &CenterConfig) -> anyhow::Result<Center> {
         max_amount_minor: config.max_amount_minor,
         outcomes: Default::default(),
         completed: Default::default(),
+        in_flight: Default::default(),
     })
 }
 

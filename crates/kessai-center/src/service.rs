@@ -233,6 +233,8 @@ pub struct Center {
     /// Settlements just completed, so their completions are delivered to
     /// the store at once rather than at the next sweep.
     pub completed: Arc<Completions>,
+    /// The Idempotency-Keys whose request this instance is working on.
+    pub in_flight: crate::api::InFlight,
 }
 
 impl std::fmt::Debug for Center {

@@ -162,9 +162,14 @@ impl CenterClient {
         let mut attempt = 1;
         loop {
             let answer = self.http.post_json(&url, body, &headers).await;
+            // A server error, or the same key still being worked on (this
+            // wallet's own earlier attempt, which it stopped waiting for).
             let retry = match &answer {
                 Err(_) => true,
-                Ok((status, _)) => status.is_server_error(),
+                Ok((status, bytes)) => {
+                    status.is_server_error()
+                        || (status.as_u16() == 409 && refusal(409, bytes).code() == Some("request_in_progress"))
+                }
             };
             if !retry || attempt >= MAX_POST_ATTEMPTS {
                 let (status, bytes) = answer?;

@@ -208,3 +208,29 @@ async fn a_settlement_answers_only_its_wallet_and_its_store() {
         send(&app, Request::get(format!("/v1/settlements/{id}/receipt")), Value::Null, Some("another-store")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// M10: a key is claimed before any work. While a request under it is
+/// being worked on, another under the same key is answered
+/// `409 request_in_progress`, changes nothing and stores nothing; once the
+/// first is done, the same request gets its answer.
+#[tokio::test]
+async fn a_second_request_under_a_key_in_progress_is_refused_and_changes_nothing() {
+    let mut s = setup().await;
+    register_card(&s, 1, 50_000).await;
+    let bill = bill_token(&mut s);
+    let center = Arc::new(s.center);
+    let app = kessai_center::api::routes(center.clone());
+    let create = json!({ "bill": bill, "card_id": card_id(1).to_string() });
+    let held = center.in_flight.claim("m10-key").expect("free");
+    assert!(center.in_flight.claim("m10-key").is_none(), "one claim per key");
+    let (status, body) = post(&app, "/v1/settlements", Some("m10-key"), create.clone()).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_error_shape(&body, "request_in_progress");
+    assert!(center.db.idempotent_response("m10-key").await.unwrap().is_none(), "nothing stored");
+    assert!(center.db.list_settlements(None, None, 10).await.unwrap().is_empty(), "no settlement opened");
+    drop(held);
+    let (status, r) = post(&app, "/v1/settlements", Some("m10-key"), create.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    let (_, again) = post(&app, "/v1/settlements", Some("m10-key"), create).await;
+    assert_eq!(again, r, "the first answer");
+}

@@ -55,6 +55,7 @@ pub(crate) async fn open_center(url: &str) -> Center {
         max_amount_minor: 1_000_000,
         outcomes: Default::default(),
         completed: Default::default(),
+        in_flight: Default::default(),
     }
 }
 

@@ -58,6 +58,7 @@ async fn setup_on(dir: tempfile::TempDir, url: &str) -> Setup {
         max_amount_minor: 1_000_000,
         outcomes: Default::default(),
         completed: Default::default(),
+        in_flight: Default::default(),
     };
     Setup { _dir: dir, center, mall_key, rng }
 }
