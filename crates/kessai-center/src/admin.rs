@@ -41,6 +41,7 @@ pub fn routes(center: Arc<Center>, admin_name: String) -> Router {
         .route("/v1/admin/cards/{id}/corrections", post(add_correction))
         .route("/v1/admin/cards/{id}/owed", get(card_owed))
         .route("/v1/admin/owed/{id}/cancel", post(cancel_correction))
+        .route("/v1/admin/cards/{id}/replace", post(replace_card))
         // The certificate is checked before anything of the request is
         // read: without the admin's, a request learns nothing of what the
         // API would make of its body (401/403 whatever it sends).
@@ -378,4 +379,27 @@ async fn cancel_correction(
     authorize(&state, peer)?;
     let reply = state.center.cancel_correction(&id).await.map_err(crate::update_api::update_api_error)?;
     Ok(Json(serde_json::to_value(reply).map_err(internal)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplaceBody {
+    /// The card that takes over: registered, active, same currency.
+    replacement: String,
+    reason: String,
+}
+
+/// M8: a lost or blocked card's value, and the refunds still owed to it,
+/// go to the card that replaces it.
+async fn replace_card(
+    State(state): State<AdminState>,
+    peer: Option<Extension<PeerIdentity>>,
+    Path(id): Path<String>,
+    Body(b): Body<ReplaceBody>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, peer)?;
+    let old = CardId::parse(&id).map_err(|e| bad("bad_card_id", e))?;
+    let new = CardId::parse(&b.replacement).map_err(|e| bad("bad_card_id", e).with_param("replacement"))?;
+    let done = state.center.replace_card(old, new, &b.reason).await.map_err(crate::update_api::update_api_error)?;
+    Ok(Json(serde_json::to_value(done).map_err(internal)?))
 }

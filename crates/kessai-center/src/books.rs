@@ -64,6 +64,7 @@ pub const CODE_CHARGE: u16 = 3;
 pub const CODE_DECREASE: u16 = 4;
 pub const CODE_REFUND: u16 = 5;
 pub const CODE_CORRECTION: u16 = 6;
+pub const CODE_REPLACEMENT: u16 = 7;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -366,6 +367,16 @@ impl Entries {
         let accounts = vec![float_account(card, c)?, account(corrections_id(c, shard), c, AccountKind::CenterFees)?];
         let t = pending(id, (card_float_id(card), corrections_id(c, shard)), amount, CODE_CORRECTION)?;
         Ok(Entries::of("the correction hold", accounts, t))
+    }
+
+    /// A replaced card's value, owed to its replacement, held when the
+    /// operator replaces it: old card float → new card float.
+    pub fn replacement_hold(owed_id: &str, old: &CardId, new: &CardId, amount: Money) -> Result<Entries, BooksError> {
+        let c = amount.currency();
+        let id = owed_hold_id(owed_id).as_u128();
+        let accounts = vec![float_account(old, c)?, float_account(new, c)?];
+        let t = pending(id, (card_float_id(old), card_float_id(new)), amount, CODE_REPLACEMENT)?;
+        Ok(Entries::of("the replacement hold", accounts, t))
     }
 
     /// Posts (the card confirmed) or voids (the operator cancelled) an owed

@@ -47,6 +47,9 @@ pub enum OwedStatus {
     Applied,
     /// The operator cancelled it (corrections only); the hold is voided.
     Cancelled,
+    /// Its card was replaced: the item was moved to the replacement (a new
+    /// item, `owe_` from this one's id), its hold voided and made again.
+    Moved,
 }
 
 impl OwedStatus {
@@ -55,11 +58,14 @@ impl OwedStatus {
             OwedStatus::Owed => "owed",
             OwedStatus::Applied => "applied",
             OwedStatus::Cancelled => "cancelled",
+            OwedStatus::Moved => "moved",
         }
     }
 
     pub fn parse(s: &str) -> Option<OwedStatus> {
-        [OwedStatus::Owed, OwedStatus::Applied, OwedStatus::Cancelled].into_iter().find(|v| v.as_str() == s)
+        [OwedStatus::Owed, OwedStatus::Applied, OwedStatus::Cancelled, OwedStatus::Moved]
+            .into_iter()
+            .find(|v| v.as_str() == s)
     }
 }
 
@@ -75,6 +81,9 @@ pub enum OwedKind {
     /// the card applied whose authorization could not be captured. The
     /// books never posted it, so taking it off the card posts nothing.
     Unfunded { update_id: UpdateId },
+    /// The value of card `from_card`, lost or blocked, credited to the card
+    /// that replaces it (M8).
+    Replacement { from_card: CardId },
 }
 
 impl OwedKind {
@@ -86,6 +95,7 @@ impl OwedKind {
             }
             OwedKind::Correction { reference } => (None, reference.clone()),
             OwedKind::Unfunded { update_id } => (None, update_id.as_str().to_owned()),
+            OwedKind::Replacement { from_card } => (None, from_card.to_string()),
         }
     }
 }
@@ -190,6 +200,25 @@ fn reason_text(reason: &str) -> Result<String, UpdateError> {
         return Err(UpdateError::BadReason(MAX_REASON_BYTES));
     }
     Ok(reason.trim().to_owned())
+}
+
+/// A refund moved from a replaced card: item `from` becomes `moved`; `void`
+/// ends its hold and `hold` makes it again toward the new card.
+#[derive(Debug)]
+pub(crate) struct Move {
+    pub(crate) from: String,
+    pub(crate) moved: Owed,
+    pub(crate) void: Entries,
+    pub(crate) hold: Entries,
+}
+
+/// What replacing a card did (M8).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Replaced {
+    /// The old card's value, owed to the new card (none if it held none).
+    pub replacement: Option<OwedReply>,
+    /// The refunds moved from the old card to the new one.
+    pub moved: Vec<OwedReply>,
 }
 
 /// What applying the next owed item of a card answered.
@@ -357,7 +386,98 @@ impl Center {
             OwedStatus::Cancelled => Ok(owed_reply(&o, None)),
             OwedStatus::Applied => Err(UpdateError::NotCancellable(format!("{id} was applied to the card"))),
             OwedStatus::Owed => Err(UpdateError::NotCancellable(format!("{id} is being applied to the card"))),
+            OwedStatus::Moved => Err(UpdateError::NotCancellable(format!("{id} was moved to a replacement card"))),
         }
+    }
+
+    /// M8: card `old`, lost or blocked, is replaced by card `new` (active,
+    /// same currency): in one transaction, what the books hold on `old` is
+    /// owed to `new` (a `replacement` credit, held old float → new float),
+    /// and each refund still owed to `old` is moved to `new` (its hold
+    /// voided and made again toward `new`; the old item `moved`). `new` is
+    /// credited at its next presentation. Refused while anything else is in
+    /// flight on `old` (a settlement's or a correction's hold, a charge, an
+    /// item being applied), and if `new` could not take it all. Replacing
+    /// `old` again by the same card answers what was done.
+    pub async fn replace_card(&self, old: CardId, new: CardId, reason: &str) -> Result<Replaced, UpdateError> {
+        let reason = reason_text(reason)?;
+        let refuse = |why: String| Err(UpdateError::NotReplaceable(why));
+        if old == new {
+            return refuse(format!("card {old} cannot replace itself"));
+        }
+        let old_card = self.db.card(&old).await?.ok_or(UpdateError::UnknownCard(old))?;
+        let new_card = self.db.card(&new).await?.ok_or(UpdateError::UnknownCard(new))?;
+        let replacement_id = owed_id("replacement", &[old.to_string().as_str()]);
+        if let Some(done) = self.db.owed(&replacement_id).await? {
+            if done.body.card_id != new {
+                return refuse(format!("card {old} was replaced by card {}", done.body.card_id));
+            }
+            return Ok(Replaced { replacement: Some(owed_reply(&done, None)), moved: Vec::new() });
+        }
+        if old_card.status == CardRegistryStatus::Active {
+            return refuse(format!("card {old} is active: report it lost or block it first"));
+        }
+        if new_card.status != CardRegistryStatus::Active || new_card.currency != old_card.currency {
+            return refuse(format!("card {new} must be active and in {}", old_card.currency));
+        }
+        let (posted, held) = self.books.card_float(&old).await?.unwrap_or((0, 0));
+        if held > 0 {
+            return refuse(format!(
+                "{held} is held on card {old} (a settlement or a correction): void-lost or cancel it first"
+            ));
+        }
+        let refunds = self.db.owed_for_card(&old, crate::db::MAX_LIST).await?;
+        if refunds.iter().any(|o| o.session.is_some() || !matches!(o.body.kind, OwedKind::PurchaseRefund { .. })) {
+            return refuse(format!("an item owed to card {old} is being applied"));
+        }
+        let refunded: u64 = refunds.iter().map(|o| o.body.amount.amount_minor()).sum();
+        if self.books.card_credits_pending(&old).await? != refunded {
+            return refuse(format!("a charge of card {old} is in flight"));
+        }
+        let (new_posted, _) = self.books.card_float(&new).await?.unwrap_or((0, 0));
+        let total = new_posted.saturating_add(posted).saturating_add(refunded);
+        if total > new_card.max_balance_minor {
+            return refuse(format!("card {new} can hold {}, not {total}", new_card.max_balance_minor));
+        }
+        let now = self.clock.now();
+        let mut moves = Vec::with_capacity(refunds.len());
+        for item in refunds {
+            let OwedKind::PurchaseRefund { payee, .. } = &item.body.kind else { continue };
+            let moved = Owed {
+                id: owed_id("moved", &[item.id.as_str()]),
+                status: OwedStatus::Owed,
+                session: None,
+                applied_by: None,
+                body: OwedBody { card_id: new, created_at: now, ..item.body.clone() },
+            };
+            let void = Entries::owed_resolve(&item.id, item.body.amount, CODE_REFUND, false)?;
+            let hold = Entries::refund_hold(&moved.id, payee, &new, moved.body.amount)?;
+            moves.push(Move { from: item.id.clone(), moved, void, hold });
+        }
+        let replacement = match posted {
+            0 => None,
+            minor => {
+                let amount =
+                    Money::new(minor, old_card.currency).map_err(|e| UpdateError::BadReference(e.to_string()))?;
+                let body = OwedBody {
+                    card_id: new,
+                    kind: OwedKind::Replacement { from_card: old },
+                    direction: Direction::Credit,
+                    amount,
+                    reason,
+                    created_at: now,
+                };
+                let item = Owed { id: replacement_id, status: OwedStatus::Owed, session: None, applied_by: None, body };
+                let hold = Entries::replacement_hold(&item.id, &old, &new, amount)?;
+                Some((item, hold))
+            }
+        };
+        self.db.replace_card(&moves, replacement.as_ref(), now).await.map_err(books)?;
+        tracing::warn!(%old, %new, moved = moves.len(), value_minor = posted, "card replaced");
+        Ok(Replaced {
+            replacement: replacement.map(|(item, _)| owed_reply(&item, None)),
+            moved: moves.iter().map(|m| owed_reply(&m.moved, None)).collect(),
+        })
     }
 
     /// A card's items still owed.
@@ -433,6 +553,9 @@ impl Center {
                 Entries::refund_hold(&item.id, payee, &item.body.card_id, item.body.amount)?
             }
             OwedKind::Correction { .. } => Entries::correction_hold(&item.id, &item.body.card_id, item.body.amount)?,
+            OwedKind::Replacement { from_card } => {
+                Entries::replacement_hold(&item.id, from_card, &item.body.card_id, item.body.amount)?
+            }
             // Never in the books: nothing to hold.
             OwedKind::Unfunded { .. } => Entries::none(),
         };

@@ -26,7 +26,6 @@ use crate::limits::{
     CHARGE_ATTEMPT_WINDOW_S, CHARGE_ATTEMPTS_PER_CARD, CHARGE_ATTEMPTS_PER_PAN, DAY_S, MIN_CHARGE_MINOR,
     daily_charge_limit_minor,
 };
-use crate::owed::owed_code;
 use crate::purchase::{CardRegistryStatus, Context, StepError};
 use crate::runner::{StepFailure, run_step};
 use crate::service::{Answer, Center};
@@ -89,6 +88,8 @@ pub enum UpdateError {
     UnknownOwed(String),
     #[error("cannot cancel: {0}")]
     NotCancellable(String),
+    #[error("cannot replace: {0}")]
+    NotReplaceable(String),
     #[error("the books do not show that much on the card ({0})")]
     CorrectionOverFloat(&'static str),
     #[error("cannot decrease: {0}")]
@@ -848,7 +849,9 @@ impl<'u> Funding<'u> for OwedItem<'u> {
     }
 
     fn complete(&self, u: &'u ValueUpdate) -> Result<Effects<'u>, BooksError> {
-        let entries = Entries::owed_resolve(self.owed_id, u.amount, owed_code(u.direction), true)?;
+        // Code 0: the post carries its hold's code (a refund's, a
+        // correction's, a replacement's).
+        let entries = Entries::owed_resolve(self.owed_id, u.amount, 0, true)?;
         Ok(Effects { alongside: Alongside::OwedApplied(self.owed_id), ..Effects::books(entries) })
     }
 

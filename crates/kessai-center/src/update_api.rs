@@ -161,6 +161,9 @@ pub fn update_api_error(e: UpdateError) -> ApiError {
         e @ UpdateError::NotCancellable(_) => {
             ApiError::new(S::CONFLICT, ErrorType::Conflict, "not_cancellable", e.to_string())
         }
+        e @ UpdateError::NotReplaceable(_) => {
+            ApiError::new(S::CONFLICT, ErrorType::Conflict, "not_replaceable", e.to_string())
+        }
         e @ UpdateError::CorrectionOverFloat(_) => invalid("over_float", e.to_string()).with_param("amount"),
         e @ UpdateError::NotDecreasable(_) => {
             ApiError::new(S::CONFLICT, ErrorType::Conflict, "not_decreasable", e.to_string()).with_param("charge_id")

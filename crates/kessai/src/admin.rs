@@ -106,6 +106,18 @@ enum AdminCommand {
         /// The owed item's id (`owe_…`).
         owed_id: String,
     },
+    /// Replace a lost or blocked card: its value and the refunds still owed
+    /// to it go to the new card, credited at its next presentation.
+    ReplaceCard {
+        /// The lost or blocked card.
+        #[arg(long)]
+        card_id: String,
+        /// The card that takes over (registered, active, same currency).
+        #[arg(long)]
+        replacement: String,
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 pub fn run(args: AdminArgs) -> anyhow::Result<()> {
@@ -170,5 +182,9 @@ fn request(command: AdminCommand) -> anyhow::Result<(String, Option<Value>)> {
         }
         AdminCommand::Owed { card_id } => (format!("/v1/admin/cards/{card_id}/owed"), None),
         AdminCommand::CancelCorrection { owed_id } => (format!("/v1/admin/owed/{owed_id}/cancel"), Some(json!({}))),
+        AdminCommand::ReplaceCard { card_id, replacement, reason } => (
+            format!("/v1/admin/cards/{card_id}/replace"),
+            Some(json!({ "replacement": replacement, "reason": reason })),
+        ),
     })
 }

@@ -204,6 +204,55 @@ impl CenterDb {
     }
 }
 
+impl CenterDb {
+    /// Replaces a card (see [`crate::service::Center::replace_card`]): each
+    /// refund moved (the old item from `owed` to `moved`, its hold voided,
+    /// the new item held and stored) and the old card's value owed to the
+    /// new one, all in one transaction. A moved item that changed meanwhile
+    /// fails it all ([`DbError::Conflict`]).
+    pub(crate) async fn replace_card(
+        &self,
+        moves: &[crate::owed::Move],
+        replacement: Option<&(Owed, Entries)>,
+        now: Timestamp,
+    ) -> Result<(), DbError> {
+        let now_s = now.unix_s();
+        let mut steps = Vec::with_capacity(moves.len());
+        for m in moves {
+            let mark = Stmt::new(
+                "UPDATE center_owed SET status = $1, version = version + 1, updated_at = $2
+                 WHERE id = $3 AND status = $4 AND session IS NULL",
+            )
+            .bind(OwedStatus::Moved.as_str().to_owned())
+            .bind(to_i64(now_s)?)
+            .bind(m.from.clone())
+            .bind(OwedStatus::Owed.as_str().to_owned());
+            steps.push((mark, m.void.clone(), m.hold.clone(), insert_owed_query(&m.moved, now)?));
+        }
+        let replacement =
+            replacement.map(|(item, hold)| Ok::<_, DbError>((hold.clone(), insert_owed_query(item, now)?)));
+        let replacement = replacement.transpose()?;
+        self.write(move |mut conn| {
+            Box::pin(async move {
+                for (mark, void, hold, insert) in steps {
+                    if conn.execute(mark).await? != 1 {
+                        return Err(DbError::Conflict);
+                    }
+                    conn.books(&void, now_s).await?;
+                    conn.books(&hold, now_s).await?;
+                    conn.execute(insert).await?;
+                }
+                if let Some((hold, insert)) = replacement {
+                    conn.books(&hold, now_s).await?;
+                    conn.execute(insert).await?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+}
+
 pub(super) fn insert_owed_query(o: &Owed, now: Timestamp) -> Result<Stmt, DbError> {
     let (store, reference) = o.body.kind.store_and_reference();
     Ok(Stmt::new(

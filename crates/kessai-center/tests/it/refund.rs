@@ -734,3 +734,65 @@ async fn an_owed_credit_that_does_not_fit_waits_without_blocking_the_rest() {
     assert_eq!(c.center.books.card_credits_pending(&card_id(8)).await.unwrap(), PURCHASE);
     c.center.books.ledger().check().await.unwrap();
 }
+
+/// M8: a lost card's value and the refunds still owed to it go to the card
+/// that replaces it, in one transaction: the value held old float → new
+/// float, each refund's hold voided and made again toward the new card.
+/// The new card is credited at its next presentation; the old card's books
+/// end empty; nothing is created or lost. Refused for an active card, for
+/// one with value in flight, and by a second, different replacement.
+#[tokio::test]
+async fn a_lost_cards_value_and_refunds_go_to_the_card_that_replaces_it() {
+    use kessai_center::purchase::CardRegistryStatus;
+    let c = Charging::new().await;
+    let key = stores(&c).await;
+    for n in [11, 12, 13, 14] {
+        c.register(n, if n == 11 || n == 14 { 50_000 } else { 1_000 }).await;
+    }
+    let mut old = funded_card(11, 50_000);
+    let settlement = purchase(&c, &key, &mut old, 11).await;
+    let refund = c.center.request_refund(&refund_token(&key, &settlement, "rf-before-loss", 2_000)).await.unwrap();
+    let refused = c.center.replace_card(card_id(11), card_id(12), "lost").await.unwrap_err();
+    assert!(matches!(refused, UpdateError::NotReplaceable(_)), "an active card: {refused:?}");
+    c.center.db.set_card_status(&card_id(11), CardRegistryStatus::Lost, "reported lost").await.unwrap();
+
+    let done = c.center.replace_card(card_id(11), card_id(12), "reported lost at the counter").await.unwrap();
+    let value = 50_000 - PURCHASE;
+    let replacement = done.replacement.clone().expect("the old card held value");
+    assert_eq!((replacement.amount, replacement.card_id.as_str()), (jpy(value), card_id(12).to_string().as_str()));
+    assert_eq!(done.moved.len(), 1);
+    assert_eq!((done.moved[0].amount, done.moved[0].card_id.clone()), (jpy(2_000), card_id(12).to_string()));
+    assert_eq!(c.center.db.owed(&refund.owed_id).await.unwrap().unwrap().status, OwedStatus::Moved);
+    // Asked again: what was done, and nothing more; by another card: refused.
+    let again = c.center.replace_card(card_id(11), card_id(12), "reported lost at the counter").await.unwrap();
+    assert_eq!((again.replacement, again.moved.len()), (done.replacement.clone(), 0));
+    let other = c.center.replace_card(card_id(11), card_id(13), "twice").await.unwrap_err();
+    assert!(matches!(other, UpdateError::NotReplaceable(_)), "{other:?}");
+    assert_eq!(payable(&c).await, PURCHASE, "the refund stays held, posted at its application");
+
+    // The new card is presented: the refund and the value arrive.
+    let mut new = funded_card(12, 1_000);
+    let applied = present(&c, &mut new, 12).await;
+    assert_eq!(applied.len(), 2, "{applied:?}");
+    assert_eq!(balance_of(&mut new), 1_000 + value + 2_000);
+    c.check_books(12, &mut new).await;
+    assert_eq!(c.center.books.card_float(&card_id(11)).await.unwrap().unwrap(), (0, 0), "the old card holds nothing");
+    assert_eq!(c.center.books.card_credits_pending(&card_id(11)).await.unwrap(), 0);
+    assert_eq!(payable(&c).await, PURCHASE - 2_000, "the store's payable reversed once");
+
+    // A card whose DEBIT may be out (an offered settlement) is not replaced
+    // until that is settled: the card alone, or void-lost, can say.
+    let mut busy = funded_card(14, 50_000);
+    let (claims, b) = samples::bill(&mut OsRandom, NOW).unwrap();
+    let token = bill::sign(&claims, &b, &key).unwrap();
+    let r = c.center.create(&token, card_id(14), Default::default()).await.unwrap();
+    let sid = r.settlement_id.clone();
+    let r = c.center.authenticate(&sid, relay_step(&mut busy, &r), Default::default()).await.unwrap();
+    let r = c.center.offer(&sid, relay_step(&mut busy, &r), Default::default()).await.unwrap();
+    assert_eq!(r.phase, Phase::Offered);
+    c.center.db.set_card_status(&card_id(14), CardRegistryStatus::Lost, "reported lost").await.unwrap();
+    let held = c.center.replace_card(card_id(14), card_id(13), "lost").await.unwrap_err();
+    assert!(matches!(held, UpdateError::NotReplaceable(_)), "{held:?}");
+    assert!(c.center.db.owed_for_card(&card_id(13), 10).await.unwrap().is_empty(), "nothing moved");
+    c.center.books.ledger().check().await.unwrap();
+}
