@@ -400,13 +400,13 @@ impl Center {
     /// item being applied), and if `new` could not take it all. Replacing
     /// `old` again by the same card answers what was done.
     pub async fn replace_card(&self, old: CardId, new: CardId, reason: &str) -> Result<Replaced, UpdateError> {
-        let reason = reason_text(reason)?;
         let refuse = |why: String| Err(UpdateError::NotReplaceable(why));
+        let old_card = self.db.card(&old).await?.ok_or(UpdateError::UnknownCard(old))?;
+        let new_card = self.db.card(&new).await?.ok_or(UpdateError::UnknownCard(new))?;
         if old == new {
             return refuse(format!("card {old} cannot replace itself"));
         }
-        let old_card = self.db.card(&old).await?.ok_or(UpdateError::UnknownCard(old))?;
-        let new_card = self.db.card(&new).await?.ok_or(UpdateError::UnknownCard(new))?;
+        let reason = reason_text(reason)?;
         let replacement_id = owed_id("replacement", &[old.to_string().as_str()]);
         if let Some(done) = self.db.owed(&replacement_id).await? {
             if done.body.card_id != new {
