@@ -45,6 +45,7 @@ pub fn routes(center: Shared) -> Router {
         .route("/v1/statements/{id}/authenticate", post(statement_authenticate))
         .route("/v1/statements/{id}/read", post(statement_read))
         .route("/.well-known/jwks.json", get(jwks))
+        .route("/v1/stores/{id}/jwks.json", get(store_jwks))
         .route("/v1/openapi.json", get(openapi))
         .with_state(center)
 }
@@ -456,6 +457,16 @@ async fn receipt(
 
 async fn jwks(State(c): State<Shared>) -> Json<kessai_core::jwk::Jwks> {
     Json(kessai_core::jwk::Jwks { keys: vec![c.center_key.public().to_jwk(Validity::always())] })
+}
+
+/// M3: the keys the center holds for store `id` (registered by the
+/// operator, not revoked), with their validity windows: what a wallet
+/// checks a store's receipt (SIG4) against, rather than whatever the
+/// store's web host serves. An unknown store has none.
+async fn store_jwks(State(c): State<Shared>, Path(id): Path<String>) -> Result<Json<kessai_core::jwk::Jwks>, ApiError> {
+    let keys = c.db.store_keys().await.map_err(|e| api_error(CenterError::Db(e)))?;
+    let owner = kessai_core::ids::PartyId::parse(&id).map_err(|e| ApiError::invalid("bad_store_id", e.to_string()))?;
+    Ok(Json(keys.jwks(Some(&owner))))
 }
 
 /// The OpenAPI 3.1 description of this API, kept beside the code.

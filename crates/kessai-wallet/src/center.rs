@@ -223,6 +223,13 @@ impl CenterClient {
         v["receipt"].as_str().map(|s| Some(s.to_owned())).ok_or_else(|| CenterError::BadReply("no receipt".into()))
     }
 
+    /// M3: the keys the center vouches for store `owner` (registered there,
+    /// not revoked): what a store's receipt is checked against.
+    pub async fn store_keys(&self, owner: &PartyId) -> Result<KeyDirectory, CenterError> {
+        let url = format!("{}/v1/stores/{}/jwks.json", self.url, owner.as_str());
+        fetch_jwks(&self.http, &url, owner).await
+    }
+
     /// Verifies a center-signed token (SIG2, SIG3) against the center's
     /// keys; on an unknown key id fetches the JWKS again, once.
     pub async fn verify<M: MessageKind>(&self, token: &str, clock: &dyn Clock) -> Result<Verified<M>, VerifyError> {

@@ -11,13 +11,12 @@ use kessai_core::messages::receipt::{self, DeliveryKind, Receipt};
 use kessai_core::time::{Clock, FixedClock, Timestamp};
 use serde_json::json;
 
-use crate::center::{VerifyError, fetch_jwks};
+use crate::center::VerifyError;
 use crate::checks::{self, HandedBill};
 use crate::limits::{MAX_RECOVERIES_PER_RUN, RECEIPT_POLL_INTERVAL_MS, RECEIPT_POLLS};
 use crate::records::{LocalPhase, Record, Update};
 use crate::wallet::{
-    Completed, DebitRelayed, Offered, Outcome, PayError, Progress, ReceiptView, Wallet, expect, safe_return_url,
-    stored_offer,
+    Completed, DebitRelayed, Offered, Outcome, PayError, Progress, ReceiptView, Wallet, expect, stored_offer,
 };
 
 impl Wallet {
@@ -89,7 +88,7 @@ impl Wallet {
             },
         };
         let bill = HandedBill::parse(&rec.bill)?;
-        let verified = self.verify_receipt(&rec, &bill, &token, as_of.as_ref()).await?;
+        let verified = self.verify_receipt(&bill, &token, as_of.as_ref()).await?;
         let sid = SettlementId::parse(settlement_id).map_err(|e| PayError::UnknownSettlement(e.to_string()))?;
         checks::check_receipt(&verified, &sid, &completion, &bill).map_err(PayError::ReceiptMismatch)?;
         if rec.phase != LocalPhase::Receipted {
@@ -111,20 +110,18 @@ impl Wallet {
         }))
     }
 
+    /// SIG4 against the keys the center vouches for the bill's issuer (M3):
+    /// registered there by the operator and not revoked, never what the
+    /// store's web host (or one posing as it) serves.
     async fn verify_receipt(
         &self,
-        rec: &Record,
         bill: &HandedBill,
         token: &str,
         clock: &dyn Clock,
     ) -> Result<kessai_core::jws::Verified<Receipt>, PayError> {
-        let uri = safe_return_url(&rec.return_url)?;
-        let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
-        let url = format!("https://{authority}/.well-known/jwks.json");
         let owner: &PartyId = bill.issuer();
-        let keys = fetch_jwks(self.http(), &url, owner)
-            .await
-            .map_err(|e| PayError::ReceiptUnverified(VerifyError::Keys(e)))?;
+        let keys =
+            self.center.store_keys(owner).await.map_err(|e| PayError::ReceiptUnverified(VerifyError::Keys(e)))?;
         receipt::verify(token, &keys, clock).map_err(|e| PayError::ReceiptUnverified(VerifyError::Signature(e)))
     }
 

@@ -109,6 +109,21 @@ async fn paying_through_the_web_ui_shows_consent_then_returns_to_the_store_with_
     let aged = Wallet::open(w.wallet_config(&w.center_url)).await.unwrap().with_clock(Arc::new(later));
     let view = aged.poll_receipt(&settlement).await.unwrap().expect("the recorded receipt");
     assert_eq!(view.order_id, order);
+
+    // M3: a receipt is checked against the keys the center vouches for the
+    // store, not what the store's web host serves: once the operator
+    // revokes the mall's key, its receipts prove nothing, though the
+    // store's host still serves that key.
+    let path = w.tmp.path().join("center").join("center.sqlite");
+    let db = kessai_center::db::CenterDb::open(&format!("sqlite:{}", path.display())).await.unwrap();
+    let mall = kessai_core::ids::PartyId::parse("kessai-mall").unwrap();
+    for key in db.store_keys().await.unwrap().jwks(Some(&mall)).keys {
+        db.revoke_store_key(&kessai_core::jwk::KeyId::parse(&key.kid).unwrap()).await.unwrap();
+    }
+    db.close().await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await; // the serving center's key cache
+    let refused = wallet.poll_receipt(&settlement).await.unwrap_err();
+    assert!(matches!(refused, kessai_wallet::PayError::ReceiptUnverified(_)), "{refused}");
 }
 
 #[tokio::test]
