@@ -18,6 +18,8 @@ pub enum MoneyError {
     TooLarge(u128),
     #[error("amount would fall below zero")]
     Negative,
+    #[error("{text:?} is not an amount in {currency} (digits, and at most {exponent} after a point)")]
+    NotAnAmount { text: String, currency: Currency, exponent: u8 },
 }
 
 /// The currencies kessai settles in, with their ISO 4217 minor-unit exponent.
@@ -143,6 +145,28 @@ impl Money {
         Ok(Money { amount_minor, currency })
     }
 
+    /// An amount as a person writes it, in major units of `currency`:
+    /// `1200` yen, `12.34` or `12` dollars. Digits, and at most the
+    /// currency's exponent of them after one point; no sign, no grouping,
+    /// no exponent. Never through a float.
+    pub fn parse_major(text: &str, currency: Currency) -> Result<Money, MoneyError> {
+        let exponent = currency.exponent;
+        let refuse = || MoneyError::NotAnAmount { text: text.chars().take(32).collect(), currency, exponent };
+        let (major, minor) = text.split_once('.').unwrap_or((text, ""));
+        let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        let point_ok = !text.contains('.') || (!minor.is_empty() && exponent > 0);
+        if major.is_empty() || !digits(major) || !digits(minor) || minor.len() > usize::from(exponent) || !point_ok {
+            return Err(refuse());
+        }
+        let scale = 10u128.pow(u32::from(exponent));
+        let padded = format!("{minor:0<width$}", width = usize::from(exponent));
+        let major: u128 = major.parse().map_err(|_| refuse())?;
+        let minor: u128 = if padded.is_empty() { 0 } else { padded.parse().map_err(|_| refuse())? };
+        let total = major.checked_mul(scale).and_then(|m| m.checked_add(minor)).ok_or_else(refuse)?;
+        let total = u64::try_from(total).map_err(|_| MoneyError::TooLarge(total))?;
+        Money::new(total, currency)
+    }
+
     /// Zero of a currency.
     pub fn zero(currency: Currency) -> Money {
         Money { amount_minor: 0, currency }
@@ -220,6 +244,22 @@ impl fmt::Debug for Money {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_amount_in_major_units_is_parsed_without_floats() {
+        let usd = Currency::USD;
+        assert_eq!(Money::parse_major("12.34", usd).unwrap().amount_minor(), 1234);
+        assert_eq!(Money::parse_major("12.3", usd).unwrap().amount_minor(), 1230);
+        assert_eq!(Money::parse_major("12", usd).unwrap().amount_minor(), 1200);
+        assert_eq!(Money::parse_major("0.01", usd).unwrap().amount_minor(), 1);
+        assert_eq!(Money::parse_major("1200", Currency::JPY).unwrap().amount_minor(), 1200);
+        for bad in ["", ".5", "12.", "12.345", "-1", "+1", "1,200", "1e3", " 1", "1.2.3", "１２"] {
+            assert!(Money::parse_major(bad, usd).is_err(), "{bad:?}");
+        }
+        assert!(Money::parse_major("12.5", Currency::JPY).is_err(), "yen have no fraction");
+        assert!(Money::parse_major("99999999999999999999999", usd).is_err(), "too large");
+    }
+
     use super::*;
 
     #[test]

@@ -14,7 +14,10 @@ use crate::metrics::HttpMetrics;
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// `GET /healthz` (200 `ok` while the process runs), `GET /readyz` (200
-/// when `ready` is set, else 503 in the error shape) and `GET /metrics`.
+/// when `ready` is set, else 503 in the error shape) and `GET /metrics`,
+/// which tells business volumes and so answers only a caller with a client
+/// certificate of the deployment's CA (a monitoring agent's, an
+/// operator's): 401 `client_certificate_required` otherwise (L6).
 pub fn ops_routes(metrics: Arc<HttpMetrics>, ready: Arc<AtomicBool>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -34,9 +37,20 @@ pub fn ops_routes(metrics: Arc<HttpMetrics>, ready: Arc<AtomicBool>) -> Router {
         )
         .route(
             "/metrics",
-            get(move || {
-                let text = metrics.render();
-                async move { ([(header::CONTENT_TYPE, OPENMETRICS)], text) }
+            get(move |peer: Option<axum::Extension<crate::PeerIdentity>>| {
+                let text = peer.is_some().then(|| metrics.render());
+                async move {
+                    match text {
+                        Some(text) => ([(header::CONTENT_TYPE, OPENMETRICS)], text).into_response(),
+                        None => ApiError::new(
+                            StatusCode::UNAUTHORIZED,
+                            ErrorType::Authentication,
+                            "client_certificate_required",
+                            "the metrics answer a client certificate of this deployment only",
+                        )
+                        .into_response(),
+                    }
+                }
             }),
         )
 }

@@ -196,7 +196,12 @@ pub fn charge_form(card: Result<&CardSummary, String>, history: &[ChargeRecord],
                 } @else {
                     form method="post" action="/charges" autocomplete="on" {
                         input type="hidden" name="form_token" value=(form_token);
-                        p { label for="amount" { "Amount (JPY)" } br; input id="amount" name="amount" type="number" min="1" step="1" required inputmode="numeric"; }
+                        input type="hidden" name="currency" value=(c.balance.currency().code());
+                        p {
+                            label for="amount" { "Amount (" (c.balance.currency().code()) ")" } br;
+                            input id="amount" name="amount" type="text" required inputmode="decimal"
+                                pattern=(amount_pattern(c.balance.currency().exponent()));
+                        }
                         p { label for="card_number" { "Credit card number" } br; input id="card_number" name="card_number" type="text" autocomplete="cc-number" inputmode="numeric" required; }
                         p { label for="expiry" { "Expiry (MM/YY)" } br; input id="expiry" name="expiry" type="text" autocomplete="cc-exp" placeholder="MM/YY" required; }
                         p { label for="cvc" { "Security code (CVC)" } br; input id="cvc" name="cvc" type="password" autocomplete="cc-csc" inputmode="numeric" required; }
@@ -240,4 +245,13 @@ pub fn charge_done(amount: &str, balance_after: &str) -> Markup {
         p { a href="/" { "Back to your wallet" } }
     };
     page("Charge complete", None, body)
+}
+
+/// What the amount field accepts in a currency with `exponent` digits after
+/// the point: `1200` yen, `12.34` dollars (the wallet parses it again).
+fn amount_pattern(exponent: u8) -> String {
+    match exponent {
+        0 => "[0-9]+".to_owned(),
+        e => format!("[0-9]+(\\.[0-9]{{1,{e}}})?"),
+    }
 }

@@ -327,6 +327,9 @@ async fn charge_card(State(w): State<Shared>) -> Response {
 #[derive(Deserialize)]
 struct ChargeForm {
     form_token: String,
+    /// The card's currency, as the form showed it; the center refuses a
+    /// charge in another.
+    currency: String,
     amount: String,
     card_number: zeroize::Zeroizing<String>,
     expiry: zeroize::Zeroizing<String>,
@@ -344,9 +347,10 @@ async fn charge(State(w): State<Shared>, form: Result<Form<ChargeForm>, FormReje
             pages::problem("This form does not belong to your wallet", "Nothing was charged.", None),
         );
     }
-    let amount = match form.amount.trim().parse::<u64>().ok().and_then(|n| Money::new(n, Currency::JPY).ok()) {
-        Some(a) if a.amount_minor() > 0 => a,
-        _ => return charge_failure(&ChargeError::BadCardInput("the amount must be a whole number of yen above 0")),
+    let amount = Currency::parse(&form.currency).and_then(|c| Money::parse_major(form.amount.trim(), c));
+    let amount = match amount {
+        Ok(a) if a.amount_minor() > 0 => a,
+        _ => return charge_failure(&ChargeError::BadCardInput("the amount must be above 0, in the card's currency")),
     };
     let payment = match PaymentCardInput::parse(&form.card_number, &form.expiry, &form.cvc) {
         Ok(p) => p,

@@ -139,7 +139,13 @@ async fn metrics_count_requests_by_matched_route_and_status() {
         call(&router, get_req(&format!("/items/{id}"))).await;
     }
     call(&router, get_req("/refuse")).await;
+    // L6: business volumes, for a client certificate of the deployment only.
     let (response, text) = call(&ops, get_req("/metrics")).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{text}");
+    assert!(text.contains("client_certificate_required") && !text.contains("http_requests_total"), "{text}");
+    let mut scrape = get_req("/metrics");
+    scrape.extensions_mut().insert(kessai_http::PeerIdentity("monitoring".into()));
+    let (response, text) = call(&ops, scrape).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(
         text.contains(r#"http_requests_total{service="shop",method="GET",route="/items/{id}",status="200"} 3"#),

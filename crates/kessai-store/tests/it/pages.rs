@@ -1,6 +1,7 @@
 //! Every page, checked as HTML: titles, sums, links, forms.
 
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
 
 use crate::support::*;
 
@@ -145,7 +146,10 @@ async fn ops_endpoints_and_jwks_answer() {
     assert_eq!(get(&w.app, "/healthz").await.body, "ok");
     assert_eq!(get(&w.app, "/readyz").await.status, StatusCode::OK);
     place_order(&w, "bookshop", &[("ebook-kessai-001", 1)]).await;
-    let metrics = get(&w.app, "/metrics").await.body;
+    assert_eq!(get(&w.app, "/metrics").await.status, StatusCode::UNAUTHORIZED, "volumes for a certificate only");
+    let mut scrape = Request::get("/metrics").body(Body::empty()).unwrap();
+    scrape.extensions_mut().insert(kessai_http::PeerIdentity("monitoring".into()));
+    let metrics = send(&w.app, scrape).await.body;
     assert!(metrics.contains(r#"route="/shops/{member}/orders",status="303""#), "{metrics}");
     assert!(metrics.contains("store_orders_total{service=\"store\"} 1"), "{metrics}");
     let jwks = get(&w.app, "/.well-known/jwks.json").await.json();

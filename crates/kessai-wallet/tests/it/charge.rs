@@ -157,7 +157,7 @@ mod pages {
 
     fn charge_form(token: &str, amount: &str, number: &str) -> Request<Body> {
         let body = format!(
-            "form_token={token}&amount={amount}&card_number={}&expiry={}&cvc=123",
+            "form_token={token}&currency=JPY&amount={amount}&card_number={}&expiry={}&cvc=123",
             encode(number),
             encode("12/30")
         );
@@ -186,6 +186,12 @@ mod pages {
         assert_eq!(headers[header::X_FRAME_OPTIONS], "DENY");
         assert!(headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap().contains("default-src 'none'"));
         let token = input_value(&page, "form_token");
+        // The amount is in the card's currency (L6: no hard-coded yen).
+        assert_eq!(input_value(&page, "currency"), "JPY");
+        assert!(page.contains("Amount (JPY)"), "{page}");
+        let (status, _, refused) = send(&ui, charge_form(&token, "50.5", GOOD_CARD)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "yen have no fraction: {refused}");
+        assert_eq!(w.card_state().0, 20_000);
 
         let (status, _, page) = send(&ui, charge_form("forged", "5000", GOOD_CARD)).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "another site's form is refused: {page}");

@@ -50,7 +50,11 @@ fn bill_of(d: &Deployment, store: &str, order: &str) -> String {
 /// The store's count of completions it accepted (each delivery counts,
 /// a repeated one too) and of those it refused.
 fn completions_at_store(d: &Deployment, store: &str) -> (u64, u64) {
-    let (status, text) = d.runtime.block_on(d.wallet.get(&format!("{store}/metrics"))).unwrap();
+    // The metrics answer a client certificate of the deployment (L6): the
+    // admin's, here, as a monitoring agent's would be.
+    let tls = kessai_tls::client_config(&d.ca.ca_cert(), Some((&d.ca, "admin"))).unwrap();
+    let monitoring = kessai_http::HttpsClient::new(tls, 10_000);
+    let (status, text) = d.runtime.block_on(monitoring.get(&format!("{store}/metrics"))).unwrap();
     assert!(status.is_success());
     let text = String::from_utf8(text.to_vec()).unwrap();
     let mut counts = (0, 0);
