@@ -428,7 +428,13 @@ async fn show(
     Path(id): Path<String>,
     caller: Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let by_wallet = caller.holds_access(&c, &id);
     let s = readable(&c, &caller, &id).await?;
+    // The wallet sees its card; a store, the card as it knows it (M4).
+    let (card_id, card_ref) = match by_wallet {
+        true => (Some(s.card_id), None),
+        false => (None, Some(c.security.card_ref(&s.bill.store, &s.card_id))),
+    };
     Ok(Json(serde_json::json!({
         "settlement_id": s.id,
         "phase": s.phase(),
@@ -436,7 +442,8 @@ async fn show(
         "store": s.bill.store,
         "member": s.bill.member,
         "order_id": s.bill.order_id,
-        "card_id": s.card_id,
+        "card_id": card_id,
+        "card_ref": card_ref,
         "completion": s.completion_token(),
         "receipt": s.receipt_token(),
         "reason": s.outcome().map(|(_, reason)| reason),

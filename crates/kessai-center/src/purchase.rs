@@ -626,7 +626,7 @@ impl Settlement {
         let draft = CompletionDraft {
             settlement_id: self.id.clone(),
             bill_hash: self.bill.bill_hash,
-            card_id: self.card_id,
+            card_ref: ctx.security.card_ref(&self.bill.store, &self.card_id),
             transaction_id: self.transaction_id,
             amount: self.bill.amount,
             store: self.bill.store.clone(),

@@ -20,7 +20,7 @@ use std::fmt;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use kessai_core::ids::CardId;
+use kessai_core::ids::{CardId, CardRef, StoreId};
 use kessai_core::random::Random;
 use kessai_scp03::diversify::{MasterKeys, diversify};
 use kessai_scp03::{
@@ -166,6 +166,21 @@ impl SecurityServer {
         let mut mac = self.keyed_mac(b"kessai-access-token\0");
         mac.update(id.as_bytes());
         kessai_core::base64url::encode(&mac.finalize().into_bytes())
+    }
+
+    /// How store `store` knows card `card` (SIG3's `card_ref`, M4): the first
+    /// 16 bytes of HMAC-SHA256 over both under a key derived from the state
+    /// key, base64url. Stable for one store, unlinkable across stores, and
+    /// no card id without the key.
+    pub fn card_ref(&self, store: &StoreId, card: &CardId) -> CardRef {
+        use hmac::Mac as _;
+        let mut mac = self.keyed_mac(b"kessai-card-ref\0");
+        mac.update(store.as_str().as_bytes());
+        mac.update(b"\0");
+        mac.update(card.as_bytes());
+        let text = kessai_core::base64url::encode(&mac.finalize().into_bytes()[..16]);
+        // 22 base64url characters are always a valid reference.
+        CardRef::parse(&text).unwrap_or_else(|_| unreachable!("base64url is within the reference's alphabet"))
     }
 
     /// Whether `presented` is `id`'s access token, in constant time.
@@ -339,6 +354,20 @@ mod tests {
         assert!(!server.grants("stl_1", &token[..42]));
         let other = SecurityServer::new(BTreeMap::new(), StateKey::from_bytes([8; 32]));
         assert!(!other.grants("stl_1", &token), "another key set's token opens nothing");
+    }
+
+    #[test]
+    fn a_card_ref_is_stable_for_one_store_and_unlinkable_across_stores() {
+        let server = SecurityServer::new(BTreeMap::new(), StateKey::from_bytes([7; 32]));
+        let (mall, other) = (StoreId::parse("kessai-mall").unwrap(), StoreId::parse("other-mall").unwrap());
+        let (card, another) = (CardId::from_bytes([1; 8]), CardId::from_bytes([2; 8]));
+        let seen = server.card_ref(&mall, &card);
+        assert_eq!(seen, server.card_ref(&mall, &card), "the same card, the same store: the same reference");
+        assert_eq!(seen.as_str().len(), 22);
+        assert_ne!(seen, server.card_ref(&other, &card), "another store cannot link it");
+        assert_ne!(seen, server.card_ref(&mall, &another));
+        let elsewhere = SecurityServer::new(BTreeMap::new(), StateKey::from_bytes([8; 32]));
+        assert_ne!(seen, elsewhere.card_ref(&mall, &card), "keyed by the center's state key");
     }
 
     #[test]

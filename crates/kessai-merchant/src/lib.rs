@@ -4,7 +4,7 @@
 //! center's JWKS yourself; time and randomness are passed in.
 //!
 //! ```
-//! use kessai_core::ids::{CardId, OrderId, PartyId, SettlementId, StoreId, TransactionId, MessageId};
+//! use kessai_core::ids::{CardRef, OrderId, PartyId, SettlementId, StoreId, TransactionId, MessageId};
 //! use kessai_core::jws::Claims;
 //! use kessai_core::keys::{KeyDirectory, SigningKey, Validity};
 //! use kessai_core::messages::{DisplayText, Reference, WebOrigin};
@@ -46,7 +46,7 @@
 //! let done = Completion::new(CompletionDraft {
 //!     settlement_id: SettlementId::generate(&mut rng),
 //!     bill_hash: bill.hash(),
-//!     card_id: CardId::parse("4b45535341490001")?,
+//!     card_ref: CardRef::parse("c7Yx1pQ2rS3tU4vW5xY6zA")?,
 //!     transaction_id: TransactionId::generate(&mut rng),
 //!     amount: bill.bill().total(),
 //!     store: StoreId::parse("my-shop")?,

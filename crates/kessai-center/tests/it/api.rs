@@ -48,6 +48,14 @@ async fn a_purchase_over_the_api_with_idempotent_retries() {
     let (status, done) = post(&app, &path, Some("k-done"), answers.clone()).await;
     assert_eq!(status, StatusCode::OK, "{done}");
     assert_eq!(done["phase"], "completed");
+    // M4: SIG3, which the store receives, names the card by the store's
+    // pseudonym for it, never by its id.
+    let (_, sig3) = kessai_core::jws::inspect_unverified(done["completion"].as_str().unwrap()).unwrap();
+    let completion = &sig3["completion"];
+    assert!(completion.get("card_id").is_none(), "{completion}");
+    let card_ref = completion["card_ref"].as_str().unwrap();
+    assert_eq!(card_ref.len(), 22);
+    assert!(!card_ref.contains(&card_id(1).to_string()));
     // A wallet that lost the answer retries with its key and gets the same.
     let (_, retry) = post(&app, &path, Some("k-done"), answers.clone()).await;
     assert_eq!(retry, done);
@@ -204,6 +212,10 @@ async fn a_settlement_answers_only_its_wallet_and_its_store() {
     assert_eq!(status, StatusCode::OK, "{by_store}");
     assert_eq!(by_store["settlement_id"], id.as_str());
     assert!(by_store.get("access_token").is_none());
+    // The store sees the card as it knows it (a pseudonym), not its id.
+    assert!(by_store["card_id"].is_null(), "{by_store}");
+    assert_eq!(by_store["card_ref"].as_str().map(str::len), Some(22), "{by_store}");
+    assert_eq!(view["card_id"], card_id(1).to_string(), "the wallet sees its card");
     let (status, _) =
         send(&app, Request::get(format!("/v1/settlements/{id}/receipt")), Value::Null, Some("another-store")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{MessageError, field_error, require_positive};
 use crate::digest::Sha256Digest;
-use crate::ids::{CardId, SettlementId, StoreId, TransactionId};
+use crate::ids::{CardRef, SettlementId, StoreId, TransactionId};
 use crate::jws::{self, Claims, JwsError, MessageKind, Verified};
 use crate::keys::{KeyDirectory, SigningKey};
 use crate::money::Money;
@@ -18,8 +18,10 @@ pub struct Completion {
     settlement_id: SettlementId,
     /// SHA-256 of the bill token: the store matches it to its open order.
     bill_hash: Sha256Digest,
-    /// The card that paid and its transaction id, for audit against the card log.
-    card_id: CardId,
+    /// The card that paid, as this store knows it (a per-store pseudonym,
+    /// never the card id: M4), and its transaction id, for audit against
+    /// the card log.
+    card_ref: CardRef,
     transaction_id: TransactionId,
     /// What was debited; the store checks it against the order.
     amount: Money,
@@ -39,7 +41,7 @@ pub struct Completion {
 pub struct CompletionDraft {
     pub settlement_id: SettlementId,
     pub bill_hash: Sha256Digest,
-    pub card_id: CardId,
+    pub card_ref: CardRef,
     pub transaction_id: TransactionId,
     pub amount: Money,
     pub store: StoreId,
@@ -58,7 +60,7 @@ impl Completion {
         Ok(Completion {
             settlement_id: d.settlement_id,
             bill_hash: d.bill_hash,
-            card_id: d.card_id,
+            card_ref: d.card_ref,
             transaction_id: d.transaction_id,
             amount: d.amount,
             store: d.store,
@@ -74,8 +76,8 @@ impl Completion {
     pub fn bill_hash(&self) -> Sha256Digest {
         self.bill_hash
     }
-    pub fn card_id(&self) -> CardId {
-        self.card_id
+    pub fn card_ref(&self) -> &CardRef {
+        &self.card_ref
     }
     pub fn transaction_id(&self) -> TransactionId {
         self.transaction_id
@@ -109,7 +111,7 @@ impl From<Completion> for CompletionDraft {
         CompletionDraft {
             settlement_id: c.settlement_id,
             bill_hash: c.bill_hash,
-            card_id: c.card_id,
+            card_ref: c.card_ref,
             transaction_id: c.transaction_id,
             amount: c.amount,
             store: c.store,

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use kessai_core::digest::Sha256Digest;
-use kessai_core::ids::{CardId, MessageId, OrderId, PartyId, SettlementId, StoreId, TransactionId};
+use kessai_core::ids::{CardRef, MessageId, OrderId, PartyId, SettlementId, StoreId, TransactionId};
 use kessai_core::jws::{Claims, JwsError};
 use kessai_core::keys::{KeyDirectory, SigningKey, Validity};
 use kessai_core::messages::bill::{self, LineItem};
@@ -60,7 +60,7 @@ fn draft(w: &mut World) -> CompletionDraft {
     CompletionDraft {
         settlement_id: SettlementId::generate(&mut w.rng),
         bill_hash: w.bill.hash(),
-        card_id: CardId::parse("4b45535341490001").unwrap(),
+        card_ref: CardRef::parse("c7Yx1pQ2rS3tU4vW5xY6zA").unwrap(),
         transaction_id: TransactionId::generate(&mut w.rng),
         amount: yen(2_000),
         store: StoreId::parse("kessai-mall").unwrap(),

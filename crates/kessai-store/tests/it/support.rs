@@ -11,7 +11,7 @@ use axum::http::{Request, Response, StatusCode, header};
 use axum::routing;
 use http_body_util::BodyExt;
 use kessai_core::digest::Sha256Digest;
-use kessai_core::ids::{CardId, MessageId, PartyId, SettlementId, StoreId, TransactionId};
+use kessai_core::ids::{CardRef, MessageId, PartyId, SettlementId, StoreId, TransactionId};
 use kessai_core::jws::{Claims, Verified};
 use kessai_core::keys::{KeyDirectory, SigningKey, Validity};
 use kessai_core::messages::bill::{self, Bill};
@@ -249,7 +249,7 @@ pub fn completion_for(w: &World, bill_token: &str, bill: &Bill) -> CompletionDra
     CompletionDraft {
         settlement_id: SettlementId::generate(&mut rng),
         bill_hash: Sha256Digest::of_token(bill_token),
-        card_id: CardId::parse("4b45535341490001").unwrap(),
+        card_ref: CardRef::parse("c7Yx1pQ2rS3tU4vW5xY6zA").unwrap(),
         transaction_id: TransactionId::generate(&mut rng),
         amount: bill.total(),
         store: StoreId::parse("kessai-mall").unwrap(),
