@@ -1,7 +1,9 @@
 //! The center's HTTP API as the wallet uses it (PROTOCOL §7.1): POSTs with
 //! an Idempotency-Key, retried with the same key after a transport failure
-//! or a server error; the center's JWKS fetched once and cached (fetched
-//! again on an unknown key id); a store's JWKS fetched from its origin.
+//! or a server error (or the same key still in progress); the center's
+//! JWKS cached for [`CENTER_KEYS_TTL`] (fetched again on an unknown key
+//! id); a store's keys as the center vouches for them; each access token
+//! the center answers kept in the wallet's records and sent back.
 
 use std::time::Duration;
 
@@ -14,7 +16,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::RwLock;
 
-use crate::limits::{MAX_POST_ATTEMPTS, POST_RETRY_PAUSE_MS};
+use crate::limits::{CENTER_KEYS_TTL, MAX_POST_ATTEMPTS, POST_RETRY_PAUSE_MS};
 use crate::records::Records;
 
 /// Why a call to the center (or a store's key set) failed.
@@ -93,7 +95,8 @@ pub struct CenterClient {
     http: HttpsClient,
     url: String,
     party: PartyId,
-    keys: RwLock<Option<KeyDirectory>>,
+    /// The center's keys and when they were fetched.
+    keys: RwLock<Option<(std::time::Instant, KeyDirectory)>>,
     records: Records,
 }
 
@@ -204,7 +207,7 @@ impl CenterClient {
 
     /// The center's keys: cached, or fetched when `refresh` or not yet known.
     pub async fn keys(&self, refresh: bool) -> Result<KeyDirectory, VerifyError> {
-        let cached = if refresh { None } else { self.keys.read().await.clone() };
+        let cached = if refresh { None } else { self.cached_keys().await };
         match cached {
             Some(k) => Ok(k),
             None => self.refresh_keys().await,
@@ -233,7 +236,7 @@ impl CenterClient {
     /// Verifies a center-signed token (SIG2, SIG3) against the center's
     /// keys; on an unknown key id fetches the JWKS again, once.
     pub async fn verify<M: MessageKind>(&self, token: &str, clock: &dyn Clock) -> Result<Verified<M>, VerifyError> {
-        let cached = self.keys.read().await.clone();
+        let cached = self.cached_keys().await;
         let keys = match cached {
             Some(k) => k,
             None => self.refresh_keys().await?,
@@ -247,10 +250,17 @@ impl CenterClient {
         }
     }
 
+    /// The center's keys as last fetched, while younger than
+    /// [`CENTER_KEYS_TTL`].
+    async fn cached_keys(&self) -> Option<KeyDirectory> {
+        let cached = self.keys.read().await;
+        cached.as_ref().filter(|(at, _)| at.elapsed() < CENTER_KEYS_TTL).map(|(_, keys)| keys.clone())
+    }
+
     async fn refresh_keys(&self) -> Result<KeyDirectory, VerifyError> {
         let url = format!("{}/.well-known/jwks.json", self.url);
         let keys = fetch_jwks(&self.http, &url, &self.party).await?;
-        *self.keys.write().await = Some(keys.clone());
+        *self.keys.write().await = Some((std::time::Instant::now(), keys.clone()));
         Ok(keys)
     }
 }

@@ -61,3 +61,8 @@ pub const MAX_OWED_PER_PRESENTATION: usize = 16;
 pub const ABANDONED_OFFER_S: u64 = 600;
 /// How often `wallet serve` looks for abandoned offers.
 pub const ABANDONED_SWEEP_S: u64 = 30;
+
+/// How long the wallet trusts the center's keys as it fetched them (L5): a
+/// key the center stopped publishing (rotated out, revoked) is dropped by
+/// then. A token under a key it does not know yet fetches them at once.
+pub const CENTER_KEYS_TTL: std::time::Duration = std::time::Duration::from_secs(600);
