@@ -327,7 +327,8 @@ pub async fn serve_on(
 }
 
 /// Ends what wallets abandoned before its sealed command, and purges
-/// Idempotency-Key answers past their retention, every
+/// Idempotency-Key answers past their retention, charge attempts and
+/// statements after a day, every
 /// [`SWEEP_INTERVAL_MS`] (see `Center::sweep_abandoned`; safe on every
 /// instance at once).
 async fn sweep_abandoned(
@@ -351,6 +352,9 @@ async fn sweep_abandoned(
         let day_ago = kessai_core::time::Timestamp::from_unix_s(now.saturating_sub(crate::limits::DAY_S));
         if let Err(e) = center.db.purge_charge_attempts(day_ago).await {
             tracing::warn!(error = %e, "purging old charge attempts failed");
+        }
+        if let Err(e) = center.db.purge_statements(day_ago, PURGE_BATCH_MAX).await {
+            tracing::warn!(error = %e, "purging old statements failed");
         }
         match center.db.purge_answers(before, PURGE_BATCH_MAX).await {
             Ok(0) => {}

@@ -108,7 +108,7 @@ const MIGRATIONS: &[(i64, &str, &[&str])] = &[
     ),
     (
         5,
-        "charges authorized after the card's proof: each day's reservation is keyed by its charge",
+        "charges authorized after the card's proof: each day's reservation is keyed by its charge; statements purged",
         &[
             // What a charge reserved of its card's daily limit, keyed by the
             // charge, so taking it and giving it back are each done once
@@ -117,6 +117,9 @@ const MIGRATIONS: &[(i64, &str, &[&str])] = &[
             card_id TEXT NOT NULL, day BIGINT NOT NULL, amount_minor BIGINT NOT NULL)",
             // Creates no longer authorize, so they claim nothing.
             "DROP TABLE IF EXISTS center_create_claims",
+            // Statements (a card's log, read for its holder) are purged
+            // after a day (L1).
+            "CREATE INDEX IF NOT EXISTS center_statements_created ON center_statements (created_at)",
         ],
     ),
 ];

@@ -125,6 +125,18 @@ impl CenterDb {
         rows.iter().map(|r| settlement_row(r).map(|(s, _)| s)).collect()
     }
 
+    /// Deletes statements opened before `before`, at most `limit` (L1: a
+    /// statement holds the card's whole log, which its holder read then).
+    pub async fn purge_statements(&self, before: Timestamp, limit: i64) -> Result<u64, DbError> {
+        let purge = Stmt::new(
+            "DELETE FROM center_statements WHERE id IN
+             (SELECT id FROM center_statements WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
+        )
+        .bind(to_i64(before.unix_s())?)
+        .bind(limit.max(1));
+        self.execute(purge).await
+    }
+
     pub async fn insert_statement(&self, s: &crate::statement::Statement) -> Result<(), DbError> {
         let query = Stmt::new(
             "INSERT INTO center_statements (id, card_id, record, version, created_at) VALUES ($1, $2, $3, 1, $4)",

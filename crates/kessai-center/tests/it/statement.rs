@@ -95,3 +95,24 @@ async fn a_tampered_page_is_refused() {
     answers[1] = hex::encode(page);
     assert!(s.center.statement_read(&id, parse_answers(&answers).unwrap(), None).await.is_err());
 }
+
+/// L1: a statement holds the card's whole log; it is purged a day after it
+/// was opened (the holder read it then), and its id is unknown afterwards.
+/// Younger ones stay.
+#[tokio::test]
+async fn statements_are_purged_after_their_retention() {
+    let s = setup().await;
+    register_card(&s, 2, 10_000).await;
+    let mut card = funded_card(2, 10_000);
+    let old = s.center.statement_create(card_id(2)).await.unwrap();
+    let now = s.center.clock.now();
+    assert_eq!(s.center.db.purge_statements(now, 10).await.unwrap(), 0, "opened now: not before now");
+    let later = kessai_core::time::Timestamp::from_unix_s(now.unix_s() + kessai_center::limits::DAY_S + 1);
+    assert_eq!(s.center.db.purge_statements(later, 10).await.unwrap(), 1);
+    let gone = s
+        .center
+        .statement_authenticate(&old.statement_id, parse_answers(&relay_all(&mut card, &old.apdus)).unwrap(), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(gone, kessai_center::service::CenterError::UnknownStatement(_)), "{gone:?}");
+}
