@@ -13,6 +13,11 @@ pub const DEFAULT_RATE_BURST: u32 = 100;
 
 /// Most connections served at once; further clients wait in the backlog.
 pub const MAX_CONNECTIONS: usize = 512;
+/// Most connections one client address holds at once (L6): a quarter of
+/// the slots, so no one client can take them all. Beyond it a new
+/// connection from that address is closed at once. (A load balancer in
+/// front keeps its backend connections below it.)
+pub const MAX_CONNECTIONS_PER_CLIENT: usize = MAX_CONNECTIONS / 4;
 /// Time a TLS handshake may take before the connection is dropped.
 pub const TLS_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
 /// Time a client may take to send a request's headers.

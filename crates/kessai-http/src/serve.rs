@@ -18,7 +18,9 @@ use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use crate::limits::{HEADER_READ_TIMEOUT_MS, MAX_CONNECTIONS, SHUTDOWN_GRACE_MS, TLS_HANDSHAKE_TIMEOUT_MS};
+use crate::limits::{
+    HEADER_READ_TIMEOUT_MS, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_CLIENT, SHUTDOWN_GRACE_MS, TLS_HANDSHAKE_TIMEOUT_MS,
+};
 use crate::peer::{PeerIdentity, identity_of};
 
 /// Serves `router` over TLS on `listener` until `shutdown` completes, then
@@ -26,8 +28,10 @@ use crate::peer::{PeerIdentity, identity_of};
 ///
 /// Each request carries `ConnectInfo<SocketAddr>` and, if the client
 /// presented a certificate that `tls` verified, a [`PeerIdentity`]. At most
-/// [`MAX_CONNECTIONS`] connections are served at once. A failed or slow
-/// handshake is logged and dropped; it never stops the server.
+/// [`MAX_CONNECTIONS`] connections are served at once, and at most
+/// [`MAX_CONNECTIONS_PER_CLIENT`] from one address (more are closed at
+/// once). A failed or slow handshake is logged and dropped; it never stops
+/// the server.
 pub async fn serve(
     router: Router,
     listener: TcpListener,
@@ -61,6 +65,7 @@ async fn serve_loop(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let per_client = Arc::new(PerClient::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
@@ -84,9 +89,15 @@ async fn serve_loop(
                 continue;
             }
         };
+        let Some(slot) = PerClient::take(&per_client, remote.ip()) else {
+            tracing::info!(remote = %remote.ip(), "connection refused: this address holds the most it may");
+            drop(tcp);
+            continue;
+        };
         let (router, tls, stop) = (router.clone(), tls.clone(), stop_rx.clone());
         tokio::spawn(async move {
             connection(router, tcp, remote, tls, stop).await;
+            drop(slot);
             drop(permit);
         });
     }
@@ -98,6 +109,41 @@ async fn serve_loop(
         tracing::warn!("connections still open after the shutdown grace period; dropping them");
     }
     Ok(())
+}
+
+/// How many connections each client address holds.
+#[derive(Debug, Default)]
+struct PerClient(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+/// One connection's place in [`PerClient`], given back when dropped.
+#[derive(Debug)]
+struct ClientSlot {
+    counts: Arc<PerClient>,
+    ip: std::net::IpAddr,
+}
+
+impl PerClient {
+    fn take(counts: &Arc<PerClient>, ip: std::net::IpAddr) -> Option<ClientSlot> {
+        let mut held = counts.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = held.entry(ip).or_insert(0);
+        if *n >= MAX_CONNECTIONS_PER_CLIENT {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot { counts: Arc::clone(counts), ip })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut held = self.counts.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = held.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.ip);
+            }
+        }
+    }
 }
 
 async fn connection(

@@ -181,3 +181,48 @@ async fn a_form_post_arrives_decoded_with_its_cookie_and_the_redirect_is_not_fol
     assert!(headers.contains_key("content-type"));
     server.stop().await;
 }
+
+/// L6: one client address holds at most a quarter of the connection slots.
+/// Past that, its new connections are closed at once while the ones it
+/// holds are served; when it lets one go, it may open another. Another
+/// address is not held back by it.
+#[tokio::test]
+async fn one_client_address_cannot_hold_every_connection() {
+    use kessai_http::limits::MAX_CONNECTIONS_PER_CLIENT;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(serve_plain(app(), listener, async {
+        let _ = rx.await;
+    }));
+    let answer = |mut tcp: tokio::net::TcpStream| async move {
+        let request = b"GET /whoami HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+        let _ = tcp.write_all(request).await;
+        let mut text = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut tcp, &mut text).await;
+        text
+    };
+    // Idle connections that each hold a slot.
+    let mut held = Vec::new();
+    for _ in 0..MAX_CONNECTIONS_PER_CLIENT {
+        held.push(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap());
+    }
+    // Let the server accept them all, then one more is closed unanswered.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let one_more = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    assert_eq!(answer(one_more).await, "", "refused: closed without an answer");
+    // Another address (127.0.0.2 is loopback too) is served meanwhile.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let other = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap();
+    assert!(answer(other).await.ends_with("anonymous from 127.0.0.2"));
+    // A held one is still served; once one is let go, a new one is too.
+    let first = held.remove(0);
+    assert!(answer(first).await.starts_with("HTTP/1.1 200"));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let again = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    assert!(answer(again).await.starts_with("HTTP/1.1 200"));
+    drop(held);
+    tx.send(()).unwrap();
+    task.await.unwrap().unwrap();
+}
