@@ -47,8 +47,13 @@ impl Passphrase {
     pub fn new(s: String) -> Passphrase {
         Passphrase(Zeroizing::new(s))
     }
-    fn bytes(&self) -> &[u8] {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
         self.0.as_bytes()
+    }
+
+    /// Whether two passphrases are the same text.
+    pub fn same_as(&self, other: &Passphrase) -> bool {
+        self.0 == other.0
     }
 }
 
@@ -131,7 +136,7 @@ fn derive_key(
     let params = Params::new(m_kib, t, p, Some(32)).map_err(|_| KeyFileError::BadParameters)?;
     let mut out = Zeroizing::new([0u8; 32]);
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-        .hash_password_into(passphrase.bytes(), salt, &mut out[..])
+        .hash_password_into(passphrase.as_bytes(), salt, &mut out[..])
         .map_err(|_| KeyFileError::BadParameters)?;
     Ok(out)
 }

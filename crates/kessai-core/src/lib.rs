@@ -21,6 +21,7 @@ pub mod jws;
 pub mod keyfile;
 pub mod keys;
 pub mod limits;
+pub mod member_store;
 pub mod messages;
 pub mod money;
 pub mod random;

@@ -27,6 +27,7 @@ mod charge_recovery;
 pub mod checks;
 pub mod config;
 pub mod limits;
+pub mod member;
 mod pages;
 pub mod records;
 mod settle;

@@ -12,6 +12,7 @@ mod card;
 mod center;
 mod demo;
 mod keys;
+mod member;
 mod pg_cluster;
 mod pki;
 mod store;

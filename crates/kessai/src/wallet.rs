@@ -54,12 +54,17 @@ pub enum WalletCommand {
         #[arg(long)]
         cvc_env: String,
     },
+    /// The member keystore: a signing key under two passwords, and the
+    /// member's purchase history (seed 003/004, FIG. 10–11).
+    #[command(subcommand)]
+    Member(crate::member::MemberCommand),
 }
 
 pub fn run(config_path: &Path, command: WalletCommand) -> anyhow::Result<()> {
     let config = WalletConfig::load(config_path).with_context(|| format!("loading {}", config_path.display()))?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     match command {
+        WalletCommand::Member(command) => crate::member::run(&config.data_dir, command),
         WalletCommand::Serve => {
             kessai_http::init_json_logs("wallet");
             eprintln!("wallet on http://{}", config.listen);

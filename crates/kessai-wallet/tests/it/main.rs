@@ -4,6 +4,7 @@
 
 mod charge;
 mod cli;
+mod member;
 mod proxy;
 mod purchase;
 mod recovery;

@@ -10,6 +10,7 @@ mod crash;
 mod demo;
 mod harness;
 mod keys;
+mod member;
 mod pg;
 mod pki;
 mod processes;

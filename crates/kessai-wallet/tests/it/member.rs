@@ -1,0 +1,76 @@
+//! The member keystore on disk: made once with mode 0600, never
+//! overwritten, changed atomically; an interrupted change leaves the old
+//! file whole, and a damaged file is refused with a clear error.
+
+use kessai_core::Money;
+use kessai_core::keyfile::Passphrase;
+use kessai_core::member_store::{Cost, HistoryEntry, MemberStoreError, seed_from};
+use kessai_core::random::SeededRandom;
+use kessai_core::time::Timestamp;
+use kessai_wallet::member::{MemberError, MemberFile, StopAt};
+
+const CHEAP: Cost = Cost { memory_kib: 64, passes: 1 };
+
+fn pw(s: &str) -> Passphrase {
+    Passphrase::new(s.to_owned())
+}
+
+fn purchase(n: u64) -> HistoryEntry {
+    HistoryEntry {
+        at: Timestamp::from_unix_s(1_795_000_000 + n),
+        store: "kessai-mall".into(),
+        order_id: format!("ord-{n}"),
+        amount: Money::new(1_200, kessai_core::Currency::JPY).unwrap(),
+        settlement_id: format!("stl_{n:032x}"),
+    }
+}
+
+#[test]
+fn the_keystore_is_made_once_private_and_survives_an_interrupted_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MemberFile::in_dir(dir.path());
+    let mut rng = SeededRandom::new(1);
+    assert!(matches!(store.open(&pw("A")), Err(MemberError::Missing { .. })));
+    let seed = seed_from(&[5; 32], Some("typed by the member"));
+    let public = store.create(&seed, &pw("A"), Some(&pw("B")), CHEAP, &mut rng).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(std::fs::metadata(store.path()).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let again = store.create(&seed, &pw("other"), None, CHEAP, &mut rng).unwrap_err();
+    assert!(matches!(again, MemberError::Exists { .. }), "never overwritten: {again}");
+
+    store.record(&pw("A"), purchase(1), &mut rng).unwrap();
+    let before = std::fs::read(store.path()).unwrap();
+    // A second purchase, its write stopped after the new file was synced
+    // and before it replaced the old (a crash there): the old file is whole.
+    let mut opened = store.open(&pw("A")).unwrap();
+    opened.history.push(purchase(2));
+    store.replace(&opened.seal_random(&mut rng).unwrap(), StopAt::BeforeRename).unwrap();
+    assert_eq!(std::fs::read(store.path()).unwrap(), before, "the old file survives");
+    assert_eq!(store.open(&pw("A")).unwrap().history, vec![purchase(1)]);
+    // The next change goes through whole.
+    store.record(&pw("A"), purchase(2), &mut rng).unwrap();
+    let opened = store.open(&pw("A")).unwrap();
+    assert_eq!(opened.history, vec![purchase(1), purchase(2)]);
+    assert_eq!(opened.signing_key(Some(&pw("B"))).unwrap().public(), public);
+
+    // Wrong passwords, a truncated or altered file: clear errors, and the
+    // file is left as it was.
+    let whole = std::fs::read(store.path()).unwrap();
+    assert!(matches!(store.open(&pw("B")), Err(MemberError::Store(MemberStoreError::WrongPasswordA))));
+    let wrong_b = opened.signing_key(Some(&pw("A"))).unwrap_err();
+    assert_eq!(wrong_b, MemberStoreError::WrongPasswordB);
+    std::fs::write(store.path(), &whole[..whole.len() / 2]).unwrap();
+    assert!(matches!(store.open(&pw("A")), Err(MemberError::Store(MemberStoreError::WrongPasswordA))));
+    std::fs::write(store.path(), &whole[..20]).unwrap();
+    assert!(matches!(store.open(&pw("A")), Err(MemberError::Store(MemberStoreError::Truncated))));
+    let mut bent = whole.clone();
+    let last = bent.len() - 1;
+    bent[last] ^= 0x80;
+    std::fs::write(store.path(), &bent).unwrap();
+    assert!(store.open(&pw("A")).is_err(), "an altered tag");
+    assert!(store.record(&pw("A"), purchase(3), &mut rng).is_err(), "nothing is written over a damaged file");
+    assert_eq!(std::fs::read(store.path()).unwrap(), bent);
+}
