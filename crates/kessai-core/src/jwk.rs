@@ -124,6 +124,13 @@ pub fn ed25519_kid(public: &[u8; 32]) -> KeyId {
     KeyId(base64url::encode(&Sha256::digest(canonical.as_bytes())))
 }
 
+/// The RFC 7638 thumbprint of an X25519 public key (an encryption key):
+/// SHA-256 over `{"crv":"X25519","kty":"OKP","x":…}`, base64url.
+pub fn x25519_kid(public: &[u8; 32]) -> KeyId {
+    let canonical = format!(r#"{{"crv":"X25519","kty":"OKP","x":"{}"}}"#, base64url::encode(public));
+    KeyId(base64url::encode(&Sha256::digest(canonical.as_bytes())))
+}
+
 /// An Ed25519 public JWK as kessai publishes it. `nbf`/`exp` carry the
 /// key's validity window (kessai's extension; other JOSE libraries ignore
 /// unknown members).

@@ -16,6 +16,7 @@
 pub mod base64url;
 pub mod digest;
 pub mod ids;
+pub mod jwe;
 pub mod jwk;
 pub mod jws;
 pub mod keyfile;

@@ -72,3 +72,37 @@ fn pyjwt_verifies_every_kind_against_our_jwks() {
     }
     assert_eq!(seen["tampered_refused"], true, "PyJWT accepted a tampered token: {seen}");
 }
+
+/// jwcrypto opens a JWE we made for a key (ECDH-ES on X25519, A256GCM),
+/// and we open one jwcrypto made: the registration envelope is standard.
+#[test]
+fn jwcrypto_opens_our_jwe_and_we_open_its() {
+    use kessai_core::jwe::{self, EncryptionKey};
+    let Some(python) = kessai_testkit::external_tool("KESSAI_PYTHON", None, "Python venv with jwcrypto") else {
+        return;
+    };
+    let center = EncryptionKey::generate(&mut OsRandom);
+    let ours =
+        jwe::encrypt(b"registration from kessai", center.public(), "kessai-registration+jwe", "JWT", &mut OsRandom)
+            .unwrap();
+    let mut key = serde_json::to_value(center.public().to_jwk()).unwrap();
+    key["d"] = kessai_core::base64url::encode(center.secret_bytes()).into();
+    let request = serde_json::json!({ "key": key, "token": ours, "message": "registration from jwcrypto" });
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/jwe_jwcrypto.py");
+    let mut child = Command::new(python)
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(request.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "jwcrypto: {}", String::from_utf8_lossy(&out.stderr));
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(seen["opened"], "registration from kessai");
+    assert_eq!(seen["typ"], "kessai-registration+jwe");
+    let (header, plain) = jwe::decrypt(seen["made"].as_str().unwrap(), &center).unwrap();
+    assert_eq!(&plain[..], b"registration from jwcrypto");
+    assert_eq!(header.alg, "ECDH-ES");
+}
