@@ -42,6 +42,10 @@ pub fn routes(center: Arc<Center>, admin_name: String) -> Router {
         .route("/v1/admin/cards/{id}/owed", get(card_owed))
         .route("/v1/admin/owed/{id}/cancel", post(cancel_correction))
         .route("/v1/admin/cards/{id}/replace", post(replace_card))
+        .route("/v1/admin/applications", get(list_applications))
+        .route("/v1/admin/applications/{id}/approve", post(approve_application))
+        .route("/v1/admin/outbox", get(outbox))
+        .route("/v1/admin/outbox/{id}/sent", post(letter_sent))
         // The certificate is checked before anything of the request is
         // read: without the admin's, a request learns nothing of what the
         // API would make of its body (401/403 whatever it sends).
@@ -402,4 +406,64 @@ async fn replace_card(
     let new = CardId::parse(&b.replacement).map_err(|e| bad("bad_card_id", e).with_param("replacement"))?;
     let done = state.center.replace_card(old, new, &b.reason).await.map_err(crate::update_api::update_api_error)?;
     Ok(Json(serde_json::to_value(done).map_err(internal)?))
+}
+
+/// Applications waiting for the operator (`received`), or in another status.
+async fn list_applications(
+    State(state): State<AdminState>,
+    peer: Option<Extension<PeerIdentity>>,
+    Params(q): Params<ApplicationsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, peer)?;
+    let status = q.status.as_deref().unwrap_or("received");
+    if !matches!(status, "received" | "approved") {
+        return Err(bad("bad_status", "status is received or approved"));
+    }
+    let rows = state.center.db.applications(status, crate::db::MAX_LIST).await.map_err(internal)?;
+    let list: Vec<Value> = rows
+        .iter()
+        .map(|a| {
+            json!({ "application_id": a.id, "kind": a.kind, "name": a.name, "contact": a.contact,
+                    "status": a.status, "created_at": a.created_at })
+        })
+        .collect();
+    Ok(Json(json!({ "applications": list })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApplicationsQuery {
+    status: Option<String>,
+}
+
+/// Step ⑥: approves an application; its letter waits in the outbox.
+async fn approve_application(
+    State(state): State<AdminState>,
+    peer: Option<Extension<PeerIdentity>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, peer)?;
+    let approved = state.center.approve_application(&id).await.map_err(crate::members::member_api_error)?;
+    Ok(Json(serde_json::to_value(approved).map_err(internal)?))
+}
+
+/// The letters to print or mail: member numbers and activation codes.
+async fn outbox(
+    State(state): State<AdminState>,
+    peer: Option<Extension<PeerIdentity>>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, peer)?;
+    let letters = state.center.outbox().await.map_err(crate::members::member_api_error)?;
+    Ok(Json(json!({ "letters": letters })))
+}
+
+/// A letter was sent: its text, with the code, is wiped.
+async fn letter_sent(
+    State(state): State<AdminState>,
+    peer: Option<Extension<PeerIdentity>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, peer)?;
+    state.center.letter_sent(&id).await.map_err(crate::members::member_api_error)?;
+    Ok(Json(json!({ "letter_id": id, "sent": true })))
 }

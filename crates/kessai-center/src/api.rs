@@ -240,7 +240,7 @@ impl Drop for InFlightClaim<'_> {
 /// request answers the stored response; a different request under the same
 /// key is refused. Server errors and conflicts are not stored, so they can be
 /// retried.
-async fn idempotent<F, T>(center: &Center, headers: &Caller, route: &str, body: &Bytes, work: F) -> Response
+pub(crate) async fn idempotent<F, T>(center: &Center, headers: &Caller, route: &str, body: &Bytes, work: F) -> Response
 where
     F: std::future::Future<Output = Result<T, ApiError>>,
     T: serde::Serialize,

@@ -122,10 +122,32 @@ const MIGRATIONS: &[(i64, &str, &[&str])] = &[
             "CREATE INDEX IF NOT EXISTS center_statements_created ON center_statements (created_at)",
         ],
     ),
+    (
+        6,
+        "members: applications, the operator's outbox of activation letters, the member ledger",
+        &[
+            // FIG. 3-4 steps 1-5: what an applicant asked, as received.
+            "CREATE TABLE IF NOT EXISTS center_member_applications (id TEXT PRIMARY KEY, kind TEXT NOT NULL,
+            name TEXT NOT NULL, contact TEXT NOT NULL, status TEXT NOT NULL, created_at BIGINT NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS center_member_applications_status ON center_member_applications (status, created_at)",
+            // Step 6: the member number and one-time activation code, sent out
+            // of band. The letter's text (with the code) is kept until the
+            // operator marks it sent; the code's SHA-256 until it is used.
+            "CREATE TABLE IF NOT EXISTS center_outbox (id TEXT PRIMARY KEY, application_id TEXT NOT NULL UNIQUE,
+            member TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, code_hash TEXT NOT NULL, letter TEXT,
+            expires_at BIGINT NOT NULL, sent_at BIGINT, used_at BIGINT, created_at BIGINT NOT NULL)",
+            // Step 7: the member ledger (会員原簿 / 店舗原簿), one row a member,
+            // its verification key by thumbprint.
+            "CREATE TABLE IF NOT EXISTS center_members (member TEXT PRIMARY KEY, kind TEXT NOT NULL,
+            details TEXT NOT NULL, kid TEXT NOT NULL UNIQUE, public_key TEXT NOT NULL, not_before BIGINT NOT NULL,
+            not_after BIGINT NOT NULL, status TEXT NOT NULL, registration_jti TEXT NOT NULL UNIQUE,
+            created_at BIGINT NOT NULL)",
+        ],
+    ),
 ];
 
 /// The newest version this build knows.
-pub(crate) const NEWEST: i64 = 5;
+pub(crate) const NEWEST: i64 = 6;
 
 const _: () = assert!(MIGRATIONS[MIGRATIONS.len() - 1].0 == NEWEST);
 

@@ -183,6 +183,17 @@ impl SecurityServer {
         CardRef::parse(&text).unwrap_or_else(|_| unreachable!("base64url is within the reference's alphabet"))
     }
 
+    /// The center's X25519 key that members encrypt their registration to
+    /// (#12): derived from the state key, so every instance holds it and no
+    /// file is added to the key set.
+    pub fn member_encryption_key(&self) -> kessai_core::jwe::EncryptionKey {
+        use hmac::Mac as _;
+        let mut mac = self.keyed_mac(b"kessai-member-encryption\0");
+        mac.update(b"x25519 v1");
+        let secret = Zeroizing::new(<[u8; 32]>::from(mac.finalize().into_bytes()));
+        kessai_core::jwe::EncryptionKey::from_secret(&secret)
+    }
+
     /// Whether `presented` is `id`'s access token, in constant time.
     pub fn grants(&self, id: &str, presented: &str) -> bool {
         use kessai_core::digest::Sha256Digest;

@@ -151,3 +151,56 @@ fn sync_dir(path: &Path) -> io::Result<()> {
         None => Ok(()),
     }
 }
+
+/// Step ⑦ (#12): the registration, signed with the member's key (opened
+/// from the keystore with passwords A and B) and carrying its verification
+/// key, encrypted to the center's member encryption key, and sent. Answers
+/// the center's reply (the member as entered).
+pub async fn register(
+    config: &crate::WalletConfig,
+    store: &MemberFile,
+    (a, b): (&Passphrase, Option<&Passphrase>),
+    member: &str,
+    code: &str,
+    details: kessai_core::messages::registration::MemberDetails,
+) -> anyhow::Result<serde_json::Value> {
+    use anyhow::Context as _;
+    use kessai_core::ids::{MessageId, PartyId};
+    use kessai_core::jwe::{self, EncryptionPublicKey, X25519Jwk};
+    use kessai_core::jwk::Ed25519Jwk;
+    use kessai_core::jws::Claims;
+    use kessai_core::messages::registration::{self, JWE_CTY, JWE_TYP, Registration, RegistrationDraft};
+    use kessai_core::random::OsRandom;
+    use kessai_core::time::{Clock as _, SystemClock};
+
+    let key = store.open(a)?.signing_key(b)?;
+    let member = PartyId::parse(member).context("the member number")?;
+    let body = Registration::new(RegistrationDraft {
+        member: member.clone(),
+        activation_code: code.to_owned(),
+        details,
+        key: Ed25519Jwk::new(key.public().as_bytes(), None, None),
+    })?;
+    let claims = Claims::for_lifetime(member, MessageId::generate(&mut OsRandom), SystemClock.now(), 600)?;
+    let signed = Zeroizing::new(registration::sign(&claims, &body, &key)?);
+    let tls = kessai_tls::client_config(&config.ca_file, None)
+        .with_context(|| format!("TLS trust from {}", config.ca_file.display()))?;
+    let http = kessai_http::HttpsClient::new(tls, crate::limits::CENTER_TIMEOUT_MS);
+    let base = config.center.url.trim_end_matches('/');
+    let (status, bytes) = http.get(&format!("{base}/v1/members/encryption-key")).await?;
+    anyhow::ensure!(status.is_success(), "the center's encryption key: HTTP {status}");
+    let jwk: X25519Jwk = serde_json::from_slice(&bytes).context("the center's encryption key")?;
+    let to = EncryptionPublicKey::from_jwk(&jwk)?;
+    let envelope = jwe::encrypt(signed.as_bytes(), &to, JWE_TYP, JWE_CTY, &mut OsRandom)?;
+    let idempotency = crate::wallet::random_token("w-reg-");
+    let (status, bytes) = http
+        .post_json(
+            &format!("{base}/v1/members/registrations"),
+            &serde_json::json!({ "registration": envelope }),
+            &[("idempotency-key", idempotency.as_str())],
+        )
+        .await?;
+    let answer: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    anyhow::ensure!(status.is_success(), "the center refused the registration ({status}): {}", answer["error"]);
+    Ok(answer)
+}

@@ -38,6 +38,38 @@ pub enum MemberCommand {
         #[command(flatten)]
         a: PasswordA,
     },
+    /// Register with the center (step ⑦): the member number and activation
+    /// code from the letter, the details, and the verification key, signed
+    /// with the signing key (passwords A and B) and sent encrypted.
+    Register {
+        /// The member number from the letter (`m-…`).
+        #[arg(long)]
+        member: String,
+        /// Environment variable holding the activation code.
+        #[arg(long, conflicts_with = "code_file")]
+        code_env: Option<String>,
+        /// File holding the activation code (first line).
+        #[arg(long)]
+        code_file: Option<PathBuf>,
+        /// `general` (a person) or `store` (a business).
+        #[arg(long, default_value = "general")]
+        kind: String,
+        /// Your name, or the business's.
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        address: String,
+        /// A general member's date of birth, YYYY-MM-DD.
+        #[arg(long)]
+        birth_date: Option<String>,
+        /// A store member's bank account, for its payouts.
+        #[arg(long)]
+        bank_account: Option<String>,
+        #[command(flatten)]
+        a: PasswordA,
+        #[command(flatten)]
+        b: PasswordB,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -60,9 +92,64 @@ pub struct PasswordB {
     password_b_file: Option<PathBuf>,
 }
 
-pub fn run(data_dir: &Path, command: MemberCommand) -> anyhow::Result<()> {
-    let store = MemberFile::in_dir(data_dir);
+pub fn run(
+    config: &kessai_wallet::WalletConfig,
+    runtime: &tokio::runtime::Runtime,
+    command: MemberCommand,
+) -> anyhow::Result<()> {
+    let store = MemberFile::in_dir(&config.data_dir);
     match command {
+        MemberCommand::Register {
+            member,
+            code_env,
+            code_file,
+            kind,
+            name,
+            address,
+            birth_date,
+            bank_account,
+            a,
+            b,
+        } => {
+            use kessai_core::messages::DisplayText;
+            use kessai_core::messages::registration::MemberDetails;
+            let text = |field: &str, s: &str| DisplayText::parse(s).with_context(|| format!("--{field}"));
+            let details = match (kind.as_str(), birth_date, bank_account) {
+                ("general", Some(birth_date), None) => MemberDetails::General {
+                    name: text("name", &name)?,
+                    address: text("address", &address)?,
+                    birth_date,
+                },
+                ("store", None, Some(account)) => MemberDetails::Store {
+                    business_name: text("name", &name)?,
+                    address: text("address", &address)?,
+                    bank_account: text("bank-account", &account)?,
+                },
+                ("general", ..) => bail!("a general member gives --birth-date (and no --bank-account)"),
+                ("store", ..) => bail!("a store member gives --bank-account (and no --birth-date)"),
+                (other, ..) => bail!("--kind {other:?}: general or store"),
+            };
+            let code = secret_text("activation code", code_env.as_deref(), code_file.as_deref(), false)?;
+            let a = password("A", a.password_a_env.as_deref(), a.password_a_file.as_deref(), false)?;
+            let variant = store.open(&a)?.variant();
+            let b = match variant {
+                Variant::TwoPasswords => {
+                    Some(password("B", b.password_b_env.as_deref(), b.password_b_file.as_deref(), false)?)
+                }
+                _ => None,
+            };
+            let entered = runtime.block_on(kessai_wallet::member::register(
+                config,
+                &store,
+                (&a, b.as_ref()),
+                &member,
+                &code,
+                details,
+            ))?;
+            println!("registered as member {}", entered["member"].as_str().unwrap_or_default());
+            println!("verification key {}", entered["kid"].as_str().unwrap_or_default());
+            Ok(())
+        }
         MemberCommand::Init { password_a_only, seed_text, a, b } => {
             if store.exists() {
                 bail!("{} exists: a member keystore is never overwritten", store.path().display());
@@ -129,6 +216,12 @@ pub fn run(data_dir: &Path, command: MemberCommand) -> anyhow::Result<()> {
 /// Password `which`: from the environment variable, the file, or a prompt
 /// without echo (asked twice when `confirm`). An empty one is refused.
 fn password(which: &str, env: Option<&str>, file: Option<&Path>, confirm: bool) -> anyhow::Result<Passphrase> {
+    let text = secret_text(&format!("password {which}"), env, file, confirm)?;
+    Ok(Passphrase::new(String::clone(&text)))
+}
+
+/// A secret `what` (a password, an activation code), as [`password`] reads it.
+fn secret_text(what: &str, env: Option<&str>, file: Option<&Path>, confirm: bool) -> anyhow::Result<Zeroizing<String>> {
     let text = match (env, file) {
         (Some(var), _) => {
             Zeroizing::new(std::env::var(var).with_context(|| format!("environment variable {var} is not set"))?)
@@ -139,24 +232,20 @@ fn password(which: &str, env: Option<&str>, file: Option<&Path>, confirm: bool) 
             Zeroizing::new(all.lines().next().unwrap_or_default().to_owned())
         }
         (None, None) => {
-            let first =
-                Zeroizing::new(rpassword::prompt_password(format!("Password {which}: ")).with_context(|| {
-                    format!(
-                        "no password {which}: give --password-{}-env or a file, or run at a terminal",
-                        which.to_lowercase()
-                    )
-                })?);
+            let first = Zeroizing::new(rpassword::prompt_password(format!("{what}: ")).with_context(|| {
+                format!("no {what}: give it in an environment variable or a file, or run at a terminal")
+            })?);
             if confirm {
-                let again = Zeroizing::new(rpassword::prompt_password(format!("Password {which} again: "))?);
+                let again = Zeroizing::new(rpassword::prompt_password(format!("{what} again: "))?);
                 if *again != *first {
-                    bail!("the two entries of password {which} differ");
+                    bail!("the two entries of {what} differ");
                 }
             }
             first
         }
     };
     if text.is_empty() {
-        bail!("password {which} is empty");
+        bail!("{what} is empty");
     }
-    Ok(Passphrase::new(String::clone(&text)))
+    Ok(text)
 }

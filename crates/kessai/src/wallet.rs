@@ -64,7 +64,7 @@ pub fn run(config_path: &Path, command: WalletCommand) -> anyhow::Result<()> {
     let config = WalletConfig::load(config_path).with_context(|| format!("loading {}", config_path.display()))?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     match command {
-        WalletCommand::Member(command) => crate::member::run(&config.data_dir, command),
+        WalletCommand::Member(command) => crate::member::run(&config, &runtime, command),
         WalletCommand::Serve => {
             kessai_http::init_json_logs("wallet");
             eprintln!("wallet on http://{}", config.listen);

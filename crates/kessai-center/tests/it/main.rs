@@ -7,6 +7,7 @@ mod charge_api;
 mod db;
 mod faults;
 mod keys;
+mod members;
 mod purchase;
 mod refund;
 mod service;

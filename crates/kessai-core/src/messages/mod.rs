@@ -11,12 +11,14 @@
 //! | SIG4 [`receipt::Receipt`] | `kessai-receipt+jwt` | store → center, wallet |
 //! | SIG5 [`value_update::ValueUpdate`] | `kessai-value-update+jwt` | center → wallet |
 //! | refund request [`refund::RefundRequest`] | `kessai-refund+jwt` | store → center |
+//! | member registration [`registration::Registration`] | `kessai-registration+jwt`, inside a JWE | member → center |
 
 pub mod bill;
 pub mod completion;
 pub mod offer;
 pub mod receipt;
 pub mod refund;
+pub mod registration;
 pub mod value_update;
 pub mod value_update_check;
 

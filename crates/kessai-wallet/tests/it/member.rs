@@ -74,3 +74,67 @@ fn the_keystore_is_made_once_private_and_survives_an_interrupted_write() {
     assert!(store.record(&pw("A"), purchase(3), &mut rng).is_err(), "nothing is written over a damaged file");
     assert_eq!(std::fs::read(store.path()).unwrap(), bent);
 }
+
+/// FIG. 3–4 over real TLS: the applicant applies at the center, the
+/// operator approves and reads the letter from the outbox (admin
+/// certificate), and the wallet registers the keystore's key with the
+/// letter's number and code, signed and encrypted; the center enters it.
+#[tokio::test]
+async fn a_member_registers_its_keystore_key_with_the_center() {
+    let w = crate::world::World::new(60, 1_000).await;
+    let admin = kessai_http::HttpsClient::new(
+        kessai_tls::client_config(&w.ca.ca_cert(), Some((&w.ca, "admin"))).unwrap(),
+        10_000,
+    );
+    let apply = serde_json::json!({ "kind": "general", "name": "Hanako Yamada", "contact": "hanako@example.jp" });
+    let (status, bytes) = w
+        .http
+        .post_json(&format!("{}/v1/members/applications", w.center_url), &apply, &[("idempotency-key", "app-1")])
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+    let application: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let id = application["application_id"].as_str().unwrap();
+    let url = format!("{}/v1/admin/applications/{id}/approve", w.center_url);
+    let (status, bytes) = admin.post_json(&url, &serde_json::json!({}), &[]).await.unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+    let approved: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let member = approved["member"].as_str().unwrap().to_owned();
+    // The applicant learns no code from the center; the operator's outbox has it.
+    let (_, bytes) = w.http.get(&format!("{}/v1/admin/outbox", w.center_url)).await.unwrap();
+    assert!(!String::from_utf8_lossy(&bytes).contains(&member), "the outbox answers the admin only");
+    let (_, bytes) = admin.get(&format!("{}/v1/admin/outbox", w.center_url)).await.unwrap();
+    let outbox: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let text = outbox["letters"][0]["text"].as_str().unwrap();
+    let code = text.lines().find_map(|l| l.strip_prefix("Your activation code: ")).unwrap().to_owned();
+
+    let config = w.wallet_config(&w.center_url);
+    std::fs::create_dir_all(&config.data_dir).unwrap();
+    let store = MemberFile::in_dir(&config.data_dir);
+    let seed = seed_from(&[9; 32], None);
+    let public = store.create(&seed, &pw("A"), Some(&pw("B")), CHEAP, &mut SeededRandom::new(2)).unwrap();
+    let details = kessai_core::messages::registration::MemberDetails::General {
+        name: kessai_core::messages::DisplayText::parse("Hanako Yamada").unwrap(),
+        address: kessai_core::messages::DisplayText::parse("1-2-3 Chiyoda, Tokyo").unwrap(),
+        birth_date: "1990-04-01".into(),
+    };
+    // Password B wrong: nothing is sent.
+    let wrong =
+        kessai_wallet::member::register(&config, &store, (&pw("A"), Some(&pw("A"))), &member, &code, details.clone())
+            .await
+            .unwrap_err();
+    assert!(wrong.to_string().contains("password B"), "{wrong}");
+    let entered =
+        kessai_wallet::member::register(&config, &store, (&pw("A"), Some(&pw("B"))), &member, &code, details.clone())
+            .await
+            .unwrap();
+    assert_eq!(
+        (entered["member"].as_str(), entered["kid"].as_str()),
+        (Some(member.as_str()), Some(public.kid().as_str()))
+    );
+    // The code works once.
+    let again = kessai_wallet::member::register(&config, &store, (&pw("A"), Some(&pw("B"))), &member, &code, details)
+        .await
+        .unwrap_err();
+    assert!(again.to_string().contains("activation_code_used"), "{again}");
+}

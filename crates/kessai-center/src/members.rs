@@ -1,0 +1,346 @@
+//! Members (#12; seed 003/004 FIG. 3–4): an applicant applies (steps
+//! ①–⑤); the operator approves, and the member number with a one-time
+//! activation code goes out of band through the outbox (step ⑥, never in
+//! an HTTP answer to the applicant); the member registers (step ⑦): the
+//! registration, signed with the member's new key and encrypted to the
+//! center, is checked (the key it carries made the signature; the code is
+//! the letter's, unused, unexpired) and the member is entered in the
+//! ledger with that key.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use kessai_core::digest::Sha256Digest;
+use kessai_core::jwe;
+use kessai_core::messages::DisplayText;
+use kessai_core::messages::registration::{self, JWE_CTY, JWE_TYP, MemberKind};
+use kessai_core::time::Timestamp;
+use kessai_http::{ApiError, ErrorType};
+use serde::{Deserialize, Serialize};
+
+use crate::db::{ApplicationRow, DbError, Entered, LetterRow, MemberRow};
+use crate::service::Center;
+
+/// How long an activation code is good for.
+pub const ACTIVATION_LIFETIME_S: u64 = 14 * 86_400;
+/// How long a registered key is valid (then replaced, #12 key lifecycle).
+pub const MEMBER_KEY_LIFETIME_S: u64 = 2 * 365 * 86_400;
+/// The activation code's alphabet (Crockford base32: no I, L, O, U).
+const CODE_ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/// Why a member request was refused; each maps to a status and a code.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MemberError {
+    #[error("{0}")]
+    BadApplication(String),
+    #[error("no application {0}")]
+    UnknownApplication(String),
+    #[error("application {0} is not waiting for approval")]
+    NotReceived(String),
+    #[error("the registration must be a JWE for the center's encryption key: {0}")]
+    NotEncrypted(String),
+    #[error("the registration is refused: {0}")]
+    BadRegistration(String),
+    /// An unknown member number and a wrong code answer alike.
+    #[error("the member number or the activation code is not right")]
+    ActivationRefused,
+    #[error("the activation code expired; ask for a new one")]
+    CodeExpired,
+    #[error("the activation code was used already")]
+    CodeUsed,
+    #[error("the registration is for a {letter} member, the letter was for a {asked} one")]
+    KindMismatch { letter: String, asked: String },
+    #[error("this registration, or this key, is registered already")]
+    AlreadyRegistered,
+    #[error("no unsent letter {0}")]
+    UnknownLetter(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+pub fn member_api_error(e: MemberError) -> ApiError {
+    use StatusCode as S;
+    let (status, kind, code) = match &e {
+        MemberError::BadApplication(_) => (S::UNPROCESSABLE_ENTITY, ErrorType::InvalidRequest, "bad_application"),
+        MemberError::UnknownApplication(_) => (S::NOT_FOUND, ErrorType::NotFound, "unknown_application"),
+        MemberError::NotReceived(_) => (S::CONFLICT, ErrorType::Conflict, "not_received"),
+        MemberError::NotEncrypted(_) => (S::UNPROCESSABLE_ENTITY, ErrorType::InvalidRequest, "not_encrypted"),
+        MemberError::BadRegistration(_) => (S::UNPROCESSABLE_ENTITY, ErrorType::InvalidRequest, "bad_registration"),
+        MemberError::ActivationRefused => (S::FORBIDDEN, ErrorType::Forbidden, "activation_refused"),
+        MemberError::CodeExpired => (S::FORBIDDEN, ErrorType::Forbidden, "activation_code_expired"),
+        MemberError::CodeUsed => (S::CONFLICT, ErrorType::Conflict, "activation_code_used"),
+        MemberError::KindMismatch { .. } => (S::UNPROCESSABLE_ENTITY, ErrorType::InvalidRequest, "kind_mismatch"),
+        MemberError::AlreadyRegistered => (S::CONFLICT, ErrorType::Conflict, "already_registered"),
+        MemberError::UnknownLetter(_) => (S::NOT_FOUND, ErrorType::NotFound, "unknown_letter"),
+        MemberError::Db(d) => return ApiError::internal(d),
+    };
+    ApiError::new(status, kind, code, e.to_string())
+}
+
+/// What an applicant is answered: the application number.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ApplicationReply {
+    pub application_id: String,
+    pub kind: MemberKind,
+    pub status: String,
+}
+
+/// What the operator is answered on approving: the member number, and where
+/// the letter with the code waits (never the code).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Approved {
+    pub application_id: String,
+    pub member: String,
+    pub letter_id: String,
+    pub expires_at: Timestamp,
+}
+
+/// A letter of the outbox, for the operator to print or mail.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Letter {
+    pub letter_id: String,
+    pub member: String,
+    pub kind: String,
+    pub text: String,
+    pub expires_at: Timestamp,
+}
+
+/// A member as entered.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MemberReply {
+    pub member: String,
+    pub kind: String,
+    pub kid: String,
+    pub not_before: Timestamp,
+    pub not_after: Timestamp,
+    pub status: String,
+}
+
+fn kind_of(s: &str) -> Result<MemberKind, MemberError> {
+    match s {
+        "general" => Ok(MemberKind::General),
+        "store" => Ok(MemberKind::Store),
+        other => Err(MemberError::BadApplication(format!("kind {:?} is neither general nor store", trunc(other)))),
+    }
+}
+
+fn trunc(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+fn random_hex<R: kessai_core::random::Random + ?Sized>(rng: &mut R, bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    rng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// A one-time activation code: 16 characters of Crockford base32 (80
+/// bits), grouped by four.
+fn activation_code<R: kessai_core::random::Random + ?Sized>(rng: &mut R) -> String {
+    let mut raw = [0u8; 16];
+    rng.fill_bytes(&mut raw);
+    let chars: Vec<char> = raw.iter().map(|b| char::from(CODE_ALPHABET[usize::from(b % 32)])).collect();
+    chars.chunks(4).map(|c| c.iter().collect::<String>()).collect::<Vec<_>>().join("-")
+}
+
+/// The code as stored: SHA-256 of its canonical form (upper case, no
+/// hyphens), hex.
+fn code_hash(code: &str) -> String {
+    let canonical: String = code.chars().filter(|c| *c != '-').map(|c| c.to_ascii_uppercase()).collect();
+    Sha256Digest::of(canonical.as_bytes()).to_string()
+}
+
+impl Center {
+    /// Steps ①–⑤: an application, received for the operator to examine.
+    pub async fn apply(&self, kind: &str, name: &str, contact: &str) -> Result<ApplicationReply, MemberError> {
+        let kind = kind_of(kind)?;
+        let text = |field: &str, s: &str| {
+            DisplayText::parse(s)
+                .map(|t| t.as_str().to_owned())
+                .map_err(|e| MemberError::BadApplication(format!("{field}: {e}")))
+        };
+        let (name, contact) = (text("name", name)?, text("contact", contact)?);
+        let mut rng = self.random.generator();
+        let row = ApplicationRow {
+            id: format!("app_{}", random_hex(rng.as_mut(), 16)),
+            kind: kind.as_str().to_owned(),
+            name,
+            contact,
+            status: "received".into(),
+            created_at: self.clock.now(),
+        };
+        self.db.insert_application(&row).await?;
+        Ok(ApplicationReply { application_id: row.id, kind, status: row.status })
+    }
+
+    /// Step ⑥: the operator approves; the member number and activation code
+    /// go into the outbox letter, to be sent out of band.
+    pub async fn approve_application(&self, id: &str) -> Result<Approved, MemberError> {
+        let application = self.db.application(id).await?.ok_or_else(|| MemberError::UnknownApplication(trunc(id)))?;
+        let now = self.clock.now();
+        let mut rng = self.random.generator();
+        let member = format!("m-{}", random_hex(rng.as_mut(), 8));
+        let code = activation_code(rng.as_mut());
+        let expires_at = Timestamp::from_unix_s(now.unix_s() + ACTIVATION_LIFETIME_S);
+        let text = format!(
+            "kessai membership ({kind} member)\n\nDear {name},\n\nYour member number: {member}\n\
+             Your activation code: {code}\nValid until: {expires_at} (Unix time)\n\n\
+             Register with `kessai wallet member register` (or your store's tools) within that time.\n\
+             The code works once. Keep it to yourself.\n",
+            kind = application.kind,
+            name = application.name,
+            expires_at = expires_at.unix_s(),
+        );
+        let letter = LetterRow {
+            id: format!("ltr_{}", random_hex(rng.as_mut(), 16)),
+            member: member.clone(),
+            kind: application.kind.clone(),
+            letter: Some(text),
+            code_hash: code_hash(&code),
+            expires_at,
+            sent_at: None,
+            used_at: None,
+        };
+        if !self.db.approve_application(id, &letter, now).await? {
+            return Err(MemberError::NotReceived(trunc(id)));
+        }
+        Ok(Approved { application_id: application.id, member, letter_id: letter.id, expires_at })
+    }
+
+    /// The outbox: letters the operator has not marked sent.
+    pub async fn outbox(&self) -> Result<Vec<Letter>, MemberError> {
+        Ok(self
+            .db
+            .unsent_letters(crate::db::MAX_LIST)
+            .await?
+            .into_iter()
+            .map(|l| Letter {
+                letter_id: l.id,
+                member: l.member,
+                kind: l.kind,
+                text: l.letter.unwrap_or_default(),
+                expires_at: l.expires_at,
+            })
+            .collect())
+    }
+
+    /// The operator sent a letter: its text, with the code, is wiped.
+    pub async fn letter_sent(&self, id: &str) -> Result<(), MemberError> {
+        match self.db.mark_letter_sent(id, self.clock.now()).await? {
+            true => Ok(()),
+            false => Err(MemberError::UnknownLetter(trunc(id))),
+        }
+    }
+
+    /// Step ⑦: a registration, a JWS signed with the member's new key inside
+    /// a JWE to the center's encryption key.
+    pub async fn register_member(&self, envelope: &str) -> Result<MemberReply, MemberError> {
+        let key = self.security.member_encryption_key();
+        let (header, inner) = jwe::decrypt(envelope, &key).map_err(|e| MemberError::NotEncrypted(e.to_string()))?;
+        if header.typ.as_deref() != Some(JWE_TYP) || header.cty.as_deref() != Some(JWE_CTY) {
+            return Err(MemberError::NotEncrypted(format!("typ must be {JWE_TYP} and cty {JWE_CTY}")));
+        }
+        let token = std::str::from_utf8(&inner).map_err(|_| MemberError::BadRegistration("not a JWS".into()))?;
+        let verified = registration::verify(token, self.clock.as_ref())
+            .map_err(|e| MemberError::BadRegistration(e.to_string()))?;
+        let r = verified.message();
+        let member = r.member().as_str();
+        // An unknown member number and a wrong code answer alike.
+        let letter = self.db.letter_for(member).await?.ok_or(MemberError::ActivationRefused)?;
+        let presented = Sha256Digest::of(code_hash(r.activation_code()).as_bytes());
+        if !presented.ct_eq(&Sha256Digest::of(letter.code_hash.as_bytes())) {
+            return Err(MemberError::ActivationRefused);
+        }
+        let now = self.clock.now();
+        if letter.used_at.is_some() {
+            return Err(MemberError::CodeUsed);
+        }
+        if letter.expires_at < now {
+            return Err(MemberError::CodeExpired);
+        }
+        let asked = r.details().kind().as_str();
+        if asked != letter.kind {
+            return Err(MemberError::KindMismatch { letter: letter.kind, asked: asked.to_owned() });
+        }
+        let public = r.key().map_err(|e| MemberError::BadRegistration(e.to_string()))?;
+        let row = MemberRow {
+            member: member.to_owned(),
+            kind: asked.to_owned(),
+            details: serde_json::to_string(r.details()).map_err(|e| MemberError::BadRegistration(e.to_string()))?,
+            kid: verified.kid().as_str().to_owned(),
+            public_key: kessai_core::base64url::encode(public.as_bytes()),
+            not_before: now,
+            not_after: Timestamp::from_unix_s(now.unix_s() + MEMBER_KEY_LIFETIME_S),
+            status: "active".into(),
+            registration_jti: verified.claims().id().as_str().to_owned(),
+        };
+        match self.db.enter_member(&row, now).await? {
+            Entered::Done => {}
+            Entered::CodeGone => return Err(MemberError::CodeUsed),
+            Entered::Duplicate => return Err(MemberError::AlreadyRegistered),
+        }
+        tracing::info!(member, kid = %row.kid, kind = asked, "member registered");
+        Ok(MemberReply {
+            member: row.member,
+            kind: row.kind,
+            kid: row.kid,
+            not_before: row.not_before,
+            not_after: row.not_after,
+            status: row.status,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApplicationBody {
+    kind: String,
+    name: String,
+    contact: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegistrationBody {
+    /// The JWE (compact) around the signed registration.
+    registration: String,
+}
+
+fn json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::invalid("bad_json", format!("request body: {e}")))
+}
+
+/// The public member routes: apply, the encryption key, register.
+pub fn routes(center: Arc<Center>) -> Router {
+    Router::new()
+        .route("/v1/members/applications", post(apply))
+        .route("/v1/members/encryption-key", get(encryption_key))
+        .route("/v1/members/registrations", post(register))
+        .with_state(center)
+}
+
+async fn apply(State(c): State<Arc<Center>>, caller: crate::api::Caller, body: Bytes) -> Response {
+    let work = async {
+        let b: ApplicationBody = json(&body)?;
+        c.apply(&b.kind, &b.name, &b.contact).await.map_err(member_api_error)
+    };
+    crate::api::idempotent(&c, &caller, "member-application", &body, work).await
+}
+
+async fn encryption_key(State(c): State<Arc<Center>>) -> Json<jwe::X25519Jwk> {
+    Json(c.security.member_encryption_key().public().to_jwk())
+}
+
+async fn register(State(c): State<Arc<Center>>, caller: crate::api::Caller, body: Bytes) -> Response {
+    let work = async {
+        let b: RegistrationBody = json(&body)?;
+        c.register_member(&b.registration).await.map_err(member_api_error)
+    };
+    crate::api::idempotent(&c, &caller, "member-registration", &body, work).await
+}

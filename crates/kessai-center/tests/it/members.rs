@@ -1,0 +1,189 @@
+//! Members (#12, seed 003/004 FIG. 3–4): apply, approve, the letter with
+//! the activation code out of band, and the registration: signed with the
+//! member's new key, encrypted to the center, checked, entered. Each
+//! refusal changes nothing.
+
+use std::sync::Arc;
+
+use kessai_center::members::{ACTIVATION_LIFETIME_S, MemberError};
+use kessai_center::service::Center;
+use kessai_core::ids::{MessageId, PartyId};
+use kessai_core::jwe;
+use kessai_core::jwk::Ed25519Jwk;
+use kessai_core::jws::{self, Claims};
+use kessai_core::keys::SigningKey;
+use kessai_core::messages::DisplayText;
+use kessai_core::messages::registration::{self, JWE_CTY, JWE_TYP, MemberDetails, Registration, RegistrationDraft};
+use kessai_core::random::SeededRandom;
+use kessai_core::time::{FixedClock, Timestamp};
+
+use crate::service::setup;
+use crate::world::NOW;
+
+/// Applies and approves; the member number and the code, as the letter
+/// in the outbox says them.
+async fn letter(c: &Center, kind: &str) -> (String, String) {
+    let app = c.apply(kind, "Hanako Yamada", "hanako@example.jp").await.unwrap();
+    let approved = c.approve_application(&app.application_id).await.unwrap();
+    assert!(!serde_json::to_string(&approved).unwrap().contains("activation"), "no code in the answer");
+    let outbox = c.outbox().await.unwrap();
+    let letter = outbox.iter().find(|l| l.member == approved.member).expect("the letter waits in the outbox");
+    let code = letter.text.lines().find_map(|l| l.strip_prefix("Your activation code: ")).unwrap().to_owned();
+    assert!(letter.text.contains(&approved.member));
+    (approved.member, code)
+}
+
+fn general() -> MemberDetails {
+    MemberDetails::General {
+        name: DisplayText::parse("山田 花子").unwrap(),
+        address: DisplayText::parse("1-2-3 Chiyoda, Tokyo").unwrap(),
+        birth_date: "1990-04-01".into(),
+    }
+}
+
+/// The registration as a wallet makes it: signed by `signer`, carrying
+/// `carried`'s verification key, encrypted to `to`.
+fn envelope(
+    member: &str,
+    code: &str,
+    details: MemberDetails,
+    (signer, carried): (&SigningKey, &SigningKey),
+    to: &jwe::EncryptionPublicKey,
+    rng: &mut SeededRandom,
+) -> String {
+    let member = PartyId::parse(member).unwrap();
+    let claims = Claims::for_lifetime(member.clone(), MessageId::generate(rng), NOW, 600).unwrap();
+    let r = Registration::new(RegistrationDraft {
+        member,
+        activation_code: code.to_owned(),
+        details,
+        key: Ed25519Jwk::new(carried.public().as_bytes(), None, None),
+    })
+    .unwrap();
+    let token = jws::sign(&claims, &r, signer).unwrap();
+    jwe::encrypt(token.as_bytes(), to, JWE_TYP, JWE_CTY, rng).unwrap()
+}
+
+#[tokio::test]
+async fn a_member_applies_is_approved_and_registers_its_key_and_every_refusal_changes_nothing() {
+    let mut s = setup().await;
+    let mut rng = SeededRandom::new(12);
+    let center_key = s.center.security.member_encryption_key().public().clone();
+    let key = SigningKey::generate(&mut rng);
+    let (member, code) = letter(&s.center, "general").await;
+
+    // Refusals first: none uses the code or enters anyone.
+    type Refusal = (&'static str, String, fn(&MemberError) -> bool);
+    let refusals: Vec<Refusal> = vec![
+        (
+            "a wrong code",
+            envelope(&member, "0000-0000-0000-0000", general(), (&key, &key), &center_key, &mut rng),
+            |e| matches!(e, MemberError::ActivationRefused),
+        ),
+        (
+            "an unknown member number",
+            envelope("m-00000000deadbeef", &code, general(), (&key, &key), &center_key, &mut rng),
+            |e| matches!(e, MemberError::ActivationRefused),
+        ),
+        (
+            "signed by another key than it carries",
+            envelope(&member, &code, general(), (&SigningKey::generate(&mut rng), &key), &center_key, &mut rng),
+            |e| matches!(e, MemberError::BadRegistration(_)),
+        ),
+        (
+            "encrypted to another key",
+            envelope(
+                &member,
+                &code,
+                general(),
+                (&key, &key),
+                jwe::EncryptionKey::generate(&mut rng).public(),
+                &mut rng,
+            ),
+            |e| matches!(e, MemberError::NotEncrypted(_)),
+        ),
+        (
+            "a store's details on a general member's letter",
+            envelope(
+                &member,
+                &code,
+                MemberDetails::Store {
+                    business_name: DisplayText::parse("Kissa").unwrap(),
+                    address: DisplayText::parse("Osaka").unwrap(),
+                    bank_account: DisplayText::parse("0001-234-5678901").unwrap(),
+                },
+                (&key, &key),
+                &center_key,
+                &mut rng,
+            ),
+            |e| matches!(e, MemberError::KindMismatch { .. }),
+        ),
+    ];
+    for (what, token, expected) in refusals {
+        let e = s.center.register_member(&token).await.unwrap_err();
+        assert!(expected(&e), "{what}: {e:?}");
+    }
+    // Readable by anyone: the signed registration sent as it is.
+    let member_id = PartyId::parse(&member).unwrap();
+    let claims = Claims::for_lifetime(member_id.clone(), MessageId::generate(&mut rng), NOW, 600).unwrap();
+    let draft = RegistrationDraft {
+        member: member_id,
+        activation_code: code.clone(),
+        details: general(),
+        key: Ed25519Jwk::new(key.public().as_bytes(), None, None),
+    };
+    let plain = registration::sign(&claims, &Registration::new(draft).unwrap(), &key).unwrap();
+    assert!(matches!(s.center.register_member(&plain).await, Err(MemberError::NotEncrypted(_))));
+    assert!(s.center.db.member(&member).await.unwrap().is_none(), "nobody entered");
+
+    // The member's own registration: entered, with its key.
+    let genuine = envelope(&member, &code, general(), (&key, &key), &center_key, &mut rng);
+    let entered = s.center.register_member(&genuine).await.unwrap();
+    assert_eq!((entered.member.as_str(), entered.kid.as_str()), (member.as_str(), key.kid().as_str()));
+    let row = s.center.db.member(&member).await.unwrap().unwrap();
+    assert_eq!((row.kind.as_str(), row.status.as_str()), ("general", "active"));
+    assert!(row.details.contains("山田 花子"));
+    // Replayed, or registered again with the same code: refused.
+    assert!(matches!(s.center.register_member(&genuine).await, Err(MemberError::CodeUsed)));
+    let again = envelope(&member, &code, general(), (&key, &key), &center_key, &mut rng);
+    assert!(matches!(s.center.register_member(&again).await, Err(MemberError::CodeUsed)));
+
+    // A store member, its code past its lifetime: refused as expired.
+    let (store, store_code) = letter(&s.center, "store").await;
+    let later = Timestamp::from_unix_s(NOW.unix_s() + ACTIVATION_LIFETIME_S + 1);
+    s.center.clock = Arc::new(FixedClock::new(later));
+    let details = MemberDetails::Store {
+        business_name: DisplayText::parse("Kissa Records").unwrap(),
+        address: DisplayText::parse("Osaka").unwrap(),
+        bank_account: DisplayText::parse("0001-234-5678901").unwrap(),
+    };
+    let store_key = SigningKey::generate(&mut rng);
+    // (Signed with claims at NOW, checked at `later`: the message itself
+    // expired too; a fresh one is signed at `later`.)
+    let member_id = PartyId::parse(&store).unwrap();
+    let claims = Claims::for_lifetime(member_id.clone(), MessageId::generate(&mut rng), later, 600).unwrap();
+    let r = Registration::new(RegistrationDraft {
+        member: member_id,
+        activation_code: store_code.clone(),
+        details,
+        key: Ed25519Jwk::new(store_key.public().as_bytes(), None, None),
+    })
+    .unwrap();
+    let token = jwe::encrypt(
+        registration::sign(&claims, &r, &store_key).unwrap().as_bytes(),
+        &center_key,
+        JWE_TYP,
+        JWE_CTY,
+        &mut rng,
+    )
+    .unwrap();
+    assert!(matches!(s.center.register_member(&token).await, Err(MemberError::CodeExpired)));
+    assert!(s.center.db.member(&store).await.unwrap().is_none());
+
+    // The operator marks the letters sent: their text, with the codes, is gone.
+    for l in s.center.outbox().await.unwrap() {
+        s.center.letter_sent(&l.letter_id).await.unwrap();
+    }
+    assert!(s.center.outbox().await.unwrap().is_empty());
+    assert!(s.center.db.letter_for(&member).await.unwrap().unwrap().letter.is_none());
+}
