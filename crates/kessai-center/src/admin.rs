@@ -42,6 +42,7 @@ pub fn routes(center: Arc<Center>, admin_name: String) -> Router {
         .route("/v1/admin/cards/{id}/owed", get(card_owed))
         .route("/v1/admin/owed/{id}/cancel", post(cancel_correction))
         .route("/v1/admin/cards/{id}/replace", post(replace_card))
+        .route("/v1/admin/cards/{id}/member", post(card_member))
         .route("/v1/admin/applications", get(list_applications))
         .route("/v1/admin/applications/{id}/approve", post(approve_application))
         .route("/v1/admin/outbox", get(outbox))
@@ -466,4 +467,46 @@ async fn letter_sent(
     authorize(&state, peer)?;
     state.center.letter_sent(&id).await.map_err(crate::members::member_api_error)?;
     Ok(Json(json!({ "letter_id": id, "sent": true })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CardMemberBody {
+    /// The member the card is issued to (`m-…`), or null to unlink it.
+    member: Option<String>,
+    /// Whether its purchases need the member's signed payment instruction
+    /// (on unless turned off).
+    #[serde(default = "on")]
+    instruction_required: bool,
+}
+
+fn on() -> bool {
+    true
+}
+
+/// Links a card to a registered member (#12): from then on a purchase by it
+/// needs the member's signed payment instruction.
+async fn card_member(
+    State(state): State<AdminState>,
+    peer: Option<Extension<PeerIdentity>>,
+    Path(id): Path<String>,
+    Body(b): Body<CardMemberBody>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, peer)?;
+    let card = CardId::parse(&id).map_err(|e| bad("bad_card_id", e))?;
+    if let Some(member) = &b.member {
+        let found = state.center.db.member(member).await.map_err(internal)?;
+        if found.is_none_or(|m| m.status != "active") {
+            return Err(ApiError::not_found(
+                "unknown_member",
+                format!("no active member {}", member.chars().take(40).collect::<String>()),
+            ));
+        }
+    }
+    let linked =
+        state.center.db.link_card_member(&card, b.member.as_deref(), b.instruction_required).await.map_err(internal)?;
+    if !linked {
+        return Err(ApiError::not_found("unknown_card", format!("card {card} is not registered")));
+    }
+    Ok(Json(json!({ "card_id": card, "member": b.member, "instruction_required": b.instruction_required })))
 }

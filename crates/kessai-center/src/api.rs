@@ -80,6 +80,14 @@ pub fn api_error(e: CenterError) -> ApiError {
         }
         CenterError::Receipt(m) => bad(S::UNPROCESSABLE_ENTITY, "receipt_invalid", m),
         CenterError::Registration { code, message } => bad(S::UNPROCESSABLE_ENTITY, code, message),
+        e @ CenterError::InstructionRequired(_) => {
+            ApiError::new(S::FORBIDDEN, ErrorType::Forbidden, "instruction_required", e.to_string())
+                .with_param("instruction")
+        }
+        e @ CenterError::Instruction(_) => {
+            ApiError::new(S::FORBIDDEN, ErrorType::Forbidden, "instruction_refused", e.to_string())
+                .with_param("instruction")
+        }
         CenterError::Step(s) => step_error(s),
         CenterError::Books(b) => ApiError::new(
             S::CONFLICT,
@@ -385,7 +393,28 @@ macro_rules! answers_step {
 }
 
 answers_step!(authenticate, authenticate, settlement);
-answers_step!(balance, offer, settlement);
+/// The balance step's body: the card's answers and, for a member's card,
+/// the member's payment instruction (a JWS).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BalanceBody {
+    responses: Vec<String>,
+    #[serde(default)]
+    instruction: Option<String>,
+}
+
+async fn balance(State(c): State<Shared>, Path(id): Path<String>, headers: Caller, body: Bytes) -> Response {
+    if !headers.holds_access(&c, &id) {
+        return unknown_settlement(&id);
+    }
+    let fingerprint = [format!("balance/{id}\n").as_bytes(), &body[..]].concat();
+    let work = |call| async {
+        let b: BalanceBody = json(&body)?;
+        let answers = parse_answers(&b.responses).map_err(api_error)?;
+        c.offer_instructed(&id, answers, b.instruction.as_deref(), call).await.map_err(api_error)
+    };
+    idempotent_call(&c, &headers, &fingerprint, Some(&id), work).await
+}
 answers_step!(complete, complete, settlement);
 answers_step!(recover_authenticate, recover_authenticate, settlement);
 answers_step!(recover_status, recover_status, settlement);

@@ -124,7 +124,7 @@ const MIGRATIONS: &[(i64, &str, &[&str])] = &[
     ),
     (
         6,
-        "members: applications, the operator's outbox of activation letters, the member ledger",
+        "members: applications, the operator's outbox of activation letters, the member ledger, members' cards",
         &[
             // FIG. 3-4 steps 1-5: what an applicant asked, as received.
             "CREATE TABLE IF NOT EXISTS center_member_applications (id TEXT PRIMARY KEY, kind TEXT NOT NULL,
@@ -142,6 +142,10 @@ const MIGRATIONS: &[(i64, &str, &[&str])] = &[
             details TEXT NOT NULL, kid TEXT NOT NULL UNIQUE, public_key TEXT NOT NULL, not_before BIGINT NOT NULL,
             not_after BIGINT NOT NULL, status TEXT NOT NULL, registration_jti TEXT NOT NULL UNIQUE,
             created_at BIGINT NOT NULL)",
+            // A card of a member: its purchases need the member's signed
+            // payment instruction (FIG. 7 ①) unless the operator turned that off.
+            "ALTER TABLE center_cards ADD COLUMN member TEXT",
+            "ALTER TABLE center_cards ADD COLUMN instruction_required BIGINT NOT NULL DEFAULT 1",
         ],
     ),
 ];

@@ -65,6 +65,11 @@ pub enum CenterError {
     /// A registration the center refuses: `code` says which rule.
     #[error("{message}")]
     Registration { code: &'static str, message: String },
+    /// A member's card pays only on the member's signed instruction.
+    #[error("card of member {0}: the member's signed payment instruction is needed")]
+    InstructionRequired(String),
+    #[error("the payment instruction is refused: {0}")]
+    Instruction(String),
 }
 
 /// What a step answers to the wallet.
@@ -430,8 +435,24 @@ impl Center {
     }
 
     /// The balance step: the offer (SIG2) and the sealed DEBIT, with the
-    /// purchase held in the books before the DEBIT leaves.
+    /// purchase held in the books before the DEBIT leaves. A member's card
+    /// also needs the member's signed payment instruction for this bill
+    /// (#12, FIG. 7 ①), checked before anything is sealed.
     pub async fn offer(&self, id: &str, answers: Vec<ResponseApdu>, call: StepCall) -> Result<StepReply, CenterError> {
+        self.offer_instructed(id, answers, None, call).await
+    }
+
+    /// As [`Center::offer`], with the member's payment instruction.
+    pub async fn offer_instructed(
+        &self,
+        id: &str,
+        answers: Vec<ResponseApdu>,
+        instruction: Option<&str>,
+        call: StepCall,
+    ) -> Result<StepReply, CenterError> {
+        let (settlement, version) = self.load(id, call.read.clone()).await?;
+        self.check_instruction(&settlement, instruction).await?;
+        let call = StepCall { read: Some((settlement, version)), ..call };
         self.step(
             id,
             Box::new(move |s, ctx| match s.offer(ctx, &answers)? {
@@ -445,6 +466,36 @@ impl Center {
             call,
         )
         .await
+    }
+
+    /// A purchase by a member's card needs the member's instruction: signed
+    /// by the member's registered key (active, in its window), for this
+    /// bill, card, amount and store. Other cards need none.
+    async fn check_instruction(&self, s: &Settlement, instruction: Option<&str>) -> Result<(), CenterError> {
+        use kessai_core::messages::instruction;
+        let Some((member, true)) = self.db.card_member(&s.card_id).await? else { return Ok(()) };
+        let refused = |why: String| CenterError::Instruction(why);
+        let token = instruction.ok_or_else(|| CenterError::InstructionRequired(member.clone()))?;
+        let row = self.db.member(&member).await?.filter(|m| m.status == "active");
+        let row = row.ok_or_else(|| refused(format!("member {member} has no active key")))?;
+        let mut public = [0u8; 32];
+        kessai_core::base64url::decode_exact(&row.public_key, &mut public).map_err(|_| refused("key".into()))?;
+        let key = kessai_core::keys::PublicKey::from_bytes(&public).map_err(|e| refused(e.to_string()))?;
+        let window = kessai_core::keys::Validity { not_before: Some(row.not_before), not_after: Some(row.not_after) };
+        let owner = kessai_core::ids::PartyId::parse(&member).map_err(|e| refused(e.to_string()))?;
+        let mut keys = kessai_core::keys::KeyDirectory::new();
+        keys.insert(owner, key, window).map_err(|e| refused(e.to_string()))?;
+        let verified = instruction::verify(token, &keys, self.clock.as_ref()).map_err(|e| refused(e.to_string()))?;
+        let i = verified.message();
+        let bill = &s.bill;
+        if i.card_id() != s.card_id
+            || !i.bill_hash().ct_eq(&bill.bill_hash)
+            || i.amount() != bill.amount
+            || i.store() != &bill.store
+        {
+            return Err(refused("it is for another bill, card, amount or store".into()));
+        }
+        Ok(())
     }
 
     pub async fn complete(

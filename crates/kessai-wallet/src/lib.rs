@@ -104,9 +104,26 @@ pub async fn pay(
     config: WalletConfig,
     bill_url: &str,
     consent: impl Fn(&ConsentView) -> bool,
+    progress: impl FnMut(Progress) + Send,
+) -> Result<PayOutcome, PayError> {
+    pay_as(config, None, bill_url, consent, progress).await
+}
+
+/// As [`pay`], as registered member `member` (its number and the signing
+/// key its passwords opened): the purchase carries the member's signed
+/// payment instruction (#12).
+pub async fn pay_as(
+    config: WalletConfig,
+    member: Option<(kessai_core::ids::PartyId, kessai_core::keys::SigningKey)>,
+    bill_url: &str,
+    consent: impl Fn(&ConsentView) -> bool,
     mut progress: impl FnMut(Progress) + Send,
 ) -> Result<PayOutcome, PayError> {
     let wallet = Wallet::open(config).await.map_err(|e| PayError::Setup(format!("{e:#}")))?;
+    let wallet = match member {
+        Some((id, key)) => wallet.with_member(id, key),
+        None => wallet,
+    };
     let (status, bytes) = wallet.http().get(bill_url).await.map_err(|e| PayError::HandOff(e.to_string()))?;
     if !status.is_success() {
         return Err(PayError::HandOff(format!("{bill_url} answered {status}")));

@@ -294,6 +294,10 @@ pub(crate) fn same_token(sent: &str, given: &str) -> bool {
     sent.len() == given.len() && sent.bytes().zip(given.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
+/// How long a member's payment instruction is good for: the balance step
+/// follows its signing within seconds.
+const INSTRUCTION_LIFETIME_S: u64 = 300;
+
 pub(crate) fn random_token(prefix: &str) -> String {
     let mut bytes = [0u8; RANDOM_ID_BYTES];
     OsRandom.fill_bytes(&mut bytes);
@@ -314,6 +318,10 @@ pub struct Wallet {
     /// bill's review): other sites, which cannot read the wallet's pages,
     /// cannot post them.
     pub(crate) form_token: String,
+    /// The registered member paying with this wallet, with the signing key
+    /// passwords A and B opened: each purchase then carries the member's
+    /// signed payment instruction (#12, FIG. 7 ①).
+    pub(crate) member: Option<(kessai_core::ids::PartyId, kessai_core::keys::SigningKey)>,
 }
 
 impl std::fmt::Debug for Wallet {
@@ -344,7 +352,38 @@ impl Wallet {
             clock: Arc::new(SystemClock),
             conversation: Mutex::new(()),
             form_token: random_token(""),
+            member: None,
         })
+    }
+
+    /// The same wallet paying as registered member `member`, with the
+    /// signing key the member's passwords opened: each purchase carries the
+    /// member's signed payment instruction for its bill (#12).
+    pub fn with_member(mut self, member: kessai_core::ids::PartyId, key: kessai_core::keys::SigningKey) -> Wallet {
+        self.member = Some((member, key));
+        self
+    }
+
+    /// The member's payment instruction for `bill` paid by `card`, if this
+    /// wallet pays as a member.
+    fn instruction(&self, bill: &HandedBill, card: kessai_core::ids::CardId) -> Result<Option<String>, PayError> {
+        use kessai_core::jws::Claims;
+        use kessai_core::messages::instruction::{self, InstructionDraft, PaymentInstruction};
+        let Some((member, key)) = &self.member else { return Ok(None) };
+        let sign = || -> Result<String, kessai_core::jws::JwsError> {
+            let draft = InstructionDraft {
+                member: member.clone(),
+                card_id: card,
+                bill_hash: bill.hash(),
+                amount: bill.bill().total(),
+                store: bill.bill().store().clone(),
+            };
+            let body = PaymentInstruction::new(draft)?;
+            let jti = kessai_core::ids::MessageId::generate(&mut kessai_core::random::OsRandom);
+            let claims = Claims::for_lifetime(member.clone(), jti, self.clock.now(), INSTRUCTION_LIFETIME_S)?;
+            instruction::sign(&claims, &body, key)
+        };
+        sign().map(Some).map_err(|e| PayError::HandOff(format!("signing the payment instruction: {e}")))
     }
 
     /// The same wallet telling time by `clock` (tests: a wallet opened
@@ -577,7 +616,13 @@ impl Wallet {
         let r = self.relay_step(&rec, "authenticate", &format!("{base}/authenticate"), &r).await.map_err(fail)?;
         expect("authenticate", &r, "reading_balance", 2).map_err(fail)?;
         progress(Progress::CardAuthenticated);
-        let r = self.relay_step(&rec, "balance", &format!("{base}/balance"), &r).await.map_err(fail)?;
+        let instruction = self.instruction(&bill, rec.card_id).map_err(fail)?;
+        let answers = self.card.relay_hex(&r.apdus).await.map_err(|e| fail(e.into()))?;
+        let body = match instruction {
+            Some(signed) => json!({ "responses": answers, "instruction": signed }),
+            None => json!({ "responses": answers }),
+        };
+        let r = self.post(&rec, "balance", &format!("{base}/balance"), &body).await.map_err(fail)?;
         if r.phase == "voided" {
             return Err(fail(self.voided_at_offer(&rec, &bill, &r).await));
         }

@@ -213,6 +213,25 @@ pub fn run(
     }
 }
 
+/// The member number and the signing key passwords A and B open (A only,
+/// in the [0028] variant), for paying as that member.
+pub fn signer(
+    config: &kessai_wallet::WalletConfig,
+    member: &str,
+    a: &PasswordA,
+    b: &PasswordB,
+) -> anyhow::Result<(kessai_core::ids::PartyId, kessai_core::keys::SigningKey)> {
+    let store = MemberFile::in_dir(&config.data_dir);
+    let id = kessai_core::ids::PartyId::parse(member).context("the member number")?;
+    let a = password("A", a.password_a_env.as_deref(), a.password_a_file.as_deref(), false)?;
+    let opened = store.open(&a)?;
+    let b = match opened.variant() {
+        Variant::TwoPasswords => Some(password("B", b.password_b_env.as_deref(), b.password_b_file.as_deref(), false)?),
+        _ => None,
+    };
+    Ok((id, opened.signing_key(b.as_ref())?))
+}
+
 /// Password `which`: from the environment variable, the file, or a prompt
 /// without echo (asked twice when `confirm`). An empty one is refused.
 fn password(which: &str, env: Option<&str>, file: Option<&Path>, confirm: bool) -> anyhow::Result<Passphrase> {

@@ -17,6 +17,14 @@ pub enum WalletCommand {
         /// Agree without asking (scripts); otherwise the consent is asked on the terminal.
         #[arg(long)]
         yes: bool,
+        /// Pay as this registered member (`m-…`): the member keystore's key
+        /// (passwords A and B) signs the payment instruction.
+        #[arg(long)]
+        member: Option<String>,
+        #[command(flatten)]
+        a: crate::member::PasswordA,
+        #[command(flatten)]
+        b: crate::member::PasswordB,
     },
     /// The card's id and display balance.
     Balance,
@@ -70,7 +78,13 @@ pub fn run(config_path: &Path, command: WalletCommand) -> anyhow::Result<()> {
             eprintln!("wallet on http://{}", config.listen);
             runtime.block_on(kessai_wallet::run(config, crate::store::shutdown_signal()))
         }
-        WalletCommand::Pay { bill_url, yes } => runtime.block_on(pay(config, &bill_url, yes)),
+        WalletCommand::Pay { bill_url, yes, member, a, b } => {
+            let member = match member {
+                Some(id) => Some(crate::member::signer(&config, &id, &a, &b)?),
+                None => None,
+            };
+            runtime.block_on(pay(config, member, &bill_url, yes))
+        }
         WalletCommand::Balance => {
             let card = runtime.block_on(kessai_wallet::balance(config))?;
             println!("card      {}", card.card_id);
@@ -185,10 +199,15 @@ fn ask(view: &ConsentView) -> bool {
     matches!(answer.trim(), "y" | "Y" | "yes")
 }
 
-async fn pay(config: WalletConfig, bill_url: &str, yes: bool) -> anyhow::Result<()> {
+async fn pay(
+    config: WalletConfig,
+    member: Option<(kessai_core::ids::PartyId, kessai_core::keys::SigningKey)>,
+    bill_url: &str,
+    yes: bool,
+) -> anyhow::Result<()> {
     let consent = move |view: &ConsentView| if yes { true } else { ask(view) };
     let progress = |p: Progress| eprintln!("  … {}", describe(&p));
-    match kessai_wallet::pay(config, bill_url, consent, progress).await? {
+    match kessai_wallet::pay_as(config, member, bill_url, consent, progress).await? {
         PayOutcome::Paid { completed_settlement, receipt, balance_after } => {
             println!("paid: settlement {completed_settlement}; balance now {balance_after}");
             match receipt {

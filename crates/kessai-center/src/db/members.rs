@@ -256,4 +256,28 @@ impl CenterDb {
         })
         .transpose()
     }
+
+    /// Links card `card` to `member` (or unlinks it), and whether its
+    /// purchases need the member's payment instruction. `false` if there
+    /// is no such card.
+    pub async fn link_card_member(&self, card: &CardId, member: Option<&str>, required: bool) -> Result<bool, DbError> {
+        let link = Stmt::new("UPDATE center_cards SET member = $1, instruction_required = $2 WHERE id = $3")
+            .bind(member.map(str::to_owned))
+            .bind(i64::from(required))
+            .bind(card.to_string());
+        Ok(self.execute(link).await? == 1)
+    }
+
+    /// The member a card belongs to, and whether its purchases need the
+    /// member's instruction.
+    pub async fn card_member(&self, card: &CardId) -> Result<Option<(String, bool)>, DbError> {
+        let row = sqlx::query("SELECT member, instruction_required FROM center_cards WHERE id = $1")
+            .bind(card.to_string())
+            .fetch_optional(&mut *self.read().await?)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let member: Option<String> = row.try_get("member")?;
+        let required: i64 = row.try_get("instruction_required")?;
+        Ok(member.map(|m| (m, required != 0)))
+    }
 }

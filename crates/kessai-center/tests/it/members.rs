@@ -187,3 +187,79 @@ async fn a_member_applies_is_approved_and_registers_its_key_and_every_refusal_ch
     assert!(s.center.outbox().await.unwrap().is_empty());
     assert!(s.center.db.letter_for(&member).await.unwrap().unwrap().letter.is_none());
 }
+
+/// #12, FIG. 7 ①: a registered member's card pays only on the member's
+/// payment instruction, signed with the member's registered key for this
+/// bill, card, amount and store, checked before the DEBIT is sealed. A
+/// missing, wrong-key, tampered or other-bill instruction is refused and
+/// nothing changes on the card or in the books.
+#[tokio::test]
+async fn a_members_card_pays_only_on_the_members_signed_instruction() {
+    use kessai_center::service::{CenterError, parse_answers};
+    use kessai_core::messages::instruction::{self, InstructionDraft, PaymentInstruction};
+
+    let mut s = setup().await;
+    let mut rng = SeededRandom::new(21);
+    let center_key = s.center.security.member_encryption_key().public().clone();
+    let key = SigningKey::generate(&mut rng);
+    let (member, code) = letter(&s.center, "general").await;
+    s.center.register_member(&envelope(&member, &code, general(), (&key, &key), &center_key, &mut rng)).await.unwrap();
+    crate::service::register_card(&s, 5, 20_000).await;
+    assert!(s.center.db.link_card_member(&crate::world::card_id(5), Some(&member), true).await.unwrap());
+    let mut card = crate::world::funded_card(5, 20_000);
+
+    let bill = crate::service::bill_token(&mut s);
+    let r = s.center.create(&bill, crate::world::card_id(5), None).await.unwrap();
+    let id = r.settlement_id.clone();
+    let answers = parse_answers(&crate::service::relay(&mut card, &r)).unwrap();
+    let r = s.center.authenticate(&id, answers, Default::default()).await.unwrap();
+    let answers = parse_answers(&crate::service::relay(&mut card, &r)).unwrap();
+    let settlement = s.center.settlement(&id).await.unwrap();
+    let signed = |signer: &SigningKey, change: &dyn Fn(&mut InstructionDraft), rng: &mut SeededRandom| {
+        let mut d = InstructionDraft {
+            member: PartyId::parse(&member).unwrap(),
+            card_id: crate::world::card_id(5),
+            bill_hash: settlement.bill.bill_hash,
+            amount: settlement.bill.amount,
+            store: settlement.bill.store.clone(),
+        };
+        change(&mut d);
+        let claims = Claims::for_lifetime(d.member.clone(), MessageId::generate(rng), NOW, 300).unwrap();
+        instruction::sign(&claims, &PaymentInstruction::new(d).unwrap(), signer).unwrap()
+    };
+    let offer = |token: Option<String>| {
+        let (center, id, answers) = (&s.center, id.clone(), answers.clone());
+        async move { center.offer_instructed(&id, answers, token.as_deref(), Default::default()).await }
+    };
+    assert!(matches!(offer(None).await, Err(CenterError::InstructionRequired(_))), "missing");
+    let stranger = SigningKey::generate(&mut rng);
+    let refused = [
+        ("another key", signed(&stranger, &|_| {}, &mut rng)),
+        ("another bill", signed(&key, &|d| d.bill_hash = kessai_core::digest::Sha256Digest::of(b"other"), &mut rng)),
+        (
+            "another amount",
+            signed(&key, &|d| d.amount = kessai_core::Money::new(1, kessai_core::Currency::JPY).unwrap(), &mut rng),
+        ),
+        ("another card", signed(&key, &|d| d.card_id = crate::world::card_id(6), &mut rng)),
+    ];
+    for (what, token) in refused {
+        assert!(matches!(offer(Some(token)).await, Err(CenterError::Instruction(_))), "{what}");
+    }
+    let mut tampered = signed(&key, &|_| {}, &mut rng).into_bytes();
+    let at = tampered.len() - 5;
+    tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
+    assert!(offer(Some(String::from_utf8(tampered).unwrap())).await.is_err(), "tampered");
+    assert_eq!(s.center.settlement(&id).await.unwrap().phase(), kessai_center::purchase::Phase::ReadingBalance);
+    assert_eq!(
+        s.center.books.card_float(&crate::world::card_id(5)).await.unwrap().unwrap(),
+        (20_000, 0),
+        "nothing held"
+    );
+
+    // The member's own instruction: the DEBIT is sealed and the purchase completes.
+    let r = offer(Some(signed(&key, &|_| {}, &mut rng))).await.unwrap();
+    assert_eq!(r.phase, kessai_center::purchase::Phase::Offered);
+    let answers = parse_answers(&crate::service::relay(&mut card, &r)).unwrap();
+    let done = s.center.complete(&id, answers, Default::default()).await.unwrap();
+    assert_eq!(done.phase, kessai_center::purchase::Phase::Completed);
+}

@@ -78,7 +78,7 @@ pub fn bill_token(s: &mut Setup) -> String {
     bill::sign(&claims, &b, &s.mall_key).unwrap()
 }
 
-fn relay(card: &mut kessai_card::terminal::Terminal<CardReader>, reply: &StepReply) -> Vec<String> {
+pub(crate) fn relay(card: &mut kessai_card::terminal::Terminal<CardReader>, reply: &StepReply) -> Vec<String> {
     reply
         .apdus
         .iter()

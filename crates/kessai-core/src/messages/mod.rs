@@ -12,9 +12,11 @@
 //! | SIG5 [`value_update::ValueUpdate`] | `kessai-value-update+jwt` | center → wallet |
 //! | refund request [`refund::RefundRequest`] | `kessai-refund+jwt` | store → center |
 //! | member registration [`registration::Registration`] | `kessai-registration+jwt`, inside a JWE | member → center |
+//! | payment instruction [`instruction::PaymentInstruction`] | `kessai-payment-instruction+jwt` | member → center |
 
 pub mod bill;
 pub mod completion;
+pub mod instruction;
 pub mod offer;
 pub mod receipt;
 pub mod refund;

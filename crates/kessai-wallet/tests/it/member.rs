@@ -81,7 +81,7 @@ fn the_keystore_is_made_once_private_and_survives_an_interrupted_write() {
 /// letter's number and code, signed and encrypted; the center enters it.
 #[tokio::test]
 async fn a_member_registers_its_keystore_key_with_the_center() {
-    let w = crate::world::World::new(60, 1_000).await;
+    let w = crate::world::World::new(60, 20_000).await;
     let admin = kessai_http::HttpsClient::new(
         kessai_tls::client_config(&w.ca.ca_cert(), Some((&w.ca, "admin"))).unwrap(),
         10_000,
@@ -137,4 +137,28 @@ async fn a_member_registers_its_keystore_key_with_the_center() {
         .await
         .unwrap_err();
     assert!(again.to_string().contains("activation_code_used"), "{again}");
+
+    // The operator links the card to the member: from then on a purchase
+    // needs the member's signed instruction (FIG. 7 ①).
+    let card = crate::world::card_id(60);
+    let url = format!("{}/v1/admin/cards/{card}/member", w.center_url);
+    let (status, bytes) = admin.post_json(&url, &serde_json::json!({ "member": member }), &[]).await.unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+    let before = w.card_state();
+    let (_, bill, return_url) = w.order(&[("ebook-kessai-001", 1)]).await;
+    let plain = kessai_wallet::Wallet::open(w.wallet_config(&w.center_url)).await.unwrap();
+    let refused = plain.begin(&bill, &return_url, &mut |_| {}).await.unwrap_err();
+    assert!(refused.to_string().contains("instruction_required"), "{refused}");
+    assert_eq!(w.card_state(), before, "nothing reached the card's value");
+    // The member's wallet: passwords A and B open the key that signs it.
+    let key = store.open(&pw("A")).unwrap().signing_key(Some(&pw("B"))).unwrap();
+    let member_wallet = kessai_wallet::Wallet::open(w.wallet_config(&w.center_url))
+        .await
+        .unwrap()
+        .with_member(kessai_core::ids::PartyId::parse(&member).unwrap(), key);
+    let (_, bill, return_url) = w.order(&[("ebook-kessai-001", 1)]).await;
+    let offered = member_wallet.begin(&bill, &return_url, &mut |_| {}).await.unwrap();
+    let relayed = member_wallet.relay_debit(offered).await.unwrap();
+    member_wallet.complete(relayed).await.unwrap();
+    assert_eq!(w.card_state().0, before.0 - 1_200, "paid once, on the member's instruction");
 }

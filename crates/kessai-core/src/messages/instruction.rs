@@ -1,0 +1,115 @@
+//! The member's payment instruction (支払指示, seed 003/004 FIG. 7 ①):
+//! member → center. Signed in the wallet with the member's key, which only
+//! passwords A and B open, so a payment by a registered member's card is
+//! the member's provable consent: the center checks it against the key in
+//! the member ledger before it seals the DEBIT.
+//!
+//! It binds the bill (its hash, so one instruction pays one bill), the
+//! card, the amount and the store; it is signed when the member agrees,
+//! before the settlement exists.
+
+use serde::{Deserialize, Serialize};
+
+use super::{MessageError, field_error, require_positive};
+use crate::digest::Sha256Digest;
+use crate::ids::{CardId, PartyId, StoreId};
+use crate::jws::{self, Claims, JwsError, MessageKind, Verified};
+use crate::keys::{KeyDirectory, SigningKey};
+use crate::money::Money;
+use crate::time::Clock;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "InstructionDraft", into = "InstructionDraft")]
+pub struct PaymentInstruction {
+    /// The member paying (equals `iss`).
+    member: PartyId,
+    /// The member's card the payment is from.
+    card_id: CardId,
+    /// SHA-256 of the exact bill token agreed to.
+    bill_hash: Sha256Digest,
+    /// The bill's total.
+    amount: Money,
+    /// The bill's store (merchant of record).
+    store: StoreId,
+}
+
+/// The fields of a PaymentInstruction, checked by [`PaymentInstruction::new`]; also its wire form.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstructionDraft {
+    pub member: PartyId,
+    pub card_id: CardId,
+    pub bill_hash: Sha256Digest,
+    pub amount: Money,
+    pub store: StoreId,
+}
+
+impl PaymentInstruction {
+    pub fn new(d: InstructionDraft) -> Result<PaymentInstruction, MessageError> {
+        require_positive("amount", &d.amount)?;
+        Ok(PaymentInstruction {
+            member: d.member,
+            card_id: d.card_id,
+            bill_hash: d.bill_hash,
+            amount: d.amount,
+            store: d.store,
+        })
+    }
+
+    pub fn member(&self) -> &PartyId {
+        &self.member
+    }
+    pub fn card_id(&self) -> CardId {
+        self.card_id
+    }
+    pub fn bill_hash(&self) -> Sha256Digest {
+        self.bill_hash
+    }
+    pub fn amount(&self) -> Money {
+        self.amount
+    }
+    pub fn store(&self) -> &StoreId {
+        &self.store
+    }
+}
+
+impl TryFrom<InstructionDraft> for PaymentInstruction {
+    type Error = MessageError;
+    fn try_from(d: InstructionDraft) -> Result<Self, MessageError> {
+        PaymentInstruction::new(d)
+    }
+}
+
+impl From<PaymentInstruction> for InstructionDraft {
+    fn from(p: PaymentInstruction) -> Self {
+        InstructionDraft {
+            member: p.member,
+            card_id: p.card_id,
+            bill_hash: p.bill_hash,
+            amount: p.amount,
+            store: p.store,
+        }
+    }
+}
+
+impl MessageKind for PaymentInstruction {
+    const TYP: &'static str = "kessai-payment-instruction+jwt";
+    const BODY: &'static str = "instruction";
+
+    fn check_claims(&self, claims: &Claims) -> Result<(), JwsError> {
+        if claims.issuer() != &self.member {
+            return Err(field_error("member", "must be the issuer of the instruction").into());
+        }
+        Ok(())
+    }
+}
+
+/// Signs an instruction with the member's key.
+pub fn sign(claims: &Claims, instruction: &PaymentInstruction, key: &SigningKey) -> Result<String, JwsError> {
+    jws::sign(claims, instruction, key)
+}
+
+/// Verifies an instruction against the member ledger's keys.
+pub fn verify(token: &str, keys: &KeyDirectory, clock: &dyn Clock) -> Result<Verified<PaymentInstruction>, JwsError> {
+    jws::verify(token, keys, clock)
+}
