@@ -35,9 +35,48 @@ fn pyjwt_verifies_every_kind_against_our_jwks() {
     let update_t = value_update::sign(&c, &v, &center).unwrap();
     let (c, r) = samples::refund(&mut rng, now).unwrap();
     let refund_t = refund::sign(&c, &r, &mall).unwrap();
+    // A member's registration and payment instruction (#12), signed with
+    // the member's key.
+    let member_key = SigningKey::generate(&mut rng);
+    let member = party("m-0123456789abcdef");
+    keys.insert(member.clone(), member_key.public(), Validity::always()).unwrap();
+    let claims = |rng: &mut OsRandom| {
+        kessai_core::jws::Claims::for_lifetime(member.clone(), kessai_core::ids::MessageId::generate(rng), now, 300)
+            .unwrap()
+    };
+    use kessai_core::messages::{instruction, registration};
+    let registration_t = registration::sign(
+        &claims(&mut rng),
+        &registration::Registration::new(registration::RegistrationDraft {
+            member: member.clone(),
+            activation_code: "K7QX-2M9P-ZT4R-8D1A".into(),
+            details: registration::MemberDetails::General {
+                name: kessai_core::messages::DisplayText::parse("Hanako Yamada").unwrap(),
+                address: kessai_core::messages::DisplayText::parse("Tokyo").unwrap(),
+                birth_date: "1990-04-01".into(),
+            },
+            key: kessai_core::jwk::Ed25519Jwk::new(member_key.public().as_bytes(), None, None),
+        })
+        .unwrap(),
+        &member_key,
+    )
+    .unwrap();
+    let instruction_t = instruction::sign(
+        &claims(&mut rng),
+        &instruction::PaymentInstruction::new(instruction::InstructionDraft {
+            member: member.clone(),
+            card_id: kessai_core::ids::CardId::from_bytes([1; 8]),
+            bill_hash: kessai_core::digest::Sha256Digest::of(bill_t.as_bytes()),
+            amount: b.total(),
+            store: party(samples::MALL).as_str().parse().unwrap(),
+        })
+        .unwrap(),
+        &member_key,
+    )
+    .unwrap();
     let tokens = serde_json::json!({
         "bill": bill_t, "offer": offer_t, "completion": done_t, "receipt": receipt_t, "value_update": update_t,
-        "refund": refund_t,
+        "refund": refund_t, "registration": registration_t, "instruction": instruction_t,
     });
     let mut tampered = bill_t.clone().into_bytes();
     let mid = tampered.len() / 2;
@@ -48,7 +87,8 @@ fn pyjwt_verifies_every_kind_against_our_jwks() {
         "typ": {
             "bill": "kessai-bill+jwt", "offer": "kessai-offer+jwt", "completion": "kessai-completion+jwt",
             "receipt": "kessai-receipt+jwt", "value_update": "kessai-value-update+jwt",
-            "refund": "kessai-refund+jwt",
+            "refund": "kessai-refund+jwt", "registration": "kessai-registration+jwt",
+            "instruction": "kessai-payment-instruction+jwt",
         },
         "tampered": String::from_utf8(tampered).unwrap(),
     });
