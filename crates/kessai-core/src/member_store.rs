@@ -278,6 +278,37 @@ impl Opened {
         Ok(key)
     }
 
+    /// Password A changed (the member knew the old one, which opened this):
+    /// a new salt, the same cost; seal the keystore again to keep it. The
+    /// key block is untouched, so password B is unchanged.
+    pub fn change_password_a<R: Random + ?Sized>(
+        &mut self,
+        new_a: &Passphrase,
+        rng: &mut R,
+    ) -> Result<(), MemberStoreError> {
+        let cost = get_cost(&self.header[6..18])?;
+        rng.fill_bytes(&mut self.header[18..34]);
+        self.key_a = derive(new_a, &self.header[18..34], cost)?;
+        Ok(())
+    }
+
+    /// Password B changed: the signing key opened with the old one and
+    /// sealed under the new one (a new salt and nonce, the same cost).
+    pub fn change_password_b<R: Random + ?Sized>(
+        &mut self,
+        old_b: &Passphrase,
+        new_b: &Passphrase,
+        rng: &mut R,
+    ) -> Result<(), MemberStoreError> {
+        if self.variant != Variant::TwoPasswords {
+            return Err(MemberStoreError::NoPasswordB);
+        }
+        let seed = open_layer_b(&self.header[..6], &self.key_block, old_b)?;
+        let cost = get_cost(&self.key_block[..12])?;
+        self.key_block = seal_layer_b(&self.header[..6], &seed, new_b, cost, rng)?;
+        Ok(())
+    }
+
     /// The keystore again, as it now stands (a history entry added, say):
     /// layer A sealed anew under the same password and parameters with a
     /// fresh random nonce; the key block unchanged.
@@ -474,6 +505,30 @@ mod tests {
         costly[6..10].copy_from_slice(&(KEYFILE_ARGON2_MAX_MEMORY_KIB + 1).to_be_bytes());
         assert_eq!(open(&costly, &pw("password A")).unwrap_err(), MemberStoreError::BadParameters);
         assert_eq!(open(b"KSK1 not this", &pw("password A")).unwrap_err(), MemberStoreError::NotAKeystore);
+    }
+
+    #[test]
+    fn either_password_changes_without_touching_the_key_or_the_history() {
+        let (file, public) = made(Variant::TwoPasswords);
+        let mut rng = SeededRandom::new(11);
+        let mut opened = open(&file, &pw("password A")).unwrap();
+        opened.history.push(entry(1));
+        opened.change_password_a(&pw("new A"), &mut rng).unwrap();
+        let file = opened.seal_random(&mut rng).unwrap();
+        assert_eq!(open(&file, &pw("password A")).unwrap_err(), MemberStoreError::WrongPasswordA);
+        let mut opened = open(&file, &pw("new A")).unwrap();
+        assert_eq!(opened.history, vec![entry(1)]);
+        assert_eq!(opened.signing_key(Some(&pw("password B"))).unwrap().public(), public, "B is unchanged");
+        assert_eq!(
+            opened.change_password_b(&pw("not B"), &pw("new B"), &mut rng).unwrap_err(),
+            MemberStoreError::WrongPasswordB
+        );
+        opened.change_password_b(&pw("password B"), &pw("new B"), &mut rng).unwrap();
+        let file = opened.seal_random(&mut rng).unwrap();
+        let opened = open(&file, &pw("new A")).unwrap();
+        assert_eq!(opened.signing_key(Some(&pw("password B"))).unwrap_err(), MemberStoreError::WrongPasswordB);
+        assert_eq!(opened.signing_key(Some(&pw("new B"))).unwrap().public(), public, "the same key");
+        assert_eq!(opened.history, vec![entry(1)]);
     }
 
     #[test]

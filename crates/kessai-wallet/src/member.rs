@@ -108,6 +108,25 @@ impl MemberFile {
         self.replace(&opened.seal_random(rng)?, StopAt::Never)
     }
 
+    /// Changes password A, password B (given the old one), or both; the key
+    /// and the history stay. Written atomically.
+    pub fn change_passwords<R: Random + ?Sized>(
+        &self,
+        a: &Passphrase,
+        new_a: Option<&Passphrase>,
+        b: Option<(&Passphrase, &Passphrase)>,
+        rng: &mut R,
+    ) -> Result<(), MemberError> {
+        let mut opened = self.open(a)?;
+        if let Some((old_b, new_b)) = b {
+            opened.change_password_b(old_b, new_b, rng)?;
+        }
+        if let Some(new_a) = new_a {
+            opened.change_password_a(new_a, rng)?;
+        }
+        self.replace(&opened.seal_random(rng)?, StopAt::Never)
+    }
+
     /// Writes `bytes` over the keystore atomically (see the module doc),
     /// stopping where `stop` says (tests).
     pub fn replace(&self, bytes: &[u8], stop: StopAt) -> Result<(), MemberError> {

@@ -38,6 +38,32 @@ pub enum MemberCommand {
         #[command(flatten)]
         a: PasswordA,
     },
+    /// Change password A, password B, or both, without registering again:
+    /// the key and the history stay.
+    Passwd {
+        /// Change password A.
+        #[arg(long)]
+        change_a: bool,
+        /// Change password B.
+        #[arg(long)]
+        change_b: bool,
+        #[command(flatten)]
+        a: PasswordA,
+        #[command(flatten)]
+        b: PasswordB,
+        /// Environment variable holding the new password A.
+        #[arg(long, conflicts_with = "new_password_a_file")]
+        new_password_a_env: Option<String>,
+        /// File holding the new password A (first line).
+        #[arg(long)]
+        new_password_a_file: Option<PathBuf>,
+        /// Environment variable holding the new password B.
+        #[arg(long, conflicts_with = "new_password_b_file")]
+        new_password_b_env: Option<String>,
+        /// File holding the new password B (first line).
+        #[arg(long)]
+        new_password_b_file: Option<PathBuf>,
+    },
     /// Register with the center (step ⑦): the member number and activation
     /// code from the letter, the details, and the verification key, signed
     /// with the signing key (passwords A and B) and sent encrypted.
@@ -99,6 +125,35 @@ pub fn run(
 ) -> anyhow::Result<()> {
     let store = MemberFile::in_dir(&config.data_dir);
     match command {
+        MemberCommand::Passwd {
+            change_a,
+            change_b,
+            a,
+            b,
+            new_password_a_env,
+            new_password_a_file,
+            new_password_b_env,
+            new_password_b_file,
+        } => {
+            if !change_a && !change_b {
+                bail!("give --change-a, --change-b or both");
+            }
+            let a = password("A", a.password_a_env.as_deref(), a.password_a_file.as_deref(), false)?;
+            let new_a = match change_a {
+                true => Some(password("A (new)", new_password_a_env.as_deref(), new_password_a_file.as_deref(), true)?),
+                false => None,
+            };
+            let b = match change_b {
+                true => Some((
+                    password("B", b.password_b_env.as_deref(), b.password_b_file.as_deref(), false)?,
+                    password("B (new)", new_password_b_env.as_deref(), new_password_b_file.as_deref(), true)?,
+                )),
+                false => None,
+            };
+            store.change_passwords(&a, new_a.as_ref(), b.as_ref().map(|(old, new)| (old, new)), &mut OsRandom)?;
+            println!("passwords changed; the key and the history are as they were");
+            Ok(())
+        }
         MemberCommand::Register {
             member,
             code_env,

@@ -68,4 +68,30 @@ fn a_member_keystore_is_made_shown_and_read_with_its_passwords() {
     let argv = kessai(&["wallet", "--config", config, "member", "show", "--password-a", "x"], &[]);
     assert!(!argv.status.success(), "no such option");
     assert_eq!(std::fs::read(dir.path().join("wallet").join("member.kms")).unwrap(), before);
+
+    // Password A changed without registering again: the old one opens
+    // nothing, the new one shows the same key.
+    let passwd = kessai(
+        &[
+            "wallet",
+            "--config",
+            config,
+            "member",
+            "passwd",
+            "--change-a",
+            "--password-a-env",
+            "PW_A",
+            "--new-password-a-env",
+            "NEW_A",
+        ],
+        &[("PW_A", "password A of the member"), ("NEW_A", "a new password A")],
+    );
+    assert!(passwd.status.success(), "{}", stderr(&passwd));
+    let old = kessai(&["wallet", "--config", config, "member", "show", "--password-a-env", "PW_A"], &env);
+    assert!(!old.status.success());
+    let new = kessai(
+        &["wallet", "--config", config, "member", "show", "--password-a-env", "NEW_A"],
+        &[("NEW_A", "a new password A")],
+    );
+    assert!(new.status.success() && stdout(&new).contains(&kid), "{}", stderr(&new));
 }
