@@ -43,6 +43,7 @@ pub fn routes(center: Arc<Center>, admin_name: String) -> Router {
         .route("/v1/admin/owed/{id}/cancel", post(cancel_correction))
         .route("/v1/admin/cards/{id}/replace", post(replace_card))
         .route("/v1/admin/cards/{id}/member", post(card_member))
+        .route("/v1/admin/members/{id}/revoke", post(revoke_member))
         .route("/v1/admin/applications", get(list_applications))
         .route("/v1/admin/applications/{id}/approve", post(approve_application))
         .route("/v1/admin/outbox", get(outbox))
@@ -509,4 +510,22 @@ async fn card_member(
         return Err(ApiError::not_found("unknown_card", format!("card {card} is not registered")));
     }
     Ok(Json(json!({ "card_id": card, "member": b.member, "instruction_required": b.instruction_required })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeBody {
+    reason: String,
+}
+
+/// A member's key reported lost: revoked; a new letter waits in the outbox.
+async fn revoke_member(
+    State(state): State<AdminState>,
+    peer: Option<Extension<PeerIdentity>>,
+    Path(id): Path<String>,
+    Body(b): Body<RevokeBody>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, peer)?;
+    let revoked = state.center.revoke_member(&id, &b.reason).await.map_err(crate::members::member_api_error)?;
+    Ok(Json(serde_json::to_value(revoked).map_err(internal)?))
 }

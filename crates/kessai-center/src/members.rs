@@ -60,6 +60,10 @@ pub enum MemberError {
     AlreadyRegistered,
     #[error("no unsent letter {0}")]
     UnknownLetter(String),
+    #[error("no active member {0}")]
+    UnknownMember(String),
+    #[error("the key replacement is refused: {0}")]
+    BadReplacement(String),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -78,6 +82,8 @@ pub fn member_api_error(e: MemberError) -> ApiError {
         MemberError::KindMismatch { .. } => (S::UNPROCESSABLE_ENTITY, ErrorType::InvalidRequest, "kind_mismatch"),
         MemberError::AlreadyRegistered => (S::CONFLICT, ErrorType::Conflict, "already_registered"),
         MemberError::UnknownLetter(_) => (S::NOT_FOUND, ErrorType::NotFound, "unknown_letter"),
+        MemberError::UnknownMember(_) => (S::NOT_FOUND, ErrorType::NotFound, "unknown_member"),
+        MemberError::BadReplacement(_) => (S::UNPROCESSABLE_ENTITY, ErrorType::InvalidRequest, "replacement_refused"),
         MemberError::Db(d) => return ApiError::internal(d),
     };
     ApiError::new(status, kind, code, e.to_string())
@@ -213,6 +219,81 @@ impl Center {
         Ok(Approved { application_id: application.id, member, letter_id: letter.id, expires_at })
     }
 
+    /// A member's key reported lost: revoked at once (it verifies nothing
+    /// from now on), and a new letter with a new activation code waits in
+    /// the outbox, for the member to register a new key (step ⑦ again).
+    pub async fn revoke_member(&self, member: &str, reason: &str) -> Result<Approved, MemberError> {
+        let text = DisplayText::parse(reason).map_err(|e| MemberError::BadApplication(format!("reason: {e}")))?;
+        let row = self.db.member(member).await?.ok_or_else(|| MemberError::UnknownMember(trunc(member)))?;
+        let now = self.clock.now();
+        let mut rng = self.random.generator();
+        let code = activation_code(rng.as_mut());
+        let expires_at = Timestamp::from_unix_s(now.unix_s() + ACTIVATION_LIFETIME_S);
+        let letter = LetterRow {
+            id: format!("ltr_{}", random_hex(rng.as_mut(), 16)),
+            member: row.member.clone(),
+            kind: row.kind.clone(),
+            letter: Some(format!(
+                "kessai membership ({kind} member)\n\nYour key was revoked ({reason}).\n\n\
+                 Your member number: {member}\nYour new activation code: {code}\n\
+                 Valid until: {expires} (Unix time)\n\nRegister a new key with `kessai wallet member register`.\n",
+                kind = row.kind,
+                reason = text.as_str(),
+                expires = expires_at.unix_s(),
+            )),
+            code_hash: code_hash(&code),
+            expires_at,
+            sent_at: None,
+            used_at: None,
+        };
+        if !self.db.revoke_member(member, text.as_str(), &letter, now).await? {
+            return Err(MemberError::UnknownMember(trunc(member)));
+        }
+        tracing::warn!(member, kid = %row.kid, "member key revoked");
+        Ok(Approved {
+            application_id: format!("revoked:{member}"),
+            member: row.member,
+            letter_id: letter.id,
+            expires_at,
+        })
+    }
+
+    /// A member replaces its key: the replacement is signed with the
+    /// current key and carries the new key's proof of possession. In one
+    /// transaction the current key is retired and the new one entered.
+    pub async fn replace_member_key(&self, token: &str) -> Result<MemberReply, MemberError> {
+        use kessai_core::messages::key_replacement;
+        let refused = |why: String| MemberError::BadReplacement(why);
+        let (_, payload) = kessai_core::jws::inspect_unverified(token).map_err(|e| refused(e.to_string()))?;
+        let member = payload["iss"].as_str().ok_or_else(|| refused("no issuer".into()))?.to_owned();
+        let row = self.db.member(&member).await?.filter(|m| m.status == "active");
+        let row = row.ok_or_else(|| MemberError::UnknownMember(trunc(&member)))?;
+        let keys = member_keys(&row).map_err(refused)?;
+        let verified =
+            key_replacement::verify(token, &keys, self.clock.as_ref()).map_err(|e| refused(e.to_string()))?;
+        let new_key = verified.message().new_key().map_err(|e| refused(e.to_string()))?;
+        let now = self.clock.now();
+        let new = MemberRow {
+            kid: new_key.kid().as_str().to_owned(),
+            public_key: kessai_core::base64url::encode(new_key.as_bytes()),
+            not_before: now,
+            not_after: Timestamp::from_unix_s(now.unix_s() + MEMBER_KEY_LIFETIME_S),
+            ..row.clone()
+        };
+        if !self.db.replace_member_key(&new, &row.kid, now).await? {
+            return Err(refused("the key it replaces is no longer the member's, or the new key was retired".into()));
+        }
+        tracing::info!(member, old = %row.kid, new = %new.kid, "member key replaced");
+        Ok(MemberReply {
+            member: new.member,
+            kind: new.kind,
+            kid: new.kid,
+            not_before: new.not_before,
+            not_after: new.not_after,
+            status: new.status,
+        })
+    }
+
     /// The outbox: letters the operator has not marked sent.
     pub async fn outbox(&self) -> Result<Vec<Letter>, MemberError> {
         Ok(self
@@ -251,12 +332,13 @@ impl Center {
             .map_err(|e| MemberError::BadRegistration(e.to_string()))?;
         let r = verified.message();
         let member = r.member().as_str();
-        // An unknown member number and a wrong code answer alike.
-        let letter = self.db.letter_for(member).await?.ok_or(MemberError::ActivationRefused)?;
-        let presented = Sha256Digest::of(code_hash(r.activation_code()).as_bytes());
-        if !presented.ct_eq(&Sha256Digest::of(letter.code_hash.as_bytes())) {
-            return Err(MemberError::ActivationRefused);
-        }
+        // An unknown member number and a wrong code answer alike: the
+        // letter is found by the code's hash, only for that member.
+        let letter = self
+            .db
+            .letter_with(member, &code_hash(r.activation_code()))
+            .await?
+            .ok_or(MemberError::ActivationRefused)?;
         let now = self.clock.now();
         if letter.used_at.is_some() {
             return Err(MemberError::CodeUsed);
@@ -280,7 +362,7 @@ impl Center {
             status: "active".into(),
             registration_jti: verified.claims().id().as_str().to_owned(),
         };
-        match self.db.enter_member(&row, now).await? {
+        match self.db.enter_member(&row, &letter.id, now).await? {
             Entered::Done => {}
             Entered::CodeGone => return Err(MemberError::CodeUsed),
             Entered::Duplicate => return Err(MemberError::AlreadyRegistered),
@@ -295,6 +377,18 @@ impl Center {
             status: row.status,
         })
     }
+}
+
+/// The member's registered key, as a key directory (owner: the member).
+pub(crate) fn member_keys(row: &MemberRow) -> Result<kessai_core::keys::KeyDirectory, String> {
+    let mut public = [0u8; 32];
+    kessai_core::base64url::decode_exact(&row.public_key, &mut public).map_err(|_| "the stored key".to_owned())?;
+    let key = kessai_core::keys::PublicKey::from_bytes(&public).map_err(|e| e.to_string())?;
+    let window = kessai_core::keys::Validity { not_before: Some(row.not_before), not_after: Some(row.not_after) };
+    let owner = kessai_core::ids::PartyId::parse(&row.member).map_err(|e| e.to_string())?;
+    let mut keys = kessai_core::keys::KeyDirectory::new();
+    keys.insert(owner, key, window).map_err(|e| e.to_string())?;
+    Ok(keys)
 }
 
 #[derive(Deserialize)]
@@ -322,6 +416,7 @@ pub fn routes(center: Arc<Center>) -> Router {
         .route("/v1/members/applications", post(apply))
         .route("/v1/members/encryption-key", get(encryption_key))
         .route("/v1/members/registrations", post(register))
+        .route("/v1/members/key-replacements", post(replace_key))
         .with_state(center)
 }
 
@@ -343,4 +438,19 @@ async fn register(State(c): State<Arc<Center>>, caller: crate::api::Caller, body
         c.register_member(&b.registration).await.map_err(member_api_error)
     };
     crate::api::idempotent(&c, &caller, "member-registration", &body, work).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplacementBody {
+    /// The JWS kessai-key-replacement+jwt, signed with the current key.
+    replacement: String,
+}
+
+async fn replace_key(State(c): State<Arc<Center>>, caller: crate::api::Caller, body: Bytes) -> Response {
+    let work = async {
+        let b: ReplacementBody = json(&body)?;
+        c.replace_member_key(&b.replacement).await.map_err(member_api_error)
+    };
+    crate::api::idempotent(&c, &caller, "member-key-replacement", &body, work).await
 }

@@ -133,15 +133,22 @@ const MIGRATIONS: &[(i64, &str, &[&str])] = &[
             // Step 6: the member number and one-time activation code, sent out
             // of band. The letter's text (with the code) is kept until the
             // operator marks it sent; the code's SHA-256 until it is used.
-            "CREATE TABLE IF NOT EXISTS center_outbox (id TEXT PRIMARY KEY, application_id TEXT NOT NULL UNIQUE,
-            member TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, code_hash TEXT NOT NULL, letter TEXT,
+            // A member whose key was lost gets a new letter: the newest one
+            // counts.
+            "CREATE TABLE IF NOT EXISTS center_outbox (id TEXT PRIMARY KEY, application_id TEXT NOT NULL,
+            member TEXT NOT NULL, kind TEXT NOT NULL, code_hash TEXT NOT NULL, letter TEXT,
             expires_at BIGINT NOT NULL, sent_at BIGINT, used_at BIGINT, created_at BIGINT NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS center_outbox_member ON center_outbox (member, created_at)",
             // Step 7: the member ledger (会員原簿 / 店舗原簿), one row a member,
             // its verification key by thumbprint.
             "CREATE TABLE IF NOT EXISTS center_members (member TEXT PRIMARY KEY, kind TEXT NOT NULL,
             details TEXT NOT NULL, kid TEXT NOT NULL UNIQUE, public_key TEXT NOT NULL, not_before BIGINT NOT NULL,
             not_after BIGINT NOT NULL, status TEXT NOT NULL, registration_jti TEXT NOT NULL UNIQUE,
             created_at BIGINT NOT NULL)",
+            // Keys a member no longer uses (replaced, or revoked when lost):
+            // they verify nothing, and none is registered again.
+            "CREATE TABLE IF NOT EXISTS center_member_retired_keys (kid TEXT PRIMARY KEY, member TEXT NOT NULL,
+            public_key TEXT NOT NULL, reason TEXT NOT NULL, retired_at BIGINT NOT NULL)",
             // A card of a member: its purchases need the member's signed
             // payment instruction (FIG. 7 ①) unless the operator turned that off.
             "ALTER TABLE center_cards ADD COLUMN member TEXT",

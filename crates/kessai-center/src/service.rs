@@ -478,13 +478,7 @@ impl Center {
         let token = instruction.ok_or_else(|| CenterError::InstructionRequired(member.clone()))?;
         let row = self.db.member(&member).await?.filter(|m| m.status == "active");
         let row = row.ok_or_else(|| refused(format!("member {member} has no active key")))?;
-        let mut public = [0u8; 32];
-        kessai_core::base64url::decode_exact(&row.public_key, &mut public).map_err(|_| refused("key".into()))?;
-        let key = kessai_core::keys::PublicKey::from_bytes(&public).map_err(|e| refused(e.to_string()))?;
-        let window = kessai_core::keys::Validity { not_before: Some(row.not_before), not_after: Some(row.not_after) };
-        let owner = kessai_core::ids::PartyId::parse(&member).map_err(|e| refused(e.to_string()))?;
-        let mut keys = kessai_core::keys::KeyDirectory::new();
-        keys.insert(owner, key, window).map_err(|e| refused(e.to_string()))?;
+        let keys = crate::members::member_keys(&row).map_err(refused)?;
         let verified = instruction::verify(token, &keys, self.clock.as_ref()).map_err(|e| refused(e.to_string()))?;
         let i = verified.message();
         let bill = &s.bill;

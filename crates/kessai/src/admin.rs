@@ -118,6 +118,43 @@ enum AdminCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Membership applications waiting for approval (or approved ones).
+    Applications {
+        #[arg(long, default_value = "received")]
+        status: String,
+    },
+    /// Approve an application: the member number and activation code go to
+    /// the outbox letter.
+    Approve {
+        /// The application (`app_…`).
+        application_id: String,
+    },
+    /// The letters to print or mail (member numbers, activation codes).
+    Outbox,
+    /// A letter was sent: its text, with the code, is wiped.
+    LetterSent {
+        /// The letter (`ltr_…`).
+        letter_id: String,
+    },
+    /// Revoke a member's key reported lost; a new letter goes to the outbox.
+    RevokeMember {
+        /// The member (`m-…`).
+        member: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Link a card to a member: its purchases then need the member's signed
+    /// payment instruction.
+    LinkCard {
+        #[arg(long)]
+        card_id: String,
+        /// The member (`m-…`); omit to unlink the card.
+        #[arg(long)]
+        member: Option<String>,
+        /// Let the card pay without the member's instruction.
+        #[arg(long)]
+        no_instruction: bool,
+    },
 }
 
 pub fn run(args: AdminArgs) -> anyhow::Result<()> {
@@ -182,6 +219,19 @@ fn request(command: AdminCommand) -> anyhow::Result<(String, Option<Value>)> {
         }
         AdminCommand::Owed { card_id } => (format!("/v1/admin/cards/{card_id}/owed"), None),
         AdminCommand::CancelCorrection { owed_id } => (format!("/v1/admin/owed/{owed_id}/cancel"), Some(json!({}))),
+        AdminCommand::Applications { status } => (format!("/v1/admin/applications?status={status}"), None),
+        AdminCommand::Approve { application_id } => {
+            (format!("/v1/admin/applications/{application_id}/approve"), Some(json!({})))
+        }
+        AdminCommand::Outbox => ("/v1/admin/outbox".into(), None),
+        AdminCommand::LetterSent { letter_id } => (format!("/v1/admin/outbox/{letter_id}/sent"), Some(json!({}))),
+        AdminCommand::RevokeMember { member, reason } => {
+            (format!("/v1/admin/members/{member}/revoke"), Some(json!({ "reason": reason })))
+        }
+        AdminCommand::LinkCard { card_id, member, no_instruction } => (
+            format!("/v1/admin/cards/{card_id}/member"),
+            Some(json!({ "member": member, "instruction_required": !no_instruction })),
+        ),
         AdminCommand::ReplaceCard { card_id, replacement, reason } => (
             format!("/v1/admin/cards/{card_id}/replace"),
             Some(json!({ "replacement": replacement, "reason": reason })),

@@ -209,6 +209,8 @@ pub fn run(
             if store.exists() {
                 bail!("{} exists: a member keystore is never overwritten", store.path().display());
             }
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("creating {}", config.data_dir.display()))?;
             let a = password("A", a.password_a_env.as_deref(), a.password_a_file.as_deref(), true)?;
             let b = match password_a_only {
                 true => None,

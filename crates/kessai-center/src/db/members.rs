@@ -184,27 +184,48 @@ impl CenterDb {
         Ok(self.execute(sent).await? == 1)
     }
 
-    /// The letter that gave member number `member`.
-    pub async fn letter_for(&self, member: &str) -> Result<Option<LetterRow>, DbError> {
-        let row =
-            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {LETTER_COLUMNS} FROM center_outbox WHERE member = $1")))
-                .bind(member.to_owned())
-                .fetch_optional(&mut *self.read().await?)
-                .await?;
+    /// The letter of member number `member` whose code hashes to
+    /// `code_hash`, if any.
+    pub async fn letter_with(&self, member: &str, code_hash: &str) -> Result<Option<LetterRow>, DbError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {LETTER_COLUMNS} FROM center_outbox WHERE member = $1 AND code_hash = $2"
+        )))
+        .bind(member.to_owned())
+        .bind(code_hash.to_owned())
+        .fetch_optional(&mut *self.read().await?)
+        .await?;
         row.map(|r| letter_row(&r)).transpose()
     }
 
-    /// Enters a member and uses its activation code, in one transaction:
-    /// the code only if still unused and unexpired at `now`.
-    pub async fn enter_member(&self, m: &MemberRow, now: Timestamp) -> Result<Entered, DbError> {
+    /// The letters of member number `member`, newest first.
+    pub async fn letters_of(&self, member: &str) -> Result<Vec<LetterRow>, DbError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {LETTER_COLUMNS} FROM center_outbox WHERE member = $1 ORDER BY created_at DESC, id"
+        )))
+        .bind(member.to_owned())
+        .fetch_all(&mut *self.read().await?)
+        .await?;
+        rows.iter().map(|r| letter_row(r)).collect()
+    }
+
+    /// Enters a member and uses its activation code (letter `letter`), in
+    /// one transaction: the code only if still unused and unexpired at
+    /// `now`; a member whose key was revoked is entered again with its new
+    /// key; a key ever retired is never entered again.
+    pub async fn enter_member(&self, m: &MemberRow, letter: &str, now: Timestamp) -> Result<Entered, DbError> {
         let use_code = Stmt::new(
-            "UPDATE center_outbox SET used_at = $1 WHERE member = $2 AND used_at IS NULL AND expires_at >= $1",
+            "UPDATE center_outbox SET used_at = $1 WHERE id = $2 AND member = $3 AND used_at IS NULL
+             AND expires_at >= $1",
         )
         .bind(to_i64(now.unix_s())?)
+        .bind(letter.to_owned())
         .bind(m.member.clone());
+        let retired = Stmt::new("SELECT kid FROM center_member_retired_keys WHERE kid = $1").bind(m.kid.clone());
         let insert = Stmt::new(
             "INSERT INTO center_members (member, kind, details, kid, public_key, not_before, not_after, status,
-             registration_jti, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             registration_jti, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (member) DO UPDATE SET details = $3, kid = $4, public_key = $5, not_before = $6,
+             not_after = $7, status = $8, registration_jti = $9 WHERE center_members.status = 'revoked'",
         )
         .bind(m.member.clone())
         .bind(m.kind.clone())
@@ -222,12 +243,19 @@ impl CenterDb {
                     if conn.execute(use_code).await? != 1 {
                         return Ok(Entered::CodeGone);
                     }
-                    conn.execute(insert).await?;
+                    if conn.fetch_optional(retired, |r| r.required_text("kid")).await?.is_some()
+                        || conn.execute(insert).await? != 1
+                    {
+                        // The code was used and nobody entered: undone with
+                        // the transaction.
+                        return Err(DbError::Conflict);
+                    }
                     Ok(Entered::Done)
                 })
             })
             .await;
         match entered {
+            Err(DbError::Conflict) => Ok(Entered::Duplicate),
             Err(e) if e.is_unique_violation() => Ok(Entered::Duplicate),
             other => other,
         }
@@ -279,5 +307,103 @@ impl CenterDb {
         let member: Option<String> = row.try_get("member")?;
         let required: i64 = row.try_get("instruction_required")?;
         Ok(member.map(|m| (m, required != 0)))
+    }
+
+    /// The operator revokes a member's key (reported lost): the member is
+    /// `revoked`, its key retired, and a new letter (a new activation code)
+    /// waits in the outbox, in one transaction. `false` if the member was
+    /// not active.
+    pub async fn revoke_member(
+        &self,
+        member: &str,
+        reason: &str,
+        letter: &LetterRow,
+        now: Timestamp,
+    ) -> Result<bool, DbError> {
+        let now_i = to_i64(now.unix_s())?;
+        let revoke = Stmt::new("UPDATE center_members SET status = 'revoked' WHERE member = $1 AND status = 'active'")
+            .bind(member.to_owned());
+        let retire = Stmt::new(
+            "INSERT INTO center_member_retired_keys (kid, member, public_key, reason, retired_at)
+             SELECT kid, member, public_key, $1, $2 FROM center_members WHERE member = $3",
+        )
+        .bind(reason.to_owned())
+        .bind(now_i)
+        .bind(member.to_owned());
+        // An earlier letter not used yet is void from now on.
+        let void = Stmt::new("UPDATE center_outbox SET used_at = $1 WHERE member = $2 AND used_at IS NULL")
+            .bind(now_i)
+            .bind(member.to_owned());
+        let insert = Stmt::new(
+            "INSERT INTO center_outbox (id, application_id, member, kind, code_hash, letter, expires_at, sent_at,
+             used_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL, $8)",
+        )
+        .bind(letter.id.clone())
+        .bind(format!("revoked:{member}"))
+        .bind(member.to_owned())
+        .bind(letter.kind.clone())
+        .bind(letter.code_hash.clone())
+        .bind(letter.letter.clone())
+        .bind(to_i64(letter.expires_at.unix_s())?)
+        .bind(now_i);
+        self.write(move |mut conn| {
+            Box::pin(async move {
+                if conn.execute(revoke).await? != 1 {
+                    return Ok(false);
+                }
+                conn.execute(retire).await?;
+                conn.execute(void).await?;
+                conn.execute(insert).await?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+
+    /// A member's key `old_kid` replaced by the key of `new` (the member's
+    /// row as it will stand), with `old_kid` retired, in one transaction.
+    /// `false` if `old_kid` is not the member's active key any more (a
+    /// replay, a race) or the new key was ever retired.
+    pub async fn replace_member_key(&self, new: &MemberRow, old_kid: &str, now: Timestamp) -> Result<bool, DbError> {
+        let now_i = to_i64(now.unix_s())?;
+        let retired = Stmt::new("SELECT kid FROM center_member_retired_keys WHERE kid = $1").bind(new.kid.clone());
+        let retire = Stmt::new(
+            "INSERT INTO center_member_retired_keys (kid, member, public_key, reason, retired_at)
+             SELECT kid, member, public_key, 'replaced', $1 FROM center_members
+             WHERE member = $2 AND kid = $3 AND status = 'active'",
+        )
+        .bind(now_i)
+        .bind(new.member.clone())
+        .bind(old_kid.to_owned());
+        let update = Stmt::new(
+            "UPDATE center_members SET kid = $1, public_key = $2, not_before = $3, not_after = $4
+             WHERE member = $5 AND kid = $6 AND status = 'active'",
+        )
+        .bind(new.kid.clone())
+        .bind(new.public_key.clone())
+        .bind(to_i64(new.not_before.unix_s())?)
+        .bind(to_i64(new.not_after.unix_s())?)
+        .bind(new.member.clone())
+        .bind(old_kid.to_owned());
+        let done = self
+            .write(move |mut conn| {
+                Box::pin(async move {
+                    if conn.fetch_optional(retired, |r| r.required_text("kid")).await?.is_some()
+                        || conn.execute(retire).await? != 1
+                    {
+                        return Ok(false);
+                    }
+                    if conn.execute(update).await? != 1 {
+                        return Err(DbError::Conflict);
+                    }
+                    Ok(true)
+                })
+            })
+            .await;
+        match done {
+            Err(DbError::Conflict) => Ok(false),
+            Err(e) if e.is_unique_violation() => Ok(false),
+            other => other,
+        }
     }
 }

@@ -185,7 +185,7 @@ async fn a_member_applies_is_approved_and_registers_its_key_and_every_refusal_ch
         s.center.letter_sent(&l.letter_id).await.unwrap();
     }
     assert!(s.center.outbox().await.unwrap().is_empty());
-    assert!(s.center.db.letter_for(&member).await.unwrap().unwrap().letter.is_none());
+    assert!(s.center.db.letters_of(&member).await.unwrap().iter().all(|l| l.letter.is_none()));
 }
 
 /// #12, FIG. 7 ①: a registered member's card pays only on the member's
@@ -262,4 +262,71 @@ async fn a_members_card_pays_only_on_the_members_signed_instruction() {
     let answers = parse_answers(&crate::service::relay(&mut card, &r)).unwrap();
     let done = s.center.complete(&id, answers, Default::default()).await.unwrap();
     assert_eq!(done.phase, kessai_center::purchase::Phase::Completed);
+}
+
+/// #12 key lifecycle: a member replaces its key (signed with the current
+/// one, the new one proving possession); a replayed replacement, or one by
+/// a stranger, is refused. A key reported lost is revoked at once and a new
+/// letter goes out; the member registers a new key with it; a retired key
+/// is never registered again.
+#[tokio::test]
+async fn a_member_replaces_its_key_and_a_lost_key_is_revoked_and_registered_anew() {
+    use kessai_core::messages::key_replacement::{self, KeyReplacement};
+    let s = setup().await;
+    let mut rng = SeededRandom::new(31);
+    let center_key = s.center.security.member_encryption_key().public().clone();
+    let first = SigningKey::generate(&mut rng);
+    let (member, code) = letter(&s.center, "general").await;
+    s.center
+        .register_member(&envelope(&member, &code, general(), (&first, &first), &center_key, &mut rng))
+        .await
+        .unwrap();
+    let id = PartyId::parse(&member).unwrap();
+    let replacement = |current: &SigningKey, new: &SigningKey, signer: &SigningKey, rng: &mut SeededRandom| {
+        let claims = Claims::for_lifetime(id.clone(), MessageId::generate(rng), NOW, 300).unwrap();
+        let body = KeyReplacement::made(id.clone(), current, new).unwrap();
+        jws::sign(&claims, &body, signer).unwrap()
+    };
+
+    let second = SigningKey::generate(&mut rng);
+    let stranger = SigningKey::generate(&mut rng);
+    let forged = replacement(&first, &second, &stranger, &mut rng);
+    assert!(matches!(s.center.replace_member_key(&forged).await, Err(MemberError::BadReplacement(_))));
+    let genuine = replacement(&first, &second, &first, &mut rng);
+    let replaced = s.center.replace_member_key(&genuine).await.unwrap();
+    assert_eq!(replaced.kid, second.kid().as_str());
+    assert!(s.center.replace_member_key(&genuine).await.is_err(), "a replay: the key that signed it is retired");
+    // Back to the first key: refused, it was retired.
+    let back = replacement(&second, &first, &second, &mut rng);
+    assert!(s.center.replace_member_key(&back).await.is_err(), "a retired key comes back");
+    assert_eq!(s.center.db.member(&member).await.unwrap().unwrap().kid, second.kid().as_str());
+    assert!(
+        key_replacement::sign(
+            &Claims::for_lifetime(id.clone(), MessageId::generate(&mut rng), NOW, 300).unwrap(),
+            &KeyReplacement::made(id.clone(), &second, &stranger).unwrap(),
+            &stranger
+        )
+        .is_err(),
+        "only the key it replaces signs it"
+    );
+
+    // The second key is lost: revoked, a new letter out.
+    let revoked = s.center.revoke_member(&member, "reported lost by phone").await.unwrap();
+    assert_eq!(s.center.db.member(&member).await.unwrap().unwrap().status, "revoked");
+    let after_loss = replacement(&second, &SigningKey::generate(&mut rng), &second, &mut rng);
+    assert!(matches!(s.center.replace_member_key(&after_loss).await, Err(MemberError::UnknownMember(_))));
+    let outbox = s.center.outbox().await.unwrap();
+    let text = &outbox.iter().find(|l| l.letter_id == revoked.letter_id).unwrap().text;
+    let new_code = text.lines().find_map(|l| l.strip_prefix("Your new activation code: ")).unwrap().to_owned();
+    // A retired key cannot come back with the new code; a new key can.
+    let old = envelope(&member, &new_code, general(), (&second, &second), &center_key, &mut rng);
+    let refused = s.center.register_member(&old).await;
+    assert!(matches!(refused, Err(MemberError::AlreadyRegistered)), "{refused:?}");
+    let third = SigningKey::generate(&mut rng);
+    let fresh = envelope(&member, &new_code, general(), (&third, &third), &center_key, &mut rng);
+    let entered = s.center.register_member(&fresh).await.unwrap();
+    assert_eq!((entered.kid.as_str(), entered.status.as_str()), (third.kid().as_str(), "active"));
+    // The first letter's code is spent and the new one too.
+    let again = envelope(&member, &code, general(), (&SigningKey::generate(&mut rng), &third), &center_key, &mut rng);
+    assert!(s.center.register_member(&again).await.is_err());
 }

@@ -13,10 +13,12 @@
 //! | refund request [`refund::RefundRequest`] | `kessai-refund+jwt` | store → center |
 //! | member registration [`registration::Registration`] | `kessai-registration+jwt`, inside a JWE | member → center |
 //! | payment instruction [`instruction::PaymentInstruction`] | `kessai-payment-instruction+jwt` | member → center |
+//! | key replacement [`key_replacement::KeyReplacement`] | `kessai-key-replacement+jwt` | member → center |
 
 pub mod bill;
 pub mod completion;
 pub mod instruction;
+pub mod key_replacement;
 pub mod offer;
 pub mod receipt;
 pub mod refund;

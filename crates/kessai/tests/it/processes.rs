@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use kessai_http::HttpsClient;
 use kessai_store::demo::DemoSettings;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::harness::{CenterProcess, Deployment, card_balance, free_port};
 use crate::{kessai, stderr, stdout};
@@ -225,4 +225,85 @@ fn a_purchase_and_a_refund_between_separate_processes_over_mutual_tls() {
     let out = kessai(&["wallet", "--config", wallet.to_str().unwrap(), "collect"], &[]);
     assert!(stdout(&out).contains("nothing is owed"), "{}", stdout(&out));
     assert!(admin(&["owed", "--card-id", &card_id])["owed"].as_array().unwrap().is_empty());
+}
+
+/// #12 end to end with real processes: an applicant applies, the operator
+/// approves and reads the letter (`kessai admin approve`, `outbox`), the
+/// member makes a keystore and registers its key (`kessai wallet member
+/// init`, `register`), the operator links the card (`link-card`); then the
+/// card pays only with the member's passwords (`wallet pay --member`).
+#[test]
+fn a_member_registers_and_its_card_pays_only_on_its_signed_instruction() {
+    let d = Deployment::new(33);
+    let ca = d.ca_path();
+    let out = kessai(&["pki", "issue", "--dir", ca.to_str().unwrap(), "--client", "kessai-mall"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (center_port, store_port) = (free_port(), free_port());
+    let center_base = format!("https://127.0.0.1:{center_port}");
+    let store_base = format!("https://127.0.0.1:{store_port}");
+    let config = d.center_config("center", center_port, None);
+    let out = kessai(&["center", "init", "--config", config.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (card_id, image) = d.issue_card(&config, 1, 20_000);
+    let _center = CenterProcess::start(&config);
+    d.wait_healthy(center_port);
+    let (_store, _) = start_store(&d, store_port, center_port);
+    let admin = |args: &[&str]| admin_cli(&d, &center_base, args);
+    register_mall(&d, &center_base, &store_base);
+    admin(&["register-store", "--id", "bookshop", "--display-name", "Kessai Books", "--mall", "kessai-mall"]);
+
+    let apply = json!({ "kind": "general", "name": "Hanako Yamada", "contact": "hanako@example.jp" });
+    let (status, application) = d.post(&format!("{center_base}/v1/members/applications"), "apply-1", &apply).unwrap();
+    assert_eq!(status, 200, "{application}");
+    let approved = admin(&["approve", application["application_id"].as_str().unwrap()]);
+    let member = approved["member"].as_str().unwrap().to_owned();
+    let outbox = admin(&["outbox"]);
+    let letter = &outbox["letters"][0];
+    let code = letter["text"].as_str().unwrap().lines().find_map(|l| l.strip_prefix("Your activation code: ")).unwrap();
+    admin(&["letter-sent", letter["letter_id"].as_str().unwrap()]);
+
+    let wallet = wallet_toml(&d, center_port, &image);
+    let wallet = wallet.to_str().unwrap();
+    let env = [("PW_A", "the member's password A"), ("PW_B", "the member's password B"), ("CODE", code)];
+    let a = ["--password-a-env", "PW_A"];
+    let b = ["--password-b-env", "PW_B"];
+    let init = kessai(&[&["wallet", "--config", wallet, "member", "init"][..], &a, &b].concat(), &env);
+    assert!(init.status.success(), "{}", stderr(&init));
+    let register = [
+        "wallet",
+        "--config",
+        wallet,
+        "member",
+        "register",
+        "--member",
+        &member,
+        "--code-env",
+        "CODE",
+        "--name",
+        "Hanako Yamada",
+        "--address",
+        "1-2-3 Chiyoda, Tokyo",
+        "--birth-date",
+        "1990-04-01",
+    ];
+    let out = kessai(&[&register[..], &a, &b].concat(), &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(&member), "{}", stdout(&out));
+    let linked = admin(&["link-card", "--card-id", &card_id, "--member", &member]);
+    assert_eq!(linked["instruction_required"], true);
+
+    // Without the member's key: refused, the card untouched.
+    let order = place_order(&d, &store_base);
+    let bill_url = format!("{store_base}/orders/{order}/bill");
+    let out = kessai(&["wallet", "--config", wallet, "pay", &bill_url, "--yes"], &[]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("instruction_required"), "{}", stderr(&out));
+    assert_eq!(card_balance(&image), 20_000);
+    // With the member's passwords: paid.
+    let order = place_order(&d, &store_base);
+    let bill_url = format!("{store_base}/orders/{order}/bill");
+    let pay = ["wallet", "--config", wallet, "pay", &bill_url, "--yes", "--member", &member];
+    let out = kessai(&[&pay[..], &a, &b].concat(), &env);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(card_balance(&image) < 20_000, "the card paid");
 }
