@@ -277,7 +277,7 @@ pub fn signer(
     member: &str,
     a: &PasswordA,
     b: &PasswordB,
-) -> anyhow::Result<(kessai_core::ids::PartyId, kessai_core::keys::SigningKey)> {
+) -> anyhow::Result<(kessai_core::ids::PartyId, kessai_core::keys::SigningKey, Passphrase)> {
     let store = MemberFile::in_dir(&config.data_dir);
     let id = kessai_core::ids::PartyId::parse(member).context("the member number")?;
     let a = password("A", a.password_a_env.as_deref(), a.password_a_file.as_deref(), false)?;
@@ -286,7 +286,27 @@ pub fn signer(
         Variant::TwoPasswords => Some(password("B", b.password_b_env.as_deref(), b.password_b_file.as_deref(), false)?),
         _ => None,
     };
-    Ok((id, opened.signing_key(b.as_ref())?))
+    Ok((id, opened.signing_key(b.as_ref())?, a))
+}
+
+/// Adds a completed payment to the member's purchase history in the
+/// keystore (FIG. 10), under password A.
+pub fn record_purchase(
+    config: &kessai_wallet::WalletConfig,
+    a: &Passphrase,
+    record: &kessai_wallet::Record,
+) -> anyhow::Result<()> {
+    use kessai_core::member_store::HistoryEntry;
+    use kessai_core::time::Clock as _;
+    let entry = HistoryEntry {
+        at: kessai_core::time::SystemClock.now(),
+        store: record.member.clone().unwrap_or_else(|| record.store.clone()),
+        order_id: record.order_id.clone(),
+        amount: record.amount,
+        settlement_id: record.settlement_id.as_ref().map(|s| s.to_string()).unwrap_or_default(),
+    };
+    MemberFile::in_dir(&config.data_dir).record(a, entry, &mut OsRandom)?;
+    Ok(())
 }
 
 /// Password `which`: from the environment variable, the file, or a prompt

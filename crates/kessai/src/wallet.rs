@@ -79,11 +79,23 @@ pub fn run(config_path: &Path, command: WalletCommand) -> anyhow::Result<()> {
             runtime.block_on(kessai_wallet::run(config, crate::store::shutdown_signal()))
         }
         WalletCommand::Pay { bill_url, yes, member, a, b } => {
-            let member = match member {
-                Some(id) => Some(crate::member::signer(&config, &id, &a, &b)?),
-                None => None,
+            let (member, password_a) = match member {
+                Some(id) => {
+                    let (id, key, password_a) = crate::member::signer(&config, &id, &a, &b)?;
+                    (Some((id, key)), Some(password_a))
+                }
+                None => (None, None),
             };
-            runtime.block_on(pay(config, member, &bill_url, yes))
+            let paid = runtime.block_on(pay(config.clone(), member, &bill_url, yes))?;
+            // A member's purchase goes into its keystore's history (FIG. 10).
+            if let (Some(settlement), Some(a)) = (paid, password_a) {
+                let records = runtime.block_on(kessai_wallet::history(config.clone()))?;
+                let record = records.iter().find(|r| r.settlement_id.as_ref().is_some_and(|s| *s == settlement));
+                if let Some(record) = record {
+                    crate::member::record_purchase(&config, &a, record)?;
+                }
+            }
+            Ok(())
         }
         WalletCommand::Balance => {
             let card = runtime.block_on(kessai_wallet::balance(config))?;
@@ -199,12 +211,13 @@ fn ask(view: &ConsentView) -> bool {
     matches!(answer.trim(), "y" | "Y" | "yes")
 }
 
+/// Pays; answers the settlement, if it completed.
 async fn pay(
     config: WalletConfig,
     member: Option<(kessai_core::ids::PartyId, kessai_core::keys::SigningKey)>,
     bill_url: &str,
     yes: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<kessai_core::ids::SettlementId>> {
     let consent = move |view: &ConsentView| if yes { true } else { ask(view) };
     let progress = |p: Progress| eprintln!("  … {}", describe(&p));
     match kessai_wallet::pay_as(config, member, bill_url, consent, progress).await? {
@@ -219,11 +232,11 @@ async fn pay(
                 ),
                 None => println!("the store's receipt is late; `kessai wallet history` will show it"),
             }
-            Ok(())
+            Ok(Some(completed_settlement))
         }
         PayOutcome::Declined(outcome) => {
             println!("not paid: {outcome:?}; nothing was charged");
-            Ok(())
+            Ok(None)
         }
         other => anyhow::bail!("unexpected outcome: {other:?}"),
     }

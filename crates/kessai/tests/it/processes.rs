@@ -306,4 +306,8 @@ fn a_member_registers_and_its_card_pays_only_on_its_signed_instruction() {
     let out = kessai(&[&pay[..], &a, &b].concat(), &env);
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     assert!(card_balance(&image) < 20_000, "the card paid");
+    // The purchase is in the member's history, which password A alone reads.
+    let history = kessai(&[&["wallet", "--config", wallet, "member", "history"][..], &a].concat(), &env);
+    assert!(history.status.success(), "{}", stderr(&history));
+    assert!(stdout(&history).contains(&order), "{}", stdout(&history));
 }
