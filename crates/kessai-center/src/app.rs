@@ -311,6 +311,7 @@ pub async fn serve_on(
         .merge(admin::routes(center.clone(), config.tls.admin_name.clone()))
         .merge(update_api::routes(center.clone(), simulator.clone()))
         .merge(crate::members::routes(center.clone()))
+        .merge(crate::member_pages::routes(center.clone()))
         .merge(ops_routes(metrics.clone(), ready.clone()));
     let router = apply_standard_layers(router, &config.limits, &metrics);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

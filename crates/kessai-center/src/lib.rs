@@ -21,6 +21,7 @@ pub mod issue;
 pub mod key_set;
 pub mod keystore;
 pub mod limits;
+pub mod member_pages;
 pub mod members;
 pub mod merge;
 pub mod owed;

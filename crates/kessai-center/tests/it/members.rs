@@ -330,3 +330,55 @@ async fn a_member_replaces_its_key_and_a_lost_key_is_revoked_and_registered_anew
     let again = envelope(&member, &code, general(), (&SigningKey::generate(&mut rng), &third), &center_key, &mut rng);
     assert!(s.center.register_member(&again).await.is_err());
 }
+
+/// FIG. 3–4 steps ①–⑤ in the browser: the guide, the sign-up form, and the
+/// application number it answers; no scripts, no framing, the form posts to
+/// the center only. A form missing a field or with a bad kind is shown
+/// again with what to fix, and nothing is stored.
+#[tokio::test]
+async fn the_guide_and_sign_up_pages_take_an_application() {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode, header};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let s = setup().await;
+    let center = Arc::new(s.center);
+    let app = kessai_center::member_pages::routes(center.clone());
+    let call = |req: Request<Body>| {
+        let app = app.clone();
+        async move {
+            let resp = app.oneshot(req).await.unwrap();
+            let (status, headers) = (resp.status(), resp.headers().clone());
+            let body = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+            (status, headers, body)
+        }
+    };
+    let (status, headers, guide) = call(Request::get("/members").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(guide.contains("href=\"/members/apply\"") && guide.contains("kessai wallet member register"), "{guide}");
+    let csp = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+    assert!(csp.contains("default-src 'none'") && csp.contains("form-action 'self'"), "{csp}");
+    assert_eq!(headers[header::X_FRAME_OPTIONS], "DENY");
+    assert!(!guide.contains("<script"));
+    let (_, _, form) = call(Request::get("/members/apply").body(Body::empty()).unwrap()).await;
+    assert!(form.contains("action=\"/members/apply\"") && form.contains("name=\"contact\""), "{form}");
+
+    let post = |body: &str| {
+        Request::post("/members/apply")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body.to_owned()))
+            .unwrap()
+    };
+    let (status, _, page) = call(post("kind=general&name=Hanako+Yamada")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+    let (status, _, page) = call(post("kind=robot&name=R&contact=x")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{page}");
+    assert!(page.contains("role=\"alert\""));
+    assert!(center.db.applications("received", 10).await.unwrap().is_empty(), "nothing stored");
+    let (status, _, page) = call(post("kind=general&name=Hanako+Yamada&contact=hanako%40example.jp")).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let listed = center.db.applications("received", 10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(page.contains(&listed[0].id), "the application number is shown: {page}");
+    assert_eq!((listed[0].name.as_str(), listed[0].contact.as_str()), ("Hanako Yamada", "hanako@example.jp"));
+}

@@ -25,6 +25,7 @@ const env = (name) => {
 const { chromium } = createRequire(join(env("KESSAI_NODE_MODULES"), "index.js"))("playwright-core");
 const shop = env("KESSAI_SHOP_URL");
 const wallet = env("KESSAI_WALLET_URL");
+const center = env("KESSAI_CENTER_URL");
 const artifacts = env("KESSAI_ARTIFACTS");
 mkdirSync(artifacts, { recursive: true });
 
@@ -279,6 +280,31 @@ const context = await chromium.launchPersistentContext(profile, {
     "--ignore-certificate-errors",
   ],
 });
+// A person applies for membership on the center's pages (#12, FIG. 3-4
+// steps 1-5): the guide, the sign-up form, the application number.
+async function signUp(s) {
+  const { page } = s;
+  await page.goto(`${center}/members`);
+  await s.step("guide", async () => {
+    await expectText(page, "h1", "Become a member");
+    await expectText(page, "main", "password B");
+  });
+  await follow(page, page.getByRole("link", { name: "Apply now" }));
+  await s.step("apply-form", async () => {
+    await expectText(page, "h1", "Apply for membership");
+    await page.getByLabel("Name (or the store's name)").fill("Hanako Yamada");
+    await page.getByLabel(/^Postal address or e-mail/).fill("hanako@example.jp");
+  });
+  await follow(page, page.getByRole("button", { name: "Apply" }));
+  let application = "";
+  await s.step("application", async () => {
+    await expectText(page, "h1", "Application received");
+    application = await text(page, "#application");
+    if (!/^app_[0-9a-f]{32}$/.test(application)) throw new Error(`application number ${application}`);
+  });
+  return { application };
+}
+
 const result = { browser: context.browser()?.version() ?? "chromium", scenarios: {} };
 let failed = false;
 try {
@@ -287,6 +313,7 @@ try {
     ["cancel", cancelAtConsent],
     ["insufficient", insufficientBalance],
     ["charge", charge],
+    ["signup", signUp],
   ]) {
     await context.clearCookies();
     const page = await context.newPage();

@@ -71,6 +71,7 @@ fn a_person_buys_the_ebook_cancels_once_is_refused_a_bill_over_the_balance_and_c
         .env("KESSAI_NODE_MODULES", &node_modules)
         .env("KESSAI_SHOP_URL", format!("https://127.0.0.1:{store}"))
         .env("KESSAI_WALLET_URL", format!("http://127.0.0.1:{wallet}"))
+        .env("KESSAI_CENTER_URL", format!("https://127.0.0.1:{center}"))
         .env("KESSAI_ARTIFACTS", artifacts())
         .output()
         .unwrap();
@@ -78,7 +79,7 @@ fn a_person_buys_the_ebook_cancels_once_is_refused_a_bill_over_the_balance_and_c
     let stderr = String::from_utf8_lossy(&out.stderr);
     let result: Value =
         serde_json::from_str(&printed).unwrap_or_else(|e| panic!("no JSON ({e}):\n{printed}\n{stderr}"));
-    for name in ["purchase", "cancel", "insufficient", "charge"] {
+    for name in ["purchase", "cancel", "insufficient", "charge", "signup"] {
         assert_eq!(result["scenarios"][name]["ok"], true, "{name}: {}", result["scenarios"][name]);
     }
     assert!(out.status.success(), "{stderr}");
@@ -117,6 +118,11 @@ fn a_person_buys_the_ebook_cancels_once_is_refused_a_bill_over_the_balance_and_c
     assert_eq!(charged["status"], "Charged JPY 5,000 to your card.");
     assert_eq!(charged["balance_after"], "JPY 33,800");
     assert_eq!(charged["wallet_after"], "JPY 33,800");
+
+    let signup = &result["scenarios"]["signup"];
+    assert!(signup["application"].as_str().unwrap().starts_with("app_"), "{signup}");
+    let steps: Vec<&str> = signup["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
+    assert_eq!(steps, ["guide", "apply-form", "application"], "screenshots of the sign-up pages");
 
     let image = std::fs::read(dir.join("card.img")).unwrap();
     assert_eq!(
