@@ -17,6 +17,8 @@ use zeroize::Zeroizing;
 
 /// The keystore's name in the wallet's data directory.
 pub const FILE_NAME: &str = "member.kms";
+/// Where the member number is kept once registered (it is no secret).
+pub const NUMBER_FILE: &str = "member-number";
 
 /// Why the keystore could not be made, read or changed.
 #[derive(Debug, thiserror::Error)]
@@ -221,5 +223,9 @@ pub async fn register(
         .await?;
     let answer: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
     anyhow::ensure!(status.is_success(), "the center refused the registration ({status}): {}", answer["error"]);
+    // The wallet pays as this member from now on (its pages ask passwords A and B).
+    let number = config.data_dir.join(NUMBER_FILE);
+    std::fs::write(&number, format!("{}\n", answer["member"].as_str().unwrap_or_default()))
+        .with_context(|| format!("writing {}", number.display()))?;
     Ok(answer)
 }

@@ -99,6 +99,16 @@ pub fn review(v: &ReviewView) -> Markup {
             input type="hidden" name="bill" value=(v.bill);
             input type="hidden" name="return_url" value=(v.return_url);
             input type="hidden" name="form_token" value=(v.form_token);
+            @if let Some(member) = &v.member {
+                fieldset id="member" {
+                    legend { "You pay as member " (member) }
+                    p { "Your passwords open the key that signs this payment." }
+                    p { label for="password_a" { "Password A" } br;
+                        input id="password_a" name="password_a" type="password" autocomplete="off" required; }
+                    p { label for="password_b" { "Password B" } br;
+                        input id="password_b" name="password_b" type="password" autocomplete="off"; }
+                }
+            }
             button type="submit" { "Continue with my card" }
         }
         p { a href=(v.return_url) { "Back to the store" } }

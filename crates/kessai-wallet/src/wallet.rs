@@ -35,6 +35,9 @@ use crate::records::{LocalPhase, NewPayment, Record, Records, Update};
 pub enum PayError {
     #[error("the store's return address {0:?} is not a safe https:// URL")]
     UnsafeReturnUrl(String),
+    /// The member keystore did not open (a wrong password, a damaged file).
+    #[error("your member key could not be opened: {0}")]
+    MemberKey(String),
     /// The return URL is not at the origin the store signed into its bill.
     #[error("the return address {url:?} is not at the store's own address {origin}")]
     NotTheStoresAddress { url: String, origin: String },
@@ -137,6 +140,9 @@ pub struct ReviewView {
     pub bill: String,
     pub return_url: String,
     pub form_token: String,
+    /// The registered member this wallet pays as (its keystore and member
+    /// number are here): the review asks for passwords A and B (#12).
+    pub member: Option<String>,
 }
 
 /// What the cardholder agrees to (FIG. 18).
@@ -364,12 +370,16 @@ impl Wallet {
         self
     }
 
-    /// The member's payment instruction for `bill` paid by `card`, if this
-    /// wallet pays as a member.
-    fn instruction(&self, bill: &HandedBill, card: kessai_core::ids::CardId) -> Result<Option<String>, PayError> {
+    /// The payment instruction of `member` for `bill` paid by `card`.
+    fn instruction(
+        &self,
+        member: Option<&(kessai_core::ids::PartyId, kessai_core::keys::SigningKey)>,
+        bill: &HandedBill,
+        card: kessai_core::ids::CardId,
+    ) -> Result<Option<String>, PayError> {
         use kessai_core::jws::Claims;
         use kessai_core::messages::instruction::{self, InstructionDraft, PaymentInstruction};
-        let Some((member, key)) = &self.member else { return Ok(None) };
+        let Some((member, key)) = member else { return Ok(None) };
         let sign = || -> Result<String, kessai_core::jws::JwsError> {
             let draft = InstructionDraft {
                 member: member.clone(),
@@ -495,6 +505,19 @@ impl Wallet {
         return_url: &str,
         progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<Offered, PayError> {
+        self.begin_as(bill_token, return_url, self.member.as_ref(), progress).await
+    }
+
+    /// As [`Wallet::begin`], paying as `member` (its number and the signing
+    /// key the member's passwords opened): the balance step carries the
+    /// member's signed payment instruction (#12).
+    pub async fn begin_as(
+        &self,
+        bill_token: &str,
+        return_url: &str,
+        member: Option<&(kessai_core::ids::PartyId, kessai_core::keys::SigningKey)>,
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<Offered, PayError> {
         let bill = handed(bill_token, return_url)?;
         let turn = self.conversation.lock().await;
         let mut card = self.card.summary().await?;
@@ -517,7 +540,7 @@ impl Wallet {
             Err(e) => tracing::warn!(error = %e, "applying owed updates"),
         }
         let rec = self.start_record(&bill, return_url, card.card_id).await?;
-        match self.negotiate(rec, bill, progress).await {
+        match self.negotiate(rec, bill, member, progress).await {
             Ok(offered) => Ok(offered),
             Err((payment_id, e)) => {
                 self.note_failure(&payment_id, &e).await;
@@ -539,7 +562,39 @@ impl Wallet {
             bill: bill_token.to_owned(),
             return_url: return_url.to_owned(),
             form_token: self.form_token.clone(),
+            member: self.member_number(),
         })
+    }
+
+    /// The member number this wallet registered (written by `kessai wallet
+    /// member register` next to the keystore), if it holds a keystore.
+    pub fn member_number(&self) -> Option<String> {
+        let store = crate::member::MemberFile::in_dir(&self.config.data_dir);
+        if !store.exists() {
+            return None;
+        }
+        let text = std::fs::read_to_string(self.config.data_dir.join(crate::member::NUMBER_FILE)).ok()?;
+        kessai_core::ids::PartyId::parse(text.trim()).ok().map(|p| p.as_str().to_owned())
+    }
+
+    /// The member's number and signing key, from the keystore opened with
+    /// passwords A and B (A only, in the [0028] variant).
+    pub fn member_signer(
+        &self,
+        a: &kessai_core::keyfile::Passphrase,
+        b: Option<&kessai_core::keyfile::Passphrase>,
+    ) -> Result<(kessai_core::ids::PartyId, kessai_core::keys::SigningKey), PayError> {
+        let number =
+            self.member_number().ok_or_else(|| PayError::HandOff("this wallet holds no member keystore".into()))?;
+        let store = crate::member::MemberFile::in_dir(&self.config.data_dir);
+        let opened = store.open(a).map_err(|e| PayError::MemberKey(e.to_string()))?;
+        let b = match opened.variant() {
+            kessai_core::member_store::Variant::TwoPasswords => b,
+            _ => None,
+        };
+        let key = opened.signing_key(b).map_err(|e| PayError::MemberKey(e.to_string()))?;
+        let id = kessai_core::ids::PartyId::parse(&number).map_err(|e| PayError::HandOff(e.to_string()))?;
+        Ok((id, key))
     }
 
     /// Whether `token` is this launch's form token.
@@ -602,6 +657,7 @@ impl Wallet {
         &self,
         rec: Record,
         bill: HandedBill,
+        member: Option<&(kessai_core::ids::PartyId, kessai_core::keys::SigningKey)>,
         progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<Offered, (String, PayError)> {
         let id = rec.payment_id.clone();
@@ -616,7 +672,7 @@ impl Wallet {
         let r = self.relay_step(&rec, "authenticate", &format!("{base}/authenticate"), &r).await.map_err(fail)?;
         expect("authenticate", &r, "reading_balance", 2).map_err(fail)?;
         progress(Progress::CardAuthenticated);
-        let instruction = self.instruction(&bill, rec.card_id).map_err(fail)?;
+        let instruction = self.instruction(member, &bill, rec.card_id).map_err(fail)?;
         let answers = self.card.relay_hex(&r.apdus).await.map_err(|e| fail(e.into()))?;
         let body = match instruction {
             Some(signed) => json!({ "responses": answers, "instruction": signed }),

@@ -151,6 +151,9 @@ fn failure(e: &PayError, return_url: Option<&str>) -> Response {
         PayError::UnknownSettlement(_) => (StatusCode::NOT_FOUND, "No such payment"),
         PayError::WrongPhase { .. } => (StatusCode::CONFLICT, "This payment has moved on"),
         PayError::BadConsentToken => (StatusCode::FORBIDDEN, "This form does not belong to the payment"),
+        PayError::MemberKey(_) => {
+            (StatusCode::FORBIDDEN, "Your passwords did not open your member key; nothing was charged")
+        }
         PayError::Records(_) => {
             tracing::error!(error = %e, "local records failed");
             return html(
@@ -190,11 +193,18 @@ async fn pay(State(w): State<Shared>, form: Result<Form<PayForm>, FormRejection>
     }
 }
 
+/// The review's form: the bill, the launch's form token, and for a member
+/// the passwords that open the signing key (zeroized when dropped; never
+/// written back into a page or a log).
 #[derive(Deserialize)]
 struct StartForm {
     bill: String,
     return_url: String,
     form_token: String,
+    #[serde(default)]
+    password_a: Option<zeroize::Zeroizing<String>>,
+    #[serde(default)]
+    password_b: Option<zeroize::Zeroizing<String>>,
 }
 
 async fn pay_start(State(w): State<Shared>, form: Result<Form<StartForm>, FormRejection>) -> Response {
@@ -206,7 +216,24 @@ async fn pay_start(State(w): State<Shared>, form: Result<Form<StartForm>, FormRe
         tracing::warn!("refused a payment start without this wallet's form token");
         return failure(&PayError::BadConsentToken, None);
     }
-    match w.begin(&form.bill, &form.return_url, &mut |_| {}).await {
+    // A member signs the payment instruction with the key its passwords
+    // open (#12); the center refuses a member's card without it.
+    let member = match (&form.password_a, w.member_number()) {
+        (Some(a), Some(_)) if !a.is_empty() => {
+            let a = kessai_core::keyfile::Passphrase::new(String::clone(a));
+            let b = form
+                .password_b
+                .as_ref()
+                .filter(|b| !b.is_empty())
+                .map(|b| kessai_core::keyfile::Passphrase::new(String::clone(b)));
+            match w.member_signer(&a, b.as_ref()) {
+                Ok(signer) => Some(signer),
+                Err(e) => return failure(&e, bound_return_url(&form.bill, &form.return_url)),
+            }
+        }
+        _ => None,
+    };
+    match w.begin_as(&form.bill, &form.return_url, member.as_ref(), &mut |_| {}).await {
         Ok(offered) => html(StatusCode::OK, pages::consent(&offered.view())),
         Err(e) => failure(&e, bound_return_url(&form.bill, &form.return_url)),
     }

@@ -161,4 +161,37 @@ async fn a_member_registers_its_keystore_key_with_the_center() {
     let relayed = member_wallet.relay_debit(offered).await.unwrap();
     member_wallet.complete(relayed).await.unwrap();
     assert_eq!(w.card_state().0, before.0 - 1_200, "paid once, on the member's instruction");
+
+    // Through the wallet's pages: the review asks the member's passwords; a
+    // wrong one opens nothing and starts nothing; the right ones sign the
+    // instruction and the consent page follows.
+    use crate::world::{encode, form, input_value, send};
+    let ui = kessai_wallet::web::router(std::sync::Arc::new(
+        kessai_wallet::Wallet::open(w.wallet_config(&w.center_url)).await.unwrap(),
+    ));
+    let (_, bill, return_url) = w.order(&[("ebook-kessai-001", 1)]).await;
+    let mut review = form("/pay", &format!("bill={}&return_url={}", encode(&bill), encode(&return_url)), "");
+    review.headers_mut().insert(axum::http::header::ORIGIN, "https://shop.kessai.test".parse().unwrap());
+    review.headers_mut().insert("sec-fetch-site", "cross-site".parse().unwrap());
+    let (_, _, page) = send(&ui, review).await;
+    assert!(page.contains(&format!("You pay as member {member}")) && page.contains("name=\"password_b\""), "{page}");
+    let token = input_value(&page, "form_token");
+    let start = |a: &str, b: &str| {
+        let body = format!(
+            "bill={}&return_url={}&form_token={token}&password_a={}&password_b={}",
+            encode(&bill),
+            encode(&return_url),
+            encode(a),
+            encode(b)
+        );
+        form("/pay/start", &body, "")
+    };
+    let paid_before = w.card_state().0;
+    let (status, _, page) = send(&ui, start("A", "not B")).await;
+    assert_eq!(status, axum::http::StatusCode::FORBIDDEN, "{page}");
+    assert!(page.contains("did not open your member key") && !page.contains("not B"), "{page}");
+    let (status, _, page) = send(&ui, start("A", "B")).await;
+    assert_eq!(status, axum::http::StatusCode::OK, "{page}");
+    assert!(page.contains("Agree and pay"), "the consent page: {page}");
+    assert_eq!(w.card_state().0, paid_before, "nothing taken before consent");
 }
