@@ -280,7 +280,12 @@ impl Center {
             not_after: Timestamp::from_unix_s(now.unix_s() + MEMBER_KEY_LIFETIME_S),
             ..row.clone()
         };
-        if !self.db.replace_member_key(&new, &row.kid, now).await? {
+        let window = kessai_core::keys::Validity { not_before: Some(new.not_before), not_after: Some(new.not_after) };
+        if row.kind == "store" {
+            self.room_for_a_store_key().await?;
+        }
+        let store_key = (row.kind == "store").then_some((&new_key, window));
+        if !self.db.replace_member_key(&new, &row.kid, store_key, now).await? {
             return Err(refused("the key it replaces is no longer the member's, or the new key was retired".into()));
         }
         tracing::info!(member, old = %row.kid, new = %new.kid, "member key replaced");
@@ -292,6 +297,17 @@ impl Center {
             not_after: new.not_after,
             status: new.status,
         })
+    }
+
+    /// Every store key, revoked ones too, is in the directory bills are
+    /// checked with, which holds at most `MAX_REGISTRY_KEYS`: refused here
+    /// rather than fail every bill later (H2).
+    async fn room_for_a_store_key(&self) -> Result<(), MemberError> {
+        let max = kessai_core::limits::MAX_REGISTRY_KEYS;
+        if self.db.store_key_count().await?.saturating_add(1) > max {
+            return Err(MemberError::BadRegistration(format!("the registry holds at most {max} store keys")));
+        }
+        Ok(())
     }
 
     /// The outbox: letters the operator has not marked sent.
@@ -362,7 +378,33 @@ impl Center {
             status: "active".into(),
             registration_jti: verified.claims().id().as_str().to_owned(),
         };
-        match self.db.enter_member(&row, &letter.id, now).await? {
+        // A store member is also a store: its bills are signed with this key
+        // (no mall; completions are read at the center until it gives a
+        // notify URL).
+        let store = match r.details() {
+            kessai_core::messages::registration::MemberDetails::Store { business_name, bank_account, .. } => {
+                let id = kessai_core::ids::StoreId::parse(member)
+                    .map_err(|e| MemberError::BadRegistration(e.to_string()))?;
+                if crate::service::RESERVED_STORE_IDS.contains(&id.as_str()) {
+                    return Err(MemberError::BadRegistration(format!("{id} names a role")));
+                }
+                Some(crate::db::StoreRecord {
+                    id,
+                    name: business_name.clone(),
+                    mall: None,
+                    notify_url: None,
+                    client_name: None,
+                    bank_account: Some(bank_account.as_str().to_owned()),
+                })
+            }
+            kessai_core::messages::registration::MemberDetails::General { .. } => None,
+        };
+        if store.is_some() {
+            self.room_for_a_store_key().await?;
+        }
+        let window = kessai_core::keys::Validity { not_before: Some(row.not_before), not_after: Some(row.not_after) };
+        let store = store.as_ref().map(|s| (s, &public, window));
+        match self.db.enter_member(&row, &letter.id, store, now).await? {
             Entered::Done => {}
             Entered::CodeGone => return Err(MemberError::CodeUsed),
             Entered::Duplicate => return Err(MemberError::AlreadyRegistered),

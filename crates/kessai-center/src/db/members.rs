@@ -212,7 +212,24 @@ impl CenterDb {
     /// one transaction: the code only if still unused and unexpired at
     /// `now`; a member whose key was revoked is entered again with its new
     /// key; a key ever retired is never entered again.
-    pub async fn enter_member(&self, m: &MemberRow, letter: &str, now: Timestamp) -> Result<Entered, DbError> {
+    pub async fn enter_member(
+        &self,
+        m: &MemberRow,
+        letter: &str,
+        store: Option<(&StoreRecord, &PublicKey, Validity)>,
+        now: Timestamp,
+    ) -> Result<Entered, DbError> {
+        // A store member is also a store, whose bills its key signs.
+        let store_statements = match store {
+            Some((record, key, window)) => {
+                vec![
+                    super::registry::store_query(record, now)?,
+                    super::registry::store_key_query(&record.id, key, window)?,
+                ]
+            }
+            None => Vec::new(),
+        };
+        let is_store = !store_statements.is_empty();
         let use_code = Stmt::new(
             "UPDATE center_outbox SET used_at = $1 WHERE id = $2 AND member = $3 AND used_at IS NULL
              AND expires_at >= $1",
@@ -250,10 +267,16 @@ impl CenterDb {
                         // the transaction.
                         return Err(DbError::Conflict);
                     }
+                    for statement in store_statements {
+                        conn.execute(statement).await?;
+                    }
                     Ok(Entered::Done)
                 })
             })
             .await;
+        if is_store && matches!(entered, Ok(Entered::Done)) {
+            self.forget_store_keys();
+        }
         match entered {
             Err(DbError::Conflict) => Ok(Entered::Duplicate),
             Err(e) if e.is_unique_violation() => Ok(Entered::Duplicate),
@@ -330,6 +353,12 @@ impl CenterDb {
         .bind(reason.to_owned())
         .bind(now_i)
         .bind(member.to_owned());
+        // A store member's key signs its bills: those are refused from now on.
+        let store_key = Stmt::new(
+            "UPDATE center_store_keys SET revoked = 1
+             WHERE kid = (SELECT kid FROM center_members WHERE member = $1) AND store = $1",
+        )
+        .bind(member.to_owned());
         // An earlier letter not used yet is void from now on.
         let void = Stmt::new("UPDATE center_outbox SET used_at = $1 WHERE member = $2 AND used_at IS NULL")
             .bind(now_i)
@@ -346,26 +375,49 @@ impl CenterDb {
         .bind(letter.letter.clone())
         .bind(to_i64(letter.expires_at.unix_s())?)
         .bind(now_i);
-        self.write(move |mut conn| {
-            Box::pin(async move {
-                if conn.execute(revoke).await? != 1 {
-                    return Ok(false);
-                }
-                conn.execute(retire).await?;
-                conn.execute(void).await?;
-                conn.execute(insert).await?;
-                Ok(true)
+        let done = self
+            .write(move |mut conn| {
+                Box::pin(async move {
+                    if conn.execute(revoke).await? != 1 {
+                        return Ok(false);
+                    }
+                    conn.execute(retire).await?;
+                    conn.execute(store_key).await?;
+                    conn.execute(void).await?;
+                    conn.execute(insert).await?;
+                    Ok(true)
+                })
             })
-        })
-        .await
+            .await;
+        self.forget_store_keys();
+        done
     }
 
     /// A member's key `old_kid` replaced by the key of `new` (the member's
     /// row as it will stand), with `old_kid` retired, in one transaction.
     /// `false` if `old_kid` is not the member's active key any more (a
     /// replay, a race) or the new key was ever retired.
-    pub async fn replace_member_key(&self, new: &MemberRow, old_kid: &str, now: Timestamp) -> Result<bool, DbError> {
+    pub async fn replace_member_key(
+        &self,
+        new: &MemberRow,
+        old_kid: &str,
+        store_key: Option<(&PublicKey, Validity)>,
+        now: Timestamp,
+    ) -> Result<bool, DbError> {
         let now_i = to_i64(now.unix_s())?;
+        // A store member's bills follow its key: the new one added, the old
+        // one revoked, in the same transaction.
+        let mut store_statements = Vec::new();
+        if let Some((key, window)) = store_key {
+            let id = StoreId::parse(&new.member).map_err(|e| DbError::Corrupt(e.to_string()))?;
+            store_statements.push(super::registry::store_key_query(&id, key, window)?);
+            store_statements.push(
+                Stmt::new("UPDATE center_store_keys SET revoked = 1 WHERE kid = $1 AND store = $2")
+                    .bind(old_kid.to_owned())
+                    .bind(new.member.clone()),
+            );
+        }
+        let is_store = !store_statements.is_empty();
         let retired = Stmt::new("SELECT kid FROM center_member_retired_keys WHERE kid = $1").bind(new.kid.clone());
         let retire = Stmt::new(
             "INSERT INTO center_member_retired_keys (kid, member, public_key, reason, retired_at)
@@ -396,10 +448,16 @@ impl CenterDb {
                     if conn.execute(update).await? != 1 {
                         return Err(DbError::Conflict);
                     }
+                    for statement in store_statements {
+                        conn.execute(statement).await?;
+                    }
                     Ok(true)
                 })
             })
             .await;
+        if is_store {
+            self.forget_store_keys();
+        }
         match done {
             Err(DbError::Conflict) => Ok(false),
             Err(e) if e.is_unique_violation() => Ok(false),

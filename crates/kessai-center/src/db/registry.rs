@@ -89,7 +89,7 @@ impl CenterDb {
     }
 
     /// Drops the cached store key directory (after a key changed here).
-    fn forget_store_keys(&self) {
+    pub(super) fn forget_store_keys(&self) {
         let mut cache = self.store_keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         cache.generation += 1;
         cache.loaded = None;
@@ -216,7 +216,7 @@ impl CenterDb {
     }
 }
 
-fn store_query(s: &StoreRecord, now: Timestamp) -> Result<Stmt, DbError> {
+pub(super) fn store_query(s: &StoreRecord, now: Timestamp) -> Result<Stmt, DbError> {
     Ok(Stmt::new(
         "INSERT INTO center_stores (id, name, mall, notify_url, client_name, bank_account, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -232,7 +232,7 @@ fn store_query(s: &StoreRecord, now: Timestamp) -> Result<Stmt, DbError> {
 }
 
 /// A store's key, added, or its window changed if the key is that store's.
-fn store_key_query(store: &StoreId, key: &PublicKey, window: Validity) -> Result<Stmt, DbError> {
+pub(super) fn store_key_query(store: &StoreId, key: &PublicKey, window: Validity) -> Result<Stmt, DbError> {
     let ts = |t: Option<Timestamp>| t.map(|t| to_i64(t.unix_s())).transpose();
     Ok(Stmt::new(
         "INSERT INTO center_store_keys (kid, store, public_key, not_before, not_after, revoked)

@@ -382,3 +382,61 @@ async fn the_guide_and_sign_up_pages_take_an_application() {
     assert!(page.contains(&listed[0].id), "the application number is shown: {page}");
     assert_eq!((listed[0].name.as_str(), listed[0].contact.as_str()), ("Hanako Yamada", "hanako@example.jp"));
 }
+
+/// #12: a store member registered this way is a store whose bills its key
+/// signs: a bill it signs settles; after it replaces its key, bills under
+/// the old one are refused and the new one's settle; once its key is
+/// revoked, its bills are refused.
+#[tokio::test]
+async fn a_store_member_signs_its_bills_with_its_registered_key() {
+    use kessai_center::service::CenterError;
+    use kessai_core::ids::{BillId, OrderId, StoreId};
+    use kessai_core::jws::JwsError;
+    use kessai_core::messages::bill::{self, Bill, BillDraft, LineItem};
+    use kessai_core::messages::key_replacement::KeyReplacement;
+    use kessai_core::messages::{Nonce, WebOrigin};
+    let s = setup().await;
+    let mut rng = SeededRandom::new(41);
+    let center_key = s.center.security.member_encryption_key().public().clone();
+    let (store, code) = letter(&s.center, "store").await;
+    let first = SigningKey::generate(&mut rng);
+    let details = MemberDetails::Store {
+        business_name: DisplayText::parse("Kissa Records").unwrap(),
+        address: DisplayText::parse("Osaka").unwrap(),
+        bank_account: DisplayText::parse("0001-234-5678901").unwrap(),
+    };
+    s.center.register_member(&envelope(&store, &code, details, (&first, &first), &center_key, &mut rng)).await.unwrap();
+    crate::service::register_card(&s, 7, 20_000).await;
+    let sign_bill = |key: &SigningKey, n: u32, rng: &mut SeededRandom| {
+        let price = kessai_core::Money::new(1_000, kessai_core::Currency::JPY).unwrap();
+        let bill = Bill::new(BillDraft {
+            bill_id: BillId::parse(&format!("bill-{n}")).unwrap(),
+            order_id: OrderId::parse(&format!("ord-{n}")).unwrap(),
+            store: StoreId::parse(&store).unwrap(),
+            member: None,
+            store_name: DisplayText::parse("Kissa Records").unwrap(),
+            lines: vec![LineItem::new("lp-1", DisplayText::parse("An LP").unwrap(), 1, price).unwrap()],
+            nonce: Nonce::generate(rng),
+            origin: Some(WebOrigin::parse("https://kissa.example").unwrap()),
+        })
+        .unwrap();
+        let claims = Claims::for_lifetime(PartyId::parse(&store).unwrap(), MessageId::generate(rng), NOW, 600).unwrap();
+        bill::sign(&claims, &bill, key).unwrap()
+    };
+    let card = crate::world::card_id(7);
+    let opened = s.center.create(&sign_bill(&first, 1, &mut rng), card, None).await.unwrap();
+    assert_eq!(opened.phase, kessai_center::purchase::Phase::Authenticating, "the store member's bill is accepted");
+
+    let second = SigningKey::generate(&mut rng);
+    let id = PartyId::parse(&store).unwrap();
+    let claims = Claims::for_lifetime(id.clone(), MessageId::generate(&mut rng), NOW, 300).unwrap();
+    let replacement = jws::sign(&claims, &KeyReplacement::made(id, &first, &second).unwrap(), &first).unwrap();
+    s.center.replace_member_key(&replacement).await.unwrap();
+    let old = s.center.create(&sign_bill(&first, 2, &mut rng), card, None).await.unwrap_err();
+    assert!(matches!(old, CenterError::Bill(JwsError::RevokedKey(_))), "{old:?}");
+    s.center.create(&sign_bill(&second, 3, &mut rng), card, None).await.unwrap();
+
+    s.center.revoke_member(&store, "the shop's laptop was stolen").await.unwrap();
+    let revoked = s.center.create(&sign_bill(&second, 4, &mut rng), card, None).await.unwrap_err();
+    assert!(matches!(revoked, CenterError::Bill(JwsError::RevokedKey(_))), "{revoked:?}");
+}
