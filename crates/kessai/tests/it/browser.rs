@@ -65,20 +65,26 @@ fn a_person_buys_the_ebook_cancels_once_is_refused_a_bill_over_the_balance_and_c
     assert!(ready, "kessai up did not start");
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/purchase.mjs");
-    let out = Command::new(node)
-        .arg(script)
-        .env("KESSAI_CHROMIUM", chromium)
-        .env("KESSAI_NODE_MODULES", &node_modules)
-        .env("KESSAI_SHOP_URL", format!("https://127.0.0.1:{store}"))
-        .env("KESSAI_WALLET_URL", format!("http://127.0.0.1:{wallet}"))
-        .env("KESSAI_CENTER_URL", format!("https://127.0.0.1:{center}"))
-        .env("KESSAI_ARTIFACTS", artifacts())
-        .output()
-        .unwrap();
-    let printed = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let result: Value =
-        serde_json::from_str(&printed).unwrap_or_else(|e| panic!("no JSON ({e}):\n{printed}\n{stderr}"));
+    let artifacts = artifacts();
+    let scenarios = |extra: &[(&str, &str)]| {
+        let out = Command::new(&node)
+            .arg(&script)
+            .env("KESSAI_CHROMIUM", &chromium)
+            .env("KESSAI_NODE_MODULES", &node_modules)
+            .env("KESSAI_SHOP_URL", format!("https://127.0.0.1:{store}"))
+            .env("KESSAI_WALLET_URL", format!("http://127.0.0.1:{wallet}"))
+            .env("KESSAI_CENTER_URL", format!("https://127.0.0.1:{center}"))
+            .env("KESSAI_ARTIFACTS", &artifacts)
+            .envs(extra.iter().copied())
+            .output()
+            .unwrap();
+        let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let result: Value =
+            serde_json::from_str(&printed).unwrap_or_else(|e| panic!("no JSON ({e}):\n{printed}\n{stderr}"));
+        (out, result, stderr)
+    };
+    let (out, result, stderr) = scenarios(&[]);
     for name in ["purchase", "cancel", "insufficient", "charge", "signup"] {
         assert_eq!(result["scenarios"][name]["ok"], true, "{name}: {}", result["scenarios"][name]);
     }
@@ -125,9 +131,52 @@ fn a_person_buys_the_ebook_cancels_once_is_refused_a_bill_over_the_balance_and_c
     assert_eq!(steps, ["guide", "apply-form", "application"], "screenshots of the sign-up pages");
 
     let image = std::fs::read(dir.join("card.img")).unwrap();
+    let card = kessai_card::public_info(&image).unwrap();
+    assert_eq!(card.balance_minor, 33_800, "debited once for the e-book, credited once by the approved charge");
+
+    // The applicant of the sign-up scenario becomes a member: the operator
+    // approves and reads the letter, the member makes a keystore and
+    // registers, the operator links the card; then the member pays in the
+    // browser with passwords A and B.
+    let center_url = format!("https://127.0.0.1:{center}");
+    let ca = dir.join("ca");
+    let cli = |args: &[&str], env: &[(&str, &str)]| {
+        let out = crate::kessai(args, env);
+        assert!(out.status.success(), "{args:?}: {}", crate::stderr(&out));
+        crate::stdout(&out)
+    };
+    let admin = |args: &[&str]| -> Value {
+        let base = ["admin", "--center", center_url.as_str(), "--ca-dir", ca.to_str().unwrap()];
+        serde_json::from_str(&cli(&[&base[..], args].concat(), &[])).unwrap()
+    };
+    let approved = admin(&["approve", signup["application"].as_str().unwrap()]);
+    let member = approved["member"].as_str().unwrap().to_owned();
+    let outbox = admin(&["outbox"]);
+    let code =
+        outbox["letters"][0]["text"].as_str().unwrap().lines().find_map(|l| l.strip_prefix("Your activation code: "));
+    let wallet_toml = dir.join("wallet.toml");
+    let wallet_toml = wallet_toml.to_str().unwrap();
+    let env = [("PW_A", "the member's password A"), ("PW_B", "the member's password B"), ("CODE", code.unwrap())];
+    let passwords = ["--password-a-env", "PW_A", "--password-b-env", "PW_B"];
+    cli(&[&["wallet", "--config", wallet_toml, "member", "init"][..], &passwords].concat(), &env);
+    cli(&crate::member_register_args(wallet_toml, &member), &env);
+    let card_id = card.card_id.to_string();
+    admin(&["link-card", "--card-id", &card_id, "--member", &member]);
+    let (out, result, stderr) = scenarios(&[
+        ("KESSAI_SCENARIOS", "member"),
+        ("KESSAI_PASSWORD_A", "the member's password A"),
+        ("KESSAI_PASSWORD_B", "the member's password B"),
+    ]);
+    let paid = &result["scenarios"]["member"];
+    assert_eq!(paid["ok"], true, "{paid}");
+    assert!(out.status.success(), "{stderr}");
     assert_eq!(
-        kessai_card::public_info(&image).unwrap().balance_minor,
-        33_800,
-        "debited once for the e-book, credited once by the approved charge"
+        (paid["balance_before"].as_str(), paid["balance_after"].as_str()),
+        (Some("JPY 33,800"), Some("JPY 32,600"))
     );
+    for s in paid["steps"].as_array().unwrap() {
+        assert!(Path::new(s["screenshot"].as_str().unwrap()).exists(), "screenshot of {}", s["step"]);
+    }
+    let image = std::fs::read(dir.join("card.img")).unwrap();
+    assert_eq!(kessai_card::public_info(&image).unwrap().balance_minor, 32_600, "the member paid once");
 }

@@ -34,3 +34,29 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8(o.stderr.clone()).unwrap()
 }
+
+/// `kessai wallet member register` for the test member Hanako Yamada, her
+/// activation code in `CODE` and passwords in `PW_A` and `PW_B`.
+pub fn member_register_args<'a>(wallet: &'a str, member: &'a str) -> Vec<&'a str> {
+    vec![
+        "wallet",
+        "--config",
+        wallet,
+        "member",
+        "register",
+        "--member",
+        member,
+        "--code-env",
+        "CODE",
+        "--name",
+        "Hanako Yamada",
+        "--address",
+        "1-2-3 Chiyoda, Tokyo",
+        "--birth-date",
+        "1990-04-01",
+        "--password-a-env",
+        "PW_A",
+        "--password-b-env",
+        "PW_B",
+    ]
+}

@@ -269,24 +269,7 @@ fn a_member_registers_and_its_card_pays_only_on_its_signed_instruction() {
     let b = ["--password-b-env", "PW_B"];
     let init = kessai(&[&["wallet", "--config", wallet, "member", "init"][..], &a, &b].concat(), &env);
     assert!(init.status.success(), "{}", stderr(&init));
-    let register = [
-        "wallet",
-        "--config",
-        wallet,
-        "member",
-        "register",
-        "--member",
-        &member,
-        "--code-env",
-        "CODE",
-        "--name",
-        "Hanako Yamada",
-        "--address",
-        "1-2-3 Chiyoda, Tokyo",
-        "--birth-date",
-        "1990-04-01",
-    ];
-    let out = kessai(&[&register[..], &a, &b].concat(), &env);
+    let out = kessai(&crate::member_register_args(wallet, &member), &env);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains(&member), "{}", stdout(&out));
     let linked = admin(&["link-card", "--card-id", &card_id, "--member", &member]);
