@@ -12,7 +12,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use kessai_core::digest::Sha256Digest;
@@ -22,6 +22,7 @@ use kessai_core::messages::registration::{self, JWE_CTY, JWE_TYP, MemberKind};
 use kessai_core::time::Timestamp;
 use kessai_http::{ApiError, ErrorType};
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 use crate::db::{ApplicationRow, DbError, Entered, LetterRow, MemberRow};
 use crate::service::Center;
@@ -338,12 +339,22 @@ impl Center {
     /// Step ⑦: a registration, a JWS signed with the member's new key inside
     /// a JWE to the center's encryption key.
     pub async fn register_member(&self, envelope: &str) -> Result<MemberReply, MemberError> {
+        self.register_opened(&self.open_registration(envelope)?).await
+    }
+
+    /// The registration JWS inside a JWE to the center's encryption key.
+    pub fn open_registration(&self, envelope: &str) -> Result<Zeroizing<String>, MemberError> {
         let key = self.security.member_encryption_key();
         let (header, inner) = jwe::decrypt(envelope, &key).map_err(|e| MemberError::NotEncrypted(e.to_string()))?;
         if header.typ.as_deref() != Some(JWE_TYP) || header.cty.as_deref() != Some(JWE_CTY) {
             return Err(MemberError::NotEncrypted(format!("typ must be {JWE_TYP} and cty {JWE_CTY}")));
         }
-        let token = std::str::from_utf8(&inner).map_err(|_| MemberError::BadRegistration("not a JWS".into()))?;
+        let token = String::from_utf8(inner.to_vec()).map_err(|_| MemberError::BadRegistration("not a JWS".into()))?;
+        Ok(Zeroizing::new(token))
+    }
+
+    /// Step ⑦ for a registration JWS already out of its JWE.
+    pub async fn register_opened(&self, token: &str) -> Result<MemberReply, MemberError> {
         let verified = registration::verify(token, self.clock.as_ref())
             .map_err(|e| MemberError::BadRegistration(e.to_string()))?;
         let r = verified.message();
@@ -475,11 +486,20 @@ async fn encryption_key(State(c): State<Arc<Center>>) -> Json<jwe::X25519Jwk> {
 }
 
 async fn register(State(c): State<Arc<Center>>, caller: crate::api::Caller, body: Bytes) -> Response {
-    let work = async {
-        let b: RegistrationBody = json(&body)?;
-        c.register_member(&b.registration).await.map_err(member_api_error)
+    let opened =
+        json::<RegistrationBody>(&body).and_then(|b| c.open_registration(&b.registration).map_err(member_api_error));
+    let token = match opened {
+        Ok(token) => token,
+        Err(e) => return e.into_response(),
     };
-    crate::api::idempotent(&c, &caller, "member-registration", &body, work).await
+    // A retry is known by the registration inside, not by its envelope,
+    // which the wallet encrypts afresh at every attempt (a key drawn per
+    // message): the same registration under the same Idempotency-Key gets
+    // the stored answer. The token's digest tells nothing of its activation
+    // code: the token also holds a random jti and a signature.
+    let fingerprint = [&b"member-registration\n"[..], Sha256Digest::of(token.as_bytes()).as_bytes()].concat();
+    let work = async { c.register_opened(&token).await.map_err(member_api_error) };
+    crate::api::idempotent_by(&c, &caller, &fingerprint, work).await
 }
 
 #[derive(Deserialize)]

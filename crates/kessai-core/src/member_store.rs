@@ -21,8 +21,11 @@
 //!
 //! Layer A's key is Argon2id(A, salt A); bytes 0–57 are its associated
 //! data. Its plaintext, the body: verification key (32), the length of the
-//! key block (4), the key block, then the history as JSON (UTF-8). The key
-//! block of variant `01` is layer B:
+//! key block (4), the key block, then JSON (UTF-8): `{"history": [...],
+//! "pending_registration"?: {...}}` (a bare history array is read too).
+//! The pending registration is [0023]'s first method: the registration,
+//! signed, kept under password A until it is sent. The key block of
+//! variant `01` is layer B:
 //!
 //! | offset | size | field |
 //! |---|---|---|
@@ -138,6 +141,26 @@ pub struct HistoryEntry {
     pub settlement_id: String,
 }
 
+/// A registration signed and kept under password A until it is sent
+/// ([0023], the first method): the JWS and the Idempotency-Key it is sent
+/// with, the same at every attempt, so a lost answer is asked again
+/// rather than registered twice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PendingRegistration {
+    pub registration: String,
+    pub idempotency_key: String,
+}
+
+/// The JSON after the key block.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Contents {
+    history: Vec<HistoryEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pending_registration: Option<PendingRegistration>,
+}
+
 /// A keystore opened with password A: the verification key and the
 /// history, readable; the signing key still sealed under B (or, [0028],
 /// open).
@@ -148,6 +171,7 @@ pub struct Opened {
     public: PublicKey,
     key_block: Zeroizing<Vec<u8>>,
     pub history: Vec<HistoryEntry>,
+    pub pending_registration: Option<PendingRegistration>,
 }
 
 impl fmt::Debug for Opened {
@@ -156,6 +180,7 @@ impl fmt::Debug for Opened {
             .field("variant", &self.variant)
             .field("kid", self.public.kid())
             .field("history", &self.history.len())
+            .field("pending_registration", &self.pending_registration.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -196,7 +221,15 @@ pub fn create<R: Random + ?Sized>(
     };
     let public = SigningKey::from_seed(seed).public();
     let key_a = derive(a, &header[18..34], cost)?;
-    let opened = Opened { variant, header, key_a, public: public.clone(), key_block, history: Vec::new() };
+    let opened = Opened {
+        variant,
+        header,
+        key_a,
+        public: public.clone(),
+        key_block,
+        history: Vec::new(),
+        pending_registration: None,
+    };
     Ok((opened.seal_with(header)?, public))
 }
 
@@ -242,9 +275,23 @@ pub fn open(file: &[u8], a: &Passphrase) -> Result<Opened, MemberStoreError> {
         return Err(malformed("the key block's length"));
     }
     let key_block = Zeroizing::new(body[36..36 + block_len].to_vec());
-    let history: Vec<HistoryEntry> =
-        serde_json::from_slice(&body[36 + block_len..]).map_err(|e| MemberStoreError::Malformed(e.to_string()))?;
-    Ok(Opened { variant, header, key_a, public, key_block, history })
+    let json = &body[36 + block_len..];
+    let malformed_json = |e: serde_json::Error| MemberStoreError::Malformed(e.to_string());
+    let contents = match json.first() {
+        Some(b'[') => {
+            Contents { history: serde_json::from_slice(json).map_err(malformed_json)?, pending_registration: None }
+        }
+        _ => serde_json::from_slice(json).map_err(malformed_json)?,
+    };
+    Ok(Opened {
+        variant,
+        header,
+        key_a,
+        public,
+        key_block,
+        history: contents.history,
+        pending_registration: contents.pending_registration,
+    })
 }
 
 impl Opened {
@@ -319,13 +366,16 @@ impl Opened {
     }
 
     fn seal_with(&self, header: [u8; HEADER_LEN]) -> Result<Zeroizing<Vec<u8>>, MemberStoreError> {
-        let history = serde_json::to_vec(&self.history).map_err(|e| MemberStoreError::Malformed(e.to_string()))?;
-        let mut body = Zeroizing::new(Vec::with_capacity(36 + self.key_block.len() + history.len()));
+        let contents =
+            Contents { history: self.history.clone(), pending_registration: self.pending_registration.clone() };
+        let json =
+            Zeroizing::new(serde_json::to_vec(&contents).map_err(|e| MemberStoreError::Malformed(e.to_string()))?);
+        let mut body = Zeroizing::new(Vec::with_capacity(36 + self.key_block.len() + json.len()));
         body.extend_from_slice(self.public.as_bytes());
         let block_len = u32::try_from(self.key_block.len()).map_err(|_| MemberStoreError::TooLarge)?;
         body.extend_from_slice(&block_len.to_be_bytes());
         body.extend_from_slice(&self.key_block);
-        body.extend_from_slice(&history);
+        body.extend_from_slice(&json);
         let sealed = XChaCha20Poly1305::new(&(*self.key_a).into())
             .encrypt(&nonce(&header[34..58]), Payload { msg: &body, aad: &header })
             .map_err(|_| MemberStoreError::TooLarge)?;
@@ -491,6 +541,7 @@ mod tests {
             public: o.public.clone(),
             key_block: o.key_block.clone(),
             history: o.history.clone(),
+            pending_registration: o.pending_registration.clone(),
         }
     }
 
@@ -545,5 +596,41 @@ mod tests {
         assert_ne!(*seed_from(&[1; 32], Some("x")), *seed_from(&[2; 32], Some("x")), "randomness matters");
         assert_ne!(*seed_from(&[1; 32], Some("x")), *seed_from(&[1; 32], Some("y")), "the text matters");
         assert_ne!(*seed_from(&[1; 32], None), *seed_from(&[1; 32], Some("")));
+    }
+
+    #[test]
+    fn a_kept_registration_is_read_with_password_a_only_and_survives_a_new_password_a() {
+        let (file, _) = made(Variant::TwoPasswords);
+        let mut opened = open(&file, &pw("password A")).unwrap();
+        assert_eq!(opened.pending_registration, None);
+        let pending = PendingRegistration { registration: "a.b.c".into(), idempotency_key: "w-reg-1".into() };
+        opened.pending_registration = Some(pending.clone());
+        opened.history.push(entry(1));
+        opened.change_password_a(&pw("new A"), &mut SeededRandom::new(4)).unwrap();
+        let file = opened.seal_random(&mut SeededRandom::new(5)).unwrap();
+        assert_eq!(open(&file, &pw("password A")).unwrap_err(), MemberStoreError::WrongPasswordA);
+        let again = open(&file, &pw("new A")).unwrap();
+        assert_eq!(again.pending_registration, Some(pending));
+        assert_eq!(again.history, vec![entry(1)]);
+    }
+
+    #[test]
+    fn a_body_with_a_bare_history_array_still_opens_and_unknown_fields_do_not() {
+        let (file, _) = made(Variant::TwoPasswords);
+        let opened = open(&file, &pw("password A")).unwrap();
+        let with_json = |json: &[u8]| {
+            let mut body = opened.public.as_bytes().to_vec();
+            body.extend_from_slice(&u32::try_from(opened.key_block.len()).unwrap().to_be_bytes());
+            body.extend_from_slice(&opened.key_block);
+            body.extend_from_slice(json);
+            let sealed = XChaCha20Poly1305::new(&(*opened.key_a).into())
+                .encrypt(&nonce(&opened.header[34..58]), Payload { msg: &body, aad: &opened.header })
+                .unwrap();
+            [&opened.header[..], &sealed].concat()
+        };
+        let history = serde_json::to_vec(&vec![entry(2)]).unwrap();
+        assert_eq!(open(&with_json(&history), &pw("password A")).unwrap().history, vec![entry(2)]);
+        let unknown = br#"{"history": [], "something": 1}"#;
+        assert!(matches!(open(&with_json(unknown), &pw("password A")), Err(MemberStoreError::Malformed(_))));
     }
 }

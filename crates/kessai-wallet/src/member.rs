@@ -173,10 +173,11 @@ fn sync_dir(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Step ⑦ (#12): the registration, signed with the member's key (opened
-/// from the keystore with passwords A and B) and carrying its verification
-/// key, encrypted to the center's member encryption key, and sent. Answers
-/// the center's reply (the member as entered).
+/// Step ⑦ (#12), [0023]'s second method: the registration, signed with
+/// the member's key (opened from the keystore with passwords A and B) and
+/// carrying its verification key, encrypted to the center's member
+/// encryption key and sent at once. Answers the center's reply (the member
+/// as entered).
 pub async fn register(
     config: &crate::WalletConfig,
     store: &MemberFile,
@@ -185,12 +186,92 @@ pub async fn register(
     code: &str,
     details: kessai_core::messages::registration::MemberDetails,
 ) -> anyhow::Result<serde_json::Value> {
+    let signed = sign_registration(store, (a, b), member, code, details, REGISTRATION_SENT_NOW_S)?;
+    send_registration(config, &signed, &crate::wallet::random_token("w-reg-")).await
+}
+
+/// How long a registration sent at once is valid.
+const REGISTRATION_SENT_NOW_S: u64 = 600;
+
+/// [0023]'s first method, its first half: the registration signed (S6)
+/// and kept under password A (in the keystore) until
+/// [`send_kept_registration`] sends it. Nothing goes over the network. It
+/// is valid for a day ([`kessai_core::limits::MAX_TOKEN_LIFETIME_S`]);
+/// answers its expiry. Refused if one is kept already.
+pub fn keep_registration(
+    store: &MemberFile,
+    (a, b): (&Passphrase, Option<&Passphrase>),
+    member: &str,
+    code: &str,
+    details: kessai_core::messages::registration::MemberDetails,
+) -> anyhow::Result<kessai_core::time::Timestamp> {
+    use kessai_core::limits::MAX_TOKEN_LIFETIME_S;
+    use kessai_core::member_store::PendingRegistration;
+    use kessai_core::random::OsRandom;
+    use kessai_core::time::{Clock as _, SystemClock};
+    let mut opened = store.open(a)?;
+    anyhow::ensure!(
+        opened.pending_registration.is_none(),
+        "a registration is kept already: send it (`kessai wallet member send`) or discard it (`--discard`)"
+    );
+    let signed = sign_registration(store, (a, b), member, code, details, MAX_TOKEN_LIFETIME_S)?;
+    opened.pending_registration = Some(PendingRegistration {
+        registration: String::clone(&signed),
+        idempotency_key: crate::wallet::random_token("w-reg-"),
+    });
+    store.replace(&opened.seal_random(&mut OsRandom)?, StopAt::Never)?;
+    Ok(kessai_core::time::Timestamp::from_unix_s(SystemClock.now().unix_s() + MAX_TOKEN_LIFETIME_S))
+}
+
+/// [0023]'s first method, its second half (S7–S9): the kept registration
+/// opened with password A, encrypted for this transmission and sent, with
+/// the Idempotency-Key it was kept with (a lost answer is asked again, not
+/// registered twice). Once the center enters the member it is removed from
+/// the keystore; a refusal leaves it there, to send again or discard.
+pub async fn send_kept_registration(
+    config: &crate::WalletConfig,
+    store: &MemberFile,
+    a: &Passphrase,
+) -> anyhow::Result<serde_json::Value> {
+    use kessai_core::random::OsRandom;
+    let Some(pending) = store.open(a)?.pending_registration else {
+        anyhow::bail!("no registration is kept: `kessai wallet member register --later` keeps one");
+    };
+    let answer = send_registration(config, &pending.registration, &pending.idempotency_key).await?;
+    let mut opened = store.open(a)?;
+    if opened.pending_registration.as_ref() == Some(&pending) {
+        opened.pending_registration = None;
+        store.replace(&opened.seal_random(&mut OsRandom)?, StopAt::Never)?;
+    }
+    Ok(answer)
+}
+
+/// Removes the kept registration without sending it (password A).
+pub fn discard_kept_registration(store: &MemberFile, a: &Passphrase) -> anyhow::Result<bool> {
+    use kessai_core::random::OsRandom;
+    let mut opened = store.open(a)?;
+    if opened.pending_registration.take().is_none() {
+        return Ok(false);
+    }
+    store.replace(&opened.seal_random(&mut OsRandom)?, StopAt::Never)?;
+    Ok(true)
+}
+
+/// The registration JWS (PROTOCOL §10.3), signed with the keystore's key,
+/// valid for `lifetime_s`.
+fn sign_registration(
+    store: &MemberFile,
+    (a, b): (&Passphrase, Option<&Passphrase>),
+    member: &str,
+    code: &str,
+    details: kessai_core::messages::registration::MemberDetails,
+    lifetime_s: u64,
+) -> anyhow::Result<Zeroizing<String>> {
     use anyhow::Context as _;
     use kessai_core::ids::{MessageId, PartyId};
-    use kessai_core::jwe::{self, EncryptionPublicKey, X25519Jwk};
     use kessai_core::jwk::Ed25519Jwk;
     use kessai_core::jws::Claims;
-    use kessai_core::messages::registration::{self, JWE_CTY, JWE_TYP, Registration, RegistrationDraft};
+    use kessai_core::messages::registration::{self, Registration, RegistrationDraft};
     use kessai_core::random::OsRandom;
     use kessai_core::time::{Clock as _, SystemClock};
 
@@ -202,8 +283,23 @@ pub async fn register(
         details,
         key: Ed25519Jwk::new(key.public().as_bytes(), None, None),
     })?;
-    let claims = Claims::for_lifetime(member, MessageId::generate(&mut OsRandom), SystemClock.now(), 600)?;
-    let signed = Zeroizing::new(registration::sign(&claims, &body, &key)?);
+    let claims = Claims::for_lifetime(member, MessageId::generate(&mut OsRandom), SystemClock.now(), lifetime_s)?;
+    Ok(Zeroizing::new(registration::sign(&claims, &body, &key)?))
+}
+
+/// Sends a signed registration (S8–S9): encrypted to the center's member
+/// encryption key, fetched now, under a key drawn for this message only.
+/// On success the wallet keeps the member number next to the keystore.
+async fn send_registration(
+    config: &crate::WalletConfig,
+    signed: &str,
+    idempotency: &str,
+) -> anyhow::Result<serde_json::Value> {
+    use anyhow::Context as _;
+    use kessai_core::jwe::{self, EncryptionPublicKey, X25519Jwk};
+    use kessai_core::messages::registration::{JWE_CTY, JWE_TYP};
+    use kessai_core::random::OsRandom;
+
     let tls = kessai_tls::client_config(&config.ca_file, None)
         .with_context(|| format!("TLS trust from {}", config.ca_file.display()))?;
     let http = kessai_http::HttpsClient::new(tls, crate::limits::CENTER_TIMEOUT_MS);
@@ -213,12 +309,11 @@ pub async fn register(
     let jwk: X25519Jwk = serde_json::from_slice(&bytes).context("the center's encryption key")?;
     let to = EncryptionPublicKey::from_jwk(&jwk)?;
     let envelope = jwe::encrypt(signed.as_bytes(), &to, JWE_TYP, JWE_CTY, &mut OsRandom)?;
-    let idempotency = crate::wallet::random_token("w-reg-");
     let (status, bytes) = http
         .post_json(
             &format!("{base}/v1/members/registrations"),
             &serde_json::json!({ "registration": envelope }),
-            &[("idempotency-key", idempotency.as_str())],
+            &[("idempotency-key", idempotency)],
         )
         .await?;
     let answer: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);

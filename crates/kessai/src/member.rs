@@ -66,8 +66,13 @@ pub enum MemberCommand {
     },
     /// Register with the center (step ⑦): the member number and activation
     /// code from the letter, the details, and the verification key, signed
-    /// with the signing key (passwords A and B) and sent encrypted.
+    /// with the signing key (passwords A and B) and sent encrypted. With
+    /// `--later`, kept under password A until `kessai wallet member send`
+    /// ([0023], the first method).
     Register {
+        /// Sign it now, keep it in the keystore, send it later (offline).
+        #[arg(long)]
+        later: bool,
         /// The member number from the letter (`m-…`).
         #[arg(long)]
         member: String,
@@ -95,6 +100,15 @@ pub enum MemberCommand {
         a: PasswordA,
         #[command(flatten)]
         b: PasswordB,
+    },
+    /// Send the registration kept by `register --later` (password A), or
+    /// discard it.
+    Send {
+        /// Remove the kept registration without sending it.
+        #[arg(long)]
+        discard: bool,
+        #[command(flatten)]
+        a: PasswordA,
     },
 }
 
@@ -154,7 +168,22 @@ pub fn run(
             println!("passwords changed; the key and the history are as they were");
             Ok(())
         }
+        MemberCommand::Send { discard, a } => {
+            let a = password("A", a.password_a_env.as_deref(), a.password_a_file.as_deref(), false)?;
+            if discard {
+                match kessai_wallet::member::discard_kept_registration(&store, &a)? {
+                    true => println!("the kept registration is discarded"),
+                    false => println!("no registration was kept"),
+                }
+                return Ok(());
+            }
+            let entered = runtime.block_on(kessai_wallet::member::send_kept_registration(config, &store, &a))?;
+            println!("registered as member {}", entered["member"].as_str().unwrap_or_default());
+            println!("verification key {}", entered["kid"].as_str().unwrap_or_default());
+            Ok(())
+        }
         MemberCommand::Register {
+            later,
             member,
             code_env,
             code_file,
@@ -193,6 +222,13 @@ pub fn run(
                 }
                 _ => None,
             };
+            if later {
+                let expires =
+                    kessai_wallet::member::keep_registration(&store, (&a, b.as_ref()), &member, &code, details)?;
+                println!("registration signed and kept under password A, not sent");
+                println!("send it before {expires} with `kessai wallet member send`");
+                return Ok(());
+            }
             let entered = runtime.block_on(kessai_wallet::member::register(
                 config,
                 &store,
@@ -247,6 +283,9 @@ pub fn run(
             };
             println!("signing key      under {variant}");
             println!("purchases        {}", opened.history.len());
+            if opened.pending_registration.is_some() {
+                println!("registration     kept, not sent (`kessai wallet member send`)");
+            }
             Ok(())
         }
         MemberCommand::History { a } => {

@@ -269,9 +269,37 @@ fn a_member_registers_and_its_card_pays_only_on_its_signed_instruction() {
     let b = ["--password-b-env", "PW_B"];
     let init = kessai(&[&["wallet", "--config", wallet, "member", "init"][..], &a, &b].concat(), &env);
     assert!(init.status.success(), "{}", stderr(&init));
-    let out = kessai(&crate::member_register_args(wallet, &member), &env);
+    // [0023]'s first method: signed offline and kept under password A.
+    let keep = [&crate::member_register_args(wallet, &member)[..], &["--later"]].concat();
+    let out = kessai(&keep, &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("kept under password A, not sent"), "{}", stdout(&out));
+    let out = kessai(&keep, &env);
+    assert!(!out.status.success() && stderr(&out).contains("kept already"), "{}", stderr(&out));
+    let show = kessai(&[&["wallet", "--config", wallet, "member", "show"][..], &a].concat(), &env);
+    assert!(stdout(&show).contains("kept, not sent"), "{}", stdout(&show));
+    // Not sent yet: the center knows no such member, so no card links to it.
+    let ca_dir = d.ca_path();
+    let link = ["admin", "--center", &center_base, "--ca-dir", ca_dir.to_str().unwrap(), "link-card"];
+    let out = kessai(&[&link[..], &["--card-id", &card_id, "--member", &member]].concat(), &[]);
+    assert!(!out.status.success() && stderr(&out).contains("unknown_member"), "{}", stderr(&out));
+    // Sent (S7–S9) with password A alone. The keystore as it was before
+    // stands in for a wallet killed after the center entered the member
+    // and before the keystore was rewritten: sent again, the center answers
+    // the same registration under its Idempotency-Key with the member as
+    // entered, not a second entry.
+    let keystore = d.dir.path().join("wallet").join("member.kms");
+    let kept = std::fs::read(&keystore).unwrap();
+    let send = [&["wallet", "--config", wallet, "member", "send"][..], &a].concat();
+    let out = kessai(&send, &env);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains(&member), "{}", stdout(&out));
+    std::fs::write(&keystore, &kept).unwrap();
+    let again = kessai(&send, &env);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(stdout(&again), stdout(&out), "the stored answer");
+    let out = kessai(&send, &env);
+    assert!(!out.status.success() && stderr(&out).contains("no registration is kept"), "{}", stderr(&out));
     let linked = admin(&["link-card", "--card-id", &card_id, "--member", &member]);
     assert_eq!(linked["instruction_required"], true);
 
