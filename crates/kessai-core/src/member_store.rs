@@ -22,9 +22,9 @@
 //! Layer A's key is Argon2id(A, salt A); bytes 0–57 are its associated
 //! data. Its plaintext, the body: verification key (32), the length of the
 //! key block (4), the key block, then JSON (UTF-8): `{"history": [...],
-//! "pending_registration"?: {...}}` (a bare history array is read too).
-//! The pending registration is [0023]'s first method: the registration,
-//! signed, kept under password A until it is sent. The key block of
+//! "pending_registration"?: {...}, "pending_key_replacement"?: {...}}` (a
+//! bare history array is read too): messages signed and kept under
+//! password A until the center has them ([`PendingMessage`]). The key block of
 //! variant `01` is layer B:
 //!
 //! | offset | size | field |
@@ -141,14 +141,14 @@ pub struct HistoryEntry {
     pub settlement_id: String,
 }
 
-/// A registration signed and kept under password A until it is sent
-/// ([0023], the first method): the JWS and the Idempotency-Key it is sent
-/// with, the same at every attempt, so a lost answer is asked again
-/// rather than registered twice.
+/// A message signed and kept under password A until the center has it: a
+/// registration ([0023], the first method) or a key replacement under way.
+/// The JWS and the Idempotency-Key it is sent with, the same at every
+/// attempt, so a lost answer is asked again rather than acted on twice.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PendingRegistration {
-    pub registration: String,
+pub struct PendingMessage {
+    pub message: String,
     pub idempotency_key: String,
 }
 
@@ -158,7 +158,9 @@ pub struct PendingRegistration {
 struct Contents {
     history: Vec<HistoryEntry>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pending_registration: Option<PendingRegistration>,
+    pending_registration: Option<PendingMessage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pending_key_replacement: Option<PendingMessage>,
 }
 
 /// A keystore opened with password A: the verification key and the
@@ -171,7 +173,10 @@ pub struct Opened {
     public: PublicKey,
     key_block: Zeroizing<Vec<u8>>,
     pub history: Vec<HistoryEntry>,
-    pub pending_registration: Option<PendingRegistration>,
+    pub pending_registration: Option<PendingMessage>,
+    /// In the keystore of a new key (the wallet's `member-next.kms`): the
+    /// replacement the current key signed for it, until the center has it.
+    pub pending_key_replacement: Option<PendingMessage>,
 }
 
 impl fmt::Debug for Opened {
@@ -181,6 +186,7 @@ impl fmt::Debug for Opened {
             .field("kid", self.public.kid())
             .field("history", &self.history.len())
             .field("pending_registration", &self.pending_registration.is_some())
+            .field("pending_key_replacement", &self.pending_key_replacement.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -229,6 +235,7 @@ pub fn create<R: Random + ?Sized>(
         key_block,
         history: Vec::new(),
         pending_registration: None,
+        pending_key_replacement: None,
     };
     Ok((opened.seal_with(header)?, public))
 }
@@ -278,9 +285,11 @@ pub fn open(file: &[u8], a: &Passphrase) -> Result<Opened, MemberStoreError> {
     let json = &body[36 + block_len..];
     let malformed_json = |e: serde_json::Error| MemberStoreError::Malformed(e.to_string());
     let contents = match json.first() {
-        Some(b'[') => {
-            Contents { history: serde_json::from_slice(json).map_err(malformed_json)?, pending_registration: None }
-        }
+        Some(b'[') => Contents {
+            history: serde_json::from_slice(json).map_err(malformed_json)?,
+            pending_registration: None,
+            pending_key_replacement: None,
+        },
         _ => serde_json::from_slice(json).map_err(malformed_json)?,
     };
     Ok(Opened {
@@ -291,6 +300,7 @@ pub fn open(file: &[u8], a: &Passphrase) -> Result<Opened, MemberStoreError> {
         key_block,
         history: contents.history,
         pending_registration: contents.pending_registration,
+        pending_key_replacement: contents.pending_key_replacement,
     })
 }
 
@@ -366,8 +376,11 @@ impl Opened {
     }
 
     fn seal_with(&self, header: [u8; HEADER_LEN]) -> Result<Zeroizing<Vec<u8>>, MemberStoreError> {
-        let contents =
-            Contents { history: self.history.clone(), pending_registration: self.pending_registration.clone() };
+        let contents = Contents {
+            history: self.history.clone(),
+            pending_registration: self.pending_registration.clone(),
+            pending_key_replacement: self.pending_key_replacement.clone(),
+        };
         let json =
             Zeroizing::new(serde_json::to_vec(&contents).map_err(|e| MemberStoreError::Malformed(e.to_string()))?);
         let mut body = Zeroizing::new(Vec::with_capacity(36 + self.key_block.len() + json.len()));
@@ -542,6 +555,7 @@ mod tests {
             key_block: o.key_block.clone(),
             history: o.history.clone(),
             pending_registration: o.pending_registration.clone(),
+            pending_key_replacement: o.pending_key_replacement.clone(),
         }
     }
 
@@ -603,7 +617,7 @@ mod tests {
         let (file, _) = made(Variant::TwoPasswords);
         let mut opened = open(&file, &pw("password A")).unwrap();
         assert_eq!(opened.pending_registration, None);
-        let pending = PendingRegistration { registration: "a.b.c".into(), idempotency_key: "w-reg-1".into() };
+        let pending = PendingMessage { message: "a.b.c".into(), idempotency_key: "w-reg-1".into() };
         opened.pending_registration = Some(pending.clone());
         opened.history.push(entry(1));
         opened.change_password_a(&pw("new A"), &mut SeededRandom::new(4)).unwrap();

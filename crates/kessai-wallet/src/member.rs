@@ -30,6 +30,8 @@ pub enum MemberError {
     Exists { path: PathBuf },
     #[error("no member keystore at {path}: make one with `kessai wallet member init`")]
     Missing { path: PathBuf },
+    #[error("a key replacement is under way ({path}): `kessai wallet member replace-key --resume` finishes it")]
+    ReplacementUnderWay { path: PathBuf },
     #[error(transparent)]
     Store(#[from] MemberStoreError),
 }
@@ -119,6 +121,7 @@ impl MemberFile {
         b: Option<(&Passphrase, &Passphrase)>,
         rng: &mut R,
     ) -> Result<(), MemberError> {
+        self.no_replacement_under_way()?;
         let mut opened = self.open(a)?;
         if let Some((old_b, new_b)) = b {
             opened.change_password_b(old_b, new_b, rng)?;
@@ -206,7 +209,7 @@ pub fn keep_registration(
     details: kessai_core::messages::registration::MemberDetails,
 ) -> anyhow::Result<kessai_core::time::Timestamp> {
     use kessai_core::limits::MAX_TOKEN_LIFETIME_S;
-    use kessai_core::member_store::PendingRegistration;
+    use kessai_core::member_store::PendingMessage;
     use kessai_core::random::OsRandom;
     use kessai_core::time::{Clock as _, SystemClock};
     let mut opened = store.open(a)?;
@@ -215,8 +218,8 @@ pub fn keep_registration(
         "a registration is kept already: send it (`kessai wallet member send`) or discard it (`--discard`)"
     );
     let signed = sign_registration(store, (a, b), member, code, details, MAX_TOKEN_LIFETIME_S)?;
-    opened.pending_registration = Some(PendingRegistration {
-        registration: String::clone(&signed),
+    opened.pending_registration = Some(PendingMessage {
+        message: String::clone(&signed),
         idempotency_key: crate::wallet::random_token("w-reg-"),
     });
     store.replace(&opened.seal_random(&mut OsRandom)?, StopAt::Never)?;
@@ -237,7 +240,7 @@ pub async fn send_kept_registration(
     let Some(pending) = store.open(a)?.pending_registration else {
         anyhow::bail!("no registration is kept: `kessai wallet member register --later` keeps one");
     };
-    let answer = send_registration(config, &pending.registration, &pending.idempotency_key).await?;
+    let answer = send_registration(config, &pending.message, &pending.idempotency_key).await?;
     let mut opened = store.open(a)?;
     if opened.pending_registration.as_ref() == Some(&pending) {
         opened.pending_registration = None;
@@ -300,10 +303,7 @@ async fn send_registration(
     use kessai_core::messages::registration::{JWE_CTY, JWE_TYP};
     use kessai_core::random::OsRandom;
 
-    let tls = kessai_tls::client_config(&config.ca_file, None)
-        .with_context(|| format!("TLS trust from {}", config.ca_file.display()))?;
-    let http = kessai_http::HttpsClient::new(tls, crate::limits::CENTER_TIMEOUT_MS);
-    let base = config.center.url.trim_end_matches('/');
+    let (http, base) = center_http(config)?;
     let (status, bytes) = http.get(&format!("{base}/v1/members/encryption-key")).await?;
     anyhow::ensure!(status.is_success(), "the center's encryption key: HTTP {status}");
     let jwk: X25519Jwk = serde_json::from_slice(&bytes).context("the center's encryption key")?;
@@ -322,5 +322,135 @@ async fn send_registration(
     let number = config.data_dir.join(NUMBER_FILE);
     std::fs::write(&number, format!("{}\n", answer["member"].as_str().unwrap_or_default()))
         .with_context(|| format!("writing {}", number.display()))?;
+    Ok(answer)
+}
+
+/// An HTTPS client for the center, trusting the wallet's CA file, and the
+/// center's base URL.
+fn center_http(config: &crate::WalletConfig) -> anyhow::Result<(kessai_http::HttpsClient, String)> {
+    use anyhow::Context as _;
+    let tls = kessai_tls::client_config(&config.ca_file, None)
+        .with_context(|| format!("TLS trust from {}", config.ca_file.display()))?;
+    let http = kessai_http::HttpsClient::new(tls, crate::limits::CENTER_TIMEOUT_MS);
+    Ok((http, config.center.url.trim_end_matches('/').to_owned()))
+}
+
+/// The keystore of a key replacement under way, beside `member.kms`: the
+/// new key under the same passwords, and the replacement the current key
+/// signed for it. It becomes the keystore once the center has entered the
+/// new key; until then the current key stays, so a wallet stopped at any
+/// point keeps a key the center knows.
+pub const NEXT_FILE_NAME: &str = "member-next.kms";
+
+impl MemberFile {
+    /// The keystore of a key replacement under way ([`NEXT_FILE_NAME`]).
+    pub fn next(&self) -> MemberFile {
+        MemberFile { path: self.path.with_file_name(NEXT_FILE_NAME) }
+    }
+
+    /// Refuses while a key replacement is under way (its new keystore is
+    /// under the passwords as they were).
+    fn no_replacement_under_way(&self) -> Result<(), MemberError> {
+        let next = self.next();
+        match next.exists() {
+            true => Err(MemberError::ReplacementUnderWay { path: next.path }),
+            false => Ok(()),
+        }
+    }
+}
+
+/// A member replaces its key (PROTOCOL §10.5): a new key from `seed`, in a
+/// new keystore under the same passwords with the history; the replacement
+/// signed with the current key (passwords A and B) and kept in it; then
+/// sent ([`finish_key_replacement`]). Refused while one is under way.
+pub async fn replace_key(
+    config: &crate::WalletConfig,
+    store: &MemberFile,
+    (a, b): (&Passphrase, Option<&Passphrase>),
+    member: &str,
+    seed: &[u8; 32],
+) -> anyhow::Result<serde_json::Value> {
+    use anyhow::Context as _;
+    use kessai_core::ids::{MessageId, PartyId};
+    use kessai_core::jws::Claims;
+    use kessai_core::limits::MAX_TOKEN_LIFETIME_S;
+    use kessai_core::member_store::PendingMessage;
+    use kessai_core::messages::key_replacement::{self, KeyReplacement};
+    use kessai_core::random::OsRandom;
+    use kessai_core::time::{Clock as _, SystemClock};
+
+    store.no_replacement_under_way()?;
+    let member = PartyId::parse(member).context("the member number")?;
+    let opened = store.open(a)?;
+    let current = opened.signing_key(b)?;
+    let next = store.next();
+    next.create(seed, a, b, Cost::default(), &mut OsRandom)?;
+    let mut fresh = next.open(a)?;
+    let new_key = fresh.signing_key(b)?;
+    let replacement = KeyReplacement::made(member.clone(), &current, &new_key)?;
+    // A day to finish it in, should the wallet stop before the center answers.
+    let claims =
+        Claims::for_lifetime(member, MessageId::generate(&mut OsRandom), SystemClock.now(), MAX_TOKEN_LIFETIME_S)?;
+    fresh.history.clone_from(&opened.history);
+    fresh.pending_key_replacement = Some(PendingMessage {
+        message: key_replacement::sign(&claims, &replacement, &current)?,
+        idempotency_key: crate::wallet::random_token("w-rekey-"),
+    });
+    next.replace(&fresh.seal_random(&mut OsRandom)?, StopAt::Never)?;
+    finish_key_replacement(config, store, a).await
+}
+
+/// Sends the key replacement under way (password A) with its
+/// Idempotency-Key. Entered: the new keystore, with the history as it now
+/// stands, replaces the old one. Refused by the center: the current key
+/// stays, the new keystore set aside (`member-next.kms.refused-…`). Not
+/// answered: both stay, to finish later.
+pub async fn finish_key_replacement(
+    config: &crate::WalletConfig,
+    store: &MemberFile,
+    a: &Passphrase,
+) -> anyhow::Result<serde_json::Value> {
+    use kessai_core::random::OsRandom;
+
+    let next = store.next();
+    if !next.exists() {
+        anyhow::bail!("no key replacement is under way");
+    }
+    let mut fresh = next.open(a)?;
+    let Some(pending) = fresh.pending_key_replacement.take() else {
+        anyhow::bail!("{} holds no key replacement: remove it by hand", next.path.display());
+    };
+    let (http, base) = center_http(config)?;
+    let (status, bytes) = http
+        .post_json(
+            &format!("{base}/v1/members/key-replacements"),
+            &serde_json::json!({ "replacement": pending.message }),
+            &[("idempotency-key", pending.idempotency_key.as_str())],
+        )
+        .await?;
+    let answer: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    // A refusal (not a conflict or a rate limit, which pass): the current
+    // key stays. The new keystore is set aside, not deleted: a refusal of
+    // a replacement the center entered long ago (its stored answer gone)
+    // must not lose the key the center now holds.
+    if matches!(status.as_u16(), 400 | 403 | 404 | 422) {
+        use kessai_core::time::{Clock as _, SystemClock};
+        let aside = next.path.with_extension(format!("kms.refused-{}", SystemClock.now().unix_s()));
+        std::fs::rename(&next.path, &aside).map_err(|source| MemberError::Io { path: next.path.clone(), source })?;
+        sync_dir(&next.path).map_err(|source| MemberError::Io { path: next.path.clone(), source })?;
+        anyhow::bail!(
+            "the center refused the key replacement ({status}): {}; the current key stays (the new one is set aside as {})",
+            answer["error"],
+            aside.display()
+        );
+    }
+    anyhow::ensure!(
+        status.is_success(),
+        "the key replacement is not finished ({status}): `kessai wallet member replace-key --resume` tries again"
+    );
+    fresh.history = store.open(a)?.history;
+    store.replace(&fresh.seal_random(&mut OsRandom)?, StopAt::Never)?;
+    std::fs::remove_file(&next.path).map_err(|source| MemberError::Io { path: next.path.clone(), source })?;
+    sync_dir(&store.path).map_err(|source| MemberError::Io { path: store.path.clone(), source })?;
     Ok(answer)
 }

@@ -101,6 +101,22 @@ pub enum MemberCommand {
         #[command(flatten)]
         b: PasswordB,
     },
+    /// Replace the registered key (PROTOCOL §10.5): a new key, signed over
+    /// by the current one (passwords A and B) and entered by the center;
+    /// the keystore then holds the new key under the same passwords, with
+    /// the history.
+    ReplaceKey {
+        /// Finish a replacement that was not answered (password A).
+        #[arg(long)]
+        resume: bool,
+        /// Mix something you type into the new key's randomness (S3–S4).
+        #[arg(long, conflicts_with = "resume")]
+        seed_text: bool,
+        #[command(flatten)]
+        a: PasswordA,
+        #[command(flatten)]
+        b: PasswordB,
+    },
     /// Send the registration kept by `register --later` (password A), or
     /// discard it.
     Send {
@@ -166,6 +182,34 @@ pub fn run(
             };
             store.change_passwords(&a, new_a.as_ref(), b.as_ref().map(|(old, new)| (old, new)), &mut OsRandom)?;
             println!("passwords changed; the key and the history are as they were");
+            Ok(())
+        }
+        MemberCommand::ReplaceKey { resume, seed_text, a, b } => {
+            let a = password("A", a.password_a_env.as_deref(), a.password_a_file.as_deref(), false)?;
+            let replaced = match resume {
+                true => runtime.block_on(kessai_wallet::member::finish_key_replacement(config, &store, &a))?,
+                false => {
+                    let number = config.data_dir.join(kessai_wallet::member::NUMBER_FILE);
+                    let member = std::fs::read_to_string(&number)
+                        .with_context(|| format!("{}: register first", number.display()))?;
+                    let b = match store.open(&a)?.variant() {
+                        Variant::TwoPasswords => {
+                            Some(password("B", b.password_b_env.as_deref(), b.password_b_file.as_deref(), false)?)
+                        }
+                        _ => None,
+                    };
+                    let seed = new_seed(seed_text)?;
+                    runtime.block_on(kessai_wallet::member::replace_key(
+                        config,
+                        &store,
+                        (&a, b.as_ref()),
+                        member.trim(),
+                        &seed,
+                    ))?
+                }
+            };
+            println!("member {}", replaced["member"].as_str().unwrap_or_default());
+            println!("verification key {} (replaced)", replaced["kid"].as_str().unwrap_or_default());
             Ok(())
         }
         MemberCommand::Send { discard, a } => {
@@ -255,16 +299,7 @@ pub fn run(
             if b.as_ref().is_some_and(|b| b.same_as(&a)) {
                 bail!("passwords A and B must differ");
             }
-            let typed = match seed_text {
-                true => Some(Zeroizing::new(
-                    rpassword::prompt_password("Type anything to mix into the key's randomness: ")
-                        .context("reading the text")?,
-                )),
-                false => None,
-            };
-            let mut randomness = Zeroizing::new([0u8; 32]);
-            OsRandom.fill_bytes(&mut randomness[..]);
-            let seed = seed_from(&randomness, typed.as_deref().map(String::as_str));
+            let seed = new_seed(seed_text)?;
             let public = store.create(&seed, &a, b.as_ref(), Cost::default(), &mut OsRandom)?;
             println!("member keystore {}", store.path().display());
             println!("verification key {}", public.kid());
@@ -283,6 +318,9 @@ pub fn run(
             };
             println!("signing key      under {variant}");
             println!("purchases        {}", opened.history.len());
+            if store.next().exists() {
+                println!("key              replacement under way (`kessai wallet member replace-key --resume`)");
+            }
             if opened.pending_registration.is_some() {
                 println!("registration     kept, not sent (`kessai wallet member send`)");
             }
@@ -346,6 +384,21 @@ pub fn record_purchase(
     };
     MemberFile::in_dir(&config.data_dir).record(a, entry, &mut OsRandom)?;
     Ok(())
+}
+
+/// A new key's seed: OS randomness, mixed with what the member types when
+/// `seed_text` (S3–S4).
+fn new_seed(seed_text: bool) -> anyhow::Result<Zeroizing<[u8; 32]>> {
+    let typed = match seed_text {
+        true => Some(Zeroizing::new(
+            rpassword::prompt_password("Type anything to mix into the key's randomness: ")
+                .context("reading the text")?,
+        )),
+        false => None,
+    };
+    let mut randomness = Zeroizing::new([0u8; 32]);
+    OsRandom.fill_bytes(&mut randomness[..]);
+    Ok(seed_from(&randomness, typed.as_deref().map(String::as_str)))
 }
 
 /// Password `which`: from the environment variable, the file, or a prompt

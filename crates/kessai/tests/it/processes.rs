@@ -245,7 +245,7 @@ fn a_member_registers_and_its_card_pays_only_on_its_signed_instruction() {
     let out = kessai(&["center", "init", "--config", config.to_str().unwrap()], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let (card_id, image) = d.issue_card(&config, 1, 20_000);
-    let _center = CenterProcess::start(&config);
+    let mut center = CenterProcess::start(&config);
     d.wait_healthy(center_port);
     let (_store, _) = start_store(&d, store_port, center_port);
     let admin = |args: &[&str]| admin_cli(&d, &center_base, args);
@@ -321,4 +321,58 @@ fn a_member_registers_and_its_card_pays_only_on_its_signed_instruction() {
     let history = kessai(&[&["wallet", "--config", wallet, "member", "history"][..], &a].concat(), &env);
     assert!(history.status.success(), "{}", stderr(&history));
     assert!(stdout(&history).contains(&order), "{}", stdout(&history));
+
+    // The key replaced (§10.5). Unanswered (the center down): the current
+    // key stays, the replacement waits beside it, and passwords do not
+    // change under it; resumed, the center enters the new key.
+    let keystore = d.dir.path().join("wallet").join("member.kms");
+    let old_keystore = std::fs::read(&keystore).unwrap();
+    let show = || stdout(&kessai(&[&["wallet", "--config", wallet, "member", "show"][..], &a].concat(), &env));
+    let old_kid = show();
+    center.kill9();
+    let replace = [&["wallet", "--config", wallet, "member", "replace-key"][..], &a, &b].concat();
+    let out = kessai(&replace, &env);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert_eq!(std::fs::read(&keystore).unwrap(), old_keystore, "the current key stays");
+    assert!(show().contains("replacement under way"), "{}", show());
+    let out = kessai(&replace, &env);
+    assert!(stderr(&out).contains("under way"), "{}", stderr(&out));
+    let passwd =
+        [&["wallet", "--config", wallet, "member", "passwd", "--change-a", "--new-password-a-env", "NEW_A"][..], &a]
+            .concat();
+    let out = kessai(&passwd, &[("PW_A", "the member's password A"), ("NEW_A", "x")]);
+    assert!(!out.status.success() && stderr(&out).contains("under way"), "{}", stderr(&out));
+    let _center = CenterProcess::start(&config);
+    d.wait_healthy(center_port);
+    let resume = [&["wallet", "--config", wallet, "member", "replace-key", "--resume"][..], &a].concat();
+    let out = kessai(&resume, &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!d.dir.path().join("wallet").join("member-next.kms").exists());
+    let new_kid = show();
+    assert_ne!(new_kid, old_kid);
+    assert!(stdout(&out).contains(new_kid.lines().nth(1).unwrap().trim_start_matches("verification key ")));
+    assert!(new_kid.contains("purchases        1"), "the history came along: {new_kid}");
+    // The new key pays; the old one, put back, verifies nothing.
+    let order = place_order(&d, &store_base);
+    let bill_url = format!("{store_base}/orders/{order}/bill");
+    let pay = ["wallet", "--config", wallet, "pay", &bill_url, "--yes", "--member", &member];
+    let out = kessai(&[&pay[..], &a, &b].concat(), &env);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let paid = card_balance(&image);
+    std::fs::write(&keystore, &old_keystore).unwrap();
+    let order = place_order(&d, &store_base);
+    let bill_url = format!("{store_base}/orders/{order}/bill");
+    let pay = ["wallet", "--config", wallet, "pay", &bill_url, "--yes", "--member", &member];
+    let out = kessai(&[&pay[..], &a, &b].concat(), &env);
+    assert!(!out.status.success() && stderr(&out).contains("instruction_refused"), "{}", stderr(&out));
+    assert_eq!(card_balance(&image), paid, "nothing moved");
+    // A replacement signed by the retired key is refused: the keystore
+    // stays as it is, the new one is set aside, not deleted.
+    let out = kessai(&replace, &env);
+    assert!(stderr(&out).contains("replacement_refused") && stderr(&out).contains("set aside"), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&keystore).unwrap(), old_keystore);
+    let wallet_dir = std::fs::read_dir(d.dir.path().join("wallet")).unwrap();
+    let names: Vec<String> = wallet_dir.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(names.iter().any(|n| n.starts_with("member-next.kms.refused-")), "{names:?}");
+    assert!(!names.iter().any(|n| n == "member-next.kms"), "{names:?}");
 }
