@@ -261,6 +261,16 @@ pub fn open(file: &[u8], a: &Passphrase) -> Result<Opened, MemberStoreError> {
     let mut header = [0u8; HEADER_LEN];
     header.copy_from_slice(&file[..HEADER_LEN]);
     let key_a = derive(a, &header[18..34], get_cost(&header[6..18])?)?;
+    open_body(file, variant, header, key_a)
+}
+
+/// Layer A of `file` opened with its key.
+fn open_body(
+    file: &[u8],
+    variant: Variant,
+    header: [u8; HEADER_LEN],
+    key_a: Zeroizing<[u8; 32]>,
+) -> Result<Opened, MemberStoreError> {
     let body = XChaCha20Poly1305::new(&(*key_a).into())
         .decrypt(&nonce(&header[34..58]), Payload { msg: &file[HEADER_LEN..], aad: &header })
         .map_err(|_| MemberStoreError::WrongPasswordA)?;
@@ -305,6 +315,25 @@ pub fn open(file: &[u8], a: &Passphrase) -> Result<Opened, MemberStoreError> {
 }
 
 impl Opened {
+    /// The keystore as `file` now holds it (another process may have
+    /// added to its history), opened with the key password A gave this
+    /// one, so password A need not be kept. Refused if `file` is under
+    /// another password A, salt or parameters than this one.
+    pub fn reopen(&self, file: &[u8]) -> Result<Opened, MemberStoreError> {
+        if file.len() > MAX_MEMBER_STORE_BYTES {
+            return Err(MemberStoreError::TooLarge);
+        }
+        if file.len() < HEADER_LEN + TAG_LEN {
+            return Err(MemberStoreError::Truncated);
+        }
+        if file[..34] != self.header[..34] {
+            return Err(MemberStoreError::WrongPasswordA);
+        }
+        let mut header = [0u8; HEADER_LEN];
+        header.copy_from_slice(&file[..HEADER_LEN]);
+        open_body(file, self.variant, header, self.key_a.clone())
+    }
+
     pub fn variant(&self) -> Variant {
         self.variant
     }
@@ -646,5 +675,22 @@ mod tests {
         assert_eq!(open(&with_json(&history), &pw("password A")).unwrap().history, vec![entry(2)]);
         let unknown = br#"{"history": [], "something": 1}"#;
         assert!(matches!(open(&with_json(unknown), &pw("password A")), Err(MemberStoreError::Malformed(_))));
+    }
+
+    #[test]
+    fn reopen_reads_the_file_as_it_now_stands_without_password_a() {
+        let (file, _) = made(Variant::TwoPasswords);
+        let held = open(&file, &pw("password A")).unwrap();
+        let mut other = open(&file, &pw("password A")).unwrap();
+        other.history.push(entry(1));
+        let newer = other.seal_random(&mut SeededRandom::new(6)).unwrap();
+        assert_eq!(held.reopen(&newer).unwrap().history, vec![entry(1)], "what another writer added");
+        let mut bent = newer.to_vec();
+        let last = bent.len() - 1;
+        bent[last] ^= 1;
+        assert_eq!(held.reopen(&bent).unwrap_err(), MemberStoreError::WrongPasswordA);
+        other.change_password_a(&pw("new A"), &mut SeededRandom::new(8)).unwrap();
+        let renamed = other.seal_random(&mut SeededRandom::new(9)).unwrap();
+        assert_eq!(held.reopen(&renamed).unwrap_err(), MemberStoreError::WrongPasswordA, "a new password A");
     }
 }

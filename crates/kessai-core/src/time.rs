@@ -25,6 +25,28 @@ impl Timestamp {
     pub fn saturating_sub_s(&self, s: u64) -> Timestamp {
         Timestamp(self.0.saturating_sub(s))
     }
+
+    /// `YYYY-MM-DD HH:MM UTC`, for people.
+    pub fn utc(&self) -> String {
+        utc(i64::try_from(self.0).unwrap_or(i64::MAX))
+    }
+}
+
+/// A Unix time as `YYYY-MM-DD HH:MM UTC` (proleptic Gregorian calendar;
+/// the days-to-civil conversion of Howard Hinnant's date algorithms).
+pub fn utc(unix_s: i64) -> String {
+    let days = unix_s.div_euclid(86_400);
+    let secs = unix_s.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02} UTC", secs / 3_600, secs % 3_600 / 60)
 }
 
 impl fmt::Debug for Timestamp {
@@ -81,5 +103,17 @@ impl FixedClock {
 impl Clock for FixedClock {
     fn now(&self) -> Timestamp {
         Timestamp(self.0.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+#[cfg(test)]
+mod utc_tests {
+    #[test]
+    fn utc_formats_known_instants() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00 UTC");
+        assert_eq!(super::utc(951_782_400), "2000-02-29 00:00 UTC");
+        assert_eq!(super::utc(1_795_262_400 + 3_660), "2026-11-21 13:01 UTC");
+        assert_eq!(super::utc(-1), "1969-12-31 23:59 UTC");
+        assert_eq!(super::Timestamp::from_unix_s(951_782_400).utc(), "2000-02-29 00:00 UTC");
     }
 }

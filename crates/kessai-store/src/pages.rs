@@ -13,22 +13,7 @@ table{border-collapse:collapse;width:100%}th,td{border-bottom:1px solid #ccc;pad
 td.num,th.num{text-align:right}a:focus,button:focus,input:focus{outline:3px solid #1a5fb4}\
 button{font-size:1rem;padding:.5rem 1rem}.total{font-weight:bold}nav a{margin-right:1rem}";
 
-/// A Unix time as `YYYY-MM-DD HH:MM UTC` (proleptic Gregorian calendar;
-/// the days-to-civil conversion of Howard Hinnant's date algorithms).
-pub fn utc(unix_s: i64) -> String {
-    let days = unix_s.div_euclid(86_400);
-    let secs = unix_s.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02} UTC", secs / 3_600, secs % 3_600 / 60)
-}
+pub use kessai_core::time::utc;
 
 /// The frame of every page: `<title>` is "`title` — `mall`".
 pub fn layout(mall: &str, title: &str, body: Markup) -> Markup {
@@ -278,15 +263,4 @@ pub fn completion(
 
 pub fn message(text: &str) -> Markup {
     html! { p role="alert" { (text) } p { a href="/" { "Back to the mall" } } }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn utc_formats_known_instants() {
-        assert_eq!(super::utc(0), "1970-01-01 00:00 UTC");
-        assert_eq!(super::utc(951_782_400), "2000-02-29 00:00 UTC");
-        assert_eq!(super::utc(1_795_262_400 + 3_660), "2026-11-21 13:01 UTC");
-        assert_eq!(super::utc(-1), "1969-12-31 23:59 UTC");
-    }
 }

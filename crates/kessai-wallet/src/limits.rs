@@ -66,3 +66,7 @@ pub const ABANDONED_SWEEP_S: u64 = 30;
 /// key the center stopped publishing (rotated out, revoked) is dropped by
 /// then. A token under a key it does not know yet fetches them at once.
 pub const CENTER_KEYS_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Members' purchases under way through the pages whose keystore key the
+/// wallet holds until they complete (each is a few hundred bytes).
+pub const MEMBER_SESSIONS: usize = 32;

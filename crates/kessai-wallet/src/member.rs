@@ -112,6 +112,20 @@ impl MemberFile {
         self.replace(&opened.seal_random(rng)?, StopAt::Never)
     }
 
+    /// Adds a purchase to the history as the file now stands, with the key
+    /// that password A gave `held` (the wallet's pages keep that, not the
+    /// password, from the review to the completion).
+    pub fn record_opened<R: Random + ?Sized>(
+        &self,
+        held: &Opened,
+        entry: HistoryEntry,
+        rng: &mut R,
+    ) -> Result<(), MemberError> {
+        let mut opened = held.reopen(&self.read()?)?;
+        opened.history.push(entry);
+        self.replace(&opened.seal_random(rng)?, StopAt::Never)
+    }
+
     /// Changes password A, password B (given the old one), or both; the key
     /// and the history stay. Written atomically.
     pub fn change_passwords<R: Random + ?Sized>(
@@ -453,4 +467,52 @@ pub async fn finish_key_replacement(
     std::fs::remove_file(&next.path).map_err(|source| MemberError::Io { path: next.path.clone(), source })?;
     sync_dir(&store.path).map_err(|source| MemberError::Io { path: store.path.clone(), source })?;
     Ok(answer)
+}
+
+/// What password A shows of the keystore (FIG. 11(a)): no secret of the
+/// signing key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberView {
+    /// The member number, once registered.
+    pub member: Option<String>,
+    pub kid: String,
+    /// "passwords A and B", or "password A only" ([0028]).
+    pub key_under: &'static str,
+    pub registration_kept: bool,
+    pub replacement_under_way: bool,
+    pub history: Vec<HistoryEntry>,
+}
+
+/// The keystore of the wallet whose data directory is `data_dir`, opened
+/// with password A alone (offline, S11–S12).
+pub fn view(data_dir: &Path, a: &Passphrase) -> Result<MemberView, MemberError> {
+    let store = MemberFile::in_dir(data_dir);
+    let opened = store.open(a)?;
+    let member = std::fs::read_to_string(data_dir.join(NUMBER_FILE))
+        .ok()
+        .and_then(|t| kessai_core::ids::PartyId::parse(t.trim()).ok())
+        .map(|p| p.as_str().to_owned());
+    Ok(MemberView {
+        member,
+        kid: opened.public().kid().as_str().to_owned(),
+        key_under: match opened.variant() {
+            member_store::Variant::TwoPasswords => "passwords A and B",
+            _ => "password A only",
+        },
+        registration_kept: opened.pending_registration.is_some(),
+        replacement_under_way: store.next().exists(),
+        history: opened.history,
+    })
+}
+
+/// A completed payment as the member's history keeps it (FIG. 10): when,
+/// where (a store member by its member number), what and which settlement.
+pub fn history_entry(record: &crate::Record, at: kessai_core::time::Timestamp) -> HistoryEntry {
+    HistoryEntry {
+        at,
+        store: record.member.clone().unwrap_or_else(|| record.store.clone()),
+        order_id: record.order_id.clone(),
+        amount: record.amount,
+        settlement_id: record.settlement_id.as_ref().map(|s| s.to_string()).unwrap_or_default(),
+    }
 }

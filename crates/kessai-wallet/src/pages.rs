@@ -48,6 +48,7 @@ pub fn home(card: Result<&CardSummary, String>, recent: &[Record]) -> Markup {
             }
         }
         p { a id="charge-link" href="/charge" { "Charge" } " — add value to your card with a credit card" }
+        p { a id="member-link" href="/member" { "Member" } " — your purchase history as a member, with password A" }
         section aria-labelledby="history-heading" {
             h2 id="history-heading" { "Recent payments" }
             @if recent.is_empty() {
@@ -264,4 +265,49 @@ fn amount_pattern(exponent: u8) -> String {
         0 => "[0-9]+".to_owned(),
         e => format!("[0-9]+(\\.[0-9]{{1,{e}}})?"),
     }
+}
+
+/// FIG. 11: password A asked, to open the member's history (offline).
+pub fn member_ask(keystore: bool, problem: Option<&str>) -> Markup {
+    let body = html! {
+        @if let Some(why) = problem { p role="alert" id="problem" { (why) } }
+        @if keystore {
+            p { "Password A opens your purchase history; nothing is sent anywhere. Paying needs password B as well." }
+            form method="post" action="/member/history" {
+                p { label for="password_a" { "Password A" } br;
+                    input id="password_a" name="password_a" type="password" autocomplete="off" required; }
+                button type="submit" { "Show my history" }
+            }
+        } @else {
+            p id="no-keystore" { "This wallet holds no member keystore. Make one with " code { "kessai wallet member init" } ", then register with the activation code the center mails you." }
+        }
+    };
+    page("Member", None, body)
+}
+
+/// FIG. 11(a): the member's purchase history, with what the keystore holds.
+pub fn member_history(v: &crate::member::MemberView) -> Markup {
+    let body = html! {
+        dl {
+            dt { "Member number" } dd id="member" { (v.member.as_deref().unwrap_or("not registered")) }
+            dt { "Verification key" } dd id="kid" { code { (v.kid) } }
+            dt { "Signing key" } dd { (v.key_under) }
+            @if v.registration_kept { dt { "Registration" } dd id="registration-kept" { "Signed and kept, not sent: " code { "kessai wallet member send" } } }
+            @if v.replacement_under_way { dt { "Key" } dd id="replacement" { "A replacement is under way: " code { "kessai wallet member replace-key --resume" } } }
+        }
+        @if v.history.is_empty() {
+            p id="no-purchases" { "No purchases recorded yet." }
+        } @else {
+            table id="history" {
+                caption { "Your purchases as a member, oldest first" }
+                thead { tr { th scope="col" { "Date (UTC)" } th scope="col" { "Store" } th scope="col" { "Order" } th scope="col" class="num" { "Amount" } } }
+                tbody {
+                    @for e in &v.history {
+                        tr { td { (e.at.utc()) } td { (e.store) } td { (e.order_id) } td class="num" { (e.amount) } }
+                    }
+                }
+            }
+        }
+    };
+    page("Your purchase history", None, body)
 }

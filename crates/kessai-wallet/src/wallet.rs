@@ -328,6 +328,23 @@ pub struct Wallet {
     /// passwords A and B opened: each purchase then carries the member's
     /// signed payment instruction (#12, FIG. 7 ①).
     pub(crate) member: Option<(kessai_core::ids::PartyId, kessai_core::keys::SigningKey)>,
+    /// For a member paying through the pages: the keystore as password A
+    /// opened it at the review (its key, not the password), by settlement,
+    /// until the purchase completes and goes into the history.
+    pub(crate) member_sessions: std::sync::Mutex<std::collections::HashMap<String, MemberSession>>,
+}
+
+/// The keystore a member's password A opened for one purchase, and when.
+#[derive(Debug)]
+pub struct MemberSession(kessai_core::member_store::Opened, std::time::Instant);
+
+/// The member paying through the pages: its number, the signing key, and
+/// the keystore as password A opened it.
+#[derive(Debug)]
+pub struct MemberSigner {
+    pub member: kessai_core::ids::PartyId,
+    pub key: kessai_core::keys::SigningKey,
+    pub session: MemberSession,
 }
 
 impl std::fmt::Debug for Wallet {
@@ -359,6 +376,7 @@ impl Wallet {
             conversation: Mutex::new(()),
             form_token: random_token(""),
             member: None,
+            member_sessions: std::sync::Mutex::default(),
         })
     }
 
@@ -583,7 +601,7 @@ impl Wallet {
         &self,
         a: &kessai_core::keyfile::Passphrase,
         b: Option<&kessai_core::keyfile::Passphrase>,
-    ) -> Result<(kessai_core::ids::PartyId, kessai_core::keys::SigningKey), PayError> {
+    ) -> Result<MemberSigner, PayError> {
         let number =
             self.member_number().ok_or_else(|| PayError::HandOff("this wallet holds no member keystore".into()))?;
         let store = crate::member::MemberFile::in_dir(&self.config.data_dir);
@@ -593,8 +611,49 @@ impl Wallet {
             _ => None,
         };
         let key = opened.signing_key(b).map_err(|e| PayError::MemberKey(e.to_string()))?;
-        let id = kessai_core::ids::PartyId::parse(&number).map_err(|e| PayError::HandOff(e.to_string()))?;
-        Ok((id, key))
+        let member = kessai_core::ids::PartyId::parse(&number).map_err(|e| PayError::HandOff(e.to_string()))?;
+        Ok(MemberSigner { member, key, session: MemberSession(opened, std::time::Instant::now()) })
+    }
+
+    /// Keeps `session` for settlement `id` until it completes or ends. At
+    /// most [`crate::limits::MEMBER_SESSIONS`] are kept; past that the
+    /// oldest purchase goes unrecorded (and says so in the log).
+    pub fn hold_member_session(&self, id: &str, session: MemberSession) {
+        let mut held = self.member_sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let oldest = held.iter().min_by_key(|(_, MemberSession(_, at))| *at).map(|(id, _)| id.clone());
+        if let Some(oldest) = oldest.filter(|_| held.len() >= crate::limits::MEMBER_SESSIONS) {
+            tracing::warn!(settlement = oldest, "a member's purchase will not go into its history: too many open");
+            held.remove(&oldest);
+        }
+        held.insert(id.to_owned(), session);
+    }
+
+    /// Forgets the member session of settlement `id` (cancelled, voided).
+    pub fn drop_member_session(&self, id: &str) {
+        self.member_sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id);
+    }
+
+    /// The completed purchase `id` goes into the member's history (FIG. 10)
+    /// with the keystore key held for it. The payment is done either way:
+    /// a failure here is logged, not raised.
+    pub async fn record_member_purchase(&self, id: &str) {
+        let held = self.member_sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id);
+        let Some(MemberSession(opened, _)) = held else { return };
+        let record = match self.record(id).await {
+            Ok(r) => r,
+            Err(e) => return tracing::warn!(settlement = id, error = %e, "the member's history was not written"),
+        };
+        let entry = crate::member::history_entry(&record, self.clock.now());
+        let store = crate::member::MemberFile::in_dir(&self.config.data_dir);
+        let written = tokio::task::spawn_blocking(move || {
+            store.record_opened(&opened, entry, &mut kessai_core::random::OsRandom)
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => tracing::info!(settlement = id, "the purchase went into the member's history"),
+            Ok(Err(e)) => tracing::warn!(settlement = id, error = %e, "the member's history was not written"),
+            Err(e) => tracing::warn!(settlement = id, error = %e, "the member's history was not written"),
+        }
     }
 
     /// Whether `token` is this launch's form token.

@@ -11,6 +11,8 @@
 //! | GET | `/charge` | charging chosen: "put your card on the reader" (FIG. 25–26) |
 //! | GET | `/charge/card` | card id, balance, charge history, amount and credit-card form (FIG. 27–28) |
 //! | POST | `/charges` | form `form_token`, `amount`, `card_number`, `expiry`, `cvc` → relay, complete → new balance (FIG. 29–31) |
+//! | GET | `/member` | the member's history: password A asked (FIG. 11) |
+//! | POST | `/member/history` | form `password_a` → the history and what the keystore holds (FIG. 11(a)); offline |
 //! | GET | `/healthz` | `ok` |
 
 use std::sync::Arc;
@@ -49,6 +51,8 @@ pub fn router(wallet: Shared) -> Router {
         .route("/charge", get(charge_start))
         .route("/charge/card", get(charge_card))
         .route("/charges", post(charge))
+        .route("/member", get(member_ask))
+        .route("/member/history", post(member_history))
         .with_state(wallet)
         .layer(axum::middleware::from_fn(only_its_cardholder))
         .layer(axum::middleware::map_response(security_headers));
@@ -226,15 +230,28 @@ async fn pay_start(State(w): State<Shared>, form: Result<Form<StartForm>, FormRe
                 .as_ref()
                 .filter(|b| !b.is_empty())
                 .map(|b| kessai_core::keyfile::Passphrase::new(String::clone(b)));
-            match w.member_signer(&a, b.as_ref()) {
-                Ok(signer) => Some(signer),
+            // Argon2id, twice: off the async threads.
+            let wallet = Arc::clone(&w);
+            let signer = tokio::task::spawn_blocking(move || wallet.member_signer(&a, b.as_ref()))
+                .await
+                .unwrap_or_else(|e| Err(PayError::MemberKey(format!("the keystore task failed: {e}"))));
+            match signer {
+                Ok(s) => Some(((s.member, s.key), s.session)),
                 Err(e) => return failure(&e, bound_return_url(&form.bill, &form.return_url)),
             }
         }
         _ => None,
     };
-    match w.begin_as(&form.bill, &form.return_url, member.as_ref(), &mut |_| {}).await {
-        Ok(offered) => html(StatusCode::OK, pages::consent(&offered.view())),
+    let (signer, session) = member.map_or((None, None), |(signer, session)| (Some(signer), Some(session)));
+    match w.begin_as(&form.bill, &form.return_url, signer.as_ref(), &mut |_| {}).await {
+        Ok(offered) => {
+            let view = offered.view();
+            // The purchase goes into the member's history once it completes.
+            if let Some(session) = session {
+                w.hold_member_session(view.settlement_id.as_str(), session);
+            }
+            html(StatusCode::OK, pages::consent(&view))
+        }
         Err(e) => failure(&e, bound_return_url(&form.bill, &form.return_url)),
     }
 }
@@ -257,6 +274,7 @@ async fn consent(
     let sid = offered.view().settlement_id.to_string();
     match w.consent(offered, &form.consent_token).await {
         Ok(done) => {
+            w.record_member_purchase(&sid).await;
             html(StatusCode::OK, pages::processing(done.settlement_id.as_str(), &done.amount.to_string(), None))
         }
         Err(e) => match w.record(&sid).await {
@@ -284,7 +302,11 @@ async fn cancel(
 ) -> Response {
     let Ok(Form(form)) = form else { return failure(&PayError::BadConsentToken, None) };
     let return_url = w.record(&id).await.ok().map(|r| r.return_url).filter(|u| safe_return_url(u).is_ok());
-    match w.cancel(&id, &form.consent_token).await {
+    let cancelled = w.cancel(&id, &form.consent_token).await;
+    if matches!(cancelled, Ok(Outcome::Voided { .. })) {
+        w.drop_member_session(&id);
+    }
+    match cancelled {
         Ok(Outcome::Voided { .. }) => html(
             StatusCode::OK,
             pages::not_charged("Payment cancelled", "Cancelled; nothing was charged.", return_url.as_deref()),
@@ -440,6 +462,48 @@ mod tests {
             "[::1]x",
         ] {
             assert!(!is_loopback_host(bad), "{bad}");
+        }
+    }
+}
+
+async fn member_ask(State(w): State<Shared>) -> Response {
+    let keystore = crate::member::MemberFile::in_dir(&w.config().data_dir).exists();
+    html(StatusCode::OK, pages::member_ask(keystore, None))
+}
+
+#[derive(Deserialize)]
+struct MemberForm {
+    password_a: zeroize::Zeroizing<String>,
+}
+
+/// Password A opens the history, and nothing else: the signing key stays
+/// under B. Argon2id runs off the async threads.
+async fn member_history(State(w): State<Shared>, form: Result<Form<MemberForm>, FormRejection>) -> Response {
+    let Ok(Form(form)) = form else {
+        return html(StatusCode::BAD_REQUEST, pages::member_ask(true, Some("Give password A.")));
+    };
+    let dir = w.config().data_dir.clone();
+    let a = kessai_core::keyfile::Passphrase::new(String::clone(&form.password_a));
+    let opened = tokio::task::spawn_blocking(move || crate::member::view(&dir, &a)).await;
+    match opened {
+        Ok(Ok(view)) => html(StatusCode::OK, pages::member_history(&view)),
+        Ok(Err(crate::member::MemberError::Missing { .. })) => {
+            html(StatusCode::NOT_FOUND, pages::member_ask(false, None))
+        }
+        Ok(Err(crate::member::MemberError::Store(e))) => {
+            tracing::warn!(error = %e, "the member keystore did not open");
+            html(StatusCode::FORBIDDEN, pages::member_ask(true, Some(&e.to_string())))
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "reading the member keystore");
+            html(StatusCode::INTERNAL_SERVER_ERROR, pages::problem("Something went wrong", &e.to_string(), None))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the keystore task failed");
+            html(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                pages::problem("Something went wrong", "The keystore could not be read.", None),
+            )
         }
     }
 }

@@ -335,7 +335,7 @@ pub fn run(
             for e in &opened.history {
                 println!(
                     "{}  {:<20} {:<24} {:>14}  {}",
-                    e.at,
+                    e.at.utc(),
                     e.store,
                     e.order_id,
                     e.amount.to_string(),
@@ -373,15 +373,8 @@ pub fn record_purchase(
     a: &Passphrase,
     record: &kessai_wallet::Record,
 ) -> anyhow::Result<()> {
-    use kessai_core::member_store::HistoryEntry;
     use kessai_core::time::Clock as _;
-    let entry = HistoryEntry {
-        at: kessai_core::time::SystemClock.now(),
-        store: record.member.clone().unwrap_or_else(|| record.store.clone()),
-        order_id: record.order_id.clone(),
-        amount: record.amount,
-        settlement_id: record.settlement_id.as_ref().map(|s| s.to_string()).unwrap_or_default(),
-    };
+    let entry = kessai_wallet::member::history_entry(record, kessai_core::time::SystemClock.now());
     MemberFile::in_dir(&config.data_dir).record(a, entry, &mut OsRandom)?;
     Ok(())
 }

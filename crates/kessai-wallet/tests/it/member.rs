@@ -194,4 +194,36 @@ async fn a_member_registers_its_keystore_key_with_the_center() {
     assert_eq!(status, axum::http::StatusCode::OK, "{page}");
     assert!(page.contains("Agree and pay"), "the consent page: {page}");
     assert_eq!(w.card_state().0, paid_before, "nothing taken before consent");
+    // Agreed: paid, and the purchase goes into the member's history with
+    // the keystore key held since the review (the passwords are gone).
+    let settlement = crate::purchase::settlement_of(&page);
+    let token = input_value(&page, "consent_token");
+    let consent = form(&format!("/settlements/{settlement}/consent"), &format!("consent_token={token}"), "");
+    let (status, _, page) = send(&ui, consent).await;
+    assert_eq!(status, axum::http::StatusCode::OK, "{page}");
+    assert_eq!(w.card_state().0, paid_before - 1_200);
+    let history = store.open(&pw("A")).unwrap().history;
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!((history[0].settlement_id.as_str(), history[0].amount.amount_minor()), (settlement.as_str(), 1_200));
+
+    // The member's history page (FIG. 11): password A alone opens it,
+    // offline; a wrong A or another origin shows nothing.
+    store.record(&pw("A"), purchase(1), &mut SeededRandom::new(3)).unwrap();
+    let get = axum::http::Request::get("/member").body(axum::body::Body::empty()).unwrap();
+    let (status, _, page) = send(&ui, get).await;
+    assert!(status.is_success() && page.contains("name=\"password_a\""), "{page}");
+    let (status, _, page) = send(&ui, form("/member/history", "password_a=B", "")).await;
+    assert_eq!(status, axum::http::StatusCode::FORBIDDEN, "{page}");
+    assert!(page.contains("wrong password A") && !page.contains(&purchase(1).order_id), "{page}");
+    let mut foreign = form("/member/history", "password_a=A", "");
+    foreign.headers_mut().insert(axum::http::header::ORIGIN, "https://shop.kessai.test".parse().unwrap());
+    let (status, _, page) = send(&ui, foreign).await;
+    assert_eq!(status, axum::http::StatusCode::FORBIDDEN, "{page}");
+    assert!(!page.contains(&purchase(1).order_id), "{page}");
+    let (status, _, page) = send(&ui, form("/member/history", "password_a=A", "")).await;
+    assert_eq!(status, axum::http::StatusCode::OK, "{page}");
+    for shown in [member.as_str(), public.kid().as_str(), purchase(1).order_id.as_str(), "passwords A and B"] {
+        assert!(page.contains(shown), "{shown} in {page}");
+    }
+    assert!(page.contains(&purchase(1).at.utc()), "the date, for people: {page}");
 }

@@ -10,7 +10,7 @@ use kessai_wallet::{LocalPhase, Wallet, web};
 
 use crate::world::{World, encode, form, input_value, send};
 
-fn settlement_of(consent_page: &str) -> String {
+pub fn settlement_of(consent_page: &str) -> String {
     let start = consent_page.find("action=\"/settlements/").unwrap() + "action=\"/settlements/".len();
     consent_page[start..].split('/').next().unwrap().to_owned()
 }

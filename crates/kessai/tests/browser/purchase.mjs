@@ -342,7 +342,19 @@ async function memberPurchase(s) {
     await expectText(page, "#status", "Payment received. Thank you!");
   });
   const after = await walletBalance(s, "wallet-after");
-  return { refused, balance_before: before, balance_after: after };
+  // FIG. 11: password A alone opens the history, which now holds it.
+  await follow(page, page.getByRole("link", { name: "Member" }));
+  await s.step("member-ask", async () => {
+    await expectText(page, "h1", "Member");
+    await page.getByLabel("Password A").fill(env("KESSAI_PASSWORD_A"));
+  });
+  await follow(page, page.getByRole("button", { name: "Show my history" }));
+  let history;
+  await s.step("member-history", async () => {
+    await expectText(page, "h1", "Your purchase history");
+    history = await text(page, "#history");
+  });
+  return { refused, balance_before: before, balance_after: after, history };
 }
 
 const result = { browser: context.browser()?.version() ?? "chromium", scenarios: {} };

@@ -174,6 +174,8 @@ fn a_person_buys_the_ebook_cancels_once_is_refused_a_bill_over_the_balance_and_c
         (paid["balance_before"].as_str(), paid["balance_after"].as_str()),
         (Some("JPY 33,800"), Some("JPY 32,600"))
     );
+    let history = paid["history"].as_str().unwrap_or_default();
+    assert!(history.contains("JPY 1,200") && history.contains("UTC"), "the purchase in the member's history: {paid}");
     for s in paid["steps"].as_array().unwrap() {
         assert!(Path::new(s["screenshot"].as_str().unwrap()).exists(), "screenshot of {}", s["step"]);
     }
