@@ -8,6 +8,10 @@
 //!
 //! Files in a CA directory: `ca.crt`, `ca.key` (mode 0600), and for each
 //! issued leaf `NAME.crt` and `NAME.key` (mode 0600). Keys are PKCS#8 PEM.
+//! Revoking a leaf ([`CaDir::revoke`]) adds its serial to `revoked.txt`,
+//! signs the revocation list `ca.crl` anew and moves the leaf's files into
+//! `revoked/`; a server whose client CA is `ca.crt` loads `ca.crl` beside
+//! it when it starts, and refuses the revoked certificate in the handshake.
 
 use std::fs;
 use std::io::Write;
@@ -16,10 +20,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams,
+    SanType, SerialNumber,
 };
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, pem::PemObject};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use sha2::{Digest, Sha256};
@@ -48,6 +53,8 @@ pub enum TlsError {
     Config(#[from] rustls::Error),
     #[error("client verifier: {0}")]
     Verifier(String),
+    #[error("{path}: {why}")]
+    RevocationList { path: PathBuf, why: String },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
@@ -127,6 +134,15 @@ impl CaDir {
     pub fn exists(&self) -> bool {
         self.ca_cert().exists() && self.ca_key().exists()
     }
+    /// The CA's certificate revocation list (PEM), beside `ca.crt`.
+    pub fn crl(&self) -> PathBuf {
+        self.0.join("ca.crl")
+    }
+    /// What `ca.crl` is made from: a line per revoked leaf, `serial (hex)
+    /// unix-time reason name`.
+    fn revoked_list(&self) -> PathBuf {
+        self.0.join("revoked.txt")
+    }
 
     /// Makes a new CA. Refuses if one is already there.
     pub fn init(&self) -> Result<(), TlsError> {
@@ -165,10 +181,130 @@ impl CaDir {
         }];
         validity(&mut params, LEAF_VALIDITY_DAYS);
         let key = KeyPair::generate()?;
+        params.serial_number = Some(SerialNumber::from_slice(&leaf_serial(&key)));
         let cert = params.signed_by(&key, &issuer)?;
         write_new_file(&self.key(name), key.serialize_pem().as_bytes(), true)?;
         write_new_file(&self.cert(name), cert.pem().as_bytes(), false)
     }
+}
+
+impl CaDir {
+    /// Revokes the leaf certificate issued for `name`: its serial (found
+    /// from its key, [`leaf_serial`]) goes into `revoked.txt`, `ca.crl` is
+    /// signed anew with every serial there, and `NAME.crt` and `NAME.key`
+    /// move to `revoked/NAME-SERIAL.*`, so the name can be issued again.
+    /// Servers refuse it once they start with the new list. Done again
+    /// after a crash part-way, it finishes the job. Answers the serial.
+    pub fn revoke(&self, name: &str, reason: RevocationReason) -> Result<String, TlsError> {
+        check_name(name)?;
+        let key_pem = fs::read_to_string(self.key(name)).map_err(io_err(&self.key(name)))?;
+        let serial = hex::encode(leaf_serial(&KeyPair::from_pem(&key_pem)?));
+        let list_path = self.revoked_list();
+        let mut list = match fs::read_to_string(&list_path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(TlsError::Io { path: list_path, source: e }),
+        };
+        if !list.lines().any(|l| l.split(' ').next() == Some(serial.as_str())) {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            list.push_str(&format!("{serial} {now} {} {name}\n", reason_code(reason)));
+            write_replacing(&list_path, list.as_bytes())?;
+        }
+        self.sign_crl(&list)?;
+        let aside = self.0.join("revoked");
+        fs::create_dir_all(&aside).map_err(io_err(&aside))?;
+        for (from, ext) in [(self.cert(name), "crt"), (self.key(name), "key")] {
+            if from.exists() {
+                let to = aside.join(format!("{name}-{serial}.{ext}"));
+                fs::rename(&from, &to).map_err(io_err(&from))?;
+            }
+        }
+        fs::File::open(&self.0).and_then(|d| d.sync_all()).map_err(io_err(&self.0))?;
+        Ok(serial)
+    }
+
+    /// Signs `ca.crl` over every serial in `list` (the text of `revoked.txt`).
+    fn sign_crl(&self, list: &str) -> Result<(), TlsError> {
+        let bad = |why: String| TlsError::RevocationList { path: self.revoked_list(), why };
+        let mut revoked_certs = Vec::new();
+        for line in list.lines() {
+            let mut fields = line.splitn(4, ' ');
+            let (Some(serial), Some(at), Some(reason)) = (fields.next(), fields.next(), fields.next()) else {
+                return Err(bad(format!("malformed line {line:?}")));
+            };
+            let serial = hex::decode(serial).map_err(|_| bad(format!("bad serial in {line:?}")))?;
+            let at = at.parse::<i64>().ok().and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok());
+            revoked_certs.push(RevokedCertParams {
+                serial_number: SerialNumber::from_slice(&serial),
+                revocation_time: at.ok_or_else(|| bad(format!("bad time in {line:?}")))?,
+                reason_code: Some(parse_reason(reason).ok_or_else(|| bad(format!("bad reason in {line:?}")))?),
+                invalidity_date: None,
+            });
+        }
+        let ca_key_pem = fs::read_to_string(self.ca_key()).map_err(io_err(&self.ca_key()))?;
+        let ca_key = KeyPair::from_pem(&ca_key_pem)?;
+        let issuer = Issuer::new(ca_params(&ca_key)?, ca_key);
+        let now = time::OffsetDateTime::now_utc();
+        let crl = CertificateRevocationListParams {
+            this_update: now,
+            next_update: now + time::Duration::days(CA_VALIDITY_DAYS),
+            // Increases with every list signed (the clock's seconds).
+            crl_number: SerialNumber::from(u64::try_from(now.unix_timestamp()).unwrap_or(0)),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(&issuer)?;
+        write_replacing(&self.crl(), crl.pem()?.as_bytes())
+    }
+}
+
+/// The serial number of the leaf certificate of `key`: the first 20 bytes
+/// of SHA-256 of its public key, the top bit cleared (a positive INTEGER
+/// of at most 20 bytes, RFC 5280 §4.1.2.2). One key, one serial, so a
+/// leaf is revoked with its key file alone.
+pub fn leaf_serial(key: &KeyPair) -> Vec<u8> {
+    let mut serial = Sha256::digest(rcgen::PublicKeyData::der_bytes(key))[..20].to_vec();
+    serial[0] &= 0x7f;
+    serial
+}
+
+/// The reasons `kessai pki revoke` takes, by name (RFC 5280 §5.3.1).
+pub fn parse_reason(name: &str) -> Option<RevocationReason> {
+    Some(match name {
+        "unspecified" => RevocationReason::Unspecified,
+        "key-compromise" => RevocationReason::KeyCompromise,
+        "affiliation-changed" => RevocationReason::AffiliationChanged,
+        "superseded" => RevocationReason::Superseded,
+        "cessation-of-operation" => RevocationReason::CessationOfOperation,
+        _ => return None,
+    })
+}
+
+fn reason_code(reason: RevocationReason) -> &'static str {
+    match reason {
+        RevocationReason::KeyCompromise => "key-compromise",
+        RevocationReason::AffiliationChanged => "affiliation-changed",
+        RevocationReason::Superseded => "superseded",
+        RevocationReason::CessationOfOperation => "cessation-of-operation",
+        _ => "unspecified",
+    }
+}
+
+/// Writes `path` whole or not at all: a new file beside it, synced,
+/// renamed over it.
+fn write_replacing(path: &Path, contents: &[u8]) -> Result<(), TlsError> {
+    let fresh = path.with_extension("new");
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(&fresh)
+        .map_err(io_err(&fresh))?;
+    f.write_all(contents).map_err(io_err(&fresh))?;
+    f.sync_all().map_err(io_err(&fresh))?;
+    fs::rename(&fresh, path).map_err(io_err(path))
 }
 
 fn check_name(name: &str) -> Result<(), TlsError> {
@@ -234,7 +370,16 @@ pub enum ClientAuth<'a> {
 pub fn server_config_with(dir: &CaDir, name: &str, auth: ClientAuth<'_>) -> Result<ServerConfig, TlsError> {
     let builder = ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
     let verifier = |ca: &Path, optional: bool| {
-        let b = WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider());
+        let mut b = WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider());
+        // The CA's revocation list beside its certificate (`ca.crl` for
+        // `ca.crt`), if it has one: a revoked client fails the handshake.
+        let crl = ca.with_extension("crl");
+        if crl.exists() {
+            let crls = CertificateRevocationListDer::pem_file_iter(&crl)
+                .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+                .map_err(|_| TlsError::Pem { path: crl.clone(), what: "revocation list" })?;
+            b = b.with_crls(crls).only_check_end_entity_revocation();
+        }
         let b = if optional { b.allow_unauthenticated() } else { b };
         b.build().map_err(|e| TlsError::Verifier(e.to_string()))
     };

@@ -141,6 +141,19 @@ enum PkiCommand {
         #[arg(long, value_name = "NAME")]
         san: Vec<String>,
     },
+    /// Revoke the certificate issued for NAME: into the CA's revocation
+    /// list (DIR/ca.crl), which the center and stores load when they start;
+    /// its files move to DIR/revoked/, so NAME can be issued again.
+    Revoke {
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// key-compromise, superseded, affiliation-changed,
+        /// cessation-of-operation or unspecified.
+        #[arg(long, default_value = "unspecified")]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -253,6 +266,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(KeysCommand::Jwks { files, passphrase }) => keys::jwks(&files, &passphrase),
         Command::Pki(PkiCommand::Init { dir }) => pki::init(&dir),
         Command::Pki(PkiCommand::Issue { dir, server, client, san }) => pki::issue(&dir, server, client, &san),
+        Command::Pki(PkiCommand::Revoke { dir, name, reason }) => pki::revoke(&dir, &name, &reason),
         Command::Card(c) => run_card(c),
         Command::Store { config, action: None } => store::run(&config),
         Command::Store { config, action: Some(action) } => store::act(&config, action),

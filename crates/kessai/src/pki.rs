@@ -26,3 +26,17 @@ pub fn issue(dir: &Path, server: Option<String>, client: Option<String>, sans: &
     println!("key:         {} (mode 0600)", ca.key(&name).display());
     Ok(())
 }
+
+pub fn revoke(dir: &Path, name: &str, reason: &str) -> anyhow::Result<()> {
+    let ca = CaDir::new(dir);
+    let Some(why) = kessai_tls::parse_reason(reason) else {
+        anyhow::bail!(
+            "--reason {reason:?}: key-compromise, superseded, affiliation-changed, cessation-of-operation or unspecified"
+        );
+    };
+    let serial = ca.revoke(name, why).with_context(|| format!("revoking the certificate of {name}"))?;
+    println!("revoked:         {name} (serial {serial})");
+    println!("revocation list: {}", ca.crl().display());
+    println!("restart the center and the stores that trust this CA: they refuse it from then on");
+    Ok(())
+}

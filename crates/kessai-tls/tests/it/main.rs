@@ -142,3 +142,42 @@ fn names_that_are_not_host_names_are_refused() {
         assert!(matches!(p.ca.issue(Role::Server, bad, &[]), Err(TlsError::BadName(_))), "{bad:?}");
     }
 }
+
+#[test]
+fn a_revoked_client_certificate_is_refused_and_its_name_can_be_issued_again() {
+    let p = pki();
+    p.ca.issue(Role::Client, "admin", &[]).unwrap();
+    let handshake = |who: &str| {
+        let auth = kessai_tls::ClientAuth::Optional(&p.ca.ca_cert());
+        let server = kessai_tls::server_config_with(&p.ca, "center.kessai.test", auth).unwrap();
+        let client = client_config(&p.ca.ca_cert(), Some((&p.ca, who))).unwrap();
+        exchange(server, client, "center.kessai.test")
+    };
+    let mall = std::fs::read(p.ca.cert("kessai-mall")).unwrap();
+    let mall_key = std::fs::read(p.ca.key("kessai-mall")).unwrap();
+    assert_eq!(handshake("kessai-mall").0, Ok(1), "before revocation");
+    let reason = kessai_tls::parse_reason("key-compromise").unwrap();
+    let serial = p.ca.revoke("kessai-mall", reason).unwrap();
+    assert_eq!(serial.len(), 40, "20 bytes");
+    assert!(!p.ca.cert("kessai-mall").exists() && p.ca.crl().exists(), "moved aside, listed");
+    // The revoked certificate, presented anyway: refused in the handshake
+    // even where client certificates are optional.
+    let aside = |ext: &str| p.ca.ca_cert().with_file_name(format!("revoked/kessai-mall-{serial}.{ext}"));
+    assert_eq!(std::fs::read(aside("crt")).unwrap(), mall);
+    std::fs::write(p.ca.cert("kessai-mall"), &mall).unwrap();
+    std::fs::write(p.ca.key("kessai-mall"), &mall_key).unwrap();
+    let (served, _) = handshake("kessai-mall");
+    assert!(served.unwrap_err().to_lowercase().contains("revoked"), "the server names why");
+    assert_eq!(handshake("admin").0, Ok(1), "others still connect");
+    // Revoking again (a crash part-way, say) finishes the job and lists it once.
+    assert_eq!(p.ca.revoke("kessai-mall", reason).unwrap(), serial);
+    let list = std::fs::read_to_string(p.ca.ca_cert().with_file_name("revoked.txt")).unwrap();
+    assert_eq!(list.lines().count(), 1, "{list}");
+    // The name again: a new key, a new serial, accepted.
+    p.ca.issue(Role::Client, "kessai-mall", &[]).unwrap();
+    assert_eq!(handshake("kessai-mall").0, Ok(1), "the new certificate");
+    // A damaged list: the server does not start, rather than trust all.
+    std::fs::write(p.ca.crl(), b"-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n").unwrap();
+    let auth = kessai_tls::ClientAuth::Optional(&p.ca.ca_cert());
+    assert!(kessai_tls::server_config_with(&p.ca, "center.kessai.test", auth).is_err());
+}

@@ -42,3 +42,59 @@ fn bad_requests_are_refused_with_a_reason() {
     let both = kessai(&["pki", "issue", "--dir", d, "--server", "a", "--client", "b"], &[]);
     assert!(!both.status.success());
 }
+
+/// L3: `kessai pki revoke` lists a client certificate in the CA's
+/// revocation list; OpenSSL, an independent reader, finds the list signed
+/// by the CA and the certificate revoked; a center started after that
+/// refuses it in the handshake, and serves the name's new certificate.
+#[test]
+fn a_revoked_admin_certificate_is_refused_by_the_center_and_by_openssl() {
+    use crate::harness::{CenterProcess, Deployment, free_port};
+    let d = Deployment::new(41);
+    let ca = d.ca_path();
+    let ca_dir = ca.to_str().unwrap();
+    let port = free_port();
+    let base = format!("https://127.0.0.1:{port}");
+    let config = d.center_config("center", port, None);
+    let out = kessai(&["center", "init", "--config", config.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let admin = || kessai(&["admin", "--center", &base, "--ca-dir", ca_dir, "applications"], &[]);
+    {
+        let _center = CenterProcess::start(&config);
+        d.wait_healthy(port);
+        assert!(admin().status.success(), "{}", stderr(&admin()));
+    }
+    let cert = std::fs::read(ca.join("admin.crt")).unwrap();
+    let key = std::fs::read(ca.join("admin.key")).unwrap();
+    let out = kessai(&["pki", "revoke", "--dir", ca_dir, "--name", "admin", "--reason", "key-compromise"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let revoked = d.dir.path().join("revoked-admin.crt");
+    std::fs::write(&revoked, &cert).unwrap();
+    let openssl = |leaf: &std::path::Path| {
+        let (crl, ca_cert) = (ca.join("ca.crl"), ca.join("ca.crt"));
+        std::process::Command::new("openssl")
+            .args(["verify", "-crl_check", "-CAfile"])
+            .args([ca_cert.as_os_str(), "-CRLfile".as_ref(), crl.as_os_str(), leaf.as_os_str()])
+            .output()
+            .expect("openssl (the test command installs it)")
+    };
+    let verdict = openssl(&revoked);
+    assert!(!verdict.status.success(), "OpenSSL finds it revoked");
+    assert!(String::from_utf8_lossy(&verdict.stderr).contains("certificate revoked"), "{verdict:?}");
+
+    // The revoked certificate presented anyway: refused, nothing answered.
+    std::fs::write(ca.join("admin.crt"), &cert).unwrap();
+    std::fs::write(ca.join("admin.key"), &key).unwrap();
+    let _center = CenterProcess::start(&config);
+    d.wait_healthy(port);
+    let out = admin();
+    assert!(!out.status.success() && stderr(&out).to_lowercase().contains("revoked"), "{}", stderr(&out));
+    // The name issued again: a new key, accepted.
+    std::fs::remove_file(ca.join("admin.crt")).unwrap();
+    std::fs::remove_file(ca.join("admin.key")).unwrap();
+    let out = kessai(&["pki", "issue", "--dir", ca_dir, "--client", "admin"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(openssl(&ca.join("admin.crt")).status.success(), "OpenSSL accepts the new one");
+    let out = admin();
+    assert!(out.status.success(), "{}", stderr(&out));
+}
