@@ -122,6 +122,7 @@ fn step_error(e: StepError) -> ApiError {
     let (status, kind, code) = match &e {
         StepError::OutOfOrder { .. } => (S::CONFLICT, ErrorType::Conflict, "step_out_of_order"),
         StepError::CardNotActive(_) => (S::FORBIDDEN, ErrorType::Forbidden, "card_not_active"),
+        StepError::UnknownCard(_) => (S::NOT_FOUND, ErrorType::NotFound, "unknown_card"),
         StepError::CurrencyMismatch { .. } => (S::UNPROCESSABLE_ENTITY, ErrorType::InvalidRequest, "currency_mismatch"),
         StepError::AmountOverLimit { .. } => (S::UNPROCESSABLE_ENTITY, ErrorType::InvalidRequest, "amount_over_limit"),
         StepError::InsufficientBalance { .. } => {

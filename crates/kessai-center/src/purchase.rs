@@ -129,6 +129,8 @@ pub enum StepError {
     OutOfOrder { step: &'static str, phase: Phase, expected: &'static str },
     #[error("card {0} is not active")]
     CardNotActive(CardId),
+    #[error("card {0} is not registered")]
+    UnknownCard(CardId),
     #[error("the bill is in {bill} but the card holds {card}")]
     CurrencyMismatch { bill: Currency, card: Currency },
     #[error("amount {amount} exceeds the limit {limit}")]
@@ -370,45 +372,45 @@ pub struct Context<'a, R: Random + ?Sized> {
     pub rng: &'a mut R,
 }
 
-/// What `create` needs to know about the card and the limits.
+/// What `create` needs: the bill, the card's id and the key version its
+/// session opens under, and the limits. Nothing else about the card: a
+/// card not registered, or not active, is opened alike, and refused only
+/// after it proved itself ([`Settlement::admit`]), so that a card id alone
+/// tells nobody whether such a card exists (M4).
 #[derive(Debug)]
 pub struct CreateInput<'b> {
     pub bill: &'b Verified<Bill>,
     pub registered_name: DisplayText,
-    pub card: &'b CardRecord,
+    pub card_id: CardId,
+    /// The card's key version; for a card not registered, the newest the
+    /// center holds.
+    pub key_version: u8,
     /// The largest single payment the center accepts.
     pub max_amount_minor: u64,
 }
 
 impl Settlement {
-    /// Opens a settlement for a verified bill and a registered card, and
-    /// returns the INITIALIZE UPDATE to relay.
+    /// Opens a settlement for a verified bill and a card id, and returns
+    /// the INITIALIZE UPDATE to relay.
     pub fn create<R: Random + ?Sized>(
         ctx: &mut Context<'_, R>,
         input: CreateInput<'_>,
     ) -> Result<(Settlement, CommandApdu), StepError> {
-        let card = input.card;
         let facts = BillFacts::from_verified(input.bill, input.registered_name);
-        if card.status != CardRegistryStatus::Active {
-            return Err(StepError::CardNotActive(card.id));
-        }
-        if facts.amount.currency() != card.currency {
-            return Err(StepError::CurrencyMismatch { bill: facts.amount.currency(), card: card.currency });
-        }
-        let limit_minor = input.max_amount_minor.min(card.max_balance_minor);
-        if facts.amount.amount_minor() > limit_minor {
-            let limit = Money::new(limit_minor, card.currency).unwrap_or(facts.amount);
+        if facts.amount.amount_minor() > input.max_amount_minor {
+            let limit = Money::new(input.max_amount_minor, facts.amount.currency()).unwrap_or(facts.amount);
             return Err(StepError::AmountOverLimit { amount: facts.amount, limit });
         }
         let id = SettlementId::generate(ctx.rng);
         let transaction_id = TransactionId::generate(ctx.rng);
-        let (init, scp) = in_session(&card.id, id.as_str(), None, |s| s.begin(ctx, card.key_version))?;
+        let (card_id, key_version) = (input.card_id, input.key_version);
+        let (init, scp) = in_session(&card_id, id.as_str(), None, |s| s.begin(ctx, key_version))?;
         let settlement = Settlement {
             transaction_id,
             id,
             bill: facts,
-            card_id: card.id,
-            key_version: card.key_version,
+            card_id,
+            key_version,
             created_at: ctx.now,
             deadline: ctx.now.checked_add_s(SETTLEMENT_TIMEOUT_S).unwrap_or(ctx.now),
             state: PurchaseState::Authenticating { scp },
@@ -496,6 +498,26 @@ impl Settlement {
         })?;
         self.state = PurchaseState::ReadingBalance { scp };
         Ok((self, commands))
+    }
+
+    /// Whether the card that just proved itself ([`Settlement::authenticate`])
+    /// may pay this bill: registered (`card`, as the registry has it),
+    /// active, in the bill's currency, and able to hold the amount. The
+    /// center asks this in the same step as the proof, before anything is
+    /// read or stored, so every card id is answered alike until then.
+    pub fn admit(&self, card: Option<&CardRecord>) -> Result<(), StepError> {
+        let card = card.filter(|c| c.id == self.card_id).ok_or(StepError::UnknownCard(self.card_id))?;
+        if card.status != CardRegistryStatus::Active {
+            return Err(StepError::CardNotActive(card.id));
+        }
+        if self.bill.amount.currency() != card.currency {
+            return Err(StepError::CurrencyMismatch { bill: self.bill.amount.currency(), card: card.currency });
+        }
+        if self.bill.amount.amount_minor() > card.max_balance_minor {
+            let limit = Money::new(card.max_balance_minor, card.currency).unwrap_or(self.bill.amount);
+            return Err(StepError::AmountOverLimit { amount: self.bill.amount, limit });
+        }
+        Ok(())
     }
 
     /// The balance read at the balance step, from a card that must be active.

@@ -200,6 +200,12 @@ impl SecurityServer {
         Sha256Digest::of(self.access_token(id).as_bytes()).ct_eq(&Sha256Digest::of(presented.as_bytes()))
     }
 
+    /// The newest key version the center holds (what a session opens
+    /// under for a card it does not know, so that it looks like any other).
+    pub fn newest_key_version(&self) -> Option<u8> {
+        self.masters.keys().next_back().copied()
+    }
+
     /// Whether cards of this key version can be served.
     pub fn knows(&self, key_version: u8) -> bool {
         self.masters.contains_key(&key_version)

@@ -310,13 +310,20 @@ impl Center {
                 mall: verified.message().store().to_string(),
             });
         }
-        let card = card.ok_or(CenterError::UnknownCard(card_id))?;
+        // Whether the card is registered, active, in the bill's currency or
+        // able to hold the amount is told only after it proved itself, in
+        // the authenticate step (M4): here every card id is opened alike.
+        let key_version = match card {
+            Some(card) => card.key_version,
+            None => self.security.newest_key_version().ok_or(CenterError::UnknownCard(card_id))?,
+        };
         let mut rng = self.random.generator();
         let mut ctx = self.ctx(rng.as_mut());
         let input = CreateInput {
             bill: &verified,
             registered_name: store.name.clone(),
-            card: &card,
+            card_id,
+            key_version,
             max_amount_minor: self.max_amount_minor,
         };
         let (settlement, init) = Settlement::create(&mut ctx, input)?;
@@ -422,11 +429,16 @@ impl Center {
         answers: Vec<ResponseApdu>,
         call: StepCall,
     ) -> Result<StepReply, CenterError> {
+        let (settlement, version) = self.load(id, call.read.clone()).await?;
+        let card = self.db.card(&settlement.card_id).await?;
+        let call = StepCall { read: Some((settlement, version)), ..call };
         self.step(
             id,
             Box::new(move |s, ctx| {
                 let answer = answers.first().ok_or(StepError::WrongAnswerCount { expected: 1, got: 0 })?;
                 let (settlement, apdus) = s.authenticate(ctx, answer)?;
+                // The card proved itself: now, and only now, whether it may pay.
+                settlement.admit(card.as_ref())?;
                 Ok(Stepped { settlement, apdus, effect: Effect::None })
             }),
             call,

@@ -75,6 +75,7 @@ async fn refusals_use_one_error_shape() {
     let mut s = setup().await;
     register_card(&s, 2, 50_000).await;
     let token = bill_token(&mut s);
+    let strangers_bill = bill_token(&mut s);
     let app = kessai_center::api::routes(Arc::new(s.center));
     let create = json!({ "bill": token, "card_id": card_id(2).to_string() });
 
@@ -90,10 +91,11 @@ async fn refusals_use_one_error_shape() {
         post(&app, "/v1/settlements", Some("k2"), json!({ "bill": "x.y.z", "card_id": card_id(2).to_string() })).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_error_shape(&body, "bill_invalid");
-    let (status, body) =
-        post(&app, "/v1/settlements", Some("k3"), json!({ "bill": token, "card_id": card_id(7).to_string() })).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_error_shape(&body, "unknown_card");
+    // A card id nobody registered is opened like any other (M4): the
+    // refusal comes only after a card proves itself.
+    let unknown = json!({ "bill": strangers_bill, "card_id": card_id(7).to_string() });
+    let (status, stranger) = post(&app, "/v1/settlements", Some("k3"), unknown).await;
+    assert_eq!(status, StatusCode::OK, "{stranger}");
     let (status, body) = post(&app, "/v1/settlements", Some("k4"), json!({ "bill": token })).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_error_shape(&body, "bad_json");
@@ -112,6 +114,22 @@ async fn refusals_use_one_error_shape() {
         post(&app, &format!("/v1/settlements/{id}/authenticate"), Some("k8"), json!({ "responses": ["6982"] })).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_error_shape(&body, "card_refused");
+    // The known card's and the unknown card's answers alike: the same
+    // fields, the same INITIALIZE UPDATE header (key version included), and
+    // the same refusal of an answer no card gave.
+    let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&stranger), keys(&r));
+    assert_eq!((stranger["phase"].clone(), stranger["apdus"].as_array().map(Vec::len)), (r["phase"].clone(), Some(1)));
+    let head = |v: &Value| v["apdus"][0].as_str().unwrap()[..10].to_owned();
+    assert_eq!(head(&stranger), head(&r), "CLA INS P1 P2 Lc");
+    let bogus = json!({ "responses": ["00000000000000000000000000000000000000000000000000000000009000"] });
+    let sid = stranger["settlement_id"].as_str().unwrap();
+    let (unknown_status, unknown_body) =
+        post(&app, &format!("/v1/settlements/{sid}/authenticate"), Some("k9"), bogus.clone()).await;
+    let (known_status, known_body) =
+        post(&app, &format!("/v1/settlements/{id}/authenticate"), Some("k10"), bogus).await;
+    assert_eq!(unknown_status, known_status);
+    assert_eq!(unknown_body["error"]["code"], known_body["error"]["code"], "{unknown_body} {known_body}");
 }
 
 #[tokio::test]

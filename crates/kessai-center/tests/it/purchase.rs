@@ -178,26 +178,45 @@ fn the_wrong_card_is_refused() {
     assert!(matches!(err, StepError::Security(SecurityError::Channel(_) | SecurityError::WrongCard { .. })), "{err}");
 }
 
+/// M4: a card that is not registered, blocked, lost, in another currency
+/// or too small for the bill is opened like any other and refused only
+/// after it proved itself; only the center's own limit is told at once.
 #[test]
-fn blocked_and_lost_cards_and_over_limit_amounts_are_refused_before_any_apdu() {
+fn cards_that_may_not_pay_are_refused_only_after_they_proved_themselves() {
+    use kessai_core::Currency;
     let mut w = World::new(10);
-    let (_, verified) = w.bill();
-    for status in [CardRegistryStatus::Blocked, CardRegistryStatus::Lost] {
-        let mut card = record(10);
-        card.status = status;
-        let input = kessai_center::purchase::CreateInput {
-            bill: &verified,
-            registered_name: kessai_core::messages::DisplayText::parse("x").unwrap(),
-            card: &card,
-            max_amount_minor: 1_000_000,
+    let mut card = funded_card(10, 50_000);
+    let refusals: [(&str, Option<kessai_center::purchase::CardRecord>); 5] = [
+        ("not registered", None),
+        ("blocked", Some(kessai_center::purchase::CardRecord { status: CardRegistryStatus::Blocked, ..record(10) })),
+        ("lost", Some(kessai_center::purchase::CardRecord { status: CardRegistryStatus::Lost, ..record(10) })),
+        ("in dollars", Some(kessai_center::purchase::CardRecord { currency: Currency::USD, ..record(10) })),
+        ("too small", Some(kessai_center::purchase::CardRecord { max_balance_minor: 10_000, ..record(10) })),
+    ];
+    for (what, registered) in refusals {
+        let (s, init) = w.create(&record(10));
+        let (s, _) = s.authenticate(&mut w.ctx(), &relay(&mut card, &init)).unwrap();
+        let err = s.admit(registered.as_ref()).unwrap_err();
+        let expected = match what {
+            "not registered" => matches!(err, StepError::UnknownCard(_)),
+            "blocked" | "lost" => matches!(err, StepError::CardNotActive(_)),
+            "in dollars" => matches!(err, StepError::CurrencyMismatch { .. }),
+            _ => matches!(err, StepError::AmountOverLimit { .. }),
         };
-        let err = kessai_center::purchase::Settlement::create(&mut w.ctx(), input).unwrap_err();
-        assert!(matches!(err, StepError::CardNotActive(_)));
+        assert!(expected, "{what}: {err}");
     }
+    let (s, init) = w.create(&record(10));
+    let (s, _) = s.authenticate(&mut w.ctx(), &relay(&mut card, &init)).unwrap();
+    s.admit(Some(&record(10))).unwrap();
+    // Another card's record does not admit this one.
+    assert!(matches!(s.admit(Some(&record(11))), Err(StepError::UnknownCard(_))));
+    // Over the center's own limit: refused at once, whatever the card.
+    let (_, verified) = w.bill();
     let input = kessai_center::purchase::CreateInput {
         bill: &verified,
         registered_name: kessai_core::messages::DisplayText::parse("x").unwrap(),
-        card: &record(10),
+        card_id: record(10).id,
+        key_version: record(10).key_version,
         max_amount_minor: 10_000,
     };
     let err = kessai_center::purchase::Settlement::create(&mut w.ctx(), input).unwrap_err();

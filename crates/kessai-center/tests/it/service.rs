@@ -9,7 +9,7 @@ use kessai_center::authorizer::Simulator;
 use kessai_center::books::{Books, Entries};
 use kessai_center::db::CenterDb;
 use kessai_center::limits::ABANDONED_AFTER_S;
-use kessai_center::purchase::Phase;
+use kessai_center::purchase::{Phase, StepError};
 use kessai_center::security::{SecurityServer, StateKey};
 use kessai_center::service::{Center, CenterError, StepReply, parse_answers};
 use kessai_core::ids::{PartyId, StoreId};
@@ -146,7 +146,16 @@ async fn bad_bills_unknown_cards_and_reused_bills_are_refused() {
     tampered[mid] ^= 0x01;
     let tampered = String::from_utf8(tampered).unwrap();
     assert!(matches!(s.center.create(&tampered, card_id(2), Default::default()).await, Err(CenterError::Bill(_))));
-    assert!(matches!(s.center.create(&token, card_id(9), Default::default()).await, Err(CenterError::UnknownCard(_))));
+    // An unregistered card is opened like any other and refused once it
+    // proved itself (M4): here a card with the issuer's keys that the
+    // registry does not list.
+    let strangers_bill = bill_token(&mut s);
+    let opened = s.center.create(&strangers_bill, card_id(9), Default::default()).await.unwrap();
+    let mut unlisted = funded_card(9, 50_000);
+    let answers = parse_answers(&relay(&mut unlisted, &opened)).unwrap();
+    let refused = s.center.authenticate(&opened.settlement_id, answers, Default::default()).await;
+    assert!(matches!(refused, Err(CenterError::Step(StepError::UnknownCard(_)))), "{refused:?}");
+    assert_eq!(balance_of(&mut unlisted), 50_000);
     s.center.create(&token, card_id(2), Default::default()).await.unwrap();
     assert!(matches!(s.center.create(&token, card_id(3), Default::default()).await, Err(CenterError::BillInUse(_))));
     // A bill signed by a key nobody registered.

@@ -82,7 +82,8 @@ impl World {
         let input = CreateInput {
             bill: &verified,
             registered_name: DisplayText::parse("Kessai Books").unwrap(),
-            card,
+            card_id: card.id,
+            key_version: card.key_version,
             max_amount_minor: 1_000_000,
         };
         Settlement::create(&mut self.ctx(), input).unwrap()
