@@ -568,7 +568,9 @@ impl Center {
             let mut ctx = self.ctx(rng.as_mut());
             let input = NewUpdate {
                 id: update_id,
-                card: &card,
+                card_id: card.id,
+                key_version: card.key_version,
+                max_balance_minor: card.max_balance_minor,
                 direction: item.body.direction,
                 purpose,
                 amount: item.body.amount,

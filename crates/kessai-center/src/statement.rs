@@ -62,28 +62,39 @@ fn page_size() -> u8 {
 }
 
 impl Statement {
-    /// Opens a statement session for a registered card.
+    /// Opens a statement session for card `card_id` under `key_version`
+    /// (for a card not registered, the newest the center holds): every card
+    /// id alike, so a card id alone tells nothing (M4); whether this card
+    /// may read is answered once it proved itself ([`Statement::admit`]).
     pub fn create<R: Random + ?Sized>(
         ctx: &mut Context<'_, R>,
-        card: &CardRecord,
+        card_id: CardId,
+        key_version: u8,
     ) -> Result<(Statement, CommandApdu), StepError> {
-        if card.status == CardRegistryStatus::Lost {
-            return Err(StepError::CardNotActive(card.id));
-        }
         let mut raw = [0u8; 16];
         ctx.rng.fill_bytes(&mut raw);
         let id = format!("stm_{}", hex::encode(raw));
         let mut s = Statement {
             id,
-            card_id: card.id,
-            key_version: card.key_version,
+            card_id,
+            key_version,
             phase: StatementPhase::Authenticating,
             scp: None,
             entries: Vec::new(),
             created_at: ctx.now,
         };
-        let init = s.session().begin(ctx, card.key_version)?;
+        let init = s.session().begin(ctx, key_version)?;
         Ok((s, init))
+    }
+
+    /// Whether the card that just proved itself may read its log here:
+    /// registered (`card`, as the registry has it) and not reported lost.
+    pub fn admit(&self, card: Option<&CardRecord>) -> Result<(), StepError> {
+        let card = card.filter(|c| c.id == self.card_id).ok_or(StepError::UnknownCard(self.card_id))?;
+        if card.status == CardRegistryStatus::Lost {
+            return Err(StepError::CardNotActive(card.id));
+        }
+        Ok(())
     }
 
     /// This statement's secure session with its card.
@@ -181,9 +192,12 @@ impl crate::service::Center {
 
     /// POST /v1/cards/{card}/statements: a session to read the card's log.
     pub async fn statement_create(&self, card_id: CardId) -> Result<StatementReply, CenterError> {
-        let card = self.db.card(&card_id).await?.ok_or(CenterError::UnknownCard(card_id))?;
+        let key_version = match self.db.card(&card_id).await? {
+            Some(card) => card.key_version,
+            None => self.security.newest_key_version().ok_or(CenterError::UnknownCard(card_id))?,
+        };
         let mut rng = self.random.generator();
-        let (s, init) = Statement::create(&mut self.ctx(rng.as_mut()), &card)?;
+        let (s, init) = Statement::create(&mut self.ctx(rng.as_mut()), card_id, key_version)?;
         self.db.insert_statement(&s).await?;
         Ok(self.statement_answer(&s, &[init]))
     }
@@ -199,11 +213,16 @@ impl crate::service::Center {
         answer_as: Option<Answer>,
     ) -> Result<StatementReply, CenterError> {
         let answer = answers.first().ok_or(StepError::WrongAnswerCount { expected: 1, got: 0 })?;
+        let (opened, _) = self.statement_load(id).await?;
+        let card = self.db.card(&opened.card_id).await?;
         let found: Result<(_, StatementReply), CenterError> = run_step!(
             load: self.statement_load(id),
             transition: |statement: Statement| {
                 let mut rng = self.random.generator();
-                Ok(statement.authenticate(&mut self.ctx(rng.as_mut()), answer)?)
+                let proven = statement.authenticate(&mut self.ctx(rng.as_mut()), answer)?;
+                // The card proved itself: now, and only now, whether it may read.
+                proven.0.admit(card.as_ref())?;
+                Ok(proven)
             },
             store: |stepped, version| self.store_statement(&stepped.0, &stepped.1, version, answer_as.as_ref()),
         );

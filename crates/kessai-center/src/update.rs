@@ -259,29 +259,36 @@ impl Center {
         UpdateReply { access_token: Some(self.security.access_token(c.id.as_str())), ..update_reply(c, apdus) }
     }
 
-    /// Every limit, before any authorization: card registered and active,
-    /// currency, amount range, the card's maximum balance (the books' float
-    /// plus credits already on their way), and the per-day charge limit.
-    async fn check_charge_limits(&self, request: &ChargeRequest) -> Result<crate::purchase::CardRecord, UpdateError> {
-        let card = self.db.card(&request.card_id).await?.ok_or(UpdateError::UnknownCard(request.card_id))?;
+    /// The limits that are the center's, whatever the card: the amount
+    /// between the smallest charge and the per-payment and per-day limits
+    /// of its currency. Told at create.
+    fn check_charge_amount(&self, amount: Money) -> Result<(), UpdateError> {
+        let max_minor = self.max_amount_minor.min(daily_charge_limit_minor(amount.currency()));
+        if !(MIN_CHARGE_MINOR..=max_minor).contains(&amount.amount_minor()) {
+            return Err(UpdateError::AmountOutOfRange { amount, min_minor: MIN_CHARGE_MINOR, max_minor });
+        }
+        Ok(())
+    }
+
+    /// The card's own limits, for a charge whose card just proved itself
+    /// (M4: until then every card id is answered alike): registered and
+    /// active, in the charge's currency, and the card's maximum balance
+    /// (the books' float plus credits already on their way).
+    async fn admit_charge(&self, charge: &ValueUpdate) -> Result<(), UpdateError> {
+        let card = self.db.card(&charge.card_id).await?.ok_or(UpdateError::UnknownCard(charge.card_id))?;
         if card.status != CardRegistryStatus::Active {
             return Err(StepError::CardNotActive(card.id).into());
         }
-        let amount = request.amount;
+        let amount = charge.amount;
         if amount.currency() != card.currency {
             return Err(StepError::CurrencyMismatch { bill: amount.currency(), card: card.currency }.into());
-        }
-        let max_minor =
-            self.max_amount_minor.min(card.max_balance_minor).min(daily_charge_limit_minor(amount.currency()));
-        if !(MIN_CHARGE_MINOR..=max_minor).contains(&amount.amount_minor()) {
-            return Err(UpdateError::AmountOutOfRange { amount, min_minor: MIN_CHARGE_MINOR, max_minor });
         }
         let float_minor = self.books.card_float(&card.id).await?.map_or(0, |(posted, _)| posted);
         let held_minor = float_minor.saturating_add(self.books.card_credits_pending(&card.id).await?);
         if held_minor.saturating_add(amount.amount_minor()) > card.max_balance_minor {
             return Err(UpdateError::OverMaxBalance { held_minor, amount, max_minor: card.max_balance_minor });
         }
-        Ok(card)
+        Ok(())
     }
 
     /// Reserves `amount` of the card's charge limit for today (UTC) for
@@ -300,20 +307,31 @@ impl Center {
         Ok(())
     }
 
-    /// POST /v1/charges: the card and every limit, then the charge and its
-    /// INITIALIZE UPDATE. Nothing is authorized or reserved here: that waits
-    /// for the card's proof, in [`Center::update_authenticate`].
+    /// POST /v1/charges: the center's limits on the amount, then the charge
+    /// and its INITIALIZE UPDATE, for any card id alike (an unlisted one
+    /// under the newest key version). The card's own limits, the
+    /// authorization and the day's reservation wait for the card's proof,
+    /// in [`Center::update_authenticate`].
     pub async fn create_charge(&self, request: ChargeRequest) -> Result<UpdateReply, UpdateError> {
         if let Some((existing, _)) = self.db.value_update(request.id.as_str()).await? {
             return self.resume_charge(existing, &request).await;
         }
-        let card = self.check_charge_limits(&request).await?;
+        self.check_charge_amount(request.amount)?;
+        let (key_version, max_balance_minor) = match self.db.card(&request.card_id).await? {
+            Some(card) => (card.key_version, card.max_balance_minor),
+            None => (
+                self.security.newest_key_version().ok_or(UpdateError::UnknownCard(request.card_id))?,
+                self.max_amount_minor,
+            ),
+        };
         let mut rng = self.random.generator();
         let (charge, init) = {
             let mut ctx = self.ctx(rng.as_mut());
             let input = NewUpdate {
                 id: request.id.clone(),
-                card: &card,
+                card_id: request.card_id,
+                key_version,
+                max_balance_minor,
                 direction: Direction::Credit,
                 purpose: Purpose::Charge,
                 amount: request.amount,
@@ -351,19 +369,27 @@ impl Center {
         let payment_card = payment_card.ok_or_else(|| UpdateError::PaymentCardRequired(charge.id.to_string()))?;
         let mut rng = self.random.generator();
         let (proven, apdus) = charge.clone().authenticate(&mut self.ctx(rng.as_mut()), first(answers)?)?;
-        let refused = match self.authorize_proven(authorizer, &proven, &payment_card).await {
-            Ok(authorization) => {
-                drop(payment_card);
-                let stepped = Stepped { update: proven.authorized(authorization), apdus, effect: Effect::None };
-                return self.store_update_step(authorizer, &stepped, version, answer).await;
-            }
+        let admitted = self.admit_charge(&proven).await;
+        let refused = match admitted {
             Err(refused) => refused,
+            Ok(()) => match self.authorize_proven(authorizer, &proven, &payment_card).await {
+                Ok(authorization) => {
+                    drop(payment_card);
+                    let stepped = Stepped { update: proven.authorized(authorization), apdus, effect: Effect::None };
+                    return self.store_update_step(authorizer, &stepped, version, answer).await;
+                }
+                Err(refused) => refused,
+            },
         };
         drop(payment_card);
         let code = match &refused {
             UpdateError::Authorizer(e) if e.is_decline() => e.code(),
             UpdateError::TooManyAttempts => "too_many_attempts",
             UpdateError::OverDailyLimit { .. } => "over_daily_limit",
+            UpdateError::UnknownCard(_) => "unknown_card",
+            UpdateError::OverMaxBalance { .. } => "over_max_balance",
+            UpdateError::Step(UpdateStepError::Card(StepError::CardNotActive(_))) => "card_not_active",
+            UpdateError::Step(UpdateStepError::Card(StepError::CurrencyMismatch { .. })) => "currency_mismatch",
             // Not a refusal of this charge (the authorizer or the database
             // did not answer): nothing is stored; the step may be retried.
             _ => return Err(refused),
@@ -471,7 +497,9 @@ impl Center {
             let mut ctx = self.ctx(rng.as_mut());
             let input = NewUpdate {
                 id: request.id,
-                card: &card,
+                card_id: card.id,
+                key_version: card.key_version,
+                max_balance_minor: card.max_balance_minor,
                 direction: Direction::Debit,
                 purpose,
                 amount: request.amount,

@@ -42,7 +42,7 @@ use crate::card_session::{
     CardTxState, Probe, bad_answer, balance_report, completed, in_session, never_applied, transaction_status,
 };
 use crate::limits::VALUE_UPDATE_LIFETIME_S;
-use crate::purchase::{CardRecord, CardRegistryStatus, Context, StepError};
+use crate::purchase::{Context, StepError};
 use crate::security::{SealedState, SecurityError};
 
 /// What a value update is for. Stored in the record; records made before
@@ -298,12 +298,20 @@ impl From<ValueUpdate> for UpdateRecord {
     }
 }
 
-/// What `create` needs: the registered card, the direction, purpose and
-/// amount, and the funding reference. Limits were checked before.
+/// What `create` needs: the card and the key version its session opens
+/// under, the direction, purpose and amount, and the funding reference.
+/// The caller checked what it may know of the card: a charge, nothing
+/// until the card proved itself (M4); a decrease or an owed item, that
+/// the card is registered, active and in the amount's currency.
 #[derive(Debug)]
-pub struct NewUpdate<'b> {
+pub struct NewUpdate {
     pub id: UpdateId,
-    pub card: &'b CardRecord,
+    pub card_id: CardId,
+    pub key_version: u8,
+    /// The card's maximum balance as registered (for a card not
+    /// registered, the center's per-payment limit: it is refused after
+    /// its proof anyway).
+    pub max_balance_minor: u64,
     pub direction: Direction,
     pub purpose: Purpose,
     pub amount: Money,
@@ -315,25 +323,19 @@ impl ValueUpdate {
     /// Opens a value update and returns the INITIALIZE UPDATE.
     pub fn create<R: Random + ?Sized>(
         ctx: &mut Context<'_, R>,
-        input: NewUpdate<'_>,
+        input: NewUpdate,
     ) -> Result<(ValueUpdate, CommandApdu), UpdateStepError> {
-        let card = input.card;
-        if card.status != CardRegistryStatus::Active {
-            return Err(StepError::CardNotActive(card.id).into());
-        }
-        if input.amount.currency() != card.currency {
-            return Err(StepError::CurrencyMismatch { bill: input.amount.currency(), card: card.currency }.into());
-        }
         let transaction_id = TransactionId::generate(ctx.rng);
-        let (init, scp) = in_session(&card.id, input.id.as_str(), None, |s| s.begin(ctx, card.key_version))?;
+        let (card_id, key_version) = (input.card_id, input.key_version);
+        let (init, scp) = in_session(&card_id, input.id.as_str(), None, |s| s.begin(ctx, key_version))?;
         let update = ValueUpdate {
             transaction_id,
             id: input.id,
             direction: input.direction,
             purpose: input.purpose,
-            card_id: card.id,
-            key_version: card.key_version,
-            max_balance_minor: card.max_balance_minor,
+            card_id,
+            key_version,
+            max_balance_minor: input.max_balance_minor,
             amount: input.amount,
             authorization: input.authorization,
             created_at: ctx.now,

@@ -293,16 +293,27 @@ async fn each_decline_changes_nothing() {
 #[tokio::test]
 async fn limits_are_checked_before_any_authorization() {
     let c = Charging::new().await;
-    // Card max balance is 100,000: 90,000 on it, 20,000 more is too much.
+    // Card max balance is 100,000: 90,000 on it, 20,000 more is too much,
+    // which is told once the card proved itself (M4), before anything is
+    // authorized; the charge ends with that code.
     c.register(3, 90_000).await;
-    let err = c.create(3, 20_000).await.unwrap_err();
+    let mut full = funded_card(3, 90_000);
+    let r = c.create(3, 20_000).await.unwrap();
+    let err = c.authorize(&mut full, &r, APPROVE).await.unwrap_err();
     assert!(matches!(err, UpdateError::OverMaxBalance { held_minor: 90_000, .. }), "{err}");
-    // Amounts out of range.
+    let ended = c.center.value_update(&r.charge_id).await.unwrap();
+    assert_eq!((ended.phase(), ended.outcome().map(|(c, _)| c)), (UpdatePhase::Voided, Some("over_max_balance")));
+    // Amounts out of the center's range: at create.
     assert!(matches!(c.create(3, 0).await, Err(UpdateError::AmountOutOfRange { .. })));
     assert!(matches!(c.create(3, 100_001).await, Err(UpdateError::AmountOutOfRange { .. })));
-    // Unknown card.
-    assert!(matches!(c.create(9, 1_000).await, Err(UpdateError::UnknownCard(_))));
+    // A card the registry does not list (with the issuer's keys): opened
+    // like any other, refused after its proof.
+    let mut unlisted = funded_card(9, 0);
+    let r = c.create(9, 1_000).await.unwrap();
+    let err = c.authorize(&mut unlisted, &r, APPROVE).await.unwrap_err();
+    assert!(matches!(err, UpdateError::UnknownCard(_)), "{err}");
     assert!(c.sim.authorizations().await.unwrap().is_empty(), "the simulator recorded no authorization");
+    assert_eq!((balance_of(&mut full), balance_of(&mut unlisted)), (90_000, 0));
 
     // Daily limit (JPY 100,000): a pending 60,000 counts; another 60,000 does
     // not fit. (The registry allows this card 300,000, so the maximum

@@ -118,17 +118,38 @@ async fn refusals_use_stable_codes_and_card_data_is_never_stored() {
     let center = Arc::new(s.center);
     let app = kessai_center::update_api::routes(center.clone(), sim.clone());
     let mut card = funded_card(2, 95_000);
-    // Refused at create, before any card proof: the card and the limits.
-    let at_create = [
-        (charge(2, 10_000), StatusCode::UNPROCESSABLE_ENTITY, "over_max_balance"),
-        (charge(2, 0), StatusCode::UNPROCESSABLE_ENTITY, "amount_out_of_range"),
-        (charge(7, 1_000), StatusCode::NOT_FOUND, "unknown_card"),
-    ];
-    for (i, (body, status, code)) in at_create.into_iter().enumerate() {
-        let (got, answer) = post(&app, "/v1/charges", Some(&format!("k{i}")), body).await;
-        assert_eq!((got, answer["error"]["code"].as_str()), (status, Some(code)), "{answer}");
-        assert_error(&answer, code);
-    }
+    // Refused at create: only the center's own limits on the amount.
+    let (got, answer) = post(&app, "/v1/charges", Some("k0"), charge(2, 0)).await;
+    assert_eq!(
+        (got, answer["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("amount_out_of_range"))
+    );
+    assert_error(&answer, "amount_out_of_range");
+    // The card's own limits only once it proved itself (M4): 95,000 on a
+    // card of 100,000 takes no 10,000 more.
+    let (got, r) = post(&app, "/v1/charges", Some("k1"), charge(2, 10_000)).await;
+    assert_eq!(got, StatusCode::OK, "{r}");
+    let path = format!("/v1/value-updates/{}/authenticate", r["charge_id"].as_str().unwrap());
+    let (got, answer) = post(&app, &path, Some("k2"), paid_by(relay_json(&mut card, &r), "4242424242424242")).await;
+    assert_eq!((got, answer["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("over_max_balance")));
+    // A card id nobody registered opens like a registered one, and an
+    // answer no card gave is refused alike for both.
+    let (got, stranger) = post(&app, "/v1/charges", Some("k-stranger"), charge(7, 1_000)).await;
+    assert_eq!(got, StatusCode::OK, "{stranger}");
+    let (_, known) = post(&app, "/v1/charges", Some("k-known"), charge(2, 1_000)).await;
+    let fields = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(fields(&stranger), fields(&known));
+    assert_eq!(stranger["apdus"][0].as_str().unwrap()[..10], known["apdus"][0].as_str().unwrap()[..10]);
+    let bogus = || {
+        paid_by(
+            json!({ "responses": ["00000000000000000000000000000000000000000000000000000000009000"] }),
+            "4242424242424242",
+        )
+    };
+    let path_of = |v: &Value| format!("/v1/value-updates/{}/authenticate", v["charge_id"].as_str().unwrap());
+    let (unknown_status, unknown_body) = post(&app, &path_of(&stranger), Some("k-stranger-a"), bogus()).await;
+    let (known_status, known_body) = post(&app, &path_of(&known), Some("k-known-a"), bogus()).await;
+    assert_eq!((unknown_status, &unknown_body["error"]["code"]), (known_status, &known_body["error"]["code"]));
     // Refused at the authenticate step, once the card proved itself: the
     // authorizer's declines and a number that is not one.
     let at_authenticate = [

@@ -116,3 +116,28 @@ async fn statements_are_purged_after_their_retention() {
         .unwrap_err();
     assert!(matches!(gone, kessai_center::service::CenterError::UnknownStatement(_)), "{gone:?}");
 }
+
+/// M4: a statement opens for any card id alike; an unlisted card, and one
+/// reported lost, are refused only once they proved themselves.
+#[tokio::test]
+async fn unlisted_and_lost_cards_are_refused_only_after_their_proof() {
+    use kessai_center::purchase::{CardRegistryStatus, StepError};
+    use kessai_center::service::CenterError;
+    let s = setup().await;
+    register_card(&s, 2, 50_000).await;
+    let listed = s.center.statement_create(card_id(2)).await.unwrap();
+    let unlisted = s.center.statement_create(card_id(9)).await.unwrap();
+    assert_eq!((listed.phase, listed.apdus.len()), (unlisted.phase, unlisted.apdus.len()));
+    assert_eq!(listed.apdus[0][..10], unlisted.apdus[0][..10], "the same INITIALIZE UPDATE header");
+    let mut stranger = funded_card(9, 50_000);
+    let answers = parse_answers(&relay_all(&mut stranger, &unlisted.apdus)).unwrap();
+    let refused = s.center.statement_authenticate(&unlisted.statement_id, answers, None).await;
+    assert!(matches!(refused, Err(CenterError::Step(StepError::UnknownCard(_)))), "{refused:?}");
+
+    s.center.db.set_card_status(&card_id(2), CardRegistryStatus::Lost, "reported lost").await.unwrap();
+    let mut card = funded_card(2, 50_000);
+    let lost = s.center.statement_create(card_id(2)).await.unwrap();
+    let answers = parse_answers(&relay_all(&mut card, &lost.apdus)).unwrap();
+    let refused = s.center.statement_authenticate(&lost.statement_id, answers, None).await;
+    assert!(matches!(refused, Err(CenterError::Step(StepError::CardNotActive(_)))), "{refused:?}");
+}
