@@ -322,14 +322,15 @@ impl CenterDb {
     /// The member a card belongs to, and whether its purchases need the
     /// member's instruction.
     pub async fn card_member(&self, card: &CardId) -> Result<Option<(String, bool)>, DbError> {
-        let row = sqlx::query("SELECT member, instruction_required FROM center_cards WHERE id = $1")
-            .bind(card.to_string())
-            .fetch_optional(&mut *self.read().await?)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let member: Option<String> = row.try_get("member")?;
-        let required: i64 = row.try_get("instruction_required")?;
-        Ok(member.map(|m| (m, required != 0)))
+        // On every purchase's balance step: on SQLite read on the calling
+        // thread (`read_one`).
+        const CARD_MEMBER_SQL: &str = "SELECT member, instruction_required FROM center_cards WHERE id = $1";
+        let decode = |r: &dyn super::Columns| {
+            let member = r.text("member")?;
+            let required = r.required_int("instruction_required")?;
+            Ok(member.map(|m| (m, required != 0)))
+        };
+        Ok(self.read_one(CARD_MEMBER_SQL, &[&card.to_string()], decode).await?.flatten())
     }
 
     /// The operator revokes a member's key (reported lost): the member is

@@ -205,14 +205,11 @@ impl CenterDb {
     }
 
     pub async fn card(&self, id: &CardId) -> Result<Option<CardRecord>, DbError> {
-        let row = sqlx::query(
-            "SELECT id AS c_id, key_version AS c_key_version, status AS c_status, currency AS c_currency,
-             max_balance_minor AS c_max_balance_minor FROM center_cards WHERE id = $1",
-        )
-        .bind(id.to_string())
-        .fetch_optional(&mut *self.read().await?)
-        .await?;
-        row.map(|r| card_row(&r)).transpose()
+        // On every purchase's and charge's authenticate step: on SQLite
+        // read on the calling thread (`read_one`).
+        const CARD_SQL: &str = "SELECT id AS c_id, key_version AS c_key_version, status AS c_status,
+             currency AS c_currency, max_balance_minor AS c_max_balance_minor FROM center_cards WHERE id = $1";
+        self.read_one(CARD_SQL, &[&id.to_string()], card_row).await
     }
 }
 
