@@ -213,10 +213,17 @@ impl crate::service::Center {
         answer_as: Option<Answer>,
     ) -> Result<StatementReply, CenterError> {
         let answer = answers.first().ok_or(StepError::WrongAnswerCount { expected: 1, got: 0 })?;
-        let (opened, _) = self.statement_load(id).await?;
-        let card = self.db.card(&opened.card_id).await?;
+        // Read once for its card; a retried step reads it again.
+        let opened = self.statement_load(id).await?;
+        let card = self.db.card(&opened.0.card_id).await?;
+        let mut first = Some(opened);
         let found: Result<(_, StatementReply), CenterError> = run_step!(
-            load: self.statement_load(id),
+            load: async {
+                match first.take() {
+                    Some(found) => Ok(found),
+                    None => self.statement_load(id).await,
+                }
+            },
             transition: |statement: Statement| {
                 let mut rng = self.random.generator();
                 let proven = statement.authenticate(&mut self.ctx(rng.as_mut()), answer)?;

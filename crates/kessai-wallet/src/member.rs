@@ -488,17 +488,10 @@ pub struct MemberView {
 pub fn view(data_dir: &Path, a: &Passphrase) -> Result<MemberView, MemberError> {
     let store = MemberFile::in_dir(data_dir);
     let opened = store.open(a)?;
-    let member = std::fs::read_to_string(data_dir.join(NUMBER_FILE))
-        .ok()
-        .and_then(|t| kessai_core::ids::PartyId::parse(t.trim()).ok())
-        .map(|p| p.as_str().to_owned());
     Ok(MemberView {
-        member,
+        member: member_number(data_dir),
         kid: opened.public().kid().as_str().to_owned(),
-        key_under: match opened.variant() {
-            member_store::Variant::TwoPasswords => "passwords A and B",
-            _ => "password A only",
-        },
+        key_under: key_under(opened.variant()),
         registration_kept: opened.pending_registration.is_some(),
         replacement_under_way: store.next().exists(),
         history: opened.history,
@@ -514,5 +507,20 @@ pub fn history_entry(record: &crate::Record, at: kessai_core::time::Timestamp) -
         order_id: record.order_id.clone(),
         amount: record.amount,
         settlement_id: record.settlement_id.as_ref().map(|s| s.to_string()).unwrap_or_default(),
+    }
+}
+
+/// The member number the wallet whose data directory is `data_dir`
+/// registered ([`NUMBER_FILE`]), if it did.
+pub fn member_number(data_dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(data_dir.join(NUMBER_FILE)).ok()?;
+    kessai_core::ids::PartyId::parse(text.trim()).ok().map(|p| p.as_str().to_owned())
+}
+
+/// Which passwords guard the signing key, in words.
+pub fn key_under(variant: member_store::Variant) -> &'static str {
+    match variant {
+        member_store::Variant::TwoPasswords => "passwords A and B",
+        _ => "password A only",
     }
 }

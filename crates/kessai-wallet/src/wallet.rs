@@ -587,12 +587,10 @@ impl Wallet {
     /// The member number this wallet registered (written by `kessai wallet
     /// member register` next to the keystore), if it holds a keystore.
     pub fn member_number(&self) -> Option<String> {
-        let store = crate::member::MemberFile::in_dir(&self.config.data_dir);
-        if !store.exists() {
+        if !crate::member::MemberFile::in_dir(&self.config.data_dir).exists() {
             return None;
         }
-        let text = std::fs::read_to_string(self.config.data_dir.join(crate::member::NUMBER_FILE)).ok()?;
-        kessai_core::ids::PartyId::parse(text.trim()).ok().map(|p| p.as_str().to_owned())
+        crate::member::member_number(&self.config.data_dir)
     }
 
     /// The member's number and signing key, from the keystore opened with

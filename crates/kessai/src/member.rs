@@ -189,9 +189,10 @@ pub fn run(
             let replaced = match resume {
                 true => runtime.block_on(kessai_wallet::member::finish_key_replacement(config, &store, &a))?,
                 false => {
-                    let number = config.data_dir.join(kessai_wallet::member::NUMBER_FILE);
-                    let member = std::fs::read_to_string(&number)
-                        .with_context(|| format!("{}: register first", number.display()))?;
+                    let member = kessai_wallet::member::member_number(&config.data_dir).with_context(|| {
+                        let number = config.data_dir.join(kessai_wallet::member::NUMBER_FILE);
+                        format!("{}: no member number; register first", number.display())
+                    })?;
                     let b = match store.open(&a)?.variant() {
                         Variant::TwoPasswords => {
                             Some(password("B", b.password_b_env.as_deref(), b.password_b_file.as_deref(), false)?)
@@ -203,7 +204,7 @@ pub fn run(
                         config,
                         &store,
                         (&a, b.as_ref()),
-                        member.trim(),
+                        &member,
                         &seed,
                     ))?
                 }
@@ -303,25 +304,22 @@ pub fn run(
             let public = store.create(&seed, &a, b.as_ref(), Cost::default(), &mut OsRandom)?;
             println!("member keystore {}", store.path().display());
             println!("verification key {}", public.kid());
-            println!("signing key under {}", if b.is_some() { "passwords A and B" } else { "password A only" });
+            let variant = if b.is_some() { Variant::TwoPasswords } else { Variant::PasswordAOnly };
+            println!("signing key under {}", kessai_wallet::member::key_under(variant));
             Ok(())
         }
         MemberCommand::Show { a } => {
             let a = password("A", a.password_a_env.as_deref(), a.password_a_file.as_deref(), false)?;
-            let opened = store.open(&a)?;
+            let view = kessai_wallet::member::view(&config.data_dir, &a)?;
             println!("member keystore {}", store.path().display());
-            println!("verification key {}", opened.public().kid());
+            println!("verification key {}", view.kid);
             println!("kind             ed25519");
-            let variant = match opened.variant() {
-                Variant::TwoPasswords => "passwords A and B",
-                _ => "password A only",
-            };
-            println!("signing key      under {variant}");
-            println!("purchases        {}", opened.history.len());
-            if store.next().exists() {
+            println!("signing key      under {}", view.key_under);
+            println!("purchases        {}", view.history.len());
+            if view.replacement_under_way {
                 println!("key              replacement under way (`kessai wallet member replace-key --resume`)");
             }
-            if opened.pending_registration.is_some() {
+            if view.registration_kept {
                 println!("registration     kept, not sent (`kessai wallet member send`)");
             }
             Ok(())

@@ -440,3 +440,40 @@ async fn a_store_member_signs_its_bills_with_its_registered_key() {
     let revoked = s.center.create(&sign_bill(&second, 4, &mut rng), card, None).await.unwrap_err();
     assert!(matches!(revoked, CenterError::Bill(JwsError::RevokedKey(_))), "{revoked:?}");
 }
+
+/// Two registrations under one activation code (two wallets, or one sent
+/// twice with different keys) at the same moment: exactly one is entered,
+/// the other refused, and the member holds the winner's key. Then two key
+/// replacements racing: exactly one new key.
+#[tokio::test]
+async fn racing_registrations_and_replacements_enter_exactly_one_key() {
+    use kessai_core::messages::key_replacement::KeyReplacement;
+    let s = setup().await;
+    let mut rng = SeededRandom::new(41);
+    let center_key = s.center.security.member_encryption_key().public().clone();
+    let (member, code) = letter(&s.center, "general").await;
+    let (a, b) = (SigningKey::generate(&mut rng), SigningKey::generate(&mut rng));
+    let env_a = envelope(&member, &code, general(), (&a, &a), &center_key, &mut rng);
+    let env_b = envelope(&member, &code, general(), (&b, &b), &center_key, &mut rng);
+    let (ra, rb) = tokio::join!(s.center.register_member(&env_a), s.center.register_member(&env_b));
+    let winner = match (&ra, &rb) {
+        (Ok(_), Err(MemberError::CodeUsed | MemberError::AlreadyRegistered)) => &a,
+        (Err(MemberError::CodeUsed | MemberError::AlreadyRegistered), Ok(_)) => &b,
+        other => panic!("exactly one must be entered: {other:?}"),
+    };
+    let row = s.center.db.member(&member).await.unwrap().unwrap();
+    assert_eq!(row.kid, winner.kid().as_str(), "the member holds the winner's key");
+
+    let id = PartyId::parse(&member).unwrap();
+    let (c, d) = (SigningKey::generate(&mut rng), SigningKey::generate(&mut rng));
+    let sign = |new: &SigningKey, rng: &mut SeededRandom| {
+        let claims = Claims::for_lifetime(id.clone(), MessageId::generate(rng), NOW, 300).unwrap();
+        jws::sign(&claims, &KeyReplacement::made(id.clone(), winner, new).unwrap(), winner).unwrap()
+    };
+    let (to_c, to_d) = (sign(&c, &mut rng), sign(&d, &mut rng));
+    let (rc, rd) = tokio::join!(s.center.replace_member_key(&to_c), s.center.replace_member_key(&to_d));
+    assert_eq!(usize::from(rc.is_ok()) + usize::from(rd.is_ok()), 1, "{rc:?} {rd:?}");
+    let now = s.center.db.member(&member).await.unwrap().unwrap().kid;
+    let expected = if rc.is_ok() { c.kid() } else { d.kid() };
+    assert_eq!(now, expected.as_str());
+}
