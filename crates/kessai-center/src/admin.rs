@@ -27,10 +27,19 @@ use crate::service::{Center, CenterError};
 struct AdminState {
     center: Arc<Center>,
     admin_name: Arc<str>,
+    /// Other operators' certificate names (`tls.operator_names`).
+    operators: Arc<[String]>,
 }
 
-pub fn routes(center: Arc<Center>, admin_name: String) -> Router {
-    let state = AdminState { center, admin_name: admin_name.into() };
+impl AdminState {
+    /// Whether `name` is the admin's or an operator's.
+    fn is_operator(&self, name: &str) -> bool {
+        name == &*self.admin_name || self.operators.iter().any(|o| o == name)
+    }
+}
+
+pub fn routes(center: Arc<Center>, admin_name: String, operators: Vec<String>) -> Router {
+    let state = AdminState { center, admin_name: admin_name.into(), operators: operators.into() };
     Router::new()
         .route("/v1/admin/stores", post(register_store))
         .route("/v1/admin/stores/{id}/keys/{kid}/revoke", post(revoke_store_key))
@@ -48,6 +57,10 @@ pub fn routes(center: Arc<Center>, admin_name: String) -> Router {
         .route("/v1/admin/applications/{id}/approve", post(approve_application))
         .route("/v1/admin/outbox", get(outbox))
         .route("/v1/admin/outbox/{id}/sent", post(letter_sent))
+        .route("/v1/admin/fundings", get(list_fundings))
+        .route("/v1/admin/fundings/{id}/cash", post(record_cash))
+        .route("/v1/admin/bank-credits", get(list_bank_credits))
+        .route("/v1/admin/bank-credits/apply", post(apply_bank_credit))
         // The certificate is checked before anything of the request is
         // read: without the admin's, a request learns nothing of what the
         // API would make of its body (401/403 whatever it sends).
@@ -70,7 +83,7 @@ async fn only_the_admin(
 
 fn authorize(state: &AdminState, peer: Option<Extension<PeerIdentity>>) -> Result<(), ApiError> {
     match peer {
-        Some(Extension(PeerIdentity(name))) if *name == *state.admin_name => Ok(()),
+        Some(Extension(PeerIdentity(name))) if state.is_operator(&name) => Ok(()),
         Some(_) => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             ErrorType::Forbidden,
@@ -157,9 +170,8 @@ async fn register_store(
     let id = StoreId::parse(&b.id).map_err(|e| bad("bad_store_id", e).with_param("id"))?;
     // The configured admin name is a role too (L3): no store is it, nor
     // presents a certificate of that name.
-    let admin = &*state.admin_name;
-    if id.as_str() == admin || b.client_name.as_deref() == Some(admin) {
-        return Err(bad("reserved_store_id", format!("{admin} is the admin's name, not a store's")));
+    if state.is_operator(id.as_str()) || b.client_name.as_deref().is_some_and(|n| state.is_operator(n)) {
+        return Err(bad("reserved_store_id", format!("{id} is an operator's name, not a store's")));
     }
     let record = StoreRecord {
         id: id.clone(),
@@ -528,4 +540,73 @@ async fn revoke_member(
     authorize(&state, peer)?;
     let revoked = state.center.revoke_member(&id, &b.reason).await.map_err(crate::members::member_api_error)?;
     Ok(Json(serde_json::to_value(revoked).map_err(internal)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusQuery {
+    status: String,
+}
+
+/// The fundings in a status: `awaiting` (transfers and cash not yet
+/// received), `counted` (cash waiting for a second operator), …
+async fn list_fundings(
+    State(state): State<AdminState>,
+    Params(q): Params<StatusQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let status = crate::prepaid::FundingStatus::parse(&q.status).ok_or_else(|| {
+        bad("bad_status", format!("no funding status {:?}", q.status.chars().take(32).collect::<String>()))
+    })?;
+    let fundings = state.center.fundings_in(status).await.map_err(crate::prepaid_api::prepaid_api_error)?;
+    Ok(Json(json!({ "fundings": fundings })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CashBody {
+    /// What the operator counted in the envelope.
+    amount: Money,
+}
+
+/// Cash received by registered mail for a funding (FIG. 15), counted by
+/// the operator whose certificate makes this request.
+async fn record_cash(
+    State(state): State<AdminState>,
+    peer: Option<Extension<PeerIdentity>>,
+    Path(id): Path<String>,
+    Body(b): Body<CashBody>,
+) -> Result<Json<Value>, ApiError> {
+    let operator = peer.map(|Extension(PeerIdentity(name))| name).unwrap_or_default();
+    let f = state.center.record_cash(&id, b.amount, &operator).await.map_err(crate::prepaid_api::prepaid_api_error)?;
+    Ok(Json(json!(f)))
+}
+
+/// The bank credits in a status: `suspense` (the queue), `review`
+/// (reversals), `matched`, `applied`.
+async fn list_bank_credits(
+    State(state): State<AdminState>,
+    Params(q): Params<StatusQuery>,
+) -> Result<Json<Value>, ApiError> {
+    if !["suspense", "review", "matched", "applied"].contains(&q.status.as_str()) {
+        return Err(bad("bad_status", "status is suspense, review, matched or applied"));
+    }
+    let credits = state.center.bank_credits_in(&q.status).await.map_err(crate::prepaid_api::prepaid_api_error)?;
+    Ok(Json(json!({ "bank_credits": credits })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApplyBody {
+    entry_key: String,
+    funding_id: String,
+}
+
+/// A credit in suspense applied by the operator to a funding awaiting it.
+async fn apply_bank_credit(State(state): State<AdminState>, Body(b): Body<ApplyBody>) -> Result<Json<Value>, ApiError> {
+    let f = state
+        .center
+        .apply_suspense(&b.entry_key, &b.funding_id)
+        .await
+        .map_err(crate::prepaid_api::prepaid_api_error)?;
+    Ok(Json(json!(f)))
 }

@@ -101,6 +101,13 @@ pub fn api_error(e: CenterError) -> ApiError {
             "concurrent_update",
             "the settlement changed meanwhile; retry",
         ),
+        CenterError::Db(DbError::BillPaid) => ApiError::new(
+            S::CONFLICT,
+            ErrorType::Conflict,
+            "bill_paid",
+            "this bill was paid from a virtual prepaid card; nothing is held",
+        )
+        .with_param("bill"),
         CenterError::Db(d) => ApiError::internal(d),
     }
 }
@@ -160,7 +167,7 @@ fn answers(body: &Bytes) -> Result<Vec<kessai_scp03::ResponseApdu>, ApiError> {
     parse_answers(&b.responses).map_err(api_error)
 }
 
-fn json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
+pub(crate) fn json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::invalid("bad_json", format!("request body: {e}")))
 }
 
@@ -453,13 +460,46 @@ async fn readable(c: &Center, caller: &Caller, id: &str) -> Result<crate::purcha
     if by_wallet || by_store { Ok(s) } else { Err(unknown()) }
 }
 
+/// A payment from a virtual prepaid card (#18, a settlement id too) as its
+/// member's wallet or its store may read it; to anyone else, unknown.
+async fn readable_prepaid(c: &Center, caller: &Caller, id: &str) -> Result<crate::prepaid::PrepaidPayment, ApiError> {
+    let unknown = || api_error(CenterError::UnknownSettlement(id.chars().take(64).collect()));
+    let sid = SettlementId::parse(id).map_err(|_| unknown())?;
+    let (p, _) = c.db.prepaid_payment(&sid).await.map_err(|e| api_error(CenterError::Db(e)))?.ok_or_else(unknown)?;
+    let by_store = caller.principal().is_some_and(|n| n == p.bill.store.as_str() || n == p.bill.payee().as_str());
+    if caller.holds_access(c, id) || by_store { Ok(p) } else { Err(unknown()) }
+}
+
+/// Whether an error is the unknown-settlement answer (then a prepaid
+/// payment of that id is looked for).
+fn is_unknown(e: &ApiError) -> bool {
+    e.status == StatusCode::NOT_FOUND
+}
+
 async fn show(
     State(c): State<Shared>,
     Path(id): Path<String>,
     caller: Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let by_wallet = caller.holds_access(&c, &id);
-    let s = readable(&c, &caller, &id).await?;
+    let s = match readable(&c, &caller, &id).await {
+        Err(e) if is_unknown(&e) => {
+            let p = readable_prepaid(&c, &caller, &id).await?;
+            return Ok(Json(serde_json::json!({
+                "settlement_id": p.id,
+                "phase": "completed",
+                "amount": p.bill.amount,
+                "store": p.bill.store,
+                "member": p.bill.member,
+                "order_id": p.bill.order_id,
+                "prepaid_id": by_wallet.then_some(&p.account),
+                "card_ref": (!by_wallet).then(|| c.security.prepaid_ref(&p.bill.store, &p.account)),
+                "completion": p.completion_token,
+                "receipt": p.receipt_token,
+            })));
+        }
+        found => found?,
+    };
     // The wallet sees its card; a store, the card as it knows it (M4).
     let (card_id, card_ref) = match by_wallet {
         true => (Some(s.card_id), None),
@@ -485,8 +525,11 @@ async fn receipt(
     Path(id): Path<String>,
     caller: Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let s = readable(&c, &caller, &id).await?;
-    match s.receipt_token() {
+    let receipt = match readable(&c, &caller, &id).await {
+        Err(e) if is_unknown(&e) => readable_prepaid(&c, &caller, &id).await?.receipt_token,
+        found => found?.receipt_token().map(str::to_owned),
+    };
+    match receipt {
         Some(r) => Ok(Json(serde_json::json!({ "receipt": r }))),
         None => Err(ApiError::not_found("receipt_not_yet", "the store has not sent its receipt yet")),
     }

@@ -267,6 +267,7 @@ pub async fn open(config: &CenterConfig) -> anyhow::Result<Center> {
         outcomes: Default::default(),
         completed: Default::default(),
         in_flight: Default::default(),
+        prepaid: config.prepaid.clone(),
     })
 }
 
@@ -308,8 +309,9 @@ pub async fn serve_on(
     // Not ready until the databases have answered (`watch_ready`).
     let ready = Arc::new(AtomicBool::new(false));
     let router = api::routes(center.clone())
-        .merge(admin::routes(center.clone(), config.tls.admin_name.clone()))
+        .merge(admin::routes(center.clone(), config.tls.admin_name.clone(), config.tls.operator_names.clone()))
         .merge(update_api::routes(center.clone(), simulator.clone()))
+        .merge(crate::prepaid_api::routes(center.clone(), simulator.clone()))
         .merge(crate::members::routes(center.clone()))
         .merge(crate::member_pages::routes(center.clone()))
         .merge(ops_routes(metrics.clone(), ready.clone()));
@@ -348,6 +350,16 @@ async fn sweep_abandoned(
             Ok(0) => {}
             Ok(ended) => tracing::info!(ended, "ended abandoned settlements and value updates"),
             Err(e) => tracing::warn!(error = %e, "the abandoned sweep failed"),
+        }
+        // Prepaid fundings (#18): transfers and cash not received in time
+        // end; credit fundings issued but not yet captured are captured.
+        match center.expire_prepaid_fundings().await {
+            Ok(0) => {}
+            Ok(expired) => tracing::info!(expired, "prepaid fundings expired unpaid"),
+            Err(e) => tracing::warn!(error = %e, "expiring prepaid fundings failed"),
+        }
+        if let Err(e) = center.capture_prepaid_fundings(authorizer.as_ref()).await {
+            tracing::warn!(error = %e, "capturing prepaid fundings failed");
         }
         let now = center.clock.now().unix_s();
         let before = kessai_core::time::Timestamp::from_unix_s(now.saturating_sub(IDEMPOTENCY_RETENTION_S));

@@ -8,6 +8,9 @@
 //! | value issuance, [`SHARDS`] per currency | `CreditFunding` | — |
 //! | credit funding, [`SHARDS`] per currency (what the credit authorizer owes for captured charges) | `CreditFunding` | — |
 //! | corrections, [`SHARDS`] per currency (value an operator took off cards) | `CenterFees` | — |
+//! | virtual prepaid card, one per card (#18) | `Prepaid` | debits must not exceed credits |
+//! | bank pool, postal pool, cash, [`SHARDS`] each per currency (money received for prepaid value) | `Pool` | — |
+//! | suspense, [`SHARDS`] per currency (money received that matched no request) | `Suspense` | — |
 //!
 //! Every account but a card's float is a *pool* split into [`SHARDS`]
 //! accounts: a transfer moves the shard its own id picks ([`shard`]), and
@@ -40,6 +43,13 @@
 //! is card float → corrections. Posted when the card confirms; voided only
 //! if the operator cancels it.
 //!
+//! A virtual prepaid card's value moves by posted transfers only, each
+//! made in the transaction that records why: a funding (pool, cash or
+//! credit funding → prepaid), a payment (prepaid → store payable, id = the
+//! payment's transaction id), a refund of such a payment (store payable →
+//! prepaid), money that matched no request (pool → suspense) and its later
+//! application (suspense → prepaid).
+//!
 //! Account and follow-up transfer ids are derived with SHA-256 from a label
 //! and the business key, so every instance computes the same ids and a
 //! retried call meets `exists` instead of moving money twice.
@@ -50,7 +60,7 @@
 //! applies them in its own transaction (`Exec::books`), all or nothing, so
 //! a step's row, its stored answer and its ledger effect commit together.
 
-use kessai_core::ids::{CardId, StoreId, TransactionId};
+use kessai_core::ids::{CardId, PrepaidId, StoreId, TransactionId};
 use kessai_core::{Currency, Money};
 use kessai_ledger::{AccountFlags, AccountKind, Ledger, NewAccount, NewTransfer, TransferFlags};
 use sha2::{Digest, Sha256};
@@ -65,6 +75,9 @@ pub const CODE_DECREASE: u16 = 4;
 pub const CODE_REFUND: u16 = 5;
 pub const CODE_CORRECTION: u16 = 6;
 pub const CODE_REPLACEMENT: u16 = 7;
+pub const CODE_PREPAID_FUNDING: u16 = 8;
+pub const CODE_PREPAID_PAYMENT: u16 = 9;
+pub const CODE_SUSPENSE: u16 = 10;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -153,6 +166,57 @@ fn credit_funding_id(currency: Currency, shard: usize) -> u128 {
 /// Where value an operator takes off cards goes, per currency.
 fn corrections_id(currency: Currency, shard: usize) -> u128 {
     pooled_id("corrections", currency.code(), shard)
+}
+
+/// A virtual prepaid card's account.
+pub fn prepaid_account_id(card: &PrepaidId) -> u128 {
+    derived_id("prepaid", card.as_str().as_bytes())
+}
+
+/// Where money received for prepaid value is held, per currency: every
+/// shard of each (bank pool, postal pool, cash).
+pub fn receiving_pool_ids(source: Receiving, currency: Currency) -> Vec<u128> {
+    pool_ids(source.label(), currency.code())
+}
+
+/// Money received that matched no request, per currency: every shard.
+pub fn suspense_ids(currency: Currency) -> Vec<u128> {
+    pool_ids("suspense", currency.code())
+}
+
+/// Where a prepaid card's value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Receiving {
+    /// The center's pool account at its bank (transfers, FIG. 13).
+    BankPool,
+    /// The center's postal transfer account (FIG. 14).
+    PostalPool,
+    /// Cash received by registered mail (FIG. 15).
+    Cash,
+    /// A credit card, through the authorizer (FIG. 12).
+    Credit,
+    /// The suspense account: money an operator applied to a card.
+    Suspense,
+}
+
+impl Receiving {
+    fn label(self) -> &'static str {
+        match self {
+            Receiving::BankPool => "bank-pool",
+            Receiving::PostalPool => "postal-pool",
+            Receiving::Cash => "cash",
+            Receiving::Credit => "credit-funding",
+            Receiving::Suspense => "suspense",
+        }
+    }
+
+    fn kind(self) -> AccountKind {
+        match self {
+            Receiving::BankPool | Receiving::PostalPool | Receiving::Cash => AccountKind::Pool,
+            Receiving::Credit => AccountKind::CreditFunding,
+            Receiving::Suspense => AccountKind::Suspense,
+        }
+    }
 }
 
 /// The pending transfer of an owed item (a purchase refund, a correction).
@@ -386,6 +450,97 @@ impl Entries {
     }
 }
 
+/// A posted transfer `id` of `amount` from `debit` to `credit`.
+fn posted(id: u128, (debit, credit): (u128, u128), amount: Money, code: u16) -> Result<NewTransfer, BooksError> {
+    Ok(NewTransfer { flags: TransferFlags::default(), ..pending(id, (debit, credit), amount, code)? })
+}
+
+fn prepaid_account(card: &PrepaidId, currency: Currency) -> Result<NewAccount, BooksError> {
+    Ok(NewAccount {
+        id: prepaid_account_id(card),
+        currency: ledger_currency(currency)?,
+        kind: AccountKind::Prepaid,
+        flags: AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS,
+        user_data_128: 0,
+    })
+}
+
+/// The entries of a virtual prepaid card's value (#18).
+impl Entries {
+    /// A new virtual prepaid card's account (idempotent).
+    pub fn open_prepaid(card: &PrepaidId, currency: Currency) -> Result<Entries, BooksError> {
+        Ok(Entries {
+            what: "opening a prepaid card",
+            accounts: vec![prepaid_account(card, currency)?],
+            transfers: Vec::new(),
+        })
+    }
+
+    /// Value issued to a prepaid card from what was received (`from`),
+    /// posted; `key` (a funding's or a bank credit's id) makes it once.
+    pub fn prepaid_funding(key: &str, from: Receiving, card: &PrepaidId, amount: Money) -> Result<Entries, BooksError> {
+        let c = amount.currency();
+        let id = derived_id("prepaid-funding", key.as_bytes());
+        let shard = shard(&id.to_be_bytes());
+        let source = pooled_id(from.label(), c.code(), shard);
+        let accounts = vec![prepaid_account(card, c)?, account(source, c, from.kind())?];
+        let t = posted(id, (source, prepaid_account_id(card)), amount, CODE_PREPAID_FUNDING)?;
+        Ok(Entries::of("the prepaid funding", accounts, t))
+    }
+
+    /// Money received on a pool that matched no request (or not its
+    /// amount): pool → suspense, posted; `key` (the bank's entry) makes it
+    /// once.
+    pub fn suspense(key: &str, from: Receiving, amount: Money) -> Result<Entries, BooksError> {
+        let c = amount.currency();
+        let id = derived_id("suspense", key.as_bytes());
+        let shard = shard(&id.to_be_bytes());
+        let (source, held) = (pooled_id(from.label(), c.code(), shard), pooled_id("suspense", c.code(), shard));
+        let accounts = vec![account(source, c, from.kind())?, account(held, c, AccountKind::Suspense)?];
+        let t = posted(id, (source, held), amount, CODE_SUSPENSE)?;
+        Ok(Entries::of("the suspense entry", accounts, t))
+    }
+
+    /// A store's refund of a prepaid payment: the payee's payable → the
+    /// prepaid card, posted at once (the card is the center's own account:
+    /// nothing waits for a presentation). `refund` (the refund's id) makes
+    /// it once.
+    pub fn prepaid_refund(
+        refund: &str,
+        payee: &StoreId,
+        card: &PrepaidId,
+        amount: Money,
+    ) -> Result<Entries, BooksError> {
+        let c = amount.currency();
+        let id = derived_id("prepaid-refund", refund.as_bytes());
+        let shard = shard(&id.to_be_bytes());
+        let accounts = vec![prepaid_account(card, c)?, payable_account(payee, c, shard)?];
+        let t = posted(id, (store_payable_id(payee, c, shard), prepaid_account_id(card)), amount, CODE_REFUND)?;
+        Ok(Entries::of("the prepaid refund", accounts, t))
+    }
+
+    /// A payment from a prepaid card to a store: prepaid → store payable,
+    /// posted (id = the payment's transaction id). Refused
+    /// (`exceeds_credits`) beyond the card's value.
+    pub fn prepaid_payment(
+        tx: &TransactionId,
+        card: &PrepaidId,
+        payee: &StoreId,
+        amount: Money,
+    ) -> Result<Entries, BooksError> {
+        let c = amount.currency();
+        let shard = shard(tx.as_bytes());
+        let accounts = vec![prepaid_account(card, c)?, payable_account(payee, c, shard)?];
+        let t = posted(
+            tx.as_u128(),
+            (prepaid_account_id(card), store_payable_id(payee, c, shard)),
+            amount,
+            CODE_PREPAID_PAYMENT,
+        )?;
+        Ok(Entries::of("the prepaid payment", accounts, t))
+    }
+}
+
 /// The books: reads through the ledger's API; writes of entries that stand
 /// alone (issuance, tests) as one transaction of the center's database.
 #[derive(Debug, Clone)]
@@ -444,6 +599,26 @@ impl Books {
     /// What the center owes a store (posted), over every shard.
     pub async fn store_payable(&self, store: &StoreId, currency: Currency) -> Result<u64, BooksError> {
         let (debits, credits) = self.pool_posted(&store_payable_ids(store, currency)).await?;
+        Ok(u64::try_from(credits.saturating_sub(debits)).unwrap_or(u64::MAX))
+    }
+
+    /// A prepaid card's value (posted credits less debits), if it has an
+    /// account.
+    pub async fn prepaid_balance(&self, card: &PrepaidId) -> Result<Option<u64>, BooksError> {
+        let found = self.ledger().lookup_accounts(&[prepaid_account_id(card)]).await?;
+        Ok(found.first().map(|a| a.credits_posted_minor.saturating_sub(a.debits_posted_minor)))
+    }
+
+    /// What a pool of received money holds (posted debits less credits),
+    /// over every shard.
+    pub async fn received(&self, source: Receiving, currency: Currency) -> Result<i128, BooksError> {
+        let (debits, credits) = self.pool_posted(&pool_ids(source.label(), currency.code())).await?;
+        Ok(i128::try_from(debits).unwrap_or(i128::MAX) - i128::try_from(credits).unwrap_or(i128::MAX))
+    }
+
+    /// What the suspense account holds (posted credits less debits).
+    pub async fn suspense(&self, currency: Currency) -> Result<u64, BooksError> {
+        let (debits, credits) = self.pool_posted(&suspense_ids(currency)).await?;
         Ok(u64::try_from(credits.saturating_sub(debits)).unwrap_or(u64::MAX))
     }
 

@@ -45,6 +45,9 @@ pub struct CenterConfig {
     pub tls: TlsSection,
     #[serde(default)]
     pub limits: kessai_http::Limits,
+    /// Virtual prepaid cards: value lifetime, limits, where money is sent.
+    #[serde(default)]
+    pub prepaid: crate::prepaid::PrepaidPolicy,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -59,6 +62,12 @@ pub struct TlsSection {
     /// The client certificate name that may use the admin API.
     #[serde(default = "default_admin")]
     pub admin_name: String,
+    /// Further operators' client certificate names: each may use the admin
+    /// API as the admin does, under its own name, so that work needing two
+    /// people (cash above the dual-control limit) is done by two
+    /// certificates.
+    #[serde(default)]
+    pub operator_names: Vec<String>,
 }
 
 fn default_signing_key() -> PathBuf {

@@ -8,21 +8,62 @@
 //! compare-and-set that moves its due time past the lease); a failed attempt
 //! makes it due again after a backoff every instance sees. The store's
 //! answer is idempotent, so a completion delivered twice (a lease that ran
-//! out mid-attempt) is still accepted once.
+//! out mid-attempt) is still accepted once. Payments from virtual prepaid
+//! cards (#18) carry a completion too, and are delivered the same way from
+//! their own table.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kessai_core::ids::StoreId;
+use kessai_core::ids::{SettlementId, StoreId};
 use kessai_core::time::Timestamp;
 use kessai_http::HttpsClient;
 use serde::Deserialize;
 
 use crate::db::MAX_LIST;
 use crate::limits::{DELIVERY_BACKOFF_MAX_S, DELIVERY_BACKOFF_MIN_S, DELIVERY_LEASE_S};
+use crate::prepaid::PrepaidPayment;
 use crate::purchase::Settlement;
 use crate::service::Center;
+
+/// A completion to deliver: a card settlement's, or a prepaid payment's.
+#[derive(Debug, Clone)]
+pub enum Deliverable {
+    Settlement(Box<Settlement>),
+    Prepaid(Box<PrepaidPayment>),
+}
+
+impl Deliverable {
+    fn id(&self) -> &SettlementId {
+        match self {
+            Deliverable::Settlement(s) => &s.id,
+            Deliverable::Prepaid(p) => &p.id,
+        }
+    }
+
+    /// The merchant of record, whose notify URL gets the completion.
+    fn store(&self) -> &StoreId {
+        match self {
+            Deliverable::Settlement(s) => &s.bill.store,
+            Deliverable::Prepaid(p) => &p.bill.store,
+        }
+    }
+
+    fn completion(&self) -> Option<&str> {
+        match self {
+            Deliverable::Settlement(s) => s.completion_token(),
+            Deliverable::Prepaid(p) => Some(&p.completion_token),
+        }
+    }
+
+    fn receipted(&self) -> bool {
+        match self {
+            Deliverable::Settlement(s) => s.receipt_token().is_some(),
+            Deliverable::Prepaid(p) => p.receipt_token.is_some(),
+        }
+    }
+}
 
 /// How long a store's notify URL is used before it is read again (a change
 /// through the admin API reaches delivery within this).
@@ -104,9 +145,29 @@ impl Deliverer {
         let mut delivered = 0;
         for d in due {
             match self.center.db.claim_delivery(&d, until).await {
-                Ok(true) => delivered += usize::from(self.attempt(&d.settlement, d.attempts).await),
+                Ok(true) => {
+                    let s = Deliverable::Settlement(Box::new(d.settlement));
+                    delivered += usize::from(self.attempt(&s, d.attempts).await);
+                }
                 Ok(false) => {}
                 Err(e) => tracing::warn!(settlement = %d.settlement.id, error = %e, "claiming a delivery"),
+            }
+        }
+        let due = match self.center.db.due_prepaid_deliveries(now, MAX_LIST).await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing the prepaid payments due for delivery");
+                return delivered;
+            }
+        };
+        for d in due {
+            match self.center.db.claim_prepaid_delivery(&d, until).await {
+                Ok(true) => {
+                    let p = Deliverable::Prepaid(Box::new(d.payment));
+                    delivered += usize::from(self.attempt(&p, d.attempts).await);
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(settlement = %d.payment.id, error = %e, "claiming a delivery"),
             }
         }
         delivered
@@ -115,8 +176,8 @@ impl Deliverer {
     /// Delivers `s`, whose delivery this instance holds and which failed
     /// `attempts` times before; true if delivered now. A failure makes it
     /// due again after the backoff.
-    async fn attempt(&mut self, s: &Settlement, attempts: u64) -> bool {
-        if s.receipt_token().is_some() {
+    async fn attempt(&mut self, s: &Deliverable, attempts: u64) -> bool {
+        if s.receipted() {
             return false;
         }
         let why = match self.deliver(s).await {
@@ -128,17 +189,21 @@ impl Deliverer {
             NotDelivered::NoUrl => {
                 // Nothing was tried: it is looked at again when the lease
                 // this instance holds ends, with no write now.
-                tracing::debug!(settlement = %s.id, "completion waits for its store's notify URL");
+                tracing::debug!(settlement = %s.id(), "completion waits for its store's notify URL");
                 return false;
             }
             NotDelivered::Failed(why) => {
-                tracing::warn!(settlement = %s.id, attempts, error = %why, "completion not delivered; will retry");
+                tracing::warn!(settlement = %s.id(), attempts, error = %why, "completion not delivered; will retry");
             }
         }
         let next = Timestamp::from_unix_s(self.center.clock.now().unix_s().saturating_add(backoff_s(attempts)));
-        if let Err(e) = self.center.db.delivery_failed(&s.id, next).await {
+        let failed = match s {
+            Deliverable::Settlement(_) => self.center.db.delivery_failed(s.id(), next).await,
+            Deliverable::Prepaid(_) => self.center.db.prepaid_delivery_failed(s.id(), next).await,
+        };
+        if let Err(e) = failed {
             // Due again when the lease ends.
-            tracing::warn!(settlement = %s.id, error = %e, "recording a failed delivery");
+            tracing::warn!(settlement = %s.id(), error = %e, "recording a failed delivery");
         }
         false
     }
@@ -161,13 +226,13 @@ impl Deliverer {
         Ok(url)
     }
 
-    async fn deliver(&mut self, s: &Settlement) -> Result<(), NotDelivered> {
-        let url = self.notify_url(&s.bill.store).await.map_err(NotDelivered::Failed)?.ok_or(NotDelivered::NoUrl)?;
+    async fn deliver(&mut self, s: &Deliverable) -> Result<(), NotDelivered> {
+        let url = self.notify_url(s.store()).await.map_err(NotDelivered::Failed)?.ok_or(NotDelivered::NoUrl)?;
         self.send(s, &url).await.map_err(NotDelivered::Failed)
     }
 
-    async fn send(&self, s: &Settlement, url: &str) -> Result<(), String> {
-        let completion = s.completion_token().ok_or("no completion")?;
+    async fn send(&self, s: &Deliverable, url: &str) -> Result<(), String> {
+        let completion = s.completion().ok_or("no completion")?;
         let body = serde_json::json!({ "completion": completion });
         let (status, bytes) = self.client.post_json(url, &body, &[]).await.map_err(|e| e.to_string())?;
         if !status.is_success() {
@@ -177,7 +242,7 @@ impl Deliverer {
             ));
         }
         let answer: ReceiptBody = serde_json::from_slice(&bytes).map_err(|e| format!("store answer: {e}"))?;
-        self.center.accept_receipt(s.id.as_str(), &answer.receipt).await.map_err(|e| e.to_string())
+        self.center.accept_receipt(s.id().as_str(), &answer.receipt).await.map_err(|e| e.to_string())
     }
 }
 

@@ -25,6 +25,8 @@ pub mod member_pages;
 pub mod members;
 pub mod merge;
 pub mod owed;
+pub mod prepaid;
+pub mod prepaid_api;
 pub mod purchase;
 mod runner;
 mod schema;

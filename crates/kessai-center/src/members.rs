@@ -265,11 +265,12 @@ impl Center {
     pub async fn replace_member_key(&self, token: &str) -> Result<MemberReply, MemberError> {
         use kessai_core::messages::key_replacement;
         let refused = |why: String| MemberError::BadReplacement(why);
-        let (_, payload) = kessai_core::jws::inspect_unverified(token).map_err(|e| refused(e.to_string()))?;
-        let member = payload["iss"].as_str().ok_or_else(|| refused("no issuer".into()))?.to_owned();
-        let row = self.db.member(&member).await?.filter(|m| m.status == "active");
-        let row = row.ok_or_else(|| MemberError::UnknownMember(trunc(&member)))?;
-        let keys = member_keys(&row).map_err(refused)?;
+        let (row, keys) = match self.signing_member(token).await? {
+            Ok(found) => found,
+            Err(SignerUnknown::Unreadable(why)) => return Err(refused(why)),
+            Err(SignerUnknown::NotActive(member)) => return Err(MemberError::UnknownMember(trunc(&member))),
+        };
+        let member = row.member.clone();
         let verified =
             key_replacement::verify(token, &keys, self.clock.as_ref()).map_err(|e| refused(e.to_string()))?;
         let new_key = verified.message().new_key().map_err(|e| refused(e.to_string()))?;
@@ -429,6 +430,37 @@ impl Center {
             not_after: row.not_after,
             status: row.status,
         })
+    }
+}
+
+/// Why the member who signed a message was not found.
+#[derive(Debug)]
+pub(crate) enum SignerUnknown {
+    /// The token names no issuer, or the stored key cannot be read.
+    Unreadable(String),
+    /// No active member of that number (the number, at most 64 characters).
+    NotActive(String),
+}
+
+impl Center {
+    /// The active member who (by its `iss`) signed `token`, and its
+    /// registered key to verify it with. Nothing is trusted before the
+    /// caller verifies the token with these keys.
+    pub(crate) async fn signing_member(
+        &self,
+        token: &str,
+    ) -> Result<Result<(MemberRow, kessai_core::keys::KeyDirectory), SignerUnknown>, crate::db::DbError> {
+        let (_, payload) = match kessai_core::jws::inspect_unverified(token) {
+            Ok(parts) => parts,
+            Err(e) => return Ok(Err(SignerUnknown::Unreadable(e.to_string()))),
+        };
+        let Some(member) = payload["iss"].as_str() else {
+            return Ok(Err(SignerUnknown::Unreadable("no issuer".into())));
+        };
+        let Some(row) = self.db.member(member).await?.filter(|m| m.status == "active") else {
+            return Ok(Err(SignerUnknown::NotActive(member.chars().take(64).collect())));
+        };
+        Ok(member_keys(&row).map(|keys| (row, keys)).map_err(SignerUnknown::Unreadable))
     }
 }
 

@@ -125,6 +125,14 @@ pub struct Owed {
     pub body: OwedBody,
 }
 
+/// The settlement id of a refund's reply, as JSON.
+fn reply_settlement(reply: &OwedReply) -> serde_json::Value {
+    match &reply.kind {
+        OwedKind::PurchaseRefund { settlement_id, .. } => serde_json::json!(settlement_id),
+        _ => serde_json::Value::Null,
+    }
+}
+
 /// The ledger code of an owed item's transfers: refunds credit, corrections debit.
 pub fn owed_code(direction: Direction) -> u16 {
     match direction {
@@ -251,21 +259,14 @@ impl Center {
         let keys = self.db.store_keys().await?;
         let verified = refund::verify(token, &keys, self.clock.as_ref()).map_err(UpdateError::Refund)?;
         let r = verified.message();
-        let (settlement, _) = self
-            .db
-            .settlement(r.settlement_id())
-            .await?
-            .filter(|(s, _)| &s.bill.store == r.store())
-            // Another store's settlement is as unknown as a missing one.
-            .ok_or_else(|| UpdateError::UnknownSettlement(r.settlement_id().to_string()))?;
+        let found = self.db.settlement(r.settlement_id()).await?.filter(|(s, _)| &s.bill.store == r.store());
+        let Some((settlement, _)) = found else {
+            // A payment from a virtual prepaid card (#18), or nothing:
+            // another store's is as unknown as a missing one.
+            return self.refund_prepaid(r).await;
+        };
         let purchase = settlement.bill.amount;
-        // The mall refunds its members' purchases only while they are its
-        // members: the refund reverses the member's payable.
-        if let Some(member) = settlement.bill.member.as_ref()
-            && self.db.store(member).await?.and_then(|m| m.mall).as_ref() != Some(r.store())
-        {
-            return Err(UpdateError::NotAMember { member: member.to_string(), mall: r.store().to_string() });
-        }
+        self.still_a_member(&settlement.bill, r.store()).await?;
         // A refund must be able to reach its card: one owed to a lost or
         // blocked card would hold the store's money with nothing to apply it.
         match self.db.card(&settlement.card_id).await? {
@@ -330,6 +331,97 @@ impl Center {
         };
         let refunded = self.db.settlement_refunded(&settlement.id).await?;
         Ok(owed_reply(&stored, Some(refunded)))
+    }
+
+    /// The mall refunds its members' purchases only while they are its
+    /// members: the refund reverses the member's payable.
+    pub(crate) async fn still_a_member(
+        &self,
+        bill: &crate::purchase::BillFacts,
+        mall: &StoreId,
+    ) -> Result<(), UpdateError> {
+        if let Some(member) = bill.member.as_ref()
+            && self.db.store(member).await?.and_then(|m| m.mall).as_ref() != Some(mall)
+        {
+            return Err(UpdateError::NotAMember { member: member.to_string(), mall: mall.to_string() });
+        }
+        Ok(())
+    }
+
+    /// A store's refund of a payment from a virtual prepaid card: credited
+    /// to the card at once (its value is the center's account), idempotent
+    /// by the store's refund id as a card refund is, never past the payment.
+    async fn refund_prepaid(&self, r: &kessai_core::messages::refund::RefundRequest) -> Result<OwedReply, UpdateError> {
+        let unknown = || UpdateError::UnknownSettlement(r.settlement_id().to_string());
+        let (payment, _) = self.db.prepaid_payment(r.settlement_id()).await?.ok_or_else(unknown)?;
+        if &payment.bill.store != r.store() {
+            return Err(unknown());
+        }
+        self.still_a_member(&payment.bill, r.store()).await?;
+        let purchase = payment.bill.amount;
+        if r.amount().currency() != purchase.currency() {
+            return Err(UpdateError::NotRefundable(format!(
+                "the refund is in {}, the purchase in {}",
+                r.amount().currency(),
+                purchase.currency()
+            )));
+        }
+        let id = owed_id("refund", &[r.store().as_str(), r.refund_id().as_str()]);
+        let kind = OwedKind::PurchaseRefund {
+            store: r.store().clone(),
+            payee: payment.bill.payee().clone(),
+            refund_id: r.refund_id().clone(),
+            settlement_id: payment.id.clone(),
+        };
+        let reply = OwedReply {
+            owed_id: id.clone(),
+            kind,
+            card_id: payment.account.to_string(),
+            direction: Direction::Credit,
+            amount: r.amount(),
+            reason: reason_text(r.reason().as_str())?,
+            status: OwedStatus::Applied,
+            applied_by: None,
+            refunded_minor: None,
+        };
+        let record =
+            serde_json::to_string(&reply).map_err(|e| UpdateError::Db(crate::db::DbError::Corrupt(e.to_string())))?;
+        let entries = Entries::prepaid_refund(&id, payment.bill.payee(), &payment.account, r.amount())?;
+        let now = self.clock.now();
+        let stored = self
+            .db
+            .insert_prepaid_refund(
+                crate::db::PrepaidRefundRow {
+                    id: id.clone(),
+                    payment: payment.id.clone(),
+                    amount_minor: r.amount().amount_minor(),
+                    purchase_minor: purchase.amount_minor(),
+                    record,
+                },
+                entries,
+                now,
+            )
+            .await
+            .map_err(books)?;
+        match stored {
+            Ok(true) => {
+                tracing::info!(refund = %id, payment = %payment.id, amount = %r.amount(), "prepaid payment refunded")
+            }
+            Ok(false) => {
+                let before = self.db.prepaid_refund(&id).await?.unwrap_or_default();
+                let before: serde_json::Value = serde_json::from_str(&before).unwrap_or_default();
+                let same = before["settlement_id"] == reply_settlement(&reply)
+                    && before["amount"] == serde_json::json!(r.amount());
+                if !same {
+                    return Err(UpdateError::RefundIdInUse(r.refund_id().to_string()));
+                }
+            }
+            Err(refunded_minor) => {
+                return Err(UpdateError::OverRefund { purchase, refunded_minor, amount: r.amount() });
+            }
+        }
+        let refunded = self.db.prepaid_refunded(&payment.id).await?;
+        Ok(OwedReply { refunded_minor: Some(refunded), ..reply })
     }
 
     /// An operator's correction: take `amount` off the card at its next

@@ -155,10 +155,53 @@ const MIGRATIONS: &[(i64, &str, &[&str])] = &[
             "ALTER TABLE center_cards ADD COLUMN instruction_required BIGINT NOT NULL DEFAULT 1",
         ],
     ),
+    (
+        7,
+        "virtual prepaid cards: the cards, their fundings, bank credits read from statements, payments from them",
+        &[
+            // A member's virtual prepaid card (FIG. 5): its value is its
+            // ledger account's; `payments` numbers its payments (SIG3's
+            // counter), moved by compare-and-set.
+            "CREATE TABLE IF NOT EXISTS center_prepaid_cards (id TEXT PRIMARY KEY, member TEXT NOT NULL,
+            currency TEXT NOT NULL, status TEXT NOT NULL, value_expires_at BIGINT, payments BIGINT NOT NULL,
+            created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS center_prepaid_cards_member ON center_prepaid_cards (member, created_at)",
+            // A prepaid request's funding (FIG. 12-15), one per member and
+            // request id; a transfer or an envelope quotes its reference.
+            "CREATE TABLE IF NOT EXISTS center_fundings (id TEXT PRIMARY KEY, member TEXT NOT NULL,
+            request_id TEXT NOT NULL, account TEXT NOT NULL, method TEXT NOT NULL, amount_minor BIGINT NOT NULL,
+            currency TEXT NOT NULL, status TEXT NOT NULL, reference TEXT UNIQUE, authorization_ref TEXT,
+            received_minor BIGINT, operators TEXT NOT NULL, reason TEXT, expires_at BIGINT,
+            created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, UNIQUE (member, request_id))",
+            "CREATE INDEX IF NOT EXISTS center_fundings_account ON center_fundings (account, created_at)",
+            "CREATE INDEX IF NOT EXISTS center_fundings_status ON center_fundings (status, created_at)",
+            // Each credit of an imported statement, once by the bank's
+            // entry: importing a statement again changes nothing.
+            "CREATE TABLE IF NOT EXISTS center_bank_credits (entry_key TEXT PRIMARY KEY, statement TEXT NOT NULL,
+            source TEXT NOT NULL, booked_on TEXT NOT NULL, amount_minor BIGINT NOT NULL, currency TEXT NOT NULL,
+            reference TEXT, remitter TEXT, status TEXT NOT NULL, funding_id TEXT, reason TEXT,
+            created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS center_bank_credits_status ON center_bank_credits (status, created_at)",
+            // Payments from prepaid cards (FIG. 6-7): one per bill, and
+            // delivered to the store as settlements are.
+            "CREATE TABLE IF NOT EXISTS center_prepaid_payments (id TEXT PRIMARY KEY, account TEXT NOT NULL,
+            member TEXT NOT NULL, store TEXT NOT NULL, bill_id TEXT NOT NULL, record TEXT NOT NULL,
+            version BIGINT NOT NULL, delivered BIGINT NOT NULL, delivery_due BIGINT NOT NULL,
+            delivery_attempts BIGINT NOT NULL, refunded_minor BIGINT NOT NULL, created_at BIGINT NOT NULL,
+            UNIQUE (store, bill_id))",
+            // Stores' refunds of such payments, credited to the prepaid card
+            // at once; the id is the refund's owed-item id (store, refund id).
+            "CREATE TABLE IF NOT EXISTS center_prepaid_refunds (id TEXT PRIMARY KEY, payment_id TEXT NOT NULL,
+            record TEXT NOT NULL, created_at BIGINT NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS center_prepaid_payments_member ON center_prepaid_payments (member, created_at)",
+            "CREATE INDEX IF NOT EXISTS center_prepaid_payments_due ON center_prepaid_payments (delivery_due, id)
+            WHERE delivered = 0",
+        ],
+    ),
 ];
 
 /// The newest version this build knows.
-pub(crate) const NEWEST: i64 = 6;
+pub(crate) const NEWEST: i64 = 7;
 
 const _: () = assert!(MIGRATIONS[MIGRATIONS.len() - 1].0 == NEWEST);
 

@@ -183,6 +183,20 @@ impl SecurityServer {
         CardRef::parse(&text).unwrap_or_else(|_| unreachable!("base64url is within the reference's alphabet"))
     }
 
+    /// How store `store` knows virtual prepaid card `card` (SIG3's
+    /// `card_ref` for a payment from one, #18): as [`SecurityServer::card_ref`],
+    /// under its own label, so no prepaid card's reference is an IC card's.
+    pub fn prepaid_ref(&self, store: &StoreId, card: &kessai_core::ids::PrepaidId) -> CardRef {
+        use hmac::Mac as _;
+        let mut mac = self.keyed_mac(b"kessai-prepaid-ref\0");
+        mac.update(store.as_str().as_bytes());
+        mac.update(b"\0");
+        mac.update(card.as_str().as_bytes());
+        let text = kessai_core::base64url::encode(&mac.finalize().into_bytes()[..16]);
+        // 22 base64url characters are always a valid reference.
+        CardRef::parse(&text).unwrap_or_else(|_| unreachable!("base64url is within the reference's alphabet"))
+    }
+
     /// The center's X25519 key that members encrypt their registration to
     /// (#12): derived from the state key, so every instance holds it and no
     /// file is added to the key set.

@@ -188,12 +188,12 @@ const MAX_JUST_COMPLETED: usize = 10_000;
 /// full list lost.
 #[derive(Debug, Default)]
 pub struct Completions {
-    settlements: std::sync::Mutex<Vec<Settlement>>,
+    settlements: std::sync::Mutex<Vec<crate::delivery::Deliverable>>,
     added: tokio::sync::Notify,
 }
 
 impl Completions {
-    pub fn push(&self, settlement: Settlement) {
+    pub fn push(&self, settlement: crate::delivery::Deliverable) {
         let mut list = self.settlements.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if list.len() < MAX_JUST_COMPLETED {
             list.push(settlement);
@@ -204,7 +204,7 @@ impl Completions {
 
     /// Waits until at least one settlement was pushed since the last call,
     /// and takes them all.
-    pub async fn next(&self) -> Vec<Settlement> {
+    pub async fn next(&self) -> Vec<crate::delivery::Deliverable> {
         loop {
             self.added.notified().await;
             let list = std::mem::take(&mut *self.settlements.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
@@ -240,6 +240,8 @@ pub struct Center {
     pub completed: Arc<Completions>,
     /// The Idempotency-Keys whose request this instance is working on.
     pub in_flight: crate::api::InFlight,
+    /// The rules for virtual prepaid cards (#18).
+    pub prepaid: crate::prepaid::PrepaidPolicy,
 }
 
 impl std::fmt::Debug for Center {
@@ -272,6 +274,39 @@ enum Effect {
     Release,
 }
 
+/// A mall bills for its own members only: the money goes to the member's
+/// payable (`store`, as registered) and its name is what the payer agrees
+/// to.
+pub(crate) fn bill_within_mall(
+    bill: &kessai_core::jws::Verified<kessai_core::messages::bill::Bill>,
+    store: &StoreRecord,
+) -> Result<(), CenterError> {
+    if let Some(member) = bill.message().member()
+        && store.mall.as_ref() != Some(bill.message().store())
+    {
+        return Err(CenterError::NotAMember { member: member.to_string(), mall: bill.message().store().to_string() });
+    }
+    Ok(())
+}
+
+/// Whether a store's receipt (SIG4) is for payment `id` and this exact
+/// completion: signed by the bill's merchant of record, for its order.
+pub(crate) fn receipt_matches(
+    r: &kessai_core::messages::receipt::Receipt,
+    id: &SettlementId,
+    completion: &str,
+    bill: &crate::purchase::BillFacts,
+) -> Result<(), CenterError> {
+    if r.settlement_id() != id
+        || r.completion_hash() != Sha256Digest::of_token(completion)
+        || r.store() != &bill.store
+        || r.order_id() != &bill.order_id
+    {
+        return Err(CenterError::Receipt("the receipt does not match this settlement".into()));
+    }
+    Ok(())
+}
+
 /// A write's error as the client sees it: a refusal of the books is the
 /// books' (`books_refused`), anything else the database's.
 pub(crate) fn stored(e: DbError) -> CenterError {
@@ -300,16 +335,7 @@ impl Center {
         let verified = bill::verify(bill_token, &keys, self.clock.as_ref()).map_err(CenterError::Bill)?;
         let (store, card) = self.db.store_and_card(verified.message().payee(), &card_id).await?;
         let store = store.ok_or_else(|| CenterError::UnknownStore(verified.message().payee().to_string()))?;
-        // A mall bills for its own members only: the money goes to the
-        // member's payable and its name is what the cardholder consents to.
-        if let Some(member) = verified.message().member()
-            && store.mall.as_ref() != Some(verified.message().store())
-        {
-            return Err(CenterError::NotAMember {
-                member: member.to_string(),
-                mall: verified.message().store().to_string(),
-            });
-        }
+        bill_within_mall(&verified, &store)?;
         // Whether the card is registered, active, in the bill's currency or
         // able to hold the amount is told only after it proved itself, in
         // the authenticate step (M4): here every card id is opened alike.
@@ -397,7 +423,7 @@ impl Center {
             self.outcomes.get_or_create(&vec![("outcome".to_owned(), s.phase().as_str().to_owned())]).inc();
         }
         if s.phase() == Phase::Completed {
-            self.completed.push(s.clone());
+            self.completed.push(crate::delivery::Deliverable::Settlement(Box::new(s.clone())));
         }
         Ok(self.reply(s, &stepped.apdus))
     }
@@ -494,7 +520,7 @@ impl Center {
         let verified = instruction::verify(token, &keys, self.clock.as_ref()).map_err(|e| refused(e.to_string()))?;
         let i = verified.message();
         let bill = &s.bill;
-        if i.card_id() != s.card_id
+        if i.card_id() != Some(s.card_id)
             || !i.bill_hash().ct_eq(&bill.bill_hash)
             || i.amount() != bill.amount
             || i.store() != &bill.store
@@ -719,20 +745,27 @@ impl Center {
     /// Stores the store's receipt (SIG4) for a completed settlement after
     /// checking it: signed by the paid store's merchant of record, for this
     /// settlement and this exact completion token.
+    /// A payment from a prepaid card (same id space) takes its receipt
+    /// alike.
     pub async fn accept_receipt(&self, id: &str, token: &str) -> Result<(), CenterError> {
-        let (s, version) = self.load(id, None).await?;
+        let (s, version) = match self.load(id, None).await {
+            Err(CenterError::UnknownSettlement(unknown)) => {
+                let found = match SettlementId::parse(id) {
+                    Ok(sid) => self.db.prepaid_payment(&sid).await?,
+                    Err(_) => None,
+                };
+                return match found {
+                    Some((p, version)) => self.accept_prepaid_receipt(p, version, token).await,
+                    None => Err(CenterError::UnknownSettlement(unknown)),
+                };
+            }
+            found => found?,
+        };
         let completion = s.completion_token().ok_or_else(|| CenterError::Receipt("not completed".into()))?;
         let keys = self.db.store_keys().await?;
         let verified =
             receipt::verify(token, &keys, self.clock.as_ref()).map_err(|e| CenterError::Receipt(e.to_string()))?;
-        let r = verified.message();
-        if r.settlement_id() != &s.id
-            || r.completion_hash() != Sha256Digest::of_token(completion)
-            || r.store() != &s.bill.store
-            || r.order_id() != &s.bill.order_id
-        {
-            return Err(CenterError::Receipt("the receipt does not match this settlement".into()));
-        }
+        receipt_matches(verified.message(), &s.id, completion, &s.bill)?;
         if s.receipt_token().is_some() {
             return Ok(());
         }

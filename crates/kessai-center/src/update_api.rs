@@ -75,7 +75,7 @@ pub fn routes(center: Arc<Center>, authorizer: Arc<dyn Authorizer>) -> Router {
         .with_state(UpdateState { center, authorizer })
 }
 
-fn authorizer_error(e: AuthorizerError) -> ApiError {
+pub(crate) fn authorizer_error(e: AuthorizerError) -> ApiError {
     let code = e.code();
     let param = match e {
         AuthorizerError::InvalidCardNumber => Some("card_number"),
@@ -193,9 +193,27 @@ struct AuthenticateBody {
     cvc: Option<Zeroizing<String>>,
 }
 
+/// A payment card from a request's fields, all three or none.
+pub(crate) fn payment_card(
+    number: &Option<Zeroizing<String>>,
+    expiry: &Option<Zeroizing<String>>,
+    cvc: &Option<Zeroizing<String>>,
+) -> Result<Option<PaymentCard>, ApiError> {
+    match (number, expiry, cvc) {
+        (None, None, None) => Ok(None),
+        (Some(number), Some(expiry), Some(cvc)) => {
+            Ok(Some(PaymentCard::parse(number, expiry, cvc).map_err(authorizer_error)?))
+        }
+        _ => {
+            Err(ApiError::invalid("payment_card_incomplete", "card_number, expiry and cvc come together or not at all")
+                .with_param("card_number"))
+        }
+    }
+}
+
 /// Overwrites a request body that held payment card data, once parsed
 /// into zeroizing fields, if no other handle to the buffer is left.
-fn wipe(body: Bytes) {
+pub(crate) fn wipe(body: Bytes) {
     if let Ok(mut bytes) = body.try_into_mut() {
         zeroize::Zeroize::zeroize(&mut bytes[..]);
     }
@@ -203,7 +221,7 @@ fn wipe(body: Bytes) {
 
 /// Parses a body without echoing any of it: a serde message can quote
 /// the value it failed on, and this body may hold a card number.
-fn json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
+pub(crate) fn json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|_| ApiError::invalid("bad_json", "the request body is not a valid request"))
 }
 
@@ -247,19 +265,7 @@ async fn authenticate(
     let fingerprint = format!("charge-authenticate/{id}\n{}", b.responses.join(","));
     let work = |call: StepCall| async {
         let answers = answer_list(&b.responses)?;
-        let payment_card = match (&b.card_number, &b.expiry, &b.cvc) {
-            (None, None, None) => None,
-            (Some(number), Some(expiry), Some(cvc)) => {
-                Some(PaymentCard::parse(number, expiry, cvc).map_err(authorizer_error)?)
-            }
-            _ => {
-                return Err(ApiError::invalid(
-                    "payment_card_incomplete",
-                    "card_number, expiry and cvc come together or not at all",
-                )
-                .with_param("card_number"));
-            }
-        };
+        let payment_card = payment_card(&b.card_number, &b.expiry, &b.cvc)?;
         let authorizer = s.authorizer.as_ref();
         s.center
             .update_authenticate(authorizer, &id, answers, payment_card, call.answer)

@@ -128,6 +128,22 @@ text_id!(
     RefundId, "refund id", MAX_ID_BYTES, TOKEN_CHARS, is_token_char
 );
 text_id!(
+    /// A virtual prepaid card (仮想プリペイドカード), value the center holds
+    /// for a member: `vpc_` + 32 hex digits, issued by the center.
+    PrepaidId, "prepaid card id", MAX_ID_BYTES, TOKEN_CHARS, is_token_char
+);
+text_id!(
+    /// A funding of a virtual prepaid card (`fnd_` + 32 hex digits),
+    /// issued by the center for a member's prepaid request.
+    FundingId, "funding id", MAX_ID_BYTES, TOKEN_CHARS, is_token_char
+);
+text_id!(
+    /// A member's id for one prepaid request, chosen by the wallet; unique
+    /// per member. The same id sent again (signed again) names the same
+    /// request, so value is never issued twice for one request.
+    RequestId, "request id", MAX_ID_BYTES, TOKEN_CHARS, is_token_char
+);
+text_id!(
     /// A message's unique id (`jti`), so a replay can be recognised.
     MessageId, "message id", MAX_ID_BYTES, TOKEN_CHARS, is_token_char
 );
@@ -201,6 +217,18 @@ impl SettlementId {
 impl UpdateId {
     pub fn generate<R: Random + ?Sized>(rng: &mut R) -> UpdateId {
         UpdateId(random_hex(rng, "vup_"))
+    }
+}
+
+impl PrepaidId {
+    pub fn generate<R: Random + ?Sized>(rng: &mut R) -> PrepaidId {
+        PrepaidId(random_hex(rng, "vpc_"))
+    }
+}
+
+impl FundingId {
+    pub fn generate<R: Random + ?Sized>(rng: &mut R) -> FundingId {
+        FundingId(random_hex(rng, "fnd_"))
     }
 }
 

@@ -32,9 +32,16 @@ impl Timestamp {
     }
 }
 
-/// A Unix time as `YYYY-MM-DD HH:MM UTC` (proleptic Gregorian calendar;
-/// the days-to-civil conversion of Howard Hinnant's date algorithms).
+/// A Unix time as `YYYY-MM-DD HH:MM UTC` (proleptic Gregorian calendar).
 pub fn utc(unix_s: i64) -> String {
+    let (year, month, day, secs) = civil(unix_s);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02} UTC", secs / 3_600, secs % 3_600 / 60)
+}
+
+/// The UTC calendar day of a Unix time and the seconds into it: `(year,
+/// month 1–12, day 1–31, seconds)`, by the days-to-civil conversion of
+/// Howard Hinnant's date algorithms (proleptic Gregorian).
+pub fn civil(unix_s: i64) -> (i64, u8, u8, u32) {
     let days = unix_s.div_euclid(86_400);
     let secs = unix_s.rem_euclid(86_400);
     let z = days + 719_468;
@@ -46,7 +53,8 @@ pub fn utc(unix_s: i64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02} UTC", secs / 3_600, secs % 3_600 / 60)
+    // In range by construction: month 1–12, day 1–31, secs < 86,400.
+    (year, u8::try_from(month).unwrap_or(1), u8::try_from(day).unwrap_or(1), u32::try_from(secs).unwrap_or(0))
 }
 
 impl fmt::Debug for Timestamp {

@@ -79,15 +79,22 @@ pub enum AccountKind {
     CenterFees = 4,
     /// Money held at a bank or in a pool account.
     Pool = 5,
+    /// Value the center holds for a member: a virtual prepaid card.
+    Prepaid = 6,
+    /// Money received that matched no request (or not its amount), held
+    /// until an operator resolves it.
+    Suspense = 7,
 }
 
 impl AccountKind {
-    pub const ALL: [AccountKind; 5] = [
+    pub const ALL: [AccountKind; 7] = [
         AccountKind::CardFloat,
         AccountKind::StorePayable,
         AccountKind::CreditFunding,
         AccountKind::CenterFees,
         AccountKind::Pool,
+        AccountKind::Prepaid,
+        AccountKind::Suspense,
     ];
 
     pub fn code(self) -> u16 {

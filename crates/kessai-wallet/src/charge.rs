@@ -132,6 +132,26 @@ impl PaymentCardInput {
     }
 }
 
+impl PaymentCardInput {
+    /// Puts the card's fields into a request body (`card_number`,
+    /// `expiry`, `cvc`); [`PaymentCardInput::wipe_from`] clears them once
+    /// sent.
+    pub(crate) fn add_to(&self, body: &mut Value) {
+        body["card_number"] = json!(self.number.as_str());
+        body["expiry"] = json!(self.expiry.as_str());
+        body["cvc"] = json!(self.cvc.as_str());
+    }
+
+    /// Overwrites the card's fields in a body that was sent.
+    pub(crate) fn wipe_from(body: &mut Value) {
+        for field in ["card_number", "expiry", "cvc"] {
+            if let Some(Value::String(s)) = body.get_mut(field) {
+                s.zeroize();
+            }
+        }
+    }
+}
+
 /// Progress lines for the CLI.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -370,16 +390,10 @@ impl Wallet {
         let answers = self.card.relay_hex(&r.apdus).await?;
         let mut body = json!({ "responses": answers });
         if let Some(payment) = payment {
-            body["card_number"] = json!(payment.number.as_str());
-            body["expiry"] = json!(payment.expiry.as_str());
-            body["cvc"] = json!(payment.cvc.as_str());
+            payment.add_to(&mut body);
         }
         let answer = self.charge_post(local_id, "authenticate", &format!("{base}/authenticate"), &body).await;
-        for field in ["card_number", "expiry", "cvc"] {
-            if let Some(Value::String(s)) = body.get_mut(field) {
-                s.zeroize();
-            }
-        }
+        PaymentCardInput::wipe_from(&mut body);
         answer
     }
 

@@ -149,6 +149,27 @@ pub fn check_completion(completion: &Verified<Completion>, offer: &Offer) -> Res
     Ok(())
 }
 
+/// SIG3 of a payment from a virtual prepaid card (#18) against the bill
+/// the member's instruction paid: no offer came before it, so the bill
+/// itself (its hash, total and store) is what it must name.
+pub fn check_prepaid_completion(
+    completion: &Verified<Completion>,
+    payment_id: &str,
+    bill: &HandedBill,
+) -> Result<(), Mismatch> {
+    let c = completion.message();
+    if c.settlement_id().as_str() != payment_id {
+        return Err(Mismatch::Settlement { expected: payment_id.to_owned(), found: c.settlement_id().to_string() });
+    }
+    if !c.bill_hash().ct_eq(&bill.hash()) {
+        return Err(Mismatch::BillHash);
+    }
+    if c.amount() != bill.bill().total() {
+        return Err(Mismatch::Amount { expected: bill.bill().total().to_string(), found: c.amount().to_string() });
+    }
+    same_store(bill.bill(), c.store().as_str(), c.member().map(|m| m.as_str()))
+}
+
 /// SIG4 against the completion token and the bill.
 pub fn check_receipt(
     receipt: &Verified<Receipt>,

@@ -29,6 +29,7 @@ pub mod config;
 pub mod limits;
 pub mod member;
 mod pages;
+pub mod prepaid;
 pub mod records;
 mod settle;
 pub mod wallet;
@@ -92,10 +93,12 @@ pub enum PayOutcome {
     Declined(Outcome),
 }
 
-#[derive(Deserialize)]
-struct HandOff {
-    bill: String,
-    return_url: String,
+/// What a store's bill URL answers: the bill (SIG1) and where the
+/// cardholder returns.
+#[derive(Debug, Deserialize)]
+pub struct HandOff {
+    pub bill: String,
+    pub return_url: String,
 }
 
 /// `kessai wallet pay BILL_URL`: fetches `{"bill","return_url"}`, runs the
@@ -124,11 +127,7 @@ pub async fn pay_as(
         Some((id, key)) => wallet.with_member(id, key),
         None => wallet,
     };
-    let (status, bytes) = wallet.http().get(bill_url).await.map_err(|e| PayError::HandOff(e.to_string()))?;
-    if !status.is_success() {
-        return Err(PayError::HandOff(format!("{bill_url} answered {status}")));
-    }
-    let hand_off: HandOff = serde_json::from_slice(&bytes).map_err(|e| PayError::HandOff(e.to_string()))?;
+    let hand_off = hand_off(&wallet, bill_url).await?;
     let offered = wallet.begin(&hand_off.bill, &hand_off.return_url, &mut progress).await?;
     let view = offered.view();
     if !consent(&view) {
@@ -150,6 +149,15 @@ pub async fn pay_as(
     };
     wallet.records().close().await;
     Ok(PayOutcome::Paid { completed_settlement: completed.settlement_id, receipt, balance_after: view.balance_after })
+}
+
+/// The bill and return URL a store's `BILL_URL` hands over.
+pub async fn hand_off(wallet: &Wallet, bill_url: &str) -> Result<HandOff, PayError> {
+    let (status, bytes) = wallet.http().get(bill_url).await.map_err(|e| PayError::HandOff(e.to_string()))?;
+    if !status.is_success() {
+        return Err(PayError::HandOff(format!("{bill_url} answered {status}")));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| PayError::HandOff(e.to_string()))
 }
 
 /// The card in the reader (display balance).

@@ -246,7 +246,7 @@ impl Offered {
 /// The return URL must lie at the origin the store signed into its bill
 /// (M3): a page posting a genuine bill with its own return URL cannot send
 /// the cardholder, or the wallet's key fetch, anywhere else.
-fn handed(bill_token: &str, return_url: &str) -> Result<HandedBill, PayError> {
+pub(crate) fn handed(bill_token: &str, return_url: &str) -> Result<HandedBill, PayError> {
     safe_return_url(return_url)?;
     if bill_token.len() > MAX_BILL_BYTES {
         return Err(PayError::BillTooLarge);
@@ -401,7 +401,8 @@ impl Wallet {
         let sign = || -> Result<String, kessai_core::jws::JwsError> {
             let draft = InstructionDraft {
                 member: member.clone(),
-                card_id: card,
+                card_id: Some(card),
+                prepaid_id: None,
                 bill_hash: bill.hash(),
                 amount: bill.bill().total(),
                 store: bill.bill().store().clone(),

@@ -155,6 +155,35 @@ enum AdminCommand {
         #[arg(long)]
         no_instruction: bool,
     },
+    /// Prepaid fundings in a status: awaiting (transfers and cash not yet
+    /// received), counted (cash waiting for a second operator), …
+    Fundings {
+        #[arg(long, default_value = "awaiting")]
+        status: String,
+    },
+    /// Record cash received by registered mail for a funding: the amount
+    /// this operator (this certificate) counted.
+    Cash {
+        funding_id: String,
+        /// Minor units.
+        #[arg(long)]
+        amount: u64,
+        #[arg(long, default_value = "JPY")]
+        currency: String,
+    },
+    /// Bank credits in a status: suspense (the queue), review (reversals),
+    /// matched, applied.
+    BankCredits {
+        #[arg(long, default_value = "suspense")]
+        status: String,
+    },
+    /// Apply a credit held in suspense to a funding awaiting its money.
+    ApplyCredit {
+        #[arg(long)]
+        entry_key: String,
+        #[arg(long)]
+        funding_id: String,
+    },
 }
 
 pub fn run(args: AdminArgs) -> anyhow::Result<()> {
@@ -232,6 +261,15 @@ fn request(command: AdminCommand) -> anyhow::Result<(String, Option<Value>)> {
             format!("/v1/admin/cards/{card_id}/member"),
             Some(json!({ "member": member, "instruction_required": !no_instruction })),
         ),
+        AdminCommand::Fundings { status } => (format!("/v1/admin/fundings?status={status}"), None),
+        AdminCommand::Cash { funding_id, amount, currency } => (
+            format!("/v1/admin/fundings/{funding_id}/cash"),
+            Some(json!({ "amount": { "amount_minor": amount, "currency": currency } })),
+        ),
+        AdminCommand::BankCredits { status } => (format!("/v1/admin/bank-credits?status={status}"), None),
+        AdminCommand::ApplyCredit { entry_key, funding_id } => {
+            ("/v1/admin/bank-credits/apply".into(), Some(json!({ "entry_key": entry_key, "funding_id": funding_id })))
+        }
         AdminCommand::ReplaceCard { card_id, replacement, reason } => (
             format!("/v1/admin/cards/{card_id}/replace"),
             Some(json!({ "replacement": replacement, "reason": reason })),

@@ -49,6 +49,25 @@ pub enum CenterCommand {
         #[arg(long, default_value_t = 0)]
         initial_value: u64,
     },
+    /// Import a statement of the center's pool (bank) or postal account
+    /// (camt.053, camt.054 or a Zengin transfer notice): each credit issues
+    /// the prepaid funding it pays, or goes to suspense for an operator.
+    /// Importing a statement again changes nothing.
+    ImportStatement {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Whose statement: `bank` (bank transfers) or `postal`.
+        #[arg(long, value_enum, default_value = "bank")]
+        source: StatementSource,
+        /// The statement file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Copy, Clone, Debug, clap::ValueEnum)]
+pub enum StatementSource {
+    Bank,
+    Postal,
 }
 
 /// Loads the configuration and prepares the instance's keys
@@ -92,6 +111,31 @@ pub fn run(command: CenterCommand) -> anyhow::Result<()> {
             let info = runtime.block_on(kessai_center::issue::issue_card(&config, &req))?;
             println!("issued card {} into {} (mode 0600)", info.card_id, out.display());
             println!("  balance {} {}, maximum {}", info.balance_minor, info.currency.as_str(), info.max_balance_minor);
+            Ok(())
+        }
+        CenterCommand::ImportStatement { config, source, file } => {
+            let config = CenterConfig::load(&config).with_context(|| format!("loading {}", config.display()))?;
+            let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let source = match source {
+                StatementSource::Bank => kessai_center::prepaid::StatementSource::Bank,
+                StatementSource::Postal => kessai_center::prepaid::StatementSource::Postal,
+            };
+            let report = runtime.block_on(async {
+                let center = kessai_center::app::open(&config).await?;
+                let report = center.import_statement(&bytes, source).await;
+                center.db.close().await;
+                report.with_context(|| format!("importing {}", file.display()))
+            })?;
+            println!(
+                "statement {} ({}): {} matched, {} to suspense, {} to review, {} imported before, {} debits",
+                report.statement,
+                report.format,
+                report.matched,
+                report.suspense,
+                report.review,
+                report.already_imported,
+                report.debits
+            );
             Ok(())
         }
     }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 mod admin;
+mod bank;
 mod bench;
 mod bench_center;
 mod card;
@@ -15,6 +16,7 @@ mod keys;
 mod member;
 mod pg_cluster;
 mod pki;
+mod prepaid;
 mod store;
 mod up;
 mod wallet;
@@ -60,6 +62,9 @@ enum Command {
     Center(center::CenterCommand),
     /// Administer a center over its admin API (mutual TLS with the admin certificate).
     Admin(admin::AdminArgs),
+    /// A simulated bank: statements of the center's pool accounts.
+    #[command(subcommand)]
+    Bank(bank::BankCommand),
     /// The cardholder's wallet: local web UI and CLI.
     Wallet {
         /// The wallet's TOML configuration.
@@ -272,6 +277,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Store { config, action: Some(action) } => store::act(&config, action),
         Command::Center(c) => center::run(c),
         Command::Admin(args) => admin::run(args),
+        Command::Bank(command) => bank::run(command),
         Command::Up { data_dir, center_port, store_port, wallet_port } => {
             up::run(&data_dir, up::Ports { center: center_port, store: store_port, wallet: wallet_port })
         }

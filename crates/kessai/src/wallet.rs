@@ -66,6 +66,10 @@ pub enum WalletCommand {
     /// member's purchase history (seed 003/004, FIG. 10–11).
     #[command(subcommand)]
     Member(crate::member::MemberCommand),
+    /// The member's virtual prepaid cards: value held by the center,
+    /// funded by credit card, transfer or cash (seed 003/004).
+    #[command(subcommand)]
+    Prepaid(crate::prepaid::PrepaidCommand),
 }
 
 pub fn run(config_path: &Path, command: WalletCommand) -> anyhow::Result<()> {
@@ -73,6 +77,7 @@ pub fn run(config_path: &Path, command: WalletCommand) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     match command {
         WalletCommand::Member(command) => crate::member::run(&config, &runtime, command),
+        WalletCommand::Prepaid(command) => crate::prepaid::run(&config, &runtime, command),
         WalletCommand::Serve => {
             kessai_http::init_json_logs("wallet");
             eprintln!("wallet on http://{}", config.listen);

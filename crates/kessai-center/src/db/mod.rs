@@ -56,6 +56,7 @@ mod authorizations;
 mod idempotency;
 mod members;
 mod owed;
+mod prepaid;
 mod registry;
 mod settlements;
 mod value_updates;
@@ -65,6 +66,10 @@ use crate::writer::{Exec, Stmt, Writer};
 pub use idempotency::{SavedResponse, Stored};
 pub use members::{ApplicationRow, Entered, LetterRow, MemberRow};
 pub use owed::RefundStored;
+pub(crate) use prepaid::BillGuard;
+pub use prepaid::{
+    BankCreditRow, CreditTaken, DuePrepaid, FundingRow, PaymentStored, PrepaidCardRow, PrepaidRefundRow,
+};
 pub use registry::{StatusChange, StoreRecord};
 pub use settlements::DueDelivery;
 pub use value_updates::{Alongside, Reservation};
@@ -106,6 +111,10 @@ pub enum DbError {
     Sqlite(#[from] rusqlite::Error),
     #[error("the database holds center schema version {found}, newer than this build knows ({known})")]
     SchemaTooNew { found: i64, known: i64 },
+    /// A card settlement may have paid this bill already, or a payment
+    /// from a prepaid card did: one bill is paid once.
+    #[error("this bill is paid already")]
+    BillPaid,
     /// The books (the ledger's tables in this database) failed.
     #[error("books: {0}")]
     Books(kessai_ledger::Error),
@@ -156,6 +165,8 @@ struct StepWrite {
     /// reservation): it may change no row.
     tidy: Vec<Stmt>,
     save: Option<Stmt>,
+    /// A card's hold: that no prepaid payment paid its bill.
+    guard: Option<BillGuard>,
     /// The record's id, for an error.
     what: String,
 }
@@ -170,6 +181,9 @@ impl StepWrite {
         // written, so that losing the race or the books refusing leaves the
         // group's transaction clean; without books the update is the first
         // write and changes nothing if it lost.
+        if let Some(guard) = self.guard {
+            guard.check(conn).await?;
+        }
         if conn.is_postgres() || self.entries.is_empty() {
             if conn.execute(self.update).await? != 1 {
                 return Err(DbError::Conflict);

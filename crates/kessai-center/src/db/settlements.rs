@@ -99,7 +99,12 @@ impl CenterDb {
         let (save, stored) = idempotency::saving(response, now)?;
         let now_s = now.unix_s();
         let (also, tidy) = (Vec::new(), Vec::new());
-        let step = StepWrite { check, version, entries, now_s, update, also, tidy, save, what: s.id.to_string() };
+        // Only the offer enters `offered` (recovery leaves it): the hold,
+        // made only if no prepaid payment paid the bill.
+        let guard = (s.phase() == Phase::Offered)
+            .then(|| BillGuard { store: s.bill.store.clone(), bill_id: s.bill.bill_id.as_str().to_owned() });
+        let what = s.id.to_string();
+        let step = StepWrite { check, version, entries, now_s, update, also, tidy, save, guard, what };
         self.write(move |mut conn| Box::pin(async move { step.run(&mut conn).await })).await?;
         stored.iter().for_each(Stored::mark);
         Ok(())

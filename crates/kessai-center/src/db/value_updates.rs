@@ -148,7 +148,8 @@ impl CenterDb {
                 .bind(charge_id.to_owned()),
             ],
         };
-        let step = StepWrite { check, version, entries, now_s, update, also, tidy, save, what: c.id.to_string() };
+        let what = c.id.to_string();
+        let step = StepWrite { check, version, entries, now_s, update, also, tidy, save, guard: None, what };
         self.write(move |mut conn| Box::pin(async move { step.run(&mut conn).await })).await?;
         stored.iter().for_each(Stored::mark);
         Ok(())

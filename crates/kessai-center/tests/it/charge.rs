@@ -56,6 +56,7 @@ pub(crate) async fn open_center(url: &str) -> Center {
         outcomes: Default::default(),
         completed: Default::default(),
         in_flight: Default::default(),
+        prepaid: Default::default(),
     }
 }
 

@@ -157,3 +157,69 @@ async fn a_crash_after_any_database_operation_of_any_step_loses_and_creates_noth
     // version check (group commit), here it takes the row lock itself.
     assert!(n > 30, "every step's operations were crashed after: {n}");
 }
+
+/// Virtual prepaid cards (#18) under the same crashes: a card opened by a
+/// bank transfer the statement pays, cash recorded, a credit funding, a
+/// payment to a store and its refund, each write crashed after in turn.
+async fn prepaid_run(mut c: Charging, n: u64) -> bool {
+    use kessai_center::prepaid::StatementSource;
+    use kessai_core::ids::PrepaidId;
+    use kessai_core::messages::prepaid::{FundingMethod, PrepaidAction};
+    use kessai_core::random::SeededRandom;
+
+    use crate::prepaid::{bill_of, camt, conserved_in, funding, instruction_for, request, value_of};
+
+    let key = stores(&c).await;
+    let mut rng = SeededRandom::new(n);
+    let m = crate::prepaid::member(&c.center, &mut rng).await;
+    c.center.db.faults().fail_at(n);
+
+    let open =
+        request(&c.center, &m, "r-1", PrepaidAction::Open, None, Some(30_000), Some(FundingMethod::BankTransfer));
+    let f = funding(survive!(c, c.center.prepaid_request(&open, None, c.sim.as_ref())));
+    let card = PrepaidId::parse(&f.prepaid_id).unwrap();
+    let statement = camt("STMT-F", &[(30_000, f.reference.as_deref(), "F-1"), (400, None, "F-2")]);
+    survive!(c, c.center.import_statement(&statement, StatementSource::Bank));
+
+    let cash = request(&c.center, &m, "r-2", PrepaidAction::Fund, Some(&card), Some(5_000), Some(FundingMethod::Cash));
+    let f = funding(survive!(c, c.center.prepaid_request(&cash, None, c.sim.as_ref())));
+    survive!(c, c.center.record_cash(&f.funding_id, jpy(5_000), "admin"));
+
+    let credit =
+        request(&c.center, &m, "r-3", PrepaidAction::Fund, Some(&card), Some(2_000), Some(FundingMethod::Credit));
+    let approved = || PaymentCard::parse(APPROVE, "12/30", "123").unwrap();
+    survive!(c, c.center.prepaid_request(&credit, Some(&approved()), c.sim.as_ref()));
+
+    let bill = bill_of(&c.center, &key, &mut rng);
+    let instruction = instruction_for(&c.center, &m, &bill, &card, jpy(11_360), &m.key);
+    let paid = survive!(c, c.center.pay_from_prepaid(&bill, &instruction, None));
+    let settlement = SettlementId::parse(&paid.settlement_id).unwrap();
+    let refund = refund_token(&key, &settlement, "rf_prepaid_1", 1_000);
+    survive!(c, c.center.request_refund(&refund));
+
+    let fired = !c.center.db.faults().armed();
+    c.center.db.faults().fail_at(0);
+    assert_eq!(value_of(&c.center, &card).await, 30_000 + 5_000 + 2_000 - 11_360 + 1_000, "fault at {n}");
+    assert_eq!(c.center.books.suspense(Currency::JPY).await.unwrap(), 400, "fault at {n}");
+    assert_eq!(c.center.books.store_payable(&member(), Currency::JPY).await.unwrap(), 11_360 - 1_000, "fault at {n}");
+    // One authorization for the one credit funding, captured.
+    let auths = c.sim.authorizations().await.unwrap();
+    assert_eq!(auths.len(), 1, "fault at {n}: {auths:?}");
+    assert_eq!(auths[0].state, AuthorizationState::Captured, "fault at {n}");
+    conserved_in(&c.center, &[&card]).await;
+    // The card pays again.
+    let bill = bill_of(&c.center, &key, &mut rng);
+    let instruction = instruction_for(&c.center, &m, &bill, &card, jpy(11_360), &m.key);
+    c.center.pay_from_prepaid(&bill, &instruction, None).await.unwrap();
+    fired
+}
+
+#[tokio::test]
+async fn a_crash_after_any_database_operation_of_prepaid_cards_loses_and_creates_nothing() {
+    let mut n = 1;
+    while prepaid_run(Charging::new().await, n).await {
+        n += 1;
+        assert!(n < 1_000, "the flows end");
+    }
+    assert!(n > 15, "every write was crashed after: {n}");
+}

@@ -8,6 +8,7 @@ mod db;
 mod faults;
 mod keys;
 mod members;
+mod prepaid;
 mod purchase;
 mod refund;
 mod service;

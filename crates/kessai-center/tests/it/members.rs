@@ -22,7 +22,7 @@ use crate::world::NOW;
 
 /// Applies and approves; the member number and the code, as the letter
 /// in the outbox says them.
-async fn letter(c: &Center, kind: &str) -> (String, String) {
+pub(crate) async fn letter(c: &Center, kind: &str) -> (String, String) {
     let app = c.apply(kind, "Hanako Yamada", "hanako@example.jp").await.unwrap();
     let approved = c.approve_application(&app.application_id).await.unwrap();
     assert!(!serde_json::to_string(&approved).unwrap().contains("activation"), "no code in the answer");
@@ -33,7 +33,7 @@ async fn letter(c: &Center, kind: &str) -> (String, String) {
     (approved.member, code)
 }
 
-fn general() -> MemberDetails {
+pub(crate) fn general() -> MemberDetails {
     MemberDetails::General {
         name: DisplayText::parse("山田 花子").unwrap(),
         address: DisplayText::parse("1-2-3 Chiyoda, Tokyo").unwrap(),
@@ -43,7 +43,7 @@ fn general() -> MemberDetails {
 
 /// The registration as a wallet makes it: signed by `signer`, carrying
 /// `carried`'s verification key, encrypted to `to`.
-fn envelope(
+pub(crate) fn envelope(
     member: &str,
     code: &str,
     details: MemberDetails,
@@ -218,7 +218,8 @@ async fn a_members_card_pays_only_on_the_members_signed_instruction() {
     let signed = |signer: &SigningKey, change: &dyn Fn(&mut InstructionDraft), rng: &mut SeededRandom| {
         let mut d = InstructionDraft {
             member: PartyId::parse(&member).unwrap(),
-            card_id: crate::world::card_id(5),
+            card_id: Some(crate::world::card_id(5)),
+            prepaid_id: None,
             bill_hash: settlement.bill.bill_hash,
             amount: settlement.bill.amount,
             store: settlement.bill.store.clone(),
@@ -240,7 +241,7 @@ async fn a_members_card_pays_only_on_the_members_signed_instruction() {
             "another amount",
             signed(&key, &|d| d.amount = kessai_core::Money::new(1, kessai_core::Currency::JPY).unwrap(), &mut rng),
         ),
-        ("another card", signed(&key, &|d| d.card_id = crate::world::card_id(6), &mut rng)),
+        ("another card", signed(&key, &|d| d.card_id = Some(crate::world::card_id(6)), &mut rng)),
     ];
     for (what, token) in refused {
         assert!(matches!(offer(Some(token)).await, Err(CenterError::Instruction(_))), "{what}");

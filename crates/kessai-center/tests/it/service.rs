@@ -59,6 +59,7 @@ async fn setup_on(dir: tempfile::TempDir, url: &str) -> Setup {
         outcomes: Default::default(),
         completed: Default::default(),
         in_flight: Default::default(),
+        prepaid: Default::default(),
     };
     Setup { _dir: dir, center, mall_key, rng }
 }

@@ -4,15 +4,16 @@
 //! the member's provable consent: the center checks it against the key in
 //! the member ledger before it seals the DEBIT.
 //!
-//! It binds the bill (its hash, so one instruction pays one bill), the
-//! card, the amount and the store; it is signed when the member agrees,
-//! before the settlement exists.
+//! It binds the bill (its hash, so one instruction pays one bill), what
+//! pays (the member's IC card, or one of its virtual prepaid cards, #18
+//! FIG. 6–7), the amount and the store; it is signed when the member
+//! agrees, before the settlement exists.
 
 use serde::{Deserialize, Serialize};
 
 use super::{MessageError, field_error, require_positive};
 use crate::digest::Sha256Digest;
-use crate::ids::{CardId, PartyId, StoreId};
+use crate::ids::{CardId, PartyId, PrepaidId, StoreId};
 use crate::jws::{self, Claims, JwsError, MessageKind, Verified};
 use crate::keys::{KeyDirectory, SigningKey};
 use crate::money::Money;
@@ -23,8 +24,10 @@ use crate::time::Clock;
 pub struct PaymentInstruction {
     /// The member paying (equals `iss`).
     member: PartyId,
-    /// The member's card the payment is from.
-    card_id: CardId,
+    /// The member's IC card the payment is from, or
+    card_id: Option<CardId>,
+    /// the member's virtual prepaid card it is from: exactly one of the two.
+    prepaid_id: Option<PrepaidId>,
     /// SHA-256 of the exact bill token agreed to.
     bill_hash: Sha256Digest,
     /// The bill's total.
@@ -38,7 +41,10 @@ pub struct PaymentInstruction {
 #[serde(deny_unknown_fields)]
 pub struct InstructionDraft {
     pub member: PartyId,
-    pub card_id: CardId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card_id: Option<CardId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prepaid_id: Option<PrepaidId>,
     pub bill_hash: Sha256Digest,
     pub amount: Money,
     pub store: StoreId,
@@ -47,9 +53,13 @@ pub struct InstructionDraft {
 impl PaymentInstruction {
     pub fn new(d: InstructionDraft) -> Result<PaymentInstruction, MessageError> {
         require_positive("amount", &d.amount)?;
+        if d.card_id.is_some() == d.prepaid_id.is_some() {
+            return Err(field_error("card_id", "exactly one of card_id and prepaid_id names what pays"));
+        }
         Ok(PaymentInstruction {
             member: d.member,
             card_id: d.card_id,
+            prepaid_id: d.prepaid_id,
             bill_hash: d.bill_hash,
             amount: d.amount,
             store: d.store,
@@ -59,8 +69,13 @@ impl PaymentInstruction {
     pub fn member(&self) -> &PartyId {
         &self.member
     }
-    pub fn card_id(&self) -> CardId {
+    /// The IC card that pays, if an IC card does.
+    pub fn card_id(&self) -> Option<CardId> {
         self.card_id
+    }
+    /// The virtual prepaid card that pays, if one does.
+    pub fn prepaid_id(&self) -> Option<&PrepaidId> {
+        self.prepaid_id.as_ref()
     }
     pub fn bill_hash(&self) -> Sha256Digest {
         self.bill_hash
@@ -85,6 +100,7 @@ impl From<PaymentInstruction> for InstructionDraft {
         InstructionDraft {
             member: p.member,
             card_id: p.card_id,
+            prepaid_id: p.prepaid_id,
             bill_hash: p.bill_hash,
             amount: p.amount,
             store: p.store,

@@ -14,12 +14,14 @@
 //! | member registration [`registration::Registration`] | `kessai-registration+jwt`, inside a JWE | member → center |
 //! | payment instruction [`instruction::PaymentInstruction`] | `kessai-payment-instruction+jwt` | member → center |
 //! | key replacement [`key_replacement::KeyReplacement`] | `kessai-key-replacement+jwt` | member → center |
+//! | prepaid request [`prepaid::PrepaidRequest`] | `kessai-prepaid-request+jwt` | member → center |
 
 pub mod bill;
 pub mod completion;
 pub mod instruction;
 pub mod key_replacement;
 pub mod offer;
+pub mod prepaid;
 pub mod receipt;
 pub mod refund;
 pub mod registration;

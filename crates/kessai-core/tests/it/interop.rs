@@ -65,7 +65,8 @@ fn pyjwt_verifies_every_kind_against_our_jwks() {
         &claims(&mut rng),
         &instruction::PaymentInstruction::new(instruction::InstructionDraft {
             member: member.clone(),
-            card_id: kessai_core::ids::CardId::from_bytes([1; 8]),
+            card_id: Some(kessai_core::ids::CardId::from_bytes([1; 8])),
+            prepaid_id: None,
             bill_hash: kessai_core::digest::Sha256Digest::of(bill_t.as_bytes()),
             amount: b.total(),
             store: party(samples::MALL).as_str().parse().unwrap(),

@@ -1,0 +1,124 @@
+//! The routes of virtual prepaid cards (#18): a member's signed prepaid
+//! requests and payments, beside the settlement routes of [`crate::api`]
+//! (the same error shape and Idempotency-Key rules). The operator's routes
+//! (cash, statements, suspense) are in [`crate::admin`].
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use kessai_core::digest::Sha256Digest;
+use kessai_http::{ApiError, ErrorType};
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use crate::api::{Caller, api_error};
+use crate::authorizer::Authorizer;
+use crate::prepaid::PrepaidError;
+use crate::service::{Center, StepCall};
+use crate::update_api::{authorizer_error, json, payment_card, wipe};
+
+#[derive(Clone)]
+struct PrepaidState {
+    center: Arc<Center>,
+    authorizer: Arc<dyn Authorizer>,
+}
+
+pub fn routes(center: Arc<Center>, authorizer: Arc<dyn Authorizer>) -> Router {
+    Router::new()
+        .route("/v1/prepaid/requests", post(request))
+        .route("/v1/prepaid/payments", post(pay))
+        .with_state(PrepaidState { center, authorizer })
+}
+
+/// Maps every refusal to a status and a stable code.
+pub fn prepaid_api_error(e: PrepaidError) -> ApiError {
+    use StatusCode as S;
+    let invalid =
+        |code, e: &PrepaidError| ApiError::new(S::UNPROCESSABLE_ENTITY, ErrorType::InvalidRequest, code, e.to_string());
+    let conflict = |code, e: &PrepaidError| ApiError::new(S::CONFLICT, ErrorType::Conflict, code, e.to_string());
+    let forbidden = |code, e: &PrepaidError| ApiError::new(S::FORBIDDEN, ErrorType::Forbidden, code, e.to_string());
+    match &e {
+        PrepaidError::Refused(_) => forbidden("prepaid_request_refused", &e).with_param("request"),
+        PrepaidError::Instruction(_) => forbidden("instruction_refused", &e).with_param("instruction"),
+        PrepaidError::UnknownCard(_) => ApiError::not_found("unknown_prepaid_card", e.to_string()),
+        PrepaidError::Closed(_) => forbidden("prepaid_card_closed", &e),
+        PrepaidError::Currency { .. } => invalid("currency_mismatch", &e),
+        PrepaidError::OverMaxBalance { .. } => invalid("over_max_balance", &e).with_param("amount"),
+        PrepaidError::OverLimit { .. } => invalid("amount_over_limit", &e).with_param("amount"),
+        PrepaidError::ValueExpired(_) => forbidden("value_expired", &e),
+        PrepaidError::Insufficient { .. } => {
+            ApiError::new(S::PAYMENT_REQUIRED, ErrorType::InvalidRequest, "insufficient_balance", e.to_string())
+        }
+        PrepaidError::RequestIdReused(_) => conflict("request_id_reused", &e).with_param("request_id"),
+        PrepaidError::PaymentCardRequired => {
+            ApiError::invalid("payment_card_required", e.to_string()).with_param("card_number")
+        }
+        PrepaidError::UnknownFunding(_) => ApiError::not_found("unknown_funding", e.to_string()),
+        PrepaidError::FundingState { .. } => conflict("funding_not_awaiting", &e),
+        PrepaidError::SecondOperator { .. } => forbidden("second_operator_required", &e),
+        PrepaidError::CountDiffers { .. } => conflict("count_differs", &e).with_param("amount"),
+        PrepaidError::UnknownCredit(_) => ApiError::not_found("unknown_bank_credit", e.to_string()),
+        PrepaidError::Statement(_) => invalid("statement_refused", &e),
+        PrepaidError::BillPaid => conflict("bill_paid", &e).with_param("bill"),
+        PrepaidError::Authorizer(_) => match e {
+            PrepaidError::Authorizer(a) => authorizer_error(a),
+            _ => unreachable!("matched above"),
+        },
+        PrepaidError::Center(_) => match e {
+            PrepaidError::Center(c) => api_error(c),
+            _ => unreachable!("matched above"),
+        },
+    }
+}
+
+/// A prepaid request and, for one paid by credit card, the card's data
+/// beside it (never signed, hashed or stored).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestBody {
+    /// The JWS kessai-prepaid-request+jwt.
+    request: String,
+    card_number: Option<Zeroizing<String>>,
+    expiry: Option<Zeroizing<String>>,
+    cvc: Option<Zeroizing<String>>,
+}
+
+async fn request(State(s): State<PrepaidState>, caller: Caller, body: Bytes) -> Response {
+    let parsed: Result<RequestBody, ApiError> = json(&body);
+    wipe(body);
+    let b = match parsed {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    // The request is known by the signed request alone: the card data is
+    // not part of what is hashed and stored.
+    let fingerprint = [&b"prepaid-request\n"[..], Sha256Digest::of(b.request.as_bytes()).as_bytes()].concat();
+    let work = async {
+        let card = payment_card(&b.card_number, &b.expiry, &b.cvc)?;
+        s.center.prepaid_request(&b.request, card.as_ref(), s.authorizer.as_ref()).await.map_err(prepaid_api_error)
+    };
+    crate::api::idempotent_by(&s.center, &caller, &fingerprint, work).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PayBody {
+    /// The store's bill (SIG1).
+    bill: String,
+    /// The member's payment instruction naming a prepaid card.
+    instruction: String,
+}
+
+async fn pay(State(s): State<PrepaidState>, caller: Caller, body: Bytes) -> Response {
+    let fingerprint = [&b"prepaid-payment\n"[..], &body[..]].concat();
+    let work = |call: StepCall| async {
+        let b: PayBody = crate::api::json(&body)?;
+        s.center.pay_from_prepaid(&b.bill, &b.instruction, call.answer).await.map_err(prepaid_api_error)
+    };
+    crate::api::idempotent_call(&s.center, &caller, &fingerprint, None, work).await
+}

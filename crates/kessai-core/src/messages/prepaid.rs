@@ -1,0 +1,244 @@
+//! The member's prepaid request (プリペイド要求, seed 003/004 FIG. 12–15):
+//! member → center. Signed in the wallet with the member's key (passwords
+//! A and B), so value the center issues to a virtual prepaid card, and what
+//! it tells of one, answers only the member's own provable request.
+//!
+//! One message kind for the three things a member asks of its prepaid
+//! cards: open one funded with an amount, fund one it holds, or inquire
+//! (balance and history). `request_id` is the member's own id for the
+//! request: signed again after a lost answer, the same request id is the
+//! same request, never a second issue of value.
+
+use serde::{Deserialize, Serialize};
+
+use super::{MessageError, field_error, require_positive};
+use crate::ids::{PartyId, PrepaidId, RequestId};
+use crate::jws::{self, Claims, JwsError, MessageKind, Verified};
+use crate::keys::{KeyDirectory, SigningKey};
+use crate::money::Money;
+use crate::time::Clock;
+
+/// What the member asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrepaidAction {
+    /// A new virtual prepaid card, funded with `amount` by `method`.
+    Open,
+    /// `amount` more on `account`, by `method`.
+    Fund,
+    /// The balance and history of `account`, or of every card of the
+    /// member.
+    Inquire,
+}
+
+/// How the member pays the center for value (FIG. 12–15).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FundingMethod {
+    /// A credit card, authorized by the credit authorizer (FIG. 12).
+    Credit,
+    /// A bank transfer to the center's pool account (FIG. 13).
+    BankTransfer,
+    /// A postal transfer to the center's postal account (FIG. 14).
+    PostalTransfer,
+    /// Cash sent by registered mail, recorded by operators (FIG. 15).
+    Cash,
+}
+
+impl FundingMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FundingMethod::Credit => "credit",
+            FundingMethod::BankTransfer => "bank_transfer",
+            FundingMethod::PostalTransfer => "postal_transfer",
+            FundingMethod::Cash => "cash",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<FundingMethod> {
+        [FundingMethod::Credit, FundingMethod::BankTransfer, FundingMethod::PostalTransfer, FundingMethod::Cash]
+            .into_iter()
+            .find(|m| m.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "PrepaidRequestDraft", into = "PrepaidRequestDraft")]
+pub struct PrepaidRequest {
+    /// The member asking (equals `iss`).
+    member: PartyId,
+    /// The member's id for this request: one request issues value once.
+    request_id: RequestId,
+    action: PrepaidAction,
+    /// The card funded or inquired of; none when opening (and, inquiring,
+    /// for every card of the member).
+    account: Option<PrepaidId>,
+    /// What is to be funded (open, fund): positive; its currency is the
+    /// card's.
+    amount: Option<Money>,
+    /// How the member pays (open, fund).
+    method: Option<FundingMethod>,
+}
+
+/// The fields of a PrepaidRequest, checked by [`PrepaidRequest::new`]; also
+/// its wire form.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrepaidRequestDraft {
+    pub member: PartyId,
+    pub request_id: RequestId,
+    pub action: PrepaidAction,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<PrepaidId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<Money>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<FundingMethod>,
+}
+
+impl PrepaidRequest {
+    pub fn new(d: PrepaidRequestDraft) -> Result<PrepaidRequest, MessageError> {
+        match d.action {
+            PrepaidAction::Open | PrepaidAction::Fund => {
+                let amount = d.amount.ok_or_else(|| field_error("amount", "is required to open or fund"))?;
+                require_positive("amount", &amount)?;
+                if d.method.is_none() {
+                    return Err(field_error("method", "is required to open or fund"));
+                }
+            }
+            PrepaidAction::Inquire => {
+                if d.amount.is_some() || d.method.is_some() {
+                    return Err(field_error("amount", "an inquiry names no amount and no method"));
+                }
+            }
+        }
+        match (d.action, &d.account) {
+            (PrepaidAction::Open, Some(_)) => return Err(field_error("account", "a new card has no id yet")),
+            (PrepaidAction::Fund, None) => return Err(field_error("account", "is required to fund")),
+            _ => {}
+        }
+        Ok(PrepaidRequest {
+            member: d.member,
+            request_id: d.request_id,
+            action: d.action,
+            account: d.account,
+            amount: d.amount,
+            method: d.method,
+        })
+    }
+
+    pub fn member(&self) -> &PartyId {
+        &self.member
+    }
+    pub fn request_id(&self) -> &RequestId {
+        &self.request_id
+    }
+    pub fn action(&self) -> PrepaidAction {
+        self.action
+    }
+    pub fn account(&self) -> Option<&PrepaidId> {
+        self.account.as_ref()
+    }
+    /// Present for open and fund.
+    pub fn amount(&self) -> Option<Money> {
+        self.amount
+    }
+    /// Present for open and fund.
+    pub fn method(&self) -> Option<FundingMethod> {
+        self.method
+    }
+}
+
+impl TryFrom<PrepaidRequestDraft> for PrepaidRequest {
+    type Error = MessageError;
+    fn try_from(d: PrepaidRequestDraft) -> Result<Self, MessageError> {
+        PrepaidRequest::new(d)
+    }
+}
+
+impl From<PrepaidRequest> for PrepaidRequestDraft {
+    fn from(p: PrepaidRequest) -> Self {
+        PrepaidRequestDraft {
+            member: p.member,
+            request_id: p.request_id,
+            action: p.action,
+            account: p.account,
+            amount: p.amount,
+            method: p.method,
+        }
+    }
+}
+
+impl MessageKind for PrepaidRequest {
+    const TYP: &'static str = "kessai-prepaid-request+jwt";
+    const BODY: &'static str = "prepaid_request";
+
+    fn check_claims(&self, claims: &Claims) -> Result<(), JwsError> {
+        if claims.issuer() != &self.member {
+            return Err(field_error("member", "must be the issuer of the request").into());
+        }
+        Ok(())
+    }
+}
+
+/// Signs a prepaid request with the member's key.
+pub fn sign(claims: &Claims, request: &PrepaidRequest, key: &SigningKey) -> Result<String, JwsError> {
+    jws::sign(claims, request, key)
+}
+
+/// Verifies a prepaid request against the member's registered key.
+pub fn verify(token: &str, keys: &KeyDirectory, clock: &dyn Clock) -> Result<Verified<PrepaidRequest>, JwsError> {
+    jws::verify(token, keys, clock)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Currency;
+
+    fn draft(action: PrepaidAction) -> PrepaidRequestDraft {
+        PrepaidRequestDraft {
+            member: PartyId::parse("m-00000000000000aa").unwrap(),
+            request_id: RequestId::parse("r-1").unwrap(),
+            action,
+            account: None,
+            amount: Some(Money::new(5_000, Currency::JPY).unwrap()),
+            method: Some(FundingMethod::BankTransfer),
+        }
+    }
+
+    #[test]
+    fn each_action_names_exactly_what_it_needs() {
+        assert!(PrepaidRequest::new(draft(PrepaidAction::Open)).is_ok());
+        let account = Some(PrepaidId::parse("vpc_1").unwrap());
+        assert!(
+            PrepaidRequest::new(PrepaidRequestDraft { account: account.clone(), ..draft(PrepaidAction::Fund) }).is_ok()
+        );
+        // Opening names no card; funding needs one.
+        assert!(
+            PrepaidRequest::new(PrepaidRequestDraft { account: account.clone(), ..draft(PrepaidAction::Open) })
+                .is_err()
+        );
+        assert!(PrepaidRequest::new(draft(PrepaidAction::Fund)).is_err());
+        // No amount, a zero amount, no method.
+        assert!(PrepaidRequest::new(PrepaidRequestDraft { amount: None, ..draft(PrepaidAction::Open) }).is_err());
+        let zero = Some(Money::zero(Currency::JPY));
+        assert!(PrepaidRequest::new(PrepaidRequestDraft { amount: zero, ..draft(PrepaidAction::Open) }).is_err());
+        assert!(PrepaidRequest::new(PrepaidRequestDraft { method: None, ..draft(PrepaidAction::Open) }).is_err());
+        // An inquiry asks for nothing to be paid.
+        assert!(PrepaidRequest::new(draft(PrepaidAction::Inquire)).is_err());
+        let inquiry = PrepaidRequestDraft { amount: None, method: None, account, ..draft(PrepaidAction::Inquire) };
+        assert!(PrepaidRequest::new(inquiry).is_ok());
+    }
+
+    #[test]
+    fn methods_round_trip_by_name() {
+        for m in
+            [FundingMethod::Credit, FundingMethod::BankTransfer, FundingMethod::PostalTransfer, FundingMethod::Cash]
+        {
+            assert_eq!(FundingMethod::parse(m.as_str()), Some(m));
+            assert_eq!(serde_json::to_string(&m).unwrap(), format!("\"{}\"", m.as_str()));
+        }
+        assert_eq!(FundingMethod::parse("gift"), None);
+    }
+}

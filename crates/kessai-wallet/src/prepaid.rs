@@ -1,0 +1,277 @@
+//! The member's virtual prepaid cards (#18, seed 003/004 FIG. 5–7 and
+//! 12–15), as the wallet asks for them: every request signed with the
+//! member's key (passwords A and B), so only the member opens, funds,
+//! inquires of or pays from its cards.
+//!
+//! A payment needs no IC card: the wallet signs the member's payment
+//! instruction naming the prepaid card, the center answers the completion
+//! (SIG3) and the new balance, and the wallet checks SIG3 against the bill
+//! before it believes either, then the store's receipt (SIG4) as for a card
+//! payment.
+
+use kessai_core::Money;
+use kessai_core::digest::Sha256Digest;
+use kessai_core::ids::{MessageId, PartyId, PrepaidId, RequestId};
+use kessai_core::jws::Claims;
+use kessai_core::keys::SigningKey;
+use kessai_core::messages::completion::Completion;
+use kessai_core::messages::instruction::{self, InstructionDraft, PaymentInstruction};
+use kessai_core::messages::prepaid::{self, FundingMethod, PrepaidAction, PrepaidRequest, PrepaidRequestDraft};
+use kessai_core::messages::receipt;
+use kessai_core::random::{OsRandom, Random as _};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::center::VerifyError;
+use crate::charge::PaymentCardInput;
+use crate::checks::{self, HandedBill};
+use crate::limits::{RECEIPT_POLL_INTERVAL_MS, RECEIPT_POLLS};
+use crate::wallet::{PayError, Wallet, handed};
+
+/// How long a prepaid request or instruction is good for: it is sent
+/// within seconds of signing.
+const REQUEST_LIFETIME_S: u64 = 300;
+
+/// A funding as the center answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Funding {
+    pub funding_id: String,
+    pub prepaid_id: String,
+    pub request_id: String,
+    pub method: FundingMethod,
+    pub amount: Money,
+    pub status: String,
+    #[serde(default)]
+    pub reference: Option<String>,
+    #[serde(default)]
+    pub pay_to: Option<String>,
+    #[serde(default)]
+    pub expires_at: Option<u64>,
+    #[serde(default)]
+    pub received: Option<Money>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// One payment of a card's history.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PaymentLine {
+    pub payment_id: String,
+    pub store: String,
+    pub store_name: String,
+    pub order_id: String,
+    pub amount: Money,
+    pub balance_after: Money,
+    pub at: u64,
+}
+
+/// A prepaid card, its balance and history, as the center answers an
+/// inquiry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PrepaidCard {
+    pub prepaid_id: String,
+    pub status: String,
+    pub balance: Money,
+    #[serde(default)]
+    pub value_expires_at: Option<u64>,
+    pub fundings: Vec<Funding>,
+    pub payments: Vec<PaymentLine>,
+}
+
+#[derive(Deserialize)]
+struct Inquiry {
+    cards: Vec<PrepaidCard>,
+}
+
+#[derive(Deserialize)]
+struct PaymentAnswer {
+    settlement_id: String,
+    prepaid_id: String,
+    completion: String,
+    balance: Money,
+}
+
+/// A payment from a prepaid card, its completion (SIG3) checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrepaidPaid {
+    pub settlement_id: String,
+    pub prepaid_id: String,
+    pub amount: Money,
+    /// The card's new balance (新残高), as the center answered it with SIG3.
+    pub balance: Money,
+    pub completion: String,
+    pub store_name: String,
+    pub order_id: String,
+}
+
+/// The signing member: its number and key (opened by passwords A and B).
+pub type Signer = (PartyId, SigningKey);
+
+fn claims(member: &PartyId, now: kessai_core::time::Timestamp) -> Result<Claims, PayError> {
+    Claims::for_lifetime(member.clone(), MessageId::generate(&mut OsRandom), now, REQUEST_LIFETIME_S)
+        .map_err(|e| PayError::HandOff(format!("signing: {e}")))
+}
+
+/// A fresh request id (the center knows a request signed again by it).
+pub fn new_request_id() -> RequestId {
+    let mut bytes = [0u8; 16];
+    OsRandom.fill_bytes(&mut bytes);
+    // 32 hex digits: always a valid id.
+    RequestId::parse(&format!("req_{}", hex::encode(bytes))).unwrap_or_else(|_| unreachable!("hex is a valid id"))
+}
+
+impl Wallet {
+    /// Sends a signed prepaid request; `card` (credit only) goes beside it.
+    async fn prepaid_post(
+        &self,
+        signer: &Signer,
+        draft: PrepaidRequestDraft,
+        card: Option<&PaymentCardInput>,
+    ) -> Result<Value, PayError> {
+        let (member, key) = signer;
+        let body = PrepaidRequest::new(draft).map_err(|e| PayError::HandOff(e.to_string()))?;
+        let request_id = body.request_id().clone();
+        let token = prepaid::sign(&claims(member, self.clock.now())?, &body, key)
+            .map_err(|e| PayError::HandOff(format!("signing the prepaid request: {e}")))?;
+        let mut json_body = json!({ "request": token });
+        if let Some(card) = card {
+            card.add_to(&mut json_body);
+        }
+        // The request id is the request: a retry under the same key (or,
+        // after a crash, the same request signed again) is the same one.
+        let key = format!("prepaid-{member}-{request_id}");
+        let answer = self.center.post::<Value>("/v1/prepaid/requests", &json_body, &key).await;
+        PaymentCardInput::wipe_from(&mut json_body);
+        Ok(answer?)
+    }
+
+    /// Funds the member's card `account` with `amount` more by `method`
+    /// (`card`: the credit card, for `credit`), or with `account` `None`
+    /// opens a new card funded so. A transfer or cash answers the
+    /// reference to quote and where to send the money.
+    pub async fn prepaid_fund(
+        &self,
+        signer: &Signer,
+        request_id: RequestId,
+        account: Option<PrepaidId>,
+        amount: Money,
+        method: FundingMethod,
+        card: Option<&PaymentCardInput>,
+    ) -> Result<Funding, PayError> {
+        let action = if account.is_some() { PrepaidAction::Fund } else { PrepaidAction::Open };
+        let draft = PrepaidRequestDraft {
+            member: signer.0.clone(),
+            request_id,
+            action,
+            account,
+            amount: Some(amount),
+            method: Some(method),
+        };
+        funding(self.prepaid_post(signer, draft, card).await?)
+    }
+
+    /// The member's prepaid cards (or one), with balance and history.
+    pub async fn prepaid_cards(
+        &self,
+        signer: &Signer,
+        account: Option<PrepaidId>,
+    ) -> Result<Vec<PrepaidCard>, PayError> {
+        let draft = PrepaidRequestDraft {
+            member: signer.0.clone(),
+            request_id: new_request_id(),
+            action: PrepaidAction::Inquire,
+            account,
+            amount: None,
+            method: None,
+        };
+        let answer = self.prepaid_post(signer, draft, None).await?;
+        let inquiry: Inquiry =
+            serde_json::from_value(answer).map_err(|e| PayError::HandOff(format!("the center's answer: {e}")))?;
+        Ok(inquiry.cards)
+    }
+
+    /// Pays `bill_token` (handed over with `return_url`) from the member's
+    /// prepaid card `account`: the member's instruction signed, the
+    /// center's completion (SIG3) checked against the bill.
+    pub async fn pay_prepaid(
+        &self,
+        signer: &Signer,
+        bill_token: &str,
+        return_url: &str,
+        account: &PrepaidId,
+    ) -> Result<PrepaidPaid, PayError> {
+        let bill = handed(bill_token, return_url)?;
+        let (member, key) = signer;
+        let draft = InstructionDraft {
+            member: member.clone(),
+            card_id: None,
+            prepaid_id: Some(account.clone()),
+            bill_hash: bill.hash(),
+            amount: bill.bill().total(),
+            store: bill.bill().store().clone(),
+        };
+        let body = PaymentInstruction::new(draft).map_err(|e| PayError::HandOff(e.to_string()))?;
+        let token = instruction::sign(&claims(member, self.clock.now())?, &body, key)
+            .map_err(|e| PayError::HandOff(format!("signing the payment instruction: {e}")))?;
+        // One bill from one card: the same key for every attempt, so a lost
+        // answer is answered again, never paid again.
+        let key = prepaid_payment_key(&bill, account);
+        let answer: PaymentAnswer = self
+            .center
+            .post("/v1/prepaid/payments", &json!({ "bill": bill.token(), "instruction": token }), &key)
+            .await?;
+        let verified = self
+            .center
+            .verify::<Completion>(&answer.completion, self.clock.as_ref())
+            .await
+            .map_err(PayError::CompletionUnverified)?;
+        checks::check_prepaid_completion(&verified, &answer.settlement_id, &bill)
+            .map_err(PayError::CompletionMismatch)?;
+        if answer.prepaid_id != account.as_str() || answer.balance.currency() != bill.bill().total().currency() {
+            return Err(PayError::HandOff("the center answered for another prepaid card".into()));
+        }
+        Ok(PrepaidPaid {
+            settlement_id: answer.settlement_id,
+            prepaid_id: answer.prepaid_id,
+            amount: verified.message().amount(),
+            balance: answer.balance,
+            completion: answer.completion,
+            store_name: bill.bill().store_name().as_str().to_owned(),
+            order_id: bill.bill().order_id().to_string(),
+        })
+    }
+
+    /// Waits (bounded) for the store's receipt (SIG4) of a prepaid payment,
+    /// checked against the keys the center vouches for the bill's store.
+    /// `Ok(None)`: not yet.
+    pub async fn prepaid_receipt(&self, paid: &PrepaidPaid, bill_token: &str) -> Result<Option<String>, PayError> {
+        let bill = HandedBill::parse(bill_token)?;
+        for _ in 0..RECEIPT_POLLS {
+            if let Some(token) = self.center.receipt(&paid.settlement_id).await? {
+                let keys = self
+                    .center
+                    .store_keys(bill.issuer())
+                    .await
+                    .map_err(|e| PayError::ReceiptUnverified(VerifyError::Keys(e)))?;
+                let verified = receipt::verify(&token, &keys, self.clock.as_ref())
+                    .map_err(|e| PayError::ReceiptUnverified(VerifyError::Signature(e)))?;
+                let id = kessai_core::ids::SettlementId::parse(&paid.settlement_id)
+                    .map_err(|e| PayError::UnknownSettlement(e.to_string()))?;
+                checks::check_receipt(&verified, &id, &paid.completion, &bill).map_err(PayError::ReceiptMismatch)?;
+                return Ok(Some(token));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(RECEIPT_POLL_INTERVAL_MS)).await;
+        }
+        Ok(None)
+    }
+}
+
+/// The Idempotency-Key of paying `bill` from `account`.
+fn prepaid_payment_key(bill: &HandedBill, account: &PrepaidId) -> String {
+    let digest = Sha256Digest::of([bill.hash().as_bytes(), account.as_str().as_bytes()].concat().as_slice());
+    format!("prepaid-pay-{}", &digest.to_string()[..32])
+}
+
+fn funding(answer: Value) -> Result<Funding, PayError> {
+    serde_json::from_value(answer).map_err(|e| PayError::HandOff(format!("the center's answer: {e}")))
+}
