@@ -330,7 +330,7 @@ fn funding_view(f: &FundingRow, policy: &PrepaidPolicy) -> FundingView {
 /// second one).
 fn funding_id(member: &str, request: &kessai_core::ids::RequestId) -> FundingId {
     let digest = Sha256Digest::of(format!("kessai-funding\0{member}\0{request}").as_bytes());
-    let hex: String = digest.to_string().chars().take(32).collect();
+    let hex = hex::encode(&digest.as_bytes()[..16]);
     // `fnd_` and hex digits: always a valid id.
     FundingId::parse(&format!("fnd_{hex}")).unwrap_or_else(|_| unreachable!("hex is a valid id"))
 }

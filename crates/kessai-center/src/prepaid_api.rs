@@ -115,7 +115,15 @@ struct PayBody {
 }
 
 async fn pay(State(s): State<PrepaidState>, caller: Caller, body: Bytes) -> Response {
-    let fingerprint = [&b"prepaid-payment\n"[..], &body[..]].concat();
+    // A wallet paying again signs its instruction anew (a new `jti` and
+    // time): the request is the bill and what the instruction asks, as for
+    // a store's refund, so its retry under the same key is the same request.
+    let asked = crate::api::json::<PayBody>(&body).ok().map(|b| {
+        let instruction =
+            kessai_core::jws::inspect_unverified(&b.instruction).ok().map(|(_, p)| p["instruction"].to_string());
+        format!("{}\n{}", b.bill, instruction.unwrap_or(b.instruction))
+    });
+    let fingerprint = [&b"prepaid-payment\n"[..], asked.as_deref().map_or(&body[..], str::as_bytes)].concat();
     let work = |call: StepCall| async {
         let b: PayBody = crate::api::json(&body)?;
         s.center.pay_from_prepaid(&b.bill, &b.instruction, call.answer).await.map_err(prepaid_api_error)

@@ -225,6 +225,14 @@ pub fn bill(v: &BillView<'_>) -> Markup {
                 input type="hidden" name="return_url" value=(v.return_url);
                 button type="submit" { "Pay " (v.total) " with your kessai card" }
             }
+            // FIG. 14: the member may pay from a virtual prepaid card the
+            // center holds instead; the same bill goes to the same wallet.
+            form method="post" action={ (v.wallet_url) "/pay" } {
+                input type="hidden" name="bill" value=(v.bill_token);
+                input type="hidden" name="return_url" value=(v.return_url);
+                input type="hidden" name="method" value="prepaid";
+                button type="submit" id="pay-prepaid" { "Pay " (v.total) " with your virtual prepaid card" }
+            }
             p { "Your wallet shows the amount and the balance before anything is paid." }
         }
     }

@@ -88,6 +88,28 @@ fn items(lines: &[LineView]) -> Markup {
 /// before anything is sent to the center (M2). Continuing asks the center
 /// for its offer, which the consent page then shows, checked.
 pub fn review(v: &ReviewView) -> Markup {
+    let prepaid = html! {
+        @if let (Some(member), false) = (&v.member, v.prepaid_cards.is_empty()) {
+            form id="prepaid" method="post" action="/pay/prepaid" {
+                input type="hidden" name="bill" value=(v.bill);
+                input type="hidden" name="return_url" value=(v.return_url);
+                input type="hidden" name="form_token" value=(v.form_token);
+                fieldset {
+                    legend { "Pay from your virtual prepaid card, as member " (member) }
+                    p { "The center holds this card's value. Your passwords open the key that signs this payment; the bill is paid at once and the center answers your new balance." }
+                    p { label for="prepaid_id" { "Prepaid card" } br;
+                        select id="prepaid_id" name="prepaid_id" {
+                            @for c in &v.prepaid_cards { option value=(c) { (c) } }
+                        } }
+                    p { label for="prepaid_password_a" { "Password A" } br;
+                        input id="prepaid_password_a" name="password_a" type="password" autocomplete="off" required; }
+                    p { label for="prepaid_password_b" { "Password B" } br;
+                        input id="prepaid_password_b" name="password_b" type="password" autocomplete="off"; }
+                    button type="submit" id="pay-prepaid" { "Pay " (v.total) " from my prepaid card" }
+                }
+            }
+        }
+    };
     let body = html! {
         p { "A store asks you to pay this bill. Nothing has been sent to the center and nothing is held on your card. Continue to have your card's balance read and the store checked; you agree to pay only on the next page." }
         dl {
@@ -96,6 +118,8 @@ pub fn review(v: &ReviewView) -> Markup {
         }
         (items(&v.lines))
         dl { dt { "Total" } dd id="amount" class="amount" { (v.total) } }
+        @if v.prepaid_first { (prepaid) }
+        @if v.prepaid_first && !v.prepaid_cards.is_empty() { h2 { "Or pay with your IC card" } }
         form method="post" action="/pay/start" {
             input type="hidden" name="bill" value=(v.bill);
             input type="hidden" name="return_url" value=(v.return_url);
@@ -103,18 +127,108 @@ pub fn review(v: &ReviewView) -> Markup {
             @if let Some(member) = &v.member {
                 fieldset id="member" {
                     legend { "You pay as member " (member) }
-                    p { "Your passwords open the key that signs this payment." }
+                    p { "Your passwords open the key that signs this payment (a card linked to your membership pays only so)." }
                     p { label for="password_a" { "Password A" } br;
-                        input id="password_a" name="password_a" type="password" autocomplete="off" required; }
+                        input id="password_a" name="password_a" type="password" autocomplete="off"; }
                     p { label for="password_b" { "Password B" } br;
                         input id="password_b" name="password_b" type="password" autocomplete="off"; }
                 }
             }
             button type="submit" { "Continue with my card" }
         }
+        @if !v.prepaid_first { (prepaid) }
         p { a href=(v.return_url) { "Back to the store" } }
     };
     page("Review the bill", None, body)
+}
+
+/// FIG. 7 ⑦: paid from a virtual prepaid card; the center's completion
+/// (SIG3) checked, and the new balance (新残高) it answered.
+pub fn prepaid_paid(p: &crate::prepaid::PrepaidPaid, receipt: bool, return_url: &str) -> Markup {
+    let body = html! {
+        p id="status" { "Paid from your virtual prepaid card." }
+        dl {
+            dt { "Store" } dd { (p.store_name) }
+            dt { "Order" } dd { (p.order_id) }
+            dt { "Amount" } dd id="amount" class="amount" { (p.amount) }
+            dt { "Prepaid card" } dd id="prepaid-card" { (p.prepaid_id) }
+            dt { "New balance" } dd id="balance" class="amount" { (p.balance) }
+            dt { "Settlement" } dd id="settlement" { (p.settlement_id) }
+        }
+        @if receipt {
+            p id="receipt" { "The store's receipt is checked." }
+        } @else {
+            p id="receipt-late" { "The store has not sent its receipt yet; the center delivers the payment to it." }
+        }
+        p { a id="back" href=(return_url) { "Back to the store" } }
+    };
+    page("Paid", None, body)
+}
+
+/// The member's virtual prepaid cards: passwords asked (the inquiry is
+/// signed, so the center answers only the member), or the cards with their
+/// balance and history.
+pub fn prepaid_cards(
+    member: Option<&str>,
+    cards: Option<&[crate::prepaid::PrepaidCard]>,
+    form_token: &str,
+    problem: Option<&str>,
+) -> Markup {
+    let body = html! {
+        @if let Some(why) = problem { p role="alert" id="problem" { (why) } }
+        @match (member, cards) {
+            (None, _) => {
+                p id="no-member" { "Virtual prepaid cards belong to registered members. Make a keystore with " code { "kessai wallet member init" } " and register it first." }
+            }
+            (Some(member), None) => {
+                p { "Your passwords open the key that signs the inquiry, so the center tells only you, member " (member) ", what your cards hold." }
+                form method="post" action="/prepaid" {
+                    input type="hidden" name="form_token" value=(form_token);
+                    p { label for="password_a" { "Password A" } br;
+                        input id="password_a" name="password_a" type="password" autocomplete="off" required; }
+                    p { label for="password_b" { "Password B" } br;
+                        input id="password_b" name="password_b" type="password" autocomplete="off"; }
+                    button type="submit" { "Show my prepaid cards" }
+                }
+            }
+            (Some(_), Some(cards)) => {
+                @if cards.is_empty() {
+                    p id="no-cards" { "You have no virtual prepaid card yet: " code { "kessai wallet prepaid open" } "." }
+                }
+                @for c in cards {
+                    section class="prepaid-card" {
+                        h2 { "Prepaid card " (c.prepaid_id) }
+                        dl {
+                            dt { "Balance" } dd class="amount balance" { (c.balance) }
+                            dt { "Status" } dd { (c.status) }
+                            @if let Some(at) = c.value_expires_at {
+                                dt { "Value usable until" } dd { (kessai_core::time::Timestamp::from_unix_s(at).utc()) }
+                            }
+                        }
+                        table class="fundings" {
+                            caption { "Money paid in, newest first" }
+                            thead { tr { th scope="col" { "Funding" } th scope="col" { "How" } th scope="col" class="num" { "Amount" } th scope="col" { "Status" } } }
+                            tbody {
+                                @for f in &c.fundings {
+                                    tr { td { (f.funding_id) } td { (f.method.as_str().replace('_', " ")) } td class="num" { (f.amount) } td { (f.status) } }
+                                }
+                            }
+                        }
+                        table class="payments" {
+                            caption { "Payments, newest first" }
+                            thead { tr { th scope="col" { "Store" } th scope="col" { "Order" } th scope="col" class="num" { "Amount" } th scope="col" class="num" { "Balance after" } } }
+                            tbody {
+                                @for p in &c.payments {
+                                    tr { td { (p.store_name) } td { (p.order_id) } td class="num" { (p.amount) } td class="num" { (p.balance_after) } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    page("Your virtual prepaid cards", None, body)
 }
 
 /// FIG. 18: what the cardholder agrees to.

@@ -28,6 +28,9 @@ use crate::checks::{self, HandedBill};
 use crate::limits::{RECEIPT_POLL_INTERVAL_MS, RECEIPT_POLLS};
 use crate::wallet::{PayError, Wallet, handed};
 
+/// The member's prepaid card ids, one a line, next to the keystore.
+pub const CARDS_FILE: &str = "prepaid-cards";
+
 /// How long a prepaid request or instruction is good for: it is sent
 /// within seconds of signing.
 const REQUEST_LIFETIME_S: u64 = 300;
@@ -158,7 +161,8 @@ impl Wallet {
         method: FundingMethod,
         card: Option<&PaymentCardInput>,
     ) -> Result<Funding, PayError> {
-        let action = if account.is_some() { PrepaidAction::Fund } else { PrepaidAction::Open };
+        let opening = account.is_none();
+        let action = if opening { PrepaidAction::Open } else { PrepaidAction::Fund };
         let draft = PrepaidRequestDraft {
             member: signer.0.clone(),
             request_id,
@@ -167,7 +171,45 @@ impl Wallet {
             amount: Some(amount),
             method: Some(method),
         };
-        funding(self.prepaid_post(signer, draft, card).await?)
+        let f = funding(self.prepaid_post(signer, draft, card).await?)?;
+        if opening && f.status != "declined" {
+            self.remember_prepaid_card(&f.prepaid_id)?;
+        }
+        Ok(f)
+    }
+
+    /// The member's prepaid cards this wallet opened (or saw in an
+    /// inquiry), as kept next to the keystore ([`CARDS_FILE`]): what its
+    /// pages offer to pay from. Ids only; their value is the center's.
+    pub fn known_prepaid_cards(&self) -> Vec<PrepaidId> {
+        let text = std::fs::read_to_string(self.config.data_dir.join(CARDS_FILE)).unwrap_or_default();
+        text.lines().filter_map(|l| PrepaidId::parse(l.trim()).ok()).collect()
+    }
+
+    /// Adds `id` to [`CARDS_FILE`]: written whole to a new file, synced,
+    /// renamed over the old one.
+    fn remember_prepaid_card(&self, id: &str) -> Result<(), PayError> {
+        let id = PrepaidId::parse(id).map_err(|e| PayError::HandOff(format!("the center's card id: {e}")))?;
+        let mut known = self.known_prepaid_cards();
+        if known.contains(&id) {
+            return Ok(());
+        }
+        known.push(id);
+        let text: String = known.iter().map(|c| format!("{c}\n")).collect();
+        let path = self.config.data_dir.join(CARDS_FILE);
+        let new = path.with_extension("new");
+        let write = || -> std::io::Result<()> {
+            use std::io::Write as _;
+            let mut f = std::fs::File::create(&new)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&new, &path)?;
+            if let Some(dir) = path.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        };
+        write().map_err(|e| PayError::Setup(format!("keeping the prepaid card's id in {}: {e}", path.display())))
     }
 
     /// The member's prepaid cards (or one), with balance and history.
@@ -187,6 +229,9 @@ impl Wallet {
         let answer = self.prepaid_post(signer, draft, None).await?;
         let inquiry: Inquiry =
             serde_json::from_value(answer).map_err(|e| PayError::HandOff(format!("the center's answer: {e}")))?;
+        for c in &inquiry.cards {
+            self.remember_prepaid_card(&c.prepaid_id)?;
+        }
         Ok(inquiry.cards)
     }
 
@@ -269,7 +314,7 @@ impl Wallet {
 /// The Idempotency-Key of paying `bill` from `account`.
 fn prepaid_payment_key(bill: &HandedBill, account: &PrepaidId) -> String {
     let digest = Sha256Digest::of([bill.hash().as_bytes(), account.as_str().as_bytes()].concat().as_slice());
-    format!("prepaid-pay-{}", &digest.to_string()[..32])
+    format!("prepaid-pay-{}", hex::encode(&digest.as_bytes()[..16]))
 }
 
 fn funding(answer: Value) -> Result<Funding, PayError> {

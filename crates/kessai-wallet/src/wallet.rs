@@ -143,6 +143,12 @@ pub struct ReviewView {
     /// The registered member this wallet pays as (its keystore and member
     /// number are here): the review asks for passwords A and B (#12).
     pub member: Option<String>,
+    /// The member's virtual prepaid cards this wallet knows (#18): the
+    /// review offers to pay from one.
+    pub prepaid_cards: Vec<String>,
+    /// The store's page asked for the virtual prepaid card (FIG. 14's
+    /// choice of payment): that way is offered first.
+    pub prepaid_first: bool,
 }
 
 /// What the cardholder agrees to (FIG. 18).
@@ -582,6 +588,11 @@ impl Wallet {
             return_url: return_url.to_owned(),
             form_token: self.form_token.clone(),
             member: self.member_number(),
+            prepaid_cards: match self.member_number() {
+                Some(_) => self.known_prepaid_cards().iter().map(ToString::to_string).collect(),
+                None => Vec::new(),
+            },
+            prepaid_first: false,
         })
     }
 
@@ -652,6 +663,40 @@ impl Wallet {
             Ok(Ok(())) => tracing::info!(settlement = id, "the purchase went into the member's history"),
             Ok(Err(e)) => tracing::warn!(settlement = id, error = %e, "the member's history was not written"),
             Err(e) => tracing::warn!(settlement = id, error = %e, "the member's history was not written"),
+        }
+    }
+
+    /// A payment from the member's virtual prepaid card goes into the
+    /// member's history (FIG. 10) with the keystore as password A opened it
+    /// for that payment. The payment is done either way: a failure here is
+    /// logged, not raised.
+    pub async fn record_prepaid_purchase(&self, session: MemberSession, paid: &crate::prepaid::PrepaidPaid) {
+        let MemberSession(opened, _) = session;
+        if opened.history.iter().any(|h| h.settlement_id == paid.settlement_id) {
+            return; // Answered again (a reload): recorded already.
+        }
+        let entry = kessai_core::member_store::HistoryEntry {
+            at: self.clock.now(),
+            store: paid.store_name.clone(),
+            order_id: paid.order_id.clone(),
+            amount: paid.amount,
+            settlement_id: paid.settlement_id.clone(),
+        };
+        let store = crate::member::MemberFile::in_dir(&self.config.data_dir);
+        let written = tokio::task::spawn_blocking(move || {
+            store.record_opened(&opened, entry, &mut kessai_core::random::OsRandom)
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => {
+                tracing::info!(settlement = %paid.settlement_id, "the prepaid payment went into the member's history")
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(settlement = %paid.settlement_id, error = %e, "the member's history was not written")
+            }
+            Err(e) => {
+                tracing::warn!(settlement = %paid.settlement_id, error = %e, "the member's history was not written")
+            }
         }
     }
 

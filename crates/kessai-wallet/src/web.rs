@@ -32,7 +32,7 @@ use crate::charge::{ChargeError, PaymentCardInput};
 use crate::limits::{RECEIPT_WAIT_S, RECENT_RECORDS};
 use crate::pages;
 use crate::records::LocalPhase;
-use crate::wallet::{Outcome, PayError, Wallet, bound_return_url, safe_return_url};
+use crate::wallet::{Outcome, PayError, ReviewView, Wallet, bound_return_url, safe_return_url};
 
 type Shared = Arc<Wallet>;
 
@@ -51,6 +51,8 @@ pub fn router(wallet: Shared) -> Router {
         .route("/charge", get(charge_start))
         .route("/charge/card", get(charge_card))
         .route("/charges", post(charge))
+        .route("/pay/prepaid", post(pay_prepaid))
+        .route("/prepaid", get(prepaid_ask).post(prepaid_cards))
         .route("/member", get(member_ask))
         .route("/member/history", post(member_history))
         .with_state(wallet)
@@ -135,6 +137,10 @@ fn failure(e: &PayError, return_url: Option<&str>) -> Response {
     let back = return_url.filter(|u| safe_return_url(u).is_ok());
     let (status, title) = match e {
         PayError::Insufficient { .. } => (StatusCode::PAYMENT_REQUIRED, "Insufficient balance"),
+        // A prepaid card's value, as the center answered (#18).
+        PayError::Center(c) if c.code() == Some("insufficient_balance") => {
+            (StatusCode::PAYMENT_REQUIRED, "Insufficient balance")
+        }
         PayError::Voided(_) => (StatusCode::OK, "Payment voided"),
         PayError::UnsafeReturnUrl(_)
         | PayError::NotTheStoresAddress { .. }
@@ -183,6 +189,9 @@ async fn home(State(w): State<Shared>) -> Response {
 struct PayForm {
     bill: String,
     return_url: String,
+    /// `prepaid`: the store's page asked for the virtual prepaid card.
+    #[serde(default)]
+    method: Option<String>,
 }
 
 async fn pay(State(w): State<Shared>, form: Result<Form<PayForm>, FormRejection>) -> Response {
@@ -191,7 +200,10 @@ async fn pay(State(w): State<Shared>, form: Result<Form<PayForm>, FormRejection>
         return failure(&e, None);
     };
     match w.review(&form.bill, &form.return_url) {
-        Ok(review) => html(StatusCode::OK, pages::review(&review)),
+        Ok(review) => {
+            let review = ReviewView { prepaid_first: form.method.as_deref() == Some("prepaid"), ..review };
+            html(StatusCode::OK, pages::review(&review))
+        }
         // A link back only to the store's own address, as its bill says.
         Err(e) => failure(&e, bound_return_url(&form.bill, &form.return_url)),
     }
@@ -224,18 +236,8 @@ async fn pay_start(State(w): State<Shared>, form: Result<Form<StartForm>, FormRe
     // open (#12); the center refuses a member's card without it.
     let member = match (&form.password_a, w.member_number()) {
         (Some(a), Some(_)) if !a.is_empty() => {
-            let a = kessai_core::keyfile::Passphrase::new(String::clone(a));
-            let b = form
-                .password_b
-                .as_ref()
-                .filter(|b| !b.is_empty())
-                .map(|b| kessai_core::keyfile::Passphrase::new(String::clone(b)));
-            // Argon2id, twice: off the async threads.
-            let wallet = Arc::clone(&w);
-            let signer = tokio::task::spawn_blocking(move || wallet.member_signer(&a, b.as_ref()))
-                .await
-                .unwrap_or_else(|e| Err(PayError::MemberKey(format!("the keystore task failed: {e}"))));
-            match signer {
+            let (a, b) = passwords(a, form.password_b.as_ref());
+            match open_signer(&w, a, b).await {
                 Ok(s) => Some(((s.member, s.key), s.session)),
                 Err(e) => return failure(&e, bound_return_url(&form.bill, &form.return_url)),
             }
@@ -463,6 +465,115 @@ mod tests {
         ] {
             assert!(!is_loopback_host(bad), "{bad}");
         }
+    }
+}
+
+/// Passwords A and B from a form, as passphrases (B only if given).
+fn passwords(
+    a: &zeroize::Zeroizing<String>,
+    b: Option<&zeroize::Zeroizing<String>>,
+) -> (kessai_core::keyfile::Passphrase, Option<kessai_core::keyfile::Passphrase>) {
+    let a = kessai_core::keyfile::Passphrase::new(String::clone(a));
+    let b = b.filter(|b| !b.is_empty()).map(|b| kessai_core::keyfile::Passphrase::new(String::clone(b)));
+    (a, b)
+}
+
+/// The member's signer, its passwords run through Argon2id off the async
+/// threads.
+async fn open_signer(
+    w: &Shared,
+    a: kessai_core::keyfile::Passphrase,
+    b: Option<kessai_core::keyfile::Passphrase>,
+) -> Result<crate::wallet::MemberSigner, PayError> {
+    let wallet = Arc::clone(w);
+    tokio::task::spawn_blocking(move || wallet.member_signer(&a, b.as_ref()))
+        .await
+        .unwrap_or_else(|e| Err(PayError::MemberKey(format!("the keystore task failed: {e}"))))
+}
+
+/// The review's prepaid form: the bill, the launch's form token, the card,
+/// and the passwords that open the signing key.
+#[derive(Deserialize)]
+struct PrepaidPayForm {
+    bill: String,
+    return_url: String,
+    form_token: String,
+    prepaid_id: String,
+    password_a: zeroize::Zeroizing<String>,
+    #[serde(default)]
+    password_b: Option<zeroize::Zeroizing<String>>,
+}
+
+/// Pays the bill from the member's virtual prepaid card (#18, FIG. 7):
+/// the instruction signed, SIG3 checked, the store's receipt waited for
+/// (bounded), the purchase put into the member's history.
+async fn pay_prepaid(State(w): State<Shared>, form: Result<Form<PrepaidPayForm>, FormRejection>) -> Response {
+    let Ok(Form(form)) = form else {
+        let e = PayError::HandOff("the form needs the bill, the prepaid card and password A".into());
+        return failure(&e, None);
+    };
+    if !w.is_form_token(&form.form_token) {
+        tracing::warn!("refused a prepaid payment without this wallet's form token");
+        return failure(&PayError::BadConsentToken, None);
+    }
+    let back = bound_return_url(&form.bill, &form.return_url);
+    let card = match kessai_core::ids::PrepaidId::parse(&form.prepaid_id) {
+        Ok(c) => c,
+        Err(e) => return failure(&PayError::HandOff(format!("the prepaid card: {e}")), back),
+    };
+    let (a, b) = passwords(&form.password_a, form.password_b.as_ref());
+    let signer = match open_signer(&w, a, b).await {
+        Ok(s) => s,
+        Err(e) => return failure(&e, back),
+    };
+    let crate::wallet::MemberSigner { member, key, session } = signer;
+    let pair = (member, key);
+    let paid = match w.pay_prepaid(&pair, &form.bill, &form.return_url, &card).await {
+        Ok(p) => p,
+        Err(e) => return failure(&e, back),
+    };
+    let receipt = match w.prepaid_receipt(&paid, &form.bill).await {
+        Ok(r) => r.is_some(),
+        Err(e) => {
+            tracing::warn!(settlement = %paid.settlement_id, error = %e, "the store's receipt was refused");
+            false
+        }
+    };
+    w.record_prepaid_purchase(session, &paid).await;
+    html(StatusCode::OK, pages::prepaid_paid(&paid, receipt, &form.return_url))
+}
+
+async fn prepaid_ask(State(w): State<Shared>) -> Response {
+    html(StatusCode::OK, pages::prepaid_cards(w.member_number().as_deref(), None, &w.form_token, None))
+}
+
+#[derive(Deserialize)]
+struct PrepaidCardsForm {
+    form_token: String,
+    password_a: zeroize::Zeroizing<String>,
+    #[serde(default)]
+    password_b: Option<zeroize::Zeroizing<String>>,
+}
+
+/// The member's prepaid cards with balance and history: an inquiry signed
+/// with the member's key.
+async fn prepaid_cards(State(w): State<Shared>, form: Result<Form<PrepaidCardsForm>, FormRejection>) -> Response {
+    let member = w.member_number();
+    let ask = |status, why: &str| html(status, pages::prepaid_cards(member.as_deref(), None, &w.form_token, Some(why)));
+    let Ok(Form(form)) = form else {
+        return ask(StatusCode::BAD_REQUEST, "Give password A (and B).");
+    };
+    if !w.is_form_token(&form.form_token) {
+        return failure(&PayError::BadConsentToken, None);
+    }
+    let (a, b) = passwords(&form.password_a, form.password_b.as_ref());
+    let signer = match open_signer(&w, a, b).await {
+        Ok(s) => s,
+        Err(e) => return ask(StatusCode::FORBIDDEN, &e.to_string()),
+    };
+    match w.prepaid_cards(&(signer.member, signer.key), None).await {
+        Ok(cards) => html(StatusCode::OK, pages::prepaid_cards(member.as_deref(), Some(&cards), &w.form_token, None)),
+        Err(e) => failure(&e, None),
     }
 }
 

@@ -181,7 +181,7 @@ pub fn run(config: &WalletConfig, runtime: &tokio::runtime::Runtime, command: Pr
                         println!("  value usable until {}", kessai_core::time::Timestamp::from_unix_s(at).utc());
                     }
                     for f in &c.fundings {
-                        println!("  funding  {}  {:?}  {}  {}", f.funding_id, f.method, f.amount, f.status);
+                        println!("  funding  {}  {}  {}  {}", f.funding_id, f.method.as_str(), f.amount, f.status);
                     }
                     for p in &c.payments {
                         println!(
@@ -214,7 +214,7 @@ pub fn run(config: &WalletConfig, runtime: &tokio::runtime::Runtime, command: Pr
 }
 
 fn print_funding(f: &Funding) {
-    println!("funding {}  card {}  {:?}  {}  {}", f.funding_id, f.prepaid_id, f.method, f.amount, f.status);
+    println!("funding {}  card {}  {}  {}  {}", f.funding_id, f.prepaid_id, f.method.as_str(), f.amount, f.status);
     if let Some(r) = &f.reference {
         println!("  quote this reference: {r}");
     }

@@ -29,6 +29,14 @@ const DEMO_CARD_ID: &str = "4b45535341490001";
 const DEMO_CARD_MAX_MINOR: u64 = 100_000;
 const DEMO_CARD_VALUE_MINOR: u64 = 30_000;
 
+/// The demo member's passwords (a demo: printed at start; a real member
+/// chooses its own, never on a command line).
+pub const DEMO_PASSWORD_A: &str = "demo password A";
+pub const DEMO_PASSWORD_B: &str = "demo password B";
+/// What the demo member's virtual prepaid card is funded with, by bank
+/// transfer to the center's pool account (JPY).
+const DEMO_PREPAID_MINOR: u64 = 20_000;
+
 #[derive(Debug, Clone, Copy)]
 pub struct Ports {
     pub center: u16,
@@ -172,6 +180,7 @@ async fn register_mall(center: &kessai_center::service::Center, store: &StoreCon
 pub async fn start(p: Prepared, stop: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
     let center = Arc::new(kessai_center::app::open(&p.center).await?);
     register_mall(&center, &p.store).await.context("registering the mall")?;
+    let for_wallet = center.clone();
     let center_listener = tokio::net::TcpListener::bind(p.center.listen)
         .await
         .with_context(|| format!("center on {}", p.center.listen))?;
@@ -182,13 +191,16 @@ pub async fn start(p: Prepared, stop: tokio::sync::watch::Receiver<bool>) -> any
     };
     let center_config = p.center.clone();
     let center_task = kessai_center::app::serve_on(&center_config, center, center_listener, until(stop.clone()));
+    let center = for_wallet;
     let store_task = kessai_store::serve_on(p.store.clone(), store_listener, until(stop.clone()));
     // The wallet's server opens the card image only after the first charge,
     // so one handle at a time writes it.
     let wallet_config = p.wallet.clone();
     let image = p.card_image.clone();
+    let for_member = center.clone();
     let wallet_task = async move {
         charge_demo_card_once(&wallet_config, &image).await?;
+        demo_member_once(&wallet_config, &for_member).await.context("the demo member")?;
         kessai_wallet::run(wallet_config, until(stop)).await
     };
     tokio::try_join!(center_task, store_task, wallet_task)?;
@@ -227,6 +239,101 @@ async fn charge_demo_card_once(wallet: &WalletConfig, image: &Path) -> anyhow::R
     anyhow::bail!("charging the demo card: {last}")
 }
 
+/// On the first start the wallet has no member: one applies, the operator
+/// approves (its letter read from the outbox, as `kessai admin outbox`
+/// would), the wallet makes a keystore under the demo passwords and
+/// registers its key, then opens a virtual prepaid card paid by bank
+/// transfer, and the simulated bank's camt.053 of the pool account, quoting
+/// its reference, is imported: the whole of FIG. 3–4 and 13.
+async fn demo_member_once(wallet: &WalletConfig, center: &kessai_center::service::Center) -> anyhow::Result<()> {
+    use kessai_core::keyfile::Passphrase;
+    use kessai_core::member_store::{Cost, seed_from};
+    use kessai_core::messages::DisplayText;
+    use kessai_core::messages::prepaid::FundingMethod;
+    use kessai_core::messages::registration::MemberDetails;
+    use kessai_core::random::Random as _;
+    use kessai_wallet::member::MemberFile;
+
+    if kessai_wallet::member::member_number(&wallet.data_dir).is_some() {
+        return Ok(());
+    }
+    let store = MemberFile::in_dir(&wallet.data_dir);
+    let passwords = || (Passphrase::new(DEMO_PASSWORD_A.into()), Passphrase::new(DEMO_PASSWORD_B.into()));
+    let application = center.apply("general", "Hanako Yamada", "hanako@example.jp").await?;
+    let approved = center.approve_application(&application.application_id).await?;
+    let outbox = center.outbox().await?;
+    let letter = outbox.iter().find(|l| l.member == approved.member).context("the letter in the outbox")?;
+    let code = letter
+        .text
+        .lines()
+        .find_map(|l| l.strip_prefix("Your activation code: "))
+        .context("the activation code in the letter")?
+        .to_owned();
+    center.letter_sent(&letter.letter_id).await?;
+    if !store.exists() {
+        let store = MemberFile::in_dir(&wallet.data_dir);
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let (a, b) = passwords();
+            let mut entropy = [0u8; 32];
+            OsRandom.fill_bytes(&mut entropy);
+            store.create(&seed_from(&entropy, None), &a, Some(&b), Cost::default(), &mut OsRandom)?;
+            Ok(())
+        })
+        .await??;
+    }
+    let details = MemberDetails::General {
+        name: DisplayText::parse("Hanako Yamada")?,
+        address: DisplayText::parse("1-1 Marunouchi, Chiyoda-ku, Tokyo")?,
+        birth_date: "1990-04-01".into(),
+    };
+    let (a, b) = passwords();
+    kessai_wallet::member::register(wallet, &store, (&a, Some(&b)), &approved.member, &code, details).await?;
+    let w = kessai_wallet::Wallet::open(wallet.clone()).await?;
+    let opened = {
+        let store = MemberFile::in_dir(&wallet.data_dir);
+        let w_key = tokio::task::spawn_blocking(move || -> anyhow::Result<kessai_core::keys::SigningKey> {
+            let (a, b) = passwords();
+            Ok(store.open(&a)?.signing_key(Some(&b))?)
+        })
+        .await??;
+        let member = kessai_core::ids::PartyId::parse(&approved.member)?;
+        let signer = (member, w_key);
+        let amount = kessai_core::Money::new(DEMO_PREPAID_MINOR, Currency::JPY)?;
+        let request = kessai_core::ids::RequestId::parse("demo-prepaid-open")?;
+        w.prepaid_fund(&signer, request, None, amount, FundingMethod::BankTransfer, None).await?
+    };
+    w.records().close().await;
+    let reference = opened.reference.clone().context("a transfer quotes a reference")?;
+    let statement = demo_statement(&reference)?;
+    let report = center.import_statement(&statement, kessai_center::prepaid::StatementSource::Bank).await?;
+    anyhow::ensure!(report.matched == 1, "the demo transfer did not match: {report:?}");
+    eprintln!(
+        "demo member {} registered; virtual prepaid card {} funded with JPY {DEMO_PREPAID_MINOR} by bank transfer ({reference})",
+        approved.member, opened.prepaid_id
+    );
+    Ok(())
+}
+
+/// The pool account's statement with the demo member's transfer.
+fn demo_statement(reference: &str) -> anyhow::Result<Vec<u8>> {
+    use kessai_bank::camt::{DraftEntry, EntryKind};
+    use kessai_core::time::Clock as _;
+    let now = kessai_core::time::SystemClock.now();
+    let amount = kessai_core::Money::new(DEMO_PREPAID_MINOR, Currency::JPY)?;
+    let reference = kessai_bank::rf::Reference::parse(reference).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let entry = DraftEntry::new(EntryKind::Credit, amount, kessai_bank::Date::of(now), "DEMO-1")?
+        .with_reference(reference)
+        .with_remitter("YAMADA HANAKO")?;
+    let mut draft = kessai_bank::camt053::StatementDraft::new(
+        &format!("DEMO-{}", now.unix_s()),
+        "JP00KESSAIPOOL0001",
+        now,
+        kessai_core::Money::zero(Currency::JPY),
+    )?;
+    draft.push(entry)?;
+    Ok(kessai_bank::camt053::write(&draft).into_bytes())
+}
+
 pub fn run(dir: &Path, ports: Ports) -> anyhow::Result<()> {
     kessai_http::init_json_logs("kessai-up");
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -250,6 +357,10 @@ pub fn run(dir: &Path, ports: Ports) -> anyhow::Result<()> {
         println!(
             "  wallet CLI: kessai wallet --config {} balance | history | pay BILL_URL",
             p.dir.join("wallet.toml").display()
+        );
+        println!(
+            "  demo member: password A \"{DEMO_PASSWORD_A}\", password B \"{DEMO_PASSWORD_B}\"; its virtual prepaid card \
+             (JPY {DEMO_PREPAID_MINOR}, by bank transfer) pays at the shop's \"virtual prepaid card\" button"
         );
         println!();
         println!("  The parties use TLS from a local CA; let your browser trust {}", ca.display());

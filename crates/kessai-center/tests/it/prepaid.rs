@@ -197,6 +197,10 @@ async fn a_bank_transfer_issues_value_once_and_what_does_not_match_waits_in_susp
     assert!(rf::Reference::parse(&reference).is_ok(), "an ISO 11649 reference");
     assert!(opened.pay_to.as_deref().unwrap().contains("KESSAI CENTER"), "it says where to send the money");
     let card = PrepaidId::parse(&opened.prepaid_id).unwrap();
+    let lower_hex =
+        |s: Option<&str>| s.is_some_and(|h| h.len() == 32 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
+    assert!(lower_hex(opened.funding_id.strip_prefix("fnd_")), "{}", opened.funding_id);
+    assert!(lower_hex(opened.prepaid_id.strip_prefix("vpc_")), "{}", opened.prepaid_id);
     assert_eq!(balance(&s, &card).await, 0);
     // The same request signed again (its answer lost) is the same funding.
     let again =

@@ -5,6 +5,7 @@
 mod charge;
 mod cli;
 mod member;
+mod prepaid;
 mod proxy;
 mod purchase;
 mod recovery;

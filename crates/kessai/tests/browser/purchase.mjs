@@ -117,7 +117,7 @@ async function orderAtBookshop(s, name, quantity, total) {
 // which shows it for review (nothing is sent to the center yet); the
 // cardholder continues from the wallet's own page.
 async function pay(page) {
-  await follow(page, page.getByRole("button", { name: /^Pay / }));
+  await follow(page, page.getByRole("button", { name: /with your kessai card$/ }));
   await expectText(page, "h1", "Review the bill");
   await follow(page, page.getByRole("button", { name: "Continue with my card" }));
 }
@@ -312,12 +312,13 @@ async function memberPurchase(s) {
   const { page } = s;
   const before = await walletBalance(s, "wallet-before");
   const billUrl = await orderAtBookshop(s, "A Short Guide to Stored Value (e-book)", 1, "JPY 1,200");
-  await follow(page, page.getByRole("button", { name: /^Pay / }));
+  await follow(page, page.getByRole("button", { name: /with your kessai card$/ }));
+  const card = page.locator('form[action="/pay/start"]');
   await s.step("review-with-passwords", async () => {
     await expectText(page, "h1", "Review the bill");
     await expectText(page, "#member", "You pay as member");
-    await page.getByLabel("Password A").fill(env("KESSAI_PASSWORD_A"));
-    await page.getByLabel("Password B").fill("not password B");
+    await card.getByLabel("Password A").fill(env("KESSAI_PASSWORD_A"));
+    await card.getByLabel("Password B").fill("not password B");
   });
   await follow(page, page.getByRole("button", { name: "Continue with my card" }));
   let refused;
@@ -325,10 +326,10 @@ async function memberPurchase(s) {
     refused = await expectText(page, "main", "did not open your member key");
   });
   await page.goto(billUrl);
-  await follow(page, page.getByRole("button", { name: /^Pay / }));
+  await follow(page, page.getByRole("button", { name: /with your kessai card$/ }));
   await s.step("review-again", async () => {
-    await page.getByLabel("Password A").fill(env("KESSAI_PASSWORD_A"));
-    await page.getByLabel("Password B").fill(env("KESSAI_PASSWORD_B"));
+    await card.getByLabel("Password A").fill(env("KESSAI_PASSWORD_A"));
+    await card.getByLabel("Password B").fill(env("KESSAI_PASSWORD_B"));
   });
   await follow(page, page.getByRole("button", { name: "Continue with my card" }));
   await s.step("consent", async () => {
@@ -357,6 +358,62 @@ async function memberPurchase(s) {
   return { refused, balance_before: before, balance_after: after, history };
 }
 
+// A member pays from its virtual prepaid card (#18, FIG. 6-7, 14): the
+// shop offers it beside the IC card; the wallet's review offers the card
+// first, asks passwords A and B, and pays at once; the center answers the
+// new balance with SIG3 and the store its receipt. A bill over the card's
+// value is refused and nothing moves; the wallet's prepaid page shows the
+// balance and the payment.
+async function prepaidPurchase(s) {
+  const { page } = s;
+  await orderAtBookshop(s, "A Short Guide to Stored Value (e-book)", 1, "JPY 1,200");
+  await s.step("bill-offers-prepaid", async () => {
+    await expectText(page, "#pay-prepaid", "Pay JPY 1,200 with your virtual prepaid card");
+  });
+  await follow(page, page.getByRole("button", { name: "Pay JPY 1,200 with your virtual prepaid card" }));
+  const prepaid = page.locator("form#prepaid");
+  await s.step("review-prepaid", async () => {
+    await expectText(page, "h1", "Review the bill");
+    await expectText(page, "form#prepaid legend", "Pay from your virtual prepaid card");
+    await prepaid.getByLabel("Password A").fill(env("KESSAI_PASSWORD_A"));
+    await prepaid.getByLabel("Password B").fill(env("KESSAI_PASSWORD_B"));
+  });
+  await follow(page, page.getByRole("button", { name: "Pay JPY 1,200 from my prepaid card" }));
+  let balance;
+  await s.step("paid-from-prepaid", async () => {
+    await expectText(page, "#status", "Paid from your virtual prepaid card.");
+    await expectText(page, "#receipt", "The store's receipt is checked.");
+    balance = await text(page, "#balance");
+  });
+  await follow(page, page.getByRole("link", { name: "Back to the store" }));
+  await s.step("order-paid", async () => {
+    await expectText(page, "#status", "Payment received. Thank you!");
+  });
+  // Over the card's value: refused, nothing moves.
+  await orderAtBookshop(s, "Settlement Flow Poster (printed)", 20, "JPY 50,000");
+  await follow(page, page.getByRole("button", { name: "Pay JPY 50,000 with your virtual prepaid card" }));
+  await prepaid.getByLabel("Password A").fill(env("KESSAI_PASSWORD_A"));
+  await prepaid.getByLabel("Password B").fill(env("KESSAI_PASSWORD_B"));
+  await follow(page, page.getByRole("button", { name: "Pay JPY 50,000 from my prepaid card" }));
+  let refused;
+  await s.step("prepaid-insufficient", async () => {
+    refused = await expectText(page, "main", "insufficient balance");
+  });
+  // The wallet's prepaid page: balance and history, through a signed inquiry.
+  await page.goto(`${wallet}/prepaid`);
+  await s.step("prepaid-ask", async () => {
+    await expectText(page, "h1", "Your virtual prepaid cards");
+    await page.getByLabel("Password A").fill(env("KESSAI_PASSWORD_A"));
+    await page.getByLabel("Password B").fill(env("KESSAI_PASSWORD_B"));
+  });
+  await follow(page, page.getByRole("button", { name: "Show my prepaid cards" }));
+  let shown;
+  await s.step("prepaid-cards", async () => {
+    shown = { balance: await text(page, ".balance"), payments: await text(page, "table.payments") };
+  });
+  return { balance, refused, shown };
+}
+
 const result = { browser: context.browser()?.version() ?? "chromium", scenarios: {} };
 let failed = false;
 try {
@@ -369,6 +426,7 @@ try {
     ["charge", charge],
     ["signup", signUp],
     ["member", memberPurchase],
+    ["prepaid", prepaidPurchase],
   ];
   const wanted = (process.env.KESSAI_SCENARIOS ?? "purchase,cancel,insufficient,charge,signup").split(",");
   for (const [name, run] of all.filter(([name]) => wanted.includes(name))) {

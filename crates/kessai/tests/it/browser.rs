@@ -134,10 +134,11 @@ fn a_person_buys_the_ebook_cancels_once_is_refused_a_bill_over_the_balance_and_c
     let card = kessai_card::public_info(&image).unwrap();
     assert_eq!(card.balance_minor, 33_800, "debited once for the e-book, credited once by the approved charge");
 
-    // The applicant of the sign-up scenario becomes a member: the operator
-    // approves and reads the letter, the member makes a keystore and
-    // registers, the operator links the card; then the member pays in the
-    // browser with passwords A and B.
+    // The applicant of the sign-up scenario is approved and its letter waits
+    // in the outbox. `kessai up` registered its demo member in the wallet
+    // (keystore, key, a virtual prepaid card funded by bank transfer): the
+    // operator links the card to it; then the member pays from the prepaid
+    // card, and with the card, in the browser with passwords A and B.
     let center_url = format!("https://127.0.0.1:{center}");
     let ca = dir.join("ca");
     let cli = |args: &[&str], env: &[(&str, &str)]| {
@@ -150,23 +151,35 @@ fn a_person_buys_the_ebook_cancels_once_is_refused_a_bill_over_the_balance_and_c
         serde_json::from_str(&cli(&[&base[..], args].concat(), &[])).unwrap()
     };
     let approved = admin(&["approve", signup["application"].as_str().unwrap()]);
-    let member = approved["member"].as_str().unwrap().to_owned();
+    let applicant = approved["member"].as_str().unwrap().to_owned();
     let outbox = admin(&["outbox"]);
-    let code =
-        outbox["letters"][0]["text"].as_str().unwrap().lines().find_map(|l| l.strip_prefix("Your activation code: "));
-    let wallet_toml = dir.join("wallet.toml");
-    let wallet_toml = wallet_toml.to_str().unwrap();
-    let env = [("PW_A", "the member's password A"), ("PW_B", "the member's password B"), ("CODE", code.unwrap())];
-    let passwords = ["--password-a-env", "PW_A", "--password-b-env", "PW_B"];
-    cli(&[&["wallet", "--config", wallet_toml, "member", "init"][..], &passwords].concat(), &env);
-    cli(&crate::member_register_args(wallet_toml, &member), &env);
+    let letter = outbox["letters"].as_array().unwrap().iter().find(|l| l["member"] == applicant.as_str());
+    assert!(letter.is_some_and(|l| l["text"].as_str().unwrap().contains("Your activation code: ")), "{outbox}");
+    let member = std::fs::read_to_string(dir.join("wallet").join("member-number")).unwrap().trim().to_owned();
     let card_id = card.card_id.to_string();
     admin(&["link-card", "--card-id", &card_id, "--member", &member]);
     let (out, result, stderr) = scenarios(&[
-        ("KESSAI_SCENARIOS", "member"),
-        ("KESSAI_PASSWORD_A", "the member's password A"),
-        ("KESSAI_PASSWORD_B", "the member's password B"),
+        ("KESSAI_SCENARIOS", "prepaid,member"),
+        ("KESSAI_PASSWORD_A", "demo password A"),
+        ("KESSAI_PASSWORD_B", "demo password B"),
     ]);
+    let prepaid = &result["scenarios"]["prepaid"];
+    assert_eq!(prepaid["ok"], true, "{prepaid}");
+    assert_eq!(prepaid["balance"], "JPY 18,800", "JPY 20,000 by bank transfer, less JPY 1,200: {prepaid}");
+    assert!(prepaid["refused"].as_str().unwrap().contains("JPY 50,000"), "{prepaid}");
+    assert_eq!(prepaid["shown"]["balance"], "JPY 18,800", "{prepaid}");
+    assert!(prepaid["shown"]["payments"].as_str().unwrap().contains("JPY 1,200"), "{prepaid}");
+    let steps: Vec<&str> = prepaid["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
+    for step in [
+        "bill-offers-prepaid",
+        "review-prepaid",
+        "paid-from-prepaid",
+        "order-paid",
+        "prepaid-insufficient",
+        "prepaid-cards",
+    ] {
+        assert!(steps.contains(&step), "the prepaid purchase went through {step}: {steps:?}");
+    }
     let paid = &result["scenarios"]["member"];
     assert_eq!(paid["ok"], true, "{paid}");
     assert!(out.status.success(), "{stderr}");

@@ -376,3 +376,111 @@ fn a_member_registers_and_its_card_pays_only_on_its_signed_instruction() {
     assert!(names.iter().any(|n| n.starts_with("member-next.kms.refused-")), "{names:?}");
     assert!(!names.iter().any(|n| n == "member-next.kms"), "{names:?}");
 }
+
+/// #18 end to end with real processes: a registered member opens a virtual
+/// prepaid card paid by bank transfer (`kessai wallet prepaid open`), the
+/// simulated bank writes the pool account's camt.053 (`kessai bank
+/// statement`), the operator imports it on the center's host (`kessai
+/// center import-statement`, twice: the second changes nothing), cash is
+/// recorded (`kessai admin cash`), and the member pays the store from the
+/// card (`kessai wallet prepaid pay`): SIG3 and the store's SIG4 verified.
+#[test]
+fn a_member_funds_a_prepaid_card_by_transfer_and_cash_and_pays_a_store_from_it() {
+    let d = Deployment::new(34);
+    let ca = d.ca_path();
+    let out = kessai(&["pki", "issue", "--dir", ca.to_str().unwrap(), "--client", "kessai-mall"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (center_port, store_port) = (free_port(), free_port());
+    let center_base = format!("https://127.0.0.1:{center_port}");
+    let store_base = format!("https://127.0.0.1:{store_port}");
+    let config = d.center_config("center", center_port, None);
+    let center_config = config.to_str().unwrap();
+    let out = kessai(&["center", "init", "--config", center_config], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_card_id, image) = d.issue_card(&config, 1, 1_000);
+    let _center = CenterProcess::start(&config);
+    d.wait_healthy(center_port);
+    let (_store, _) = start_store(&d, store_port, center_port);
+    let admin = |args: &[&str]| admin_cli(&d, &center_base, args);
+    register_mall(&d, &center_base, &store_base);
+    admin(&["register-store", "--id", "bookshop", "--display-name", "Kessai Books", "--mall", "kessai-mall"]);
+
+    let apply = json!({ "kind": "general", "name": "Hanako Yamada", "contact": "hanako@example.jp" });
+    let (_, application) = d.post(&format!("{center_base}/v1/members/applications"), "apply-1", &apply).unwrap();
+    let approved = admin(&["approve", application["application_id"].as_str().unwrap()]);
+    let member = approved["member"].as_str().unwrap().to_owned();
+    let outbox = admin(&["outbox"]);
+    let code = outbox["letters"][0]["text"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Your activation code: "))
+        .unwrap()
+        .to_owned();
+    let wallet = wallet_toml(&d, center_port, &image);
+    let wallet = wallet.to_str().unwrap();
+    let env = [("PW_A", "the member's password A"), ("PW_B", "the member's password B"), ("CODE", code.as_str())];
+    let signer = ["--member", member.as_str(), "--password-a-env", "PW_A", "--password-b-env", "PW_B"];
+    let init = kessai(
+        &["wallet", "--config", wallet, "member", "init", "--password-a-env", "PW_A", "--password-b-env", "PW_B"],
+        &env,
+    );
+    assert!(init.status.success(), "{}", stderr(&init));
+    let out = kessai(&crate::member_register_args(wallet, &member), &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Open a card funded by a bank transfer: a reference to quote.
+    let prepaid = ["wallet", "--config", wallet, "prepaid"];
+    let open = [&prepaid[..], &["open", "20000", "--method", "bank-transfer"], &signer].concat();
+    let out = kessai(&open, &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let reference = text.lines().find_map(|l| l.trim().strip_prefix("quote this reference: ")).unwrap().to_owned();
+    let card = text.split_whitespace().find(|w| w.starts_with("vpc_")).unwrap().to_owned();
+    assert!(text.contains("awaiting"), "{text}");
+
+    // The bank's statement, imported on the center's host, twice.
+    let statement = d.dir.path().join("statement.xml");
+    let bank = ["bank", "statement", "--out", statement.to_str().unwrap(), "--id", "STMT-E2E-1"];
+    let credit = format!("20000:{reference}");
+    let out = kessai(&[&bank[..], &["--credit", &credit, "--credit", "500:"]].concat(), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let import = ["center", "import-statement", "--config", center_config, statement.to_str().unwrap()];
+    let out = kessai(&import, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("1 matched, 1 to suspense"), "{}", stdout(&out));
+    let out = kessai(&import, &[]);
+    assert!(stdout(&out).contains("0 matched, 0 to suspense, 0 to review, 2 imported before"), "{}", stdout(&out));
+    let queue = admin(&["bank-credits", "--status", "suspense"]);
+    assert_eq!(queue["bank_credits"].as_array().unwrap().len(), 1, "{queue}");
+
+    // Cash by registered mail, recorded by the operator.
+    let fund = [&prepaid[..], &["fund", "5000", "--method", "cash", "--card", &card], &signer].concat();
+    let out = kessai(&fund, &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let funding = stdout(&out).split_whitespace().find(|w| w.starts_with("fnd_")).unwrap().to_owned();
+    let recorded = admin(&["cash", &funding, "--amount", "5000"]);
+    assert_eq!(recorded["status"], "issued", "{recorded}");
+    let show = [&prepaid[..], &["show"], &signer].concat();
+    let out = kessai(&show, &env);
+    assert!(stdout(&out).contains("balance JPY 25,000"), "{}", stdout(&out));
+
+    // Pay the store from the card: SIG3 and the store's SIG4 verified.
+    let order = place_order(&d, &store_base);
+    let bill_url = format!("{store_base}/orders/{order}/bill");
+    let pay = [&prepaid[..], &["pay", &bill_url, "--card", &card], &signer].concat();
+    let out = kessai(&pay, &env);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("completion (SIG3) verified") && text.contains("receipt (SIG4) verified"), "{text}");
+    // Paid once: the same bill again answers the same payment.
+    let again = kessai(&pay, &env);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let settlement = |t: &str| t.split_whitespace().find(|w| w.starts_with("stl_")).map(str::to_owned);
+    assert_eq!(settlement(&stdout(&again)), settlement(&text));
+    let out = kessai(&show, &env);
+    let shown = stdout(&out);
+    assert!(shown.contains(&order), "the payment is in the card's history: {shown}");
+    assert!(!shown.contains("balance JPY 25,000"), "{shown}");
+    assert_eq!(card_balance(&image), 1_000, "the IC card is untouched");
+}

@@ -63,7 +63,14 @@ fn up_starts_every_party_stops_on_ctrl_c_and_keeps_its_data() {
     let first = up_once(&dir, ports);
     assert!(first.contains("JPY 30,000"), "the demo card holds value: {first}");
     let image = std::fs::read(dir.join("card.img")).unwrap();
+    // The demo member: registered, with a virtual prepaid card its wallet knows.
+    let member = std::fs::read_to_string(dir.join("wallet/member-number")).unwrap();
+    assert!(member.starts_with("m-"), "{member}");
+    let cards = std::fs::read_to_string(dir.join("wallet/prepaid-cards")).unwrap();
+    assert_eq!(cards.lines().filter(|l| l.starts_with("vpc_")).count(), 1, "{cards}");
     let second = up_once(&dir, ports);
+    assert_eq!(std::fs::read_to_string(dir.join("wallet/member-number")).unwrap(), member, "the same member");
+    assert_eq!(std::fs::read_to_string(dir.join("wallet/prepaid-cards")).unwrap(), cards, "no second card");
     assert!(second.contains("JPY 30,000"));
     assert_eq!(std::fs::read(dir.join("card.img")).unwrap(), image, "a restart reuses the card, not a new one");
     for kept in ["ca/ca.key", "center/center.key", "center/kek.hex", "store/mall.key", "wallet.toml"] {
