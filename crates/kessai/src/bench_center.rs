@@ -42,7 +42,7 @@ struct Sample {
     bytes: u64,
 }
 
-fn pct(sorted: &[u64], p: f64) -> f64 {
+pub(crate) fn pct(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -50,7 +50,7 @@ fn pct(sorted: &[u64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)] as f64 / 1000.0
 }
 
-fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+pub(crate) fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let after = stat.rsplit_once(')').context("/proc stat")?.1;
     let f: Vec<&str> = after.split_whitespace().collect();
@@ -92,13 +92,28 @@ fn kessai_cmd(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn setup(
-    wallets: usize,
+/// Center processes the bench started, with their database.
+pub(crate) struct Centers {
+    pub(crate) children: Vec<std::process::Child>,
+    pub(crate) bases: Vec<String>,
+    pub(crate) client: HttpsClient,
+    pub(crate) admin: HttpsClient,
+    pub(crate) configs: Vec<kessai_center::config::CenterConfig>,
+    pub(crate) pg: Option<crate::pg_cluster::PgCluster>,
+    pub(crate) dir: tempfile::TempDir,
+}
+
+/// Starts `instances` center processes, each with its own data directory
+/// (the first makes the keys, the others are provisioned with them), on
+/// SQLite or a throwaway PostgreSQL cluster; `extra` is added to each
+/// configuration (its sections after `[limits]`).
+pub(crate) async fn start_centers(
     database: Database,
     instances: usize,
     pg_statements: bool,
     center_log: Option<&std::path::Path>,
-) -> anyhow::Result<Setup> {
+    extra: &str,
+) -> anyhow::Result<Centers> {
     let dir = tempfile::tempdir()?;
     let ca = dir.path().join("ca");
     let ca_s = ca.to_str().context("path")?;
@@ -125,7 +140,7 @@ async fn setup(
                 "party_id = \"center\"\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"https://127.0.0.1:{port}\"\n\
                  data_dir = \"{}\"\n{database_url}delivery_interval_ms = 60000\n[tls]\nca_dir = \"{ca_s}\"\n\
                  server_name = \"localhost\"\nclient_name = \"center\"\n[limits]\nmax_body_bytes = 65536\n\
-                 request_timeout_ms = 15000\nrate_per_client_per_s = 0\nrate_burst = 0\n",
+                 request_timeout_ms = 15000\nrate_per_client_per_s = 0\nrate_burst = 0\n{extra}",
                 dir.path().join(format!("data-{i}")).display()
             ),
         )?;
@@ -137,8 +152,6 @@ async fn setup(
         configs.push((config_path, config));
         bases.push(format!("https://127.0.0.1:{port}"));
     }
-    let masters = kessai_center::app::master_keys(&configs[0].1)?;
-    let master = masters.get(&1).context("key version 1")?.clone();
     let log = |log: Option<&std::path::Path>| -> anyhow::Result<std::process::Stdio> {
         Ok(match log {
             Some(path) => std::fs::OpenOptions::new().create(true).append(true).open(path)?.into(),
@@ -161,6 +174,21 @@ async fn setup(
     for base in &bases {
         wait_healthy(&client, base).await?;
     }
+    let configs = configs.into_iter().map(|(_, c)| c).collect();
+    Ok(Centers { children, bases, client, admin, configs, pg, dir })
+}
+
+async fn setup(
+    wallets: usize,
+    database: Database,
+    instances: usize,
+    pg_statements: bool,
+    center_log: Option<&std::path::Path>,
+) -> anyhow::Result<Setup> {
+    let Centers { children, bases, client, admin, configs, pg, dir } =
+        start_centers(database, instances, pg_statements, center_log, "").await?;
+    let masters = kessai_center::app::master_keys(&configs[0])?;
+    let master = masters.get(&1).context("key version 1")?.clone();
     let base = &bases[0];
     let merchant =
         Merchant::new(StoreId::parse("kessai-mall")?, SigningKey::generate(&mut OsRandom), PartyId::parse("center")?);
@@ -395,7 +423,7 @@ fn report(label: &str, samples: &[Sample], elapsed_s: f64, ticks: &Ticks) {
 /// shared host both move from run to run, and every figure with them.
 /// SHA-256 on one core, and a round trip between two threads (what every
 /// SQLite statement and every wake-up costs).
-fn calibrate() -> String {
+pub(crate) fn calibrate() -> String {
     format!("SHA-256 on one core {:.0} MB/s; thread round trip {:.1} µs", sha256_mb_s(), thread_round_trip_us())
 }
 

@@ -9,6 +9,7 @@ mod admin;
 mod bank;
 mod bench;
 mod bench_center;
+mod bench_prepaid;
 mod card;
 mod center;
 mod demo;
@@ -255,6 +256,22 @@ enum BenchCommand {
         #[arg(long)]
         center_log: Option<PathBuf>,
     },
+    /// Payments/s from virtual prepaid cards (one request a payment, no card round trips).
+    Prepaid {
+        /// Members paying back to back, each from its own prepaid card.
+        #[arg(long, default_value_t = 64)]
+        members: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, value_enum, default_value = "sqlite")]
+        database: bench_center::Database,
+        /// Center instances (more than one needs --database postgres).
+        #[arg(long, default_value_t = 1)]
+        instances: usize,
+        /// Where the center processes' log goes (default: discarded).
+        #[arg(long)]
+        center_log: Option<PathBuf>,
+    },
     /// Full secure DEBIT sessions per second, in-process and over vpcd, with and without fsync.
     Card {
         /// Sessions per run without fsync (runs with fsync do a tenth).
@@ -289,6 +306,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             bench_center::run(wallets, seconds, database, instances, pg_statements, center_log.as_deref())
         }
         Command::Bench(BenchCommand::Ledger { seconds, postgres, pg_bin }) => bench::ledger(seconds, postgres, pg_bin),
+        Command::Bench(BenchCommand::Prepaid { members, seconds, database, instances, center_log }) => {
+            bench_prepaid::run(members, seconds, database, instances, center_log.as_deref())
+        }
     }
 }
 

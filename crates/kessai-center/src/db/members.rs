@@ -55,6 +55,20 @@ pub enum Entered {
     Duplicate,
 }
 
+fn member_row(r: &dyn Columns) -> Result<MemberRow, DbError> {
+    Ok(MemberRow {
+        member: r.required_text("member")?,
+        kind: r.required_text("kind")?,
+        details: r.required_text("details")?,
+        kid: r.required_text("kid")?,
+        public_key: r.required_text("public_key")?,
+        not_before: Timestamp::from_unix_s(to_u64(r.required_int("not_before")?)?),
+        not_after: Timestamp::from_unix_s(to_u64(r.required_int("not_after")?)?),
+        status: r.required_text("status")?,
+        registration_jti: r.required_text("registration_jti")?,
+    })
+}
+
 const LETTER_COLUMNS: &str = "id, member, kind, letter, code_hash, expires_at, sent_at, used_at";
 
 fn letter_row(r: &dyn Columns) -> Result<LetterRow, DbError> {
@@ -285,27 +299,15 @@ impl CenterDb {
     }
 
     pub async fn member(&self, member: &str) -> Result<Option<MemberRow>, DbError> {
-        let row = sqlx::query(
+        // On every prepaid payment's and instruction's path: on SQLite a
+        // read on the calling thread.
+        self.read_one(
             "SELECT member, kind, details, kid, public_key, not_before, not_after, status, registration_jti
              FROM center_members WHERE member = $1",
+            &[member],
+            member_row,
         )
-        .bind(member.to_owned())
-        .fetch_optional(&mut *self.read().await?)
-        .await?;
-        row.map(|r| {
-            Ok(MemberRow {
-                member: r.try_get("member")?,
-                kind: r.try_get("kind")?,
-                details: r.try_get("details")?,
-                kid: r.try_get("kid")?,
-                public_key: r.try_get("public_key")?,
-                not_before: Timestamp::from_unix_s(to_u64(r.try_get("not_before")?)?),
-                not_after: Timestamp::from_unix_s(to_u64(r.try_get("not_after")?)?),
-                status: r.try_get("status")?,
-                registration_jti: r.try_get("registration_jti")?,
-            })
-        })
-        .transpose()
+        .await
     }
 
     /// Links card `card` to `member` (or unlinks it), and whether its

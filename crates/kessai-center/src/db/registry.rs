@@ -51,14 +51,13 @@ impl CenterDb {
     }
 
     pub async fn store(&self, id: &StoreId) -> Result<Option<StoreRecord>, DbError> {
-        let row = sqlx::query(
+        self.read_one(
             "SELECT id AS s_id, name AS s_name, mall AS s_mall, notify_url AS s_notify_url,
              client_name AS s_client_name, bank_account AS s_bank_account FROM center_stores WHERE id = $1",
+            &[id.as_str()],
+            store_row,
         )
-        .bind(id.as_str().to_owned())
-        .fetch_optional(&mut *self.read().await?)
-        .await?;
-        row.map(|r| store_row(&r)).transpose()
+        .await
     }
 
     /// [`CenterDb::store`] and [`CenterDb::card`] in one statement.
