@@ -78,6 +78,7 @@ pub const CODE_REPLACEMENT: u16 = 7;
 pub const CODE_PREPAID_FUNDING: u16 = 8;
 pub const CODE_PREPAID_PAYMENT: u16 = 9;
 pub const CODE_SUSPENSE: u16 = 10;
+pub const CODE_PREPAID_TO_CARD: u16 = 11;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -517,6 +518,29 @@ impl Entries {
         let accounts = vec![prepaid_account(card, c)?, payable_account(payee, c, shard)?];
         let t = posted(id, (store_payable_id(payee, c, shard), prepaid_account_id(card)), amount, CODE_REFUND)?;
         Ok(Entries::of("the prepaid refund", accounts, t))
+    }
+
+    /// Value moved from a prepaid card to an IC card (a value update): the
+    /// pending transfer prepaid → card float, made when the sealed CREDIT is
+    /// issued (id = the card transaction id; refused beyond the prepaid
+    /// card's value), posted when the card confirms, voided when it
+    /// provably did not happen.
+    pub fn prepaid_to_card_hold(
+        tx: &TransactionId,
+        prepaid: &PrepaidId,
+        card: &CardId,
+        amount: Money,
+    ) -> Result<Entries, BooksError> {
+        let c = amount.currency();
+        let accounts = vec![prepaid_account(prepaid, c)?, float_account(card, c)?];
+        let t =
+            pending(tx.as_u128(), (prepaid_account_id(prepaid), card_float_id(card)), amount, CODE_PREPAID_TO_CARD)?;
+        Ok(Entries::of("the hold of value moved from a prepaid card", accounts, t))
+    }
+
+    /// Posts or voids value moved from a prepaid card.
+    pub fn prepaid_to_card_resolve(tx: &TransactionId, amount: Money, post: bool) -> Result<Entries, BooksError> {
+        resolve(tx, amount, post, CODE_PREPAID_TO_CARD)
     }
 
     /// A payment from a prepaid card to a store: prepaid → store payable,

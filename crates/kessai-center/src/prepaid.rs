@@ -194,6 +194,10 @@ pub enum PrepaidError {
     Statement(String),
     #[error("this bill is paid already")]
     BillPaid,
+    #[error("IC card {0} is not linked to this member")]
+    NotMembersCard(kessai_core::ids::CardId),
+    #[error(transparent)]
+    Update(crate::update::UpdateError),
     #[error(transparent)]
     Center(#[from] CenterError),
 }
@@ -266,7 +270,11 @@ pub struct PaymentLine {
 #[serde(untagged)]
 pub enum PrepaidReply {
     Funding(Box<FundingView>),
-    Inquiry { cards: Vec<CardView> },
+    Inquiry {
+        cards: Vec<CardView>,
+    },
+    /// Value moving to an IC card: the value update to run (§9).
+    Update(Box<crate::update::UpdateReply>),
 }
 
 /// What a payment answers: the completion (SIG3) and the card's new
@@ -376,6 +384,7 @@ impl Center {
         }
         match request.action() {
             PrepaidAction::Inquire => self.inquire(&member.member, request.account()).await,
+            PrepaidAction::ToCard => self.to_card(request).await,
             PrepaidAction::Open | PrepaidAction::Fund => {
                 self.fund(request, payment_card, authorizer).await.map(|f| PrepaidReply::Funding(Box::new(f)))
             }
@@ -551,6 +560,47 @@ impl Center {
             }
         }
         Ok(funding_view(&funding, &self.prepaid))
+    }
+
+    /// Value moved from the member's prepaid card onto the member's IC card
+    /// (#18 ④): a value update funded by the prepaid card, which the wallet
+    /// runs through the card's secure session as a charge (SIG5). The IC
+    /// card must be linked to the member; the prepaid card must be the
+    /// member's, active, its value unexpired and enough. Its id is derived
+    /// from the member and the request id, so the same request again is the
+    /// same update.
+    async fn to_card(&self, request: &PrepaidRequest) -> Result<PrepaidReply, PrepaidError> {
+        let member = request.member().as_str();
+        let (Some(account), Some(amount), Some(card_id)) = (request.account(), request.amount(), request.card_id())
+        else {
+            return Err(PrepaidError::Refused(
+                "moving value names the prepaid card, the amount and the IC card".into(),
+            ));
+        };
+        if !matches!(self.db.card_member(&card_id).await?, Some((m, _)) if m == member) {
+            return Err(PrepaidError::NotMembersCard(card_id));
+        }
+        let prepaid = self.db.prepaid_card(account).await?.filter(|c| c.member == member);
+        let prepaid = prepaid.ok_or_else(|| PrepaidError::UnknownCard(account.to_string()))?;
+        if prepaid.status != "active" {
+            return Err(PrepaidError::Closed(prepaid.id));
+        }
+        if prepaid.currency != amount.currency() {
+            return Err(PrepaidError::Currency { card: prepaid.currency, asked: amount.currency() });
+        }
+        if let Some(expired) = prepaid.value_expires_at.filter(|at| *at <= self.clock.now()) {
+            return Err(PrepaidError::ValueExpired(expired));
+        }
+        let balance = self.books.prepaid_balance(&prepaid.id).await?.unwrap_or(0);
+        if balance < amount.amount_minor() {
+            return Err(PrepaidError::Insufficient { balance: money(balance, prepaid.currency)?, amount });
+        }
+        let digest = Sha256Digest::of(format!("kessai-prepaid-to-card\0{member}\0{}", request.request_id()).as_bytes());
+        let id = kessai_core::ids::UpdateId::parse(&format!("vup_{}", hex::encode(&digest.as_bytes()[..16])))
+            .map_err(|e| PrepaidError::Refused(e.to_string()))?;
+        let reply = self.create_from_prepaid(id, card_id, &prepaid.id, amount).await.map_err(PrepaidError::Update)?;
+        tracing::info!(card = %card_id, prepaid = %prepaid.id, amount = %amount, update = %reply.update_id, "value moving from a prepaid card to an IC card");
+        Ok(PrepaidReply::Update(Box::new(reply)))
     }
 
     /// A request id seen before: its funding as it stands, if the request

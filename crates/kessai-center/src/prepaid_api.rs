@@ -65,6 +65,11 @@ pub fn prepaid_api_error(e: PrepaidError) -> ApiError {
         PrepaidError::UnknownCredit(_) => ApiError::not_found("unknown_bank_credit", e.to_string()),
         PrepaidError::Statement(_) => invalid("statement_refused", &e),
         PrepaidError::BillPaid => conflict("bill_paid", &e).with_param("bill"),
+        PrepaidError::NotMembersCard(_) => forbidden("card_not_members", &e).with_param("card_id"),
+        PrepaidError::Update(_) => match e {
+            PrepaidError::Update(u) => crate::update_api::update_api_error(u),
+            _ => unreachable!("matched above"),
+        },
         PrepaidError::Authorizer(_) => match e {
             PrepaidError::Authorizer(a) => authorizer_error(a),
             _ => unreachable!("matched above"),

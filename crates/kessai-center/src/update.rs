@@ -463,6 +463,58 @@ impl Center {
     /// what that charge put on the card, less what went back already
     /// (reserved in the same transaction that stores the decrease). The
     /// credit card is refunded only when the card confirms the DEBIT.
+    /// A value update moving `amount` from prepaid card `prepaid_id` onto
+    /// registered, active IC card `card_id` (#18), on a request the caller
+    /// checked is the member's (of both cards). Id `id`: the same request
+    /// again answers the update as it stands.
+    pub(crate) async fn create_from_prepaid(
+        &self,
+        id: UpdateId,
+        card_id: CardId,
+        prepaid_id: &kessai_core::ids::PrepaidId,
+        amount: Money,
+    ) -> Result<UpdateReply, UpdateError> {
+        let purpose = Purpose::FromPrepaid { prepaid_id: prepaid_id.clone() };
+        if let Some((existing, _)) = self.db.value_update(id.as_str()).await? {
+            if existing.card_id != card_id || existing.amount != amount || existing.purpose != purpose {
+                return Err(UpdateError::ChargeIdInUse(existing.id.to_string()));
+            }
+            return self.resume_value_update(existing).await;
+        }
+        let card = self.db.card(&card_id).await?.ok_or(UpdateError::UnknownCard(card_id))?;
+        if card.status != CardRegistryStatus::Active {
+            return Err(StepError::CardNotActive(card.id).into());
+        }
+        if amount.currency() != card.currency {
+            return Err(StepError::CurrencyMismatch { bill: amount.currency(), card: card.currency }.into());
+        }
+        // SIG5's `funding_ref`: the prepaid card that pays for it.
+        let funding = Reference::parse(prepaid_id.as_str()).map_err(|e| UpdateError::BadApdu(e.to_string()))?;
+        let mut rng = self.random.generator();
+        let (update, init) = {
+            let mut ctx = self.ctx(rng.as_mut());
+            let input = NewUpdate {
+                id,
+                card_id: card.id,
+                key_version: card.key_version,
+                max_balance_minor: card.max_balance_minor,
+                direction: Direction::Credit,
+                purpose,
+                amount,
+                authorization: Some(funding),
+            };
+            ValueUpdate::create(&mut ctx, input)?
+        };
+        match self.db.insert_update(&update, self.clock.now()).await {
+            Ok(()) => Ok(self.update_answer(&update, &[init])),
+            Err(e) if e.is_unique_violation() => match self.db.value_update(update.id.as_str()).await? {
+                Some((existing, _)) => self.resume_value_update(existing).await,
+                None => Err(e.into()),
+            },
+            Err(e) => Err(e.into()),
+        }
+    }
+
     pub async fn create_decrease(&self, request: DecreaseRequest) -> Result<UpdateReply, UpdateError> {
         let purpose = Purpose::RefundToCreditCard { charge_id: request.charge_id.clone() };
         if let Some((existing, _)) = self.db.value_update(request.id.as_str()).await? {
@@ -908,6 +960,29 @@ impl<'u> Funding<'u> for Unbooked<'u> {
     }
 }
 
+/// Value moved from a member's virtual prepaid card (#18): prepaid → card
+/// float, held when the CREDIT is sealed (refused beyond the prepaid card's
+/// value), posted when the card confirms.
+struct FromPrepaidCard<'u> {
+    prepaid_id: &'u kessai_core::ids::PrepaidId,
+}
+
+impl<'u> Funding<'u> for FromPrepaidCard<'u> {
+    fn hold(&self, u: &'u ValueUpdate) -> Result<Effects<'u>, BooksError> {
+        Ok(Effects::books(Entries::prepaid_to_card_hold(&u.transaction_id, self.prepaid_id, &u.card_id, u.amount)?))
+    }
+
+    fn complete(&self, u: &'u ValueUpdate) -> Result<Effects<'u>, BooksError> {
+        Ok(Effects::books(Entries::prepaid_to_card_resolve(&u.transaction_id, u.amount, true)?))
+    }
+
+    fn void(&self, u: &'u ValueUpdate, held: bool) -> Result<Effects<'u>, BooksError> {
+        let entries =
+            if held { Entries::prepaid_to_card_resolve(&u.transaction_id, u.amount, false)? } else { Entries::none() };
+        Ok(Effects::books(entries))
+    }
+}
+
 /// The funding behind a value update.
 fn funding_of(purpose: &Purpose) -> Box<dyn Funding<'_> + '_> {
     match purpose {
@@ -915,6 +990,7 @@ fn funding_of(purpose: &Purpose) -> Box<dyn Funding<'_> + '_> {
         Purpose::RefundToCreditCard { charge_id } => Box::new(BackToCreditCard { charge_id }),
         Purpose::Owed { owed_id } => Box::new(OwedItem { owed_id }),
         Purpose::TakeBackUnfunded { owed_id } => Box::new(Unbooked { owed_id }),
+        Purpose::FromPrepaid { prepaid_id } => Box::new(FromPrepaidCard { prepaid_id }),
     }
 }
 

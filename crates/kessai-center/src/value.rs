@@ -63,6 +63,9 @@ pub enum Purpose {
     /// `owed_id`, see [`crate::owed::OwedKind::Unfunded`]); the books never
     /// posted it, so nothing is posted.
     TakeBackUnfunded { owed_id: String },
+    /// Value moved from the member's virtual prepaid card `prepaid_id` (#18),
+    /// on the member's signed request; that card funds it.
+    FromPrepaid { prepaid_id: kessai_core::ids::PrepaidId },
 }
 
 impl Purpose {
@@ -73,6 +76,7 @@ impl Purpose {
             Purpose::RefundToCreditCard { .. } => "refund_to_credit_card",
             Purpose::Owed { .. } => "owed",
             Purpose::TakeBackUnfunded { .. } => "take_back_unfunded",
+            Purpose::FromPrepaid { .. } => "from_prepaid",
         }
     }
 }

@@ -221,6 +221,9 @@ enum Opening {
     Decrease { charge_id: String },
     /// Already opened (an owed item the center handed out).
     Opened(Box<ChargeReply>),
+    /// `POST /v1/prepaid/requests`: the member's signed request to move
+    /// value from a prepaid card onto this card (#18), `{"request": JWS}`.
+    Prepaid(Value),
 }
 
 fn expect(step: &'static str, r: &ChargeReply, phase: &str, apdus: usize) -> Result<(), ChargeError> {
@@ -295,6 +298,23 @@ impl Wallet {
         self.begin_update(("dec_", UpdateKind::Decrease, Direction::Debit), amount, opening, progress).await
     }
 
+    /// Moves value from the member's prepaid card onto the card in the
+    /// reader: `request(card id)` is the member's signed request naming it
+    /// (#18 ④), sent as the update's create; then as a charge, SIG5 checked.
+    pub async fn begin_from_prepaid(
+        &self,
+        amount: Money,
+        request: impl FnOnce(CardId) -> Result<Value, ChargeError>,
+        progress: &mut (dyn FnMut(ChargeProgress) + Send),
+    ) -> Result<ChargeOffered, ChargeError> {
+        let card = {
+            let _turn = self.conversation.lock().await;
+            self.card.summary().await?
+        };
+        let opening = Opening::Prepaid(request(card.card_id)?);
+        self.begin_update(("pre_", UpdateKind::FromPrepaid, Direction::Credit), amount, opening, progress).await
+    }
+
     /// Reads the card, records the update (`prefix`: of its local id),
     /// opens it at the center and verifies SIG5; records why if it stops.
     async fn begin_update(
@@ -338,6 +358,10 @@ impl Wallet {
                 (self.charge_post(local_id, "create", "/v1/decreases", &body).await.map_err(refusal_of_charge)?, None)
             }
             Opening::Opened(r) => (*r, None),
+            Opening::Prepaid(body) => {
+                let r = self.charge_post(local_id, "create", "/v1/prepaid/requests", &body).await;
+                (r.map_err(refusal_of_charge)?, None)
+            }
         };
         expect("create", &r, "authenticating", 1)?;
         let update =

@@ -163,6 +163,8 @@ pub enum UpdateKind {
     Decrease,
     /// What the center owed the card (a refund) or the card owed (a correction).
     Owed,
+    /// Value moved from the member's virtual prepaid card (#18).
+    FromPrepaid,
 }
 
 impl UpdateKind {
@@ -171,11 +173,14 @@ impl UpdateKind {
             UpdateKind::Charge => "charge",
             UpdateKind::Decrease => "decrease",
             UpdateKind::Owed => "owed",
+            UpdateKind::FromPrepaid => "from_prepaid",
         }
     }
 
     fn parse(s: &str) -> Option<UpdateKind> {
-        [UpdateKind::Charge, UpdateKind::Decrease, UpdateKind::Owed].into_iter().find(|k| k.as_str() == s)
+        [UpdateKind::Charge, UpdateKind::Decrease, UpdateKind::Owed, UpdateKind::FromPrepaid]
+            .into_iter()
+            .find(|k| k.as_str() == s)
     }
 }
 

@@ -170,6 +170,7 @@ impl Wallet {
             account,
             amount: Some(amount),
             method: Some(method),
+            card_id: None,
         };
         let f = funding(self.prepaid_post(signer, draft, card).await?)?;
         if opening && f.status != "declined" {
@@ -225,6 +226,7 @@ impl Wallet {
             account,
             amount: None,
             method: None,
+            card_id: None,
         };
         let answer = self.prepaid_post(signer, draft, None).await?;
         let inquiry: Inquiry =
@@ -308,6 +310,49 @@ impl Wallet {
             tokio::time::sleep(std::time::Duration::from_millis(RECEIPT_POLL_INTERVAL_MS)).await;
         }
         Ok(None)
+    }
+}
+
+impl Wallet {
+    /// Moves `amount` from the member's prepaid card `account` onto the IC
+    /// card in the reader (#18 ④): the member's signed request, then the
+    /// card's secure session as a charge's, SIG5 checked before the CREDIT
+    /// is relayed.
+    pub async fn prepaid_to_card(
+        &self,
+        signer: &Signer,
+        request_id: RequestId,
+        account: PrepaidId,
+        amount: Money,
+        progress: &mut (dyn FnMut(crate::ChargeProgress) + Send),
+    ) -> Result<crate::ChargeOutcome, crate::ChargeError> {
+        let (member, key) = signer;
+        let now = self.clock.now();
+        let request = |card_id| -> Result<Value, crate::ChargeError> {
+            let draft = PrepaidRequestDraft {
+                member: member.clone(),
+                request_id,
+                action: PrepaidAction::ToCard,
+                account: Some(account),
+                amount: Some(amount),
+                method: None,
+                card_id: Some(card_id),
+            };
+            let sign = || -> Result<String, kessai_core::jws::JwsError> {
+                let body = PrepaidRequest::new(draft)?;
+                let claims =
+                    Claims::for_lifetime(member.clone(), MessageId::generate(&mut OsRandom), now, REQUEST_LIFETIME_S)?;
+                prepaid::sign(&claims, &body, key)
+            };
+            let token = sign().map_err(|e| crate::ChargeError::Setup(format!("signing the prepaid request: {e}")))?;
+            Ok(json!({ "request": token }))
+        };
+        let offered = self.begin_from_prepaid(amount, request, progress).await?;
+        let relayed = self.relay_credit(offered).await?;
+        progress(crate::ChargeProgress::CreditRelayed);
+        let done = self.complete_charge(relayed).await?;
+        progress(crate::ChargeProgress::Completed { balance_after: done.balance_after });
+        Ok(done)
     }
 }
 

@@ -109,6 +109,7 @@ async fn member(c: &Centers, n: usize) -> anyhow::Result<Member> {
         account: None,
         amount: Some(Money::new(CARD_VALUE_MINOR, Currency::JPY)?),
         method: Some(FundingMethod::Cash),
+        card_id: None,
     })?;
     let claims = Claims::for_lifetime(member.clone(), MessageId::generate(&mut OsRandom), now, 300)?;
     let signed = prepaid::sign(&claims, &request, &key)?;

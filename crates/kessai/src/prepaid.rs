@@ -42,6 +42,20 @@ pub enum PrepaidCommand {
         #[command(flatten)]
         signer: SignerArgs,
     },
+    /// Move AMOUNT from a prepaid card onto the IC card in the reader (which
+    /// the operator linked to the member): through the card's secure
+    /// session, SIG5 checked.
+    ToCard {
+        /// The prepaid card (`vpc_…`).
+        #[arg(long)]
+        card: String,
+        /// Amount in minor units (JPY: yen).
+        amount: u64,
+        #[arg(long, default_value = "JPY")]
+        currency: String,
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
     /// Pay a store's bill from a prepaid card: BILL_URL answers {"bill",
     /// "return_url"} (the store's /orders/{id}/bill).
     Pay {
@@ -190,6 +204,17 @@ pub fn run(config: &WalletConfig, runtime: &tokio::runtime::Runtime, command: Pr
                         );
                     }
                 }
+                Ok(())
+            }
+            PrepaidCommand::ToCard { card, amount, currency, signer } => {
+                let s = signer_of(&signer)?;
+                let amount = Money::new(amount, Currency::parse(&currency).context("the currency")?)?;
+                let progress = &mut |_| {};
+                let done = wallet.prepaid_to_card(&s, new_request_id(), prepaid_id(&card)?, amount, progress).await?;
+                println!(
+                    "moved {} from {card} onto card {}; the card holds {}",
+                    done.amount, done.card_id, done.balance_after
+                );
                 Ok(())
             }
             PrepaidCommand::Pay { bill_url, card, signer } => {

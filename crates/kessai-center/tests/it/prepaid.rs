@@ -60,15 +60,21 @@ pub(crate) fn request(
     amount: Option<u64>,
     method: Option<FundingMethod>,
 ) -> String {
-    let body = PrepaidRequest::new(PrepaidRequestDraft {
+    let draft = PrepaidRequestDraft {
         member: m.id.clone(),
         request_id: RequestId::parse(request_id).unwrap(),
         action,
         account: account.cloned(),
         amount: amount.map(jpy),
         method,
-    })
-    .unwrap();
+        card_id: None,
+    };
+    sign_request(c, m, draft)
+}
+
+/// `draft` signed by `m` at the center's time.
+pub(crate) fn sign_request(c: &Center, m: &Member, draft: PrepaidRequestDraft) -> String {
+    let body = PrepaidRequest::new(draft).unwrap();
     let claims = Claims::for_lifetime(m.id.clone(), MessageId::generate(&mut OsRandom), c.clock.now(), 300).unwrap();
     prepaid::sign(&claims, &body, &m.key).unwrap()
 }
@@ -643,4 +649,70 @@ async fn futures_join<F: std::future::Future>(futures: impl Iterator<Item = F>) 
     })
     .await;
     results.into_iter().map(|r| r.unwrap()).collect()
+}
+
+/// #18 ④: value moved from the member's prepaid card onto its IC card, a
+/// value update funded by the prepaid card and run through the card's
+/// secure session (SIG5). Only the member's linked card, never past the
+/// prepaid card's value, once per request.
+#[tokio::test]
+async fn value_moves_from_a_prepaid_card_to_the_members_ic_card_once() {
+    use kessai_center::update::UpdateReply;
+    use kessai_center::value::UpdatePhase;
+
+    use crate::world::{balance_of, card_id, funded_card};
+
+    let mut s = setup().await;
+    let sim = Simulator::new();
+    let (m, prepaid) = funded(&mut s, 20_000).await;
+    crate::service::register_card(&s, 1, 0).await;
+    crate::service::register_card(&s, 2, 0).await;
+    s.center.db.link_card_member(&card_id(1), Some(m.id.as_str()), true).await.unwrap();
+    let mut card = funded_card(1, 0);
+    let to_card = |request_id: &str, card: u8, amount: u64| PrepaidRequestDraft {
+        member: m.id.clone(),
+        request_id: RequestId::parse(request_id).unwrap(),
+        action: PrepaidAction::ToCard,
+        account: Some(prepaid.clone()),
+        amount: Some(jpy(amount)),
+        method: None,
+        card_id: Some(card_id(card)),
+    };
+    let update = |reply: PrepaidReply| -> UpdateReply {
+        match reply {
+            PrepaidReply::Update(u) => *u,
+            other => panic!("expected a value update, got {other:?}"),
+        }
+    };
+    // Refused: a card not linked to the member, more than the prepaid
+    // card holds. Nothing is opened.
+    let token = sign_request(&s.center, &m, to_card("t-0", 2, 5_000));
+    assert!(matches!(s.center.prepaid_request(&token, None, &sim).await, Err(PrepaidError::NotMembersCard(_))));
+    let token = sign_request(&s.center, &m, to_card("t-1", 1, 20_001));
+    assert!(matches!(s.center.prepaid_request(&token, None, &sim).await, Err(PrepaidError::Insufficient { .. })));
+
+    let token = sign_request(&s.center, &m, to_card("t-2", 1, 5_000));
+    let r = update(s.center.prepaid_request(&token, None, &sim).await.unwrap());
+    assert_eq!(r.phase, UpdatePhase::Authenticating);
+    assert_eq!(r.funding_ref.as_deref(), Some(prepaid.as_str()), "SIG5 names the prepaid card as what funds it");
+    // The same request signed again (its answer lost): the same update, in
+    // a fresh session.
+    let again = sign_request(&s.center, &m, to_card("t-2", 1, 5_000));
+    let r = {
+        let a = update(s.center.prepaid_request(&again, None, &sim).await.unwrap());
+        assert_eq!(a.update_id, r.update_id);
+        a
+    };
+    let id = r.update_id.clone();
+    let relay = crate::charge::relay;
+    let r = s.center.update_authenticate(&sim, &id, relay(&mut card, &r), None, None).await.unwrap();
+    let r = s.center.update_offer(&sim, &id, relay(&mut card, &r), None).await.unwrap();
+    assert_eq!(r.phase, UpdatePhase::Offered, "{r:?}");
+    assert_eq!(balance(&s, &prepaid).await, 20_000, "held, not yet posted");
+    let r = s.center.update_complete(&sim, &id, relay(&mut card, &r), None).await.unwrap();
+    assert_eq!(r.phase, UpdatePhase::Completed, "{r:?}");
+    assert_eq!(balance_of(&mut card), 5_000, "the IC card holds it");
+    assert_eq!(balance(&s, &prepaid).await, 15_000, "the prepaid card gave it");
+    assert_eq!(s.center.books.card_float(&card_id(1)).await.unwrap().unwrap(), (5_000, 0));
+    s.center.books.ledger().check().await.unwrap();
 }

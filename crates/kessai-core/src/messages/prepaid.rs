@@ -12,7 +12,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{MessageError, field_error, require_positive};
-use crate::ids::{PartyId, PrepaidId, RequestId};
+use crate::ids::{CardId, PartyId, PrepaidId, RequestId};
 use crate::jws::{self, Claims, JwsError, MessageKind, Verified};
 use crate::keys::{KeyDirectory, SigningKey};
 use crate::money::Money;
@@ -29,6 +29,9 @@ pub enum PrepaidAction {
     /// The balance and history of `account`, or of every card of the
     /// member.
     Inquire,
+    /// `amount` of `account`'s value onto the member's IC card `card_id`
+    /// (a value update funded by the prepaid card, through SIG5).
+    ToCard,
 }
 
 /// How the member pays the center for value (FIG. 12–15).
@@ -78,6 +81,8 @@ pub struct PrepaidRequest {
     amount: Option<Money>,
     /// How the member pays (open, fund).
     method: Option<FundingMethod>,
+    /// The member's IC card the value goes to (to_card).
+    card_id: Option<CardId>,
 }
 
 /// The fields of a PrepaidRequest, checked by [`PrepaidRequest::new`]; also
@@ -94,6 +99,8 @@ pub struct PrepaidRequestDraft {
     pub amount: Option<Money>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<FundingMethod>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card_id: Option<CardId>,
 }
 
 impl PrepaidRequest {
@@ -111,10 +118,22 @@ impl PrepaidRequest {
                     return Err(field_error("amount", "an inquiry names no amount and no method"));
                 }
             }
+            PrepaidAction::ToCard => {
+                let amount = d.amount.ok_or_else(|| field_error("amount", "is required to move value"))?;
+                require_positive("amount", &amount)?;
+                if d.method.is_some() {
+                    return Err(field_error("method", "moving value is paid by the prepaid card"));
+                }
+            }
+        }
+        if (d.action == PrepaidAction::ToCard) != d.card_id.is_some() {
+            return Err(field_error("card_id", "names the IC card value moves to, and only then"));
         }
         match (d.action, &d.account) {
             (PrepaidAction::Open, Some(_)) => return Err(field_error("account", "a new card has no id yet")),
-            (PrepaidAction::Fund, None) => return Err(field_error("account", "is required to fund")),
+            (PrepaidAction::Fund | PrepaidAction::ToCard, None) => {
+                return Err(field_error("account", "is required to fund or move value"));
+            }
             _ => {}
         }
         Ok(PrepaidRequest {
@@ -124,6 +143,7 @@ impl PrepaidRequest {
             account: d.account,
             amount: d.amount,
             method: d.method,
+            card_id: d.card_id,
         })
     }
 
@@ -147,6 +167,10 @@ impl PrepaidRequest {
     pub fn method(&self) -> Option<FundingMethod> {
         self.method
     }
+    /// Present for to_card.
+    pub fn card_id(&self) -> Option<CardId> {
+        self.card_id
+    }
 }
 
 impl TryFrom<PrepaidRequestDraft> for PrepaidRequest {
@@ -165,6 +189,7 @@ impl From<PrepaidRequest> for PrepaidRequestDraft {
             account: p.account,
             amount: p.amount,
             method: p.method,
+            card_id: p.card_id,
         }
     }
 }
@@ -204,6 +229,7 @@ mod tests {
             account: None,
             amount: Some(Money::new(5_000, Currency::JPY).unwrap()),
             method: Some(FundingMethod::BankTransfer),
+            card_id: None,
         }
     }
 
@@ -227,8 +253,26 @@ mod tests {
         assert!(PrepaidRequest::new(PrepaidRequestDraft { method: None, ..draft(PrepaidAction::Open) }).is_err());
         // An inquiry asks for nothing to be paid.
         assert!(PrepaidRequest::new(draft(PrepaidAction::Inquire)).is_err());
-        let inquiry = PrepaidRequestDraft { amount: None, method: None, account, ..draft(PrepaidAction::Inquire) };
+        let inquiry = PrepaidRequestDraft {
+            amount: None,
+            method: None,
+            account: account.clone(),
+            ..draft(PrepaidAction::Inquire)
+        };
         assert!(PrepaidRequest::new(inquiry).is_ok());
+        // Moving value names the IC card, and only moving does.
+        let card = Some(CardId::from_bytes([1; 8]));
+        let to_card = PrepaidRequestDraft {
+            method: None,
+            account: account.clone(),
+            card_id: card,
+            ..draft(PrepaidAction::ToCard)
+        };
+        assert!(PrepaidRequest::new(to_card.clone()).is_ok());
+        assert!(PrepaidRequest::new(PrepaidRequestDraft { card_id: None, ..to_card.clone() }).is_err());
+        assert!(PrepaidRequest::new(PrepaidRequestDraft { account: None, ..to_card.clone() }).is_err());
+        assert!(PrepaidRequest::new(PrepaidRequestDraft { method: Some(FundingMethod::Cash), ..to_card }).is_err());
+        assert!(PrepaidRequest::new(PrepaidRequestDraft { card_id: card, ..draft(PrepaidAction::Open) }).is_err());
     }
 
     #[test]

@@ -397,7 +397,7 @@ fn a_member_funds_a_prepaid_card_by_transfer_and_cash_and_pays_a_store_from_it()
     let center_config = config.to_str().unwrap();
     let out = kessai(&["center", "init", "--config", center_config], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let (_card_id, image) = d.issue_card(&config, 1, 1_000);
+    let (card_id, image) = d.issue_card(&config, 1, 1_000);
     let _center = CenterProcess::start(&config);
     d.wait_healthy(center_port);
     let (_store, _) = start_store(&d, store_port, center_port);
@@ -483,4 +483,16 @@ fn a_member_funds_a_prepaid_card_by_transfer_and_cash_and_pays_a_store_from_it()
     assert!(shown.contains(&order), "the payment is in the card's history: {shown}");
     assert!(!shown.contains("balance JPY 25,000"), "{shown}");
     assert_eq!(card_balance(&image), 1_000, "the IC card is untouched");
+
+    // Value moved onto the member's IC card (linked by the operator),
+    // through the card's secure session.
+    let to_card = [&prepaid[..], &["to-card", "2000", "--card", &card], &signer].concat();
+    let out = kessai(&to_card, &env);
+    assert!(!out.status.success() && stderr(&out).contains("card_not_members"), "{}", stderr(&out));
+    admin(&["link-card", "--card-id", &card_id, "--member", &member]);
+    let out = kessai(&to_card, &env);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(card_balance(&image), 3_000, "the IC card holds the moved value");
+    let out = kessai(&show, &env);
+    assert!(stdout(&out).contains("balance JPY 21,800"), "25,000 less 1,200 less 2,000: {}", stdout(&out));
 }
