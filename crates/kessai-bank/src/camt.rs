@@ -16,6 +16,17 @@
 //! opposite direction); it is returned as a [`Credit`] with `reversal`
 //! set. A `CRDT` entry with `RvslInd` true undoes a debit: it is money back
 //! from our own payment, not a member's, and is counted with the debits.
+//! So is a `CRDT` entry that returns one of our payments: one whose
+//! transaction carries return information (`RtrInf`), or whose bank
+//! transaction code is Payments / credit transfer (`ICDT` or `RCDT`) /
+//! `RRTN`, the return sub-family public camt readers and samples use for
+//! a credit transfer sent back (no copy of ISO's external code list was at
+//! hand to cite; `RtrInf` alone is enough, and our writer sends both).
+//!
+//! The same files tell the center what became of its payouts to stores
+//! ([`crate::read_outcomes`]): each booked `DBIT` transaction quoting an
+//! `EndToEndId` is a payout settled, each return (above) quoting one is a
+//! payout returned, with the reason code of its `RtrInf`.
 
 use kessai_core::limits::MAX_AMOUNT_MINOR;
 use kessai_core::time::Timestamp;
@@ -23,6 +34,7 @@ use kessai_core::{Currency, Money};
 use roxmltree::Node;
 
 use crate::limits::{MAX_ENTRIES, MAX_ID_CHARS, MAX_REMITTANCE_CHARS, MAX_TEXT_CHARS, MAX_XML_NODES};
+use crate::payout::{Outcomes, PayoutFormat, PayoutOutcome, PayoutReport, PayoutStatus};
 use crate::rf::{self, Reference};
 use crate::xml_out::XmlOut;
 use crate::{BankFileError, Collector, Credit, Date, Format, Statement, decimal_to_minor, limited};
@@ -60,6 +72,13 @@ impl Kind {
         }
     }
 
+    fn payout_format(self, version: u8) -> PayoutFormat {
+        match self {
+            Kind::Statement => PayoutFormat::Camt053 { version },
+            Kind::Notification => PayoutFormat::Camt054 { version },
+        }
+    }
+
     /// The namespace of version 08, the one we write.
     pub(crate) fn namespace_08(self) -> &'static str {
         match self {
@@ -69,7 +88,7 @@ impl Kind {
     }
 }
 
-fn kind_of(namespace: &str) -> Option<(Kind, u8)> {
+pub(crate) fn kind_of(namespace: &str) -> Option<(Kind, u8)> {
     let rest = namespace.strip_prefix(NAMESPACE_PREFIX)?;
     let (kind, version) = match (rest.strip_prefix("camt.053.001."), rest.strip_prefix("camt.054.001.")) {
         (Some(v), _) => (Kind::Statement, v),
@@ -81,28 +100,42 @@ fn kind_of(namespace: &str) -> Option<(Kind, u8)> {
     Some((kind, version))
 }
 
-/// Reads a camt.053 or camt.054 document.
-pub(crate) fn parse(text: &str) -> Result<Statement, BankFileError> {
+/// Parses an ISO 20022 document: no DTD (so no entity is ever expanded),
+/// at most [`MAX_XML_NODES`] nodes.
+pub(crate) fn document(text: &str) -> Result<roxmltree::Document<'_>, BankFileError> {
     // roxmltree accepts a DOCTYPE without an internal subset even with
     // DTDs off; we refuse any.
     if text.contains("<!DOCTYPE") {
         return Err(BankFileError::Doctype);
     }
     let options = roxmltree::ParsingOptions { allow_dtd: false, nodes_limit: MAX_XML_NODES, ..Default::default() };
-    let doc = roxmltree::Document::parse_with_options(text, options).map_err(|e| match e {
+    roxmltree::Document::parse_with_options(text, options).map_err(|e| match e {
         roxmltree::Error::DtdDetected => BankFileError::Doctype,
         roxmltree::Error::NodesLimitReached => BankFileError::TooManyNodes { max: MAX_XML_NODES },
         other => BankFileError::Xml(other.to_string()),
-    })?;
+    })
+}
+
+/// Reads a camt.053 or camt.054 document.
+pub(crate) fn parse(text: &str) -> Result<Statement, BankFileError> {
+    let doc = document(text)?;
     let root = doc.root_element();
     let namespace = root.tag_name().namespace().unwrap_or("");
     let (kind, version) =
         kind_of(namespace).ok_or_else(|| BankFileError::UnknownNamespace(namespace.chars().take(100).collect()))?;
     let x = Names { ns: namespace };
-    if !x.is(root, "Document") {
-        let found = root.tag_name().name().chars().take(40).collect();
-        return Err(BankFileError::BadValue { at: "/".into(), found, expected: "a Document element" });
+    let reports = report_nodes(&x, root, kind)?;
+    let mut out = Collector::new();
+    for (i, report) in reports.iter().enumerate() {
+        read_report(&x, *report, &format!("{}/{}[{}]", kind.container(), kind.report(), i + 1), &mut out)?;
     }
+    Ok(out.finish(kind.format(version)))
+}
+
+/// The document's statements or notifications, refused if there are none
+/// or they hold more than [`MAX_ENTRIES`] entries together.
+fn report_nodes<'a, 'i>(x: &Names, root: Node<'a, 'i>, kind: Kind) -> Result<Vec<Node<'a, 'i>>, BankFileError> {
+    x.root(root)?;
     let container = x.child(root, kind.container()).ok_or_else(|| missing(kind.container()))?;
     let reports: Vec<Node> = x.children(container, kind.report()).collect();
     if reports.is_empty() {
@@ -112,20 +145,16 @@ pub(crate) fn parse(text: &str) -> Result<Statement, BankFileError> {
     if entries > MAX_ENTRIES {
         return Err(BankFileError::TooManyEntries { max: MAX_ENTRIES });
     }
-    let mut out = Collector::new();
-    for (i, report) in reports.iter().enumerate() {
-        read_report(&x, *report, &format!("{}/{}[{}]", kind.container(), kind.report(), i + 1), &mut out)?;
-    }
-    Ok(out.finish(kind.format(version)))
+    Ok(reports)
 }
 
-fn missing(at: &str) -> BankFileError {
+pub(crate) fn missing(at: &str) -> BankFileError {
     BankFileError::Missing { at: at.to_owned() }
 }
 
 /// Element lookups within the document's namespace.
-struct Names<'n> {
-    ns: &'n str,
+pub(crate) struct Names<'n> {
+    pub(crate) ns: &'n str,
 }
 
 impl Names<'_> {
@@ -133,32 +162,49 @@ impl Names<'_> {
         node.is_element() && node.tag_name().name() == name && node.tag_name().namespace() == Some(self.ns)
     }
 
-    fn child<'a, 'i>(&self, node: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {
+    /// Refuses a root element that is not our namespace's `Document`.
+    pub(crate) fn root(&self, root: Node) -> Result<(), BankFileError> {
+        if !self.is(root, "Document") {
+            let found = root.tag_name().name().chars().take(40).collect();
+            return Err(BankFileError::BadValue { at: "/".into(), found, expected: "a Document element" });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn child<'a, 'i>(&self, node: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {
         node.children().find(|n| self.is(*n, name))
     }
 
-    fn children<'a, 'i>(&self, node: Node<'a, 'i>, name: &str) -> impl Iterator<Item = Node<'a, 'i>> {
+    pub(crate) fn children<'a, 'i>(&self, node: Node<'a, 'i>, name: &str) -> impl Iterator<Item = Node<'a, 'i>> {
         node.children().filter(move |n| self.is(*n, name))
     }
 
-    fn path<'a, 'i>(&self, node: Node<'a, 'i>, names: &[&str]) -> Option<Node<'a, 'i>> {
+    pub(crate) fn path<'a, 'i>(&self, node: Node<'a, 'i>, names: &[&str]) -> Option<Node<'a, 'i>> {
         names.iter().try_fold(node, |n, name| self.child(n, name))
     }
 
     /// The trimmed text of a child element, `None` if absent or blank,
     /// refused if longer than `max` characters.
-    fn text(&self, node: Node, name: &str, at: &str, max: usize) -> Result<Option<String>, BankFileError> {
+    pub(crate) fn text(&self, node: Node, name: &str, at: &str, max: usize) -> Result<Option<String>, BankFileError> {
         self.child(node, name).map(|n| text_of(n, &format!("{at}/{name}"), max)).transpose().map(Option::flatten)
     }
 
-    fn required(&self, node: Node, name: &str, at: &str, max: usize) -> Result<String, BankFileError> {
+    pub(crate) fn required(&self, node: Node, name: &str, at: &str, max: usize) -> Result<String, BankFileError> {
         self.text(node, name, at, max)?.ok_or_else(|| missing(&format!("{at}/{name}")))
+    }
+
+    /// A reason code: the `Rsn/Cd` (or `Rsn/Prtry`) of a status or return
+    /// reason element.
+    pub(crate) fn reason(&self, info: Node, at: &str) -> Result<Option<String>, BankFileError> {
+        let Some(reason) = self.child(info, "Rsn") else { return Ok(None) };
+        let at = format!("{at}/Rsn");
+        Ok(self.text(reason, "Cd", &at, MAX_ID_CHARS)?.or(self.text(reason, "Prtry", &at, MAX_ID_CHARS)?))
     }
 }
 
 /// An element's own text (all its text and CDATA children, comments left
 /// out), trimmed of XML blanks; `None` if blank.
-fn text_of(node: Node, at: &str, max: usize) -> Result<Option<String>, BankFileError> {
+pub(crate) fn text_of(node: Node, at: &str, max: usize) -> Result<Option<String>, BankFileError> {
     let joined: String = node.children().filter(Node::is_text).filter_map(|t| t.text()).collect();
     let trimmed = joined.trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n'));
     limited(|| at.to_owned(), trimmed, max)?;
@@ -171,7 +217,8 @@ struct Report {
     account: String,
 }
 
-fn read_report(x: &Names, report: Node, at: &str, out: &mut Collector) -> Result<(), BankFileError> {
+/// A report's id and account.
+fn report_header(x: &Names, report: Node, at: &str) -> Result<Report, BankFileError> {
     let id = x.required(report, "Id", at, MAX_ID_CHARS)?;
     let ids = x.path(report, &["Acct", "Id"]).ok_or_else(|| missing(&format!("{at}/Acct/Id")))?;
     let account = match (x.text(ids, "IBAN", &format!("{at}/Acct/Id"), MAX_ID_CHARS)?, x.child(ids, "Othr")) {
@@ -179,8 +226,12 @@ fn read_report(x: &Names, report: Node, at: &str, out: &mut Collector) -> Result
         (None, Some(other)) => x.required(other, "Id", &format!("{at}/Acct/Id/Othr"), MAX_ID_CHARS)?,
         (None, None) => return Err(missing(&format!("{at}/Acct/Id/IBAN"))),
     };
-    out.report(id.clone(), &account);
-    let here = Report { id, account };
+    Ok(Report { id, account })
+}
+
+fn read_report(x: &Names, report: Node, at: &str, out: &mut Collector) -> Result<(), BankFileError> {
+    let here = report_header(x, report, at)?;
+    out.report(here.id.clone(), &here.account);
     for (j, ntry) in x.children(report, "Ntry").enumerate() {
         match read_entry(x, ntry, &format!("{at}/Ntry[{}]", j + 1), &here, j + 1)? {
             Booked::Credit(credit) => out.credit(credit)?,
@@ -201,19 +252,56 @@ enum Booked {
     No,
 }
 
+/// An entry's `RvslInd`, false when absent.
+fn reversal_indicator(x: &Names, ntry: Node, at: &str) -> Result<bool, BankFileError> {
+    match x.text(ntry, "RvslInd", at, MAX_ID_CHARS)?.as_deref() {
+        None | Some("false" | "0") => Ok(false),
+        Some("true" | "1") => Ok(true),
+        Some(other) => Err(bad(&format!("{at}/RvslInd"), other, "true or false")),
+    }
+}
+
+/// An entry's status code (`BOOK`, `PDNG`, `INFO`…), in either spelling.
+fn entry_status(x: &Names, ntry: Node, at: &str) -> Result<Option<String>, BankFileError> {
+    let status = x.child(ntry, "Sts").ok_or_else(|| missing(&format!("{at}/Sts")))?;
+    match x.child(status, "Cd").or_else(|| x.child(status, "Prtry")) {
+        Some(inner) => text_of(inner, &format!("{at}/Sts"), MAX_ID_CHARS),
+        None => text_of(status, &format!("{at}/Sts"), MAX_ID_CHARS),
+    }
+}
+
+/// Whether a credit entry returns one of our own payments: a transaction
+/// with return information, or the bank transaction code PMNT / ICDT or
+/// RCDT / RRTN on the entry or a transaction.
+fn is_return(x: &Names, ntry: Node, transactions: &[Node]) -> bool {
+    fn code_of<'a>(node: Option<Node<'a, '_>>) -> Option<&'a str> {
+        node.and_then(|n| n.text()).map(str::trim)
+    }
+    let return_code = |holder: Node| {
+        x.path(holder, &["BkTxCd", "Domn"]).is_some_and(|domain| {
+            let family = x.child(domain, "Fmly");
+            code_of(x.child(domain, "Cd")) == Some("PMNT")
+                && matches!(code_of(family.and_then(|f| x.child(f, "Cd"))), Some("ICDT" | "RCDT"))
+                && code_of(family.and_then(|f| x.child(f, "SubFmlyCd"))) == Some("RRTN")
+        })
+    };
+    return_code(ntry) || transactions.iter().any(|tx| x.child(*tx, "RtrInf").is_some() || return_code(*tx))
+}
+
+fn transactions_of<'a, 'i>(x: &Names, ntry: Node<'a, 'i>) -> Vec<Node<'a, 'i>> {
+    x.children(ntry, "NtryDtls").flat_map(|d| x.children(d, "TxDtls")).collect()
+}
+
 fn read_entry(x: &Names, ntry: Node, at: &str, report: &Report, ordinal: usize) -> Result<Booked, BankFileError> {
     let direction = x.required(ntry, "CdtDbtInd", at, MAX_ID_CHARS)?;
-    let reversal = match x.text(ntry, "RvslInd", at, MAX_ID_CHARS)?.as_deref() {
-        None | Some("false" | "0") => false,
-        Some("true" | "1") => true,
-        Some(other) => return Err(bad(&format!("{at}/RvslInd"), other, "true or false")),
-    };
-    let status = x.child(ntry, "Sts").ok_or_else(|| missing(&format!("{at}/Sts")))?;
-    let code = match x.child(status, "Cd").or_else(|| x.child(status, "Prtry")) {
-        Some(inner) => text_of(inner, &format!("{at}/Sts"), MAX_ID_CHARS)?,
-        None => text_of(status, &format!("{at}/Sts"), MAX_ID_CHARS)?,
-    };
+    let reversal = reversal_indicator(x, ntry, at)?;
+    let code = entry_status(x, ntry, at)?;
+    let transactions = transactions_of(x, ntry);
     let takes_back_credit = match (direction.as_str(), reversal) {
+        // Money back from our own payment is not a member's credit.
+        ("CRDT", false) if is_return(x, ntry, &transactions) => {
+            return Ok(if code.as_deref() == Some("BOOK") { Booked::Other } else { Booked::No });
+        }
         ("CRDT", false) => false,
         ("DBIT", true) => true,
         ("CRDT" | "DBIT", _) => return Ok(if code.as_deref() == Some("BOOK") { Booked::Other } else { Booked::No }),
@@ -222,7 +310,6 @@ fn read_entry(x: &Names, ntry: Node, at: &str, report: &Report, ordinal: usize) 
     if code.as_deref() != Some("BOOK") {
         return Ok(Booked::No);
     }
-    let transactions: Vec<Node> = x.children(ntry, "NtryDtls").flat_map(|d| x.children(d, "TxDtls")).collect();
     let mut entry_key = format!("{}/{}", report.account, bank_reference(x, ntry, &transactions, at, report, ordinal)?);
     if takes_back_credit {
         entry_key.push_str("/reversal");
@@ -246,12 +333,16 @@ fn bad(at: &str, found: &str, expected: &'static str) -> BankFileError {
 
 fn amount(x: &Names, ntry: Node, at: &str) -> Result<Money, BankFileError> {
     let at = format!("{at}/Amt");
-    let amt = x.child(ntry, "Amt").ok_or_else(|| missing(&at))?;
+    money(x.child(ntry, "Amt").ok_or_else(|| missing(&at))?, &at)
+}
+
+/// An amount element: a decimal in the currency its `Ccy` names.
+pub(crate) fn money(amt: Node, at: &str) -> Result<Money, BankFileError> {
     let code = amt.attribute("Ccy").ok_or_else(|| missing(&format!("{at}/@Ccy")))?;
     let currency = Currency::parse(code.trim())
-        .map_err(|_| BankFileError::UnknownCurrency { at: at.clone(), code: code.chars().take(8).collect() })?;
-    let text = text_of(amt, &at, crate::limits::MAX_AMOUNT_TEXT_BYTES)?.ok_or_else(|| missing(&at))?;
-    decimal_to_minor(&text, currency).map_err(|problem| BankFileError::BadAmount { at, text, problem })
+        .map_err(|_| BankFileError::UnknownCurrency { at: at.to_owned(), code: code.chars().take(8).collect() })?;
+    let text = text_of(amt, at, crate::limits::MAX_AMOUNT_TEXT_BYTES)?.ok_or_else(|| missing(at))?;
+    decimal_to_minor(&text, currency).map_err(|problem| BankFileError::BadAmount { at: at.to_owned(), text, problem })
 }
 
 /// `BookgDt/Dt`, or the date part of `BookgDt/DtTm` (the bank's local
@@ -343,6 +434,99 @@ impl Remittance {
 }
 
 // ---------------------------------------------------------------------------
+// Payout outcomes: the debtor account's side.
+
+/// Reads the payouts a camt.053 or camt.054 reports: booked (or pending)
+/// debits quoting an `EndToEndId` as settled, returns quoting one as
+/// returned. Entries that are neither, and transactions without an
+/// end-to-end id (or with `NOTPROVIDED`), say nothing about a payout.
+pub(crate) fn read_outcomes(doc: &roxmltree::Document, kind: Kind, version: u8) -> Result<PayoutReport, BankFileError> {
+    let root = doc.root_element();
+    let x = Names { ns: root.tag_name().namespace().unwrap_or("") };
+    let reports = report_nodes(&x, root, kind)?;
+    let mut out = Outcomes::new();
+    let mut ids = Vec::with_capacity(reports.len());
+    for (i, report) in reports.iter().enumerate() {
+        let at = format!("{}/{}[{}]", kind.container(), kind.report(), i + 1);
+        let here = report_header(&x, *report, &at)?;
+        for (j, ntry) in x.children(*report, "Ntry").enumerate() {
+            entry_outcomes(&x, ntry, &format!("{at}/Ntry[{}]", j + 1), &here, j + 1, &mut out)?;
+        }
+        ids.push(here.id);
+    }
+    Ok(PayoutReport {
+        format: kind.payout_format(version),
+        id: ids.join(","),
+        outcomes: out.finish(),
+        group_rejected: None,
+    })
+}
+
+fn entry_outcomes(
+    x: &Names,
+    ntry: Node,
+    at: &str,
+    report: &Report,
+    ordinal: usize,
+    out: &mut Outcomes,
+) -> Result<(), BankFileError> {
+    let direction = x.required(ntry, "CdtDbtInd", at, MAX_ID_CHARS)?;
+    let reversal = reversal_indicator(x, ntry, at)?;
+    let booked = match entry_status(x, ntry, at)?.as_deref() {
+        Some("BOOK") => true,
+        Some("PDNG") => false,
+        _ => return Ok(()),
+    };
+    let transactions = transactions_of(x, ntry);
+    let settled = match (direction.as_str(), reversal) {
+        ("DBIT", false) => true,
+        ("CRDT", true) => false,
+        ("CRDT", false) if is_return(x, ntry, &transactions) => false,
+        ("CRDT" | "DBIT", _) => return Ok(()),
+        (other, _) => return Err(bad(&format!("{at}/CdtDbtInd"), other, "CRDT or DBIT")),
+    };
+    let status = match (booked, settled) {
+        (false, _) => PayoutStatus::Pending,
+        (true, true) => PayoutStatus::Settled,
+        (true, false) => PayoutStatus::Returned,
+    };
+    let booked_on = match (booked, x.child(ntry, "BookgDt")) {
+        (false, None) => None,
+        _ => Some(booking_date(x, ntry, at)?),
+    };
+    let reference = bank_reference(x, ntry, &transactions, at, report, ordinal)?;
+    for (i, tx) in transactions.iter().enumerate() {
+        let tx_at = format!("{at}/NtryDtls/TxDtls[{}]", i + 1);
+        let Some(refs) = x.child(*tx, "Refs") else { continue };
+        let Some(end_to_end_id) = x.text(refs, "EndToEndId", &format!("{tx_at}/Refs"), MAX_ID_CHARS)? else {
+            continue;
+        };
+        let return_info = x.child(*tx, "RtrInf");
+        // A debit that returns a credit it received is not a payout.
+        if end_to_end_id == "NOTPROVIDED" || (settled && return_info.is_some()) {
+            continue;
+        }
+        let reason = return_info.map(|info| x.reason(info, &format!("{tx_at}/RtrInf"))).transpose()?.flatten();
+        let amount = match (x.child(*tx, "Amt"), x.path(*tx, &["AmtDtls", "TxAmt", "Amt"])) {
+            (Some(amt), _) => Some(money(amt, &format!("{tx_at}/Amt"))?),
+            (None, Some(amt)) => Some(money(amt, &format!("{tx_at}/AmtDtls/TxAmt/Amt"))?),
+            // The only transaction of its entry: the entry's amount is its own.
+            (None, None) if transactions.len() == 1 => Some(amount(x, ntry, at)?),
+            (None, None) => None,
+        };
+        out.push(PayoutOutcome {
+            entry_key: format!("{}/{reference}/{end_to_end_id}", report.account),
+            end_to_end_id,
+            status,
+            amount,
+            reason,
+            booked_on,
+        })?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
 // Drafts: what the writers take.
 
 /// Which way an entry moves money.
@@ -367,6 +551,8 @@ pub struct DraftEntry {
     reference: Option<Reference>,
     remitter: Option<String>,
     remittance: Option<String>,
+    end_to_end_id: Option<String>,
+    return_reason: Option<String>,
 }
 
 impl DraftEntry {
@@ -380,7 +566,17 @@ impl DraftEntry {
         bank_reference: &str,
     ) -> Result<DraftEntry, BankFileError> {
         let bank_reference = draft_text("bank reference", bank_reference, MAX_ID_CHARS)?;
-        Ok(DraftEntry { kind, amount, booked_on, bank_reference, reference: None, remitter: None, remittance: None })
+        Ok(DraftEntry {
+            kind,
+            amount,
+            booked_on,
+            bank_reference,
+            reference: None,
+            remitter: None,
+            remittance: None,
+            end_to_end_id: None,
+            return_reason: None,
+        })
     }
 
     /// The creditor reference the payer quoted, written as structured
@@ -402,8 +598,44 @@ impl DraftEntry {
         Ok(self)
     }
 
+    /// The end-to-end id the payer gave the transfer (`Refs/EndToEndId`,
+    /// 1–35 characters): for a debit, the center's id of a payout it
+    /// settles; for a return, the id of the payout sent back.
+    pub fn with_end_to_end_id(mut self, id: &str) -> Result<DraftEntry, BankFileError> {
+        self.end_to_end_id = Some(draft_text("end-to-end id", id, MAX_ID_CHARS)?);
+        Ok(self)
+    }
+
+    /// Makes a credit the return of one of our payments: the ISO 20022
+    /// return reason code (`RtrInf/Rsn/Cd`, 1–4 upper-case letters and
+    /// digits such as `AC04`), written with the bank transaction code
+    /// PMNT / ICDT / RRTN. Refused for other entries: only money coming
+    /// back is a return.
+    pub fn with_return_reason(mut self, code: &str) -> Result<DraftEntry, BankFileError> {
+        let ok = (1..=crate::limits::MAX_CODE_CHARS).contains(&code.len())
+            && code.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+        if !ok || self.kind != EntryKind::Credit {
+            let expected = "a return reason (1-4 upper-case letters and digits) on a credit";
+            return Err(BankFileError::BadText {
+                field: "return reason",
+                text: code.chars().take(40).collect(),
+                expected,
+            });
+        }
+        self.return_reason = Some(code.to_owned());
+        Ok(self)
+    }
+
     pub fn kind(&self) -> EntryKind {
         self.kind
+    }
+
+    pub fn end_to_end_id(&self) -> Option<&str> {
+        self.end_to_end_id.as_deref()
+    }
+
+    pub fn return_reason(&self) -> Option<&str> {
+        self.return_reason.as_deref()
     }
 
     pub fn amount(&self) -> Money {
@@ -433,16 +665,29 @@ impl DraftEntry {
     /// The key a reader gives this entry if it is a credit.
     fn credit_key(&self, account: &str) -> Option<String> {
         match self.kind {
+            EntryKind::Credit if self.return_reason.is_some() => None,
             EntryKind::Credit => Some(format!("{account}/{}", self.bank_reference)),
             EntryKind::CreditReversal => Some(format!("{account}/{}/reversal", self.bank_reference)),
             EntryKind::Debit => None,
         }
     }
+
+    /// The key [`crate::read_outcomes`] gives this entry if it reports a
+    /// payout (a debit or a return quoting an end-to-end id).
+    fn outcome_key(&self, account: &str) -> Option<String> {
+        let id = self.end_to_end_id.as_ref().filter(|id| *id != "NOTPROVIDED")?;
+        let reports = match self.kind {
+            EntryKind::Debit => self.return_reason.is_none(),
+            EntryKind::Credit => self.return_reason.is_some(),
+            EntryKind::CreditReversal => false,
+        };
+        reports.then(|| format!("{account}/{}/{id}", self.bank_reference))
+    }
 }
 
 /// Text for an ISO 20022 field: trimmed, 1–`max` characters, none of them
 /// a control character or a non-character XML forbids.
-fn draft_text(field: &'static str, text: &str, max: usize) -> Result<String, BankFileError> {
+pub(crate) fn draft_text(field: &'static str, text: &str, max: usize) -> Result<String, BankFileError> {
     let trimmed = text.trim();
     let refuse = |expected| BankFileError::BadText { field, text: text.chars().take(40).collect(), expected };
     if trimmed.is_empty() {
@@ -501,15 +746,19 @@ impl ReportDraft {
     }
 
     /// Refuses an entry a reader would refuse the file for: one too many,
-    /// or a credit whose key an earlier one has.
+    /// or a credit (or a payout's debit or return) whose key an earlier one
+    /// has.
     pub(crate) fn check(&self, entry: &DraftEntry) -> Result<(), BankFileError> {
         if self.entries.len() >= MAX_ENTRIES {
             return Err(BankFileError::TooManyEntries { max: MAX_ENTRIES });
         }
-        if let Some(key) = entry.credit_key(&self.account)
-            && self.entries.iter().any(|e| e.credit_key(&self.account).as_ref() == Some(&key))
-        {
-            return Err(BankFileError::DuplicateEntry { key });
+        let keys: [fn(&DraftEntry, &str) -> Option<String>; 2] = [DraftEntry::credit_key, DraftEntry::outcome_key];
+        for key_of in keys {
+            if let Some(key) = key_of(entry, &self.account)
+                && self.entries.iter().any(|e| key_of(e, &self.account).as_ref() == Some(&key))
+            {
+                return Err(BankFileError::DuplicateEntry { key });
+            }
         }
         Ok(())
     }
@@ -519,7 +768,7 @@ impl ReportDraft {
 // Writing (version 08).
 
 /// An amount in minor units as an ISO 20022 decimal: `1200`, `12.34`.
-fn decimal(minor: u128, exponent: u8) -> String {
+pub(crate) fn decimal(minor: u128, exponent: u8) -> String {
     let scale = 10u128.pow(u32::from(exponent));
     match exponent {
         0 => minor.to_string(),
@@ -527,7 +776,7 @@ fn decimal(minor: u128, exponent: u8) -> String {
     }
 }
 
-fn date_time(at: Timestamp) -> String {
+pub(crate) fn date_time(at: Timestamp) -> String {
     let (date, secs) = Date::from_unix_s(at.unix_s());
     format!("{date}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
 }
@@ -612,11 +861,14 @@ fn write_entry(x: &mut XmlOut, entry: &DraftEntry) {
         x.close();
     }
     x.leaf("AcctSvcrRef", &entry.bank_reference);
-    write_transaction_code(x, entry.kind);
+    write_transaction_code(x, entry);
     x.open("NtryDtls");
     x.open("TxDtls");
     x.open("Refs");
     x.leaf("AcctSvcrRef", &entry.bank_reference);
+    if let Some(id) = &entry.end_to_end_id {
+        x.leaf("EndToEndId", id);
+    }
     x.close();
     x.leaf_with("Amt", "Ccy", currency.code(), &amount);
     x.leaf("CdtDbtInd", direction);
@@ -630,20 +882,32 @@ fn write_entry(x: &mut XmlOut, entry: &DraftEntry) {
         x.close();
     }
     write_remittance(x, entry);
+    if let Some(code) = &entry.return_reason {
+        x.open("RtrInf");
+        x.open("Rsn");
+        x.leaf("Cd", code);
+        x.close();
+        x.close();
+    }
     x.close();
     x.close();
     x.close();
 }
 
 /// ISO 20022 bank transaction code: Payments, received or issued credit
-/// transfer, domestic.
-fn write_transaction_code(x: &mut XmlOut, kind: EntryKind) {
+/// transfer, domestic; an issued one returned for a return.
+fn write_transaction_code(x: &mut XmlOut, entry: &DraftEntry) {
+    let (family, sub_family) = match entry.kind {
+        EntryKind::Debit => ("ICDT", "DMCT"),
+        EntryKind::Credit if entry.return_reason.is_some() => ("ICDT", "RRTN"),
+        EntryKind::Credit | EntryKind::CreditReversal => ("RCDT", "DMCT"),
+    };
     x.open("BkTxCd");
     x.open("Domn");
     x.leaf("Cd", "PMNT");
     x.open("Fmly");
-    x.leaf("Cd", if kind == EntryKind::Debit { "ICDT" } else { "RCDT" });
-    x.leaf("SubFmlyCd", "DMCT");
+    x.leaf("Cd", family);
+    x.leaf("SubFmlyCd", sub_family);
     x.close();
     x.close();
     x.close();

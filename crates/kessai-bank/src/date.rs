@@ -79,6 +79,12 @@ impl Date {
         }
     }
 
+    /// `MMDD`: the month and day as a Zengin 総合振込 names its 振込指定日,
+    /// the year left to the bank (the next such day).
+    pub(crate) fn mmdd(&self) -> String {
+        format!("{:02}{:02}", self.month, self.day)
+    }
+
     /// The day a Unix time (seconds, UTC) falls on, and the seconds into
     /// that day.
     pub(crate) fn from_unix_s(unix_s: u64) -> (Date, u32) {

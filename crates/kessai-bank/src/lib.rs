@@ -1,7 +1,12 @@
-//! Bank files for funding prepaid cards by bank transfer (seed 003/004,
-//! FIG. 13–14): a member transfers money to the center's pool account
-//! quoting a payment reference; the center reads the bank's files and
-//! matches each incoming credit by reference and amount.
+//! Bank files, both ways round: money coming into the center's pool
+//! account, and money the center pays out to stores.
+//!
+//! Funding prepaid cards by bank transfer (seed 003/004, FIG. 13–14): a
+//! member transfers money to the center's pool account quoting a payment
+//! reference; the center reads the bank's files and matches each incoming
+//! credit by reference and amount. Paying stores (issue #19, item 3): the
+//! center sends its bank a file of payouts, one per store account, and
+//! reads back what became of each.
 //!
 //! No I/O: the caller reads the file and passes its bytes; dates and times
 //! are passed in, never read from a clock.
@@ -14,6 +19,17 @@
 //!   quote, found in structured or free text.
 //! - [`camt053`], [`camt054`] and [`zengin`] write the same files, for the
 //!   simulated bank and the tests.
+//! - [`payout`]: a store's account (`zengin:…` or `iban:…`, checked: IBAN
+//!   MOD 97-10 and country lengths, BIC, the names each format can carry)
+//!   and a [`PayoutBatch`]; [`pain001`] writes it as ISO 20022
+//!   pain.001.001.09, [`zengin::write_transfer_request`] as a Zengin
+//!   総合振込 (種別コード 21, 120-byte records).
+//! - [`read_outcomes`] reads the answer into a [`PayoutReport`]: a pain.002
+//!   status report (versions 03–10), the debtor account's camt.054 or
+//!   camt.053 (settled debits, returns), or a Zengin 総合振込 result (a
+//!   layout kessai defines, since the JBA has none: see
+//!   [`zengin_transfer`]). [`pain002::write`], the camt writers and
+//!   [`zengin::write_transfer_result`] write them for the simulated bank.
 //! - [`limits`]: every bound, each exceeded one a [`BankFileError`].
 //!
 //! ```
@@ -44,13 +60,19 @@ pub mod camt;
 pub mod camt053;
 pub mod camt054;
 mod date;
+mod iban;
 mod jisx0201;
 pub mod limits;
+pub mod pain001;
+pub mod pain002;
+pub mod payout;
 pub mod rf;
 mod xml_out;
 pub mod zengin;
+pub mod zengin_transfer;
 
 pub use date::Date;
+pub use payout::{GroupRejected, PayoutBatch, PayoutFormat, PayoutOutcome, PayoutReport, PayoutStatus, read_outcomes};
 pub use rf::Reference;
 
 use limits::{MAX_ENTRIES, MAX_FILE_BYTES};
@@ -81,9 +103,10 @@ pub struct Statement {
     pub account: String,
     /// Every booked credit and every booked reversal of one, in file order.
     pub credits: Vec<Credit>,
-    /// Booked entries that are not credits (debits, and reversals of
-    /// debits): counted so a reader can tell the file was complete, not
-    /// returned.
+    /// Booked entries that are not credits (debits, reversals of debits,
+    /// and returns of our own payments): counted so a reader can tell the
+    /// file was complete, not returned. What they say about payouts,
+    /// [`read_outcomes`] reads.
     pub debits: usize,
 }
 
@@ -180,6 +203,25 @@ pub enum BankFileError {
     WrongCurrency { field: &'static str, found: Currency, expected: Currency },
     #[error("{field}: {text:?} refused: {expected}")]
     BadText { field: &'static str, text: String, expected: &'static str },
+
+    #[error("a payout batch needs at least one line")]
+    NoPayouts,
+    #[error("a payout batch holds at most {max} lines")]
+    TooManyPayouts { max: usize },
+    #[error("payout {end_to_end_id}: an amount of zero is not a payout")]
+    ZeroPayout { end_to_end_id: String },
+    #[error("{at}: {problem}")]
+    BadAccount { at: String, problem: payout::AccountError },
+    #[error("payout {end_to_end_id}: {format} cannot pay {payee}")]
+    PayeeNotSupported { end_to_end_id: String, format: &'static str, payee: &'static str },
+    #[error("record {record}: the file ends after {len} of its {width} bytes")]
+    ShortRecord { record: usize, len: usize, width: usize },
+    #[error(
+        "not a payout outcome file kessai reads: expected ISO 20022 pain.002 or camt.053/camt.054 XML, or a Zengin 総合振込 result"
+    )]
+    UnknownOutcomeFormat,
+    #[error("XML namespace {0:?} is not pain.002 (versions 03 to 10) or camt.053/camt.054 (versions 02 to 08)")]
+    UnknownOutcomeNamespace(String),
 }
 
 /// What is wrong with a decimal amount.
@@ -200,19 +242,37 @@ pub enum AmountProblem {
 /// byte-order mark and blanks) is ISO 20022 camt.053 or camt.054, a file
 /// starting with a Zengin header record (`1`) is a 振込入金通知.
 pub fn parse(bytes: &[u8]) -> Result<Statement, BankFileError> {
+    match sniff(bytes)? {
+        Sniffed::Xml(text) => camt::parse(text),
+        Sniffed::Zengin => zengin::parse(bytes),
+        Sniffed::Unknown => Err(BankFileError::UnknownFormat),
+    }
+}
+
+/// What a bank file looks like from its first bytes.
+pub(crate) enum Sniffed<'a> {
+    /// XML (after an optional UTF-8 byte-order mark and blanks): its text.
+    Xml(&'a str),
+    /// Fixed-length Zengin records: the file starts with a header (`1`).
+    Zengin,
+    Unknown,
+}
+
+/// Tells XML from Zengin records, refusing a file over
+/// [`MAX_FILE_BYTES`] and XML that is not UTF-8.
+pub(crate) fn sniff(bytes: &[u8]) -> Result<Sniffed<'_>, BankFileError> {
     if bytes.len() > MAX_FILE_BYTES {
         return Err(BankFileError::FileTooLarge { size: bytes.len(), max: MAX_FILE_BYTES });
     }
     let without_bom = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    match without_bom.iter().find(|b| !b" \t\r\n".contains(b)) {
-        Some(b'<') => {
-            let text = std::str::from_utf8(without_bom)
-                .map_err(|e| BankFileError::NotUtf8 { offset: e.valid_up_to() + (bytes.len() - without_bom.len()) })?;
-            camt::parse(text)
-        }
-        Some(b'1') if bytes.first() == Some(&b'1') => zengin::parse(bytes),
-        _ => Err(BankFileError::UnknownFormat),
-    }
+    Ok(match without_bom.iter().find(|b| !b" \t\r\n".contains(b)) {
+        Some(b'<') => Sniffed::Xml(
+            std::str::from_utf8(without_bom)
+                .map_err(|e| BankFileError::NotUtf8 { offset: e.valid_up_to() + (bytes.len() - without_bom.len()) })?,
+        ),
+        Some(b'1') if bytes.first() == Some(&b'1') => Sniffed::Zengin,
+        _ => Sniffed::Unknown,
+    })
 }
 
 /// Gathers a file's statements into one [`Statement`], enforcing the

@@ -2,7 +2,9 @@
 //! fixed-length file of the Japanese Bankers Association (全銀協制定
 //! フォーマット) in which a Japanese bank reports transfers credited to an
 //! account. Reading is [`crate::parse`]; [`write_transfer_notice`] writes
-//! one for the simulated bank.
+//! one for the simulated bank. The 総合振込 a center pays stores with
+//! (120-byte records) is in [`crate::zengin_transfer`], its functions
+//! re-exported here.
 //!
 //! Layout (フォーマットA, 200-byte records), as published by a member bank:
 //! 阿波銀行「振込入金通知（全銀協制定フォーマット）」,
@@ -68,6 +70,8 @@
 
 use kessai_core::{Currency, Money};
 
+pub use crate::zengin_transfer::{TransferResult, write_transfer_request, write_transfer_result};
+
 use crate::limits::{MAX_ENTRIES, ZENGIN_MAX_AMOUNT, ZENGIN_MAX_TOTAL, ZENGIN_RECORD_BYTES};
 use crate::rf::{self, Reference};
 use crate::{BankFileError, Collector, Credit, Date, Format, Statement, jisx0201};
@@ -76,20 +80,21 @@ const RECORD: usize = ZENGIN_RECORD_BYTES;
 
 /// A field: its name in the JBA layout, and its bytes within a record.
 #[derive(Debug, Clone, Copy)]
-struct Field {
-    name: &'static str,
-    at: usize,
-    len: usize,
+pub(crate) struct Field {
+    pub(crate) name: &'static str,
+    pub(crate) at: usize,
+    pub(crate) len: usize,
 }
 
 impl Field {
-    const fn new(name: &'static str, at: usize, len: usize) -> Field {
+    pub(crate) const fn new(name: &'static str, at: usize, len: usize) -> Field {
         Field { name, at, len }
     }
 }
 
-/// Whether fields, in order, cover a record exactly without gaps.
-const fn tiles(fields: &[Field]) -> bool {
+/// Whether fields, in order, cover a record of `width` bytes exactly
+/// without gaps.
+pub(crate) const fn tiles(fields: &[Field], width: usize) -> bool {
     let mut at = 0;
     let mut i = 0;
     while i < fields.len() {
@@ -99,7 +104,7 @@ const fn tiles(fields: &[Field]) -> bool {
         at += fields[i].len;
         i += 1;
     }
-    at == RECORD
+    at == width
 }
 
 /// Header record (データ区分 1).
@@ -190,10 +195,10 @@ mod end {
     pub(super) const ALL: [Field; 2] = [KIND, DUMMY];
 }
 
-const _: () = assert!(tiles(&header::ALL));
-const _: () = assert!(tiles(&data::ALL));
-const _: () = assert!(tiles(&trailer::ALL));
-const _: () = assert!(tiles(&end::ALL));
+const _: () = assert!(tiles(&header::ALL, RECORD));
+const _: () = assert!(tiles(&data::ALL, RECORD));
+const _: () = assert!(tiles(&trailer::ALL, RECORD));
+const _: () = assert!(tiles(&end::ALL, RECORD));
 // The amount fields hold exactly the amounts the limits name.
 const _: () = assert!(data::AMOUNT.len == 10 && trailer::TOTAL.len == 12);
 const _: () = assert!(ZENGIN_MAX_AMOUNT == 10u64.pow(10) - 1 && ZENGIN_MAX_TOTAL == 10u64.pow(12) - 1);
@@ -201,32 +206,32 @@ const _: () = assert!(ZENGIN_MAX_AMOUNT == 10u64.pow(10) - 1 && ZENGIN_MAX_TOTAL
 // ---------------------------------------------------------------------------
 // Reading.
 
-/// One 200-byte record, every byte already checked printable.
-struct Record<'a> {
-    bytes: &'a [u8],
+/// One fixed-width record, every byte already checked printable.
+pub(crate) struct Record<'a> {
+    pub(crate) bytes: &'a [u8],
     /// Position in the file, from 1.
-    number: usize,
+    pub(crate) number: usize,
 }
 
 impl Record<'_> {
-    fn raw(&self, f: Field) -> &[u8] {
+    pub(crate) fn raw(&self, f: Field) -> &[u8] {
         self.bytes.get(f.at..f.at + f.len).unwrap_or(&[])
     }
 
     /// A C field, decoded and trimmed; `None` if blank.
-    fn text(&self, f: Field) -> Option<String> {
+    pub(crate) fn text(&self, f: Field) -> Option<String> {
         let decoded: String = self.raw(f).iter().filter_map(|b| jisx0201::decode(*b)).collect();
         let trimmed = decoded.trim_matches(' ');
         (!trimmed.is_empty()).then(|| trimmed.to_owned())
     }
 
-    fn bad(&self, f: Field, expected: &'static str) -> BankFileError {
+    pub(crate) fn bad(&self, f: Field, expected: &'static str) -> BankFileError {
         let found = self.raw(f).iter().filter_map(|b| jisx0201::decode(*b)).collect();
         BankFileError::BadField { record: self.number, field: f.name, found, expected }
     }
 
     /// An N field: digits only.
-    fn number(&self, f: Field) -> Result<u64, BankFileError> {
+    pub(crate) fn number(&self, f: Field) -> Result<u64, BankFileError> {
         let raw = self.raw(f);
         if raw.is_empty() || !raw.iter().all(u8::is_ascii_digit) {
             return Err(self.bad(f, "digits"));
@@ -235,7 +240,7 @@ impl Record<'_> {
     }
 
     /// An optional N field: digits, or all spaces for none.
-    fn optional_number(&self, f: Field) -> Result<Option<u64>, BankFileError> {
+    pub(crate) fn optional_number(&self, f: Field) -> Result<Option<u64>, BankFileError> {
         if self.raw(f).iter().all(|b| *b == b' ') {
             return Ok(None);
         }
@@ -244,6 +249,45 @@ impl Record<'_> {
 
     fn date(&self, f: Field) -> Result<Date, BankFileError> {
         Date::from_reiwa_yymmdd(self.raw(f)).map_err(|_| self.bad(f, "a Reiwa date YYMMDD (令和)"))
+    }
+}
+
+/// Cuts a file into records of `width` bytes, each optionally followed by
+/// CR LF, every byte checked printable JIS X 0201 before the record is
+/// handed out.
+pub(crate) struct Records<'a> {
+    bytes: &'a [u8],
+    width: usize,
+    pos: usize,
+    /// Records handed out so far.
+    pub(crate) number: usize,
+}
+
+impl<'a> Records<'a> {
+    pub(crate) fn new(bytes: &'a [u8], width: usize) -> Records<'a> {
+        Records { bytes, width, pos: 0, number: 0 }
+    }
+
+    /// Whether every byte has been handed out.
+    pub(crate) fn done(&self) -> bool {
+        self.pos >= self.bytes.len()
+    }
+
+    /// The next record; `Err(len)` if the file ends `len` bytes into it.
+    pub(crate) fn next_record(&mut self) -> Result<Result<Record<'a>, usize>, BankFileError> {
+        self.number += 1;
+        let rest = self.bytes.get(self.pos..).unwrap_or(&[]);
+        let Some(record) = rest.get(..self.width) else {
+            return Ok(Err(rest.len()));
+        };
+        if let Some(i) = record.iter().position(|b| !jisx0201::is_printable(*b)) {
+            return Err(BankFileError::BadByte { record: self.number, column: i + 1, byte: record[i] });
+        }
+        self.pos += self.width;
+        if self.bytes.get(self.pos..self.pos + 2) == Some(b"\r\n") {
+            self.pos += 2;
+        }
+        Ok(Ok(Record { bytes: record, number: self.number }))
     }
 }
 
@@ -299,25 +343,13 @@ impl Expect {
 pub(crate) fn parse(bytes: &[u8]) -> Result<Statement, BankFileError> {
     let mut out = Collector::new();
     let mut expect = Expect::Header;
-    let mut pos = 0;
-    let mut number = 0;
-    while pos < bytes.len() {
-        number += 1;
+    let mut records = Records::new(bytes, RECORD);
+    while !records.done() {
         if matches!(expect, Expect::Nothing) {
-            return Err(BankFileError::AfterEnd { record: number });
+            return Err(BankFileError::AfterEnd { record: records.number + 1 });
         }
-        let rest = bytes.get(pos..).unwrap_or(&[]);
-        let Some(record) = rest.get(..RECORD) else {
-            return Err(BankFileError::Truncated { record: number, len: rest.len() });
-        };
-        if let Some(i) = record.iter().position(|b| !jisx0201::is_printable(*b)) {
-            return Err(BankFileError::BadByte { record: number, column: i + 1, byte: record[i] });
-        }
-        pos += RECORD;
-        if bytes.get(pos..pos + 2) == Some(b"\r\n") {
-            pos += 2;
-        }
-        expect = expect.step(&Record { bytes: record, number }, &mut out)?;
+        let record = records.next_record()?.map_err(|len| BankFileError::Truncated { record: records.number, len })?;
+        expect = expect.step(&record, &mut out)?;
     }
     match expect {
         Expect::Nothing => Ok(out.finish(Format::ZenginTransferNotice)),
@@ -480,23 +512,24 @@ pub struct NoticeDraft {
     pub entries: Vec<NoticeEntry>,
 }
 
-/// A record being written: starts as spaces, fields set one by one.
-struct RecordOut([u8; RECORD]);
+/// A record of `N` bytes being written: starts as spaces, fields set one
+/// by one.
+pub(crate) struct RecordOut<const N: usize = RECORD>(pub(crate) [u8; N]);
 
-impl RecordOut {
-    fn new(kind: u8) -> RecordOut {
-        let mut bytes = [b' '; RECORD];
+impl<const N: usize> RecordOut<N> {
+    pub(crate) fn new(kind: u8) -> RecordOut<N> {
+        let mut bytes = [b' '; N];
         bytes[0] = kind;
         RecordOut(bytes)
     }
 
-    fn put(&mut self, f: Field, bytes: &[u8]) {
+    pub(crate) fn put(&mut self, f: Field, bytes: &[u8]) {
         assert!(bytes.len() == f.len, "{} is {} bytes wide", f.name, f.len);
         self.0[f.at..f.at + f.len].copy_from_slice(bytes);
     }
 
     /// Right-aligned, zero-padded.
-    fn number(&mut self, f: Field, value: u64) -> Result<(), BankFileError> {
+    pub(crate) fn number(&mut self, f: Field, value: u64) -> Result<(), BankFileError> {
         let max = 10u64.pow(u32::try_from(f.len).unwrap_or(19)) - 1;
         if value > max {
             return Err(BankFileError::OutOfRange { field: f.name, value, max });
@@ -506,7 +539,7 @@ impl RecordOut {
     }
 
     /// Left-aligned, space-padded, every character in JIS X 0201.
-    fn text(&mut self, f: Field, text: &str) -> Result<(), BankFileError> {
+    pub(crate) fn text(&mut self, f: Field, text: &str) -> Result<(), BankFileError> {
         let mut bytes = Vec::with_capacity(f.len);
         for c in text.chars() {
             bytes.push(jisx0201::encode(c).ok_or(BankFileError::NotRepresentable { field: f.name, character: c })?);

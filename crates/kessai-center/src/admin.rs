@@ -179,7 +179,16 @@ async fn register_store(
         mall: b.mall.as_deref().map(StoreId::parse).transpose().map_err(|e| bad("bad_mall", e))?,
         notify_url: b.notify_url,
         client_name: b.client_name,
-        bank_account: b.bank_account,
+        // Where its payouts go (#19): refused unless a bank file can carry
+        // it, kept in its normal form.
+        bank_account: match b.bank_account.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(text) => Some(
+                text.parse::<kessai_bank::payout::PayeeAccount>()
+                    .map_err(|e| bad("bad_bank_account", e).with_param("bank_account"))?
+                    .to_string(),
+            ),
+        },
     };
     let keys = match &b.jwks {
         Some(v) => kessai_core::jwk::parse_jwks(v.to_string().as_bytes()).map_err(|e| bad("bad_jwks", e))?,

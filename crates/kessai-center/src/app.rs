@@ -239,6 +239,10 @@ async fn merge_separate_ledger(config: &CenterConfig, db: &CenterDb) -> anyhow::
         "merged the separate ledger file into the center database"
     );
     db.ledger().check().await.map_err(|e| anyhow::anyhow!("the merged books do not check: {e}"))?;
+    // The migration that began recording payable items ran before the
+    // merge, on books without these accounts: what stores were owed in
+    // them opens their payables now.
+    db.open_payables().await.context("opening the stores' payables of the merged books")?;
     Ok(())
 }
 
@@ -268,6 +272,7 @@ pub async fn open(config: &CenterConfig) -> anyhow::Result<Center> {
         completed: Default::default(),
         in_flight: Default::default(),
         prepaid: config.prepaid.clone(),
+        clearing: config.clearing.clone(),
     })
 }
 

@@ -11,6 +11,8 @@
 //! | virtual prepaid card, one per card (#18) | `Prepaid` | debits must not exceed credits |
 //! | bank pool, postal pool, cash, [`SHARDS`] each per currency (money received for prepaid value) | `Pool` | — |
 //! | suspense, [`SHARDS`] per currency (money received that matched no request) | `Suspense` | — |
+//! | payouts in transit, [`SHARDS`] per currency (paid to stores, not yet confirmed by the bank) | `PayoutsInTransit` | — |
+//! | fees, [`SHARDS`] per currency (what the center earned on purchases) | `CenterFees` | — |
 //!
 //! Every account but a card's float is a *pool* split into [`SHARDS`]
 //! accounts: a transfer moves the shard its own id picks ([`shard`]), and
@@ -50,6 +52,15 @@
 //! prepaid), money that matched no request (pool → suspense) and its later
 //! application (suspense → prepaid).
 //!
+//! Clearing (#19) pays a store what is open on its payable: store payable
+//! → payouts in transit (what is sent) and → fees, posted when the payout
+//! is made; payouts in transit → bank pool when the bank confirms it, or →
+//! store payable when it comes back. Every transfer that moves a store's
+//! payable carries an *item* ([`PayableItem`]: a purchase posted, a refund
+//! held, …) that the write records with it, once, when the transfer is new:
+//! what is open on a payable (posted credits less posted and pending debits)
+//! is the sum of its open items (`crate::clearing`).
+//!
 //! Account and follow-up transfer ids are derived with SHA-256 from a label
 //! and the business key, so every instance computes the same ids and a
 //! retried call meets `exists` instead of moving money twice.
@@ -79,6 +90,10 @@ pub const CODE_PREPAID_FUNDING: u16 = 8;
 pub const CODE_PREPAID_PAYMENT: u16 = 9;
 pub const CODE_SUSPENSE: u16 = 10;
 pub const CODE_PREPAID_TO_CARD: u16 = 11;
+pub const CODE_PAYOUT: u16 = 12;
+pub const CODE_FEE: u16 = 13;
+pub const CODE_PAYOUT_SETTLED: u16 = 14;
+pub const CODE_PAYOUT_RETURNED: u16 = 15;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -253,13 +268,33 @@ fn float_account(card: &CardId, currency: Currency) -> Result<NewAccount, BooksE
     })
 }
 
-/// What one write does to the books: accounts to open (if missing) and
-/// transfers to make, applied together in the write's transaction.
+/// One item of a store's payable (see `crate::clearing`): recorded with
+/// the transfer `transfer` of the same entries, when that transfer is new.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayableItem {
+    /// The ledger transfer that moves the payable; the item's id is its id
+    /// in hex.
+    pub transfer: u128,
+    pub store: StoreId,
+    pub currency: Currency,
+    /// `purchase`, `prepaid_payment`, `refund`, `prepaid_refund`,
+    /// `refund_cancelled` or `payout_returned`.
+    pub kind: &'static str,
+    /// What it is of: the settlement, the payment, the refund, the payout.
+    pub reference: String,
+    /// Positive: owed to the store; negative: taken off.
+    pub amount_minor: i64,
+}
+
+/// What one write does to the books: accounts to open (if missing),
+/// transfers to make and the payable items they carry, applied together in
+/// the write's transaction.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Entries {
     what: &'static str,
     accounts: Vec<NewAccount>,
     transfers: Vec<NewTransfer>,
+    items: Vec<PayableItem>,
 }
 
 impl Entries {
@@ -269,11 +304,34 @@ impl Entries {
     }
 
     fn of(what: &'static str, accounts: Vec<NewAccount>, transfer: NewTransfer) -> Entries {
-        Entries { what, accounts, transfers: vec![transfer] }
+        Entries { what, accounts, transfers: vec![transfer], items: Vec::new() }
+    }
+
+    /// The same, carrying an item of `store`'s payable on its (first)
+    /// transfer.
+    fn with_item(mut self, store: &StoreId, kind: &'static str, reference: &str, amount: Money, sign: i64) -> Entries {
+        let transfer = self.transfers.first().map_or(0, |t| t.id);
+        let minor = i64::try_from(amount.amount_minor()).unwrap_or(i64::MAX).saturating_mul(sign);
+        self.items.push(PayableItem {
+            transfer,
+            store: store.clone(),
+            currency: amount.currency(),
+            kind,
+            reference: reference.to_owned(),
+            amount_minor: minor,
+        });
+        self
+    }
+
+    /// The payable items, each with the index of its transfer.
+    pub fn items(&self) -> impl Iterator<Item = (usize, &PayableItem)> {
+        self.items
+            .iter()
+            .filter_map(|item| self.transfers.iter().position(|t| t.id == item.transfer).map(|i| (i, item)))
     }
 
     pub fn is_empty(&self) -> bool {
-        self.accounts.is_empty() && self.transfers.is_empty()
+        self.accounts.is_empty() && self.transfers.is_empty() && self.items.is_empty()
     }
 
     pub fn accounts(&self) -> &[NewAccount] {
@@ -341,7 +399,12 @@ fn resolve(tx: &TransactionId, amount: Money, post: bool, code: u16) -> Result<E
 impl Entries {
     /// The accounts a card needs (idempotent).
     pub fn open_card(card: &CardId, currency: Currency) -> Result<Entries, BooksError> {
-        Ok(Entries { what: "opening a card", accounts: vec![float_account(card, currency)?], transfers: Vec::new() })
+        Ok(Entries {
+            what: "opening a card",
+            accounts: vec![float_account(card, currency)?],
+            transfers: Vec::new(),
+            items: Vec::new(),
+        })
     }
 
     /// Value put on a card outside a purchase (issuance); `id` makes it
@@ -372,9 +435,15 @@ impl Entries {
         Ok(Entries::of("the purchase hold", accounts, t))
     }
 
-    /// Posts the purchase: the card confirmed the debit.
-    pub fn purchase_post(tx: &TransactionId, amount: Money) -> Result<Entries, BooksError> {
-        resolve(tx, amount, true, CODE_PURCHASE)
+    /// Posts the purchase: the card confirmed the debit. An item of the
+    /// payee's payable (settlement `settlement`).
+    pub fn purchase_post(
+        tx: &TransactionId,
+        payee: &StoreId,
+        settlement: &str,
+        amount: Money,
+    ) -> Result<Entries, BooksError> {
+        Ok(resolve(tx, amount, true, CODE_PURCHASE)?.with_item(payee, "purchase", settlement, amount, 1))
     }
 
     /// Voids the purchase: the card proved it never applied the debit.
@@ -420,7 +489,19 @@ impl Entries {
         let shard = shard(&id.to_be_bytes());
         let accounts = vec![float_account(card, c)?, payable_account(store, c, shard)?];
         let t = pending(id, (store_payable_id(store, c, shard), card_float_id(card)), amount, CODE_REFUND)?;
-        Ok(Entries::of("the refund hold", accounts, t))
+        Ok(Entries::of("the refund hold", accounts, t).with_item(store, "refund", owed_id, amount, -1))
+    }
+
+    /// A purchase refund's hold voided (moved to another card, or
+    /// cancelled): its amount is the store's again.
+    pub fn refund_void(owed_id: &str, store: &StoreId, amount: Money) -> Result<Entries, BooksError> {
+        Ok(resolve(&owed_hold_id(owed_id), amount, false, CODE_REFUND)?.with_item(
+            store,
+            "refund_cancelled",
+            owed_id,
+            amount,
+            1,
+        ))
     }
 
     /// A correction, held when the operator makes it: card float →
@@ -474,6 +555,7 @@ impl Entries {
             what: "opening a prepaid card",
             accounts: vec![prepaid_account(card, currency)?],
             transfers: Vec::new(),
+            items: Vec::new(),
         })
     }
 
@@ -517,7 +599,7 @@ impl Entries {
         let shard = shard(&id.to_be_bytes());
         let accounts = vec![prepaid_account(card, c)?, payable_account(payee, c, shard)?];
         let t = posted(id, (store_payable_id(payee, c, shard), prepaid_account_id(card)), amount, CODE_REFUND)?;
-        Ok(Entries::of("the prepaid refund", accounts, t))
+        Ok(Entries::of("the prepaid refund", accounts, t).with_item(payee, "prepaid_refund", refund, amount, -1))
     }
 
     /// Value moved from a prepaid card to an IC card (a value update): the
@@ -548,6 +630,7 @@ impl Entries {
     /// (`exceeds_credits`) beyond the card's value.
     pub fn prepaid_payment(
         tx: &TransactionId,
+        payment: &str,
         card: &PrepaidId,
         payee: &StoreId,
         amount: Money,
@@ -561,7 +644,82 @@ impl Entries {
             amount,
             CODE_PREPAID_PAYMENT,
         )?;
-        Ok(Entries::of("the prepaid payment", accounts, t))
+        Ok(Entries::of("the prepaid payment", accounts, t).with_item(payee, "prepaid_payment", payment, amount, 1))
+    }
+}
+
+/// Payouts in transit, per currency: every shard.
+pub fn in_transit_ids(currency: Currency) -> Vec<u128> {
+    pool_ids("payouts-in-transit", currency.code())
+}
+
+/// Fees the center earned, per currency: every shard.
+pub fn fee_ids(currency: Currency) -> Vec<u128> {
+    pool_ids("fees", currency.code())
+}
+
+/// The entries of clearing (#19): payouts to stores.
+impl Entries {
+    /// A payout made: store payable → payouts in transit (`net`) and →
+    /// fees (`fees`, if any), posted; ids derived from the payout.
+    pub fn payout(payout: &str, store: &StoreId, net: Money, fees: Money) -> Result<Entries, BooksError> {
+        let c = net.currency();
+        let id = derived_id("payout", payout.as_bytes());
+        let shard = shard(&id.to_be_bytes());
+        let payable = store_payable_id(store, c, shard);
+        let (transit, fee) = (pooled_id("payouts-in-transit", c.code(), shard), pooled_id("fees", c.code(), shard));
+        let mut accounts = vec![payable_account(store, c, shard)?, account(transit, c, AccountKind::PayoutsInTransit)?];
+        let mut transfers = vec![posted(id, (payable, transit), net, CODE_PAYOUT)?];
+        if fees.amount_minor() > 0 {
+            accounts.push(account(fee, c, AccountKind::CenterFees)?);
+            transfers.push(posted(derived_id("payout-fee", payout.as_bytes()), (payable, fee), fees, CODE_FEE)?);
+        }
+        Ok(Entries { what: "the payout", accounts, transfers, items: Vec::new() })
+    }
+
+    /// The bank confirmed a payout: payouts in transit → the center's bank
+    /// pool (the money left its account).
+    pub fn payout_settled(payout: &str, amount: Money) -> Result<Entries, BooksError> {
+        let c = amount.currency();
+        let id = derived_id("payout-settled", payout.as_bytes());
+        let shard = shard(&derived_id("payout", payout.as_bytes()).to_be_bytes());
+        let (transit, pool) =
+            (pooled_id("payouts-in-transit", c.code(), shard), pooled_id("bank-pool", c.code(), shard));
+        let accounts = vec![account(pool, c, AccountKind::Pool)?];
+        Ok(Entries::of("the settled payout", accounts, posted(id, (transit, pool), amount, CODE_PAYOUT_SETTLED)?))
+    }
+
+    /// The bank rejected or returned a payout: payouts in transit → the
+    /// store's payable again (an item, paid by a later run).
+    pub fn payout_returned(payout: &str, store: &StoreId, amount: Money) -> Result<Entries, BooksError> {
+        let c = amount.currency();
+        let id = derived_id("payout-returned", payout.as_bytes());
+        let shard = shard(&derived_id("payout", payout.as_bytes()).to_be_bytes());
+        let transit = pooled_id("payouts-in-transit", c.code(), shard);
+        let accounts = vec![payable_account(store, c, shard)?];
+        let t = posted(id, (transit, store_payable_id(store, c, shard)), amount, CODE_PAYOUT_RETURNED)?;
+        Ok(Entries::of("the returned payout", accounts, t).with_item(store, "payout_returned", payout, amount, 1))
+    }
+}
+
+/// Synthetic payables for `kessai bench clearing` only: for each store, a
+/// posted transfer issuance → its payable (shard 0) of what its synthetic
+/// items sum to, so the books agree with them.
+impl Entries {
+    pub fn bench_payables(payables: &[(StoreId, Money)]) -> Result<Entries, BooksError> {
+        let mut accounts = Vec::new();
+        let mut transfers = Vec::new();
+        for (store, amount) in payables {
+            let c = amount.currency();
+            let id = derived_id("bench-payable", store.as_str().as_bytes());
+            let source = issuance_id(c, 0);
+            if accounts.is_empty() {
+                accounts.push(account(source, c, AccountKind::CreditFunding)?);
+            }
+            accounts.push(payable_account(store, c, 0)?);
+            transfers.push(posted(id, (source, store_payable_id(store, c, 0)), *amount, CODE_ISSUE)?);
+        }
+        Ok(Entries { what: "bench payables", accounts, transfers, items: Vec::new() })
     }
 }
 
@@ -623,6 +781,30 @@ impl Books {
     /// What the center owes a store (posted), over every shard.
     pub async fn store_payable(&self, store: &StoreId, currency: Currency) -> Result<u64, BooksError> {
         let (debits, credits) = self.pool_posted(&store_payable_ids(store, currency)).await?;
+        Ok(u64::try_from(credits.saturating_sub(debits)).unwrap_or(u64::MAX))
+    }
+
+    /// What is open on a store's payable: posted credits less posted and
+    /// pending debits (refunds held for cards are the cards'), over every
+    /// shard. Equal to the sum of its open items (`crate::clearing`).
+    pub async fn store_open(&self, store: &StoreId, currency: Currency) -> Result<i128, BooksError> {
+        let found = self.ledger().lookup_accounts(&store_payable_ids(store, currency)).await?;
+        Ok(found.iter().fold(0i128, |open, a| {
+            open + i128::from(a.credits_posted_minor)
+                - i128::from(a.debits_posted_minor)
+                - i128::from(a.debits_pending_minor)
+        }))
+    }
+
+    /// Payouts in transit (posted credits less debits), over every shard.
+    pub async fn in_transit(&self, currency: Currency) -> Result<i128, BooksError> {
+        let (debits, credits) = self.pool_posted(&in_transit_ids(currency)).await?;
+        Ok(i128::try_from(credits).unwrap_or(i128::MAX) - i128::try_from(debits).unwrap_or(i128::MAX))
+    }
+
+    /// Fees earned (posted credits less debits), over every shard.
+    pub async fn fees(&self, currency: Currency) -> Result<u64, BooksError> {
+        let (debits, credits) = self.pool_posted(&fee_ids(currency)).await?;
         Ok(u64::try_from(credits.saturating_sub(debits)).unwrap_or(u64::MAX))
     }
 

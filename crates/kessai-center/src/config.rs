@@ -48,6 +48,9 @@ pub struct CenterConfig {
     /// Virtual prepaid cards: value lifetime, limits, where money is sent.
     #[serde(default)]
     pub prepaid: crate::prepaid::PrepaidPolicy,
+    /// Clearing: fees, and the account payouts are paid from.
+    #[serde(default)]
+    pub clearing: crate::clearing::ClearingPolicy,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -13,6 +13,7 @@ pub mod app;
 pub mod authorizer;
 pub mod books;
 pub mod card_session;
+pub mod clearing;
 pub mod config;
 pub mod db;
 pub mod delivery;

@@ -542,7 +542,7 @@ impl Center {
                 applied_by: None,
                 body: OwedBody { card_id: new, created_at: now, ..item.body.clone() },
             };
-            let void = Entries::owed_resolve(&item.id, item.body.amount, CODE_REFUND, false)?;
+            let void = Entries::refund_void(&item.id, payee, item.body.amount)?;
             let hold = Entries::refund_hold(&moved.id, payee, &new, moved.body.amount)?;
             moves.push(Move { from: item.id.clone(), moved, void, hold });
         }

@@ -716,7 +716,13 @@ impl Center {
             let sequence =
                 u32::try_from(card.payments.saturating_add(1)).map_err(|_| PrepaidError::Closed(card.id.clone()))?;
             let payment = self.sign_payment(&card, &facts, sequence, balance_after, instruction_hash, now)?;
-            let entries = Entries::prepaid_payment(&payment.transaction_id, &card.id, facts.payee(), amount)?;
+            let entries = Entries::prepaid_payment(
+                &payment.transaction_id,
+                payment.id.as_str(),
+                &card.id,
+                facts.payee(),
+                amount,
+            )?;
             let reply = PaymentReply::of(&payment, &self.security)?;
             let response = answer.as_ref().map(|a| a.saved(&reply)).transpose()?;
             match self.db.insert_prepaid_payment(&payment, entries, response, now).await {

@@ -198,10 +198,45 @@ const MIGRATIONS: &[(i64, &str, &[&str])] = &[
             WHERE delivered = 0",
         ],
     ),
+    (
+        8,
+        "clearing: the items of stores' payables, fee schedules, clearing runs, payouts, the bank's word on them",
+        &[
+            // Each movement of a store's payable, recorded with its ledger
+            // transfer (id: the transfer's, hex); `payout_id` once paid.
+            "CREATE TABLE IF NOT EXISTS center_payable_items (id TEXT PRIMARY KEY, store TEXT NOT NULL,
+            currency TEXT NOT NULL, kind TEXT NOT NULL, reference TEXT NOT NULL, amount_minor BIGINT NOT NULL,
+            at BIGINT NOT NULL, payout_id TEXT)",
+            // What a run looks for: open items by store, up to its cutoff.
+            "CREATE INDEX IF NOT EXISTS center_payable_items_open ON center_payable_items (store, currency, at)
+            WHERE payout_id IS NULL",
+            "CREATE INDEX IF NOT EXISTS center_payable_items_payout ON center_payable_items (payout_id, at)
+            WHERE payout_id IS NOT NULL",
+            "CREATE TABLE IF NOT EXISTS center_store_fees (store TEXT NOT NULL, currency TEXT NOT NULL,
+            percent_bp BIGINT NOT NULL, fixed_minor BIGINT NOT NULL, updated_at BIGINT NOT NULL,
+            PRIMARY KEY (store, currency))",
+            // One row a run (id from its cutoff), claimed under a lease.
+            "CREATE TABLE IF NOT EXISTS center_clearing_runs (id TEXT PRIMARY KEY, cutoff BIGINT NOT NULL,
+            status TEXT NOT NULL, claimed_by TEXT NOT NULL, claimed_until BIGINT NOT NULL, created_at BIGINT NOT NULL,
+            finished_at BIGINT)",
+            // One payout a run, store and currency.
+            "CREATE TABLE IF NOT EXISTS center_payouts (id TEXT PRIMARY KEY, run_id TEXT NOT NULL, store TEXT NOT NULL,
+            currency TEXT NOT NULL, gross_minor BIGINT NOT NULL, refunds_minor BIGINT NOT NULL,
+            other_minor BIGINT NOT NULL, fees_minor BIGINT NOT NULL, amount_minor BIGINT NOT NULL, items BIGINT NOT NULL,
+            fee_bp BIGINT NOT NULL, fee_fixed_minor BIGINT NOT NULL, payee_account TEXT NOT NULL,
+            bank_ref TEXT NOT NULL UNIQUE, status TEXT NOT NULL, reason TEXT, created_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL, UNIQUE (run_id, store, currency))",
+            "CREATE INDEX IF NOT EXISTS center_payouts_store ON center_payouts (store, created_at)",
+            // Each entry of a bank's file about payouts, taken once.
+            "CREATE TABLE IF NOT EXISTS center_payout_events (entry_key TEXT PRIMARY KEY, file TEXT NOT NULL,
+            bank_ref TEXT NOT NULL, payout_id TEXT, status TEXT NOT NULL, reason TEXT, created_at BIGINT NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS center_payout_events_status ON center_payout_events (status, created_at)",
+        ],
+    ),
 ];
 
 /// The newest version this build knows.
-pub(crate) const NEWEST: i64 = 7;
+pub(crate) const NEWEST: i64 = 8;
 
 const _: () = assert!(MIGRATIONS[MIGRATIONS.len() - 1].0 == NEWEST);
 
@@ -238,9 +273,70 @@ pub(crate) async fn migrate(pool: &AnyPool, sqlite: bool) -> Result<(), DbError>
         for statement in *statements {
             sqlx::query(*statement).execute(&mut *tx).await?;
         }
+        if *version == 8 {
+            open_payables(&mut tx, sqlite).await?;
+        }
         record(&mut tx, *version, description).await?;
     }
     tx.commit().await?;
+    Ok(())
+}
+
+/// Schema v8: what stores were owed before payable items were recorded
+/// becomes one item each (`opening_balance`, at 0, so the first run pays
+/// it): the payable's posted credits less its posted and pending debits,
+/// read from the ledger's tables in this transaction.
+async fn open_payables(conn: &mut AnyConnection, sqlite: bool) -> Result<(), DbError> {
+    let ledger_sql = if sqlite {
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'accounts'"
+    } else {
+        "SELECT CAST(to_regclass('accounts') AS TEXT) AS name"
+    };
+    let ledger: Option<Option<String>> = sqlx::query_scalar(ledger_sql).fetch_optional(&mut *conn).await?;
+    if ledger.flatten().is_none() {
+        // No books yet: nothing was owed.
+        return Ok(());
+    }
+    let stores: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM center_stores ORDER BY id").fetch_all(&mut *conn).await?;
+    let currencies: Vec<String> = sqlx::query_scalar(
+        "SELECT currency FROM center_cards UNION SELECT currency FROM center_prepaid_cards ORDER BY 1",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    if stores.is_empty() {
+        return Ok(());
+    }
+    for store in &stores {
+        let Ok(id) = kessai_core::ids::StoreId::parse(store) else { continue };
+        for currency in &currencies {
+            let Ok(c) = kessai_core::Currency::parse(currency) else { continue };
+            let mut open: i64 = 0;
+            for account in crate::books::store_payable_ids(&id, c) {
+                let row: Option<(i64, i64, i64)> = sqlx::query_as(
+                    "SELECT credits_posted_minor, debits_posted_minor, debits_pending_minor FROM accounts WHERE id = $1",
+                )
+                .bind(account.to_be_bytes().to_vec())
+                .fetch_optional(&mut *conn)
+                .await?;
+                if let Some((credits, debits, pending)) = row {
+                    open = open.saturating_add(credits).saturating_sub(debits).saturating_sub(pending);
+                }
+            }
+            if open != 0 {
+                sqlx::query(
+                    "INSERT INTO center_payable_items (id, store, currency, kind, reference, amount_minor, at)
+                     VALUES ($1, $2, $3, 'opening_balance', 'before clearing', $4, 0) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(format!("opening:{store}/{currency}"))
+                .bind(store.clone())
+                .bind(currency.clone())
+                .bind(open)
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+    }
     Ok(())
 }
 

@@ -242,6 +242,8 @@ pub struct Center {
     pub in_flight: crate::api::InFlight,
     /// The rules for virtual prepaid cards (#18).
     pub prepaid: crate::prepaid::PrepaidPolicy,
+    /// Fees and the center's paying account (#19).
+    pub clearing: crate::clearing::ClearingPolicy,
 }
 
 impl std::fmt::Debug for Center {
@@ -434,7 +436,7 @@ impl Center {
         let entries = match stepped.effect {
             Effect::None => Entries::none(),
             Effect::Hold => Entries::purchase_hold(tx, &s.card_id, s.bill.payee(), amount)?,
-            Effect::Post => Entries::purchase_post(tx, amount)?,
+            Effect::Post => Entries::purchase_post(tx, s.bill.payee(), s.id.as_str(), amount)?,
             Effect::Void => Entries::purchase_void(tx, amount)?,
             Effect::Release => {
                 let states =

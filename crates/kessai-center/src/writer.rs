@@ -144,6 +144,20 @@ fn sqlite_execute(conn: &rusqlite::Connection, s: &Stmt) -> Result<u64, DbError>
     Ok(prepare(conn, s)?.raw_execute()? as u64)
 }
 
+fn sqlite_fetch_all<T>(
+    conn: &rusqlite::Connection,
+    s: &Stmt,
+    decode: fn(&dyn Columns) -> Result<T, DbError>,
+) -> Result<Vec<T>, DbError> {
+    let mut statement = prepare(conn, s)?;
+    let mut rows = statement.raw_query();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(decode(row)?);
+    }
+    Ok(out)
+}
+
 fn sqlite_fetch<T>(
     conn: &rusqlite::Connection,
     s: &Stmt,
@@ -243,9 +257,27 @@ impl<'c> Exec<'c> {
         Ok(found)
     }
 
+    /// Every row of `s`, decoded (a statement with RETURNING, too).
+    pub(crate) async fn fetch_all<T>(
+        &mut self,
+        s: Stmt,
+        decode: fn(&dyn Columns) -> Result<T, DbError>,
+    ) -> Result<Vec<T>, DbError> {
+        let found = match &mut self.conn {
+            Conn::Sqlite(conn) => sqlite_fetch_all(conn, &s, decode)?,
+            Conn::Pg(conn) => {
+                s.pg().fetch_all(&mut **conn).await?.iter().map(|row| decode(row)).collect::<Result<_, _>>()?
+            }
+        };
+        self.fault_point()?;
+        Ok(found)
+    }
+
     /// Applies the books' `entries` in this transaction, all or nothing: a
     /// refused transfer fails the write with [`DbError::BooksRefused`] and
-    /// nothing of the entries is written.
+    /// nothing of the entries is written. Each payable item is recorded
+    /// with its transfer when that transfer is new (one that existed
+    /// recorded its item when it was made).
     pub(crate) async fn books(&mut self, entries: &Entries, now_unix_s: u64) -> Result<(), DbError> {
         if entries.is_empty() {
             return Ok(());
@@ -255,7 +287,25 @@ impl<'c> Exec<'c> {
             Conn::Pg(conn) => within::Conn::Postgres(conn),
         };
         match within::apply(conn, entries.accounts(), entries.transfers(), now_unix_s).await.map_err(DbError::Books)? {
-            Applied::Done => self.fault_point(),
+            Applied::Done { existed } => {
+                self.fault_point()?;
+                let at = i64::try_from(now_unix_s).map_err(|_| DbError::Corrupt("time past i64".into()))?;
+                for (_, item) in entries.items().filter(|(i, _)| !existed.contains(i)) {
+                    let insert = Stmt::new(
+                        "INSERT INTO center_payable_items (id, store, currency, kind, reference, amount_minor, at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(format!("{:032x}", item.transfer))
+                    .bind(item.store.as_str().to_owned())
+                    .bind(item.currency.code().to_owned())
+                    .bind(item.kind.to_owned())
+                    .bind(item.reference.clone())
+                    .bind(item.amount_minor)
+                    .bind(at);
+                    self.execute(insert).await?;
+                }
+                Ok(())
+            }
             Applied::Refused { accounts, transfers } => {
                 let code = transfers
                     .first()

@@ -84,10 +84,13 @@ pub enum AccountKind {
     /// Money received that matched no request (or not its amount), held
     /// until an operator resolves it.
     Suspense = 7,
+    /// Money on its way to stores' bank accounts: payouts a clearing run
+    /// made that the bank has not yet confirmed or returned.
+    PayoutsInTransit = 8,
 }
 
 impl AccountKind {
-    pub const ALL: [AccountKind; 7] = [
+    pub const ALL: [AccountKind; 8] = [
         AccountKind::CardFloat,
         AccountKind::StorePayable,
         AccountKind::CreditFunding,
@@ -95,6 +98,7 @@ impl AccountKind {
         AccountKind::Pool,
         AccountKind::Prepaid,
         AccountKind::Suspense,
+        AccountKind::PayoutsInTransit,
     ];
 
     pub fn code(self) -> u16 {

@@ -34,8 +34,11 @@ pub enum Conn<'c> {
 /// How [`apply`] went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
-    /// Every account and transfer was created, or existed already as asked.
-    Done,
+    /// Every account and transfer was created, or existed already as asked;
+    /// `existed` lists the transfers (their indexes in the batch) that
+    /// existed already, so a caller recording something with each new
+    /// transfer records it once.
+    Done { existed: Vec<usize> },
     /// At least one event was refused; nothing was written. The results list
     /// the events that were not `ok`, by index, as the ledger's batches do.
     Refused { accounts: Vec<CreateAccountsResult>, transfers: Vec<CreateTransfersResult> },
@@ -58,7 +61,14 @@ pub async fn apply(
 
 fn answer(applied: AppliedAll) -> Applied {
     if applied.all_ok() {
-        return Applied::Done;
+        let existed = applied
+            .transfers
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| matches!(r, crate::CreateTransferResult::Exists))
+            .map(|(i, _)| i)
+            .collect();
+        return Applied::Done { existed };
     }
     Applied::Refused {
         accounts: crate::store::account_results(applied.accounts),

@@ -39,6 +39,10 @@ enum AdminCommand {
         /// The store's JWKS file (its bill-signing keys).
         #[arg(long, value_name = "FILE")]
         jwks: Option<PathBuf>,
+        /// Where its payouts go: `zengin:BBBB-SSS-T-NNNNNNN:HOLDER` (holder
+        /// in half-width kana) or `iban:IBAN[:BIC]:HOLDER`.
+        #[arg(long)]
+        bank_account: Option<String>,
     },
     /// Register an issued card.
     RegisterCard {
@@ -210,14 +214,15 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
 
 fn request(command: AdminCommand) -> anyhow::Result<(String, Option<Value>)> {
     Ok(match command {
-        AdminCommand::RegisterStore { id, display_name, mall, notify_url, jwks } => {
+        AdminCommand::RegisterStore { id, display_name, mall, notify_url, jwks, bank_account } => {
             let jwks: Option<Value> = jwks
                 .map(|p| -> anyhow::Result<Value> {
                     let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
                     serde_json::from_str(&text).with_context(|| format!("{} is not JSON", p.display()))
                 })
                 .transpose()?;
-            let body = json!({ "id": id, "name": display_name, "mall": mall, "notify_url": notify_url, "jwks": jwks });
+            let body = json!({ "id": id, "name": display_name, "mall": mall, "notify_url": notify_url, "jwks": jwks,
+                               "bank_account": bank_account });
             ("/v1/admin/stores".into(), Some(body))
         }
         AdminCommand::RegisterCard { card_id, key_version, currency, max_balance } => {

@@ -62,6 +62,9 @@ pub enum CenterCommand {
         /// The statement file.
         file: PathBuf,
     },
+    /// Pay stores: clearing runs, bank files, what the bank says, fees.
+    #[command(subcommand)]
+    Clearing(crate::clearing::ClearingCommand),
 }
 
 #[derive(Copy, Clone, Debug, clap::ValueEnum)]
@@ -113,6 +116,7 @@ pub fn run(command: CenterCommand) -> anyhow::Result<()> {
             println!("  balance {} {}, maximum {}", info.balance_minor, info.currency.as_str(), info.max_balance_minor);
             Ok(())
         }
+        CenterCommand::Clearing(command) => crate::clearing::run(&runtime, command),
         CenterCommand::ImportStatement { config, source, file } => {
             let config = CenterConfig::load(&config).with_context(|| format!("loading {}", config.display()))?;
             let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;

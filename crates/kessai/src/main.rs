@@ -9,9 +9,11 @@ mod admin;
 mod bank;
 mod bench;
 mod bench_center;
+mod bench_clearing;
 mod bench_prepaid;
 mod card;
 mod center;
+mod clearing;
 mod demo;
 mod keys;
 mod member;
@@ -256,6 +258,16 @@ enum BenchCommand {
         #[arg(long)]
         center_log: Option<PathBuf>,
     },
+    /// One clearing run over many posted settlements for many stores: its time and peak memory.
+    Clearing {
+        #[arg(long, default_value_t = 1_000_000)]
+        settlements: u64,
+        #[arg(long, default_value_t = 10_000)]
+        stores: u32,
+        /// SQLite in a temporary directory, or a throwaway PostgreSQL cluster.
+        #[arg(long, value_enum, default_value = "sqlite")]
+        database: bench_center::Database,
+    },
     /// Payments/s from virtual prepaid cards (one request a payment, no card round trips).
     Prepaid {
         /// Members paying back to back, each from its own prepaid card.
@@ -306,6 +318,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             bench_center::run(wallets, seconds, database, instances, pg_statements, center_log.as_deref())
         }
         Command::Bench(BenchCommand::Ledger { seconds, postgres, pg_bin }) => bench::ledger(seconds, postgres, pg_bin),
+        Command::Bench(BenchCommand::Clearing { settlements, stores, database }) => {
+            bench_clearing::run(settlements, stores, database)
+        }
         Command::Bench(BenchCommand::Prepaid { members, seconds, database, instances, center_log }) => {
             bench_prepaid::run(members, seconds, database, instances, center_log.as_deref())
         }

@@ -90,3 +90,54 @@ impl Rng {
         }
     }
 }
+
+/// The center's account as the payout tests name it: an IBAN, a BIC and a
+/// Zengin contract, so every writer can pay from it.
+pub fn debtor() -> kessai_bank::payout::Debtor {
+    kessai_bank::payout::Debtor {
+        name: "Kessai Center".into(),
+        iban: Some("DE89370400440532013000".into()),
+        bic: Some("COBADEFFXXX".into()),
+        zengin: Some(zengin_debtor()),
+    }
+}
+
+pub fn zengin_debtor() -> kessai_bank::payout::ZenginDebtor {
+    kessai_bank::payout::ZenginDebtor {
+        requester_code: 1_234_567_890,
+        requester_name: "ｹﾂｻｲｾﾝﾀ-".into(),
+        bank_code: 5,
+        bank_name: "ｷﾂｻｲｷﾞﾝｺｳ".into(),
+        branch_code: 1,
+        branch_name: "ﾎﾝﾃﾝ".into(),
+        deposit_type: 1,
+        number: 7_654_321,
+    }
+}
+
+/// A line paying `yen` to a Zengin account.
+pub fn zengin_line(id: &str, yen: u64) -> kessai_bank::payout::PayoutLine {
+    kessai_bank::payout::PayoutLine {
+        end_to_end_id: id.into(),
+        amount: money(yen, Currency::JPY),
+        payee: "zengin:0001-101-1-1234567:ﾔﾏﾀﾞ ｼﾖｳﾃﾝ".parse().unwrap(),
+        remittance: "Sales May".into(),
+    }
+}
+
+/// A line paying `cents` euro to an IBAN account.
+pub fn iban_line(id: &str, cents: u64) -> kessai_bank::payout::PayoutLine {
+    kessai_bank::payout::PayoutLine {
+        end_to_end_id: id.into(),
+        amount: money(cents, Currency::parse("EUR").unwrap()),
+        payee: "iban:FR14 2004 1010 0505 0001 3M02 606:BNPAFRPP:Boulangerie d'Ici".parse().unwrap(),
+        remittance: "Sales May".into(),
+    }
+}
+
+pub const PAYOUT_CREATED: kessai_core::time::Timestamp = kessai_core::time::Timestamp::from_unix_s(1_777_600_000);
+
+/// A valid batch of `lines`, executed on 2026-05-07.
+pub fn batch(lines: Vec<kessai_bank::payout::PayoutLine>) -> kessai_bank::PayoutBatch {
+    kessai_bank::PayoutBatch::new("PAYOUT-2026-05-07", PAYOUT_CREATED, date("2026-05-07"), debtor(), lines).unwrap()
+}

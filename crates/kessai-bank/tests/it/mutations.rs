@@ -7,11 +7,11 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use kessai_bank::camt::{DraftEntry, EntryKind};
 use kessai_bank::limits::MAX_ENTRIES;
-use kessai_bank::{camt054, parse, rf};
+use kessai_bank::{camt054, pain002, parse, read_outcomes, rf, zengin};
 use kessai_core::Currency;
 use kessai_core::time::Timestamp;
 
-use crate::common::{Rng, date, money, vector};
+use crate::common::{Rng, batch, date, money, vector, zengin_line};
 
 /// Bytes that matter to the formats, so mutations hit the parsers' edges
 /// more often than uniformly random bytes would.
@@ -130,4 +130,58 @@ fn damaged_camt_statements_never_panic() {
 #[test]
 fn damaged_camt_notifications_never_panic() {
     survive_mutations("camt054", &written_notification(), 3, 2_000);
+}
+
+/// Like [`survive_mutations`], for the payout outcome reader.
+fn survive_outcome_mutations(name: &str, input: &[u8], seed: u64, rounds: usize) -> usize {
+    let mut rng = Rng::new(seed);
+    let mut accepted = 0;
+    for round in 0..rounds {
+        let (bytes, what) = mutate(&mut rng, input);
+        match catch_unwind(AssertUnwindSafe(|| read_outcomes(&bytes))) {
+            Ok(Ok(report)) => {
+                accepted += 1;
+                assert!(report.outcomes.len() <= MAX_ENTRIES);
+                let mut keys: Vec<&str> = report.outcomes.iter().map(|o| o.entry_key.as_str()).collect();
+                keys.sort_unstable();
+                keys.dedup();
+                assert_eq!(keys.len(), report.outcomes.len(), "{name} seed {seed} round {round}: {what}");
+            }
+            Ok(Err(e)) => assert!(!e.to_string().is_empty()),
+            Err(_) => panic!("{name}: read_outcomes panicked, seed {seed} round {round}: {what}"),
+        }
+    }
+    accepted
+}
+
+fn written_result() -> Vec<u8> {
+    let lines = (0..4).map(|n| zengin_line(&format!("PO{n}"), 1_000 * (n + 1))).collect();
+    let results = [
+        zengin::TransferResult::Transferred,
+        zengin::TransferResult::NoSuchAccount,
+        zengin::TransferResult::NameMismatch,
+        zengin::TransferResult::InsufficientFunds,
+    ];
+    zengin::write_transfer_result(&batch(lines), &results).unwrap()
+}
+
+#[test]
+fn damaged_zengin_results_never_panic() {
+    let accepted = survive_outcome_mutations("zengin result", &written_result(), 4, 3_000);
+    assert!(accepted < 1_500, "{accepted} of 3000 damaged files accepted");
+}
+
+#[test]
+fn damaged_status_reports_never_panic() {
+    let xml = pain002::write(&crate::outcomes::status_report()).unwrap();
+    survive_outcome_mutations("pain002", xml.as_bytes(), 5, 2_000);
+}
+
+#[test]
+fn damaged_payout_notifications_never_panic() {
+    let xml = camt054::write(&crate::outcomes::payout_notification());
+    survive_outcome_mutations("camt054 payouts", xml.as_bytes(), 6, 1_500);
+    survive_outcome_mutations("camt054 batch", crate::outcomes::BATCH_BOOKED.as_bytes(), 7, 1_500);
+    // The credit reader meets the same files.
+    survive_mutations("camt054 payouts (credits)", xml.as_bytes(), 8, 1_000);
 }

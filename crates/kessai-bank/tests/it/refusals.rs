@@ -281,3 +281,178 @@ fn refusals_say_where() {
     let xml = parse(&xml_with(">250.00<", ">250.001<")).unwrap_err().to_string();
     assert_eq!(xml, format!("{NTRY1}/Amt: amount \"250.001\" refused: more than the currency's 2 fraction digits"));
 }
+
+/// The written Zengin result of four payouts (PO0–PO3, 1,000–4,000 yen),
+/// with `bytes` at `at`. Records are 122 bytes apart (120 and CR LF).
+fn result_with(at: usize, bytes: &[u8]) -> Vec<u8> {
+    use kessai_bank::zengin::{TransferResult as T, write_transfer_result};
+    let lines = (0..4).map(|n| crate::common::zengin_line(&format!("PO{n}"), 1_000 * (n + 1))).collect();
+    let results = [T::Transferred, T::NoSuchAccount, T::NameMismatch, T::InsufficientFunds];
+    let mut file = write_transfer_result(&crate::common::batch(lines), &results).unwrap();
+    file[at..at + bytes.len()].copy_from_slice(bytes);
+    file
+}
+
+const Z1: usize = 0;
+const Z2: usize = 122;
+const Z3: usize = 244;
+const Z6: usize = 610;
+const Z7: usize = 732;
+
+#[test]
+fn zengin_results_are_refused_for_what_is_wrong_with_them() {
+    use kessai_bank::read_outcomes;
+    let file = result_with(0, b"1");
+    let mut one_more = file.clone();
+    one_more.extend_from_slice(&file[Z7..]);
+    let cases: Vec<(&str, Vec<u8>, E)> = vec![
+        ("truncated mid-record", file[..300].to_vec(), E::ShortRecord { record: 3, len: 56, width: 120 }),
+        ("a dangling CR", [&file[..], b"\r"].concat(), E::AfterEnd { record: 8 }),
+        ("a record after the end", one_more, E::AfterEnd { record: 8 }),
+        (
+            "trailer count disagrees",
+            result_with(Z6 + 1, b"000005"),
+            E::TrailerMismatch { record: 6, field: "合計件数", stated: 5, counted: 4 },
+        ),
+        (
+            "trailer total disagrees",
+            result_with(Z2 + 80, b"0000001001"),
+            E::TrailerMismatch { record: 6, field: "合計金額", stated: 10_000, counted: 10_001 },
+        ),
+        ("a byte outside JIS X 0201", result_with(Z2 + 50, b"\x80"), E::BadByte { record: 2, column: 51, byte: 0x80 }),
+        ("a salary transfer", result_with(Z1 + 1, b"11"), bad_field(1, "種別コード", "11", "21 (総合振込)")),
+        ("EBCDIC", result_with(Z1 + 3, b"1"), bad_field(1, "コード区分", "1", "0 (JIS)")),
+        ("no such day", result_with(Z1 + 54, b"1332"), bad_field(1, "振込指定日", "1332", "a day MMDD")),
+        (
+            "no EDI mark",
+            result_with(Z2 + 112, b" "),
+            bad_field(2, "識別表示", " ", "Y (EDI情報 carries the payout's id)"),
+        ),
+        (
+            "no EDI",
+            result_with(Z2 + 91, &[b' '; 20]),
+            bad_field(2, "EDI情報", &" ".repeat(20), "the payout's end-to-end id"),
+        ),
+        (
+            "an unknown result",
+            result_with(Z3 + 113, b"5"),
+            bad_field(3, "振込結果コード", "5", "a result code 0, 1, 2, 3, 4, 8 or 9 (a request has none)"),
+        ),
+        ("deposit type 3", result_with(Z2 + 42, b"3"), bad_field(2, "預金種目", "3", "1, 2, 4 or 9 (預金種目)")),
+        (
+            "an amount with a blank",
+            result_with(Z2 + 80, b"00000 1000"),
+            bad_field(2, "振込金額", "00000 1000", "digits"),
+        ),
+        ("no end record", file[..Z7].to_vec(), E::EndsEarly { expected: "a header (1) or end (9) record" }),
+        (
+            "no trailer",
+            [&file[..Z6], &file[Z7..]].concat(),
+            E::UnexpectedRecord { record: 6, expected: "a data (2) or trailer (8) record", found: '9' },
+        ),
+        ("one payout twice", result_with(Z3 + 91, b"PO0"), E::DuplicateEntry { key: "1234567890/0507/PO0".into() }),
+        ("data before a header", file[Z2..].to_vec(), E::UnknownOutcomeFormat),
+        ("a transfer notice", vector("zengin-transfer-notice.bin"), bad_field(1, "種別コード", "01", "21 (総合振込)")),
+    ];
+    for (label, bytes, want) in cases {
+        assert_eq!(read_outcomes(&bytes), Err(want), "{label}");
+    }
+}
+
+/// The written status report with the first `from` replaced by `to`.
+fn report_with(from: &str, to: &str) -> Vec<u8> {
+    let xml = kessai_bank::pain002::write(&crate::outcomes::status_report()).unwrap();
+    assert!(xml.contains(from), "{from}");
+    xml.replacen(from, to, 1).into_bytes()
+}
+
+#[test]
+fn outcome_files_are_refused_for_what_is_wrong_with_them() {
+    use kessai_bank::read_outcomes;
+    let tx1 = "CstmrPmtStsRpt/OrgnlPmtInfAndSts[1]/TxInfAndSts[1]";
+    let many_transactions = {
+        let head = r#"<Document xmlns="urn:iso:std:iso:20022:tech:xsd:pain.002.001.10"><CstmrPmtStsRpt><GrpHdr><MsgId>M</MsgId></GrpHdr><OrgnlGrpInfAndSts><OrgnlMsgId>B</OrgnlMsgId></OrgnlGrpInfAndSts><OrgnlPmtInfAndSts><OrgnlPmtInfId>B</OrgnlPmtInfId>"#;
+        let mut xml = String::from(head);
+        xml.push_str(&"<TxInfAndSts/>".repeat(MAX_ENTRIES + 1));
+        xml.push_str("</OrgnlPmtInfAndSts></CstmrPmtStsRpt></Document>");
+        xml.into_bytes()
+    };
+    let cases: Vec<(&str, Vec<u8>, E)> = vec![
+        ("a DOCTYPE", report_with("<Document", "<!DOCTYPE Document>\n<Document"), E::Doctype),
+        (
+            "a newer version",
+            report_with("pain.002.001.10\"", "pain.002.001.11\""),
+            E::UnknownOutcomeNamespace("urn:iso:std:iso:20022:tech:xsd:pain.002.001.11".into()),
+        ),
+        (
+            "another message",
+            report_with("pain.002.001.10\"", "camt.052.001.08\""),
+            E::UnknownOutcomeNamespace("urn:iso:std:iso:20022:tech:xsd:camt.052.001.08".into()),
+        ),
+        (
+            "no report id",
+            report_with("<MsgId>STS-1</MsgId>", ""),
+            E::Missing { at: "CstmrPmtStsRpt/GrpHdr/MsgId".into() },
+        ),
+        (
+            "no original message id",
+            report_with("<OrgnlMsgId>PAYOUT-2026-05-07</OrgnlMsgId>", ""),
+            E::Missing { at: "CstmrPmtStsRpt/OrgnlGrpInfAndSts/OrgnlMsgId".into() },
+        ),
+        (
+            "no end-to-end id",
+            report_with("<OrgnlEndToEndId>PO1</OrgnlEndToEndId>", ""),
+            E::Missing { at: format!("{tx1}/OrgnlEndToEndId") },
+        ),
+        (
+            "one payout twice",
+            report_with("<OrgnlEndToEndId>PO2</OrgnlEndToEndId>", "<OrgnlEndToEndId>PO1</OrgnlEndToEndId>"),
+            E::DuplicateEntry { key: "STS-1/PO1".into() },
+        ),
+        (
+            "an amount that is no number",
+            report_with(">12000<", ">12,000<"),
+            E::BadAmount {
+                at: format!("{tx1}/OrgnlTxRef/Amt/InstdAmt"),
+                text: "12,000".into(),
+                problem: AmountProblem::NotDecimal,
+            },
+        ),
+        (
+            "an unknown currency",
+            report_with("Ccy=\"JPY\"", "Ccy=\"XXX\""),
+            E::UnknownCurrency { at: format!("{tx1}/OrgnlTxRef/Amt/InstdAmt"), code: "XXX".into() },
+        ),
+        (
+            "an id too long",
+            report_with("<OrgnlEndToEndId>PO1<", &format!("<OrgnlEndToEndId>{}<", "P".repeat(36))),
+            E::TextTooLong { at: format!("{tx1}/OrgnlEndToEndId"), len: 36, max: 35 },
+        ),
+        ("too many transactions", many_transactions, E::TooManyEntries { max: MAX_ENTRIES }),
+        (
+            "another root",
+            report_with("<Document xmlns=", "<Doc xmlns=").replace_last_close(),
+            E::BadValue { at: "/".into(), found: "Doc".into(), expected: "a Document element" },
+        ),
+        ("not XML", report_with("</CstmrPmtStsRpt>", "</CstmrPmtStsRp>"), E::Xml("placeholder".into())),
+        ("not UTF-8", report_with("STS-1", "STS-\u{0}").replace_nul(0xFF), E::NotUtf8 { offset: 0 }),
+        ("nothing we read", b"%PDF-1.7".to_vec(), E::UnknownOutcomeFormat),
+        ("empty", Vec::new(), E::UnknownOutcomeFormat),
+        (
+            "too large",
+            vec![b' '; MAX_FILE_BYTES + 1],
+            E::FileTooLarge { size: MAX_FILE_BYTES + 1, max: MAX_FILE_BYTES },
+        ),
+    ];
+    for (label, bytes, want) in cases {
+        let got = read_outcomes(&bytes);
+        match (&got, &want) {
+            (Err(E::Xml(_)), E::Xml(_)) | (Err(E::NotUtf8 { .. }), E::NotUtf8 { .. }) => {}
+            _ => assert_eq!(got, Err(want), "{label}"),
+        }
+    }
+    // A camt file's problems are the credit reader's, said the same way.
+    let bad_camt = xml_with("<Id>2026-05-01-DE89-001</Id>", "");
+    assert_eq!(read_outcomes(&bad_camt).err(), parse(&bad_camt).err());
+    assert!(read_outcomes(&bad_camt).is_err());
+}

@@ -12,12 +12,12 @@ use kessai_core::time::Timestamp;
 
 use crate::common::{Rng, date, money, vector_path};
 
-fn xmllint() -> Option<PathBuf> {
+pub fn xmllint() -> Option<PathBuf> {
     kessai_testkit::tool_on_path("xmllint", "KESSAI_XMLLINT")
 }
 
 /// xmllint's verdict on `xml` against `schema`: `Ok` or its messages.
-fn validate(xmllint: &Path, schema: &str, xml: &str) -> Result<(), String> {
+pub fn validate(xmllint: &Path, schema: &str, xml: &str) -> Result<(), String> {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("document.xml");
     std::fs::write(&file, xml).unwrap();
@@ -130,4 +130,33 @@ fn the_schema_check_does_refuse_an_invalid_statement() {
     let end = xml.rfind("</Bal>").unwrap() + "</Bal>".len();
     let without_balances = format!("{}{}", &xml[..start], &xml[end..]);
     assert!(validate(&xmllint, "camt.053.001.08.xsd", &without_balances).is_err());
+}
+
+#[test]
+fn written_status_reports_are_valid_pain_002_001_10() {
+    let Some(xmllint) = xmllint() else { return };
+    let full = crate::outcomes::status_report();
+    let rejected = kessai_bank::pain002::StatusReport {
+        group_status: Some("RJCT".into()),
+        group_reason: Some("AM04".into()),
+        transactions: vec![],
+        ..full.clone()
+    };
+    let escaped = kessai_bank::pain002::StatusReport {
+        message_id: "STS <&> \"'".into(),
+        original_message_id: "B&<1>".into(),
+        ..full.clone()
+    };
+    for report in [full, rejected, escaped] {
+        let xml = kessai_bank::pain002::write(&report).unwrap();
+        validate(&xmllint, "pain.002.001.10.xsd", &xml).unwrap_or_else(|e| panic!("{e}\n{xml}"));
+    }
+}
+
+#[test]
+fn notifications_of_payouts_are_valid_camt_054_001_08() {
+    let Some(xmllint) = xmllint() else { return };
+    let xml = camt054::write(&crate::outcomes::payout_notification());
+    validate(&xmllint, "camt.054.001.08.xsd", &xml).unwrap_or_else(|e| panic!("{e}\n{xml}"));
+    validate(&xmllint, "camt.054.001.08.xsd", crate::outcomes::BATCH_BOOKED).unwrap();
 }

@@ -53,6 +53,7 @@ pub use crate::writer::Faults;
 
 mod attempts;
 mod authorizations;
+mod clearing;
 mod idempotency;
 mod members;
 mod owed;
@@ -63,6 +64,10 @@ mod value_updates;
 
 pub use crate::writer::WriteFuture;
 use crate::writer::{Exec, Stmt, Writer};
+pub use clearing::{
+    ClearStore, Cleared, EventTaken, ItemRow, OutcomeEffect, PayoutEvent, PayoutRow, RunClaim, RunRow, Totals,
+    item_fee, payout_totals,
+};
 pub use idempotency::{SavedResponse, Stored};
 pub use members::{ApplicationRow, Entered, LetterRow, MemberRow};
 pub use owed::RefundStored;

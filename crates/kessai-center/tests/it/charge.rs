@@ -57,6 +57,7 @@ pub(crate) async fn open_center(url: &str) -> Center {
         completed: Default::default(),
         in_flight: Default::default(),
         prepaid: Default::default(),
+        clearing: Default::default(),
     }
 }
 

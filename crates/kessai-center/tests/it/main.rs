@@ -4,6 +4,7 @@
 mod api;
 mod charge;
 mod charge_api;
+mod clearing;
 mod db;
 mod faults;
 mod keys;

@@ -60,6 +60,7 @@ async fn setup_on(dir: tempfile::TempDir, url: &str) -> Setup {
         completed: Default::default(),
         in_flight: Default::default(),
         prepaid: Default::default(),
+        clearing: Default::default(),
     };
     Setup { _dir: dir, center, mall_key, rng }
 }
@@ -294,7 +295,7 @@ async fn abandoned_settlement(mut s: Setup) {
 }
 
 /// Create → authenticate → balance → complete, with a new bill.
-async fn purchase(
+pub(crate) async fn purchase(
     s: &mut Setup,
     n: u8,
     card: &mut kessai_card::terminal::Terminal<CardReader>,

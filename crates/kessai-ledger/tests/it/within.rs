@@ -41,7 +41,10 @@ async fn all_or_nothing(db: Db) {
     let Some(t) = db.open().await else { return };
     let float = account(1).flags(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS);
     // 1. Accounts opened and moved in one batch: balances as if in turn.
-    assert_eq!(apply(&t, &[float, account(2)], &[transfer(10, 2, 1, 500)], true).await, Applied::Done);
+    assert_eq!(
+        apply(&t, &[float, account(2)], &[transfer(10, 2, 1, 500)], true).await,
+        Applied::Done { existed: vec![] }
+    );
     let found = t.ledger.lookup_accounts(&[1, 2]).await.unwrap();
     assert_eq!((found[0].credits_posted_minor, found[1].debits_posted_minor), (500, 500));
     // 2. A refused transfer writes nothing of its batch, not even its accounts.
@@ -50,9 +53,9 @@ async fn all_or_nothing(db: Db) {
     assert_eq!(transfers[0].result, CreateTransferResult::ExceedsCredits);
     assert!(t.ledger.lookup_accounts(&[3]).await.unwrap().is_empty(), "nothing of a refused batch");
     // 3. The same transfer again is `exists`, never a second move.
-    assert_eq!(apply(&t, &[], &[transfer(10, 2, 1, 500)], true).await, Applied::Done);
+    assert_eq!(apply(&t, &[], &[transfer(10, 2, 1, 500)], true).await, Applied::Done { existed: vec![0] });
     // 4. Applied, then rolled back by the caller: nothing kept.
-    assert_eq!(apply(&t, &[], &[transfer(12, 2, 1, 100)], false).await, Applied::Done);
+    assert_eq!(apply(&t, &[], &[transfer(12, 2, 1, 100)], false).await, Applied::Done { existed: vec![] });
     assert_eq!(t.ledger.lookup_accounts(&[1]).await.unwrap()[0].credits_posted_minor, 500);
     assert!(t.ledger.lookup_transfers(&[12]).await.unwrap().is_empty());
     t.ledger.check().await.unwrap();
@@ -84,15 +87,15 @@ async fn hot_account(db: Db) {
     let mut setup = vec![account(hot), account(2)];
     setup.extend(floats);
     let funding: Vec<NewTransfer> = (0..CALLERS).map(|i| transfer(1000 + i, 2, 100 + i, 1_000)).collect();
-    assert_eq!(apply(&t, &setup, &funding, true).await, Applied::Done);
+    assert_eq!(apply(&t, &setup, &funding, true).await, Applied::Done { existed: vec![] });
     let mut tasks = Vec::new();
     for i in 0..CALLERS {
         let t = t.clone();
         tasks.push(tokio::spawn(async move {
             let hold = transfer(2000 + i, 100 + i, hot, 300).pending();
-            assert_eq!(apply(&t, &[float(i), account(hot)], &[hold], true).await, Applied::Done);
+            assert_eq!(apply(&t, &[float(i), account(hot)], &[hold], true).await, Applied::Done { existed: vec![] });
             let end = if i % 4 == 0 { void(3000 + i, 2000 + i) } else { post(3000 + i, 2000 + i, 300) };
-            assert_eq!(apply(&t, &[], &[end], true).await, Applied::Done);
+            assert_eq!(apply(&t, &[], &[end], true).await, Applied::Done { existed: vec![] });
         }));
     }
     for task in tasks {

@@ -98,11 +98,16 @@ pub(crate) fn start_store(d: &Deployment, store_port: u16, center_port: u16) -> 
 /// `kessai admin` against `center` with the deployment's admin
 /// certificate; its JSON answer.
 pub(crate) fn admin_cli(d: &Deployment, center: &str, args: &[&str]) -> Value {
-    let ca = d.ca_path();
-    let base = ["admin", "--center", center, "--ca-dir", ca.to_str().unwrap()];
-    let out = kessai(&[&base[..], args].concat(), &[]);
+    let out = admin_cli_raw(d, center, args);
     assert!(out.status.success(), "{args:?}: {}", stderr(&out));
     serde_json::from_str::<Value>(&stdout(&out)).unwrap()
+}
+
+/// `kessai admin` as run, succeeded or not.
+pub(crate) fn admin_cli_raw(d: &Deployment, center: &str, args: &[&str]) -> std::process::Output {
+    let ca = d.ca_path();
+    let base = ["admin", "--center", center, "--ca-dir", ca.to_str().unwrap()];
+    kessai(&[&base[..], args].concat(), &[])
 }
 
 /// Registers the running mall at `store` (its published keys, where its
@@ -495,4 +500,55 @@ fn a_member_funds_a_prepaid_card_by_transfer_and_cash_and_pays_a_store_from_it()
     assert_eq!(card_balance(&image), 3_000, "the IC card holds the moved value");
     let out = kessai(&show, &env);
     assert!(stdout(&out).contains("balance JPY 21,800"), "25,000 less 1,200 less 2,000: {}", stdout(&out));
+
+    // #19: the bookshop is paid. A bank account nobody's file could carry
+    // is refused; a Zengin one is kept.
+    let bookshop = ["register-store", "--id", "bookshop", "--display-name", "Kessai Books", "--mall", "kessai-mall"];
+    let refused = admin_cli_raw(&d, &center_base, &[&bookshop[..], &["--bank-account", "my bank, please"]].concat());
+    assert!(!refused.status.success() && stderr(&refused).contains("bad_bank_account"), "{}", stderr(&refused));
+    admin(&[&bookshop[..], &["--bank-account", "zengin:0001-001-1-1234567:ｷﾖｳﾄﾎﾝﾔ"]].concat());
+    let clearing = |args: &[&str]| {
+        let out = kessai(&[&["center", "clearing"], args, &["--config", center_config]].concat(), &[]);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    clearing(&["fee", "--store", "bookshop", "--percent-bp", "300"]);
+    let ran = clearing(&["run", "--cutoff", "now"]);
+    assert!(ran.contains("1 payouts (1164 JPY)"), "1,200 less 3 %: {ran}");
+    let run = ran.split_whitespace().find(|w| w.starts_with("clr_")).unwrap().trim_end_matches(':').to_owned();
+    let again = clearing(&["run", "--cutoff", run.trim_start_matches("clr_")]);
+    assert!(again.contains("was done before"), "{again}");
+    let listed = clearing(&["payouts", "--run", &run]);
+    assert!(listed.contains("bookshop") && listed.contains("1164 JPY") && listed.contains("in_transit"), "{listed}");
+    let bank_ref = listed.split_whitespace().find(|w| w.starts_with("KS") && w.len() == 20).unwrap().to_owned();
+    for format in ["zengin", "pain001"] {
+        let file = d.dir.path().join(format!("payouts.{format}"));
+        clearing(&["file", "--run", &run, "--format", format, "--out", file.to_str().unwrap()]);
+        let bytes = std::fs::read(&file).unwrap();
+        assert!(bytes.windows(20).any(|w| w == bank_ref.as_bytes()), "{format}");
+    }
+    // The bank debits the center's account for it: settled, once.
+    let notice = d.dir.path().join("debits.xml");
+    let mut draft = kessai_bank::camt054::NotificationDraft::new(
+        "N-E2E",
+        "JP00KESSAIPOOL0001",
+        kessai_core::time::Timestamp::from_unix_s(1_800_000_000),
+    )
+    .unwrap();
+    let entry = kessai_bank::camt::DraftEntry::new(
+        kessai_bank::camt::EntryKind::Debit,
+        kessai_core::Money::new(1_164, kessai_core::Currency::JPY).unwrap(),
+        kessai_bank::Date::new(2027, 1, 15).unwrap(),
+        "D-1",
+    )
+    .unwrap()
+    .with_end_to_end_id(&bank_ref)
+    .unwrap();
+    draft.push(entry).unwrap();
+    std::fs::write(&notice, kessai_bank::camt054::write(&draft)).unwrap();
+    let imported = clearing(&["import", notice.to_str().unwrap()]);
+    assert!(imported.contains("1 settled"), "{imported}");
+    let imported = clearing(&["import", notice.to_str().unwrap()]);
+    assert!(imported.contains("0 settled") && imported.contains("1 imported before"), "{imported}");
+    assert!(clearing(&["payouts", "--store", "bookshop"]).contains("settled"));
 }

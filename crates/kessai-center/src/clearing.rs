@@ -1,0 +1,511 @@
+//! Clearing (#19; seed 003/004 paragraphs 0019–0020, FIG. 9): the center
+//! pays each store what its purchases came to, less refunds and fees, into
+//! the store's bank account.
+//!
+//! Every write that moves a store's payable in the books also records an
+//! *item* of it in the same transaction (`books::Entries`): a purchase the
+//! card confirmed or a payment from a prepaid card (+), a refund held for a
+//! card or credited to a prepaid card (−), a refund cancelled (+), a
+//! returned payout put back (+). So what is open on a store's payable is
+//! always the sum of its open items, and a payout says which items it paid.
+//!
+//! A clearing run (`kessai center clearing run --cutoff …`) has an id
+//! derived from its cutoff, claimed by one instance at a time under a lease
+//! (`center_clearing_runs`). For each store and currency with open items up
+//! to the cutoff it makes, in one transaction, one payout (id derived from
+//! the run, the store and the currency): the items taken, their fees (per
+//! item, [`item_fee`]), the books (store payable → payouts in transit, and
+//! → fees), the payout row. The run is idempotent: a store paid by this run
+//! is skipped, an item is taken once (`payout_id IS NULL`), and a run
+//! stopped anywhere (a crash, a lost lease) is finished by running it
+//! again. Items that net to nothing or less stay open for a later run.
+//!
+//! The payouts leave as a bank file (`pain.001.001.09` or Zengin 総合振込),
+//! written from the payout rows whenever asked, so the same run always
+//! gives the same file. What the bank says comes back as a file too
+//! (`pain.002`, `camt.054`, a Zengin result): settled moves payouts in
+//! transit → the center's bank pool; rejected or returned puts the amount
+//! back on the store's payable (an item, paid by a later run) and marks the
+//! payout failed. Each entry of such a file is taken once.
+
+use kessai_bank::payout::{Debtor, PayeeAccount, PayoutBatch, PayoutLine, PayoutStatus, ZenginDebtor};
+use kessai_core::ids::StoreId;
+use kessai_core::time::Timestamp;
+use kessai_core::{Currency, Money};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::books::{BooksError, Entries};
+pub use crate::db::{ClearStore, Cleared, ItemRow, PayoutRow, RunClaim, RunRow, item_fee, payout_totals};
+use crate::db::{DbError, EventTaken, PayoutEvent};
+use crate::service::Center;
+
+/// Stores cleared in one transaction.
+const STORES_PER_WRITE: usize = 64;
+/// Stores read per page of a run.
+const STORES_PER_PAGE: i64 = 1_024;
+/// How long a run's claim holds without being renewed (each write renews
+/// it): an instance that died mid-run is taken over after this.
+const LEASE_S: u64 = 120;
+/// Most payouts one listing or file returns.
+pub const MAX_PAYOUTS: i64 = 100_000;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClearingError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Books(#[from] BooksError),
+    #[error("the cutoff {cutoff} is in the future: a run clears only what is past")]
+    FutureCutoff { cutoff: Timestamp },
+    #[error("another instance ({holder}) is running clearing {run} until {until}; try again after")]
+    Held { run: String, holder: String, until: Timestamp },
+    #[error("the instance lost its claim on clearing {0} (another took it over); run it again")]
+    LostClaim(String),
+    #[error("no clearing run {0}")]
+    UnknownRun(String),
+    #[error("clearing {0} has no payouts in {1}")]
+    NothingToPay(String, Currency),
+    #[error("the bank file: {0}")]
+    BankFile(String),
+    #[error("the payer account in [clearing.debtor] is not set for {0}")]
+    NoDebtor(&'static str),
+}
+
+/// The center's clearing settings (configuration `[clearing]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClearingPolicy {
+    /// The fee on each purchase or payment, in basis points (1/100 %), for
+    /// stores without a schedule of their own.
+    pub fee_bp: u32,
+    /// The fixed part of that fee, in minor units.
+    pub fee_fixed_minor: u64,
+    /// The center's own account that payouts are paid from.
+    pub debtor: DebtorConfig,
+}
+
+/// The center's account as bank files name it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DebtorConfig {
+    pub name: String,
+    pub iban: Option<String>,
+    pub bic: Option<String>,
+    /// 依頼人コード, 10 digits, given by the bank.
+    pub zengin_requester_code: Option<u64>,
+    /// 依頼人名, half-width kana.
+    pub zengin_requester_name: Option<String>,
+    pub zengin_bank_code: Option<u16>,
+    pub zengin_bank_name: Option<String>,
+    pub zengin_branch_code: Option<u16>,
+    pub zengin_branch_name: Option<String>,
+    /// 1 普通, 2 当座.
+    pub zengin_deposit_type: Option<u8>,
+    pub zengin_number: Option<u32>,
+}
+
+impl Default for DebtorConfig {
+    /// The simulated bank's account of the center (`kessai bank`), as the
+    /// prepaid pool is: Kessai Bank (0999), head office (001), ordinary
+    /// 1234567.
+    fn default() -> DebtorConfig {
+        DebtorConfig {
+            name: "KESSAI CENTER".into(),
+            iban: None,
+            bic: None,
+            zengin_requester_code: Some(1_234_567_890),
+            zengin_requester_name: Some("ｹﾂｻｲｾﾝﾀ-".into()),
+            zengin_bank_code: Some(999),
+            zengin_bank_name: Some("ｹｯｻｲｷﾞﾝｺｳ".into()),
+            zengin_branch_code: Some(1),
+            zengin_branch_name: Some("ﾎﾝﾃﾝ".into()),
+            zengin_deposit_type: Some(1),
+            zengin_number: Some(1_234_567),
+        }
+    }
+}
+
+impl DebtorConfig {
+    fn debtor(&self) -> Debtor {
+        let zengin = match (
+            self.zengin_requester_code,
+            &self.zengin_requester_name,
+            self.zengin_bank_code,
+            self.zengin_branch_code,
+            self.zengin_deposit_type,
+            self.zengin_number,
+        ) {
+            (
+                Some(requester_code),
+                Some(requester_name),
+                Some(bank_code),
+                Some(branch_code),
+                Some(deposit_type),
+                Some(number),
+            ) => Some(ZenginDebtor {
+                requester_code,
+                requester_name: requester_name.clone(),
+                bank_code,
+                bank_name: self.zengin_bank_name.clone().unwrap_or_default(),
+                branch_code,
+                branch_name: self.zengin_branch_name.clone().unwrap_or_default(),
+                deposit_type,
+                number,
+            }),
+            _ => None,
+        };
+        Debtor { name: self.name.clone(), iban: self.iban.clone(), bic: self.bic.clone(), zengin }
+    }
+}
+
+/// The file a run's payouts leave in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileFormat {
+    /// ISO 20022 CustomerCreditTransferInitiation `pain.001.001.09`.
+    Pain001,
+    /// Zengin 総合振込 (JPY, Japanese accounts).
+    Zengin,
+}
+
+/// A run's id: its cutoff's.
+pub fn run_id(cutoff: Timestamp) -> String {
+    format!("clr_{}", cutoff.unix_s())
+}
+
+fn derived_hex(label: &str, parts: &[&str]) -> String {
+    let mut h = Sha256::new().chain_update(b"kessai-clearing\0").chain_update(label);
+    for part in parts {
+        h = h.chain_update([0]).chain_update(part.as_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A payout's id: one per run, store and currency.
+pub fn payout_id(run: &str, store: &StoreId, currency: Currency) -> String {
+    format!("po_{}", &derived_hex("payout", &[run, store.as_str(), currency.code()])[..32])
+}
+
+/// What the bank files quote for a payout (pain.001 EndToEndId, Zengin
+/// EDI): `KS` and 18 uppercase hex digits (72 bits) of its id, 20
+/// characters, which both formats carry.
+pub fn bank_ref(payout: &str) -> String {
+    format!("KS{}", derived_hex("bank-ref", &[payout])[..18].to_ascii_uppercase())
+}
+
+/// The id of the bank file of run `run`'s payouts in `currency`
+/// (pain.001 `MsgId`), as a pain.002 rejecting it whole quotes it.
+pub fn batch_id(run: &str, currency: Currency) -> String {
+    format!("{run}-{}", currency.code())
+}
+
+/// What a clearing run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RunReport {
+    pub run: String,
+    pub cutoff: u64,
+    /// Payouts made by this call.
+    pub payouts: u64,
+    /// What they came to, per currency (minor units).
+    pub paid: Vec<(Currency, u64)>,
+    /// Stores this run had paid before (a resumed or repeated run).
+    pub paid_before: u64,
+    /// Stores whose open items net to nothing or less: carried.
+    pub carried: u64,
+    /// Stores skipped, with why (no or an invalid bank account).
+    pub skipped: Vec<(StoreId, String)>,
+    /// Whether the run was done before this call (nothing was done).
+    pub done_before: bool,
+}
+
+/// What importing a bank's file about payouts did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OutcomeReport {
+    pub file: String,
+    pub format: String,
+    pub settled: u64,
+    pub failed: u64,
+    /// Entries recorded for the operator (an unknown reference, a payout
+    /// no longer in transit, another amount).
+    pub review: u64,
+    /// Entries that say nothing final yet (pending).
+    pub pending: u64,
+    /// Entries imported before.
+    pub already_imported: u64,
+}
+
+impl Center {
+    fn fee_of(&self, found: Option<(u32, u64)>) -> (u32, u64) {
+        found.unwrap_or((self.clearing.fee_bp, self.clearing.fee_fixed_minor))
+    }
+
+    /// Runs (or resumes, or finds done) the clearing up to `cutoff`: one
+    /// payout per store and currency with open items (see the module doc).
+    pub async fn clearing_run(&self, cutoff: Timestamp) -> Result<RunReport, ClearingError> {
+        let now = self.clock.now();
+        if cutoff > now {
+            return Err(ClearingError::FutureCutoff { cutoff });
+        }
+        let run = run_id(cutoff);
+        let mut token = [0u8; 8];
+        self.random.generator().fill_bytes(&mut token);
+        let holder: String = token.iter().map(|b| format!("{b:02x}")).collect();
+        let lease = |now: Timestamp| Timestamp::from_unix_s(now.unix_s().saturating_add(LEASE_S));
+        let mut report = RunReport { run: run.clone(), cutoff: cutoff.unix_s(), ..RunReport::default() };
+        match self.db.claim_clearing_run(&run, cutoff, &holder, now, lease(now)).await? {
+            RunClaim::Claimed(_) => {}
+            RunClaim::Done(_) => {
+                report.done_before = true;
+                return Ok(report);
+            }
+            RunClaim::Held(r) => {
+                return Err(ClearingError::Held { run, holder: r.claimed_by, until: r.claimed_until });
+            }
+        }
+        let mut after: Option<(StoreId, Currency)> = None;
+        loop {
+            let page = self.db.stores_to_clear(cutoff, after.as_ref(), STORES_PER_PAGE).await?;
+            let Some(last) = page.last().cloned() else { break };
+            for chunk in page.chunks(STORES_PER_WRITE) {
+                let mut work = Vec::with_capacity(chunk.len());
+                for (store, currency) in chunk {
+                    match self.payee_of(store).await? {
+                        Ok(account) => {
+                            let (fee_bp, fee_fixed_minor) = self.fee_of(self.db.store_fee(store, *currency).await?);
+                            let id = payout_id(&run, store, *currency);
+                            work.push(ClearStore {
+                                run_id: run.clone(),
+                                holder: holder.clone(),
+                                bank_ref: bank_ref(&id),
+                                payout_id: id,
+                                store: store.clone(),
+                                currency: *currency,
+                                cutoff,
+                                payee_account: account.to_string(),
+                                fee_bp,
+                                fee_fixed_minor,
+                            });
+                        }
+                        Err(why) => report.skipped.push((store.clone(), why)),
+                    }
+                }
+                let now = self.clock.now();
+                // Renews the lease; refused if another instance took over.
+                match self.db.claim_clearing_run(&run, cutoff, &holder, now, lease(now)).await? {
+                    RunClaim::Claimed(_) => {}
+                    _ => return Err(ClearingError::LostClaim(run)),
+                }
+                let cleared = match self.db.clear_stores(work, payout_books, now).await {
+                    Err(DbError::Conflict) => return Err(ClearingError::LostClaim(run)),
+                    other => other?,
+                };
+                for c in cleared {
+                    match c {
+                        Cleared::Paid(p) => {
+                            let p = *p;
+                            report.payouts += 1;
+                            match report.paid.iter_mut().find(|(c, _)| *c == p.currency) {
+                                Some((_, sum)) => *sum = sum.saturating_add(p.amount_minor),
+                                None => report.paid.push((p.currency, p.amount_minor)),
+                            }
+                            tracing::info!(payout = %p.id, store = %p.store, amount = p.amount_minor, currency = %p.currency, fees = p.fees_minor, items = p.items, "payout made");
+                        }
+                        Cleared::Before => report.paid_before += 1,
+                        Cleared::Carried { .. } => report.carried += 1,
+                    }
+                }
+            }
+            after = Some(last);
+        }
+        if !self.db.finish_clearing_run(&run, &holder, self.clock.now()).await? {
+            return Err(ClearingError::LostClaim(run));
+        }
+        tracing::info!(run = %report.run, payouts = report.payouts, before = report.paid_before, carried = report.carried, skipped = report.skipped.len(), "clearing run done");
+        Ok(report)
+    }
+
+    /// The store's bank account, or why it cannot be paid.
+    async fn payee_of(&self, store: &StoreId) -> Result<Result<PayeeAccount, String>, ClearingError> {
+        let Some(record) = self.db.store(store).await? else {
+            return Ok(Err("the store is not registered".into()));
+        };
+        Ok(match record.bank_account.as_deref().map(str::trim) {
+            None | Some("") => Err("the store has no bank account".into()),
+            Some(text) => text.parse::<PayeeAccount>().map_err(|e| format!("the store's bank account: {e}")),
+        })
+    }
+
+    /// The bank file of run `run`'s payouts in `currency`, in `format`:
+    /// the same bytes every time it is asked.
+    pub async fn payout_file(
+        &self,
+        run: &str,
+        currency: Currency,
+        format: FileFormat,
+    ) -> Result<Vec<u8>, ClearingError> {
+        let batch = self.payout_batch(run, currency).await?;
+        if format == FileFormat::Zengin && batch.debtor.zengin.is_none() {
+            return Err(ClearingError::NoDebtor("Zengin"));
+        }
+        match format {
+            FileFormat::Pain001 => kessai_bank::pain001::write(&batch).map(String::into_bytes),
+            FileFormat::Zengin => kessai_bank::zengin::write_transfer_request(&batch),
+        }
+        .map_err(|e| ClearingError::BankFile(e.to_string()))
+    }
+
+    /// Run `run`'s payouts in `currency` as a bank file carries them, in
+    /// order of their bank references.
+    pub async fn payout_batch(&self, run: &str, currency: Currency) -> Result<PayoutBatch, ClearingError> {
+        let found = self.db.clearing_run(run).await?.ok_or_else(|| ClearingError::UnknownRun(run.to_owned()))?;
+        let mut payouts = self.db.payouts(Some(run), None, MAX_PAYOUTS).await?;
+        payouts.retain(|p| p.currency == currency);
+        payouts.sort_by(|a, b| a.bank_ref.cmp(&b.bank_ref));
+        if payouts.is_empty() {
+            return Err(ClearingError::NothingToPay(run.to_owned(), currency));
+        }
+        let lines = payouts
+            .iter()
+            .map(|p| {
+                let payee = p.payee_account.parse::<PayeeAccount>().map_err(|e| {
+                    ClearingError::BankFile(format!("payout {}: the account stored with it: {e}", p.id))
+                })?;
+                let amount =
+                    Money::new(p.amount_minor, p.currency).map_err(|e| ClearingError::BankFile(e.to_string()))?;
+                Ok(PayoutLine {
+                    end_to_end_id: p.bank_ref.clone(),
+                    amount,
+                    payee,
+                    remittance: format!("KESSAI PAYOUT {} {}", p.run_id, p.id),
+                })
+            })
+            .collect::<Result<Vec<_>, ClearingError>>()?;
+        // Paid the day after the run started.
+        let execution_date = kessai_bank::Date::of(Timestamp::from_unix_s(found.created_at.unix_s() + 86_400));
+        PayoutBatch::new(
+            &batch_id(&found.id, currency),
+            found.created_at,
+            execution_date,
+            self.clearing.debtor.debtor(),
+            lines,
+        )
+        .map_err(|e| ClearingError::BankFile(e.to_string()))
+    }
+
+    /// Imports what the bank says of payouts (pain.002, camt.054, a Zengin
+    /// result): each entry once.
+    pub async fn import_payout_outcomes(&self, bytes: &[u8]) -> Result<OutcomeReport, ClearingError> {
+        let read = kessai_bank::read_outcomes(bytes).map_err(|e| ClearingError::BankFile(e.to_string()))?;
+        let mut report =
+            OutcomeReport { file: read.id.clone(), format: format!("{:?}", read.format), ..OutcomeReport::default() };
+        let mut outcomes = read.outcomes.clone();
+        if let Some(group) = &read.group_rejected {
+            // The whole file refused: every payout it carried failed.
+            let run = group.original_message_id.rsplit_once('-').map(|(run, _)| run).unwrap_or_default();
+            for p in self.db.payouts(Some(run), None, MAX_PAYOUTS).await? {
+                if batch_id(&p.run_id, p.currency) != group.original_message_id {
+                    continue;
+                }
+                outcomes.push(kessai_bank::PayoutOutcome {
+                    end_to_end_id: p.bank_ref.clone(),
+                    status: PayoutStatus::Rejected,
+                    amount: None,
+                    reason: group.reason.clone(),
+                    booked_on: None,
+                    entry_key: format!("{}/group/{}", read.id, p.bank_ref),
+                });
+            }
+        }
+        for outcome in &outcomes {
+            let (status, reason) = match outcome.status {
+                PayoutStatus::Settled => ("settled", outcome.reason.clone()),
+                PayoutStatus::Rejected | PayoutStatus::Returned => ("failed", outcome.reason.clone()),
+                _ => {
+                    report.pending += 1;
+                    continue;
+                }
+            };
+            let event = PayoutEvent {
+                entry_key: format!("payout:{}", outcome.entry_key),
+                file: read.id.chars().take(140).collect(),
+                bank_ref: outcome.end_to_end_id.clone(),
+                status: status.to_owned(),
+                reason,
+            };
+            let amount = outcome.amount;
+            let effect: crate::db::OutcomeEffect = Box::new(move |p: &PayoutRow| {
+                if let Some(a) = amount
+                    && (a.amount_minor() != p.amount_minor || a.currency() != p.currency)
+                {
+                    return Err(DbError::Inconsistent(format!(
+                        "the bank says {a} for payout {} of {} {}",
+                        p.id, p.amount_minor, p.currency
+                    )));
+                }
+                let money = Money::new(p.amount_minor, p.currency).map_err(|e| DbError::Corrupt(e.to_string()))?;
+                let entries = if status == "settled" {
+                    Entries::payout_settled(&p.id, money)
+                } else {
+                    Entries::payout_returned(&p.id, &p.store, money)
+                };
+                Ok((status.to_owned(), entries.map_err(|e| DbError::Inconsistent(e.to_string()))?))
+            });
+            let taken = match self.db.take_payout_event(event.clone(), effect, self.clock.now()).await {
+                Err(DbError::Inconsistent(why)) => {
+                    let review = PayoutEvent { status: "review".into(), reason: Some(why), ..event };
+                    self.db.take_payout_event(review, Box::new(|_| unreachable_effect()), self.clock.now()).await?.0
+                }
+                other => other?.0,
+            };
+            match (taken, status) {
+                (EventTaken::Applied, "settled") => report.settled += 1,
+                (EventTaken::Applied, _) => report.failed += 1,
+                (EventTaken::Review, _) => report.review += 1,
+                (EventTaken::Before, _) => report.already_imported += 1,
+            }
+        }
+        tracing::info!(file = %report.file, settled = report.settled, failed = report.failed, review = report.review, "payout outcomes imported");
+        Ok(report)
+    }
+}
+
+/// A review event has no effect (`take_payout_event` never calls it).
+fn unreachable_effect() -> Result<(String, Entries), DbError> {
+    Err(DbError::Inconsistent("a review entry changes no payout".into()))
+}
+
+/// The books of a payout: store payable → payouts in transit (what is
+/// sent) and → fees.
+fn payout_books(p: &PayoutRow) -> Result<Entries, DbError> {
+    let net = Money::new(p.amount_minor, p.currency).map_err(|e| DbError::Corrupt(e.to_string()))?;
+    let fees = Money::new(p.fees_minor, p.currency).map_err(|e| DbError::Corrupt(e.to_string()))?;
+    Entries::payout(&p.id, &p.store, net, fees).map_err(|e| DbError::Inconsistent(e.to_string()))
+}
+
+/// For `kessai bench clearing` only: `stores` synthetic stores
+/// (`bench-<n>`, each with a bank account) and `settlements` purchase
+/// items among them (amounts 100 to 10,000 yen) at `at`, with books that
+/// agree (`Entries::bench_payables`). Returns what the items sum to.
+pub async fn seed_for_bench(
+    center: &Center,
+    stores: u32,
+    settlements: u64,
+    at: Timestamp,
+) -> Result<u64, ClearingError> {
+    center.db.seed_bench(stores, settlements, at).await?;
+    let sums = center.db.open_by_store().await?;
+    let mut total = 0u64;
+    for chunk in sums.chunks(1_000) {
+        let payables = chunk
+            .iter()
+            .map(|(store, minor)| {
+                total += minor;
+                Ok((store.clone(), Money::new(*minor, Currency::JPY).map_err(|e| DbError::Corrupt(e.to_string()))?))
+            })
+            .collect::<Result<Vec<_>, DbError>>()?;
+        center.books.apply(Entries::bench_payables(&payables)?, at.unix_s()).await?;
+    }
+    Ok(total)
+}
