@@ -317,6 +317,7 @@ pub async fn serve_on(
         .merge(admin::routes(center.clone(), config.tls.admin_name.clone(), config.tls.operator_names.clone()))
         .merge(update_api::routes(center.clone(), simulator.clone()))
         .merge(crate::prepaid_api::routes(center.clone(), simulator.clone()))
+        .merge(crate::clearing_api::routes(center.clone()))
         .merge(crate::members::routes(center.clone()))
         .merge(crate::member_pages::routes(center.clone()))
         .merge(ops_routes(metrics.clone(), ready.clone()));

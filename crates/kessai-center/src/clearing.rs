@@ -38,6 +38,7 @@ use sha2::{Digest, Sha256};
 use crate::books::{BooksError, Entries};
 pub use crate::db::{ClearStore, Cleared, ItemRow, PayoutRow, RunClaim, RunRow, item_fee, payout_totals};
 use crate::db::{DbError, EventTaken, PayoutEvent};
+use crate::limits::STEP_RETRIES_MAX;
 use crate::service::Center;
 
 /// Stores cleared in one transaction.
@@ -297,9 +298,15 @@ impl Center {
                     RunClaim::Claimed(_) => {}
                     _ => return Err(ClearingError::LostClaim(run)),
                 }
-                let cleared = match self.db.clear_stores(work, payout_books, now).await {
-                    Err(DbError::Conflict) => return Err(ClearingError::LostClaim(run)),
-                    other => other?,
+                // A deadlock with a concurrent write (PostgreSQL) is run
+                // again: a store this run paid is skipped.
+                let mut attempt = 0;
+                let cleared = loop {
+                    match self.db.clear_stores(work.clone(), payout_books, now).await {
+                        Err(DbError::Conflict) => return Err(ClearingError::LostClaim(run)),
+                        Err(e) if e.is_retryable() && attempt < STEP_RETRIES_MAX => attempt += 1,
+                        other => break other?,
+                    }
                 };
                 for c in cleared {
                     match c {
@@ -435,6 +442,36 @@ impl Center {
                 reason,
             };
             let amount = outcome.amount;
+            let taken = match self.take_event(&event, amount, status).await {
+                Err(DbError::Inconsistent(why)) => {
+                    let review = PayoutEvent { status: "review".into(), reason: Some(why), ..event };
+                    self.db.take_payout_event(review, Box::new(|_| unreachable_effect()), self.clock.now()).await?.0
+                }
+                other => other?,
+            };
+            match (taken, status) {
+                (EventTaken::Applied, "settled") => report.settled += 1,
+                (EventTaken::Applied, _) => report.failed += 1,
+                (EventTaken::Review, _) => report.review += 1,
+                (EventTaken::Before, _) => report.already_imported += 1,
+            }
+        }
+        tracing::info!(file = %report.file, settled = report.settled, failed = report.failed, review = report.review, "payout outcomes imported");
+        Ok(report)
+    }
+}
+
+impl Center {
+    /// Records one entry of the bank's file with its effect on the payout
+    /// (run again after a deadlock with a concurrent write).
+    async fn take_event(
+        &self,
+        event: &PayoutEvent,
+        amount: Option<Money>,
+        status: &'static str,
+    ) -> Result<EventTaken, DbError> {
+        let mut attempt = 0;
+        loop {
             let effect: crate::db::OutcomeEffect = Box::new(move |p: &PayoutRow| {
                 if let Some(a) = amount
                     && (a.amount_minor() != p.amount_minor || a.currency() != p.currency)
@@ -452,22 +489,11 @@ impl Center {
                 };
                 Ok((status.to_owned(), entries.map_err(|e| DbError::Inconsistent(e.to_string()))?))
             });
-            let taken = match self.db.take_payout_event(event.clone(), effect, self.clock.now()).await {
-                Err(DbError::Inconsistent(why)) => {
-                    let review = PayoutEvent { status: "review".into(), reason: Some(why), ..event };
-                    self.db.take_payout_event(review, Box::new(|_| unreachable_effect()), self.clock.now()).await?.0
-                }
-                other => other?.0,
-            };
-            match (taken, status) {
-                (EventTaken::Applied, "settled") => report.settled += 1,
-                (EventTaken::Applied, _) => report.failed += 1,
-                (EventTaken::Review, _) => report.review += 1,
-                (EventTaken::Before, _) => report.already_imported += 1,
+            match self.db.take_payout_event(event.clone(), effect, self.clock.now()).await {
+                Err(e) if e.is_retryable() && attempt < STEP_RETRIES_MAX => attempt += 1,
+                other => return other.map(|(taken, _)| taken),
             }
         }
-        tracing::info!(file = %report.file, settled = report.settled, failed = report.failed, review = report.review, "payout outcomes imported");
-        Ok(report)
     }
 }
 

@@ -14,6 +14,7 @@ pub mod authorizer;
 pub mod books;
 pub mod card_session;
 pub mod clearing;
+pub mod clearing_api;
 pub mod config;
 pub mod db;
 pub mod delivery;

@@ -249,7 +249,7 @@ struct MemberOrder {
 
 /// The member itself: its client certificate (CN = member id), or its API
 /// token as `Authorization: Bearer …` (compared by SHA-256, in constant time).
-fn require_member(
+pub(crate) fn require_member(
     state: &AppState,
     member: &str,
     peer: Option<&PeerIdentity>,

@@ -22,6 +22,7 @@ pub mod db;
 pub mod demo;
 pub mod limits;
 mod pages;
+mod payouts;
 pub mod refund;
 mod web;
 
@@ -46,7 +47,7 @@ pub use config::StoreConfig;
 pub use db::Db;
 pub use demo::DemoSettings;
 
-use crate::limits::{JWKS_FETCH_TIMEOUT_MS, MAX_CONFIG_BYTES};
+use crate::limits::{CENTER_API_TIMEOUT_MS, JWKS_FETCH_TIMEOUT_MS, MAX_CONFIG_BYTES};
 
 mod prometheus_metrics {
     use prometheus_client::metrics::counter::Counter;
@@ -67,6 +68,9 @@ pub struct Inner {
     pub db: Db,
     pub merchant: Merchant,
     pub center_keys: CenterKeys,
+    /// The center's API, as the mall (its client certificate): member
+    /// stores' payouts (#19).
+    pub center_api: HttpsClient,
     pub clock: Arc<dyn Clock>,
     metrics: Arc<HttpMetrics>,
     store_metrics: StoreMetrics,
@@ -129,6 +133,7 @@ impl AppState {
         let client_tls = kessai_tls::client_config(&config.trust_anchor(), identity.map(|name| (&ca_dir, name)))
             .context("TLS client configuration for the center")?;
         let jwks_url = format!("{}/.well-known/jwks.json", config.center.url);
+        let center_api = HttpsClient::new(client_tls.clone(), CENTER_API_TIMEOUT_MS);
         let center_keys = CenterKeys::new(
             HttpsClient::new(client_tls, JWKS_FETCH_TIMEOUT_MS),
             jwks_url,
@@ -146,6 +151,7 @@ impl AppState {
             db,
             merchant,
             center_keys,
+            center_api,
             clock,
             metrics: Arc::new(metrics),
             store_metrics,
@@ -207,6 +213,10 @@ pub fn router(state: AppState) -> Router {
         .route("/orders/{order_id}/bill", get(api::bill))
         .route("/v1/completions", post(api::completion))
         .route("/members/{member}/orders", get(api::member_orders))
+        .route("/members/{member}/payouts", get(payouts::list))
+        .route("/members/{member}/payouts.csv", get(payouts::list_csv))
+        .route("/members/{member}/payouts/{id}", get(payouts::show))
+        .route("/members/{member}/payouts/{id}/csv", get(payouts::show_csv))
         .route("/.well-known/jwks.json", get(api::jwks))
         .fallback(web::not_found)
         .with_state(state)

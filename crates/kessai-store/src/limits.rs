@@ -31,6 +31,10 @@ pub const DEFAULT_JWKS_REFETCH_MIN_INTERVAL_MS: u64 = 10_000;
 pub const JWKS_MAX_AGE_MS: u64 = 5 * 60 * 1000;
 /// Time the store waits for the center's JWKS.
 pub const JWKS_FETCH_TIMEOUT_MS: u64 = 5_000;
+/// Time the store waits for the center's API (a member's payouts).
+pub const CENTER_API_TIMEOUT_MS: u64 = 10_000;
+/// Largest answer about payouts the store takes from the center.
+pub const MAX_PAYOUTS_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 /// Random bytes in a download token (128 bits: unguessable).
 pub const DOWNLOAD_TOKEN_BYTES: usize = 16;
 /// Random bytes in the unguessable part of an order number.

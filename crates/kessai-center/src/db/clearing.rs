@@ -35,10 +35,12 @@ pub enum RunClaim {
     Held(RunRow),
 }
 
-/// One payout, as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One payout, as stored and as its store reads it (`GET /v1/payouts`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PayoutRow {
+    #[serde(rename = "payout_id")]
     pub id: String,
+    #[serde(rename = "run")]
     pub run_id: String,
     pub store: StoreId,
     pub currency: Currency,
@@ -59,6 +61,7 @@ pub struct PayoutRow {
     /// text).
     pub payee_account: String,
     /// What the bank files quote (EndToEndId, Zengin EDI).
+    #[serde(rename = "bank_reference")]
     pub bank_ref: String,
     /// `in_transit`, `settled` or `failed`.
     pub status: String,
@@ -477,6 +480,18 @@ impl CenterDb {
         )))
         .bind(run.unwrap_or_default().to_owned())
         .bind(store.map(|s| s.as_str().to_owned()).unwrap_or_default())
+        .bind(limit)
+        .fetch_all(&mut *self.read().await?)
+        .await?;
+        rows.iter().map(|r| payout_row(r)).collect()
+    }
+
+    /// A store's payouts, newest first, at most `limit`.
+    pub async fn store_payouts(&self, store: &StoreId, limit: i64) -> Result<Vec<PayoutRow>, DbError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {PAYOUT_COLUMNS} FROM center_payouts WHERE store = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
+        )))
+        .bind(store.as_str().to_owned())
         .bind(limit)
         .fetch_all(&mut *self.read().await?)
         .await?;

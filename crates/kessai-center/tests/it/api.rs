@@ -151,7 +151,7 @@ async fn the_openapi_document_describes_every_wallet_route() {
 
 /// Sends a request to an in-process router with the given headers and, if
 /// `peer` names one, a verified client certificate of that name.
-async fn send(
+pub(crate) async fn send(
     app: &axum::Router,
     req: axum::http::request::Builder,
     body: Value,

@@ -585,3 +585,57 @@ async fn books_from_before_clearing_open_each_payable_once() {
     }
     sc.s.center.books.ledger().check().await.unwrap();
 }
+
+/// A store's statement over its mutual TLS identity: its own payouts, each
+/// with its settlements, refunds and fees; a mall reads its member stores';
+/// to anyone else (another store, no certificate) a payout is unknown.
+#[tokio::test]
+async fn a_store_reads_its_own_payouts_and_a_mall_its_members_and_nobody_else() {
+    use serde_json::Value;
+
+    let sc = scene().await;
+    sc.s.center.clearing_run(NOW).await.unwrap();
+    let expected_a = sc.expected[0].net();
+    let Scene { s, a, .. } = sc;
+    let Setup { _dir, center, .. } = s;
+    let app = kessai_center::clearing_api::routes(std::sync::Arc::new(center));
+    let read = |path: String, peer: Option<&'static str>| {
+        let app = app.clone();
+        async move { crate::api::send(&app, axum::http::Request::get(path), Value::Null, peer).await }
+    };
+
+    let (status, list) = read("/v1/payouts".into(), Some("store-a")).await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["store"], a.id.as_str());
+    let payouts = list["payouts"].as_array().unwrap();
+    assert_eq!(payouts.len(), 1);
+    assert_eq!(payouts[0]["amount_minor"], expected_a);
+    assert_eq!((payouts[0]["fee_bp"].as_u64(), payouts[0]["status"].as_str()), (Some(325), Some("in_transit")));
+    let id = payouts[0]["payout_id"].as_str().unwrap().to_owned();
+
+    // The statement: every line, its fee; they sum to what was sent.
+    let (status, statement) = read(format!("/v1/payouts/{id}"), Some("store-a")).await;
+    assert_eq!(status, 200, "{statement}");
+    let lines = statement["lines"].as_array().unwrap();
+    assert_eq!(lines.len(), 5, "four payments and a refund: {statement}");
+    let sum: i64 = lines.iter().map(|l| l["amount_minor"].as_i64().unwrap() - l["fee_minor"].as_i64().unwrap()).sum();
+    assert_eq!(sum, i64::try_from(expected_a).unwrap());
+    assert!(lines.iter().any(|l| l["kind"] == "prepaid_refund" && l["amount_minor"] == -500 && l["fee_minor"] == 0));
+    assert!(lines.iter().any(|l| l["kind"] == "prepaid_payment" && l["amount_minor"] == 1_000 && l["fee_minor"] == 43));
+
+    // Nobody else reads it, and nobody learns it exists.
+    for peer in [Some("store-b"), Some("kessai-mall"), None] {
+        let (status, answer) = read(format!("/v1/payouts/{id}"), peer).await;
+        assert_eq!((status.as_u16(), answer["error"]["code"].as_str()), (404, Some("unknown_payout")), "{peer:?}");
+        let (status, answer) = read("/v1/payouts?store=store-a".into(), peer).await;
+        assert_eq!((status.as_u16(), answer["error"]["code"].as_str()), (404, Some("unknown_store")), "{peer:?}");
+    }
+    let (status, _) = read("/v1/payouts/po_00000000000000000000000000000000".into(), Some("store-a")).await;
+    assert_eq!(status, 404);
+    // The mall reads its member store's; the member store its own.
+    for peer in ["kessai-mall", "bookshop"] {
+        let (status, list) = read("/v1/payouts?store=bookshop".into(), Some(peer)).await;
+        assert_eq!(status, 200, "{peer}: {list}");
+        assert_eq!(list["payouts"].as_array().unwrap().len(), 1, "{peer}");
+    }
+}

@@ -70,14 +70,17 @@ async fn fake_center(ca: &CaDir) -> FakeCenter {
     let jwks = Arc::new(RwLock::new(r#"{"keys":[]}"#.to_owned()));
     let fetches = Arc::new(AtomicUsize::new(0));
     let (j, f) = (Arc::clone(&jwks), Arc::clone(&fetches));
-    let app = Router::new().route(
-        "/.well-known/jwks.json",
-        routing::get(move || {
-            f.fetch_add(1, Ordering::SeqCst);
-            let body = j.read().unwrap().clone();
-            async move { ([(header::CONTENT_TYPE, "application/json")], body) }
-        }),
-    );
+    let app = Router::new()
+        .route(
+            "/.well-known/jwks.json",
+            routing::get(move || {
+                f.fetch_add(1, Ordering::SeqCst);
+                let body = j.read().unwrap().clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], body) }
+            }),
+        )
+        .route("/v1/payouts", routing::get(fake_payouts))
+        .route("/v1/payouts/{id}", routing::get(fake_payout));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("https://127.0.0.1:{}", listener.local_addr().unwrap().port());
     let tls = Arc::new(kessai_tls::server_config(ca, "localhost", None).unwrap());
@@ -288,4 +291,48 @@ pub async fn paid_order(w: &World, member: &str, items: &[(&str, u32)]) -> (Stri
     let a = deliver(w, &completion, Some("center")).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     (order_id, a.json()["receipt"].as_str().unwrap().to_owned(), completion)
+}
+
+/// The fake center's payouts: one of the bookshop's (`po_…01`) and one of
+/// the record shop's (`po_…02`), as the center answers the mall.
+pub fn fake_payout_of(id: &str) -> Option<serde_json::Value> {
+    let (store, amount) = match id {
+        "po_00000000000000000000000000000001" => ("bookshop", 8_014),
+        "po_00000000000000000000000000000002" => ("record-shop", 900),
+        _ => return None,
+    };
+    Some(serde_json::json!({
+        "payout_id": id, "run": "clr_1800000000", "store": store, "currency": "JPY",
+        "gross_minor": amount + 300, "refunds_minor": 0, "other_minor": 0, "fees_minor": 300, "amount_minor": amount,
+        "items": 2, "fee_bp": 325, "fee_fixed_minor": 10, "status": "in_transit", "reason": null,
+        "bank_reference": "KS0123456789ABCDEF01", "created_at": 1_800_000_000u64, "updated_at": 1_800_000_000u64,
+        "lines": [
+            {"kind": "purchase", "reference": "stl_1", "amount_minor": amount + 800, "fee_minor": 300, "at": 1},
+            {"kind": "refund", "reference": "=cmd|' /C calc'!A0", "amount_minor": -500, "fee_minor": 0, "at": 2}
+        ]
+    }))
+}
+
+async fn fake_payouts(
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> axum::Json<serde_json::Value> {
+    let store = q.get("store").cloned().unwrap_or_default();
+    let payouts: Vec<serde_json::Value> =
+        ["po_00000000000000000000000000000001", "po_00000000000000000000000000000002"]
+            .iter()
+            .filter_map(|id| fake_payout_of(id))
+            .filter(|p| p["store"] == store.as_str())
+            .collect();
+    axum::Json(serde_json::json!({ "store": store, "payouts": payouts }))
+}
+
+async fn fake_payout(axum::extract::Path(id): axum::extract::Path<String>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match fake_payout_of(&id) {
+        Some(p) => axum::Json(p).into_response(),
+        None => {
+            (axum::http::StatusCode::NOT_FOUND, axum::Json(serde_json::json!({"error": {"code": "unknown_payout"}})))
+                .into_response()
+        }
+    }
 }

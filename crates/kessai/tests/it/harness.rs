@@ -176,6 +176,14 @@ impl Deployment {
         Ok((status.as_u16(), serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
     }
 
+    /// GETs `url` with an `Authorization` header if given; the status and
+    /// the body as text.
+    pub fn get_as(&self, url: &str, authorization: Option<&str>) -> (u16, String) {
+        let headers: Vec<(&str, &str)> = authorization.iter().map(|a| ("authorization", *a)).collect();
+        let (status, _, bytes) = self.runtime.block_on(self.wallet.get_with(url, &headers)).unwrap();
+        (status.as_u16(), String::from_utf8_lossy(&bytes).into_owned())
+    }
+
     pub fn wait_healthy(&self, port: u16) {
         for _ in 0..200 {
             if self.get(&format!("https://127.0.0.1:{port}/healthz")).is_ok() {

@@ -46,7 +46,7 @@ pub(crate) fn store_toml(d: &Deployment, store_port: u16, center_port: u16) -> s
          data_dir = \"{}\"\ncatalog = \"catalog.toml\"\n\
          [tls]\nca_dir = \"{}\"\nserver_name = \"localhost\"\nclient_name = \"kessai-mall\"\n\
          [center]\nparty_id = \"center\"\nurl = \"https://127.0.0.1:{center_port}\"\n\
-         [[members]]\nid = \"bookshop\"\nname = \"Kessai Books\"\n\
+         [[members]]\nid = \"bookshop\"\nname = \"Kessai Books\"\napi_token_sha256 = \"c6e7d6c1b495a706eb365a10baa6a9448ed1bfd30221298dddec352c8de1b237\"\n\
          [[members]]\nid = \"record-shop\"\nname = \"Kissa Records\"\n",
         data.display(),
         d.ca_path().display()
@@ -551,4 +551,22 @@ fn a_member_funds_a_prepaid_card_by_transfer_and_cash_and_pays_a_store_from_it()
     let imported = clearing(&["import", notice.to_str().unwrap()]);
     assert!(imported.contains("0 settled") && imported.contains("1 imported before"), "{imported}");
     assert!(clearing(&["payouts", "--store", "bookshop"]).contains("settled"));
+
+    // The bookshop reads it in the mall's back office (the mall asks the
+    // center with its certificate), as JSON and CSV; nobody else does.
+    let bearer = "Bearer bookshop e2e token";
+    let (status, body) = d.get_as(&format!("{store_base}/members/bookshop/payouts"), Some(bearer));
+    assert_eq!(status, 200, "{body}");
+    let listing: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(listing["payouts"][0]["amount_minor"], 1_164, "{listing}");
+    assert_eq!(listing["payouts"][0]["status"], "settled");
+    let payout = listing["payouts"][0]["payout_id"].as_str().unwrap().to_owned();
+    let (status, csv) = d.get_as(&format!("{store_base}/members/bookshop/payouts/{payout}/csv"), Some(bearer));
+    assert_eq!(status, 200, "{csv}");
+    assert!(csv.starts_with("kind,reference,amount_minor,fee_minor,at\r\nprepaid_payment,stl_"), "{csv}");
+    assert!(csv.contains(",1200,36,"), "the payment and its 3 % fee: {csv}");
+    let (status, _) = d.get_as(&format!("{store_base}/members/record-shop/payouts"), Some(bearer));
+    assert_eq!(status, 403);
+    let (status, _) = d.get_as(&format!("{store_base}/members/bookshop/payouts"), None);
+    assert_eq!(status, 401);
 }
