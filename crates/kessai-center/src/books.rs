@@ -482,23 +482,29 @@ impl Entries {
     }
 
     /// A purchase refund, held when the store asks: store payable → card
-    /// float.
-    pub fn refund_hold(owed_id: &str, store: &StoreId, card: &CardId, amount: Money) -> Result<Entries, BooksError> {
+    /// float. Its payable item names the settlement refunded.
+    pub fn refund_hold(
+        owed_id: &str,
+        settlement: &str,
+        store: &StoreId,
+        card: &CardId,
+        amount: Money,
+    ) -> Result<Entries, BooksError> {
         let c = amount.currency();
         let id = owed_hold_id(owed_id).as_u128();
         let shard = shard(&id.to_be_bytes());
         let accounts = vec![float_account(card, c)?, payable_account(store, c, shard)?];
         let t = pending(id, (store_payable_id(store, c, shard), card_float_id(card)), amount, CODE_REFUND)?;
-        Ok(Entries::of("the refund hold", accounts, t).with_item(store, "refund", owed_id, amount, -1))
+        Ok(Entries::of("the refund hold", accounts, t).with_item(store, "refund", settlement, amount, -1))
     }
 
     /// A purchase refund's hold voided (moved to another card, or
     /// cancelled): its amount is the store's again.
-    pub fn refund_void(owed_id: &str, store: &StoreId, amount: Money) -> Result<Entries, BooksError> {
+    pub fn refund_void(owed_id: &str, settlement: &str, store: &StoreId, amount: Money) -> Result<Entries, BooksError> {
         Ok(resolve(&owed_hold_id(owed_id), amount, false, CODE_REFUND)?.with_item(
             store,
             "refund_cancelled",
-            owed_id,
+            settlement,
             amount,
             1,
         ))
@@ -590,6 +596,7 @@ impl Entries {
     /// it once.
     pub fn prepaid_refund(
         refund: &str,
+        payment: &str,
         payee: &StoreId,
         card: &PrepaidId,
         amount: Money,
@@ -599,7 +606,7 @@ impl Entries {
         let shard = shard(&id.to_be_bytes());
         let accounts = vec![prepaid_account(card, c)?, payable_account(payee, c, shard)?];
         let t = posted(id, (store_payable_id(payee, c, shard), prepaid_account_id(card)), amount, CODE_REFUND)?;
-        Ok(Entries::of("the prepaid refund", accounts, t).with_item(payee, "prepaid_refund", refund, amount, -1))
+        Ok(Entries::of("the prepaid refund", accounts, t).with_item(payee, "prepaid_refund", payment, amount, -1))
     }
 
     /// Value moved from a prepaid card to an IC card (a value update): the

@@ -275,6 +275,7 @@ impl Center {
                     match self.payee_of(store).await? {
                         Ok(account) => {
                             let (fee_bp, fee_fixed_minor) = self.fee_of(self.db.store_fee(store, *currency).await?);
+                            let claimed_only = self.db.paid_on_claim(store).await?;
                             let id = payout_id(&run, store, *currency);
                             work.push(ClearStore {
                                 run_id: run.clone(),
@@ -287,6 +288,7 @@ impl Center {
                                 payee_account: account.to_string(),
                                 fee_bp,
                                 fee_fixed_minor,
+                                claimed_only,
                             });
                         }
                         Err(why) => report.skipped.push((store.clone(), why)),
@@ -534,4 +536,145 @@ pub async fn seed_for_bench(
         center.books.apply(Entries::bench_payables(&payables)?, at.unix_s()).await?;
     }
     Ok(total)
+}
+
+/// Why a payment claim was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClaimError {
+    #[error("the claim does not verify: {0}")]
+    Refused(kessai_core::jws::JwsError),
+    #[error("{signer} may not claim for {payee}: only the store or its mall")]
+    NotPayee { signer: StoreId, payee: StoreId },
+    #[error("claim id {0} was used before for another claim")]
+    ClaimIdReused(String),
+    /// Settlements the books do not hold as claimed: none is accepted.
+    #[error("the claim asks for more than the books hold: {}", .0.iter().map(|(s, why)| format!("{s} ({why})")).collect::<Vec<_>>().join(", "))]
+    Differs(Vec<(String, String)>),
+    #[error("the books kept changing under the claim; send it again")]
+    Busy,
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("signing the statement: {0}")]
+    Signing(String),
+}
+
+/// The answer to an accepted claim: the center's signed statement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClaimReply {
+    /// `kessai-claim-statement+jwt`.
+    pub statement: String,
+}
+
+impl Center {
+    /// A store's signed payment claim (FIG. 9): every settlement checked
+    /// against the books (open for the payee up to the cutoff, not paid,
+    /// not claimed, claimed for no more than it comes to after its
+    /// refunds); accepted whole with a signed statement, or refused whole
+    /// naming the settlements that differ. The same claim id again answers
+    /// the same statement.
+    pub async fn claim_payment(&self, token: &str) -> Result<ClaimReply, ClaimError> {
+        use kessai_core::messages::claim::{self, AcceptedLine, ClaimStatement, ClaimStatementDraft};
+
+        let keys = self.db.store_keys().await?;
+        let verified = claim::verify(token, &keys, self.clock.as_ref()).map_err(ClaimError::Refused)?;
+        let c = verified.message();
+        let payee = c.payee();
+        let by_mall = self.db.store(payee).await?.and_then(|r| r.mall).is_some_and(|m| &m == c.store());
+        if c.store() != payee && !by_mall {
+            return Err(ClaimError::NotPayee { signer: c.store().clone(), payee: payee.clone() });
+        }
+        let key = format!("{} {}", c.store(), c.claim_id());
+        let asked = serde_json::to_string(c).map_err(|e| ClaimError::Db(DbError::Corrupt(e.to_string())))?;
+        let request_hash = kessai_core::digest::Sha256Digest::of(asked.as_bytes()).to_string();
+        let fee = self.fee_of(self.db.store_fee(payee, c.currency()).await?);
+        for _ in 0..=STEP_RETRIES_MAX {
+            if let Some((hash, statement)) = self.db.claim(&key).await? {
+                return if hash == request_hash {
+                    Ok(ClaimReply { statement })
+                } else {
+                    Err(ClaimError::ClaimIdReused(c.claim_id().to_string()))
+                };
+            }
+            let mut lines = Vec::with_capacity(c.lines().len());
+            let mut accepted = Vec::with_capacity(c.lines().len());
+            let mut differs = Vec::new();
+            for line in c.lines() {
+                let settlement = line.settlement_id.as_str();
+                let figure = self.db.claim_figure(payee, c.currency(), settlement, c.cutoff()).await?;
+                let Some(purchase) = figure.purchase_minor else {
+                    differs.push((settlement.to_owned(), "not a purchase open for this store up to the cutoff".into()));
+                    continue;
+                };
+                let line_fee = item_fee("purchase", i64::try_from(purchase).unwrap_or(i64::MAX), fee.0, fee.1);
+                let net = u64::try_from(figure.net_minor).unwrap_or(0);
+                if line.amount.amount_minor() > net {
+                    differs.push((settlement.to_owned(), format!("the books hold {net}")));
+                } else if net <= line_fee {
+                    differs.push((settlement.to_owned(), "its refunds leave nothing due after its fee".into()));
+                } else {
+                    let money = |minor| {
+                        Money::new(minor, c.currency()).map_err(|e| ClaimError::Db(DbError::Corrupt(e.to_string())))
+                    };
+                    lines.push(AcceptedLine {
+                        settlement_id: line.settlement_id.clone(),
+                        amount: money(net)?,
+                        fee: money(line_fee)?,
+                    });
+                    accepted.push((settlement.to_owned(), figure));
+                }
+            }
+            if !differs.is_empty() {
+                tracing::info!(claim = %key, payee = %payee, differing = differs.len(), "payment claim refused");
+                return Err(ClaimError::Differs(differs));
+            }
+            let gross: u64 = lines.iter().map(|l| l.amount.amount_minor()).sum();
+            let fees: u64 = lines.iter().map(|l| l.fee.amount_minor()).sum();
+            let money =
+                |minor| Money::new(minor, c.currency()).map_err(|e| ClaimError::Db(DbError::Corrupt(e.to_string())));
+            let now = self.clock.now();
+            let statement = ClaimStatement::new(ClaimStatementDraft {
+                claim_id: c.claim_id().clone(),
+                payee: payee.clone(),
+                cutoff: c.cutoff(),
+                lines,
+                amount: money(gross - fees)?,
+                fees: money(fees)?,
+                accepted_at: now,
+            })
+            .map_err(|e| ClaimError::Signing(e.to_string()))?;
+            let mut generator = self.random.generator();
+            let claims = kessai_core::jws::Claims::for_lifetime(
+                self.center_id.clone(),
+                kessai_core::ids::MessageId::generate(&mut *generator),
+                now,
+                crate::limits::COMPLETION_LIFETIME_S,
+            )
+            .map_err(|e| ClaimError::Signing(e.to_string()))?;
+            let signed = claim::sign_statement(&claims, &statement, &self.center_key)
+                .map_err(|e| ClaimError::Signing(e.to_string()))?;
+            let record = crate::db::ClaimRecord {
+                key: key.clone(),
+                claim_id: c.claim_id().to_string(),
+                payee: payee.clone(),
+                currency: c.currency(),
+                cutoff: c.cutoff(),
+                request_hash: request_hash.clone(),
+                statement: signed.clone(),
+                lines: accepted,
+            };
+            match self.db.take_claim(record, now).await {
+                Ok(crate::db::ClaimTaken::Recorded) => {
+                    tracing::info!(claim = %key, payee = %payee, amount = gross - fees, "payment claim accepted");
+                    return Ok(ClaimReply { statement: signed });
+                }
+                // Recorded meanwhile (a retry racing itself): answered above.
+                Ok(crate::db::ClaimTaken::Before { .. } | crate::db::ClaimTaken::Changed) => {}
+                Err(DbError::Conflict) => {}
+                Err(e) if e.is_retryable() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ClaimError::Busy)
+    }
 }

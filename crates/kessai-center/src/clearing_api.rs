@@ -13,14 +13,62 @@ use kessai_http::ApiError;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{Caller, api_error};
-use crate::clearing::{ItemRow, PayoutRow, item_fee};
+use crate::clearing::{ClaimError, ItemRow, PayoutRow, item_fee};
 use crate::service::{Center, CenterError};
 
 /// Most payouts one listing answers, newest first.
 const LISTED: i64 = 500;
 
 pub fn routes(center: Arc<Center>) -> Router {
-    Router::new().route("/v1/payouts", get(list)).route("/v1/payouts/{id}", get(show)).with_state(center)
+    Router::new()
+        .route("/v1/payouts", get(list))
+        .route("/v1/payouts/{id}", get(show))
+        .route("/v1/claims", axum::routing::post(claim))
+        .with_state(center)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClaimBody {
+    /// The store's signed payment claim (`kessai-payment-claim+jwt`).
+    claim: String,
+}
+
+/// Maps a refused claim to a status and a stable code.
+fn claim_error(e: ClaimError) -> ApiError {
+    use axum::http::StatusCode as S;
+    use kessai_http::ErrorType as T;
+    match &e {
+        ClaimError::Refused(_) => {
+            ApiError::new(S::FORBIDDEN, T::Forbidden, "claim_refused", e.to_string()).with_param("claim")
+        }
+        ClaimError::NotPayee { .. } => ApiError::new(S::FORBIDDEN, T::Forbidden, "not_the_payee", e.to_string()),
+        ClaimError::ClaimIdReused(_) => {
+            ApiError::new(S::CONFLICT, T::Conflict, "claim_id_reused", e.to_string()).with_param("claim_id")
+        }
+        ClaimError::Differs(_) => {
+            ApiError::new(S::CONFLICT, T::Conflict, "claim_differs", e.to_string()).with_param("lines")
+        }
+        ClaimError::Busy => ApiError::new(S::SERVICE_UNAVAILABLE, T::Unavailable, "claim_busy", e.to_string()),
+        ClaimError::Db(_) | ClaimError::Signing(_) => ApiError::internal(e),
+    }
+}
+
+/// `POST /v1/claims`: a store's signed payment claim (FIG. 9); answered
+/// with the center's signed statement of what it accepts.
+async fn claim(State(c): State<Arc<Center>>, caller: Caller, body: axum::body::Bytes) -> axum::response::Response {
+    // A store resending its claim signs it anew: the fingerprint is what
+    // the claim asks, not the token's bytes.
+    let asked = serde_json::from_slice::<ClaimBody>(&body)
+        .ok()
+        .and_then(|b| kessai_core::jws::inspect_unverified(&b.claim).ok())
+        .map(|(_, payload)| payload["claim"].to_string());
+    let fingerprint = format!("claim\n{}", asked.unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned()));
+    let work = async {
+        let b: ClaimBody = crate::api::json(&body)?;
+        c.claim_payment(&b.claim).await.map_err(claim_error)
+    };
+    crate::api::idempotent_by(&c, &caller, fingerprint.as_bytes(), work).await
 }
 
 /// One item of a payout: a settlement, a refund, …, and its fee.

@@ -307,10 +307,10 @@ impl Center {
             created_at: self.clock.now(),
         };
         let owed = Owed { id, status: OwedStatus::Owed, session: None, applied_by: None, body };
-        let OwedKind::PurchaseRefund { payee, .. } = &owed.body.kind else {
+        let OwedKind::PurchaseRefund { payee, settlement_id, .. } = &owed.body.kind else {
             return Err(UpdateError::NotRefundable("not a purchase refund".into()));
         };
-        let hold = Entries::refund_hold(&owed.id, payee, &owed.body.card_id, owed.body.amount)?;
+        let hold = Entries::refund_hold(&owed.id, settlement_id.as_str(), payee, &owed.body.card_id, owed.body.amount)?;
         let now = self.clock.now();
         let stored = match self
             .db
@@ -386,7 +386,8 @@ impl Center {
         };
         let record =
             serde_json::to_string(&reply).map_err(|e| UpdateError::Db(crate::db::DbError::Corrupt(e.to_string())))?;
-        let entries = Entries::prepaid_refund(&id, payment.bill.payee(), &payment.account, r.amount())?;
+        let entries =
+            Entries::prepaid_refund(&id, payment.id.as_str(), payment.bill.payee(), &payment.account, r.amount())?;
         let now = self.clock.now();
         let stored = self
             .db
@@ -534,7 +535,7 @@ impl Center {
         let now = self.clock.now();
         let mut moves = Vec::with_capacity(refunds.len());
         for item in refunds {
-            let OwedKind::PurchaseRefund { payee, .. } = &item.body.kind else { continue };
+            let OwedKind::PurchaseRefund { payee, settlement_id, .. } = &item.body.kind else { continue };
             let moved = Owed {
                 id: owed_id("moved", &[item.id.as_str()]),
                 status: OwedStatus::Owed,
@@ -542,8 +543,8 @@ impl Center {
                 applied_by: None,
                 body: OwedBody { card_id: new, created_at: now, ..item.body.clone() },
             };
-            let void = Entries::refund_void(&item.id, payee, item.body.amount)?;
-            let hold = Entries::refund_hold(&moved.id, payee, &new, moved.body.amount)?;
+            let void = Entries::refund_void(&item.id, settlement_id.as_str(), payee, item.body.amount)?;
+            let hold = Entries::refund_hold(&moved.id, settlement_id.as_str(), payee, &new, moved.body.amount)?;
             moves.push(Move { from: item.id.clone(), moved, void, hold });
         }
         let replacement = match posted {
@@ -641,8 +642,8 @@ impl Center {
         // Held with the item; made here only for an item stored before that
         // (the ledger answers `exists` for a hold that is there).
         let hold = match &item.body.kind {
-            OwedKind::PurchaseRefund { payee, .. } => {
-                Entries::refund_hold(&item.id, payee, &item.body.card_id, item.body.amount)?
+            OwedKind::PurchaseRefund { payee, settlement_id, .. } => {
+                Entries::refund_hold(&item.id, settlement_id.as_str(), payee, &item.body.card_id, item.body.amount)?
             }
             OwedKind::Correction { .. } => Entries::correction_hold(&item.id, &item.body.card_id, item.body.amount)?,
             OwedKind::Replacement { from_card } => {

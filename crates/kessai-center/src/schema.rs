@@ -233,10 +233,28 @@ const MIGRATIONS: &[(i64, &str, &[&str])] = &[
             "CREATE INDEX IF NOT EXISTS center_payout_events_status ON center_payout_events (status, created_at)",
         ],
     ),
+    (
+        9,
+        "payment claims: stores paid on claim, items a claim took, the claims and their statements",
+        &[
+            // The accepted claim that took an item (its key), if any.
+            "ALTER TABLE center_payable_items ADD COLUMN claim_id TEXT",
+            // A claim's lines are found by settlement.
+            "CREATE INDEX IF NOT EXISTS center_payable_items_reference ON center_payable_items (store, reference)
+            WHERE payout_id IS NULL",
+            // `scheduled` (every run pays it) or `on_claim`.
+            "CREATE TABLE IF NOT EXISTS center_store_settings (store TEXT PRIMARY KEY, payout_mode TEXT NOT NULL,
+            updated_at BIGINT NOT NULL)",
+            // One row a claim (the signing store and its claim id), with the
+            // hash of what it asked and the center's signed statement.
+            "CREATE TABLE IF NOT EXISTS center_claims (id TEXT PRIMARY KEY, claim_id TEXT NOT NULL,
+            payee TEXT NOT NULL, request_hash TEXT NOT NULL, statement TEXT NOT NULL, created_at BIGINT NOT NULL)",
+        ],
+    ),
 ];
 
 /// The newest version this build knows.
-pub(crate) const NEWEST: i64 = 8;
+pub(crate) const NEWEST: i64 = 9;
 
 const _: () = assert!(MIGRATIONS[MIGRATIONS.len() - 1].0 == NEWEST);
 

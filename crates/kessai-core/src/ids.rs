@@ -128,6 +128,11 @@ text_id!(
     RefundId, "refund id", MAX_ID_BYTES, TOKEN_CHARS, is_token_char
 );
 text_id!(
+    /// A payment claim's id, chosen by the store; unique per store. The
+    /// same id sent again names the same claim (idempotency).
+    ClaimId, "claim id", MAX_ID_BYTES, TOKEN_CHARS, is_token_char
+);
+text_id!(
     /// A virtual prepaid card (仮想プリペイドカード), value the center holds
     /// for a member: `vpc_` + 32 hex digits, issued by the center.
     PrepaidId, "prepaid card id", MAX_ID_BYTES, TOKEN_CHARS, is_token_char

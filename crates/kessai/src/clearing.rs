@@ -55,6 +55,16 @@ pub enum ClearingCommand {
         #[arg(long)]
         store: Option<String>,
     },
+    /// How a store is paid: by every run (`scheduled`, the default) or
+    /// only for what its accepted payment claims named (`on-claim`).
+    Mode {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(long)]
+        store: String,
+        #[arg(long, value_enum)]
+        mode: PayoutMode,
+    },
     /// Set a store's fee on each purchase, from its next payout.
     Fee {
         #[arg(long, value_name = "FILE")]
@@ -70,6 +80,12 @@ pub enum ClearingCommand {
         #[arg(long, default_value_t = 0)]
         fixed_minor: u64,
     },
+}
+
+#[derive(Copy, Clone, Debug, clap::ValueEnum)]
+pub enum PayoutMode {
+    Scheduled,
+    OnClaim,
 }
 
 #[derive(Copy, Clone, Debug, clap::ValueEnum)]
@@ -119,6 +135,7 @@ pub fn run(runtime: &tokio::runtime::Runtime, command: ClearingCommand) -> anyho
         | ClearingCommand::File { config, .. }
         | ClearingCommand::Import { config, .. }
         | ClearingCommand::Payouts { config, .. }
+        | ClearingCommand::Mode { config, .. }
         | ClearingCommand::Fee { config, .. } => config.clone(),
     };
     let config = CenterConfig::load(&config_path).with_context(|| format!("loading {}", config_path.display()))?;
@@ -193,6 +210,12 @@ async fn act(center: &kessai_center::service::Center, command: ClearingCommand) 
                     p.bank_ref
                 );
             }
+        }
+        ClearingCommand::Mode { store, mode, .. } => {
+            let store = StoreId::parse(&store).context("--store")?;
+            let on_claim = matches!(mode, PayoutMode::OnClaim);
+            center.db.set_paid_on_claim(&store, on_claim, center.clock.now()).await?;
+            println!("{store} is paid {}", if on_claim { "for what its accepted claims name" } else { "by every run" });
         }
         ClearingCommand::Fee { store, currency, percent_bp, fixed_minor, .. } => {
             let store = StoreId::parse(&store).context("--store")?;

@@ -94,6 +94,9 @@ pub struct ClearStore {
     pub payee_account: String,
     pub fee_bp: u32,
     pub fee_fixed_minor: u64,
+    /// The store is paid on claim: only purchases its accepted claims
+    /// named are taken (refunds and the rest always are).
+    pub claimed_only: bool,
 }
 
 /// What clearing one store did.
@@ -673,6 +676,171 @@ impl CenterDb {
     }
 }
 
+/// One settlement of a claim, as the books hold it open for the payee.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClaimFigure {
+    /// The purchase or payment item's amount, if one is open and unclaimed.
+    pub purchase_minor: Option<u64>,
+    /// Every open, unclaimed item of the settlement: the purchase less its
+    /// refunds.
+    pub net_minor: i64,
+}
+
+/// A claim to record with its statement, if the books still hold what it
+/// was checked against.
+#[derive(Debug, Clone)]
+pub struct ClaimRecord {
+    /// The store's claim id, scoped by the signing store.
+    pub key: String,
+    pub claim_id: String,
+    pub payee: StoreId,
+    pub currency: Currency,
+    pub cutoff: Timestamp,
+    pub request_hash: String,
+    pub statement: String,
+    /// Each settlement and the figure it was accepted at.
+    pub lines: Vec<(String, ClaimFigure)>,
+}
+
+/// What recording a claim did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimTaken {
+    Recorded,
+    /// This claim id was recorded before: its request hash and statement.
+    Before {
+        request_hash: String,
+        statement: String,
+    },
+    /// The books moved since the claim was checked: check it again.
+    Changed,
+}
+
+const FIGURE_SQL: &str = "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) AS net,
+     CAST(COALESCE(SUM(CASE WHEN kind IN ('purchase', 'prepaid_payment') THEN amount_minor ELSE 0 END), 0) AS BIGINT) AS purchase,
+     CAST(COUNT(CASE WHEN kind IN ('purchase', 'prepaid_payment') THEN 1 END) AS BIGINT) AS purchases
+     FROM center_payable_items
+     WHERE store = $1 AND currency = $2 AND reference = $3 AND payout_id IS NULL AND claim_id IS NULL
+     AND at <= CAST($4 AS BIGINT)";
+
+fn figure(r: &dyn Columns) -> Result<ClaimFigure, DbError> {
+    let purchases = r.required_int("purchases")?;
+    Ok(ClaimFigure {
+        purchase_minor: if purchases == 1 { Some(to_u64(r.required_int("purchase")?)?) } else { None },
+        net_minor: r.required_int("net")?,
+    })
+}
+
+impl CenterDb {
+    /// A settlement of `payee` as the books hold it open and unclaimed up
+    /// to `cutoff`.
+    pub async fn claim_figure(
+        &self,
+        payee: &StoreId,
+        currency: Currency,
+        settlement: &str,
+        cutoff: Timestamp,
+    ) -> Result<ClaimFigure, DbError> {
+        let cutoff = cutoff.unix_s().to_string();
+        let found =
+            self.read_one(FIGURE_SQL, &[payee.as_str(), currency.code(), settlement, &cutoff], |r| figure(r)).await?;
+        Ok(found.unwrap_or_default())
+    }
+
+    /// The claim recorded under `key`, if any: (request hash, statement).
+    pub async fn claim(&self, key: &str) -> Result<Option<(String, String)>, DbError> {
+        self.read_one("SELECT request_hash, statement FROM center_claims WHERE id = $1", &[key], |r| {
+            Ok((r.required_text("request_hash")?, r.required_text("statement")?))
+        })
+        .await
+    }
+
+    /// Records an accepted claim in one transaction: each settlement's
+    /// items marked with the claim, if every one still stands at the
+    /// figure it was accepted at (else [`ClaimTaken::Changed`], nothing
+    /// written), and the claim with its statement.
+    pub async fn take_claim(&self, c: ClaimRecord, now: Timestamp) -> Result<ClaimTaken, DbError> {
+        let now_i = to_i64(now.unix_s())?;
+        let cutoff = to_i64(c.cutoff.unix_s())?;
+        self.write(move |mut conn| {
+            Box::pin(async move {
+                let before =
+                    Stmt::new("SELECT request_hash, statement FROM center_claims WHERE id = $1").bind(c.key.clone());
+                if let Some((request_hash, statement)) = conn
+                    .fetch_optional(before, |r| Ok((r.required_text("request_hash")?, r.required_text("statement")?)))
+                    .await?
+                {
+                    return Ok(ClaimTaken::Before { request_hash, statement });
+                }
+                // Checked before anything is written: a claim the books
+                // moved under writes nothing (SQLite's group goes on).
+                for (settlement, accepted) in &c.lines {
+                    let now_figure = Stmt::new(FIGURE_SQL)
+                        .bind(c.payee.as_str().to_owned())
+                        .bind(c.currency.code().to_owned())
+                        .bind(settlement.clone())
+                        .bind(cutoff.to_string());
+                    if conn.fetch_one(now_figure, figure).await? != *accepted {
+                        return Ok(ClaimTaken::Changed);
+                    }
+                }
+                for (settlement, accepted) in &c.lines {
+                    let mark = Stmt::new(
+                        "UPDATE center_payable_items SET claim_id = $1
+                         WHERE store = $2 AND currency = $3 AND reference = $4 AND payout_id IS NULL
+                         AND claim_id IS NULL AND at <= CAST($5 AS BIGINT) RETURNING amount_minor",
+                    )
+                    .bind(c.key.clone())
+                    .bind(c.payee.as_str().to_owned())
+                    .bind(c.currency.code().to_owned())
+                    .bind(settlement.clone())
+                    .bind(cutoff.to_string());
+                    let marked: i64 = conn.fetch_all(mark, |r| r.required_int("amount_minor")).await?.iter().sum();
+                    // PostgreSQL: a concurrent claim may have marked them
+                    // meanwhile; this transaction is then rolled back.
+                    if marked != accepted.net_minor {
+                        return Err(DbError::Conflict);
+                    }
+                }
+                let record = Stmt::new(
+                    "INSERT INTO center_claims (id, claim_id, payee, request_hash, statement, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(c.key.clone())
+                .bind(c.claim_id.clone())
+                .bind(c.payee.as_str().to_owned())
+                .bind(c.request_hash.clone())
+                .bind(c.statement.clone())
+                .bind(now_i);
+                conn.execute(record).await?;
+                Ok(ClaimTaken::Recorded)
+            })
+        })
+        .await
+    }
+
+    /// How a store is paid: `true` on claim only.
+    pub async fn paid_on_claim(&self, store: &StoreId) -> Result<bool, DbError> {
+        Ok(self
+            .read_one("SELECT payout_mode FROM center_store_settings WHERE store = $1", &[store.as_str()], |r| {
+                r.required_text("payout_mode")
+            })
+            .await?
+            .is_some_and(|m| m == "on_claim"))
+    }
+
+    /// Sets how a store is paid: on claim only, or by every run.
+    pub async fn set_paid_on_claim(&self, store: &StoreId, on_claim: bool, now: Timestamp) -> Result<(), DbError> {
+        let set = Stmt::new(
+            "INSERT INTO center_store_settings (store, payout_mode, updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT (store) DO UPDATE SET payout_mode = $2, updated_at = $3",
+        )
+        .bind(store.as_str().to_owned())
+        .bind(if on_claim { "on_claim" } else { "scheduled" }.to_owned())
+        .bind(to_i64(now.unix_s())?);
+        self.write(move |mut conn| Box::pin(async move { conn.execute(set).await.map(|_| ()) })).await
+    }
+}
+
 const PAYOUT_BY_REF: &str = "SELECT id, run_id, store, currency, gross_minor, refunds_minor, other_minor, fees_minor, amount_minor, \
      items, fee_bp, fee_fixed_minor, payee_account, bank_ref, status, reason, created_at, updated_at \
      FROM center_payouts WHERE bank_ref = $1";
@@ -695,12 +863,14 @@ async fn clear_one(
     let take = Stmt::new(
         "UPDATE center_payable_items SET payout_id = $1
          WHERE store = $2 AND currency = $3 AND payout_id IS NULL AND at <= $4
+         AND ($5 = 0 OR claim_id IS NOT NULL OR kind NOT IN ('purchase', 'prepaid_payment'))
          RETURNING kind, amount_minor",
     )
     .bind(s.payout_id.clone())
     .bind(s.store.as_str().to_owned())
     .bind(s.currency.code().to_owned())
-    .bind(to_i64(s.cutoff.unix_s())?);
+    .bind(to_i64(s.cutoff.unix_s())?)
+    .bind(i64::from(s.claimed_only));
     let items = conn.fetch_all(take, |r| Ok((r.required_text("kind")?, r.required_int("amount_minor")?))).await?;
     let t = payout_totals(&items, s.fee_bp, s.fee_fixed_minor);
     if t.net <= 0 {

@@ -65,8 +65,8 @@ mod value_updates;
 pub use crate::writer::WriteFuture;
 use crate::writer::{Exec, Stmt, Writer};
 pub use clearing::{
-    ClearStore, Cleared, EventTaken, ItemRow, OutcomeEffect, PayoutEvent, PayoutRow, RunClaim, RunRow, Totals,
-    item_fee, payout_totals,
+    ClaimFigure, ClaimRecord, ClaimTaken, ClearStore, Cleared, EventTaken, ItemRow, OutcomeEffect, PayoutEvent,
+    PayoutRow, RunClaim, RunRow, Totals, item_fee, payout_totals,
 };
 pub use idempotency::{SavedResponse, Stored};
 pub use members::{ApplicationRow, Entered, LetterRow, MemberRow};

@@ -563,7 +563,8 @@ async fn books_from_before_clearing_open_each_payable_once() {
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
         "DROP TABLE center_payable_items; DROP TABLE center_store_fees; DROP TABLE center_clearing_runs;
-         DROP TABLE center_payouts; DROP TABLE center_payout_events; DELETE FROM kessai_center_schema WHERE version = 8;",
+         DROP TABLE center_payouts; DROP TABLE center_payout_events; DROP TABLE center_store_settings;
+         DROP TABLE center_claims; DELETE FROM kessai_center_schema WHERE version >= 8;",
     )
     .unwrap();
     drop(conn);
@@ -638,4 +639,187 @@ async fn a_store_reads_its_own_payouts_and_a_mall_its_members_and_nobody_else() 
         assert_eq!(status, 200, "{peer}: {list}");
         assert_eq!(list["payouts"].as_array().unwrap().len(), 1, "{peer}");
     }
+}
+
+/// `shop`'s payment claim `claim_id` for `payee`, signed with `key`.
+fn claim_of(
+    c: &Center,
+    signer: &StoreId,
+    key: &SigningKey,
+    payee: &StoreId,
+    claim_id: &str,
+    lines: &[(&SettlementId, u64)],
+) -> String {
+    use kessai_core::messages::claim::{self, ClaimLine, PaymentClaim, PaymentClaimDraft};
+    let draft = PaymentClaimDraft {
+        claim_id: kessai_core::ids::ClaimId::parse(claim_id).unwrap(),
+        store: signer.clone(),
+        payee: payee.clone(),
+        cutoff: c.clock.now(),
+        currency: Currency::JPY,
+        lines: lines.iter().map(|(s, minor)| ClaimLine { settlement_id: (*s).clone(), amount: jpy(*minor) }).collect(),
+    };
+    let party = kessai_core::ids::PartyId::parse(signer.as_str()).unwrap();
+    let claims = Claims::for_lifetime(party, MessageId::generate(&mut OsRandom), c.clock.now(), 600).unwrap();
+    claim::sign(&claims, &PaymentClaim::new(draft).unwrap(), key).unwrap()
+}
+
+/// FIG. 9: a store paid on claim claims its settlements; the center
+/// checks each against its books, answers a signed statement, and the run
+/// pays exactly what was claimed (less refunds and fees); an over-claim, a
+/// replay, a reused claim id, a settlement claimed twice and a claim
+/// signed by another store change nothing.
+#[tokio::test]
+async fn a_store_paid_on_claim_is_paid_what_its_accepted_claims_name_and_nothing_more() {
+    use kessai_center::clearing::ClaimError;
+    use kessai_core::messages::claim;
+
+    let mut s = setup().await;
+    let a = shop(&s.center, "store-a", Some(ZENGIN_A), &mut s.rng).await;
+    let b = shop(&s.center, "store-b", Some(ZENGIN_B), &mut s.rng).await;
+    s.center.db.set_store_fee(&a.id, Currency::JPY, 100, 0, NOW).await.unwrap();
+    s.center.db.set_paid_on_claim(&a.id, true, NOW).await.unwrap();
+    let (m, card) = funded(&mut s, 90_000).await;
+    let c = &s.center;
+    let rng = &mut s.rng;
+    let first = pay(c, &m, &card, &a, 10_000, rng).await;
+    let second = pay(c, &m, &card, &a, 5_000, rng).await;
+    let unclaimed = pay(c, &m, &card, &a, 3_000, rng).await;
+    let of_b = pay(c, &m, &card, &b, 7_000, rng).await;
+    refund(c, &a, &second, "rf-1", 1_000).await;
+
+    // Over-claims: the refunded settlement at its full amount, another
+    // store's settlement, one that does not exist. Refused whole, naming
+    // exactly those; nothing is marked.
+    let ghost = SettlementId::parse("stl_00000000000000000000000000000000").unwrap();
+    let over = claim_of(
+        c,
+        &a.id,
+        &a.key,
+        &a.id,
+        "claim-1",
+        &[(&first, 10_000), (&second, 5_000), (&of_b, 7_000), (&ghost, 1)],
+    );
+    let Err(ClaimError::Differs(differs)) = c.claim_payment(&over).await else { panic!("an over-claim is refused") };
+    let named: Vec<&str> = differs.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(named, vec![second.as_str(), of_b.as_str(), ghost.as_str()], "{differs:?}");
+    // Signed by another store for store-a: refused.
+    let foreign = claim_of(c, &b.id, &b.key, &a.id, "claim-x", &[(&first, 10_000)]);
+    assert!(matches!(c.claim_payment(&foreign).await, Err(ClaimError::NotPayee { .. })));
+    // Store-a's claim signed with store-b's key: it does not verify.
+    let forged = claim_of(c, &a.id, &b.key, &a.id, "claim-y", &[(&first, 10_000)]);
+    assert!(matches!(c.claim_payment(&forged).await, Err(ClaimError::Refused(_))));
+
+    // The right claim: each settlement at the books' figure.
+    let right = claim_of(c, &a.id, &a.key, &a.id, "claim-1", &[(&first, 10_000), (&second, 4_000)]);
+    let reply = c.claim_payment(&right).await.unwrap();
+    let mut keys = kessai_core::keys::KeyDirectory::new();
+    keys.insert(c.center_id.clone(), c.center_key.public(), Validity::always()).unwrap();
+    let verified = claim::verify_statement(&reply.statement, &keys, c.clock.as_ref()).unwrap();
+    let statement = verified.message();
+    assert_eq!(statement.lines().len(), 2);
+    assert_eq!((statement.amount(), statement.fees()), (jpy(14_000 - 150), jpy(150)), "1 % of each purchase");
+    // Replayed, or signed again: the same statement. The same id asking
+    // something else, or the same settlement under another id: refused.
+    assert_eq!(c.claim_payment(&right).await.unwrap(), reply);
+    let resigned = claim_of(c, &a.id, &a.key, &a.id, "claim-1", &[(&first, 10_000), (&second, 4_000)]);
+    assert_eq!(c.claim_payment(&resigned).await.unwrap(), reply);
+    let reused = claim_of(c, &a.id, &a.key, &a.id, "claim-1", &[(&first, 10_000)]);
+    assert!(matches!(c.claim_payment(&reused).await, Err(ClaimError::ClaimIdReused(_))));
+    let twice = claim_of(c, &a.id, &a.key, &a.id, "claim-2", &[(&first, 10_000)]);
+    assert!(matches!(c.claim_payment(&twice).await, Err(ClaimError::Differs(_))));
+
+    // The run pays store-a what the claim accepted (its refund taken off
+    // as it always is) and keeps the unclaimed purchase open; store-b,
+    // paid by every run, is paid all.
+    let report = c.clearing_run(NOW).await.unwrap();
+    assert_eq!(report.payouts, 2);
+    let payouts = c.db.payouts(Some(&run_id(NOW)), None, 10).await.unwrap();
+    let pa = payout_of(&payouts, &a.id);
+    assert_eq!((pa.gross_minor, pa.refunds_minor, pa.fees_minor, pa.amount_minor), (15_000, 1_000, 150, 13_850));
+    assert_eq!(c.db.open_payable(&a.id, Currency::JPY).await.unwrap(), 3_000);
+    assert_eq!(c.books.store_open(&a.id, Currency::JPY).await.unwrap(), 3_000);
+    assert_eq!(payout_of(&payouts, &b.id).amount_minor, 7_000);
+    // The unclaimed one, claimed later, is paid by the next run.
+    s.center.clock = std::sync::Arc::new(FixedClock::new(Timestamp::from_unix_s(NOW.unix_s() + 60)));
+    let c = &s.center;
+    let later = claim_of(c, &a.id, &a.key, &a.id, "claim-3", &[(&unclaimed, 3_000)]);
+    c.claim_payment(&later).await.unwrap();
+    let next = c.clearing_run(Timestamp::from_unix_s(NOW.unix_s() + 60)).await.unwrap();
+    assert_eq!(next.paid, vec![(Currency::JPY, 2_970)]);
+    c.books.ledger().check().await.unwrap();
+}
+
+/// Two claims naming one settlement at once: exactly one is accepted, the
+/// other refused naming it; the run pays the accepted one only.
+async fn racing_claims(mut s: Setup) {
+    use kessai_center::clearing::ClaimError;
+
+    let a = shop(&s.center, "store-a", Some(ZENGIN_A), &mut s.rng).await;
+    s.center.db.set_paid_on_claim(&a.id, true, NOW).await.unwrap();
+    let (m, card) = funded(&mut s, 90_000).await;
+    let c = &s.center;
+    let rng = &mut s.rng;
+    let (x, y, z) = (
+        pay(c, &m, &card, &a, 1_000, rng).await,
+        pay(c, &m, &card, &a, 2_000, rng).await,
+        pay(c, &m, &card, &a, 4_000, rng).await,
+    );
+    let one = claim_of(c, &a.id, &a.key, &a.id, "claim-r1", &[(&x, 1_000), (&y, 2_000)]);
+    let two = claim_of(c, &a.id, &a.key, &a.id, "claim-r2", &[(&y, 2_000), (&z, 4_000)]);
+    let (r1, r2) = tokio::join!(c.claim_payment(&one), c.claim_payment(&two));
+    let paid = match (&r1, &r2) {
+        (Ok(_), Err(ClaimError::Differs(d))) | (Err(ClaimError::Differs(d)), Ok(_)) => {
+            assert_eq!(d.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(), vec![y.as_str()], "{d:?}");
+            if r1.is_ok() { 3_000 } else { 6_000 }
+        }
+        other => panic!("exactly one claim is accepted: {other:?}"),
+    };
+    let report = c.clearing_run(NOW).await.unwrap();
+    assert_eq!(report.paid, vec![(Currency::JPY, paid)]);
+    assert_eq!(c.db.open_payable(&a.id, Currency::JPY).await.unwrap(), 7_000 - i64::try_from(paid).unwrap());
+    c.books.ledger().check().await.unwrap();
+}
+
+#[tokio::test]
+async fn two_claims_naming_one_settlement_at_once_accept_one() {
+    racing_claims(setup().await).await;
+}
+
+#[tokio::test]
+async fn two_claims_naming_one_settlement_at_once_accept_one_on_postgres() {
+    let Some(s) = crate::service::setup_on_postgres("claims_race").await else { return };
+    racing_claims(s).await;
+}
+
+/// `POST /v1/claims`: the statement, or a refusal with a stable code.
+#[tokio::test]
+async fn the_claims_route_answers_the_statement_or_a_stable_refusal() {
+    use serde_json::{Value, json};
+
+    let mut s = setup().await;
+    let a = shop(&s.center, "store-a", Some(ZENGIN_A), &mut s.rng).await;
+    let (m, card) = funded(&mut s, 90_000).await;
+    let paid = pay(&s.center, &m, &card, &a, 1_000, &mut s.rng).await;
+    let over = claim_of(&s.center, &a.id, &a.key, &a.id, "claim-1", &[(&paid, 1_001)]);
+    let right = claim_of(&s.center, &a.id, &a.key, &a.id, "claim-2", &[(&paid, 1_000)]);
+    let Setup { _dir, center, .. } = s;
+    let app = kessai_center::clearing_api::routes(std::sync::Arc::new(center));
+    let post = |key: &'static str, body: Value| {
+        let app = app.clone();
+        async move {
+            let req = axum::http::Request::post("/v1/claims").header("idempotency-key", key);
+            crate::api::send(&app, req, body, Some("store-a")).await
+        }
+    };
+    let (status, answer) = post("k-1", json!({ "claim": over })).await;
+    assert_eq!((status.as_u16(), answer["error"]["code"].as_str()), (409, Some("claim_differs")), "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains(paid.as_str()), "{answer}");
+    let (status, answer) = post("k-2", json!({ "claim": right })).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer["statement"].as_str().unwrap().split('.').count() == 3, "{answer}");
+    let (status, answer) = post("k-3", json!({ "claim": "not a token" })).await;
+    assert_eq!((status.as_u16(), answer["error"]["code"].as_str()), (403, Some("claim_refused")), "{answer}");
+    let (status, _) = post("k-4", json!({ "claims": right })).await;
+    assert_eq!(status, 400);
 }

@@ -11,12 +11,15 @@
 //! | SIG4 [`receipt::Receipt`] | `kessai-receipt+jwt` | store → center, wallet |
 //! | SIG5 [`value_update::ValueUpdate`] | `kessai-value-update+jwt` | center → wallet |
 //! | refund request [`refund::RefundRequest`] | `kessai-refund+jwt` | store → center |
+//! | payment claim [`claim::PaymentClaim`] | `kessai-payment-claim+jwt` | store → center |
+//! | claim statement [`claim::ClaimStatement`] | `kessai-claim-statement+jwt` | center → store |
 //! | member registration [`registration::Registration`] | `kessai-registration+jwt`, inside a JWE | member → center |
 //! | payment instruction [`instruction::PaymentInstruction`] | `kessai-payment-instruction+jwt` | member → center |
 //! | key replacement [`key_replacement::KeyReplacement`] | `kessai-key-replacement+jwt` | member → center |
 //! | prepaid request [`prepaid::PrepaidRequest`] | `kessai-prepaid-request+jwt` | member → center |
 
 pub mod bill;
+pub mod claim;
 pub mod completion;
 pub mod instruction;
 pub mod key_replacement;

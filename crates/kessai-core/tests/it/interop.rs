@@ -75,9 +75,48 @@ fn pyjwt_verifies_every_kind_against_our_jwks() {
         &member_key,
     )
     .unwrap();
+    // A payment claim and the center's statement of it (#19).
+    use kessai_core::messages::claim;
+    let line = claim::ClaimLine { settlement_id: o.settlement_id().clone(), amount: b.total() };
+    let mall_claims = |rng: &mut OsRandom, who: &str| {
+        kessai_core::jws::Claims::for_lifetime(party(who), kessai_core::ids::MessageId::generate(rng), now, 300)
+            .unwrap()
+    };
+    let claim_t = claim::sign(
+        &mall_claims(&mut rng, samples::MALL),
+        &claim::PaymentClaim::new(claim::PaymentClaimDraft {
+            claim_id: kessai_core::ids::ClaimId::parse("claim-1").unwrap(),
+            store: samples::MALL.parse().unwrap(),
+            payee: samples::MEMBER.parse().unwrap(),
+            cutoff: now,
+            currency: b.total().currency(),
+            lines: vec![line.clone()],
+        })
+        .unwrap(),
+        &mall,
+    )
+    .unwrap();
+    let fee = kessai_core::Money::new(100, b.total().currency()).unwrap();
+    let net = kessai_core::Money::new(b.total().amount_minor() - 100, b.total().currency()).unwrap();
+    let statement_t = claim::sign_statement(
+        &mall_claims(&mut rng, samples::CENTER),
+        &claim::ClaimStatement::new(claim::ClaimStatementDraft {
+            claim_id: kessai_core::ids::ClaimId::parse("claim-1").unwrap(),
+            payee: samples::MEMBER.parse().unwrap(),
+            cutoff: now,
+            lines: vec![claim::AcceptedLine { settlement_id: line.settlement_id, amount: b.total(), fee }],
+            amount: net,
+            fees: fee,
+            accepted_at: now,
+        })
+        .unwrap(),
+        &center,
+    )
+    .unwrap();
     let tokens = serde_json::json!({
         "bill": bill_t, "offer": offer_t, "completion": done_t, "receipt": receipt_t, "value_update": update_t,
         "refund": refund_t, "registration": registration_t, "instruction": instruction_t,
+        "claim": claim_t, "claim_statement": statement_t,
     });
     let mut tampered = bill_t.clone().into_bytes();
     let mid = tampered.len() / 2;
@@ -90,6 +129,7 @@ fn pyjwt_verifies_every_kind_against_our_jwks() {
             "receipt": "kessai-receipt+jwt", "value_update": "kessai-value-update+jwt",
             "refund": "kessai-refund+jwt", "registration": "kessai-registration+jwt",
             "instruction": "kessai-payment-instruction+jwt",
+            "claim": "kessai-payment-claim+jwt", "claim_statement": "kessai-claim-statement+jwt",
         },
         "tampered": String::from_utf8(tampered).unwrap(),
     });
