@@ -122,7 +122,7 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> 
 }
 
 /// A query string whose refusal answers 400 in the error shape.
-struct Params<T>(T);
+pub(crate) struct Params<T>(pub(crate) T);
 
 impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Params<T> {
     type Rejection = ApiError;

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use kessai_core::ids::StoreId;
@@ -142,7 +142,7 @@ async fn reads(c: &Center, caller: &Caller, store: &StoreId) -> Result<bool, Api
 async fn list(
     State(c): State<Arc<Center>>,
     caller: Caller,
-    Query(q): Query<ListQuery>,
+    crate::admin::Params(q): crate::admin::Params<ListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Some(own) = caller.principal() else {
         return Err(unknown_store(q.store.as_deref().unwrap_or("")));

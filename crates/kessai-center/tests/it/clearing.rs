@@ -26,13 +26,13 @@ const ZENGIN_B: &str = "zengin:0005-123-1-7654321:ｶ)ｻｸﾗﾌﾞﾂｻﾝ";
 const ZENGIN_BOOKS: &str = "zengin:0009-200-2-0000042:ｷﾖｳﾄﾎﾝﾔ";
 
 /// A store of the test: its id and key.
-struct Shop {
-    id: StoreId,
+pub(crate) struct Shop {
+    pub(crate) id: StoreId,
     key: SigningKey,
 }
 
 /// Registers store `id` with `key` and a bank account (if any).
-async fn shop(c: &Center, id: &str, account: Option<&str>, rng: &mut SeededRandom) -> Shop {
+pub(crate) async fn shop(c: &Center, id: &str, account: Option<&str>, rng: &mut SeededRandom) -> Shop {
     let key = SigningKey::generate(rng);
     let store = StoreRecord {
         id: StoreId::parse(id).unwrap(),
@@ -73,16 +73,16 @@ fn bill_of(c: &Center, shop: &Shop, minor: u64, rng: &mut SeededRandom) -> Strin
     bill::sign(&claims, &bill, &shop.key).unwrap()
 }
 
-/// `m` pays `minor` yen to `shop` from prepaid card `card`: the payment's
-/// settlement id.
-async fn pay(
+/// A bill of `shop` for `minor` yen and `m`'s instruction to pay it from
+/// prepaid card `card`.
+pub(crate) fn instruction_token(
     c: &Center,
     m: &Member,
     card: &PrepaidId,
     shop: &Shop,
     minor: u64,
     rng: &mut SeededRandom,
-) -> SettlementId {
+) -> (String, String) {
     let bill = bill_of(c, shop, minor, rng);
     let draft = InstructionDraft {
         member: m.id.clone(),
@@ -94,6 +94,20 @@ async fn pay(
     };
     let claims = Claims::for_lifetime(m.id.clone(), MessageId::generate(&mut OsRandom), c.clock.now(), 300).unwrap();
     let token = instruction::sign(&claims, &PaymentInstruction::new(draft).unwrap(), &m.key).unwrap();
+    (bill, token)
+}
+
+/// `m` pays `minor` yen to `shop` from prepaid card `card`: the payment's
+/// settlement id.
+async fn pay(
+    c: &Center,
+    m: &Member,
+    card: &PrepaidId,
+    shop: &Shop,
+    minor: u64,
+    rng: &mut SeededRandom,
+) -> SettlementId {
+    let (bill, token) = instruction_token(c, m, card, shop, minor, rng);
     let paid = c.pay_from_prepaid(&bill, &token, None).await.unwrap();
     SettlementId::parse(&paid.settlement_id).unwrap()
 }

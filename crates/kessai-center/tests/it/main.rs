@@ -6,6 +6,7 @@ mod charge;
 mod charge_api;
 mod clearing;
 mod db;
+mod failover;
 mod faults;
 mod keys;
 mod members;

@@ -42,7 +42,7 @@ pub async fn setup_on_postgres(name: &str) -> Option<Setup> {
     Some(setup_on(tempfile::tempdir().unwrap(), &url).await)
 }
 
-async fn setup_on(dir: tempfile::TempDir, url: &str) -> Setup {
+pub(crate) async fn setup_on(dir: tempfile::TempDir, url: &str) -> Setup {
     let db = CenterDb::open(url).await.unwrap();
     let mut rng = SeededRandom::new(77);
     let mall_key = SigningKey::generate(&mut rng);
