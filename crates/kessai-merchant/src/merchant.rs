@@ -318,6 +318,32 @@ impl Merchant {
         Ok(refund::sign(&claims, &request, &self.key)?)
     }
 
+    /// Signs a payment claim (#19) for `payee` (this store, or one of its
+    /// members): the settlements completed up to `cutoff` and what each
+    /// comes to.
+    pub fn sign_claim<R: Random + ?Sized>(
+        &self,
+        claim_id: kessai_core::ids::ClaimId,
+        payee: StoreId,
+        cutoff: Timestamp,
+        lines: Vec<kessai_core::messages::claim::ClaimLine>,
+        rng: &mut R,
+        clock: &dyn Clock,
+    ) -> Result<String, MerchantError> {
+        use kessai_core::messages::claim::{self, PaymentClaim, PaymentClaimDraft};
+        let currency = lines.first().map_or(Currency::JPY, |l| l.amount.currency());
+        let claim = PaymentClaim::new(PaymentClaimDraft {
+            claim_id,
+            store: self.store.clone(),
+            payee,
+            cutoff,
+            currency,
+            lines,
+        })?;
+        let claims = self.claims(rng, clock, REFUND_LIFETIME_S)?;
+        Ok(claim::sign(&claims, &claim, &self.key)?)
+    }
+
     fn claims<R: Random + ?Sized>(&self, rng: &mut R, clock: &dyn Clock, lifetime_s: u64) -> Result<Claims, JwsError> {
         Claims::for_lifetime(PartyId::from(self.store.clone()), MessageId::generate(rng), clock.now(), lifetime_s)
     }

@@ -17,6 +17,7 @@ mod api;
 pub mod cart;
 pub mod catalog;
 mod center_keys;
+pub mod claim;
 pub mod config;
 pub mod db;
 pub mod demo;
@@ -110,13 +111,7 @@ impl AppState {
         let catalog = Catalog::load(&config.resolve(&config.catalog), &config)?;
         let key = signing_key(&config)?;
         let merchant = Merchant::new(config.mall_id.clone(), key, config.center.party_id.clone());
-        let db = match &config.database_url {
-            Some(url) => Db::open_postgres(url, None).await.context("opening PostgreSQL")?,
-            None => {
-                let path = config.data_dir.join("store.sqlite");
-                Db::open_sqlite(&path).await.with_context(|| format!("opening {}", path.display()))?
-            }
-        };
+        let db = open_db(&config).await?;
         AppState::with_parts(config, catalog, db, merchant, clock)
     }
 
@@ -158,6 +153,17 @@ impl AppState {
             ready: Arc::new(AtomicBool::new(true)),
         })))
     }
+}
+
+/// The store's database as its configuration names it (migrated).
+pub async fn open_db(config: &StoreConfig) -> anyhow::Result<Db> {
+    Ok(match &config.database_url {
+        Some(url) => Db::open_postgres(url, None).await.context("opening PostgreSQL")?,
+        None => {
+            let path = config.data_dir.join("store.sqlite");
+            Db::open_sqlite(&path).await.with_context(|| format!("opening {}", path.display()))?
+        }
+    })
 }
 
 /// Reads the mall's signing key, or makes and saves one (mode 0600).

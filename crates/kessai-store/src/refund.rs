@@ -43,22 +43,40 @@ pub async fn request_refund(config: &StoreConfig, order: RefundOrder) -> anyhow:
             &SystemClock,
         )
         .context("signing the refund")?;
+    let client = center_client(config, JWKS_FETCH_TIMEOUT_MS)?;
+    let idempotency = format!("refund-{}-{}", config.mall_id, order.refund_id);
+    send_signed(config, &client, "/v1/refunds", "refund", &token, &idempotency).await
+}
+
+/// A client of the center's API as the mall (its client certificate).
+pub(crate) fn center_client(config: &StoreConfig, timeout_ms: u64) -> anyhow::Result<HttpsClient> {
     let identity = config.tls.client_name.as_deref();
     let ca_dir = kessai_tls::CaDir::new(config.resolve(&config.tls.ca_dir));
     let tls = kessai_tls::client_config(&config.trust_anchor(), identity.map(|name| (&ca_dir, name)))
         .context("TLS client configuration for the center")?;
-    let client = HttpsClient::new(tls, JWKS_FETCH_TIMEOUT_MS);
-    let url = format!("{}/v1/refunds", config.center.url);
-    let idempotency = format!("refund-{}-{}", config.mall_id, order.refund_id);
+    Ok(HttpsClient::new(tls, timeout_ms))
+}
+
+/// POSTs `{field: token}` to the center's `path` under `idempotency`: its
+/// JSON answer, or its refusal as an error.
+pub(crate) async fn send_signed(
+    config: &StoreConfig,
+    client: &HttpsClient,
+    path: &str,
+    field: &str,
+    token: &str,
+    idempotency: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let url = format!("{}{path}", config.center.url);
     let (status, body) = client
-        .post_json(&url, &serde_json::json!({ "refund": token }), &[("idempotency-key", &idempotency)])
+        .post_json(&url, &serde_json::json!({ field: token }), &[("idempotency-key", idempotency)])
         .await
-        .with_context(|| format!("sending the refund to {url}"))?;
+        .with_context(|| format!("sending the {field} to {url}"))?;
     let answer: serde_json::Value = serde_json::from_slice(&body).context("the center's answer is not JSON")?;
     if !status.is_success() {
         let code = answer["error"]["code"].as_str().unwrap_or("unknown");
         let message = answer["error"]["message"].as_str().unwrap_or("");
-        bail!("the center refused the refund ({status}, {code}): {message}");
+        bail!("the center refused the {field} ({status}, {code}): {message}");
     }
     Ok(answer)
 }

@@ -57,7 +57,7 @@ fn view_any(d: &Deployment, bases: &[String], id: &str) -> Value {
 
 /// Where a wallet goes away in the middle of a purchase, leaving it to
 /// recovery.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Leave {
     /// Pays to the end.
     Never,
@@ -70,39 +70,41 @@ enum Leave {
 }
 
 /// One purchase, each step on the next instance; the settlement id if it
-/// was left open (not completed).
+/// was left open (not completed), and where it was left: a step that
+/// failed (an instance killed under it) before the wallet meant to go away
+/// leaves it `Never` (either outcome, as the card proves).
 fn purchase(
     d: &Deployment,
     bases: &[String],
     card: &mut CardTerminal,
     (card_id, bill, tag): (&str, &str, &str),
     leave: Leave,
-) -> Option<String> {
+) -> Option<(String, Leave)> {
     card.select().unwrap();
     let (status, mut reply) =
         post_any(d, bases, 0, "/v1/settlements", &format!("{tag}-c"), &json!({ "bill": bill, "card_id": card_id }));
     let id = reply["settlement_id"].as_str().map(str::to_owned);
     if status != 200 {
         eprintln!("{tag}: create answered {status}: {reply}");
-        return id;
+        return id.map(|id| (id, Leave::Never));
     }
     let id = id?;
     for (i, step) in ["authenticate", "balance", "complete"].iter().enumerate() {
         if *step == "complete" && leave == Leave::BeforeDebit {
-            return Some(id);
+            return Some((id, leave));
         }
         let answers = relay(card, &reply);
         if *step == "complete" && leave == Leave::AfterDebit {
-            return Some(id);
+            return Some((id, leave));
         }
         let path = format!("/v1/settlements/{id}/{step}");
         let (status, r) = post_any(d, bases, i + 1, &path, &format!("{tag}-{step}"), &answers);
         if status != 200 {
-            return Some(id);
+            return Some((id, Leave::Never));
         }
         reply = r;
     }
-    (reply["phase"] != "completed").then_some(id)
+    (reply["phase"] != "completed").then_some((id, Leave::Never))
 }
 
 #[test]
@@ -155,8 +157,8 @@ fn wallets_pay_through_three_instances_while_instances_are_killed() {
                         _ => Leave::Never,
                     };
                     let paid = (cards[w].0.as_str(), bill.as_str(), tag.as_str());
-                    if let Some(id) = purchase(d, bases, card, paid, leave) {
-                        open.push((w, id, leave));
+                    if let Some((id, left)) = purchase(d, bases, card, paid, leave) {
+                        open.push((w, id, left));
                     }
                 }
                 open

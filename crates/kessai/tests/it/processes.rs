@@ -569,4 +569,35 @@ fn a_member_funds_a_prepaid_card_by_transfer_and_cash_and_pays_a_store_from_it()
     assert_eq!(status, 403);
     let (status, _) = d.get_as(&format!("{store_base}/members/bookshop/payouts"), None);
     assert_eq!(status, 401);
+
+    // Paid on claim from now on: a new payment waits for the mall's claim
+    // (FIG. 9), which the center answers with a statement the mall checks.
+    clearing(&["mode", "--store", "bookshop", "--mode", "on-claim"]);
+    let order = place_order(&d, &store_base);
+    let bill_url = format!("{store_base}/orders/{order}/bill");
+    let pay = [&prepaid[..], &["pay", &bill_url, "--card", &card], &signer].concat();
+    let out = kessai(&pay, &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    let ran = clearing(&["run", "--cutoff", "now"]);
+    assert!(ran.contains("0 payouts"), "nothing claimed, nothing paid: {ran}");
+    let store_config = d.dir.path().join("store.toml");
+    let claim = |extra: &[&str]| {
+        let args =
+            [&["store", "--config", store_config.to_str().unwrap(), "claim", "--member", "bookshop"], extra].concat();
+        kessai(&args, &[])
+    };
+    // The first payment is paid already: claiming it again names it.
+    let out = claim(&["--claim-id", "claim-e2e-1"]);
+    assert!(!out.status.success() && stderr(&out).contains("claim_differs"), "{}", stderr(&out));
+    let paid_before = listing["payouts"][0]["payout_id"].as_str().unwrap();
+    let (_, statement) = d.get_as(&format!("{store_base}/members/bookshop/payouts/{paid_before}"), Some(bearer));
+    let first: Value = serde_json::from_str(&statement).unwrap();
+    let first_settlement = first["lines"][0]["reference"].as_str().unwrap().to_owned();
+    let out = claim(&["--claim-id", "claim-e2e-2", "--exclude", &first_settlement]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("1 settlements") && stdout(&out).contains("statement verified"), "{}", stdout(&out));
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    let ran = clearing(&["run", "--cutoff", "now"]);
+    assert!(ran.contains("1 payouts (1164 JPY)"), "the claimed payment, less 3 %: {ran}");
 }
