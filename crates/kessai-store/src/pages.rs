@@ -272,3 +272,39 @@ pub fn completion(
 pub fn message(text: &str) -> Markup {
     html! { p role="alert" { (text) } p { a href="/" { "Back to the mall" } } }
 }
+
+/// A member store's payouts (#19), for its people: what the center paid,
+/// when, and each payout's lines as CSV.
+pub fn payouts(member: &str, payouts: &[serde_json::Value]) -> Markup {
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+    let number = |v: &serde_json::Value| v.as_i64().map(|n| n.to_string()).unwrap_or_default();
+    html! {
+        p { "What the settlement center paid this store into its bank account: purchases, less refunds, less fees." }
+        p { a href=(format!("/members/{member}/payouts.csv")) { "All payouts as CSV" } }
+        @if payouts.is_empty() {
+            p { "No payouts yet." }
+        } @else {
+            table {
+                caption { "Payouts, newest first" }
+                thead { tr {
+                    th scope="col" { "Made" } th scope="col" class="num" { "Purchases" }
+                    th scope="col" class="num" { "Refunds" } th scope="col" class="num" { "Fees" }
+                    th scope="col" class="num" { "Paid" } th scope="col" { "Status" } th scope="col" { "Lines" }
+                } }
+                tbody {
+                    @for p in payouts {
+                        tr {
+                            td { (utc(p["created_at"].as_i64().unwrap_or_default())) }
+                            td class="num" { (number(&p["gross_minor"])) }
+                            td class="num" { (number(&p["refunds_minor"])) }
+                            td class="num" { (number(&p["fees_minor"])) }
+                            td class="num total" { (number(&p["amount_minor"])) " " (text(&p["currency"])) }
+                            td { (text(&p["status"])) @if let Some(r) = p["reason"].as_str() { " (" (r) ")" } }
+                            td { a href=(format!("/members/{member}/payouts/{}/csv", text(&p["payout_id"]))) { "CSV" } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

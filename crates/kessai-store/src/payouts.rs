@@ -47,15 +47,31 @@ async fn center(state: &AppState, path: &str) -> Result<Value, ApiError> {
     serde_json::from_slice(&body).map_err(|e| unavailable(format!("its answer is not JSON: {e}")))
 }
 
-/// `GET /members/{member}/payouts`: the member's payouts, newest first.
+/// `GET /members/{member}/payouts`: the member's payouts, newest first;
+/// a page for a browser (`Accept: text/html`), else the center's JSON.
 pub async fn list(
     State(state): State<AppState>,
     Path(member): Path<String>,
     peer: Option<Extension<PeerIdentity>>,
     headers: HeaderMap,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     require_member(&state, &member, peer.as_ref().map(|p| &p.0), &headers)?;
-    Ok(axum::Json(center(&state, &format!("/v1/payouts?store={member}")).await?))
+    let listing = center(&state, &format!("/v1/payouts?store={member}")).await?;
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.split(',').any(|t| t.trim().starts_with("text/html")));
+    if !wants_html {
+        return Ok(axum::Json(listing).into_response());
+    }
+    let name = state.config.member(&member).map_or(member.clone(), |m| m.name.as_str().to_owned());
+    let payouts = listing["payouts"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let page = crate::pages::layout(
+        state.config.mall_name.as_str(),
+        &format!("Payouts to {name}"),
+        crate::pages::payouts(&member, payouts),
+    );
+    Ok(axum::response::Html(page.into_string()).into_response())
 }
 
 /// `GET /members/{member}/payouts/{id}`: one payout with its lines.

@@ -152,6 +152,14 @@ async fn each_member_sees_only_its_own_payouts_as_json_and_csv() {
         assert_eq!(a.status, status, "{label}: {}", a.body);
         assert!(!a.body.contains("record-shop\"") && !a.body.contains("900"), "{label}: nothing leaks: {}", a.body);
     }
+    // A browser gets the page, with links to each payout's CSV.
+    let mut req = Request::get("/members/bookshop/payouts").header(header::ACCEPT, "text/html,application/xhtml+xml");
+    req = req.header(header::AUTHORIZATION, format!("Bearer {BOOKSHOP_TOKEN}"));
+    let page = send(&w.app, req.body(Body::empty()).unwrap()).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("<h1>Payouts to "), "{}", page.body);
+    assert!(page.body.contains(&format!("/members/bookshop/payouts/{own}/csv")), "{}", page.body);
+    assert!(page.body.contains("8014 JPY") && !page.body.contains("record-shop"), "{}", page.body);
     // The record shop's own certificate reads its own.
     let records = view(&w, "/members/record-shop/payouts", None, Some("record-shop")).await;
     assert_eq!(records.json()["payouts"][0]["payout_id"], other);
