@@ -203,13 +203,17 @@ const MIGRATIONS: &[(i64, &str, &[&str])] = &[
         "clearing: the items of stores' payables, fee schedules, clearing runs, payouts, the bank's word on them",
         &[
             // Each movement of a store's payable, recorded with its ledger
-            // transfer (id: the transfer's, hex); `payout_id` once paid.
-            "CREATE TABLE IF NOT EXISTS center_payable_items (id TEXT PRIMARY KEY, store TEXT NOT NULL,
+            // transfer (id: the transfer's, hex, unique as the transfer is:
+            // an item is written only with a new transfer, so no index of
+            // its own, which every payment would pay for); `payout_id` once
+            // paid.
+            "CREATE TABLE IF NOT EXISTS center_payable_items (id TEXT NOT NULL, store TEXT NOT NULL,
             currency TEXT NOT NULL, kind TEXT NOT NULL, reference TEXT NOT NULL, amount_minor BIGINT NOT NULL,
             at BIGINT NOT NULL, payout_id TEXT)",
-            // What a run looks for: open items by store, up to its cutoff.
-            "CREATE INDEX IF NOT EXISTS center_payable_items_open ON center_payable_items (store, currency, at)
-            WHERE payout_id IS NULL",
+            // The one index a new item enters: what a run looks for (open
+            // items by store, up to its cutoff) and a claim (by settlement).
+            "CREATE INDEX IF NOT EXISTS center_payable_items_open
+            ON center_payable_items (store, currency, reference, at) WHERE payout_id IS NULL",
             "CREATE INDEX IF NOT EXISTS center_payable_items_payout ON center_payable_items (payout_id, at)
             WHERE payout_id IS NOT NULL",
             "CREATE TABLE IF NOT EXISTS center_store_fees (store TEXT NOT NULL, currency TEXT NOT NULL,
@@ -239,9 +243,6 @@ const MIGRATIONS: &[(i64, &str, &[&str])] = &[
         &[
             // The accepted claim that took an item (its key), if any.
             "ALTER TABLE center_payable_items ADD COLUMN claim_id TEXT",
-            // A claim's lines are found by settlement.
-            "CREATE INDEX IF NOT EXISTS center_payable_items_reference ON center_payable_items (store, reference)
-            WHERE payout_id IS NULL",
             // `scheduled` (every run pays it) or `on_claim`.
             "CREATE TABLE IF NOT EXISTS center_store_settings (store TEXT PRIMARY KEY, payout_mode TEXT NOT NULL,
             updated_at BIGINT NOT NULL)",
@@ -344,7 +345,8 @@ async fn open_payables(conn: &mut AnyConnection, sqlite: bool) -> Result<(), DbE
             if open != 0 {
                 sqlx::query(
                     "INSERT INTO center_payable_items (id, store, currency, kind, reference, amount_minor, at)
-                     VALUES ($1, $2, $3, 'opening_balance', 'before clearing', $4, 0) ON CONFLICT (id) DO NOTHING",
+                     SELECT $1, $2, $3, 'opening_balance', 'before clearing', $4, 0
+                     WHERE NOT EXISTS (SELECT 1 FROM center_payable_items WHERE id = $1 AND store = $2)",
                 )
                 .bind(format!("opening:{store}/{currency}"))
                 .bind(store.clone())

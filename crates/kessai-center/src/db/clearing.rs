@@ -263,7 +263,8 @@ impl CenterDb {
                     opening.push(
                         Stmt::new(
                             "INSERT INTO center_payable_items (id, store, currency, kind, reference, amount_minor, at)
-                             VALUES ($1, $2, $3, 'opening_balance', 'before clearing', $4, 0) ON CONFLICT (id) DO NOTHING",
+                             SELECT $1, $2, $3, 'opening_balance', 'before clearing', $4, 0
+                             WHERE NOT EXISTS (SELECT 1 FROM center_payable_items WHERE id = $1 AND store = $2)",
                         )
                         .bind(format!("opening:{store}/{currency}"))
                         .bind(store.as_str().to_owned())
