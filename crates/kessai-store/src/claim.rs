@@ -37,7 +37,9 @@ pub struct ClaimOrder {
 }
 
 /// The lines of a claim: every paid order of `member` up to `cutoff`, at
-/// its total unless `amounts` says otherwise, less `exclude`.
+/// its total less what the center has refunded of it (as the mall's
+/// refunds recorded), unless `amounts` says otherwise, less `exclude` and
+/// anything refunded whole.
 pub async fn claim_lines(db: &Db, order: &ClaimOrder) -> anyhow::Result<Vec<ClaimLine>> {
     let rows = db.orders_of_member(order.member.as_str(), MAX_ORDERS_LISTED).await.context("reading the orders")?;
     let mut lines = Vec::new();
@@ -49,7 +51,13 @@ pub async fn claim_lines(db: &Db, order: &ClaimOrder) -> anyhow::Result<Vec<Clai
         }
         let amount = match order.amounts.iter().find(|(s, _)| *s == settlement_id) {
             Some((_, amount)) => *amount,
-            None => Money::new(u64::try_from(o.total_minor)?, Currency::parse(&o.currency)?)?,
+            None => {
+                let left = o.total_minor - db.refunded(settlement).await.context("reading the refunds")?;
+                if left <= 0 {
+                    continue;
+                }
+                Money::new(u64::try_from(left)?, Currency::parse(&o.currency)?)?
+            }
         };
         lines.push(ClaimLine { settlement_id, amount });
     }

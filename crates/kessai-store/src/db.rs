@@ -49,13 +49,14 @@ macro_rules! write_tx {
 }
 
 /// Schema migrations, applied in order, each once.
-const MIGRATIONS: &[(i64, &str, &[&str])] = &[(
-    1,
-    "orders, bills, receipts, download links, order numbers",
-    &[
-        "CREATE TABLE counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL)",
-        "INSERT INTO counters (name, value) VALUES ('order', 0)",
-        "CREATE TABLE orders (
+const MIGRATIONS: &[(i64, &str, &[&str])] = &[
+    (
+        1,
+        "orders, bills, receipts, download links, order numbers",
+        &[
+            "CREATE TABLE counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL)",
+            "INSERT INTO counters (name, value) VALUES ('order', 0)",
+            "CREATE TABLE orders (
             order_id TEXT PRIMARY KEY,
             seq BIGINT NOT NULL UNIQUE,
             member TEXT NOT NULL,
@@ -66,15 +67,15 @@ const MIGRATIONS: &[(i64, &str, &[&str])] = &[(
             created_at BIGINT NOT NULL,
             paid_at BIGINT
         )",
-        "CREATE INDEX orders_by_member ON orders (member, seq)",
-        "CREATE TABLE bills (
+            "CREATE INDEX orders_by_member ON orders (member, seq)",
+            "CREATE TABLE bills (
             order_id TEXT PRIMARY KEY REFERENCES orders (order_id),
             bill_id TEXT NOT NULL UNIQUE,
             bill_token TEXT NOT NULL,
             bill_hash TEXT NOT NULL UNIQUE,
             expires_at BIGINT NOT NULL
         )",
-        "CREATE TABLE receipts (
+            "CREATE TABLE receipts (
             order_id TEXT PRIMARY KEY REFERENCES orders (order_id),
             settlement_id TEXT NOT NULL,
             completion_hash TEXT NOT NULL UNIQUE,
@@ -82,15 +83,26 @@ const MIGRATIONS: &[(i64, &str, &[&str])] = &[(
             receipt_token TEXT NOT NULL,
             created_at BIGINT NOT NULL
         )",
-        "CREATE TABLE downloads (
+            "CREATE TABLE downloads (
             token TEXT PRIMARY KEY,
             order_id TEXT NOT NULL REFERENCES orders (order_id),
             sku TEXT NOT NULL,
             expires_at BIGINT
         )",
-        "CREATE INDEX downloads_by_order ON downloads (order_id)",
-    ],
-)];
+            "CREATE INDEX downloads_by_order ON downloads (order_id)",
+        ],
+    ),
+    (
+        2,
+        "what the center says was refunded of each settlement, for claims",
+        &[
+            // The center's running total of refunds of a settlement, as it
+            // answered the mall's last refund of it (never lowered).
+            "CREATE TABLE refunds (settlement_id TEXT PRIMARY KEY, refunded_minor BIGINT NOT NULL
+            CHECK (refunded_minor >= 0), updated_at BIGINT NOT NULL)",
+        ],
+    ),
+];
 
 const SCHEMA_TABLE_SQL: &str =
     "CREATE TABLE IF NOT EXISTS store_schema (version BIGINT PRIMARY KEY, description TEXT NOT NULL)";
@@ -350,6 +362,27 @@ impl Db {
             tx.commit().await?;
             Ok(true)
         })
+    }
+
+    /// Records that the center has refunded `refunded_minor` of
+    /// `settlement` in all (its answer to a refund); a smaller total (an
+    /// older answer) changes nothing.
+    pub async fn record_refunded(&self, settlement: &str, refunded_minor: i64, now: i64) -> Result<(), sqlx::Error> {
+        const SQL: &str = "INSERT INTO refunds (settlement_id, refunded_minor, updated_at) VALUES ($1, $2, $3)
+            ON CONFLICT (settlement_id) DO UPDATE SET refunded_minor = excluded.refunded_minor,
+            updated_at = excluded.updated_at WHERE refunds.refunded_minor < excluded.refunded_minor";
+        on_pool!(self, pool => {
+            sqlx::query(SQL).bind(settlement).bind(refunded_minor).bind(now).execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// What the center has refunded of `settlement`, as last recorded.
+    pub async fn refunded(&self, settlement: &str) -> Result<i64, sqlx::Error> {
+        const SQL: &str = "SELECT refunded_minor FROM refunds WHERE settlement_id = $1";
+        let found: Option<i64> =
+            on_pool!(self, pool => sqlx::query_scalar(SQL).bind(settlement).fetch_optional(pool).await)?;
+        Ok(found.unwrap_or(0))
     }
 
     pub async fn downloads_of(&self, order_id: &str) -> Result<Vec<DownloadRow>, sqlx::Error> {

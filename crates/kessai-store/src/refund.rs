@@ -12,7 +12,7 @@ use kessai_core::Money;
 use kessai_core::ids::{RefundId, SettlementId};
 use kessai_core::messages::DisplayText;
 use kessai_core::random::OsRandom;
-use kessai_core::time::SystemClock;
+use kessai_core::time::{Clock as _, SystemClock};
 use kessai_http::HttpsClient;
 
 use crate::config::StoreConfig;
@@ -36,7 +36,7 @@ pub async fn request_refund(config: &StoreConfig, order: RefundOrder) -> anyhow:
     let token = merchant
         .sign_refund(
             order.refund_id.clone(),
-            order.settlement_id,
+            order.settlement_id.clone(),
             order.amount,
             order.reason,
             &mut OsRandom,
@@ -45,7 +45,24 @@ pub async fn request_refund(config: &StoreConfig, order: RefundOrder) -> anyhow:
         .context("signing the refund")?;
     let client = center_client(config, JWKS_FETCH_TIMEOUT_MS)?;
     let idempotency = format!("refund-{}-{}", config.mall_id, order.refund_id);
-    send_signed(config, &client, "/v1/refunds", "refund", &token, &idempotency).await
+    let answer = send_signed(config, &client, "/v1/refunds", "refund", &token, &idempotency).await?;
+    // What the center says is refunded of the settlement in all, kept for
+    // the mall's payment claims (`crate::claim`). The refund stands at the
+    // center whatever happens here: a failure is only told.
+    if let Some(total) = answer["refunded_minor"].as_i64() {
+        let kept = async {
+            let db = crate::open_db(config).await?;
+            let now = i64::try_from(SystemClock.now().unix_s())?;
+            db.record_refunded(order.settlement_id.as_str(), total, now).await?;
+            db.close().await;
+            anyhow::Ok(())
+        };
+        if let Err(e) = kept.await {
+            tracing::warn!(error = %e, settlement = %order.settlement_id, "the refund is made; recording it for claims failed");
+            eprintln!("warning: the refund is made, but recording it for payment claims failed: {e:#}");
+        }
+    }
+    Ok(answer)
 }
 
 /// A client of the center's API as the mall (its client certificate).

@@ -68,6 +68,21 @@ async fn a_store_refund_reaches_the_card_when_it_is_next_presented() {
 
     // A second refund is applied by the next purchase, before it is paid.
     request_refund(&w.store_config, refund(&completed_settlement, "rf-3", 400)).await.unwrap();
+    // The mall kept the center's total of refunds: its payment claim asks
+    // for what is left of the purchase (#19).
+    let db = kessai_store::open_db(&w.store_config).await.unwrap();
+    assert_eq!(db.refunded(completed_settlement.as_str()).await.unwrap(), 1_400);
+    let order_of = kessai_store::claim::ClaimOrder {
+        claim_id: kessai_core::ids::ClaimId::parse("claim-1").unwrap(),
+        member: kessai_core::ids::StoreId::parse("bookshop").unwrap(),
+        cutoff: kessai_core::time::Timestamp::from_unix_s(u64::MAX / 4),
+        amounts: vec![],
+        exclude: vec![],
+    };
+    let lines = kessai_store::claim::claim_lines(&db, &order_of).await.unwrap();
+    let line = lines.iter().find(|l| l.settlement_id == completed_settlement).unwrap();
+    assert_eq!(line.amount, yen(2_400 - 1_400));
+    db.close().await;
     let (order, _, _) = w.order(&[("ebook-kessai-001", 1)]).await;
     let bill_url = format!("{}/orders/{order}/bill", w.store_url);
     kessai_wallet::pay(config, &bill_url, |_| true, |_| {}).await.unwrap();
