@@ -837,3 +837,105 @@ async fn the_claims_route_answers_the_statement_or_a_stable_refusal() {
     let (status, _) = post("k-4", json!({ "claims": right })).await;
     assert_eq!(status, 400);
 }
+
+/// A claim and a bank's rejection after a run, each crashed after its
+/// `n`-th database operation, then sent again: they end as if nothing had
+/// crashed. `false` once neither had `n` operations.
+async fn crashed_claim_and_answer(n: u64) -> bool {
+    use kessai_bank::pain002::{self, StatusReport, TransactionStatus};
+    use kessai_center::clearing::batch_id;
+
+    let mut s = setup().await;
+    let a = shop(&s.center, "store-a", Some(ZENGIN_A), &mut s.rng).await;
+    let b = shop(&s.center, "store-b", Some(ZENGIN_B), &mut s.rng).await;
+    s.center.db.set_paid_on_claim(&a.id, true, NOW).await.unwrap();
+    let (m, card) = funded(&mut s, 90_000).await;
+    let c = &s.center;
+    let (x, y) = (pay(c, &m, &card, &a, 1_000, &mut s.rng).await, pay(c, &m, &card, &a, 2_000, &mut s.rng).await);
+    pay(c, &m, &card, &b, 5_000, &mut s.rng).await;
+    c.clearing_run(NOW).await.unwrap();
+    let paid = c.db.payouts(Some(&run_id(NOW)), None, 10).await.unwrap();
+    assert_eq!(paid.len(), 1, "store-a is paid on claim only");
+    let claim = claim_of(c, &a.id, &a.key, &a.id, "claim-1", &[(&x, 1_000), (&y, 2_000)]);
+    let reject = pain002::write(&StatusReport {
+        message_id: "RPT-1".into(),
+        created_at: NOW,
+        original_message_id: batch_id(&run_id(NOW), Currency::JPY),
+        group_status: None,
+        group_reason: None,
+        transactions: vec![TransactionStatus {
+            end_to_end_id: paid[0].bank_ref.clone(),
+            status: "RJCT".into(),
+            reason: Some("AC04".into()),
+            amount: None,
+        }],
+    })
+    .unwrap();
+
+    c.db.faults().fail_at(n);
+    let _ = c.claim_payment(&claim).await;
+    let _ = c.import_payout_outcomes(reject.as_bytes()).await;
+    let fired = !c.db.faults().armed();
+    c.db.faults().fail_at(0);
+    // Sent again, as the mall and the operator would.
+    let statement = c.claim_payment(&claim).await.unwrap_or_else(|e| panic!("fault at {n}: {e}"));
+    assert!(!statement.statement.is_empty());
+    c.import_payout_outcomes(reject.as_bytes()).await.unwrap();
+    assert_eq!(c.db.payout(&paid[0].id).await.unwrap().unwrap().status, "failed", "fault at {n}");
+    assert_eq!(c.books.store_open(&b.id, Currency::JPY).await.unwrap(), 5_000, "fault at {n}");
+    assert_eq!(c.db.open_payable(&b.id, Currency::JPY).await.unwrap(), 5_000, "fault at {n}");
+    assert_eq!(c.books.in_transit(Currency::JPY).await.unwrap(), 0, "fault at {n}");
+    // The next run pays the claim and the returned payout, once.
+    s.center.clock = std::sync::Arc::new(FixedClock::new(Timestamp::from_unix_s(NOW.unix_s() + 60)));
+    let report = s.center.clearing_run(Timestamp::from_unix_s(NOW.unix_s() + 60)).await.unwrap();
+    assert_eq!(report.paid, vec![(Currency::JPY, 8_000)], "fault at {n}");
+    s.center.books.ledger().check().await.unwrap();
+    fired
+}
+
+#[tokio::test]
+async fn a_crash_after_any_write_of_a_claim_or_a_banks_answer_leaves_nothing_half_done() {
+    let mut n = 1;
+    while crashed_claim_and_answer(n).await {
+        n += 1;
+        assert!(n < 200, "the flows end");
+    }
+    assert!(n > 4, "every write was crashed after: {n}");
+}
+
+/// A clearing run while members keep paying the store: every payment is
+/// either in the run's payout or still open, never both, never neither.
+async fn clearing_while_paying(mut s: Setup) {
+    let a = shop(&s.center, "store-a", Some(ZENGIN_A), &mut s.rng).await;
+    let (m, card) = funded(&mut s, 90_000).await;
+    let c = &s.center;
+    let mut rng = SeededRandom::new(11);
+    for _ in 0..20 {
+        pay(c, &m, &card, &a, 100, &mut rng).await;
+    }
+    let paying = async {
+        for _ in 0..40 {
+            pay(c, &m, &card, &a, 100, &mut rng).await;
+        }
+    };
+    let (report, ()) = tokio::join!(c.clearing_run(NOW), paying);
+    let report = report.unwrap();
+    let paid: u64 = report.paid.iter().map(|(_, minor)| minor).sum();
+    let open = c.db.open_payable(&a.id, Currency::JPY).await.unwrap();
+    assert!(paid >= 2_000, "what was paid before the run is in it: {paid}");
+    assert_eq!(i64::try_from(paid).unwrap() + open, 6_000, "each payment in the payout or open");
+    assert_eq!(c.books.store_open(&a.id, Currency::JPY).await.unwrap(), i128::from(open));
+    assert_eq!(c.books.in_transit(Currency::JPY).await.unwrap(), i128::from(paid));
+    c.books.ledger().check().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_clearing_run_while_members_pay_takes_each_payment_once() {
+    clearing_while_paying(setup().await).await;
+}
+
+#[tokio::test]
+async fn a_clearing_run_while_members_pay_takes_each_payment_once_on_postgres() {
+    let Some(s) = crate::service::setup_on_postgres("clearing_while_paying").await else { return };
+    clearing_while_paying(s).await;
+}
