@@ -167,6 +167,23 @@ fn answers(body: &Bytes) -> Result<Vec<kessai_scp03::ResponseApdu>, ApiError> {
     parse_answers(&b.responses).map_err(api_error)
 }
 
+/// The Idempotency-Key fingerprint of a request carrying one signed token:
+/// `kind`, then what the token's body (`payload[body_name]`) asks. A sender
+/// signing the same request anew (a new `jti`) asks the same; a body that is
+/// not such a request is taken as it is.
+pub(crate) fn signed_fingerprint<B: for<'de> Deserialize<'de>>(
+    kind: &str,
+    body: &Bytes,
+    token: fn(&B) -> &str,
+    body_name: &str,
+) -> String {
+    let asked = serde_json::from_slice::<B>(body)
+        .ok()
+        .and_then(|b| kessai_core::jws::inspect_unverified(token(&b)).ok())
+        .map(|(_, payload)| payload[body_name].to_string());
+    format!("{kind}\n{}", asked.unwrap_or_else(|| String::from_utf8_lossy(body).into_owned()))
+}
+
 pub(crate) fn json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::invalid("bad_json", format!("request body: {e}")))
 }

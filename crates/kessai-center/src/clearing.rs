@@ -588,6 +588,8 @@ impl Center {
         let asked = serde_json::to_string(c).map_err(|e| ClaimError::Db(DbError::Corrupt(e.to_string())))?;
         let request_hash = kessai_core::digest::Sha256Digest::of(asked.as_bytes()).to_string();
         let fee = self.fee_of(self.db.store_fee(payee, c.currency()).await?);
+        let money =
+            |minor| Money::new(minor, c.currency()).map_err(|e| ClaimError::Db(DbError::Corrupt(e.to_string())));
         for _ in 0..=STEP_RETRIES_MAX {
             if let Some((hash, statement)) = self.db.claim(&key).await? {
                 return if hash == request_hash {
@@ -613,9 +615,6 @@ impl Center {
                 } else if net <= line_fee {
                     differs.push((settlement.to_owned(), "its refunds leave nothing due after its fee".into()));
                 } else {
-                    let money = |minor| {
-                        Money::new(minor, c.currency()).map_err(|e| ClaimError::Db(DbError::Corrupt(e.to_string())))
-                    };
                     lines.push(AcceptedLine {
                         settlement_id: line.settlement_id.clone(),
                         amount: money(net)?,
@@ -630,8 +629,6 @@ impl Center {
             }
             let gross: u64 = lines.iter().map(|l| l.amount.amount_minor()).sum();
             let fees: u64 = lines.iter().map(|l| l.fee.amount_minor()).sum();
-            let money =
-                |minor| Money::new(minor, c.currency()).map_err(|e| ClaimError::Db(DbError::Corrupt(e.to_string())));
             let now = self.clock.now();
             let statement = ClaimStatement::new(ClaimStatementDraft {
                 claim_id: c.claim_id().clone(),

@@ -59,11 +59,7 @@ fn claim_error(e: ClaimError) -> ApiError {
 async fn claim(State(c): State<Arc<Center>>, caller: Caller, body: axum::body::Bytes) -> axum::response::Response {
     // A store resending its claim signs it anew: the fingerprint is what
     // the claim asks, not the token's bytes.
-    let asked = serde_json::from_slice::<ClaimBody>(&body)
-        .ok()
-        .and_then(|b| kessai_core::jws::inspect_unverified(&b.claim).ok())
-        .map(|(_, payload)| payload["claim"].to_string());
-    let fingerprint = format!("claim\n{}", asked.unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned()));
+    let fingerprint = crate::api::signed_fingerprint("claim", &body, |b: &ClaimBody| &b.claim, "claim");
     let work = async {
         let b: ClaimBody = crate::api::json(&body)?;
         c.claim_payment(&b.claim).await.map_err(claim_error)

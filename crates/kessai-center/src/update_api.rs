@@ -406,11 +406,7 @@ struct RefundBody {
 async fn request_refund(State(s): State<UpdateState>, headers: crate::api::Caller, body: Bytes) -> Response {
     // A store resending its refund signs it anew (a new `jti`): the
     // fingerprint is what the request asks, not the token's bytes.
-    let asked = serde_json::from_slice::<RefundBody>(&body)
-        .ok()
-        .and_then(|b| kessai_core::jws::inspect_unverified(&b.refund).ok())
-        .map(|(_, payload)| payload["refund"].to_string());
-    let fingerprint = format!("refund\n{}", asked.unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned()));
+    let fingerprint = crate::api::signed_fingerprint("refund", &body, |b: &RefundBody| &b.refund, "refund");
     let work = async {
         let b: RefundBody = json(&body)?;
         s.center.request_refund(&b.refund).await.map_err(update_api_error)

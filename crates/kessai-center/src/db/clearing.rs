@@ -151,8 +151,15 @@ fn run_row(r: &dyn Columns) -> Result<RunRow, DbError> {
     })
 }
 
-const PAYOUT_COLUMNS: &str = "id, run_id, store, currency, gross_minor, refunds_minor, other_minor, fees_minor, amount_minor, \
-     items, fee_bp, fee_fixed_minor, payee_account, bank_ref, status, reason, created_at, updated_at";
+/// A payout row's columns, as [`payout_row`] reads them.
+macro_rules! payout_columns {
+    () => {
+        "id, run_id, store, currency, gross_minor, refunds_minor, other_minor, fees_minor, amount_minor, \
+         items, fee_bp, fee_fixed_minor, payee_account, bank_ref, status, reason, created_at, updated_at"
+    };
+}
+
+const PAYOUT_COLUMNS: &str = payout_columns!();
 
 fn payout_row(r: &dyn Columns) -> Result<PayoutRow, DbError> {
     let u = |name: &str| -> Result<u64, DbError> { to_u64(r.required_int(name)?) };
@@ -842,9 +849,7 @@ impl CenterDb {
     }
 }
 
-const PAYOUT_BY_REF: &str = "SELECT id, run_id, store, currency, gross_minor, refunds_minor, other_minor, fees_minor, amount_minor, \
-     items, fee_bp, fee_fixed_minor, payee_account, bank_ref, status, reason, created_at, updated_at \
-     FROM center_payouts WHERE bank_ref = $1";
+const PAYOUT_BY_REF: &str = concat!("SELECT ", payout_columns!(), " FROM center_payouts WHERE bank_ref = $1");
 
 /// Clears one store inside [`CenterDb::clear_stores`]'s transaction.
 async fn clear_one(
