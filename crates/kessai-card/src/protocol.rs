@@ -557,3 +557,29 @@ pub fn transaction_status_command(tx_id: &TxId) -> CommandApdu {
 pub fn block_command() -> CommandApdu {
     command(CLA_PROPRIETARY, INS_BLOCK, 0, 0, &[], None)
 }
+
+/// The host challenge of a purchase's secure session: the first 8 bytes of
+/// SHA-256(`kessai-purchase-challenge` ‖ `00` ‖ bill hash ‖ card id). The
+/// wallet sends INITIALIZE UPDATE with it before it asks the center
+/// anything, and the center derives the same: the card's cryptogram is
+/// then bound to this bill (paid at most once) and this card, which is what
+/// a host challenge from the center's RNG bought at the price of a round
+/// trip. The card's challenge stays its own (pseudo-random from its
+/// sequence counter), so no two sessions share keys.
+pub fn purchase_host_challenge(bill_hash: &[u8; 32], card_id: &CardId) -> [u8; 8] {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::new()
+        .chain_update(b"kessai-purchase-challenge\0")
+        .chain_update(bill_hash)
+        .chain_update(card_id.0)
+        .finalize();
+    let mut challenge = [0u8; 8];
+    challenge.copy_from_slice(&digest[..8]);
+    challenge
+}
+
+/// INITIALIZE UPDATE `80 50 00 00 08 <host challenge> 00` (P1 `00`: the
+/// card's current key version).
+pub fn initialize_update_command(host_challenge: &[u8; 8]) -> CommandApdu {
+    command(CLA_PROPRIETARY, INS_INITIALIZE_UPDATE, 0, 0, host_challenge, Some(256))
+}

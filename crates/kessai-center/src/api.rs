@@ -19,8 +19,9 @@ use kessai_http::{ApiError, ErrorType};
 use serde::Deserialize;
 
 use crate::db::DbError;
+use crate::purchase::CardClaim;
 use crate::purchase::StepError;
-use crate::service::{Answer, Center, CenterError, StepCall, parse_answers};
+use crate::service::{Answer, Center, CenterError, CreateRequest, StepCall, parse_answers};
 
 /// Longest Idempotency-Key accepted.
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
@@ -32,7 +33,6 @@ pub fn routes(center: Shared) -> Router {
     Router::new()
         .route("/v1/settlements", post(create))
         .route("/v1/settlements/{id}", get(show))
-        .route("/v1/settlements/{id}/authenticate", post(authenticate))
         .route("/v1/settlements/{id}/balance", post(balance))
         .route("/v1/settlements/{id}/complete", post(complete))
         .route("/v1/settlements/{id}/cancel", post(cancel))
@@ -80,14 +80,10 @@ pub fn api_error(e: CenterError) -> ApiError {
         }
         CenterError::Receipt(m) => bad(S::UNPROCESSABLE_ENTITY, "receipt_invalid", m),
         CenterError::Registration { code, message } => bad(S::UNPROCESSABLE_ENTITY, code, message),
-        e @ CenterError::InstructionRequired(_) => {
-            ApiError::new(S::FORBIDDEN, ErrorType::Forbidden, "instruction_required", e.to_string())
-                .with_param("instruction")
+        e @ CenterError::ProfileRefused { .. } => {
+            ApiError::new(S::FORBIDDEN, ErrorType::Forbidden, "profile_refused", e.to_string()).with_param("profile")
         }
-        e @ CenterError::Instruction(_) => {
-            ApiError::new(S::FORBIDDEN, ErrorType::Forbidden, "instruction_refused", e.to_string())
-                .with_param("instruction")
-        }
+        CenterError::Invalid(code, message) => bad(S::BAD_REQUEST, code, message.to_owned()),
         CenterError::Step(s) => step_error(s),
         CenterError::Books(b) => ApiError::new(
             S::CONFLICT,
@@ -143,6 +139,15 @@ fn step_error(e: StepError) -> ApiError {
         StepError::CardNotLost(_) => (S::CONFLICT, ErrorType::Conflict, "card_not_lost"),
         StepError::BeforeDeadline { .. } => (S::CONFLICT, ErrorType::Conflict, "before_deadline"),
         StepError::Security(_) => (S::UNPROCESSABLE_ENTITY, ErrorType::InvalidRequest, "secure_channel_failed"),
+        StepError::ReplayedOpening { .. } => (S::UNPROCESSABLE_ENTITY, ErrorType::InvalidRequest, "card_refused"),
+        StepError::InstructionRequired(_) => {
+            return ApiError::new(S::FORBIDDEN, ErrorType::Forbidden, "instruction_required", e.to_string())
+                .with_param("instruction");
+        }
+        StepError::InstructionRefused(_) => {
+            return ApiError::new(S::FORBIDDEN, ErrorType::Forbidden, "instruction_refused", e.to_string())
+                .with_param("instruction");
+        }
         StepError::Signing(_) => return ApiError::internal(e),
     };
     ApiError::new(status, kind, code, e.to_string())
@@ -153,6 +158,26 @@ fn step_error(e: StepError) -> ApiError {
 struct CreateBody {
     bill: String,
     card_id: String,
+    #[serde(default = "offer_profile")]
+    profile: kessai_core::profile::Profile,
+    /// The card's answer to the wallet's INITIALIZE UPDATE, hex.
+    initialize_update: String,
+    /// What the wallet read from the card in the clear (second embodiment).
+    #[serde(default)]
+    card_read: Option<CardReadBody>,
+    #[serde(default)]
+    instruction: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CardReadBody {
+    balance_minor: u64,
+    counter: u32,
+}
+
+fn offer_profile() -> kessai_core::profile::Profile {
+    kessai_core::profile::Profile::Offer
 }
 
 #[derive(Deserialize)]
@@ -375,9 +400,21 @@ where
 async fn create(State(c): State<Shared>, headers: Caller, body: Bytes) -> Response {
     let work = |call: StepCall| async {
         let b: CreateBody = json(&body)?;
-        let card = CardId::parse(&b.card_id)
+        let card_id = CardId::parse(&b.card_id)
             .map_err(|e| ApiError::invalid("bad_card_id", e.to_string()).with_param("card_id"))?;
-        c.create(&b.bill, card, call.answer).await.map_err(api_error)
+        let opening = parse_answers(std::slice::from_ref(&b.initialize_update))
+            .map_err(|e| api_error(e).with_param("initialize_update"))?
+            .remove(0);
+        let claim = b.card_read.map(|r| CardClaim { balance_minor: r.balance_minor, counter: r.counter });
+        let req = CreateRequest {
+            bill: &b.bill,
+            card_id,
+            profile: b.profile,
+            opening,
+            claim,
+            instruction: b.instruction.as_deref(),
+        };
+        c.create(req, call.answer).await.map_err(api_error)
     };
     idempotent_call(&c, &headers, &[b"create\n", &body[..]].concat(), None, work).await
 }
@@ -417,7 +454,6 @@ macro_rules! answers_step {
     };
 }
 
-answers_step!(authenticate, authenticate, settlement);
 /// The balance step's body: the card's answers and, for a member's card,
 /// the member's payment instruction (a JWS).
 #[derive(Deserialize)]

@@ -53,6 +53,19 @@ impl<'r> Session<'r> {
         Ok(begun.value)
     }
 
+    /// A purchase's session: as [`Session::begin`], under the host
+    /// challenge bound to its bill and card, which the wallet used already.
+    pub(crate) fn begin_bound<R: Random + ?Sized>(
+        &mut self,
+        ctx: &mut Context<'_, R>,
+        key_version: u8,
+        challenge: [u8; 8],
+    ) -> Result<(), StepError> {
+        let begun = ctx.security.begin_with(self.card_id, key_version, self.label, challenge, ctx.rng)?;
+        *self.scp = Some(begun.state);
+        Ok(())
+    }
+
     /// Checks the card cryptogram in INITIALIZE UPDATE's `answer`; returns
     /// EXTERNAL AUTHENTICATE and then each of `then` sealed, in order.
     pub(crate) fn open<R: Random + ?Sized>(

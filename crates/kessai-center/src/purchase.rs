@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! create ──► Authenticating ──authenticate──► ReadingBalance ──offer──► Offered ──complete──► Completed
+//!                 └──────────── authenticate_and_debit (confirmed, direct) ──────►┘
 //!                 │                                │                     │
 //!               cancel                   cancel / insufficient        begin_recovery
 //!                 ▼                                ▼                     ▼
@@ -31,6 +32,7 @@ use kessai_core::messages::DisplayText;
 use kessai_core::messages::bill::Bill;
 use kessai_core::messages::completion::{self, Completion, CompletionDraft};
 use kessai_core::messages::offer::{self, Offer, OfferDraft};
+use kessai_core::profile::Profile;
 use kessai_core::random::Random;
 use kessai_core::time::Timestamp;
 use kessai_core::{Currency, Money};
@@ -38,7 +40,7 @@ use kessai_scp03::{ApduError, CommandApdu, ResponseApdu, StatusWord};
 use serde::{Deserialize, Serialize};
 
 use crate::card_session::{
-    CardTxState, Probe, bad_answer, balance_report, completed, in_session, never_applied, transaction_status,
+    CardTxState, Probe, bad_answer, balance_report, completed, exactly, in_session, never_applied, transaction_status,
 };
 use crate::limits::{COMPLETION_LIFETIME_S, OFFER_LIFETIME_S, SETTLEMENT_TIMEOUT_S};
 use crate::security::{SealedState, SecurityError, SecurityServer};
@@ -145,6 +147,13 @@ pub enum StepError {
     WrongAnswerCount { expected: usize, got: usize },
     #[error("the card reported another transaction than the one issued")]
     WrongTransaction,
+    /// A member's card pays only on the member's signed instruction.
+    #[error("card of member {0}: the member's signed payment instruction is needed")]
+    InstructionRequired(String),
+    #[error("the payment instruction is refused: {0}")]
+    InstructionRefused(String),
+    #[error("the session opening was answered before (card sequence counter {seen}, last {last}); open a new one")]
+    ReplayedOpening { seen: u32, last: u32 },
     #[error("the card cannot say whether the transaction was applied (too many later transactions); audit needed")]
     Undecidable,
     #[error("card {0} is not reported lost; only the card can settle this")]
@@ -198,18 +207,33 @@ impl BillFacts {
     }
 }
 
-/// What a settlement made when it offered: what recovery compares against.
+/// What a settlement made when it sealed its DEBIT: what recovery compares
+/// against.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OfferMade {
-    /// The balance read inside the secure session.
+    /// The balance: read inside the secure session (`offer`), or as the
+    /// wallet read it in the clear (`confirmed`, `direct`).
     pub balance_minor: u64,
-    /// The card's transaction counter when the balance was read: if the
-    /// DEBIT was applied, it was applied as counter + 1.
+    /// The card's transaction counter when the balance was read (as the
+    /// wallet read it, in `confirmed` and `direct`): if the DEBIT was
+    /// applied, it was applied as counter + 1.
     pub counter_at_offer: u32,
     /// SHA-256 of the sealed DEBIT's bytes.
     pub debit_hash: Sha256Digest,
-    /// The signed offer (SIG2).
-    pub offer_token: String,
+    /// The signed offer (SIG2): in the `offer` profile only.
+    pub offer_token: Option<String>,
+    /// The session as of the READ BALANCE sealed before the DEBIT
+    /// (`confirmed`): its answer's R-MAC chains on that command.
+    pub read_scp: Option<SealedState>,
+}
+
+/// What the wallet read from the card in the clear (GET DATA `DF10`)
+/// before it asked the center, in the second embodiment: claims, not
+/// proofs. The card itself refuses a DEBIT above its balance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CardClaim {
+    pub balance_minor: u64,
+    pub counter: u32,
 }
 
 /// What the card proved of a completed purchase, and the store's receipt.
@@ -238,6 +262,11 @@ pub struct Settlement {
     pub transaction_id: TransactionId,
     pub created_at: Timestamp,
     pub deadline: Timestamp,
+    /// How this purchase runs.
+    pub profile: Profile,
+    /// The card's SCP03 sequence counter in the last INITIALIZE UPDATE
+    /// answer taken: a later opening must name a higher one.
+    pub card_sequence: Option<u32>,
     state: PurchaseState,
 }
 
@@ -256,6 +285,13 @@ struct SettlementRecord {
     counter_at_offer: Option<u32>,
     debit_hash: Option<Sha256Digest>,
     offer_token: Option<String>,
+    #[serde(default)]
+    read_scp: Option<SealedState>,
+    // Records from before profiles existed are all `offer`.
+    #[serde(default = "offer_profile")]
+    profile: Profile,
+    #[serde(default)]
+    card_sequence: Option<u32>,
     completion_token: Option<String>,
     #[serde(default)]
     receipt_token: Option<String>,
@@ -267,14 +303,22 @@ struct SettlementRecord {
     outcome_code: Option<String>,
 }
 
+fn offer_profile() -> Profile {
+    Profile::Offer
+}
+
 impl TryFrom<SettlementRecord> for Settlement {
     type Error = &'static str;
 
     fn try_from(r: SettlementRecord) -> Result<Settlement, &'static str> {
         const UNFIT: &str = "a settlement's record does not hold what its phase needs";
-        let offer = match (r.balance_minor, r.counter_at_offer, r.debit_hash, r.offer_token) {
-            (Some(balance_minor), Some(counter_at_offer), Some(debit_hash), Some(offer_token)) => {
-                Some(OfferMade { balance_minor, counter_at_offer, debit_hash, offer_token })
+        let offer = match (r.balance_minor, r.counter_at_offer, r.debit_hash) {
+            (Some(balance_minor), Some(counter_at_offer), Some(debit_hash)) => {
+                if r.profile.signs_offer() != r.offer_token.is_some() {
+                    return Err(UNFIT);
+                }
+                let (offer_token, read_scp) = (r.offer_token, r.read_scp);
+                Some(OfferMade { balance_minor, counter_at_offer, debit_hash, offer_token, read_scp })
             }
             _ => None,
         };
@@ -315,6 +359,8 @@ impl TryFrom<SettlementRecord> for Settlement {
             transaction_id: r.transaction_id,
             created_at: r.created_at,
             deadline: r.deadline,
+            profile: r.profile,
+            card_sequence: r.card_sequence,
             state,
         })
     }
@@ -349,7 +395,10 @@ impl From<Settlement> for SettlementRecord {
             balance_minor,
             counter_at_offer: offer.as_ref().map(|o| o.counter_at_offer),
             debit_hash: offer.as_ref().map(|o| o.debit_hash),
-            offer_token: offer.map(|o| o.offer_token),
+            read_scp: offer.as_ref().and_then(|o| o.read_scp.clone()),
+            offer_token: offer.and_then(|o| o.offer_token),
+            profile: s.profile,
+            card_sequence: s.card_sequence,
             completion_token,
             receipt_token,
             card_counter,
@@ -373,7 +422,8 @@ pub struct Context<'a, R: Random + ?Sized> {
 }
 
 /// What `create` needs: the bill, the card's id and the key version its
-/// session opens under, and the limits. Nothing else about the card: a
+/// session opens under (as the card named it in its INITIALIZE UPDATE
+/// answer), the profile and the limits. Nothing else about the card: a
 /// card not registered, or not active, is opened alike, and refused only
 /// after it proved itself ([`Settlement::admit`]), so that a card id alone
 /// tells nobody whether such a card exists (M4).
@@ -382,16 +432,32 @@ pub struct CreateInput<'b> {
     pub bill: &'b Verified<Bill>,
     pub registered_name: DisplayText,
     pub card_id: CardId,
-    /// The card's key version; for a card not registered, the newest the
-    /// center holds.
     pub key_version: u8,
+    pub profile: Profile,
     /// The largest single payment the center accepts.
     pub max_amount_minor: u64,
 }
 
+/// The key version a card named in its INITIALIZE UPDATE answer (checked
+/// with the cryptogram after it).
+pub fn opening_key_version(answer: &ResponseApdu) -> Result<u8, StepError> {
+    completed(answer)?;
+    Ok(kessai_scp03::InitializeUpdateResponse::parse(answer.data()).map_err(bad_answer)?.key_version)
+}
+
+/// A purchase's host challenge ([`kessai_card::protocol::purchase_host_challenge`]).
+fn bound_challenge(bill_hash: &Sha256Digest, card: &CardId) -> [u8; 8] {
+    kessai_card::protocol::purchase_host_challenge(
+        bill_hash.as_bytes(),
+        &kessai_card::protocol::CardId(*card.as_bytes()),
+    )
+}
+
 impl Settlement {
-    /// Opens a settlement for a verified bill and a card id, and returns
-    /// the INITIALIZE UPDATE to relay.
+    /// Opens a settlement for a verified bill and a card id, waiting for
+    /// the answer to the INITIALIZE UPDATE the wallet sent already, under
+    /// the challenge bound to the bill and card; returns that command (what
+    /// the wallet relayed).
     pub fn create<R: Random + ?Sized>(
         ctx: &mut Context<'_, R>,
         input: CreateInput<'_>,
@@ -404,7 +470,8 @@ impl Settlement {
         let id = SettlementId::generate(ctx.rng);
         let transaction_id = TransactionId::generate(ctx.rng);
         let (card_id, key_version) = (input.card_id, input.key_version);
-        let (init, scp) = in_session(&card_id, id.as_str(), None, |s| s.begin(ctx, key_version))?;
+        let challenge = bound_challenge(&facts.bill_hash, &card_id);
+        let ((), scp) = in_session(&card_id, id.as_str(), None, |s| s.begin_bound(ctx, key_version, challenge))?;
         let settlement = Settlement {
             transaction_id,
             id,
@@ -413,8 +480,11 @@ impl Settlement {
             key_version,
             created_at: ctx.now,
             deadline: ctx.now.checked_add_s(SETTLEMENT_TIMEOUT_S).unwrap_or(ctx.now),
+            profile: input.profile,
+            card_sequence: None,
             state: PurchaseState::Authenticating { scp },
         };
+        let init = kessai_card::protocol::initialize_update_command(&challenge);
         Ok((settlement, init))
     }
 
@@ -490,13 +560,87 @@ impl Settlement {
         ctx: &mut Context<'_, R>,
         answer: &ResponseApdu,
     ) -> Result<(Settlement, Vec<CommandApdu>), StepError> {
+        if self.profile != Profile::Offer {
+            return Err(self.out_of_order("authenticate", "a purchase in the offer profile"));
+        }
+        let (commands, scp) = self.open_session(ctx, answer, &[read_balance_command()])?;
+        self.state = PurchaseState::ReadingBalance { scp };
+        Ok((self, commands))
+    }
+
+    /// Checks the INITIALIZE UPDATE answer (not an older session's: its
+    /// sequence counter may not be below the last one seen) and the card
+    /// cryptogram; seals `then` after EXTERNAL AUTHENTICATE.
+    fn open_session<R: Random + ?Sized>(
+        &mut self,
+        ctx: &mut Context<'_, R>,
+        answer: &ResponseApdu,
+        then: &[CommandApdu],
+    ) -> Result<(Vec<CommandApdu>, SealedState), StepError> {
         let PurchaseState::Authenticating { scp } = &self.state else {
             return Err(self.out_of_order("authenticate", "authenticating"));
         };
-        let (commands, scp) = in_session(&self.card_id, self.id.as_str(), Some(scp.clone()), |s| {
-            s.open(ctx, answer, &[read_balance_command()])
-        })?;
-        self.state = PurchaseState::ReadingBalance { scp };
+        completed(answer)?;
+        let seen = kessai_scp03::InitializeUpdateResponse::parse(answer.data()).map_err(bad_answer)?;
+        let seen = seen.sequence_counter.get();
+        // The same opening again is the session the card is in (a retry);
+        // an older one is not.
+        if let Some(last) = self.card_sequence.filter(|last| seen < *last) {
+            return Err(StepError::ReplayedOpening { seen, last });
+        }
+        let opened = in_session(&self.card_id, self.id.as_str(), Some(scp.clone()), |s| s.open(ctx, answer, then))?;
+        self.card_sequence = Some(seen);
+        Ok(opened)
+    }
+
+    /// The second embodiment (`confirmed`, `direct`): checks the card
+    /// cryptogram and, if the balance the wallet read covers the bill,
+    /// seals (READ BALANCE, for `confirmed', and) the DEBIT after EXTERNAL
+    /// AUTHENTICATE, with no offer: the wallet showed the bill and the
+    /// balance before it asked, and relays all of them at once after the
+    /// cardholder agrees. A balance short of the bill voids the settlement
+    /// before anything is sealed.
+    pub fn authenticate_and_debit<R: Random + ?Sized>(
+        mut self,
+        ctx: &mut Context<'_, R>,
+        answer: &ResponseApdu,
+        claim: CardClaim,
+    ) -> Result<(Settlement, Vec<CommandApdu>), StepError> {
+        if self.profile == Profile::Offer {
+            return Err(self.out_of_order("authenticate_and_debit", "a purchase in the confirmed or direct profile"));
+        }
+        let (mut commands, scp) = self.open_session(ctx, answer, &[])?;
+        if claim.balance_minor < self.bill.amount.amount_minor() {
+            self.state = PurchaseState::Voided {
+                balance_minor: Some(claim.balance_minor),
+                offer: None,
+                done: None,
+                code: "insufficient_balance".into(),
+                reason: "insufficient balance".into(),
+            };
+            return Ok((self, Vec::new()));
+        }
+        let (read_scp, scp) = match self.profile {
+            Profile::Confirmed => {
+                let (read, scp) =
+                    in_session(&self.card_id, self.id.as_str(), Some(scp), |s| s.seal(ctx, &read_balance_command()))?;
+                commands.push(read);
+                (Some(scp.clone()), scp)
+            }
+            _ => (None, scp),
+        };
+        let debit = debit_command(&self.transfer_request());
+        let (wire, scp) = in_session(&self.card_id, self.id.as_str(), Some(scp), |s| s.seal(ctx, &debit))?;
+        let debit_hash = Sha256Digest::of(&wire.to_bytes());
+        commands.push(wire);
+        let offer = OfferMade {
+            balance_minor: claim.balance_minor,
+            counter_at_offer: claim.counter,
+            debit_hash,
+            offer_token: None,
+            read_scp,
+        };
+        self.state = PurchaseState::Offered { scp, offer };
         Ok((self, commands))
     }
 
@@ -583,7 +727,8 @@ impl Settlement {
             balance_minor: report.balance_minor,
             counter_at_offer: report.counter,
             debit_hash,
-            offer_token: token.clone(),
+            offer_token: Some(token.clone()),
+            read_scp: None,
         };
         self.state = PurchaseState::Offered { scp, offer };
         Ok((self, OfferOutcome::Offered { offer: token, debit: wire }))
@@ -613,18 +758,38 @@ impl Settlement {
     }
 
     /// Checks the card's sealed answer to DEBIT and signs the completion
-    /// (SIG3). An answer that does not prove the debit leaves the
-    /// settlement `Offered`, for recovery.
+    /// (SIG3). In the second embodiment the answers to EXTERNAL
+    /// AUTHENTICATE and (in `confirmed`) READ BALANCE come first. An answer
+    /// that does not prove the debit leaves the settlement `Offered`, for
+    /// recovery.
     pub fn complete<R: Random + ?Sized>(
         mut self,
         ctx: &mut Context<'_, R>,
-        answer: &ResponseApdu,
+        answers: &[ResponseApdu],
     ) -> Result<(Settlement, String), StepError> {
         let PurchaseState::Offered { scp, offer } = &self.state else {
             return Err(self.out_of_order("complete", "offered"));
         };
-        let offer = offer.clone();
-        let (plain, _) = in_session(&self.card_id, self.id.as_str(), Some(scp.clone()), |s| s.unseal(ctx, answer))?;
+        let (scp, mut offer) = (scp.clone(), offer.clone());
+        let expected = match self.profile {
+            Profile::Offer => 1,
+            Profile::Confirmed => 3,
+            Profile::Direct => 2,
+        };
+        let answers = exactly(answers, expected)?;
+        let (answer, before) = answers.split_last().ok_or(StepError::WrongAnswerCount { expected, got: 0 })?;
+        if let Some(auth) = before.first() {
+            completed(auth)?;
+            ctx.security.check_external_authenticate(&self.card_id, self.id.as_str(), &scp, auth)?;
+        }
+        if let (Some(read), Some(read_scp)) = (before.get(1), offer.read_scp.clone()) {
+            // The balance the card reported under its R-MAC, before the
+            // DEBIT: recovery compares against its counter from now on.
+            let (plain, _) = in_session(&self.card_id, self.id.as_str(), Some(read_scp), |s| s.unseal(ctx, read))?;
+            let report = balance_report(&self.card_id, self.bill.amount.currency(), &plain)?;
+            (offer.balance_minor, offer.counter_at_offer) = (report.balance_minor, report.counter);
+        }
+        let (plain, _) = in_session(&self.card_id, self.id.as_str(), Some(scp), |s| s.unseal(ctx, answer))?;
         completed(&plain)?;
         let status = TxStatus::parse(plain.data()).map_err(bad_answer)?;
         let TxStatus::Applied(result) = status else { return Err(StepError::WrongTransaction) };
@@ -690,17 +855,23 @@ impl Settlement {
     /// The same bill presented again before any DEBIT exists (a wallet that
     /// restarted, a browser that posted twice): begin a fresh session so the
     /// purchase can go on. After the DEBIT only recovery may touch it.
+    /// The wallet opened a new session (its INITIALIZE UPDATE answer comes
+    /// next, in `profile` under `key_version`); the settlement waits for it.
     pub fn restart_session<R: Random + ?Sized>(
         mut self,
         ctx: &mut Context<'_, R>,
-    ) -> Result<(Settlement, CommandApdu), StepError> {
+        key_version: u8,
+        profile: Profile,
+    ) -> Result<Settlement, StepError> {
         if !matches!(self.state, PurchaseState::Authenticating { .. } | PurchaseState::ReadingBalance { .. }) {
             return Err(self.out_of_order("restart", "authenticating or reading_balance"));
         }
-        let key_version = self.key_version;
-        let (init, scp) = in_session(&self.card_id, self.id.as_str(), None, |s| s.begin(ctx, key_version))?;
+        let challenge = bound_challenge(&self.bill.bill_hash, &self.card_id);
+        let ((), scp) =
+            in_session(&self.card_id, self.id.as_str(), None, |s| s.begin_bound(ctx, key_version, challenge))?;
+        (self.key_version, self.profile) = (key_version, profile);
         self.state = PurchaseState::Authenticating { scp };
-        Ok((self, init))
+        Ok(self)
     }
 
     /// The cardholder declined, or the wallet gave up, before any DEBIT was

@@ -252,10 +252,19 @@ const MIGRATIONS: &[(i64, &str, &[&str])] = &[
             payee TEXT NOT NULL, request_hash TEXT NOT NULL, statement TEXT NOT NULL, created_at BIGINT NOT NULL)",
         ],
     ),
+    (
+        10,
+        "purchase profiles a store accepts",
+        &[
+            // `offer,confirmed,direct` (kessai_core::profile::Profiles);
+            // NULL: every profile.
+            "ALTER TABLE center_store_settings ADD COLUMN purchase_profiles TEXT",
+        ],
+    ),
 ];
 
 /// The newest version this build knows.
-pub(crate) const NEWEST: i64 = 9;
+pub(crate) const NEWEST: i64 = 10;
 
 const _: () = assert!(MIGRATIONS[MIGRATIONS.len() - 1].0 == NEWEST);
 

@@ -282,11 +282,24 @@ impl SecurityServer {
         context: &str,
         rng: &mut R,
     ) -> Result<Sealed<CommandApdu>, SecurityError> {
+        let mut challenge = [0u8; 8];
+        rng.fill_bytes(&mut challenge);
+        self.begin_with(card, key_version, context, challenge, rng)
+    }
+
+    /// As [`SecurityServer::begin`], with a host challenge the caller
+    /// derived (a purchase's, bound to its bill: PROTOCOL §5).
+    pub fn begin_with<R: Random + ?Sized>(
+        &self,
+        card: &CardId,
+        key_version: u8,
+        context: &str,
+        challenge: [u8; 8],
+        rng: &mut R,
+    ) -> Result<Sealed<CommandApdu>, SecurityError> {
         let masters = self.masters.get(&key_version).ok_or(SecurityError::UnknownKeyVersion(key_version))?;
         let kvn = KeyVersion::new(key_version).ok_or(SecurityError::UnknownKeyVersion(key_version))?;
         let keys = diversify(masters, card.as_bytes(), kvn);
-        let mut challenge = [0u8; 8];
-        rng.fill_bytes(&mut challenge);
         let handshake = HostHandshake::new(keys, SecurityLevel::FULL, challenge);
         let command = handshake.initialize_update();
         let state = self.seal(card, context, &HostState::Handshake(handshake), rng);

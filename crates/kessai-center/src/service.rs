@@ -26,10 +26,11 @@ use crate::books::{Books, BooksError, Entries, initial_value_id};
 use crate::db::{CenterDb, DbError, SavedResponse, StoreRecord};
 use crate::limits::{ABANDONED_AFTER_S, MAX_APDU_BYTES, MAX_APDUS_PER_STEP, SWEEP_BATCH_MAX};
 use crate::purchase::{
-    CardRecord, Context, CreateInput, OfferOutcome, Phase, PurchaseState, Resolution, Settlement, StepError,
+    CardClaim, CardRecord, Context, CreateInput, OfferOutcome, Phase, PurchaseState, Resolution, Settlement, StepError,
 };
 use crate::runner::{StepFailure, run_step};
 use crate::security::SecurityServer;
+use kessai_core::profile::Profile;
 
 /// Why a request was refused. The HTTP layer maps each to a status and a
 /// stable code; none carries internals to the client.
@@ -65,11 +66,46 @@ pub enum CenterError {
     /// A registration the center refuses: `code` says which rule.
     #[error("{message}")]
     Registration { code: &'static str, message: String },
-    /// A member's card pays only on the member's signed instruction.
-    #[error("card of member {0}: the member's signed payment instruction is needed")]
-    InstructionRequired(String),
-    #[error("the payment instruction is refused: {0}")]
-    Instruction(String),
+    /// The store does not accept purchases in this profile.
+    #[error("store {store} does not accept purchases in the {profile} profile")]
+    ProfileRefused { store: String, profile: Profile },
+    /// A request that does not fit its route: `code` says which rule.
+    #[error("{1}")]
+    Invalid(&'static str, &'static str),
+}
+
+/// What the wallet's create asks (`POST /v1/settlements`).
+#[derive(Debug)]
+pub struct CreateRequest<'a> {
+    pub bill: &'a str,
+    pub card_id: CardId,
+    pub profile: Profile,
+    /// The card's answer to the INITIALIZE UPDATE the wallet sent under the
+    /// purchase's bound host challenge.
+    pub opening: ResponseApdu,
+    /// What the wallet read from the card in the clear (`confirmed`,
+    /// `direct`; none in `offer`).
+    pub claim: Option<CardClaim>,
+    /// A member's payment instruction (`confirmed`, `direct`; in `offer`
+    /// it goes with the balance step).
+    pub instruction: Option<&'a str>,
+}
+
+/// Why a member's payment instruction does not let a purchase go on.
+#[derive(Debug, Clone)]
+pub(crate) enum InstructionRefusal {
+    /// None was given; the member's number.
+    Required(String),
+    Refused(String),
+}
+
+impl From<InstructionRefusal> for StepError {
+    fn from(r: InstructionRefusal) -> StepError {
+        match r {
+            InstructionRefusal::Required(member) => StepError::InstructionRequired(member),
+            InstructionRefusal::Refused(why) => StepError::InstructionRefused(why),
+        }
+    }
 }
 
 /// What a step answers to the wallet.
@@ -105,7 +141,7 @@ fn reply(s: &Settlement, apdus: &[CommandApdu]) -> StepReply {
         phase: s.phase(),
         apdus: apdus.iter().map(|c| hex::encode(c.to_bytes())).collect(),
         offer: match s.state() {
-            PurchaseState::Offered { offer, .. } => Some(offer.offer_token.clone()),
+            PurchaseState::Offered { offer, .. } => offer.offer_token.clone(),
             _ => None,
         },
         completion: s.completion_token().map(str::to_owned),
@@ -325,25 +361,63 @@ impl StepFailure for CenterError {
 }
 
 impl Center {
-    /// POST /v1/settlements: check SIG1 against the registered store keys,
-    /// the card, the limits; open the settlement; INITIALIZE UPDATE.
-    pub async fn create(
-        &self,
-        bill_token: &str,
-        card_id: CardId,
-        answer: Option<Answer>,
-    ) -> Result<StepReply, CenterError> {
+    /// POST /v1/settlements: checks SIG1 against the registered store keys
+    /// and the store's accepted profiles, opens the settlement with the
+    /// card's answer to the INITIALIZE UPDATE the wallet sent already, and
+    /// after the card's proof admits it and answers EXTERNAL AUTHENTICATE
+    /// with the sealed READ BALANCE (`offer`), or with the sealed (READ
+    /// BALANCE and) DEBIT and the hold in the books (`confirmed`, `direct`).
+    pub async fn create(&self, req: CreateRequest<'_>, answer: Option<Answer>) -> Result<StepReply, CenterError> {
         let keys = self.db.store_keys().await?;
-        let verified = bill::verify(bill_token, &keys, self.clock.as_ref()).map_err(CenterError::Bill)?;
-        let (store, card) = self.db.store_and_card(verified.message().payee(), &card_id).await?;
-        let store = store.ok_or_else(|| CenterError::UnknownStore(verified.message().payee().to_string()))?;
+        let verified = bill::verify(req.bill, &keys, self.clock.as_ref()).map_err(CenterError::Bill)?;
+        let payee = verified.message().payee();
+        let (store, card) = self.db.purchase_reads(payee, &req.card_id).await?;
+        let (store, profiles) = store.ok_or_else(|| CenterError::UnknownStore(payee.to_string()))?;
         bill_within_mall(&verified, &store)?;
-        // Whether the card is registered, active, in the bill's currency or
-        // able to hold the amount is told only after it proved itself, in
-        // the authenticate step (M4): here every card id is opened alike.
-        let key_version = match card {
-            Some(card) => card.key_version,
-            None => self.security.newest_key_version().ok_or(CenterError::UnknownCard(card_id))?,
+        if !profiles.accepts(req.profile) {
+            return Err(CenterError::ProfileRefused { store: payee.to_string(), profile: req.profile });
+        }
+        let claim = match (req.profile, req.claim) {
+            (Profile::Offer, None) => None,
+            (Profile::Offer, Some(_)) => {
+                return Err(CenterError::Invalid("card_read_unexpected", "the offer profile reads the balance itself"));
+            }
+            (_, Some(claim)) => Some(claim),
+            (_, None) => {
+                return Err(CenterError::Invalid(
+                    "card_read_required",
+                    "this profile needs the balance the wallet read",
+                ));
+            }
+        };
+        // The card is told apart only after it proved itself (M4): every
+        // refusal below is raised after the cryptogram verified.
+        let key_version = crate::purchase::opening_key_version(&req.opening)?;
+        let card_id = req.card_id;
+        let facts = crate::purchase::BillFacts::from_verified(&verified, store.name.clone());
+        let refusal = match claim {
+            Some(_) => self.instruction_verdict(&card_id, &facts, req.instruction).await?,
+            None if req.instruction.is_some() => {
+                return Err(CenterError::Invalid(
+                    "instruction_unexpected",
+                    "the offer profile takes it at the balance step",
+                ));
+            }
+            None => None,
+        };
+        let (profile, opening) = (req.profile, req.opening);
+        let open = move |s: Settlement, ctx: &mut Context<'_, dyn Random + Send>| -> Result<Stepped, StepError> {
+            let (settlement, apdus) = match claim {
+                None => s.authenticate(ctx, &opening)?,
+                Some(claim) => s.authenticate_and_debit(ctx, &opening, claim)?,
+            };
+            // The card proved itself: now, and only now, whether it may pay.
+            settlement.admit(card.as_ref())?;
+            if let Some(refused) = refusal.clone() {
+                return Err(refused.into());
+            }
+            let effect = if settlement.phase() == Phase::Offered { Effect::Hold } else { Effect::None };
+            Ok(Stepped { settlement, apdus, effect })
         };
         let mut rng = self.random.generator();
         let mut ctx = self.ctx(rng.as_mut());
@@ -352,29 +426,44 @@ impl Center {
             registered_name: store.name.clone(),
             card_id,
             key_version,
+            profile,
             max_amount_minor: self.max_amount_minor,
         };
-        let (settlement, init) = Settlement::create(&mut ctx, input)?;
-        let created = self.reply(&settlement, &[init]);
-        let response = answer.as_ref().map(|a| a.saved(&created)).transpose()?;
-        match self.db.insert_settlement_answering(&settlement, self.clock.now(), response).await? {
-            None => Ok(created),
-            Some((existing, _)) if existing.card_id != card_id => Err(CenterError::BillInUse(existing.card_id)),
-            // The same bill again before any DEBIT exists: a fresh session,
-            // so the purchase goes on. Later, the settlement as it stands.
-            Some((existing, _)) if matches!(existing.phase(), Phase::Authenticating | Phase::ReadingBalance) => {
+        let (settlement, _) = Settlement::create(&mut ctx, input)?;
+        let stepped = open(settlement, &mut ctx)?;
+        let created = self.reply(&stepped.settlement, &stepped.apdus);
+        // A write that failed retryably (two holds opening the same new
+        // ledger account at once, a deadlock) is written again.
+        let mut attempt = 0;
+        let inserted = loop {
+            let response = answer.as_ref().map(|a| a.saved(&created)).transpose()?;
+            let entries = self.entries(&stepped).await?;
+            match self.db.insert_settlement_answering(&stepped.settlement, self.clock.now(), response, entries).await {
+                Err(e) if e.is_retryable() && attempt < crate::limits::STEP_RETRIES_MAX => attempt += 1,
+                done => break done,
+            }
+        };
+        match inserted {
+            Ok(None) => {
+                self.count_outcome(&stepped.settlement);
+                Ok(created)
+            }
+            Ok(Some((existing, _))) if existing.card_id != card_id => Err(CenterError::BillInUse(existing.card_id)),
+            // The same bill again before any DEBIT exists (a wallet that
+            // restarted, a browser that posted twice), in a new session the
+            // wallet opened: the purchase goes on. Later, the settlement as
+            // it stands.
+            Ok(Some((existing, _))) if matches!(existing.phase(), Phase::Authenticating | Phase::ReadingBalance) => {
                 let id = existing.id.to_string();
                 self.step(
                     &id,
-                    Box::new(|s, ctx| {
-                        let (settlement, init) = s.restart_session(ctx)?;
-                        Ok(Stepped { settlement, apdus: vec![init], effect: Effect::None })
-                    }),
+                    Box::new(move |s, ctx| open(s.restart_session(ctx, key_version, profile)?, ctx)),
                     answer.into(),
                 )
                 .await
             }
-            Some((existing, _)) => Ok(reply(&existing, &[])),
+            Ok(Some((existing, _))) => Ok(reply(&existing, &[])),
+            Err(e) => Err(stored(e)),
         }
     }
 
@@ -421,19 +510,31 @@ impl Center {
         );
         let (stepped, ()) = found?;
         let s = &stepped.settlement;
-        if matches!(s.phase(), Phase::Completed | Phase::Voided) {
-            self.outcomes.get_or_create(&vec![("outcome".to_owned(), s.phase().as_str().to_owned())]).inc();
-        }
+        self.count_outcome(s);
         if s.phase() == Phase::Completed {
             self.completed.push(crate::delivery::Deliverable::Settlement(Box::new(s.clone())));
         }
         Ok(self.reply(s, &stepped.apdus))
     }
 
+    fn count_outcome(&self, s: &Settlement) {
+        if matches!(s.phase(), Phase::Completed | Phase::Voided) {
+            self.outcomes.get_or_create(&vec![("outcome".to_owned(), s.phase().as_str().to_owned())]).inc();
+        }
+    }
+
     async fn store_step(&self, stepped: &Stepped, version: i64, answer: Option<&Answer>) -> Result<(), CenterError> {
         let s = &stepped.settlement;
+        let entries = self.entries(stepped).await?;
+        let response = answer.map(|a| a.saved(&self.reply(s, &stepped.apdus))).transpose()?;
+        self.db.update_settlement_answering(s, version, self.clock.now(), response, entries).await.map_err(stored)
+    }
+
+    /// What the books do for a step's effect.
+    async fn entries(&self, stepped: &Stepped) -> Result<Entries, CenterError> {
+        let s = &stepped.settlement;
         let (tx, amount) = (&s.transaction_id, s.bill.amount);
-        let entries = match stepped.effect {
+        Ok(match stepped.effect {
             Effect::None => Entries::none(),
             Effect::Hold => Entries::purchase_hold(tx, &s.card_id, s.bill.payee(), amount)?,
             Effect::Post => Entries::purchase_post(tx, s.bill.payee(), s.id.as_str(), amount)?,
@@ -446,32 +547,7 @@ impl Center {
                     _ => Entries::none(),
                 }
             }
-        };
-        let response = answer.map(|a| a.saved(&self.reply(s, &stepped.apdus))).transpose()?;
-        self.db.update_settlement_answering(s, version, self.clock.now(), response, entries).await.map_err(stored)
-    }
-
-    pub async fn authenticate(
-        &self,
-        id: &str,
-        answers: Vec<ResponseApdu>,
-        call: StepCall,
-    ) -> Result<StepReply, CenterError> {
-        let (settlement, version) = self.load(id, call.read.clone()).await?;
-        let card = self.db.card(&settlement.card_id).await?;
-        let call = StepCall { read: Some((settlement, version)), ..call };
-        self.step(
-            id,
-            Box::new(move |s, ctx| {
-                let answer = answers.first().ok_or(StepError::WrongAnswerCount { expected: 1, got: 0 })?;
-                let (settlement, apdus) = s.authenticate(ctx, answer)?;
-                // The card proved itself: now, and only now, whether it may pay.
-                settlement.admit(card.as_ref())?;
-                Ok(Stepped { settlement, apdus, effect: Effect::None })
-            }),
-            call,
-        )
-        .await
+        })
     }
 
     /// The balance step: the offer (SIG2) and the sealed DEBIT, with the
@@ -491,7 +567,9 @@ impl Center {
         call: StepCall,
     ) -> Result<StepReply, CenterError> {
         let (settlement, version) = self.load(id, call.read.clone()).await?;
-        self.check_instruction(&settlement, instruction).await?;
+        if let Some(refused) = self.instruction_verdict(&settlement.card_id, &settlement.bill, instruction).await? {
+            return Err(StepError::from(refused).into());
+        }
         let call = StepCall { read: Some((settlement, version)), ..call };
         self.step(
             id,
@@ -510,26 +588,38 @@ impl Center {
 
     /// A purchase by a member's card needs the member's instruction: signed
     /// by the member's registered key (active, in its window), for this
-    /// bill, card, amount and store. Other cards need none.
-    async fn check_instruction(&self, s: &Settlement, instruction: Option<&str>) -> Result<(), CenterError> {
+    /// bill, card, amount and store. Other cards need none. Returns why it
+    /// is refused, if it is (raised by the caller after the card's proof).
+    async fn instruction_verdict(
+        &self,
+        card: &CardId,
+        bill: &crate::purchase::BillFacts,
+        instruction: Option<&str>,
+    ) -> Result<Option<InstructionRefusal>, CenterError> {
         use kessai_core::messages::instruction;
-        let Some((member, true)) = self.db.card_member(&s.card_id).await? else { return Ok(()) };
-        let refused = |why: String| CenterError::Instruction(why);
-        let token = instruction.ok_or_else(|| CenterError::InstructionRequired(member.clone()))?;
-        let row = self.db.member(&member).await?.filter(|m| m.status == "active");
-        let row = row.ok_or_else(|| refused(format!("member {member} has no active key")))?;
-        let keys = crate::members::member_keys(&row).map_err(refused)?;
-        let verified = instruction::verify(token, &keys, self.clock.as_ref()).map_err(|e| refused(e.to_string()))?;
+        let Some((member, true)) = self.db.card_member(card).await? else { return Ok(None) };
+        let refused = |why: String| Ok(Some(InstructionRefusal::Refused(why)));
+        let Some(token) = instruction else { return Ok(Some(InstructionRefusal::Required(member))) };
+        let Some(row) = self.db.member(&member).await?.filter(|m| m.status == "active") else {
+            return refused(format!("member {member} has no active key"));
+        };
+        let keys = match crate::members::member_keys(&row) {
+            Ok(keys) => keys,
+            Err(why) => return refused(why),
+        };
+        let verified = match instruction::verify(token, &keys, self.clock.as_ref()) {
+            Ok(verified) => verified,
+            Err(e) => return refused(e.to_string()),
+        };
         let i = verified.message();
-        let bill = &s.bill;
-        if i.card_id() != Some(s.card_id)
+        if i.card_id() != Some(*card)
             || !i.bill_hash().ct_eq(&bill.bill_hash)
             || i.amount() != bill.amount
             || i.store() != &bill.store
         {
-            return Err(refused("it is for another bill, card, amount or store".into()));
+            return refused("it is for another bill, card, amount or store".into());
         }
-        Ok(())
+        Ok(None)
     }
 
     pub async fn complete(
@@ -541,8 +631,7 @@ impl Center {
         self.step(
             id,
             Box::new(move |s, ctx| {
-                let answer = answers.first().ok_or(StepError::WrongAnswerCount { expected: 1, got: 0 })?;
-                let (settlement, _) = s.complete(ctx, answer)?;
+                let (settlement, _) = s.complete(ctx, &answers)?;
                 Ok(Stepped { settlement, apdus: vec![], effect: Effect::Post })
             }),
             call,

@@ -25,6 +25,7 @@ pub mod limits;
 pub mod member_store;
 pub mod messages;
 pub mod money;
+pub mod profile;
 pub mod random;
 pub mod samples;
 pub mod time;

@@ -149,10 +149,11 @@ pub fn check_completion(completion: &Verified<Completion>, offer: &Offer) -> Res
     Ok(())
 }
 
-/// SIG3 of a payment from a virtual prepaid card (#18) against the bill
-/// the member's instruction paid: no offer came before it, so the bill
-/// itself (its hash, total and store) is what it must name.
-pub fn check_prepaid_completion(
+/// SIG3 of a payment no offer came before against the bill it paid: a
+/// payment from a virtual prepaid card (#18), or a purchase in the second
+/// embodiment (PROTOCOL §5.1). The bill itself (its hash, total and store)
+/// and the payment's id are what it must name.
+pub fn check_bill_completion(
     completion: &Verified<Completion>,
     payment_id: &str,
     bill: &HandedBill,

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, ensure};
 use kessai_core::ids::PartyId;
+use kessai_core::profile::Profile;
 use serde::Deserialize;
 
 use crate::limits::MAX_CONFIG_BYTES;
@@ -35,6 +36,17 @@ pub struct WalletConfig {
     pub ca_file: PathBuf,
     pub center: CenterSettings,
     pub reader: ReaderConfig,
+    /// How purchases run (PROTOCOL §5.1): `offer` (the center signs an
+    /// offer, SIG2; 3 round trips, the default), `confirmed` or `direct`
+    /// (the second embodiment: the wallet reads and shows the balance
+    /// itself; 2 round trips, no SIG2). The store's policy at the center
+    /// may refuse a profile.
+    #[serde(default = "offer_profile")]
+    pub profile: Profile,
+}
+
+fn offer_profile() -> Profile {
+    Profile::Offer
 }
 
 /// The settlement center.
@@ -84,6 +96,7 @@ impl WalletConfig {
             ca_file,
             center: CenterSettings { url: center_url.to_owned(), party_id: PartyId::parse("center")? },
             reader: ReaderConfig::InProcess { image: card_image },
+            profile: Profile::Offer,
         };
         config.check()?;
         Ok(config)

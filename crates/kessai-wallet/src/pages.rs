@@ -117,7 +117,19 @@ pub fn review(v: &ReviewView) -> Markup {
             dt { "Order" } dd { (v.order_id) }
         }
         (items(&v.lines))
-        dl { dt { "Total" } dd id="amount" class="amount" { (v.total) } }
+        dl {
+            dt { "Total" } dd id="amount" class="amount" { (v.total) }
+            @if let Some(balance) = v.card_balance {
+                dt { "Your card holds" } dd id="card-balance" class="amount" { (balance) }
+                @match balance.checked_sub(&v.total) {
+                    Ok(after) => { dt { "After paying" } dd id="card-balance-after" class="amount" { (after) } }
+                    Err(_) => { dd id="card-balance-short" class="error" { "The card holds less than the total." } }
+                }
+            }
+        }
+        @if v.card_balance.is_some() {
+            p { "The balance is as your card reports it to this wallet. Continue to have the center check it and prepare the payment; you agree to pay only on the next page." }
+        }
         @if v.prepaid_first { (prepaid) }
         @if v.prepaid_first && !v.prepaid_cards.is_empty() { h2 { "Or pay with your IC card" } }
         form method="post" action="/pay/start" {
@@ -245,6 +257,9 @@ pub fn consent(v: &ConsentView) -> Markup {
             dt { "Amount to pay" } dd id="amount" class="amount" { (v.amount) }
             dt { "Balance on your card now" } dd id="balance" { (v.balance) }
             dt { "Balance after paying" } dd id="balance-after" { (v.balance_after) }
+        }
+        @if !v.signed_offer {
+            p id="unsigned" { "Your card reported this balance to the wallet; the center prepared the payment without a signed offer. Your card itself refuses to pay more than it holds, and the receipt names the amount paid." }
         }
         form method="post" action={ (base) "/consent" } {
             input type="hidden" name="consent_token" value=(v.consent_token);

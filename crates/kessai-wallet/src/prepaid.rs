@@ -272,8 +272,7 @@ impl Wallet {
             .verify::<Completion>(&answer.completion, self.clock.as_ref())
             .await
             .map_err(PayError::CompletionUnverified)?;
-        checks::check_prepaid_completion(&verified, &answer.settlement_id, &bill)
-            .map_err(PayError::CompletionMismatch)?;
+        checks::check_bill_completion(&verified, &answer.settlement_id, &bill).map_err(PayError::CompletionMismatch)?;
         if answer.prepaid_id != account.as_str() || answer.balance.currency() != bill.bill().total().currency() {
             return Err(PayError::HandOff("the center answered for another prepaid card".into()));
         }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use kessai_core::ids::{PartyId, SettlementId};
 use kessai_core::messages::completion::Completion;
-use kessai_core::messages::offer::Offer;
 use kessai_core::messages::receipt::{self, DeliveryKind, Receipt};
+use kessai_core::profile::Profile;
 use kessai_core::time::{Clock, FixedClock, Timestamp};
 use serde_json::json;
 
@@ -21,26 +21,36 @@ use crate::wallet::{
 
 impl Wallet {
     /// ST16: relays exactly the sealed DEBIT SIG2 names (checked again by
-    /// hash) and records the card's answer.
+    /// hash), or in the second embodiment the sealed commands the center
+    /// answered the create with, and records the card's answers.
     pub async fn relay_debit(&self, offered: Offered) -> Result<DebitRelayed, PayError> {
-        let Offered { record, bill, offer, debit } = offered;
-        let sid = offer.message().settlement_id().to_string();
-        checks::check_offer(&offer, &sid, &bill, record.card_id, &debit).map_err(PayError::OfferMismatch)?;
+        let profile = offered.profile();
+        let Offered { record, bill, settlement_id, offer, commands, .. } = offered;
+        if let Some(offer) = &offer {
+            let [debit] = commands.as_slice() else {
+                return Err(PayError::OfferMismatch(checks::Mismatch::DebitHash));
+            };
+            checks::check_offer(offer, settlement_id.as_str(), &bill, record.card_id, debit)
+                .map_err(PayError::OfferMismatch)?;
+        } else if commands.len() != if profile == Profile::Confirmed { 3 } else { 2 } {
+            return Err(PayError::UnexpectedReply { step: "create", phase: "offered".into(), apdus: commands.len() });
+        }
         let _turn = self.conversation.lock().await;
-        let answers = self.card.transmit_all(vec![debit]).await?;
-        let answer = hex::encode(answers.first().map(Vec::as_slice).unwrap_or_default());
-        let update = Update { phase: Some(LocalPhase::DebitRelayed), debit_answer: Some(&answer), ..Update::default() };
+        let answers = self.card.transmit_all(commands).await?;
+        let answers: Vec<String> = answers.iter().map(hex::encode).collect();
+        let joined = answers.join(" ");
+        let update = Update { phase: Some(LocalPhase::DebitRelayed), debit_answer: Some(&joined), ..Update::default() };
         self.set(&record.payment_id, update).await?;
-        Ok(DebitRelayed { record, offer: offer.message().clone(), answer })
+        Ok(DebitRelayed { record, settlement_id, answers })
     }
 
-    /// ST17–ST18: hands the card's answer to the center; checks SIG3.
+    /// ST17–ST18: hands the card's answers to the center; checks SIG3.
     pub async fn complete(&self, relayed: DebitRelayed) -> Result<Completed, PayError> {
-        let DebitRelayed { record, offer, answer } = relayed;
-        let path = format!("/v1/settlements/{}/complete", offer.settlement_id());
-        let r = self.post(&record, "complete", &path, &json!({ "responses": [answer] })).await?;
+        let DebitRelayed { record, settlement_id, answers } = relayed;
+        let path = format!("/v1/settlements/{settlement_id}/complete");
+        let r = self.post(&record, "complete", &path, &json!({ "responses": answers })).await?;
         expect("complete", &r, "completed", 0)?;
-        self.accept_completion(&record, &offer, r.completion.as_deref().unwrap_or_default()).await
+        self.accept_completion(&record, r.completion.as_deref().unwrap_or_default()).await
     }
 
     /// Consent given: relay, then complete.
@@ -52,13 +62,20 @@ impl Wallet {
         self.complete(relayed).await
     }
 
-    async fn accept_completion(&self, rec: &Record, offer: &Offer, token: &str) -> Result<Completed, PayError> {
+    /// SIG3 verified and tied to the offer the cardholder agreed to, or
+    /// (second embodiment, no offer) to the bill and the settlement.
+    async fn accept_completion(&self, rec: &Record, token: &str) -> Result<Completed, PayError> {
         let verified = self
             .center
             .verify::<Completion>(token, self.clock.as_ref())
             .await
             .map_err(PayError::CompletionUnverified)?;
-        checks::check_completion(&verified, offer).map_err(PayError::CompletionMismatch)?;
+        let matched = match (&rec.offer, &rec.settlement_id) {
+            (Some(_), _) => checks::check_completion(&verified, &stored_offer(rec.offer.as_deref())?),
+            (None, Some(sid)) => checks::check_bill_completion(&verified, sid.as_str(), &HandedBill::parse(&rec.bill)?),
+            (None, None) => return Err(PayError::UnknownSettlement(rec.payment_id.clone())),
+        };
+        matched.map_err(PayError::CompletionMismatch)?;
         let update = Update { phase: Some(LocalPhase::Completed), completion: Some(token), ..Update::default() };
         self.set(&rec.payment_id, update).await?;
         let c = verified.message();
@@ -200,8 +217,7 @@ impl Wallet {
         let step = format!("recover/status#{run}");
         let r = self.relay_step(rec, &step, &format!("{base}/recover/status"), &r).await?;
         if r.phase == "completed" {
-            let offer = stored_offer(rec.offer.as_deref())?;
-            self.accept_completion(rec, &offer, r.completion.as_deref().unwrap_or_default()).await?;
+            self.accept_completion(rec, r.completion.as_deref().unwrap_or_default()).await?;
             return Ok(Outcome::Completed);
         }
         expect("recover/status", &r, "recovering_balance", 1)?;
@@ -216,8 +232,7 @@ impl Wallet {
         let s = self.center.settlement(sid.as_str()).await?;
         match s["phase"].as_str() {
             Some("completed") => {
-                let offer = stored_offer(rec.offer.as_deref())?;
-                self.accept_completion(rec, &offer, s["completion"].as_str().unwrap_or_default()).await?;
+                self.accept_completion(rec, s["completion"].as_str().unwrap_or_default()).await?;
                 Ok(Some(Outcome::Completed))
             }
             Some("voided") => self.record_void(rec, s["reason"].as_str()).await.map(Some),

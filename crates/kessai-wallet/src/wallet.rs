@@ -14,6 +14,7 @@ use kessai_core::Money;
 use kessai_core::ids::{CardId, SettlementId};
 use kessai_core::jws::{self, Verified};
 use kessai_core::messages::offer::Offer;
+use kessai_core::profile::Profile;
 use kessai_core::random::{OsRandom, Random};
 use kessai_core::time::{Clock, SystemClock};
 use kessai_http::HttpsClient;
@@ -149,6 +150,10 @@ pub struct ReviewView {
     /// The store's page asked for the virtual prepaid card (FIG. 14's
     /// choice of payment): that way is offered first.
     pub prepaid_first: bool,
+    /// In the second embodiment (FIG. 21's balance confirmation): the
+    /// balance the wallet read from the card itself, shown with the bill
+    /// before anything is sent to the center.
+    pub card_balance: Option<Money>,
 }
 
 /// What the cardholder agrees to (FIG. 18).
@@ -159,11 +164,15 @@ pub struct ConsentView {
     pub order_id: String,
     pub lines: Vec<LineView>,
     pub amount: Money,
-    /// The balance the center read inside the secure session.
+    /// The balance the center read inside the secure session (`offer`), or
+    /// the one the wallet read from the card (second embodiment).
     pub balance: Money,
     pub balance_after: Money,
     pub card_id: CardId,
     pub consent_token: String,
+    /// Whether the center signed an offer (SIG2) for this: the `offer`
+    /// profile. Without one the card alone checks amount and balance.
+    pub signed_offer: bool,
 }
 
 /// One record of the card's own log, as the center read it.
@@ -189,21 +198,29 @@ struct StatementReply {
     entries: Option<Vec<CardLogEntry>>,
 }
 
-/// SIG2 verified and tied to the bill, the card and the sealed DEBIT.
+/// What the cardholder is asked to agree to: in the `offer` profile SIG2,
+/// verified and tied to the bill, the card and the sealed DEBIT; in the
+/// second embodiment (no SIG2) the bill and the balance the wallet read
+/// itself, with the sealed commands the center answered (EXTERNAL
+/// AUTHENTICATE, READ BALANCE in `confirmed`, DEBIT), which the wallet
+/// cannot read.
 #[derive(Debug)]
 pub struct Offered {
     pub(crate) record: Record,
     pub(crate) bill: HandedBill,
-    pub(crate) offer: Verified<Offer>,
-    pub(crate) debit: Vec<u8>,
+    pub(crate) settlement_id: SettlementId,
+    pub(crate) offer: Option<Verified<Offer>>,
+    /// The balance shown: SIG2's, or as the wallet read it.
+    pub(crate) balance: Money,
+    pub(crate) commands: Vec<Vec<u8>>,
 }
 
-/// The DEBIT reached the card; its answer is recorded.
+/// The sealed commands reached the card; its answers are recorded.
 #[derive(Debug)]
 pub struct DebitRelayed {
     pub(crate) record: Record,
-    pub(crate) offer: Offer,
-    pub(crate) answer: String,
+    pub(crate) settlement_id: SettlementId,
+    pub(crate) answers: Vec<String>,
 }
 
 /// SIG3 verified.
@@ -227,22 +244,38 @@ pub struct ReceiptView {
 
 impl Offered {
     pub fn settlement_id(&self) -> &SettlementId {
-        self.offer.message().settlement_id()
+        &self.settlement_id
+    }
+
+    /// The profile the purchase runs in.
+    pub fn profile(&self) -> Profile {
+        match (&self.offer, self.commands.len()) {
+            (Some(_), _) => Profile::Offer,
+            (None, 3) => Profile::Confirmed,
+            (None, _) => Profile::Direct,
+        }
     }
 
     pub fn view(&self) -> ConsentView {
-        let o = self.offer.message();
+        let b = self.bill.bill();
+        let store_name = match &self.offer {
+            Some(offer) => offer.message().store_name().as_str().to_owned(),
+            None => b.store_name().as_str().to_owned(),
+        };
+        let amount = b.total();
         ConsentView {
-            settlement_id: o.settlement_id().clone(),
-            store_name: o.store_name().as_str().to_owned(),
-            order_id: self.bill.bill().order_id().to_string(),
-            lines: line_views(self.bill.bill()),
-            amount: o.amount(),
-            balance: o.balance(),
-            // The core guarantees amount ≤ balance in one currency.
-            balance_after: o.balance().checked_sub(&o.amount()).unwrap_or_else(|_| Money::zero(o.amount().currency())),
-            card_id: o.card_id(),
+            settlement_id: self.settlement_id.clone(),
+            store_name,
+            order_id: b.order_id().to_string(),
+            lines: line_views(b),
+            amount,
+            balance: self.balance,
+            // An offer guarantees amount ≤ balance in one currency, and the
+            // center seals no DEBIT above the balance the wallet read.
+            balance_after: self.balance.checked_sub(&amount).unwrap_or_else(|_| Money::zero(amount.currency())),
+            card_id: self.record.card_id,
             consent_token: self.record.consent_token.clone(),
+            signed_offer: self.offer.is_some(),
         }
     }
 }
@@ -533,6 +566,11 @@ impl Wallet {
         self.begin_as(bill_token, return_url, self.member.as_ref(), progress).await
     }
 
+    /// The purchase profile this wallet asks for (its configuration).
+    pub fn profile(&self) -> Profile {
+        self.config.profile
+    }
+
     /// As [`Wallet::begin`], paying as `member` (its number and the signing
     /// key the member's passwords opened): the balance step carries the
     /// member's signed payment instruction (#12).
@@ -565,7 +603,7 @@ impl Wallet {
             Err(e) => tracing::warn!(error = %e, "applying owed updates"),
         }
         let rec = self.start_record(&bill, return_url, card.card_id).await?;
-        match self.negotiate(rec, bill, member, progress).await {
+        match self.negotiate(rec, bill, &card, member, progress).await {
             Ok(offered) => Ok(offered),
             Err((payment_id, e)) => {
                 self.note_failure(&payment_id, &e).await;
@@ -593,6 +631,7 @@ impl Wallet {
                 None => Vec::new(),
             },
             prepaid_first: false,
+            card_balance: None,
         })
     }
 
@@ -760,36 +799,89 @@ impl Wallet {
         &self,
         rec: Record,
         bill: HandedBill,
+        card: &CardSummary,
         member: Option<&(kessai_core::ids::PartyId, kessai_core::keys::SigningKey)>,
         progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<Offered, (String, PayError)> {
         let id = rec.payment_id.clone();
         let fail = |e: PayError| (id.clone(), e);
-        let create = json!({ "bill": bill.token(), "card_id": rec.card_id.to_string() });
+        let profile = self.profile();
+        // The session opens before the center is asked: INITIALIZE UPDATE
+        // under the challenge bound to this bill and card (PROTOCOL §5).
+        let challenge = kessai_card::protocol::purchase_host_challenge(
+            bill.hash().as_bytes(),
+            &kessai_card::protocol::CardId(*rec.card_id.as_bytes()),
+        );
+        let init = hex::encode(kessai_card::protocol::initialize_update_command(&challenge).to_bytes());
+        let opening = self.card.relay_hex(&[init]).await.map_err(|e| fail(e.into()))?;
+        let mut create = json!({
+            "bill": bill.token(),
+            "card_id": rec.card_id.to_string(),
+            "profile": profile.as_str(),
+            "initialize_update": opening.first().cloned().unwrap_or_default(),
+        });
+        let instruction = self.instruction(member, &bill, rec.card_id).map_err(fail)?;
+        if profile != Profile::Offer {
+            // The second embodiment: the balance the cardholder saw (FIG. 21).
+            create["card_read"] = json!({ "balance_minor": card.balance.amount_minor(), "counter": card.counter });
+            if let Some(signed) = &instruction {
+                create["instruction"] = json!(signed);
+            }
+        }
         let r = self.post(&rec, "create", "/v1/settlements", &create).await.map_err(fail)?;
-        expect("create", &r, "authenticating", 1).map_err(fail)?;
         let sid = SettlementId::parse(&r.settlement_id).map_err(|e| fail(PayError::HandOff(e.to_string())))?;
         self.set(&id, Update { settlement_id: Some(sid.as_str()), ..Update::default() }).await.map_err(fail)?;
         progress(Progress::SettlementOpened(sid.clone()));
-        let base = format!("/v1/settlements/{sid}");
-        let r = self.relay_step(&rec, "authenticate", &format!("{base}/authenticate"), &r).await.map_err(fail)?;
-        expect("authenticate", &r, "reading_balance", 2).map_err(fail)?;
+        if r.phase == "voided" {
+            return Err(fail(self.voided_at_offer(&rec, &bill, &r).await));
+        }
+        let rec = Record { settlement_id: Some(sid.clone()), ..rec };
+        if profile != Profile::Offer {
+            let commands = if profile == Profile::Confirmed { 3 } else { 2 };
+            expect("create", &r, "offered", commands).map_err(fail)?;
+            progress(Progress::CardAuthenticated);
+            return self.accept_sealed(rec, bill, sid, card.balance, &r).await.map_err(fail);
+        }
+        expect("create", &r, "reading_balance", 2).map_err(fail)?;
         progress(Progress::CardAuthenticated);
-        let instruction = self.instruction(member, &bill, rec.card_id).map_err(fail)?;
         let answers = self.card.relay_hex(&r.apdus).await.map_err(|e| fail(e.into()))?;
         let body = match instruction {
             Some(signed) => json!({ "responses": answers, "instruction": signed }),
             None => json!({ "responses": answers }),
         };
+        let base = format!("/v1/settlements/{sid}");
         let r = self.post(&rec, "balance", &format!("{base}/balance"), &body).await.map_err(fail)?;
         if r.phase == "voided" {
             return Err(fail(self.voided_at_offer(&rec, &bill, &r).await));
         }
         expect("balance", &r, "offered", 1).map_err(fail)?;
-        let rec = Record { settlement_id: Some(sid.clone()), ..rec };
         let offered = self.accept_offer(rec, bill, &r).await.map_err(fail)?;
         progress(Progress::OfferVerified);
         Ok(offered)
+    }
+
+    /// The second embodiment's answer: the sealed commands, recorded with
+    /// the balance the wallet read; the cardholder agrees next.
+    async fn accept_sealed(
+        &self,
+        rec: Record,
+        bill: HandedBill,
+        settlement_id: SettlementId,
+        balance: Money,
+        r: &StepReply,
+    ) -> Result<Offered, PayError> {
+        let commands = r.apdus.iter().map(hex::decode).collect::<Result<Vec<_>, _>>();
+        let commands = commands.map_err(|e| PayError::HandOff(format!("a sealed command is not hex: {e}")))?;
+        let joined = r.apdus.join(" ");
+        let update = Update {
+            phase: Some(LocalPhase::Offered),
+            balance_minor: Some(balance.amount_minor()),
+            debit: Some(&joined),
+            ..Update::default()
+        };
+        self.set(&rec.payment_id, update).await?;
+        let record = self.records.by_payment(&rec.payment_id).await?.unwrap_or(rec);
+        Ok(Offered { record, bill, settlement_id, offer: None, balance, commands })
     }
 
     async fn voided_at_offer(&self, rec: &Record, bill: &HandedBill, r: &StepReply) -> PayError {
@@ -836,16 +928,18 @@ impl Wallet {
                 return Err(e);
             }
         };
+        let balance = offer.message().balance();
         let update = Update {
             phase: Some(LocalPhase::Offered),
-            balance_minor: Some(offer.message().balance().amount_minor()),
+            balance_minor: Some(balance.amount_minor()),
             offer: Some(&token),
             debit: Some(&r.apdus[0]),
             ..Update::default()
         };
         self.set(&rec.payment_id, update).await?;
         let record = self.records.by_payment(&rec.payment_id).await?.unwrap_or(rec);
-        Ok(Offered { record, bill, offer, debit })
+        let settlement_id = offer.message().settlement_id().clone();
+        Ok(Offered { record, bill, settlement_id, offer: Some(offer), balance, commands: vec![debit] })
     }
 
     /// An offer recorded earlier, verified again (the consent page posts back).
@@ -855,12 +949,21 @@ impl Wallet {
             return Err(PayError::WrongPhase { expected: "offered", found: rec.phase });
         }
         let bill = HandedBill::parse(&rec.bill)?;
-        let token = rec.offer.clone().unwrap_or_default();
+        let commands: Vec<Vec<u8>> =
+            rec.debit.as_deref().unwrap_or_default().split(' ').map(|h| hex::decode(h).unwrap_or_default()).collect();
+        let sid = SettlementId::parse(settlement_id).map_err(|e| PayError::HandOff(e.to_string()))?;
+        let currency = bill.bill().total().currency();
+        let Some(token) = rec.offer.clone() else {
+            let balance = Money::new(rec.balance_minor.unwrap_or_default(), currency)
+                .map_err(|e| PayError::HandOff(format!("the recorded balance: {e}")))?;
+            return Ok(Offered { record: rec, bill, settlement_id: sid, offer: None, balance, commands });
+        };
         let offer =
             self.center.verify::<Offer>(&token, self.clock.as_ref()).await.map_err(PayError::OfferUnverified)?;
-        let debit = hex::decode(rec.debit.as_deref().unwrap_or_default()).unwrap_or_default();
+        let debit = commands.first().cloned().unwrap_or_default();
         checks::check_offer(&offer, settlement_id, &bill, rec.card_id, &debit).map_err(PayError::OfferMismatch)?;
-        Ok(Offered { record: rec, bill, offer, debit })
+        let balance = offer.message().balance();
+        Ok(Offered { record: rec, bill, settlement_id: sid, offer: Some(offer), balance, commands })
     }
 
     /// The record of a settlement.

@@ -201,7 +201,14 @@ async fn pay(State(w): State<Shared>, form: Result<Form<PayForm>, FormRejection>
     };
     match w.review(&form.bill, &form.return_url) {
         Ok(review) => {
-            let review = ReviewView { prepaid_first: form.method.as_deref() == Some("prepaid"), ..review };
+            // The second embodiment shows the card's balance with the bill
+            // (FIG. 21), read from the card here; nothing goes to the center.
+            let card_balance = match w.profile() {
+                kessai_core::profile::Profile::Offer => None,
+                _ => w.card_summary().await.ok().map(|card| card.balance),
+            };
+            let prepaid_first = form.method.as_deref() == Some("prepaid");
+            let review = ReviewView { prepaid_first, card_balance, ..review };
             html(StatusCode::OK, pages::review(&review))
         }
         // A link back only to the store's own address, as its bill says.

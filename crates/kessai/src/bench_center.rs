@@ -22,6 +22,7 @@ use kessai_core::ids::{CardId, OrderId, PartyId, StoreId};
 use kessai_core::keys::SigningKey;
 use kessai_core::messages::DisplayText;
 use kessai_core::messages::bill::LineItem;
+use kessai_core::profile::Profile;
 use kessai_core::random::OsRandom;
 use kessai_core::time::SystemClock;
 use kessai_core::{Currency, Money};
@@ -30,14 +31,22 @@ use kessai_merchant::{BillRequest, Merchant};
 use kessai_scp03::{CommandApdu, KeyVersion, ResponseApdu};
 use serde_json::{Value, json};
 
-/// The whole purchase's steps, in order.
-const STEPS: [&str; 4] = ["create", "authenticate", "balance", "complete"];
+/// A purchase's HTTP steps in `profile`, in order: one round trip each.
+fn steps(profile: Profile) -> &'static [&'static str] {
+    match profile {
+        Profile::Offer => &["create", "balance", "complete"],
+        Profile::Confirmed | Profile::Direct => &["create", "complete"],
+    }
+}
+
+/// The most steps a purchase has.
+const MAX_STEPS: usize = 3;
 /// Value on each bench card, and the price of one purchase.
 const CARD_VALUE_MINOR: u64 = 1_000_000_000;
 const PRICE_MINOR: u64 = 100;
 
 struct Sample {
-    step_us: [u64; 4],
+    step_us: [u64; MAX_STEPS],
     total_us: u64,
     bytes: u64,
 }
@@ -261,6 +270,30 @@ fn relay(card: &mut Terminal<InProcessReader<MemoryStorage>>, reply: &Value) -> 
     Ok(json!({ "responses": answers }))
 }
 
+/// What a wallet sends to create a purchase in `profile`: it reads the card
+/// in the clear (second embodiment) and opens the session under the bill's
+/// challenge, all before the first round trip.
+fn create_body(
+    t: &mut Terminal<InProcessReader<MemoryStorage>>,
+    card: CardId,
+    bill: &str,
+    profile: Profile,
+) -> anyhow::Result<Value> {
+    use kessai_card::protocol::{PublicInfo, get_data_command, initialize_update_command, purchase_host_challenge};
+    let mut transmit = |cmd: CommandApdu| -> anyhow::Result<ResponseApdu> {
+        Ok(ResponseApdu::parse(&t.reader_mut().transmit(&cmd.to_bytes())?)?)
+    };
+    let mut body = json!({ "bill": bill, "card_id": card.to_string(), "profile": profile.as_str() });
+    if profile != Profile::Offer {
+        let info = PublicInfo::parse(transmit(get_data_command(0xDF10))?.data()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        body["card_read"] = json!({ "balance_minor": info.balance_minor, "counter": info.counter });
+    }
+    let hash = kessai_core::digest::Sha256Digest::of_token(bill);
+    let challenge = purchase_host_challenge(hash.as_bytes(), &ChipCardId(*card.as_bytes()));
+    body["initialize_update"] = json!(hex::encode(transmit(initialize_update_command(&challenge))?.to_bytes()));
+    Ok(body)
+}
+
 /// One whole purchase, timed per step.
 /// Step `i` goes to instance `(first + i) % instances`: with several, never
 /// the one the step before went to.
@@ -271,6 +304,7 @@ async fn purchase(
     merchant: &Merchant,
     card: &mut (CardId, Terminal<InProcessReader<MemoryStorage>>),
     n: u64,
+    profile: Profile,
 ) -> anyhow::Result<Sample> {
     let line = LineItem::new("bench", DisplayText::parse("Bench item")?, 1, Money::new(PRICE_MINOR, Currency::JPY)?)?;
     let request = BillRequest {
@@ -283,14 +317,14 @@ async fn purchase(
     };
     let bill = merchant.sign_bill(request, &mut OsRandom, &SystemClock)?;
     let start = Instant::now();
-    let mut sample = Sample { step_us: [0; 4], total_us: 0, bytes: 0 };
+    let mut sample = Sample { step_us: [0; MAX_STEPS], total_us: 0, bytes: 0 };
     let mut reply = Value::Null;
     let mut id = String::new();
     let mut bearer = String::new();
-    for (i, step) in STEPS.iter().enumerate() {
+    for (i, step) in steps(profile).iter().enumerate() {
         let base = &bases[(first + i) % bases.len()];
         let (url, body) = if i == 0 {
-            (format!("{base}/v1/settlements"), json!({ "bill": bill.token(), "card_id": card.0.to_string() }))
+            (format!("{base}/v1/settlements"), create_body(&mut card.1, card.0, bill.token(), profile)?)
         } else {
             (format!("{base}/v1/settlements/{id}/{step}"), relay(&mut card.1, &reply)?)
         };
@@ -325,6 +359,7 @@ async fn phase(
     s: &mut Setup,
     duration: Duration,
     interval: Option<Duration>,
+    profile: Profile,
 ) -> anyhow::Result<(Vec<Sample>, f64, Ticks)> {
     let cpu0 = s.center_ticks();
     let pg0 = s.pg_ticks();
@@ -344,7 +379,7 @@ async fn phase(
                 n += 1;
                 let nonce = start.elapsed().as_nanos() as u64;
                 let first = i + usize::try_from(n).unwrap_or(0);
-                samples.push(purchase(&client, &bases, first, &merchant, &mut card, nonce ^ n).await?);
+                samples.push(purchase(&client, &bases, first, &merchant, &mut card, nonce ^ n, profile).await?);
                 if let Some(every) = interval {
                     let next = start + offset + every * u32::try_from(n).unwrap_or(u32::MAX);
                     tokio::time::sleep_until(next.into()).await;
@@ -387,14 +422,14 @@ impl Setup {
 
 /// `ticks`: the centers', PostgreSQL's, and this process's (wallets,
 /// cards, store).
-fn report(label: &str, samples: &[Sample], elapsed_s: f64, ticks: &Ticks) {
+fn report(label: &str, samples: &[Sample], elapsed_s: f64, ticks: &Ticks, profile: Profile) {
     let n = samples.len().max(1) as f64;
     println!(
         "{label}: {} settlements in {elapsed_s:.1} s = {:.0} settlements/s",
         samples.len(),
         samples.len() as f64 / elapsed_s
     );
-    for (i, step) in STEPS.iter().enumerate() {
+    for (i, step) in steps(profile).iter().enumerate() {
         let mut v: Vec<u64> = samples.iter().map(|s| s.step_us[i]).collect();
         v.sort_unstable();
         println!("  {step:<13} p50 {:>7.2} ms  p99 {:>7.2} ms", pct(&v, 0.5), pct(&v, 0.99));
@@ -416,7 +451,8 @@ fn report(label: &str, samples: &[Sample], elapsed_s: f64, ticks: &Ticks) {
         ticks.bench as f64 * tick_ms / n
     );
     let bytes: u64 = samples.iter().map(|s| s.bytes).sum();
-    println!("  HTTP round trips per settlement: {}; JSON bytes per settlement: {:.0}", STEPS.len(), bytes as f64 / n);
+    let trips = steps(profile).len();
+    println!("  HTTP round trips per settlement: {trips}; JSON bytes per settlement: {:.0}", bytes as f64 / n);
 }
 
 /// This machine's speed just now, printed so runs can be compared: on a
@@ -469,6 +505,7 @@ pub fn run(
     instances: usize,
     pg_statements: bool,
     center_log: Option<&std::path::Path>,
+    profile: Profile,
 ) -> anyhow::Result<()> {
     if instances == 0 {
         bail!("--instances must be at least 1");
@@ -490,17 +527,17 @@ pub fn run(
             if instances > 1 { ", each step of a purchase on another instance than the step before" } else { "" };
         println!(
             "kessai bench center — {instances} center instance(s), each its own process and data directory, on {on}; \
-             {wallets} wallets over HTTPS{each}"
+             {wallets} wallets over HTTPS{each}; purchases in the {profile} profile"
         );
         println!("machine now: {}", calibrate());
-        let (samples, elapsed, cpu) = phase(&mut s, Duration::from_secs(seconds), None).await?;
-        report("full load", &samples, elapsed, &cpu);
+        let (samples, elapsed, cpu) = phase(&mut s, Duration::from_secs(seconds), None, profile).await?;
+        report("full load", &samples, elapsed, &cpu, profile);
         let rate = samples.len() as f64 / elapsed;
         // Half the load: each wallet starts one purchase per `every`, so all
         // together offer rate/2 whatever the latency.
         let every = Duration::from_secs_f64(wallets as f64 / (rate / 2.0).max(0.1));
-        let (half, elapsed, cpu) = phase(&mut s, Duration::from_secs(seconds), Some(every)).await?;
-        report("half load", &half, elapsed, &cpu);
+        let (half, elapsed, cpu) = phase(&mut s, Duration::from_secs(seconds), Some(every), profile).await?;
+        report("half load", &half, elapsed, &cpu, profile);
         if let (Some(pg), true) = (&s.pg, pg_statements) {
             let settled = (samples.len() + half.len()).max(1) as f64;
             println!(

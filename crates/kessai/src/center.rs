@@ -65,6 +65,18 @@ pub enum CenterCommand {
     /// Pay stores: clearing runs, bank files, what the bank says, fees.
     #[command(subcommand)]
     Clearing(crate::clearing::ClearingCommand),
+    /// Show, or set with --accept, the purchase profiles a store accepts
+    /// (PROTOCOL §5.1): `offer` (SIG2, 3 round trips), `confirmed` and
+    /// `direct` (second embodiment, no SIG2, 2 round trips).
+    Profiles {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(long)]
+        store: String,
+        /// Comma-separated, e.g. `offer` for a store that requires SIG2.
+        #[arg(long, value_delimiter = ',')]
+        accept: Vec<String>,
+    },
 }
 
 #[derive(Copy, Clone, Debug, clap::ValueEnum)]
@@ -117,6 +129,33 @@ pub fn run(command: CenterCommand) -> anyhow::Result<()> {
             Ok(())
         }
         CenterCommand::Clearing(command) => crate::clearing::run(&runtime, command),
+        CenterCommand::Profiles { config, store, accept } => {
+            use kessai_core::profile::{Profile, Profiles};
+            let config = CenterConfig::load(&config).with_context(|| format!("loading {}", config.display()))?;
+            let store = kessai_core::ids::StoreId::parse(&store).context("--store")?;
+            let chosen = accept
+                .iter()
+                .map(|p| {
+                    Profile::parse(p).with_context(|| format!("--accept: no profile {p:?} (offer, confirmed, direct)"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let profiles = runtime.block_on(async {
+                let center = kessai_center::app::open(&config).await?;
+                let done = async {
+                    anyhow::ensure!(center.db.store(&store).await?.is_some(), "store {store} is not registered");
+                    if !chosen.is_empty() {
+                        let set = Profiles::of(&chosen).context("--accept: at least one profile")?;
+                        center.db.set_store_profiles(&store, set, center.clock.now()).await?;
+                    }
+                    Ok(center.db.store_profiles(&store).await?)
+                }
+                .await;
+                center.db.close().await;
+                done
+            })?;
+            println!("{store} accepts purchases in: {}", profiles.to_text());
+            Ok(())
+        }
         CenterCommand::ImportStatement { config, source, file } => {
             let config = CenterConfig::load(&config).with_context(|| format!("loading {}", config.display()))?;
             let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;

@@ -257,6 +257,10 @@ enum BenchCommand {
         /// Where the center processes' log goes (default: discarded).
         #[arg(long)]
         center_log: Option<PathBuf>,
+        /// The purchase profile: `offer` (SIG2, 3 round trips), `confirmed`
+        /// or `direct` (second embodiment, 2 round trips).
+        #[arg(long, default_value = "offer", value_parser = parse_profile)]
+        profile: kessai_core::profile::Profile,
     },
     /// One clearing run over many posted settlements for many stores: its time and peak memory.
     Clearing {
@@ -292,6 +296,11 @@ enum BenchCommand {
     },
 }
 
+/// A purchase profile named on the command line.
+pub(crate) fn parse_profile(s: &str) -> Result<kessai_core::profile::Profile, String> {
+    kessai_core::profile::Profile::parse(s).ok_or_else(|| format!("{s:?}: offer, confirmed or direct"))
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Keys(KeysCommand::Generate { out, passphrase, not_before, not_after }) => {
@@ -314,9 +323,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Wallet { config, command } => wallet::run(&config, command),
         Command::Bench(BenchCommand::Jws { iterations }) => bench::jws(iterations),
         Command::Bench(BenchCommand::Card { sessions }) => card::bench(sessions),
-        Command::Bench(BenchCommand::Center { wallets, seconds, database, instances, pg_statements, center_log }) => {
-            bench_center::run(wallets, seconds, database, instances, pg_statements, center_log.as_deref())
-        }
+        Command::Bench(BenchCommand::Center {
+            wallets,
+            seconds,
+            database,
+            instances,
+            pg_statements,
+            center_log,
+            profile,
+        }) => bench_center::run(wallets, seconds, database, instances, pg_statements, center_log.as_deref(), profile),
         Command::Bench(BenchCommand::Ledger { seconds, postgres, pg_bin }) => bench::ledger(seconds, postgres, pg_bin),
         Command::Bench(BenchCommand::Clearing { settlements, stores, database }) => {
             bench_clearing::run(settlements, stores, database)

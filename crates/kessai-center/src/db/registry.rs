@@ -1,6 +1,7 @@
 //! The registry: stores, their signing keys, and cards.
 
 use super::*;
+use kessai_core::profile::Profiles;
 
 /// A store as registered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,10 +67,48 @@ impl CenterDb {
         store: &StoreId,
         card: &CardId,
     ) -> Result<(Option<StoreRecord>, Option<CardRecord>), DbError> {
-        let decode = |row: &dyn Columns| Ok((present(row, "s_id", store_row)?, present(row, "c_id", card_row)?));
+        let (store, card) = self.purchase_reads(store, card).await?;
+        Ok((store.map(|(s, _)| s), card))
+    }
+
+    /// What a purchase's create reads, in one statement: the store with the
+    /// purchase profiles it accepts, and the card.
+    pub async fn purchase_reads(
+        &self,
+        store: &StoreId,
+        card: &CardId,
+    ) -> Result<(Option<(StoreRecord, Profiles)>, Option<CardRecord>), DbError> {
+        let with_profiles = |row: &dyn Columns| Ok((store_row(row)?, profiles_column(row)?));
+        let decode = |row: &dyn Columns| Ok((present(row, "s_id", with_profiles)?, present(row, "c_id", card_row)?));
         self.read_one(STORE_AND_CARD_SQL, &[store.as_str(), &card.to_string()], decode)
             .await?
             .ok_or_else(|| corrupt("a LEFT JOIN from one row answered none"))
+    }
+
+    /// The purchase profiles a store accepts (all, unless its operator
+    /// chose).
+    pub async fn store_profiles(&self, store: &StoreId) -> Result<Profiles, DbError> {
+        let row = self
+            .read_one(
+                "SELECT purchase_profiles AS s_profiles FROM center_store_settings WHERE store = $1",
+                &[store.as_str()],
+                profiles_column,
+            )
+            .await?;
+        Ok(row.unwrap_or(Profiles::ALL))
+    }
+
+    /// Sets the purchase profiles a store accepts.
+    pub async fn set_store_profiles(&self, store: &StoreId, profiles: Profiles, now: Timestamp) -> Result<(), DbError> {
+        let set = Stmt::new(
+            "INSERT INTO center_store_settings (store, payout_mode, purchase_profiles, updated_at)
+             VALUES ($1, 'scheduled', $2, $3)
+             ON CONFLICT (store) DO UPDATE SET purchase_profiles = $2, updated_at = $3",
+        )
+        .bind(store.as_str().to_owned())
+        .bind(profiles.to_text())
+        .bind(to_i64(now.unix_s())?);
+        self.write(move |mut conn| Box::pin(async move { conn.execute(set).await.map(|_| ()) })).await
     }
 
     /// Registers a signing key of a store (the merchant of record).
@@ -286,4 +325,13 @@ pub enum StatusChange {
     UnknownCard,
     /// The card is lost; it can be nothing else again.
     LostIsFinal,
+}
+
+/// Column `s_profiles`: a store's chosen purchase profiles; none chosen
+/// (no row, or NULL) is every profile.
+fn profiles_column(r: &dyn Columns) -> Result<Profiles, DbError> {
+    match r.text("s_profiles")? {
+        None => Ok(Profiles::ALL),
+        Some(text) => Profiles::from_text(&text).ok_or_else(|| corrupt(format!("purchase profiles {text:?}"))),
+    }
 }

@@ -10,17 +10,20 @@ impl CenterDb {
         s: &Settlement,
         now: Timestamp,
     ) -> Result<Option<(Settlement, i64)>, DbError> {
-        self.insert_settlement_answering(s, now, None).await
+        self.insert_settlement_answering(s, now, None, Entries::none()).await
     }
 
-    /// As [`CenterDb::insert_settlement`], remembering `response` as the
-    /// answer to its Idempotency-Key in the same transaction if the
-    /// settlement was inserted.
+    /// Inserts a new settlement (its bill not seen before) with, in the same
+    /// transaction, the books' `entries` (a hold, when the create sealed
+    /// its DEBIT already) and `response` as its Idempotency-Key's answer.
+    /// If the bill has a settlement already, nothing is written and that
+    /// one is returned with its version.
     pub async fn insert_settlement_answering(
         &self,
         s: &Settlement,
         now: Timestamp,
         response: Option<SavedResponse>,
+        entries: Entries,
     ) -> Result<Option<(Settlement, i64)>, DbError> {
         let insert = Stmt::new(
             "INSERT INTO center_settlements (id, store, bill_id, card_id, phase, record, version, created_at, updated_at)
@@ -33,20 +36,46 @@ impl CenterDb {
         .bind(s.phase().as_str().to_owned())
         .bind(settlement_record(s)?)
         .bind(to_i64(now.unix_s())?);
-        let existing = Stmt::new("SELECT record, version FROM center_settlements WHERE store = $1 AND bill_id = $2")
-            .bind(s.bill.store.as_str().to_owned())
-            .bind(s.bill.bill_id.as_str().to_owned());
+        let existing = || {
+            Stmt::new("SELECT record, version FROM center_settlements WHERE store = $1 AND bill_id = $2")
+                .bind(s.bill.store.as_str().to_owned())
+                .bind(s.bill.bill_id.as_str().to_owned())
+        };
+        let (first_look, existing) = (existing(), existing());
         let (save, stored) = idempotency::saving(response, now)?;
+        let guard = (!entries.is_empty())
+            .then(|| BillGuard { store: s.bill.store.clone(), bill_id: s.bill.bill_id.as_str().to_owned() });
+        let (now_s, what) = (now.unix_s(), s.id.to_string());
         let inserted = self
             .write(move |mut conn| {
                 Box::pin(async move {
-                    if conn.execute(insert).await? == 1 {
-                        if let Some(save) = save {
-                            conn.execute(save).await?;
+                    if !entries.is_empty() && !conn.is_postgres() {
+                        // SQLite shares one transaction among a group of
+                        // writes: look before writing anything, so that a
+                        // bill seen before or the books refusing leaves it
+                        // clean (the writer runs one write at a time).
+                        if let Some(found) = conn.fetch_optional(first_look, settlement_row).await? {
+                            return Ok(Some(found));
                         }
-                        return Ok(None);
                     }
-                    Ok(Some(conn.fetch_one(existing, settlement_row).await?))
+                    if let Some(guard) = guard {
+                        guard.check(&mut conn).await?;
+                    }
+                    if conn.is_postgres() || entries.is_empty() {
+                        if conn.execute(insert).await? != 1 {
+                            return Ok(Some(conn.fetch_one(existing, settlement_row).await?));
+                        }
+                        conn.books(&entries, now_s).await?;
+                    } else {
+                        conn.books(&entries, now_s).await?;
+                        if conn.execute(insert).await? != 1 {
+                            return Err(DbError::Inconsistent(format!("{what} was inserted meanwhile")));
+                        }
+                    }
+                    if let Some(save) = save {
+                        conn.execute(save).await?;
+                    }
+                    Ok(None)
                 })
             })
             .await?;

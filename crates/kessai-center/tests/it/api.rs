@@ -28,17 +28,15 @@ async fn a_purchase_over_the_api_with_idempotent_retries() {
     let token = bill_token(&mut s);
     let app = kessai_center::api::routes(Arc::new(s.center));
 
-    let create = json!({ "bill": token, "card_id": card_id(1).to_string() });
+    let create = create_json(&mut card, &token, 1);
     let (status, r) = post(&app, "/v1/settlements", Some("k-create"), create.clone()).await;
     assert_eq!(status, StatusCode::OK, "{r}");
-    assert_eq!(r["phase"], "authenticating");
+    assert_eq!(r["phase"], "reading_balance");
     // The same request again under the same key: the same answer, byte for byte.
     let (_, again) = post(&app, "/v1/settlements", Some("k-create"), create).await;
     assert_eq!(again, r);
     let id = r["settlement_id"].as_str().unwrap().to_owned();
 
-    let (_, r) =
-        post(&app, &format!("/v1/settlements/{id}/authenticate"), Some("k-auth"), relay_json(&mut card, &r)).await;
     let (_, r) = post(&app, &format!("/v1/settlements/{id}/balance"), Some("k-bal"), relay_json(&mut card, &r)).await;
     assert_eq!(r["phase"], "offered", "{r}");
     assert_eq!(r["balance_minor"], 50_000);
@@ -77,25 +75,22 @@ async fn refusals_use_one_error_shape() {
     let token = bill_token(&mut s);
     let strangers_bill = bill_token(&mut s);
     let app = kessai_center::api::routes(Arc::new(s.center));
-    let create = json!({ "bill": token, "card_id": card_id(2).to_string() });
+    let mut card = funded_card(2, 50_000);
+    let create = create_json(&mut card, &token, 2);
 
     let (status, body) = post(&app, "/v1/settlements", None, create.clone()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_error_shape(&body, "idempotency_key_required");
-    let (status, body) = post(&app, "/v1/settlements", Some("k1"), json!({ "bill": token, "card_id": "zz" })).await;
+    let bad_card = json!({ "bill": token, "card_id": "zz", "initialize_update": "9000" });
+    let (status, body) = post(&app, "/v1/settlements", Some("k1"), bad_card).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_error_shape(&body, "bad_card_id");
     let (_, body) = post(&app, "/v1/settlements", Some("k1"), create.clone()).await;
     assert_error_shape(&body, "idempotency_key_reused");
-    let (status, body) =
-        post(&app, "/v1/settlements", Some("k2"), json!({ "bill": "x.y.z", "card_id": card_id(2).to_string() })).await;
+    let bad_bill = json!({ "bill": "x.y.z", "card_id": card_id(2).to_string(), "initialize_update": "9000" });
+    let (status, body) = post(&app, "/v1/settlements", Some("k2"), bad_bill).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_error_shape(&body, "bill_invalid");
-    // A card id nobody registered is opened like any other (M4): the
-    // refusal comes only after a card proves itself.
-    let unknown = json!({ "bill": strangers_bill, "card_id": card_id(7).to_string() });
-    let (status, stranger) = post(&app, "/v1/settlements", Some("k3"), unknown).await;
-    assert_eq!(status, StatusCode::OK, "{stranger}");
     let (status, body) = post(&app, "/v1/settlements", Some("k4"), json!({ "bill": token })).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_error_shape(&body, "bad_json");
@@ -103,33 +98,39 @@ async fn refusals_use_one_error_shape() {
         post(&app, "/v1/settlements/stl_nope/complete", Some("k5"), json!({ "responses": ["9000"] })).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_error_shape(&body, "unknown_settlement");
-    let (status, r) = post(&app, "/v1/settlements", Some("k6"), create).await;
-    assert_eq!(status, StatusCode::OK);
-    let id = r["settlement_id"].as_str().unwrap();
-    let (status, body) =
-        post(&app, &format!("/v1/settlements/{id}/authenticate"), Some("k7"), json!({ "responses": ["zz"] })).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_error_shape(&body, "bad_apdu");
-    let (status, body) =
-        post(&app, &format!("/v1/settlements/{id}/authenticate"), Some("k8"), json!({ "responses": ["6982"] })).await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_error_shape(&body, "card_refused");
-    // The known card's and the unknown card's answers alike: the same
-    // fields, the same INITIALIZE UPDATE header (key version included), and
-    // the same refusal of an answer no card gave.
-    let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
-    assert_eq!(keys(&stranger), keys(&r));
-    assert_eq!((stranger["phase"].clone(), stranger["apdus"].as_array().map(Vec::len)), (r["phase"].clone(), Some(1)));
-    let head = |v: &Value| v["apdus"][0].as_str().unwrap()[..10].to_owned();
-    assert_eq!(head(&stranger), head(&r), "CLA INS P1 P2 Lc");
-    let bogus = json!({ "responses": ["00000000000000000000000000000000000000000000000000000000009000"] });
-    let sid = stranger["settlement_id"].as_str().unwrap();
-    let (unknown_status, unknown_body) =
-        post(&app, &format!("/v1/settlements/{sid}/authenticate"), Some("k9"), bogus.clone()).await;
-    let (known_status, known_body) =
-        post(&app, &format!("/v1/settlements/{id}/authenticate"), Some("k10"), bogus).await;
+    for (key, answer, code) in [("k7", "zz", "bad_apdu"), ("k8", "6982", "card_refused")] {
+        let bad = json!({ "bill": token, "card_id": card_id(2).to_string(), "initialize_update": answer });
+        let (status, body) = post(&app, "/v1/settlements", Some(key), bad).await;
+        assert_eq!(status, if code == "bad_apdu" { StatusCode::BAD_REQUEST } else { StatusCode::UNPROCESSABLE_ENTITY });
+        assert_error_shape(&body, code);
+    }
+    // A card id nobody registered is answered like a known one (M4): an
+    // opening no card gave is refused alike for both, and a genuine card
+    // the registry does not list only after it proved itself.
+    let bogus = "00000000000000000000000000000000000000000000000000000000009000";
+    let refusal = |card: u8, key: &'static str| {
+        let (app, token) = (&app, &token);
+        let body = json!({ "bill": token, "card_id": card_id(card).to_string(), "initialize_update": bogus });
+        async move { post(app, "/v1/settlements", Some(key), body).await }
+    };
+    let (known_status, known_body) = refusal(2, "k9").await;
+    let (unknown_status, unknown_body) = refusal(7, "k10").await;
     assert_eq!(unknown_status, known_status);
     assert_eq!(unknown_body["error"]["code"], known_body["error"]["code"], "{unknown_body} {known_body}");
+    let mut unlisted = funded_card(7, 50_000);
+    let (status, body) =
+        post(&app, "/v1/settlements", Some("k11"), create_json(&mut unlisted, &strangers_bill, 7)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_error_shape(&body, "unknown_card");
+    let (status, r) = post(&app, "/v1/settlements", Some("k6"), create).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+}
+
+/// A wallet's create in the `offer` profile: the bill, the card, and the
+/// card's answer to the INITIALIZE UPDATE under the bill's challenge.
+fn create_json(card: &mut kessai_card::terminal::Terminal<crate::world::CardReader>, bill: &str, n: u8) -> Value {
+    let opening = crate::world::opening(card, bill, card_id(n));
+    json!({ "bill": bill, "card_id": card_id(n).to_string(), "initialize_update": hex::encode(opening.to_bytes()) })
 }
 
 #[tokio::test]
@@ -179,7 +180,7 @@ async fn a_settlement_answers_only_its_wallet_and_its_store() {
     let mut card = funded_card(1, 50_000);
     let bill = bill_token(&mut s);
     let app = kessai_center::api::routes(Arc::new(s.center));
-    let create = json!({ "bill": bill, "card_id": card_id(1).to_string() });
+    let create = create_json(&mut card, &bill, 1);
     let (_, r) = post(&app, "/v1/settlements", Some("m4-create"), create).await;
     let id = r["settlement_id"].as_str().unwrap().to_owned();
     let token = r["access_token"].as_str().expect("the create hands out the access token").to_owned();
@@ -202,7 +203,7 @@ async fn a_settlement_answers_only_its_wallet_and_its_store() {
     for (auth, peer) in [(None, None), (Some(wrong), None), (None, Some("mall")), (Some(token.as_str()), None)] {
         // The card's genuine answers, without the token (or with a bare
         // token, not a bearer one): refused as unknown.
-        let (status, body) = send(&app, step(auth, "/authenticate", "m4-a"), answers.clone(), peer).await;
+        let (status, body) = send(&app, step(auth, "/balance", "m4-a"), answers.clone(), peer).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
         assert_error_shape(&body, "unknown_settlement");
         let (status, body) = send(&app, step(auth, "/cancel", "m4-c"), json!({}), peer).await;
@@ -218,12 +219,12 @@ async fn a_settlement_answers_only_its_wallet_and_its_store() {
     }
     // Nothing changed: the wallet goes on with the same answers.
     let bearer = format!("Bearer {token}");
-    let (status, r) = send(&app, step(Some(&bearer), "/authenticate", "m4-a"), answers, None).await;
+    let (status, r) = send(&app, step(Some(&bearer), "/balance", "m4-a"), answers, None).await;
     assert_eq!(status, StatusCode::OK, "{r}");
-    assert_eq!(r["phase"], "reading_balance");
+    assert_eq!(r["phase"], "offered");
     let (status, view) = send(&app, step(Some(&bearer), "", "-").method("GET"), Value::Null, None).await;
     assert_eq!(status, StatusCode::OK, "{view}");
-    assert_eq!(view["phase"], "reading_balance");
+    assert_eq!(view["phase"], "offered");
     // The store reads it by its certificate (and gets no access token).
     let store = view["store"].as_str().unwrap().to_owned();
     let (status, by_store) = send(&app, Request::get(format!("/v1/settlements/{id}")), Value::Null, Some(&store)).await;
@@ -247,10 +248,11 @@ async fn a_settlement_answers_only_its_wallet_and_its_store() {
 async fn a_second_request_under_a_key_in_progress_is_refused_and_changes_nothing() {
     let mut s = setup().await;
     register_card(&s, 1, 50_000).await;
+    let mut card = funded_card(1, 50_000);
     let bill = bill_token(&mut s);
     let center = Arc::new(s.center);
     let app = kessai_center::api::routes(center.clone());
-    let create = json!({ "bill": bill, "card_id": card_id(1).to_string() });
+    let create = create_json(&mut card, &bill, 1);
     let held = center.in_flight.claim("m10-key").expect("free");
     assert!(center.in_flight.claim("m10-key").is_none(), "one claim per key");
     let (status, body) = post(&app, "/v1/settlements", Some("m10-key"), create.clone()).await;

@@ -288,17 +288,25 @@ async fn lost_replies(mut s: crate::service::Setup) {
     let stranger = post_as_stranger(&charges, &format!("/v1/charges/{id}/cancel"), "charge-cancel", json!({})).await;
     assert_eq!(stranger, (404, "unknown_value_update".to_owned()));
 
-    // A purchase, the same way.
-    let create = json!({ "bill": token, "card_id": card_id(2).to_string() });
-    let (_, mut reply) = post(&purchases, "/v1/settlements", Some("p-create"), create).await;
+    // A purchase, the same way, its create too.
+    let opening = crate::world::opening(&mut card, &token, card_id(2));
+    let create = json!({
+        "bill": token,
+        "card_id": card_id(2).to_string(),
+        "initialize_update": hex::encode(opening.to_bytes()),
+    });
+    let answer = Some(answer_for("p-create", "create", &create));
+    let first = center.create(crate::world::offer_create(&token, card_id(2), opening), answer).await.unwrap();
+    let (status, mut reply) = post(&purchases, "/v1/settlements", Some("p-create"), create).await;
+    assert_eq!(status, StatusCode::OK, "create: {reply}");
+    assert_eq!(reply, serde_json::to_value(&first).unwrap(), "create: the first answer");
     let id = reply["settlement_id"].as_str().unwrap().to_owned();
-    for step in ["authenticate", "balance", "complete"] {
+    for step in ["balance", "complete"] {
         let body = relay_json(&mut card, &reply);
         let key = format!("purchase-lost-{step}");
         let call = StepCall { answer: Some(answer_for(&key, &format!("{step}/{id}"), &body)), read: None };
         let answers = answers_of(&body);
         let first = match step {
-            "authenticate" => center.authenticate(&id, answers, call).await,
             "balance" => center.offer(&id, answers, call).await,
             _ => center.complete(&id, answers, call).await,
         }

@@ -119,10 +119,13 @@ async fn steps_store_their_answer_only_when_they_win(db: &CenterDb) {
     };
     // Opening: the answer is stored with the new settlement, not with a duplicate.
     let (opened, _) = w.create(&record(2));
-    assert!(db.insert_settlement_answering(&opened, NOW, Some(answer("opened"))).await.unwrap().is_none());
+    assert!(
+        db.insert_settlement_answering(&opened, NOW, Some(answer("opened")), Entries::none()).await.unwrap().is_none()
+    );
     let mut duplicate = opened.clone();
     duplicate.id = kessai_core::ids::SettlementId::parse("stl_duplicate").unwrap();
-    let existing = db.insert_settlement_answering(&duplicate, NOW, Some(answer("duplicate"))).await.unwrap();
+    let existing =
+        db.insert_settlement_answering(&duplicate, NOW, Some(answer("duplicate")), Entries::none()).await.unwrap();
     assert_eq!(existing.map(|(e, v)| (e.id, v)), Some((opened.id.clone(), 1)));
     assert!(db.idempotent_response("opened").await.unwrap().is_some());
     assert_eq!(db.idempotent_response("duplicate").await.unwrap(), None);
@@ -416,7 +419,7 @@ async fn migrations_take_turns_and_a_newer_schema_is_refused(url: &str) {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-        assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7, 8, 9], "each migration once");
+        assert_eq!(versions, (1..=10).collect::<Vec<i64>>(), "each migration once");
         sqlx::query("INSERT INTO kessai_center_schema (version, description) VALUES (99, 'from the future')")
             .execute(&mut conn)
             .await

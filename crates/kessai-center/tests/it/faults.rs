@@ -70,10 +70,9 @@ async fn run(mut c: Charging, n: u64) -> bool {
     // 2. A purchase of the sample bill (JPY 11,360).
     let (claims, b) = samples::bill(&mut OsRandom, NOW).unwrap();
     let token = bill::sign(&claims, &b, &key).unwrap();
-    let r = survive!(c, c.center.create(&token, card_id(1), None));
+    let opened = crate::world::opening(&mut card, &token, card_id(1));
+    let r = survive!(c, c.center.create(crate::world::offer_create(&token, card_id(1), opened.clone()), None));
     let sid = r.settlement_id.clone();
-    let answers = relay_step(&mut card, &r);
-    let r = survive!(c, c.center.authenticate(&sid, answers.clone(), Default::default()));
     let answers = relay_step(&mut card, &r);
     let r = survive!(c, c.center.offer(&sid, answers.clone(), Default::default()));
     let answers = relay_step(&mut card, &r);
@@ -121,9 +120,8 @@ async fn run(mut c: Charging, n: u64) -> bool {
     // The card pays again.
     let (claims, b) = samples::bill(&mut OsRandom, NOW).unwrap();
     let token = bill::sign(&claims, &b, &key).unwrap();
-    let r = c.center.create(&token, card_id(1), None).await.unwrap();
+    let r = c.center.create(crate::world::offer_request(&mut card, &token, card_id(1)), None).await.unwrap();
     let sid = r.settlement_id.clone();
-    let r = c.center.authenticate(&sid, relay_step(&mut card, &r), Default::default()).await.unwrap();
     let r = c.center.offer(&sid, relay_step(&mut card, &r), Default::default()).await.unwrap();
     let r = c.center.complete(&sid, relay_step(&mut card, &r), Default::default()).await.unwrap();
     assert_eq!(r.phase, Phase::Completed);
@@ -156,6 +154,51 @@ async fn a_crash_after_any_database_operation_of_any_step_loses_and_creates_noth
     // Fewer than on SQLite: a step's compare-and-set there is preceded by a
     // version check (group commit), here it takes the row lock itself.
     assert!(n > 30, "every step's operations were crashed after: {n}");
+}
+
+/// A purchase in the second embodiment (`confirmed`) under the same
+/// crashes: its create, which holds the amount with the new settlement in
+/// one transaction, and its complete.
+async fn second_embodiment_run(mut c: Charging, n: u64) -> bool {
+    use kessai_core::profile::Profile;
+    let key = stores(&c).await;
+    c.register(1, 20_000).await;
+    let mut card = funded_card(1, 20_000);
+    c.center.db.faults().fail_at(n);
+    let (claims, b) = samples::bill(&mut OsRandom, NOW).unwrap();
+    let token = bill::sign(&claims, &b, &key).unwrap();
+    let r = survive!(c, c.center.create(crate::profiles::create_in(&mut card, &token, 1, Profile::Confirmed), None));
+    assert_eq!(r.phase, Phase::Offered);
+    let sid = r.settlement_id.clone();
+    let answers = relay_step(&mut card, &r);
+    let r = survive!(c, c.center.complete(&sid, answers.clone(), Default::default()));
+    assert_eq!(r.phase, Phase::Completed);
+    let fired = !c.center.db.faults().armed();
+    c.center.db.faults().fail_at(0);
+    assert_eq!(balance_of(&mut card), 20_000 - 11_360, "fault at {n}");
+    c.check_books(1, &mut card).await;
+    assert_eq!(c.center.books.store_payable(&member(), Currency::JPY).await.unwrap(), 11_360, "fault at {n}");
+    fired
+}
+
+#[tokio::test]
+async fn a_crash_after_any_database_operation_of_a_second_embodiment_purchase_loses_and_creates_nothing() {
+    let mut n = 1;
+    while second_embodiment_run(Charging::new().await, n).await {
+        n += 1;
+        assert!(n < 1_000, "the flow ends");
+    }
+    assert!(n > 5, "every write was crashed after: {n}");
+    let mut n = 1;
+    loop {
+        let Some(c) = Charging::on_postgres("faults_second").await else { return };
+        if !second_embodiment_run(c, n).await {
+            break;
+        }
+        n += 1;
+        assert!(n < 1_000, "the flow ends");
+    }
+    assert!(n > 5, "every write was crashed after on PostgreSQL: {n}");
 }
 
 /// Virtual prepaid cards (#18) under the same crashes: a card opened by a

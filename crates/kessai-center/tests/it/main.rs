@@ -11,6 +11,7 @@ mod faults;
 mod keys;
 mod members;
 mod prepaid;
+mod profiles;
 mod purchase;
 mod refund;
 mod service;

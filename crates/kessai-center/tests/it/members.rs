@@ -209,10 +209,9 @@ async fn a_members_card_pays_only_on_the_members_signed_instruction() {
     let mut card = crate::world::funded_card(5, 20_000);
 
     let bill = crate::service::bill_token(&mut s);
-    let r = s.center.create(&bill, crate::world::card_id(5), None).await.unwrap();
+    let r =
+        s.center.create(crate::world::offer_request(&mut card, &bill, crate::world::card_id(5)), None).await.unwrap();
     let id = r.settlement_id.clone();
-    let answers = parse_answers(&crate::service::relay(&mut card, &r)).unwrap();
-    let r = s.center.authenticate(&id, answers, Default::default()).await.unwrap();
     let answers = parse_answers(&crate::service::relay(&mut card, &r)).unwrap();
     let settlement = s.center.settlement(&id).await.unwrap();
     let signed = |signer: &SigningKey, change: &dyn Fn(&mut InstructionDraft), rng: &mut SeededRandom| {
@@ -232,7 +231,10 @@ async fn a_members_card_pays_only_on_the_members_signed_instruction() {
         let (center, id, answers) = (&s.center, id.clone(), answers.clone());
         async move { center.offer_instructed(&id, answers, token.as_deref(), Default::default()).await }
     };
-    assert!(matches!(offer(None).await, Err(CenterError::InstructionRequired(_))), "missing");
+    assert!(
+        matches!(offer(None).await, Err(CenterError::Step(kessai_center::purchase::StepError::InstructionRequired(_)))),
+        "missing"
+    );
     let stranger = SigningKey::generate(&mut rng);
     let refused = [
         ("another key", signed(&stranger, &|_| {}, &mut rng)),
@@ -244,7 +246,13 @@ async fn a_members_card_pays_only_on_the_members_signed_instruction() {
         ("another card", signed(&key, &|d| d.card_id = Some(crate::world::card_id(6)), &mut rng)),
     ];
     for (what, token) in refused {
-        assert!(matches!(offer(Some(token)).await, Err(CenterError::Instruction(_))), "{what}");
+        assert!(
+            matches!(
+                offer(Some(token)).await,
+                Err(CenterError::Step(kessai_center::purchase::StepError::InstructionRefused(_)))
+            ),
+            "{what}"
+        );
     }
     let mut tampered = signed(&key, &|_| {}, &mut rng).into_bytes();
     let at = tampered.len() - 5;
@@ -425,20 +433,26 @@ async fn a_store_member_signs_its_bills_with_its_registered_key() {
         bill::sign(&claims, &bill, key).unwrap()
     };
     let card = crate::world::card_id(7);
-    let opened = s.center.create(&sign_bill(&first, 1, &mut rng), card, None).await.unwrap();
-    assert_eq!(opened.phase, kessai_center::purchase::Phase::Authenticating, "the store member's bill is accepted");
+    let mut chip = crate::world::funded_card(7, 20_000);
+    let mut create = |token: String| {
+        let opening = crate::world::opening(&mut chip, &token, card);
+        let center = &s.center;
+        async move { center.create(crate::world::offer_create(&token, card, opening), None).await }
+    };
+    let opened = create(sign_bill(&first, 1, &mut rng)).await.unwrap();
+    assert_eq!(opened.phase, kessai_center::purchase::Phase::ReadingBalance, "the store member's bill is accepted");
 
     let second = SigningKey::generate(&mut rng);
     let id = PartyId::parse(&store).unwrap();
     let claims = Claims::for_lifetime(id.clone(), MessageId::generate(&mut rng), NOW, 300).unwrap();
     let replacement = jws::sign(&claims, &KeyReplacement::made(id, &first, &second).unwrap(), &first).unwrap();
     s.center.replace_member_key(&replacement).await.unwrap();
-    let old = s.center.create(&sign_bill(&first, 2, &mut rng), card, None).await.unwrap_err();
+    let old = create(sign_bill(&first, 2, &mut rng)).await.unwrap_err();
     assert!(matches!(old, CenterError::Bill(JwsError::RevokedKey(_))), "{old:?}");
-    s.center.create(&sign_bill(&second, 3, &mut rng), card, None).await.unwrap();
+    create(sign_bill(&second, 3, &mut rng)).await.unwrap();
 
     s.center.revoke_member(&store, "the shop's laptop was stolen").await.unwrap();
-    let revoked = s.center.create(&sign_bill(&second, 4, &mut rng), card, None).await.unwrap_err();
+    let revoked = create(sign_bill(&second, 4, &mut rng)).await.unwrap_err();
     assert!(matches!(revoked, CenterError::Bill(JwsError::RevokedKey(_))), "{revoked:?}");
 }
 

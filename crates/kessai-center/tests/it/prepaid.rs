@@ -548,13 +548,8 @@ async fn one_bill_is_paid_once_whether_by_ic_card_or_prepaid_card() {
     let bill = sample_bill(&mut s);
     let token = instruction_for(&s.center, &m, &bill, &card, jpy(11_360), &m.key);
     s.center.pay_from_prepaid(&bill, &token, None).await.unwrap();
-    let r = s.center.create(&bill, card_id(1), None).await.unwrap();
+    let r = s.center.create(crate::world::offer_request(&mut ic, &bill, card_id(1)), None).await.unwrap();
     let id = r.settlement_id.clone();
-    let r = s
-        .center
-        .authenticate(&id, parse_answers(&crate::service::relay(&mut ic, &r)).unwrap(), Default::default())
-        .await
-        .unwrap();
     let refused =
         s.center.offer(&id, parse_answers(&crate::service::relay(&mut ic, &r)).unwrap(), Default::default()).await;
     assert!(
@@ -566,13 +561,8 @@ async fn one_bill_is_paid_once_whether_by_ic_card_or_prepaid_card() {
 
     // Offered to the IC card first: the prepaid payment is refused.
     let bill = sample_bill(&mut s);
-    let r = s.center.create(&bill, card_id(1), None).await.unwrap();
+    let r = s.center.create(crate::world::offer_request(&mut ic, &bill, card_id(1)), None).await.unwrap();
     let id = r.settlement_id.clone();
-    let r = s
-        .center
-        .authenticate(&id, parse_answers(&crate::service::relay(&mut ic, &r)).unwrap(), Default::default())
-        .await
-        .unwrap();
     s.center.offer(&id, parse_answers(&crate::service::relay(&mut ic, &r)).unwrap(), Default::default()).await.unwrap();
     let token = instruction_for(&s.center, &m, &bill, &card, jpy(11_360), &m.key);
     assert!(matches!(s.center.pay_from_prepaid(&bill, &token, None).await, Err(PrepaidError::BillPaid)));

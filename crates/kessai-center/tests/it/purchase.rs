@@ -49,7 +49,7 @@ fn happy_path() {
     assert_eq!(verified.message().debit_hash(), Sha256Digest::of(&debit.to_bytes()));
     assert_eq!(verified.message().bill_hash(), s.bill.bill_hash);
     // step 5: consent; the card debits; the center checks the sealed answer.
-    let (s, completion_token) = s.complete(&mut w.ctx(), &relay(&mut card, &debit)).unwrap();
+    let (s, completion_token) = s.complete(&mut w.ctx(), &[relay(&mut card, &debit)]).unwrap();
     assert_eq!(s.phase(), Phase::Completed);
     assert_eq!(balance_of(&mut card), 50_000 - 11_360);
     // step 6: the store (and wallet) check SIG3.
@@ -83,7 +83,7 @@ fn steps_out_of_order_are_refused() {
     let err = s.clone().offer(&mut w.ctx(), &[answer.clone(), answer.clone()]).unwrap_err();
     assert!(matches!(err, StepError::OutOfOrder { step: "offer", phase: Phase::Authenticating, .. }));
     // complete before offer
-    let err = s.clone().complete(&mut w.ctx(), &answer).unwrap_err();
+    let err = s.clone().complete(&mut w.ctx(), std::slice::from_ref(&answer)).unwrap_err();
     assert!(matches!(err, StepError::OutOfOrder { step: "complete", .. }));
     // recovery before any DEBIT exists
     assert!(matches!(s.clone().begin_recovery(&mut w.ctx()), Err(StepError::OutOfOrder { step: "recover", .. })));
@@ -98,8 +98,11 @@ fn a_replayed_debit_answer_cannot_complete_twice() {
     let mut card = funded_card(4, 50_000);
     let (s, _, debit) = to_offer(&mut w, &mut card, 4);
     let answer = relay(&mut card, &debit);
-    let (done, _) = s.clone().complete(&mut w.ctx(), &answer).unwrap();
-    assert!(matches!(done.complete(&mut w.ctx(), &answer), Err(StepError::OutOfOrder { phase: Phase::Completed, .. })));
+    let (done, _) = s.clone().complete(&mut w.ctx(), std::slice::from_ref(&answer)).unwrap();
+    assert!(matches!(
+        done.complete(&mut w.ctx(), std::slice::from_ref(&answer)),
+        Err(StepError::OutOfOrder { phase: Phase::Completed, .. })
+    ));
     // The same sealed DEBIT relayed again: the card answers the first result
     // (applied at most once) and the balance moves once.
     let again = relay(&mut card, &debit);
@@ -116,7 +119,7 @@ fn a_tampered_card_answer_is_refused_and_recovery_settles_it() {
     let mut bytes = answer.to_bytes();
     bytes[3] ^= 0x01;
     let forged = ResponseApdu::parse(&bytes).unwrap();
-    assert!(matches!(s.clone().complete(&mut w.ctx(), &forged), Err(StepError::Security(_))));
+    assert!(matches!(s.clone().complete(&mut w.ctx(), std::slice::from_ref(&forged)), Err(StepError::Security(_))));
     // The settlement stays offered: the stored copy is unchanged. Recovery
     // asks the card in a new session; the card did debit, so it completes.
     let (r, init) = s.begin_recovery(&mut w.ctx()).unwrap();
@@ -217,6 +220,7 @@ fn cards_that_may_not_pay_are_refused_only_after_they_proved_themselves() {
         registered_name: kessai_core::messages::DisplayText::parse("x").unwrap(),
         card_id: record(10).id,
         key_version: record(10).key_version,
+        profile: kessai_core::profile::Profile::Offer,
         max_amount_minor: 10_000,
     };
     let err = kessai_center::purchase::Settlement::create(&mut w.ctx(), input).unwrap_err();

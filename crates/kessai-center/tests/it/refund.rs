@@ -58,9 +58,8 @@ pub(crate) fn relay_step(card: &mut Terminal<CardReader>, reply: &StepReply) -> 
 async fn purchase(c: &Charging, key: &SigningKey, card: &mut Terminal<CardReader>, n: u8) -> SettlementId {
     let (claims, b) = samples::bill(&mut OsRandom, NOW).unwrap();
     let token = bill::sign(&claims, &b, key).unwrap();
-    let r = c.center.create(&token, card_id(n), Default::default()).await.unwrap();
+    let r = c.center.create(crate::world::offer_request(card, &token, card_id(n)), Default::default()).await.unwrap();
     let id = r.settlement_id.clone();
-    let r = c.center.authenticate(&id, relay_step(card, &r), Default::default()).await.unwrap();
     let r = c.center.offer(&id, relay_step(card, &r), Default::default()).await.unwrap();
     let r = c.center.complete(&id, relay_step(card, &r), Default::default()).await.unwrap();
     assert_eq!(r.phase, Phase::Completed);
@@ -244,7 +243,8 @@ async fn refund_requests_not_from_the_store_or_not_refundable_are_refused() {
     assert!(matches!(err, UpdateError::UnknownSettlement(_)), "{err:?}");
     // A settlement not completed (cancelled before its DEBIT).
     let (claims, b) = samples::bill(&mut OsRandom, NOW).unwrap();
-    let r = c.center.create(&bill::sign(&claims, &b, &key).unwrap(), card_id(3), Default::default()).await.unwrap();
+    let (token, mut three) = (bill::sign(&claims, &b, &key).unwrap(), funded_card(3, 50_000));
+    let r = c.center.create(crate::world::offer_request(&mut three, &token, card_id(3)), None).await.unwrap();
     c.center.cancel(&r.settlement_id, Default::default()).await.unwrap();
     let open = SettlementId::parse(&r.settlement_id).unwrap();
     let err = c.center.request_refund(&refund_token(&key, &open, "rf-w", 100)).await.unwrap_err();
@@ -540,7 +540,8 @@ async fn a_store_bills_and_refunds_only_for_its_own_members() {
         Claims::for_lifetime(PartyId::parse("rogue-shop").unwrap(), MessageId::generate(&mut OsRandom), NOW, 600)
             .unwrap();
     let token = bill::sign(&claims, &b, &rogue_key).unwrap();
-    let refused = c.center.create(&token, card_id(4), Default::default()).await;
+    let refused =
+        c.center.create(crate::world::offer_create(&token, card_id(4), crate::world::no_opening()), None).await;
     assert!(
         matches!(&refused, Err(kessai_center::service::CenterError::NotAMember { member: m, mall }) if m == "bookshop" && mall == "rogue-shop"),
         "{refused:?}"
@@ -785,9 +786,9 @@ async fn a_lost_cards_value_and_refunds_go_to_the_card_that_replaces_it() {
     let mut busy = funded_card(14, 50_000);
     let (claims, b) = samples::bill(&mut OsRandom, NOW).unwrap();
     let token = bill::sign(&claims, &b, &key).unwrap();
-    let r = c.center.create(&token, card_id(14), Default::default()).await.unwrap();
+    let r =
+        c.center.create(crate::world::offer_request(&mut busy, &token, card_id(14)), Default::default()).await.unwrap();
     let sid = r.settlement_id.clone();
-    let r = c.center.authenticate(&sid, relay_step(&mut busy, &r), Default::default()).await.unwrap();
     let r = c.center.offer(&sid, relay_step(&mut busy, &r), Default::default()).await.unwrap();
     assert_eq!(r.phase, Phase::Offered);
     c.center.db.set_card_status(&card_id(14), CardRegistryStatus::Lost, "reported lost").await.unwrap();

@@ -21,7 +21,9 @@ use kessai_core::time::{FixedClock, Timestamp};
 use kessai_core::{Currency, Money};
 use kessai_scp03::CommandApdu;
 
-use crate::world::{CardReader, KVN, NOW, balance_of, card_id, funded_card, masters, record};
+use crate::world::{
+    CardReader, KVN, NOW, balance_of, card_id, funded_card, masters, offer_create, offer_request, record,
+};
 
 pub struct Setup {
     pub _dir: tempfile::TempDir,
@@ -91,7 +93,7 @@ pub(crate) fn relay(card: &mut kessai_card::terminal::Terminal<CardReader>, repl
         .collect()
 }
 
-async fn check_books(s: &Setup, n: u8, card: &mut kessai_card::terminal::Terminal<CardReader>) {
+pub(crate) async fn check_books(s: &Setup, n: u8, card: &mut kessai_card::terminal::Terminal<CardReader>) {
     s.center.books.ledger().check().await.unwrap();
     let (float, held) = s.center.books.card_float(&card_id(n)).await.unwrap().unwrap();
     assert_eq!((float, held), (balance_of(card), 0), "the books' float equals the card's balance, nothing held");
@@ -104,18 +106,21 @@ async fn a_purchase_moves_value_once_and_the_books_agree_with_the_card() {
     let mut card = funded_card(1, 50_000);
     let token = bill_token(&mut s);
 
-    let r = s.center.create(&token, card_id(1), Default::default()).await.unwrap();
-    assert_eq!(r.phase, Phase::Authenticating);
-    // The same bill again before any DEBIT (a wallet that restarted): the
-    // same settlement, with a fresh session to go on with.
-    let again = s.center.create(&token, card_id(1), Default::default()).await.unwrap();
+    let first = crate::world::opening(&mut card, &token, card_id(1));
+    let r = s.center.create(offer_create(&token, card_id(1), first.clone()), Default::default()).await.unwrap();
+    assert_eq!(r.phase, Phase::ReadingBalance);
+    assert_eq!(r.apdus.len(), 2, "EXTERNAL AUTHENTICATE and the sealed READ BALANCE");
+    // The same bill again before any DEBIT (a wallet that restarted), in a
+    // session the wallet opened anew: the same settlement goes on.
+    let again = s.center.create(offer_request(&mut card, &token, card_id(1)), Default::default()).await.unwrap();
     assert_eq!(again.settlement_id, r.settlement_id);
-    assert_eq!(again.phase, Phase::Authenticating);
-    assert_eq!(again.apdus.len(), 1, "a new INITIALIZE UPDATE");
+    assert_eq!(again.phase, Phase::ReadingBalance);
+    assert_ne!(again.apdus, r.apdus, "another session's commands");
+    // The first session's opening again is refused: the card left it.
+    let replayed = s.center.create(offer_create(&token, card_id(1), first), Default::default()).await;
+    assert!(matches!(replayed, Err(CenterError::Step(StepError::ReplayedOpening { .. }))), "{replayed:?}");
     let r = again;
     let id = r.settlement_id.clone();
-    let r =
-        s.center.authenticate(&id, parse_answers(&relay(&mut card, &r)).unwrap(), Default::default()).await.unwrap();
     let r = s.center.offer(&id, parse_answers(&relay(&mut card, &r)).unwrap(), Default::default()).await.unwrap();
     assert_eq!(r.phase, Phase::Offered);
     assert!(r.offer.is_some());
@@ -147,24 +152,25 @@ async fn bad_bills_unknown_cards_and_reused_bills_are_refused() {
     let mid = tampered.len() / 2;
     tampered[mid] ^= 0x01;
     let tampered = String::from_utf8(tampered).unwrap();
-    assert!(matches!(s.center.create(&tampered, card_id(2), Default::default()).await, Err(CenterError::Bill(_))));
-    // An unregistered card is opened like any other and refused once it
-    // proved itself (M4): here a card with the issuer's keys that the
-    // registry does not list.
+    let (mut two, mut three) = (funded_card(2, 50_000), funded_card(3, 50_000));
+    let create = |token, card| offer_create(token, card, crate::world::no_opening());
+    assert!(matches!(s.center.create(create(&tampered, card_id(2)), None).await, Err(CenterError::Bill(_))));
+    // An unregistered card is refused once it proved itself (M4): here a
+    // card with the issuer's keys that the registry does not list.
     let strangers_bill = bill_token(&mut s);
-    let opened = s.center.create(&strangers_bill, card_id(9), Default::default()).await.unwrap();
     let mut unlisted = funded_card(9, 50_000);
-    let answers = parse_answers(&relay(&mut unlisted, &opened)).unwrap();
-    let refused = s.center.authenticate(&opened.settlement_id, answers, Default::default()).await;
+    let refused = s.center.create(offer_request(&mut unlisted, &strangers_bill, card_id(9)), None).await;
     assert!(matches!(refused, Err(CenterError::Step(StepError::UnknownCard(_)))), "{refused:?}");
     assert_eq!(balance_of(&mut unlisted), 50_000);
-    s.center.create(&token, card_id(2), Default::default()).await.unwrap();
-    assert!(matches!(s.center.create(&token, card_id(3), Default::default()).await, Err(CenterError::BillInUse(_))));
+    assert!(s.center.db.list_settlements(Some(&card_id(9)), None, 10).await.unwrap().is_empty(), "nothing stored");
+    s.center.create(offer_request(&mut two, &token, card_id(2)), None).await.unwrap();
+    let in_use = s.center.create(offer_request(&mut three, &token, card_id(3)), None).await;
+    assert!(matches!(in_use, Err(CenterError::BillInUse(_))), "{in_use:?}");
     // A bill signed by a key nobody registered.
     let stranger = SigningKey::generate(&mut s.rng);
     let (claims, b) = samples::bill(&mut s.rng, NOW).unwrap();
     let forged = bill::sign(&claims, &b, &stranger).unwrap();
-    assert!(matches!(s.center.create(&forged, card_id(2), Default::default()).await, Err(CenterError::Bill(_))));
+    assert!(matches!(s.center.create(create(&forged, card_id(2)), None).await, Err(CenterError::Bill(_))));
 }
 
 #[tokio::test]
@@ -176,13 +182,8 @@ async fn an_interrupted_purchase_is_recovered_and_the_books_follow_the_card() {
     // DEBIT never relayed.
     for (applied, expected) in [(true, Phase::Completed), (false, Phase::Voided)] {
         let token = bill_token(&mut s);
-        let r = s.center.create(&token, card_id(4), Default::default()).await.unwrap();
+        let r = s.center.create(offer_request(&mut card, &token, card_id(4)), None).await.unwrap();
         let id = r.settlement_id.clone();
-        let r = s
-            .center
-            .authenticate(&id, parse_answers(&relay(&mut card, &r)).unwrap(), Default::default())
-            .await
-            .unwrap();
         let r = s.center.offer(&id, parse_answers(&relay(&mut card, &r)).unwrap(), Default::default()).await.unwrap();
         if applied {
             relay(&mut card, &r); // the answer is lost
@@ -218,10 +219,8 @@ async fn insufficient_balance_and_cancel_leave_nothing_held() {
     register_card(&s, 5, 1_000).await;
     let mut card = funded_card(5, 1_000);
     let token = bill_token(&mut s);
-    let r = s.center.create(&token, card_id(5), Default::default()).await.unwrap();
+    let r = s.center.create(offer_request(&mut card, &token, card_id(5)), Default::default()).await.unwrap();
     let id = r.settlement_id.clone();
-    let r =
-        s.center.authenticate(&id, parse_answers(&relay(&mut card, &r)).unwrap(), Default::default()).await.unwrap();
     let r = s.center.offer(&id, parse_answers(&relay(&mut card, &r)).unwrap(), Default::default()).await.unwrap();
     assert_eq!(r.phase, Phase::Voided);
     assert_eq!(r.reason_code.as_deref(), Some("insufficient_balance"));
@@ -231,7 +230,7 @@ async fn insufficient_balance_and_cancel_leave_nothing_held() {
 
     kessai_card::terminal::Terminal::select(&mut card).unwrap();
     let token = bill_token(&mut s);
-    let r = s.center.create(&token, card_id(5), Default::default()).await.unwrap();
+    let r = s.center.create(offer_request(&mut card, &token, card_id(5)), None).await.unwrap();
     let r = s.center.cancel(&r.settlement_id, Default::default()).await.unwrap();
     assert_eq!(r.phase, Phase::Voided);
     check_books(&s, 5, &mut card).await;
@@ -261,10 +260,8 @@ async fn abandoned_settlement(mut s: Setup) {
     // 1. The wallet opens the session and reads the balance; the old hold
     //    is written as the old version did, apart from the settlement.
     let token = bill_token(&mut s);
-    let r = s.center.create(&token, card_id(4), Default::default()).await.unwrap();
+    let r = s.center.create(offer_request(&mut card, &token, card_id(4)), Default::default()).await.unwrap();
     let id = r.settlement_id.clone();
-    let r =
-        s.center.authenticate(&id, parse_answers(&relay(&mut card, &r)).unwrap(), Default::default()).await.unwrap();
     assert_eq!(r.phase, Phase::ReadingBalance);
     let stuck = s.center.settlement(&id).await.unwrap();
     let payee = StoreId::parse(samples::MEMBER).unwrap();
@@ -301,9 +298,8 @@ pub(crate) async fn purchase(
     card: &mut kessai_card::terminal::Terminal<CardReader>,
 ) -> Result<StepReply, CenterError> {
     let token = bill_token(s);
-    let r = s.center.create(&token, card_id(n), Default::default()).await?;
+    let r = s.center.create(offer_request(card, &token, card_id(n)), Default::default()).await?;
     let id = r.settlement_id.clone();
-    let r = s.center.authenticate(&id, parse_answers(&relay(card, &r)).unwrap(), Default::default()).await?;
     let r = s.center.offer(&id, parse_answers(&relay(card, &r)).unwrap(), Default::default()).await?;
     s.center.complete(&id, parse_answers(&relay(card, &r)).unwrap(), Default::default()).await
 }
@@ -319,10 +315,9 @@ async fn a_center_run_replays_from_its_seed() {
         register_card(&s, 5, 50_000).await;
         let mut card = funded_card(5, 50_000);
         let token = bill_token(&mut s);
-        let r = s.center.create(&token, card_id(5), None).await.unwrap();
+        let r = s.center.create(offer_request(&mut card, &token, card_id(5)), None).await.unwrap();
         let id = r.settlement_id.clone();
-        let r = s.center.authenticate(&id, parse_answers(&relay(&mut card, &r)).unwrap(), Default::default()).await;
-        let r = s.center.offer(&id, parse_answers(&relay(&mut card, &r.unwrap())).unwrap(), Default::default()).await;
+        let r = s.center.offer(&id, parse_answers(&relay(&mut card, &r)).unwrap(), Default::default()).await;
         let r = r.unwrap();
         let offer = r.offer.clone();
         let done = s.center.complete(&id, parse_answers(&relay(&mut card, &r)).unwrap(), Default::default()).await;
@@ -372,10 +367,9 @@ async fn the_sweep_racing_the_balance_step_leaves_one_outcome() {
         register_card(&s, n, 50_000).await;
         let mut card = funded_card(n, 50_000);
         let token = bill_token(&mut s);
-        let r = s.center.create(&token, card_id(n), None).await.unwrap();
+        let r = s.center.create(offer_request(&mut card, &token, card_id(n)), None).await.unwrap();
         let id = r.settlement_id.clone();
-        let r = s.center.authenticate(&id, parse_answers(&relay(&mut card, &r)).unwrap(), Default::default()).await;
-        let answers = parse_answers(&relay(&mut card, &r.unwrap())).unwrap();
+        let answers = parse_answers(&relay(&mut card, &r)).unwrap();
         let later = Timestamp::from_unix_s(NOW.unix_s() + ABANDONED_AFTER_S + 1);
         let sim = Simulator::new();
         let (offered, swept) =
@@ -397,8 +391,8 @@ async fn the_sweep_racing_the_balance_step_leaves_one_outcome() {
     }
 }
 
-/// 64 cards pay at one store at the same moment, each purchase's four
-/// steps racing every other's: every purchase completes (none is answered
+/// 64 cards pay at one store at the same moment, in the three profiles,
+/// each purchase's steps racing every other's: every purchase completes (none is answered
 /// with a conflict or a serialization error), the store's payable is the sum
 /// of them, every card's float equals its balance, and the books check.
 async fn many_purchases_at_one_store(mut s: Setup) {
@@ -413,13 +407,9 @@ async fn many_purchases_at_one_store(mut s: Setup) {
         let center = center.clone();
         tasks.push(tokio::spawn(async move {
             let mut card = funded_card(n, 50_000);
-            let r = center.create(&token, card_id(n), Default::default()).await.unwrap();
-            let id = r.settlement_id.clone();
-            let answers = parse_answers(&relay(&mut card, &r)).unwrap();
-            let r = center.authenticate(&id, answers, Default::default()).await.unwrap();
-            let r = center.offer(&id, parse_answers(&relay(&mut card, &r)).unwrap(), Default::default()).await.unwrap();
-            let done =
-                center.complete(&id, parse_answers(&relay(&mut card, &r)).unwrap(), Default::default()).await.unwrap();
+            // The three profiles race one another.
+            let profile = kessai_core::profile::Profile::ALL[usize::from(n) % 3];
+            let (done, _) = crate::profiles::pay(&center, &mut card, &token, n, profile).await;
             assert_eq!(done.phase, Phase::Completed);
             (n, card)
         }));

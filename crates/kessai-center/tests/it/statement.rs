@@ -27,13 +27,8 @@ async fn the_statement_is_the_cards_own_log_newest_first_over_several_pages() {
     for _ in 0..4 {
         kessai_card::terminal::Terminal::select(&mut card).unwrap();
         let token = bill_token(&mut s);
-        let r = s.center.create(&token, card_id(1), Default::default()).await.unwrap();
+        let r = s.center.create(crate::world::offer_request(&mut card, &token, card_id(1)), None).await.unwrap();
         let id = r.settlement_id.clone();
-        let r = s
-            .center
-            .authenticate(&id, parse_answers(&relay_all(&mut card, &r.apdus)).unwrap(), Default::default())
-            .await
-            .unwrap();
         let r = s
             .center
             .offer(&id, parse_answers(&relay_all(&mut card, &r.apdus)).unwrap(), Default::default())

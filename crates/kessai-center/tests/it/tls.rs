@@ -193,12 +193,16 @@ async fn purchase_over_tls_with_admin_mtls_and_delivery_to_a_store_that_comes_up
 
     // The wallet runs the purchase, relaying to the card.
     let mut card = funded_card(1, 20_000);
-    let create = json!({ "bill": bill.token(), "card_id": card_id(1).to_string() });
+    let opening = crate::world::opening(&mut card, bill.token(), card_id(1));
+    let create = json!({
+        "bill": bill.token(),
+        "card_id": card_id(1).to_string(),
+        "initialize_update": hex::encode(opening.to_bytes()),
+    });
     let (status, r) = wallet_post(&wallet, &format!("{center_url}/v1/settlements"), "w1", &create).await;
     assert_eq!(status, 200, "{r}");
     let id = r["settlement_id"].as_str().unwrap().to_owned();
     let base = format!("{center_url}/v1/settlements/{id}");
-    let (_, r) = wallet_post(&wallet, &format!("{base}/authenticate"), "w2", &relay_json(&mut card, &r)).await;
     let (_, r) = wallet_post(&wallet, &format!("{base}/balance"), "w3", &relay_json(&mut card, &r)).await;
     assert_eq!(r["phase"], "offered", "{r}");
     let (_, r) = wallet_post(&wallet, &format!("{base}/complete"), "w4", &relay_json(&mut card, &r)).await;
@@ -249,7 +253,7 @@ async fn purchase_over_tls_with_admin_mtls_and_delivery_to_a_store_that_comes_up
     let (status, _) = admin.post_json(&revoke("kessai-mall"), &json!({}), &[]).await.unwrap();
     assert_eq!(status.as_u16(), 200);
     let late = store.merchant.sign_bill(bill_for("ord-2"), &mut rng, &SystemClock).unwrap();
-    let create = json!({ "bill": late.token(), "card_id": card_id(1).to_string() });
+    let create = json!({ "bill": late.token(), "card_id": card_id(1).to_string(), "initialize_update": "9000" });
     let (status, r) = wallet_post(&wallet, &format!("{center_url}/v1/settlements"), "w5", &create).await;
     assert_eq!((status, r["error"]["code"].as_str()), (422, Some("bill_revoked_key")), "{r}");
 

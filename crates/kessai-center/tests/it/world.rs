@@ -84,6 +84,7 @@ impl World {
             registered_name: DisplayText::parse("Kessai Books").unwrap(),
             card_id: card.id,
             key_version: card.key_version,
+            profile: kessai_core::profile::Profile::Offer,
             max_amount_minor: 1_000_000,
         };
         Settlement::create(&mut self.ctx(), input).unwrap()
@@ -156,6 +157,44 @@ pub fn funded_card(n: u8, balance: u64) -> Terminal<CardReader> {
 /// The wallet's part: relay a command to the card, return its answer.
 pub fn relay(t: &mut Terminal<CardReader>, cmd: &CommandApdu) -> ResponseApdu {
     ResponseApdu::parse(&t.reader_mut().transmit(&cmd.to_bytes()).unwrap()).unwrap()
+}
+
+/// The wallet's opening of a purchase: INITIALIZE UPDATE under the
+/// challenge bound to the bill and the card, relayed; the card's answer.
+pub fn opening(t: &mut Terminal<CardReader>, bill_token: &str, card: CardId) -> ResponseApdu {
+    let hash = kessai_core::digest::Sha256Digest::of_token(bill_token);
+    let challenge = kessai_card::protocol::purchase_host_challenge(hash.as_bytes(), &ChipCardId(*card.as_bytes()));
+    relay(t, &kessai_card::protocol::initialize_update_command(&challenge))
+}
+
+/// A wallet's create of a purchase in the `offer` profile, opened on card `t`.
+pub fn offer_request<'a>(
+    t: &mut Terminal<CardReader>,
+    bill_token: &'a str,
+    card: CardId,
+) -> kessai_center::service::CreateRequest<'a> {
+    offer_create(bill_token, card, opening(t, bill_token, card))
+}
+
+/// An opening no card gave, for a create refused before the card counts.
+pub fn no_opening() -> ResponseApdu {
+    ResponseApdu::parse(&[0x6a, 0x82]).unwrap()
+}
+
+/// A create in the `offer` profile with the card's `opening` answer.
+pub fn offer_create(
+    bill_token: &str,
+    card: CardId,
+    opening: ResponseApdu,
+) -> kessai_center::service::CreateRequest<'_> {
+    kessai_center::service::CreateRequest {
+        bill: bill_token,
+        card_id: card,
+        profile: kessai_core::profile::Profile::Offer,
+        opening,
+        claim: None,
+        instruction: None,
+    }
 }
 
 pub fn relay_all(t: &mut Terminal<CardReader>, cmds: &[CommandApdu]) -> Vec<ResponseApdu> {

@@ -17,6 +17,8 @@ use crate::world::World;
 
 #[derive(Clone, Debug)]
 pub enum Tamper {
+    /// Changes nothing: counts the wallet's requests.
+    Nothing,
     /// Changes one byte of the sealed DEBIT in the offer step's answer.
     DebitByte,
     /// Changes one character of SIG2's signature.
@@ -31,7 +33,11 @@ struct Proxy {
     upstream: String,
     http: HttpsClient,
     tamper: Tamper,
+    calls: Calls,
 }
+
+/// Every request the proxy forwarded, as `METHOD path`.
+pub type Calls = Arc<std::sync::Mutex<Vec<String>>>;
 
 fn tamper_offer_step(tamper: &Tamper, body: &[u8]) -> Vec<u8> {
     let mut v: Value = serde_json::from_slice(body).unwrap();
@@ -53,7 +59,7 @@ fn tamper_offer_step(tamper: &Tamper, body: &[u8]) -> Vec<u8> {
             let flipped = if &token[at..=at] == "A" { "B" } else { "A" };
             v["value_update"] = json!(format!("{}{flipped}{}", &token[..at], &token[at + 1..]));
         }
-        Tamper::SwapBill(_) => {}
+        Tamper::SwapBill(_) | Tamper::Nothing => {}
     }
     serde_json::to_vec(&v).unwrap()
 }
@@ -61,6 +67,7 @@ fn tamper_offer_step(tamper: &Tamper, body: &[u8]) -> Vec<u8> {
 async fn forward(State(p): State<Arc<Proxy>>, req: Request<Body>) -> Response {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
+    p.calls.lock().unwrap().push(format!("{method} {path}"));
     let [key, access] = ["idempotency-key", "authorization"]
         .map(|name| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned));
     let bytes = req.into_body().collect().await.unwrap().to_bytes();
@@ -85,7 +92,14 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request<Body>) -> Response {
 
 /// Starts the proxy in front of the world's center; its URL and its stop.
 pub async fn start(w: &World, tamper: Tamper) -> (String, oneshot::Sender<()>) {
-    let proxy = Arc::new(Proxy { upstream: w.center_url.clone(), http: w.http.clone(), tamper });
+    let (url, stop, _) = start_counting(w, tamper).await;
+    (url, stop)
+}
+
+/// As [`start`], with the requests it forwards.
+pub async fn start_counting(w: &World, tamper: Tamper) -> (String, oneshot::Sender<()>, Calls) {
+    let calls = Calls::default();
+    let proxy = Arc::new(Proxy { upstream: w.center_url.clone(), http: w.http.clone(), tamper, calls: calls.clone() });
     let app = Router::new().fallback(forward).with_state(proxy);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("https://127.0.0.1:{}", listener.local_addr().unwrap().port());
@@ -94,5 +108,5 @@ pub async fn start(w: &World, tamper: Tamper) -> (String, oneshot::Sender<()>) {
     tokio::spawn(kessai_http::serve(app, listener, tls, async {
         let _ = rx.await;
     }));
-    (url, tx)
+    (url, tx, calls)
 }

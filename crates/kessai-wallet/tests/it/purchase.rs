@@ -293,3 +293,74 @@ async fn a_return_url_outside_the_store_origin_in_the_bill_is_refused() {
     let (status, _, review) = send(&ui, pay_form(&bill, &return_url)).await;
     assert_eq!(status, StatusCode::OK, "{review}");
 }
+
+/// A purchase in each profile through the wallet's pages, against a real
+/// center and store, its round trips to the center counted by a proxy:
+/// `offer` takes 3 (with SIG2), `confirmed` and `direct` 2 (no SIG2; the
+/// review shows the balance the wallet read from the card first, FIG. 21).
+#[tokio::test]
+async fn a_purchase_in_each_profile_takes_its_round_trips_and_is_receipted() {
+    use kessai_core::profile::Profile;
+    for (n, profile) in [(21, Profile::Offer), (22, Profile::Confirmed), (23, Profile::Direct)] {
+        let w = World::new(n, 20_000).await;
+        let (proxy_url, _stop, calls) = crate::proxy::start_counting(&w, crate::proxy::Tamper::Nothing).await;
+        let config = kessai_wallet::WalletConfig { profile, ..w.wallet_config(&proxy_url) };
+        let wallet = Arc::new(Wallet::open(config).await.unwrap());
+        let ui = web::router(Arc::clone(&wallet));
+        let (order, bill, return_url) = w.order(&[("ebook-kessai-001", 1)]).await;
+
+        let (status, _, review) = send(&ui, pay_form(&bill, &return_url)).await;
+        assert_eq!(status, StatusCode::OK, "{review}");
+        let shows_balance = review.contains("id=\"card-balance\"");
+        assert_eq!(shows_balance, profile != Profile::Offer, "{profile}: the card's balance on the review: {review}");
+        assert!(calls.lock().unwrap().is_empty(), "{profile}: nothing sent to the center before continuing");
+        let (status, _, page) = send(&ui, start_form(&review)).await;
+        assert_eq!(status, StatusCode::OK, "{profile}: {page}");
+        assert!(page.contains("JPY 1,200") && page.contains("JPY 18,800"), "{profile}: amount and balance after");
+        assert_eq!(page.contains("id=\"unsigned\""), profile != Profile::Offer, "{profile}: {page}");
+        assert_eq!(w.card_state().0, 20_000, "{profile}: nothing taken before consent");
+        let settlement = settlement_of(&page);
+        let token = input_value(&page, "consent_token");
+        let consent = form(&format!("/settlements/{settlement}/consent"), &format!("consent_token={token}"), "");
+        let (status, _, page) = send(&ui, consent).await;
+        assert_eq!(status, StatusCode::OK, "{profile}: {page}");
+        assert_eq!(w.card_state().0, 18_800, "{profile}: the card paid once");
+        let steps: Vec<String> =
+            calls.lock().unwrap().iter().filter(|c| c.starts_with("POST /v1/settlements")).cloned().collect();
+        assert_eq!(steps.len(), profile.round_trips(), "{profile}: {steps:?}");
+        for _ in 0..100 {
+            if wallet.poll_receipt(&settlement).await.unwrap().is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(wallet.record(&settlement).await.unwrap().phase, LocalPhase::Receipted, "{profile}");
+        assert!(w.order_page(&order).await.contains("Payment received"), "{profile}: the store's order is paid");
+        assert_eq!(w.center_phase(&settlement).await, "completed", "{profile}");
+    }
+}
+
+/// Cancelling at consent in the second embodiment: the sealed DEBIT was
+/// handed out with the create, so the wallet ends it through recovery; the
+/// card proves it never applied it and the hold is released.
+#[tokio::test]
+async fn cancelling_a_second_embodiment_purchase_at_consent_charges_nothing() {
+    let w = World::new(24, 20_000).await;
+    let config = kessai_wallet::WalletConfig {
+        profile: kessai_core::profile::Profile::Confirmed,
+        ..w.wallet_config(&w.center_url)
+    };
+    let wallet = Arc::new(Wallet::open(config).await.unwrap());
+    let ui = web::router(Arc::clone(&wallet));
+    let (_, bill, return_url) = w.order(&[("ebook-kessai-001", 1)]).await;
+    let (status, _, page) = review_and_continue(&ui, &bill, &return_url).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let settlement = settlement_of(&page);
+    let token = input_value(&page, "consent_token");
+    let cancel = form(&format!("/settlements/{settlement}/cancel"), &format!("consent_token={token}"), "");
+    let (status, _, page) = send(&ui, cancel).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(w.card_state().0, 20_000, "nothing charged");
+    assert_eq!(w.center_phase(&settlement).await, "voided");
+    assert_eq!(wallet.record(&settlement).await.unwrap().phase, LocalPhase::Voided);
+}

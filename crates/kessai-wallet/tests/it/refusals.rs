@@ -38,10 +38,26 @@ async fn an_offer_whose_signature_does_not_verify_is_refused() {
     assert!(matches!(e, PayError::OfferUnverified(_)), "{e}");
 }
 
+/// A bill swapped on the way to the center never opens a settlement: the
+/// card's cryptogram answers the challenge bound to the bill the wallet
+/// was handed, which the center derives from the bill it got.
 #[tokio::test]
-async fn an_offer_for_another_bill_than_the_one_handed_over_is_refused() {
-    let e = refused(12, Tamper::SwapBill).await;
-    assert!(matches!(e, PayError::OfferMismatch(Mismatch::BillHash)), "{e}");
+async fn a_bill_swapped_on_the_way_to_the_center_opens_nothing() {
+    let w = World::new(12, 20_000).await;
+    let (_, bill, return_url) = w.order(&[("ebook-kessai-001", 1)]).await;
+    let (_, other_bill, _) = w.order(&[("print-poster-01", 1)]).await;
+    let (proxy_url, _stop) = proxy::start(&w, Tamper::SwapBill(other_bill)).await;
+    let wallet = Wallet::open(w.wallet_config(&proxy_url)).await.unwrap();
+    let before = w.card_state();
+    let e = wallet.begin(&bill, &return_url, &mut |_| {}).await.expect_err("the swap must be refused");
+    let code = match &e {
+        PayError::Center(c) => c.code().map(str::to_owned),
+        _ => None,
+    };
+    assert_eq!(code.as_deref(), Some("secure_channel_failed"), "{e}");
+    assert_eq!(w.card_state(), before, "nothing reached the card but the session opening");
+    let record = wallet.records().recent(1).await.unwrap().remove(0);
+    assert_eq!((record.phase, record.settlement_id.clone()), (LocalPhase::Failed, None), "nothing opened: {record:?}");
 }
 
 #[tokio::test]

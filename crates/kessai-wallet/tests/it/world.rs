@@ -196,6 +196,7 @@ impl World {
                 party_id: kessai_core::ids::PartyId::parse("center").unwrap(),
             },
             reader: ReaderConfig::InProcess { image: self.image.clone() },
+            profile: kessai_core::profile::Profile::Offer,
         }
     }
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use kessai_center::purchase::Phase;
 use kessai_core::random::{Random, SeededRandom};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::harness::{CardTerminal, CenterProcess, Deployment, open_card, relay};
 
@@ -81,15 +81,15 @@ fn purchase(
     leave: Leave,
 ) -> Option<(String, Leave)> {
     card.select().unwrap();
-    let (status, mut reply) =
-        post_any(d, bases, 0, "/v1/settlements", &format!("{tag}-c"), &json!({ "bill": bill, "card_id": card_id }));
+    let create = crate::harness::create_body(card, card_id, bill);
+    let (status, mut reply) = post_any(d, bases, 0, "/v1/settlements", &format!("{tag}-c"), &create);
     let id = reply["settlement_id"].as_str().map(str::to_owned);
     if status != 200 {
         eprintln!("{tag}: create answered {status}: {reply}");
         return id.map(|id| (id, Leave::Never));
     }
     let id = id?;
-    for (i, step) in ["authenticate", "balance", "complete"].iter().enumerate() {
+    for (i, step) in ["balance", "complete"].iter().enumerate() {
         if *step == "complete" && leave == Leave::BeforeDebit {
             return Some((id, leave));
         }

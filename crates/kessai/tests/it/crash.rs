@@ -10,11 +10,19 @@ use kessai_center::db::CenterDb;
 use kessai_center::purchase::Phase;
 use kessai_core::ids::{CardId, StoreId};
 use kessai_core::random::{Random, SeededRandom};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::harness::{CardTerminal, CenterProcess, Deployment, card_balance, free_port, open_card, relay};
 
-const STEPS: [&str; 4] = ["create", "authenticate", "balance", "complete"];
+use kessai_core::profile::Profile;
+
+/// A purchase's HTTP steps in its profile.
+fn steps(profile: Profile) -> &'static [&'static str] {
+    match profile {
+        Profile::Offer => &["create", "balance", "complete"],
+        _ => &["create", "complete"],
+    }
+}
 /// In a plan, "the wallet goes away before this step" instead of a kill.
 const ABANDON: u64 = u64::MAX;
 
@@ -62,25 +70,26 @@ impl Run<'_> {
         panic!("the center never answered {path}");
     }
 
-    /// One purchase; a kill may be scheduled before step `kill_at`.
+    /// One purchase in `profile`; a kill may be scheduled before step
+    /// `kill_at`.
     fn purchase(
         &mut self,
         card: &mut CardTerminal,
         card_id: &str,
         n: u32,
-        kill_at: Option<(usize, u64)>,
+        (profile, kill_at): (Profile, Option<(usize, u64)>),
     ) -> Option<String> {
         card.select().unwrap();
         let bill = self.d.bill(n, 1_000 + u64::from(n));
         let mut reply = Value::Null;
         let mut id = None;
-        for (i, step) in STEPS.iter().enumerate() {
+        for (i, step) in steps(profile).iter().enumerate() {
             // The wallet goes away before relaying anything of this step.
             if kill_at == Some((i, ABANDON)) {
                 return id;
             }
             let (path, body) = match *step {
-                "create" => ("/v1/settlements".to_owned(), json!({ "bill": bill, "card_id": card_id })),
+                "create" => ("/v1/settlements".to_owned(), crate::harness::create_in(card, card_id, &bill, profile)),
                 s => (format!("/v1/settlements/{}/{s}", id.as_ref()?), relay(card, &reply)),
             };
             if let Some((at, delay)) = kill_at
@@ -180,14 +189,23 @@ fn crash_run(db_url: Option<String>) {
     // First, before any kill, a wallet that goes away at consent: its DEBIT
     // never reaches the card, so recovery must void it. Then each step,
     // killed before it is sent and while it is in flight.
-    let plan: Vec<Option<(usize, u64)>> = std::iter::once(Some((3, ABANDON)))
-        .chain((0..STEPS.len()).flat_map(|step| [Some((step, 0)), Some((step, 1_500))]))
-        .chain([None, None])
-        .collect();
-    for (n, kill) in plan.into_iter().enumerate() {
+    // In each profile (the first embodiment, and the second with its
+    // create that holds the amount and seals the DEBIT at once).
+    let mut plan: Vec<(Profile, Option<(usize, u64)>)> = Vec::new();
+    for profile in [Profile::Offer, Profile::Confirmed] {
+        let last = steps(profile).len() - 1;
+        plan.push((profile, Some((last, ABANDON))));
+        plan.extend((0..=last).flat_map(|step| [(profile, Some((step, 0))), (profile, Some((step, 1_500)))]));
+        plan.extend([(profile, None), (profile, None)]);
+    }
+    let mut abandoned = Vec::new();
+    for (n, (profile, kill)) in plan.into_iter().enumerate() {
         let which = n % terminals.len();
-        let id = run.purchase(&mut terminals[which], &cards[which].0, n as u32, kill);
+        let id = run.purchase(&mut terminals[which], &cards[which].0, n as u32, (profile, kill));
         if let Some(id) = id {
+            if kill.is_some_and(|(_, delay)| delay == ABANDON) {
+                abandoned.push(id.clone());
+            }
             open.push((which, id));
         }
         if kill.is_some_and(|(_, delay)| delay != ABANDON) {
@@ -195,15 +213,15 @@ fn crash_run(db_url: Option<String>) {
             run.restart();
         }
     }
-    let abandoned = open.first().map(|(_, id)| id.clone()).expect("the abandoned purchase opened a settlement");
+    assert_eq!(abandoned.len(), 2, "each abandoned purchase opened a settlement");
     for (which, id) in &open {
         let phase = run.settle(&mut terminals[*which], id);
-        if *id == abandoned {
+        if abandoned.contains(id) {
             assert_eq!(phase, Phase::Voided, "a DEBIT that never reached the card is voided");
         }
         assert!(matches!(phase, Phase::Completed | Phase::Voided), "{id} ended {phase:?}");
     }
-    assert!(run.kills >= 8, "the center was killed at every step");
+    assert!(run.kills >= 2 * 5, "the center was killed at every step of both profiles");
     run.center.kill9();
     drop(terminals);
     let data = run.d.center_dir("center");

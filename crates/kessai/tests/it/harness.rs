@@ -245,6 +245,32 @@ pub fn card_balance(image: &Path) -> u64 {
 }
 
 /// The wallet's relay: the reply's APDUs to the card, the answers back.
+/// A wallet's create of a purchase in the `offer` profile: the session is
+/// opened on the card first, under the challenge bound to the bill.
+pub fn create_body(card: &mut CardTerminal, card_id: &str, bill: &str) -> Value {
+    create_in(card, card_id, bill, kessai_core::profile::Profile::Offer)
+}
+
+/// As [`create_body`], in `profile`: in the second embodiment the wallet
+/// reads the card's balance and counter in the clear first.
+pub fn create_in(card: &mut CardTerminal, card_id: &str, bill: &str, profile: kessai_core::profile::Profile) -> Value {
+    use kessai_card::protocol::{
+        CardId as ChipCardId, PublicInfo, get_data_command, initialize_update_command, purchase_host_challenge,
+    };
+    let mut body = json!({ "bill": bill, "card_id": card_id, "profile": profile.as_str() });
+    if profile != kessai_core::profile::Profile::Offer {
+        let answer = card.reader_mut().transmit(&get_data_command(0xDF10).to_bytes()).unwrap();
+        let info = PublicInfo::parse(&answer[..answer.len() - 2]).unwrap();
+        body["card_read"] = json!({ "balance_minor": info.balance_minor, "counter": info.counter });
+    }
+    let id: [u8; 8] = hex::decode(card_id).unwrap().try_into().unwrap();
+    let hash = kessai_core::digest::Sha256Digest::of_token(bill);
+    let init = initialize_update_command(&purchase_host_challenge(hash.as_bytes(), &ChipCardId(id)));
+    let answer = card.reader_mut().transmit(&init.to_bytes()).unwrap();
+    body["initialize_update"] = json!(hex::encode(answer));
+    body
+}
+
 pub fn relay(card: &mut CardTerminal, reply: &Value) -> Value {
     let answers: Vec<String> = reply["apdus"]
         .as_array()
