@@ -347,6 +347,7 @@ async fn sweep_abandoned(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let every = std::time::Duration::from_millis(SWEEP_INTERVAL_MS);
+    let mut next_audit = center.clock.now().unix_s().saturating_add(crate::limits::AUDIT_INTERVAL_S);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
@@ -380,6 +381,18 @@ async fn sweep_abandoned(
             Ok(0) => {}
             Ok(purged) => tracing::info!(purged, "purged Idempotency-Key answers past their retention"),
             Err(e) => tracing::warn!(error = %e, "purging old Idempotency-Key answers failed"),
+        }
+        // The examination of collected card logs, once an interval (on every
+        // instance: a difference is recorded once whoever finds it).
+        if now >= next_audit {
+            next_audit = now.saturating_add(crate::limits::AUDIT_INTERVAL_S);
+            match center.audit(center.clock.now()).await {
+                Ok(report) if report.new > 0 => {
+                    tracing::warn!(new = report.new, cards = report.cards, "the audit of card logs found differences")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "the audit of card logs failed"),
+            }
         }
     }
 }

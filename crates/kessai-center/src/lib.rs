@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod authorizer;
 pub mod books;
 pub mod card_session;

@@ -105,6 +105,11 @@ pub const CHARGE_ATTEMPTS_PER_CARD: u64 = 10;
 pub const CHARGE_ATTEMPTS_PER_PAN: u64 = 5;
 pub const CHARGE_ATTEMPT_WINDOW_S: u64 = 3_600;
 
+/// Seconds between two runs of the examination of collected card logs
+/// (`crate::audit`) in a running center; `kessai center audit` runs it at
+/// once.
+pub const AUDIT_INTERVAL_S: u64 = 3_600;
+
 #[cfg(test)]
 mod tests {
     use kessai_core::Currency;

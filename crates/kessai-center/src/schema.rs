@@ -261,10 +261,30 @@ const MIGRATIONS: &[(i64, &str, &[&str])] = &[
             "ALTER TABLE center_store_settings ADD COLUMN purchase_profiles TEXT",
         ],
     ),
+    (
+        11,
+        "card logs collected, and the differences their examination found",
+        &[
+            // One row per log record a card reported (a statement's pages):
+            // the same record again adds nothing; a card telling another
+            // story for one counter adds a row, which the audit names.
+            "CREATE TABLE IF NOT EXISTS center_card_log (card_id TEXT NOT NULL, counter BIGINT NOT NULL,
+            digest TEXT NOT NULL, kind TEXT NOT NULL, transaction_id TEXT NOT NULL, amount_minor BIGINT NOT NULL,
+            counterpart TEXT NOT NULL, time_unix_s BIGINT NOT NULL, balance_after_minor BIGINT NOT NULL,
+            collected_at BIGINT NOT NULL, PRIMARY KEY (card_id, counter, digest))",
+            // A difference stays open until an operator resolves it; the
+            // same difference found again is the same row.
+            "CREATE TABLE IF NOT EXISTS center_audit_differences (id TEXT PRIMARY KEY, card_id TEXT NOT NULL,
+            kind TEXT NOT NULL, counter BIGINT NOT NULL, transaction_id TEXT NOT NULL, detail TEXT NOT NULL,
+            found_at BIGINT NOT NULL, status TEXT NOT NULL, resolved_by TEXT, resolved_at BIGINT, note TEXT,
+            UNIQUE (card_id, kind, counter, transaction_id))",
+            "CREATE INDEX IF NOT EXISTS center_audit_open ON center_audit_differences (status, found_at)",
+        ],
+    ),
 ];
 
 /// The newest version this build knows.
-pub(crate) const NEWEST: i64 = 10;
+pub(crate) const NEWEST: i64 = 11;
 
 const _: () = assert!(MIGRATIONS[MIGRATIONS.len() - 1].0 == NEWEST);
 

@@ -49,6 +49,7 @@ pub fn home(card: Result<&CardSummary, String>, recent: &[Record]) -> Markup {
         }
         p { a id="charge-link" href="/charge" { "Charge" } " — add value to your card with a credit card" }
         p { a id="member-link" href="/member" { "Member" } " — your purchase history as a member, with password A" }
+        p { a id="card-log-link" href="/card" { "Card history" } " — what your card itself recorded, read through the center" }
         section aria-labelledby="history-heading" {
             h2 id="history-heading" { "Recent payments" }
             @if recent.is_empty() {
@@ -394,6 +395,49 @@ fn amount_pattern(exponent: u8) -> String {
         0 => "[0-9]+".to_owned(),
         e => format!("[0-9]+(\\.[0-9]{{1,{e}}})?"),
     }
+}
+
+/// The card's own history: asked for (reading it opens a secure session
+/// through the center, which only the cardholder's click starts).
+pub fn card_ask(form_token: &str, problem: Option<&str>) -> Markup {
+    let body = html! {
+        @if let Some(why) = problem { p role="alert" id="problem" { (why) } }
+        p { "Your card keeps its last transfers itself. Only the center can open the secure session that reads them; the center also keeps what it reads, to check the card's history against its books." }
+        form method="post" action="/card/history" {
+            input type="hidden" name="form_token" value=(form_token);
+            button type="submit" id="read-card-log" { "Read my card's history" }
+        }
+    };
+    page("Card history", None, body)
+}
+
+/// The card's own log (FIG. 8 (6), FIG. 24 (4)), newest first.
+pub fn card_history(entries: &[crate::wallet::CardLogEntry], currency: kessai_core::Currency) -> Markup {
+    let money =
+        |minor: u64| kessai_core::Money::new(minor, currency).map_or_else(|_| minor.to_string(), |m| m.to_string());
+    let body = html! {
+        @if entries.is_empty() {
+            p id="empty" { "Your card has recorded no transfers." }
+        } @else {
+            table id="card-log" {
+                thead { tr { th { "#" } th { "When (UTC)" } th { "Kind" } th { "Amount" } th { "Balance after" } th { "Transaction" } } }
+                tbody {
+                    @for e in entries {
+                        tr class=(e.kind) {
+                            td { (e.counter) }
+                            td { (kessai_core::time::Timestamp::from_unix_s(e.time_unix_s)) }
+                            td { (if e.kind == "debit" { "paid" } else { "added" }) }
+                            td class="amount" { (money(e.amount_minor)) }
+                            td class="amount" { (money(e.balance_after_minor)) }
+                            td { code { (e.transaction_id.get(..12).unwrap_or(&e.transaction_id)) } }
+                        }
+                    }
+                }
+            }
+        }
+        p { a href="/" { "Back" } }
+    };
+    page("Card history", None, body)
 }
 
 /// FIG. 11: password A asked, to open the member's history (offline).

@@ -53,6 +53,8 @@ pub fn router(wallet: Shared) -> Router {
         .route("/charges", post(charge))
         .route("/pay/prepaid", post(pay_prepaid))
         .route("/prepaid", get(prepaid_ask).post(prepaid_cards))
+        .route("/card", get(card_ask))
+        .route("/card/history", post(card_history))
         .route("/member", get(member_ask))
         .route("/member/history", post(member_history))
         .with_state(wallet)
@@ -581,6 +583,31 @@ async fn prepaid_cards(State(w): State<Shared>, form: Result<Form<PrepaidCardsFo
     match w.prepaid_cards(&(signer.member, signer.key), None).await {
         Ok(cards) => html(StatusCode::OK, pages::prepaid_cards(member.as_deref(), Some(&cards), &w.form_token, None)),
         Err(e) => failure(&e, None),
+    }
+}
+
+async fn card_ask(State(w): State<Shared>) -> Response {
+    html(StatusCode::OK, pages::card_ask(&w.form_token, None))
+}
+
+#[derive(Deserialize)]
+struct TokenForm {
+    form_token: String,
+}
+
+/// Reads the card's log through a statement session at the center: only
+/// on the cardholder's click (same origin, and this launch's form token).
+async fn card_history(State(w): State<Shared>, form: Result<Form<TokenForm>, FormRejection>) -> Response {
+    if !form.is_ok_and(|Form(f)| w.is_form_token(&f.form_token)) {
+        return refused("This form must be sent from the wallet's own page.");
+    }
+    let currency = match w.card_summary().await {
+        Ok(card) => card.balance.currency(),
+        Err(e) => return html(StatusCode::SERVICE_UNAVAILABLE, pages::card_ask(&w.form_token, Some(&e.to_string()))),
+    };
+    match w.card_log().await {
+        Ok(entries) => html(StatusCode::OK, pages::card_history(&entries, currency)),
+        Err(e) => html(StatusCode::BAD_GATEWAY, pages::card_ask(&w.form_token, Some(&e.to_string()))),
     }
 }
 

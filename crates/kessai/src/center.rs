@@ -65,6 +65,25 @@ pub enum CenterCommand {
     /// Pay stores: clearing runs, bank files, what the bank says, fees.
     #[command(subcommand)]
     Clearing(crate::clearing::ClearingCommand),
+    /// Examine every collected card log against the books (the running
+    /// center does so hourly): print what differs, record each difference
+    /// once; or, with --resolve, close an open difference.
+    Audit {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Resolve the difference with this id (`aud_…`) instead.
+        #[arg(long, requires_all = ["by", "note"])]
+        resolve: Option<String>,
+        /// The operator resolving it.
+        #[arg(long)]
+        by: Option<String>,
+        /// Why it is resolved (what was found and done).
+        #[arg(long)]
+        note: Option<String>,
+        /// List resolved differences too.
+        #[arg(long)]
+        all: bool,
+    },
     /// Show, or set with --accept, the purchase profiles a store accepts
     /// (PROTOCOL §5.1): `offer` (SIG2, 3 round trips), `confirmed` and
     /// `direct` (second embodiment, no SIG2, 2 round trips).
@@ -129,6 +148,15 @@ pub fn run(command: CenterCommand) -> anyhow::Result<()> {
             Ok(())
         }
         CenterCommand::Clearing(command) => crate::clearing::run(&runtime, command),
+        CenterCommand::Audit { config, resolve, by, note, all } => {
+            let config = CenterConfig::load(&config).with_context(|| format!("loading {}", config.display()))?;
+            runtime.block_on(async {
+                let center = kessai_center::app::open(&config).await?;
+                let done = audit(&center, resolve, by, note, all).await;
+                center.db.close().await;
+                done
+            })
+        }
         CenterCommand::Profiles { config, store, accept } => {
             use kessai_core::profile::{Profile, Profiles};
             let config = CenterConfig::load(&config).with_context(|| format!("loading {}", config.display()))?;
@@ -182,4 +210,35 @@ pub fn run(command: CenterCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `kessai center audit`: a run, or resolving one difference.
+async fn audit(
+    center: &kessai_center::service::Center,
+    resolve: Option<String>,
+    by: Option<String>,
+    note: Option<String>,
+    all: bool,
+) -> anyhow::Result<()> {
+    let now = center.clock.now();
+    if let Some(id) = resolve {
+        let (by, note) = (by.unwrap_or_default(), note.unwrap_or_default());
+        anyhow::ensure!(!by.trim().is_empty() && !note.trim().is_empty(), "--by and --note must say who and why");
+        anyhow::ensure!(center.db.resolve_difference(&id, &by, &note, now).await?, "no open difference {id}");
+        println!("{id} resolved by {by}");
+        return Ok(());
+    }
+    let report = center.audit(now).await?;
+    println!(
+        "examined {} collected log records of {} cards: {} differences, {} new",
+        report.records,
+        report.cards,
+        report.differences.len(),
+        report.new
+    );
+    let rows = center.db.differences(!all, kessai_center::db::MAX_LIST).await?;
+    for d in &rows {
+        println!("{} {:<8} {} {:<16} counter {:>6}  {}", d.id, d.status, d.card_id, d.kind, d.counter, d.detail);
+    }
+    Ok(())
 }

@@ -52,6 +52,7 @@ use crate::value::{UpdatePhase, ValueUpdate};
 pub use crate::writer::Faults;
 
 mod attempts;
+mod audit;
 mod authorizations;
 mod clearing;
 mod idempotency;
@@ -64,6 +65,7 @@ mod value_updates;
 
 pub use crate::writer::WriteFuture;
 use crate::writer::{Exec, Stmt, Writer};
+pub use audit::Collected;
 pub use clearing::{
     ClaimFigure, ClaimRecord, ClaimTaken, ClearStore, Cleared, EventTaken, ItemRow, OutcomeEffect, PayoutEvent,
     PayoutRow, RunClaim, RunRow, Totals, item_fee, payout_totals,

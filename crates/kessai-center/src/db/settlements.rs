@@ -196,7 +196,9 @@ impl CenterDb {
     }
 
     /// Writes `s` if the row is still at `version` and, in the same
-    /// transaction, remembers `response` for its Idempotency-Key.
+    /// transaction, remembers `response` for its Idempotency-Key; once the
+    /// statement is done, the card's log it read is collected with it
+    /// (`center_card_log`, for the examination of card logs).
     pub async fn update_statement(
         &self,
         s: &crate::statement::Statement,
@@ -209,11 +211,18 @@ impl CenterDb {
                 .bind(serde_json::to_string(s).map_err(corrupt)?)
                 .bind(s.id.clone())
                 .bind(version);
+        let collect = match s.phase {
+            crate::statement::StatementPhase::Done => super::audit::collect_statements(&s.card_id, &s.entries, now)?,
+            _ => Vec::new(),
+        };
         let (save, stored) = idempotency::saving(response, now)?;
         self.write(move |mut conn| {
             Box::pin(async move {
                 if conn.execute(query).await? != 1 {
                     return Err(DbError::Conflict);
+                }
+                for record in collect {
+                    conn.execute(record).await?;
                 }
                 if let Some(save) = save {
                     conn.execute(save).await?;

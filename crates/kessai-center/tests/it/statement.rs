@@ -8,7 +8,10 @@ use kessai_scp03::CommandApdu;
 use crate::service::{bill_token, register_card, setup};
 use crate::world::{card_id, funded_card, relay};
 
-fn relay_all(card: &mut kessai_card::terminal::Terminal<crate::world::CardReader>, apdus: &[String]) -> Vec<String> {
+pub(crate) fn relay_all(
+    card: &mut kessai_card::terminal::Terminal<crate::world::CardReader>,
+    apdus: &[String],
+) -> Vec<String> {
     apdus
         .iter()
         .map(|h| {

@@ -127,6 +127,11 @@ pub fn record(n: u8) -> CardRecord {
 /// A card personalized with keys diversified from the world's masters,
 /// loaded with `balance` through a real secure CREDIT.
 pub fn funded_card(n: u8, balance: u64) -> Terminal<CardReader> {
+    funded_card_by(n, balance, [0xF0; 16])
+}
+
+/// As [`funded_card`], its funding CREDIT under transaction id `tx`.
+pub fn funded_card_by(n: u8, balance: u64, tx: [u8; 16]) -> Terminal<CardReader> {
     let id = card_id(n);
     let p = Personalization {
         card_id: ChipCardId(*id.as_bytes()),
@@ -141,7 +146,7 @@ pub fn funded_card(n: u8, balance: u64) -> Terminal<CardReader> {
         let keys = diversify(&masters(0x40), id.as_bytes(), KeyVersion::new(KVN).unwrap());
         let s = t.open_session(keys, [1; 8]).unwrap();
         let request = TransferRequest {
-            tx_id: TxId([0xF0; 16]),
+            tx_id: TxId(tx),
             amount_minor: balance,
             counterpart: *b"FUNDING!",
             order_ref: [0; 16],

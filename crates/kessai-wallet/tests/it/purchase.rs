@@ -364,3 +364,33 @@ async fn cancelling_a_second_embodiment_purchase_at_consent_charges_nothing() {
     assert_eq!(w.center_phase(&settlement).await, "voided");
     assert_eq!(wallet.record(&settlement).await.unwrap().phase, LocalPhase::Voided);
 }
+
+/// The card's own history in the wallet's pages (#20): read through the
+/// center on the cardholder's click only; the center keeps what it read.
+#[tokio::test]
+async fn the_cards_history_is_shown_on_the_cardholders_click_only() {
+    let w = World::new(25, 20_000).await;
+    let (wallet, ui) = open_ui(&w).await;
+    let (_, bill, return_url) = w.order(&[("ebook-kessai-001", 1)]).await;
+    let (status, _, page) = review_and_continue(&ui, &bill, &return_url).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let settlement = settlement_of(&page);
+    let token = input_value(&page, "consent_token");
+    let consent = form(&format!("/settlements/{settlement}/consent"), &format!("consent_token={token}"), "");
+    assert_eq!(send(&ui, consent).await.0, StatusCode::OK);
+
+    let (status, _, ask) = send(&ui, Request::get("/card").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{ask}");
+    let form_token = input_value(&ask, "form_token");
+    // Another site's post, or a guessed token: nothing is read.
+    let mut foreign = form("/card/history", &format!("form_token={form_token}"), "");
+    foreign.headers_mut().insert(header::ORIGIN, "https://evil.example".parse().unwrap());
+    assert_eq!(send(&ui, foreign).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(send(&ui, form("/card/history", "form_token=guess", "")).await.0, StatusCode::FORBIDDEN);
+    let (status, _, history) = send(&ui, form("/card/history", &format!("form_token={form_token}"), "")).await;
+    assert_eq!(status, StatusCode::OK, "{history}");
+    assert_eq!(history.matches("<tr class=").count(), 2, "the funding and the purchase: {history}");
+    assert!(history.contains("JPY 1,200") && history.contains("JPY 18,800"), "{history}");
+    assert_eq!(w.card_state().0, 18_800, "reading moved nothing");
+    drop(wallet);
+}

@@ -51,6 +51,19 @@ fn init_issue_a_card_and_serve() {
     assert!(!again.status.success(), "the same card cannot be issued twice");
     let over = kessai(&[&issue[..], &["--max-balance", "100", "--initial-value", "200"]].concat(), &[]);
     assert!(!over.status.success());
+    // The operator's commands on the issued card's books: nothing collected
+    // yet, nothing differs; no difference to resolve; a store's profiles.
+    let audit = kessai(&["center", "audit", "--config", c], &[]);
+    assert!(audit.status.success(), "{}", stderr(&audit));
+    assert!(
+        stdout(&audit).contains("examined 0 collected log records of 0 cards: 0 differences"),
+        "{}",
+        stdout(&audit)
+    );
+    let resolve = kessai(&["center", "audit", "--config", c, "--resolve", "aud_x", "--by", "ops", "--note", "n"], &[]);
+    assert!(!resolve.status.success() && stderr(&resolve).contains("no open difference aud_x"), "{}", stderr(&resolve));
+    let unknown = kessai(&["center", "profiles", "--config", c, "--store", "nobody"], &[]);
+    assert!(!unknown.status.success() && stderr(&unknown).contains("not registered"), "{}", stderr(&unknown));
 
     let mut server = Command::new(env!("CARGO_BIN_EXE_kessai"))
         .args(["center", "run", "--config", c])

@@ -1,0 +1,140 @@
+//! The examination of card logs (#20): a card's log, collected by a
+//! statement session, against the books. A clean run finds nothing; each
+//! kind of difference, planted in the card or in the collected copy of its
+//! log, is found and named, recorded once, and stays open until resolved.
+//! The audit never changes the books.
+
+use kessai_card::protocol::{TransferRequest, TxId, debit_command};
+use kessai_card::terminal::Terminal;
+use kessai_center::audit::DifferenceKind;
+use kessai_center::books::initial_value_id;
+use kessai_center::statement::StatementPhase;
+use kessai_core::profile::Profile;
+use kessai_core::{Currency, Money};
+use kessai_scp03::KeyVersion;
+use kessai_scp03::diversify::diversify;
+use sqlx::Connection as _;
+
+use kessai_center::service::parse_answers;
+
+use crate::service::{Setup, bill_token, setup};
+use crate::statement::relay_all;
+use crate::world::{CardReader, KVN, NOW, balance_of, card_id, funded_card_by, masters, record};
+
+/// Card 1, issued with JPY 50,000 the way `kessai center issue-card` does:
+/// its funding credit under the issuance's transaction id.
+async fn issued(s: &Setup) -> Terminal<CardReader> {
+    let card = card_id(1);
+    s.center.db.put_card(&record(1), NOW).await.unwrap();
+    s.center.books.open_card(&card, Currency::JPY, NOW.unix_s()).await.unwrap();
+    let value = Money::new(50_000, Currency::JPY).unwrap();
+    s.center.books.issue(initial_value_id(&card), &card, value, NOW.unix_s()).await.unwrap();
+    funded_card_by(1, 50_000, initial_value_id(&card).to_be_bytes())
+}
+
+/// A statement session: the card's whole log is read, and collected.
+async fn collect(s: &Setup, card: &mut Terminal<CardReader>) -> usize {
+    Terminal::select(card).unwrap();
+    let r = s.center.statement_create(card_id(1)).await.unwrap();
+    let id = r.statement_id.clone();
+    let mut r =
+        s.center.statement_authenticate(&id, parse_answers(&relay_all(card, &r.apdus)).unwrap(), None).await.unwrap();
+    while r.phase != StatementPhase::Done {
+        r = s.center.statement_read(&id, parse_answers(&relay_all(card, &r.apdus)).unwrap(), None).await.unwrap();
+    }
+    r.entries.unwrap().len()
+}
+
+async fn kinds(s: &Setup) -> Vec<DifferenceKind> {
+    let mut kinds: Vec<DifferenceKind> =
+        s.center.audit(NOW).await.unwrap().differences.iter().map(|d| d.kind).collect();
+    kinds.sort_by_key(|k| k.as_str());
+    kinds
+}
+
+/// Runs `sql` on the center's database (a plant in the collected copy).
+async fn plant(s: &Setup, sql: &'static str) {
+    sqlx::any::install_default_drivers();
+    let url = format!("sqlite://{}", s._dir.path().join("center.db").display());
+    let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+    sqlx::query(sql).execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_audit_finds_nothing_in_a_clean_log_and_names_each_planted_difference() {
+    let mut s = setup().await;
+    let mut card = issued(&s).await;
+    for profile in [Profile::Offer, Profile::Confirmed] {
+        let bill = bill_token(&mut s);
+        Terminal::select(&mut card).unwrap();
+        let (done, _) = crate::profiles::pay(&s.center, &mut card, &bill, 1, profile).await;
+        assert_eq!(done.phase, kessai_center::purchase::Phase::Completed);
+    }
+    assert_eq!(collect(&s, &mut card).await, 3, "the issuance credit and two debits");
+    assert_eq!(collect(&s, &mut card).await, 3, "read again: collected once");
+    let float = s.center.books.card_float(&card_id(1)).await.unwrap();
+
+    // Clean: nothing.
+    let report = s.center.audit(NOW).await.unwrap();
+    assert_eq!((report.cards, report.records, report.differences.len()), (1, 3, 0), "{report:?}");
+
+    // The collected copy says another amount for counter 2.
+    plant(&s, "UPDATE center_card_log SET amount_minor = amount_minor + 1 WHERE counter = 2").await;
+    assert_eq!(kinds(&s).await, [DifferenceKind::AmountDiffers]);
+    plant(&s, "UPDATE center_card_log SET amount_minor = amount_minor - 1 WHERE counter = 2").await;
+    // Counter 2 is lost from the copy: a gap, and the books' debit at 2 is
+    // not in the card's log.
+    plant(&s, "CREATE TABLE kept AS SELECT * FROM center_card_log WHERE counter = 2").await;
+    plant(&s, "DELETE FROM center_card_log WHERE counter = 2").await;
+    assert_eq!(kinds(&s).await, [DifferenceKind::Gap, DifferenceKind::MissingOnCard]);
+    plant(&s, "INSERT INTO center_card_log SELECT * FROM kept").await;
+    // The same transaction again at a later counter: a replay.
+    plant(
+        &s,
+        "INSERT INTO center_card_log SELECT card_id, 4, 'replayed', kind, transaction_id, amount_minor, counterpart,
+         time_unix_s, balance_after_minor, collected_at FROM kept",
+    )
+    .await;
+    let found = kinds(&s).await;
+    assert!(found.contains(&DifferenceKind::Replay), "{found:?}");
+    plant(&s, "DELETE FROM center_card_log WHERE counter = 4").await;
+
+    // On the card itself: a DEBIT the center never sealed (someone with the
+    // card's keys). Collected, it is missing in the books, and the card's
+    // balance is not the float.
+    Terminal::select(&mut card).unwrap();
+    let keys = diversify(&masters(0x40), card_id(1).as_bytes(), KeyVersion::new(KVN).unwrap());
+    let session = card.open_session(keys, [9; 8]).unwrap();
+    let request = TransferRequest {
+        tx_id: TxId([0xAB; 16]),
+        amount_minor: 700,
+        counterpart: [0; 8],
+        order_ref: [0; 16],
+        time_unix_s: 0,
+    };
+    let (_, answer) = card.secure(session, &debit_command(&request)).unwrap();
+    assert_eq!(answer.sw().raw(), 0x9000);
+    assert_eq!(collect(&s, &mut card).await, 4);
+    assert_eq!(kinds(&s).await, [DifferenceKind::BalanceDiffers, DifferenceKind::MissingInBooks]);
+    assert_eq!(balance_of(&mut card), 50_000 - 2 * 11_360 - 700);
+
+    // Each difference was recorded once, stays open until resolved, and is
+    // not reopened by a later run.
+    let open = s.center.db.differences(true, 100).await.unwrap();
+    let mut recorded: Vec<&str> = open.iter().map(|d| d.kind.as_str()).collect();
+    recorded.sort_unstable();
+    assert_eq!(recorded, ["amount_differs", "balance_differs", "gap", "missing_in_books", "missing_on_card", "replay"]);
+    assert_eq!(s.center.audit(NOW).await.unwrap().new, 0, "found again, recorded once");
+    let id = open.iter().find(|d| d.kind == "amount_differs").unwrap().id.clone();
+    assert!(s.center.db.resolve_difference(&id, "ops-1", "a test plant, taken back", NOW).await.unwrap());
+    assert!(!s.center.db.resolve_difference(&id, "ops-1", "again", NOW).await.unwrap(), "resolved once");
+    assert_eq!(s.center.db.differences(true, 100).await.unwrap().len(), 5);
+    let all = s.center.db.differences(false, 100).await.unwrap();
+    let resolved = all.iter().find(|d| d.id == id).unwrap();
+    assert_eq!((resolved.status.as_str(), resolved.resolved_by.as_deref()), ("resolved", Some("ops-1")));
+
+    // The audit read the books and changed nothing in them.
+    assert_eq!(s.center.books.card_float(&card_id(1)).await.unwrap(), float);
+    s.center.books.ledger().check().await.unwrap();
+}
