@@ -14,8 +14,9 @@ use crate::image::{ImageError, Slot, encode_slot, load};
 use crate::limits::{LOG_CAPACITY, READ_LOG_MAX_RECORDS, RECENT_TX_CAPACITY, WRITE_CHUNK_LEN};
 use crate::protocol::{
     AID, CLA_ISO, CLA_PROPRIETARY, CLA_SECURE, CardStatus, INS_BLOCK, INS_CREDIT, INS_DEBIT, INS_EXTERNAL_AUTHENTICATE,
-    INS_GET_DATA, INS_INITIALIZE_UPDATE, INS_READ_BALANCE, INS_READ_LOG, INS_SELECT, INS_TRANSACTION_STATUS, LogRecord,
-    TransferKind, TransferRequest, TxId, TxResult, TxStatus, tag,
+    INS_GET_DATA, INS_INITIALIZE_UPDATE, INS_LOG_COLLECTED, INS_READ_BALANCE, INS_READ_LOG, INS_SELECT,
+    INS_TRANSACTION_STATUS, LogRecord, READ_LOG_UNCOLLECTED, TransferKind, TransferRequest, TxId, TxResult, TxStatus,
+    tag,
 };
 use crate::state::{CardState, RecentTx, request_digest};
 use crate::storage::Storage;
@@ -90,6 +91,13 @@ pub enum CardError {
     /// The durable write failed; nothing changed in memory (`6581`).
     #[error("memory failure: {0}")]
     Memory(std::io::Error),
+    /// The log is full and its oldest record was never collected: a
+    /// transfer would drop it (`6A8B`, this application's own).
+    #[error("log full of uncollected records")]
+    LogFull,
+    /// LOG COLLECTED for a counter the card has not reached (`6A80`).
+    #[error("log collected beyond the counter")]
+    CollectedBeyondCounter,
 }
 
 impl CardError {
@@ -108,7 +116,8 @@ impl CardError {
                 Sw::ConditionsNotSatisfied
             }
             Self::HostAuthentication => Sw::AuthenticationFailed,
-            Self::ZeroAmount => Sw::WrongData,
+            Self::ZeroAmount | Self::CollectedBeyondCounter => Sw::WrongData,
+            Self::LogFull => Sw::Other(crate::protocol::SW_LOG_FULL),
             Self::AboveMaximum => Sw::NotEnoughMemory,
             Self::TxIdReused => Sw::AlreadyExists,
             Self::Blocked => Sw::FunctionNotSupported,
@@ -147,6 +156,11 @@ pub struct Card<S: Storage> {
     identity: CardIdentity,
     selected: bool,
     channel: Channel,
+    /// A LOG COLLECTED not yet written: kept in memory and written with
+    /// the next commit (a transfer), so it costs no write of its own. Lost
+    /// to a power cut before then, the card only keeps more records than
+    /// it needs: never fewer.
+    collected_pending: u32,
 }
 
 type Answer = Result<ResponseApdu, CardError>;
@@ -184,7 +198,14 @@ impl<S: Storage> Card<S> {
             identity,
             selected: false,
             channel: Channel::Closed,
+            collected_pending: 0,
         })
+    }
+
+    /// The counter through which the log is collected: as written, or as a
+    /// LOG COLLECTED since said.
+    fn collected_through(&self) -> u32 {
+        self.state.log_collected.max(self.collected_pending)
     }
 
     /// The current state (read-only).
@@ -282,6 +303,7 @@ impl<S: Storage> Card<S> {
                 | INS_DEBIT
                 | INS_CREDIT
                 | INS_READ_LOG
+                | INS_LOG_COLLECTED
                 | INS_TRANSACTION_STATUS
                 | INS_BLOCK,
             ) => Err(CardError::NoSession),
@@ -319,6 +341,7 @@ impl<S: Storage> Card<S> {
             INS_DEBIT => self.transfer(TransferKind::Debit, cmd),
             INS_CREDIT => self.transfer(TransferKind::Credit, cmd),
             INS_READ_LOG => self.read_log(cmd),
+            INS_LOG_COLLECTED => self.log_collected(cmd),
             INS_TRANSACTION_STATUS => self.transaction_status(cmd),
             INS_BLOCK => self.block(cmd),
             INS_GET_DATA => self.get_data(cmd),
@@ -386,6 +409,12 @@ impl<S: Storage> Card<S> {
             return Err(CardError::Blocked);
         }
         let result = self.apply(kind, &request)?;
+        // The record this transfer would push out must have been collected.
+        let through = self.collected_through();
+        if self.state.log.len() == LOG_CAPACITY && self.state.log.front().is_some_and(|oldest| oldest.counter > through)
+        {
+            return Err(CardError::LogFull);
+        }
         let mut next = self.state.clone();
         next.balance_minor = result.balance_after_minor;
         next.counter = result.counter;
@@ -425,17 +454,40 @@ impl<S: Storage> Card<S> {
 
     fn read_log(&mut self, cmd: &CommandApdu) -> Answer {
         expect_no_data(cmd)?;
-        let (skip, count) = (usize::from(cmd.p1()), usize::from(cmd.p2()));
-        if count == 0 || count > READ_LOG_MAX_RECORDS || skip >= LOG_CAPACITY {
+        let (skip, count) = (cmd.p1(), usize::from(cmd.p2()));
+        if count == 0
+            || count > READ_LOG_MAX_RECORDS
+            || (skip != READ_LOG_UNCOLLECTED && usize::from(skip) >= LOG_CAPACITY)
+        {
             return Err(CardError::IncorrectP1P2);
         }
-        let records: Vec<&LogRecord> = self.state.log.iter().rev().skip(skip).take(count).collect();
+        let records: Vec<&LogRecord> = if skip == READ_LOG_UNCOLLECTED {
+            // The oldest records not yet collected, oldest first.
+            let mark = self.collected_through();
+            self.state.log.iter().filter(|r| r.counter > mark).take(count).collect()
+        } else {
+            self.state.log.iter().rev().skip(usize::from(skip)).take(count).collect()
+        };
         // At most READ_LOG_MAX_RECORDS (3) records.
         let mut data = vec![records.len() as u8];
         for record in records {
             data.extend_from_slice(&record.to_bytes());
         }
         Ok(ok(&data))
+    }
+
+    /// LOG COLLECTED: the center holds every record up to `counter`; the
+    /// mark never goes back, and never past the card's own counter. Written
+    /// with the next commit.
+    fn log_collected(&mut self, cmd: &CommandApdu) -> Answer {
+        expect_p1p2(cmd, 0, 0)?;
+        let through: [u8; 4] = cmd.data().try_into().map_err(|_| CardError::WrongLength)?;
+        let through = u32::from_be_bytes(through);
+        if through > self.state.counter {
+            return Err(CardError::CollectedBeyondCounter);
+        }
+        self.collected_pending = self.collected_pending.max(through);
+        Ok(ok(&self.collected_through().to_be_bytes()))
     }
 
     fn transaction_status(&mut self, cmd: &CommandApdu) -> Answer {
@@ -462,7 +514,8 @@ impl<S: Storage> Card<S> {
     /// Writes `next` into the other slot, syncs, and only then makes it the
     /// card's state. On failure memory keeps the old state; storage may hold
     /// a torn or complete copy of `next` in the other slot (old-or-new).
-    fn commit(&mut self, next: CardState) -> Result<(), CardError> {
+    fn commit(&mut self, mut next: CardState) -> Result<(), CardError> {
+        next.log_collected = next.log_collected.max(self.collected_pending.min(next.counter));
         let target = self.slot.other();
         let generation = self.generation + 1;
         let bytes = encode_slot(generation, &next);

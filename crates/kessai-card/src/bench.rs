@@ -140,6 +140,10 @@ fn one_session<R: Reader>(t: &mut Terminal<R>, keys: &StaticKeys, n: u64) -> Res
     let s = t.open_session(keys.clone(), challenge(n))?;
     let (s, r) = t.secure(s, &read_balance_command())?;
     expect_ok(r.sw())?;
+    // As the center does: what it read of the log so far is collected.
+    let counter = crate::protocol::BalanceReport::parse(r.data()).map_err(|_| BenchError::Refused(r.sw()))?.counter;
+    let (s, r) = t.secure(s, &crate::protocol::log_collected_command(counter))?;
+    expect_ok(r.sw())?;
     let (_, r) = t.secure(s, &debit_command(&request(n)))?;
     expect_ok(r.sw())
 }

@@ -14,8 +14,12 @@ pub const READ_LOG_MAX_RECORDS: usize = 3;
 pub const RECENT_TX_LEN: usize = TX_RESULT_LEN - 1 + DIGEST_LEN;
 /// Bytes of the request digest kept per recent transaction.
 pub const DIGEST_LEN: usize = 8;
-/// Fixed part of the stored state body (everything but log and recent table).
-pub const STATE_FIXED_LEN: usize = 8 + 1 + 3 * 16 + 3 + 8 + 8 + 4 + 4 + 1 + 2 + 2;
+/// Fixed part of the stored state body (everything but log and recent
+/// table), image format 1: without the log's collected mark.
+pub const STATE_FIXED_LEN_V1: usize = 8 + 1 + 3 * 16 + 3 + 8 + 8 + 4 + 4 + 1 + 2 + 2;
+/// The same, image format 2: with the counter through which the center
+/// collected the log (4 bytes).
+pub const STATE_FIXED_LEN: usize = STATE_FIXED_LEN_V1 + 4;
 /// Largest stored state body.
 pub const STATE_MAX_LEN: usize = STATE_FIXED_LEN + LOG_CAPACITY * LOG_RECORD_LEN + RECENT_TX_CAPACITY * RECENT_TX_LEN;
 /// Bytes of a slot header (magic, version, reserved, generation, body length).

@@ -43,6 +43,14 @@ pub const INS_READ_LOG: u8 = 0x36;
 pub const INS_TRANSACTION_STATUS: u8 = 0x38;
 /// BLOCK CARD (secure; for good).
 pub const INS_BLOCK: u8 = 0x3A;
+/// LOG COLLECTED (secure): the center holds the log up to a counter.
+pub const INS_LOG_COLLECTED: u8 = 0x3C;
+/// READ LOG's P1 asking for the oldest records not yet collected, oldest
+/// first (any other P1: records to skip, newest first).
+pub const READ_LOG_UNCOLLECTED: u8 = 0xFF;
+/// A transfer refused because it would drop a log record the center has
+/// not collected (this application's own status word).
+pub const SW_LOG_FULL: u16 = 0x6A8B;
 
 /// GET DATA tags (P1P2).
 pub mod tag {
@@ -546,6 +554,17 @@ pub fn credit_command(request: &TransferRequest) -> CommandApdu {
 /// Plain READ LOG `80 36 <skip> <count> 00` (wrap it).
 pub fn read_log_command(skip: u8, count: u8) -> CommandApdu {
     command(CLA_PROPRIETARY, INS_READ_LOG, skip, count, &[], Some(256))
+}
+
+/// Plain READ LOG of the oldest uncollected records `80 36 FF <count> 00`
+/// (wrap it).
+pub fn read_uncollected_command(count: u8) -> CommandApdu {
+    command(CLA_PROPRIETARY, INS_READ_LOG, READ_LOG_UNCOLLECTED, count, &[], Some(256))
+}
+
+/// Plain LOG COLLECTED `80 3C 00 00 04 <counter> 00` (wrap it).
+pub fn log_collected_command(through: u32) -> CommandApdu {
+    command(CLA_PROPRIETARY, INS_LOG_COLLECTED, 0, 0, &through.to_be_bytes(), Some(256))
 }
 
 /// Plain TRANSACTION STATUS `80 38 00 00 10 <tx id> 00` (wrap it).

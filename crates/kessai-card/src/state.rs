@@ -8,7 +8,7 @@ use kessai_scp03::{Aes128Key, KeyVersion, SequenceCounter, StaticKeys};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::limits::{DIGEST_LEN, LOG_CAPACITY, RECENT_TX_CAPACITY, RECENT_TX_LEN, STATE_FIXED_LEN};
+use crate::limits::{DIGEST_LEN, LOG_CAPACITY, RECENT_TX_CAPACITY, RECENT_TX_LEN, STATE_FIXED_LEN, STATE_FIXED_LEN_V1};
 use crate::protocol::{
     CardId, CardStatus, Currency, Fields, LOG_RECORD_LEN, LogRecord, PublicInfo, TransferKind, TransferRequest, TxId,
     TxResult,
@@ -64,6 +64,9 @@ pub struct CardState {
     pub(crate) counter: u32,
     pub(crate) sequence: SequenceCounter,
     pub(crate) status: CardStatus,
+    /// The center collected every record up to this counter (LOG
+    /// COLLECTED): a record above it is never dropped from the log.
+    pub(crate) log_collected: u32,
     pub(crate) log: VecDeque<LogRecord>,
     pub(crate) recent: VecDeque<RecentTx>,
 }
@@ -80,6 +83,7 @@ impl CardState {
             counter: 0,
             sequence: SequenceCounter::ZERO,
             status: CardStatus::Active,
+            log_collected: 0,
             log: VecDeque::new(),
             recent: VecDeque::new(),
         }
@@ -96,6 +100,11 @@ impl CardState {
             status: self.status,
             counter: self.counter,
         }
+    }
+
+    /// The counter through which the center collected the log.
+    pub fn log_collected(&self) -> u32 {
+        self.log_collected
     }
 
     /// The log, oldest first.
@@ -115,6 +124,9 @@ impl CardState {
         }
         if self.log.len() > LOG_CAPACITY || self.recent.len() > RECENT_TX_CAPACITY {
             return Err(StateError::Field("table length"));
+        }
+        if self.log_collected > self.counter {
+            return Err(StateError::Field("log collected beyond the counter"));
         }
         let mut prev: Option<&LogRecord> = None;
         for (i, record) in self.log.iter().enumerate() {
@@ -139,6 +151,7 @@ impl CardState {
     /// ```text
     /// card id 8 ‖ KVN 1 ‖ ENC 16 ‖ MAC 16 ‖ DEK 16 ‖ currency 3 ‖ max 8 ‖
     /// balance 8 ‖ counter 4 ‖ SCP03 sequence counter 4 ‖ status 1 ‖
+    /// log collected through 4 (format 2) ‖
     /// log count 2 ‖ recent count 2 ‖ log records (oldest first, 69 each) ‖
     /// recent entries (oldest first: result body 37 ‖ request digest 8)
     /// ```
@@ -157,6 +170,7 @@ impl CardState {
         out.extend_from_slice(&self.counter.to_be_bytes());
         out.extend_from_slice(&self.sequence.get().to_be_bytes());
         out.push(self.status.to_byte());
+        out.extend_from_slice(&self.log_collected.to_be_bytes());
         // Both lengths are bounded by the capacities (≤ 128), see `check`.
         out.extend_from_slice(&u16::try_from(self.log.len()).unwrap_or(0).to_be_bytes());
         out.extend_from_slice(&u16::try_from(self.recent.len()).unwrap_or(0).to_be_bytes());
@@ -170,10 +184,12 @@ impl CardState {
         out
     }
 
-    /// Decodes and checks a body.
-    pub(crate) fn from_bytes(body: &[u8]) -> Result<Self, StateError> {
-        if body.len() < STATE_FIXED_LEN {
-            return Err(StateError::Length { expected: STATE_FIXED_LEN, actual: body.len() });
+    /// Decodes and checks a body of image format `format` (1: without the
+    /// log's collected mark, read as nothing collected; 2).
+    pub(crate) fn from_bytes(body: &[u8], format: u16) -> Result<Self, StateError> {
+        let fixed = if format == 1 { STATE_FIXED_LEN_V1 } else { STATE_FIXED_LEN };
+        if body.len() < fixed {
+            return Err(StateError::Length { expected: fixed, actual: body.len() });
         }
         let mut f = Fields(body);
         let card_id = CardId(f.take());
@@ -185,11 +201,12 @@ impl CardState {
         let (max_balance_minor, balance_minor, counter) = (f.u64(), f.u64(), f.u32());
         let sequence = SequenceCounter::new(f.u32()).ok_or(StateError::Field("sequence"))?;
         let status = CardStatus::from_byte(f.u8()).map_err(|_| StateError::Field("status"))?;
+        let log_collected = if format == 1 { 0 } else { f.u32() };
         let (log_len, recent_len) = (usize::from(f.u16()), usize::from(f.u16()));
         if log_len > LOG_CAPACITY || recent_len > RECENT_TX_CAPACITY {
             return Err(StateError::Field("table length"));
         }
-        let expected = STATE_FIXED_LEN + log_len * LOG_RECORD_LEN + recent_len * RECENT_TX_LEN;
+        let expected = fixed + log_len * LOG_RECORD_LEN + recent_len * RECENT_TX_LEN;
         if body.len() != expected {
             return Err(StateError::Length { expected, actual: body.len() });
         }
@@ -206,8 +223,19 @@ impl CardState {
             let digest = Fields(rf.rest()).take();
             recent.push_back(RecentTx { result, digest });
         }
-        let state =
-            Self { card_id, keys, currency, max_balance_minor, balance_minor, counter, sequence, status, log, recent };
+        let state = Self {
+            card_id,
+            keys,
+            currency,
+            max_balance_minor,
+            balance_minor,
+            counter,
+            sequence,
+            status,
+            log_collected,
+            log,
+            recent,
+        };
         state.check()?;
         Ok(state)
     }

@@ -12,8 +12,10 @@
 //!   not known; if not known, READ BALANCE and the capacity rule decide
 //!   whether it can never have been applied.
 
-use kessai_card::limits::RECENT_TX_CAPACITY;
-use kessai_card::protocol::{BalanceReport, TxResult, TxStatus};
+use kessai_card::limits::{READ_LOG_MAX_RECORDS, RECENT_TX_CAPACITY};
+use kessai_card::protocol::{
+    BalanceReport, TxResult, TxStatus, log_collected_command, parse_log, read_uncollected_command,
+};
 use kessai_core::Currency;
 use kessai_core::ids::{CardId, TransactionId};
 use kessai_core::random::Random;
@@ -21,6 +23,60 @@ use kessai_scp03::{CommandApdu, ResponseApdu, StatusWord};
 
 use crate::purchase::{Context, Phase, StepError};
 use crate::security::{SealedState, SecurityError};
+use crate::statement::LogEntry;
+
+/// What a sealed command handed out in a batch is, for reading its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sealed {
+    /// LOG COLLECTED: its answer tells nothing the center needs.
+    LogCollected,
+    /// READ LOG of the oldest records not yet collected.
+    ReadUncollected,
+    ReadBalance,
+    /// The DEBIT (or CREDIT) the step is about; always last.
+    Transfer,
+    TransactionStatus,
+}
+
+/// A sealed command of a batch awaiting its answer, with the session as of
+/// it: each answer's R-MAC chains on its own command.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Pending {
+    pub kind: Sealed,
+    pub scp: SealedState,
+}
+
+/// The log commands every purchase and recovery session carries: LOG
+/// COLLECTED through what the center holds of the card's log (`through`,
+/// if anything), then READ LOG of the oldest records still uncollected.
+pub(crate) fn collect_commands(through: Option<u32>) -> Vec<(Sealed, kessai_scp03::CommandApdu)> {
+    let page = u8::try_from(READ_LOG_MAX_RECORDS).unwrap_or(1);
+    let mut out: Vec<(Sealed, kessai_scp03::CommandApdu)> =
+        through.filter(|t| *t > 0).map(|t| (Sealed::LogCollected, log_collected_command(t))).into_iter().collect();
+    out.push((Sealed::ReadUncollected, read_uncollected_command(page)));
+    out
+}
+
+/// The records of a READ LOG of uncollected records: oldest first, their
+/// counters ascending one by one.
+pub(crate) fn uncollected(plain: &ResponseApdu) -> Result<Vec<LogEntry>, StepError> {
+    completed(plain)?;
+    let records = parse_log(plain.data()).map_err(bad_answer)?;
+    if records.windows(2).any(|w| w[1].counter != w[0].counter.wrapping_add(1)) {
+        return Err(bad_answer("uncollected log records out of order"));
+    }
+    Ok(records.iter().map(LogEntry::from_record).collect())
+}
+
+/// What the answers to a batch said, by kind.
+#[derive(Debug, Default)]
+pub(crate) struct BatchAnswers {
+    pub(crate) collected: Vec<LogEntry>,
+    pub(crate) balance: Option<ResponseApdu>,
+    pub(crate) transfer: Option<ResponseApdu>,
+    pub(crate) status: Option<ResponseApdu>,
+}
 
 /// A record's secure session with its card, borrowed for one step.
 #[derive(Debug)]
@@ -112,6 +168,72 @@ impl<'r> Session<'r> {
         let opened = ctx.security.unseal_response(self.card_id, self.label, self.state()?, wire, ctx.rng)?;
         *self.scp = Some(opened.state);
         Ok(opened.value)
+    }
+
+    /// Checks the card cryptogram in INITIALIZE UPDATE's `answer`; returns
+    /// EXTERNAL AUTHENTICATE and each of `then` sealed, with the session as
+    /// of each (its answer is read with it).
+    pub(crate) fn open_batch<R: Random + ?Sized>(
+        &mut self,
+        ctx: &mut Context<'_, R>,
+        answer: &ResponseApdu,
+        then: &[(Sealed, CommandApdu)],
+    ) -> Result<(Vec<CommandApdu>, Vec<Pending>), StepError> {
+        let mut commands = self.open(ctx, answer, &[])?;
+        let (sealed, pending) = self.seal_batch(ctx, then)?;
+        commands.extend(sealed);
+        Ok((commands, pending))
+    }
+
+    /// Seals each of `then` in the open session, with the session as of each.
+    pub(crate) fn seal_batch<R: Random + ?Sized>(
+        &mut self,
+        ctx: &mut Context<'_, R>,
+        then: &[(Sealed, CommandApdu)],
+    ) -> Result<(Vec<CommandApdu>, Vec<Pending>), StepError> {
+        let (mut commands, mut pending) = (Vec::with_capacity(then.len()), Vec::with_capacity(then.len()));
+        for (kind, plain) in then {
+            commands.push(self.seal(ctx, plain)?);
+            pending.push(Pending { kind: *kind, scp: self.state()?.clone() });
+        }
+        Ok((commands, pending))
+    }
+
+    /// Reads the answers to a batch: EXTERNAL AUTHENTICATE's first if
+    /// `opened`, then one per `pending`, each unsealed with the session as
+    /// of its command.
+    pub(crate) fn read_batch<R: Random + ?Sized>(
+        &mut self,
+        ctx: &mut Context<'_, R>,
+        answers: &[ResponseApdu],
+        opened: bool,
+        pending: &[Pending],
+    ) -> Result<BatchAnswers, StepError> {
+        let answers = exactly(answers, usize::from(opened) + pending.len())?;
+        let rest = if opened {
+            let (auth, rest) = answers.split_first().ok_or(StepError::WrongAnswerCount { expected: 1, got: 0 })?;
+            completed(auth)?;
+            ctx.security.check_external_authenticate(self.card_id, self.label, self.state()?, auth)?;
+            rest
+        } else {
+            answers
+        };
+        let mut read = BatchAnswers::default();
+        for (p, wire) in pending.iter().zip(rest) {
+            if p.kind == Sealed::LogCollected {
+                continue; // nothing in it for the center
+            }
+            let opened = ctx.security.unseal_response(self.card_id, self.label, &p.scp, wire, ctx.rng)?;
+            let plain = opened.value;
+            match p.kind {
+                Sealed::ReadUncollected => read.collected = uncollected(&plain)?,
+                Sealed::ReadBalance => read.balance = Some(plain),
+                Sealed::Transfer => read.transfer = Some(plain),
+                Sealed::TransactionStatus => read.status = Some(plain),
+                Sealed::LogCollected => {}
+            }
+        }
+        Ok(read)
     }
 
     /// Seals one more command in the open session.

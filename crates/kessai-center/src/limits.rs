@@ -14,7 +14,7 @@ pub const COMPLETION_LIFETIME_S: u64 = 24 * 60 * 60;
 pub const MAX_APDU_BYTES: usize = 4096;
 
 /// Most APDU responses one request may carry.
-pub const MAX_APDUS_PER_STEP: usize = 4;
+pub const MAX_APDUS_PER_STEP: usize = 6;
 
 /// Largest sealed SCP03 state we store or accept back.
 pub const MAX_SEALED_STATE_BYTES: usize = 1024;

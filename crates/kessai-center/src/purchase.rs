@@ -22,7 +22,7 @@
 
 use kessai_card::protocol::{
     BalanceReport, CardStatus as CardChipStatus, TransferKind, TransferRequest, TxId, TxStatus, debit_command,
-    read_balance_command, transaction_status_command,
+    log_collected_command, read_balance_command, transaction_status_command,
 };
 use kessai_core::digest::Sha256Digest;
 use kessai_core::ids::{BillId, CardId, MessageId, OrderId, PartyId, SettlementId, StoreId, TransactionId};
@@ -40,10 +40,12 @@ use kessai_scp03::{ApduError, CommandApdu, ResponseApdu, StatusWord};
 use serde::{Deserialize, Serialize};
 
 use crate::card_session::{
-    CardTxState, Probe, bad_answer, balance_report, completed, exactly, in_session, never_applied, transaction_status,
+    CardTxState, Pending, Probe, Sealed, bad_answer, balance_report, collect_commands, completed, in_session,
+    never_applied, transaction_status,
 };
 use crate::limits::{COMPLETION_LIFETIME_S, OFFER_LIFETIME_S, SETTLEMENT_TIMEOUT_S};
 use crate::security::{SealedState, SecurityError, SecurityServer};
+use crate::statement::LogEntry;
 
 /// Where a settlement or a value update stands. Stored as its snake_case
 /// name.
@@ -207,6 +209,9 @@ impl BillFacts {
     }
 }
 
+/// A batch of commands for the card, and the sealed ones awaiting answers.
+type Batch = (Vec<CommandApdu>, Vec<Pending>);
+
 /// What a settlement made when it sealed its DEBIT: what recovery compares
 /// against.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,9 +227,6 @@ pub struct OfferMade {
     pub debit_hash: Sha256Digest,
     /// The signed offer (SIG2): in the `offer` profile only.
     pub offer_token: Option<String>,
-    /// The session as of the READ BALANCE sealed before the DEBIT
-    /// (`confirmed`): its answer's R-MAC chains on that command.
-    pub read_scp: Option<SealedState>,
 }
 
 /// What the wallet read from the card in the clear (GET DATA `DF10`)
@@ -267,6 +269,12 @@ pub struct Settlement {
     /// The card's SCP03 sequence counter in the last INITIALIZE UPDATE
     /// answer taken: a later opening must name a higher one.
     pub card_sequence: Option<u32>,
+    /// The sealed commands of the last batch awaiting their answers, each
+    /// with the session as of it.
+    pub pending: Vec<Pending>,
+    /// The card's log records the last step read (not stored with the
+    /// record: the step's write keeps them in `center_card_log`).
+    pub collected: Vec<LogEntry>,
     state: PurchaseState,
 }
 
@@ -286,7 +294,7 @@ struct SettlementRecord {
     debit_hash: Option<Sha256Digest>,
     offer_token: Option<String>,
     #[serde(default)]
-    read_scp: Option<SealedState>,
+    pending: Vec<Pending>,
     // Records from before profiles existed are all `offer`.
     #[serde(default = "offer_profile")]
     profile: Profile,
@@ -317,8 +325,7 @@ impl TryFrom<SettlementRecord> for Settlement {
                 if r.profile.signs_offer() != r.offer_token.is_some() {
                     return Err(UNFIT);
                 }
-                let (offer_token, read_scp) = (r.offer_token, r.read_scp);
-                Some(OfferMade { balance_minor, counter_at_offer, debit_hash, offer_token, read_scp })
+                Some(OfferMade { balance_minor, counter_at_offer, debit_hash, offer_token: r.offer_token })
             }
             _ => None,
         };
@@ -361,6 +368,8 @@ impl TryFrom<SettlementRecord> for Settlement {
             deadline: r.deadline,
             profile: r.profile,
             card_sequence: r.card_sequence,
+            pending: r.pending,
+            collected: Vec::new(),
             state,
         })
     }
@@ -395,7 +404,7 @@ impl From<Settlement> for SettlementRecord {
             balance_minor,
             counter_at_offer: offer.as_ref().map(|o| o.counter_at_offer),
             debit_hash: offer.as_ref().map(|o| o.debit_hash),
-            read_scp: offer.as_ref().and_then(|o| o.read_scp.clone()),
+            pending: s.pending,
             offer_token: offer.and_then(|o| o.offer_token),
             profile: s.profile,
             card_sequence: s.card_sequence,
@@ -482,6 +491,8 @@ impl Settlement {
             deadline: ctx.now.checked_add_s(SETTLEMENT_TIMEOUT_S).unwrap_or(ctx.now),
             profile: input.profile,
             card_sequence: None,
+            pending: Vec::new(),
+            collected: Vec::new(),
             state: PurchaseState::Authenticating { scp },
         };
         let init = kessai_card::protocol::initialize_update_command(&challenge);
@@ -553,17 +564,23 @@ impl Settlement {
         }
     }
 
-    /// Checks the card cryptogram; returns EXTERNAL AUTHENTICATE and a
-    /// sealed READ BALANCE, to relay in that order.
+    /// Checks the card cryptogram; returns EXTERNAL AUTHENTICATE and, sealed,
+    /// the log commands (LOG COLLECTED through `through`, what the center
+    /// holds of the card's log; READ LOG of the oldest records still
+    /// uncollected) and READ BALANCE, to relay in that order.
     pub fn authenticate<R: Random + ?Sized>(
         mut self,
         ctx: &mut Context<'_, R>,
         answer: &ResponseApdu,
+        through: Option<u32>,
     ) -> Result<(Settlement, Vec<CommandApdu>), StepError> {
         if self.profile != Profile::Offer {
             return Err(self.out_of_order("authenticate", "a purchase in the offer profile"));
         }
-        let (commands, scp) = self.open_session(ctx, answer, &[read_balance_command()])?;
+        let mut then = collect_commands(through);
+        then.push((Sealed::ReadBalance, read_balance_command()));
+        let ((commands, pending), scp) = self.open_session(ctx, answer, &then)?;
+        self.pending = pending;
         self.state = PurchaseState::ReadingBalance { scp };
         Ok((self, commands))
     }
@@ -575,8 +592,8 @@ impl Settlement {
         &mut self,
         ctx: &mut Context<'_, R>,
         answer: &ResponseApdu,
-        then: &[CommandApdu],
-    ) -> Result<(Vec<CommandApdu>, SealedState), StepError> {
+        then: &[(Sealed, CommandApdu)],
+    ) -> Result<(Batch, SealedState), StepError> {
         let PurchaseState::Authenticating { scp } = &self.state else {
             return Err(self.out_of_order("authenticate", "authenticating"));
         };
@@ -588,7 +605,8 @@ impl Settlement {
         if let Some(last) = self.card_sequence.filter(|last| seen < *last) {
             return Err(StepError::ReplayedOpening { seen, last });
         }
-        let opened = in_session(&self.card_id, self.id.as_str(), Some(scp.clone()), |s| s.open(ctx, answer, then))?;
+        let opened =
+            in_session(&self.card_id, self.id.as_str(), Some(scp.clone()), |s| s.open_batch(ctx, answer, then))?;
         self.card_sequence = Some(seen);
         Ok(opened)
     }
@@ -605,12 +623,14 @@ impl Settlement {
         ctx: &mut Context<'_, R>,
         answer: &ResponseApdu,
         claim: CardClaim,
+        through: Option<u32>,
     ) -> Result<(Settlement, Vec<CommandApdu>), StepError> {
         if self.profile == Profile::Offer {
             return Err(self.out_of_order("authenticate_and_debit", "a purchase in the confirmed or direct profile"));
         }
-        let (mut commands, scp) = self.open_session(ctx, answer, &[])?;
         if claim.balance_minor < self.bill.amount.amount_minor() {
+            // Checked only once the card proved itself, like every refusal.
+            self.open_session(ctx, answer, &[])?;
             self.state = PurchaseState::Voided {
                 balance_minor: Some(claim.balance_minor),
                 offer: None,
@@ -620,26 +640,20 @@ impl Settlement {
             };
             return Ok((self, Vec::new()));
         }
-        let (read_scp, scp) = match self.profile {
-            Profile::Confirmed => {
-                let (read, scp) =
-                    in_session(&self.card_id, self.id.as_str(), Some(scp), |s| s.seal(ctx, &read_balance_command()))?;
-                commands.push(read);
-                (Some(scp.clone()), scp)
-            }
-            _ => (None, scp),
-        };
-        let debit = debit_command(&self.transfer_request());
-        let (wire, scp) = in_session(&self.card_id, self.id.as_str(), Some(scp), |s| s.seal(ctx, &debit))?;
-        let debit_hash = Sha256Digest::of(&wire.to_bytes());
-        commands.push(wire);
+        let mut then = collect_commands(through);
+        if self.profile == Profile::Confirmed {
+            then.push((Sealed::ReadBalance, read_balance_command()));
+        }
+        then.push((Sealed::Transfer, debit_command(&self.transfer_request())));
+        let ((commands, pending), scp) = self.open_session(ctx, answer, &then)?;
+        let debit_hash = Sha256Digest::of(&commands.last().map(CommandApdu::to_bytes).unwrap_or_default());
         let offer = OfferMade {
             balance_minor: claim.balance_minor,
             counter_at_offer: claim.counter,
             debit_hash,
             offer_token: None,
-            read_scp,
         };
+        self.pending = pending;
         self.state = PurchaseState::Offered { scp, offer };
         Ok((self, commands))
     }
@@ -702,9 +716,12 @@ impl Settlement {
         let PurchaseState::ReadingBalance { scp } = &self.state else {
             return Err(self.out_of_order("offer", "reading_balance"));
         };
-        let (plain, scp) =
-            in_session(&self.card_id, self.id.as_str(), Some(scp.clone()), |s| s.after_open(ctx, answers, 1))?;
-        let report = self.balance_report(&plain[0])?;
+        let pending = std::mem::take(&mut self.pending);
+        let (read, scp) = in_session(&self.card_id, self.id.as_str(), Some(scp.clone()), |s| {
+            s.read_batch(ctx, answers, true, &pending)
+        })?;
+        self.collected = read.collected;
+        let report = self.balance_report(read.balance.as_ref().ok_or_else(|| bad_answer("no balance read"))?)?;
         let currency = self.bill.amount.currency();
         let balance =
             Money::new(report.balance_minor, currency).map_err(|e| StepError::BadCardAnswer(e.to_string()))?;
@@ -719,19 +736,29 @@ impl Settlement {
             };
             return Ok((self, OfferOutcome::Insufficient { balance, amount }));
         }
-        let debit = debit_command(&self.transfer_request());
-        let (wire, scp) = in_session(&self.card_id, self.id.as_str(), Some(scp), |s| s.seal(ctx, &debit))?;
-        let debit_hash = Sha256Digest::of(&wire.to_bytes());
+        // What this step read of the log is collected with its write: the
+        // card may drop it from now on.
+        let mut then: Vec<(Sealed, CommandApdu)> = self
+            .collected
+            .last()
+            .map(|newest| (Sealed::LogCollected, log_collected_command(newest.counter)))
+            .into_iter()
+            .collect();
+        then.push((Sealed::Transfer, debit_command(&self.transfer_request())));
+        let ((commands, pending), scp) =
+            in_session(&self.card_id, self.id.as_str(), Some(scp), |s| s.seal_batch(ctx, &then))?;
+        let debit = commands.last().cloned().ok_or_else(|| bad_answer("no DEBIT sealed"))?;
+        let debit_hash = Sha256Digest::of(&debit.to_bytes());
         let token = self.sign_offer(ctx, balance, debit_hash)?;
         let offer = OfferMade {
             balance_minor: report.balance_minor,
             counter_at_offer: report.counter,
             debit_hash,
             offer_token: Some(token.clone()),
-            read_scp: None,
         };
+        self.pending = pending;
         self.state = PurchaseState::Offered { scp, offer };
-        Ok((self, OfferOutcome::Offered { offer: token, debit: wire }))
+        Ok((self, OfferOutcome::Offered { offer: token, commands }))
     }
 
     fn sign_offer<R: Random + ?Sized>(
@@ -771,29 +798,24 @@ impl Settlement {
             return Err(self.out_of_order("complete", "offered"));
         };
         let (scp, mut offer) = (scp.clone(), offer.clone());
-        let expected = match self.profile {
-            Profile::Offer => 1,
-            Profile::Confirmed => 3,
-            Profile::Direct => 2,
-        };
-        let answers = exactly(answers, expected)?;
-        let (answer, before) = answers.split_last().ok_or(StepError::WrongAnswerCount { expected, got: 0 })?;
-        if let Some(auth) = before.first() {
-            completed(auth)?;
-            ctx.security.check_external_authenticate(&self.card_id, self.id.as_str(), &scp, auth)?;
-        }
-        if let (Some(read), Some(read_scp)) = (before.get(1), offer.read_scp.clone()) {
+        // In the second embodiment the batch began with EXTERNAL AUTHENTICATE.
+        let opened = self.profile != Profile::Offer;
+        let pending = self.pending.clone();
+        let (read, _) =
+            in_session(&self.card_id, self.id.as_str(), Some(scp), |s| s.read_batch(ctx, answers, opened, &pending))?;
+        if let Some(balance) = &read.balance {
             // The balance the card reported under its R-MAC, before the
             // DEBIT: recovery compares against its counter from now on.
-            let (plain, _) = in_session(&self.card_id, self.id.as_str(), Some(read_scp), |s| s.unseal(ctx, read))?;
-            let report = balance_report(&self.card_id, self.bill.amount.currency(), &plain)?;
+            let report = balance_report(&self.card_id, self.bill.amount.currency(), balance)?;
             (offer.balance_minor, offer.counter_at_offer) = (report.balance_minor, report.counter);
         }
-        let (plain, _) = in_session(&self.card_id, self.id.as_str(), Some(scp), |s| s.unseal(ctx, answer))?;
+        let plain = read.transfer.ok_or_else(|| bad_answer("no DEBIT answered"))?;
         completed(&plain)?;
         let status = TxStatus::parse(plain.data()).map_err(bad_answer)?;
         let TxStatus::Applied(result) = status else { return Err(StepError::WrongTransaction) };
         let token = self.finish(ctx, &result, offer)?;
+        self.collected = read.collected;
+        self.pending = Vec::new();
         Ok((self, token))
     }
 
@@ -870,6 +892,7 @@ impl Settlement {
         let ((), scp) =
             in_session(&self.card_id, self.id.as_str(), None, |s| s.begin_bound(ctx, key_version, challenge))?;
         (self.key_version, self.profile) = (key_version, profile);
+        self.pending = Vec::new();
         self.state = PurchaseState::Authenticating { scp };
         Ok(self)
     }
@@ -913,6 +936,7 @@ impl Settlement {
         let (_, offer) = self.debit_out("recover")?;
         let key_version = self.key_version;
         let (init, scp) = in_session(&self.card_id, self.id.as_str(), None, |s| s.begin(ctx, key_version))?;
+        self.pending = Vec::new();
         self.state = PurchaseState::Recovering { scp, offer };
         Ok((self, init))
     }
@@ -924,15 +948,18 @@ impl Settlement {
         mut self,
         ctx: &mut Context<'_, R>,
         answer: &ResponseApdu,
+        through: Option<u32>,
     ) -> Result<(Settlement, Vec<CommandApdu>), StepError> {
         let PurchaseState::Recovering { scp, offer } = &self.state else {
             return Err(self.out_of_order("recovery_authenticate", "recovering"));
         };
         let offer = offer.clone();
         let tx = TxId(*self.transaction_id.as_bytes());
-        let (commands, scp) = in_session(&self.card_id, self.id.as_str(), Some(scp.clone()), |s| {
-            s.open(ctx, answer, &[transaction_status_command(&tx)])
-        })?;
+        let mut then = collect_commands(through);
+        then.push((Sealed::TransactionStatus, transaction_status_command(&tx)));
+        let ((commands, pending), scp) =
+            in_session(&self.card_id, self.id.as_str(), Some(scp.clone()), |s| s.open_batch(ctx, answer, &then))?;
+        self.pending = pending;
         self.state = PurchaseState::RecoveringStatus { scp, offer };
         Ok((self, commands))
     }
@@ -948,9 +975,13 @@ impl Settlement {
             return Err(self.out_of_order("resolve", "recovering_status"));
         };
         let offer = offer.clone();
-        let (plain, scp) =
-            in_session(&self.card_id, self.id.as_str(), Some(scp.clone()), |s| s.after_open(ctx, answers, 1))?;
-        match transaction_status(&plain[0], &self.transaction_id)? {
+        let pending = std::mem::take(&mut self.pending);
+        let (read, scp) = in_session(&self.card_id, self.id.as_str(), Some(scp.clone()), |s| {
+            s.read_batch(ctx, answers, true, &pending)
+        })?;
+        self.collected = read.collected;
+        let plain = read.status.ok_or_else(|| bad_answer("no transaction status"))?;
+        match transaction_status(&plain, &self.transaction_id)? {
             Probe::Applied(result) => {
                 let token = self.finish(ctx, &result, offer)?;
                 Ok((self, Resolution::Completed { completion: token }))
@@ -987,8 +1018,9 @@ impl Settlement {
 /// What `offer` produced.
 #[derive(Debug)]
 pub enum OfferOutcome {
-    /// The offer (SIG2) and the sealed DEBIT for the wallet.
-    Offered { offer: String, debit: CommandApdu },
+    /// The offer (SIG2) and the sealed commands for the wallet: the DEBIT
+    /// last, a LOG COLLECTED before it when the step read the card's log.
+    Offered { offer: String, commands: Vec<CommandApdu> },
     /// The card holds too little; the settlement is voided.
     Insufficient { balance: Money, amount: Money },
 }

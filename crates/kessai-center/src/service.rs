@@ -371,7 +371,7 @@ impl Center {
         let keys = self.db.store_keys().await?;
         let verified = bill::verify(req.bill, &keys, self.clock.as_ref()).map_err(CenterError::Bill)?;
         let payee = verified.message().payee();
-        let (store, card) = self.db.purchase_reads(payee, &req.card_id).await?;
+        let (store, card, through) = self.db.purchase_reads(payee, &req.card_id).await?;
         let (store, profiles) = store.ok_or_else(|| CenterError::UnknownStore(payee.to_string()))?;
         bill_within_mall(&verified, &store)?;
         if !profiles.accepts(req.profile) {
@@ -408,8 +408,8 @@ impl Center {
         let (profile, opening) = (req.profile, req.opening);
         let open = move |s: Settlement, ctx: &mut Context<'_, dyn Random + Send>| -> Result<Stepped, StepError> {
             let (settlement, apdus) = match claim {
-                None => s.authenticate(ctx, &opening)?,
-                Some(claim) => s.authenticate_and_debit(ctx, &opening, claim)?,
+                None => s.authenticate(ctx, &opening, through)?,
+                Some(claim) => s.authenticate_and_debit(ctx, &opening, claim, through)?,
             };
             // The card proved itself: now, and only now, whether it may pay.
             settlement.admit(card.as_ref())?;
@@ -527,7 +527,11 @@ impl Center {
         let s = &stepped.settlement;
         let entries = self.entries(stepped).await?;
         let response = answer.map(|a| a.saved(&self.reply(s, &stepped.apdus))).transpose()?;
-        self.db.update_settlement_answering(s, version, self.clock.now(), response, entries).await.map_err(stored)
+        // The card's log records the step read are kept with it.
+        self.db
+            .update_settlement_answering(s, version, self.clock.now(), response, entries, &s.collected)
+            .await
+            .map_err(stored)
     }
 
     /// What the books do for a step's effect.
@@ -574,8 +578,8 @@ impl Center {
         self.step(
             id,
             Box::new(move |s, ctx| match s.offer(ctx, &answers)? {
-                (settlement, OfferOutcome::Offered { debit, .. }) => {
-                    Ok(Stepped { settlement, apdus: vec![debit], effect: Effect::Hold })
+                (settlement, OfferOutcome::Offered { commands, .. }) => {
+                    Ok(Stepped { settlement, apdus: commands, effect: Effect::Hold })
                 }
                 (settlement, OfferOutcome::Insufficient { .. }) => {
                     Ok(Stepped { settlement, apdus: vec![], effect: Effect::None })
@@ -669,11 +673,14 @@ impl Center {
         answers: Vec<ResponseApdu>,
         call: StepCall,
     ) -> Result<StepReply, CenterError> {
+        let (settlement, version) = self.load(id, call.read.clone()).await?;
+        let through = self.db.collected_through(&settlement.card_id).await?;
+        let call = StepCall { read: Some((settlement, version)), ..call };
         self.step(
             id,
             Box::new(move |s, ctx| {
                 let answer = answers.first().ok_or(StepError::WrongAnswerCount { expected: 1, got: 0 })?;
-                let (settlement, apdus) = s.recovery_authenticate(ctx, answer)?;
+                let (settlement, apdus) = s.recovery_authenticate(ctx, answer, through)?;
                 Ok(Stepped { settlement, apdus, effect: Effect::None })
             }),
             call,

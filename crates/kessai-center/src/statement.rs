@@ -35,6 +35,21 @@ pub struct LogEntry {
     pub time_unix_s: u64,
 }
 
+impl LogEntry {
+    /// A record as the card keeps it.
+    pub fn from_record(r: &kessai_card::protocol::LogRecord) -> LogEntry {
+        LogEntry {
+            kind: if r.kind == TransferKind::Debit { "debit" } else { "credit" }.into(),
+            transaction_id: hex::encode(r.request.tx_id.0),
+            amount_minor: r.request.amount_minor,
+            counter: r.counter,
+            balance_after_minor: r.balance_after_minor,
+            counterpart: hex::encode(r.request.counterpart),
+            time_unix_s: r.request.time_unix_s,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StatementPhase {
@@ -135,20 +150,18 @@ impl Statement {
         completed(&page)?;
         let records = parse_log(page.data()).map_err(bad_answer)?;
         let full_page = records.len() == usize::from(page_size());
-        self.entries.extend(records.iter().map(|r| LogEntry {
-            kind: if r.kind == TransferKind::Debit { "debit" } else { "credit" }.into(),
-            transaction_id: hex::encode(r.request.tx_id.0),
-            amount_minor: r.request.amount_minor,
-            counter: r.counter,
-            balance_after_minor: r.balance_after_minor,
-            counterpart: hex::encode(r.request.counterpart),
-            time_unix_s: r.request.time_unix_s,
-        }));
+        self.entries.extend(records.iter().map(LogEntry::from_record));
         let read_so_far = self.entries.len();
         if !full_page || read_so_far >= max_entries.min(LOG_CAPACITY) {
+            // The whole log is read: the center keeps it (in the same
+            // write), and tells the card it holds it through the newest
+            // record, so the card may drop what is older when its log fills.
+            let newest = self.entries.first().map(|e| e.counter).filter(|c| *c > 0);
+            let ack = newest.map(|c| self.session().seal(ctx, &kessai_card::protocol::log_collected_command(c)));
+            let ack = ack.transpose()?;
             self.phase = StatementPhase::Done;
             self.session().end();
-            return Ok((self, None));
+            return Ok((self, ack));
         }
         let skip = u8::try_from(read_so_far).map_err(|_| StepError::BadCardAnswer("log too long".into()))?;
         let next = self.session().seal(ctx, &read_log_command(skip, page_size()))?;

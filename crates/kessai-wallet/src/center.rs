@@ -46,7 +46,7 @@ impl CenterError {
 }
 
 /// One step's answer: `{"settlement_id", "phase", "apdus", …}`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct StepReply {
     pub settlement_id: String,
     pub phase: String,

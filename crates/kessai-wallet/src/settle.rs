@@ -7,7 +7,6 @@ use std::time::Duration;
 use kessai_core::ids::{PartyId, SettlementId};
 use kessai_core::messages::completion::Completion;
 use kessai_core::messages::receipt::{self, DeliveryKind, Receipt};
-use kessai_core::profile::Profile;
 use kessai_core::time::{Clock, FixedClock, Timestamp};
 use serde_json::json;
 
@@ -16,7 +15,8 @@ use crate::checks::{self, HandedBill};
 use crate::limits::{MAX_RECOVERIES_PER_RUN, RECEIPT_POLL_INTERVAL_MS, RECEIPT_POLLS};
 use crate::records::{LocalPhase, Record, Update};
 use crate::wallet::{
-    Completed, DebitRelayed, Offered, Outcome, PayError, Progress, ReceiptView, Wallet, expect, stored_offer,
+    Completed, DebitRelayed, Offered, Outcome, PayError, Progress, ReceiptView, Wallet, expect, expect_batch,
+    stored_offer,
 };
 
 impl Wallet {
@@ -24,16 +24,20 @@ impl Wallet {
     /// hash), or in the second embodiment the sealed commands the center
     /// answered the create with, and records the card's answers.
     pub async fn relay_debit(&self, offered: Offered) -> Result<DebitRelayed, PayError> {
-        let profile = offered.profile();
         let Offered { record, bill, settlement_id, offer, commands, .. } = offered;
+        // Only what the center's batch may hold rides along with the DEBIT
+        // (checked again here: the commands come from the records).
+        let reply = crate::center::StepReply {
+            settlement_id: settlement_id.to_string(),
+            phase: "offered".into(),
+            apdus: commands.iter().map(hex::encode).collect(),
+            ..crate::center::StepReply::default()
+        };
+        expect_batch("offered", &reply, "offered", offer.is_none(), kessai_card::protocol::INS_DEBIT)?;
         if let Some(offer) = &offer {
-            let [debit] = commands.as_slice() else {
-                return Err(PayError::OfferMismatch(checks::Mismatch::DebitHash));
-            };
+            let debit = commands.last().map(Vec::as_slice).unwrap_or_default();
             checks::check_offer(offer, settlement_id.as_str(), &bill, record.card_id, debit)
                 .map_err(PayError::OfferMismatch)?;
-        } else if commands.len() != if profile == Profile::Confirmed { 3 } else { 2 } {
-            return Err(PayError::UnexpectedReply { step: "create", phase: "offered".into(), apdus: commands.len() });
         }
         let _turn = self.conversation.lock().await;
         let answers = self.card.transmit_all(commands).await?;
@@ -213,7 +217,13 @@ impl Wallet {
         expect("recover", &r, "recovering", 1)?;
         let step = format!("recover/authenticate#{run}");
         let r = self.relay_step(rec, &step, &format!("{base}/recover/authenticate"), &r).await?;
-        expect("recover/authenticate", &r, "recovering_status", 2)?;
+        expect_batch(
+            "recover/authenticate",
+            &r,
+            "recovering_status",
+            true,
+            kessai_card::protocol::INS_TRANSACTION_STATUS,
+        )?;
         let step = format!("recover/status#{run}");
         let r = self.relay_step(rec, &step, &format!("{base}/recover/status"), &r).await?;
         if r.phase == "completed" {

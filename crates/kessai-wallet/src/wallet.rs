@@ -249,10 +249,11 @@ impl Offered {
 
     /// The profile the purchase runs in.
     pub fn profile(&self) -> Profile {
-        match (&self.offer, self.commands.len()) {
+        let reads_balance = self.commands.iter().any(|c| c.get(1) == Some(&kessai_card::protocol::INS_READ_BALANCE));
+        match (&self.offer, reads_balance) {
             (Some(_), _) => Profile::Offer,
-            (None, 3) => Profile::Confirmed,
-            (None, _) => Profile::Direct,
+            (None, true) => Profile::Confirmed,
+            (None, false) => Profile::Direct,
         }
     }
 
@@ -486,6 +487,13 @@ impl Wallet {
         let mut step = "authenticate";
         for n in 1..=crate::limits::MAX_STATEMENT_STEPS {
             if reply.phase == "done" {
+                // The center kept the log and tells the card so (LOG
+                // COLLECTED): relayed, its answer needs no reply.
+                if !reply.apdus.is_empty()
+                    && let Err(e) = self.card.relay_hex(&reply.apdus).await
+                {
+                    tracing::warn!(error = %e, "the card did not take the center's LOG COLLECTED");
+                }
                 return Ok(reply.entries.unwrap_or_default());
             }
             let answers = self.card.relay_hex(&reply.apdus).await?;
@@ -537,6 +545,42 @@ impl Wallet {
         let answers = self.card.relay_hex(&reply.apdus).await?;
         self.post(rec, step, path, &json!({ "responses": answers })).await
     }
+}
+
+/// A batch of commands the center sealed for the card: EXTERNAL
+/// AUTHENTICATE first if `opens`, the command of kind `last` (by INS) last,
+/// and between them only the log's (LOG COLLECTED, READ LOG) and READ
+/// BALANCE, all sealed (CLA `84`). The wallet cannot read them; it checks
+/// that nothing else rides along.
+pub(crate) fn expect_batch(
+    step: &'static str,
+    reply: &StepReply,
+    phase: &str,
+    opens: bool,
+    last: u8,
+) -> Result<(), PayError> {
+    use kessai_card::protocol::{
+        CLA_SECURE, INS_EXTERNAL_AUTHENTICATE, INS_LOG_COLLECTED, INS_READ_BALANCE, INS_READ_LOG,
+    };
+    let bad = || PayError::UnexpectedReply { step, phase: reply.phase.clone(), apdus: reply.apdus.len() };
+    let heads: Vec<(u8, u8)> = reply
+        .apdus
+        .iter()
+        .map(|h| hex::decode(h.get(..4).unwrap_or_default()).ok().and_then(|b| Some((*b.first()?, *b.get(1)?))))
+        .collect::<Option<_>>()
+        .ok_or_else(bad)?;
+    let body = match (opens, heads.split_first()) {
+        (true, Some(((CLA_SECURE, INS_EXTERNAL_AUTHENTICATE), rest))) => rest,
+        (false, _) => heads.as_slice(),
+        _ => return Err(bad()),
+    };
+    let Some(((CLA_SECURE, ins), between)) = body.split_last() else { return Err(bad()) };
+    let allowed = [INS_LOG_COLLECTED, INS_READ_LOG, INS_READ_BALANCE];
+    if reply.phase != phase || *ins != last || !between.iter().all(|(cla, i)| *cla == CLA_SECURE && allowed.contains(i))
+    {
+        return Err(bad());
+    }
+    Ok(())
 }
 
 pub(crate) fn expect(step: &'static str, reply: &StepReply, phase: &str, apdus: usize) -> Result<(), PayError> {
@@ -837,12 +881,13 @@ impl Wallet {
         }
         let rec = Record { settlement_id: Some(sid.clone()), ..rec };
         if profile != Profile::Offer {
-            let commands = if profile == Profile::Confirmed { 3 } else { 2 };
-            expect("create", &r, "offered", commands).map_err(fail)?;
+            expect_batch("create", &r, "offered", true, kessai_card::protocol::INS_DEBIT).map_err(fail)?;
             progress(Progress::CardAuthenticated);
             return self.accept_sealed(rec, bill, sid, card.balance, &r).await.map_err(fail);
         }
-        expect("create", &r, "reading_balance", 2).map_err(fail)?;
+        expect_batch("create", &r, "reading_balance", true, kessai_card::protocol::INS_READ_BALANCE)
+            .or_else(|_| expect_batch("create", &r, "reading_balance", true, kessai_card::protocol::INS_READ_LOG))
+            .map_err(fail)?;
         progress(Progress::CardAuthenticated);
         let answers = self.card.relay_hex(&r.apdus).await.map_err(|e| fail(e.into()))?;
         let body = match instruction {
@@ -854,7 +899,7 @@ impl Wallet {
         if r.phase == "voided" {
             return Err(fail(self.voided_at_offer(&rec, &bill, &r).await));
         }
-        expect("balance", &r, "offered", 1).map_err(fail)?;
+        expect_batch("balance", &r, "offered", false, kessai_card::protocol::INS_DEBIT).map_err(fail)?;
         let offered = self.accept_offer(rec, bill, &r).await.map_err(fail)?;
         progress(Progress::OfferVerified);
         Ok(offered)
@@ -904,11 +949,11 @@ impl Wallet {
         }
     }
 
-    /// SIG2: verify, tie to bill, card and DEBIT; record. On refusal,
-    /// cancel through recovery (the DEBIT exists at the center).
+    /// SIG2: verify, tie to bill, card and DEBIT (the last command); record.
+    /// On refusal, cancel through recovery (the DEBIT exists at the center).
     async fn accept_offer(&self, rec: Record, bill: HandedBill, r: &StepReply) -> Result<Offered, PayError> {
         let token = r.offer.clone().unwrap_or_default();
-        let debit = hex::decode(&r.apdus[0]).unwrap_or_default();
+        let debit = hex::decode(r.apdus.last().map(String::as_str).unwrap_or_default()).unwrap_or_default();
         let checked = match self.center.verify::<Offer>(&token, self.clock.as_ref()).await {
             Err(e) => Err(PayError::OfferUnverified(e)),
             Ok(offer) => checks::check_offer(&offer, &r.settlement_id, &bill, rec.card_id, &debit)
@@ -929,17 +974,19 @@ impl Wallet {
             }
         };
         let balance = offer.message().balance();
+        let joined = r.apdus.join(" ");
         let update = Update {
             phase: Some(LocalPhase::Offered),
             balance_minor: Some(balance.amount_minor()),
             offer: Some(&token),
-            debit: Some(&r.apdus[0]),
+            debit: Some(&joined),
             ..Update::default()
         };
         self.set(&rec.payment_id, update).await?;
         let record = self.records.by_payment(&rec.payment_id).await?.unwrap_or(rec);
         let settlement_id = offer.message().settlement_id().clone();
-        Ok(Offered { record, bill, settlement_id, offer: Some(offer), balance, commands: vec![debit] })
+        let commands = r.apdus.iter().map(|h| hex::decode(h).unwrap_or_default()).collect();
+        Ok(Offered { record, bill, settlement_id, offer: Some(offer), balance, commands })
     }
 
     /// An offer recorded earlier, verified again (the consent page posts back).
@@ -960,7 +1007,7 @@ impl Wallet {
         };
         let offer =
             self.center.verify::<Offer>(&token, self.clock.as_ref()).await.map_err(PayError::OfferUnverified)?;
-        let debit = commands.first().cloned().unwrap_or_default();
+        let debit = commands.last().cloned().unwrap_or_default();
         checks::check_offer(&offer, settlement_id, &bill, rec.card_id, &debit).map_err(PayError::OfferMismatch)?;
         let balance = offer.message().balance();
         Ok(Offered { record: rec, bill, settlement_id: sid, offer: Some(offer), balance, commands })

@@ -422,10 +422,12 @@ fn print_purchase(parties: &Parties, p: &Purchase, store: &KeyDirectory, center:
     Ok(())
 }
 
-/// SELECT and GET DATA are the wallet's own plain reads; every other
-/// command came from the center, sealed or part of the handshake.
+/// SELECT and GET DATA are the wallet's own plain reads, and a purchase's
+/// INITIALIZE UPDATE (P1 `00`, under the bill's challenge) the wallet's own
+/// opening; every other command came from the center, sealed or part of a
+/// handshake (a recovery's INITIALIZE UPDATE names the key version).
 fn is_wallets_own(command: &[u8]) -> bool {
-    matches!(command, [0x00, 0xA4, ..] | [0x80, 0xCA, ..])
+    matches!(command, [0x00, 0xA4, ..] | [0x80, 0xCA, ..] | [0x80, 0x50, 0x00, ..])
 }
 
 /// What a command to the card is (PROTOCOL.md §4–§5).
@@ -442,7 +444,9 @@ fn meaning(command: &[u8]) -> String {
         INS_DEBIT => "DEBIT".to_owned(),
         INS_CREDIT => "CREDIT".to_owned(),
         INS_TRANSACTION_STATUS => "TRANSACTION STATUS".to_owned(),
+        INS_READ_LOG if p1 == READ_LOG_UNCOLLECTED => "READ LOG (uncollected)".to_owned(),
         INS_READ_LOG => "READ LOG".to_owned(),
+        INS_LOG_COLLECTED => "LOG COLLECTED".to_owned(),
         other => format!("INS {other:02X}"),
     };
     if sealed && ins != INS_EXTERNAL_AUTHENTICATE { format!("sealed {name}") } else { name }
@@ -584,6 +588,9 @@ mod tests {
             ("00A4040009F04B45535341490101", "SELECT", true),
             ("80CADF1000", "GET DATA DF10", true),
             ("8050010008AABBCCDDEEFF0011", "INITIALIZE UPDATE", false),
+            ("8050000008AABBCCDDEEFF0011", "INITIALIZE UPDATE", true),
+            ("8436FF0300", "sealed READ LOG (uncollected)", false),
+            ("843C00000C0000000211223344", "sealed LOG COLLECTED", false),
             ("848233001011223344556677881122334455667788", "EXTERNAL AUTHENTICATE", false),
             ("8430000008AABBCCDDEEFF0011", "sealed READ BALANCE", false),
             ("8432000030AABB", "sealed DEBIT", false),

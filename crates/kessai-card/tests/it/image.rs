@@ -74,3 +74,47 @@ fn image_file_is_private_and_durable() {
     assert_eq!(public_info(&image).unwrap().balance_minor, 42);
     let _ = (credit, session);
 }
+
+/// An image of format 1 (before the log's collected mark) still opens: as
+/// a card whose log nothing has collected yet, everything else the same;
+/// its first commit writes format 2.
+#[test]
+fn a_format_1_image_opens_as_nothing_collected() {
+    use sha2::Digest as _;
+    let mut t = terminal_with(
+        Card::open(kessai_card::MemoryStorage::new(personalize(&personalization()).unwrap().to_vec())).unwrap(),
+    );
+    let s = session(&mut t);
+    let s = credit(&mut t, s, 1, 500);
+    let s = crate::collected(&mut t, s, 1);
+    let _ = credit(&mut t, s, 2, 100); // writes the mark with it
+    let v2 = t.into_reader().into_card().into_storage().after_power_cut(false).image().to_vec();
+    let current = if v2[SLOT_LEN..SLOT_LEN + 4] == *b"KSCI"
+        && u64::from_be_bytes(v2[SLOT_LEN + 8..SLOT_LEN + 16].try_into().unwrap())
+            > u64::from_be_bytes(v2[8..16].try_into().unwrap())
+    {
+        &v2[SLOT_LEN..]
+    } else {
+        &v2[..SLOT_LEN]
+    };
+    let len = usize::try_from(u32::from_be_bytes(current[16..20].try_into().unwrap())).unwrap();
+    let body = &current[20..20 + len];
+    // The mark's 4 bytes follow the status byte at body offset 85.
+    assert_eq!(body[85..89], 1u32.to_be_bytes());
+    let old_body = [&body[..85], &body[89..]].concat();
+    let mut slot = Vec::new();
+    slot.extend_from_slice(b"KSCI");
+    slot.extend_from_slice(&1u16.to_be_bytes());
+    slot.extend_from_slice(&[0, 0]);
+    slot.extend_from_slice(&current[8..16]);
+    slot.extend_from_slice(&u32::try_from(old_body.len()).unwrap().to_be_bytes());
+    slot.extend_from_slice(&old_body);
+    let checksum = sha2::Sha256::digest(&slot);
+    slot.extend_from_slice(&checksum);
+    let mut v1 = vec![0u8; IMAGE_LEN];
+    v1[..slot.len()].copy_from_slice(&slot);
+    let card = Card::open(kessai_card::MemoryStorage::new(v1.clone())).unwrap();
+    assert_eq!(card.state().log_collected(), 0, "nothing collected yet");
+    assert_eq!(card.state().public_info().balance_minor, 600);
+    assert_eq!(public_info(&v1).unwrap().counter, 2);
+}

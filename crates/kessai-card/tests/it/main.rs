@@ -4,6 +4,7 @@
 mod bench;
 mod external;
 mod image;
+mod log;
 mod negative;
 mod secure_debit;
 mod sequences;
@@ -78,6 +79,13 @@ pub fn request(n: u8, amount_minor: u64) -> TransferRequest {
 pub fn credit(t: &mut InProcess, s: HostSession, n: u8, amount: u64) -> HostSession {
     let (s, r) = t.secure(s, &credit_command(&request(n, amount))).unwrap();
     assert_eq!(r.sw(), StatusWord::Success, "credit {n}");
+    s
+}
+
+/// LOG COLLECTED through `through` (answered 9000) and the session.
+pub fn collected(t: &mut InProcess, s: HostSession, through: u32) -> HostSession {
+    let (s, r) = t.secure(s, &kessai_card::protocol::log_collected_command(through)).unwrap();
+    assert_eq!(r.sw(), StatusWord::Success, "log collected through {through}");
     s
 }
 

@@ -1,4 +1,5 @@
-//! Anti-tearing: cut the power at every write step of DEBIT and CREDIT and
+//! Anti-tearing: cut the power at every write step of DEBIT, CREDIT and LOG
+//! COLLECTED and
 //! prove the card restarts with the old or the new state, never a mix, and
 //! that a state it answered `9000` for is durable.
 
@@ -10,27 +11,40 @@ use kessai_scp03::CommandApdu;
 
 use crate::{credit, keys, request, session, terminal};
 
-/// A card with `credits` credits of 100 applied (ids 1..=credits).
-fn prepared(credits: u8) -> MemoryStorage {
+/// A card with `credits` credits of 100 applied (ids 1..=credits), its
+/// log collected through `collected` as it went (at most).
+fn prepared_collected(credits: u8, collected: u32) -> MemoryStorage {
     let mut t = terminal();
     let mut s = session(&mut t);
     for n in 1..=credits {
         s = credit(&mut t, s, n, 100);
+        s = crate::collected(&mut t, s, u32::from(n).min(collected));
     }
     t.into_reader().into_card().into_storage().after_power_cut(false)
+}
+
+/// A card with `credits` credits of 100 applied, its log collected.
+fn prepared(credits: u8) -> MemoryStorage {
+    prepared_collected(credits, u32::MAX)
 }
 
 #[derive(Debug, PartialEq, Eq)]
 struct Snapshot {
     balance: u64,
     counter: u32,
+    collected: u32,
     log: Vec<LogRecord>,
 }
 
 fn snapshot<S: kessai_card::Storage>(card: &Card<S>) -> Snapshot {
     card.state().check().unwrap();
     let info = card.state().public_info();
-    Snapshot { balance: info.balance_minor, counter: info.counter, log: card.state().log().copied().collect() }
+    Snapshot {
+        balance: info.balance_minor,
+        counter: info.counter,
+        collected: card.state().log_collected(),
+        log: card.state().log().copied().collect(),
+    }
 }
 
 /// Runs `plain` with the power cut at operation `cut` (None: no cut);
@@ -52,20 +66,26 @@ fn run(base: &MemoryStorage, plain: &CommandApdu, cut: Option<usize>) -> (u16, M
 }
 
 fn check_every_cut(credits: u8, kind: TransferKind, req: TransferRequest, min_ops: usize) {
-    let base = prepared(credits);
-    let old = snapshot(&Card::open(base.clone()).unwrap());
     let plain = match kind {
         TransferKind::Debit => debit_command(&req),
         TransferKind::Credit => credit_command(&req),
     };
-    let (sw, done, ops) = run(&base, &plain, None);
+    let new = check_every_cut_of(&prepared(credits), &plain, min_ops);
+    assert_eq!(new.log.last().unwrap().request, req);
+}
+
+/// Every power cut during `plain` on `base` leaves the old or the new
+/// state, never a mix; returns the new one.
+fn check_every_cut_of(base: &MemoryStorage, plain: &CommandApdu, min_ops: usize) -> Snapshot {
+    let base = base.clone();
+    let old = snapshot(&Card::open(base.clone()).unwrap());
+    let (sw, done, ops) = run(&base, plain, None);
     assert_eq!(sw, 0x9000);
     let new = snapshot(&Card::open(done.after_power_cut(false)).unwrap());
     assert_ne!(old, new);
-    assert_eq!(new.log.last().unwrap().request, req);
     assert!(ops >= min_ops, "expected at least {min_ops} write steps, got {ops}");
     for cut in 0..ops {
-        let (sw, storage, _) = run(&base, &plain, Some(cut));
+        let (sw, storage, _) = run(&base, plain, Some(cut));
         assert_eq!(sw, 0x6581, "cut at op {cut}: memory failure reported");
         for keep_unsynced in [false, true] {
             let card = Card::open(storage.after_power_cut(keep_unsynced)).unwrap();
@@ -79,6 +99,7 @@ fn check_every_cut(credits: u8, kind: TransferKind, req: TransferRequest, min_op
             }
         }
     }
+    new
 }
 
 #[test]

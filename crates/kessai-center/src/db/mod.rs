@@ -572,7 +572,8 @@ impl Columns for rusqlite::Row<'_> {
 const STORE_AND_CARD_SQL: &str = "SELECT s.id AS s_id, s.name AS s_name, s.mall AS s_mall,
      s.notify_url AS s_notify_url, s.client_name AS s_client_name, s.bank_account AS s_bank_account, c.id AS c_id,
      c.key_version AS c_key_version, c.status AS c_status, c.currency AS c_currency,
-     c.max_balance_minor AS c_max_balance_minor, ss.purchase_profiles AS s_profiles
+     c.max_balance_minor AS c_max_balance_minor, ss.purchase_profiles AS s_profiles,
+     (SELECT MAX(l.counter) FROM center_card_log l WHERE l.card_id = c.id) AS c_log_through
      FROM (SELECT 1 AS one) q LEFT JOIN center_stores s ON s.id = $1 LEFT JOIN center_cards c ON c.id = $2
      LEFT JOIN center_store_settings ss ON ss.store = s.id";
 const RESPONSE_AND_SETTLEMENT_SQL: &str = "SELECT i.request_hash, i.status, i.body, s.record, s.version

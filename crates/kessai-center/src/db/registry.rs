@@ -3,6 +3,10 @@
 use super::*;
 use kessai_core::profile::Profiles;
 
+/// What a purchase's create reads: the store and the profiles it accepts,
+/// the card, the highest counter of the card's log the center holds.
+pub type PurchaseReads = (Option<(StoreRecord, Profiles)>, Option<CardRecord>, Option<u32>);
+
 /// A store as registered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreRecord {
@@ -67,22 +71,32 @@ impl CenterDb {
         store: &StoreId,
         card: &CardId,
     ) -> Result<(Option<StoreRecord>, Option<CardRecord>), DbError> {
-        let (store, card) = self.purchase_reads(store, card).await?;
+        let (store, card, _) = self.purchase_reads(store, card).await?;
         Ok((store.map(|(s, _)| s), card))
     }
 
     /// What a purchase's create reads, in one statement: the store with the
-    /// purchase profiles it accepts, and the card.
-    pub async fn purchase_reads(
-        &self,
-        store: &StoreId,
-        card: &CardId,
-    ) -> Result<(Option<(StoreRecord, Profiles)>, Option<CardRecord>), DbError> {
+    /// purchase profiles it accepts, the card, and the highest counter of
+    /// the card's log the center holds (what it may say it collected).
+    pub async fn purchase_reads(&self, store: &StoreId, card: &CardId) -> Result<PurchaseReads, DbError> {
         let with_profiles = |row: &dyn Columns| Ok((store_row(row)?, profiles_column(row)?));
-        let decode = |row: &dyn Columns| Ok((present(row, "s_id", with_profiles)?, present(row, "c_id", card_row)?));
+        let through =
+            |row: &dyn Columns| row.int("c_log_through")?.map(|c| u32::try_from(c).map_err(corrupt)).transpose();
+        let decode = |row: &dyn Columns| {
+            Ok((present(row, "s_id", with_profiles)?, present(row, "c_id", card_row)?, through(row)?))
+        };
         self.read_one(STORE_AND_CARD_SQL, &[store.as_str(), &card.to_string()], decode)
             .await?
             .ok_or_else(|| corrupt("a LEFT JOIN from one row answered none"))
+    }
+
+    /// The highest counter of `card`'s log the center holds.
+    pub async fn collected_through(&self, card: &CardId) -> Result<Option<u32>, DbError> {
+        let max: Option<i64> = sqlx::query_scalar("SELECT MAX(counter) FROM center_card_log WHERE card_id = $1")
+            .bind(card.to_string())
+            .fetch_one(&mut *self.read().await?)
+            .await?;
+        max.map(|c| u32::try_from(c).map_err(corrupt)).transpose()
     }
 
     /// The purchase profiles a store accepts (all, unless its operator

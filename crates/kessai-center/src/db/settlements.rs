@@ -96,7 +96,7 @@ impl CenterDb {
 
     /// Writes `s` if the row is still at `version`.
     pub async fn update_settlement(&self, s: &Settlement, version: i64, now: Timestamp) -> Result<(), DbError> {
-        self.update_settlement_answering(s, version, now, None, Entries::none()).await
+        self.update_settlement_answering(s, version, now, None, Entries::none(), &[]).await
     }
 
     /// Writes `s` if the row is still at `version` and, in the same
@@ -110,6 +110,7 @@ impl CenterDb {
         now: Timestamp,
         response: Option<SavedResponse>,
         entries: Entries,
+        collected: &[crate::statement::LogEntry],
     ) -> Result<(), DbError> {
         let check = Stmt::new("SELECT version FROM center_settlements WHERE id = $1").bind(s.id.as_str().to_owned());
         let update = Stmt::new(
@@ -127,7 +128,8 @@ impl CenterDb {
         .bind(to_i64(now.unix_s().saturating_add(crate::limits::DELIVERY_LEASE_S))?);
         let (save, stored) = idempotency::saving(response, now)?;
         let now_s = now.unix_s();
-        let (also, tidy) = (Vec::new(), Vec::new());
+        // A record read again adds nothing, so these may change no row.
+        let (also, tidy) = (Vec::new(), super::audit::collect_statements(&s.card_id, collected, now)?);
         // Only the offer enters `offered` (recovery leaves it): the hold,
         // made only if no prepaid payment paid the bill.
         let guard = (s.phase() == Phase::Offered)

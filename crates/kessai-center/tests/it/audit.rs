@@ -138,3 +138,77 @@ async fn the_audit_finds_nothing_in_a_clean_log_and_names_each_planted_differenc
     assert_eq!(s.center.books.card_float(&card_id(1)).await.unwrap(), float);
     s.center.books.ledger().check().await.unwrap();
 }
+
+/// A card whose log holds 64 records, none collected (a card from before
+/// collection, or one the center has not seen in a while): `credits`
+/// small credits made directly with the card's keys after its funding.
+fn full_log(n: u8) -> Terminal<CardReader> {
+    let mut card = funded_card_by(n, 50_000, initial_value_id(&card_id(n)).to_be_bytes());
+    let keys = diversify(&masters(0x40), card_id(n).as_bytes(), KeyVersion::new(KVN).unwrap());
+    let mut session = card.open_session(keys, [3; 8]).unwrap();
+    for i in 1..u8::try_from(kessai_card::limits::LOG_CAPACITY).unwrap() {
+        let request = TransferRequest {
+            tx_id: TxId([i; 16]),
+            amount_minor: 1,
+            counterpart: [0; 8],
+            order_ref: [0; 16],
+            time_unix_s: 0,
+        };
+        let (next, answer) = card.secure(session, &kessai_card::protocol::credit_command(&request)).unwrap();
+        assert_eq!(answer.sw().raw(), 0x9000);
+        session = next;
+    }
+    Terminal::select(&mut card).unwrap();
+    card
+}
+
+/// Every purchase session collects the card's oldest uncollected records
+/// and tells the card, so a full log never stops it: in the first
+/// embodiment in the same session, before the DEBIT; in the second the
+/// next session (a card full of never-collected records then refuses the
+/// DEBIT with its own status word once, recovery collects and voids it,
+/// and the next purchase pays).
+#[tokio::test]
+async fn every_purchase_session_collects_the_cards_log_so_a_full_log_never_stops_it() {
+    let mut s = setup().await;
+    // Card 2: the first embodiment pays at once on a full log.
+    s.center.db.put_card(&record(2), NOW).await.unwrap();
+    s.center.books.open_card(&card_id(2), Currency::JPY, NOW.unix_s()).await.unwrap();
+    let value = Money::new(50_000 + 63, Currency::JPY).unwrap();
+    s.center.books.issue(initial_value_id(&card_id(2)), &card_id(2), value, NOW.unix_s()).await.unwrap();
+    let mut card = full_log(2);
+    for (round, profile) in
+        [Profile::Offer, Profile::Confirmed, Profile::Direct, Profile::Offer].into_iter().enumerate()
+    {
+        let bill = bill_token(&mut s);
+        Terminal::select(&mut card).unwrap();
+        let (done, _) = crate::profiles::pay(&s.center, &mut card, &bill, 2, profile).await;
+        assert_eq!(done.phase, kessai_center::purchase::Phase::Completed, "round {round}, {profile}");
+    }
+    let collected = s.center.db.collected_log(&card_id(2)).await.unwrap();
+    let counters: Vec<u32> = collected.iter().map(|e| e.counter).collect();
+    assert_eq!(counters, (1..=12).collect::<Vec<u32>>(), "three records a session, oldest first, each once");
+    assert!(card.reader_mut().card().state().log_collected() >= 9, "the card was told");
+    assert_eq!(card.reader_mut().card().state().log().count(), kessai_card::limits::LOG_CAPACITY);
+
+    // Card 3: the second embodiment on a full log nothing collected.
+    s.center.db.put_card(&record(3), NOW).await.unwrap();
+    s.center.books.open_card(&card_id(3), Currency::JPY, NOW.unix_s()).await.unwrap();
+    s.center.books.issue(initial_value_id(&card_id(3)), &card_id(3), value, NOW.unix_s()).await.unwrap();
+    let mut card = full_log(3);
+    let bill = bill_token(&mut s);
+    let r = s.center.create(crate::profiles::create_in(&mut card, &bill, 3, Profile::Confirmed), None).await.unwrap();
+    let answers = relay_all(&mut card, &r.apdus);
+    assert!(answers.last().unwrap().ends_with("6a8b"), "the card refuses to drop an uncollected record");
+    let refused = s.center.complete(&r.settlement_id, parse_answers(&answers).unwrap(), Default::default()).await;
+    assert!(refused.is_err(), "{refused:?}");
+    let phase = crate::profiles::recover(&s, &mut card, &r.settlement_id).await;
+    assert_eq!(phase, kessai_center::purchase::Phase::Voided, "never applied");
+    assert_eq!(s.center.db.collected_through(&card_id(3)).await.unwrap(), Some(3), "recovery collected");
+    let bill = bill_token(&mut s);
+    Terminal::select(&mut card).unwrap();
+    let (done, _) = crate::profiles::pay(&s.center, &mut card, &bill, 3, Profile::Confirmed).await;
+    assert_eq!(done.phase, kessai_center::purchase::Phase::Completed, "the next purchase pays");
+    assert_eq!(balance_of(&mut card), 50_000 + 63 - 11_360);
+    s.center.books.ledger().check().await.unwrap();
+}

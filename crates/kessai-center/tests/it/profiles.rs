@@ -37,19 +37,23 @@ pub(crate) async fn pay(
     n: u8,
     profile: Profile,
 ) -> (StepReply, usize) {
+    // LOG COLLECTED leads the batch once the center holds some of the log.
+    let acks = usize::from(center.db.collected_through(&card_id(n)).await.unwrap().is_some_and(|c| c > 0));
     let r = center.create(create_in(t, bill, n, profile), None).await.unwrap();
     let id = r.settlement_id.clone();
     let mut calls = 1;
     let r = match profile {
         Profile::Offer => {
-            assert_eq!((r.phase, r.apdus.len()), (Phase::ReadingBalance, 2), "EXTERNAL AUTHENTICATE, READ BALANCE");
+            // EXTERNAL AUTHENTICATE, (LOG COLLECTED,) READ LOG, READ BALANCE
+            assert_eq!((r.phase, r.apdus.len()), (Phase::ReadingBalance, 3 + acks));
             let r = center.offer(&id, parse_answers(&relay(t, &r)).unwrap(), Default::default()).await.unwrap();
             calls += 1;
             assert!(r.offer.is_some(), "SIG2");
             r
         }
         _ => {
-            let sealed = if profile == Profile::Confirmed { 3 } else { 2 };
+            // EXTERNAL AUTHENTICATE, (LOG COLLECTED,) READ LOG, (READ BALANCE,) DEBIT
+            let sealed = acks + if profile == Profile::Confirmed { 4 } else { 3 };
             assert_eq!((r.phase, r.apdus.len()), (Phase::Offered, sealed), "{profile}: the sealed commands at once");
             assert!(r.offer.is_none(), "{profile}: no SIG2");
             let (_, held) = center.books.card_float(&card_id(n)).await.unwrap().unwrap();
@@ -173,7 +177,7 @@ async fn an_interrupted_second_embodiment_purchase_is_recovered_from_the_card() 
     check_books(&s, 6, &mut card).await;
 }
 
-async fn recover(s: &Setup, card: &mut Terminal<CardReader>, id: &str) -> Phase {
+pub(crate) async fn recover(s: &Setup, card: &mut Terminal<CardReader>, id: &str) -> Phase {
     let c = &s.center;
     let r = c.recover(id, Default::default()).await.unwrap();
     let r = c.recover_authenticate(id, parse_answers(&relay(card, &r)).unwrap(), Default::default()).await.unwrap();

@@ -11,18 +11,20 @@ use kessai_scp03::{CommandApdu, ResponseApdu};
 
 use crate::world::{World, balance_of, funded_card, record, relay, relay_all};
 
-/// Runs create → authenticate → offer and returns the sealed DEBIT.
+/// Runs create → authenticate → offer and returns the sealed commands: a
+/// LOG COLLECTED of the log it read, then the DEBIT.
 fn to_offer(
     w: &mut World,
     t: &mut kessai_card::terminal::Terminal<crate::world::CardReader>,
     n: u8,
-) -> (kessai_center::purchase::Settlement, String, CommandApdu) {
+) -> (kessai_center::purchase::Settlement, String, Vec<CommandApdu>) {
     let (s, init) = w.create(&record(n));
-    let (s, cmds) = s.authenticate(&mut w.ctx(), &relay(t, &init)).unwrap();
-    assert_eq!(cmds.len(), 2, "EXTERNAL AUTHENTICATE and sealed READ BALANCE");
+    let (s, cmds) = s.authenticate(&mut w.ctx(), &relay(t, &init), None).unwrap();
+    assert_eq!(cmds.len(), 3, "EXTERNAL AUTHENTICATE, sealed READ LOG (uncollected) and READ BALANCE");
     let (s, outcome) = s.offer(&mut w.ctx(), &relay_all(t, &cmds)).unwrap();
-    let OfferOutcome::Offered { offer, debit } = outcome else { panic!("expected an offer, got {outcome:?}") };
-    (s, offer, debit)
+    let OfferOutcome::Offered { offer, commands } = outcome else { panic!("expected an offer, got {outcome:?}") };
+    assert_eq!(commands.len(), 2, "LOG COLLECTED (the funding credit it read), then the DEBIT");
+    (s, offer, commands)
 }
 
 #[test]
@@ -35,11 +37,13 @@ fn happy_path() {
     assert_eq!(s.phase(), Phase::Authenticating);
     assert_eq!(init.to_bytes()[..2], [0x80, 0x50], "INITIALIZE UPDATE");
     // step 2: card cryptogram checked; EXTERNAL AUTHENTICATE + sealed READ BALANCE.
-    let (s, cmds) = s.authenticate(&mut w.ctx(), &relay(&mut card, &init)).unwrap();
+    let (s, cmds) = s.authenticate(&mut w.ctx(), &relay(&mut card, &init), None).unwrap();
     assert_eq!(cmds[1].to_bytes()[0], 0x84, "READ BALANCE goes sealed");
     // step 3: balance read inside the session; offer signed; DEBIT sealed.
     let (s, outcome) = s.offer(&mut w.ctx(), &relay_all(&mut card, &cmds)).unwrap();
-    let OfferOutcome::Offered { offer: offer_token, debit } = outcome else { panic!() };
+    let OfferOutcome::Offered { offer: offer_token, commands } = outcome else { panic!() };
+    let debit = commands.last().unwrap().clone();
+    assert_eq!(s.collected.len(), 1, "the card's log read: its funding credit");
     assert_eq!(s.phase(), Phase::Offered);
     assert_eq!(balance_of(&mut card), 50_000, "nothing debited before consent");
     // step 4: the wallet checks SIG2 and that it covers this DEBIT.
@@ -49,7 +53,7 @@ fn happy_path() {
     assert_eq!(verified.message().debit_hash(), Sha256Digest::of(&debit.to_bytes()));
     assert_eq!(verified.message().bill_hash(), s.bill.bill_hash);
     // step 5: consent; the card debits; the center checks the sealed answer.
-    let (s, completion_token) = s.complete(&mut w.ctx(), &[relay(&mut card, &debit)]).unwrap();
+    let (s, completion_token) = s.complete(&mut w.ctx(), &relay_all(&mut card, &commands)).unwrap();
     assert_eq!(s.phase(), Phase::Completed);
     assert_eq!(balance_of(&mut card), 50_000 - 11_360);
     // step 6: the store (and wallet) check SIG3.
@@ -64,7 +68,7 @@ fn insufficient_balance_voids_without_touching_the_card() {
     let mut w = World::new(2);
     let mut card = funded_card(2, 1_000);
     let (s, init) = w.create(&record(2));
-    let (s, cmds) = s.authenticate(&mut w.ctx(), &relay(&mut card, &init)).unwrap();
+    let (s, cmds) = s.authenticate(&mut w.ctx(), &relay(&mut card, &init), None).unwrap();
     let (s, outcome) = s.offer(&mut w.ctx(), &relay_all(&mut card, &cmds)).unwrap();
     assert!(matches!(outcome, OfferOutcome::Insufficient { balance, amount }
         if balance.amount_minor() == 1_000 && amount.amount_minor() == 11_360));
@@ -88,24 +92,21 @@ fn steps_out_of_order_are_refused() {
     // recovery before any DEBIT exists
     assert!(matches!(s.clone().begin_recovery(&mut w.ctx()), Err(StepError::OutOfOrder { step: "recover", .. })));
     // authenticate twice: the second is out of order
-    let (s, _) = s.authenticate(&mut w.ctx(), &answer).unwrap();
-    assert!(matches!(s.authenticate(&mut w.ctx(), &answer), Err(StepError::OutOfOrder { .. })));
+    let (s, _) = s.authenticate(&mut w.ctx(), &answer, None).unwrap();
+    assert!(matches!(s.authenticate(&mut w.ctx(), &answer, None), Err(StepError::OutOfOrder { .. })));
 }
 
 #[test]
 fn a_replayed_debit_answer_cannot_complete_twice() {
     let mut w = World::new(4);
     let mut card = funded_card(4, 50_000);
-    let (s, _, debit) = to_offer(&mut w, &mut card, 4);
-    let answer = relay(&mut card, &debit);
-    let (done, _) = s.clone().complete(&mut w.ctx(), std::slice::from_ref(&answer)).unwrap();
-    assert!(matches!(
-        done.complete(&mut w.ctx(), std::slice::from_ref(&answer)),
-        Err(StepError::OutOfOrder { phase: Phase::Completed, .. })
-    ));
+    let (s, _, cmds) = to_offer(&mut w, &mut card, 4);
+    let answer = relay_all(&mut card, &cmds);
+    let (done, _) = s.clone().complete(&mut w.ctx(), &answer).unwrap();
+    assert!(matches!(done.complete(&mut w.ctx(), &answer), Err(StepError::OutOfOrder { phase: Phase::Completed, .. })));
     // The same sealed DEBIT relayed again: the card answers the first result
     // (applied at most once) and the balance moves once.
-    let again = relay(&mut card, &debit);
+    let again = relay(&mut card, cmds.last().unwrap());
     assert_ne!(again.sw().raw(), 0x9000, "a replayed wrapped command breaks the MAC chain");
     assert_eq!(balance_of(&mut card), 50_000 - 11_360);
 }
@@ -114,17 +115,17 @@ fn a_replayed_debit_answer_cannot_complete_twice() {
 fn a_tampered_card_answer_is_refused_and_recovery_settles_it() {
     let mut w = World::new(5);
     let mut card = funded_card(5, 50_000);
-    let (s, _, debit) = to_offer(&mut w, &mut card, 5);
-    let answer = relay(&mut card, &debit);
-    let mut bytes = answer.to_bytes();
+    let (s, _, cmds) = to_offer(&mut w, &mut card, 5);
+    let mut answers = relay_all(&mut card, &cmds);
+    let mut bytes = answers[1].to_bytes();
     bytes[3] ^= 0x01;
-    let forged = ResponseApdu::parse(&bytes).unwrap();
-    assert!(matches!(s.clone().complete(&mut w.ctx(), std::slice::from_ref(&forged)), Err(StepError::Security(_))));
+    answers[1] = ResponseApdu::parse(&bytes).unwrap();
+    assert!(matches!(s.clone().complete(&mut w.ctx(), &answers), Err(StepError::Security(_))));
     // The settlement stays offered: the stored copy is unchanged. Recovery
     // asks the card in a new session; the card did debit, so it completes.
     let (r, init) = s.begin_recovery(&mut w.ctx()).unwrap();
-    let (r, cmds) = r.recovery_authenticate(&mut w.ctx(), &relay(&mut card, &init)).unwrap();
-    assert_eq!(cmds.len(), 2, "EXTERNAL AUTHENTICATE and sealed TRANSACTION STATUS");
+    let (r, cmds) = r.recovery_authenticate(&mut w.ctx(), &relay(&mut card, &init), None).unwrap();
+    assert_eq!(cmds.len(), 3, "EXTERNAL AUTHENTICATE, READ LOG (uncollected) and TRANSACTION STATUS");
     let (r, resolution) = r.resolve(&mut w.ctx(), &relay_all(&mut card, &cmds)).unwrap();
     assert!(matches!(resolution, Resolution::Completed { .. }));
     assert_eq!(r.phase(), Phase::Completed);
@@ -135,10 +136,11 @@ fn a_tampered_card_answer_is_refused_and_recovery_settles_it() {
 fn a_debit_that_never_reached_the_card_is_voided_and_can_never_apply_later() {
     let mut w = World::new(6);
     let mut card = funded_card(6, 50_000);
-    let (s, _, debit) = to_offer(&mut w, &mut card, 6);
+    let (s, _, cmds) = to_offer(&mut w, &mut card, 6);
+    let debit = cmds.last().unwrap().clone();
     // The wallet crashed before relaying DEBIT. Recovery opens a new session…
     let (r, init) = s.begin_recovery(&mut w.ctx()).unwrap();
-    let (r, cmds) = r.recovery_authenticate(&mut w.ctx(), &relay(&mut card, &init)).unwrap();
+    let (r, cmds) = r.recovery_authenticate(&mut w.ctx(), &relay(&mut card, &init), None).unwrap();
     let (r, resolution) = r.resolve(&mut w.ctx(), &relay_all(&mut card, &cmds)).unwrap();
     let Resolution::NeedsBalance { command } = resolution else { panic!("{resolution:?}") };
     assert_eq!(r.phase(), Phase::RecoveringBalance);
@@ -156,13 +158,13 @@ fn a_debit_that_never_reached_the_card_is_voided_and_can_never_apply_later() {
 fn a_lost_answer_is_recovered_as_completed_exactly_once() {
     let mut w = World::new(7);
     let mut card = funded_card(7, 50_000);
-    let (s, _, debit) = to_offer(&mut w, &mut card, 7);
-    let _lost = relay(&mut card, &debit); // the card debited; the answer never arrived
+    let (s, _, cmds) = to_offer(&mut w, &mut card, 7);
+    let _lost = relay_all(&mut card, &cmds); // the card debited; the answers never arrived
     let (r, init) = s.begin_recovery(&mut w.ctx()).unwrap();
     // An interrupted recovery may start over.
-    let (r, _abandoned) = r.recovery_authenticate(&mut w.ctx(), &relay(&mut card, &init)).unwrap();
+    let (r, _abandoned) = r.recovery_authenticate(&mut w.ctx(), &relay(&mut card, &init), None).unwrap();
     let (r, init) = r.begin_recovery(&mut w.ctx()).unwrap();
-    let (r, cmds) = r.recovery_authenticate(&mut w.ctx(), &relay(&mut card, &init)).unwrap();
+    let (r, cmds) = r.recovery_authenticate(&mut w.ctx(), &relay(&mut card, &init), None).unwrap();
     let (r, resolution) = r.resolve(&mut w.ctx(), &relay_all(&mut card, &cmds)).unwrap();
     let Resolution::Completed { completion: token } = resolution else { panic!() };
     completion::verify(&token, &w.center_keys, &w.clock).unwrap();
@@ -177,7 +179,7 @@ fn the_wrong_card_is_refused() {
     let mut other = funded_card(9, 50_000);
     let (s, init) = w.create(&record(8));
     // The wallet relays to card 9 while the bill was opened for card 8.
-    let err = s.authenticate(&mut w.ctx(), &relay(&mut other, &init)).unwrap_err();
+    let err = s.authenticate(&mut w.ctx(), &relay(&mut other, &init), None).unwrap_err();
     assert!(matches!(err, StepError::Security(SecurityError::Channel(_) | SecurityError::WrongCard { .. })), "{err}");
 }
 
@@ -198,7 +200,7 @@ fn cards_that_may_not_pay_are_refused_only_after_they_proved_themselves() {
     ];
     for (what, registered) in refusals {
         let (s, init) = w.create(&record(10));
-        let (s, _) = s.authenticate(&mut w.ctx(), &relay(&mut card, &init)).unwrap();
+        let (s, _) = s.authenticate(&mut w.ctx(), &relay(&mut card, &init), None).unwrap();
         let err = s.admit(registered.as_ref()).unwrap_err();
         let expected = match what {
             "not registered" => matches!(err, StepError::UnknownCard(_)),
@@ -209,7 +211,7 @@ fn cards_that_may_not_pay_are_refused_only_after_they_proved_themselves() {
         assert!(expected, "{what}: {err}");
     }
     let (s, init) = w.create(&record(10));
-    let (s, _) = s.authenticate(&mut w.ctx(), &relay(&mut card, &init)).unwrap();
+    let (s, _) = s.authenticate(&mut w.ctx(), &relay(&mut card, &init), None).unwrap();
     s.admit(Some(&record(10))).unwrap();
     // Another card's record does not admit this one.
     assert!(matches!(s.admit(Some(&record(11))), Err(StepError::UnknownCard(_))));
@@ -232,7 +234,7 @@ fn cancel_voids_only_before_the_debit_exists() {
     let mut w = World::new(11);
     let mut card = funded_card(11, 50_000);
     let (s, init) = w.create(&record(11));
-    let (s, _) = s.authenticate(&mut w.ctx(), &relay(&mut card, &init)).unwrap();
+    let (s, _) = s.authenticate(&mut w.ctx(), &relay(&mut card, &init), None).unwrap();
     let voided = s.cancel("cardholder declined").unwrap();
     assert_eq!(voided.phase(), Phase::Voided);
     let (s, _, _) = to_offer(&mut w, &mut card, 11);
@@ -249,7 +251,7 @@ fn sealed_state_is_bound_to_its_settlement() {
     let mut moved = serde_json::to_value(&b).unwrap();
     moved["scp"] = serde_json::to_value(&a).unwrap()["scp"].clone();
     b = serde_json::from_value(moved).unwrap();
-    let err = b.authenticate(&mut w.ctx(), &relay(&mut card, &init_a)).unwrap_err();
+    let err = b.authenticate(&mut w.ctx(), &relay(&mut card, &init_a), None).unwrap_err();
     assert!(matches!(err, StepError::Security(SecurityError::BadSealedState)));
 }
 

@@ -109,7 +109,7 @@ async fn a_purchase_moves_value_once_and_the_books_agree_with_the_card() {
     let first = crate::world::opening(&mut card, &token, card_id(1));
     let r = s.center.create(offer_create(&token, card_id(1), first.clone()), Default::default()).await.unwrap();
     assert_eq!(r.phase, Phase::ReadingBalance);
-    assert_eq!(r.apdus.len(), 2, "EXTERNAL AUTHENTICATE and the sealed READ BALANCE");
+    assert_eq!(r.apdus.len(), 3, "EXTERNAL AUTHENTICATE, the sealed READ LOG (uncollected) and READ BALANCE");
     // The same bill again before any DEBIT (a wallet that restarted), in a
     // session the wallet opened anew: the same settlement goes on.
     let again = s.center.create(offer_request(&mut card, &token, card_id(1)), Default::default()).await.unwrap();

@@ -95,9 +95,21 @@ async fn an_apdu_observer_sees_the_secure_session_and_the_debit_in_order() {
     wallet.complete(relayed).await.unwrap();
     let seen = seen.lock().unwrap().clone();
     let (cla_ins, sws): (Vec<_>, Vec<_>) = seen.into_iter().map(|(c, i, sw)| ((c, i), sw)).unzip();
-    // SELECT, GET DATA (the wallet's own reads), then the center's:
-    // INITIALIZE UPDATE, EXTERNAL AUTHENTICATE, sealed READ BALANCE, sealed DEBIT.
-    assert_eq!(cla_ins, [(0x00, 0xA4), (0x80, 0xCA), (0x80, 0x50), (0x84, 0x82), (0x84, 0x30), (0x84, 0x32)]);
+    // SELECT, GET DATA (the wallet's own reads), INITIALIZE UPDATE under the
+    // bill's challenge, then the center's: EXTERNAL AUTHENTICATE, sealed
+    // READ LOG (uncollected) and READ BALANCE; after consent LOG COLLECTED
+    // (what the center kept of the log) and the DEBIT.
+    let expected = [
+        (0x00, 0xA4),
+        (0x80, 0xCA),
+        (0x80, 0x50),
+        (0x84, 0x82),
+        (0x84, 0x36),
+        (0x84, 0x30),
+        (0x84, 0x3C),
+        (0x84, 0x32),
+    ];
+    assert_eq!(cla_ins, expected);
     assert!(sws.iter().all(|sw| sw == &[0x90, 0x00]), "the card accepted every command: {sws:?}");
     assert_eq!(w.card_state().0, 18_800);
 }

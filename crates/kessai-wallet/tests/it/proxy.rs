@@ -43,9 +43,11 @@ fn tamper_offer_step(tamper: &Tamper, body: &[u8]) -> Vec<u8> {
     let mut v: Value = serde_json::from_slice(body).unwrap();
     match tamper {
         Tamper::DebitByte => {
-            let mut debit = hex::decode(v["apdus"][0].as_str().unwrap()).unwrap();
+            // The DEBIT is the last command (a LOG COLLECTED may lead).
+            let last = v["apdus"].as_array().unwrap().len() - 1;
+            let mut debit = hex::decode(v["apdus"][last].as_str().unwrap()).unwrap();
             debit[10] ^= 0x01;
-            v["apdus"][0] = json!(hex::encode(debit));
+            v["apdus"][last] = json!(hex::encode(debit));
         }
         Tamper::OfferSignature => {
             let offer = v["offer"].as_str().unwrap().to_owned();
