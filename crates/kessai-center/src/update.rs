@@ -367,8 +367,9 @@ impl Center {
         answer: Option<&Answer>,
     ) -> Result<UpdateReply, UpdateError> {
         let payment_card = payment_card.ok_or_else(|| UpdateError::PaymentCardRequired(charge.id.to_string()))?;
+        let through = self.db.collected_through(&charge.card_id).await?;
         let mut rng = self.random.generator();
-        let (proven, apdus) = charge.clone().authenticate(&mut self.ctx(rng.as_mut()), first(answers)?)?;
+        let (proven, apdus) = charge.clone().authenticate(&mut self.ctx(rng.as_mut()), first(answers)?, through)?;
         let admitted = self.admit_charge(&proven).await;
         let refused = match admitted {
             Err(refused) => refused,
@@ -682,8 +683,9 @@ impl Center {
             return self.authenticate_charge(authorizer, found, &answers, payment_card, answer.as_ref()).await;
         }
         drop(payment_card);
+        let through = self.db.collected_through(&found.0.card_id).await?;
         let t: UpdateTransition<'_> = Box::new(move |c, ctx| {
-            let (charge, apdus) = c.authenticate(ctx, first(&answers)?)?;
+            let (charge, apdus) = c.authenticate(ctx, first(&answers)?, through)?;
             stepped(charge, apdus, Effect::None)
         });
         self.update_step(authorizer, id, t, answer).await
@@ -699,7 +701,7 @@ impl Center {
         answer: Option<Answer>,
     ) -> Result<UpdateReply, UpdateError> {
         let t: UpdateTransition<'_> = Box::new(move |c, ctx| match c.offer(ctx, &answers)? {
-            (charge, UpdateOffer::Offered { credit, .. }) => stepped(charge, vec![credit], Effect::Hold),
+            (charge, UpdateOffer::Offered { commands, .. }) => stepped(charge, commands, Effect::Hold),
             (charge, UpdateOffer::OverMaxBalance { .. } | UpdateOffer::InsufficientBalance { .. }) => {
                 stepped(charge, vec![], Effect::Void)
             }
@@ -715,7 +717,7 @@ impl Center {
         answer: Option<Answer>,
     ) -> Result<UpdateReply, UpdateError> {
         let t: UpdateTransition<'_> = Box::new(move |c, ctx| {
-            let charge = c.complete(ctx, first(&answers)?)?;
+            let charge = c.complete(ctx, &answers)?;
             stepped(charge, vec![], Effect::Complete)
         });
         self.update_step(authorizer, id, t, answer).await
@@ -764,8 +766,10 @@ impl Center {
         answers: Vec<ResponseApdu>,
         answer: Option<Answer>,
     ) -> Result<UpdateReply, UpdateError> {
+        let found = self.load_update(id).await?;
+        let through = self.db.collected_through(&found.0.card_id).await?;
         let t: UpdateTransition<'_> = Box::new(move |c, ctx| {
-            let (charge, apdus) = c.recovery_authenticate(ctx, first(&answers)?)?;
+            let (charge, apdus) = c.recovery_authenticate(ctx, first(&answers)?, through)?;
             stepped(charge, apdus, Effect::None)
         });
         self.update_step(authorizer, id, t, answer).await

@@ -25,7 +25,7 @@
 
 use kessai_card::protocol::{
     CardStatus as CardChipStatus, TransferKind, TransferRequest, TxId, TxResult, TxStatus, credit_command,
-    debit_command, read_balance_command, transaction_status_command,
+    debit_command, log_collected_command, read_balance_command, transaction_status_command,
 };
 use kessai_core::Money;
 use kessai_core::digest::Sha256Digest;
@@ -39,11 +39,13 @@ use kessai_scp03::{ApduError, CommandApdu, ResponseApdu};
 use serde::{Deserialize, Serialize};
 
 use crate::card_session::{
-    CardTxState, Probe, bad_answer, balance_report, completed, in_session, never_applied, transaction_status,
+    CardTxState, Pending, Probe, Sealed, bad_answer, balance_report, collect_commands, completed, in_session,
+    never_applied, transaction_status,
 };
 use crate::limits::VALUE_UPDATE_LIFETIME_S;
 use crate::purchase::{Context, StepError};
 use crate::security::{SealedState, SecurityError};
+use crate::statement::LogEntry;
 
 /// What a value update is for. Stored in the record; records made before
 /// decreases and refunds existed are charges.
@@ -175,6 +177,11 @@ pub struct ValueUpdate {
     /// The day (UTC, Unix seconds at 00:00) whose charge limit a charge
     /// reserved; released if it is voided.
     pub charge_day_s: Option<u64>,
+    /// The sealed commands of the last batch awaiting their answers.
+    pub pending: Vec<Pending>,
+    /// The card's log records the last step read (kept by the step's write
+    /// in `center_card_log`, not in the record).
+    pub collected: Vec<LogEntry>,
     state: UpdateState,
 }
 
@@ -204,6 +211,8 @@ struct UpdateRecord {
     created_at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     charge_day_s: Option<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pending: Vec<Pending>,
     outcome_reason: Option<String>,
     outcome_code: Option<String>,
 }
@@ -260,6 +269,8 @@ impl TryFrom<UpdateRecord> for ValueUpdate {
             authorization: r.authorization,
             created_at: r.created_at,
             charge_day_s: r.charge_day_s,
+            pending: r.pending,
+            collected: Vec::new(),
             state,
         })
     }
@@ -296,6 +307,7 @@ impl From<ValueUpdate> for UpdateRecord {
             balance_after_minor: applied.map(|a| a.balance_after_minor),
             created_at: u.created_at,
             charge_day_s: u.charge_day_s,
+            pending: u.pending,
             outcome_reason,
             outcome_code,
         }
@@ -344,6 +356,8 @@ impl ValueUpdate {
             authorization: input.authorization,
             created_at: ctx.now,
             charge_day_s: None,
+            pending: Vec::new(),
+            collected: Vec::new(),
             state: UpdateState::Authenticating { scp },
         };
         Ok((update, init))
@@ -398,19 +412,23 @@ impl ValueUpdate {
         self
     }
 
-    /// Checks the card cryptogram; returns EXTERNAL AUTHENTICATE and a
-    /// sealed READ BALANCE.
+    /// Checks the card cryptogram; returns EXTERNAL AUTHENTICATE and,
+    /// sealed, the log commands (LOG COLLECTED through `through`, READ LOG
+    /// of the uncollected) and READ BALANCE.
     pub fn authenticate<R: Random + ?Sized>(
         mut self,
         ctx: &mut Context<'_, R>,
         answer: &ResponseApdu,
+        through: Option<u32>,
     ) -> Result<(ValueUpdate, Vec<CommandApdu>), UpdateStepError> {
         let UpdateState::Authenticating { scp } = &self.state else {
             return Err(self.out_of_order("authenticate", "authenticating"));
         };
-        let (commands, scp) = in_session(&self.card_id, self.id.as_str(), Some(scp.clone()), |s| {
-            s.open(ctx, answer, &[read_balance_command()])
-        })?;
+        let mut then = collect_commands(through);
+        then.push((Sealed::ReadBalance, read_balance_command()));
+        let ((commands, pending), scp) =
+            in_session(&self.card_id, self.id.as_str(), Some(scp.clone()), |s| s.open_batch(ctx, answer, &then))?;
+        self.pending = pending;
         self.state = UpdateState::ReadingBalance { scp };
         Ok((self, commands))
     }
@@ -465,9 +483,13 @@ impl ValueUpdate {
         let UpdateState::ReadingBalance { scp } = &self.state else {
             return Err(self.out_of_order("offer", "reading_balance"));
         };
-        let (plain, scp) =
-            in_session(&self.card_id, self.id.as_str(), Some(scp.clone()), |s| s.after_open(ctx, answers, 1))?;
-        let report = balance_report(&self.card_id, self.amount.currency(), &plain[0])?;
+        let pending = std::mem::take(&mut self.pending);
+        let (read, scp) = in_session(&self.card_id, self.id.as_str(), Some(scp.clone()), |s| {
+            s.read_batch(ctx, answers, true, &pending)
+        })?;
+        self.collected = read.collected;
+        let balance = read.balance.ok_or_else(|| bad_answer("no balance read"))?;
+        let report = balance_report(&self.card_id, self.amount.currency(), &balance)?;
         if report.status != CardChipStatus::Active {
             return Err(StepError::CardNotActive(self.card_id).into());
         }
@@ -498,7 +520,19 @@ impl ValueUpdate {
                 (after, debit_command(&self.transfer_request()?))
             }
         };
-        let (wire, scp) = in_session(&self.card_id, self.id.as_str(), Some(scp), |s| s.seal(ctx, &command))?;
+        // What this step read of the log is kept with its write: the card
+        // may drop it from now on (before the command, so a full log never
+        // refuses it).
+        let mut then: Vec<(Sealed, CommandApdu)> = self
+            .collected
+            .last()
+            .map(|newest| (Sealed::LogCollected, log_collected_command(newest.counter)))
+            .into_iter()
+            .collect();
+        then.push((Sealed::Transfer, command));
+        let ((commands, pending), scp) =
+            in_session(&self.card_id, self.id.as_str(), Some(scp), |s| s.seal_batch(ctx, &then))?;
+        let wire = commands.last().cloned().ok_or_else(|| bad_answer("no command sealed"))?;
         let command_hash = Sha256Digest::of(&wire.to_bytes());
         let token = self.sign_value_update(ctx, before, after, command_hash)?;
         let offer = UpdateOffered {
@@ -507,8 +541,9 @@ impl ValueUpdate {
             command_hash,
             value_update_token: token.clone(),
         };
+        self.pending = pending;
         self.state = UpdateState::Offered { scp, offer };
-        Ok((self, UpdateOffer::Offered { value_update: token, credit: wire }))
+        Ok((self, UpdateOffer::Offered { value_update: token, commands }))
     }
 
     fn sign_value_update<R: Random + ?Sized>(
@@ -535,23 +570,34 @@ impl ValueUpdate {
         Ok(value_update::sign(&claims, &update, ctx.center_key)?)
     }
 
-    /// Checks the card's sealed answer to the CREDIT or DEBIT. An answer
+    /// Checks the card's sealed answer to the CREDIT or DEBIT (the last of
+    /// `answers`, one per command of the balance step's batch). An answer
     /// that does not prove it leaves the update `Offered`, for recovery.
     pub fn complete<R: Random + ?Sized>(
         mut self,
         ctx: &mut Context<'_, R>,
-        answer: &ResponseApdu,
+        answers: &[ResponseApdu],
     ) -> Result<ValueUpdate, UpdateStepError> {
         let UpdateState::Offered { scp, offer } = &self.state else {
             return Err(self.out_of_order("complete", "offered"));
         };
         let offer = offer.clone();
-        let (plain, _) = in_session(&self.card_id, self.id.as_str(), Some(scp.clone()), |s| s.unseal(ctx, answer))?;
+        let pending = if self.pending.is_empty() {
+            // Updates offered before batches: the command alone.
+            vec![Pending { kind: Sealed::Transfer, scp: scp.clone() }]
+        } else {
+            self.pending.clone()
+        };
+        let (read, _) = in_session(&self.card_id, self.id.as_str(), Some(scp.clone()), |s| {
+            s.read_batch(ctx, answers, false, &pending)
+        })?;
+        let plain = read.transfer.ok_or_else(|| bad_answer("no command answered"))?;
         completed(&plain)?;
         let TxStatus::Applied(result) = TxStatus::parse(plain.data()).map_err(bad_answer)? else {
             return Err(StepError::WrongTransaction.into());
         };
         self.finish(&result, offer)?;
+        self.pending = Vec::new();
         Ok(self)
     }
 
@@ -608,6 +654,7 @@ impl ValueUpdate {
         }
         let key_version = self.key_version;
         let (init, scp) = in_session(&self.card_id, self.id.as_str(), None, |s| s.begin(ctx, key_version))?;
+        self.pending = Vec::new();
         self.state = UpdateState::Authenticating { scp };
         Ok((self, init))
     }
@@ -636,24 +683,29 @@ impl ValueUpdate {
         let offer = offer.clone();
         let key_version = self.key_version;
         let (init, scp) = in_session(&self.card_id, self.id.as_str(), None, |s| s.begin(ctx, key_version))?;
+        self.pending = Vec::new();
         self.state = UpdateState::Recovering { scp, offer };
         Ok((self, init))
     }
 
-    /// EXTERNAL AUTHENTICATE and a sealed TRANSACTION STATUS.
+    /// EXTERNAL AUTHENTICATE, the log commands and a sealed TRANSACTION
+    /// STATUS.
     pub fn recovery_authenticate<R: Random + ?Sized>(
         mut self,
         ctx: &mut Context<'_, R>,
         answer: &ResponseApdu,
+        through: Option<u32>,
     ) -> Result<(ValueUpdate, Vec<CommandApdu>), UpdateStepError> {
         let UpdateState::Recovering { scp, offer } = &self.state else {
             return Err(self.out_of_order("recovery_authenticate", "recovering"));
         };
         let offer = offer.clone();
         let tx = TxId(*self.transaction_id.as_bytes());
-        let (commands, scp) = in_session(&self.card_id, self.id.as_str(), Some(scp.clone()), |s| {
-            s.open(ctx, answer, &[transaction_status_command(&tx)])
-        })?;
+        let mut then = collect_commands(through);
+        then.push((Sealed::TransactionStatus, transaction_status_command(&tx)));
+        let ((commands, pending), scp) =
+            in_session(&self.card_id, self.id.as_str(), Some(scp.clone()), |s| s.open_batch(ctx, answer, &then))?;
+        self.pending = pending;
         self.state = UpdateState::RecoveringStatus { scp, offer };
         Ok((self, commands))
     }
@@ -668,9 +720,13 @@ impl ValueUpdate {
             return Err(self.out_of_order("resolve", "recovering_status"));
         };
         let offer = offer.clone();
-        let (plain, scp) =
-            in_session(&self.card_id, self.id.as_str(), Some(scp.clone()), |s| s.after_open(ctx, answers, 1))?;
-        match transaction_status(&plain[0], &self.transaction_id)? {
+        let pending = std::mem::take(&mut self.pending);
+        let (read, scp) = in_session(&self.card_id, self.id.as_str(), Some(scp.clone()), |s| {
+            s.read_batch(ctx, answers, true, &pending)
+        })?;
+        self.collected = read.collected;
+        let plain = read.status.ok_or_else(|| bad_answer("no transaction status"))?;
+        match transaction_status(&plain, &self.transaction_id)? {
             Probe::Applied(result) => {
                 self.finish(&result, offer)?;
                 Ok((self, UpdateResolution::Completed))
@@ -707,8 +763,10 @@ impl ValueUpdate {
 /// What `offer` produced.
 #[derive(Debug)]
 pub enum UpdateOffer {
-    /// The value update (SIG5) and the sealed CREDIT (or DEBIT) for the wallet.
-    Offered { value_update: String, credit: CommandApdu },
+    /// The value update (SIG5) and the sealed commands for the wallet: the
+    /// CREDIT (or DEBIT) last, a LOG COLLECTED before it when the step read
+    /// the card's log.
+    Offered { value_update: String, commands: Vec<CommandApdu> },
     /// The card holds too much for this credit; the update is voided.
     OverMaxBalance { balance: Money },
     /// The card holds too little for this debit; the update is voided.

@@ -179,6 +179,8 @@ pub enum ChargeProgress {
 pub struct ChargeOffered {
     pub(crate) record: ChargeRecord,
     pub(crate) charge_id: String,
+    /// What rides ahead of the CREDIT in the same batch: a LOG COLLECTED.
+    pub(crate) before: Vec<Vec<u8>>,
     pub(crate) credit: Vec<u8>,
     pub balance_before: Money,
     pub balance_after: Money,
@@ -190,12 +192,12 @@ impl ChargeOffered {
     }
 }
 
-/// The CREDIT reached the card; its answer is recorded.
+/// The CREDIT reached the card; its answers (the batch's) are recorded.
 #[derive(Debug)]
 pub struct CreditRelayed {
     pub(crate) record: ChargeRecord,
     pub(crate) charge_id: String,
-    pub(crate) answer: String,
+    pub(crate) answers: Vec<String>,
 }
 
 /// A completed charge.
@@ -224,6 +226,15 @@ enum Opening {
     /// `POST /v1/prepaid/requests`: the member's signed request to move
     /// value from a prepaid card onto this card (#18), `{"request": JWS}`.
     Prepaid(Value),
+}
+
+/// A value update step's batch of sealed commands (see
+/// [`crate::wallet::batch_fits`]).
+fn expect_batch(step: &'static str, r: &ChargeReply, phase: &str, opens: bool, last: &[u8]) -> Result<(), ChargeError> {
+    if r.phase != phase || !crate::wallet::batch_fits(&r.apdus, opens, last) {
+        return Err(ChargeError::UnexpectedReply { step, phase: r.phase.clone(), apdus: r.apdus.len() });
+    }
+    Ok(())
 }
 
 fn expect(step: &'static str, r: &ChargeReply, phase: &str, apdus: usize) -> Result<(), ChargeError> {
@@ -369,7 +380,7 @@ impl Wallet {
         self.set_charge(local_id, update).await?;
         let base = format!("/v1/value-updates/{}", r.charge_id);
         let r = self.authenticate_update(local_id, &base, &r, payment).await.map_err(refusal_of_charge)?;
-        expect("authenticate", &r, "reading_balance", 2)?;
+        expect_batch("authenticate", &r, "reading_balance", true, &[kessai_card::protocol::INS_READ_BALANCE])?;
         progress(ChargeProgress::CardAuthenticated);
         let update = ChargeUpdate { funding_ref: r.funding_ref.as_deref(), ..Default::default() };
         self.set_charge(local_id, update).await?;
@@ -392,7 +403,8 @@ impl Wallet {
                 ChargeError::Voided(reason)
             });
         }
-        expect("balance", &r, "offered", 1)?;
+        let transfers = [kessai_card::protocol::INS_CREDIT, kessai_card::protocol::INS_DEBIT];
+        expect_batch("balance", &r, "offered", false, &transfers)?;
         let offered = self.accept_value_update(local_id, card_id, (direction, amount), &r).await?;
         progress(ChargeProgress::ValueUpdateVerified {
             balance_before: offered.balance_before,
@@ -462,11 +474,14 @@ impl Wallet {
         r: &ChargeReply,
     ) -> Result<ChargeOffered, ChargeError> {
         let token = r.value_update.clone().unwrap_or_default();
-        let credit = hex::decode(&r.apdus[0]).unwrap_or_default();
+        // The CREDIT (or DEBIT) is last; a LOG COLLECTED may lead it.
+        let mut commands: Vec<Vec<u8>> = r.apdus.iter().map(|h| hex::decode(h).unwrap_or_default()).collect();
+        let credit = commands.pop().unwrap_or_default();
+        let joined = r.apdus.join(" ");
         let update = ChargeUpdate {
             phase: Some(ChargePhase::Offered),
             value_update: Some(&token),
-            credit: Some(&r.apdus[0]),
+            credit: Some(&joined),
             ..Default::default()
         };
         self.set_charge(local_id, update).await?;
@@ -474,7 +489,15 @@ impl Wallet {
         match self.check_value_update(&token, expected).await {
             Ok((balance_before, balance_after)) => {
                 let record = self.charge_record(local_id).await?;
-                Ok(ChargeOffered { record, charge_id: r.charge_id.clone(), credit, balance_before, balance_after })
+                let before = commands;
+                Ok(ChargeOffered {
+                    record,
+                    charge_id: r.charge_id.clone(),
+                    before,
+                    credit,
+                    balance_before,
+                    balance_after,
+                })
             }
             Err(e) => {
                 tracing::warn!(charge = %r.charge_id, error = %e, "value update refused; undoing");
@@ -522,25 +545,26 @@ impl Wallet {
 
     /// Relays exactly the sealed CREDIT SIG5 names and records the card's answer.
     pub async fn relay_credit(&self, offered: ChargeOffered) -> Result<CreditRelayed, ChargeError> {
-        let ChargeOffered { record, charge_id, credit, .. } = offered;
+        let ChargeOffered { record, charge_id, mut before, credit, .. } = offered;
+        before.push(credit);
         let _turn = self.conversation.lock().await;
-        let answers = self.card.transmit_all(vec![credit]).await?;
-        let answer = hex::encode(answers.first().map(Vec::as_slice).unwrap_or_default());
+        let answers: Vec<String> = self.card.transmit_all(before).await?.iter().map(hex::encode).collect();
+        let joined = answers.join(" ");
         let update = ChargeUpdate {
             phase: Some(ChargePhase::CreditRelayed),
-            credit_answer: Some(&answer),
+            credit_answer: Some(&joined),
             ..Default::default()
         };
         self.set_charge(&record.local_id, update).await?;
-        Ok(CreditRelayed { record, charge_id, answer })
+        Ok(CreditRelayed { record, charge_id, answers })
     }
 
     /// Hands the card's answer to the center, which captures the
     /// authorization and posts the transfer.
     pub async fn complete_charge(&self, relayed: CreditRelayed) -> Result<ChargeOutcome, ChargeError> {
-        let CreditRelayed { record, charge_id, answer } = relayed;
+        let CreditRelayed { record, charge_id, answers } = relayed;
         let path = format!("/v1/value-updates/{charge_id}/complete");
-        let r = self.charge_post(&record.local_id, "complete", &path, &json!({ "responses": [answer] })).await?;
+        let r = self.charge_post(&record.local_id, "complete", &path, &json!({ "responses": answers })).await?;
         if r.phase == "voided" && r.reason_code.as_deref() == Some("funding_refused") {
             // The card applied the credit, but the credit card payment could
             // not be completed: the center takes the value back from the

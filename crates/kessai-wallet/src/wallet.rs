@@ -548,10 +548,30 @@ impl Wallet {
 }
 
 /// A batch of commands the center sealed for the card: EXTERNAL
-/// AUTHENTICATE first if `opens`, the command of kind `last` (by INS) last,
+/// AUTHENTICATE first if `opens`, a command whose INS is one of `last` last,
 /// and between them only the log's (LOG COLLECTED, READ LOG) and READ
 /// BALANCE, all sealed (CLA `84`). The wallet cannot read them; it checks
 /// that nothing else rides along.
+pub(crate) fn batch_fits(apdus: &[String], opens: bool, last: &[u8]) -> bool {
+    use kessai_card::protocol::{
+        CLA_SECURE, INS_EXTERNAL_AUTHENTICATE, INS_LOG_COLLECTED, INS_READ_BALANCE, INS_READ_LOG,
+    };
+    let heads: Option<Vec<(u8, u8)>> = apdus
+        .iter()
+        .map(|h| hex::decode(h.get(..4).unwrap_or_default()).ok().and_then(|b| Some((*b.first()?, *b.get(1)?))))
+        .collect();
+    let Some(heads) = heads else { return false };
+    let body = match (opens, heads.split_first()) {
+        (true, Some(((CLA_SECURE, INS_EXTERNAL_AUTHENTICATE), rest))) => rest,
+        (false, _) => heads.as_slice(),
+        _ => return false,
+    };
+    let Some(((CLA_SECURE, ins), between)) = body.split_last() else { return false };
+    let allowed = [INS_LOG_COLLECTED, INS_READ_LOG, INS_READ_BALANCE];
+    last.contains(ins) && between.iter().all(|(cla, i)| *cla == CLA_SECURE && allowed.contains(i))
+}
+
+/// [`batch_fits`] for a purchase step's reply in `phase`.
 pub(crate) fn expect_batch(
     step: &'static str,
     reply: &StepReply,
@@ -559,26 +579,8 @@ pub(crate) fn expect_batch(
     opens: bool,
     last: u8,
 ) -> Result<(), PayError> {
-    use kessai_card::protocol::{
-        CLA_SECURE, INS_EXTERNAL_AUTHENTICATE, INS_LOG_COLLECTED, INS_READ_BALANCE, INS_READ_LOG,
-    };
-    let bad = || PayError::UnexpectedReply { step, phase: reply.phase.clone(), apdus: reply.apdus.len() };
-    let heads: Vec<(u8, u8)> = reply
-        .apdus
-        .iter()
-        .map(|h| hex::decode(h.get(..4).unwrap_or_default()).ok().and_then(|b| Some((*b.first()?, *b.get(1)?))))
-        .collect::<Option<_>>()
-        .ok_or_else(bad)?;
-    let body = match (opens, heads.split_first()) {
-        (true, Some(((CLA_SECURE, INS_EXTERNAL_AUTHENTICATE), rest))) => rest,
-        (false, _) => heads.as_slice(),
-        _ => return Err(bad()),
-    };
-    let Some(((CLA_SECURE, ins), between)) = body.split_last() else { return Err(bad()) };
-    let allowed = [INS_LOG_COLLECTED, INS_READ_LOG, INS_READ_BALANCE];
-    if reply.phase != phase || *ins != last || !between.iter().all(|(cla, i)| *cla == CLA_SECURE && allowed.contains(i))
-    {
-        return Err(bad());
+    if reply.phase != phase || !batch_fits(&reply.apdus, opens, &[last]) {
+        return Err(PayError::UnexpectedReply { step, phase: reply.phase.clone(), apdus: reply.apdus.len() });
     }
     Ok(())
 }

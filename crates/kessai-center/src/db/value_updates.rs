@@ -105,6 +105,9 @@ impl CenterDb {
         .bind(c.id.as_str().to_owned())
         .bind(version);
         let session = c.id.as_str().to_owned();
+        // The card's log records the step read, kept with it (a record read
+        // again adds nothing).
+        let collected = super::audit::collect_statements(&c.card_id, &c.collected, Timestamp::from_unix_s(now_s))?;
         let mut tidy = Vec::new();
         let also: Vec<Stmt> = match alongside {
             Alongside::Nothing => Vec::new(),
@@ -149,6 +152,7 @@ impl CenterDb {
             ],
         };
         let what = c.id.to_string();
+        tidy.extend(collected);
         let step = StepWrite { check, version, entries, now_s, update, also, tidy, save, guard: None, what };
         self.write(move |mut conn| Box::pin(async move { step.run(&mut conn).await })).await?;
         stored.iter().for_each(Stored::mark);

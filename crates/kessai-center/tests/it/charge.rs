@@ -217,16 +217,21 @@ async fn happy_path_adds_value_captures_and_posts() {
     let id = r.charge_id.clone();
     assert!(id.starts_with("vup_"));
     // step 2: the card's cryptogram, then the authorization; EXTERNAL
-    // AUTHENTICATE + sealed READ BALANCE.
+    // AUTHENTICATE + sealed READ LOG (uncollected) and READ BALANCE.
     let r = c.authorize(&mut card, &r, APPROVE).await.unwrap();
-    assert_eq!((r.phase, r.apdus.len()), (UpdatePhase::ReadingBalance, 2));
+    assert_eq!((r.phase, r.apdus.len()), (UpdatePhase::ReadingBalance, 3));
     assert!(funding(&r).starts_with("auth_"), "{r:?}");
     assert_eq!(c.auth_state(funding(&r)).await, AuthorizationState::Authorized);
     // step 3: SIG5 and the sealed CREDIT; the funding is held in the books.
     let r = c.center.update_offer(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
     assert_eq!(r.phase, UpdatePhase::Offered);
-    let credit = commands(&r).remove(0);
+    let mut sealed = commands(&r);
+    let credit = sealed.pop().unwrap();
     assert_eq!(credit.to_bytes()[..2], [0x84, 0x34], "a sealed CREDIT");
+    // The session collected the card's log (its funding credit) and tells
+    // the card so, ahead of the CREDIT.
+    assert_eq!(c.center.db.collected_through(&card_id(1)).await.unwrap(), Some(1));
+    assert_eq!(sealed.iter().map(|c| c.to_bytes()[1]).collect::<Vec<_>>(), [0x3C], "LOG COLLECTED");
     assert_eq!(c.center.books.card_credits_pending(&card_id(1)).await.unwrap(), 5_000);
     assert_eq!(balance_of(&mut card), 20_000, "nothing credited before the wallet relays");
     // step 4: the wallet checks SIG5 against the card, the amount and the command.
@@ -356,7 +361,7 @@ async fn card_removed_after_authorization_voids_it_and_creates_no_value() {
 
     // Removed after the CREDIT was handed out but before it was relayed.
     let r = to_offer(&c, &mut card, 5, 3_000).await;
-    let stale = commands(&r).remove(0);
+    let stale = commands(&r).pop().unwrap();
     // Cancelling is refused now: only the card can settle it.
     let err = c.center.update_cancel(sim, &r.charge_id, Default::default()).await.unwrap_err();
     assert!(matches!(err, UpdateError::Step(UpdateStepError::OutOfOrder { .. })), "{err}");
@@ -463,7 +468,7 @@ async fn a_tampered_or_replayed_value_update_is_refused_by_the_wallet() {
     let mut card = funded_card(8, 10_000);
     let r = to_offer(&c, &mut card, 8, 1_000).await;
     let token = r.value_update.clone().unwrap();
-    let credit = commands(&r).remove(0).to_bytes();
+    let credit = commands(&r).pop().unwrap().to_bytes();
     let keys = c.center_keys();
     let clock = FixedClock::new(NOW);
     let id = r.charge_id.as_str();

@@ -143,7 +143,7 @@ async fn a_partial_refund_reverses_the_payable_and_credits_the_card_at_its_next_
     let id = r.charge_id.clone();
     let r = c.center.update_authenticate(sim, &id, relay(&mut card, &r), None, None).await.unwrap();
     let r = c.center.update_offer(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
-    let credit = commands(&r).remove(0).to_bytes();
+    let credit = commands(&r).pop().unwrap().to_bytes();
     let expected = ExpectedUpdate {
         update_id: &id,
         card_id: card_id(1),
@@ -317,7 +317,7 @@ async fn a_decrease_goes_back_to_the_credit_card_only_when_the_card_confirms() {
     // step 2: SIG5 (debit) and the sealed DEBIT; the value is held on the float.
     let r = c.center.update_offer(sim, &id, relay(&mut card, &r), Default::default()).await.unwrap();
     assert_eq!(r.phase, UpdatePhase::Offered);
-    let debit = commands(&r).remove(0).to_bytes();
+    let debit = commands(&r).pop().unwrap().to_bytes();
     assert_eq!(debit[..2], [0x84, 0x32], "a sealed DEBIT");
     let expected = ExpectedUpdate {
         update_id: &id,
