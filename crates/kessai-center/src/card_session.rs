@@ -58,6 +58,13 @@ pub(crate) fn collect_commands(through: Option<u32>) -> Vec<(Sealed, kessai_scp0
     out
 }
 
+/// LOG COLLECTED through the newest of `collected` (what a step just read
+/// and keeps with its write), if it read any: sealed ahead of a transfer,
+/// so a full log never refuses it.
+pub(crate) fn ack_of(collected: &[LogEntry]) -> Vec<(Sealed, kessai_scp03::CommandApdu)> {
+    collected.last().map(|newest| (Sealed::LogCollected, log_collected_command(newest.counter))).into_iter().collect()
+}
+
 /// The records of a READ LOG of uncollected records: oldest first, their
 /// counters ascending one by one.
 pub(crate) fn uncollected(plain: &ResponseApdu) -> Result<Vec<LogEntry>, StepError> {

@@ -22,7 +22,7 @@
 
 use kessai_card::protocol::{
     BalanceReport, CardStatus as CardChipStatus, TransferKind, TransferRequest, TxId, TxStatus, debit_command,
-    log_collected_command, read_balance_command, transaction_status_command,
+    read_balance_command, transaction_status_command,
 };
 use kessai_core::digest::Sha256Digest;
 use kessai_core::ids::{BillId, CardId, MessageId, OrderId, PartyId, SettlementId, StoreId, TransactionId};
@@ -40,7 +40,7 @@ use kessai_scp03::{ApduError, CommandApdu, ResponseApdu, StatusWord};
 use serde::{Deserialize, Serialize};
 
 use crate::card_session::{
-    CardTxState, Pending, Probe, Sealed, bad_answer, balance_report, collect_commands, completed, in_session,
+    CardTxState, Pending, Probe, Sealed, ack_of, bad_answer, balance_report, collect_commands, completed, in_session,
     never_applied, transaction_status,
 };
 use crate::limits::{COMPLETION_LIFETIME_S, OFFER_LIFETIME_S, SETTLEMENT_TIMEOUT_S};
@@ -738,12 +738,7 @@ impl Settlement {
         }
         // What this step read of the log is collected with its write: the
         // card may drop it from now on.
-        let mut then: Vec<(Sealed, CommandApdu)> = self
-            .collected
-            .last()
-            .map(|newest| (Sealed::LogCollected, log_collected_command(newest.counter)))
-            .into_iter()
-            .collect();
+        let mut then = ack_of(&self.collected);
         then.push((Sealed::Transfer, debit_command(&self.transfer_request())));
         let ((commands, pending), scp) =
             in_session(&self.card_id, self.id.as_str(), Some(scp), |s| s.seal_batch(ctx, &then))?;

@@ -25,7 +25,7 @@
 
 use kessai_card::protocol::{
     CardStatus as CardChipStatus, TransferKind, TransferRequest, TxId, TxResult, TxStatus, credit_command,
-    debit_command, log_collected_command, read_balance_command, transaction_status_command,
+    debit_command, read_balance_command, transaction_status_command,
 };
 use kessai_core::Money;
 use kessai_core::digest::Sha256Digest;
@@ -39,7 +39,7 @@ use kessai_scp03::{ApduError, CommandApdu, ResponseApdu};
 use serde::{Deserialize, Serialize};
 
 use crate::card_session::{
-    CardTxState, Pending, Probe, Sealed, bad_answer, balance_report, collect_commands, completed, in_session,
+    CardTxState, Pending, Probe, Sealed, ack_of, bad_answer, balance_report, collect_commands, completed, in_session,
     never_applied, transaction_status,
 };
 use crate::limits::VALUE_UPDATE_LIFETIME_S;
@@ -523,12 +523,7 @@ impl ValueUpdate {
         // What this step read of the log is kept with its write: the card
         // may drop it from now on (before the command, so a full log never
         // refuses it).
-        let mut then: Vec<(Sealed, CommandApdu)> = self
-            .collected
-            .last()
-            .map(|newest| (Sealed::LogCollected, log_collected_command(newest.counter)))
-            .into_iter()
-            .collect();
+        let mut then = ack_of(&self.collected);
         then.push((Sealed::Transfer, command));
         let ((commands, pending), scp) =
             in_session(&self.card_id, self.id.as_str(), Some(scp), |s| s.seal_batch(ctx, &then))?;

@@ -132,14 +132,14 @@ impl CenterDb {
 
     /// Differences, oldest first: the open ones, or all.
     pub async fn differences(&self, open_only: bool, limit: i64) -> Result<Vec<DifferenceRow>, DbError> {
-        let rows = sqlx::query(
-            "SELECT id, card_id, kind, counter, transaction_id, detail, found_at, status, resolved_by, resolved_at, note
-             FROM center_audit_differences WHERE status = 'open' OR $1 = 0 ORDER BY found_at, id LIMIT $2",
-        )
-        .bind(i64::from(open_only))
-        .bind(limit.clamp(1, MAX_LIST))
-        .fetch_all(&mut *self.read().await?)
-        .await?;
+        let sql = if open_only {
+            "SELECT id, card_id, kind, counter, transaction_id, detail, found_at, status, resolved_by, note
+             FROM center_audit_differences WHERE status = 'open' ORDER BY found_at, id LIMIT $1"
+        } else {
+            "SELECT id, card_id, kind, counter, transaction_id, detail, found_at, status, resolved_by, note
+             FROM center_audit_differences ORDER BY found_at, id LIMIT $1"
+        };
+        let rows = sqlx::query(sql).bind(limit.clamp(1, MAX_LIST)).fetch_all(&mut *self.read().await?).await?;
         rows.iter()
             .map(|r| {
                 Ok(DifferenceRow {

@@ -212,3 +212,34 @@ async fn every_purchase_session_collects_the_cards_log_so_a_full_log_never_stops
     assert_eq!(balance_of(&mut card), 50_000 + 63 - 11_360);
     s.center.books.ledger().check().await.unwrap();
 }
+
+/// The same on PostgreSQL: collected, examined, recorded once, resolved.
+#[tokio::test]
+async fn the_audit_records_and_resolves_differences_on_postgres() {
+    let Some(mut s) = crate::service::setup_on_postgres("audit").await else { return };
+    let mut card = issued(&s).await;
+    let bill = bill_token(&mut s);
+    let (done, _) = crate::profiles::pay(&s.center, &mut card, &bill, 1, Profile::Offer).await;
+    assert_eq!(done.phase, kessai_center::purchase::Phase::Completed);
+    assert_eq!(collect(&s, &mut card).await, 2);
+    assert!(s.center.audit(NOW).await.unwrap().differences.is_empty(), "clean");
+    Terminal::select(&mut card).unwrap();
+    let keys = diversify(&masters(0x40), card_id(1).as_bytes(), KeyVersion::new(KVN).unwrap());
+    let session = card.open_session(keys, [9; 8]).unwrap();
+    let request = TransferRequest {
+        tx_id: TxId([0xAB; 16]),
+        amount_minor: 700,
+        counterpart: [0; 8],
+        order_ref: [0; 16],
+        time_unix_s: 0,
+    };
+    assert_eq!(card.secure(session, &debit_command(&request)).unwrap().1.sw().raw(), 0x9000);
+    collect(&s, &mut card).await;
+    assert_eq!(kinds(&s).await, [DifferenceKind::BalanceDiffers, DifferenceKind::MissingInBooks]);
+    assert_eq!(s.center.audit(NOW).await.unwrap().new, 0, "recorded once");
+    let open = s.center.db.differences(true, 10).await.unwrap();
+    assert_eq!(open.len(), 2);
+    assert!(s.center.db.resolve_difference(&open[0].id, "ops-1", "checked", NOW).await.unwrap());
+    assert_eq!(s.center.db.differences(true, 10).await.unwrap().len(), 1);
+    assert_eq!(s.center.db.differences(false, 10).await.unwrap().len(), 2);
+}
