@@ -177,8 +177,7 @@ fn local_keys(config: &CenterConfig) -> anyhow::Result<LocalKeys> {
         bail!("the master key file holds no key version");
     }
     let key_path = config.resolve(&config.signing_key);
-    let pem =
-        Zeroizing::new(std::fs::read_to_string(&key_path).with_context(|| format!("reading {}", key_path.display()))?);
+    let pem = read_secret_text(&key_path)?;
     let signing_key = keyfile::decode(&pem, None).with_context(|| format!("{}", key_path.display()))?;
     Ok((kek, masters, signing_key))
 }
@@ -188,15 +187,23 @@ pub fn read_kek(config: &CenterConfig) -> anyhow::Result<Kek> {
         return Kek::parse_hex(&hex).context("KESSAI_CENTER_KEK");
     }
     let path = config.resolve(&config.kek_file);
-    let text = Zeroizing::new(std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?);
+    let text = read_secret_text(&path)?;
     Kek::parse_hex(&text).with_context(|| format!("{}", path.display()))
+}
+
+/// A secret file's text, refused if others may read or write it or another
+/// user owns it (`kessai_tls::read_secret_file`).
+fn read_secret_text(path: &Path) -> anyhow::Result<Zeroizing<String>> {
+    let bytes = kessai_tls::read_secret_file(path)?;
+    let text = std::str::from_utf8(&bytes).with_context(|| format!("{} is not text", path.display()))?;
+    Ok(Zeroizing::new(text.to_owned()))
 }
 
 /// The issuer master keys, opened with the KEK.
 pub fn master_keys(config: &CenterConfig) -> anyhow::Result<BTreeMap<u8, kessai_scp03::diversify::MasterKeys>> {
     let kek = read_kek(config)?;
     let path = config.resolve(&config.master_keys);
-    let sealed = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let sealed = kessai_tls::read_secret_file(&path)?;
     keystore::open(&sealed, &kek).with_context(|| format!("opening {}", path.display()))
 }
 

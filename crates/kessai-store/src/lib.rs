@@ -177,8 +177,9 @@ pub(crate) fn signing_key(config: &StoreConfig) -> anyhow::Result<SigningKey> {
     }
     let size = std::fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?.len();
     anyhow::ensure!(size <= MAX_CONFIG_BYTES, "{} is too large for a key file", path.display());
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    keyfile::decode(&text, None).with_context(|| format!("reading the mall's key {}", path.display()))
+    let bytes = kessai_tls::read_secret_file(&path)?;
+    let text = std::str::from_utf8(&bytes).with_context(|| format!("{} is not text", path.display()))?;
+    keyfile::decode(text, None).with_context(|| format!("reading the mall's key {}", path.display()))
 }
 
 /// Every route of the store, with the standard layers.

@@ -55,6 +55,10 @@ pub enum TlsError {
     Verifier(String),
     #[error("{path}: {why}")]
     RevocationList { path: PathBuf, why: String },
+    /// A file holding a secret that others may read or write, or that
+    /// another user owns.
+    #[error("{path} holds a secret but {why}; refusing to use it (chmod 600 it, as its owner)")]
+    SecretExposed { path: PathBuf, why: String },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
@@ -87,6 +91,31 @@ pub fn write_new_file(path: &Path, contents: &[u8], secret: bool) -> Result<(), 
         })?;
     f.write_all(contents).map_err(io_err(path))?;
     f.sync_all().map_err(io_err(path))
+}
+
+/// Reads a file holding a secret (a key, a key-encryption key, a sealed
+/// key set), refusing one whose mode lets anyone but its owner read or
+/// write it, or that another user owns (M9): a secret others could have
+/// read, or replaced, is not used. The checks are made on the open file.
+pub fn read_secret_file(path: &Path) -> Result<zeroize::Zeroizing<Vec<u8>>, TlsError> {
+    use std::io::Read as _;
+    use std::os::unix::fs::MetadataExt as _;
+    let mut file = fs::File::open(path).map_err(io_err(path))?;
+    let meta = file.metadata().map_err(io_err(path))?;
+    let exposed = |why: String| TlsError::SecretExposed { path: path.to_owned(), why };
+    let mode = meta.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(exposed(format!("its mode is {mode:04o}, open to its group or others")));
+    }
+    // This process's user: the owner of its own /proc entry (Linux).
+    if let Ok(me) = fs::metadata("/proc/self").map(|m| m.uid())
+        && meta.uid() != me
+    {
+        return Err(exposed(format!("it is owned by uid {}, not by this process's uid {me}", meta.uid())));
+    }
+    let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0)));
+    file.read_to_end(&mut bytes).map_err(io_err(path))?;
+    Ok(bytes)
 }
 
 fn validity(params: &mut CertificateParams, days: i64) {

@@ -349,6 +349,16 @@ fn to_i64(v: u64) -> Result<i64, DbError> {
     i64::try_from(v).map_err(|_| DbError::Corrupt(format!("{v} does not fit a BIGINT")))
 }
 
+/// Creates a SQLite database file mode 0600 (its WAL and shared-memory
+/// files take the same mode), or makes an existing one so: the books and
+/// the card registry are nobody else's to read.
+fn private_file(path: &std::path::Path) -> Result<(), DbError> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let io = |e: std::io::Error| DbError::Corrupt(format!("{}: {e}", path.display()));
+    std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path).map_err(io)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)
+}
+
 fn to_u64(v: i64) -> Result<u64, DbError> {
     u64::try_from(v).map_err(|_| DbError::Corrupt(format!("negative value {v}")))
 }
@@ -368,6 +378,9 @@ impl CenterDb {
             return Err(DbError::BadUrl);
         };
         let sqlite = sqlite_path.is_some();
+        if let Some(path) = &sqlite_path {
+            private_file(path)?;
+        }
         let connect = |connections: u32| {
             AnyPoolOptions::new()
                 .max_connections(connections)

@@ -91,3 +91,30 @@ async fn instances_must_hold_the_keys_their_database_records_on_postgres() {
     let tmp = tempfile::tempdir().unwrap();
     instances_hold_the_databases_keys(tmp.path(), &url).await;
 }
+
+/// M9 (#23, in part): a secret file anyone but its owner may read or write
+/// is refused, with how to fix it, and the instance does not start; the
+/// same file at 0600 is used. The SQLite database is created 0600.
+#[tokio::test]
+async fn secret_files_open_to_others_are_refused_and_the_database_is_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", tmp.path().join("center.sqlite").display());
+    let config = instance(tmp.path(), "a", &url);
+    kessai_center::app::init(&config, None).await.unwrap();
+    let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&tmp.path().join("center.sqlite")), 0o600, "the books are nobody else's to read");
+    for name in ["kek.hex", "issuer-master-keys.sealed", "center.key"] {
+        let path = config.data_dir.join(name);
+        assert_eq!(mode(&path), 0o600, "{name} made private");
+        for open in [0o644, 0o640, 0o606] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(open)).unwrap();
+            let Err(refused) = kessai_center::app::open(&config).await else { panic!("{name} at {open:o} was used") };
+            let why = format!("{refused:#}");
+            assert!(why.contains(name) && why.contains("chmod 600"), "{name} at {open:o}: {why}");
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let center = kessai_center::app::open(&config).await.unwrap();
+        center.db.close().await;
+    }
+}

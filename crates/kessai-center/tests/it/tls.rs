@@ -100,9 +100,9 @@ async fn purchase_over_tls_with_admin_mtls_and_delivery_to_a_store_that_comes_up
     let config = center_config(tmp.path());
     std::fs::create_dir_all(&config.data_dir).unwrap();
     let kek = Kek::generate(&mut OsRandom);
-    std::fs::write(config.data_dir.join("kek.hex"), kek.to_hex().as_bytes()).unwrap();
+    kessai_tls::write_new_file(&config.data_dir.join("kek.hex"), kek.to_hex().as_bytes(), true).unwrap();
     let sealed = keystore::seal(&BTreeMap::from([(1u8, masters(0x40))]), &kek, &mut OsRandom);
-    std::fs::write(config.data_dir.join("issuer-master-keys.sealed"), sealed).unwrap();
+    kessai_tls::write_new_file(&config.data_dir.join("issuer-master-keys.sealed"), &sealed, true).unwrap();
     kessai_center::app::init(&config, None).await.unwrap();
     let center = Arc::new(kessai_center::app::open(&config).await.unwrap());
     let center_public = center.center_key.public();

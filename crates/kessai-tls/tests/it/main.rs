@@ -181,3 +181,23 @@ fn a_revoked_client_certificate_is_refused_and_its_name_can_be_issued_again() {
     let auth = kessai_tls::ClientAuth::Optional(&p.ca.ca_cert());
     assert!(kessai_tls::server_config_with(&p.ca, "center.kessai.test", auth).is_err());
 }
+
+/// A secret file is read only while nobody but its owner may read or write
+/// it (M9).
+#[test]
+fn a_secret_file_open_to_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("center.key");
+    kessai_tls::write_new_file(&path, b"secret", true).unwrap();
+    assert_eq!(&kessai_tls::read_secret_file(&path).unwrap()[..], b"secret");
+    for open in [0o644, 0o660, 0o604, 0o620] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(open)).unwrap();
+        let refused = kessai_tls::read_secret_file(&path).unwrap_err();
+        assert!(matches!(refused, kessai_tls::TlsError::SecretExposed { .. }), "{open:o}: {refused}");
+        assert!(refused.to_string().contains("chmod 600"), "{refused}");
+    }
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+    assert!(kessai_tls::read_secret_file(&path).is_ok(), "read-only for its owner is fine");
+    assert!(kessai_tls::read_secret_file(&dir.path().join("missing")).is_err());
+}

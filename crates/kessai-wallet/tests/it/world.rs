@@ -68,9 +68,9 @@ async fn start_center(dir: &Path) -> (String, oneshot::Sender<()>) {
     let config = center_config(dir);
     std::fs::create_dir_all(&config.data_dir).unwrap();
     let kek = Kek::generate(&mut OsRandom);
-    std::fs::write(config.data_dir.join("kek.hex"), kek.to_hex().as_bytes()).unwrap();
+    kessai_tls::write_new_file(&config.data_dir.join("kek.hex"), kek.to_hex().as_bytes(), true).unwrap();
     let sealed = keystore::seal(&BTreeMap::from([(KVN, masters())]), &kek, &mut OsRandom);
-    std::fs::write(config.data_dir.join("issuer-master-keys.sealed"), sealed).unwrap();
+    kessai_tls::write_new_file(&config.data_dir.join("issuer-master-keys.sealed"), &sealed, true).unwrap();
     kessai_center::app::init(&config, None).await.unwrap();
     let center = Arc::new(kessai_center::app::open(&config).await.unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
