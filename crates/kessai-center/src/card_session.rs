@@ -243,6 +243,21 @@ impl<'r> Session<'r> {
         Ok(read)
     }
 
+    /// A recovery's answers (EXTERNAL AUTHENTICATE's, the log commands',
+    /// TRANSACTION STATUS's about `tx`): the records read, and what the card
+    /// said of the transaction.
+    pub(crate) fn read_probe<R: Random + ?Sized>(
+        &mut self,
+        ctx: &mut Context<'_, R>,
+        answers: &[ResponseApdu],
+        pending: &[Pending],
+        tx: &TransactionId,
+    ) -> Result<(Vec<LogEntry>, Probe), StepError> {
+        let read = self.read_batch(ctx, answers, true, pending)?;
+        let status = read.status.ok_or_else(|| bad_answer("no transaction status"))?;
+        Ok((read.collected, transaction_status(&status, tx)?))
+    }
+
     /// Seals one more command in the open session.
     pub(crate) fn seal<R: Random + ?Sized>(
         &mut self,
@@ -438,7 +453,7 @@ pub(crate) enum Probe {
 }
 
 /// The unsealed answer to TRANSACTION STATUS about `tx`.
-pub(crate) fn transaction_status(plain: &ResponseApdu, tx: &TransactionId) -> Result<Probe, StepError> {
+fn transaction_status(plain: &ResponseApdu, tx: &TransactionId) -> Result<Probe, StepError> {
     completed(plain)?;
     match TxStatus::parse(plain.data()).map_err(bad_answer)? {
         TxStatus::Applied(result) => Ok(Probe::Applied(result)),

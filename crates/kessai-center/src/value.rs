@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::card_session::{
     CardTxState, Pending, Probe, Sealed, ack_of, bad_answer, balance_report, collect_commands, completed, in_session,
-    never_applied, transaction_status,
+    never_applied,
 };
 use crate::limits::VALUE_UPDATE_LIFETIME_S;
 use crate::purchase::{Context, StepError};
@@ -715,13 +715,12 @@ impl ValueUpdate {
             return Err(self.out_of_order("resolve", "recovering_status"));
         };
         let offer = offer.clone();
-        let pending = std::mem::take(&mut self.pending);
-        let (read, scp) = in_session(&self.card_id, self.id.as_str(), Some(scp.clone()), |s| {
-            s.read_batch(ctx, answers, true, &pending)
+        let (pending, tx) = (std::mem::take(&mut self.pending), self.transaction_id);
+        let ((collected, probe), scp) = in_session(&self.card_id, self.id.as_str(), Some(scp.clone()), |s| {
+            s.read_probe(ctx, answers, &pending, &tx)
         })?;
-        self.collected = read.collected;
-        let plain = read.status.ok_or_else(|| bad_answer("no transaction status"))?;
-        match transaction_status(&plain, &self.transaction_id)? {
+        self.collected = collected;
+        match probe {
             Probe::Applied(result) => {
                 self.finish(&result, offer)?;
                 Ok((self, UpdateResolution::Completed))

@@ -52,6 +52,22 @@ async fn kinds(s: &Setup) -> Vec<DifferenceKind> {
     kinds
 }
 
+/// A plant in the card itself: a DEBIT of `amount` under card 1's keys that
+/// the center never sealed (someone holding the keys).
+fn debit_the_center_never_sealed(card: &mut Terminal<CardReader>, amount: u64) {
+    Terminal::select(card).unwrap();
+    let keys = diversify(&masters(0x40), card_id(1).as_bytes(), KeyVersion::new(KVN).unwrap());
+    let session = card.open_session(keys, [9; 8]).unwrap();
+    let request = TransferRequest {
+        tx_id: TxId([0xAB; 16]),
+        amount_minor: amount,
+        counterpart: [0; 8],
+        order_ref: [0; 16],
+        time_unix_s: 0,
+    };
+    assert_eq!(card.secure(session, &debit_command(&request)).unwrap().1.sw().raw(), 0x9000);
+}
+
 /// Runs `sql` on the center's database (a plant in the collected copy).
 async fn plant(s: &Setup, sql: &'static str) {
     sqlx::any::install_default_drivers();
@@ -103,18 +119,7 @@ async fn the_audit_finds_nothing_in_a_clean_log_and_names_each_planted_differenc
     // On the card itself: a DEBIT the center never sealed (someone with the
     // card's keys). Collected, it is missing in the books, and the card's
     // balance is not the float.
-    Terminal::select(&mut card).unwrap();
-    let keys = diversify(&masters(0x40), card_id(1).as_bytes(), KeyVersion::new(KVN).unwrap());
-    let session = card.open_session(keys, [9; 8]).unwrap();
-    let request = TransferRequest {
-        tx_id: TxId([0xAB; 16]),
-        amount_minor: 700,
-        counterpart: [0; 8],
-        order_ref: [0; 16],
-        time_unix_s: 0,
-    };
-    let (_, answer) = card.secure(session, &debit_command(&request)).unwrap();
-    assert_eq!(answer.sw().raw(), 0x9000);
+    debit_the_center_never_sealed(&mut card, 700);
     assert_eq!(collect(&s, &mut card).await, 4);
     assert_eq!(kinds(&s).await, [DifferenceKind::BalanceDiffers, DifferenceKind::MissingInBooks]);
     assert_eq!(balance_of(&mut card), 50_000 - 2 * 11_360 - 700);
@@ -223,17 +228,7 @@ async fn the_audit_records_and_resolves_differences_on_postgres() {
     assert_eq!(done.phase, kessai_center::purchase::Phase::Completed);
     assert_eq!(collect(&s, &mut card).await, 2);
     assert!(s.center.audit(NOW).await.unwrap().differences.is_empty(), "clean");
-    Terminal::select(&mut card).unwrap();
-    let keys = diversify(&masters(0x40), card_id(1).as_bytes(), KeyVersion::new(KVN).unwrap());
-    let session = card.open_session(keys, [9; 8]).unwrap();
-    let request = TransferRequest {
-        tx_id: TxId([0xAB; 16]),
-        amount_minor: 700,
-        counterpart: [0; 8],
-        order_ref: [0; 16],
-        time_unix_s: 0,
-    };
-    assert_eq!(card.secure(session, &debit_command(&request)).unwrap().1.sw().raw(), 0x9000);
+    debit_the_center_never_sealed(&mut card, 700);
     collect(&s, &mut card).await;
     assert_eq!(kinds(&s).await, [DifferenceKind::BalanceDiffers, DifferenceKind::MissingInBooks]);
     assert_eq!(s.center.audit(NOW).await.unwrap().new, 0, "recorded once");
