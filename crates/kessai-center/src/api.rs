@@ -21,6 +21,7 @@ use serde::Deserialize;
 use crate::db::DbError;
 use crate::purchase::CardClaim;
 use crate::purchase::StepError;
+use crate::security::SecurityError;
 use crate::service::{Answer, Center, CenterError, CreateRequest, StepCall, parse_answers};
 
 /// Longest Idempotency-Key accepted.
@@ -138,6 +139,16 @@ fn step_error(e: StepError) -> ApiError {
         StepError::Undecidable => (S::CONFLICT, ErrorType::Conflict, "needs_audit"),
         StepError::CardNotLost(_) => (S::CONFLICT, ErrorType::Conflict, "card_not_lost"),
         StepError::BeforeDeadline { .. } => (S::CONFLICT, ErrorType::Conflict, "before_deadline"),
+        StepError::Security(SecurityError::Unavailable(why)) => {
+            // What the token said stays in the log; the caller may retry.
+            tracing::error!(%why, "the security server's token did not answer");
+            return ApiError::new(
+                S::SERVICE_UNAVAILABLE,
+                ErrorType::Unavailable,
+                "security_server_unavailable",
+                "the security server cannot answer now; nothing was done, try again",
+            );
+        }
         StepError::Security(_) => (S::UNPROCESSABLE_ENTITY, ErrorType::InvalidRequest, "secure_channel_failed"),
         StepError::ReplayedOpening { .. } => (S::UNPROCESSABLE_ENTITY, ErrorType::InvalidRequest, "card_refused"),
         StepError::InstructionRequired(_) => {

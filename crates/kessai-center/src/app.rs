@@ -23,7 +23,7 @@ use crate::db::CenterDb;
 use crate::key_set::KeyFingerprints;
 use crate::keystore::{self, Kek};
 use crate::limits::{IDEMPOTENCY_RETENTION_S, PURGE_BATCH_MAX};
-use crate::security::SecurityServer;
+use crate::security::{InMemoryKeys, IssuerKeys, SecurityServer};
 use crate::service::Center;
 use crate::{admin, api, delivery, update_api};
 
@@ -32,13 +32,16 @@ const DELIVERY_TIMEOUT_MS: u64 = 10_000;
 /// How often (and how long at most) `/readyz`'s database check runs.
 const READY_CHECK_MS: u64 = 2_000;
 
-/// The key files of a center, as `init --keys-from` copies them.
-fn key_files(config: &CenterConfig) -> [(&'static str, std::path::PathBuf); 3] {
-    [
-        ("KEK", config.resolve(&config.kek_file)),
-        ("issuer master keys", config.resolve(&config.master_keys)),
-        ("signing key", config.resolve(&config.signing_key)),
-    ]
+/// The key files of a center, as `init --keys-from` copies them (file
+/// name there, description, path here). With `[hsm]` the issuer master keys
+/// are the token's, and no file of them is needed.
+fn key_files(config: &CenterConfig) -> Vec<(&'static str, &'static str, std::path::PathBuf)> {
+    let mut files = vec![("kek.hex", "KEK", config.resolve(&config.kek_file))];
+    if config.hsm.is_none() {
+        files.push(("issuer-master-keys.sealed", "issuer master keys", config.resolve(&config.master_keys)));
+    }
+    files.push(("center.key", "signing key", config.resolve(&config.signing_key)));
+    files
 }
 
 /// What to tell an operator whose instance lacks or holds other keys than
@@ -65,8 +68,8 @@ pub async fn init(config: &CenterConfig, keys_from: Option<&Path>) -> anyhow::Re
             let kek_given = std::env::var("KESSAI_CENTER_KEK").is_ok();
             let missing: Vec<&str> = key_files(config)
                 .into_iter()
-                .filter(|(name, path)| !(path.exists() || (*name == "KEK" && kek_given)))
-                .map(|(name, _)| name)
+                .filter(|(_, name, path)| !(path.exists() || (*name == "KEK" && kek_given)))
+                .map(|(_, name, _)| name)
                 .collect();
             if !missing.is_empty() {
                 bail!(
@@ -79,9 +82,8 @@ pub async fn init(config: &CenterConfig, keys_from: Option<&Path>) -> anyhow::Re
         } else {
             generate_missing_keys(config)?;
         }
-        let keys = local_fingerprints(config)?;
-        let recorded = db.record_key_set(&keys, kessai_core::time::Clock::now(&SystemClock)).await?;
-        refuse_other_keys(config, &recorded, &keys)
+        let local = local_keys(config)?;
+        check_key_set(config, &db, &local).await
     }
     .await;
     db.close().await;
@@ -122,7 +124,8 @@ fn generate_missing_keys(config: &CenterConfig) -> anyhow::Result<()> {
     }
     let kek = read_kek(config)?;
     let masters_path = config.resolve(&config.master_keys);
-    if !masters_path.exists() {
+    // With [hsm] the master keys are the token's: `kessai center hsm`.
+    if config.hsm.is_none() && !masters_path.exists() {
         let keys = BTreeMap::from([(1u8, keystore::generate_master_keys(&mut OsRandom))]);
         kessai_tls::write_new_file(&masters_path, &keystore::seal(&keys, &kek, &mut OsRandom), true)?;
     }
@@ -139,8 +142,7 @@ fn generate_missing_keys(config: &CenterConfig) -> anyhow::Result<()> {
 /// this instance's paths, mode 0600. A file this instance has already must
 /// be the same; kek.hex may be absent when `KESSAI_CENTER_KEK` is set.
 fn copy_key_files(config: &CenterConfig, from: &Path) -> anyhow::Result<()> {
-    let names = ["kek.hex", "issuer-master-keys.sealed", "center.key"];
-    for ((what, to), name) in key_files(config).into_iter().zip(names) {
+    for (name, what, to) in key_files(config) {
         let source = from.join(name);
         if what == "KEK" && !source.exists() && std::env::var("KESSAI_CENTER_KEK").is_ok() {
             continue;
@@ -162,24 +164,55 @@ fn copy_key_files(config: &CenterConfig, from: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The fingerprints of the keys this instance holds.
-fn local_fingerprints(config: &CenterConfig) -> anyhow::Result<KeyFingerprints> {
-    let (kek, masters, signing_key) = local_keys(config)?;
-    Ok(KeyFingerprints::of(&kek, &masters, &signing_key))
+/// The keys this instance holds.
+struct LocalKeys {
+    kek: Kek,
+    issuer: Box<dyn IssuerKeys>,
+    /// The master keys' fingerprint as databases recorded it before check
+    /// values (keys in memory only).
+    legacy_master_keys: Option<String>,
+    signing_key: SigningKey,
+    fingerprints: KeyFingerprints,
 }
-
-type LocalKeys = (Kek, BTreeMap<u8, kessai_scp03::diversify::MasterKeys>, SigningKey);
 
 fn local_keys(config: &CenterConfig) -> anyhow::Result<LocalKeys> {
     let kek = read_kek(config)?;
-    let masters = master_keys(config)?;
-    if masters.is_empty() {
-        bail!("the master key file holds no key version");
-    }
+    let (issuer, legacy_master_keys): (Box<dyn IssuerKeys>, _) = match &config.hsm {
+        Some(hsm) => {
+            let pin = hsm.pin()?;
+            (Box::new(crate::hsm::Pkcs11Keys::open(hsm, &pin)?), None)
+        }
+        None => {
+            let masters = master_keys(config)?;
+            if masters.is_empty() {
+                bail!("the master key file holds no key version");
+            }
+            let legacy = keystore::legacy_master_keys_fingerprint(&masters);
+            (Box::new(InMemoryKeys::new(masters)), Some(legacy))
+        }
+    };
     let key_path = config.resolve(&config.signing_key);
     let pem = read_secret_text(&key_path)?;
     let signing_key = keyfile::decode(&pem, None).with_context(|| format!("{}", key_path.display()))?;
-    Ok((kek, masters, signing_key))
+    let fingerprints = KeyFingerprints::of(&kek, issuer.as_ref(), &signing_key)?;
+    Ok(LocalKeys { kek, issuer, legacy_master_keys, signing_key, fingerprints })
+}
+
+/// Records this instance's key set in a database that has none, and
+/// refuses other keys than the recorded ones. A master-key fingerprint
+/// recorded the old way is replaced once by the check-value one, when this
+/// instance's keys (in memory) are the ones it was made of.
+async fn check_key_set(config: &CenterConfig, db: &CenterDb, local: &LocalKeys) -> anyhow::Result<()> {
+    let keys = &local.fingerprints;
+    let mut recorded = db.record_key_set(keys, kessai_core::time::Clock::now(&SystemClock)).await?;
+    if recorded.master_keys != keys.master_keys
+        && local.legacy_master_keys.as_deref() == Some(recorded.master_keys.as_str())
+    {
+        db.replace_master_keys_fingerprint(&recorded.master_keys, &keys.master_keys).await?;
+        tracing::info!("the database's issuer master key fingerprint is now made of check values");
+        recorded = db.key_set().await?.context("the key set recorded is gone")?;
+    }
+    refuse_other_keys(config, &recorded, keys)
 }
 
 pub fn read_kek(config: &CenterConfig) -> anyhow::Result<Kek> {
@@ -257,19 +290,19 @@ async fn merge_separate_ledger(config: &CenterConfig, db: &CenterDb) -> anyhow::
 /// database's (`crate::key_set`); a database from before key sets were
 /// recorded records this instance's.
 pub async fn open(config: &CenterConfig) -> anyhow::Result<Center> {
-    let (kek, masters, center_key) = local_keys(config)?;
+    let local = local_keys(config)?;
     let db = CenterDb::open(&config.database_url()).await.context("opening the center database")?;
-    let keys = KeyFingerprints::of(&kek, &masters, &center_key);
-    let recorded = db.record_key_set(&keys, kessai_core::time::Clock::now(&SystemClock)).await?;
-    if let Err(refused) = refuse_other_keys(config, &recorded, &keys) {
+    if let Err(refused) = check_key_set(config, &db, &local).await {
         db.close().await;
         return Err(refused);
     }
+    let LocalKeys { kek, issuer, signing_key: center_key, .. } = local;
+    tracing::info!(issuer_keys = %issuer.location(), versions = ?issuer.versions(), "issuer master keys");
     merge_separate_ledger(config, &db).await?;
     Ok(Center {
         books: Books::new(db.clone()),
         db,
-        security: SecurityServer::new(masters, kek.state_key()),
+        security: SecurityServer::over(issuer, kek.state_key()),
         center_id: config.party_id.clone(),
         center_key,
         clock: Arc::new(SystemClock),

@@ -51,6 +51,9 @@ pub struct CenterConfig {
     /// Clearing: fees, and the account payouts are paid from.
     #[serde(default)]
     pub clearing: crate::clearing::ClearingPolicy,
+    /// Issuer master keys in a PKCS#11 token instead of `master_keys`.
+    #[serde(default)]
+    pub hsm: Option<crate::hsm::HsmConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -10,6 +10,7 @@ use kessai_core::keys::SigningKey;
 use sha2::{Digest, Sha256};
 
 use crate::keystore::{self, Kek};
+use crate::security::IssuerKeys;
 
 /// Fingerprints of a center's keys (SHA-256 under labels, hex); none
 /// reveals a key.
@@ -24,20 +25,20 @@ pub struct KeyFingerprints {
 impl KeyFingerprints {
     pub fn of(
         kek: &Kek,
-        masters: &std::collections::BTreeMap<u8, kessai_scp03::diversify::MasterKeys>,
+        issuer: &dyn IssuerKeys,
         signing_key: &SigningKey,
-    ) -> KeyFingerprints {
+    ) -> Result<KeyFingerprints, crate::security::SecurityError> {
         let public = signing_key.public();
-        KeyFingerprints {
+        Ok(KeyFingerprints {
             kek: kek.fingerprint(),
-            master_keys: keystore::master_keys_fingerprint(masters),
+            master_keys: keystore::issuer_keys_fingerprint(&issuer.check_values()?),
             signing_key: hex::encode(
                 Sha256::new()
                     .chain_update(b"kessai-signing-key-fingerprint\0")
                     .chain_update(public.as_bytes())
                     .finalize(),
             ),
-        }
+        })
     }
 
     /// Which keys differ from `other`, by name.

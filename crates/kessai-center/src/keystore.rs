@@ -95,8 +95,25 @@ struct Triple {
 }
 
 /// What identifies a set of issuer master keys without revealing them:
-/// SHA-256 under a label of its own over each version's three keys, hex.
-pub fn master_keys_fingerprint(keys: &BTreeMap<u8, MasterKeys>) -> String {
+/// SHA-256 under a label of its own over each version and its three
+/// keys' check values (`kessai_scp03::diversify::check_value`), hex. A
+/// token computes the check values with the keys inside, so keys in
+/// memory and the same keys in an HSM have one fingerprint.
+pub fn issuer_keys_fingerprint(check_values: &BTreeMap<u8, crate::security::CheckValues>) -> String {
+    let mut digest = Sha256::new().chain_update(b"kessai-issuer-keys-fingerprint-v2\0");
+    for (version, values) in check_values {
+        digest = digest.chain_update([*version]);
+        for value in values {
+            digest = digest.chain_update(value);
+        }
+    }
+    hex::encode(digest.finalize())
+}
+
+/// The fingerprint databases recorded before [`issuer_keys_fingerprint`]
+/// (SHA-256 over the keys themselves): recognised once, from keys in
+/// memory, and replaced (`crate::app`).
+pub fn legacy_master_keys_fingerprint(keys: &BTreeMap<u8, MasterKeys>) -> String {
     let mut digest = Sha256::new().chain_update(b"kessai-master-keys-fingerprint\0");
     for (version, k) in keys {
         digest = digest

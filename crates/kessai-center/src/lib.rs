@@ -20,6 +20,7 @@ pub mod config;
 pub mod db;
 pub mod delivery;
 mod fast_read;
+pub mod hsm;
 pub mod issue;
 pub mod key_set;
 pub mod keystore;

@@ -1,6 +1,11 @@
 //! The security server: the only place in a running center where issuer
-//! master keys live (a card's diversified keys leave it once, to personalize
-//! its chip: [`SecurityServer::personalization_keys`]).
+//! master keys are used (a card's diversified keys leave it once, to
+//! personalize its chip: [`SecurityServer::personalization_keys`]).
+//!
+//! The master keys sit behind [`IssuerKeys`], which has two
+//! implementations: [`InMemoryKeys`] (unsealed from the key file at start)
+//! and `crate::hsm::Pkcs11Keys` (non-extractable keys in a PKCS#11 token,
+//! which computes each card's keys itself).
 //!
 //! Its interface is narrow. Given a card id and key version it runs the
 //! SCP03 host side — starts a handshake, checks the card cryptogram, seals
@@ -46,6 +51,85 @@ pub enum SecurityError {
     WrongCard { expected: CardId, found: String },
     #[error("secure channel: {0}")]
     Channel(#[from] ScpError),
+    /// The keys' token (HSM) did not answer as it should: nothing was done.
+    #[error("the security server's token is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Check values of one key version's three master keys (ENC, MAC, DEK):
+/// [`kessai_scp03::diversify::check_value`] of each.
+pub type CheckValues = [[u8; 16]; 3];
+
+/// Where the issuer master keys live, and the one thing done with them:
+/// diversifying a card's static keys (PROTOCOL §4.6). The keys themselves
+/// never come out through this interface.
+pub trait IssuerKeys: Send + Sync + fmt::Debug {
+    /// The key versions held, ascending.
+    fn versions(&self) -> Vec<u8>;
+    /// The static keys of `card` under `version`, computed where the
+    /// masters are.
+    fn diversify(&self, card: &CardId, version: KeyVersion) -> Result<StaticKeys, SecurityError>;
+    /// Each version's check values, by version: what the key set's
+    /// fingerprint is made of (`crate::key_set`).
+    fn check_values(&self) -> Result<BTreeMap<u8, CheckValues>, SecurityError>;
+    /// Where the keys are, for logs: `memory` or the token's description.
+    fn location(&self) -> String;
+}
+
+impl<T: IssuerKeys + ?Sized> IssuerKeys for std::sync::Arc<T> {
+    fn versions(&self) -> Vec<u8> {
+        (**self).versions()
+    }
+    fn diversify(&self, card: &CardId, version: KeyVersion) -> Result<StaticKeys, SecurityError> {
+        (**self).diversify(card, version)
+    }
+    fn check_values(&self) -> Result<BTreeMap<u8, CheckValues>, SecurityError> {
+        (**self).check_values()
+    }
+    fn location(&self) -> String {
+        (**self).location()
+    }
+}
+
+/// Master keys unsealed into this process's memory at start (zeroized on
+/// drop).
+pub struct InMemoryKeys(BTreeMap<u8, MasterKeys>);
+
+impl InMemoryKeys {
+    pub fn new(masters: BTreeMap<u8, MasterKeys>) -> InMemoryKeys {
+        InMemoryKeys(masters)
+    }
+
+    /// The keys, for sealing into a file or importing into a token.
+    pub fn masters(&self) -> &BTreeMap<u8, MasterKeys> {
+        &self.0
+    }
+}
+
+impl fmt::Debug for InMemoryKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "InMemoryKeys(versions {:?})", self.versions())
+    }
+}
+
+impl IssuerKeys for InMemoryKeys {
+    fn versions(&self) -> Vec<u8> {
+        self.0.keys().copied().collect()
+    }
+
+    fn diversify(&self, card: &CardId, version: KeyVersion) -> Result<StaticKeys, SecurityError> {
+        let masters = self.0.get(&version.get()).ok_or(SecurityError::UnknownKeyVersion(version.get()))?;
+        Ok(diversify(masters, card.as_bytes(), version))
+    }
+
+    fn check_values(&self) -> Result<BTreeMap<u8, CheckValues>, SecurityError> {
+        use kessai_scp03::diversify::check_value;
+        Ok(self.0.iter().map(|(v, k)| (*v, [check_value(&k.enc), check_value(&k.mac), check_value(&k.dek)])).collect())
+    }
+
+    fn location(&self) -> String {
+        "memory".into()
+    }
 }
 
 /// The key that seals host state between protocol steps. Zeroized on drop.
@@ -115,20 +199,38 @@ pub struct Sealed<T> {
 }
 
 pub struct SecurityServer {
-    masters: BTreeMap<u8, MasterKeys>,
+    issuer: Box<dyn IssuerKeys>,
+    /// The versions `issuer` holds, read once at start.
+    versions: Vec<u8>,
     state_key: StateKey,
 }
 
 impl fmt::Debug for SecurityServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let versions: Vec<_> = self.masters.keys().map(|v| format!("{v:#04x}")).collect();
-        f.debug_struct("SecurityServer").field("key_versions", &versions).field("keys", &"***").finish()
+        let versions: Vec<_> = self.versions.iter().map(|v| format!("{v:#04x}")).collect();
+        f.debug_struct("SecurityServer")
+            .field("key_versions", &versions)
+            .field("issuer_keys", &self.issuer.location())
+            .field("keys", &"***")
+            .finish()
     }
 }
 
 impl SecurityServer {
+    /// A security server over master keys held in memory.
     pub fn new(masters: BTreeMap<u8, MasterKeys>, state_key: StateKey) -> SecurityServer {
-        SecurityServer { masters, state_key }
+        SecurityServer::over(Box::new(InMemoryKeys::new(masters)), state_key)
+    }
+
+    /// A security server over master keys wherever `issuer` keeps them.
+    pub fn over(issuer: Box<dyn IssuerKeys>, state_key: StateKey) -> SecurityServer {
+        let versions = issuer.versions();
+        SecurityServer { issuer, versions, state_key }
+    }
+
+    /// Where the issuer master keys are (`memory`, or the token).
+    pub fn issuer_keys_location(&self) -> String {
+        self.issuer.location()
     }
 
     /// A payment card number's fingerprint for velocity limits: HMAC-SHA256
@@ -217,12 +319,22 @@ impl SecurityServer {
     /// The newest key version the center holds (what a session opens
     /// under for a card it does not know, so that it looks like any other).
     pub fn newest_key_version(&self) -> Option<u8> {
-        self.masters.keys().next_back().copied()
+        self.versions.last().copied()
     }
 
     /// Whether cards of this key version can be served.
     pub fn knows(&self, key_version: u8) -> bool {
-        self.masters.contains_key(&key_version)
+        self.versions.contains(&key_version)
+    }
+
+    /// The static keys of `card` under `key_version`, from wherever the
+    /// master keys are.
+    fn card_keys(&self, card: &CardId, key_version: u8) -> Result<StaticKeys, SecurityError> {
+        if !self.knows(key_version) {
+            return Err(SecurityError::UnknownKeyVersion(key_version));
+        }
+        let kvn = KeyVersion::new(key_version).ok_or(SecurityError::UnknownKeyVersion(key_version))?;
+        self.issuer.diversify(card, kvn)
     }
 
     fn cipher(&self) -> XChaCha20Poly1305 {
@@ -268,9 +380,7 @@ impl SecurityServer {
     /// card's keys leave the security server (into the card image being
     /// written, and a first CREDIT of its initial value).
     pub fn personalization_keys(&self, card: &CardId, key_version: u8) -> Result<StaticKeys, SecurityError> {
-        let masters = self.masters.get(&key_version).ok_or(SecurityError::UnknownKeyVersion(key_version))?;
-        let kvn = KeyVersion::new(key_version).ok_or(SecurityError::UnknownKeyVersion(key_version))?;
-        Ok(diversify(masters, card.as_bytes(), kvn))
+        self.card_keys(card, key_version)
     }
 
     /// Begins a level-`33` session with `card`: returns the INITIALIZE
@@ -297,9 +407,7 @@ impl SecurityServer {
         challenge: [u8; 8],
         rng: &mut R,
     ) -> Result<Sealed<CommandApdu>, SecurityError> {
-        let masters = self.masters.get(&key_version).ok_or(SecurityError::UnknownKeyVersion(key_version))?;
-        let kvn = KeyVersion::new(key_version).ok_or(SecurityError::UnknownKeyVersion(key_version))?;
-        let keys = diversify(masters, card.as_bytes(), kvn);
+        let keys = self.card_keys(card, key_version)?;
         let handshake = HostHandshake::new(keys, SecurityLevel::FULL, challenge);
         let command = handshake.initialize_update();
         let state = self.seal(card, context, &HostState::Handshake(handshake), rng);

@@ -23,7 +23,7 @@
 
 use zeroize::Zeroize;
 
-use crate::crypto::kdf_fill;
+use crate::crypto::aes_cmac;
 use crate::keys::{Aes128Key, KeyVersion, StaticKeys};
 use crate::limits::KEY_LEN;
 
@@ -48,16 +48,42 @@ pub struct MasterKeys {
     pub dek: Aes128Key,
 }
 
+/// Length of the PRF input of one diversified key.
+pub const DIVERSIFICATION_INPUT_LEN: usize = 15 + 1 + CARD_ID_LEN + 1;
+
+/// The PRF input of one diversified key (the block above): the message
+/// AES-CMAC under the master key turns into the card's key. A security
+/// server that keeps the master in a token (PKCS#11 `CKM_AES_CMAC`)
+/// signs exactly these bytes.
+pub fn diversification_input(
+    constant: u8,
+    card_id: &[u8; CARD_ID_LEN],
+    version: KeyVersion,
+) -> [u8; DIVERSIFICATION_INPUT_LEN] {
+    let mut input = [0u8; DIVERSIFICATION_INPUT_LEN];
+    input[11] = constant;
+    input[13..15].copy_from_slice(&128u16.to_be_bytes());
+    input[15] = 1;
+    input[16..24].copy_from_slice(card_id);
+    input[24] = version.get();
+    input
+}
+
 /// One diversified key.
 pub fn diversify_key(master: &Aes128Key, constant: u8, card_id: &[u8; CARD_ID_LEN], version: KeyVersion) -> Aes128Key {
-    let mut label = [0u8; 15];
-    label[11] = constant;
-    label[13..].copy_from_slice(&128u16.to_be_bytes());
-    let mut out = [0u8; KEY_LEN];
-    kdf_fill(master, &label, &[card_id, &[version.get()]], &mut out);
+    let mut input = diversification_input(constant, card_id, version);
+    let mut out: [u8; KEY_LEN] = aes_cmac(master, &[&input]);
+    input.zeroize();
     let key = Aes128Key::new(out);
     out.zeroize();
     key
+}
+
+/// A key's check value: AES-CMAC of one zero block under it (as ANSI
+/// X9.24-1 computes AES check values, here whole). It identifies a key
+/// without revealing it, and a token computes it with the key inside.
+pub fn check_value(key: &Aes128Key) -> [u8; KEY_LEN] {
+    aes_cmac(key, &[&[0u8; KEY_LEN]])
 }
 
 /// The three static keys of the card `card_id` for key version `version`.

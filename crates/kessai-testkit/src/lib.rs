@@ -71,3 +71,36 @@ pub async fn postgres_database(name: &str) -> Option<String> {
     let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
     Some(format!("{base}/{db}"))
 }
+
+/// The throwaway SoftHSM2 token that `scripts/with-softhsm` makes.
+#[derive(Debug, Clone)]
+pub struct SoftHsm {
+    /// `libsofthsm2.so`.
+    pub module: PathBuf,
+    pub token_label: String,
+    pub user_pin: String,
+}
+
+/// The SoftHSM2 token of `scripts/with-softhsm`
+/// (`KESSAI_TEST_PKCS11_{MODULE,TOKEN,PIN}`). `None` means "skip"
+/// (outside CI only; under `CI=true` a missing token fails the test).
+pub fn softhsm() -> Option<SoftHsm> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    match (var("KESSAI_TEST_PKCS11_MODULE"), var("KESSAI_TEST_PKCS11_TOKEN"), var("KESSAI_TEST_PKCS11_PIN")) {
+        (Some(module), Some(token_label), Some(user_pin)) => {
+            Some(SoftHsm { module: module.into(), token_label, user_pin })
+        }
+        _ => {
+            if in_ci() {
+                #[allow(clippy::panic)]
+                {
+                    panic!(
+                        "CI=true but KESSAI_TEST_PKCS11_MODULE/TOKEN/PIN are unset (run under scripts/with-softhsm)"
+                    );
+                }
+            }
+            eprintln!("SKIPPED: PKCS#11 tests need a SoftHSM2 token (scripts/with-softhsm makes one)");
+            None
+        }
+    }
+}

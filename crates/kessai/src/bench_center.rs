@@ -66,6 +66,102 @@ pub(crate) fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     Ok(f.get(11).context("utime")?.parse::<u64>()? + f.get(12).context("stime")?.parse::<u64>()?)
 }
 
+/// Where the center instances keep the issuer master keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Security {
+    /// Unsealed from the key file into each center's memory.
+    Memory,
+    /// In a throwaway SoftHSM2 token (PKCS#11) the bench makes.
+    Pkcs11,
+}
+
+/// What `kessai bench center` measures.
+#[derive(Debug, clap::Args)]
+pub struct Options {
+    /// Concurrent wallets (each with its own card). 64 keep the center
+    /// busy at full load on a 2-core host; with 16 it waits between steps.
+    #[arg(long, default_value_t = 64)]
+    pub wallets: usize,
+    /// Seconds per phase (full load, then half load).
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// The center's database: SQLite in its data directory, or a
+    /// throwaway PostgreSQL cluster the bench starts and removes.
+    #[arg(long, value_enum, default_value = "sqlite")]
+    pub database: Database,
+    /// Center instances, each its own process and data directory
+    /// (more than one needs --database postgres).
+    #[arg(long, default_value_t = 1)]
+    pub instances: usize,
+    /// PostgreSQL: load pg_stat_statements and print the statements
+    /// that took the most time, with their calls per settlement.
+    #[arg(long)]
+    pub pg_statements: bool,
+    /// Where the center processes' log goes (default: discarded).
+    #[arg(long)]
+    pub center_log: Option<std::path::PathBuf>,
+    /// The purchase profile: `offer` (SIG2, 3 round trips), `confirmed`
+    /// or `direct` (second embodiment, 2 round trips).
+    #[arg(long, default_value = "offer", value_parser = crate::parse_profile)]
+    pub profile: Profile,
+    /// Where the issuer master keys are, one run each in turn:
+    /// `memory`, `pkcs11` (a throwaway SoftHSM2 token the bench makes),
+    /// or `memory,pkcs11` to measure both in one sitting.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "memory")]
+    pub security: Vec<Security>,
+}
+
+/// A throwaway SoftHSM2 token: its configuration (`SOFTHSM2_CONF` for the
+/// processes that use it), and the `[hsm]` section naming it.
+pub(crate) struct SoftHsmToken {
+    conf: std::path::PathBuf,
+    pin: String,
+    section: String,
+}
+
+impl SoftHsmToken {
+    /// Makes a token in `dir` with `softhsm2-util`.
+    fn make(dir: &std::path::Path) -> anyhow::Result<SoftHsmToken> {
+        let module = ["/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .context("SoftHSM2 is not installed (Debian package softhsm2)")?;
+        let tokens = dir.join("softhsm-tokens");
+        std::fs::create_dir_all(&tokens)?;
+        let conf = dir.join("softhsm2.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "directories.tokendir = {}
+objectstore.backend = file
+log.level = ERROR
+",
+                tokens.display()
+            ),
+        )?;
+        let mut secret = [0u8; 8];
+        kessai_core::random::Random::fill_bytes(&mut OsRandom, &mut secret);
+        let pin = hex::encode(secret);
+        let out = std::process::Command::new("softhsm2-util")
+            .args(["--init-token", "--free", "--label", "kessai-bench", "--so-pin", &pin, "--pin", &pin])
+            .env("SOFTHSM2_CONF", &conf)
+            .output()
+            .context("running softhsm2-util")?;
+        if !out.status.success() {
+            bail!("softhsm2-util --init-token: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let section = format!(
+            "[hsm]\nmodule = \"{module}\"\ntoken_label = \"kessai-bench\"\npin_env = \"KESSAI_BENCH_HSM_PIN\"\n"
+        );
+        Ok(SoftHsmToken { conf, pin, section })
+    }
+
+    /// What a process using the token needs in its environment.
+    fn env(&self, cmd: &mut std::process::Command) {
+        cmd.env("SOFTHSM2_CONF", &self.conf).env("KESSAI_BENCH_HSM_PIN", &self.pin);
+    }
+}
+
 /// Which database the center instances use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Database {
@@ -107,7 +203,9 @@ pub(crate) struct Centers {
     pub(crate) bases: Vec<String>,
     pub(crate) client: HttpsClient,
     pub(crate) admin: HttpsClient,
-    pub(crate) configs: Vec<kessai_center::config::CenterConfig>,
+    /// The issuer master keys, for personalizing bench cards (read before
+    /// a token takes them and the file is removed).
+    pub(crate) masters: std::collections::BTreeMap<u8, kessai_scp03::diversify::MasterKeys>,
     pub(crate) pg: Option<crate::pg_cluster::PgCluster>,
     pub(crate) dir: tempfile::TempDir,
 }
@@ -122,8 +220,13 @@ pub(crate) async fn start_centers(
     pg_statements: bool,
     center_log: Option<&std::path::Path>,
     extra: &str,
+    security: Security,
 ) -> anyhow::Result<Centers> {
     let dir = tempfile::tempdir()?;
+    let token = match security {
+        Security::Memory => None,
+        Security::Pkcs11 => Some(SoftHsmToken::make(dir.path())?),
+    };
     let ca = dir.path().join("ca");
     let ca_s = ca.to_str().context("path")?;
     kessai_cmd(&["pki", "init", "--dir", ca_s])?;
@@ -161,6 +264,26 @@ pub(crate) async fn start_centers(
         configs.push((config_path, config));
         bases.push(format!("https://127.0.0.1:{port}"));
     }
+    let masters = kessai_center::app::master_keys(&configs[0].1)?;
+    if let Some(token) = &token {
+        // The keys the first instance made move into the token, as an
+        // operator moves them; the centers then run on the token alone.
+        for (path, config) in &configs {
+            let mut text = std::fs::read_to_string(path)?;
+            text.push_str(&token.section);
+            std::fs::write(path, text)?;
+            if path == &configs[0].0 {
+                let mut import = std::process::Command::new(std::env::current_exe()?);
+                import.args(["center", "hsm", "import", "--config", path.to_str().context("path")?]);
+                token.env(&mut import);
+                let out = import.output()?;
+                if !out.status.success() {
+                    bail!("kessai center hsm import: {}", String::from_utf8_lossy(&out.stderr));
+                }
+            }
+            std::fs::remove_file(config.resolve(&config.master_keys))?;
+        }
+    }
     let log = |log: Option<&std::path::Path>| -> anyhow::Result<std::process::Stdio> {
         Ok(match log {
             Some(path) => std::fs::OpenOptions::new().create(true).append(true).open(path)?.into(),
@@ -169,13 +292,14 @@ pub(crate) async fn start_centers(
     };
     let mut children = Vec::new();
     for (config_path, _) in &configs {
-        children.push(
-            std::process::Command::new(std::env::current_exe()?)
-                .args(["center", "run", "--config", config_path.to_str().context("path")?])
-                .stdout(log(center_log)?)
-                .stderr(log(center_log)?)
-                .spawn()?,
-        );
+        let mut run = std::process::Command::new(std::env::current_exe()?);
+        run.args(["center", "run", "--config", config_path.to_str().context("path")?])
+            .stdout(log(center_log)?)
+            .stderr(log(center_log)?);
+        if let Some(token) = &token {
+            token.env(&mut run);
+        }
+        children.push(run.spawn()?);
     }
     let ca_dir = kessai_tls::CaDir::new(&ca);
     let client = HttpsClient::new(kessai_tls::client_config(&ca_dir.ca_cert(), None)?, 15_000);
@@ -183,20 +307,13 @@ pub(crate) async fn start_centers(
     for base in &bases {
         wait_healthy(&client, base).await?;
     }
-    let configs = configs.into_iter().map(|(_, c)| c).collect();
-    Ok(Centers { children, bases, client, admin, configs, pg, dir })
+    Ok(Centers { children, bases, client, admin, masters, pg, dir })
 }
 
-async fn setup(
-    wallets: usize,
-    database: Database,
-    instances: usize,
-    pg_statements: bool,
-    center_log: Option<&std::path::Path>,
-) -> anyhow::Result<Setup> {
-    let Centers { children, bases, client, admin, configs, pg, dir } =
-        start_centers(database, instances, pg_statements, center_log, "").await?;
-    let masters = kessai_center::app::master_keys(&configs[0])?;
+async fn setup(o: &Options, security: Security) -> anyhow::Result<Setup> {
+    let wallets = o.wallets;
+    let Centers { children, bases, client, admin, masters, pg, dir } =
+        start_centers(o.database, o.instances, o.pg_statements, o.center_log.as_deref(), "", security).await?;
     let master = masters.get(&1).context("key version 1")?.clone();
     let base = &bases[0];
     let merchant =
@@ -498,61 +615,63 @@ fn sha256_mb_s() -> f64 {
     BYTES as f64 / 1e6 / start.elapsed().as_secs_f64()
 }
 
-pub fn run(
-    wallets: usize,
-    seconds: u64,
-    database: Database,
-    instances: usize,
-    pg_statements: bool,
-    center_log: Option<&std::path::Path>,
-    profile: Profile,
-) -> anyhow::Result<()> {
+pub fn run(o: &Options) -> anyhow::Result<()> {
+    let (wallets, seconds, instances, profile) = (o.wallets, o.seconds, o.instances, o.profile);
     if instances == 0 {
         bail!("--instances must be at least 1");
     }
-    if instances > 1 && database == Database::Sqlite {
+    if instances > 1 && o.database == Database::Sqlite {
         bail!("several instances share one database: use --database postgres");
+    }
+    if o.security.is_empty() {
+        bail!("--security: memory, pkcs11, or both");
     }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
-        let mut s = setup(wallets, database, instances, pg_statements, center_log).await?;
-        let on = match &s.pg {
-            Some(pg) => format!(
-                "PostgreSQL (a throwaway cluster on 127.0.0.1:{}, fsync on, READ COMMITTED with row locks)",
-                pg.port
-            ),
-            None => "SQLite (WAL, synchronous=FULL)".to_owned(),
-        };
-        let each =
-            if instances > 1 { ", each step of a purchase on another instance than the step before" } else { "" };
-        println!(
-            "kessai bench center — {instances} center instance(s), each its own process and data directory, on {on}; \
-             {wallets} wallets over HTTPS{each}; purchases in the {profile} profile"
-        );
-        println!("machine now: {}", calibrate());
-        let (samples, elapsed, cpu) = phase(&mut s, Duration::from_secs(seconds), None, profile).await?;
-        report("full load", &samples, elapsed, &cpu, profile);
-        let rate = samples.len() as f64 / elapsed;
-        // Half the load: each wallet starts one purchase per `every`, so all
-        // together offer rate/2 whatever the latency.
-        let every = Duration::from_secs_f64(wallets as f64 / (rate / 2.0).max(0.1));
-        let (half, elapsed, cpu) = phase(&mut s, Duration::from_secs(seconds), Some(every), profile).await?;
-        report("half load", &half, elapsed, &cpu, profile);
-        if let (Some(pg), true) = (&s.pg, pg_statements) {
-            let settled = (samples.len() + half.len()).max(1) as f64;
+        for security in &o.security {
+            let mut s = setup(o, *security).await?;
+            let on = match &s.pg {
+                Some(pg) => format!(
+                    "PostgreSQL (a throwaway cluster on 127.0.0.1:{}, fsync on, READ COMMITTED with row locks)",
+                    pg.port
+                ),
+                None => "SQLite (WAL, synchronous=FULL)".to_owned(),
+            };
+            let each =
+                if instances > 1 { ", each step of a purchase on another instance than the step before" } else { "" };
+            let keys = match security {
+                Security::Memory => "issuer master keys in memory",
+                Security::Pkcs11 => "issuer master keys in a SoftHSM2 token over PKCS#11",
+            };
             println!(
-                "PostgreSQL statements by time (calls per settlement, total ms):\n{}",
-                pg.top_statements("kessai_bench", settled)?
+                "kessai bench center — {instances} center instance(s), each its own process and data directory, on \
+                 {on}; {keys}; {wallets} wallets over HTTPS{each}; purchases in the {profile} profile"
             );
-        }
-        if let Some(pg) = &s.pg {
-            // The same cluster, the centers idle: what PostgreSQL does
-            // with its own simplest transactions on this machine now.
-            let url = pg.create_database("pgbench")?;
-            let clients = u32::try_from(wallets / 8).unwrap_or(u32::MAX).max(2);
-            let duration = u32::try_from(seconds).unwrap_or(u32::MAX).max(1);
-            let tps = kessai_ledger::bench::pgbench_tps(pg.bin(), &url, clients, duration).await?;
-            println!("full load = {:.2}× pgbench TPC-B ({clients} clients) on the same cluster", rate / tps);
+            println!("machine now: {}", calibrate());
+            let (samples, elapsed, cpu) = phase(&mut s, Duration::from_secs(seconds), None, profile).await?;
+            report("full load", &samples, elapsed, &cpu, profile);
+            let rate = samples.len() as f64 / elapsed;
+            // Half the load: each wallet starts one purchase per `every`, so
+            // all together offer rate/2 whatever the latency.
+            let every = Duration::from_secs_f64(wallets as f64 / (rate / 2.0).max(0.1));
+            let (half, elapsed, cpu) = phase(&mut s, Duration::from_secs(seconds), Some(every), profile).await?;
+            report("half load", &half, elapsed, &cpu, profile);
+            if let (Some(pg), true) = (&s.pg, o.pg_statements) {
+                let settled = (samples.len() + half.len()).max(1) as f64;
+                println!(
+                    "PostgreSQL statements by time (calls per settlement, total ms):\n{}",
+                    pg.top_statements("kessai_bench", settled)?
+                );
+            }
+            if let Some(pg) = &s.pg {
+                // The same cluster, the centers idle: what PostgreSQL does
+                // with its own simplest transactions on this machine now.
+                let url = pg.create_database("pgbench")?;
+                let clients = u32::try_from(wallets / 8).unwrap_or(u32::MAX).max(2);
+                let duration = u32::try_from(seconds).unwrap_or(u32::MAX).max(1);
+                let tps = kessai_ledger::bench::pgbench_tps(pg.bin(), &url, clients, duration).await?;
+                println!("full load = {:.2}× pgbench TPC-B ({clients} clients) on the same cluster", rate / tps);
+            }
         }
         println!("machine now: {}", calibrate());
         Ok(())

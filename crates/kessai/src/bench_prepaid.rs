@@ -182,7 +182,7 @@ pub fn run(
     runtime.block_on(async {
         // Cash above the bench's card value needs no second operator here.
         let extra = "[prepaid]\ncash_dual_control_minor = 1000000000\n";
-        let c = Stopping(start_centers(database, instances, false, center_log, extra).await?);
+        let c = Stopping(start_centers(database, instances, false, center_log, extra, crate::bench_center::Security::Memory).await?);
         let c = &c.0;
         let merchant =
             Merchant::new(StoreId::parse("kessai-mall")?, SigningKey::generate(&mut OsRandom), PartyId::parse("center")?);

@@ -96,6 +96,38 @@ pub enum CenterCommand {
         #[arg(long, value_delimiter = ',')]
         accept: Vec<String>,
     },
+    /// Issuer master keys in the PKCS#11 token of the configuration's
+    /// `[hsm]` (user PIN from its `pin_file` or `pin_env`).
+    #[command(subcommand)]
+    Hsm(HsmCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HsmCommand {
+    /// Import the master keys of the sealed key file (`master_keys`, opened
+    /// with the KEK) into the token, sensitive and not extractable; then
+    /// remove the file from every instance (shred it) and keep it only in
+    /// the issuer's offline backup.
+    Import {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The sealed key file, if not the configuration's `master_keys`.
+        #[arg(long, value_name = "FILE")]
+        from: Option<PathBuf>,
+    },
+    /// Generate a key version's master keys inside the token: they exist
+    /// nowhere else (back the token up as its maker says).
+    Generate {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        version: u8,
+    },
+    /// List the key versions in the token and their check values.
+    List {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Copy, Clone, Debug, clap::ValueEnum)]
@@ -184,6 +216,7 @@ pub fn run(command: CenterCommand) -> anyhow::Result<()> {
             println!("{store} accepts purchases in: {}", profiles.to_text());
             Ok(())
         }
+        CenterCommand::Hsm(command) => hsm(command),
         CenterCommand::ImportStatement { config, source, file } => {
             let config = CenterConfig::load(&config).with_context(|| format!("loading {}", config.display()))?;
             let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
@@ -210,6 +243,39 @@ pub fn run(command: CenterCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `kessai center hsm`.
+fn hsm(command: HsmCommand) -> anyhow::Result<()> {
+    use kessai_center::security::IssuerKeys as _;
+    let path = match &command {
+        HsmCommand::Import { config, .. } | HsmCommand::Generate { config, .. } | HsmCommand::List { config } => config,
+    };
+    let config = CenterConfig::load(path).with_context(|| format!("loading {}", path.display()))?;
+    let hsm = config.hsm.as_ref().with_context(|| format!("{} has no [hsm] section", path.display()))?;
+    let pin = hsm.pin()?;
+    let created = match command {
+        HsmCommand::Import { from, .. } => {
+            let mut source = config.clone();
+            if let Some(from) = from {
+                source.master_keys = from;
+            }
+            let masters = kessai_center::app::master_keys(&source)?;
+            kessai_center::hsm::import(hsm, &pin, &masters)?
+        }
+        HsmCommand::Generate { version, .. } => vec![kessai_center::hsm::generate(hsm, &pin, version)?],
+        HsmCommand::List { .. } => Vec::new(),
+    };
+    for c in &created {
+        println!("key version {}: created {}", c.version, c.labels.join(", "));
+    }
+    let keys = kessai_center::hsm::Pkcs11Keys::open(hsm, &pin)?;
+    println!("{}", keys.location());
+    for (version, values) in keys.check_values()? {
+        let [enc, mac, dek] = values.map(|v| hex::encode(&v[..5]));
+        println!("key version {version}: check values ENC {enc}, MAC {mac}, DEK {dek}");
+    }
+    Ok(())
 }
 
 /// `kessai center audit`: a run, or resolving one difference.

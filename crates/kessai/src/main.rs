@@ -234,34 +234,7 @@ enum BenchCommand {
         pg_bin: Option<PathBuf>,
     },
     /// Settlements/s and latency of the center process over HTTPS, with in-process wallets and cards.
-    Center {
-        /// Concurrent wallets (each with its own card). 64 keep the center
-        /// busy at full load on a 2-core host; with 16 it waits between steps.
-        #[arg(long, default_value_t = 64)]
-        wallets: usize,
-        /// Seconds per phase (full load, then half load).
-        #[arg(long, default_value_t = 10)]
-        seconds: u64,
-        /// The center's database: SQLite in its data directory, or a
-        /// throwaway PostgreSQL cluster the bench starts and removes.
-        #[arg(long, value_enum, default_value = "sqlite")]
-        database: bench_center::Database,
-        /// Center instances, each its own process and data directory
-        /// (more than one needs --database postgres).
-        #[arg(long, default_value_t = 1)]
-        instances: usize,
-        /// PostgreSQL: load pg_stat_statements and print the statements
-        /// that took the most time, with their calls per settlement.
-        #[arg(long)]
-        pg_statements: bool,
-        /// Where the center processes' log goes (default: discarded).
-        #[arg(long)]
-        center_log: Option<PathBuf>,
-        /// The purchase profile: `offer` (SIG2, 3 round trips), `confirmed`
-        /// or `direct` (second embodiment, 2 round trips).
-        #[arg(long, default_value = "offer", value_parser = parse_profile)]
-        profile: kessai_core::profile::Profile,
-    },
+    Center(bench_center::Options),
     /// One clearing run over many posted settlements for many stores: its time and peak memory.
     Clearing {
         #[arg(long, default_value_t = 1_000_000)]
@@ -323,15 +296,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Wallet { config, command } => wallet::run(&config, command),
         Command::Bench(BenchCommand::Jws { iterations }) => bench::jws(iterations),
         Command::Bench(BenchCommand::Card { sessions }) => card::bench(sessions),
-        Command::Bench(BenchCommand::Center {
-            wallets,
-            seconds,
-            database,
-            instances,
-            pg_statements,
-            center_log,
-            profile,
-        }) => bench_center::run(wallets, seconds, database, instances, pg_statements, center_log.as_deref(), profile),
+        Command::Bench(BenchCommand::Center(options)) => bench_center::run(&options),
         Command::Bench(BenchCommand::Ledger { seconds, postgres, pg_bin }) => bench::ledger(seconds, postgres, pg_bin),
         Command::Bench(BenchCommand::Clearing { settlements, stores, database }) => {
             bench_clearing::run(settlements, stores, database)

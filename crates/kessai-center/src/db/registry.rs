@@ -330,6 +330,16 @@ impl CenterDb {
         self.execute(insert).await?;
         self.key_set().await?.ok_or_else(|| DbError::Corrupt("the key set recorded is gone".into()))
     }
+
+    /// Replaces the recorded master-key fingerprint `old` with `new` (the
+    /// same keys, fingerprinted by check values); a no-op once done.
+    pub async fn replace_master_keys_fingerprint(&self, old: &str, new: &str) -> Result<(), DbError> {
+        let update = Stmt::new("UPDATE center_key_set SET master_keys = $2 WHERE id = 1 AND master_keys = $1")
+            .bind(old.to_owned())
+            .bind(new.to_owned());
+        self.execute(update).await?;
+        Ok(())
+    }
 }
 
 /// How a card status change went.

@@ -266,3 +266,58 @@ async fn a_second_request_under_a_key_in_progress_is_refused_and_changes_nothing
     let (_, again) = post(&app, "/v1/settlements", Some("m10-key"), create).await;
     assert_eq!(again, r, "the first answer");
 }
+
+/// Issuer keys in a token that stopped answering (pulled out, its daemon
+/// gone): every use fails.
+#[derive(Debug)]
+struct GoneToken;
+
+impl kessai_center::security::IssuerKeys for GoneToken {
+    fn versions(&self) -> Vec<u8> {
+        vec![crate::world::KVN]
+    }
+    fn diversify(
+        &self,
+        _: &kessai_core::ids::CardId,
+        _: kessai_scp03::KeyVersion,
+    ) -> Result<kessai_scp03::StaticKeys, kessai_center::security::SecurityError> {
+        Err(kessai_center::security::SecurityError::Unavailable("C_Sign: CKR_DEVICE_REMOVED".into()))
+    }
+    fn check_values(
+        &self,
+    ) -> Result<
+        std::collections::BTreeMap<u8, kessai_center::security::CheckValues>,
+        kessai_center::security::SecurityError,
+    > {
+        Err(kessai_center::security::SecurityError::Unavailable("C_Sign: CKR_DEVICE_REMOVED".into()))
+    }
+    fn location(&self) -> String {
+        "a token that was pulled out".into()
+    }
+}
+
+/// When the security server's token does not answer, a purchase is
+/// answered 503 `security_server_unavailable` (what the token said stays
+/// in the log), nothing is kept, and the wallet may try again.
+#[tokio::test]
+async fn a_token_that_stops_answering_is_503_and_changes_nothing() {
+    use kessai_center::security::{SecurityServer, StateKey};
+    let mut s = setup().await;
+    register_card(&s, 1, 50_000).await;
+    let mut card = funded_card(1, 50_000);
+    let token = bill_token(&mut s);
+    s.center.security = SecurityServer::over(Box::new(GoneToken), StateKey::from_bytes([3; 32]));
+    let db = s.center.db.clone();
+    let app = kessai_center::api::routes(Arc::new(s.center));
+    let create = create_json(&mut card, &token, 1);
+    let (status, body) = post(&app, "/v1/settlements", Some("k-gone"), create.clone()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_error_shape(&body, "security_server_unavailable");
+    assert_eq!(body["error"]["type"], "unavailable");
+    assert!(!body.to_string().contains("CKR_"), "the token's words stay in the log: {body}");
+    assert!(db.list_settlements(None, None, 10).await.unwrap().is_empty(), "nothing kept");
+    // Again under the same key: tried again, not replayed as done.
+    let (status, _) = post(&app, "/v1/settlements", Some("k-gone"), create).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(balance_of(&mut card), 50_000);
+}

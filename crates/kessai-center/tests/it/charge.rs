@@ -4,14 +4,14 @@
 //! After every scenario the books agree with the card and the ledger's
 //! invariants hold.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use kessai_card::terminal::Terminal;
 use kessai_center::authorizer::{AuthorizationState, Authorizer, AuthorizerError, PaymentCard, Simulator};
 use kessai_center::books::{Books, Entries};
 use kessai_center::db::CenterDb;
-use kessai_center::security::{SecurityServer, StateKey};
+use kessai_center::security::StateKey;
 use kessai_center::service::{Center, parse_answers};
 use kessai_center::update::{ChargeRequest, UpdateError, UpdateReply};
 use kessai_center::value::{UpdatePhase, UpdateStepError};
@@ -27,7 +27,7 @@ use kessai_core::time::FixedClock;
 use kessai_core::{Currency, Money};
 use kessai_scp03::{CommandApdu, ResponseApdu};
 
-use crate::world::{CardReader, KVN, NOW, balance_of, card_id, funded_card, masters, record};
+use crate::world::{CardReader, NOW, balance_of, card_id, funded_card, record};
 
 pub(crate) const APPROVE: &str = "4242424242424242";
 
@@ -46,7 +46,7 @@ pub(crate) async fn open_center(url: &str) -> Center {
     Center {
         books: Books::new(db.clone()),
         db,
-        security: SecurityServer::new(BTreeMap::from([(KVN, masters(0x40))]), StateKey::from_bytes([7; 32])),
+        security: crate::world::security_server(StateKey::from_bytes([7; 32])),
         center_id: PartyId::parse(samples::CENTER).unwrap(),
         center_key: SigningKey::generate(&mut SeededRandom::new(55)),
         clock: Arc::new(FixedClock::new(NOW)),

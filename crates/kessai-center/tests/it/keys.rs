@@ -74,7 +74,21 @@ async fn instances_hold_the_databases_keys(tmp: &std::path::Path, shared: &str) 
     let why = format!("{:#}", kessai_center::app::init(&fourth, Some(&first.data_dir)).await.unwrap_err());
     assert!(why.contains("differs"), "{why}");
     let db = kessai_center::db::CenterDb::open(shared).await.unwrap();
-    assert_eq!(db.key_set().await.unwrap(), Some(recorded));
+    assert_eq!(db.key_set().await.unwrap(), Some(recorded.clone()));
+    // 6. A database that recorded its master keys the old way (a hash of
+    // the keys, before check values): the instance holding those keys in
+    // memory replaces it once; one holding other keys is still refused.
+    use kessai_center::keystore::legacy_master_keys_fingerprint;
+    let theirs = legacy_master_keys_fingerprint(&kessai_center::app::master_keys(&third).unwrap());
+    db.replace_master_keys_fingerprint(&recorded.master_keys, &theirs).await.unwrap();
+    let Err(refused) = kessai_center::app::open(&first).await else { panic!("another legacy fingerprint") };
+    assert!(format!("{refused:#}").contains("the issuer master keys"), "{refused:#}");
+    let ours = legacy_master_keys_fingerprint(&kessai_center::app::master_keys(&first).unwrap());
+    db.replace_master_keys_fingerprint(&theirs, &ours).await.unwrap();
+    assert_ne!(db.key_set().await.unwrap().unwrap().master_keys, recorded.master_keys);
+    let a = kessai_center::app::open(&first).await.unwrap();
+    a.db.close().await;
+    assert_eq!(db.key_set().await.unwrap(), Some(recorded), "upgraded to the check-value fingerprint");
     db.close().await;
 }
 

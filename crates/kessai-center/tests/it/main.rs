@@ -9,6 +9,7 @@ mod clearing;
 mod db;
 mod failover;
 mod faults;
+mod hsm;
 mod keys;
 mod members;
 mod prepaid;

@@ -2,7 +2,6 @@
 //! ledger, a real emulated card behind a relaying wallet. After every
 //! scenario the books agree with the card and the ledger's invariants hold.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kessai_center::authorizer::Simulator;
@@ -10,7 +9,7 @@ use kessai_center::books::{Books, Entries};
 use kessai_center::db::CenterDb;
 use kessai_center::limits::ABANDONED_AFTER_S;
 use kessai_center::purchase::{Phase, StepError};
-use kessai_center::security::{SecurityServer, StateKey};
+use kessai_center::security::StateKey;
 use kessai_center::service::{Center, CenterError, StepReply, parse_answers};
 use kessai_core::ids::{PartyId, StoreId};
 use kessai_core::keys::{SigningKey, Validity};
@@ -21,9 +20,7 @@ use kessai_core::time::{FixedClock, Timestamp};
 use kessai_core::{Currency, Money};
 use kessai_scp03::CommandApdu;
 
-use crate::world::{
-    CardReader, KVN, NOW, balance_of, card_id, funded_card, masters, offer_create, offer_request, record,
-};
+use crate::world::{CardReader, NOW, balance_of, card_id, funded_card, offer_create, offer_request, record};
 
 pub struct Setup {
     pub _dir: tempfile::TempDir,
@@ -52,7 +49,7 @@ pub(crate) async fn setup_on(dir: tempfile::TempDir, url: &str) -> Setup {
     let center = Center {
         books: Books::new(db.clone()),
         db,
-        security: SecurityServer::new(BTreeMap::from([(KVN, masters(0x40))]), StateKey::generate(&mut rng)),
+        security: crate::world::security_server(StateKey::generate(&mut rng)),
         center_id: PartyId::parse(samples::CENTER).unwrap(),
         center_key: SigningKey::generate(&mut rng),
         clock: Arc::new(FixedClock::new(NOW)),

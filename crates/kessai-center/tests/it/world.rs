@@ -7,6 +7,7 @@ use kessai_card::protocol::{CardId as ChipCardId, Currency as ChipCurrency, Tran
 use kessai_card::terminal::Terminal;
 use kessai_card::transport::{InProcessReader, Reader};
 use kessai_card::{Card, KeySource, MemoryStorage, Personalization, personalize};
+use kessai_center::hsm::{self, HsmConfig, Pkcs11Keys};
 use kessai_center::purchase::{CardRecord, CardRegistryStatus, Context, CreateInput, Settlement};
 use kessai_center::security::{SecurityServer, StateKey};
 use kessai_core::ids::{CardId, PartyId};
@@ -32,6 +33,45 @@ pub fn masters(seed: u8) -> MasterKeys {
     }
 }
 
+/// The tests' security server over `masters(0x40)` as key version 1: in
+/// memory, or, with `KESSAI_TEST_SECURITY=pkcs11` (scripts/test's second
+/// pass of the purchase, charge and recovery tests), the same keys in the
+/// SoftHSM2 token of scripts/with-softhsm, which then computes every
+/// card's keys.
+pub fn security_server(state_key: StateKey) -> SecurityServer {
+    if std::env::var("KESSAI_TEST_SECURITY").as_deref() == Ok("pkcs11") {
+        return SecurityServer::over(Box::new(token_keys()), state_key);
+    }
+    SecurityServer::new(BTreeMap::from([(KVN, masters(0x40))]), state_key)
+}
+
+/// `masters(0x40)` imported once per process into the test token, under
+/// labels of this process's own.
+pub fn token_keys() -> std::sync::Arc<Pkcs11Keys> {
+    static KEYS: std::sync::OnceLock<std::sync::Arc<Pkcs11Keys>> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        let (config, pin) = token_config(&format!("kessai-suite-{}", std::process::id()))
+            .expect("KESSAI_TEST_SECURITY=pkcs11 needs the token of scripts/with-softhsm");
+        hsm::import(&config, &pin, &BTreeMap::from([(KVN, masters(0x40))])).unwrap();
+        std::sync::Arc::new(Pkcs11Keys::open(&config, &pin).unwrap())
+    })
+    .clone()
+}
+
+/// The test token's configuration with master keys labelled `prefix-…`,
+/// and its user PIN; `None`: skip (outside CI).
+pub fn token_config(prefix: &str) -> Option<(HsmConfig, cryptoki::types::AuthPin)> {
+    let token = kessai_testkit::softhsm()?;
+    let config = HsmConfig {
+        module: token.module,
+        token_label: token.token_label,
+        pin_env: None,
+        pin_file: None,
+        label_prefix: prefix.to_owned(),
+    };
+    Some((config, cryptoki::types::AuthPin::from(token.user_pin.as_str())))
+}
+
 pub type CardReader = InProcessReader<MemoryStorage>;
 
 pub struct World {
@@ -55,7 +95,7 @@ impl World {
         center_keys.insert(center.clone(), center_key.public(), Validity::always()).unwrap();
         let mut store_keys = KeyDirectory::new();
         store_keys.insert(PartyId::parse(samples::MALL).unwrap(), mall_key.public(), Validity::always()).unwrap();
-        let security = SecurityServer::new(BTreeMap::from([(KVN, masters(0x40))]), StateKey::generate(&mut rng));
+        let security = security_server(StateKey::generate(&mut rng));
         World { rng, clock: FixedClock::new(NOW), center, center_key, center_keys, mall_key, store_keys, security }
     }
 

@@ -9,6 +9,7 @@ mod cluster;
 mod crash;
 mod demo;
 mod harness;
+mod hsm;
 mod keys;
 mod member;
 mod pg;

@@ -1,0 +1,103 @@
+//! A center whose issuer master keys move into a PKCS#11 token (SoftHSM2,
+//! scripts/with-softhsm), as an operator moves them: `kessai center hsm
+//! import`, the key file removed, the same database, the same cards.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::harness::{CenterProcess, Deployment, card_balance, create_body, free_port, open_card, relay};
+use crate::{kessai, stderr, stdout};
+
+/// `config` with an `[hsm]` section naming the test token, master keys
+/// labelled `prefix-…`.
+fn with_hsm(d: &Deployment, config: &Path, name: &str, prefix: &str) -> std::path::PathBuf {
+    let token = kessai_testkit::softhsm().unwrap();
+    let mut text = std::fs::read_to_string(config).unwrap();
+    text.push_str(&format!(
+        "[hsm]\nmodule = \"{}\"\ntoken_label = \"{}\"\npin_env = \"KESSAI_TEST_PKCS11_PIN\"\nlabel_prefix = \"{prefix}\"\n",
+        token.module.display(),
+        token.token_label
+    ));
+    let path = d.dir.path().join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// One purchase of `amount` by card `card_id` (offer profile, three round
+/// trips) on the center at `base`.
+fn pay(d: &mut Deployment, base: &str, image: &Path, card_id: &str, n: u32, amount: u64) {
+    let bill = d.bill(n, amount);
+    let mut card = open_card(image);
+    card.select().unwrap();
+    let before = card_balance(image);
+    let (status, mut reply) = d
+        .post(&format!("{base}/v1/settlements"), &format!("hsm{n}-c"), &create_body(&mut card, card_id, &bill))
+        .unwrap();
+    assert_eq!(status, 200, "{reply}");
+    let id = reply["settlement_id"].as_str().unwrap().to_owned();
+    for step in ["balance", "complete"] {
+        let (status, r) = d
+            .post(&format!("{base}/v1/settlements/{id}/{step}"), &format!("hsm{n}-{step}"), &relay(&mut card, &reply))
+            .unwrap();
+        assert_eq!(status, 200, "{step}: {r}");
+        reply = r;
+    }
+    assert_eq!(reply["phase"], Value::from("completed"), "{reply}");
+    drop(card);
+    assert_eq!(card_balance(image), before - amount);
+}
+
+#[test]
+fn master_keys_moved_into_a_token_serve_the_same_cards_and_new_ones() {
+    if kessai_testkit::softhsm().is_none() {
+        return;
+    }
+    let mut d = Deployment::new(23);
+    let port = free_port();
+    let memory = d.center_config("a", port, None);
+    let out = kessai(&["center", "init", "--config", memory.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (old_card, old_image) = d.issue_card(&memory, 1, 40_000);
+
+    // The operator imports the sealed keys into the token and removes the
+    // file: the center now has no master key outside the token.
+    let prefix = format!("kessai-e2e-{}", std::process::id());
+    let hsm = with_hsm(&d, &memory, "a-hsm", &prefix);
+    let c = hsm.to_str().unwrap();
+    let out = kessai(&["center", "hsm", "import", "--config", c], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listing = stdout(&out);
+    assert!(listing.contains(&format!("created {prefix}-01-enc, {prefix}-01-mac, {prefix}-01-dek")), "{listing}");
+    assert!(listing.contains("key version 1: check values ENC "), "{listing}");
+    std::fs::remove_file(d.center_dir("a").join("issuer-master-keys.sealed")).unwrap();
+    let again = kessai(&["center", "hsm", "import", "--config", c], &[]);
+    assert!(!again.status.success(), "the file is gone: nothing to import");
+
+    // A wrong PIN opens nothing.
+    let wrong = kessai(&["center", "hsm", "list", "--config", c], &[("KESSAI_TEST_PKCS11_PIN", "00000000")]);
+    assert!(!wrong.status.success());
+    assert!(stderr(&wrong).contains("C_Login"), "{}", stderr(&wrong));
+
+    // The same database takes the token's keys (one fingerprint for the
+    // same keys, wherever they are); a card issued before pays, and a card
+    // personalized from the token pays.
+    let (new_card, new_image) = d.issue_card(&hsm, 2, 30_000);
+    let _center = CenterProcess::start(&hsm);
+    d.wait_healthy(port);
+    let base = format!("https://127.0.0.1:{port}");
+    d.register_mall(&base);
+    pay(&mut d, &base, &old_image, &old_card, 1, 1_200);
+    pay(&mut d, &base, &new_image, &new_card, 2, 800);
+    let log = std::fs::read_to_string(d.dir.path().join("a-hsm.toml.log")).unwrap();
+    assert!(log.contains("PKCS#11 token"), "the center says where its keys are: {log}");
+
+    // A token holding other master keys is refused by that database.
+    let other_prefix = format!("kessai-e2e-other-{}", std::process::id());
+    let other = with_hsm(&d, &memory, "a-other", &other_prefix);
+    let out = kessai(&["center", "hsm", "generate", "--config", other.to_str().unwrap(), "--version", "1"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let refused = kessai(&["center", "init", "--config", other.to_str().unwrap()], &[]);
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("the issuer master keys"), "{}", stderr(&refused));
+}
