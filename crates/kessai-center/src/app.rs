@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,7 +37,10 @@ const READY_CHECK_MS: u64 = 2_000;
 /// name there, description, path here). With `[hsm]` the issuer master keys
 /// are the token's, and no file of them is needed.
 fn key_files(config: &CenterConfig) -> Vec<(&'static str, &'static str, std::path::PathBuf)> {
-    let mut files = vec![("kek.hex", "KEK", config.resolve(&config.kek_file))];
+    let mut files = Vec::new();
+    if let Some(kek) = &config.kek_file {
+        files.push(("kek.hex", "KEK", config.resolve(kek)));
+    }
     if config.hsm.is_none() {
         files.push(("issuer-master-keys.sealed", "issuer master keys", config.resolve(&config.master_keys)));
     }
@@ -46,7 +50,7 @@ fn key_files(config: &CenterConfig) -> Vec<(&'static str, &'static str, std::pat
 
 /// What to tell an operator whose instance lacks or holds other keys than
 /// its database.
-const PROVISION_HELP: &str = "give this instance the keys of the center it joins: `kessai center init --config      FILE --keys-from DIR`, DIR holding kek.hex, issuer-master-keys.sealed and center.key of an instance of it      (or set KESSAI_CENTER_KEK instead of kek.hex); see README, \"Several instances\"";
+const PROVISION_HELP: &str = "give this instance the keys of the center it joins: `kessai center init --config      FILE --keys-from DIR`, DIR holding issuer-master-keys.sealed and center.key of an instance of it, and its KEK      as kek.hex unless this instance's kek_file or KESSAI_CENTER_KEK already holds it; see README, \"Several instances\"";
 
 /// Prepares a center's keys for its database and keeps anything already
 /// there. A database with no key set yet (a new center): the data
@@ -117,10 +121,19 @@ fn refuse_other_keys(config: &CenterConfig, recorded: &KeyFingerprints, keys: &K
 }
 
 fn generate_missing_keys(config: &CenterConfig) -> anyhow::Result<()> {
-    let kek_path = config.resolve(&config.kek_file);
-    if std::env::var("KESSAI_CENTER_KEK").is_err() && !kek_path.exists() {
-        let kek = Kek::generate(&mut OsRandom);
-        kessai_tls::write_new_file(&kek_path, kek.to_hex().as_bytes(), true)?;
+    if std::env::var("KESSAI_CENTER_KEK").is_err() {
+        let kek_path = config.resolve(config.kek_file.as_deref().ok_or_else(|| no_kek(config))?);
+        if !kek_path.exists() {
+            if let Some(parent) = kek_path.parent() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            let kek = Kek::generate(&mut OsRandom);
+            kessai_tls::write_new_file(&kek_path, kek.to_hex().as_bytes(), true)?;
+        }
     }
     let kek = read_kek(config)?;
     let masters_path = config.resolve(&config.master_keys);
@@ -132,9 +145,39 @@ fn generate_missing_keys(config: &CenterConfig) -> anyhow::Result<()> {
     let key_path = config.resolve(&config.signing_key);
     if !key_path.exists() {
         let key = SigningKey::generate(&mut OsRandom);
-        kessai_tls::write_new_file(&key_path, keyfile::encode_plain(&key).as_bytes(), true)?;
+        // Sealed when a passphrase is given (never asked for here).
+        let pem = match signing_key_passphrase(config).read_given()? {
+            Some(passphrase) => keyfile::encode_sealed(&key, &passphrase, &mut OsRandom),
+            None => keyfile::encode_plain(&key),
+        };
+        kessai_tls::write_new_file(&key_path, pem.as_bytes(), true)?;
     }
     Ok(())
+}
+
+/// Where the signing key's passphrase comes from.
+fn signing_key_passphrase(config: &CenterConfig) -> kessai_http::keys::PassphraseFrom<'_> {
+    kessai_http::keys::PassphraseFrom {
+        env_var: "KESSAI_CENTER_KEY_PASSPHRASE",
+        file: config.signing_key_passphrase_file.as_deref(),
+    }
+}
+
+/// Why there is no KEK, and what to do.
+fn no_kek(config: &CenterConfig) -> anyhow::Error {
+    let old = config.data_dir.join("kek.hex");
+    let moved = if old.exists() {
+        format!(
+            " ({} is where earlier versions kept it: move it out of the data directory and name it in kek_file)",
+            old.display()
+        )
+    } else {
+        String::new()
+    };
+    anyhow::anyhow!(
+        "no KEK: set kek_file to a file outside the data directory (mode 0600; `init` creates it), or give the \
+         KEK in KESSAI_CENTER_KEK{moved}"
+    )
 }
 
 /// Copies another instance's key files from `from` (file names as this
@@ -144,7 +187,9 @@ fn generate_missing_keys(config: &CenterConfig) -> anyhow::Result<()> {
 fn copy_key_files(config: &CenterConfig, from: &Path) -> anyhow::Result<()> {
     for (name, what, to) in key_files(config) {
         let source = from.join(name);
-        if what == "KEK" && !source.exists() && std::env::var("KESSAI_CENTER_KEK").is_ok() {
+        // The KEK may reach this instance its own way (the environment, or
+        // its kek_file provisioned apart from the data directory).
+        if what == "KEK" && !source.exists() && (std::env::var("KESSAI_CENTER_KEK").is_ok() || to.exists()) {
             continue;
         }
         let bytes = Zeroizing::new(std::fs::read(&source).with_context(|| format!("reading {}", source.display()))?);
@@ -192,8 +237,7 @@ fn local_keys(config: &CenterConfig) -> anyhow::Result<LocalKeys> {
         }
     };
     let key_path = config.resolve(&config.signing_key);
-    let pem = read_secret_text(&key_path)?;
-    let signing_key = keyfile::decode(&pem, None).with_context(|| format!("{}", key_path.display()))?;
+    let signing_key = kessai_http::keys::load_signing_key(&key_path, signing_key_passphrase(config))?;
     let fingerprints = KeyFingerprints::of(&kek, issuer.as_ref(), &signing_key)?;
     Ok(LocalKeys { kek, issuer, legacy_master_keys, signing_key, fingerprints })
 }
@@ -219,7 +263,7 @@ pub fn read_kek(config: &CenterConfig) -> anyhow::Result<Kek> {
     if let Ok(hex) = std::env::var("KESSAI_CENTER_KEK") {
         return Kek::parse_hex(&hex).context("KESSAI_CENTER_KEK");
     }
-    let path = config.resolve(&config.kek_file);
+    let path = config.resolve(config.kek_file.as_deref().ok_or_else(|| no_kek(config))?);
     let text = read_secret_text(&path)?;
     Kek::parse_hex(&text).with_context(|| format!("{}", path.display()))
 }

@@ -27,15 +27,22 @@ pub struct CenterConfig {
     /// SQLite `data_dir/ledger.sqlite`.
     #[serde(default)]
     pub ledger_url: Option<String>,
-    /// The center's Ed25519 signing key (PKCS#8 PEM, mode 0600).
+    /// The center's Ed25519 signing key (PKCS#8 PEM, mode 0600), sealed
+    /// under a passphrase (`KESSAI_CENTER_KEY_PASSPHRASE`, else
+    /// `signing_key_passphrase_file`, else a prompt) or plain.
     #[serde(default = "default_signing_key")]
     pub signing_key: PathBuf,
+    /// A file (mode 0600) whose first line is the signing key's passphrase.
+    #[serde(default)]
+    pub signing_key_passphrase_file: Option<PathBuf>,
     /// Issuer master keys, sealed under the KEK.
     #[serde(default = "default_master_keys")]
     pub master_keys: PathBuf,
     /// A file holding the KEK in hex (mode 0600); `KESSAI_CENTER_KEK` wins.
-    #[serde(default = "default_kek_file")]
-    pub kek_file: PathBuf,
+    /// No default, and never inside `data_dir`: the KEK does not sit beside
+    /// the keys it seals.
+    #[serde(default)]
+    pub kek_file: Option<PathBuf>,
     /// The largest single payment accepted, in minor units.
     #[serde(default = "default_max_amount")]
     pub max_amount_minor: u64,
@@ -81,9 +88,6 @@ fn default_signing_key() -> PathBuf {
 }
 fn default_master_keys() -> PathBuf {
     "issuer-master-keys.sealed".into()
-}
-fn default_kek_file() -> PathBuf {
-    "kek.hex".into()
 }
 fn default_max_amount() -> u64 {
     1_000_000
@@ -135,7 +139,28 @@ impl CenterConfig {
         ensure!(self.max_amount_minor > 0, "max_amount_minor must be positive");
         ensure!(self.delivery_interval_ms >= 10, "delivery_interval_ms must be at least 10");
         self.limits.check().map_err(anyhow::Error::msg)?;
+        if let Some(kek) = &self.kek_file {
+            ensure!(
+                !self.inside_data_dir(kek),
+                "kek_file {} is inside the data directory {}: the KEK must not sit beside the keys it seals; \
+                 keep it elsewhere (e.g. /etc/kessai/center-kek.hex, mode 0600) or give it in KESSAI_CENTER_KEK",
+                self.resolve(kek).display(),
+                self.data_dir.display()
+            );
+        }
         Ok(())
+    }
+
+    /// Whether `p` (as `resolve` reads it) lies inside `data_dir`, by its
+    /// path and, where both exist, by where they really are.
+    fn inside_data_dir(&self, p: &Path) -> bool {
+        let path = self.resolve(p);
+        if path.starts_with(&self.data_dir) {
+            return true;
+        }
+        let real_dir = self.data_dir.canonicalize();
+        let real_parent = path.parent().map(Path::canonicalize);
+        matches!((real_dir, real_parent), (Ok(dir), Some(Ok(parent))) if parent.starts_with(&dir))
     }
 
     pub fn resolve(&self, p: &Path) -> PathBuf {

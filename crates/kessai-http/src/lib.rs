@@ -15,6 +15,7 @@
 
 mod client;
 mod error;
+pub mod keys;
 mod layers;
 pub mod limits;
 mod logs;

@@ -40,9 +40,14 @@ pub struct StoreConfig {
     pub database_url: Option<String>,
     /// The catalog TOML file.
     pub catalog: PathBuf,
-    /// The mall's Ed25519 signing key (PKCS#8 PEM); made on first start.
+    /// The mall's Ed25519 signing key (PKCS#8 PEM, mode 0600); made on
+    /// first start. Sealed under a passphrase (`KESSAI_STORE_KEY_PASSPHRASE`,
+    /// else `signing_key_passphrase_file`, else a prompt) or plain.
     #[serde(default = "default_key_file")]
     pub signing_key: PathBuf,
+    /// A file (mode 0600) whose first line is the signing key's passphrase.
+    #[serde(default)]
+    pub signing_key_passphrase_file: Option<PathBuf>,
     #[serde(default = "default_bill_lifetime")]
     pub bill_lifetime_s: u64,
     #[serde(default = "default_download_ttl")]

@@ -128,6 +128,7 @@ impl StoreConfig {
             database_url: None,
             catalog: PathBuf::from("catalog.toml"),
             signing_key: PathBuf::from("mall.key"),
+            signing_key_passphrase_file: None,
             bill_lifetime_s: DEFAULT_BILL_LIFETIME_S,
             download_ttl_s: DEFAULT_DOWNLOAD_TTL_S,
             tls: TlsSettings { ca_dir: s.ca_dir, server_name: s.server_name, client_name: s.client_name, trust: None },

@@ -48,7 +48,7 @@ pub use config::StoreConfig;
 pub use db::Db;
 pub use demo::DemoSettings;
 
-use crate::limits::{CENTER_API_TIMEOUT_MS, JWKS_FETCH_TIMEOUT_MS, MAX_CONFIG_BYTES};
+use crate::limits::{CENTER_API_TIMEOUT_MS, JWKS_FETCH_TIMEOUT_MS};
 
 mod prometheus_metrics {
     use prometheus_client::metrics::counter::Counter;
@@ -166,20 +166,25 @@ pub async fn open_db(config: &StoreConfig) -> anyhow::Result<Db> {
     })
 }
 
-/// Reads the mall's signing key, or makes and saves one (mode 0600).
-pub(crate) fn signing_key(config: &StoreConfig) -> anyhow::Result<SigningKey> {
+/// Reads the mall's signing key, or makes and saves one (mode 0600; sealed
+/// when a passphrase is given: `kessai_http::keys`).
+pub fn signing_key(config: &StoreConfig) -> anyhow::Result<SigningKey> {
     let path = config.resolve(&config.signing_key);
+    let from = kessai_http::keys::PassphraseFrom {
+        env_var: "KESSAI_STORE_KEY_PASSPHRASE",
+        file: config.signing_key_passphrase_file.as_deref(),
+    };
     if !path.exists() {
         let key = SigningKey::generate(&mut OsRandom);
-        kessai_tls::write_new_file(&path, keyfile::encode_plain(&key).as_bytes(), true)?;
+        let pem = match from.read_given()? {
+            Some(passphrase) => keyfile::encode_sealed(&key, &passphrase, &mut OsRandom),
+            None => keyfile::encode_plain(&key),
+        };
+        kessai_tls::write_new_file(&path, pem.as_bytes(), true)?;
         tracing::info!(path = %path.display(), kid = %key.kid(), "made the mall's signing key");
         return Ok(key);
     }
-    let size = std::fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?.len();
-    anyhow::ensure!(size <= MAX_CONFIG_BYTES, "{} is too large for a key file", path.display());
-    let bytes = kessai_tls::read_secret_file(&path)?;
-    let text = std::str::from_utf8(&bytes).with_context(|| format!("{} is not text", path.display()))?;
-    keyfile::decode(text, None).with_context(|| format!("reading the mall's key {}", path.display()))
+    kessai_http::keys::load_signing_key(&path, from).with_context(|| "the mall's signing key")
 }
 
 /// Every route of the store, with the standard layers.

@@ -140,19 +140,35 @@ fn ca_params(key: &KeyPair) -> Result<CertificateParams, TlsError> {
     Ok(params)
 }
 
-/// Paths of a CA directory.
+/// Paths of a CA directory, and of the CA's key: `ca.key` in it unless
+/// kept apart ([`CaDir::with_ca_key`]).
 #[derive(Debug, Clone)]
-pub struct CaDir(PathBuf);
+pub struct CaDir(PathBuf, Option<PathBuf>);
 
 impl CaDir {
     pub fn new(dir: impl Into<PathBuf>) -> CaDir {
-        CaDir(dir.into())
+        CaDir(dir.into(), None)
+    }
+    /// The CA key kept at `key`, apart from the directory of the service
+    /// keys it certifies (removable or offline storage).
+    pub fn with_ca_key(self, key: impl Into<PathBuf>) -> CaDir {
+        CaDir(self.0, Some(key.into()))
     }
     pub fn ca_cert(&self) -> PathBuf {
         self.0.join("ca.crt")
     }
     pub fn ca_key(&self) -> PathBuf {
-        self.0.join("ca.key")
+        self.1.clone().unwrap_or_else(|| self.0.join("ca.key"))
+    }
+    /// Whether the CA key sits in the directory of the service keys it
+    /// certifies, where anyone who can read them can issue certificates.
+    pub fn ca_key_beside_service_keys(&self) -> bool {
+        let key = self.ca_key();
+        let dir = key.parent().map(Path::to_path_buf).unwrap_or_default();
+        match (dir.canonicalize(), self.0.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => dir == self.0,
+        }
     }
     pub fn cert(&self, name: &str) -> PathBuf {
         self.0.join(format!("{name}.crt"))
@@ -160,8 +176,9 @@ impl CaDir {
     pub fn key(&self, name: &str) -> PathBuf {
         self.0.join(format!("{name}.key"))
     }
+    /// Whether the CA was made: its certificate (its key may be offline).
     pub fn exists(&self) -> bool {
-        self.ca_cert().exists() && self.ca_key().exists()
+        self.ca_cert().exists()
     }
     /// The CA's certificate revocation list (PEM), beside `ca.crt`.
     pub fn crl(&self) -> PathBuf {
@@ -176,15 +193,31 @@ impl CaDir {
     /// Makes a new CA. Refuses if one is already there.
     pub fn init(&self) -> Result<(), TlsError> {
         fs::create_dir_all(&self.0).map_err(io_err(&self.0))?;
-        if self.ca_key().exists() {
-            return Err(TlsError::Exists(self.ca_key()));
+        for made in [self.ca_key(), self.ca_cert()] {
+            if made.exists() {
+                return Err(TlsError::Exists(made));
+            }
         }
         let key = KeyPair::generate()?;
         let mut params = ca_params(&key)?;
         validity(&mut params, CA_VALIDITY_DAYS);
         let cert = params.self_signed(&key)?;
+        if let Some(parent) = self.ca_key().parent() {
+            use std::os::unix::fs::DirBuilderExt as _;
+            fs::DirBuilder::new().recursive(true).mode(0o700).create(parent).map_err(io_err(parent))?;
+        }
         write_new_file(&self.ca_key(), key.serialize_pem().as_bytes(), true)?;
         write_new_file(&self.ca_cert(), cert.pem().as_bytes(), false)
+    }
+
+    /// The CA as a signer, from its key file (refused when others may read
+    /// or write it: [`read_secret_file`]).
+    fn issuer(&self) -> Result<Issuer<'static, KeyPair>, TlsError> {
+        let path = self.ca_key();
+        let pem = read_secret_file(&path)?;
+        let text = std::str::from_utf8(&pem).map_err(|_| TlsError::Pem { path: path.clone(), what: "CA key" })?;
+        let key = KeyPair::from_pem(text)?;
+        Ok(Issuer::new(ca_params(&key)?, key))
     }
 
     /// Issues a leaf certificate for `name` (a DNS name or IP address),
@@ -194,9 +227,7 @@ impl CaDir {
         for san in extra_sans {
             check_name(san)?;
         }
-        let ca_key_pem = fs::read_to_string(self.ca_key()).map_err(io_err(&self.ca_key()))?;
-        let ca_key = KeyPair::from_pem(&ca_key_pem)?;
-        let issuer = Issuer::new(ca_params(&ca_key)?, ca_key);
+        let issuer = self.issuer()?;
         let mut names = vec![name.to_owned()];
         names.extend(extra_sans.iter().cloned());
         let mut params = CertificateParams::new(Vec::<String>::new())?;
@@ -270,9 +301,7 @@ impl CaDir {
                 invalidity_date: None,
             });
         }
-        let ca_key_pem = fs::read_to_string(self.ca_key()).map_err(io_err(&self.ca_key()))?;
-        let ca_key = KeyPair::from_pem(&ca_key_pem)?;
-        let issuer = Issuer::new(ca_params(&ca_key)?, ca_key);
+        let issuer = self.issuer()?;
         let now = time::OffsetDateTime::now_utc();
         let crl = CertificateRevocationListParams {
             this_update: now,

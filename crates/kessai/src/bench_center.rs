@@ -250,10 +250,11 @@ pub(crate) async fn start_centers(
             &config_path,
             format!(
                 "party_id = \"center\"\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"https://127.0.0.1:{port}\"\n\
-                 data_dir = \"{}\"\n{database_url}delivery_interval_ms = 60000\n[tls]\nca_dir = \"{ca_s}\"\n\
+                 data_dir = \"{}\"\nkek_file = \"{}\"\n{database_url}delivery_interval_ms = 60000\n[tls]\nca_dir = \"{ca_s}\"\n\
                  server_name = \"localhost\"\nclient_name = \"center\"\n[limits]\nmax_body_bytes = 65536\n\
                  request_timeout_ms = 15000\nrate_per_client_per_s = 0\nrate_burst = 0\n{extra}",
-                dir.path().join(format!("data-{i}")).display()
+                dir.path().join(format!("data-{i}")).display(),
+                dir.path().join("center-kek.hex").display()
             ),
         )?;
         let config = kessai_center::config::CenterConfig::load(&config_path)?;

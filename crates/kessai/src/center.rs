@@ -21,9 +21,10 @@ pub enum CenterCommand {
     Init {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
-        /// A directory holding kek.hex, issuer-master-keys.sealed and
-        /// center.key of an instance of the same center, copied into this
-        /// one's data directory (mode 0600) before the check.
+        /// A directory holding issuer-master-keys.sealed and center.key of
+        /// an instance of the same center (and its KEK as kek.hex, unless
+        /// this instance's kek_file or KESSAI_CENTER_KEK already has it),
+        /// copied into this one's paths (mode 0600) before the check.
         #[arg(long, value_name = "DIR")]
         keys_from: Option<PathBuf>,
     },

@@ -64,6 +64,27 @@ pub fn generate(out: &Path, source: &PassphraseSource, nbf: Option<u64>, exp: Op
     Ok(())
 }
 
+/// `kessai keys seal`: a plain key file sealed into a new one.
+pub fn seal(input: &Path, out: &Path, source: &PassphraseSource) -> anyhow::Result<()> {
+    let bytes = kessai_tls::read_secret_file(input)?;
+    let text = std::str::from_utf8(&bytes).with_context(|| format!("{} is not text", input.display()))?;
+    if keyfile::is_sealed(text) {
+        bail!("{} is sealed already", input.display());
+    }
+    let key = keyfile::decode(text, None).with_context(|| format!("{}", input.display()))?;
+    let passphrase =
+        source.read()?.context("give the passphrase to seal under: --passphrase-env VAR or --passphrase-file FILE")?;
+    let pem = keyfile::encode_sealed(&key, &passphrase, &mut OsRandom);
+    kessai_tls::write_new_file(out, pem.as_bytes(), true).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!(
+        "wrote {} (sealed, mode 0600); kid {}. Put it in place of {} and shred that file",
+        out.display(),
+        key.kid(),
+        input.display()
+    );
+    Ok(())
+}
+
 fn public_jwk(file: &Path, source: &PassphraseSource) -> anyhow::Result<Ed25519Jwk> {
     let text = read_bounded(file)?;
     if text.trim_start().starts_with('{') {

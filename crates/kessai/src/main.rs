@@ -118,6 +118,20 @@ enum KeysCommand {
         #[arg(long, value_name = "UNIX_S")]
         not_after: Option<u64>,
     },
+    /// Seal a plain key file under a passphrase into a new file (the
+    /// center's center.key, a mall's key): the same key, Argon2id and
+    /// XChaCha20-Poly1305; then replace the plain file with it and shred
+    /// the plain one.
+    Seal {
+        /// The plain key file.
+        #[arg(long = "in", value_name = "FILE")]
+        input: PathBuf,
+        /// The sealed file to create; an existing file is never overwritten.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        #[command(flatten)]
+        passphrase: PassphraseSource,
+    },
     /// Print a JWKS for public JWK files and/or private key files.
     Jwks {
         /// JWK (JSON) or PEM key files.
@@ -130,15 +144,20 @@ enum KeysCommand {
 
 #[derive(Subcommand, Debug)]
 enum PkiCommand {
-    /// Make a new local CA in DIR (ca.crt, ca.key).
+    /// Make a new local CA in DIR (ca.crt; its key in DIR/ca.key, or apart
+    /// with --ca-key).
     Init {
         #[arg(long, value_name = "DIR")]
         dir: PathBuf,
+        #[command(flatten)]
+        key: pki::CaKey,
     },
     /// Issue a server or client certificate from the CA in DIR.
     Issue {
         #[arg(long, value_name = "DIR")]
         dir: PathBuf,
+        #[command(flatten)]
+        key: pki::CaKey,
         /// A TLS server certificate for NAME (DNS name or IP address).
         #[arg(long, value_name = "NAME", conflicts_with = "client", required_unless_present = "client")]
         server: Option<String>,
@@ -155,6 +174,8 @@ enum PkiCommand {
     Revoke {
         #[arg(long, value_name = "DIR")]
         dir: PathBuf,
+        #[command(flatten)]
+        key: pki::CaKey,
         #[arg(long, value_name = "NAME")]
         name: String,
         /// key-compromise, superseded, affiliation-changed,
@@ -276,13 +297,16 @@ pub(crate) fn parse_profile(s: &str) -> Result<kessai_core::profile::Profile, St
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Keys(KeysCommand::Seal { input, out, passphrase }) => keys::seal(&input, &out, &passphrase),
         Command::Keys(KeysCommand::Generate { out, passphrase, not_before, not_after }) => {
             keys::generate(&out, &passphrase, not_before, not_after)
         }
         Command::Keys(KeysCommand::Jwks { files, passphrase }) => keys::jwks(&files, &passphrase),
-        Command::Pki(PkiCommand::Init { dir }) => pki::init(&dir),
-        Command::Pki(PkiCommand::Issue { dir, server, client, san }) => pki::issue(&dir, server, client, &san),
-        Command::Pki(PkiCommand::Revoke { dir, name, reason }) => pki::revoke(&dir, &name, &reason),
+        Command::Pki(PkiCommand::Init { dir, key }) => pki::init(&key.ca(&dir)),
+        Command::Pki(PkiCommand::Issue { dir, key, server, client, san }) => {
+            pki::issue(&key.ca(&dir), server, client, &san)
+        }
+        Command::Pki(PkiCommand::Revoke { dir, key, name, reason }) => pki::revoke(&key.ca(&dir), &name, &reason),
         Command::Card(c) => run_card(c),
         Command::Store { config, action: None } => store::run(&config),
         Command::Store { config, action: Some(action) } => store::act(&config, action),

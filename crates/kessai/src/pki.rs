@@ -1,20 +1,48 @@
 //! `kessai pki`: the local CA.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use kessai_tls::{CaDir, Role};
 
-pub fn init(dir: &Path) -> anyhow::Result<()> {
-    let ca = CaDir::new(dir);
-    ca.init().with_context(|| format!("making a CA in {}", dir.display()))?;
+/// Where the CA's key is.
+#[derive(Debug, clap::Args)]
+pub struct CaKey {
+    /// The CA's key, kept apart from DIR and the service keys in it (on
+    /// removable or offline storage); default DIR/ca.key, with a warning.
+    #[arg(long, value_name = "FILE", env = "KESSAI_CA_KEY")]
+    ca_key: Option<PathBuf>,
+}
+
+impl CaKey {
+    /// The CA in `dir` with this key; warns when the key sits beside the
+    /// service keys.
+    pub fn ca(&self, dir: &Path) -> CaDir {
+        let ca = match &self.ca_key {
+            Some(key) => CaDir::new(dir).with_ca_key(key),
+            None => CaDir::new(dir),
+        };
+        if ca.ca_key_beside_service_keys() {
+            eprintln!(
+                "warning: the CA key {} is in {}, beside the service keys it certifies: whoever can read them can \
+                 issue certificates the center and stores trust. Keep it apart: --ca-key FILE (or KESSAI_CA_KEY) on \
+                 storage the services cannot read",
+                ca.ca_key().display(),
+                dir.display()
+            );
+        }
+        ca
+    }
+}
+
+pub fn init(ca: &CaDir) -> anyhow::Result<()> {
+    ca.init().context("making a CA")?;
     println!("CA certificate: {}", ca.ca_cert().display());
     println!("CA key:         {} (mode 0600)", ca.ca_key().display());
     Ok(())
 }
 
-pub fn issue(dir: &Path, server: Option<String>, client: Option<String>, sans: &[String]) -> anyhow::Result<()> {
-    let ca = CaDir::new(dir);
+pub fn issue(ca: &CaDir, server: Option<String>, client: Option<String>, sans: &[String]) -> anyhow::Result<()> {
     let (role, name) = match (server, client) {
         (Some(name), None) => (Role::Server, name),
         (None, Some(name)) if sans.is_empty() => (Role::Client, name),
@@ -27,8 +55,7 @@ pub fn issue(dir: &Path, server: Option<String>, client: Option<String>, sans: &
     Ok(())
 }
 
-pub fn revoke(dir: &Path, name: &str, reason: &str) -> anyhow::Result<()> {
-    let ca = CaDir::new(dir);
+pub fn revoke(ca: &CaDir, name: &str, reason: &str) -> anyhow::Result<()> {
     let Some(why) = kessai_tls::parse_reason(reason) else {
         anyhow::bail!(
             "--reason {reason:?}: key-compromise, superseded, affiliation-changed, cessation-of-operation or unspecified"

@@ -17,7 +17,6 @@ use kessai_center::config::CenterConfig;
 use kessai_center::db::StoreRecord;
 use kessai_core::Currency;
 use kessai_core::ids::CardId;
-use kessai_core::keyfile;
 use kessai_core::keys::{SigningKey, Validity};
 use kessai_core::random::OsRandom;
 use kessai_store::{DemoSettings, StoreConfig};
@@ -72,12 +71,43 @@ fn ensure_pki(ca: &CaDir) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What this demo relaxes of how keys are kept in production (#23), for
+/// its banner.
+pub fn relaxed(p: &Prepared) -> Vec<String> {
+    let kek = p.center.kek_file.as_deref().map(|k| k.display().to_string()).unwrap_or_default();
+    vec![
+        "Relaxed for a demo (do not run money this way; see README, \"Issuer master keys in an HSM\"):".to_owned(),
+        "- issuer master keys in a key file unsealed into the center's memory, not in an HSM ([hsm]);".to_owned(),
+        format!("- the KEK in {kek}: out of the data directory, but on the same disk, unencrypted;"),
+        "- the center's and the mall's signing keys unsealed (no passphrase: kessai keys seal);".to_owned(),
+        format!(
+            "- the CA key in {}, beside the service keys it certifies (kessai pki --ca-key keeps it apart).",
+            p.dir.join("ca").join("ca.key").display()
+        ),
+    ]
+}
+
+/// The demo center's KEK: in `dir/secrets`, apart from the center's data
+/// directory (on the same disk: the banner says so). A demo directory
+/// made by an earlier version kept it in the data directory: moved here.
+fn demo_kek(dir: &Path) -> anyhow::Result<PathBuf> {
+    let kek = dir.join("secrets").join("center-kek.hex");
+    let old = dir.join("center").join("kek.hex");
+    if old.exists() && !kek.exists() {
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(dir.join("secrets"))?;
+        std::fs::rename(&old, &kek).with_context(|| format!("moving {} to {}", old.display(), kek.display()))?;
+    }
+    Ok(kek)
+}
+
 fn center_config(dir: &Path, ports: Ports) -> anyhow::Result<CenterConfig> {
     let text = format!(
         "party_id = \"center\"\nlisten = \"127.0.0.1:{p}\"\npublic_url = \"https://127.0.0.1:{p}\"\ndata_dir = \"{d}\"\n\
-         [tls]\nca_dir = \"{ca}\"\nserver_name = \"localhost\"\nclient_name = \"center\"\n",
+         kek_file = \"{k}\"\n[tls]\nca_dir = \"{ca}\"\nserver_name = \"localhost\"\nclient_name = \"center\"\n",
         p = ports.center,
         d = dir.join("center").display(),
+        k = demo_kek(dir)?.display(),
         ca = dir.join("ca").display()
     );
     let mut config = CenterConfig::from_toml(&text)?;
@@ -89,13 +119,8 @@ fn center_config(dir: &Path, ports: Ports) -> anyhow::Result<CenterConfig> {
 /// The mall's key, made here (once) so the center can be told its JWKS.
 fn mall_key(store: &StoreConfig) -> anyhow::Result<SigningKey> {
     let path = store.resolve(&store.signing_key);
-    if !path.exists() {
-        std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
-        let key = SigningKey::generate(&mut OsRandom);
-        kessai_tls::write_new_file(&path, keyfile::encode_plain(&key).as_bytes(), true)?;
-    }
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(keyfile::decode(&text, None)?)
+    std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+    kessai_store::signing_key(store)
 }
 
 /// Prepares `dir` (idempotent).
@@ -365,6 +390,10 @@ pub fn run(dir: &Path, ports: Ports) -> anyhow::Result<()> {
         println!();
         println!("  The parties use TLS from a local CA; let your browser trust {}", ca.display());
         println!("  (or start Chromium with --ignore-certificate-errors for a quick look). Ctrl-C stops everything.");
+        println!();
+        for line in relaxed(&p) {
+            println!("  {line}");
+        }
         let (tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             crate::store::shutdown_signal().await;

@@ -6,14 +6,15 @@
 
 use kessai_center::config::CenterConfig;
 
-/// An instance's configuration: its own data directory, the shared
-/// database.
+/// An instance's configuration: its own data directory and KEK file (out
+/// of the data directory), the shared database.
 fn instance(dir: &std::path::Path, name: &str, database_url: &str) -> CenterConfig {
     let text = format!(
         r#"party_id = "center"
 listen = "127.0.0.1:0"
 public_url = "https://127.0.0.1"
 data_dir = "{}"
+kek_file = "{}"
 database_url = "{database_url}"
 [tls]
 ca_dir = "{}"
@@ -21,9 +22,14 @@ server_name = "localhost"
 client_name = "center"
 "#,
         dir.join(name).display(),
+        dir.join("keks").join(format!("{name}.hex")).display(),
         dir.join("ca").display()
     );
     CenterConfig::from_toml(&text).unwrap()
+}
+
+fn kek_of(config: &CenterConfig) -> &std::path::Path {
+    config.kek_file.as_deref().unwrap()
 }
 
 async fn instances_hold_the_databases_keys(tmp: &std::path::Path, shared: &str) {
@@ -40,10 +46,12 @@ async fn instances_hold_the_databases_keys(tmp: &std::path::Path, shared: &str) 
     let refused = kessai_center::app::init(&second, None).await.unwrap_err();
     let why = format!("{refused:#}");
     assert!(why.contains("keys were created elsewhere") && why.contains("--keys-from"), "{why}");
-    assert!(!second.data_dir.join("kek.hex").exists(), "no key generated for a provisioned database");
+    assert!(!kek_of(&second).exists(), "no key generated for a provisioned database");
     assert!(!second.data_dir.join("center.key").exists());
     assert!(kessai_center::app::open(&second).await.is_err(), "it cannot start either");
-    // 2. Provisioned with the first instance's key files, it starts.
+    // 2. Provisioned with the first instance's KEK (to its own kek_file)
+    // and key files, it starts.
+    std::fs::copy(kek_of(&first), kek_of(&second)).unwrap();
     kessai_center::app::init(&second, Some(&first.data_dir)).await.unwrap();
     let b = kessai_center::app::open(&second).await.unwrap();
     assert_eq!(b.db.key_set().await.unwrap(), Some(recorded.clone()));
@@ -63,9 +71,9 @@ async fn instances_hold_the_databases_keys(tmp: &std::path::Path, shared: &str) 
     // signing key.
     let fourth = instance(tmp, "d", shared);
     std::fs::create_dir_all(&fourth.data_dir).unwrap();
-    for name in ["kek.hex", "issuer-master-keys.sealed"] {
-        std::fs::copy(first.data_dir.join(name), fourth.data_dir.join(name)).unwrap();
-    }
+    std::fs::copy(first.data_dir.join("issuer-master-keys.sealed"), fourth.data_dir.join("issuer-master-keys.sealed"))
+        .unwrap();
+    std::fs::copy(kek_of(&first), kek_of(&fourth)).unwrap();
     std::fs::copy(third.data_dir.join("center.key"), fourth.data_dir.join("center.key")).unwrap();
     let Err(refused) = kessai_center::app::open(&fourth).await else { panic!("another signing key must be refused") };
     let why = format!("{refused:#}");
@@ -118,17 +126,103 @@ async fn secret_files_open_to_others_are_refused_and_the_database_is_private() {
     kessai_center::app::init(&config, None).await.unwrap();
     let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&tmp.path().join("center.sqlite")), 0o600, "the books are nobody else's to read");
-    for name in ["kek.hex", "issuer-master-keys.sealed", "center.key"] {
-        let path = config.data_dir.join(name);
+    let secrets = [
+        kek_of(&config).to_owned(),
+        config.data_dir.join("issuer-master-keys.sealed"),
+        config.data_dir.join("center.key"),
+    ];
+    for path in secrets {
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
         assert_eq!(mode(&path), 0o600, "{name} made private");
         for open in [0o644, 0o640, 0o606] {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(open)).unwrap();
             let Err(refused) = kessai_center::app::open(&config).await else { panic!("{name} at {open:o} was used") };
             let why = format!("{refused:#}");
-            assert!(why.contains(name) && why.contains("chmod 600"), "{name} at {open:o}: {why}");
+            assert!(why.contains(&name) && why.contains("chmod 600"), "{name} at {open:o}: {why}");
         }
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         let center = kessai_center::app::open(&config).await.unwrap();
         center.db.close().await;
     }
+}
+
+/// #23 item 2: the KEK has no default, and never lives in the data
+/// directory beside what it seals; one left there by an earlier version is
+/// named with what to do.
+#[tokio::test]
+async fn the_kek_never_sits_in_the_data_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", tmp.path().join("center.sqlite").display());
+    let mut config = instance(tmp.path(), "a", &url);
+    for inside in ["kek.hex", "sub/kek.hex"] {
+        config.kek_file = Some(inside.into());
+        let why = format!("{:#}", config.check().unwrap_err());
+        assert!(why.contains("inside the data directory"), "{why}");
+    }
+    config.kek_file = Some(config.data_dir.join("kek.hex"));
+    assert!(config.check().is_err(), "an absolute path into the data directory too");
+    config.kek_file = None;
+    let why = format!("{:#}", kessai_center::app::init(&config, None).await.unwrap_err());
+    assert!(why.contains("no KEK: set kek_file"), "{why}");
+    assert!(!config.data_dir.join("kek.hex").exists(), "no KEK made where it must not be");
+    // An instance of an earlier version: its KEK in the data directory.
+    let earlier = instance(tmp.path(), "b", &url);
+    kessai_center::app::init(&earlier, None).await.unwrap();
+    let mut moved = earlier.clone();
+    std::fs::copy(kek_of(&earlier), earlier.data_dir.join("kek.hex")).unwrap();
+    moved.kek_file = None;
+    let Err(refused) = kessai_center::app::open(&moved).await else { panic!("a KEK in the data directory was used") };
+    let why = format!("{refused:#}");
+    assert!(why.contains("where earlier versions kept it") && why.contains("kek_file"), "{why}");
+    let center = kessai_center::app::open(&earlier).await.unwrap();
+    center.db.close().await;
+}
+
+/// #23 item 2: the center's signing key sealed under a passphrase (from a
+/// file here; KESSAI_CENTER_KEY_PASSPHRASE or a prompt otherwise) opens
+/// with it only; a wrong passphrase, a tampered file, a missing or
+/// readable passphrase file are refused, and the instance does not start.
+#[tokio::test]
+async fn a_sealed_signing_key_opens_with_its_passphrase_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", tmp.path().join("center.sqlite").display());
+    let mut config = instance(tmp.path(), "a", &url);
+    let pass = tmp.path().join("center-key.pass");
+    kessai_tls::write_new_file(&pass, b"correct horse battery staple\n", true).unwrap();
+    config.signing_key_passphrase_file = Some(pass.clone());
+    kessai_center::app::init(&config, None).await.unwrap();
+    let key_path = config.data_dir.join("center.key");
+    let sealed = std::fs::read_to_string(&key_path).unwrap();
+    assert!(kessai_core::keyfile::is_sealed(&sealed), "made sealed when a passphrase is given");
+    let center = kessai_center::app::open(&config).await.unwrap();
+    let public = center.center_key.public();
+    center.db.close().await;
+
+    let refused = |config: CenterConfig| async move {
+        match kessai_center::app::open(&config).await {
+            Ok(_) => panic!("opened"),
+            Err(e) => format!("{e:#}"),
+        }
+    };
+    std::fs::write(&pass, "wrong horse\n").unwrap();
+    assert!(refused(config.clone()).await.contains("wrong passphrase"));
+    std::fs::write(&pass, "correct horse battery staple\n").unwrap();
+    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(refused(config.clone()).await.contains("chmod 600"));
+    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut without = config.clone();
+    without.signing_key_passphrase_file = None;
+    assert!(refused(without).await.contains("KESSAI_CENTER_KEY_PASSPHRASE"));
+    // One character of the sealed body changed.
+    let body_at = sealed.find('\n').unwrap() + 20;
+    let mut tampered = sealed.clone().into_bytes();
+    tampered[body_at] = if tampered[body_at] == b'A' { b'B' } else { b'A' };
+    std::fs::write(&key_path, &tampered).unwrap();
+    let why = refused(config.clone()).await;
+    assert!(why.contains("wrong passphrase, or the key file was altered") || why.contains("key file"), "{why}");
+    std::fs::write(&key_path, &sealed).unwrap();
+    let center = kessai_center::app::open(&config).await.unwrap();
+    assert_eq!(center.center_key.public(), public, "the same key, opened again");
+    center.db.close().await;
 }

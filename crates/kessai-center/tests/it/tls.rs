@@ -58,6 +58,7 @@ fn center_config(dir: &std::path::Path) -> CenterConfig {
 listen = "127.0.0.1:0"
 public_url = "https://127.0.0.1"
 data_dir = "{}"
+kek_file = "{}"
 delivery_interval_ms = 50
 [tls]
 ca_dir = "{}"
@@ -65,6 +66,7 @@ server_name = "localhost"
 client_name = "center"
 "#,
         dir.join("center").display(),
+        dir.join("center-kek.hex").display(),
         dir.join("ca").display()
     );
     CenterConfig::from_toml(&text).unwrap()
@@ -100,7 +102,7 @@ async fn purchase_over_tls_with_admin_mtls_and_delivery_to_a_store_that_comes_up
     let config = center_config(tmp.path());
     std::fs::create_dir_all(&config.data_dir).unwrap();
     let kek = Kek::generate(&mut OsRandom);
-    kessai_tls::write_new_file(&config.data_dir.join("kek.hex"), kek.to_hex().as_bytes(), true).unwrap();
+    kessai_tls::write_new_file(config.kek_file.as_deref().unwrap(), kek.to_hex().as_bytes(), true).unwrap();
     let sealed = keystore::seal(&BTreeMap::from([(1u8, masters(0x40))]), &kek, &mut OsRandom);
     kessai_tls::write_new_file(&config.data_dir.join("issuer-master-keys.sealed"), &sealed, true).unwrap();
     kessai_center::app::init(&config, None).await.unwrap();

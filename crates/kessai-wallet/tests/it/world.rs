@@ -57,8 +57,9 @@ pub struct World {
 fn center_config(dir: &Path) -> CenterConfig {
     let text = format!(
         "party_id = \"center\"\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://127.0.0.1\"\ndata_dir = \"{}\"\n\
-         delivery_interval_ms = 50\n[tls]\nca_dir = \"{}\"\nserver_name = \"localhost\"\nclient_name = \"center\"\n",
+         kek_file = \"{}\"\ndelivery_interval_ms = 50\n[tls]\nca_dir = \"{}\"\nserver_name = \"localhost\"\nclient_name = \"center\"\n",
         dir.join("center").display(),
+        dir.join("center-kek.hex").display(),
         dir.join("ca").display()
     );
     CenterConfig::from_toml(&text).unwrap()
@@ -68,7 +69,7 @@ async fn start_center(dir: &Path) -> (String, oneshot::Sender<()>) {
     let config = center_config(dir);
     std::fs::create_dir_all(&config.data_dir).unwrap();
     let kek = Kek::generate(&mut OsRandom);
-    kessai_tls::write_new_file(&config.data_dir.join("kek.hex"), kek.to_hex().as_bytes(), true).unwrap();
+    kessai_tls::write_new_file(config.kek_file.as_deref().unwrap(), kek.to_hex().as_bytes(), true).unwrap();
     let sealed = keystore::seal(&BTreeMap::from([(KVN, masters())]), &kek, &mut OsRandom);
     kessai_tls::write_new_file(&config.data_dir.join("issuer-master-keys.sealed"), &sealed, true).unwrap();
     kessai_center::app::init(&config, None).await.unwrap();

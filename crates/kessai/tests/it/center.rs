@@ -18,8 +18,10 @@ fn setup(dir: &std::path::Path, port: u16) -> std::path::PathBuf {
         &config,
         format!(
             "party_id = \"center\"\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"https://127.0.0.1:{port}\"\n\
-             data_dir = \"{}\"\n[tls]\nca_dir = \"{ca}\"\nserver_name = \"localhost\"\nclient_name = \"center\"\n",
-            dir.join("data").display()
+             data_dir = \"{}\"\nkek_file = \"{}\"\n[tls]\nca_dir = \"{ca}\"\nserver_name = \"localhost\"\n\
+             client_name = \"center\"\n",
+            dir.join("data").display(),
+            dir.join("secrets").join("kek.hex").display()
         ),
     )
     .unwrap();
@@ -34,12 +36,13 @@ fn init_issue_a_card_and_serve() {
     let c = config.to_str().unwrap();
     let out = kessai(&["center", "init", "--config", c], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
-    for secret in ["kek.hex", "issuer-master-keys.sealed", "center.key"] {
-        let mode = std::os::unix::fs::PermissionsExt::mode(
-            &std::fs::metadata(dir.path().join("data").join(secret)).unwrap().permissions(),
-        );
-        assert_eq!(mode & 0o777, 0o600, "{secret}");
+    let data = dir.path().join("data");
+    let secrets = [data.join("issuer-master-keys.sealed"), data.join("center.key"), dir.path().join("secrets/kek.hex")];
+    for secret in &secrets {
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(secret).unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o600, "{}", secret.display());
     }
+    assert!(!data.join("kek.hex").exists(), "the KEK is not kept beside what it seals");
     let image = dir.path().join("card.img");
     let img = image.to_str().unwrap();
     let issue = ["center", "issue-card", "--config", c, "--out", img, "--card-id", "4b45535341490001"];

@@ -74,8 +74,9 @@ impl Deployment {
     pub fn center_config(&self, name: &str, port: u16, db_url: Option<&str>) -> PathBuf {
         let mut text = format!(
             "party_id = \"center\"\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"https://127.0.0.1:{port}\"\n\
-             data_dir = \"{}\"\ndelivery_interval_ms = 60000\n",
-            self.center_dir(name).display()
+             data_dir = \"{}\"\nkek_file = \"{}\"\ndelivery_interval_ms = 60000\n",
+            self.center_dir(name).display(),
+            self.kek_path().display()
         );
         if let Some(url) = db_url {
             text.push_str(&format!("database_url = \"{url}\"\n"));
@@ -98,6 +99,13 @@ impl Deployment {
             &[],
         );
         assert!(out.status.success(), "{}", stderr(&out));
+    }
+
+    /// The center's KEK, one file for every instance of this deployment's
+    /// center (as an operator provisions it to each host), outside every
+    /// data directory.
+    pub fn kek_path(&self) -> PathBuf {
+        self.dir.path().join("secrets").join("center-kek.hex")
     }
 
     pub fn ca_path(&self) -> PathBuf {

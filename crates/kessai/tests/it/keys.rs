@@ -91,3 +91,51 @@ fn jwks_collects_keys_and_refuses_bad_files() {
     let missing = kessai(&["keys", "jwks", "/nonexistent/key.pem"], &[]);
     assert!(!missing.status.success() && stderr(&missing).contains("/nonexistent/key.pem"));
 }
+
+/// #23 item 2: a service's plain key sealed under a passphrase, then used
+/// by the store that owns it: with its passphrase only.
+#[test]
+fn a_plain_key_sealed_is_the_same_key_and_the_store_opens_it_with_its_passphrase_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (plain, sealed) = (dir.path().join("mall.plain"), dir.path().join("mall.key"));
+    let (p, s) = (plain.to_str().unwrap(), sealed.to_str().unwrap());
+    assert!(kessai(&["keys", "generate", "--out", p], &[]).status.success());
+    let no_pass = kessai(&["keys", "seal", "--in", p, "--out", s], &[]);
+    assert!(!no_pass.status.success() && stderr(&no_pass).contains("--passphrase-env"), "{}", stderr(&no_pass));
+    let out = kessai(&["keys", "seal", "--in", p, "--out", s, "--passphrase-env", "PW"], &[("PW", "kessai sealed")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::metadata(&sealed).unwrap().permissions().mode() & 0o777, 0o600);
+    let text = std::fs::read_to_string(&sealed).unwrap();
+    assert!(kessai_core::keyfile::is_sealed(&text));
+    let pass = kessai_core::keyfile::Passphrase::new("kessai sealed".into());
+    let original = kessai_core::keyfile::decode(&std::fs::read_to_string(&plain).unwrap(), None).unwrap();
+    assert_eq!(kessai_core::keyfile::decode(&text, Some(&pass)).unwrap().kid(), original.kid());
+    let twice = kessai(&["keys", "seal", "--in", s, "--out", p, "--passphrase-env", "PW"], &[("PW", "x")]);
+    assert!(!twice.status.success(), "a sealed file is not sealed again, nor a key overwritten");
+
+    // The store: its key sealed, the passphrase in a file of its own.
+    let store_dir = dir.path().join("store");
+    std::fs::create_dir_all(&store_dir).unwrap();
+    std::fs::rename(&sealed, store_dir.join("mall.key")).unwrap();
+    let mut config = kessai_store::StoreConfig::demo(kessai_store::demo::DemoSettings {
+        data_dir: store_dir,
+        ca_dir: dir.path().join("pki"),
+        server_name: "localhost".into(),
+        client_name: None,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        public_url: "https://shop.kessai.test".into(),
+        center_id: "center".into(),
+        center_url: "https://127.0.0.1:1".into(),
+        wallet_url: "http://127.0.0.1:2".into(),
+    })
+    .unwrap();
+    let why = format!("{:#}", kessai_store::signing_key(&config).unwrap_err());
+    assert!(why.contains("KESSAI_STORE_KEY_PASSPHRASE"), "{why}");
+    let pass_file = dir.path().join("mall.pass");
+    kessai_tls::write_new_file(&pass_file, b"not it\n", true).unwrap();
+    config.signing_key_passphrase_file = Some(pass_file.clone());
+    let why = format!("{:#}", kessai_store::signing_key(&config).unwrap_err());
+    assert!(why.contains("wrong passphrase"), "{why}");
+    std::fs::write(&pass_file, "kessai sealed\n").unwrap();
+    assert_eq!(kessai_store::signing_key(&config).unwrap().kid(), original.kid());
+}

@@ -9,6 +9,7 @@ fn init_and_issue_make_certificates_and_private_keys() {
     let d = ca.to_str().unwrap();
     let out = kessai(&["pki", "init", "--dir", d], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("beside the service keys it certifies"), "{}", stderr(&out));
     let out = kessai(&["pki", "issue", "--dir", d, "--server", "localhost", "--san", "127.0.0.1"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = kessai(&["pki", "issue", "--dir", d, "--client", "kessai-mall"], &[]);
@@ -24,6 +25,35 @@ fn init_and_issue_make_certificates_and_private_keys() {
     let dir_ca = kessai_tls::CaDir::new(&ca);
     kessai_tls::server_config(&dir_ca, "localhost", Some(&dir_ca.ca_cert())).unwrap();
     kessai_tls::client_config(&dir_ca.ca_cert(), Some((&dir_ca, "kessai-mall"))).unwrap();
+}
+
+/// #23 item 2: the CA key kept apart from the service keys it certifies;
+/// the directory the services read holds no key that can issue.
+#[test]
+fn the_ca_key_kept_apart_issues_and_revokes_without_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, key) = (dir.path().join("pki"), dir.path().join("offline").join("ca.key"));
+    let (d, k) = (ca.to_str().unwrap(), key.to_str().unwrap());
+    let out = kessai(&["pki", "init", "--dir", d, "--ca-key", k], &[]);
+    assert!(out.status.success() && !stderr(&out).contains("warning"), "{}", stderr(&out));
+    assert!(!ca.join("ca.key").exists() && ca.join("ca.crt").exists());
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    let out = kessai(&["pki", "issue", "--dir", d, "--client", "admin"], &[("KESSAI_CA_KEY", k)]);
+    assert!(out.status.success() && !stderr(&out).contains("warning"), "{}", stderr(&out));
+    // Without its key the CA issues nothing, and says where it looked.
+    let out = kessai(&["pki", "issue", "--dir", d, "--client", "other"], &[]);
+    assert!(!out.status.success() && stderr(&out).contains("ca.key"), "{}", stderr(&out));
+    assert!(!ca.join("other.crt").exists());
+    // A CA key others may read is not used.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = kessai(&["pki", "revoke", "--dir", d, "--ca-key", k, "--name", "admin"], &[]);
+    assert!(!out.status.success() && stderr(&out).contains("chmod 600"), "{}", stderr(&out));
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = kessai(&["pki", "revoke", "--dir", d, "--ca-key", k, "--name", "admin"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The CA made apart does not make another over itself.
+    let again = kessai(&["pki", "init", "--dir", d, "--ca-key", k], &[]);
+    assert!(!again.status.success() && stderr(&again).contains("already exists"), "{}", stderr(&again));
 }
 
 #[test]
