@@ -599,8 +599,13 @@ async fn receipt(
     }
 }
 
+/// The center's keys: the one it signs with, then those it publishes
+/// beside it during a rotation (the next, the previous).
 async fn jwks(State(c): State<Shared>) -> Json<kessai_core::jwk::Jwks> {
-    Json(kessai_core::jwk::Jwks { keys: vec![c.center_key.public().to_jwk(Validity::always())] })
+    let current = c.center_key.public().to_jwk(Validity::always());
+    let mut keys: Vec<_> = c.published_keys.iter().filter(|k| k.kid != current.kid).cloned().collect();
+    keys.insert(0, current);
+    Json(kessai_core::jwk::Jwks { keys })
 }
 
 /// M3: the keys the center holds for store `id` (registered by the

@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 use crate::authorizer::Simulator;
 use crate::books::Books;
 use crate::config::CenterConfig;
-use crate::db::CenterDb;
+use crate::db::{CenterDb, RecordedKey};
 use crate::key_set::KeyFingerprints;
 use crate::keystore::{self, Kek};
 use crate::limits::{IDEMPOTENCY_RETENTION_S, PURGE_BATCH_MAX};
@@ -106,8 +106,13 @@ fn redacted(url: &str) -> String {
     }
 }
 
-fn refuse_other_keys(config: &CenterConfig, recorded: &KeyFingerprints, keys: &KeyFingerprints) -> anyhow::Result<()> {
-    let differing = recorded.differing(keys);
+fn refuse_other_keys(
+    config: &CenterConfig,
+    recorded: &KeyFingerprints,
+    keys: &KeyFingerprints,
+    published: &[String],
+) -> anyhow::Result<()> {
+    let differing = recorded.differing_in_rotation(keys, published);
     if !differing.is_empty() {
         bail!(
             "this instance holds other keys than its database {}: {} differ (the database's: {recorded}; this \
@@ -218,6 +223,8 @@ struct LocalKeys {
     legacy_master_keys: Option<String>,
     signing_key: SigningKey,
     fingerprints: KeyFingerprints,
+    /// `published_keys`: the next and previous keys of a rotation.
+    published: Vec<kessai_core::jwk::ParsedJwk>,
 }
 
 fn local_keys(config: &CenterConfig) -> anyhow::Result<LocalKeys> {
@@ -239,7 +246,8 @@ fn local_keys(config: &CenterConfig) -> anyhow::Result<LocalKeys> {
     let key_path = config.resolve(&config.signing_key);
     let signing_key = kessai_http::keys::load_signing_key(&key_path, signing_key_passphrase(config))?;
     let fingerprints = KeyFingerprints::of(&kek, issuer.as_ref(), &signing_key)?;
-    Ok(LocalKeys { kek, issuer, legacy_master_keys, signing_key, fingerprints })
+    let published = published_keys(config)?;
+    Ok(LocalKeys { kek, issuer, legacy_master_keys, signing_key, fingerprints, published })
 }
 
 /// Records this instance's key set in a database that has none, and
@@ -249,14 +257,52 @@ fn local_keys(config: &CenterConfig) -> anyhow::Result<LocalKeys> {
 async fn check_key_set(config: &CenterConfig, db: &CenterDb, local: &LocalKeys) -> anyhow::Result<()> {
     let keys = &local.fingerprints;
     let mut recorded = db.record_key_set(keys, kessai_core::time::Clock::now(&SystemClock)).await?;
-    if recorded.master_keys != keys.master_keys
-        && local.legacy_master_keys.as_deref() == Some(recorded.master_keys.as_str())
-    {
-        db.replace_master_keys_fingerprint(&recorded.master_keys, &keys.master_keys).await?;
-        tracing::info!("the database's issuer master key fingerprint is now made of check values");
+    let legacy = local.legacy_master_keys.as_deref() == Some(recorded.master_keys.as_str());
+    let added = recorded.master_keys != keys.master_keys && keys.master_keys_extend(&recorded);
+    if legacy || added {
+        // Made of check values now, or with the versions this instance
+        // added; one instance does it, the others find it done.
+        db.replace_key_fingerprint(RecordedKey::MasterKeys, &recorded.master_keys, &keys.master_keys).await?;
+        tracing::info!(master_keys = %keys.master_keys, "the database records the issuer master keys anew");
         recorded = db.key_set().await?.context("the key set recorded is gone")?;
     }
-    refuse_other_keys(config, &recorded, keys)
+    let published: Vec<String> =
+        local.published.iter().map(|k| crate::key_set::signing_key_fingerprint(&k.public)).collect();
+    refuse_other_keys(config, &recorded, keys, &published)
+}
+
+/// The public keys `published_keys` names, each a JWK file.
+pub fn published_keys(config: &CenterConfig) -> anyhow::Result<Vec<kessai_core::jwk::ParsedJwk>> {
+    let mut keys = Vec::new();
+    for path in &config.published_keys {
+        let path = config.resolve(path);
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let parsed = kessai_core::jwk::parse_jwk(&bytes)
+            .with_context(|| format!("{} (published_keys) is not a public Ed25519 JWK", path.display()))?;
+        keys.push(parsed);
+    }
+    Ok(keys)
+}
+
+/// Makes the database record this instance's signing key as the center's
+/// (the last step of a rotation): allowed only when the key it records now
+/// is one this instance publishes beside its own. Answers the kid now
+/// recorded.
+pub async fn promote_signing_key(config: &CenterConfig) -> anyhow::Result<String> {
+    let local = local_keys(config)?;
+    let db = CenterDb::open(&config.database_url()).await.context("opening the center database")?;
+    let done = async {
+        check_key_set(config, &db, &local).await?;
+        let recorded = db.key_set().await?.context("the database records no keys yet: run init")?;
+        if recorded.signing_key != local.fingerprints.signing_key {
+            db.replace_key_fingerprint(RecordedKey::SigningKey, &recorded.signing_key, &local.fingerprints.signing_key)
+                .await?;
+        }
+        Ok(local.signing_key.kid().to_string())
+    }
+    .await;
+    db.close().await;
+    done
 }
 
 pub fn read_kek(config: &CenterConfig) -> anyhow::Result<Kek> {
@@ -340,7 +386,9 @@ pub async fn open(config: &CenterConfig) -> anyhow::Result<Center> {
         db.close().await;
         return Err(refused);
     }
-    let LocalKeys { kek, issuer, signing_key: center_key, .. } = local;
+    let LocalKeys { kek, issuer, signing_key: center_key, published, .. } = local;
+    let published_keys =
+        published.iter().map(|k| kessai_core::jwk::Ed25519Jwk::new(&k.public, k.not_before, k.not_after)).collect();
     tracing::info!(issuer_keys = %issuer.location(), versions = ?issuer.versions(), "issuer master keys");
     merge_separate_ledger(config, &db).await?;
     Ok(Center {
@@ -349,6 +397,7 @@ pub async fn open(config: &CenterConfig) -> anyhow::Result<Center> {
         security: SecurityServer::over(issuer, kek.state_key()),
         center_id: config.party_id.clone(),
         center_key,
+        published_keys,
         clock: Arc::new(SystemClock),
         random: Arc::new(OsRandom),
         max_amount_minor: config.max_amount_minor,

@@ -35,6 +35,13 @@ pub struct CenterConfig {
     /// A file (mode 0600) whose first line is the signing key's passphrase.
     #[serde(default)]
     pub signing_key_passphrase_file: Option<PathBuf>,
+    /// Public JWK files (`kessai keys generate` prints one) published in
+    /// the center's JWKS beside the signing key's, with their validity:
+    /// the next key before it signs, and the previous one while what it
+    /// signed (undelivered completions) must still verify. README,
+    /// "Rotating the center's signing key".
+    #[serde(default)]
+    pub published_keys: Vec<PathBuf>,
     /// Issuer master keys, sealed under the KEK.
     #[serde(default = "default_master_keys")]
     pub master_keys: PathBuf,

@@ -27,7 +27,9 @@ use crate::service::Center;
 pub struct IssueCard<'a> {
     pub image: &'a Path,
     pub card_id: CardId,
-    pub key_version: u8,
+    /// `None`: the newest key version the center holds (after a master
+    /// key rotation, new cards get the new version).
+    pub key_version: Option<u8>,
     pub currency: Currency,
     pub max_balance_minor: u64,
     pub initial_value_minor: u64,
@@ -39,11 +41,15 @@ pub async fn issue_card(config: &CenterConfig, req: &IssueCard<'_>) -> anyhow::R
         bail!("need 0 < max balance and initial value ≤ max balance");
     }
     let center = crate::app::open(config).await?;
+    let key_version = match req.key_version {
+        Some(v) => v,
+        None => center.security.newest_key_version().context("the center holds no issuer master keys")?,
+    };
     // Only the security server opens the issuer master keys.
     let keys = center
         .security
-        .personalization_keys(&req.card_id, req.key_version)
-        .with_context(|| format!("no master keys for key version {}", req.key_version))?;
+        .personalization_keys(&req.card_id, key_version)
+        .with_context(|| format!("no master keys for key version {key_version}"))?;
     if center.db.card(&req.card_id).await?.is_some() {
         bail!("card {} is already registered", req.card_id);
     }
@@ -60,7 +66,7 @@ pub async fn issue_card(config: &CenterConfig, req: &IssueCard<'_>) -> anyhow::R
     }
     let record = CardRecord {
         id: req.card_id,
-        key_version: req.key_version,
+        key_version,
         status: CardRegistryStatus::Active,
         currency: req.currency,
         max_balance_minor: req.max_balance_minor,

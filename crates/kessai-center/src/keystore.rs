@@ -95,19 +95,38 @@ struct Triple {
 }
 
 /// What identifies a set of issuer master keys without revealing them:
-/// SHA-256 under a label of its own over each version and its three
-/// keys' check values (`kessai_scp03::diversify::check_value`), hex. A
-/// token computes the check values with the keys inside, so keys in
-/// memory and the same keys in an HSM have one fingerprint.
+/// for each key version, `KVN:` and SHA-256 under a label of its own over
+/// the version and its three keys' check values
+/// (`kessai_scp03::diversify::check_value`), hex; comma-separated in
+/// version order. A token computes the check values with the keys inside,
+/// so keys in memory and the same keys in an HSM have one fingerprint; a
+/// version added later extends it ([`versions_of`]).
 pub fn issuer_keys_fingerprint(check_values: &BTreeMap<u8, crate::security::CheckValues>) -> String {
-    let mut digest = Sha256::new().chain_update(b"kessai-issuer-keys-fingerprint-v2\0");
-    for (version, values) in check_values {
-        digest = digest.chain_update([*version]);
-        for value in values {
-            digest = digest.chain_update(value);
+    let versions: Vec<String> = check_values
+        .iter()
+        .map(|(version, values)| {
+            let mut digest = Sha256::new().chain_update(b"kessai-issuer-key-version-v2\0").chain_update([*version]);
+            for value in values {
+                digest = digest.chain_update(value);
+            }
+            format!("{version}:{}", hex::encode(digest.finalize()))
+        })
+        .collect();
+    versions.join(",")
+}
+
+/// The versions of an [`issuer_keys_fingerprint`] and each one's
+/// fingerprint; `None` for another form (an earlier one).
+pub fn versions_of(fingerprint: &str) -> Option<BTreeMap<u8, &str>> {
+    let mut versions = BTreeMap::new();
+    for part in fingerprint.split(',') {
+        let (version, hash) = part.split_once(':')?;
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
         }
+        versions.insert(version.parse().ok()?, hash);
     }
-    hex::encode(digest.finalize())
+    Some(versions)
 }
 
 /// The fingerprint databases recorded before [`issuer_keys_fingerprint`]

@@ -265,6 +265,9 @@ pub struct Center {
     pub security: SecurityServer,
     pub center_id: PartyId,
     pub center_key: SigningKey,
+    /// Keys the JWKS publishes beside `center_key`'s: the next and the
+    /// previous one of a rotation (`CenterConfig::published_keys`).
+    pub published_keys: Vec<kessai_core::jwk::Ed25519Jwk>,
     pub clock: Arc<dyn Clock>,
     /// Where every step draws its randomness (challenges, ids, nonces), so
     /// that a whole run can replay from a seed, as the clock is passed in.

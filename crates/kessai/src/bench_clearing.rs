@@ -58,6 +58,7 @@ pub fn run(settlements: u64, stores: u32, database: Database) -> anyhow::Result<
             security: SecurityServer::new(BTreeMap::new(), StateKey::generate(&mut rng)),
             center_id: PartyId::parse("center")?,
             center_key: SigningKey::generate(&mut rng),
+            published_keys: Vec::new(),
             clock: Arc::new(SystemClock),
             random: Arc::new(OsRandom),
             max_amount_minor: 1_000_000,

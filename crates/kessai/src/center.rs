@@ -39,8 +39,10 @@ pub enum CenterCommand {
         /// 16 lowercase hex digits.
         #[arg(long)]
         card_id: String,
-        #[arg(long, default_value_t = 1)]
-        key_version: u8,
+        /// The issuer master key version; default the newest the center
+        /// holds.
+        #[arg(long)]
+        key_version: Option<u8>,
         #[arg(long, default_value = "JPY")]
         currency: String,
         /// Most value the card may hold, in minor units.
@@ -96,6 +98,15 @@ pub enum CenterCommand {
         /// Comma-separated, e.g. `offer` for a store that requires SIG2.
         #[arg(long, value_delimiter = ',')]
         accept: Vec<String>,
+    },
+    /// The last step of rotating the center's signing key: the database
+    /// records this instance's signing key as the center's, so instances
+    /// holding only it start. Allowed only when this instance publishes the
+    /// key recorded now (`published_keys`); README, "Rotating the center's
+    /// signing key".
+    PromoteSigningKey {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
     },
     /// Issuer master keys in the PKCS#11 token of the configuration's
     /// `[hsm]` (user PIN from its `pin_file` or `pin_env`).
@@ -218,6 +229,12 @@ pub fn run(command: CenterCommand) -> anyhow::Result<()> {
             Ok(())
         }
         CenterCommand::Hsm(command) => hsm(command),
+        CenterCommand::PromoteSigningKey { config } => {
+            let config = CenterConfig::load(&config).with_context(|| format!("loading {}", config.display()))?;
+            let kid = runtime.block_on(kessai_center::app::promote_signing_key(&config))?;
+            println!("the center's database records signing key {kid}");
+            Ok(())
+        }
         CenterCommand::ImportStatement { config, source, file } => {
             let config = CenterConfig::load(&config).with_context(|| format!("loading {}", config.display()))?;
             let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;

@@ -180,7 +180,7 @@ async fn issue_load_card(
     let req = kessai_center::issue::IssueCard {
         image: &image,
         card_id: CardId::parse(LOAD_CARD_ID)?,
-        key_version: 1,
+        key_version: None,
         currency: Currency::JPY,
         max_balance_minor: value,
         initial_value_minor: value,

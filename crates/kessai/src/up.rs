@@ -164,7 +164,7 @@ pub async fn prepare(dir: &Path, ports: Ports) -> anyhow::Result<Prepared> {
         let req = kessai_center::issue::IssueCard {
             image: &card_image,
             card_id: CardId::parse(DEMO_CARD_ID)?,
-            key_version: 1,
+            key_version: None,
             currency: Currency::JPY,
             max_balance_minor: DEMO_CARD_MAX_MINOR,
             // The value arrives through a charge once the parties run.

@@ -77,7 +77,7 @@ pub(crate) use prepaid::BillGuard;
 pub use prepaid::{
     BankCreditRow, CreditTaken, DuePrepaid, FundingRow, PaymentStored, PrepaidCardRow, PrepaidRefundRow,
 };
-pub use registry::{StatusChange, StoreRecord};
+pub use registry::{RecordedKey, StatusChange, StoreRecord};
 pub use settlements::DueDelivery;
 pub use value_updates::{Alongside, Reservation};
 

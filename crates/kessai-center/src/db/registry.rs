@@ -331,15 +331,25 @@ impl CenterDb {
         self.key_set().await?.ok_or_else(|| DbError::Corrupt("the key set recorded is gone".into()))
     }
 
-    /// Replaces the recorded master-key fingerprint `old` with `new` (the
-    /// same keys, fingerprinted by check values); a no-op once done.
-    pub async fn replace_master_keys_fingerprint(&self, old: &str, new: &str) -> Result<(), DbError> {
-        let update = Stmt::new("UPDATE center_key_set SET master_keys = $2 WHERE id = 1 AND master_keys = $1")
-            .bind(old.to_owned())
-            .bind(new.to_owned());
-        self.execute(update).await?;
+    /// Replaces the recorded fingerprint `old` of `which` with `new`: the
+    /// signing key's at a rotation's last step, the master keys' when made
+    /// of check values or a version is added. A no-op when another instance
+    /// did it first.
+    pub async fn replace_key_fingerprint(&self, which: RecordedKey, old: &str, new: &str) -> Result<(), DbError> {
+        let sql = match which {
+            RecordedKey::MasterKeys => "UPDATE center_key_set SET master_keys = $2 WHERE id = 1 AND master_keys = $1",
+            RecordedKey::SigningKey => "UPDATE center_key_set SET signing_key = $2 WHERE id = 1 AND signing_key = $1",
+        };
+        self.execute(Stmt::new(sql).bind(old.to_owned()).bind(new.to_owned())).await?;
         Ok(())
     }
+}
+
+/// A key whose fingerprint `center_key_set` records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordedKey {
+    MasterKeys,
+    SigningKey,
 }
 
 /// How a card status change went.

@@ -88,11 +88,13 @@ async fn instances_hold_the_databases_keys(tmp: &std::path::Path, shared: &str) 
     // memory replaces it once; one holding other keys is still refused.
     use kessai_center::keystore::legacy_master_keys_fingerprint;
     let theirs = legacy_master_keys_fingerprint(&kessai_center::app::master_keys(&third).unwrap());
-    db.replace_master_keys_fingerprint(&recorded.master_keys, &theirs).await.unwrap();
+    db.replace_key_fingerprint(kessai_center::db::RecordedKey::MasterKeys, &recorded.master_keys, &theirs)
+        .await
+        .unwrap();
     let Err(refused) = kessai_center::app::open(&first).await else { panic!("another legacy fingerprint") };
     assert!(format!("{refused:#}").contains("the issuer master keys"), "{refused:#}");
     let ours = legacy_master_keys_fingerprint(&kessai_center::app::master_keys(&first).unwrap());
-    db.replace_master_keys_fingerprint(&theirs, &ours).await.unwrap();
+    db.replace_key_fingerprint(kessai_center::db::RecordedKey::MasterKeys, &theirs, &ours).await.unwrap();
     assert_ne!(db.key_set().await.unwrap().unwrap().master_keys, recorded.master_keys);
     let a = kessai_center::app::open(&first).await.unwrap();
     a.db.close().await;

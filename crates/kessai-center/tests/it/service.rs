@@ -52,6 +52,7 @@ pub(crate) async fn setup_on(dir: tempfile::TempDir, url: &str) -> Setup {
         security: crate::world::security_server(StateKey::generate(&mut rng)),
         center_id: PartyId::parse(samples::CENTER).unwrap(),
         center_key: SigningKey::generate(&mut rng),
+        published_keys: Vec::new(),
         clock: Arc::new(FixedClock::new(NOW)),
         random: Arc::new(kessai_core::random::SeededEntropy::new(78)),
         max_amount_minor: 1_000_000,

@@ -41,7 +41,7 @@ fn haproxy_config(dir: &Path, listen: u16, centers: &[u16]) -> std::path::PathBu
 }
 
 /// The bill of `order`, as the store hands it to a wallet.
-fn bill_of(d: &Deployment, store: &str, order: &str) -> String {
+pub(crate) fn bill_of(d: &Deployment, store: &str, order: &str) -> String {
     let (status, answer) = d.get(&format!("{store}/orders/{order}/bill")).unwrap();
     assert_eq!(status, 200, "{answer}");
     answer["bill"].as_str().unwrap().to_owned()
@@ -49,7 +49,7 @@ fn bill_of(d: &Deployment, store: &str, order: &str) -> String {
 
 /// The store's count of completions it accepted (each delivery counts,
 /// a repeated one too) and of those it refused.
-fn completions_at_store(d: &Deployment, store: &str) -> (u64, u64) {
+pub(crate) fn completions_at_store(d: &Deployment, store: &str) -> (u64, u64) {
     // The metrics answer a client certificate of the deployment (L6): the
     // admin's, here, as a monitoring agent's would be.
     let tls = kessai_tls::client_config(&d.ca.ca_cert(), Some((&d.ca, "admin"))).unwrap();

@@ -91,6 +91,21 @@ fn master_keys_moved_into_a_token_serve_the_same_cards_and_new_ones() {
     pay(&mut d, &base, &new_image, &new_card, 2, 800);
     let log = std::fs::read_to_string(d.dir.path().join("a-hsm.toml.log")).unwrap();
     assert!(log.contains("PKCS#11 token"), "the center says where its keys are: {log}");
+    drop(_center);
+
+    // A master key rotation: key version 2 made in the token; the database
+    // takes the added version; new cards get it, and cards of both
+    // versions pay.
+    let out = kessai(&["center", "hsm", "generate", "--config", c, "--version", "2"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (v2_card, v2_image) = d.issue_card(&hsm, 3, 20_000);
+    let info = stdout(&kessai(&["card", "info", "--image", v2_image.to_str().unwrap()], &[]));
+    assert!(info.contains("key version    0x02"), "{info}");
+    let _center = CenterProcess::start(&hsm);
+    d.wait_healthy(port);
+    pay(&mut d, &base, &v2_image, &v2_card, 3, 500);
+    pay(&mut d, &base, &old_image, &old_card, 4, 700);
+    drop(_center);
 
     // A token holding other master keys is refused by that database.
     let other_prefix = format!("kessai-e2e-other-{}", std::process::id());

@@ -15,6 +15,7 @@ mod member;
 mod pg;
 mod pki;
 mod processes;
+mod rotation;
 mod up;
 
 use std::process::{Command, Output};
