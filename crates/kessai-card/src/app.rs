@@ -14,9 +14,9 @@ use crate::image::{ImageError, Slot, encode_slot, load};
 use crate::limits::{LOG_CAPACITY, READ_LOG_MAX_RECORDS, RECENT_TX_CAPACITY, WRITE_CHUNK_LEN};
 use crate::protocol::{
     AID, CLA_ISO, CLA_PROPRIETARY, CLA_SECURE, CardStatus, INS_BLOCK, INS_CREDIT, INS_DEBIT, INS_EXTERNAL_AUTHENTICATE,
-    INS_GET_DATA, INS_INITIALIZE_UPDATE, INS_LOG_COLLECTED, INS_READ_BALANCE, INS_READ_LOG, INS_SELECT,
-    INS_TRANSACTION_STATUS, LogRecord, READ_LOG_UNCOLLECTED, TransferKind, TransferRequest, TxId, TxResult, TxStatus,
-    tag,
+    INS_GET_DATA, INS_INITIALIZE_UPDATE, INS_LOG_COLLECTED, INS_PUT_KEY, INS_READ_BALANCE, INS_READ_LOG, INS_SELECT,
+    INS_TRANSACTION_STATUS, LogRecord, PUT_KEY_P2, PutKeyError, READ_LOG_UNCOLLECTED, TransferKind, TransferRequest,
+    TxId, TxResult, TxStatus, parse_put_key, put_key_response, tag,
 };
 use crate::state::{CardState, RecentTx, request_digest};
 use crate::storage::Storage;
@@ -98,6 +98,10 @@ pub enum CardError {
     /// LOG COLLECTED for a counter the card has not reached (`6A80`).
     #[error("log collected beyond the counter")]
     CollectedBeyondCounter,
+    /// PUT KEY data that is not three keys matching their check values, or
+    /// names the current version again (`6A80`).
+    #[error("bad key data: {0}")]
+    BadKeyData(&'static str),
 }
 
 impl CardError {
@@ -116,7 +120,7 @@ impl CardError {
                 Sw::ConditionsNotSatisfied
             }
             Self::HostAuthentication => Sw::AuthenticationFailed,
-            Self::ZeroAmount | Self::CollectedBeyondCounter => Sw::WrongData,
+            Self::ZeroAmount | Self::CollectedBeyondCounter | Self::BadKeyData(_) => Sw::WrongData,
             Self::LogFull => Sw::Other(crate::protocol::SW_LOG_FULL),
             Self::AboveMaximum => Sw::NotEnoughMemory,
             Self::TxIdReused => Sw::AlreadyExists,
@@ -305,7 +309,8 @@ impl<S: Storage> Card<S> {
                 | INS_READ_LOG
                 | INS_LOG_COLLECTED
                 | INS_TRANSACTION_STATUS
-                | INS_BLOCK,
+                | INS_BLOCK
+                | INS_PUT_KEY,
             ) => Err(CardError::NoSession),
             _ => Err(CardError::InsNotSupported),
         }
@@ -331,7 +336,10 @@ impl<S: Storage> Card<S> {
         }
         let response = self.application(&plain).unwrap_or_else(|e| ResponseApdu::status(e.status_word()));
         let wrapped = session.wrap_response(&response).map_err(CardError::SecureMessaging);
-        self.channel = Channel::Open(session);
+        // New static keys end the session they were put in: what follows
+        // needs a session under them.
+        let rekeyed = plain.ins() == INS_PUT_KEY && response.sw().raw() == 0x9000;
+        self.channel = if rekeyed { Channel::Closed } else { Channel::Open(session) };
         wrapped
     }
 
@@ -344,6 +352,7 @@ impl<S: Storage> Card<S> {
             INS_LOG_COLLECTED => self.log_collected(cmd),
             INS_TRANSACTION_STATUS => self.transaction_status(cmd),
             INS_BLOCK => self.block(cmd),
+            INS_PUT_KEY => self.put_key(cmd),
             INS_GET_DATA => self.get_data(cmd),
             _ => Err(CardError::InsNotSupported),
         }
@@ -498,6 +507,35 @@ impl<S: Storage> Card<S> {
             None => TxStatus::Unknown(TxId(id)),
         };
         Ok(ok(&status.to_bytes()))
+    }
+
+    /// PUT KEY: the static keys replaced by a new key version, in one
+    /// durable write (the old keys or the new, never a mix). P1 names the
+    /// version replaced; each new key comes encrypted under the current
+    /// DEK with its check value.
+    fn put_key(&mut self, cmd: &CommandApdu) -> Answer {
+        if cmd.p2() != PUT_KEY_P2 {
+            return Err(CardError::IncorrectP1P2);
+        }
+        if cmd.p1() != self.state.keys.version.get() {
+            return Err(CardError::KeyVersionNotFound);
+        }
+        if self.state.status == CardStatus::Blocked {
+            return Err(CardError::Blocked);
+        }
+        let keys = parse_put_key(cmd.data(), &self.state.keys.dek).map_err(|e| match e {
+            PutKeyError::Length => CardError::WrongLength,
+            PutKeyError::CheckValue => CardError::BadKeyData("a key does not match its check value"),
+            _ => CardError::BadKeyData("not three AES-128 keys of a valid version"),
+        })?;
+        if keys.version == self.state.keys.version {
+            return Err(CardError::BadKeyData("the new keys must have a new version"));
+        }
+        let response = put_key_response(&keys);
+        let mut next = self.state.clone();
+        next.keys = keys;
+        self.commit(next)?;
+        Ok(ok(&response))
     }
 
     fn block(&mut self, cmd: &CommandApdu) -> Answer {

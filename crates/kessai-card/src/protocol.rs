@@ -520,7 +520,7 @@ impl PublicInfo {
 
 fn command(cla: u8, ins: u8, p1: u8, p2: u8, data: &[u8], le: Option<usize>) -> CommandApdu {
     let header = Header { cla, ins, p1, p2 };
-    // Every command built here has at most 56 data bytes and Ne = 256, so
+    // Every command built here has at most 70 data bytes and Ne = 256, so
     // `new` cannot fail; the fallback only avoids an `unwrap`.
     CommandApdu::new(header, data.to_vec(), le).unwrap_or_else(|_| CommandApdu::header_only(header))
 }
@@ -601,4 +601,94 @@ pub fn purchase_host_challenge(bill_hash: &[u8; 32], card_id: &CardId) -> [u8; 8
 /// card's current key version).
 pub fn initialize_update_command(host_challenge: &[u8; 8]) -> CommandApdu {
     command(CLA_PROPRIETARY, INS_INITIALIZE_UPDATE, 0, 0, host_challenge, Some(256))
+}
+
+/// INS of PUT KEY (GlobalPlatform 2.3 §11.8): the card's static key set
+/// replaced by a new key version, inside a level-`33` session.
+pub const INS_PUT_KEY: u8 = 0xD8;
+/// PUT KEY's P2: key identifier 1, several keys in one command.
+pub const PUT_KEY_P2: u8 = 0x81;
+/// GlobalPlatform's key type of an AES key.
+pub const KEY_TYPE_AES: u8 = 0x88;
+/// One key in PUT KEY's data: `88 11 10 ‖ E(DEK, key) 16 ‖ 03 ‖ KCV 3`.
+const PUT_KEY_COMPONENT_LEN: usize = 3 + 16 + 1 + 3;
+/// PUT KEY's data: the new key version, then ENC, MAC and DEK.
+pub const PUT_KEY_DATA_LEN: usize = 1 + 3 * PUT_KEY_COMPONENT_LEN;
+/// PUT KEY's answer: the new key version and the three check values.
+pub const PUT_KEY_RESPONSE_LEN: usize = 1 + 3 * 3;
+
+/// A key's check value as GlobalPlatform computes it for AES: the first 3
+/// bytes of AES(key, 01×16).
+pub fn key_check_value(key: &kessai_scp03::Aes128Key) -> [u8; 3] {
+    let block = kessai_scp03::crypto::aes_encrypt_block(key, [0x01; 16]);
+    [block[0], block[1], block[2]]
+}
+
+/// `80 D8 <current KVN> 81 46 <new KVN ‖ ENC ‖ MAC ‖ DEK>`: each key
+/// encrypted under the current static DEK (one AES block; CBC with a zero
+/// ICV is the same) with its check value. Sent wrapped (C-MAC, C-DEC).
+pub fn put_key_command(
+    current: kessai_scp03::KeyVersion,
+    new: &kessai_scp03::StaticKeys,
+    dek: &kessai_scp03::Aes128Key,
+) -> CommandApdu {
+    let mut data = zeroize::Zeroizing::new(Vec::with_capacity(PUT_KEY_DATA_LEN));
+    data.push(new.version.get());
+    for key in [&new.enc, &new.mac, &new.dek] {
+        data.extend_from_slice(&[KEY_TYPE_AES, 0x11, 0x10]);
+        data.extend_from_slice(&kessai_scp03::crypto::aes_encrypt_block(dek, *key.expose()));
+        data.push(3);
+        data.extend_from_slice(&key_check_value(key));
+    }
+    command(CLA_PROPRIETARY, INS_PUT_KEY, current.get(), PUT_KEY_P2, &data, Some(256))
+}
+
+/// Why PUT KEY's data was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PutKeyError {
+    #[error("PUT KEY data is not {PUT_KEY_DATA_LEN} bytes")]
+    Length,
+    #[error("PUT KEY data is not three AES-128 keys with check values, or the version is invalid")]
+    Format,
+    #[error("a key does not match its check value")]
+    CheckValue,
+}
+
+/// The card's reading of PUT KEY's data: the new static keys, each
+/// decrypted under the current DEK and checked against its check value.
+pub fn parse_put_key(data: &[u8], dek: &kessai_scp03::Aes128Key) -> Result<kessai_scp03::StaticKeys, PutKeyError> {
+    if data.len() != PUT_KEY_DATA_LEN {
+        return Err(PutKeyError::Length);
+    }
+    let version = kessai_scp03::KeyVersion::new(data[0]).ok_or(PutKeyError::Format)?;
+    let mut keys = Vec::with_capacity(3);
+    for part in data[1..].chunks_exact(PUT_KEY_COMPONENT_LEN) {
+        if part[..3] != [KEY_TYPE_AES, 0x11, 0x10] || part[19] != 3 {
+            return Err(PutKeyError::Format);
+        }
+        let mut block = [0u8; 16];
+        block.copy_from_slice(&part[3..19]);
+        let key = kessai_scp03::Aes128Key::new(kessai_scp03::crypto::aes_decrypt_block(dek, block));
+        zeroize::Zeroize::zeroize(&mut block);
+        if key_check_value(&key)[..] != part[20..23] {
+            return Err(PutKeyError::CheckValue);
+        }
+        keys.push(key);
+    }
+    let mut keys = keys.into_iter();
+    match (keys.next(), keys.next(), keys.next()) {
+        (Some(enc), Some(mac), Some(dek)) => Ok(kessai_scp03::StaticKeys { version, enc, mac, dek }),
+        _ => Err(PutKeyError::Format),
+    }
+}
+
+/// PUT KEY's answer: `new KVN ‖ KCV(ENC) ‖ KCV(MAC) ‖ KCV(DEK)`.
+pub fn put_key_response(keys: &kessai_scp03::StaticKeys) -> [u8; PUT_KEY_RESPONSE_LEN] {
+    let mut out = [0u8; PUT_KEY_RESPONSE_LEN];
+    out[0] = keys.version.get();
+    for (i, key) in [&keys.enc, &keys.mac, &keys.dek].into_iter().enumerate() {
+        out[1 + 3 * i..4 + 3 * i].copy_from_slice(&key_check_value(key));
+    }
+    out
 }

@@ -101,3 +101,66 @@ fn credit_image(req: &IssueCard<'_>, keys: &kessai_scp03::StaticKeys, center: &C
     }
     Ok(())
 }
+
+/// What a re-key did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rekeyed {
+    pub from: u8,
+    pub to: u8,
+    /// The card had the new keys already (a re-key interrupted after the
+    /// card's write): only the registry was brought up to date.
+    pub card_had_them: bool,
+}
+
+/// Re-keys a card to master key version `to` (default the newest), run by
+/// the issuer with the card at hand, as issuance is: a level-33 session
+/// under the card's current keys, PUT KEY of the keys diversified for it
+/// from version `to` (PROTOCOL §4.4), then the registry. Run again after an
+/// interruption it finds the card re-keyed and records it.
+pub async fn rekey_card(config: &CenterConfig, image: &Path, to: Option<u8>) -> anyhow::Result<Rekeyed> {
+    let center = crate::app::open(config).await?;
+    let done = rekey_with(&center, image, to).await;
+    center.db.close().await;
+    done
+}
+
+async fn rekey_with(center: &Center, image: &Path, to: Option<u8>) -> anyhow::Result<Rekeyed> {
+    let to = match to {
+        Some(v) => v,
+        None => center.security.newest_key_version().context("the center holds no issuer master keys")?,
+    };
+    anyhow::ensure!(center.security.knows(to), "the center holds no master keys of key version {to}");
+    let info =
+        kessai_card::public_info(&std::fs::read(image).with_context(|| format!("reading {}", image.display()))?)?;
+    let card_id = CardId::from_bytes(info.card_id.0);
+    let record = center.db.card(&card_id).await?.with_context(|| format!("card {card_id} is not registered"))?;
+    if info.key_version == to {
+        center.db.set_card_key_version(&card_id, record.key_version, to).await?;
+        return Ok(Rekeyed { from: record.key_version, to, card_had_them: true });
+    }
+    if info.key_version != record.key_version {
+        bail!(
+            "card {card_id} holds key version {} and the registry says {}: neither is {to}; see the audit",
+            info.key_version,
+            record.key_version
+        );
+    }
+    let old = center.security.personalization_keys(&card_id, info.key_version)?;
+    let new = center.security.personalization_keys(&card_id, to)?;
+    let card = Card::open(FileStorage::open(image, Durability::Fsync)?)?;
+    let mut t = Terminal::new(InProcessReader::new(card));
+    t.select().map_err(|e| anyhow::anyhow!("select: {e}"))?;
+    let mut challenge = [0u8; 8];
+    center.random.generator().fill_bytes(&mut challenge);
+    let session = t.open_session(old.clone(), challenge).map_err(|e| anyhow::anyhow!("secure session: {e}"))?;
+    let command = kessai_card::protocol::put_key_command(old.version, &new, &old.dek);
+    let (_, answer) = t.secure(session, &command).map_err(|e| anyhow::anyhow!("PUT KEY: {e}"))?;
+    if answer.sw().raw() != 0x9000 {
+        bail!("the card refused PUT KEY: {:04X}", answer.sw().raw());
+    }
+    if answer.data() != kessai_card::protocol::put_key_response(&new) {
+        bail!("the card's answer to PUT KEY does not name the new keys' check values");
+    }
+    center.db.set_card_key_version(&card_id, record.key_version, to).await?;
+    Ok(Rekeyed { from: record.key_version, to, card_had_them: false })
+}

@@ -22,6 +22,14 @@ pub fn aes_encrypt_block(key: &Aes128Key, block: Block) -> Block {
     b.into()
 }
 
+/// AES-128 decryption of one block (ECB): a key PUT KEY carries,
+/// encrypted under the static DEK.
+pub fn aes_decrypt_block(key: &Aes128Key, block: Block) -> Block {
+    let mut b = Array::from(block);
+    cipher(key).decrypt_block(&mut b);
+    b.into()
+}
+
 /// AES-CMAC (RFC 4493) over the concatenation of `parts`.
 pub fn aes_cmac(key: &Aes128Key, parts: &[&[u8]]) -> Block {
     let mut mac = <Cmac<Aes128> as KeyInit>::new(&Array::from(*key.expose()));

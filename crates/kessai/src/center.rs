@@ -52,6 +52,18 @@ pub enum CenterCommand {
         #[arg(long, default_value_t = 0)]
         initial_value: u64,
     },
+    /// Re-key a card at hand to an issuer master key version (default the
+    /// newest): PUT KEY in a secure session under its current keys, then
+    /// the registry. Safe to run again after an interruption.
+    RekeyCard {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The card image.
+        #[arg(long, value_name = "FILE")]
+        image: PathBuf,
+        #[arg(long)]
+        to_version: Option<u8>,
+    },
     /// Import a statement of the center's pool (bank) or postal account
     /// (camt.053, camt.054 or a Zengin transfer notice): each credit issues
     /// the prepaid funding it pays, or goes to suspense for an operator.
@@ -229,6 +241,13 @@ pub fn run(command: CenterCommand) -> anyhow::Result<()> {
             Ok(())
         }
         CenterCommand::Hsm(command) => hsm(command),
+        CenterCommand::RekeyCard { config, image, to_version } => {
+            let config = CenterConfig::load(&config).with_context(|| format!("loading {}", config.display()))?;
+            let done = runtime.block_on(kessai_center::issue::rekey_card(&config, &image, to_version))?;
+            let how = if done.card_had_them { " (the card had them already; the registry now says so)" } else { "" };
+            println!("card {} re-keyed from key version {} to {}{how}", image.display(), done.from, done.to);
+            Ok(())
+        }
         CenterCommand::PromoteSigningKey { config } => {
             let config = CenterConfig::load(&config).with_context(|| format!("loading {}", config.display()))?;
             let kid = runtime.block_on(kessai_center::app::promote_signing_key(&config))?;

@@ -6,6 +6,7 @@ mod external;
 mod image;
 mod log;
 mod negative;
+mod rekey;
 mod secure_debit;
 mod sequences;
 mod tearing;

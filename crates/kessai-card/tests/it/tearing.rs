@@ -123,3 +123,43 @@ fn debit_on_a_full_card_spanning_several_pages() {
 fn credit_on_a_full_card_spanning_several_pages() {
     check_every_cut(70, TransferKind::Credit, request(200, 250), 3);
 }
+
+/// PUT KEY: a power cut at every write step leaves the old keys or the
+/// new ones (a session opens under exactly one set), never a mix, and the
+/// value untouched.
+#[test]
+fn put_key_on_a_full_card() {
+    use kessai_card::protocol::put_key_command;
+    let base = prepared(70);
+    let old = keys();
+    let new = crate::rekey::keys_v2();
+    let plain = put_key_command(old.version, &new, &old.dek);
+    let before = snapshot(&Card::open(base.clone()).unwrap());
+    let (sw, done, ops) = run(&base, &plain, None);
+    assert_eq!(sw, 0x9000);
+    assert!(ops >= 2, "expected at least 2 write steps, got {ops}");
+    let opens = |storage: MemoryStorage, keys: kessai_scp03::StaticKeys| {
+        let card = Card::open(storage).unwrap();
+        let mut t = Terminal::new(InProcessReader::new(card));
+        t.select().unwrap();
+        t.open_session(keys, [3; 8]).is_ok()
+    };
+    assert!(opens(done.after_power_cut(false), new.clone()));
+    for cut in 0..ops {
+        let (sw, storage, _) = run(&base, &plain, Some(cut));
+        assert_eq!(sw, 0x6581, "cut at op {cut}: memory failure reported");
+        for keep_unsynced in [false, true] {
+            let after = storage.after_power_cut(keep_unsynced);
+            let (with_old, with_new) = (opens(after.clone(), old.clone()), opens(after.clone(), new.clone()));
+            assert!(with_old != with_new, "cut at op {cut} (keep unsynced {keep_unsynced}): exactly one key set");
+            if !keep_unsynced {
+                assert!(with_old, "nothing was synced, so the old keys must win");
+            }
+            let card = Card::open(after).unwrap();
+            let now = snapshot(&card);
+            assert_eq!((now.balance, now.counter, now.log), (before.balance, before.counter, before.log.clone()));
+            let version = card.state().public_info().key_version;
+            assert_eq!(version, if with_new { 2 } else { 1 }, "the key version the card reports is its keys'");
+        }
+    }
+}

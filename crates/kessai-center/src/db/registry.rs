@@ -256,6 +256,17 @@ impl CenterDb {
         })
     }
 
+    /// The card's key version `from` becomes `to` (a re-key); a no-op
+    /// when it is `to` already.
+    pub async fn set_card_key_version(&self, id: &CardId, from: u8, to: u8) -> Result<(), DbError> {
+        let update = Stmt::new("UPDATE center_cards SET key_version = $3 WHERE id = $1 AND key_version = $2")
+            .bind(id.to_string())
+            .bind(i64::from(from))
+            .bind(i64::from(to));
+        self.execute(update).await?;
+        Ok(())
+    }
+
     pub async fn card(&self, id: &CardId) -> Result<Option<CardRecord>, DbError> {
         // On every purchase's and charge's authenticate step: on SQLite
         // read on the calling thread (`read_one`).

@@ -228,3 +228,82 @@ async fn a_sealed_signing_key_opens_with_its_passphrase_only() {
     assert_eq!(center.center_key.public(), public, "the same key, opened again");
     center.db.close().await;
 }
+
+/// #23 item 3: issuer master keys rotated by key version in the key file:
+/// new cards get the newest version, a card is re-keyed to it (PUT KEY),
+/// and a re-key interrupted after the card's write is recorded when run
+/// again.
+#[tokio::test]
+async fn cards_are_re_keyed_to_a_new_master_key_version() {
+    use kessai_card::protocol::put_key_command;
+    use kessai_center::issue::{IssueCard, Rekeyed, issue_card, rekey_card};
+    use kessai_core::ids::CardId;
+    let tmp = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", tmp.path().join("center.sqlite").display());
+    let config = instance(tmp.path(), "a", &url);
+    kessai_center::app::init(&config, None).await.unwrap();
+    let issue = |n: u8, version: Option<u8>| {
+        let config = config.clone();
+        let image = tmp.path().join(format!("card-{n}.img"));
+        async move {
+            let req = IssueCard {
+                image: &image,
+                card_id: CardId::from_bytes([0x4b, 0x45, 0x59, 0, 0, 0, 0, n]),
+                key_version: version,
+                currency: kessai_core::Currency::JPY,
+                max_balance_minor: 100_000,
+                initial_value_minor: 5_000,
+            };
+            let info = issue_card(&config, &req).await.unwrap();
+            (image, info.key_version)
+        }
+    };
+    let (first, version) = issue(1, None).await;
+    assert_eq!(version, 1);
+    // Key version 2 added to the sealed file: the database takes it.
+    let mut masters = kessai_center::app::master_keys(&config).unwrap();
+    masters.insert(2, kessai_center::keystore::generate_master_keys(&mut kessai_core::random::OsRandom));
+    let kek = kessai_center::app::read_kek(&config).unwrap();
+    let sealed = kessai_center::keystore::seal(&masters, &kek, &mut kessai_core::random::OsRandom);
+    let path = config.data_dir.join("issuer-master-keys.sealed");
+    std::fs::remove_file(&path).unwrap();
+    kessai_tls::write_new_file(&path, &sealed, true).unwrap();
+    let (_, version) = issue(2, None).await;
+    assert_eq!(version, 2, "new cards get the newest version");
+    // Card 1 re-keyed.
+    let done = rekey_card(&config, &first, None).await.unwrap();
+    assert_eq!(done, Rekeyed { from: 1, to: 2, card_had_them: false });
+    let info = kessai_card::public_info(&std::fs::read(&first).unwrap()).unwrap();
+    assert_eq!((info.key_version, info.balance_minor), (2, 5_000), "new keys, the same value");
+    let again = rekey_card(&config, &first, Some(2)).await.unwrap();
+    assert!(again.card_had_them && again.from == 2, "nothing to do twice: {again:?}");
+    // Card 3 on version 1: PUT KEY reaches the card, the registry write is
+    // lost (a crash between); run again, the registry is brought along.
+    let (third, _) = issue(3, Some(1)).await;
+    let id = CardId::from_bytes([0x4b, 0x45, 0x59, 0, 0, 0, 0, 3]);
+    {
+        let center = kessai_center::app::open(&config).await.unwrap();
+        let (old, new) = (
+            center.security.personalization_keys(&id, 1).unwrap(),
+            center.security.personalization_keys(&id, 2).unwrap(),
+        );
+        let storage = kessai_card::storage::FileStorage::open(&third, kessai_card::storage::Durability::Fsync).unwrap();
+        let mut t = kessai_card::terminal::Terminal::new(kessai_card::transport::InProcessReader::new(
+            kessai_card::Card::open(storage).unwrap(),
+        ));
+        t.select().unwrap();
+        let s = t.open_session(old.clone(), [4; 8]).unwrap();
+        let (_, r) = t.secure(s, &put_key_command(old.version, &new, &old.dek)).unwrap();
+        assert_eq!(r.sw().raw(), 0x9000);
+        assert_eq!(center.db.card(&id).await.unwrap().unwrap().key_version, 1, "the registry not told yet");
+        center.db.close().await;
+    }
+    let done = rekey_card(&config, &third, None).await.unwrap();
+    assert_eq!(done, Rekeyed { from: 1, to: 2, card_had_them: true });
+    let center = kessai_center::app::open(&config).await.unwrap();
+    assert_eq!(center.db.card(&id).await.unwrap().unwrap().key_version, 2);
+    // A version the center lacks is refused, and changes nothing.
+    let why = format!("{:#}", rekey_card(&config, &first, Some(9)).await.unwrap_err());
+    assert!(why.contains("no master keys of key version 9"), "{why}");
+    center.db.close().await;
+}

@@ -94,17 +94,24 @@ fn master_keys_moved_into_a_token_serve_the_same_cards_and_new_ones() {
     drop(_center);
 
     // A master key rotation: key version 2 made in the token; the database
-    // takes the added version; new cards get it, and cards of both
-    // versions pay.
+    // takes the added version; new cards get it, the first card is re-keyed
+    // to it (PUT KEY), and cards of both versions pay.
     let out = kessai(&["center", "hsm", "generate", "--config", c, "--version", "2"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let (v2_card, v2_image) = d.issue_card(&hsm, 3, 20_000);
     let info = stdout(&kessai(&["card", "info", "--image", v2_image.to_str().unwrap()], &[]));
     assert!(info.contains("key version    0x02"), "{info}");
+    let old_img = old_image.to_str().unwrap();
+    let out = kessai(&["center", "rekey-card", "--config", c, "--image", old_img], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("from key version 1 to 2"), "{}", stdout(&out));
+    let info = stdout(&kessai(&["card", "info", "--image", old_img], &[]));
+    assert!(info.contains("key version    0x02"), "{info}");
     let _center = CenterProcess::start(&hsm);
     d.wait_healthy(port);
     pay(&mut d, &base, &v2_image, &v2_card, 3, 500);
     pay(&mut d, &base, &old_image, &old_card, 4, 700);
+    pay(&mut d, &base, &new_image, &new_card, 5, 300);
     drop(_center);
 
     // A token holding other master keys is refused by that database.
