@@ -139,7 +139,8 @@ fn step_error(e: StepError) -> ApiError {
         StepError::Undecidable => (S::CONFLICT, ErrorType::Conflict, "needs_audit"),
         StepError::CardNotLost(_) => (S::CONFLICT, ErrorType::Conflict, "card_not_lost"),
         StepError::BeforeDeadline { .. } => (S::CONFLICT, ErrorType::Conflict, "before_deadline"),
-        StepError::Security(SecurityError::Unavailable(why)) => {
+        StepError::Security(SecurityError::Unavailable(why))
+        | StepError::Signing(kessai_core::jws::JwsError::Signer(why)) => {
             // What the token said stays in the log; the caller may retry.
             tracing::error!(%why, "the security server's token did not answer");
             return ApiError::new(

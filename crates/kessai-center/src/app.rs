@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, bail};
 use kessai_core::keyfile;
-use kessai_core::keys::SigningKey;
+use kessai_core::keys::{JwsSigner, SigningKey};
 use kessai_core::random::OsRandom;
 use kessai_core::time::SystemClock;
 use kessai_http::{HttpMetrics, HttpsClient, apply_standard_layers, ops_routes};
@@ -44,7 +44,9 @@ fn key_files(config: &CenterConfig) -> Vec<(&'static str, &'static str, std::pat
     if config.hsm.is_none() {
         files.push(("issuer-master-keys.sealed", "issuer master keys", config.resolve(&config.master_keys)));
     }
-    files.push(("center.key", "signing key", config.resolve(&config.signing_key)));
+    if !config.signs_in_token() {
+        files.push(("center.key", "signing key", config.resolve(&config.signing_key)));
+    }
     files
 }
 
@@ -148,7 +150,8 @@ fn generate_missing_keys(config: &CenterConfig) -> anyhow::Result<()> {
         kessai_tls::write_new_file(&masters_path, &keystore::seal(&keys, &kek, &mut OsRandom), true)?;
     }
     let key_path = config.resolve(&config.signing_key);
-    if !key_path.exists() {
+    // With [hsm] signing_key_label the center's key is the token's.
+    if !config.signs_in_token() && !key_path.exists() {
         let key = SigningKey::generate(&mut OsRandom);
         // Sealed when a passphrase is given (never asked for here).
         let pem = match signing_key_passphrase(config).read_given()? {
@@ -221,7 +224,7 @@ struct LocalKeys {
     /// The master keys' fingerprint as databases recorded it before check
     /// values (keys in memory only).
     legacy_master_keys: Option<String>,
-    signing_key: SigningKey,
+    signing_key: Arc<dyn JwsSigner>,
     fingerprints: KeyFingerprints,
     /// `published_keys`: the next and previous keys of a rotation.
     published: Vec<kessai_core::jwk::ParsedJwk>,
@@ -243,9 +246,14 @@ fn local_keys(config: &CenterConfig) -> anyhow::Result<LocalKeys> {
             (Box::new(InMemoryKeys::new(masters)), Some(legacy))
         }
     };
-    let key_path = config.resolve(&config.signing_key);
-    let signing_key = kessai_http::keys::load_signing_key(&key_path, signing_key_passphrase(config))?;
-    let fingerprints = KeyFingerprints::of(&kek, issuer.as_ref(), &signing_key)?;
+    let signing_key: Arc<dyn JwsSigner> = match config.hsm.as_ref().filter(|_| config.signs_in_token()) {
+        Some(hsm) => Arc::new(crate::hsm::Pkcs11Signer::open(hsm, &hsm.pin()?)?),
+        None => {
+            let key_path = config.resolve(&config.signing_key);
+            Arc::new(kessai_http::keys::load_signing_key(&key_path, signing_key_passphrase(config))?)
+        }
+    };
+    let fingerprints = KeyFingerprints::of(&kek, issuer.as_ref(), &signing_key.public())?;
     let published = published_keys(config)?;
     Ok(LocalKeys { kek, issuer, legacy_master_keys, signing_key, fingerprints, published })
 }

@@ -648,7 +648,7 @@ impl Center {
                 crate::limits::COMPLETION_LIFETIME_S,
             )
             .map_err(|e| ClaimError::Signing(e.to_string()))?;
-            let signed = claim::sign_statement(&claims, &statement, &self.center_key)
+            let signed = claim::sign_statement(&claims, &statement, self.center_key.as_ref())
                 .map_err(|e| ClaimError::Signing(e.to_string()))?;
             let record = crate::db::ClaimRecord {
                 key: key.clone(),

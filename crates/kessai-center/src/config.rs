@@ -170,6 +170,12 @@ impl CenterConfig {
         matches!((real_dir, real_parent), (Ok(dir), Some(Ok(parent))) if parent.starts_with(&dir))
     }
 
+    /// Whether the center signs with a key in its PKCS#11 token
+    /// (`[hsm] signing_key_label`) rather than the `signing_key` file.
+    pub fn signs_in_token(&self) -> bool {
+        self.hsm.as_ref().is_some_and(|h| h.signing_key_label.is_some())
+    }
+
     pub fn resolve(&self, p: &Path) -> PathBuf {
         if p.is_absolute() { p.to_owned() } else { self.data_dir.join(p) }
     }

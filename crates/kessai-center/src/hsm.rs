@@ -58,6 +58,11 @@ pub struct HsmConfig {
     /// The master keys' label prefix.
     #[serde(default = "default_prefix")]
     pub label_prefix: String,
+    /// The label of the center's Ed25519 signing key pair in the token
+    /// (`kessai center hsm generate-signing-key`): when set, the center
+    /// signs with it and `signing_key` is not read.
+    #[serde(default)]
+    pub signing_key_label: Option<String>,
 }
 
 fn default_prefix() -> String {
@@ -188,6 +193,25 @@ impl Token {
             [one] => Ok(Some(*one)),
             _ => Err(SecurityError::Unavailable(format!("the token holds more than one key labelled {label:?}"))),
         }
+    }
+
+    /// Refuses a private signing key the token would give out.
+    fn check_private_guarded(&self, session: &Session, handle: ObjectHandle, label: &str) -> Result<(), SecurityError> {
+        let info = session
+            .get_attribute_info(handle, &[AttributeType::Value])
+            .map_err(|e| unavailable("C_GetAttributeValue", e))?;
+        let attributes = session
+            .get_attributes(handle, &[AttributeType::Extractable, AttributeType::Sensitive])
+            .map_err(|e| unavailable("C_GetAttributeValue", e))?;
+        let guarded = attributes.len() == 2
+            && attributes.iter().all(|a| matches!(a, Attribute::Extractable(false) | Attribute::Sensitive(true)));
+        if !matches!(info.as_slice(), [AttributeInfo::Sensitive]) || !guarded {
+            return Err(SecurityError::Unavailable(format!(
+                "the token's signing key {label:?} can be read out: generate it in the token, sensitive and not \
+                 extractable"
+            )));
+        }
+        Ok(())
     }
 
     /// Refuses a master key the token would give out or use for anything
@@ -434,4 +458,160 @@ fn cmac(session: &Session, key: ObjectHandle, data: &[u8]) -> Result<Zeroizing<[
     }
     block.copy_from_slice(&out);
     Ok(block)
+}
+
+/// The DER of the curve edwards25519's OID 1.3.101.112, as CKA_EC_PARAMS.
+const ED25519_PARAMS: [u8; 5] = [0x06, 0x03, 0x2B, 0x65, 0x70];
+
+/// The center's Ed25519 signing key in the token: the private half
+/// sensitive and never extractable, signing with `CKM_EDDSA` (pure
+/// Ed25519, RFC 8032); every signature is checked against the public key
+/// before it is used.
+pub struct Pkcs11Signer {
+    token: Token,
+    private: ObjectHandle,
+    public: kessai_core::keys::PublicKey,
+}
+
+impl fmt::Debug for Pkcs11Signer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Pkcs11Signer({}, kid {})", self.token.description, self.public.kid())
+    }
+}
+
+/// The public key of a CKA_EC_POINT: 32 bytes, bare or as a DER OCTET
+/// STRING (`04 20 …`), as tokens differ.
+fn ed25519_point(point: &[u8]) -> Option<[u8; 32]> {
+    match point {
+        [0x04, 0x20, rest @ ..] if rest.len() == 32 => rest.try_into().ok(),
+        bare if bare.len() == 32 => bare.try_into().ok(),
+        _ => None,
+    }
+}
+
+impl Pkcs11Signer {
+    /// Logs in and finds the key pair labelled `signing_key_label`.
+    pub fn open(config: &HsmConfig, pin: &AuthPin) -> Result<Pkcs11Signer, SecurityError> {
+        let label = config
+            .signing_key_label
+            .as_deref()
+            .ok_or_else(|| SecurityError::Unavailable("[hsm] names no signing_key_label".into()))?;
+        let token = Token::open(config, pin)?;
+        let (private, public) = token.with_session(|session| {
+            let find = |class: ObjectClass| -> Result<Vec<ObjectHandle>, SecurityError> {
+                session
+                    .find_objects(&[
+                        Attribute::Class(class),
+                        Attribute::KeyType(KeyType::EC_EDWARDS),
+                        Attribute::Label(label.as_bytes().to_vec()),
+                    ])
+                    .map_err(|e| unavailable("C_FindObjects", e))
+            };
+            let (privates, publics) = (find(ObjectClass::PRIVATE_KEY)?, find(ObjectClass::PUBLIC_KEY)?);
+            let ([private], [public]) = (privates.as_slice(), publics.as_slice()) else {
+                return Err(SecurityError::Unavailable(format!(
+                    "the token holds {} private and {} public Ed25519 keys labelled {label:?}, not one of each",
+                    privates.len(),
+                    publics.len()
+                )));
+            };
+            token.check_private_guarded(session, *private, label)?;
+            let point = session
+                .get_attributes(*public, &[AttributeType::EcPoint])
+                .map_err(|e| unavailable("C_GetAttributeValue", e))?;
+            let bytes = point
+                .iter()
+                .find_map(|a| match a {
+                    Attribute::EcPoint(p) => ed25519_point(p),
+                    _ => None,
+                })
+                .ok_or_else(|| SecurityError::Unavailable(format!("{label:?}: no Ed25519 public point")))?;
+            Ok((*private, bytes))
+        })?;
+        let public = kessai_core::keys::PublicKey::from_bytes(&public)
+            .map_err(|_| SecurityError::Unavailable(format!("{label:?}: not a valid Ed25519 public key")))?;
+        let signer = Pkcs11Signer { token, private, public };
+        // The pair belongs together: a signature the public key verifies.
+        kessai_core::keys::JwsSigner::try_sign(&signer, b"kessai-signing-key-check")
+            .map_err(SecurityError::Unavailable)?;
+        Ok(signer)
+    }
+}
+
+impl Pkcs11Signer {
+    /// The private key's handle and a logged-in session, for tests that ask
+    /// the token about it directly.
+    pub fn with_private<T>(
+        &self,
+        f: impl FnOnce(&Session, ObjectHandle) -> Result<T, SecurityError>,
+    ) -> Result<T, SecurityError> {
+        self.token.with_session(|session| f(session, self.private))
+    }
+}
+
+impl kessai_core::keys::JwsSigner for Pkcs11Signer {
+    fn kid(&self) -> &kessai_core::jwk::KeyId {
+        self.public.kid()
+    }
+
+    fn public(&self) -> kessai_core::keys::PublicKey {
+        self.public.clone()
+    }
+
+    fn try_sign(&self, message: &[u8]) -> Result<[u8; 64], String> {
+        let mechanism = Mechanism::Eddsa(cryptoki::mechanism::eddsa::EddsaParams::new(
+            cryptoki::mechanism::eddsa::EddsaSignatureScheme::Pure,
+        ));
+        let signature = self
+            .token
+            .with_session(|session| {
+                session.sign(&mechanism, self.private, message).map_err(|e| unavailable("C_Sign (CKM_EDDSA)", e))
+            })
+            .map_err(|e| e.to_string())?;
+        let signature: [u8; 64] =
+            signature.try_into().map_err(|_| "CKM_EDDSA answered a signature of another length".to_owned())?;
+        if !self.public.verify(message, &signature) {
+            return Err("the token's signature does not verify under its public key".into());
+        }
+        Ok(signature)
+    }
+}
+
+/// Generates the center's Ed25519 signing key pair in the token under
+/// `signing_key_label` (the private half sensitive, never extractable);
+/// answers its public key, to publish before the center signs with it.
+pub fn generate_signing_key(config: &HsmConfig, pin: &AuthPin) -> anyhow::Result<kessai_core::keys::PublicKey> {
+    let label =
+        config.signing_key_label.as_deref().ok_or_else(|| anyhow::anyhow!("[hsm] names no signing_key_label"))?;
+    let token = Token::open(config, pin)?;
+    token.with_session(|session| {
+        let present = session
+            .find_objects(&[Attribute::Label(label.as_bytes().to_vec()), Attribute::KeyType(KeyType::EC_EDWARDS)])
+            .map_err(|e| unavailable("C_FindObjects", e))?;
+        if !present.is_empty() {
+            return Err(SecurityError::Unavailable(format!("the token already holds a key labelled {label:?}")));
+        }
+        let public = [
+            Attribute::Token(true),
+            Attribute::Private(false),
+            Attribute::Verify(true),
+            Attribute::EcParams(ED25519_PARAMS.to_vec()),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ];
+        let private = [
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Sign(true),
+            Attribute::Derive(false),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ];
+        session
+            .generate_key_pair(&Mechanism::EccEdwardsKeyPairGen, &public, &private)
+            .map_err(|e| unavailable("C_GenerateKeyPair (CKM_EC_EDWARDS_KEY_PAIR_GEN)", e))?;
+        Ok(())
+    })?;
+    drop(token);
+    Ok(Pkcs11Signer::open(config, pin)?.public)
 }

@@ -6,7 +6,7 @@
 //! (`center_key_set`); an instance holding other keys refuses to start, and
 //! `init` refuses to generate keys for a database that has them.
 
-use kessai_core::keys::SigningKey;
+use kessai_core::keys::PublicKey;
 use sha2::{Digest, Sha256};
 
 use crate::keystore::{self, Kek};
@@ -26,12 +26,12 @@ impl KeyFingerprints {
     pub fn of(
         kek: &Kek,
         issuer: &dyn IssuerKeys,
-        signing_key: &SigningKey,
+        signing_key: &PublicKey,
     ) -> Result<KeyFingerprints, crate::security::SecurityError> {
         Ok(KeyFingerprints {
             kek: kek.fingerprint(),
             master_keys: keystore::issuer_keys_fingerprint(&issuer.check_values()?),
-            signing_key: signing_key_fingerprint(signing_key.public().as_bytes()),
+            signing_key: signing_key_fingerprint(signing_key.as_bytes()),
         })
     }
 

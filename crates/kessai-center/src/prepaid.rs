@@ -793,7 +793,7 @@ impl Center {
         let claims =
             Claims::for_lifetime(self.center_id.clone(), MessageId::generate(rng.as_mut()), now, COMPLETION_LIFETIME_S)
                 .map_err(signing)?;
-        let completion_token = completion::sign(&claims, &done, &self.center_key).map_err(signing)?;
+        let completion_token = completion::sign(&claims, &done, self.center_key.as_ref()).map_err(signing)?;
         Ok(PrepaidPayment {
             id,
             account: card.id.clone(),

@@ -27,7 +27,6 @@ use kessai_card::protocol::{
 use kessai_core::digest::Sha256Digest;
 use kessai_core::ids::{BillId, CardId, MessageId, OrderId, PartyId, SettlementId, StoreId, TransactionId};
 use kessai_core::jws::{Claims, JwsError, Verified};
-use kessai_core::keys::SigningKey;
 use kessai_core::messages::DisplayText;
 use kessai_core::messages::bill::Bill;
 use kessai_core::messages::completion::{self, Completion, CompletionDraft};
@@ -425,7 +424,7 @@ impl From<Settlement> for SettlementRecord {
 pub struct Context<'a, R: Random + ?Sized> {
     pub security: &'a SecurityServer,
     pub center: &'a PartyId,
-    pub center_key: &'a SigningKey,
+    pub center_key: &'a dyn kessai_core::keys::JwsSigner,
     pub now: Timestamp,
     pub rng: &'a mut R,
 }

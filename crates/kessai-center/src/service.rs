@@ -13,7 +13,7 @@ use std::sync::Arc;
 use kessai_core::digest::Sha256Digest;
 use kessai_core::ids::{CardId, PartyId, SettlementId};
 use kessai_core::jws::JwsError;
-use kessai_core::keys::{PublicKey, SigningKey, Validity};
+use kessai_core::keys::{PublicKey, Validity};
 use kessai_core::messages::{bill, receipt};
 use kessai_core::random::{Entropy, Random};
 use kessai_core::time::Timestamp;
@@ -264,7 +264,9 @@ pub struct Center {
     pub books: Books,
     pub security: SecurityServer,
     pub center_id: PartyId,
-    pub center_key: SigningKey,
+    /// What signs SIG2, SIG3, SIG5 and claim statements: a key file's key,
+    /// or one in the PKCS#11 token (`[hsm] signing_key_label`).
+    pub center_key: Arc<dyn kessai_core::keys::JwsSigner>,
     /// Keys the JWKS publishes beside `center_key`'s: the next and the
     /// previous one of a rotation (`CenterConfig::published_keys`).
     pub published_keys: Vec<kessai_core::jwk::Ed25519Jwk>,
@@ -287,7 +289,7 @@ pub struct Center {
 
 impl std::fmt::Debug for Center {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Center").field("center_id", &self.center_id).field("center_key", &self.center_key).finish()
+        f.debug_struct("Center").field("center_id", &self.center_id).field("center_key", self.center_key.kid()).finish()
     }
 }
 
@@ -482,7 +484,7 @@ impl Center {
         Context {
             security: &self.security,
             center: &self.center_id,
-            center_key: &self.center_key,
+            center_key: self.center_key.as_ref(),
             now: self.clock.now(),
             rng,
         }

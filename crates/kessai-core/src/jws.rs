@@ -21,7 +21,7 @@ use crate::base64url;
 use crate::digest::Sha256Digest;
 use crate::ids::{MessageId, PartyId};
 use crate::jwk::KeyId;
-use crate::keys::{KeyDirectory, SigningKey};
+use crate::keys::{JwsSigner, KeyDirectory};
 use crate::limits::{CLOCK_SKEW_S, MAX_TOKEN_BYTES, MAX_TOKEN_LIFETIME_S};
 use crate::time::{Clock, Timestamp};
 
@@ -78,6 +78,9 @@ pub enum JwsError {
     BadClaims(&'static str),
     #[error("message is invalid: {0}")]
     InvalidMessage(String),
+    /// The signer (a hardware token) could not sign; nothing was signed.
+    #[error("the signer could not sign: {0}")]
+    Signer(String),
 }
 
 /// The registered claims every kessai message carries.
@@ -289,7 +292,7 @@ struct HeaderIn<'a> {
 
 /// Signs `body` under `claims` as a compact JWS of kind `M`. Refuses to
 /// sign a message that a verifier would refuse.
-pub fn sign<M: MessageKind>(claims: &Claims, body: &M, key: &SigningKey) -> Result<String, JwsError> {
+pub fn sign<M: MessageKind>(claims: &Claims, body: &M, key: &(impl JwsSigner + ?Sized)) -> Result<String, JwsError> {
     claims.check()?;
     body.check_claims(claims)?;
     // kid is base64url and TYP a constant, so neither needs JSON escaping.
@@ -299,7 +302,7 @@ pub fn sign<M: MessageKind>(claims: &Claims, body: &M, key: &SigningKey) -> Resu
     let mut token = base64url::encode(header.as_bytes());
     token.push('.');
     token.push_str(&base64url::encode(&payload));
-    let signature = key.sign(token.as_bytes());
+    let signature = key.try_sign(token.as_bytes()).map_err(JwsError::Signer)?;
     token.push('.');
     token.push_str(&base64url::encode(&signature));
     if token.len() > MAX_TOKEN_BYTES {

@@ -14,6 +14,28 @@ use crate::limits::{MAX_KEYS, MAX_REGISTRY_KEYS};
 use crate::random::Random;
 use crate::time::Timestamp;
 
+/// What signs a JWS with Ed25519: a key in this process ([`SigningKey`]),
+/// or one that never leaves a hardware token (the center's, over PKCS#11),
+/// which may fail to answer.
+pub trait JwsSigner: Send + Sync {
+    fn kid(&self) -> &KeyId;
+    fn public(&self) -> PublicKey;
+    /// The signature of `message`, or why the signer could not make it.
+    fn try_sign(&self, message: &[u8]) -> Result<[u8; 64], String>;
+}
+
+impl JwsSigner for SigningKey {
+    fn kid(&self) -> &KeyId {
+        SigningKey::kid(self)
+    }
+    fn public(&self) -> PublicKey {
+        SigningKey::public(self)
+    }
+    fn try_sign(&self, message: &[u8]) -> Result<[u8; 64], String> {
+        Ok(self.sign(message))
+    }
+}
+
 /// An Ed25519 signing key with its key id. The secret half is wiped from
 /// memory on drop (ed25519-dalek's `ZeroizeOnDrop`) and never printed.
 pub struct SigningKey {

@@ -57,7 +57,7 @@ pub fn run(settlements: u64, stores: u32, database: Database) -> anyhow::Result<
             db,
             security: SecurityServer::new(BTreeMap::new(), StateKey::generate(&mut rng)),
             center_id: PartyId::parse("center")?,
-            center_key: SigningKey::generate(&mut rng),
+            center_key: Arc::new(SigningKey::generate(&mut rng)),
             published_keys: Vec::new(),
             clock: Arc::new(SystemClock),
             random: Arc::new(OsRandom),

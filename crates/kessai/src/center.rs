@@ -147,6 +147,14 @@ pub enum HsmCommand {
         #[arg(long, default_value_t = 1)]
         version: u8,
     },
+    /// Generate the center's Ed25519 signing key pair in the token under
+    /// `[hsm] signing_key_label` (never extractable) and print its public
+    /// JWK: publish it (`published_keys`), then switch to it as a rotation
+    /// does (README, "Rotating keys").
+    GenerateSigningKey {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// List the key versions in the token and their check values.
     List {
         #[arg(long, value_name = "FILE")]
@@ -286,7 +294,10 @@ pub fn run(command: CenterCommand) -> anyhow::Result<()> {
 fn hsm(command: HsmCommand) -> anyhow::Result<()> {
     use kessai_center::security::IssuerKeys as _;
     let path = match &command {
-        HsmCommand::Import { config, .. } | HsmCommand::Generate { config, .. } | HsmCommand::List { config } => config,
+        HsmCommand::Import { config, .. }
+        | HsmCommand::Generate { config, .. }
+        | HsmCommand::GenerateSigningKey { config }
+        | HsmCommand::List { config } => config,
     };
     let config = CenterConfig::load(path).with_context(|| format!("loading {}", path.display()))?;
     let hsm = config.hsm.as_ref().with_context(|| format!("{} has no [hsm] section", path.display()))?;
@@ -301,6 +312,13 @@ fn hsm(command: HsmCommand) -> anyhow::Result<()> {
             kessai_center::hsm::import(hsm, &pin, &masters)?
         }
         HsmCommand::Generate { version, .. } => vec![kessai_center::hsm::generate(hsm, &pin, version)?],
+        HsmCommand::GenerateSigningKey { .. } => {
+            let public = kessai_center::hsm::generate_signing_key(hsm, &pin)?;
+            let jwk = public.to_jwk(kessai_core::keys::Validity::always());
+            println!("{}", serde_json::to_string(&jwk)?);
+            eprintln!("made the center's signing key in the token; kid {}", public.kid());
+            return Ok(());
+        }
         HsmCommand::List { .. } => Vec::new(),
     };
     for c in &created {

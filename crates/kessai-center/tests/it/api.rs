@@ -321,3 +321,44 @@ async fn a_token_that_stops_answering_is_503_and_changes_nothing() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(balance_of(&mut card), 50_000);
 }
+
+/// The center's signing key in a token that stopped answering.
+struct GoneSigner(kessai_core::keys::SigningKey);
+
+impl kessai_core::keys::JwsSigner for GoneSigner {
+    fn kid(&self) -> &kessai_core::jwk::KeyId {
+        self.0.kid()
+    }
+    fn public(&self) -> kessai_core::keys::PublicKey {
+        self.0.public()
+    }
+    fn try_sign(&self, _: &[u8]) -> Result<[u8; 64], String> {
+        Err("C_Sign (CKM_EDDSA): CKR_DEVICE_REMOVED".into())
+    }
+}
+
+/// When the center's signing key does not sign, the step that signs (the
+/// offer, SIG2) is answered 503 and the settlement stays where it was, to
+/// be taken up again.
+#[tokio::test]
+async fn a_signer_that_stops_answering_is_503_and_the_step_can_be_taken_again() {
+    let mut s = setup().await;
+    register_card(&s, 1, 50_000).await;
+    let mut card = funded_card(1, 50_000);
+    let token = bill_token(&mut s);
+    s.center.center_key = Arc::new(GoneSigner(kessai_core::keys::SigningKey::from_seed(&[5; 32])));
+    let db = s.center.db.clone();
+    let app = kessai_center::api::routes(Arc::new(s.center));
+    let (status, r) = post(&app, "/v1/settlements", Some("g-create"), create_json(&mut card, &token, 1)).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    let id = r["settlement_id"].as_str().unwrap().to_owned();
+    let answers = relay_json(&mut card, &r);
+    let (status, body) = post(&app, &format!("/v1/settlements/{id}/balance"), Some("g-bal"), answers).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_error_shape(&body, "security_server_unavailable");
+    assert!(!body.to_string().contains("CKR_"), "{body}");
+    let stored = db.list_settlements(None, None, 10).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].phase().as_str(), "reading_balance", "not advanced");
+    assert_eq!(balance_of(&mut card), 50_000);
+}

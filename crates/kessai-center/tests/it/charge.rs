@@ -48,7 +48,7 @@ pub(crate) async fn open_center(url: &str) -> Center {
         db,
         security: crate::world::security_server(StateKey::from_bytes([7; 32])),
         center_id: PartyId::parse(samples::CENTER).unwrap(),
-        center_key: SigningKey::generate(&mut SeededRandom::new(55)),
+        center_key: Arc::new(SigningKey::generate(&mut SeededRandom::new(55))),
         published_keys: Vec::new(),
         clock: Arc::new(FixedClock::new(NOW)),
         // Not seeded: a restarted center must not draw the same ids again.

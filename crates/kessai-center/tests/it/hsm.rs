@@ -154,3 +154,44 @@ fn an_unknown_token_is_refused_by_name() {
     let refused = Pkcs11Keys::open(&config, &pin).unwrap_err();
     assert!(refused.to_string().contains("no token labelled \"no-such-token\""), "{refused}");
 }
+
+/// The center's Ed25519 signing key made in the token: it signs what its
+/// public key verifies (ed25519-dalek, not the token, checks), its private
+/// half never comes out, and a second key under the label is refused.
+#[test]
+fn a_signing_key_in_the_token_signs_and_never_comes_out() {
+    use kessai_core::keys::JwsSigner;
+    let Some((mut config, pin)) = token_config(&prefix("sign")) else { return };
+    config.signing_key_label = Some(format!("{}-center-signing", config.label_prefix));
+    let public = hsm::generate_signing_key(&config, &pin).unwrap();
+    let signer = hsm::Pkcs11Signer::open(&config, &pin).unwrap();
+    assert_eq!(signer.public(), public);
+    assert_eq!(signer.kid(), public.kid());
+    let signature = signer.try_sign(b"SIG3 signing input").unwrap();
+    assert!(public.verify(b"SIG3 signing input", &signature));
+    assert!(!public.verify(b"another input", &signature));
+    // A whole JWS (a sample bill, signed as its issuer would), verified by
+    // kessai's verifier against the token's public key.
+    let mut keys = kessai_core::keys::KeyDirectory::new();
+    let issuer = kessai_core::ids::PartyId::parse(kessai_core::samples::MALL).unwrap();
+    keys.insert(issuer, public.clone(), kessai_core::keys::Validity::always()).unwrap();
+    let mut rng = kessai_core::random::SeededRandom::new(3);
+    let (claims, body) = kessai_core::samples::bill(&mut rng, crate::world::NOW).unwrap();
+    let token = kessai_core::jws::sign(&claims, &body, &signer).unwrap();
+    let clock = kessai_core::time::FixedClock::new(crate::world::NOW);
+    let verified = kessai_core::jws::verify::<kessai_core::messages::bill::Bill>(&token, &keys, &clock).unwrap();
+    assert_eq!(verified.claims().id(), claims.id());
+    signer
+        .with_private(|session, private| {
+            let info = session.get_attribute_info(private, &[AttributeType::Value]).unwrap();
+            assert!(matches!(info.as_slice(), [AttributeInfo::Sensitive]), "{info:?}");
+            assert!(session.update_attributes(private, &[Attribute::Extractable(true)]).is_err());
+            Ok(())
+        })
+        .unwrap();
+    let again = hsm::generate_signing_key(&config, &pin).unwrap_err();
+    assert!(again.to_string().contains("already holds"), "{again}");
+    config.signing_key_label = Some("no-such-key".into());
+    let missing = hsm::Pkcs11Signer::open(&config, &pin).unwrap_err();
+    assert!(missing.to_string().contains("0 private and 0 public"), "{missing}");
+}

@@ -51,7 +51,7 @@ pub(crate) async fn setup_on(dir: tempfile::TempDir, url: &str) -> Setup {
         db,
         security: crate::world::security_server(StateKey::generate(&mut rng)),
         center_id: PartyId::parse(samples::CENTER).unwrap(),
-        center_key: SigningKey::generate(&mut rng),
+        center_key: Arc::new(SigningKey::generate(&mut rng)),
         published_keys: Vec::new(),
         clock: Arc::new(FixedClock::new(NOW)),
         random: Arc::new(kessai_core::random::SeededEntropy::new(78)),

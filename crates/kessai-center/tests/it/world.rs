@@ -68,6 +68,7 @@ pub fn token_config(prefix: &str) -> Option<(HsmConfig, cryptoki::types::AuthPin
         pin_env: None,
         pin_file: None,
         label_prefix: prefix.to_owned(),
+        signing_key_label: None,
     };
     Some((config, cryptoki::types::AuthPin::from(token.user_pin.as_str())))
 }

@@ -278,7 +278,11 @@ impl MessageKind for ClaimStatement {
 }
 
 /// Signs a claim statement with the center's key.
-pub fn sign_statement(claims: &Claims, statement: &ClaimStatement, key: &SigningKey) -> Result<String, JwsError> {
+pub fn sign_statement(
+    claims: &Claims,
+    statement: &ClaimStatement,
+    key: &(impl crate::keys::JwsSigner + ?Sized),
+) -> Result<String, JwsError> {
     jws::sign(claims, statement, key)
 }
 

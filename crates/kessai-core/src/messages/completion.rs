@@ -7,7 +7,7 @@ use super::{MessageError, field_error, require_positive};
 use crate::digest::Sha256Digest;
 use crate::ids::{CardRef, SettlementId, StoreId, TransactionId};
 use crate::jws::{self, Claims, JwsError, MessageKind, Verified};
-use crate::keys::{KeyDirectory, SigningKey};
+use crate::keys::KeyDirectory;
 use crate::money::Money;
 use crate::time::{Clock, Timestamp};
 
@@ -135,7 +135,11 @@ impl MessageKind for Completion {
 }
 
 /// Signs a completion (SIG3) with the center's key.
-pub fn sign(claims: &Claims, completion: &Completion, key: &SigningKey) -> Result<String, JwsError> {
+pub fn sign(
+    claims: &Claims,
+    completion: &Completion,
+    key: &(impl crate::keys::JwsSigner + ?Sized),
+) -> Result<String, JwsError> {
     jws::sign(claims, completion, key)
 }
 

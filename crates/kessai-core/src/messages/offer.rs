@@ -8,7 +8,7 @@ use super::{DisplayText, MessageError, field_error, require_positive, require_sa
 use crate::digest::Sha256Digest;
 use crate::ids::{CardId, SettlementId, StoreId, TransactionId};
 use crate::jws::{self, Claims, JwsError, MessageKind, Verified};
-use crate::keys::{KeyDirectory, SigningKey};
+use crate::keys::KeyDirectory;
 use crate::money::Money;
 use crate::time::Clock;
 
@@ -142,7 +142,7 @@ impl MessageKind for Offer {
 }
 
 /// Signs an offer (SIG2) with the center's key.
-pub fn sign(claims: &Claims, offer: &Offer, key: &SigningKey) -> Result<String, JwsError> {
+pub fn sign(claims: &Claims, offer: &Offer, key: &(impl crate::keys::JwsSigner + ?Sized)) -> Result<String, JwsError> {
     jws::sign(claims, offer, key)
 }
 

@@ -8,7 +8,7 @@ use super::{MessageError, Reference, field_error, require_positive, require_same
 use crate::digest::Sha256Digest;
 use crate::ids::{CardId, TransactionId, UpdateId};
 use crate::jws::{self, Claims, JwsError, MessageKind, Verified};
-use crate::keys::{KeyDirectory, SigningKey};
+use crate::keys::KeyDirectory;
 use crate::money::Money;
 use crate::time::Clock;
 
@@ -144,7 +144,11 @@ impl MessageKind for ValueUpdate {
 }
 
 /// Signs a value update (SIG5) with the center's key.
-pub fn sign(claims: &Claims, update: &ValueUpdate, key: &SigningKey) -> Result<String, JwsError> {
+pub fn sign(
+    claims: &Claims,
+    update: &ValueUpdate,
+    key: &(impl crate::keys::JwsSigner + ?Sized),
+) -> Result<String, JwsError> {
     jws::sign(claims, update, key)
 }
 

@@ -25,8 +25,8 @@ fn with_hsm(d: &Deployment, config: &Path, name: &str, prefix: &str) -> std::pat
 }
 
 /// One purchase of `amount` by card `card_id` (offer profile, three round
-/// trips) on the center at `base`.
-fn pay(d: &mut Deployment, base: &str, image: &Path, card_id: &str, n: u32, amount: u64) {
+/// trips) on the center at `base`; its completion (SIG3).
+fn pay(d: &mut Deployment, base: &str, image: &Path, card_id: &str, n: u32, amount: u64) -> String {
     let bill = d.bill(n, amount);
     let mut card = open_card(image);
     card.select().unwrap();
@@ -46,6 +46,7 @@ fn pay(d: &mut Deployment, base: &str, image: &Path, card_id: &str, n: u32, amou
     assert_eq!(reply["phase"], Value::from("completed"), "{reply}");
     drop(card);
     assert_eq!(card_balance(image), before - amount);
+    reply["completion"].as_str().unwrap().to_owned()
 }
 
 #[test]
@@ -112,6 +113,34 @@ fn master_keys_moved_into_a_token_serve_the_same_cards_and_new_ones() {
     pay(&mut d, &base, &v2_image, &v2_card, 3, 500);
     pay(&mut d, &base, &old_image, &old_card, 4, 700);
     pay(&mut d, &base, &new_image, &new_card, 5, 300);
+    drop(_center);
+
+    // The center's signing key moves into the token as a rotation does:
+    // made there, then signing while the file's key stays published.
+    let signs = d.dir.path().join("a-sign.toml");
+    let label = format!("{prefix}-center-signing");
+    let text = std::fs::read_to_string(&hsm).unwrap();
+    let old_key = d.center_dir("a").join("center.key");
+    let old = serde_json::from_str::<Value>(&stdout(&kessai(&["keys", "jwks", old_key.to_str().unwrap()], &[])))
+        .unwrap()["keys"][0]
+        .clone();
+    let old_jwk = d.dir.path().join("old-center.jwk");
+    std::fs::write(&old_jwk, old.to_string()).unwrap();
+    let published = format!("published_keys = [\"{}\"]\n", old_jwk.display());
+    std::fs::write(&signs, format!("{published}{text}signing_key_label = \"{label}\"\n")).unwrap();
+    let s = signs.to_str().unwrap();
+    let out = kessai(&["center", "hsm", "generate-signing-key", "--config", s], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let token_kid = serde_json::from_str::<Value>(&stdout(&out)).unwrap()["kid"].as_str().unwrap().to_owned();
+    let _center = CenterProcess::start(&signs);
+    d.wait_healthy(port);
+    let (_, jwks) = d.get(&format!("{base}/.well-known/jwks.json")).unwrap();
+    let kids: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+    assert_eq!(kids, [token_kid.as_str(), old["kid"].as_str().unwrap()], "the token's key signs, the file's published");
+    let sig3 = pay(&mut d, &base, &new_image, &new_card, 6, 100);
+    let header = kessai_core::base64url::decode(sig3.split('.').next().unwrap()).unwrap();
+    let header: Value = serde_json::from_slice(&header).unwrap();
+    assert_eq!(header["kid"], Value::from(token_kid.as_str()), "SIG3 signed in the token");
     drop(_center);
 
     // A token holding other master keys is refused by that database.
