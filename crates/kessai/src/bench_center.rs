@@ -19,7 +19,7 @@ use kessai_card::terminal::Terminal;
 use kessai_card::transport::{InProcessReader, Reader};
 use kessai_card::{Card, KeySource, MemoryStorage, Personalization, personalize};
 use kessai_core::ids::{CardId, OrderId, PartyId, StoreId};
-use kessai_core::keys::SigningKey;
+use kessai_core::keys::{SigningKey, Validity};
 use kessai_core::messages::DisplayText;
 use kessai_core::messages::bill::LineItem;
 use kessai_core::profile::Profile;
@@ -71,7 +71,8 @@ pub(crate) fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
 pub enum Security {
     /// Unsealed from the key file into each center's memory.
     Memory,
-    /// In a throwaway SoftHSM2 token (PKCS#11) the bench makes.
+    /// In a throwaway SoftHSM2 token (PKCS#11) the bench makes, with the
+    /// center's signing key.
     Pkcs11,
 }
 
@@ -267,11 +268,21 @@ pub(crate) async fn start_centers(
     }
     let masters = kessai_center::app::master_keys(&configs[0].1)?;
     if let Some(token) = &token {
-        // The keys the first instance made move into the token, as an
-        // operator moves them; the centers then run on the token alone.
+        // The master keys the first instance made move into the token, as
+        // an operator moves them, and the centers sign with a key the token
+        // made, publishing the file's (a signing-key rotation): the
+        // centers then run on the token alone.
+        let file_key = configs[0].1.resolve(&configs[0].1.signing_key);
+        let file_key = kessai_core::keyfile::decode(&std::fs::read_to_string(&file_key)?, None)?;
+        let published = dir.path().join("center-file-key.jwk");
+        std::fs::write(&published, serde_json::to_string(&file_key.public().to_jwk(Validity::always()))?)?;
         for (path, config) in &configs {
-            let mut text = std::fs::read_to_string(path)?;
-            text.push_str(&token.section);
+            let text = std::fs::read_to_string(path)?;
+            let text = format!(
+                "published_keys = [\"{}\"]\n{text}{}signing_key_label = \"kessai-bench-signing\"\n",
+                published.display(),
+                token.section
+            );
             std::fs::write(path, text)?;
             if path == &configs[0].0 {
                 let mut import = std::process::Command::new(std::env::current_exe()?);
@@ -280,6 +291,13 @@ pub(crate) async fn start_centers(
                 let out = import.output()?;
                 if !out.status.success() {
                     bail!("kessai center hsm import: {}", String::from_utf8_lossy(&out.stderr));
+                }
+                let mut signing = std::process::Command::new(std::env::current_exe()?);
+                signing.args(["center", "hsm", "generate-signing-key", "--config", path.to_str().context("path")?]);
+                token.env(&mut signing);
+                let out = signing.output()?;
+                if !out.status.success() {
+                    bail!("kessai center hsm generate-signing-key: {}", String::from_utf8_lossy(&out.stderr));
                 }
             }
             std::fs::remove_file(config.resolve(&config.master_keys))?;
@@ -642,7 +660,7 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
                 if instances > 1 { ", each step of a purchase on another instance than the step before" } else { "" };
             let keys = match security {
                 Security::Memory => "issuer master keys in memory",
-                Security::Pkcs11 => "issuer master keys in a SoftHSM2 token over PKCS#11",
+                Security::Pkcs11 => "issuer master keys and signing key in a SoftHSM2 token over PKCS#11",
             };
             println!(
                 "kessai bench center — {instances} center instance(s), each its own process and data directory, on \
