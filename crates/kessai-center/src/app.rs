@@ -330,6 +330,52 @@ fn read_secret_text(path: &Path) -> anyhow::Result<Zeroizing<String>> {
     Ok(Zeroizing::new(text.to_owned()))
 }
 
+/// Adds issuer master key version `version` (default one above the newest)
+/// to the sealed key file: fresh keys, sealed with the others under the
+/// KEK. The file is replaced by a rename, so it holds the old set or the
+/// new, and the old one is kept as `<file>.before-vN`. With `[hsm]` the
+/// token's keys are added with `kessai center hsm generate` instead.
+/// Answers the version added; every instance needs the new file.
+pub fn add_master_key_version(config: &CenterConfig, version: Option<u8>) -> anyhow::Result<u8> {
+    if config.hsm.is_some() {
+        bail!("the master keys are in the token ([hsm]): add a version with `kessai center hsm generate --version N`");
+    }
+    let mut masters = master_keys(config)?;
+    let newest = masters.keys().next_back().copied().unwrap_or(0);
+    let version = match version {
+        Some(v) => v,
+        None => newest.checked_add(1).filter(|v| *v <= 0x7f).context("no key version is left above the newest")?,
+    };
+    anyhow::ensure!((1..=0x7f).contains(&version), "a key version is 1 to 127");
+    anyhow::ensure!(!masters.contains_key(&version), "key version {version} exists already");
+    masters.insert(version, keystore::generate_master_keys(&mut OsRandom));
+    let kek = read_kek(config)?;
+    let path = config.resolve(&config.master_keys);
+    let backup = path.with_file_name(format!(
+        "{}.before-v{version}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("issuer-master-keys.sealed")
+    ));
+    let fresh =
+        path.with_file_name(format!(".{}.v{version}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("keys")));
+    // A backup left by an attempt stopped before its rename is the same
+    // file; anything else there is not ours to replace.
+    if !backup.exists() {
+        std::fs::hard_link(&path, &backup)
+            .with_context(|| format!("keeping {} as {}", path.display(), backup.display()))?;
+    } else if std::fs::read(&backup)? != std::fs::read(&path)? {
+        bail!("{} exists and is not the current key file: move it away first", backup.display());
+    }
+    if fresh.exists() {
+        std::fs::remove_file(&fresh).with_context(|| format!("removing the leftover {}", fresh.display()))?;
+    }
+    kessai_tls::write_new_file(&fresh, &keystore::seal(&masters, &kek, &mut OsRandom), true)?;
+    std::fs::rename(&fresh, &path).with_context(|| format!("replacing {}", path.display()))?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("syncing {}", dir.display()))?;
+    }
+    Ok(version)
+}
+
 /// The issuer master keys, opened with the KEK.
 pub fn master_keys(config: &CenterConfig) -> anyhow::Result<BTreeMap<u8, kessai_scp03::diversify::MasterKeys>> {
     let kek = read_kek(config)?;

@@ -52,6 +52,15 @@ pub enum CenterCommand {
         #[arg(long, default_value_t = 0)]
         initial_value: u64,
     },
+    /// Add an issuer master key version (default one above the newest) to
+    /// the sealed key file; copy the new file to every instance, then
+    /// restart them. With [hsm]: `kessai center hsm generate --version N`.
+    AddKeyVersion {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(long)]
+        version: Option<u8>,
+    },
     /// Re-key a card at hand to an issuer master key version (default the
     /// newest): PUT KEY in a secure session under its current keys, then
     /// the registry. Safe to run again after an interruption.
@@ -249,6 +258,16 @@ pub fn run(command: CenterCommand) -> anyhow::Result<()> {
             Ok(())
         }
         CenterCommand::Hsm(command) => hsm(command),
+        CenterCommand::AddKeyVersion { config, version } => {
+            let config = CenterConfig::load(&config).with_context(|| format!("loading {}", config.display()))?;
+            let added = kessai_center::app::add_master_key_version(&config, version)?;
+            println!(
+                "added issuer master key version {added} to {}; copy it to every instance and restart them: new cards \
+                 get version {added}, and `kessai center rekey-card` moves cards to it",
+                config.resolve(&config.master_keys).display()
+            );
+            Ok(())
+        }
         CenterCommand::RekeyCard { config, image, to_version } => {
             let config = CenterConfig::load(&config).with_context(|| format!("loading {}", config.display()))?;
             let done = runtime.block_on(kessai_center::issue::rekey_card(&config, &image, to_version))?;

@@ -260,14 +260,25 @@ async fn cards_are_re_keyed_to_a_new_master_key_version() {
     };
     let (first, version) = issue(1, None).await;
     assert_eq!(version, 1);
-    // Key version 2 added to the sealed file: the database takes it.
-    let mut masters = kessai_center::app::master_keys(&config).unwrap();
-    masters.insert(2, kessai_center::keystore::generate_master_keys(&mut kessai_core::random::OsRandom));
-    let kek = kessai_center::app::read_kek(&config).unwrap();
-    let sealed = kessai_center::keystore::seal(&masters, &kek, &mut kessai_core::random::OsRandom);
+    // Key version 2 added to the sealed file: the database takes it; the
+    // set before is kept, and a version that exists is not made again.
     let path = config.data_dir.join("issuer-master-keys.sealed");
-    std::fs::remove_file(&path).unwrap();
-    kessai_tls::write_new_file(&path, &sealed, true).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    assert_eq!(kessai_center::app::add_master_key_version(&config, None).unwrap(), 2);
+    assert_eq!(std::fs::read(config.data_dir.join("issuer-master-keys.sealed.before-v2")).unwrap(), before);
+    let masters = kessai_center::app::master_keys(&config).unwrap();
+    assert_eq!(masters.keys().copied().collect::<Vec<_>>(), [1, 2]);
+    let why = format!("{:#}", kessai_center::app::add_master_key_version(&config, Some(2)).unwrap_err());
+    assert!(why.contains("exists already"), "{why}");
+    // Something else where the backup of version 3 would go: refused, the
+    // key file unchanged.
+    let current = std::fs::read(&path).unwrap();
+    std::fs::write(config.data_dir.join("issuer-master-keys.sealed.before-v3"), b"not ours").unwrap();
+    let why = format!("{:#}", kessai_center::app::add_master_key_version(&config, None).unwrap_err());
+    assert!(why.contains("not the current key file"), "{why}");
+    assert_eq!(std::fs::read(&path).unwrap(), current);
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     let (_, version) = issue(2, None).await;
     assert_eq!(version, 2, "new cards get the newest version");
     // Card 1 re-keyed.

@@ -97,6 +97,8 @@ fn master_keys_moved_into_a_token_serve_the_same_cards_and_new_ones() {
     // A master key rotation: key version 2 made in the token; the database
     // takes the added version; new cards get it, the first card is re-keyed
     // to it (PUT KEY), and cards of both versions pay.
+    let file_way = kessai(&["center", "add-key-version", "--config", c], &[]);
+    assert!(!file_way.status.success() && stderr(&file_way).contains("hsm generate"), "{}", stderr(&file_way));
     let out = kessai(&["center", "hsm", "generate", "--config", c, "--version", "2"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let (v2_card, v2_image) = d.issue_card(&hsm, 3, 20_000);
