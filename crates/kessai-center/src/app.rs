@@ -64,6 +64,12 @@ const PROVISION_HELP: &str = "give this instance the keys of the center it joins
 /// `keys_from`, a directory of another instance's key files), or `init`
 /// refuses with what to do.
 pub async fn init(config: &CenterConfig, keys_from: Option<&Path>) -> anyhow::Result<()> {
+    init_keys(config, keys_from).await.map(|_| ())
+}
+
+/// [`init`], answering the keys it checked (so that a center started
+/// right after asks for a passphrase or PIN once).
+async fn init_keys(config: &CenterConfig, keys_from: Option<&Path>) -> anyhow::Result<LocalKeys> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
     if let Some(from) = keys_from {
         copy_key_files(config, from)?;
@@ -89,7 +95,8 @@ pub async fn init(config: &CenterConfig, keys_from: Option<&Path>) -> anyhow::Re
             generate_missing_keys(config)?;
         }
         let local = local_keys(config)?;
-        check_key_set(config, &db, &local).await
+        check_key_set(config, &db, &local).await?;
+        Ok(local)
     }
     .await;
     db.close().await;
@@ -434,7 +441,10 @@ async fn merge_separate_ledger(config: &CenterConfig, db: &CenterDb) -> anyhow::
 /// database's (`crate::key_set`); a database from before key sets were
 /// recorded records this instance's.
 pub async fn open(config: &CenterConfig) -> anyhow::Result<Center> {
-    let local = local_keys(config)?;
+    open_with(config, local_keys(config)?).await
+}
+
+async fn open_with(config: &CenterConfig, local: LocalKeys) -> anyhow::Result<Center> {
     let db = CenterDb::open(&config.database_url()).await.context("opening the center database")?;
     if let Err(refused) = check_key_set(config, &db, &local).await {
         db.close().await;
@@ -611,8 +621,11 @@ async fn watch_ready(center: Arc<Center>, ready: Arc<AtomicBool>, mut stop: toki
 }
 
 /// Opens the center and serves it on `config.listen`.
+/// Prepares the instance's keys ([`init`]), opens the center with them and
+/// serves it until `shutdown`.
 pub async fn run(config: CenterConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-    let center = Arc::new(open(&config).await?);
+    let local = init_keys(&config, None).await.context("the center's keys")?;
+    let center = Arc::new(open_with(&config, local).await?);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;

@@ -198,7 +198,9 @@ pub fn run(command: CenterCommand) -> anyhow::Result<()> {
             Ok(())
         }
         CenterCommand::Run { config } => {
-            let config = load(&runtime, &config, None)?;
+            // The keys are prepared as `init` does, once: a sealed key's
+            // passphrase is asked for once.
+            let config = CenterConfig::load(&config).with_context(|| format!("loading {}", config.display()))?;
             kessai_http::init_json_logs("center");
             runtime.block_on(async move {
                 eprintln!("center {} listening on {}", config.party_id, config.listen);

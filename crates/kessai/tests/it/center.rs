@@ -28,6 +28,24 @@ fn setup(dir: &std::path::Path, port: u16) -> std::path::PathBuf {
     config
 }
 
+/// A wallet's HTTPS client trusting the test CA in `dir/ca`, and a runtime.
+fn client(dir: &std::path::Path) -> (kessai_http::HttpsClient, tokio::runtime::Runtime) {
+    let ca = kessai_tls::CaDir::new(dir.join("ca"));
+    let client = kessai_http::HttpsClient::new(kessai_tls::client_config(&ca.ca_cert(), None).unwrap(), 5_000);
+    (client, tokio::runtime::Runtime::new().unwrap())
+}
+
+/// Whether the center on `port` answers `/healthz` within 15 s.
+fn healthy(client: &kessai_http::HttpsClient, runtime: &tokio::runtime::Runtime, port: u16) -> bool {
+    for _ in 0..150 {
+        if let Ok((status, _)) = runtime.block_on(client.get(&format!("https://127.0.0.1:{port}/healthz"))) {
+            return status.is_success();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
 #[test]
 fn init_issue_a_card_and_serve() {
     let dir = tempfile::tempdir().unwrap();
@@ -74,17 +92,8 @@ fn init_issue_a_card_and_serve() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let ca = kessai_tls::CaDir::new(dir.path().join("ca"));
-    let client = kessai_http::HttpsClient::new(kessai_tls::client_config(&ca.ca_cert(), None).unwrap(), 5_000);
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let mut healthy = false;
-    for _ in 0..100 {
-        if let Ok((status, _)) = runtime.block_on(client.get(&format!("https://127.0.0.1:{port}/healthz"))) {
-            healthy = status.is_success();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (client, runtime) = client(dir.path());
+    let healthy = healthy(&client, &runtime, port);
     let (status, jwks) =
         runtime.block_on(client.get(&format!("https://127.0.0.1:{port}/.well-known/jwks.json"))).unwrap();
     let _ = server.kill();
@@ -93,4 +102,44 @@ fn init_issue_a_card_and_serve() {
     assert!(status.is_success());
     let jwks: serde_json::Value = serde_json::from_slice(&jwks).unwrap();
     assert_eq!(jwks["keys"][0]["crv"], "Ed25519");
+}
+
+/// #23: a center whose signing key is sealed under a passphrase, started on
+/// a terminal with no passphrase in its environment, asks for it once (on
+/// the terminal, through `script`'s pseudo-terminal) and serves.
+#[test]
+fn a_sealed_center_key_is_asked_for_once_on_a_terminal() {
+    use std::io::Write as _;
+    let Some(script) = kessai_testkit::tool_on_path("script", "KESSAI_SCRIPT") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = setup(dir.path(), port);
+    let c = config.to_str().unwrap();
+    let out = kessai(&["center", "init", "--config", c], &[("KESSAI_CENTER_KEY_PASSPHRASE", "kessai terminal")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let key = std::fs::read_to_string(dir.path().join("data/center.key")).unwrap();
+    assert!(kessai_core::keyfile::is_sealed(&key));
+    let command = format!("{} center run --config {c}", env!("CARGO_BIN_EXE_kessai"));
+    let mut server = Command::new(script)
+        .args(["-qec", &command, "/dev/null"])
+        .env_remove("KESSAI_CENTER_KEY_PASSPHRASE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // One line, and the terminal stays open: a second question would wait
+    // for ever and the center would never answer.
+    let mut stdin = server.stdin.take().unwrap();
+    stdin.write_all(b"kessai terminal\n").unwrap();
+    stdin.flush().unwrap();
+    let (client, runtime) = client(dir.path());
+    let healthy = healthy(&client, &runtime, port);
+    let _ = Command::new("pkill").args(["-f", &format!("center run --config {c}")]).status();
+    let _ = server.kill();
+    let output = server.wait_with_output().unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout);
+    drop(stdin);
+    assert!(healthy, "the center served after one passphrase: {printed}");
+    assert_eq!(printed.matches("passphrase for").count(), 1, "asked once: {printed}");
 }
