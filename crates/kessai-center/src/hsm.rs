@@ -181,49 +181,43 @@ impl Token {
         f(session)
     }
 
+    /// The objects labelled `label` of a key type, of one class or any.
+    fn objects(
+        session: &Session,
+        class: Option<ObjectClass>,
+        key_type: KeyType,
+        label: &str,
+    ) -> Result<Vec<ObjectHandle>, SecurityError> {
+        let mut template = vec![Attribute::KeyType(key_type), Attribute::Label(label.as_bytes().to_vec())];
+        template.extend(class.map(Attribute::Class));
+        session.find_objects(&template).map_err(|e| unavailable("C_FindObjects", e))
+    }
+
+    /// The master key labelled `label`, if the token holds one.
     fn find(&self, session: &Session, label: &str) -> Result<Option<ObjectHandle>, SecurityError> {
-        let template = [
-            Attribute::Class(ObjectClass::SECRET_KEY),
-            Attribute::KeyType(KeyType::AES),
-            Attribute::Label(label.as_bytes().to_vec()),
-        ];
-        let found = session.find_objects(&template).map_err(|e| unavailable("C_FindObjects", e))?;
-        match found.as_slice() {
+        match Token::objects(session, Some(ObjectClass::SECRET_KEY), KeyType::AES, label)?.as_slice() {
             [] => Ok(None),
             [one] => Ok(Some(*one)),
             _ => Err(SecurityError::Unavailable(format!("the token holds more than one key labelled {label:?}"))),
         }
     }
 
-    /// Refuses a private signing key the token would give out.
-    fn check_private_guarded(&self, session: &Session, handle: ObjectHandle, label: &str) -> Result<(), SecurityError> {
-        let info = session
-            .get_attribute_info(handle, &[AttributeType::Value])
-            .map_err(|e| unavailable("C_GetAttributeValue", e))?;
-        let attributes = session
-            .get_attributes(handle, &[AttributeType::Extractable, AttributeType::Sensitive])
-            .map_err(|e| unavailable("C_GetAttributeValue", e))?;
-        let guarded = attributes.len() == 2
-            && attributes.iter().all(|a| matches!(a, Attribute::Extractable(false) | Attribute::Sensitive(true)));
-        if !matches!(info.as_slice(), [AttributeInfo::Sensitive]) || !guarded {
-            return Err(SecurityError::Unavailable(format!(
-                "the token's signing key {label:?} can be read out: generate it in the token, sensitive and not \
-                 extractable"
-            )));
-        }
-        Ok(())
-    }
-
-    /// Refuses a master key the token would give out or use for anything
-    /// but CMAC.
-    fn check_guarded(&self, session: &Session, handle: ObjectHandle, label: &str) -> Result<(), SecurityError> {
+    /// Refuses a key the token would give out, or could not sign (a CMAC
+    /// with a master key, a signature with the center's key): `remedy`
+    /// says what to do.
+    fn check_guarded(
+        &self,
+        session: &Session,
+        handle: ObjectHandle,
+        label: &str,
+        remedy: &str,
+    ) -> Result<(), SecurityError> {
         let info = session
             .get_attribute_info(handle, &[AttributeType::Value])
             .map_err(|e| unavailable("C_GetAttributeValue", e))?;
         if !matches!(info.as_slice(), [AttributeInfo::Sensitive]) {
             return Err(SecurityError::Unavailable(format!(
-                "the token's key {label:?} can be read out (CKA_VALUE is {info:?}): import it again as sensitive \
-                 and not extractable"
+                "the token's key {label:?} can be read out (CKA_VALUE is {info:?}): {remedy}"
             )));
         }
         let attributes = session
@@ -236,7 +230,7 @@ impl Token {
         });
         if !guarded || attributes.len() != 3 {
             return Err(SecurityError::Unavailable(format!(
-                "the token's key {label:?} is extractable or not sensitive, or cannot sign: refused"
+                "the token's key {label:?} is extractable or not sensitive, or cannot sign: {remedy}"
             )));
         }
         Ok(())
@@ -276,7 +270,12 @@ impl Pkcs11Keys {
                 for (part, _) in PARTS {
                     let label = config.label(version, part);
                     if let Some(handle) = token.find(session, &label)? {
-                        token.check_guarded(session, handle, &label)?;
+                        token.check_guarded(
+                            session,
+                            handle,
+                            &label,
+                            "import it again as sensitive and not extractable",
+                        )?;
                         handles.push(handle);
                     }
                 }
@@ -498,15 +497,7 @@ impl Pkcs11Signer {
             .ok_or_else(|| SecurityError::Unavailable("[hsm] names no signing_key_label".into()))?;
         let token = Token::open(config, pin)?;
         let (private, public) = token.with_session(|session| {
-            let find = |class: ObjectClass| -> Result<Vec<ObjectHandle>, SecurityError> {
-                session
-                    .find_objects(&[
-                        Attribute::Class(class),
-                        Attribute::KeyType(KeyType::EC_EDWARDS),
-                        Attribute::Label(label.as_bytes().to_vec()),
-                    ])
-                    .map_err(|e| unavailable("C_FindObjects", e))
-            };
+            let find = |class| Token::objects(session, Some(class), KeyType::EC_EDWARDS, label);
             let (privates, publics) = (find(ObjectClass::PRIVATE_KEY)?, find(ObjectClass::PUBLIC_KEY)?);
             let ([private], [public]) = (privates.as_slice(), publics.as_slice()) else {
                 return Err(SecurityError::Unavailable(format!(
@@ -515,7 +506,7 @@ impl Pkcs11Signer {
                     publics.len()
                 )));
             };
-            token.check_private_guarded(session, *private, label)?;
+            token.check_guarded(session, *private, label, "generate it in the token, sensitive and not extractable")?;
             let point = session
                 .get_attributes(*public, &[AttributeType::EcPoint])
                 .map_err(|e| unavailable("C_GetAttributeValue", e))?;
@@ -585,10 +576,7 @@ pub fn generate_signing_key(config: &HsmConfig, pin: &AuthPin) -> anyhow::Result
         config.signing_key_label.as_deref().ok_or_else(|| anyhow::anyhow!("[hsm] names no signing_key_label"))?;
     let token = Token::open(config, pin)?;
     token.with_session(|session| {
-        let present = session
-            .find_objects(&[Attribute::Label(label.as_bytes().to_vec()), Attribute::KeyType(KeyType::EC_EDWARDS)])
-            .map_err(|e| unavailable("C_FindObjects", e))?;
-        if !present.is_empty() {
+        if !Token::objects(session, None, KeyType::EC_EDWARDS, label)?.is_empty() {
             return Err(SecurityError::Unavailable(format!("the token already holds a key labelled {label:?}")));
         }
         let public = [

@@ -77,15 +77,25 @@ pub async fn issue_card(config: &CenterConfig, req: &IssueCard<'_>) -> anyhow::R
     Ok(kessai_card::public_info(&bytes)?)
 }
 
-/// The initial value goes onto the card the way all value does: a CREDIT
-/// inside a level-33 secure session.
-fn credit_image(req: &IssueCard<'_>, keys: &kessai_scp03::StaticKeys, center: &Center) -> anyhow::Result<()> {
-    let card = Card::open(FileStorage::open(req.image, Durability::Fsync)?)?;
+/// The card image at hand, selected, in a level-33 session under `keys`.
+fn card_session(
+    image: &Path,
+    keys: &kessai_scp03::StaticKeys,
+    center: &Center,
+) -> anyhow::Result<(Terminal<InProcessReader<FileStorage>>, kessai_scp03::HostSession)> {
+    let card = Card::open(FileStorage::open(image, Durability::Fsync)?)?;
     let mut t = Terminal::new(InProcessReader::new(card));
     t.select().map_err(|e| anyhow::anyhow!("select: {e}"))?;
     let mut challenge = [0u8; 8];
     center.random.generator().fill_bytes(&mut challenge);
     let session = t.open_session(keys.clone(), challenge).map_err(|e| anyhow::anyhow!("secure session: {e}"))?;
+    Ok((t, session))
+}
+
+/// The initial value goes onto the card the way all value does: a CREDIT
+/// inside a level-33 secure session.
+fn credit_image(req: &IssueCard<'_>, keys: &kessai_scp03::StaticKeys, center: &Center) -> anyhow::Result<()> {
+    let (mut t, session) = card_session(req.image, keys, center)?;
     let mut tx = [0u8; 16];
     tx.copy_from_slice(&initial_value_id(&req.card_id).to_be_bytes());
     let request = TransferRequest {
@@ -147,12 +157,7 @@ async fn rekey_with(center: &Center, image: &Path, to: Option<u8>) -> anyhow::Re
     }
     let old = center.security.personalization_keys(&card_id, info.key_version)?;
     let new = center.security.personalization_keys(&card_id, to)?;
-    let card = Card::open(FileStorage::open(image, Durability::Fsync)?)?;
-    let mut t = Terminal::new(InProcessReader::new(card));
-    t.select().map_err(|e| anyhow::anyhow!("select: {e}"))?;
-    let mut challenge = [0u8; 8];
-    center.random.generator().fill_bytes(&mut challenge);
-    let session = t.open_session(old.clone(), challenge).map_err(|e| anyhow::anyhow!("secure session: {e}"))?;
+    let (mut t, session) = card_session(image, &old, center)?;
     let command = kessai_card::protocol::put_key_command(old.version, &new, &old.dek);
     let (_, answer) = t.secure(session, &command).map_err(|e| anyhow::anyhow!("PUT KEY: {e}"))?;
     if answer.sw().raw() != 0x9000 {

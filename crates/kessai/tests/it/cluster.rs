@@ -69,6 +69,19 @@ pub(crate) fn completions_at_store(d: &Deployment, store: &str) -> (u64, u64) {
     counts
 }
 
+/// The store's counts once it has accepted `at_least` completions, or
+/// as they are after `patience`.
+pub(crate) fn completions_accepted(d: &Deployment, store: &str, at_least: u64, patience: Duration) -> (u64, u64) {
+    let until = std::time::Instant::now() + patience;
+    loop {
+        let counts = completions_at_store(d, store);
+        if counts.0 >= at_least || std::time::Instant::now() >= until {
+            return counts;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn three_instances_behind_haproxy_each_with_its_own_directory() {
     let Some(url) = crate::pg::fresh_database("cluster") else { return };
@@ -185,14 +198,7 @@ fn three_instances_behind_haproxy_each_with_its_own_directory() {
 
     // 4. Every completion reached the store exactly once, whichever
     // instance completed it: the store accepted six, refused none.
-    let mut counts = (0, 0);
-    for _ in 0..100 {
-        counts = completions_at_store(&d, &store);
-        if counts.0 >= 6 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let counts = completions_accepted(&d, &store, 6, Duration::from_secs(10));
     // Several sweeps (every instance's) would have run meanwhile.
     std::thread::sleep(Duration::from_millis(1_500));
     assert_eq!(completions_at_store(&d, &store), (6, 0), "each completion delivered once (was {counts:?})");

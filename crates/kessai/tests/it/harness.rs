@@ -279,6 +279,27 @@ pub fn create_in(card: &mut CardTerminal, card_id: &str, bill: &str, profile: ke
     body
 }
 
+/// One purchase of `bill` by the card in `image` at the center at `base`,
+/// in the `offer` profile (three round trips), each step answered 200 and
+/// the last `completed`; that last answer. `tag` makes its
+/// Idempotency-Keys its own.
+pub fn purchase_offer(d: &Deployment, base: &str, bill: &str, image: &Path, card_id: &str, tag: &str) -> Value {
+    let mut card = open_card(image);
+    card.select().unwrap();
+    let (status, mut reply) =
+        d.post(&format!("{base}/v1/settlements"), &format!("{tag}-c"), &create_body(&mut card, card_id, bill)).unwrap();
+    assert_eq!(status, 200, "{reply}");
+    let id = reply["settlement_id"].as_str().unwrap().to_owned();
+    for step in ["balance", "complete"] {
+        let url = format!("{base}/v1/settlements/{id}/{step}");
+        let (status, r) = d.post(&url, &format!("{tag}-{step}"), &relay(&mut card, &reply)).unwrap();
+        assert_eq!(status, 200, "{step}: {r}");
+        reply = r;
+    }
+    assert_eq!(reply["phase"], Value::from("completed"), "{reply}");
+    reply
+}
+
 pub fn relay(card: &mut CardTerminal, reply: &Value) -> Value {
     let answers: Vec<String> = reply["apdus"]
         .as_array()

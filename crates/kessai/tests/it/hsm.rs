@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::harness::{CenterProcess, Deployment, card_balance, create_body, free_port, open_card, relay};
+use crate::harness::{CenterProcess, Deployment, card_balance, free_port, purchase_offer};
 use crate::{kessai, stderr, stdout};
 
 /// `config` with an `[hsm]` section naming the test token, master keys
@@ -25,26 +25,12 @@ fn with_hsm(d: &Deployment, config: &Path, name: &str, prefix: &str) -> std::pat
 }
 
 /// One purchase of `amount` by card `card_id` (offer profile, three round
-/// trips) on the center at `base`; its completion (SIG3).
+/// trips) on the center at `base`, taken from its balance; its completion
+/// (SIG3).
 fn pay(d: &mut Deployment, base: &str, image: &Path, card_id: &str, n: u32, amount: u64) -> String {
     let bill = d.bill(n, amount);
-    let mut card = open_card(image);
-    card.select().unwrap();
     let before = card_balance(image);
-    let (status, mut reply) = d
-        .post(&format!("{base}/v1/settlements"), &format!("hsm{n}-c"), &create_body(&mut card, card_id, &bill))
-        .unwrap();
-    assert_eq!(status, 200, "{reply}");
-    let id = reply["settlement_id"].as_str().unwrap().to_owned();
-    for step in ["balance", "complete"] {
-        let (status, r) = d
-            .post(&format!("{base}/v1/settlements/{id}/{step}"), &format!("hsm{n}-{step}"), &relay(&mut card, &reply))
-            .unwrap();
-        assert_eq!(status, 200, "{step}: {r}");
-        reply = r;
-    }
-    assert_eq!(reply["phase"], Value::from("completed"), "{reply}");
-    drop(card);
+    let reply = purchase_offer(d, base, &bill, image, card_id, &format!("hsm{n}"));
     assert_eq!(card_balance(image), before - amount);
     reply["completion"].as_str().unwrap().to_owned()
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::cluster::{bill_of, completions_at_store};
-use crate::harness::{CenterProcess, Deployment, create_body, free_port, open_card, relay};
+use crate::cluster::{bill_of, completions_accepted};
+use crate::harness::{CenterProcess, Deployment, free_port, purchase_offer};
 use crate::processes::{admin_cli, place_order, register_mall, start_store};
 use crate::{kessai, stderr, stdout};
 
@@ -39,20 +39,7 @@ fn published_kids(d: &Deployment, port: u16) -> Vec<String> {
 
 /// A purchase of the bill of a new order, completed at the center.
 fn purchase(d: &Deployment, port: u16, bill: &str, image: &Path, card_id: &str, tag: &str) {
-    let base = format!("https://127.0.0.1:{port}");
-    let mut card = open_card(image);
-    card.select().unwrap();
-    let (status, mut reply) =
-        d.post(&format!("{base}/v1/settlements"), &format!("{tag}-c"), &create_body(&mut card, card_id, bill)).unwrap();
-    assert_eq!(status, 200, "{reply}");
-    let id = reply["settlement_id"].as_str().unwrap().to_owned();
-    for step in ["balance", "complete"] {
-        let url = format!("{base}/v1/settlements/{id}/{step}");
-        let (status, r) = d.post(&url, &format!("{tag}-{step}"), &relay(&mut card, &reply)).unwrap();
-        assert_eq!(status, 200, "{step}: {r}");
-        reply = r;
-    }
-    assert_eq!(reply["phase"], Value::from("completed"), "{reply}");
+    purchase_offer(d, &format!("https://127.0.0.1:{port}"), bill, image, card_id, tag);
 }
 
 fn init_fails(config: &Path, what: &str) {
@@ -125,14 +112,7 @@ fn the_center_rotates_its_signing_key_and_the_store_accepts_what_either_key_sign
     let (_store, _) = start_store(&d, store_port, port);
     purchase(&d, port, &second_bill, &image, &card_id, "rot2");
     // The first waits out its delivery backoff (at most a minute).
-    let mut counts = (0, 0);
-    for _ in 0..700 {
-        counts = completions_at_store(&d, &store_url);
-        if counts.0 >= 2 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let counts = completions_accepted(&d, &store_url, 2, Duration::from_secs(70));
     assert_eq!(counts, (2, 0), "both completions accepted, none refused");
     drop(center);
 
