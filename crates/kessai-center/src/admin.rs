@@ -15,7 +15,7 @@ use axum::{Extension, Json, Router};
 use kessai_core::Money;
 use kessai_core::ids::{CardId, StoreId};
 use kessai_core::messages::DisplayText;
-use kessai_http::{ApiError, ErrorType, PeerIdentity};
+use kessai_http::{ApiError, ErrorCode, PeerIdentity};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -84,18 +84,10 @@ async fn only_the_admin(
 fn authorize(state: &AdminState, peer: Option<Extension<PeerIdentity>>) -> Result<(), ApiError> {
     match peer {
         Some(Extension(PeerIdentity(name))) if state.is_operator(&name) => Ok(()),
-        Some(_) => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            ErrorType::Forbidden,
-            "not_admin",
-            "this certificate is not the admin's",
-        )),
-        None => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            ErrorType::Authentication,
-            "client_certificate_required",
-            "the admin API needs the admin client certificate",
-        )),
+        Some(_) => Err(ApiError::new(ErrorCode::NotAdmin, "this certificate is not the admin's")),
+        None => {
+            Err(ApiError::new(ErrorCode::ClientCertificateRequired, "the admin API needs the admin client certificate"))
+        }
     }
 }
 
@@ -112,10 +104,10 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> 
             Ok(Json(body)) => Ok(Body(body)),
             Err(rejection) => {
                 let code = match rejection {
-                    JsonRejection::MissingJsonContentType(_) => "unsupported_media_type",
-                    _ => "bad_json",
+                    JsonRejection::MissingJsonContentType(_) => ErrorCode::UnsupportedMediaType,
+                    _ => ErrorCode::BadJson,
                 };
-                Err(ApiError::new(rejection.status(), ErrorType::InvalidRequest, code, rejection.body_text()))
+                Err(ApiError::new(code, rejection.body_text()))
             }
         }
     }
@@ -131,12 +123,12 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Par
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(q)| Params(q))
-            .map_err(|e: QueryRejection| bad("bad_query", e.body_text()))
+            .map_err(|e: QueryRejection| bad(ErrorCode::BadQuery, e.body_text()))
     }
 }
 
-fn bad(code: &'static str, e: impl std::fmt::Display) -> ApiError {
-    ApiError::invalid(code, e.to_string())
+fn bad(code: ErrorCode, e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(code, e.to_string())
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
@@ -167,16 +159,16 @@ async fn register_store(
     Body(b): Body<StoreBody>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, peer)?;
-    let id = StoreId::parse(&b.id).map_err(|e| bad("bad_store_id", e).with_param("id"))?;
+    let id = StoreId::parse(&b.id).map_err(|e| bad(ErrorCode::BadStoreId, e).with_param("id"))?;
     // The configured admin name is a role too (L3): no store is it, nor
     // presents a certificate of that name.
     if state.is_operator(id.as_str()) || b.client_name.as_deref().is_some_and(|n| state.is_operator(n)) {
-        return Err(bad("reserved_store_id", format!("{id} is an operator's name, not a store's")));
+        return Err(bad(ErrorCode::ReservedStoreId, format!("{id} is an operator's name, not a store's")));
     }
     let record = StoreRecord {
         id: id.clone(),
-        name: DisplayText::parse(&b.name).map_err(|e| bad("bad_name", e).with_param("name"))?,
-        mall: b.mall.as_deref().map(StoreId::parse).transpose().map_err(|e| bad("bad_mall", e))?,
+        name: DisplayText::parse(&b.name).map_err(|e| bad(ErrorCode::BadName, e).with_param("name"))?,
+        mall: b.mall.as_deref().map(StoreId::parse).transpose().map_err(|e| bad(ErrorCode::BadMall, e))?,
         notify_url: b.notify_url,
         client_name: b.client_name,
         // Where its payouts go (#19): refused unless a bank file can carry
@@ -185,18 +177,18 @@ async fn register_store(
             None | Some("") => None,
             Some(text) => Some(
                 text.parse::<kessai_bank::payout::PayeeAccount>()
-                    .map_err(|e| bad("bad_bank_account", e).with_param("bank_account"))?
+                    .map_err(|e| bad(ErrorCode::BadBankAccount, e).with_param("bank_account"))?
                     .to_string(),
             ),
         },
     };
     let keys = match &b.jwks {
-        Some(v) => kessai_core::jwk::parse_jwks(v.to_string().as_bytes()).map_err(|e| bad("bad_jwks", e))?,
+        Some(v) => kessai_core::jwk::parse_jwks(v.to_string().as_bytes()).map_err(|e| bad(ErrorCode::BadJwks, e))?,
         None => vec![],
     };
     let mut windows = Vec::with_capacity(keys.len());
     for k in &keys {
-        let public = kessai_core::keys::PublicKey::from_bytes(&k.public).map_err(|e| bad("bad_jwks", e))?;
+        let public = kessai_core::keys::PublicKey::from_bytes(&k.public).map_err(|e| bad(ErrorCode::BadJwks, e))?;
         windows.push((public, kessai_core::keys::Validity { not_before: k.not_before, not_after: k.not_after }));
     }
     let c = &state.center;
@@ -215,12 +207,12 @@ async fn revoke_store_key(
     Path((store, kid)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, peer)?;
-    let store = StoreId::parse(&store).map_err(|e| bad("bad_store_id", e))?;
-    let key = kessai_core::jwk::KeyId::parse(&kid).map_err(|e| bad("bad_kid", e))?;
+    let store = StoreId::parse(&store).map_err(|e| bad(ErrorCode::BadStoreId, e))?;
+    let key = kessai_core::jwk::KeyId::parse(&kid).map_err(|e| bad(ErrorCode::BadKid, e))?;
     let keys = state.center.db.store_keys().await.map_err(internal)?;
     // Another store's key is as unknown as a missing one.
     if keys.entry(key.as_str()).is_none_or(|entry| entry.owner.as_str() != store.as_str()) {
-        return Err(ApiError::not_found("unknown_key", format!("store {store} has no key {kid}")));
+        return Err(ApiError::new(ErrorCode::UnknownKey, format!("store {store} has no key {kid}")));
     }
     state.center.db.revoke_store_key(&key).await.map_err(internal)?;
     Ok(Json(json!({ "store": store, "kid": key.as_str(), "revoked": true })))
@@ -246,13 +238,16 @@ async fn register_card(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     authorize(&state, peer)?;
     let c = &state.center;
-    let id = CardId::parse(&b.card_id).map_err(|e| bad("bad_card_id", e).with_param("card_id"))?;
-    let currency = kessai_core::Currency::parse(&b.currency).map_err(|e| bad("bad_currency", e))?;
+    let id = CardId::parse(&b.card_id).map_err(|e| bad(ErrorCode::BadCardId, e).with_param("card_id"))?;
+    let currency = kessai_core::Currency::parse(&b.currency).map_err(|e| bad(ErrorCode::BadCurrency, e))?;
     if !c.security.knows(b.key_version) {
-        return Err(bad("unknown_key_version", format!("no master keys for key version {}", b.key_version)));
+        return Err(bad(ErrorCode::UnknownKeyVersion, format!("no master keys for key version {}", b.key_version)));
     }
     if b.max_balance_minor == 0 || b.initial_value_minor > b.max_balance_minor {
-        return Err(bad("bad_amounts", "need 0 < max_balance_minor and initial_value_minor ≤ max_balance_minor"));
+        return Err(bad(
+            ErrorCode::BadAmounts,
+            "need 0 < max_balance_minor and initial_value_minor ≤ max_balance_minor",
+        ));
     }
     let record = CardRecord {
         id,
@@ -262,14 +257,9 @@ async fn register_card(
         max_balance_minor: b.max_balance_minor,
     };
     if c.db.card(&id).await.map_err(internal)?.is_some() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            ErrorType::Conflict,
-            "card_exists",
-            "this card id is already issued",
-        ));
+        return Err(ApiError::new(ErrorCode::CardExists, "this card id is already issued"));
     }
-    let initial = Money::new(b.initial_value_minor, currency).map_err(|e| bad("bad_amounts", e))?;
+    let initial = Money::new(b.initial_value_minor, currency).map_err(|e| bad(ErrorCode::BadAmounts, e))?;
     c.register_card(&record, Some(initial)).await.map_err(internal)?;
     Ok((StatusCode::CREATED, Json(json!({ "card_id": id, "status": "active" }))))
 }
@@ -288,19 +278,16 @@ async fn card_status(
     Body(b): Body<StatusBody>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, peer)?;
-    let id = CardId::parse(&id).map_err(|e| bad("bad_card_id", e))?;
+    let id = CardId::parse(&id).map_err(|e| bad(ErrorCode::BadCardId, e))?;
     if b.reason.trim().is_empty() || b.reason.chars().count() > 500 {
-        return Err(bad("bad_reason", "a reason of 1 to 500 characters is recorded"));
+        return Err(bad(ErrorCode::BadReason, "a reason of 1 to 500 characters is recorded"));
     }
     match state.center.db.set_card_status(&id, b.status, &b.reason).await.map_err(internal)? {
         StatusChange::Changed => Ok(Json(json!({ "card_id": id, "status": b.status }))),
-        StatusChange::UnknownCard => Err(ApiError::not_found("unknown_card", format!("card {id} is not registered"))),
-        StatusChange::LostIsFinal => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            ErrorType::Conflict,
-            "card_lost",
-            format!("card {id} is lost, which is final: issue a new card"),
-        )),
+        StatusChange::UnknownCard => Err(ApiError::new(ErrorCode::UnknownCard, format!("card {id} is not registered"))),
+        StatusChange::LostIsFinal => {
+            Err(ApiError::new(ErrorCode::CardLost, format!("card {id} is lost, which is final: issue a new card")))
+        }
     }
 }
 
@@ -318,14 +305,14 @@ async fn list_settlements(
     Params(q): Params<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, peer)?;
-    let card = q.card.as_deref().map(CardId::parse).transpose().map_err(|e| bad("bad_card_id", e))?;
+    let card = q.card.as_deref().map(CardId::parse).transpose().map_err(|e| bad(ErrorCode::BadCardId, e))?;
     let phase = match q.phase.as_deref() {
-        Some(p) => Some(Phase::parse(p).ok_or_else(|| bad("bad_phase", format!("unknown phase {p:?}")))?),
+        Some(p) => Some(Phase::parse(p).ok_or_else(|| bad(ErrorCode::BadPhase, format!("unknown phase {p:?}")))?),
         None => None,
     };
     let limit = q.limit.unwrap_or(100);
     if limit < 1 {
-        return Err(bad("bad_limit", "limit must be at least 1").with_param("limit"));
+        return Err(bad(ErrorCode::BadLimit, "limit must be at least 1").with_param("limit"));
     }
     let list = state.center.db.list_settlements(card.as_ref(), phase, limit.min(MAX_LIST)).await.map_err(internal)?;
     let rows: Vec<Value> = list
@@ -355,7 +342,7 @@ async fn void_lost(
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, peer)?;
     if b.reason.trim().is_empty() || b.reason.chars().count() > 500 {
-        return Err(bad("bad_reason", "a reason of 1 to 500 characters is recorded"));
+        return Err(bad(ErrorCode::BadReason, "a reason of 1 to 500 characters is recorded"));
     }
     let reply = state.center.void_lost_card(&id, &b.reason).await.map_err(crate::api::api_error)?;
     Ok(Json(json!({ "settlement_id": reply.settlement_id, "phase": reply.phase, "reason": reply.reason })))
@@ -378,7 +365,7 @@ async fn add_correction(
     Body(b): Body<CorrectionBody>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, peer)?;
-    let id = CardId::parse(&id).map_err(|e| bad("bad_card_id", e))?;
+    let id = CardId::parse(&id).map_err(|e| bad(ErrorCode::BadCardId, e))?;
     let reply = state
         .center
         .add_correction(id, &b.reference, b.amount, &b.reason)
@@ -393,7 +380,7 @@ async fn card_owed(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, peer)?;
-    let id = CardId::parse(&id).map_err(|e| bad("bad_card_id", e))?;
+    let id = CardId::parse(&id).map_err(|e| bad(ErrorCode::BadCardId, e))?;
     let list = state.center.owed_for_card(&id).await.map_err(crate::update_api::update_api_error)?;
     Ok(Json(json!({ "owed": list })))
 }
@@ -425,8 +412,8 @@ async fn replace_card(
     Body(b): Body<ReplaceBody>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, peer)?;
-    let old = CardId::parse(&id).map_err(|e| bad("bad_card_id", e))?;
-    let new = CardId::parse(&b.replacement).map_err(|e| bad("bad_card_id", e).with_param("replacement"))?;
+    let old = CardId::parse(&id).map_err(|e| bad(ErrorCode::BadCardId, e))?;
+    let new = CardId::parse(&b.replacement).map_err(|e| bad(ErrorCode::BadCardId, e).with_param("replacement"))?;
     let done = state.center.replace_card(old, new, &b.reason).await.map_err(crate::update_api::update_api_error)?;
     Ok(Json(serde_json::to_value(done).map_err(internal)?))
 }
@@ -440,7 +427,7 @@ async fn list_applications(
     authorize(&state, peer)?;
     let status = q.status.as_deref().unwrap_or("received");
     if !matches!(status, "received" | "approved") {
-        return Err(bad("bad_status", "status is received or approved"));
+        return Err(bad(ErrorCode::BadStatus, "status is received or approved"));
     }
     let rows = state.center.db.applications(status, crate::db::MAX_LIST).await.map_err(internal)?;
     let list: Vec<Value> = rows
@@ -515,12 +502,12 @@ async fn card_member(
     Body(b): Body<CardMemberBody>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, peer)?;
-    let card = CardId::parse(&id).map_err(|e| bad("bad_card_id", e))?;
+    let card = CardId::parse(&id).map_err(|e| bad(ErrorCode::BadCardId, e))?;
     if let Some(member) = &b.member {
         let found = state.center.db.member(member).await.map_err(internal)?;
         if found.is_none_or(|m| m.status != "active") {
-            return Err(ApiError::not_found(
-                "unknown_member",
+            return Err(ApiError::new(
+                ErrorCode::UnknownMember,
                 format!("no active member {}", member.chars().take(40).collect::<String>()),
             ));
         }
@@ -528,7 +515,7 @@ async fn card_member(
     let linked =
         state.center.db.link_card_member(&card, b.member.as_deref(), b.instruction_required).await.map_err(internal)?;
     if !linked {
-        return Err(ApiError::not_found("unknown_card", format!("card {card} is not registered")));
+        return Err(ApiError::new(ErrorCode::UnknownCard, format!("card {card} is not registered")));
     }
     Ok(Json(json!({ "card_id": card, "member": b.member, "instruction_required": b.instruction_required })))
 }
@@ -564,7 +551,7 @@ async fn list_fundings(
     Params(q): Params<StatusQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let status = crate::prepaid::FundingStatus::parse(&q.status).ok_or_else(|| {
-        bad("bad_status", format!("no funding status {:?}", q.status.chars().take(32).collect::<String>()))
+        bad(ErrorCode::BadStatus, format!("no funding status {:?}", q.status.chars().take(32).collect::<String>()))
     })?;
     let fundings = state.center.fundings_in(status).await.map_err(crate::prepaid_api::prepaid_api_error)?;
     Ok(Json(json!({ "fundings": fundings })))
@@ -597,7 +584,7 @@ async fn list_bank_credits(
     Params(q): Params<StatusQuery>,
 ) -> Result<Json<Value>, ApiError> {
     if !["suspense", "review", "matched", "applied"].contains(&q.status.as_str()) {
-        return Err(bad("bad_status", "status is suspense, review, matched or applied"));
+        return Err(bad(ErrorCode::BadStatus, "status is suspense, review, matched or applied"));
     }
     let credits = state.center.bank_credits_in(&q.status).await.map_err(crate::prepaid_api::prepaid_api_error)?;
     Ok(Json(json!({ "bank_credits": credits })))

@@ -15,7 +15,7 @@ use kessai_core::digest::Sha256Digest;
 use kessai_core::ids::{CardId, SettlementId};
 use kessai_core::jws::JwsError;
 use kessai_core::keys::Validity;
-use kessai_http::{ApiError, ErrorType};
+use kessai_http::{ApiError, ErrorCode};
 use serde::Deserialize;
 
 use crate::db::DbError;
@@ -53,116 +53,89 @@ pub fn routes(center: Shared) -> Router {
 
 /// Maps every refusal to a status and a stable code, never leaking internals.
 pub fn api_error(e: CenterError) -> ApiError {
-    use StatusCode as S;
-    let bad = |status, code, msg: String| ApiError::new(status, ErrorType::InvalidRequest, code, msg);
     match e {
-        CenterError::Bill(j) => {
-            bad(S::UNPROCESSABLE_ENTITY, bill_code(&j), format!("bill refused: {j}")).with_param("bill")
-        }
+        CenterError::Bill(j) => ApiError::new(bill_code(&j), format!("bill refused: {j}")).with_param("bill"),
         CenterError::UnknownStore(s) => {
-            bad(S::UNPROCESSABLE_ENTITY, "unknown_store", format!("store {s} is not registered"))
+            ApiError::new(ErrorCode::BillUnknownStore, format!("store {s} is not registered")).with_param("bill")
         }
         CenterError::UnknownCard(c) => {
-            ApiError::not_found("unknown_card", format!("card {c} is not registered")).with_param("card_id")
+            ApiError::new(ErrorCode::UnknownCard, format!("card {c} is not registered")).with_param("card_id")
         }
-        CenterError::UnknownSettlement(s) => ApiError::not_found("unknown_settlement", format!("no settlement {s}")),
-        CenterError::UnknownStatement(s) => ApiError::not_found("unknown_statement", format!("no statement {s}")),
-        e @ CenterError::NotAMember { .. } => {
-            ApiError::new(S::FORBIDDEN, ErrorType::Forbidden, "not_a_member", e.to_string()).with_param("bill")
+        CenterError::UnknownSettlement(s) => ApiError::new(ErrorCode::UnknownSettlement, format!("no settlement {s}")),
+        CenterError::UnknownStatement(s) => ApiError::new(ErrorCode::UnknownStatement, format!("no statement {s}")),
+        e @ CenterError::NotAMember { .. } => ApiError::new(ErrorCode::NotAMember, e.to_string()).with_param("bill"),
+        CenterError::BillInUse(_) => {
+            ApiError::new(ErrorCode::BillInUse, "this bill is being settled with another card")
         }
-        CenterError::BillInUse(_) => ApiError::new(
-            S::CONFLICT,
-            ErrorType::Conflict,
-            "bill_in_use",
-            "this bill is being settled with another card",
-        ),
         CenterError::BadApdu(m) => {
-            bad(S::BAD_REQUEST, "bad_apdu", format!("card answer refused: {m}")).with_param("responses")
+            ApiError::new(ErrorCode::BadApdu, format!("card answer refused: {m}")).with_param("responses")
         }
-        CenterError::Receipt(m) => bad(S::UNPROCESSABLE_ENTITY, "receipt_invalid", m),
-        CenterError::Registration { code, message } => bad(S::UNPROCESSABLE_ENTITY, code, message),
+        CenterError::Receipt(m) => ApiError::new(ErrorCode::ReceiptInvalid, m),
+        CenterError::Registration { code, message } => ApiError::new(code, message),
         e @ CenterError::ProfileRefused { .. } => {
-            ApiError::new(S::FORBIDDEN, ErrorType::Forbidden, "profile_refused", e.to_string()).with_param("profile")
+            ApiError::new(ErrorCode::ProfileRefused, e.to_string()).with_param("profile")
         }
-        CenterError::Invalid(code, message) => bad(S::BAD_REQUEST, code, message.to_owned()),
+        CenterError::Invalid(code, message) => ApiError::new(code, message),
         CenterError::Step(s) => step_error(s),
-        CenterError::Books(b) => ApiError::new(
-            S::CONFLICT,
-            ErrorType::Conflict,
-            "books_refused",
-            format!("the books refused the transfer: {b}"),
-        ),
-        CenterError::Db(DbError::Conflict) => ApiError::new(
-            S::CONFLICT,
-            ErrorType::Conflict,
-            "concurrent_update",
-            "the settlement changed meanwhile; retry",
-        ),
-        CenterError::Db(DbError::BillPaid) => ApiError::new(
-            S::CONFLICT,
-            ErrorType::Conflict,
-            "bill_paid",
-            "this bill was paid from a virtual prepaid card; nothing is held",
-        )
-        .with_param("bill"),
+        CenterError::Books(b) => ApiError::new(ErrorCode::BooksRefused, format!("the books refused the transfer: {b}")),
+        CenterError::Db(DbError::Conflict) => {
+            ApiError::new(ErrorCode::ConcurrentUpdate, "the settlement changed meanwhile; retry")
+        }
+        CenterError::Db(DbError::BillPaid) => {
+            ApiError::new(ErrorCode::BillPaid, "this bill was paid from a virtual prepaid card; nothing is held")
+                .with_param("bill")
+        }
         CenterError::Db(d) => ApiError::internal(d),
     }
 }
 
-fn bill_code(e: &JwsError) -> &'static str {
+fn bill_code(e: &JwsError) -> ErrorCode {
     match e {
-        JwsError::Expired { .. } => "bill_expired",
-        JwsError::NotYetValid { .. } => "bill_not_yet_valid",
-        JwsError::UnknownKey(_) => "bill_unknown_key",
-        JwsError::RevokedKey(_) => "bill_revoked_key",
-        JwsError::BadSignature => "bill_bad_signature",
-        JwsError::WrongType { .. } => "bill_wrong_type",
-        _ => "bill_invalid",
+        JwsError::Expired { .. } => ErrorCode::BillExpired,
+        JwsError::NotYetValid { .. } => ErrorCode::BillNotYetValid,
+        JwsError::UnknownKey(_) => ErrorCode::BillUnknownKey,
+        JwsError::RevokedKey(_) => ErrorCode::BillRevokedKey,
+        JwsError::BadSignature => ErrorCode::BillBadSignature,
+        JwsError::WrongType { .. } => ErrorCode::BillWrongType,
+        _ => ErrorCode::BillInvalid,
     }
 }
 
 fn step_error(e: StepError) -> ApiError {
-    use StatusCode as S;
-    let (status, kind, code) = match &e {
-        StepError::OutOfOrder { .. } => (S::CONFLICT, ErrorType::Conflict, "step_out_of_order"),
-        StepError::CardNotActive(_) => (S::FORBIDDEN, ErrorType::Forbidden, "card_not_active"),
-        StepError::UnknownCard(_) => (S::NOT_FOUND, ErrorType::NotFound, "unknown_card"),
-        StepError::CurrencyMismatch { .. } => (S::UNPROCESSABLE_ENTITY, ErrorType::InvalidRequest, "currency_mismatch"),
-        StepError::AmountOverLimit { .. } => (S::UNPROCESSABLE_ENTITY, ErrorType::InvalidRequest, "amount_over_limit"),
-        StepError::InsufficientBalance { .. } => {
-            (S::PAYMENT_REQUIRED, ErrorType::InvalidRequest, "insufficient_balance")
-        }
-        StepError::CardRefused(_) => (S::UNPROCESSABLE_ENTITY, ErrorType::InvalidRequest, "card_refused"),
-        StepError::BadCardAnswer(_) => (S::UNPROCESSABLE_ENTITY, ErrorType::InvalidRequest, "bad_card_answer"),
-        StepError::WrongAnswerCount { .. } => (S::BAD_REQUEST, ErrorType::InvalidRequest, "wrong_answer_count"),
-        StepError::WrongTransaction => (S::UNPROCESSABLE_ENTITY, ErrorType::InvalidRequest, "wrong_transaction"),
-        StepError::Undecidable => (S::CONFLICT, ErrorType::Conflict, "needs_audit"),
-        StepError::CardNotLost(_) => (S::CONFLICT, ErrorType::Conflict, "card_not_lost"),
-        StepError::BeforeDeadline { .. } => (S::CONFLICT, ErrorType::Conflict, "before_deadline"),
+    let code = match &e {
+        StepError::OutOfOrder { .. } => ErrorCode::StepOutOfOrder,
+        StepError::CardNotActive(_) => ErrorCode::CardNotActive,
+        StepError::UnknownCard(_) => ErrorCode::UnknownCard,
+        StepError::CurrencyMismatch { .. } => ErrorCode::CurrencyMismatch,
+        StepError::AmountOverLimit { .. } => ErrorCode::AmountOverLimit,
+        StepError::InsufficientBalance { .. } => ErrorCode::InsufficientBalance,
+        StepError::CardRefused(_) => ErrorCode::CardRefused,
+        StepError::BadCardAnswer(_) => ErrorCode::BadCardAnswer,
+        StepError::WrongAnswerCount { .. } => ErrorCode::WrongAnswerCount,
+        StepError::WrongTransaction => ErrorCode::WrongTransaction,
+        StepError::Undecidable => ErrorCode::NeedsAudit,
+        StepError::CardNotLost(_) => ErrorCode::CardNotLost,
+        StepError::BeforeDeadline { .. } => ErrorCode::BeforeDeadline,
         StepError::Security(SecurityError::Unavailable(why))
         | StepError::Signing(kessai_core::jws::JwsError::Signer(why)) => {
             // What the token said stays in the log; the caller may retry.
             tracing::error!(%why, "the security server's token did not answer");
             return ApiError::new(
-                S::SERVICE_UNAVAILABLE,
-                ErrorType::Unavailable,
-                "security_server_unavailable",
+                ErrorCode::SecurityServerUnavailable,
                 "the security server cannot answer now; nothing was done, try again",
             );
         }
-        StepError::Security(_) => (S::UNPROCESSABLE_ENTITY, ErrorType::InvalidRequest, "secure_channel_failed"),
-        StepError::ReplayedOpening { .. } => (S::UNPROCESSABLE_ENTITY, ErrorType::InvalidRequest, "card_refused"),
+        StepError::Security(_) => ErrorCode::SecureChannelFailed,
+        StepError::ReplayedOpening { .. } => ErrorCode::CardRefused,
         StepError::InstructionRequired(_) => {
-            return ApiError::new(S::FORBIDDEN, ErrorType::Forbidden, "instruction_required", e.to_string())
-                .with_param("instruction");
+            return ApiError::new(ErrorCode::InstructionRequired, e.to_string()).with_param("instruction");
         }
         StepError::InstructionRefused(_) => {
-            return ApiError::new(S::FORBIDDEN, ErrorType::Forbidden, "instruction_refused", e.to_string())
-                .with_param("instruction");
+            return ApiError::new(ErrorCode::InstructionRefused, e.to_string()).with_param("instruction");
         }
         StepError::Signing(_) => return ApiError::internal(e),
     };
-    ApiError::new(status, kind, code, e.to_string())
+    ApiError::new(code, e.to_string())
 }
 
 #[derive(Deserialize)]
@@ -222,7 +195,7 @@ pub(crate) fn signed_fingerprint<B: for<'de> Deserialize<'de>>(
 }
 
 pub(crate) fn json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::invalid("bad_json", format!("request body: {e}")))
+    serde_json::from_slice(body).map_err(|e| ApiError::new(ErrorCode::BadJson, format!("request body: {e}")))
 }
 
 /// A request's headers and who sent it: the name of its verified client
@@ -347,21 +320,19 @@ where
     T: serde::Serialize,
 {
     let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()) else {
-        return ApiError::invalid("idempotency_key_required", "every POST needs an Idempotency-Key header")
+        return ApiError::new(ErrorCode::IdempotencyKeyRequired, "every POST needs an Idempotency-Key header")
             .with_param("Idempotency-Key")
             .into_response();
     };
     if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_BYTES || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return ApiError::invalid("bad_idempotency_key", "Idempotency-Key must be 1 to 128 printable characters")
+        return ApiError::new(ErrorCode::BadIdempotencyKey, "Idempotency-Key must be 1 to 128 printable characters")
             .into_response();
     }
     let hash = Sha256Digest::of(fingerprint).to_string();
     let key = &headers.scoped(key);
     let Some(_claim) = center.in_flight.claim(key) else {
         return ApiError::new(
-            StatusCode::CONFLICT,
-            ErrorType::Conflict,
-            "request_in_progress",
+            ErrorCode::RequestInProgress,
             "a request under this Idempotency-Key is being worked on; retry shortly",
         )
         .into_response();
@@ -381,9 +352,7 @@ where
         }
         Ok(Some(_)) => {
             return ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                ErrorType::InvalidRequest,
-                "idempotency_key_reused",
+                ErrorCode::IdempotencyKeyReused,
                 "this Idempotency-Key was used for a different request",
             )
             .into_response();
@@ -396,7 +365,7 @@ where
     let outcome = work(StepCall { answer: Some(answer), read }).await;
     let (status, text) = match outcome {
         Ok(reply) => (StatusCode::OK, serde_json::to_string(&reply).unwrap_or_default()),
-        Err(e) => (e.status, e.to_json()),
+        Err(e) => (e.status(), e.to_json()),
     };
     // The step stored its answer with its own write, unless it failed (or
     // made none): then the answer is stored here, alone.
@@ -413,7 +382,7 @@ async fn create(State(c): State<Shared>, headers: Caller, body: Bytes) -> Respon
     let work = |call: StepCall| async {
         let b: CreateBody = json(&body)?;
         let card_id = CardId::parse(&b.card_id)
-            .map_err(|e| ApiError::invalid("bad_card_id", e.to_string()).with_param("card_id"))?;
+            .map_err(|e| ApiError::new(ErrorCode::BadCardId, e.to_string()).with_param("card_id"))?;
         let opening = parse_answers(std::slice::from_ref(&b.initialize_update))
             .map_err(|e| api_error(e).with_param("initialize_update"))?
             .remove(0);
@@ -538,7 +507,7 @@ async fn readable_prepaid(c: &Center, caller: &Caller, id: &str) -> Result<crate
 /// Whether an error is the unknown-settlement answer (then a prepaid
 /// payment of that id is looked for).
 fn is_unknown(e: &ApiError) -> bool {
-    e.status == StatusCode::NOT_FOUND
+    e.status() == StatusCode::NOT_FOUND
 }
 
 async fn show(
@@ -596,7 +565,7 @@ async fn receipt(
     };
     match receipt {
         Some(r) => Ok(Json(serde_json::json!({ "receipt": r }))),
-        None => Err(ApiError::not_found("receipt_not_yet", "the store has not sent its receipt yet")),
+        None => Err(ApiError::new(ErrorCode::ReceiptNotYet, "the store has not sent its receipt yet")),
     }
 }
 
@@ -615,22 +584,21 @@ async fn jwks(State(c): State<Shared>) -> Json<kessai_core::jwk::Jwks> {
 /// store's web host serves. An unknown store has none.
 async fn store_jwks(State(c): State<Shared>, Path(id): Path<String>) -> Result<Json<kessai_core::jwk::Jwks>, ApiError> {
     let keys = c.db.store_keys().await.map_err(|e| api_error(CenterError::Db(e)))?;
-    let owner = kessai_core::ids::PartyId::parse(&id).map_err(|e| ApiError::invalid("bad_store_id", e.to_string()))?;
+    let owner =
+        kessai_core::ids::PartyId::parse(&id).map_err(|e| ApiError::new(ErrorCode::BadStoreId, e.to_string()))?;
     Ok(Json(keys.jwks(Some(&owner))))
 }
 
 /// The OpenAPI 3.1 description of this API, kept beside the code.
-const OPENAPI: &str = include_str!("openapi.json");
-
 async fn openapi() -> impl IntoResponse {
-    ([("content-type", "application/json")], OPENAPI)
+    ([("content-type", "application/json")], crate::openapi::document())
 }
 
 async fn statement_create(State(c): State<Shared>, Path(card): Path<String>, headers: Caller, body: Bytes) -> Response {
     let route = format!("statement/{card}");
     let work = async {
-        let card =
-            CardId::parse(&card).map_err(|e| ApiError::invalid("bad_card_id", e.to_string()).with_param("card_id"))?;
+        let card = CardId::parse(&card)
+            .map_err(|e| ApiError::new(ErrorCode::BadCardId, e.to_string()).with_param("card_id"))?;
         c.statement_create(card).await.map_err(api_error)
     };
     idempotent(&c, &headers, &route, &body, work).await

@@ -18,6 +18,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
 
+use kessai_api::ErrorCode;
 use kessai_core::Money;
 use kessai_core::messages::Reference;
 use kessai_core::random::Random;
@@ -64,20 +65,20 @@ pub enum AuthorizerError {
 
 impl AuthorizerError {
     /// The stable API code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            AuthorizerError::Declined => "card_declined",
-            AuthorizerError::InsufficientFunds => "insufficient_funds",
-            AuthorizerError::ExpiredCard => "expired_card",
-            AuthorizerError::ProcessingError => "processing_error",
-            AuthorizerError::InvalidCardNumber => "invalid_card_number",
-            AuthorizerError::BadExpiry => "invalid_expiry",
-            AuthorizerError::BadCvc => "invalid_cvc",
+            AuthorizerError::Declined => ErrorCode::CardDeclined,
+            AuthorizerError::InsufficientFunds => ErrorCode::InsufficientFunds,
+            AuthorizerError::ExpiredCard => ErrorCode::ExpiredCard,
+            AuthorizerError::ProcessingError => ErrorCode::ProcessingError,
+            AuthorizerError::InvalidCardNumber => ErrorCode::InvalidCardNumber,
+            AuthorizerError::BadExpiry => ErrorCode::InvalidExpiry,
+            AuthorizerError::BadCvc => ErrorCode::InvalidCvc,
             AuthorizerError::UnknownAuthorization(_)
             | AuthorizerError::WrongState { .. }
             | AuthorizerError::CaptureOverAuthorized { .. }
-            | AuthorizerError::RefundOverCaptured { .. } => "authorization_failed",
-            AuthorizerError::Unavailable(_) => "authorizer_unavailable",
+            | AuthorizerError::RefundOverCaptured { .. } => ErrorCode::AuthorizationFailed,
+            AuthorizerError::Unavailable(_) => ErrorCode::AuthorizerUnavailable,
         }
     }
 

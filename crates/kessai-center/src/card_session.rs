@@ -21,7 +21,7 @@ use kessai_core::ids::{CardId, TransactionId};
 use kessai_core::random::Random;
 use kessai_scp03::{CommandApdu, ResponseApdu, StatusWord};
 
-use crate::purchase::{Context, Phase, StepError};
+use crate::purchase::{Context, Phase, Reason, StepError};
 use crate::security::{SealedState, SecurityError};
 use crate::statement::LogEntry;
 
@@ -329,7 +329,7 @@ pub enum CardTxState<O, D> {
         balance_minor: Option<u64>,
         offer: Option<O>,
         done: Option<D>,
-        code: String,
+        code: Reason,
         reason: String,
     },
 }
@@ -384,9 +384,9 @@ impl<O, D> CardTxState<O, D> {
     }
 
     /// Why it was voided: a stable code and a reason.
-    pub fn outcome(&self) -> Option<(&str, &str)> {
+    pub fn outcome(&self) -> Option<(Reason, &str)> {
         match self {
-            CardTxState::Voided { code, reason, .. } => Some((code, reason)),
+            CardTxState::Voided { code, reason, .. } => Some((*code, reason)),
             _ => None,
         }
     }

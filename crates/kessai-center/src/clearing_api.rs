@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use kessai_core::ids::StoreId;
-use kessai_http::ApiError;
+use kessai_http::{ApiError, ErrorCode};
 use serde::{Deserialize, Serialize};
 
 use crate::api::{Caller, api_error};
@@ -36,20 +36,12 @@ struct ClaimBody {
 
 /// Maps a refused claim to a status and a stable code.
 fn claim_error(e: ClaimError) -> ApiError {
-    use axum::http::StatusCode as S;
-    use kessai_http::ErrorType as T;
     match &e {
-        ClaimError::Refused(_) => {
-            ApiError::new(S::FORBIDDEN, T::Forbidden, "claim_refused", e.to_string()).with_param("claim")
-        }
-        ClaimError::NotPayee { .. } => ApiError::new(S::FORBIDDEN, T::Forbidden, "not_the_payee", e.to_string()),
-        ClaimError::ClaimIdReused(_) => {
-            ApiError::new(S::CONFLICT, T::Conflict, "claim_id_reused", e.to_string()).with_param("claim_id")
-        }
-        ClaimError::Differs(_) => {
-            ApiError::new(S::CONFLICT, T::Conflict, "claim_differs", e.to_string()).with_param("lines")
-        }
-        ClaimError::Busy => ApiError::new(S::SERVICE_UNAVAILABLE, T::Unavailable, "claim_busy", e.to_string()),
+        ClaimError::Refused(_) => ApiError::new(ErrorCode::ClaimRefused, e.to_string()).with_param("claim"),
+        ClaimError::NotPayee { .. } => ApiError::new(ErrorCode::NotThePayee, e.to_string()),
+        ClaimError::ClaimIdReused(_) => ApiError::new(ErrorCode::ClaimIdReused, e.to_string()).with_param("claim_id"),
+        ClaimError::Differs(_) => ApiError::new(ErrorCode::ClaimDiffers, e.to_string()).with_param("lines"),
+        ClaimError::Busy => ApiError::new(ErrorCode::ClaimBusy, e.to_string()),
         ClaimError::Db(_) | ClaimError::Signing(_) => ApiError::internal(e),
     }
 }
@@ -114,14 +106,14 @@ struct ListQuery {
 }
 
 fn unknown_store(id: &str) -> ApiError {
-    ApiError::not_found(
-        "unknown_store",
+    ApiError::new(
+        ErrorCode::UnknownStore,
         format!("no store {} that this caller reads", id.chars().take(64).collect::<String>()),
     )
 }
 
 fn unknown_payout(id: &str) -> ApiError {
-    ApiError::not_found("unknown_payout", format!("no payout {}", id.chars().take(64).collect::<String>()))
+    ApiError::new(ErrorCode::UnknownPayout, format!("no payout {}", id.chars().take(64).collect::<String>()))
 }
 
 /// Whether the caller's certificate is `store`'s, or its mall's.

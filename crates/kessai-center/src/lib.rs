@@ -28,6 +28,7 @@ pub mod limits;
 pub mod member_pages;
 pub mod members;
 pub mod merge;
+pub mod openapi;
 pub mod owed;
 pub mod prepaid;
 pub mod prepaid_api;

@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -20,7 +19,7 @@ use kessai_core::jwe;
 use kessai_core::messages::DisplayText;
 use kessai_core::messages::registration::{self, JWE_CTY, JWE_TYP, MemberKind};
 use kessai_core::time::Timestamp;
-use kessai_http::{ApiError, ErrorType};
+use kessai_http::{ApiError, ErrorCode};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -70,24 +69,23 @@ pub enum MemberError {
 }
 
 pub fn member_api_error(e: MemberError) -> ApiError {
-    use StatusCode as S;
-    let (status, kind, code) = match &e {
-        MemberError::BadApplication(_) => (S::UNPROCESSABLE_ENTITY, ErrorType::InvalidRequest, "bad_application"),
-        MemberError::UnknownApplication(_) => (S::NOT_FOUND, ErrorType::NotFound, "unknown_application"),
-        MemberError::NotReceived(_) => (S::CONFLICT, ErrorType::Conflict, "not_received"),
-        MemberError::NotEncrypted(_) => (S::UNPROCESSABLE_ENTITY, ErrorType::InvalidRequest, "not_encrypted"),
-        MemberError::BadRegistration(_) => (S::UNPROCESSABLE_ENTITY, ErrorType::InvalidRequest, "bad_registration"),
-        MemberError::ActivationRefused => (S::FORBIDDEN, ErrorType::Forbidden, "activation_refused"),
-        MemberError::CodeExpired => (S::FORBIDDEN, ErrorType::Forbidden, "activation_code_expired"),
-        MemberError::CodeUsed => (S::CONFLICT, ErrorType::Conflict, "activation_code_used"),
-        MemberError::KindMismatch { .. } => (S::UNPROCESSABLE_ENTITY, ErrorType::InvalidRequest, "kind_mismatch"),
-        MemberError::AlreadyRegistered => (S::CONFLICT, ErrorType::Conflict, "already_registered"),
-        MemberError::UnknownLetter(_) => (S::NOT_FOUND, ErrorType::NotFound, "unknown_letter"),
-        MemberError::UnknownMember(_) => (S::NOT_FOUND, ErrorType::NotFound, "unknown_member"),
-        MemberError::BadReplacement(_) => (S::UNPROCESSABLE_ENTITY, ErrorType::InvalidRequest, "replacement_refused"),
+    let code = match &e {
+        MemberError::BadApplication(_) => ErrorCode::BadApplication,
+        MemberError::UnknownApplication(_) => ErrorCode::UnknownApplication,
+        MemberError::NotReceived(_) => ErrorCode::NotReceived,
+        MemberError::NotEncrypted(_) => ErrorCode::NotEncrypted,
+        MemberError::BadRegistration(_) => ErrorCode::BadRegistration,
+        MemberError::ActivationRefused => ErrorCode::ActivationRefused,
+        MemberError::CodeExpired => ErrorCode::ActivationCodeExpired,
+        MemberError::CodeUsed => ErrorCode::ActivationCodeUsed,
+        MemberError::KindMismatch { .. } => ErrorCode::KindMismatch,
+        MemberError::AlreadyRegistered => ErrorCode::AlreadyRegistered,
+        MemberError::UnknownLetter(_) => ErrorCode::UnknownLetter,
+        MemberError::UnknownMember(_) => ErrorCode::UnknownMember,
+        MemberError::BadReplacement(_) => ErrorCode::ReplacementRefused,
         MemberError::Db(d) => return ApiError::internal(d),
     };
-    ApiError::new(status, kind, code, e.to_string())
+    ApiError::new(code, e.to_string())
 }
 
 /// What an applicant is answered: the application number.
@@ -492,7 +490,7 @@ struct RegistrationBody {
 }
 
 fn json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::invalid("bad_json", format!("request body: {e}")))
+    serde_json::from_slice(body).map_err(|e| ApiError::new(ErrorCode::BadJson, format!("request body: {e}")))
 }
 
 /// The public member routes: apply, the encryption key, register.

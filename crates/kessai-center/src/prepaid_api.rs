@@ -8,11 +8,10 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use kessai_core::digest::Sha256Digest;
-use kessai_http::{ApiError, ErrorType};
+use kessai_http::{ApiError, ErrorCode};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
@@ -37,35 +36,29 @@ pub fn routes(center: Arc<Center>, authorizer: Arc<dyn Authorizer>) -> Router {
 
 /// Maps every refusal to a status and a stable code.
 pub fn prepaid_api_error(e: PrepaidError) -> ApiError {
-    use StatusCode as S;
-    let invalid =
-        |code, e: &PrepaidError| ApiError::new(S::UNPROCESSABLE_ENTITY, ErrorType::InvalidRequest, code, e.to_string());
-    let conflict = |code, e: &PrepaidError| ApiError::new(S::CONFLICT, ErrorType::Conflict, code, e.to_string());
-    let forbidden = |code, e: &PrepaidError| ApiError::new(S::FORBIDDEN, ErrorType::Forbidden, code, e.to_string());
+    let refuse = |code: ErrorCode, e: &PrepaidError| ApiError::new(code, e.to_string());
     match &e {
-        PrepaidError::Refused(_) => forbidden("prepaid_request_refused", &e).with_param("request"),
-        PrepaidError::Instruction(_) => forbidden("instruction_refused", &e).with_param("instruction"),
-        PrepaidError::UnknownCard(_) => ApiError::not_found("unknown_prepaid_card", e.to_string()),
-        PrepaidError::Closed(_) => forbidden("prepaid_card_closed", &e),
-        PrepaidError::Currency { .. } => invalid("currency_mismatch", &e),
-        PrepaidError::OverMaxBalance { .. } => invalid("over_max_balance", &e).with_param("amount"),
-        PrepaidError::OverLimit { .. } => invalid("amount_over_limit", &e).with_param("amount"),
-        PrepaidError::ValueExpired(_) => forbidden("value_expired", &e),
-        PrepaidError::Insufficient { .. } => {
-            ApiError::new(S::PAYMENT_REQUIRED, ErrorType::InvalidRequest, "insufficient_balance", e.to_string())
-        }
-        PrepaidError::RequestIdReused(_) => conflict("request_id_reused", &e).with_param("request_id"),
+        PrepaidError::Refused(_) => refuse(ErrorCode::PrepaidRequestRefused, &e).with_param("request"),
+        PrepaidError::Instruction(_) => refuse(ErrorCode::InstructionRefused, &e).with_param("instruction"),
+        PrepaidError::UnknownCard(_) => ApiError::new(ErrorCode::UnknownPrepaidCard, e.to_string()),
+        PrepaidError::Closed(_) => refuse(ErrorCode::PrepaidCardClosed, &e),
+        PrepaidError::Currency { .. } => refuse(ErrorCode::CurrencyMismatch, &e),
+        PrepaidError::OverMaxBalance { .. } => refuse(ErrorCode::OverMaxBalance, &e).with_param("amount"),
+        PrepaidError::OverLimit { .. } => refuse(ErrorCode::AmountOverLimit, &e).with_param("amount"),
+        PrepaidError::ValueExpired(_) => refuse(ErrorCode::ValueExpired, &e),
+        PrepaidError::Insufficient { .. } => ApiError::new(ErrorCode::InsufficientBalance, e.to_string()),
+        PrepaidError::RequestIdReused(_) => refuse(ErrorCode::RequestIdReused, &e).with_param("request_id"),
         PrepaidError::PaymentCardRequired => {
-            ApiError::invalid("payment_card_required", e.to_string()).with_param("card_number")
+            ApiError::new(ErrorCode::PaymentCardRequired, e.to_string()).with_param("card_number")
         }
-        PrepaidError::UnknownFunding(_) => ApiError::not_found("unknown_funding", e.to_string()),
-        PrepaidError::FundingState { .. } => conflict("funding_not_awaiting", &e),
-        PrepaidError::SecondOperator { .. } => forbidden("second_operator_required", &e),
-        PrepaidError::CountDiffers { .. } => conflict("count_differs", &e).with_param("amount"),
-        PrepaidError::UnknownCredit(_) => ApiError::not_found("unknown_bank_credit", e.to_string()),
-        PrepaidError::Statement(_) => invalid("statement_refused", &e),
-        PrepaidError::BillPaid => conflict("bill_paid", &e).with_param("bill"),
-        PrepaidError::NotMembersCard(_) => forbidden("card_not_members", &e).with_param("card_id"),
+        PrepaidError::UnknownFunding(_) => ApiError::new(ErrorCode::UnknownFunding, e.to_string()),
+        PrepaidError::FundingState { .. } => refuse(ErrorCode::FundingNotAwaiting, &e),
+        PrepaidError::SecondOperator { .. } => refuse(ErrorCode::SecondOperatorRequired, &e),
+        PrepaidError::CountDiffers { .. } => refuse(ErrorCode::CountDiffers, &e).with_param("amount"),
+        PrepaidError::UnknownCredit(_) => ApiError::new(ErrorCode::UnknownBankCredit, e.to_string()),
+        PrepaidError::Statement(_) => refuse(ErrorCode::StatementRefused, &e),
+        PrepaidError::BillPaid => refuse(ErrorCode::BillPaid, &e).with_param("bill"),
+        PrepaidError::NotMembersCard(_) => refuse(ErrorCode::CardNotMembers, &e).with_param("card_id"),
         PrepaidError::Update(_) => match e {
             PrepaidError::Update(u) => crate::update_api::update_api_error(u),
             _ => unreachable!("matched above"),

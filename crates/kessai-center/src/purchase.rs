@@ -46,65 +46,8 @@ use crate::limits::{COMPLETION_LIFETIME_S, OFFER_LIFETIME_S, SETTLEMENT_TIMEOUT_
 use crate::security::{SealedState, SecurityError, SecurityServer};
 use crate::statement::LogEntry;
 
-/// Where a settlement or a value update stands. Stored as its snake_case
-/// name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    /// INITIALIZE UPDATE sent; waiting for the card's answer.
-    Authenticating,
-    /// EXTERNAL AUTHENTICATE and READ BALANCE sent.
-    ReadingBalance,
-    /// Offer (SIG2, or SIG5) signed and the sealed command handed out; the
-    /// transfer is pending.
-    Offered,
-    /// A new session was begun to ask the card what happened.
-    Recovering,
-    /// TRANSACTION STATUS sent in the new session.
-    RecoveringStatus,
-    /// The card did not know the transaction; READ BALANCE sent to compare
-    /// its counter with the one at the offer.
-    RecoveringBalance,
-    /// The card confirmed the command; the transfer is posted.
-    Completed,
-    /// Provably not applied; the transfer (if any) is voided.
-    Voided,
-}
-
-impl Phase {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Authenticating => "authenticating",
-            Phase::ReadingBalance => "reading_balance",
-            Phase::Offered => "offered",
-            Phase::Recovering => "recovering",
-            Phase::RecoveringStatus => "recovering_status",
-            Phase::RecoveringBalance => "recovering_balance",
-            Phase::Completed => "completed",
-            Phase::Voided => "voided",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Phase> {
-        [
-            Phase::Authenticating,
-            Phase::ReadingBalance,
-            Phase::Offered,
-            Phase::Recovering,
-            Phase::RecoveringStatus,
-            Phase::RecoveringBalance,
-            Phase::Completed,
-            Phase::Voided,
-        ]
-        .into_iter()
-        .find(|p| p.as_str() == s)
-    }
-
-    /// Whether a sealed command (DEBIT or CREDIT) may have reached the card.
-    pub fn debit_issued(self) -> bool {
-        matches!(self, Phase::Offered | Phase::Recovering | Phase::RecoveringStatus | Phase::RecoveringBalance)
-    }
-}
+use kessai_api::ErrorCode;
+pub use kessai_api::{Phase, Reason};
 
 /// A card as the registry knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -353,7 +296,10 @@ impl TryFrom<SettlementRecord> for Settlement {
                 offer,
                 done: None,
                 // Records from before outcome codes existed have none.
-                code: r.outcome_code.unwrap_or_else(|| "voided".into()),
+                code: match r.outcome_code.as_deref() {
+                    None => Reason::Unstated,
+                    Some(name) => Reason::parse(name).ok_or(UNFIT)?,
+                },
                 reason: r.outcome_reason.unwrap_or_default(),
             },
         };
@@ -388,7 +334,7 @@ impl From<Settlement> for SettlementRecord {
                     (Some(done.completion_token), Some(done.card_counter), done.receipt_token);
             }
             PurchaseState::Voided { balance_minor: b, code, reason, .. } => {
-                (outcome_code, outcome_reason, balance_minor) = (Some(code), Some(reason), b);
+                (outcome_code, outcome_reason, balance_minor) = (Some(code.as_str().to_owned()), Some(reason), b);
             }
             _ => {}
         }
@@ -537,7 +483,7 @@ impl Settlement {
 
     /// Why it was voided: a stable code (`insufficient_balance`,
     /// `cancelled`, `not_applied`, `card_lost`, `abandoned`) and a reason.
-    pub fn outcome(&self) -> Option<(&str, &str)> {
+    pub fn outcome(&self) -> Option<(Reason, &str)> {
         self.state.outcome()
     }
 
@@ -634,7 +580,7 @@ impl Settlement {
                 balance_minor: Some(claim.balance_minor),
                 offer: None,
                 done: None,
-                code: "insufficient_balance".into(),
+                code: Reason::Refused(ErrorCode::InsufficientBalance),
                 reason: "insufficient balance".into(),
             };
             return Ok((self, Vec::new()));
@@ -730,7 +676,7 @@ impl Settlement {
                 balance_minor: Some(report.balance_minor),
                 offer: None,
                 done: None,
-                code: "insufficient_balance".into(),
+                code: Reason::Refused(ErrorCode::InsufficientBalance),
                 reason: "insufficient balance".into(),
             };
             return Ok((self, OfferOutcome::Insufficient { balance, amount }));
@@ -847,18 +793,18 @@ impl Settlement {
         Ok(token)
     }
 
-    fn void(&mut self, code: &str, reason: &str) {
+    fn void(&mut self, code: Reason, reason: &str) {
         self.state = PurchaseState::Voided {
             balance_minor: self.balance_minor(),
             offer: self.state.offer().cloned(),
             done: None,
-            code: code.to_owned(),
+            code,
             reason: reason.to_owned(),
         };
     }
 
     /// Voids a settlement before its DEBIT was sealed.
-    fn void_before_debit(mut self, step: &'static str, code: &str, reason: &str) -> Result<Settlement, StepError> {
+    fn void_before_debit(mut self, step: &'static str, code: Reason, reason: &str) -> Result<Settlement, StepError> {
         match self.state {
             PurchaseState::Authenticating { .. } | PurchaseState::ReadingBalance { .. } => {
                 self.void(code, reason);
@@ -895,13 +841,13 @@ impl Settlement {
     /// issued: void at once. After the DEBIT was issued only the card can
     /// settle it (`begin_recovery`).
     pub fn cancel(self, reason: &str) -> Result<Settlement, StepError> {
-        self.void_before_debit("cancel", "cancelled", reason)
+        self.void_before_debit("cancel", Reason::Cancelled, reason)
     }
 
     /// Ends a settlement the wallet left before its DEBIT was sealed, once
     /// past its deadline (the sweep): no DEBIT exists, so none can apply.
     pub fn abandon(self) -> Result<Settlement, StepError> {
-        self.void_before_debit("abandon", "abandoned", "abandoned before the debit was issued")
+        self.void_before_debit("abandon", Reason::Abandoned, "abandoned before the debit was issued")
     }
 
     /// Voids a settlement whose DEBIT may be outstanding without the card's
@@ -916,7 +862,7 @@ impl Settlement {
         if now <= self.deadline {
             return Err(StepError::BeforeDeadline { deadline: self.deadline });
         }
-        self.void("card_lost", &format!("card reported lost: {reason}"));
+        self.void(Reason::Refused(ErrorCode::CardLost), &format!("card reported lost: {reason}"));
         Ok(self)
     }
 
@@ -1003,7 +949,7 @@ impl Settlement {
         // A card blocked since the offer can still tell us what happened.
         let report = balance_report(&self.card_id, self.bill.amount.currency(), &plain)?;
         never_applied(Some(counter_at_offer), &report)?;
-        self.void("not_applied", "the card reports the transaction was not applied");
+        self.void(Reason::NotApplied, "the card reports the transaction was not applied");
         Ok((self, Resolution::Voided))
     }
 }

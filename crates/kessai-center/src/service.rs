@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use kessai_api::ErrorCode;
 use kessai_core::digest::Sha256Digest;
 use kessai_core::ids::{CardId, PartyId, SettlementId};
 use kessai_core::jws::JwsError;
@@ -65,13 +66,13 @@ pub enum CenterError {
     Receipt(String),
     /// A registration the center refuses: `code` says which rule.
     #[error("{message}")]
-    Registration { code: &'static str, message: String },
+    Registration { code: ErrorCode, message: String },
     /// The store does not accept purchases in this profile.
     #[error("store {store} does not accept purchases in the {profile} profile")]
     ProfileRefused { store: String, profile: Profile },
     /// A request that does not fit its route: `code` says which rule.
     #[error("{1}")]
-    Invalid(&'static str, &'static str),
+    Invalid(ErrorCode, &'static str),
 }
 
 /// What the wallet's create asks (`POST /v1/settlements`).
@@ -108,32 +109,7 @@ impl From<InstructionRefusal> for StepError {
     }
 }
 
-/// What a step answers to the wallet.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct StepReply {
-    pub settlement_id: String,
-    pub phase: Phase,
-    /// Commands to relay to the card, in order, as hex.
-    pub apdus: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub offer: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub completion: Option<String>,
-    /// The balance read securely from the card, once read.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub balance_minor: Option<u64>,
-    /// Why a settlement ended voided.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// The same as a stable code: `insufficient_balance`, `cancelled`,
-    /// `not_applied`, `card_lost`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason_code: Option<String>,
-    /// The access token every later request on this id carries as
-    /// `Authorization: Bearer` (M4); in the answers of its own routes only.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub access_token: Option<String>,
-}
+pub use kessai_api::StepReply;
 
 fn reply(s: &Settlement, apdus: &[CommandApdu]) -> StepReply {
     StepReply {
@@ -147,7 +123,7 @@ fn reply(s: &Settlement, apdus: &[CommandApdu]) -> StepReply {
         completion: s.completion_token().map(str::to_owned),
         balance_minor: s.balance_minor(),
         reason: s.outcome().map(|(_, reason)| reason.to_owned()),
-        reason_code: s.outcome().map(|(code, _)| code.to_owned()),
+        reason_code: s.outcome().map(|(code, _)| code),
         access_token: None,
     }
 }
@@ -385,12 +361,15 @@ impl Center {
         let claim = match (req.profile, req.claim) {
             (Profile::Offer, None) => None,
             (Profile::Offer, Some(_)) => {
-                return Err(CenterError::Invalid("card_read_unexpected", "the offer profile reads the balance itself"));
+                return Err(CenterError::Invalid(
+                    ErrorCode::CardReadUnexpected,
+                    "the offer profile reads the balance itself",
+                ));
             }
             (_, Some(claim)) => Some(claim),
             (_, None) => {
                 return Err(CenterError::Invalid(
-                    "card_read_required",
+                    ErrorCode::CardReadRequired,
                     "this profile needs the balance the wallet read",
                 ));
             }
@@ -404,7 +383,7 @@ impl Center {
             Some(_) => self.instruction_verdict(&card_id, &facts, req.instruction).await?,
             None if req.instruction.is_some() => {
                 return Err(CenterError::Invalid(
-                    "instruction_unexpected",
+                    ErrorCode::InstructionUnexpected,
                     "the offer profile takes it at the balance step",
                 ));
             }
@@ -793,7 +772,7 @@ impl Center {
         let id = store.id.as_str();
         if RESERVED_STORE_IDS.contains(&id) || id == self.center_id.as_str() {
             return Err(CenterError::Registration {
-                code: "reserved_store_id",
+                code: ErrorCode::ReservedStoreId,
                 message: format!("{id} names a role (the center, an admin), not a store"),
             });
         }
@@ -801,7 +780,7 @@ impl Center {
             && (!url.starts_with("https://") || url.len() > MAX_NOTIFY_URL_BYTES)
         {
             return Err(CenterError::Registration {
-                code: "bad_notify_url",
+                code: ErrorCode::BadNotifyUrl,
                 message: "notify_url must be an https:// URL (completions go over mutual TLS)".into(),
             });
         }
@@ -810,7 +789,7 @@ impl Center {
             && self.db.store(mall).await?.is_none()
         {
             return Err(CenterError::Registration {
-                code: "unknown_mall",
+                code: ErrorCode::UnknownMall,
                 message: format!("mall {mall} is not registered"),
             });
         }
@@ -821,7 +800,7 @@ impl Center {
             && self.db.store_key_count().await?.saturating_add(keys.len()) > kessai_core::limits::MAX_REGISTRY_KEYS
         {
             return Err(CenterError::Registration {
-                code: "too_many_keys",
+                code: ErrorCode::TooManyKeys,
                 message: format!("the registry holds at most {} store keys", kessai_core::limits::MAX_REGISTRY_KEYS),
             });
         }

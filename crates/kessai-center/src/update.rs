@@ -9,12 +9,12 @@
 //! entries and the stored answer → releases (an authorization voided only
 //! after the void committed). No credit is posted before its capture.
 
+use kessai_api::{ErrorCode, Reason};
 use kessai_core::Money;
 use kessai_core::ids::{CardId, UpdateId};
 use kessai_core::jws::JwsError;
 use kessai_core::random::Random;
 use kessai_scp03::{CommandApdu, ResponseApdu};
-use serde::Serialize;
 
 use kessai_core::messages::Reference;
 
@@ -113,45 +113,7 @@ impl From<StepError> for UpdateError {
     }
 }
 
-/// What a charge step answers to the wallet.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct UpdateReply {
-    /// The value update's id (`vup_…`).
-    pub update_id: String,
-    /// The same id under its name of the last release (every value update
-    /// was called a charge); sent for one more release.
-    pub charge_id: String,
-    pub phase: UpdatePhase,
-    /// `credit` (charge, refund) or `debit` (decrease, correction).
-    pub direction: Direction,
-    /// `{"kind":"charge"}`, `{"kind":"refund_to_credit_card","charge_id":…}`
-    /// or `{"kind":"owed","owed_id":…}`.
-    pub purpose: Purpose,
-    /// Commands to relay to the card, in order, as hex.
-    pub apdus: Vec<String>,
-    pub amount: Money,
-    /// The authorizer's reference (SIG5 `funding_ref`); a charge has one
-    /// once its authenticate step authorized it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub funding_ref: Option<String>,
-    /// The value update (SIG5), while the sealed CREDIT is out.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub value_update: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub balance_minor: Option<u64>,
-    /// The card's balance after the credit, from its sealed answer.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub balance_after_minor: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// `cancelled`, `over_max_balance`, `not_applied`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason_code: Option<String>,
-    /// The access token every later request on this id carries as
-    /// `Authorization: Bearer` (M4); in the answers of its own routes only.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub access_token: Option<String>,
-}
+pub use kessai_api::UpdateReply;
 
 /// Builds the reply for a charge as it stands.
 pub fn update_reply(c: &ValueUpdate, apdus: &[CommandApdu]) -> UpdateReply {
@@ -171,7 +133,7 @@ pub fn update_reply(c: &ValueUpdate, apdus: &[CommandApdu]) -> UpdateReply {
         balance_minor: c.balance_minor(),
         balance_after_minor: c.applied().map(|a| a.balance_after_minor),
         reason: c.outcome().map(|(_, reason)| reason.to_owned()),
-        reason_code: c.outcome().map(|(code, _)| code.to_owned()),
+        reason_code: c.outcome().map(|(code, _)| code),
         access_token: None,
     }
 }
@@ -385,17 +347,17 @@ impl Center {
         drop(payment_card);
         let code = match &refused {
             UpdateError::Authorizer(e) if e.is_decline() => e.code(),
-            UpdateError::TooManyAttempts => "too_many_attempts",
-            UpdateError::OverDailyLimit { .. } => "over_daily_limit",
-            UpdateError::UnknownCard(_) => "unknown_card",
-            UpdateError::OverMaxBalance { .. } => "over_max_balance",
-            UpdateError::Step(UpdateStepError::Card(StepError::CardNotActive(_))) => "card_not_active",
-            UpdateError::Step(UpdateStepError::Card(StepError::CurrencyMismatch { .. })) => "currency_mismatch",
+            UpdateError::TooManyAttempts => ErrorCode::TooManyAttempts,
+            UpdateError::OverDailyLimit { .. } => ErrorCode::OverDailyLimit,
+            UpdateError::UnknownCard(_) => ErrorCode::UnknownCard,
+            UpdateError::OverMaxBalance { .. } => ErrorCode::OverMaxBalance,
+            UpdateError::Step(UpdateStepError::Card(StepError::CardNotActive(_))) => ErrorCode::CardNotActive,
+            UpdateError::Step(UpdateStepError::Card(StepError::CurrencyMismatch { .. })) => ErrorCode::CurrencyMismatch,
             // Not a refusal of this charge (the authorizer or the database
             // did not answer): nothing is stored; the step may be retried.
             _ => return Err(refused),
         };
-        let ended = charge.refused(code, &refused.to_string())?;
+        let ended = charge.refused(Reason::Refused(code), &refused.to_string())?;
         let stepped = Stepped { update: ended, apdus: Vec::new(), effect: Effect::Void };
         // The refusal is the answer, stored with the void by the API layer.
         self.store_update_step(authorizer, &stepped, version, None).await?;

@@ -20,14 +20,14 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use kessai_core::Money;
 use kessai_core::digest::Sha256Digest;
 use kessai_core::ids::{CardId, UpdateId};
-use kessai_http::{ApiError, ErrorType};
+use kessai_http::{ApiError, ErrorCode};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
@@ -83,16 +83,7 @@ pub(crate) fn authorizer_error(e: AuthorizerError) -> ApiError {
         AuthorizerError::BadCvc => Some("cvc"),
         _ => None,
     };
-    let (status, kind) = if param.is_some() {
-        (StatusCode::BAD_REQUEST, ErrorType::InvalidRequest)
-    } else if e.is_decline() {
-        (StatusCode::PAYMENT_REQUIRED, ErrorType::InvalidRequest)
-    } else if matches!(e, AuthorizerError::Unavailable(_)) {
-        (StatusCode::SERVICE_UNAVAILABLE, ErrorType::Unavailable)
-    } else {
-        (StatusCode::CONFLICT, ErrorType::Conflict)
-    };
-    let err = ApiError::new(status, kind, code, e.to_string());
+    let err = ApiError::new(code, e.to_string());
     match param {
         Some(p) => err.with_param(p),
         None => err,
@@ -101,74 +92,70 @@ pub(crate) fn authorizer_error(e: AuthorizerError) -> ApiError {
 
 /// Maps every refusal to a status and a stable code, never leaking internals.
 pub fn update_api_error(e: UpdateError) -> ApiError {
-    use StatusCode as S;
-    let invalid = |code, msg: String| ApiError::new(S::UNPROCESSABLE_ENTITY, ErrorType::InvalidRequest, code, msg);
     match e {
         UpdateError::Authorizer(a) => authorizer_error(a),
         UpdateError::UnknownCard(c) => crate::api::api_error(CenterError::UnknownCard(c)),
-        UpdateError::UnknownUpdate(c) => ApiError::not_found("unknown_value_update", format!("no value update {c}")),
-        e @ UpdateError::ChargeIdInUse(_) => {
-            ApiError::new(S::CONFLICT, ErrorType::Conflict, "charge_in_use", e.to_string())
-        }
+        UpdateError::UnknownUpdate(c) => ApiError::new(ErrorCode::UnknownValueUpdate, format!("no value update {c}")),
+        e @ UpdateError::ChargeIdInUse(_) => ApiError::new(ErrorCode::ChargeInUse, e.to_string()),
         e @ UpdateError::PaymentCardRequired(_) => {
-            ApiError::invalid("payment_card_required", e.to_string()).with_param("card_number")
+            ApiError::new(ErrorCode::PaymentCardRequired, e.to_string()).with_param("card_number")
         }
-        e @ UpdateError::AmountOutOfRange { .. } => invalid("amount_out_of_range", e.to_string()).with_param("amount"),
-        e @ UpdateError::OverMaxBalance { .. } => invalid("over_max_balance", e.to_string()).with_param("amount"),
-        e @ UpdateError::OverDailyLimit { .. } => invalid("over_daily_limit", e.to_string()).with_param("amount"),
-        e @ UpdateError::TooManyAttempts => {
-            ApiError::new(S::TOO_MANY_REQUESTS, ErrorType::RateLimited, "too_many_attempts", e.to_string())
+        e @ UpdateError::AmountOutOfRange { .. } => {
+            ApiError::new(ErrorCode::AmountOutOfRange, e.to_string()).with_param("amount")
         }
+        e @ UpdateError::OverMaxBalance { .. } => {
+            ApiError::new(ErrorCode::OverMaxBalance, e.to_string()).with_param("amount")
+        }
+        e @ UpdateError::OverDailyLimit { .. } => {
+            ApiError::new(ErrorCode::OverDailyLimit, e.to_string()).with_param("amount")
+        }
+        e @ UpdateError::TooManyAttempts => ApiError::new(ErrorCode::TooManyAttempts, e.to_string()),
         UpdateError::BadApdu(m) => {
-            ApiError::invalid("bad_apdu", format!("card answer refused: {m}")).with_param("responses")
+            ApiError::new(ErrorCode::BadApdu, format!("card answer refused: {m}")).with_param("responses")
         }
         e @ UpdateError::Step(UpdateStepError::OutOfOrder { .. }) => {
-            ApiError::new(S::CONFLICT, ErrorType::Conflict, "step_out_of_order", e.to_string())
+            ApiError::new(ErrorCode::StepOutOfOrder, e.to_string())
         }
         UpdateError::Step(UpdateStepError::Card(s)) => crate::api::api_error(CenterError::Step(s)),
         e @ UpdateError::Step(UpdateStepError::NotAuthorized) => {
-            ApiError::new(S::CONFLICT, ErrorType::Conflict, "step_out_of_order", e.to_string())
+            ApiError::new(ErrorCode::StepOutOfOrder, e.to_string())
         }
         UpdateError::Books(b) => crate::api::api_error(CenterError::Books(b)),
         UpdateError::Db(DbError::Conflict) => crate::api::api_error(CenterError::Db(DbError::Conflict)),
         UpdateError::Db(d) => ApiError::internal(d),
         UpdateError::Refund(j) => {
             let code = match j {
-                kessai_core::jws::JwsError::Expired { .. } => "refund_expired",
-                kessai_core::jws::JwsError::UnknownKey(_) => "refund_unknown_key",
-                kessai_core::jws::JwsError::RevokedKey(_) => "refund_revoked_key",
-                kessai_core::jws::JwsError::BadSignature => "refund_bad_signature",
-                _ => "refund_invalid",
+                kessai_core::jws::JwsError::Expired { .. } => ErrorCode::RefundExpired,
+                kessai_core::jws::JwsError::UnknownKey(_) => ErrorCode::RefundUnknownKey,
+                kessai_core::jws::JwsError::RevokedKey(_) => ErrorCode::RefundRevokedKey,
+                kessai_core::jws::JwsError::BadSignature => ErrorCode::RefundBadSignature,
+                _ => ErrorCode::RefundInvalid,
             };
-            invalid(code, format!("refund request refused: {j}")).with_param("refund")
+            ApiError::new(code, format!("refund request refused: {j}")).with_param("refund")
         }
         UpdateError::UnknownSettlement(id) => {
-            ApiError::not_found("unknown_settlement", format!("no settlement {id} of this store"))
+            ApiError::new(ErrorCode::UnknownSettlement, format!("no settlement {id} of this store"))
         }
-        e @ UpdateError::NotAMember { .. } => {
-            ApiError::new(S::FORBIDDEN, ErrorType::Forbidden, "not_a_member", e.to_string())
+        e @ UpdateError::NotAMember { .. } => ApiError::new(ErrorCode::NotAMember, e.to_string()),
+        e @ UpdateError::NotRefundable(_) => ApiError::new(ErrorCode::NotRefundable, e.to_string()),
+        e @ UpdateError::RefundIdInUse(_) => ApiError::new(ErrorCode::RefundIdInUse, e.to_string()),
+        e @ UpdateError::OverRefund { .. } => ApiError::new(ErrorCode::OverRefund, e.to_string()).with_param("amount"),
+        e @ UpdateError::BadReason(_) => ApiError::new(ErrorCode::BadReason, e.to_string()).with_param("reason"),
+        e @ UpdateError::BadReference(_) => {
+            ApiError::new(ErrorCode::BadReference, e.to_string()).with_param("reference")
         }
-        e @ UpdateError::NotRefundable(_) => {
-            ApiError::new(S::CONFLICT, ErrorType::Conflict, "not_refundable", e.to_string())
+        UpdateError::UnknownOwed(id) => ApiError::new(ErrorCode::UnknownOwed, format!("nothing owed {id}")),
+        e @ UpdateError::NotCancellable(_) => ApiError::new(ErrorCode::NotCancellable, e.to_string()),
+        e @ UpdateError::NotReplaceable(_) => ApiError::new(ErrorCode::NotReplaceable, e.to_string()),
+        e @ UpdateError::CorrectionOverFloat(_) => {
+            ApiError::new(ErrorCode::OverFloat, e.to_string()).with_param("amount")
         }
-        e @ UpdateError::RefundIdInUse(_) => {
-            ApiError::new(S::CONFLICT, ErrorType::Conflict, "refund_id_in_use", e.to_string())
-        }
-        e @ UpdateError::OverRefund { .. } => invalid("over_refund", e.to_string()).with_param("amount"),
-        e @ UpdateError::BadReason(_) => ApiError::invalid("bad_reason", e.to_string()).with_param("reason"),
-        e @ UpdateError::BadReference(_) => ApiError::invalid("bad_reference", e.to_string()).with_param("reference"),
-        UpdateError::UnknownOwed(id) => ApiError::not_found("unknown_owed", format!("nothing owed {id}")),
-        e @ UpdateError::NotCancellable(_) => {
-            ApiError::new(S::CONFLICT, ErrorType::Conflict, "not_cancellable", e.to_string())
-        }
-        e @ UpdateError::NotReplaceable(_) => {
-            ApiError::new(S::CONFLICT, ErrorType::Conflict, "not_replaceable", e.to_string())
-        }
-        e @ UpdateError::CorrectionOverFloat(_) => invalid("over_float", e.to_string()).with_param("amount"),
         e @ UpdateError::NotDecreasable(_) => {
-            ApiError::new(S::CONFLICT, ErrorType::Conflict, "not_decreasable", e.to_string()).with_param("charge_id")
+            ApiError::new(ErrorCode::NotDecreasable, e.to_string()).with_param("charge_id")
         }
-        e @ UpdateError::DecreaseOverCharge { .. } => invalid("over_charge", e.to_string()).with_param("amount"),
+        e @ UpdateError::DecreaseOverCharge { .. } => {
+            ApiError::new(ErrorCode::OverCharge, e.to_string()).with_param("amount")
+        }
     }
 }
 
@@ -204,10 +191,11 @@ pub(crate) fn payment_card(
         (Some(number), Some(expiry), Some(cvc)) => {
             Ok(Some(PaymentCard::parse(number, expiry, cvc).map_err(authorizer_error)?))
         }
-        _ => {
-            Err(ApiError::invalid("payment_card_incomplete", "card_number, expiry and cvc come together or not at all")
-                .with_param("card_number"))
-        }
+        _ => Err(ApiError::new(
+            ErrorCode::PaymentCardIncomplete,
+            "card_number, expiry and cvc come together or not at all",
+        )
+        .with_param("card_number")),
     }
 }
 
@@ -222,7 +210,8 @@ pub(crate) fn wipe(body: Bytes) {
 /// Parses a body without echoing any of it: a serde message can quote
 /// the value it failed on, and this body may hold a card number.
 pub(crate) fn json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|_| ApiError::invalid("bad_json", "the request body is not a valid request"))
+    serde_json::from_slice(body)
+        .map_err(|_| ApiError::new(ErrorCode::BadJson, "the request body is not a valid request"))
 }
 
 async fn create(State(s): State<UpdateState>, headers: crate::api::Caller, body: Bytes) -> Response {
@@ -238,7 +227,7 @@ async fn create(State(s): State<UpdateState>, headers: crate::api::Caller, body:
     let work = async {
         let id = id.map_err(ApiError::internal)?;
         let card_id = CardId::parse(&b.card_id)
-            .map_err(|e| ApiError::invalid("bad_card_id", e.to_string()).with_param("card_id"))?;
+            .map_err(|e| ApiError::new(ErrorCode::BadCardId, e.to_string()).with_param("card_id"))?;
         let request = ChargeRequest { id, card_id, amount: b.amount };
         s.center.create_charge(request).await.map_err(update_api_error)
     };
@@ -386,9 +375,9 @@ async fn create_decrease(State(s): State<UpdateState>, headers: crate::api::Call
     let work = async {
         let id = id.map_err(ApiError::internal)?;
         let card_id = CardId::parse(&b.card_id)
-            .map_err(|e| ApiError::invalid("bad_card_id", e.to_string()).with_param("card_id"))?;
+            .map_err(|e| ApiError::new(ErrorCode::BadCardId, e.to_string()).with_param("card_id"))?;
         let charge_id = UpdateId::parse(&b.charge_id)
-            .map_err(|e| ApiError::invalid("bad_charge_id", e.to_string()).with_param("charge_id"))?;
+            .map_err(|e| ApiError::new(ErrorCode::BadChargeId, e.to_string()).with_param("charge_id"))?;
         let request = DecreaseRequest { id, card_id, charge_id, amount: b.amount };
         s.center.create_decrease(request).await.map_err(update_api_error)
     };
@@ -437,8 +426,8 @@ async fn apply_owed(
     let key = idempotency_key(&headers).to_owned();
     let work = async {
         asked?;
-        let card_id =
-            CardId::parse(&card).map_err(|e| ApiError::invalid("bad_card_id", e.to_string()).with_param("card_id"))?;
+        let card_id = CardId::parse(&card)
+            .map_err(|e| ApiError::new(ErrorCode::BadCardId, e.to_string()).with_param("card_id"))?;
         let id = apply_update_id(&key, &card_id).map_err(ApiError::internal)?;
         let which = if credits_only { Owing::CreditsOnly } else { Owing::Any };
         match s.center.apply_owed_of(card_id, id, which).await.map_err(update_api_error)? {

@@ -47,41 +47,8 @@ use crate::purchase::{Context, StepError};
 use crate::security::{SealedState, SecurityError};
 use crate::statement::LogEntry;
 
-/// What a value update is for. Stored in the record; records made before
-/// decreases and refunds existed are charges.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Purpose {
-    /// Value bought with a credit card; the authorization funds it.
-    #[default]
-    Charge,
-    /// Card value given back to the credit card that paid charge
-    /// `charge_id` (a decrease); `authorization` is that charge's.
-    RefundToCreditCard { charge_id: UpdateId },
-    /// Applies what is owed (`owed_id`: a purchase refund or a correction,
-    /// see [`crate::owed`]).
-    Owed { owed_id: String },
-    /// Takes off the card value its funding never paid (owed item
-    /// `owed_id`, see [`crate::owed::OwedKind::Unfunded`]); the books never
-    /// posted it, so nothing is posted.
-    TakeBackUnfunded { owed_id: String },
-    /// Value moved from the member's virtual prepaid card `prepaid_id` (#18),
-    /// on the member's signed request; that card funds it.
-    FromPrepaid { prepaid_id: kessai_core::ids::PrepaidId },
-}
-
-impl Purpose {
-    /// Its stored name.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Purpose::Charge => "charge",
-            Purpose::RefundToCreditCard { .. } => "refund_to_credit_card",
-            Purpose::Owed { .. } => "owed",
-            Purpose::TakeBackUnfunded { .. } => "take_back_unfunded",
-            Purpose::FromPrepaid { .. } => "from_prepaid",
-        }
-    }
-}
+pub use kessai_api::Purpose;
+use kessai_api::{ErrorCode, Reason};
 
 fn credit() -> Direction {
     Direction::Credit
@@ -253,7 +220,10 @@ impl TryFrom<UpdateRecord> for ValueUpdate {
                 balance_minor: r.balance_minor,
                 offer,
                 done: applied,
-                code: r.outcome_code.unwrap_or_else(|| "voided".into()),
+                code: match r.outcome_code.as_deref() {
+                    None => Reason::Unstated,
+                    Some(name) => Reason::parse(name).ok_or(UNFIT)?,
+                },
                 reason: r.outcome_reason.unwrap_or_default(),
             },
         };
@@ -285,7 +255,7 @@ impl From<ValueUpdate> for UpdateRecord {
         let (mut outcome_code, mut outcome_reason, mut balance_minor) =
             (None, None, offer.as_ref().map(|o| o.balance_minor));
         if let UpdateState::Voided { balance_minor: b, code, reason, .. } = u.state {
-            (outcome_code, outcome_reason, balance_minor) = (Some(code), Some(reason), b);
+            (outcome_code, outcome_reason, balance_minor) = (Some(code.as_str().to_owned()), Some(reason), b);
         }
         UpdateRecord {
             id: u.id,
@@ -396,7 +366,7 @@ impl ValueUpdate {
     }
 
     /// Why it was voided: a stable code and a reason.
-    pub fn outcome(&self) -> Option<(&str, &str)> {
+    pub fn outcome(&self) -> Option<(Reason, &str)> {
         self.state.outcome()
     }
 
@@ -408,7 +378,7 @@ impl ValueUpdate {
     /// not completed, since nothing funds it. Its value is taken back from
     /// the card by an owed item made in the same transaction.
     pub fn funding_refused(mut self) -> ValueUpdate {
-        self.void("funding_refused", "the card applied the credit, but its authorization could not be captured");
+        self.void(Reason::FundingRefused, "the card applied the credit, but its authorization could not be captured");
         self
     }
 
@@ -467,7 +437,7 @@ impl ValueUpdate {
 
     /// Ends a charge the authorizer (or a limit checked once the card
     /// proved itself) refused, before any command: `code` says why.
-    pub fn refused(self, code: &str, reason: &str) -> Result<ValueUpdate, UpdateStepError> {
+    pub fn refused(self, code: Reason, reason: &str) -> Result<ValueUpdate, UpdateStepError> {
         self.void_before_command("refuse", code, reason)
     }
 
@@ -495,11 +465,11 @@ impl ValueUpdate {
         }
         let currency = self.amount.currency();
         let before = Money::new(report.balance_minor, currency).map_err(bad_answer)?;
-        let voided = |code: &str, reason: &str| UpdateState::Voided {
+        let voided = |code: Reason, reason: &str| UpdateState::Voided {
             balance_minor: Some(report.balance_minor),
             offer: None,
             done: None,
-            code: code.to_owned(),
+            code,
             reason: reason.to_owned(),
         };
         let (after, command) = match self.direction {
@@ -507,14 +477,20 @@ impl ValueUpdate {
                 let after =
                     before.checked_add(&self.amount).ok().filter(|a| a.amount_minor() <= report.max_balance_minor);
                 let Some(after) = after else {
-                    self.state = voided("over_max_balance", "the credit would take the card over its maximum balance");
+                    self.state = voided(
+                        Reason::Refused(ErrorCode::OverMaxBalance),
+                        "the credit would take the card over its maximum balance",
+                    );
                     return Ok((self, UpdateOffer::OverMaxBalance { balance: before }));
                 };
                 (after, credit_command(&self.transfer_request()?))
             }
             Direction::Debit => {
                 let Ok(after) = before.checked_sub(&self.amount) else {
-                    self.state = voided("insufficient_balance", "the card holds less than the amount to take off");
+                    self.state = voided(
+                        Reason::Refused(ErrorCode::InsufficientBalance),
+                        "the card holds less than the amount to take off",
+                    );
                     return Ok((self, UpdateOffer::InsufficientBalance { balance: before }));
                 };
                 (after, debit_command(&self.transfer_request()?))
@@ -612,12 +588,12 @@ impl ValueUpdate {
         Ok(())
     }
 
-    fn void(&mut self, code: &str, reason: &str) {
+    fn void(&mut self, code: Reason, reason: &str) {
         self.state = UpdateState::Voided {
             balance_minor: self.balance_minor(),
             offer: self.state.offer().cloned(),
             done: self.state.done().copied(),
-            code: code.to_owned(),
+            code,
             reason: reason.to_owned(),
         };
     }
@@ -626,7 +602,7 @@ impl ValueUpdate {
     fn void_before_command(
         mut self,
         step: &'static str,
-        code: &str,
+        code: Reason,
         reason: &str,
     ) -> Result<ValueUpdate, UpdateStepError> {
         match self.state {
@@ -656,14 +632,14 @@ impl ValueUpdate {
 
     /// The wallet gave up before any CREDIT was issued: void at once.
     pub fn cancel(self, reason: &str) -> Result<ValueUpdate, UpdateStepError> {
-        self.void_before_command("cancel", "cancelled", reason)
+        self.void_before_command("cancel", Reason::Cancelled, reason)
     }
 
     /// Ends a value update the wallet left before its command was sealed,
     /// once past its deadline (the sweep): no command exists, so none can
     /// apply.
     pub fn abandon(self) -> Result<ValueUpdate, UpdateStepError> {
-        self.void_before_command("abandon", "abandoned", "abandoned before the command was issued")
+        self.void_before_command("abandon", Reason::Abandoned, "abandoned before the command was issued")
     }
 
     /// Starts a new secure session to ask the card about the CREDIT (which
@@ -749,7 +725,7 @@ impl ValueUpdate {
         // A card blocked since the offer can still tell us what happened.
         let report = balance_report(&self.card_id, self.amount.currency(), &plain)?;
         never_applied(Some(counter_at_offer), &report)?;
-        self.void("not_applied", "the card reports the credit was not applied");
+        self.void(Reason::NotApplied, "the card reports the credit was not applied");
         Ok(self)
     }
 }

@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use kessai_core::random::{OsRandom, Random};
 use tracing::Instrument;
 
-use crate::error::{ApiError, ErrorType};
+use crate::error::{ApiError, ErrorCode};
 use crate::limits::{Limits, MAX_RATE_LIMITED_CLIENTS, MAX_REQUEST_ID_BYTES};
 use crate::metrics::{HttpMetrics, Recorder};
 use crate::peer::PeerIdentity;
@@ -51,7 +51,7 @@ pub fn apply_standard_layers(router: Router, limits: &Limits, metrics: &HttpMetr
 
 /// A fallback handler answering 404 in the error shape.
 pub async fn not_found_fallback() -> ApiError {
-    ApiError::not_found("route_not_found", "no such route")
+    ApiError::new(ErrorCode::RouteNotFound, "no such route")
 }
 
 async fn standard(State(s): State<Arc<Standard>>, mut req: Request, next: Next) -> Response {
@@ -99,13 +99,8 @@ fn client_key(req: &Request) -> String {
 
 async fn guarded(s: &Standard, req: Request, next: Next) -> Response {
     if let Err(retry_after_s) = s.rate.admit(&client_key(&req), Instant::now()) {
-        let mut response = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            ErrorType::RateLimited,
-            "rate_limited",
-            "too many requests from this client; retry later",
-        )
-        .into_response();
+        let mut response =
+            ApiError::new(ErrorCode::RateLimited, "too many requests from this client; retry later").into_response();
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
         return response;
     }
@@ -120,30 +115,21 @@ async fn guarded(s: &Standard, req: Request, next: Next) -> Response {
             Ok(collected) => collected.to_bytes(),
             Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return too_large(max).into_response(),
             Err(_) => {
-                return ApiError::invalid("body_unreadable", "the request body could not be read").into_response();
+                return ApiError::new(ErrorCode::BodyUnreadable, "the request body could not be read").into_response();
             }
         };
         next.run(Request::from_parts(parts, Body::from(bytes))).await
     };
     match tokio::time::timeout(Duration::from_millis(s.limits.request_timeout_ms), work).await {
         Ok(response) => response,
-        Err(_) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorType::Unavailable,
-            "request_timeout",
-            "the request took too long and was abandoned",
-        )
-        .into_response(),
+        Err(_) => {
+            ApiError::new(ErrorCode::RequestTimeout, "the request took too long and was abandoned").into_response()
+        }
     }
 }
 
 fn too_large(max: usize) -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorType::InvalidRequest,
-        "body_too_large",
-        format!("the request body exceeds {max} bytes"),
-    )
+    ApiError::new(ErrorCode::BodyTooLarge, format!("the request body exceeds {max} bytes"))
 }
 
 /// Token buckets per client: `rate` tokens per second, at most `burst`.

@@ -25,7 +25,7 @@ mod peer;
 mod serve;
 
 pub use client::{ClientError, HttpsClient};
-pub use error::{ApiError, ErrorType};
+pub use error::{ApiError, ErrorCode, ErrorType};
 pub use layers::{RequestId, apply_standard_layers, not_found_fallback};
 pub use limits::Limits;
 pub use logs::init_json_logs;

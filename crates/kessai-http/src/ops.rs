@@ -4,11 +4,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::error::{ApiError, ErrorType};
+use crate::error::{ApiError, ErrorCode};
 use crate::metrics::HttpMetrics;
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -29,8 +29,7 @@ pub fn ops_routes(metrics: Arc<HttpMetrics>, ready: Arc<AtomicBool>) -> Router {
                     if ready {
                         "ready".into_response()
                     } else {
-                        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorType::Unavailable, "not_ready", "not ready")
-                            .into_response()
+                        ApiError::new(ErrorCode::NotReady, "not ready").into_response()
                     }
                 }
             }),
@@ -43,9 +42,7 @@ pub fn ops_routes(metrics: Arc<HttpMetrics>, ready: Arc<AtomicBool>) -> Router {
                     match text {
                         Some(text) => ([(header::CONTENT_TYPE, OPENMETRICS)], text).into_response(),
                         None => ApiError::new(
-                            StatusCode::UNAUTHORIZED,
-                            ErrorType::Authentication,
-                            "client_certificate_required",
+                            ErrorCode::ClientCertificateRequired,
                             "the metrics answer a client certificate of this deployment only",
                         )
                         .into_response(),

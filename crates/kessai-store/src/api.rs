@@ -4,7 +4,7 @@ use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use kessai_core::digest::Sha256Digest;
 use kessai_core::ids::{OrderId, StoreId};
 use kessai_core::jwk::Jwks;
@@ -14,7 +14,7 @@ use kessai_core::messages::Reference;
 use kessai_core::messages::receipt::{Delivery, DeliveryKind};
 use kessai_core::random::OsRandom;
 use kessai_core::{Currency, Money};
-use kessai_http::{ApiError, ErrorType, PeerIdentity};
+use kessai_http::{ApiError, ErrorCode, PeerIdentity};
 use kessai_merchant::{CompletionError, OpenOrder};
 use serde::{Deserialize, Serialize};
 
@@ -37,7 +37,7 @@ pub struct BillHandOff {
 
 /// `GET /orders/{order_id}/bill`: the bill token for `kessai wallet pay`.
 pub async fn bill(State(state): State<AppState>, Path(order_id): Path<String>) -> Result<Json<BillHandOff>, ApiError> {
-    let missing = || ApiError::not_found("unknown_order", "there is no such order").with_param("order_id");
+    let missing = || ApiError::new(ErrorCode::UnknownOrder, "there is no such order").with_param("order_id");
     if OrderId::parse(&order_id).is_err() {
         return Err(missing());
     }
@@ -61,8 +61,8 @@ pub struct ReceiptAnswer {
     receipt: String,
 }
 
-fn conflict(code: &'static str, message: String) -> ApiError {
-    ApiError::new(StatusCode::CONFLICT, ErrorType::Conflict, code, message).with_param("completion")
+fn conflict(code: ErrorCode, message: String) -> ApiError {
+    ApiError::new(code, message).with_param("completion")
 }
 
 /// One function maps every way a completion is refused to its answer.
@@ -71,9 +71,7 @@ fn refusal(e: KeysError) -> ApiError {
         KeysError::Unavailable(why) => {
             tracing::warn!(reason = %why, "center keys unavailable");
             return ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorType::Unavailable,
-                "center_keys_unavailable",
+                ErrorCode::CenterKeysUnavailable,
                 "the center's keys cannot be fetched now; retry later",
             );
         }
@@ -82,24 +80,22 @@ fn refusal(e: KeysError) -> ApiError {
     let message = c.to_string();
     match c {
         CompletionError::Token(JwsError::BadSignature) => {
-            ApiError::invalid("bad_signature", message).with_param("completion")
+            ApiError::new(ErrorCode::BadSignature, message).with_param("completion")
         }
         CompletionError::Token(JwsError::UnknownKey(_)) => {
-            ApiError::invalid("unknown_key", message).with_param("completion")
+            ApiError::new(ErrorCode::CompletionUnknownKey, message).with_param("completion")
         }
         CompletionError::Token(JwsError::Expired { .. }) => {
-            ApiError::invalid("completion_expired", message).with_param("completion")
+            ApiError::new(ErrorCode::CompletionExpired, message).with_param("completion")
         }
-        CompletionError::Token(_) => ApiError::invalid("invalid_completion", message).with_param("completion"),
-        CompletionError::WrongIssuer { .. } => {
-            ApiError::new(StatusCode::FORBIDDEN, ErrorType::Forbidden, "wrong_issuer", message).with_param("completion")
-        }
-        CompletionError::BillMismatch => conflict("bill_mismatch", message),
-        CompletionError::CurrencyMismatch { .. } => conflict("currency_mismatch", message),
-        CompletionError::AmountMismatch { .. } => conflict("amount_mismatch", message),
-        CompletionError::WrongStore { .. } => conflict("wrong_store", message),
-        CompletionError::WrongMember { .. } => conflict("wrong_member", message),
-        _ => ApiError::invalid("invalid_completion", message).with_param("completion"),
+        CompletionError::Token(_) => ApiError::new(ErrorCode::InvalidCompletion, message).with_param("completion"),
+        CompletionError::WrongIssuer { .. } => ApiError::new(ErrorCode::WrongIssuer, message).with_param("completion"),
+        CompletionError::BillMismatch => conflict(ErrorCode::BillMismatch, message),
+        CompletionError::CurrencyMismatch { .. } => conflict(ErrorCode::AmountMismatch, message),
+        CompletionError::AmountMismatch { .. } => conflict(ErrorCode::AmountMismatch, message),
+        CompletionError::WrongStore { .. } => conflict(ErrorCode::WrongStore, message),
+        CompletionError::WrongMember { .. } => conflict(ErrorCode::WrongMember, message),
+        _ => ApiError::new(ErrorCode::InvalidCompletion, message).with_param("completion"),
     }
 }
 
@@ -107,18 +103,11 @@ fn refusal(e: KeysError) -> ApiError {
 fn require_center(state: &AppState, peer: Option<&PeerIdentity>) -> Result<(), ApiError> {
     match peer {
         None => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            ErrorType::Authentication,
-            "client_certificate_required",
+            ErrorCode::ClientCertificateRequired,
             "completions are accepted over mutual TLS from the center only",
         )),
         Some(p) if p.0 == state.config.center.party_id.as_str() => Ok(()),
-        Some(_) => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            ErrorType::Forbidden,
-            "not_the_center",
-            "this client certificate does not belong to the center",
-        )),
+        Some(_) => Err(ApiError::new(ErrorCode::NotTheCenter, "this client certificate does not belong to the center")),
     }
 }
 
@@ -136,7 +125,7 @@ pub async fn completion(
     let outcome = accept_completion(&state, peer.as_ref().map(|p| &p.0), &body).await;
     let label = match &outcome {
         Ok(_) => "accepted",
-        Err(e) => e.code,
+        Err(e) => e.code.as_str(),
     };
     state.store_metrics.completions.get_or_create(&vec![("outcome", label.to_owned())]).inc();
     outcome.map(|receipt| Json(ReceiptAnswer { receipt }))
@@ -145,10 +134,10 @@ pub async fn completion(
 async fn accept_completion(state: &AppState, peer: Option<&PeerIdentity>, body: &[u8]) -> Result<String, ApiError> {
     require_center(state, peer)?;
     let request: CompletionRequest = serde_json::from_slice(body)
-        .map_err(|_| ApiError::invalid("invalid_json", "expected {\"completion\": \"<token>\"}"))?;
+        .map_err(|_| ApiError::new(ErrorCode::BadJson, "expected {\"completion\": \"<token>\"}"))?;
     let token = request.completion;
     if token.len() > MAX_TOKEN_BYTES {
-        return Err(ApiError::invalid("invalid_completion", "token too large").with_param("completion"));
+        return Err(ApiError::new(ErrorCode::InvalidCompletion, "token too large").with_param("completion"));
     }
     let completion_hash = String::from(Sha256Digest::of_token(&token));
     if let Some(receipt) = state.db.receipt_for_completion(&completion_hash).await.map_err(db_error)? {
@@ -169,10 +158,10 @@ async fn accept_completion(state: &AppState, peer: Option<&PeerIdentity>, body: 
     .map_err(refusal)?;
     let bill_hash = String::from(verified.message().bill_hash());
     let order = state.db.order_by_bill_hash(&bill_hash).await.map_err(db_error)?.ok_or_else(|| {
-        ApiError::not_found("unknown_order", "no order has the bill this completion names").with_param("completion")
+        ApiError::new(ErrorCode::UnknownOrder, "no order has the bill this completion names").with_param("completion")
     })?;
     if order.paid {
-        return Err(conflict("order_already_paid", "the order was paid by another completion".into()));
+        return Err(conflict(ErrorCode::OrderAlreadyPaid, "the order was paid by another completion".into()));
     }
     let paid = state.merchant.match_order(verified, &open_order(state, &order)?).map_err(|e| refusal(e.into()))?;
     let delivery = delivery_of(state, &order)?;
@@ -198,7 +187,7 @@ async fn accept_completion(state: &AppState, peer: Option<&PeerIdentity>, body: 
     // Lost a race with a concurrent delivery: same token → same receipt.
     match state.db.receipt_for_completion(&completion_hash).await.map_err(db_error)? {
         Some(stored) => Ok(stored),
-        None => Err(conflict("order_already_paid", "the order was paid by another completion".into())),
+        None => Err(conflict(ErrorCode::OrderAlreadyPaid, "the order was paid by another completion".into())),
     }
 }
 
@@ -255,7 +244,8 @@ pub(crate) fn require_member(
     peer: Option<&PeerIdentity>,
     headers: &HeaderMap,
 ) -> Result<(), ApiError> {
-    let m = state.config.member(member).ok_or_else(|| ApiError::not_found("unknown_member", "no such member store"))?;
+    let m =
+        state.config.member(member).ok_or_else(|| ApiError::new(ErrorCode::UnknownMember, "no such member store"))?;
     if peer.is_some_and(|p| p.0 == member) {
         return Ok(());
     }
@@ -263,17 +253,10 @@ pub(crate) fn require_member(
         headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     let Some(token) = bearer else {
         if peer.is_some() {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                ErrorType::Forbidden,
-                "not_this_member",
-                "this client certificate is not this member store's",
-            ));
+            return Err(ApiError::new(ErrorCode::NotThisMember, "this client certificate is not this member store's"));
         }
         return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            ErrorType::Authentication,
-            "credentials_required",
+            ErrorCode::CredentialsRequired,
             "present the member's client certificate or API token",
         ));
     };
@@ -281,12 +264,7 @@ pub(crate) fn require_member(
         m.api_token_sha256.as_deref().and_then(|h| hex::decode(h).ok()).and_then(|b| <[u8; 32]>::try_from(b).ok());
     let matches = expected.is_some_and(|e| Sha256Digest::of(token.as_bytes()).ct_eq(&Sha256Digest::from_bytes(e)));
     if !matches {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            ErrorType::Forbidden,
-            "not_this_member",
-            "these credentials are not this member store's",
-        ));
+        return Err(ApiError::new(ErrorCode::NotThisMember, "these credentials are not this member store's"));
     }
     Ok(())
 }

@@ -9,7 +9,7 @@ use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use kessai_http::{ApiError, ErrorType, PeerIdentity};
+use kessai_http::{ApiError, ErrorCode, PeerIdentity};
 use serde_json::Value;
 
 use crate::AppState;
@@ -23,9 +23,7 @@ fn is_payout_id(id: &str) -> bool {
 
 fn unavailable(why: impl std::fmt::Display) -> ApiError {
     ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        ErrorType::Unavailable,
-        "center_unavailable",
+        ErrorCode::CenterUnavailable,
         format!("the center's statement cannot be read now ({why}); retry later"),
     )
 }
@@ -36,7 +34,7 @@ async fn center(state: &AppState, path: &str) -> Result<Value, ApiError> {
     let url = format!("{}{path}", state.config.center.url);
     let (status, body) = state.center_api.get(&url).await.map_err(unavailable)?;
     if status == StatusCode::NOT_FOUND {
-        return Err(ApiError::not_found("unknown_payout", "the center knows no such payout of this store"));
+        return Err(ApiError::new(ErrorCode::UnknownPayout, "the center knows no such payout of this store"));
     }
     if !status.is_success() {
         return Err(unavailable(format!("it answered {status}")));
@@ -89,11 +87,11 @@ pub async fn show(
 /// for any member store's: the store checks whose it is).
 async fn statement(state: &AppState, member: &str, id: &str) -> Result<Value, ApiError> {
     if !is_payout_id(id) {
-        return Err(ApiError::not_found("unknown_payout", "no such payout"));
+        return Err(ApiError::new(ErrorCode::UnknownPayout, "no such payout"));
     }
     let payout = center(state, &format!("/v1/payouts/{id}")).await?;
     if payout["store"].as_str() != Some(member) {
-        return Err(ApiError::not_found("unknown_payout", "the center knows no such payout of this store"));
+        return Err(ApiError::new(ErrorCode::UnknownPayout, "the center knows no such payout of this store"));
     }
     Ok(payout)
 }

@@ -7,12 +7,12 @@
 
 use std::time::Duration;
 
+use kessai_api::{ErrorBody, ErrorCode};
 use kessai_core::ids::PartyId;
 use kessai_core::jws::{self, JwsError, MessageKind, Verified};
 use kessai_core::keys::KeyDirectory;
 use kessai_core::time::Clock;
 use kessai_http::{ClientError, HttpsClient};
-use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::RwLock;
 
@@ -25,6 +25,8 @@ use crate::records::Records;
 pub enum CenterError {
     #[error("the center could not be reached: {0}")]
     Transport(#[from] ClientError),
+    /// `code` is the name as sent; [`CenterError::code`] is it as this
+    /// build knows it.
     #[error("the center refused ({status} {code}): {message}")]
     Refused { status: u16, code: String, message: String },
     #[error("the center's answer is malformed: {0}")]
@@ -36,58 +38,19 @@ pub enum CenterError {
 }
 
 impl CenterError {
-    /// The stable error code of a refusal (`needs_audit`, …).
-    pub fn code(&self) -> Option<&str> {
+    /// The error code of a refusal (`needs_audit`, …), if this build
+    /// knows it.
+    pub fn code(&self) -> Option<ErrorCode> {
         match self {
-            CenterError::Refused { code, .. } => Some(code),
+            CenterError::Refused { code, .. } => ErrorCode::parse(code),
             _ => None,
         }
     }
 }
 
-/// One step's answer: `{"settlement_id", "phase", "apdus", …}`.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct StepReply {
-    pub settlement_id: String,
-    pub phase: String,
-    #[serde(default)]
-    pub apdus: Vec<String>,
-    #[serde(default)]
-    pub offer: Option<String>,
-    #[serde(default)]
-    pub completion: Option<String>,
-    #[serde(default)]
-    pub balance_minor: Option<u64>,
-    #[serde(default)]
-    pub reason: Option<String>,
-}
-
-/// One charge step's answer (PROTOCOL §9): `{"charge_id", "phase", "apdus", …}`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ChargeReply {
-    pub charge_id: String,
-    pub phase: String,
-    #[serde(default)]
-    pub apdus: Vec<String>,
-    #[serde(default)]
-    pub funding_ref: Option<String>,
-    #[serde(default)]
-    pub value_update: Option<String>,
-    #[serde(default)]
-    pub balance_minor: Option<u64>,
-    #[serde(default)]
-    pub balance_after_minor: Option<u64>,
-    #[serde(default)]
-    pub reason: Option<String>,
-    #[serde(default)]
-    pub reason_code: Option<String>,
-    /// `credit` or `debit` (older centers: charges only, credit).
-    #[serde(default)]
-    pub direction: Option<String>,
-    /// The amount the center says the update moves.
-    #[serde(default)]
-    pub amount: Option<kessai_core::Money>,
-}
+/// One purchase step's answer (PROTOCOL §5) and one value-update step's
+/// (PROTOCOL §9), as the center writes them.
+pub use kessai_api::{StepReply, UpdateReply as ChargeReply};
 
 /// The center seen from the wallet.
 #[derive(Debug)]
@@ -101,9 +64,11 @@ pub struct CenterClient {
 }
 
 fn refusal(status: u16, body: &[u8]) -> CenterError {
-    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let field = |name: &str| v["error"][name].as_str().unwrap_or_default().to_owned();
-    CenterError::Refused { status, code: field("code"), message: field("message") }
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(ErrorBody { error }) => CenterError::Refused { status, code: error.code_name, message: error.message },
+        // Not the error shape (a proxy's page, say): refused, with no code.
+        Err(_) => CenterError::Refused { status, code: String::new(), message: format!("HTTP {status}") },
+    }
 }
 
 impl CenterClient {
@@ -171,7 +136,7 @@ impl CenterClient {
                 Err(_) => true,
                 Ok((status, bytes)) => {
                     status.is_server_error()
-                        || (status.as_u16() == 409 && refusal(409, bytes).code() == Some("request_in_progress"))
+                        || (status.as_u16() == 409 && refusal(409, bytes).code() == Some(ErrorCode::RequestInProgress))
                 }
             };
             if !retry || attempt >= MAX_POST_ATTEMPTS {
@@ -220,7 +185,7 @@ impl CenterClient {
         let (status, bytes) = self.get(&format!("/v1/settlements/{id}/receipt")).await?;
         if !status.is_success() {
             let e = refusal(status.as_u16(), &bytes);
-            return if e.code() == Some("receipt_not_yet") { Ok(None) } else { Err(e) };
+            return if e.code() == Some(ErrorCode::ReceiptNotYet) { Ok(None) } else { Err(e) };
         }
         let v: Value = serde_json::from_slice(&bytes).map_err(|e| CenterError::BadReply(e.to_string()))?;
         v["receipt"].as_str().map(|s| Some(s.to_owned())).ok_or_else(|| CenterError::BadReply("no receipt".into()))

@@ -19,6 +19,7 @@
 //! [`PaymentCardInput`] (zeroized on drop, printed as `***`), go to the
 //! center once in the create request, and are never stored or logged.
 
+use kessai_api::{ErrorCode, Phase, Reason};
 use kessai_core::Money;
 use kessai_core::ids::CardId;
 use kessai_core::messages::value_update::Direction;
@@ -39,7 +40,7 @@ pub enum ChargeError {
     #[error("the payment card details are incomplete: {0}")]
     BadCardInput(&'static str),
     #[error("{message}")]
-    Declined { code: String, message: String },
+    Declined { code: Reason, message: String },
     #[error("card: {0}")]
     Card(#[from] CardError),
     #[error("the card is blocked")]
@@ -47,7 +48,7 @@ pub enum ChargeError {
     #[error(transparent)]
     Center(#[from] CenterError),
     #[error("the center answered {step} with phase {phase:?} and {apdus} commands")]
-    UnexpectedReply { step: &'static str, phase: String, apdus: usize },
+    UnexpectedReply { step: &'static str, phase: Phase, apdus: usize },
     #[error("the center's keys could not be used: {0}; nothing was relayed")]
     Keys(VerifyError),
     #[error("the value update (SIG5) was refused: {0}; nothing was relayed and nothing was charged")]
@@ -62,31 +63,36 @@ pub enum ChargeError {
     Setup(String),
 }
 
-/// What the cardholder reads for each of the center's refusal codes.
-pub fn decline_message(code: &str) -> &'static str {
-    match code {
-        "card_declined" => "Your credit card was declined. Nothing was charged.",
-        "insufficient_funds" => "Your credit card has insufficient funds. Nothing was charged.",
-        "expired_card" => "Your credit card has expired. Nothing was charged.",
-        "processing_error" => {
+/// What the cardholder reads when the card applied a charge's credit but
+/// its credit card payment could not be completed.
+const FUNDING_REFUSED: &str = "The credit card payment could not be completed. The value added to the card will be \
+                               taken back the next time the card is used.";
+
+/// What the cardholder reads when a charge ends for `reason`, for the
+/// refusals after which nothing exists to undo (the charge simply ends);
+/// `None` for any other reason.
+pub fn decline_message(reason: Reason) -> Option<&'static str> {
+    let Reason::Refused(code) = reason else { return None };
+    Some(match code {
+        ErrorCode::CardDeclined => "Your credit card was declined. Nothing was charged.",
+        ErrorCode::InsufficientFunds => "Your credit card has insufficient funds. Nothing was charged.",
+        ErrorCode::ExpiredCard => "Your credit card has expired. Nothing was charged.",
+        ErrorCode::ProcessingError => {
             "The credit card company could not process the charge. Try again later. Nothing was charged."
         }
-        "invalid_card_number" => "The credit card number is not valid. Check it and try again. Nothing was charged.",
-        "invalid_expiry" => "The expiry date is not valid (MM/YY). Nothing was charged.",
-        "invalid_cvc" => "The security code (CVC) is not valid. Nothing was charged.",
-        "over_max_balance" => "This amount would take the card over its maximum balance. Nothing was charged.",
-        "over_daily_limit" => "This amount is over the card's daily charge limit. Nothing was charged.",
-        "amount_out_of_range" => "The amount is outside what can be charged at once. Nothing was charged.",
-        "over_charge" => "That is more than is left of the charge to give back. Nothing was changed.",
-        "not_decreasable" => "That charge cannot be given back to its credit card. Nothing was changed.",
-        "insufficient_balance" => "The card holds less than that. Nothing was changed.",
-        _ => "The center refused the charge. Nothing was charged.",
-    }
-}
-
-/// Codes after which nothing exists to undo: the charge simply ends.
-fn is_refusal(code: &str) -> bool {
-    decline_message(code) != decline_message("")
+        ErrorCode::InvalidCardNumber => {
+            "The credit card number is not valid. Check it and try again. Nothing was charged."
+        }
+        ErrorCode::InvalidExpiry => "The expiry date is not valid (MM/YY). Nothing was charged.",
+        ErrorCode::InvalidCvc => "The security code (CVC) is not valid. Nothing was charged.",
+        ErrorCode::OverMaxBalance => "This amount would take the card over its maximum balance. Nothing was charged.",
+        ErrorCode::OverDailyLimit => "This amount is over the card's daily charge limit. Nothing was charged.",
+        ErrorCode::AmountOutOfRange => "The amount is outside what can be charged at once. Nothing was charged.",
+        ErrorCode::OverCharge => "That is more than is left of the charge to give back. Nothing was changed.",
+        ErrorCode::NotDecreasable => "That charge cannot be given back to its credit card. Nothing was changed.",
+        ErrorCode::InsufficientBalance => "The card holds less than that. Nothing was changed.",
+        _ => return None,
+    })
 }
 
 /// A payment card's number, expiry and CVC: zeroized on drop, `***` when
@@ -230,26 +236,31 @@ enum Opening {
 
 /// A value update step's batch of sealed commands (see
 /// [`crate::wallet::batch_fits`]).
-fn expect_batch(step: &'static str, r: &ChargeReply, phase: &str, opens: bool, last: &[u8]) -> Result<(), ChargeError> {
+fn expect_batch(
+    step: &'static str,
+    r: &ChargeReply,
+    phase: Phase,
+    opens: bool,
+    last: &[u8],
+) -> Result<(), ChargeError> {
     if r.phase != phase || !crate::wallet::batch_fits(&r.apdus, opens, last) {
-        return Err(ChargeError::UnexpectedReply { step, phase: r.phase.clone(), apdus: r.apdus.len() });
+        return Err(ChargeError::UnexpectedReply { step, phase: r.phase, apdus: r.apdus.len() });
     }
     Ok(())
 }
 
-fn expect(step: &'static str, r: &ChargeReply, phase: &str, apdus: usize) -> Result<(), ChargeError> {
+fn expect(step: &'static str, r: &ChargeReply, phase: Phase, apdus: usize) -> Result<(), ChargeError> {
     if r.phase != phase || r.apdus.len() != apdus {
-        return Err(ChargeError::UnexpectedReply { step, phase: r.phase.clone(), apdus: r.apdus.len() });
+        return Err(ChargeError::UnexpectedReply { step, phase: r.phase, apdus: r.apdus.len() });
     }
     Ok(())
 }
 
 fn refusal_of(e: CenterError) -> ChargeError {
-    match e.code() {
-        Some(code) if is_refusal(code) => {
-            ChargeError::Declined { code: code.to_owned(), message: decline_message(code).to_owned() }
-        }
-        _ => ChargeError::Center(e),
+    let reason = e.code().map(Reason::Refused);
+    match reason.and_then(|r| decline_message(r).map(|message| (r, message))) {
+        Some((code, message)) => ChargeError::Declined { code, message: message.to_owned() },
+        None => ChargeError::Center(e),
     }
 }
 
@@ -374,13 +385,13 @@ impl Wallet {
                 (r.map_err(refusal_of_charge)?, None)
             }
         };
-        expect("create", &r, "authenticating", 1)?;
+        expect("create", &r, Phase::Authenticating, 1)?;
         let update =
             ChargeUpdate { charge_id: Some(&r.charge_id), funding_ref: r.funding_ref.as_deref(), ..Default::default() };
         self.set_charge(local_id, update).await?;
         let base = format!("/v1/value-updates/{}", r.charge_id);
         let r = self.authenticate_update(local_id, &base, &r, payment).await.map_err(refusal_of_charge)?;
-        expect_batch("authenticate", &r, "reading_balance", true, &[kessai_card::protocol::INS_READ_BALANCE])?;
+        expect_batch("authenticate", &r, Phase::ReadingBalance, true, &[kessai_card::protocol::INS_READ_BALANCE])?;
         progress(ChargeProgress::CardAuthenticated);
         let update = ChargeUpdate { funding_ref: r.funding_ref.as_deref(), ..Default::default() };
         self.set_charge(local_id, update).await?;
@@ -389,22 +400,21 @@ impl Wallet {
             .charge_relay_step(local_id, "balance", &format!("{base}/balance"), &r)
             .await
             .map_err(refusal_of_charge)?;
-        if r.phase == "voided" {
-            let code = r.reason_code.clone().unwrap_or_default();
+        if r.phase == Phase::Voided {
+            let code = r.reason_code;
             let reason = r.reason.clone().unwrap_or_else(|| "voided by the center".into());
             self.set_charge(
                 local_id,
                 ChargeUpdate { phase: Some(ChargePhase::Voided), reason: Some(&reason), ..Default::default() },
             )
             .await?;
-            return Err(if is_refusal(&code) {
-                ChargeError::Declined { message: decline_message(&code).to_owned(), code }
-            } else {
-                ChargeError::Voided(reason)
+            return Err(match code.and_then(|c| decline_message(c).map(|m| (c, m))) {
+                Some((code, message)) => ChargeError::Declined { code, message: message.to_owned() },
+                None => ChargeError::Voided(reason),
             });
         }
         let transfers = [kessai_card::protocol::INS_CREDIT, kessai_card::protocol::INS_DEBIT];
-        expect_batch("balance", &r, "offered", false, &transfers)?;
+        expect_batch("balance", &r, Phase::Offered, false, &transfers)?;
         let offered = self.accept_value_update(local_id, card_id, (direction, amount), &r).await?;
         progress(ChargeProgress::ValueUpdateVerified {
             balance_before: offered.balance_before,
@@ -439,7 +449,7 @@ impl Wallet {
         let current = self.records.charge_by_local_id(local_id).await.ok().flatten().map(|r| r.phase);
         let phase = (current == Some(ChargePhase::Started)).then_some(ChargePhase::Failed);
         let reason = match e {
-            ChargeError::Declined { code, .. } => code.clone(),
+            ChargeError::Declined { code, .. } => code.to_string(),
             other => other.to_string(),
         };
         let update = ChargeUpdate { phase, reason: Some(&reason), ..Default::default() };
@@ -565,21 +575,16 @@ impl Wallet {
         let CreditRelayed { record, charge_id, answers } = relayed;
         let path = format!("/v1/value-updates/{charge_id}/complete");
         let r = self.charge_post(&record.local_id, "complete", &path, &json!({ "responses": answers })).await?;
-        if r.phase == "voided" && r.reason_code.as_deref() == Some("funding_refused") {
+        if r.phase == Phase::Voided && r.reason_code == Some(Reason::FundingRefused) {
             // The card applied the credit, but the credit card payment could
             // not be completed: the center takes the value back from the
             // card at its next use, and the books never showed it.
             let reason = r.reason.clone().unwrap_or_else(|| "the credit card payment was refused".into());
             let update = ChargeUpdate { phase: Some(ChargePhase::Voided), reason: Some(&reason), ..Default::default() };
             self.set_charge(&record.local_id, update).await?;
-            return Err(ChargeError::Declined {
-                code: "funding_refused".into(),
-                message: "The credit card payment could not be completed. The value added to the card will be \
-                          taken back the next time the card is used."
-                    .into(),
-            });
+            return Err(ChargeError::Declined { code: Reason::FundingRefused, message: FUNDING_REFUSED.into() });
         }
-        expect("complete", &r, "completed", 0)?;
+        expect("complete", &r, Phase::Completed, 0)?;
         self.record_charge_completed(&record, &r).await
     }
 
@@ -683,13 +688,7 @@ impl Wallet {
                 }
                 let r: ChargeReply = serde_json::from_value(answer)
                     .map_err(|e| ChargeError::Center(CenterError::BadReply(e.to_string())))?;
-                let direction = match r.direction.as_deref() {
-                    Some("credit") => Direction::Credit,
-                    Some("debit") => Direction::Debit,
-                    _ => return Err(ChargeError::UnexpectedReply { step: "owed", phase: r.phase, apdus: 0 }),
-                };
-                let amount =
-                    r.amount.ok_or(ChargeError::UnexpectedReply { step: "owed", phase: r.phase.clone(), apdus: 0 })?;
+                let (direction, amount) = (r.direction, r.amount);
                 let local_id = match self.records.charge_by_center_id(&r.charge_id).await? {
                     Some(rec) => rec.local_id,
                     None => {
@@ -701,7 +700,7 @@ impl Wallet {
                         local_id
                     }
                 };
-                if r.phase != "authenticating" {
+                if r.phase != Phase::Authenticating {
                     // A session that stopped after its command was sealed:
                     // the card says what happened; then the next round.
                     let rec = self.charge_record(&local_id).await?;

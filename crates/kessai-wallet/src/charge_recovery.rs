@@ -3,6 +3,7 @@
 //! which the card says whether it applied the CREDIT. Completed exactly
 //! once, or voided only when the card proves it never applied it.
 
+use kessai_api::{ErrorCode, Phase};
 use serde_json::json;
 
 use crate::center::ChargeReply;
@@ -29,7 +30,7 @@ impl Wallet {
     pub(crate) async fn recover_charge_record(&self, rec: &ChargeRecord) -> Outcome {
         match self.try_recover_charge(rec).await {
             Ok(outcome) => outcome,
-            Err(ChargeError::Center(e)) if e.code() == Some("needs_audit") => Outcome::NeedsAudit,
+            Err(ChargeError::Center(e)) if e.code() == Some(ErrorCode::NeedsAudit) => Outcome::NeedsAudit,
             Err(e) => {
                 tracing::warn!(charge = %rec.local_id, error = %e, "charge recovery did not finish");
                 Outcome::Failed { reason: e.to_string() }
@@ -63,13 +64,13 @@ impl Wallet {
         let r = self
             .relay_charge_step(rec, &format!("recover/status#{run}"), &format!("{base}/recover/status"), &r)
             .await?;
-        if r.phase == "completed" {
+        if r.phase == Phase::Completed {
             return self.record_completed_outcome(rec, &r).await;
         }
         let r = self
             .relay_charge_step(rec, &format!("recover/balance#{run}"), &format!("{base}/recover/balance"), &r)
             .await?;
-        if r.phase != "voided" {
+        if r.phase != Phase::Voided {
             return Err(ChargeError::UnexpectedReply { step: "recover/balance", phase: r.phase, apdus: r.apdus.len() });
         }
         self.record_charge_void(rec, r.reason.as_deref()).await

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use kessai_api::{ErrorCode, Phase};
 use kessai_core::ids::{PartyId, SettlementId};
 use kessai_core::messages::completion::Completion;
 use kessai_core::messages::receipt::{self, DeliveryKind, Receipt};
@@ -27,13 +28,14 @@ impl Wallet {
         let Offered { record, bill, settlement_id, offer, commands, .. } = offered;
         // Only what the center's batch may hold rides along with the DEBIT
         // (checked again here: the commands come from the records).
-        let reply = crate::center::StepReply {
-            settlement_id: settlement_id.to_string(),
-            phase: "offered".into(),
-            apdus: commands.iter().map(hex::encode).collect(),
-            ..crate::center::StepReply::default()
-        };
-        expect_batch("offered", &reply, "offered", offer.is_none(), kessai_card::protocol::INS_DEBIT)?;
+        let commands_hex: Vec<String> = commands.iter().map(hex::encode).collect();
+        if !crate::wallet::batch_fits(&commands_hex, offer.is_none(), &[kessai_card::protocol::INS_DEBIT]) {
+            return Err(PayError::UnexpectedReply {
+                step: "offered",
+                phase: Phase::Offered,
+                apdus: commands_hex.len(),
+            });
+        }
         if let Some(offer) = &offer {
             let debit = commands.last().map(Vec::as_slice).unwrap_or_default();
             checks::check_offer(offer, settlement_id.as_str(), &bill, record.card_id, debit)
@@ -53,7 +55,7 @@ impl Wallet {
         let DebitRelayed { record, settlement_id, answers } = relayed;
         let path = format!("/v1/settlements/{settlement_id}/complete");
         let r = self.post(&record, "complete", &path, &json!({ "responses": answers })).await?;
-        expect("complete", &r, "completed", 0)?;
+        expect("complete", &r, Phase::Completed, 0)?;
         self.accept_completion(&record, r.completion.as_deref().unwrap_or_default()).await
     }
 
@@ -194,7 +196,7 @@ impl Wallet {
     pub(crate) async fn recover_record(&self, rec: &Record) -> Outcome {
         match self.try_recover(rec).await {
             Ok(outcome) => outcome,
-            Err(PayError::Center(e)) if e.code() == Some("needs_audit") => Outcome::NeedsAudit,
+            Err(PayError::Center(e)) if e.code() == Some(ErrorCode::NeedsAudit) => Outcome::NeedsAudit,
             Err(e) => {
                 tracing::warn!(payment = %rec.payment_id, error = %e, "recovery did not finish");
                 Outcome::Failed { reason: e.to_string() }
@@ -214,26 +216,26 @@ impl Wallet {
         let run = self.records.recovery_runs(&rec.payment_id).await? + 1;
         let base = format!("/v1/settlements/{sid}");
         let r = self.post(rec, &format!("recover#{run}"), &format!("{base}/recover"), &json!({})).await?;
-        expect("recover", &r, "recovering", 1)?;
+        expect("recover", &r, Phase::Recovering, 1)?;
         let step = format!("recover/authenticate#{run}");
         let r = self.relay_step(rec, &step, &format!("{base}/recover/authenticate"), &r).await?;
         expect_batch(
             "recover/authenticate",
             &r,
-            "recovering_status",
+            Phase::RecoveringStatus,
             true,
             kessai_card::protocol::INS_TRANSACTION_STATUS,
         )?;
         let step = format!("recover/status#{run}");
         let r = self.relay_step(rec, &step, &format!("{base}/recover/status"), &r).await?;
-        if r.phase == "completed" {
+        if r.phase == Phase::Completed {
             self.accept_completion(rec, r.completion.as_deref().unwrap_or_default()).await?;
             return Ok(Outcome::Completed);
         }
-        expect("recover/status", &r, "recovering_balance", 1)?;
+        expect("recover/status", &r, Phase::RecoveringBalance, 1)?;
         let step = format!("recover/balance#{run}");
         let r = self.relay_step(rec, &step, &format!("{base}/recover/balance"), &r).await?;
-        expect("recover/balance", &r, "voided", 0)?;
+        expect("recover/balance", &r, Phase::Voided, 0)?;
         self.record_void(rec, r.reason.as_deref()).await
     }
 

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use axum::http::Uri;
+use kessai_api::Phase;
 use kessai_core::Money;
 use kessai_core::ids::{CardId, SettlementId};
 use kessai_core::jws::{self, Verified};
@@ -57,7 +58,7 @@ pub enum PayError {
     #[error(transparent)]
     Center(#[from] CenterError),
     #[error("the center answered {step} with phase {phase:?} and {apdus} commands")]
-    UnexpectedReply { step: &'static str, phase: String, apdus: usize },
+    UnexpectedReply { step: &'static str, phase: Phase, apdus: usize },
     #[error("the offer (SIG2) was refused: {0}; nothing was relayed")]
     OfferUnverified(VerifyError),
     #[error("the offer (SIG2) does not match: {0}; nothing was relayed")]
@@ -575,19 +576,19 @@ pub(crate) fn batch_fits(apdus: &[String], opens: bool, last: &[u8]) -> bool {
 pub(crate) fn expect_batch(
     step: &'static str,
     reply: &StepReply,
-    phase: &str,
+    phase: Phase,
     opens: bool,
     last: u8,
 ) -> Result<(), PayError> {
     if reply.phase != phase || !batch_fits(&reply.apdus, opens, &[last]) {
-        return Err(PayError::UnexpectedReply { step, phase: reply.phase.clone(), apdus: reply.apdus.len() });
+        return Err(PayError::UnexpectedReply { step, phase: reply.phase, apdus: reply.apdus.len() });
     }
     Ok(())
 }
 
-pub(crate) fn expect(step: &'static str, reply: &StepReply, phase: &str, apdus: usize) -> Result<(), PayError> {
+pub(crate) fn expect(step: &'static str, reply: &StepReply, phase: Phase, apdus: usize) -> Result<(), PayError> {
     if reply.phase != phase || reply.apdus.len() != apdus {
-        return Err(PayError::UnexpectedReply { step, phase: reply.phase.clone(), apdus: reply.apdus.len() });
+        return Err(PayError::UnexpectedReply { step, phase: reply.phase, apdus: reply.apdus.len() });
     }
     Ok(())
 }
@@ -878,17 +879,17 @@ impl Wallet {
         let sid = SettlementId::parse(&r.settlement_id).map_err(|e| fail(PayError::HandOff(e.to_string())))?;
         self.set(&id, Update { settlement_id: Some(sid.as_str()), ..Update::default() }).await.map_err(fail)?;
         progress(Progress::SettlementOpened(sid.clone()));
-        if r.phase == "voided" {
+        if r.phase == Phase::Voided {
             return Err(fail(self.voided_at_offer(&rec, &bill, &r).await));
         }
         let rec = Record { settlement_id: Some(sid.clone()), ..rec };
         if profile != Profile::Offer {
-            expect_batch("create", &r, "offered", true, kessai_card::protocol::INS_DEBIT).map_err(fail)?;
+            expect_batch("create", &r, Phase::Offered, true, kessai_card::protocol::INS_DEBIT).map_err(fail)?;
             progress(Progress::CardAuthenticated);
             return self.accept_sealed(rec, bill, sid, card.balance, &r).await.map_err(fail);
         }
-        expect_batch("create", &r, "reading_balance", true, kessai_card::protocol::INS_READ_BALANCE)
-            .or_else(|_| expect_batch("create", &r, "reading_balance", true, kessai_card::protocol::INS_READ_LOG))
+        expect_batch("create", &r, Phase::ReadingBalance, true, kessai_card::protocol::INS_READ_BALANCE)
+            .or_else(|_| expect_batch("create", &r, Phase::ReadingBalance, true, kessai_card::protocol::INS_READ_LOG))
             .map_err(fail)?;
         progress(Progress::CardAuthenticated);
         let answers = self.card.relay_hex(&r.apdus).await.map_err(|e| fail(e.into()))?;
@@ -898,10 +899,10 @@ impl Wallet {
         };
         let base = format!("/v1/settlements/{sid}");
         let r = self.post(&rec, "balance", &format!("{base}/balance"), &body).await.map_err(fail)?;
-        if r.phase == "voided" {
+        if r.phase == Phase::Voided {
             return Err(fail(self.voided_at_offer(&rec, &bill, &r).await));
         }
-        expect_batch("balance", &r, "offered", false, kessai_card::protocol::INS_DEBIT).map_err(fail)?;
+        expect_batch("balance", &r, Phase::Offered, false, kessai_card::protocol::INS_DEBIT).map_err(fail)?;
         let offered = self.accept_offer(rec, bill, &r).await.map_err(fail)?;
         progress(Progress::OfferVerified);
         Ok(offered)

@@ -140,7 +140,7 @@ fn failure(e: &PayError, return_url: Option<&str>) -> Response {
     let (status, title) = match e {
         PayError::Insufficient { .. } => (StatusCode::PAYMENT_REQUIRED, "Insufficient balance"),
         // A prepaid card's value, as the center answered (#18).
-        PayError::Center(c) if c.code() == Some("insufficient_balance") => {
+        PayError::Center(c) if c.code() == Some(kessai_api::ErrorCode::InsufficientBalance) => {
             (StatusCode::PAYMENT_REQUIRED, "Insufficient balance")
         }
         PayError::Voided(_) => (StatusCode::OK, "Payment voided"),

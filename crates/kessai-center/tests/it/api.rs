@@ -150,6 +150,51 @@ async fn the_openapi_document_describes_every_wallet_route() {
     assert_eq!(idem["name"], "Idempotency-Key");
 }
 
+/// The contract's enumerations in the served document are the ones the
+/// parties are compiled against (kessai-api), and every reference in the
+/// document resolves.
+#[tokio::test]
+async fn the_openapi_document_takes_codes_phases_and_reasons_from_the_contract() {
+    let doc: Value = serde_json::from_str(kessai_center::openapi::document()).unwrap();
+    let schemas = &doc["components"]["schemas"];
+    let codes: Vec<&str> = kessai_api::ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+    assert_eq!(schemas["Error"]["properties"]["error"]["properties"]["code"]["enum"], json!(codes));
+    let table = schemas["Error"]["x-error-codes"].as_array().unwrap();
+    assert_eq!(table.len(), codes.len());
+    let rate = table.iter().find(|c| c["code"] == "rate_limited").unwrap();
+    assert_eq!((&rate["number"], &rate["status"], &rate["type"]), (&json!(1801), &json!(429), &json!("rate_limited")));
+    let phases: Vec<&str> = kessai_api::Phase::ALL.iter().map(|p| p.as_str()).collect();
+    assert_eq!(schemas["Phase"]["enum"], json!(phases));
+    assert_eq!(schemas["StepReply"]["properties"]["phase"]["$ref"], "#/components/schemas/Phase");
+    let reasons = schemas["Reason"]["enum"].as_array().unwrap();
+    for r in ["cancelled", "not_applied", "funding_refused", "card_declined", "insufficient_balance"] {
+        assert!(reasons.contains(&json!(r)), "{r}");
+    }
+    // Every $ref points at something the document has.
+    fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref") {
+                    out.push(r);
+                }
+                m.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    refs(&doc, &mut found);
+    assert!(found.len() > 100, "{}", found.len());
+    for r in found {
+        let pointer = r.strip_prefix('#').unwrap_or_else(|| panic!("{r}: not local"));
+        assert!(doc.pointer(pointer).is_some(), "{r} resolves");
+    }
+    // The file may not describe what is generated.
+    let with_error = r#"{"components":{"schemas":{"Error":{}}}}"#;
+    assert!(kessai_center::openapi::build(with_error).unwrap_err().contains("Error"));
+}
+
 /// Sends a request to an in-process router with the given headers and, if
 /// `peer` names one, a verified client certificate of that name.
 pub(crate) async fn send(

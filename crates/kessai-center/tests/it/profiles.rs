@@ -125,7 +125,11 @@ async fn the_second_embodiment_seals_nothing_for_a_balance_short_of_the_bill_or_
     for profile in [Profile::Confirmed, Profile::Direct] {
         let bill = bill_token(&mut s);
         let r = s.center.create(create_in(&mut card, &bill, 5, profile), None).await.unwrap();
-        assert_eq!((r.phase, r.reason_code.as_deref()), (Phase::Voided, Some("insufficient_balance")), "{profile}");
+        assert_eq!(
+            (r.phase, r.reason_code.map(|r| r.as_str())),
+            (Phase::Voided, Some("insufficient_balance")),
+            "{profile}"
+        );
         assert!(r.apdus.is_empty(), "{profile}: nothing sealed");
         assert_eq!(r.balance_minor, Some(1_000));
         // A wallet claiming more than the card holds: the books (the card's
@@ -142,10 +146,16 @@ async fn the_second_embodiment_seals_nothing_for_a_balance_short_of_the_bill_or_
     let bill = bill_token(&mut s);
     let mut unread = create_in(&mut card, &bill, 5, Profile::Confirmed);
     unread.claim = None;
-    assert!(matches!(s.center.create(unread, None).await, Err(CenterError::Invalid("card_read_required", _))));
+    assert!(matches!(
+        s.center.create(unread, None).await,
+        Err(CenterError::Invalid(kessai_http::ErrorCode::CardReadRequired, _))
+    ));
     let mut read = create_in(&mut card, &bill, 5, Profile::Offer);
     read.claim = Some(CardClaim { balance_minor: 1_000, counter: 1 });
-    assert!(matches!(s.center.create(read, None).await, Err(CenterError::Invalid("card_read_unexpected", _))));
+    assert!(matches!(
+        s.center.create(read, None).await,
+        Err(CenterError::Invalid(kessai_http::ErrorCode::CardReadUnexpected, _))
+    ));
 }
 
 /// The wallet went away after the create of a second-embodiment purchase:

@@ -221,7 +221,7 @@ async fn insufficient_balance_and_cancel_leave_nothing_held() {
     let id = r.settlement_id.clone();
     let r = s.center.offer(&id, parse_answers(&relay(&mut card, &r)).unwrap(), Default::default()).await.unwrap();
     assert_eq!(r.phase, Phase::Voided);
-    assert_eq!(r.reason_code.as_deref(), Some("insufficient_balance"));
+    assert_eq!(r.reason_code.map(|r| r.as_str()), Some("insufficient_balance"));
     assert_eq!(r.balance_minor, Some(1_000));
     assert!(r.apdus.is_empty() && r.offer.is_none());
     check_books(&s, 5, &mut card).await;
@@ -277,7 +277,7 @@ async fn abandoned_settlement(mut s: Setup) {
     let (a, b) = tokio::join!(s.center.sweep_abandoned(&sim, later), s.center.sweep_abandoned(&sim, later));
     assert_eq!(a.unwrap() + b.unwrap(), 2, "the stuck settlement and the refused one, each once");
     let ended = s.center.settlement(&id).await.unwrap();
-    assert_eq!((ended.phase(), ended.outcome().map(|(code, _)| code)), (Phase::Voided, Some("abandoned")));
+    assert_eq!((ended.phase(), ended.outcome().map(|(code, _)| code.as_str())), (Phase::Voided, Some("abandoned")));
     let states = s.center.books.ledger().lookup_pending_states(&[stuck.transaction_id.as_u128()]).await.unwrap();
     assert_eq!(states, vec![(stuck.transaction_id.as_u128(), kessai_ledger::PendingState::Voided)]);
     assert_eq!(s.center.sweep_abandoned(&sim, later).await.unwrap(), 0, "nothing is ended twice");
@@ -380,7 +380,7 @@ async fn the_sweep_racing_the_balance_step_leaves_one_outcome() {
                 assert_eq!(held, 11_360, "the offer holds the purchase");
             }
             (Err(CenterError::Step(_) | CenterError::Db(_)), 1) => {
-                assert_eq!(ended.outcome().map(|(code, _)| code), Some("abandoned"));
+                assert_eq!(ended.outcome().map(|(code, _)| code.as_str()), Some("abandoned"));
                 assert_eq!(held, 0, "nothing held for an abandoned settlement");
             }
             other => panic!("exactly one wins: {other:?}"),

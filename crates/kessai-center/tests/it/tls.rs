@@ -39,13 +39,15 @@ async fn completions(
     peer: Option<Extension<PeerIdentity>>,
     Json(body): Json<Value>,
 ) -> Result<Json<Value>, kessai_http::ApiError> {
-    let Some(Extension(PeerIdentity(name))) = peer else { return Err(kessai_http::ApiError::invalid("no_cert", "x")) };
+    let Some(Extension(PeerIdentity(name))) = peer else {
+        return Err(kessai_http::ApiError::new(kessai_http::ErrorCode::ClientCertificateRequired, "x"));
+    };
     assert_eq!(name, "center", "only the center delivers completions");
     let token = body["completion"].as_str().unwrap_or_default();
     let paid = store
         .merchant
         .check_completion(token, &store.center_keys, &store.order, &SystemClock)
-        .map_err(|e| kessai_http::ApiError::invalid("refused", e.to_string()))?;
+        .map_err(|e| kessai_http::ApiError::new(kessai_http::ErrorCode::InvalidCompletion, e.to_string()))?;
     let delivery = Delivery { kind: DeliveryKind::None, reference: None };
     let receipt = store.merchant.sign_receipt(&paid, delivery, 3600, &mut OsRandom, &SystemClock).unwrap();
     *store.accepted.lock().unwrap() += 1;

@@ -8,7 +8,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::routing::{get, post};
-use kessai_http::{ApiError, ErrorType, HttpMetrics, Limits, RequestId, apply_standard_layers, ops_routes};
+use kessai_http::{ApiError, ErrorCode, HttpMetrics, Limits, RequestId, apply_standard_layers, ops_routes};
 
 use crate::{call, layered};
 
@@ -19,8 +19,7 @@ fn app() -> Router {
         .route(
             "/refuse",
             get(|| async {
-                ApiError::new(StatusCode::CONFLICT, ErrorType::Conflict, "order_paid", "the order is already paid")
-                    .with_param("order_id")
+                ApiError::new(ErrorCode::OrderAlreadyPaid, "the order is already paid").with_param("order_id")
             }),
         )
         .route("/boom", get(|| async { ApiError::internal("db password=hunter2 at /srv/db") }))
@@ -46,7 +45,7 @@ async fn errors_have_the_exact_shape() {
     assert_eq!(response.headers()["content-type"], "application/json");
     assert_eq!(
         body,
-        r#"{"error":{"type":"conflict","code":"order_paid","message":"the order is already paid","param":"order_id"}}"#
+        r#"{"error":{"type":"conflict","code":"order_already_paid","number":1527,"message":"the order is already paid","param":"order_id"}}"#
     );
     let (response, body) = call(&router, get_req("/boom")).await;
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
@@ -92,7 +91,7 @@ async fn rate_limit_answers_429_in_the_error_shape() {
     assert_eq!(response.headers()["retry-after"], "1");
     assert_eq!(
         body,
-        r#"{"error":{"type":"rate_limited","code":"rate_limited","message":"too many requests from this client; retry later","param":null}}"#
+        r#"{"error":{"type":"rate_limited","code":"rate_limited","number":1801,"message":"too many requests from this client; retry later","param":null}}"#
     );
 }
 

@@ -81,7 +81,7 @@ async fn refused_completions_change_nothing() {
             |d| d.amount = Money::new(1_200, Currency::USD).unwrap(),
             None,
             StatusCode::CONFLICT,
-            "currency_mismatch",
+            "amount_mismatch",
         ),
         (
             "unknown order",
@@ -113,7 +113,7 @@ async fn refused_completions_change_nothing() {
             |_| {},
             Some(&stranger),
             StatusCode::BAD_REQUEST,
-            "unknown_key",
+            "completion_unknown_key",
         ),
         ("no client certificate", None, |_| {}, None, StatusCode::UNAUTHORIZED, "client_certificate_required"),
         (
@@ -176,7 +176,7 @@ async fn the_center_keys_rotate_and_unknown_kids_refetch_at_a_bounded_rate() {
     let order_c = place_order(&w, "bookshop", &[("print-poster-01", 1)]).await;
     let (token_c, bill_c) = bill_of(&w, &order_c).await;
     let old = sign_completion(&w, &w.center_key, completion_for(&w, &token_c, bill_c.message()));
-    assert_eq!(deliver(&w, &old, Some("center")).await.json()["error"]["code"], "unknown_key");
+    assert_eq!(deliver(&w, &old, Some("center")).await.json()["error"]["code"], "completion_unknown_key");
 }
 
 #[tokio::test]
@@ -251,7 +251,7 @@ async fn a_completion_that_expired_before_the_store_could_be_reached_still_pays_
     let refused = deliver(&w, &forged, Some("center")).await;
     assert_eq!(
         (refused.status, refused.json()["error"]["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("unknown_key"))
+        (StatusCode::BAD_REQUEST, Some("completion_unknown_key"))
     );
     assert!(!w.state.db.order(&order_id).await.unwrap().unwrap().paid);
     let paid = deliver(&w, &completion, Some("center")).await;

@@ -78,7 +78,7 @@ async fn each_refusal_gives_its_message_and_charges_nothing() {
     for (number, amount, code, words) in cases {
         let e = kessai_wallet::charge(config.clone(), yen(amount), card(number), |_| {}).await.unwrap_err();
         let ChargeError::Declined { code: got, .. } = &e else { panic!("{code}: {e:?}") };
-        assert_eq!(got, code);
+        assert_eq!(got.as_str(), code);
         let message = e.to_string();
         assert!(message.contains(words) && message.ends_with("Nothing was charged."), "{message}");
         assert!(!message.contains(number), "the card number is not echoed");

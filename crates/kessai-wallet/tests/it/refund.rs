@@ -106,10 +106,10 @@ async fn a_decrease_gives_value_back_to_the_credit_card_of_a_charge() {
 
     // More than is left of the charge: refused, nothing changes.
     let e = kessai_wallet::decrease(config.clone(), &charge.charge_id, yen(3_001), |_| {}).await.unwrap_err();
-    assert!(matches!(&e, ChargeError::Declined { code, .. } if code == "over_charge"), "{e:?}");
+    assert!(matches!(&e, ChargeError::Declined { code, .. } if code.as_str() == "over_charge"), "{e:?}");
     // Not a charge of this card.
     let e = kessai_wallet::decrease(config, &done.charge_id, yen(1), |_| {}).await.unwrap_err();
-    assert!(matches!(&e, ChargeError::Declined { code, .. } if code == "not_decreasable"), "{e:?}");
+    assert!(matches!(&e, ChargeError::Declined { code, .. } if code.as_str() == "not_decreasable"), "{e:?}");
     assert_eq!(w.card_state().0, 13_000);
 }
 

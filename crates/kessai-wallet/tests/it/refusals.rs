@@ -51,7 +51,7 @@ async fn a_bill_swapped_on_the_way_to_the_center_opens_nothing() {
     let before = w.card_state();
     let e = wallet.begin(&bill, &return_url, &mut |_| {}).await.expect_err("the swap must be refused");
     let code = match &e {
-        PayError::Center(c) => c.code().map(str::to_owned),
+        PayError::Center(c) => c.code().map(|c| c.as_str().to_owned()),
         _ => None,
     };
     assert_eq!(code.as_deref(), Some("secure_channel_failed"), "{e}");

@@ -1,0 +1,112 @@
+//! What the center's purchase and value-update steps answer, as the
+//! center writes it and the wallet reads it (PROTOCOL §5, §9).
+
+use kessai_core::Money;
+use kessai_core::ids::{PrepaidId, UpdateId};
+use kessai_core::messages::value_update::Direction;
+use serde::{Deserialize, Serialize};
+
+use crate::{Phase, Reason};
+
+/// What a value update is for. Stored in the record; records made before
+/// decreases and refunds existed are charges.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Purpose {
+    /// Value bought with a credit card; the authorization funds it.
+    #[default]
+    Charge,
+    /// Card value given back to the credit card that paid charge
+    /// `charge_id` (a decrease); `authorization` is that charge's.
+    RefundToCreditCard { charge_id: UpdateId },
+    /// Applies what is owed (`owed_id`: a purchase refund or a correction,
+    /// see the center's owed items).
+    Owed { owed_id: String },
+    /// Takes off the card value its funding never paid (owed item
+    /// `owed_id`, see an unfunded owed item); the books never
+    /// posted it, so nothing is posted.
+    TakeBackUnfunded { owed_id: String },
+    /// Value moved from the member's virtual prepaid card `prepaid_id` (#18),
+    /// on the member's signed request; that card funds it.
+    FromPrepaid { prepaid_id: PrepaidId },
+}
+
+impl Purpose {
+    /// Its stored name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Purpose::Charge => "charge",
+            Purpose::RefundToCreditCard { .. } => "refund_to_credit_card",
+            Purpose::Owed { .. } => "owed",
+            Purpose::TakeBackUnfunded { .. } => "take_back_unfunded",
+            Purpose::FromPrepaid { .. } => "from_prepaid",
+        }
+    }
+}
+
+/// What a step answers to the wallet.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StepReply {
+    pub settlement_id: String,
+    pub phase: Phase,
+    /// Commands to relay to the card, in order, as hex.
+    pub apdus: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion: Option<String>,
+    /// The balance read securely from the card, once read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balance_minor: Option<u64>,
+    /// Why a settlement ended voided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The same as a stable code: `insufficient_balance`, `cancelled`,
+    /// `not_applied`, `card_lost`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason_code: Option<Reason>,
+    /// The access token every later request on this id carries as
+    /// `Authorization: Bearer` (M4); in the answers of its own routes only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
+}
+
+/// What a charge step answers to the wallet.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UpdateReply {
+    /// The value update's id (`vup_…`).
+    pub update_id: String,
+    /// The same id under its name of the last release (every value update
+    /// was called a charge); sent for one more release.
+    pub charge_id: String,
+    pub phase: Phase,
+    /// `credit` (charge, refund) or `debit` (decrease, correction).
+    pub direction: Direction,
+    /// `{"kind":"charge"}`, `{"kind":"refund_to_credit_card","charge_id":…}`
+    /// or `{"kind":"owed","owed_id":…}`.
+    pub purpose: Purpose,
+    /// Commands to relay to the card, in order, as hex.
+    pub apdus: Vec<String>,
+    pub amount: Money,
+    /// The authorizer's reference (SIG5 `funding_ref`); a charge has one
+    /// once its authenticate step authorized it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub funding_ref: Option<String>,
+    /// The value update (SIG5), while the sealed CREDIT is out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_update: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balance_minor: Option<u64>,
+    /// The card's balance after the credit, from its sealed answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balance_after_minor: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// `cancelled`, `over_max_balance`, `not_applied`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason_code: Option<Reason>,
+    /// The access token every later request on this id carries as
+    /// `Authorization: Bearer` (M4); in the answers of its own routes only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
+}
