@@ -15,7 +15,7 @@ use axum::{Extension, Json, Router};
 use kessai_core::Money;
 use kessai_core::ids::{CardId, StoreId};
 use kessai_core::messages::DisplayText;
-use kessai_http::{ApiError, ErrorCode, PeerIdentity};
+use kessai_http::{ApiError, ErrorCode, Party, PeerIdentity};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -83,8 +83,13 @@ async fn only_the_admin(
 
 fn authorize(state: &AdminState, peer: Option<Extension<PeerIdentity>>) -> Result<(), ApiError> {
     match peer {
-        Some(Extension(PeerIdentity(name))) if state.is_operator(&name) => Ok(()),
-        Some(_) => Err(ApiError::new(ErrorCode::NotAdmin, "this certificate is not the admin's")),
+        Some(Extension(peer)) if peer.acting_as(Party::Operator).is_some_and(|name| state.is_operator(name)) => Ok(()),
+        Some(Extension(PeerIdentity { party: None, .. })) => Err(ApiError::new(
+            ErrorCode::NotAdmin,
+            "this certificate names no party (issued before parties were); issue the operator's again with \
+             kessai pki issue --client NAME --party operator",
+        )),
+        Some(_) => Err(ApiError::new(ErrorCode::NotAdmin, "this certificate is not an operator's")),
         None => {
             Err(ApiError::new(ErrorCode::ClientCertificateRequired, "the admin API needs the admin client certificate"))
         }
@@ -572,7 +577,7 @@ async fn record_cash(
     Path(id): Path<String>,
     Body(b): Body<CashBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let operator = peer.map(|Extension(PeerIdentity(name))| name).unwrap_or_default();
+    let operator = peer.map(|Extension(p)| p.name).unwrap_or_default();
     let f = state.center.record_cash(&id, b.amount, &operator).await.map_err(crate::prepaid_api::prepaid_api_error)?;
     Ok(Json(json!(f)))
 }

@@ -210,7 +210,13 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Caller, Self::Rejection> {
-        let principal = parts.extensions.get::<kessai_http::PeerIdentity>().map(|p| p.0.clone());
+        // A store's certificate only: another party's, whatever its name,
+        // is no principal here (L3).
+        let principal = parts
+            .extensions
+            .get::<kessai_http::PeerIdentity>()
+            .and_then(|p| p.acting_as(kessai_http::Party::Store))
+            .map(str::to_owned);
         Ok(Caller { headers: parts.headers.clone(), principal })
     }
 }

@@ -89,7 +89,7 @@ fn request_id_of(req: &Request) -> String {
 
 fn client_key(req: &Request) -> String {
     if let Some(peer) = req.extensions().get::<PeerIdentity>() {
-        return format!("peer:{}", peer.0);
+        return format!("peer:{}", peer.name);
     }
     match req.extensions().get::<ConnectInfo<SocketAddr>>() {
         Some(ConnectInfo(addr)) => format!("ip:{}", addr.ip()),

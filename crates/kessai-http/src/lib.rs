@@ -31,5 +31,5 @@ pub use limits::Limits;
 pub use logs::init_json_logs;
 pub use metrics::HttpMetrics;
 pub use ops::ops_routes;
-pub use peer::PeerIdentity;
+pub use peer::{Party, PeerIdentity};
 pub use serve::{serve, serve_plain};

@@ -1,18 +1,40 @@
 //! Who is on the other end of a mutual-TLS connection.
 //!
 //! rustls has verified the client's certificate chain before we read it;
-//! here we only take the name out of the leaf: the subject's common name,
-//! else its first DNS subjectAltName. A minimal DER reader does it so that
-//! no X.509 parser has to be linked; any structure it does not expect
-//! yields no identity (fail closed).
+//! here we only take the name and the party out of the leaf: the subject's
+//! common name (else its first DNS subjectAltName) and its
+//! organizationalUnitName `kessai-<party>` ([`Party`]). A minimal DER reader
+//! does it so that no X.509 parser has to be linked; any structure it does
+//! not expect yields no identity (fail closed).
 
-/// The name in the VERIFIED client certificate of the connection a request
-/// came over (a request extension set by [`crate::serve`] under mutual
-/// TLS). Absent when the client presented no certificate.
+pub use kessai_tls::Party;
+
+/// The VERIFIED client certificate of the connection a request came over
+/// (a request extension set by [`crate::serve`] under mutual TLS): its
+/// holder's name and the party it acts as. Absent when the client presented
+/// no certificate. A route grants a party, never a name alone: see
+/// [`PeerIdentity::acting_as`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct PeerIdentity(pub String);
+pub struct PeerIdentity {
+    pub name: String,
+    /// `None` for a certificate that names no party, or more than one
+    /// (certificates issued before parties were): it acts as none.
+    pub party: Option<Party>,
+}
+
+impl PeerIdentity {
+    pub fn new(name: impl Into<String>, party: Party) -> PeerIdentity {
+        PeerIdentity { name: name.into(), party: Some(party) }
+    }
+
+    /// The holder's name, if the certificate acts as `party`.
+    pub fn acting_as(&self, party: Party) -> Option<&str> {
+        (self.party == Some(party)).then_some(self.name.as_str())
+    }
+}
 
 const OID_COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
+const OID_ORGANIZATIONAL_UNIT: &[u8] = &[0x55, 0x04, 0x0b];
 const OID_SUBJECT_ALT_NAME: &[u8] = &[0x55, 0x1d, 0x11];
 const TAG_SEQUENCE: u8 = 0x30;
 const TAG_SET: u8 = 0x31;
@@ -61,7 +83,10 @@ fn text(tag: u8, value: &[u8]) -> Option<String> {
     s.chars().all(|c| !c.is_control()).then(|| s.to_owned())
 }
 
-fn common_name(subject: &[u8]) -> Option<String> {
+/// Every value of attribute `wanted` in a subject, in order; `None` if the
+/// subject is not the structure expected.
+fn attributes(subject: &[u8], wanted: &[u8]) -> Option<Vec<String>> {
+    let mut found = Vec::new();
     for (tag, rdn) in elements(subject) {
         if tag != TAG_SET {
             return None;
@@ -70,12 +95,21 @@ fn common_name(subject: &[u8]) -> Option<String> {
             let mut parts = elements(attribute);
             let (oid_tag, oid) = parts.next()?;
             let (value_tag, value) = parts.next()?;
-            if tag == TAG_SEQUENCE && oid_tag == TAG_OID && oid == OID_COMMON_NAME {
-                return text(value_tag, value);
+            if tag == TAG_SEQUENCE && oid_tag == TAG_OID && oid == wanted {
+                found.push(text(value_tag, value)?);
             }
         }
     }
-    None
+    Some(found)
+}
+
+/// The one party the subject's organizational units name; none if they
+/// name no party or more than one.
+fn party_of(subject: &[u8]) -> Option<Party> {
+    let units = attributes(subject, OID_ORGANIZATIONAL_UNIT)?;
+    let mut parties = units.iter().filter_map(|u| Party::of_unit(u));
+    let party = parties.next()?;
+    parties.all(|p| p == party).then_some(party)
 }
 
 fn first_dns_name(extensions: &[u8]) -> Option<String> {
@@ -94,8 +128,9 @@ fn first_dns_name(extensions: &[u8]) -> Option<String> {
     None
 }
 
-/// The identity in a DER certificate: subject CN, else first DNS SAN.
-pub(crate) fn identity_of(der: &[u8]) -> Option<String> {
+/// The identity in a DER certificate: subject CN (else first DNS SAN), and
+/// the party of its organizational unit.
+pub(crate) fn identity_of(der: &[u8]) -> Option<PeerIdentity> {
     let (_, certificate, _) = tlv(der)?;
     let (_, tbs, _) = tlv(certificate)?;
     let mut fields = elements(tbs).peekable();
@@ -106,11 +141,12 @@ pub(crate) fn identity_of(der: &[u8]) -> Option<String> {
     if subject_tag != TAG_SEQUENCE {
         return None;
     }
-    if let Some(cn) = common_name(subject) {
-        return Some(cn);
+    let party = party_of(subject);
+    if let Some(cn) = attributes(subject, OID_COMMON_NAME)?.into_iter().next() {
+        return Some(PeerIdentity { name: cn, party });
     }
     let (_, extensions) = fields.find(|(tag, _)| *tag == TAG_EXTENSIONS)?;
-    first_dns_name(extensions)
+    Some(PeerIdentity { name: first_dns_name(extensions)?, party })
 }
 
 #[cfg(test)]

@@ -173,8 +173,7 @@ async fn connection(
         .1
         .peer_certificates()
         .and_then(|chain| chain.first())
-        .and_then(|leaf| identity_of(leaf.as_ref()))
-        .map(PeerIdentity);
+        .and_then(|leaf| identity_of(leaf.as_ref()));
     http1(router, TokioIo::new(stream), remote, peer, stop).await;
 }
 

@@ -14,7 +14,7 @@ use kessai_core::messages::Reference;
 use kessai_core::messages::receipt::{Delivery, DeliveryKind};
 use kessai_core::random::OsRandom;
 use kessai_core::{Currency, Money};
-use kessai_http::{ApiError, ErrorCode, PeerIdentity};
+use kessai_http::{ApiError, ErrorCode, Party, PeerIdentity};
 use kessai_merchant::{CompletionError, OpenOrder};
 use serde::{Deserialize, Serialize};
 
@@ -106,7 +106,7 @@ fn require_center(state: &AppState, peer: Option<&PeerIdentity>) -> Result<(), A
             ErrorCode::ClientCertificateRequired,
             "completions are accepted over mutual TLS from the center only",
         )),
-        Some(p) if p.0 == state.config.center.party_id.as_str() => Ok(()),
+        Some(p) if p.acting_as(Party::Center) == Some(state.config.center.party_id.as_str()) => Ok(()),
         Some(_) => Err(ApiError::new(ErrorCode::NotTheCenter, "this client certificate does not belong to the center")),
     }
 }
@@ -246,7 +246,7 @@ pub(crate) fn require_member(
 ) -> Result<(), ApiError> {
     let m =
         state.config.member(member).ok_or_else(|| ApiError::new(ErrorCode::UnknownMember, "no such member store"))?;
-    if peer.is_some_and(|p| p.0 == member) {
+    if peer.is_some_and(|p| p.acting_as(Party::Store) == Some(member)) {
         return Ok(());
     }
     let bearer =

@@ -6,6 +6,11 @@
 //! TLS; parties of different organisations use mutual TLS, each presenting
 //! a client certificate issued by the CA the other trusts.
 //!
+//! A client certificate names its holder (the subject's common name) and
+//! the party it acts as ([`Party`], the subject's organizational unit): a
+//! server grants a route to a party, so a store named `admin` is still a
+//! store, never an operator (review L3).
+//!
 //! Files in a CA directory: `ca.crt`, `ca.key` (mode 0600), and for each
 //! issued leaf `NAME.crt` and `NAME.key` (mode 0600). Keys are PKCS#8 PEM.
 //! Revoking a leaf ([`CaDir::revoke`]) adds its serial to `revoked.txt`,
@@ -19,10 +24,12 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// Why a certificate was revoked (RFC 5280 §5.3.1), as [`CaDir::revoke`] takes it.
+pub use rcgen::RevocationReason;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams,
-    SanType, SerialNumber,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SanType,
+    SerialNumber,
 };
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, pem::PemObject};
 use rustls::server::WebPkiClientVerifier;
@@ -70,8 +77,52 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
 pub enum Role {
     /// A TLS server; the name and extra SANs go into subjectAltName.
     Server,
-    /// A TLS client in mutual TLS; the name is its identity.
-    Client,
+    /// A TLS client in mutual TLS acting as this party; the name is its
+    /// identity.
+    Client(Party),
+}
+
+/// The party a client certificate acts as, in its subject's
+/// organizationalUnitName as `kessai-<party>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Party {
+    /// The settlement center: delivers completions to stores.
+    Center,
+    /// A store or a mall: refunds, claims, its settlements at the center.
+    Store,
+    /// An operator of the center: the admin API.
+    Operator,
+    /// A monitoring agent: `/metrics` only.
+    Monitor,
+}
+
+impl Party {
+    pub const ALL: [Party; 4] = [Party::Center, Party::Store, Party::Operator, Party::Monitor];
+
+    /// The name (`store`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Party::Center => "center",
+            Party::Store => "store",
+            Party::Operator => "operator",
+            Party::Monitor => "monitor",
+        }
+    }
+
+    /// The party of a name.
+    pub fn parse(name: &str) -> Option<Party> {
+        Party::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+
+    /// The subject's organizationalUnitName for this party.
+    pub fn unit(self) -> String {
+        format!("kessai-{}", self.as_str())
+    }
+
+    /// The party of an organizationalUnitName; `None` for any other unit.
+    pub fn of_unit(unit: &str) -> Option<Party> {
+        unit.strip_prefix("kessai-").and_then(Party::parse)
+    }
 }
 
 /// Writes a file that did not exist before; `secret` files get mode 0600
@@ -220,6 +271,18 @@ impl CaDir {
         Ok(Issuer::new(ca_params(&key)?, key))
     }
 
+    /// Whether the leaf this CA issued for `name` acts as `party`. A leaf
+    /// issued before parties were names none, and is answered `false`.
+    /// For this CA's own leaves only: it looks for the party's unit among
+    /// the certificate's bytes, which rcgen writes as they are.
+    pub fn issued_for(&self, name: &str, party: Party) -> Result<bool, TlsError> {
+        let path = self.cert(name);
+        let der = CertificateDer::from_pem_file(&path)
+            .map_err(|_| TlsError::Pem { path: path.clone(), what: "certificate" })?;
+        let unit = party.unit();
+        Ok(der.as_ref().windows(unit.len()).any(|w| w == unit.as_bytes()))
+    }
+
     /// Issues a leaf certificate for `name` (a DNS name or IP address),
     /// with `extra_sans` for servers reachable under more names.
     pub fn issue(&self, role: Role, name: &str, extra_sans: &[String]) -> Result<(), TlsError> {
@@ -233,11 +296,14 @@ impl CaDir {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.subject_alt_names = names.iter().map(|n| san(n)).collect::<Result<_, _>>()?;
         params.distinguished_name.push(DnType::CommonName, name);
+        if let Role::Client(party) = role {
+            params.distinguished_name.push(DnType::OrganizationalUnitName, party.unit());
+        }
         params.use_authority_key_identifier_extension = true;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![match role {
             Role::Server => ExtendedKeyUsagePurpose::ServerAuth,
-            Role::Client => ExtendedKeyUsagePurpose::ClientAuth,
+            Role::Client(_) => ExtendedKeyUsagePurpose::ClientAuth,
         }];
         validity(&mut params, LEAF_VALIDITY_DAYS);
         let key = KeyPair::generate()?;

@@ -232,8 +232,8 @@ pub(crate) async fn start_centers(
     let ca_s = ca.to_str().context("path")?;
     kessai_cmd(&["pki", "init", "--dir", ca_s])?;
     kessai_cmd(&["pki", "issue", "--dir", ca_s, "--server", "localhost", "--san", "127.0.0.1"])?;
-    kessai_cmd(&["pki", "issue", "--dir", ca_s, "--client", "center"])?;
-    kessai_cmd(&["pki", "issue", "--dir", ca_s, "--client", "admin"])?;
+    kessai_cmd(&["pki", "issue", "--dir", ca_s, "--client", "center", "--party", "center"])?;
+    kessai_cmd(&["pki", "issue", "--dir", ca_s, "--client", "admin", "--party", "operator"])?;
     let pg = match database {
         Database::Sqlite => None,
         Database::Postgres => Some(crate::pg_cluster::PgCluster::start(pg_statements)?),

@@ -162,8 +162,12 @@ enum PkiCommand {
         #[arg(long, value_name = "NAME", conflicts_with = "client", required_unless_present = "client")]
         server: Option<String>,
         /// A client certificate for mutual TLS, identifying NAME.
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", requires = "party")]
         client: Option<String>,
+        /// The party a client certificate acts as: center, store, operator
+        /// (the admin API) or monitor (/metrics).
+        #[arg(long, value_name = "PARTY", requires = "client")]
+        party: Option<String>,
         /// More names the server answers to (repeatable).
         #[arg(long, value_name = "NAME")]
         san: Vec<String>,
@@ -303,8 +307,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Keys(KeysCommand::Jwks { files, passphrase }) => keys::jwks(&files, &passphrase),
         Command::Pki(PkiCommand::Init { dir, key }) => pki::init(&key.ca(&dir)),
-        Command::Pki(PkiCommand::Issue { dir, key, server, client, san }) => {
-            pki::issue(&key.ca(&dir), server, client, &san)
+        Command::Pki(PkiCommand::Issue { dir, key, server, client, party, san }) => {
+            pki::issue(&key.ca(&dir), server, client.zip(party), &san)
         }
         Command::Pki(PkiCommand::Revoke { dir, key, name, reason }) => pki::revoke(&key.ca(&dir), &name, &reason),
         Command::Card(c) => run_card(c),

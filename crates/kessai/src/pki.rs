@@ -42,10 +42,21 @@ pub fn init(ca: &CaDir) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn issue(ca: &CaDir, server: Option<String>, client: Option<String>, sans: &[String]) -> anyhow::Result<()> {
+/// Issues a server certificate, or a client certificate for `(name, party)`.
+pub fn issue(
+    ca: &CaDir,
+    server: Option<String>,
+    client: Option<(String, String)>,
+    sans: &[String],
+) -> anyhow::Result<()> {
     let (role, name) = match (server, client) {
         (Some(name), None) => (Role::Server, name),
-        (None, Some(name)) if sans.is_empty() => (Role::Client, name),
+        (None, Some((name, party))) if sans.is_empty() => {
+            let Some(party) = kessai_tls::Party::parse(&party) else {
+                anyhow::bail!("--party {party:?}: center, store, operator or monitor");
+            };
+            (Role::Client(party), name)
+        }
         (None, Some(_)) => anyhow::bail!("--san applies to server certificates only"),
         _ => anyhow::bail!("give exactly one of --server NAME or --client NAME"),
     };

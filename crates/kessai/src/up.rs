@@ -20,7 +20,7 @@ use kessai_core::ids::CardId;
 use kessai_core::keys::{SigningKey, Validity};
 use kessai_core::random::OsRandom;
 use kessai_store::{DemoSettings, StoreConfig};
-use kessai_tls::{CaDir, Role};
+use kessai_tls::{CaDir, Party, Role};
 use kessai_wallet::WalletConfig;
 
 /// The demo card: its id, limit and the value it starts with (JPY).
@@ -63,9 +63,14 @@ fn ensure_pki(ca: &CaDir) -> anyhow::Result<()> {
     if !ca.cert("localhost").exists() {
         ca.issue(Role::Server, "localhost", &["127.0.0.1".into()])?;
     }
-    for client in ["center", "admin", "kessai-mall"] {
+    for (client, party) in [("center", Party::Center), ("admin", Party::Operator), ("kessai-mall", Party::Store)] {
+        // A demo made before certificates named their party: its client
+        // certificates are replaced (the old one revoked as superseded).
+        if ca.cert(client).exists() && !ca.issued_for(client, party)? {
+            ca.revoke(client, kessai_tls::RevocationReason::Superseded)?;
+        }
         if !ca.cert(client).exists() {
-            ca.issue(Role::Client, client, &[])?;
+            ca.issue(Role::Client(party), client, &[])?;
         }
     }
     Ok(())

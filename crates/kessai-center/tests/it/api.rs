@@ -205,7 +205,7 @@ pub(crate) async fn send(
 ) -> (StatusCode, Value) {
     let mut req = req.header("content-type", "application/json").body(Body::from(body.to_string())).unwrap();
     if let Some(name) = peer {
-        req.extensions_mut().insert(kessai_http::PeerIdentity(name.to_owned()));
+        req.extensions_mut().insert(crate::peer(name));
     }
     let resp = app.clone().oneshot(req).await.unwrap();
     let status = resp.status();
@@ -272,6 +272,11 @@ async fn a_settlement_answers_only_its_wallet_and_its_store() {
     assert_eq!(view["phase"], "offered");
     // The store reads it by its certificate (and gets no access token).
     let store = view["store"].as_str().unwrap().to_owned();
+    // L3: the store's name on an operator's certificate is not the store.
+    let as_operator = format!("operator/{store}");
+    let (status, body) =
+        send(&app, Request::get(format!("/v1/settlements/{id}")), Value::Null, Some(&as_operator)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     let (status, by_store) = send(&app, Request::get(format!("/v1/settlements/{id}")), Value::Null, Some(&store)).await;
     assert_eq!(status, StatusCode::OK, "{by_store}");
     assert_eq!(by_store["settlement_id"], id.as_str());

@@ -20,3 +20,19 @@ mod service;
 mod statement;
 mod tls;
 mod world;
+
+/// The verified certificate an in-process request carries: `admin` acts as
+/// an operator, `center` as the center, any other name as a store;
+/// `PARTY/NAME` names the party.
+pub(crate) fn peer(spec: &str) -> kessai_http::PeerIdentity {
+    use kessai_http::Party;
+    if let Some((party, name)) = spec.split_once('/') {
+        return kessai_http::PeerIdentity::new(name, Party::parse(party).expect("a party's name"));
+    }
+    let party = match spec {
+        "admin" => Party::Operator,
+        "center" => Party::Center,
+        _ => Party::Store,
+    };
+    kessai_http::PeerIdentity::new(spec, party)
+}

@@ -604,7 +604,7 @@ async fn post_as(
         .body(axum::body::Body::from(body.to_string()))
         .unwrap();
     if let Some(name) = peer {
-        req.extensions_mut().insert(kessai_http::PeerIdentity(name.to_owned()));
+        req.extensions_mut().insert(crate::peer(name));
     }
     let resp = app.clone().oneshot(req).await.unwrap();
     let status = resp.status();

@@ -22,7 +22,7 @@ use kessai_core::time::SystemClock;
 use kessai_core::{Currency, Money};
 use kessai_http::{HttpsClient, PeerIdentity};
 use kessai_merchant::{BillRequest, Merchant, OpenOrder};
-use kessai_tls::{CaDir, ClientAuth, Role};
+use kessai_tls::{CaDir, ClientAuth, Party, Role};
 use serde_json::{Value, json};
 
 use crate::world::{access_for, card_id, funded_card, keep_access, masters, relay_json};
@@ -39,7 +39,7 @@ async fn completions(
     peer: Option<Extension<PeerIdentity>>,
     Json(body): Json<Value>,
 ) -> Result<Json<Value>, kessai_http::ApiError> {
-    let Some(Extension(PeerIdentity(name))) = peer else {
+    let Some(Extension(PeerIdentity { name, .. })) = peer else {
         return Err(kessai_http::ApiError::new(kessai_http::ErrorCode::ClientCertificateRequired, "x"));
     };
     assert_eq!(name, "center", "only the center delivers completions");
@@ -97,8 +97,8 @@ async fn purchase_over_tls_with_admin_mtls_and_delivery_to_a_store_that_comes_up
     let ca = CaDir::new(tmp.path().join("ca"));
     ca.init().unwrap();
     ca.issue(Role::Server, "localhost", &["127.0.0.1".into()]).unwrap();
-    for client in ["center", "admin", "someone"] {
-        ca.issue(Role::Client, client, &[]).unwrap();
+    for (client, party) in [("center", Party::Center), ("admin", Party::Operator), ("someone", Party::Store)] {
+        ca.issue(Role::Client(party), client, &[]).unwrap();
     }
     // The issuer's master keys, sealed under a KEK, before the center starts.
     let config = center_config(tmp.path());
@@ -192,6 +192,19 @@ async fn purchase_over_tls_with_admin_mtls_and_delivery_to_a_store_that_comes_up
     let junk = json!({ "not": "a card" });
     let (status, _) = other.post_json(&format!("{center_url}/v1/admin/cards"), &junk, &[]).await.unwrap();
     assert_eq!(status.as_u16(), 403);
+    // L3: a store's certificate named "admin", by the same CA, is a store's:
+    // the admin API refuses it in a real handshake (by name alone it passed).
+    let as_store = CaDir::new(tmp.path().join("ca-copy"));
+    std::fs::create_dir_all(tmp.path().join("ca-copy")).unwrap();
+    for f in ["ca.crt", "ca.key"] {
+        std::fs::copy(tmp.path().join("ca").join(f), tmp.path().join("ca-copy").join(f)).unwrap();
+    }
+    as_store.issue(Role::Client(Party::Store), "admin", &[]).unwrap();
+    let named_admin =
+        HttpsClient::new(kessai_tls::client_config(&ca.ca_cert(), Some((&as_store, "admin"))).unwrap(), 10_000);
+    let (status, body) = named_admin.post_json(&format!("{center_url}/v1/admin/cards"), &card_body, &[]).await.unwrap();
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (403, Some("not_admin")), "{body}");
     let (status, _) = wallet.post_json(&format!("{center_url}/v1/admin/cards"), &junk, &[]).await.unwrap();
     assert_eq!(status.as_u16(), 401);
 

@@ -143,7 +143,7 @@ async fn metrics_count_requests_by_matched_route_and_status() {
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{text}");
     assert!(text.contains("client_certificate_required") && !text.contains("http_requests_total"), "{text}");
     let mut scrape = get_req("/metrics");
-    scrape.extensions_mut().insert(kessai_http::PeerIdentity("monitoring".into()));
+    scrape.extensions_mut().insert(kessai_http::PeerIdentity::new("monitoring", kessai_http::Party::Monitor));
     let (response, text) = call(&ops, scrape).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(

@@ -8,7 +8,7 @@ use axum::extract::ConnectInfo;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use kessai_http::{ClientError, HttpsClient, Limits, PeerIdentity, serve, serve_plain};
-use kessai_tls::{CaDir, Role, client_config, server_config};
+use kessai_tls::{CaDir, Party, Role, client_config, server_config};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -27,10 +27,10 @@ fn pki() -> Pki {
     let ca = CaDir::new(tmp.path().join("ca"));
     ca.init().unwrap();
     ca.issue(Role::Server, "localhost", &["127.0.0.1".into()]).unwrap();
-    ca.issue(Role::Client, "kessai-mall", &[]).unwrap();
+    ca.issue(Role::Client(Party::Store), "kessai-mall", &[]).unwrap();
     let stranger = CaDir::new(tmp.path().join("stranger"));
     stranger.init().unwrap();
-    stranger.issue(Role::Client, "center", &[]).unwrap();
+    stranger.issue(Role::Client(Party::Center), "center", &[]).unwrap();
     Pki { _tmp: tmp, ca, stranger }
 }
 
@@ -40,7 +40,10 @@ fn app() -> Router {
             "/whoami",
             get(
                 |peer: Option<axum::Extension<PeerIdentity>>, ConnectInfo(remote): ConnectInfo<SocketAddr>| async move {
-                    let who = peer.map_or_else(|| "anonymous".to_owned(), |p| p.0.0);
+                    let who = peer.map_or_else(
+                        || "anonymous".to_owned(),
+                        |p| format!("{} ({})", p.0.name, p.0.party.map_or("no party", |p| p.as_str())),
+                    );
                     format!("{who} from {}", remote.ip())
                 },
             ),
@@ -92,7 +95,7 @@ async fn mutual_tls_gives_the_handler_the_peer_identity() {
     let client = HttpsClient::new(client_config(&p.ca.ca_cert(), Some((&p.ca, "kessai-mall"))).unwrap(), 5_000);
     let (status, body) = client.get(&format!("{}/whoami", server.url)).await.unwrap();
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(&body[..], b"kessai-mall from 127.0.0.1");
+    assert_eq!(&body[..], b"kessai-mall (store) from 127.0.0.1");
     let (status, body) =
         client.post_json(&format!("{}/echo", server.url), &serde_json::json!({"a": 1}), &[]).await.unwrap();
     assert_eq!((status, &body[..]), (StatusCode::OK, &br#"{"a":1}"#[..]));

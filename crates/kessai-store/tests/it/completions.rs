@@ -124,6 +124,15 @@ async fn refused_completions_change_nothing() {
             StatusCode::FORBIDDEN,
             "not_the_center",
         ),
+        (
+            // L3: the center's name on a store's certificate is a store's.
+            "a store's certificate named center",
+            Some("store/center"),
+            |_| {},
+            None,
+            StatusCode::FORBIDDEN,
+            "not_the_center",
+        ),
     ];
     for (label, peer, tweak, key, status, code) in cases {
         let mut draft = completion_for(&w, &bill_token, bill.message());

@@ -2,7 +2,6 @@
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use kessai_http::PeerIdentity;
 
 use crate::support::*;
 
@@ -37,6 +36,14 @@ async fn each_member_sees_only_its_own_orders() {
     let cases = [
         ("bookshop's token on record-shop", "record-shop", Some(BOOKSHOP_TOKEN), None, StatusCode::FORBIDDEN),
         ("bookshop's certificate on record-shop", "record-shop", None, Some("bookshop"), StatusCode::FORBIDDEN),
+        // L3: the member's name on an operator's certificate is not the member.
+        (
+            "an operator's certificate named bookshop",
+            "bookshop",
+            None,
+            Some("operator/bookshop"),
+            StatusCode::FORBIDDEN,
+        ),
         ("no credentials", "bookshop", None, None, StatusCode::UNAUTHORIZED),
         ("a wrong token", "bookshop", Some("guess"), None, StatusCode::FORBIDDEN),
         ("the center's certificate", "bookshop", None, Some("center"), StatusCode::FORBIDDEN),
@@ -69,7 +76,7 @@ async fn view(w: &World, path: &str, token: Option<&str>, peer: Option<&str>) ->
     }
     let mut req = req.body(Body::empty()).unwrap();
     if let Some(p) = peer {
-        req.extensions_mut().insert(PeerIdentity(p.to_owned()));
+        req.extensions_mut().insert(crate::support::peer(p));
     }
     send(&w.app, req).await
 }

@@ -148,7 +148,7 @@ async fn ops_endpoints_and_jwks_answer() {
     place_order(&w, "bookshop", &[("ebook-kessai-001", 1)]).await;
     assert_eq!(get(&w.app, "/metrics").await.status, StatusCode::UNAUTHORIZED, "volumes for a certificate only");
     let mut scrape = Request::get("/metrics").body(Body::empty()).unwrap();
-    scrape.extensions_mut().insert(kessai_http::PeerIdentity("monitoring".into()));
+    scrape.extensions_mut().insert(kessai_http::PeerIdentity::new("monitoring", kessai_http::Party::Monitor));
     let metrics = send(&w.app, scrape).await.body;
     assert!(metrics.contains(r#"route="/shops/{member}/orders",status="303""#), "{metrics}");
     assert!(metrics.contains("store_orders_total{service=\"store\"} 1"), "{metrics}");

@@ -18,7 +18,7 @@ use kessai_core::messages::bill::{self, Bill};
 use kessai_core::messages::completion::{self, Completion, CompletionDraft};
 use kessai_core::random::OsRandom;
 use kessai_core::time::{Clock, FixedClock, SystemClock};
-use kessai_http::PeerIdentity;
+use kessai_http::{Party, PeerIdentity};
 use kessai_store::{AppState, Catalog, Db, DemoSettings, StoreConfig, router};
 use kessai_tls::{CaDir, Role};
 use tokio::sync::oneshot;
@@ -60,8 +60,8 @@ pub fn pki(dir: &std::path::Path) -> CaDir {
     let ca = CaDir::new(dir.join("pki"));
     ca.init().unwrap();
     ca.issue(Role::Server, "localhost", &["127.0.0.1".into()]).unwrap();
-    for client in ["center", "bookshop", "record-shop"] {
-        ca.issue(Role::Client, client, &[]).unwrap();
+    for (client, party) in [("center", Party::Center), ("bookshop", Party::Store), ("record-shop", Party::Store)] {
+        ca.issue(Role::Client(party), client, &[]).unwrap();
     }
     ca
 }
@@ -278,7 +278,7 @@ pub async fn deliver(w: &World, token: &str, peer: Option<&str>) -> Answer {
         .body(Body::from(body))
         .unwrap();
     if let Some(p) = peer {
-        req.extensions_mut().insert(PeerIdentity(p.to_owned()));
+        req.extensions_mut().insert(self::peer(p));
     }
     send(&w.app, req).await
 }
@@ -334,5 +334,14 @@ async fn fake_payout(axum::extract::Path(id): axum::extract::Path<String>) -> ax
             (axum::http::StatusCode::NOT_FOUND, axum::Json(serde_json::json!({"error": {"code": "unknown_payout"}})))
                 .into_response()
         }
+    }
+}
+
+/// The verified certificate an in-process request carries: `center` acts as
+/// the center, any other name as a store; `PARTY/NAME` names the party.
+pub fn peer(spec: &str) -> PeerIdentity {
+    match spec.split_once('/') {
+        Some((party, name)) => PeerIdentity::new(name, Party::parse(party).expect("a party's name")),
+        None => PeerIdentity::new(spec, if spec == "center" { Party::Center } else { Party::Store }),
     }
 }

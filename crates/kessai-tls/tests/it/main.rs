@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::thread;
 
-use kessai_tls::{CaDir, Role, TlsError, client_config, server_config};
+use kessai_tls::{CaDir, Party, Role, TlsError, client_config, server_config};
 use rustls::pki_types::ServerName;
 
 struct Pki {
@@ -21,10 +21,10 @@ fn pki() -> Pki {
     let ca = CaDir::new(tmp.path().join("ca"));
     ca.init().unwrap();
     ca.issue(Role::Server, "center.kessai.test", &["127.0.0.1".into(), "localhost".into()]).unwrap();
-    ca.issue(Role::Client, "kessai-mall", &[]).unwrap();
+    ca.issue(Role::Client(Party::Store), "kessai-mall", &[]).unwrap();
     let other = CaDir::new(tmp.path().join("other"));
     other.init().unwrap();
-    other.issue(Role::Client, "kessai-mall", &[]).unwrap();
+    other.issue(Role::Client(Party::Store), "kessai-mall", &[]).unwrap();
     Pki { _tmp: tmp, ca, other }
 }
 
@@ -131,7 +131,7 @@ fn keys_are_private_and_never_overwritten() {
     }
     let before = std::fs::read(p.ca.ca_key()).unwrap();
     assert!(matches!(p.ca.init(), Err(TlsError::Exists(_))));
-    assert!(matches!(p.ca.issue(Role::Client, "kessai-mall", &[]), Err(TlsError::Exists(_))));
+    assert!(matches!(p.ca.issue(Role::Client(Party::Store), "kessai-mall", &[]), Err(TlsError::Exists(_))));
     assert_eq!(std::fs::read(p.ca.ca_key()).unwrap(), before);
 }
 
@@ -146,7 +146,7 @@ fn names_that_are_not_host_names_are_refused() {
 #[test]
 fn a_revoked_client_certificate_is_refused_and_its_name_can_be_issued_again() {
     let p = pki();
-    p.ca.issue(Role::Client, "admin", &[]).unwrap();
+    p.ca.issue(Role::Client(Party::Operator), "admin", &[]).unwrap();
     let handshake = |who: &str| {
         let auth = kessai_tls::ClientAuth::Optional(&p.ca.ca_cert());
         let server = kessai_tls::server_config_with(&p.ca, "center.kessai.test", auth).unwrap();
@@ -174,7 +174,7 @@ fn a_revoked_client_certificate_is_refused_and_its_name_can_be_issued_again() {
     let list = std::fs::read_to_string(p.ca.ca_cert().with_file_name("revoked.txt")).unwrap();
     assert_eq!(list.lines().count(), 1, "{list}");
     // The name again: a new key, a new serial, accepted.
-    p.ca.issue(Role::Client, "kessai-mall", &[]).unwrap();
+    p.ca.issue(Role::Client(Party::Store), "kessai-mall", &[]).unwrap();
     assert_eq!(handshake("kessai-mall").0, Ok(1), "the new certificate");
     // A damaged list: the server does not start, rather than trust all.
     std::fs::write(p.ca.crl(), b"-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n").unwrap();

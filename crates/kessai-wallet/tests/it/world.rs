@@ -24,7 +24,7 @@ use kessai_http::HttpsClient;
 use kessai_scp03::diversify::{MasterKeys, diversify};
 use kessai_scp03::{Aes128Key, KeyVersion};
 use kessai_store::{AppState, DemoSettings, StoreConfig};
-use kessai_tls::{CaDir, Role};
+use kessai_tls::{CaDir, Party, Role};
 use kessai_wallet::{ReaderConfig, WalletConfig};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -162,8 +162,8 @@ impl World {
         let ca = CaDir::new(tmp.path().join("ca"));
         ca.init().unwrap();
         ca.issue(Role::Server, "localhost", &["127.0.0.1".into()]).unwrap();
-        for client in ["center", "admin"] {
-            ca.issue(Role::Client, client, &[]).unwrap();
+        for (client, party) in [("center", Party::Center), ("admin", Party::Operator)] {
+            ca.issue(Role::Client(party), client, &[]).unwrap();
         }
         let (center_url, stop_center) = start_center(tmp.path()).await;
         let (store_url, store_config, stop_store) = start_store(tmp.path(), &center_url).await;

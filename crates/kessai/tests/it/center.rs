@@ -12,7 +12,7 @@ fn setup(dir: &std::path::Path, port: u16) -> std::path::PathBuf {
     assert!(
         kessai(&["pki", "issue", "--dir", ca, "--server", "localhost", "--san", "127.0.0.1"], &[]).status.success()
     );
-    assert!(kessai(&["pki", "issue", "--dir", ca, "--client", "center"], &[]).status.success());
+    assert!(kessai(&["pki", "issue", "--dir", ca, "--client", "center", "--party", "center"], &[]).status.success());
     let config = dir.join("center.toml");
     std::fs::write(
         &config,

@@ -88,7 +88,8 @@ fn three_instances_behind_haproxy_each_with_its_own_directory() {
     let Some(haproxy) = kessai_testkit::tool_on_path("haproxy", "KESSAI_HAPROXY") else { return };
     let d = Deployment::new(12);
     let ca = d.ca_path();
-    let out = kessai(&["pki", "issue", "--dir", ca.to_str().unwrap(), "--client", "kessai-mall"], &[]);
+    let out =
+        kessai(&["pki", "issue", "--dir", ca.to_str().unwrap(), "--client", "kessai-mall", "--party", "store"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let ports = [free_port(), free_port(), free_port()];
     let (lb, store_port) = (free_port(), free_port());

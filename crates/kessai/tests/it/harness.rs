@@ -48,8 +48,8 @@ impl Deployment {
         assert!(
             kessai(&["pki", "issue", "--dir", ca, "--server", "localhost", "--san", "127.0.0.1"], &[]).status.success()
         );
-        for client in ["center", "admin"] {
-            assert!(kessai(&["pki", "issue", "--dir", ca, "--client", client], &[]).status.success());
+        for (client, party) in [("center", "center"), ("admin", "operator")] {
+            assert!(kessai(&["pki", "issue", "--dir", ca, "--client", client, "--party", party], &[]).status.success());
         }
         let ca = kessai_tls::CaDir::new(ca_path);
         let wallet = HttpsClient::new(kessai_tls::client_config(&ca.ca_cert(), None).unwrap(), 5_000);

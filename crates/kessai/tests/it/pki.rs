@@ -12,8 +12,20 @@ fn init_and_issue_make_certificates_and_private_keys() {
     assert!(stderr(&out).contains("beside the service keys it certifies"), "{}", stderr(&out));
     let out = kessai(&["pki", "issue", "--dir", d, "--server", "localhost", "--san", "127.0.0.1"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = kessai(&["pki", "issue", "--dir", d, "--client", "kessai-mall"], &[]);
+    let out = kessai(&["pki", "issue", "--dir", d, "--client", "kessai-mall", "--party", "store"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
+    // L3: the party is in the subject, as OpenSSL (an independent reader)
+    // finds it.
+    if let Some(openssl) = kessai_testkit::tool_on_path("openssl", "KESSAI_OPENSSL") {
+        let leaf = ca.join("kessai-mall.crt");
+        let out = std::process::Command::new(openssl)
+            .args(["x509", "-noout", "-subject", "-nameopt", "RFC2253", "-in"])
+            .arg(&leaf)
+            .output()
+            .unwrap();
+        let subject = String::from_utf8_lossy(&out.stdout);
+        assert!(subject.contains("OU=kessai-store") && subject.contains("CN=kessai-mall"), "{subject}");
+    }
     for f in ["ca.key", "localhost.key", "kessai-mall.key"] {
         assert_eq!(std::fs::metadata(ca.join(f)).unwrap().permissions().mode() & 0o777, 0o600, "{f}");
     }
@@ -38,10 +50,11 @@ fn the_ca_key_kept_apart_issues_and_revokes_without_a_warning() {
     assert!(out.status.success() && !stderr(&out).contains("warning"), "{}", stderr(&out));
     assert!(!ca.join("ca.key").exists() && ca.join("ca.crt").exists());
     assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
-    let out = kessai(&["pki", "issue", "--dir", d, "--client", "admin"], &[("KESSAI_CA_KEY", k)]);
+    let out =
+        kessai(&["pki", "issue", "--dir", d, "--client", "admin", "--party", "operator"], &[("KESSAI_CA_KEY", k)]);
     assert!(out.status.success() && !stderr(&out).contains("warning"), "{}", stderr(&out));
     // Without its key the CA issues nothing, and says where it looked.
-    let out = kessai(&["pki", "issue", "--dir", d, "--client", "other"], &[]);
+    let out = kessai(&["pki", "issue", "--dir", d, "--client", "other", "--party", "store"], &[]);
     assert!(!out.status.success() && stderr(&out).contains("ca.key"), "{}", stderr(&out));
     assert!(!ca.join("other.crt").exists());
     // A CA key others may read is not used.
@@ -71,6 +84,12 @@ fn bad_requests_are_refused_with_a_reason() {
     assert!(stderr(&bad).contains("not a valid DNS name"), "{}", stderr(&bad));
     let both = kessai(&["pki", "issue", "--dir", d, "--server", "a", "--client", "b"], &[]);
     assert!(!both.status.success());
+    // L3: a client certificate names the party it acts as, or is not issued.
+    let partyless = kessai(&["pki", "issue", "--dir", d, "--client", "b"], &[]);
+    assert!(!partyless.status.success() && stderr(&partyless).contains("--party"), "{}", stderr(&partyless));
+    let bogus = kessai(&["pki", "issue", "--dir", d, "--client", "b", "--party", "admin"], &[]);
+    assert!(stderr(&bogus).contains("center, store, operator or monitor"), "{}", stderr(&bogus));
+    assert!(!std::path::Path::new(d).join("b.crt").exists());
 }
 
 /// L3: `kessai pki revoke` lists a client certificate in the CA's
@@ -122,7 +141,7 @@ fn a_revoked_admin_certificate_is_refused_by_the_center_and_by_openssl() {
     // The name issued again: a new key, accepted.
     std::fs::remove_file(ca.join("admin.crt")).unwrap();
     std::fs::remove_file(ca.join("admin.key")).unwrap();
-    let out = kessai(&["pki", "issue", "--dir", ca_dir, "--client", "admin"], &[]);
+    let out = kessai(&["pki", "issue", "--dir", ca_dir, "--client", "admin", "--party", "operator"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(openssl(&ca.join("admin.crt")).status.success(), "OpenSSL accepts the new one");
     let out = admin();

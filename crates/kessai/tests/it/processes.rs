@@ -162,7 +162,8 @@ pub(crate) fn place_order(d: &Deployment, store: &str) -> String {
 fn a_purchase_and_a_refund_between_separate_processes_over_mutual_tls() {
     let d = Deployment::new(31);
     let ca = d.ca_path();
-    let out = kessai(&["pki", "issue", "--dir", ca.to_str().unwrap(), "--client", "kessai-mall"], &[]);
+    let out =
+        kessai(&["pki", "issue", "--dir", ca.to_str().unwrap(), "--client", "kessai-mall", "--party", "store"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let (center_port, store_port) = (free_port(), free_port());
     let center_base = format!("https://127.0.0.1:{center_port}");
@@ -241,7 +242,8 @@ fn a_purchase_and_a_refund_between_separate_processes_over_mutual_tls() {
 fn a_member_registers_and_its_card_pays_only_on_its_signed_instruction() {
     let d = Deployment::new(33);
     let ca = d.ca_path();
-    let out = kessai(&["pki", "issue", "--dir", ca.to_str().unwrap(), "--client", "kessai-mall"], &[]);
+    let out =
+        kessai(&["pki", "issue", "--dir", ca.to_str().unwrap(), "--client", "kessai-mall", "--party", "store"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let (center_port, store_port) = (free_port(), free_port());
     let center_base = format!("https://127.0.0.1:{center_port}");
@@ -393,7 +395,8 @@ fn a_member_registers_and_its_card_pays_only_on_its_signed_instruction() {
 fn a_member_funds_a_prepaid_card_by_transfer_and_cash_and_pays_a_store_from_it() {
     let d = Deployment::new(34);
     let ca = d.ca_path();
-    let out = kessai(&["pki", "issue", "--dir", ca.to_str().unwrap(), "--client", "kessai-mall"], &[]);
+    let out =
+        kessai(&["pki", "issue", "--dir", ca.to_str().unwrap(), "--client", "kessai-mall", "--party", "store"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let (center_port, store_port) = (free_port(), free_port());
     let center_base = format!("https://127.0.0.1:{center_port}");

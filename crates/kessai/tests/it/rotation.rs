@@ -52,7 +52,8 @@ fn init_fails(config: &Path, what: &str) {
 fn the_center_rotates_its_signing_key_and_the_store_accepts_what_either_key_signed() {
     let d = Deployment::new(41);
     let ca = d.ca_path();
-    let out = kessai(&["pki", "issue", "--dir", ca.to_str().unwrap(), "--client", "kessai-mall"], &[]);
+    let out =
+        kessai(&["pki", "issue", "--dir", ca.to_str().unwrap(), "--client", "kessai-mall", "--party", "store"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let (port, store_port) = (free_port(), free_port());
     let config = d.center_config("a", port, None);
