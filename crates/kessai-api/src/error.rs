@@ -142,6 +142,7 @@ error_codes! {
     BadSignature = 1037, "bad_signature", 400, InvalidRequest, "a signature that does not verify";
     CompletionUnknownKey = 1038, "completion_unknown_key", 400, InvalidRequest, "the completion is signed under a key the store does not know";
     CompletionExpired = 1039, "completion_expired", 400, InvalidRequest, "the completion's validity has passed";
+    BadBillId = 1040, "bad_bill_id", 400, InvalidRequest, "a bill id not of its form";
 
     // 401: who the caller is was not proven.
     ClientCertificateRequired = 1101, "client_certificate_required", 401, Authentication, "this route needs a client certificate of the deployment";

@@ -2,13 +2,15 @@
 //! settlements and refunds in it and the fee on each, over mutual TLS. A
 //! store reads its own; a mall reads its member stores'. To anyone else a
 //! payout or a store is unknown (M4: no lookup tells what exists).
+//! A store also asks what became of one of its bills (L1), before it
+//! purges an order nothing can pay any more.
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use kessai_core::ids::StoreId;
+use kessai_core::ids::{BillId, StoreId};
 use kessai_http::{ApiError, ErrorCode};
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +26,7 @@ pub fn routes(center: Arc<Center>) -> Router {
         .route("/v1/payouts", get(list))
         .route("/v1/payouts/{id}", get(show))
         .route("/v1/claims", axum::routing::post(claim))
+        .route("/v1/stores/{store}/bills/{bill_id}", get(bill))
         .with_state(center)
 }
 
@@ -143,6 +146,23 @@ async fn list(
     let payouts = c.db.store_payouts(&store, LISTED).await.map_err(|e| api_error(CenterError::Db(e)))?;
     let listing = Listing { store: asked, payouts };
     Ok(Json(serde_json::to_value(listing).map_err(ApiError::internal)?))
+}
+
+/// `GET /v1/stores/{store}/bills/{bill_id}`: what became of a bill `store`
+/// signed (`none`, `open`, `voided` or `paid`), asked by that store's
+/// certificate (or its mall's). To anyone else the store is unknown.
+async fn bill(
+    State(c): State<Arc<Center>>,
+    caller: Caller,
+    Path((store, bill_id)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let signer = StoreId::parse(&store).map_err(|_| unknown_store(&store))?;
+    if !reads(&c, &caller, &signer).await? {
+        return Err(unknown_store(&store));
+    }
+    let id = BillId::parse(&bill_id).map_err(|e| ApiError::new(ErrorCode::BadBillId, e.to_string()))?;
+    let state = c.db.bill_state(&signer, id.as_str()).await.map_err(|e| api_error(CenterError::Db(e)))?;
+    Ok(Json(serde_json::json!({ "store": signer.as_str(), "bill_id": id.as_str(), "state": state })))
 }
 
 /// `GET /v1/payouts/{id}`: one payout with every item in it.

@@ -102,6 +102,11 @@ const MIGRATIONS: &[(i64, &str, &[&str])] = &[
             CHECK (refunded_minor >= 0), updated_at BIGINT NOT NULL)",
         ],
     ),
+    (
+        3,
+        "unpaid orders found by their bill's expiry, for the purge (L1)",
+        &["CREATE INDEX bills_by_expiry ON bills (expires_at)"],
+    ),
 ];
 
 const SCHEMA_TABLE_SQL: &str =
@@ -126,6 +131,15 @@ pub struct OrderRow {
     pub bill_expires_at: i64,
     pub settlement_id: Option<String>,
     pub receipt_token: Option<String>,
+}
+
+/// An unpaid order whose bill has expired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnpaidOrder {
+    pub order_id: String,
+    pub bill_id: String,
+    /// Its bill's expiry (unix seconds).
+    pub expires_at: i64,
 }
 
 /// A new order, its signed bill and its (not yet usable) download links.
@@ -383,6 +397,61 @@ impl Db {
         let found: Option<i64> =
             on_pool!(self, pool => sqlx::query_scalar(SQL).bind(settlement).fetch_optional(pool).await)?;
         Ok(found.unwrap_or(0))
+    }
+
+    /// Unpaid orders whose bill expired before `before`, oldest first
+    /// (by bill expiry, then order id), after `after` if given, at most
+    /// `limit`.
+    pub async fn unpaid_expired(
+        &self,
+        before: i64,
+        after: Option<&(i64, String)>,
+        limit: i64,
+    ) -> Result<Vec<UnpaidOrder>, sqlx::Error> {
+        const SQL: &str = "SELECT o.order_id, b.bill_id, b.expires_at FROM bills b
+            JOIN orders o ON o.order_id = b.order_id
+            WHERE b.expires_at < $1 AND o.status = 'open'
+              AND (b.expires_at > $2 OR (b.expires_at = $2 AND o.order_id > $3))
+            ORDER BY b.expires_at, o.order_id LIMIT $4";
+        let (from_expiry, from_order) = after.map_or((i64::MIN, ""), |(e, o)| (*e, o.as_str()));
+        on_pool!(self, pool => {
+            let rows =
+                sqlx::query(SQL).bind(before).bind(from_expiry).bind(from_order).bind(limit).fetch_all(pool).await?;
+            rows.into_iter()
+                .map(|row| {
+                    Ok(UnpaidOrder {
+                        order_id: row.try_get("order_id")?,
+                        bill_id: row.try_get("bill_id")?,
+                        expires_at: row.try_get("expires_at")?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// Deletes an order that is still unpaid, with its bill and download
+    /// links, in one transaction; `false` (nothing deleted) if it was paid
+    /// meanwhile or is gone.
+    pub async fn purge_unpaid(&self, order_id: &str) -> Result<bool, sqlx::Error> {
+        const CLAIM: &str = "UPDATE orders SET status = 'open' WHERE order_id = $1 AND status = 'open'";
+        write_tx!(self, tx => {
+            // Takes the order's row (its lock on PostgreSQL) while still
+            // unpaid; a completion that pays it first leaves it alone.
+            let open = sqlx::query(CLAIM).bind(order_id).execute(&mut *tx).await?.rows_affected();
+            if open != 1 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            for sql in [
+                "DELETE FROM downloads WHERE order_id = $1",
+                "DELETE FROM bills WHERE order_id = $1",
+                "DELETE FROM orders WHERE order_id = $1 AND status = 'open'",
+            ] {
+                sqlx::query(sql).bind(order_id).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(true)
+        })
     }
 
     pub async fn downloads_of(&self, order_id: &str) -> Result<Vec<DownloadRow>, sqlx::Error> {

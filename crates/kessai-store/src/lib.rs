@@ -25,6 +25,7 @@ pub mod limits;
 mod pages;
 mod payouts;
 pub mod refund;
+pub mod retention;
 mod web;
 
 use std::future::Future;
@@ -274,6 +275,24 @@ pub fn server_tls(config: &StoreConfig) -> anyhow::Result<rustls::ServerConfig> 
         .with_context(|| format!("TLS for {} from {}", config.tls.server_name, ca_dir.ca_cert().display()))
 }
 
+/// Purges unpayable orders every [`limits::PURGE_INTERVAL_S`] (L1), the
+/// first time a minute after the start.
+async fn purge_loop(state: AppState) {
+    let mut next = std::time::Duration::from_secs(60);
+    loop {
+        tokio::time::sleep(next).await;
+        next = std::time::Duration::from_secs(limits::PURGE_INTERVAL_S);
+        let now_s = i64::try_from(state.clock.now().unix_s()).unwrap_or(i64::MAX);
+        match retention::purge_unpayable(&state, now_s).await {
+            Ok(p) if p.deleted > 0 || p.kept > 0 => {
+                tracing::info!(deleted = p.deleted, kept = p.kept, "purged unpaid orders nothing can pay")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "the purge of unpaid orders stopped; it runs again later"),
+        }
+    }
+}
+
 /// Runs the store on `config.listen` until `shutdown` completes.
 pub async fn run(config: StoreConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -299,7 +318,10 @@ pub async fn serve_on(
     );
     let db = state.db.clone();
     let ready = Arc::clone(&state.ready);
-    kessai_http::serve(router(state), listener, tls, shutdown).await?;
+    let purge = tokio::spawn(purge_loop(state.clone()));
+    let served = kessai_http::serve(router(state), listener, tls, shutdown).await;
+    purge.abort();
+    served?;
     ready.store(false, Ordering::SeqCst);
     db.close().await;
     Ok(())

@@ -51,3 +51,13 @@ const _: () = assert!(DEFAULT_BILL_LIFETIME_S <= MAX_TOKEN_LIFETIME_S);
 const _: () = assert!(DEFAULT_DOWNLOAD_TTL_S <= MAX_DOWNLOAD_TTL_S);
 const _: () = assert!(DOWNLOAD_TOKEN_BYTES * 8 >= 128);
 const _: () = assert!(ORDER_SECRET_BYTES * 8 >= 128);
+/// How long past its bill's expiry an unpaid order is kept before the
+/// purge asks the center whether anything can still pay it (L1). Longer
+/// than any clock skew between store and center.
+pub const UNPAID_ORDER_GRACE_S: i64 = 24 * 60 * 60;
+/// How often the purge runs.
+pub const PURGE_INTERVAL_S: u64 = 60 * 60;
+/// Orders the purge reads from the database at a time.
+pub const PURGE_BATCH_MAX: i64 = 200;
+/// Most orders one purge run looks at (each is one question to the center).
+pub const PURGE_RUN_MAX: u64 = 2_000;

@@ -78,6 +78,7 @@ pub use prepaid::{
     BankCreditRow, CreditTaken, DuePrepaid, FundingRow, PaymentStored, PrepaidCardRow, PrepaidRefundRow,
 };
 pub use registry::{RecordedKey, StatusChange, StoreRecord};
+pub use settlements::BillState;
 pub use settlements::DueDelivery;
 pub use value_updates::{Alongside, Reservation};
 

@@ -2,6 +2,22 @@
 
 use super::*;
 
+/// What became of a store's bill, as its store may ask (L1: a store purges
+/// an unpaid order only when nothing can pay it any more).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BillState {
+    /// No settlement and no prepaid payment names it.
+    None,
+    /// A settlement is under way: it may still complete.
+    Open,
+    /// Its settlement was voided; nothing else can pay it under this id
+    /// (one settlement per bill).
+    Voided,
+    /// Paid: by a completed settlement or a prepaid card.
+    Paid,
+}
+
 impl CenterDb {
     /// Stores a new settlement. If the store already has a settlement for
     /// this bill id, returns that one instead (a duplicate bill).
@@ -159,6 +175,34 @@ impl CenterDb {
         .fetch_all(&mut *self.read().await?)
         .await?;
         rows.iter().map(|r| settlement_row(r).map(|(s, _)| s)).collect()
+    }
+
+    /// What became of a store's bill: paid from a prepaid card, or the
+    /// phase of the one settlement the bill may have (`UNIQUE (store,
+    /// bill_id)`), or nothing yet.
+    pub async fn bill_state(&self, store: &StoreId, bill_id: &str) -> Result<BillState, DbError> {
+        let mut conn = self.read().await?;
+        let paid = sqlx::query("SELECT id FROM center_prepaid_payments WHERE store = $1 AND bill_id = $2")
+            .bind(store.as_str().to_owned())
+            .bind(bill_id.to_owned())
+            .fetch_optional(&mut *conn)
+            .await?;
+        if paid.is_some() {
+            return Ok(BillState::Paid);
+        }
+        let row = sqlx::query("SELECT phase FROM center_settlements WHERE store = $1 AND bill_id = $2")
+            .bind(store.as_str().to_owned())
+            .bind(bill_id.to_owned())
+            .fetch_optional(&mut *conn)
+            .await?;
+        let Some(row) = row else { return Ok(BillState::None) };
+        let phase: String = row.try_get("phase")?;
+        Ok(match Phase::parse(&phase) {
+            Some(Phase::Completed) => BillState::Paid,
+            Some(Phase::Voided) => BillState::Voided,
+            Some(_) => BillState::Open,
+            None => return Err(DbError::Corrupt(format!("settlement phase {phase:?}"))),
+        })
     }
 
     /// Deletes statements opened before `before`, at most `limit` (L1: a

@@ -412,3 +412,50 @@ async fn a_signer_that_stops_answering_is_503_and_the_step_can_be_taken_again() 
     assert_eq!(stored[0].phase().as_str(), "reading_balance", "not advanced");
     assert_eq!(balance_of(&mut card), 50_000);
 }
+
+/// L1: a store asks what became of a bill it signed before it purges the
+/// order (none, open, voided, paid); nobody else learns anything of it.
+#[tokio::test]
+async fn a_store_learns_what_became_of_its_bill_and_nobody_else_does() {
+    let mut s = setup().await;
+    register_card(&s, 1, 50_000).await;
+    let mut card = funded_card(1, 50_000);
+    let bill = bill_token(&mut s);
+    let (_, payload) = kessai_core::jws::inspect_unverified(&bill).unwrap();
+    let (store, bill_id) = (payload["bill"]["store"].as_str().unwrap(), payload["bill"]["bill_id"].as_str().unwrap());
+    let (store, bill_id) = (store.to_owned(), bill_id.to_owned());
+    let center = Arc::new(s.center);
+    let app = kessai_center::api::routes(Arc::clone(&center)).merge(kessai_center::clearing_api::routes(center));
+    let path = format!("/v1/stores/{store}/bills/{bill_id}");
+    let ask = |peer: Option<&str>| {
+        let (app, path, peer) = (app.clone(), path.clone(), peer.map(str::to_owned));
+        async move { send(&app, Request::get(path), Value::Null, peer.as_deref()).await }
+    };
+    let state = |answer: &Value| answer["state"].as_str().map(str::to_owned);
+
+    let (status, answer) = ask(Some(&store)).await;
+    assert_eq!((status, state(&answer)), (StatusCode::OK, Some("none".into())), "{answer}");
+    let (_, r) = post(&app, "/v1/settlements", Some("l1-create"), create_json(&mut card, &bill, 1)).await;
+    let id = r["settlement_id"].as_str().unwrap().to_owned();
+    let (_, answer) = ask(Some(&store)).await;
+    assert_eq!(state(&answer).as_deref(), Some("open"), "{answer}");
+    let (status, r) = post(&app, &format!("/v1/settlements/{id}/cancel"), Some("l1-cancel"), json!({})).await;
+    assert_eq!((status, &r["phase"]), (StatusCode::OK, &json!("voided")), "{r}");
+    let (_, answer) = ask(Some(&store)).await;
+    assert_eq!(state(&answer).as_deref(), Some("voided"), "{answer}");
+
+    // Another store, an operator's certificate in the store's name, or none:
+    // the store is unknown to them.
+    let as_operator = format!("operator/{store}");
+    for peer in [Some("someone-else"), Some(as_operator.as_str()), None] {
+        let (status, answer) = ask(peer).await;
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (StatusCode::NOT_FOUND, Some("unknown_store")),
+            "{peer:?}"
+        );
+    }
+    let (status, answer) =
+        send(&app, Request::get(format!("/v1/stores/{store}/bills/a%20b")), Value::Null, Some(&store)).await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_bill_id")), "{answer}");
+}

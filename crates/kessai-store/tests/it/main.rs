@@ -7,5 +7,6 @@ mod downloads;
 mod members;
 mod pages;
 mod postgres;
+mod retention;
 mod serving;
 mod support;

@@ -47,4 +47,16 @@ async fn orders_payments_and_isolation_work_on_postgres() {
     assert_eq!(mine.iter().map(|o| o.order_id.as_str()).collect::<Vec<_>>(), vec![open.as_str()]);
     let link = &w.state.db.downloads_of(&order_id).await.unwrap()[0];
     assert_eq!(get(&w.app, &format!("/download/{}", link.token)).await.status, StatusCode::OK);
+
+    // L1 on PostgreSQL: the unpaid order goes once the center says nothing
+    // can pay its bill; the paid one stays.
+    let key = (w.config.mall_id.as_str().to_owned(), bill.message().bill_id().as_str().to_owned());
+    w.center.bills.write().unwrap().insert(key, "voided".into());
+    let later = w.state.db.order(&open).await.unwrap().unwrap().bill_expires_at
+        + kessai_store::limits::UNPAID_ORDER_GRACE_S
+        + 1;
+    let purged = kessai_store::retention::purge_unpayable(&w.state, later).await.unwrap();
+    assert_eq!((purged.deleted, purged.kept), (1, 0));
+    assert!(w.state.db.order(&open).await.unwrap().is_none());
+    assert!(w.state.db.order(&order_id).await.unwrap().unwrap().paid);
 }

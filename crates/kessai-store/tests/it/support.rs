@@ -31,6 +31,9 @@ pub struct FakeCenter {
     pub url: String,
     pub jwks: Arc<RwLock<String>>,
     pub fetches: Arc<AtomicUsize>,
+    /// What the center answers for a bill (`none`, `open`, `voided`,
+    /// `paid`), by (store, bill id); a bill not here is answered 503.
+    pub bills: Arc<RwLock<std::collections::HashMap<(String, String), String>>>,
     _stop: oneshot::Sender<()>,
 }
 
@@ -70,6 +73,8 @@ async fn fake_center(ca: &CaDir) -> FakeCenter {
     let jwks = Arc::new(RwLock::new(r#"{"keys":[]}"#.to_owned()));
     let fetches = Arc::new(AtomicUsize::new(0));
     let (j, f) = (Arc::clone(&jwks), Arc::clone(&fetches));
+    let bills = Arc::new(RwLock::new(std::collections::HashMap::<(String, String), String>::new()));
+    let b = Arc::clone(&bills);
     let app = Router::new()
         .route(
             "/.well-known/jwks.json",
@@ -80,7 +85,22 @@ async fn fake_center(ca: &CaDir) -> FakeCenter {
             }),
         )
         .route("/v1/payouts", routing::get(fake_payouts))
-        .route("/v1/payouts/{id}", routing::get(fake_payout));
+        .route("/v1/payouts/{id}", routing::get(fake_payout))
+        .route(
+            "/v1/stores/{store}/bills/{bill_id}",
+            routing::get(move |axum::extract::Path((store, bill_id)): axum::extract::Path<(String, String)>| {
+                let known = b.read().unwrap().get(&(store.clone(), bill_id.clone())).cloned();
+                async move {
+                    use axum::response::IntoResponse;
+                    match known {
+                        Some(state) => axum::Json(serde_json::json!({ "store": store, "bill_id": bill_id,
+                                                                      "state": state }))
+                        .into_response(),
+                        None => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+                    }
+                }
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("https://127.0.0.1:{}", listener.local_addr().unwrap().port());
     let tls = Arc::new(kessai_tls::server_config(ca, "localhost", None).unwrap());
@@ -88,7 +108,7 @@ async fn fake_center(ca: &CaDir) -> FakeCenter {
     tokio::spawn(kessai_http::serve(app, listener, tls, async {
         let _ = rx.await;
     }));
-    FakeCenter { url, jwks, fetches, _stop: tx }
+    FakeCenter { url, jwks, fetches, bills, _stop: tx }
 }
 
 pub fn demo_config(tmp: &std::path::Path, center_url: &str) -> StoreConfig {
