@@ -265,6 +265,7 @@ error_codes! {
     KindMismatch = 1731, "kind_mismatch", 422, InvalidRequest, "the registration is not of the application's kind";
     ReplacementRefused = 1732, "replacement_refused", 422, InvalidRequest, "the key replacement is refused";
     StatementRefused = 1733, "statement_refused", 422, InvalidRequest, "the bank statement is refused";
+    BillWrongCenter = 1734, "bill_wrong_center", 422, InvalidRequest, "the bill is addressed to another center, or to none";
 
     // 429: slow down.
     RateLimited = 1801, "rate_limited", 429, RateLimited, "too many requests from this client; retry later";

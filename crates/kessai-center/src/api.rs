@@ -97,6 +97,7 @@ fn bill_code(e: &JwsError) -> ErrorCode {
         JwsError::RevokedKey(_) => ErrorCode::BillRevokedKey,
         JwsError::BadSignature => ErrorCode::BillBadSignature,
         JwsError::WrongType { .. } => ErrorCode::BillWrongType,
+        JwsError::WrongAudience { .. } | JwsError::MissingAudience => ErrorCode::BillWrongCenter,
         _ => ErrorCode::BillInvalid,
     }
 }

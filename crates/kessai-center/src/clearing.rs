@@ -577,7 +577,8 @@ impl Center {
         use kessai_core::messages::claim::{self, AcceptedLine, ClaimStatement, ClaimStatementDraft};
 
         let keys = self.db.store_keys().await?;
-        let verified = claim::verify(token, &keys, self.clock.as_ref()).map_err(ClaimError::Refused)?;
+        let verified =
+            claim::verify(token, &keys, self.clock.as_ref(), &self.center_id).map_err(ClaimError::Refused)?;
         let c = verified.message();
         let payee = c.payee();
         let by_mall = self.db.store(payee).await?.and_then(|r| r.mall).is_some_and(|m| &m == c.store());

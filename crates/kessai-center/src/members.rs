@@ -269,8 +269,8 @@ impl Center {
             Err(SignerUnknown::NotActive(member)) => return Err(MemberError::UnknownMember(trunc(&member))),
         };
         let member = row.member.clone();
-        let verified =
-            key_replacement::verify(token, &keys, self.clock.as_ref()).map_err(|e| refused(e.to_string()))?;
+        let verified = key_replacement::verify(token, &keys, self.clock.as_ref(), &self.center_id)
+            .map_err(|e| refused(e.to_string()))?;
         let new_key = verified.message().new_key().map_err(|e| refused(e.to_string()))?;
         let now = self.clock.now();
         let new = MemberRow {

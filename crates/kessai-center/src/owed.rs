@@ -257,7 +257,8 @@ impl Center {
     /// token) answers the refund as it stands and moves nothing.
     pub async fn request_refund(&self, token: &str) -> Result<OwedReply, UpdateError> {
         let keys = self.db.store_keys().await?;
-        let verified = refund::verify(token, &keys, self.clock.as_ref()).map_err(UpdateError::Refund)?;
+        let verified =
+            refund::verify(token, &keys, self.clock.as_ref(), &self.center_id).map_err(UpdateError::Refund)?;
         let r = verified.message();
         let found = self.db.settlement(r.settlement_id()).await?.filter(|(s, _)| &s.bill.store == r.store());
         let Some((settlement, _)) = found else {

@@ -376,8 +376,8 @@ impl Center {
         authorizer: &dyn Authorizer,
     ) -> Result<PrepaidReply, PrepaidError> {
         let (member, keys) = self.member_keys_for(token, PrepaidError::Refused).await?;
-        let verified =
-            prepaid::verify(token, &keys, self.clock.as_ref()).map_err(|e| PrepaidError::Refused(e.to_string()))?;
+        let verified = prepaid::verify(token, &keys, self.clock.as_ref(), &self.center_id)
+            .map_err(|e| PrepaidError::Refused(e.to_string()))?;
         let request = verified.message();
         if request.member().as_str() != member.member {
             return Err(PrepaidError::Refused("the request is not its signer's".into()));
@@ -668,12 +668,12 @@ impl Center {
         answer: Option<Answer>,
     ) -> Result<PaymentReply, PrepaidError> {
         let keys = self.db.store_keys().await?;
-        let bill = bill::verify(bill_token, &keys, self.clock.as_ref()).map_err(CenterError::Bill)?;
+        let bill = bill::verify(bill_token, &keys, self.clock.as_ref(), &self.center_id).map_err(CenterError::Bill)?;
         let payee = bill.message().payee().clone();
         let store = self.db.store(&payee).await?.ok_or_else(|| CenterError::UnknownStore(payee.to_string()))?;
         crate::service::bill_within_mall(&bill, &store)?;
         let (member, member_keys) = self.member_keys_for(instruction_token, PrepaidError::Instruction).await?;
-        let verified = instruction::verify(instruction_token, &member_keys, self.clock.as_ref())
+        let verified = instruction::verify(instruction_token, &member_keys, self.clock.as_ref(), &self.center_id)
             .map_err(|e| PrepaidError::Instruction(e.to_string()))?;
         let i = verified.message();
         let account = i.prepaid_id().ok_or_else(|| PrepaidError::Instruction("it names no prepaid card".into()))?;

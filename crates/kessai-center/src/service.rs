@@ -350,7 +350,8 @@ impl Center {
     /// BALANCE and) DEBIT and the hold in the books (`confirmed`, `direct`).
     pub async fn create(&self, req: CreateRequest<'_>, answer: Option<Answer>) -> Result<StepReply, CenterError> {
         let keys = self.db.store_keys().await?;
-        let verified = bill::verify(req.bill, &keys, self.clock.as_ref()).map_err(CenterError::Bill)?;
+        let verified =
+            bill::verify(req.bill, &keys, self.clock.as_ref(), &self.center_id).map_err(CenterError::Bill)?;
         let payee = verified.message().payee();
         let (store, card, through) = self.db.purchase_reads(payee, &req.card_id).await?;
         let (store, profiles) = store.ok_or_else(|| CenterError::UnknownStore(payee.to_string()))?;
@@ -595,7 +596,7 @@ impl Center {
             Ok(keys) => keys,
             Err(why) => return refused(why),
         };
-        let verified = match instruction::verify(token, &keys, self.clock.as_ref()) {
+        let verified = match instruction::verify(token, &keys, self.clock.as_ref(), &self.center_id) {
             Ok(verified) => verified,
             Err(e) => return refused(e.to_string()),
         };

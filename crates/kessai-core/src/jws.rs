@@ -78,6 +78,13 @@ pub enum JwsError {
     BadClaims(&'static str),
     #[error("message is invalid: {0}")]
     InvalidMessage(String),
+    /// A kind that names its audience (`aud`) came without one.
+    #[error("the token names no audience (\"aud\"); this kind must")]
+    MissingAudience,
+    /// The token is for another receiver (a center that shares the
+    /// signer's key, say).
+    #[error("the token is for {found:?}, not for {expected:?}")]
+    WrongAudience { expected: String, found: String },
     /// The signer (a hardware token) could not sign; nothing was signed.
     #[error("the signer could not sign: {0}")]
     Signer(String),
@@ -87,6 +94,8 @@ pub enum JwsError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claims {
     iss: PartyId,
+    /// The one receiver the message is for, if its kind names one.
+    aud: Option<PartyId>,
     jti: MessageId,
     iat: Timestamp,
     nbf: Option<Timestamp>,
@@ -97,7 +106,7 @@ impl Claims {
     /// `iss` signs, `jti` makes the message unique (replays are recognised
     /// by it), and the message is valid from `iat` until `exp`.
     pub fn new(iss: PartyId, jti: MessageId, iat: Timestamp, exp: Timestamp) -> Result<Claims, JwsError> {
-        let claims = Claims { iss, jti, iat, nbf: None, exp };
+        let claims = Claims { iss, aud: None, jti, iat, nbf: None, exp };
         claims.check()?;
         Ok(claims)
     }
@@ -106,6 +115,13 @@ impl Claims {
     pub fn for_lifetime(iss: PartyId, jti: MessageId, now: Timestamp, lifetime_s: u64) -> Result<Claims, JwsError> {
         let exp = now.checked_add_s(lifetime_s).ok_or(JwsError::BadClaims("expiry overflows"))?;
         Claims::new(iss, jti, now, exp)
+    }
+
+    /// Addresses the message to `aud`, the one receiver that may act on it
+    /// (RFC 7519 §4.1.3): a center that shares the signer's key refuses it.
+    pub fn with_audience(mut self, aud: PartyId) -> Claims {
+        self.aud = Some(aud);
+        self
     }
 
     /// Makes the message valid only from `nbf` on.
@@ -130,6 +146,10 @@ impl Claims {
 
     pub fn issuer(&self) -> &PartyId {
         &self.iss
+    }
+    /// The receiver the message is addressed to, if any.
+    pub fn audience(&self) -> Option<&PartyId> {
+        self.aud.as_ref()
     }
     pub fn id(&self) -> &MessageId {
         &self.jti
@@ -166,6 +186,11 @@ pub trait MessageKind: Serialize + DeserializeOwned {
     const TYP: &'static str;
     /// The payload member holding the body, e.g. `"bill"`.
     const BODY: &'static str;
+    /// Whether the message must name its one receiver (`aud`): the kinds a
+    /// store or a member sends the center. [`verify_for`] checks it is the
+    /// verifier; [`verify`] (a party that only reads the message, as the
+    /// wallet reads a bill) that there is one.
+    const AUDIENCE_REQUIRED: bool = false;
     /// Rules between body and claims (e.g. a bill's store is its issuer).
     fn check_claims(&self, claims: &Claims) -> Result<(), JwsError>;
 }
@@ -211,8 +236,11 @@ struct EnvelopeRef<'a, M> {
 impl<M: MessageKind> Serialize for EnvelopeRef<'_, M> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let c = self.claims;
-        let mut map = s.serialize_map(Some(if c.nbf.is_some() { 6 } else { 5 }))?;
+        let mut map = s.serialize_map(Some(5 + usize::from(c.nbf.is_some()) + usize::from(c.aud.is_some())))?;
         map.serialize_entry("iss", &c.iss)?;
+        if let Some(aud) = &c.aud {
+            map.serialize_entry("aud", aud)?;
+        }
         map.serialize_entry("jti", &c.jti)?;
         map.serialize_entry("iat", &c.iat)?;
         if let Some(nbf) = c.nbf {
@@ -246,20 +274,25 @@ impl<'de, M: MessageKind> Visitor<'de> for EnvelopeVisitor<M> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Envelope<M>, A::Error> {
-        let (mut iss, mut jti, mut iat, mut nbf, mut exp, mut body) = (None, None, None, None, None, None);
+        let (mut iss, mut aud, mut jti, mut iat, mut nbf, mut exp, mut body) =
+            (None, None, None, None, None, None, None);
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             match key.as_ref() {
                 "iss" => put(&mut iss, "iss", map.next_value()?)?,
+                "aud" => put(&mut aud, "aud", map.next_value()?)?,
                 "jti" => put(&mut jti, "jti", map.next_value()?)?,
                 "iat" => put(&mut iat, "iat", map.next_value()?)?,
                 "nbf" => put(&mut nbf, "nbf", map.next_value()?)?,
                 "exp" => put(&mut exp, "exp", map.next_value()?)?,
                 k if k == M::BODY => put(&mut body, M::BODY, map.next_value()?)?,
-                other => return Err(de::Error::unknown_field(other, &["iss", "jti", "iat", "nbf", "exp", M::BODY])),
+                other => {
+                    return Err(de::Error::unknown_field(other, &["iss", "aud", "jti", "iat", "nbf", "exp", M::BODY]));
+                }
             }
         }
         let claims = Claims {
             iss: iss.ok_or_else(|| de::Error::missing_field("iss"))?,
+            aud,
             jti: jti.ok_or_else(|| de::Error::missing_field("jti"))?,
             iat: iat.ok_or_else(|| de::Error::missing_field("iat"))?,
             nbf,
@@ -294,6 +327,7 @@ struct HeaderIn<'a> {
 /// sign a message that a verifier would refuse.
 pub fn sign<M: MessageKind>(claims: &Claims, body: &M, key: &(impl JwsSigner + ?Sized)) -> Result<String, JwsError> {
     claims.check()?;
+    check_audience::<M>(claims)?;
     body.check_claims(claims)?;
     // kid is base64url and TYP a constant, so neither needs JSON escaping.
     let header = format!(r#"{{"alg":"{ALG}","kid":"{}","typ":"{}"}}"#, key.kid(), M::TYP);
@@ -384,6 +418,7 @@ pub fn verify<M: MessageKind>(token: &str, keys: &KeyDirectory, clock: &dyn Cloc
         return Err(JwsError::IssuerMismatch { iss: envelope.claims.iss.to_string(), owner: entry.owner.to_string() });
     }
     envelope.claims.check()?;
+    check_audience::<M>(&envelope.claims)?;
     envelope.claims.check_time(now)?;
     envelope.body.check_claims(&envelope.claims)?;
     Ok(Verified {
@@ -393,6 +428,34 @@ pub fn verify<M: MessageKind>(token: &str, keys: &KeyDirectory, clock: &dyn Cloc
         token_hash: Sha256Digest::of_token(token),
         _valid: valid,
     })
+}
+
+/// A kind that names its audience has one; a kind that does not, none (one
+/// shape per kind).
+fn check_audience<M: MessageKind>(claims: &Claims) -> Result<(), JwsError> {
+    match (M::AUDIENCE_REQUIRED, &claims.aud) {
+        (true, None) => Err(JwsError::MissingAudience),
+        (false, Some(_)) => Err(JwsError::BadClaims("this kind of message names no audience")),
+        _ => Ok(()),
+    }
+}
+
+/// [`verify`], by the receiver `me`: the token must be addressed to it. For
+/// the kinds that name their audience ([`MessageKind::AUDIENCE_REQUIRED`]).
+pub fn verify_for<M: MessageKind>(
+    token: &str,
+    keys: &KeyDirectory,
+    clock: &dyn Clock,
+    me: &PartyId,
+) -> Result<Verified<M>, JwsError> {
+    let verified = verify::<M>(token, keys, clock)?;
+    match verified.claims.audience() {
+        Some(aud) if aud == me => Ok(verified),
+        found => Err(JwsError::WrongAudience {
+            expected: me.to_string(),
+            found: found.map(ToString::to_string).unwrap_or_default(),
+        }),
+    }
 }
 
 /// The decoded header and payload of a token, WITHOUT any verification:

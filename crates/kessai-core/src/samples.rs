@@ -66,7 +66,7 @@ pub fn bill<R: Random + ?Sized>(rng: &mut R, now: Timestamp) -> Result<(Claims, 
         nonce: Nonce::generate(rng),
         origin: Some(crate::messages::WebOrigin::parse("https://shop.kessai.test")?),
     })?;
-    Ok((claims(MALL, rng, now)?, bill))
+    Ok((claims(MALL, rng, now)?.with_audience(PartyId::parse(CENTER)?), bill))
 }
 
 /// The offer for [`bill`], as the center would make it.
@@ -140,7 +140,7 @@ pub fn refund<R: Random + ?Sized>(rng: &mut R, now: Timestamp) -> Result<(Claims
         amount: yen(4_400)?,
         reason: DisplayText::parse("e-book returned within 14 days")?,
     })?;
-    Ok((claims(MALL, rng, now)?, refund))
+    Ok((claims(MALL, rng, now)?.with_audience(PartyId::parse(CENTER)?), refund))
 }
 
 /// A charge of JPY 10,000 onto the sample card.

@@ -208,7 +208,7 @@ impl Merchant {
             nonce: Nonce::generate(rng),
             origin: Some(request.origin),
         })?;
-        let claims = self.claims(rng, clock, request.lifetime_s)?;
+        let claims = self.claims(rng, clock, request.lifetime_s)?.with_audience(self.center.clone());
         let token = bill::sign(&claims, &bill, &self.key)?;
         Ok(SignedBill { token, bill, claims })
     }
@@ -314,7 +314,7 @@ impl Merchant {
             amount,
             reason,
         })?;
-        let claims = self.claims(rng, clock, REFUND_LIFETIME_S)?;
+        let claims = self.claims(rng, clock, REFUND_LIFETIME_S)?.with_audience(self.center.clone());
         Ok(refund::sign(&claims, &request, &self.key)?)
     }
 
@@ -340,7 +340,7 @@ impl Merchant {
             currency,
             lines,
         })?;
-        let claims = self.claims(rng, clock, REFUND_LIFETIME_S)?;
+        let claims = self.claims(rng, clock, REFUND_LIFETIME_S)?.with_audience(self.center.clone());
         Ok(claim::sign(&claims, &claim, &self.key)?)
     }
 

@@ -404,7 +404,8 @@ pub async fn replace_key(
     let replacement = KeyReplacement::made(member.clone(), &current, &new_key)?;
     // A day to finish it in, should the wallet stop before the center answers.
     let claims =
-        Claims::for_lifetime(member, MessageId::generate(&mut OsRandom), SystemClock.now(), MAX_TOKEN_LIFETIME_S)?;
+        Claims::for_lifetime(member, MessageId::generate(&mut OsRandom), SystemClock.now(), MAX_TOKEN_LIFETIME_S)?
+            .with_audience(config.center.party_id.clone());
     fresh.history.clone_from(&opened.history);
     fresh.pending_key_replacement = Some(PendingMessage {
         message: key_replacement::sign(&claims, &replacement, &current)?,

@@ -110,8 +110,10 @@ pub struct PrepaidPaid {
 /// The signing member: its number and key (opened by passwords A and B).
 pub type Signer = (PartyId, SigningKey);
 
-fn claims(member: &PartyId, now: kessai_core::time::Timestamp) -> Result<Claims, PayError> {
+/// The claims of a member's request to the center `center` (its audience).
+fn claims(member: &PartyId, center: &PartyId, now: kessai_core::time::Timestamp) -> Result<Claims, PayError> {
     Claims::for_lifetime(member.clone(), MessageId::generate(&mut OsRandom), now, REQUEST_LIFETIME_S)
+        .map(|c| c.with_audience(center.clone()))
         .map_err(|e| PayError::HandOff(format!("signing: {e}")))
 }
 
@@ -134,7 +136,7 @@ impl Wallet {
         let (member, key) = signer;
         let body = PrepaidRequest::new(draft).map_err(|e| PayError::HandOff(e.to_string()))?;
         let request_id = body.request_id().clone();
-        let token = prepaid::sign(&claims(member, self.clock.now())?, &body, key)
+        let token = prepaid::sign(&claims(member, &self.config.center.party_id, self.clock.now())?, &body, key)
             .map_err(|e| PayError::HandOff(format!("signing the prepaid request: {e}")))?;
         let mut json_body = json!({ "request": token });
         if let Some(card) = card {
@@ -258,7 +260,7 @@ impl Wallet {
             store: bill.bill().store().clone(),
         };
         let body = PaymentInstruction::new(draft).map_err(|e| PayError::HandOff(e.to_string()))?;
-        let token = instruction::sign(&claims(member, self.clock.now())?, &body, key)
+        let token = instruction::sign(&claims(member, &self.config.center.party_id, self.clock.now())?, &body, key)
             .map_err(|e| PayError::HandOff(format!("signing the payment instruction: {e}")))?;
         // One bill from one card: the same key for every attempt, so a lost
         // answer is answered again, never paid again.
@@ -326,7 +328,7 @@ impl Wallet {
         progress: &mut (dyn FnMut(crate::ChargeProgress) + Send),
     ) -> Result<crate::ChargeOutcome, crate::ChargeError> {
         let (member, key) = signer;
-        let now = self.clock.now();
+        let (now, center) = (self.clock.now(), &self.config.center.party_id);
         let request = |card_id| -> Result<Value, crate::ChargeError> {
             let draft = PrepaidRequestDraft {
                 member: member.clone(),
@@ -340,7 +342,8 @@ impl Wallet {
             let sign = || -> Result<String, kessai_core::jws::JwsError> {
                 let body = PrepaidRequest::new(draft)?;
                 let claims =
-                    Claims::for_lifetime(member.clone(), MessageId::generate(&mut OsRandom), now, REQUEST_LIFETIME_S)?;
+                    Claims::for_lifetime(member.clone(), MessageId::generate(&mut OsRandom), now, REQUEST_LIFETIME_S)?
+                        .with_audience(center.clone());
                 prepaid::sign(&claims, &body, key)
             };
             let token = sign().map_err(|e| crate::ChargeError::Setup(format!("signing the prepaid request: {e}")))?;

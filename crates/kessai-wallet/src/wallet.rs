@@ -450,7 +450,8 @@ impl Wallet {
             };
             let body = PaymentInstruction::new(draft)?;
             let jti = kessai_core::ids::MessageId::generate(&mut kessai_core::random::OsRandom);
-            let claims = Claims::for_lifetime(member.clone(), jti, self.clock.now(), INSTRUCTION_LIFETIME_S)?;
+            let claims = Claims::for_lifetime(member.clone(), jti, self.clock.now(), INSTRUCTION_LIFETIME_S)?
+                .with_audience(self.config.center.party_id.clone());
             instruction::sign(&claims, &body, key)
         };
         sign().map(Some).map_err(|e| PayError::HandOff(format!("signing the payment instruction: {e}")))

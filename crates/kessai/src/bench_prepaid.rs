@@ -111,7 +111,8 @@ async fn member(c: &Centers, n: usize) -> anyhow::Result<Member> {
         method: Some(FundingMethod::Cash),
         card_id: None,
     })?;
-    let claims = Claims::for_lifetime(member.clone(), MessageId::generate(&mut OsRandom), now, 300)?;
+    let claims = Claims::for_lifetime(member.clone(), MessageId::generate(&mut OsRandom), now, 300)?
+        .with_audience(PartyId::parse("center")?);
     let signed = prepaid::sign(&claims, &request, &key)?;
     let funding =
         post(&c.client, &format!("{base}/v1/prepaid/requests"), &format!("open-{n}"), &json!({ "request": signed }))
@@ -146,7 +147,8 @@ async fn pay(client: &HttpsClient, base: &str, merchant: &Merchant, m: &Member, 
         amount: Money::new(PRICE_MINOR, Currency::JPY)?,
         store: StoreId::parse("kessai-mall")?,
     };
-    let claims = Claims::for_lifetime(m.id.clone(), MessageId::generate(&mut OsRandom), SystemClock.now(), 300)?;
+    let claims = Claims::for_lifetime(m.id.clone(), MessageId::generate(&mut OsRandom), SystemClock.now(), 300)?
+        .with_audience(PartyId::parse("center")?);
     let signed = instruction::sign(&claims, &PaymentInstruction::new(draft)?, &m.key)?;
     let body = json!({ "bill": bill.token(), "instruction": signed });
     let key = format!("pay-{}-{n}", m.card);

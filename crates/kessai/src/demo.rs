@@ -358,7 +358,9 @@ struct Checked {
 fn check(kind: Kind, tokens: &Tokens, store: &KeyDirectory, center: &KeyDirectory) -> anyhow::Result<Checked> {
     let clock = SystemClock;
     let (issuer, kid) = match kind {
-        Kind::Bill => bill::verify(&tokens.bill, store, &clock).map(|v| (v.claims().issuer().clone(), v.kid().clone())),
+        // The transcript reads the bill as the wallet does: not its audience.
+        Kind::Bill => kessai_core::jws::verify::<bill::Bill>(&tokens.bill, store, &clock)
+            .map(|v| (v.claims().issuer().clone(), v.kid().clone())),
         Kind::Offer => {
             offer::verify(&tokens.offer, center, &clock).map(|v| (v.claims().issuer().clone(), v.kid().clone()))
         }

@@ -459,3 +459,22 @@ async fn a_store_learns_what_became_of_its_bill_and_nobody_else_does() {
         send(&app, Request::get(format!("/v1/stores/{store}/bills/a%20b")), Value::Null, Some(&store)).await;
     assert_eq!((status, answer["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_bill_id")), "{answer}");
 }
+
+/// L6: a bill the store addressed to another center (one that shares its
+/// key) is refused here, and nothing is held.
+#[tokio::test]
+async fn a_bill_for_another_center_is_refused() {
+    use kessai_core::messages::bill;
+    let mut s = setup().await;
+    register_card(&s, 1, 50_000).await;
+    let mut card = funded_card(1, 50_000);
+    let (claims, b) = kessai_core::samples::bill(&mut s.rng, crate::world::NOW).unwrap();
+    let elsewhere = claims.with_audience(kessai_core::ids::PartyId::parse("center-b").unwrap());
+    let token = bill::sign(&elsewhere, &b, &s.mall_key).unwrap();
+    let app = kessai_center::api::routes(Arc::new(s.center));
+    let (status, answer) = post(&app, "/v1/settlements", Some("l6-aud"), create_json(&mut card, &token, 1)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_error_shape(&answer, "bill_wrong_center");
+    assert_eq!(answer["error"]["param"], "bill");
+    assert_eq!(balance_of(&mut card), 50_000);
+}

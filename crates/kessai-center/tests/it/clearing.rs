@@ -70,7 +70,7 @@ fn bill_of(c: &Center, shop: &Shop, minor: u64, rng: &mut SeededRandom) -> Strin
         600,
     )
     .unwrap();
-    bill::sign(&claims, &bill, &shop.key).unwrap()
+    bill::sign(&claims.clone().with_audience(crate::center_party()), &bill, &shop.key).unwrap()
 }
 
 /// A bill of `shop` for `minor` yen and `m`'s instruction to pay it from
@@ -93,7 +93,12 @@ pub(crate) fn instruction_token(
         store: shop.id.clone(),
     };
     let claims = Claims::for_lifetime(m.id.clone(), MessageId::generate(&mut OsRandom), c.clock.now(), 300).unwrap();
-    let token = instruction::sign(&claims, &PaymentInstruction::new(draft).unwrap(), &m.key).unwrap();
+    let token = instruction::sign(
+        &claims.clone().with_audience(crate::center_party()),
+        &PaymentInstruction::new(draft).unwrap(),
+        &m.key,
+    )
+    .unwrap();
     (bill, token)
 }
 
@@ -124,7 +129,9 @@ async fn refund(c: &Center, shop: &Shop, settlement: &SettlementId, refund_id: &
         reason: DisplayText::parse("returned").unwrap(),
     })
     .unwrap();
-    c.request_refund(&refund::sign(&claims, &r, &shop.key).unwrap()).await.unwrap();
+    c.request_refund(&refund::sign(&claims.clone().with_audience(crate::center_party()), &r, &shop.key).unwrap())
+        .await
+        .unwrap();
 }
 
 /// The fee on one purchase, as the schedule says it (written here again,
@@ -675,7 +682,7 @@ fn claim_of(
     };
     let party = kessai_core::ids::PartyId::parse(signer.as_str()).unwrap();
     let claims = Claims::for_lifetime(party, MessageId::generate(&mut OsRandom), c.clock.now(), 600).unwrap();
-    claim::sign(&claims, &PaymentClaim::new(draft).unwrap(), key).unwrap()
+    claim::sign(&claims.clone().with_audience(crate::center_party()), &PaymentClaim::new(draft).unwrap(), key).unwrap()
 }
 
 /// FIG. 9: a store paid on claim claims its settlements; the center

@@ -69,7 +69,7 @@ async fn run(mut c: Charging, n: u64) -> bool {
 
     // 2. A purchase of the sample bill (JPY 11,360).
     let (claims, b) = samples::bill(&mut OsRandom, NOW).unwrap();
-    let token = bill::sign(&claims, &b, &key).unwrap();
+    let token = bill::sign(&claims.clone().with_audience(crate::center_party()), &b, &key).unwrap();
     let opened = crate::world::opening(&mut card, &token, card_id(1));
     let r = survive!(c, c.center.create(crate::world::offer_create(&token, card_id(1), opened.clone()), None));
     let sid = r.settlement_id.clone();
@@ -119,7 +119,7 @@ async fn run(mut c: Charging, n: u64) -> bool {
     );
     // The card pays again.
     let (claims, b) = samples::bill(&mut OsRandom, NOW).unwrap();
-    let token = bill::sign(&claims, &b, &key).unwrap();
+    let token = bill::sign(&claims.clone().with_audience(crate::center_party()), &b, &key).unwrap();
     let r = c.center.create(crate::world::offer_request(&mut card, &token, card_id(1)), None).await.unwrap();
     let sid = r.settlement_id.clone();
     let r = c.center.offer(&sid, relay_step(&mut card, &r), Default::default()).await.unwrap();
@@ -166,7 +166,7 @@ async fn second_embodiment_run(mut c: Charging, n: u64) -> bool {
     let mut card = funded_card(1, 20_000);
     c.center.db.faults().fail_at(n);
     let (claims, b) = samples::bill(&mut OsRandom, NOW).unwrap();
-    let token = bill::sign(&claims, &b, &key).unwrap();
+    let token = bill::sign(&claims.clone().with_audience(crate::center_party()), &b, &key).unwrap();
     let r = survive!(c, c.center.create(crate::profiles::create_in(&mut card, &token, 1, Profile::Confirmed), None));
     assert_eq!(r.phase, Phase::Offered);
     let sid = r.settlement_id.clone();

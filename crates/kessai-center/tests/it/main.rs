@@ -36,3 +36,8 @@ pub(crate) fn peer(spec: &str) -> kessai_http::PeerIdentity {
     };
     kessai_http::PeerIdentity::new(spec, party)
 }
+
+/// The center the tests' stores and members address their messages to.
+pub(crate) fn center_party() -> kessai_core::ids::PartyId {
+    kessai_core::ids::PartyId::parse(kessai_core::samples::CENTER).unwrap()
+}

@@ -225,7 +225,12 @@ async fn a_members_card_pays_only_on_the_members_signed_instruction() {
         };
         change(&mut d);
         let claims = Claims::for_lifetime(d.member.clone(), MessageId::generate(rng), NOW, 300).unwrap();
-        instruction::sign(&claims, &PaymentInstruction::new(d).unwrap(), signer).unwrap()
+        instruction::sign(
+            &claims.clone().with_audience(crate::center_party()),
+            &PaymentInstruction::new(d).unwrap(),
+            signer,
+        )
+        .unwrap()
     };
     let offer = |token: Option<String>| {
         let (center, id, answers) = (&s.center, id.clone(), answers.clone());
@@ -294,7 +299,7 @@ async fn a_member_replaces_its_key_and_a_lost_key_is_revoked_and_registered_anew
     let replacement = |current: &SigningKey, new: &SigningKey, signer: &SigningKey, rng: &mut SeededRandom| {
         let claims = Claims::for_lifetime(id.clone(), MessageId::generate(rng), NOW, 300).unwrap();
         let body = KeyReplacement::made(id.clone(), current, new).unwrap();
-        jws::sign(&claims, &body, signer).unwrap()
+        jws::sign(&claims.with_audience(crate::center_party()), &body, signer).unwrap()
     };
 
     let second = SigningKey::generate(&mut rng);
@@ -311,7 +316,9 @@ async fn a_member_replaces_its_key_and_a_lost_key_is_revoked_and_registered_anew
     assert_eq!(s.center.db.member(&member).await.unwrap().unwrap().kid, second.kid().as_str());
     assert!(
         key_replacement::sign(
-            &Claims::for_lifetime(id.clone(), MessageId::generate(&mut rng), NOW, 300).unwrap(),
+            &Claims::for_lifetime(id.clone(), MessageId::generate(&mut rng), NOW, 300)
+                .unwrap()
+                .with_audience(crate::center_party()),
             &KeyReplacement::made(id.clone(), &second, &stranger).unwrap(),
             &stranger
         )
@@ -430,7 +437,7 @@ async fn a_store_member_signs_its_bills_with_its_registered_key() {
         })
         .unwrap();
         let claims = Claims::for_lifetime(PartyId::parse(&store).unwrap(), MessageId::generate(rng), NOW, 600).unwrap();
-        bill::sign(&claims, &bill, key).unwrap()
+        bill::sign(&claims.clone().with_audience(crate::center_party()), &bill, key).unwrap()
     };
     let card = crate::world::card_id(7);
     let mut chip = crate::world::funded_card(7, 20_000);
@@ -445,7 +452,12 @@ async fn a_store_member_signs_its_bills_with_its_registered_key() {
     let second = SigningKey::generate(&mut rng);
     let id = PartyId::parse(&store).unwrap();
     let claims = Claims::for_lifetime(id.clone(), MessageId::generate(&mut rng), NOW, 300).unwrap();
-    let replacement = jws::sign(&claims, &KeyReplacement::made(id, &first, &second).unwrap(), &first).unwrap();
+    let replacement = jws::sign(
+        &claims.with_audience(crate::center_party()),
+        &KeyReplacement::made(id, &first, &second).unwrap(),
+        &first,
+    )
+    .unwrap();
     s.center.replace_member_key(&replacement).await.unwrap();
     let old = create(sign_bill(&first, 2, &mut rng)).await.unwrap_err();
     assert!(matches!(old, CenterError::Bill(JwsError::RevokedKey(_))), "{old:?}");
@@ -483,6 +495,7 @@ async fn racing_registrations_and_replacements_enter_exactly_one_key() {
     let (c, d) = (SigningKey::generate(&mut rng), SigningKey::generate(&mut rng));
     let sign = |new: &SigningKey, rng: &mut SeededRandom| {
         let claims = Claims::for_lifetime(id.clone(), MessageId::generate(rng), NOW, 300).unwrap();
+        let claims = claims.with_audience(crate::center_party());
         jws::sign(&claims, &KeyReplacement::made(id.clone(), winner, new).unwrap(), winner).unwrap()
     };
     let (to_c, to_d) = (sign(&c, &mut rng), sign(&d, &mut rng));

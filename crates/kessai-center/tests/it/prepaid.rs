@@ -76,7 +76,7 @@ pub(crate) fn request(
 pub(crate) fn sign_request(c: &Center, m: &Member, draft: PrepaidRequestDraft) -> String {
     let body = PrepaidRequest::new(draft).unwrap();
     let claims = Claims::for_lifetime(m.id.clone(), MessageId::generate(&mut OsRandom), c.clock.now(), 300).unwrap();
-    prepaid::sign(&claims, &body, &m.key).unwrap()
+    prepaid::sign(&claims.clone().with_audience(crate::center_party()), &body, &m.key).unwrap()
 }
 
 /// The member's payment instruction for `bill` from prepaid card `card`.
@@ -97,7 +97,12 @@ pub(crate) fn instruction_for(
         store: StoreId::parse(samples::MALL).unwrap(),
     };
     let claims = Claims::for_lifetime(m.id.clone(), MessageId::generate(&mut OsRandom), c.clock.now(), 300).unwrap();
-    instruction::sign(&claims, &PaymentInstruction::new(draft).unwrap(), signer).unwrap()
+    instruction::sign(
+        &claims.clone().with_audience(crate::center_party()),
+        &PaymentInstruction::new(draft).unwrap(),
+        signer,
+    )
+    .unwrap()
 }
 
 /// The sample bill (JPY 11,360 for the mall's member store), signed.
@@ -108,7 +113,7 @@ pub(crate) fn sample_bill(s: &mut Setup) -> String {
 /// The sample bill signed with the mall's `key` at `c`'s time.
 pub(crate) fn bill_of(c: &Center, key: &SigningKey, rng: &mut SeededRandom) -> String {
     let (claims, b) = samples::bill(rng, c.clock.now()).unwrap();
-    bill::sign(&claims, &b, key).unwrap()
+    bill::sign(&claims.clone().with_audience(crate::center_party()), &b, key).unwrap()
 }
 
 fn today() -> Date {

@@ -57,7 +57,7 @@ pub(crate) fn relay_step(card: &mut Terminal<CardReader>, reply: &StepReply) -> 
 /// A completed purchase of the sample bill (JPY 11,360) with card `n`.
 async fn purchase(c: &Charging, key: &SigningKey, card: &mut Terminal<CardReader>, n: u8) -> SettlementId {
     let (claims, b) = samples::bill(&mut OsRandom, NOW).unwrap();
-    let token = bill::sign(&claims, &b, key).unwrap();
+    let token = bill::sign(&claims.clone().with_audience(crate::center_party()), &b, key).unwrap();
     let r = c.center.create(crate::world::offer_request(card, &token, card_id(n)), Default::default()).await.unwrap();
     let id = r.settlement_id.clone();
     let r = c.center.offer(&id, relay_step(card, &r), Default::default()).await.unwrap();
@@ -78,7 +78,7 @@ pub(crate) fn refund_token(key: &SigningKey, settlement: &SettlementId, refund_i
         reason: DisplayText::parse("returned: damaged file").unwrap(),
     })
     .unwrap();
-    refund::sign(&claims, &r, key).unwrap()
+    refund::sign(&claims.clone().with_audience(crate::center_party()), &r, key).unwrap()
 }
 
 /// Runs a value update from its INITIALIZE UPDATE to its end (completed,
@@ -243,7 +243,8 @@ async fn refund_requests_not_from_the_store_or_not_refundable_are_refused() {
     assert!(matches!(err, UpdateError::UnknownSettlement(_)), "{err:?}");
     // A settlement not completed (cancelled before its DEBIT).
     let (claims, b) = samples::bill(&mut OsRandom, NOW).unwrap();
-    let (token, mut three) = (bill::sign(&claims, &b, &key).unwrap(), funded_card(3, 50_000));
+    let (token, mut three) =
+        (bill::sign(&claims.clone().with_audience(crate::center_party()), &b, &key).unwrap(), funded_card(3, 50_000));
     let r = c.center.create(crate::world::offer_request(&mut three, &token, card_id(3)), None).await.unwrap();
     c.center.cancel(&r.settlement_id, Default::default()).await.unwrap();
     let open = SettlementId::parse(&r.settlement_id).unwrap();
@@ -265,7 +266,7 @@ async fn refund_requests_not_from_the_store_or_not_refundable_are_refused() {
         reason: DisplayText::parse("late").unwrap(),
     })
     .unwrap();
-    let expired = refund::sign(&old.unwrap(), &body, &key).unwrap();
+    let expired = refund::sign(&old.unwrap().with_audience(crate::center_party()), &body, &key).unwrap();
     assert!(matches!(c.center.request_refund(&expired).await, Err(UpdateError::Refund(JwsError::Expired { .. }))));
     // Nothing of it moved anything.
     assert_eq!(c.center.db.settlement_refunded(&settlement).await.unwrap(), 0);
@@ -539,7 +540,7 @@ async fn a_store_bills_and_refunds_only_for_its_own_members() {
     let claims =
         Claims::for_lifetime(PartyId::parse("rogue-shop").unwrap(), MessageId::generate(&mut OsRandom), NOW, 600)
             .unwrap();
-    let token = bill::sign(&claims, &b, &rogue_key).unwrap();
+    let token = bill::sign(&claims.clone().with_audience(crate::center_party()), &b, &rogue_key).unwrap();
     let refused =
         c.center.create(crate::world::offer_create(&token, card_id(4), crate::world::no_opening()), None).await;
     assert!(
@@ -785,7 +786,7 @@ async fn a_lost_cards_value_and_refunds_go_to_the_card_that_replaces_it() {
     // until that is settled: the card alone, or void-lost, can say.
     let mut busy = funded_card(14, 50_000);
     let (claims, b) = samples::bill(&mut OsRandom, NOW).unwrap();
-    let token = bill::sign(&claims, &b, &key).unwrap();
+    let token = bill::sign(&claims.clone().with_audience(crate::center_party()), &b, &key).unwrap();
     let r =
         c.center.create(crate::world::offer_request(&mut busy, &token, card_id(14)), Default::default()).await.unwrap();
     let sid = r.settlement_id.clone();

@@ -77,7 +77,7 @@ pub async fn register_card(s: &Setup, n: u8, funded: u64) {
 
 pub fn bill_token(s: &mut Setup) -> String {
     let (claims, b) = samples::bill(&mut s.rng, NOW).unwrap();
-    bill::sign(&claims, &b, &s.mall_key).unwrap()
+    bill::sign(&claims.clone().with_audience(crate::center_party()), &b, &s.mall_key).unwrap()
 }
 
 pub(crate) fn relay(card: &mut kessai_card::terminal::Terminal<CardReader>, reply: &StepReply) -> Vec<String> {
@@ -167,7 +167,7 @@ async fn bad_bills_unknown_cards_and_reused_bills_are_refused() {
     // A bill signed by a key nobody registered.
     let stranger = SigningKey::generate(&mut s.rng);
     let (claims, b) = samples::bill(&mut s.rng, NOW).unwrap();
-    let forged = bill::sign(&claims, &b, &stranger).unwrap();
+    let forged = bill::sign(&claims.clone().with_audience(crate::center_party()), &b, &stranger).unwrap();
     assert!(matches!(s.center.create(create(&forged, card_id(2)), None).await, Err(CenterError::Bill(_))));
 }
 

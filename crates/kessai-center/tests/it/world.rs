@@ -113,8 +113,8 @@ impl World {
     /// The sample bill (JPY 11,360), signed by the mall and verified.
     pub fn bill(&mut self) -> (String, Verified<Bill>) {
         let (claims, b) = samples::bill(&mut self.rng, NOW).unwrap();
-        let token = bill::sign(&claims, &b, &self.mall_key).unwrap();
-        let verified = bill::verify(&token, &self.store_keys, &self.clock).unwrap();
+        let token = bill::sign(&claims.clone().with_audience(crate::center_party()), &b, &self.mall_key).unwrap();
+        let verified = bill::verify(&token, &self.store_keys, &self.clock, &crate::center_party()).unwrap();
         (token, verified)
     }
 

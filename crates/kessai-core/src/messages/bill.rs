@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{DisplayText, MessageError, Nonce, WebOrigin, field_error, require_positive, require_same_currency};
-use crate::ids::{BillId, OrderId, StoreId};
+use crate::ids::{BillId, OrderId, PartyId, StoreId};
 use crate::jws::{self, Claims, JwsError, MessageKind, Verified};
 use crate::keys::{KeyDirectory, SigningKey};
 use crate::limits::{MAX_ID_BYTES, MAX_LINE_ITEMS, MAX_QUANTITY};
@@ -232,6 +232,7 @@ impl From<Bill> for BillWire {
 
 impl MessageKind for Bill {
     const TYP: &'static str = "kessai-bill+jwt";
+    const AUDIENCE_REQUIRED: bool = true;
     const BODY: &'static str = "bill";
 
     fn check_claims(&self, claims: &Claims) -> Result<(), JwsError> {
@@ -247,7 +248,14 @@ pub fn sign(claims: &Claims, bill: &Bill, key: &SigningKey) -> Result<String, Jw
     jws::sign(claims, bill, key)
 }
 
-/// Verifies a bill against the registered store keys.
-pub fn verify(token: &str, keys: &KeyDirectory, clock: &dyn Clock) -> Result<Verified<Bill>, JwsError> {
-    jws::verify(token, keys, clock)
+/// Verifies a bill against the registered store keys, by the center
+/// `center` it must be addressed to (a wallet that only reads it uses
+/// [`jws::verify`], which checks it names a center).
+pub fn verify(
+    token: &str,
+    keys: &KeyDirectory,
+    clock: &dyn Clock,
+    center: &PartyId,
+) -> Result<Verified<Bill>, JwsError> {
+    jws::verify_for(token, keys, clock, center)
 }

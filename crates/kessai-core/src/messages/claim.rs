@@ -16,7 +16,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{MessageError, field_error};
-use crate::ids::{ClaimId, SettlementId, StoreId};
+use crate::ids::{ClaimId, PartyId, SettlementId, StoreId};
 use crate::jws::{self, Claims, JwsError, MessageKind, Verified};
 use crate::keys::{KeyDirectory, SigningKey};
 use crate::money::{Currency, Money};
@@ -128,6 +128,7 @@ impl From<PaymentClaim> for PaymentClaimDraft {
 
 impl MessageKind for PaymentClaim {
     const TYP: &'static str = "kessai-payment-claim+jwt";
+    const AUDIENCE_REQUIRED: bool = true;
     const BODY: &'static str = "claim";
 
     fn check_claims(&self, claims: &Claims) -> Result<(), JwsError> {
@@ -146,9 +147,15 @@ pub fn sign(claims: &Claims, claim: &PaymentClaim, key: &SigningKey) -> Result<S
     jws::sign(claims, claim, key)
 }
 
-/// Verifies a payment claim against the registered store keys.
-pub fn verify(token: &str, keys: &KeyDirectory, clock: &dyn Clock) -> Result<Verified<PaymentClaim>, JwsError> {
-    jws::verify(token, keys, clock)
+/// Verifies a payment claim against the registered store keys, by the
+/// center `center` it must be addressed to.
+pub fn verify(
+    token: &str,
+    keys: &KeyDirectory,
+    clock: &dyn Clock,
+    center: &PartyId,
+) -> Result<Verified<PaymentClaim>, JwsError> {
+    jws::verify_for(token, keys, clock, center)
 }
 
 /// One settlement accepted: what the books show it comes to after its

@@ -110,6 +110,7 @@ impl From<PaymentInstruction> for InstructionDraft {
 
 impl MessageKind for PaymentInstruction {
     const TYP: &'static str = "kessai-payment-instruction+jwt";
+    const AUDIENCE_REQUIRED: bool = true;
     const BODY: &'static str = "instruction";
 
     fn check_claims(&self, claims: &Claims) -> Result<(), JwsError> {
@@ -125,7 +126,13 @@ pub fn sign(claims: &Claims, instruction: &PaymentInstruction, key: &SigningKey)
     jws::sign(claims, instruction, key)
 }
 
-/// Verifies an instruction against the member ledger's keys.
-pub fn verify(token: &str, keys: &KeyDirectory, clock: &dyn Clock) -> Result<Verified<PaymentInstruction>, JwsError> {
-    jws::verify(token, keys, clock)
+/// Verifies an instruction against the member ledger's keys, by the center
+/// `center` it must be addressed to.
+pub fn verify(
+    token: &str,
+    keys: &KeyDirectory,
+    clock: &dyn Clock,
+    center: &PartyId,
+) -> Result<Verified<PaymentInstruction>, JwsError> {
+    jws::verify_for(token, keys, clock, center)
 }

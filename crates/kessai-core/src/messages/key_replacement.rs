@@ -94,6 +94,7 @@ impl From<KeyReplacement> for KeyReplacementDraft {
 
 impl MessageKind for KeyReplacement {
     const TYP: &'static str = "kessai-key-replacement+jwt";
+    const AUDIENCE_REQUIRED: bool = true;
     const BODY: &'static str = "key_replacement";
 
     fn check_claims(&self, claims: &Claims) -> Result<(), JwsError> {
@@ -114,8 +115,13 @@ pub fn sign(claims: &Claims, replacement: &KeyReplacement, current: &SigningKey)
 
 /// Verifies a replacement against the member's current key (`keys` holds
 /// it); the signing key must be the one it replaces.
-pub fn verify(token: &str, keys: &KeyDirectory, clock: &dyn Clock) -> Result<Verified<KeyReplacement>, JwsError> {
-    let verified: Verified<KeyReplacement> = jws::verify(token, keys, clock)?;
+pub fn verify(
+    token: &str,
+    keys: &KeyDirectory,
+    clock: &dyn Clock,
+    center: &PartyId,
+) -> Result<Verified<KeyReplacement>, JwsError> {
+    let verified: Verified<KeyReplacement> = jws::verify_for(token, keys, clock, center)?;
     if verified.kid().as_str() != verified.message().replaces {
         return Err(JwsError::InvalidMessage("signed by another key than the one it replaces".into()));
     }

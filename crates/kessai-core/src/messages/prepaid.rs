@@ -196,6 +196,7 @@ impl From<PrepaidRequest> for PrepaidRequestDraft {
 
 impl MessageKind for PrepaidRequest {
     const TYP: &'static str = "kessai-prepaid-request+jwt";
+    const AUDIENCE_REQUIRED: bool = true;
     const BODY: &'static str = "prepaid_request";
 
     fn check_claims(&self, claims: &Claims) -> Result<(), JwsError> {
@@ -211,9 +212,15 @@ pub fn sign(claims: &Claims, request: &PrepaidRequest, key: &SigningKey) -> Resu
     jws::sign(claims, request, key)
 }
 
-/// Verifies a prepaid request against the member's registered key.
-pub fn verify(token: &str, keys: &KeyDirectory, clock: &dyn Clock) -> Result<Verified<PrepaidRequest>, JwsError> {
-    jws::verify(token, keys, clock)
+/// Verifies a prepaid request against the member's registered key, by the
+/// center `center` it must be addressed to.
+pub fn verify(
+    token: &str,
+    keys: &KeyDirectory,
+    clock: &dyn Clock,
+    center: &PartyId,
+) -> Result<Verified<PrepaidRequest>, JwsError> {
+    jws::verify_for(token, keys, clock, center)
 }
 
 #[cfg(test)]

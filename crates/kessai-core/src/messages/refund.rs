@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{DisplayText, MessageError, field_error, require_positive};
-use crate::ids::{RefundId, SettlementId, StoreId};
+use crate::ids::{PartyId, RefundId, SettlementId, StoreId};
 use crate::jws::{self, Claims, JwsError, MessageKind, Verified};
 use crate::keys::{KeyDirectory, SigningKey};
 use crate::money::Money;
@@ -93,6 +93,7 @@ impl From<RefundRequest> for RefundRequestDraft {
 
 impl MessageKind for RefundRequest {
     const TYP: &'static str = "kessai-refund+jwt";
+    const AUDIENCE_REQUIRED: bool = true;
     const BODY: &'static str = "refund";
 
     fn check_claims(&self, claims: &Claims) -> Result<(), JwsError> {
@@ -108,7 +109,13 @@ pub fn sign(claims: &Claims, refund: &RefundRequest, key: &SigningKey) -> Result
     jws::sign(claims, refund, key)
 }
 
-/// Verifies a refund request against the registered store keys.
-pub fn verify(token: &str, keys: &KeyDirectory, clock: &dyn Clock) -> Result<Verified<RefundRequest>, JwsError> {
-    jws::verify(token, keys, clock)
+/// Verifies a refund request against the registered store keys, by the
+/// center `center` it must be addressed to.
+pub fn verify(
+    token: &str,
+    keys: &KeyDirectory,
+    clock: &dyn Clock,
+    center: &PartyId,
+) -> Result<Verified<RefundRequest>, JwsError> {
+    jws::verify_for(token, keys, clock, center)
 }

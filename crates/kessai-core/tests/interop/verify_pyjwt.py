@@ -21,13 +21,26 @@ for kind, token in request["tokens"].items():
     assert header["alg"] == "EdDSA", header
     assert header["typ"] == request["typ"][kind], (kind, header)
     key = keys[header["kid"]]
+    # A kind that names its audience is checked for it, as a receiver
+    # would; the others must name none.
+    addressed = "aud" in jwt.decode(token, options={"verify_signature": False})
     claims = jwt.decode(
         token,
         key=key.key,
         algorithms=["EdDSA"],
-        options={"require": ["iss", "jti", "iat", "exp"], "verify_aud": False},
+        audience=request["audience"] if addressed else None,
+        options={"require": ["iss", "jti", "iat", "exp"], "verify_aud": addressed},
     )
     result["verified"][kind] = claims
+
+# A bill read by another center is refused for its audience.
+bill = request["tokens"]["bill"]
+try:
+    jwt.decode(bill, key=keys[jwt.get_unverified_header(bill)["kid"]].key, algorithms=["EdDSA"],
+               audience="another-center")
+    result["wrong_audience_refused"] = False
+except jwt.InvalidAudienceError:
+    result["wrong_audience_refused"] = True
 
 try:
     tampered = request["tampered"]

@@ -82,12 +82,14 @@ pub fn party(s: &str) -> PartyId {
 pub fn verify_as(world: &World, kind: &str, token: &str) -> Result<(), kessai_core::jws::JwsError> {
     let (stores, center, clock) = (&world.store_keys, &world.center_keys, &world.clock);
     match kind {
-        "bill" => bill::verify(token, stores, clock).map(|_| ()),
+        "bill" => bill::verify(token, stores, clock, &kessai_core::ids::PartyId::parse("center").unwrap()).map(|_| ()),
         "offer" => offer::verify(token, center, clock).map(|_| ()),
         "completion" => completion::verify(token, center, clock).map(|_| ()),
         "receipt" => receipt::verify(token, stores, clock).map(|_| ()),
         "value_update" => value_update::verify(token, center, clock).map(|_| ()),
-        "refund" => refund::verify(token, stores, clock).map(|_| ()),
+        "refund" => {
+            refund::verify(token, stores, clock, &kessai_core::ids::PartyId::parse("center").unwrap()).map(|_| ())
+        }
         other => panic!("no kind {other}"),
     }
 }

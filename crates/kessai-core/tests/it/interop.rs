@@ -62,7 +62,7 @@ fn pyjwt_verifies_every_kind_against_our_jwks() {
     )
     .unwrap();
     let instruction_t = instruction::sign(
-        &claims(&mut rng),
+        &claims(&mut rng).with_audience(party(samples::CENTER)),
         &instruction::PaymentInstruction::new(instruction::InstructionDraft {
             member: member.clone(),
             card_id: Some(kessai_core::ids::CardId::from_bytes([1; 8])),
@@ -83,7 +83,7 @@ fn pyjwt_verifies_every_kind_against_our_jwks() {
             .unwrap()
     };
     let claim_t = claim::sign(
-        &mall_claims(&mut rng, samples::MALL),
+        &mall_claims(&mut rng, samples::MALL).with_audience(party(samples::CENTER)),
         &claim::PaymentClaim::new(claim::PaymentClaimDraft {
             claim_id: kessai_core::ids::ClaimId::parse("claim-1").unwrap(),
             store: samples::MALL.parse().unwrap(),
@@ -132,6 +132,7 @@ fn pyjwt_verifies_every_kind_against_our_jwks() {
             "claim": "kessai-payment-claim+jwt", "claim_statement": "kessai-claim-statement+jwt",
         },
         "tampered": String::from_utf8(tampered).unwrap(),
+        "audience": samples::CENTER,
     });
 
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/verify_pyjwt.py");
@@ -152,6 +153,15 @@ fn pyjwt_verifies_every_kind_against_our_jwks() {
         assert_eq!(claims, &ours, "PyJWT's view of the {kind} payload equals ours");
     }
     assert_eq!(seen["tampered_refused"], true, "PyJWT accepted a tampered token: {seen}");
+    // The kinds sent to the center name it as their audience, and PyJWT
+    // checked that (RFC 7519 §4.1.3); the others name none.
+    for kind in ["bill", "refund", "instruction", "claim"] {
+        assert_eq!(seen["verified"][kind]["aud"], samples::CENTER, "{kind}");
+    }
+    for kind in ["offer", "completion", "receipt", "value_update", "registration", "claim_statement"] {
+        assert!(seen["verified"][kind].get("aud").is_none(), "{kind}");
+    }
+    assert_eq!(seen["wrong_audience_refused"], true, "PyJWT took a bill for another center: {seen}");
 }
 
 /// jwcrypto opens a JWE we made for a key (ECDH-ES on X25519, A256GCM),

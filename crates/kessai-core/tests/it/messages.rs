@@ -13,7 +13,8 @@ fn every_kind_round_trips() {
     let mut w = World::new(1);
     let (c, b) = samples::bill(&mut w.rng, NOW).unwrap();
     let bill_token = bill::sign(&c, &b, &w.mall_key).unwrap();
-    let v = bill::verify(&bill_token, &w.store_keys, &w.clock).unwrap();
+    let v = bill::verify(&bill_token, &w.store_keys, &w.clock, &kessai_core::ids::PartyId::parse("center").unwrap())
+        .unwrap();
     assert_eq!(v.message(), &b);
     assert_eq!(v.claims(), &c);
     assert_eq!(v.kid(), w.mall_key.kid());
@@ -117,7 +118,12 @@ fn the_largest_bill_the_limits_allow_still_fits_in_a_token() {
     .unwrap();
     let (c, _) = samples::bill(&mut w.rng, NOW).unwrap();
     let token = bill::sign(&c, &b, &w.mall_key).unwrap();
-    assert_eq!(bill::verify(&token, &w.store_keys, &w.clock).unwrap().message(), &b);
+    assert_eq!(
+        bill::verify(&token, &w.store_keys, &w.clock, &kessai_core::ids::PartyId::parse("center").unwrap())
+            .unwrap()
+            .message(),
+        &b
+    );
     // Too many lines is refused when the bill is built, not when signed.
     let one = LineItem::new("x", DisplayText::parse("x").unwrap(), 1, price).unwrap();
     let too_many = BillDraft { lines: vec![one; MAX_LINE_ITEMS + 1], ..bill_draft(&b, &mut w) };

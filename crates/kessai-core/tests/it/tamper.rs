@@ -108,9 +108,12 @@ fn not_before_is_honoured() {
     let (claims, b) = samples::bill(&mut w.rng, NOW).unwrap();
     let later = Timestamp::from_unix_s(NOW.unix_s() + 300);
     let token = bill::sign(&claims.with_not_before(later).unwrap(), &b, &w.mall_key).unwrap();
-    assert!(matches!(bill::verify(&token, &w.store_keys, &w.clock), Err(JwsError::NotYetValid { .. })));
+    assert!(matches!(
+        bill::verify(&token, &w.store_keys, &w.clock, &kessai_core::ids::PartyId::parse("center").unwrap()),
+        Err(JwsError::NotYetValid { .. })
+    ));
     w.clock.set(later);
-    bill::verify(&token, &w.store_keys, &w.clock).unwrap();
+    bill::verify(&token, &w.store_keys, &w.clock, &kessai_core::ids::PartyId::parse("center").unwrap()).unwrap();
 }
 
 #[test]
@@ -118,21 +121,33 @@ fn unknown_revoked_and_retired_keys_are_refused() {
     let mut w = World::new(14);
     let tokens = w.tokens();
     let empty = KeyDirectory::new();
-    assert!(matches!(bill::verify(&tokens.bill, &empty, &w.clock), Err(JwsError::UnknownKey(_))));
+    assert!(matches!(
+        bill::verify(&tokens.bill, &empty, &w.clock, &kessai_core::ids::PartyId::parse("center").unwrap()),
+        Err(JwsError::UnknownKey(_))
+    ));
     // Signed by a key nobody registered, claiming the mall's identity.
     let mut rng = SeededRandom::new(99);
     let stranger = SigningKey::generate(&mut rng);
     let (c, b) = samples::bill(&mut rng, NOW).unwrap();
     let forged = bill::sign(&c, &b, &stranger).unwrap();
-    assert!(matches!(bill::verify(&forged, &w.store_keys, &w.clock), Err(JwsError::UnknownKey(_))));
+    assert!(matches!(
+        bill::verify(&forged, &w.store_keys, &w.clock, &kessai_core::ids::PartyId::parse("center").unwrap()),
+        Err(JwsError::UnknownKey(_))
+    ));
 
     let mut retired = w.store_keys.clone();
     let window = Validity { not_before: None, not_after: Some(Timestamp::from_unix_s(NOW.unix_s() - 1)) };
     retired.insert(party(samples::MALL), w.mall_key.public(), window).unwrap();
-    assert!(matches!(bill::verify(&tokens.bill, &retired, &w.clock), Err(JwsError::KeyNotValidNow(_))));
+    assert!(matches!(
+        bill::verify(&tokens.bill, &retired, &w.clock, &kessai_core::ids::PartyId::parse("center").unwrap()),
+        Err(JwsError::KeyNotValidNow(_))
+    ));
 
     w.store_keys.revoke(w.mall_key.kid()).unwrap();
-    assert!(matches!(bill::verify(&tokens.bill, &w.store_keys, &w.clock), Err(JwsError::RevokedKey(_))));
+    assert!(matches!(
+        bill::verify(&tokens.bill, &w.store_keys, &w.clock, &kessai_core::ids::PartyId::parse("center").unwrap()),
+        Err(JwsError::RevokedKey(_))
+    ));
 }
 
 #[test]
@@ -153,7 +168,10 @@ fn a_key_signing_for_another_party_is_refused() {
 fn oversize_tokens_are_refused_before_parsing() {
     let w = World::new(16);
     let huge = "a".repeat(MAX_TOKEN_BYTES + 1);
-    assert!(matches!(bill::verify(&huge, &w.store_keys, &w.clock), Err(JwsError::TooLarge { .. })));
+    assert!(matches!(
+        bill::verify(&huge, &w.store_keys, &w.clock, &kessai_core::ids::PartyId::parse("center").unwrap()),
+        Err(JwsError::TooLarge { .. })
+    ));
 }
 
 /// Builds a token by hand, to say what our signer never would.
@@ -180,14 +198,20 @@ fn other_algorithms_and_alg_none_are_refused() {
         let signed = raw_token(&header, &payload, &w.mall_key);
         let unsigned = format!("{}.", signed.rsplit_once('.').unwrap().0);
         for token in [signed, unsigned] {
-            match bill::verify(&token, &w.store_keys, &w.clock) {
+            match bill::verify(&token, &w.store_keys, &w.clock, &kessai_core::ids::PartyId::parse("center").unwrap()) {
                 Err(JwsError::UnsupportedAlgorithm(a)) => assert_eq!(a, alg),
                 r => panic!("alg {alg:?} gave {r:?}"),
             }
         }
     }
     let good = format!(r#"{{"alg":"EdDSA","kid":"{kid}","typ":"kessai-bill+jwt"}}"#);
-    bill::verify(&raw_token(&good, &payload, &w.mall_key), &w.store_keys, &w.clock).unwrap();
+    bill::verify(
+        &raw_token(&good, &payload, &w.mall_key),
+        &w.store_keys,
+        &w.clock,
+        &kessai_core::ids::PartyId::parse("center").unwrap(),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -196,7 +220,14 @@ fn headers_and_payloads_we_never_write_are_refused() {
     let payload = bill_payload(&mut w);
     let kid = w.mall_key.kid().to_string();
     let header = format!(r#"{{"alg":"EdDSA","kid":"{kid}","typ":"kessai-bill+jwt"}}"#);
-    let check = |h: &str, p: &str| bill::verify(&raw_token(h, p, &w.mall_key), &w.store_keys, &w.clock);
+    let check = |h: &str, p: &str| {
+        bill::verify(
+            &raw_token(h, p, &w.mall_key),
+            &w.store_keys,
+            &w.clock,
+            &kessai_core::ids::PartyId::parse("center").unwrap(),
+        )
+    };
 
     let crit = format!(r#"{{"alg":"EdDSA","kid":"{kid}","typ":"kessai-bill+jwt","crit":["exp"]}}"#);
     assert!(matches!(check(&crit, &payload.to_string()), Err(JwsError::CriticalHeader)));
@@ -228,4 +259,57 @@ fn headers_and_payloads_we_never_write_are_refused() {
     let mut p = payload.clone();
     p["bill"]["lines"][0]["amount"]["amount_minor"] = (-5).into();
     assert!(matches!(check(&header, &p.to_string()), Err(JwsError::BadPayload(_))));
+}
+
+/// L6: a bill names the center it is for. Another center that knows the
+/// store's key refuses it; a bill naming none is refused by everyone (a
+/// wallet that only reads it too); a kind that names no audience may not
+/// carry one.
+#[test]
+fn a_bill_is_for_its_one_center() {
+    let mut w = World::new(21);
+    let payload = bill_payload(&mut w);
+    let kid = w.mall_key.kid().to_string();
+    let header = format!(r#"{{"alg":"EdDSA","kid":"{kid}","typ":"kessai-bill+jwt"}}"#);
+    assert_eq!(payload["aud"], "center", "{payload}");
+    let center = party("center");
+    bill::verify(&raw_token(&header, &payload.to_string(), &w.mall_key), &w.store_keys, &w.clock, &center).unwrap();
+
+    // The same bill at another center that shares the store's key.
+    let token = raw_token(&header, &payload.to_string(), &w.mall_key);
+    match bill::verify(&token, &w.store_keys, &w.clock, &party("center-b")) {
+        Err(JwsError::WrongAudience { expected, found }) => {
+            assert_eq!((expected.as_str(), found.as_str()), ("center-b", "center"))
+        }
+        r => panic!("{r:?}"),
+    }
+    // Addressed to another center, or to none: refused here; naming none,
+    // refused by a reader too.
+    let mut other = payload.clone();
+    other["aud"] = "center-b".into();
+    let token = raw_token(&header, &other.to_string(), &w.mall_key);
+    assert!(matches!(bill::verify(&token, &w.store_keys, &w.clock, &center), Err(JwsError::WrongAudience { .. })));
+    let mut none = payload.clone();
+    none.as_object_mut().unwrap().remove("aud");
+    let token = raw_token(&header, &none.to_string(), &w.mall_key);
+    assert!(matches!(bill::verify(&token, &w.store_keys, &w.clock, &center), Err(JwsError::MissingAudience)));
+    let read = kessai_core::jws::verify::<bill::Bill>(&token, &w.store_keys, &w.clock);
+    assert!(matches!(read, Err(JwsError::MissingAudience)), "{read:?}");
+    let mut twice = payload.to_string();
+    twice.insert_str(1, r#""aud":"center-b","#);
+    let token = raw_token(&header, &twice, &w.mall_key);
+    assert!(
+        matches!(bill::verify(&token, &w.store_keys, &w.clock, &center), Err(JwsError::BadPayload(m)) if m.contains("duplicate"))
+    );
+
+    // Signing refuses both mistakes before anything is signed.
+    let (claims, b) = samples::bill(&mut w.rng, NOW).unwrap();
+    assert_eq!(claims.audience(), Some(&center));
+    let jti = kessai_core::ids::MessageId::generate(&mut w.rng);
+    let unaddressed = kessai_core::jws::Claims::for_lifetime(party("kessai-mall"), jti, NOW, 600).unwrap();
+    assert!(matches!(bill::sign(&unaddressed, &b, &w.mall_key), Err(JwsError::MissingAudience)));
+    let (offer_claims, offer) = samples::offer(&mut w.rng, NOW, "x.y.z").unwrap();
+    let addressed = offer_claims.with_audience(party("kessai-mall"));
+    let r = kessai_core::messages::offer::sign(&addressed, &offer, &w.center_key);
+    assert!(matches!(r, Err(JwsError::BadClaims(_))), "{r:?}");
 }

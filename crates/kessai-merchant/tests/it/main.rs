@@ -81,7 +81,9 @@ fn the_bill_verifies_with_the_mall_key_and_names_the_member() {
     let w = world();
     let mut mall_keys = KeyDirectory::new();
     mall_keys.insert(PartyId::parse("kessai-mall").unwrap(), w.mall_key_public.clone(), Validity::always()).unwrap();
-    let verified = bill::verify(w.bill.token(), &mall_keys, &w.clock).unwrap();
+    let verified =
+        bill::verify(w.bill.token(), &mall_keys, &w.clock, &kessai_core::ids::PartyId::parse("center").unwrap())
+            .unwrap();
     assert_eq!(verified.message().total(), yen(2_000));
     assert_eq!(verified.message().member().unwrap().as_str(), "bookshop");
     assert_eq!(verified.claims().issuer().as_str(), "kessai-mall");

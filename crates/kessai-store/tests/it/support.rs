@@ -262,7 +262,13 @@ pub async fn bill_of(w: &World, order_id: &str) -> (String, Verified<Bill>) {
     let a = get(&w.app, &format!("/orders/{order_id}/bill")).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     let token = a.json()["bill"].as_str().unwrap().to_owned();
-    let verified = bill::verify(&token, &mall_keys(w).await, w.clock.as_ref()).unwrap();
+    let verified = bill::verify(
+        &token,
+        &mall_keys(w).await,
+        w.clock.as_ref(),
+        &kessai_core::ids::PartyId::parse("center").unwrap(),
+    )
+    .unwrap();
     (token, verified)
 }
 
