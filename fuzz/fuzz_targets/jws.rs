@@ -31,10 +31,11 @@ fuzz_target!(|data: &[u8]| {
     let _ = jws::inspect_unverified(token);
     let clock = FixedClock::new(Timestamp::from_unix_s(1_800_000_000));
     let keys = keys();
-    assert!(bill::verify(token, keys, &clock).is_err(), "a bill verified that no key signed");
+    let center = PartyId::parse("center").expect("party");
+    assert!(bill::verify(token, keys, &clock, &center).is_err(), "a bill verified that no key signed");
     assert!(offer::verify(token, keys, &clock).is_err());
     assert!(completion::verify(token, keys, &clock).is_err());
     assert!(receipt::verify(token, keys, &clock).is_err());
-    assert!(refund::verify(token, keys, &clock).is_err());
+    assert!(refund::verify(token, keys, &clock, &center).is_err());
     assert!(value_update::verify(token, keys, &clock).is_err());
 });
