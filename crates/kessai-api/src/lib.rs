@@ -7,6 +7,7 @@
 pub mod error;
 pub mod phase;
 pub mod reply;
+pub mod request;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail, ErrorType};
 pub use phase::{Phase, Reason};

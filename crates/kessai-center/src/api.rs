@@ -11,6 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use kessai_api::request;
 use kessai_core::digest::Sha256Digest;
 use kessai_core::ids::{CardId, SettlementId};
 use kessai_core::jws::JwsError;
@@ -139,42 +140,9 @@ fn step_error(e: StepError) -> ApiError {
     ApiError::new(code, e.to_string())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateBody {
-    bill: String,
-    card_id: String,
-    #[serde(default = "offer_profile")]
-    profile: kessai_core::profile::Profile,
-    /// The card's answer to the wallet's INITIALIZE UPDATE, hex.
-    initialize_update: String,
-    /// What the wallet read from the card in the clear (second embodiment).
-    #[serde(default)]
-    card_read: Option<CardReadBody>,
-    #[serde(default)]
-    instruction: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CardReadBody {
-    balance_minor: u64,
-    counter: u32,
-}
-
-fn offer_profile() -> kessai_core::profile::Profile {
-    kessai_core::profile::Profile::Offer
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct AnswersBody {
-    pub(crate) responses: Vec<String>,
-}
-
 /// The card's answers a step relays.
 fn answers(body: &Bytes) -> Result<Vec<kessai_scp03::ResponseApdu>, ApiError> {
-    let b: AnswersBody = json(body)?;
+    let b: request::Answers = json(body)?;
     parse_answers(&b.responses).map_err(api_error)
 }
 
@@ -387,7 +355,7 @@ where
 
 async fn create(State(c): State<Shared>, headers: Caller, body: Bytes) -> Response {
     let work = |call: StepCall| async {
-        let b: CreateBody = json(&body)?;
+        let b: request::CreateSettlement = json(&body)?;
         let card_id = CardId::parse(&b.card_id)
             .map_err(|e| ApiError::new(ErrorCode::BadCardId, e.to_string()).with_param("card_id"))?;
         let opening = parse_answers(std::slice::from_ref(&b.initialize_update))
@@ -442,23 +410,13 @@ macro_rules! answers_step {
     };
 }
 
-/// The balance step's body: the card's answers and, for a member's card,
-/// the member's payment instruction (a JWS).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BalanceBody {
-    responses: Vec<String>,
-    #[serde(default)]
-    instruction: Option<String>,
-}
-
 async fn balance(State(c): State<Shared>, Path(id): Path<String>, headers: Caller, body: Bytes) -> Response {
     if !headers.holds_access(&c, &id) {
         return unknown_settlement(&id);
     }
     let fingerprint = [format!("balance/{id}\n").as_bytes(), &body[..]].concat();
     let work = |call| async {
-        let b: BalanceBody = json(&body)?;
+        let b: request::BalanceAnswers = json(&body)?;
         let answers = parse_answers(&b.responses).map_err(api_error)?;
         c.offer_instructed(&id, answers, b.instruction.as_deref(), call).await.map_err(api_error)
     };

@@ -474,21 +474,6 @@ pub(crate) fn member_keys(row: &MemberRow) -> Result<kessai_core::keys::KeyDirec
     Ok(keys)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ApplicationBody {
-    kind: String,
-    name: String,
-    contact: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RegistrationBody {
-    /// The JWE (compact) around the signed registration.
-    registration: String,
-}
-
 fn json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::new(ErrorCode::BadJson, format!("request body: {e}")))
 }
@@ -505,7 +490,7 @@ pub fn routes(center: Arc<Center>) -> Router {
 
 async fn apply(State(c): State<Arc<Center>>, caller: crate::api::Caller, body: Bytes) -> Response {
     let work = async {
-        let b: ApplicationBody = json(&body)?;
+        let b: kessai_api::request::MemberApplication = json(&body)?;
         c.apply(&b.kind, &b.name, &b.contact).await.map_err(member_api_error)
     };
     crate::api::idempotent(&c, &caller, "member-application", &body, work).await
@@ -516,8 +501,8 @@ async fn encryption_key(State(c): State<Arc<Center>>) -> Json<jwe::X25519Jwk> {
 }
 
 async fn register(State(c): State<Arc<Center>>, caller: crate::api::Caller, body: Bytes) -> Response {
-    let opened =
-        json::<RegistrationBody>(&body).and_then(|b| c.open_registration(&b.registration).map_err(member_api_error));
+    let opened = json::<kessai_api::request::SubmitRegistration>(&body)
+        .and_then(|b| c.open_registration(&b.registration).map_err(member_api_error));
     let token = match opened {
         Ok(token) => token,
         Err(e) => return e.into_response(),
@@ -532,16 +517,9 @@ async fn register(State(c): State<Arc<Center>>, caller: crate::api::Caller, body
     crate::api::idempotent_by(&c, &caller, &fingerprint, work).await
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReplacementBody {
-    /// The JWS kessai-key-replacement+jwt, signed with the current key.
-    replacement: String,
-}
-
 async fn replace_key(State(c): State<Arc<Center>>, caller: crate::api::Caller, body: Bytes) -> Response {
     let work = async {
-        let b: ReplacementBody = json(&body)?;
+        let b: kessai_api::request::SubmitKeyReplacement = json(&body)?;
         c.replace_member_key(&b.replacement).await.map_err(member_api_error)
     };
     crate::api::idempotent(&c, &caller, "member-key-replacement", &body, work).await

@@ -12,8 +12,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use kessai_core::digest::Sha256Digest;
 use kessai_http::{ApiError, ErrorCode};
-use serde::Deserialize;
-use zeroize::Zeroizing;
 
 use crate::api::{Caller, api_error};
 use crate::authorizer::Authorizer;
@@ -74,20 +72,8 @@ pub fn prepaid_api_error(e: PrepaidError) -> ApiError {
     }
 }
 
-/// A prepaid request and, for one paid by credit card, the card's data
-/// beside it (never signed, hashed or stored).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RequestBody {
-    /// The JWS kessai-prepaid-request+jwt.
-    request: String,
-    card_number: Option<Zeroizing<String>>,
-    expiry: Option<Zeroizing<String>>,
-    cvc: Option<Zeroizing<String>>,
-}
-
 async fn request(State(s): State<PrepaidState>, caller: Caller, body: Bytes) -> Response {
-    let parsed: Result<RequestBody, ApiError> = json(&body);
+    let parsed: Result<kessai_api::request::SubmitPrepaidRequest, ApiError> = json(&body);
     wipe(body);
     let b = match parsed {
         Ok(b) => b,
@@ -103,27 +89,18 @@ async fn request(State(s): State<PrepaidState>, caller: Caller, body: Bytes) -> 
     crate::api::idempotent_by(&s.center, &caller, &fingerprint, work).await
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PayBody {
-    /// The store's bill (SIG1).
-    bill: String,
-    /// The member's payment instruction naming a prepaid card.
-    instruction: String,
-}
-
 async fn pay(State(s): State<PrepaidState>, caller: Caller, body: Bytes) -> Response {
     // A wallet paying again signs its instruction anew (a new `jti` and
     // time): the request is the bill and what the instruction asks, as for
     // a store's refund, so its retry under the same key is the same request.
-    let asked = crate::api::json::<PayBody>(&body).ok().map(|b| {
+    let asked = crate::api::json::<kessai_api::request::PrepaidPay>(&body).ok().map(|b| {
         let instruction =
             kessai_core::jws::inspect_unverified(&b.instruction).ok().map(|(_, p)| p["instruction"].to_string());
         format!("{}\n{}", b.bill, instruction.unwrap_or(b.instruction))
     });
     let fingerprint = [&b"prepaid-payment\n"[..], asked.as_deref().map_or(&body[..], str::as_bytes)].concat();
     let work = |call: StepCall| async {
-        let b: PayBody = crate::api::json(&body)?;
+        let b: kessai_api::request::PrepaidPay = crate::api::json(&body)?;
         s.center.pay_from_prepaid(&b.bill, &b.instruction, call.answer).await.map_err(prepaid_api_error)
     };
     crate::api::idempotent_call(&s.center, &caller, &fingerprint, None, work).await

@@ -24,7 +24,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use kessai_core::Money;
+use kessai_api::request;
 use kessai_core::digest::Sha256Digest;
 use kessai_core::ids::{CardId, UpdateId};
 use kessai_http::{ApiError, ErrorCode};
@@ -159,27 +159,6 @@ pub fn update_api_error(e: UpdateError) -> ApiError {
     }
 }
 
-/// `POST /v1/charges`: which card, how much. No payment card data: that
-/// comes with the authenticate step.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateBody {
-    card_id: String,
-    amount: Money,
-}
-
-/// `POST /v1/value-updates/{id}/authenticate`: the card's answer and, for
-/// a charge, the payment card it is paid by. Card data fields are zeroized
-/// when dropped.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AuthenticateBody {
-    responses: Vec<String>,
-    card_number: Option<Zeroizing<String>>,
-    expiry: Option<Zeroizing<String>>,
-    cvc: Option<Zeroizing<String>>,
-}
-
 /// A payment card from a request's fields, all three or none.
 pub(crate) fn payment_card(
     number: &Option<Zeroizing<String>>,
@@ -215,7 +194,7 @@ pub(crate) fn json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiE
 }
 
 async fn create(State(s): State<UpdateState>, headers: crate::api::Caller, body: Bytes) -> Response {
-    let parsed: Result<CreateBody, ApiError> = json(&body);
+    let parsed: Result<request::CreateCharge, ApiError> = json(&body);
     // A client of the last release sent the card data here: wipe it.
     wipe(body);
     let b = match parsed {
@@ -245,7 +224,7 @@ async fn authenticate(
     if !headers.holds_access(&s.center, &id) {
         return unknown_update(&id);
     }
-    let parsed: Result<AuthenticateBody, ApiError> = json(&body);
+    let parsed: Result<request::ChargeAuthenticate, ApiError> = json(&body);
     wipe(body);
     let b = match parsed {
         Ok(b) => b,
@@ -279,7 +258,7 @@ fn idempotency_key(headers: &HeaderMap) -> &str {
 }
 
 fn answers(body: &Bytes) -> Result<Vec<kessai_scp03::ResponseApdu>, ApiError> {
-    let b: crate::api::AnswersBody = json(body)?;
+    let b: kessai_api::request::Answers = json(body)?;
     answer_list(&b.responses)
 }
 
@@ -350,17 +329,9 @@ async fn recover(
     crate::api::idempotent_call(&s.center, &headers, &fingerprint, None, work).await
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DecreaseBody {
-    card_id: String,
-    charge_id: String,
-    amount: Money,
-}
-
 /// `POST /v1/decreases`: value back to the credit card of a charge.
 async fn create_decrease(State(s): State<UpdateState>, headers: crate::api::Caller, body: Bytes) -> Response {
-    let b: DecreaseBody = match json(&body) {
+    let b: request::CreateDecrease = match json(&body) {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
@@ -384,30 +355,16 @@ async fn create_decrease(State(s): State<UpdateState>, headers: crate::api::Call
     crate::api::idempotent_by(&s.center, &headers, fingerprint.as_bytes(), work).await
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RefundBody {
-    /// The store's signed refund request (`kessai-refund+jwt`).
-    refund: String,
-}
-
 /// `POST /v1/refunds`: a store's signed refund of a completed purchase.
 async fn request_refund(State(s): State<UpdateState>, headers: crate::api::Caller, body: Bytes) -> Response {
     // A store resending its refund signs it anew (a new `jti`): the
     // fingerprint is what the request asks, not the token's bytes.
-    let fingerprint = crate::api::signed_fingerprint("refund", &body, |b: &RefundBody| &b.refund, "refund");
+    let fingerprint = crate::api::signed_fingerprint("refund", &body, |b: &request::SubmitRefund| &b.refund, "refund");
     let work = async {
-        let b: RefundBody = json(&body)?;
+        let b: request::SubmitRefund = json(&body)?;
         s.center.request_refund(&b.refund).await.map_err(update_api_error)
     };
     crate::api::idempotent_by(&s.center, &headers, fingerprint.as_bytes(), work).await
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OwedApplyBody {
-    #[serde(default)]
-    credits_only: bool,
 }
 
 /// `POST /v1/cards/{id}/owed/apply`: the card is presented. Answers a value
@@ -419,8 +376,8 @@ async fn apply_owed(
     body: Bytes,
 ) -> Response {
     // `{}` or `{"credits_only": true}` (a wallet in the middle of a payment).
-    let asked: Result<OwedApplyBody, ApiError> =
-        if body.is_empty() { Ok(OwedApplyBody::default()) } else { json(&body) };
+    let asked: Result<request::OwedApply, ApiError> =
+        if body.is_empty() { Ok(request::OwedApply::default()) } else { json(&body) };
     let credits_only = asked.as_ref().is_ok_and(|b| b.credits_only);
     let fingerprint = format!("owed-apply\n{card}\n{credits_only}");
     let key = idempotency_key(&headers).to_owned();

@@ -111,16 +111,21 @@ impl CenterClient {
     }
 
     /// POSTs one step under `key`; the same key on every attempt.
-    pub async fn step(&self, path: &str, body: &Value, key: &str) -> Result<StepReply, CenterError> {
+    pub async fn step<B: serde::Serialize + Sync>(
+        &self,
+        path: &str,
+        body: &B,
+        key: &str,
+    ) -> Result<StepReply, CenterError> {
         self.post(path, body, key).await
     }
 
     /// POSTs under `key` (retried with the same key on transport errors and
     /// 5xx) and reads the answer as `T`.
-    pub async fn post<T: serde::de::DeserializeOwned>(
+    pub async fn post<T: serde::de::DeserializeOwned, B: serde::Serialize + Sync>(
         &self,
         path: &str,
-        body: &Value,
+        body: &B,
         key: &str,
     ) -> Result<T, CenterError> {
         let url = format!("{}{path}", self.url);

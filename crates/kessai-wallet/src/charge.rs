@@ -19,13 +19,13 @@
 //! [`PaymentCardInput`] (zeroized on drop, printed as `***`), go to the
 //! center once in the create request, and are never stored or logged.
 
-use kessai_api::{ErrorCode, Phase, Reason};
+use kessai_api::{ErrorCode, Phase, Reason, request};
 use kessai_core::Money;
 use kessai_core::ids::CardId;
 use kessai_core::messages::value_update::Direction;
 use kessai_core::messages::value_update_check::{ExpectedUpdate, ValueUpdateRefused, verify_value_update};
-use serde_json::{Value, json};
-use zeroize::{Zeroize, Zeroizing};
+use serde_json::Value;
+use zeroize::Zeroizing;
 
 use crate::card::{CardError, CardSummary};
 use crate::center::{CenterError, ChargeReply, VerifyError};
@@ -139,21 +139,21 @@ impl PaymentCardInput {
 }
 
 impl PaymentCardInput {
-    /// Puts the card's fields into a request body (`card_number`,
-    /// `expiry`, `cvc`); [`PaymentCardInput::wipe_from`] clears them once
-    /// sent.
-    pub(crate) fn add_to(&self, body: &mut Value) {
-        body["card_number"] = json!(self.number.as_str());
-        body["expiry"] = json!(self.expiry.as_str());
-        body["cvc"] = json!(self.cvc.as_str());
+    /// The authenticate step's body: the card's answers and this card
+    /// (its fields zeroized when the body is dropped).
+    pub(crate) fn authenticate(self, responses: Vec<String>) -> request::ChargeAuthenticate {
+        let PaymentCardInput { number, expiry, cvc } = self;
+        request::ChargeAuthenticate { responses, card_number: Some(number), expiry: Some(expiry), cvc: Some(cvc) }
     }
 
-    /// Overwrites the card's fields in a body that was sent.
-    pub(crate) fn wipe_from(body: &mut Value) {
-        for field in ["card_number", "expiry", "cvc"] {
-            if let Some(Value::String(s)) = body.get_mut(field) {
-                s.zeroize();
-            }
+    /// A prepaid request's body with this card beside it (funding by credit
+    /// card).
+    pub(crate) fn prepaid(&self, request: String) -> request::SubmitPrepaidRequest {
+        request::SubmitPrepaidRequest {
+            request,
+            card_number: Some(self.number.clone()),
+            expiry: Some(self.expiry.clone()),
+            cvc: Some(self.cvc.clone()),
         }
     }
 }
@@ -230,8 +230,8 @@ enum Opening {
     /// Already opened (an owed item the center handed out).
     Opened(Box<ChargeReply>),
     /// `POST /v1/prepaid/requests`: the member's signed request to move
-    /// value from a prepaid card onto this card (#18), `{"request": JWS}`.
-    Prepaid(Value),
+    /// value from a prepaid card onto this card (#18).
+    Prepaid(request::SubmitPrepaidRequest),
 }
 
 /// A value update step's batch of sealed commands (see
@@ -270,12 +270,12 @@ impl Wallet {
     }
 
     /// POSTs a charge step under the charge's persisted key for `step`.
-    async fn charge_post(
+    async fn charge_post<B: serde::Serialize + Sync>(
         &self,
         local_id: &str,
         step: &str,
         path: &str,
-        body: &Value,
+        body: &B,
     ) -> Result<ChargeReply, ChargeError> {
         let key = self.records.charge_step_key(local_id, step, &random_token("w-"), self.now_s()).await?;
         Ok(self.center.post(path, body, &key).await?)
@@ -289,7 +289,7 @@ impl Wallet {
         reply: &ChargeReply,
     ) -> Result<ChargeReply, ChargeError> {
         let answers = self.card.relay_hex(&reply.apdus).await?;
-        self.charge_post(local_id, step, path, &json!({ "responses": answers })).await
+        self.charge_post(local_id, step, path, &request::Answers { responses: answers }).await
     }
 
     /// Reads the card, opens the charge, lets the center authenticate the
@@ -326,7 +326,7 @@ impl Wallet {
     pub async fn begin_from_prepaid(
         &self,
         amount: Money,
-        request: impl FnOnce(CardId) -> Result<Value, ChargeError>,
+        request: impl FnOnce(CardId) -> Result<request::SubmitPrepaidRequest, ChargeError>,
         progress: &mut (dyn FnMut(ChargeProgress) + Send),
     ) -> Result<ChargeOffered, ChargeError> {
         let card = {
@@ -371,12 +371,12 @@ impl Wallet {
     ) -> Result<ChargeOffered, ChargeError> {
         let (r, payment) = match opening {
             Opening::Charge(payment) => {
-                let body = json!({ "card_id": card_id.to_string(), "amount": amount });
+                let body = request::CreateCharge { card_id: card_id.to_string(), amount };
                 let r = self.charge_post(local_id, "create", "/v1/charges", &body).await.map_err(refusal_of_charge)?;
                 (r, Some(payment))
             }
             Opening::Decrease { charge_id } => {
-                let body = json!({ "card_id": card_id.to_string(), "charge_id": charge_id, "amount": amount });
+                let body = request::CreateDecrease { card_id: card_id.to_string(), charge_id, amount };
                 (self.charge_post(local_id, "create", "/v1/decreases", &body).await.map_err(refusal_of_charge)?, None)
             }
             Opening::Opened(r) => (*r, None),
@@ -434,13 +434,12 @@ impl Wallet {
         payment: Option<PaymentCardInput>,
     ) -> Result<ChargeReply, ChargeError> {
         let answers = self.card.relay_hex(&r.apdus).await?;
-        let mut body = json!({ "responses": answers });
-        if let Some(payment) = payment {
-            payment.add_to(&mut body);
-        }
-        let answer = self.charge_post(local_id, "authenticate", &format!("{base}/authenticate"), &body).await;
-        PaymentCardInput::wipe_from(&mut body);
-        answer
+        // The payment card's fields are zeroized when the body is dropped.
+        let body = match payment {
+            Some(payment) => payment.authenticate(answers),
+            None => request::ChargeAuthenticate { responses: answers, ..Default::default() },
+        };
+        self.charge_post(local_id, "authenticate", &format!("{base}/authenticate"), &body).await
     }
 
     /// Records why a charge stopped. Once the center may hold a CREDIT
@@ -467,7 +466,7 @@ impl Wallet {
         let Ok(Some(rec)) = self.records.charge_by_local_id(local_id).await else { return };
         let Some(id) = rec.charge_id else { return };
         if let Err(e) =
-            self.charge_post(local_id, "cancel", &format!("/v1/value-updates/{id}/cancel"), &json!({})).await
+            self.charge_post(local_id, "cancel", &format!("/v1/value-updates/{id}/cancel"), &request::Nothing {}).await
         {
             tracing::warn!(charge = %id, error = %e, "cancelling an unfinished charge");
         }
@@ -574,7 +573,7 @@ impl Wallet {
     pub async fn complete_charge(&self, relayed: CreditRelayed) -> Result<ChargeOutcome, ChargeError> {
         let CreditRelayed { record, charge_id, answers } = relayed;
         let path = format!("/v1/value-updates/{charge_id}/complete");
-        let r = self.charge_post(&record.local_id, "complete", &path, &json!({ "responses": answers })).await?;
+        let r = self.charge_post(&record.local_id, "complete", &path, &request::Answers { responses: answers }).await?;
         if r.phase == Phase::Voided && r.reason_code == Some(Reason::FundingRefused) {
             // The card applied the credit, but the credit card payment could
             // not be completed: the center takes the value back from the
@@ -681,7 +680,7 @@ impl Wallet {
                     }
                 };
                 let path = format!("/v1/cards/{card_id}/owed/apply");
-                let body = json!({ "credits_only": credits_only });
+                let body = request::OwedApply { credits_only };
                 let answer: Value = self.center.post(&path, &body, &random_token("w-owed-")).await?;
                 if answer.get("nothing_owed").and_then(Value::as_bool) == Some(true) {
                     break;

@@ -3,8 +3,7 @@
 //! which the card says whether it applied the CREDIT. Completed exactly
 //! once, or voided only when the card proves it never applied it.
 
-use kessai_api::{ErrorCode, Phase};
-use serde_json::json;
+use kessai_api::{ErrorCode, Phase, request};
 
 use crate::center::ChargeReply;
 use crate::charge::{ChargeError, ChargeOutcome};
@@ -79,7 +78,7 @@ impl Wallet {
     async fn post_charge_step(&self, rec: &ChargeRecord, step: &str, path: &str) -> Result<ChargeReply, ChargeError> {
         let key =
             self.records.charge_step_key(&rec.local_id, step, &crate::wallet::random_token("w-"), self.now_s()).await?;
-        Ok(self.center.post(path, &json!({}), &key).await?)
+        Ok(self.center.post(path, &request::Nothing {}, &key).await?)
     }
 
     async fn relay_charge_step(
@@ -92,7 +91,7 @@ impl Wallet {
         let answers = self.card.relay_hex(&reply.apdus).await?;
         let key =
             self.records.charge_step_key(&rec.local_id, step, &crate::wallet::random_token("w-"), self.now_s()).await?;
-        Ok(self.center.post(path, &json!({ "responses": answers }), &key).await?)
+        Ok(self.center.post(path, &request::Answers { responses: answers }, &key).await?)
     }
 
     async fn record_completed_outcome(&self, rec: &ChargeRecord, r: &ChargeReply) -> Result<Outcome, ChargeError> {

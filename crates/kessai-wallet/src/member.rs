@@ -326,7 +326,7 @@ async fn send_registration(
     let (status, bytes) = http
         .post_json(
             &format!("{base}/v1/members/registrations"),
-            &serde_json::json!({ "registration": envelope }),
+            &kessai_api::request::SubmitRegistration { registration: envelope.to_string() },
             &[("idempotency-key", idempotency)],
         )
         .await?;
@@ -439,7 +439,7 @@ pub async fn finish_key_replacement(
     let (status, bytes) = http
         .post_json(
             &format!("{base}/v1/members/key-replacements"),
-            &serde_json::json!({ "replacement": pending.message }),
+            &kessai_api::request::SubmitKeyReplacement { replacement: pending.message.clone() },
             &[("idempotency-key", pending.idempotency_key.as_str())],
         )
         .await?;

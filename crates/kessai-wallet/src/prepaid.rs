@@ -9,6 +9,7 @@
 //! before it believes either, then the store's receipt (SIG4) as for a card
 //! payment.
 
+use kessai_api::request;
 use kessai_core::Money;
 use kessai_core::digest::Sha256Digest;
 use kessai_core::ids::{MessageId, PartyId, PrepaidId, RequestId};
@@ -20,7 +21,7 @@ use kessai_core::messages::prepaid::{self, FundingMethod, PrepaidAction, Prepaid
 use kessai_core::messages::receipt;
 use kessai_core::random::{OsRandom, Random as _};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::center::VerifyError;
 use crate::charge::PaymentCardInput;
@@ -138,16 +139,14 @@ impl Wallet {
         let request_id = body.request_id().clone();
         let token = prepaid::sign(&claims(member, &self.config.center.party_id, self.clock.now())?, &body, key)
             .map_err(|e| PayError::HandOff(format!("signing the prepaid request: {e}")))?;
-        let mut json_body = json!({ "request": token });
-        if let Some(card) = card {
-            card.add_to(&mut json_body);
-        }
+        let body = match card {
+            Some(card) => card.prepaid(token),
+            None => request::SubmitPrepaidRequest { request: token, card_number: None, expiry: None, cvc: None },
+        };
         // The request id is the request: a retry under the same key (or,
         // after a crash, the same request signed again) is the same one.
         let key = format!("prepaid-{member}-{request_id}");
-        let answer = self.center.post::<Value>("/v1/prepaid/requests", &json_body, &key).await;
-        PaymentCardInput::wipe_from(&mut json_body);
-        Ok(answer?)
+        Ok(self.center.post::<Value, _>("/v1/prepaid/requests", &body, &key).await?)
     }
 
     /// Funds the member's card `account` with `amount` more by `method`
@@ -267,7 +266,11 @@ impl Wallet {
         let key = prepaid_payment_key(&bill, account);
         let answer: PaymentAnswer = self
             .center
-            .post("/v1/prepaid/payments", &json!({ "bill": bill.token(), "instruction": token }), &key)
+            .post(
+                "/v1/prepaid/payments",
+                &request::PrepaidPay { bill: bill.token().to_owned(), instruction: token },
+                &key,
+            )
             .await?;
         let verified = self
             .center
@@ -329,7 +332,7 @@ impl Wallet {
     ) -> Result<crate::ChargeOutcome, crate::ChargeError> {
         let (member, key) = signer;
         let (now, center) = (self.clock.now(), &self.config.center.party_id);
-        let request = |card_id| -> Result<Value, crate::ChargeError> {
+        let request = |card_id| -> Result<request::SubmitPrepaidRequest, crate::ChargeError> {
             let draft = PrepaidRequestDraft {
                 member: member.clone(),
                 request_id,
@@ -347,7 +350,7 @@ impl Wallet {
                 prepaid::sign(&claims, &body, key)
             };
             let token = sign().map_err(|e| crate::ChargeError::Setup(format!("signing the prepaid request: {e}")))?;
-            Ok(json!({ "request": token }))
+            Ok(request::SubmitPrepaidRequest { request: token, card_number: None, expiry: None, cvc: None })
         };
         let offered = self.begin_from_prepaid(amount, request, progress).await?;
         let relayed = self.relay_credit(offered).await?;

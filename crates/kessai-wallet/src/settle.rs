@@ -4,12 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kessai_api::{ErrorCode, Phase};
+use kessai_api::{ErrorCode, Phase, request};
 use kessai_core::ids::{PartyId, SettlementId};
 use kessai_core::messages::completion::Completion;
 use kessai_core::messages::receipt::{self, DeliveryKind, Receipt};
 use kessai_core::time::{Clock, FixedClock, Timestamp};
-use serde_json::json;
 
 use crate::center::VerifyError;
 use crate::checks::{self, HandedBill};
@@ -54,7 +53,7 @@ impl Wallet {
     pub async fn complete(&self, relayed: DebitRelayed) -> Result<Completed, PayError> {
         let DebitRelayed { record, settlement_id, answers } = relayed;
         let path = format!("/v1/settlements/{settlement_id}/complete");
-        let r = self.post(&record, "complete", &path, &json!({ "responses": answers })).await?;
+        let r = self.post(&record, "complete", &path, &request::Answers { responses: answers }).await?;
         expect("complete", &r, Phase::Completed, 0)?;
         self.accept_completion(&record, r.completion.as_deref().unwrap_or_default()).await
     }
@@ -215,7 +214,7 @@ impl Wallet {
         }
         let run = self.records.recovery_runs(&rec.payment_id).await? + 1;
         let base = format!("/v1/settlements/{sid}");
-        let r = self.post(rec, &format!("recover#{run}"), &format!("{base}/recover"), &json!({})).await?;
+        let r = self.post(rec, &format!("recover#{run}"), &format!("{base}/recover"), &request::Nothing {}).await?;
         expect("recover", &r, Phase::Recovering, 1)?;
         let step = format!("recover/authenticate#{run}");
         let r = self.relay_step(rec, &step, &format!("{base}/recover/authenticate"), &r).await?;

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use axum::http::Uri;
-use kessai_api::Phase;
+use kessai_api::{Phase, request};
 use kessai_core::Money;
 use kessai_core::ids::{CardId, SettlementId};
 use kessai_core::jws::{self, Verified};
@@ -19,7 +19,6 @@ use kessai_core::profile::Profile;
 use kessai_core::random::{OsRandom, Random};
 use kessai_core::time::{Clock, SystemClock};
 use kessai_http::HttpsClient;
-use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use crate::card::{ApduObserver, CardError, CardSlot, CardSummary};
@@ -483,8 +482,7 @@ impl Wallet {
         kessai_core::random::Random::fill_bytes(&mut kessai_core::random::OsRandom, &mut nonce);
         let tag = hex::encode(nonce);
         let path = format!("/v1/cards/{}/statements", summary.card_id);
-        let mut reply: StatementReply =
-            self.center.post(&path, &serde_json::json!({}), &format!("stm-{tag}-0")).await?;
+        let mut reply: StatementReply = self.center.post(&path, &request::Nothing {}, &format!("stm-{tag}-0")).await?;
         let id = reply.statement_id.clone();
         let mut step = "authenticate";
         for n in 1..=crate::limits::MAX_STATEMENT_STEPS {
@@ -499,7 +497,7 @@ impl Wallet {
                 return Ok(reply.entries.unwrap_or_default());
             }
             let answers = self.card.relay_hex(&reply.apdus).await?;
-            let body = serde_json::json!({ "responses": answers });
+            let body = request::Answers { responses: answers };
             reply = self.center.post(&format!("/v1/statements/{id}/{step}"), &body, &format!("stm-{tag}-{n}")).await?;
             step = "read";
         }
@@ -532,7 +530,13 @@ impl Wallet {
     }
 
     /// POSTs a step under the payment's persisted key for `step`.
-    pub(crate) async fn post(&self, rec: &Record, step: &str, path: &str, body: &Value) -> Result<StepReply, PayError> {
+    pub(crate) async fn post<B: serde::Serialize + Sync>(
+        &self,
+        rec: &Record,
+        step: &str,
+        path: &str,
+        body: &B,
+    ) -> Result<StepReply, PayError> {
         let key = self.records.step_key(&rec.payment_id, step, &random_token("w-"), self.now_s()).await?;
         Ok(self.center.step(path, body, &key).await?)
     }
@@ -545,7 +549,7 @@ impl Wallet {
         reply: &StepReply,
     ) -> Result<StepReply, PayError> {
         let answers = self.card.relay_hex(&reply.apdus).await?;
-        self.post(rec, step, path, &json!({ "responses": answers })).await
+        self.post(rec, step, path, &request::Answers { responses: answers }).await
     }
 }
 
@@ -862,20 +866,19 @@ impl Wallet {
         );
         let init = hex::encode(kessai_card::protocol::initialize_update_command(&challenge).to_bytes());
         let opening = self.card.relay_hex(&[init]).await.map_err(|e| fail(e.into()))?;
-        let mut create = json!({
-            "bill": bill.token(),
-            "card_id": rec.card_id.to_string(),
-            "profile": profile.as_str(),
-            "initialize_update": opening.first().cloned().unwrap_or_default(),
-        });
         let instruction = self.instruction(member, &bill, rec.card_id).map_err(fail)?;
-        if profile != Profile::Offer {
-            // The second embodiment: the balance the cardholder saw (FIG. 21).
-            create["card_read"] = json!({ "balance_minor": card.balance.amount_minor(), "counter": card.counter });
-            if let Some(signed) = &instruction {
-                create["instruction"] = json!(signed);
-            }
-        }
+        // The second embodiment: the balance the cardholder saw (FIG. 21),
+        // and a member's instruction now rather than at the balance step.
+        let second = profile != Profile::Offer;
+        let create = request::CreateSettlement {
+            bill: bill.token().to_owned(),
+            card_id: rec.card_id.to_string(),
+            profile,
+            initialize_update: opening.first().cloned().unwrap_or_default(),
+            card_read: second
+                .then(|| request::CardRead { balance_minor: card.balance.amount_minor(), counter: card.counter }),
+            instruction: if second { instruction.clone() } else { None },
+        };
         let r = self.post(&rec, "create", "/v1/settlements", &create).await.map_err(fail)?;
         let sid = SettlementId::parse(&r.settlement_id).map_err(|e| fail(PayError::HandOff(e.to_string())))?;
         self.set(&id, Update { settlement_id: Some(sid.as_str()), ..Update::default() }).await.map_err(fail)?;
@@ -894,10 +897,7 @@ impl Wallet {
             .map_err(fail)?;
         progress(Progress::CardAuthenticated);
         let answers = self.card.relay_hex(&r.apdus).await.map_err(|e| fail(e.into()))?;
-        let body = match instruction {
-            Some(signed) => json!({ "responses": answers, "instruction": signed }),
-            None => json!({ "responses": answers }),
-        };
+        let body = request::BalanceAnswers { responses: answers, instruction };
         let base = format!("/v1/settlements/{sid}");
         let r = self.post(&rec, "balance", &format!("{base}/balance"), &body).await.map_err(fail)?;
         if r.phase == Phase::Voided {
