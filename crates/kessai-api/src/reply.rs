@@ -8,6 +8,49 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Phase, Reason};
 
+/// One record of the card's own log, as the center unsealed it and the
+/// cardholder is shown it (PROTOCOL §4, READ LOG).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogEntry {
+    /// `debit` or `credit`.
+    pub kind: String,
+    pub transaction_id: String,
+    pub amount_minor: u64,
+    pub counter: u32,
+    pub balance_after_minor: u64,
+    /// Counterpart (first 8 bytes of SHA-256 of the store or funding
+    /// reference), hex.
+    pub counterpart: String,
+    pub time_unix_s: u64,
+}
+
+/// Where a statement (the card's log read through the center) stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatementPhase {
+    Authenticating,
+    Reading,
+    Done,
+}
+
+/// What a statement step answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatementReply {
+    pub statement_id: String,
+    pub phase: StatementPhase,
+    /// Commands to relay to the card, in order, as hex.
+    #[serde(default)]
+    pub apdus: Vec<String>,
+    /// The card's log, newest first, once done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entries: Option<Vec<LogEntry>>,
+    /// The access token every later request on this id carries as
+    /// `Authorization: Bearer` (M4); in the answers of its own routes only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
+}
+
 /// What a value update is for. Stored in the record; records made before
 /// decreases and refunds existed are charges.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -73,7 +73,7 @@ pub(crate) fn uncollected(plain: &ResponseApdu) -> Result<Vec<LogEntry>, StepErr
     if records.windows(2).any(|w| w[1].counter != w[0].counter.wrapping_add(1)) {
         return Err(bad_answer("uncollected log records out of order"));
     }
-    Ok(records.iter().map(LogEntry::from_record).collect())
+    Ok(records.iter().map(crate::statement::log_entry).collect())
 }
 
 /// What the answers to a batch said, by kind.

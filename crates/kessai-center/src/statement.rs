@@ -21,41 +21,19 @@ use crate::runner::run_step;
 use crate::security::SealedState;
 use crate::service::{Answer, CenterError};
 
-/// One record of the card's log, as shown to the cardholder.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogEntry {
-    /// `debit` or `credit`.
-    pub kind: String,
-    pub transaction_id: String,
-    pub amount_minor: u64,
-    pub counter: u32,
-    pub balance_after_minor: u64,
-    /// Counterpart (first 8 bytes of SHA-256 of the store or funding reference), hex.
-    pub counterpart: String,
-    pub time_unix_s: u64,
-}
+pub use kessai_api::{LogEntry, StatementPhase, StatementReply};
 
-impl LogEntry {
-    /// A record as the card keeps it.
-    pub fn from_record(r: &kessai_card::protocol::LogRecord) -> LogEntry {
-        LogEntry {
-            kind: if r.kind == TransferKind::Debit { "debit" } else { "credit" }.into(),
-            transaction_id: hex::encode(r.request.tx_id.0),
-            amount_minor: r.request.amount_minor,
-            counter: r.counter,
-            balance_after_minor: r.balance_after_minor,
-            counterpart: hex::encode(r.request.counterpart),
-            time_unix_s: r.request.time_unix_s,
-        }
+/// A log record as the card keeps it, as the cardholder is shown it.
+pub fn log_entry(r: &kessai_card::protocol::LogRecord) -> LogEntry {
+    LogEntry {
+        kind: if r.kind == TransferKind::Debit { "debit" } else { "credit" }.into(),
+        transaction_id: hex::encode(r.request.tx_id.0),
+        amount_minor: r.request.amount_minor,
+        counter: r.counter,
+        balance_after_minor: r.balance_after_minor,
+        counterpart: hex::encode(r.request.counterpart),
+        time_unix_s: r.request.time_unix_s,
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StatementPhase {
-    Authenticating,
-    Reading,
-    Done,
 }
 
 /// A statement session as stored between the wallet's requests.
@@ -150,7 +128,7 @@ impl Statement {
         completed(&page)?;
         let records = parse_log(page.data()).map_err(bad_answer)?;
         let full_page = records.len() == usize::from(page_size());
-        self.entries.extend(records.iter().map(LogEntry::from_record));
+        self.entries.extend(records.iter().map(log_entry));
         let read_so_far = self.entries.len();
         if !full_page || read_so_far >= max_entries.min(LOG_CAPACITY) {
             // The whole log is read: the center keeps it (in the same
@@ -167,21 +145,6 @@ impl Statement {
         let next = self.session().seal(ctx, &read_log_command(skip, page_size()))?;
         Ok((self, Some(next)))
     }
-}
-
-/// What a statement step answers.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct StatementReply {
-    pub statement_id: String,
-    pub phase: StatementPhase,
-    pub apdus: Vec<String>,
-    /// The card's log, newest first, once done.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub entries: Option<Vec<LogEntry>>,
-    /// The access token every later request on this id carries as
-    /// `Authorization: Bearer` (M4); in the answers of its own routes only.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub access_token: Option<String>,
 }
 
 fn reply(s: &Statement, apdus: &[CommandApdu]) -> StatementReply {

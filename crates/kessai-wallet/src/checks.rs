@@ -44,6 +44,8 @@ pub enum Mismatch {
 pub struct HandedBill {
     token: String,
     issuer: PartyId,
+    /// The center the store addressed the bill to (`aud`), if it names one.
+    audience: Option<PartyId>,
     bill: Bill,
 }
 
@@ -64,7 +66,17 @@ impl HandedBill {
         if !issuer.is_store(bill.store()) {
             return Err(UnreadableBill("the bill's store is not its issuer".into()));
         }
-        Ok(HandedBill { token: token.to_owned(), issuer, bill })
+        let audience = match payload.get("aud").and_then(|v| v.as_str()) {
+            Some(aud) => Some(PartyId::parse(aud).map_err(|e| UnreadableBill(format!("aud: {e}")))?),
+            None => None,
+        };
+        Ok(HandedBill { token: token.to_owned(), issuer, audience, bill })
+    }
+
+    /// The center the bill is addressed to, as it says (unverified: the
+    /// center checks it is itself).
+    pub fn audience(&self) -> Option<&PartyId> {
+        self.audience.as_ref()
     }
 
     pub fn token(&self) -> &str {

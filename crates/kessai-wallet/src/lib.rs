@@ -177,7 +177,7 @@ pub async fn history(config: WalletConfig) -> anyhow::Result<Vec<Record>> {
 }
 
 /// The card's own log (read through a secure session the center opens).
-pub async fn card_log(config: WalletConfig) -> anyhow::Result<Vec<wallet::CardLogEntry>> {
+pub async fn card_log(config: WalletConfig) -> anyhow::Result<Vec<kessai_api::LogEntry>> {
     let wallet = Wallet::open(config).await?;
     let log = wallet.card_log().await;
     wallet.records().close().await;

@@ -412,7 +412,7 @@ pub fn card_ask(form_token: &str, problem: Option<&str>) -> Markup {
 }
 
 /// The card's own log (FIG. 8 (6), FIG. 24 (4)), newest first.
-pub fn card_history(entries: &[crate::wallet::CardLogEntry], currency: kessai_core::Currency) -> Markup {
+pub fn card_history(entries: &[kessai_api::LogEntry], currency: kessai_core::Currency) -> Markup {
     let money =
         |minor: u64| kessai_core::Money::new(minor, currency).map_or_else(|_| minor.to_string(), |m| m.to_string());
     let body = html! {

@@ -248,7 +248,7 @@ impl Wallet {
         return_url: &str,
         account: &PrepaidId,
     ) -> Result<PrepaidPaid, PayError> {
-        let bill = handed(bill_token, return_url)?;
+        let bill = self.for_this_center(handed(bill_token, return_url)?)?;
         let (member, key) = signer;
         let draft = InstructionDraft {
             member: member.clone(),

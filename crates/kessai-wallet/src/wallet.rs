@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use axum::http::Uri;
-use kessai_api::{Phase, request};
+use kessai_api::{LogEntry, Phase, StatementPhase, StatementReply, request};
 use kessai_core::Money;
 use kessai_core::ids::{CardId, SettlementId};
 use kessai_core::jws::{self, Verified};
@@ -44,6 +44,9 @@ pub enum PayError {
     NotTheStoresAddress { url: String, origin: String },
     #[error("the bill does not say where its store is; it cannot be paid from this wallet")]
     BillWithoutOrigin,
+    /// The bill is addressed to another center than this wallet's (L6).
+    #[error("the bill is for the center {found:?}; this wallet pays through {expected:?}")]
+    OtherCenter { found: String, expected: String },
     #[error("the bill is larger than {MAX_BILL_BYTES} bytes")]
     BillTooLarge,
     #[error(transparent)]
@@ -175,29 +178,6 @@ pub struct ConsentView {
     pub signed_offer: bool,
 }
 
-/// One record of the card's own log, as the center read it.
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct CardLogEntry {
-    /// `debit` or `credit`.
-    pub kind: String,
-    pub transaction_id: String,
-    pub amount_minor: u64,
-    pub counter: u32,
-    pub balance_after_minor: u64,
-    pub counterpart: String,
-    pub time_unix_s: u64,
-}
-
-#[derive(Debug, serde::Deserialize)]
-struct StatementReply {
-    statement_id: String,
-    phase: String,
-    #[serde(default)]
-    apdus: Vec<String>,
-    #[serde(default)]
-    entries: Option<Vec<CardLogEntry>>,
-}
-
 /// What the cardholder is asked to agree to: in the `offer` profile SIG2,
 /// verified and tied to the bill, the card and the sealed DEBIT; in the
 /// second embodiment (no SIG2) the bill and the balance the wallet read
@@ -300,6 +280,21 @@ pub(crate) fn handed(bill_token: &str, return_url: &str) -> Result<HandedBill, P
             origin: origin.to_string(),
         }),
         None => Err(PayError::BillWithoutOrigin),
+    }
+}
+
+impl Wallet {
+    /// A bill addressed to this wallet's center (L6): one for another
+    /// center is refused before anything is asked of the card or the center.
+    pub(crate) fn for_this_center(&self, bill: HandedBill) -> Result<HandedBill, PayError> {
+        let expected = &self.config.center.party_id;
+        match bill.audience() {
+            Some(aud) if aud == expected => Ok(bill),
+            found => Err(PayError::OtherCenter {
+                found: found.map(ToString::to_string).unwrap_or_default(),
+                expected: expected.to_string(),
+            }),
+        }
     }
 }
 
@@ -475,7 +470,7 @@ impl Wallet {
     /// (only it can), the wallet relays INITIALIZE UPDATE, EXTERNAL
     /// AUTHENTICATE and the sealed READ LOG pages, and the center returns the
     /// records it unsealed. Nothing on the card changes.
-    pub async fn card_log(&self) -> Result<Vec<CardLogEntry>, PayError> {
+    pub async fn card_log(&self) -> Result<Vec<LogEntry>, PayError> {
         let _one_at_a_time = self.conversation.lock().await;
         let summary = self.card.summary().await?;
         let mut nonce = [0u8; 16];
@@ -486,7 +481,7 @@ impl Wallet {
         let id = reply.statement_id.clone();
         let mut step = "authenticate";
         for n in 1..=crate::limits::MAX_STATEMENT_STEPS {
-            if reply.phase == "done" {
+            if reply.phase == StatementPhase::Done {
                 // The center kept the log and tells the card so (LOG
                 // COLLECTED): relayed, its answer needs no reply.
                 if !reply.apdus.is_empty()
@@ -633,7 +628,7 @@ impl Wallet {
         member: Option<&(kessai_core::ids::PartyId, kessai_core::keys::SigningKey)>,
         progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<Offered, PayError> {
-        let bill = handed(bill_token, return_url)?;
+        let bill = self.for_this_center(handed(bill_token, return_url)?)?;
         let turn = self.conversation.lock().await;
         let mut card = self.card.summary().await?;
         progress(Progress::CardRead(card));
@@ -667,7 +662,7 @@ impl Wallet {
     /// The bill as the store's page handed it over, checked locally only:
     /// nothing is sent to the center and nothing is recorded (M2).
     pub fn review(&self, bill_token: &str, return_url: &str) -> Result<ReviewView, PayError> {
-        let handed = handed(bill_token, return_url)?;
+        let handed = self.for_this_center(handed(bill_token, return_url)?)?;
         let b = handed.bill();
         Ok(ReviewView {
             store_name: b.store_name().as_str().to_owned(),

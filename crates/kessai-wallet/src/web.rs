@@ -147,6 +147,7 @@ fn failure(e: &PayError, return_url: Option<&str>) -> Response {
         PayError::UnsafeReturnUrl(_)
         | PayError::NotTheStoresAddress { .. }
         | PayError::BillWithoutOrigin
+        | PayError::OtherCenter { .. }
         | PayError::BillTooLarge
         | PayError::BillUnreadable(_)
         | PayError::HandOff(_) => (StatusCode::BAD_REQUEST, "This payment request is invalid"),

@@ -79,3 +79,25 @@ async fn the_ui_is_never_served_beyond_loopback() {
     let served = kessai_http::serve_plain(kessai_wallet::web::router(wallet), listener, std::future::pending()).await;
     assert_eq!(served.unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
 }
+
+/// L6: a bill the store addressed to another center than this wallet's is
+/// refused before anything is asked of the card or a center, and nothing
+/// is recorded.
+#[tokio::test]
+async fn a_bill_for_another_center_is_refused_before_anything_happens() {
+    let w = World::new(13, 20_000).await;
+    let (_, bill, return_url) = w.order(&[("ebook-kessai-001", 1)]).await;
+    let mut config = w.wallet_config(&w.center_url);
+    config.center.party_id = kessai_core::ids::PartyId::parse("center-b").unwrap();
+    let wallet = Wallet::open(config).await.unwrap();
+    let before = w.card_state();
+    let e = wallet.review(&bill, &return_url).expect_err("reviewed");
+    assert!(
+        matches!(&e, PayError::OtherCenter { found, expected } if found == "center" && expected == "center-b"),
+        "{e}"
+    );
+    let e = wallet.begin(&bill, &return_url, &mut |_| {}).await.expect_err("begun");
+    assert!(matches!(e, PayError::OtherCenter { .. }), "{e}");
+    assert_eq!(w.card_state(), before, "the card was not even read");
+    assert!(wallet.records().recent(1).await.unwrap().is_empty(), "nothing recorded");
+}
