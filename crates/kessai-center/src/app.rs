@@ -490,6 +490,11 @@ pub async fn serve_on(
         .context("server TLS")?;
     let client_tls = kessai_tls::client_config(&ca_cert, Some((&ca, &config.tls.client_name))).context("client TLS")?;
     let mut metrics = HttpMetrics::new("center");
+    // Every outcome's series exists from the start, at 0, so a rate or a
+    // ratio over it is 0 rather than absent (ops/prometheus).
+    for outcome in [crate::purchase::Phase::Completed, crate::purchase::Phase::Voided] {
+        drop(center.outcomes.get_or_create(&vec![("outcome".to_owned(), outcome.as_str().to_owned())]));
+    }
     metrics.registry_mut().register(
         "kessai_settlements",
         "Settlements that ended, by outcome",

@@ -141,6 +141,8 @@ impl AppState {
         let registry = metrics.registry_mut();
         registry.register("store_orders", "Orders placed", store_metrics.orders.clone());
         registry.register("store_completions", "Completions received, by outcome", store_metrics.completions.clone());
+        // The accepted series exists from the start, at 0 (ops/prometheus).
+        drop(store_metrics.completions.get_or_create(&vec![("outcome", "accepted".to_owned())]));
         Ok(AppState(Arc::new(Inner {
             config,
             catalog,

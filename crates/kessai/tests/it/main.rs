@@ -12,6 +12,7 @@ mod harness;
 mod hsm;
 mod keys;
 mod member;
+mod ops;
 mod pg;
 mod pki;
 mod processes;

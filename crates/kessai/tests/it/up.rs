@@ -19,7 +19,9 @@ fn plain_get(addr: &str, path: &str) -> Option<String> {
     Some(out)
 }
 
-fn up_once(dir: &std::path::Path, ports: (u16, u16, u16)) -> String {
+/// Runs `kessai up` until every party answers; (the wallet's page, the
+/// center's and the store's /metrics).
+fn up_once(dir: &std::path::Path, ports: (u16, u16, u16)) -> (String, Vec<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_kessai"))
         .args(["up", "--data-dir", dir.to_str().unwrap()])
         .args(["--center-port", &ports.0.to_string(), "--store-port", &ports.1.to_string()])
@@ -41,6 +43,17 @@ fn up_once(dir: &std::path::Path, ports: (u16, u16, u16)) -> String {
     let client = kessai_http::HttpsClient::new(kessai_tls::client_config(&ca.ca_cert(), None).unwrap(), 5_000);
     let shop = get(&client, &rt, &format!("https://127.0.0.1:{}/", ports.1));
     let center = get(&client, &rt, &format!("https://127.0.0.1:{}/healthz", ports.0));
+    // What a monitoring agent scrapes (any client certificate of the CA).
+    let monitor =
+        kessai_http::HttpsClient::new(kessai_tls::client_config(&ca.ca_cert(), Some((&ca, "admin"))).unwrap(), 5_000);
+    let metrics: Vec<String> = [ports.0, ports.1]
+        .iter()
+        .map(|port| {
+            let (status, text) = get(&monitor, &rt, &format!("https://127.0.0.1:{port}/metrics")).expect("metrics");
+            assert_eq!(status, 200, "{text}");
+            text
+        })
+        .collect();
     // Ctrl-C: everything stops, cleanly.
     let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
     let status = child.wait().unwrap();
@@ -56,7 +69,7 @@ fn up_once(dir: &std::path::Path, ports: (u16, u16, u16)) -> String {
     assert_eq!(code, 200);
     assert!(page.contains("Kessai Mall"));
     assert_eq!(center.expect("the center answered").0, 200);
-    wallet_page.expect("the wallet answered on 127.0.0.1")
+    (wallet_page.expect("the wallet answered on 127.0.0.1"), metrics)
 }
 
 #[test]
@@ -64,7 +77,9 @@ fn up_starts_every_party_stops_on_ctrl_c_and_keeps_its_data() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let ports = (free_port(), free_port(), free_port());
-    let first = up_once(&dir, ports);
+    let (first, metrics) = up_once(&dir, ports);
+    // #22: the operations rules and dashboard read what the parties export.
+    crate::ops::rules_and_dashboard_read_what_the_parties_export(&metrics);
     assert!(first.contains("JPY 30,000"), "the demo card holds value: {first}");
     let image = std::fs::read(dir.join("card.img")).unwrap();
     // The demo member: registered, with a virtual prepaid card its wallet knows.
@@ -75,7 +90,7 @@ fn up_starts_every_party_stops_on_ctrl_c_and_keeps_its_data() {
     // A demo directory of an earlier version kept the KEK in the center's
     // data directory: the next start moves it out, and everything works.
     std::fs::rename(dir.join("secrets/center-kek.hex"), dir.join("center/kek.hex")).unwrap();
-    let second = up_once(&dir, ports);
+    let (second, _) = up_once(&dir, ports);
     assert!(!dir.join("center/kek.hex").exists(), "moved out of the data directory");
     assert_eq!(std::fs::read_to_string(dir.join("wallet/member-number")).unwrap(), member, "the same member");
     assert_eq!(std::fs::read_to_string(dir.join("wallet/prepaid-cards")).unwrap(), cards, "no second card");
