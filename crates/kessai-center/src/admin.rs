@@ -15,11 +15,12 @@ use axum::{Extension, Json, Router};
 use kessai_core::Money;
 use kessai_core::ids::{CardId, StoreId};
 use kessai_core::messages::DisplayText;
+use kessai_core::time::Timestamp;
 use kessai_http::{ApiError, ErrorCode, Party, PeerIdentity};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::db::{MAX_LIST, StatusChange, StoreRecord};
+use crate::db::{ListCursor, MAX_LIST, SettlementQuery, StatusChange, StoreRecord};
 use crate::purchase::{CardRecord, CardRegistryStatus, Phase};
 use crate::service::{Center, CenterError};
 
@@ -301,6 +302,13 @@ async fn card_status(
 struct ListQuery {
     card: Option<String>,
     phase: Option<String>,
+    store: Option<String>,
+    /// Created at or after (unix seconds).
+    from: Option<u64>,
+    /// Created before (unix seconds).
+    to: Option<u64>,
+    /// The `next` of the page before.
+    after: Option<String>,
     limit: Option<i64>,
 }
 
@@ -319,8 +327,31 @@ async fn list_settlements(
     if limit < 1 {
         return Err(bad(ErrorCode::BadLimit, "limit must be at least 1").with_param("limit"));
     }
-    let list = state.center.db.list_settlements(card.as_ref(), phase, limit.min(MAX_LIST)).await.map_err(internal)?;
-    let rows: Vec<Value> = list
+    let store = q.store.as_deref().map(StoreId::parse).transpose().map_err(|e| bad(ErrorCode::BadStoreId, e))?;
+    let before = match q.after.as_deref() {
+        Some(text) => Some(
+            ListCursor::parse(text)
+                .ok_or_else(|| bad(ErrorCode::BadQuery, "after is the next of the page before").with_param("after"))?,
+        ),
+        None => None,
+    };
+    for (name, at) in [("from", q.from), ("to", q.to)] {
+        if at.is_some_and(|s| i64::try_from(s).is_err()) {
+            return Err(bad(ErrorCode::BadQuery, format!("{name} is unix seconds up to 2^63 - 1")).with_param(name));
+        }
+    }
+    let query = SettlementQuery {
+        card,
+        phase,
+        store,
+        from: q.from.map(Timestamp::from_unix_s),
+        to: q.to.map(Timestamp::from_unix_s),
+        before,
+        limit: limit.min(MAX_LIST),
+    };
+    let page = state.center.db.list_settlements(&query).await.map_err(internal)?;
+    let rows: Vec<Value> = page
+        .settlements
         .iter()
         .map(|s| {
             json!({
@@ -330,7 +361,7 @@ async fn list_settlements(
             })
         })
         .collect();
-    Ok(Json(json!({ "settlements": rows })))
+    Ok(Json(json!({ "settlements": rows, "next": page.next.map(|c| c.to_string()) })))
 }
 
 #[derive(Deserialize)]

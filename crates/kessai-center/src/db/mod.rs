@@ -78,8 +78,8 @@ pub use prepaid::{
     BankCreditRow, CreditTaken, DuePrepaid, FundingRow, PaymentStored, PrepaidCardRow, PrepaidRefundRow,
 };
 pub use registry::{RecordedKey, StatusChange, StoreRecord};
-pub use settlements::BillState;
 pub use settlements::DueDelivery;
+pub use settlements::{BillState, ListCursor, SettlementPage, SettlementQuery};
 pub use value_updates::{Alongside, Reservation};
 
 /// Longest the center waits for a database connection.

@@ -2,6 +2,60 @@
 
 use super::*;
 
+/// Which settlements [`Db::list_settlements`] answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettlementQuery {
+    pub card: Option<CardId>,
+    pub phase: Option<Phase>,
+    /// The store that signed the bill.
+    pub store: Option<StoreId>,
+    /// Created at or after.
+    pub from: Option<Timestamp>,
+    /// Created before.
+    pub to: Option<Timestamp>,
+    /// Only rows after this one in the listing's order (the last row of the
+    /// page before).
+    pub before: Option<ListCursor>,
+    pub limit: i64,
+}
+
+impl Default for SettlementQuery {
+    fn default() -> SettlementQuery {
+        SettlementQuery { card: None, phase: None, store: None, from: None, to: None, before: None, limit: 100 }
+    }
+}
+
+/// One page of [`Db::list_settlements`].
+#[derive(Debug, Clone)]
+pub struct SettlementPage {
+    pub settlements: Vec<Settlement>,
+    /// Where the next page starts, if this one was full.
+    pub next: Option<ListCursor>,
+}
+
+/// A row's place in a listing: its creation time and id, written
+/// `CREATED_AT.ID` on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListCursor {
+    pub created_at: i64,
+    pub id: String,
+}
+
+impl ListCursor {
+    pub fn parse(text: &str) -> Option<ListCursor> {
+        let (at, id) = text.split_once('.')?;
+        let created_at = at.parse::<i64>().ok().filter(|t| *t >= 0)?;
+        let id = SettlementId::parse(id).ok()?.to_string();
+        Some(ListCursor { created_at, id })
+    }
+}
+
+impl std::fmt::Display for ListCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.created_at, self.id)
+    }
+}
+
 /// What became of a store's bill, as its store may ask (L1: a store purges
 /// an unpaid order only when nothing can pay it any more).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -157,24 +211,38 @@ impl CenterDb {
         Ok(())
     }
 
-    /// Settlements, newest first, optionally of one card or in one phase.
-    pub async fn list_settlements(
-        &self,
-        card: Option<&CardId>,
-        phase: Option<Phase>,
-        limit: i64,
-    ) -> Result<Vec<Settlement>, DbError> {
+    /// Settlements matching `q`, newest first (by creation, then id), at
+    /// most `q.limit`. Paging by [`SettlementQuery::before`] (the last row
+    /// of the previous page) never skips or repeats a row, whatever is
+    /// created meanwhile: new rows sort before the first page.
+    pub async fn list_settlements(&self, q: &SettlementQuery) -> Result<SettlementPage, DbError> {
+        let limit = q.limit.clamp(1, MAX_LIST);
         let rows = sqlx::query(
-            "SELECT record, version FROM center_settlements
-             WHERE ($1 IS NULL OR card_id = $1) AND ($2 IS NULL OR phase = $2)
-             ORDER BY created_at DESC, id LIMIT $3",
+            "SELECT record, version, created_at, id FROM center_settlements
+             WHERE ($1 IS NULL OR card_id = $1) AND ($2 IS NULL OR phase = $2) AND ($3 IS NULL OR store = $3)
+               AND ($4 IS NULL OR created_at >= $4) AND ($5 IS NULL OR created_at < $5)
+               AND ($6 IS NULL OR created_at < $6 OR (created_at = $6 AND id < $7))
+             ORDER BY created_at DESC, id DESC LIMIT $8",
         )
-        .bind(card.map(|c| c.to_string()))
-        .bind(phase.map(|p| p.as_str().to_owned()))
-        .bind(limit.clamp(1, MAX_LIST))
+        .bind(q.card.map(|c| c.to_string()))
+        .bind(q.phase.map(|p| p.as_str().to_owned()))
+        .bind(q.store.as_ref().map(|s| s.as_str().to_owned()))
+        .bind(q.from.map(|t| to_i64(t.unix_s())).transpose()?)
+        .bind(q.to.map(|t| to_i64(t.unix_s())).transpose()?)
+        .bind(q.before.as_ref().map(|c| c.created_at))
+        .bind(q.before.as_ref().map(|c| c.id.clone()).unwrap_or_default())
+        .bind(limit)
         .fetch_all(&mut *self.read().await?)
         .await?;
-        rows.iter().map(|r| settlement_row(r).map(|(s, _)| s)).collect()
+        let settlements = rows.iter().map(|r| settlement_row(r).map(|(s, _)| s)).collect::<Result<Vec<_>, _>>()?;
+        // The last row's place, from the columns the listing sorts by.
+        let next = match rows.last() {
+            Some(r) if rows.len() == usize::try_from(limit).unwrap_or(usize::MAX) => {
+                Some(ListCursor { created_at: r.try_get("created_at")?, id: r.try_get("id")? })
+            }
+            _ => None,
+        };
+        Ok(SettlementPage { settlements, next })
     }
 
     /// What became of a store's bill: paid from a prepaid card, or the

@@ -309,7 +309,10 @@ async fn a_second_request_under_a_key_in_progress_is_refused_and_changes_nothing
     assert_eq!(status, StatusCode::CONFLICT);
     assert_error_shape(&body, "request_in_progress");
     assert!(center.db.idempotent_response("m10-key").await.unwrap().is_none(), "nothing stored");
-    assert!(center.db.list_settlements(None, None, 10).await.unwrap().is_empty(), "no settlement opened");
+    assert!(
+        center.db.list_settlements(&Default::default()).await.unwrap().settlements.is_empty(),
+        "no settlement opened"
+    );
     drop(held);
     let (status, r) = post(&app, "/v1/settlements", Some("m10-key"), create.clone()).await;
     assert_eq!(status, StatusCode::OK, "{r}");
@@ -365,7 +368,7 @@ async fn a_token_that_stops_answering_is_503_and_changes_nothing() {
     assert_error_shape(&body, "security_server_unavailable");
     assert_eq!(body["error"]["type"], "unavailable");
     assert!(!body.to_string().contains("CKR_"), "the token's words stay in the log: {body}");
-    assert!(db.list_settlements(None, None, 10).await.unwrap().is_empty(), "nothing kept");
+    assert!(db.list_settlements(&Default::default()).await.unwrap().settlements.is_empty(), "nothing kept");
     // Again under the same key: tried again, not replayed as done.
     let (status, _) = post(&app, "/v1/settlements", Some("k-gone"), create).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
@@ -407,7 +410,7 @@ async fn a_signer_that_stops_answering_is_503_and_the_step_can_be_taken_again() 
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_error_shape(&body, "security_server_unavailable");
     assert!(!body.to_string().contains("CKR_"), "{body}");
-    let stored = db.list_settlements(None, None, 10).await.unwrap();
+    let stored = db.list_settlements(&Default::default()).await.unwrap().settlements;
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].phase().as_str(), "reading_balance", "not advanced");
     assert_eq!(balance_of(&mut card), 50_000);
@@ -477,4 +480,89 @@ async fn a_bill_for_another_center_is_refused() {
     assert_error_shape(&answer, "bill_wrong_center");
     assert_eq!(answer["error"]["param"], "bill");
     assert_eq!(balance_of(&mut card), 50_000);
+}
+
+/// #22 item 2: the admin listing pages by a cursor, so a page never skips
+/// or repeats a settlement, however many are opened meanwhile (here all
+/// at one instant: ties are broken by id); and it filters by store and
+/// creation time.
+#[tokio::test]
+async fn settlements_page_without_skipping_or_repeating_while_more_are_opened() {
+    paging(setup().await).await;
+}
+
+/// The same on PostgreSQL (`scripts/with-postgres`).
+#[tokio::test]
+async fn settlements_page_on_postgres() {
+    let Some(s) = crate::service::setup_on_postgres("api_paging").await else { return };
+    paging(s).await;
+}
+
+async fn paging(mut s: crate::service::Setup) {
+    for n in 1..=7 {
+        register_card(&s, n, 50_000).await;
+    }
+    let mut cards: Vec<_> = (1..=7).map(|n| funded_card(n, 50_000)).collect();
+    let bills: Vec<String> = (0..7).map(|_| bill_token(&mut s)).collect();
+    let (_, payload) = kessai_core::jws::inspect_unverified(&bills[0]).unwrap();
+    let store = payload["bill"]["store"].as_str().unwrap().to_owned();
+    let center = Arc::new(s.center);
+    let app = kessai_center::api::routes(Arc::clone(&center)).merge(kessai_center::admin::routes(
+        center,
+        "admin".into(),
+        vec![],
+    ));
+    let mut opened = Vec::new();
+    for i in 0..5 {
+        let n = u8::try_from(i + 1).unwrap();
+        let (status, r) =
+            post(&app, "/v1/settlements", Some(&format!("page-{i}")), create_json(&mut cards[i], &bills[i], n)).await;
+        assert_eq!(status, StatusCode::OK, "{r}");
+        opened.push(r["settlement_id"].as_str().unwrap().to_owned());
+    }
+    let list = |query: String| {
+        let app = app.clone();
+        async move { send(&app, Request::get(format!("/v1/admin/settlements?{query}")), Value::Null, Some("admin")).await }
+    };
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    for page in 0.. {
+        let cursor = after.as_ref().map(|c| format!("&after={c}")).unwrap_or_default();
+        let (status, answer) = list(format!("limit=2{cursor}")).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        seen.extend(
+            answer["settlements"].as_array().unwrap().iter().map(|r| r["settlement_id"].as_str().unwrap().to_owned()),
+        );
+        if page == 0 {
+            // Two more opened while the operator pages.
+            for i in 5..7 {
+                let n = u8::try_from(i + 1).unwrap();
+                let (status, r) =
+                    post(&app, "/v1/settlements", Some(&format!("page-{i}")), create_json(&mut cards[i], &bills[i], n))
+                        .await;
+                assert_eq!(status, StatusCode::OK, "{r}");
+            }
+        }
+        match answer["next"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => break,
+        }
+        assert!(page < 10, "paging ends");
+    }
+    let unique: std::collections::BTreeSet<_> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "no settlement listed twice: {seen:?}");
+    for id in &opened {
+        assert!(unique.contains(id), "{id} was skipped: {seen:?}");
+    }
+
+    // Filters: the store, the creation time; a cursor that is not one.
+    let now = crate::world::NOW.unix_s();
+    let (_, answer) = list(format!("store={store}&from={now}&to={}&limit=500", now + 1)).await;
+    assert_eq!(answer["settlements"].as_array().unwrap().len(), 7, "{answer}");
+    let (_, answer) = list(format!("store=another-store&from={now}")).await;
+    assert!(answer["settlements"].as_array().unwrap().is_empty(), "{answer}");
+    let (_, answer) = list(format!("to={now}")).await;
+    assert!(answer["settlements"].as_array().unwrap().is_empty(), "created at {now}, not before: {answer}");
+    let (status, answer) = list("after=yesterday".into()).await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_query")), "{answer}");
 }

@@ -3,7 +3,7 @@
 //! the test command provides a throwaway cluster.
 
 use kessai_center::books::Entries;
-use kessai_center::db::{CenterDb, DbError, SavedResponse, StoreRecord};
+use kessai_center::db::{CenterDb, DbError, SavedResponse, SettlementQuery, StoreRecord};
 use kessai_center::limits::DELIVERY_LEASE_S;
 use kessai_center::owed::{Owed, OwedBody, OwedKind, OwedStatus};
 use kessai_center::purchase::{CardRegistryStatus, Phase};
@@ -97,9 +97,19 @@ async fn settlements_are_versioned_and_unique_per_bill(db: &CenterDb) {
     assert!(matches!(db.update_settlement(&loaded, version, NOW).await, Err(DbError::Conflict)));
     let (after, v2) = db.settlement(&s.id).await.unwrap().unwrap();
     assert_eq!((after.phase(), v2), (Phase::Voided, 2));
-    let voided = db.list_settlements(None, Some(Phase::Voided), 10).await.unwrap();
+    let voided = db
+        .list_settlements(&SettlementQuery { phase: Some(Phase::Voided), ..Default::default() })
+        .await
+        .unwrap()
+        .settlements;
     assert_eq!(voided.len(), 1);
-    assert!(db.list_settlements(Some(&card_id(3)), None, 10).await.unwrap().is_empty());
+    assert!(
+        db.list_settlements(&SettlementQuery { card: Some(card_id(3)), ..Default::default() })
+            .await
+            .unwrap()
+            .settlements
+            .is_empty()
+    );
     steps_store_their_answer_only_when_they_win(db).await;
 }
 

@@ -109,7 +109,7 @@ async fn a_store_that_requires_sig2_refuses_the_second_embodiment() {
             "{refused:?}"
         );
     }
-    assert!(s.center.db.list_settlements(Some(&card_id(4)), None, 10).await.unwrap().is_empty(), "nothing opened");
+    assert!(s.center.db.list_settlements(&of_card(4)).await.unwrap().settlements.is_empty(), "nothing opened");
     assert_eq!(s.center.books.card_float(&card_id(4)).await.unwrap(), Some((50_000, 0)), "nothing held");
     let bill = bill_token(&mut s);
     let (done, _) = pay(&s.center, &mut card, &bill, 4, Profile::Offer).await;
@@ -210,6 +210,11 @@ async fn a_members_card_needs_its_instruction_with_a_second_embodiment_create() 
     let bill = bill_token(&mut s);
     let refused = s.center.create(create_in(&mut card, &bill, 7, Profile::Confirmed), None).await;
     assert!(matches!(refused, Err(CenterError::Step(StepError::InstructionRequired(_)))), "{refused:?}");
-    assert!(s.center.db.list_settlements(Some(&card_id(7)), None, 10).await.unwrap().is_empty(), "nothing stored");
+    assert!(s.center.db.list_settlements(&of_card(7)).await.unwrap().settlements.is_empty(), "nothing stored");
     assert_eq!(s.center.books.card_float(&card_id(7)).await.unwrap(), Some((50_000, 0)), "nothing held");
+}
+
+/// The settlements of card `n`.
+pub(crate) fn of_card(n: u8) -> kessai_center::db::SettlementQuery {
+    kessai_center::db::SettlementQuery { card: Some(card_id(n)), ..Default::default() }
 }

@@ -547,7 +547,7 @@ async fn a_store_bills_and_refunds_only_for_its_own_members() {
         matches!(&refused, Err(kessai_center::service::CenterError::NotAMember { member: m, mall }) if m == "bookshop" && mall == "rogue-shop"),
         "{refused:?}"
     );
-    assert!(c.center.db.list_settlements(None, None, 10).await.unwrap().is_empty(), "nothing stored");
+    assert!(c.center.db.list_settlements(&Default::default()).await.unwrap().settlements.is_empty(), "nothing stored");
     assert_eq!(c.center.books.card_float(&card_id(4)).await.unwrap(), Some((50_000, 0)), "nothing held");
     // The mall's own bill for its member settles; then the member leaves
     // the mall, and the mall's refund of that purchase is refused.

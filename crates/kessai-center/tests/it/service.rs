@@ -160,7 +160,10 @@ async fn bad_bills_unknown_cards_and_reused_bills_are_refused() {
     let refused = s.center.create(offer_request(&mut unlisted, &strangers_bill, card_id(9)), None).await;
     assert!(matches!(refused, Err(CenterError::Step(StepError::UnknownCard(_)))), "{refused:?}");
     assert_eq!(balance_of(&mut unlisted), 50_000);
-    assert!(s.center.db.list_settlements(Some(&card_id(9)), None, 10).await.unwrap().is_empty(), "nothing stored");
+    assert!(
+        s.center.db.list_settlements(&crate::profiles::of_card(9)).await.unwrap().settlements.is_empty(),
+        "nothing stored"
+    );
     s.center.create(offer_request(&mut two, &token, card_id(2)), None).await.unwrap();
     let in_use = s.center.create(offer_request(&mut three, &token, card_id(3)), None).await;
     assert!(matches!(in_use, Err(CenterError::BillInUse(_))), "{in_use:?}");

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use kessai_center::books::Books;
-use kessai_center::db::CenterDb;
+use kessai_center::db::{CenterDb, SettlementQuery};
 use kessai_center::purchase::Phase;
 use kessai_core::ids::{CardId, StoreId};
 use kessai_core::random::{Random, SeededRandom};
@@ -147,7 +147,7 @@ impl NextU32 for SeededRandom {
 pub(crate) async fn verify_books(db_url: &str, cards: &[(String, std::path::PathBuf, u64)]) {
     let db = CenterDb::open(db_url).await.unwrap();
     let ledger = db.ledger();
-    let all = db.list_settlements(None, None, 500).await.unwrap();
+    let all = db.list_settlements(&SettlementQuery { limit: 500, ..Default::default() }).await.unwrap().settlements;
     assert!(all.iter().all(|s| matches!(s.phase(), Phase::Completed | Phase::Voided)), "every settlement ended");
     assert!(all.iter().any(|s| s.phase() == Phase::Completed), "some purchases completed");
     ledger.check().await.unwrap();
