@@ -42,11 +42,21 @@ pub struct ListCursor {
 }
 
 impl ListCursor {
+    /// `CREATED_AT.ID` as [`Display`](std::fmt::Display) writes it: 1 to
+    /// 18 digits, then an id the center issues (`stl_` and 32 lowercase hex
+    /// digits); anything else is not a cursor.
     pub fn parse(text: &str) -> Option<ListCursor> {
         let (at, id) = text.split_once('.')?;
-        let created_at = at.parse::<i64>().ok().filter(|t| *t >= 0)?;
-        let id = SettlementId::parse(id).ok()?.to_string();
-        Some(ListCursor { created_at, id })
+        if at.is_empty() || at.len() > 18 || !at.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let issued = id
+            .strip_prefix("stl_")
+            .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        if !issued {
+            return None;
+        }
+        Some(ListCursor { created_at: at.parse().ok()?, id: id.to_owned() })
     }
 }
 
