@@ -11,4 +11,4 @@ pub mod request;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail, ErrorType};
 pub use phase::{Phase, Reason};
-pub use reply::{LogEntry, Purpose, StatementPhase, StatementReply, StepReply, UpdateReply};
+pub use reply::{LogEntry, LogKind, Purpose, StatementPhase, StatementReply, StepReply, UpdateReply};

@@ -13,8 +13,7 @@ use crate::{Phase, Reason};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogEntry {
-    /// `debit` or `credit`.
-    pub kind: String,
+    pub kind: LogKind,
     pub transaction_id: String,
     pub amount_minor: u64,
     pub counter: u32,
@@ -23,6 +22,34 @@ pub struct LogEntry {
     /// reference), hex.
     pub counterpart: String,
     pub time_unix_s: u64,
+}
+
+/// Which way a card's log record moved value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogKind {
+    Debit,
+    Credit,
+}
+
+impl LogKind {
+    /// The wire (and stored) name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LogKind::Debit => "debit",
+            LogKind::Credit => "credit",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<LogKind> {
+        [LogKind::Debit, LogKind::Credit].into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for LogKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Where a statement (the card's log read through the center) stands.

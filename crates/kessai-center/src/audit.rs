@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::books::initial_value_id;
 use crate::purchase::{Phase, Settlement};
 use crate::service::{Center, CenterError};
-use crate::statement::LogEntry;
+use crate::statement::{LogEntry, LogKind};
 use crate::value::ValueUpdate;
 use kessai_core::messages::value_update::Direction;
 
@@ -92,8 +92,8 @@ pub struct DifferenceRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BookEntry {
     pub transaction_id: String,
-    /// `debit` or `credit`, as on the card.
-    pub kind: &'static str,
+    /// Which way, as the card's log says it.
+    pub kind: LogKind,
     pub amount_minor: u64,
     /// The card's counter after it, when the card's sealed answer named it.
     pub counter: Option<u32>,
@@ -120,7 +120,7 @@ pub fn book_entries(
         if s.phase() == Phase::Completed || pending {
             entries.push(BookEntry {
                 transaction_id: hex::encode(s.transaction_id.as_bytes()),
-                kind: "debit",
+                kind: LogKind::Debit,
                 amount_minor: s.bill.amount.amount_minor(),
                 counter,
                 pending,
@@ -135,8 +135,8 @@ pub fn book_entries(
             entries.push(BookEntry {
                 transaction_id: hex::encode(u.transaction_id.as_bytes()),
                 kind: match u.direction {
-                    Direction::Credit => "credit",
-                    Direction::Debit => "debit",
+                    Direction::Credit => LogKind::Credit,
+                    Direction::Debit => LogKind::Debit,
                 },
                 amount_minor: u.amount.amount_minor(),
                 counter: applied.map(|a| a.card_counter),
@@ -148,7 +148,7 @@ pub fn book_entries(
     if let Some(amount_minor) = issued {
         entries.push(BookEntry {
             transaction_id: hex::encode(initial_value_id(card).to_be_bytes()),
-            kind: "credit",
+            kind: LogKind::Credit,
             amount_minor,
             counter: None,
             pending: false,

@@ -21,12 +21,12 @@ use crate::runner::run_step;
 use crate::security::SealedState;
 use crate::service::{Answer, CenterError};
 
-pub use kessai_api::{LogEntry, StatementPhase, StatementReply};
+pub use kessai_api::{LogEntry, LogKind, StatementPhase, StatementReply};
 
 /// A log record as the card keeps it, as the cardholder is shown it.
 pub fn log_entry(r: &kessai_card::protocol::LogRecord) -> LogEntry {
     LogEntry {
-        kind: if r.kind == TransferKind::Debit { "debit" } else { "credit" }.into(),
+        kind: if r.kind == TransferKind::Debit { LogKind::Debit } else { LogKind::Credit },
         transaction_id: hex::encode(r.request.tx_id.0),
         amount_minor: r.request.amount_minor,
         counter: r.counter,

@@ -423,10 +423,10 @@ pub fn card_history(entries: &[kessai_api::LogEntry], currency: kessai_core::Cur
                 thead { tr { th { "#" } th { "When (UTC)" } th { "Kind" } th { "Amount" } th { "Balance after" } th { "Transaction" } } }
                 tbody {
                     @for e in entries {
-                        tr class=(e.kind) {
+                        tr class=(e.kind.as_str()) {
                             td { (e.counter) }
                             td { (kessai_core::time::Timestamp::from_unix_s(e.time_unix_s)) }
-                            td { (if e.kind == "debit" { "paid" } else { "added" }) }
+                            td { (if e.kind == kessai_api::LogKind::Debit { "paid" } else { "added" }) }
                             td class="amount" { (money(e.amount_minor)) }
                             td class="amount" { (money(e.balance_after_minor)) }
                             td { code { (e.transaction_id.get(..12).unwrap_or(&e.transaction_id)) } }

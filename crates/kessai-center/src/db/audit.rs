@@ -35,7 +35,7 @@ pub(super) fn collect_statements(card: &CardId, entries: &[LogEntry], now: Times
             .bind(card.to_string())
             .bind(i64::from(e.counter))
             .bind(digest(e))
-            .bind(e.kind.clone())
+            .bind(e.kind.as_str().to_owned())
             .bind(e.transaction_id.clone())
             .bind(to_i64(e.amount_minor)?)
             .bind(e.counterpart.clone())
@@ -67,7 +67,11 @@ impl CenterDb {
         rows.iter()
             .map(|r| {
                 Ok(LogEntry {
-                    kind: r.try_get("kind")?,
+                    kind: {
+                        let kind: String = r.try_get("kind")?;
+                        kessai_api::LogKind::parse(&kind)
+                            .ok_or_else(|| DbError::Corrupt(format!("log kind {kind:?}")))?
+                    },
                     transaction_id: r.try_get("transaction_id")?,
                     amount_minor: to_u64(r.try_get("amount_minor")?)?,
                     counter: u32::try_from(r.try_get::<i64, _>("counter")?).map_err(corrupt)?,

@@ -62,10 +62,10 @@ async fn the_statement_is_the_cards_own_log_newest_first_over_several_pages() {
     assert_eq!(pages, 2);
     let entries = r.entries.unwrap();
     assert_eq!(entries.len(), 5);
-    assert_eq!(entries[0].kind, "debit");
+    assert_eq!(entries[0].kind, kessai_api::LogKind::Debit);
     assert_eq!(entries[0].amount_minor, 11_360);
     assert_eq!(entries[0].balance_after_minor, 50_000 - 4 * 11_360);
-    assert_eq!(entries[4].kind, "credit");
+    assert_eq!(entries[4].kind, kessai_api::LogKind::Credit);
     assert_eq!(entries[4].amount_minor, 50_000);
     let counters: Vec<u32> = entries.iter().map(|e| e.counter).collect();
     assert_eq!(counters, vec![5, 4, 3, 2, 1], "newest first, one per transaction");

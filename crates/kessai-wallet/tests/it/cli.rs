@@ -47,9 +47,9 @@ async fn pay_from_the_command_line_asks_consent_reports_progress_and_verifies_th
     // the purchase, newest first, then the funding credit.
     let log = kessai_wallet::card_log(config).await.unwrap();
     assert!(log.len() >= 2, "{log:?}");
-    assert_eq!(log[0].kind, "debit");
+    assert_eq!(log[0].kind.as_str(), "debit");
     assert_eq!(log[0].balance_after_minor, 18_800);
-    assert_eq!(log.last().unwrap().kind, "credit");
+    assert_eq!(log.last().unwrap().kind.as_str(), "credit");
     assert!(log.windows(2).all(|w| w[0].counter == w[1].counter + 1), "newest first, consecutive");
     assert_eq!(w.card_state().0, 18_800, "reading the log moved no value");
 }
