@@ -50,6 +50,7 @@ pub fn routes(center: Arc<Center>, admin_name: String, operators: Vec<String>) -
         .route("/v1/admin/settlements/{id}/void-lost", post(void_lost))
         .route("/v1/admin/cards/{id}/corrections", post(add_correction))
         .route("/v1/admin/cards/{id}/owed", get(card_owed))
+        .route("/v1/admin/cards/{id}/story", get(card_story))
         .route("/v1/admin/owed/{id}/cancel", post(cancel_correction))
         .route("/v1/admin/cards/{id}/replace", post(replace_card))
         .route("/v1/admin/cards/{id}/member", post(card_member))
@@ -350,18 +351,75 @@ async fn list_settlements(
         limit: limit.min(MAX_LIST),
     };
     let page = state.center.db.list_settlements(&query).await.map_err(internal)?;
-    let rows: Vec<Value> = page
-        .settlements
+    let rows: Vec<Value> = page.settlements.iter().map(settlement_row).collect();
+    Ok(Json(json!({ "settlements": rows, "next": page.next.map(|c| c.to_string()) })))
+}
+
+/// A settlement as an operator's listing shows it.
+fn settlement_row(s: &crate::purchase::Settlement) -> Value {
+    json!({
+        "settlement_id": s.id, "phase": s.phase(), "card_id": s.card_id, "store": s.bill.store,
+        "member": s.bill.member, "order_id": s.bill.order_id, "amount": s.bill.amount,
+        "created_at": s.created_at, "receipt": s.receipt_token().is_some(), "reason": s.outcome().map(|(_, reason)| reason),
+    })
+}
+
+/// Rows of each kind a card's story shows, newest first.
+const STORY_ROWS: i64 = 100;
+
+/// `GET /v1/admin/cards/{id}/story` (#22): a card's whole story for an
+/// operator: its registry record and member, what the books hold on it,
+/// its newest settlements (with the listing's `next` for the rest) and
+/// value updates, what is owed to or by it, and its own log as last
+/// collected from the card, newest first.
+async fn card_story(
+    State(state): State<AdminState>,
+    peer: Option<Extension<PeerIdentity>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, peer)?;
+    let id = CardId::parse(&id).map_err(|e| bad(ErrorCode::BadCardId, e))?;
+    let c = &state.center;
+    let card = c.db.card(&id).await.map_err(internal)?;
+    let Some(card) = card else {
+        return Err(ApiError::new(ErrorCode::UnknownCard, format!("card {id} is not registered")));
+    };
+    let member = c.db.card_member(&id).await.map_err(internal)?;
+    let float = c.books.card_float(&id).await.map_err(internal)?;
+    let credits_pending = c.books.card_credits_pending(&id).await.map_err(internal)?;
+    let settlements =
+        c.db.list_settlements(&SettlementQuery { card: Some(id), limit: STORY_ROWS, ..Default::default() })
+            .await
+            .map_err(internal)?;
+    let updates = c.db.value_updates_of(&id, STORY_ROWS).await.map_err(internal)?;
+    let owed = c.owed_for_card(&id).await.map_err(crate::update_api::update_api_error)?;
+    let mut log = c.db.collected_log(&id).await.map_err(internal)?;
+    log.reverse();
+    log.truncate(usize::try_from(STORY_ROWS).unwrap_or(usize::MAX));
+    let updates: Vec<Value> = updates
         .iter()
-        .map(|s| {
+        .map(|u| {
             json!({
-                "settlement_id": s.id, "phase": s.phase(), "card_id": s.card_id, "store": s.bill.store,
-                "member": s.bill.member, "order_id": s.bill.order_id, "amount": s.bill.amount,
-                "created_at": s.created_at, "receipt": s.receipt_token().is_some(), "reason": s.outcome().map(|(_, reason)| reason),
+                "update_id": u.id, "phase": u.phase(), "direction": u.direction, "purpose": u.purpose.name(),
+                "amount": u.amount, "created_at": u.created_at, "reason": u.outcome().map(|(_, reason)| reason),
             })
         })
         .collect();
-    Ok(Json(json!({ "settlements": rows, "next": page.next.map(|c| c.to_string()) })))
+    Ok(Json(json!({
+        "card": {
+            "card_id": card.id, "status": card.status, "currency": card.currency.code(),
+            "key_version": card.key_version, "max_balance_minor": card.max_balance_minor,
+        },
+        "member": member.map(|(member, required)| json!({ "member": member, "instruction_required": required })),
+        "books": float.map(|(float_minor, held_minor)| json!({
+            "float_minor": float_minor, "held_minor": held_minor, "credits_pending_minor": credits_pending,
+        })),
+        "settlements": settlements.settlements.iter().map(settlement_row).collect::<Vec<_>>(),
+        "settlements_next": settlements.next.map(|n| n.to_string()),
+        "value_updates": updates,
+        "owed": owed,
+        "log": log,
+    })))
 }
 
 #[derive(Deserialize)]

@@ -58,6 +58,18 @@ impl CenterDb {
         Ok(())
     }
 
+    /// A card's value updates, newest first, at most `limit`.
+    pub async fn value_updates_of(&self, card: &CardId, limit: i64) -> Result<Vec<ValueUpdate>, DbError> {
+        let rows = sqlx::query_scalar::<_, String>(
+            "SELECT record FROM center_value_updates WHERE card_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2",
+        )
+        .bind(card.to_string())
+        .bind(limit.clamp(1, MAX_LIST))
+        .fetch_all(&mut *self.read().await?)
+        .await?;
+        rows.iter().map(|r| serde_json::from_str(r).map_err(corrupt)).collect()
+    }
+
     /// A charge and the version to name when updating it.
     pub async fn value_update(&self, id: &str) -> Result<Option<(ValueUpdate, i64)>, DbError> {
         let row = sqlx::query("SELECT record, version FROM center_value_updates WHERE id = $1")

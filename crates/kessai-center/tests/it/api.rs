@@ -580,3 +580,51 @@ async fn paging(mut s: crate::service::Setup) {
         );
     }
 }
+
+/// #22 item 2: a card's whole story for an operator, after a purchase:
+/// the registry, the books (the float the card now holds), the settlement
+/// and the card's log as collected; nothing owed, no member. Unknown cards
+/// and other parties' certificates learn nothing.
+#[tokio::test]
+async fn an_operator_reads_a_cards_whole_story() {
+    let mut s = setup().await;
+    register_card(&s, 1, 50_000).await;
+    let mut card = funded_card(1, 50_000);
+    let token = bill_token(&mut s);
+    let center = Arc::new(s.center);
+    let app = kessai_center::api::routes(Arc::clone(&center)).merge(kessai_center::admin::routes(
+        center,
+        "admin".into(),
+        vec![],
+    ));
+    let (_, r) = post(&app, "/v1/settlements", Some("story-c"), create_json(&mut card, &token, 1)).await;
+    let id = r["settlement_id"].as_str().unwrap().to_owned();
+    let (_, r) = post(&app, &format!("/v1/settlements/{id}/balance"), Some("story-b"), relay_json(&mut card, &r)).await;
+    let (_, done) =
+        post(&app, &format!("/v1/settlements/{id}/complete"), Some("story-d"), relay_json(&mut card, &r)).await;
+    assert_eq!(done["phase"], "completed", "{done}");
+    let balance = balance_of(&mut card);
+
+    let path = format!("/v1/admin/cards/{}/story", card_id(1));
+    let (status, story) = send(&app, Request::get(path.clone()), Value::Null, Some("admin")).await;
+    assert_eq!(status, StatusCode::OK, "{story}");
+    assert_eq!((&story["card"]["status"], &story["card"]["currency"]), (&json!("active"), &json!("JPY")), "{story}");
+    assert_eq!(story["books"]["float_minor"], balance, "the books hold what the card holds: {story}");
+    assert_eq!(story["books"]["held_minor"], 0);
+    let settlements = story["settlements"].as_array().unwrap();
+    assert_eq!((settlements.len(), &settlements[0]["settlement_id"]), (1, &json!(id)), "{story}");
+    assert_eq!(settlements[0]["phase"], "completed");
+    assert!(story["settlements_next"].is_null() && story["member"].is_null(), "{story}");
+    assert_eq!(story["owed"].as_array().unwrap().len(), 0, "{story}");
+    // The card's own log as the purchase's session collected it: the
+    // issuance credit (the debit is collected at the card's next session).
+    let log = story["log"].as_array().unwrap();
+    assert_eq!(log.len(), 1, "{story}");
+    assert_eq!((&log[0]["kind"], &log[0]["amount_minor"]), (&json!("credit"), &json!(50_000)), "{story}");
+
+    let (status, answer) =
+        send(&app, Request::get(format!("/v1/admin/cards/{}/story", card_id(9))), Value::Null, Some("admin")).await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("unknown_card")));
+    let (status, _) = send(&app, Request::get(path), Value::Null, Some("kessai-mall")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a store's certificate is no operator's");
+}
