@@ -55,6 +55,7 @@ pub fn routes(center: Arc<Center>, admin_name: String, operators: Vec<String>) -
         .route("/v1/admin/cards/{id}/replace", post(replace_card))
         .route("/v1/admin/cards/{id}/member", post(card_member))
         .route("/v1/admin/members/{id}/revoke", post(revoke_member))
+        .route("/v1/admin/members/{id}/story", get(member_story))
         .route("/v1/admin/applications", get(list_applications))
         .route("/v1/admin/applications/{id}/approve", post(approve_application))
         .route("/v1/admin/outbox", get(outbox))
@@ -362,6 +363,49 @@ fn settlement_row(s: &crate::purchase::Settlement) -> Value {
         "member": s.bill.member, "order_id": s.bill.order_id, "amount": s.bill.amount,
         "created_at": s.created_at, "receipt": s.receipt_token().is_some(), "reason": s.outcome().map(|(_, reason)| reason),
     })
+}
+
+/// `GET /v1/admin/members/{id}/story` (#22): a member's whole story for an
+/// operator: the ledger entry (its key's id and window, never the key
+/// itself), its letters (when made, sent and used; never their text or
+/// code), the IC cards linked to it, and its virtual prepaid cards with
+/// their balances, fundings and payments.
+async fn member_story(
+    State(state): State<AdminState>,
+    peer: Option<Extension<PeerIdentity>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, peer)?;
+    let c = &state.center;
+    let unknown = || ApiError::new(ErrorCode::UnknownMember, "no such member");
+    if id.len() > 64 {
+        return Err(unknown());
+    }
+    let member = c.db.member(&id).await.map_err(internal)?.ok_or_else(unknown)?;
+    let letters = c.db.letters_of(&id).await.map_err(internal)?;
+    let cards = c.db.cards_of_member(&id).await.map_err(internal)?;
+    let prepaid = match c.inquire(&id, None).await.map_err(crate::prepaid_api::prepaid_api_error)? {
+        crate::prepaid::PrepaidReply::Inquiry { cards } => cards,
+        _ => Vec::new(),
+    };
+    let letters: Vec<Value> = letters
+        .iter()
+        .map(|l| {
+            json!({ "letter_id": l.id, "kind": l.kind, "expires_at": l.expires_at, "sent_at": l.sent_at,
+                    "used_at": l.used_at })
+        })
+        .collect();
+    let cards: Vec<Value> =
+        cards.iter().map(|(card, required)| json!({ "card_id": card, "instruction_required": required })).collect();
+    Ok(Json(json!({
+        "member": {
+            "member": member.member, "kind": member.kind, "status": member.status, "kid": member.kid,
+            "not_before": member.not_before, "not_after": member.not_after,
+        },
+        "letters": letters,
+        "cards": cards,
+        "prepaid_cards": prepaid,
+    })))
 }
 
 /// Rows of each kind a card's story shows, newest first.

@@ -391,7 +391,7 @@ impl Center {
         }
     }
 
-    async fn inquire(&self, member: &str, card: Option<&PrepaidId>) -> Result<PrepaidReply, PrepaidError> {
+    pub(crate) async fn inquire(&self, member: &str, card: Option<&PrepaidId>) -> Result<PrepaidReply, PrepaidError> {
         let mut cards = self.db.prepaid_cards_of(member).await?;
         if let Some(card) = card {
             cards.retain(|c| &c.id == card);

@@ -321,6 +321,24 @@ impl CenterDb {
         Ok(self.execute(link).await? == 1)
     }
 
+    /// The IC cards linked to `member` (at most `MAX_LIST`), and whether
+    /// each one's purchases need the member's instruction.
+    pub async fn cards_of_member(&self, member: &str) -> Result<Vec<(CardId, bool)>, DbError> {
+        let rows =
+            sqlx::query("SELECT id, instruction_required FROM center_cards WHERE member = $1 ORDER BY id LIMIT $2")
+                .bind(member.to_owned())
+                .bind(MAX_LIST)
+                .fetch_all(&mut *self.read().await?)
+                .await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get("id")?;
+                let required: i64 = r.try_get("instruction_required")?;
+                Ok((CardId::parse(&id).map_err(corrupt)?, required != 0))
+            })
+            .collect()
+    }
+
     /// The member a card belongs to, and whether its purchases need the
     /// member's instruction.
     pub async fn card_member(&self, card: &CardId) -> Result<Option<(String, bool)>, DbError> {

@@ -711,3 +711,42 @@ async fn value_moves_from_a_prepaid_card_to_the_members_ic_card_once() {
     assert_eq!(s.center.books.card_float(&card_id(1)).await.unwrap().unwrap(), (5_000, 0));
     s.center.books.ledger().check().await.unwrap();
 }
+
+/// #22 item 2: a member's whole story for an operator: the ledger entry,
+/// its letter (never its text or code), the IC card linked to it, and its
+/// prepaid card with balance and funding. Unknown members and other
+/// parties' certificates learn nothing.
+#[tokio::test]
+async fn an_operator_reads_a_members_whole_story() {
+    use axum::http::{Request, StatusCode};
+    use serde_json::{Value, json};
+    let mut s = setup().await;
+    let (m, account) = funded(&mut s, 5_000).await;
+    crate::service::register_card(&s, 3, 10_000).await;
+    assert!(s.center.db.link_card_member(&crate::world::card_id(3), Some(m.id.as_str()), true).await.unwrap());
+    let app = kessai_center::admin::routes(Arc::new(s.center), "admin".into(), vec![]);
+    let path = format!("/v1/admin/members/{}/story", m.id);
+    let (status, story) = crate::api::send(&app, Request::get(path.clone()), Value::Null, Some("admin")).await;
+    assert_eq!(status, StatusCode::OK, "{story}");
+    assert_eq!((&story["member"]["member"], &story["member"]["status"]), (&json!(m.id.as_str()), &json!("active")));
+    assert_eq!(story["member"]["kid"], m.key.kid().as_str());
+    let letters = story["letters"].as_array().unwrap();
+    assert_eq!(letters.len(), 1, "{story}");
+    assert!(letters[0]["used_at"].is_number(), "the code was used: {story}");
+    assert!(letters[0].get("letter").is_none() && letters[0].get("code_hash").is_none(), "never the text or code");
+    assert_eq!(
+        story["cards"],
+        json!([{ "card_id": crate::world::card_id(3).to_string(), "instruction_required": true }])
+    );
+    let prepaid = story["prepaid_cards"].as_array().unwrap();
+    assert_eq!((prepaid.len(), &prepaid[0]["prepaid_id"]), (1, &json!(account.as_str())), "{story}");
+    assert_eq!(prepaid[0]["balance"]["amount_minor"], 5_000);
+    assert_eq!(prepaid[0]["fundings"].as_array().unwrap().len(), 1);
+
+    let (status, answer) =
+        crate::api::send(&app, Request::get("/v1/admin/members/m-0000000000000000/story"), Value::Null, Some("admin"))
+            .await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("unknown_member")));
+    let (status, _) = crate::api::send(&app, Request::get(path), Value::Null, Some("kessai-mall")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
