@@ -58,6 +58,7 @@ pub fn routes(center: Arc<Center>, admin_name: String, operators: Vec<String>) -
         .route("/v1/admin/members/{id}/story", get(member_story))
         .route("/v1/admin/applications", get(list_applications))
         .route("/v1/admin/applications/{id}/approve", post(approve_application))
+        .route("/v1/admin/applications/{id}/reject", post(reject_application))
         .route("/v1/admin/outbox", get(outbox))
         .route("/v1/admin/outbox/{id}/sent", post(letter_sent))
         .route("/v1/admin/fundings", get(list_fundings))
@@ -468,21 +469,27 @@ async fn card_story(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct VoidBody {
+struct ReasonBody {
     reason: String,
+}
+
+/// A reason of 1 to 500 characters, as recorded.
+fn reason_of(b: &ReasonBody) -> Result<&str, ApiError> {
+    if b.reason.trim().is_empty() || b.reason.chars().count() > 500 {
+        return Err(bad(ErrorCode::BadReason, "a reason of 1 to 500 characters is recorded").with_param("reason"));
+    }
+    Ok(&b.reason)
 }
 
 async fn void_lost(
     State(state): State<AdminState>,
     peer: Option<Extension<PeerIdentity>>,
     Path(id): Path<String>,
-    Body(b): Body<VoidBody>,
+    Body(b): Body<ReasonBody>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, peer)?;
-    if b.reason.trim().is_empty() || b.reason.chars().count() > 500 {
-        return Err(bad(ErrorCode::BadReason, "a reason of 1 to 500 characters is recorded"));
-    }
-    let reply = state.center.void_lost_card(&id, &b.reason).await.map_err(crate::api::api_error)?;
+    let reason = reason_of(&b)?;
+    let reply = state.center.void_lost_card(&id, reason).await.map_err(crate::api::api_error)?;
     Ok(Json(json!({ "settlement_id": reply.settlement_id, "phase": reply.phase, "reason": reply.reason })))
 }
 
@@ -564,8 +571,8 @@ async fn list_applications(
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, peer)?;
     let status = q.status.as_deref().unwrap_or("received");
-    if !matches!(status, "received" | "approved") {
-        return Err(bad(ErrorCode::BadStatus, "status is received or approved"));
+    if !matches!(status, "received" | "approved" | "rejected") {
+        return Err(bad(ErrorCode::BadStatus, "status is received, approved or rejected"));
     }
     let rows = state.center.db.applications(status, crate::db::MAX_LIST).await.map_err(internal)?;
     let list: Vec<Value> = rows
@@ -593,6 +600,21 @@ async fn approve_application(
     authorize(&state, peer)?;
     let approved = state.center.approve_application(&id).await.map_err(crate::members::member_api_error)?;
     Ok(Json(serde_json::to_value(approved).map_err(internal)?))
+}
+
+/// Step ⑥ (#22 work queue): rejects a received application, recording
+/// the operator and the reason; 409 not_received once decided.
+async fn reject_application(
+    State(state): State<AdminState>,
+    peer: Option<Extension<PeerIdentity>>,
+    Path(id): Path<String>,
+    Body(b): Body<ReasonBody>,
+) -> Result<Json<Value>, ApiError> {
+    let operator = peer.as_ref().map(|Extension(p)| p.name.clone()).unwrap_or_default();
+    authorize(&state, peer)?;
+    let reason = reason_of(&b)?;
+    state.center.reject_application(&id, &operator, reason).await.map_err(crate::members::member_api_error)?;
+    Ok(Json(json!({ "application_id": id, "status": "rejected" })))
 }
 
 /// The letters to print or mail: member numbers and activation codes.

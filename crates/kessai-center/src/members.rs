@@ -186,6 +186,16 @@ impl Center {
 
     /// Step ⑥: the operator approves; the member number and activation code
     /// go into the outbox letter, to be sent out of band.
+    /// Step ⑥, the other way: the operator `by` rejects a received
+    /// application for `reason`; no member number or letter is made.
+    pub async fn reject_application(&self, id: &str, by: &str, reason: &str) -> Result<(), MemberError> {
+        self.db.application(id).await?.ok_or_else(|| MemberError::UnknownApplication(trunc(id)))?;
+        if !self.db.reject_application(id, by, reason, self.clock.now()).await? {
+            return Err(MemberError::NotReceived(trunc(id)));
+        }
+        Ok(())
+    }
+
     pub async fn approve_application(&self, id: &str) -> Result<Approved, MemberError> {
         let application = self.db.application(id).await?.ok_or_else(|| MemberError::UnknownApplication(trunc(id)))?;
         let now = self.clock.now();

@@ -281,10 +281,20 @@ const MIGRATIONS: &[(i64, &str, &[&str])] = &[
             "CREATE INDEX IF NOT EXISTS center_audit_open ON center_audit_differences (status, found_at)",
         ],
     ),
+    (
+        12,
+        "who rejected a member application, when and why",
+        &[
+            // One row per application an operator rejected, written with the
+            // application's status in one transaction.
+            "CREATE TABLE IF NOT EXISTS center_application_decisions (application_id TEXT PRIMARY KEY,
+            decided_by TEXT NOT NULL, decided_at BIGINT NOT NULL, note TEXT NOT NULL)",
+        ],
+    ),
 ];
 
 /// The newest version this build knows.
-pub(crate) const NEWEST: i64 = 11;
+pub(crate) const NEWEST: i64 = 12;
 
 const _: () = assert!(MIGRATIONS[MIGRATIONS.len() - 1].0 == NEWEST);
 

@@ -178,6 +178,33 @@ impl CenterDb {
         .await
     }
 
+    /// Rejects a received application, recording who, when and why.
+    /// `false` if it was no longer `received` (approved or rejected).
+    pub async fn reject_application(&self, id: &str, by: &str, note: &str, now: Timestamp) -> Result<bool, DbError> {
+        let reject = Stmt::new(
+            "UPDATE center_member_applications SET status = 'rejected' WHERE id = $1 AND status = 'received'",
+        )
+        .bind(id.to_owned());
+        let record = Stmt::new(
+            "INSERT INTO center_application_decisions (application_id, decided_by, decided_at, note)
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id.to_owned())
+        .bind(by.to_owned())
+        .bind(to_i64(now.unix_s())?)
+        .bind(note.to_owned());
+        self.write(move |mut conn| {
+            Box::pin(async move {
+                if conn.execute(reject).await? != 1 {
+                    return Ok(false);
+                }
+                conn.execute(record).await?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+
     /// Letters not yet marked sent, oldest first.
     pub async fn unsent_letters(&self, limit: i64) -> Result<Vec<LetterRow>, DbError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(

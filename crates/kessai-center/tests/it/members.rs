@@ -505,3 +505,75 @@ async fn racing_registrations_and_replacements_enter_exactly_one_key() {
     let expected = if rc.is_ok() { c.kid() } else { d.kid() };
     assert_eq!(now, expected.as_str());
 }
+
+/// #22 item 3: an operator rejects an application with a reason. It leaves
+/// the received queue for the rejected one, no letter is made, and it can
+/// be neither approved nor rejected again; a blank reason, an unknown
+/// application and a store's certificate change nothing.
+#[tokio::test]
+async fn an_operator_rejects_an_application_once_and_no_letter_is_made() {
+    use axum::http::{Request, StatusCode};
+    use serde_json::{Value, json};
+    let s = crate::service::setup().await;
+    let applied = s.center.apply("general", "Taro Suzuki", "taro@example.jp").await.unwrap();
+    let id = applied.application_id.clone();
+    let app = kessai_center::admin::routes(std::sync::Arc::new(s.center), "admin".into(), vec![]);
+    let reject = |id: &str, body: Value, peer: &'static str| {
+        let (app, path) = (app.clone(), format!("/v1/admin/applications/{id}/reject"));
+        async move { crate::api::send(&app, Request::post(path), body, Some(peer)).await }
+    };
+    let list = |status: &'static str| {
+        let app = app.clone();
+        async move {
+            let (_, answer) = crate::api::send(
+                &app,
+                Request::get(format!("/v1/admin/applications?status={status}")),
+                Value::Null,
+                Some("admin"),
+            )
+            .await;
+            answer["applications"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["application_id"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(list("received").await, std::slice::from_ref(&id));
+    for (body, peer, status, code) in [
+        (json!({ "reason": "  " }), "admin", StatusCode::BAD_REQUEST, "bad_reason"),
+        (json!({ "reason": "duplicate" }), "kessai-mall", StatusCode::FORBIDDEN, "not_admin"),
+    ] {
+        let (got, answer) = reject(&id, body, peer).await;
+        assert_eq!((got, answer["error"]["code"].as_str()), (status, Some(code)), "{answer}");
+    }
+    assert_eq!(list("received").await, std::slice::from_ref(&id), "nothing changed");
+    let (status, answer) = reject(&id, json!({ "reason": "the contact does not answer" }), "admin").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer, json!({ "application_id": id, "status": "rejected" }));
+    assert!(list("received").await.is_empty());
+    assert_eq!(list("rejected").await, std::slice::from_ref(&id));
+    // Decided once: not again, either way; no letter waits.
+    let (status, answer) = reject(&id, json!({ "reason": "again" }), "admin").await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("not_received")));
+    let (status, answer) = crate::api::send(
+        &app,
+        Request::post(format!("/v1/admin/applications/{id}/approve")),
+        Value::Null,
+        Some("admin"),
+    )
+    .await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("not_received")), "{answer}");
+    let (_, outbox) = crate::api::send(&app, Request::get("/v1/admin/outbox"), Value::Null, Some("admin")).await;
+    assert!(outbox["letters"].as_array().unwrap().is_empty(), "{outbox}");
+    let (status, answer) = reject("app_nope", json!({ "reason": "x" }), "admin").await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("unknown_application")));
+    // Who decided, and why, is on record once.
+    let conn = rusqlite::Connection::open(s._dir.path().join("center.db")).unwrap();
+    let mut decisions =
+        conn.prepare("SELECT application_id, decided_by, note FROM center_application_decisions").unwrap();
+    let rows: Vec<(String, String, String)> =
+        decisions.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect();
+    assert_eq!(rows, [(id, "admin".to_owned(), "the contact does not answer".to_owned())]);
+}
