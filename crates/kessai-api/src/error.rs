@@ -9,9 +9,7 @@
 //! 402, 1300s: 403, 1400s: 404, 1500s: 409, 1600s: 413 and 415, 1700s: 422,
 //! 1800s: 429, 1900s: 500, 2000s: 503).
 
-use std::fmt;
-
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 /// The broad class of an error, for clients that branch on it.
 /// Serialised in `snake_case` (`invalid_request`, `rate_limited`, …).
@@ -302,24 +300,7 @@ impl ErrorCode {
     }
 }
 
-impl fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Serialize for ErrorCode {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for ErrorCode {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ErrorCode, D::Error> {
-        let name = String::deserialize(d)?;
-        ErrorCode::parse(&name).ok_or_else(|| serde::de::Error::custom(format!("unknown error code {name:?}")))
-    }
-}
+by_name!(ErrorCode, "error code");
 
 /// An error answer's body, as sent and as read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,6 +4,33 @@
 //! all take these types from here, so a change to the contract is a change
 //! to one crate that every party is compiled against.
 
+/// Display, Serialize and Deserialize for a type known on the wire by its
+/// name (`as_str`, `parse`): a name this build does not know is refused
+/// as `what`.
+macro_rules! by_name {
+    ($ty:ty, $what:literal) => {
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<$ty, D::Error> {
+                let name = <String as serde::Deserialize>::deserialize(d)?;
+                <$ty>::parse(&name)
+                    .ok_or_else(|| serde::de::Error::custom(format!(concat!("unknown ", $what, " {:?}"), name)))
+            }
+        }
+    };
+}
+
 pub mod error;
 pub mod phase;
 pub mod reply;
@@ -11,4 +38,6 @@ pub mod request;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail, ErrorType};
 pub use phase::{Phase, Reason};
-pub use reply::{LogEntry, LogKind, Purpose, StatementPhase, StatementReply, StepReply, UpdateReply};
+pub use reply::{
+    BillAnswer, BillState, LogEntry, LogKind, Purpose, StatementPhase, StatementReply, StepReply, UpdateReply,
+};

@@ -1,8 +1,6 @@
 //! Where a settlement or a value update stands, and why one ended voided.
 
-use std::fmt;
-
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use crate::ErrorCode;
 
@@ -126,24 +124,7 @@ impl Reason {
     }
 }
 
-impl fmt::Display for Reason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Serialize for Reason {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for Reason {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Reason, D::Error> {
-        let name = String::deserialize(d)?;
-        Reason::parse(&name).ok_or_else(|| serde::de::Error::custom(format!("unknown reason {name:?}")))
-    }
-}
+by_name!(Reason, "reason");
 
 #[cfg(test)]
 mod tests {

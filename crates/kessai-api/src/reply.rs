@@ -52,6 +52,31 @@ impl std::fmt::Display for LogKind {
     }
 }
 
+/// What became of a store's bill, as its store may ask (L1: a store purges
+/// an unpaid order only when nothing can pay it any more).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BillState {
+    /// No settlement and no prepaid payment names it.
+    None,
+    /// A settlement is under way: it may still complete.
+    Open,
+    /// Its settlement was voided; nothing else can pay it under this id
+    /// (one settlement per bill).
+    Voided,
+    /// Paid: by a completed settlement or a prepaid card.
+    Paid,
+}
+
+/// `GET /v1/stores/{store}/bills/{bill_id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BillAnswer {
+    pub store: String,
+    pub bill_id: String,
+    pub state: BillState,
+}
+
 /// Where a statement (the card's log read through the center) stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -162,7 +162,8 @@ async fn bill(
     }
     let id = BillId::parse(&bill_id).map_err(|e| ApiError::new(ErrorCode::BadBillId, e.to_string()))?;
     let state = c.db.bill_state(&signer, id.as_str()).await.map_err(|e| api_error(CenterError::Db(e)))?;
-    Ok(Json(serde_json::json!({ "store": signer.as_str(), "bill_id": id.as_str(), "state": state })))
+    let answer = kessai_api::BillAnswer { store: signer.as_str().to_owned(), bill_id: id.as_str().to_owned(), state };
+    Ok(Json(serde_json::to_value(answer).map_err(ApiError::internal)?))
 }
 
 /// `GET /v1/payouts/{id}`: one payout with every item in it.

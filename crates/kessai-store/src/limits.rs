@@ -57,6 +57,8 @@ const _: () = assert!(ORDER_SECRET_BYTES * 8 >= 128);
 pub const UNPAID_ORDER_GRACE_S: i64 = 24 * 60 * 60;
 /// How often the purge runs.
 pub const PURGE_INTERVAL_S: u64 = 60 * 60;
+/// Largest answer about one bill the store reads from the center.
+pub const MAX_BILL_ANSWER_BYTES: usize = 4 * 1024;
 /// Orders the purge reads from the database at a time.
 pub const PURGE_BATCH_MAX: i64 = 200;
 /// Most orders one purge run looks at (each is one question to the center).

@@ -9,11 +9,11 @@
 //! way), is kept; so is every order while the center cannot be asked.
 //! Paid orders are the mall's records and are never purged here.
 
+use kessai_api::{BillAnswer, BillState};
 use kessai_http::ClientError;
-use serde::Deserialize;
 
 use crate::AppState;
-use crate::limits::{MAX_PAYOUTS_ANSWER_BYTES, PURGE_BATCH_MAX, PURGE_RUN_MAX, UNPAID_ORDER_GRACE_S};
+use crate::limits::{MAX_BILL_ANSWER_BYTES, PURGE_BATCH_MAX, PURGE_RUN_MAX, UNPAID_ORDER_GRACE_S};
 
 /// What one purge did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -40,26 +40,10 @@ impl From<ClientError> for PurgeError {
     }
 }
 
-/// What the center says became of a bill (`GET
-/// /v1/stores/{store}/bills/{bill_id}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum BillState {
-    None,
-    Open,
-    Voided,
-    Paid,
-}
-
-#[derive(Deserialize)]
-struct BillAnswer {
-    state: BillState,
-}
-
 async fn bill_state(state: &AppState, bill_id: &str) -> Result<BillState, PurgeError> {
     let url = format!("{}/v1/stores/{}/bills/{bill_id}", state.config.center.url, state.config.mall_id);
     let (status, body) = state.center_api.get(&url).await?;
-    if !status.is_success() || body.len() > MAX_PAYOUTS_ANSWER_BYTES {
+    if !status.is_success() || body.len() > MAX_BILL_ANSWER_BYTES {
         return Err(PurgeError::Center(format!("it answered {status} to {url}")));
     }
     let answer: BillAnswer =

@@ -66,21 +66,7 @@ impl std::fmt::Display for ListCursor {
     }
 }
 
-/// What became of a store's bill, as its store may ask (L1: a store purges
-/// an unpaid order only when nothing can pay it any more).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BillState {
-    /// No settlement and no prepaid payment names it.
-    None,
-    /// A settlement is under way: it may still complete.
-    Open,
-    /// Its settlement was voided; nothing else can pay it under this id
-    /// (one settlement per bill).
-    Voided,
-    /// Paid: by a completed settlement or a prepaid card.
-    Paid,
-}
+pub use kessai_api::BillState;
 
 impl CenterDb {
     /// Stores a new settlement. If the store already has a settlement for
