@@ -577,3 +577,40 @@ async fn an_operator_rejects_an_application_once_and_no_letter_is_made() {
         decisions.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect();
     assert_eq!(rows, [(id, "admin".to_owned(), "the contact does not answer".to_owned())]);
 }
+
+/// An approval and a rejection of one application at once, on SQLite and
+/// on PostgreSQL: exactly one decides it; the other is refused
+/// (`not_received`) and writes nothing: a letter waits only if it was
+/// approved, a decision is on record only if it was rejected.
+#[tokio::test]
+async fn an_approval_and_a_rejection_at_once_decide_an_application_once() {
+    decided_once(crate::service::setup().await).await;
+}
+
+#[tokio::test]
+async fn an_approval_and_a_rejection_at_once_decide_an_application_once_on_postgres() {
+    let Some(s) = crate::service::setup_on_postgres("members_decide_once").await else { return };
+    decided_once(s).await;
+}
+
+async fn decided_once(s: crate::service::Setup) {
+    for round in 0..8 {
+        let applied = s.center.apply("general", "Jiro Sato", &format!("jiro{round}@example.jp")).await.unwrap();
+        let id = applied.application_id;
+        let (approved, rejected) =
+            tokio::join!(s.center.approve_application(&id), s.center.reject_application(&id, "admin", "duplicate"));
+        assert_eq!(approved.is_ok() as u8 + rejected.is_ok() as u8, 1, "round {round}: {approved:?} {rejected:?}");
+        let loser = approved.as_ref().err().or(rejected.as_ref().err());
+        assert!(matches!(loser, Some(MemberError::NotReceived(_))), "{loser:?}");
+        let letters = s.center.outbox().await.unwrap();
+        let has_letter = approved.as_ref().is_ok_and(|a| letters.iter().any(|l| l.member == a.member));
+        assert_eq!(has_letter, approved.is_ok(), "round {round}");
+        let status = if approved.is_ok() { "approved" } else { "rejected" };
+        let listed = s.center.db.applications(status, 500).await.unwrap();
+        assert!(listed.iter().any(|a| a.id == id), "round {round}: {status}");
+    }
+    // Each application was decided exactly one way.
+    let outbox = s.center.outbox().await.unwrap().len();
+    let rejected = s.center.db.applications("rejected", 500).await.unwrap().len();
+    assert_eq!(outbox + rejected, 8);
+}
