@@ -32,9 +32,12 @@ macro_rules! by_name {
 }
 
 pub mod error;
+pub mod formats;
+pub mod openapi;
 pub mod phase;
 pub mod reply;
 pub mod request;
+pub mod routes;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail, ErrorType};
 pub use phase::{Phase, Reason};

@@ -4,13 +4,14 @@
 use kessai_core::Money;
 use kessai_core::ids::{PrepaidId, UpdateId};
 use kessai_core::messages::value_update::Direction;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{Phase, Reason};
+use crate::{Phase, Reason, formats};
 
 /// One record of the card's own log, as the center unsealed it and the
 /// cardholder is shown it (PROTOCOL §4, READ LOG).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogEntry {
     pub kind: LogKind,
@@ -25,7 +26,7 @@ pub struct LogEntry {
 }
 
 /// Which way a card's log record moved value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LogKind {
     Debit,
@@ -54,7 +55,7 @@ impl std::fmt::Display for LogKind {
 
 /// What became of a store's bill, as its store may ask (L1: a store purges
 /// an unpaid order only when nothing can pay it any more).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BillState {
     /// No settlement and no prepaid payment names it.
@@ -69,16 +70,17 @@ pub enum BillState {
 }
 
 /// `GET /v1/stores/{store}/bills/{bill_id}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BillAnswer {
+    #[schemars(with = "formats::StoreId")]
     pub store: String,
     pub bill_id: String,
     pub state: BillState,
 }
 
 /// Where a statement (the card's log read through the center) stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StatementPhase {
     Authenticating,
@@ -87,12 +89,14 @@ pub enum StatementPhase {
 }
 
 /// What a statement step answers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct StatementReply {
+    #[schemars(with = "formats::StatementId")]
     pub statement_id: String,
     pub phase: StatementPhase,
     /// Commands to relay to the card, in order, as hex.
     #[serde(default)]
+    #[schemars(with = "Vec<formats::Hex>")]
     pub apdus: Vec<String>,
     /// The card's log, newest first, once done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -100,12 +104,13 @@ pub struct StatementReply {
     /// The access token every later request on this id carries as
     /// `Authorization: Bearer` (M4); in the answers of its own routes only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<formats::AccessToken>")]
     pub access_token: Option<String>,
 }
 
 /// What a value update is for. Stored in the record; records made before
 /// decreases and refunds existed are charges.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Purpose {
     /// Value bought with a credit card; the authorization funds it.
@@ -113,17 +118,29 @@ pub enum Purpose {
     Charge,
     /// Card value given back to the credit card that paid charge
     /// `charge_id` (a decrease); `authorization` is that charge's.
-    RefundToCreditCard { charge_id: UpdateId },
+    RefundToCreditCard {
+        #[schemars(with = "formats::UpdateId")]
+        charge_id: UpdateId,
+    },
     /// Applies what is owed (`owed_id`: a purchase refund or a correction,
     /// see the center's owed items).
-    Owed { owed_id: String },
+    Owed {
+        #[schemars(with = "formats::OwedId")]
+        owed_id: String,
+    },
     /// Takes off the card value its funding never paid (owed item
     /// `owed_id`, see an unfunded owed item); the books never
     /// posted it, so nothing is posted.
-    TakeBackUnfunded { owed_id: String },
+    TakeBackUnfunded {
+        #[schemars(with = "formats::OwedId")]
+        owed_id: String,
+    },
     /// Value moved from the member's virtual prepaid card `prepaid_id` (#18),
     /// on the member's signed request; that card funds it.
-    FromPrepaid { prepaid_id: PrepaidId },
+    FromPrepaid {
+        #[schemars(with = "formats::PrepaidId")]
+        prepaid_id: PrepaidId,
+    },
 }
 
 impl Purpose {
@@ -140,15 +157,19 @@ impl Purpose {
 }
 
 /// What a step answers to the wallet.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 pub struct StepReply {
+    #[schemars(with = "formats::SettlementId")]
     pub settlement_id: String,
     pub phase: Phase,
     /// Commands to relay to the card, in order, as hex.
+    #[schemars(with = "Vec<formats::Hex>")]
     pub apdus: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<formats::Jws>")]
     pub offer: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<formats::Jws>")]
     pub completion: Option<String>,
     /// The balance read securely from the card, once read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -163,25 +184,31 @@ pub struct StepReply {
     /// The access token every later request on this id carries as
     /// `Authorization: Bearer` (M4); in the answers of its own routes only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<formats::AccessToken>")]
     pub access_token: Option<String>,
 }
 
 /// What a charge step answers to the wallet.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 pub struct UpdateReply {
     /// The value update's id (`vup_…`).
+    #[schemars(with = "formats::UpdateId")]
     pub update_id: String,
     /// The same id under its name of the last release (every value update
     /// was called a charge); sent for one more release.
+    #[schemars(with = "formats::UpdateId")]
     pub charge_id: String,
     pub phase: Phase,
     /// `credit` (charge, refund) or `debit` (decrease, correction).
+    #[schemars(with = "formats::Direction")]
     pub direction: Direction,
     /// `{"kind":"charge"}`, `{"kind":"refund_to_credit_card","charge_id":…}`
     /// or `{"kind":"owed","owed_id":…}`.
     pub purpose: Purpose,
     /// Commands to relay to the card, in order, as hex.
+    #[schemars(with = "Vec<formats::Hex>")]
     pub apdus: Vec<String>,
+    #[schemars(with = "formats::Money")]
     pub amount: Money,
     /// The authorizer's reference (SIG5 `funding_ref`); a charge has one
     /// once its authenticate step authorized it.
@@ -189,6 +216,7 @@ pub struct UpdateReply {
     pub funding_ref: Option<String>,
     /// The value update (SIG5), while the sealed CREDIT is out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<formats::Jws>")]
     pub value_update: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub balance_minor: Option<u64>,
@@ -203,5 +231,6 @@ pub struct UpdateReply {
     /// The access token every later request on this id carries as
     /// `Authorization: Bearer` (M4); in the answers of its own routes only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<formats::AccessToken>")]
     pub access_token: Option<String>,
 }

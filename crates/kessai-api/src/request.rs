@@ -4,8 +4,11 @@
 
 use kessai_core::Money;
 use kessai_core::profile::Profile;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
+
+use crate::formats;
 
 fn offer() -> Profile {
     Profile::Offer
@@ -13,15 +16,19 @@ fn offer() -> Profile {
 
 /// `POST /v1/settlements`: a bill, the card, and the card's answer to the
 /// wallet's INITIALIZE UPDATE (PROTOCOL §5).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSettlement {
     /// SIG1, the store's signed bill.
+    #[schemars(with = "formats::Jws")]
     pub bill: String,
+    #[schemars(with = "formats::CardId")]
     pub card_id: String,
     #[serde(default = "offer")]
+    #[schemars(with = "formats::ProfileName")]
     pub profile: Profile,
     /// The card's answer to INITIALIZE UPDATE, hex.
+    #[schemars(with = "formats::ApduHex")]
     pub initialize_update: String,
     /// What the wallet read from the card in the clear (the second
     /// embodiment's profiles only).
@@ -29,72 +36,87 @@ pub struct CreateSettlement {
     pub card_read: Option<CardRead>,
     /// A member's payment instruction (confirmed and direct).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<formats::Jws>")]
     pub instruction: Option<String>,
 }
 
 /// The balance and counter the wallet read with GET DATA.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CardRead {
+    #[schemars(range(max = u64::MAX))]
     pub balance_minor: u64,
+    #[schemars(range(max = u32::MAX))]
     pub counter: u32,
 }
 
 /// A step's relayed card answers, hex (data, then SW1 SW2).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Answers {
+    #[schemars(with = "Vec<formats::ApduHex>", length(max = 6))]
     pub responses: Vec<String>,
 }
 
 /// The offer profile's balance step: the card's answers and, for a
 /// member's card, the member's payment instruction.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BalanceAnswers {
+    #[schemars(with = "Vec<formats::ApduHex>", length(max = 6))]
     pub responses: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<formats::Jws>")]
     pub instruction: Option<String>,
 }
 
 /// A step with no body of its own (`cancel`, `recover`, a statement's
 /// create).
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Nothing {}
 
 /// `POST /v1/charges`: which card and how much; no payment card data (that
 /// comes with the authenticate step, once the card has proven itself).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCharge {
+    #[schemars(with = "formats::CardId")]
     pub card_id: String,
+    #[schemars(with = "formats::Money")]
     pub amount: Money,
 }
 
 /// `POST /v1/decreases`: value back to the credit card of charge
 /// `charge_id`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateDecrease {
+    #[schemars(with = "formats::CardId")]
     pub card_id: String,
+    #[schemars(with = "formats::UpdateId")]
     pub charge_id: String,
+    #[schemars(with = "formats::Money")]
     pub amount: Money,
 }
 
 /// `POST /v1/value-updates/{id}/authenticate`: the card's answers and, for
 /// a charge, the payment card it is paid by.
-#[derive(Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChargeAuthenticate {
+    #[schemars(with = "Vec<formats::ApduHex>", length(max = 6))]
     pub responses: Vec<String>,
     /// The payment card (charges only): number, expiry (`MM/YY`) and
     /// security code, all three or none; never signed, hashed or stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<formats::CardNumber>")]
     pub card_number: Option<Zeroizing<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<formats::Expiry>")]
     pub expiry: Option<Zeroizing<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<formats::Cvc>")]
     pub cvc: Option<Zeroizing<String>>,
 }
 
@@ -105,7 +127,7 @@ impl std::fmt::Debug for ChargeAuthenticate {
 }
 
 /// `POST /v1/cards/{id}/owed/apply`.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OwedApply {
     /// Apply only what adds value (a card that cannot take a debit now).
@@ -114,27 +136,37 @@ pub struct OwedApply {
 }
 
 /// `POST /v1/refunds`: a store's signed refund request.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitRefund {
     /// `kessai-refund+jwt`.
+    #[schemars(with = "formats::Jws")]
     pub refund: String,
 }
 
 /// `POST /v1/prepaid/requests`: a member's signed request and, for one paid
 /// by credit card, the card beside it.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("dependentRequired" = {
+    "card_number": ["expiry", "cvc"],
+    "expiry": ["card_number", "cvc"],
+    "cvc": ["card_number", "expiry"]
+}))]
 pub struct SubmitPrepaidRequest {
     /// `kessai-prepaid-request+jwt`.
+    #[schemars(with = "formats::Jws")]
     pub request: String,
     /// The payment card (charges only): number, expiry (`MM/YY`) and
     /// security code, all three or none; never signed, hashed or stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<formats::CardNumber>")]
     pub card_number: Option<Zeroizing<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<formats::Expiry>")]
     pub expiry: Option<Zeroizing<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<formats::Cvc>")]
     pub cvc: Option<Zeroizing<String>>,
 }
 
@@ -145,37 +177,44 @@ impl std::fmt::Debug for SubmitPrepaidRequest {
 }
 
 /// `POST /v1/prepaid/payments`: a bill paid from a member's prepaid card.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PrepaidPay {
     /// SIG1.
+    #[schemars(with = "formats::Jws")]
     pub bill: String,
     /// The member's payment instruction naming the prepaid card.
+    #[schemars(with = "formats::Jws")]
     pub instruction: String,
 }
 
 /// `POST /v1/members/applications`: who applies (PROTOCOL §10).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MemberApplication {
     /// `general` or `store`.
+    #[schemars(with = "formats::ApplicationKind")]
     pub kind: String,
+    #[schemars(with = "formats::Line200")]
     pub name: String,
+    #[schemars(with = "formats::Line200")]
     pub contact: String,
 }
 
 /// `POST /v1/members/registrations`: the JWE around the signed registration.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitRegistration {
+    #[schemars(with = "formats::Jwe")]
     pub registration: String,
 }
 
 /// `POST /v1/members/key-replacements`: signed with the current key.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitKeyReplacement {
     /// `kessai-key-replacement+jwt`.
+    #[schemars(with = "formats::Jws")]
     pub replacement: String,
 }
 

@@ -515,14 +515,14 @@ pub async fn serve_on(
     let simulator = Arc::new(Simulator::in_database(center.db.clone()));
     // Not ready until the databases have answered (`watch_ready`).
     let ready = Arc::new(AtomicBool::new(false));
-    let router = api::routes(center.clone())
-        .merge(admin::routes(center.clone(), config.tls.admin_name.clone(), config.tls.operator_names.clone()))
-        .merge(update_api::routes(center.clone(), simulator.clone()))
-        .merge(crate::prepaid_api::routes(center.clone(), simulator.clone()))
-        .merge(crate::clearing_api::routes(center.clone()))
-        .merge(crate::members::routes(center.clone()))
-        .merge(crate::member_pages::routes(center.clone()))
-        .merge(ops_routes(metrics.clone(), ready.clone()));
+    let router = routes(
+        center.clone(),
+        simulator.clone(),
+        config.tls.admin_name.clone(),
+        config.tls.operator_names.clone(),
+        metrics.clone(),
+        ready.clone(),
+    );
     let router = apply_standard_layers(router, &config.limits, &metrics);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let watching = tokio::spawn(watch_ready(center.clone(), ready, stop_rx.clone()));
@@ -635,4 +635,25 @@ pub async fn run(config: CenterConfig, shutdown: impl Future<Output = ()> + Send
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     serve_on(&config, center, listener, shutdown).await
+}
+
+/// Every route the center serves, before the standard layers: the API of
+/// [`kessai_api::routes::OPERATIONS`], the member pages and the operations
+/// routes.
+pub fn routes(
+    center: Arc<Center>,
+    simulator: Arc<Simulator>,
+    admin_name: String,
+    operator_names: Vec<String>,
+    metrics: Arc<HttpMetrics>,
+    ready: Arc<AtomicBool>,
+) -> axum::Router {
+    api::routes(center.clone())
+        .merge(admin::routes(center.clone(), admin_name, operator_names))
+        .merge(update_api::routes(center.clone(), simulator.clone()))
+        .merge(crate::prepaid_api::routes(center.clone(), simulator))
+        .merge(crate::clearing_api::routes(center.clone()))
+        .merge(crate::members::routes(center.clone()))
+        .merge(crate::member_pages::routes(center))
+        .merge(ops_routes(metrics, ready))
 }

@@ -47,6 +47,11 @@ pub struct Currency {
 }
 
 impl Currency {
+    /// The ISO 4217 codes of every supported currency, in order.
+    pub fn codes() -> impl Iterator<Item = &'static str> {
+        CURRENCIES.iter().map(|(code, _)| *code)
+    }
+
     /// Japanese yen, the currency of the demo deployment.
     pub const JPY: Currency = Currency { code: *b"JPY", exponent: 0 };
     /// US dollar.
