@@ -159,6 +159,167 @@ form!(
     ApplicationKind, inline, { "type": "string", "enum": ["general", "store"] }
 );
 
+form!(
+    /// A member's number.
+    MemberId, named, { "type": "string", "pattern": "^[a-z0-9-]{1,32}$" }
+);
+form!(
+    /// A payout's id.
+    PayoutId, named, { "type": "string", "pattern": "^po_[0-9a-f]{32}$" }
+);
+form!(
+    /// A key's id: its JWK thumbprint (RFC 7638).
+    Kid, inline, {
+        "type": "string",
+        "pattern": "^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$",
+        "description": "the key's JWK thumbprint (base64url of 32 bytes)"
+    }
+);
+form!(
+    /// An application's or a letter's id, as an operator names it.
+    RecordName, inline, { "type": "string", "pattern": "^.{1,200}$" }
+);
+form!(
+    /// A bill's id, as its store wrote it.
+    BillId, inline, { "type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$" }
+);
+form!(
+    /// A listing's cursor: the creation time and id of the last row seen.
+    Cursor, inline, { "type": "string", "pattern": "^[0-9]{1,18}\\.stl_[0-9a-f]{32}$" }
+);
+form!(
+    /// Where a store is told of completions.
+    NotifyUrl, inline, { "type": "string", "pattern": "^https://", "maxLength": 512 }
+);
+form!(
+    /// A store's public keys as registered.
+    StoreJwks, inline, {
+        "type": "object",
+        "required": ["keys"],
+        "properties": { "keys": { "type": "array", "maxItems": 64, "items": { "type": "object" } } }
+    }
+);
+form!(
+    /// A JWK Set as the center publishes it (RFC 7517).
+    JwkSet, inline, {
+        "type": "object",
+        "required": ["keys"],
+        "properties": { "keys": { "type": "array", "items": { "type": "object" } } }
+    }
+);
+form!(
+    /// The center's key members encrypt their registration to.
+    X25519Jwk, named, {
+        "type": "object",
+        "required": ["kty", "crv", "x"],
+        "properties": {
+            "kty": { "const": "OKP" },
+            "crv": { "const": "X25519" },
+            "x": { "type": "string" },
+            "kid": { "type": "string" },
+            "use": { "const": "enc" }
+        }
+    }
+);
+form!(
+    /// A reason an operator records: 1 to 500 characters, not blank.
+    Reason500, inline, {
+        "type": "string",
+        "maxLength": 500,
+        "pattern": concat!("[^", space!(), "]"),
+        "description": "1 to 500 characters, not blank"
+    }
+);
+form!(
+    /// A flag that is only ever true.
+    True, inline, { "const": true }
+);
+form!(
+    /// The status a rejection leaves.
+    RejectedStatus, inline, { "type": "string", "enum": ["rejected"] }
+);
+form!(
+    /// How a prepaid card is funded.
+    FundingMethod, named, { "type": "string", "enum": ["credit", "bank_transfer", "postal_transfer", "cash"] }
+);
+form!(
+    /// Where a payout stands.
+    PayoutStatus, inline, { "type": "string", "enum": ["in_transit", "settled", "failed"] }
+);
+form!(
+    /// What a payout's line is of.
+    PayoutLineKind, inline, {
+        "type": "string",
+        "enum": [
+            "purchase",
+            "prepaid_payment",
+            "refund",
+            "prepaid_refund",
+            "refund_cancelled",
+            "payout_returned",
+            "opening_balance"
+        ]
+    }
+);
+
+form!(
+    /// The liveness probe's answer.
+    Alive, inline, { "const": "ok" }
+);
+form!(
+    /// The readiness probe's answer.
+    Ready, inline, { "const": "ready" }
+);
+form!(
+    /// Metrics in the OpenMetrics text format.
+    OpenMetrics, inline, { "type": "string" }
+);
+form!(
+    /// An OpenAPI 3.1 document.
+    Document, inline, { "type": "object" }
+);
+
+/// The ISO 4217 code of a supported currency.
+#[derive(Debug)]
+pub struct CurrencyCode;
+
+impl JsonSchema for CurrencyCode {
+    fn schema_name() -> Cow<'static, str> {
+        "CurrencyCode".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        let codes: Vec<&str> = Currency::codes().collect();
+        json_schema!({ "type": "string", "enum": codes })
+    }
+}
+
+/// An amount of at least one minor unit.
+#[derive(Debug)]
+pub struct PositiveMoney;
+
+impl JsonSchema for PositiveMoney {
+    fn schema_name() -> Cow<'static, str> {
+        "PositiveMoney".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let mut schema = Money::json_schema(generator);
+        if let Some(minimum) = schema.pointer_mut("/properties/amount_minor/minimum") {
+            *minimum = 1.into();
+        }
+        schema
+    }
+}
+
 /// A purchase profile (PROTOCOL §5.1), by name.
 #[derive(Debug)]
 pub struct ProfileName;
@@ -238,4 +399,6 @@ pub fn name_every_form(generator: &mut SchemaGenerator) {
     generator.subschema_for::<PrepaidId>();
     generator.subschema_for::<FundingId>();
     generator.subschema_for::<Money>();
+    generator.subschema_for::<MemberId>();
+    generator.subschema_for::<PayoutId>();
 }

@@ -1,8 +1,11 @@
 //! kessai's wire contract, without I/O: the error shape and its numbered
-//! codes, the phases and reasons a step answers, and the replies the center
-//! sends and the wallet reads. The center, the store, the wallet and the CLI
-//! all take these types from here, so a change to the contract is a change
-//! to one crate that every party is compiled against.
+//! codes, the phases and reasons a step answers, every request and reply
+//! of the center's API (`request`, `reply`, `views`, `admin`), the forms of
+//! its strings (`formats`), and the table of its routes (`routes`) from
+//! which its OpenAPI document is generated (`openapi`). The center, the
+//! store, the wallet and the CLI all take these types from here, so a
+//! change to the contract is a change to one crate that every party is
+//! compiled against, and to the document with it.
 
 /// Display, Serialize and Deserialize for a type known on the wire by its
 /// name (`as_str`, `parse`): a name this build does not know is refused
@@ -31,6 +34,7 @@ macro_rules! by_name {
     };
 }
 
+pub mod admin;
 pub mod error;
 pub mod formats;
 pub mod openapi;
@@ -38,6 +42,7 @@ pub mod phase;
 pub mod reply;
 pub mod request;
 pub mod routes;
+pub mod views;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail, ErrorType};
 pub use phase::{Phase, Reason};

@@ -77,23 +77,21 @@ impl Security {
     }
 }
 
-/// A schema in the document: derived from a type, or (for what is not yet
-/// a type of this crate) named among the described components or written
-/// in place.
-#[derive(Debug, Clone, Copy)]
-pub enum Shape {
-    /// The schema of a type of the contract, as [`of`] gives it.
-    Of(fn(&mut SchemaGenerator) -> Schema),
-    /// A component of `schemas.json`, by name.
-    Component(&'static str),
-    /// A schema written in place, as JSON.
-    Inline(&'static str),
-}
+/// A schema in the document: the schema of a type of the contract, as
+/// [`of`] (a reference to its component) or [`query`] (written out) gives
+/// it.
+pub type Shape = fn(&mut SchemaGenerator) -> Schema;
 
 /// The schema of `T`: a reference to its component, which the document
 /// then holds.
 pub fn of<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
     generator.subschema_for::<T>()
+}
+
+/// The schema of query type `T`, written out (not referred to): each of
+/// its properties is one parameter of the query string.
+pub fn query<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
+    T::json_schema(generator)
 }
 
 /// One parameter of an operation.
@@ -139,6 +137,8 @@ pub struct Operation {
     /// Needs an `Idempotency-Key` header.
     pub idempotent: bool,
     pub params: &'static [Param],
+    /// The query string: a type whose fields are its parameters ([`query`]).
+    pub query: Option<Shape>,
     pub body: Option<Body>,
     pub reply: Reply,
     /// Every refusal status the route can answer, each with the error shape.
@@ -157,8 +157,9 @@ impl Operation {
         security: &[],
         idempotent: false,
         params: &[],
+        query: None,
         body: None,
-        reply: Reply { status: 200, description: "", media: JSON, schema: Shape::Inline("{}") },
+        reply: Reply { status: 200, description: "", media: JSON, schema: of::<()> },
         refusals: &[],
     };
 }
@@ -205,9 +206,6 @@ const INFO: &str = "Purchase protocol of kessai (see PROTOCOL.md §5, §7). Ever
                     may also answer 413 (body too large), 429 (rate limited, with Retry-After), 503 (request timeout) \
                     and 500 (internal error, details only in the log).";
 
-/// The components not yet derived from a type, described by hand.
-const DESCRIBED: &str = include_str!("schemas.json");
-
 /// The whole document.
 pub fn document() -> Result<Value, String> {
     let settings = || {
@@ -241,7 +239,7 @@ pub fn document() -> Result<Value, String> {
         }
     }
 
-    let mut schemas: Map<String, Value> = serde_json::from_str(DESCRIBED).map_err(|e| format!("schemas.json: {e}"))?;
+    let mut schemas = Map::new();
     // Named whether or not a route's reply refers to them.
     for generator in [&mut reads, &mut writes] {
         generator.subschema_for::<crate::ErrorBody>();
@@ -302,17 +300,42 @@ pub fn document() -> Result<Value, String> {
 
 fn add(schemas: &mut Map<String, Value>, name: &str, schema: Value) -> Result<(), String> {
     match schemas.insert(name.to_owned(), schema) {
-        Some(_) => Err(format!("{name} is described twice (schemas.json and a type, or two types)")),
+        Some(_) => Err(format!("{name} is described twice (two types of one name)")),
         None => Ok(()),
     }
 }
 
-fn shape(s: Shape, generator: &mut SchemaGenerator) -> Result<Value, String> {
-    match s {
-        Shape::Of(schema) => Ok(schema(generator).to_value()),
-        Shape::Component(name) => Ok(json!({ "$ref": format!("#/components/schemas/{name}") })),
-        Shape::Inline(text) => serde_json::from_str(text).map_err(|e| format!("an inline schema: {e}: {text}")),
+/// `schema` without the null an `Option` adds to it.
+fn without_null(mut schema: Value) -> Value {
+    let is_null = |v: &Value| v.get("type") == Some(&Value::from("null"));
+    if let Some(Value::Array(types)) = schema.get_mut("type") {
+        types.retain(|t| t != "null");
+        if types.len() == 1 {
+            schema["type"] = types[0].clone();
+        }
+        return schema;
     }
+    let Some(Value::Array(alternatives)) = schema.get("anyOf") else { return schema };
+    let kept: Vec<Value> = alternatives.iter().filter(|v| !is_null(v)).cloned().collect();
+    match <[Value; 1]>::try_from(kept) {
+        Ok([only]) => {
+            let mut merged = only;
+            if let (Some(m), Some(outer)) = (merged.as_object_mut(), schema.as_object()) {
+                for (k, v) in outer.iter().filter(|(k, _)| k.as_str() != "anyOf") {
+                    m.insert(k.clone(), v.clone());
+                }
+            }
+            merged
+        }
+        Err(kept) => {
+            schema["anyOf"] = kept.into();
+            schema
+        }
+    }
+}
+
+fn shape(s: Shape, generator: &mut SchemaGenerator) -> Result<Value, String> {
+    Ok(s(generator).to_value())
 }
 
 fn operation(op: &Operation, reads: &mut SchemaGenerator, writes: &mut SchemaGenerator) -> Result<Value, String> {
@@ -341,6 +364,26 @@ fn operation(op: &Operation, reads: &mut SchemaGenerator, writes: &mut SchemaGen
             param["description"] = d.into();
         }
         params.push(param);
+    }
+    if let Some(q) = op.query {
+        let schema = shape(q, reads)?;
+        let required: Vec<&str> =
+            schema["required"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let properties = schema["properties"].as_object().ok_or("a query type without properties")?;
+        for (name, property) in properties {
+            // A parameter left out is the field's None: a query string has
+            // no null.
+            let mut property = without_null(property.clone());
+            let description = property.as_object_mut().and_then(|p| p.remove("description"));
+            let mut param = json!({ "name": name, "in": "query", "schema": property });
+            if required.contains(&name.as_str()) {
+                param["required"] = true.into();
+            }
+            if let Some(d) = description {
+                param["description"] = d;
+            }
+            params.push(param);
+        }
     }
     if op.idempotent {
         params.push(json!({

@@ -6,35 +6,40 @@
 // every entry reads the same.
 #![allow(clippy::needless_update)]
 
-use crate::openapi::{Body, In, JSON, Method, Operation, Param, Reply, Security, Shape, of};
-use crate::{formats, reply, request};
+use crate::openapi::{Body, In, JSON, Method, Operation, Param, Reply, Security, Shape, of, query};
+use crate::{admin, formats, reply, request, views};
 
 /// A settlement's id in the path.
-const SETTLEMENT: &[Param] = &[path_id(Shape::Of(of::<formats::SettlementId>))];
+const SETTLEMENT: &[Param] = &[path_id(of::<formats::SettlementId>)];
 /// A value update's id in the path.
-const UPDATE: &[Param] = &[path_id(Shape::Of(of::<formats::UpdateId>))];
+const UPDATE: &[Param] = &[path_id(of::<formats::UpdateId>)];
 /// A statement's id in the path.
-const STATEMENT: &[Param] = &[path_id(Shape::Of(of::<formats::StatementId>))];
+const STATEMENT: &[Param] = &[path_id(of::<formats::StatementId>)];
 /// An IC card's id in the path.
-const CARD: &[Param] = &[path_id(Shape::Of(of::<formats::CardId>))];
+const CARD: &[Param] = &[path_id(of::<formats::CardId>)];
 /// A store's id in the path.
-const STORE: &[Param] = &[path_id(Shape::Of(of::<formats::StoreId>))];
+const STORE: &[Param] = &[path_id(of::<formats::StoreId>)];
 /// An owed item's id in the path.
-const OWED: &[Param] = &[path_id(Shape::Of(of::<formats::OwedId>))];
+const OWED: &[Param] = &[path_id(of::<formats::OwedId>)];
+/// A member's number in the path.
+const MEMBER: &[Param] = &[path_id(of::<formats::MemberId>)];
+/// A funding's id in the path.
+const FUNDING: &[Param] = &[path_id(of::<formats::FundingId>)];
+/// An application's or a letter's id in the path.
+const RECORD: &[Param] = &[path_id(of::<formats::RecordName>)];
 
 const fn path_id(schema: Shape) -> Param {
     Param { name: "id", location: In::Path, required: true, description: None, schema }
 }
 
 /// The card's relayed answers.
-const ANSWERS: Option<Body> = Some(Body { required: true, schema: Shape::Of(of::<request::Answers>) });
+const ANSWERS: Option<Body> = Some(Body { required: true, schema: of::<request::Answers> });
 
-const STEP_REPLY: Reply =
-    Reply { status: 200, description: "step reply", media: JSON, schema: Shape::Of(of::<reply::StepReply>) };
+const STEP_REPLY: Reply = Reply { status: 200, description: "step reply", media: JSON, schema: of::<reply::StepReply> };
 const UPDATE_REPLY: Reply =
-    Reply { status: 200, description: "value update reply", media: JSON, schema: Shape::Of(of::<reply::UpdateReply>) };
+    Reply { status: 200, description: "value update reply", media: JSON, schema: of::<reply::UpdateReply> };
 const STATEMENT_REPLY: Reply =
-    Reply { status: 200, description: "statement reply", media: JSON, schema: Shape::Of(of::<reply::StatementReply>) };
+    Reply { status: 200, description: "statement reply", media: JSON, schema: of::<reply::StatementReply> };
 
 /// A step of a settlement, a value update or a statement: a POST on its id,
 /// with its access token and an Idempotency-Key.
@@ -67,7 +72,7 @@ pub const OPERATIONS: &[Operation] = &[
         path: "/v1/settlements",
         summary: "Open a settlement for a signed bill (SIG1) and a card with the card's answer to the wallet's INITIALIZE UPDATE (PROTOCOL §5): in the offer profile EXTERNAL AUTHENTICATE and the sealed READ BALANCE; in confirmed and direct EXTERNAL AUTHENTICATE, (READ BALANCE,) the sealed DEBIT",
         idempotent: true,
-        body: Some(Body { required: true, schema: Shape::Of(of::<request::CreateSettlement>) }),
+        body: Some(Body { required: true, schema: of::<request::CreateSettlement> }),
         reply: STEP_REPLY,
         refusals: &[400, 403, 404, 409, 413, 422, 429, 500, 503],
         ..Operation::DEFAULT
@@ -78,14 +83,7 @@ pub const OPERATIONS: &[Operation] = &[
         summary: "A settlement's state",
         security: &[Security::AccessToken, Security::StoreCertificate],
         params: SETTLEMENT,
-        reply: Reply {
-            status: 200,
-            description: "settlement",
-            media: JSON,
-            schema: Shape::Inline(
-                r##"{"type": "object", "required": ["settlement_id", "phase", "amount", "store"], "properties": {"settlement_id": {"$ref": "#/components/schemas/SettlementId"}, "phase": {"type": "string"}, "amount": {"$ref": "#/components/schemas/Money"}, "store": {"type": "string"}, "member": {"type": ["string", "null"]}, "order_id": {"type": ["string", "null"]}, "card_id": {"oneOf": [{"$ref": "#/components/schemas/CardId"}, {"type": "null"}], "description": "for the settlement's wallet; null for its store"}, "completion": {"type": ["string", "null"]}, "receipt": {"type": ["string", "null"]}, "reason": {"type": ["string", "null"]}, "card_ref": {"type": ["string", "null"], "description": "for the settlement's store: the card as it knows it (SIG3's card_ref); null for the wallet"}}}"##,
-            ),
-        },
+        reply: Reply { status: 200, description: "settlement", media: JSON, schema: of::<views::SettlementView> },
         refusals: &[404, 429, 500, 503],
         ..Operation::DEFAULT
     },
@@ -93,7 +91,7 @@ pub const OPERATIONS: &[Operation] = &[
         "/v1/settlements/{id}/balance",
         "Sealed balance; returns the offer (SIG2) and the sealed DEBIT, or voided",
         SETTLEMENT,
-        Some(Body { required: true, schema: Shape::Of(of::<request::BalanceAnswers>) }),
+        Some(Body { required: true, schema: of::<request::BalanceAnswers> }),
         STEP_REPLY,
         &[400, 402, 403, 404, 409, 413, 422, 429, 500, 503],
     ),
@@ -158,14 +156,7 @@ pub const OPERATIONS: &[Operation] = &[
         description: Some("404 receipt_not_yet until the store has sent it."),
         security: &[Security::AccessToken, Security::StoreCertificate],
         params: SETTLEMENT,
-        reply: Reply {
-            status: 200,
-            description: "the receipt (SIG4)",
-            media: JSON,
-            schema: Shape::Inline(
-                r##"{"type": "object", "required": ["receipt"], "properties": {"receipt": {"$ref": "#/components/schemas/Jws"}}}"##,
-            ),
-        },
+        reply: Reply { status: 200, description: "the receipt (SIG4)", media: JSON, schema: of::<views::Receipt> },
         refusals: &[404, 429, 500, 503],
         ..Operation::DEFAULT
     },
@@ -180,7 +171,7 @@ pub const OPERATIONS: &[Operation] = &[
             location: In::Path,
             required: true,
             description: None,
-            schema: Shape::Of(of::<formats::CardId>),
+            schema: of::<formats::CardId>,
         }],
         reply: STATEMENT_REPLY,
         refusals: &[400, 403, 404, 409, 413, 422, 429, 500, 503],
@@ -209,14 +200,7 @@ pub const OPERATIONS: &[Operation] = &[
         method: Method::Get,
         path: "/.well-known/jwks.json",
         summary: "The center's public keys (JWKS, Ed25519)",
-        reply: Reply {
-            status: 200,
-            description: "JWKS",
-            media: JSON,
-            schema: Shape::Inline(
-                r#"{"type": "object", "required": ["keys"], "properties": {"keys": {"type": "array", "items": {"type": "object"}}}}"#,
-            ),
-        },
+        reply: Reply { status: 200, description: "JWKS", media: JSON, schema: of::<formats::JwkSet> },
         refusals: &[429, 500, 503],
         ..Operation::DEFAULT
     },
@@ -224,12 +208,7 @@ pub const OPERATIONS: &[Operation] = &[
         method: Method::Get,
         path: "/v1/openapi.json",
         summary: "This document",
-        reply: Reply {
-            status: 200,
-            description: "OpenAPI 3.1",
-            media: JSON,
-            schema: Shape::Inline(r#"{"type": "object"}"#),
-        },
+        reply: Reply { status: 200, description: "OpenAPI 3.1", media: JSON, schema: of::<formats::Document> },
         refusals: &[429, 500, 503],
         ..Operation::DEFAULT
     },
@@ -238,7 +217,7 @@ pub const OPERATIONS: &[Operation] = &[
         path: "/v1/charges",
         summary: "Charge a card (value update) paid by credit card: limits (amount_out_of_range, over_max_balance, over_daily_limit), then the authorization (card_declined, insufficient_funds, expired_card, processing_error, invalid_card_number, invalid_expiry, invalid_cvc); returns INITIALIZE UPDATE. Card data is never stored.",
         idempotent: true,
-        body: Some(Body { required: true, schema: Shape::Of(of::<request::CreateCharge>) }),
+        body: Some(Body { required: true, schema: of::<request::CreateCharge> }),
         reply: UPDATE_REPLY,
         refusals: &[400, 402, 403, 404, 409, 413, 422, 429, 500, 503],
         ..Operation::DEFAULT
@@ -250,12 +229,7 @@ pub const OPERATIONS: &[Operation] = &[
         alias: Some("/v1/charges/{id}"),
         security: &[Security::AccessToken],
         params: UPDATE,
-        reply: Reply {
-            status: 200,
-            description: "value update",
-            media: JSON,
-            schema: Shape::Of(of::<reply::UpdateReply>),
-        },
+        reply: Reply { status: 200, description: "value update", media: JSON, schema: of::<reply::UpdateReply> },
         refusals: &[404, 429, 500, 503],
         ..Operation::DEFAULT
     },
@@ -265,7 +239,7 @@ pub const OPERATIONS: &[Operation] = &[
             "/v1/value-updates/{id}/authenticate",
             "INITIALIZE UPDATE's answer; returns EXTERNAL AUTHENTICATE + sealed READ BALANCE",
             UPDATE,
-            Some(Body { required: true, schema: Shape::Of(of::<request::ChargeAuthenticate>) }),
+            Some(Body { required: true, schema: of::<request::ChargeAuthenticate> }),
             UPDATE_REPLY,
             &[400, 402, 403, 404, 409, 413, 422, 429, 500, 503],
         )
@@ -354,7 +328,7 @@ pub const OPERATIONS: &[Operation] = &[
         path: "/v1/decreases",
         summary: "Decrease: card value back to the credit card of a completed charge, by a sealed DEBIT with SIG5 (direction debit). Refused: over_charge (the decreases of a charge never pass it), not_decreasable. Returns INITIALIZE UPDATE; then the /v1/value-updates/{id}/... steps. The credit card is refunded only when the card confirms.",
         idempotent: true,
-        body: Some(Body { required: true, schema: Shape::Of(of::<request::CreateDecrease>) }),
+        body: Some(Body { required: true, schema: of::<request::CreateDecrease> }),
         reply: UPDATE_REPLY,
         refusals: &[400, 403, 404, 409, 413, 422, 429, 500, 503],
         ..Operation::DEFAULT
@@ -364,13 +338,8 @@ pub const OPERATIONS: &[Operation] = &[
         path: "/v1/refunds",
         summary: "A store's signed refund of a completed purchase (full or partial). Idempotent by the store's refund id. Refused: over_refund (refunds never sum past the purchase), not_refundable, unknown_settlement, refund_invalid/refund_expired/refund_unknown_key/refund_bad_signature, refund_id_in_use. The store's payable is reversed at once; the card is credited at its next presentation.",
         idempotent: true,
-        body: Some(Body { required: true, schema: Shape::Of(of::<request::SubmitRefund>) }),
-        reply: Reply {
-            status: 200,
-            description: "refund recorded",
-            media: JSON,
-            schema: Shape::Component("OwedReply"),
-        },
+        body: Some(Body { required: true, schema: of::<request::SubmitRefund> }),
+        reply: Reply { status: 200, description: "refund recorded", media: JSON, schema: of::<views::OwedReply> },
         refusals: &[400, 403, 404, 409, 413, 422, 429, 500, 503],
         ..Operation::DEFAULT
     },
@@ -381,14 +350,12 @@ pub const OPERATIONS: &[Operation] = &[
         description: Some("The body may be empty, {} or {\"credits_only\": true}."),
         idempotent: true,
         params: CARD,
-        body: Some(Body { required: false, schema: Shape::Of(of::<request::OwedApply>) }),
+        body: Some(Body { required: false, schema: of::<request::OwedApply> }),
         reply: Reply {
             status: 200,
             description: "value update reply, or nothing owed",
             media: JSON,
-            schema: Shape::Inline(
-                r##"{"oneOf": [{"$ref": "#/components/schemas/UpdateReply"}, {"type": "object", "required": ["nothing_owed"], "properties": {"nothing_owed": {"type": "boolean"}}}]}"##,
-            ),
+            schema: of::<views::OwedApplied>,
         },
         refusals: &[400, 403, 404, 409, 413, 422, 429, 500, 503],
         ..Operation::DEFAULT
@@ -397,20 +364,8 @@ pub const OPERATIONS: &[Operation] = &[
         method: Method::Post,
         path: "/v1/admin/stores",
         summary: "Register or update a store and its keys (admin certificate)",
-        body: Some(Body {
-            required: true,
-            schema: Shape::Inline(
-                r##"{"type": "object", "required": ["id", "name"], "additionalProperties": false, "properties": {"id": {"$ref": "#/components/schemas/StoreId"}, "name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$", "description": "display name: no control characters, at most 200 bytes of UTF-8"}, "mall": {"oneOf": [{"$ref": "#/components/schemas/StoreId"}, {"type": "null"}], "description": "a registered mall (400 unknown_mall otherwise)"}, "notify_url": {"oneOf": [{"type": "null"}, {"type": "string", "pattern": "^https://", "maxLength": 512}], "description": "https:// URL, at most 512 bytes (400 bad_notify_url otherwise)"}, "client_name": {"type": ["string", "null"], "description": "the store's client certificate name"}, "bank_account": {"type": ["string", "null"], "description": "where payouts go: zengin:BBBB-SSS-T-NNNNNNN:HOLDER (half-width kana) or iban:IBAN[:BIC]:HOLDER; anything else is refused (bad_bank_account)"}, "jwks": {"oneOf": [{"type": "null"}, {"type": "object", "required": ["keys"], "properties": {"keys": {"type": "array", "maxItems": 64, "items": {"type": "object"}}}}], "description": "the store's public keys, a JWK Set of Ed25519 keys (400 bad_jwks otherwise)"}}}"##,
-            ),
-        }),
-        reply: Reply {
-            status: 200,
-            description: "registered",
-            media: JSON,
-            schema: Shape::Inline(
-                r##"{"type": "object", "required": ["store", "keys"], "properties": {"store": {"$ref": "#/components/schemas/StoreId"}, "keys": {"type": "integer", "minimum": 0}}}"##,
-            ),
-        },
+        body: Some(Body { required: true, schema: of::<admin::RegisterStore> }),
+        reply: Reply { status: 200, description: "registered", media: JSON, schema: of::<admin::StoreRegistered> },
         refusals: &[400, 401, 403, 413, 415, 422, 429, 500, 503],
         ..Operation::DEFAULT
     },
@@ -422,31 +377,10 @@ pub const OPERATIONS: &[Operation] = &[
             "Takes no request body. 404 unknown_key when the store has no such key (another store's key included).",
         ),
         params: &[
-            Param {
-                name: "id",
-                location: In::Path,
-                required: true,
-                description: None,
-                schema: Shape::Of(of::<formats::StoreId>),
-            },
-            Param {
-                name: "kid",
-                location: In::Path,
-                required: true,
-                description: None,
-                schema: Shape::Inline(
-                    r#"{"type": "string", "pattern": "^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$", "description": "the key's JWK thumbprint (base64url of 32 bytes)"}"#,
-                ),
-            },
+            path_id(of::<formats::StoreId>),
+            Param { name: "kid", location: In::Path, required: true, description: None, schema: of::<formats::Kid> },
         ],
-        reply: Reply {
-            status: 200,
-            description: "revoked",
-            media: JSON,
-            schema: Shape::Inline(
-                r##"{"type": "object", "required": ["store", "kid", "revoked"], "properties": {"store": {"$ref": "#/components/schemas/StoreId"}, "kid": {"type": "string"}, "revoked": {"const": true}}}"##,
-            ),
-        },
+        reply: Reply { status: 200, description: "revoked", media: JSON, schema: of::<admin::KeyRevoked> },
         refusals: &[400, 401, 403, 404, 429, 500, 503],
         ..Operation::DEFAULT
     },
@@ -455,20 +389,8 @@ pub const OPERATIONS: &[Operation] = &[
         path: "/v1/admin/cards",
         summary: "Register an issued card (admin certificate)",
         description: Some("409 card_exists when the card id is already issued."),
-        body: Some(Body {
-            required: true,
-            schema: Shape::Inline(
-                r##"{"type": "object", "required": ["card_id", "key_version", "currency", "max_balance_minor"], "additionalProperties": false, "properties": {"card_id": {"$ref": "#/components/schemas/CardId"}, "key_version": {"type": "integer", "minimum": 0, "maximum": 255, "description": "a key version the center holds master keys for (400 unknown_key_version otherwise)"}, "currency": {"type": "string", "enum": ["AUD", "CAD", "CHF", "CNY", "EUR", "GBP", "HKD", "JPY", "KRW", "NZD", "SGD", "TWD", "USD"]}, "max_balance_minor": {"type": "integer", "minimum": 1, "maximum": 18446744073709551615}, "initial_value_minor": {"type": "integer", "minimum": 0, "maximum": 1000000000000000, "default": 0, "description": "at most max_balance_minor (400 bad_amounts otherwise)"}}}"##,
-            ),
-        }),
-        reply: Reply {
-            status: 201,
-            description: "registered",
-            media: JSON,
-            schema: Shape::Inline(
-                r##"{"type": "object", "required": ["card_id", "status"], "properties": {"card_id": {"$ref": "#/components/schemas/CardId"}, "status": {"const": "active"}}}"##,
-            ),
-        },
+        body: Some(Body { required: true, schema: of::<admin::RegisterCard> }),
+        reply: Reply { status: 201, description: "registered", media: JSON, schema: of::<admin::CardState> },
         refusals: &[400, 401, 403, 409, 413, 415, 422, 429, 500, 503],
         ..Operation::DEFAULT
     },
@@ -478,20 +400,8 @@ pub const OPERATIONS: &[Operation] = &[
         summary: "Block a card or report it lost, with a reason (admin certificate)",
         description: Some("409 card_lost: lost is final."),
         params: CARD,
-        body: Some(Body {
-            required: true,
-            schema: Shape::Inline(
-                r#"{"type": "object", "required": ["status", "reason"], "additionalProperties": false, "properties": {"status": {"type": "string", "enum": ["active", "blocked", "lost"]}, "reason": {"type": "string", "maxLength": 500, "pattern": "[^\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]", "description": "1 to 500 characters, not blank"}}}"#,
-            ),
-        }),
-        reply: Reply {
-            status: 200,
-            description: "updated",
-            media: JSON,
-            schema: Shape::Inline(
-                r##"{"type": "object", "required": ["card_id", "status"], "properties": {"card_id": {"$ref": "#/components/schemas/CardId"}, "status": {"type": "string", "enum": ["active", "blocked", "lost"]}}}"##,
-            ),
-        },
+        body: Some(Body { required: true, schema: of::<admin::ChangeCardStatus> }),
+        reply: Reply { status: 200, description: "updated", media: JSON, schema: of::<admin::CardState> },
         refusals: &[400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503],
         ..Operation::DEFAULT
     },
@@ -499,68 +409,12 @@ pub const OPERATIONS: &[Operation] = &[
         method: Method::Get,
         path: "/v1/admin/settlements",
         summary: "List settlements, newest first, a page at a time (admin certificate)",
-        params: &[
-            Param {
-                name: "card",
-                location: In::Query,
-                required: false,
-                description: None,
-                schema: Shape::Of(of::<formats::CardId>),
-            },
-            Param {
-                name: "phase",
-                location: In::Query,
-                required: false,
-                description: None,
-                schema: Shape::Component("Phase"),
-            },
-            Param {
-                name: "store",
-                location: In::Query,
-                required: false,
-                description: Some("the store that signed the bill"),
-                schema: Shape::Of(of::<formats::StoreId>),
-            },
-            Param {
-                name: "from",
-                location: In::Query,
-                required: false,
-                description: Some("created at or after, unix seconds"),
-                schema: Shape::Inline(r#"{"type": "integer", "minimum": 0, "maximum": 9223372036854775807}"#),
-            },
-            Param {
-                name: "to",
-                location: In::Query,
-                required: false,
-                description: Some("created before, unix seconds"),
-                schema: Shape::Inline(r#"{"type": "integer", "minimum": 0, "maximum": 9223372036854775807}"#),
-            },
-            Param {
-                name: "after",
-                location: In::Query,
-                required: false,
-                description: Some(
-                    "the `next` of the page before: the listing goes on after it, never skipping or repeating a settlement however many are opened meanwhile",
-                ),
-                schema: Shape::Inline(r#"{"type": "string", "pattern": "^[0-9]{1,18}\\.stl_[0-9a-f]{32}$"}"#),
-            },
-            Param {
-                name: "limit",
-                location: In::Query,
-                required: false,
-                description: Some("at most 500 are listed"),
-                schema: Shape::Inline(
-                    r#"{"type": "integer", "minimum": 1, "maximum": 9223372036854775807, "default": 100}"#,
-                ),
-            },
-        ],
+        query: Some(query::<admin::SettlementFilter>),
         reply: Reply {
             status: 200,
             description: "settlements, newest first",
             media: JSON,
-            schema: Shape::Inline(
-                r#"{"type": "object", "required": ["settlements", "next"], "properties": {"settlements": {"type": "array", "items": {"type": "object"}}, "next": {"type": ["string", "null"], "description": "the cursor of this page's last row when the page is full (pass it as after=), else null"}}}"#,
-            ),
+            schema: of::<admin::SettlementPage>,
         },
         refusals: &[400, 401, 403, 429, 500, 503],
         ..Operation::DEFAULT
@@ -570,20 +424,8 @@ pub const OPERATIONS: &[Operation] = &[
         path: "/v1/admin/settlements/{id}/void-lost",
         summary: "Void a pending settlement of a card reported lost, past its deadline (admin certificate)",
         params: SETTLEMENT,
-        body: Some(Body {
-            required: true,
-            schema: Shape::Inline(
-                r#"{"type": "object", "required": ["reason"], "additionalProperties": false, "properties": {"reason": {"type": "string", "maxLength": 500, "pattern": "[^\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]", "description": "1 to 500 characters, not blank"}}}"#,
-            ),
-        }),
-        reply: Reply {
-            status: 200,
-            description: "voided",
-            media: JSON,
-            schema: Shape::Inline(
-                r##"{"type": "object", "required": ["settlement_id", "phase"], "properties": {"settlement_id": {"$ref": "#/components/schemas/SettlementId"}, "phase": {"type": "string"}, "reason": {"type": ["string", "null"]}}}"##,
-            ),
-        },
+        body: Some(Body { required: true, schema: of::<admin::GiveReason> }),
+        reply: Reply { status: 200, description: "voided", media: JSON, schema: of::<admin::SettlementVoided> },
         refusals: &[400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503],
         ..Operation::DEFAULT
     },
@@ -592,8 +434,8 @@ pub const OPERATIONS: &[Operation] = &[
         path: "/v1/admin/cards/{id}/corrections",
         summary: "Admin: a correction (value taken off the card at its next presentation), held on the card's float at once. Idempotent by reference. Refused over the float (over_float).",
         params: CARD,
-        body: Some(Body { required: true, schema: Shape::Component("CorrectionRequest") }),
-        reply: Reply { status: 200, description: "ok", media: JSON, schema: Shape::Component("OwedReply") },
+        body: Some(Body { required: true, schema: of::<admin::AddCorrection> }),
+        reply: Reply { status: 200, description: "ok", media: JSON, schema: of::<views::OwedReply> },
         refusals: &[400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503],
         ..Operation::DEFAULT
     },
@@ -602,14 +444,7 @@ pub const OPERATIONS: &[Operation] = &[
         path: "/v1/admin/cards/{id}/owed",
         summary: "Admin: what the card is owed or owes, not yet applied.",
         params: CARD,
-        reply: Reply {
-            status: 200,
-            description: "ok",
-            media: JSON,
-            schema: Shape::Inline(
-                r##"{"type": "object", "properties": {"owed": {"type": "array", "items": {"$ref": "#/components/schemas/OwedReply"}}}}"##,
-            ),
-        },
+        reply: Reply { status: 200, description: "ok", media: JSON, schema: of::<admin::OwedList> },
         refusals: &[400, 401, 403, 404, 429, 500, 503],
         ..Operation::DEFAULT
     },
@@ -621,14 +456,7 @@ pub const OPERATIONS: &[Operation] = &[
             "At most 100 rows of each list, newest first; settlements_next continues the settlements in GET /v1/admin/settlements?card=…&after=. books is null for a card the books never opened. 404 unknown_card for a card not registered.",
         ),
         params: CARD,
-        reply: Reply {
-            status: 200,
-            description: "the card's story",
-            media: JSON,
-            schema: Shape::Inline(
-                r##"{"type": "object", "additionalProperties": false, "required": ["card", "member", "books", "settlements", "settlements_next", "value_updates", "owed", "log"], "properties": {"card": {"type": "object", "required": ["card_id", "status", "currency", "key_version", "max_balance_minor"], "properties": {"card_id": {"$ref": "#/components/schemas/CardId"}, "status": {"type": "string", "enum": ["active", "blocked", "lost"]}, "currency": {"type": "string"}, "key_version": {"type": "integer", "minimum": 0, "maximum": 255}, "max_balance_minor": {"type": "integer", "minimum": 0}}}, "member": {"type": ["object", "null"], "properties": {"member": {"type": "string"}, "instruction_required": {"type": "boolean"}}}, "books": {"type": ["object", "null"], "properties": {"float_minor": {"type": "integer", "minimum": 0}, "held_minor": {"type": "integer", "minimum": 0}, "credits_pending_minor": {"type": "integer", "minimum": 0}}}, "settlements": {"type": "array", "items": {"type": "object"}}, "settlements_next": {"type": ["string", "null"]}, "value_updates": {"type": "array", "items": {"type": "object"}}, "owed": {"type": "array", "items": {"$ref": "#/components/schemas/OwedReply"}}, "log": {"type": "array", "items": {"type": "object", "required": ["kind", "transaction_id", "amount_minor", "counter", "balance_after_minor", "counterpart", "time_unix_s"], "properties": {"kind": {"type": "string", "enum": ["debit", "credit"]}}}}}}"##,
-            ),
-        },
+        reply: Reply { status: 200, description: "the card's story", media: JSON, schema: of::<admin::CardStory> },
         refusals: &[400, 401, 403, 404, 429, 500, 503],
         ..Operation::DEFAULT
     },
@@ -638,7 +466,7 @@ pub const OPERATIONS: &[Operation] = &[
         summary: "Admin: cancel a correction no session is applying; its hold is voided (not_cancellable otherwise).",
         description: Some("Takes no request body."),
         params: OWED,
-        reply: Reply { status: 200, description: "ok", media: JSON, schema: Shape::Component("OwedReply") },
+        reply: Reply { status: 200, description: "ok", media: JSON, schema: of::<views::OwedReply> },
         refusals: &[400, 401, 403, 404, 409, 429, 500, 503],
         ..Operation::DEFAULT
     },
@@ -650,7 +478,7 @@ pub const OPERATIONS: &[Operation] = &[
             status: 200,
             description: "alive",
             media: "text/plain; charset=utf-8",
-            schema: Shape::Inline(r#"{"const": "ok"}"#),
+            schema: of::<formats::Alive>,
         },
         refusals: &[],
         ..Operation::DEFAULT
@@ -666,7 +494,7 @@ pub const OPERATIONS: &[Operation] = &[
             status: 200,
             description: "ready",
             media: "text/plain; charset=utf-8",
-            schema: Shape::Inline(r#"{"const": "ready"}"#),
+            schema: of::<formats::Ready>,
         },
         refusals: &[503],
         ..Operation::DEFAULT
@@ -679,7 +507,7 @@ pub const OPERATIONS: &[Operation] = &[
             status: 200,
             description: "OpenMetrics text",
             media: "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            schema: Shape::Inline(r#"{"type": "string"}"#),
+            schema: of::<formats::OpenMetrics>,
         },
         refusals: &[401],
         ..Operation::DEFAULT
@@ -689,8 +517,8 @@ pub const OPERATIONS: &[Operation] = &[
         path: "/v1/admin/cards/{id}/replace",
         summary: "Admin: replace a lost or blocked card (M8): its value and the refunds still owed to it go to the replacement, credited at its next presentation. 409 not_replaceable while anything is in flight on it, for an active card, or if the replacement cannot hold it all.",
         params: CARD,
-        body: Some(Body { required: true, schema: Shape::Component("ReplaceCardRequest") }),
-        reply: Reply { status: 200, description: "ok", media: JSON, schema: Shape::Component("Replaced") },
+        body: Some(Body { required: true, schema: of::<admin::ReplaceCard> }),
+        reply: Reply { status: 200, description: "ok", media: JSON, schema: of::<views::Replaced> },
         refusals: &[400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503],
         ..Operation::DEFAULT
     },
@@ -699,14 +527,7 @@ pub const OPERATIONS: &[Operation] = &[
         path: "/v1/stores/{id}/jwks.json",
         summary: "The keys the center holds for a store (registered by the operator, not revoked, with their validity windows): what a wallet checks the store's receipt (SIG4) against (M3). An unknown store has none.",
         params: STORE,
-        reply: Reply {
-            status: 200,
-            description: "JWKS",
-            media: JSON,
-            schema: Shape::Inline(
-                r#"{"type": "object", "required": ["keys"], "properties": {"keys": {"type": "array", "items": {"type": "object"}}}}"#,
-            ),
-        },
+        reply: Reply { status: 200, description: "JWKS", media: JSON, schema: of::<formats::JwkSet> },
         refusals: &[429, 500, 503, 400],
         ..Operation::DEFAULT
     },
@@ -715,13 +536,8 @@ pub const OPERATIONS: &[Operation] = &[
         path: "/v1/members/applications",
         summary: "An application to become a member (FIG. 3-4 steps 1-5): answered with its application number; the member number and activation code follow out of band once the operator approves.",
         idempotent: true,
-        body: Some(Body { required: true, schema: Shape::Of(of::<request::MemberApplication>) }),
-        reply: Reply {
-            status: 200,
-            description: "received",
-            media: JSON,
-            schema: Shape::Component("ApplicationReply"),
-        },
+        body: Some(Body { required: true, schema: of::<request::MemberApplication> }),
+        reply: Reply { status: 200, description: "received", media: JSON, schema: of::<views::ApplicationReply> },
         refusals: &[400, 409, 413, 422, 429, 500, 503],
         ..Operation::DEFAULT
     },
@@ -729,7 +545,7 @@ pub const OPERATIONS: &[Operation] = &[
         method: Method::Get,
         path: "/v1/members/encryption-key",
         summary: "The center's X25519 key members encrypt their registration to.",
-        reply: Reply { status: 200, description: "the key", media: JSON, schema: Shape::Component("X25519Jwk") },
+        reply: Reply { status: 200, description: "the key", media: JSON, schema: of::<formats::X25519Jwk> },
         refusals: &[429, 500, 503],
         ..Operation::DEFAULT
     },
@@ -738,12 +554,12 @@ pub const OPERATIONS: &[Operation] = &[
         path: "/v1/members/registrations",
         summary: "A member's registration (step 7), encrypted and signed with the key it registers. Refused: not_encrypted, bad_registration, activation_refused (an unknown member number and a wrong code alike), activation_code_expired, activation_code_used, kind_mismatch, already_registered.",
         idempotent: true,
-        body: Some(Body { required: true, schema: Shape::Of(of::<request::SubmitRegistration>) }),
+        body: Some(Body { required: true, schema: of::<request::SubmitRegistration> }),
         reply: Reply {
             status: 200,
             description: "entered in the member ledger",
             media: JSON,
-            schema: Shape::Component("MemberReply"),
+            schema: of::<views::MemberReply>,
         },
         refusals: &[400, 403, 409, 413, 422, 429, 500, 503],
         ..Operation::DEFAULT
@@ -752,20 +568,12 @@ pub const OPERATIONS: &[Operation] = &[
         method: Method::Get,
         path: "/v1/admin/applications",
         summary: "Admin: applications in a status (received by default).",
-        params: &[Param {
-            name: "status",
-            location: In::Query,
-            required: false,
-            description: None,
-            schema: Shape::Inline(r#"{"type": "string", "enum": ["received", "approved", "rejected"]}"#),
-        }],
+        query: Some(query::<admin::ApplicationFilter>),
         reply: Reply {
             status: 200,
             description: "applications, oldest first",
             media: JSON,
-            schema: Shape::Inline(
-                r#"{"type": "object", "required": ["applications"], "properties": {"applications": {"type": "array", "items": {"type": "object"}}}}"#,
-            ),
+            schema: of::<admin::ApplicationList>,
         },
         refusals: &[400, 401, 403, 429, 500, 503],
         ..Operation::DEFAULT
@@ -775,19 +583,8 @@ pub const OPERATIONS: &[Operation] = &[
         path: "/v1/admin/applications/{id}/approve",
         summary: "Admin: approve an application; the member number and activation code go to the outbox letter (never in this answer). 409 not_received if it was approved already.",
         description: Some("Takes no request body."),
-        params: &[Param {
-            name: "id",
-            location: In::Path,
-            required: true,
-            description: None,
-            schema: Shape::Inline(r#"{"type": "string", "pattern": "^.{1,200}$"}"#),
-        }],
-        reply: Reply {
-            status: 200,
-            description: "approved",
-            media: JSON,
-            schema: Shape::Inline(r#"{"type": "object"}"#),
-        },
+        params: RECORD,
+        reply: Reply { status: 200, description: "approved", media: JSON, schema: of::<admin::Approved> },
         refusals: &[400, 401, 403, 404, 409, 429, 500, 503],
         ..Operation::DEFAULT
     },
@@ -795,27 +592,9 @@ pub const OPERATIONS: &[Operation] = &[
         method: Method::Post,
         path: "/v1/admin/applications/{id}/reject",
         summary: "Admin: reject a received application with a reason (#22 work queue); no member number or letter is made. 409 not_received once decided.",
-        params: &[Param {
-            name: "id",
-            location: In::Path,
-            required: true,
-            description: None,
-            schema: Shape::Inline(r#"{"type": "string", "pattern": "^.{1,200}$"}"#),
-        }],
-        body: Some(Body {
-            required: true,
-            schema: Shape::Inline(
-                r#"{"type": "object", "required": ["reason"], "additionalProperties": false, "properties": {"reason": {"type": "string", "maxLength": 500, "pattern": "[^\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]", "description": "1 to 500 characters, not blank"}}}"#,
-            ),
-        }),
-        reply: Reply {
-            status: 200,
-            description: "rejected",
-            media: JSON,
-            schema: Shape::Inline(
-                r#"{"type": "object", "additionalProperties": false, "required": ["application_id", "status"], "properties": {"application_id": {"type": "string"}, "status": {"type": "string", "enum": ["rejected"]}}}"#,
-            ),
-        },
+        params: RECORD,
+        body: Some(Body { required: true, schema: of::<admin::GiveReason> }),
+        reply: Reply { status: 200, description: "rejected", media: JSON, schema: of::<admin::Rejected> },
         refusals: &[400, 401, 403, 404, 409, 429, 500, 503, 415],
         ..Operation::DEFAULT
     },
@@ -823,14 +602,7 @@ pub const OPERATIONS: &[Operation] = &[
         method: Method::Get,
         path: "/v1/admin/outbox",
         summary: "Admin: the letters to print or mail (member number, activation code, expiry), until marked sent.",
-        reply: Reply {
-            status: 200,
-            description: "unsent letters",
-            media: JSON,
-            schema: Shape::Inline(
-                r#"{"type": "object", "required": ["letters"], "properties": {"letters": {"type": "array", "items": {"type": "object"}}}}"#,
-            ),
-        },
+        reply: Reply { status: 200, description: "unsent letters", media: JSON, schema: of::<admin::Outbox> },
         refusals: &[400, 401, 403, 429, 500, 503],
         ..Operation::DEFAULT
     },
@@ -839,19 +611,8 @@ pub const OPERATIONS: &[Operation] = &[
         path: "/v1/admin/outbox/{id}/sent",
         summary: "Admin: the letter was sent; its text, with the code, is wiped. 404 unknown_letter if there is no such unsent letter.",
         description: Some("Takes no request body."),
-        params: &[Param {
-            name: "id",
-            location: In::Path,
-            required: true,
-            description: None,
-            schema: Shape::Inline(r#"{"type": "string", "pattern": "^.{1,200}$"}"#),
-        }],
-        reply: Reply {
-            status: 200,
-            description: "marked sent",
-            media: JSON,
-            schema: Shape::Inline(r#"{"type": "object"}"#),
-        },
+        params: RECORD,
+        reply: Reply { status: 200, description: "marked sent", media: JSON, schema: of::<admin::LetterSent> },
         refusals: &[400, 401, 403, 404, 429, 500, 503],
         ..Operation::DEFAULT
     },
@@ -860,13 +621,8 @@ pub const OPERATIONS: &[Operation] = &[
         path: "/v1/admin/cards/{id}/member",
         summary: "Admin: link a card to a registered, active member (or unlink it with null): its purchases then need the member's signed payment instruction unless instruction_required is false. 404 unknown_member, unknown_card.",
         params: CARD,
-        body: Some(Body { required: true, schema: Shape::Component("CardMemberRequest") }),
-        reply: Reply {
-            status: 200,
-            description: "linked",
-            media: JSON,
-            schema: Shape::Inline(r#"{"type": "object"}"#),
-        },
+        body: Some(Body { required: true, schema: of::<admin::LinkCardMember> }),
+        reply: Reply { status: 200, description: "linked", media: JSON, schema: of::<admin::CardMemberLinked> },
         refusals: &[400, 401, 403, 404, 413, 415, 422, 429, 500, 503],
         ..Operation::DEFAULT
     },
@@ -875,12 +631,12 @@ pub const OPERATIONS: &[Operation] = &[
         path: "/v1/members/key-replacements",
         summary: "A member replaces its key: a JWS kessai-key-replacement+jwt signed with the current key, carrying the new key and the new key's signature over what it replaces. The current key is retired. Refused: replacement_refused (a replay, a stranger's signature, a retired key), unknown_member (none active).",
         idempotent: true,
-        body: Some(Body { required: true, schema: Shape::Of(of::<request::SubmitKeyReplacement>) }),
+        body: Some(Body { required: true, schema: of::<request::SubmitKeyReplacement> }),
         reply: Reply {
             status: 200,
             description: "entered in the member ledger",
             media: JSON,
-            schema: Shape::Component("MemberReply"),
+            schema: of::<views::MemberReply>,
         },
         refusals: &[400, 403, 409, 413, 422, 429, 500, 503, 404],
         ..Operation::DEFAULT
@@ -889,20 +645,9 @@ pub const OPERATIONS: &[Operation] = &[
         method: Method::Post,
         path: "/v1/admin/members/{id}/revoke",
         summary: "Admin: a member's key reported lost: revoked at once, and a new letter with a new activation code waits in the outbox (earlier unused letters void). 404 unknown_member.",
-        params: &[Param {
-            name: "id",
-            location: In::Path,
-            required: true,
-            description: None,
-            schema: Shape::Inline(r#"{"type": "string", "pattern": "^[a-z0-9-]{1,32}$"}"#),
-        }],
-        body: Some(Body { required: true, schema: Shape::Component("RevokeMemberRequest") }),
-        reply: Reply {
-            status: 200,
-            description: "revoked",
-            media: JSON,
-            schema: Shape::Inline(r#"{"type": "object"}"#),
-        },
+        params: MEMBER,
+        body: Some(Body { required: true, schema: of::<admin::RevokeMember> }),
+        reply: Reply { status: 200, description: "revoked", media: JSON, schema: of::<admin::Approved> },
         refusals: &[400, 401, 403, 404, 413, 415, 422, 429, 500, 503],
         ..Operation::DEFAULT
     },
@@ -913,21 +658,8 @@ pub const OPERATIONS: &[Operation] = &[
         description: Some(
             "Never the member's key, a letter's text or an activation code. 404 unknown_member for a member not in the ledger.",
         ),
-        params: &[Param {
-            name: "id",
-            location: In::Path,
-            required: true,
-            description: None,
-            schema: Shape::Inline(r#"{"type": "string", "pattern": "^[a-z0-9-]{1,32}$"}"#),
-        }],
-        reply: Reply {
-            status: 200,
-            description: "the member's story",
-            media: JSON,
-            schema: Shape::Inline(
-                r#"{"type": "object", "additionalProperties": false, "required": ["member", "letters", "cards", "prepaid_cards"], "properties": {"member": {"type": "object", "required": ["member", "kind", "status", "kid", "not_before", "not_after"]}, "letters": {"type": "array", "items": {"type": "object", "required": ["letter_id", "kind", "expires_at"]}}, "cards": {"type": "array", "items": {"type": "object", "required": ["card_id", "instruction_required"]}}, "prepaid_cards": {"type": "array", "items": {"type": "object"}}}}"#,
-            ),
-        },
+        params: MEMBER,
+        reply: Reply { status: 200, description: "the member's story", media: JSON, schema: of::<admin::MemberStory> },
         refusals: &[400, 401, 403, 404, 429, 500, 503],
         ..Operation::DEFAULT
     },
@@ -936,12 +668,12 @@ pub const OPERATIONS: &[Operation] = &[
         path: "/v1/prepaid/requests",
         summary: "A member's signed prepaid request (kessai-prepaid-request+jwt): open a virtual prepaid card, fund one (credit card: authorized and issued at once; transfer or cash: a reference to quote, issued when the money arrives), inquire (balance and history), or move value onto the member's linked IC card (to_card: a value update run as a charge). Refused: prepaid_request_refused, request_id_reused, unknown_prepaid_card, prepaid_card_closed, currency_mismatch, over_max_balance, amount_over_limit, payment_card_required, card_declined, card_not_members, insufficient_balance.",
         idempotent: true,
-        body: Some(Body { required: true, schema: Shape::Of(of::<request::SubmitPrepaidRequest>) }),
+        body: Some(Body { required: true, schema: of::<request::SubmitPrepaidRequest> }),
         reply: Reply {
             status: 200,
             description: "the funding, or the member's cards",
             media: JSON,
-            schema: Shape::Component("PrepaidReply"),
+            schema: of::<views::PrepaidReply>,
         },
         refusals: &[400, 402, 403, 404, 409, 413, 422, 429, 500, 503],
         ..Operation::DEFAULT
@@ -951,8 +683,8 @@ pub const OPERATIONS: &[Operation] = &[
         path: "/v1/prepaid/payments",
         summary: "Pays a store's bill (SIG1) from a member's virtual prepaid card on the member's signed payment instruction naming it: the completion (SIG3, delivered to the store as a settlement's) and the new balance. One bill is paid once. Refused: instruction_refused, unknown_prepaid_card, value_expired, insufficient_balance, bill_paid, the bill's codes.",
         idempotent: true,
-        body: Some(Body { required: true, schema: Shape::Of(of::<request::PrepaidPay>) }),
-        reply: Reply { status: 200, description: "paid", media: JSON, schema: Shape::Component("PrepaidPaymentReply") },
+        body: Some(Body { required: true, schema: of::<request::PrepaidPay> }),
+        reply: Reply { status: 200, description: "paid", media: JSON, schema: of::<views::PrepaidPaymentReply> },
         refusals: &[400, 402, 403, 404, 409, 413, 422, 429, 500, 503],
         ..Operation::DEFAULT
     },
@@ -960,21 +692,8 @@ pub const OPERATIONS: &[Operation] = &[
         method: Method::Get,
         path: "/v1/admin/fundings",
         summary: "Admin or operator: prepaid fundings in a status (awaiting, counted, issued, captured, declined, expired), oldest first.",
-        params: &[Param {
-            name: "status",
-            location: In::Query,
-            required: true,
-            description: None,
-            schema: Shape::Component("FundingStatus"),
-        }],
-        reply: Reply {
-            status: 200,
-            description: "fundings",
-            media: JSON,
-            schema: Shape::Inline(
-                r##"{"type": "object", "required": ["fundings"], "properties": {"fundings": {"type": "array", "items": {"$ref": "#/components/schemas/Funding"}}}}"##,
-            ),
-        },
+        query: Some(query::<admin::FundingFilter>),
+        reply: Reply { status: 200, description: "fundings", media: JSON, schema: of::<admin::FundingList> },
         refusals: &[400, 401, 403, 429, 500, 503],
         ..Operation::DEFAULT
     },
@@ -982,24 +701,13 @@ pub const OPERATIONS: &[Operation] = &[
         method: Method::Post,
         path: "/v1/admin/fundings/{id}/cash",
         summary: "Admin or operator: cash received by registered mail for a funding, as this certificate's operator counted it. Above the dual-control limit a second operator must count the same amount: second_operator_required, count_differs. Not a cash funding awaiting money: funding_not_awaiting.",
-        params: &[Param {
-            name: "id",
-            location: In::Path,
-            required: true,
-            description: None,
-            schema: Shape::Inline(r#"{"type": "string"}"#),
-        }],
-        body: Some(Body {
-            required: true,
-            schema: Shape::Inline(
-                r##"{"type": "object", "additionalProperties": false, "required": ["amount"], "properties": {"amount": {"$ref": "#/components/schemas/Money"}}}"##,
-            ),
-        }),
+        params: FUNDING,
+        body: Some(Body { required: true, schema: of::<admin::RecordCash> }),
         reply: Reply {
             status: 200,
             description: "the funding as it now stands",
             media: JSON,
-            schema: Shape::Component("Funding"),
+            schema: of::<views::Funding>,
         },
         refusals: &[400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503],
         ..Operation::DEFAULT
@@ -1008,21 +716,8 @@ pub const OPERATIONS: &[Operation] = &[
         method: Method::Get,
         path: "/v1/admin/bank-credits",
         summary: "Admin or operator: credits read from the pool accounts' statements in a status (suspense: the queue; review: reversals; matched; applied).",
-        params: &[Param {
-            name: "status",
-            location: In::Query,
-            required: true,
-            description: None,
-            schema: Shape::Inline(r#"{"type": "string", "enum": ["suspense", "review", "matched", "applied"]}"#),
-        }],
-        reply: Reply {
-            status: 200,
-            description: "credits",
-            media: JSON,
-            schema: Shape::Inline(
-                r#"{"type": "object", "required": ["bank_credits"], "properties": {"bank_credits": {"type": "array", "items": {"type": "object"}}}}"#,
-            ),
-        },
+        query: Some(query::<admin::BankCreditFilter>),
+        reply: Reply { status: 200, description: "credits", media: JSON, schema: of::<admin::BankCreditList> },
         refusals: &[400, 401, 403, 429, 500, 503],
         ..Operation::DEFAULT
     },
@@ -1030,18 +725,8 @@ pub const OPERATIONS: &[Operation] = &[
         method: Method::Post,
         path: "/v1/admin/bank-credits/apply",
         summary: "Admin or operator: a credit held in suspense applied to a funding of its kind awaiting money; the amount received is issued. Refused: unknown_bank_credit, funding_not_awaiting, unknown_funding.",
-        body: Some(Body {
-            required: true,
-            schema: Shape::Inline(
-                r#"{"type": "object", "additionalProperties": false, "required": ["entry_key", "funding_id"], "properties": {"entry_key": {"type": "string"}, "funding_id": {"type": "string"}}}"#,
-            ),
-        }),
-        reply: Reply {
-            status: 200,
-            description: "the funding, issued",
-            media: JSON,
-            schema: Shape::Component("Funding"),
-        },
+        body: Some(Body { required: true, schema: of::<admin::ApplyBankCredit> }),
+        reply: Reply { status: 200, description: "the funding, issued", media: JSON, schema: of::<views::Funding> },
         refusals: &[400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503],
         ..Operation::DEFAULT
     },
@@ -1053,21 +738,8 @@ pub const OPERATIONS: &[Operation] = &[
             "The caller's own (its client certificate's name), or with store= a member store of the caller's mall. Any other store, or no certificate: 404 unknown_store.",
         ),
         security: &[Security::StoreCertificate],
-        params: &[Param {
-            name: "store",
-            location: In::Query,
-            required: false,
-            description: None,
-            schema: Shape::Inline(r#"{"type": "string", "minLength": 1, "maxLength": 64}"#),
-        }],
-        reply: Reply {
-            status: 200,
-            description: "the payouts",
-            media: JSON,
-            schema: Shape::Inline(
-                r##"{"type": "object", "required": ["store", "payouts"], "properties": {"store": {"type": "string"}, "payouts": {"type": "array", "items": {"$ref": "#/components/schemas/Payout"}}}}"##,
-            ),
-        },
+        query: Some(query::<views::PayoutFilter>),
+        reply: Reply { status: 200, description: "the payouts", media: JSON, schema: of::<views::PayoutList> },
         refusals: &[400, 404, 429, 500, 503],
         ..Operation::DEFAULT
     },
@@ -1079,20 +751,12 @@ pub const OPERATIONS: &[Operation] = &[
             "Its store's or its store's mall's client certificate only; to anyone else 404 unknown_payout.",
         ),
         security: &[Security::StoreCertificate],
-        params: &[Param {
-            name: "id",
-            location: In::Path,
-            required: true,
-            description: None,
-            schema: Shape::Inline(r#"{"type": "string", "pattern": "^po_[0-9a-f]{32}$"}"#),
-        }],
+        params: &[path_id(of::<formats::PayoutId>)],
         reply: Reply {
             status: 200,
             description: "the payout and its lines",
             media: JSON,
-            schema: Shape::Inline(
-                r##"{"allOf": [{"$ref": "#/components/schemas/Payout"}, {"type": "object", "required": ["lines"], "properties": {"lines": {"type": "array", "items": {"type": "object", "required": ["kind", "reference", "amount_minor", "fee_minor", "at"], "properties": {"kind": {"type": "string", "enum": ["purchase", "prepaid_payment", "refund", "prepaid_refund", "refund_cancelled", "payout_returned", "opening_balance"]}, "reference": {"type": "string", "description": "the settlement, refund or payout the line is of"}, "amount_minor": {"type": "integer", "description": "signed: positive owed to the store, negative taken off"}, "fee_minor": {"type": "integer", "minimum": 0}, "at": {"type": "integer"}}}}}}]}"##,
-            ),
+            schema: of::<views::PayoutStatement>,
         },
         refusals: &[404, 429, 500, 503],
         ..Operation::DEFAULT
@@ -1111,24 +775,17 @@ pub const OPERATIONS: &[Operation] = &[
                 location: In::Path,
                 required: true,
                 description: None,
-                schema: Shape::Of(of::<formats::StoreId>),
+                schema: of::<formats::StoreId>,
             },
             Param {
                 name: "bill_id",
                 location: In::Path,
                 required: true,
                 description: None,
-                schema: Shape::Inline(r#"{"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"}"#),
+                schema: of::<formats::BillId>,
             },
         ],
-        reply: Reply {
-            status: 200,
-            description: "the bill's state",
-            media: JSON,
-            schema: Shape::Inline(
-                r##"{"type": "object", "required": ["store", "bill_id", "state"], "additionalProperties": false, "properties": {"store": {"$ref": "#/components/schemas/StoreId"}, "bill_id": {"type": "string"}, "state": {"type": "string", "enum": ["none", "open", "voided", "paid"]}}}"##,
-            ),
-        },
+        reply: Reply { status: 200, description: "the bill's state", media: JSON, schema: of::<reply::BillAnswer> },
         refusals: &[400, 404, 429, 500, 503],
         ..Operation::DEFAULT
     },
@@ -1137,20 +794,8 @@ pub const OPERATIONS: &[Operation] = &[
         path: "/v1/claims",
         summary: "A store's signed payment claim (代金請求, FIG. 9): each settlement checked against the books; accepted whole with the center's signed statement, or refused whole: claim_differs (naming each settlement that is not open for the payee up to the cutoff, is claimed for more than it comes to after its refunds, or leaves nothing after its fee), claim_id_reused, not_the_payee, claim_refused (does not verify), claim_busy.",
         idempotent: true,
-        body: Some(Body {
-            required: true,
-            schema: Shape::Inline(
-                r##"{"type": "object", "required": ["claim"], "additionalProperties": false, "properties": {"claim": {"$ref": "#/components/schemas/Jws"}}}"##,
-            ),
-        }),
-        reply: Reply {
-            status: 200,
-            description: "the claim accepted",
-            media: JSON,
-            schema: Shape::Inline(
-                r##"{"type": "object", "required": ["statement"], "properties": {"statement": {"$ref": "#/components/schemas/Jws"}}}"##,
-            ),
-        },
+        body: Some(Body { required: true, schema: of::<views::SubmitClaim> }),
+        reply: Reply { status: 200, description: "the claim accepted", media: JSON, schema: of::<views::ClaimReply> },
         refusals: &[400, 403, 409, 413, 422, 429, 500, 503],
         ..Operation::DEFAULT
     },

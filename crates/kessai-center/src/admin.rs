@@ -12,13 +12,21 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use kessai_api::admin::Approved;
+use kessai_api::admin::{
+    AddCorrection, ApplicationFilter, ApplicationList, ApplicationRow, ApplicationStatus, ApplyBankCredit,
+    BankCreditFilter, BankCreditList, CardBooks, CardEntry, CardHolder, CardMemberLinked, CardState, CardStory,
+    ChangeCardStatus, FundingFilter, FundingList, GiveReason, KeyRevoked, LetterRow, LetterSent, LinkCardMember,
+    MemberCard, MemberEntry, MemberStory, Outbox, OwedList, RecordCash, RegisterCard, RegisterStore, Rejected,
+    ReplaceCard, RevokeMember, SettlementFilter, SettlementPage, SettlementRow, SettlementVoided, StoreRegistered,
+    UpdateRow,
+};
+use kessai_api::views::{Funding, OwedReply, Replaced};
 use kessai_core::Money;
 use kessai_core::ids::{CardId, StoreId};
 use kessai_core::messages::DisplayText;
 use kessai_core::time::Timestamp;
 use kessai_http::{ApiError, ErrorCode, Party, PeerIdentity};
-use serde::Deserialize;
-use serde_json::{Value, json};
 
 use crate::db::{ListCursor, MAX_LIST, SettlementQuery, StatusChange, StoreRecord};
 use crate::purchase::{CardRecord, CardRegistryStatus, Phase};
@@ -144,29 +152,11 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(e)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StoreBody {
-    id: String,
-    name: String,
-    #[serde(default)]
-    mall: Option<String>,
-    #[serde(default)]
-    notify_url: Option<String>,
-    #[serde(default)]
-    client_name: Option<String>,
-    #[serde(default)]
-    bank_account: Option<String>,
-    /// The store's public keys (a JWKS), for bills it signs.
-    #[serde(default)]
-    jwks: Option<Value>,
-}
-
 async fn register_store(
     State(state): State<AdminState>,
     peer: Option<Extension<PeerIdentity>>,
-    Body(b): Body<StoreBody>,
-) -> Result<Json<Value>, ApiError> {
+    Body(b): Body<RegisterStore>,
+) -> Result<Json<StoreRegistered>, ApiError> {
     authorize(&state, peer)?;
     let id = StoreId::parse(&b.id).map_err(|e| bad(ErrorCode::BadStoreId, e).with_param("id"))?;
     // The configured admin name is a role too (L3): no store is it, nor
@@ -205,7 +195,7 @@ async fn register_store(
         CenterError::Registration { code, message } => bad(code, message),
         other => internal(other),
     })?;
-    Ok(Json(json!({ "store": id, "keys": keys.len() })))
+    Ok(Json(StoreRegistered { store: id.to_string(), keys: keys.len() }))
 }
 
 /// L5: a store's key revoked (leaked, retired). Every instance refuses it
@@ -214,7 +204,7 @@ async fn revoke_store_key(
     State(state): State<AdminState>,
     peer: Option<Extension<PeerIdentity>>,
     Path((store, kid)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<KeyRevoked>, ApiError> {
     authorize(&state, peer)?;
     let store = StoreId::parse(&store).map_err(|e| bad(ErrorCode::BadStoreId, e))?;
     let key = kessai_core::jwk::KeyId::parse(&kid).map_err(|e| bad(ErrorCode::BadKid, e))?;
@@ -224,27 +214,14 @@ async fn revoke_store_key(
         return Err(ApiError::new(ErrorCode::UnknownKey, format!("store {store} has no key {kid}")));
     }
     state.center.db.revoke_store_key(&key).await.map_err(internal)?;
-    Ok(Json(json!({ "store": store, "kid": key.as_str(), "revoked": true })))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CardBody {
-    card_id: String,
-    key_version: u8,
-    currency: String,
-    max_balance_minor: u64,
-    /// Value put on the card at issuance, recorded in the books (the image
-    /// must hold the same; `kessai admin issue-card` does both).
-    #[serde(default)]
-    initial_value_minor: u64,
+    Ok(Json(KeyRevoked { store: store.to_string(), kid: key.as_str().to_owned(), revoked: true }))
 }
 
 async fn register_card(
     State(state): State<AdminState>,
     peer: Option<Extension<PeerIdentity>>,
-    Body(b): Body<CardBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+    Body(b): Body<RegisterCard>,
+) -> Result<(StatusCode, Json<CardState>), ApiError> {
     authorize(&state, peer)?;
     let c = &state.center;
     let id = CardId::parse(&b.card_id).map_err(|e| bad(ErrorCode::BadCardId, e).with_param("card_id"))?;
@@ -270,29 +247,22 @@ async fn register_card(
     }
     let initial = Money::new(b.initial_value_minor, currency).map_err(|e| bad(ErrorCode::BadAmounts, e))?;
     c.register_card(&record, Some(initial)).await.map_err(internal)?;
-    Ok((StatusCode::CREATED, Json(json!({ "card_id": id, "status": "active" }))))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StatusBody {
-    status: CardRegistryStatus,
-    reason: String,
+    Ok((StatusCode::CREATED, Json(CardState { card_id: id.to_string(), status: CardRegistryStatus::Active })))
 }
 
 async fn card_status(
     State(state): State<AdminState>,
     peer: Option<Extension<PeerIdentity>>,
     Path(id): Path<String>,
-    Body(b): Body<StatusBody>,
-) -> Result<Json<Value>, ApiError> {
+    Body(b): Body<ChangeCardStatus>,
+) -> Result<Json<CardState>, ApiError> {
     authorize(&state, peer)?;
     let id = CardId::parse(&id).map_err(|e| bad(ErrorCode::BadCardId, e))?;
     if b.reason.trim().is_empty() || b.reason.chars().count() > 500 {
         return Err(bad(ErrorCode::BadReason, "a reason of 1 to 500 characters is recorded"));
     }
     match state.center.db.set_card_status(&id, b.status, &b.reason).await.map_err(internal)? {
-        StatusChange::Changed => Ok(Json(json!({ "card_id": id, "status": b.status }))),
+        StatusChange::Changed => Ok(Json(CardState { card_id: id.to_string(), status: b.status })),
         StatusChange::UnknownCard => Err(ApiError::new(ErrorCode::UnknownCard, format!("card {id} is not registered"))),
         StatusChange::LostIsFinal => {
             Err(ApiError::new(ErrorCode::CardLost, format!("card {id} is lost, which is final: issue a new card")))
@@ -300,26 +270,11 @@ async fn card_status(
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListQuery {
-    card: Option<String>,
-    phase: Option<String>,
-    store: Option<String>,
-    /// Created at or after (unix seconds).
-    from: Option<u64>,
-    /// Created before (unix seconds).
-    to: Option<u64>,
-    /// The `next` of the page before.
-    after: Option<String>,
-    limit: Option<i64>,
-}
-
 async fn list_settlements(
     State(state): State<AdminState>,
     peer: Option<Extension<PeerIdentity>>,
-    Params(q): Params<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+    Params(q): Params<SettlementFilter>,
+) -> Result<Json<SettlementPage>, ApiError> {
     authorize(&state, peer)?;
     let card = q.card.as_deref().map(CardId::parse).transpose().map_err(|e| bad(ErrorCode::BadCardId, e))?;
     let phase = match q.phase.as_deref() {
@@ -353,17 +308,24 @@ async fn list_settlements(
         limit: limit.min(MAX_LIST),
     };
     let page = state.center.db.list_settlements(&query).await.map_err(internal)?;
-    let rows: Vec<Value> = page.settlements.iter().map(settlement_row).collect();
-    Ok(Json(json!({ "settlements": rows, "next": page.next.map(|c| c.to_string()) })))
+    let settlements = page.settlements.iter().map(settlement_row).collect();
+    Ok(Json(SettlementPage { settlements, next: page.next.map(|c| c.to_string()) }))
 }
 
 /// A settlement as an operator's listing shows it.
-fn settlement_row(s: &crate::purchase::Settlement) -> Value {
-    json!({
-        "settlement_id": s.id, "phase": s.phase(), "card_id": s.card_id, "store": s.bill.store,
-        "member": s.bill.member, "order_id": s.bill.order_id, "amount": s.bill.amount,
-        "created_at": s.created_at, "receipt": s.receipt_token().is_some(), "reason": s.outcome().map(|(_, reason)| reason),
-    })
+fn settlement_row(s: &crate::purchase::Settlement) -> SettlementRow {
+    SettlementRow {
+        settlement_id: s.id.to_string(),
+        phase: s.phase(),
+        card_id: s.card_id.to_string(),
+        store: s.bill.store.to_string(),
+        member: s.bill.member.as_ref().map(ToString::to_string),
+        order_id: s.bill.order_id.to_string(),
+        amount: s.bill.amount,
+        created_at: s.created_at,
+        receipt: s.receipt_token().is_some(),
+        reason: s.outcome().map(|(_, reason)| reason.to_owned()),
+    }
 }
 
 /// `GET /v1/admin/members/{id}/story` (#22): a member's whole story for an
@@ -375,7 +337,7 @@ async fn member_story(
     State(state): State<AdminState>,
     peer: Option<Extension<PeerIdentity>>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MemberStory>, ApiError> {
     authorize(&state, peer)?;
     let c = &state.center;
     let unknown = || ApiError::new(ErrorCode::UnknownMember, "no such member");
@@ -389,24 +351,29 @@ async fn member_story(
         crate::prepaid::PrepaidReply::Inquiry { cards } => cards,
         _ => Vec::new(),
     };
-    let letters: Vec<Value> = letters
-        .iter()
-        .map(|l| {
-            json!({ "letter_id": l.id, "kind": l.kind, "expires_at": l.expires_at, "sent_at": l.sent_at,
-                    "used_at": l.used_at })
+    let letters = letters
+        .into_iter()
+        .map(|l| LetterRow {
+            letter_id: l.id,
+            kind: l.kind,
+            expires_at: l.expires_at,
+            sent_at: l.sent_at,
+            used_at: l.used_at,
         })
         .collect();
-    let cards: Vec<Value> =
-        cards.iter().map(|(card, required)| json!({ "card_id": card, "instruction_required": required })).collect();
-    Ok(Json(json!({
-        "member": {
-            "member": member.member, "kind": member.kind, "status": member.status, "kid": member.kid,
-            "not_before": member.not_before, "not_after": member.not_after,
-        },
-        "letters": letters,
-        "cards": cards,
-        "prepaid_cards": prepaid,
-    })))
+    let cards = cards
+        .into_iter()
+        .map(|(card, instruction_required)| MemberCard { card_id: card.to_string(), instruction_required })
+        .collect();
+    let member = MemberEntry {
+        member: member.member,
+        kind: member.kind,
+        status: member.status,
+        kid: member.kid,
+        not_before: member.not_before,
+        not_after: member.not_after,
+    };
+    Ok(Json(MemberStory { member, letters, cards, prepaid_cards: prepaid }))
 }
 
 /// Rows of each kind a card's story shows, newest first.
@@ -421,7 +388,7 @@ async fn card_story(
     State(state): State<AdminState>,
     peer: Option<Extension<PeerIdentity>>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CardStory>, ApiError> {
     authorize(&state, peer)?;
     let id = CardId::parse(&id).map_err(|e| bad(ErrorCode::BadCardId, e))?;
     let c = &state.center;
@@ -441,40 +408,42 @@ async fn card_story(
     let mut log = c.db.collected_log(&id).await.map_err(internal)?;
     log.reverse();
     log.truncate(usize::try_from(STORY_ROWS).unwrap_or(usize::MAX));
-    let updates: Vec<Value> = updates
+    let value_updates = updates
         .iter()
-        .map(|u| {
-            json!({
-                "update_id": u.id, "phase": u.phase(), "direction": u.direction, "purpose": u.purpose.name(),
-                "amount": u.amount, "created_at": u.created_at, "reason": u.outcome().map(|(_, reason)| reason),
-            })
+        .map(|u| UpdateRow {
+            update_id: u.id.to_string(),
+            phase: u.phase(),
+            direction: u.direction,
+            purpose: u.purpose.name().to_owned(),
+            amount: u.amount,
+            created_at: u.created_at,
+            reason: u.outcome().map(|(_, reason)| reason.to_owned()),
         })
         .collect();
-    Ok(Json(json!({
-        "card": {
-            "card_id": card.id, "status": card.status, "currency": card.currency.code(),
-            "key_version": card.key_version, "max_balance_minor": card.max_balance_minor,
+    Ok(Json(CardStory {
+        card: CardEntry {
+            card_id: card.id.to_string(),
+            status: card.status,
+            currency: card.currency.code().to_owned(),
+            key_version: card.key_version,
+            max_balance_minor: card.max_balance_minor,
         },
-        "member": member.map(|(member, required)| json!({ "member": member, "instruction_required": required })),
-        "books": float.map(|(float_minor, held_minor)| json!({
-            "float_minor": float_minor, "held_minor": held_minor, "credits_pending_minor": credits_pending,
-        })),
-        "settlements": settlements.settlements.iter().map(settlement_row).collect::<Vec<_>>(),
-        "settlements_next": settlements.next.map(|n| n.to_string()),
-        "value_updates": updates,
-        "owed": owed,
-        "log": log,
-    })))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReasonBody {
-    reason: String,
+        member: member.map(|(member, instruction_required)| CardHolder { member, instruction_required }),
+        books: float.map(|(float_minor, held_minor)| CardBooks {
+            float_minor,
+            held_minor,
+            credits_pending_minor: credits_pending,
+        }),
+        settlements: settlements.settlements.iter().map(settlement_row).collect(),
+        settlements_next: settlements.next.map(|n| n.to_string()),
+        value_updates,
+        owed,
+        log,
+    }))
 }
 
 /// A reason of 1 to 500 characters, as recorded.
-fn reason_of(b: &ReasonBody) -> Result<&str, ApiError> {
+fn reason_of(b: &GiveReason) -> Result<&str, ApiError> {
     if b.reason.trim().is_empty() || b.reason.chars().count() > 500 {
         return Err(bad(ErrorCode::BadReason, "a reason of 1 to 500 characters is recorded").with_param("reason"));
     }
@@ -485,30 +454,20 @@ async fn void_lost(
     State(state): State<AdminState>,
     peer: Option<Extension<PeerIdentity>>,
     Path(id): Path<String>,
-    Body(b): Body<ReasonBody>,
-) -> Result<Json<Value>, ApiError> {
+    Body(b): Body<GiveReason>,
+) -> Result<Json<SettlementVoided>, ApiError> {
     authorize(&state, peer)?;
     let reason = reason_of(&b)?;
     let reply = state.center.void_lost_card(&id, reason).await.map_err(crate::api::api_error)?;
-    Ok(Json(json!({ "settlement_id": reply.settlement_id, "phase": reply.phase, "reason": reply.reason })))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CorrectionBody {
-    /// The operator's reference (a ticket number): the same reference again
-    /// answers the same correction.
-    reference: String,
-    amount: Money,
-    reason: String,
+    Ok(Json(SettlementVoided { settlement_id: reply.settlement_id, phase: reply.phase, reason: reply.reason }))
 }
 
 async fn add_correction(
     State(state): State<AdminState>,
     peer: Option<Extension<PeerIdentity>>,
     Path(id): Path<String>,
-    Body(b): Body<CorrectionBody>,
-) -> Result<Json<Value>, ApiError> {
+    Body(b): Body<AddCorrection>,
+) -> Result<Json<OwedReply>, ApiError> {
     authorize(&state, peer)?;
     let id = CardId::parse(&id).map_err(|e| bad(ErrorCode::BadCardId, e))?;
     let reply = state
@@ -516,36 +475,28 @@ async fn add_correction(
         .add_correction(id, &b.reference, b.amount, &b.reason)
         .await
         .map_err(crate::update_api::update_api_error)?;
-    Ok(Json(serde_json::to_value(reply).map_err(internal)?))
+    Ok(Json(reply))
 }
 
 async fn card_owed(
     State(state): State<AdminState>,
     peer: Option<Extension<PeerIdentity>>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<OwedList>, ApiError> {
     authorize(&state, peer)?;
     let id = CardId::parse(&id).map_err(|e| bad(ErrorCode::BadCardId, e))?;
     let list = state.center.owed_for_card(&id).await.map_err(crate::update_api::update_api_error)?;
-    Ok(Json(json!({ "owed": list })))
+    Ok(Json(OwedList { owed: list }))
 }
 
 async fn cancel_correction(
     State(state): State<AdminState>,
     peer: Option<Extension<PeerIdentity>>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<OwedReply>, ApiError> {
     authorize(&state, peer)?;
     let reply = state.center.cancel_correction(&id).await.map_err(crate::update_api::update_api_error)?;
-    Ok(Json(serde_json::to_value(reply).map_err(internal)?))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReplaceBody {
-    /// The card that takes over: registered, active, same currency.
-    replacement: String,
-    reason: String,
+    Ok(Json(reply))
 }
 
 /// M8: a lost or blocked card's value, and the refunds still owed to it,
@@ -554,41 +505,46 @@ async fn replace_card(
     State(state): State<AdminState>,
     peer: Option<Extension<PeerIdentity>>,
     Path(id): Path<String>,
-    Body(b): Body<ReplaceBody>,
-) -> Result<Json<Value>, ApiError> {
+    Body(b): Body<ReplaceCard>,
+) -> Result<Json<Replaced>, ApiError> {
     authorize(&state, peer)?;
     let old = CardId::parse(&id).map_err(|e| bad(ErrorCode::BadCardId, e))?;
     let new = CardId::parse(&b.replacement).map_err(|e| bad(ErrorCode::BadCardId, e).with_param("replacement"))?;
     let done = state.center.replace_card(old, new, &b.reason).await.map_err(crate::update_api::update_api_error)?;
-    Ok(Json(serde_json::to_value(done).map_err(internal)?))
+    Ok(Json(done))
 }
 
 /// Applications waiting for the operator (`received`), or in another status.
 async fn list_applications(
     State(state): State<AdminState>,
     peer: Option<Extension<PeerIdentity>>,
-    Params(q): Params<ApplicationsQuery>,
-) -> Result<Json<Value>, ApiError> {
+    Params(q): Params<ApplicationFilter>,
+) -> Result<Json<ApplicationList>, ApiError> {
     authorize(&state, peer)?;
     let status = q.status.as_deref().unwrap_or("received");
     if !matches!(status, "received" | "approved" | "rejected") {
         return Err(bad(ErrorCode::BadStatus, "status is received, approved or rejected"));
     }
     let rows = state.center.db.applications(status, crate::db::MAX_LIST).await.map_err(internal)?;
-    let list: Vec<Value> = rows
-        .iter()
-        .map(|a| {
-            json!({ "application_id": a.id, "kind": a.kind, "name": a.name, "contact": a.contact,
-                    "status": a.status, "created_at": a.created_at })
-        })
-        .collect();
-    Ok(Json(json!({ "applications": list })))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ApplicationsQuery {
-    status: Option<String>,
+    let mut applications = Vec::with_capacity(rows.len());
+    for a in rows {
+        let status = match a.status.as_str() {
+            "received" => ApplicationStatus::Received,
+            "approved" => ApplicationStatus::Approved,
+            "rejected" => ApplicationStatus::Rejected,
+            other => return Err(internal(format!("application {} has the unknown status {other:?}", a.id))),
+        };
+        let row = ApplicationRow {
+            application_id: a.id,
+            kind: a.kind,
+            name: a.name,
+            contact: a.contact,
+            status,
+            created_at: a.created_at,
+        };
+        applications.push(row);
+    }
+    Ok(Json(ApplicationList { applications }))
 }
 
 /// Step ⑥: approves an application; its letter waits in the outbox.
@@ -596,10 +552,10 @@ async fn approve_application(
     State(state): State<AdminState>,
     peer: Option<Extension<PeerIdentity>>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Approved>, ApiError> {
     authorize(&state, peer)?;
     let approved = state.center.approve_application(&id).await.map_err(crate::members::member_api_error)?;
-    Ok(Json(serde_json::to_value(approved).map_err(internal)?))
+    Ok(Json(approved))
 }
 
 /// Step ⑥ (#22 work queue): rejects a received application, recording
@@ -608,23 +564,23 @@ async fn reject_application(
     State(state): State<AdminState>,
     peer: Option<Extension<PeerIdentity>>,
     Path(id): Path<String>,
-    Body(b): Body<ReasonBody>,
-) -> Result<Json<Value>, ApiError> {
+    Body(b): Body<GiveReason>,
+) -> Result<Json<Rejected>, ApiError> {
     let operator = peer.as_ref().map(|Extension(p)| p.name.clone()).unwrap_or_default();
     authorize(&state, peer)?;
     let reason = reason_of(&b)?;
     state.center.reject_application(&id, &operator, reason).await.map_err(crate::members::member_api_error)?;
-    Ok(Json(json!({ "application_id": id, "status": "rejected" })))
+    Ok(Json(Rejected { application_id: id, status: ApplicationStatus::Rejected }))
 }
 
 /// The letters to print or mail: member numbers and activation codes.
 async fn outbox(
     State(state): State<AdminState>,
     peer: Option<Extension<PeerIdentity>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Outbox>, ApiError> {
     authorize(&state, peer)?;
     let letters = state.center.outbox().await.map_err(crate::members::member_api_error)?;
-    Ok(Json(json!({ "letters": letters })))
+    Ok(Json(Outbox { letters }))
 }
 
 /// A letter was sent: its text, with the code, is wiped.
@@ -632,25 +588,10 @@ async fn letter_sent(
     State(state): State<AdminState>,
     peer: Option<Extension<PeerIdentity>>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<LetterSent>, ApiError> {
     authorize(&state, peer)?;
     state.center.letter_sent(&id).await.map_err(crate::members::member_api_error)?;
-    Ok(Json(json!({ "letter_id": id, "sent": true })))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CardMemberBody {
-    /// The member the card is issued to (`m-…`), or null to unlink it.
-    member: Option<String>,
-    /// Whether its purchases need the member's signed payment instruction
-    /// (on unless turned off).
-    #[serde(default = "on")]
-    instruction_required: bool,
-}
-
-fn on() -> bool {
-    true
+    Ok(Json(LetterSent { letter_id: id, sent: true }))
 }
 
 /// Links a card to a registered member (#12): from then on a purchase by it
@@ -659,8 +600,8 @@ async fn card_member(
     State(state): State<AdminState>,
     peer: Option<Extension<PeerIdentity>>,
     Path(id): Path<String>,
-    Body(b): Body<CardMemberBody>,
-) -> Result<Json<Value>, ApiError> {
+    Body(b): Body<LinkCardMember>,
+) -> Result<Json<CardMemberLinked>, ApiError> {
     authorize(&state, peer)?;
     let card = CardId::parse(&id).map_err(|e| bad(ErrorCode::BadCardId, e))?;
     if let Some(member) = &b.member {
@@ -677,13 +618,11 @@ async fn card_member(
     if !linked {
         return Err(ApiError::new(ErrorCode::UnknownCard, format!("card {card} is not registered")));
     }
-    Ok(Json(json!({ "card_id": card, "member": b.member, "instruction_required": b.instruction_required })))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RevokeBody {
-    reason: String,
+    Ok(Json(CardMemberLinked {
+        card_id: card.to_string(),
+        member: b.member,
+        instruction_required: b.instruction_required,
+    }))
 }
 
 /// A member's key reported lost: revoked; a new letter waits in the outbox.
@@ -691,37 +630,24 @@ async fn revoke_member(
     State(state): State<AdminState>,
     peer: Option<Extension<PeerIdentity>>,
     Path(id): Path<String>,
-    Body(b): Body<RevokeBody>,
-) -> Result<Json<Value>, ApiError> {
+    Body(b): Body<RevokeMember>,
+) -> Result<Json<Approved>, ApiError> {
     authorize(&state, peer)?;
     let revoked = state.center.revoke_member(&id, &b.reason).await.map_err(crate::members::member_api_error)?;
-    Ok(Json(serde_json::to_value(revoked).map_err(internal)?))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StatusQuery {
-    status: String,
+    Ok(Json(revoked))
 }
 
 /// The fundings in a status: `awaiting` (transfers and cash not yet
 /// received), `counted` (cash waiting for a second operator), …
 async fn list_fundings(
     State(state): State<AdminState>,
-    Params(q): Params<StatusQuery>,
-) -> Result<Json<Value>, ApiError> {
+    Params(q): Params<FundingFilter>,
+) -> Result<Json<FundingList>, ApiError> {
     let status = crate::prepaid::FundingStatus::parse(&q.status).ok_or_else(|| {
         bad(ErrorCode::BadStatus, format!("no funding status {:?}", q.status.chars().take(32).collect::<String>()))
     })?;
     let fundings = state.center.fundings_in(status).await.map_err(crate::prepaid_api::prepaid_api_error)?;
-    Ok(Json(json!({ "fundings": fundings })))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CashBody {
-    /// What the operator counted in the envelope.
-    amount: Money,
+    Ok(Json(FundingList { fundings }))
 }
 
 /// Cash received by registered mail for a funding (FIG. 15), counted by
@@ -730,39 +656,35 @@ async fn record_cash(
     State(state): State<AdminState>,
     peer: Option<Extension<PeerIdentity>>,
     Path(id): Path<String>,
-    Body(b): Body<CashBody>,
-) -> Result<Json<Value>, ApiError> {
+    Body(b): Body<RecordCash>,
+) -> Result<Json<Funding>, ApiError> {
     let operator = peer.map(|Extension(p)| p.name).unwrap_or_default();
     let f = state.center.record_cash(&id, b.amount, &operator).await.map_err(crate::prepaid_api::prepaid_api_error)?;
-    Ok(Json(json!(f)))
+    Ok(Json(f))
 }
 
 /// The bank credits in a status: `suspense` (the queue), `review`
 /// (reversals), `matched`, `applied`.
 async fn list_bank_credits(
     State(state): State<AdminState>,
-    Params(q): Params<StatusQuery>,
-) -> Result<Json<Value>, ApiError> {
+    Params(q): Params<BankCreditFilter>,
+) -> Result<Json<BankCreditList>, ApiError> {
     if !["suspense", "review", "matched", "applied"].contains(&q.status.as_str()) {
         return Err(bad(ErrorCode::BadStatus, "status is suspense, review, matched or applied"));
     }
     let credits = state.center.bank_credits_in(&q.status).await.map_err(crate::prepaid_api::prepaid_api_error)?;
-    Ok(Json(json!({ "bank_credits": credits })))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ApplyBody {
-    entry_key: String,
-    funding_id: String,
+    Ok(Json(BankCreditList { bank_credits: credits }))
 }
 
 /// A credit in suspense applied by the operator to a funding awaiting it.
-async fn apply_bank_credit(State(state): State<AdminState>, Body(b): Body<ApplyBody>) -> Result<Json<Value>, ApiError> {
+async fn apply_bank_credit(
+    State(state): State<AdminState>,
+    Body(b): Body<ApplyBankCredit>,
+) -> Result<Json<Funding>, ApiError> {
     let f = state
         .center
         .apply_suspense(&b.entry_key, &b.funding_id)
         .await
         .map_err(crate::prepaid_api::prepaid_api_error)?;
-    Ok(Json(json!(f)))
+    Ok(Json(f))
 }

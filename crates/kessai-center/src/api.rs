@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use kessai_api::request;
+use kessai_api::views::{Receipt, SettlementView};
 use kessai_core::digest::Sha256Digest;
 use kessai_core::ids::{CardId, SettlementId};
 use kessai_core::jws::JwsError;
@@ -479,23 +480,25 @@ async fn show(
     State(c): State<Shared>,
     Path(id): Path<String>,
     caller: Caller,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<SettlementView>, ApiError> {
     let by_wallet = caller.holds_access(&c, &id);
     let s = match readable(&c, &caller, &id).await {
         Err(e) if is_unknown(&e) => {
             let p = readable_prepaid(&c, &caller, &id).await?;
-            return Ok(Json(serde_json::json!({
-                "settlement_id": p.id,
-                "phase": "completed",
-                "amount": p.bill.amount,
-                "store": p.bill.store,
-                "member": p.bill.member,
-                "order_id": p.bill.order_id,
-                "prepaid_id": by_wallet.then_some(&p.account),
-                "card_ref": (!by_wallet).then(|| c.security.prepaid_ref(&p.bill.store, &p.account)),
-                "completion": p.completion_token,
-                "receipt": p.receipt_token,
-            })));
+            return Ok(Json(SettlementView {
+                settlement_id: p.id.to_string(),
+                phase: kessai_api::Phase::Completed,
+                amount: p.bill.amount,
+                store: p.bill.store.to_string(),
+                member: p.bill.member.map(|m| m.to_string()),
+                order_id: p.bill.order_id.to_string(),
+                card_id: None,
+                prepaid_id: by_wallet.then(|| p.account.to_string()),
+                card_ref: (!by_wallet).then(|| c.security.prepaid_ref(&p.bill.store, &p.account).to_string()),
+                completion: Some(p.completion_token),
+                receipt: p.receipt_token,
+                reason: None,
+            }));
         }
         found => found?,
     };
@@ -504,32 +507,29 @@ async fn show(
         true => (Some(s.card_id), None),
         false => (None, Some(c.security.card_ref(&s.bill.store, &s.card_id))),
     };
-    Ok(Json(serde_json::json!({
-        "settlement_id": s.id,
-        "phase": s.phase(),
-        "amount": s.bill.amount,
-        "store": s.bill.store,
-        "member": s.bill.member,
-        "order_id": s.bill.order_id,
-        "card_id": card_id,
-        "card_ref": card_ref,
-        "completion": s.completion_token(),
-        "receipt": s.receipt_token(),
-        "reason": s.outcome().map(|(_, reason)| reason),
-    })))
+    Ok(Json(SettlementView {
+        settlement_id: s.id.to_string(),
+        phase: s.phase(),
+        amount: s.bill.amount,
+        store: s.bill.store.to_string(),
+        member: s.bill.member.as_ref().map(ToString::to_string),
+        order_id: s.bill.order_id.to_string(),
+        card_id: card_id.map(|c| c.to_string()),
+        prepaid_id: None,
+        card_ref: card_ref.map(|r| r.to_string()),
+        completion: s.completion_token().map(str::to_owned),
+        receipt: s.receipt_token().map(str::to_owned),
+        reason: s.outcome().map(|(_, reason)| reason.to_owned()),
+    }))
 }
 
-async fn receipt(
-    State(c): State<Shared>,
-    Path(id): Path<String>,
-    caller: Caller,
-) -> Result<Json<serde_json::Value>, ApiError> {
+async fn receipt(State(c): State<Shared>, Path(id): Path<String>, caller: Caller) -> Result<Json<Receipt>, ApiError> {
     let receipt = match readable(&c, &caller, &id).await {
         Err(e) if is_unknown(&e) => readable_prepaid(&c, &caller, &id).await?.receipt_token,
         found => found?.receipt_token().map(str::to_owned),
     };
     match receipt {
-        Some(r) => Ok(Json(serde_json::json!({ "receipt": r }))),
+        Some(receipt) => Ok(Json(Receipt { receipt })),
         None => Err(ApiError::new(ErrorCode::ReceiptNotYet, "the store has not sent its receipt yet")),
     }
 }

@@ -559,12 +559,7 @@ pub enum ClaimError {
     Signing(String),
 }
 
-/// The answer to an accepted claim: the center's signed statement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ClaimReply {
-    /// `kessai-claim-statement+jwt`.
-    pub statement: String,
-}
+pub use kessai_api::views::ClaimReply;
 
 impl Center {
     /// A store's signed payment claim (FIG. 9): every settlement checked

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
+use kessai_api::views::{PayoutFilter, PayoutLine, PayoutList, PayoutStatement, SubmitClaim};
 use kessai_core::ids::{BillId, StoreId};
 use kessai_http::{ApiError, ErrorCode};
-use serde::{Deserialize, Serialize};
 
 use crate::api::{Caller, api_error};
 use crate::clearing::{ClaimError, ItemRow, PayoutRow, item_fee};
@@ -28,13 +28,6 @@ pub fn routes(center: Arc<Center>) -> Router {
         .route("/v1/claims", axum::routing::post(claim))
         .route("/v1/stores/{store}/bills/{bill_id}", get(bill))
         .with_state(center)
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ClaimBody {
-    /// The store's signed payment claim (`kessai-payment-claim+jwt`).
-    claim: String,
 }
 
 /// Maps a refused claim to a status and a stable code.
@@ -54,58 +47,23 @@ fn claim_error(e: ClaimError) -> ApiError {
 async fn claim(State(c): State<Arc<Center>>, caller: Caller, body: axum::body::Bytes) -> axum::response::Response {
     // A store resending its claim signs it anew: the fingerprint is what
     // the claim asks, not the token's bytes.
-    let fingerprint = crate::api::signed_fingerprint("claim", &body, |b: &ClaimBody| &b.claim, "claim");
+    let fingerprint = crate::api::signed_fingerprint("claim", &body, |b: &SubmitClaim| &b.claim, "claim");
     let work = async {
-        let b: ClaimBody = crate::api::json(&body)?;
+        let b: SubmitClaim = crate::api::json(&body)?;
         c.claim_payment(&b.claim).await.map_err(claim_error)
     };
     crate::api::idempotent_by(&c, &caller, fingerprint.as_bytes(), work).await
 }
 
-/// One item of a payout: a settlement, a refund, …, and its fee.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ItemView {
-    /// `purchase`, `prepaid_payment`, `refund`, `prepaid_refund`,
-    /// `refund_cancelled`, `payout_returned` or `opening_balance`.
-    pub kind: String,
-    /// The settlement, refund or payout it is of.
-    pub reference: String,
-    /// Signed: positive owed to the store, negative taken off.
-    pub amount_minor: i64,
-    pub fee_minor: u64,
-    pub at: u64,
-}
-
-impl ItemView {
-    pub fn of(i: &ItemRow, p: &PayoutRow) -> ItemView {
-        ItemView {
-            kind: i.kind.clone(),
-            reference: i.reference.clone(),
-            amount_minor: i.amount_minor,
-            fee_minor: item_fee(&i.kind, i.amount_minor, p.fee_bp, p.fee_fixed_minor),
-            at: i.at.unix_s(),
-        }
+/// Payout `p`'s item `i`, with its fee.
+pub fn item_line(i: &ItemRow, p: &PayoutRow) -> PayoutLine {
+    PayoutLine {
+        kind: i.kind.clone(),
+        reference: i.reference.clone(),
+        amount_minor: i.amount_minor,
+        fee_minor: item_fee(&i.kind, i.amount_minor, p.fee_bp, p.fee_fixed_minor),
+        at: i.at.unix_s(),
     }
-}
-
-#[derive(Debug, Serialize)]
-struct Listing {
-    store: String,
-    payouts: Vec<PayoutRow>,
-}
-
-#[derive(Debug, Serialize)]
-struct Statement {
-    #[serde(flatten)]
-    payout: PayoutRow,
-    lines: Vec<ItemView>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListQuery {
-    /// The store (default: the caller's own).
-    store: Option<String>,
 }
 
 fn unknown_store(id: &str) -> ApiError {
@@ -133,8 +91,8 @@ async fn reads(c: &Center, caller: &Caller, store: &StoreId) -> Result<bool, Api
 async fn list(
     State(c): State<Arc<Center>>,
     caller: Caller,
-    crate::admin::Params(q): crate::admin::Params<ListQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+    crate::admin::Params(q): crate::admin::Params<PayoutFilter>,
+) -> Result<Json<PayoutList>, ApiError> {
     let Some(own) = caller.principal() else {
         return Err(unknown_store(q.store.as_deref().unwrap_or("")));
     };
@@ -144,8 +102,7 @@ async fn list(
         return Err(unknown_store(&asked));
     }
     let payouts = c.db.store_payouts(&store, LISTED).await.map_err(|e| api_error(CenterError::Db(e)))?;
-    let listing = Listing { store: asked, payouts };
-    Ok(Json(serde_json::to_value(listing).map_err(ApiError::internal)?))
+    Ok(Json(PayoutList { store: asked, payouts }))
 }
 
 /// `GET /v1/stores/{store}/bills/{bill_id}`: what became of a bill `store`
@@ -155,15 +112,14 @@ async fn bill(
     State(c): State<Arc<Center>>,
     caller: Caller,
     Path((store, bill_id)): Path<(String, String)>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<kessai_api::BillAnswer>, ApiError> {
     let signer = StoreId::parse(&store).map_err(|_| unknown_store(&store))?;
     if !reads(&c, &caller, &signer).await? {
         return Err(unknown_store(&store));
     }
     let id = BillId::parse(&bill_id).map_err(|e| ApiError::new(ErrorCode::BadBillId, e.to_string()))?;
     let state = c.db.bill_state(&signer, id.as_str()).await.map_err(|e| api_error(CenterError::Db(e)))?;
-    let answer = kessai_api::BillAnswer { store: signer.as_str().to_owned(), bill_id: id.as_str().to_owned(), state };
-    Ok(Json(serde_json::to_value(answer).map_err(ApiError::internal)?))
+    Ok(Json(kessai_api::BillAnswer { store: signer.as_str().to_owned(), bill_id: id.as_str().to_owned(), state }))
 }
 
 /// `GET /v1/payouts/{id}`: one payout with every item in it.
@@ -171,7 +127,7 @@ async fn show(
     State(c): State<Arc<Center>>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<PayoutStatement>, ApiError> {
     if caller.principal().is_none() || id.len() > 64 {
         return Err(unknown_payout(&id));
     }
@@ -180,7 +136,6 @@ async fn show(
         return Err(unknown_payout(&id));
     }
     let items = c.db.payout_items(&p.id).await.map_err(|e| api_error(CenterError::Db(e)))?;
-    let lines = items.iter().map(|i| ItemView::of(i, &p)).collect();
-    let statement = Statement { lines, payout: p };
-    Ok(Json(serde_json::to_value(statement).map_err(ApiError::internal)?))
+    let lines = items.iter().map(|i| item_line(i, &p)).collect();
+    Ok(Json(PayoutStatement { lines, payout: p }))
 }

@@ -20,7 +20,7 @@ use kessai_core::messages::DisplayText;
 use kessai_core::messages::registration::{self, JWE_CTY, JWE_TYP, MemberKind};
 use kessai_core::time::Timestamp;
 use kessai_http::{ApiError, ErrorCode};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use crate::db::{ApplicationRow, DbError, Entered, LetterRow, MemberRow};
@@ -88,44 +88,8 @@ pub fn member_api_error(e: MemberError) -> ApiError {
     ApiError::new(code, e.to_string())
 }
 
-/// What an applicant is answered: the application number.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct ApplicationReply {
-    pub application_id: String,
-    pub kind: MemberKind,
-    pub status: String,
-}
-
-/// What the operator is answered on approving: the member number, and where
-/// the letter with the code waits (never the code).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Approved {
-    pub application_id: String,
-    pub member: String,
-    pub letter_id: String,
-    pub expires_at: Timestamp,
-}
-
-/// A letter of the outbox, for the operator to print or mail.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Letter {
-    pub letter_id: String,
-    pub member: String,
-    pub kind: String,
-    pub text: String,
-    pub expires_at: Timestamp,
-}
-
-/// A member as entered.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct MemberReply {
-    pub member: String,
-    pub kind: String,
-    pub kid: String,
-    pub not_before: Timestamp,
-    pub not_after: Timestamp,
-    pub status: String,
-}
+pub use kessai_api::admin::{Approved, Letter};
+pub use kessai_api::views::{ApplicationReply, MemberReply};
 
 fn kind_of(s: &str) -> Result<MemberKind, MemberError> {
     match s {

@@ -20,7 +20,7 @@
 
 use kessai_core::Money;
 use kessai_core::digest::Sha256Digest;
-use kessai_core::ids::{CardId, RefundId, SettlementId, StoreId, UpdateId};
+use kessai_core::ids::{CardId, StoreId, UpdateId};
 use kessai_core::messages::Reference;
 use kessai_core::messages::refund;
 use kessai_core::messages::value_update::Direction;
@@ -37,66 +37,17 @@ use crate::value::{NewUpdate, Purpose, ValueUpdate};
 /// Longest reason text kept with an owed item.
 const MAX_REASON_BYTES: usize = 200;
 
-/// Where an owed item stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OwedStatus {
-    /// Waiting for the card.
-    Owed,
-    /// The card confirmed it; posted.
-    Applied,
-    /// The operator cancelled it (corrections only); the hold is voided.
-    Cancelled,
-    /// Its card was replaced: the item was moved to the replacement (a new
-    /// item, `owe_` from this one's id), its hold voided and made again.
-    Moved,
-}
+pub use kessai_api::views::{OwedKind, OwedReply, OwedStatus, Replaced};
 
-impl OwedStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OwedStatus::Owed => "owed",
-            OwedStatus::Applied => "applied",
-            OwedStatus::Cancelled => "cancelled",
-            OwedStatus::Moved => "moved",
+/// The columns that make owed item `kind` unique: (store, its reference).
+pub fn store_and_reference(kind: &OwedKind) -> (Option<String>, String) {
+    match kind {
+        OwedKind::PurchaseRefund { store, refund_id, .. } => {
+            (Some(store.as_str().to_owned()), refund_id.as_str().to_owned())
         }
-    }
-
-    pub fn parse(s: &str) -> Option<OwedStatus> {
-        [OwedStatus::Owed, OwedStatus::Applied, OwedStatus::Cancelled, OwedStatus::Moved]
-            .into_iter()
-            .find(|v| v.as_str() == s)
-    }
-}
-
-/// What an owed item is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum OwedKind {
-    /// A store's refund of a completed purchase: a credit to the card.
-    PurchaseRefund { store: StoreId, payee: StoreId, refund_id: RefundId, settlement_id: SettlementId },
-    /// An operator's correction: a debit of the card.
-    Correction { reference: String },
-    /// Value the card holds that its funding never paid: a charge's CREDIT
-    /// the card applied whose authorization could not be captured. The
-    /// books never posted it, so taking it off the card posts nothing.
-    Unfunded { update_id: UpdateId },
-    /// The value of card `from_card`, lost or blocked, credited to the card
-    /// that replaces it (M8).
-    Replacement { from_card: CardId },
-}
-
-impl OwedKind {
-    /// The columns that make the item unique: (store, its reference).
-    pub fn store_and_reference(&self) -> (Option<String>, String) {
-        match self {
-            OwedKind::PurchaseRefund { store, refund_id, .. } => {
-                (Some(store.as_str().to_owned()), refund_id.as_str().to_owned())
-            }
-            OwedKind::Correction { reference } => (None, reference.clone()),
-            OwedKind::Unfunded { update_id } => (None, update_id.as_str().to_owned()),
-            OwedKind::Replacement { from_card } => (None, from_card.to_string()),
-        }
+        OwedKind::Correction { reference } => (None, reference.clone()),
+        OwedKind::Unfunded { update_id } => (None, update_id.as_str().to_owned()),
+        OwedKind::Replacement { from_card } => (None, from_card.to_string()),
     }
 }
 
@@ -170,24 +121,6 @@ fn owed_id(label: &str, parts: &[&str]) -> String {
     format!("owe_{}", hex::encode(&Sha256Digest::of(input.as_bytes()).as_bytes()[..16]))
 }
 
-/// What a store or the operator is answered about an owed item.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct OwedReply {
-    pub owed_id: String,
-    #[serde(flatten)]
-    pub kind: OwedKind,
-    pub card_id: String,
-    pub direction: Direction,
-    pub amount: Money,
-    pub reason: String,
-    pub status: OwedStatus,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub applied_by: Option<String>,
-    /// For a refund: what is refunded of the purchase so far, this included.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub refunded_minor: Option<u64>,
-}
-
 pub fn owed_reply(o: &Owed, refunded_minor: Option<u64>) -> OwedReply {
     OwedReply {
         owed_id: o.id.clone(),
@@ -218,15 +151,6 @@ pub(crate) struct Move {
     pub(crate) moved: Owed,
     pub(crate) void: Entries,
     pub(crate) hold: Entries,
-}
-
-/// What replacing a card did (M8).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Replaced {
-    /// The old card's value, owed to the new card (none if it held none).
-    pub replacement: Option<OwedReply>,
-    /// The refunds moved from the old card to the new one.
-    pub moved: Vec<OwedReply>,
 }
 
 /// What applying the next owed item of a card answered.

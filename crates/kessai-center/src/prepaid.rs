@@ -41,55 +41,10 @@ use crate::members::SignerUnknown;
 use crate::purchase::BillFacts;
 use crate::service::{Answer, Center, CenterError};
 
-/// Where a funding stands. Stored as its name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FundingStatus {
-    /// The money (a transfer, cash) has not been received yet.
-    Awaiting,
-    /// Cash above the dual-control limit, counted by one operator: a second
-    /// must confirm before value is issued.
-    Counted,
-    /// The value is on the card.
-    Issued,
-    /// The value is on the card and the credit card charged (credit).
-    Captured,
-    /// The credit authorizer refused: nothing issued.
-    Declined,
-    /// The money did not arrive in time: nothing issued, and nothing will be.
-    Expired,
-}
-
-impl FundingStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FundingStatus::Awaiting => "awaiting",
-            FundingStatus::Counted => "counted",
-            FundingStatus::Issued => "issued",
-            FundingStatus::Captured => "captured",
-            FundingStatus::Declined => "declined",
-            FundingStatus::Expired => "expired",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<FundingStatus> {
-        [
-            FundingStatus::Awaiting,
-            FundingStatus::Counted,
-            FundingStatus::Issued,
-            FundingStatus::Captured,
-            FundingStatus::Declined,
-            FundingStatus::Expired,
-        ]
-        .into_iter()
-        .find(|f| f.as_str() == s)
-    }
-
-    /// Whether the funding's value is on its card.
-    pub fn issued(self) -> bool {
-        matches!(self, FundingStatus::Issued | FundingStatus::Captured)
-    }
-}
+pub use kessai_api::views::{
+    BankCredit as CreditView, Funding as FundingView, FundingStatus, PaymentLine, PrepaidCard as CardView,
+    PrepaidPaymentReply as PaymentReply, PrepaidReply,
+};
 
 /// The center's rules for prepaid cards (configuration `[prepaid]`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -217,91 +172,16 @@ impl From<BooksError> for PrepaidError {
     }
 }
 
-/// A funding as the member (and the operator) sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FundingView {
-    pub funding_id: String,
-    pub prepaid_id: String,
-    pub request_id: String,
-    pub method: FundingMethod,
-    pub amount: Money,
-    pub status: FundingStatus,
-    /// What the transfer or the envelope must quote (transfer, cash).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reference: Option<String>,
-    /// Where to send the money (transfer, cash), until it is received.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pay_to: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<Timestamp>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub received: Option<Money>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    pub created_at: Timestamp,
-}
-
-/// A prepaid card with its value and history, for its member.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CardView {
-    pub prepaid_id: String,
-    pub status: String,
-    pub balance: Money,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub value_expires_at: Option<Timestamp>,
-    pub fundings: Vec<FundingView>,
-    pub payments: Vec<PaymentLine>,
-}
-
-/// One payment of a prepaid card's history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PaymentLine {
-    pub payment_id: String,
-    pub store: String,
-    pub store_name: String,
-    pub order_id: String,
-    pub amount: Money,
-    pub balance_after: Money,
-    pub at: Timestamp,
-}
-
-/// What a prepaid request answers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(untagged)]
-pub enum PrepaidReply {
-    Funding(Box<FundingView>),
-    Inquiry {
-        cards: Vec<CardView>,
-    },
-    /// Value moving to an IC card: the value update to run (§9).
-    Update(Box<crate::update::UpdateReply>),
-}
-
-/// What a payment answers: the completion (SIG3) and the card's new
-/// balance (新残高).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PaymentReply {
-    /// The payment's id (a settlement id: the store's receipt names it).
-    pub settlement_id: String,
-    pub prepaid_id: String,
-    pub completion: String,
-    pub balance: Money,
-    /// What reads of this payment (its receipt) carry as `Authorization:
-    /// Bearer`, as for a settlement (M4).
-    pub access_token: String,
-}
-
-impl PaymentReply {
-    fn of(p: &PrepaidPayment, security: &crate::security::SecurityServer) -> Result<PaymentReply, PrepaidError> {
-        let currency = p.bill.amount.currency();
-        Ok(PaymentReply {
-            settlement_id: p.id.to_string(),
-            prepaid_id: p.account.to_string(),
-            completion: p.completion_token.clone(),
-            balance: money(p.balance_after_minor, currency)?,
-            access_token: security.access_token(p.id.as_str()),
-        })
-    }
+/// What payment `p` answers.
+fn payment_reply(p: &PrepaidPayment, security: &crate::security::SecurityServer) -> Result<PaymentReply, PrepaidError> {
+    let currency = p.bill.amount.currency();
+    Ok(PaymentReply {
+        settlement_id: p.id.to_string(),
+        prepaid_id: p.account.to_string(),
+        completion: p.completion_token.clone(),
+        balance: money(p.balance_after_minor, currency)?,
+        access_token: security.access_token(p.id.as_str()),
+    })
 }
 
 fn money(minor: u64, currency: Currency) -> Result<Money, PrepaidError> {
@@ -723,7 +603,7 @@ impl Center {
                 facts.payee(),
                 amount,
             )?;
-            let reply = PaymentReply::of(&payment, &self.security)?;
+            let reply = payment_reply(&payment, &self.security)?;
             let response = answer.as_ref().map(|a| a.saved(&reply)).transpose()?;
             match self.db.insert_prepaid_payment(&payment, entries, response, now).await {
                 Ok(PaymentStored::Inserted) => {
@@ -733,7 +613,7 @@ impl Center {
                 }
                 // Paid meanwhile by a concurrent copy of this request.
                 Ok(PaymentStored::Existing(found)) if found.member == member.member => {
-                    return PaymentReply::of(&found, &self.security);
+                    return payment_reply(&found, &self.security);
                 }
                 Ok(PaymentStored::Existing(_)) => return Err(PrepaidError::BillPaid),
                 Err(DbError::BooksRefused { code: "exceeds_credits", .. }) => {
@@ -758,7 +638,7 @@ impl Center {
     ) -> Result<Option<Result<PaymentReply, PrepaidError>>, PrepaidError> {
         let found = self.db.prepaid_payment_of_bill(&bill.store, bill.bill_id.as_str()).await?;
         Ok(found.map(|p| match p.member == member {
-            true => PaymentReply::of(&p, &self.security),
+            true => payment_reply(&p, &self.security),
             false => Err(PrepaidError::BillPaid),
         }))
     }
@@ -878,25 +758,6 @@ pub struct ImportReport {
     pub already_imported: usize,
     /// Debits on the statement (not the center's to match).
     pub debits: usize,
-}
-
-/// A bank credit as the operator's queue shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CreditView {
-    pub entry_key: String,
-    pub statement: String,
-    pub source: String,
-    pub booked_on: String,
-    pub amount: Money,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reference: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub remitter: Option<String>,
-    pub status: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub funding_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
 }
 
 impl From<crate::db::BankCreditRow> for CreditView {

@@ -59,13 +59,8 @@ pub struct CardRecord {
     pub max_balance_minor: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CardRegistryStatus {
-    Active,
-    Blocked,
-    Lost,
-}
+/// A card's status in the registry.
+pub use kessai_api::admin::CardStatus as CardRegistryStatus;
 
 /// Every way a step can be refused.
 #[derive(Debug, thiserror::Error)]

@@ -25,6 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use kessai_api::request;
+use kessai_api::views::{NothingOwed, OwedApplied};
 use kessai_core::digest::Sha256Digest;
 use kessai_core::ids::{CardId, UpdateId};
 use kessai_http::{ApiError, ErrorCode};
@@ -388,8 +389,8 @@ async fn apply_owed(
         let id = apply_update_id(&key, &card_id).map_err(ApiError::internal)?;
         let which = if credits_only { Owing::CreditsOnly } else { Owing::Any };
         match s.center.apply_owed_of(card_id, id, which).await.map_err(update_api_error)? {
-            Applying::Nothing => Ok(serde_json::json!({ "nothing_owed": true })),
-            Applying::Update(reply) => serde_json::to_value(*reply).map_err(ApiError::internal),
+            Applying::Nothing => Ok(OwedApplied::Nothing(NothingOwed { nothing_owed: true })),
+            Applying::Update(reply) => Ok(OwedApplied::Update(reply)),
         }
     };
     crate::api::idempotent_by(&s.center, &headers, fingerprint.as_bytes(), work).await

@@ -215,7 +215,7 @@ pub fn prepaid_cards(
                             dt { "Balance" } dd class="amount balance" { (c.balance) }
                             dt { "Status" } dd { (c.status) }
                             @if let Some(at) = c.value_expires_at {
-                                dt { "Value usable until" } dd { (kessai_core::time::Timestamp::from_unix_s(at).utc()) }
+                                dt { "Value usable until" } dd { (at.utc()) }
                             }
                         }
                         table class="fundings" {

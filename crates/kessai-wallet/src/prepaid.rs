@@ -36,51 +36,7 @@ pub const CARDS_FILE: &str = "prepaid-cards";
 /// within seconds of signing.
 const REQUEST_LIFETIME_S: u64 = 300;
 
-/// A funding as the center answers it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Funding {
-    pub funding_id: String,
-    pub prepaid_id: String,
-    pub request_id: String,
-    pub method: FundingMethod,
-    pub amount: Money,
-    pub status: String,
-    #[serde(default)]
-    pub reference: Option<String>,
-    #[serde(default)]
-    pub pay_to: Option<String>,
-    #[serde(default)]
-    pub expires_at: Option<u64>,
-    #[serde(default)]
-    pub received: Option<Money>,
-    #[serde(default)]
-    pub reason: Option<String>,
-}
-
-/// One payment of a card's history.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct PaymentLine {
-    pub payment_id: String,
-    pub store: String,
-    pub store_name: String,
-    pub order_id: String,
-    pub amount: Money,
-    pub balance_after: Money,
-    pub at: u64,
-}
-
-/// A prepaid card, its balance and history, as the center answers an
-/// inquiry.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct PrepaidCard {
-    pub prepaid_id: String,
-    pub status: String,
-    pub balance: Money,
-    #[serde(default)]
-    pub value_expires_at: Option<u64>,
-    pub fundings: Vec<Funding>,
-    pub payments: Vec<PaymentLine>,
-}
+pub use kessai_api::views::{Funding, PaymentLine, PrepaidCard};
 
 #[derive(Deserialize)]
 struct Inquiry {
@@ -174,7 +130,7 @@ impl Wallet {
             card_id: None,
         };
         let f = funding(self.prepaid_post(signer, draft, card).await?)?;
-        if opening && f.status != "declined" {
+        if opening && f.status != kessai_api::views::FundingStatus::Declined {
             self.remember_prepaid_card(&f.prepaid_id)?;
         }
         Ok(f)

@@ -192,7 +192,7 @@ pub fn run(config: &WalletConfig, runtime: &tokio::runtime::Runtime, command: Pr
                 for c in wallet.prepaid_cards(&s, card).await? {
                     println!("prepaid card {}  {}  balance {}", c.prepaid_id, c.status, c.balance);
                     if let Some(at) = c.value_expires_at {
-                        println!("  value usable until {}", kessai_core::time::Timestamp::from_unix_s(at).utc());
+                        println!("  value usable until {}", at.utc());
                     }
                     for f in &c.fundings {
                         println!("  funding  {}  {}  {}  {}", f.funding_id, f.method.as_str(), f.amount, f.status);
@@ -247,7 +247,7 @@ fn print_funding(f: &Funding) {
         println!("  send the money to:    {to}");
     }
     if let Some(at) = f.expires_at {
-        println!("  before:               {}", kessai_core::time::Timestamp::from_unix_s(at).utc());
+        println!("  before:               {}", at.utc());
     }
     if let Some(why) = &f.reason {
         println!("  {why}");

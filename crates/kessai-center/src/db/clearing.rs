@@ -36,39 +36,7 @@ pub enum RunClaim {
 }
 
 /// One payout, as stored and as its store reads it (`GET /v1/payouts`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct PayoutRow {
-    #[serde(rename = "payout_id")]
-    pub id: String,
-    #[serde(rename = "run")]
-    pub run_id: String,
-    pub store: StoreId,
-    pub currency: Currency,
-    /// Purchases and payments in it.
-    pub gross_minor: u64,
-    /// Refunds taken off.
-    pub refunds_minor: u64,
-    /// Refunds cancelled, payouts returned and put back, a balance carried
-    /// from before clearing: signed.
-    pub other_minor: i64,
-    pub fees_minor: u64,
-    /// What the store is sent: gross - refunds + other - fees.
-    pub amount_minor: u64,
-    pub items: u64,
-    pub fee_bp: u32,
-    pub fee_fixed_minor: u64,
-    /// The store's bank account when the payout was made (`PayeeAccount`
-    /// text).
-    pub payee_account: String,
-    /// What the bank files quote (EndToEndId, Zengin EDI).
-    #[serde(rename = "bank_reference")]
-    pub bank_ref: String,
-    /// `in_transit`, `settled` or `failed`.
-    pub status: String,
-    pub reason: Option<String>,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
-}
+pub use kessai_api::views::Payout as PayoutRow;
 
 /// One item of a store's payable, as it entered a payout.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -254,7 +254,7 @@ impl CenterDb {
 }
 
 pub(super) fn insert_owed_query(o: &Owed, now: Timestamp) -> Result<Stmt, DbError> {
-    let (store, reference) = o.body.kind.store_and_reference();
+    let (store, reference) = crate::owed::store_and_reference(&o.body.kind);
     Ok(Stmt::new(
         "INSERT INTO center_owed (id, card_id, status, session, applied_by, store, reference, record, version,
          created_at, updated_at) VALUES ($1, $2, $3, NULL, NULL, $4, $5, $6, 1, $7, $7)",

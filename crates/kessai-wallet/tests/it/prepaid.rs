@@ -68,7 +68,7 @@ async fn a_member_pays_from_its_prepaid_card_on_the_wallets_pages_only() {
     let amount = Money::new(5_000, kessai_core::Currency::JPY).unwrap();
     let request = kessai_wallet::prepaid::new_request_id();
     let opened = wallet.prepaid_fund(&signer, request, None, amount, FundingMethod::Cash, None).await.unwrap();
-    assert_eq!(opened.status, "awaiting");
+    assert_eq!(opened.status, kessai_api::views::FundingStatus::Awaiting);
     assert!(opened.reference.is_some() && opened.pay_to.is_some(), "{opened:?}");
     let known: Vec<String> = wallet.known_prepaid_cards().iter().map(ToString::to_string).collect();
     assert_eq!(known, vec![opened.prepaid_id.clone()]);
