@@ -28,6 +28,7 @@ use kessai_core::messages::DisplayText;
 use kessai_core::time::Timestamp;
 use kessai_http::{ApiError, ErrorCode, Party, PeerIdentity};
 
+use crate::console::Actor;
 use crate::db::{ListCursor, MAX_LIST, SettlementQuery, StatusChange, StoreRecord};
 use crate::purchase::{CardRecord, CardRegistryStatus, Phase};
 use crate::service::{Center, CenterError};
@@ -390,8 +391,12 @@ async fn card_story(
     Path(id): Path<String>,
 ) -> Result<Json<CardStory>, ApiError> {
     authorize(&state, peer)?;
-    let id = CardId::parse(&id).map_err(|e| bad(ErrorCode::BadCardId, e))?;
-    let c = &state.center;
+    card_story_of(&state.center, &id).await.map(Json)
+}
+
+/// Card `id`'s whole story (the admin API's and the console's).
+pub(crate) async fn card_story_of(c: &Center, id: &str) -> Result<CardStory, ApiError> {
+    let id = CardId::parse(id).map_err(|e| bad(ErrorCode::BadCardId, e))?;
     let card = c.db.card(&id).await.map_err(internal)?;
     let Some(card) = card else {
         return Err(ApiError::new(ErrorCode::UnknownCard, format!("card {id} is not registered")));
@@ -420,7 +425,7 @@ async fn card_story(
             reason: u.outcome().map(|(_, reason)| reason.to_owned()),
         })
         .collect();
-    Ok(Json(CardStory {
+    Ok(CardStory {
         card: CardEntry {
             card_id: card.id.to_string(),
             status: card.status,
@@ -439,7 +444,7 @@ async fn card_story(
         value_updates,
         owed,
         log,
-    }))
+    })
 }
 
 /// A reason of 1 to 500 characters, as recorded.
@@ -553,8 +558,9 @@ async fn approve_application(
     peer: Option<Extension<PeerIdentity>>,
     Path(id): Path<String>,
 ) -> Result<Json<Approved>, ApiError> {
+    let by = Actor::api(peer.as_ref().map(|Extension(p)| p.name.as_str()).unwrap_or_default());
     authorize(&state, peer)?;
-    let approved = state.center.approve_application(&id).await.map_err(crate::members::member_api_error)?;
+    let approved = state.center.approve_application(&id, &by).await.map_err(crate::members::member_api_error)?;
     Ok(Json(approved))
 }
 
@@ -566,10 +572,10 @@ async fn reject_application(
     Path(id): Path<String>,
     Body(b): Body<GiveReason>,
 ) -> Result<Json<Rejected>, ApiError> {
-    let operator = peer.as_ref().map(|Extension(p)| p.name.clone()).unwrap_or_default();
+    let by = Actor::api(peer.as_ref().map(|Extension(p)| p.name.as_str()).unwrap_or_default());
     authorize(&state, peer)?;
     let reason = reason_of(&b)?;
-    state.center.reject_application(&id, &operator, reason).await.map_err(crate::members::member_api_error)?;
+    state.center.reject_application(&id, &by, reason).await.map_err(crate::members::member_api_error)?;
     Ok(Json(Rejected { application_id: id, status: ApplicationStatus::Rejected }))
 }
 

@@ -638,8 +638,8 @@ pub async fn run(config: CenterConfig, shutdown: impl Future<Output = ()> + Send
 }
 
 /// Every route the center serves, before the standard layers: the API of
-/// [`kessai_api::routes::OPERATIONS`], the member pages and the operations
-/// routes.
+/// [`kessai_api::routes::OPERATIONS`], the operator's console, the member
+/// pages and the operations routes.
 pub fn routes(
     center: Arc<Center>,
     simulator: Arc<Simulator>,
@@ -649,7 +649,8 @@ pub fn routes(
     ready: Arc<AtomicBool>,
 ) -> axum::Router {
     api::routes(center.clone())
-        .merge(admin::routes(center.clone(), admin_name, operator_names))
+        .merge(admin::routes(center.clone(), admin_name.clone(), operator_names.clone()))
+        .merge(crate::console::routes(center.clone(), admin_name, operator_names))
         .merge(update_api::routes(center.clone(), simulator.clone()))
         .merge(crate::prepaid_api::routes(center.clone(), simulator))
         .merge(crate::clearing_api::routes(center.clone()))

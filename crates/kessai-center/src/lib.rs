@@ -17,6 +17,7 @@ pub mod card_session;
 pub mod clearing;
 pub mod clearing_api;
 pub mod config;
+pub mod console;
 pub mod db;
 pub mod delivery;
 mod fast_read;

@@ -45,12 +45,17 @@ fn layout(title: &str, body: Markup) -> Markup {
     }
 }
 
-fn page(status: StatusCode, markup: Markup) -> Response {
+/// A page of the center (these and the operator's console): only its own
+/// inline style, forms posting here, never framed or cached. The referrer
+/// policy keeps the `Origin` of a form post (a stricter one makes it
+/// `null`).
+pub(crate) fn page(status: StatusCode, markup: Markup) -> Response {
     let mut response = (status, axum::response::Html(markup.into_string())).into_response();
     let h = response.headers_mut();
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(POLICY));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     response
 }
 

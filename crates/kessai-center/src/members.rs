@@ -23,6 +23,7 @@ use kessai_http::{ApiError, ErrorCode};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
+use crate::console::Actor;
 use crate::db::{ApplicationRow, DbError, Entered, LetterRow, MemberRow};
 use crate::service::Center;
 
@@ -148,19 +149,27 @@ impl Center {
         Ok(ApplicationReply { application_id: row.id, kind, status: row.status })
     }
 
-    /// Step ⑥: the operator approves; the member number and activation code
-    /// go into the outbox letter, to be sent out of band.
-    /// Step ⑥, the other way: the operator `by` rejects a received
-    /// application for `reason`; no member number or letter is made.
-    pub async fn reject_application(&self, id: &str, by: &str, reason: &str) -> Result<(), MemberError> {
+    /// Step ⑥, the other way: operator `by` rejects a received application
+    /// for `reason`; no member number or letter is made. The decision and
+    /// its trail row are written with the status, in one transaction.
+    pub async fn reject_application(&self, id: &str, by: &Actor, reason: &str) -> Result<(), MemberError> {
         self.db.application(id).await?.ok_or_else(|| MemberError::UnknownApplication(trunc(id)))?;
-        if !self.db.reject_application(id, by, reason, self.clock.now()).await? {
+        let trail = by.did(
+            "application_rejected",
+            id,
+            serde_json::json!({ "status": "received" }),
+            serde_json::json!({ "status": "rejected", "reason": reason }),
+        );
+        if !self.db.reject_application(id, &by.name, reason, self.clock.now(), trail).await? {
             return Err(MemberError::NotReceived(trunc(id)));
         }
         Ok(())
     }
 
-    pub async fn approve_application(&self, id: &str) -> Result<Approved, MemberError> {
+    /// Step ⑥: operator `by` approves; the member number and activation
+    /// code go into the outbox letter, to be sent out of band. The letter
+    /// and the trail row (never the code) are written with the status.
+    pub async fn approve_application(&self, id: &str, by: &Actor) -> Result<Approved, MemberError> {
         let application = self.db.application(id).await?.ok_or_else(|| MemberError::UnknownApplication(trunc(id)))?;
         let now = self.clock.now();
         let mut rng = self.random.generator();
@@ -186,7 +195,13 @@ impl Center {
             sent_at: None,
             used_at: None,
         };
-        if !self.db.approve_application(id, &letter, now).await? {
+        let trail = by.did(
+            "application_approved",
+            id,
+            serde_json::json!({ "status": "received" }),
+            serde_json::json!({ "status": "approved", "member": member, "letter_id": letter.id }),
+        );
+        if !self.db.approve_application(id, &letter, now, trail).await? {
             return Err(MemberError::NotReceived(trunc(id)));
         }
         Ok(Approved { application_id: application.id, member, letter_id: letter.id, expires_at })

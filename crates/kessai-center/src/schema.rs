@@ -291,10 +291,30 @@ const MIGRATIONS: &[(i64, &str, &[&str])] = &[
             decided_by TEXT NOT NULL, decided_at BIGINT NOT NULL, note TEXT NOT NULL)",
         ],
     ),
+    (
+        13,
+        "the console's operators, their sessions, and the trail of their changes",
+        &[
+            // An operator's password: Argon2id (m = 19 MiB, t = 2, p = 1)
+            // of it under its own salt, both hex.
+            "CREATE TABLE IF NOT EXISTS center_operators (name TEXT PRIMARY KEY, role TEXT NOT NULL,
+            salt TEXT NOT NULL, hash TEXT NOT NULL, created_at BIGINT NOT NULL, disabled_at BIGINT)",
+            // A session is found by the SHA-256 of its token; the token
+            // itself is only in the operator's cookie.
+            "CREATE TABLE IF NOT EXISTS center_console_sessions (digest TEXT PRIMARY KEY, operator TEXT NOT NULL,
+            role TEXT NOT NULL, certificate TEXT NOT NULL, created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL)",
+            // Append-only (see `trail_guards`); each row chains to the one
+            // before it by digest.
+            "CREATE TABLE IF NOT EXISTS center_operator_trail (seq BIGINT PRIMARY KEY, at BIGINT NOT NULL,
+            operator TEXT NOT NULL, role TEXT NOT NULL, action TEXT NOT NULL, subject TEXT NOT NULL,
+            before_json TEXT NOT NULL, after_json TEXT NOT NULL, previous TEXT NOT NULL, digest TEXT NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS center_operator_trail_subject ON center_operator_trail (subject, seq)",
+        ],
+    ),
 ];
 
 /// The newest version this build knows.
-pub(crate) const NEWEST: i64 = 12;
+pub(crate) const NEWEST: i64 = 13;
 
 const _: () = assert!(MIGRATIONS[MIGRATIONS.len() - 1].0 == NEWEST);
 
@@ -334,9 +354,36 @@ pub(crate) async fn migrate(pool: &AnyPool, sqlite: bool) -> Result<(), DbError>
         if *version == 8 {
             open_payables(&mut tx, sqlite).await?;
         }
+        if *version == 13 {
+            trail_guards(&mut tx, sqlite).await?;
+        }
         record(&mut tx, *version, description).await?;
     }
     tx.commit().await?;
+    Ok(())
+}
+
+/// Schema v13: the database itself refuses to change or remove a row of
+/// the operator trail, whoever asks.
+async fn trail_guards(conn: &mut AnyConnection, sqlite: bool) -> Result<(), DbError> {
+    let statements: &[&str] = if sqlite {
+        &[
+            "CREATE TRIGGER IF NOT EXISTS center_operator_trail_no_update BEFORE UPDATE ON center_operator_trail
+             BEGIN SELECT RAISE(ABORT, 'the operator trail is append-only'); END",
+            "CREATE TRIGGER IF NOT EXISTS center_operator_trail_no_delete BEFORE DELETE ON center_operator_trail
+             BEGIN SELECT RAISE(ABORT, 'the operator trail is append-only'); END",
+        ]
+    } else {
+        &[
+            "CREATE OR REPLACE FUNCTION center_operator_trail_append_only() RETURNS trigger LANGUAGE plpgsql AS
+             $$ BEGIN RAISE EXCEPTION 'the operator trail is append-only'; END $$",
+            "CREATE OR REPLACE TRIGGER center_operator_trail_no_change BEFORE UPDATE OR DELETE OR TRUNCATE
+             ON center_operator_trail FOR EACH STATEMENT EXECUTE FUNCTION center_operator_trail_append_only()",
+        ]
+    };
+    for statement in statements {
+        sqlx::query(*statement).execute(&mut *conn).await?;
+    }
     Ok(())
 }
 

@@ -47,6 +47,11 @@ impl Passphrase {
     pub fn new(s: String) -> Passphrase {
         Passphrase(Zeroizing::new(s))
     }
+    /// The passphrase's text (a password checked against its hash).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     pub(crate) fn as_bytes(&self) -> &[u8] {
         self.0.as_bytes()
     }

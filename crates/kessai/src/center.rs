@@ -89,6 +89,23 @@ pub enum CenterCommand {
     /// Pay stores: clearing runs, bank files, what the bank says, fees.
     #[command(subcommand)]
     Clearing(crate::clearing::ClearingCommand),
+    /// Give an operator a console login (#22): its name (its client
+    /// certificate's), a role and a password of at least 12 characters.
+    /// An existing operator gets the new role and password. Recorded in
+    /// the operator trail.
+    Operator {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The operator, as its client certificate names it.
+        #[arg(long)]
+        name: String,
+        /// viewer (reads), operator (works the queues) or approver (decides).
+        #[arg(long)]
+        role: String,
+        /// Where the password comes from (never the command line).
+        #[command(flatten)]
+        password: crate::PassphraseSource,
+    },
     /// Examine every collected card log against the books (the running
     /// center does so hourly): print what differs, record each difference
     /// once; or, with --resolve, close an open difference.
@@ -223,6 +240,20 @@ pub fn run(command: CenterCommand) -> anyhow::Result<()> {
             Ok(())
         }
         CenterCommand::Clearing(command) => crate::clearing::run(&runtime, command),
+        CenterCommand::Operator { config, name, role, password } => {
+            let config = CenterConfig::load(&config).with_context(|| format!("loading {}", config.display()))?;
+            let role = kessai_center::db::Role::parse(&role)
+                .with_context(|| format!("--role: no role {role:?} (viewer, operator, approver)"))?;
+            let password = password.read()?.context("a password: --passphrase-env or --passphrase-file")?;
+            runtime.block_on(async {
+                let center = kessai_center::app::open(&config).await?;
+                let done = put_operator(&center, &name, role, password.as_str()).await;
+                center.db.close().await;
+                done
+            })?;
+            println!("operator {name} may log in to the console as {}", role.as_str());
+            Ok(())
+        }
         CenterCommand::Audit { config, resolve, by, note, all } => {
             let config = CenterConfig::load(&config).with_context(|| format!("loading {}", config.display()))?;
             runtime.block_on(async {
@@ -382,5 +413,20 @@ async fn audit(
     for d in &rows {
         println!("{} {:<8} {} {:<16} counter {:>6}  {}", d.id, d.status, d.card_id, d.kind, d.counter, d.detail);
     }
+    Ok(())
+}
+
+/// Gives operator `name` a console login in `role` (recorded in the trail
+/// as done on the center's host).
+pub async fn put_operator(
+    center: &kessai_center::service::Center,
+    name: &str,
+    role: kessai_center::db::Role,
+    password: &str,
+) -> anyhow::Result<()> {
+    let mut random = center.random.generator();
+    let account = kessai_center::console::operator_account(name, role, password, random.as_mut())
+        .map_err(|why| anyhow::anyhow!(why))?;
+    center.db.put_operator(&account, "center-host", center.clock.now()).await?;
     Ok(())
 }

@@ -63,7 +63,13 @@ fn ensure_pki(ca: &CaDir) -> anyhow::Result<()> {
     if !ca.cert("localhost").exists() {
         ca.issue(Role::Server, "localhost", &["127.0.0.1".into()])?;
     }
-    for (client, party) in [("center", Party::Center), ("admin", Party::Operator), ("kessai-mall", Party::Store)] {
+    let clients = [
+        ("center", Party::Center),
+        ("admin", Party::Operator),
+        (DEMO_VIEWER, Party::Operator),
+        ("kessai-mall", Party::Store),
+    ];
+    for (client, party) in clients {
         // A demo made before certificates named their party: its client
         // certificates are replaced (the old one revoked as superseded).
         if ca.cert(client).exists() && !ca.issued_for(client, party)? {
@@ -109,7 +115,8 @@ fn demo_kek(dir: &Path) -> anyhow::Result<PathBuf> {
 fn center_config(dir: &Path, ports: Ports) -> anyhow::Result<CenterConfig> {
     let text = format!(
         "party_id = \"center\"\nlisten = \"127.0.0.1:{p}\"\npublic_url = \"https://127.0.0.1:{p}\"\ndata_dir = \"{d}\"\n\
-         kek_file = \"{k}\"\n[tls]\nca_dir = \"{ca}\"\nserver_name = \"localhost\"\nclient_name = \"center\"\n",
+         kek_file = \"{k}\"\n[tls]\nca_dir = \"{ca}\"\nserver_name = \"localhost\"\nclient_name = \"center\"\n\
+         operator_names = [\"{DEMO_VIEWER}\"]\n",
         p = ports.center,
         d = dir.join("center").display(),
         k = demo_kek(dir)?.display(),
@@ -210,6 +217,7 @@ async fn register_mall(center: &kessai_center::service::Center, store: &StoreCon
 pub async fn start(p: Prepared, stop: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
     let center = Arc::new(kessai_center::app::open(&p.center).await?);
     register_mall(&center, &p.store).await.context("registering the mall")?;
+    console_operators_once(&center, &p.dir).await.context("the console's operators")?;
     let for_wallet = center.clone();
     let center_listener = tokio::net::TcpListener::bind(p.center.listen)
         .await
@@ -269,6 +277,40 @@ async fn charge_demo_card_once(wallet: &WalletConfig, image: &Path) -> anyhow::R
     anyhow::bail!("charging the demo card: {last}")
 }
 
+/// The demo console's second operator: it may look, not change.
+pub const DEMO_VIEWER: &str = "viewer";
+
+/// Where the demo console's passwords are kept (mode 0600), one
+/// `NAME ROLE PASSWORD` a line.
+pub fn console_passwords(dir: &Path) -> PathBuf {
+    dir.join("secrets").join("console-passwords")
+}
+
+/// On the first start the console has no operators: `admin` (approver)
+/// and `viewer` get logins under random passwords, written to
+/// [`console_passwords`].
+async fn console_operators_once(center: &kessai_center::service::Center, dir: &Path) -> anyhow::Result<()> {
+    use kessai_center::db::Role;
+    let file = console_passwords(dir);
+    if file.exists() {
+        return Ok(());
+    }
+    let mut lines = String::new();
+    for (name, role) in [("admin", Role::Approver), (DEMO_VIEWER, Role::Viewer)] {
+        let mut bytes = [0u8; 12];
+        center.random.generator().fill_bytes(&mut bytes);
+        let password = hex::encode(bytes);
+        crate::center::put_operator(center, name, role, &password).await?;
+        lines.push_str(&format!("{name} {} {password}\n", role.as_str()));
+    }
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(file.parent().unwrap_or(dir))?;
+    let mut out = std::fs::OpenOptions::new();
+    std::os::unix::fs::OpenOptionsExt::mode(out.write(true).create_new(true), 0o600);
+    std::io::Write::write_all(&mut out.open(&file)?, lines.as_bytes())?;
+    Ok(())
+}
+
 /// On the first start the wallet has no member: one applies, the operator
 /// approves (its letter read from the outbox, as `kessai admin outbox`
 /// would), the wallet makes a keystore under the demo passwords and
@@ -290,7 +332,9 @@ async fn demo_member_once(wallet: &WalletConfig, center: &kessai_center::service
     let store = MemberFile::in_dir(&wallet.data_dir);
     let passwords = || (Passphrase::new(DEMO_PASSWORD_A.into()), Passphrase::new(DEMO_PASSWORD_B.into()));
     let application = center.apply("general", "Hanako Yamada", "hanako@example.jp").await?;
-    let approved = center.approve_application(&application.application_id).await?;
+    let approved = center
+        .approve_application(&application.application_id, &kessai_center::console::Actor::api("kessai-up"))
+        .await?;
     let outbox = center.outbox().await?;
     let letter = outbox.iter().find(|l| l.member == approved.member).context("the letter in the outbox")?;
     let code = letter
@@ -383,6 +427,12 @@ pub fn run(dir: &Path, ports: Ports) -> anyhow::Result<()> {
             p.center.public_url,
             p.center.public_url,
             p.dir.join("ca").display()
+        );
+        println!(
+            "  console {}/console   (operators' client certificates in {}; logins in {})",
+            p.center.public_url,
+            p.dir.join("ca").display(),
+            console_passwords(&p.dir).display()
         );
         println!(
             "  wallet CLI: kessai wallet --config {} balance | history | pay BILL_URL",

@@ -149,7 +149,13 @@ impl CenterDb {
 
     /// Approves a received application and puts its letter in the outbox,
     /// in one transaction. `false` if it was no longer `received`.
-    pub async fn approve_application(&self, id: &str, letter: &LetterRow, now: Timestamp) -> Result<bool, DbError> {
+    pub async fn approve_application(
+        &self,
+        id: &str,
+        letter: &LetterRow,
+        now: Timestamp,
+        trail: TrailEntry,
+    ) -> Result<bool, DbError> {
         let approve = Stmt::new(
             "UPDATE center_member_applications SET status = 'approved' WHERE id = $1 AND status = 'received'",
         )
@@ -172,6 +178,7 @@ impl CenterDb {
                     return Ok(false);
                 }
                 conn.execute(insert).await?;
+                append_trail(&mut conn, &trail, now).await?;
                 Ok(true)
             })
         })
@@ -180,7 +187,14 @@ impl CenterDb {
 
     /// Rejects a received application, recording who, when and why.
     /// `false` if it was no longer `received` (approved or rejected).
-    pub async fn reject_application(&self, id: &str, by: &str, note: &str, now: Timestamp) -> Result<bool, DbError> {
+    pub async fn reject_application(
+        &self,
+        id: &str,
+        by: &str,
+        note: &str,
+        now: Timestamp,
+        trail: TrailEntry,
+    ) -> Result<bool, DbError> {
         let reject = Stmt::new(
             "UPDATE center_member_applications SET status = 'rejected' WHERE id = $1 AND status = 'received'",
         )
@@ -199,6 +213,7 @@ impl CenterDb {
                     return Ok(false);
                 }
                 conn.execute(record).await?;
+                append_trail(&mut conn, &trail, now).await?;
                 Ok(true)
             })
         })

@@ -55,6 +55,7 @@ mod attempts;
 mod audit;
 mod authorizations;
 mod clearing;
+mod console;
 mod idempotency;
 mod members;
 mod owed;
@@ -70,6 +71,8 @@ pub use clearing::{
     ClaimFigure, ClaimRecord, ClaimTaken, ClearStore, Cleared, EventTaken, ItemRow, OutcomeEffect, PayoutEvent,
     PayoutRow, RunClaim, RunRow, Totals, item_fee, payout_totals,
 };
+pub(crate) use console::append_trail;
+pub use console::{OperatorRow, Role, SessionRow, TrailEntry, TrailRow};
 pub use idempotency::{SavedResponse, Stored};
 pub use members::{ApplicationRow, Entered, LetterRow, MemberRow};
 pub use owed::RefundStored;

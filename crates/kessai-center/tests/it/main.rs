@@ -6,6 +6,7 @@ mod audit;
 mod charge;
 mod charge_api;
 mod clearing;
+mod console;
 mod db;
 mod failover;
 mod faults;

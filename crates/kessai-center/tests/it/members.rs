@@ -17,6 +17,8 @@ use kessai_core::messages::registration::{self, JWE_CTY, JWE_TYP, MemberDetails,
 use kessai_core::random::SeededRandom;
 use kessai_core::time::{FixedClock, Timestamp};
 
+use kessai_center::console::Actor;
+
 use crate::service::setup;
 use crate::world::NOW;
 
@@ -24,7 +26,7 @@ use crate::world::NOW;
 /// in the outbox says them.
 pub(crate) async fn letter(c: &Center, kind: &str) -> (String, String) {
     let app = c.apply(kind, "Hanako Yamada", "hanako@example.jp").await.unwrap();
-    let approved = c.approve_application(&app.application_id).await.unwrap();
+    let approved = c.approve_application(&app.application_id, &Actor::api("admin")).await.unwrap();
     assert!(!serde_json::to_string(&approved).unwrap().contains("activation"), "no code in the answer");
     let outbox = c.outbox().await.unwrap();
     let letter = outbox.iter().find(|l| l.member == approved.member).expect("the letter waits in the outbox");
@@ -597,8 +599,11 @@ async fn decided_once(s: crate::service::Setup) {
     for round in 0..8 {
         let applied = s.center.apply("general", "Jiro Sato", &format!("jiro{round}@example.jp")).await.unwrap();
         let id = applied.application_id;
-        let (approved, rejected) =
-            tokio::join!(s.center.approve_application(&id), s.center.reject_application(&id, "admin", "duplicate"));
+        let admin = Actor::api("admin");
+        let (approved, rejected) = tokio::join!(
+            s.center.approve_application(&id, &admin),
+            s.center.reject_application(&id, &admin, "duplicate")
+        );
         assert_eq!(approved.is_ok() as u8 + rejected.is_ok() as u8, 1, "round {round}: {approved:?} {rejected:?}");
         let loser = approved.as_ref().err().or(rejected.as_ref().err());
         assert!(matches!(loser, Some(MemberError::NotReceived(_))), "{loser:?}");
@@ -608,9 +613,15 @@ async fn decided_once(s: crate::service::Setup) {
         let status = if approved.is_ok() { "approved" } else { "rejected" };
         let listed = s.center.db.applications(status, 500).await.unwrap();
         assert!(listed.iter().any(|a| a.id == id), "round {round}: {status}");
+        // One trail row, of the decision that was made (#22).
+        let trail = s.center.db.trail(Some(&id), None, 10).await.unwrap();
+        let action = if approved.is_ok() { "application_approved" } else { "application_rejected" };
+        assert_eq!(trail.iter().map(|t| t.entry.action.as_str()).collect::<Vec<_>>(), [action], "round {round}");
     }
-    // Each application was decided exactly one way.
+    // Each application was decided exactly one way, and the trail holds
+    // those eight decisions, chained.
     let outbox = s.center.outbox().await.unwrap().len();
     let rejected = s.center.db.applications("rejected", 500).await.unwrap().len();
     assert_eq!(outbox + rejected, 8);
+    assert_eq!(s.center.db.check_trail().await.unwrap(), Ok(8));
 }

@@ -24,6 +24,8 @@ use crate::world::{CardReader, NOW, balance_of, card_id, funded_card, offer_crea
 
 pub struct Setup {
     pub _dir: tempfile::TempDir,
+    /// The center database's URL.
+    pub url: String,
     pub center: Center,
     pub mall_key: SigningKey,
     pub rng: SeededRandom,
@@ -62,7 +64,7 @@ pub(crate) async fn setup_on(dir: tempfile::TempDir, url: &str) -> Setup {
         prepaid: Default::default(),
         clearing: Default::default(),
     };
-    Setup { _dir: dir, center, mall_key, rng }
+    Setup { _dir: dir, url: url.to_owned(), center, mall_key, rng }
 }
 
 /// Registers card `n` and records its funding in the books, as issuance.

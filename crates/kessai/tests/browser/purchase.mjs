@@ -15,6 +15,8 @@ import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
+import { STEP_TIMEOUT_MS, expectText, follow, text } from "./pages.mjs";
+
 const env = (name) => {
   const value = process.env[name];
   if (!value) throw new Error(`${name} is not set`);
@@ -28,10 +30,6 @@ const wallet = env("KESSAI_WALLET_URL");
 const center = env("KESSAI_CENTER_URL");
 const artifacts = env("KESSAI_ARTIFACTS");
 mkdirSync(artifacts, { recursive: true });
-
-// Each wait is bounded; the store's completion page waits for the center's
-// delivery sweep (1 s in `kessai up`).
-const STEP_TIMEOUT_MS = 30_000;
 
 class Scenario {
   constructor(name, page) {
@@ -54,21 +52,6 @@ class Scenario {
       throw new Error(`${this.name}/${label} at ${this.page.url()}: ${e.message}`);
     }
   }
-}
-
-async function text(page, selector) {
-  return (await page.locator(selector).first().innerText({ timeout: STEP_TIMEOUT_MS })).trim();
-}
-
-async function expectText(page, selector, wanted) {
-  const seen = await text(page, selector);
-  if (!seen.includes(wanted)) throw new Error(`${selector} shows ${JSON.stringify(seen)}, not ${JSON.stringify(wanted)}`);
-  return seen;
-}
-
-// Clicks and waits for the page the click leads to.
-async function follow(page, locator) {
-  await Promise.all([page.waitForNavigation({ timeout: STEP_TIMEOUT_MS }), locator.click()]);
 }
 
 // From the mall's front page to the bill of `quantity` × product `name`

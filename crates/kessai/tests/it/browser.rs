@@ -194,4 +194,41 @@ fn a_person_buys_the_ebook_cancels_once_is_refused_a_bill_over_the_balance_and_c
     }
     let image = std::fs::read(dir.join("card.img")).unwrap();
     assert_eq!(kessai_card::public_info(&image).unwrap().balance_minor, 32_600, "the member paid once");
+
+    // The operator's console (#22), each operator with its own certificate.
+    let console = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/console.mjs");
+    let out = Command::new(&node)
+        .arg(&console)
+        .env("KESSAI_CHROMIUM", &chromium)
+        .env("KESSAI_NODE_MODULES", &node_modules)
+        .env("KESSAI_CENTER_URL", &center_url)
+        .env("KESSAI_CA_DIR", &ca)
+        .env("KESSAI_CONSOLE_PASSWORDS", dir.join("secrets").join("console-passwords"))
+        .env("KESSAI_ARTIFACTS", &artifacts)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    let console: Value = serde_json::from_str(&printed)
+        .unwrap_or_else(|e| panic!("no JSON ({e}):\n{printed}\n{}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(console["ok"], true, "{console}");
+    assert!(out.status.success());
+    assert!(console["settlements"].as_u64().unwrap() >= 3, "the demo's purchases listed: {console}");
+    assert!(console["viewer_refused"].as_str().unwrap().contains("needs the approver role"), "{console}");
+    let application = console["application"].as_str().unwrap();
+    let row = console["trail_row"].as_str().unwrap();
+    for part in ["admin", "approver", "application_rejected", application, "received", "a duplicate of an earlier"] {
+        assert!(row.contains(part), "the trail shows {part}: {row}");
+    }
+    assert!(console["viewer_trail"].as_str().unwrap().contains("application_rejected"), "{console}");
+    let steps: Vec<&str> = console["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
+    for step in ["viewer-login", "search", "card-story", "viewer-refused", "approver-queue", "rejected", "trail"] {
+        assert!(steps.contains(&step), "the console went through {step}: {steps:?}");
+    }
+    for s in console["steps"].as_array().unwrap() {
+        assert!(Path::new(s["screenshot"].as_str().unwrap()).exists(), "screenshot of {}", s["step"]);
+    }
+    // The viewer's refused attempt changed nothing; the approver's decision
+    // is the only trail row of that application.
+    let listed = admin(&["applications", "--status", "rejected"]);
+    assert!(listed.to_string().contains(application), "{listed}");
 }

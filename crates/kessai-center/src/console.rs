@@ -1,0 +1,724 @@
+//! The operator's console (#22, seed 003/004 FIG. 2's inquiry server 20):
+//! server-rendered pages under `/console`, with no script.
+//!
+//! Two things admit a request: an operator's client certificate (as for
+//! the admin API), and a login of that same operator, whose role (viewer,
+//! operator, approver) decides what it may change. Every change made is
+//! written with a row of the operator trail in one transaction; the trail
+//! page shows it, and whether its chain is whole.
+//!
+//! A session is a random token in a `HttpOnly`, `Secure`,
+//! `SameSite=Strict` cookie scoped to `/console`; the center keeps only its
+//! SHA-256. Every form carries a token derived from the session, and every
+//! POST must come from the console's own origin.
+
+use std::sync::Arc;
+
+use argon2::{Algorithm, Argon2, Params, Version};
+use axum::extract::{Form, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use kessai_core::digest::Sha256Digest;
+use kessai_core::ids::{CardId, StoreId};
+use kessai_core::time::Timestamp;
+use kessai_http::{Party, PeerIdentity};
+use maud::{DOCTYPE, Markup, html};
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use crate::db::{ListCursor, OperatorRow, Role, SessionRow, SettlementQuery, TrailEntry};
+use crate::member_pages::page;
+use crate::purchase::Phase;
+use crate::service::Center;
+
+/// Who makes a change: an operator's name and the role it acts in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub name: String,
+    /// A console role, or `api` for the admin API (mutual TLS, no login).
+    pub role: String,
+}
+
+impl Actor {
+    /// Operator `name` over the admin API.
+    pub fn api(name: &str) -> Actor {
+        Actor { name: name.to_owned(), role: "api".into() }
+    }
+
+    /// Operator `name` logged in to the console as `role`.
+    pub fn console(name: &str, role: Role) -> Actor {
+        Actor { name: name.to_owned(), role: role.as_str().to_owned() }
+    }
+
+    /// The trail row of `action` on `subject`, from `before` to `after`.
+    pub fn did(&self, action: &str, subject: &str, before: serde_json::Value, after: serde_json::Value) -> TrailEntry {
+        TrailEntry {
+            operator: self.name.clone(),
+            role: self.role.clone(),
+            action: action.to_owned(),
+            subject: subject.to_owned(),
+            before: before.to_string(),
+            after: after.to_string(),
+        }
+    }
+}
+
+/// How long a login lasts.
+pub const SESSION_S: u64 = 8 * 3600;
+
+/// The session cookie's name.
+const COOKIE: &str = "kessai_console";
+
+/// Shortest password an operator account takes.
+pub const MIN_PASSWORD_CHARS: usize = 12;
+
+/// Argon2id with OWASP's parameters (19 MiB, 2 passes, 1 lane).
+fn kdf() -> Argon2<'static> {
+    let params = Params::new(19 * 1024, 2, 1, Some(32)).unwrap_or_default();
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// The account of operator `name` in `role`, with `password` hashed under
+/// a fresh salt.
+pub fn operator_account(
+    name: &str,
+    role: Role,
+    password: &str,
+    random: &mut dyn kessai_core::random::Random,
+) -> Result<OperatorRow, String> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(format!("an operator's password has at least {MIN_PASSWORD_CHARS} characters"));
+    }
+    if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+        return Err("an operator's name is 1 to 64 letters, digits, '-', '_' or '.' (its certificate's)".into());
+    }
+    let mut salt = vec![0u8; 16];
+    random.fill_bytes(&mut salt);
+    let mut hash = vec![0u8; 32];
+    kdf().hash_password_into(password.as_bytes(), &salt, &mut hash).map_err(|e| e.to_string())?;
+    Ok(OperatorRow { name: name.to_owned(), role, salt, hash, disabled: false })
+}
+
+fn password_matches(account: &OperatorRow, password: &str) -> bool {
+    let mut hash = Zeroizing::new(vec![0u8; 32]);
+    if kdf().hash_password_into(password.as_bytes(), &account.salt, &mut hash).is_err() {
+        return false;
+    }
+    bool::from(hash.ct_eq(&account.hash[..]))
+}
+
+#[derive(Clone)]
+struct ConsoleState {
+    center: Arc<Center>,
+    admin_name: Arc<str>,
+    operators: Arc<[String]>,
+}
+
+impl ConsoleState {
+    /// The operator certificate's name the request came with, if any.
+    fn certificate(&self, peer: Option<&PeerIdentity>) -> Option<String> {
+        let name = peer?.acting_as(Party::Operator)?;
+        (name == &*self.admin_name || self.operators.iter().any(|o| o == name)).then(|| name.to_owned())
+    }
+}
+
+/// `/console` and its pages.
+pub fn routes(center: Arc<Center>, admin_name: String, operators: Vec<String>) -> Router {
+    let state = ConsoleState { center, admin_name: admin_name.into(), operators: operators.into() };
+    Router::new()
+        .route("/console/login", get(login_form).post(login))
+        .route("/console/logout", post(logout))
+        .route("/console", get(home))
+        .route("/console/cards/{id}", get(card))
+        .route("/console/applications", get(applications))
+        .route("/console/applications/{id}/approve", post(approve))
+        .route("/console/applications/{id}/reject", post(reject))
+        .route("/console/trail", get(trail))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), only_operators))
+        .with_state(state)
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;line-height:1.45}\
+header{background:#1d3557;color:#fff;padding:.6rem 1.2rem;display:flex;gap:1.2rem;align-items:center}\
+header a{color:#fff}header form{margin-left:auto}main{padding:1rem 1.2rem;max-width:72rem}\
+table{border-collapse:collapse;width:100%;margin:.6rem 0}th,td{border-bottom:1px solid #ddd;padding:.3rem .5rem;\
+text-align:left;font-size:.92rem;vertical-align:top}td.num{text-align:right;font-variant-numeric:tabular-nums}\
+form.inline{display:inline}label{margin-right:.6rem}input,select{padding:.25rem}.role{opacity:.8}\
+.alert{background:#fde2e1;border:1px solid #e5a3a0;padding:.6rem}.ok{background:#e3f4e1;border:1px solid #9ccf95;\
+padding:.6rem}code{font-size:.85rem}";
+
+fn layout(title: &str, who: Option<&Session>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " — kessai console" }
+                style { (STYLE) }
+            }
+            body {
+                header {
+                    strong { "kessai console" }
+                    @if let Some(s) = who {
+                        nav aria-label="Console" {
+                            a href="/console" { "Settlements" } " · "
+                            a href="/console/applications" { "Applications" } " · "
+                            a href="/console/trail" { "Trail" }
+                        }
+                        form method="post" action="/console/logout" {
+                            span class="role" { (s.row.operator) " (" (s.row.role.as_str()) ") " }
+                            input type="hidden" name="form_token" value=(s.form_token);
+                            button type="submit" { "Log out" }
+                        }
+                    }
+                }
+                main { h1 { (title) } (body) }
+            }
+        }
+    }
+}
+
+fn refusal(status: StatusCode, who: Option<&Session>, why: &str) -> Response {
+    page(status, layout("Refused", who, html! { p class="alert" role="alert" id="refused" { (why) } }))
+}
+
+/// No page of the console answers a request without an operator's
+/// certificate, whatever else it carries.
+async fn only_operators(State(state): State<ConsoleState>, request: Request, next: axum::middleware::Next) -> Response {
+    let peer = request.extensions().get::<PeerIdentity>();
+    if state.certificate(peer).is_none() {
+        return refusal(StatusCode::FORBIDDEN, None, "The console answers only an operator's client certificate.");
+    }
+    next.run(request).await
+}
+
+/// A logged-in request: the session, and the form token its forms carry.
+struct Session {
+    row: SessionRow,
+    digest: String,
+    form_token: String,
+}
+
+impl Session {
+    fn actor(&self) -> Actor {
+        Actor::console(&self.row.operator, self.row.role)
+    }
+}
+
+fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|c| {
+        let (name, value) = c.trim().split_once('=')?;
+        (name == COOKIE).then(|| value.to_owned())
+    })
+}
+
+fn digest_of(token: &str) -> String {
+    hex::encode(Sha256Digest::of(token.as_bytes()).as_bytes())
+}
+
+fn form_token_of(digest: &str) -> String {
+    let input = format!("kessai-console-form\0{digest}");
+    hex::encode(&Sha256Digest::of(input.as_bytes()).as_bytes()[..16])
+}
+
+/// The request's session: its cookie's, if live, opened under the
+/// certificate the request came with (a cookie taken to another operator's
+/// certificate opens nothing).
+async fn session(state: &ConsoleState, headers: &HeaderMap, peer: Option<&PeerIdentity>) -> Option<Session> {
+    let token = cookie_token(headers)?;
+    let digest = digest_of(&token);
+    let now = state.center.clock.now();
+    let row = state.center.db.session(&digest, now).await.ok()??;
+    let certificate = state.certificate(peer)?;
+    if row.certificate != certificate {
+        return None;
+    }
+    let form_token = form_token_of(&digest);
+    Some(Session { row, digest, form_token })
+}
+
+/// Whether a request came from the console's own pages: its `Origin` names
+/// the host it was sent to (the `Host` header, or over HTTP/2 the
+/// request's authority).
+fn from_here(headers: &HeaderMap, uri: &Uri) -> bool {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).or_else(|| uri.authority().map(|a| a.as_str()));
+    let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
+    matches!((host, origin), (Some(host), Some(origin)) if origin == format!("https://{host}"))
+}
+
+/// Whether a state-changing request may be acted on: from the console's own
+/// origin, with the session's form token.
+fn same_origin(headers: &HeaderMap, uri: &Uri, s: &Session, form_token: &str) -> bool {
+    from_here(headers, uri) && bool::from(form_token.as_bytes().ct_eq(s.form_token.as_bytes()))
+}
+
+fn to_login() -> Response {
+    Redirect::to("/console/login").into_response()
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    name: String,
+    password: Zeroizing<String>,
+}
+
+async fn login_form(State(state): State<ConsoleState>, peer: Option<Extension<PeerIdentity>>) -> Response {
+    let certificate = state.certificate(peer.as_ref().map(|Extension(p)| p)).unwrap_or_default();
+    login_page(StatusCode::OK, &certificate, None)
+}
+
+fn login_page(status: StatusCode, certificate: &str, problem: Option<&str>) -> Response {
+    page(
+        status,
+        layout(
+            "Log in",
+            None,
+            html! {
+                @if let Some(why) = problem { p class="alert" role="alert" id="problem" { (why) } }
+                p { "Your certificate: " code { (certificate) } ". Log in as the operator it names." }
+                form method="post" action="/console/login" {
+                    p { label for="name" { "Operator" } input id="name" name="name" autocomplete="username" required; }
+                    p {
+                        label for="password" { "Password" }
+                        input id="password" name="password" type="password" autocomplete="current-password" required;
+                    }
+                    button type="submit" { "Log in" }
+                }
+            },
+        ),
+    )
+}
+
+async fn login(
+    State(state): State<ConsoleState>,
+    peer: Option<Extension<PeerIdentity>>,
+    uri: Uri,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Response {
+    let certificate = state.certificate(peer.as_ref().map(|Extension(p)| p)).unwrap_or_default();
+    if !from_here(&headers, &uri) {
+        let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()).unwrap_or("none");
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("none");
+        tracing::warn!(origin, host, authority = ?uri.authority(), "a console login from another origin refused");
+        let why = format!("A login must come from the console's own page (this came from {origin:.80}).");
+        return refusal(StatusCode::FORBIDDEN, None, &why);
+    }
+    let refused = || {
+        tracing::warn!(operator = %f.name.chars().take(64).collect::<String>(), %certificate, "console login refused");
+        login_page(
+            StatusCode::UNAUTHORIZED,
+            &certificate,
+            Some("Unknown operator, wrong password, or another certificate."),
+        )
+    };
+    // The login is the certificate's operator's, or nobody's.
+    if f.name != certificate {
+        return refused();
+    }
+    let account = match state.center.db.operator(&f.name).await {
+        Ok(Some(a)) if !a.disabled => a,
+        Ok(_) => return refused(),
+        Err(e) => {
+            tracing::error!(error = %e, "reading an operator");
+            return refusal(StatusCode::SERVICE_UNAVAILABLE, None, "The console cannot log you in now.");
+        }
+    };
+    let password = f.password.clone();
+    let checked = tokio::task::spawn_blocking(move || password_matches(&account, &password).then_some(account)).await;
+    let Ok(Some(account)) = checked else { return refused() };
+    let mut token = [0u8; 32];
+    state.center.random.generator().fill_bytes(&mut token);
+    let token = hex::encode(token);
+    let now = state.center.clock.now();
+    let row = SessionRow {
+        operator: account.name.clone(),
+        role: account.role,
+        certificate,
+        expires_at: Timestamp::from_unix_s(now.unix_s() + SESSION_S),
+    };
+    if let Err(e) = state.center.db.open_session(&digest_of(&token), &row, now).await {
+        tracing::error!(error = %e, "opening a console session");
+        return refusal(StatusCode::SERVICE_UNAVAILABLE, None, "The console cannot log you in now.");
+    }
+    tracing::info!(operator = %row.operator, role = row.role.as_str(), "console login");
+    let mut response = Redirect::to("/console").into_response();
+    let cookie = format!("{COOKIE}={token}; Path=/console; Max-Age={SESSION_S}; HttpOnly; Secure; SameSite=Strict");
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    response
+}
+
+#[derive(Deserialize)]
+struct TokenForm {
+    form_token: String,
+}
+
+async fn logout(
+    State(state): State<ConsoleState>,
+    peer: Option<Extension<PeerIdentity>>,
+    uri: Uri,
+    headers: HeaderMap,
+    Form(f): Form<TokenForm>,
+) -> Response {
+    let Some(s) = session(&state, &headers, peer.as_ref().map(|Extension(p)| p)).await else { return to_login() };
+    if !same_origin(&headers, &uri, &s, &f.form_token) {
+        return refusal(StatusCode::FORBIDDEN, Some(&s), "That form did not come from this console.");
+    }
+    let _ = state.center.db.close_session(&s.digest, state.center.clock.now()).await;
+    let mut response = Redirect::to("/console/login").into_response();
+    let gone = format!("{COOKIE}=; Path=/console; Max-Age=0; HttpOnly; Secure; SameSite=Strict");
+    if let Ok(v) = HeaderValue::from_str(&gone) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    response
+}
+
+/// The settlement search: by card, store, phase and creation time, a page
+/// at a time (the admin listing's cursor: no row skipped or repeated).
+#[derive(Deserialize, Default)]
+struct Search {
+    #[serde(default)]
+    card: String,
+    #[serde(default)]
+    store: String,
+    #[serde(default)]
+    phase: String,
+    #[serde(default)]
+    after: String,
+}
+
+const PAGE_ROWS: i64 = 50;
+
+async fn home(
+    State(state): State<ConsoleState>,
+    peer: Option<Extension<PeerIdentity>>,
+    headers: HeaderMap,
+    Query(q): Query<Search>,
+) -> Response {
+    let Some(s) = session(&state, &headers, peer.as_ref().map(|Extension(p)| p)).await else { return to_login() };
+    let mut problems = Vec::new();
+    let card = match q.card.trim() {
+        "" => None,
+        text => CardId::parse(text).map_err(|e| problems.push(format!("card: {e}"))).ok(),
+    };
+    let store = match q.store.trim() {
+        "" => None,
+        text => StoreId::parse(text).map_err(|e| problems.push(format!("store: {e}"))).ok(),
+    };
+    let phase = match q.phase.trim() {
+        "" => None,
+        text => Phase::parse(text).or_else(|| {
+            problems.push(format!("no phase {text:?}"));
+            None
+        }),
+    };
+    let before = match q.after.trim() {
+        "" => None,
+        text => ListCursor::parse(text).or_else(|| {
+            problems.push("not a page of this listing".to_owned());
+            None
+        }),
+    };
+    let found = if problems.is_empty() {
+        let query = SettlementQuery { card, phase, store, before, limit: PAGE_ROWS, ..Default::default() };
+        match state.center.db.list_settlements(&query).await {
+            Ok(page) => Some(page),
+            Err(e) => {
+                problems.push(format!("the search failed: {e}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let next_link = found.as_ref().and_then(|p| p.next.as_ref()).map(|next| {
+        let mut url = String::from("/console?");
+        for (k, v) in [("card", &q.card), ("store", &q.store), ("phase", &q.phase)] {
+            if !v.trim().is_empty() {
+                url.push_str(&format!("{k}={}&", v.trim()));
+            }
+        }
+        url.push_str(&format!("after={next}"));
+        url
+    });
+    let body = html! {
+        form method="get" action="/console" role="search" {
+            label { "Card " input name="card" value=(q.card) size="18" placeholder="16 hex digits"; }
+            label { "Store " input name="store" value=(q.store) size="14"; }
+            label { "Phase "
+                select name="phase" {
+                    option value="" { "any" }
+                    @for p in Phase::ALL {
+                        option value=(p.as_str()) selected[q.phase == p.as_str()] { (p.as_str()) }
+                    }
+                }
+            }
+            button type="submit" { "Search" }
+        }
+        @for why in &problems { p class="alert" role="alert" { (why) } }
+        @if let Some(page) = &found {
+            table id="settlements" {
+                thead { tr { th { "Settlement" } th { "Created" } th { "Card" } th { "Store" } th { "Order" }
+                             th { "Amount" } th { "Phase" } th { "Reason" } } }
+                tbody {
+                    @for st in &page.settlements {
+                        tr {
+                            td { code { (st.id) } }
+                            td { (st.created_at.utc()) }
+                            td { a href={"/console/cards/" (st.card_id)} { (st.card_id) } }
+                            td { (st.bill.store) }
+                            td { (st.bill.order_id) }
+                            td class="num" { (st.bill.amount) }
+                            td { (st.phase().as_str()) }
+                            td { (st.outcome().map(|(_, r)| r.to_owned()).unwrap_or_default()) }
+                        }
+                    }
+                }
+            }
+            @if page.settlements.is_empty() { p { "No settlement matches." } }
+            @if let Some(url) = &next_link { p { a href=(url) rel="next" { "Older settlements →" } } }
+        }
+    };
+    page(StatusCode::OK, layout("Settlements", Some(&s), body))
+}
+
+async fn card(
+    State(state): State<ConsoleState>,
+    peer: Option<Extension<PeerIdentity>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let Some(s) = session(&state, &headers, peer.as_ref().map(|Extension(p)| p)).await else { return to_login() };
+    let story = match crate::admin::card_story_of(&state.center, &id).await {
+        Ok(story) => story,
+        Err(e) => return refusal(e.status(), Some(&s), &e.to_string()),
+    };
+    let body = html! {
+        dl {
+            dt { "Card" } dd { code { (story.card.card_id) } " · " (format!("{:?}", story.card.status).to_lowercase())
+                               " · " (story.card.currency) " · key version " (story.card.key_version) }
+            dt { "Member" } dd { @match &story.member { Some(m) => { (m.member) }, None => { "none" } } }
+            dt { "Books" }
+            dd { @match &story.books {
+                Some(b) => { "float " (b.float_minor) ", held " (b.held_minor) ", credits pending "
+                             (b.credits_pending_minor) " (minor units)" },
+                None => { "nothing booked" },
+            } }
+        }
+        h2 { "Settlements" }
+        table id="card-settlements" {
+            thead { tr { th { "Settlement" } th { "Created" } th { "Store" } th { "Amount" } th { "Phase" } } }
+            tbody { @for st in &story.settlements {
+                tr { td { code { (st.settlement_id) } } td { (st.created_at.utc()) } td { (st.store) }
+                     td class="num" { (st.amount) } td { (st.phase.as_str()) } }
+            } }
+        }
+        h2 { "Value updates" }
+        table {
+            thead { tr { th { "Update" } th { "Purpose" } th { "Direction" } th { "Amount" } th { "Phase" } } }
+            tbody { @for u in &story.value_updates {
+                tr { td { code { (u.update_id) } } td { (u.purpose) } td { (format!("{:?}", u.direction).to_lowercase()) }
+                     td class="num" { (u.amount) } td { (u.phase.as_str()) } }
+            } }
+        }
+        h2 { "Owed" }
+        table {
+            thead { tr { th { "Item" } th { "Direction" } th { "Amount" } th { "Status" } th { "Reason" } } }
+            tbody { @for o in &story.owed {
+                tr { td { code { (o.owed_id) } } td { (format!("{:?}", o.direction).to_lowercase()) }
+                     td class="num" { (o.amount) } td { (o.status.as_str()) } td { (o.reason) } }
+            } }
+        }
+        h2 { "The card's log, as last collected" }
+        table {
+            thead { tr { th { "Counter" } th { "Kind" } th { "Amount" } th { "Balance after" } th { "Counterpart" } } }
+            tbody { @for l in &story.log {
+                tr { td class="num" { (l.counter) } td { (l.kind) } td class="num" { (l.amount_minor) }
+                     td class="num" { (l.balance_after_minor) } td { (l.counterpart) } }
+            } }
+        }
+    };
+    page(StatusCode::OK, layout(&format!("Card {}", story.card.card_id), Some(&s), body))
+}
+
+async fn applications(
+    State(state): State<ConsoleState>,
+    peer: Option<Extension<PeerIdentity>>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(s) = session(&state, &headers, peer.as_ref().map(|Extension(p)| p)).await else { return to_login() };
+    let rows = match state.center.db.applications("received", PAGE_ROWS).await {
+        Ok(rows) => rows,
+        Err(e) => return refusal(StatusCode::SERVICE_UNAVAILABLE, Some(&s), &format!("reading the queue: {e}")),
+    };
+    let body = html! {
+        p { "Applications waiting for a decision, oldest first. Approving makes the member number and the "
+            "activation letter; rejecting records why. Either needs the approver role." }
+        table id="applications" {
+            thead { tr { th { "Application" } th { "Received" } th { "Kind" } th { "Name" } th { "Contact" }
+                         th { "Decide" } } }
+            tbody { @for a in &rows {
+                tr {
+                    td { code { (a.id) } } td { (a.created_at.utc()) } td { (a.kind) } td { (a.name) } td { (a.contact) }
+                    td {
+                        form class="inline" method="post" action={"/console/applications/" (a.id) "/approve"} {
+                            input type="hidden" name="form_token" value=(s.form_token);
+                            button type="submit" name="decide" value="approve" { "Approve" }
+                        }
+                        form class="inline" method="post" action={"/console/applications/" (a.id) "/reject"} {
+                            input type="hidden" name="form_token" value=(s.form_token);
+                            input name="reason" required placeholder="reason" aria-label="Reason for rejecting";
+                            button type="submit" name="decide" value="reject" { "Reject" }
+                        }
+                    }
+                }
+            } }
+        }
+        @if rows.is_empty() { p { "The queue is empty." } }
+    };
+    page(StatusCode::OK, layout("Applications", Some(&s), body))
+}
+
+#[derive(Deserialize)]
+struct DecisionForm {
+    form_token: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// The checks every change makes: a session, from this console, with a
+/// role that may do it.
+async fn may_change(
+    state: &ConsoleState,
+    uri: &Uri,
+    headers: &HeaderMap,
+    peer: Option<&PeerIdentity>,
+    form_token: &str,
+    needed: Role,
+) -> Result<Session, Response> {
+    let Some(s) = session(state, headers, peer).await else { return Err(to_login()) };
+    if !same_origin(headers, uri, &s, form_token) {
+        return Err(refusal(StatusCode::FORBIDDEN, Some(&s), "That form did not come from this console."));
+    }
+    if !s.row.role.may(needed) {
+        tracing::warn!(operator = %s.row.operator, role = s.row.role.as_str(), needed = needed.as_str(), "console change refused");
+        let why = format!(
+            "Your role ({}) may not do this: it needs the {} role. Nothing was changed.",
+            s.row.role.as_str(),
+            needed.as_str()
+        );
+        return Err(refusal(StatusCode::FORBIDDEN, Some(&s), &why));
+    }
+    Ok(s)
+}
+
+async fn approve(
+    State(state): State<ConsoleState>,
+    peer: Option<Extension<PeerIdentity>>,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<DecisionForm>,
+) -> Response {
+    decide(&state, peer.as_ref().map(|Extension(p)| p), &uri, &headers, &id, &f, false).await
+}
+
+async fn reject(
+    State(state): State<ConsoleState>,
+    peer: Option<Extension<PeerIdentity>>,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<DecisionForm>,
+) -> Response {
+    decide(&state, peer.as_ref().map(|Extension(p)| p), &uri, &headers, &id, &f, true).await
+}
+
+/// An approver decides application `id`: approves it, or rejects it for
+/// the form's reason.
+async fn decide(
+    state: &ConsoleState,
+    peer: Option<&PeerIdentity>,
+    uri: &Uri,
+    headers: &HeaderMap,
+    id: &str,
+    f: &DecisionForm,
+    rejecting: bool,
+) -> Response {
+    let s = match may_change(state, uri, headers, peer, &f.form_token, Role::Approver).await {
+        Ok(s) => s,
+        Err(refused) => return refused,
+    };
+    let decided = if rejecting {
+        let reason = f.reason.trim();
+        if reason.is_empty() || reason.chars().count() > 500 {
+            return refusal(StatusCode::BAD_REQUEST, Some(&s), "A rejection needs a reason of 1 to 500 characters.");
+        }
+        state.center.reject_application(id, &s.actor(), reason).await
+    } else {
+        state.center.approve_application(id, &s.actor()).await.map(drop)
+    };
+    match decided {
+        Ok(()) => Redirect::to("/console/applications").into_response(),
+        Err(e) => {
+            let status = crate::members::member_api_error(e).status();
+            refusal(status, Some(&s), "The application could not be decided: it is unknown, or decided already.")
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct TrailQuery {
+    #[serde(default)]
+    subject: String,
+    before: Option<i64>,
+}
+
+async fn trail(
+    State(state): State<ConsoleState>,
+    peer: Option<Extension<PeerIdentity>>,
+    headers: HeaderMap,
+    Query(q): Query<TrailQuery>,
+) -> Response {
+    let Some(s) = session(&state, &headers, peer.as_ref().map(|Extension(p)| p)).await else { return to_login() };
+    let subject = Some(q.subject.trim()).filter(|v| !v.is_empty());
+    let rows = state.center.db.trail(subject, q.before, PAGE_ROWS).await;
+    let chain = state.center.db.check_trail().await;
+    let body = html! {
+        @match &chain {
+            Ok(Ok(n)) => p class="ok" id="chain" { "The trail's chain is whole: " (n) " changes, each sealed to the one before it." },
+            Ok(Err(seq)) => p class="alert" role="alert" id="chain" { "The trail's chain breaks at change " (seq) ": it was altered." },
+            Err(e) => p class="alert" role="alert" id="chain" { "The chain could not be checked: " (e.to_string()) },
+        }
+        form method="get" action="/console/trail" role="search" {
+            label { "Subject " input name="subject" value=(q.subject); }
+            button type="submit" { "Filter" }
+        }
+        @match &rows {
+            Err(e) => p class="alert" role="alert" { (e.to_string()) },
+            Ok(rows) => {
+                table id="trail" {
+                    thead { tr { th { "#" } th { "When" } th { "Who" } th { "Role" } th { "What" } th { "On" }
+                                 th { "Before" } th { "After" } } }
+                    tbody { @for r in rows {
+                        tr {
+                            td class="num" { (r.seq) } td { (r.at.utc()) } td { (r.entry.operator) } td { (r.entry.role) }
+                            td { (r.entry.action) } td { code { (r.entry.subject) } }
+                            td { code { (r.entry.before) } } td { code { (r.entry.after) } }
+                        }
+                    } }
+                }
+                @if let Some(last) = rows.last().filter(|_| rows.len() as i64 == PAGE_ROWS) {
+                    p { a rel="next" href={"/console/trail?before=" (last.seq) "&subject=" (q.subject.trim())} { "Older changes →" } }
+                }
+            }
+        }
+    };
+    page(StatusCode::OK, layout("Operator trail", Some(&s), body))
+}

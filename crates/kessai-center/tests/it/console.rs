@@ -1,0 +1,229 @@
+//! The operator's console (#22): who it answers, what a role may change,
+//! and the trail every change leaves, on SQLite and PostgreSQL.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use kessai_center::console::{Actor, operator_account};
+use kessai_center::db::{CenterDb, Role};
+use kessai_center::service::Center;
+use kessai_core::random::SeededRandom;
+use tower::ServiceExt;
+
+use crate::service::{Setup, setup, setup_on_postgres};
+
+const HOST: &str = "127.0.0.1:8440";
+
+fn app(center: &Arc<Center>) -> axum::Router {
+    kessai_center::console::routes(center.clone(), "admin".into(), vec!["viewer".into()])
+}
+
+/// A request to the console with an operator's certificate (`peer`),
+/// a session cookie, and for a POST the console's own Origin and a form.
+async fn ask(
+    app: &axum::Router,
+    method: &str,
+    path: &str,
+    peer: Option<&str>,
+    cookie: Option<&str>,
+    form: Option<&str>,
+) -> (StatusCode, axum::http::HeaderMap, String) {
+    let mut req = Request::builder().method(method).uri(path).header(header::HOST, HOST);
+    if let Some(c) = cookie {
+        req = req.header(header::COOKIE, format!("kessai_console={c}"));
+    }
+    if form.is_some() {
+        req = req
+            .header(header::ORIGIN, format!("https://{HOST}"))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    }
+    let mut req = req.body(Body::from(form.unwrap_or("").to_owned())).unwrap();
+    if let Some(name) = peer {
+        req.extensions_mut().insert(crate::peer(&format!("operator/{name}")));
+    }
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let (status, headers) = (resp.status(), resp.headers().clone());
+    let body = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    (status, headers, body)
+}
+
+async fn give_login(db: &CenterDb, name: &str, role: Role, password: &str) {
+    let account = operator_account(name, role, password, &mut SeededRandom::new(5)).unwrap();
+    db.put_operator(&account, "test", crate::world::NOW).await.unwrap();
+}
+
+/// Logs `name` in with its own certificate; the session token.
+async fn log_in(app: &axum::Router, name: &str, password: &str) -> String {
+    let form = format!("name={name}&password={password}");
+    let (status, headers, body) = ask(app, "POST", "/console/login", Some(name), None, Some(&form)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let cookie = headers.get(header::SET_COOKIE).unwrap().to_str().unwrap().to_owned();
+    for attribute in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/console"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    cookie.split(';').next().unwrap().split_once('=').unwrap().1.to_owned()
+}
+
+fn form_token(page: &str) -> String {
+    let at = page.find("name=\"form_token\" value=\"").expect("a form token") + 25;
+    page[at..at + 32].to_owned()
+}
+
+async fn console_admits_operators_and_roles_decide(s: Setup) {
+    let url = s.url.clone();
+    let _dir = s._dir;
+    let center = Arc::new(s.center);
+    let app = app(&center);
+    let db = &center.db;
+    give_login(db, "admin", Role::Approver, "approver-password-1").await;
+    give_login(db, "viewer", Role::Viewer, "viewer-password-12").await;
+
+    // No certificate, or a store's: no page at all, login included.
+    for path in ["/console", "/console/login", "/console/trail"] {
+        let (status, _, body) = ask(&app, "GET", path, None, None, None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+        assert!(body.contains("operator's client certificate"), "{body}");
+    }
+    let mut req = Request::get("/console").body(Body::empty()).unwrap();
+    req.extensions_mut().insert(crate::peer("store/admin"));
+    assert_eq!(app.clone().oneshot(req).await.unwrap().status(), StatusCode::FORBIDDEN, "a store named admin");
+
+    // A certificate without a login is sent to log in.
+    let (status, headers, _) = ask(&app, "GET", "/console", Some("admin"), None, None).await;
+    assert_eq!(
+        (status, headers.get(header::LOCATION).unwrap().to_str().unwrap()),
+        (StatusCode::SEE_OTHER, "/console/login")
+    );
+    // A login is the certificate's operator's: the viewer's certificate
+    // does not log in the approver, and a wrong password nobody.
+    let form = "name=admin&password=approver-password-1";
+    let (status, headers, _) = ask(&app, "POST", "/console/login", Some("viewer"), None, Some(form)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(headers.get(header::SET_COOKIE).is_none());
+    let (status, _, _) =
+        ask(&app, "POST", "/console/login", Some("admin"), None, Some("name=admin&password=wrong-password-0")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let approver = log_in(&app, "admin", "approver-password-1").await;
+    let viewer = log_in(&app, "viewer", "viewer-password-12").await;
+    // A session is only good with the certificate it was opened under.
+    let (status, _, _) = ask(&app, "GET", "/console", Some("viewer"), Some(&approver), None).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "the approver's cookie under the viewer's certificate");
+    let (status, _, page) = ask(&app, "GET", "/console", Some("admin"), Some(&approver), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("id=\"settlements\""), "{page}");
+
+    // An application in the queue.
+    let applied = center.apply("general", "Saburo Ito", "saburo@example.jp").await.unwrap();
+    let id = applied.application_id;
+    let (_, _, queue) = ask(&app, "GET", "/console/applications", Some("viewer"), Some(&viewer), None).await;
+    assert!(queue.contains(&id), "{queue}");
+
+    // The viewer may not decide: refused, nothing changed, nothing trailed.
+    let token = form_token(&queue);
+    let reject = format!("/console/applications/{id}/reject");
+    let form = format!("form_token={token}&reason=no");
+    let (status, _, page) = ask(&app, "POST", &reject, Some("viewer"), Some(&viewer), Some(&form)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(page.contains("Your role (viewer) may not do this"), "{page}");
+    assert_eq!(db.application(&id).await.unwrap().unwrap().status, "received");
+    assert!(db.trail(Some(&id), None, 10).await.unwrap().is_empty());
+
+    // Nor may a form from elsewhere: no Origin, or another token.
+    let (_, _, approver_queue) = ask(&app, "GET", "/console/applications", Some("admin"), Some(&approver), None).await;
+    let token = form_token(&approver_queue);
+    let mut req = Request::post(&reject)
+        .header(header::HOST, HOST)
+        .header(header::COOKIE, format!("kessai_console={approver}"))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!("form_token={token}&reason=dup")))
+        .unwrap();
+    req.extensions_mut().insert(crate::peer("operator/admin"));
+    assert_eq!(app.clone().oneshot(req).await.unwrap().status(), StatusCode::FORBIDDEN, "no Origin");
+    let stranger = "form_token=00000000000000000000000000000000&reason=dup";
+    let (status, _, _) = ask(&app, "POST", &reject, Some("admin"), Some(&approver), Some(stranger)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "another form token");
+    assert_eq!(db.application(&id).await.unwrap().unwrap().status, "received");
+
+    // The approver rejects it: the decision and its trail row, chained.
+    let form = format!("form_token={token}&reason=a+duplicate+of+app_1");
+    let (status, _, _) = ask(&app, "POST", &reject, Some("admin"), Some(&approver), Some(&form)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(db.application(&id).await.unwrap().unwrap().status, "rejected");
+    let trail = db.trail(Some(&id), None, 10).await.unwrap();
+    assert_eq!(trail.len(), 1);
+    let row = &trail[0].entry;
+    assert_eq!(
+        (row.operator.as_str(), row.role.as_str(), row.action.as_str()),
+        ("admin", "approver", "application_rejected")
+    );
+    assert!(row.before.contains("received") && row.after.contains("a duplicate of app_1"), "{row:?}");
+    let (_, _, page) = ask(&app, "GET", "/console/trail", Some("viewer"), Some(&viewer), None).await;
+    assert!(page.contains("application_rejected") && page.contains(&id), "{page}");
+    assert!(page.contains("The trail's chain is whole"), "{page}");
+
+    // The database refuses to change or remove a trail row.
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    for statement in ["UPDATE center_operator_trail SET operator = 'someone'", "DELETE FROM center_operator_trail"] {
+        let refused = sqlx::query(statement).execute(&pool).await.unwrap_err();
+        assert!(refused.to_string().contains("append-only"), "{statement}: {refused}");
+    }
+    pool.close().await;
+    // The two accounts, then the decision.
+    assert_eq!(db.check_trail().await.unwrap(), Ok(3));
+
+    // Logging out ends the session.
+    let (_, _, page) = ask(&app, "GET", "/console", Some("admin"), Some(&approver), None).await;
+    let form = format!("form_token={}", form_token(&page));
+    let (status, _, _) = ask(&app, "POST", "/console/logout", Some("admin"), Some(&approver), Some(&form)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _, _) = ask(&app, "GET", "/console", Some("admin"), Some(&approver), None).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "logged out");
+}
+
+#[tokio::test]
+async fn the_console_admits_operators_and_their_roles_decide_on_sqlite() {
+    console_admits_operators_and_roles_decide(setup().await).await;
+}
+
+#[tokio::test]
+async fn the_console_admits_operators_and_their_roles_decide_on_postgres() {
+    let Some(s) = setup_on_postgres("console_roles").await else { return };
+    console_admits_operators_and_roles_decide(s).await;
+}
+
+/// A crash after any write of a decision leaves the application received
+/// and no trail row, or decided with exactly its one row: never one
+/// without the other.
+#[tokio::test]
+async fn a_crash_at_any_write_of_a_decision_leaves_both_or_neither() {
+    for n in 1..=6 {
+        let s = setup().await;
+        let c = &s.center;
+        let id = c.apply("general", "Shiro Kato", "shiro@example.jp").await.unwrap().application_id;
+        c.db.faults().fail_at(n);
+        let first = c.reject_application(&id, &Actor::api("admin"), "a test").await;
+        let fired = !c.db.faults().armed();
+        c.db.faults().fail_at(0);
+        let status = c.db.application(&id).await.unwrap().unwrap().status;
+        let trail = c.db.trail(Some(&id), None, 10).await.unwrap();
+        if fired {
+            assert!(first.is_err(), "a fault at write {n} fails the decision");
+            assert_eq!((status.as_str(), trail.len()), ("received", 0), "after a fault at {n}");
+            // Decided again after the crash: once, with its row.
+            c.reject_application(&id, &Actor::api("admin"), "a test").await.unwrap();
+        } else {
+            first.unwrap();
+        }
+        let trail = c.db.trail(Some(&id), None, 10).await.unwrap();
+        assert_eq!(c.db.application(&id).await.unwrap().unwrap().status, "rejected");
+        assert_eq!(trail.len(), 1, "fault at {n}");
+        assert_eq!(c.db.check_trail().await.unwrap(), Ok(1));
+        if !fired {
+            break;
+        }
+    }
+}
