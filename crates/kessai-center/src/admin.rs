@@ -94,6 +94,16 @@ async fn only_the_admin(
     }
 }
 
+/// The operator a request of the admin API comes from, for the trail.
+fn actor(peer: &Option<Extension<PeerIdentity>>) -> Actor {
+    Actor::api(peer.as_ref().map(|Extension(p)| p.name.as_str()).unwrap_or_default())
+}
+
+/// A JSON string, for a trail row.
+fn json_of(v: &impl std::fmt::Display) -> serde_json::Value {
+    serde_json::json!({ "store": v.to_string() })
+}
+
 fn authorize(state: &AdminState, peer: Option<Extension<PeerIdentity>>) -> Result<(), ApiError> {
     match peer {
         Some(Extension(peer)) if peer.acting_as(Party::Operator).is_some_and(|name| state.is_operator(name)) => Ok(()),
@@ -206,6 +216,7 @@ async fn revoke_store_key(
     peer: Option<Extension<PeerIdentity>>,
     Path((store, kid)): Path<(String, String)>,
 ) -> Result<Json<KeyRevoked>, ApiError> {
+    let by = actor(&peer);
     authorize(&state, peer)?;
     let store = StoreId::parse(&store).map_err(|e| bad(ErrorCode::BadStoreId, e))?;
     let key = kessai_core::jwk::KeyId::parse(&kid).map_err(|e| bad(ErrorCode::BadKid, e))?;
@@ -214,7 +225,8 @@ async fn revoke_store_key(
     if keys.entry(key.as_str()).is_none_or(|entry| entry.owner.as_str() != store.as_str()) {
         return Err(ApiError::new(ErrorCode::UnknownKey, format!("store {store} has no key {kid}")));
     }
-    state.center.db.revoke_store_key(&key).await.map_err(internal)?;
+    let trail = by.did("store_key_revoked", key.as_str(), json_of(&store), serde_json::json!({ "revoked": true }));
+    state.center.db.revoke_store_key(&key, state.center.clock.now(), trail).await.map_err(internal)?;
     Ok(Json(KeyRevoked { store: store.to_string(), kid: key.as_str().to_owned(), revoked: true }))
 }
 
@@ -257,12 +269,21 @@ async fn card_status(
     Path(id): Path<String>,
     Body(b): Body<ChangeCardStatus>,
 ) -> Result<Json<CardState>, ApiError> {
+    let by = actor(&peer);
     authorize(&state, peer)?;
     let id = CardId::parse(&id).map_err(|e| bad(ErrorCode::BadCardId, e))?;
     if b.reason.trim().is_empty() || b.reason.chars().count() > 500 {
         return Err(bad(ErrorCode::BadReason, "a reason of 1 to 500 characters is recorded"));
     }
-    match state.center.db.set_card_status(&id, b.status, &b.reason).await.map_err(internal)? {
+    let after = serde_json::json!({ "status": b.status, "reason": b.reason });
+    let trail = by.did("card_status", &id.to_string(), serde_json::Value::Null, after);
+    match state
+        .center
+        .db
+        .set_card_status(&id, b.status, &b.reason, state.center.clock.now(), trail)
+        .await
+        .map_err(internal)?
+    {
         StatusChange::Changed => Ok(Json(CardState { card_id: id.to_string(), status: b.status })),
         StatusChange::UnknownCard => Err(ApiError::new(ErrorCode::UnknownCard, format!("card {id} is not registered"))),
         StatusChange::LostIsFinal => {
@@ -558,7 +579,7 @@ async fn approve_application(
     peer: Option<Extension<PeerIdentity>>,
     Path(id): Path<String>,
 ) -> Result<Json<Approved>, ApiError> {
-    let by = Actor::api(peer.as_ref().map(|Extension(p)| p.name.as_str()).unwrap_or_default());
+    let by = actor(&peer);
     authorize(&state, peer)?;
     let approved = state.center.approve_application(&id, &by).await.map_err(crate::members::member_api_error)?;
     Ok(Json(approved))
@@ -572,7 +593,7 @@ async fn reject_application(
     Path(id): Path<String>,
     Body(b): Body<GiveReason>,
 ) -> Result<Json<Rejected>, ApiError> {
-    let by = Actor::api(peer.as_ref().map(|Extension(p)| p.name.as_str()).unwrap_or_default());
+    let by = actor(&peer);
     authorize(&state, peer)?;
     let reason = reason_of(&b)?;
     state.center.reject_application(&id, &by, reason).await.map_err(crate::members::member_api_error)?;
@@ -595,8 +616,9 @@ async fn letter_sent(
     peer: Option<Extension<PeerIdentity>>,
     Path(id): Path<String>,
 ) -> Result<Json<LetterSent>, ApiError> {
+    let by = actor(&peer);
     authorize(&state, peer)?;
-    state.center.letter_sent(&id).await.map_err(crate::members::member_api_error)?;
+    state.center.letter_sent(&id, &by).await.map_err(crate::members::member_api_error)?;
     Ok(Json(LetterSent { letter_id: id, sent: true }))
 }
 
@@ -608,6 +630,7 @@ async fn card_member(
     Path(id): Path<String>,
     Body(b): Body<LinkCardMember>,
 ) -> Result<Json<CardMemberLinked>, ApiError> {
+    let by = actor(&peer);
     authorize(&state, peer)?;
     let card = CardId::parse(&id).map_err(|e| bad(ErrorCode::BadCardId, e))?;
     if let Some(member) = &b.member {
@@ -619,8 +642,17 @@ async fn card_member(
             ));
         }
     }
-    let linked =
-        state.center.db.link_card_member(&card, b.member.as_deref(), b.instruction_required).await.map_err(internal)?;
+    let linked = {
+        let after = serde_json::json!({ "member": b.member, "instruction_required": b.instruction_required });
+        let trail = by.did("card_member", &card.to_string(), serde_json::Value::Null, after);
+        let now = state.center.clock.now();
+        state
+            .center
+            .db
+            .link_card_member(&card, b.member.as_deref(), b.instruction_required, now, trail)
+            .await
+            .map_err(internal)?
+    };
     if !linked {
         return Err(ApiError::new(ErrorCode::UnknownCard, format!("card {card} is not registered")));
     }
@@ -638,8 +670,9 @@ async fn revoke_member(
     Path(id): Path<String>,
     Body(b): Body<RevokeMember>,
 ) -> Result<Json<Approved>, ApiError> {
+    let by = actor(&peer);
     authorize(&state, peer)?;
-    let revoked = state.center.revoke_member(&id, &b.reason).await.map_err(crate::members::member_api_error)?;
+    let revoked = state.center.revoke_member(&id, &b.reason, &by).await.map_err(crate::members::member_api_error)?;
     Ok(Json(revoked))
 }
 

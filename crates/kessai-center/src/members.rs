@@ -210,7 +210,7 @@ impl Center {
     /// A member's key reported lost: revoked at once (it verifies nothing
     /// from now on), and a new letter with a new activation code waits in
     /// the outbox, for the member to register a new key (step ⑦ again).
-    pub async fn revoke_member(&self, member: &str, reason: &str) -> Result<Approved, MemberError> {
+    pub async fn revoke_member(&self, member: &str, reason: &str, by: &Actor) -> Result<Approved, MemberError> {
         let text = DisplayText::parse(reason).map_err(|e| MemberError::BadApplication(format!("reason: {e}")))?;
         let row = self.db.member(member).await?.ok_or_else(|| MemberError::UnknownMember(trunc(member)))?;
         let now = self.clock.now();
@@ -234,7 +234,13 @@ impl Center {
             sent_at: None,
             used_at: None,
         };
-        if !self.db.revoke_member(member, text.as_str(), &letter, now).await? {
+        let trail = by.did(
+            "member_revoked",
+            member,
+            serde_json::json!({ "status": row.status, "kid": row.kid }),
+            serde_json::json!({ "status": "revoked", "reason": text.as_str(), "letter_id": letter.id }),
+        );
+        if !self.db.revoke_member(member, text.as_str(), &letter, now, trail).await? {
             return Err(MemberError::UnknownMember(trunc(member)));
         }
         tracing::warn!(member, kid = %row.kid, "member key revoked");
@@ -317,8 +323,10 @@ impl Center {
     }
 
     /// The operator sent a letter: its text, with the code, is wiped.
-    pub async fn letter_sent(&self, id: &str) -> Result<(), MemberError> {
-        match self.db.mark_letter_sent(id, self.clock.now()).await? {
+    pub async fn letter_sent(&self, id: &str, by: &Actor) -> Result<(), MemberError> {
+        let trail =
+            by.did("letter_sent", id, serde_json::json!({ "sent": false }), serde_json::json!({ "sent": true }));
+        match self.db.mark_letter_sent(id, self.clock.now(), trail).await? {
             true => Ok(()),
             false => Err(MemberError::UnknownLetter(trunc(id))),
         }

@@ -343,7 +343,7 @@ async fn demo_member_once(wallet: &WalletConfig, center: &kessai_center::service
         .find_map(|l| l.strip_prefix("Your activation code: "))
         .context("the activation code in the letter")?
         .to_owned();
-    center.letter_sent(&letter.letter_id).await?;
+    center.letter_sent(&letter.letter_id, &kessai_center::console::Actor::api("kessai-up")).await?;
     if !store.exists() {
         let store = MemberFile::in_dir(&wallet.data_dir);
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {

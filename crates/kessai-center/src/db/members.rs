@@ -233,11 +233,20 @@ impl CenterDb {
 
     /// The operator sent the letter: its text (with the code) is wiped.
     /// `false` if there is no such unsent letter.
-    pub async fn mark_letter_sent(&self, id: &str, now: Timestamp) -> Result<bool, DbError> {
+    pub async fn mark_letter_sent(&self, id: &str, now: Timestamp, trail: TrailEntry) -> Result<bool, DbError> {
         let sent = Stmt::new("UPDATE center_outbox SET sent_at = $1, letter = NULL WHERE id = $2 AND sent_at IS NULL")
             .bind(to_i64(now.unix_s())?)
             .bind(id.to_owned());
-        Ok(self.execute(sent).await? == 1)
+        self.write(move |mut conn| {
+            Box::pin(async move {
+                if conn.execute(sent).await? != 1 {
+                    return Ok(false);
+                }
+                append_trail(&mut conn, &trail, now).await?;
+                Ok(true)
+            })
+        })
+        .await
     }
 
     /// The letter of member number `member` whose code hashes to
@@ -355,12 +364,33 @@ impl CenterDb {
     /// Links card `card` to `member` (or unlinks it), and whether its
     /// purchases need the member's payment instruction. `false` if there
     /// is no such card.
-    pub async fn link_card_member(&self, card: &CardId, member: Option<&str>, required: bool) -> Result<bool, DbError> {
+    /// The trail row records the link before and after; `now` is its time.
+    pub async fn link_card_member(
+        &self,
+        card: &CardId,
+        member: Option<&str>,
+        required: bool,
+        now: Timestamp,
+        mut trail: TrailEntry,
+    ) -> Result<bool, DbError> {
+        let before =
+            Stmt::new("SELECT member, instruction_required FROM center_cards WHERE id = $1").bind(card.to_string());
         let link = Stmt::new("UPDATE center_cards SET member = $1, instruction_required = $2 WHERE id = $3")
             .bind(member.map(str::to_owned))
             .bind(i64::from(required))
             .bind(card.to_string());
-        Ok(self.execute(link).await? == 1)
+        self.write(move |mut conn| {
+            Box::pin(async move {
+                let Some(was) = conn.fetch_optional(before, linked_row).await? else { return Ok(false) };
+                if conn.execute(link).await? != 1 {
+                    return Ok(false);
+                }
+                trail.before = was.to_string();
+                append_trail(&mut conn, &trail, now).await?;
+                Ok(true)
+            })
+        })
+        .await
     }
 
     /// The IC cards linked to `member` (at most `MAX_LIST`), and whether
@@ -405,6 +435,7 @@ impl CenterDb {
         reason: &str,
         letter: &LetterRow,
         now: Timestamp,
+        trail: TrailEntry,
     ) -> Result<bool, DbError> {
         let now_i = to_i64(now.unix_s())?;
         let revoke = Stmt::new("UPDATE center_members SET status = 'revoked' WHERE member = $1 AND status = 'active'")
@@ -448,6 +479,7 @@ impl CenterDb {
                     conn.execute(store_key).await?;
                     conn.execute(void).await?;
                     conn.execute(insert).await?;
+                    append_trail(&mut conn, &trail, now).await?;
                     Ok(true)
                 })
             })
@@ -527,4 +559,11 @@ impl CenterDb {
             other => other,
         }
     }
+}
+
+/// A card's member link as a trail row's JSON.
+fn linked_row(r: &dyn Columns) -> Result<serde_json::Value, DbError> {
+    let member = r.text("member")?;
+    let required = r.int("instruction_required")?.unwrap_or(1) != 0;
+    Ok(serde_json::json!({ "member": member, "instruction_required": required }))
 }

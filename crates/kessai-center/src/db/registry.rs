@@ -133,9 +133,20 @@ impl CenterDb {
         Ok(())
     }
 
-    pub async fn revoke_store_key(&self, kid: &KeyId) -> Result<bool, DbError> {
-        let query = Stmt::new("UPDATE center_store_keys SET revoked = 1 WHERE kid = $1").bind(kid.as_str().to_owned());
-        let done = self.execute(query).await;
+    pub async fn revoke_store_key(&self, kid: &KeyId, now: Timestamp, trail: TrailEntry) -> Result<bool, DbError> {
+        let query = Stmt::new("UPDATE center_store_keys SET revoked = 1 WHERE kid = $1 AND revoked = 0")
+            .bind(kid.as_str().to_owned());
+        let done = self
+            .write(move |mut conn| {
+                Box::pin(async move {
+                    let changed = conn.execute(query).await?;
+                    if changed == 1 {
+                        append_trail(&mut conn, &trail, now).await?;
+                    }
+                    Ok(changed)
+                })
+            })
+            .await;
         self.forget_store_keys();
         Ok(done? == 1)
     }
@@ -240,20 +251,30 @@ impl CenterDb {
         id: &CardId,
         status: CardRegistryStatus,
         reason: &str,
+        now: Timestamp,
+        mut trail: TrailEntry,
     ) -> Result<StatusChange, DbError> {
+        let before = Stmt::new("SELECT status FROM center_cards WHERE id = $1").bind(id.to_string());
         let query = Stmt::new(
             "UPDATE center_cards SET status = $1, status_reason = $2 WHERE id = $3 AND (status <> 'lost' OR $1 = 'lost')",
         )
         .bind(status_name(status).to_owned())
         .bind(reason.to_owned())
         .bind(id.to_string());
-        if self.execute(query).await? == 1 {
-            return Ok(StatusChange::Changed);
-        }
-        Ok(match self.card(id).await? {
-            None => StatusChange::UnknownCard,
-            Some(_) => StatusChange::LostIsFinal,
+        self.write(move |mut conn| {
+            Box::pin(async move {
+                let Some(was) = conn.fetch_optional(before, |r| r.required_text("status")).await? else {
+                    return Ok(StatusChange::UnknownCard);
+                };
+                if conn.execute(query).await? != 1 {
+                    return Ok(StatusChange::LostIsFinal);
+                }
+                trail.before = serde_json::json!({ "status": was }).to_string();
+                append_trail(&mut conn, &trail, now).await?;
+                Ok(StatusChange::Changed)
+            })
         })
+        .await
     }
 
     /// The card's key version `from` becomes `to` (a re-key); a no-op

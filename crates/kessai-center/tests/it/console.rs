@@ -227,3 +227,105 @@ async fn a_crash_at_any_write_of_a_decision_leaves_both_or_neither() {
         }
     }
 }
+
+/// The admin API's changes leave their trail rows too (role `api`), with
+/// what stood before read in the same transaction; a change that changes
+/// nothing leaves none.
+async fn admin_changes_are_trailed(s: Setup) {
+    crate::service::register_card(&s, 3, 10_000).await;
+    let mall_kid = s.mall_key.kid().as_str().to_owned();
+    let center = Arc::new(s.center);
+    let admin = kessai_center::admin::routes(center.clone(), "admin".into(), vec![]);
+    let card = crate::world::card_id(3).to_string();
+    let post = |path: String, body: serde_json::Value| {
+        let admin = admin.clone();
+        async move { crate::api::send(&admin, Request::post(path), body, Some("admin")).await }
+    };
+
+    let (status, _) =
+        post(format!("/v1/admin/cards/{card}/status"), serde_json::json!({"status": "blocked", "reason": "stolen"}))
+            .await;
+    assert_eq!(status, StatusCode::OK);
+    let row = &center.db.trail(Some(&card), None, 10).await.unwrap()[0].entry;
+    assert_eq!((row.operator.as_str(), row.role.as_str(), row.action.as_str()), ("admin", "api", "card_status"));
+    assert_eq!(row.before, r#"{"status":"active"}"#);
+    assert!(row.after.contains("blocked") && row.after.contains("stolen"), "{row:?}");
+
+    // A member, its letter sent, its card linked, then its key revoked.
+    let app = center.apply("general", "Rokuro Abe", "rokuro@example.jp").await.unwrap();
+    let approved = center.approve_application(&app.application_id, &Actor::api("admin")).await.unwrap();
+    let (status, _) = post(format!("/v1/admin/outbox/{}/sent", approved.letter_id), serde_json::Value::Null).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = post(format!("/v1/admin/outbox/{}/sent", approved.letter_id), serde_json::Value::Null).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "sent once");
+    assert_eq!(center.db.trail(Some(&approved.letter_id), None, 10).await.unwrap().len(), 1, "one row");
+
+    // Registering the member's key is the member's, not an operator's:
+    // the link is refused for a member that is not active, and leaves no row.
+    let link = serde_json::json!({ "member": approved.member, "instruction_required": true });
+    let (status, _) = post(format!("/v1/admin/cards/{card}/member"), link).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "not an active member yet");
+    let (status, _) = post(format!("/v1/admin/cards/{card}/member"), serde_json::json!({ "member": null })).await;
+    assert_eq!(status, StatusCode::OK);
+    let rows = center.db.trail(Some(&card), None, 10).await.unwrap();
+    assert_eq!(rows[0].entry.action, "card_member");
+    assert_eq!(rows[0].entry.before, r#"{"instruction_required":true,"member":null}"#);
+
+    let (status, _) = post(
+        format!("/v1/admin/stores/{}/keys/{mall_kid}/revoke", kessai_core::samples::MALL),
+        serde_json::Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = post(
+        format!("/v1/admin/stores/{}/keys/{mall_kid}/revoke", kessai_core::samples::MALL),
+        serde_json::Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "revoking again answers as before");
+    assert_eq!(center.db.trail(Some(&mall_kid), None, 10).await.unwrap().len(), 1, "and leaves no second row");
+
+    // Every row chains: the approval, the status, the letter, the link, the key.
+    assert_eq!(center.db.check_trail().await.unwrap(), Ok(5));
+}
+
+#[tokio::test]
+async fn the_admin_apis_changes_are_trailed_on_sqlite() {
+    admin_changes_are_trailed(setup().await).await;
+}
+
+#[tokio::test]
+async fn the_admin_apis_changes_are_trailed_on_postgres() {
+    let Some(s) = setup_on_postgres("console_admin_trail").await else { return };
+    admin_changes_are_trailed(s).await;
+}
+
+/// A crash at any write of a card's status change leaves the status and
+/// its trail row both, or neither.
+#[tokio::test]
+async fn a_crash_at_any_write_of_a_status_change_leaves_both_or_neither() {
+    use kessai_center::purchase::CardRegistryStatus;
+    for n in 1..=6 {
+        let s = setup().await;
+        crate::service::register_card(&s, 4, 5_000).await;
+        let c = &s.center;
+        let id = crate::world::card_id(4);
+        let trail = || {
+            Actor::api("admin").did("card_status", &id.to_string(), serde_json::Value::Null, serde_json::Value::Null)
+        };
+        c.db.faults().fail_at(n);
+        let first = c.db.set_card_status(&id, CardRegistryStatus::Blocked, "a test", crate::world::NOW, trail()).await;
+        let fired = !c.db.faults().armed();
+        c.db.faults().fail_at(0);
+        let status = c.db.card(&id).await.unwrap().unwrap().status;
+        let rows = c.db.trail(Some(&id.to_string()), None, 10).await.unwrap().len();
+        if fired {
+            assert!(first.is_err(), "a fault at write {n}");
+            assert_eq!((status, rows), (CardRegistryStatus::Active, 0), "after a fault at {n}");
+        } else {
+            first.unwrap();
+            assert_eq!((status, rows), (CardRegistryStatus::Blocked, 1));
+            break;
+        }
+    }
+}

@@ -46,7 +46,7 @@ async fn registry_round_trips(db: &CenterDb) {
     let entry = dir.entry(w.mall_key.kid().as_str()).unwrap();
     assert_eq!(entry.owner.as_str(), samples::MALL);
     assert!(!entry.revoked);
-    assert!(db.revoke_store_key(w.mall_key.kid()).await.unwrap());
+    assert!(db.revoke_store_key(w.mall_key.kid(), crate::world::NOW, crate::trail("store_key_revoked")).await.unwrap());
     assert!(db.store_keys().await.unwrap().entry(w.mall_key.kid().as_str()).unwrap().revoked);
 
     db.put_card(&record(1), NOW).await.unwrap();
@@ -54,7 +54,7 @@ async fn registry_round_trips(db: &CenterDb) {
     assert!(db.put_card(&record(1), NOW).await.is_err(), "a card id is issued once");
     use kessai_center::db::StatusChange;
     let one = card_id(1);
-    let set = |status, reason| db.set_card_status(&one, status, reason);
+    let set = |status, reason| db.set_card_status(&one, status, reason, crate::world::NOW, crate::trail("card_status"));
     assert_eq!(set(CardRegistryStatus::Blocked, "suspicious").await.unwrap(), StatusChange::Changed);
     assert_eq!(set(CardRegistryStatus::Active, "cleared").await.unwrap(), StatusChange::Changed);
     assert_eq!(set(CardRegistryStatus::Lost, "reported lost by phone").await.unwrap(), StatusChange::Changed);
@@ -65,7 +65,10 @@ async fn registry_round_trips(db: &CenterDb) {
         assert_eq!(db.card(&card_id(1)).await.unwrap().unwrap().status, CardRegistryStatus::Lost);
     }
     assert_eq!(set(CardRegistryStatus::Lost, "reported again").await.unwrap(), StatusChange::Changed);
-    let unknown = db.set_card_status(&card_id(99), CardRegistryStatus::Blocked, "x").await.unwrap();
+    let unknown = db
+        .set_card_status(&card_id(99), CardRegistryStatus::Blocked, "x", crate::world::NOW, crate::trail("card_status"))
+        .await
+        .unwrap();
     assert_eq!(unknown, StatusChange::UnknownCard);
     assert_eq!(db.card(&card_id(99)).await.unwrap(), None);
     // Store and card read in one statement: each as read alone, or missing.

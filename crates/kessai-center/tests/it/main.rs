@@ -25,6 +25,12 @@ mod world;
 /// The verified certificate an in-process request carries: `admin` acts as
 /// an operator, `center` as the center, any other name as a store;
 /// `PARTY/NAME` names the party.
+/// The trail row of a change a test makes directly (not through the
+/// admin API or the console).
+pub(crate) fn trail(action: &str) -> kessai_center::db::TrailEntry {
+    kessai_center::console::Actor::api("test").did(action, "test", serde_json::Value::Null, serde_json::Value::Null)
+}
+
 pub(crate) fn peer(spec: &str) -> kessai_http::PeerIdentity {
     use kessai_http::Party;
     if let Some((party, name)) = spec.split_once('/') {

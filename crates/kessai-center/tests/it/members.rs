@@ -184,7 +184,7 @@ async fn a_member_applies_is_approved_and_registers_its_key_and_every_refusal_ch
 
     // The operator marks the letters sent: their text, with the codes, is gone.
     for l in s.center.outbox().await.unwrap() {
-        s.center.letter_sent(&l.letter_id).await.unwrap();
+        s.center.letter_sent(&l.letter_id, &kessai_center::console::Actor::api("test")).await.unwrap();
     }
     assert!(s.center.outbox().await.unwrap().is_empty());
     assert!(s.center.db.letters_of(&member).await.unwrap().iter().all(|l| l.letter.is_none()));
@@ -207,7 +207,19 @@ async fn a_members_card_pays_only_on_the_members_signed_instruction() {
     let (member, code) = letter(&s.center, "general").await;
     s.center.register_member(&envelope(&member, &code, general(), (&key, &key), &center_key, &mut rng)).await.unwrap();
     crate::service::register_card(&s, 5, 20_000).await;
-    assert!(s.center.db.link_card_member(&crate::world::card_id(5), Some(&member), true).await.unwrap());
+    assert!(
+        s.center
+            .db
+            .link_card_member(
+                &crate::world::card_id(5),
+                Some(&member),
+                true,
+                crate::world::NOW,
+                crate::trail("card_member")
+            )
+            .await
+            .unwrap()
+    );
     let mut card = crate::world::funded_card(5, 20_000);
 
     let bill = crate::service::bill_token(&mut s);
@@ -329,7 +341,11 @@ async fn a_member_replaces_its_key_and_a_lost_key_is_revoked_and_registered_anew
     );
 
     // The second key is lost: revoked, a new letter out.
-    let revoked = s.center.revoke_member(&member, "reported lost by phone").await.unwrap();
+    let revoked = s
+        .center
+        .revoke_member(&member, "reported lost by phone", &kessai_center::console::Actor::api("test"))
+        .await
+        .unwrap();
     assert_eq!(s.center.db.member(&member).await.unwrap().unwrap().status, "revoked");
     let after_loss = replacement(&second, &SigningKey::generate(&mut rng), &second, &mut rng);
     assert!(matches!(s.center.replace_member_key(&after_loss).await, Err(MemberError::UnknownMember(_))));
@@ -465,7 +481,10 @@ async fn a_store_member_signs_its_bills_with_its_registered_key() {
     assert!(matches!(old, CenterError::Bill(JwsError::RevokedKey(_))), "{old:?}");
     create(sign_bill(&second, 3, &mut rng)).await.unwrap();
 
-    s.center.revoke_member(&store, "the shop's laptop was stolen").await.unwrap();
+    s.center
+        .revoke_member(&store, "the shop's laptop was stolen", &kessai_center::console::Actor::api("test"))
+        .await
+        .unwrap();
     let revoked = create(sign_bill(&second, 4, &mut rng)).await.unwrap_err();
     assert!(matches!(revoked, CenterError::Bill(JwsError::RevokedKey(_))), "{revoked:?}");
 }

@@ -662,7 +662,11 @@ async fn value_moves_from_a_prepaid_card_to_the_members_ic_card_once() {
     let (m, prepaid) = funded(&mut s, 20_000).await;
     crate::service::register_card(&s, 1, 0).await;
     crate::service::register_card(&s, 2, 0).await;
-    s.center.db.link_card_member(&card_id(1), Some(m.id.as_str()), true).await.unwrap();
+    s.center
+        .db
+        .link_card_member(&card_id(1), Some(m.id.as_str()), true, crate::world::NOW, crate::trail("card_member"))
+        .await
+        .unwrap();
     let mut card = funded_card(1, 0);
     let to_card = |request_id: &str, card: u8, amount: u64| PrepaidRequestDraft {
         member: m.id.clone(),
@@ -723,7 +727,19 @@ async fn an_operator_reads_a_members_whole_story() {
     let mut s = setup().await;
     let (m, account) = funded(&mut s, 5_000).await;
     crate::service::register_card(&s, 3, 10_000).await;
-    assert!(s.center.db.link_card_member(&crate::world::card_id(3), Some(m.id.as_str()), true).await.unwrap());
+    assert!(
+        s.center
+            .db
+            .link_card_member(
+                &crate::world::card_id(3),
+                Some(m.id.as_str()),
+                true,
+                crate::world::NOW,
+                crate::trail("card_member")
+            )
+            .await
+            .unwrap()
+    );
     let app = kessai_center::admin::routes(Arc::new(s.center), "admin".into(), vec![]);
     let path = format!("/v1/admin/members/{}/story", m.id);
     let (status, story) = crate::api::send(&app, Request::get(path.clone()), Value::Null, Some("admin")).await;

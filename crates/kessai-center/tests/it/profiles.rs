@@ -206,7 +206,11 @@ async fn a_members_card_needs_its_instruction_with_a_second_embodiment_create() 
     let mut s = setup().await;
     register_card(&s, 7, 50_000).await;
     let mut card = funded_card(7, 50_000);
-    s.center.db.link_card_member(&card_id(7), Some("M0000001"), true).await.unwrap();
+    s.center
+        .db
+        .link_card_member(&card_id(7), Some("M0000001"), true, crate::world::NOW, crate::trail("card_member"))
+        .await
+        .unwrap();
     let bill = bill_token(&mut s);
     let refused = s.center.create(create_in(&mut card, &bill, 7, Profile::Confirmed), None).await;
     assert!(matches!(refused, Err(CenterError::Step(StepError::InstructionRequired(_)))), "{refused:?}");

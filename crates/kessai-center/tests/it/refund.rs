@@ -578,7 +578,13 @@ async fn a_refund_to_a_card_that_is_not_active_is_refused() {
     let settlement = purchase(&c, &key, &mut card, 5).await;
     c.center
         .db
-        .set_card_status(&card_id(5), kessai_center::purchase::CardRegistryStatus::Lost, "reported lost")
+        .set_card_status(
+            &card_id(5),
+            kessai_center::purchase::CardRegistryStatus::Lost,
+            "reported lost",
+            crate::world::NOW,
+            crate::trail("card_status"),
+        )
         .await
         .unwrap();
     let refused = c.center.request_refund(&refund_token(&key, &settlement, "rf-lost", 1_000)).await;
@@ -668,7 +674,13 @@ async fn owed_apply_answers_alike_for_unknown_lost_and_settled_cards() {
     c.center.request_refund(&refund_token(&key, &settlement, "rf-lost-later", 1_000)).await.unwrap();
     c.center
         .db
-        .set_card_status(&card_id(7), kessai_center::purchase::CardRegistryStatus::Lost, "reported lost")
+        .set_card_status(
+            &card_id(7),
+            kessai_center::purchase::CardRegistryStatus::Lost,
+            "reported lost",
+            crate::world::NOW,
+            crate::trail("card_status"),
+        )
         .await
         .unwrap();
     for n in [7, 9, 99] {
@@ -756,7 +768,17 @@ async fn a_lost_cards_value_and_refunds_go_to_the_card_that_replaces_it() {
     let refund = c.center.request_refund(&refund_token(&key, &settlement, "rf-before-loss", 2_000)).await.unwrap();
     let refused = c.center.replace_card(card_id(11), card_id(12), "lost").await.unwrap_err();
     assert!(matches!(refused, UpdateError::NotReplaceable(_)), "an active card: {refused:?}");
-    c.center.db.set_card_status(&card_id(11), CardRegistryStatus::Lost, "reported lost").await.unwrap();
+    c.center
+        .db
+        .set_card_status(
+            &card_id(11),
+            CardRegistryStatus::Lost,
+            "reported lost",
+            crate::world::NOW,
+            crate::trail("card_status"),
+        )
+        .await
+        .unwrap();
 
     let done = c.center.replace_card(card_id(11), card_id(12), "reported lost at the counter").await.unwrap();
     let value = 50_000 - PURCHASE;
@@ -792,7 +814,17 @@ async fn a_lost_cards_value_and_refunds_go_to_the_card_that_replaces_it() {
     let sid = r.settlement_id.clone();
     let r = c.center.offer(&sid, relay_step(&mut busy, &r), Default::default()).await.unwrap();
     assert_eq!(r.phase, Phase::Offered);
-    c.center.db.set_card_status(&card_id(14), CardRegistryStatus::Lost, "reported lost").await.unwrap();
+    c.center
+        .db
+        .set_card_status(
+            &card_id(14),
+            CardRegistryStatus::Lost,
+            "reported lost",
+            crate::world::NOW,
+            crate::trail("card_status"),
+        )
+        .await
+        .unwrap();
     let held = c.center.replace_card(card_id(14), card_id(13), "lost").await.unwrap_err();
     assert!(matches!(held, UpdateError::NotReplaceable(_)), "{held:?}");
     assert!(c.center.db.owed_for_card(&card_id(13), 10).await.unwrap().is_empty(), "nothing moved");

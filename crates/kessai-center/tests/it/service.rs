@@ -352,7 +352,14 @@ async fn more_than_64_store_keys_do_not_stop_the_center() {
         let (old, new) = (SigningKey::generate(&mut s.rng), SigningKey::generate(&mut s.rng));
         let keys = [(old.public(), Validity::always()), (new.public(), Validity::always())];
         s.center.register_store(&record, &keys).await.unwrap();
-        assert!(s.center.db.revoke_store_key(old.public().kid()).await.unwrap(), "the rotated-out key");
+        assert!(
+            s.center
+                .db
+                .revoke_store_key(old.public().kid(), crate::world::NOW, crate::trail("store_key_revoked"))
+                .await
+                .unwrap(),
+            "the rotated-out key"
+        );
     }
     let keys = s.center.db.store_keys().await.unwrap();
     assert!(keys.len() > 64, "{} keys", keys.len());

@@ -118,7 +118,19 @@ async fn paying_through_the_web_ui_shows_consent_then_returns_to_the_store_with_
     let db = kessai_center::db::CenterDb::open(&format!("sqlite:{}", path.display())).await.unwrap();
     let mall = kessai_core::ids::PartyId::parse("kessai-mall").unwrap();
     for key in db.store_keys().await.unwrap().jwks(Some(&mall)).keys {
-        db.revoke_store_key(&kessai_core::jwk::KeyId::parse(&key.kid).unwrap()).await.unwrap();
+        let trail = kessai_center::console::Actor::api("test").did(
+            "store_key_revoked",
+            &key.kid,
+            serde_json::Value::Null,
+            serde_json::Value::Null,
+        );
+        db.revoke_store_key(
+            &kessai_core::jwk::KeyId::parse(&key.kid).unwrap(),
+            kessai_core::time::Timestamp::from_unix_s(0),
+            trail,
+        )
+        .await
+        .unwrap();
     }
     db.close().await;
     tokio::time::sleep(Duration::from_millis(1_200)).await; // the serving center's key cache
