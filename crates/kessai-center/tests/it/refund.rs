@@ -576,17 +576,7 @@ async fn a_refund_to_a_card_that_is_not_active_is_refused() {
     c.register(5, 50_000).await;
     let mut card = funded_card(5, 50_000);
     let settlement = purchase(&c, &key, &mut card, 5).await;
-    c.center
-        .db
-        .set_card_status(
-            &card_id(5),
-            kessai_center::purchase::CardRegistryStatus::Lost,
-            "reported lost",
-            crate::world::NOW,
-            crate::trail("card_status"),
-        )
-        .await
-        .unwrap();
+    crate::world::report_lost(&c.center.db, card_id(5)).await;
     let refused = c.center.request_refund(&refund_token(&key, &settlement, "rf-lost", 1_000)).await;
     assert!(matches!(&refused, Err(UpdateError::NotRefundable(why)) if why.contains("not active")), "{refused:?}");
     assert_eq!(payable(&c).await, PURCHASE, "nothing held against the payable");
@@ -672,17 +662,7 @@ async fn owed_apply_answers_alike_for_unknown_lost_and_settled_cards() {
     let mut card = funded_card(7, 50_000);
     let settlement = purchase(&c, &key, &mut card, 7).await;
     c.center.request_refund(&refund_token(&key, &settlement, "rf-lost-later", 1_000)).await.unwrap();
-    c.center
-        .db
-        .set_card_status(
-            &card_id(7),
-            kessai_center::purchase::CardRegistryStatus::Lost,
-            "reported lost",
-            crate::world::NOW,
-            crate::trail("card_status"),
-        )
-        .await
-        .unwrap();
+    crate::world::report_lost(&c.center.db, card_id(7)).await;
     for n in [7, 9, 99] {
         let answer = c.center.apply_owed(card_id(n), UpdateId::generate(&mut OsRandom)).await.unwrap();
         assert!(matches!(answer, Applying::Nothing), "card {n}: {answer:?}");
@@ -757,7 +737,6 @@ async fn an_owed_credit_that_does_not_fit_waits_without_blocking_the_rest() {
 /// one with value in flight, and by a second, different replacement.
 #[tokio::test]
 async fn a_lost_cards_value_and_refunds_go_to_the_card_that_replaces_it() {
-    use kessai_center::purchase::CardRegistryStatus;
     let c = Charging::new().await;
     let key = stores(&c).await;
     for n in [11, 12, 13, 14] {
@@ -768,17 +747,7 @@ async fn a_lost_cards_value_and_refunds_go_to_the_card_that_replaces_it() {
     let refund = c.center.request_refund(&refund_token(&key, &settlement, "rf-before-loss", 2_000)).await.unwrap();
     let refused = c.center.replace_card(card_id(11), card_id(12), "lost").await.unwrap_err();
     assert!(matches!(refused, UpdateError::NotReplaceable(_)), "an active card: {refused:?}");
-    c.center
-        .db
-        .set_card_status(
-            &card_id(11),
-            CardRegistryStatus::Lost,
-            "reported lost",
-            crate::world::NOW,
-            crate::trail("card_status"),
-        )
-        .await
-        .unwrap();
+    crate::world::report_lost(&c.center.db, card_id(11)).await;
 
     let done = c.center.replace_card(card_id(11), card_id(12), "reported lost at the counter").await.unwrap();
     let value = 50_000 - PURCHASE;
@@ -814,17 +783,7 @@ async fn a_lost_cards_value_and_refunds_go_to_the_card_that_replaces_it() {
     let sid = r.settlement_id.clone();
     let r = c.center.offer(&sid, relay_step(&mut busy, &r), Default::default()).await.unwrap();
     assert_eq!(r.phase, Phase::Offered);
-    c.center
-        .db
-        .set_card_status(
-            &card_id(14),
-            CardRegistryStatus::Lost,
-            "reported lost",
-            crate::world::NOW,
-            crate::trail("card_status"),
-        )
-        .await
-        .unwrap();
+    crate::world::report_lost(&c.center.db, card_id(14)).await;
     let held = c.center.replace_card(card_id(14), card_id(13), "lost").await.unwrap_err();
     assert!(matches!(held, UpdateError::NotReplaceable(_)), "{held:?}");
     assert!(c.center.db.owed_for_card(&card_id(13), 10).await.unwrap().is_empty(), "nothing moved");

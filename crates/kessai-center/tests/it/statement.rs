@@ -119,7 +119,7 @@ async fn statements_are_purged_after_their_retention() {
 /// reported lost, are refused only once they proved themselves.
 #[tokio::test]
 async fn unlisted_and_lost_cards_are_refused_only_after_their_proof() {
-    use kessai_center::purchase::{CardRegistryStatus, StepError};
+    use kessai_center::purchase::StepError;
     use kessai_center::service::CenterError;
     let s = setup().await;
     register_card(&s, 2, 50_000).await;
@@ -132,17 +132,7 @@ async fn unlisted_and_lost_cards_are_refused_only_after_their_proof() {
     let refused = s.center.statement_authenticate(&unlisted.statement_id, answers, None).await;
     assert!(matches!(refused, Err(CenterError::Step(StepError::UnknownCard(_)))), "{refused:?}");
 
-    s.center
-        .db
-        .set_card_status(
-            &card_id(2),
-            CardRegistryStatus::Lost,
-            "reported lost",
-            crate::world::NOW,
-            crate::trail("card_status"),
-        )
-        .await
-        .unwrap();
+    crate::world::report_lost(&s.center.db, card_id(2)).await;
     let mut card = funded_card(2, 50_000);
     let lost = s.center.statement_create(card_id(2)).await.unwrap();
     let answers = parse_answers(&relay_all(&mut card, &lost.apdus)).unwrap();

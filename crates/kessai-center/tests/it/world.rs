@@ -151,6 +151,12 @@ pub async fn register_mall(db: &kessai_center::db::CenterDb, mall_key: &SigningK
     db.put_store_key(&mall, &mall_key.public(), Validity::always()).await.unwrap();
 }
 
+/// The cardholder reported card `id` lost.
+pub async fn report_lost(db: &kessai_center::db::CenterDb, id: CardId) {
+    let status = kessai_center::purchase::CardRegistryStatus::Lost;
+    db.set_card_status(&id, status, "reported lost", NOW, crate::trail("card_status")).await.unwrap();
+}
+
 pub fn card_id(n: u8) -> CardId {
     CardId::from_bytes([0x4B, 0x45, 0x53, 0x53, 0x41, 0x49, 0x00, n])
 }
