@@ -168,6 +168,7 @@ async fn register_store(
     peer: Option<Extension<PeerIdentity>>,
     Body(b): Body<RegisterStore>,
 ) -> Result<Json<StoreRegistered>, ApiError> {
+    let by = actor(&peer);
     authorize(&state, peer)?;
     let id = StoreId::parse(&b.id).map_err(|e| bad(ErrorCode::BadStoreId, e).with_param("id"))?;
     // The configured admin name is a role too (L3): no store is it, nor
@@ -202,7 +203,7 @@ async fn register_store(
         windows.push((public, kessai_core::keys::Validity { not_before: k.not_before, not_after: k.not_after }));
     }
     let c = &state.center;
-    c.register_store(&record, &windows).await.map_err(|e| match e {
+    c.register_store(&record, &windows, &by).await.map_err(|e| match e {
         CenterError::Registration { code, message } => bad(code, message),
         other => internal(other),
     })?;
@@ -235,6 +236,7 @@ async fn register_card(
     peer: Option<Extension<PeerIdentity>>,
     Body(b): Body<RegisterCard>,
 ) -> Result<(StatusCode, Json<CardState>), ApiError> {
+    let by = actor(&peer);
     authorize(&state, peer)?;
     let c = &state.center;
     let id = CardId::parse(&b.card_id).map_err(|e| bad(ErrorCode::BadCardId, e).with_param("card_id"))?;
@@ -259,7 +261,7 @@ async fn register_card(
         return Err(ApiError::new(ErrorCode::CardExists, "this card id is already issued"));
     }
     let initial = Money::new(b.initial_value_minor, currency).map_err(|e| bad(ErrorCode::BadAmounts, e))?;
-    c.register_card(&record, Some(initial)).await.map_err(internal)?;
+    c.register_card(&record, Some(initial), &by).await.map_err(internal)?;
     Ok((StatusCode::CREATED, Json(CardState { card_id: id.to_string(), status: CardRegistryStatus::Active })))
 }
 
@@ -494,11 +496,12 @@ async fn add_correction(
     Path(id): Path<String>,
     Body(b): Body<AddCorrection>,
 ) -> Result<Json<OwedReply>, ApiError> {
+    let by = actor(&peer);
     authorize(&state, peer)?;
     let id = CardId::parse(&id).map_err(|e| bad(ErrorCode::BadCardId, e))?;
     let reply = state
         .center
-        .add_correction(id, &b.reference, b.amount, &b.reason)
+        .add_correction(id, &b.reference, b.amount, &b.reason, &by)
         .await
         .map_err(crate::update_api::update_api_error)?;
     Ok(Json(reply))
@@ -520,8 +523,9 @@ async fn cancel_correction(
     peer: Option<Extension<PeerIdentity>>,
     Path(id): Path<String>,
 ) -> Result<Json<OwedReply>, ApiError> {
+    let by = actor(&peer);
     authorize(&state, peer)?;
-    let reply = state.center.cancel_correction(&id).await.map_err(crate::update_api::update_api_error)?;
+    let reply = state.center.cancel_correction(&id, &by).await.map_err(crate::update_api::update_api_error)?;
     Ok(Json(reply))
 }
 
@@ -533,10 +537,12 @@ async fn replace_card(
     Path(id): Path<String>,
     Body(b): Body<ReplaceCard>,
 ) -> Result<Json<Replaced>, ApiError> {
+    let by = actor(&peer);
     authorize(&state, peer)?;
     let old = CardId::parse(&id).map_err(|e| bad(ErrorCode::BadCardId, e))?;
     let new = CardId::parse(&b.replacement).map_err(|e| bad(ErrorCode::BadCardId, e).with_param("replacement"))?;
-    let done = state.center.replace_card(old, new, &b.reason).await.map_err(crate::update_api::update_api_error)?;
+    let done =
+        state.center.replace_card(old, new, &b.reason, &by).await.map_err(crate::update_api::update_api_error)?;
     Ok(Json(done))
 }
 
@@ -718,11 +724,13 @@ async fn list_bank_credits(
 /// A credit in suspense applied by the operator to a funding awaiting it.
 async fn apply_bank_credit(
     State(state): State<AdminState>,
+    peer: Option<Extension<PeerIdentity>>,
     Body(b): Body<ApplyBankCredit>,
 ) -> Result<Json<Funding>, ApiError> {
+    let by = actor(&peer);
     let f = state
         .center
-        .apply_suspense(&b.entry_key, &b.funding_id)
+        .apply_suspense(&b.entry_key, &b.funding_id, &by)
         .await
         .map_err(crate::prepaid_api::prepaid_api_error)?;
     Ok(Json(f))

@@ -48,6 +48,11 @@ impl Actor {
         Actor { name: name.to_owned(), role: "api".into() }
     }
 
+    /// Whoever runs `kessai center …` on the center's own host.
+    pub fn host() -> Actor {
+        Actor { name: "center-host".into(), role: "cli".into() }
+    }
+
     /// Operator `name` logged in to the console as `role`.
     pub fn console(name: &str, role: Role) -> Actor {
         Actor { name: name.to_owned(), role: role.as_str().to_owned() }

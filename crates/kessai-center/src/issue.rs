@@ -72,7 +72,7 @@ pub async fn issue_card(config: &CenterConfig, req: &IssueCard<'_>) -> anyhow::R
         max_balance_minor: req.max_balance_minor,
     };
     let initial = Money::new(req.initial_value_minor, req.currency)?;
-    center.register_card(&record, Some(initial)).await?;
+    center.register_card(&record, Some(initial), &crate::console::Actor::host()).await?;
     let bytes = std::fs::read(req.image)?;
     Ok(kessai_card::public_info(&bytes)?)
 }

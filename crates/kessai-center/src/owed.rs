@@ -359,6 +359,7 @@ impl Center {
         reference: &str,
         amount: Money,
         reason: &str,
+        by: &crate::console::Actor,
     ) -> Result<OwedReply, UpdateError> {
         let reference = Reference::parse(reference).map_err(|e| UpdateError::BadReference(e.to_string()))?;
         let reason = reason_text(reason)?;
@@ -377,7 +378,13 @@ impl Center {
         };
         let owed = Owed { id: id.clone(), status: OwedStatus::Owed, session: None, applied_by: None, body };
         let hold = Entries::correction_hold(&id, &card_id, amount)?;
-        match self.db.insert_owed(&owed, self.clock.now(), hold).await.map_err(books)? {
+        let trail = by.did(
+            "correction_added",
+            &id,
+            serde_json::Value::Null,
+            serde_json::json!({ "card_id": card_id.to_string(), "amount": amount.to_string(), "reason": owed.body.reason }),
+        );
+        match self.db.insert_owed(&owed, self.clock.now(), hold, trail).await.map_err(books)? {
             true => Ok(owed_reply(&owed, None)),
             false => {
                 let existing = self.db.owed(&id).await?.ok_or_else(|| UpdateError::UnknownOwed(id.clone()))?;
@@ -390,13 +397,21 @@ impl Center {
     }
 
     /// Cancels a correction no session is applying; voids its hold.
-    pub async fn cancel_correction(&self, id: &str) -> Result<OwedReply, UpdateError> {
+    pub async fn cancel_correction(&self, id: &str, by: &crate::console::Actor) -> Result<OwedReply, UpdateError> {
         let o = self.db.owed(id).await?.ok_or_else(|| UpdateError::UnknownOwed(id.to_owned()))?;
         if !matches!(o.body.kind, OwedKind::Correction { .. }) {
             return Err(UpdateError::NotCancellable(format!("{id} is a purchase refund")));
         }
         let void = Entries::owed_resolve(id, o.body.amount, CODE_CORRECTION, false)?;
-        if o.status == OwedStatus::Owed && !self.db.cancel_owed(id, self.clock.now(), void).await.map_err(books)? {
+        let trail = by.did(
+            "correction_cancelled",
+            id,
+            serde_json::json!({ "status": "owed" }),
+            serde_json::json!({ "status": "cancelled" }),
+        );
+        if o.status == OwedStatus::Owed
+            && !self.db.cancel_owed(id, self.clock.now(), void, trail).await.map_err(books)?
+        {
             return Err(UpdateError::NotCancellable(format!("{id} is being applied to the card; try later")));
         }
         let o = self.db.owed(id).await?.ok_or_else(|| UpdateError::UnknownOwed(id.to_owned()))?;
@@ -417,7 +432,13 @@ impl Center {
     /// flight on `old` (a settlement's or a correction's hold, a charge, an
     /// item being applied), and if `new` could not take it all. Replacing
     /// `old` again by the same card answers what was done.
-    pub async fn replace_card(&self, old: CardId, new: CardId, reason: &str) -> Result<Replaced, UpdateError> {
+    pub async fn replace_card(
+        &self,
+        old: CardId,
+        new: CardId,
+        reason: &str,
+        by: &crate::console::Actor,
+    ) -> Result<Replaced, UpdateError> {
         let refuse = |why: String| Err(UpdateError::NotReplaceable(why));
         let old_card = self.db.card(&old).await?.ok_or(UpdateError::UnknownCard(old))?;
         let new_card = self.db.card(&new).await?.ok_or(UpdateError::UnknownCard(new))?;
@@ -425,6 +446,7 @@ impl Center {
             return refuse(format!("card {old} cannot replace itself"));
         }
         let reason = reason_text(reason)?;
+        let reason_kept = reason.clone();
         let replacement_id = owed_id("replacement", &[old.to_string().as_str()]);
         if let Some(done) = self.db.owed(&replacement_id).await? {
             if done.body.card_id != new {
@@ -490,7 +512,11 @@ impl Center {
                 Some((item, hold))
             }
         };
-        self.db.replace_card(&moves, replacement.as_ref(), now).await.map_err(books)?;
+        let after = serde_json::json!({
+            "replaced_by": new.to_string(), "value_minor": posted, "refunds_moved": moves.len(), "reason": reason_kept,
+        });
+        let trail = by.did("card_replaced", &old.to_string(), serde_json::json!({ "status": old_card.status }), after);
+        self.db.replace_card(&moves, replacement.as_ref(), now, trail).await.map_err(books)?;
         tracing::warn!(%old, %new, moved = moves.len(), value_minor = posted, "card replaced");
         Ok(Replaced {
             replacement: replacement.map(|(item, _)| owed_reply(&item, None)),

@@ -889,7 +889,12 @@ impl Center {
     /// An operator applies a credit held in suspense (a partial payment, a
     /// mistyped reference) to a funding of its method awaiting money: the
     /// amount received is issued to that funding's card.
-    pub async fn apply_suspense(&self, entry_key: &str, funding_id: &str) -> Result<FundingView, PrepaidError> {
+    pub async fn apply_suspense(
+        &self,
+        entry_key: &str,
+        funding_id: &str,
+        by: &crate::console::Actor,
+    ) -> Result<FundingView, PrepaidError> {
         let now = self.clock.now();
         let credit = self.db.bank_credit(entry_key).await?.filter(|c| c.status == "suspense");
         let credit = credit.ok_or_else(|| PrepaidError::UnknownCredit(entry_key.chars().take(64).collect()))?;
@@ -922,7 +927,13 @@ impl Center {
         };
         let key = format!("suspense-apply:{}", credit.entry_key);
         let entries = Entries::prepaid_funding(&key, Receiving::Suspense, &f.account, credit.amount)?;
-        if !self.db.apply_suspense(&credit.entry_key, &issued, entries, now).await? {
+        let trail = by.did(
+            "bank_credit_applied",
+            &credit.entry_key,
+            serde_json::json!({ "credit": "suspense", "funding": f.id.as_str(), "funding_status": "awaiting" }),
+            serde_json::json!({ "credit": "applied", "funding_status": "issued", "amount": credit.amount.to_string() }),
+        );
+        if !self.db.apply_suspense(&credit.entry_key, &issued, entries, now, trail).await? {
             return Err(PrepaidError::FundingState {
                 id: f.id.to_string(),
                 status: "changed meanwhile",

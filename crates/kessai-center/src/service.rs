@@ -766,7 +766,12 @@ impl Center {
     /// transaction. A store that receives completions must take them over
     /// mutual TLS: its notify URL is `https://`. A member names its mall,
     /// which must be registered.
-    pub async fn register_store(&self, store: &StoreRecord, keys: &[(PublicKey, Validity)]) -> Result<(), CenterError> {
+    pub async fn register_store(
+        &self,
+        store: &StoreRecord,
+        keys: &[(PublicKey, Validity)],
+        by: &crate::console::Actor,
+    ) -> Result<(), CenterError> {
         // A store's id is also the name its client certificate carries
         // (refunds, a member's orders at its mall): it must not be a role's
         // name (L3).
@@ -805,19 +810,37 @@ impl Center {
                 message: format!("the registry holds at most {} store keys", kessai_core::limits::MAX_REGISTRY_KEYS),
             });
         }
-        self.db.put_store_with_keys(store, keys, self.clock.now()).await.map_err(stored)
+        let before = self.db.store(&store.id).await?.map(|s| s.name.as_str().to_owned());
+        let after = serde_json::json!({
+            "name": store.name.as_str(), "mall": store.mall.as_ref().map(|m| m.to_string()),
+            "notify_url": store.notify_url, "client_name": store.client_name,
+            "bank_account": store.bank_account.is_some(), "keys_added": keys.len(),
+        });
+        let trail = by.did("store_registered", store.id.as_str(), serde_json::json!({ "name": before }), after);
+        self.db.put_store_with_keys(store, keys, self.clock.now(), Some(trail)).await.map_err(stored)
     }
 
     /// Registers a card issued with `initial` value on it: its registry row,
     /// its accounts and the issuance, in one transaction. (The caller put
     /// the value on the card; its id is derived from the card, so a retry
     /// cannot issue twice.)
-    pub async fn register_card(&self, record: &CardRecord, initial: Option<Money>) -> Result<(), CenterError> {
+    pub async fn register_card(
+        &self,
+        record: &CardRecord,
+        initial: Option<Money>,
+        by: &crate::console::Actor,
+    ) -> Result<(), CenterError> {
         let mut entries = Entries::open_card(&record.id, record.currency)?;
         if let Some(amount) = initial.filter(|a| !a.is_zero()) {
             entries = Entries::issue(initial_value_id(&record.id), &record.id, amount)?;
         }
-        self.db.put_card_with(record, self.clock.now(), entries).await.map_err(stored)
+        let after = serde_json::json!({
+            "key_version": record.key_version, "currency": record.currency.code(),
+            "max_balance_minor": record.max_balance_minor,
+            "initial_minor": initial.map(|m| m.amount_minor()).unwrap_or(0),
+        });
+        let trail = by.did("card_registered", &record.id.to_string(), serde_json::Value::Null, after);
+        self.db.put_card_with(record, self.clock.now(), entries, Some(trail)).await.map_err(stored)
     }
 
     /// The stored settlement, for status queries.

@@ -198,7 +198,8 @@ async fn register_mall(center: &kessai_center::service::Center, store: &StoreCon
         client_name: Some("kessai-mall".into()),
         bank_account: None,
     };
-    center.register_store(&mall, &[(mall_key(store)?.public(), Validity::always())]).await?;
+    let by = kessai_center::console::Actor::api("kessai-up");
+    center.register_store(&mall, &[(mall_key(store)?.public(), Validity::always())], &by).await?;
     for m in &store.members {
         let member = StoreRecord {
             id: m.id.clone(),
@@ -208,7 +209,7 @@ async fn register_mall(center: &kessai_center::service::Center, store: &StoreCon
             client_name: None,
             bank_account: None,
         };
-        center.register_store(&member, &[]).await?;
+        center.register_store(&member, &[], &by).await?;
     }
     Ok(())
 }

@@ -90,7 +90,13 @@ impl CenterDb {
     /// its `hold` in the books, in one transaction. `false` if it exists
     /// already; a refusal of the books (beyond the card's float) stores
     /// nothing.
-    pub async fn insert_owed(&self, o: &Owed, now: Timestamp, hold: Entries) -> Result<bool, DbError> {
+    pub async fn insert_owed(
+        &self,
+        o: &Owed,
+        now: Timestamp,
+        hold: Entries,
+        trail: TrailEntry,
+    ) -> Result<bool, DbError> {
         let exists = Stmt::new(OWED_SQL).bind(o.id.clone());
         let insert = insert_owed_query(o, now)?;
         let now_s = now.unix_s();
@@ -102,6 +108,7 @@ impl CenterDb {
                     }
                     conn.books(&hold, now_s).await?;
                     conn.execute(insert).await?;
+                    append_trail(&mut conn, &trail, now).await?;
                     Ok(true)
                 })
             })
@@ -170,7 +177,13 @@ impl CenterDb {
     /// Cancels an owed item no value update holds, voiding its hold in the
     /// same transaction. `false` if it is being applied, applied, or
     /// cancelled already.
-    pub async fn cancel_owed(&self, id: &str, now: Timestamp, void: Entries) -> Result<bool, DbError> {
+    pub async fn cancel_owed(
+        &self,
+        id: &str,
+        now: Timestamp,
+        void: Entries,
+        trail: TrailEntry,
+    ) -> Result<bool, DbError> {
         let owed = Stmt::new(OWED_SQL).bind(id.to_owned());
         let done = Stmt::new(
             "UPDATE center_owed SET status = $1, version = version + 1, updated_at = $2
@@ -197,6 +210,7 @@ impl CenterDb {
                 if conn.execute(done).await? != 1 {
                     return Err(DbError::Inconsistent(format!("owed item {id} changed while it was cancelled")));
                 }
+                append_trail(&mut conn, &trail, now).await?;
                 Ok(true)
             })
         })
@@ -215,6 +229,7 @@ impl CenterDb {
         moves: &[crate::owed::Move],
         replacement: Option<&(Owed, Entries)>,
         now: Timestamp,
+        trail: TrailEntry,
     ) -> Result<(), DbError> {
         let now_s = now.unix_s();
         let mut steps = Vec::with_capacity(moves.len());
@@ -246,6 +261,7 @@ impl CenterDb {
                     conn.books(&hold, now_s).await?;
                     conn.execute(insert).await?;
                 }
+                append_trail(&mut conn, &trail, now).await?;
                 Ok(())
             })
         })

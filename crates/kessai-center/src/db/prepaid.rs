@@ -487,6 +487,7 @@ impl CenterDb {
         f: &FundingRow,
         entries: Entries,
         now: Timestamp,
+        trail: TrailEntry,
     ) -> Result<bool, DbError> {
         let check = Stmt::new(
             "SELECT c.status AS credit, f.status AS funding FROM center_bank_credits c, center_fundings f
@@ -515,6 +516,7 @@ impl CenterDb {
                 if conn.execute(credit).await? != 1 || conn.execute(funding).await? != 1 {
                     return Err(DbError::Conflict);
                 }
+                append_trail(&mut conn, &trail, now).await?;
                 Ok(true)
             })
         })

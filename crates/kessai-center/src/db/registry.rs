@@ -24,7 +24,7 @@ pub struct StoreRecord {
 impl CenterDb {
     /// Adds or updates a store.
     pub async fn put_store(&self, s: &StoreRecord, now: Timestamp) -> Result<(), DbError> {
-        self.put_store_with_keys(s, &[], now).await
+        self.put_store_with_keys(s, &[], now, None).await
     }
 
     /// Adds or updates a store and, in the same transaction, its signing
@@ -34,6 +34,7 @@ impl CenterDb {
         s: &StoreRecord,
         keys: &[(PublicKey, Validity)],
         now: Timestamp,
+        trail: Option<TrailEntry>,
     ) -> Result<(), DbError> {
         let mut statements = vec![store_query(s, now)?];
         for (key, window) in keys {
@@ -44,6 +45,9 @@ impl CenterDb {
                 Box::pin(async move {
                     for statement in statements {
                         conn.execute(statement).await?;
+                    }
+                    if let Some(trail) = &trail {
+                        append_trail(&mut conn, trail, now).await?;
                     }
                     Ok(())
                 })
@@ -215,12 +219,20 @@ impl CenterDb {
     }
 
     pub async fn put_card(&self, c: &CardRecord, now: Timestamp) -> Result<(), DbError> {
-        self.put_card_with(c, now, Entries::none()).await
+        self.put_card_with(c, now, Entries::none(), None).await
     }
 
     /// Registers a card and, in the same transaction, its books `entries`
     /// (its accounts, its initial value): both or neither.
-    pub async fn put_card_with(&self, c: &CardRecord, now: Timestamp, entries: Entries) -> Result<(), DbError> {
+    /// `trail`: the operator's change, if it is one (the admin API's, the
+    /// CLI's), else `None` (a card put by a test or a tool).
+    pub async fn put_card_with(
+        &self,
+        c: &CardRecord,
+        now: Timestamp,
+        entries: Entries,
+        trail: Option<TrailEntry>,
+    ) -> Result<(), DbError> {
         let query = Stmt::new(
             "INSERT INTO center_cards (id, key_version, status, currency, max_balance_minor, created_at)
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -236,6 +248,9 @@ impl CenterDb {
             Box::pin(async move {
                 conn.books(&entries, now_s).await?;
                 conn.execute(query).await?;
+                if let Some(trail) = &trail {
+                    append_trail(&mut conn, trail, now).await?;
+                }
                 Ok(())
             })
         })

@@ -200,7 +200,8 @@ async fn the_console_admits_operators_and_their_roles_decide_on_postgres() {
 /// without the other.
 #[tokio::test]
 async fn a_crash_at_any_write_of_a_decision_leaves_both_or_neither() {
-    for n in 1..=6 {
+    let mut finished = false;
+    for n in 1..=12 {
         let s = setup().await;
         let c = &s.center;
         let id = c.apply("general", "Shiro Kato", "shiro@example.jp").await.unwrap().application_id;
@@ -223,9 +224,11 @@ async fn a_crash_at_any_write_of_a_decision_leaves_both_or_neither() {
         assert_eq!(trail.len(), 1, "fault at {n}");
         assert_eq!(c.db.check_trail().await.unwrap(), Ok(1));
         if !fired {
+            finished = true;
             break;
         }
     }
+    assert!(finished, "every write of it was crashed at, and then it completed");
 }
 
 /// The admin API's changes leave their trail rows too (role `api`), with
@@ -285,8 +288,29 @@ async fn admin_changes_are_trailed(s: Setup) {
     assert_eq!(status, StatusCode::OK, "revoking again answers as before");
     assert_eq!(center.db.trail(Some(&mall_kid), None, 10).await.unwrap().len(), 1, "and leaves no second row");
 
-    // Every row chains: the approval, the status, the letter, the link, the key.
-    assert_eq!(center.db.check_trail().await.unwrap(), Ok(5));
+    // A store registered, a correction made and cancelled.
+    let (status, _) =
+        post("/v1/admin/stores".into(), serde_json::json!({ "id": "tea-house", "name": "Tea House" })).await;
+    assert_eq!(status, StatusCode::OK);
+    let row = &center.db.trail(Some("tea-house"), None, 10).await.unwrap()[0].entry;
+    assert_eq!((row.action.as_str(), row.before.as_str()), ("store_registered", r#"{"name":null}"#));
+    let correction = serde_json::json!({
+        "reference": "TICKET-42", "amount": { "amount_minor": 300, "currency": "JPY" }, "reason": "double top-up",
+    });
+    let (status, owed) = post(format!("/v1/admin/cards/{card}/corrections"), correction.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{owed}");
+    let (status, _) = post(format!("/v1/admin/cards/{card}/corrections"), correction).await;
+    assert_eq!(status, StatusCode::OK, "the same reference again");
+    let owed_id = owed["owed_id"].as_str().unwrap().to_owned();
+    let (status, _) = post(format!("/v1/admin/owed/{owed_id}/cancel"), serde_json::Value::Null).await;
+    assert_eq!(status, StatusCode::OK);
+    let actions: Vec<String> =
+        center.db.trail(Some(&owed_id), None, 10).await.unwrap().into_iter().map(|r| r.entry.action).collect();
+    assert_eq!(actions, ["correction_cancelled", "correction_added"], "once each");
+
+    // Every row chains: the approval, the status, the letter, the link, the
+    // key, the store, the correction and its cancelling.
+    assert_eq!(center.db.check_trail().await.unwrap(), Ok(8));
 }
 
 #[tokio::test]
@@ -305,6 +329,7 @@ async fn the_admin_apis_changes_are_trailed_on_postgres() {
 #[tokio::test]
 async fn a_crash_at_any_write_of_a_status_change_leaves_both_or_neither() {
     use kessai_center::purchase::CardRegistryStatus;
+    let mut finished = false;
     for n in 1..=6 {
         let s = setup().await;
         crate::service::register_card(&s, 4, 5_000).await;
@@ -325,7 +350,41 @@ async fn a_crash_at_any_write_of_a_status_change_leaves_both_or_neither() {
         } else {
             first.unwrap();
             assert_eq!((status, rows), (CardRegistryStatus::Blocked, 1));
+            finished = true;
             break;
         }
     }
+    assert!(finished, "every write of it was crashed at, and then it completed");
+}
+
+/// A crash at any write of a correction leaves its hold on the card's
+/// float, its item and its trail row all, or none of them.
+#[tokio::test]
+async fn a_crash_at_any_write_of_a_correction_leaves_all_or_none() {
+    let amount = kessai_core::Money::new(700, kessai_core::Currency::JPY).unwrap();
+    let mut finished = false;
+    for n in 1..=12 {
+        let s = setup().await;
+        crate::service::register_card(&s, 5, 5_000).await;
+        let c = &s.center;
+        let card = crate::world::card_id(5);
+        c.db.faults().fail_at(n);
+        let first = c.add_correction(card, "TICKET-7", amount, "double top-up", &Actor::api("admin")).await;
+        let fired = !c.db.faults().armed();
+        c.db.faults().fail_at(0);
+        let held = c.books.card_float(&card).await.unwrap().map(|(_, held)| held).unwrap_or(0);
+        let items = c.db.owed_for_card(&card, 10).await.unwrap().len();
+        let rows = c.db.trail(None, None, 10).await.unwrap().len();
+        if fired {
+            assert!(first.is_err(), "a fault at write {n}");
+            assert_eq!((held, items, rows), (0, 0, 0), "after a fault at {n}");
+        } else {
+            first.unwrap();
+            assert_eq!((held, items, rows), (700, 1, 1));
+            c.books.ledger().check().await.unwrap();
+            finished = true;
+            break;
+        }
+    }
+    assert!(finished, "every write of it was crashed at, and then it completed");
 }

@@ -278,12 +278,18 @@ async fn reservations_and_owed_items(db: &CenterDb) {
             created_at: NOW,
         },
     };
-    assert!(db.insert_owed(&owed, NOW, Entries::none()).await.unwrap());
-    assert!(!db.insert_owed(&owed, NOW, Entries::none()).await.unwrap(), "stored once");
+    assert!(db.insert_owed(&owed, NOW, Entries::none(), crate::trail("correction_added")).await.unwrap());
+    assert!(
+        !db.insert_owed(&owed, NOW, Entries::none(), crate::trail("correction_added")).await.unwrap(),
+        "stored once"
+    );
     assert_eq!(db.owed(&owed.id).await.unwrap().unwrap(), owed);
     assert_eq!(db.owed_for_card(&card, 10).await.unwrap().len(), 1);
-    assert!(db.cancel_owed(&owed.id, NOW, Entries::none()).await.unwrap());
-    assert!(!db.cancel_owed(&owed.id, NOW, Entries::none()).await.unwrap(), "cancelled once");
+    assert!(db.cancel_owed(&owed.id, NOW, Entries::none(), crate::trail("correction_cancelled")).await.unwrap());
+    assert!(
+        !db.cancel_owed(&owed.id, NOW, Entries::none(), crate::trail("correction_cancelled")).await.unwrap(),
+        "cancelled once"
+    );
     assert!(db.owed_for_card(&card, 10).await.unwrap().is_empty());
 }
 

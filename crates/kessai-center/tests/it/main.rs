@@ -25,6 +25,12 @@ mod world;
 /// The verified certificate an in-process request carries: `admin` acts as
 /// an operator, `center` as the center, any other name as a store;
 /// `PARTY/NAME` names the party.
+/// The operator a test's changes are made by.
+pub(crate) fn tester() -> &'static kessai_center::console::Actor {
+    static TESTER: std::sync::OnceLock<kessai_center::console::Actor> = std::sync::OnceLock::new();
+    TESTER.get_or_init(|| kessai_center::console::Actor::api("test"))
+}
+
 /// The trail row of a change a test makes directly (not through the
 /// admin API or the console).
 pub(crate) fn trail(action: &str) -> kessai_center::db::TrailEntry {

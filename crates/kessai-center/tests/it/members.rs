@@ -184,7 +184,7 @@ async fn a_member_applies_is_approved_and_registers_its_key_and_every_refusal_ch
 
     // The operator marks the letters sent: their text, with the codes, is gone.
     for l in s.center.outbox().await.unwrap() {
-        s.center.letter_sent(&l.letter_id, &kessai_center::console::Actor::api("test")).await.unwrap();
+        s.center.letter_sent(&l.letter_id, crate::tester()).await.unwrap();
     }
     assert!(s.center.outbox().await.unwrap().is_empty());
     assert!(s.center.db.letters_of(&member).await.unwrap().iter().all(|l| l.letter.is_none()));
@@ -341,11 +341,7 @@ async fn a_member_replaces_its_key_and_a_lost_key_is_revoked_and_registered_anew
     );
 
     // The second key is lost: revoked, a new letter out.
-    let revoked = s
-        .center
-        .revoke_member(&member, "reported lost by phone", &kessai_center::console::Actor::api("test"))
-        .await
-        .unwrap();
+    let revoked = s.center.revoke_member(&member, "reported lost by phone", crate::tester()).await.unwrap();
     assert_eq!(s.center.db.member(&member).await.unwrap().unwrap().status, "revoked");
     let after_loss = replacement(&second, &SigningKey::generate(&mut rng), &second, &mut rng);
     assert!(matches!(s.center.replace_member_key(&after_loss).await, Err(MemberError::UnknownMember(_))));
@@ -481,10 +477,7 @@ async fn a_store_member_signs_its_bills_with_its_registered_key() {
     assert!(matches!(old, CenterError::Bill(JwsError::RevokedKey(_))), "{old:?}");
     create(sign_bill(&second, 3, &mut rng)).await.unwrap();
 
-    s.center
-        .revoke_member(&store, "the shop's laptop was stolen", &kessai_center::console::Actor::api("test"))
-        .await
-        .unwrap();
+    s.center.revoke_member(&store, "the shop's laptop was stolen", crate::tester()).await.unwrap();
     let revoked = create(sign_bill(&second, 4, &mut rng)).await.unwrap_err();
     assert!(matches!(revoked, CenterError::Bill(JwsError::RevokedKey(_))), "{revoked:?}");
 }

@@ -252,12 +252,12 @@ async fn a_bank_transfer_issues_value_once_and_what_does_not_match_waits_in_susp
     let held = s.center.bank_credits_in("suspense").await.unwrap();
     let entry = held.iter().find(|c| c.funding_id.as_deref() == Some(topup.funding_id.as_str())).unwrap();
     assert!(entry.reason.as_deref().unwrap().contains("received for a request of"), "{:?}", entry.reason);
-    let applied = s.center.apply_suspense(&entry.entry_key, &topup.funding_id).await.unwrap();
+    let applied = s.center.apply_suspense(&entry.entry_key, &topup.funding_id, crate::tester()).await.unwrap();
     assert_eq!((applied.status, applied.received), (FundingStatus::Issued, Some(jpy(1_500))));
     assert_eq!(balance(&s, &card).await, 6_500);
     // Applied once: a second application finds nothing in suspense.
     assert!(matches!(
-        s.center.apply_suspense(&entry.entry_key, &topup.funding_id).await,
+        s.center.apply_suspense(&entry.entry_key, &topup.funding_id, crate::tester()).await,
         Err(PrepaidError::UnknownCredit(_))
     ));
 

@@ -367,26 +367,35 @@ async fn a_correction_is_held_at_once_and_taken_off_at_the_next_presentation() {
     let mut card = funded_card(6, 10_000);
 
     // Beyond what the books show on the card: refused, nothing held.
-    let err = c.center.add_correction(card_id(6), "TICKET-0", jpy(10_001), "double issuance").await.unwrap_err();
+    let err = c
+        .center
+        .add_correction(card_id(6), "TICKET-0", jpy(10_001), "double issuance", crate::tester())
+        .await
+        .unwrap_err();
     assert!(matches!(err, UpdateError::CorrectionOverFloat(_)), "{err:?}");
     assert_eq!(c.center.books.card_float(&card_id(6)).await.unwrap().unwrap(), (10_000, 0));
 
     // Made, then cancelled before the card was presented: the hold is voided.
-    let o = c.center.add_correction(card_id(6), "TICKET-1", jpy(1_500), "double issuance").await.unwrap();
+    let o =
+        c.center.add_correction(card_id(6), "TICKET-1", jpy(1_500), "double issuance", crate::tester()).await.unwrap();
     assert_eq!(c.center.books.card_float(&card_id(6)).await.unwrap().unwrap(), (10_000, 1_500));
-    let again = c.center.add_correction(card_id(6), "TICKET-1", jpy(1_500), "double issuance").await.unwrap();
+    let again =
+        c.center.add_correction(card_id(6), "TICKET-1", jpy(1_500), "double issuance", crate::tester()).await.unwrap();
     assert_eq!(again.owed_id, o.owed_id, "the same reference is the same correction");
-    assert_eq!(c.center.cancel_correction(&o.owed_id).await.unwrap().status, OwedStatus::Cancelled);
+    assert_eq!(c.center.cancel_correction(&o.owed_id, crate::tester()).await.unwrap().status, OwedStatus::Cancelled);
     assert_eq!(c.center.books.card_float(&card_id(6)).await.unwrap().unwrap(), (10_000, 0));
     assert!(present(&c, &mut card, 6).await.is_empty());
 
     // Made and presented: the card is debited once.
-    let o = c.center.add_correction(card_id(6), "TICKET-2", jpy(2_500), "wrong top-up").await.unwrap();
+    let o = c.center.add_correction(card_id(6), "TICKET-2", jpy(2_500), "wrong top-up", crate::tester()).await.unwrap();
     let applied = present(&c, &mut card, 6).await;
     assert_eq!(applied.len(), 1);
     assert_eq!((applied[0].direction, applied[0].phase), (Direction::Debit, UpdatePhase::Completed));
     assert_eq!(balance_of(&mut card), 7_500);
-    assert!(matches!(c.center.cancel_correction(&o.owed_id).await, Err(UpdateError::NotCancellable(_))));
+    assert!(matches!(
+        c.center.cancel_correction(&o.owed_id, crate::tester()).await,
+        Err(UpdateError::NotCancellable(_))
+    ));
     c.check_books(6, &mut card).await;
 }
 
@@ -397,7 +406,7 @@ async fn a_decrease_over_the_card_balance_is_voided_and_can_be_asked_again() {
     let mut card = funded_card(7, 0);
     let charge = charged(&c, &mut card, 7, 5_000).await;
     // The card spends most of it (an operator's correction here).
-    c.center.add_correction(card_id(7), "TICKET-7", jpy(4_000), "test").await.unwrap();
+    c.center.add_correction(card_id(7), "TICKET-7", jpy(4_000), "test", crate::tester()).await.unwrap();
     present(&c, &mut card, 7).await;
     assert_eq!(balance_of(&mut card), 1_000);
 
@@ -715,7 +724,7 @@ async fn an_owed_credit_that_does_not_fit_waits_without_blocking_the_rest() {
     assert_eq!(balance_of(&mut card), 100_000 - PURCHASE + 11_000);
     // 99,640 + 11,360 passes the maximum of 100,000.
     let refund = c.center.request_refund(&refund_token(&key, &settlement, "rf-full", PURCHASE)).await.unwrap();
-    let correction = c.center.add_correction(card_id(8), "TICKET-9", jpy(500), "fee").await.unwrap();
+    let correction = c.center.add_correction(card_id(8), "TICKET-9", jpy(500), "fee", crate::tester()).await.unwrap();
     let applied = present(&c, &mut card, 8).await;
     assert_eq!(applied.len(), 1, "only the correction applies: {applied:?}");
     assert_eq!((applied[0].direction, applied[0].phase), (Direction::Debit, UpdatePhase::Completed));
@@ -745,11 +754,12 @@ async fn a_lost_cards_value_and_refunds_go_to_the_card_that_replaces_it() {
     let mut old = funded_card(11, 50_000);
     let settlement = purchase(&c, &key, &mut old, 11).await;
     let refund = c.center.request_refund(&refund_token(&key, &settlement, "rf-before-loss", 2_000)).await.unwrap();
-    let refused = c.center.replace_card(card_id(11), card_id(12), "lost").await.unwrap_err();
+    let refused = c.center.replace_card(card_id(11), card_id(12), "lost", crate::tester()).await.unwrap_err();
     assert!(matches!(refused, UpdateError::NotReplaceable(_)), "an active card: {refused:?}");
     crate::world::report_lost(&c.center.db, card_id(11)).await;
 
-    let done = c.center.replace_card(card_id(11), card_id(12), "reported lost at the counter").await.unwrap();
+    let done =
+        c.center.replace_card(card_id(11), card_id(12), "reported lost at the counter", crate::tester()).await.unwrap();
     let value = 50_000 - PURCHASE;
     let replacement = done.replacement.clone().expect("the old card held value");
     assert_eq!((replacement.amount, replacement.card_id.as_str()), (jpy(value), card_id(12).to_string().as_str()));
@@ -757,9 +767,10 @@ async fn a_lost_cards_value_and_refunds_go_to_the_card_that_replaces_it() {
     assert_eq!((done.moved[0].amount, done.moved[0].card_id.clone()), (jpy(2_000), card_id(12).to_string()));
     assert_eq!(c.center.db.owed(&refund.owed_id).await.unwrap().unwrap().status, OwedStatus::Moved);
     // Asked again: what was done, and nothing more; by another card: refused.
-    let again = c.center.replace_card(card_id(11), card_id(12), "reported lost at the counter").await.unwrap();
+    let again =
+        c.center.replace_card(card_id(11), card_id(12), "reported lost at the counter", crate::tester()).await.unwrap();
     assert_eq!((again.replacement, again.moved.len()), (done.replacement.clone(), 0));
-    let other = c.center.replace_card(card_id(11), card_id(13), "twice").await.unwrap_err();
+    let other = c.center.replace_card(card_id(11), card_id(13), "twice", crate::tester()).await.unwrap_err();
     assert!(matches!(other, UpdateError::NotReplaceable(_)), "{other:?}");
     assert_eq!(payable(&c).await, PURCHASE, "the refund stays held, posted at its application");
 
@@ -784,7 +795,7 @@ async fn a_lost_cards_value_and_refunds_go_to_the_card_that_replaces_it() {
     let r = c.center.offer(&sid, relay_step(&mut busy, &r), Default::default()).await.unwrap();
     assert_eq!(r.phase, Phase::Offered);
     crate::world::report_lost(&c.center.db, card_id(14)).await;
-    let held = c.center.replace_card(card_id(14), card_id(13), "lost").await.unwrap_err();
+    let held = c.center.replace_card(card_id(14), card_id(13), "lost", crate::tester()).await.unwrap_err();
     assert!(matches!(held, UpdateError::NotReplaceable(_)), "{held:?}");
     assert!(c.center.db.owed_for_card(&card_id(13), 10).await.unwrap().is_empty(), "nothing moved");
     c.center.books.ledger().check().await.unwrap();

@@ -351,7 +351,7 @@ async fn more_than_64_store_keys_do_not_stop_the_center() {
         };
         let (old, new) = (SigningKey::generate(&mut s.rng), SigningKey::generate(&mut s.rng));
         let keys = [(old.public(), Validity::always()), (new.public(), Validity::always())];
-        s.center.register_store(&record, &keys).await.unwrap();
+        s.center.register_store(&record, &keys, crate::tester()).await.unwrap();
         assert!(
             s.center
                 .db
