@@ -703,8 +703,8 @@ async fn record_cash(
     Path(id): Path<String>,
     Body(b): Body<RecordCash>,
 ) -> Result<Json<Funding>, ApiError> {
-    let operator = peer.map(|Extension(p)| p.name).unwrap_or_default();
-    let f = state.center.record_cash(&id, b.amount, &operator).await.map_err(crate::prepaid_api::prepaid_api_error)?;
+    let by = actor(&peer);
+    let f = state.center.record_cash(&id, b.amount, &by).await.map_err(crate::prepaid_api::prepaid_api_error)?;
     Ok(Json(f))
 }
 

@@ -141,6 +141,12 @@ pub fn routes(center: Arc<Center>, admin_name: String, operators: Vec<String>) -
         .route("/console/applications", get(applications))
         .route("/console/applications/{id}/approve", post(approve))
         .route("/console/applications/{id}/reject", post(reject))
+        .route("/console/outbox", get(outbox))
+        .route("/console/outbox/{id}/sent", post(letter_sent))
+        .route("/console/cash", get(cash))
+        .route("/console/cash/{id}", post(count_cash))
+        .route("/console/bank-credits", get(bank_credits))
+        .route("/console/bank-credits/apply", post(apply_credit))
         .route("/console/trail", get(trail))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), only_operators))
         .with_state(state)
@@ -172,6 +178,9 @@ fn layout(title: &str, who: Option<&Session>, body: Markup) -> Markup {
                         nav aria-label="Console" {
                             a href="/console" { "Settlements" } " · "
                             a href="/console/applications" { "Applications" } " · "
+                            a href="/console/outbox" { "Letters" } " · "
+                            a href="/console/cash" { "Cash" } " · "
+                            a href="/console/bank-credits" { "Bank credits" } " · "
                             a href="/console/trail" { "Trail" }
                         }
                         form method="post" action="/console/logout" {
@@ -674,6 +683,208 @@ async fn decide(
         Err(e) => {
             let status = crate::members::member_api_error(e).status();
             refusal(status, Some(&s), "The application could not be decided: it is unknown, or decided already.")
+        }
+    }
+}
+
+/// The letters to print or mail. Their text holds an activation code: a
+/// viewer sees that a letter waits, not what it says.
+async fn outbox(
+    State(state): State<ConsoleState>,
+    peer: Option<Extension<PeerIdentity>>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(s) = session(&state, &headers, peer.as_ref().map(|Extension(p)| p)).await else { return to_login() };
+    let letters = match state.center.outbox().await {
+        Ok(letters) => letters,
+        Err(e) => return refusal(StatusCode::SERVICE_UNAVAILABLE, Some(&s), &format!("reading the outbox: {e}")),
+    };
+    let reads = s.row.role.may(Role::Operator);
+    let body = html! {
+        p { "Activation letters not sent yet, oldest first. Print or mail each, then mark it sent: its text, "
+            "with the code, is then wiped." }
+        table id="letters" {
+            thead { tr { th { "Letter" } th { "Member" } th { "Kind" } th { "Valid until" } th { "Text" } th { "" } } }
+            tbody { @for l in &letters {
+                tr {
+                    td { code { (l.letter_id) } } td { (l.member) } td { (l.kind) } td { (l.expires_at.utc()) }
+                    td { @if reads { pre { (l.text) } } @else { em { "shown to operators" } } }
+                    td {
+                        form class="inline" method="post" action={"/console/outbox/" (l.letter_id) "/sent"} {
+                            input type="hidden" name="form_token" value=(s.form_token);
+                            button type="submit" { "Mark sent" }
+                        }
+                    }
+                }
+            } }
+        }
+        @if letters.is_empty() { p { "No letter waits." } }
+    };
+    page(StatusCode::OK, layout("Letters", Some(&s), body))
+}
+
+async fn letter_sent(
+    State(state): State<ConsoleState>,
+    peer: Option<Extension<PeerIdentity>>,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<TokenForm>,
+) -> Response {
+    let peer = peer.as_ref().map(|Extension(p)| p);
+    let s = match may_change(&state, &uri, &headers, peer, &f.form_token, Role::Operator).await {
+        Ok(s) => s,
+        Err(refused) => return refused,
+    };
+    match state.center.letter_sent(&id, &s.actor()).await {
+        Ok(()) => Redirect::to("/console/outbox").into_response(),
+        Err(e) => refusal(crate::members::member_api_error(e).status(), Some(&s), "No such letter waits."),
+    }
+}
+
+/// Cash fundings waiting for their envelope to be counted, or for a second
+/// operator's count (above the dual-control limit).
+async fn cash(
+    State(state): State<ConsoleState>,
+    peer: Option<Extension<PeerIdentity>>,
+    headers: HeaderMap,
+) -> Response {
+    use crate::prepaid::FundingStatus;
+    use kessai_core::messages::prepaid::FundingMethod;
+    let Some(s) = session(&state, &headers, peer.as_ref().map(|Extension(p)| p)).await else { return to_login() };
+    let mut fundings = Vec::new();
+    for status in [FundingStatus::Counted, FundingStatus::Awaiting] {
+        match state.center.fundings_in(status).await {
+            Ok(found) => fundings.extend(found.into_iter().filter(|f| f.method == FundingMethod::Cash)),
+            Err(e) => return refusal(StatusCode::SERVICE_UNAVAILABLE, Some(&s), &format!("reading fundings: {e}")),
+        }
+    }
+    let body = html! {
+        p { "Envelopes of cash (registered mail) to count. Above the dual-control limit a second operator, "
+            "not the first, counts again; the value is issued when the two counts agree." }
+        table id="cash" {
+            thead { tr { th { "Funding" } th { "Prepaid card" } th { "Asked" } th { "Status" } th { "Reference" }
+                         th { "Count" } } }
+            tbody { @for f in &fundings {
+                tr {
+                    td { code { (f.funding_id) } } td { code { (f.prepaid_id) } } td class="num" { (f.amount) }
+                    td { (f.status.as_str()) } td { (f.reference.clone().unwrap_or_default()) }
+                    td {
+                        form class="inline" method="post" action={"/console/cash/" (f.funding_id)} {
+                            input type="hidden" name="form_token" value=(s.form_token);
+                            input type="hidden" name="currency" value=(f.amount.currency().code());
+                            input name="amount_minor" inputmode="numeric" required size="10"
+                                aria-label={"Counted, in minor units of " (f.amount.currency().code())};
+                            button type="submit" { "Record count" }
+                        }
+                    }
+                }
+            } }
+        }
+        @if fundings.is_empty() { p { "No envelope waits." } }
+    };
+    page(StatusCode::OK, layout("Cash", Some(&s), body))
+}
+
+#[derive(Deserialize)]
+struct CashForm {
+    form_token: String,
+    currency: String,
+    amount_minor: String,
+}
+
+async fn count_cash(
+    State(state): State<ConsoleState>,
+    peer: Option<Extension<PeerIdentity>>,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<CashForm>,
+) -> Response {
+    let peer = peer.as_ref().map(|Extension(p)| p);
+    let s = match may_change(&state, &uri, &headers, peer, &f.form_token, Role::Operator).await {
+        Ok(s) => s,
+        Err(refused) => return refused,
+    };
+    let counted = kessai_core::Currency::parse(&f.currency)
+        .ok()
+        .zip(f.amount_minor.trim().parse::<u64>().ok())
+        .and_then(|(currency, minor)| kessai_core::Money::new(minor, currency).ok());
+    let Some(counted) = counted else {
+        return refusal(StatusCode::BAD_REQUEST, Some(&s), "The count is a whole number of minor units.");
+    };
+    match state.center.record_cash(&id, counted, &s.actor()).await {
+        Ok(_) => Redirect::to("/console/cash").into_response(),
+        Err(e) => {
+            let refused = crate::prepaid_api::prepaid_api_error(e);
+            refusal(refused.status(), Some(&s), &format!("The count was not recorded: {refused}"))
+        }
+    }
+}
+
+/// Bank and postal credits that matched no funding, for an operator to
+/// apply to the funding they pay.
+async fn bank_credits(
+    State(state): State<ConsoleState>,
+    peer: Option<Extension<PeerIdentity>>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(s) = session(&state, &headers, peer.as_ref().map(|Extension(p)| p)).await else { return to_login() };
+    let credits = match state.center.bank_credits_in("suspense").await {
+        Ok(credits) => credits,
+        Err(e) => return refusal(StatusCode::SERVICE_UNAVAILABLE, Some(&s), &format!("reading credits: {e}")),
+    };
+    let body = html! {
+        p { "Credits in suspense: a partial payment, a mistyped reference. Apply one to the funding of its kind "
+            "that awaits it, and the amount received is issued to that funding's card." }
+        table id="credits" {
+            thead { tr { th { "Entry" } th { "Booked" } th { "Amount" } th { "Reference" } th { "Remitter" }
+                         th { "Why" } th { "Apply to funding" } } }
+            tbody { @for c in &credits {
+                tr {
+                    td { code { (c.entry_key) } } td { (c.booked_on) } td class="num" { (c.amount) }
+                    td { (c.reference.clone().unwrap_or_default()) } td { (c.remitter.clone().unwrap_or_default()) }
+                    td { (c.reason.clone().unwrap_or_default()) }
+                    td {
+                        form class="inline" method="post" action="/console/bank-credits/apply" {
+                            input type="hidden" name="form_token" value=(s.form_token);
+                            input type="hidden" name="entry_key" value=(c.entry_key);
+                            input name="funding_id" required size="38" placeholder="fnd_…" aria-label="Funding";
+                            button type="submit" { "Apply" }
+                        }
+                    }
+                }
+            } }
+        }
+        @if credits.is_empty() { p { "No credit is in suspense." } }
+    };
+    page(StatusCode::OK, layout("Bank credits", Some(&s), body))
+}
+
+#[derive(Deserialize)]
+struct ApplyForm {
+    form_token: String,
+    entry_key: String,
+    funding_id: String,
+}
+
+async fn apply_credit(
+    State(state): State<ConsoleState>,
+    peer: Option<Extension<PeerIdentity>>,
+    uri: Uri,
+    headers: HeaderMap,
+    Form(f): Form<ApplyForm>,
+) -> Response {
+    let peer = peer.as_ref().map(|Extension(p)| p);
+    let s = match may_change(&state, &uri, &headers, peer, &f.form_token, Role::Operator).await {
+        Ok(s) => s,
+        Err(refused) => return refused,
+    };
+    match state.center.apply_suspense(&f.entry_key, f.funding_id.trim(), &s.actor()).await {
+        Ok(_) => Redirect::to("/console/bank-credits").into_response(),
+        Err(e) => {
+            let refused = crate::prepaid_api::prepaid_api_error(e);
+            refusal(refused.status(), Some(&s), &format!("The credit was not applied: {refused}"))
         }
     }
 }

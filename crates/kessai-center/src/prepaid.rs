@@ -511,7 +511,7 @@ impl Center {
         }
         let captured = FundingRow { status: FundingStatus::Captured, updated_at: self.clock.now(), ..f.clone() };
         if let Err(e) =
-            self.db.change_funding(&captured, FundingStatus::Issued, Entries::none(), captured.updated_at).await
+            self.db.change_funding(&captured, FundingStatus::Issued, Entries::none(), captured.updated_at, None).await
         {
             tracing::warn!(funding = %f.id, error = %e, "recording a prepaid funding's capture");
         }
@@ -843,7 +843,7 @@ impl Center {
         if credit.reversal {
             row.status = "review".into();
             row.reason = Some("a reversal of an earlier credit: no money moved".into());
-            return Ok(self.db.take_bank_credit(&row, None, Entries::none(), now).await?.recorded("review"));
+            return Ok(self.db.take_bank_credit(&row, None, Entries::none(), now, None).await?.recorded("review"));
         }
         let funding = match &reference {
             Some(r) => self.db.funding_by_reference(r).await?,
@@ -871,7 +871,7 @@ impl Center {
                     ..f.clone()
                 };
                 let entries = Entries::prepaid_funding(f.id.as_str(), source.receiving(), &f.account, credit.amount)?;
-                let taken = self.db.take_bank_credit(&row, Some(&issued), entries, now).await?;
+                let taken = self.db.take_bank_credit(&row, Some(&issued), entries, now, None).await?;
                 if taken == crate::db::CreditTaken::Recorded {
                     tracing::info!(funding = %f.id, card = %f.account, amount = %credit.amount, "transfer matched; value issued");
                 }
@@ -881,7 +881,7 @@ impl Center {
                 row.funding_id = found.map(|f| f.id.to_string());
                 row.reason = why;
                 let entries = Entries::suspense(&key, source.receiving(), credit.amount)?;
-                Ok(self.db.take_bank_credit(&row, None, entries, now).await?.recorded("suspense"))
+                Ok(self.db.take_bank_credit(&row, None, entries, now, None).await?.recorded("suspense"))
             }
         }
     }
@@ -953,8 +953,9 @@ impl Center {
         &self,
         funding_id: &str,
         counted: Money,
-        operator: &str,
+        by: &crate::console::Actor,
     ) -> Result<FundingView, PrepaidError> {
+        let operator = by.name.as_str();
         let now = self.clock.now();
         let f = self
             .db
@@ -991,7 +992,14 @@ impl Center {
                 updated_at: now,
                 ..f.clone()
             };
-            let moved = self.db.change_funding(&pending, FundingStatus::Awaiting, Entries::none(), now).await?;
+            let trail = by.did(
+                "cash_counted",
+                f.id.as_str(),
+                serde_json::json!({ "status": "awaiting" }),
+                serde_json::json!({ "status": "counted", "counted": counted.to_string() }),
+            );
+            let moved =
+                self.db.change_funding(&pending, FundingStatus::Awaiting, Entries::none(), now, Some(trail)).await?;
             tracing::info!(funding = %f.id, operator, amount = %counted, "cash counted; a second operator must confirm");
             (moved, pending)
         } else {
@@ -1027,10 +1035,22 @@ impl Center {
                     created_at: now,
                 };
                 let entries = Entries::suspense(&row.entry_key, Receiving::Cash, counted)?;
-                self.db.take_bank_credit(&row, None, entries, now).await?;
+                let trail = by.did(
+                    "cash_counted",
+                    f.id.as_str(),
+                    serde_json::json!({ "status": f.status.as_str() }),
+                    serde_json::json!({ "status": "awaiting", "counted": counted.to_string(), "held": "suspense" }),
+                );
+                self.db.take_bank_credit(&row, None, entries, now, Some(trail)).await?;
                 return Ok(funding_view(&f, &self.prepaid));
             }
-            let moved = self.db.change_funding(&issued, f.status, entries, now).await?;
+            let trail = by.did(
+                "cash_counted",
+                f.id.as_str(),
+                serde_json::json!({ "status": f.status.as_str() }),
+                serde_json::json!({ "status": issued.status.as_str(), "counted": counted.to_string() }),
+            );
+            let moved = self.db.change_funding(&issued, f.status, entries, now, Some(trail)).await?;
             tracing::info!(funding = %f.id, operators = ?issued.operators, amount = %counted, "cash recorded; value issued");
             (moved, issued)
         };

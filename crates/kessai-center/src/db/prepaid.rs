@@ -393,6 +393,7 @@ impl CenterDb {
         from: FundingStatus,
         entries: Entries,
         now: Timestamp,
+        trail: Option<TrailEntry>,
     ) -> Result<bool, DbError> {
         let check = Stmt::new("SELECT status FROM center_fundings WHERE id = $1").bind(f.id.as_str().to_owned());
         let update = update_funding(f, from)?;
@@ -407,6 +408,9 @@ impl CenterDb {
                 conn.books(&entries, now_s).await?;
                 if conn.execute(update).await? != 1 {
                     return Err(DbError::Conflict);
+                }
+                if let Some(trail) = &trail {
+                    append_trail(&mut conn, trail, now).await?;
                 }
                 Ok(true)
             })
@@ -434,6 +438,7 @@ impl CenterDb {
         issues: Option<&FundingRow>,
         entries: Entries,
         now: Timestamp,
+        trail: Option<TrailEntry>,
     ) -> Result<CreditTaken, DbError> {
         let seen =
             Stmt::new("SELECT entry_key FROM center_bank_credits WHERE entry_key = $1").bind(credit.entry_key.clone());
@@ -453,6 +458,9 @@ impl CenterDb {
                     // Expired or issued meanwhile: the whole write goes, and
                     // the import tries this entry again.
                     return Err(DbError::Conflict);
+                }
+                if let Some(trail) = &trail {
+                    append_trail(&mut conn, trail, now).await?;
                 }
                 Ok(CreditTaken::Recorded)
             })

@@ -16,13 +16,13 @@ use crate::service::{Setup, setup, setup_on_postgres};
 
 const HOST: &str = "127.0.0.1:8440";
 
-fn app(center: &Arc<Center>) -> axum::Router {
-    kessai_center::console::routes(center.clone(), "admin".into(), vec!["viewer".into()])
+pub(crate) fn app(center: &Arc<Center>) -> axum::Router {
+    kessai_center::console::routes(center.clone(), "admin".into(), vec!["viewer".into(), "op2".into()])
 }
 
 /// A request to the console with an operator's certificate (`peer`),
 /// a session cookie, and for a POST the console's own Origin and a form.
-async fn ask(
+pub(crate) async fn ask(
     app: &axum::Router,
     method: &str,
     path: &str,
@@ -49,13 +49,13 @@ async fn ask(
     (status, headers, body)
 }
 
-async fn give_login(db: &CenterDb, name: &str, role: Role, password: &str) {
+pub(crate) async fn give_login(db: &CenterDb, name: &str, role: Role, password: &str) {
     let account = operator_account(name, role, password, &mut SeededRandom::new(5)).unwrap();
     db.put_operator(&account, "test", crate::world::NOW).await.unwrap();
 }
 
 /// Logs `name` in with its own certificate; the session token.
-async fn log_in(app: &axum::Router, name: &str, password: &str) -> String {
+pub(crate) async fn log_in(app: &axum::Router, name: &str, password: &str) -> String {
     let form = format!("name={name}&password={password}");
     let (status, headers, body) = ask(app, "POST", "/console/login", Some(name), None, Some(&form)).await;
     assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
@@ -66,7 +66,7 @@ async fn log_in(app: &axum::Router, name: &str, password: &str) -> String {
     cookie.split(';').next().unwrap().split_once('=').unwrap().1.to_owned()
 }
 
-fn form_token(page: &str) -> String {
+pub(crate) fn form_token(page: &str) -> String {
     let at = page.find("name=\"form_token\" value=\"").expect("a form token") + 25;
     page[at..at + 32].to_owned()
 }
@@ -174,6 +174,27 @@ async fn console_admits_operators_and_roles_decide(s: Setup) {
     pool.close().await;
     // The two accounts, then the decision.
     assert_eq!(db.check_trail().await.unwrap(), Ok(3));
+
+    // The outbox: a viewer sees that a letter waits, not its code, and
+    // may not mark it sent; the approver reads and marks it.
+    let other = center.apply("general", "Nanako Ueda", "nanako@example.jp").await.unwrap();
+    let approved = center.approve_application(&other.application_id, &Actor::api("admin")).await.unwrap();
+    let (_, _, letters) = ask(&app, "GET", "/console/outbox", Some("viewer"), Some(&viewer), None).await;
+    assert!(letters.contains(&approved.letter_id) && !letters.contains("activation code"), "{letters}");
+    let sent = format!("/console/outbox/{}/sent", approved.letter_id);
+    let form = format!("form_token={}", form_token(&letters));
+    let (status, _, page) = ask(&app, "POST", &sent, Some("viewer"), Some(&viewer), Some(&form)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(page.contains("it needs the operator role"), "{page}");
+    let (_, _, letters) = ask(&app, "GET", "/console/outbox", Some("admin"), Some(&approver), None).await;
+    assert!(letters.contains("activation code"), "an operator reads the letter: {letters}");
+    let form = format!("form_token={}", form_token(&letters));
+    let (status, _, _) = ask(&app, "POST", &sent, Some("admin"), Some(&approver), Some(&form)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let row = &db.trail(Some(&approved.letter_id), None, 10).await.unwrap()[0].entry;
+    assert_eq!((row.action.as_str(), row.role.as_str()), ("letter_sent", "approver"));
+    let (_, _, letters) = ask(&app, "GET", "/console/outbox", Some("admin"), Some(&approver), None).await;
+    assert!(!letters.contains(&approved.letter_id), "sent: off the queue");
 
     // Logging out ends the session.
     let (_, _, page) = ask(&app, "GET", "/console", Some("admin"), Some(&approver), None).await;

@@ -226,7 +226,7 @@ async fn prepaid_run(mut c: Charging, n: u64) -> bool {
 
     let cash = request(&c.center, &m, "r-2", PrepaidAction::Fund, Some(&card), Some(5_000), Some(FundingMethod::Cash));
     let f = funding(survive!(c, c.center.prepaid_request(&cash, None, c.sim.as_ref())));
-    survive!(c, c.center.record_cash(&f.funding_id, jpy(5_000), "admin"));
+    survive!(c, c.center.record_cash(&f.funding_id, jpy(5_000), &crate::operator("admin")));
 
     let credit =
         request(&c.center, &m, "r-3", PrepaidAction::Fund, Some(&card), Some(2_000), Some(FundingMethod::Credit));

@@ -25,6 +25,11 @@ mod world;
 /// The verified certificate an in-process request carries: `admin` acts as
 /// an operator, `center` as the center, any other name as a store;
 /// `PARTY/NAME` names the party.
+/// Operator `name` over the admin API.
+pub(crate) fn operator(name: &str) -> kessai_center::console::Actor {
+    kessai_center::console::Actor::api(name)
+}
+
 /// The operator a test's changes are made by.
 pub(crate) fn tester() -> &'static kessai_center::console::Actor {
     static TESTER: std::sync::OnceLock<kessai_center::console::Actor> = std::sync::OnceLock::new();

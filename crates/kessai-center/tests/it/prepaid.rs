@@ -319,12 +319,12 @@ async fn cash_above_the_limit_needs_a_second_operator_and_credit_is_authorized_f
     let token = request(&s.center, &m, "c-1", PrepaidAction::Open, None, Some(20_000), Some(FundingMethod::Cash));
     let f = funding(s.center.prepaid_request(&token, None, &sim).await.unwrap());
     let card = PrepaidId::parse(&f.prepaid_id).unwrap();
-    let issued = s.center.record_cash(&f.funding_id, jpy(20_000), "admin").await.unwrap();
+    let issued = s.center.record_cash(&f.funding_id, jpy(20_000), &crate::operator("admin")).await.unwrap();
     assert_eq!(issued.status, FundingStatus::Issued);
     assert_eq!(balance(&s, &card).await, 20_000);
     // Counted again: it is issued already.
     assert!(matches!(
-        s.center.record_cash(&f.funding_id, jpy(20_000), "admin").await,
+        s.center.record_cash(&f.funding_id, jpy(20_000), &crate::operator("admin")).await,
         Err(PrepaidError::FundingState { .. })
     ));
 
@@ -334,19 +334,19 @@ async fn cash_above_the_limit_needs_a_second_operator_and_credit_is_authorized_f
     let token =
         request(&s.center, &m, "c-2", PrepaidAction::Fund, Some(&card), Some(150_000), Some(FundingMethod::Cash));
     let big = funding(s.center.prepaid_request(&token, None, &sim).await.unwrap());
-    let counted = s.center.record_cash(&big.funding_id, jpy(150_000), "admin").await.unwrap();
+    let counted = s.center.record_cash(&big.funding_id, jpy(150_000), &crate::operator("admin")).await.unwrap();
     assert_eq!(counted.status, FundingStatus::Counted);
     assert_eq!(balance(&s, &card).await, 20_000);
     assert!(matches!(
-        s.center.record_cash(&big.funding_id, jpy(150_000), "admin").await,
+        s.center.record_cash(&big.funding_id, jpy(150_000), &crate::operator("admin")).await,
         Err(PrepaidError::SecondOperator { .. })
     ));
     assert!(matches!(
-        s.center.record_cash(&big.funding_id, jpy(140_000), "operator-2").await,
+        s.center.record_cash(&big.funding_id, jpy(140_000), &crate::operator("operator-2")).await,
         Err(PrepaidError::CountDiffers { .. })
     ));
     assert_eq!(balance(&s, &card).await, 20_000);
-    let confirmed = s.center.record_cash(&big.funding_id, jpy(150_000), "operator-2").await.unwrap();
+    let confirmed = s.center.record_cash(&big.funding_id, jpy(150_000), &crate::operator("operator-2")).await.unwrap();
     assert_eq!(confirmed.status, FundingStatus::Issued);
     assert_eq!(balance(&s, &card).await, 170_000);
 
@@ -407,7 +407,7 @@ async fn a_member_pays_a_store_from_a_prepaid_card_once_and_every_bad_instructio
     let token = request(&s.center, &m, "c-1", PrepaidAction::Open, None, Some(20_000), Some(FundingMethod::Cash));
     let f = funding(s.center.prepaid_request(&token, None, &sim).await.unwrap());
     let card = PrepaidId::parse(&f.prepaid_id).unwrap();
-    s.center.record_cash(&f.funding_id, jpy(20_000), "admin").await.unwrap();
+    s.center.record_cash(&f.funding_id, jpy(20_000), &crate::operator("admin")).await.unwrap();
     let member_store = StoreId::parse(samples::MEMBER).unwrap();
 
     let bill = sample_bill(&mut s);
@@ -482,7 +482,7 @@ async fn expired_value_pays_nothing() {
     let token = request(&s.center, &m, "c-1", PrepaidAction::Open, None, Some(20_000), Some(FundingMethod::Cash));
     let f = funding(s.center.prepaid_request(&token, None, &sim).await.unwrap());
     let card = PrepaidId::parse(&f.prepaid_id).unwrap();
-    s.center.record_cash(&f.funding_id, jpy(20_000), "admin").await.unwrap();
+    s.center.record_cash(&f.funding_id, jpy(20_000), &crate::operator("admin")).await.unwrap();
     s.center.clock = Arc::new(FixedClock::new(Timestamp::from_unix_s(NOW.unix_s() + 86_401)));
     let bill = sample_bill(&mut s);
     let token = instruction_for(&s.center, &m, &bill, &card, jpy(11_360), &m.key);
@@ -497,7 +497,7 @@ pub(crate) async fn funded(s: &mut Setup, value: u64) -> (Member, PrepaidId) {
     let m = member(&s.center, &mut s.rng).await;
     let token = request(&s.center, &m, "c-1", PrepaidAction::Open, None, Some(value), Some(FundingMethod::Cash));
     let f = funding(s.center.prepaid_request(&token, None, &sim).await.unwrap());
-    s.center.record_cash(&f.funding_id, jpy(value), "admin").await.unwrap();
+    s.center.record_cash(&f.funding_id, jpy(value), &crate::operator("admin")).await.unwrap();
     (m, PrepaidId::parse(&f.prepaid_id).unwrap())
 }
 
@@ -765,4 +765,53 @@ async fn an_operator_reads_a_members_whole_story() {
     assert_eq!((status, answer["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("unknown_member")));
     let (status, _) = crate::api::send(&app, Request::get(path), Value::Null, Some("kessai-mall")).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+/// The console's cash queue (#22): two operators count an envelope above
+/// the dual-control limit, each with its own certificate and login; a
+/// viewer may not count, nor the first operator twice; each count is a
+/// trail row.
+#[tokio::test]
+async fn two_operators_count_cash_in_the_console() {
+    use crate::console::{app, ask, form_token, give_login, log_in};
+    use axum::http::StatusCode;
+    use kessai_center::db::Role;
+    let mut s = setup().await;
+    s.center.prepaid = PrepaidPolicy { cash_dual_control_minor: 100_000, ..PrepaidPolicy::default() };
+    let sim = Simulator::new();
+    let m = member(&s.center, &mut s.rng).await;
+    let token = request(&s.center, &m, "c-9", PrepaidAction::Open, None, Some(150_000), Some(FundingMethod::Cash));
+    let f = funding(s.center.prepaid_request(&token, None, &sim).await.unwrap());
+    let center = std::sync::Arc::new(s.center);
+    let console = app(&center);
+    give_login(&center.db, "admin", Role::Approver, "approver-password-1").await;
+    give_login(&center.db, "op2", Role::Operator, "operator-password-2").await;
+    give_login(&center.db, "viewer", Role::Viewer, "viewer-password-12").await;
+    let first = log_in(&console, "admin", "approver-password-1").await;
+    let second = log_in(&console, "op2", "operator-password-2").await;
+    let viewer = log_in(&console, "viewer", "viewer-password-12").await;
+    let count = format!("/console/cash/{}", f.funding_id);
+    let counted = |page: &str| format!("form_token={}&currency=JPY&amount_minor=150000", form_token(page));
+
+    let (_, _, page) = ask(&console, "GET", "/console/cash", Some("viewer"), Some(&viewer), None).await;
+    assert!(page.contains(&f.funding_id), "{page}");
+    let (status, _, _) = ask(&console, "POST", &count, Some("viewer"), Some(&viewer), Some(&counted(&page))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a viewer counts nothing");
+
+    let (_, _, page) = ask(&console, "GET", "/console/cash", Some("admin"), Some(&first), None).await;
+    let (status, _, _) = ask(&console, "POST", &count, Some("admin"), Some(&first), Some(&counted(&page))).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _, refused) = ask(&console, "POST", &count, Some("admin"), Some(&first), Some(&counted(&page))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    assert!(refused.contains("second operator"), "{refused}");
+    let card = PrepaidId::parse(&f.prepaid_id).unwrap();
+    assert_eq!(center.books.prepaid_balance(&card).await.unwrap().unwrap_or(0), 0, "nothing issued on one count");
+
+    let (_, _, page) = ask(&console, "GET", "/console/cash", Some("op2"), Some(&second), None).await;
+    let (status, _, _) = ask(&console, "POST", &count, Some("op2"), Some(&second), Some(&counted(&page))).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(center.books.prepaid_balance(&card).await.unwrap(), Some(150_000), "issued on the second count");
+    let rows = center.db.trail(Some(&f.funding_id), None, 10).await.unwrap();
+    let who: Vec<(&str, &str)> = rows.iter().map(|r| (r.entry.operator.as_str(), r.entry.action.as_str())).collect();
+    assert_eq!(who, [("op2", "cash_counted"), ("admin", "cash_counted")]);
 }

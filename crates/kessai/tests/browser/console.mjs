@@ -136,6 +136,24 @@ try {
     const trailRow = approver.locator("#trail tbody tr", { hasText: result.application }).first();
     result.trail_row = (await trailRow.innerText()).replace(/\s+/g, " ").trim();
   });
+  // The outbox: the viewer sees that letters wait, not their codes; the
+  // approver reads one and marks it sent.
+  await viewer.goto(`${center}/console/outbox`);
+  await step(viewer, "viewer-letters", async () => {
+    const letters = await text(viewer, "#letters");
+    if (letters.includes("activation code")) throw new Error("a viewer reads an activation code");
+    result.letters_waiting = await viewer.locator("#letters tbody tr").count();
+  });
+  await approver.goto(`${center}/console/outbox`);
+  const letter = approver.locator("#letters tbody tr").first();
+  await step(approver, "approver-letters", async () => {
+    await expectText(approver, "#letters", "activation code");
+    result.letter = (await letter.locator("td code").first().innerText()).trim();
+  });
+  await follow(approver, letter.getByRole("button", { name: "Mark sent" }));
+  await step(approver, "letter-sent", async () => {
+    if ((await text(approver, "main")).includes(result.letter)) throw new Error("still waiting");
+  });
   // The viewer sees the approver's change in the trail too.
   await viewer.goto(`${center}/console/trail?subject=${result.application}`);
   await step(viewer, "viewer-trail", async () => {

@@ -220,8 +220,20 @@ fn a_person_buys_the_ebook_cancels_once_is_refused_a_bill_over_the_balance_and_c
         assert!(row.contains(part), "the trail shows {part}: {row}");
     }
     assert!(console["viewer_trail"].as_str().unwrap().contains("application_rejected"), "{console}");
+    assert!(console["letters_waiting"].as_u64().unwrap() >= 1, "the approved applicant's letter waits: {console}");
+    assert!(console["letter"].as_str().unwrap().starts_with("ltr_"), "{console}");
     let steps: Vec<&str> = console["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
-    for step in ["viewer-login", "search", "card-story", "viewer-refused", "approver-queue", "rejected", "trail"] {
+    for step in [
+        "viewer-login",
+        "search",
+        "card-story",
+        "viewer-refused",
+        "approver-queue",
+        "rejected",
+        "viewer-letters",
+        "letter-sent",
+        "trail",
+    ] {
         assert!(steps.contains(&step), "the console went through {step}: {steps:?}");
     }
     for s in console["steps"].as_array().unwrap() {
