@@ -91,8 +91,9 @@ pub enum CenterCommand {
     Clearing(crate::clearing::ClearingCommand),
     /// Give an operator a console login (#22): its name (its client
     /// certificate's), a role and a password of at least 12 characters.
-    /// An existing operator gets the new role and password. Recorded in
-    /// the operator trail.
+    /// An existing operator gets the new role and password. With
+    /// --disable, its login is refused from now on and its sessions end.
+    /// Recorded in the operator trail.
     Operator {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
@@ -100,8 +101,11 @@ pub enum CenterCommand {
         #[arg(long)]
         name: String,
         /// viewer (reads), operator (works the queues) or approver (decides).
-        #[arg(long)]
-        role: String,
+        #[arg(long, required_unless_present = "disable")]
+        role: Option<String>,
+        /// Disable the operator's login instead.
+        #[arg(long, conflicts_with = "role")]
+        disable: bool,
         /// Where the password comes from (never the command line).
         #[command(flatten)]
         password: crate::PassphraseSource,
@@ -240,8 +244,20 @@ pub fn run(command: CenterCommand) -> anyhow::Result<()> {
             Ok(())
         }
         CenterCommand::Clearing(command) => crate::clearing::run(&runtime, command),
-        CenterCommand::Operator { config, name, role, password } => {
+        CenterCommand::Operator { config, name, role, disable, password } => {
             let config = CenterConfig::load(&config).with_context(|| format!("loading {}", config.display()))?;
+            if disable {
+                let disabled = runtime.block_on(async {
+                    let center = kessai_center::app::open(&config).await?;
+                    let done = center.db.disable_operator(&name, "center-host", center.clock.now()).await;
+                    center.db.close().await;
+                    anyhow::Ok(done?)
+                })?;
+                anyhow::ensure!(disabled, "no enabled operator {name}");
+                println!("operator {name} may no longer log in; its sessions are ended");
+                return Ok(());
+            }
+            let role = role.unwrap_or_default();
             let role = kessai_center::db::Role::parse(&role)
                 .with_context(|| format!("--role: no role {role:?} (viewer, operator, approver)"))?;
             let password = password.read()?.context("a password: --passphrase-env or --passphrase-file")?;

@@ -204,7 +204,7 @@ impl CenterDb {
         .bind(to_i64(now.unix_s())?);
         let entry = TrailEntry {
             operator: by.to_owned(),
-            role: "console-admin".into(),
+            role: "cli".into(),
             action: "operator_put".into(),
             subject: row.name.clone(),
             before: before
@@ -216,6 +216,35 @@ impl CenterDb {
             Box::pin(async move {
                 conn.execute(upsert).await?;
                 append_trail(&mut conn, &entry, now).await
+            })
+        })
+        .await
+    }
+
+    /// Disables operator `name`'s login and ends its sessions, recording the
+    /// change in the trail as done by `by`. `false` if there is no such
+    /// enabled operator.
+    pub async fn disable_operator(&self, name: &str, by: &str, now: Timestamp) -> Result<bool, DbError> {
+        let disable = Stmt::new("UPDATE center_operators SET disabled_at = $1 WHERE name = $2 AND disabled_at IS NULL")
+            .bind(to_i64(now.unix_s())?)
+            .bind(name.to_owned());
+        let end = Stmt::new("DELETE FROM center_console_sessions WHERE operator = $1").bind(name.to_owned());
+        let entry = TrailEntry {
+            operator: by.to_owned(),
+            role: "cli".into(),
+            action: "operator_disabled".into(),
+            subject: name.to_owned(),
+            before: serde_json::json!({ "disabled": false }).to_string(),
+            after: serde_json::json!({ "disabled": true }).to_string(),
+        };
+        self.write(move |mut conn| {
+            Box::pin(async move {
+                if conn.execute(disable).await? != 1 {
+                    return Ok(false);
+                }
+                conn.execute(end).await?;
+                append_trail(&mut conn, &entry, now).await?;
+                Ok(true)
             })
         })
         .await
@@ -247,9 +276,12 @@ impl CenterDb {
 
     /// The session whose token has digest `digest`, if it has not expired.
     pub async fn session(&self, digest: &str, now: Timestamp) -> Result<Option<SessionRow>, DbError> {
+        // The role is the account's as it stands now: a role changed or an
+        // account disabled takes effect on the next request.
         let row = sqlx::query(
-            "SELECT operator, role, certificate, expires_at FROM center_console_sessions
-             WHERE digest = $1 AND expires_at > $2",
+            "SELECT s.operator AS operator, o.role AS role, s.certificate AS certificate, s.expires_at AS expires_at
+             FROM center_console_sessions s JOIN center_operators o ON o.name = s.operator
+             WHERE s.digest = $1 AND s.expires_at > $2 AND o.disabled_at IS NULL",
         )
         .bind(digest.to_owned())
         .bind(to_i64(now.unix_s())?)

@@ -196,6 +196,20 @@ async fn console_admits_operators_and_roles_decide(s: Setup) {
     let (_, _, letters) = ask(&app, "GET", "/console/outbox", Some("admin"), Some(&approver), None).await;
     assert!(!letters.contains(&approved.letter_id), "sent: off the queue");
 
+    // A role changed applies to the next request; a disabled operator's
+    // session opens nothing.
+    give_login(db, "viewer", Role::Approver, "viewer-password-12").await;
+    let (_, _, page) = ask(&app, "GET", "/console", Some("viewer"), Some(&viewer), None).await;
+    assert!(page.contains("viewer (approver)"), "{page}");
+    assert!(db.disable_operator("viewer", "test", crate::world::NOW).await.unwrap());
+    assert!(!db.disable_operator("viewer", "test", crate::world::NOW).await.unwrap(), "disabled once");
+    let (status, _, _) = ask(&app, "GET", "/console", Some("viewer"), Some(&viewer), None).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "a disabled operator is sent to log in");
+    let (status, _, _) =
+        ask(&app, "POST", "/console/login", Some("viewer"), None, Some("name=viewer&password=viewer-password-12"))
+            .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "and may not");
+
     // Logging out ends the session.
     let (_, _, page) = ask(&app, "GET", "/console", Some("admin"), Some(&approver), None).await;
     let form = format!("form_token={}", form_token(&page));

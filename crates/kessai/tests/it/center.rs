@@ -85,6 +85,18 @@ fn init_issue_a_card_and_serve() {
     assert!(!resolve.status.success() && stderr(&resolve).contains("no open difference aud_x"), "{}", stderr(&resolve));
     let unknown = kessai(&["center", "profiles", "--config", c, "--store", "nobody"], &[]);
     assert!(!unknown.status.success() && stderr(&unknown).contains("not registered"), "{}", stderr(&unknown));
+    // A console login (#22): a short password is refused, a good one
+    // taken; disabled once, and not twice.
+    let operator = ["center", "operator", "--config", c, "--name", "alice"];
+    let login = [&operator[..], &["--role", "approver", "--passphrase-env", "KESSAI_TEST_OP"]].concat();
+    let short = kessai(&login, &[("KESSAI_TEST_OP", "too-short")]);
+    assert!(!short.status.success() && stderr(&short).contains("at least 12"), "{}", stderr(&short));
+    let taken = kessai(&login, &[("KESSAI_TEST_OP", "a-long-enough-password")]);
+    assert!(taken.status.success() && stdout(&taken).contains("as approver"), "{}", stderr(&taken));
+    let disable = [&operator[..], &["--disable"]].concat();
+    assert!(kessai(&disable, &[]).status.success());
+    let again = kessai(&disable, &[]);
+    assert!(!again.status.success() && stderr(&again).contains("no enabled operator alice"), "{}", stderr(&again));
 
     let mut server = Command::new(env!("CARGO_BIN_EXE_kessai"))
         .args(["center", "run", "--config", c])
