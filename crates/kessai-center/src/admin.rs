@@ -484,9 +484,10 @@ async fn void_lost(
     Path(id): Path<String>,
     Body(b): Body<GiveReason>,
 ) -> Result<Json<SettlementVoided>, ApiError> {
+    let by = actor(&peer);
     authorize(&state, peer)?;
     let reason = reason_of(&b)?;
-    let reply = state.center.void_lost_card(&id, reason).await.map_err(crate::api::api_error)?;
+    let reply = state.center.void_lost_card(&id, reason, &by).await.map_err(crate::api::api_error)?;
     Ok(Json(SettlementVoided { settlement_id: reply.settlement_id, phase: reply.phase, reason: reply.reason }))
 }
 

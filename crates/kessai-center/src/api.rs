@@ -338,7 +338,7 @@ where
     }
     let stored = crate::db::Stored::default();
     let answer = Answer { key: key.to_owned(), hash: hash.clone(), stored: stored.clone() };
-    let outcome = work(StepCall { answer: Some(answer), read }).await;
+    let outcome = work(StepCall { answer: Some(answer), read, trail: None }).await;
     let (status, text) = match outcome {
         Ok(reply) => (StatusCode::OK, serde_json::to_string(&reply).unwrap_or_default()),
         Err(e) => (e.status(), e.to_json()),

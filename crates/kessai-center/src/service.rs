@@ -179,11 +179,13 @@ impl Answer {
 pub struct StepCall {
     pub answer: Option<Answer>,
     pub read: Option<(Settlement, i64)>,
+    /// The operator's trail row, for a step an operator takes (void-lost).
+    pub trail: Option<crate::db::TrailEntry>,
 }
 
 impl From<Option<Answer>> for StepCall {
     fn from(answer: Option<Answer>) -> StepCall {
-        StepCall { answer, read: None }
+        StepCall { answer, read: None, trail: None }
     }
 }
 
@@ -484,14 +486,14 @@ impl Center {
     /// effect and the stored answer. On PostgreSQL a transaction that lost a
     /// serialization conflict runs the whole step again from the load.
     async fn step(&self, id: &str, transition: Transition<'_>, call: StepCall) -> Result<StepReply, CenterError> {
-        let StepCall { answer, mut read } = call;
+        let StepCall { answer, mut read, trail } = call;
         let found: Result<(Stepped, ()), CenterError> = run_step!(
             load: self.load(id, read.take()),
             transition: |settlement| {
                 let mut rng = self.random.generator();
                 transition(settlement, &mut self.ctx(rng.as_mut())).map_err(CenterError::from)
             },
-            store: |stepped, version| self.store_step(&stepped, version, answer.as_ref()),
+            store: |stepped, version| self.store_step(&stepped, version, answer.as_ref(), trail.clone()),
         );
         let (stepped, ()) = found?;
         let s = &stepped.settlement;
@@ -508,13 +510,24 @@ impl Center {
         }
     }
 
-    async fn store_step(&self, stepped: &Stepped, version: i64, answer: Option<&Answer>) -> Result<(), CenterError> {
+    async fn store_step(
+        &self,
+        stepped: &Stepped,
+        version: i64,
+        answer: Option<&Answer>,
+        trail: Option<crate::db::TrailEntry>,
+    ) -> Result<(), CenterError> {
         let s = &stepped.settlement;
         let entries = self.entries(stepped).await?;
         let response = answer.map(|a| a.saved(&self.reply(s, &stepped.apdus))).transpose()?;
         // The card's log records the step read are kept with it.
         self.db
-            .update_settlement_answering(s, version, self.clock.now(), response, entries, &s.collected)
+            .update_settlement_answering(
+                s,
+                version,
+                self.clock.now(),
+                crate::db::StepExtras { response, entries, collected: &s.collected, trail },
+            )
             .await
             .map_err(stored)
     }
@@ -715,8 +728,19 @@ impl Center {
 
     /// Voids a settlement of a card reported lost, past its deadline, with
     /// the reason recorded (admin only).
-    pub async fn void_lost_card(&self, id: &str, reason: &str) -> Result<StepReply, CenterError> {
+    pub async fn void_lost_card(
+        &self,
+        id: &str,
+        reason: &str,
+        by: &crate::console::Actor,
+    ) -> Result<StepReply, CenterError> {
         let (s, _) = self.load(id, None).await?;
+        let trail = by.did(
+            "settlement_voided_lost",
+            id,
+            serde_json::json!({ "phase": s.phase().as_str() }),
+            serde_json::json!({ "phase": "voided", "reason": reason }),
+        );
         let card = self.db.card(&s.card_id).await?.ok_or(CenterError::UnknownCard(s.card_id))?;
         let now = self.clock.now();
         let reason = reason.to_owned();
@@ -726,7 +750,7 @@ impl Center {
                 let settlement = s.void_lost_card(&card, now, &reason)?;
                 Ok(Stepped { settlement, apdus: vec![], effect: Effect::Void })
             }),
-            StepCall::default(),
+            StepCall { trail: Some(trail), ..StepCall::default() },
         )
         .await
     }

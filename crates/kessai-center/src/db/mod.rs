@@ -82,7 +82,7 @@ pub use prepaid::{
 };
 pub use registry::{RecordedKey, StatusChange, StoreRecord};
 pub use settlements::DueDelivery;
-pub use settlements::{BillState, ListCursor, SettlementPage, SettlementQuery};
+pub use settlements::{BillState, ListCursor, SettlementPage, SettlementQuery, StepExtras};
 pub use value_updates::{Alongside, Reservation};
 
 /// Longest the center waits for a database connection.
@@ -180,6 +180,8 @@ struct StepWrite {
     guard: Option<BillGuard>,
     /// The record's id, for an error.
     what: String,
+    /// The operator's trail row, for a step an operator takes.
+    trail: Option<(TrailEntry, Timestamp)>,
 }
 
 impl StepWrite {
@@ -220,6 +222,9 @@ impl StepWrite {
         }
         if let Some(save) = self.save {
             conn.execute(save).await?;
+        }
+        if let Some((trail, now)) = &self.trail {
+            append_trail(conn, trail, *now).await?;
         }
         Ok(())
     }

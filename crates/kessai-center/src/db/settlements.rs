@@ -68,6 +68,20 @@ impl std::fmt::Display for ListCursor {
 
 pub use kessai_api::BillState;
 
+/// What a settlement's step writes beside its row, in the same
+/// transaction.
+#[derive(Debug, Default)]
+pub struct StepExtras<'a> {
+    /// The answer to the request's Idempotency-Key.
+    pub response: Option<SavedResponse>,
+    /// The step's books entries.
+    pub entries: Entries,
+    /// The card's log records the step read.
+    pub collected: &'a [crate::statement::LogEntry],
+    /// The operator's trail row, for a step an operator takes.
+    pub trail: Option<TrailEntry>,
+}
+
 impl CenterDb {
     /// Stores a new settlement. If the store already has a settlement for
     /// this bill id, returns that one instead (a duplicate bill).
@@ -162,7 +176,7 @@ impl CenterDb {
 
     /// Writes `s` if the row is still at `version`.
     pub async fn update_settlement(&self, s: &Settlement, version: i64, now: Timestamp) -> Result<(), DbError> {
-        self.update_settlement_answering(s, version, now, None, Entries::none(), &[]).await
+        self.update_settlement_answering(s, version, now, StepExtras::default()).await
     }
 
     /// Writes `s` if the row is still at `version` and, in the same
@@ -174,10 +188,9 @@ impl CenterDb {
         s: &Settlement,
         version: i64,
         now: Timestamp,
-        response: Option<SavedResponse>,
-        entries: Entries,
-        collected: &[crate::statement::LogEntry],
+        extras: StepExtras<'_>,
     ) -> Result<(), DbError> {
+        let StepExtras { response, entries, collected, trail } = extras;
         let check = Stmt::new("SELECT version FROM center_settlements WHERE id = $1").bind(s.id.as_str().to_owned());
         let update = Stmt::new(
             "UPDATE center_settlements SET phase = $1, record = $2, version = version + 1, updated_at = $3,
@@ -201,7 +214,8 @@ impl CenterDb {
         let guard = (s.phase() == Phase::Offered)
             .then(|| BillGuard { store: s.bill.store.clone(), bill_id: s.bill.bill_id.as_str().to_owned() });
         let what = s.id.to_string();
-        let step = StepWrite { check, version, entries, now_s, update, also, tidy, save, guard, what };
+        let trail = trail.map(|t| (t, now));
+        let step = StepWrite { check, version, entries, now_s, update, also, tidy, save, guard, what, trail };
         self.write(move |mut conn| Box::pin(async move { step.run(&mut conn).await })).await?;
         stored.iter().for_each(Stored::mark);
         Ok(())

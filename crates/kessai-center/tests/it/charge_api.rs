@@ -304,7 +304,7 @@ async fn lost_replies(mut s: crate::service::Setup) {
     for step in ["balance", "complete"] {
         let body = relay_json(&mut card, &reply);
         let key = format!("purchase-lost-{step}");
-        let call = StepCall { answer: Some(answer_for(&key, &format!("{step}/{id}"), &body)), read: None };
+        let call = StepCall { answer: Some(answer_for(&key, &format!("{step}/{id}"), &body)), ..StepCall::default() };
         let answers = answers_of(&body);
         let first = match step {
             "balance" => center.offer(&id, answers, call).await,

@@ -423,3 +423,44 @@ async fn a_crash_at_any_write_of_a_correction_leaves_all_or_none() {
     }
     assert!(finished, "every write of it was crashed at, and then it completed");
 }
+
+/// An operator voids a lost card's settlement past its deadline over the
+/// admin API: the hold is voided, the settlement ends voided, and its
+/// trail row is written with the step.
+#[tokio::test]
+async fn voiding_a_lost_cards_settlement_is_trailed_with_its_step() {
+    use kessai_center::service::parse_answers;
+    let mut s = setup().await;
+    crate::service::register_card(&s, 1, 50_000).await;
+    let mut ic = crate::world::funded_card(1, 50_000);
+    let bill = crate::service::bill_token(&mut s);
+    let card = crate::world::card_id(1);
+    let r = s.center.create(crate::world::offer_request(&mut ic, &bill, card), None).await.unwrap();
+    let id = r.settlement_id.clone();
+    let answers = parse_answers(&crate::service::relay(&mut ic, &r)).unwrap();
+    s.center.offer(&id, answers, Default::default()).await.unwrap();
+    let (_, held) = s.center.books.card_float(&card).await.unwrap().unwrap();
+    assert!(held > 0, "the offer holds the amount");
+    crate::world::report_lost(&s.center.db, card).await;
+    let later = kessai_core::time::Timestamp::from_unix_s(crate::world::NOW.unix_s() + 3_600);
+    s.center.clock = Arc::new(kessai_core::time::FixedClock::new(later));
+    let center = Arc::new(s.center);
+    let admin = kessai_center::admin::routes(center.clone(), "admin".into(), vec![]);
+    let body = serde_json::json!({ "reason": "stolen on the train, reported at 09:10" });
+    let path = format!("/v1/admin/settlements/{id}/void-lost");
+    let (status, reply) = crate::api::send(&admin, Request::post(&path), body.clone(), Some("admin")).await;
+    assert_eq!((status, reply["phase"].as_str()), (StatusCode::OK, Some("voided")), "{reply}");
+    assert_eq!(center.books.card_float(&card).await.unwrap().unwrap().1, 0, "the hold voided");
+    let rows = center.db.trail(Some(&id), None, 10).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0].entry.action.as_str(), rows[0].entry.before.as_str()),
+        ("settlement_voided_lost", r#"{"phase":"offered"}"#)
+    );
+    assert!(rows[0].entry.after.contains("stolen on the train"), "{:?}", rows[0].entry);
+    // Voided already: refused, and no second row.
+    let (status, _) = crate::api::send(&admin, Request::post(&path), body, Some("admin")).await;
+    assert_ne!(status, StatusCode::OK);
+    assert_eq!(center.db.trail(Some(&id), None, 10).await.unwrap().len(), 1);
+    center.books.ledger().check().await.unwrap();
+}

@@ -144,9 +144,8 @@ async fn steps_store_their_answer_only_when_they_win(db: &CenterDb) {
     assert_eq!(db.idempotent_response("duplicate").await.unwrap(), None);
     let (loaded, version) = db.settlement(&s.id).await.unwrap().unwrap();
     let cancelled = loaded.cancel("test").unwrap();
-    db.update_settlement_answering(&cancelled, version, NOW, Some(answer("won")), Entries::none(), &[]).await.unwrap();
-    let lost =
-        db.update_settlement_answering(&cancelled, version, NOW, Some(answer("lost")), Entries::none(), &[]).await;
+    db.update_settlement_answering(&cancelled, version, NOW, with_answer(Some(answer("won")))).await.unwrap();
+    let lost = db.update_settlement_answering(&cancelled, version, NOW, with_answer(Some(answer("lost")))).await;
     assert!(matches!(lost, Err(DbError::Conflict)), "{lost:?}");
     assert_eq!(db.idempotent_response("won").await.unwrap(), Some(("h".into(), 200, "{}".into())));
     assert_eq!(db.idempotent_response("lost").await.unwrap(), None, "a losing step stores no answer");
@@ -160,7 +159,7 @@ async fn steps_store_their_answer_only_when_they_win(db: &CenterDb) {
     // The same key again (a retried request that lost the race): the first answer stays.
     let (loaded, version) = db.settlement(&s.id).await.unwrap().unwrap();
     let other = SavedResponse { body: "{\"other\":1}".into(), ..answer("won") };
-    db.update_settlement_answering(&loaded, version, NOW, Some(other), Entries::none(), &[]).await.unwrap();
+    db.update_settlement_answering(&loaded, version, NOW, with_answer(Some(other))).await.unwrap();
     assert_eq!(db.idempotent_response("won").await.unwrap(), Some(("h".into(), 200, "{}".into())));
 }
 
@@ -479,4 +478,9 @@ fn completed(s: &mut kessai_center::purchase::Settlement) {
         v[field] = value;
     }
     *s = serde_json::from_value(v).unwrap();
+}
+
+/// A step's extras that store only the request's answer.
+fn with_answer(response: Option<SavedResponse>) -> kessai_center::db::StepExtras<'static> {
+    kessai_center::db::StepExtras { response, ..Default::default() }
 }
