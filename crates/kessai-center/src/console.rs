@@ -147,6 +147,8 @@ pub fn routes(center: Arc<Center>, admin_name: String, operators: Vec<String>) -
         .route("/console/cash/{id}", post(count_cash))
         .route("/console/bank-credits", get(bank_credits))
         .route("/console/bank-credits/apply", post(apply_credit))
+        .route("/console/differences", get(differences))
+        .route("/console/differences/{id}/resolve", post(resolve_difference))
         .route("/console/trail", get(trail))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), only_operators))
         .with_state(state)
@@ -181,6 +183,7 @@ fn layout(title: &str, who: Option<&Session>, body: Markup) -> Markup {
                             a href="/console/outbox" { "Letters" } " · "
                             a href="/console/cash" { "Cash" } " · "
                             a href="/console/bank-credits" { "Bank credits" } " · "
+                            a href="/console/differences" { "Differences" } " · "
                             a href="/console/trail" { "Trail" }
                         }
                         form method="post" action="/console/logout" {
@@ -886,6 +889,68 @@ async fn apply_credit(
             let refused = crate::prepaid_api::prepaid_api_error(e);
             refusal(refused.status(), Some(&s), &format!("The credit was not applied: {refused}"))
         }
+    }
+}
+
+/// What the examination of collected card logs found to differ from the
+/// books, open ones first to last.
+async fn differences(
+    State(state): State<ConsoleState>,
+    peer: Option<Extension<PeerIdentity>>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(s) = session(&state, &headers, peer.as_ref().map(|Extension(p)| p)).await else { return to_login() };
+    let open = match state.center.db.differences(true, PAGE_ROWS).await {
+        Ok(open) => open,
+        Err(e) => return refusal(StatusCode::SERVICE_UNAVAILABLE, Some(&s), &format!("reading differences: {e}")),
+    };
+    let body = html! {
+        p { "A card's own log telling another story than the books (a transaction the books lack, an amount or "
+            "a balance that differs). Resolve one once what happened is found and put right; say what in the note." }
+        table id="differences" {
+            thead { tr { th { "Difference" } th { "Found" } th { "Card" } th { "Kind" } th { "Counter" }
+                         th { "What" } th { "Resolve" } } }
+            tbody { @for d in &open {
+                tr {
+                    td { code { (d.id) } } td { (Timestamp::from_unix_s(d.found_at).utc()) }
+                    td { a href={"/console/cards/" (d.card_id)} { (d.card_id) } } td { (d.kind) }
+                    td class="num" { (d.counter) } td { (d.detail) }
+                    td {
+                        form class="inline" method="post" action={"/console/differences/" (d.id) "/resolve"} {
+                            input type="hidden" name="form_token" value=(s.form_token);
+                            input name="reason" required placeholder="what was found and done" aria-label="Note";
+                            button type="submit" { "Resolve" }
+                        }
+                    }
+                }
+            } }
+        }
+        @if open.is_empty() { p { "No difference is open." } }
+    };
+    page(StatusCode::OK, layout("Differences", Some(&s), body))
+}
+
+async fn resolve_difference(
+    State(state): State<ConsoleState>,
+    peer: Option<Extension<PeerIdentity>>,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<DecisionForm>,
+) -> Response {
+    let peer = peer.as_ref().map(|Extension(p)| p);
+    let s = match may_change(&state, &uri, &headers, peer, &f.form_token, Role::Operator).await {
+        Ok(s) => s,
+        Err(refused) => return refused,
+    };
+    let note = f.reason.trim();
+    if note.is_empty() || note.chars().count() > 500 {
+        return refusal(StatusCode::BAD_REQUEST, Some(&s), "A resolution needs a note of 1 to 500 characters.");
+    }
+    match state.center.db.resolve_difference(&id, &s.actor(), note, state.center.clock.now()).await {
+        Ok(true) => Redirect::to("/console/differences").into_response(),
+        Ok(false) => refusal(StatusCode::CONFLICT, Some(&s), "No such open difference: resolved already?"),
+        Err(e) => refusal(StatusCode::SERVICE_UNAVAILABLE, Some(&s), &format!("The difference was not resolved: {e}")),
     }
 }
 

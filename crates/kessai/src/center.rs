@@ -413,8 +413,9 @@ async fn audit(
     if let Some(id) = resolve {
         let (by, note) = (by.unwrap_or_default(), note.unwrap_or_default());
         anyhow::ensure!(!by.trim().is_empty() && !note.trim().is_empty(), "--by and --note must say who and why");
+        let by = kessai_center::console::Actor { name: by, role: "cli".into() };
         anyhow::ensure!(center.db.resolve_difference(&id, &by, &note, now).await?, "no open difference {id}");
-        println!("{id} resolved by {by}");
+        println!("{id} resolved by {}", by.name);
         return Ok(());
     }
     let report = center.audit(now).await?;

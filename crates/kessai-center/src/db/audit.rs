@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::audit::{Difference, DifferenceRow};
+use crate::console::Actor;
 use crate::statement::LogEntry;
 
 /// A log record as collected from a card.
@@ -162,17 +163,32 @@ impl CenterDb {
             .collect()
     }
 
-    /// An operator resolves an open difference; `false` if there is no open
-    /// one with that id.
-    pub async fn resolve_difference(&self, id: &str, by: &str, note: &str, now: Timestamp) -> Result<bool, DbError> {
+    /// Operator `by` resolves an open difference, with its trail row in the
+    /// same transaction; `false` if there is no open one with that id.
+    pub async fn resolve_difference(&self, id: &str, by: &Actor, note: &str, now: Timestamp) -> Result<bool, DbError> {
+        let trail = by.did(
+            "difference_resolved",
+            id,
+            serde_json::json!({ "status": "open" }),
+            serde_json::json!({ "status": "resolved", "note": note }),
+        );
         let resolve = Stmt::new(
             "UPDATE center_audit_differences SET status = 'resolved', resolved_by = $1, resolved_at = $2, note = $3
              WHERE id = $4 AND status = 'open'",
         )
-        .bind(by.to_owned())
+        .bind(by.name.clone())
         .bind(to_i64(now.unix_s())?)
         .bind(note.to_owned())
         .bind(id.to_owned());
-        Ok(self.execute(resolve).await? == 1)
+        self.write(move |mut conn| {
+            Box::pin(async move {
+                if conn.execute(resolve).await? != 1 {
+                    return Ok(false);
+                }
+                append_trail(&mut conn, &trail, now).await?;
+                Ok(true)
+            })
+        })
+        .await
     }
 }

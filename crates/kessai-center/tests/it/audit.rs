@@ -132,8 +132,11 @@ async fn the_audit_finds_nothing_in_a_clean_log_and_names_each_planted_differenc
     assert_eq!(recorded, ["amount_differs", "balance_differs", "gap", "missing_in_books", "missing_on_card", "replay"]);
     assert_eq!(s.center.audit(NOW).await.unwrap().new, 0, "found again, recorded once");
     let id = open.iter().find(|d| d.kind == "amount_differs").unwrap().id.clone();
-    assert!(s.center.db.resolve_difference(&id, "ops-1", "a test plant, taken back", NOW).await.unwrap());
-    assert!(!s.center.db.resolve_difference(&id, "ops-1", "again", NOW).await.unwrap(), "resolved once");
+    let ops = crate::operator("ops-1");
+    assert!(s.center.db.resolve_difference(&id, &ops, "a test plant, taken back", NOW).await.unwrap());
+    assert!(!s.center.db.resolve_difference(&id, &ops, "again", NOW).await.unwrap(), "resolved once");
+    let rows = s.center.db.trail(Some(&id), None, 10).await.unwrap();
+    assert_eq!((rows.len(), rows[0].entry.action.as_str()), (1, "difference_resolved"), "one row, of the resolving");
     assert_eq!(s.center.db.differences(true, 100).await.unwrap().len(), 5);
     let all = s.center.db.differences(false, 100).await.unwrap();
     let resolved = all.iter().find(|d| d.id == id).unwrap();
@@ -234,7 +237,32 @@ async fn the_audit_records_and_resolves_differences_on_postgres() {
     assert_eq!(s.center.audit(NOW).await.unwrap().new, 0, "recorded once");
     let open = s.center.db.differences(true, 10).await.unwrap();
     assert_eq!(open.len(), 2);
-    assert!(s.center.db.resolve_difference(&open[0].id, "ops-1", "checked", NOW).await.unwrap());
-    assert_eq!(s.center.db.differences(true, 10).await.unwrap().len(), 1);
-    assert_eq!(s.center.db.differences(false, 10).await.unwrap().len(), 2);
+    // Resolved in the console (#22): listed, a viewer refused, an
+    // operator's note recorded with its trail row.
+    use crate::console::{app, ask, form_token, give_login, log_in};
+    use axum::http::StatusCode;
+    use kessai_center::db::Role;
+    let center = std::sync::Arc::new(s.center);
+    let console = app(&center);
+    give_login(&center.db, "op2", Role::Operator, "operator-password-2").await;
+    give_login(&center.db, "viewer", Role::Viewer, "viewer-password-12").await;
+    let operator = log_in(&console, "op2", "operator-password-2").await;
+    let viewer = log_in(&console, "viewer", "viewer-password-12").await;
+    let (_, _, page) = ask(&console, "GET", "/console/differences", Some("viewer"), Some(&viewer), None).await;
+    assert!(page.contains(&open[0].id) && page.contains(&open[1].id), "{page}");
+    let resolve = format!("/console/differences/{}/resolve", open[0].id);
+    let form = format!("form_token={}&reason=checked+against+the+card", form_token(&page));
+    let (status, _, _) = ask(&console, "POST", &resolve, Some("viewer"), Some(&viewer), Some(&form)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a viewer resolves nothing");
+    let (_, _, page) = ask(&console, "GET", "/console/differences", Some("op2"), Some(&operator), None).await;
+    let form = format!("form_token={}&reason=checked+against+the+card", form_token(&page));
+    let (status, _, _) = ask(&console, "POST", &resolve, Some("op2"), Some(&operator), Some(&form)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _, _) = ask(&console, "POST", &resolve, Some("op2"), Some(&operator), Some(&form)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "resolved once");
+    assert_eq!(center.db.differences(true, 10).await.unwrap().len(), 1);
+    assert_eq!(center.db.differences(false, 10).await.unwrap().len(), 2);
+    let rows = center.db.trail(Some(&open[0].id), None, 10).await.unwrap();
+    assert_eq!((rows.len(), rows[0].entry.operator.as_str(), rows[0].entry.role.as_str()), (1, "op2", "operator"));
+    assert!(rows[0].entry.after.contains("checked against the card"), "{:?}", rows[0].entry);
 }
