@@ -147,6 +147,9 @@ pub fn routes(center: Arc<Center>, admin_name: String, operators: Vec<String>) -
         .route("/console/cash/{id}", post(count_cash))
         .route("/console/bank-credits", get(bank_credits))
         .route("/console/bank-credits/apply", post(apply_credit))
+        .route("/console/lost-cards", get(lost_cards).post(report_card))
+        .route("/console/lost-cards/{card}/void/{id}", post(void_lost))
+        .route("/console/lost-cards/{card}/replace", post(replace_card))
         .route("/console/differences", get(differences))
         .route("/console/differences/{id}/resolve", post(resolve_difference))
         .route("/console/trail", get(trail))
@@ -183,6 +186,7 @@ fn layout(title: &str, who: Option<&Session>, body: Markup) -> Markup {
                             a href="/console/outbox" { "Letters" } " · "
                             a href="/console/cash" { "Cash" } " · "
                             a href="/console/bank-credits" { "Bank credits" } " · "
+                            a href="/console/lost-cards" { "Lost cards" } " · "
                             a href="/console/differences" { "Differences" } " · "
                             a href="/console/trail" { "Trail" }
                         }
@@ -888,6 +892,175 @@ async fn apply_credit(
         Err(e) => {
             let refused = crate::prepaid_api::prepaid_api_error(e);
             refusal(refused.status(), Some(&s), &format!("The credit was not applied: {refused}"))
+        }
+    }
+}
+
+/// Cards reported lost or blocked: what the books hold on each, the
+/// settlements still open on it (voided once past their deadline), and
+/// the card that takes its value over (M8).
+async fn lost_cards(
+    State(state): State<ConsoleState>,
+    peer: Option<Extension<PeerIdentity>>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(s) = session(&state, &headers, peer.as_ref().map(|Extension(p)| p)).await else { return to_login() };
+    let c = &state.center;
+    let cards = match c.db.cards_not_active(PAGE_ROWS).await {
+        Ok(cards) => cards,
+        Err(e) => return refusal(StatusCode::SERVICE_UNAVAILABLE, Some(&s), &format!("reading cards: {e}")),
+    };
+    let mut rows = Vec::with_capacity(cards.len());
+    for card in cards {
+        let float = c.books.card_float(&card.id).await.ok().flatten().unwrap_or((0, 0));
+        let query =
+            SettlementQuery { card: Some(card.id), phase: Some(Phase::Offered), limit: 20, ..Default::default() };
+        let open = c.db.list_settlements(&query).await.map(|p| p.settlements).unwrap_or_default();
+        rows.push((card, float, open));
+    }
+    let body = html! {
+        form method="post" action="/console/lost-cards" {
+            input type="hidden" name="form_token" value=(s.form_token);
+            label { "Card " input name="card" required size="18" placeholder="16 hex digits"; }
+            label { "Report it "
+                select name="status" { option value="lost" { "lost" } option value="blocked" { "blocked" } } }
+            label { "Reason " input name="reason" required size="30"; }
+            button type="submit" { "Report" }
+        }
+        table id="lost-cards" {
+            thead { tr { th { "Card" } th { "Status" } th { "Float" } th { "Held" } th { "Open settlements" }
+                         th { "Replace by" } } }
+            tbody { @for (card, (float, held), open) in &rows {
+                tr {
+                    td { a href={"/console/cards/" (card.id)} { (card.id) } }
+                    td { (format!("{:?}", card.status).to_lowercase()) }
+                    td class="num" { (float) } td class="num" { (held) }
+                    td { @for st in open {
+                        form class="inline" method="post" action={"/console/lost-cards/" (card.id) "/void/" (st.id)} {
+                            code { (st.id) } " " (st.bill.amount) " "
+                            input type="hidden" name="form_token" value=(s.form_token);
+                            input name="reason" required size="16" placeholder="reason" aria-label="Reason for voiding";
+                            button type="submit" { "Void" }
+                        }
+                        br;
+                    } }
+                    td {
+                        form class="inline" method="post" action={"/console/lost-cards/" (card.id) "/replace"} {
+                            input type="hidden" name="form_token" value=(s.form_token);
+                            input name="replacement" required size="18" placeholder="new card" aria-label="Replacement card";
+                            input name="reason" required size="16" placeholder="reason" aria-label="Reason for replacing";
+                            button type="submit" { "Replace" }
+                        }
+                    }
+                }
+            } }
+        }
+        @if rows.is_empty() { p { "No card is reported lost or blocked." } }
+    };
+    page(StatusCode::OK, layout("Lost cards", Some(&s), body))
+}
+
+#[derive(Deserialize)]
+struct ReportForm {
+    form_token: String,
+    card: String,
+    status: String,
+    reason: String,
+}
+
+/// An operator reports a card lost or blocked (a lost card stays lost).
+async fn report_card(
+    State(state): State<ConsoleState>,
+    peer: Option<Extension<PeerIdentity>>,
+    uri: Uri,
+    headers: HeaderMap,
+    Form(f): Form<ReportForm>,
+) -> Response {
+    use crate::purchase::CardRegistryStatus;
+    let peer = peer.as_ref().map(|Extension(p)| p);
+    let s = match may_change(&state, &uri, &headers, peer, &f.form_token, Role::Operator).await {
+        Ok(s) => s,
+        Err(refused) => return refused,
+    };
+    let status = match f.status.as_str() {
+        "lost" => CardRegistryStatus::Lost,
+        "blocked" => CardRegistryStatus::Blocked,
+        _ => return refusal(StatusCode::BAD_REQUEST, Some(&s), "A card is reported lost or blocked."),
+    };
+    let reason = f.reason.trim();
+    let Ok(card) = CardId::parse(f.card.trim()) else {
+        return refusal(StatusCode::BAD_REQUEST, Some(&s), "A card id is 16 hex digits.");
+    };
+    if reason.is_empty() || reason.chars().count() > 500 {
+        return refusal(StatusCode::BAD_REQUEST, Some(&s), "A report needs a reason of 1 to 500 characters.");
+    }
+    let after = serde_json::json!({ "status": status, "reason": reason });
+    let trail = s.actor().did("card_status", &card.to_string(), serde_json::Value::Null, after);
+    let now = state.center.clock.now();
+    match state.center.db.set_card_status(&card, status, reason, now, trail).await {
+        Ok(crate::db::StatusChange::Changed) => Redirect::to("/console/lost-cards").into_response(),
+        Ok(crate::db::StatusChange::UnknownCard) => refusal(StatusCode::NOT_FOUND, Some(&s), "No such card."),
+        Ok(crate::db::StatusChange::LostIsFinal) => {
+            refusal(StatusCode::CONFLICT, Some(&s), "The card is lost already, which is final.")
+        }
+        Err(e) => refusal(StatusCode::SERVICE_UNAVAILABLE, Some(&s), &format!("The card was not reported: {e}")),
+    }
+}
+
+async fn void_lost(
+    State(state): State<ConsoleState>,
+    peer: Option<Extension<PeerIdentity>>,
+    uri: Uri,
+    headers: HeaderMap,
+    Path((_card, id)): Path<(String, String)>,
+    Form(f): Form<DecisionForm>,
+) -> Response {
+    let peer = peer.as_ref().map(|Extension(p)| p);
+    let s = match may_change(&state, &uri, &headers, peer, &f.form_token, Role::Approver).await {
+        Ok(s) => s,
+        Err(refused) => return refused,
+    };
+    let reason = f.reason.trim();
+    if reason.is_empty() || reason.chars().count() > 500 {
+        return refusal(StatusCode::BAD_REQUEST, Some(&s), "Voiding needs a reason of 1 to 500 characters.");
+    }
+    match state.center.void_lost_card(&id, reason, &s.actor()).await {
+        Ok(_) => Redirect::to("/console/lost-cards").into_response(),
+        Err(e) => {
+            let refused = crate::api::api_error(e);
+            refusal(refused.status(), Some(&s), &format!("The settlement was not voided: {refused}"))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ReplaceForm {
+    form_token: String,
+    replacement: String,
+    reason: String,
+}
+
+async fn replace_card(
+    State(state): State<ConsoleState>,
+    peer: Option<Extension<PeerIdentity>>,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(card): Path<String>,
+    Form(f): Form<ReplaceForm>,
+) -> Response {
+    let peer = peer.as_ref().map(|Extension(p)| p);
+    let s = match may_change(&state, &uri, &headers, peer, &f.form_token, Role::Approver).await {
+        Ok(s) => s,
+        Err(refused) => return refused,
+    };
+    let (Ok(old), Ok(new)) = (CardId::parse(&card), CardId::parse(f.replacement.trim())) else {
+        return refusal(StatusCode::BAD_REQUEST, Some(&s), "A card id is 16 hex digits.");
+    };
+    match state.center.replace_card(old, new, &f.reason, &s.actor()).await {
+        Ok(_) => Redirect::to("/console/lost-cards").into_response(),
+        Err(e) => {
+            let refused = crate::update_api::update_api_error(e);
+            refusal(refused.status(), Some(&s), &format!("The card was not replaced: {refused}"))
         }
     }
 }

@@ -310,6 +310,18 @@ impl CenterDb {
              currency AS c_currency, max_balance_minor AS c_max_balance_minor FROM center_cards WHERE id = $1";
         self.read_one(CARD_SQL, &[&id.to_string()], card_row).await
     }
+
+    /// Cards reported lost or blocked (an operator's queue), by id.
+    pub async fn cards_not_active(&self, limit: i64) -> Result<Vec<CardRecord>, DbError> {
+        let rows = sqlx::query(
+            "SELECT id AS c_id, key_version AS c_key_version, status AS c_status, currency AS c_currency,
+             max_balance_minor AS c_max_balance_minor FROM center_cards WHERE status <> 'active' ORDER BY id LIMIT $1",
+        )
+        .bind(limit.clamp(1, MAX_LIST))
+        .fetch_all(&mut *self.read().await?)
+        .await?;
+        rows.iter().map(|r| card_row(r)).collect()
+    }
 }
 
 pub(super) fn store_query(s: &StoreRecord, now: Timestamp) -> Result<Stmt, DbError> {

@@ -464,3 +464,63 @@ async fn voiding_a_lost_cards_settlement_is_trailed_with_its_step() {
     assert_eq!(center.db.trail(Some(&id), None, 10).await.unwrap().len(), 1);
     center.books.ledger().check().await.unwrap();
 }
+
+/// The console's lost-card queue: a viewer may not report a card; an
+/// approver reports it lost, voids its open settlement past the deadline
+/// and moves its value to a new card; each change is one trail row.
+#[tokio::test]
+async fn a_lost_card_is_reported_voided_and_replaced_in_the_console() {
+    use kessai_center::service::parse_answers;
+    let mut s = setup().await;
+    crate::service::register_card(&s, 1, 50_000).await;
+    crate::service::register_card(&s, 2, 0).await;
+    let mut ic = crate::world::funded_card(1, 50_000);
+    let bill = crate::service::bill_token(&mut s);
+    let (card, new) = (crate::world::card_id(1), crate::world::card_id(2));
+    let r = s.center.create(crate::world::offer_request(&mut ic, &bill, card), None).await.unwrap();
+    let id = r.settlement_id.clone();
+    let answers = parse_answers(&crate::service::relay(&mut ic, &r)).unwrap();
+    s.center.offer(&id, answers, Default::default()).await.unwrap();
+    let later = kessai_core::time::Timestamp::from_unix_s(crate::world::NOW.unix_s() + 3_600);
+    s.center.clock = Arc::new(kessai_core::time::FixedClock::new(later));
+    let center = Arc::new(s.center);
+    let app = app(&center);
+    give_login(&center.db, "admin", Role::Approver, "approver-password-1").await;
+    give_login(&center.db, "viewer", Role::Viewer, "viewer-password-12").await;
+    let approver = log_in(&app, "admin", "approver-password-1").await;
+    let viewer = log_in(&app, "viewer", "viewer-password-12").await;
+
+    let (_, _, page) = ask(&app, "GET", "/console/lost-cards", Some("viewer"), Some(&viewer), None).await;
+    let report = format!("form_token={}&card={card}&status=lost&reason=stolen", form_token(&page));
+    let (status, _, _) = ask(&app, "POST", "/console/lost-cards", Some("viewer"), Some(&viewer), Some(&report)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a viewer reports nothing");
+    let (_, _, page) = ask(&app, "GET", "/console/lost-cards", Some("admin"), Some(&approver), None).await;
+    let token = form_token(&page);
+    let report = format!("form_token={token}&card={card}&status=lost&reason=stolen+on+the+train");
+    let (status, _, _) = ask(&app, "POST", "/console/lost-cards", Some("admin"), Some(&approver), Some(&report)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, _, page) = ask(&app, "GET", "/console/lost-cards", Some("admin"), Some(&approver), None).await;
+    assert!(page.contains(&id), "its open settlement is listed: {page}");
+
+    let void = format!("/console/lost-cards/{card}/void/{id}");
+    let form = format!("form_token={token}&reason=past+its+deadline");
+    let (status, _, _) = ask(&app, "POST", &void, Some("admin"), Some(&approver), Some(&form)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(center.books.card_float(&card).await.unwrap().unwrap(), (50_000, 0), "the hold voided");
+    let replace = format!("/console/lost-cards/{card}/replace");
+    let form = format!("form_token={token}&replacement={new}&reason=a+new+card+for+the+cardholder");
+    let (status, _, _) = ask(&app, "POST", &replace, Some("admin"), Some(&approver), Some(&form)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(center.books.card_credits_pending(&new).await.unwrap(), 50_000, "owed to the new card");
+
+    let actions = |subject: String| {
+        let center = center.clone();
+        async move {
+            let rows = center.db.trail(Some(&subject), None, 10).await.unwrap();
+            rows.into_iter().map(|r| r.entry.action).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(actions(card.to_string()).await, ["card_replaced", "card_status"]);
+    assert_eq!(actions(id.clone()).await, ["settlement_voided_lost"]);
+    center.books.ledger().check().await.unwrap();
+}
