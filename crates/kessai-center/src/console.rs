@@ -15,7 +15,8 @@
 use std::sync::Arc;
 
 use argon2::{Algorithm, Argon2, Params, Version};
-use axum::extract::{Form, Path, Query, Request, State};
+use axum::extract::{Form, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -217,16 +218,47 @@ async fn only_operators(State(state): State<ConsoleState>, request: Request, nex
     next.run(request).await
 }
 
-/// A logged-in request: the session, and the form token its forms carry.
+/// A logged-in request: the session, the form token its forms carry, and
+/// whether the request came from the console's own pages. A handler that
+/// takes one answers a request without a live session with the login page.
 struct Session {
     row: SessionRow,
     digest: String,
     form_token: String,
+    from_here: bool,
 }
 
 impl Session {
     fn actor(&self) -> Actor {
         Actor::console(&self.row.operator, self.row.role)
+    }
+
+    /// The checks every change makes: from this console, with this
+    /// session's form token, by a role that may do what needs `needed`.
+    /// The refusal, if one of them fails.
+    fn refused(&self, form_token: &str, needed: Role) -> Option<Response> {
+        if !(self.from_here && bool::from(form_token.as_bytes().ct_eq(self.form_token.as_bytes()))) {
+            return Some(refusal(StatusCode::FORBIDDEN, Some(self), "That form did not come from this console."));
+        }
+        if !self.row.role.may(needed) {
+            let (operator, role) = (&self.row.operator, self.row.role.as_str());
+            tracing::warn!(%operator, role, needed = needed.as_str(), "console change refused");
+            let why = format!(
+                "Your role ({role}) may not do this: it needs the {} role. Nothing was changed.",
+                needed.as_str()
+            );
+            return Some(refusal(StatusCode::FORBIDDEN, Some(self), &why));
+        }
+        None
+    }
+}
+
+impl FromRequestParts<ConsoleState> for Session {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ConsoleState) -> Result<Session, Response> {
+        let peer = parts.extensions.get::<PeerIdentity>();
+        session(state, &parts.headers, &parts.uri, peer).await.ok_or_else(to_login)
     }
 }
 
@@ -249,7 +281,7 @@ fn form_token_of(digest: &str) -> String {
 /// The request's session: its cookie's, if live, opened under the
 /// certificate the request came with (a cookie taken to another operator's
 /// certificate opens nothing).
-async fn session(state: &ConsoleState, headers: &HeaderMap, peer: Option<&PeerIdentity>) -> Option<Session> {
+async fn session(state: &ConsoleState, headers: &HeaderMap, uri: &Uri, peer: Option<&PeerIdentity>) -> Option<Session> {
     let token = cookie_token(headers)?;
     let digest = digest_of(&token);
     let now = state.center.clock.now();
@@ -259,7 +291,7 @@ async fn session(state: &ConsoleState, headers: &HeaderMap, peer: Option<&PeerId
         return None;
     }
     let form_token = form_token_of(&digest);
-    Some(Session { row, digest, form_token })
+    Some(Session { row, digest, form_token, from_here: from_here(headers, uri) })
 }
 
 /// Whether a request came from the console's own pages: its `Origin` names
@@ -269,12 +301,6 @@ fn from_here(headers: &HeaderMap, uri: &Uri) -> bool {
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).or_else(|| uri.authority().map(|a| a.as_str()));
     let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
     matches!((host, origin), (Some(host), Some(origin)) if origin == format!("https://{host}"))
-}
-
-/// Whether a state-changing request may be acted on: from the console's own
-/// origin, with the session's form token.
-fn same_origin(headers: &HeaderMap, uri: &Uri, s: &Session, form_token: &str) -> bool {
-    from_here(headers, uri) && bool::from(form_token.as_bytes().ct_eq(s.form_token.as_bytes()))
 }
 
 fn to_login() -> Response {
@@ -380,16 +406,10 @@ struct TokenForm {
     form_token: String,
 }
 
-async fn logout(
-    State(state): State<ConsoleState>,
-    peer: Option<Extension<PeerIdentity>>,
-    uri: Uri,
-    headers: HeaderMap,
-    Form(f): Form<TokenForm>,
-) -> Response {
-    let Some(s) = session(&state, &headers, peer.as_ref().map(|Extension(p)| p)).await else { return to_login() };
-    if !same_origin(&headers, &uri, &s, &f.form_token) {
-        return refusal(StatusCode::FORBIDDEN, Some(&s), "That form did not come from this console.");
+async fn logout(State(state): State<ConsoleState>, s: Session, Form(f): Form<TokenForm>) -> Response {
+    // Every role may log out; only from this console.
+    if let Some(refused) = s.refused(&f.form_token, Role::Viewer) {
+        return refused;
     }
     let _ = state.center.db.close_session(&s.digest, state.center.clock.now()).await;
     let mut response = Redirect::to("/console/login").into_response();
@@ -416,13 +436,7 @@ struct Search {
 
 const PAGE_ROWS: i64 = 50;
 
-async fn home(
-    State(state): State<ConsoleState>,
-    peer: Option<Extension<PeerIdentity>>,
-    headers: HeaderMap,
-    Query(q): Query<Search>,
-) -> Response {
-    let Some(s) = session(&state, &headers, peer.as_ref().map(|Extension(p)| p)).await else { return to_login() };
+async fn home(State(state): State<ConsoleState>, s: Session, Query(q): Query<Search>) -> Response {
     let mut problems = Vec::new();
     let card = match q.card.trim() {
         "" => None,
@@ -509,13 +523,7 @@ async fn home(
     page(StatusCode::OK, layout("Settlements", Some(&s), body))
 }
 
-async fn card(
-    State(state): State<ConsoleState>,
-    peer: Option<Extension<PeerIdentity>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let Some(s) = session(&state, &headers, peer.as_ref().map(|Extension(p)| p)).await else { return to_login() };
+async fn card(State(state): State<ConsoleState>, s: Session, Path(id): Path<String>) -> Response {
     let story = match crate::admin::card_story_of(&state.center, &id).await {
         Ok(story) => story,
         Err(e) => return refusal(e.status(), Some(&s), &e.to_string()),
@@ -568,12 +576,7 @@ async fn card(
     page(StatusCode::OK, layout(&format!("Card {}", story.card.card_id), Some(&s), body))
 }
 
-async fn applications(
-    State(state): State<ConsoleState>,
-    peer: Option<Extension<PeerIdentity>>,
-    headers: HeaderMap,
-) -> Response {
-    let Some(s) = session(&state, &headers, peer.as_ref().map(|Extension(p)| p)).await else { return to_login() };
+async fn applications(State(state): State<ConsoleState>, s: Session) -> Response {
     let rows = match state.center.db.applications("received", PAGE_ROWS).await {
         Ok(rows) => rows,
         Err(e) => return refusal(StatusCode::SERVICE_UNAVAILABLE, Some(&s), &format!("reading the queue: {e}")),
@@ -613,69 +616,30 @@ struct DecisionForm {
     reason: String,
 }
 
-/// The checks every change makes: a session, from this console, with a
-/// role that may do it.
-async fn may_change(
-    state: &ConsoleState,
-    uri: &Uri,
-    headers: &HeaderMap,
-    peer: Option<&PeerIdentity>,
-    form_token: &str,
-    needed: Role,
-) -> Result<Session, Response> {
-    let Some(s) = session(state, headers, peer).await else { return Err(to_login()) };
-    if !same_origin(headers, uri, &s, form_token) {
-        return Err(refusal(StatusCode::FORBIDDEN, Some(&s), "That form did not come from this console."));
-    }
-    if !s.row.role.may(needed) {
-        tracing::warn!(operator = %s.row.operator, role = s.row.role.as_str(), needed = needed.as_str(), "console change refused");
-        let why = format!(
-            "Your role ({}) may not do this: it needs the {} role. Nothing was changed.",
-            s.row.role.as_str(),
-            needed.as_str()
-        );
-        return Err(refusal(StatusCode::FORBIDDEN, Some(&s), &why));
-    }
-    Ok(s)
-}
-
 async fn approve(
     State(state): State<ConsoleState>,
-    peer: Option<Extension<PeerIdentity>>,
-    uri: Uri,
-    headers: HeaderMap,
+    s: Session,
     Path(id): Path<String>,
     Form(f): Form<DecisionForm>,
 ) -> Response {
-    decide(&state, peer.as_ref().map(|Extension(p)| p), &uri, &headers, &id, &f, false).await
+    decide(&state, s, &id, &f, false).await
 }
 
 async fn reject(
     State(state): State<ConsoleState>,
-    peer: Option<Extension<PeerIdentity>>,
-    uri: Uri,
-    headers: HeaderMap,
+    s: Session,
     Path(id): Path<String>,
     Form(f): Form<DecisionForm>,
 ) -> Response {
-    decide(&state, peer.as_ref().map(|Extension(p)| p), &uri, &headers, &id, &f, true).await
+    decide(&state, s, &id, &f, true).await
 }
 
 /// An approver decides application `id`: approves it, or rejects it for
 /// the form's reason.
-async fn decide(
-    state: &ConsoleState,
-    peer: Option<&PeerIdentity>,
-    uri: &Uri,
-    headers: &HeaderMap,
-    id: &str,
-    f: &DecisionForm,
-    rejecting: bool,
-) -> Response {
-    let s = match may_change(state, uri, headers, peer, &f.form_token, Role::Approver).await {
-        Ok(s) => s,
-        Err(refused) => return refused,
-    };
+async fn decide(state: &ConsoleState, s: Session, id: &str, f: &DecisionForm, rejecting: bool) -> Response {
+    if let Some(refused) = s.refused(&f.form_token, Role::Approver) {
+        return refused;
+    }
     let decided = if rejecting {
         let reason = f.reason.trim();
         if reason.is_empty() || reason.chars().count() > 500 {
@@ -696,12 +660,7 @@ async fn decide(
 
 /// The letters to print or mail. Their text holds an activation code: a
 /// viewer sees that a letter waits, not what it says.
-async fn outbox(
-    State(state): State<ConsoleState>,
-    peer: Option<Extension<PeerIdentity>>,
-    headers: HeaderMap,
-) -> Response {
-    let Some(s) = session(&state, &headers, peer.as_ref().map(|Extension(p)| p)).await else { return to_login() };
+async fn outbox(State(state): State<ConsoleState>, s: Session) -> Response {
     let letters = match state.center.outbox().await {
         Ok(letters) => letters,
         Err(e) => return refusal(StatusCode::SERVICE_UNAVAILABLE, Some(&s), &format!("reading the outbox: {e}")),
@@ -732,17 +691,13 @@ async fn outbox(
 
 async fn letter_sent(
     State(state): State<ConsoleState>,
-    peer: Option<Extension<PeerIdentity>>,
-    uri: Uri,
-    headers: HeaderMap,
+    s: Session,
     Path(id): Path<String>,
     Form(f): Form<TokenForm>,
 ) -> Response {
-    let peer = peer.as_ref().map(|Extension(p)| p);
-    let s = match may_change(&state, &uri, &headers, peer, &f.form_token, Role::Operator).await {
-        Ok(s) => s,
-        Err(refused) => return refused,
-    };
+    if let Some(refused) = s.refused(&f.form_token, Role::Operator) {
+        return refused;
+    }
     match state.center.letter_sent(&id, &s.actor()).await {
         Ok(()) => Redirect::to("/console/outbox").into_response(),
         Err(e) => refusal(crate::members::member_api_error(e).status(), Some(&s), "No such letter waits."),
@@ -751,14 +706,9 @@ async fn letter_sent(
 
 /// Cash fundings waiting for their envelope to be counted, or for a second
 /// operator's count (above the dual-control limit).
-async fn cash(
-    State(state): State<ConsoleState>,
-    peer: Option<Extension<PeerIdentity>>,
-    headers: HeaderMap,
-) -> Response {
+async fn cash(State(state): State<ConsoleState>, s: Session) -> Response {
     use crate::prepaid::FundingStatus;
     use kessai_core::messages::prepaid::FundingMethod;
-    let Some(s) = session(&state, &headers, peer.as_ref().map(|Extension(p)| p)).await else { return to_login() };
     let mut fundings = Vec::new();
     for status in [FundingStatus::Counted, FundingStatus::Awaiting] {
         match state.center.fundings_in(status).await {
@@ -802,17 +752,13 @@ struct CashForm {
 
 async fn count_cash(
     State(state): State<ConsoleState>,
-    peer: Option<Extension<PeerIdentity>>,
-    uri: Uri,
-    headers: HeaderMap,
+    s: Session,
     Path(id): Path<String>,
     Form(f): Form<CashForm>,
 ) -> Response {
-    let peer = peer.as_ref().map(|Extension(p)| p);
-    let s = match may_change(&state, &uri, &headers, peer, &f.form_token, Role::Operator).await {
-        Ok(s) => s,
-        Err(refused) => return refused,
-    };
+    if let Some(refused) = s.refused(&f.form_token, Role::Operator) {
+        return refused;
+    }
     let counted = kessai_core::Currency::parse(&f.currency)
         .ok()
         .zip(f.amount_minor.trim().parse::<u64>().ok())
@@ -831,12 +777,7 @@ async fn count_cash(
 
 /// Bank and postal credits that matched no funding, for an operator to
 /// apply to the funding they pay.
-async fn bank_credits(
-    State(state): State<ConsoleState>,
-    peer: Option<Extension<PeerIdentity>>,
-    headers: HeaderMap,
-) -> Response {
-    let Some(s) = session(&state, &headers, peer.as_ref().map(|Extension(p)| p)).await else { return to_login() };
+async fn bank_credits(State(state): State<ConsoleState>, s: Session) -> Response {
     let credits = match state.center.bank_credits_in("suspense").await {
         Ok(credits) => credits,
         Err(e) => return refusal(StatusCode::SERVICE_UNAVAILABLE, Some(&s), &format!("reading credits: {e}")),
@@ -875,18 +816,10 @@ struct ApplyForm {
     funding_id: String,
 }
 
-async fn apply_credit(
-    State(state): State<ConsoleState>,
-    peer: Option<Extension<PeerIdentity>>,
-    uri: Uri,
-    headers: HeaderMap,
-    Form(f): Form<ApplyForm>,
-) -> Response {
-    let peer = peer.as_ref().map(|Extension(p)| p);
-    let s = match may_change(&state, &uri, &headers, peer, &f.form_token, Role::Operator).await {
-        Ok(s) => s,
-        Err(refused) => return refused,
-    };
+async fn apply_credit(State(state): State<ConsoleState>, s: Session, Form(f): Form<ApplyForm>) -> Response {
+    if let Some(refused) = s.refused(&f.form_token, Role::Operator) {
+        return refused;
+    }
     match state.center.apply_suspense(&f.entry_key, f.funding_id.trim(), &s.actor()).await {
         Ok(_) => Redirect::to("/console/bank-credits").into_response(),
         Err(e) => {
@@ -899,12 +832,7 @@ async fn apply_credit(
 /// Cards reported lost or blocked: what the books hold on each, the
 /// settlements still open on it (voided once past their deadline), and
 /// the card that takes its value over (M8).
-async fn lost_cards(
-    State(state): State<ConsoleState>,
-    peer: Option<Extension<PeerIdentity>>,
-    headers: HeaderMap,
-) -> Response {
-    let Some(s) = session(&state, &headers, peer.as_ref().map(|Extension(p)| p)).await else { return to_login() };
+async fn lost_cards(State(state): State<ConsoleState>, s: Session) -> Response {
     let c = &state.center;
     let cards = match c.db.cards_not_active(PAGE_ROWS).await {
         Ok(cards) => cards,
@@ -969,19 +897,11 @@ struct ReportForm {
 }
 
 /// An operator reports a card lost or blocked (a lost card stays lost).
-async fn report_card(
-    State(state): State<ConsoleState>,
-    peer: Option<Extension<PeerIdentity>>,
-    uri: Uri,
-    headers: HeaderMap,
-    Form(f): Form<ReportForm>,
-) -> Response {
+async fn report_card(State(state): State<ConsoleState>, s: Session, Form(f): Form<ReportForm>) -> Response {
     use crate::purchase::CardRegistryStatus;
-    let peer = peer.as_ref().map(|Extension(p)| p);
-    let s = match may_change(&state, &uri, &headers, peer, &f.form_token, Role::Operator).await {
-        Ok(s) => s,
-        Err(refused) => return refused,
-    };
+    if let Some(refused) = s.refused(&f.form_token, Role::Operator) {
+        return refused;
+    }
     let status = match f.status.as_str() {
         "lost" => CardRegistryStatus::Lost,
         "blocked" => CardRegistryStatus::Blocked,
@@ -1009,17 +929,13 @@ async fn report_card(
 
 async fn void_lost(
     State(state): State<ConsoleState>,
-    peer: Option<Extension<PeerIdentity>>,
-    uri: Uri,
-    headers: HeaderMap,
+    s: Session,
     Path((_card, id)): Path<(String, String)>,
     Form(f): Form<DecisionForm>,
 ) -> Response {
-    let peer = peer.as_ref().map(|Extension(p)| p);
-    let s = match may_change(&state, &uri, &headers, peer, &f.form_token, Role::Approver).await {
-        Ok(s) => s,
-        Err(refused) => return refused,
-    };
+    if let Some(refused) = s.refused(&f.form_token, Role::Approver) {
+        return refused;
+    }
     let reason = f.reason.trim();
     if reason.is_empty() || reason.chars().count() > 500 {
         return refusal(StatusCode::BAD_REQUEST, Some(&s), "Voiding needs a reason of 1 to 500 characters.");
@@ -1042,17 +958,13 @@ struct ReplaceForm {
 
 async fn replace_card(
     State(state): State<ConsoleState>,
-    peer: Option<Extension<PeerIdentity>>,
-    uri: Uri,
-    headers: HeaderMap,
+    s: Session,
     Path(card): Path<String>,
     Form(f): Form<ReplaceForm>,
 ) -> Response {
-    let peer = peer.as_ref().map(|Extension(p)| p);
-    let s = match may_change(&state, &uri, &headers, peer, &f.form_token, Role::Approver).await {
-        Ok(s) => s,
-        Err(refused) => return refused,
-    };
+    if let Some(refused) = s.refused(&f.form_token, Role::Approver) {
+        return refused;
+    }
     let (Ok(old), Ok(new)) = (CardId::parse(&card), CardId::parse(f.replacement.trim())) else {
         return refusal(StatusCode::BAD_REQUEST, Some(&s), "A card id is 16 hex digits.");
     };
@@ -1067,12 +979,7 @@ async fn replace_card(
 
 /// What the examination of collected card logs found to differ from the
 /// books, open ones first to last.
-async fn differences(
-    State(state): State<ConsoleState>,
-    peer: Option<Extension<PeerIdentity>>,
-    headers: HeaderMap,
-) -> Response {
-    let Some(s) = session(&state, &headers, peer.as_ref().map(|Extension(p)| p)).await else { return to_login() };
+async fn differences(State(state): State<ConsoleState>, s: Session) -> Response {
     let open = match state.center.db.differences(true, PAGE_ROWS).await {
         Ok(open) => open,
         Err(e) => return refusal(StatusCode::SERVICE_UNAVAILABLE, Some(&s), &format!("reading differences: {e}")),
@@ -1105,17 +1012,13 @@ async fn differences(
 
 async fn resolve_difference(
     State(state): State<ConsoleState>,
-    peer: Option<Extension<PeerIdentity>>,
-    uri: Uri,
-    headers: HeaderMap,
+    s: Session,
     Path(id): Path<String>,
     Form(f): Form<DecisionForm>,
 ) -> Response {
-    let peer = peer.as_ref().map(|Extension(p)| p);
-    let s = match may_change(&state, &uri, &headers, peer, &f.form_token, Role::Operator).await {
-        Ok(s) => s,
-        Err(refused) => return refused,
-    };
+    if let Some(refused) = s.refused(&f.form_token, Role::Operator) {
+        return refused;
+    }
     let note = f.reason.trim();
     if note.is_empty() || note.chars().count() > 500 {
         return refusal(StatusCode::BAD_REQUEST, Some(&s), "A resolution needs a note of 1 to 500 characters.");
@@ -1134,13 +1037,7 @@ struct TrailQuery {
     before: Option<i64>,
 }
 
-async fn trail(
-    State(state): State<ConsoleState>,
-    peer: Option<Extension<PeerIdentity>>,
-    headers: HeaderMap,
-    Query(q): Query<TrailQuery>,
-) -> Response {
-    let Some(s) = session(&state, &headers, peer.as_ref().map(|Extension(p)| p)).await else { return to_login() };
+async fn trail(State(state): State<ConsoleState>, s: Session, Query(q): Query<TrailQuery>) -> Response {
     let subject = Some(q.subject.trim()).filter(|v| !v.is_empty());
     let rows = state.center.db.trail(subject, q.before, PAGE_ROWS).await;
     let chain = state.center.db.check_trail().await;
