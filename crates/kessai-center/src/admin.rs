@@ -363,7 +363,12 @@ async fn member_story(
     Path(id): Path<String>,
 ) -> Result<Json<MemberStory>, ApiError> {
     authorize(&state, peer)?;
-    let c = &state.center;
+    member_story_of(&state.center, &id).await.map(Json)
+}
+
+/// Member `id`'s whole story (the admin API's and the console's).
+pub(crate) async fn member_story_of(c: &Center, id: &str) -> Result<MemberStory, ApiError> {
+    let id = id.to_owned();
     let unknown = || ApiError::new(ErrorCode::UnknownMember, "no such member");
     if id.len() > 64 {
         return Err(unknown());
@@ -397,7 +402,7 @@ async fn member_story(
         not_before: member.not_before,
         not_after: member.not_after,
     };
-    Ok(Json(MemberStory { member, letters, cards, prepaid_cards: prepaid }))
+    Ok(MemberStory { member, letters, cards, prepaid_cards: prepaid })
 }
 
 /// Rows of each kind a card's story shows, newest first.

@@ -139,6 +139,7 @@ pub fn routes(center: Arc<Center>, admin_name: String, operators: Vec<String>) -
         .route("/console/logout", post(logout))
         .route("/console", get(home))
         .route("/console/cards/{id}", get(card))
+        .route("/console/members", get(member))
         .route("/console/applications", get(applications))
         .route("/console/applications/{id}/approve", post(approve))
         .route("/console/applications/{id}/reject", post(reject))
@@ -183,6 +184,7 @@ fn layout(title: &str, who: Option<&Session>, body: Markup) -> Markup {
                     @if let Some(s) = who {
                         nav aria-label="Console" {
                             a href="/console" { "Settlements" } " · "
+                            a href="/console/members" { "Members" } " · "
                             a href="/console/applications" { "Applications" } " · "
                             a href="/console/outbox" { "Letters" } " · "
                             a href="/console/cash" { "Cash" } " · "
@@ -574,6 +576,60 @@ async fn card(State(state): State<ConsoleState>, s: Session, Path(id): Path<Stri
         }
     };
     page(StatusCode::OK, layout(&format!("Card {}", story.card.card_id), Some(&s), body))
+}
+
+#[derive(Deserialize, Default)]
+struct MemberQuery {
+    #[serde(default)]
+    id: String,
+}
+
+/// A member's whole story: its ledger entry (never its key), its letters
+/// (never their text or code), its IC cards, and its prepaid cards with
+/// their fundings and payments.
+async fn member(State(state): State<ConsoleState>, s: Session, Query(q): Query<MemberQuery>) -> Response {
+    let id = q.id.trim();
+    let body = |found: Option<&kessai_api::admin::MemberStory>, problem: Option<String>| {
+        html! {
+            form method="get" action="/console/members" role="search" {
+                label { "Member " input name="id" value=(id) size="22" placeholder="m-…"; }
+                button type="submit" { "Show" }
+            }
+            @if let Some(why) = &problem { p class="alert" role="alert" { (why) } }
+            @if let Some(m) = found {
+                dl id="member" {
+                    dt { "Member" } dd { code { (m.member.member) } " · " (m.member.kind) " · " (m.member.status) }
+                    dt { "Key" } dd { code { (m.member.kid) } " valid " (m.member.not_before.utc()) " to "
+                                      (m.member.not_after.utc()) }
+                }
+                h2 { "Letters" }
+                table { thead { tr { th { "Letter" } th { "Kind" } th { "Valid until" } th { "Sent" } th { "Used" } } }
+                    tbody { @for l in &m.letters {
+                        tr { td { code { (l.letter_id) } } td { (l.kind) } td { (l.expires_at.utc()) }
+                             td { (l.sent_at.map(|t| t.utc()).unwrap_or_default()) }
+                             td { (l.used_at.map(|t| t.utc()).unwrap_or_default()) } }
+                    } } }
+                h2 { "IC cards" }
+                ul { @for c in &m.cards {
+                    li { a href={"/console/cards/" (c.card_id)} { (c.card_id) }
+                         @if c.instruction_required { " (pays on the member's signed instruction)" } }
+                } }
+                h2 { "Virtual prepaid cards" }
+                table { thead { tr { th { "Card" } th { "Status" } th { "Balance" } th { "Fundings" } th { "Payments" } } }
+                    tbody { @for p in &m.prepaid_cards {
+                        tr { td { code { (p.prepaid_id) } } td { (p.status) } td class="num" { (p.balance) }
+                             td class="num" { (p.fundings.len()) } td class="num" { (p.payments.len()) } }
+                    } } }
+            }
+        }
+    };
+    if id.is_empty() {
+        return page(StatusCode::OK, layout("Member", Some(&s), body(None, None)));
+    }
+    match crate::admin::member_story_of(&state.center, id).await {
+        Ok(story) => page(StatusCode::OK, layout("Member", Some(&s), body(Some(&story), None))),
+        Err(e) => page(e.status(), layout("Member", Some(&s), body(None, Some(e.to_string())))),
+    }
 }
 
 async fn applications(State(state): State<ConsoleState>, s: Session) -> Response {

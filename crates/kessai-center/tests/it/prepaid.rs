@@ -740,7 +740,8 @@ async fn an_operator_reads_a_members_whole_story() {
             .await
             .unwrap()
     );
-    let app = kessai_center::admin::routes(Arc::new(s.center), "admin".into(), vec![]);
+    let center = Arc::new(s.center);
+    let app = kessai_center::admin::routes(center.clone(), "admin".into(), vec![]);
     let path = format!("/v1/admin/members/{}/story", m.id);
     let (status, story) = crate::api::send(&app, Request::get(path.clone()), Value::Null, Some("admin")).await;
     assert_eq!(status, StatusCode::OK, "{story}");
@@ -765,6 +766,22 @@ async fn an_operator_reads_a_members_whole_story() {
     assert_eq!((status, answer["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("unknown_member")));
     let (status, _) = crate::api::send(&app, Request::get(path), Value::Null, Some("kessai-mall")).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // The same story in the console (#22), for a viewer too.
+    use crate::console::{app as console_app, ask, give_login, log_in};
+    let console = console_app(&center);
+    give_login(&center.db, "viewer", kessai_center::db::Role::Viewer, "viewer-password-12").await;
+    let viewer = log_in(&console, "viewer", "viewer-password-12").await;
+    let page_of = format!("/console/members?id={}", m.id);
+    let (status, _, page) = ask(&console, "GET", &page_of, Some("viewer"), Some(&viewer), None).await;
+    assert_eq!(status, StatusCode::OK);
+    for shown in [m.id.as_str(), account.as_str(), "JPY 5,000"] {
+        assert!(page.contains(shown), "{shown}: {page}");
+    }
+    let unknown = "/console/members?id=m-0000000000000000";
+    let (status, _, page) = ask(&console, "GET", unknown, Some("viewer"), Some(&viewer), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(page.contains("no such member"), "{page}");
 }
 
 /// The console's cash queue (#22): two operators count an envelope above
