@@ -131,7 +131,7 @@ async fn console_admits_operators_and_roles_decide(s: Setup) {
     assert_eq!(db.application(&id).await.unwrap().unwrap().status, "received");
     assert!(db.trail(Some(&id), None, 10).await.unwrap().is_empty());
 
-    // Nor may a form from elsewhere: no Origin, or another token.
+    // Nor may a form from elsewhere: no Origin, another origin, or another token.
     let (_, _, approver_queue) = ask(&app, "GET", "/console/applications", Some("admin"), Some(&approver), None).await;
     let token = form_token(&approver_queue);
     let mut req = Request::post(&reject)
@@ -142,6 +142,25 @@ async fn console_admits_operators_and_roles_decide(s: Setup) {
         .unwrap();
     req.extensions_mut().insert(crate::peer("operator/admin"));
     assert_eq!(app.clone().oneshot(req).await.unwrap().status(), StatusCode::FORBIDDEN, "no Origin");
+    // A page on another origin posting with the right token (as a page
+    // rebound to this host could, had it read one): refused, for a change
+    // and for a login.
+    for (path, body) in [
+        (reject.as_str(), format!("form_token={token}&reason=dup")),
+        ("/console/login", "name=admin&password=approver-password-1".to_owned()),
+    ] {
+        let mut req = Request::post(path)
+            .header(header::HOST, HOST)
+            .header(header::ORIGIN, "https://rebound.example:8440")
+            .header(header::COOKIE, format!("kessai_console={approver}"))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body))
+            .unwrap();
+        req.extensions_mut().insert(crate::peer("operator/admin"));
+        let resp = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{path} from another origin");
+        assert!(resp.headers().get(header::SET_COOKIE).is_none(), "{path}: no session from another origin");
+    }
     let stranger = "form_token=00000000000000000000000000000000&reason=dup";
     let (status, _, _) = ask(&app, "POST", &reject, Some("admin"), Some(&approver), Some(stranger)).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "another form token");
