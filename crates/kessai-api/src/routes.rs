@@ -346,7 +346,7 @@ pub const OPERATIONS: &[Operation] = &[
     Operation {
         method: Method::Post,
         path: "/v1/cards/{id}/owed/apply",
-        summary: "The card is presented: open a value update for its oldest owed item (purchase refund: credit; correction: debit), or hand back the one already applying it. Answers a ChargeReply to drive through /v1/value-updates/{id}/..., or {\"nothing_owed\": true}.",
+        summary: "The card is presented: open a value update for its oldest owed item (purchase refund: credit; correction: debit), or hand back the one already applying it. Answers an UpdateReply to drive through /v1/value-updates/{id}/..., or {\"nothing_owed\": true}.",
         description: Some("The body may be empty, {} or {\"credits_only\": true}."),
         idempotent: true,
         params: CARD,

@@ -25,13 +25,13 @@ use kessai_core::digest::Sha256Digest;
 use kessai_core::ids::{CardId, StoreId};
 use kessai_core::time::Timestamp;
 use kessai_http::{Party, PeerIdentity};
-use maud::{DOCTYPE, Markup, html};
+use maud::{Markup, html};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::db::{ListCursor, OperatorRow, Role, SessionRow, SettlementQuery, TrailEntry};
-use crate::member_pages::page;
+use crate::member_pages::{document, page};
 use crate::purchase::Phase;
 use crate::service::Center;
 
@@ -169,41 +169,28 @@ form.inline{display:inline}label{margin-right:.6rem}input,select{padding:.25rem}
 padding:.6rem}code{font-size:.85rem}";
 
 fn layout(title: &str, who: Option<&Session>, body: Markup) -> Markup {
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " — kessai console" }
-                style { (STYLE) }
+    let header = html! {
+        strong { "kessai console" }
+        @if let Some(s) = who {
+            nav aria-label="Console" {
+                a href="/console" { "Settlements" } " · "
+                a href="/console/members" { "Members" } " · "
+                a href="/console/applications" { "Applications" } " · "
+                a href="/console/outbox" { "Letters" } " · "
+                a href="/console/cash" { "Cash" } " · "
+                a href="/console/bank-credits" { "Bank credits" } " · "
+                a href="/console/lost-cards" { "Lost cards" } " · "
+                a href="/console/differences" { "Differences" } " · "
+                a href="/console/trail" { "Trail" }
             }
-            body {
-                header {
-                    strong { "kessai console" }
-                    @if let Some(s) = who {
-                        nav aria-label="Console" {
-                            a href="/console" { "Settlements" } " · "
-                            a href="/console/members" { "Members" } " · "
-                            a href="/console/applications" { "Applications" } " · "
-                            a href="/console/outbox" { "Letters" } " · "
-                            a href="/console/cash" { "Cash" } " · "
-                            a href="/console/bank-credits" { "Bank credits" } " · "
-                            a href="/console/lost-cards" { "Lost cards" } " · "
-                            a href="/console/differences" { "Differences" } " · "
-                            a href="/console/trail" { "Trail" }
-                        }
-                        form method="post" action="/console/logout" {
-                            span class="role" { (s.row.operator) " (" (s.row.role.as_str()) ") " }
-                            input type="hidden" name="form_token" value=(s.form_token);
-                            button type="submit" { "Log out" }
-                        }
-                    }
-                }
-                main { h1 { (title) } (body) }
+            form method="post" action="/console/logout" {
+                span class="role" { (s.row.operator) " (" (s.row.role.as_str()) ") " }
+                input type="hidden" name="form_token" value=(s.form_token);
+                button type="submit" { "Log out" }
             }
         }
-    }
+    };
+    document(&format!("{title} — kessai console"), STYLE, header, title, body)
 }
 
 fn refusal(status: StatusCode, who: Option<&Session>, why: &str) -> Response {

@@ -28,18 +28,25 @@ fieldset label{display:flex;gap:.5rem;align-items:center;margin-top:.4rem}\
 button{margin-top:1rem;padding:.5rem 1.2rem}ol li{margin:.3rem 0}.note{color:#555}";
 
 fn layout(title: &str, body: Markup) -> Markup {
+    let header = html! { nav aria-label="Membership" { a href="/members" { "kessai membership" } } };
+    document(&format!("{title} — kessai"), STYLE, header, title, body)
+}
+
+/// A page of the center (these and the operator's console): `header`,
+/// then `body` under its `heading`, with the page's own inline `style`.
+pub(crate) fn document(title: &str, style: &str, header: Markup, heading: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " — kessai" }
-                style { (STYLE) }
+                title { (title) }
+                style { (style) }
             }
             body {
-                header { nav aria-label="Membership" { a href="/members" { "kessai membership" } } }
-                main { h1 { (title) } (body) }
+                header { (header) }
+                main { h1 { (heading) } (body) }
             }
         }
     }
