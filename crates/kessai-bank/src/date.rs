@@ -99,6 +99,36 @@ impl Date {
     pub fn of(at: kessai_core::time::Timestamp) -> Date {
         Date::from_unix_s(at.unix_s()).0
     }
+
+    /// Days since 1970-01-01 (which is day 0), by the days-from-civil
+    /// conversion of Howard Hinnant's date algorithms.
+    pub fn unix_day(&self) -> i64 {
+        let (month, day) = (i64::from(self.month), i64::from(self.day));
+        let year = i64::from(self.year) - i64::from(month <= 2);
+        let era = year.div_euclid(400);
+        let yoe = year.rem_euclid(400);
+        let doy = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        era * 146_097 + doe - 719_468
+    }
+
+    /// The day `unix_day` days after 1970-01-01 (clamped to 9999-12-31).
+    pub fn from_unix_day(unix_day: i64) -> Date {
+        Date::from_unix_s(u64::try_from(unix_day.max(0)).unwrap_or(0).saturating_mul(86_400)).0
+    }
+
+    pub fn year(&self) -> u16 {
+        self.year
+    }
+
+    pub fn month(&self) -> u8 {
+        self.month
+    }
+
+    /// The first day of this day's month.
+    pub fn first_of_month(&self) -> Date {
+        Date { day: 1, ..*self }
+    }
 }
 
 fn digits(b: &[u8]) -> Option<u32> {
@@ -136,6 +166,18 @@ impl fmt::Debug for Date {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unix_days_count_from_the_epoch_and_round_trip() {
+        assert_eq!(Date::new(1970, 1, 1).unwrap().unix_day(), 0);
+        assert_eq!(Date::new(2000, 3, 1).unwrap().unix_day(), 11_017);
+        assert_eq!(Date::new(2026, 12, 5).unwrap().unix_day(), 20_792);
+        for day in [0, 59, 60, 11_016, 11_017, 20_792, 2_932_896] {
+            assert_eq!(Date::from_unix_day(day).unix_day(), day);
+        }
+        assert_eq!(Date::from_unix_day(-5), Date::new(1970, 1, 1).unwrap());
+        assert_eq!(Date::new(2024, 2, 29).unwrap().first_of_month(), Date::new(2024, 2, 1).unwrap());
+    }
 
     #[test]
     fn only_real_days_parse() {

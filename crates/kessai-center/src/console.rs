@@ -21,6 +21,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
+use kessai_core::Currency;
 use kessai_core::digest::Sha256Digest;
 use kessai_core::ids::{CardId, StoreId};
 use kessai_core::time::Timestamp;
@@ -34,6 +35,7 @@ use crate::db::{ListCursor, OperatorRow, Role, SessionRow, SettlementQuery, Trai
 use crate::member_pages::{document, page};
 use crate::purchase::Phase;
 use crate::service::Center;
+use crate::statistics::{Grain, Period, Report};
 
 /// Who makes a change: an operator's name and the role it acts in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,6 +157,9 @@ pub fn routes(center: Arc<Center>, admin_name: String, operators: Vec<String>) -
         .route("/console/differences", get(differences))
         .route("/console/differences/{id}/resolve", post(resolve_difference))
         .route("/console/trail", get(trail))
+        .route("/console/statistics", get(statistics))
+        .route("/console/statistics.csv", get(statistics_csv))
+        .route("/console/statistics.pdf", get(statistics_pdf))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), only_operators))
         .with_state(state)
 }
@@ -181,6 +186,7 @@ fn layout(title: &str, who: Option<&Session>, body: Markup) -> Markup {
                 a href="/console/bank-credits" { "Bank credits" } " · "
                 a href="/console/lost-cards" { "Lost cards" } " · "
                 a href="/console/differences" { "Differences" } " · "
+                a href="/console/statistics" { "Statistics" } " · "
                 a href="/console/trail" { "Trail" }
             }
             form method="post" action="/console/logout" {
@@ -1115,4 +1121,93 @@ async fn trail(State(state): State<ConsoleState>, s: Session, Query(q): Query<Tr
         }
     };
     page(StatusCode::OK, layout("Operator trail", Some(&s), body))
+}
+
+#[derive(Deserialize)]
+struct StatisticsQuery {
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    to: String,
+    #[serde(default)]
+    by: String,
+    #[serde(default)]
+    currency: String,
+}
+
+impl StatisticsQuery {
+    /// The period asked for; with no fields, the last 31 days in yen.
+    fn period(&self, now: Timestamp) -> Result<Period, String> {
+        if self.from.is_empty() && self.to.is_empty() && self.by.is_empty() && self.currency.is_empty() {
+            return Ok(Period::last_days(now, 31, Currency::parse("JPY").map_err(|e| e.to_string())?));
+        }
+        let currency = if self.currency.is_empty() { "JPY" } else { self.currency.as_str() };
+        Period::parse(&self.from, &self.to, &self.by, currency)
+    }
+}
+
+/// The report for a query, or the page saying why there is none.
+async fn report_for(state: &ConsoleState, s: &Session, q: &StatisticsQuery) -> Result<Report, Response> {
+    let period = q.period(state.center.clock.now()).map_err(|why| refusal(StatusCode::BAD_REQUEST, Some(s), &why))?;
+    Report::make(&state.center, period).await.map_err(|e| {
+        tracing::error!(error = %e, "statistics failed");
+        refusal(StatusCode::SERVICE_UNAVAILABLE, Some(s), "The statistics could not be read; try again.")
+    })
+}
+
+async fn statistics(State(state): State<ConsoleState>, s: Session, Query(q): Query<StatisticsQuery>) -> Response {
+    let report = match report_for(&state, &s, &q).await {
+        Ok(report) => report,
+        Err(refused) => return refused,
+    };
+    let p = report.period;
+    let body = html! {
+        form method="get" action="/console/statistics" {
+            label { "From " input type="date" name="from" value=(p.from) required; }
+            label { "To " input type="date" name="to" value=(p.to) required; }
+            label { "By "
+                select name="by" {
+                    option value="day" selected[p.grain == Grain::Day] { "day" }
+                    option value="month" selected[p.grain == Grain::Month] { "month" }
+                }
+            }
+            label { "Currency " input name="currency" value=(p.currency.code()) size="4"; }
+            button type="submit" { "Show" }
+        }
+        p { a href={"/console/statistics.csv?" (p.query())} download { "CSV" } " · "
+            a href={"/console/statistics.pdf?" (p.query())} { "Printable report (PDF)" } }
+        (report.html())
+    };
+    page(StatusCode::OK, layout("Statistics", Some(&s), body))
+}
+
+/// A download: its type, a file name, and no caching.
+fn download(content_type: &'static str, disposition: &str, name: String, body: Vec<u8>) -> Response {
+    let disposition = HeaderValue::from_str(&format!("{disposition}; filename=\"{name}\""))
+        .unwrap_or_else(|_| HeaderValue::from_static("attachment"));
+    let mut response = (StatusCode::OK, body).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CONTENT_DISPOSITION, disposition);
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
+}
+
+fn report_name(p: &Period, extension: &str) -> String {
+    format!("kessai-statistics-{}-{}-{}-{}.{extension}", p.currency.code(), p.grain.as_str(), p.from, p.to)
+}
+
+async fn statistics_csv(State(state): State<ConsoleState>, s: Session, Query(q): Query<StatisticsQuery>) -> Response {
+    match report_for(&state, &s, &q).await {
+        Ok(r) => download("text/csv; charset=utf-8", "attachment", report_name(&r.period, "csv"), r.csv().into_bytes()),
+        Err(refused) => refused,
+    }
+}
+
+async fn statistics_pdf(State(state): State<ConsoleState>, s: Session, Query(q): Query<StatisticsQuery>) -> Response {
+    match report_for(&state, &s, &q).await {
+        Ok(r) => download("application/pdf", "inline", report_name(&r.period, "pdf"), r.pdf()),
+        Err(refused) => refused,
+    }
 }

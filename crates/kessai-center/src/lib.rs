@@ -42,5 +42,6 @@ pub mod update_api;
 pub mod security;
 pub mod service;
 pub mod statement;
+pub mod statistics;
 pub mod value;
 mod writer;

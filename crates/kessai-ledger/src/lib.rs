@@ -30,7 +30,7 @@ pub mod within;
 pub use check::InvariantViolation;
 pub use error::Error;
 pub use result::{CreateAccountResult, CreateAccountsResult, CreateTransferResult, CreateTransfersResult};
-pub use store::{BackendKind, HistoryCursor, HistoryPage, Ledger};
+pub use store::{BackendKind, HistoryCursor, HistoryPage, KindTotal, Ledger};
 pub use types::{
     Account, AccountFlags, AccountKind, Balances, Currency, CurrencyError, NewAccount, NewTransfer, PendingState,
     Transfer, TransferFlags,

@@ -62,6 +62,7 @@ mod owed;
 mod prepaid;
 mod registry;
 mod settlements;
+mod statistics;
 mod value_updates;
 
 pub use crate::writer::WriteFuture;
@@ -83,6 +84,7 @@ pub use prepaid::{
 pub use registry::{RecordedKey, StatusChange, StoreRecord};
 pub use settlements::DueDelivery;
 pub use settlements::{BillState, ListCursor, SettlementPage, SettlementQuery, StepExtras};
+pub use statistics::DayTally;
 pub use value_updates::{Alongside, Reservation};
 
 /// Longest the center waits for a database connection.

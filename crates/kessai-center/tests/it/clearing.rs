@@ -946,3 +946,237 @@ async fn a_clearing_run_while_members_pay_takes_each_payment_once_on_postgres() 
     let Some(s) = crate::service::setup_on_postgres("clearing_while_paying").await else { return };
     clearing_while_paying(s).await;
 }
+
+/// Sums read from the books alone, by what each transfer is for (its
+/// code) and which account it moved: per store, what its payable was
+/// credited and debited; and what the prepaid card was funded from.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct FromBooks {
+    ic_sales: (i64, i64),
+    prepaid_sales: (i64, i64),
+    ic_refunds: (i64, i64),
+    prepaid_refunds: (i64, i64),
+    fees: (i64, i64),
+    payouts: (i64, i64),
+}
+
+fn counted(slot: &mut (i64, i64), amount: u64) {
+    slot.0 += 1;
+    slot.1 += i64::try_from(amount).unwrap();
+}
+
+/// Walks every shard of `store`'s payable through the ledger's history.
+async fn store_from_books(c: &Center, store: &StoreId) -> FromBooks {
+    use kessai_center::books::{self, CODE_FEE, CODE_PAYOUT, CODE_PREPAID_PAYMENT, CODE_PURCHASE, CODE_REFUND};
+    use kessai_ledger::TransferFlags;
+    let mut f = FromBooks::default();
+    for account in books::store_payable_ids(store, Currency::JPY) {
+        let mut cursor = None;
+        loop {
+            let page = c.books.ledger().account_history(account, cursor, 100).await.unwrap();
+            for t in &page.transfers {
+                let (credit, posts) = (t.credit_account_id == account, t.flags.contains(TransferFlags::POST_PENDING));
+                let pending = t.flags.contains(TransferFlags::PENDING);
+                match t.code {
+                    CODE_PURCHASE if credit && posts => counted(&mut f.ic_sales, t.amount_minor),
+                    CODE_PREPAID_PAYMENT if credit => counted(&mut f.prepaid_sales, t.amount_minor),
+                    CODE_REFUND if !credit && pending => counted(&mut f.ic_refunds, t.amount_minor),
+                    CODE_REFUND if !credit && !posts && !t.flags.contains(TransferFlags::VOID_PENDING) => {
+                        counted(&mut f.prepaid_refunds, t.amount_minor)
+                    }
+                    CODE_FEE if !credit => counted(&mut f.fees, t.amount_minor),
+                    CODE_PAYOUT if !credit => counted(&mut f.payouts, t.amount_minor),
+                    _ => {}
+                }
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+    }
+    f
+}
+
+fn figure(f: kessai_center::statistics::Figure) -> (i64, i64) {
+    (f.count, f.amount_minor)
+}
+
+#[tokio::test]
+async fn the_statistics_of_a_known_day_equal_the_sums_of_the_books_and_the_pdf_prints_them() {
+    statistics_of_a_known_day(scene().await).await;
+}
+
+#[tokio::test]
+async fn the_statistics_of_a_known_day_equal_the_sums_of_the_books_on_postgres() {
+    let Some(s) = crate::service::setup_on_postgres("statistics").await else { return };
+    statistics_of_a_known_day(scene_on(s).await).await;
+}
+
+async fn statistics_of_a_known_day(sc: Scene) {
+    use kessai_center::statistics::{Measure, Period, Report, money};
+    let c = &sc.s.center;
+    c.clearing_run(NOW).await.unwrap();
+    let day = kessai_bank::Date::of(NOW).to_string();
+    let report = Report::make(c, Period::parse(&day, &day, "day", "JPY").unwrap()).await.unwrap();
+
+    // By store, each figure is what the books say the store's payable did.
+    let mut stores = vec![sc.a.id.clone(), sc.b.id.clone(), sc.no_account.id.clone()];
+    stores.push(StoreId::parse(samples::MEMBER).unwrap());
+    let mut total = FromBooks::default();
+    for store in &stores {
+        let books = store_from_books(c, store).await;
+        let row = report.by_store.iter().find(|r| r.label == store.as_str()).unwrap_or_else(|| panic!("{store}"));
+        let ours = FromBooks {
+            ic_sales: figure(row.get(Measure::IcCardSales)),
+            prepaid_sales: figure(row.get(Measure::PrepaidSales)),
+            ic_refunds: figure(row.get(Measure::IcCardRefunds)),
+            prepaid_refunds: figure(row.get(Measure::PrepaidRefunds)),
+            fees: figure(row.get(Measure::Fees)),
+            payouts: figure(row.get(Measure::Payouts)),
+        };
+        assert_eq!(ours, books, "{store}");
+        for (sum, part) in [
+            (&mut total.ic_sales, books.ic_sales),
+            (&mut total.prepaid_sales, books.prepaid_sales),
+            (&mut total.ic_refunds, books.ic_refunds),
+            (&mut total.prepaid_refunds, books.prepaid_refunds),
+            (&mut total.fees, books.fees),
+            (&mut total.payouts, books.payouts),
+        ] {
+            sum.0 += part.0;
+            sum.1 += part.1;
+        }
+    }
+    assert_eq!(report.by_store.len(), stores.len());
+    // And what the test did, written out: eight prepaid payments, one IC
+    // card purchase of the sample bill, a refund of each kind, the fees
+    // and net payouts the clearing test computes.
+    assert_eq!(total.prepaid_sales, (8, 1_000 + 2_999 + 15 + 4_000 + 5_000 + 7 + 3_000 + 11_360));
+    assert_eq!((total.ic_sales, total.ic_refunds, total.prepaid_refunds), ((1, 11_360), (1, 1_000), (1, 500)));
+    let fees: u64 = sc.expected.iter().map(|e| e.fees).sum();
+    let net: u64 = sc.expected.iter().map(Expected::net).sum();
+    assert_eq!((total.fees.1, total.payouts), (i64::try_from(fees).unwrap(), (3, i64::try_from(net).unwrap())));
+    let day_row = &report.by_period[0];
+    assert_eq!((report.by_period.len(), day_row.label.as_str()), (1, day.as_str()));
+    for (m, expected) in [
+        (Measure::IcCardSales, total.ic_sales),
+        (Measure::PrepaidSales, total.prepaid_sales),
+        (Measure::IcCardRefunds, total.ic_refunds),
+        (Measure::PrepaidRefunds, total.prepaid_refunds),
+        (Measure::Payouts, total.payouts),
+    ] {
+        assert_eq!(figure(day_row.get(m)), expected, "{m:?} by day");
+        assert_eq!(figure(report.totals.get(m)), expected, "{m:?} in total");
+    }
+    // Funding: the one cash funding, as the prepaid card's account shows it.
+    let prepaid = kessai_center::books::prepaid_account_id(&sc.card);
+    let history = c.books.ledger().account_history(prepaid, None, 100).await.unwrap();
+    let funded: Vec<u64> = history
+        .transfers
+        .iter()
+        .filter(|t| t.code == kessai_center::books::CODE_PREPAID_FUNDING && t.credit_account_id == prepaid)
+        .map(|t| t.amount_minor)
+        .collect();
+    assert_eq!(funded, [90_000]);
+    assert_eq!(figure(report.totals.get(Measure::FundingCash)), (1, 90_000));
+    assert_eq!(figure(report.totals.get(Measure::FundingCredit)), (0, 0));
+    // The float: each card's account as the ledger has it.
+    let ic = kessai_center::books::card_float_id(&crate::world::card_id(1));
+    let accounts = c.books.ledger().lookup_accounts(&[ic, prepaid]).await.unwrap();
+    let posted = |a: &kessai_ledger::Account| i64::try_from(a.credits_posted_minor - a.debits_posted_minor).unwrap();
+    assert_eq!((posted(&accounts[0]), posted(&accounts[1])), (50_000 - 11_360, 90_000 - 27_381 + 500));
+    let float: Vec<(u64, i64)> = report.float.iter().map(|f| (f.accounts, f.posted_minor)).collect();
+    assert_eq!(float, [(1, posted(&accounts[0])), (1, posted(&accounts[1]))]);
+
+    // By month, the same totals in one row.
+    let month = Report::make(c, Period::parse(&day, &day, "month", "JPY").unwrap()).await.unwrap();
+    assert_eq!((month.by_period.len(), &month.totals.figures), (1, &report.totals.figures));
+    // A day with nothing: empty rows, and still the float.
+    let quiet = Report::make(c, Period::parse("2020-01-01", "2020-01-03", "day", "JPY").unwrap()).await.unwrap();
+    assert!(quiet.by_period.iter().all(|r| r.figures.is_empty()) && quiet.by_store.is_empty());
+    assert_eq!(quiet.by_period.len(), 3);
+    assert_eq!(quiet.float, report.float);
+
+    // The CSV says the same.
+    let csv = report.csv();
+    let line = format!("day,{day},sales_prepaid,{},{},JPY\r\n", total.prepaid_sales.0, total.prepaid_sales.1);
+    assert!(csv.contains(&line), "{csv}");
+    assert!(csv.contains(&format!("store,{},fees,", sc.a.id)), "{csv}");
+
+    // The console shows it to a viewer: tables, charts, the CSV and PDF.
+    let center = std::sync::Arc::new(sc.s.center);
+    let c = &center;
+    let app = crate::console::app(c);
+    crate::console::give_login(&c.db, "viewer", kessai_center::db::Role::Viewer, "viewer-password-12").await;
+    let viewer = crate::console::log_in(&app, "viewer", "viewer-password-12").await;
+    let ask = |path: String| {
+        let (app, viewer) = (app.clone(), viewer.clone());
+        async move { crate::console::ask(&app, "GET", &path, Some("viewer"), Some(&viewer), None).await }
+    };
+    let query = format!("from={day}&to={day}&by=day&currency=JPY");
+    let (status, _, page) = ask(format!("/console/statistics?{query}")).await;
+    assert_eq!(status, axum::http::StatusCode::OK, "{page}");
+    for shown in
+        ["id=\"chart-sales\"", "id=\"chart-funding\"", "<rect", "id=\"by-store\"", &money(37_241, Currency::JPY)]
+    {
+        assert!(page.contains(shown), "{shown} in {page}");
+    }
+    let (status, headers, body) = ask(format!("/console/statistics.csv?{query}")).await;
+    assert_eq!(
+        (status, headers[axum::http::header::CONTENT_TYPE].to_str().unwrap()),
+        (axum::http::StatusCode::OK, "text/csv; charset=utf-8")
+    );
+    assert_eq!(body, csv);
+    let (status, headers, body) = ask(format!("/console/statistics.pdf?{query}")).await;
+    assert_eq!(
+        (status, headers[axum::http::header::CONTENT_TYPE].to_str().unwrap()),
+        (axum::http::StatusCode::OK, "application/pdf")
+    );
+    assert!(body.starts_with("%PDF-"));
+    for bad in [
+        "from=2026-13-01&to=2026-12-01",
+        "from=2026-12-02&to=2026-12-01",
+        "from=2020-01-01&to=2026-12-01",
+        "by=week&from=2026-12-01&to=2026-12-01",
+    ] {
+        let (status, _, page) = ask(format!("/console/statistics.pdf?{bad}")).await;
+        assert_eq!(status, axum::http::StatusCode::BAD_REQUEST, "{bad}: {page}");
+        assert!(page.contains("id=\"refused\""), "{page}");
+    }
+    let (status, _, _) = crate::console::ask(&app, "GET", "/console/statistics.csv", Some("viewer"), None, None).await;
+    assert_eq!(status, axum::http::StatusCode::SEE_OTHER, "no session, no figures");
+
+    // The PDF renders, and its totals are these.
+    let Some(pdftoppm) = kessai_testkit::tool_on_path("pdftoppm", "KESSAI_PDFTOPPM") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let pdf = dir.path().join("report.pdf");
+    std::fs::write(&pdf, report.pdf()).unwrap();
+    let out = std::process::Command::new(&pdftoppm)
+        .args(["-png", "-r", "60"])
+        .arg(&pdf)
+        .arg(dir.path().join("page"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "pdftoppm: {}", String::from_utf8_lossy(&out.stderr));
+    let png = std::fs::read(dir.path().join("page-1.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 2_000, "a page was drawn");
+    let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../test-artifacts/statistics");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    std::fs::copy(dir.path().join("page-1.png"), artifacts.join("report-page-1.png")).unwrap();
+    let pdftotext = pdftoppm.with_file_name("pdftotext");
+    let out = std::process::Command::new(&pdftotext).args(["-layout"]).arg(&pdf).arg("-").output().unwrap();
+    assert!(out.status.success(), "pdftotext: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line_of = |what: &str| {
+        text.lines().find(|l| l.trim_start().starts_with(what)).unwrap_or_else(|| panic!("no {what:?} in {text}"))
+    };
+    let words = |l: &str| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>().join(" ");
+    let jpy = Currency::JPY;
+    assert!(words(line_of("Total Prepaid sales")).ends_with(&format!("8 {}", money(total.prepaid_sales.1, jpy))));
+    assert!(words(line_of("Total IC card sales")).ends_with(&format!("1 {}", money(11_360, jpy))));
+    assert!(words(line_of("Total Fees")).ends_with(&money(total.fees.1, jpy)));
+    assert!(words(line_of("Total Payouts ")).ends_with(&format!("3 {}", money(total.payouts.1, jpy))));
+    let net_sales = total.ic_sales.1 + total.prepaid_sales.1 - total.ic_refunds.1 - total.prepaid_refunds.1;
+    assert!(words(line_of("Total net sales")).ends_with(&money(net_sales, jpy)));
+}

@@ -16,7 +16,7 @@ use crate::engine::{self, LoadedTransfer, Scratch, WriteSet};
 use crate::error::Error;
 use crate::limits::{BATCH_EVENTS_MAX, EXPIRY_BATCH_MAX, HISTORY_PAGE_MAX, LOOKUP_IDS_MAX, TIMESTAMP_MAX_UNIX_S};
 use crate::result::{CreateAccountResult, CreateAccountsResult, CreateTransferResult, CreateTransfersResult};
-use crate::types::{Account, NewAccount, NewTransfer, PendingState, Transfer};
+use crate::types::{Account, AccountKind, Balances, Currency, NewAccount, NewTransfer, PendingState, Transfer};
 use rows::Columns;
 
 pub(crate) use sqlite::connect_options as sqlite_connect_options;
@@ -67,6 +67,7 @@ pub(crate) enum Op<'a> {
     LookupTransfers(&'a [u128]),
     LookupPendingStates(&'a [u128]),
     History { account_id: u128, after_seq: u64, limit: u32 },
+    Totals,
     Check,
 }
 
@@ -85,6 +86,7 @@ pub(crate) enum Outcome {
     FoundTransfers(Vec<Transfer>),
     FoundPendingStates(Vec<(u128, PendingState)>),
     History(HistoryPage),
+    Totals(Vec<KindTotal>),
     Checked(Result<(), InvariantViolation>),
 }
 
@@ -116,8 +118,47 @@ pub(crate) async fn run<T: Tx>(tx: &mut T, op: Op<'_>) -> Result<Outcome, Error>
             let transfers = rows.into_iter().map(|(loaded, _)| loaded.transfer).collect();
             Ok(Outcome::History(HistoryPage { transfers, next: next.flatten() }))
         }
+        Op::Totals => {
+            let rows = tx.rows(TOTALS_SQL).await?;
+            rows.iter().map(kind_total).collect::<Result<_, _>>().map(Outcome::Totals)
+        }
         Op::Check => check::run(tx).await.map(Outcome::Checked),
     }
+}
+
+/// The accounts' balances summed by kind and currency.
+const TOTALS_SQL: &str = "SELECT kind, currency, CAST(COUNT(*) AS BIGINT), \
+    CAST(SUM(debits_pending_minor) AS BIGINT), CAST(SUM(debits_posted_minor) AS BIGINT), \
+    CAST(SUM(credits_pending_minor) AS BIGINT), CAST(SUM(credits_posted_minor) AS BIGINT) \
+    FROM accounts GROUP BY kind, currency ORDER BY kind, currency";
+
+fn kind_total(row: &impl Columns) -> Result<KindTotal, Error> {
+    let kind = u16::try_from(row.int(0)?).ok().and_then(AccountKind::from_code);
+    let sum = |index| {
+        row.int(index).and_then(|v| u64::try_from(v).map_err(|_| Error::Corrupt { what: "a negative sum of balances" }))
+    };
+    Ok(KindTotal {
+        kind: kind.ok_or(Error::Corrupt { what: "unknown account kind" })?,
+        currency: Currency::parse(&row.text(1)?).map_err(|_| Error::Corrupt { what: "an account's currency" })?,
+        accounts: sum(2)?,
+        balances: Balances {
+            debits_pending_minor: sum(3)?,
+            debits_posted_minor: sum(4)?,
+            credits_pending_minor: sum(5)?,
+            credits_posted_minor: sum(6)?,
+        },
+    })
+}
+
+/// What the accounts of one kind in one currency hold together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KindTotal {
+    pub kind: AccountKind,
+    pub currency: Currency,
+    /// How many such accounts there are.
+    pub accounts: u64,
+    /// Their balances, summed.
+    pub balances: Balances,
 }
 
 fn sorted_unique(ids: impl Iterator<Item = u128>) -> Vec<u128> {
@@ -478,6 +519,16 @@ impl Ledger {
         match self.run(Op::History { account_id, after_seq, limit }).await? {
             Outcome::History(page) => Ok(page),
             other => unreachable!("account_history answered {other:?}"),
+        }
+    }
+
+    /// Every account's balances summed by kind and currency, on one
+    /// consistent snapshot: what cards, pools and payables hold together.
+    /// Reads every account; an operator's report, not a per-request call.
+    pub async fn totals(&self) -> Result<Vec<KindTotal>, Error> {
+        match self.run(Op::Totals).await? {
+            Outcome::Totals(totals) => Ok(totals),
+            other => unreachable!("totals answered {other:?}"),
         }
     }
 

@@ -3,12 +3,15 @@
 
 use kessai_ledger::limits::{BATCH_EVENTS_MAX, EXPIRY_BATCH_MAX, HISTORY_PAGE_MAX, TIMESTAMP_MAX_UNIX_S};
 use kessai_ledger::{
-    AccountFlags, AccountKind, CreateTransferResult, Error, InvariantViolation, NewAccount, PendingState, TransferFlags,
+    AccountFlags, AccountKind, CreateTransferResult, Currency, Error, InvariantViolation, NewAccount, NewTransfer,
+    PendingState, TransferFlags,
 };
 
 use crate::support::{AccountBuilder as _, Db, TestLedger, TransferBuilder as _, account, post, tamper, transfer};
 
 const NOW: u64 = 1_700_000_000;
+const USD: Currency = Currency::USD;
+const JPY: Currency = Currency::JPY;
 
 /// CARD (kind card float), STORE (store payable), FEES (center fees): ids 1, 2, 3.
 async fn with_accounts(db: Db) -> Option<TestLedger> {
@@ -52,6 +55,36 @@ async fn history_pages_through_an_accounts_transfers_in_order(db: Db) {
     assert!(matches!(ledger.account_history(1, None, 0).await, Err(Error::HistoryPageOutOfRange { limit: 0 })));
     let too_many = HISTORY_PAGE_MAX + 1;
     assert!(matches!(ledger.account_history(1, None, too_many).await, Err(Error::HistoryPageOutOfRange { .. })));
+    ledger.check().await.unwrap();
+}
+
+async fn totals_sum_balances_by_kind_and_currency(db: Db) {
+    let Some(test) = with_accounts(db).await else { return };
+    let ledger = &test.ledger;
+    // A second card float (4); a USD card float (5) and USD payable (6).
+    let more = vec![account(4), account(5).currency(USD), account(6).currency(USD).kind(AccountKind::StorePayable)];
+    assert_eq!(ledger.create_accounts(&more, NOW).await.unwrap(), vec![]);
+    let events = vec![
+        transfer(10, 2, 1, 700),
+        transfer(11, 2, 4, 300),
+        transfer(12, 1, 2, 120).pending(),
+        transfer(13, 4, 3, 45),
+        NewTransfer { currency: USD, ..transfer(14, 6, 5, 9) },
+    ];
+    assert_eq!(ledger.create_transfers(&events, NOW).await.unwrap(), vec![]);
+    let totals = ledger.totals().await.unwrap();
+    let of = |kind, currency| totals.iter().find(|t| t.kind == kind && t.currency == currency).copied();
+    let floats = of(AccountKind::CardFloat, JPY).unwrap();
+    assert_eq!(floats.accounts, 2);
+    assert_eq!(floats.balances.credits_posted_minor, 1_000);
+    assert_eq!(floats.balances.debits_posted_minor, 45);
+    assert_eq!(floats.balances.debits_pending_minor, 120);
+    let payables = of(AccountKind::StorePayable, JPY).unwrap();
+    assert_eq!((payables.balances.debits_posted_minor, payables.balances.credits_pending_minor), (1_000, 120));
+    assert_eq!(of(AccountKind::CenterFees, JPY).unwrap().balances.credits_posted_minor, 45);
+    assert_eq!(of(AccountKind::CardFloat, USD).unwrap().balances.credits_posted_minor, 9);
+    assert_eq!(of(AccountKind::StorePayable, USD).unwrap().balances.debits_posted_minor, 9);
+    assert_eq!(totals.len(), 5, "one line per kind and currency: {totals:?}");
     ledger.check().await.unwrap();
 }
 
@@ -256,6 +289,7 @@ macro_rules! on_both_backends {
 on_both_backends!(
     concurrent_batches_apply_as_if_in_turn,
     history_pages_through_an_accounts_transfers_in_order,
+    totals_sum_balances_by_kind_and_currency,
     lookups_answer_in_request_order_with_effective_fields,
     limits_refuse_whole_batches,
     reopening_keeps_data_and_migrations_are_idempotent,
