@@ -387,6 +387,16 @@ pub struct ApplyBankCredit {
     pub funding_id: String,
 }
 
+/// `POST /v1/admin/bank-credits/return`: a credit in suspense sent back
+/// to whoever paid it, and how.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReturnBankCredit {
+    pub entry_key: String,
+    #[schemars(with = "formats::Reason500")]
+    pub reason: String,
+}
+
 /// A card's member, and whether its purchases need the member's
 /// instruction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

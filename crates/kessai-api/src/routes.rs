@@ -715,7 +715,7 @@ pub const OPERATIONS: &[Operation] = &[
     Operation {
         method: Method::Get,
         path: "/v1/admin/bank-credits",
-        summary: "Admin or operator: credits read from the pool accounts' statements in a status (suspense: the queue; review: reversals; matched; applied).",
+        summary: "Admin or operator: credits read from the pool accounts' statements in a status (suspense: the queue; review: reversals; matched; applied; returned).",
         query: Some(query::<admin::BankCreditFilter>),
         reply: Reply { status: 200, description: "credits", media: JSON, schema: of::<admin::BankCreditList> },
         refusals: &[400, 401, 403, 429, 500, 503],
@@ -728,6 +728,15 @@ pub const OPERATIONS: &[Operation] = &[
         body: Some(Body { required: true, schema: of::<admin::ApplyBankCredit> }),
         reply: Reply { status: 200, description: "the funding, issued", media: JSON, schema: of::<views::Funding> },
         refusals: &[400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503],
+        ..Operation::DEFAULT
+    },
+    Operation {
+        method: Method::Post,
+        path: "/v1/admin/bank-credits/return",
+        summary: "Admin or operator: a credit held in suspense sent back to whoever paid it (the reason says how); it leaves the pool it came into and nothing is issued. Refused: unknown_bank_credit (none in suspense by that key), bad_reason.",
+        body: Some(Body { required: true, schema: of::<admin::ReturnBankCredit> }),
+        reply: Reply { status: 200, description: "the credit, returned", media: JSON, schema: of::<views::BankCredit> },
+        refusals: &[400, 401, 403, 404, 413, 415, 422, 429, 500, 503],
         ..Operation::DEFAULT
     },
     Operation {

@@ -316,11 +316,18 @@ pub enum BankCreditStatus {
     Matched,
     /// Applied to a funding by an operator.
     Applied,
+    /// Sent back to whoever paid it, by an operator.
+    Returned,
 }
 
 impl BankCreditStatus {
-    pub const ALL: [BankCreditStatus; 4] =
-        [BankCreditStatus::Suspense, BankCreditStatus::Review, BankCreditStatus::Matched, BankCreditStatus::Applied];
+    pub const ALL: [BankCreditStatus; 5] = [
+        BankCreditStatus::Suspense,
+        BankCreditStatus::Review,
+        BankCreditStatus::Matched,
+        BankCreditStatus::Applied,
+        BankCreditStatus::Returned,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -328,6 +335,7 @@ impl BankCreditStatus {
             BankCreditStatus::Review => "review",
             BankCreditStatus::Matched => "matched",
             BankCreditStatus::Applied => "applied",
+            BankCreditStatus::Returned => "returned",
         }
     }
 

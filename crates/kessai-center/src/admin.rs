@@ -18,10 +18,10 @@ use kessai_api::admin::{
     BankCreditFilter, BankCreditList, CardBooks, CardEntry, CardHolder, CardMemberLinked, CardState, CardStory,
     ChangeCardStatus, FundingFilter, FundingList, GiveReason, KeyRevoked, LetterRow, LetterSent, LinkCardMember,
     MemberCard, MemberEntry, MemberStory, Outbox, OwedList, RecordCash, RegisterCard, RegisterStore, Rejected,
-    ReplaceCard, RevokeMember, SettlementFilter, SettlementPage, SettlementRow, SettlementVoided, StoreRegistered,
-    UpdateRow,
+    ReplaceCard, ReturnBankCredit, RevokeMember, SettlementFilter, SettlementPage, SettlementRow, SettlementVoided,
+    StoreRegistered, UpdateRow,
 };
-use kessai_api::views::{Funding, OwedReply, Replaced};
+use kessai_api::views::{BankCredit, BankCreditStatus, Funding, OwedReply, Replaced};
 use kessai_core::Money;
 use kessai_core::ids::{CardId, StoreId};
 use kessai_core::messages::DisplayText;
@@ -74,6 +74,7 @@ pub fn routes(center: Arc<Center>, admin_name: String, operators: Vec<String>) -
         .route("/v1/admin/fundings/{id}/cash", post(record_cash))
         .route("/v1/admin/bank-credits", get(list_bank_credits))
         .route("/v1/admin/bank-credits/apply", post(apply_bank_credit))
+        .route("/v1/admin/bank-credits/return", post(return_bank_credit))
         // The certificate is checked before anything of the request is
         // read: without the admin's, a request learns nothing of what the
         // API would make of its body (401/403 whatever it sends).
@@ -715,16 +716,31 @@ async fn record_cash(
 }
 
 /// The bank credits in a status: `suspense` (the queue), `review`
-/// (reversals), `matched`, `applied`.
+/// (reversals), `matched`, `applied`, `returned`.
 async fn list_bank_credits(
     State(state): State<AdminState>,
     Params(q): Params<BankCreditFilter>,
 ) -> Result<Json<BankCreditList>, ApiError> {
-    if !["suspense", "review", "matched", "applied"].contains(&q.status.as_str()) {
-        return Err(bad(ErrorCode::BadStatus, "status is suspense, review, matched or applied"));
+    if BankCreditStatus::parse(&q.status).is_none() {
+        return Err(bad(ErrorCode::BadStatus, "status is suspense, review, matched, applied or returned"));
     }
     let credits = state.center.bank_credits_in(&q.status).await.map_err(crate::prepaid_api::prepaid_api_error)?;
     Ok(Json(BankCreditList { bank_credits: credits }))
+}
+
+/// A credit in suspense sent back by the operator to whoever paid it.
+async fn return_bank_credit(
+    State(state): State<AdminState>,
+    peer: Option<Extension<PeerIdentity>>,
+    Body(b): Body<ReturnBankCredit>,
+) -> Result<Json<BankCredit>, ApiError> {
+    let given = GiveReason { reason: b.reason };
+    let credit = state
+        .center
+        .return_suspense(&b.entry_key, reason_of(&given)?, &actor(&peer))
+        .await
+        .map_err(crate::prepaid_api::prepaid_api_error)?;
+    Ok(Json(credit))
 }
 
 /// A credit in suspense applied by the operator to a funding awaiting it.

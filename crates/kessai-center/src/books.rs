@@ -50,7 +50,8 @@
 //! credit funding → prepaid), a payment (prepaid → store payable, id = the
 //! payment's transaction id), a refund of such a payment (store payable →
 //! prepaid), money that matched no request (pool → suspense) and its later
-//! application (suspense → prepaid).
+//! application (suspense → prepaid) or return to its sender (suspense →
+//! the pool it came into).
 //!
 //! Clearing (#19) pays a store what is open on its payable: store payable
 //! → payouts in transit (what is sent) and → fees, posted when the payout
@@ -94,6 +95,7 @@ pub const CODE_PAYOUT: u16 = 12;
 pub const CODE_FEE: u16 = 13;
 pub const CODE_PAYOUT_SETTLED: u16 = 14;
 pub const CODE_PAYOUT_RETURNED: u16 = 15;
+pub const CODE_SUSPENSE_RETURNED: u16 = 16;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -588,6 +590,18 @@ impl Entries {
         let accounts = vec![account(source, c, from.kind())?, account(held, c, AccountKind::Suspense)?];
         let t = posted(id, (source, held), amount, CODE_SUSPENSE)?;
         Ok(Entries::of("the suspense entry", accounts, t))
+    }
+
+    /// Money in suspense sent back to whoever paid it: suspense → the pool
+    /// it came into, posted; `key` (the bank's entry) makes it once.
+    pub fn suspense_returned(key: &str, to: Receiving, amount: Money) -> Result<Entries, BooksError> {
+        let c = amount.currency();
+        let id = derived_id("suspense-returned", key.as_bytes());
+        let shard = shard(&id.to_be_bytes());
+        let (held, pool) = (pooled_id("suspense", c.code(), shard), pooled_id(to.label(), c.code(), shard));
+        let accounts = vec![account(held, c, AccountKind::Suspense)?, account(pool, c, to.kind())?];
+        let t = posted(id, (held, pool), amount, CODE_SUSPENSE_RETURNED)?;
+        Ok(Entries::of("the returned credit", accounts, t))
     }
 
     /// A store's refund of a prepaid payment: the payee's payable → the

@@ -151,6 +151,7 @@ pub fn routes(center: Arc<Center>, admin_name: String, operators: Vec<String>) -
         .route("/console/cash/{id}", post(count_cash))
         .route("/console/bank-credits", get(bank_credits))
         .route("/console/bank-credits/apply", post(apply_credit))
+        .route("/console/bank-credits/return", post(return_credit))
         .route("/console/lost-cards", get(lost_cards).post(report_card))
         .route("/console/lost-cards/{card}/void/{id}", post(void_lost))
         .route("/console/lost-cards/{card}/replace", post(replace_card))
@@ -833,10 +834,11 @@ async fn bank_credits(State(state): State<ConsoleState>, s: Session) -> Response
     };
     let body = html! {
         p { "Credits in suspense: a partial payment, a mistyped reference. Apply one to the funding of its kind "
-            "that awaits it, and the amount received is issued to that funding's card." }
+            "that awaits it, and the amount received is issued to that funding's card; or, as an approver, return "
+            "it to whoever paid it: the money leaves the pool and nothing is issued (say how it was sent back)." }
         table id="credits" {
             thead { tr { th { "Entry" } th { "Booked" } th { "Amount" } th { "Reference" } th { "Remitter" }
-                         th { "Why" } th { "Apply to funding" } } }
+                         th { "Why" } th { "Apply to funding" } th { "Return" } } }
             tbody { @for c in &credits {
                 tr {
                     td { code { (c.entry_key) } } td { (c.booked_on) } td class="num" { (c.amount) }
@@ -850,12 +852,47 @@ async fn bank_credits(State(state): State<ConsoleState>, s: Session) -> Response
                             button type="submit" { "Apply" }
                         }
                     }
+                    td {
+                        form class="inline" method="post" action="/console/bank-credits/return" {
+                            input type="hidden" name="form_token" value=(s.form_token);
+                            input type="hidden" name="entry_key" value=(c.entry_key);
+                            input name="reason" required maxlength="500" size="24" placeholder="how it was sent back"
+                                aria-label="How it was returned";
+                            button type="submit" { "Return" }
+                        }
+                    }
                 }
             } }
         }
         @if credits.is_empty() { p { "No credit is in suspense." } }
     };
     page(StatusCode::OK, layout("Bank credits", Some(&s), body))
+}
+
+#[derive(Deserialize)]
+struct ReturnForm {
+    form_token: String,
+    entry_key: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// Money leaves the center: an approver's.
+async fn return_credit(State(state): State<ConsoleState>, s: Session, Form(f): Form<ReturnForm>) -> Response {
+    if let Some(refused) = s.refused(&f.form_token, Role::Approver) {
+        return refused;
+    }
+    let reason = f.reason.trim();
+    if reason.is_empty() || reason.chars().count() > 500 {
+        return refusal(StatusCode::BAD_REQUEST, Some(&s), "A return needs a note of 1 to 500 characters.");
+    }
+    match state.center.return_suspense(&f.entry_key, reason, &s.actor()).await {
+        Ok(_) => Redirect::to("/console/bank-credits").into_response(),
+        Err(e) => {
+            let refused = crate::prepaid_api::prepaid_api_error(e);
+            refusal(refused.status(), Some(&s), &format!("The credit was not returned: {refused}"))
+        }
+    }
 }
 
 #[derive(Deserialize)]

@@ -944,6 +944,40 @@ impl Center {
         Ok(funding_view(&issued, &self.prepaid))
     }
 
+    /// An operator sends a credit held in suspense back to whoever paid it
+    /// (a transfer nobody asked for, an envelope with the wrong amount):
+    /// the money leaves the pool it came into, and nothing is issued. The
+    /// transfer back is the operator's to make; `reason` says how.
+    pub async fn return_suspense(
+        &self,
+        entry_key: &str,
+        reason: &str,
+        by: &crate::console::Actor,
+    ) -> Result<CreditView, PrepaidError> {
+        let now = self.clock.now();
+        let credit = self.db.bank_credit(entry_key).await?.filter(|c| c.status == "suspense");
+        let credit = credit.ok_or_else(|| PrepaidError::UnknownCredit(entry_key.chars().take(64).collect()))?;
+        let to = match credit.source.as_str() {
+            "bank" => Receiving::BankPool,
+            "postal" => Receiving::PostalPool,
+            "cash" => Receiving::Cash,
+            other => return Err(PrepaidError::Statement(format!("a credit from {other:?} cannot be returned"))),
+        };
+        let entries = Entries::suspense_returned(&credit.entry_key, to, credit.amount)?;
+        let recorded = format!("returned: {reason}");
+        let trail = by.did(
+            "bank_credit_returned",
+            &credit.entry_key,
+            serde_json::json!({ "status": "suspense", "reason": credit.reason }),
+            serde_json::json!({ "status": "returned", "reason": reason, "amount": credit.amount.to_string() }),
+        );
+        if !self.db.return_suspense(&credit.entry_key, &recorded, entries, now, trail).await? {
+            return Err(PrepaidError::UnknownCredit(credit.entry_key));
+        }
+        tracing::info!(credit = %credit.entry_key, amount = %credit.amount, operator = %by.name, "suspense returned");
+        Ok(CreditView { status: "returned".into(), reason: Some(recorded), ..CreditView::from(credit) })
+    }
+
     /// An operator records cash received by registered mail for a funding
     /// (FIG. 15): the amount counted. Up to the dual-control limit it is
     /// issued at once; above it, a second operator (another certificate)

@@ -176,7 +176,7 @@ enum AdminCommand {
         currency: String,
     },
     /// Bank credits in a status: suspense (the queue), review (reversals),
-    /// matched, applied.
+    /// matched, applied, returned.
     BankCredits {
         #[arg(long, default_value = "suspense")]
         status: String,
@@ -187,6 +187,14 @@ enum AdminCommand {
         entry_key: String,
         #[arg(long)]
         funding_id: String,
+    },
+    /// Send a credit held in suspense back to whoever paid it; the reason
+    /// says how.
+    ReturnCredit {
+        #[arg(long)]
+        entry_key: String,
+        #[arg(long)]
+        reason: String,
     },
 }
 
@@ -274,6 +282,9 @@ fn request(command: AdminCommand) -> anyhow::Result<(String, Option<Value>)> {
         AdminCommand::BankCredits { status } => (format!("/v1/admin/bank-credits?status={status}"), None),
         AdminCommand::ApplyCredit { entry_key, funding_id } => {
             ("/v1/admin/bank-credits/apply".into(), Some(json!({ "entry_key": entry_key, "funding_id": funding_id })))
+        }
+        AdminCommand::ReturnCredit { entry_key, reason } => {
+            ("/v1/admin/bank-credits/return".into(), Some(json!({ "entry_key": entry_key, "reason": reason })))
         }
         AdminCommand::ReplaceCard { card_id, replacement, reason } => (
             format!("/v1/admin/cards/{card_id}/replace"),

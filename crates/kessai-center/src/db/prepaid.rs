@@ -65,8 +65,9 @@ pub struct BankCreditRow {
     pub reference: Option<String>,
     pub remitter: Option<String>,
     /// `matched` (issued to its funding), `suspense` (waits for an
-    /// operator), `applied` (an operator applied it to a funding), `review`
-    /// (a reversal: no money moved, an operator looks at it).
+    /// operator), `applied` (an operator applied it to a funding),
+    /// `returned` (an operator sent it back), `review` (a reversal: no
+    /// money moved, an operator looks at it).
     pub status: String,
     pub funding_id: Option<String>,
     pub reason: Option<String>,
@@ -524,6 +525,38 @@ impl CenterDb {
                 if conn.execute(credit).await? != 1 || conn.execute(funding).await? != 1 {
                     return Err(DbError::Conflict);
                 }
+                append_trail(&mut conn, &trail, now).await?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+
+    /// Marks a credit in suspense returned to its sender, with the books'
+    /// `entries` and the operator's trail row, in one transaction; `false`
+    /// (nothing written) if it is no longer in suspense.
+    pub async fn return_suspense(
+        &self,
+        entry_key: &str,
+        reason: &str,
+        entries: Entries,
+        now: Timestamp,
+        trail: TrailEntry,
+    ) -> Result<bool, DbError> {
+        let credit = Stmt::new(
+            "UPDATE center_bank_credits SET status = 'returned', reason = $1, updated_at = $2
+             WHERE entry_key = $3 AND status = 'suspense'",
+        )
+        .bind(reason.to_owned())
+        .bind(to_i64(now.unix_s())?)
+        .bind(entry_key.to_owned());
+        let now_s = now.unix_s();
+        self.write(move |mut conn| {
+            Box::pin(async move {
+                if conn.execute(credit).await? != 1 {
+                    return Ok(false);
+                }
+                conn.books(&entries, now_s).await?;
                 append_trail(&mut conn, &trail, now).await?;
                 Ok(true)
             })

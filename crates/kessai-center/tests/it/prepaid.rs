@@ -276,6 +276,47 @@ async fn a_bank_transfer_issues_value_once_and_what_does_not_match_waits_in_susp
     let expired = s.center.fundings_in(FundingStatus::Expired).await.unwrap();
     assert_eq!(expired.iter().map(|f| f.funding_id.as_str()).collect::<Vec<_>>(), vec![late.funding_id.as_str()]);
     conserved(&s, &[&card]).await;
+
+    // The transfer nobody asked for (700, no reference) goes back to its
+    // sender: it leaves the pool and suspense, and nothing is issued.
+    let held = s.center.bank_credits_in("suspense").await.unwrap();
+    let stray = held.iter().find(|c| c.amount == jpy(700)).unwrap().entry_key.clone();
+    let pool_before = s.center.books.received(Receiving::BankPool, Currency::JPY).await.unwrap();
+    let suspense_before = s.center.books.suspense(Currency::JPY).await.unwrap();
+    let returned = s.center.return_suspense(&stray, "sent back to the remitter's account", crate::tester()).await;
+    let returned = returned.unwrap();
+    assert_eq!((returned.status.as_str(), returned.amount), ("returned", jpy(700)));
+    assert_eq!(s.center.books.received(Receiving::BankPool, Currency::JPY).await.unwrap(), pool_before - 700);
+    assert_eq!(s.center.books.suspense(Currency::JPY).await.unwrap(), suspense_before - 700);
+    assert_eq!(balance(&s, &card).await, 6_500);
+    let listed = s.center.bank_credits_in("returned").await.unwrap();
+    assert_eq!(listed.iter().map(|c| c.entry_key.as_str()).collect::<Vec<_>>(), [stray.as_str()]);
+    assert!(listed[0].reason.as_deref().unwrap().contains("remitter's account"));
+    // Once: returning or applying it again finds nothing in suspense.
+    let again = s.center.return_suspense(&stray, "again", crate::tester()).await;
+    assert!(matches!(again, Err(PrepaidError::UnknownCredit(_))), "{again:?}");
+    let trail = s.center.db.trail(Some(&stray), None, 10).await.unwrap();
+    assert_eq!(trail.iter().map(|t| t.entry.action.as_str()).collect::<Vec<_>>(), ["bank_credit_returned"]);
+    conserved(&s, &[&card]).await;
+
+    // An operator applies a credit while another returns it: one of them.
+    let token =
+        request(&s.center, &m, "r-4", PrepaidAction::Fund, Some(&card), Some(800), Some(FundingMethod::BankTransfer));
+    let wanting = funding(s.center.prepaid_request(&token, None, &sim).await.unwrap());
+    let queue = s.center.bank_credits_in("suspense").await.unwrap();
+    let contested = queue.iter().find(|c| c.amount == jpy(800)).unwrap().entry_key.clone();
+    let (applied, returned) = tokio::join!(
+        s.center.apply_suspense(&contested, &wanting.funding_id, crate::tester()),
+        s.center.return_suspense(&contested, "sent back", crate::tester()),
+    );
+    assert!(applied.is_ok() != returned.is_ok(), "exactly one: {applied:?} / {returned:?}");
+    let won_by_apply = applied.is_ok();
+    let loser = if won_by_apply { returned.map(drop) } else { applied.map(drop) };
+    assert!(matches!(loser, Err(PrepaidError::UnknownCredit(_))), "{loser:?}");
+    let expected = if won_by_apply { 7_300 } else { 6_500 };
+    assert_eq!(balance(&s, &card).await, expected);
+    assert_eq!(s.center.db.trail(Some(&contested), None, 10).await.unwrap().len(), 1);
+    conserved(&s, &[&card]).await;
 }
 
 #[tokio::test]
