@@ -23,7 +23,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use kessai_core::Currency;
 use kessai_core::digest::Sha256Digest;
-use kessai_core::ids::{CardId, StoreId};
+use kessai_core::ids::CardId;
 use kessai_core::time::Timestamp;
 use kessai_http::{Party, PeerIdentity};
 use maud::{Markup, html};
@@ -31,7 +31,9 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::db::{ListCursor, OperatorRow, Role, SessionRow, SettlementQuery, TrailEntry};
+use crate::db::{
+    ListCursor, OperatorRow, Role, Search as DbSearch, SearchKind, SessionRow, SettlementQuery, TrailEntry,
+};
 use crate::member_pages::{document, page};
 use crate::purchase::Phase;
 use crate::service::Center;
@@ -179,7 +181,7 @@ fn layout(title: &str, who: Option<&Session>, body: Markup) -> Markup {
         strong { "kessai console" }
         @if let Some(s) = who {
             nav aria-label="Console" {
-                a href="/console" { "Settlements" } " · "
+                a href="/console" { "Search" } " · "
                 a href="/console/members" { "Members" } " · "
                 a href="/console/applications" { "Applications" } " · "
                 a href="/console/outbox" { "Letters" } " · "
@@ -416,107 +418,211 @@ async fn logout(State(state): State<ConsoleState>, s: Session, Form(f): Form<Tok
     response
 }
 
-/// The settlement search: by card, store, phase and creation time, a page
-/// at a time (the admin listing's cursor: no row skipped or repeated).
+/// `GET /console`: the search over what the center recorded
+/// (`crate::db::Search`), 50 rows a page by the listing's cursor (no row
+/// skipped or repeated while others write).
 #[derive(Deserialize, Default)]
-struct Search {
+struct SearchForm {
+    #[serde(default)]
+    kind: String,
     #[serde(default)]
     card: String,
     #[serde(default)]
+    member: String,
+    #[serde(default)]
     store: String,
     #[serde(default)]
-    phase: String,
+    state: String,
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    to: String,
+    #[serde(default)]
+    min: String,
+    #[serde(default)]
+    max: String,
     #[serde(default)]
     after: String,
 }
 
+impl SearchForm {
+    /// The search the form asks for, or what is wrong with it.
+    fn search(&self) -> Result<DbSearch, Vec<String>> {
+        let mut problems = Vec::new();
+        let kind = match self.kind.trim() {
+            "" => SearchKind::Settlements,
+            text => SearchKind::parse(text).unwrap_or_else(|| {
+                problems.push(format!("nothing to search called {text:?}"));
+                SearchKind::Settlements
+            }),
+        };
+        let (by_card, by_member, by_store, by_amount) = kind.filters();
+        let mut text = |value: &str, what: &str, applies: bool| -> String {
+            let value = value.trim();
+            if value.len() > 100 {
+                problems.push(format!("{what}: at most 100 characters"));
+            } else if !value.is_empty() && !applies {
+                problems.push(format!("{} are not searched by {what}", kind.title().to_lowercase()));
+            }
+            value.to_owned()
+        };
+        let (card, member, store) = (
+            text(&self.card, "card", by_card),
+            text(&self.member, "member", by_member),
+            text(&self.store, "store", by_store),
+        );
+        let state = text(&self.state, "state", true);
+        let mut day = |value: &str, what: &str, after: i64| -> Option<i64> {
+            let value = value.trim();
+            if value.is_empty() {
+                return None;
+            }
+            match kessai_bank::Date::parse(value) {
+                Some(d) => Some((d.unix_day() + after) * 86_400),
+                None => {
+                    problems.push(format!("{what}: {value:?} is not a day (YYYY-MM-DD)"));
+                    None
+                }
+            }
+        };
+        let (from, to) = (day(&self.from, "from", 0), day(&self.to, "to", 1));
+        let mut amount = |value: &str, what: &str| -> Option<i64> {
+            let value = value.trim();
+            if value.is_empty() {
+                return None;
+            }
+            if !by_amount {
+                problems.push(format!("{} have no amount", kind.title().to_lowercase()));
+                return None;
+            }
+            value.parse::<u64>().ok().and_then(|v| i64::try_from(v).ok()).or_else(|| {
+                problems.push(format!("{what}: {value:?} is not an amount in minor units"));
+                None
+            })
+        };
+        let (min_minor, max_minor) = (amount(&self.min, "amount from"), amount(&self.max, "amount to"));
+        let after = match self.after.trim() {
+            "" => None,
+            text => ListCursor::parse_any(text).or_else(|| {
+                problems.push("not a page of this listing".to_owned());
+                None
+            }),
+        };
+        if problems.is_empty() {
+            Ok(DbSearch {
+                kind,
+                card,
+                member,
+                store,
+                state,
+                from,
+                to,
+                min_minor,
+                max_minor,
+                after,
+                limit: usize::try_from(PAGE_ROWS).unwrap_or(50),
+            })
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// This search's query string, without its page.
+    fn query(&self) -> String {
+        let fields = [
+            ("kind", &self.kind),
+            ("card", &self.card),
+            ("member", &self.member),
+            ("store", &self.store),
+            ("state", &self.state),
+            ("from", &self.from),
+            ("to", &self.to),
+            ("min", &self.min),
+            ("max", &self.max),
+        ];
+        let mut url = String::new();
+        for (k, v) in fields.iter().filter(|(_, v)| !v.trim().is_empty()) {
+            let mut value = String::new();
+            for b in v.trim().bytes() {
+                if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
+                    value.push(char::from(b));
+                } else {
+                    value.push_str(&format!("%{b:02X}"));
+                }
+            }
+            url.push_str(&format!("{k}={value}&"));
+        }
+        url
+    }
+}
+
 const PAGE_ROWS: i64 = 50;
 
-async fn home(State(state): State<ConsoleState>, s: Session, Query(q): Query<Search>) -> Response {
-    let mut problems = Vec::new();
-    let card = match q.card.trim() {
-        "" => None,
-        text => CardId::parse(text).map_err(|e| problems.push(format!("card: {e}"))).ok(),
-    };
-    let store = match q.store.trim() {
-        "" => None,
-        text => StoreId::parse(text).map_err(|e| problems.push(format!("store: {e}"))).ok(),
-    };
-    let phase = match q.phase.trim() {
-        "" => None,
-        text => Phase::parse(text).or_else(|| {
-            problems.push(format!("no phase {text:?}"));
-            None
-        }),
-    };
-    let before = match q.after.trim() {
-        "" => None,
-        text => ListCursor::parse(text).or_else(|| {
-            problems.push("not a page of this listing".to_owned());
-            None
-        }),
-    };
-    let found = if problems.is_empty() {
-        let query = SettlementQuery { card, phase, store, before, limit: PAGE_ROWS, ..Default::default() };
-        match state.center.db.list_settlements(&query).await {
-            Ok(page) => Some(page),
+async fn home(State(state): State<ConsoleState>, s: Session, Query(q): Query<SearchForm>) -> Response {
+    let (found, problems) = match q.search() {
+        Ok(search) => match state.center.db.search(&search).await {
+            Ok(page) => (Some((search.kind, page)), Vec::new()),
             Err(e) => {
-                problems.push(format!("the search failed: {e}"));
-                None
+                tracing::error!(error = %e, "console search failed");
+                (None, vec!["The search failed; try again.".to_owned()])
             }
-        }
-    } else {
-        None
+        },
+        Err(problems) => (None, problems),
     };
-    let next_link = found.as_ref().and_then(|p| p.next.as_ref()).map(|next| {
-        let mut url = String::from("/console?");
-        for (k, v) in [("card", &q.card), ("store", &q.store), ("phase", &q.phase)] {
-            if !v.trim().is_empty() {
-                url.push_str(&format!("{k}={}&", v.trim()));
-            }
-        }
-        url.push_str(&format!("after={next}"));
-        url
-    });
+    let kind = found.as_ref().map_or(SearchKind::Settlements, |(k, _)| *k);
+    let field = |name: &'static str, label: &'static str, value: &str, size: u8, kind: &'static str| {
+        html! { label { (label) " " input name=(name) value=(value) size=(size) type=(kind); } }
+    };
     let body = html! {
         form method="get" action="/console" role="search" {
-            label { "Card " input name="card" value=(q.card) size="18" placeholder="16 hex digits"; }
-            label { "Store " input name="store" value=(q.store) size="14"; }
-            label { "Phase "
-                select name="phase" {
-                    option value="" { "any" }
-                    @for p in Phase::ALL {
-                        option value=(p.as_str()) selected[q.phase == p.as_str()] { (p.as_str()) }
+            label { "Search "
+                select name="kind" {
+                    @for k in SearchKind::ALL {
+                        option value=(k.as_str()) selected[k == kind] { (k.title()) }
                     }
                 }
             }
+            (field("card", "Card", &q.card, 18, "text"))
+            (field("member", "Member", &q.member, 14, "text"))
+            (field("store", "Store", &q.store, 12, "text"))
+            (field("state", "State", &q.state, 10, "text"))
+            (field("from", "From", &q.from, 10, "date"))
+            (field("to", "To", &q.to, 10, "date"))
+            (field("min", "Amount from", &q.min, 8, "text"))
+            (field("max", "Amount to", &q.max, 8, "text"))
             button type="submit" { "Search" }
         }
+        p { small { "Days are UTC days, both included; amounts in minor units (yen). Newest first." } }
         @for why in &problems { p class="alert" role="alert" { (why) } }
-        @if let Some(page) = &found {
-            table id="settlements" {
-                thead { tr { th { "Settlement" } th { "Created" } th { "Card" } th { "Store" } th { "Order" }
-                             th { "Amount" } th { "Phase" } th { "Reason" } } }
+        @if let Some((kind, page)) = &found {
+            table id=(kind.as_str()) {
+                thead { tr { th { "Id" } th { "Time" } th { "Card" } th { "Member" } th { "Store" }
+                             th { "Amount" } th { "State" } th { "Detail" } } }
                 tbody {
-                    @for st in &page.settlements {
+                    @for f in &page.rows {
                         tr {
-                            td { code { (st.id) } }
-                            td { (st.created_at.utc()) }
-                            td { a href={"/console/cards/" (st.card_id)} { (st.card_id) } }
-                            td { (st.bill.store) }
-                            td { (st.bill.order_id) }
-                            td class="num" { (st.bill.amount) }
-                            td { (st.phase().as_str()) }
-                            td { (st.outcome().map(|(_, r)| r.to_owned()).unwrap_or_default()) }
+                            td { code { (f.id) } }
+                            td { (f.at.utc()) }
+                            td { @if let Some(card) = &f.card {
+                                @if CardId::parse(card).is_ok() { a href={"/console/cards/" (card)} { (card) } }
+                                @else { (card) }
+                            } }
+                            td { @if let Some(member) = &f.member { a href={"/console/members?id=" (member)} { (member) } } }
+                            td { (f.store.clone().unwrap_or_default()) }
+                            td class="num" { (f.amount.map(|a| a.to_string()).unwrap_or_default()) }
+                            td { (f.state) }
+                            td { (f.what) }
                         }
                     }
                 }
             }
-            @if page.settlements.is_empty() { p { "No settlement matches." } }
-            @if let Some(url) = &next_link { p { a href=(url) rel="next" { "Older settlements →" } } }
+            @if page.rows.is_empty() { p { "Nothing matches" @if page.next.is_some() { " in the " (page.scanned) " rows read; go on below" } "." } }
+            @if let Some(next) = &page.next {
+                p { a href={"/console?" (q.query()) "after=" (next)} rel="next" { "Older →" } }
+            }
         }
     };
-    page(StatusCode::OK, layout("Settlements", Some(&s), body))
+    page(StatusCode::OK, layout("Search", Some(&s), body))
 }
 
 async fn card(State(state): State<ConsoleState>, s: Session, Path(id): Path<String>) -> Response {

@@ -61,6 +61,7 @@ mod members;
 mod owed;
 mod prepaid;
 mod registry;
+mod search;
 mod settlements;
 mod statistics;
 mod value_updates;
@@ -82,6 +83,7 @@ pub use prepaid::{
     BankCreditRow, CreditTaken, DuePrepaid, FundingRow, PaymentStored, PrepaidCardRow, PrepaidRefundRow,
 };
 pub use registry::{RecordedKey, StatusChange, StoreRecord};
+pub use search::{Found, FoundPage, Search, SearchKind};
 pub use settlements::DueDelivery;
 pub use settlements::{BillState, ListCursor, SettlementPage, SettlementQuery, StepExtras};
 pub use statistics::DayTally;

@@ -58,6 +58,21 @@ impl ListCursor {
         }
         Some(ListCursor { created_at: at.parse().ok()?, id: id.to_owned() })
     }
+
+    /// A cursor of any of the console's listings (`crate::db::Search`):
+    /// as [`ListCursor::parse`], the id 1 to 100 letters, digits, `_`,
+    /// `-` or `:`.
+    pub fn parse_any(text: &str) -> Option<ListCursor> {
+        let (at, id) = text.split_once('.')?;
+        let fits = |b: u8| b.is_ascii_alphanumeric() || b"_-:".contains(&b);
+        if at.is_empty() || at.len() > 18 || !at.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        if id.is_empty() || id.len() > 100 || !id.bytes().all(fits) {
+            return None;
+        }
+        Some(ListCursor { created_at: at.parse().ok()?, id: id.to_owned() })
+    }
 }
 
 impl std::fmt::Display for ListCursor {

@@ -1144,6 +1144,24 @@ async fn statistics_of_a_known_day(sc: Scene) {
         assert_eq!(status, axum::http::StatusCode::BAD_REQUEST, "{bad}: {page}");
         assert!(page.contains("id=\"refused\""), "{page}");
     }
+    // The search page: a kind, its filters, and what it refuses.
+    let (status, _, page) = ask(format!("/console?kind=prepaid-payments&store={}&min=1000", sc.a.id)).await;
+    assert_eq!(status, axum::http::StatusCode::OK, "{page}");
+    assert!(page.contains("id=\"prepaid-payments\""), "{page}");
+    assert_eq!(page.matches("<tr>").count(), 1 + 3, "a header and 1,000, 2,999, 4,000: {page}");
+    for (query, why) in [
+        ("kind=fundings&store=store-a", "prepaid fundings are not searched by store"),
+        ("kind=payouts&min=ten", "is not an amount in minor units"),
+        ("kind=differences&max=5", "audit differences have no amount"),
+        ("kind=nothing", "nothing to search called"),
+        ("kind=settlements&from=2026-02-30", "is not a day"),
+        ("kind=settlements&after=1.x%27%20OR%201=1", "not a page of this listing"),
+    ] {
+        let (status, _, page) = ask(format!("/console?{query}")).await;
+        assert_eq!(status, axum::http::StatusCode::OK);
+        assert!(page.contains(why) && page.contains("role=\"alert\""), "{query}: {page}");
+        assert!(!page.contains("<tbody>"), "{query}: no listing");
+    }
     let (status, _, _) = crate::console::ask(&app, "GET", "/console/statistics.csv", Some("viewer"), None, None).await;
     assert_eq!(status, axum::http::StatusCode::SEE_OTHER, "no session, no figures");
 
@@ -1179,4 +1197,121 @@ async fn statistics_of_a_known_day(sc: Scene) {
     assert!(words(line_of("Total Payouts ")).ends_with(&format!("3 {}", money(total.payouts.1, jpy))));
     let net_sales = total.ic_sales.1 + total.prepaid_sales.1 - total.ic_refunds.1 - total.prepaid_refunds.1;
     assert!(words(line_of("Total net sales")).ends_with(&money(net_sales, jpy)));
+}
+
+fn search(kind: kessai_center::db::SearchKind) -> kessai_center::db::Search {
+    kessai_center::db::Search {
+        kind,
+        card: String::new(),
+        member: String::new(),
+        store: String::new(),
+        state: String::new(),
+        from: None,
+        to: None,
+        min_minor: None,
+        max_minor: None,
+        after: None,
+        limit: 50,
+    }
+}
+
+#[tokio::test]
+async fn searches_find_by_every_filter_and_paging_skips_nothing_while_payments_arrive() {
+    searches_of(scene().await).await;
+}
+
+#[tokio::test]
+async fn searches_find_by_every_filter_and_paging_skips_nothing_on_postgres() {
+    let Some(s) = crate::service::setup_on_postgres("search").await else { return };
+    searches_of(scene_on(s).await).await;
+}
+
+async fn searches_of(mut sc: Scene) {
+    use kessai_center::db::{Search, SearchKind};
+    sc.s.center.clearing_run(NOW).await.unwrap();
+    let c = &sc.s.center;
+    let ids = |rows: &[kessai_center::db::Found]| rows.iter().map(|f| f.id.clone()).collect::<Vec<_>>();
+    let find = |q: Search| async move { c.db.search(&q).await.unwrap() };
+
+    // Prepaid payments: all eight; by store; by amount; by both bounds.
+    let all = find(search(SearchKind::PrepaidPayments)).await;
+    assert_eq!((all.rows.len(), all.next.is_none()), (8, true));
+    assert!(all.rows.iter().all(|f| f.member.as_deref() == Some(sc.m.id.as_str())));
+    let at_a = find(Search { store: sc.a.id.to_string(), ..search(SearchKind::PrepaidPayments) }).await;
+    let mut amounts: Vec<u64> = at_a.rows.iter().map(|f| f.amount.unwrap().amount_minor()).collect();
+    amounts.sort_unstable();
+    assert_eq!(amounts, [15, 1_000, 2_999, 4_000]);
+    let refunded = at_a.rows.iter().filter(|f| f.state == "refunded").count();
+    assert_eq!(refunded, 1, "the 4,000 payment was refunded in part");
+    let big = Search { min_minor: Some(3_000), max_minor: Some(5_000), ..search(SearchKind::PrepaidPayments) };
+    let mut amounts: Vec<u64> = find(big).await.rows.iter().map(|f| f.amount.unwrap().amount_minor()).collect();
+    amounts.sort_unstable();
+    assert_eq!(amounts, [3_000, 4_000, 5_000]);
+    // A member who paid nothing, a day with nothing: nothing.
+    let other = Search { member: "mem-nobody".into(), ..search(SearchKind::PrepaidPayments) };
+    assert!(find(other).await.rows.is_empty());
+    let day = kessai_bank::Date::of(NOW).unix_day();
+    let before = Search { to: Some(day * 86_400), ..search(SearchKind::PrepaidPayments) };
+    assert!(find(before).await.rows.is_empty());
+    let that_day =
+        Search { from: Some(day * 86_400), to: Some((day + 1) * 86_400), ..search(SearchKind::PrepaidPayments) };
+    assert_eq!(find(that_day).await.rows.len(), 8);
+
+    // Settlements (the one IC card purchase), by card and state.
+    let card = crate::world::card_id(1).to_string();
+    let bought =
+        find(Search { card: card.clone(), state: "completed".into(), ..search(SearchKind::Settlements) }).await;
+    assert_eq!(bought.rows.len(), 1);
+    assert_eq!(bought.rows[0].amount.unwrap().amount_minor(), 11_360);
+    assert!(
+        find(Search { card: card.clone(), state: "voided".into(), ..search(SearchKind::Settlements) })
+            .await
+            .rows
+            .is_empty()
+    );
+    // Refunds of each kind, fundings, payouts.
+    let refunds = find(Search { card, ..search(SearchKind::Refunds) }).await;
+    assert_eq!(refunds.rows.iter().map(|f| f.amount.unwrap().amount_minor()).collect::<Vec<_>>(), [1_000]);
+    let prepaid_refunds = find(Search { store: sc.a.id.to_string(), ..search(SearchKind::PrepaidRefunds) }).await;
+    assert_eq!(prepaid_refunds.rows.iter().map(|f| f.amount.unwrap().amount_minor()).collect::<Vec<_>>(), [500]);
+    let fundings = find(Search { state: "issued".into(), ..search(SearchKind::Fundings) }).await;
+    assert_eq!((fundings.rows.len(), fundings.rows[0].what.as_str()), (1, "cash"));
+    let payouts = find(Search { state: "in_transit".into(), ..search(SearchKind::Payouts) }).await;
+    let net: u64 = payouts.rows.iter().map(|f| f.amount.unwrap().amount_minor()).sum();
+    assert_eq!(net, sc.expected.iter().map(Expected::net).sum::<u64>());
+    let at_b = find(Search { store: sc.b.id.to_string(), ..search(SearchKind::Payouts) }).await;
+    assert_eq!(at_b.rows.len(), 1);
+    assert!(find(search(SearchKind::Differences)).await.rows.is_empty());
+
+    // Paging three at a time while payments arrive between pages: every
+    // payment there at the start is listed exactly once.
+    let first = ids(&all.rows);
+    let mut seen: Vec<String> = Vec::new();
+    let mut after = None;
+    let mut rng = SeededRandom::new(77);
+    loop {
+        let page = find(Search { limit: 3, after, ..search(SearchKind::PrepaidPayments) }).await;
+        seen.extend(ids(&page.rows));
+        pay(c, &sc.m, &sc.card, &sc.b, 11, &mut rng).await;
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    for id in &first {
+        assert_eq!(seen.iter().filter(|s| *s == id).count(), 1, "{id} listed once: {seen:?}");
+    }
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), seen.len(), "nothing twice: {seen:?}");
+    // Filtered by amount, a page may read more rows than it shows, and
+    // goes on from the last row it read.
+    let small = Search { max_minor: Some(11), limit: 2, ..search(SearchKind::PrepaidPayments) };
+    let page = find(small.clone()).await;
+    assert!(page.rows.iter().all(|f| f.amount.unwrap().amount_minor() <= 11));
+    assert_eq!(page.rows.len(), 2);
+    let rest = find(Search { after: page.next.clone(), ..small }).await;
+    assert!(ids(&rest.rows).iter().all(|id| !ids(&page.rows).contains(id)));
+    sc.s.rng = rng;
 }

@@ -89,13 +89,13 @@ try {
 
   await logIn(viewer, "viewer", "viewer");
   await step(viewer, "search", async () => {
-    await expectText(viewer, "h1", "Settlements");
+    await expectText(viewer, "h1", "Search");
     await expectText(viewer, "header", "viewer (viewer)");
     result.settlements = await viewer.locator("#settlements tbody tr").count();
     if (result.settlements < 1) throw new Error("no settlement listed");
   });
-  // Search by phase: only completed settlements.
-  await viewer.getByLabel("Phase").selectOption("completed");
+  // Search by state: only completed settlements.
+  await viewer.getByLabel("State").fill("completed");
   await follow(viewer, viewer.getByRole("button", { name: "Search" }));
   await step(viewer, "search-completed", async () => {
     const phases = await viewer.locator("#settlements tbody tr td:nth-child(7)").allInnerTexts();
