@@ -72,6 +72,12 @@ pub enum ClearingError {
     BankFile(String),
     #[error("the payer account in [clearing.debtor] is not set for {0}")]
     NoDebtor(&'static str),
+    #[error("no store {0}")]
+    UnknownStore(String),
+    #[error("{0}")]
+    BadAccount(String),
+    #[error("store {0}'s bank account changed meanwhile: look again")]
+    AccountChanged(String),
 }
 
 /// The center's clearing settings (configuration `[clearing]`).
@@ -401,6 +407,46 @@ impl Center {
             lines,
         )
         .map_err(|e| ClearingError::BankFile(e.to_string()))
+    }
+
+    /// An operator corrects where a store is paid (a payout came back:
+    /// the account was closed, its name did not match): `account` in any
+    /// form a bank file carries, kept in its normal form. What came back
+    /// is on the store's payable again; the next run pays it there.
+    pub async fn correct_bank_account(
+        &self,
+        store: &StoreId,
+        seen: Option<&str>,
+        account: &str,
+        reason: &str,
+        by: &crate::console::Actor,
+    ) -> Result<String, ClearingError> {
+        let record = self.db.store(store).await?.ok_or_else(|| ClearingError::UnknownStore(store.to_string()))?;
+        let account = account
+            .trim()
+            .parse::<kessai_bank::payout::PayeeAccount>()
+            .map_err(|e| ClearingError::BadAccount(format!("the bank account: {e}")))?
+            .to_string();
+        let was = record.bank_account.unwrap_or_default();
+        // What the operator saw must still be the account: a correction
+        // made meanwhile is not overwritten.
+        if seen.is_some_and(|seen| seen != was) {
+            return Err(ClearingError::AccountChanged(store.to_string()));
+        }
+        if was == account {
+            return Err(ClearingError::BadAccount(format!("store {store} is paid to that account already")));
+        }
+        let trail = by.did(
+            "store_bank_account",
+            store.as_str(),
+            serde_json::json!({ "bank_account": was, "reason": serde_json::Value::Null }),
+            serde_json::json!({ "bank_account": account, "reason": reason }),
+        );
+        if !self.db.set_bank_account(store, &was, &account, self.clock.now(), trail).await? {
+            return Err(ClearingError::AccountChanged(store.to_string()));
+        }
+        tracing::info!(%store, operator = %by.name, "store's bank account corrected");
+        Ok(account)
     }
 
     /// Imports what the bank says of payouts (pain.002, camt.054, a Zengin

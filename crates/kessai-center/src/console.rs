@@ -160,6 +160,8 @@ pub fn routes(center: Arc<Center>, admin_name: String, operators: Vec<String>) -
         .route("/console/differences", get(differences))
         .route("/console/differences/{id}/resolve", post(resolve_difference))
         .route("/console/trail", get(trail))
+        .route("/console/payouts", get(failed_payouts))
+        .route("/console/payouts/{store}/account", post(correct_account))
         .route("/console/statistics", get(statistics))
         .route("/console/statistics.csv", get(statistics_csv))
         .route("/console/statistics.pdf", get(statistics_pdf))
@@ -189,6 +191,7 @@ fn layout(title: &str, who: Option<&Session>, body: Markup) -> Markup {
                 a href="/console/bank-credits" { "Bank credits" } " · "
                 a href="/console/lost-cards" { "Lost cards" } " · "
                 a href="/console/differences" { "Differences" } " · "
+                a href="/console/payouts" { "Failed payouts" } " · "
                 a href="/console/statistics" { "Statistics" } " · "
                 a href="/console/trail" { "Trail" }
             }
@@ -227,6 +230,17 @@ struct Session {
 }
 
 impl Session {
+    /// A form's reason or note, trimmed: 1 to 500 characters, or the
+    /// refusal saying so (`what`: "A rejection needs a reason").
+    fn reason<'a>(&self, text: &'a str, what: &str) -> Result<&'a str, Box<Response>> {
+        let text = text.trim();
+        if text.is_empty() || text.chars().count() > 500 {
+            let why = format!("{what} of 1 to 500 characters.");
+            return Err(Box::new(refusal(StatusCode::BAD_REQUEST, Some(self), &why)));
+        }
+        Ok(text)
+    }
+
     fn actor(&self) -> Actor {
         Actor::console(&self.row.operator, self.row.role)
     }
@@ -797,10 +811,10 @@ async fn decide(state: &ConsoleState, s: Session, id: &str, f: &DecisionForm, re
         return refused;
     }
     let decided = if rejecting {
-        let reason = f.reason.trim();
-        if reason.is_empty() || reason.chars().count() > 500 {
-            return refusal(StatusCode::BAD_REQUEST, Some(&s), "A rejection needs a reason of 1 to 500 characters.");
-        }
+        let reason = match s.reason(&f.reason, "A rejection needs a reason") {
+            Ok(reason) => reason,
+            Err(refused) => return *refused,
+        };
         state.center.reject_application(id, &s.actor(), reason).await
     } else {
         state.center.approve_application(id, &s.actor()).await.map(drop)
@@ -988,10 +1002,10 @@ async fn return_credit(State(state): State<ConsoleState>, s: Session, Form(f): F
     if let Some(refused) = s.refused(&f.form_token, Role::Approver) {
         return refused;
     }
-    let reason = f.reason.trim();
-    if reason.is_empty() || reason.chars().count() > 500 {
-        return refusal(StatusCode::BAD_REQUEST, Some(&s), "A return needs a note of 1 to 500 characters.");
-    }
+    let reason = match s.reason(&f.reason, "A return needs a note") {
+        Ok(reason) => reason,
+        Err(refused) => return *refused,
+    };
     match state.center.return_suspense(&f.entry_key, reason, &s.actor()).await {
         Ok(_) => Redirect::to("/console/bank-credits").into_response(),
         Err(e) => {
@@ -1099,13 +1113,13 @@ async fn report_card(State(state): State<ConsoleState>, s: Session, Form(f): For
         "blocked" => CardRegistryStatus::Blocked,
         _ => return refusal(StatusCode::BAD_REQUEST, Some(&s), "A card is reported lost or blocked."),
     };
-    let reason = f.reason.trim();
     let Ok(card) = CardId::parse(f.card.trim()) else {
         return refusal(StatusCode::BAD_REQUEST, Some(&s), "A card id is 16 hex digits.");
     };
-    if reason.is_empty() || reason.chars().count() > 500 {
-        return refusal(StatusCode::BAD_REQUEST, Some(&s), "A report needs a reason of 1 to 500 characters.");
-    }
+    let reason = match s.reason(&f.reason, "A report needs a reason") {
+        Ok(reason) => reason,
+        Err(refused) => return *refused,
+    };
     let after = serde_json::json!({ "status": status, "reason": reason });
     let trail = s.actor().did("card_status", &card.to_string(), serde_json::Value::Null, after);
     let now = state.center.clock.now();
@@ -1128,10 +1142,10 @@ async fn void_lost(
     if let Some(refused) = s.refused(&f.form_token, Role::Approver) {
         return refused;
     }
-    let reason = f.reason.trim();
-    if reason.is_empty() || reason.chars().count() > 500 {
-        return refusal(StatusCode::BAD_REQUEST, Some(&s), "Voiding needs a reason of 1 to 500 characters.");
-    }
+    let reason = match s.reason(&f.reason, "Voiding needs a reason") {
+        Ok(reason) => reason,
+        Err(refused) => return *refused,
+    };
     match state.center.void_lost_card(&id, reason, &s.actor()).await {
         Ok(_) => Redirect::to("/console/lost-cards").into_response(),
         Err(e) => {
@@ -1211,10 +1225,10 @@ async fn resolve_difference(
     if let Some(refused) = s.refused(&f.form_token, Role::Operator) {
         return refused;
     }
-    let note = f.reason.trim();
-    if note.is_empty() || note.chars().count() > 500 {
-        return refusal(StatusCode::BAD_REQUEST, Some(&s), "A resolution needs a note of 1 to 500 characters.");
-    }
+    let note = match s.reason(&f.reason, "A resolution needs a note") {
+        Ok(note) => note,
+        Err(refused) => return *refused,
+    };
     match state.center.db.resolve_difference(&id, &s.actor(), note, state.center.clock.now()).await {
         Ok(true) => Redirect::to("/console/differences").into_response(),
         Ok(false) => refusal(StatusCode::CONFLICT, Some(&s), "No such open difference: resolved already?"),
@@ -1352,5 +1366,100 @@ async fn statistics_pdf(State(state): State<ConsoleState>, s: Session, Query(q):
     match report_for(&state, &s, &q).await {
         Ok(r) => download("application/pdf", "inline", report_name(&r.period, "pdf"), r.pdf()),
         Err(refused) => refused,
+    }
+}
+
+/// Payouts the bank rejected or gave back: what came back is on the
+/// store's payable again, and the next run pays it to the store's account
+/// as it then stands; one still going to the account that failed needs a
+/// corrected account (an approver's) or a word with the store.
+async fn failed_payouts(State(state): State<ConsoleState>, s: Session) -> Response {
+    let c = &state.center;
+    let failed = match c.db.failed_payouts(PAGE_ROWS).await {
+        Ok(failed) => failed,
+        Err(e) => return refusal(StatusCode::SERVICE_UNAVAILABLE, Some(&s), &format!("reading payouts: {e}")),
+    };
+    let mut rows = Vec::with_capacity(failed.len());
+    for p in failed {
+        let now = match c.db.store(&p.store).await {
+            Ok(store) => store.and_then(|r| r.bank_account),
+            Err(e) => return refusal(StatusCode::SERVICE_UNAVAILABLE, Some(&s), &format!("reading stores: {e}")),
+        };
+        rows.push((p, now));
+    }
+    let body = html! {
+        p { "Payouts the bank rejected or returned. Their amount is owed to the store again and goes out with the "
+            "next clearing run, to the account the store has then. Correct the account where the bank said it is "
+            "wrong (approver); the change is in the trail." }
+        table id="failed-payouts" {
+            thead { tr { th { "Payout" } th { "Failed" } th { "Store" } th { "Amount" } th { "Paid to" }
+                         th { "Bank's reason" } th { "Account now" } } }
+            tbody { @for (p, now) in &rows {
+                tr {
+                    td { code { (p.id) } } td { (p.updated_at.utc()) } td { (p.store) }
+                    td class="num" { (crate::statistics::money(i64::try_from(p.amount_minor).unwrap_or(i64::MAX), p.currency)) }
+                    td { code { (p.payee_account) } } td { (p.reason.clone().unwrap_or_default()) }
+                    td {
+                        @if now.as_deref() == Some(p.payee_account.as_str()) {
+                            strong { "the same: it would fail again" }
+                        } @else {
+                            code { (now.clone().unwrap_or_else(|| "none".into())) }
+                        }
+                        form class="inline" method="post" action={"/console/payouts/" (p.store) "/account"} {
+                            input type="hidden" name="form_token" value=(s.form_token);
+                            input type="hidden" name="was" value=(now.clone().unwrap_or_default());
+                            input name="account" required size="30" placeholder="zengin:0001-001-1-1234567:ﾅﾏｴ"
+                                aria-label={"New account for " (p.store)};
+                            input name="reason" required maxlength="500" size="18" placeholder="why"
+                                aria-label={"Why, for " (p.store)};
+                            button type="submit" { "Correct" }
+                        }
+                    }
+                }
+            } }
+        }
+        @if rows.is_empty() { p { "No payout has failed." } }
+    };
+    page(StatusCode::OK, layout("Failed payouts", Some(&s), body))
+}
+
+#[derive(Deserialize)]
+struct AccountForm {
+    form_token: String,
+    #[serde(default)]
+    was: String,
+    #[serde(default)]
+    account: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// Where money goes: an approver's.
+async fn correct_account(
+    State(state): State<ConsoleState>,
+    s: Session,
+    Path(store): Path<String>,
+    Form(f): Form<AccountForm>,
+) -> Response {
+    if let Some(refused) = s.refused(&f.form_token, Role::Approver) {
+        return refused;
+    }
+    let Ok(store) = kessai_core::ids::StoreId::parse(&store) else {
+        return refusal(StatusCode::NOT_FOUND, Some(&s), "No such store.");
+    };
+    let reason = match s.reason(&f.reason, "A correction needs a reason") {
+        Ok(reason) => reason,
+        Err(refused) => return *refused,
+    };
+    use crate::clearing::ClearingError as E;
+    match state.center.correct_bank_account(&store, Some(&f.was), &f.account, reason, &s.actor()).await {
+        Ok(_) => Redirect::to("/console/payouts").into_response(),
+        Err(e @ E::UnknownStore(_)) => refusal(StatusCode::NOT_FOUND, Some(&s), &e.to_string()),
+        Err(e @ E::BadAccount(_)) => refusal(StatusCode::BAD_REQUEST, Some(&s), &e.to_string()),
+        Err(e @ E::AccountChanged(_)) => refusal(StatusCode::CONFLICT, Some(&s), &e.to_string()),
+        Err(e) => {
+            tracing::error!(error = %e, "correcting a bank account failed");
+            refusal(StatusCode::SERVICE_UNAVAILABLE, Some(&s), "The account was not changed; try again.")
+        }
     }
 }

@@ -460,6 +460,22 @@ impl Center {
         if new_card.status != CardRegistryStatus::Active || new_card.currency != old_card.currency {
             return refuse(format!("card {new} must be active and in {}", old_card.currency));
         }
+        // As a transit operator reissues only a registered (記名式) card:
+        // the value moves only for a registered member, to another card
+        // of that member. An anonymous card's holder cannot be told from
+        // its finder.
+        let holder = self.db.card_member(&old).await?.map(|(member, _)| member);
+        let Some(member) = holder else {
+            return refuse(format!(
+                "card {old} is not a registered member's: an unregistered card's value is not moved to another card"
+            ));
+        };
+        if self.db.member(&member).await?.is_none() {
+            return refuse(format!("card {old}'s member {member} is not in the member ledger"));
+        }
+        if self.db.card_member(&new).await?.map(|(m, _)| m).as_deref() != Some(member.as_str()) {
+            return refuse(format!("card {new} is not member {member}'s: link it to the member first"));
+        }
         let (posted, held) = self.books.card_float(&old).await?.unwrap_or((0, 0));
         if held > 0 {
             return refuse(format!(

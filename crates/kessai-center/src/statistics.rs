@@ -541,7 +541,9 @@ fn bar_chart(id: &str, title: &str, labels: &[&str], series: &[(&str, &str, Vec<
     let slot = plot_w / labels.len().max(1) as f64;
     let bar = (slot * 0.7).max(1.0);
     let y_of = |v: i64| 16.0 + plot_h - plot_h * v as f64 / top as f64;
-    let every = labels.len().div_ceil(12).max(1);
+    // At most eight labels under the bars, a day's without its year.
+    let every = labels.len().div_ceil(8).max(1);
+    let short = |label: &str| if label.len() == 10 { label[5..].to_owned() } else { label.to_owned() };
     // Each bar's segments, bottom up: (top, height, colour, tooltip).
     let bars: Vec<Vec<(f64, f64, &str, String)>> = (0..labels.len())
         .map(|i| {
@@ -572,7 +574,7 @@ fn bar_chart(id: &str, title: &str, labels: &[&str], series: &[(&str, &str, Vec<
                         rect x=(x) y=(y) width=(bar) height=(height) fill=(colour) { title { (tip) } }
                     }
                     @if i % every == 0 {
-                        text x=(x + bar / 2.0) y=(H - BOTTOM + 14.0) text-anchor="middle" { (label) }
+                        text x=(x + bar / 2.0) y=(H - BOTTOM + 14.0) text-anchor="middle" { (short(label)) }
                     }
                 }
                 @for (n, (name, colour, _)) in series.iter().enumerate() {

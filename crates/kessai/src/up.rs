@@ -35,6 +35,10 @@ pub const DEMO_PASSWORD_B: &str = "demo password B";
 /// What the demo member's virtual prepaid card is funded with, by bank
 /// transfer to the center's pool account (JPY).
 const DEMO_PREPAID_MINOR: u64 = 20_000;
+/// A transfer to the pool that quotes no request (the suspense queue).
+const DEMO_STRAY_MINOR: u64 = 3_000;
+/// Cash the demo member sends by registered mail (the cash queue).
+const DEMO_CASH_MINOR: u64 = 10_000;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Ports {
@@ -125,6 +129,10 @@ fn center_config(dir: &Path, ports: Ports) -> anyhow::Result<CenterConfig> {
     let mut config = CenterConfig::from_toml(&text)?;
     config.apply_env(|name| std::env::var(name).ok())?;
     config.check()?;
+    // Written out so that `kessai center … --config DIR/center.toml
+    // …` works against this deployment too (a clearing run, a bank file).
+    let path = dir.join("center.toml");
+    std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
     Ok(config)
 }
 
@@ -190,24 +198,33 @@ pub async fn prepare(dir: &Path, ports: Ports) -> anyhow::Result<Prepared> {
 /// Registers the mall (with its key and notify URL) and its members, as the
 /// admin API does.
 async fn register_mall(center: &kessai_center::service::Center, store: &StoreConfig) -> anyhow::Result<()> {
+    // Where each store is paid: a demo account the first time, and from
+    // then on whatever an operator made it (the console corrects one).
+    let account = |id: &kessai_core::ids::StoreId, n: usize| {
+        let id = id.clone();
+        async move {
+            let kept = center.db.store(&id).await?.and_then(|r| r.bank_account);
+            anyhow::Ok(kept.or_else(|| Some(format!("zengin:0001-100-1-{:07}:ﾃﾞﾓ ｼﾖｳﾃﾝ", n + 1))))
+        }
+    };
     let mall = StoreRecord {
         id: store.mall_id.clone(),
         name: store.mall_name.clone(),
         mall: None,
         notify_url: Some(format!("{}/v1/completions", store.public_url)),
         client_name: Some("kessai-mall".into()),
-        bank_account: None,
+        bank_account: account(&store.mall_id, 0).await?,
     };
     let by = kessai_center::console::Actor::api("kessai-up");
     center.register_store(&mall, &[(mall_key(store)?.public(), Validity::always())], &by).await?;
-    for m in &store.members {
+    for (n, m) in store.members.iter().enumerate() {
         let member = StoreRecord {
             id: m.id.clone(),
             name: m.name.clone(),
             mall: Some(store.mall_id.clone()),
             notify_url: None,
             client_name: None,
-            bank_account: None,
+            bank_account: account(&m.id, n + 1).await?,
         };
         center.register_store(&member, &[], &by).await?;
     }
@@ -382,6 +399,23 @@ async fn demo_member_once(wallet: &WalletConfig, center: &kessai_center::service
     let statement = demo_statement(&reference)?;
     let report = center.import_statement(&statement, kessai_center::prepaid::StatementSource::Bank).await?;
     anyhow::ensure!(report.matched == 1, "the demo transfer did not match: {report:?}");
+    // Work for the console's queues: the statement's other credit quotes
+    // no reference (in suspense), and the member asks to add cash sent by
+    // registered mail (awaiting its count).
+    anyhow::ensure!(report.suspense == 1, "the stray demo transfer is not in suspense: {report:?}");
+    let w = kessai_wallet::Wallet::open(wallet.clone()).await?;
+    let store = MemberFile::in_dir(&wallet.data_dir);
+    let w_key = tokio::task::spawn_blocking(move || -> anyhow::Result<kessai_core::keys::SigningKey> {
+        let (a, b) = passwords();
+        Ok(store.open(&a)?.signing_key(Some(&b))?)
+    })
+    .await??;
+    let signer = (kessai_core::ids::PartyId::parse(&approved.member)?, w_key);
+    let cash = kessai_core::Money::new(DEMO_CASH_MINOR, Currency::JPY)?;
+    let request = kessai_core::ids::RequestId::parse("demo-prepaid-cash")?;
+    let card = kessai_core::ids::PrepaidId::parse(&opened.prepaid_id)?;
+    w.prepaid_fund(&signer, request, Some(card), cash, FundingMethod::Cash, None).await?;
+    w.records().close().await;
     eprintln!(
         "demo member {} registered; virtual prepaid card {} funded with JPY {DEMO_PREPAID_MINOR} by bank transfer ({reference})",
         approved.member, opened.prepaid_id
@@ -399,6 +433,10 @@ fn demo_statement(reference: &str) -> anyhow::Result<Vec<u8>> {
     let entry = DraftEntry::new(EntryKind::Credit, amount, kessai_bank::Date::of(now), "DEMO-1")?
         .with_reference(reference)
         .with_remitter("YAMADA HANAKO")?;
+    // A transfer quoting nothing: the operator's to apply or send back.
+    let stray = kessai_core::Money::new(DEMO_STRAY_MINOR, Currency::JPY)?;
+    let stray = DraftEntry::new(EntryKind::Credit, stray, kessai_bank::Date::of(now), "DEMO-2")?
+        .with_remitter("SUZUKI ICHIRO")?;
     let mut draft = kessai_bank::camt053::StatementDraft::new(
         &format!("DEMO-{}", now.unix_s()),
         "JP00KESSAIPOOL0001",
@@ -406,6 +444,7 @@ fn demo_statement(reference: &str) -> anyhow::Result<Vec<u8>> {
         kessai_core::Money::zero(Currency::JPY),
     )?;
     draft.push(entry)?;
+    draft.push(stray)?;
     Ok(kessai_bank::camt053::write(&draft).into_bytes())
 }
 

@@ -7,7 +7,7 @@ use kessai_core::ids::StoreId;
 use kessai_core::time::Timestamp;
 use sqlx::Row;
 
-use super::{CenterDb, Columns, DbError, corrupt, to_i64, to_u64};
+use super::{CenterDb, Columns, DbError, MAX_LIST, TrailEntry, append_trail, corrupt, to_i64, to_u64};
 use crate::books::Entries;
 use crate::writer::{Exec, Stmt};
 
@@ -463,6 +463,48 @@ impl CenterDb {
         .fetch_all(&mut *self.read().await?)
         .await?;
         rows.iter().map(|r| payout_row(r)).collect()
+    }
+
+    /// Payouts the bank rejected or gave back, newest first: the console's
+    /// queue (their amounts are on the stores' payables again).
+    pub async fn failed_payouts(&self, limit: i64) -> Result<Vec<PayoutRow>, DbError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {PAYOUT_COLUMNS} FROM center_payouts WHERE status = 'failed' ORDER BY updated_at DESC, id DESC
+             LIMIT $1"
+        )))
+        .bind(limit.clamp(1, MAX_LIST))
+        .fetch_all(&mut *self.read().await?)
+        .await?;
+        rows.iter().map(|r| payout_row(r)).collect()
+    }
+
+    /// Sets store `store`'s bank account to `account` if it is still
+    /// `was` (empty: none), with the operator's trail row, in one
+    /// transaction; `false` (nothing written) if it changed meanwhile or
+    /// there is no such store.
+    pub async fn set_bank_account(
+        &self,
+        store: &StoreId,
+        was: &str,
+        account: &str,
+        now: Timestamp,
+        trail: TrailEntry,
+    ) -> Result<bool, DbError> {
+        let set =
+            Stmt::new("UPDATE center_stores SET bank_account = $1 WHERE id = $2 AND COALESCE(bank_account, '') = $3")
+                .bind(account.to_owned())
+                .bind(store.as_str().to_owned())
+                .bind(was.to_owned());
+        self.write(move |mut conn| {
+            Box::pin(async move {
+                if conn.execute(set).await? != 1 {
+                    return Ok(false);
+                }
+                append_trail(&mut conn, &trail, now).await?;
+                Ok(true)
+            })
+        })
+        .await
     }
 
     /// A store's payouts, newest first, at most `limit`.

@@ -1315,3 +1315,92 @@ async fn searches_of(mut sc: Scene) {
     assert!(ids(&rest.rows).iter().all(|id| !ids(&page.rows).contains(id)));
     sc.s.rng = rng;
 }
+
+/// The failed-payouts queue: a payout the bank rejected is listed, a
+/// viewer may not correct the store's account, an approver may (a
+/// malformed account and a stale page refused), the change is trailed, and
+/// the next run pays what came back to the corrected account.
+#[tokio::test]
+async fn a_failed_payout_is_queued_and_the_next_run_pays_the_account_an_approver_corrected() {
+    use axum::http::StatusCode;
+    use kessai_bank::pain002::{self, StatusReport, TransactionStatus};
+    let mut sc = scene().await;
+    sc.s.center.clearing_run(NOW).await.unwrap();
+    let run = run_id(NOW);
+    let payouts = sc.s.center.db.payouts(Some(&run), None, 100).await.unwrap();
+    let b = payout_of(&payouts, &sc.b.id).clone();
+    let report = pain002::write(&StatusReport {
+        message_id: "RPT-Q".into(),
+        created_at: NOW,
+        original_message_id: kessai_center::clearing::batch_id(&run, Currency::JPY),
+        group_status: None,
+        group_reason: None,
+        transactions: vec![TransactionStatus {
+            end_to_end_id: b.bank_ref.clone(),
+            status: "RJCT".into(),
+            reason: Some("AC04".into()),
+            amount: Some(jpy(b.amount_minor)),
+        }],
+    })
+    .unwrap();
+    assert_eq!(sc.s.center.import_payout_outcomes(report.as_bytes()).await.unwrap().failed, 1);
+    let next = Timestamp::from_unix_s(NOW.unix_s() + 60);
+    sc.s.center.clock = std::sync::Arc::new(FixedClock::new(next));
+    let center = std::sync::Arc::new(sc.s.center);
+    let app = crate::console::app(&center);
+    let (give, log_in, ask) = (crate::console::give_login, crate::console::log_in, crate::console::ask);
+    give(&center.db, "admin", kessai_center::db::Role::Approver, "approver-password-1").await;
+    give(&center.db, "viewer", kessai_center::db::Role::Viewer, "viewer-password-12").await;
+    let approver = log_in(&app, "admin", "approver-password-1").await;
+    let viewer = log_in(&app, "viewer", "viewer-password-12").await;
+
+    let (status, _, page) = ask(&app, "GET", "/console/payouts", Some("viewer"), Some(&viewer), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains(&b.id) && page.contains("AC04") && page.contains("it would fail again"), "{page}");
+    let path = format!("/console/payouts/{}/account", sc.b.id);
+    let token = crate::console::form_token(&page);
+    let fixed = "zengin:0005-123-1-7654322:ｶ)ｻｸﾗﾌﾞﾂｻﾝ";
+    let form = |was: &str, account: &str| {
+        let enc = |t: &str| t.bytes().map(|b| format!("%{b:02X}")).collect::<String>();
+        format!("form_token={token}&was={}&account={}&reason=the+store+sent+its+new+account", enc(was), enc(account))
+    };
+    let (status, _, _) =
+        ask(&app, "POST", &path, Some("viewer"), Some(&viewer), Some(&form(&b.payee_account, fixed))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a viewer changes nothing");
+    let (_, _, page) = ask(&app, "GET", "/console/payouts", Some("admin"), Some(&approver), None).await;
+    let token = crate::console::form_token(&page);
+    let form = |was: &str, account: &str| {
+        let enc = |t: &str| t.bytes().map(|b| format!("%{b:02X}")).collect::<String>();
+        format!("form_token={token}&was={}&account={}&reason=the+store+sent+its+new+account", enc(was), enc(account))
+    };
+    for (was, account, expected) in [
+        (b.payee_account.as_str(), "zengin:0005-123", StatusCode::BAD_REQUEST),
+        (b.payee_account.as_str(), b.payee_account.as_str(), StatusCode::BAD_REQUEST),
+        ("zengin:0009-999-1-0000001:ﾍﾞﾂ", fixed, StatusCode::CONFLICT),
+    ] {
+        let (status, _, page) =
+            ask(&app, "POST", &path, Some("admin"), Some(&approver), Some(&form(was, account))).await;
+        assert_eq!(status, expected, "{account}: {page}");
+    }
+    assert_eq!(
+        center.db.store(&sc.b.id).await.unwrap().unwrap().bank_account.as_deref(),
+        Some(b.payee_account.as_str())
+    );
+    let (status, _, page) =
+        ask(&app, "POST", &path, Some("admin"), Some(&approver), Some(&form(&b.payee_account, fixed))).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    let now = center.db.store(&sc.b.id).await.unwrap().unwrap().bank_account.unwrap();
+    assert_ne!(now, b.payee_account);
+    let trail = center.db.trail(Some(sc.b.id.as_str()), None, 10).await.unwrap();
+    assert_eq!(trail.iter().map(|t| t.entry.action.as_str()).collect::<Vec<_>>(), ["store_bank_account"]);
+    assert!(trail[0].entry.before.contains(&b.payee_account) && trail[0].entry.after.contains(&now));
+    let (_, _, page) = ask(&app, "GET", "/console/payouts", Some("viewer"), Some(&viewer), None).await;
+    assert!(!page.contains("it would fail again"), "{page}");
+
+    // The next run pays B what came back, to the corrected account.
+    center.clearing_run(next).await.unwrap();
+    let repaid = center.db.payouts(Some(&run_id(next)), None, 10).await.unwrap();
+    let again = payout_of(&repaid, &sc.b.id);
+    assert_eq!((again.amount_minor, again.payee_account.as_str()), (b.amount_minor, now.as_str()));
+    center.books.ledger().check().await.unwrap();
+}

@@ -493,6 +493,7 @@ async fn a_lost_card_is_reported_voided_and_replaced_in_the_console() {
     let mut s = setup().await;
     crate::service::register_card(&s, 1, 50_000).await;
     crate::service::register_card(&s, 2, 0).await;
+    crate::world::registered_member(&s.center, 41, &[crate::world::card_id(1), crate::world::card_id(2)]).await;
     let mut ic = crate::world::funded_card(1, 50_000);
     let bill = crate::service::bill_token(&mut s);
     let (card, new) = (crate::world::card_id(1), crate::world::card_id(2));

@@ -757,6 +757,25 @@ async fn a_lost_cards_value_and_refunds_go_to_the_card_that_replaces_it() {
     let refused = c.center.replace_card(card_id(11), card_id(12), "lost", crate::tester()).await.unwrap_err();
     assert!(matches!(refused, UpdateError::NotReplaceable(_)), "an active card: {refused:?}");
     crate::world::report_lost(&c.center.db, card_id(11)).await;
+    // Only a registered member's card, and only to another card of that
+    // member, as for a registered transit card.
+    let unregistered = c.center.replace_card(card_id(11), card_id(12), "lost", crate::tester()).await.unwrap_err();
+    assert!(format!("{unregistered}").contains("not a registered member's"), "{unregistered}");
+    let member = crate::world::registered_member(&c.center, 31, &[card_id(11), card_id(13), card_id(14)]).await;
+    let stranger = crate::world::registered_member(&c.center, 32, &[]).await;
+    let not_theirs = c.center.replace_card(card_id(11), card_id(12), "lost", crate::tester()).await.unwrap_err();
+    assert!(format!("{not_theirs}").contains(&format!("is not member {member}'s")), "{not_theirs}");
+    let twelve = card_id(12);
+    let linked =
+        c.center.db.link_card_member(&twelve, Some(&stranger), false, crate::world::NOW, crate::trail("card_member"));
+    assert!(linked.await.unwrap());
+    let others = c.center.replace_card(card_id(11), card_id(12), "lost", crate::tester()).await.unwrap_err();
+    assert!(format!("{others}").contains("link it to the member first"), "another member's card: {others}");
+    assert!(c.center.db.owed_for_card(&card_id(12), 10).await.unwrap().is_empty(), "nothing moved");
+    let twelve = card_id(12);
+    let linked =
+        c.center.db.link_card_member(&twelve, Some(&member), false, crate::world::NOW, crate::trail("card_member"));
+    assert!(linked.await.unwrap());
 
     let done =
         c.center.replace_card(card_id(11), card_id(12), "reported lost at the counter", crate::tester()).await.unwrap();

@@ -157,6 +157,19 @@ pub async fn report_lost(db: &kessai_center::db::CenterDb, id: CardId) {
     db.set_card_status(&id, status, "reported lost", NOW, crate::trail("card_status")).await.unwrap();
 }
 
+/// Registers a member (its key from `seed`) and links `cards` to it, as
+/// the operator does for a registered card: the member's number.
+pub async fn registered_member(c: &kessai_center::service::Center, seed: u64, cards: &[CardId]) -> String {
+    let mut rng = kessai_core::random::SeededRandom::new(seed);
+    let m = crate::prepaid::member(c, &mut rng).await;
+    for card in cards {
+        assert!(
+            c.db.link_card_member(card, Some(m.id.as_str()), false, NOW, crate::trail("card_member")).await.unwrap()
+        );
+    }
+    m.id.to_string()
+}
+
 pub fn card_id(n: u8) -> CardId {
     CardId::from_bytes([0x4B, 0x45, 0x53, 0x53, 0x41, 0x49, 0x00, n])
 }

@@ -9,7 +9,15 @@
 //
 // Environment: KESSAI_CHROMIUM, KESSAI_NODE_MODULES, KESSAI_CENTER_URL,
 // KESSAI_CA_DIR (the operators' certificates and keys),
-// KESSAI_CONSOLE_PASSWORDS (`NAME ROLE PASSWORD` lines), KESSAI_ARTIFACTS.
+// KESSAI_CONSOLE_PASSWORDS (`NAME ROLE PASSWORD` lines), KESSAI_ARTIFACTS,
+// KESSAI_DEMO_CARD (the demo card's id, reported lost at the end).
+//
+// Then the work queues: the approver counts the demo member's envelope of
+// cash; the viewer is refused returning the stray transfer in suspense and
+// the approver returns it; the approver corrects the bank account of a
+// store whose payout the bank rejected; the approver reports the demo card
+// lost; the viewer opens the differences queue, searches prepaid payments
+// by amount, and reads the statistics (charts, and the PDF report).
 
 import { mkdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -24,6 +32,7 @@ const env = (name) => {
 };
 const { chromium } = createRequire(join(env("KESSAI_NODE_MODULES"), "index.js"))("playwright-core");
 const center = env("KESSAI_CENTER_URL");
+const demoCard = env("KESSAI_DEMO_CARD");
 const ca = env("KESSAI_CA_DIR");
 const artifacts = env("KESSAI_ARTIFACTS");
 mkdirSync(artifacts, { recursive: true });
@@ -159,6 +168,96 @@ try {
   await step(viewer, "viewer-trail", async () => {
     result.viewer_trail = (await text(viewer, "#trail tbody")).replace(/\s+/g, " ");
   });
+
+  // Cash by registered mail: the approver counts the demo member's
+  // envelope; below the dual-control limit, one count issues it.
+  await approver.goto(`${center}/console/cash`);
+  const envelope = approver.locator("#cash tbody tr", { hasText: "JPY 10,000" }).first();
+  await step(approver, "cash-queue", async () => {
+    result.cash_funding = (await envelope.locator("td code").first().innerText()).trim();
+    await envelope.getByLabel(/^Counted/).fill("10000");
+  });
+  await follow(approver, envelope.getByRole("button", { name: "Record count" }));
+  await step(approver, "cash-counted", async () => {
+    if ((await text(approver, "main")).includes(result.cash_funding)) throw new Error("the envelope still waits");
+  });
+
+  // A transfer that quoted nothing: the viewer may not send it back; the
+  // approver does, saying how.
+  const stray = (page) => page.locator("#credits tbody tr", { hasText: "SUZUKI ICHIRO" });
+  await viewer.goto(`${center}/console/bank-credits`);
+  await step(viewer, "viewer-credits", async () => {
+    await stray(viewer).getByLabel("How it was returned").fill("the viewer tries");
+  });
+  await follow(viewer, stray(viewer).getByRole("button", { name: "Return" }));
+  await step(viewer, "viewer-return-refused", async () => {
+    result.return_refused = await expectText(viewer, "#refused", "needs the approver role");
+  });
+  await approver.goto(`${center}/console/bank-credits`);
+  await step(approver, "approver-credits", async () => {
+    await stray(approver).getByLabel("How it was returned").fill("sent back to the remitter's account");
+  });
+  await follow(approver, stray(approver).getByRole("button", { name: "Return" }));
+  await step(approver, "credit-returned", async () => {
+    if ((await text(approver, "main")).includes("SUZUKI ICHIRO")) throw new Error("still in suspense");
+  });
+
+  // A payout the bank rejected: the approver corrects the store's account.
+  await approver.goto(`${center}/console/payouts`);
+  const failed = approver.locator("#failed-payouts tbody tr").first();
+  await step(approver, "failed-payouts", async () => {
+    await expectText(approver, "#failed-payouts", "it would fail again");
+    result.failed_payout = (await failed.locator("td code").first().innerText()).trim();
+    await failed.getByLabel(/^New account for/).fill("zengin:0001-100-1-0000099:ﾃﾞﾓ ｼﾖｳﾃﾝ");
+    await failed.getByLabel(/^Why, for/).fill("the store sent its new account");
+  });
+  await follow(approver, failed.getByRole("button", { name: "Correct" }));
+  await step(approver, "account-corrected", async () => {
+    const queue = await text(approver, "#failed-payouts");
+    if (queue.includes("it would fail again")) throw new Error("still the account that failed");
+    if (!queue.includes("0000099")) throw new Error("the new account is not shown");
+  });
+
+  // The cardholder calls: the demo card is reported lost.
+  await approver.goto(`${center}/console/lost-cards`);
+  await step(approver, "lost-cards", async () => {
+    await approver.getByLabel("Card", { exact: true }).fill(demoCard);
+    await approver.getByLabel("Reason", { exact: true }).fill("the cardholder called: lost on the train");
+  });
+  await follow(approver, approver.getByRole("button", { name: "Report" }));
+  await step(approver, "card-reported", async () => {
+    const row = approver.locator("#lost-cards tbody tr", { hasText: demoCard }).first();
+    result.lost_card = (await row.innerText()).replace(/\s+/g, " ").trim();
+  });
+
+  // What the examination of card logs found (nothing, in the demo).
+  await viewer.goto(`${center}/console/differences`);
+  await step(viewer, "differences", async () => {
+    result.differences = (await text(viewer, "main")).includes("No difference") ? "none open" : "listed";
+  });
+
+  // A search of another kind, by amount.
+  await viewer.goto(`${center}/console?kind=prepaid-payments&min=1000&max=2000`);
+  await step(viewer, "search-prepaid", async () => {
+    const amounts = await viewer.locator("#prepaid-payments tbody tr td:nth-child(6)").allInnerTexts();
+    if (amounts.length < 1) throw new Error("no prepaid payment listed");
+    result.prepaid_payments = amounts.map((a) => a.trim());
+  });
+
+  // The statistics: tables and charts, and the printable report.
+  await viewer.goto(`${center}/console/statistics`);
+  await step(viewer, "statistics", async () => {
+    await expectText(viewer, "h1", "Statistics");
+    const bars = await viewer.locator("#chart-sales rect").count();
+    if (bars < 2) throw new Error(`the sales chart has ${bars} shapes`);
+    result.statistics_total = (await text(viewer, "#by-period tfoot")).replace(/\s+/g, " ").trim();
+    result.stores = await viewer.locator("#by-store tbody tr").count();
+  });
+  const pdfHref = await viewer.getByRole("link", { name: "Printable report (PDF)" }).getAttribute("href");
+  const pdf = await viewer.request.get(`${center}${pdfHref}`);
+  const body = await pdf.body();
+  result.pdf = { status: pdf.status(), type: pdf.headers()["content-type"], bytes: body.length };
+  if (!body.subarray(0, 5).equals(Buffer.from("%PDF-"))) throw new Error("the report is not a PDF");
 } catch (e) {
   result.ok = false;
   result.error = e.message;

@@ -195,6 +195,38 @@ fn a_person_buys_the_ebook_cancels_once_is_refused_a_bill_over_the_balance_and_c
     let image = std::fs::read(dir.join("card.img")).unwrap();
     assert_eq!(kessai_card::public_info(&image).unwrap().balance_minor, 32_600, "the member paid once");
 
+    // Work for the failed-payouts queue: a clearing run (on the center's
+    // host, with the deployment's own config) pays the stores what the
+    // demo's purchases came to, and the bank rejects the first payout.
+    let config = dir.join("center.toml");
+    let config = config.to_str().unwrap();
+    let ran = cli(&["center", "clearing", "run", "--config", config, "--cutoff", "now"], &[]);
+    let run = ran.split_whitespace().nth(1).unwrap().trim_end_matches(':').to_owned();
+    assert!(run.starts_with("clr_") && !ran.contains(" 0 payouts"), "{ran}");
+    let listed = cli(&["center", "clearing", "payouts", "--config", config, "--run", &run], &[]);
+    let first = listed.lines().nth(1).unwrap_or_else(|| panic!("no payout: {listed}"));
+    let (payout, bank_ref) = (first.split_whitespace().next().unwrap(), first.split_whitespace().last().unwrap());
+    let rejection = kessai_bank::pain002::write(&kessai_bank::pain002::StatusReport {
+        message_id: "DEMO-RJCT-1".into(),
+        created_at: kessai_core::time::Timestamp::from_unix_s(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(),
+        ),
+        original_message_id: kessai_center::clearing::batch_id(&run, kessai_core::Currency::JPY),
+        group_status: None,
+        group_reason: None,
+        transactions: vec![kessai_bank::pain002::TransactionStatus {
+            end_to_end_id: bank_ref.to_owned(),
+            status: "RJCT".into(),
+            reason: Some("AC04".into()),
+            amount: None,
+        }],
+    })
+    .unwrap();
+    let file = tmp.path().join("pain002.xml");
+    std::fs::write(&file, rejection).unwrap();
+    let imported = cli(&["center", "clearing", "import", "--config", config, file.to_str().unwrap()], &[]);
+    assert!(imported.contains("1 failed"), "{imported}");
+
     // The operator's console (#22), each operator with its own certificate.
     let console = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/console.mjs");
     let out = Command::new(&node)
@@ -205,6 +237,7 @@ fn a_person_buys_the_ebook_cancels_once_is_refused_a_bill_over_the_balance_and_c
         .env("KESSAI_CA_DIR", &ca)
         .env("KESSAI_CONSOLE_PASSWORDS", dir.join("secrets").join("console-passwords"))
         .env("KESSAI_ARTIFACTS", &artifacts)
+        .env("KESSAI_DEMO_CARD", &card_id)
         .output()
         .unwrap();
     let printed = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -233,12 +266,39 @@ fn a_person_buys_the_ebook_cancels_once_is_refused_a_bill_over_the_balance_and_c
         "viewer-letters",
         "letter-sent",
         "trail",
+        "cash-queue",
+        "cash-counted",
+        "viewer-return-refused",
+        "credit-returned",
+        "failed-payouts",
+        "account-corrected",
+        "card-reported",
+        "differences",
+        "search-prepaid",
+        "statistics",
     ] {
         assert!(steps.contains(&step), "the console went through {step}: {steps:?}");
     }
     for s in console["steps"].as_array().unwrap() {
         assert!(Path::new(s["screenshot"].as_str().unwrap()).exists(), "screenshot of {}", s["step"]);
     }
+    assert!(console["return_refused"].as_str().unwrap().contains("needs the approver role"), "{console}");
+    assert_eq!(console["failed_payout"], payout, "{console}");
+    assert!(console["lost_card"].as_str().unwrap().contains("lost"), "{console}");
+    assert!(console["prepaid_payments"].to_string().contains("JPY 1,200"), "{console}");
+    assert!(console["stores"].as_u64().unwrap() >= 1, "{console}");
+    assert_eq!(
+        (console["pdf"]["status"].as_u64(), console["pdf"]["type"].as_str()),
+        (Some(200), Some("application/pdf"))
+    );
+    // What the queues did is what the center now says.
+    let fundings = admin(&["fundings", "--status", "issued"]);
+    assert!(
+        fundings.to_string().contains(console["cash_funding"].as_str().unwrap()),
+        "the envelope issued: {fundings}"
+    );
+    let returned = admin(&["bank-credits", "--status", "returned"]);
+    assert!(returned.to_string().contains("SUZUKI ICHIRO"), "{returned}");
     // The viewer's refused attempt changed nothing; the approver's decision
     // is the only trail row of that application.
     let listed = admin(&["applications", "--status", "rejected"]);
