@@ -82,6 +82,12 @@ pub const SESSION_S: u64 = 8 * 3600;
 /// The session cookie's name.
 const COOKIE: &str = "kessai_console";
 
+/// Failed logins of one operator within [`LOGIN_WINDOW_S`] that lock it
+/// out for [`LOCKOUT_S`].
+pub const MAX_FAILED_LOGINS: i64 = 5;
+pub const LOGIN_WINDOW_S: u64 = 15 * 60;
+pub const LOCKOUT_S: u64 = 15 * 60;
+
 /// Shortest password an operator account takes.
 pub const MIN_PASSWORD_CHARS: usize = 12;
 
@@ -379,6 +385,22 @@ async fn login(
     if f.name != certificate {
         return refused();
     }
+    let now = state.center.clock.now();
+    let locked = |until: Timestamp| {
+        let why = format!("Too many failed logins: this operator may log in again after {}.", until.utc());
+        login_page(StatusCode::TOO_MANY_REQUESTS, &certificate, Some(&why))
+    };
+    match state.center.db.login_locked(&f.name, now).await {
+        Ok(None) => {}
+        Ok(Some(until)) => {
+            tracing::warn!(operator = %f.name, "console login refused: locked out");
+            return locked(until);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reading failed logins");
+            return refusal(StatusCode::SERVICE_UNAVAILABLE, None, "The console cannot log you in now.");
+        }
+    }
     let account = match state.center.db.operator(&f.name).await {
         Ok(Some(a)) if !a.disabled => a,
         Ok(_) => return refused(),
@@ -389,11 +411,27 @@ async fn login(
     };
     let password = f.password.clone();
     let checked = tokio::task::spawn_blocking(move || password_matches(&account, &password).then_some(account)).await;
-    let Ok(Some(account)) = checked else { return refused() };
+    let Ok(Some(account)) = checked else {
+        let limits = (LOGIN_WINDOW_S, MAX_FAILED_LOGINS, LOCKOUT_S);
+        return match state.center.db.login_failed(&f.name, now, limits).await {
+            Ok(Some(until)) => {
+                tracing::warn!(operator = %f.name, until = %until.utc(), "console login locked after failures");
+                locked(until)
+            }
+            Ok(None) => refused(),
+            Err(e) => {
+                tracing::error!(error = %e, "counting a failed login");
+                refusal(StatusCode::SERVICE_UNAVAILABLE, None, "The console cannot log you in now.")
+            }
+        };
+    };
+    if let Err(e) = state.center.db.login_succeeded(&account.name).await {
+        tracing::error!(error = %e, "forgetting failed logins");
+        return refusal(StatusCode::SERVICE_UNAVAILABLE, None, "The console cannot log you in now.");
+    }
     let mut token = [0u8; 32];
     state.center.random.generator().fill_bytes(&mut token);
     let token = hex::encode(token);
-    let now = state.center.clock.now();
     let row = SessionRow {
         operator: account.name.clone(),
         role: account.role,

@@ -311,10 +311,20 @@ const MIGRATIONS: &[(i64, &str, &[&str])] = &[
             "CREATE INDEX IF NOT EXISTS center_operator_trail_subject ON center_operator_trail (subject, seq)",
         ],
     ),
+    (
+        14,
+        "failed console logins, by operator",
+        &[
+            // Failures since `first_at` (a window); `locked_until` once
+            // there were too many in one window.
+            "CREATE TABLE IF NOT EXISTS center_login_failures (operator TEXT PRIMARY KEY, failures BIGINT NOT NULL,
+            first_at BIGINT NOT NULL, locked_until BIGINT NOT NULL)",
+        ],
+    ),
 ];
 
 /// The newest version this build knows.
-pub(crate) const NEWEST: i64 = 13;
+pub(crate) const NEWEST: i64 = 14;
 
 const _: () = assert!(MIGRATIONS[MIGRATIONS.len() - 1].0 == NEWEST);
 

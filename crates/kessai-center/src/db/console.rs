@@ -250,6 +250,65 @@ impl CenterDb {
         .await
     }
 
+    /// Until when operator `name` may not log in (too many failed logins),
+    /// if that is after `now`.
+    pub async fn login_locked(&self, name: &str, now: Timestamp) -> Result<Option<Timestamp>, DbError> {
+        let until: Option<i64> =
+            sqlx::query_scalar("SELECT locked_until FROM center_login_failures WHERE operator = $1")
+                .bind(name.to_owned())
+                .fetch_optional(&mut *self.read().await?)
+                .await?;
+        let now = to_i64(now.unix_s())?;
+        Ok(until.filter(|until| *until > now).map(|until| Timestamp::from_unix_s(until.unsigned_abs())))
+    }
+
+    /// Counts a failed login of operator `name`, in one statement (logins
+    /// at once each count): failures within `window_s` of the first add
+    /// up, and the `max`th locks the operator out for `lock_s`. The lock's
+    /// end, if this failure set one.
+    pub async fn login_failed(
+        &self,
+        name: &str,
+        now: Timestamp,
+        (window_s, max, lock_s): (u64, i64, u64),
+    ) -> Result<Option<Timestamp>, DbError> {
+        let at = to_i64(now.unix_s())?;
+        let until = to_i64(now.unix_s() + lock_s)?;
+        let count = Stmt::new(
+            "INSERT INTO center_login_failures (operator, failures, first_at, locked_until) VALUES ($1, 1, $2, 0)
+             ON CONFLICT (operator) DO UPDATE SET
+               failures = CASE WHEN center_login_failures.first_at < $3 THEN 1
+                          ELSE center_login_failures.failures + 1 END,
+               locked_until = CASE WHEN center_login_failures.first_at >= $3
+                                    AND center_login_failures.failures + 1 >= $4 THEN $5
+                              ELSE center_login_failures.locked_until END,
+               first_at = CASE WHEN center_login_failures.first_at < $3 THEN $2
+                          ELSE center_login_failures.first_at END",
+        )
+        .bind(name.to_owned())
+        .bind(at)
+        .bind(at - to_i64(window_s)?)
+        .bind(max)
+        .bind(until);
+        let read =
+            Stmt::new("SELECT locked_until FROM center_login_failures WHERE operator = $1").bind(name.to_owned());
+        let locked = self
+            .write(move |mut conn| {
+                Box::pin(async move {
+                    conn.execute(count).await?;
+                    conn.fetch_optional(read, |r| r.required_int("locked_until")).await
+                })
+            })
+            .await?;
+        Ok(locked.filter(|l| *l == until).map(|l| Timestamp::from_unix_s(l.unsigned_abs())))
+    }
+
+    /// Forgets operator `name`'s failed logins (it logged in).
+    pub async fn login_succeeded(&self, name: &str) -> Result<(), DbError> {
+        let forget = Stmt::new("DELETE FROM center_login_failures WHERE operator = $1").bind(name.to_owned());
+        self.execute(forget).await.map(drop)
+    }
+
     /// Operator `name`'s account, if any.
     pub async fn operator(&self, name: &str) -> Result<Option<OperatorRow>, DbError> {
         let row = sqlx::query("SELECT name, role, salt, hash, disabled_at FROM center_operators WHERE name = $1")

@@ -1404,3 +1404,40 @@ async fn a_failed_payout_is_queued_and_the_next_run_pays_the_account_an_approver
     assert_eq!((again.amount_minor, again.payee_account.as_str()), (b.amount_minor, now.as_str()));
     center.books.ledger().check().await.unwrap();
 }
+
+/// A crash after any write of an account correction leaves the old account
+/// and no trail row, or the new account and its row.
+#[tokio::test]
+async fn a_crash_at_any_write_of_an_account_correction_leaves_both_or_neither() {
+    let (mut finished, mut crashed) = (false, 0);
+    for n in 1..=12 {
+        let mut s = setup().await;
+        let shop = shop(&s.center, "store-x", Some(ZENGIN_A), &mut s.rng).await;
+        let c = &s.center;
+        let was = c.db.store(&shop.id).await.unwrap().unwrap().bank_account.unwrap();
+        c.db.faults().fail_at(n);
+        let first = c.correct_bank_account(&shop.id, Some(&was), ZENGIN_B, "closed", crate::tester()).await;
+        let fired = !c.db.faults().armed();
+        c.db.faults().fail_at(0);
+        let account = || async { c.db.store(&shop.id).await.unwrap().unwrap().bank_account.unwrap() };
+        if fired {
+            crashed += 1;
+            assert!(first.is_err(), "a fault at write {n} fails the correction");
+            assert_eq!(account().await, was, "after a fault at {n}");
+            assert!(c.db.trail(Some(shop.id.as_str()), None, 10).await.unwrap().is_empty());
+            c.correct_bank_account(&shop.id, Some(&was), ZENGIN_B, "closed", crate::tester()).await.unwrap();
+        } else {
+            first.unwrap();
+        }
+        assert_ne!(account().await, was);
+        assert_eq!(c.db.trail(Some(shop.id.as_str()), None, 10).await.unwrap().len(), 1, "fault at {n}");
+        // Asked again with what the page showed before: refused, as stale.
+        let stale = c.correct_bank_account(&shop.id, Some(&was), ZENGIN_BOOKS, "again", crate::tester()).await;
+        assert!(matches!(stale, Err(ClearingError::AccountChanged(_))), "{stale:?}");
+        if !fired {
+            finished = true;
+            break;
+        }
+    }
+    assert!(finished && crashed > 0, "every write of it was crashed at ({crashed}), and then it completed");
+}

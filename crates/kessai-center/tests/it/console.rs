@@ -544,3 +544,47 @@ async fn a_lost_card_is_reported_voided_and_replaced_in_the_console() {
     assert_eq!(actions(id.clone()).await, ["settlement_voided_lost"]);
     center.books.ledger().check().await.unwrap();
 }
+
+/// Five wrong passwords in a quarter of an hour lock the operator out for
+/// a quarter of an hour, the right password too; then it logs in, and a
+/// login forgets the failures. Wrong passwords sent at once all count.
+#[tokio::test]
+async fn failed_logins_lock_an_operator_out_for_a_while() {
+    let mut s = setup().await;
+    let clock = Arc::new(kessai_core::time::FixedClock::new(crate::world::NOW));
+    s.center.clock = clock.clone();
+    let center = Arc::new(s.center);
+    let app = app(&center);
+    give_login(&center.db, "viewer", Role::Viewer, "viewer-password-12").await;
+    let wrong = "name=viewer&password=not-the-password";
+    // Four at once: each counts.
+    let attempts: Vec<_> = (0..4)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move { ask(&app, "POST", "/console/login", Some("viewer"), None, Some(wrong)).await })
+        })
+        .collect();
+    for attempt in attempts {
+        assert_eq!(attempt.await.unwrap().0, StatusCode::UNAUTHORIZED);
+    }
+    let (status, _, page) = ask(&app, "POST", "/console/login", Some("viewer"), None, Some(wrong)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "the fifth failure locks: {page}");
+    let right = "name=viewer&password=viewer-password-12";
+    let (status, headers, page) = ask(&app, "POST", "/console/login", Some("viewer"), None, Some(right)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{page}");
+    assert!(headers.get(header::SET_COOKIE).is_none() && page.contains("Too many failed logins"), "{page}");
+    clock.advance_s(kessai_center::console::LOCKOUT_S + 1);
+    log_in(&app, "viewer", "viewer-password-12").await;
+    // The login forgot the failures: four more fail without locking.
+    for _ in 0..4 {
+        let (status, _, _) = ask(&app, "POST", "/console/login", Some("viewer"), None, Some(wrong)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    log_in(&app, "viewer", "viewer-password-12").await;
+    // Failures farther apart than the window never add up to a lock.
+    for _ in 0..6 {
+        let (status, _, _) = ask(&app, "POST", "/console/login", Some("viewer"), None, Some(wrong)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        clock.advance_s(kessai_center::console::LOGIN_WINDOW_S / 4 + 1);
+    }
+}

@@ -873,3 +873,98 @@ async fn two_operators_count_cash_in_the_console() {
     let who: Vec<(&str, &str)> = rows.iter().map(|r| (r.entry.operator.as_str(), r.entry.action.as_str())).collect();
     assert_eq!(who, [("op2", "cash_counted"), ("admin", "cash_counted")]);
 }
+
+/// A crash after any write of a return leaves the credit in suspense and
+/// the books as they were, or the credit returned, the money out of the
+/// pool once and its trail row: never one without the others.
+#[tokio::test]
+async fn a_crash_at_any_write_of_a_credit_returned_leaves_all_or_none() {
+    let (mut finished, mut crashed) = (false, 0);
+    for n in 1..=12 {
+        let s = setup().await;
+        let c = &s.center;
+        let statement = camt("STMT-R", &[(4_200, None, "B-R1")]);
+        assert_eq!(c.import_statement(&statement, StatementSource::Bank).await.unwrap().suspense, 1);
+        let key = c.bank_credits_in("suspense").await.unwrap()[0].entry_key.clone();
+        let pool = c.books.received(Receiving::BankPool, Currency::JPY).await.unwrap();
+        c.db.faults().fail_at(n);
+        let first = c.return_suspense(&key, "sent back", crate::tester()).await;
+        let fired = !c.db.faults().armed();
+        c.db.faults().fail_at(0);
+        if fired {
+            crashed += 1;
+            assert!(first.is_err(), "a fault at write {n} fails the return");
+            assert_eq!(c.books.suspense(Currency::JPY).await.unwrap(), 4_200, "after a fault at {n}");
+            assert_eq!(c.bank_credits_in("suspense").await.unwrap().len(), 1);
+            assert!(c.db.trail(Some(&key), None, 10).await.unwrap().is_empty());
+            c.return_suspense(&key, "sent back", crate::tester()).await.unwrap();
+        } else {
+            first.unwrap();
+        }
+        assert_eq!(c.books.suspense(Currency::JPY).await.unwrap(), 0);
+        assert_eq!(c.books.received(Receiving::BankPool, Currency::JPY).await.unwrap(), pool - 4_200, "out once");
+        assert_eq!(c.bank_credits_in("returned").await.unwrap().len(), 1);
+        assert_eq!(c.db.trail(Some(&key), None, 10).await.unwrap().len(), 1, "fault at {n}");
+        c.books.ledger().check().await.unwrap();
+        if !fired {
+            finished = true;
+            break;
+        }
+    }
+    assert!(finished && crashed > 0, "every write of it was crashed at ({crashed}), and then it completed");
+}
+
+/// Two operators at the bank-credit queue at once, through the console: the
+/// approver returns a credit while an operator applies it. One of them
+/// happens; the other is told the credit is no longer in suspense.
+#[tokio::test]
+async fn two_operators_on_one_credit_in_the_console_leave_one_change() {
+    use axum::http::StatusCode;
+    let mut s = setup().await;
+    let sim = Simulator::new();
+    let m = member(&s.center, &mut s.rng).await;
+    let token =
+        request(&s.center, &m, "q-1", PrepaidAction::Open, None, Some(2_500), Some(FundingMethod::BankTransfer));
+    let wanting = funding(s.center.prepaid_request(&token, None, &sim).await.unwrap());
+    let card = PrepaidId::parse(&wanting.prepaid_id).unwrap();
+    let statement = camt("STMT-Q", &[(2_500, None, "B-Q1")]);
+    s.center.import_statement(&statement, StatementSource::Bank).await.unwrap();
+    let key = s.center.bank_credits_in("suspense").await.unwrap()[0].entry_key.clone();
+    let center = Arc::new(s.center);
+    let app = crate::console::app(&center);
+    crate::console::give_login(&center.db, "admin", kessai_center::db::Role::Approver, "approver-password-1").await;
+    crate::console::give_login(&center.db, "op2", kessai_center::db::Role::Operator, "operator-password-2").await;
+    let approver = crate::console::log_in(&app, "admin", "approver-password-1").await;
+    let operator = crate::console::log_in(&app, "op2", "operator-password-2").await;
+    let ask = crate::console::ask;
+    let (_, _, page) = ask(&app, "GET", "/console/bank-credits", Some("admin"), Some(&approver), None).await;
+    let back = format!("form_token={}&entry_key={key}&reason=sent+back", crate::console::form_token(&page));
+    let (_, _, page) = ask(&app, "GET", "/console/bank-credits", Some("op2"), Some(&operator), None).await;
+    let apply =
+        format!("form_token={}&entry_key={key}&funding_id={}", crate::console::form_token(&page), wanting.funding_id);
+    let ((returned, _, _), (applied, _, _)) = tokio::join!(
+        ask(&app, "POST", "/console/bank-credits/return", Some("admin"), Some(&approver), Some(&back)),
+        ask(&app, "POST", "/console/bank-credits/apply", Some("op2"), Some(&operator), Some(&apply)),
+    );
+    let won = [returned, applied].iter().filter(|s| **s == StatusCode::SEE_OTHER).count();
+    assert_eq!(won, 1, "exactly one: return {returned}, apply {applied}");
+    let lost = if returned == StatusCode::SEE_OTHER { applied } else { returned };
+    // Told the credit is gone (404) or, had it read the credit first, that
+    // the funding changed meanwhile (409).
+    assert!([StatusCode::NOT_FOUND, StatusCode::CONFLICT].contains(&lost), "the other changes nothing: {lost}");
+    let trail = center.db.trail(Some(&key), None, 10).await.unwrap();
+    assert_eq!(trail.len(), 1);
+    let value = value_of(&center, &card).await;
+    if applied == StatusCode::SEE_OTHER {
+        assert_eq!((trail[0].entry.action.as_str(), trail[0].entry.operator.as_str()), ("bank_credit_applied", "op2"));
+        assert_eq!(value, 2_500);
+    } else {
+        assert_eq!(
+            (trail[0].entry.action.as_str(), trail[0].entry.operator.as_str()),
+            ("bank_credit_returned", "admin")
+        );
+        assert_eq!(value, 0);
+    }
+    assert_eq!(center.books.suspense(Currency::JPY).await.unwrap(), 0);
+    center.books.ledger().check().await.unwrap();
+}
