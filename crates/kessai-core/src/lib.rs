@@ -29,6 +29,7 @@ pub mod profile;
 pub mod random;
 pub mod samples;
 pub mod time;
+pub mod token;
 
 pub use digest::Sha256Digest;
 pub use money::{Currency, Money};
