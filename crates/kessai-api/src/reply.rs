@@ -25,25 +25,32 @@ pub struct LogEntry {
     pub time_unix_s: u64,
 }
 
-/// Which way a card's log record moved value.
+/// What a card's log record did: moved value out or in, or stored or gave
+/// up a bank deposit token (no change to the balance).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LogKind {
     Debit,
     Credit,
+    TokenStored,
+    TokenRedeemed,
 }
 
 impl LogKind {
+    pub const ALL: [LogKind; 4] = [LogKind::Debit, LogKind::Credit, LogKind::TokenStored, LogKind::TokenRedeemed];
+
     /// The wire (and stored) name.
     pub const fn as_str(self) -> &'static str {
         match self {
             LogKind::Debit => "debit",
             LogKind::Credit => "credit",
+            LogKind::TokenStored => "token_stored",
+            LogKind::TokenRedeemed => "token_redeemed",
         }
     }
 
     pub fn parse(name: &str) -> Option<LogKind> {
-        [LogKind::Debit, LogKind::Credit].into_iter().find(|k| k.as_str() == name)
+        LogKind::ALL.into_iter().find(|k| k.as_str() == name)
     }
 }
 

@@ -20,6 +20,10 @@ use crate::protocol::{
 };
 use crate::state::{CardState, RecentTx, request_digest};
 use crate::storage::Storage;
+use crate::tokens::{
+    INS_LIST_TOKENS, INS_REDEEM_TOKEN, INS_STORE_TOKEN, LIST_TOKENS_MAX, SW_TOKEN_EXPIRED, SW_TOKEN_REDEEMED,
+    TOKEN_CAPACITY, TokenEntry, TokenHeader, TokenState,
+};
 
 /// Why the card refused a command; each maps to one status word.
 #[non_exhaustive]
@@ -102,6 +106,26 @@ pub enum CardError {
     /// names the current version again (`6A80`).
     #[error("bad key data: {0}")]
     BadKeyData(&'static str),
+    /// STORE TOKEN of bytes that are no sealed token, or one in another
+    /// currency than the card's (`6A80`).
+    #[error("not a token for this card")]
+    BadToken,
+    /// STORE TOKEN with the table full of tokens not redeemed, or redeemed
+    /// with their record not collected (`6A84`).
+    #[error("token table full")]
+    TokenTableFull,
+    /// STORE TOKEN of another token under an id the card holds (`6A89`).
+    #[error("token id held by another token")]
+    TokenIdReused,
+    /// A token at or past its expiry, by the command's time (`6A8C`).
+    #[error("token expired")]
+    TokenExpired,
+    /// REDEEM TOKEN of a token redeemed by another transaction (`6A8D`).
+    #[error("token redeemed before")]
+    TokenRedeemed,
+    /// REDEEM TOKEN of a token the card does not hold (`6A88`).
+    #[error("no such token")]
+    UnknownToken,
 }
 
 impl CardError {
@@ -114,16 +138,18 @@ impl CardError {
             Self::InsNotSupported | Self::NotSelected => Sw::InsNotSupported,
             Self::ApplicationNotFound => Sw::FileNotFound,
             Self::IncorrectP1P2 => Sw::IncorrectP1P2,
-            Self::UnknownTag | Self::KeyVersionNotFound => Sw::ReferencedDataNotFound,
+            Self::UnknownTag | Self::KeyVersionNotFound | Self::UnknownToken => Sw::ReferencedDataNotFound,
             Self::NoSession | Self::LevelTooLow | Self::SecureMessaging(_) => Sw::SecurityStatusNotSatisfied,
             Self::NoHandshake | Self::SequenceExhausted | Self::InsufficientBalance | Self::CounterExhausted => {
                 Sw::ConditionsNotSatisfied
             }
             Self::HostAuthentication => Sw::AuthenticationFailed,
-            Self::ZeroAmount | Self::CollectedBeyondCounter | Self::BadKeyData(_) => Sw::WrongData,
+            Self::ZeroAmount | Self::CollectedBeyondCounter | Self::BadKeyData(_) | Self::BadToken => Sw::WrongData,
             Self::LogFull => Sw::Other(crate::protocol::SW_LOG_FULL),
-            Self::AboveMaximum => Sw::NotEnoughMemory,
-            Self::TxIdReused => Sw::AlreadyExists,
+            Self::TokenExpired => Sw::Other(SW_TOKEN_EXPIRED),
+            Self::TokenRedeemed => Sw::Other(SW_TOKEN_REDEEMED),
+            Self::AboveMaximum | Self::TokenTableFull => Sw::NotEnoughMemory,
+            Self::TxIdReused | Self::TokenIdReused => Sw::AlreadyExists,
             Self::Blocked => Sw::FunctionNotSupported,
             Self::Memory(_) => Sw::MemoryFailure,
         }
@@ -310,7 +336,10 @@ impl<S: Storage> Card<S> {
                 | INS_LOG_COLLECTED
                 | INS_TRANSACTION_STATUS
                 | INS_BLOCK
-                | INS_PUT_KEY,
+                | INS_PUT_KEY
+                | INS_STORE_TOKEN
+                | INS_LIST_TOKENS
+                | INS_REDEEM_TOKEN,
             ) => Err(CardError::NoSession),
             _ => Err(CardError::InsNotSupported),
         }
@@ -354,6 +383,9 @@ impl<S: Storage> Card<S> {
             INS_BLOCK => self.block(cmd),
             INS_PUT_KEY => self.put_key(cmd),
             INS_GET_DATA => self.get_data(cmd),
+            INS_STORE_TOKEN => self.store_token(cmd),
+            INS_LIST_TOKENS => self.list_tokens(cmd),
+            INS_REDEEM_TOKEN => self.redeem_token(cmd),
             _ => Err(CardError::InsNotSupported),
         }
     }
@@ -456,6 +488,9 @@ impl<S: Storage> Card<S> {
                 .checked_add(request.amount_minor)
                 .filter(|b| *b <= s.max_balance_minor)
                 .ok_or(CardError::AboveMaximum)?,
+            // Token events are logged by their own commands, never asked
+            // for as a transfer.
+            TransferKind::TokenStored | TransferKind::TokenRedeemed => return Err(CardError::InsNotSupported),
         };
         let counter = s.counter.checked_add(1).ok_or(CardError::CounterExhausted)?;
         Ok(TxResult { kind, tx_id: request.tx_id, amount_minor: request.amount_minor, counter, balance_after_minor })
@@ -536,6 +571,153 @@ impl<S: Storage> Card<S> {
         next.keys = keys;
         self.commit(next)?;
         Ok(ok(&response))
+    }
+
+    /// Appends the log record of a token event to `next` (whose counter it
+    /// takes), as a transfer does: refused if it would push out a record
+    /// the center has not collected.
+    fn log_token_event(
+        &self,
+        next: &mut CardState,
+        kind: TransferKind,
+        header: &TokenHeader,
+        tx_id: TxId,
+        time_unix_s: u64,
+    ) -> Result<u32, CardError> {
+        let through = self.collected_through();
+        if next.log.len() == LOG_CAPACITY && next.log.front().is_some_and(|oldest| oldest.counter > through) {
+            return Err(CardError::LogFull);
+        }
+        let counter = next.counter.checked_add(1).ok_or(CardError::CounterExhausted)?;
+        let mut counterpart = [0u8; 8];
+        counterpart.copy_from_slice(&header.token_id[..8]);
+        let request = TransferRequest {
+            tx_id,
+            amount_minor: header.amount_minor,
+            counterpart,
+            order_ref: header.token_id,
+            time_unix_s,
+        };
+        if next.log.len() == LOG_CAPACITY {
+            next.log.pop_front();
+        }
+        next.log.push_back(LogRecord { kind, request, counter, balance_after_minor: next.balance_minor });
+        next.counter = counter;
+        Ok(counter)
+    }
+
+    /// STORE TOKEN: `tx id 16 ‖ time 8 ‖ sealed token`; answers `counter
+    /// 4 ‖ token id 16`. The same token again answers as the first time.
+    fn store_token(&mut self, cmd: &CommandApdu) -> Answer {
+        expect_p1p2(cmd, 0, 0)?;
+        let data = cmd.data();
+        if data.len() < 24 {
+            return Err(CardError::WrongLength);
+        }
+        let (tx, rest) = data.split_at(16);
+        let (time, sealed) = rest.split_at(8);
+        let mut time_bytes = [0u8; 8];
+        time_bytes.copy_from_slice(time);
+        let now = u64::from_be_bytes(time_bytes);
+        let header = TokenHeader::read(sealed).map_err(|_| CardError::BadToken)?;
+        let answer = |counter: u32| {
+            let mut out = counter.to_be_bytes().to_vec();
+            out.extend_from_slice(&header.token_id);
+            ok(&out)
+        };
+        if let Some(held) = self.state.tokens.iter().find(|t| t.header.token_id == header.token_id) {
+            return match held.state {
+                TokenState::Stored { counter } if held.sealed == sealed => Ok(answer(counter)),
+                TokenState::Redeemed { .. } if held.sealed == sealed => Err(CardError::TokenRedeemed),
+                _ => Err(CardError::TokenIdReused),
+            };
+        }
+        if self.state.status == CardStatus::Blocked {
+            return Err(CardError::Blocked);
+        }
+        if header.currency != self.state.currency {
+            return Err(CardError::BadToken);
+        }
+        if now >= header.expires_unix_s {
+            return Err(CardError::TokenExpired);
+        }
+        let mut next = self.state.clone();
+        if next.tokens.len() == TOKEN_CAPACITY {
+            // Room from the oldest redeemed token whose redemption the
+            // center has collected from the log: that record proves it.
+            let through = self.collected_through();
+            let gone = next.tokens.iter().position(|t| t.is_redeemed() && t.counter() <= through);
+            let Some(gone) = gone else { return Err(CardError::TokenTableFull) };
+            next.tokens.remove(gone);
+        }
+        let counter = self.log_token_event(
+            &mut next,
+            TransferKind::TokenStored,
+            &header,
+            TxId(tx.try_into().map_err(|_| CardError::WrongLength)?),
+            now,
+        )?;
+        next.tokens.push(TokenEntry { header, sealed: sealed.to_vec(), state: TokenState::Stored { counter } });
+        self.commit(next)?;
+        Ok(answer(counter))
+    }
+
+    /// LIST TOKENS: P1 the first entry, P2 how many (1 to 4); answers
+    /// `total 1 ‖ count 1 ‖ entries`.
+    fn list_tokens(&mut self, cmd: &CommandApdu) -> Answer {
+        expect_no_data(cmd)?;
+        let (first, count) = (usize::from(cmd.p1()), usize::from(cmd.p2()));
+        if count == 0 || count > LIST_TOKENS_MAX || first >= TOKEN_CAPACITY {
+            return Err(CardError::IncorrectP1P2);
+        }
+        let listed: Vec<&TokenEntry> = self.state.tokens.iter().skip(first).take(count).collect();
+        // Both at most TOKEN_CAPACITY (8).
+        let mut data = vec![self.state.tokens.len() as u8, listed.len() as u8];
+        for t in listed {
+            data.extend_from_slice(&t.listed());
+        }
+        Ok(ok(&data))
+    }
+
+    /// REDEEM TOKEN: `token id 16 ‖ tx id 16 ‖ time 8`; answers `counter 4
+    /// ‖ sealed token`, once: the same transaction again gets the same
+    /// answer, another is refused.
+    fn redeem_token(&mut self, cmd: &CommandApdu) -> Answer {
+        expect_p1p2(cmd, 0, 0)?;
+        let data: [u8; 40] = cmd.data().try_into().map_err(|_| CardError::WrongLength)?;
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&data[..16]);
+        let mut tx = [0u8; 16];
+        tx.copy_from_slice(&data[16..32]);
+        let mut time = [0u8; 8];
+        time.copy_from_slice(&data[32..]);
+        let (tx_id, now) = (TxId(tx), u64::from_be_bytes(time));
+        let index = self.state.tokens.iter().position(|t| t.header.token_id == id).ok_or(CardError::UnknownToken)?;
+        let held = &self.state.tokens[index];
+        let answer = |counter: u32, sealed: &[u8]| {
+            let mut out = counter.to_be_bytes().to_vec();
+            out.extend_from_slice(sealed);
+            ok(&out)
+        };
+        match held.state {
+            TokenState::Redeemed { tx_id: by, counter } if by == tx_id => return Ok(answer(counter, &held.sealed)),
+            TokenState::Redeemed { .. } => return Err(CardError::TokenRedeemed),
+            TokenState::Stored { .. } => {}
+        }
+        if self.state.status == CardStatus::Blocked {
+            return Err(CardError::Blocked);
+        }
+        if now >= held.header.expires_unix_s {
+            return Err(CardError::TokenExpired);
+        }
+        let header = held.header;
+        let mut next = self.state.clone();
+        let counter = self.log_token_event(&mut next, TransferKind::TokenRedeemed, &header, tx_id, now)?;
+        let entry = &mut next.tokens[index];
+        entry.state = TokenState::Redeemed { tx_id, counter };
+        let sealed = entry.sealed.clone();
+        self.commit(next)?;
+        Ok(answer(counter, &sealed))
     }
 
     fn block(&mut self, cmd: &CommandApdu) -> Answer {

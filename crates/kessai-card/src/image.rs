@@ -1,7 +1,7 @@
 //! The image: the card's memory as two slots (A/B), personalization, and
 //! public info.
 //!
-//! # Format (version 2), byte by byte
+//! # Format (version 3), byte by byte
 //!
 //! The file is [`IMAGE_LEN`] bytes: slot A at offset 0, slot B at
 //! [`SLOT_LEN`]. Each slot:
@@ -9,7 +9,7 @@
 //! ```text
 //! offset  size  field
 //! 0       4     magic "KSCI"
-//! 4       2     format version, u16 BE = 2 (1 is read too)
+//! 4       2     format version, u16 BE = 3 (1 and 2 are read too)
 //! 6       2     reserved, 00 00
 //! 8       8     generation, u64 BE (grows by one with every commit)
 //! 16      4     body length N, u32 BE
@@ -44,9 +44,11 @@ use crate::state::{CardState, StateError};
 
 /// `KSCI`: kessai card image.
 pub const IMAGE_MAGIC: [u8; 4] = *b"KSCI";
-/// Current image format version (2: the log's collected mark; a card of
-/// format 1 is read as one whose log nothing collected yet, and written as 2).
-pub const IMAGE_VERSION: u16 = 2;
+/// Current image format version (3: the token table; 2: the log's
+/// collected mark). A card of format 1 is read as one whose log nothing
+/// collected yet, of format 1 or 2 as one without tokens; each is written
+/// as 3 at its next commit.
+pub const IMAGE_VERSION: u16 = 3;
 
 /// Why an image cannot be used.
 #[non_exhaustive]
@@ -138,7 +140,7 @@ fn decode_slot(slot: &[u8]) -> Result<(u64, CardState), SlotError> {
         return Err(SlotError::Magic);
     }
     let version = u16::from_be_bytes([slot[4], slot[5]]);
-    if version != IMAGE_VERSION && version != 1 {
+    if !(1..=IMAGE_VERSION).contains(&version) {
         return Err(SlotError::Version(version));
     }
     let mut generation = [0u8; 8];

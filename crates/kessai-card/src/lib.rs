@@ -9,6 +9,8 @@
 //!   shared with the host side.
 //! - [`transport`] moves APDUs: in-process, the vsmartcard vpcd socket
 //!   protocol, and PC/SC (feature `pcsc`).
+//! - [`tokens`] is the table of bank deposit tokens (seed 002) and its
+//!   commands.
 //! - [`bench`] measures full secure DEBIT sessions per second.
 //!
 //! Invariants: the card never holds a private key; it knows nothing of HTTP;
@@ -23,6 +25,7 @@ pub mod protocol;
 pub mod state;
 pub mod storage;
 pub mod terminal;
+pub mod tokens;
 pub mod transport;
 
 pub use app::{Card, CardError};

@@ -95,6 +95,9 @@ pub enum ProtocolError {
     /// Not three uppercase ASCII letters.
     #[error("currency is not three letters A-Z")]
     Currency,
+    /// A token field that is not one (`crate::tokens`).
+    #[error("the token's {0} is refused")]
+    Token(&'static str),
 }
 
 fn exact<'a, const N: usize>(what: &'static str, data: &'a [u8]) -> Result<&'a [u8; N], ProtocolError> {
@@ -178,14 +181,23 @@ pub enum TransferKind {
     Debit,
     /// Value enters the card (a value update).
     Credit,
+    /// A bank deposit token was stored (`crate::tokens`); the balance is
+    /// unchanged. Only a log record's kind, never a transfer's.
+    TokenStored,
+    /// A token was redeemed: the card gave it up; the balance is
+    /// unchanged. Only a log record's kind, never a transfer's.
+    TokenRedeemed,
 }
 
 impl TransferKind {
-    /// Wire byte: `01` debit, `02` credit.
+    /// Wire byte: `01` debit, `02` credit, `03` token stored, `04` token
+    /// redeemed.
     pub fn to_byte(self) -> u8 {
         match self {
             Self::Debit => 0x01,
             Self::Credit => 0x02,
+            Self::TokenStored => 0x03,
+            Self::TokenRedeemed => 0x04,
         }
     }
 
@@ -194,6 +206,8 @@ impl TransferKind {
         match b {
             0x01 => Ok(Self::Debit),
             0x02 => Ok(Self::Credit),
+            0x03 => Ok(Self::TokenStored),
+            0x04 => Ok(Self::TokenRedeemed),
             other => Err(ProtocolError::Kind(other)),
         }
     }
@@ -404,6 +418,7 @@ impl LogRecord {
         match self.kind {
             TransferKind::Debit => -i128::from(self.request.amount_minor),
             TransferKind::Credit => i128::from(self.request.amount_minor),
+            TransferKind::TokenStored | TransferKind::TokenRedeemed => 0,
         }
     }
 }
@@ -518,9 +533,9 @@ impl PublicInfo {
     }
 }
 
-fn command(cla: u8, ins: u8, p1: u8, p2: u8, data: &[u8], le: Option<usize>) -> CommandApdu {
+pub(crate) fn command(cla: u8, ins: u8, p1: u8, p2: u8, data: &[u8], le: Option<usize>) -> CommandApdu {
     let header = Header { cla, ins, p1, p2 };
-    // Every command built here has at most 70 data bytes and Ne = 256, so
+    // Every command built here has at most 224 data bytes and Ne = 256, so
     // `new` cannot fail; the fallback only avoids an `unwrap`.
     CommandApdu::new(header, data.to_vec(), le).unwrap_or_else(|_| CommandApdu::header_only(header))
 }

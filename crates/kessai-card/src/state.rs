@@ -13,6 +13,7 @@ use crate::protocol::{
     CardId, CardStatus, Currency, Fields, LOG_RECORD_LEN, LogRecord, PublicInfo, TransferKind, TransferRequest, TxId,
     TxResult,
 };
+use crate::tokens::{MAX_SEALED_LEN, TOKEN_CAPACITY, TokenEntry, TokenHeader, TokenState};
 
 /// Why a stored state body is refused.
 #[non_exhaustive]
@@ -69,6 +70,8 @@ pub struct CardState {
     pub(crate) log_collected: u32,
     pub(crate) log: VecDeque<LogRecord>,
     pub(crate) recent: VecDeque<RecentTx>,
+    /// Bank deposit tokens (image format 3), in the order stored.
+    pub(crate) tokens: Vec<TokenEntry>,
 }
 
 impl CardState {
@@ -86,7 +89,13 @@ impl CardState {
             log_collected: 0,
             log: VecDeque::new(),
             recent: VecDeque::new(),
+            tokens: Vec::new(),
         }
+    }
+
+    /// The token table, in the order stored.
+    pub fn tokens(&self) -> &[TokenEntry] {
+        &self.tokens
     }
 
     /// Public data (no keys).
@@ -127,6 +136,17 @@ impl CardState {
         }
         if self.log_collected > self.counter {
             return Err(StateError::Field("log collected beyond the counter"));
+        }
+        if self.tokens.len() > TOKEN_CAPACITY {
+            return Err(StateError::Field("token table length"));
+        }
+        for (i, t) in self.tokens.iter().enumerate() {
+            if TokenHeader::read(&t.sealed).ok() != Some(t.header) || t.counter() > self.counter {
+                return Err(StateError::Field("token entry"));
+            }
+            if self.tokens[..i].iter().any(|o| o.header.token_id == t.header.token_id) {
+                return Err(StateError::Field("token id twice"));
+            }
         }
         let mut prev: Option<&LogRecord> = None;
         for (i, record) in self.log.iter().enumerate() {
@@ -181,11 +201,26 @@ impl CardState {
             out.extend_from_slice(&recent.result.body());
             out.extend_from_slice(&recent.digest);
         }
+        // At most TOKEN_CAPACITY (8) entries, each sealed token at most
+        // MAX_SEALED_LEN (200) bytes: both fit a byte (see `check`).
+        out.push(u8::try_from(self.tokens.len()).unwrap_or(0));
+        for t in &self.tokens {
+            let (state, counter, tx) = match t.state {
+                TokenState::Stored { counter } => (1u8, counter, [0u8; 16]),
+                TokenState::Redeemed { tx_id, counter } => (2u8, counter, tx_id.0),
+            };
+            out.push(state);
+            out.extend_from_slice(&counter.to_be_bytes());
+            out.extend_from_slice(&tx);
+            out.push(u8::try_from(t.sealed.len()).unwrap_or(0));
+            out.extend_from_slice(&t.sealed);
+        }
         out
     }
 
     /// Decodes and checks a body of image format `format` (1: without the
-    /// log's collected mark, read as nothing collected; 2).
+    /// log's collected mark, read as nothing collected; 2: without tokens,
+    /// read as none; 3).
     pub(crate) fn from_bytes(body: &[u8], format: u16) -> Result<Self, StateError> {
         let fixed = if format == 1 { STATE_FIXED_LEN_V1 } else { STATE_FIXED_LEN };
         if body.len() < fixed {
@@ -207,8 +242,12 @@ impl CardState {
             return Err(StateError::Field("table length"));
         }
         let expected = fixed + log_len * LOG_RECORD_LEN + recent_len * RECENT_TX_LEN;
-        if body.len() != expected {
+        let tables_end = expected;
+        if format < 3 && body.len() != expected {
             return Err(StateError::Length { expected, actual: body.len() });
+        }
+        if format >= 3 && body.len() <= expected {
+            return Err(StateError::Length { expected: expected + 1, actual: body.len() });
         }
         let mut log = VecDeque::with_capacity(LOG_CAPACITY);
         for _ in 0..log_len {
@@ -223,7 +262,9 @@ impl CardState {
             let digest = Fields(rf.rest()).take();
             recent.push_back(RecentTx { result, digest });
         }
+        let tokens = if format >= 3 { tokens_from(&body[tables_end..])? } else { Vec::new() };
         let state = Self {
+            tokens,
             card_id,
             keys,
             currency,
@@ -239,4 +280,39 @@ impl CardState {
         state.check()?;
         Ok(state)
     }
+}
+
+/// The token table of a format-3 body: `count 1`, then per token `state 1
+/// (01 stored, 02 redeemed) ‖ counter 4 ‖ redeeming tx id 16 (zeros while
+/// stored) ‖ sealed length 1 ‖ sealed token`; nothing may follow.
+fn tokens_from(mut rest: &[u8]) -> Result<Vec<TokenEntry>, StateError> {
+    let bad = || StateError::Field("token table");
+    let (&count, tail) = rest.split_first().ok_or_else(bad)?;
+    rest = tail;
+    if usize::from(count) > TOKEN_CAPACITY {
+        return Err(bad());
+    }
+    let mut tokens = Vec::with_capacity(usize::from(count));
+    for _ in 0..count {
+        let (fixed, tail) = rest.split_at_checked(1 + 4 + 16 + 1).ok_or_else(bad)?;
+        let mut f = Fields(fixed);
+        let (state, counter, tx) = (f.u8(), f.u32(), f.take::<16>());
+        let len = usize::from(f.u8());
+        if len > MAX_SEALED_LEN {
+            return Err(bad());
+        }
+        let (sealed, tail) = tail.split_at_checked(len).ok_or_else(bad)?;
+        rest = tail;
+        let state = match state {
+            1 if tx == [0u8; 16] => TokenState::Stored { counter },
+            2 => TokenState::Redeemed { tx_id: TxId(tx), counter },
+            _ => return Err(bad()),
+        };
+        let header = TokenHeader::read(sealed).map_err(|_| bad())?;
+        tokens.push(TokenEntry { header, sealed: sealed.to_vec(), state });
+    }
+    if !rest.is_empty() {
+        return Err(bad());
+    }
+    Ok(tokens)
 }

@@ -26,7 +26,12 @@ pub use kessai_api::{LogEntry, LogKind, StatementPhase, StatementReply};
 /// A log record as the card keeps it, as the cardholder is shown it.
 pub fn log_entry(r: &kessai_card::protocol::LogRecord) -> LogEntry {
     LogEntry {
-        kind: if r.kind == TransferKind::Debit { LogKind::Debit } else { LogKind::Credit },
+        kind: match r.kind {
+            TransferKind::Debit => LogKind::Debit,
+            TransferKind::Credit => LogKind::Credit,
+            TransferKind::TokenStored => LogKind::TokenStored,
+            TransferKind::TokenRedeemed => LogKind::TokenRedeemed,
+        },
         transaction_id: hex::encode(r.request.tx_id.0),
         amount_minor: r.request.amount_minor,
         counter: r.counter,

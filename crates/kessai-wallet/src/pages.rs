@@ -426,7 +426,12 @@ pub fn card_history(entries: &[kessai_api::LogEntry], currency: kessai_core::Cur
                         tr class=(e.kind.as_str()) {
                             td { (e.counter) }
                             td { (kessai_core::time::Timestamp::from_unix_s(e.time_unix_s)) }
-                            td { (if e.kind == kessai_api::LogKind::Debit { "paid" } else { "added" }) }
+                            td { (match e.kind {
+                                kessai_api::LogKind::Debit => "paid",
+                                kessai_api::LogKind::Credit => "added",
+                                kessai_api::LogKind::TokenStored => "token stored",
+                                kessai_api::LogKind::TokenRedeemed => "token redeemed",
+                            }) }
                             td class="amount" { (money(e.amount_minor)) }
                             td class="amount" { (money(e.balance_after_minor)) }
                             td { code { (e.transaction_id.get(..12).unwrap_or(&e.transaction_id)) } }

@@ -77,7 +77,7 @@ fn image_file_is_private_and_durable() {
 
 /// An image of format 1 (before the log's collected mark) still opens: as
 /// a card whose log nothing has collected yet, everything else the same;
-/// its first commit writes format 2.
+/// its first commit writes format 3.
 #[test]
 fn a_format_1_image_opens_as_nothing_collected() {
     use sha2::Digest as _;
@@ -99,22 +99,35 @@ fn a_format_1_image_opens_as_nothing_collected() {
     };
     let len = usize::try_from(u32::from_be_bytes(current[16..20].try_into().unwrap())).unwrap();
     let body = &current[20..20 + len];
-    // The mark's 4 bytes follow the status byte at body offset 85.
+    // The mark's 4 bytes follow the status byte at body offset 85; format
+    // 3 ends with the token table (here its count, 0).
     assert_eq!(body[85..89], 1u32.to_be_bytes());
-    let old_body = [&body[..85], &body[89..]].concat();
-    let mut slot = Vec::new();
-    slot.extend_from_slice(b"KSCI");
-    slot.extend_from_slice(&1u16.to_be_bytes());
-    slot.extend_from_slice(&[0, 0]);
-    slot.extend_from_slice(&current[8..16]);
-    slot.extend_from_slice(&u32::try_from(old_body.len()).unwrap().to_be_bytes());
-    slot.extend_from_slice(&old_body);
-    let checksum = sha2::Sha256::digest(&slot);
-    slot.extend_from_slice(&checksum);
-    let mut v1 = vec![0u8; IMAGE_LEN];
-    v1[..slot.len()].copy_from_slice(&slot);
+    assert_eq!(body.last(), Some(&0u8), "no tokens");
+    let image_of = |version: u16, body: &[u8]| {
+        let mut slot = Vec::new();
+        slot.extend_from_slice(b"KSCI");
+        slot.extend_from_slice(&version.to_be_bytes());
+        slot.extend_from_slice(&[0, 0]);
+        slot.extend_from_slice(&current[8..16]);
+        slot.extend_from_slice(&u32::try_from(body.len()).unwrap().to_be_bytes());
+        slot.extend_from_slice(body);
+        let checksum = sha2::Sha256::digest(&slot);
+        slot.extend_from_slice(&checksum);
+        let mut image = vec![0u8; IMAGE_LEN];
+        image[..slot.len()].copy_from_slice(&slot);
+        image
+    };
+    let v1 = image_of(1, &[&body[..85], &body[89..body.len() - 1]].concat());
     let card = Card::open(kessai_card::MemoryStorage::new(v1.clone())).unwrap();
     assert_eq!(card.state().log_collected(), 0, "nothing collected yet");
     assert_eq!(card.state().public_info().balance_minor, 600);
+    assert!(card.state().tokens().is_empty());
     assert_eq!(public_info(&v1).unwrap().counter, 2);
+    // Format 2: the mark, no token table; read as no tokens.
+    let v2 = image_of(2, &body[..body.len() - 1]);
+    let card = Card::open(kessai_card::MemoryStorage::new(v2)).unwrap();
+    assert_eq!((card.state().log_collected(), card.state().tokens().len()), (1, 0));
+    // Format 2 with a token table, or 3 without one: refused.
+    assert!(Card::open(kessai_card::MemoryStorage::new(image_of(2, body))).is_err());
+    assert!(Card::open(kessai_card::MemoryStorage::new(image_of(3, &body[..body.len() - 1]))).is_err());
 }

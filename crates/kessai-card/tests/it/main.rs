@@ -10,6 +10,7 @@ mod rekey;
 mod secure_debit;
 mod sequences;
 mod tearing;
+mod tokens;
 mod vpcd;
 
 use kessai_card::protocol::{CardId, Currency, TransferRequest, TxId, credit_command};

@@ -1,5 +1,5 @@
-//! Anti-tearing: cut the power at every write step of DEBIT, CREDIT and LOG
-//! COLLECTED and
+//! Anti-tearing: cut the power at every write step of DEBIT, CREDIT, LOG
+//! COLLECTED, PUT KEY and (`tokens.rs`) STORE TOKEN and REDEEM TOKEN and
 //! prove the card restarts with the old or the new state, never a mix, and
 //! that a state it answered `9000` for is durable.
 
@@ -29,11 +29,12 @@ fn prepared(credits: u8) -> MemoryStorage {
 }
 
 #[derive(Debug, PartialEq, Eq)]
-struct Snapshot {
+pub(crate) struct Snapshot {
     balance: u64,
     counter: u32,
     collected: u32,
     log: Vec<LogRecord>,
+    pub(crate) tokens: Vec<kessai_card::tokens::TokenEntry>,
 }
 
 fn snapshot<S: kessai_card::Storage>(card: &Card<S>) -> Snapshot {
@@ -44,6 +45,7 @@ fn snapshot<S: kessai_card::Storage>(card: &Card<S>) -> Snapshot {
         counter: info.counter,
         collected: card.state().log_collected(),
         log: card.state().log().copied().collect(),
+        tokens: card.state().tokens().to_vec(),
     }
 }
 
@@ -68,7 +70,7 @@ fn run(base: &MemoryStorage, plain: &CommandApdu, cut: Option<usize>) -> (u16, M
 fn check_every_cut(credits: u8, kind: TransferKind, req: TransferRequest, min_ops: usize) {
     let plain = match kind {
         TransferKind::Debit => debit_command(&req),
-        TransferKind::Credit => credit_command(&req),
+        _ => credit_command(&req),
     };
     let new = check_every_cut_of(&prepared(credits), &plain, min_ops);
     assert_eq!(new.log.last().unwrap().request, req);
@@ -76,7 +78,7 @@ fn check_every_cut(credits: u8, kind: TransferKind, req: TransferRequest, min_op
 
 /// Every power cut during `plain` on `base` leaves the old or the new
 /// state, never a mix; returns the new one.
-fn check_every_cut_of(base: &MemoryStorage, plain: &CommandApdu, min_ops: usize) -> Snapshot {
+pub(crate) fn check_every_cut_of(base: &MemoryStorage, plain: &CommandApdu, min_ops: usize) -> Snapshot {
     let base = base.clone();
     let old = snapshot(&Card::open(base.clone()).unwrap());
     let (sw, done, ops) = run(&base, plain, None);

@@ -550,7 +550,16 @@ async fn a_lost_card_is_reported_voided_and_replaced_in_the_console() {
 /// login forgets the failures. Wrong passwords sent at once all count.
 #[tokio::test]
 async fn failed_logins_lock_an_operator_out_for_a_while() {
-    let mut s = setup().await;
+    lockout(setup().await).await;
+}
+
+#[tokio::test]
+async fn failed_logins_lock_an_operator_out_for_a_while_on_postgres() {
+    let Some(s) = setup_on_postgres("lockout").await else { return };
+    lockout(s).await;
+}
+
+async fn lockout(mut s: Setup) {
     let clock = Arc::new(kessai_core::time::FixedClock::new(crate::world::NOW));
     s.center.clock = clock.clone();
     let center = Arc::new(s.center);
