@@ -733,7 +733,7 @@ pub const OPERATIONS: &[Operation] = &[
     Operation {
         method: Method::Post,
         path: "/v1/admin/bank-credits/return",
-        summary: "Admin or operator: a credit held in suspense sent back to whoever paid it (the reason says how); it leaves the pool it came into and nothing is issued. Refused: unknown_bank_credit (none in suspense by that key), bad_reason.",
+        summary: "The admin only (not another operator's certificate: not_admin): a credit held in suspense sent back to whoever paid it (the reason says how); it leaves the pool it came into and nothing is issued. Refused: unknown_bank_credit (none in suspense by that key), bad_reason.",
         body: Some(Body { required: true, schema: of::<admin::ReturnBankCredit> }),
         reply: Reply { status: 200, description: "the credit, returned", media: JSON, schema: of::<views::BankCredit> },
         refusals: &[400, 401, 403, 404, 413, 415, 422, 429, 500, 503],

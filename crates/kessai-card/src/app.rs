@@ -603,6 +603,19 @@ impl<S: Storage> Card<S> {
         }
         next.log.push_back(LogRecord { kind, request, counter, balance_after_minor: next.balance_minor });
         next.counter = counter;
+        // Its transaction id is used, as a transfer's is: TRANSACTION
+        // STATUS answers it, and no other command applies under it.
+        let result = TxResult {
+            kind,
+            tx_id,
+            amount_minor: header.amount_minor,
+            counter,
+            balance_after_minor: next.balance_minor,
+        };
+        if next.recent.len() == RECENT_TX_CAPACITY {
+            next.recent.pop_front();
+        }
+        next.recent.push_back(RecentTx { result, digest: request_digest(kind, &request) });
         Ok(counter)
     }
 
@@ -632,6 +645,10 @@ impl<S: Storage> Card<S> {
                 _ => Err(CardError::TokenIdReused),
             };
         }
+        let tx_id = TxId(tx.try_into().map_err(|_| CardError::WrongLength)?);
+        if self.state.recent(&tx_id).is_some() {
+            return Err(CardError::TxIdReused);
+        }
         if self.state.status == CardStatus::Blocked {
             return Err(CardError::Blocked);
         }
@@ -643,20 +660,17 @@ impl<S: Storage> Card<S> {
         }
         let mut next = self.state.clone();
         if next.tokens.len() == TOKEN_CAPACITY {
-            // Room from the oldest redeemed token whose redemption the
-            // center has collected from the log: that record proves it.
+            // Room from the oldest token that is done with, its newest
+            // record collected by the center (which then knows its end):
+            // redeemed, or expired by this command's time (its value goes
+            // back to the depositor's bank account, not through the card).
             let through = self.collected_through();
-            let gone = next.tokens.iter().position(|t| t.is_redeemed() && t.counter() <= through);
+            let done = |t: &TokenEntry| t.is_redeemed() || now >= t.header.expires_unix_s;
+            let gone = next.tokens.iter().position(|t| done(t) && t.counter() <= through);
             let Some(gone) = gone else { return Err(CardError::TokenTableFull) };
             next.tokens.remove(gone);
         }
-        let counter = self.log_token_event(
-            &mut next,
-            TransferKind::TokenStored,
-            &header,
-            TxId(tx.try_into().map_err(|_| CardError::WrongLength)?),
-            now,
-        )?;
+        let counter = self.log_token_event(&mut next, TransferKind::TokenStored, &header, tx_id, now)?;
         next.tokens.push(TokenEntry { header, sealed: sealed.to_vec(), state: TokenState::Stored { counter } });
         self.commit(next)?;
         Ok(answer(counter))
@@ -703,6 +717,9 @@ impl<S: Storage> Card<S> {
             TokenState::Redeemed { tx_id: by, counter } if by == tx_id => return Ok(answer(counter, &held.sealed)),
             TokenState::Redeemed { .. } => return Err(CardError::TokenRedeemed),
             TokenState::Stored { .. } => {}
+        }
+        if self.state.recent(&tx_id).is_some() {
+            return Err(CardError::TxIdReused);
         }
         if self.state.status == CardStatus::Blocked {
             return Err(CardError::Blocked);

@@ -667,6 +667,12 @@ async fn card_member(
             .map_err(internal)?
     };
     if !linked {
+        if state.center.db.card(&card).await.map_err(internal)?.is_some() {
+            return Err(ApiError::new(
+                ErrorCode::CardNotActive,
+                format!("card {card} is lost or blocked: its member stays the one it was reported with"),
+            ));
+        }
         return Err(ApiError::new(ErrorCode::UnknownCard, format!("card {card} is not registered")));
     }
     Ok(Json(CardMemberLinked {
@@ -734,6 +740,11 @@ async fn return_bank_credit(
     peer: Option<Extension<PeerIdentity>>,
     Body(b): Body<ReturnBankCredit>,
 ) -> Result<Json<BankCredit>, ApiError> {
+    // Money leaves the pool: the admin's certificate only, not every
+    // operator's (the console asks the approver role of its own).
+    if peer.as_ref().and_then(|Extension(p)| p.acting_as(Party::Operator)) != Some(&*state.admin_name) {
+        return Err(ApiError::new(ErrorCode::NotAdmin, "returning a credit takes the admin's certificate"));
+    }
     let given = GiveReason { reason: b.reason };
     let credit = state
         .center

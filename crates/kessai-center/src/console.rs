@@ -409,21 +409,31 @@ async fn login(
             return refusal(StatusCode::SERVICE_UNAVAILABLE, None, "The console cannot log you in now.");
         }
     };
+    // The attempt counts before its password is checked, so guesses sent
+    // at once are counted as surely as guesses one after another: beyond
+    // the limit, no password is checked at all.
+    let limits = (LOGIN_WINDOW_S, MAX_FAILED_LOGINS, LOCKOUT_S);
+    match state.center.db.login_attempt(&f.name, now, limits).await {
+        Ok((attempts, _)) if attempts <= MAX_FAILED_LOGINS => {}
+        Ok((_, until)) => {
+            tracing::warn!(operator = %f.name, "console login refused: too many attempts");
+            return locked(until.unwrap_or(Timestamp::from_unix_s(now.unix_s() + LOCKOUT_S)));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "counting a login attempt");
+            return refusal(StatusCode::SERVICE_UNAVAILABLE, None, "The console cannot log you in now.");
+        }
+    }
     let password = f.password.clone();
     let checked = tokio::task::spawn_blocking(move || password_matches(&account, &password).then_some(account)).await;
     let Ok(Some(account)) = checked else {
-        let limits = (LOGIN_WINDOW_S, MAX_FAILED_LOGINS, LOCKOUT_S);
-        return match state.center.db.login_failed(&f.name, now, limits).await {
-            Ok(Some(until)) => {
-                tracing::warn!(operator = %f.name, until = %until.utc(), "console login locked after failures");
-                locked(until)
-            }
-            Ok(None) => refused(),
-            Err(e) => {
-                tracing::error!(error = %e, "counting a failed login");
-                refusal(StatusCode::SERVICE_UNAVAILABLE, None, "The console cannot log you in now.")
-            }
-        };
+        // The attempt that reached the limit locks, right or wrong but for
+        // a right password, which logs in.
+        if let Ok(Some(until)) = state.center.db.login_locked(&f.name, now).await {
+            tracing::warn!(operator = %f.name, until = %until.utc(), "console login locked after failures");
+            return locked(until);
+        }
+        return refused();
     };
     if let Err(e) = state.center.db.login_succeeded(&account.name).await {
         tracing::error!(error = %e, "forgetting failed logins");
@@ -538,6 +548,11 @@ impl SearchForm {
             }
         };
         let (from, to) = (day(&self.from, "from", 0), day(&self.to, "to", 1));
+        if let (Some(from), Some(to)) = (from, to)
+            && from >= to
+        {
+            problems.push("the day range ends before it starts".to_owned());
+        }
         let mut amount = |value: &str, what: &str| -> Option<i64> {
             let value = value.trim();
             if value.is_empty() {
@@ -553,6 +568,11 @@ impl SearchForm {
             })
         };
         let (min_minor, max_minor) = (amount(&self.min, "amount from"), amount(&self.max, "amount to"));
+        if let (Some(min), Some(max)) = (min_minor, max_minor)
+            && min > max
+        {
+            problems.push("the amount range ends before it starts".to_owned());
+        }
         let after = match self.after.trim() {
             "" => None,
             text => ListCursor::parse_any(text).or_else(|| {
@@ -1489,6 +1509,13 @@ async fn correct_account(
         Ok(reason) => reason,
         Err(refused) => return *refused,
     };
+    // The console corrects an account the bank refused, no other: where
+    // any store is paid is the admin API's (`POST /v1/admin/stores`).
+    match state.center.db.failed_payouts(PAGE_ROWS).await {
+        Ok(failed) if failed.iter().any(|p| p.store == store) => {}
+        Ok(_) => return refusal(StatusCode::CONFLICT, Some(&s), "No payout of that store failed: nothing to correct."),
+        Err(e) => return refusal(StatusCode::SERVICE_UNAVAILABLE, Some(&s), &format!("reading payouts: {e}")),
+    }
     use crate::clearing::ClearingError as E;
     match state.center.correct_bank_account(&store, Some(&f.was), &f.account, reason, &s.actor()).await {
         Ok(_) => Redirect::to("/console/payouts").into_response(),

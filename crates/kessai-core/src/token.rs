@@ -179,14 +179,7 @@ impl TokenHeader {
     }
 }
 
-/// Whether `digits` reads as a payment card number: 13 to 19 digits
-/// (spaces and dashes aside) passing the Luhn check.
-fn looks_like_a_card_number(text: &str) -> bool {
-    let digits: Vec<u32> = text.chars().filter(|c| !matches!(c, ' ' | '-')).map_while(|c| c.to_digit(10)).collect();
-    let all_digits = digits.len() == text.chars().filter(|c| !matches!(c, ' ' | '-')).count();
-    if !all_digits || !(13..=19).contains(&digits.len()) {
-        return false;
-    }
+fn luhn(digits: &[u32]) -> bool {
     let sum: u32 = digits
         .iter()
         .rev()
@@ -194,6 +187,42 @@ fn looks_like_a_card_number(text: &str) -> bool {
         .map(|(i, d)| if i % 2 == 1 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { *d })
         .sum();
     sum.is_multiple_of(10)
+}
+
+/// Whether `text` may hold a payment card number: somewhere in it, 13 to
+/// 19 digits in a row once spaces, dashes, dots, underscores and slashes
+/// are set aside, passing the Luhn check.
+fn holds_a_card_number(text: &str) -> bool {
+    let mut runs: Vec<Vec<u32>> = vec![Vec::new()];
+    for c in text.chars() {
+        match c.to_digit(10) {
+            Some(d) => runs.last_mut().into_iter().for_each(|r| r.push(d)),
+            None if matches!(c, ' ' | '-' | '.' | '_' | '/') => {}
+            None => runs.push(Vec::new()),
+        }
+    }
+    runs.iter().any(|run| (13..=19).any(|len| run.len() >= len && run.windows(len).any(luhn)))
+}
+
+/// A bank account as a token names it: Zengin `BBBB-SSS-T-NNNNNNN` (bank,
+/// branch, deposit type, number) or an IBAN (two letters, two digits, up
+/// to 30 letters and digits).
+fn bank_account_form(text: &str) -> bool {
+    let b = text.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    let zengin = b.len() == 18
+        && b[4] == b'-'
+        && b[8] == b'-'
+        && b[10] == b'-'
+        && digits(0..4)
+        && digits(5..8)
+        && digits(9..10)
+        && digits(11..18);
+    let iban = (5..=34).contains(&b.len())
+        && b[..2].iter().all(u8::is_ascii_uppercase)
+        && digits(2..4)
+        && b[4..].iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+    zengin || iban
 }
 
 impl DepositToken {
@@ -210,18 +239,28 @@ impl DepositToken {
         text("bank account", &self.bank_account)?;
         text("card company id", &self.card_company_id)?;
         text("card reference", &self.card_ref)?;
-        for (name, value) in [("user id", &self.user_id), ("bank account", &self.bank_account)] {
-            if looks_like_a_card_number(value) {
-                return Err(TokenError::Field(name, "reads as a payment card number".into()));
+        // A card number may hide in any free field; the bank account has a
+        // fixed form of its own instead (its digits are legitimately many).
+        for (name, value) in [
+            ("user name", &self.user_name),
+            ("user id", &self.user_id),
+            ("bank id", &self.bank_id),
+            ("card company id", &self.card_company_id),
+            ("card reference", &self.card_ref),
+        ] {
+            if holds_a_card_number(value) {
+                return Err(TokenError::Field(name, "holds what reads as a payment card number".into()));
             }
+        }
+        if !bank_account_form(&self.bank_account) {
+            return Err(TokenError::Field(
+                "bank account",
+                "BBBB-SSS-T-NNNNNNN (Zengin) or an IBAN of up to 34 letters and digits".into(),
+            ));
         }
         let card_ok = match self.card_ref.split_once(':') {
             Some(("last4", digits)) => digits.len() == 4 && digits.bytes().all(|b| b.is_ascii_digit()),
-            Some(("ntk", id)) => {
-                !id.is_empty()
-                    && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
-                    && !looks_like_a_card_number(id)
-            }
+            Some(("ntk", id)) => !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)),
             _ => false,
         };
         if !card_ok {
@@ -582,12 +621,34 @@ mod tests {
     fn a_card_number_never_goes_into_a_token() {
         let mut rng = SeededRandom::new(4);
         let t = token(&mut rng);
-        for card_ref in ["4242424242424242", "last4:424", "last4:42a2", "ntk:4242424242424242", "visa", "ntk:"] {
+        for card_ref in [
+            "4242424242424242",
+            "last4:424",
+            "last4:42a2",
+            "ntk:4242424242424242",
+            "ntk:4242_4242_4242_4242",
+            "ntk:x4242424242424242y",
+            "visa",
+            "ntk:",
+        ] {
             let bad = DepositToken { card_ref: card_ref.into(), ..t.clone() };
             assert!(matches!(bad.check(), Err(TokenError::Field("card reference", _))), "{card_ref}");
         }
+        for (field, value) in [("user name", "Hanako 4242 4242 4242 4242"), ("user id", "c-4242.4242.4242.4242")] {
+            let mut bad = t.clone();
+            if field == "user name" {
+                bad.user_name = value.into()
+            } else {
+                bad.user_id = value.into()
+            }
+            assert!(matches!(bad.check(), Err(TokenError::Field(f, _)) if f == field), "{value}");
+        }
         let hidden = DepositToken { bank_account: "4242 4242 4242 4242".into(), ..t.clone() };
         assert!(matches!(hidden.check(), Err(TokenError::Field("bank account", _))));
+        // Accounts of their own forms pass, however many digits they hold.
+        for account in ["0001-100-1-1234567", "9999-999-9-9999999", "GB82WEST12345698765432"] {
+            assert!(DepositToken { bank_account: account.into(), ..t.clone() }.check().is_ok(), "{account}");
+        }
         assert!(DepositToken { card_ref: "ntk:NT-9f2c".into(), ..t.clone() }.check().is_ok());
         let long = DepositToken { user_name: "x".repeat(41), ..t.clone() };
         assert!(long.check().is_err());

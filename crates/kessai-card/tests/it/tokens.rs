@@ -28,7 +28,9 @@ fn sealed(id: u8, amount: u64, expires: u64, currency: &[u8; 3]) -> Vec<u8> {
 }
 
 fn store(t: &mut InProcess, s: HostSession, token: &[u8], now: u64) -> (HostSession, u16, Vec<u8>) {
-    let (s, r) = t.secure(s, &store_token_command(TxId([0x70; 16]), now, token)).unwrap();
+    // Each token stored under its own transaction id (its id's first byte).
+    let tx = TxId([token.get(5).copied().unwrap_or(0) ^ 0x70; 16]);
+    let (s, r) = t.secure(s, &store_token_command(tx, now, token)).unwrap();
     (s, sw(&r), r.data().to_vec())
 }
 
@@ -80,6 +82,14 @@ fn a_token_is_stored_listed_and_redeemed_once_with_its_log_records() {
     // Another transaction: never twice.
     let (s, status, _) = redeem(&mut t, s, 1, 0x22, NOW + 20);
     assert_eq!(status, 0x6A8D);
+    // Its transaction id is used: TRANSACTION STATUS knows it, and a
+    // credit under it is refused.
+    let (s, r) = t.secure(s, &kessai_card::protocol::transaction_status_command(&TxId([0x21; 16]))).unwrap();
+    assert_eq!((sw(&r), r.data()[0], r.data()[1]), (0x9000, 0x01, 0x04), "applied, kind token redeemed");
+    let mut reuse = crate::request(0x21, 10);
+    reuse.tx_id = TxId([0x21; 16]);
+    let (s, r) = t.secure(s, &kessai_card::protocol::credit_command(&reuse)).unwrap();
+    assert_eq!(sw(&r), 0x6A89, "a transfer under a token event's id");
     let (s, status, _) = store(&mut t, s, &token, NOW);
     assert_eq!(status, 0x6A8D, "a redeemed token is not stored again");
     let (_, listed) = list(&mut t, s);
@@ -149,7 +159,7 @@ fn the_table_holds_its_capacity_and_makes_room_only_from_collected_redemptions()
     let extra = sealed(0x40, 100, EXPIRES, b"JPY");
     let (s, status, _) = store(&mut t, s, &extra, NOW);
     assert_eq!(status, 0x6A84, "full");
-    let (s, status, redeemed) = redeem(&mut t, s, 2, 0x31, NOW);
+    let (s, status, redeemed) = redeem(&mut t, s, 2, 0x99, NOW);
     assert_eq!(status, 0x9000);
     let (s, status, _) = store(&mut t, s, &extra, NOW);
     assert_eq!(status, 0x6A84, "the redemption's record is not collected: its token stays as proof");
@@ -157,9 +167,19 @@ fn the_table_holds_its_capacity_and_makes_room_only_from_collected_redemptions()
     let s = crate::collected(&mut t, s, counter);
     let (s, status, _) = store(&mut t, s, &extra, NOW);
     assert_eq!(status, 0x9000, "room from the collected redemption");
-    let (_, listed) = list(&mut t, s);
+    let (s, listed) = list(&mut t, s);
     assert_eq!(listed.len(), TOKEN_CAPACITY);
     assert!(!listed.iter().any(|l| l.token_id[0] == 2) && listed.iter().any(|l| l.token_id[0] == 0x40));
+    // Full of tokens nobody redeemed: once expired (by the command's time),
+    // one whose record the center collected makes room; 0x40's record
+    // (stored after the collection) is not, so 0x40 stays.
+    let late = sealed(0x41, 100, EXPIRES + 1_000, b"JPY");
+    let (s, status, _) = store(&mut t, s, &late, EXPIRES);
+    assert_eq!(status, 0x9000, "room from an expired, collected token");
+    let (_, listed) = list(&mut t, s);
+    assert_eq!(listed.len(), TOKEN_CAPACITY);
+    assert!(listed.iter().any(|l| l.token_id[0] == 0x40), "not collected: kept");
+    assert!(!listed.iter().any(|l| l.token_id[0] == 1), "the oldest expired one went: {listed:?}");
 }
 
 /// A power cut at every write of STORE TOKEN and of REDEEM TOKEN leaves
@@ -176,7 +196,7 @@ fn a_power_cut_at_every_write_of_store_and_redeem_leaves_old_or_new() {
     }
     drop(s);
     let base = t.into_reader().into_card().into_storage().after_power_cut(false);
-    let stored = crate::tearing::check_every_cut_of(&base, &store_token_command(TxId([7; 16]), NOW, &token), 2);
+    let stored = crate::tearing::check_every_cut_of(&base, &store_token_command(TxId([0xE7; 16]), NOW, &token), 2);
     assert_eq!(stored.tokens.len(), 1);
     // From the stored state: every cut of its redemption.
     let mut t = crate::terminal_with(kessai_card::Card::open(base.clone()).unwrap());
@@ -186,7 +206,7 @@ fn a_power_cut_at_every_write_of_store_and_redeem_leaves_old_or_new() {
     drop(s);
     let with_token = t.into_reader().into_card().into_storage().after_power_cut(false);
     let redeemed =
-        crate::tearing::check_every_cut_of(&with_token, &redeem_token_command([5; 16], TxId([8; 16]), NOW), 2);
+        crate::tearing::check_every_cut_of(&with_token, &redeem_token_command([5; 16], TxId([0xE8; 16]), NOW), 2);
     assert!(redeemed.tokens[0].is_redeemed());
 }
 

@@ -262,16 +262,17 @@ impl CenterDb {
         Ok(until.filter(|until| *until > now).map(|until| Timestamp::from_unix_s(until.unsigned_abs())))
     }
 
-    /// Counts a failed login of operator `name`, in one statement (logins
-    /// at once each count): failures within `window_s` of the first add
-    /// up, and the `max`th locks the operator out for `lock_s`. The lock's
-    /// end, if this failure set one.
-    pub async fn login_failed(
+    /// Counts a login attempt of operator `name` before its password is
+    /// checked, in one statement (attempts at once each count): attempts
+    /// within `window_s` of the first add up; the `max`th locks the
+    /// operator out for `lock_s` from now. The attempts counted so far in
+    /// the window, this one included, and the lock's end if one holds.
+    pub async fn login_attempt(
         &self,
         name: &str,
         now: Timestamp,
         (window_s, max, lock_s): (u64, i64, u64),
-    ) -> Result<Option<Timestamp>, DbError> {
+    ) -> Result<(i64, Option<Timestamp>), DbError> {
         let at = to_i64(now.unix_s())?;
         let until = to_i64(now.unix_s() + lock_s)?;
         let count = Stmt::new(
@@ -280,7 +281,7 @@ impl CenterDb {
                failures = CASE WHEN center_login_failures.first_at < $3 THEN 1
                           ELSE center_login_failures.failures + 1 END,
                locked_until = CASE WHEN center_login_failures.first_at >= $3
-                                    AND center_login_failures.failures + 1 >= $4 THEN $5
+                                    AND center_login_failures.failures + 1 = $4 THEN $5
                               ELSE center_login_failures.locked_until END,
                first_at = CASE WHEN center_login_failures.first_at < $3 THEN $2
                           ELSE center_login_failures.first_at END",
@@ -290,17 +291,19 @@ impl CenterDb {
         .bind(at - to_i64(window_s)?)
         .bind(max)
         .bind(until);
-        let read =
-            Stmt::new("SELECT locked_until FROM center_login_failures WHERE operator = $1").bind(name.to_owned());
-        let locked = self
+        let read = Stmt::new("SELECT failures, locked_until FROM center_login_failures WHERE operator = $1")
+            .bind(name.to_owned());
+        let row = self
             .write(move |mut conn| {
                 Box::pin(async move {
                     conn.execute(count).await?;
-                    conn.fetch_optional(read, |r| r.required_int("locked_until")).await
+                    conn.fetch_optional(read, |r| Ok((r.required_int("failures")?, r.required_int("locked_until")?)))
+                        .await
                 })
             })
             .await?;
-        Ok(locked.filter(|l| *l == until).map(|l| Timestamp::from_unix_s(l.unsigned_abs())))
+        let (attempts, locked) = row.unwrap_or((1, 0));
+        Ok((attempts, (locked > at).then(|| Timestamp::from_unix_s(locked.unsigned_abs()))))
     }
 
     /// Forgets operator `name`'s failed logins (it logged in).

@@ -363,7 +363,8 @@ impl CenterDb {
 
     /// Links card `card` to `member` (or unlinks it), and whether its
     /// purchases need the member's payment instruction. `false` if there
-    /// is no such card.
+    /// is no such card, or it is not active (lost or blocked: its link is
+    /// kept as it was).
     /// The trail row records the link before and after; `now` is its time.
     pub async fn link_card_member(
         &self,
@@ -375,10 +376,15 @@ impl CenterDb {
     ) -> Result<bool, DbError> {
         let before =
             Stmt::new("SELECT member, instruction_required FROM center_cards WHERE id = $1").bind(card.to_string());
-        let link = Stmt::new("UPDATE center_cards SET member = $1, instruction_required = $2 WHERE id = $3")
-            .bind(member.map(str::to_owned))
-            .bind(i64::from(required))
-            .bind(card.to_string());
+        // Only an active card's link changes: a lost or blocked card keeps
+        // the member it had when it was reported, which is whom its value
+        // may go to (`Center::replace_card`).
+        let link = Stmt::new(
+            "UPDATE center_cards SET member = $1, instruction_required = $2 WHERE id = $3 AND status = 'active'",
+        )
+        .bind(member.map(str::to_owned))
+        .bind(i64::from(required))
+        .bind(card.to_string());
         self.write(move |mut conn| {
             Box::pin(async move {
                 let Some(was) = conn.fetch_optional(before, linked_row).await? else { return Ok(false) };

@@ -322,9 +322,17 @@ async fn admin_changes_are_trailed(s: Setup) {
     let link = serde_json::json!({ "member": approved.member, "instruction_required": true });
     let (status, _) = post(format!("/v1/admin/cards/{card}/member"), link).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "not an active member yet");
+    // A blocked card keeps the member it was reported with (its value may
+    // go only to that member's card): refused, no row.
+    let before = center.db.trail(Some(&card), None, 10).await.unwrap().len();
     let (status, _) = post(format!("/v1/admin/cards/{card}/member"), serde_json::json!({ "member": null })).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "card_not_active");
+    assert_eq!(center.db.trail(Some(&card), None, 10).await.unwrap().len(), before);
+    let active = crate::world::card_id(4);
+    center.db.put_card(&crate::world::record(4), crate::world::NOW).await.unwrap();
+    let (status, _) = post(format!("/v1/admin/cards/{active}/member"), serde_json::json!({ "member": null })).await;
     assert_eq!(status, StatusCode::OK);
-    let rows = center.db.trail(Some(&card), None, 10).await.unwrap();
+    let rows = center.db.trail(Some(&active.to_string()), None, 10).await.unwrap();
     assert_eq!(rows[0].entry.action, "card_member");
     assert_eq!(rows[0].entry.before, r#"{"instruction_required":true,"member":null}"#);
 

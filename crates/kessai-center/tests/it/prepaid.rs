@@ -968,3 +968,29 @@ async fn two_operators_on_one_credit_in_the_console_leave_one_change() {
     assert_eq!(center.books.suspense(Currency::JPY).await.unwrap(), 0);
     center.books.ledger().check().await.unwrap();
 }
+
+/// Over the admin API, only the admin's certificate returns a credit: an
+/// operator's is refused and nothing moves.
+#[tokio::test]
+async fn only_the_admin_returns_a_credit_over_the_admin_api() {
+    use axum::http::{Request, StatusCode};
+    let s = setup().await;
+    let statement = camt("STMT-A", &[(1_500, None, "B-A1")]);
+    s.center.import_statement(&statement, StatementSource::Bank).await.unwrap();
+    let key = s.center.bank_credits_in("suspense").await.unwrap()[0].entry_key.clone();
+    let center = Arc::new(s.center);
+    let admin = kessai_center::admin::routes(center.clone(), "admin".into(), vec!["viewer".into()]);
+    let body = serde_json::json!({ "entry_key": key, "reason": "sent back" });
+    let send = |peer: &'static str| {
+        let (admin, body) = (admin.clone(), body.clone());
+        async move { crate::api::send(&admin, Request::post("/v1/admin/bank-credits/return"), body, Some(peer)).await }
+    };
+    let (status, answer) = send("operator/viewer").await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("not_admin")), "{answer}");
+    assert_eq!(center.books.suspense(Currency::JPY).await.unwrap(), 1_500, "nothing moved");
+    let (status, answer) = send("admin").await;
+    assert_eq!((status, answer["status"].as_str()), (StatusCode::OK, Some("returned")), "{answer}");
+    assert_eq!(center.books.suspense(Currency::JPY).await.unwrap(), 0);
+    let trail = center.db.trail(Some(&key), None, 10).await.unwrap();
+    assert_eq!((trail.len(), trail[0].entry.operator.as_str(), trail[0].entry.role.as_str()), (1, "admin", "api"));
+}

@@ -756,12 +756,24 @@ async fn a_lost_cards_value_and_refunds_go_to_the_card_that_replaces_it() {
     let refund = c.center.request_refund(&refund_token(&key, &settlement, "rf-before-loss", 2_000)).await.unwrap();
     let refused = c.center.replace_card(card_id(11), card_id(12), "lost", crate::tester()).await.unwrap_err();
     assert!(matches!(refused, UpdateError::NotReplaceable(_)), "an active card: {refused:?}");
-    crate::world::report_lost(&c.center.db, card_id(11)).await;
     // Only a registered member's card, and only to another card of that
-    // member, as for a registered transit card.
-    let unregistered = c.center.replace_card(card_id(11), card_id(12), "lost", crate::tester()).await.unwrap_err();
+    // member, as for a registered transit card; the link is made while the
+    // card is active (a lost card's member no longer changes).
+    let anonymous = card_id(15);
+    c.center.db.put_card(&crate::world::record(15), crate::world::NOW).await.unwrap();
+    crate::world::report_lost(&c.center.db, anonymous).await;
+    let unregistered = c.center.replace_card(anonymous, card_id(13), "lost", crate::tester()).await.unwrap_err();
     assert!(format!("{unregistered}").contains("not a registered member's"), "{unregistered}");
+    let after_loss = c.center.db.link_card_member(
+        &anonymous,
+        Some("m-anyone"),
+        false,
+        crate::world::NOW,
+        crate::trail("card_member"),
+    );
+    assert!(!after_loss.await.unwrap(), "a lost card's member is not changed");
     let member = crate::world::registered_member(&c.center, 31, &[card_id(11), card_id(13), card_id(14)]).await;
+    crate::world::report_lost(&c.center.db, card_id(11)).await;
     let stranger = crate::world::registered_member(&c.center, 32, &[]).await;
     let not_theirs = c.center.replace_card(card_id(11), card_id(12), "lost", crate::tester()).await.unwrap_err();
     assert!(format!("{not_theirs}").contains(&format!("is not member {member}'s")), "{not_theirs}");
@@ -772,7 +784,6 @@ async fn a_lost_cards_value_and_refunds_go_to_the_card_that_replaces_it() {
     let others = c.center.replace_card(card_id(11), card_id(12), "lost", crate::tester()).await.unwrap_err();
     assert!(format!("{others}").contains("link it to the member first"), "another member's card: {others}");
     assert!(c.center.db.owed_for_card(&card_id(12), 10).await.unwrap().is_empty(), "nothing moved");
-    let twelve = card_id(12);
     let linked =
         c.center.db.link_card_member(&twelve, Some(&member), false, crate::world::NOW, crate::trail("card_member"));
     assert!(linked.await.unwrap());
