@@ -60,6 +60,9 @@ impl Period {
         if to < from {
             return Err("the period ends before it starts".into());
         }
+        if from.unix_day() < 0 {
+            return Err("a report starts on 1970-01-01 or later".into());
+        }
         if to.unix_day() - from.unix_day() >= MAX_DAYS {
             return Err(format!("a report covers at most {MAX_DAYS} days"));
         }
@@ -524,7 +527,7 @@ pub fn money(amount_minor: i64, currency: Currency) -> String {
 /// A CSV field, quoted when it must be; a field a spreadsheet would read
 /// as a formula is prefixed with `'`.
 fn csv_field(text: &str) -> String {
-    let text = if text.starts_with(['=', '+', '-', '@']) { format!("'{text}") } else { text.to_owned() };
+    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{text}") } else { text.to_owned() };
     if text.contains([',', '"', '\r', '\n']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text }
 }
 
@@ -712,6 +715,7 @@ mod tests {
         assert_eq!(money(-123_456, jpy), "JPY -123,456");
         assert!(r.csv().contains("month,2026-12,refunds_ic_card,1,200,JPY\r\n"));
         assert_eq!(csv_field("=cmd|x"), "'=cmd|x");
+        assert_eq!(csv_field("\tx"), "'\tx");
         assert_eq!(csv_field("a,\"b\""), "\"a,\"\"b\"\"\"");
     }
 
@@ -722,6 +726,7 @@ mod tests {
         assert!(Period::parse("2020-01-01", "2026-12-01", "day", "JPY").is_err());
         assert!(Period::parse("2026-01-01", "2026-12-01", "week", "JPY").is_err());
         assert!(Period::parse("2026-01-01", "2026-12-01", "month", "XXX").is_err());
+        assert!(Period::parse("1969-12-31", "1970-01-02", "day", "JPY").is_err());
         let p = Period::parse("2026-01-01", "2026-12-31", "month", "JPY").unwrap();
         assert_eq!(p.buckets().len(), 12);
         assert_eq!(p.query(), "from=2026-01-01&to=2026-12-31&by=month&currency=JPY");

@@ -313,9 +313,12 @@ impl CenterDb {
     /// One page of `q`, newest first (see the module doc).
     pub async fn search(&self, q: &Search) -> Result<FoundPage, DbError> {
         let limit = q.limit.clamp(1, 200);
-        let batch = if q.min_minor.is_some() || q.max_minor.is_some() { 200 } else { limit };
+        // One row more than a page, to know whether another page follows.
+        let batch = if q.min_minor.is_some() || q.max_minor.is_some() { 200 } else { limit + 1 };
         let sql = q.kind.sql();
         let mut place = q.after.clone();
+        // The place of the page's last row, once the page is full.
+        let mut full_at: Option<ListCursor> = None;
         let mut rows = Vec::new();
         let mut scanned = 0;
         let mut conn = self.read().await?;
@@ -344,9 +347,13 @@ impl CenterDb {
                     None => q.min_minor.is_none() && q.max_minor.is_none(),
                 };
                 if wanted {
+                    if full_at.is_some() {
+                        // A row beyond the page: there is a next page.
+                        return Ok(FoundPage { rows, next: full_at, scanned });
+                    }
                     rows.push(f);
                     if rows.len() == limit {
-                        return Ok(FoundPage { rows, next: place, scanned });
+                        full_at = place.clone();
                     }
                 }
             }
@@ -354,7 +361,9 @@ impl CenterDb {
                 return Ok(FoundPage { rows, next: None, scanned });
             }
             if scanned >= SCAN_MAX {
-                return Ok(FoundPage { rows, next: place, scanned });
+                // Stopped reading: go on from the page's end, or from the
+                // last row read if the page is not full.
+                return Ok(FoundPage { rows, next: full_at.or(place), scanned });
             }
         }
     }

@@ -1236,6 +1236,14 @@ async fn searches_of(mut sc: Scene) {
     // Prepaid payments: all eight; by store; by amount; by both bounds.
     let all = find(search(SearchKind::PrepaidPayments)).await;
     assert_eq!((all.rows.len(), all.next.is_none()), (8, true));
+    // A page that holds the last row says there is no next; one short of
+    // it, that there is, and the next page holds the one left.
+    let exact = find(Search { limit: 8, ..search(SearchKind::PrepaidPayments) }).await;
+    assert_eq!((exact.rows.len(), exact.next.is_none()), (8, true));
+    let short = find(Search { limit: 7, ..search(SearchKind::PrepaidPayments) }).await;
+    assert!(short.next.is_some());
+    let rest = find(Search { limit: 7, after: short.next, ..search(SearchKind::PrepaidPayments) }).await;
+    assert_eq!((rest.rows.len(), rest.next.is_none()), (1, true));
     assert!(all.rows.iter().all(|f| f.member.as_deref() == Some(sc.m.id.as_str())));
     let at_a = find(Search { store: sc.a.id.to_string(), ..search(SearchKind::PrepaidPayments) }).await;
     let mut amounts: Vec<u64> = at_a.rows.iter().map(|f| f.amount.unwrap().amount_minor()).collect();
