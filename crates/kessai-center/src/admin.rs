@@ -29,7 +29,7 @@ use kessai_core::time::Timestamp;
 use kessai_http::{ApiError, ErrorCode, Party, PeerIdentity};
 
 use crate::console::Actor;
-use crate::db::{ListCursor, MAX_LIST, SettlementQuery, StatusChange, StoreRecord};
+use crate::db::{ListCursor, MAX_LIST, Role, SettlementQuery, StatusChange, StoreRecord};
 use crate::purchase::{CardRecord, CardRegistryStatus, Phase};
 use crate::service::{Center, CenterError};
 
@@ -89,10 +89,48 @@ async fn only_the_admin(
 ) -> axum::response::Response {
     use axum::response::IntoResponse as _;
     let peer = request.extensions().get::<PeerIdentity>().cloned().map(Extension);
-    match authorize(&state, peer) {
-        Ok(()) => next.run(request).await,
-        Err(refused) => refused.into_response(),
+    let name = peer.as_ref().map(|Extension(p)| p.name.clone()).unwrap_or_default();
+    if let Err(refused) = authorize(&state, peer) {
+        return refused.into_response();
     }
+    // A change asks for a role, as in the console: the admin's certificate
+    // has every role; another operator's has its console account's (an
+    // operator without one: `operator`).
+    if request.method() != axum::http::Method::GET {
+        let needed = role_needed(request.uri().path());
+        let role = if name == *state.admin_name {
+            Role::Approver
+        } else {
+            match state.center.db.operator(&name).await {
+                Ok(Some(account)) if account.disabled => {
+                    return ApiError::new(ErrorCode::NotAdmin, format!("operator {name}'s account is disabled"))
+                        .into_response();
+                }
+                Ok(Some(account)) => account.role,
+                Ok(None) => Role::Operator,
+                Err(e) => return internal(e).into_response(),
+            }
+        };
+        if !role.may(needed) {
+            tracing::warn!(operator = %name, role = role.as_str(), needed = needed.as_str(), "admin API change refused");
+            let why =
+                format!("operator {name}'s role ({}) may not do this: it needs {}", role.as_str(), needed.as_str());
+            return ApiError::new(ErrorCode::NotAdmin, why).into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// The role a change of the admin API needs: deciding applications, where
+/// stores are paid, voiding a lost card's settlement and moving a card's
+/// value are an approver's, as in the console; the rest an operator's.
+fn role_needed(path: &str) -> Role {
+    let decides = path == "/v1/admin/stores"
+        || path.ends_with("/approve")
+        || path.ends_with("/reject")
+        || path.ends_with("/void-lost")
+        || path.ends_with("/replace");
+    if decides { Role::Approver } else { Role::Operator }
 }
 
 /// The operator a request of the admin API comes from, for the trail.

@@ -605,3 +605,54 @@ async fn lockout(mut s: Setup) {
         clock.advance_s(kessai_center::console::LOGIN_WINDOW_S / 4 + 1);
     }
 }
+
+/// The admin API asks the roles the console does: a viewer's certificate
+/// reads and changes nothing, an operator's works but does not decide, an
+/// operator certificate without an account works as an operator, and a
+/// disabled account changes nothing.
+#[tokio::test]
+async fn the_admin_api_asks_for_the_roles_the_console_does() {
+    let s = setup().await;
+    crate::service::register_card(&s, 3, 10_000).await;
+    crate::service::register_card(&s, 4, 10_000).await;
+    let center = Arc::new(s.center);
+    let admin = kessai_center::admin::routes(
+        center.clone(),
+        "admin".into(),
+        vec!["viewer".into(), "op2".into(), "clerk".into()],
+    );
+    give_login(&center.db, "viewer", Role::Viewer, "viewer-password-12").await;
+    give_login(&center.db, "op2", Role::Operator, "operator-password-2").await;
+    let send = |who: &'static str, method: &'static str, path: String, body: serde_json::Value| {
+        let admin = admin.clone();
+        let req = Request::builder().method(method).uri(path);
+        async move { crate::api::send(&admin, req, body, Some(&format!("operator/{who}"))).await }
+    };
+    let (three, four) = (crate::world::card_id(3), crate::world::card_id(4));
+    let block = serde_json::json!({ "status": "blocked", "reason": "stolen" });
+    let (status, answer) = send("viewer", "POST", format!("/v1/admin/cards/{three}/status"), block.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("needs operator"), "{answer}");
+    assert_eq!(
+        center.db.card(&three).await.unwrap().unwrap().status,
+        kessai_center::purchase::CardRegistryStatus::Active
+    );
+    assert!(center.db.trail(Some(&three.to_string()), None, 10).await.unwrap().is_empty(), "no row");
+    let (status, _) = send("viewer", "GET", "/v1/admin/settlements".into(), serde_json::Value::Null).await;
+    assert_eq!(status, StatusCode::OK, "a viewer reads");
+
+    let (status, answer) = send("op2", "POST", format!("/v1/admin/cards/{three}/status"), block.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let replace = serde_json::json!({ "replacement": four.to_string(), "reason": "a new card" });
+    let (status, answer) = send("op2", "POST", format!("/v1/admin/cards/{three}/replace"), replace).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "an operator does not decide: {answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("needs approver"), "{answer}");
+    assert!(center.db.owed_for_card(&four, 10).await.unwrap().is_empty(), "nothing moved");
+
+    let (status, answer) = send("clerk", "POST", format!("/v1/admin/cards/{four}/status"), block.clone()).await;
+    assert_eq!(status, StatusCode::OK, "no account: an operator: {answer}");
+    center.db.disable_operator("op2", "test", crate::world::NOW).await.unwrap();
+    let unblock = serde_json::json!({ "status": "active", "reason": "found" });
+    let (status, _) = send("op2", "POST", format!("/v1/admin/cards/{three}/status"), unblock).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a disabled account changes nothing");
+}
