@@ -504,6 +504,8 @@ struct SearchForm {
     #[serde(default)]
     max: String,
     #[serde(default)]
+    currency: String,
+    #[serde(default)]
     after: String,
 }
 
@@ -568,6 +570,12 @@ impl SearchForm {
             })
         };
         let (min_minor, max_minor) = (amount(&self.min, "amount from"), amount(&self.max, "amount to"));
+        // An amount is of a currency: the form's, or yen with a bound.
+        let currency = match self.currency.trim() {
+            "" if min_minor.is_some() || max_minor.is_some() => Currency::parse("JPY").ok(),
+            "" => None,
+            text => Currency::parse(text).map_err(|e| problems.push(format!("currency: {e}"))).ok(),
+        };
         if let (Some(min), Some(max)) = (min_minor, max_minor)
             && min > max
         {
@@ -591,6 +599,7 @@ impl SearchForm {
                 to,
                 min_minor,
                 max_minor,
+                currency,
                 after,
                 limit: usize::try_from(PAGE_ROWS).unwrap_or(50),
             })
@@ -611,6 +620,7 @@ impl SearchForm {
             ("to", &self.to),
             ("min", &self.min),
             ("max", &self.max),
+            ("currency", &self.currency),
         ];
         let mut url = String::new();
         for (k, v) in fields.iter().filter(|(_, v)| !v.trim().is_empty()) {
@@ -662,9 +672,10 @@ async fn home(State(state): State<ConsoleState>, s: Session, Query(q): Query<Sea
             (field("to", "To", &q.to, 10, "date"))
             (field("min", "Amount from", &q.min, 8, "text"))
             (field("max", "Amount to", &q.max, 8, "text"))
+            (field("currency", "Currency", &q.currency, 4, "text"))
             button type="submit" { "Search" }
         }
-        p { small { "Days are UTC days, both included; amounts in minor units (yen). Newest first." } }
+        p { small { "Days are UTC days, both included; amounts in minor units of the currency (yen if none is given). Newest first." } }
         @for why in &problems { p class="alert" role="alert" { (why) } }
         @if let Some((kind, page)) = &found {
             table id=(kind.as_str()) {

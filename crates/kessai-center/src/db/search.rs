@@ -247,9 +247,11 @@ pub struct Search {
     pub from: Option<i64>,
     /// Before (unix s).
     pub to: Option<i64>,
-    /// At least, at most (minor units).
+    /// At least, at most (minor units of `currency`).
     pub min_minor: Option<i64>,
     pub max_minor: Option<i64>,
+    /// Only rows in this currency (with an amount bound: the bound's).
+    pub currency: Option<Currency>,
     /// After this row of the listing's order.
     pub after: Option<ListCursor>,
     pub limit: usize,
@@ -341,10 +343,12 @@ impl CenterDb {
                 scanned += 1;
                 place = Some(ListCursor { created_at: r.required_int("at")?, id: r.required_text("id")? });
                 let f = found(q.kind, r)?;
-                let minor = f.amount.map(|m| i64::try_from(m.amount_minor()).unwrap_or(i64::MAX));
+                let in_currency = q.currency.is_none_or(|c| f.amount.is_some_and(|m| m.currency() == c));
+                let minor =
+                    f.amount.filter(|_| in_currency).map(|m| i64::try_from(m.amount_minor()).unwrap_or(i64::MAX));
                 let wanted = match minor {
                     Some(m) => q.min_minor.is_none_or(|min| m >= min) && q.max_minor.is_none_or(|max| m <= max),
-                    None => q.min_minor.is_none() && q.max_minor.is_none(),
+                    None => in_currency && q.min_minor.is_none() && q.max_minor.is_none(),
                 };
                 if wanted {
                     if full_at.is_some() {

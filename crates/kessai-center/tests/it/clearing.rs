@@ -1210,6 +1210,7 @@ fn search(kind: kessai_center::db::SearchKind) -> kessai_center::db::Search {
         to: None,
         min_minor: None,
         max_minor: None,
+        currency: None,
         after: None,
         limit: 50,
     }
@@ -1252,9 +1253,12 @@ async fn searches_of(mut sc: Scene) {
     let refunded = at_a.rows.iter().filter(|f| f.state == "refunded").count();
     assert_eq!(refunded, 1, "the 4,000 payment was refunded in part");
     let big = Search { min_minor: Some(3_000), max_minor: Some(5_000), ..search(SearchKind::PrepaidPayments) };
-    let mut amounts: Vec<u64> = find(big).await.rows.iter().map(|f| f.amount.unwrap().amount_minor()).collect();
+    let mut amounts: Vec<u64> = find(big.clone()).await.rows.iter().map(|f| f.amount.unwrap().amount_minor()).collect();
     amounts.sort_unstable();
     assert_eq!(amounts, [3_000, 4_000, 5_000]);
+    // Those bounds in dollars: no yen payment is within them.
+    let in_dollars = Search { currency: Some(Currency::parse("USD").unwrap()), ..big };
+    assert!(find(in_dollars).await.rows.is_empty());
     // A member who paid nothing, a day with nothing: nothing.
     let other = Search { member: "mem-nobody".into(), ..search(SearchKind::PrepaidPayments) };
     assert!(find(other).await.rows.is_empty());
