@@ -321,10 +321,21 @@ const MIGRATIONS: &[(i64, &str, &[&str])] = &[
             first_at BIGINT NOT NULL, locked_until BIGINT NOT NULL)",
         ],
     ),
+    (
+        15,
+        "when a funding's value was issued",
+        &[
+            // Set once, when the value reaches the card (a capture later
+            // does not move it): the day statistics count it on. Rows
+            // issued before: their last change, the best there is.
+            "ALTER TABLE center_fundings ADD COLUMN issued_at BIGINT",
+            "UPDATE center_fundings SET issued_at = updated_at WHERE status IN ('issued', 'captured')",
+        ],
+    ),
 ];
 
 /// The newest version this build knows.
-pub(crate) const NEWEST: i64 = 14;
+pub(crate) const NEWEST: i64 = 15;
 
 const _: () = assert!(MIGRATIONS[MIGRATIONS.len() - 1].0 == NEWEST);
 

@@ -174,8 +174,10 @@ fn insert_card(c: &PrepaidCardRow, now: Timestamp) -> Result<Stmt, DbError> {
 fn insert_funding(f: &FundingRow) -> Result<Stmt, DbError> {
     Ok(Stmt::new(
         "INSERT INTO center_fundings (id, member, request_id, account, method, amount_minor, currency, status,
-         reference, authorization_ref, received_minor, operators, reason, expires_at, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+         reference, authorization_ref, received_minor, operators, reason, expires_at, created_at, updated_at,
+         issued_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+         CASE WHEN $8 IN ('issued', 'captured') THEN $16 END)",
     )
     .bind(f.id.as_str().to_owned())
     .bind(f.member.clone())
@@ -199,7 +201,9 @@ fn insert_funding(f: &FundingRow) -> Result<Stmt, DbError> {
 fn update_funding(f: &FundingRow, from: FundingStatus) -> Result<Stmt, DbError> {
     Ok(Stmt::new(
         "UPDATE center_fundings SET status = $1, authorization_ref = $2, received_minor = $3, operators = $4,
-         reason = $5, updated_at = $6 WHERE id = $7 AND status = $8",
+         reason = $5, updated_at = $6,
+         issued_at = CASE WHEN issued_at IS NULL AND $1 IN ('issued', 'captured') THEN $6 ELSE issued_at END
+         WHERE id = $7 AND status = $8",
     )
     .bind(f.status.as_str().to_owned())
     .bind(f.authorization.clone())

@@ -32,11 +32,11 @@ const PAYOUTS: &str = "SELECT created_at / 86400 AS day, store, CAST(COUNT(*) AS
     WHERE currency = $1 AND created_at >= $2 AND created_at < $3 GROUP BY created_at / 86400, store";
 
 /// Fundings whose value is on a prepaid card, by method, when it was put
-/// there (or, for credit, captured).
-const FUNDINGS: &str = "SELECT updated_at / 86400 AS day, method AS what, CAST(COUNT(*) AS BIGINT) AS n,
+/// there (a credit card's capture later does not move it).
+const FUNDINGS: &str = "SELECT issued_at / 86400 AS day, method AS what, CAST(COUNT(*) AS BIGINT) AS n,
     CAST(SUM(received_minor) AS BIGINT) AS amount FROM center_fundings
-    WHERE currency = $1 AND status IN ('issued', 'captured') AND updated_at >= $2 AND updated_at < $3
-    GROUP BY updated_at / 86400, method";
+    WHERE currency = $1 AND status IN ('issued', 'captured') AND issued_at >= $2 AND issued_at < $3
+    GROUP BY issued_at / 86400, method";
 
 /// Value updates the card confirmed: charges from a credit card, value
 /// given back to one, moved from a prepaid card.

@@ -1081,6 +1081,23 @@ async fn statistics_of_a_known_day(sc: Scene) {
     assert_eq!(funded, [90_000]);
     assert_eq!(figure(report.totals.get(Measure::FundingCash)), (1, 90_000));
     assert_eq!(figure(report.totals.get(Measure::FundingCredit)), (0, 0));
+    // A later change of the funding (as a credit card's capture a day
+    // later) leaves it counted on the day its value was issued.
+    let issued = c.db.fundings_in(kessai_center::prepaid::FundingStatus::Issued, 10).await.unwrap();
+    let later = Timestamp::from_unix_s(NOW.unix_s() + 2 * 86_400);
+    let moved = kessai_center::db::FundingRow {
+        status: kessai_center::prepaid::FundingStatus::Captured,
+        updated_at: later,
+        ..issued[0].clone()
+    };
+    let none = kessai_center::books::Entries::none();
+    let issued_status = kessai_center::prepaid::FundingStatus::Issued;
+    assert!(c.db.change_funding(&moved, issued_status, none, later, None).await.unwrap());
+    let again = Report::make(c, Period::parse(&day, &day, "day", "JPY").unwrap()).await.unwrap();
+    assert_eq!(figure(again.totals.get(Measure::FundingCash)), (1, 90_000), "still on its issue day");
+    let that_day = kessai_bank::Date::of(later).to_string();
+    let then = Report::make(c, Period::parse(&that_day, &that_day, "day", "JPY").unwrap()).await.unwrap();
+    assert_eq!(figure(then.totals.get(Measure::FundingCash)), (0, 0));
     // The float: each card's account as the ledger has it.
     let ic = kessai_center::books::card_float_id(&crate::world::card_id(1));
     let accounts = c.books.ledger().lookup_accounts(&[ic, prepaid]).await.unwrap();
