@@ -325,11 +325,13 @@ const MIGRATIONS: &[(i64, &str, &[&str])] = &[
         15,
         "when a funding's value was issued",
         &[
-            // Set once, when the value reaches the card (a capture later
-            // does not move it): the day statistics count it on. Rows
-            // issued before: their last change, the best there is.
-            "ALTER TABLE center_fundings ADD COLUMN issued_at BIGINT",
-            "UPDATE center_fundings SET issued_at = updated_at WHERE status IN ('issued', 'captured')",
+            // The column `issued_at` (added first, if missing: see
+            // `migrate`) is set once, when the value reaches the card (a
+            // capture later does not move it): the day statistics count
+            // it on. Rows issued before: their last change, the best there
+            // is.
+            "UPDATE center_fundings SET issued_at = updated_at
+            WHERE issued_at IS NULL AND status IN ('issued', 'captured')",
         ],
     ),
 ];
@@ -369,6 +371,9 @@ pub(crate) async fn migrate(pool: &AnyPool, sqlite: bool) -> Result<(), DbError>
         record(&mut tx, 1, "registry, settlements, value updates, owed items, idempotency").await?;
     }
     for (version, description, statements) in MIGRATIONS.iter().filter(|(v, _, _)| *v > current) {
+        if *version == 15 {
+            add_column(&mut tx, sqlite, "center_fundings", "issued_at BIGINT").await?;
+        }
         for statement in *statements {
             sqlx::query(*statement).execute(&mut *tx).await?;
         }
