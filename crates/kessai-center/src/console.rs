@@ -413,8 +413,8 @@ async fn login(
     // at once are counted as surely as guesses one after another: beyond
     // the limit, no password is checked at all.
     let limits = (LOGIN_WINDOW_S, MAX_FAILED_LOGINS, LOCKOUT_S);
-    match state.center.db.login_attempt(&f.name, now, limits).await {
-        Ok((attempts, _)) if attempts <= MAX_FAILED_LOGINS => {}
+    let lock = match state.center.db.login_attempt(&f.name, now, limits).await {
+        Ok((attempts, until)) if attempts <= MAX_FAILED_LOGINS => until,
         Ok((_, until)) => {
             tracing::warn!(operator = %f.name, "console login refused: too many attempts");
             return locked(until.unwrap_or(Timestamp::from_unix_s(now.unix_s() + LOCKOUT_S)));
@@ -423,13 +423,13 @@ async fn login(
             tracing::error!(error = %e, "counting a login attempt");
             return refusal(StatusCode::SERVICE_UNAVAILABLE, None, "The console cannot log you in now.");
         }
-    }
+    };
     let password = f.password.clone();
     let checked = tokio::task::spawn_blocking(move || password_matches(&account, &password).then_some(account)).await;
     let Ok(Some(account)) = checked else {
         // The attempt that reached the limit locks, right or wrong but for
         // a right password, which logs in.
-        if let Ok(Some(until)) = state.center.db.login_locked(&f.name, now).await {
+        if let Some(until) = lock {
             tracing::warn!(operator = %f.name, until = %until.utc(), "console login locked after failures");
             return locked(until);
         }
@@ -1524,7 +1524,9 @@ async fn correct_account(
     // any store is paid is the admin API's (`POST /v1/admin/stores`).
     match state.center.db.failed_payouts(PAGE_ROWS).await {
         Ok(failed) if failed.iter().any(|p| p.store == store) => {}
-        Ok(_) => return refusal(StatusCode::CONFLICT, Some(&s), "No payout of that store failed: nothing to correct."),
+        Ok(_) => {
+            return refusal(StatusCode::CONFLICT, Some(&s), "No payout of that store failed: nothing to correct.");
+        }
         Err(e) => return refusal(StatusCode::SERVICE_UNAVAILABLE, Some(&s), &format!("reading payouts: {e}")),
     }
     use crate::clearing::ClearingError as E;
