@@ -1522,9 +1522,9 @@ async fn correct_account(
     };
     // The console corrects an account the bank refused, no other: where
     // any store is paid is the admin API's (`POST /v1/admin/stores`).
-    match state.center.db.failed_payouts(PAGE_ROWS).await {
-        Ok(failed) if failed.iter().any(|p| p.store == store) => {}
-        Ok(_) => {
+    match state.center.db.has_failed_payout(&store).await {
+        Ok(true) => {}
+        Ok(false) => {
             return refusal(StatusCode::CONFLICT, Some(&s), "No payout of that store failed: nothing to correct.");
         }
         Err(e) => return refusal(StatusCode::SERVICE_UNAVAILABLE, Some(&s), &format!("reading payouts: {e}")),

@@ -478,6 +478,15 @@ impl CenterDb {
         rows.iter().map(|r| payout_row(r)).collect()
     }
 
+    /// Whether any payout of `store` failed.
+    pub async fn has_failed_payout(&self, store: &StoreId) -> Result<bool, DbError> {
+        let found = sqlx::query("SELECT id FROM center_payouts WHERE store = $1 AND status = 'failed' LIMIT 1")
+            .bind(store.as_str().to_owned())
+            .fetch_optional(&mut *self.read().await?)
+            .await?;
+        Ok(found.is_some())
+    }
+
     /// Sets store `store`'s bank account to `account` if it is still
     /// `was` (empty: none), with the operator's trail row, in one
     /// transaction; `false` (nothing written) if it changed meanwhile or

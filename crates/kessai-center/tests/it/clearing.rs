@@ -1411,6 +1411,10 @@ async fn a_failed_payout_is_queued_and_the_next_run_pays_the_account_an_approver
             ask(&app, "POST", &path, Some("admin"), Some(&approver), Some(&form(was, account))).await;
         assert_eq!(status, expected, "{account}: {page}");
     }
+    // The right form and session, posted from another origin: refused.
+    let good = form(&b.payee_account, fixed);
+    let foreign = crate::console::post_from(&app, "https://rebound.example:8440", &path, "admin", &approver, &good);
+    assert_eq!(foreign.await, StatusCode::FORBIDDEN, "another origin");
     assert_eq!(
         center.db.store(&sc.b.id).await.unwrap().unwrap().bank_account.as_deref(),
         Some(b.payee_account.as_str())

@@ -49,6 +49,28 @@ pub(crate) async fn ask(
     (status, headers, body)
 }
 
+/// A form POSTed to the console from page of origin `origin` (another
+/// site's, a rebound host's), with this session and certificate: its
+/// status.
+pub(crate) async fn post_from(
+    app: &axum::Router,
+    origin: &str,
+    path: &str,
+    peer: &str,
+    cookie: &str,
+    form: &str,
+) -> StatusCode {
+    let mut req = Request::post(path)
+        .header(header::HOST, HOST)
+        .header(header::ORIGIN, origin)
+        .header(header::COOKIE, format!("kessai_console={cookie}"))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(form.to_owned()))
+        .unwrap();
+    req.extensions_mut().insert(crate::peer(&format!("operator/{peer}")));
+    app.clone().oneshot(req).await.unwrap().status()
+}
+
 pub(crate) async fn give_login(db: &CenterDb, name: &str, role: Role, password: &str) {
     let account = operator_account(name, role, password, &mut SeededRandom::new(5)).unwrap();
     db.put_operator(&account, "test", crate::world::NOW).await.unwrap();

@@ -942,6 +942,18 @@ async fn two_operators_on_one_credit_in_the_console_leave_one_change() {
     let (_, _, page) = ask(&app, "GET", "/console/bank-credits", Some("op2"), Some(&operator), None).await;
     let apply =
         format!("form_token={}&entry_key={key}&funding_id={}", crate::console::form_token(&page), wanting.funding_id);
+    // The return posted from another origin, with the right form and
+    // session: refused, the credit still in suspense.
+    let foreign = crate::console::post_from(
+        &app,
+        "https://rebound.example:8440",
+        "/console/bank-credits/return",
+        "admin",
+        &approver,
+        &back,
+    );
+    assert_eq!(foreign.await, StatusCode::FORBIDDEN);
+    assert_eq!(center.bank_credits_in("suspense").await.unwrap().len(), 1);
     let ((returned, _, _), (applied, _, _)) = tokio::join!(
         ask(&app, "POST", "/console/bank-credits/return", Some("admin"), Some(&approver), Some(&back)),
         ask(&app, "POST", "/console/bank-credits/apply", Some("op2"), Some(&operator), Some(&apply)),
