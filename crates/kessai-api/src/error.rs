@@ -191,6 +191,7 @@ error_codes! {
     UnknownBankCredit = 1415, "unknown_bank_credit", 404, NotFound, "no such bank credit";
     UnknownOrder = 1416, "unknown_order", 404, NotFound, "no such order";
     ReceiptNotYet = 1417, "receipt_not_yet", 404, NotFound, "the store has not sent its receipt yet";
+    UnknownTokenDelivery = 1418, "unknown_token_delivery", 404, NotFound, "no such token delivery";
 
     // 409: conflicts with the state.
     StepOutOfOrder = 1501, "step_out_of_order", 409, Conflict, "the step does not follow from the phase";

@@ -102,6 +102,14 @@ form!(
     FundingId, named, { "type": "string", "pattern": "^fnd_[0-9a-f]{32}$" }
 );
 form!(
+    /// A token delivery session's id.
+    TokenDeliveryId, named, { "type": "string", "pattern": "^tdl_[0-9a-f]{32}$" }
+);
+form!(
+    /// A bank deposit token's id.
+    TokenId, named, { "type": "string", "pattern": "^tok_[0-9a-f]{32}$", "description": "a bank deposit token" }
+);
+form!(
     /// A card's response APDU, as the wallet relays it.
     ApduHex, inline, {
         "type": "string",
@@ -398,6 +406,8 @@ pub fn name_every_form(generator: &mut SchemaGenerator) {
     generator.subschema_for::<StoreId>();
     generator.subschema_for::<PrepaidId>();
     generator.subschema_for::<FundingId>();
+    generator.subschema_for::<TokenId>();
+    generator.subschema_for::<TokenDeliveryId>();
     generator.subschema_for::<Money>();
     generator.subschema_for::<MemberId>();
     generator.subschema_for::<PayoutId>();

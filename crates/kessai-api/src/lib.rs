@@ -47,5 +47,7 @@ pub mod views;
 pub use error::{ErrorBody, ErrorCode, ErrorDetail, ErrorType};
 pub use phase::{Phase, Reason};
 pub use reply::{
-    BillAnswer, BillState, LogEntry, LogKind, Purpose, StatementPhase, StatementReply, StepReply, UpdateReply,
+    BillAnswer, BillState, LogEntry, LogKind, Purpose, StatementPhase, StatementReply, StepReply, TokenDeliveryPhase,
+    TokenDeliveryReply, TokenRefusal, UpdateReply,
 };
+pub use views::TokenStatus;

@@ -115,6 +115,49 @@ pub struct StatementReply {
     pub access_token: Option<String>,
 }
 
+/// Where a token delivery (a card's deposit tokens stored through the
+/// center, #21) stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenDeliveryPhase {
+    Authenticating,
+    Storing,
+    Done,
+}
+
+/// A token the card did not take in a delivery, and what it answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TokenRefusal {
+    #[schemars(with = "formats::TokenId")]
+    pub token_id: String,
+    pub reason: String,
+}
+
+/// What a token delivery step answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TokenDeliveryReply {
+    #[schemars(with = "formats::TokenDeliveryId")]
+    pub delivery_id: String,
+    pub phase: TokenDeliveryPhase,
+    /// Commands to relay to the card, in order, as hex.
+    #[serde(default)]
+    #[schemars(with = "Vec<formats::Hex>")]
+    pub apdus: Vec<String>,
+    /// The tokens the card proved it holds, once done.
+    #[serde(default)]
+    #[schemars(with = "Vec<formats::TokenId>")]
+    pub stored: Vec<String>,
+    /// The tokens it did not take (they stay issued, offered again next
+    /// time).
+    #[serde(default)]
+    pub refused: Vec<TokenRefusal>,
+    /// The access token every later request on this id carries as
+    /// `Authorization: Bearer` (M4); in the answers of its own routes only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<formats::AccessToken>")]
+    pub access_token: Option<String>,
+}
+
 /// What a value update is for. Stored in the record; records made before
 /// decreases and refunds existed are charges.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]

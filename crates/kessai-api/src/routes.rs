@@ -40,6 +40,13 @@ const UPDATE_REPLY: Reply =
     Reply { status: 200, description: "value update reply", media: JSON, schema: of::<reply::UpdateReply> };
 const STATEMENT_REPLY: Reply =
     Reply { status: 200, description: "statement reply", media: JSON, schema: of::<reply::StatementReply> };
+/// A card's id in the path, named `card_id`.
+const CARD_ID: &[Param] =
+    &[Param { name: "card_id", location: In::Path, required: true, description: None, schema: of::<formats::CardId> }];
+/// A token delivery's id in the path.
+const TOKEN_DELIVERY: &[Param] = &[path_id(of::<formats::TokenDeliveryId>)];
+const TOKEN_DELIVERY_REPLY: Reply =
+    Reply { status: 200, description: "token delivery reply", media: JSON, schema: of::<reply::TokenDeliveryReply> };
 
 /// A step of a settlement, a value update or a statement: a POST on its id,
 /// with its access token and an Idempotency-Key.
@@ -166,13 +173,7 @@ pub const OPERATIONS: &[Operation] = &[
         summary: "Open a statement session: the card's own log, read through a secure channel; returns INITIALIZE UPDATE",
         description: Some("Takes no request body (any body is ignored)."),
         idempotent: true,
-        params: &[Param {
-            name: "card_id",
-            location: In::Path,
-            required: true,
-            description: None,
-            schema: of::<formats::CardId>,
-        }],
+        params: CARD_ID,
         reply: STATEMENT_REPLY,
         refusals: &[400, 403, 404, 409, 413, 422, 429, 500, 503],
         ..Operation::DEFAULT
@@ -194,6 +195,36 @@ pub const OPERATIONS: &[Operation] = &[
         STATEMENT,
         ANSWERS,
         STATEMENT_REPLY,
+        &[400, 403, 404, 409, 413, 422, 429, 500, 503],
+    ),
+    Operation {
+        method: Method::Post,
+        path: "/v1/cards/{card_id}/token-deliveries",
+        summary: "Open a token delivery session: the card's issued deposit tokens (#21) stored on it through a secure channel; returns INITIALIZE UPDATE",
+        description: Some("Takes no request body (any body is ignored)."),
+        idempotent: true,
+        params: CARD_ID,
+        reply: TOKEN_DELIVERY_REPLY,
+        refusals: &[400, 403, 404, 409, 413, 422, 429, 500, 503],
+        ..Operation::DEFAULT
+    },
+    Operation {
+        description: Some("The card's answer to INITIALIZE UPDATE first (400 wrong_answer_count without one)."),
+        ..step(
+            "/v1/token-deliveries/{id}/authenticate",
+            "Card cryptogram; returns EXTERNAL AUTHENTICATE, the log commands and a sealed STORE TOKEN per token issued to the card",
+            TOKEN_DELIVERY,
+            ANSWERS,
+            TOKEN_DELIVERY_REPLY,
+            &[400, 403, 404, 409, 413, 422, 429, 500, 503],
+        )
+    },
+    step(
+        "/v1/token-deliveries/{id}/store",
+        "The batch's answers; returns the tokens the card proved it holds and those it refused (phase done)",
+        TOKEN_DELIVERY,
+        ANSWERS,
+        TOKEN_DELIVERY_REPLY,
         &[400, 403, 404, 409, 413, 422, 429, 500, 503],
     ),
     Operation {

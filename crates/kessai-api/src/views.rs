@@ -282,7 +282,78 @@ pub struct PaymentLine {
 pub enum PrepaidReply {
     Funding(Box<Funding>),
     Inquiry { cards: Vec<PrepaidCard> },
+    Token(Box<DepositToken>),
     Update(Box<UpdateReply>),
+}
+
+/// Where a bank deposit token (seed 002) stands. Stored as its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenStatus {
+    /// The deposit has not been seen on the pool account's statement yet.
+    Awaiting,
+    /// The deposit did not arrive in time: no token, and none will be.
+    Lapsed,
+    /// The deposit arrived: the token is made and sealed, not yet on the
+    /// card.
+    Issued,
+    /// The card holds the token.
+    Stored,
+}
+
+impl TokenStatus {
+    pub const ALL: [TokenStatus; 4] =
+        [TokenStatus::Awaiting, TokenStatus::Lapsed, TokenStatus::Issued, TokenStatus::Stored];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenStatus::Awaiting => "awaiting",
+            TokenStatus::Lapsed => "lapsed",
+            TokenStatus::Issued => "issued",
+            TokenStatus::Stored => "stored",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TokenStatus> {
+        TokenStatus::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// A bank deposit token as its member sees it: the request, and once the
+/// deposit arrived, the token's clear facts (never its sealed bytes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct DepositToken {
+    #[schemars(with = "formats::TokenId")]
+    pub token_id: String,
+    #[schemars(with = "formats::CardId")]
+    pub card_id: String,
+    pub request_id: String,
+    #[schemars(with = "formats::Money")]
+    pub amount: Money,
+    pub status: TokenStatus,
+    /// What the transfer must quote: an ISO 11649 creditor reference.
+    pub reference: String,
+    /// Where to send the money, until it is received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pay_to: Option<String>,
+    /// Until when the deposit is awaited (unix seconds), while it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<u64>")]
+    pub awaiting_until: Option<Timestamp>,
+    /// The deposit's booking date on the pool account, `YYYY-MM-DD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deposited_on: Option<String>,
+    /// When the token stops paying (unix seconds); its value then goes
+    /// back to the member's account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<u64>")]
+    pub expires_at: Option<Timestamp>,
+    /// The credit service provider's key version that sealed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_version: Option<u8>,
+    /// Unix seconds.
+    #[schemars(with = "u64")]
+    pub created_at: Timestamp,
 }
 
 /// What a prepaid payment answers: the completion (SIG3) and the card's new

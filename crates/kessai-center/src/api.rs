@@ -47,6 +47,9 @@ pub fn routes(center: Shared) -> Router {
         .route("/v1/cards/{card_id}/statements", post(statement_create))
         .route("/v1/statements/{id}/authenticate", post(statement_authenticate))
         .route("/v1/statements/{id}/read", post(statement_read))
+        .route("/v1/cards/{card_id}/token-deliveries", post(token_delivery_create))
+        .route("/v1/token-deliveries/{id}/authenticate", post(token_delivery_authenticate))
+        .route("/v1/token-deliveries/{id}/store", post(token_delivery_finish))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/v1/stores/{id}/jwks.json", get(store_jwks))
         .route("/v1/openapi.json", get(openapi))
@@ -65,6 +68,9 @@ pub fn api_error(e: CenterError) -> ApiError {
         }
         CenterError::UnknownSettlement(s) => ApiError::new(ErrorCode::UnknownSettlement, format!("no settlement {s}")),
         CenterError::UnknownStatement(s) => ApiError::new(ErrorCode::UnknownStatement, format!("no statement {s}")),
+        CenterError::UnknownTokenDelivery(s) => {
+            ApiError::new(ErrorCode::UnknownTokenDelivery, format!("no token delivery {s}"))
+        }
         e @ CenterError::NotAMember { .. } => ApiError::new(ErrorCode::NotAMember, e.to_string()).with_param("bill"),
         CenterError::BillInUse(_) => {
             ApiError::new(ErrorCode::BillInUse, "this bill is being settled with another card")
@@ -388,7 +394,22 @@ fn unknown_statement(id: &str) -> Response {
     api_error(CenterError::UnknownStatement(id.chars().take(64).collect())).into_response()
 }
 
+/// As [`unknown_settlement`], for a token delivery.
+fn unknown_token_delivery(id: &str) -> Response {
+    api_error(CenterError::UnknownTokenDelivery(id.chars().take(64).collect())).into_response()
+}
+
 macro_rules! answers_step {
+    ($name:ident, $method:ident, token_delivery) => {
+        async fn $name(State(c): State<Shared>, Path(id): Path<String>, headers: Caller, body: Bytes) -> Response {
+            if !headers.holds_access(&c, &id) {
+                return unknown_token_delivery(&id);
+            }
+            let fingerprint = [format!("{}/{}\n", stringify!($name), id).as_bytes(), &body[..]].concat();
+            let work = |call: StepCall| async { c.$method(&id, answers(&body)?, call.answer).await.map_err(api_error) };
+            idempotent_call(&c, &headers, &fingerprint, None, work).await
+        }
+    };
     ($name:ident, $method:ident) => {
         async fn $name(State(c): State<Shared>, Path(id): Path<String>, headers: Caller, body: Bytes) -> Response {
             if !headers.holds_access(&c, &id) {
@@ -571,3 +592,21 @@ async fn statement_create(State(c): State<Shared>, Path(card): Path<String>, hea
 
 answers_step!(statement_authenticate, statement_authenticate);
 answers_step!(statement_read, statement_read);
+
+async fn token_delivery_create(
+    State(c): State<Shared>,
+    Path(card): Path<String>,
+    headers: Caller,
+    body: Bytes,
+) -> Response {
+    let route = format!("token-delivery/{card}");
+    let work = async {
+        let card = CardId::parse(&card)
+            .map_err(|e| ApiError::new(ErrorCode::BadCardId, e.to_string()).with_param("card_id"))?;
+        c.token_delivery_create(card).await.map_err(api_error)
+    };
+    idempotent(&c, &headers, &route, &body, work).await
+}
+
+answers_step!(token_delivery_authenticate, token_delivery_authenticate, token_delivery);
+answers_step!(token_delivery_finish, token_delivery_finish, token_delivery);

@@ -470,6 +470,7 @@ async fn open_with(config: &CenterConfig, local: LocalKeys) -> anyhow::Result<Ce
         in_flight: Default::default(),
         prepaid: config.prepaid.clone(),
         clearing: config.clearing.clone(),
+        tokens: None,
     })
 }
 
@@ -567,6 +568,12 @@ async fn sweep_abandoned(
             Ok(expired) => tracing::info!(expired, "prepaid fundings expired unpaid"),
             Err(e) => tracing::warn!(error = %e, "expiring prepaid fundings failed"),
         }
+        // Deposit token requests (#21) whose deposit did not come in time.
+        match center.lapse_token_requests().await {
+            Ok(0) => {}
+            Ok(lapsed) => tracing::info!(lapsed, "deposit token requests lapsed"),
+            Err(e) => tracing::warn!(error = %e, "lapsing deposit token requests failed"),
+        }
         if let Err(e) = center.capture_prepaid_fundings(authorizer.as_ref()).await {
             tracing::warn!(error = %e, "capturing prepaid fundings failed");
         }
@@ -578,6 +585,9 @@ async fn sweep_abandoned(
         }
         if let Err(e) = center.db.purge_statements(day_ago, PURGE_BATCH_MAX).await {
             tracing::warn!(error = %e, "purging old statements failed");
+        }
+        if let Err(e) = center.db.purge_token_deliveries(day_ago, PURGE_BATCH_MAX).await {
+            tracing::warn!(error = %e, "purging old token deliveries failed");
         }
         match center.db.purge_answers(before, PURGE_BATCH_MAX).await {
             Ok(0) => {}

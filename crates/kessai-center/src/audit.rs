@@ -302,7 +302,8 @@ impl Center {
                 .map_err(crate::books::BooksError::from)?
                 .first()
                 .map(|t| t.amount_minor);
-            let entries = book_entries(card, &settlements, &updates, issued);
+            let mut entries = book_entries(card, &settlements, &updates, issued);
+            entries.extend(self.db.token_book_entries(card).await?);
             let float = self.books.card_float(card).await?;
             records += log.len();
             differences.extend(examine(card, &log, &entries, float));

@@ -13,6 +13,7 @@
 //! | suspense, [`SHARDS`] per currency (money received that matched no request) | `Suspense` | — |
 //! | payouts in transit, [`SHARDS`] per currency (paid to stores, not yet confirmed by the bank) | `PayoutsInTransit` | — |
 //! | fees, [`SHARDS`] per currency (what the center earned on purchases) | `CenterFees` | — |
+//! | tokens outstanding, [`SHARDS`] per currency (bank deposit tokens issued, not yet redeemed or paid back, #21) | `TokensOutstanding` | — |
 //!
 //! Every account but a card's float is a *pool* split into [`SHARDS`]
 //! accounts: a transfer moves the shard its own id picks ([`shard`]), and
@@ -52,6 +53,11 @@
 //! prepaid), money that matched no request (pool → suspense) and its later
 //! application (suspense → prepaid) or return to its sender (suspense →
 //! the pool it came into).
+//!
+//! A bank deposit token (seed 002, #21) is issued when the deposit it is
+//! for is confirmed on the pool account's statement: bank pool → tokens
+//! outstanding, posted, keyed by the token's id, in the transaction that
+//! takes the statement's credit and issues the token.
 //!
 //! Clearing (#19) pays a store what is open on its payable: store payable
 //! → payouts in transit (what is sent) and → fees, posted when the payout
@@ -96,6 +102,7 @@ pub const CODE_FEE: u16 = 13;
 pub const CODE_PAYOUT_SETTLED: u16 = 14;
 pub const CODE_PAYOUT_RETURNED: u16 = 15;
 pub const CODE_SUSPENSE_RETURNED: u16 = 16;
+pub const CODE_TOKEN_ISSUED: u16 = 17;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -200,6 +207,12 @@ pub fn receiving_pool_ids(source: Receiving, currency: Currency) -> Vec<u128> {
 /// Money received that matched no request, per currency: every shard.
 pub fn suspense_ids(currency: Currency) -> Vec<u128> {
     pool_ids("suspense", currency.code())
+}
+
+/// Bank deposit tokens issued and not yet redeemed or paid back, per
+/// currency: every shard.
+pub fn tokens_outstanding_ids(currency: Currency) -> Vec<u128> {
+    pool_ids("tokens-outstanding", currency.code())
 }
 
 /// Where a prepaid card's value came from.
@@ -669,6 +682,23 @@ impl Entries {
     }
 }
 
+/// The entries of bank deposit tokens (seed 002, #21).
+impl Entries {
+    /// A token issued for a deposit confirmed on the pool account: bank
+    /// pool → tokens outstanding, posted; the token's id makes it once.
+    pub fn token_issued(token: &str, amount: Money) -> Result<Entries, BooksError> {
+        let c = amount.currency();
+        let id = derived_id("token-issued", token.as_bytes());
+        let shard = shard(&id.to_be_bytes());
+        let from = Receiving::BankPool;
+        let (pool, outstanding) =
+            (pooled_id(from.label(), c.code(), shard), pooled_id("tokens-outstanding", c.code(), shard));
+        let accounts = vec![account(pool, c, from.kind())?, account(outstanding, c, AccountKind::TokensOutstanding)?];
+        let t = posted(id, (pool, outstanding), amount, CODE_TOKEN_ISSUED)?;
+        Ok(Entries::of("the token issued", accounts, t))
+    }
+}
+
 /// Payouts in transit, per currency: every shard.
 pub fn in_transit_ids(currency: Currency) -> Vec<u128> {
     pool_ids("payouts-in-transit", currency.code())
@@ -847,6 +877,13 @@ impl Books {
     pub async fn suspense(&self, currency: Currency) -> Result<u64, BooksError> {
         let (debits, credits) = self.pool_posted(&suspense_ids(currency)).await?;
         Ok(u64::try_from(credits.saturating_sub(debits)).unwrap_or(u64::MAX))
+    }
+
+    /// Bank deposit tokens outstanding (posted credits less debits), over
+    /// every shard.
+    pub async fn tokens_outstanding(&self, currency: Currency) -> Result<i128, BooksError> {
+        let (debits, credits) = self.pool_posted(&tokens_outstanding_ids(currency)).await?;
+        Ok(i128::try_from(credits).unwrap_or(i128::MAX) - i128::try_from(debits).unwrap_or(i128::MAX))
     }
 
     /// A pool's posted debits and credits, summed over its shards.

@@ -37,6 +37,8 @@ pub enum Sealed {
     /// The DEBIT (or CREDIT) the step is about; always last.
     Transfer,
     TransactionStatus,
+    /// A STORE TOKEN (or REDEEM TOKEN): a batch may carry several.
+    Token,
 }
 
 /// A sealed command of a batch awaiting its answer, with the session as of
@@ -83,6 +85,8 @@ pub(crate) struct BatchAnswers {
     pub(crate) balance: Option<ResponseApdu>,
     pub(crate) transfer: Option<ResponseApdu>,
     pub(crate) status: Option<ResponseApdu>,
+    /// The token commands' answers, in order.
+    pub(crate) tokens: Vec<ResponseApdu>,
 }
 
 /// A record's secure session with its card, borrowed for one step.
@@ -237,6 +241,7 @@ impl<'r> Session<'r> {
                 Sealed::ReadBalance => read.balance = Some(plain),
                 Sealed::Transfer => read.transfer = Some(plain),
                 Sealed::TransactionStatus => read.status = Some(plain),
+                Sealed::Token => read.tokens.push(plain),
                 Sealed::LogCollected => {}
             }
         }

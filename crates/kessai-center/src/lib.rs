@@ -43,5 +43,6 @@ pub mod security;
 pub mod service;
 pub mod statement;
 pub mod statistics;
+pub mod tokens;
 pub mod value;
 mod writer;

@@ -225,7 +225,7 @@ fn funding_id(member: &str, request: &kessai_core::ids::RequestId) -> FundingId 
 
 /// A payment reference a member quotes on a transfer or an envelope: an
 /// ISO 11649 creditor reference over 12 random digits.
-fn new_reference(rng: &mut dyn kessai_core::random::Random) -> String {
+pub(crate) fn new_reference(rng: &mut dyn kessai_core::random::Random) -> String {
     let mut bytes = [0u8; 8];
     rng.fill_bytes(&mut bytes);
     let digits = format!("{:012}", u64::from_be_bytes(bytes) % 1_000_000_000_000);
@@ -265,6 +265,7 @@ impl Center {
         match request.action() {
             PrepaidAction::Inquire => self.inquire(&member.member, request.account()).await,
             PrepaidAction::ToCard => self.to_card(request).await,
+            PrepaidAction::DepositToken => self.deposit_token_request(request).await,
             PrepaidAction::Open | PrepaidAction::Fund => {
                 self.fund(request, payment_card, authorizer).await.map(|f| PrepaidReply::Funding(Box::new(f)))
             }
@@ -805,8 +806,14 @@ impl Center {
                         break;
                     }
                     // The funding moved meanwhile (expired, or another
-                    // import of an overlapping statement): look again.
-                    Err(PrepaidError::Center(CenterError::Db(DbError::Conflict))) if attempt < STEP_RETRIES_MAX => {
+                    // import of an overlapping statement), or PostgreSQL
+                    // refused a write that met another (the same entry, or
+                    // a pool's account, written by two imports at once):
+                    // look again, and find it taken.
+                    Err(PrepaidError::Center(CenterError::Db(e)))
+                        if (matches!(e, DbError::Conflict) || e.is_retryable() || e.is_unique_violation())
+                            && attempt < STEP_RETRIES_MAX =>
+                    {
                         attempt += 1
                     }
                     Err(e) => return Err(e),
@@ -849,6 +856,25 @@ impl Center {
             Some(r) => self.db.funding_by_reference(r).await?,
             None => None,
         };
+        // A deposit token's reference (bank transfers only): the token is
+        // made in the credit's transaction, or the credit waits in suspense
+        // with why not.
+        let token = match (&reference, &funding, source) {
+            (Some(r), None, StatementSource::Bank) => self.db.token_by_reference(r).await?,
+            _ => None,
+        };
+        if let Some(t) = token {
+            let token_id = t.id.to_string();
+            match self.issue_token_for(t, row.clone(), &credit.booked_on).await? {
+                Ok(taken) => return Ok(taken),
+                Err(why) => {
+                    row.funding_id = Some(token_id);
+                    row.reason = Some(why);
+                    let entries = Entries::suspense(&key, source.receiving(), credit.amount)?;
+                    return Ok(self.db.take_bank_credit(&row, None, entries, now, None).await?.recorded("suspense"));
+                }
+            }
+        }
         let why_not = match &funding {
             None if reference.is_none() => Some("no payment reference".to_owned()),
             None => Some("the reference matches no request".to_owned()),
@@ -871,7 +897,10 @@ impl Center {
                     ..f.clone()
                 };
                 let entries = Entries::prepaid_funding(f.id.as_str(), source.receiving(), &f.account, credit.amount)?;
-                let taken = self.db.take_bank_credit(&row, Some(&issued), entries, now, None).await?;
+                let taken = self
+                    .db
+                    .take_bank_credit(&row, Some(crate::db::CreditIssues::Funding(&issued)), entries, now, None)
+                    .await?;
                 if taken == crate::db::CreditTaken::Recorded {
                     tracing::info!(funding = %f.id, card = %f.account, amount = %credit.amount, "transfer matched; value issued");
                 }
@@ -1111,7 +1140,7 @@ impl Center {
 }
 
 impl crate::db::CreditTaken {
-    fn recorded(self, status: &'static str) -> Option<&'static str> {
+    pub(crate) fn recorded(self, status: &'static str) -> Option<&'static str> {
         match self {
             crate::db::CreditTaken::Recorded => Some(status),
             crate::db::CreditTaken::AlreadyImported => None,

@@ -48,6 +48,8 @@ pub enum CenterError {
     UnknownSettlement(String),
     #[error("no statement {0}")]
     UnknownStatement(String),
+    #[error("no token delivery {0}")]
+    UnknownTokenDelivery(String),
     #[error("this bill is already being settled with card {0}")]
     BillInUse(CardId),
     /// The bill names a member store that is not a member of the store
@@ -263,6 +265,9 @@ pub struct Center {
     pub prepaid: crate::prepaid::PrepaidPolicy,
     /// Fees and the center's paying account (#19).
     pub clearing: crate::clearing::ClearingPolicy,
+    /// The bank's side of deposit token issuing (#21), if this center
+    /// issues tokens.
+    pub tokens: Option<Arc<crate::tokens::TokenBank>>,
 }
 
 impl std::fmt::Debug for Center {

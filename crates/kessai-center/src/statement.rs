@@ -171,20 +171,30 @@ impl crate::service::Center {
         StatementReply { access_token: Some(self.security.access_token(&s.id)), ..reply(s, apdus) }
     }
 
-    /// POST /v1/cards/{card}/statements: a session to read the card's log.
-    pub async fn statement_create(&self, card_id: CardId) -> Result<StatementReply, CenterError> {
-        let key_version = match self.db.card(&card_id).await? {
+    /// The key version a session with card `card_id` opens under: the
+    /// registered card's, else the newest the center holds (every card id
+    /// alike, M4).
+    pub(crate) async fn session_key_version(&self, card_id: CardId) -> Result<u8, CenterError> {
+        Ok(match self.db.card(&card_id).await? {
             Some(card) => card.key_version,
             None => self.security.newest_key_version().ok_or(CenterError::UnknownCard(card_id))?,
-        };
+        })
+    }
+
+    /// POST /v1/cards/{card}/statements: a session to read the card's log.
+    pub async fn statement_create(&self, card_id: CardId) -> Result<StatementReply, CenterError> {
+        let key_version = self.session_key_version(card_id).await?;
         let mut rng = self.random.generator();
         let (s, init) = Statement::create(&mut self.ctx(rng.as_mut()), card_id, key_version)?;
-        self.db.insert_statement(&s).await?;
+        self.db.insert_card_session(&s).await?;
         Ok(self.statement_answer(&s, &[init]))
     }
 
     async fn statement_load(&self, id: &str) -> Result<(Statement, i64), CenterError> {
-        self.db.statement(id).await?.ok_or_else(|| CenterError::UnknownStatement(id.chars().take(64).collect()))
+        self.db
+            .card_session::<Statement>(id)
+            .await?
+            .ok_or_else(|| CenterError::UnknownStatement(id.chars().take(64).collect()))
     }
 
     pub async fn statement_authenticate(

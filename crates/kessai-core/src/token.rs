@@ -112,6 +112,20 @@ impl fmt::Debug for TokenId {
     }
 }
 
+/// As its printed form, `tok_` and 32 hex digits.
+impl Serialize for TokenId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for TokenId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<TokenId, D::Error> {
+        let text = String::deserialize(d)?;
+        TokenId::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// FIG. 12's token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DepositToken {
@@ -204,9 +218,40 @@ fn holds_a_card_number(text: &str) -> bool {
     runs.iter().any(|run| (13..=19).any(|len| run.len() >= len && run.windows(len).any(luhn)))
 }
 
-/// A bank account as a token names it: Zengin `BBBB-SSS-T-NNNNNNN` (bank,
-/// branch, deposit type, number) or an IBAN (two letters, two digits, up
-/// to 30 letters and digits).
+/// Checks a bank account as a token names it: Zengin `BBBB-SSS-T-NNNNNNN`
+/// (bank, branch, deposit type, number) or an IBAN (two letters, two
+/// digits, up to 30 letters and digits).
+pub fn check_bank_account(text: &str) -> Result<(), TokenError> {
+    if bank_account_form(text) {
+        Ok(())
+    } else {
+        Err(TokenError::Field(
+            "bank account",
+            "BBBB-SSS-T-NNNNNNN (Zengin) or an IBAN of up to 34 letters and digits".into(),
+        ))
+    }
+}
+
+/// Checks a credit card as a token names it: `last4:NNNN` or a network
+/// token `ntk:…`, never its number.
+pub fn check_card_ref(text: &str) -> Result<(), TokenError> {
+    let card_ok = match text.split_once(':') {
+        Some(("last4", digits)) => digits.len() == 4 && digits.bytes().all(|b| b.is_ascii_digit()),
+        Some(("ntk", id)) => {
+            !id.is_empty()
+                && id.len() <= MAX_FIELD_BYTES - 4
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+                && !holds_a_card_number(id)
+        }
+        _ => false,
+    };
+    if card_ok {
+        Ok(())
+    } else {
+        Err(TokenError::Field("card reference", "last4:NNNN or ntk:… (never a card number)".into()))
+    }
+}
+
 fn bank_account_form(text: &str) -> bool {
     let b = text.as_bytes();
     let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
@@ -252,20 +297,8 @@ impl DepositToken {
                 return Err(TokenError::Field(name, "holds what reads as a payment card number".into()));
             }
         }
-        if !bank_account_form(&self.bank_account) {
-            return Err(TokenError::Field(
-                "bank account",
-                "BBBB-SSS-T-NNNNNNN (Zengin) or an IBAN of up to 34 letters and digits".into(),
-            ));
-        }
-        let card_ok = match self.card_ref.split_once(':') {
-            Some(("last4", digits)) => digits.len() == 4 && digits.bytes().all(|b| b.is_ascii_digit()),
-            Some(("ntk", id)) => !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)),
-            _ => false,
-        };
-        if !card_ok {
-            return Err(TokenError::Field("card reference", "last4:NNNN or ntk:… (never a card number)".into()));
-        }
+        check_bank_account(&self.bank_account)?;
+        check_card_ref(&self.card_ref)?;
         if self.amount.is_zero() {
             return Err(TokenError::Field("amount", "more than zero".into()));
         }
@@ -438,6 +471,12 @@ impl TokenKeyring {
     /// The version that issues at `now`: the newest whose window holds it.
     fn issuing(&self, now: Timestamp) -> Option<&TokenKey> {
         self.keys.iter().filter(|k| k.issue_from <= now && now < k.issue_until).max_by_key(|k| k.version)
+    }
+
+    /// Until when a token sealed at `now` may live: the end of the issuing
+    /// version's redeeming window; `None` if no version issues now.
+    pub fn issuing_until(&self, now: Timestamp) -> Option<Timestamp> {
+        self.issuing(now).map(|k| k.redeem_until)
     }
 
     /// Seals `token` at `now` under the version issuing then.

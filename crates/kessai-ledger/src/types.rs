@@ -87,10 +87,13 @@ pub enum AccountKind {
     /// Money on its way to stores' bank accounts: payouts a clearing run
     /// made that the bank has not yet confirmed or returned.
     PayoutsInTransit = 8,
+    /// Money received for bank deposit tokens (seed 002) that are neither
+    /// redeemed nor paid back yet.
+    TokensOutstanding = 9,
 }
 
 impl AccountKind {
-    pub const ALL: [AccountKind; 8] = [
+    pub const ALL: [AccountKind; 9] = [
         AccountKind::CardFloat,
         AccountKind::StorePayable,
         AccountKind::CreditFunding,
@@ -99,6 +102,7 @@ impl AccountKind {
         AccountKind::Prepaid,
         AccountKind::Suspense,
         AccountKind::PayoutsInTransit,
+        AccountKind::TokensOutstanding,
     ];
 
     pub fn code(self) -> u16 {

@@ -128,6 +128,7 @@ impl Wallet {
             amount: Some(amount),
             method: Some(method),
             card_id: None,
+            token: None,
         };
         let f = funding(self.prepaid_post(signer, draft, card).await?)?;
         if opening && f.status != kessai_api::views::FundingStatus::Declined {
@@ -184,6 +185,7 @@ impl Wallet {
             amount: None,
             method: None,
             card_id: None,
+            token: None,
         };
         let answer = self.prepaid_post(signer, draft, None).await?;
         let inquiry: Inquiry =
@@ -297,6 +299,7 @@ impl Wallet {
                 amount: Some(amount),
                 method: None,
                 card_id: Some(card_id),
+                token: None,
             };
             let sign = || -> Result<String, kessai_core::jws::JwsError> {
                 let body = PrepaidRequest::new(draft)?;

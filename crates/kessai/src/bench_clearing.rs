@@ -67,6 +67,7 @@ pub fn run(settlements: u64, stores: u32, database: Database) -> anyhow::Result<
             in_flight: Default::default(),
             prepaid: Default::default(),
             clearing: kessai_center::clearing::ClearingPolicy { fee_bp: 250, fee_fixed_minor: 0, ..Default::default() },
+            tokens: None,
         };
         println!(
             "kessai bench clearing — one run over {settlements} posted settlements for {stores} stores, on {on}, in this process"

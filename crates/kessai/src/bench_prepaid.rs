@@ -110,6 +110,7 @@ async fn member(c: &Centers, n: usize) -> anyhow::Result<Member> {
         amount: Some(Money::new(CARD_VALUE_MINOR, Currency::JPY)?),
         method: Some(FundingMethod::Cash),
         card_id: None,
+        token: None,
     })?;
     let claims = Claims::for_lifetime(member.clone(), MessageId::generate(&mut OsRandom), now, 300)?
         .with_audience(PartyId::parse("center")?);

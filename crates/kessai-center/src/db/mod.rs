@@ -64,6 +64,7 @@ mod registry;
 mod search;
 mod settlements;
 mod statistics;
+mod tokens;
 mod value_updates;
 
 pub use crate::writer::WriteFuture;
@@ -85,8 +86,9 @@ pub use prepaid::{
 pub use registry::{RecordedKey, StatusChange, StoreRecord};
 pub use search::{Found, FoundPage, Search, SearchKind};
 pub use settlements::DueDelivery;
-pub use settlements::{BillState, ListCursor, SettlementPage, SettlementQuery, StepExtras};
+pub use settlements::{BillState, ListCursor, SessionRecord, SettlementPage, SettlementQuery, StepExtras};
 pub use statistics::DayTally;
+pub use tokens::{CreditIssues, TokenRow};
 pub use value_updates::{Alongside, Reservation};
 
 /// Longest the center waits for a database connection.

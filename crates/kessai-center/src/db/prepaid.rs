@@ -435,12 +435,13 @@ impl CenterDb {
     }
 
     /// Records a bank credit with the books' `entries` and, if it matched,
-    /// the funding it issues (moved from `awaiting`), in one transaction.
+    /// the funding or deposit token it issues (moved from `awaiting`), in
+    /// one transaction.
     /// An entry imported before changes nothing.
     pub async fn take_bank_credit(
         &self,
         credit: &BankCreditRow,
-        issues: Option<&FundingRow>,
+        issues: Option<super::CreditIssues<'_>>,
         entries: Entries,
         now: Timestamp,
         trail: Option<TrailEntry>,
@@ -448,7 +449,12 @@ impl CenterDb {
         let seen =
             Stmt::new("SELECT entry_key FROM center_bank_credits WHERE entry_key = $1").bind(credit.entry_key.clone());
         let insert = insert_credit(credit, now)?;
-        let issue = issues.map(|f| update_funding(f, FundingStatus::Awaiting)).transpose()?;
+        let issue = issues
+            .map(|i| match i {
+                super::CreditIssues::Funding(f) => update_funding(f, FundingStatus::Awaiting),
+                super::CreditIssues::Token(t) => super::tokens::issue_token(t),
+            })
+            .transpose()?;
         let now_s = now.unix_s();
         self.write(move |mut conn| {
             Box::pin(async move {

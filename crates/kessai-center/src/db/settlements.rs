@@ -97,6 +97,48 @@ pub struct StepExtras<'a> {
     pub trail: Option<TrailEntry>,
 }
 
+/// A card session kept between the wallet's requests as one JSON record
+/// with a version (a statement, a token delivery): its table's statements.
+pub trait SessionRecord: serde::Serialize + serde::de::DeserializeOwned {
+    /// `(id, card_id, record, version 1, created_at)` from `$1..$4`.
+    const INSERT: &'static str;
+    /// `record, version` of the row `$1`.
+    const SELECT: &'static str;
+    /// `record = $1, version + 1` of the row `$2` at version `$3`.
+    const UPDATE: &'static str;
+    fn id(&self) -> &str;
+    fn card(&self) -> &CardId;
+    fn created_at(&self) -> Timestamp;
+}
+
+/// [`SessionRecord`] for `$record`, kept in `$table`.
+macro_rules! card_session_table {
+    ($record:ty, $table:literal) => {
+        impl $crate::db::SessionRecord for $record {
+            const INSERT: &'static str = concat!(
+                "INSERT INTO ",
+                $table,
+                " (id, card_id, record, version, created_at) VALUES ($1, $2, $3, 1, $4)"
+            );
+            const SELECT: &'static str = concat!("SELECT record, version FROM ", $table, " WHERE id = $1");
+            const UPDATE: &'static str =
+                concat!("UPDATE ", $table, " SET record = $1, version = version + 1 WHERE id = $2 AND version = $3");
+            fn id(&self) -> &str {
+                &self.id
+            }
+            fn card(&self) -> &CardId {
+                &self.card_id
+            }
+            fn created_at(&self) -> Timestamp {
+                self.created_at
+            }
+        }
+    };
+}
+
+card_session_table!(crate::statement::Statement, "center_statements");
+card_session_table!(crate::tokens::TokenDelivery, "center_token_deliveries");
+
 impl CenterDb {
     /// Stores a new settlement. If the store already has a settlement for
     /// this bill id, returns that one instead (a duplicate bill).
@@ -310,23 +352,20 @@ impl CenterDb {
         self.execute(purge).await
     }
 
-    pub async fn insert_statement(&self, s: &crate::statement::Statement) -> Result<(), DbError> {
-        let query = Stmt::new(
-            "INSERT INTO center_statements (id, card_id, record, version, created_at) VALUES ($1, $2, $3, 1, $4)",
-        )
-        .bind(s.id.clone())
-        .bind(s.card_id.to_string())
-        .bind(serde_json::to_string(s).map_err(corrupt)?)
-        .bind(to_i64(s.created_at.unix_s())?);
+    /// Stores a new card session's record (version 1).
+    pub async fn insert_card_session<T: SessionRecord>(&self, record: &T) -> Result<(), DbError> {
+        let query = Stmt::new(T::INSERT)
+            .bind(record.id().to_owned())
+            .bind(record.card().to_string())
+            .bind(serde_json::to_string(record).map_err(corrupt)?)
+            .bind(to_i64(record.created_at().unix_s())?);
         self.execute(query).await?;
         Ok(())
     }
 
-    pub async fn statement(&self, id: &str) -> Result<Option<(crate::statement::Statement, i64)>, DbError> {
-        let row = sqlx::query("SELECT record, version FROM center_statements WHERE id = $1")
-            .bind(id.to_owned())
-            .fetch_optional(&mut *self.read().await?)
-            .await?;
+    /// A card session's record and its version.
+    pub async fn card_session<T: SessionRecord>(&self, id: &str) -> Result<Option<(T, i64)>, DbError> {
+        let row = sqlx::query(T::SELECT).bind(id.to_owned()).fetch_optional(&mut *self.read().await?).await?;
         row.map(|r| {
             let record: String = r.try_get("record")?;
             Ok((serde_json::from_str(&record).map_err(corrupt)?, r.try_get("version")?))
@@ -334,34 +373,29 @@ impl CenterDb {
         .transpose()
     }
 
-    /// Writes `s` if the row is still at `version` and, in the same
-    /// transaction, remembers `response` for its Idempotency-Key; once the
-    /// statement is done, the card's log it read is collected with it
-    /// (`center_card_log`, for the examination of card logs).
-    pub async fn update_statement(
+    /// Writes `record` if its row is still at `version`, with `also` (what
+    /// the step changes beside it) and `response` for its Idempotency-Key,
+    /// in one transaction.
+    pub(super) async fn update_card_session<T: SessionRecord>(
         &self,
-        s: &crate::statement::Statement,
+        record: &T,
         version: i64,
+        also: Vec<Stmt>,
         now: Timestamp,
         response: Option<SavedResponse>,
     ) -> Result<(), DbError> {
-        let query =
-            Stmt::new("UPDATE center_statements SET record = $1, version = version + 1 WHERE id = $2 AND version = $3")
-                .bind(serde_json::to_string(s).map_err(corrupt)?)
-                .bind(s.id.clone())
-                .bind(version);
-        let collect = match s.phase {
-            crate::statement::StatementPhase::Done => super::audit::collect_statements(&s.card_id, &s.entries, now)?,
-            _ => Vec::new(),
-        };
+        let query = Stmt::new(T::UPDATE)
+            .bind(serde_json::to_string(record).map_err(corrupt)?)
+            .bind(record.id().to_owned())
+            .bind(version);
         let (save, stored) = idempotency::saving(response, now)?;
         self.write(move |mut conn| {
             Box::pin(async move {
                 if conn.execute(query).await? != 1 {
                     return Err(DbError::Conflict);
                 }
-                for record in collect {
-                    conn.execute(record).await?;
+                for statement in also {
+                    conn.execute(statement).await?;
                 }
                 if let Some(save) = save {
                     conn.execute(save).await?;
@@ -372,6 +406,23 @@ impl CenterDb {
         .await?;
         stored.iter().for_each(Stored::mark);
         Ok(())
+    }
+
+    /// Writes statement `s` (see [`CenterDb::update_card_session`]); once it is
+    /// done, the card's log it read is collected with it (`center_card_log`,
+    /// for the examination of card logs).
+    pub async fn update_statement(
+        &self,
+        s: &crate::statement::Statement,
+        version: i64,
+        now: Timestamp,
+        response: Option<SavedResponse>,
+    ) -> Result<(), DbError> {
+        let collect = match s.phase {
+            crate::statement::StatementPhase::Done => super::audit::collect_statements(&s.card_id, &s.entries, now)?,
+            _ => Vec::new(),
+        };
+        self.update_card_session(s, version, collect, now, response).await
     }
 
     /// Completed settlements whose receipt is not stored yet, oldest first

@@ -59,6 +59,7 @@ pub(crate) async fn open_center(url: &str) -> Center {
         in_flight: Default::default(),
         prepaid: Default::default(),
         clearing: Default::default(),
+        tokens: None,
     }
 }
 

@@ -20,6 +20,7 @@ mod refund;
 mod service;
 mod statement;
 mod tls;
+mod tokens;
 mod world;
 
 /// The verified certificate an in-process request carries: `admin` acts as

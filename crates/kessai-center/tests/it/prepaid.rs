@@ -68,6 +68,7 @@ pub(crate) fn request(
         amount: amount.map(jpy),
         method,
         card_id: None,
+        token: None,
     };
     sign_request(c, m, draft)
 }
@@ -717,6 +718,7 @@ async fn value_moves_from_a_prepaid_card_to_the_members_ic_card_once() {
         amount: Some(jpy(amount)),
         method: None,
         card_id: Some(card_id(card)),
+        token: None,
     };
     let update = |reply: PrepaidReply| -> UpdateReply {
         match reply {

@@ -63,6 +63,7 @@ pub(crate) async fn setup_on(dir: tempfile::TempDir, url: &str) -> Setup {
         in_flight: Default::default(),
         prepaid: Default::default(),
         clearing: Default::default(),
+        tokens: None,
     };
     Setup { _dir: dir, url: url.to_owned(), center, mall_key, rng }
 }

@@ -32,6 +32,24 @@ pub enum PrepaidAction {
     /// `amount` of `account`'s value onto the member's IC card `card_id`
     /// (a value update funded by the prepaid card, through SIG5).
     ToCard,
+    /// A bank deposit token (seed 002) of `amount` for the member's IC card
+    /// `card_id`, paid by bank transfer to the pool account under the
+    /// reference the answer gives; `token` names where its value goes back
+    /// if it is never redeemed, and the member's credit card.
+    DepositToken,
+}
+
+/// What a deposit token request names beyond an amount and a card
+/// (FIG. 12's bank account and credit card).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenTerms {
+    /// The member's own account, where an unredeemed token's value is
+    /// paid back: `BBBB-SSS-T-NNNNNNN` (Zengin) or an IBAN.
+    pub refund_account: String,
+    /// The member's credit card as `last4:NNNN` or a network token
+    /// `ntk:…`, never its number.
+    pub card_ref: String,
 }
 
 /// How the member pays the center for value (FIG. 12–15).
@@ -81,8 +99,11 @@ pub struct PrepaidRequest {
     amount: Option<Money>,
     /// How the member pays (open, fund).
     method: Option<FundingMethod>,
-    /// The member's IC card the value goes to (to_card).
+    /// The member's IC card the value goes to (to_card), or the token is
+    /// for (deposit_token).
     card_id: Option<CardId>,
+    /// A deposit token's terms (deposit_token only).
+    token: Option<TokenTerms>,
 }
 
 /// The fields of a PrepaidRequest, checked by [`PrepaidRequest::new`]; also
@@ -101,6 +122,8 @@ pub struct PrepaidRequestDraft {
     pub method: Option<FundingMethod>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub card_id: Option<CardId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<TokenTerms>,
 }
 
 impl PrepaidRequest {
@@ -125,12 +148,30 @@ impl PrepaidRequest {
                     return Err(field_error("method", "moving value is paid by the prepaid card"));
                 }
             }
+            PrepaidAction::DepositToken => {
+                let amount = d.amount.ok_or_else(|| field_error("amount", "is required for a deposit token"))?;
+                require_positive("amount", &amount)?;
+                if d.method != Some(FundingMethod::BankTransfer) {
+                    return Err(field_error("method", "a deposit token is paid by bank transfer"));
+                }
+                let terms = d.token.as_ref().ok_or_else(|| field_error("token", "is required for a deposit token"))?;
+                crate::token::check_bank_account(&terms.refund_account)
+                    .map_err(|_| field_error("token.refund_account", "BBBB-SSS-T-NNNNNNN (Zengin) or an IBAN"))?;
+                crate::token::check_card_ref(&terms.card_ref)
+                    .map_err(|_| field_error("token.card_ref", "last4:NNNN or ntk:…, never a card number"))?;
+            }
         }
-        if (d.action == PrepaidAction::ToCard) != d.card_id.is_some() {
-            return Err(field_error("card_id", "names the IC card value moves to, and only then"));
+        let names_card = matches!(d.action, PrepaidAction::ToCard | PrepaidAction::DepositToken);
+        if names_card != d.card_id.is_some() {
+            return Err(field_error("card_id", "names the IC card value moves to or a token is for, and only then"));
+        }
+        if (d.action == PrepaidAction::DepositToken) != d.token.is_some() {
+            return Err(field_error("token", "is named by a deposit token request, and only by it"));
         }
         match (d.action, &d.account) {
-            (PrepaidAction::Open, Some(_)) => return Err(field_error("account", "a new card has no id yet")),
+            (PrepaidAction::Open | PrepaidAction::DepositToken, Some(_)) => {
+                return Err(field_error("account", "a new card or a token names no prepaid card"));
+            }
             (PrepaidAction::Fund | PrepaidAction::ToCard, None) => {
                 return Err(field_error("account", "is required to fund or move value"));
             }
@@ -144,6 +185,7 @@ impl PrepaidRequest {
             amount: d.amount,
             method: d.method,
             card_id: d.card_id,
+            token: d.token,
         })
     }
 
@@ -167,9 +209,13 @@ impl PrepaidRequest {
     pub fn method(&self) -> Option<FundingMethod> {
         self.method
     }
-    /// Present for to_card.
+    /// Present for to_card and deposit_token.
     pub fn card_id(&self) -> Option<CardId> {
         self.card_id
+    }
+    /// Present for deposit_token.
+    pub fn token(&self) -> Option<&TokenTerms> {
+        self.token.as_ref()
     }
 }
 
@@ -190,6 +236,7 @@ impl From<PrepaidRequest> for PrepaidRequestDraft {
             amount: p.amount,
             method: p.method,
             card_id: p.card_id,
+            token: p.token,
         }
     }
 }
@@ -237,6 +284,7 @@ mod tests {
             amount: Some(Money::new(5_000, Currency::JPY).unwrap()),
             method: Some(FundingMethod::BankTransfer),
             card_id: None,
+            token: None,
         }
     }
 
@@ -280,6 +328,34 @@ mod tests {
         assert!(PrepaidRequest::new(PrepaidRequestDraft { account: None, ..to_card.clone() }).is_err());
         assert!(PrepaidRequest::new(PrepaidRequestDraft { method: Some(FundingMethod::Cash), ..to_card }).is_err());
         assert!(PrepaidRequest::new(PrepaidRequestDraft { card_id: card, ..draft(PrepaidAction::Open) }).is_err());
+        // A deposit token names the IC card, its terms, and bank transfer.
+        let terms = TokenTerms { refund_account: "0001-002-1-1234567".into(), card_ref: "last4:4242".into() };
+        let token =
+            PrepaidRequestDraft { card_id: card, token: Some(terms.clone()), ..draft(PrepaidAction::DepositToken) };
+        assert!(PrepaidRequest::new(token.clone()).is_ok());
+        for bad in [
+            PrepaidRequestDraft { token: None, ..token.clone() },
+            PrepaidRequestDraft { card_id: None, ..token.clone() },
+            PrepaidRequestDraft { account: account.clone(), ..token.clone() },
+            PrepaidRequestDraft { method: Some(FundingMethod::Cash), ..token.clone() },
+            PrepaidRequestDraft { amount: None, ..token.clone() },
+            PrepaidRequestDraft {
+                token: Some(TokenTerms { card_ref: "4242424242424242".into(), ..terms.clone() }),
+                ..token.clone()
+            },
+            PrepaidRequestDraft {
+                token: Some(TokenTerms { card_ref: "ntk:4242424242424242".into(), ..terms.clone() }),
+                ..token.clone()
+            },
+            PrepaidRequestDraft {
+                token: Some(TokenTerms { refund_account: "my account".into(), ..terms.clone() }),
+                ..token.clone()
+            },
+            // Terms only on a deposit token request.
+            PrepaidRequestDraft { token: Some(terms.clone()), ..draft(PrepaidAction::Open) },
+        ] {
+            assert!(PrepaidRequest::new(bad.clone()).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

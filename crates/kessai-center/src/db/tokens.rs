@@ -1,0 +1,280 @@
+//! Bank deposit tokens (#21): each token from its request to the card, and
+//! the sessions that store tokens on cards.
+
+use kessai_api::TokenStatus;
+use kessai_core::Money;
+use kessai_core::ids::TransactionId;
+use kessai_core::token::TokenId;
+
+use super::*;
+use crate::audit::BookEntry;
+use crate::statement::LogKind;
+use crate::tokens::TokenDelivery;
+
+/// A deposit token as the center keeps it, from its request on. Its value
+/// is in the books (tokens outstanding) once issued, never a column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    pub id: TokenId,
+    pub member: String,
+    pub request_id: String,
+    pub card_id: CardId,
+    pub amount: Money,
+    pub status: TokenStatus,
+    /// What the deposit must quote (ISO 11649), unique.
+    pub reference: String,
+    pub refund_account: String,
+    pub card_ref: String,
+    /// The deposit is awaited until then.
+    pub awaiting_until: Timestamp,
+    /// The transaction id of the token's STORE TOKEN, fixed when the
+    /// request is made: every delivery sends the same one.
+    pub store_tx: TransactionId,
+    /// The pool account's entry that paid it, once issued.
+    pub entry_key: Option<String>,
+    pub deposited_on: Option<String>,
+    pub key_version: Option<u8>,
+    pub expires_at: Option<Timestamp>,
+    /// The sealed token, once issued.
+    pub sealed: Option<Vec<u8>>,
+    /// The card's counter at its STORE TOKEN, once stored.
+    pub stored_counter: Option<u32>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// What a pool account credit issues, in the credit's transaction.
+#[derive(Debug, Clone, Copy)]
+pub enum CreditIssues<'a> {
+    /// A funding of a virtual prepaid card, moved from `awaiting`.
+    Funding(&'a FundingRow),
+    /// A deposit token, moved from `awaiting` with its sealed bytes.
+    Token(&'a TokenRow),
+}
+
+/// `SELECT` of every column of `center_tokens` where `$filter`.
+macro_rules! select_tokens {
+    ($filter:literal) => {
+        concat!(
+            "SELECT id, member, request_id, card_id, amount_minor, currency, status, reference, refund_account,
+             card_ref, awaiting_until, store_tx, entry_key, deposited_on, key_version, expires_at, sealed,
+             stored_counter, created_at, updated_at FROM center_tokens WHERE ",
+            $filter
+        )
+    };
+}
+
+fn at(s: i64) -> Result<Timestamp, DbError> {
+    Ok(Timestamp::from_unix_s(to_u64(s)?))
+}
+
+fn token_row_of(r: &dyn Columns) -> Result<TokenRow, DbError> {
+    let currency = Currency::from_str(&r.required_text("currency")?).map_err(corrupt)?;
+    let status = r.required_text("status")?;
+    let tx = hex::decode(r.required_text("store_tx")?).map_err(corrupt)?;
+    let tx: [u8; 16] = tx.try_into().map_err(|_| corrupt("store_tx of 16 bytes"))?;
+    Ok(TokenRow {
+        id: TokenId::parse(&r.required_text("id")?).map_err(corrupt)?,
+        member: r.required_text("member")?,
+        request_id: r.required_text("request_id")?,
+        card_id: CardId::parse(&r.required_text("card_id")?).map_err(corrupt)?,
+        amount: Money::new(to_u64(r.required_int("amount_minor")?)?, currency).map_err(corrupt)?,
+        status: TokenStatus::parse(&status).ok_or_else(|| corrupt(format!("token status {status:?}")))?,
+        reference: r.required_text("reference")?,
+        refund_account: r.required_text("refund_account")?,
+        card_ref: r.required_text("card_ref")?,
+        awaiting_until: at(r.required_int("awaiting_until")?)?,
+        store_tx: TransactionId::from_bytes(tx),
+        entry_key: r.text("entry_key")?,
+        deposited_on: r.text("deposited_on")?,
+        key_version: r.int("key_version")?.map(|v| u8::try_from(v).map_err(corrupt)).transpose()?,
+        expires_at: r.int("expires_at")?.map(at).transpose()?,
+        sealed: r.text("sealed")?.map(|h| hex::decode(h).map_err(corrupt)).transpose()?,
+        stored_counter: r.int("stored_counter")?.map(|c| u32::try_from(c).map_err(corrupt)).transpose()?,
+        created_at: at(r.required_int("created_at")?)?,
+        updated_at: at(r.required_int("updated_at")?)?,
+    })
+}
+
+fn insert_token_stmt(t: &TokenRow) -> Result<Stmt, DbError> {
+    Ok(Stmt::new(
+        "INSERT INTO center_tokens (id, member, request_id, card_id, amount_minor, currency, status, reference,
+         refund_account, card_ref, awaiting_until, store_tx, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+    )
+    .bind(t.id.to_string())
+    .bind(t.member.clone())
+    .bind(t.request_id.clone())
+    .bind(t.card_id.to_string())
+    .bind(to_i64(t.amount.amount_minor())?)
+    .bind(t.amount.currency().code().to_owned())
+    .bind(t.status.as_str().to_owned())
+    .bind(t.reference.clone())
+    .bind(t.refund_account.clone())
+    .bind(t.card_ref.clone())
+    .bind(to_i64(t.awaiting_until.unix_s())?)
+    .bind(hex::encode(t.store_tx.as_bytes()))
+    .bind(to_i64(t.created_at.unix_s())?)
+    .bind(to_i64(t.updated_at.unix_s())?))
+}
+
+/// Moves an awaiting token to `issued` with what issuing made of it, if it
+/// is still awaiting.
+pub(super) fn issue_token(t: &TokenRow) -> Result<Stmt, DbError> {
+    let sealed = t.sealed.as_ref().ok_or_else(|| corrupt("an issued token without its bytes"))?;
+    Ok(Stmt::new(
+        "UPDATE center_tokens SET status = 'issued', entry_key = $1, deposited_on = $2, key_version = $3,
+         expires_at = $4, sealed = $5, updated_at = $6 WHERE id = $7 AND status = 'awaiting'",
+    )
+    .bind(t.entry_key.clone())
+    .bind(t.deposited_on.clone())
+    .bind(t.key_version.map(i64::from))
+    .bind(t.expires_at.map(|e| to_i64(e.unix_s())).transpose()?)
+    .bind(hex::encode(sealed))
+    .bind(to_i64(t.updated_at.unix_s())?)
+    .bind(t.id.to_string()))
+}
+
+const TOKEN_BY_REQUEST_SQL: &str = select_tokens!("member = $1 AND request_id = $2");
+const TOKEN_BY_REFERENCE_SQL: &str = select_tokens!("reference = $1");
+const TOKEN_SQL: &str = select_tokens!("id = $1");
+
+impl CenterDb {
+    /// Stores a new token request. One for the same member and request id
+    /// already stored: that one, and nothing written.
+    pub async fn insert_token(&self, t: &TokenRow) -> Result<Option<TokenRow>, DbError> {
+        let existing = Stmt::new(TOKEN_BY_REQUEST_SQL).bind(t.member.clone()).bind(t.request_id.clone());
+        let insert = insert_token_stmt(t)?;
+        let written = self
+            .write(move |mut conn| {
+                Box::pin(async move {
+                    if let Some(found) = conn.fetch_optional(existing, token_row_of).await? {
+                        return Ok(Some(found));
+                    }
+                    conn.execute(insert).await?;
+                    Ok(None)
+                })
+            })
+            .await;
+        match written {
+            // The same request stored by another instance meanwhile.
+            Err(e) if e.is_unique_violation() => {
+                self.token_by_request(&t.member, &t.request_id).await?.map(Some).ok_or(e)
+            }
+            other => other,
+        }
+    }
+
+    pub async fn token(&self, id: &TokenId) -> Result<Option<TokenRow>, DbError> {
+        self.read_one(TOKEN_SQL, &[&id.to_string()], token_row_of).await
+    }
+
+    pub async fn token_by_request(&self, member: &str, request_id: &str) -> Result<Option<TokenRow>, DbError> {
+        self.read_one(TOKEN_BY_REQUEST_SQL, &[member, request_id], token_row_of).await
+    }
+
+    pub async fn token_by_reference(&self, reference: &str) -> Result<Option<TokenRow>, DbError> {
+        self.read_one(TOKEN_BY_REFERENCE_SQL, &[reference], token_row_of).await
+    }
+
+    /// A member's tokens, newest first.
+    pub async fn tokens_of_member(&self, member: &str) -> Result<Vec<TokenRow>, DbError> {
+        let rows = sqlx::query(select_tokens!("member = $1 ORDER BY created_at DESC, id LIMIT $2"))
+            .bind(member.to_owned())
+            .bind(MAX_LIST)
+            .fetch_all(&mut *self.read().await?)
+            .await?;
+        rows.iter().map(|r| token_row_of(r)).collect()
+    }
+
+    /// A card's tokens, oldest first.
+    pub async fn tokens_of_card(&self, card: &CardId) -> Result<Vec<TokenRow>, DbError> {
+        let rows = sqlx::query(select_tokens!("card_id = $1 ORDER BY created_at, id LIMIT $2"))
+            .bind(card.to_string())
+            .bind(MAX_LIST)
+            .fetch_all(&mut *self.read().await?)
+            .await?;
+        rows.iter().map(|r| token_row_of(r)).collect()
+    }
+
+    /// The tokens issued to a card and not yet stored on it that are still
+    /// unexpired at `now`, oldest first.
+    pub async fn tokens_to_store(&self, card: &CardId, now: Timestamp) -> Result<Vec<TokenRow>, DbError> {
+        let rows = sqlx::query(select_tokens!(
+            "card_id = $1 AND status = 'issued' AND expires_at > $2 ORDER BY created_at, id LIMIT $3"
+        ))
+        .bind(card.to_string())
+        .bind(to_i64(now.unix_s())?)
+        .bind(MAX_LIST)
+        .fetch_all(&mut *self.read().await?)
+        .await?;
+        rows.iter().map(|r| token_row_of(r)).collect()
+    }
+
+    /// Ends the token requests whose deposit did not arrive by `now`.
+    pub async fn lapse_tokens(&self, now: Timestamp) -> Result<u64, DbError> {
+        let lapse = Stmt::new(
+            "UPDATE center_tokens SET status = 'lapsed', updated_at = $1 WHERE status = 'awaiting' AND awaiting_until < $1",
+        )
+        .bind(to_i64(now.unix_s())?);
+        self.execute(lapse).await
+    }
+
+    /// What the books hold of a card's tokens, as the examination of its
+    /// log compares them: each token issued to it whose STORE TOKEN may
+    /// have reached it (pending until the card proved it).
+    pub async fn token_book_entries(&self, card: &CardId) -> Result<Vec<BookEntry>, DbError> {
+        let tokens = self.tokens_of_card(card).await?;
+        Ok(tokens
+            .iter()
+            .filter(|t| matches!(t.status, TokenStatus::Issued | TokenStatus::Stored))
+            .map(|t| BookEntry {
+                transaction_id: hex::encode(t.store_tx.as_bytes()),
+                kind: LogKind::TokenStored,
+                amount_minor: t.amount.amount_minor(),
+                counter: t.stored_counter,
+                pending: t.status == TokenStatus::Issued,
+                what: t.id.to_string(),
+            })
+            .collect())
+    }
+
+    /// Deletes token deliveries opened before `before`, at most `limit`
+    /// (what they stored is in `center_tokens`).
+    pub async fn purge_token_deliveries(&self, before: Timestamp, limit: i64) -> Result<u64, DbError> {
+        let query = Stmt::new(
+            "DELETE FROM center_token_deliveries WHERE id IN
+             (SELECT id FROM center_token_deliveries WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
+        )
+        .bind(to_i64(before.unix_s())?)
+        .bind(limit);
+        self.execute(query).await
+    }
+
+    /// Writes delivery `d` (see [`CenterDb::update_card_session`]); once it is
+    /// done, in the same transaction, the log records it read are collected
+    /// and each token the card proved it holds is `stored` (from `issued`;
+    /// one stored already stays as it is).
+    pub async fn update_token_delivery(
+        &self,
+        d: &TokenDelivery,
+        version: i64,
+        now: Timestamp,
+        response: Option<SavedResponse>,
+    ) -> Result<(), DbError> {
+        let mut also = super::audit::collect_statements(&d.card_id, &d.collected, now)?;
+        for (id, counter) in &d.stored {
+            also.push(
+                Stmt::new(
+                    "UPDATE center_tokens SET status = 'stored', stored_counter = $1, updated_at = $2
+                     WHERE id = $3 AND card_id = $4 AND status = 'issued'",
+                )
+                .bind(i64::from(*counter))
+                .bind(to_i64(now.unix_s())?)
+                .bind(id.to_string())
+                .bind(d.card_id.to_string()),
+            );
+        }
+        self.update_card_session(d, version, also, now, response).await
+    }
+}

@@ -1,0 +1,501 @@
+//! Bank deposit tokens at the center (seed 002, #21): a member's deposit,
+//! confirmed by the pool account's statement, becomes a token sealed under
+//! the credit service provider's key and stored on the member's IC card
+//! through a secure session, with the books and the card checked after
+//! each step.
+
+use std::sync::Arc;
+
+use kessai_card::tokens::{ListedToken, list_tokens_command, parse_list};
+use kessai_center::books::Receiving;
+use kessai_center::prepaid::{PrepaidError, PrepaidReply, StatementSource};
+use kessai_center::service::{Center, parse_answers};
+use kessai_center::tokens::{TokenBank, TokenDeliveryPhase, TokenPolicy, TokenView};
+use kessai_core::Currency;
+use kessai_core::ids::{CardId, RequestId};
+use kessai_core::messages::prepaid::{FundingMethod, PrepaidAction, PrepaidRequestDraft, TokenTerms};
+use kessai_core::random::SeededRandom;
+use kessai_core::time::Timestamp;
+use kessai_core::token::{TokenHeader, TokenId, TokenKey, TokenKeyring};
+use kessai_scp03::{CommandApdu, ResponseApdu};
+
+use crate::prepaid::{Member, camt, jpy, member, sign_request};
+use crate::service::{Setup, register_card, setup, setup_on_postgres};
+use crate::world::{CardReader, KVN, NOW, card_id, funded_card, masters, relay};
+
+const DAY: u64 = 86_400;
+
+/// The credit service provider's key version 1, issuing from a day before
+/// NOW for 30 days, redeeming for a year after.
+fn provider_key(version: u8, seed: u64) -> TokenKey {
+    let at = |s: u64| Timestamp::from_unix_s(s);
+    let windows = (at(NOW.unix_s() - DAY), at(NOW.unix_s() + 30 * DAY), at(NOW.unix_s() + 400 * DAY));
+    TokenKey::generate(version, windows, &mut SeededRandom::new(seed)).unwrap()
+}
+
+/// The same key versions as the provider holds them, for opening tokens.
+fn provider_keyring() -> TokenKeyring {
+    let mut ring = TokenKeyring::new();
+    ring.add(provider_key(1, 2101)).unwrap();
+    ring
+}
+
+/// The center with the bank's side of issuing: key version 1.
+fn with_tokens(mut s: Setup) -> Setup {
+    s.center.tokens = Some(Arc::new(TokenBank { keyring: provider_keyring(), policy: TokenPolicy::default() }));
+    s
+}
+
+/// Card 1 registered (no value), linked to a new member.
+async fn members_card(s: &mut Setup) -> Member {
+    register_card(s, 1, 0).await;
+    let m = member(&s.center, &mut s.rng).await;
+    assert!(
+        s.center
+            .db
+            .link_card_member(&card_id(1), Some(m.id.as_str()), false, NOW, crate::trail("card_member"))
+            .await
+            .unwrap()
+    );
+    m
+}
+
+fn terms() -> TokenTerms {
+    TokenTerms { refund_account: "0005-123-1-7654321".into(), card_ref: "last4:4242".into() }
+}
+
+fn token_request(m: &Member, request_id: &str, card: CardId, amount: u64) -> PrepaidRequestDraft {
+    PrepaidRequestDraft {
+        member: m.id.clone(),
+        request_id: RequestId::parse(request_id).unwrap(),
+        action: PrepaidAction::DepositToken,
+        account: None,
+        amount: Some(jpy(amount)),
+        method: Some(FundingMethod::BankTransfer),
+        card_id: Some(card),
+        token: Some(terms()),
+    }
+}
+
+async fn ask(c: &Center, m: &Member, draft: PrepaidRequestDraft) -> Result<TokenView, PrepaidError> {
+    let signed = sign_request(c, m, draft);
+    match c.prepaid_request(&signed, None, &kessai_center::authorizer::Simulator::new()).await? {
+        PrepaidReply::Token(t) => Ok(*t),
+        other => panic!("expected a token, got {other:?}"),
+    }
+}
+
+/// The tokens card `n` lists, through a secure session of its own.
+fn card_tokens(t: &mut kessai_card::terminal::Terminal<CardReader>, n: u8) -> Vec<ListedToken> {
+    let keys = kessai_scp03::diversify::diversify(
+        &masters(0x40),
+        card_id(n).as_bytes(),
+        kessai_scp03::KeyVersion::new(KVN).unwrap(),
+    );
+    t.select().unwrap();
+    let s = t.open_session(keys, [2; 8]).unwrap();
+    let (_, r) = t.secure(s, &list_tokens_command(0, 4)).unwrap();
+    assert_eq!(r.sw().raw(), 0x9000);
+    t.select().unwrap();
+    parse_list(r.data()).unwrap().1
+}
+
+fn relay_hex(t: &mut kessai_card::terminal::Terminal<CardReader>, apdus: &[String]) -> Vec<ResponseApdu> {
+    let answers: Vec<String> = apdus
+        .iter()
+        .map(|h| hex::encode(relay(t, &CommandApdu::parse(&hex::decode(h).unwrap()).unwrap()).to_bytes()))
+        .collect();
+    parse_answers(&answers).unwrap()
+}
+
+/// One delivery session end to end: the tokens the center says it stored.
+async fn deliver(c: &Center, t: &mut kessai_card::terminal::Terminal<CardReader>, n: u8) -> Vec<String> {
+    t.select().unwrap();
+    let r = c.token_delivery_create(card_id(n)).await.unwrap();
+    let r = c.token_delivery_authenticate(&r.delivery_id, relay_hex(t, &r.apdus), None).await.unwrap();
+    let id = r.delivery_id.clone();
+    let done = c.token_delivery_finish(&id, relay_hex(t, &r.apdus), None).await.unwrap();
+    assert_eq!(done.phase, TokenDeliveryPhase::Done);
+    done.stored
+}
+
+/// What the pool received for tokens equals what is outstanding, and the
+/// ledger's invariants hold.
+async fn conserved(c: &Center) {
+    c.books.ledger().check().await.unwrap();
+    let received = c.books.received(Receiving::BankPool, Currency::JPY).await.unwrap();
+    let suspense = i128::from(c.books.suspense(Currency::JPY).await.unwrap());
+    let outstanding = c.books.tokens_outstanding(Currency::JPY).await.unwrap();
+    assert_eq!(received, outstanding + suspense, "the pool holds what tokens and suspense hold");
+}
+
+async fn a_deposit_becomes_a_token_on_the_card(mut s: Setup) {
+    let m = members_card(&mut s).await;
+    let c = &s.center;
+    let mut card = funded_card(1, 0);
+
+    // The member asks; the answer is a reference and where to pay.
+    let asked = ask(c, &m, token_request(&m, "dep-1", card_id(1), 12_000)).await.unwrap();
+    assert_eq!(asked.status, kessai_api::TokenStatus::Awaiting);
+    assert!(asked.pay_to.is_some() && asked.awaiting_until.is_some());
+    assert!(asked.reference.starts_with("RF"), "{}", asked.reference);
+    // Asked again (an answer lost): the same token; another request under
+    // the same id is refused.
+    let again = ask(c, &m, token_request(&m, "dep-1", card_id(1), 12_000)).await.unwrap();
+    assert_eq!(again.token_id, asked.token_id);
+    assert!(matches!(
+        ask(c, &m, token_request(&m, "dep-1", card_id(1), 12_001)).await,
+        Err(PrepaidError::RequestIdReused(_))
+    ));
+    assert_eq!(c.books.tokens_outstanding(Currency::JPY).await.unwrap(), 0, "nothing before the money");
+
+    // The deposit arrives on the pool account's statement.
+    let statement = camt("STMT-T1", &[(12_000, Some(&asked.reference), "BANK-T1")]);
+    let report = c.import_statement(&statement, StatementSource::Bank).await.unwrap();
+    assert_eq!((report.matched, report.suspense), (1, 0));
+    assert_eq!(c.books.tokens_outstanding(Currency::JPY).await.unwrap(), 12_000);
+    conserved(c).await;
+    let id = TokenId::parse(&asked.token_id).unwrap();
+    let row = c.db.token(&id).await.unwrap().unwrap();
+    assert_eq!(row.status, kessai_api::TokenStatus::Issued);
+    // Sealed under the provider's version 1, with every FIG. 12 field.
+    let sealed = row.sealed.clone().unwrap();
+    let opened = provider_keyring().open(&sealed, NOW).unwrap();
+    assert_eq!(opened.token_id, id);
+    assert_eq!(opened.amount, jpy(12_000));
+    assert_eq!(opened.user_id, m.id.as_str());
+    assert_eq!(opened.bank_account, "0005-123-1-7654321");
+    assert_eq!(opened.card_ref, "last4:4242");
+    assert_eq!(opened.card_company_id, "kessai-csp");
+    assert_eq!(opened.deposited_at, NOW);
+    assert_eq!(opened.expires_at.unix_s(), NOW.unix_s() + 180 * DAY);
+    assert!(!opened.user_name.is_empty());
+    assert_eq!(TokenHeader::read(&sealed).unwrap().key_version, 1);
+    // The statement again: nothing more.
+    let report = c.import_statement(&statement, StatementSource::Bank).await.unwrap();
+    assert_eq!((report.matched, report.already_imported), (0, 1));
+    assert_eq!(c.books.tokens_outstanding(Currency::JPY).await.unwrap(), 12_000);
+
+    // The token reaches the card through a secure session.
+    assert!(card_tokens(&mut card, 1).is_empty());
+    assert_eq!(deliver(c, &mut card, 1).await, vec![asked.token_id.clone()]);
+    let listed = card_tokens(&mut card, 1);
+    assert_eq!(listed.len(), 1);
+    assert_eq!((listed[0].token_id, listed[0].amount_minor, listed[0].redeemed), (id.0, 12_000, false));
+    let row = c.db.token(&id).await.unwrap().unwrap();
+    assert_eq!(row.status, kessai_api::TokenStatus::Stored);
+    assert_eq!(row.stored_counter, Some(listed[0].counter));
+    // Nothing more to deliver; the books unchanged by storing.
+    assert!(deliver(c, &mut card, 1).await.is_empty());
+    assert_eq!(card_tokens(&mut card, 1).len(), 1);
+    assert_eq!(c.books.tokens_outstanding(Currency::JPY).await.unwrap(), 12_000);
+    conserved(c).await;
+    // The member sees it stored, with its expiry.
+    let views = c.tokens_of(m.id.as_str()).await.unwrap();
+    assert_eq!(views.len(), 1);
+    assert_eq!(views[0].status, kessai_api::TokenStatus::Stored);
+    assert_eq!(views[0].expires_at, Some(opened.expires_at));
+    assert_eq!(views[0].pay_to, None);
+
+    // The card's log, collected by a later session, agrees with the books.
+    collect_log(c, &mut card, 1).await;
+    let report = c.audit(NOW).await.unwrap();
+    assert!(report.differences.is_empty(), "{:?}", report.differences);
+}
+
+#[tokio::test]
+async fn a_deposit_becomes_a_token_on_the_card_once() {
+    a_deposit_becomes_a_token_on_the_card(with_tokens(setup().await)).await;
+}
+
+#[tokio::test]
+async fn a_deposit_becomes_a_token_on_the_card_once_on_postgres() {
+    let Some(s) = setup_on_postgres("tokens_deposit").await else { return };
+    a_deposit_becomes_a_token_on_the_card(with_tokens(s)).await;
+}
+
+/// A deposit that cannot make its token waits in suspense, with why; the
+/// token request is unchanged.
+#[tokio::test]
+async fn a_deposit_that_cannot_make_a_token_waits_in_suspense() {
+    let mut s = with_tokens(setup().await);
+    let m = members_card(&mut s).await;
+    let c = &s.center;
+    let a = ask(c, &m, token_request(&m, "dep-a", card_id(1), 5_000)).await.unwrap();
+    let b = ask(c, &m, token_request(&m, "dep-b", card_id(1), 6_000)).await.unwrap();
+    // Another amount than asked.
+    let report = c
+        .import_statement(&camt("STMT-S1", &[(5_001, Some(&a.reference), "BANK-S1")]), StatementSource::Bank)
+        .await
+        .unwrap();
+    assert_eq!((report.matched, report.suspense), (0, 1));
+    let held = c.bank_credits_in("suspense").await.unwrap();
+    assert!(held[0].reason.as_deref().unwrap().contains("for a token of"), "{:?}", held[0].reason);
+    assert_eq!(held[0].funding_id.as_deref(), Some(a.token_id.as_str()), "the operator sees which token");
+    // Too late: the request lapsed.
+    s.center.clock = Arc::new(kessai_core::time::FixedClock::new(Timestamp::from_unix_s(NOW.unix_s() + 8 * DAY)));
+    let c = &s.center;
+    let report = c
+        .import_statement(&camt("STMT-S2", &[(6_000, Some(&b.reference), "BANK-S2")]), StatementSource::Bank)
+        .await
+        .unwrap();
+    assert_eq!((report.matched, report.suspense), (0, 1));
+    for t in [&a, &b] {
+        let row = c.db.token(&TokenId::parse(&t.token_id).unwrap()).await.unwrap().unwrap();
+        assert_eq!(row.status, kessai_api::TokenStatus::Awaiting);
+        assert!(row.sealed.is_none());
+    }
+    assert_eq!(c.lapse_token_requests().await.unwrap(), 2, "both lapse once no deposit came in time");
+    assert_eq!(c.books.tokens_outstanding(Currency::JPY).await.unwrap(), 0);
+    assert_eq!(c.books.suspense(Currency::JPY).await.unwrap(), 11_001);
+    conserved(c).await;
+}
+
+/// With no key version issuing (the provider's keys all past their
+/// window), a deposit waits in suspense: no token is sealed under a key
+/// that may not issue.
+#[tokio::test]
+async fn no_token_is_made_without_a_key_version_issuing() {
+    let mut s = setup().await;
+    let mut ring = TokenKeyring::new();
+    let at = |d: i64| Timestamp::from_unix_s(NOW.unix_s().saturating_add_signed(d * DAY as i64));
+    ring.add(TokenKey::generate(1, (at(-60), at(-30), at(300)), &mut SeededRandom::new(5)).unwrap()).unwrap();
+    s.center.tokens = Some(Arc::new(TokenBank { keyring: ring, policy: TokenPolicy::default() }));
+    let m = members_card(&mut s).await;
+    let c = &s.center;
+    let a = ask(c, &m, token_request(&m, "dep-k", card_id(1), 5_000)).await.unwrap();
+    let report = c
+        .import_statement(&camt("STMT-K", &[(5_000, Some(&a.reference), "BANK-K")]), StatementSource::Bank)
+        .await
+        .unwrap();
+    assert_eq!((report.matched, report.suspense), (0, 1));
+    let held = c.bank_credits_in("suspense").await.unwrap();
+    assert!(held[0].reason.as_deref().unwrap().contains("no token key"), "{:?}", held[0].reason);
+    assert_eq!(c.books.tokens_outstanding(Currency::JPY).await.unwrap(), 0);
+    conserved(c).await;
+}
+
+/// Every refused request changes nothing: a card not the member's, a
+/// center that issues no tokens, a card number where the card reference
+/// goes.
+#[tokio::test]
+async fn refused_token_requests_change_nothing() {
+    let mut s = setup().await;
+    let m = members_card(&mut s).await;
+    register_card(&s, 2, 0).await;
+    // No tokens here.
+    let refused = ask(&s.center, &m, token_request(&m, "dep-x", card_id(1), 5_000)).await;
+    assert!(matches!(refused, Err(PrepaidError::Refused(ref why)) if why.contains("no deposit tokens")), "{refused:?}");
+    let s = with_tokens(s);
+    let c = &s.center;
+    assert!(matches!(
+        ask(c, &m, token_request(&m, "dep-y", card_id(2), 5_000)).await,
+        Err(PrepaidError::NotMembersCard(_))
+    ));
+    assert!(matches!(
+        ask(c, &m, token_request(&m, "dep-z", card_id(1), 5_000_000)).await,
+        Err(PrepaidError::OverLimit { .. })
+    ));
+    // A card number in the card reference does not even sign.
+    let bad = PrepaidRequestDraft {
+        token: Some(TokenTerms { card_ref: "4242424242424242".into(), ..terms() }),
+        ..token_request(&m, "dep-w", card_id(1), 5_000)
+    };
+    assert!(kessai_core::messages::prepaid::PrepaidRequest::new(bad).is_err());
+    assert!(c.tokens_of(m.id.as_str()).await.unwrap().is_empty());
+}
+
+/// The card's answer to STORE TOKEN lost: the next session sends the same
+/// bytes under the same transaction, the card answers as the first time,
+/// and the token is stored once, at its first counter. An error status
+/// word a relay makes up (unproven) changes nothing.
+#[tokio::test]
+async fn a_lost_answer_or_a_made_up_refusal_stores_the_token_once() {
+    let mut s = with_tokens(setup().await);
+    let m = members_card(&mut s).await;
+    let c = &s.center;
+    let mut card = funded_card(1, 0);
+    let a = ask(c, &m, token_request(&m, "dep-l", card_id(1), 7_000)).await.unwrap();
+    c.import_statement(&camt("STMT-L", &[(7_000, Some(&a.reference), "BANK-L")]), StatementSource::Bank).await.unwrap();
+    let id = TokenId::parse(&a.token_id).unwrap();
+
+    // A relay answers the STORE with a bare refusal: nothing changes.
+    card.select().unwrap();
+    let r = c.token_delivery_create(card_id(1)).await.unwrap();
+    let r = c.token_delivery_authenticate(&r.delivery_id, relay_hex(&mut card, &r.apdus), None).await.unwrap();
+    let mut answers = relay_hex(&mut card, &r.apdus[..r.apdus.len() - 1]);
+    answers.push(ResponseApdu::parse(&[0x6A, 0x84]).unwrap());
+    let done = c.token_delivery_finish(&r.delivery_id, answers, None).await.unwrap();
+    assert!(done.stored.is_empty());
+    assert_eq!(done.refused.len(), 1);
+    assert!(done.refused[0].reason.contains("6A84"), "{}", done.refused[0].reason);
+    assert_eq!(c.db.token(&id).await.unwrap().unwrap().status, kessai_api::TokenStatus::Issued);
+    assert!(card_tokens(&mut card, 1).is_empty());
+
+    // The card stores it, but its answer never reaches the center.
+    card.select().unwrap();
+    let r = c.token_delivery_create(card_id(1)).await.unwrap();
+    let r = c.token_delivery_authenticate(&r.delivery_id, relay_hex(&mut card, &r.apdus), None).await.unwrap();
+    let _lost = relay_hex(&mut card, &r.apdus);
+    let first = card_tokens(&mut card, 1);
+    assert_eq!(first.len(), 1);
+    assert_eq!(c.db.token(&id).await.unwrap().unwrap().status, kessai_api::TokenStatus::Issued);
+    // The next session: the same answer, stored once.
+    assert_eq!(deliver(c, &mut card, 1).await, vec![a.token_id.clone()]);
+    let listed = card_tokens(&mut card, 1);
+    assert_eq!(listed, first, "one token, at its first counter");
+    assert_eq!(c.db.token(&id).await.unwrap().unwrap().stored_counter, Some(first[0].counter));
+    collect_log(c, &mut card, 1).await;
+    let report = c.audit(NOW).await.unwrap();
+    assert!(report.differences.is_empty(), "{:?}", report.differences);
+}
+
+/// Two imports of one statement at once issue its token once; two
+/// deliveries to one card at once store it once.
+#[tokio::test]
+async fn racing_imports_and_deliveries_issue_and_store_once() {
+    racing(with_tokens(setup().await)).await;
+}
+
+#[tokio::test]
+async fn racing_imports_and_deliveries_issue_and_store_once_on_postgres() {
+    let Some(s) = setup_on_postgres("tokens_racing").await else { return };
+    racing(with_tokens(s)).await;
+}
+
+async fn racing(mut s: Setup) {
+    let m = members_card(&mut s).await;
+    let c = &s.center;
+    let a = ask(c, &m, token_request(&m, "dep-r", card_id(1), 9_000)).await.unwrap();
+    let statement = camt("STMT-RACE", &[(9_000, Some(&a.reference), "BANK-RACE")]);
+    let imports =
+        crate::prepaid::futures_join((0..4).map(|_| c.import_statement(&statement, StatementSource::Bank))).await;
+    let matched: usize = imports.into_iter().map(|r| r.unwrap().matched).sum();
+    assert_eq!(matched, 1, "one import issued it");
+    assert_eq!(c.books.tokens_outstanding(Currency::JPY).await.unwrap(), 9_000);
+    conserved(c).await;
+
+    // Two wallets relay to one card, interleaved: both sessions are sealed
+    // before either's answers come back.
+    let mut card = funded_card(1, 0);
+    card.select().unwrap();
+    let r1 = c.token_delivery_create(card_id(1)).await.unwrap();
+    let r1 = c.token_delivery_authenticate(&r1.delivery_id, relay_hex(&mut card, &r1.apdus), None).await.unwrap();
+    let answers1 = relay_hex(&mut card, &r1.apdus);
+    card.select().unwrap();
+    let r2 = c.token_delivery_create(card_id(1)).await.unwrap();
+    let r2 = c.token_delivery_authenticate(&r2.delivery_id, relay_hex(&mut card, &r2.apdus), None).await.unwrap();
+    let answers2 = relay_hex(&mut card, &r2.apdus);
+    let (d1, d2) = tokio::join!(
+        c.token_delivery_finish(&r1.delivery_id, answers1, None),
+        c.token_delivery_finish(&r2.delivery_id, answers2, None)
+    );
+    let (d1, d2) = (d1.unwrap(), d2.unwrap());
+    assert_eq!((d1.stored.len(), d2.stored.len()), (1, 1), "the card proved it holds it to both");
+    let listed = card_tokens(&mut card, 1);
+    assert_eq!(listed.len(), 1, "the card holds it once");
+    let row = c.db.token(&TokenId::parse(&a.token_id).unwrap()).await.unwrap().unwrap();
+    assert_eq!(row.stored_counter, Some(listed[0].counter));
+    assert_eq!(c.books.tokens_outstanding(Currency::JPY).await.unwrap(), 9_000);
+    conserved(c).await;
+}
+
+/// A crash after any write of the statement's import or of the delivery
+/// leaves the token issued with its books or not at all, stored or not:
+/// then it completes, once.
+#[tokio::test]
+async fn a_crash_at_any_write_leaves_the_token_whole() {
+    let (mut finished, mut crashed) = (false, 0);
+    for n in 1..=20 {
+        let mut s = with_tokens(setup().await);
+        let m = members_card(&mut s).await;
+        let c = &s.center;
+        let mut card = funded_card(1, 0);
+        let a = ask(c, &m, token_request(&m, "dep-c", card_id(1), 3_000)).await.unwrap();
+        let id = TokenId::parse(&a.token_id).unwrap();
+        let statement = camt("STMT-C", &[(3_000, Some(&a.reference), "BANK-C")]);
+        c.db.faults().fail_at(n);
+        let imported = c.import_statement(&statement, StatementSource::Bank).await;
+        let delivered = match imported {
+            Ok(_) => {
+                card.select().unwrap();
+                match c.token_delivery_create(card_id(1)).await {
+                    Ok(r) => match c
+                        .token_delivery_authenticate(&r.delivery_id, relay_hex(&mut card, &r.apdus), None)
+                        .await
+                    {
+                        Ok(r) => {
+                            c.token_delivery_finish(&r.delivery_id, relay_hex(&mut card, &r.apdus), None).await.is_ok()
+                        }
+                        Err(_) => false,
+                    },
+                    Err(_) => false,
+                }
+            }
+            Err(_) => false,
+        };
+        let fired = !c.db.faults().armed();
+        c.db.faults().fail_at(0);
+        // Whatever happened, the token is whole: issued with its books, or
+        // awaiting with none.
+        let row = c.db.token(&id).await.unwrap().unwrap();
+        let outstanding = c.books.tokens_outstanding(Currency::JPY).await.unwrap();
+        match row.status {
+            kessai_api::TokenStatus::Awaiting => assert_eq!((outstanding, row.sealed.is_none()), (0, true)),
+            _ => assert_eq!((outstanding, row.sealed.is_some()), (3_000, true)),
+        }
+        conserved(c).await;
+        if fired {
+            crashed += 1;
+            assert!(!delivered, "a fault at write {n} fails a step");
+            // Then it completes, once.
+            c.import_statement(&statement, StatementSource::Bank).await.unwrap();
+            deliver(c, &mut card, 1).await;
+        }
+        assert_eq!(card_tokens(&mut card, 1).len(), 1, "fault at {n}");
+        let row = c.db.token(&id).await.unwrap().unwrap();
+        assert_eq!(row.status, kessai_api::TokenStatus::Stored, "fault at {n}");
+        assert_eq!(row.stored_counter, Some(card_tokens(&mut card, 1)[0].counter));
+        assert_eq!(c.books.tokens_outstanding(Currency::JPY).await.unwrap(), 3_000);
+        conserved(c).await;
+        if !fired {
+            assert!(delivered);
+            finished = true;
+            break;
+        }
+    }
+    assert!(finished && crashed > 0, "every write was crashed at ({crashed}), and then it completed");
+}
+
+/// A token delivery answers only the holder of its access token, and an
+/// unknown card opens a session like any other (M4).
+#[tokio::test]
+async fn a_delivery_opens_for_any_card_and_refuses_one_not_active() {
+    let mut s = with_tokens(setup().await);
+    let _m = members_card(&mut s).await;
+    let c = &s.center;
+    crate::world::report_lost(&c.db, card_id(1)).await;
+    let mut card = funded_card(1, 0);
+    card.select().unwrap();
+    let r = c.token_delivery_create(card_id(1)).await.unwrap();
+    let refused = c.token_delivery_authenticate(&r.delivery_id, relay_hex(&mut card, &r.apdus), None).await;
+    assert!(refused.is_err(), "a lost card takes no token");
+    // An unregistered card: a session opens, and is refused once it proved
+    // itself.
+    let mut stranger = funded_card(9, 0);
+    stranger.select().unwrap();
+    let r = c.token_delivery_create(card_id(9)).await.unwrap();
+    assert!(c.token_delivery_authenticate(&r.delivery_id, relay_hex(&mut stranger, &r.apdus), None).await.is_err());
+}
+
+/// A statement session: the card's whole log read, and collected.
+async fn collect_log(c: &Center, t: &mut kessai_card::terminal::Terminal<CardReader>, n: u8) {
+    use kessai_center::statement::StatementPhase;
+    t.select().unwrap();
+    let r = c.statement_create(card_id(n)).await.unwrap();
+    let id = r.statement_id.clone();
+    let mut r = c.statement_authenticate(&id, relay_hex(t, &r.apdus), None).await.unwrap();
+    while r.phase != StatementPhase::Done {
+        r = c.statement_read(&id, relay_hex(t, &r.apdus), None).await.unwrap();
+    }
+}
