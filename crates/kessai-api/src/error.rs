@@ -141,6 +141,7 @@ error_codes! {
     CompletionUnknownKey = 1038, "completion_unknown_key", 400, InvalidRequest, "the completion is signed under a key the store does not know";
     CompletionExpired = 1039, "completion_expired", 400, InvalidRequest, "the completion's validity has passed";
     BadBillId = 1040, "bad_bill_id", 400, InvalidRequest, "a bill id not of its form";
+    BadTokenId = 1041, "bad_token_id", 400, InvalidRequest, "a deposit token id not of its form (tok_ and 32 hex digits)";
 
     // 401: who the caller is was not proven.
     ClientCertificateRequired = 1101, "client_certificate_required", 401, Authentication, "this route needs a client certificate of the deployment";
@@ -191,7 +192,7 @@ error_codes! {
     UnknownBankCredit = 1415, "unknown_bank_credit", 404, NotFound, "no such bank credit";
     UnknownOrder = 1416, "unknown_order", 404, NotFound, "no such order";
     ReceiptNotYet = 1417, "receipt_not_yet", 404, NotFound, "the store has not sent its receipt yet";
-    UnknownTokenDelivery = 1418, "unknown_token_delivery", 404, NotFound, "no such token delivery";
+    UnknownTokenSession = 1418, "unknown_token_session", 404, NotFound, "no such token session";
 
     // 409: conflicts with the state.
     StepOutOfOrder = 1501, "step_out_of_order", 409, Conflict, "the step does not follow from the phase";
@@ -225,6 +226,7 @@ error_codes! {
     AmountMismatch = 1529, "amount_mismatch", 409, Conflict, "the completion's amount or currency is not the order's";
     WrongStore = 1530, "wrong_store", 409, Conflict, "the completion is for another store";
     WrongMember = 1531, "wrong_member", 409, Conflict, "the completion is for another member of the mall";
+    TokenNotRedeemable = 1532, "token_not_redeemable", 409, Conflict, "the deposit token is not on the card to redeem (redeemed, expired, or never stored)";
 
     // 413, 415: the body's size or type.
     BodyTooLarge = 1601, "body_too_large", 413, InvalidRequest, "the request body is larger than the limit";

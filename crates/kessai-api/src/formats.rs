@@ -103,7 +103,7 @@ form!(
 );
 form!(
     /// A token delivery session's id.
-    TokenDeliveryId, named, { "type": "string", "pattern": "^tdl_[0-9a-f]{32}$" }
+    TokenSessionId, named, { "type": "string", "pattern": "^tks_[0-9a-f]{32}$" }
 );
 form!(
     /// A bank deposit token's id.
@@ -407,7 +407,7 @@ pub fn name_every_form(generator: &mut SchemaGenerator) {
     generator.subschema_for::<PrepaidId>();
     generator.subschema_for::<FundingId>();
     generator.subschema_for::<TokenId>();
-    generator.subschema_for::<TokenDeliveryId>();
+    generator.subschema_for::<TokenSessionId>();
     generator.subschema_for::<Money>();
     generator.subschema_for::<MemberId>();
     generator.subschema_for::<PayoutId>();

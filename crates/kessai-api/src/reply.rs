@@ -115,17 +115,18 @@ pub struct StatementReply {
     pub access_token: Option<String>,
 }
 
-/// Where a token delivery (a card's deposit tokens stored through the
-/// center, #21) stands.
+/// Where a token session (a card's deposit tokens stored or redeemed
+/// through the center, #21) stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum TokenDeliveryPhase {
+pub enum TokenSessionPhase {
     Authenticating,
-    Storing,
+    /// The sealed batch is out; its answers are awaited.
+    Sent,
     Done,
 }
 
-/// A token the card did not take in a delivery, and what it answered.
+/// A token that did not move in a session, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct TokenRefusal {
     #[schemars(with = "formats::TokenId")]
@@ -133,12 +134,24 @@ pub struct TokenRefusal {
     pub reason: String,
 }
 
-/// What a token delivery step answers.
+/// A token redeemed in a session: its value is owed to the card, credited
+/// when the card is next presented for what it is owed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct TokenDeliveryReply {
-    #[schemars(with = "formats::TokenDeliveryId")]
-    pub delivery_id: String,
-    pub phase: TokenDeliveryPhase,
+pub struct TokenRedeemed {
+    #[schemars(with = "formats::TokenId")]
+    pub token_id: String,
+    #[schemars(with = "formats::OwedId")]
+    pub owed_id: String,
+    #[schemars(with = "formats::Money")]
+    pub amount: Money,
+}
+
+/// What a token session step answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TokenSessionReply {
+    #[schemars(with = "formats::TokenSessionId")]
+    pub session_id: String,
+    pub phase: TokenSessionPhase,
     /// Commands to relay to the card, in order, as hex.
     #[serde(default)]
     #[schemars(with = "Vec<formats::Hex>")]
@@ -147,8 +160,11 @@ pub struct TokenDeliveryReply {
     #[serde(default)]
     #[schemars(with = "Vec<formats::TokenId>")]
     pub stored: Vec<String>,
-    /// The tokens it did not take (they stay issued, offered again next
-    /// time).
+    /// The token redeemed, once done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redeemed: Option<TokenRedeemed>,
+    /// The tokens that did not move, and why (a stored one stays issued
+    /// and is offered again next time).
     #[serde(default)]
     pub refused: Vec<TokenRefusal>,
     /// The access token every later request on this id carries as

@@ -58,6 +58,16 @@ pub struct Answers {
     pub responses: Vec<String>,
 }
 
+/// Opening a token session (#21): without `redeem`, the card's issued
+/// deposit tokens are stored on it; with it, that token is redeemed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSessionCreate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<formats::TokenId>")]
+    pub redeem: Option<String>,
+}
+
 /// The offer profile's balance step: the card's answers and, for a
 /// member's card, the member's payment instruction.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]

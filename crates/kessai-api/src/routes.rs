@@ -43,10 +43,10 @@ const STATEMENT_REPLY: Reply =
 /// A card's id in the path, named `card_id`.
 const CARD_ID: &[Param] =
     &[Param { name: "card_id", location: In::Path, required: true, description: None, schema: of::<formats::CardId> }];
-/// A token delivery's id in the path.
-const TOKEN_DELIVERY: &[Param] = &[path_id(of::<formats::TokenDeliveryId>)];
-const TOKEN_DELIVERY_REPLY: Reply =
-    Reply { status: 200, description: "token delivery reply", media: JSON, schema: of::<reply::TokenDeliveryReply> };
+/// A token session's id in the path.
+const TOKEN_SESSION: &[Param] = &[path_id(of::<formats::TokenSessionId>)];
+const TOKEN_SESSION_REPLY: Reply =
+    Reply { status: 200, description: "token session reply", media: JSON, schema: of::<reply::TokenSessionReply> };
 
 /// A step of a settlement, a value update or a statement: a POST on its id,
 /// with its access token and an Idempotency-Key.
@@ -199,32 +199,37 @@ pub const OPERATIONS: &[Operation] = &[
     ),
     Operation {
         method: Method::Post,
-        path: "/v1/cards/{card_id}/token-deliveries",
-        summary: "Open a token delivery session: the card's issued deposit tokens (#21) stored on it through a secure channel; returns INITIALIZE UPDATE",
-        description: Some("Takes no request body (any body is ignored)."),
+        path: "/v1/cards/{card_id}/token-sessions",
+        summary: "Open a token session (#21): the card's issued deposit tokens stored on it, or one redeemed for value owed to the card, through a secure channel; returns INITIALIZE UPDATE",
+        description: Some(
+            "Without a body, or with `{}`, the session stores; with `{\"redeem\": token id}` it redeems that token.",
+        ),
         idempotent: true,
         params: CARD_ID,
-        reply: TOKEN_DELIVERY_REPLY,
-        refusals: &[400, 403, 404, 409, 413, 422, 429, 500, 503],
+        body: Some(Body { required: false, schema: of::<request::TokenSessionCreate> }),
+        reply: TOKEN_SESSION_REPLY,
+        refusals: &[400, 403, 404, 409, 413, 415, 422, 429, 500, 503],
         ..Operation::DEFAULT
     },
     Operation {
-        description: Some("The card's answer to INITIALIZE UPDATE first (400 wrong_answer_count without one)."),
+        description: Some(
+            "The card's answer to INITIALIZE UPDATE first (400 wrong_answer_count without one); 409 token_not_redeemable for a token redeemed, expired or not the card's.",
+        ),
         ..step(
-            "/v1/token-deliveries/{id}/authenticate",
-            "Card cryptogram; returns EXTERNAL AUTHENTICATE, the log commands and a sealed STORE TOKEN per token issued to the card",
-            TOKEN_DELIVERY,
+            "/v1/token-sessions/{id}/authenticate",
+            "Card cryptogram; returns EXTERNAL AUTHENTICATE, the log commands and the sealed token commands (STORE TOKEN per token issued to the card, or the REDEEM TOKEN)",
+            TOKEN_SESSION,
             ANSWERS,
-            TOKEN_DELIVERY_REPLY,
+            TOKEN_SESSION_REPLY,
             &[400, 403, 404, 409, 413, 422, 429, 500, 503],
         )
     },
     step(
-        "/v1/token-deliveries/{id}/store",
-        "The batch's answers; returns the tokens the card proved it holds and those it refused (phase done)",
-        TOKEN_DELIVERY,
+        "/v1/token-sessions/{id}/finish",
+        "The batch's answers; returns the tokens the card proved it holds, the token redeemed and the item owed for it, and what was refused (phase done)",
+        TOKEN_SESSION,
         ANSWERS,
-        TOKEN_DELIVERY_REPLY,
+        TOKEN_SESSION_REPLY,
         &[400, 403, 404, 409, 413, 422, 429, 500, 503],
     ),
     Operation {

@@ -116,6 +116,12 @@ pub enum OwedKind {
         #[schemars(with = "formats::CardId")]
         from_card: CardId,
     },
+    /// A bank deposit token the card gave up (#21): its value, credited to
+    /// the card.
+    TokenRedeemed {
+        #[schemars(with = "formats::TokenId")]
+        token_id: String,
+    },
 }
 
 /// An owed item, as a store or the operator is answered about it.
@@ -299,11 +305,14 @@ pub enum TokenStatus {
     Issued,
     /// The card holds the token.
     Stored,
+    /// The card gave it up and the credit service provider honoured it: its
+    /// value is owed to the card.
+    Redeemed,
 }
 
 impl TokenStatus {
-    pub const ALL: [TokenStatus; 4] =
-        [TokenStatus::Awaiting, TokenStatus::Lapsed, TokenStatus::Issued, TokenStatus::Stored];
+    pub const ALL: [TokenStatus; 5] =
+        [TokenStatus::Awaiting, TokenStatus::Lapsed, TokenStatus::Issued, TokenStatus::Stored, TokenStatus::Redeemed];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -311,6 +320,7 @@ impl TokenStatus {
             TokenStatus::Lapsed => "lapsed",
             TokenStatus::Issued => "issued",
             TokenStatus::Stored => "stored",
+            TokenStatus::Redeemed => "redeemed",
         }
     }
 

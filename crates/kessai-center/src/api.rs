@@ -25,6 +25,8 @@ use crate::purchase::CardClaim;
 use crate::purchase::StepError;
 use crate::security::SecurityError;
 use crate::service::{Answer, Center, CenterError, CreateRequest, StepCall, parse_answers};
+use crate::token_session::TokenPurpose;
+use kessai_core::token::TokenId;
 
 /// Longest Idempotency-Key accepted.
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
@@ -47,9 +49,9 @@ pub fn routes(center: Shared) -> Router {
         .route("/v1/cards/{card_id}/statements", post(statement_create))
         .route("/v1/statements/{id}/authenticate", post(statement_authenticate))
         .route("/v1/statements/{id}/read", post(statement_read))
-        .route("/v1/cards/{card_id}/token-deliveries", post(token_delivery_create))
-        .route("/v1/token-deliveries/{id}/authenticate", post(token_delivery_authenticate))
-        .route("/v1/token-deliveries/{id}/store", post(token_delivery_finish))
+        .route("/v1/cards/{card_id}/token-sessions", post(token_session_create))
+        .route("/v1/token-sessions/{id}/authenticate", post(token_session_authenticate))
+        .route("/v1/token-sessions/{id}/finish", post(token_session_finish))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/v1/stores/{id}/jwks.json", get(store_jwks))
         .route("/v1/openapi.json", get(openapi))
@@ -68,8 +70,8 @@ pub fn api_error(e: CenterError) -> ApiError {
         }
         CenterError::UnknownSettlement(s) => ApiError::new(ErrorCode::UnknownSettlement, format!("no settlement {s}")),
         CenterError::UnknownStatement(s) => ApiError::new(ErrorCode::UnknownStatement, format!("no statement {s}")),
-        CenterError::UnknownTokenDelivery(s) => {
-            ApiError::new(ErrorCode::UnknownTokenDelivery, format!("no token delivery {s}"))
+        CenterError::UnknownTokenSession(s) => {
+            ApiError::new(ErrorCode::UnknownTokenSession, format!("no token delivery {s}"))
         }
         e @ CenterError::NotAMember { .. } => ApiError::new(ErrorCode::NotAMember, e.to_string()).with_param("bill"),
         CenterError::BillInUse(_) => {
@@ -114,6 +116,7 @@ fn step_error(e: StepError) -> ApiError {
     let code = match &e {
         StepError::OutOfOrder { .. } => ErrorCode::StepOutOfOrder,
         StepError::CardNotActive(_) => ErrorCode::CardNotActive,
+        StepError::TokenRefused(_) => ErrorCode::TokenNotRedeemable,
         StepError::UnknownCard(_) => ErrorCode::UnknownCard,
         StepError::CurrencyMismatch { .. } => ErrorCode::CurrencyMismatch,
         StepError::AmountOverLimit { .. } => ErrorCode::AmountOverLimit,
@@ -395,15 +398,15 @@ fn unknown_statement(id: &str) -> Response {
 }
 
 /// As [`unknown_settlement`], for a token delivery.
-fn unknown_token_delivery(id: &str) -> Response {
-    api_error(CenterError::UnknownTokenDelivery(id.chars().take(64).collect())).into_response()
+fn unknown_token_session(id: &str) -> Response {
+    api_error(CenterError::UnknownTokenSession(id.chars().take(64).collect())).into_response()
 }
 
 macro_rules! answers_step {
-    ($name:ident, $method:ident, token_delivery) => {
+    ($name:ident, $method:ident, token_session) => {
         async fn $name(State(c): State<Shared>, Path(id): Path<String>, headers: Caller, body: Bytes) -> Response {
             if !headers.holds_access(&c, &id) {
-                return unknown_token_delivery(&id);
+                return unknown_token_session(&id);
             }
             let fingerprint = [format!("{}/{}\n", stringify!($name), id).as_bytes(), &body[..]].concat();
             let work = |call: StepCall| async { c.$method(&id, answers(&body)?, call.answer).await.map_err(api_error) };
@@ -593,20 +596,28 @@ async fn statement_create(State(c): State<Shared>, Path(card): Path<String>, hea
 answers_step!(statement_authenticate, statement_authenticate);
 answers_step!(statement_read, statement_read);
 
-async fn token_delivery_create(
+async fn token_session_create(
     State(c): State<Shared>,
     Path(card): Path<String>,
     headers: Caller,
     body: Bytes,
 ) -> Response {
-    let route = format!("token-delivery/{card}");
+    let route = format!("token-session/{card}");
     let work = async {
         let card = CardId::parse(&card)
             .map_err(|e| ApiError::new(ErrorCode::BadCardId, e.to_string()).with_param("card_id"))?;
-        c.token_delivery_create(card).await.map_err(api_error)
+        let asked: request::TokenSessionCreate = if body.is_empty() { Default::default() } else { json(&body)? };
+        let purpose = match asked.redeem {
+            None => TokenPurpose::Deliver,
+            Some(id) => TokenPurpose::Redeem {
+                token: TokenId::parse(&id)
+                    .map_err(|e| ApiError::new(ErrorCode::BadTokenId, e.to_string()).with_param("redeem"))?,
+            },
+        };
+        c.token_session_create(card, purpose).await.map_err(api_error)
     };
     idempotent(&c, &headers, &route, &body, work).await
 }
 
-answers_step!(token_delivery_authenticate, token_delivery_authenticate, token_delivery);
-answers_step!(token_delivery_finish, token_delivery_finish, token_delivery);
+answers_step!(token_session_authenticate, token_session_authenticate, token_session);
+answers_step!(token_session_finish, token_session_finish, token_session);

@@ -586,7 +586,7 @@ async fn sweep_abandoned(
         if let Err(e) = center.db.purge_statements(day_ago, PURGE_BATCH_MAX).await {
             tracing::warn!(error = %e, "purging old statements failed");
         }
-        if let Err(e) = center.db.purge_token_deliveries(day_ago, PURGE_BATCH_MAX).await {
+        if let Err(e) = center.db.purge_token_sessions(day_ago, PURGE_BATCH_MAX).await {
             tracing::warn!(error = %e, "purging old token deliveries failed");
         }
         match center.db.purge_answers(before, PURGE_BATCH_MAX).await {

@@ -57,7 +57,10 @@
 //! A bank deposit token (seed 002, #21) is issued when the deposit it is
 //! for is confirmed on the pool account's statement: bank pool → tokens
 //! outstanding, posted, keyed by the token's id, in the transaction that
-//! takes the statement's credit and issues the token.
+//! takes the statement's credit and issues the token. A token the card
+//! gave up and the provider honoured is owed to the card: tokens
+//! outstanding → card float, held with the owed item, posted when the card
+//! takes the CREDIT (as a refund's hold is).
 //!
 //! Clearing (#19) pays a store what is open on its payable: store payable
 //! → payouts in transit (what is sent) and → fees, posted when the payout
@@ -103,6 +106,7 @@ pub const CODE_PAYOUT_SETTLED: u16 = 14;
 pub const CODE_PAYOUT_RETURNED: u16 = 15;
 pub const CODE_SUSPENSE_RETURNED: u16 = 16;
 pub const CODE_TOKEN_ISSUED: u16 = 17;
+pub const CODE_TOKEN_REDEEMED: u16 = 18;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -696,6 +700,19 @@ impl Entries {
         let accounts = vec![account(pool, c, from.kind())?, account(outstanding, c, AccountKind::TokensOutstanding)?];
         let t = posted(id, (pool, outstanding), amount, CODE_TOKEN_ISSUED)?;
         Ok(Entries::of("the token issued", accounts, t))
+    }
+
+    /// A redeemed token's value owed to the card that gave it up, held when
+    /// the provider honours it: tokens outstanding → card float, pending
+    /// (id from the owed item), posted when the card takes the CREDIT.
+    pub fn token_to_card_hold(owed_id: &str, card: &CardId, amount: Money) -> Result<Entries, BooksError> {
+        let c = amount.currency();
+        let id = owed_hold_id(owed_id).as_u128();
+        let shard = shard(&id.to_be_bytes());
+        let outstanding = pooled_id("tokens-outstanding", c.code(), shard);
+        let accounts = vec![float_account(card, c)?, account(outstanding, c, AccountKind::TokensOutstanding)?];
+        let t = pending(id, (outstanding, card_float_id(card)), amount, CODE_TOKEN_REDEEMED)?;
+        Ok(Entries::of("the redeemed token's hold", accounts, t))
     }
 }
 

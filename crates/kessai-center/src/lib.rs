@@ -43,6 +43,7 @@ pub mod security;
 pub mod service;
 pub mod statement;
 pub mod statistics;
+pub mod token_session;
 pub mod tokens;
 pub mod value;
 mod writer;

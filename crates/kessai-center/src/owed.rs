@@ -27,7 +27,7 @@ use kessai_core::messages::value_update::Direction;
 use kessai_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::books::{BooksError, CODE_CORRECTION, CODE_REFUND, Entries};
+use crate::books::{BooksError, CODE_CORRECTION, CODE_REFUND, CODE_TOKEN_REDEEMED, Entries};
 use crate::db::RefundStored;
 use crate::purchase::{CardRegistryStatus, Phase};
 use crate::service::Center;
@@ -48,6 +48,7 @@ pub fn store_and_reference(kind: &OwedKind) -> (Option<String>, String) {
         OwedKind::Correction { reference } => (None, reference.clone()),
         OwedKind::Unfunded { update_id } => (None, update_id.as_str().to_owned()),
         OwedKind::Replacement { from_card } => (None, from_card.to_string()),
+        OwedKind::TokenRedeemed { token_id } => (None, token_id.clone()),
     }
 }
 
@@ -110,6 +111,21 @@ pub(crate) fn unfunded(update: &ValueUpdate, now: Timestamp) -> Owed {
         applied_by: None,
         body,
     }
+}
+
+/// The value of deposit token `token`, redeemed, owed to its card (one
+/// item per token).
+pub(crate) fn token_owed(token: &crate::db::TokenRow, now: Timestamp) -> Owed {
+    let token_id = token.id.to_string();
+    let body = OwedBody {
+        card_id: token.card_id,
+        kind: OwedKind::TokenRedeemed { token_id: token_id.clone() },
+        direction: Direction::Credit,
+        amount: token.amount,
+        reason: format!("deposit token {token_id} redeemed"),
+        created_at: now,
+    };
+    Owed { id: owed_id("token", &[&token_id]), status: OwedStatus::Owed, session: None, applied_by: None, body }
 }
 
 fn owed_id(label: &str, parts: &[&str]) -> String {
@@ -483,7 +499,8 @@ impl Center {
             ));
         }
         let refunds = self.db.owed_for_card(&old, crate::db::MAX_LIST).await?;
-        if refunds.iter().any(|o| o.session.is_some() || !matches!(o.body.kind, OwedKind::PurchaseRefund { .. })) {
+        let movable = |k: &OwedKind| matches!(k, OwedKind::PurchaseRefund { .. } | OwedKind::TokenRedeemed { .. });
+        if refunds.iter().any(|o| o.session.is_some() || !movable(&o.body.kind)) {
             return refuse(format!("an item owed to card {old} is being applied"));
         }
         let refunded: u64 = refunds.iter().map(|o| o.body.amount.amount_minor()).sum();
@@ -498,7 +515,6 @@ impl Center {
         let now = self.clock.now();
         let mut moves = Vec::with_capacity(refunds.len());
         for item in refunds {
-            let OwedKind::PurchaseRefund { payee, settlement_id, .. } = &item.body.kind else { continue };
             let moved = Owed {
                 id: owed_id("moved", &[item.id.as_str()]),
                 status: OwedStatus::Owed,
@@ -506,8 +522,18 @@ impl Center {
                 applied_by: None,
                 body: OwedBody { card_id: new, created_at: now, ..item.body.clone() },
             };
-            let void = Entries::refund_void(&item.id, settlement_id.as_str(), payee, item.body.amount)?;
-            let hold = Entries::refund_hold(&moved.id, settlement_id.as_str(), payee, &new, moved.body.amount)?;
+            let (void, hold) = match &item.body.kind {
+                OwedKind::PurchaseRefund { payee, settlement_id, .. } => (
+                    Entries::refund_void(&item.id, settlement_id.as_str(), payee, item.body.amount)?,
+                    Entries::refund_hold(&moved.id, settlement_id.as_str(), payee, &new, moved.body.amount)?,
+                ),
+                // A redeemed token's value goes with the member's value.
+                OwedKind::TokenRedeemed { .. } => (
+                    Entries::owed_resolve(&item.id, item.body.amount, CODE_TOKEN_REDEEMED, false)?,
+                    Entries::token_to_card_hold(&moved.id, &new, moved.body.amount)?,
+                ),
+                _ => continue,
+            };
             moves.push(Move { from: item.id.clone(), moved, void, hold });
         }
         let replacement = match posted {
@@ -615,6 +641,9 @@ impl Center {
             OwedKind::Correction { .. } => Entries::correction_hold(&item.id, &item.body.card_id, item.body.amount)?,
             OwedKind::Replacement { from_card } => {
                 Entries::replacement_hold(&item.id, from_card, &item.body.card_id, item.body.amount)?
+            }
+            OwedKind::TokenRedeemed { .. } => {
+                Entries::token_to_card_hold(&item.id, &item.body.card_id, item.body.amount)?
             }
             // Never in the books: nothing to hold.
             OwedKind::Unfunded { .. } => Entries::none(),

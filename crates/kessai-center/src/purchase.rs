@@ -70,6 +70,10 @@ pub enum StepError {
     OutOfOrder { step: &'static str, phase: Phase, expected: &'static str },
     #[error("card {0} is not active")]
     CardNotActive(CardId),
+    /// A deposit token the session cannot redeem: redeemed, expired, or not
+    /// the card's.
+    #[error("{0}")]
+    TokenRefused(String),
     #[error("card {0} is not registered")]
     UnknownCard(CardId),
     #[error("the bill is in {bill} but the card holds {card}")]

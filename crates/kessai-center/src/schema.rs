@@ -336,23 +336,29 @@ const MIGRATIONS: &[(i64, &str, &[&str])] = &[
     ),
     (
         16,
-        "bank deposit tokens and the sessions that store them on cards",
+        "bank deposit tokens, the sessions that store and redeem them, and the provider's register",
         &[
             // One row per token from its request on; `sealed` (hex) once
-            // issued. The reference is what the deposit quotes.
+            // issued. The reference is what the deposit quotes; the STORE
+            // and REDEEM transaction ids are fixed at the request.
             "CREATE TABLE IF NOT EXISTS center_tokens (id TEXT PRIMARY KEY, member TEXT NOT NULL,
             request_id TEXT NOT NULL, card_id TEXT NOT NULL, amount_minor BIGINT NOT NULL, currency TEXT NOT NULL,
             status TEXT NOT NULL, reference TEXT NOT NULL, refund_account TEXT NOT NULL, card_ref TEXT NOT NULL,
-            awaiting_until BIGINT NOT NULL, store_tx TEXT NOT NULL, entry_key TEXT, deposited_on TEXT,
-            key_version BIGINT, expires_at BIGINT, sealed TEXT, stored_counter BIGINT, created_at BIGINT NOT NULL,
-            updated_at BIGINT NOT NULL)",
+            awaiting_until BIGINT NOT NULL, store_tx TEXT NOT NULL, redeem_tx TEXT NOT NULL, entry_key TEXT,
+            deposited_on TEXT, key_version BIGINT, expires_at BIGINT, sealed TEXT, stored_counter BIGINT,
+            redeemed_counter BIGINT, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)",
             "CREATE UNIQUE INDEX IF NOT EXISTS center_tokens_request ON center_tokens (member, request_id)",
             "CREATE UNIQUE INDEX IF NOT EXISTS center_tokens_reference ON center_tokens (reference)",
             "CREATE INDEX IF NOT EXISTS center_tokens_card ON center_tokens (card_id, status)",
             "CREATE INDEX IF NOT EXISTS center_tokens_awaiting ON center_tokens (status, awaiting_until)",
-            "CREATE TABLE IF NOT EXISTS center_token_deliveries (id TEXT PRIMARY KEY, card_id TEXT NOT NULL,
+            "CREATE TABLE IF NOT EXISTS center_token_sessions (id TEXT PRIMARY KEY, card_id TEXT NOT NULL,
             record TEXT NOT NULL, version BIGINT NOT NULL, created_at BIGINT NOT NULL)",
-            "CREATE INDEX IF NOT EXISTS center_token_deliveries_created ON center_token_deliveries (created_at)",
+            "CREATE INDEX IF NOT EXISTS center_token_sessions_created ON center_token_sessions (created_at)",
+            // The credit service provider's register: each token it
+            // honoured, once, with the transaction that redeemed it.
+            "CREATE TABLE IF NOT EXISTS center_token_redemptions (token_id TEXT PRIMARY KEY, tx TEXT NOT NULL,
+            key_version BIGINT NOT NULL, amount_minor BIGINT NOT NULL, currency TEXT NOT NULL,
+            redeemed_at BIGINT NOT NULL)",
         ],
     ),
 ];

@@ -49,7 +49,7 @@ pub enum CenterError {
     #[error("no statement {0}")]
     UnknownStatement(String),
     #[error("no token delivery {0}")]
-    UnknownTokenDelivery(String),
+    UnknownTokenSession(String),
     #[error("this bill is already being settled with card {0}")]
     BillInUse(CardId),
     /// The bill names a member store that is not a member of the store
@@ -265,9 +265,10 @@ pub struct Center {
     pub prepaid: crate::prepaid::PrepaidPolicy,
     /// Fees and the center's paying account (#19).
     pub clearing: crate::clearing::ClearingPolicy,
-    /// The bank's side of deposit token issuing (#21), if this center
-    /// issues tokens.
-    pub tokens: Option<Arc<crate::tokens::TokenBank>>,
+    /// The parties of deposit tokens (#21): the bank's side that issues
+    /// them and the credit service provider's that honours them, if this
+    /// center issues tokens.
+    pub tokens: Option<Arc<crate::tokens::Tokens>>,
 }
 
 impl std::fmt::Debug for Center {

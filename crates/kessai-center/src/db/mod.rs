@@ -88,7 +88,7 @@ pub use search::{Found, FoundPage, Search, SearchKind};
 pub use settlements::DueDelivery;
 pub use settlements::{BillState, ListCursor, SessionRecord, SettlementPage, SettlementQuery, StepExtras};
 pub use statistics::DayTally;
-pub use tokens::{CreditIssues, TokenRow};
+pub use tokens::{CreditIssues, Redemption, TokenRow};
 pub use value_updates::{Alongside, Reservation};
 
 /// Longest the center waits for a database connection.

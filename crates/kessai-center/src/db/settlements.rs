@@ -137,7 +137,7 @@ macro_rules! card_session_table {
 }
 
 card_session_table!(crate::statement::Statement, "center_statements");
-card_session_table!(crate::tokens::TokenDelivery, "center_token_deliveries");
+card_session_table!(crate::token_session::TokenSession, "center_token_sessions");
 
 impl CenterDb {
     /// Stores a new settlement. If the store already has a settlement for

@@ -1,5 +1,6 @@
-//! Bank deposit tokens (#21): each token from its request to the card, and
-//! the sessions that store tokens on cards.
+//! Bank deposit tokens (#21): each token from its request to its
+//! redemption, the sessions that store and redeem tokens on cards, and the
+//! credit service provider's register of tokens it honoured.
 
 use kessai_api::TokenStatus;
 use kessai_core::Money;
@@ -9,7 +10,7 @@ use kessai_core::token::TokenId;
 use super::*;
 use crate::audit::BookEntry;
 use crate::statement::LogKind;
-use crate::tokens::TokenDelivery;
+use crate::token_session::TokenSession;
 
 /// A deposit token as the center keeps it, from its request on. Its value
 /// is in the books (tokens outstanding) once issued, never a column.
@@ -28,8 +29,10 @@ pub struct TokenRow {
     /// The deposit is awaited until then.
     pub awaiting_until: Timestamp,
     /// The transaction id of the token's STORE TOKEN, fixed when the
-    /// request is made: every delivery sends the same one.
+    /// request is made: every session sends the same one.
     pub store_tx: TransactionId,
+    /// The transaction id of its REDEEM TOKEN, fixed likewise.
+    pub redeem_tx: TransactionId,
     /// The pool account's entry that paid it, once issued.
     pub entry_key: Option<String>,
     pub deposited_on: Option<String>,
@@ -39,6 +42,8 @@ pub struct TokenRow {
     pub sealed: Option<Vec<u8>>,
     /// The card's counter at its STORE TOKEN, once stored.
     pub stored_counter: Option<u32>,
+    /// The card's counter at its REDEEM TOKEN, once redeemed.
+    pub redeemed_counter: Option<u32>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -57,8 +62,8 @@ macro_rules! select_tokens {
     ($filter:literal) => {
         concat!(
             "SELECT id, member, request_id, card_id, amount_minor, currency, status, reference, refund_account,
-             card_ref, awaiting_until, store_tx, entry_key, deposited_on, key_version, expires_at, sealed,
-             stored_counter, created_at, updated_at FROM center_tokens WHERE ",
+             card_ref, awaiting_until, store_tx, redeem_tx, entry_key, deposited_on, key_version, expires_at,
+             sealed, stored_counter, redeemed_counter, created_at, updated_at FROM center_tokens WHERE ",
             $filter
         )
     };
@@ -71,8 +76,14 @@ fn at(s: i64) -> Result<Timestamp, DbError> {
 fn token_row_of(r: &dyn Columns) -> Result<TokenRow, DbError> {
     let currency = Currency::from_str(&r.required_text("currency")?).map_err(corrupt)?;
     let status = r.required_text("status")?;
-    let tx = hex::decode(r.required_text("store_tx")?).map_err(corrupt)?;
-    let tx: [u8; 16] = tx.try_into().map_err(|_| corrupt("store_tx of 16 bytes"))?;
+    let tx = |column: &str| -> Result<TransactionId, DbError> {
+        let bytes = hex::decode(r.required_text(column)?).map_err(corrupt)?;
+        let bytes: [u8; 16] = bytes.try_into().map_err(|_| corrupt(format!("{column} of 16 bytes")))?;
+        Ok(TransactionId::from_bytes(bytes))
+    };
+    let counter = |column: &str| -> Result<Option<u32>, DbError> {
+        r.int(column)?.map(|c| u32::try_from(c).map_err(corrupt)).transpose()
+    };
     Ok(TokenRow {
         id: TokenId::parse(&r.required_text("id")?).map_err(corrupt)?,
         member: r.required_text("member")?,
@@ -84,13 +95,15 @@ fn token_row_of(r: &dyn Columns) -> Result<TokenRow, DbError> {
         refund_account: r.required_text("refund_account")?,
         card_ref: r.required_text("card_ref")?,
         awaiting_until: at(r.required_int("awaiting_until")?)?,
-        store_tx: TransactionId::from_bytes(tx),
+        store_tx: tx("store_tx")?,
+        redeem_tx: tx("redeem_tx")?,
         entry_key: r.text("entry_key")?,
         deposited_on: r.text("deposited_on")?,
         key_version: r.int("key_version")?.map(|v| u8::try_from(v).map_err(corrupt)).transpose()?,
         expires_at: r.int("expires_at")?.map(at).transpose()?,
         sealed: r.text("sealed")?.map(|h| hex::decode(h).map_err(corrupt)).transpose()?,
-        stored_counter: r.int("stored_counter")?.map(|c| u32::try_from(c).map_err(corrupt)).transpose()?,
+        stored_counter: counter("stored_counter")?,
+        redeemed_counter: counter("redeemed_counter")?,
         created_at: at(r.required_int("created_at")?)?,
         updated_at: at(r.required_int("updated_at")?)?,
     })
@@ -99,8 +112,8 @@ fn token_row_of(r: &dyn Columns) -> Result<TokenRow, DbError> {
 fn insert_token_stmt(t: &TokenRow) -> Result<Stmt, DbError> {
     Ok(Stmt::new(
         "INSERT INTO center_tokens (id, member, request_id, card_id, amount_minor, currency, status, reference,
-         refund_account, card_ref, awaiting_until, store_tx, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+         refund_account, card_ref, awaiting_until, store_tx, redeem_tx, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
     )
     .bind(t.id.to_string())
     .bind(t.member.clone())
@@ -114,6 +127,7 @@ fn insert_token_stmt(t: &TokenRow) -> Result<Stmt, DbError> {
     .bind(t.card_ref.clone())
     .bind(to_i64(t.awaiting_until.unix_s())?)
     .bind(hex::encode(t.store_tx.as_bytes()))
+    .bind(hex::encode(t.redeem_tx.as_bytes()))
     .bind(to_i64(t.created_at.unix_s())?)
     .bind(to_i64(t.updated_at.unix_s())?))
 }
@@ -222,46 +236,64 @@ impl CenterDb {
 
     /// What the books hold of a card's tokens, as the examination of its
     /// log compares them: each token issued to it whose STORE TOKEN may
-    /// have reached it (pending until the card proved it).
+    /// have reached it (pending until the card proved it), and each REDEEM
+    /// TOKEN the provider honoured.
     pub async fn token_book_entries(&self, card: &CardId) -> Result<Vec<BookEntry>, DbError> {
         let tokens = self.tokens_of_card(card).await?;
-        Ok(tokens
-            .iter()
-            .filter(|t| matches!(t.status, TokenStatus::Issued | TokenStatus::Stored))
-            .map(|t| BookEntry {
-                transaction_id: hex::encode(t.store_tx.as_bytes()),
-                kind: LogKind::TokenStored,
+        let mut entries = Vec::new();
+        for t in &tokens {
+            let entry = |tx: &TransactionId, kind, counter, pending| BookEntry {
+                transaction_id: hex::encode(tx.as_bytes()),
+                kind,
                 amount_minor: t.amount.amount_minor(),
-                counter: t.stored_counter,
-                pending: t.status == TokenStatus::Issued,
+                counter,
+                pending,
                 what: t.id.to_string(),
-            })
-            .collect())
+            };
+            if matches!(t.status, TokenStatus::Issued | TokenStatus::Stored | TokenStatus::Redeemed) {
+                let pending = t.status == TokenStatus::Issued;
+                entries.push(entry(&t.store_tx, LogKind::TokenStored, t.stored_counter, pending));
+            }
+            if t.status == TokenStatus::Redeemed {
+                entries.push(entry(&t.redeem_tx, LogKind::TokenRedeemed, t.redeemed_counter, false));
+            }
+        }
+        Ok(entries)
     }
 
-    /// Deletes token deliveries opened before `before`, at most `limit`
-    /// (what they stored is in `center_tokens`).
-    pub async fn purge_token_deliveries(&self, before: Timestamp, limit: i64) -> Result<u64, DbError> {
+    /// Deletes token sessions opened before `before`, at most `limit`
+    /// (what they did is in `center_tokens` and the owed items).
+    pub async fn purge_token_sessions(&self, before: Timestamp, limit: i64) -> Result<u64, DbError> {
         let query = Stmt::new(
-            "DELETE FROM center_token_deliveries WHERE id IN
-             (SELECT id FROM center_token_deliveries WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
+            "DELETE FROM center_token_sessions WHERE id IN
+             (SELECT id FROM center_token_sessions WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
         )
         .bind(to_i64(before.unix_s())?)
         .bind(limit);
         self.execute(query).await
     }
 
-    /// Writes delivery `d` (see [`CenterDb::update_card_session`]); once it is
-    /// done, in the same transaction, the log records it read are collected
-    /// and each token the card proved it holds is `stored` (from `issued`;
-    /// one stored already stays as it is).
-    pub async fn update_token_delivery(
+    /// Writes session `d` if its row is still at `version`, with `response`
+    /// for its Idempotency-Key and, in the same transaction, what it did:
+    /// the log records it read are collected; each token the card proved it
+    /// holds is `stored` (from `issued`; one stored already stays as it
+    /// is); the token the provider honoured (`redemption`) is entered in the
+    /// provider's register (once, by its REDEEM transaction: another is
+    /// refused), `redeemed`, and its value owed to the card with the hold
+    /// (tokens outstanding → card float). A redemption written before (its
+    /// answer lost) is found and not written twice.
+    pub async fn update_token_session(
         &self,
-        d: &TokenDelivery,
+        d: &TokenSession,
         version: i64,
+        redemption: Option<&Redemption>,
         now: Timestamp,
         response: Option<SavedResponse>,
     ) -> Result<(), DbError> {
+        let query = Stmt::new(<TokenSession as super::SessionRecord>::UPDATE)
+            .bind(serde_json::to_string(d).map_err(corrupt)?)
+            .bind(d.id.clone())
+            .bind(version);
         let mut also = super::audit::collect_statements(&d.card_id, &d.collected, now)?;
         for (id, counter) in &d.stored {
             also.push(
@@ -275,6 +307,111 @@ impl CenterDb {
                 .bind(d.card_id.to_string()),
             );
         }
-        self.update_card_session(d, version, also, now, response).await
+        let redeem = redemption.map(|r| r.statements(now)).transpose()?;
+        let (save, saved) = idempotency::saving(response, now)?;
+        let now_s = now.unix_s();
+        self.write(move |mut conn| {
+            Box::pin(async move {
+                if conn.execute(query).await? != 1 {
+                    return Err(DbError::Conflict);
+                }
+                for statement in also {
+                    conn.execute(statement).await?;
+                }
+                if let Some(r) = redeem {
+                    conn.execute(r.register).await?;
+                    let by = conn.fetch_optional(r.registered, |row| row.required_text("tx")).await?;
+                    if by.as_deref() != Some(r.tx.as_str()) {
+                        // The provider honoured this token for another
+                        // transaction: nothing more is owed for it.
+                        return Err(DbError::BooksRefused {
+                            what: "the token's redemption",
+                            code: "token_redeemed_before",
+                        });
+                    }
+                    if conn.execute(r.token).await? != 1 {
+                        return Err(DbError::Conflict);
+                    }
+                    if conn.fetch_optional(r.owed_exists, |row| row.required_text("id")).await?.is_none() {
+                        conn.books(&r.hold, now_s).await?;
+                        conn.execute(r.owed).await?;
+                    }
+                }
+                if let Some(save) = save {
+                    conn.execute(save).await?;
+                }
+                Ok(())
+            })
+        })
+        .await?;
+        saved.iter().for_each(Stored::mark);
+        Ok(())
+    }
+}
+
+/// A token the provider honoured, and what it becomes: the value owed to
+/// the card that gave it up, with its hold.
+#[derive(Debug, Clone)]
+pub struct Redemption {
+    pub token: TokenRow,
+    pub counter: u32,
+    pub at: Timestamp,
+    pub owed: crate::owed::Owed,
+    pub hold: crate::books::Entries,
+}
+
+/// The statements of a redemption's write.
+struct RedemptionWrite {
+    tx: String,
+    register: Stmt,
+    registered: Stmt,
+    token: Stmt,
+    owed_exists: Stmt,
+    owed: Stmt,
+    hold: crate::books::Entries,
+}
+
+impl Redemption {
+    /// Token `token` given up by its card at `counter` (REDEEM at `at`).
+    pub fn of(
+        token: &TokenRow,
+        counter: u32,
+        at: Timestamp,
+        now: Timestamp,
+    ) -> Result<Redemption, crate::books::BooksError> {
+        let owed = crate::owed::token_owed(token, now);
+        let hold = crate::books::Entries::token_to_card_hold(&owed.id, &token.card_id, token.amount)?;
+        Ok(Redemption { token: token.clone(), counter, at, owed, hold })
+    }
+
+    fn statements(&self, now: Timestamp) -> Result<RedemptionWrite, DbError> {
+        let t = &self.token;
+        let tx = hex::encode(t.redeem_tx.as_bytes());
+        let key_version = t.key_version.ok_or_else(|| corrupt("a stored token without its key version"))?;
+        Ok(RedemptionWrite {
+            register: Stmt::new(
+                "INSERT INTO center_token_redemptions (token_id, tx, key_version, amount_minor, currency, redeemed_at)
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (token_id) DO NOTHING",
+            )
+            .bind(t.id.to_string())
+            .bind(tx.clone())
+            .bind(i64::from(key_version))
+            .bind(to_i64(t.amount.amount_minor())?)
+            .bind(t.amount.currency().code().to_owned())
+            .bind(to_i64(self.at.unix_s())?),
+            registered: Stmt::new("SELECT tx FROM center_token_redemptions WHERE token_id = $1").bind(t.id.to_string()),
+            token: Stmt::new(
+                "UPDATE center_tokens SET status = 'redeemed', redeemed_counter = $1, updated_at = $2
+                 WHERE id = $3 AND card_id = $4 AND status IN ('stored', 'redeemed')",
+            )
+            .bind(i64::from(self.counter))
+            .bind(to_i64(now.unix_s())?)
+            .bind(t.id.to_string())
+            .bind(t.card_id.to_string()),
+            owed_exists: Stmt::new("SELECT id FROM center_owed WHERE id = $1").bind(self.owed.id.clone()),
+            owed: super::owed::insert_owed_query(&self.owed, now)?,
+            hold: self.hold.clone(),
+            tx,
+        })
     }
 }

@@ -10,7 +10,8 @@ use kessai_card::tokens::{ListedToken, list_tokens_command, parse_list};
 use kessai_center::books::Receiving;
 use kessai_center::prepaid::{PrepaidError, PrepaidReply, StatementSource};
 use kessai_center::service::{Center, parse_answers};
-use kessai_center::tokens::{TokenBank, TokenDeliveryPhase, TokenPolicy, TokenView};
+use kessai_center::token_session::{TokenPurpose, TokenSessionPhase};
+use kessai_center::tokens::{TokenBank, TokenPolicy, TokenProvider, TokenView, Tokens};
 use kessai_core::Currency;
 use kessai_core::ids::{CardId, RequestId};
 use kessai_core::messages::prepaid::{FundingMethod, PrepaidAction, PrepaidRequestDraft, TokenTerms};
@@ -40,9 +41,19 @@ fn provider_keyring() -> TokenKeyring {
     ring
 }
 
-/// The center with the bank's side of issuing: key version 1.
+/// Both token parties, the bank's side holding `bank` (the provider's own
+/// keys: version 1).
+fn parties(bank: TokenKeyring) -> Option<Arc<Tokens>> {
+    Some(Arc::new(Tokens {
+        bank: TokenBank { keyring: bank, policy: TokenPolicy::default() },
+        provider: TokenProvider { keyring: provider_keyring() },
+    }))
+}
+
+/// The center with both token parties, the bank holding the version the
+/// provider delivered.
 fn with_tokens(mut s: Setup) -> Setup {
-    s.center.tokens = Some(Arc::new(TokenBank { keyring: provider_keyring(), policy: TokenPolicy::default() }));
+    s.center.tokens = parties(provider_keyring());
     s
 }
 
@@ -111,11 +122,11 @@ fn relay_hex(t: &mut kessai_card::terminal::Terminal<CardReader>, apdus: &[Strin
 /// One delivery session end to end: the tokens the center says it stored.
 async fn deliver(c: &Center, t: &mut kessai_card::terminal::Terminal<CardReader>, n: u8) -> Vec<String> {
     t.select().unwrap();
-    let r = c.token_delivery_create(card_id(n)).await.unwrap();
-    let r = c.token_delivery_authenticate(&r.delivery_id, relay_hex(t, &r.apdus), None).await.unwrap();
-    let id = r.delivery_id.clone();
-    let done = c.token_delivery_finish(&id, relay_hex(t, &r.apdus), None).await.unwrap();
-    assert_eq!(done.phase, TokenDeliveryPhase::Done);
+    let r = c.token_session_create(card_id(n), TokenPurpose::Deliver).await.unwrap();
+    let r = c.token_session_authenticate(&r.session_id, relay_hex(t, &r.apdus), None).await.unwrap();
+    let id = r.session_id.clone();
+    let done = c.token_session_finish(&id, relay_hex(t, &r.apdus), None).await.unwrap();
+    assert_eq!(done.phase, TokenSessionPhase::Done);
     done.stored
 }
 
@@ -260,7 +271,7 @@ async fn no_token_is_made_without_a_key_version_issuing() {
     let mut ring = TokenKeyring::new();
     let at = |d: i64| Timestamp::from_unix_s(NOW.unix_s().saturating_add_signed(d * DAY as i64));
     ring.add(TokenKey::generate(1, (at(-60), at(-30), at(300)), &mut SeededRandom::new(5)).unwrap()).unwrap();
-    s.center.tokens = Some(Arc::new(TokenBank { keyring: ring, policy: TokenPolicy::default() }));
+    s.center.tokens = parties(ring);
     let m = members_card(&mut s).await;
     let c = &s.center;
     let a = ask(c, &m, token_request(&m, "dep-k", card_id(1), 5_000)).await.unwrap();
@@ -321,11 +332,11 @@ async fn a_lost_answer_or_a_made_up_refusal_stores_the_token_once() {
 
     // A relay answers the STORE with a bare refusal: nothing changes.
     card.select().unwrap();
-    let r = c.token_delivery_create(card_id(1)).await.unwrap();
-    let r = c.token_delivery_authenticate(&r.delivery_id, relay_hex(&mut card, &r.apdus), None).await.unwrap();
+    let r = c.token_session_create(card_id(1), TokenPurpose::Deliver).await.unwrap();
+    let r = c.token_session_authenticate(&r.session_id, relay_hex(&mut card, &r.apdus), None).await.unwrap();
     let mut answers = relay_hex(&mut card, &r.apdus[..r.apdus.len() - 1]);
     answers.push(ResponseApdu::parse(&[0x6A, 0x84]).unwrap());
-    let done = c.token_delivery_finish(&r.delivery_id, answers, None).await.unwrap();
+    let done = c.token_session_finish(&r.session_id, answers, None).await.unwrap();
     assert!(done.stored.is_empty());
     assert_eq!(done.refused.len(), 1);
     assert!(done.refused[0].reason.contains("6A84"), "{}", done.refused[0].reason);
@@ -334,8 +345,8 @@ async fn a_lost_answer_or_a_made_up_refusal_stores_the_token_once() {
 
     // The card stores it, but its answer never reaches the center.
     card.select().unwrap();
-    let r = c.token_delivery_create(card_id(1)).await.unwrap();
-    let r = c.token_delivery_authenticate(&r.delivery_id, relay_hex(&mut card, &r.apdus), None).await.unwrap();
+    let r = c.token_session_create(card_id(1), TokenPurpose::Deliver).await.unwrap();
+    let r = c.token_session_authenticate(&r.session_id, relay_hex(&mut card, &r.apdus), None).await.unwrap();
     let _lost = relay_hex(&mut card, &r.apdus);
     let first = card_tokens(&mut card, 1);
     assert_eq!(first.len(), 1);
@@ -379,16 +390,16 @@ async fn racing(mut s: Setup) {
     // before either's answers come back.
     let mut card = funded_card(1, 0);
     card.select().unwrap();
-    let r1 = c.token_delivery_create(card_id(1)).await.unwrap();
-    let r1 = c.token_delivery_authenticate(&r1.delivery_id, relay_hex(&mut card, &r1.apdus), None).await.unwrap();
+    let r1 = c.token_session_create(card_id(1), TokenPurpose::Deliver).await.unwrap();
+    let r1 = c.token_session_authenticate(&r1.session_id, relay_hex(&mut card, &r1.apdus), None).await.unwrap();
     let answers1 = relay_hex(&mut card, &r1.apdus);
     card.select().unwrap();
-    let r2 = c.token_delivery_create(card_id(1)).await.unwrap();
-    let r2 = c.token_delivery_authenticate(&r2.delivery_id, relay_hex(&mut card, &r2.apdus), None).await.unwrap();
+    let r2 = c.token_session_create(card_id(1), TokenPurpose::Deliver).await.unwrap();
+    let r2 = c.token_session_authenticate(&r2.session_id, relay_hex(&mut card, &r2.apdus), None).await.unwrap();
     let answers2 = relay_hex(&mut card, &r2.apdus);
     let (d1, d2) = tokio::join!(
-        c.token_delivery_finish(&r1.delivery_id, answers1, None),
-        c.token_delivery_finish(&r2.delivery_id, answers2, None)
+        c.token_session_finish(&r1.session_id, answers1, None),
+        c.token_session_finish(&r2.session_id, answers2, None)
     );
     let (d1, d2) = (d1.unwrap(), d2.unwrap());
     assert_eq!((d1.stored.len(), d2.stored.len()), (1, 1), "the card proved it holds it to both");
@@ -419,16 +430,16 @@ async fn a_crash_at_any_write_leaves_the_token_whole() {
         let delivered = match imported {
             Ok(_) => {
                 card.select().unwrap();
-                match c.token_delivery_create(card_id(1)).await {
-                    Ok(r) => match c
-                        .token_delivery_authenticate(&r.delivery_id, relay_hex(&mut card, &r.apdus), None)
-                        .await
-                    {
-                        Ok(r) => {
-                            c.token_delivery_finish(&r.delivery_id, relay_hex(&mut card, &r.apdus), None).await.is_ok()
+                match c.token_session_create(card_id(1), TokenPurpose::Deliver).await {
+                    Ok(r) => {
+                        match c.token_session_authenticate(&r.session_id, relay_hex(&mut card, &r.apdus), None).await {
+                            Ok(r) => c
+                                .token_session_finish(&r.session_id, relay_hex(&mut card, &r.apdus), None)
+                                .await
+                                .is_ok(),
+                            Err(_) => false,
                         }
-                        Err(_) => false,
-                    },
+                    }
                     Err(_) => false,
                 }
             }
@@ -477,15 +488,15 @@ async fn a_delivery_opens_for_any_card_and_refuses_one_not_active() {
     crate::world::report_lost(&c.db, card_id(1)).await;
     let mut card = funded_card(1, 0);
     card.select().unwrap();
-    let r = c.token_delivery_create(card_id(1)).await.unwrap();
-    let refused = c.token_delivery_authenticate(&r.delivery_id, relay_hex(&mut card, &r.apdus), None).await;
+    let r = c.token_session_create(card_id(1), TokenPurpose::Deliver).await.unwrap();
+    let refused = c.token_session_authenticate(&r.session_id, relay_hex(&mut card, &r.apdus), None).await;
     assert!(refused.is_err(), "a lost card takes no token");
     // An unregistered card: a session opens, and is refused once it proved
     // itself.
     let mut stranger = funded_card(9, 0);
     stranger.select().unwrap();
-    let r = c.token_delivery_create(card_id(9)).await.unwrap();
-    assert!(c.token_delivery_authenticate(&r.delivery_id, relay_hex(&mut stranger, &r.apdus), None).await.is_err());
+    let r = c.token_session_create(card_id(9), TokenPurpose::Deliver).await.unwrap();
+    assert!(c.token_session_authenticate(&r.session_id, relay_hex(&mut stranger, &r.apdus), None).await.is_err());
 }
 
 /// A statement session: the card's whole log read, and collected.
@@ -498,4 +509,295 @@ async fn collect_log(c: &Center, t: &mut kessai_card::terminal::Terminal<CardRea
     while r.phase != StatementPhase::Done {
         r = c.statement_read(&id, relay_hex(t, &r.apdus), None).await.unwrap();
     }
+}
+
+/// Card 1 of a member, with a token of `amount` issued and stored on it.
+async fn stored_token(s: &mut Setup, amount: u64) -> (Member, kessai_card::terminal::Terminal<CardReader>, TokenId) {
+    let m = members_card(s).await;
+    let c = &s.center;
+    let mut card = funded_card(1, 0);
+    let a = ask(c, &m, token_request(&m, "dep-s", card_id(1), amount)).await.unwrap();
+    let statement = camt("STMT-S", &[(amount, Some(&a.reference), "BANK-S")]);
+    assert_eq!(c.import_statement(&statement, StatementSource::Bank).await.unwrap().matched, 1);
+    assert_eq!(deliver(c, &mut card, 1).await, vec![a.token_id.clone()]);
+    (m, card, TokenId::parse(&a.token_id).unwrap())
+}
+
+/// A redemption session's batch, relayed: the answers, not yet sent back.
+async fn redeem_batch(
+    c: &Center,
+    t: &mut kessai_card::terminal::Terminal<CardReader>,
+    token: TokenId,
+) -> Result<(String, Vec<ResponseApdu>), kessai_center::service::CenterError> {
+    t.select().unwrap();
+    let r = c.token_session_create(card_id(1), TokenPurpose::Redeem { token }).await?;
+    let r = c.token_session_authenticate(&r.session_id, relay_hex(t, &r.apdus), None).await?;
+    Ok((r.session_id.clone(), relay_hex(t, &r.apdus)))
+}
+
+/// The card presented for what it is owed: every owed item applied
+/// through a value update; the amounts credited.
+async fn present(c: &Center, t: &mut kessai_card::terminal::Terminal<CardReader>) -> Vec<u64> {
+    use kessai_center::owed::Applying;
+    let sim = kessai_center::authorizer::Simulator::new();
+    let mut credited = Vec::new();
+    for _ in 0..5 {
+        t.select().unwrap();
+        let id = kessai_core::ids::UpdateId::generate(&mut kessai_core::random::OsRandom);
+        let r = match c.apply_owed(card_id(1), id).await.unwrap() {
+            Applying::Nothing => return credited,
+            Applying::Update(r) => *r,
+        };
+        let id = r.update_id.clone();
+        let r = c.update_authenticate(&sim, &id, relay_hex(t, &r.apdus), None, None).await.unwrap();
+        let r = c.update_offer(&sim, &id, relay_hex(t, &r.apdus), None).await.unwrap();
+        let done = c.update_complete(&sim, &id, relay_hex(t, &r.apdus), None).await.unwrap();
+        credited.push(done.amount.amount_minor());
+    }
+    panic!("an owed item is applied again and again");
+}
+
+/// What the pool received equals what is outstanding, on the card's float
+/// and in suspense (no purchase here), and the ledger's invariants hold.
+async fn conserved_with_card(c: &Center) {
+    c.books.ledger().check().await.unwrap();
+    let received = c.books.received(Receiving::BankPool, Currency::JPY).await.unwrap();
+    let outstanding = c.books.tokens_outstanding(Currency::JPY).await.unwrap();
+    let (float, held) = c.books.card_float(&card_id(1)).await.unwrap().unwrap_or((0, 0));
+    assert_eq!(held, 0);
+    let credits_pending = i128::from(c.books.card_credits_pending(&card_id(1)).await.unwrap());
+    let suspense = i128::from(c.books.suspense(Currency::JPY).await.unwrap());
+    // A hold (outstanding → float, pending) is still the outstanding
+    // account's posted balance until the card takes the CREDIT.
+    assert_eq!(received, outstanding + i128::from(float) + suspense, "pending credits: {credits_pending}");
+}
+
+async fn a_token_redeemed_becomes_value_once(mut s: Setup) {
+    let (_m, mut card, token) = stored_token(&mut s, 12_000).await;
+    let c = &s.center;
+    let (id, answers) = redeem_batch(c, &mut card, token).await.unwrap();
+    let done = c.token_session_finish(&id, answers, None).await.unwrap();
+    let redeemed = done.redeemed.clone().expect("redeemed");
+    assert_eq!((redeemed.token_id.as_str(), redeemed.amount), (token.to_string().as_str(), jpy(12_000)));
+    assert!(done.refused.is_empty(), "{:?}", done.refused);
+    let row = c.db.token(&token).await.unwrap().unwrap();
+    assert_eq!(row.status, kessai_api::TokenStatus::Redeemed);
+    let listed = card_tokens(&mut card, 1);
+    assert!(listed[0].redeemed);
+    assert_eq!(row.redeemed_counter, Some(listed[0].counter));
+    // Held for the card, not yet on it.
+    assert_eq!(c.books.card_credits_pending(&card_id(1)).await.unwrap(), 12_000);
+    conserved_with_card(c).await;
+    // Redeeming it again is refused before anything reaches the card.
+    let again = redeem_batch(c, &mut card, token).await;
+    assert!(
+        matches!(
+            again,
+            Err(kessai_center::service::CenterError::Step(kessai_center::purchase::StepError::TokenRefused(_)))
+        ),
+        "{again:?}"
+    );
+    // The card presented: the value is credited, once.
+    assert_eq!(present(c, &mut card).await, vec![12_000]);
+    assert_eq!(crate::world::balance_of(&mut card), 12_000);
+    assert_eq!(present(c, &mut card).await, Vec::<u64>::new());
+    assert_eq!(c.books.tokens_outstanding(Currency::JPY).await.unwrap(), 0);
+    assert_eq!(c.books.card_float(&card_id(1)).await.unwrap(), Some((12_000, 0)));
+    conserved_with_card(c).await;
+    // The card's log agrees with the books: stored, redeemed, credited.
+    collect_log(c, &mut card, 1).await;
+    let report = c.audit(NOW).await.unwrap();
+    assert!(report.differences.is_empty(), "{:?}", report.differences);
+}
+
+#[tokio::test]
+async fn a_token_redeemed_becomes_value_on_the_card_once() {
+    a_token_redeemed_becomes_value_once(with_tokens(setup().await)).await;
+}
+
+#[tokio::test]
+async fn a_token_redeemed_becomes_value_on_the_card_once_on_postgres() {
+    let Some(s) = setup_on_postgres("tokens_redeem").await else { return };
+    a_token_redeemed_becomes_value_once(with_tokens(s)).await;
+}
+
+/// The card's answer to REDEEM lost: a later session sends the same
+/// command and the card answers it as the first time; two sessions
+/// finishing at once owe the value once.
+#[tokio::test]
+async fn a_lost_or_racing_redemption_owes_the_value_once() {
+    racing_redemptions(with_tokens(setup().await)).await;
+}
+
+#[tokio::test]
+async fn a_lost_or_racing_redemption_owes_the_value_once_on_postgres() {
+    let Some(s) = setup_on_postgres("tokens_redeem_race").await else { return };
+    racing_redemptions(with_tokens(s)).await;
+}
+
+async fn racing_redemptions(mut s: Setup) {
+    let (_m, mut card, token) = stored_token(&mut s, 8_000).await;
+    let c = &s.center;
+    // The first session's answers never come back; the card redeemed it.
+    let (_lost, _answers) = redeem_batch(c, &mut card, token).await.unwrap();
+    assert!(card_tokens(&mut card, 1)[0].redeemed);
+    assert_eq!(c.db.token(&token).await.unwrap().unwrap().status, kessai_api::TokenStatus::Stored);
+    // Two later sessions, both sealed, both answered by the card alike.
+    let (a, answers_a) = redeem_batch(c, &mut card, token).await.unwrap();
+    let (b, answers_b) = redeem_batch(c, &mut card, token).await.unwrap();
+    let (ra, rb) =
+        tokio::join!(c.token_session_finish(&a, answers_a, None), c.token_session_finish(&b, answers_b, None));
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    let owed: Vec<String> = [&ra, &rb].iter().filter_map(|r| r.redeemed.as_ref().map(|x| x.owed_id.clone())).collect();
+    assert_eq!(owed.len(), 2, "both sessions were answered by the card");
+    assert_eq!(owed[0], owed[1], "one owed item");
+    assert_eq!(c.books.card_credits_pending(&card_id(1)).await.unwrap(), 8_000, "held once");
+    assert_eq!(present(c, &mut card).await, vec![8_000]);
+    assert_eq!(crate::world::balance_of(&mut card), 8_000);
+    conserved_with_card(c).await;
+}
+
+/// What the provider cannot honour moves nothing: a token sealed under a
+/// key the provider does not hold under its version (another provider's),
+/// or under a version it does not hold at all. The card gave it up; the
+/// value stays outstanding (it goes back to the depositor's account), and
+/// the examination names the card's redemption record.
+#[tokio::test]
+async fn a_token_the_provider_cannot_open_is_refused_and_moves_nothing() {
+    for (version, seed) in [(1u8, 9_999u64), (2, 2101)] {
+        let mut s = setup().await;
+        let mut bank = TokenKeyring::new();
+        bank.add(provider_key(version, seed)).unwrap();
+        s.center.tokens = parties(bank);
+        let (_m, mut card, token) = stored_token(&mut s, 5_000).await;
+        let c = &s.center;
+        let (id, answers) = redeem_batch(c, &mut card, token).await.unwrap();
+        let done = c.token_session_finish(&id, answers, None).await.unwrap();
+        assert!(done.redeemed.is_none());
+        assert_eq!(done.refused.len(), 1);
+        assert!(done.refused[0].reason.contains("credit service provider refused"), "{}", done.refused[0].reason);
+        assert_eq!(c.db.token(&token).await.unwrap().unwrap().status, kessai_api::TokenStatus::Stored);
+        assert_eq!(c.books.card_credits_pending(&card_id(1)).await.unwrap(), 0);
+        assert_eq!(c.books.tokens_outstanding(Currency::JPY).await.unwrap(), 5_000);
+        assert_eq!(present(c, &mut card).await, Vec::<u64>::new());
+        conserved_with_card(c).await;
+        collect_log(c, &mut card, 1).await;
+        let kinds: Vec<_> = c.audit(NOW).await.unwrap().differences.iter().map(|d| d.kind).collect();
+        assert_eq!(kinds, vec![kessai_center::audit::DifferenceKind::MissingInBooks], "version {version}");
+    }
+}
+
+/// An expired token is not offered for redemption: the center refuses
+/// before the card is asked; its value stays outstanding.
+#[tokio::test]
+async fn an_expired_token_is_not_redeemed() {
+    let mut s = with_tokens(setup().await);
+    let (_m, mut card, token) = stored_token(&mut s, 4_000).await;
+    let expiry = s.center.db.token(&token).await.unwrap().unwrap().expires_at.unwrap();
+    s.center.clock = Arc::new(kessai_core::time::FixedClock::new(expiry));
+    let c = &s.center;
+    let refused = redeem_batch(c, &mut card, token).await;
+    assert!(
+        matches!(&refused, Err(kessai_center::service::CenterError::Step(kessai_center::purchase::StepError::TokenRefused(why))) if why.contains("expired")),
+        "{refused:?}"
+    );
+    assert!(!card_tokens(&mut card, 1)[0].redeemed, "the card was not asked");
+    assert_eq!(c.books.tokens_outstanding(Currency::JPY).await.unwrap(), 4_000);
+}
+
+/// A card holding other bytes under the token's id (written by someone
+/// with the card's keys): the center's STORE is refused, so nothing is on
+/// the card to redeem, and no value moves.
+#[tokio::test]
+async fn a_tampered_token_on_the_card_never_pays() {
+    let mut s = with_tokens(setup().await);
+    let m = members_card(&mut s).await;
+    let c = &s.center;
+    let mut card = funded_card(1, 0);
+    let a = ask(c, &m, token_request(&m, "dep-t", card_id(1), 6_000)).await.unwrap();
+    c.import_statement(&camt("STMT-T", &[(6_000, Some(&a.reference), "BANK-T")]), StatementSource::Bank).await.unwrap();
+    let id = TokenId::parse(&a.token_id).unwrap();
+    let mut forged = c.db.token(&id).await.unwrap().unwrap().sealed.unwrap();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let keys = kessai_scp03::diversify::diversify(
+        &masters(0x40),
+        card_id(1).as_bytes(),
+        kessai_scp03::KeyVersion::new(KVN).unwrap(),
+    );
+    card.select().unwrap();
+    let session = card.open_session(keys, [3; 8]).unwrap();
+    let tx = kessai_card::protocol::TxId([0xEE; 16]);
+    let (_, r) = card.secure(session, &kessai_card::tokens::store_token_command(tx, NOW.unix_s(), &forged)).unwrap();
+    assert_eq!(r.sw().raw(), 0x9000, "the card keeps bytes it cannot check");
+    assert!(deliver(c, &mut card, 1).await.is_empty(), "the center's STORE is refused");
+    assert_eq!(c.db.token(&id).await.unwrap().unwrap().status, kessai_api::TokenStatus::Issued);
+    let refused = redeem_batch(c, &mut card, id).await;
+    assert!(refused.is_err(), "an issued token is not on the card to redeem");
+    assert_eq!(c.books.card_credits_pending(&card_id(1)).await.unwrap(), 0);
+    assert_eq!(c.books.tokens_outstanding(Currency::JPY).await.unwrap(), 6_000);
+}
+
+/// A crash after any write of a redemption's finish leaves the token
+/// stored with nothing owed, or redeemed with its value owed and held: then
+/// a new session completes it, once.
+#[tokio::test]
+async fn a_crash_at_any_write_of_a_redemption_leaves_it_whole() {
+    let (mut finished, mut crashed) = (false, 0);
+    for n in 1..=12 {
+        let mut s = with_tokens(setup().await);
+        let (_m, mut card, token) = stored_token(&mut s, 2_500).await;
+        let c = &s.center;
+        let (id, answers) = redeem_batch(c, &mut card, token).await.unwrap();
+        c.db.faults().fail_at(n);
+        let first = c.token_session_finish(&id, answers, None).await;
+        let fired = !c.db.faults().armed();
+        c.db.faults().fail_at(0);
+        let row = c.db.token(&token).await.unwrap().unwrap();
+        let held = c.books.card_credits_pending(&card_id(1)).await.unwrap();
+        match row.status {
+            kessai_api::TokenStatus::Stored => assert_eq!(held, 0, "fault at {n}"),
+            kessai_api::TokenStatus::Redeemed => assert_eq!(held, 2_500, "fault at {n}"),
+            other => panic!("{other:?}"),
+        }
+        conserved_with_card(c).await;
+        if fired {
+            crashed += 1;
+            assert!(first.is_err(), "a fault at write {n} fails the finish");
+            let (id, answers) = redeem_batch(c, &mut card, token).await.unwrap();
+            c.token_session_finish(&id, answers, None).await.unwrap();
+        } else {
+            first.unwrap();
+        }
+        assert_eq!(present(c, &mut card).await, vec![2_500], "fault at {n}");
+        assert_eq!(crate::world::balance_of(&mut card), 2_500);
+        assert_eq!(c.books.tokens_outstanding(Currency::JPY).await.unwrap(), 0);
+        conserved_with_card(c).await;
+        if !fired {
+            finished = true;
+            break;
+        }
+    }
+    assert!(finished && crashed > 0, "every write was crashed at ({crashed}), and then it completed");
+}
+
+/// A redeemed token's value owed to a card reported lost goes to the card
+/// that replaces it (the member's), with the rest of its value.
+#[tokio::test]
+async fn a_redeemed_tokens_value_follows_the_card_that_replaces_a_lost_one() {
+    let mut s = with_tokens(setup().await);
+    let (m, mut card, token) = stored_token(&mut s, 3_000).await;
+    register_card(&s, 2, 0).await;
+    let c = &s.center;
+    assert!(
+        c.db.link_card_member(&card_id(2), Some(m.id.as_str()), false, NOW, crate::trail("card_member")).await.unwrap()
+    );
+    let (id, answers) = redeem_batch(c, &mut card, token).await.unwrap();
+    assert!(c.token_session_finish(&id, answers, None).await.unwrap().redeemed.is_some());
+    crate::world::report_lost(&c.db, card_id(1)).await;
+    let replaced = c.replace_card(card_id(1), card_id(2), "lost on a train", crate::tester()).await.unwrap();
+    assert_eq!(replaced.moved.len(), 1, "the token's value moves");
+    assert_eq!(c.books.card_credits_pending(&card_id(1)).await.unwrap(), 0);
+    assert_eq!(c.books.card_credits_pending(&card_id(2)).await.unwrap(), 3_000);
+    c.books.ledger().check().await.unwrap();
 }

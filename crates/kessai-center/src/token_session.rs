@@ -1,0 +1,421 @@
+//! A secure session with a card about its deposit tokens (#21): storing the
+//! tokens issued to it, or redeeming one it holds for value. Sans-I/O like
+//! the other card sessions: commands out and answers in, through the
+//! security server.
+//!
+//! The wallet opens it (`create`: INITIALIZE UPDATE, every card id alike),
+//! relays the card's answer (`authenticate`: the cryptogram checked, then
+//! whether the card and the token may take part, then EXTERNAL
+//! AUTHENTICATE, the log commands and the token commands in one batch) and
+//! the batch's answers (`finish`). Only an R-MACed `9000` moves a token;
+//! an error status word is sent bare by the card, so it proves nothing and
+//! changes nothing.
+//!
+//! Each token carries two transaction ids fixed at its request, one for
+//! its STORE and one for its REDEEM. A command whose answer was lost is
+//! sent again unchanged in a later session, and the card answers it as the
+//! first time; so a token is stored and redeemed once, and the card's log
+//! and the books name the same transactions.
+
+use kessai_card::tokens::{redeem_token_command, store_token_command};
+use kessai_core::ids::CardId;
+use kessai_core::random::Random;
+use kessai_core::time::Timestamp;
+use kessai_core::token::TokenId;
+use kessai_scp03::{CommandApdu, ResponseApdu, StatusWord};
+use serde::{Deserialize, Serialize};
+
+use crate::card_session::{Pending, Sealed, Session, bad_answer, collect_commands};
+use crate::db::TokenRow;
+use crate::purchase::{CardRecord, CardRegistryStatus, Context, StepError};
+use crate::runner::run_step;
+use crate::security::SealedState;
+use crate::service::{Answer, Center, CenterError};
+use crate::statement::LogEntry;
+
+pub use kessai_api::{TokenRedeemed, TokenRefusal, TokenSessionPhase, TokenSessionReply, TokenStatus};
+
+/// Most tokens one session stores.
+pub const TOKENS_PER_SESSION: usize = 3;
+
+/// What a token session is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum TokenPurpose {
+    /// Store the tokens issued to the card.
+    Deliver,
+    /// Redeem this stored token for value owed to the card.
+    Redeem { token: TokenId },
+}
+
+/// What the card gave up for a redemption: its counter at the REDEEM and
+/// the sealed token, for the provider to check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GivenUp {
+    pub token: TokenId,
+    pub counter: u32,
+    #[serde(with = "hex::serde")]
+    pub sealed: Vec<u8>,
+    /// The time the REDEEM command carried: what the card checked the
+    /// expiry against, and the provider checks it against again.
+    pub at: Timestamp,
+}
+
+/// A token session as stored between the wallet's requests.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenSession {
+    pub id: String,
+    pub card_id: CardId,
+    pub key_version: u8,
+    pub purpose: TokenPurpose,
+    pub phase: TokenSessionPhase,
+    pub scp: Option<SealedState>,
+    /// The batch's sealed commands awaiting their answers.
+    pub pending: Vec<Pending>,
+    /// The tokens whose STORE or REDEEM is in the batch, in order.
+    pub sent: Vec<TokenId>,
+    /// When the batch was sealed (the time in its token commands).
+    pub sealed_at: Option<Timestamp>,
+    /// The card's log records read in the batch (kept in the step's write).
+    pub collected: Vec<LogEntry>,
+    /// Tokens the card proved it holds, with its counter for each.
+    pub stored: Vec<(TokenId, u32)>,
+    /// The token the card proved it gave up (redeem).
+    pub given_up: Option<GivenUp>,
+    /// Tokens not moved, and why (the card's bare refusal, or the
+    /// provider's).
+    pub refused: Vec<(TokenId, String)>,
+    pub created_at: Timestamp,
+}
+
+impl TokenSession {
+    /// Opens a session with card `card_id` (every card id alike: whether it
+    /// may take part is answered once it proved itself).
+    pub fn create<R: Random + ?Sized>(
+        ctx: &mut Context<'_, R>,
+        card_id: CardId,
+        key_version: u8,
+        purpose: TokenPurpose,
+    ) -> Result<(TokenSession, CommandApdu), StepError> {
+        let mut raw = [0u8; 16];
+        ctx.rng.fill_bytes(&mut raw);
+        let mut d = TokenSession {
+            id: format!("tks_{}", hex::encode(raw)),
+            card_id,
+            key_version,
+            purpose,
+            phase: TokenSessionPhase::Authenticating,
+            scp: None,
+            pending: Vec::new(),
+            sent: Vec::new(),
+            sealed_at: None,
+            collected: Vec::new(),
+            stored: Vec::new(),
+            given_up: None,
+            refused: Vec::new(),
+            created_at: ctx.now,
+        };
+        let init = d.session().begin(ctx, key_version)?;
+        Ok((d, init))
+    }
+
+    fn session(&mut self) -> Session<'_> {
+        Session::new(&self.card_id, &self.id, &mut self.scp)
+    }
+
+    /// The card proved itself (INITIALIZE UPDATE's `answer`): if it is
+    /// registered and active, EXTERNAL AUTHENTICATE, the log commands
+    /// (`through`: what the center holds of its log) and the token
+    /// commands: a STORE TOKEN for each of `tokens` issued to it and
+    /// unexpired (at most [`TOKENS_PER_SESSION`]), or the REDEEM TOKEN of
+    /// the token redeemed, which must be the card's, stored (or redeemed by
+    /// its own transaction, whose answer was lost) and unexpired.
+    pub fn authenticate<R: Random + ?Sized>(
+        mut self,
+        ctx: &mut Context<'_, R>,
+        answer: &ResponseApdu,
+        card: Option<&CardRecord>,
+        through: Option<u32>,
+        tokens: &[TokenRow],
+    ) -> Result<(TokenSession, Vec<CommandApdu>), StepError> {
+        if self.phase != TokenSessionPhase::Authenticating {
+            return Err(StepError::BadCardAnswer("the token session is not authenticating".into()));
+        }
+        let now = ctx.now;
+        let mut then = collect_commands(through);
+        let mut sent = Vec::new();
+        let mine = tokens.iter().filter(|t| t.card_id == self.card_id);
+        match self.purpose {
+            TokenPurpose::Deliver => {
+                let due = mine.filter(|t| t.status == TokenStatus::Issued && t.expires_at.is_some_and(|e| now < e));
+                for t in due.take(TOKENS_PER_SESSION) {
+                    let sealed = t.sealed.as_deref().ok_or_else(|| bad_answer("an issued token without its bytes"))?;
+                    let tx = kessai_card::protocol::TxId(*t.store_tx.as_bytes());
+                    then.push((Sealed::Token, store_token_command(tx, now.unix_s(), sealed)));
+                    sent.push(t.id);
+                }
+            }
+            TokenPurpose::Redeem { token } => {
+                let t = mine.into_iter().find(|t| t.id == token);
+                // Before the cryptogram nothing is said of the card or the
+                // token; the session is opened, then refused below.
+                if let Some(t) = t.filter(|t| redeemable(t, now).is_ok()) {
+                    let tx = kessai_card::protocol::TxId(*t.redeem_tx.as_bytes());
+                    then.push((Sealed::Token, redeem_token_command(t.id.0, tx, now.unix_s())));
+                    sent.push(t.id);
+                }
+            }
+        }
+        let (commands, pending) = self.session().open_batch(ctx, answer, &then)?;
+        let card = card.filter(|c| c.id == self.card_id).ok_or(StepError::UnknownCard(self.card_id))?;
+        if card.status != CardRegistryStatus::Active {
+            return Err(StepError::CardNotActive(card.id));
+        }
+        if let TokenPurpose::Redeem { token } = self.purpose {
+            let t = tokens.iter().find(|t| t.id == token && t.card_id == self.card_id);
+            let t = t.ok_or_else(|| StepError::TokenRefused(format!("the card holds no token {token}")))?;
+            redeemable(t, now).map_err(StepError::TokenRefused)?;
+        }
+        self.pending = pending;
+        self.sent = sent;
+        self.sealed_at = Some(now);
+        self.phase = TokenSessionPhase::Sent;
+        Ok((self, commands))
+    }
+
+    /// The batch's answers: the log records read, and each token command's
+    /// answer: `9000` R-MACed (STORE: the card's counter and the token's
+    /// id; REDEEM: the counter and the sealed token) or an error status
+    /// word (unproven: nothing moves).
+    pub fn finish<R: Random + ?Sized>(
+        mut self,
+        ctx: &mut Context<'_, R>,
+        answers: &[ResponseApdu],
+    ) -> Result<TokenSession, StepError> {
+        if self.phase != TokenSessionPhase::Sent {
+            return Err(StepError::BadCardAnswer("the token session's batch is not out".into()));
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let read = self.session().read_batch(ctx, answers, true, &pending)?;
+        if read.tokens.len() != self.sent.len() {
+            return Err(bad_answer("an answer for each token command"));
+        }
+        let at = self.sealed_at.unwrap_or(self.created_at);
+        for (id, plain) in self.sent.iter().zip(&read.tokens) {
+            let data = plain.data();
+            match self.purpose {
+                _ if plain.sw() != StatusWord::from(0x9000u16) => self.refused.push((*id, refusal(plain.sw()))),
+                TokenPurpose::Deliver => {
+                    if data.len() != 20 || data[4..] != id.0 {
+                        return Err(bad_answer("STORE TOKEN answered for another token"));
+                    }
+                    self.stored.push((*id, counter_of(data)?));
+                }
+                TokenPurpose::Redeem { .. } => {
+                    if data.len() < 4 + kessai_card::tokens::MIN_SEALED_LEN || data[9..25] != id.0 {
+                        return Err(bad_answer("REDEEM TOKEN answered for another token"));
+                    }
+                    let (counter, sealed) = (counter_of(data)?, data[4..].to_vec());
+                    self.given_up = Some(GivenUp { token: *id, counter, sealed, at });
+                }
+            }
+        }
+        self.collected = read.collected;
+        self.phase = TokenSessionPhase::Done;
+        self.session().end();
+        Ok(self)
+    }
+}
+
+fn counter_of(data: &[u8]) -> Result<u32, StepError> {
+    let bytes: [u8; 4] = data.get(..4).and_then(|b| b.try_into().ok()).ok_or_else(|| bad_answer("no counter"))?;
+    Ok(u32::from_be_bytes(bytes))
+}
+
+/// Whether the center offers token `t` for redemption at `now`.
+fn redeemable(t: &TokenRow, now: Timestamp) -> Result<(), String> {
+    match t.status {
+        TokenStatus::Stored => {}
+        TokenStatus::Redeemed => return Err(format!("token {} was redeemed", t.id)),
+        other => return Err(format!("token {} is {}, not on the card", t.id, other.as_str())),
+    }
+    match t.expires_at {
+        Some(e) if now < e => Ok(()),
+        _ => Err(format!("token {} expired: its value goes back to the depositor's account", t.id)),
+    }
+}
+
+/// What a card's refusal of STORE TOKEN or REDEEM TOKEN means (PROTOCOL
+/// §4.5).
+fn refusal(sw: StatusWord) -> String {
+    let why = match u16::from(sw) {
+        0x6A8C => "the token expired",
+        0x6A84 => "the card's token table is full",
+        0x6A8B => "the card's log is full of records not yet collected",
+        0x6A89 => "the card holds another token under this id, or took this transaction for another",
+        0x6A8D => "the card redeemed this token by another transaction",
+        0x6A88 => "the card holds no such token",
+        0x6A80 => "the card refused the token's form or currency",
+        _ => "the card refused",
+    };
+    format!("{why} ({:04X})", u16::from(sw))
+}
+
+fn session_reply(d: &TokenSession, apdus: &[CommandApdu]) -> TokenSessionReply {
+    TokenSessionReply {
+        session_id: d.id.clone(),
+        phase: d.phase,
+        apdus: apdus.iter().map(|c| hex::encode(c.to_bytes())).collect(),
+        stored: d.stored.iter().map(|(id, _)| id.to_string()).collect(),
+        redeemed: None,
+        refused: d
+            .refused
+            .iter()
+            .map(|(id, why)| TokenRefusal { token_id: id.to_string(), reason: why.clone() })
+            .collect(),
+        access_token: None,
+    }
+}
+
+impl Center {
+    fn token_session_answer(&self, d: &TokenSession, apdus: &[CommandApdu]) -> TokenSessionReply {
+        TokenSessionReply { access_token: Some(self.security.access_token(&d.id)), ..session_reply(d, apdus) }
+    }
+
+    /// POST /v1/cards/{card}/token-sessions: a session to store the card's
+    /// issued tokens, or to redeem one.
+    pub async fn token_session_create(
+        &self,
+        card_id: CardId,
+        purpose: TokenPurpose,
+    ) -> Result<TokenSessionReply, CenterError> {
+        let key_version = self.session_key_version(card_id).await?;
+        let mut rng = self.random.generator();
+        let (d, init) = TokenSession::create(&mut self.ctx(rng.as_mut()), card_id, key_version, purpose)?;
+        self.db.insert_card_session(&d).await?;
+        Ok(self.token_session_answer(&d, &[init]))
+    }
+
+    async fn token_session_load(&self, id: &str) -> Result<(TokenSession, i64), CenterError> {
+        self.db
+            .card_session::<TokenSession>(id)
+            .await?
+            .ok_or_else(|| CenterError::UnknownTokenSession(id.chars().take(64).collect()))
+    }
+
+    /// The card's answer to INITIALIZE UPDATE: the batch of token commands.
+    pub async fn token_session_authenticate(
+        &self,
+        id: &str,
+        answers: Vec<ResponseApdu>,
+        answer_as: Option<Answer>,
+    ) -> Result<TokenSessionReply, CenterError> {
+        let answer = answers.first().ok_or(StepError::WrongAnswerCount { expected: 1, got: 0 })?;
+        let opened = self.token_session_load(id).await?;
+        let card_id = opened.0.card_id;
+        let card = self.db.card(&card_id).await?;
+        let through = self.db.collected_through(&card_id).await?;
+        let tokens = self.db.tokens_of_card(&card_id).await?;
+        let mut first = Some(opened);
+        let found: Result<(_, TokenSessionReply), CenterError> = run_step!(
+            load: async {
+                match first.take() {
+                    Some(found) => Ok(found),
+                    None => self.token_session_load(id).await,
+                }
+            },
+            transition: |d: TokenSession| {
+                let mut rng = self.random.generator();
+                Ok::<_, CenterError>(d.authenticate(&mut self.ctx(rng.as_mut()), answer, card.as_ref(), through, &tokens)?)
+            },
+            store: |stepped, version| self.store_token_session(&stepped.0, &stepped.1, version, None, answer_as.as_ref()),
+        );
+        Ok(found?.1)
+    }
+
+    /// The card's answers to the batch, in one write with the log records
+    /// read: the tokens it proved it holds are `stored`; the token it
+    /// proved it gave up, once the provider honours it, is `redeemed` and
+    /// its value owed to the card.
+    pub async fn token_session_finish(
+        &self,
+        id: &str,
+        answers: Vec<ResponseApdu>,
+        answer_as: Option<Answer>,
+    ) -> Result<TokenSessionReply, CenterError> {
+        let found: Result<(_, TokenSessionReply), CenterError> = run_step!(
+            load: self.token_session_load(id),
+            transition: |d: TokenSession| {
+                let mut rng = self.random.generator();
+                Ok::<_, CenterError>((d.finish(&mut self.ctx(rng.as_mut()), &answers)?, Vec::<CommandApdu>::new()))
+            },
+            store: |stepped, version| self.finish_token_session(&stepped.0, version, answer_as.as_ref()),
+        );
+        let reply = found?.1;
+        for stored in &reply.stored {
+            tracing::info!(session = %id, token = %stored, "token stored on the card");
+        }
+        if let Some(r) = &reply.redeemed {
+            tracing::info!(session = %id, token = %r.token_id, owed = %r.owed_id, amount = %r.amount, "token redeemed; its value is owed to the card");
+        }
+        Ok(reply)
+    }
+
+    /// The provider's check of the token the card gave up: the owed item
+    /// it becomes, or (the provider refuses it) nothing, with why. What the
+    /// card gave up must be the bytes the center stored on it.
+    async fn honour(&self, d: &mut TokenSession) -> Result<Option<crate::db::Redemption>, CenterError> {
+        let Some(given) = d.given_up.clone() else { return Ok(None) };
+        let token = self.db.token(&given.token).await?.filter(|t| t.card_id == d.card_id);
+        let token = token.ok_or_else(|| StepError::TokenRefused(format!("no token {}", given.token)))?;
+        let provider = self.tokens.as_ref().map(|t| &t.provider);
+        let checked = match provider {
+            None => Err("this center redeems no deposit tokens".to_owned()),
+            Some(_) if token.sealed.as_deref() != Some(&given.sealed[..]) => {
+                Err("the card gave up other bytes than it was given".to_owned())
+            }
+            Some(p) => p.check(&given.sealed, given.at).map_err(|e| e.to_string()),
+        };
+        match checked {
+            Ok(_) => Ok(Some(crate::db::Redemption::of(&token, given.counter, given.at, self.clock.now())?)),
+            Err(why) => {
+                tracing::warn!(session = %d.id, token = %given.token, why = %why, "the credit service provider refused a redeemed token");
+                d.refused.push((given.token, format!("the credit service provider refused it: {why}")));
+                d.given_up = None;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Stores the finished session `d`, with the provider's verdict on the
+    /// token it redeemed, if any.
+    async fn finish_token_session(
+        &self,
+        d: &TokenSession,
+        version: i64,
+        answer_as: Option<&Answer>,
+    ) -> Result<TokenSessionReply, CenterError> {
+        let mut d = d.clone();
+        let redemption = self.honour(&mut d).await?;
+        self.store_token_session(&d, &[], version, redemption.as_ref(), answer_as).await
+    }
+
+    async fn store_token_session(
+        &self,
+        d: &TokenSession,
+        apdus: &[CommandApdu],
+        version: i64,
+        redemption: Option<&crate::db::Redemption>,
+        answer_as: Option<&Answer>,
+    ) -> Result<TokenSessionReply, CenterError> {
+        let mut answered = self.token_session_answer(d, apdus);
+        answered.redeemed = redemption.map(|r| TokenRedeemed {
+            token_id: r.token.id.to_string(),
+            owed_id: r.owed.id.clone(),
+            amount: r.token.amount,
+        });
+        let save = answer_as.map(|a| a.saved(&answered)).transpose()?;
+        self.db.update_token_session(d, version, redemption, self.clock.now(), save).await?;
+        Ok(answered)
+    }
+}
