@@ -47,7 +47,7 @@ pub mod views;
 pub use error::{ErrorBody, ErrorCode, ErrorDetail, ErrorType};
 pub use phase::{Phase, Reason};
 pub use reply::{
-    BillAnswer, BillState, LogEntry, LogKind, Purpose, StatementPhase, StatementReply, StepReply, TokenRedeemed,
-    TokenRefusal, TokenSessionPhase, TokenSessionReply, UpdateReply,
+    BillAnswer, BillState, CardToken, LogEntry, LogKind, Purpose, StatementPhase, StatementReply, StepReply,
+    TokenRedeemed, TokenRefusal, TokenSessionPhase, TokenSessionReply, UpdateReply,
 };
 pub use views::TokenStatus;

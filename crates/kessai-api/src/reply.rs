@@ -146,6 +146,29 @@ pub struct TokenRedeemed {
     pub amount: Money,
 }
 
+/// A token as the card lists it (its clear header and state), with what the
+/// center knows of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct CardToken {
+    #[schemars(with = "formats::TokenId")]
+    pub token_id: String,
+    #[schemars(with = "formats::Money")]
+    pub amount: Money,
+    /// Unix seconds: after this the card refuses to redeem it.
+    pub expires_at: u64,
+    pub key_version: u8,
+    /// Redeemed on the card (kept as proof until the center collected it).
+    pub redeemed: bool,
+    /// The card's counter at its newest record (its store or redemption).
+    pub counter: u32,
+    /// Where the center has it; absent for a token the center never issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<crate::views::TokenStatus>,
+    /// The deposit's booking date, `YYYY-MM-DD`, as the center has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deposited_on: Option<String>,
+}
+
 /// What a token session step answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct TokenSessionReply {
@@ -163,6 +186,9 @@ pub struct TokenSessionReply {
     /// The token redeemed, once done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redeemed: Option<TokenRedeemed>,
+    /// The card's token table, once a listing session is done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_card: Option<Vec<CardToken>>,
     /// The tokens that did not move, and why (a stored one stays issued
     /// and is offered again next time).
     #[serde(default)]

@@ -58,14 +58,17 @@ pub struct Answers {
     pub responses: Vec<String>,
 }
 
-/// Opening a token session (#21): without `redeem`, the card's issued
-/// deposit tokens are stored on it; with it, that token is redeemed.
+/// Opening a token session (#21): with neither field, the card's issued
+/// deposit tokens are stored on it; with `redeem`, that token is redeemed;
+/// with `list: true`, the card's token table is read.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenSessionCreate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<formats::TokenId>")]
     pub redeem: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub list: bool,
 }
 
 /// The offer profile's balance step: the card's answers and, for a

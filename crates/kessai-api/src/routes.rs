@@ -202,7 +202,7 @@ pub const OPERATIONS: &[Operation] = &[
         path: "/v1/cards/{card_id}/token-sessions",
         summary: "Open a token session (#21): the card's issued deposit tokens stored on it, or one redeemed for value owed to the card, through a secure channel; returns INITIALIZE UPDATE",
         description: Some(
-            "Without a body, or with `{}`, the session stores; with `{\"redeem\": token id}` it redeems that token.",
+            "Without a body, or with `{}`, the session stores; with `{\"redeem\": token id}` it redeems that token; with `{\"list\": true}` it reads the card's token table.",
         ),
         idempotent: true,
         params: CARD_ID,

@@ -607,12 +607,18 @@ async fn token_session_create(
         let card = CardId::parse(&card)
             .map_err(|e| ApiError::new(ErrorCode::BadCardId, e.to_string()).with_param("card_id"))?;
         let asked: request::TokenSessionCreate = if body.is_empty() { Default::default() } else { json(&body)? };
-        let purpose = match asked.redeem {
-            None => TokenPurpose::Deliver,
-            Some(id) => TokenPurpose::Redeem {
+        let purpose = match (asked.redeem, asked.list) {
+            (None, false) => TokenPurpose::Deliver,
+            (None, true) => TokenPurpose::List,
+            (Some(id), false) => TokenPurpose::Redeem {
                 token: TokenId::parse(&id)
                     .map_err(|e| ApiError::new(ErrorCode::BadTokenId, e.to_string()).with_param("redeem"))?,
             },
+            (Some(_), true) => {
+                return Err(
+                    ApiError::new(ErrorCode::BadJson, "a session redeems or lists, not both").with_param("list")
+                );
+            }
         };
         c.token_session_create(card, purpose).await.map_err(api_error)
     };

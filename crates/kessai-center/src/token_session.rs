@@ -17,7 +17,9 @@
 //! first time; so a token is stored and redeemed once, and the card's log
 //! and the books name the same transactions.
 
-use kessai_card::tokens::{redeem_token_command, store_token_command};
+use kessai_card::tokens::{
+    LIST_TOKENS_MAX, TOKEN_CAPACITY, list_tokens_command, parse_list, redeem_token_command, store_token_command,
+};
 use kessai_core::ids::CardId;
 use kessai_core::random::Random;
 use kessai_core::time::Timestamp;
@@ -33,7 +35,7 @@ use crate::security::SealedState;
 use crate::service::{Answer, Center, CenterError};
 use crate::statement::LogEntry;
 
-pub use kessai_api::{TokenRedeemed, TokenRefusal, TokenSessionPhase, TokenSessionReply, TokenStatus};
+pub use kessai_api::{CardToken, TokenRedeemed, TokenRefusal, TokenSessionPhase, TokenSessionReply, TokenStatus};
 
 /// Most tokens one session stores.
 pub const TOKENS_PER_SESSION: usize = 3;
@@ -46,6 +48,20 @@ pub enum TokenPurpose {
     Deliver,
     /// Redeem this stored token for value owed to the card.
     Redeem { token: TokenId },
+    /// Read the card's token table (nothing on the card changes).
+    List,
+}
+
+/// A token as the card listed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listed {
+    pub token: TokenId,
+    pub key_version: u8,
+    pub currency: String,
+    pub amount_minor: u64,
+    pub expires_unix_s: u64,
+    pub redeemed: bool,
+    pub counter: u32,
 }
 
 /// What the card gave up for a redemption: its counter at the REDEEM and
@@ -82,6 +98,9 @@ pub struct TokenSession {
     pub stored: Vec<(TokenId, u32)>,
     /// The token the card proved it gave up (redeem).
     pub given_up: Option<GivenUp>,
+    /// The card's token table (list).
+    #[serde(default)]
+    pub listed: Vec<Listed>,
     /// Tokens not moved, and why (the card's bare refusal, or the
     /// provider's).
     pub refused: Vec<(TokenId, String)>,
@@ -112,6 +131,7 @@ impl TokenSession {
             collected: Vec::new(),
             stored: Vec::new(),
             given_up: None,
+            listed: Vec::new(),
             refused: Vec::new(),
             created_at: ctx.now,
         };
@@ -142,7 +162,8 @@ impl TokenSession {
             return Err(StepError::BadCardAnswer("the token session is not authenticating".into()));
         }
         let now = ctx.now;
-        let mut then = collect_commands(through);
+        // Listing writes nothing on the card, so it collects nothing.
+        let mut then = if self.purpose == TokenPurpose::List { Vec::new() } else { collect_commands(through) };
         let mut sent = Vec::new();
         let mine = tokens.iter().filter(|t| t.card_id == self.card_id);
         match self.purpose {
@@ -153,6 +174,13 @@ impl TokenSession {
                     let tx = kessai_card::protocol::TxId(*t.store_tx.as_bytes());
                     then.push((Sealed::Token, store_token_command(tx, now.unix_s(), sealed)));
                     sent.push(t.id);
+                }
+            }
+            TokenPurpose::List => {
+                let page = u8::try_from(LIST_TOKENS_MAX).unwrap_or(4);
+                for first in (0..TOKEN_CAPACITY).step_by(LIST_TOKENS_MAX) {
+                    let first = u8::try_from(first).unwrap_or(u8::MAX);
+                    then.push((Sealed::Token, list_tokens_command(first, page)));
                 }
             }
             TokenPurpose::Redeem { token } => {
@@ -197,7 +225,21 @@ impl TokenSession {
         }
         let pending = std::mem::take(&mut self.pending);
         let read = self.session().read_batch(ctx, answers, true, &pending)?;
-        if read.tokens.len() != self.sent.len() {
+        if self.purpose == TokenPurpose::List {
+            for plain in &read.tokens {
+                crate::card_session::completed(plain)?;
+                let (_, entries) = parse_list(plain.data()).map_err(bad_answer)?;
+                self.listed.extend(entries.iter().map(|e| Listed {
+                    token: TokenId(e.token_id),
+                    key_version: e.key_version,
+                    currency: e.currency.as_str().to_owned(),
+                    amount_minor: e.amount_minor,
+                    expires_unix_s: e.expires_unix_s,
+                    redeemed: e.redeemed,
+                    counter: e.counter,
+                }));
+            }
+        } else if read.tokens.len() != self.sent.len() {
             return Err(bad_answer("an answer for each token command"));
         }
         let at = self.sealed_at.unwrap_or(self.created_at);
@@ -211,6 +253,7 @@ impl TokenSession {
                     }
                     self.stored.push((*id, counter_of(data)?));
                 }
+                TokenPurpose::List => {}
                 TokenPurpose::Redeem { .. } => {
                     if data.len() < 4 + kessai_card::tokens::MIN_SEALED_LEN || data[9..25] != id.0 {
                         return Err(bad_answer("REDEEM TOKEN answered for another token"));
@@ -261,6 +304,29 @@ fn refusal(sw: StatusWord) -> String {
     format!("{why} ({:04X})", u16::from(sw))
 }
 
+/// The card's listed tokens, with what the center knows of each (`known`:
+/// the card's tokens as the center has them).
+fn on_card(d: &TokenSession, known: &[TokenRow]) -> Option<Vec<CardToken>> {
+    if d.purpose != TokenPurpose::List || d.phase != TokenSessionPhase::Done {
+        return None;
+    }
+    let listed = d.listed.iter().filter_map(|l| {
+        let currency = kessai_core::Currency::parse(&l.currency).ok()?;
+        let row = known.iter().find(|t| t.id == l.token);
+        Some(CardToken {
+            token_id: l.token.to_string(),
+            amount: kessai_core::Money::new(l.amount_minor, currency).ok()?,
+            expires_at: l.expires_unix_s,
+            key_version: l.key_version,
+            redeemed: l.redeemed,
+            counter: l.counter,
+            status: row.map(|t| t.status),
+            deposited_on: row.and_then(|t| t.deposited_on.clone()),
+        })
+    });
+    Some(listed.collect())
+}
+
 fn session_reply(d: &TokenSession, apdus: &[CommandApdu]) -> TokenSessionReply {
     TokenSessionReply {
         session_id: d.id.clone(),
@@ -268,6 +334,7 @@ fn session_reply(d: &TokenSession, apdus: &[CommandApdu]) -> TokenSessionReply {
         apdus: apdus.iter().map(|c| hex::encode(c.to_bytes())).collect(),
         stored: d.stored.iter().map(|(id, _)| id.to_string()).collect(),
         redeemed: None,
+        on_card: None,
         refused: d
             .refused
             .iter()
@@ -409,6 +476,9 @@ impl Center {
         answer_as: Option<&Answer>,
     ) -> Result<TokenSessionReply, CenterError> {
         let mut answered = self.token_session_answer(d, apdus);
+        if d.purpose == TokenPurpose::List && d.phase == TokenSessionPhase::Done {
+            answered.on_card = on_card(d, &self.db.tokens_of_card(&d.card_id).await?);
+        }
         answered.redeemed = redemption.map(|r| TokenRedeemed {
             token_id: r.token.id.to_string(),
             owed_id: r.owed.id.clone(),

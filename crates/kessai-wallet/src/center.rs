@@ -77,7 +77,7 @@ impl CenterClient {
     }
 
     /// The `Authorization` header for a request on `path`: the access
-    /// token of the settlement, value update or statement it names, as the
+    /// token of the settlement, value update, statement or token session it names, as the
     /// center handed it to this wallet (M4); none for other paths.
     async fn access(&self, path: &str) -> Result<Option<String>, CenterError> {
         let Some(id) = path_id(path) else { return Ok(None) };
@@ -88,7 +88,7 @@ impl CenterClient {
     /// the answer: a wallet that restarts can still recover what it opened.
     async fn keep_access(&self, bytes: &[u8]) -> Result<(), CenterError> {
         let Ok(v) = serde_json::from_slice::<Value>(bytes) else { return Ok(()) };
-        let id = ["settlement_id", "update_id", "statement_id"].iter().find_map(|k| v[*k].as_str());
+        let id = ["settlement_id", "update_id", "statement_id", "session_id"].iter().find_map(|k| v[*k].as_str());
         if let (Some(id), Some(token)) = (id, v["access_token"].as_str()) {
             let now_s = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -257,11 +257,11 @@ pub async fn fetch_jwks(http: &HttpsClient, url: &str, owner: &PartyId) -> Resul
     Ok(keys)
 }
 
-/// The settlement, value update or statement id a center path names:
-/// `/v1/settlements/{id}…`, `/v1/value-updates/{id}…`, `/v1/charges/{id}…`,
-/// `/v1/statements/{id}…`.
+/// The settlement, value update, statement or token session id a center
+/// path names: `/v1/settlements/{id}…`, `/v1/value-updates/{id}…`,
+/// `/v1/charges/{id}…`, `/v1/statements/{id}…`, `/v1/token-sessions/{id}…`.
 fn path_id(path: &str) -> Option<&str> {
-    let rest = ["/v1/settlements/", "/v1/value-updates/", "/v1/charges/", "/v1/statements/"]
+    let rest = ["/v1/settlements/", "/v1/value-updates/", "/v1/charges/", "/v1/statements/", "/v1/token-sessions/"]
         .iter()
         .find_map(|prefix| path.strip_prefix(prefix))?;
     let id = rest.split('/').next().unwrap_or_default();
@@ -278,6 +278,7 @@ mod tests {
         assert_eq!(path_id("/v1/settlements/stl_1"), Some("stl_1"));
         assert_eq!(path_id("/v1/value-updates/vup_2/recover/status"), Some("vup_2"));
         assert_eq!(path_id("/v1/statements/stm_3/read"), Some("stm_3"));
+        assert_eq!(path_id("/v1/token-sessions/tks_4/finish"), Some("tks_4"));
         assert_eq!(path_id("/v1/settlements"), None);
         assert_eq!(path_id("/v1/settlements/"), None);
         assert_eq!(path_id("/v1/cards/4b45535341490001/owed/apply"), None);

@@ -46,6 +46,8 @@ pub use card::{ApduObserver, CardSummary};
 pub use charge::{ChargeError, ChargeOutcome, ChargeProgress, PaymentCardInput, decline_message};
 pub use charge_records::{ChargePhase, ChargeRecord, UpdateKind};
 pub use config::{CenterSettings, ReaderConfig, WalletConfig};
+pub use kessai_api::TokenSessionReply;
+pub use kessai_api::request::TokenSessionCreate;
 pub use records::{LocalPhase, Record};
 pub use wallet::{Completed, ConsentView, LineView, Outcome, PayError, Progress, ReceiptView, Wallet, safe_return_url};
 
@@ -182,6 +184,17 @@ pub async fn card_log(config: WalletConfig) -> anyhow::Result<Vec<kessai_api::Lo
     let log = wallet.card_log().await;
     wallet.records().close().await;
     Ok(log?)
+}
+
+/// A token session with the card (see [`Wallet::token_session`]).
+pub async fn token_session(
+    config: WalletConfig,
+    asked: kessai_api::request::TokenSessionCreate,
+) -> anyhow::Result<kessai_api::TokenSessionReply> {
+    let wallet = Wallet::open(config).await?;
+    let reply = wallet.token_session(&asked).await;
+    wallet.records().close().await;
+    Ok(reply?)
 }
 
 /// Recovery for every recorded settlement whose DEBIT may be outstanding,

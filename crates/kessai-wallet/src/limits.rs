@@ -23,8 +23,10 @@ pub const PROCESSING_REFRESH_S: u32 = 1;
 /// Time one exchange with the card (or waiting for a vpcd card to
 /// connect) may take before the wallet reports no card.
 pub const CARD_WAIT_MS: u64 = 10_000;
-/// Commands the center may send in one step (PROTOCOL §7.1).
-pub const MAX_APDUS_PER_STEP: usize = 4;
+/// Commands the center may send in one step (PROTOCOL §5: at most 6, as
+/// a token session's batch is: EXTERNAL AUTHENTICATE, two log commands and
+/// three STORE TOKEN).
+pub const MAX_APDUS_PER_STEP: usize = 6;
 /// Largest command the wallet relays, in bytes (an extended APDU).
 pub const MAX_APDU_BYTES: usize = 4_096;
 /// Largest bill token accepted from a store's page.

@@ -137,6 +137,33 @@ impl Wallet {
         Ok(f)
     }
 
+    /// Asks for a bank deposit token (seed 002) of `amount` for the
+    /// member's IC card `card_id`: the answer is the reference the bank
+    /// transfer to the pool account must quote. `terms` name where an
+    /// unredeemed token's value goes back and the member's credit card
+    /// (its last four digits or a network token, never its number).
+    pub async fn deposit_token(
+        &self,
+        signer: &Signer,
+        request_id: RequestId,
+        card_id: kessai_core::ids::CardId,
+        amount: Money,
+        terms: kessai_core::messages::prepaid::TokenTerms,
+    ) -> Result<kessai_api::views::DepositToken, PayError> {
+        let draft = PrepaidRequestDraft {
+            member: signer.0.clone(),
+            request_id,
+            action: PrepaidAction::DepositToken,
+            account: None,
+            amount: Some(amount),
+            method: Some(FundingMethod::BankTransfer),
+            card_id: Some(card_id),
+            token: Some(terms),
+        };
+        let answer = self.prepaid_post(signer, draft, None).await?;
+        serde_json::from_value(answer).map_err(|e| PayError::HandOff(format!("the center's token: {e}")))
+    }
+
     /// The member's prepaid cards this wallet opened (or saw in an
     /// inquiry), as kept next to the keystore ([`CARDS_FILE`]): what its
     /// pages offer to pay from. Ids only; their value is the center's.

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use axum::http::Uri;
-use kessai_api::{LogEntry, Phase, StatementPhase, StatementReply, request};
+use kessai_api::{LogEntry, Phase, StatementPhase, StatementReply, TokenSessionPhase, TokenSessionReply, request};
 use kessai_core::Money;
 use kessai_core::ids::{CardId, SettlementId};
 use kessai_core::jws::{self, Verified};
@@ -497,6 +497,32 @@ impl Wallet {
             step = "read";
         }
         Err(PayError::HandOff("the card's log did not end within the page limit".into()))
+    }
+
+    /// A token session (#21) with the card, through the center: `asked`
+    /// stores the card's issued deposit tokens (`{}`), redeems one
+    /// (`redeem`) or lists the card's token table (`list`). The wallet
+    /// relays INITIALIZE UPDATE and then the sealed batch; the center
+    /// answers what the card proved.
+    pub async fn token_session(&self, asked: &request::TokenSessionCreate) -> Result<TokenSessionReply, PayError> {
+        let _one_at_a_time = self.conversation.lock().await;
+        let summary = self.card.summary().await?;
+        let mut nonce = [0u8; 16];
+        kessai_core::random::Random::fill_bytes(&mut kessai_core::random::OsRandom, &mut nonce);
+        let tag = hex::encode(nonce);
+        let path = format!("/v1/cards/{}/token-sessions", summary.card_id);
+        let mut reply: TokenSessionReply = self.center.post(&path, asked, &format!("tks-{tag}-0")).await?;
+        let id = reply.session_id.clone();
+        for (n, step) in ["authenticate", "finish"].iter().enumerate() {
+            let answers = self.card.relay_hex(&reply.apdus).await?;
+            let body = request::Answers { responses: answers };
+            let key = format!("tks-{tag}-{}", n + 1);
+            reply = self.center.post(&format!("/v1/token-sessions/{id}/{step}"), &body, &key).await?;
+        }
+        if reply.phase != TokenSessionPhase::Done {
+            return Err(PayError::HandOff("the token session did not end".into()));
+        }
+        Ok(reply)
     }
 
     /// Reports every command this wallet sends to the card, with the

@@ -62,6 +62,18 @@ pub enum WalletCommand {
         #[arg(long)]
         cvc_env: String,
     },
+    /// The card's bank deposit tokens (seed 002): list them (the card's
+    /// own table, read through a secure session), store those issued to
+    /// it, or redeem one for card value.
+    Tokens {
+        /// Store on the card the tokens the center issued to it.
+        #[arg(long, conflicts_with = "redeem")]
+        store: bool,
+        /// Redeem this token (`tok_…`): its value is owed to the card and
+        /// credited at once (as `kessai wallet collect` does).
+        #[arg(long)]
+        redeem: Option<String>,
+    },
     /// The member keystore: a signing key under two passwords, and the
     /// member's purchase history (seed 003/004, FIG. 10–11).
     #[command(subcommand)]
@@ -176,6 +188,46 @@ pub fn run(config_path: &Path, command: WalletCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        WalletCommand::Tokens { store, redeem } => {
+            use kessai_wallet::TokenSessionCreate;
+            if store {
+                let done = runtime
+                    .block_on(kessai_wallet::token_session(config.clone(), TokenSessionCreate::default()))
+                    .context("storing the card's tokens")?;
+                print_token_refusals(&done);
+                println!("stored {} token(s)", done.stored.len());
+            }
+            if let Some(token) = redeem {
+                let asked = TokenSessionCreate { redeem: Some(token), list: false };
+                let done = runtime
+                    .block_on(kessai_wallet::token_session(config.clone(), asked))
+                    .context("redeeming the token")?;
+                print_token_refusals(&done);
+                if let Some(r) = &done.redeemed {
+                    println!("token {} redeemed: {} is owed to the card", r.token_id, r.amount);
+                    let credited = runtime.block_on(kessai_wallet::collect(config.clone(), print_charge_progress))?;
+                    for d in credited {
+                        println!("credited {} ({}); the card holds {}", d.amount, d.funding_ref, d.balance_after);
+                    }
+                }
+            }
+            let asked = TokenSessionCreate { redeem: None, list: true };
+            let listed =
+                runtime.block_on(kessai_wallet::token_session(config, asked)).context("listing the card's tokens")?;
+            let tokens = listed.on_card.unwrap_or_default();
+            println!("the card's deposit tokens (read through a secure session)");
+            println!("{:<36} {:>14} {:<20} {:<9} {:<10}", "token", "amount", "expires (UTC)", "state", "deposited");
+            for t in &tokens {
+                let expires = kessai_core::time::Timestamp::from_unix_s(t.expires_at).utc();
+                let state = if t.redeemed { "redeemed" } else { "held" };
+                let deposited = t.deposited_on.as_deref().unwrap_or("-");
+                println!("{:<36} {:>14} {:<20} {state:<9} {deposited:<10}", t.token_id, t.amount.to_string(), expires);
+            }
+            if tokens.is_empty() {
+                println!("(none)");
+            }
+            Ok(())
+        }
         WalletCommand::Recover => {
             // Charges first, so that they are reported; then payments.
             let charges = runtime.block_on(kessai_wallet::recover_charges(config.clone()))?;
@@ -191,6 +243,12 @@ pub fn run(config_path: &Path, command: WalletCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+fn print_token_refusals(done: &kessai_wallet::TokenSessionReply) {
+    for r in &done.refused {
+        println!("token {}: {}", r.token_id, r.reason);
     }
 }
 

@@ -196,6 +196,18 @@ async fn a_deposit_becomes_a_token_on_the_card(mut s: Setup) {
     let row = c.db.token(&id).await.unwrap().unwrap();
     assert_eq!(row.status, kessai_api::TokenStatus::Stored);
     assert_eq!(row.stored_counter, Some(listed[0].counter));
+    // Listed through a session: the card's own table, with the center's view.
+    card.select().unwrap();
+    let r = c.token_session_create(card_id(1), TokenPurpose::List).await.unwrap();
+    let r = c.token_session_authenticate(&r.session_id, relay_hex(&mut card, &r.apdus), None).await.unwrap();
+    assert_eq!(r.apdus.len(), 3, "EXTERNAL AUTHENTICATE and two sealed LIST TOKENS, no log commands");
+    let r = c.token_session_finish(&r.session_id, relay_hex(&mut card, &r.apdus), None).await.unwrap();
+    let on_card = r.on_card.unwrap();
+    assert_eq!(on_card.len(), 1);
+    assert_eq!((on_card[0].token_id.as_str(), on_card[0].amount), (asked.token_id.as_str(), jpy(12_000)));
+    assert_eq!(on_card[0].expires_at, opened.expires_at.unix_s());
+    assert_eq!(on_card[0].status, Some(kessai_api::TokenStatus::Stored));
+    assert_eq!(on_card[0].deposited_on.as_deref(), Some("2026-11-18"));
     // Nothing more to deliver; the books unchanged by storing.
     assert!(deliver(c, &mut card, 1).await.is_empty());
     assert_eq!(card_tokens(&mut card, 1).len(), 1);

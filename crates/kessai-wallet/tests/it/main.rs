@@ -11,4 +11,5 @@ mod purchase;
 mod recovery;
 mod refund;
 mod refusals;
+mod tokens;
 mod world;

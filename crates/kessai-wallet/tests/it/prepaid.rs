@@ -22,7 +22,7 @@ fn pw(s: &str) -> Passphrase {
 /// An applicant approved by the operator (admin certificate) and registered
 /// from the wallet's keystore under passwords "A" and "B": the member
 /// number and the admin client.
-async fn registered_member(w: &World) -> (String, kessai_http::HttpsClient) {
+pub(crate) async fn registered_member(w: &World) -> (String, kessai_http::HttpsClient) {
     let admin = kessai_http::HttpsClient::new(
         kessai_tls::client_config(&w.ca.ca_cert(), Some((&w.ca, "admin"))).unwrap(),
         10_000,

@@ -54,7 +54,7 @@ pub struct World {
     _stops: Vec<oneshot::Sender<()>>,
 }
 
-fn center_config(dir: &Path) -> CenterConfig {
+pub fn center_config(dir: &Path) -> CenterConfig {
     let text = format!(
         "party_id = \"center\"\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://127.0.0.1\"\ndata_dir = \"{}\"\n\
          kek_file = \"{}\"\ndelivery_interval_ms = 50\n[tls]\nca_dir = \"{}\"\nserver_name = \"localhost\"\nclient_name = \"center\"\n",
@@ -65,7 +65,7 @@ fn center_config(dir: &Path) -> CenterConfig {
     CenterConfig::from_toml(&text).unwrap()
 }
 
-async fn start_center(dir: &Path) -> (String, oneshot::Sender<()>) {
+async fn start_center(dir: &Path, tokens: Option<Arc<kessai_center::tokens::Tokens>>) -> (String, oneshot::Sender<()>) {
     let config = center_config(dir);
     std::fs::create_dir_all(&config.data_dir).unwrap();
     let kek = Kek::generate(&mut OsRandom);
@@ -73,7 +73,9 @@ async fn start_center(dir: &Path) -> (String, oneshot::Sender<()>) {
     let sealed = keystore::seal(&BTreeMap::from([(KVN, masters())]), &kek, &mut OsRandom);
     kessai_tls::write_new_file(&config.data_dir.join("issuer-master-keys.sealed"), &sealed, true).unwrap();
     kessai_center::app::init(&config, None).await.unwrap();
-    let center = Arc::new(kessai_center::app::open(&config).await.unwrap());
+    let mut center = kessai_center::app::open(&config).await.unwrap();
+    center.tokens = tokens;
+    let center = Arc::new(center);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("https://127.0.0.1:{}", listener.local_addr().unwrap().port());
     let (tx, rx) = oneshot::channel::<()>();
@@ -158,6 +160,11 @@ fn card_image(path: &Path, id: CardId, balance: u64) {
 impl World {
     /// Center, store and a card `n` holding `balance` (JPY), registered at the center.
     pub async fn new(n: u8, balance: u64) -> World {
+        World::new_with(n, balance, None).await
+    }
+
+    /// As [`World::new`], the center with these deposit token parties.
+    pub async fn new_with(n: u8, balance: u64, tokens: Option<Arc<kessai_center::tokens::Tokens>>) -> World {
         let tmp = tempfile::tempdir().unwrap();
         let ca = CaDir::new(tmp.path().join("ca"));
         ca.init().unwrap();
@@ -165,7 +172,7 @@ impl World {
         for (client, party) in [("center", Party::Center), ("admin", Party::Operator)] {
             ca.issue(Role::Client(party), client, &[]).unwrap();
         }
-        let (center_url, stop_center) = start_center(tmp.path()).await;
+        let (center_url, stop_center) = start_center(tmp.path(), tokens).await;
         let (store_url, store_config, stop_store) = start_store(tmp.path(), &center_url).await;
         let http = HttpsClient::new(kessai_tls::client_config(&ca.ca_cert(), None).unwrap(), 10_000);
         let jwks = get_until_ok(&http, &format!("{store_url}/.well-known/jwks.json")).await;

@@ -1,0 +1,125 @@
+//! Bank deposit tokens (#21) through the wallet, over real TLS to a real
+//! center: a registered member asks for a token, the pool account's
+//! statement shows the deposit, and the wallet stores the token on the
+//! card, lists the card's table and redeems it for card value.
+
+use std::sync::Arc;
+
+use kessai_bank::camt::{DraftEntry, EntryKind};
+use kessai_bank::camt053::{self, StatementDraft};
+use kessai_center::tokens::{TokenBank, TokenPolicy, TokenProvider, Tokens};
+use kessai_core::messages::prepaid::TokenTerms;
+use kessai_core::random::SeededRandom;
+use kessai_core::time::Timestamp;
+use kessai_core::token::{TokenKey, TokenKeyring};
+use kessai_core::{Currency, Money};
+use kessai_wallet::member::MemberFile;
+use kessai_wallet::{TokenSessionCreate, Wallet};
+
+use crate::prepaid::registered_member;
+use crate::world::{World, card_id};
+
+fn jpy(minor: u64) -> Money {
+    Money::new(minor, Currency::JPY).unwrap()
+}
+
+/// Key version 1 of the provider, issuing now, as both parties hold it.
+fn keyring() -> TokenKeyring {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let at = Timestamp::from_unix_s;
+    let key = TokenKey::generate(
+        1,
+        (at(now - 86_400), at(now + 30 * 86_400), at(now + 400 * 86_400)),
+        &mut SeededRandom::new(8),
+    )
+    .unwrap();
+    let mut ring = TokenKeyring::new();
+    ring.add(key).unwrap();
+    ring
+}
+
+fn parties() -> Arc<Tokens> {
+    Arc::new(Tokens {
+        bank: TokenBank { keyring: keyring(), policy: TokenPolicy::default() },
+        provider: TokenProvider { keyring: keyring() },
+    })
+}
+
+/// The pool account's camt.053 with one credit quoting `reference`.
+fn statement(amount: u64, reference: &str) -> Vec<u8> {
+    let now = kessai_core::time::Clock::now(&kessai_core::time::SystemClock);
+    let day = kessai_bank::Date::new(2026, 12, 5).unwrap();
+    let mut draft = StatementDraft::new("STMT-W1", "JP00KESSAIPOOL0001", now, jpy(1_000_000)).unwrap();
+    let entry = DraftEntry::new(EntryKind::Credit, jpy(amount), day, "BANK-W1")
+        .unwrap()
+        .with_reference(kessai_bank::rf::Reference::parse(reference).unwrap())
+        .with_remitter("YAMADA HANAKO")
+        .unwrap();
+    draft.push(entry).unwrap();
+    camt053::write(&draft).into_bytes()
+}
+
+#[tokio::test]
+async fn a_member_stores_lists_and_redeems_a_deposit_token_through_the_wallet() {
+    let tokens = parties();
+    let w = World::new_with(72, 1_000, Some(tokens.clone())).await;
+    let (member, admin) = registered_member(&w).await;
+    let card = card_id(72);
+    let url = format!("{}/v1/admin/cards/{card}/member", w.center_url);
+    let link = serde_json::json!({ "member": member, "instruction_required": false });
+    let (status, body) = admin.post_json(&url, &link, &[]).await.unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let config = w.wallet_config(&w.center_url);
+    let key = MemberFile::in_dir(&config.data_dir)
+        .open(&kessai_core::keyfile::Passphrase::new("A".into()))
+        .unwrap()
+        .signing_key(Some(&kessai_core::keyfile::Passphrase::new("B".into())))
+        .unwrap();
+    let signer = (kessai_core::ids::PartyId::parse(&member).unwrap(), key);
+    let wallet = Wallet::open(config).await.unwrap();
+
+    // The member asks; the answer is the reference to quote.
+    let terms = TokenTerms { refund_account: "0005-123-1-7654321".into(), card_ref: "last4:4242".into() };
+    let asked =
+        wallet.deposit_token(&signer, kessai_wallet::prepaid::new_request_id(), card, jpy(7_000), terms).await.unwrap();
+    assert_eq!(asked.status, kessai_api::TokenStatus::Awaiting);
+    // Nothing on the card yet, nothing to store.
+    let listed = wallet.token_session(&TokenSessionCreate { redeem: None, list: true }).await.unwrap();
+    assert_eq!(listed.on_card, Some(Vec::new()));
+
+    // The deposit arrives: the operator imports the statement (another
+    // instance of the center, on the same database).
+    let mut importer = kessai_center::app::open(&crate::world::center_config(w.tmp.path())).await.unwrap();
+    importer.tokens = Some(tokens);
+    let report = importer
+        .import_statement(&statement(7_000, &asked.reference), kessai_center::prepaid::StatementSource::Bank)
+        .await
+        .unwrap();
+    assert_eq!(report.matched, 1);
+
+    // The wallet stores it, lists it, and redeems it for value.
+    let stored = wallet.token_session(&TokenSessionCreate::default()).await.unwrap();
+    assert_eq!(stored.stored, vec![asked.token_id.clone()]);
+    let listed = wallet.token_session(&TokenSessionCreate { redeem: None, list: true }).await.unwrap();
+    let on_card = listed.on_card.unwrap();
+    assert_eq!(on_card.len(), 1);
+    assert_eq!((on_card[0].token_id.as_str(), on_card[0].amount), (asked.token_id.as_str(), jpy(7_000)));
+    assert_eq!(on_card[0].status, Some(kessai_api::TokenStatus::Stored));
+    assert!(!on_card[0].redeemed && on_card[0].deposited_on.is_some());
+    let redeem = TokenSessionCreate { redeem: Some(asked.token_id.clone()), list: false };
+    let redeemed = wallet.token_session(&redeem).await.unwrap();
+    assert_eq!(redeemed.redeemed.as_ref().map(|r| r.amount), Some(jpy(7_000)));
+    let credited = wallet.apply_owed(&mut |_| {}).await.unwrap();
+    assert_eq!(credited.len(), 1);
+    assert_eq!(w.card_state().0, 8_000, "the card holds the token's value besides its 1,000");
+    assert_eq!(w.center_float().await, (8_000, 0));
+    // Listed again: redeemed on the card and at the center.
+    let listed = wallet.token_session(&TokenSessionCreate { redeem: None, list: true }).await.unwrap();
+    let on_card = listed.on_card.unwrap();
+    assert!(on_card[0].redeemed);
+    assert_eq!(on_card[0].status, Some(kessai_api::TokenStatus::Redeemed));
+    // Redeemed again: refused, nothing more credited.
+    assert!(wallet.token_session(&redeem).await.is_err());
+    assert!(wallet.apply_owed(&mut |_| {}).await.unwrap().is_empty());
+    assert_eq!(w.card_state().0, 8_000);
+}
