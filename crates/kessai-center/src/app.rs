@@ -451,6 +451,13 @@ async fn open_with(config: &CenterConfig, local: LocalKeys) -> anyhow::Result<Ce
         return Err(refused);
     }
     let LocalKeys { kek, issuer, signing_key: center_key, published, .. } = local;
+    let tokens =
+        crate::tokens::Tokens::load(&config.data_dir.join(crate::tokens::TOKEN_KEYS_DIR), &kek, config.tokens.clone())
+            .context("the token key versions")?;
+    if let Some(t) = &tokens {
+        let versions: Vec<u8> = t.bank.keyring.keys().map(|k| k.version).collect();
+        tracing::info!(?versions, provider = %t.bank.policy.provider_id, "deposit token key versions");
+    }
     let published_keys =
         published.iter().map(|k| kessai_core::jwk::Ed25519Jwk::new(&k.public, k.not_before, k.not_after)).collect();
     tracing::info!(issuer_keys = %issuer.location(), versions = ?issuer.versions(), "issuer master keys");
@@ -470,8 +477,31 @@ async fn open_with(config: &CenterConfig, local: LocalKeys) -> anyhow::Result<Ce
         in_flight: Default::default(),
         prepaid: config.prepaid.clone(),
         clearing: config.clearing.clone(),
-        tokens: None,
+        tokens: tokens.map(Arc::new),
     })
+}
+
+/// Adds token key version `version` (#21), issuing over `issue` and
+/// redeeming until `redeem_until`, as a new sealed file in the data
+/// directory's `token-keys`; a version held already is refused. The center
+/// reads the versions when it starts.
+pub fn add_token_key(
+    config: &CenterConfig,
+    version: u8,
+    issue: (kessai_core::time::Timestamp, kessai_core::time::Timestamp),
+    redeem_until: kessai_core::time::Timestamp,
+) -> anyhow::Result<std::path::PathBuf> {
+    let kek = read_kek(config)?;
+    let dir = config.data_dir.join(crate::tokens::TOKEN_KEYS_DIR);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let key = kessai_core::token::TokenKey::generate(version, (issue.0, issue.1, redeem_until), &mut OsRandom)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let sealed = crate::tokens::seal_token_key(&key, &kek, &mut OsRandom).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let path = dir.join(format!("v{version}.sealed"));
+    kessai_tls::write_new_file(&path, &sealed, true).with_context(|| {
+        format!("token key version {version} is held already, or {} cannot be written", path.display())
+    })?;
+    Ok(path)
 }
 
 /// How often each instance looks for abandoned settlements and value updates.

@@ -65,6 +65,11 @@ pub struct CenterConfig {
     /// Clearing: fees, and the account payouts are paid from.
     #[serde(default)]
     pub clearing: crate::clearing::ClearingPolicy,
+    /// Bank deposit tokens (#21): their lifetime, the pool's bank and the
+    /// credit service provider. Tokens are issued only once a key version
+    /// is in `data_dir/token-keys` (`kessai center token-key`).
+    #[serde(default)]
+    pub tokens: crate::tokens::TokenPolicy,
     /// Issuer master keys in a PKCS#11 token instead of `master_keys`.
     #[serde(default)]
     pub hsm: Option<crate::hsm::HsmConfig>,

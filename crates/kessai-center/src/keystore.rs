@@ -168,26 +168,48 @@ pub fn seal<R: Random + ?Sized>(keys: &BTreeMap<u8, MasterKeys>, kek: &Kek, rng:
         })
         .collect();
     let plain = Zeroizing::new(serde_json::to_vec(&map).unwrap_or_default());
+    seal_bytes(MAGIC, AAD, &plain, kek, rng)
+}
+
+/// `magic ‖ nonce 24 ‖ XChaCha20-Poly1305(plain, aad)` under the KEK: how
+/// every secret file the center keeps at rest is sealed.
+pub(crate) fn seal_bytes<R: Random + ?Sized>(
+    magic: &[u8; 4],
+    aad: &[u8],
+    plain: &[u8],
+    kek: &Kek,
+    rng: &mut R,
+) -> Vec<u8> {
     let mut nonce = [0u8; 24];
     rng.fill_bytes(&mut nonce);
     // Encrypting a small buffer with a 32-byte key cannot fail.
     #[allow(clippy::expect_used)]
-    let sealed = kek.cipher().encrypt(&XNonce::from(nonce), Payload { msg: &plain, aad: AAD }).expect("AEAD seal");
-    [&MAGIC[..], &nonce, &sealed].concat()
+    let sealed = kek.cipher().encrypt(&XNonce::from(nonce), Payload { msg: plain, aad }).expect("AEAD seal");
+    [&magic[..], &nonce, &sealed].concat()
 }
 
-/// Opens a sealed master key file.
-pub fn open(bytes: &[u8], kek: &Kek) -> Result<BTreeMap<u8, MasterKeys>, KeystoreError> {
-    if bytes.len() < 4 + 24 + 16 || &bytes[..4] != MAGIC {
+/// Opens what [`seal_bytes`] sealed with the same magic and `aad`.
+pub(crate) fn open_bytes(
+    magic: &[u8; 4],
+    aad: &[u8],
+    bytes: &[u8],
+    kek: &Kek,
+) -> Result<Zeroizing<Vec<u8>>, KeystoreError> {
+    if bytes.len() < 4 + 24 + 16 || &bytes[..4] != magic {
         return Err(KeystoreError::CannotOpen);
     }
     let mut nonce = [0u8; 24];
     nonce.copy_from_slice(&bytes[4..28]);
     let plain = kek
         .cipher()
-        .decrypt(&XNonce::from(nonce), Payload { msg: &bytes[28..], aad: AAD })
+        .decrypt(&XNonce::from(nonce), Payload { msg: &bytes[28..], aad })
         .map_err(|_| KeystoreError::CannotOpen)?;
-    let plain = Zeroizing::new(plain);
+    Ok(Zeroizing::new(plain))
+}
+
+/// Opens a sealed master key file.
+pub fn open(bytes: &[u8], kek: &Kek) -> Result<BTreeMap<u8, MasterKeys>, KeystoreError> {
+    let plain = open_bytes(MAGIC, AAD, bytes, kek)?;
     let map: BTreeMap<String, Triple> =
         serde_json::from_slice(&plain).map_err(|e| KeystoreError::BadKey(e.to_string()))?;
     let key = |name: &str, h: &str| {

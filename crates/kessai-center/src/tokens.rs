@@ -103,6 +103,60 @@ pub struct Tokens {
     pub provider: TokenProvider,
 }
 
+/// The directory, under the data directory, of the token key versions this
+/// center holds: one file per version (`v<N>.sealed`), created once and
+/// never overwritten, sealed under the KEK.
+pub const TOKEN_KEYS_DIR: &str = "token-keys";
+const TOKEN_KEY_MAGIC: &[u8; 4] = b"KTKV";
+const TOKEN_KEY_AAD: &[u8] = b"kessai-token-key";
+
+/// The sealed file of one token key version.
+pub fn seal_token_key<R: kessai_core::random::Random + ?Sized>(
+    key: &kessai_core::token::TokenKey,
+    kek: &crate::keystore::Kek,
+    rng: &mut R,
+) -> Result<Vec<u8>, TokenError> {
+    Ok(crate::keystore::seal_bytes(TOKEN_KEY_MAGIC, TOKEN_KEY_AAD, &key.to_json()?, kek, rng))
+}
+
+/// Opens a sealed token key version.
+pub fn open_token_key(bytes: &[u8], kek: &crate::keystore::Kek) -> Result<kessai_core::token::TokenKey, TokenError> {
+    let json = crate::keystore::open_bytes(TOKEN_KEY_MAGIC, TOKEN_KEY_AAD, bytes, kek)
+        .map_err(|e| TokenError::Key(e.to_string()))?;
+    kessai_core::token::TokenKey::from_json(&json)
+}
+
+impl Tokens {
+    /// Both parties over the key versions in `dir` ([`TOKEN_KEYS_DIR`]):
+    /// `None` if it holds none (this center issues no tokens). Each party
+    /// holds its own copy, as it will when they run apart.
+    pub fn load(
+        dir: &std::path::Path,
+        kek: &crate::keystore::Kek,
+        policy: TokenPolicy,
+    ) -> Result<Option<Tokens>, TokenError> {
+        let read = |e: std::io::Error| TokenError::Key(format!("{}: {e}", dir.display()));
+        let mut files = match std::fs::read_dir(dir) {
+            Ok(entries) => entries.map(|e| e.map(|e| e.path())).collect::<Result<Vec<_>, _>>().map_err(read)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(read(e)),
+        };
+        files.retain(|p| p.extension().is_some_and(|x| x == "sealed"));
+        files.sort();
+        if files.is_empty() {
+            return Ok(None);
+        }
+        let (mut bank, mut provider) = (TokenKeyring::new(), TokenKeyring::new());
+        for path in &files {
+            let bytes =
+                kessai_tls::read_secret_file(path).map_err(|e| TokenError::Key(format!("{}: {e}", path.display())))?;
+            bank.add(open_token_key(&bytes, kek)?)?;
+            provider.add(open_token_key(&bytes, kek)?)?;
+        }
+        Ok(Some(Tokens { bank: TokenBank { keyring: bank, policy }, provider: TokenProvider { keyring: provider } }))
+    }
+}
+
 fn refused(e: impl std::fmt::Display) -> PrepaidError {
     PrepaidError::Refused(e.to_string())
 }

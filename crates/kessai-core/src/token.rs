@@ -413,6 +413,14 @@ impl TokenKey {
         bank: &EncryptionPublicKey,
         rng: &mut R,
     ) -> Result<String, TokenError> {
+        let json = self.to_json()?;
+        jwe::encrypt(&json, bank, KEY_DELIVERY_TYPE, "json", rng).map_err(|e| TokenError::Key(e.to_string()))
+    }
+
+    /// The key and its windows as JSON (`{"version", "key" (base64url),
+    /// "issue_from", "issue_until", "redeem_until"}`): what a delivery
+    /// carries, and what a holder seals at rest. Secret: only ever sealed.
+    pub fn to_json(&self) -> Result<Zeroizing<Vec<u8>>, TokenError> {
         let encoded = Zeroizing::new(base64url::encode(&self.key[..]));
         let delivery = KeyDelivery {
             version: self.version,
@@ -421,18 +429,13 @@ impl TokenKey {
             issue_until: self.issue_until.unix_s(),
             redeem_until: self.redeem_until.unix_s(),
         };
-        let json = Zeroizing::new(serde_json::to_vec(&delivery).map_err(|e| TokenError::Key(e.to_string()))?);
-        jwe::encrypt(&json, bank, KEY_DELIVERY_TYPE, "json", rng).map_err(|e| TokenError::Key(e.to_string()))
+        Ok(Zeroizing::new(serde_json::to_vec(&delivery).map_err(|e| TokenError::Key(e.to_string()))?))
     }
 
-    /// A key the credit service provider sealed for this bank.
-    pub fn open_delivery(sealed: &str, bank: &EncryptionKey) -> Result<TokenKey, TokenError> {
-        let (header, json) = jwe::decrypt(sealed, bank).map_err(|e| TokenError::Key(e.to_string()))?;
-        if header.typ.as_deref() != Some(KEY_DELIVERY_TYPE) {
-            return Err(TokenError::Key("not a token key delivery".into()));
-        }
+    /// A key from [`TokenKey::to_json`]'s form, its windows checked.
+    pub fn from_json(json: &[u8]) -> Result<TokenKey, TokenError> {
         let d: KeyDelivery<Zeroizing<String>> =
-            serde_json::from_slice(&json).map_err(|e| TokenError::Key(e.to_string()))?;
+            serde_json::from_slice(json).map_err(|e| TokenError::Key(e.to_string()))?;
         let raw = Zeroizing::new(base64url::decode(&d.key).map_err(|_| TokenError::Key("its key".into()))?);
         let key: [u8; 32] = raw[..].try_into().map_err(|_| TokenError::Key("a key of 32 bytes".into()))?;
         let (issue_from, issue_until, redeem_until) = (
@@ -445,6 +448,15 @@ impl TokenKey {
         }
         Ok(TokenKey { version: d.version, key: Zeroizing::new(key), issue_from, issue_until, redeem_until })
     }
+
+    /// A key the credit service provider sealed for this bank.
+    pub fn open_delivery(sealed: &str, bank: &EncryptionKey) -> Result<TokenKey, TokenError> {
+        let (header, json) = jwe::decrypt(sealed, bank).map_err(|e| TokenError::Key(e.to_string()))?;
+        if header.typ.as_deref() != Some(KEY_DELIVERY_TYPE) {
+            return Err(TokenError::Key("not a token key delivery".into()));
+        }
+        TokenKey::from_json(&json)
+    }
 }
 
 /// Every key version one party holds.
@@ -456,6 +468,11 @@ pub struct TokenKeyring {
 impl TokenKeyring {
     pub fn new() -> TokenKeyring {
         TokenKeyring::default()
+    }
+
+    /// The versions held, oldest first.
+    pub fn keys(&self) -> impl Iterator<Item = &TokenKey> {
+        self.keys.iter()
     }
 
     /// Adds a version; a version held already is refused (a key never

@@ -86,6 +86,21 @@ pub enum CenterCommand {
         /// The statement file.
         file: PathBuf,
     },
+    /// Add a deposit token key version (seed 002, #21): it seals tokens
+    /// from now for ISSUE_DAYS, and opens them until REDEEM_DAYS from now.
+    /// Written sealed under the KEK as a new file in data_dir/token-keys;
+    /// the center reads the versions when it starts.
+    TokenKey {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The key version, 1 to 255; a version held already is refused.
+        #[arg(long)]
+        version: u8,
+        #[arg(long, default_value_t = 30)]
+        issue_days: u64,
+        #[arg(long, default_value_t = 400)]
+        redeem_days: u64,
+    },
     /// Pay stores: clearing runs, bank files, what the bank says, fees.
     #[command(subcommand)]
     Clearing(crate::clearing::ClearingCommand),
@@ -328,6 +343,21 @@ pub fn run(command: CenterCommand) -> anyhow::Result<()> {
             let config = CenterConfig::load(&config).with_context(|| format!("loading {}", config.display()))?;
             let kid = runtime.block_on(kessai_center::app::promote_signing_key(&config))?;
             println!("the center's database records signing key {kid}");
+            Ok(())
+        }
+        CenterCommand::TokenKey { config, version, issue_days, redeem_days } => {
+            let config = CenterConfig::load(&config).with_context(|| format!("loading {}", config.display()))?;
+            anyhow::ensure!(version > 0, "token key versions start at 1");
+            anyhow::ensure!(issue_days > 0 && redeem_days >= issue_days, "redeem days must be at least the issue days");
+            let now = kessai_core::time::Clock::now(&kessai_core::time::SystemClock);
+            let at = |days: u64| kessai_core::time::Timestamp::from_unix_s(now.unix_s().saturating_add(days * 86_400));
+            let path = kessai_center::app::add_token_key(&config, version, (now, at(issue_days)), at(redeem_days))?;
+            println!(
+                "token key version {version}: issues until {}, redeems until {} ({})",
+                at(issue_days).utc(),
+                at(redeem_days).utc(),
+                path.display()
+            );
             Ok(())
         }
         CenterCommand::ImportStatement { config, source, file } => {

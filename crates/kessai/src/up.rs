@@ -39,6 +39,8 @@ const DEMO_PREPAID_MINOR: u64 = 20_000;
 const DEMO_STRAY_MINOR: u64 = 3_000;
 /// Cash the demo member sends by registered mail (the cash queue).
 const DEMO_CASH_MINOR: u64 = 10_000;
+/// The demo member's bank deposit token (seed 002), on the demo card.
+const DEMO_TOKEN_MINOR: u64 = 5_000;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Ports {
@@ -151,6 +153,7 @@ pub async fn prepare(dir: &Path, ports: Ports) -> anyhow::Result<Prepared> {
     ensure_pki(&ca).context("the local CA")?;
     let center = center_config(&dir, ports)?;
     kessai_center::app::init(&center, None).await.context("the center's keys")?;
+    token_key_once(&center).context("the deposit token key")?;
     let store = StoreConfig::demo(DemoSettings {
         data_dir: dir.join("store"),
         ca_dir: dir.join("ca"),
@@ -260,6 +263,19 @@ pub async fn start(p: Prepared, stop: tokio::sync::watch::Receiver<bool>) -> any
         kessai_wallet::run(wallet_config, until(stop)).await
     };
     tokio::try_join!(center_task, store_task, wallet_task)?;
+    Ok(())
+}
+
+/// On the first start the center gets deposit token key version 1
+/// (seed 002): issuing for a year, redeeming for two.
+fn token_key_once(center: &kessai_center::config::CenterConfig) -> anyhow::Result<()> {
+    let dir = center.data_dir.join(kessai_center::tokens::TOKEN_KEYS_DIR);
+    if dir.join("v1.sealed").exists() {
+        return Ok(());
+    }
+    let now = kessai_core::time::Clock::now(&kessai_core::time::SystemClock);
+    let at = |days: u64| kessai_core::time::Timestamp::from_unix_s(now.unix_s().saturating_add(days * 86_400));
+    kessai_center::app::add_token_key(center, 1, (now, at(365)), at(730))?;
     Ok(())
 }
 
@@ -415,7 +431,32 @@ async fn demo_member_once(wallet: &WalletConfig, center: &kessai_center::service
     let request = kessai_core::ids::RequestId::parse("demo-prepaid-cash")?;
     let card = kessai_core::ids::PrepaidId::parse(&opened.prepaid_id)?;
     w.prepaid_fund(&signer, request, Some(card), cash, FundingMethod::Cash, None).await?;
+    // A bank deposit token (seed 002) for the demo card, now the member's:
+    // asked for, deposited, issued from the pool's statement, and stored
+    // on the card.
+    let by = kessai_center::console::Actor::api("kessai-up");
+    let demo_card = CardId::parse(DEMO_CARD_ID)?;
+    let after = serde_json::json!({ "member": approved.member, "instruction_required": false });
+    let trail = by.did("card_member", DEMO_CARD_ID, serde_json::Value::Null, after);
+    let now = kessai_core::time::Clock::now(&kessai_core::time::SystemClock);
+    anyhow::ensure!(
+        center.db.link_card_member(&demo_card, Some(&approved.member), false, now, trail).await?,
+        "the demo card is not active"
+    );
+    let terms = kessai_core::messages::prepaid::TokenTerms {
+        refund_account: "0005-123-1-7654321".into(),
+        card_ref: "last4:4242".into(),
+    };
+    let amount = kessai_core::Money::new(DEMO_TOKEN_MINOR, Currency::JPY)?;
+    let request = kessai_core::ids::RequestId::parse("demo-deposit-token")?;
+    let token = w.deposit_token(&signer, request, demo_card, amount, terms).await?;
+    let statement = demo_token_statement(&token.reference)?;
+    let report = center.import_statement(&statement, kessai_center::prepaid::StatementSource::Bank).await?;
+    anyhow::ensure!(report.matched == 1, "the demo deposit did not make its token: {report:?}");
+    let stored = w.token_session(&kessai_wallet::TokenSessionCreate::default()).await?;
+    anyhow::ensure!(stored.stored == [token.token_id.clone()], "the demo token was not stored: {stored:?}");
     w.records().close().await;
+    eprintln!("demo card holds deposit token {} of JPY {DEMO_TOKEN_MINOR} ({})", token.token_id, token.reference);
     eprintln!(
         "demo member {} registered; virtual prepaid card {} funded with JPY {DEMO_PREPAID_MINOR} by bank transfer ({reference})",
         approved.member, opened.prepaid_id
@@ -423,28 +464,44 @@ async fn demo_member_once(wallet: &WalletConfig, center: &kessai_center::service
     Ok(())
 }
 
-/// The pool account's statement with the demo member's transfer.
+/// The pool account's statement with the demo member's transfer, and one
+/// quoting nothing (the operator's to apply or send back).
 fn demo_statement(reference: &str) -> anyhow::Result<Vec<u8>> {
+    pool_statement(
+        "DEMO",
+        &[
+            (DEMO_PREPAID_MINOR, Some(reference), "DEMO-1", "YAMADA HANAKO"),
+            (DEMO_STRAY_MINOR, None, "DEMO-2", "SUZUKI ICHIRO"),
+        ],
+    )
+}
+
+/// The pool account's statement with the demo member's deposit for its
+/// token.
+fn demo_token_statement(reference: &str) -> anyhow::Result<Vec<u8>> {
+    pool_statement("DEMO-T", &[(DEMO_TOKEN_MINOR, Some(reference), "DEMO-T1", "YAMADA HANAKO")])
+}
+
+/// A camt.053 of the pool account, dated now, with these credits: (JPY,
+/// the reference quoted, the bank's entry reference, the remitter).
+fn pool_statement(id: &str, credits: &[(u64, Option<&str>, &str, &str)]) -> anyhow::Result<Vec<u8>> {
     use kessai_bank::camt::{DraftEntry, EntryKind};
     use kessai_core::time::Clock as _;
     let now = kessai_core::time::SystemClock.now();
-    let amount = kessai_core::Money::new(DEMO_PREPAID_MINOR, Currency::JPY)?;
-    let reference = kessai_bank::rf::Reference::parse(reference).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let entry = DraftEntry::new(EntryKind::Credit, amount, kessai_bank::Date::of(now), "DEMO-1")?
-        .with_reference(reference)
-        .with_remitter("YAMADA HANAKO")?;
-    // A transfer quoting nothing: the operator's to apply or send back.
-    let stray = kessai_core::Money::new(DEMO_STRAY_MINOR, Currency::JPY)?;
-    let stray = DraftEntry::new(EntryKind::Credit, stray, kessai_bank::Date::of(now), "DEMO-2")?
-        .with_remitter("SUZUKI ICHIRO")?;
     let mut draft = kessai_bank::camt053::StatementDraft::new(
-        &format!("DEMO-{}", now.unix_s()),
+        &format!("{id}-{}", now.unix_s()),
         "JP00KESSAIPOOL0001",
         now,
         kessai_core::Money::zero(Currency::JPY),
     )?;
-    draft.push(entry)?;
-    draft.push(stray)?;
+    for (minor, reference, bank_ref, remitter) in credits {
+        let amount = kessai_core::Money::new(*minor, Currency::JPY)?;
+        let mut entry = DraftEntry::new(EntryKind::Credit, amount, kessai_bank::Date::of(now), bank_ref)?;
+        if let Some(r) = reference {
+            entry = entry.with_reference(kessai_bank::rf::Reference::parse(r).map_err(|e| anyhow::anyhow!("{e}"))?);
+        }
+        draft.push(entry.with_remitter(remitter)?)?;
+    }
     Ok(kessai_bank::camt053::write(&draft).into_bytes())
 }
 
@@ -475,7 +532,7 @@ pub fn run(dir: &Path, ports: Ports) -> anyhow::Result<()> {
             console_passwords(&p.dir).display()
         );
         println!(
-            "  wallet CLI: kessai wallet --config {} balance | history | pay BILL_URL",
+            "  wallet CLI: kessai wallet --config {} balance | history | tokens | pay BILL_URL",
             p.dir.join("wallet.toml").display()
         );
         println!(

@@ -813,3 +813,45 @@ async fn a_redeemed_tokens_value_follows_the_card_that_replaces_a_lost_one() {
     assert_eq!(c.books.card_credits_pending(&card_id(2)).await.unwrap(), 3_000);
     c.books.ledger().check().await.unwrap();
 }
+
+/// Token key versions at rest: one file each, sealed under the KEK, read
+/// back by both parties; another KEK opens nothing, and no file means no
+/// tokens.
+#[test]
+fn token_key_versions_are_sealed_at_rest_and_read_by_both_parties() {
+    use kessai_center::keystore::Kek;
+    use kessai_center::tokens::{TOKEN_KEYS_DIR, seal_token_key};
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join(TOKEN_KEYS_DIR);
+    let kek = Kek::generate(&mut SeededRandom::new(1));
+    assert!(Tokens::load(&keys, &kek, TokenPolicy::default()).unwrap().is_none(), "no directory: no tokens");
+    std::fs::create_dir_all(&keys).unwrap();
+    assert!(Tokens::load(&keys, &kek, TokenPolicy::default()).unwrap().is_none(), "no versions: no tokens");
+    let key = provider_key(1, 2101);
+    let sealed = seal_token_key(&key, &kek, &mut SeededRandom::new(2)).unwrap();
+    let plain = key.to_json().unwrap();
+    assert!(!sealed.windows(16).any(|w| plain.windows(16).any(|p| p == w)), "nothing of the key in clear");
+    kessai_tls::write_new_file(&keys.join("v1.sealed"), &sealed, true).unwrap();
+    let parties = Tokens::load(&keys, &kek, TokenPolicy::default()).unwrap().unwrap();
+    assert_eq!(parties.bank.keyring.keys().map(|k| k.version).collect::<Vec<_>>(), vec![1]);
+    // What the bank's copy seals, the provider's copy opens, and the
+    // provider's own keys (the test's) open it too: the same key.
+    let token = kessai_core::token::DepositToken {
+        token_id: TokenId([7; 16]),
+        user_name: "Hanako Yamada".into(),
+        user_id: "m-1".into(),
+        amount: jpy(1_000),
+        deposited_at: NOW,
+        expires_at: Timestamp::from_unix_s(NOW.unix_s() + DAY),
+        bank_id: "0999".into(),
+        bank_account: "0005-123-1-7654321".into(),
+        card_company_id: "kessai-csp".into(),
+        card_ref: "last4:4242".into(),
+    };
+    let bytes = parties.bank.keyring.seal(&token, NOW, &mut SeededRandom::new(3)).unwrap();
+    assert_eq!(parties.provider.check(&bytes, NOW).unwrap(), token);
+    assert_eq!(provider_keyring().open(&bytes, NOW).unwrap(), token);
+    // Another KEK opens nothing; the center would not start.
+    let other = Kek::generate(&mut SeededRandom::new(9));
+    assert!(Tokens::load(&keys, &other, TokenPolicy::default()).is_err());
+}
