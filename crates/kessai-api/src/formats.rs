@@ -102,7 +102,7 @@ form!(
     FundingId, named, { "type": "string", "pattern": "^fnd_[0-9a-f]{32}$" }
 );
 form!(
-    /// A token delivery session's id.
+    /// A token session's id.
     TokenSessionId, named, { "type": "string", "pattern": "^tks_[0-9a-f]{32}$" }
 );
 form!(

@@ -71,7 +71,7 @@ pub fn api_error(e: CenterError) -> ApiError {
         CenterError::UnknownSettlement(s) => ApiError::new(ErrorCode::UnknownSettlement, format!("no settlement {s}")),
         CenterError::UnknownStatement(s) => ApiError::new(ErrorCode::UnknownStatement, format!("no statement {s}")),
         CenterError::UnknownTokenSession(s) => {
-            ApiError::new(ErrorCode::UnknownTokenSession, format!("no token delivery {s}"))
+            ApiError::new(ErrorCode::UnknownTokenSession, format!("no token session {s}"))
         }
         e @ CenterError::NotAMember { .. } => ApiError::new(ErrorCode::NotAMember, e.to_string()).with_param("bill"),
         CenterError::BillInUse(_) => {
@@ -397,7 +397,7 @@ fn unknown_statement(id: &str) -> Response {
     api_error(CenterError::UnknownStatement(id.chars().take(64).collect())).into_response()
 }
 
-/// As [`unknown_settlement`], for a token delivery.
+/// As [`unknown_settlement`], for a token session.
 fn unknown_token_session(id: &str) -> Response {
     api_error(CenterError::UnknownTokenSession(id.chars().take(64).collect())).into_response()
 }

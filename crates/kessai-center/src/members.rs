@@ -173,7 +173,14 @@ impl Center {
         let application = self.db.application(id).await?.ok_or_else(|| MemberError::UnknownApplication(trunc(id)))?;
         let now = self.clock.now();
         let mut rng = self.random.generator();
-        let member = format!("m-{}", random_hex(rng.as_mut(), 8));
+        // A member number never reads as a payment card number: it goes
+        // into deposit tokens (seed 002), which refuse one.
+        let member = loop {
+            let number = format!("m-{}", random_hex(rng.as_mut(), 8));
+            if !kessai_core::token::holds_a_card_number(&number) {
+                break number;
+            }
+        };
         let code = activation_code(rng.as_mut());
         let expires_at = Timestamp::from_unix_s(now.unix_s() + ACTIVATION_LIFETIME_S);
         let text = format!(

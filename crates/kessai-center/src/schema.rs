@@ -346,11 +346,17 @@ const MIGRATIONS: &[(i64, &str, &[&str])] = &[
             status TEXT NOT NULL, reference TEXT NOT NULL, refund_account TEXT NOT NULL, card_ref TEXT NOT NULL,
             awaiting_until BIGINT NOT NULL, store_tx TEXT NOT NULL, redeem_tx TEXT NOT NULL, entry_key TEXT,
             deposited_on TEXT, key_version BIGINT, expires_at BIGINT, sealed TEXT, stored_counter BIGINT,
-            redeemed_counter BIGINT, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)",
+            redeemed_counter BIGINT, redeem_sent_at BIGINT, issued_at BIGINT, redeemed_at BIGINT,
+            created_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL)",
             "CREATE UNIQUE INDEX IF NOT EXISTS center_tokens_request ON center_tokens (member, request_id)",
             "CREATE UNIQUE INDEX IF NOT EXISTS center_tokens_reference ON center_tokens (reference)",
             "CREATE INDEX IF NOT EXISTS center_tokens_card ON center_tokens (card_id, status)",
             "CREATE INDEX IF NOT EXISTS center_tokens_awaiting ON center_tokens (status, awaiting_until)",
+            // The statistics count tokens by the day they were issued or
+            // redeemed.
+            "CREATE INDEX IF NOT EXISTS center_tokens_issued ON center_tokens (currency, issued_at)",
+            "CREATE INDEX IF NOT EXISTS center_tokens_redeemed ON center_tokens (currency, redeemed_at)",
             "CREATE TABLE IF NOT EXISTS center_token_sessions (id TEXT PRIMARY KEY, card_id TEXT NOT NULL,
             record TEXT NOT NULL, version BIGINT NOT NULL, created_at BIGINT NOT NULL)",
             "CREATE INDEX IF NOT EXISTS center_token_sessions_created ON center_token_sessions (created_at)",

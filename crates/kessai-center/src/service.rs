@@ -48,7 +48,7 @@ pub enum CenterError {
     UnknownSettlement(String),
     #[error("no statement {0}")]
     UnknownStatement(String),
-    #[error("no token delivery {0}")]
+    #[error("no token session {0}")]
     UnknownTokenSession(String),
     #[error("this bill is already being settled with card {0}")]
     BillInUse(CardId),

@@ -141,6 +141,10 @@ pub enum Measure {
     ChargesReturned,
     /// Value moved from a prepaid card onto an IC card.
     PrepaidToCard,
+    /// Bank deposits made into tokens (seed 002), when issued.
+    TokensIssued,
+    /// Tokens redeemed for IC card value, when the provider honoured them.
+    TokensRedeemed,
 }
 
 impl Measure {
@@ -157,7 +161,7 @@ impl Measure {
     ];
 
     /// The measures of value coming in.
-    pub const FUNDING: [Measure; 7] = [
+    pub const FUNDING: [Measure; 9] = [
         Measure::FundingCredit,
         Measure::FundingBank,
         Measure::FundingPostal,
@@ -165,6 +169,8 @@ impl Measure {
         Measure::CardCharges,
         Measure::ChargesReturned,
         Measure::PrepaidToCard,
+        Measure::TokensIssued,
+        Measure::TokensRedeemed,
     ];
 
     /// Its name in CSV.
@@ -185,6 +191,8 @@ impl Measure {
             Measure::CardCharges => "ic_card_charges",
             Measure::ChargesReturned => "ic_card_returned_to_credit",
             Measure::PrepaidToCard => "prepaid_to_ic_card",
+            Measure::TokensIssued => "deposit_tokens_issued",
+            Measure::TokensRedeemed => "deposit_tokens_redeemed",
         }
     }
 
@@ -206,6 +214,8 @@ impl Measure {
             Measure::CardCharges => "IC card charges",
             Measure::ChargesReturned => "Back to credit card",
             Measure::PrepaidToCard => "Prepaid to IC card",
+            Measure::TokensIssued => "Deposit tokens issued",
+            Measure::TokensRedeemed => "Deposit tokens redeemed",
         }
     }
 
@@ -238,6 +248,8 @@ impl Measure {
             "update:charge" => (Measure::CardCharges, 1),
             "update:refund_to_credit_card" => (Measure::ChargesReturned, 1),
             "update:from_prepaid" => (Measure::PrepaidToCard, 1),
+            "token:issued" => (Measure::TokensIssued, 1),
+            "token:redeemed" => (Measure::TokensRedeemed, 1),
             _ => return None,
         })
     }
@@ -417,6 +429,7 @@ impl Report {
             (Measure::FundingPostal, "#e9c46a"),
             (Measure::FundingCash, "#f4a261"),
             (Measure::CardCharges, "#8d99ae"),
+            (Measure::TokensIssued, "#6d597a"),
         ]
         .into_iter()
         .map(|(m, colour)| (m.title(), colour, self.by_period.iter().map(|r| r.get(m).amount_minor).collect()))

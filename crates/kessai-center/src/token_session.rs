@@ -155,6 +155,7 @@ impl TokenSession {
         ctx: &mut Context<'_, R>,
         answer: &ResponseApdu,
         card: Option<&CardRecord>,
+        member: Option<&str>,
         through: Option<u32>,
         tokens: &[TokenRow],
     ) -> Result<(TokenSession, Vec<CommandApdu>), StepError> {
@@ -162,13 +163,20 @@ impl TokenSession {
             return Err(StepError::BadCardAnswer("the token session is not authenticating".into()));
         }
         let now = ctx.now;
+        let mut sealed_at = now;
         // Listing writes nothing on the card, so it collects nothing.
         let mut then = if self.purpose == TokenPurpose::List { Vec::new() } else { collect_commands(through) };
         let mut sent = Vec::new();
         let mine = tokens.iter().filter(|t| t.card_id == self.card_id);
         match self.purpose {
             TokenPurpose::Deliver => {
-                let due = mine.filter(|t| t.status == TokenStatus::Issued && t.expires_at.is_some_and(|e| now < e));
+                // Only the card's member's tokens: a card linked to another
+                // member since the request takes none of them.
+                let due = mine.filter(|t| {
+                    t.status == TokenStatus::Issued
+                        && t.expires_at.is_some_and(|e| now < e)
+                        && member.is_some_and(|m| m == t.member)
+                });
                 for t in due.take(TOKENS_PER_SESSION) {
                     let sealed = t.sealed.as_deref().ok_or_else(|| bad_answer("an issued token without its bytes"))?;
                     let tx = kessai_card::protocol::TxId(*t.store_tx.as_bytes());
@@ -187,10 +195,12 @@ impl TokenSession {
                 let t = mine.into_iter().find(|t| t.id == token);
                 // Before the cryptogram nothing is said of the card or the
                 // token; the session is opened, then refused below.
-                if let Some(t) = t.filter(|t| redeemable(t, now).is_ok()) {
+                if let Some(t) = t.filter(|t| redeemable(t, now, member).is_ok()) {
                     let tx = kessai_card::protocol::TxId(*t.redeem_tx.as_bytes());
-                    then.push((Sealed::Token, redeem_token_command(t.id.0, tx, now.unix_s())));
+                    let at = redeem_time(t, now);
+                    then.push((Sealed::Token, redeem_token_command(t.id.0, tx, at.unix_s())));
                     sent.push(t.id);
+                    sealed_at = at;
                 }
             }
         }
@@ -202,11 +212,11 @@ impl TokenSession {
         if let TokenPurpose::Redeem { token } = self.purpose {
             let t = tokens.iter().find(|t| t.id == token && t.card_id == self.card_id);
             let t = t.ok_or_else(|| StepError::TokenRefused(format!("the card holds no token {token}")))?;
-            redeemable(t, now).map_err(StepError::TokenRefused)?;
+            redeemable(t, now, member).map_err(StepError::TokenRefused)?;
         }
         self.pending = pending;
         self.sent = sent;
-        self.sealed_at = Some(now);
+        self.sealed_at = Some(sealed_at);
         self.phase = TokenSessionPhase::Sent;
         Ok((self, commands))
     }
@@ -275,15 +285,26 @@ fn counter_of(data: &[u8]) -> Result<u32, StepError> {
     Ok(u32::from_be_bytes(bytes))
 }
 
-/// Whether the center offers token `t` for redemption at `now`.
-fn redeemable(t: &TokenRow, now: Timestamp) -> Result<(), String> {
+/// The time a REDEEM TOKEN of `t` carries: the first one's, if one was
+/// sealed before, else `now`.
+fn redeem_time(t: &TokenRow, now: Timestamp) -> Timestamp {
+    t.redeem_sent_at.unwrap_or(now)
+}
+
+/// Whether the center offers token `t` for redemption at `now` to a card
+/// of `member`: stored, the card's member's, and unexpired at the time its
+/// REDEEM carries.
+fn redeemable(t: &TokenRow, now: Timestamp, member: Option<&str>) -> Result<(), String> {
     match t.status {
         TokenStatus::Stored => {}
         TokenStatus::Redeemed => return Err(format!("token {} was redeemed", t.id)),
         other => return Err(format!("token {} is {}, not on the card", t.id, other.as_str())),
     }
+    if member != Some(t.member.as_str()) {
+        return Err(format!("token {} is another member's than the card's", t.id));
+    }
     match t.expires_at {
-        Some(e) if now < e => Ok(()),
+        Some(e) if redeem_time(t, now) < e => Ok(()),
         _ => Err(format!("token {} expired: its value goes back to the depositor's account", t.id)),
     }
 }
@@ -381,6 +402,7 @@ impl Center {
         let opened = self.token_session_load(id).await?;
         let card_id = opened.0.card_id;
         let card = self.db.card(&card_id).await?;
+        let member = self.db.card_member(&card_id).await?.map(|(m, _)| m);
         let through = self.db.collected_through(&card_id).await?;
         let tokens = self.db.tokens_of_card(&card_id).await?;
         let mut first = Some(opened);
@@ -393,7 +415,7 @@ impl Center {
             },
             transition: |d: TokenSession| {
                 let mut rng = self.random.generator();
-                Ok::<_, CenterError>(d.authenticate(&mut self.ctx(rng.as_mut()), answer, card.as_ref(), through, &tokens)?)
+                Ok::<_, CenterError>(d.authenticate(&mut self.ctx(rng.as_mut()), answer, card.as_ref(), member.as_deref(), through, &tokens)?)
             },
             store: |stepped, version| self.store_token_session(&stepped.0, &stepped.1, version, None, answer_as.as_ref()),
         );

@@ -59,6 +59,26 @@ pub struct TokenPolicy {
     pub provider_id: String,
 }
 
+impl TokenPolicy {
+    /// Refuses a policy no token could be made under: a lifetime of none or
+    /// past ten years, a bank or provider id a token cannot carry.
+    pub fn check(&self) -> Result<(), TokenError> {
+        if !(1..=10 * 366 * 86_400).contains(&self.lifetime_s) {
+            return Err(TokenError::Key("[tokens] lifetime_s: 1 s to ten years".into()));
+        }
+        for (name, value) in [("bank_id", &self.bank_id), ("provider_id", &self.provider_id)] {
+            let ok = !value.trim().is_empty()
+                && value.len() <= kessai_core::token::MAX_FIELD_BYTES
+                && !value.chars().any(char::is_control)
+                && !kessai_core::token::holds_a_card_number(value);
+            if !ok {
+                return Err(TokenError::Key(format!("[tokens] {name}: 1 to 40 bytes of text, no card number")));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for TokenPolicy {
     fn default() -> TokenPolicy {
         TokenPolicy { lifetime_s: 180 * 86_400, bank_id: "0999".into(), provider_id: "kessai-csp".into() }
@@ -135,6 +155,7 @@ impl Tokens {
         kek: &crate::keystore::Kek,
         policy: TokenPolicy,
     ) -> Result<Option<Tokens>, TokenError> {
+        policy.check()?;
         let read = |e: std::io::Error| TokenError::Key(format!("{}: {e}", dir.display()));
         let mut files = match std::fs::read_dir(dir) {
             Ok(entries) => entries.map(|e| e.map(|e| e.path())).collect::<Result<Vec<_>, _>>().map_err(read)?,
@@ -218,6 +239,12 @@ impl Center {
         if !matches!(self.db.card_member(&card_id).await?, Some((m, _)) if m == member) {
             return Err(PrepaidError::NotMembersCard(card_id));
         }
+        if kessai_core::token::holds_a_card_number(member) {
+            // Numbers issued since cannot; one issued before may.
+            return Err(refused(
+                "this member number reads as a card number, which no token may carry; ask the operator",
+            ));
+        }
         let card = self.db.card(&card_id).await?.ok_or(PrepaidError::NotMembersCard(card_id))?;
         if card.status != CardRegistryStatus::Active {
             return Err(refused(format!("card {card_id} is not active")));
@@ -244,6 +271,7 @@ impl Center {
             store_tx: TransactionId::from_bytes(store_tx),
             redeem_tx: TransactionId::from_bytes(redeem_tx),
             redeemed_counter: None,
+            redeem_sent_at: None,
             entry_key: None,
             deposited_on: None,
             key_version: None,

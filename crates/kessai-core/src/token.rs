@@ -206,7 +206,9 @@ fn luhn(digits: &[u32]) -> bool {
 /// Whether `text` may hold a payment card number: somewhere in it, 13 to
 /// 19 digits in a row once spaces, dashes, dots, underscores and slashes
 /// are set aside, passing the Luhn check.
-fn holds_a_card_number(text: &str) -> bool {
+/// Whether `text` holds, anywhere, 13 to 19 digits in a row passing Luhn
+/// once separators are set aside: what reads as a payment card number.
+pub fn holds_a_card_number(text: &str) -> bool {
     let mut runs: Vec<Vec<u32>> = vec![Vec::new()];
     for c in text.chars() {
         match c.to_digit(10) {
@@ -437,7 +439,11 @@ impl TokenKey {
         let d: KeyDelivery<Zeroizing<String>> =
             serde_json::from_slice(json).map_err(|e| TokenError::Key(e.to_string()))?;
         let raw = Zeroizing::new(base64url::decode(&d.key).map_err(|_| TokenError::Key("its key".into()))?);
-        let key: [u8; 32] = raw[..].try_into().map_err(|_| TokenError::Key("a key of 32 bytes".into()))?;
+        let mut key = Zeroizing::new([0u8; 32]);
+        if raw.len() != 32 {
+            return Err(TokenError::Key("a key of 32 bytes".into()));
+        }
+        key.copy_from_slice(&raw);
         let (issue_from, issue_until, redeem_until) = (
             Timestamp::from_unix_s(d.issue_from),
             Timestamp::from_unix_s(d.issue_until),
@@ -446,7 +452,7 @@ impl TokenKey {
         if issue_until <= issue_from || redeem_until < issue_until {
             return Err(TokenError::Key("its windows".into()));
         }
-        Ok(TokenKey { version: d.version, key: Zeroizing::new(key), issue_from, issue_until, redeem_until })
+        Ok(TokenKey { version: d.version, key, issue_from, issue_until, redeem_until })
     }
 
     /// A key the credit service provider sealed for this bank.

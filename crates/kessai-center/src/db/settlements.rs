@@ -98,7 +98,7 @@ pub struct StepExtras<'a> {
 }
 
 /// A card session kept between the wallet's requests as one JSON record
-/// with a version (a statement, a token delivery): its table's statements.
+/// with a version (a statement, a token session): its table's statements.
 pub trait SessionRecord: serde::Serialize + serde::de::DeserializeOwned {
     /// `(id, card_id, record, version 1, created_at)` from `$1..$4`.
     const INSERT: &'static str;

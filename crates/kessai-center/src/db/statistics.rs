@@ -12,8 +12,8 @@ pub struct DayTally {
     pub store: Option<String>,
     /// What was counted: a payable item's kind (`purchase`,
     /// `prepaid_payment`, `refund`, `prepaid_refund`, `refund_cancelled`,
-    /// `payout_returned`), `payout`, `fee`, `funding:<method>` or
-    /// `update:<purpose>`.
+    /// `payout_returned`), `payout`, `fee`, `funding:<method>`,
+    /// `update:<purpose>`, `token:issued` or `token:redeemed`.
     pub what: String,
     pub count: i64,
     /// Minor units; a payable item's sign as recorded (negative: taken
@@ -46,6 +46,15 @@ const UPDATES: &str = "SELECT u.updated_at / 86400 AS day, u.purpose AS what, CA
     WHERE c.currency = $1 AND u.phase = 'completed' AND u.purpose IN ('charge', 'refund_to_credit_card', 'from_prepaid')
     AND u.updated_at >= $2 AND u.updated_at < $3 GROUP BY u.updated_at / 86400, u.purpose";
 
+/// Bank deposit tokens (seed 002): issued when the deposit was taken, and
+/// redeemed when the provider honoured them.
+const TOKENS_ISSUED: &str = "SELECT issued_at / 86400 AS day, CAST(COUNT(*) AS BIGINT) AS n,
+    CAST(SUM(amount_minor) AS BIGINT) AS amount FROM center_tokens
+    WHERE currency = $1 AND issued_at >= $2 AND issued_at < $3 GROUP BY issued_at / 86400";
+const TOKENS_REDEEMED: &str = "SELECT redeemed_at / 86400 AS day, CAST(COUNT(*) AS BIGINT) AS n,
+    CAST(SUM(amount_minor) AS BIGINT) AS amount FROM center_tokens
+    WHERE currency = $1 AND redeemed_at >= $2 AND redeemed_at < $3 GROUP BY redeemed_at / 86400";
+
 impl CenterDb {
     /// Everything the statistics count in `currency` from day `from` up to
     /// (not including) day `to`, read in one transaction (PostgreSQL:
@@ -77,8 +86,13 @@ impl CenterDb {
         for r in sqlx::query(FUNDINGS).bind(code.clone()).bind(start).bind(end).fetch_all(&mut *tx).await? {
             tallies.push(tally(&r, None, format!("funding:{}", r.required_text("what")?), "amount")?);
         }
-        for r in sqlx::query(UPDATES).bind(code).bind(start).bind(end).fetch_all(&mut *tx).await? {
+        for r in sqlx::query(UPDATES).bind(code.clone()).bind(start).bind(end).fetch_all(&mut *tx).await? {
             tallies.push(tally(&r, None, format!("update:{}", r.required_text("what")?), "amount")?);
+        }
+        for (sql, what) in [(TOKENS_ISSUED, "token:issued"), (TOKENS_REDEEMED, "token:redeemed")] {
+            for r in sqlx::query(sql).bind(code.clone()).bind(start).bind(end).fetch_all(&mut *tx).await? {
+                tallies.push(tally(&r, None, what.into(), "amount")?);
+            }
         }
         tx.rollback().await?;
         Ok(tallies)

@@ -44,6 +44,10 @@ pub struct TokenRow {
     pub stored_counter: Option<u32>,
     /// The card's counter at its REDEEM TOKEN, once redeemed.
     pub redeemed_counter: Option<u32>,
+    /// The time the first REDEEM TOKEN sealed for it carried: every later
+    /// one carries the same (the command that left the center before the
+    /// token's expiry is still that command after it).
+    pub redeem_sent_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -63,7 +67,7 @@ macro_rules! select_tokens {
         concat!(
             "SELECT id, member, request_id, card_id, amount_minor, currency, status, reference, refund_account,
              card_ref, awaiting_until, store_tx, redeem_tx, entry_key, deposited_on, key_version, expires_at,
-             sealed, stored_counter, redeemed_counter, created_at, updated_at FROM center_tokens WHERE ",
+             sealed, stored_counter, redeemed_counter, redeem_sent_at, created_at, updated_at FROM center_tokens WHERE ",
             $filter
         )
     };
@@ -104,6 +108,7 @@ fn token_row_of(r: &dyn Columns) -> Result<TokenRow, DbError> {
         sealed: r.text("sealed")?.map(|h| hex::decode(h).map_err(corrupt)).transpose()?,
         stored_counter: counter("stored_counter")?,
         redeemed_counter: counter("redeemed_counter")?,
+        redeem_sent_at: r.int("redeem_sent_at")?.map(at).transpose()?,
         created_at: at(r.required_int("created_at")?)?,
         updated_at: at(r.required_int("updated_at")?)?,
     })
@@ -138,7 +143,7 @@ pub(super) fn issue_token(t: &TokenRow) -> Result<Stmt, DbError> {
     let sealed = t.sealed.as_ref().ok_or_else(|| corrupt("an issued token without its bytes"))?;
     Ok(Stmt::new(
         "UPDATE center_tokens SET status = 'issued', entry_key = $1, deposited_on = $2, key_version = $3,
-         expires_at = $4, sealed = $5, updated_at = $6 WHERE id = $7 AND status = 'awaiting'",
+         expires_at = $4, sealed = $5, updated_at = $6, issued_at = $6 WHERE id = $7 AND status = 'awaiting'",
     )
     .bind(t.entry_key.clone())
     .bind(t.deposited_on.clone())
@@ -307,6 +312,18 @@ impl CenterDb {
                 .bind(d.card_id.to_string()),
             );
         }
+        if let (crate::token_session::TokenPurpose::Redeem { token }, Some(at), false) =
+            (d.purpose, d.sealed_at.filter(|_| d.phase == kessai_api::TokenSessionPhase::Sent), d.sent.is_empty())
+        {
+            also.push(
+                Stmt::new(
+                    "UPDATE center_tokens SET redeem_sent_at = COALESCE(redeem_sent_at, $1) WHERE id = $2 AND card_id = $3",
+                )
+                .bind(to_i64(at.unix_s())?)
+                .bind(token.to_string())
+                .bind(d.card_id.to_string()),
+            );
+        }
         let redeem = redemption.map(|r| r.statements(now)).transpose()?;
         let (save, saved) = idempotency::saving(response, now)?;
         let now_s = now.unix_s();
@@ -319,6 +336,15 @@ impl CenterDb {
                     conn.execute(statement).await?;
                 }
                 if let Some(r) = redeem {
+                    // Value is owed only to an active card. The card's row
+                    // is locked first (PostgreSQL), so a report of loss
+                    // commits before this check or after this item, which
+                    // its replacement then moves.
+                    let status = if conn.is_postgres() { r.card_locked } else { r.card };
+                    let status = conn.fetch_optional(status, |row| row.required_text("status")).await?;
+                    if status.as_deref() != Some("active") {
+                        return Err(DbError::BooksRefused { what: "the token's redemption", code: "card_not_active" });
+                    }
                     conn.execute(r.register).await?;
                     let by = conn.fetch_optional(r.registered, |row| row.required_text("tx")).await?;
                     if by.as_deref() != Some(r.tx.as_str()) {
@@ -363,6 +389,8 @@ pub struct Redemption {
 /// The statements of a redemption's write.
 struct RedemptionWrite {
     tx: String,
+    card: Stmt,
+    card_locked: Stmt,
     register: Stmt,
     registered: Stmt,
     token: Stmt,
@@ -389,6 +417,8 @@ impl Redemption {
         let tx = hex::encode(t.redeem_tx.as_bytes());
         let key_version = t.key_version.ok_or_else(|| corrupt("a stored token without its key version"))?;
         Ok(RedemptionWrite {
+            card: Stmt::new("SELECT status FROM center_cards WHERE id = $1").bind(t.card_id.to_string()),
+            card_locked: Stmt::new("SELECT status FROM center_cards WHERE id = $1 FOR UPDATE").bind(t.card_id.to_string()),
             register: Stmt::new(
                 "INSERT INTO center_token_redemptions (token_id, tx, key_version, amount_minor, currency, redeemed_at)
                  VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (token_id) DO NOTHING",
@@ -401,8 +431,8 @@ impl Redemption {
             .bind(to_i64(self.at.unix_s())?),
             registered: Stmt::new("SELECT tx FROM center_token_redemptions WHERE token_id = $1").bind(t.id.to_string()),
             token: Stmt::new(
-                "UPDATE center_tokens SET status = 'redeemed', redeemed_counter = $1, updated_at = $2
-                 WHERE id = $3 AND card_id = $4 AND status IN ('stored', 'redeemed')",
+                "UPDATE center_tokens SET status = 'redeemed', redeemed_counter = $1, updated_at = $2,
+                 redeemed_at = COALESCE(redeemed_at, $2) WHERE id = $3 AND card_id = $4 AND status IN ('stored', 'redeemed')",
             )
             .bind(i64::from(self.counter))
             .bind(to_i64(now.unix_s())?)

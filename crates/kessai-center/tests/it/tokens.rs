@@ -616,6 +616,31 @@ async fn a_token_redeemed_becomes_value_once(mut s: Setup) {
     assert_eq!(c.books.tokens_outstanding(Currency::JPY).await.unwrap(), 0);
     assert_eq!(c.books.card_float(&card_id(1)).await.unwrap(), Some((12_000, 0)));
     conserved_with_card(c).await;
+    // The statistics count the token issued and redeemed on their day, as
+    // the tokens-outstanding accounts show them.
+    let day = kessai_bank::Date::of(NOW).to_string();
+    let period = kessai_center::statistics::Period::parse(&day, &day, "day", "JPY").unwrap();
+    let report = kessai_center::statistics::Report::make(c, period).await.unwrap();
+    let figure = |m| {
+        let f = report.totals.get(m);
+        (f.count, f.amount_minor)
+    };
+    let mut moved = (0u64, 0u64);
+    for id in kessai_center::books::tokens_outstanding_ids(Currency::JPY) {
+        for t in c.books.ledger().account_history(id, None, 100).await.unwrap().transfers {
+            match t.code {
+                kessai_center::books::CODE_TOKEN_ISSUED if t.credit_account_id == id => moved.0 += t.amount_minor,
+                // The hold itself (its post names it by `pending_id`).
+                kessai_center::books::CODE_TOKEN_REDEEMED if t.debit_account_id == id && t.pending_id == 0 => {
+                    moved.1 += t.amount_minor
+                }
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(moved, (12_000, 12_000), "issued, and redeemed");
+    assert_eq!(figure(kessai_center::statistics::Measure::TokensIssued), (1, 12_000));
+    assert_eq!(figure(kessai_center::statistics::Measure::TokensRedeemed), (1, 12_000));
     // The card's log agrees with the books: stored, redeemed, credited.
     collect_log(c, &mut card, 1).await;
     let report = c.audit(NOW).await.unwrap();
@@ -854,4 +879,77 @@ fn token_key_versions_are_sealed_at_rest_and_read_by_both_parties() {
     // Another KEK opens nothing; the center would not start.
     let other = Kek::generate(&mut SeededRandom::new(9));
     assert!(Tokens::load(&keys, &other, TokenPolicy::default()).is_err());
+}
+
+/// The card proved it gave the token up, then was reported lost before the
+/// center heard: the redemption is refused, no value is owed to a card
+/// that cannot take it, and the token's value stays outstanding.
+#[tokio::test]
+async fn a_redemption_finished_after_the_card_was_lost_owes_nothing() {
+    let mut s = with_tokens(setup().await);
+    let (_m, mut card, token) = stored_token(&mut s, 2_000).await;
+    let c = &s.center;
+    let (id, answers) = redeem_batch(c, &mut card, token).await.unwrap();
+    crate::world::report_lost(&c.db, card_id(1)).await;
+    let refused = c.token_session_finish(&id, answers, None).await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(c.db.token(&token).await.unwrap().unwrap().status, kessai_api::TokenStatus::Stored);
+    assert_eq!(c.books.card_credits_pending(&card_id(1)).await.unwrap(), 0);
+    assert_eq!(c.books.tokens_outstanding(Currency::JPY).await.unwrap(), 2_000);
+    assert!(c.owed_for_card(&card_id(1)).await.unwrap().is_empty());
+}
+
+/// A REDEEM sealed before the token's expiry whose answer was lost: a
+/// later session, after the expiry, sends the same command (its first
+/// time) and the provider honours it at that time.
+#[tokio::test]
+async fn a_redemption_in_flight_at_the_expiry_is_honoured_after_it() {
+    let mut s = with_tokens(setup().await);
+    let (_m, mut card, token) = stored_token(&mut s, 2_200).await;
+    let (_lost, _answers) = redeem_batch(&s.center, &mut card, token).await.unwrap();
+    assert!(card_tokens(&mut card, 1)[0].redeemed);
+    let expiry = s.center.db.token(&token).await.unwrap().unwrap().expires_at.unwrap();
+    s.center.clock = Arc::new(kessai_core::time::FixedClock::new(Timestamp::from_unix_s(expiry.unix_s() + 60)));
+    let c = &s.center;
+    let (id, answers) = redeem_batch(c, &mut card, token).await.unwrap();
+    let done = c.token_session_finish(&id, answers, None).await.unwrap();
+    assert_eq!(done.redeemed.map(|r| r.amount), Some(jpy(2_200)), "{:?}", done.refused);
+    assert_eq!(present(c, &mut card).await, vec![2_200]);
+}
+
+/// A card linked to another member since the token was asked for takes
+/// none of the first member's tokens, and redeems none.
+#[tokio::test]
+async fn a_card_linked_to_another_member_takes_no_token_of_the_first() {
+    let mut s = with_tokens(setup().await);
+    let m = members_card(&mut s).await;
+    let other = member(&s.center, &mut s.rng).await;
+    let c = &s.center;
+    let mut card = funded_card(1, 0);
+    let a = ask(c, &m, token_request(&m, "dep-o", card_id(1), 1_500)).await.unwrap();
+    c.import_statement(&camt("STMT-O", &[(1_500, Some(&a.reference), "BANK-O")]), StatementSource::Bank).await.unwrap();
+    assert!(
+        c.db.link_card_member(&card_id(1), Some(other.id.as_str()), false, NOW, crate::trail("card_member"))
+            .await
+            .unwrap()
+    );
+    assert!(deliver(c, &mut card, 1).await.is_empty());
+    assert!(card_tokens(&mut card, 1).is_empty());
+    let id = TokenId::parse(&a.token_id).unwrap();
+    assert_eq!(c.db.token(&id).await.unwrap().unwrap().status, kessai_api::TokenStatus::Issued);
+}
+
+/// A `[tokens]` policy no token could be made under stops the center at
+/// start.
+#[test]
+fn a_token_policy_no_token_fits_is_refused() {
+    for bad in [
+        TokenPolicy { lifetime_s: 0, ..TokenPolicy::default() },
+        TokenPolicy { bank_id: String::new(), ..TokenPolicy::default() },
+        TokenPolicy { provider_id: "p".repeat(41), ..TokenPolicy::default() },
+        TokenPolicy { provider_id: "4111111111111111".into(), ..TokenPolicy::default() },
+    ] {
+        assert!(bad.check().is_err(), "{bad:?}");
+    }
+    assert!(TokenPolicy::default().check().is_ok());
 }
