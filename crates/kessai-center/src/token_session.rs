@@ -454,6 +454,12 @@ impl Center {
     /// it becomes, or (the provider refuses it) nothing, with why. What the
     /// card gave up must be the bytes the center stored on it.
     async fn honour(&self, d: &mut TokenSession) -> Result<Option<crate::db::Redemption>, CenterError> {
+        if let (TokenPurpose::Redeem { token }, None) = (d.purpose, &d.given_up) {
+            d.given_up = self.given_up_by_log(d, token).await?;
+            if d.given_up.is_some() {
+                d.refused.retain(|(id, _)| *id != token);
+            }
+        }
         let Some(given) = d.given_up.clone() else { return Ok(None) };
         let token = self.db.token(&given.token).await?.filter(|t| t.card_id == d.card_id);
         let token = token.ok_or_else(|| StepError::TokenRefused(format!("no token {}", given.token)))?;
@@ -474,6 +480,28 @@ impl Center {
                 Ok(None)
             }
         }
+    }
+
+    /// The redemption of `token` as the card's collected log proves it (its
+    /// REDEEM transaction's record, read R-MACed in this session or an
+    /// earlier one), when the card no longer answers for it: it made room
+    /// in a full table by dropping the redeemed entry once that record was
+    /// collected, so a REDEEM whose first answer was lost meets `6A88`.
+    /// What it gave up is the bytes the center stored.
+    async fn given_up_by_log(&self, d: &TokenSession, token: TokenId) -> Result<Option<GivenUp>, CenterError> {
+        let Some(t) = self.db.token(&token).await?.filter(|t| t.card_id == d.card_id) else { return Ok(None) };
+        let (Some(sealed), TokenStatus::Stored) = (t.sealed.clone(), t.status) else { return Ok(None) };
+        let tx = hex::encode(t.redeem_tx.as_bytes());
+        let proves = |e: &&LogEntry| {
+            e.kind == kessai_api::LogKind::TokenRedeemed
+                && e.transaction_id == tx
+                && e.amount_minor == t.amount.amount_minor()
+        };
+        let found = match d.collected.iter().find(proves) {
+            Some(e) => Some(e.clone()),
+            None => self.db.collected_log(&d.card_id).await?.iter().find(proves).cloned(),
+        };
+        Ok(found.map(|e| GivenUp { token, counter: e.counter, sealed, at: Timestamp::from_unix_s(e.time_unix_s) }))
     }
 
     /// Stores the finished session `d`, with the provider's verdict on the

@@ -105,10 +105,13 @@ fn card_tokens(t: &mut kessai_card::terminal::Terminal<CardReader>, n: u8) -> Ve
     );
     t.select().unwrap();
     let s = t.open_session(keys, [2; 8]).unwrap();
-    let (_, r) = t.secure(s, &list_tokens_command(0, 4)).unwrap();
-    assert_eq!(r.sw().raw(), 0x9000);
+    let (s, first) = t.secure(s, &list_tokens_command(0, 4)).unwrap();
+    let (_, second) = t.secure(s, &list_tokens_command(4, 4)).unwrap();
+    assert_eq!((first.sw().raw(), second.sw().raw()), (0x9000, 0x9000));
     t.select().unwrap();
-    parse_list(r.data()).unwrap().1
+    let mut listed = parse_list(first.data()).unwrap().1;
+    listed.extend(parse_list(second.data()).unwrap().1);
+    listed
 }
 
 fn relay_hex(t: &mut kessai_card::terminal::Terminal<CardReader>, apdus: &[String]) -> Vec<ResponseApdu> {
@@ -952,4 +955,38 @@ fn a_token_policy_no_token_fits_is_refused() {
         assert!(bad.check().is_err(), "{bad:?}");
     }
     assert!(TokenPolicy::default().check().is_ok());
+}
+
+/// A redemption whose answer was lost, then the card's table filled up:
+/// the card dropped the redeemed entry (its record collected) and answers
+/// a later REDEEM with a bare `6A88`. The collected log record, read
+/// R-MACed, proves the redemption: the value is owed once.
+#[tokio::test]
+async fn a_redemption_the_card_no_longer_lists_is_proven_by_its_collected_log() {
+    let mut s = with_tokens(setup().await);
+    let (m, mut card, token) = stored_token(&mut s, 1_000).await;
+    let c = &s.center;
+    let (_lost, _answers) = redeem_batch(c, &mut card, token).await.unwrap();
+    // Eight more tokens: the card makes room by dropping the redeemed one.
+    for n in 0..8u64 {
+        let a = ask(c, &m, token_request(&m, &format!("dep-f{n}"), card_id(1), 100 + n)).await.unwrap();
+        let statement = camt(&format!("STMT-F{n}"), &[(100 + n, Some(&a.reference), &format!("BANK-F{n}"))]);
+        assert_eq!(c.import_statement(&statement, StatementSource::Bank).await.unwrap().matched, 1);
+    }
+    let mut stored = 0;
+    for _ in 0..4 {
+        stored += deliver(c, &mut card, 1).await.len();
+    }
+    assert_eq!(stored, 8);
+    let listed = card_tokens(&mut card, 1);
+    assert_eq!(listed.len(), 8);
+    assert!(listed.iter().all(|t| t.token_id != token.0), "the redeemed entry was dropped");
+    // Redeemed again: the card no longer knows it; its log does.
+    let (id, answers) = redeem_batch(c, &mut card, token).await.unwrap();
+    let done = c.token_session_finish(&id, answers, None).await.unwrap();
+    assert_eq!(done.redeemed.map(|r| r.amount), Some(jpy(1_000)), "{:?}", done.refused);
+    assert!(done.refused.is_empty());
+    assert_eq!(present(c, &mut card).await, vec![1_000]);
+    assert_eq!(c.db.token(&token).await.unwrap().unwrap().status, kessai_api::TokenStatus::Redeemed);
+    conserved_with_card(c).await;
 }
