@@ -411,8 +411,14 @@ pub fn card_ask(form_token: &str, problem: Option<&str>) -> Markup {
     page("Card history", None, body)
 }
 
-/// The card's own log (FIG. 8 (6), FIG. 24 (4)), newest first.
-pub fn card_history(entries: &[kessai_api::LogEntry], currency: kessai_core::Currency) -> Markup {
+/// The card's own log (FIG. 8 (6), FIG. 24 (4)), newest first, and the
+/// deposit tokens its table holds (`tokens`: `None` if they could not be
+/// read).
+pub fn card_history(
+    entries: &[kessai_api::LogEntry],
+    currency: kessai_core::Currency,
+    tokens: Option<&[kessai_api::CardToken]>,
+) -> Markup {
     let money =
         |minor: u64| kessai_core::Money::new(minor, currency).map_or_else(|_| minor.to_string(), |m| m.to_string());
     let body = html! {
@@ -439,6 +445,25 @@ pub fn card_history(entries: &[kessai_api::LogEntry], currency: kessai_core::Cur
                     }
                 }
             }
+        }
+        h2 { "Bank deposit tokens" }
+        @match tokens {
+            None => p id="tokens-unread" { "The card's tokens could not be read now." },
+            Some([]) => p id="no-tokens" { "Your card holds no bank deposit tokens." },
+            Some(tokens) => table id="card-tokens" {
+                thead { tr { th { "Token" } th { "Amount" } th { "Expires (UTC)" } th { "State" } th { "Deposited" } } }
+                tbody {
+                    @for t in tokens {
+                        tr id=(t.token_id) {
+                            td { code { (t.token_id) } }
+                            td class="amount" { (t.amount) }
+                            td { (kessai_core::time::Timestamp::from_unix_s(t.expires_at)) }
+                            td { (if t.redeemed { "redeemed" } else { "held" }) }
+                            td { (t.deposited_on.as_deref().unwrap_or("-")) }
+                        }
+                    }
+                }
+            },
         }
         p { a href="/" { "Back" } }
     };

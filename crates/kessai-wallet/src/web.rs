@@ -12,6 +12,8 @@
 //! | GET | `/charge/card` | card id, balance, charge history, amount and credit-card form (FIG. 27–28) |
 //! | POST | `/charges` | form `form_token`, `amount`, `card_number`, `expiry`, `cvc` → relay, complete → new balance (FIG. 29–31) |
 //! | GET | `/member` | the member's history: password A asked (FIG. 11) |
+//! | GET | `/card` | the card's history: a button (a secure session at the center) |
+//! | POST | `/card/history` | form `form_token` → the card's own log and its deposit tokens, each read through a secure session |
 //! | POST | `/member/history` | form `password_a` → the history and what the keystore holds (FIG. 11(a)); offline |
 //! | GET | `/healthz` | `ok` |
 
@@ -607,7 +609,20 @@ async fn card_history(State(w): State<Shared>, form: Result<Form<TokenForm>, For
         Err(e) => return html(StatusCode::SERVICE_UNAVAILABLE, pages::card_ask(&w.form_token, Some(&e.to_string()))),
     };
     match w.card_log().await {
-        Ok(entries) => html(StatusCode::OK, pages::card_history(&entries, currency)),
+        Ok(entries) => {
+            // The card's deposit tokens (seed 002), from its own table: a
+            // second secure session; the log is shown without them if it
+            // fails.
+            let asked = kessai_api::request::TokenSessionCreate { redeem: None, list: true };
+            let tokens = match w.token_session(&asked).await {
+                Ok(listed) => listed.on_card,
+                Err(e) => {
+                    tracing::warn!(error = %e, "listing the card's tokens");
+                    None
+                }
+            };
+            html(StatusCode::OK, pages::card_history(&entries, currency, tokens.as_deref()))
+        }
         Err(e) => html(StatusCode::BAD_GATEWAY, pages::card_ask(&w.form_token, Some(&e.to_string()))),
     }
 }

@@ -76,7 +76,8 @@ async fn a_member_stores_lists_and_redeems_a_deposit_token_through_the_wallet() 
         .signing_key(Some(&kessai_core::keyfile::Passphrase::new("B".into())))
         .unwrap();
     let signer = (kessai_core::ids::PartyId::parse(&member).unwrap(), key);
-    let wallet = Wallet::open(config).await.unwrap();
+    let wallet = Arc::new(Wallet::open(config).await.unwrap());
+    let ui = kessai_wallet::web::router(Arc::clone(&wallet));
 
     // The member asks; the answer is the reference to quote.
     let terms = TokenTerms { refund_account: "0005-123-1-7654321".into(), card_ref: "last4:4242".into() };
@@ -118,6 +119,17 @@ async fn a_member_stores_lists_and_redeems_a_deposit_token_through_the_wallet() 
     let on_card = listed.on_card.unwrap();
     assert!(on_card[0].redeemed);
     assert_eq!(on_card[0].status, Some(kessai_api::TokenStatus::Redeemed));
+    // The wallet's card history page lists it too, from the card's table
+    // (only on its own page's click).
+    let (status, _, ask) =
+        crate::world::send(&ui, axum::http::Request::get("/card").body(axum::body::Body::empty()).unwrap()).await;
+    assert_eq!(status, axum::http::StatusCode::OK);
+    let form_token = crate::world::input_value(&ask, "form_token");
+    let read = crate::world::form("/card/history", &format!("form_token={form_token}"), "");
+    let (status, _, page) = crate::world::send(&ui, read).await;
+    assert_eq!(status, axum::http::StatusCode::OK, "{page}");
+    assert!(page.contains(&format!("id=\"{}\"", asked.token_id)), "{page}");
+    assert!(page.contains("JPY 7,000") && page.contains("redeemed"), "{page}");
     // Redeemed again: refused, nothing more credited.
     assert!(wallet.token_session(&redeem).await.is_err());
     assert!(wallet.apply_owed(&mut |_| {}).await.unwrap().is_empty());
