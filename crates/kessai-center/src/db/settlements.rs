@@ -374,13 +374,14 @@ impl CenterDb {
     }
 
     /// Writes `record` if its row is still at `version`, with `also` (what
-    /// the step changes beside it) and `response` for its Idempotency-Key,
-    /// in one transaction.
+    /// the step changes beside it), the deposit token it `redeems` if any,
+    /// and `response` for its Idempotency-Key, in one transaction.
     pub(super) async fn update_card_session<T: SessionRecord>(
         &self,
         record: &T,
         version: i64,
         also: Vec<Stmt>,
+        redeems: Option<super::tokens::RedemptionWrite>,
         now: Timestamp,
         response: Option<SavedResponse>,
     ) -> Result<(), DbError> {
@@ -389,6 +390,7 @@ impl CenterDb {
             .bind(record.id().to_owned())
             .bind(version);
         let (save, stored) = idempotency::saving(response, now)?;
+        let now_s = now.unix_s();
         self.write(move |mut conn| {
             Box::pin(async move {
                 if conn.execute(query).await? != 1 {
@@ -396,6 +398,9 @@ impl CenterDb {
                 }
                 for statement in also {
                     conn.execute(statement).await?;
+                }
+                if let Some(r) = redeems {
+                    r.apply(&mut conn, now_s).await?;
                 }
                 if let Some(save) = save {
                     conn.execute(save).await?;
@@ -422,7 +427,7 @@ impl CenterDb {
             crate::statement::StatementPhase::Done => super::audit::collect_statements(&s.card_id, &s.entries, now)?,
             _ => Vec::new(),
         };
-        self.update_card_session(s, version, collect, now, response).await
+        self.update_card_session(s, version, collect, None, now, response).await
     }
 
     /// Completed settlements whose receipt is not stored yet, oldest first

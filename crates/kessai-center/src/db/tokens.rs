@@ -216,20 +216,6 @@ impl CenterDb {
         rows.iter().map(|r| token_row_of(r)).collect()
     }
 
-    /// The tokens issued to a card and not yet stored on it that are still
-    /// unexpired at `now`, oldest first.
-    pub async fn tokens_to_store(&self, card: &CardId, now: Timestamp) -> Result<Vec<TokenRow>, DbError> {
-        let rows = sqlx::query(select_tokens!(
-            "card_id = $1 AND status = 'issued' AND expires_at > $2 ORDER BY created_at, id LIMIT $3"
-        ))
-        .bind(card.to_string())
-        .bind(to_i64(now.unix_s())?)
-        .bind(MAX_LIST)
-        .fetch_all(&mut *self.read().await?)
-        .await?;
-        rows.iter().map(|r| token_row_of(r)).collect()
-    }
-
     /// Ends the token requests whose deposit did not arrive by `now`.
     pub async fn lapse_tokens(&self, now: Timestamp) -> Result<u64, DbError> {
         let lapse = Stmt::new(
@@ -295,10 +281,6 @@ impl CenterDb {
         now: Timestamp,
         response: Option<SavedResponse>,
     ) -> Result<(), DbError> {
-        let query = Stmt::new(<TokenSession as super::SessionRecord>::UPDATE)
-            .bind(serde_json::to_string(d).map_err(corrupt)?)
-            .bind(d.id.clone())
-            .bind(version);
         let mut also = super::audit::collect_statements(&d.card_id, &d.collected, now)?;
         for (id, counter) in &d.stored {
             also.push(
@@ -325,53 +307,7 @@ impl CenterDb {
             );
         }
         let redeem = redemption.map(|r| r.statements(now)).transpose()?;
-        let (save, saved) = idempotency::saving(response, now)?;
-        let now_s = now.unix_s();
-        self.write(move |mut conn| {
-            Box::pin(async move {
-                if conn.execute(query).await? != 1 {
-                    return Err(DbError::Conflict);
-                }
-                for statement in also {
-                    conn.execute(statement).await?;
-                }
-                if let Some(r) = redeem {
-                    // Value is owed only to an active card. The card's row
-                    // is locked first (PostgreSQL), so a report of loss
-                    // commits before this check or after this item, which
-                    // its replacement then moves.
-                    let status = if conn.is_postgres() { r.card_locked } else { r.card };
-                    let status = conn.fetch_optional(status, |row| row.required_text("status")).await?;
-                    if status.as_deref() != Some("active") {
-                        return Err(DbError::BooksRefused { what: "the token's redemption", code: "card_not_active" });
-                    }
-                    conn.execute(r.register).await?;
-                    let by = conn.fetch_optional(r.registered, |row| row.required_text("tx")).await?;
-                    if by.as_deref() != Some(r.tx.as_str()) {
-                        // The provider honoured this token for another
-                        // transaction: nothing more is owed for it.
-                        return Err(DbError::BooksRefused {
-                            what: "the token's redemption",
-                            code: "token_redeemed_before",
-                        });
-                    }
-                    if conn.execute(r.token).await? != 1 {
-                        return Err(DbError::Conflict);
-                    }
-                    if conn.fetch_optional(r.owed_exists, |row| row.required_text("id")).await?.is_none() {
-                        conn.books(&r.hold, now_s).await?;
-                        conn.execute(r.owed).await?;
-                    }
-                }
-                if let Some(save) = save {
-                    conn.execute(save).await?;
-                }
-                Ok(())
-            })
-        })
-        .await?;
-        saved.iter().for_each(Stored::mark);
-        Ok(())
+        self.update_card_session(d, version, also, redeem, now, response).await
     }
 }
 
@@ -387,7 +323,7 @@ pub struct Redemption {
 }
 
 /// The statements of a redemption's write.
-struct RedemptionWrite {
+pub(super) struct RedemptionWrite {
     tx: String,
     card: Stmt,
     card_locked: Stmt,
@@ -397,6 +333,36 @@ struct RedemptionWrite {
     owed_exists: Stmt,
     owed: Stmt,
     hold: crate::books::Entries,
+}
+
+impl RedemptionWrite {
+    /// In the session's transaction: the card still active (its row locked
+    /// first on PostgreSQL, so a report of loss commits before this check or
+    /// after this item, which its replacement then moves), the provider's
+    /// register (this token once, by its REDEEM transaction), the token
+    /// `redeemed`, and the owed item with its hold unless written before.
+    pub(super) async fn apply(self, conn: &mut Exec<'_>, now_s: u64) -> Result<(), DbError> {
+        let status = if conn.is_postgres() { self.card_locked } else { self.card };
+        let status = conn.fetch_optional(status, |row| row.required_text("status")).await?;
+        if status.as_deref() != Some("active") {
+            return Err(DbError::BooksRefused { what: "the token's redemption", code: "card_not_active" });
+        }
+        conn.execute(self.register).await?;
+        let by = conn.fetch_optional(self.registered, |row| row.required_text("tx")).await?;
+        if by.as_deref() != Some(self.tx.as_str()) {
+            // The provider honoured this token for another transaction:
+            // nothing more is owed for it.
+            return Err(DbError::BooksRefused { what: "the token's redemption", code: "token_redeemed_before" });
+        }
+        if conn.execute(self.token).await? != 1 {
+            return Err(DbError::Conflict);
+        }
+        if conn.fetch_optional(self.owed_exists, |row| row.required_text("id")).await?.is_none() {
+            conn.books(&self.hold, now_s).await?;
+            conn.execute(self.owed).await?;
+        }
+        Ok(())
+    }
 }
 
 impl Redemption {
