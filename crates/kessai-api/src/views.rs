@@ -308,11 +308,33 @@ pub enum TokenStatus {
     /// The card gave it up and the credit service provider honoured it: its
     /// value is owed to the card.
     Redeemed,
+    /// Not redeemed before its expiry: its value is being paid back to
+    /// the refund account (a payback in a clearing run's bank file).
+    PayingBack,
+    /// The bank confirmed the payback: the value is in the refund account.
+    PaidBack,
+    /// The bank gave the payback back (the account closed, the name did
+    /// not match): the value is held until an operator corrects where it
+    /// is paid back.
+    PaybackFailed,
+    /// Not redeemed before its expiry and not yet paid back: the next
+    /// clearing run pays it back (after an operator's correction of the
+    /// account, or when its payback was not yet made).
+    Expired,
 }
 
 impl TokenStatus {
-    pub const ALL: [TokenStatus; 5] =
-        [TokenStatus::Awaiting, TokenStatus::Lapsed, TokenStatus::Issued, TokenStatus::Stored, TokenStatus::Redeemed];
+    pub const ALL: [TokenStatus; 9] = [
+        TokenStatus::Awaiting,
+        TokenStatus::Lapsed,
+        TokenStatus::Issued,
+        TokenStatus::Stored,
+        TokenStatus::Redeemed,
+        TokenStatus::PayingBack,
+        TokenStatus::PaidBack,
+        TokenStatus::PaybackFailed,
+        TokenStatus::Expired,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -321,6 +343,10 @@ impl TokenStatus {
             TokenStatus::Issued => "issued",
             TokenStatus::Stored => "stored",
             TokenStatus::Redeemed => "redeemed",
+            TokenStatus::PayingBack => "paying_back",
+            TokenStatus::PaidBack => "paid_back",
+            TokenStatus::PaybackFailed => "payback_failed",
+            TokenStatus::Expired => "expired",
         }
     }
 

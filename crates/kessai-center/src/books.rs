@@ -60,7 +60,10 @@
 //! takes the statement's credit and issues the token. A token the card
 //! gave up and the provider honoured is owed to the card: tokens
 //! outstanding → card float, held with the owed item, posted when the card
-//! takes the CREDIT (as a refund's hold is).
+//! takes the CREDIT (as a refund's hold is). A token not redeemed by its
+//! expiry is paid back to its refund account by a clearing run: tokens
+//! outstanding → payouts in transit (code 19), then → bank pool when the
+//! bank confirms it, or back to tokens outstanding when it comes back.
 //!
 //! Clearing (#19) pays a store what is open on its payable: store payable
 //! → payouts in transit (what is sent) and → fees, posted when the payout
@@ -107,6 +110,7 @@ pub const CODE_PAYOUT_RETURNED: u16 = 15;
 pub const CODE_SUSPENSE_RETURNED: u16 = 16;
 pub const CODE_TOKEN_ISSUED: u16 = 17;
 pub const CODE_TOKEN_REDEEMED: u16 = 18;
+pub const CODE_TOKEN_PAYBACK: u16 = 19;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -713,6 +717,36 @@ impl Entries {
         let accounts = vec![float_account(card, c)?, account(outstanding, c, AccountKind::TokensOutstanding)?];
         let t = pending(id, (outstanding, card_float_id(card)), amount, CODE_TOKEN_REDEEMED)?;
         Ok(Entries::of("the redeemed token's hold", accounts, t))
+    }
+
+    /// An expired token's value paid back to its refund account: tokens
+    /// outstanding → payouts in transit, posted (id from the payback, on
+    /// the shard [`Entries::payout_settled`] takes it from).
+    pub fn token_payback(payback: &str, amount: Money) -> Result<Entries, BooksError> {
+        let c = amount.currency();
+        let id = derived_id("token-payback", payback.as_bytes());
+        let shard = shard(&derived_id("payout", payback.as_bytes()).to_be_bytes());
+        let (outstanding, transit) =
+            (pooled_id("tokens-outstanding", c.code(), shard), pooled_id("payouts-in-transit", c.code(), shard));
+        let accounts = vec![
+            account(outstanding, c, AccountKind::TokensOutstanding)?,
+            account(transit, c, AccountKind::PayoutsInTransit)?,
+        ];
+        let t = posted(id, (outstanding, transit), amount, CODE_TOKEN_PAYBACK)?;
+        Ok(Entries::of("the token's payback", accounts, t))
+    }
+
+    /// The bank gave a token's payback back: payouts in transit → tokens
+    /// outstanding again, held until it is paid back elsewhere.
+    pub fn token_payback_returned(payback: &str, amount: Money) -> Result<Entries, BooksError> {
+        let c = amount.currency();
+        let id = derived_id("token-payback-returned", payback.as_bytes());
+        let shard = shard(&derived_id("payout", payback.as_bytes()).to_be_bytes());
+        let (transit, outstanding) =
+            (pooled_id("payouts-in-transit", c.code(), shard), pooled_id("tokens-outstanding", c.code(), shard));
+        let accounts = vec![account(outstanding, c, AccountKind::TokensOutstanding)?];
+        let t = posted(id, (transit, outstanding), amount, CODE_PAYOUT_RETURNED)?;
+        Ok(Entries::of("the returned payback", accounts, t))
     }
 }
 

@@ -28,16 +28,18 @@
 //! back on the store's payable (an item, paid by a later run) and marks the
 //! payout failed. Each entry of such a file is taken once.
 
+use kessai_api::TokenStatus;
 use kessai_bank::payout::{Debtor, PayeeAccount, PayoutBatch, PayoutLine, PayoutStatus, ZenginDebtor};
 use kessai_core::ids::StoreId;
 use kessai_core::time::Timestamp;
+use kessai_core::token::TokenId;
 use kessai_core::{Currency, Money};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::books::{BooksError, Entries};
 pub use crate::db::{ClearStore, Cleared, ItemRow, PayoutRow, RunClaim, RunRow, item_fee, payout_totals};
-use crate::db::{DbError, EventTaken, PayoutEvent};
+use crate::db::{DbError, EventTaken, Payback, PaybackRow, PayoutEvent, TokenRow};
 use crate::limits::STEP_RETRIES_MAX;
 use crate::service::Center;
 
@@ -78,10 +80,14 @@ pub enum ClearingError {
     BadAccount(String),
     #[error("store {0}'s bank account changed meanwhile: look again")]
     AccountChanged(String),
+    #[error("no deposit token {0}")]
+    UnknownToken(String),
+    #[error("token {0}: {1}")]
+    TokenNotPayable(String, String),
 }
 
 /// The center's clearing settings (configuration `[clearing]`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClearingPolicy {
     /// The fee on each purchase or payment, in basis points (1/100 %), for
@@ -91,6 +97,20 @@ pub struct ClearingPolicy {
     pub fee_fixed_minor: u64,
     /// The center's own account that payouts are paid from.
     pub debtor: DebtorConfig,
+    /// How long after a deposit token's expiry (seconds) a run pays it
+    /// back: a redemption the card made just before it settles first.
+    pub token_payback_after_s: u64,
+}
+
+impl Default for ClearingPolicy {
+    fn default() -> ClearingPolicy {
+        ClearingPolicy {
+            fee_bp: 0,
+            fee_fixed_minor: 0,
+            debtor: DebtorConfig::default(),
+            token_payback_after_s: 7 * 86_400,
+        }
+    }
 }
 
 /// The center's account as bank files name it.
@@ -202,6 +222,19 @@ pub fn bank_ref(payout: &str) -> String {
     format!("KS{}", derived_hex("bank-ref", &[payout])[..18].to_ascii_uppercase())
 }
 
+/// A token's payback's id: one per run and token.
+pub fn payback_id(run: &str, token: &TokenId) -> String {
+    format!("tpb_{}", &derived_hex("token-payback", &[run, &token.to_string()])[..32])
+}
+
+/// What the bank files quote for a payback: `KT` and 18 uppercase hex
+/// digits of its id (a payout's start `KS`).
+pub fn payback_bank_ref(payback: &str) -> String {
+    format!("{PAYBACK_REF_PREFIX}{}", derived_hex("bank-ref", &[payback])[..18].to_ascii_uppercase())
+}
+
+const PAYBACK_REF_PREFIX: &str = "KT";
+
 /// The id of the bank file of run `run`'s payouts in `currency`
 /// (pain.001 `MsgId`), as a pain.002 rejecting it whole quotes it.
 pub fn batch_id(run: &str, currency: Currency) -> String {
@@ -225,6 +258,13 @@ pub struct RunReport {
     pub skipped: Vec<(StoreId, String)>,
     /// Whether the run was done before this call (nothing was done).
     pub done_before: bool,
+    /// Expired deposit tokens paid back by this call, and what they came
+    /// to per currency (minor units).
+    pub paybacks: u64,
+    pub paid_back: Vec<(Currency, u64)>,
+    /// Expired tokens not paid back, with why (their refund account cannot
+    /// be paid: an operator corrects it).
+    pub paybacks_skipped: Vec<(String, String)>,
 }
 
 /// What importing a bank's file about payouts did.
@@ -334,11 +374,111 @@ impl Center {
             }
             after = Some(last);
         }
+        self.pay_back_tokens(&run, &holder, cutoff, &mut report).await?;
         if !self.db.finish_clearing_run(&run, &holder, self.clock.now()).await? {
             return Err(ClearingError::LostClaim(run));
         }
         tracing::info!(run = %report.run, payouts = report.payouts, before = report.paid_before, carried = report.carried, skipped = report.skipped.len(), "clearing run done");
         Ok(report)
+    }
+
+    /// Pays back, in run `run`, every deposit token expired by the cutoff
+    /// less [`ClearingPolicy::token_payback_after_s`] and not redeemed:
+    /// its value to its refund account (or where an operator corrected it
+    /// to), a line of the run's bank file. A token the provider honoured
+    /// meanwhile is left; one whose account cannot be paid is skipped with
+    /// why.
+    async fn pay_back_tokens(
+        &self,
+        run: &str,
+        holder: &str,
+        cutoff: Timestamp,
+        report: &mut RunReport,
+    ) -> Result<(), ClearingError> {
+        let due = Timestamp::from_unix_s(cutoff.unix_s().saturating_sub(self.clearing.token_payback_after_s));
+        let mut after = String::new();
+        loop {
+            let page = self.db.tokens_to_pay_back(due, &after, STORES_PER_WRITE as i64).await?;
+            let Some(last) = page.last() else { break };
+            after = last.id.to_string();
+            let mut work = Vec::with_capacity(page.len());
+            for t in &page {
+                let payee = match self.payback_payee(t).await? {
+                    Ok(payee) => payee,
+                    Err(why) => {
+                        report.paybacks_skipped.push((t.id.to_string(), why));
+                        continue;
+                    }
+                };
+                let key_version =
+                    t.key_version.ok_or_else(|| DbError::Corrupt(format!("token {} has no key version", t.id)))?;
+                let id = payback_id(run, &t.id);
+                let now = self.clock.now();
+                work.push(Payback {
+                    books: Entries::token_payback(&id, t.amount)?,
+                    key_version,
+                    row: PaybackRow {
+                        bank_ref: payback_bank_ref(&id),
+                        id,
+                        token_id: t.id,
+                        run_id: run.to_owned(),
+                        amount: t.amount,
+                        payee_account: payee.to_string(),
+                        status: "in_transit".into(),
+                        reason: None,
+                        created_at: now,
+                        updated_at: now,
+                    },
+                });
+            }
+            if work.is_empty() {
+                continue;
+            }
+            let now = self.clock.now();
+            let lease = Timestamp::from_unix_s(now.unix_s().saturating_add(LEASE_S));
+            match self.db.claim_clearing_run(run, cutoff, holder, now, lease).await? {
+                RunClaim::Claimed(_) => {}
+                _ => return Err(ClearingError::LostClaim(run.to_owned())),
+            }
+            let mut attempt = 0;
+            let made = loop {
+                match self.db.pay_back_tokens(run, holder, work.clone(), now).await {
+                    Err(DbError::Conflict) => return Err(ClearingError::LostClaim(run.to_owned())),
+                    Err(e) if e.is_retryable() && attempt < STEP_RETRIES_MAX => attempt += 1,
+                    other => break other?,
+                }
+            };
+            for (p, made) in work.iter().zip(made) {
+                if !made {
+                    continue;
+                }
+                let (c, minor) = (p.row.amount.currency(), p.row.amount.amount_minor());
+                report.paybacks += 1;
+                match report.paid_back.iter_mut().find(|(have, _)| *have == c) {
+                    Some((_, sum)) => *sum = sum.saturating_add(minor),
+                    None => report.paid_back.push((c, minor)),
+                }
+                tracing::info!(payback = %p.row.id, token = %p.row.token_id, amount = %p.row.amount, "expired token paid back");
+            }
+        }
+        Ok(())
+    }
+
+    /// Where expired token `t` is paid back: where an operator said, or
+    /// its refund account in the member's name; or why it cannot be.
+    async fn payback_payee(&self, t: &TokenRow) -> Result<Result<PayeeAccount, String>, ClearingError> {
+        if let Some(text) = &t.payback_account {
+            return Ok(text.parse::<PayeeAccount>().map_err(|e| format!("the corrected account: {e}")));
+        }
+        let Some(member) = self.db.member(&t.member).await? else {
+            return Ok(Err("the token's member is not registered".into()));
+        };
+        let holder = crate::tokens::member_name(&member.details);
+        let scheme =
+            if t.refund_account.as_bytes().first().is_some_and(u8::is_ascii_digit) { "zengin" } else { "iban" };
+        Ok(format!("{scheme}:{}:{holder}", t.refund_account)
+            .parse::<PayeeAccount>()
+            .map_err(|e| format!("the refund account in the member's name ({holder}): {e}; correct it")))
     }
 
     /// The store's bank account, or why it cannot be paid.
@@ -377,26 +517,29 @@ impl Center {
         let found = self.db.clearing_run(run).await?.ok_or_else(|| ClearingError::UnknownRun(run.to_owned()))?;
         let mut payouts = self.db.payouts(Some(run), None, MAX_PAYOUTS).await?;
         payouts.retain(|p| p.currency == currency);
-        payouts.sort_by(|a, b| a.bank_ref.cmp(&b.bank_ref));
-        if payouts.is_empty() {
-            return Err(ClearingError::NothingToPay(run.to_owned(), currency));
-        }
-        let lines = payouts
+        let mut paybacks = self.db.paybacks(Some(run), None, MAX_PAYOUTS).await?;
+        paybacks.retain(|p| p.amount.currency() == currency);
+        let line = |id: &str, bank_ref: &str, account: &str, amount: Money, remittance: String| {
+            let payee = account
+                .parse::<PayeeAccount>()
+                .map_err(|e| ClearingError::BankFile(format!("{id}: the account stored with it: {e}")))?;
+            Ok(PayoutLine { end_to_end_id: bank_ref.to_owned(), amount, payee, remittance })
+        };
+        let mut lines = payouts
             .iter()
             .map(|p| {
-                let payee = p.payee_account.parse::<PayeeAccount>().map_err(|e| {
-                    ClearingError::BankFile(format!("payout {}: the account stored with it: {e}", p.id))
-                })?;
                 let amount =
                     Money::new(p.amount_minor, p.currency).map_err(|e| ClearingError::BankFile(e.to_string()))?;
-                Ok(PayoutLine {
-                    end_to_end_id: p.bank_ref.clone(),
-                    amount,
-                    payee,
-                    remittance: format!("KESSAI PAYOUT {} {}", p.run_id, p.id),
-                })
+                line(&p.id, &p.bank_ref, &p.payee_account, amount, format!("KESSAI PAYOUT {} {}", p.run_id, p.id))
             })
-            .collect::<Result<Vec<_>, ClearingError>>()?;
+            .chain(paybacks.iter().map(|p| {
+                line(&p.id, &p.bank_ref, &p.payee_account, p.amount, format!("KESSAI TOKEN PAYBACK {}", p.token_id))
+            }))
+            .collect::<Result<Vec<PayoutLine>, ClearingError>>()?;
+        if lines.is_empty() {
+            return Err(ClearingError::NothingToPay(run.to_owned(), currency));
+        }
+        lines.sort_by(|a, b| a.end_to_end_id.cmp(&b.end_to_end_id));
         // Paid the day after the run started.
         let execution_date = kessai_bank::Date::of(Timestamp::from_unix_s(found.created_at.unix_s() + 86_400));
         PayoutBatch::new(
@@ -449,6 +592,51 @@ impl Center {
         Ok(account)
     }
 
+    /// An operator says where expired token `token` is paid back (its
+    /// payback came back, or its refund account cannot be paid in the
+    /// member's name): `account` in any form a bank file carries, with the
+    /// holder. The token must still be `seen`; the next run pays it there.
+    pub async fn correct_payback_account(
+        &self,
+        token: &TokenId,
+        seen: Option<TokenStatus>,
+        account: &str,
+        reason: &str,
+        by: &crate::console::Actor,
+    ) -> Result<String, ClearingError> {
+        let t = self.db.token(token).await?.ok_or_else(|| ClearingError::UnknownToken(token.to_string()))?;
+        let not = |why: &str| ClearingError::TokenNotPayable(token.to_string(), why.to_owned());
+        if !matches!(
+            t.status,
+            TokenStatus::Issued | TokenStatus::Stored | TokenStatus::Expired | TokenStatus::PaybackFailed
+        ) {
+            return Err(not(&format!("it is {}, not waiting for a payback", t.status.as_str())));
+        }
+        let now = self.clock.now();
+        if t.expires_at.is_none_or(|e| e > now) {
+            return Err(not("it has not expired: it is redeemed on the card, not paid back"));
+        }
+        if seen.is_some_and(|seen| seen != t.status) {
+            return Err(not("it changed meanwhile: look again"));
+        }
+        let account = account
+            .trim()
+            .parse::<PayeeAccount>()
+            .map_err(|e| ClearingError::BadAccount(format!("the bank account: {e}")))?
+            .to_string();
+        let trail = by.did(
+            "token_payback_account",
+            &token.to_string(),
+            serde_json::json!({ "status": t.status.as_str(), "account": t.payback_account }),
+            serde_json::json!({ "status": "expired", "account": account, "reason": reason }),
+        );
+        if !self.db.set_payback_account(token, t.status, &account, now, trail).await? {
+            return Err(not("it changed meanwhile: look again"));
+        }
+        tracing::info!(%token, operator = %by.name, "token's payback account corrected");
+        Ok(account)
+    }
+
     /// Imports what the bank says of payouts (pain.002, camt.054, a Zengin
     /// result): each entry once.
     pub async fn import_payout_outcomes(&self, bytes: &[u8]) -> Result<OutcomeReport, ClearingError> {
@@ -459,17 +647,23 @@ impl Center {
         if let Some(group) = &read.group_rejected {
             // The whole file refused: every payout it carried failed.
             let run = group.original_message_id.rsplit_once('-').map(|(run, _)| run).unwrap_or_default();
-            for p in self.db.payouts(Some(run), None, MAX_PAYOUTS).await? {
-                if batch_id(&p.run_id, p.currency) != group.original_message_id {
+            let payouts = self.db.payouts(Some(run), None, MAX_PAYOUTS).await?;
+            let paybacks = self.db.paybacks(Some(run), None, MAX_PAYOUTS).await?;
+            let carried = payouts
+                .iter()
+                .map(|p| (batch_id(&p.run_id, p.currency), &p.bank_ref))
+                .chain(paybacks.iter().map(|p| (batch_id(&p.run_id, p.amount.currency()), &p.bank_ref)));
+            for (batch, bank_ref) in carried {
+                if batch != group.original_message_id {
                     continue;
                 }
                 outcomes.push(kessai_bank::PayoutOutcome {
-                    end_to_end_id: p.bank_ref.clone(),
+                    end_to_end_id: bank_ref.clone(),
                     status: PayoutStatus::Rejected,
                     amount: None,
                     reason: group.reason.clone(),
                     booked_on: None,
-                    entry_key: format!("{}/group/{}", read.id, p.bank_ref),
+                    entry_key: format!("{}/group/{}", read.id, bank_ref),
                 });
             }
         }
@@ -490,12 +684,16 @@ impl Center {
                 reason,
             };
             let amount = outcome.amount;
-            let taken = match self.take_event(&event, amount, status).await {
-                Err(DbError::Inconsistent(why)) => {
-                    let review = PayoutEvent { status: "review".into(), reason: Some(why), ..event };
-                    self.db.take_payout_event(review, Box::new(|_| unreachable_effect()), self.clock.now()).await?.0
+            let taken = if event.bank_ref.starts_with(PAYBACK_REF_PREFIX) {
+                self.take_payback_event(event, amount).await?
+            } else {
+                match self.take_event(&event, amount, status).await {
+                    Err(DbError::Inconsistent(why)) => {
+                        let review = PayoutEvent { status: "review".into(), reason: Some(why), ..event };
+                        self.db.take_payout_event(review, Box::new(|_| unreachable_effect()), self.clock.now()).await?.0
+                    }
+                    other => other?,
                 }
-                other => other?,
             };
             match (taken, status) {
                 (EventTaken::Applied, "settled") => report.settled += 1,
@@ -540,6 +738,20 @@ impl Center {
             match self.db.take_payout_event(event.clone(), effect, self.clock.now()).await {
                 Err(e) if e.is_retryable() && attempt < STEP_RETRIES_MAX => attempt += 1,
                 other => return other.map(|(taken, _)| taken),
+            }
+        }
+    }
+}
+
+impl Center {
+    /// Records one entry of the bank's file about a token's payback (run
+    /// again after a deadlock with a concurrent write).
+    async fn take_payback_event(&self, event: PayoutEvent, amount: Option<Money>) -> Result<EventTaken, DbError> {
+        let mut attempt = 0;
+        loop {
+            match self.db.take_payback_event(event.clone(), amount, self.clock.now()).await {
+                Err(e) if e.is_retryable() && attempt < STEP_RETRIES_MAX => attempt += 1,
+                other => return other,
             }
         }
     }

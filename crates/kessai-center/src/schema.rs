@@ -367,10 +367,25 @@ const MIGRATIONS: &[(i64, &str, &[&str])] = &[
             redeemed_at BIGINT NOT NULL)",
         ],
     ),
+    (
+        17,
+        "paybacks of expired bank deposit tokens",
+        &[
+            // Clearing runs find the tokens past their expiry.
+            "CREATE INDEX IF NOT EXISTS center_tokens_expiring ON center_tokens (status, expires_at)",
+            // One row a payback: a clearing run's bank file line paying an
+            // expired token's value to its refund account.
+            "CREATE TABLE IF NOT EXISTS center_token_paybacks (id TEXT PRIMARY KEY, token_id TEXT NOT NULL,
+            run_id TEXT NOT NULL, amount_minor BIGINT NOT NULL, currency TEXT NOT NULL, payee_account TEXT NOT NULL,
+            bank_ref TEXT NOT NULL UNIQUE, status TEXT NOT NULL, reason TEXT, created_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL, UNIQUE (run_id, token_id))",
+            "CREATE INDEX IF NOT EXISTS center_token_paybacks_token ON center_token_paybacks (token_id, created_at)",
+        ],
+    ),
 ];
 
 /// The newest version this build knows.
-pub(crate) const NEWEST: i64 = 16;
+pub(crate) const NEWEST: i64 = 17;
 
 const _: () = assert!(MIGRATIONS[MIGRATIONS.len() - 1].0 == NEWEST);
 
@@ -406,6 +421,11 @@ pub(crate) async fn migrate(pool: &AnyPool, sqlite: bool) -> Result<(), DbError>
     for (version, description, statements) in MIGRATIONS.iter().filter(|(v, _, _)| *v > current) {
         if *version == 15 {
             add_column(&mut tx, sqlite, "center_fundings", "issued_at BIGINT").await?;
+        }
+        if *version == 17 {
+            // Where an operator said to pay the token back (a bank
+            // account with its holder), when not its refund account.
+            add_column(&mut tx, sqlite, "center_tokens", "payback_account TEXT").await?;
         }
         for statement in *statements {
             sqlx::query(*statement).execute(&mut *tx).await?;

@@ -298,6 +298,9 @@ fn redeemable(t: &TokenRow, now: Timestamp, member: Option<&str>) -> Result<(), 
     match t.status {
         TokenStatus::Stored => {}
         TokenStatus::Redeemed => return Err(format!("token {} was redeemed", t.id)),
+        TokenStatus::PayingBack | TokenStatus::PaidBack | TokenStatus::PaybackFailed | TokenStatus::Expired => {
+            return Err(format!("token {} expired: its value is paid back to the depositor's account", t.id));
+        }
         other => return Err(format!("token {} is {}, not on the card", t.id, other.as_str())),
     }
     if member != Some(t.member.as_str()) {
@@ -466,6 +469,14 @@ impl Center {
         let provider = self.tokens.as_ref().map(|t| &t.provider);
         let checked = match provider {
             None => Err("this center redeems no deposit tokens".to_owned()),
+            Some(_)
+                if matches!(
+                    token.status,
+                    TokenStatus::PayingBack | TokenStatus::PaidBack | TokenStatus::PaybackFailed | TokenStatus::Expired
+                ) =>
+            {
+                Err("it expired unredeemed and its value is paid back to the depositor's account".to_owned())
+            }
             Some(_) if token.sealed.as_deref() != Some(&given.sealed[..]) => {
                 Err("the card gave up other bytes than it was given".to_owned())
             }

@@ -184,7 +184,9 @@ fn refused(e: impl std::fmt::Display) -> PrepaidError {
 
 /// The member's name as a token carries it: at most the field's 40 bytes,
 /// cut at a character.
-fn token_name(details: &str) -> String {
+/// The member's name as a token carries it (and a payback's account
+/// holder): its registered name, or business name, at most a token field.
+pub(crate) fn member_name(details: &str) -> String {
     let name = match serde_json::from_str::<MemberDetails>(details) {
         Ok(MemberDetails::General { name, .. }) => name.as_str().to_owned(),
         Ok(MemberDetails::Store { business_name, .. }) => business_name.as_str().to_owned(),
@@ -272,6 +274,7 @@ impl Center {
             redeem_tx: TransactionId::from_bytes(redeem_tx),
             redeemed_counter: None,
             redeem_sent_at: None,
+            payback_account: None,
             entry_key: None,
             deposited_on: None,
             key_version: None,
@@ -339,7 +342,7 @@ impl Center {
         let lifetime_end = Timestamp::from_unix_s(now.unix_s().saturating_add(bank.policy.lifetime_s));
         let expires_at = lifetime_end.min(key_until);
         let user_name = match self.db.member(&t.member).await? {
-            Some(m) => token_name(&m.details),
+            Some(m) => member_name(&m.details),
             None => return Ok(Err("the token's member is not registered".into())),
         };
         let token = DepositToken {

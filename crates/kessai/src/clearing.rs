@@ -55,6 +55,34 @@ pub enum ClearingCommand {
         #[arg(long)]
         store: Option<String>,
     },
+    /// List the paybacks of expired deposit tokens (of one run, or one
+    /// token): each a line of its run's bank file.
+    Paybacks {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(long)]
+        run: Option<String>,
+        #[arg(long)]
+        token: Option<String>,
+    },
+    /// Say where an expired deposit token is paid back, when its payback
+    /// came back or its refund account cannot be paid in the member's
+    /// name: the next run pays it there.
+    PaybackAccount {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(long)]
+        token: String,
+        /// `zengin:BBBB-SSS-T-NNNNNNN:HOLDER` or `iban:IBAN[:BIC]:HOLDER`.
+        #[arg(long)]
+        account: String,
+        /// Who corrects it (recorded in the operators' trail).
+        #[arg(long)]
+        by: String,
+        /// Why (recorded with it).
+        #[arg(long)]
+        reason: String,
+    },
     /// How a store is paid: by every run (`scheduled`, the default) or
     /// only for what its accepted payment claims named (`on-claim`).
     Mode {
@@ -135,6 +163,8 @@ pub fn run(runtime: &tokio::runtime::Runtime, command: ClearingCommand) -> anyho
         | ClearingCommand::File { config, .. }
         | ClearingCommand::Import { config, .. }
         | ClearingCommand::Payouts { config, .. }
+        | ClearingCommand::Paybacks { config, .. }
+        | ClearingCommand::PaybackAccount { config, .. }
         | ClearingCommand::Mode { config, .. }
         | ClearingCommand::Fee { config, .. } => config.clone(),
     };
@@ -168,6 +198,18 @@ async fn act(center: &kessai_center::service::Center, command: ClearingCommand) 
             );
             for (store, why) in &r.skipped {
                 println!("  skipped {store}: {why}");
+            }
+            if r.paybacks > 0 || !r.paybacks_skipped.is_empty() {
+                let back: Vec<String> = r.paid_back.iter().map(|(c, minor)| format!("{minor} {c}")).collect();
+                println!(
+                    "  {} expired deposit tokens paid back ({}), {} skipped",
+                    r.paybacks,
+                    if back.is_empty() { "nothing".to_owned() } else { back.join(", ") },
+                    r.paybacks_skipped.len()
+                );
+            }
+            for (token, why) in &r.paybacks_skipped {
+                println!("  skipped {token}: {why}");
             }
         }
         ClearingCommand::File { run, currency, format, out, .. } => {
@@ -210,6 +252,32 @@ async fn act(center: &kessai_center::service::Center, command: ClearingCommand) 
                     p.bank_ref
                 );
             }
+        }
+        ClearingCommand::Paybacks { run, token, .. } => {
+            let token = token.map(|t| kessai_core::token::TokenId::parse(&t)).transpose().context("--token")?;
+            let paybacks =
+                center.db.paybacks(run.as_deref(), token.as_ref(), kessai_center::clearing::MAX_PAYOUTS).await?;
+            println!("{:<36} {:<30} {:>12}  {:<10} bank ref", "payback", "token", "amount", "status");
+            for p in paybacks {
+                println!(
+                    "{:<36} {:<30} {:>12}  {:<10} {}",
+                    p.id,
+                    p.token_id.to_string(),
+                    p.amount.to_string(),
+                    p.status,
+                    p.bank_ref
+                );
+            }
+        }
+        ClearingCommand::PaybackAccount { token, account, by, reason, .. } => {
+            let token = kessai_core::token::TokenId::parse(&token).context("--token")?;
+            anyhow::ensure!(
+                !by.trim().is_empty() && !reason.trim().is_empty(),
+                "--by and --reason must say who and why"
+            );
+            let by = kessai_center::console::Actor { name: by, role: "cli".into() };
+            let account = center.correct_payback_account(&token, None, &account, reason.trim(), &by).await?;
+            println!("{token} is paid back to {account} by the next clearing run");
         }
         ClearingCommand::Mode { store, mode, .. } => {
             let store = StoreId::parse(&store).context("--store")?;

@@ -103,6 +103,41 @@ pub enum EventTaken {
 /// The effect of a bank's word: the payout's new status and the books.
 pub type OutcomeEffect = Box<dyn FnOnce(&PayoutRow) -> Result<(String, Entries), DbError> + Send>;
 
+/// Whether a bank file's entry was taken before.
+pub(super) fn event_seen(event: &PayoutEvent) -> Stmt {
+    Stmt::new("SELECT entry_key FROM center_payout_events WHERE entry_key = $1").bind(event.entry_key.clone())
+}
+
+/// Records a bank file's entry as taken, with what it did (`status`) to
+/// the payout or payback it quotes (`paid`), if any.
+pub(super) fn record_event(
+    event: &PayoutEvent,
+    paid: Option<String>,
+    status: String,
+    reason: Option<String>,
+    now: i64,
+) -> Stmt {
+    Stmt::new(
+        "INSERT INTO center_payout_events (entry_key, file, bank_ref, payout_id, status, reason, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(event.entry_key.clone())
+    .bind(event.file.clone())
+    .bind(event.bank_ref.clone())
+    .bind(paid)
+    .bind(status)
+    .bind(reason)
+    .bind(now)
+}
+
+/// Whether run `run` is still held by `holder` (a write of the run checks
+/// it in its transaction).
+pub(super) fn run_held(run: &str, holder: &str) -> Stmt {
+    Stmt::new("SELECT id FROM center_clearing_runs WHERE id = $1 AND claimed_by = $2 AND status = 'running'")
+        .bind(run.to_owned())
+        .bind(holder.to_owned())
+}
+
 fn ts(v: i64) -> Result<Timestamp, DbError> {
     Ok(Timestamp::from_unix_s(to_u64(v)?))
 }
@@ -428,11 +463,7 @@ impl CenterDb {
             Box::pin(async move {
                 let mut out = Vec::with_capacity(stores.len());
                 if let Some(first) = stores.first() {
-                    let held = Stmt::new(
-                        "SELECT id FROM center_clearing_runs WHERE id = $1 AND claimed_by = $2 AND status = 'running'",
-                    )
-                    .bind(first.run_id.clone())
-                    .bind(first.holder.clone());
+                    let held = run_held(&first.run_id, &first.holder);
                     if conn.fetch_optional(held, |r| r.required_text("id")).await?.is_none() {
                         return Err(DbError::Conflict);
                     }
@@ -612,8 +643,7 @@ impl CenterDb {
     ) -> Result<(EventTaken, Option<PayoutRow>), DbError> {
         let now_s = now.unix_s();
         let now_i = to_i64(now_s)?;
-        let seen =
-            Stmt::new("SELECT entry_key FROM center_payout_events WHERE entry_key = $1").bind(event.entry_key.clone());
+        let seen = event_seen(&event);
         let payout = Stmt::new(PAYOUT_BY_REF).bind(event.bank_ref.clone());
         self.write(move |mut conn| {
             Box::pin(async move {
@@ -654,18 +684,7 @@ impl CenterDb {
                         None,
                     ),
                 };
-                let record = Stmt::new(
-                    "INSERT INTO center_payout_events (entry_key, file, bank_ref, payout_id, status, reason, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(event.entry_key.clone())
-                .bind(event.file.clone())
-                .bind(event.bank_ref.clone())
-                .bind(payout_id)
-                .bind(status)
-                .bind(reason)
-                .bind(now_i);
-                conn.execute(record).await?;
+                conn.execute(record_event(&event, payout_id, status, reason, now_i)).await?;
                 let after = match taken {
                     EventTaken::Applied => {
                         let again = Stmt::new(PAYOUT_BY_REF).bind(event.bank_ref.clone());

@@ -48,6 +48,9 @@ pub struct TokenRow {
     /// one carries the same (the command that left the center before the
     /// token's expiry is still that command after it).
     pub redeem_sent_at: Option<Timestamp>,
+    /// Where an operator said to pay it back (a payee account as bank
+    /// files carry it), when not its refund account.
+    pub payback_account: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -67,7 +70,8 @@ macro_rules! select_tokens {
         concat!(
             "SELECT id, member, request_id, card_id, amount_minor, currency, status, reference, refund_account,
              card_ref, awaiting_until, store_tx, redeem_tx, entry_key, deposited_on, key_version, expires_at,
-             sealed, stored_counter, redeemed_counter, redeem_sent_at, created_at, updated_at FROM center_tokens WHERE ",
+             sealed, stored_counter, redeemed_counter, redeem_sent_at, payback_account, created_at, updated_at
+             FROM center_tokens WHERE ",
             $filter
         )
     };
@@ -109,6 +113,7 @@ fn token_row_of(r: &dyn Columns) -> Result<TokenRow, DbError> {
         stored_counter: counter("stored_counter")?,
         redeemed_counter: counter("redeemed_counter")?,
         redeem_sent_at: r.int("redeem_sent_at")?.map(at).transpose()?,
+        payback_account: r.text("payback_account")?,
         created_at: at(r.required_int("created_at")?)?,
         updated_at: at(r.required_int("updated_at")?)?,
     })
@@ -241,8 +246,10 @@ impl CenterDb {
                 pending,
                 what: t.id.to_string(),
             };
-            if matches!(t.status, TokenStatus::Issued | TokenStatus::Stored | TokenStatus::Redeemed) {
-                let pending = t.status == TokenStatus::Issued;
+            // Every issued token's STORE may have reached the card (one
+            // paid back too): pending until the card proved it.
+            if !matches!(t.status, TokenStatus::Awaiting | TokenStatus::Lapsed) {
+                let pending = t.stored_counter.is_none();
                 entries.push(entry(&t.store_tx, LogKind::TokenStored, t.stored_counter, pending));
             }
             if t.status == TokenStatus::Redeemed {
@@ -410,4 +417,287 @@ impl Redemption {
             tx,
         })
     }
+}
+
+/// An expired token's payback: a line of a clearing run's bank file paying
+/// its value to the refund account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaybackRow {
+    pub id: String,
+    pub token_id: TokenId,
+    pub run_id: String,
+    pub amount: Money,
+    pub payee_account: String,
+    pub bank_ref: String,
+    /// `in_transit`, `settled` or `failed`.
+    pub status: String,
+    pub reason: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A payback row's columns, as [`payback_row`] reads them.
+macro_rules! payback_columns {
+    () => {
+        "id, token_id, run_id, amount_minor, currency, payee_account, bank_ref, status, reason, created_at, updated_at"
+    };
+}
+const PAYBACK_COLUMNS: &str = payback_columns!();
+
+fn payback_row(r: &dyn Columns) -> Result<PaybackRow, DbError> {
+    let currency = Currency::from_str(&r.required_text("currency")?).map_err(corrupt)?;
+    Ok(PaybackRow {
+        id: r.required_text("id")?,
+        token_id: TokenId::parse(&r.required_text("token_id")?).map_err(corrupt)?,
+        run_id: r.required_text("run_id")?,
+        amount: Money::new(to_u64(r.required_int("amount_minor")?)?, currency).map_err(corrupt)?,
+        payee_account: r.required_text("payee_account")?,
+        bank_ref: r.required_text("bank_ref")?,
+        status: r.required_text("status")?,
+        reason: r.text("reason")?,
+        created_at: at(r.required_int("created_at")?)?,
+        updated_at: at(r.required_int("updated_at")?)?,
+    })
+}
+
+/// What the provider's register holds for a token paid back (a
+/// redemption holds its REDEEM transaction's id): after it, no
+/// redemption of the token is honoured.
+pub const PAID_BACK_IN_REGISTER: &str = "payback";
+
+/// What paying back one token asks of the database.
+#[derive(Debug, Clone)]
+pub struct Payback {
+    pub row: PaybackRow,
+    pub key_version: u8,
+    /// Tokens outstanding → payouts in transit.
+    pub books: Entries,
+}
+
+impl CenterDb {
+    /// Tokens a payback is due for: issued or stored and expired by
+    /// `due`, or expired and not yet paid back; by id after `after`, at
+    /// most `limit`.
+    pub async fn tokens_to_pay_back(&self, due: Timestamp, after: &str, limit: i64) -> Result<Vec<TokenRow>, DbError> {
+        let rows = sqlx::query(select_tokens!(
+            "((status IN ('issued', 'stored') AND expires_at <= $1) OR status = 'expired') AND id > $2
+             ORDER BY id LIMIT $3"
+        ))
+        .bind(to_i64(due.unix_s())?)
+        .bind(after.to_owned())
+        .bind(limit)
+        .fetch_all(&mut *self.read().await?)
+        .await?;
+        rows.iter().map(|r| token_row_of(r)).collect()
+    }
+
+    /// Writes each payback of run `run` (held by `holder`) in one
+    /// transaction: the provider's register closed to redemptions (a token
+    /// it honoured meanwhile is skipped: `false`), the token `paying_back`,
+    /// the books and the payback row. Fails (nothing written) if the run
+    /// is no longer held.
+    pub async fn pay_back_tokens(
+        &self,
+        run: &str,
+        holder: &str,
+        paybacks: Vec<Payback>,
+        now: Timestamp,
+    ) -> Result<Vec<bool>, DbError> {
+        let now_s = now.unix_s();
+        let now_i = to_i64(now_s)?;
+        let held = super::clearing::run_held(run, holder);
+        self.write(move |mut conn| {
+            Box::pin(async move {
+                if conn.fetch_optional(held, |r| r.required_text("id")).await?.is_none() {
+                    return Err(DbError::Conflict);
+                }
+                let mut made = Vec::with_capacity(paybacks.len());
+                for p in paybacks {
+                    made.push(pay_back_one(&mut conn, p, now_i, now_s).await?);
+                }
+                Ok(made)
+            })
+        })
+        .await
+    }
+
+    /// Paybacks, of one run or one token or all, oldest first, at most
+    /// `limit`.
+    pub async fn paybacks(
+        &self,
+        run: Option<&str>,
+        token: Option<&TokenId>,
+        limit: i64,
+    ) -> Result<Vec<PaybackRow>, DbError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {PAYBACK_COLUMNS} FROM center_token_paybacks WHERE ($1 = '' OR run_id = $1)
+             AND ($2 = '' OR token_id = $2) ORDER BY created_at, id LIMIT $3"
+        )))
+        .bind(run.unwrap_or_default().to_owned())
+        .bind(token.map(|t| t.to_string()).unwrap_or_default())
+        .bind(limit)
+        .fetch_all(&mut *self.read().await?)
+        .await?;
+        rows.iter().map(|r| payback_row(r)).collect()
+    }
+
+    /// Records what a bank file said of the payback quoting
+    /// `event.bank_ref`, once per entry: settled (payouts in transit →
+    /// bank pool, the token `paid_back`) or failed (→ tokens outstanding,
+    /// the token `payback_failed`); another amount, a payback no longer in
+    /// transit, or an unknown one is recorded for review with why.
+    pub async fn take_payback_event(
+        &self,
+        event: PayoutEvent,
+        amount: Option<Money>,
+        now: Timestamp,
+    ) -> Result<EventTaken, DbError> {
+        let now_s = now.unix_s();
+        let now_i = to_i64(now_s)?;
+        let seen = super::clearing::event_seen(&event);
+        let found =
+            Stmt::new(concat!("SELECT ", payback_columns!(), " FROM center_token_paybacks WHERE bank_ref = $1"))
+                .bind(event.bank_ref.clone());
+        self.write(move |mut conn| {
+            Box::pin(async move {
+                if conn.fetch_optional(seen, |r| r.required_text("entry_key")).await?.is_some() {
+                    return Ok(EventTaken::Before);
+                }
+                let found = conn.fetch_optional(found, payback_row).await?;
+                let why = match &found {
+                    None => Some("no payout or payback quotes this reference".to_owned()),
+                    Some(p) if p.status != "in_transit" => {
+                        Some(format!("the payback is {} already; the bank now says {}", p.status, event.status))
+                    }
+                    Some(p) if amount.is_some_and(|a| a != p.amount) => Some(format!(
+                        "the bank says {} for payback {} of {}",
+                        amount.map(|a| a.to_string()).unwrap_or_default(),
+                        p.id,
+                        p.amount
+                    )),
+                    Some(_) if event.status == "review" => event.reason.clone(),
+                    Some(_) => None,
+                };
+                let paid = found.as_ref().map(|p| p.id.clone());
+                if let Some(why) = why {
+                    conn.execute(super::clearing::record_event(&event, paid, "review".into(), Some(why), now_i))
+                        .await?;
+                    return Ok(EventTaken::Review);
+                }
+                let p = found.ok_or_else(|| corrupt("a payback found and lost"))?;
+                let settled = event.status == "settled";
+                let (entries, token_status) = if settled {
+                    (Entries::payout_settled(&p.id, p.amount), "paid_back")
+                } else {
+                    (Entries::token_payback_returned(&p.id, p.amount), "payback_failed")
+                };
+                conn.books(&entries.map_err(|e| DbError::Inconsistent(e.to_string()))?, now_s).await?;
+                let moved = Stmt::new(
+                    "UPDATE center_token_paybacks SET status = $2, reason = $3, updated_at = $4
+                     WHERE id = $1 AND status = 'in_transit'",
+                )
+                .bind(p.id.clone())
+                .bind(if settled { "settled" } else { "failed" }.to_owned())
+                .bind(event.reason.clone())
+                .bind(now_i);
+                let token = Stmt::new(
+                    "UPDATE center_tokens SET status = $2, updated_at = $3 WHERE id = $1 AND status = 'paying_back'",
+                )
+                .bind(p.token_id.to_string())
+                .bind(token_status.to_owned())
+                .bind(now_i);
+                if conn.execute(moved).await? != 1 || conn.execute(token).await? != 1 {
+                    return Err(DbError::Conflict);
+                }
+                let status = if settled { "settled" } else { "failed" };
+                conn.execute(super::clearing::record_event(&event, paid, status.into(), event.reason.clone(), now_i))
+                    .await?;
+                Ok(EventTaken::Applied)
+            })
+        })
+        .await
+    }
+
+    /// An operator's correction of where an expired token is paid back
+    /// (`account`, a payee account in the form bank files carry): the
+    /// token, if still as `seen` and not in transit or paid, is `expired`
+    /// again, for the next run to pay back there.
+    pub async fn set_payback_account(
+        &self,
+        token: &TokenId,
+        seen: TokenStatus,
+        account: &str,
+        now: Timestamp,
+        trail: TrailEntry,
+    ) -> Result<bool, DbError> {
+        let set = Stmt::new(
+            "UPDATE center_tokens SET payback_account = $1, status = 'expired', updated_at = $2
+             WHERE id = $3 AND status = $4 AND status IN ('issued', 'stored', 'expired', 'payback_failed')
+             AND expires_at <= $2",
+        )
+        .bind(account.to_owned())
+        .bind(to_i64(now.unix_s())?)
+        .bind(token.to_string())
+        .bind(seen.as_str().to_owned());
+        self.write(move |mut conn| {
+            Box::pin(async move {
+                if conn.execute(set).await? != 1 {
+                    return Ok(false);
+                }
+                append_trail(&mut conn, &trail, now).await?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+}
+
+/// One payback in the run's transaction (see
+/// [`CenterDb::pay_back_tokens`]).
+async fn pay_back_one(conn: &mut Exec<'_>, p: Payback, now_i: i64, now_s: u64) -> Result<bool, DbError> {
+    let r = &p.row;
+    let token = r.token_id.to_string();
+    let register = Stmt::new(
+        "INSERT INTO center_token_redemptions (token_id, tx, key_version, amount_minor, currency, redeemed_at)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (token_id) DO NOTHING",
+    )
+    .bind(token.clone())
+    .bind(PAID_BACK_IN_REGISTER.to_owned())
+    .bind(i64::from(p.key_version))
+    .bind(to_i64(r.amount.amount_minor())?)
+    .bind(r.amount.currency().code().to_owned())
+    .bind(now_i);
+    let entered = conn.execute(register).await?;
+    let registered = Stmt::new("SELECT tx FROM center_token_redemptions WHERE token_id = $1").bind(token.clone());
+    if conn.fetch_optional(registered, |row| row.required_text("tx")).await?.as_deref() != Some(PAID_BACK_IN_REGISTER) {
+        // The provider honoured a redemption of it meanwhile.
+        return Ok(false);
+    }
+    let moved = Stmt::new(
+        "UPDATE center_tokens SET status = 'paying_back', updated_at = $1
+         WHERE id = $2 AND status IN ('issued', 'stored', 'expired')",
+    )
+    .bind(now_i)
+    .bind(token);
+    match conn.execute(moved).await? {
+        1 => {}
+        // Another run paid it back meanwhile.
+        _ if entered == 0 => return Ok(false),
+        _ => return Err(corrupt(format!("token {} entered as paid back from no payable status", r.token_id))),
+    }
+    conn.books(&p.books, now_s).await?;
+    let insert = Stmt::new(
+        "INSERT INTO center_token_paybacks (id, token_id, run_id, amount_minor, currency, payee_account, bank_ref,
+         status, reason, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'in_transit', NULL, $8, $8)",
+    )
+    .bind(r.id.clone())
+    .bind(r.token_id.to_string())
+    .bind(r.run_id.clone())
+    .bind(to_i64(r.amount.amount_minor())?)
+    .bind(r.amount.currency().code().to_owned())
+    .bind(r.payee_account.clone())
+    .bind(r.bank_ref.clone())
+    .bind(now_i);
+    conn.execute(insert).await?;
+    Ok(true)
 }

@@ -417,7 +417,7 @@ fn booked_today() -> kessai_bank::Date {
 
 /// The center's account, debited for `payouts` (bank reference, amount),
 /// as the bank notifies it (camt.054).
-fn debits(id: &str, payouts: &[(&str, u64)]) -> Vec<u8> {
+pub(crate) fn debits(id: &str, payouts: &[(&str, u64)]) -> Vec<u8> {
     use kessai_bank::camt::{DraftEntry, EntryKind};
     let mut draft = kessai_bank::camt054::NotificationDraft::new(id, "JP00KESSAIPOOL0001", NOW).unwrap();
     for (n, (reference, minor)) in payouts.iter().enumerate() {

@@ -990,3 +990,250 @@ async fn a_redemption_the_card_no_longer_lists_is_proven_by_its_collected_log() 
     assert_eq!(c.db.token(&token).await.unwrap().unwrap().status, kessai_api::TokenStatus::Redeemed);
     conserved_with_card(c).await;
 }
+
+/// Where the operator says the test member's tokens are paid back: the
+/// member registered a name in kanji, which no bank file carries.
+const KANA_ACCOUNT: &str = "zengin:0005-123-1-7654321:ﾔﾏﾀﾞ ﾊﾅｺ";
+
+/// What the pool received equals what is outstanding, in transit to the
+/// refund accounts, and in suspense, and the ledger's invariants hold.
+async fn conserved_with_paybacks(c: &Center) {
+    c.books.ledger().check().await.unwrap();
+    let received = c.books.received(Receiving::BankPool, Currency::JPY).await.unwrap();
+    let outstanding = c.books.tokens_outstanding(Currency::JPY).await.unwrap();
+    let in_transit = c.books.in_transit(Currency::JPY).await.unwrap();
+    let suspense = i128::from(c.books.suspense(Currency::JPY).await.unwrap());
+    assert_eq!(received, outstanding + in_transit + suspense);
+}
+
+fn at(unix_s: u64) -> Timestamp {
+    Timestamp::from_unix_s(unix_s)
+}
+
+fn set_clock(s: &mut Setup, to: Timestamp) {
+    s.center.clock = Arc::new(kessai_core::time::FixedClock::new(to));
+}
+
+/// A stored token's expiry.
+async fn expiry_of(c: &Center, token: &TokenId) -> u64 {
+    c.db.token(token).await.unwrap().unwrap().expires_at.unwrap().unix_s()
+}
+
+/// A token not redeemed by its expiry goes back to the depositor's bank
+/// account: not within the week a redemption made just before the expiry
+/// has to settle; not in the member's kanji name (the operator says the
+/// account's kana holder); then once, in the run's bank file, settled by
+/// the bank's notice. It is never redeemed after, and the books hold
+/// after each step.
+async fn paid_back_once(mut s: Setup) {
+    use kessai_api::TokenStatus;
+    use kessai_center::clearing::{FileFormat, run_id};
+    let (_m, mut card, token) = stored_token(&mut s, 12_000).await;
+    let e = expiry_of(&s.center, &token).await;
+    set_clock(&mut s, at(e + 9 * DAY));
+    let c = &s.center;
+    let by = kessai_center::console::Actor::api("ops");
+    // Within the week after the expiry: nothing.
+    let r = c.clearing_run(at(e + DAY)).await.unwrap();
+    assert_eq!((r.paybacks, r.paybacks_skipped.len()), (0, 0), "{r:?}");
+    // After it: the refund account in the member's name cannot be paid.
+    let r = c.clearing_run(at(e + 8 * DAY)).await.unwrap();
+    assert_eq!(r.paybacks, 0);
+    assert_eq!(r.paybacks_skipped.len(), 1);
+    assert!(r.paybacks_skipped[0].1.contains("member's name"), "{:?}", r.paybacks_skipped);
+    assert_eq!(c.books.tokens_outstanding(Currency::JPY).await.unwrap(), 12_000);
+    // The operator says where: an account a bank file cannot carry is
+    // refused, as is a status the token no longer has.
+    let bad = c.correct_payback_account(&token, None, "zengin:0005-123-1-7654321:山田", "kana", &by).await;
+    assert!(matches!(bad, Err(kessai_center::clearing::ClearingError::BadAccount(_))), "{bad:?}");
+    let stale = c.correct_payback_account(&token, Some(TokenStatus::Issued), KANA_ACCOUNT, "kana", &by).await;
+    assert!(matches!(stale, Err(kessai_center::clearing::ClearingError::TokenNotPayable(..))), "{stale:?}");
+    c.correct_payback_account(&token, Some(TokenStatus::Stored), KANA_ACCOUNT, "kana name", &by).await.unwrap();
+    assert_eq!(c.db.token(&token).await.unwrap().unwrap().status, TokenStatus::Expired);
+    // Expired, it is not redeemed: the center refuses before the card.
+    let refused = redeem_batch(c, &mut card, token).await;
+    assert!(
+        matches!(&refused, Err(kessai_center::service::CenterError::Step(kessai_center::purchase::StepError::TokenRefused(why))) if why.contains("paid back")),
+        "{refused:?}"
+    );
+    let cutoff = at(e + 8 * DAY + 1);
+    let r = c.clearing_run(cutoff).await.unwrap();
+    assert_eq!((r.paybacks, r.paid_back.clone(), r.payouts), (1, vec![(Currency::JPY, 12_000)], 0), "{r:?}");
+    assert!(c.clearing_run(cutoff).await.unwrap().done_before);
+    let paybacks = c.db.paybacks(None, Some(&token), 10).await.unwrap();
+    assert_eq!(paybacks.len(), 1);
+    let p = &paybacks[0];
+    assert_eq!((p.status.as_str(), p.amount, p.run_id.as_str()), ("in_transit", jpy(12_000), run_id(cutoff).as_str()));
+    assert!(p.bank_ref.starts_with("KT") && p.bank_ref.len() == 20, "{}", p.bank_ref);
+    assert_eq!(c.db.token(&token).await.unwrap().unwrap().status, TokenStatus::PayingBack);
+    assert_eq!(c.books.tokens_outstanding(Currency::JPY).await.unwrap(), 0);
+    assert_eq!(c.books.in_transit(Currency::JPY).await.unwrap(), 12_000);
+    conserved_with_paybacks(c).await;
+    // The run's bank file carries it, to the corrected account.
+    let batch = c.payout_batch(&run_id(cutoff), Currency::JPY).await.unwrap();
+    assert_eq!(batch.lines.len(), 1);
+    let line = &batch.lines[0];
+    assert_eq!((line.end_to_end_id.as_str(), line.amount), (p.bank_ref.as_str(), jpy(12_000)));
+    assert_eq!(line.payee.to_string(), KANA_ACCOUNT.parse::<kessai_bank::payout::PayeeAccount>().unwrap().to_string());
+    assert!(line.remittance.contains(&token.to_string()), "{}", line.remittance);
+    let zengin = c.payout_file(&run_id(cutoff), Currency::JPY, FileFormat::Zengin).await.unwrap();
+    assert_eq!(zengin, c.payout_file(&run_id(cutoff), Currency::JPY, FileFormat::Zengin).await.unwrap());
+    // A later run pays it no more.
+    let r = c.clearing_run(at(e + 9 * DAY)).await.unwrap();
+    assert_eq!((r.paybacks, r.paybacks_skipped.len()), (0, 0));
+    // The bank's notice: the center's account debited for it.
+    let notice = crate::clearing::debits("N-TPB", &[(&p.bank_ref, 12_000)]);
+    let r = c.import_payout_outcomes(&notice).await.unwrap();
+    assert_eq!((r.settled, r.failed, r.review), (1, 0, 0), "{r:?}");
+    assert_eq!(c.import_payout_outcomes(&notice).await.unwrap().already_imported, 1);
+    assert_eq!(c.db.token(&token).await.unwrap().unwrap().status, TokenStatus::PaidBack);
+    assert_eq!(c.books.in_transit(Currency::JPY).await.unwrap(), 0);
+    assert_eq!(c.books.received(Receiving::BankPool, Currency::JPY).await.unwrap(), 0, "the money left the pool");
+    conserved_with_paybacks(c).await;
+    // Paid back, it is corrected no more.
+    let late = c.correct_payback_account(&token, None, KANA_ACCOUNT, "again", &by).await;
+    assert!(matches!(late, Err(kessai_center::clearing::ClearingError::TokenNotPayable(..))), "{late:?}");
+}
+
+#[tokio::test]
+async fn an_expired_token_is_paid_back_once_to_its_depositor() {
+    paid_back_once(with_tokens(setup().await)).await;
+}
+
+#[tokio::test]
+async fn an_expired_token_is_paid_back_once_to_its_depositor_on_postgres() {
+    let Some(s) = setup_on_postgres("tokens_payback").await else { return };
+    paid_back_once(with_tokens(s)).await;
+}
+
+/// The bank gives a payback back (the account closed): the value is
+/// outstanding again and held, no run pays it to the same account, and
+/// once the operator corrects the account the next run pays it there. An
+/// unknown reference of ours and another amount go to review.
+#[tokio::test]
+async fn a_returned_payback_is_held_until_its_account_is_corrected() {
+    use kessai_api::TokenStatus;
+    use kessai_bank::pain002::{self, StatusReport, TransactionStatus};
+    use kessai_center::clearing::{batch_id, run_id};
+    let mut s = with_tokens(setup().await);
+    let (_m, _card, token) = stored_token(&mut s, 3_000).await;
+    let e = expiry_of(&s.center, &token).await;
+    set_clock(&mut s, at(e + 30 * DAY));
+    let c = &s.center;
+    let by = kessai_center::console::Actor::api("ops");
+    c.correct_payback_account(&token, None, KANA_ACCOUNT, "kana name", &by).await.unwrap();
+    let first = at(e + 10 * DAY);
+    assert_eq!(c.clearing_run(first).await.unwrap().paybacks, 1);
+    let p = c.db.paybacks(Some(&run_id(first)), None, 10).await.unwrap().remove(0);
+    let review = crate::clearing::debits("N-R", &[(&p.bank_ref, 2_999), ("KT000000000000000000", 5)]);
+    assert_eq!(c.import_payout_outcomes(&review).await.unwrap().review, 2);
+    assert_eq!(c.db.token(&token).await.unwrap().unwrap().status, TokenStatus::PayingBack);
+    let report = pain002::write(&StatusReport {
+        message_id: "RPT-TPB".into(),
+        created_at: at(e + 11 * DAY),
+        original_message_id: batch_id(&run_id(first), Currency::JPY),
+        group_status: None,
+        group_reason: None,
+        transactions: vec![TransactionStatus {
+            end_to_end_id: p.bank_ref.clone(),
+            status: "RJCT".into(),
+            reason: Some("AC04".into()),
+            amount: Some(jpy(3_000)),
+        }],
+    })
+    .unwrap();
+    let r = c.import_payout_outcomes(report.as_bytes()).await.unwrap();
+    assert_eq!((r.failed, r.settled), (1, 0), "{r:?}");
+    assert_eq!(c.db.token(&token).await.unwrap().unwrap().status, TokenStatus::PaybackFailed);
+    assert_eq!(c.books.tokens_outstanding(Currency::JPY).await.unwrap(), 3_000, "held again");
+    assert_eq!(c.books.in_transit(Currency::JPY).await.unwrap(), 0);
+    conserved_with_paybacks(c).await;
+    // Not to the same account again.
+    assert_eq!(c.clearing_run(at(e + 12 * DAY)).await.unwrap().paybacks, 0);
+    let corrected = "zengin:0009-001-1-0000042:ﾔﾏﾀﾞ ﾊﾅｺ";
+    c.correct_payback_account(&token, Some(TokenStatus::PaybackFailed), corrected, "new account", &by).await.unwrap();
+    let second = at(e + 13 * DAY);
+    assert_eq!(c.clearing_run(second).await.unwrap().paybacks, 1);
+    let again = c.db.paybacks(Some(&run_id(second)), None, 10).await.unwrap().remove(0);
+    assert_ne!(again.bank_ref, p.bank_ref);
+    assert_eq!(again.payee_account, corrected.parse::<kessai_bank::payout::PayeeAccount>().unwrap().to_string());
+    assert_eq!(c.books.in_transit(Currency::JPY).await.unwrap(), 3_000);
+    conserved_with_paybacks(c).await;
+}
+
+/// A token of JPY 5,000 whose REDEEM the card answered 30 s before its
+/// expiry, the session not yet finished; the clock a second past the
+/// expiry, paybacks due at once, and the operator's account for it given.
+async fn redeemed_at_the_expiry(
+    s: &mut Setup,
+) -> (u64, kessai_card::terminal::Terminal<CardReader>, TokenId, String, Vec<ResponseApdu>) {
+    s.center.clearing.token_payback_after_s = 0;
+    let (_m, mut card, token) = stored_token(s, 5_000).await;
+    let e = expiry_of(&s.center, &token).await;
+    set_clock(s, at(e - 30));
+    let (id, answers) = redeem_batch(&s.center, &mut card, token).await.unwrap();
+    set_clock(s, at(e + 1));
+    let by = kessai_center::console::Actor::api("ops");
+    s.center.correct_payback_account(&token, None, KANA_ACCOUNT, "kana name", &by).await.unwrap();
+    (e, card, token, id, answers)
+}
+
+/// A REDEEM the card answered just before the expiry, its session
+/// finishing while a run pays the token back: the value goes one way
+/// only, to the card or to the bank account.
+async fn payback_racing_redemption(mut s: Setup) {
+    use kessai_api::TokenStatus;
+    let (e, mut card, token, id, answers) = redeemed_at_the_expiry(&mut s).await;
+    let c = &s.center;
+    let (run, finished) = tokio::join!(c.clearing_run(at(e + 1)), c.token_session_finish(&id, answers, None));
+    let run = run.unwrap();
+    let redeemed = finished.as_ref().is_ok_and(|done| done.redeemed.is_some());
+    let status = c.db.token(&token).await.unwrap().unwrap().status;
+    assert_ne!(redeemed, run.paybacks == 1, "one way only: {run:?} {finished:?}");
+    if redeemed {
+        assert_eq!(status, TokenStatus::Redeemed);
+        assert_eq!(c.books.card_credits_pending(&card_id(1)).await.unwrap(), 5_000);
+        assert_eq!(c.books.in_transit(Currency::JPY).await.unwrap(), 0);
+        assert_eq!(present(c, &mut card).await, vec![5_000]);
+    } else {
+        assert_eq!(status, TokenStatus::PayingBack);
+        assert_eq!(c.books.card_credits_pending(&card_id(1)).await.unwrap(), 0);
+        assert!(c.owed_for_card(&card_id(1)).await.unwrap().is_empty());
+        assert_eq!(c.books.in_transit(Currency::JPY).await.unwrap(), 5_000);
+        assert!(present(c, &mut card).await.is_empty());
+    }
+    c.books.ledger().check().await.unwrap();
+    let received = c.books.received(Receiving::BankPool, Currency::JPY).await.unwrap();
+    let outstanding = c.books.tokens_outstanding(Currency::JPY).await.unwrap();
+    let in_transit = c.books.in_transit(Currency::JPY).await.unwrap();
+    assert_eq!(received, outstanding + in_transit, "the hold is still outstanding's posted balance");
+}
+
+#[tokio::test]
+async fn a_payback_racing_a_redemption_pays_once() {
+    payback_racing_redemption(with_tokens(setup().await)).await;
+}
+
+#[tokio::test]
+async fn a_payback_racing_a_redemption_pays_once_on_postgres() {
+    let Some(s) = setup_on_postgres("tokens_payback_race").await else { return };
+    payback_racing_redemption(with_tokens(s)).await;
+}
+
+/// The same, one after the other: a session finishing after the payback
+/// is told why the provider refuses the token, and owes nothing.
+#[tokio::test]
+async fn a_redemption_finished_after_the_payback_owes_nothing() {
+    let mut s = with_tokens(setup().await);
+    let (e, mut card, token, id, answers) = redeemed_at_the_expiry(&mut s).await;
+    let c = &s.center;
+    assert_eq!(c.clearing_run(at(e + 1)).await.unwrap().paybacks, 1);
+    let done = c.token_session_finish(&id, answers, None).await.unwrap();
+    assert!(done.redeemed.is_none());
+    assert!(done.refused.iter().any(|r| r.reason.contains("paid back")), "{:?}", done.refused);
+    assert!(c.owed_for_card(&card_id(1)).await.unwrap().is_empty());
+    assert!(present(c, &mut card).await.is_empty(), "nothing owed to the card");
+    assert_eq!(c.db.token(&token).await.unwrap().unwrap().status, kessai_api::TokenStatus::PayingBack);
+    assert_eq!(c.books.in_transit(Currency::JPY).await.unwrap(), 5_000);
+    conserved_with_paybacks(c).await;
+}

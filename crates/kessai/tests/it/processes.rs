@@ -521,6 +521,18 @@ fn a_member_funds_a_prepaid_card_by_transfer_and_cash_and_pays_a_store_from_it()
     let run = ran.split_whitespace().find(|w| w.starts_with("clr_")).unwrap().trim_end_matches(':').to_owned();
     let again = clearing(&["run", "--cutoff", run.trim_start_matches("clr_")]);
     assert!(again.contains("was done before"), "{again}");
+    // No deposit token expired: nothing paid back; an operator's account
+    // for a token nobody holds is refused.
+    assert!(!ran.contains("paid back"), "{ran}");
+    assert!(clearing(&["paybacks"]).trim_end().ends_with("bank ref"), "a header, no payback");
+    let unknown = ["--token", "tok_00000000000000000000000000000000", "--by", "ops", "--reason", "test"];
+    let account = ["--account", "zengin:0001-001-1-1234567:ﾔﾏﾀﾞ"];
+    let out = kessai(
+        &[&["center", "clearing", "payback-account"], &unknown[..], &account[..], &["--config", center_config]]
+            .concat(),
+        &[],
+    );
+    assert!(!out.status.success() && stderr(&out).contains("no deposit token"), "{}", stderr(&out));
     let listed = clearing(&["payouts", "--run", &run]);
     assert!(listed.contains("bookshop") && listed.contains("1164 JPY") && listed.contains("in_transit"), "{listed}");
     let bank_ref = listed.split_whitespace().find(|w| w.starts_with("KS") && w.len() == 20).unwrap().to_owned();
