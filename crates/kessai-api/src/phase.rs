@@ -13,6 +13,10 @@ pub enum Phase {
     Authenticating,
     /// EXTERNAL AUTHENTICATE and READ BALANCE sent.
     ReadingBalance,
+    /// The cardholder chose to pay the bill with a bank deposit token on
+    /// the card (seed 002): its redemption, proven by the card, completes
+    /// the settlement.
+    PayingByToken,
     /// Offer (SIG2, or SIG5) signed and the sealed command handed out; the
     /// transfer is pending.
     Offered,
@@ -34,6 +38,7 @@ impl Phase {
         match self {
             Phase::Authenticating => "authenticating",
             Phase::ReadingBalance => "reading_balance",
+            Phase::PayingByToken => "paying_by_token",
             Phase::Offered => "offered",
             Phase::Recovering => "recovering",
             Phase::RecoveringStatus => "recovering_status",
@@ -44,9 +49,10 @@ impl Phase {
     }
 
     /// Every phase, in the order a step may reach them.
-    pub const ALL: [Phase; 8] = [
+    pub const ALL: [Phase; 9] = [
         Phase::Authenticating,
         Phase::ReadingBalance,
+        Phase::PayingByToken,
         Phase::Offered,
         Phase::Recovering,
         Phase::RecoveringStatus,

@@ -134,16 +134,30 @@ pub struct TokenRefusal {
     pub reason: String,
 }
 
-/// A token redeemed in a session: its value is owed to the card, credited
-/// when the card is next presented for what it is owed.
+/// A token redeemed in a session: it paid the bill of the settlement the
+/// cardholder chose it for, and what it held beyond that (or all of it)
+/// is owed to the card, credited when the card is next presented for what
+/// it is owed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct TokenRedeemed {
     #[schemars(with = "formats::TokenId")]
     pub token_id: String,
-    #[schemars(with = "formats::OwedId")]
-    pub owed_id: String,
+    /// The token's value.
     #[schemars(with = "formats::Money")]
     pub amount: Money,
+    /// The settlement whose bill the token paid, if the cardholder paid a
+    /// store with it (its SIG3 is the settlement's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<formats::SettlementId>")]
+    pub settlement_id: Option<String>,
+    /// What is owed to the card (all of the token, or what it held beyond
+    /// the bill), as an owed item; none when the bill took all of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<formats::OwedId>")]
+    pub owed_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<formats::Money>")]
+    pub owed: Option<Money>,
 }
 
 /// A token as the card lists it (its clear header and state), with what the

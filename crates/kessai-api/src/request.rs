@@ -58,6 +58,15 @@ pub struct Answers {
     pub responses: Vec<String>,
 }
 
+/// Paying a settlement's bill with a bank deposit token on the card
+/// (#21) instead of its balance.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PayByToken {
+    #[schemars(with = "formats::TokenId")]
+    pub token_id: String,
+}
+
 /// Opening a token session (#21): with neither field, the card's issued
 /// deposit tokens are stored on it; with `redeem`, that token is redeemed;
 /// with `list: true`, the card's token table is read.

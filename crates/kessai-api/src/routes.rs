@@ -146,6 +146,19 @@ pub const OPERATIONS: &[Operation] = &[
         )
     },
     Operation {
+        description: Some(
+            "From reading_balance, before anything of the purchase is sealed; 409 token_not_redeemable for a token not on the card, not the card's member's, expired, below the bill or chosen for another settlement. The settlement is then paying_by_token: the token's redemption in a token session completes it.",
+        ),
+        ..step(
+            "/v1/settlements/{id}/token",
+            "Pay the bill with a bank deposit token on the card instead of its balance (#21)",
+            SETTLEMENT,
+            Some(Body { required: true, schema: of::<request::PayByToken> }),
+            STEP_REPLY,
+            &[400, 403, 404, 409, 413, 415, 422, 429, 500, 503],
+        )
+    },
+    Operation {
         description: Some("Takes no request body (any body is ignored)."),
         ..step(
             "/v1/settlements/{id}/recover",
@@ -226,7 +239,7 @@ pub const OPERATIONS: &[Operation] = &[
     },
     step(
         "/v1/token-sessions/{id}/finish",
-        "The batch's answers; returns the tokens the card proved it holds, the token redeemed and the item owed for it, and what was refused (phase done)",
+        "The batch's answers; returns the tokens the card proved it holds, the token redeemed (with the settlement whose bill it paid, and the item owed to the card), and what was refused (phase done)",
         TOKEN_SESSION,
         ANSWERS,
         TOKEN_SESSION_REPLY,

@@ -41,6 +41,7 @@ pub fn routes(center: Shared) -> Router {
         .route("/v1/settlements/{id}/balance", post(balance))
         .route("/v1/settlements/{id}/complete", post(complete))
         .route("/v1/settlements/{id}/cancel", post(cancel))
+        .route("/v1/settlements/{id}/token", post(pay_by_token))
         .route("/v1/settlements/{id}/recover", post(recover))
         .route("/v1/settlements/{id}/recover/authenticate", post(recover_authenticate))
         .route("/v1/settlements/{id}/recover/status", post(recover_status))
@@ -458,6 +459,20 @@ async fn cancel(State(c): State<Shared>, Path(id): Path<String>, headers: Caller
     }
     let fingerprint = [format!("cancel/{id}\n").as_bytes(), &body[..]].concat();
     let work = |call| async { c.cancel(&id, call).await.map_err(api_error) };
+    idempotent_call(&c, &headers, &fingerprint, Some(&id), work).await
+}
+
+async fn pay_by_token(State(c): State<Shared>, Path(id): Path<String>, headers: Caller, body: Bytes) -> Response {
+    if !headers.holds_access(&c, &id) {
+        return unknown_settlement(&id);
+    }
+    let fingerprint = [format!("token/{id}\n").as_bytes(), &body[..]].concat();
+    let work = |call| async {
+        let b: request::PayByToken = json(&body)?;
+        let token = kessai_core::token::TokenId::parse(&b.token_id)
+            .map_err(|e| ApiError::new(ErrorCode::BadTokenId, e.to_string()))?;
+        c.pay_by_token(&id, token, call).await.map_err(api_error)
+    };
     idempotent_call(&c, &headers, &fingerprint, Some(&id), work).await
 }
 

@@ -63,7 +63,10 @@
 //! takes the CREDIT (as a refund's hold is). A token not redeemed by its
 //! expiry is paid back to its refund account by a clearing run: tokens
 //! outstanding → payouts in transit (code 19), then → bank pool when the
-//! bank confirms it, or back to tokens outstanding when it comes back.
+//! bank confirms it, or back to tokens outstanding when it comes back. A
+//! token that pays a bill moves tokens outstanding → the payee's payable
+//! (code 20, with a `purchase` item), and what it held beyond the bill is
+//! owed to the card as a redeemed token's value is.
 //!
 //! Clearing (#19) pays a store what is open on its payable: store payable
 //! → payouts in transit (what is sent) and → fees, posted when the payout
@@ -111,6 +114,7 @@ pub const CODE_SUSPENSE_RETURNED: u16 = 16;
 pub const CODE_TOKEN_ISSUED: u16 = 17;
 pub const CODE_TOKEN_REDEEMED: u16 = 18;
 pub const CODE_TOKEN_PAYBACK: u16 = 19;
+pub const CODE_TOKEN_PURCHASE: u16 = 20;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -717,6 +721,21 @@ impl Entries {
         let accounts = vec![float_account(card, c)?, account(outstanding, c, AccountKind::TokensOutstanding)?];
         let t = pending(id, (outstanding, card_float_id(card)), amount, CODE_TOKEN_REDEEMED)?;
         Ok(Entries::of("the redeemed token's hold", accounts, t))
+    }
+
+    /// A bill paid by a deposit token the card gave up (the provider
+    /// honoured it): tokens outstanding → the payee's payable, posted (id
+    /// from the settlement), a `purchase` item of the payable; what the
+    /// token holds beyond the bill is owed to the card (its own hold).
+    pub fn token_purchase(settlement: &str, payee: &StoreId, amount: Money) -> Result<Entries, BooksError> {
+        let c = amount.currency();
+        let id = derived_id("token-purchase", settlement.as_bytes());
+        let shard = shard(&id.to_be_bytes());
+        let outstanding = pooled_id("tokens-outstanding", c.code(), shard);
+        let accounts =
+            vec![account(outstanding, c, AccountKind::TokensOutstanding)?, payable_account(payee, c, shard)?];
+        let t = posted(id, (outstanding, store_payable_id(payee, c, shard)), amount, CODE_TOKEN_PURCHASE)?;
+        Ok(Entries::of("the purchase paid by a token", accounts, t).with_item(payee, "purchase", settlement, amount, 1))
     }
 
     /// An expired token's value paid back to its refund account: tokens

@@ -113,16 +113,21 @@ pub(crate) fn unfunded(update: &ValueUpdate, now: Timestamp) -> Owed {
     }
 }
 
-/// The value of deposit token `token`, redeemed, owed to its card (one
-/// item per token).
-pub(crate) fn token_owed(token: &crate::db::TokenRow, now: Timestamp) -> Owed {
+/// What deposit token `token`, redeemed, owes its card: `amount`, all of
+/// it or what it held beyond the bill it paid (one item per token).
+pub(crate) fn token_owed(token: &crate::db::TokenRow, amount: kessai_core::Money, now: Timestamp) -> Owed {
     let token_id = token.id.to_string();
+    let reason = if amount == token.amount {
+        format!("deposit token {token_id} redeemed")
+    } else {
+        format!("deposit token {token_id} redeemed: what it held beyond the bill it paid")
+    };
     let body = OwedBody {
         card_id: token.card_id,
         kind: OwedKind::TokenRedeemed { token_id: token_id.clone() },
         direction: Direction::Credit,
-        amount: token.amount,
-        reason: format!("deposit token {token_id} redeemed"),
+        amount,
+        reason,
         created_at: now,
     };
     Owed { id: owed_id("token", &[&token_id]), status: OwedStatus::Owed, session: None, applied_by: None, body }

@@ -34,6 +34,7 @@ use kessai_core::messages::offer::{self, Offer, OfferDraft};
 use kessai_core::profile::Profile;
 use kessai_core::random::Random;
 use kessai_core::time::Timestamp;
+use kessai_core::token::TokenId;
 use kessai_core::{Currency, Money};
 use kessai_scp03::{ApduError, CommandApdu, ResponseApdu, StatusWord};
 use serde::{Deserialize, Serialize};
@@ -216,6 +217,9 @@ pub struct Settlement {
     /// The card's log records the last step read (not stored with the
     /// record: the step's write keeps them in `center_card_log`).
     pub collected: Vec<LogEntry>,
+    /// The bank deposit token the cardholder pays with (seed 002), if
+    /// they chose one instead of the card's balance.
+    pub paid_by_token: Option<TokenId>,
     state: PurchaseState,
 }
 
@@ -250,6 +254,8 @@ struct SettlementRecord {
     outcome_reason: Option<String>,
     #[serde(default)]
     outcome_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    paid_by_token: Option<TokenId>,
 }
 
 fn offer_profile() -> Profile {
@@ -263,7 +269,8 @@ impl TryFrom<SettlementRecord> for Settlement {
         const UNFIT: &str = "a settlement's record does not hold what its phase needs";
         let offer = match (r.balance_minor, r.counter_at_offer, r.debit_hash) {
             (Some(balance_minor), Some(counter_at_offer), Some(debit_hash)) => {
-                if r.profile.signs_offer() != r.offer_token.is_some() {
+                // A token pays with no offer signed, whatever the profile.
+                if r.profile.signs_offer() != r.offer_token.is_some() && r.paid_by_token.is_none() {
                     return Err(UNFIT);
                 }
                 Some(OfferMade { balance_minor, counter_at_offer, debit_hash, offer_token: r.offer_token })
@@ -274,6 +281,10 @@ impl TryFrom<SettlementRecord> for Settlement {
         let state = match r.phase {
             Phase::Authenticating => PurchaseState::Authenticating { scp: scp.ok_or(UNFIT)? },
             Phase::ReadingBalance => PurchaseState::ReadingBalance { scp: scp.ok_or(UNFIT)? },
+            Phase::PayingByToken if r.paid_by_token.is_some() => {
+                PurchaseState::ReadingBalance { scp: scp.ok_or(UNFIT)? }
+            }
+            Phase::PayingByToken => return Err(UNFIT),
             Phase::Offered => PurchaseState::Offered { scp: scp.ok_or(UNFIT)?, offer: offer.ok_or(UNFIT)? },
             Phase::Recovering => PurchaseState::Recovering { scp: scp.ok_or(UNFIT)?, offer: offer.ok_or(UNFIT)? },
             Phase::RecoveringStatus => {
@@ -314,6 +325,7 @@ impl TryFrom<SettlementRecord> for Settlement {
             card_sequence: r.card_sequence,
             pending: r.pending,
             collected: Vec::new(),
+            paid_by_token: r.paid_by_token,
             state,
         })
     }
@@ -321,7 +333,7 @@ impl TryFrom<SettlementRecord> for Settlement {
 
 impl From<Settlement> for SettlementRecord {
     fn from(s: Settlement) -> SettlementRecord {
-        let phase = s.state.phase();
+        let phase = s.phase();
         let scp = s.state.scp().cloned();
         let offer = s.state.offer().cloned();
         let (mut completion_token, mut card_counter, mut receipt_token) = (None, None, None);
@@ -359,6 +371,7 @@ impl From<Settlement> for SettlementRecord {
             deadline: s.deadline,
             outcome_reason,
             outcome_code,
+            paid_by_token: s.paid_by_token,
         }
     }
 }
@@ -437,6 +450,7 @@ impl Settlement {
             card_sequence: None,
             pending: Vec::new(),
             collected: Vec::new(),
+            paid_by_token: None,
             state: PurchaseState::Authenticating { scp },
         };
         let init = kessai_card::protocol::initialize_update_command(&challenge);
@@ -449,7 +463,11 @@ impl Settlement {
     }
 
     pub fn phase(&self) -> Phase {
-        self.state.phase()
+        match (&self.state, &self.paid_by_token) {
+            // The session the create opened was left for the token's own.
+            (PurchaseState::ReadingBalance { .. }, Some(_)) => Phase::PayingByToken,
+            (state, _) => state.phase(),
+        }
     }
 
     /// The offer it made, once it made one.
@@ -657,7 +675,7 @@ impl Settlement {
         ctx: &mut Context<'_, R>,
         answers: &[ResponseApdu],
     ) -> Result<(Settlement, OfferOutcome), StepError> {
-        let PurchaseState::ReadingBalance { scp } = &self.state else {
+        let (PurchaseState::ReadingBalance { scp }, None) = (&self.state, self.paid_by_token) else {
             return Err(self.out_of_order("offer", "reading_balance"));
         };
         let pending = std::mem::take(&mut self.pending);
@@ -771,6 +789,17 @@ impl Settlement {
         {
             return Err(StepError::WrongTransaction);
         }
+        self.sign_completion(ctx, result.counter, offer)
+    }
+
+    /// SIG3 for what the card proved at `counter`, and the settlement
+    /// completed.
+    fn sign_completion<R: Random + ?Sized>(
+        &mut self,
+        ctx: &mut Context<'_, R>,
+        counter: u32,
+        offer: OfferMade,
+    ) -> Result<String, StepError> {
         let draft = CompletionDraft {
             settlement_id: self.id.clone(),
             bill_hash: self.bill.bill_hash,
@@ -779,17 +808,62 @@ impl Settlement {
             amount: self.bill.amount,
             store: self.bill.store.clone(),
             member: self.bill.member.clone(),
-            card_counter: result.counter,
+            card_counter: counter,
             completed_at: ctx.now,
         };
         let done = Completion::new(draft).map_err(|e| StepError::Signing(e.into()))?;
         let claims =
             Claims::for_lifetime(ctx.center.clone(), MessageId::generate(ctx.rng), ctx.now, COMPLETION_LIFETIME_S)?;
         let token = completion::sign(&claims, &done, ctx.center_key)?;
-        let done =
-            DebitConfirmed { completion_token: token.clone(), card_counter: result.counter, receipt_token: None };
+        let done = DebitConfirmed { completion_token: token.clone(), card_counter: counter, receipt_token: None };
         self.state = PurchaseState::Completed { offer, done };
         Ok(token)
+    }
+
+    /// The cardholder pays with deposit token `token` (seed 002) instead
+    /// of the balance: from `reading_balance`, before anything of the
+    /// purchase was sealed. The settlement names the token's REDEEM
+    /// transaction from now on (what the card's log will show); the same
+    /// token again is the same step.
+    pub fn pay_by_token(mut self, token: TokenId, redeem_tx: TransactionId) -> Result<Settlement, StepError> {
+        match (&self.state, self.paid_by_token) {
+            (PurchaseState::ReadingBalance { .. }, None) => {}
+            (PurchaseState::ReadingBalance { .. }, Some(chosen)) if chosen == token => return Ok(self),
+            _ => return Err(self.out_of_order("token", "reading_balance")),
+        }
+        self.paid_by_token = Some(token);
+        self.transaction_id = redeem_tx;
+        self.pending = Vec::new();
+        Ok(self)
+    }
+
+    /// The card gave up the token this settlement is paid with, at
+    /// `counter`, and the provider honoured it (`sealed`: its bytes;
+    /// `amount`: its value): SIG3, and the settlement completed.
+    pub fn complete_by_token<R: Random + ?Sized>(
+        mut self,
+        ctx: &mut Context<'_, R>,
+        token: TokenId,
+        sealed: &[u8],
+        amount: Money,
+        counter: u32,
+    ) -> Result<(Settlement, String), StepError> {
+        if self.phase() != Phase::PayingByToken || self.paid_by_token != Some(token) {
+            return Err(self.out_of_order("token redeemed", "paying_by_token"));
+        }
+        if amount.currency() != self.bill.amount.currency() || amount.amount_minor() < self.bill.amount.amount_minor() {
+            return Err(StepError::TokenRefused(format!("token {token} of {amount} cannot pay {}", self.bill.amount)));
+        }
+        // What the card gave up stands where a DEBIT's offer would: the
+        // funds (the token's value), the counter before, the bytes' hash.
+        let offer = OfferMade {
+            balance_minor: amount.amount_minor(),
+            counter_at_offer: counter.saturating_sub(1),
+            debit_hash: Sha256Digest::of(sealed),
+            offer_token: None,
+        };
+        let signed = self.sign_completion(ctx, counter, offer)?;
+        Ok((self, signed))
     }
 
     fn void(&mut self, code: Reason, reason: &str) {
@@ -824,7 +898,10 @@ impl Settlement {
         key_version: u8,
         profile: Profile,
     ) -> Result<Settlement, StepError> {
-        if !matches!(self.state, PurchaseState::Authenticating { .. } | PurchaseState::ReadingBalance { .. }) {
+        // A token's REDEEM may be out: only its redemption or a void ends it.
+        if !matches!(self.state, PurchaseState::Authenticating { .. } | PurchaseState::ReadingBalance { .. })
+            || self.paid_by_token.is_some()
+        {
             return Err(self.out_of_order("restart", "authenticating or reading_balance"));
         }
         let challenge = bound_challenge(&self.bill.bill_hash, &self.card_id);

@@ -369,7 +369,7 @@ const MIGRATIONS: &[(i64, &str, &[&str])] = &[
     ),
     (
         17,
-        "paybacks of expired bank deposit tokens",
+        "paybacks of expired bank deposit tokens; settlements paid by a token",
         &[
             // Clearing runs find the tokens past their expiry.
             "CREATE INDEX IF NOT EXISTS center_tokens_expiring ON center_tokens (status, expires_at)",
@@ -380,6 +380,11 @@ const MIGRATIONS: &[(i64, &str, &[&str])] = &[
             bank_ref TEXT NOT NULL UNIQUE, status TEXT NOT NULL, reason TEXT, created_at BIGINT NOT NULL,
             updated_at BIGINT NOT NULL, UNIQUE (run_id, token_id))",
             "CREATE INDEX IF NOT EXISTS center_token_paybacks_token ON center_token_paybacks (token_id, created_at)",
+            // The abandoned sweep also ends a settlement left waiting for a
+            // token's redemption (`paying_by_token`).
+            "CREATE INDEX IF NOT EXISTS center_settlements_unsealed ON center_settlements (created_at)
+            WHERE phase IN ('authenticating', 'reading_balance', 'paying_by_token')",
+            "DROP INDEX IF EXISTS center_settlements_opening",
         ],
     ),
 ];

@@ -18,6 +18,7 @@ use kessai_core::keys::{PublicKey, Validity};
 use kessai_core::messages::{bill, receipt};
 use kessai_core::random::{Entropy, Random};
 use kessai_core::time::Timestamp;
+use kessai_core::token::TokenId;
 use kessai_core::{Clock, Money};
 use kessai_scp03::{CommandApdu, ResponseApdu};
 use serde::Serialize;
@@ -510,7 +511,7 @@ impl Center {
         Ok(self.reply(s, &stepped.apdus))
     }
 
-    fn count_outcome(&self, s: &Settlement) {
+    pub(crate) fn count_outcome(&self, s: &Settlement) {
         if matches!(s.phase(), Phase::Completed | Phase::Voided) {
             self.outcomes.get_or_create(&vec![("outcome".to_owned(), s.phase().as_str().to_owned())]).inc();
         }
@@ -653,6 +654,53 @@ impl Center {
             Box::new(|s, _| {
                 let settlement = s.cancel("cancelled by the cardholder before the debit")?;
                 Ok(Stepped { settlement, apdus: vec![], effect: Effect::Release })
+            }),
+            call,
+        )
+        .await
+    }
+
+    /// POST /v1/settlements/{id}/token: the cardholder pays the bill with
+    /// bank deposit token `token` on the card instead of its balance (seed
+    /// 002), from `reading_balance` (nothing of the purchase sealed). The
+    /// token must be stored on the settlement's card, the card's member's,
+    /// unexpired, in the bill's currency and at least the bill, and chosen
+    /// for no other settlement waiting for it; the bill paid by no prepaid
+    /// card. The settlement is then `paying_by_token`: the wallet redeems
+    /// the token in a token session (`POST /v1/cards/{card}/token-sessions`
+    /// `{"redeem"}`), whose redemption completes it (SIG3).
+    pub async fn pay_by_token(&self, id: &str, token: TokenId, call: StepCall) -> Result<StepReply, CenterError> {
+        let found = self.db.token(&token).await?;
+        let (card, member, waiting) = match &found {
+            Some(t) => (
+                Some(t.card_id),
+                self.db.card_member(&t.card_id).await?.map(|(m, _)| m),
+                self.db.paying_by_token(&t.card_id).await?,
+            ),
+            None => (None, None, Vec::new()),
+        };
+        let now = self.clock.now();
+        let refuse = |why: String| StepError::TokenRefused(why);
+        self.step(
+            id,
+            Box::new(move |s, _| {
+                let t = found.as_ref().filter(|_| card == Some(s.card_id));
+                let t = t.ok_or_else(|| refuse(format!("no token {token} on this card")))?;
+                if s.phase() == Phase::ReadingBalance {
+                    crate::token_session::redeemable(t, now, member.as_deref()).map_err(refuse)?;
+                    if t.amount.currency() != s.bill.amount.currency()
+                        || t.amount.amount_minor() < s.bill.amount.amount_minor()
+                    {
+                        return Err(refuse(format!("token {token} of {} cannot pay {}", t.amount, s.bill.amount)));
+                    }
+                    if let Some((other, _)) =
+                        waiting.iter().find(|(w, _)| w.paid_by_token == Some(token) && w.id != s.id)
+                    {
+                        return Err(refuse(format!("token {token} was chosen to pay settlement {} already", other.id)));
+                    }
+                }
+                let settlement = s.pay_by_token(token, t.redeem_tx)?;
+                Ok(Stepped { settlement, apdus: vec![], effect: Effect::None })
             }),
             call,
         )

@@ -294,7 +294,7 @@ fn redeem_time(t: &TokenRow, now: Timestamp) -> Timestamp {
 /// Whether the center offers token `t` for redemption at `now` to a card
 /// of `member`: stored, the card's member's, and unexpired at the time its
 /// REDEEM carries.
-fn redeemable(t: &TokenRow, now: Timestamp, member: Option<&str>) -> Result<(), String> {
+pub(crate) fn redeemable(t: &TokenRow, now: Timestamp, member: Option<&str>) -> Result<(), String> {
     match t.status {
         TokenStatus::Stored => {}
         TokenStatus::Redeemed => return Err(format!("token {} was redeemed", t.id)),
@@ -448,7 +448,14 @@ impl Center {
             tracing::info!(session = %id, token = %stored, "token stored on the card");
         }
         if let Some(r) = &reply.redeemed {
-            tracing::info!(session = %id, token = %r.token_id, owed = %r.owed_id, amount = %r.amount, "token redeemed; its value is owed to the card");
+            match &r.settlement_id {
+                Some(paid) => {
+                    tracing::info!(session = %id, token = %r.token_id, settlement = %paid, amount = %r.amount, "token redeemed; it paid the bill")
+                }
+                None => {
+                    tracing::info!(session = %id, token = %r.token_id, amount = %r.amount, "token redeemed; its value is owed to the card")
+                }
+            }
         }
         Ok(reply)
     }
@@ -483,7 +490,7 @@ impl Center {
             Some(p) => p.check(&given.sealed, given.at).map_err(|e| e.to_string()),
         };
         match checked {
-            Ok(_) => Ok(Some(crate::db::Redemption::of(&token, given.counter, given.at, self.clock.now())?)),
+            Ok(_) => self.redemption_of(&token, &given).await.map(Some),
             Err(why) => {
                 tracing::warn!(session = %d.id, token = %given.token, why = %why, "the credit service provider refused a redeemed token");
                 d.refused.push((given.token, format!("the credit service provider refused it: {why}")));
@@ -491,6 +498,30 @@ impl Center {
                 Ok(None)
             }
         }
+    }
+
+    /// What an honoured token becomes: the bill of the settlement the
+    /// cardholder chose it for (the oldest still waiting for it), and what
+    /// it held beyond that owed to the card; or, no settlement waiting,
+    /// all of it owed to the card.
+    async fn redemption_of(&self, token: &TokenRow, given: &GivenUp) -> Result<crate::db::Redemption, CenterError> {
+        let now = self.clock.now();
+        let waiting = self.db.paying_by_token(&token.card_id).await?;
+        if let Some((s, version)) = waiting.into_iter().find(|(s, _)| s.paid_by_token == Some(token.id)) {
+            let id = s.id.clone();
+            let mut rng = self.random.generator();
+            let completed =
+                s.complete_by_token(&mut self.ctx(rng.as_mut()), token.id, &given.sealed, token.amount, given.counter);
+            match completed {
+                Ok((s, _)) => {
+                    return Ok(crate::db::Redemption::paying(token, given.counter, given.at, now, s, version)?);
+                }
+                Err(e) => {
+                    tracing::warn!(settlement = %id, token = %token.id, error = %e, "the token cannot pay the bill it was chosen for; its value is owed to the card")
+                }
+            }
+        }
+        Ok(crate::db::Redemption::of(token, given.counter, given.at, now)?)
     }
 
     /// The redemption of `token` as the card's collected log proves it (its
@@ -523,9 +554,29 @@ impl Center {
         version: i64,
         answer_as: Option<&Answer>,
     ) -> Result<TokenSessionReply, CenterError> {
-        let mut d = d.clone();
-        let redemption = self.honour(&mut d).await?;
-        self.store_token_session(&d, &[], version, redemption.as_ref(), answer_as).await
+        // A settlement the token pays that moved meanwhile (cancelled,
+        // abandoned) is read again: then the card is owed the value.
+        let mut attempt = 0;
+        loop {
+            let mut d = d.clone();
+            let redemption = self.honour(&mut d).await?;
+            let paying = redemption.as_ref().is_some_and(|r| r.paid.is_some());
+            match self.store_token_session(&d, &[], version, redemption.as_ref(), answer_as).await {
+                Err(CenterError::Db(crate::db::DbError::Conflict))
+                    if paying && attempt < crate::limits::STEP_RETRIES_MAX =>
+                {
+                    attempt += 1
+                }
+                Ok(reply) => {
+                    if let Some(paid) = redemption.and_then(|r| r.paid) {
+                        self.count_outcome(&paid.settlement);
+                        self.completed.push(crate::delivery::Deliverable::Settlement(Box::new(paid.settlement)));
+                    }
+                    return Ok(reply);
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     async fn store_token_session(
@@ -542,8 +593,10 @@ impl Center {
         }
         answered.redeemed = redemption.map(|r| TokenRedeemed {
             token_id: r.token.id.to_string(),
-            owed_id: r.owed.id.clone(),
             amount: r.token.amount,
+            settlement_id: r.paid.as_ref().map(|p| p.settlement.id.to_string()),
+            owed_id: r.owed.as_ref().map(|(o, _)| o.id.clone()),
+            owed: r.owed.as_ref().map(|(o, _)| o.body.amount),
         });
         let save = answer_as.map(|a| a.saved(&answered)).transpose()?;
         self.db.update_token_session(d, version, redemption, self.clock.now(), save).await?;

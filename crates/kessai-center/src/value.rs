@@ -205,6 +205,7 @@ impl TryFrom<UpdateRecord> for ValueUpdate {
         let state = match r.phase {
             UpdatePhase::Authenticating => UpdateState::Authenticating { scp: scp.ok_or(UNFIT)? },
             UpdatePhase::ReadingBalance => UpdateState::ReadingBalance { scp: scp.ok_or(UNFIT)? },
+            UpdatePhase::PayingByToken => return Err(UNFIT),
             UpdatePhase::Offered => UpdateState::Offered { scp: scp.ok_or(UNFIT)?, offer: offer.ok_or(UNFIT)? },
             UpdatePhase::Recovering => UpdateState::Recovering { scp: scp.ok_or(UNFIT)?, offer: offer.ok_or(UNFIT)? },
             UpdatePhase::RecoveringStatus => {

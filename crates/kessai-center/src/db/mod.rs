@@ -88,7 +88,7 @@ pub use search::{Found, FoundPage, Search, SearchKind};
 pub use settlements::DueDelivery;
 pub use settlements::{BillState, ListCursor, SessionRecord, SettlementPage, SettlementQuery, StepExtras};
 pub use statistics::DayTally;
-pub use tokens::{CreditIssues, PAID_BACK_IN_REGISTER, Payback, PaybackRow, Redemption, TokenRow};
+pub use tokens::{CreditIssues, PAID_BACK_IN_REGISTER, PaidBill, Payback, PaybackRow, Redemption, TokenRow};
 pub use value_updates::{Alongside, Reservation};
 
 /// Longest the center waits for a database connection.

@@ -249,33 +249,35 @@ impl CenterDb {
     ) -> Result<(), DbError> {
         let StepExtras { response, entries, collected, trail } = extras;
         let check = Stmt::new("SELECT version FROM center_settlements WHERE id = $1").bind(s.id.as_str().to_owned());
-        let update = Stmt::new(
-            "UPDATE center_settlements SET phase = $1, record = $2, version = version + 1, updated_at = $3,
-             delivered = $6, delivery_due = $7 WHERE id = $4 AND version = $5",
-        )
-        .bind(s.phase().as_str().to_owned())
-        .bind(settlement_record(s)?)
-        .bind(to_i64(now.unix_s())?)
-        .bind(s.id.as_str().to_owned())
-        .bind(version)
-        .bind(i64::from(s.receipt_token().is_some()))
-        // The instance whose step completes it delivers it at once; the
-        // others' sweeps take it only once this lease is over.
-        .bind(to_i64(now.unix_s().saturating_add(crate::limits::DELIVERY_LEASE_S))?);
+        let update = settlement_update(s, version, now)?;
         let (save, stored) = idempotency::saving(response, now)?;
         let now_s = now.unix_s();
         // A record read again adds nothing, so these may change no row.
         let (also, tidy) = (Vec::new(), super::audit::collect_statements(&s.card_id, collected, now)?);
         // Only the offer enters `offered` (recovery leaves it): the hold,
-        // made only if no prepaid payment paid the bill.
-        let guard = (s.phase() == Phase::Offered)
-            .then(|| BillGuard { store: s.bill.store.clone(), bill_id: s.bill.bill_id.as_str().to_owned() });
+        // made only if no prepaid payment paid the bill; so does the
+        // cardholder's choice of a token to pay it.
+        let guard = matches!(s.phase(), Phase::Offered | Phase::PayingByToken).then(|| bill_guard(s));
         let what = s.id.to_string();
         let trail = trail.map(|t| (t, now));
         let step = StepWrite { check, version, entries, now_s, update, also, tidy, save, guard, what, trail };
         self.write(move |mut conn| Box::pin(async move { step.run(&mut conn).await })).await?;
         stored.iter().for_each(Stored::mark);
         Ok(())
+    }
+
+    /// The settlements of card `card` waiting for a deposit token's
+    /// redemption to pay their bill, oldest first.
+    pub async fn paying_by_token(&self, card: &CardId) -> Result<Vec<(Settlement, i64)>, DbError> {
+        let rows = sqlx::query(
+            "SELECT record, version FROM center_settlements WHERE card_id = $1 AND phase = 'paying_by_token'
+             ORDER BY created_at, id LIMIT $2",
+        )
+        .bind(card.to_string())
+        .bind(MAX_LIST)
+        .fetch_all(&mut *self.read().await?)
+        .await?;
+        rows.iter().map(|r| settlement_row(r)).collect()
     }
 
     /// Settlements matching `q`, newest first (by creation, then id), at
@@ -506,4 +508,26 @@ pub struct DueDelivery {
     pub due: i64,
     /// Attempts that failed so far.
     pub attempts: u64,
+}
+
+/// Writes settlement `s` over its row if the row is still at `version`.
+pub(super) fn settlement_update(s: &Settlement, version: i64, now: Timestamp) -> Result<Stmt, DbError> {
+    Ok(Stmt::new(
+        "UPDATE center_settlements SET phase = $1, record = $2, version = version + 1, updated_at = $3,
+         delivered = $6, delivery_due = $7 WHERE id = $4 AND version = $5",
+    )
+    .bind(s.phase().as_str().to_owned())
+    .bind(settlement_record(s)?)
+    .bind(to_i64(now.unix_s())?)
+    .bind(s.id.as_str().to_owned())
+    .bind(version)
+    .bind(i64::from(s.receipt_token().is_some()))
+    // The instance whose step completes it delivers it at once; the
+    // others' sweeps take it only once this lease is over.
+    .bind(to_i64(now.unix_s().saturating_add(crate::limits::DELIVERY_LEASE_S))?))
+}
+
+/// The check that no prepaid payment paid settlement `s`'s bill.
+pub(super) fn bill_guard(s: &Settlement) -> BillGuard {
+    BillGuard { store: s.bill.store.clone(), bill_id: s.bill.bill_id.as_str().to_owned() }
 }

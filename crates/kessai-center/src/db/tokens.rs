@@ -318,15 +318,29 @@ impl CenterDb {
     }
 }
 
-/// A token the provider honoured, and what it becomes: the value owed to
-/// the card that gave it up, with its hold.
+/// A token the provider honoured, and what it becomes: the bill of the
+/// settlement it was chosen to pay, and the value owed to the card that
+/// gave it up (all of it, or what it held beyond that bill).
 #[derive(Debug, Clone)]
 pub struct Redemption {
     pub token: TokenRow,
     pub counter: u32,
     pub at: Timestamp,
-    pub owed: crate::owed::Owed,
-    pub hold: crate::books::Entries,
+    /// What the card is owed, with its hold (tokens outstanding → card
+    /// float): none when the bill took all of the token.
+    pub owed: Option<(crate::owed::Owed, crate::books::Entries)>,
+    /// The settlement it pays, completed (written if its row is still at
+    /// its version), and its books.
+    pub paid: Option<PaidBill>,
+}
+
+/// A settlement a token's redemption completes.
+#[derive(Debug, Clone)]
+pub struct PaidBill {
+    pub settlement: crate::purchase::Settlement,
+    pub version: i64,
+    /// Tokens outstanding → the payee's payable.
+    pub books: crate::books::Entries,
 }
 
 /// The statements of a redemption's write.
@@ -337,9 +351,8 @@ pub(super) struct RedemptionWrite {
     register: Stmt,
     registered: Stmt,
     token: Stmt,
-    owed_exists: Stmt,
-    owed: Stmt,
-    hold: crate::books::Entries,
+    owed: Option<(Stmt, Stmt, crate::books::Entries)>,
+    paid: Option<(Stmt, super::prepaid::BillGuard, crate::books::Entries)>,
 }
 
 impl RedemptionWrite {
@@ -347,7 +360,9 @@ impl RedemptionWrite {
     /// first on PostgreSQL, so a report of loss commits before this check or
     /// after this item, which its replacement then moves), the provider's
     /// register (this token once, by its REDEEM transaction), the token
-    /// `redeemed`, and the owed item with its hold unless written before.
+    /// `redeemed`, the settlement it pays completed (still as read, and its
+    /// bill paid by no prepaid card) with its books, and the owed item with
+    /// its hold unless written before.
     pub(super) async fn apply(self, conn: &mut Exec<'_>, now_s: u64) -> Result<(), DbError> {
         let status = if conn.is_postgres() { self.card_locked } else { self.card };
         let status = conn.fetch_optional(status, |row| row.required_text("status")).await?;
@@ -364,31 +379,82 @@ impl RedemptionWrite {
         if conn.execute(self.token).await? != 1 {
             return Err(DbError::Conflict);
         }
-        if conn.fetch_optional(self.owed_exists, |row| row.required_text("id")).await?.is_none() {
-            conn.books(&self.hold, now_s).await?;
-            conn.execute(self.owed).await?;
+        if let Some((settlement, guard, books)) = self.paid {
+            if conn.execute(settlement).await? != 1 {
+                // Cancelled or abandoned meanwhile: the caller reads again.
+                return Err(DbError::Conflict);
+            }
+            guard.check(conn).await?;
+            conn.books(&books, now_s).await?;
+        }
+        if let Some((exists, owed, hold)) = self.owed
+            && conn.fetch_optional(exists, |row| row.required_text("id")).await?.is_none()
+        {
+            conn.books(&hold, now_s).await?;
+            conn.execute(owed).await?;
         }
         Ok(())
     }
 }
 
 impl Redemption {
-    /// Token `token` given up by its card at `counter` (REDEEM at `at`).
+    /// Token `token` given up by its card at `counter` (REDEEM at `at`),
+    /// all of its value owed to the card.
     pub fn of(
         token: &TokenRow,
         counter: u32,
         at: Timestamp,
         now: Timestamp,
     ) -> Result<Redemption, crate::books::BooksError> {
-        let owed = crate::owed::token_owed(token, now);
-        let hold = crate::books::Entries::token_to_card_hold(&owed.id, &token.card_id, token.amount)?;
-        Ok(Redemption { token: token.clone(), counter, at, owed, hold })
+        Ok(Redemption {
+            token: token.clone(),
+            counter,
+            at,
+            owed: Some(owed_to_card(token, token.amount, now)?),
+            paid: None,
+        })
+    }
+
+    /// The same, paying the bill of `settlement` (completed, read at
+    /// `version`): what the token held beyond the bill is owed to the card.
+    pub fn paying(
+        token: &TokenRow,
+        counter: u32,
+        at: Timestamp,
+        now: Timestamp,
+        settlement: crate::purchase::Settlement,
+        version: i64,
+    ) -> Result<Redemption, crate::books::BooksError> {
+        let bill = settlement.bill.amount;
+        let change = token.amount.checked_sub(&bill).map_err(|_| crate::books::BooksError::Refused {
+            what: "the purchase paid by a token",
+            code: "exceeds_token",
+        })?;
+        let owed = (change.amount_minor() > 0).then(|| owed_to_card(token, change, now)).transpose()?;
+        let books = crate::books::Entries::token_purchase(settlement.id.as_str(), settlement.bill.payee(), bill)?;
+        Ok(Redemption { token: token.clone(), counter, at, owed, paid: Some(PaidBill { settlement, version, books }) })
     }
 
     fn statements(&self, now: Timestamp) -> Result<RedemptionWrite, DbError> {
         let t = &self.token;
         let tx = hex::encode(t.redeem_tx.as_bytes());
         let key_version = t.key_version.ok_or_else(|| corrupt("a stored token without its key version"))?;
+        let owed = match &self.owed {
+            Some((owed, hold)) => Some((
+                Stmt::new("SELECT id FROM center_owed WHERE id = $1").bind(owed.id.clone()),
+                super::owed::insert_owed_query(owed, now)?,
+                hold.clone(),
+            )),
+            None => None,
+        };
+        let paid = match &self.paid {
+            Some(p) => Some((
+                super::settlements::settlement_update(&p.settlement, p.version, now)?,
+                super::settlements::bill_guard(&p.settlement),
+                p.books.clone(),
+            )),
+            None => None,
+        };
         Ok(RedemptionWrite {
             card: Stmt::new("SELECT status FROM center_cards WHERE id = $1").bind(t.card_id.to_string()),
             card_locked: Stmt::new("SELECT status FROM center_cards WHERE id = $1 FOR UPDATE").bind(t.card_id.to_string()),
@@ -411,12 +477,22 @@ impl Redemption {
             .bind(to_i64(now.unix_s())?)
             .bind(t.id.to_string())
             .bind(t.card_id.to_string()),
-            owed_exists: Stmt::new("SELECT id FROM center_owed WHERE id = $1").bind(self.owed.id.clone()),
-            owed: super::owed::insert_owed_query(&self.owed, now)?,
-            hold: self.hold.clone(),
+            owed,
+            paid,
             tx,
         })
     }
+}
+
+/// `amount` of token `token` owed to its card, with its hold.
+fn owed_to_card(
+    token: &TokenRow,
+    amount: Money,
+    now: Timestamp,
+) -> Result<(crate::owed::Owed, crate::books::Entries), crate::books::BooksError> {
+    let owed = crate::owed::token_owed(token, amount, now);
+    let hold = crate::books::Entries::token_to_card_hold(&owed.id, &token.card_id, amount)?;
+    Ok((owed, hold))
 }
 
 /// An expired token's payback: a line of a clearing run's bank file paying

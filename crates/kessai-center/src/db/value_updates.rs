@@ -277,7 +277,7 @@ impl CenterDb {
             "SELECT id FROM center_value_updates WHERE phase IN ('authenticating', 'reading_balance')
              AND created_at <= $1 ORDER BY created_at, id LIMIT $2"
         } else {
-            "SELECT id FROM center_settlements WHERE phase IN ('authenticating', 'reading_balance')
+            "SELECT id FROM center_settlements WHERE phase IN ('authenticating', 'reading_balance', 'paying_by_token')
              AND created_at <= $1 ORDER BY created_at, id LIMIT $2"
         };
         let rows = sqlx::query(sql)

@@ -688,7 +688,8 @@ async fn racing_redemptions(mut s: Setup) {
     let (ra, rb) =
         tokio::join!(c.token_session_finish(&a, answers_a, None), c.token_session_finish(&b, answers_b, None));
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
-    let owed: Vec<String> = [&ra, &rb].iter().filter_map(|r| r.redeemed.as_ref().map(|x| x.owed_id.clone())).collect();
+    let owed: Vec<String> =
+        [&ra, &rb].iter().filter_map(|r| r.redeemed.as_ref().and_then(|x| x.owed_id.clone())).collect();
     assert_eq!(owed.len(), 2, "both sessions were answered by the card");
     assert_eq!(owed[0], owed[1], "one owed item");
     assert_eq!(c.books.card_credits_pending(&card_id(1)).await.unwrap(), 8_000, "held once");
@@ -1236,4 +1237,257 @@ async fn a_redemption_finished_after_the_payback_owes_nothing() {
     assert_eq!(c.db.token(&token).await.unwrap().unwrap().status, kessai_api::TokenStatus::PayingBack);
     assert_eq!(c.books.in_transit(Currency::JPY).await.unwrap(), 5_000);
     conserved_with_paybacks(c).await;
+}
+
+/// The sample bill's amount (`kessai_core::samples::bill`).
+const BILL: u64 = 11_360;
+
+/// Whom the sample bill pays: the mall's member store it names.
+fn payee() -> kessai_core::ids::StoreId {
+    let (_, b) = kessai_core::samples::bill(&mut SeededRandom::new(1), NOW).unwrap();
+    b.member().unwrap_or(b.store()).clone()
+}
+
+/// Seed 002 end to end: a deposit becomes a token on the card, and the
+/// token pays a store's bill instead of the card's balance; the books
+/// hold after each step: the pool holds what tokens, the store's payable,
+/// the card's float and what is owed to the card hold.
+async fn a_token_pays_a_bill(mut s: Setup) {
+    use kessai_api::Phase;
+    use kessai_center::books::Receiving;
+    // The deposit, issued and stored on the card (no balance on it).
+    let (_m, mut card, token) = stored_token(&mut s, 12_000).await;
+    let books = |c: &Center| {
+        let c = c.books.clone();
+        async move {
+            c.ledger().check().await.unwrap();
+            let received = c.received(Receiving::BankPool, Currency::JPY).await.unwrap();
+            let outstanding = c.tokens_outstanding(Currency::JPY).await.unwrap();
+            let payable = c.store_open(&payee(), Currency::JPY).await.unwrap();
+            let float = i128::from(c.card_float(&card_id(1)).await.unwrap().map_or(0, |(f, _)| f));
+            assert_eq!(received, outstanding + payable + float, "the pool holds what was deposited");
+            (outstanding, payable, float)
+        }
+    };
+    assert_eq!(books(&s.center).await, (12_000, 0, 0));
+    // The store's bill, a settlement opened on the card.
+    let bill = crate::service::bill_token(&mut s);
+    let c = &s.center;
+    let r = c.create(crate::world::offer_request(&mut card, &bill, card_id(1)), Default::default()).await.unwrap();
+    assert_eq!(r.phase, Phase::ReadingBalance);
+    let id = r.settlement_id.clone();
+    // The cardholder pays with the token: nothing moves yet.
+    let r = c.pay_by_token(&id, token, Default::default()).await.unwrap();
+    assert_eq!((r.phase, r.apdus.len()), (Phase::PayingByToken, 0));
+    let again = c.pay_by_token(&id, token, Default::default()).await.unwrap();
+    assert_eq!(again.phase, Phase::PayingByToken, "the same choice again");
+    let answers = crate::service::relay(&mut card, &again);
+    assert!(answers.is_empty());
+    assert!(
+        matches!(
+            c.offer(&id, vec![], Default::default()).await,
+            Err(kessai_center::service::CenterError::Step(kessai_center::purchase::StepError::OutOfOrder { .. }))
+        ),
+        "the balance route is closed"
+    );
+    assert_eq!(books(c).await, (12_000, 0, 0));
+    // The token redeemed on the card: the bill is paid, the rest owed.
+    let (session, answers) = redeem_batch(c, &mut card, token).await.unwrap();
+    let done = c.token_session_finish(&session, answers, None).await.unwrap();
+    let redeemed = done.redeemed.expect("redeemed");
+    assert_eq!(redeemed.settlement_id.as_deref(), Some(id.as_str()));
+    assert_eq!((redeemed.amount, redeemed.owed), (jpy(12_000), Some(jpy(12_000 - BILL))));
+    let (settled, _) = c.db.settlement(&kessai_core::ids::SettlementId::parse(&id).unwrap()).await.unwrap().unwrap();
+    assert_eq!(settled.phase(), Phase::Completed);
+    let row = c.db.token(&token).await.unwrap().unwrap();
+    assert_eq!(row.status, kessai_api::TokenStatus::Redeemed);
+    let keys = {
+        let mut k = kessai_core::keys::KeyDirectory::new();
+        k.insert(c.center_id.clone(), c.center_key.public(), kessai_core::keys::Validity::always()).unwrap();
+        k
+    };
+    let sig3 = kessai_core::messages::completion::verify(
+        settled.completion_token().unwrap(),
+        &keys,
+        &kessai_core::time::FixedClock::new(NOW),
+    )
+    .unwrap();
+    let sig3 = sig3.message();
+    assert_eq!((sig3.amount(), sig3.store().as_str()), (jpy(BILL), kessai_core::samples::MALL));
+    assert_eq!(sig3.transaction_id(), row.redeem_tx, "SIG3 names the REDEEM the card logged");
+    assert_eq!(Some(sig3.card_counter()), row.redeemed_counter);
+    assert_eq!(crate::world::balance_of(&mut card), 0, "the balance was not touched");
+    let change = i128::from(12_000 - BILL);
+    assert_eq!(books(c).await, (change, i128::from(BILL), 0), "the change is held for the card");
+    assert_eq!(c.books.card_credits_pending(&card_id(1)).await.unwrap(), 12_000 - BILL);
+    // The card takes the change at its next presentation.
+    assert_eq!(present(c, &mut card).await, vec![12_000 - BILL]);
+    assert_eq!(crate::world::balance_of(&mut card), 12_000 - BILL);
+    assert_eq!(books(c).await, (0, i128::from(BILL), change));
+    // The store is paid by the next clearing run, as for a card purchase.
+    let account = "zengin:0001-001-1-1234567:ｷﾖｳﾄﾎﾝﾔ";
+    assert!(c.db.set_bank_account(&payee(), "", account, NOW, crate::trail("store_bank_account")).await.unwrap());
+    let r = c.clearing_run(NOW).await.unwrap();
+    assert_eq!((r.payouts, r.paid.clone()), (1, vec![(Currency::JPY, BILL)]), "{r:?}");
+    assert_eq!(c.books.store_open(&payee(), Currency::JPY).await.unwrap(), 0);
+    c.books.ledger().check().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_token_pays_a_stores_bill() {
+    a_token_pays_a_bill(with_tokens(setup().await)).await;
+}
+
+#[tokio::test]
+async fn a_token_pays_a_stores_bill_on_postgres() {
+    let Some(s) = setup_on_postgres("tokens_purchase").await else { return };
+    a_token_pays_a_bill(with_tokens(s)).await;
+}
+
+/// What a token cannot pay is refused before anything moves: a token
+/// below the bill, one not on the settlement's card, one chosen for
+/// another settlement, one expired; and a settlement past choosing.
+#[tokio::test]
+async fn a_token_that_cannot_pay_the_bill_is_refused() {
+    use kessai_center::purchase::StepError;
+    use kessai_center::service::CenterError;
+    let mut s = with_tokens(setup().await);
+    let (m, mut card, small) = stored_token(&mut s, 5_000).await;
+    let (bill, other_bill) = (crate::service::bill_token(&mut s), crate::service::bill_token(&mut s));
+    let c = &s.center;
+    let refused = |r: &Result<kessai_center::service::StepReply, CenterError>, says: &str| {
+        assert!(
+            matches!(r, Err(CenterError::Step(StepError::TokenRefused(why))) if why.contains(says)),
+            "{says}: {r:?}"
+        )
+    };
+    let id = c.create(crate::world::offer_request(&mut card, &bill, card_id(1)), Default::default());
+    let id = id.await.unwrap().settlement_id;
+    refused(&c.pay_by_token(&id, small, Default::default()).await, "cannot pay");
+    let unknown = TokenId::parse("tok_0123456789abcdef0123456789abcdef").unwrap();
+    refused(&c.pay_by_token(&id, unknown, Default::default()).await, "no token");
+    let phase = |id: &str| {
+        let id = kessai_core::ids::SettlementId::parse(id).unwrap();
+        async move { c.db.settlement(&id).await.unwrap().unwrap().0.phase() }
+    };
+    assert_eq!(phase(&id).await, kessai_api::Phase::ReadingBalance, "still open for the balance");
+    // A token large enough, chosen for this settlement.
+    let a = ask(c, &m, token_request(&m, "dep-big", card_id(1), 20_000)).await.unwrap();
+    let statement = camt("STMT-BIG", &[(20_000, Some(&a.reference), "BANK-BIG")]);
+    assert_eq!(c.import_statement(&statement, StatementSource::Bank).await.unwrap().matched, 1);
+    assert_eq!(deliver(c, &mut card, 1).await.len(), 1);
+    let big = TokenId::parse(&a.token_id).unwrap();
+    c.pay_by_token(&id, big, Default::default()).await.unwrap();
+    // Another settlement of the card cannot choose it too.
+    let other = c.create(crate::world::offer_request(&mut card, &other_bill, card_id(1)), Default::default());
+    let other = other.await.unwrap().settlement_id;
+    refused(&c.pay_by_token(&other, big, Default::default()).await, "chosen to pay settlement");
+    // Cancelled, the first is past choosing; the second may choose it.
+    c.cancel(&id, Default::default()).await.unwrap();
+    assert!(matches!(
+        c.pay_by_token(&id, big, Default::default()).await,
+        Err(CenterError::Step(StepError::OutOfOrder { .. }))
+    ));
+    c.pay_by_token(&other, big, Default::default()).await.unwrap();
+    assert_eq!(phase(&other).await, kessai_api::Phase::PayingByToken);
+    assert_eq!(c.books.tokens_outstanding(Currency::JPY).await.unwrap(), 25_000, "nothing moved");
+    assert_eq!(c.books.store_open(&payee(), Currency::JPY).await.unwrap(), 0);
+}
+
+/// A token past its expiry pays no bill.
+#[tokio::test]
+async fn an_expired_token_pays_no_bill() {
+    let mut s = with_tokens(setup().await);
+    let (_m, mut card, token) = stored_token(&mut s, 20_000).await;
+    let bill = crate::service::bill_token(&mut s);
+    let e = expiry_of(&s.center, &token).await;
+    let id = s.center.create(crate::world::offer_request(&mut card, &bill, card_id(1)), Default::default()).await;
+    let id = id.unwrap().settlement_id;
+    set_clock(&mut s, at(e));
+    let r = s.center.pay_by_token(&id, token, Default::default()).await;
+    assert!(
+        matches!(&r, Err(kessai_center::service::CenterError::Step(kessai_center::purchase::StepError::TokenRefused(why))) if why.contains("expired")),
+        "{r:?}"
+    );
+}
+
+/// A token of JPY 12,000 on card 1, chosen to pay the sample bill, its
+/// REDEEM answered by the card and not yet handed to the center: the card,
+/// the token, the settlement, the token session and the card's answers.
+async fn chosen_and_redeemed(
+    s: &mut Setup,
+) -> (kessai_card::terminal::Terminal<CardReader>, TokenId, String, String, Vec<ResponseApdu>) {
+    let (_m, mut card, token) = stored_token(s, 12_000).await;
+    let bill = crate::service::bill_token(s);
+    let c = &s.center;
+    let id = c.create(crate::world::offer_request(&mut card, &bill, card_id(1)), Default::default());
+    let id = id.await.unwrap().settlement_id;
+    c.pay_by_token(&id, token, Default::default()).await.unwrap();
+    let (session, answers) = redeem_batch(c, &mut card, token).await.unwrap();
+    (card, token, id, session, answers)
+}
+
+/// The cardholder cancels while the token's redemption is on its way,
+/// or the two meet: the value goes one way only, to the store (the
+/// settlement completed) or all to the card (the settlement voided).
+async fn cancelled_while_redeeming(mut s: Setup) {
+    use kessai_api::Phase;
+    let (mut card, token, id, session, answers) = chosen_and_redeemed(&mut s).await;
+    let c = &s.center;
+    let (cancelled, finished) =
+        tokio::join!(c.cancel(&id, Default::default()), c.token_session_finish(&session, answers, None));
+    let finished = finished.unwrap();
+    let redeemed = finished.redeemed.expect("the card gave the token up: it is redeemed either way");
+    let phase = c.db.settlement(&kessai_core::ids::SettlementId::parse(&id).unwrap()).await.unwrap().unwrap().0.phase();
+    match phase {
+        Phase::Completed => {
+            assert!(cancelled.is_err(), "cancel came too late");
+            assert_eq!(redeemed.settlement_id.as_deref(), Some(id.as_str()));
+            assert_eq!(c.books.store_open(&payee(), Currency::JPY).await.unwrap(), i128::from(BILL));
+            assert_eq!(present(c, &mut card).await, vec![12_000 - BILL]);
+        }
+        Phase::Voided => {
+            assert!(cancelled.is_ok());
+            assert_eq!(redeemed.settlement_id, None);
+            assert_eq!(c.books.store_open(&payee(), Currency::JPY).await.unwrap(), 0);
+            assert_eq!(present(c, &mut card).await, vec![12_000], "all of it to the card");
+        }
+        other => panic!("{other:?}"),
+    }
+    c.books.ledger().check().await.unwrap();
+    assert_eq!(c.books.tokens_outstanding(Currency::JPY).await.unwrap(), 0);
+    assert_eq!(c.db.token(&token).await.unwrap().unwrap().status, kessai_api::TokenStatus::Redeemed);
+}
+
+#[tokio::test]
+async fn a_bill_cancelled_while_its_token_is_redeemed_is_paid_once_or_not_at_all() {
+    cancelled_while_redeeming(with_tokens(setup().await)).await;
+}
+
+#[tokio::test]
+async fn a_bill_cancelled_while_its_token_is_redeemed_is_paid_once_or_not_at_all_on_postgres() {
+    let Some(s) = setup_on_postgres("tokens_purchase_cancel").await else { return };
+    cancelled_while_redeeming(with_tokens(s)).await;
+}
+
+/// A settlement left waiting for its token (the wallet went away) is
+/// ended by the abandoned sweep; a redemption proven after owes the whole
+/// token to the card, and the store is paid nothing.
+#[tokio::test]
+async fn a_settlement_left_waiting_for_its_token_is_ended_and_the_card_keeps_the_value() {
+    let mut s = with_tokens(setup().await);
+    let (mut card, token, id, session, answers) = chosen_and_redeemed(&mut s).await;
+    let c = &s.center;
+    let later = at(NOW.unix_s() + kessai_center::limits::ABANDONED_AFTER_S + 1);
+    let ended = c.sweep_abandoned(&kessai_center::authorizer::Simulator::new(), later).await.unwrap();
+    assert_eq!(ended, 1);
+    let sid = kessai_core::ids::SettlementId::parse(&id).unwrap();
+    assert_eq!(c.db.settlement(&sid).await.unwrap().unwrap().0.phase(), kessai_api::Phase::Voided);
+    let done = c.token_session_finish(&session, answers, None).await.unwrap();
+    let redeemed = done.redeemed.unwrap();
+    assert_eq!((redeemed.settlement_id, redeemed.owed), (None, Some(jpy(12_000))));
+    assert_eq!(present(c, &mut card).await, vec![12_000]);
+    assert_eq!(c.books.store_open(&payee(), Currency::JPY).await.unwrap(), 0);
+    assert_eq!(c.db.token(&token).await.unwrap().unwrap().status, kessai_api::TokenStatus::Redeemed);
+    conserved_with_card(c).await;
 }
