@@ -65,6 +65,11 @@ pub struct Answers {
 pub struct PayByToken {
     #[schemars(with = "formats::TokenId")]
     pub token_id: String,
+    /// A member's card: the member's payment instruction for this bill
+    /// (§10.4), as the balance step takes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<formats::Jws>")]
+    pub instruction: Option<String>,
 }
 
 /// Opening a token session (#21): with neither field, the card's issued

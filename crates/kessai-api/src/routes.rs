@@ -147,7 +147,7 @@ pub const OPERATIONS: &[Operation] = &[
     },
     Operation {
         description: Some(
-            "From reading_balance, before anything of the purchase is sealed; 409 token_not_redeemable for a token not on the card, not the card's member's, expired, below the bill or chosen for another settlement. The settlement is then paying_by_token: the token's redemption in a token session completes it.",
+            "From reading_balance, before anything of the purchase is sealed; 409 token_not_redeemable for a token not on the card, not the card's member's, expired, below the bill or chosen for another settlement; 403 instruction_required or instruction_refused for a member's card without its member's instruction. The settlement is then paying_by_token: the token's redemption in a token session completes it.",
         ),
         ..step(
             "/v1/settlements/{id}/token",

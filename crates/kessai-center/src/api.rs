@@ -471,7 +471,7 @@ async fn pay_by_token(State(c): State<Shared>, Path(id): Path<String>, headers: 
         let b: request::PayByToken = json(&body)?;
         let token = kessai_core::token::TokenId::parse(&b.token_id)
             .map_err(|e| ApiError::new(ErrorCode::BadTokenId, e.to_string()))?;
-        c.pay_by_token(&id, token, call).await.map_err(api_error)
+        c.pay_by_token(&id, token, b.instruction.as_deref(), call).await.map_err(api_error)
     };
     idempotent_call(&c, &headers, &fingerprint, Some(&id), work).await
 }

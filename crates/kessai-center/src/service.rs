@@ -666,10 +666,25 @@ impl Center {
     /// token must be stored on the settlement's card, the card's member's,
     /// unexpired, in the bill's currency and at least the bill, and chosen
     /// for no other settlement waiting for it; the bill paid by no prepaid
-    /// card. The settlement is then `paying_by_token`: the wallet redeems
+    /// card; a member's card needs the member's instruction. The settlement is then `paying_by_token`: the wallet redeems
     /// the token in a token session (`POST /v1/cards/{card}/token-sessions`
     /// `{"redeem"}`), whose redemption completes it (SIG3).
-    pub async fn pay_by_token(&self, id: &str, token: TokenId, call: StepCall) -> Result<StepReply, CenterError> {
+    pub async fn pay_by_token(
+        &self,
+        id: &str,
+        token: TokenId,
+        instruction: Option<&str>,
+        call: StepCall,
+    ) -> Result<StepReply, CenterError> {
+        // A member's card pays a bill with a token only on the member's
+        // instruction, as with its balance.
+        let (settlement, version) = self.load(id, call.read.clone()).await?;
+        if settlement.phase() == Phase::ReadingBalance
+            && let Some(refused) = self.instruction_verdict(&settlement.card_id, &settlement.bill, instruction).await?
+        {
+            return Err(StepError::from(refused).into());
+        }
+        let call = StepCall { read: Some((settlement, version)), ..call };
         let found = self.db.token(&token).await?;
         let (card, member, waiting) = match &found {
             Some(t) => (

@@ -32,6 +32,7 @@ mod pages;
 pub mod prepaid;
 pub mod records;
 mod settle;
+mod token_pay;
 pub mod wallet;
 pub mod web;
 
@@ -49,7 +50,9 @@ pub use config::{CenterSettings, ReaderConfig, WalletConfig};
 pub use kessai_api::TokenSessionReply;
 pub use kessai_api::request::TokenSessionCreate;
 pub use records::{LocalPhase, Record};
-pub use wallet::{Completed, ConsentView, LineView, Outcome, PayError, Progress, ReceiptView, Wallet, safe_return_url};
+pub use wallet::{
+    Completed, ConsentView, LineView, Outcome, PayError, Progress, ReceiptView, ReviewView, Wallet, safe_return_url,
+};
 
 /// Runs the web UI on `config.listen` (loopback only) until `shutdown`.
 pub async fn run(config: WalletConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
@@ -124,12 +127,7 @@ pub async fn pay_as(
     consent: impl Fn(&ConsentView) -> bool,
     mut progress: impl FnMut(Progress) + Send,
 ) -> Result<PayOutcome, PayError> {
-    let wallet = Wallet::open(config).await.map_err(|e| PayError::Setup(format!("{e:#}")))?;
-    let wallet = match member {
-        Some((id, key)) => wallet.with_member(id, key),
-        None => wallet,
-    };
-    let hand_off = hand_off(&wallet, bill_url).await?;
+    let (wallet, hand_off) = open_for(config, member, bill_url).await?;
     let offered = wallet.begin(&hand_off.bill, &hand_off.return_url, &mut progress).await?;
     let view = offered.view();
     if !consent(&view) {
@@ -140,17 +138,67 @@ pub async fn pay_as(
     progress(Progress::DebitRelayed);
     let completed = wallet.complete(relayed).await?;
     progress(Progress::Completed);
-    progress(Progress::WaitingForReceipt);
-    let receipt = match wallet.wait_receipt(completed.settlement_id.as_str()).await {
-        Ok(r) => {
-            progress(Progress::ReceiptVerified);
-            Some(r)
-        }
-        Err(PayError::ReceiptNotYet) => None,
-        Err(e) => return Err(e),
-    };
+    let receipt = receipt_of(&wallet, &completed, &mut progress).await?;
     wallet.records().close().await;
     Ok(PayOutcome::Paid { completed_settlement: completed.settlement_id, receipt, balance_after: view.balance_after })
+}
+
+/// `kessai wallet pay BILL_URL --token tok_…`: as [`pay`], the bill paid
+/// with deposit token `token` on the card instead of its balance (#21).
+/// `consent` sees the bill (before anything is sent to the center); the
+/// choice of the token is the cardholder's consent to redeem it.
+pub async fn pay_with_token(
+    config: WalletConfig,
+    member: Option<(kessai_core::ids::PartyId, kessai_core::keys::SigningKey)>,
+    bill_url: &str,
+    token: &str,
+    consent: impl Fn(&ReviewView) -> bool,
+    mut progress: impl FnMut(Progress) + Send,
+) -> Result<PayOutcome, PayError> {
+    let (wallet, hand_off) = open_for(config, member, bill_url).await?;
+    let review = wallet.review(&hand_off.bill, &hand_off.return_url)?;
+    if !consent(&review) {
+        wallet.records().close().await;
+        return Ok(PayOutcome::Declined(Outcome::Voided { reason: "declined before anything was sent".into() }));
+    }
+    let completed = wallet.pay_by_token(&hand_off.bill, &hand_off.return_url, token, &mut progress).await?;
+    let receipt = receipt_of(&wallet, &completed, &mut progress).await?;
+    let balance_after = wallet.card_summary().await.map_err(PayError::from)?.balance;
+    wallet.records().close().await;
+    Ok(PayOutcome::Paid { completed_settlement: completed.settlement_id, receipt, balance_after })
+}
+
+/// The wallet, paying as `member` if given, and what `bill_url` hands over.
+async fn open_for(
+    config: WalletConfig,
+    member: Option<(kessai_core::ids::PartyId, kessai_core::keys::SigningKey)>,
+    bill_url: &str,
+) -> Result<(Wallet, HandOff), PayError> {
+    let wallet = Wallet::open(config).await.map_err(|e| PayError::Setup(format!("{e:#}")))?;
+    let wallet = match member {
+        Some((id, key)) => wallet.with_member(id, key),
+        None => wallet,
+    };
+    let hand_off = hand_off(&wallet, bill_url).await?;
+    Ok((wallet, hand_off))
+}
+
+/// The store's receipt (SIG4) for a completed payment, verified; `None` if
+/// the store is late (`kessai wallet history` shows it later).
+async fn receipt_of(
+    wallet: &Wallet,
+    completed: &Completed,
+    progress: &mut (impl FnMut(Progress) + Send),
+) -> Result<Option<ReceiptView>, PayError> {
+    progress(Progress::WaitingForReceipt);
+    match wallet.wait_receipt(completed.settlement_id.as_str()).await {
+        Ok(r) => {
+            progress(Progress::ReceiptVerified);
+            Ok(Some(r))
+        }
+        Err(PayError::ReceiptNotYet) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// The bill and return URL a store's `BILL_URL` hands over.

@@ -69,7 +69,7 @@ impl Wallet {
 
     /// SIG3 verified and tied to the offer the cardholder agreed to, or
     /// (second embodiment, no offer) to the bill and the settlement.
-    async fn accept_completion(&self, rec: &Record, token: &str) -> Result<Completed, PayError> {
+    pub(crate) async fn accept_completion(&self, rec: &Record, token: &str) -> Result<Completed, PayError> {
         let verified = self
             .center
             .verify::<Completion>(token, self.clock.as_ref())

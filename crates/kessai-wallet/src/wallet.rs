@@ -424,7 +424,7 @@ impl Wallet {
     }
 
     /// The payment instruction of `member` for `bill` paid by `card`.
-    fn instruction(
+    pub(crate) fn instruction(
         &self,
         member: Option<&(kessai_core::ids::PartyId, kessai_core::keys::SigningKey)>,
         bill: &HandedBill,
@@ -833,7 +833,12 @@ impl Wallet {
         Ok(ended)
     }
 
-    async fn start_record(&self, bill: &HandedBill, return_url: &str, card: CardId) -> Result<Record, PayError> {
+    pub(crate) async fn start_record(
+        &self,
+        bill: &HandedBill,
+        return_url: &str,
+        card: CardId,
+    ) -> Result<Record, PayError> {
         let b = bill.bill();
         let payment_id = random_token("pay_");
         let new = NewPayment {
@@ -854,7 +859,7 @@ impl Wallet {
 
     /// Records why a payment stopped, unless a DEBIT may be outstanding
     /// (then the phase stays, for `recover`).
-    async fn note_failure(&self, payment_id: &str, e: &PayError) {
+    pub(crate) async fn note_failure(&self, payment_id: &str, e: &PayError) {
         let phase = match e {
             PayError::Insufficient { .. } | PayError::Voided(_) => None,
             _ => Some(LocalPhase::Failed),
@@ -879,30 +884,14 @@ impl Wallet {
         let id = rec.payment_id.clone();
         let fail = |e: PayError| (id.clone(), e);
         let profile = self.profile();
-        // The session opens before the center is asked: INITIALIZE UPDATE
-        // under the challenge bound to this bill and card (PROTOCOL §5).
-        let challenge = kessai_card::protocol::purchase_host_challenge(
-            bill.hash().as_bytes(),
-            &kessai_card::protocol::CardId(*rec.card_id.as_bytes()),
-        );
-        let init = hex::encode(kessai_card::protocol::initialize_update_command(&challenge).to_bytes());
-        let opening = self.card.relay_hex(&[init]).await.map_err(|e| fail(e.into()))?;
         let instruction = self.instruction(member, &bill, rec.card_id).map_err(fail)?;
         // The second embodiment: the balance the cardholder saw (FIG. 21),
         // and a member's instruction now rather than at the balance step.
         let second = profile != Profile::Offer;
-        let create = request::CreateSettlement {
-            bill: bill.token().to_owned(),
-            card_id: rec.card_id.to_string(),
-            profile,
-            initialize_update: opening.first().cloned().unwrap_or_default(),
-            card_read: second
-                .then(|| request::CardRead { balance_minor: card.balance.amount_minor(), counter: card.counter }),
-            instruction: if second { instruction.clone() } else { None },
-        };
-        let r = self.post(&rec, "create", "/v1/settlements", &create).await.map_err(fail)?;
-        let sid = SettlementId::parse(&r.settlement_id).map_err(|e| fail(PayError::HandOff(e.to_string())))?;
-        self.set(&id, Update { settlement_id: Some(sid.as_str()), ..Update::default() }).await.map_err(fail)?;
+        let read =
+            second.then(|| request::CardRead { balance_minor: card.balance.amount_minor(), counter: card.counter });
+        let opened = self.open_settlement(&rec, &bill, profile, read, if second { instruction.clone() } else { None });
+        let (r, sid) = opened.await.map_err(fail)?;
         progress(Progress::SettlementOpened(sid.clone()));
         if r.phase == Phase::Voided {
             return Err(fail(self.voided_at_offer(&rec, &bill, &r).await));
@@ -928,6 +917,37 @@ impl Wallet {
         let offered = self.accept_offer(rec, bill, &r).await.map_err(fail)?;
         progress(Progress::OfferVerified);
         Ok(offered)
+    }
+
+    /// Opens the card's session (INITIALIZE UPDATE under the challenge
+    /// bound to this bill and card, PROTOCOL §5) and then the settlement,
+    /// recording its id: the center's answer to the create.
+    pub(crate) async fn open_settlement(
+        &self,
+        rec: &Record,
+        bill: &HandedBill,
+        profile: Profile,
+        card_read: Option<request::CardRead>,
+        instruction: Option<String>,
+    ) -> Result<(StepReply, SettlementId), PayError> {
+        let challenge = kessai_card::protocol::purchase_host_challenge(
+            bill.hash().as_bytes(),
+            &kessai_card::protocol::CardId(*rec.card_id.as_bytes()),
+        );
+        let init = hex::encode(kessai_card::protocol::initialize_update_command(&challenge).to_bytes());
+        let opening = self.card.relay_hex(&[init]).await?;
+        let create = request::CreateSettlement {
+            bill: bill.token().to_owned(),
+            card_id: rec.card_id.to_string(),
+            profile,
+            initialize_update: opening.first().cloned().unwrap_or_default(),
+            card_read,
+            instruction,
+        };
+        let r = self.post(rec, "create", "/v1/settlements", &create).await?;
+        let sid = SettlementId::parse(&r.settlement_id).map_err(|e| PayError::HandOff(e.to_string()))?;
+        self.set(&rec.payment_id, Update { settlement_id: Some(sid.as_str()), ..Update::default() }).await?;
+        Ok((r, sid))
     }
 
     /// The second embodiment's answer: the sealed commands, recorded with

@@ -25,6 +25,11 @@ pub enum WalletCommand {
         a: crate::member::PasswordA,
         #[command(flatten)]
         b: crate::member::PasswordB,
+        /// Pay with this bank deposit token on the card (`tok_…`, as
+        /// `kessai wallet tokens` lists them) instead of its balance; what
+        /// it holds beyond the bill goes onto the card.
+        #[arg(long)]
+        token: Option<String>,
     },
     /// The card's id and display balance.
     Balance,
@@ -95,7 +100,7 @@ pub fn run(config_path: &Path, command: WalletCommand) -> anyhow::Result<()> {
             eprintln!("wallet on http://{}", config.listen);
             runtime.block_on(kessai_wallet::run(config, crate::store::shutdown_signal()))
         }
-        WalletCommand::Pay { bill_url, yes, member, a, b } => {
+        WalletCommand::Pay { bill_url, yes, member, a, b, token } => {
             let (member, password_a) = match member {
                 Some(id) => {
                     let (id, key, password_a) = crate::member::signer(&config, &id, &a, &b)?;
@@ -103,7 +108,7 @@ pub fn run(config_path: &Path, command: WalletCommand) -> anyhow::Result<()> {
                 }
                 None => (None, None),
             };
-            let paid = runtime.block_on(pay(config.clone(), member, &bill_url, yes))?;
+            let paid = runtime.block_on(pay(config.clone(), member, &bill_url, yes, token.as_deref()))?;
             // A member's purchase goes into its keystore's history (FIG. 10).
             if let (Some(settlement), Some(a)) = (paid, password_a) {
                 let records = runtime.block_on(kessai_wallet::history(config.clone()))?;
@@ -253,10 +258,27 @@ fn print_token_refusals(done: &kessai_wallet::TokenSessionReply) {
 }
 
 fn ask(view: &ConsentView) -> bool {
+    show_bill(&view.store_name, &view.order_id, &view.lines);
+    println!("  amount     {}", view.amount);
+    println!("  balance    {}  →  {}", view.balance, view.balance_after);
+    yes_or_no(&format!("Pay {} from card {}? [y/N] ", view.amount, view.card_id))
+}
+
+/// The consent to pay a bill with a deposit token, asked on the terminal.
+fn ask_token(view: &kessai_wallet::ReviewView, token: &str) -> bool {
+    show_bill(&view.store_name, &view.order_id, &view.lines);
+    println!("  amount     {}", view.total);
+    yes_or_no(&format!(
+        "Pay {} with deposit token {token} (what it holds beyond the bill goes onto the card)? [y/N] ",
+        view.total
+    ))
+}
+
+fn show_bill(store: &str, order: &str, lines: &[kessai_wallet::LineView]) {
     println!();
-    println!("  store      {}", view.store_name);
-    println!("  order      {}", view.order_id);
-    for line in &view.lines {
+    println!("  store      {store}");
+    println!("  order      {order}");
+    for line in lines {
         println!(
             "  {:<40} {:>4} × {:>14} = {:>14}",
             line.name,
@@ -265,9 +287,10 @@ fn ask(view: &ConsentView) -> bool {
             line.amount.to_string()
         );
     }
-    println!("  amount     {}", view.amount);
-    println!("  balance    {}  →  {}", view.balance, view.balance_after);
-    print!("Pay {} from card {}? [y/N] ", view.amount, view.card_id);
+}
+
+fn yes_or_no(question: &str) -> bool {
+    print!("{question}");
     let _ = std::io::stdout().flush();
     let mut answer = String::new();
     let _ = std::io::stdin().lock().read_line(&mut answer);
@@ -280,10 +303,20 @@ async fn pay(
     member: Option<(kessai_core::ids::PartyId, kessai_core::keys::SigningKey)>,
     bill_url: &str,
     yes: bool,
+    token: Option<&str>,
 ) -> anyhow::Result<Option<kessai_core::ids::SettlementId>> {
-    let consent = move |view: &ConsentView| if yes { true } else { ask(view) };
     let progress = |p: Progress| eprintln!("  … {}", describe(&p));
-    match kessai_wallet::pay_as(config, member, bill_url, consent, progress).await? {
+    let outcome = match token {
+        Some(token) => {
+            let consent = move |view: &kessai_wallet::ReviewView| if yes { true } else { ask_token(view, token) };
+            kessai_wallet::pay_with_token(config, member, bill_url, token, consent, progress).await?
+        }
+        None => {
+            let consent = move |view: &ConsentView| if yes { true } else { ask(view) };
+            kessai_wallet::pay_as(config, member, bill_url, consent, progress).await?
+        }
+    };
+    match outcome {
         PayOutcome::Paid { completed_settlement, receipt, balance_after } => {
             println!("paid: settlement {completed_settlement}; balance now {balance_after}");
             match receipt {

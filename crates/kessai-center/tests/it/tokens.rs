@@ -1277,9 +1277,9 @@ async fn a_token_pays_a_bill(mut s: Setup) {
     assert_eq!(r.phase, Phase::ReadingBalance);
     let id = r.settlement_id.clone();
     // The cardholder pays with the token: nothing moves yet.
-    let r = c.pay_by_token(&id, token, Default::default()).await.unwrap();
+    let r = c.pay_by_token(&id, token, None, Default::default()).await.unwrap();
     assert_eq!((r.phase, r.apdus.len()), (Phase::PayingByToken, 0));
-    let again = c.pay_by_token(&id, token, Default::default()).await.unwrap();
+    let again = c.pay_by_token(&id, token, None, Default::default()).await.unwrap();
     assert_eq!(again.phase, Phase::PayingByToken, "the same choice again");
     let answers = crate::service::relay(&mut card, &again);
     assert!(answers.is_empty());
@@ -1363,9 +1363,9 @@ async fn a_token_that_cannot_pay_the_bill_is_refused() {
     };
     let id = c.create(crate::world::offer_request(&mut card, &bill, card_id(1)), Default::default());
     let id = id.await.unwrap().settlement_id;
-    refused(&c.pay_by_token(&id, small, Default::default()).await, "cannot pay");
+    refused(&c.pay_by_token(&id, small, None, Default::default()).await, "cannot pay");
     let unknown = TokenId::parse("tok_0123456789abcdef0123456789abcdef").unwrap();
-    refused(&c.pay_by_token(&id, unknown, Default::default()).await, "no token");
+    refused(&c.pay_by_token(&id, unknown, None, Default::default()).await, "no token");
     let phase = |id: &str| {
         let id = kessai_core::ids::SettlementId::parse(id).unwrap();
         async move { c.db.settlement(&id).await.unwrap().unwrap().0.phase() }
@@ -1377,18 +1377,18 @@ async fn a_token_that_cannot_pay_the_bill_is_refused() {
     assert_eq!(c.import_statement(&statement, StatementSource::Bank).await.unwrap().matched, 1);
     assert_eq!(deliver(c, &mut card, 1).await.len(), 1);
     let big = TokenId::parse(&a.token_id).unwrap();
-    c.pay_by_token(&id, big, Default::default()).await.unwrap();
+    c.pay_by_token(&id, big, None, Default::default()).await.unwrap();
     // Another settlement of the card cannot choose it too.
     let other = c.create(crate::world::offer_request(&mut card, &other_bill, card_id(1)), Default::default());
     let other = other.await.unwrap().settlement_id;
-    refused(&c.pay_by_token(&other, big, Default::default()).await, "chosen to pay settlement");
+    refused(&c.pay_by_token(&other, big, None, Default::default()).await, "chosen to pay settlement");
     // Cancelled, the first is past choosing; the second may choose it.
     c.cancel(&id, Default::default()).await.unwrap();
     assert!(matches!(
-        c.pay_by_token(&id, big, Default::default()).await,
+        c.pay_by_token(&id, big, None, Default::default()).await,
         Err(CenterError::Step(StepError::OutOfOrder { .. }))
     ));
-    c.pay_by_token(&other, big, Default::default()).await.unwrap();
+    c.pay_by_token(&other, big, None, Default::default()).await.unwrap();
     assert_eq!(phase(&other).await, kessai_api::Phase::PayingByToken);
     assert_eq!(c.books.tokens_outstanding(Currency::JPY).await.unwrap(), 25_000, "nothing moved");
     assert_eq!(c.books.store_open(&payee(), Currency::JPY).await.unwrap(), 0);
@@ -1404,7 +1404,7 @@ async fn an_expired_token_pays_no_bill() {
     let id = s.center.create(crate::world::offer_request(&mut card, &bill, card_id(1)), Default::default()).await;
     let id = id.unwrap().settlement_id;
     set_clock(&mut s, at(e));
-    let r = s.center.pay_by_token(&id, token, Default::default()).await;
+    let r = s.center.pay_by_token(&id, token, None, Default::default()).await;
     assert!(
         matches!(&r, Err(kessai_center::service::CenterError::Step(kessai_center::purchase::StepError::TokenRefused(why))) if why.contains("expired")),
         "{r:?}"
@@ -1422,7 +1422,7 @@ async fn chosen_and_redeemed(
     let c = &s.center;
     let id = c.create(crate::world::offer_request(&mut card, &bill, card_id(1)), Default::default());
     let id = id.await.unwrap().settlement_id;
-    c.pay_by_token(&id, token, Default::default()).await.unwrap();
+    c.pay_by_token(&id, token, None, Default::default()).await.unwrap();
     let (session, answers) = redeem_batch(c, &mut card, token).await.unwrap();
     (card, token, id, session, answers)
 }
@@ -1490,4 +1490,110 @@ async fn a_settlement_left_waiting_for_its_token_is_ended_and_the_card_keeps_the
     assert_eq!(c.books.store_open(&payee(), Currency::JPY).await.unwrap(), 0);
     assert_eq!(c.db.token(&token).await.unwrap().unwrap().status, kessai_api::TokenStatus::Redeemed);
     conserved_with_card(c).await;
+}
+
+/// A member's card that pays only on the member's instruction (#12) pays
+/// a bill with a token only on it too, as with its balance.
+#[tokio::test]
+async fn a_member_card_pays_with_a_token_only_on_the_members_instruction() {
+    use kessai_core::jws::Claims;
+    use kessai_core::messages::instruction::{self, InstructionDraft, PaymentInstruction};
+    let mut s = with_tokens(setup().await);
+    let (m, mut card, token) = stored_token(&mut s, 12_000).await;
+    let bill = crate::service::bill_token(&mut s);
+    let c = &s.center;
+    assert!(
+        c.db.link_card_member(&card_id(1), Some(m.id.as_str()), true, NOW, crate::trail("card_member")).await.unwrap()
+    );
+    let id = c.create(crate::world::offer_request(&mut card, &bill, card_id(1)), Default::default());
+    let id = id.await.unwrap().settlement_id;
+    let without = c.pay_by_token(&id, token, None, Default::default()).await;
+    assert!(matches!(without, Err(kessai_center::service::CenterError::Step(_))), "{without:?}");
+    let draft = InstructionDraft {
+        member: m.id.clone(),
+        card_id: Some(card_id(1)),
+        prepaid_id: None,
+        bill_hash: kessai_core::digest::Sha256Digest::of_token(&bill),
+        amount: jpy(BILL),
+        store: kessai_core::ids::StoreId::parse(kessai_core::samples::MALL).unwrap(),
+    };
+    let claims = Claims::for_lifetime(
+        m.id.clone(),
+        kessai_core::ids::MessageId::generate(&mut kessai_core::random::OsRandom),
+        NOW,
+        300,
+    )
+    .unwrap();
+    let signed = instruction::sign(
+        &claims.clone().with_audience(crate::center_party()),
+        &PaymentInstruction::new(draft).unwrap(),
+        &m.key,
+    )
+    .unwrap();
+    let r = c.pay_by_token(&id, token, Some(&signed), Default::default()).await.unwrap();
+    assert_eq!(r.phase, kessai_api::Phase::PayingByToken);
+}
+
+/// A crash after any write of a bill paid by a token (the choice, the
+/// token session's create, authenticate and finish) leaves the bill paid
+/// with the token's redemption or neither; going on after it pays the bill
+/// once and owes the rest to the card once.
+#[tokio::test]
+async fn a_crash_at_any_write_of_a_bill_paid_by_a_token_pays_it_once() {
+    use kessai_api::Phase;
+    let (mut finished, mut crashed) = (false, 0);
+    for n in 1..=24 {
+        let mut s = with_tokens(setup().await);
+        let (_m, mut card, token) = stored_token(&mut s, 12_000).await;
+        let bill = crate::service::bill_token(&mut s);
+        let c = &s.center;
+        let id = c.create(crate::world::offer_request(&mut card, &bill, card_id(1)), Default::default());
+        let id = id.await.unwrap().settlement_id;
+        let sid = kessai_core::ids::SettlementId::parse(&id).unwrap();
+        c.db.faults().fail_at(n);
+        let paid = async {
+            c.pay_by_token(&id, token, None, Default::default()).await.ok()?;
+            let (session, answers) = redeem_batch(c, &mut card, token).await.ok()?;
+            c.token_session_finish(&session, answers, None).await.ok()
+        }
+        .await;
+        let fired = !c.db.faults().armed();
+        c.db.faults().fail_at(0);
+        // Whole either way: paid with the token's redemption, or neither.
+        let phase = c.db.settlement(&sid).await.unwrap().unwrap().0.phase();
+        let status = c.db.token(&token).await.unwrap().unwrap().status;
+        let payable = c.books.store_open(&payee(), Currency::JPY).await.unwrap();
+        match (phase, status) {
+            (Phase::Completed, kessai_api::TokenStatus::Redeemed) => assert_eq!(payable, i128::from(BILL)),
+            (Phase::ReadingBalance | Phase::PayingByToken, kessai_api::TokenStatus::Stored) => {
+                assert_eq!((payable, c.books.tokens_outstanding(Currency::JPY).await.unwrap()), (0, 12_000))
+            }
+            other => panic!("fault at {n}: {other:?}"),
+        }
+        c.books.ledger().check().await.unwrap();
+        if fired {
+            crashed += 1;
+            assert!(paid.is_none(), "a fault at write {n} fails a step");
+            if phase == Phase::ReadingBalance {
+                c.pay_by_token(&id, token, None, Default::default()).await.unwrap();
+            }
+            if phase != Phase::Completed {
+                let (session, answers) = redeem_batch(c, &mut card, token).await.unwrap();
+                let done = c.token_session_finish(&session, answers, None).await.unwrap();
+                assert_eq!(done.redeemed.and_then(|r| r.settlement_id), Some(id.clone()), "fault at {n}");
+            }
+        } else {
+            assert!(paid.is_some());
+        }
+        assert_eq!(c.db.settlement(&sid).await.unwrap().unwrap().0.phase(), Phase::Completed, "fault at {n}");
+        assert_eq!(c.books.store_open(&payee(), Currency::JPY).await.unwrap(), i128::from(BILL), "fault at {n}");
+        assert_eq!(present(c, &mut card).await, vec![12_000 - BILL], "fault at {n}");
+        assert_eq!(c.books.tokens_outstanding(Currency::JPY).await.unwrap(), 0);
+        c.books.ledger().check().await.unwrap();
+        if !fired {
+            finished = true;
+            break;
+        }
+    }
+    assert!(finished && crashed > 0, "every write was crashed at ({crashed}), and then it completed");
 }

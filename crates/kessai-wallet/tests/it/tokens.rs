@@ -59,12 +59,17 @@ fn statement(amount: u64, reference: &str) -> Vec<u8> {
     camt053::write(&draft).into_bytes()
 }
 
-#[tokio::test]
-async fn a_member_stores_lists_and_redeems_a_deposit_token_through_the_wallet() {
-    let tokens = parties();
-    let w = World::new_with(72, 1_000, Some(tokens.clone())).await;
-    let (member, admin) = registered_member(&w).await;
-    let card = card_id(72);
+/// Card `n` (with `balance`) linked to a registered member, a token of
+/// `amount` asked for by the member and its deposit imported: the wallet,
+/// its web UI, the member's signer and the token as asked.
+async fn member_with_a_deposit(
+    w: &World,
+    n: u8,
+    tokens: Arc<Tokens>,
+    amount: u64,
+) -> (Arc<Wallet>, axum::Router, kessai_api::views::DepositToken) {
+    let (member, admin) = registered_member(w).await;
+    let card = card_id(n);
     let url = format!("{}/v1/admin/cards/{card}/member", w.center_url);
     let link = serde_json::json!({ "member": member, "instruction_required": false });
     let (status, body) = admin.post_json(&url, &link, &[]).await.unwrap();
@@ -81,8 +86,10 @@ async fn a_member_stores_lists_and_redeems_a_deposit_token_through_the_wallet() 
 
     // The member asks; the answer is the reference to quote.
     let terms = TokenTerms { refund_account: "0005-123-1-7654321".into(), card_ref: "last4:4242".into() };
-    let asked =
-        wallet.deposit_token(&signer, kessai_wallet::prepaid::new_request_id(), card, jpy(7_000), terms).await.unwrap();
+    let asked = wallet
+        .deposit_token(&signer, kessai_wallet::prepaid::new_request_id(), card, jpy(amount), terms)
+        .await
+        .unwrap();
     assert_eq!(asked.status, kessai_api::TokenStatus::Awaiting);
     // Nothing on the card yet, nothing to store.
     let listed = wallet.token_session(&TokenSessionCreate { redeem: None, list: true }).await.unwrap();
@@ -93,10 +100,18 @@ async fn a_member_stores_lists_and_redeems_a_deposit_token_through_the_wallet() 
     let mut importer = kessai_center::app::open(&crate::world::center_config(w.tmp.path())).await.unwrap();
     importer.tokens = Some(tokens);
     let report = importer
-        .import_statement(&statement(7_000, &asked.reference), kessai_center::prepaid::StatementSource::Bank)
+        .import_statement(&statement(amount, &asked.reference), kessai_center::prepaid::StatementSource::Bank)
         .await
         .unwrap();
     assert_eq!(report.matched, 1);
+    (wallet, ui, asked)
+}
+
+#[tokio::test]
+async fn a_member_stores_lists_and_redeems_a_deposit_token_through_the_wallet() {
+    let tokens = parties();
+    let w = World::new_with(72, 1_000, Some(tokens.clone())).await;
+    let (wallet, ui, asked) = member_with_a_deposit(&w, 72, tokens, 7_000).await;
 
     // The wallet stores it, lists it, and redeems it for value.
     let stored = wallet.token_session(&TokenSessionCreate::default()).await.unwrap();
@@ -134,4 +149,37 @@ async fn a_member_stores_lists_and_redeems_a_deposit_token_through_the_wallet() 
     assert!(wallet.token_session(&redeem).await.is_err());
     assert!(wallet.apply_owed(&mut |_| {}).await.unwrap().is_empty());
     assert_eq!(w.card_state().0, 8_000);
+}
+
+/// Seed 002 through the wallet: the bookshop's bill paid with the token
+/// on the card instead of its balance; SIG3 and the store's SIG4 checked,
+/// the store's order paid, the rest of the token on the card.
+#[tokio::test]
+async fn a_deposit_token_pays_a_bookshop_order_through_the_wallet() {
+    let tokens = parties();
+    let w = World::new_with(73, 1_000, Some(tokens.clone())).await;
+    let (wallet, _ui, asked) = member_with_a_deposit(&w, 73, tokens, 7_000).await;
+    let stored = wallet.token_session(&TokenSessionCreate::default()).await.unwrap();
+    assert_eq!(stored.stored, vec![asked.token_id.clone()]);
+    let (order, bill, return_url) = w.order(&[("ebook-kessai-001", 1)]).await;
+    let mut seen = Vec::new();
+    let completed =
+        wallet.pay_by_token(&bill, &return_url, &asked.token_id, &mut |p| seen.push(format!("{p:?}"))).await.unwrap();
+    assert_eq!(completed.amount, jpy(1_200));
+    assert!(seen.iter().any(|p| p.starts_with("SettlementOpened")) && seen.last().unwrap() == "Completed", "{seen:?}");
+    let settlement = completed.settlement_id.to_string();
+    assert_eq!(w.center_phase(&settlement).await, "completed");
+    let receipt = wallet.wait_receipt(&settlement).await.unwrap();
+    assert_eq!(receipt.order_id, order);
+    assert!(w.order_page(&order).await.contains("Payment received"), "the store's order is paid");
+    // The balance untouched by the bill; the token's rest taken at once.
+    assert_eq!(w.card_state().0, 1_000 + 7_000 - 1_200);
+    assert_eq!(w.center_float().await, (1_000 + 7_000 - 1_200, 0));
+    let record = wallet.record(&settlement).await.unwrap();
+    assert_eq!(record.phase, kessai_wallet::LocalPhase::Receipted);
+    // The token is spent: it pays no second order.
+    let (_, bill, return_url) = w.order(&[("ebook-kessai-001", 1)]).await;
+    let again = wallet.pay_by_token(&bill, &return_url, &asked.token_id, &mut |_| {}).await;
+    assert!(again.is_err(), "{again:?}");
+    assert_eq!(w.card_state().0, 1_000 + 7_000 - 1_200);
 }
