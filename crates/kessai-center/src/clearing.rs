@@ -613,8 +613,15 @@ impl Center {
             return Err(not(&format!("it is {}, not waiting for a payback", t.status.as_str())));
         }
         let now = self.clock.now();
+        // Within the week after the expiry a REDEEM the card answered just
+        // before it may still settle (§13.5): a run pays nothing back yet.
+        let due = Timestamp::from_unix_s(now.unix_s().saturating_sub(self.clearing.token_payback_after_s));
+        let on_card = matches!(t.status, TokenStatus::Issued | TokenStatus::Stored);
         if t.expires_at.is_none_or(|e| e > now) {
             return Err(not("it has not expired: it is redeemed on the card, not paid back"));
+        }
+        if on_card && t.expires_at.is_some_and(|e| e > due) {
+            return Err(not("a redemption the card made before its expiry may still settle; correct it after"));
         }
         if seen.is_some_and(|seen| seen != t.status) {
             return Err(not("it changed meanwhile: look again"));
@@ -630,7 +637,7 @@ impl Center {
             serde_json::json!({ "status": t.status.as_str(), "account": t.payback_account }),
             serde_json::json!({ "status": "expired", "account": account, "reason": reason }),
         );
-        if !self.db.set_payback_account(token, t.status, &account, now, trail).await? {
+        if !self.db.set_payback_account(token, t.status, &account, now, due, trail).await? {
             return Err(not("it changed meanwhile: look again"));
         }
         tracing::info!(%token, operator = %by.name, "token's payback account corrected");

@@ -130,7 +130,12 @@ pub(crate) fn token_owed(token: &crate::db::TokenRow, amount: kessai_core::Money
         reason,
         created_at: now,
     };
-    Owed { id: owed_id("token", &[&token_id]), status: OwedStatus::Owed, session: None, applied_by: None, body }
+    Owed { id: token_owed_id(&token.id), status: OwedStatus::Owed, session: None, applied_by: None, body }
+}
+
+/// The id of what deposit token `token`, redeemed, owes its card.
+pub(crate) fn token_owed_id(token: &kessai_core::token::TokenId) -> String {
+    owed_id("token", &[&token.to_string()])
 }
 
 fn owed_id(label: &str, parts: &[&str]) -> String {

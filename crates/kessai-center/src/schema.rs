@@ -431,6 +431,9 @@ pub(crate) async fn migrate(pool: &AnyPool, sqlite: bool) -> Result<(), DbError>
             // Where an operator said to pay the token back (a bank
             // account with its holder), when not its refund account.
             add_column(&mut tx, sqlite, "center_tokens", "payback_account TEXT").await?;
+            // The settlement whose bill the cardholder chose the token to
+            // pay (its redemption completes it while it waits).
+            add_column(&mut tx, sqlite, "center_tokens", "chosen_by TEXT").await?;
         }
         for statement in *statements {
             sqlx::query(*statement).execute(&mut *tx).await?;

@@ -686,40 +686,53 @@ impl Center {
         }
         let call = StepCall { read: Some((settlement, version)), ..call };
         let found = self.db.token(&token).await?;
-        let (card, member, waiting) = match &found {
-            Some(t) => (
-                Some(t.card_id),
-                self.db.card_member(&t.card_id).await?.map(|(m, _)| m),
-                self.db.paying_by_token(&t.card_id).await?,
-            ),
-            None => (None, None, Vec::new()),
+        let (card, member) = match &found {
+            Some(t) => (Some(t.card_id), self.db.card_member(&t.card_id).await?.map(|(m, _)| m)),
+            None => (None, None),
         };
+        // Another settlement the token was chosen for, still waiting for it
+        // (the write checks it again, with the token still stored).
+        let mut taken = None;
+        if let Some(other) = found.as_ref().and_then(|t| t.chosen_by.clone()).filter(|o| o != id)
+            && let Ok(other) = SettlementId::parse(&other)
+            && self.db.settlement(&other).await?.is_some_and(|(o, _)| o.phase() == Phase::PayingByToken)
+        {
+            taken = Some(other);
+        }
         let now = self.clock.now();
         let refuse = |why: String| StepError::TokenRefused(why);
-        self.step(
-            id,
-            Box::new(move |s, _| {
-                let t = found.as_ref().filter(|_| card == Some(s.card_id));
-                let t = t.ok_or_else(|| refuse(format!("no token {token} on this card")))?;
-                if s.phase() == Phase::ReadingBalance {
-                    crate::token_session::redeemable(t, now, member.as_deref()).map_err(refuse)?;
-                    if t.amount.currency() != s.bill.amount.currency()
-                        || t.amount.amount_minor() < s.bill.amount.amount_minor()
-                    {
-                        return Err(refuse(format!("token {token} of {} cannot pay {}", t.amount, s.bill.amount)));
+        let stepped = self
+            .step(
+                id,
+                Box::new(move |s, _| {
+                    let t = found.as_ref().filter(|_| card == Some(s.card_id));
+                    let t = t.ok_or_else(|| refuse(format!("no token {token} on this card")))?;
+                    if s.phase() == Phase::ReadingBalance {
+                        crate::token_session::redeemable(t, now, member.as_deref()).map_err(refuse)?;
+                        if t.amount.currency() != s.bill.amount.currency()
+                            || t.amount.amount_minor() < s.bill.amount.amount_minor()
+                        {
+                            return Err(refuse(format!("token {token} of {} cannot pay {}", t.amount, s.bill.amount)));
+                        }
+                        if let Some(other) = &taken {
+                            return Err(refuse(format!("token {token} was chosen to pay settlement {other} already")));
+                        }
                     }
-                    if let Some((other, _)) =
-                        waiting.iter().find(|(w, _)| w.paid_by_token == Some(token) && w.id != s.id)
-                    {
-                        return Err(refuse(format!("token {token} was chosen to pay settlement {} already", other.id)));
-                    }
-                }
-                let settlement = s.pay_by_token(token, t.redeem_tx)?;
-                Ok(Stepped { settlement, apdus: vec![], effect: Effect::None })
-            }),
-            call,
-        )
-        .await
+                    let settlement = s.pay_by_token(token, t.redeem_tx)?;
+                    Ok(Stepped { settlement, apdus: vec![], effect: Effect::None })
+                }),
+                call,
+            )
+            .await;
+        match stepped {
+            Err(CenterError::Books(BooksError::Refused { code: "token_not_stored", .. })) => {
+                Err(StepError::TokenRefused(format!(
+                    "token {token} was redeemed, or chosen to pay another settlement, meanwhile"
+                ))
+                .into())
+            }
+            other => other,
+        }
     }
 
     pub async fn recover(&self, id: &str, call: StepCall) -> Result<StepReply, CenterError> {

@@ -501,13 +501,27 @@ impl Center {
     }
 
     /// What an honoured token becomes: the bill of the settlement the
-    /// cardholder chose it for (the oldest still waiting for it), and what
-    /// it held beyond that owed to the card; or, no settlement waiting,
-    /// all of it owed to the card.
+    /// cardholder chose it for, if that still waits for it, and what it
+    /// held beyond that owed to the card; or, none waiting, all of it owed
+    /// to the card. A token redeemed before (by the same REDEEM: the
+    /// register checks it) is answered as that redemption went.
     async fn redemption_of(&self, token: &TokenRow, given: &GivenUp) -> Result<crate::db::Redemption, CenterError> {
         let now = self.clock.now();
-        let waiting = self.db.paying_by_token(&token.card_id).await?;
-        if let Some((s, version)) = waiting.into_iter().find(|(s, _)| s.paid_by_token == Some(token.id)) {
+        let chosen = match token.chosen_by.as_deref().map(kessai_core::ids::SettlementId::parse) {
+            Some(Ok(id)) => self.db.settlement(&id).await?,
+            _ => None,
+        };
+        if token.status == TokenStatus::Redeemed {
+            let paid =
+                chosen.filter(|(s, _)| s.phase() == kessai_api::Phase::Completed && s.paid_by_token == Some(token.id));
+            let owed = self.db.owed(&crate::owed::token_owed_id(&token.id)).await?;
+            let before = crate::db::WrittenBefore {
+                settlement_id: paid.map(|(s, _)| s.id.to_string()),
+                owed: owed.map(|o| (o.id, o.body.amount)),
+            };
+            return Ok(crate::db::Redemption::written_before(token, given.counter, given.at, before));
+        }
+        if let Some((s, version)) = chosen.filter(|(s, _)| s.phase() == kessai_api::Phase::PayingByToken) {
             let id = s.id.clone();
             let mut rng = self.random.generator();
             let completed =
@@ -554,16 +568,19 @@ impl Center {
         version: i64,
         answer_as: Option<&Answer>,
     ) -> Result<TokenSessionReply, CenterError> {
-        // A settlement the token pays that moved meanwhile (cancelled,
-        // abandoned) is read again: then the card is owed the value.
+        // What moved meanwhile is read again: a settlement the token pays
+        // (cancelled, abandoned: then the card is owed the value), or the
+        // token, redeemed by another finish of the same REDEEM (then this
+        // answers what that one did).
         let mut attempt = 0;
         loop {
             let mut d = d.clone();
             let redemption = self.honour(&mut d).await?;
-            let paying = redemption.as_ref().is_some_and(|r| r.paid.is_some());
+            let fresh = redemption.as_ref().is_some_and(|r| r.before.is_none());
             match self.store_token_session(&d, &[], version, redemption.as_ref(), answer_as).await {
-                Err(CenterError::Db(crate::db::DbError::Conflict))
-                    if paying && attempt < crate::limits::STEP_RETRIES_MAX =>
+                Err(CenterError::Db(e))
+                    if attempt < crate::limits::STEP_RETRIES_MAX
+                        && (e.is_retryable() || (fresh && matches!(e, crate::db::DbError::Conflict))) =>
                 {
                     attempt += 1
                 }
@@ -591,12 +608,21 @@ impl Center {
         if d.purpose == TokenPurpose::List && d.phase == TokenSessionPhase::Done {
             answered.on_card = on_card(d, &self.db.tokens_of_card(&d.card_id).await?);
         }
-        answered.redeemed = redemption.map(|r| TokenRedeemed {
-            token_id: r.token.id.to_string(),
-            amount: r.token.amount,
-            settlement_id: r.paid.as_ref().map(|p| p.settlement.id.to_string()),
-            owed_id: r.owed.as_ref().map(|(o, _)| o.id.clone()),
-            owed: r.owed.as_ref().map(|(o, _)| o.body.amount),
+        answered.redeemed = redemption.map(|r| match &r.before {
+            Some(before) => TokenRedeemed {
+                token_id: r.token.id.to_string(),
+                amount: r.token.amount,
+                settlement_id: before.settlement_id.clone(),
+                owed_id: before.owed.as_ref().map(|(id, _)| id.clone()),
+                owed: before.owed.as_ref().map(|(_, amount)| *amount),
+            },
+            None => TokenRedeemed {
+                token_id: r.token.id.to_string(),
+                amount: r.token.amount,
+                settlement_id: r.paid.as_ref().map(|p| p.settlement.id.to_string()),
+                owed_id: r.owed.as_ref().map(|(o, _)| o.id.clone()),
+                owed: r.owed.as_ref().map(|(o, _)| o.body.amount),
+            },
         });
         let save = answer_as.map(|a| a.saved(&answered)).transpose()?;
         self.db.update_token_session(d, version, redemption, self.clock.now(), save).await?;

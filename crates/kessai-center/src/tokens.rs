@@ -275,6 +275,7 @@ impl Center {
             redeemed_counter: None,
             redeem_sent_at: None,
             payback_account: None,
+            chosen_by: None,
             entry_key: None,
             deposited_on: None,
             key_version: None,

@@ -88,7 +88,9 @@ pub use search::{Found, FoundPage, Search, SearchKind};
 pub use settlements::DueDelivery;
 pub use settlements::{BillState, ListCursor, SessionRecord, SettlementPage, SettlementQuery, StepExtras};
 pub use statistics::DayTally;
-pub use tokens::{CreditIssues, PAID_BACK_IN_REGISTER, PaidBill, Payback, PaybackRow, Redemption, TokenRow};
+pub use tokens::{
+    CreditIssues, PAID_BACK_IN_REGISTER, PaidBill, Payback, PaybackRow, Redemption, TokenRow, WrittenBefore,
+};
 pub use value_updates::{Alongside, Reservation};
 
 /// Longest the center waits for a database connection.
@@ -184,6 +186,9 @@ struct StepWrite {
     save: Option<Stmt>,
     /// A card's hold: that no prepaid payment paid its bill.
     guard: Option<BillGuard>,
+    /// The choice of a deposit token to pay the bill, else the step is
+    /// refused (`token_not_stored`).
+    choice: Option<settlements::TokenChoice>,
     /// The record's id, for an error.
     what: String,
     /// The operator's trail row, for a step an operator takes.
@@ -202,6 +207,17 @@ impl StepWrite {
         // write and changes nothing if it lost.
         if let Some(guard) = self.guard {
             guard.check(conn).await?;
+        }
+        if let Some(choice) = self.choice {
+            // The token's row before the settlement's, as a redemption
+            // takes them; on SQLite only once the step is known to win, so
+            // that a lost step writes nothing.
+            if !conn.is_postgres()
+                && conn.fetch_optional(self.check.clone(), |r| r.required_int("version")).await? != Some(self.version)
+            {
+                return Err(DbError::Conflict);
+            }
+            choice.apply(conn).await?;
         }
         if conn.is_postgres() || self.entries.is_empty() {
             if conn.execute(self.update).await? != 1 {

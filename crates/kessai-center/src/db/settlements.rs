@@ -258,26 +258,16 @@ impl CenterDb {
         // made only if no prepaid payment paid the bill; so does the
         // cardholder's choice of a token to pay it.
         let guard = matches!(s.phase(), Phase::Offered | Phase::PayingByToken).then(|| bill_guard(s));
+        let choice = match (s.phase(), s.paid_by_token) {
+            (Phase::PayingByToken, Some(token)) => Some(token_choice(&token, &s.id)),
+            _ => None,
+        };
         let what = s.id.to_string();
         let trail = trail.map(|t| (t, now));
-        let step = StepWrite { check, version, entries, now_s, update, also, tidy, save, guard, what, trail };
+        let step = StepWrite { check, version, entries, now_s, update, also, tidy, save, guard, choice, what, trail };
         self.write(move |mut conn| Box::pin(async move { step.run(&mut conn).await })).await?;
         stored.iter().for_each(Stored::mark);
         Ok(())
-    }
-
-    /// The settlements of card `card` waiting for a deposit token's
-    /// redemption to pay their bill, oldest first.
-    pub async fn paying_by_token(&self, card: &CardId) -> Result<Vec<(Settlement, i64)>, DbError> {
-        let rows = sqlx::query(
-            "SELECT record, version FROM center_settlements WHERE card_id = $1 AND phase = 'paying_by_token'
-             ORDER BY created_at, id LIMIT $2",
-        )
-        .bind(card.to_string())
-        .bind(MAX_LIST)
-        .fetch_all(&mut *self.read().await?)
-        .await?;
-        rows.iter().map(|r| settlement_row(r)).collect()
     }
 
     /// Settlements matching `q`, newest first (by creation, then id), at
@@ -395,6 +385,12 @@ impl CenterDb {
         let now_s = now.unix_s();
         self.write(move |mut conn| {
             Box::pin(async move {
+                // A redemption's checks read only, before anything is
+                // written: refused or lost, the transaction stays clean.
+                let mut redeems = redeems;
+                if let Some(r) = &mut redeems {
+                    r.check(&mut conn).await?;
+                }
                 if conn.execute(query).await? != 1 {
                     return Err(DbError::Conflict);
                 }
@@ -402,7 +398,7 @@ impl CenterDb {
                     conn.execute(statement).await?;
                 }
                 if let Some(r) = redeems {
-                    r.apply(&mut conn, now_s).await?;
+                    r.write(&mut conn, now_s).await?;
                 }
                 if let Some(save) = save {
                     conn.execute(save).await?;
@@ -525,6 +521,52 @@ pub(super) fn settlement_update(s: &Settlement, version: i64, now: Timestamp) ->
     // The instance whose step completes it delivers it at once; the
     // others' sweeps take it only once this lease is over.
     .bind(to_i64(now.unix_s().saturating_add(crate::limits::DELIVERY_LEASE_S))?))
+}
+
+/// The cardholder's choice of a token to pay a settlement's bill, in the
+/// settlement's write.
+pub(super) struct TokenChoice {
+    token: String,
+    settlement: String,
+}
+
+fn token_choice(token: &kessai_core::token::TokenId, id: &SettlementId) -> TokenChoice {
+    TokenChoice { token: token.to_string(), settlement: id.as_str().to_owned() }
+}
+
+impl TokenChoice {
+    /// The token still stored on the card and chosen by no other
+    /// settlement still waiting for it: then chosen by this one. Its row is
+    /// read locked first on PostgreSQL (a redemption or another choice
+    /// commits before this reads it, or waits), and the other settlement's
+    /// phase is read after, so it is seen as committed.
+    pub(super) async fn apply(self, conn: &mut Exec<'_>) -> Result<(), DbError> {
+        let refused = || DbError::BooksRefused { what: "the token's choice", code: "token_not_stored" };
+        let sql = if conn.is_postgres() {
+            "SELECT status, chosen_by FROM center_tokens WHERE id = $1 FOR UPDATE"
+        } else {
+            "SELECT status, chosen_by FROM center_tokens WHERE id = $1"
+        };
+        let read = Stmt::new(sql).bind(self.token.clone());
+        let found = conn.fetch_optional(read, |r| Ok((r.required_text("status")?, r.text("chosen_by")?))).await?;
+        let Some((status, chosen)) = found else { return Err(refused()) };
+        if status != "stored" {
+            return Err(refused());
+        }
+        if let Some(other) = chosen.filter(|other| *other != self.settlement) {
+            let phase = Stmt::new("SELECT phase FROM center_settlements WHERE id = $1").bind(other);
+            if conn.fetch_optional(phase, |r| r.required_text("phase")).await?.as_deref() == Some("paying_by_token") {
+                return Err(refused());
+            }
+        }
+        let choose = Stmt::new("UPDATE center_tokens SET chosen_by = $1 WHERE id = $2 AND status = 'stored'")
+            .bind(self.settlement)
+            .bind(self.token);
+        if conn.execute(choose).await? != 1 {
+            return Err(refused());
+        }
+        Ok(())
+    }
 }
 
 /// The check that no prepaid payment paid settlement `s`'s bill.

@@ -51,6 +51,9 @@ pub struct TokenRow {
     /// Where an operator said to pay it back (a payee account as bank
     /// files carry it), when not its refund account.
     pub payback_account: Option<String>,
+    /// The settlement the cardholder chose it to pay, if any (the last
+    /// one: a choice holds only while its settlement waits).
+    pub chosen_by: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -70,7 +73,7 @@ macro_rules! select_tokens {
         concat!(
             "SELECT id, member, request_id, card_id, amount_minor, currency, status, reference, refund_account,
              card_ref, awaiting_until, store_tx, redeem_tx, entry_key, deposited_on, key_version, expires_at,
-             sealed, stored_counter, redeemed_counter, redeem_sent_at, payback_account, created_at, updated_at
+             sealed, stored_counter, redeemed_counter, redeem_sent_at, payback_account, chosen_by, created_at, updated_at
              FROM center_tokens WHERE ",
             $filter
         )
@@ -114,6 +117,7 @@ fn token_row_of(r: &dyn Columns) -> Result<TokenRow, DbError> {
         redeemed_counter: counter("redeemed_counter")?,
         redeem_sent_at: r.int("redeem_sent_at")?.map(at).transpose()?,
         payback_account: r.text("payback_account")?,
+        chosen_by: r.text("chosen_by")?,
         created_at: at(r.required_int("created_at")?)?,
         updated_at: at(r.required_int("updated_at")?)?,
     })
@@ -332,6 +336,19 @@ pub struct Redemption {
     /// The settlement it pays, completed (written if its row is still at
     /// its version), and its books.
     pub paid: Option<PaidBill>,
+    /// Written before, for this token's REDEEM transaction (another
+    /// session finished it, or this one's answer was lost): what it did,
+    /// answered again; nothing more is written.
+    pub before: Option<WrittenBefore>,
+}
+
+/// What a redemption written before did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenBefore {
+    /// The settlement whose bill it paid.
+    pub settlement_id: Option<String>,
+    /// What it owes the card: the owed item and its amount.
+    pub owed: Option<(String, Money)>,
 }
 
 /// A settlement a token's redemption completes.
@@ -343,53 +360,105 @@ pub struct PaidBill {
     pub books: crate::books::Entries,
 }
 
-/// The statements of a redemption's write.
+/// The statements of a redemption's write: its checks, which read only
+/// (run before the session's own row is written, so a refusal or a lost
+/// race leaves the transaction clean), then its writes.
 pub(super) struct RedemptionWrite {
     tx: String,
-    card: Stmt,
-    card_locked: Stmt,
-    register: Stmt,
+    /// The card's status, and the same locking its row on PostgreSQL (so a
+    /// report of loss commits before this check or after this item, which
+    /// its replacement then moves).
+    card: Locked,
+    /// The token's status (its row locked on PostgreSQL).
+    token_status: Locked,
     registered: Stmt,
-    token: Stmt,
-    owed: Option<(Stmt, Stmt, crate::books::Entries)>,
-    paid: Option<(Stmt, super::prepaid::BillGuard, crate::books::Entries)>,
+    register: Stmt,
+    /// The token `redeemed`, from `stored` (none for a redemption written
+    /// before).
+    token: Option<Stmt>,
+    owed: Option<(Stmt, crate::books::Entries)>,
+    /// The settlement it pays: its version read (locked on PostgreSQL),
+    /// the one expected, the bill's guard; its update and books.
+    paid: Option<PaidWrite>,
+}
+
+/// A read, and the same read locking its row on PostgreSQL.
+struct Locked(Stmt, Stmt);
+
+impl Locked {
+    fn of(conn: &Exec<'_>, l: &Locked) -> Stmt {
+        if conn.is_postgres() { l.1.clone() } else { l.0.clone() }
+    }
+}
+
+pub(super) struct PaidWrite {
+    version: Locked,
+    expected: i64,
+    guard: Option<super::prepaid::BillGuard>,
+    update: Stmt,
+    books: crate::books::Entries,
 }
 
 impl RedemptionWrite {
-    /// In the session's transaction: the card still active (its row locked
-    /// first on PostgreSQL, so a report of loss commits before this check or
-    /// after this item, which its replacement then moves), the provider's
-    /// register (this token once, by its REDEEM transaction), the token
-    /// `redeemed`, the settlement it pays completed (still as read, and its
-    /// bill paid by no prepaid card) with its books, and the owed item with
-    /// its hold unless written before.
-    pub(super) async fn apply(self, conn: &mut Exec<'_>, now_s: u64) -> Result<(), DbError> {
-        let status = if conn.is_postgres() { self.card_locked } else { self.card };
-        let status = conn.fetch_optional(status, |row| row.required_text("status")).await?;
-        if status.as_deref() != Some("active") {
-            return Err(DbError::BooksRefused { what: "the token's redemption", code: "card_not_active" });
+    /// The checks, reading only: a redemption written now needs the card
+    /// active, the token still `stored` (else another finish of the same
+    /// REDEEM committed first: `Conflict`, read again), and the settlement
+    /// it pays still at the version read (else `Conflict`) with its bill
+    /// paid by no prepaid card; any redemption needs the provider's
+    /// register to hold no other transaction for the token.
+    pub(super) async fn check(&mut self, conn: &mut Exec<'_>) -> Result<(), DbError> {
+        let refused = |code| DbError::BooksRefused { what: "the token's redemption", code };
+        let fresh = self.token.is_some();
+        // The bill's lock first, as the choice of a token takes it.
+        if let Some(guard) = self.paid.as_mut().and_then(|p| p.guard.take()) {
+            guard.check(conn).await?;
         }
-        conn.execute(self.register).await?;
-        let by = conn.fetch_optional(self.registered, |row| row.required_text("tx")).await?;
-        if by.as_deref() != Some(self.tx.as_str()) {
-            // The provider honoured this token for another transaction:
-            // nothing more is owed for it.
-            return Err(DbError::BooksRefused { what: "the token's redemption", code: "token_redeemed_before" });
+        if fresh {
+            let status = conn.fetch_optional(Locked::of(conn, &self.card), |row| row.required_text("status")).await?;
+            if status.as_deref() != Some("active") {
+                return Err(refused("card_not_active"));
+            }
+            let read = Locked::of(conn, &self.token_status);
+            let token = conn.fetch_optional(read, |row| row.required_text("status")).await?;
+            if token.as_deref() != Some("stored") {
+                return Err(DbError::Conflict);
+            }
         }
-        if conn.execute(self.token).await? != 1 {
-            return Err(DbError::Conflict);
+        let by = conn.fetch_optional(self.registered.clone(), |row| row.required_text("tx")).await?;
+        match by {
+            // The provider honoured this token for another transaction (or
+            // it was paid back): nothing more is owed for it.
+            Some(other) if other != self.tx => return Err(refused("token_redeemed_before")),
+            None if !fresh => return Err(DbError::Conflict),
+            _ => {}
         }
-        if let Some((settlement, guard, books)) = self.paid {
-            if conn.execute(settlement).await? != 1 {
+        if let Some(p) = &self.paid {
+            let read = Locked::of(conn, &p.version);
+            if conn.fetch_optional(read, |r| r.required_int("version")).await? != Some(p.expected) {
                 // Cancelled or abandoned meanwhile: the caller reads again.
                 return Err(DbError::Conflict);
             }
-            guard.check(conn).await?;
-            conn.books(&books, now_s).await?;
         }
-        if let Some((exists, owed, hold)) = self.owed
-            && conn.fetch_optional(exists, |row| row.required_text("id")).await?.is_none()
-        {
+        Ok(())
+    }
+
+    /// The writes, once checked: the provider's register (this token once,
+    /// by its REDEEM transaction), the token `redeemed`, the settlement it
+    /// pays completed with its books, and the owed item with its hold.
+    pub(super) async fn write(self, conn: &mut Exec<'_>, now_s: u64) -> Result<(), DbError> {
+        let Some(token) = self.token else { return Ok(()) };
+        conn.execute(self.register).await?;
+        let checked = |what: &str| DbError::Inconsistent(format!("the redemption's {what} changed after its check"));
+        if conn.execute(token).await? != 1 {
+            return Err(checked("token"));
+        }
+        if let Some(p) = self.paid {
+            if conn.execute(p.update).await? != 1 {
+                return Err(checked("settlement"));
+            }
+            conn.books(&p.books, now_s).await?;
+        }
+        if let Some((owed, hold)) = self.owed {
             conn.books(&hold, now_s).await?;
             conn.execute(owed).await?;
         }
@@ -406,13 +475,14 @@ impl Redemption {
         at: Timestamp,
         now: Timestamp,
     ) -> Result<Redemption, crate::books::BooksError> {
-        Ok(Redemption {
-            token: token.clone(),
-            counter,
-            at,
-            owed: Some(owed_to_card(token, token.amount, now)?),
-            paid: None,
-        })
+        let owed = Some(owed_to_card(token, token.amount, now)?);
+        Ok(Redemption { token: token.clone(), counter, at, owed, paid: None, before: None })
+    }
+
+    /// Token `token`, redeemed before by this REDEEM transaction: `before`
+    /// says what that redemption did.
+    pub fn written_before(token: &TokenRow, counter: u32, at: Timestamp, before: WrittenBefore) -> Redemption {
+        Redemption { token: token.clone(), counter, at, owed: None, paid: None, before: Some(before) }
     }
 
     /// The same, paying the bill of `settlement` (completed, read at
@@ -432,32 +502,46 @@ impl Redemption {
         })?;
         let owed = (change.amount_minor() > 0).then(|| owed_to_card(token, change, now)).transpose()?;
         let books = crate::books::Entries::token_purchase(settlement.id.as_str(), settlement.bill.payee(), bill)?;
-        Ok(Redemption { token: token.clone(), counter, at, owed, paid: Some(PaidBill { settlement, version, books }) })
+        let paid = Some(PaidBill { settlement, version, books });
+        Ok(Redemption { token: token.clone(), counter, at, owed, paid, before: None })
     }
 
     fn statements(&self, now: Timestamp) -> Result<RedemptionWrite, DbError> {
         let t = &self.token;
         let tx = hex::encode(t.redeem_tx.as_bytes());
         let key_version = t.key_version.ok_or_else(|| corrupt("a stored token without its key version"))?;
+        let lock = |plain: &'static str, locked: &'static str, id: String| {
+            Locked(Stmt::new(plain).bind(id.clone()), Stmt::new(locked).bind(id))
+        };
         let owed = match &self.owed {
-            Some((owed, hold)) => Some((
-                Stmt::new("SELECT id FROM center_owed WHERE id = $1").bind(owed.id.clone()),
-                super::owed::insert_owed_query(owed, now)?,
-                hold.clone(),
-            )),
+            Some((owed, hold)) => Some((super::owed::insert_owed_query(owed, now)?, hold.clone())),
             None => None,
         };
         let paid = match &self.paid {
-            Some(p) => Some((
-                super::settlements::settlement_update(&p.settlement, p.version, now)?,
-                super::settlements::bill_guard(&p.settlement),
-                p.books.clone(),
-            )),
+            Some(p) => Some(PaidWrite {
+                version: lock(
+                    "SELECT version FROM center_settlements WHERE id = $1",
+                    "SELECT version FROM center_settlements WHERE id = $1 FOR UPDATE",
+                    p.settlement.id.as_str().to_owned(),
+                ),
+                expected: p.version,
+                guard: Some(super::settlements::bill_guard(&p.settlement)),
+                update: super::settlements::settlement_update(&p.settlement, p.version, now)?,
+                books: p.books.clone(),
+            }),
             None => None,
         };
         Ok(RedemptionWrite {
-            card: Stmt::new("SELECT status FROM center_cards WHERE id = $1").bind(t.card_id.to_string()),
-            card_locked: Stmt::new("SELECT status FROM center_cards WHERE id = $1 FOR UPDATE").bind(t.card_id.to_string()),
+            card: lock(
+                "SELECT status FROM center_cards WHERE id = $1",
+                "SELECT status FROM center_cards WHERE id = $1 FOR UPDATE",
+                t.card_id.to_string(),
+            ),
+            token_status: lock(
+                "SELECT status FROM center_tokens WHERE id = $1",
+                "SELECT status FROM center_tokens WHERE id = $1 FOR UPDATE",
+                t.id.to_string(),
+            ),
             register: Stmt::new(
                 "INSERT INTO center_token_redemptions (token_id, tx, key_version, amount_minor, currency, redeemed_at)
                  VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (token_id) DO NOTHING",
@@ -469,14 +553,19 @@ impl Redemption {
             .bind(t.amount.currency().code().to_owned())
             .bind(to_i64(self.at.unix_s())?),
             registered: Stmt::new("SELECT tx FROM center_token_redemptions WHERE token_id = $1").bind(t.id.to_string()),
-            token: Stmt::new(
-                "UPDATE center_tokens SET status = 'redeemed', redeemed_counter = $1, updated_at = $2,
-                 redeemed_at = COALESCE(redeemed_at, $2) WHERE id = $3 AND card_id = $4 AND status IN ('stored', 'redeemed')",
-            )
-            .bind(i64::from(self.counter))
-            .bind(to_i64(now.unix_s())?)
-            .bind(t.id.to_string())
-            .bind(t.card_id.to_string()),
+            token: match self.before {
+                Some(_) => None,
+                None => Some(
+                    Stmt::new(
+                        "UPDATE center_tokens SET status = 'redeemed', redeemed_counter = $1, updated_at = $2,
+                         redeemed_at = $2 WHERE id = $3 AND card_id = $4 AND status = 'stored'",
+                    )
+                    .bind(i64::from(self.counter))
+                    .bind(to_i64(now.unix_s())?)
+                    .bind(t.id.to_string())
+                    .bind(t.card_id.to_string()),
+                ),
+            },
             owed,
             paid,
             tx,
@@ -696,25 +785,28 @@ impl CenterDb {
 
     /// An operator's correction of where an expired token is paid back
     /// (`account`, a payee account in the form bank files carry): the
-    /// token, if still as `seen` and not in transit or paid, is `expired`
-    /// again, for the next run to pay back there.
+    /// token, if still as `seen`, not in transit or paid, and (still on
+    /// the card) expired by `due`, is `expired`, for the next run to pay
+    /// back there.
     pub async fn set_payback_account(
         &self,
         token: &TokenId,
         seen: TokenStatus,
         account: &str,
         now: Timestamp,
+        due: Timestamp,
         trail: TrailEntry,
     ) -> Result<bool, DbError> {
         let set = Stmt::new(
             "UPDATE center_tokens SET payback_account = $1, status = 'expired', updated_at = $2
-             WHERE id = $3 AND status = $4 AND status IN ('issued', 'stored', 'expired', 'payback_failed')
-             AND expires_at <= $2",
+             WHERE id = $3 AND status = $4 AND (status IN ('expired', 'payback_failed')
+             OR (status IN ('issued', 'stored') AND expires_at <= $5))",
         )
         .bind(account.to_owned())
         .bind(to_i64(now.unix_s())?)
         .bind(token.to_string())
-        .bind(seen.as_str().to_owned());
+        .bind(seen.as_str().to_owned())
+        .bind(to_i64(due.unix_s())?);
         self.write(move |mut conn| {
             Box::pin(async move {
                 if conn.execute(set).await? != 1 {

@@ -165,8 +165,20 @@ impl CenterDb {
         };
         let what = c.id.to_string();
         tidy.extend(collected);
-        let step =
-            StepWrite { check, version, entries, now_s, update, also, tidy, save, guard: None, what, trail: None };
+        let step = StepWrite {
+            check,
+            version,
+            entries,
+            now_s,
+            update,
+            also,
+            tidy,
+            save,
+            guard: None,
+            choice: None,
+            what,
+            trail: None,
+        };
         self.write(move |mut conn| Box::pin(async move { step.run(&mut conn).await })).await?;
         stored.iter().for_each(Stored::mark);
         Ok(())

@@ -1597,3 +1597,136 @@ async fn a_crash_at_any_write_of_a_bill_paid_by_a_token_pays_it_once() {
     }
     assert!(finished && crashed > 0, "every write was crashed at ({crashed}), and then it completed");
 }
+
+/// A token that pays a bill exactly, its REDEEM answered alike to two
+/// sessions (the first's answer kept by a wallet that retried): the bill
+/// is paid once and nothing is owed to the card, whichever finishes first
+/// or if both finish at once; the second is told what the first did.
+async fn exact_token_redeemed_twice(mut s: Setup, at_once: bool) {
+    let (_m, mut card, token) = stored_token(&mut s, BILL).await;
+    let bill = crate::service::bill_token(&mut s);
+    let c = &s.center;
+    let id = c.create(crate::world::offer_request(&mut card, &bill, card_id(1)), Default::default());
+    let id = id.await.unwrap().settlement_id;
+    c.pay_by_token(&id, token, None, Default::default()).await.unwrap();
+    let (a, answers_a) = redeem_batch(c, &mut card, token).await.unwrap();
+    let (b, answers_b) = redeem_batch(c, &mut card, token).await.unwrap();
+    let (ra, rb) = if at_once {
+        tokio::join!(c.token_session_finish(&a, answers_a, None), c.token_session_finish(&b, answers_b, None))
+    } else {
+        let ra = c.token_session_finish(&a, answers_a, None).await;
+        (ra, c.token_session_finish(&b, answers_b, None).await)
+    };
+    for done in [ra.unwrap(), rb.unwrap()] {
+        let r = done.redeemed.expect("redeemed");
+        assert_eq!((r.settlement_id.as_deref(), r.owed_id, r.owed), (Some(id.as_str()), None, None));
+    }
+    assert_eq!(c.books.store_open(&payee(), Currency::JPY).await.unwrap(), i128::from(BILL));
+    assert_eq!(c.books.card_credits_pending(&card_id(1)).await.unwrap(), 0, "nothing owed to the card");
+    assert!(c.owed_for_card(&card_id(1)).await.unwrap().is_empty());
+    assert_eq!(c.books.tokens_outstanding(Currency::JPY).await.unwrap(), 0);
+    c.books.ledger().check().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_token_paying_a_bill_exactly_redeemed_twice_pays_once() {
+    exact_token_redeemed_twice(with_tokens(setup().await), false).await;
+    exact_token_redeemed_twice(with_tokens(setup().await), true).await;
+}
+
+#[tokio::test]
+async fn a_token_paying_a_bill_exactly_redeemed_twice_pays_once_on_postgres() {
+    let Some(s) = setup_on_postgres("tokens_exact_twice").await else { return };
+    exact_token_redeemed_twice(with_tokens(s), false).await;
+    let Some(s) = setup_on_postgres("tokens_exact_twice_at_once").await else { return };
+    exact_token_redeemed_twice(with_tokens(s), true).await;
+}
+
+/// The choice of a token meeting its redemption for card value, or a
+/// second settlement's choice of it: a redeemed token pays no bill, and a
+/// token pays one settlement at most; the value goes one way.
+async fn choice_racing(mut s: Setup) {
+    use kessai_api::Phase;
+    let (_m, mut card, token) = stored_token(&mut s, 12_000).await;
+    let (bill, other_bill) = (crate::service::bill_token(&mut s), crate::service::bill_token(&mut s));
+    let c = &s.center;
+    let first = c.create(crate::world::offer_request(&mut card, &bill, card_id(1)), Default::default());
+    let first = first.await.unwrap().settlement_id;
+    let second = c.create(crate::world::offer_request(&mut card, &other_bill, card_id(1)), Default::default());
+    let second = second.await.unwrap().settlement_id;
+    // Two settlements choose it at once: one does.
+    let (a, b) = tokio::join!(
+        c.pay_by_token(&first, token, None, Default::default()),
+        c.pay_by_token(&second, token, None, Default::default())
+    );
+    assert!(a.is_ok() != b.is_ok(), "one choice: {a:?} {b:?}");
+    let (chosen, other) = if a.is_ok() { (&first, &second) } else { (&second, &first) };
+    let phase = |id: &str| {
+        let id = kessai_core::ids::SettlementId::parse(id).unwrap();
+        async move { c.db.settlement(&id).await.unwrap().unwrap().0.phase() }
+    };
+    assert_eq!(phase(other).await, Phase::ReadingBalance);
+    // The chosen one cancelled, the other chooses it while a session
+    // redeems it for card value: the card is owed it all, or the other's
+    // bill is paid.
+    c.cancel(chosen, Default::default()).await.unwrap();
+    let (session, answers) = redeem_batch(c, &mut card, token).await.unwrap();
+    let (choice, done) = tokio::join!(
+        c.pay_by_token(other, token, None, Default::default()),
+        c.token_session_finish(&session, answers, None)
+    );
+    let redeemed = done.unwrap().redeemed.expect("redeemed");
+    let paid = c.books.store_open(&payee(), Currency::JPY).await.unwrap();
+    match redeemed.settlement_id {
+        Some(paid_id) => {
+            assert!(choice.is_ok());
+            assert_eq!(&paid_id, other);
+            assert_eq!((paid, redeemed.owed), (i128::from(BILL), Some(jpy(12_000 - BILL))));
+        }
+        None => {
+            assert_eq!((paid, redeemed.owed), (0, Some(jpy(12_000))));
+            assert!(matches!(phase(other).await, Phase::ReadingBalance | Phase::PayingByToken));
+            // Chosen after it was redeemed: it pays nothing, and a later
+            // redemption session answers the same.
+            let again = redeem_batch(c, &mut card, token).await;
+            if let Ok((session, answers)) = again {
+                let r = c.token_session_finish(&session, answers, None).await.unwrap().redeemed.unwrap();
+                assert_eq!((r.settlement_id, r.owed), (None, Some(jpy(12_000))));
+            }
+        }
+    }
+    assert_eq!(c.books.store_open(&payee(), Currency::JPY).await.unwrap(), paid);
+    c.books.ledger().check().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_tokens_choice_racing_its_redemption_or_another_choice_pays_once() {
+    choice_racing(with_tokens(setup().await)).await;
+}
+
+#[tokio::test]
+async fn a_tokens_choice_racing_its_redemption_or_another_choice_pays_once_on_postgres() {
+    let Some(s) = setup_on_postgres("tokens_choice_race").await else { return };
+    choice_racing(with_tokens(s)).await;
+}
+
+/// Within the week after its expiry a token still on the card is not
+/// corrected for a payback: a REDEEM the card answered before the expiry
+/// may still settle. After it, it is.
+#[tokio::test]
+async fn a_payback_account_is_corrected_only_after_the_week_a_redemption_may_settle() {
+    let mut s = with_tokens(setup().await);
+    let (_m, _card, token) = stored_token(&mut s, 3_000).await;
+    let e = expiry_of(&s.center, &token).await;
+    let by = kessai_center::console::Actor::api("ops");
+    set_clock(&mut s, at(e + DAY));
+    let early = s.center.correct_payback_account(&token, None, KANA_ACCOUNT, "kana", &by).await;
+    assert!(
+        matches!(&early, Err(kessai_center::clearing::ClearingError::TokenNotPayable(_, why)) if why.contains("may still settle")),
+        "{early:?}"
+    );
+    assert_eq!(s.center.db.token(&token).await.unwrap().unwrap().status, kessai_api::TokenStatus::Stored);
+    set_clock(&mut s, at(e + 7 * DAY));
+    s.center.correct_payback_account(&token, None, KANA_ACCOUNT, "kana", &by).await.unwrap();
+    assert_eq!(s.center.db.token(&token).await.unwrap().unwrap().status, kessai_api::TokenStatus::Expired);
+}
