@@ -578,9 +578,15 @@ impl Center {
             let redemption = self.honour(&mut d).await?;
             let fresh = redemption.as_ref().is_some_and(|r| r.before.is_none());
             match self.store_token_session(&d, &[], version, redemption.as_ref(), answer_as).await {
-                Err(CenterError::Db(e))
-                    if attempt < crate::limits::STEP_RETRIES_MAX
-                        && (e.is_retryable() || (fresh && matches!(e, crate::db::DbError::Conflict))) =>
+                Err(CenterError::Db(e)) if e.is_retryable() && attempt < crate::limits::STEP_RETRIES_MAX => {
+                    attempt += 1
+                }
+                // The redemption's rows moved, not this session's: read
+                // them again (a session that moved is the caller's).
+                Err(CenterError::Db(crate::db::DbError::Conflict))
+                    if fresh
+                        && attempt < crate::limits::STEP_RETRIES_MAX
+                        && self.token_session_load(&d.id).await?.1 == version =>
                 {
                     attempt += 1
                 }

@@ -369,8 +369,10 @@ pub(super) struct RedemptionWrite {
     /// report of loss commits before this check or after this item, which
     /// its replacement then moves).
     card: Locked,
-    /// The token's status (its row locked on PostgreSQL).
+    /// The token's status and choice (its row locked on PostgreSQL), and
+    /// the choice the redemption was made for.
     token_status: Locked,
+    chosen_by: Option<String>,
     registered: Stmt,
     register: Stmt,
     /// The token `redeemed`, from `stored` (none for a redemption written
@@ -409,9 +411,14 @@ impl RedemptionWrite {
     pub(super) async fn check(&mut self, conn: &mut Exec<'_>) -> Result<(), DbError> {
         let refused = |code| DbError::BooksRefused { what: "the token's redemption", code };
         let fresh = self.token.is_some();
-        // The bill's lock first, as the choice of a token takes it.
+        // The bill's lock first, as the choice of a token takes it. A
+        // prepaid payment of the bill is refused while the settlement waits
+        // for the token: one that paid it means the settlement moved.
         if let Some(guard) = self.paid.as_mut().and_then(|p| p.guard.take()) {
-            guard.check(conn).await?;
+            match guard.check(conn).await {
+                Err(DbError::BillPaid) => return Err(DbError::Conflict),
+                other => other?,
+            }
         }
         if fresh {
             let status = conn.fetch_optional(Locked::of(conn, &self.card), |row| row.required_text("status")).await?;
@@ -419,8 +426,11 @@ impl RedemptionWrite {
                 return Err(refused("card_not_active"));
             }
             let read = Locked::of(conn, &self.token_status);
-            let token = conn.fetch_optional(read, |row| row.required_text("status")).await?;
-            if token.as_deref() != Some("stored") {
+            let token =
+                conn.fetch_optional(read, |row| Ok((row.required_text("status")?, row.text("chosen_by")?))).await?;
+            // Redeemed by another finish, or chosen for a settlement since
+            // it was read: read again.
+            if token != Some(("stored".to_owned(), self.chosen_by.clone())) {
                 return Err(DbError::Conflict);
             }
         }
@@ -538,10 +548,11 @@ impl Redemption {
                 t.card_id.to_string(),
             ),
             token_status: lock(
-                "SELECT status FROM center_tokens WHERE id = $1",
-                "SELECT status FROM center_tokens WHERE id = $1 FOR UPDATE",
+                "SELECT status, chosen_by FROM center_tokens WHERE id = $1",
+                "SELECT status, chosen_by FROM center_tokens WHERE id = $1 FOR UPDATE",
                 t.id.to_string(),
             ),
+            chosen_by: t.chosen_by.clone(),
             register: Stmt::new(
                 "INSERT INTO center_token_redemptions (token_id, tx, key_version, amount_minor, currency, redeemed_at)
                  VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (token_id) DO NOTHING",
@@ -825,6 +836,18 @@ impl CenterDb {
 async fn pay_back_one(conn: &mut Exec<'_>, p: Payback, now_i: i64, now_s: u64) -> Result<bool, DbError> {
     let r = &p.row;
     let token = r.token_id.to_string();
+    // The token's row first (locked on PostgreSQL), as a redemption takes
+    // it: one not payable now (redeemed, or paid back by another run) is
+    // left, nothing written.
+    let sql = if conn.is_postgres() {
+        "SELECT status FROM center_tokens WHERE id = $1 FOR UPDATE"
+    } else {
+        "SELECT status FROM center_tokens WHERE id = $1"
+    };
+    let status = conn.fetch_optional(Stmt::new(sql).bind(token.clone()), |row| row.required_text("status")).await?;
+    if !matches!(status.as_deref(), Some("issued" | "stored" | "expired")) {
+        return Ok(false);
+    }
     let register = Stmt::new(
         "INSERT INTO center_token_redemptions (token_id, tx, key_version, amount_minor, currency, redeemed_at)
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (token_id) DO NOTHING",
@@ -835,12 +858,14 @@ async fn pay_back_one(conn: &mut Exec<'_>, p: Payback, now_i: i64, now_s: u64) -
     .bind(to_i64(r.amount.amount_minor())?)
     .bind(r.amount.currency().code().to_owned())
     .bind(now_i);
-    let entered = conn.execute(register).await?;
     let registered = Stmt::new("SELECT tx FROM center_token_redemptions WHERE token_id = $1").bind(token.clone());
-    if conn.fetch_optional(registered, |row| row.required_text("tx")).await?.as_deref() != Some(PAID_BACK_IN_REGISTER) {
-        // The provider honoured a redemption of it meanwhile.
-        return Ok(false);
+    match conn.fetch_optional(registered, |row| row.required_text("tx")).await?.as_deref() {
+        // Honoured for a redemption (its token row not yet `redeemed`: a
+        // card's REDEEM proven before, written again): left.
+        Some(tx) if tx != PAID_BACK_IN_REGISTER => return Ok(false),
+        _ => {}
     }
+    let entered = conn.execute(register).await?;
     let moved = Stmt::new(
         "UPDATE center_tokens SET status = 'paying_back', updated_at = $1
          WHERE id = $2 AND status IN ('issued', 'stored', 'expired')",

@@ -1730,3 +1730,71 @@ async fn a_payback_account_is_corrected_only_after_the_week_a_redemption_may_set
     s.center.correct_payback_account(&token, None, KANA_ACCOUNT, "kana", &by).await.unwrap();
     assert_eq!(s.center.db.token(&token).await.unwrap().unwrap().status, kessai_api::TokenStatus::Expired);
 }
+
+/// Over HTTP, a token session answers only the holder of the access token
+/// its create handed out: a stranger who knows the id, and an id nobody
+/// was given, are answered alike (`404 unknown_token_session`), and
+/// change nothing; the holder goes on and redeems.
+#[tokio::test]
+async fn a_token_session_answers_only_the_holder_of_its_access_token() {
+    use serde_json::json;
+    let mut s = with_tokens(setup().await);
+    let (_m, mut card, token) = stored_token(&mut s, 2_000).await;
+    let center = Arc::new(s.center);
+    let app = kessai_center::api::routes(center.clone());
+    card.select().unwrap();
+    let path = format!("/v1/cards/{}/token-sessions", card_id(1));
+    let (status, reply) =
+        crate::world::post(&app, &path, Some("tks-http-0"), json!({ "redeem": token.to_string() })).await;
+    assert_eq!(status, 200, "{reply}");
+    assert!(reply["access_token"].is_string(), "{reply}");
+    let id = reply["session_id"].as_str().unwrap().to_owned();
+    let mut made_up = id.clone();
+    let last = made_up.pop().unwrap();
+    made_up.push(if last == '0' { '1' } else { '0' });
+    for step in ["authenticate", "finish"] {
+        for (who, sid) in [("stranger", &id), ("made-up", &made_up)] {
+            let key = format!("tks-{who}-{step}");
+            let body = json!({ "responses": ["9000"] });
+            let answer =
+                crate::world::post_as_stranger(&app, &format!("/v1/token-sessions/{sid}/{step}"), &key, body).await;
+            assert_eq!(answer, (404, "unknown_token_session".to_owned()), "{who} {step}");
+        }
+    }
+    // The holder goes on, through the same routes.
+    let body = crate::world::relay_json(&mut card, &reply);
+    let (status, reply) =
+        crate::world::post(&app, &format!("/v1/token-sessions/{id}/authenticate"), Some("tks-http-1"), body).await;
+    assert_eq!(status, 200, "{reply}");
+    let body = crate::world::relay_json(&mut card, &reply);
+    let (status, done) =
+        crate::world::post(&app, &format!("/v1/token-sessions/{id}/finish"), Some("tks-http-2"), body).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["redeemed"]["token_id"], token.to_string());
+    assert_eq!(center.books.card_credits_pending(&card_id(1)).await.unwrap(), 2_000, "owed once");
+}
+
+/// The same token request sent twice at once (a wallet that retried):
+/// one token, and both answered with it.
+async fn identical_requests_racing(mut s: Setup) {
+    let m = members_card(&mut s).await;
+    let c = &s.center;
+    let (a, b) = tokio::join!(
+        ask(c, &m, token_request(&m, "dep-twice", card_id(1), 4_000)),
+        ask(c, &m, token_request(&m, "dep-twice", card_id(1), 4_000))
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!((a.token_id.as_str(), a.reference.as_str()), (b.token_id.as_str(), b.reference.as_str()));
+    assert_eq!(c.tokens_of(m.id.as_str()).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn identical_token_requests_at_once_make_one_token() {
+    identical_requests_racing(with_tokens(setup().await)).await;
+}
+
+#[tokio::test]
+async fn identical_token_requests_at_once_make_one_token_on_postgres() {
+    let Some(s) = setup_on_postgres("tokens_request_twice").await else { return };
+    identical_requests_racing(with_tokens(s)).await;
+}

@@ -292,7 +292,7 @@ static ACCESS: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<St
 
 /// Keeps the access token an answer carries.
 pub fn keep_access(answer: &serde_json::Value) {
-    let id = ["settlement_id", "update_id", "statement_id"].iter().find_map(|k| answer[*k].as_str());
+    let id = ["settlement_id", "update_id", "statement_id", "session_id"].iter().find_map(|k| answer[*k].as_str());
     if let (Some(id), Some(token)) = (id, answer["access_token"].as_str()) {
         ACCESS.lock().unwrap().insert(id.to_owned(), token.to_owned());
     }
