@@ -155,13 +155,14 @@ pub async fn pay_with_token(
     consent: impl Fn(&ReviewView) -> bool,
     mut progress: impl FnMut(Progress) + Send,
 ) -> Result<PayOutcome, PayError> {
-    let (wallet, hand_off) = open_for(config, member, bill_url).await?;
+    let (wallet, hand_off) = open_for(config, None, bill_url).await?;
     let review = wallet.review(&hand_off.bill, &hand_off.return_url)?;
     if !consent(&review) {
         wallet.records().close().await;
         return Ok(PayOutcome::Declined(Outcome::Voided { reason: "declined before anything was sent".into() }));
     }
-    let completed = wallet.pay_by_token(&hand_off.bill, &hand_off.return_url, token, &mut progress).await?;
+    let completed =
+        wallet.pay_by_token(&hand_off.bill, &hand_off.return_url, token, member.as_ref(), &mut progress).await?;
     let receipt = receipt_of(&wallet, &completed, &mut progress).await?;
     let balance_after = wallet.card_summary().await.map_err(PayError::from)?.balance;
     wallet.records().close().await;

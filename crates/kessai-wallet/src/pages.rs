@@ -149,10 +149,58 @@ pub fn review(v: &ReviewView) -> Markup {
             }
             button type="submit" { "Continue with my card" }
         }
+        form id="token" method="post" action="/pay/token" {
+            input type="hidden" name="bill" value=(v.bill);
+            input type="hidden" name="return_url" value=(v.return_url);
+            input type="hidden" name="form_token" value=(v.form_token);
+            p { "Or pay with a bank deposit token your card holds: its table is read through the center, and you choose one on the next page." }
+            button type="submit" id="choose-token" { "Pay with a deposit token" }
+        }
         @if !v.prepaid_first { (prepaid) }
         p { a href=(v.return_url) { "Back to the store" } }
     };
     page("Review the bill", None, body)
+}
+
+/// The card's deposit tokens that can pay the bill (seed 002): choosing
+/// one is the consent to redeem it for this bill; what it holds beyond the
+/// bill goes onto the card.
+pub fn token_choice(v: &ReviewView, tokens: &[kessai_api::CardToken]) -> Markup {
+    let body = html! {
+        dl {
+            dt { "Store, as the bill says" } dd id="store" { (v.store_name) }
+            dt { "Order" } dd { (v.order_id) }
+            dt { "Total" } dd id="amount" class="amount" { (v.total) }
+        }
+        @if tokens.is_empty() {
+            p id="no-token" role="alert" { "No token on your card can pay this bill: none held, unexpired and of at least the total." }
+        }
+        @for t in tokens {
+            form method="post" action="/pay/token/confirm" {
+                input type="hidden" name="bill" value=(v.bill);
+                input type="hidden" name="return_url" value=(v.return_url);
+                input type="hidden" name="form_token" value=(v.form_token);
+                input type="hidden" name="token_id" value=(t.token_id);
+                fieldset {
+                    legend { "Token " code { (t.token_id) } }
+                    p { "Holds " span class="amount" { (t.amount) } ", until " (kessai_core::time::Timestamp::from_unix_s(t.expires_at).utc()) "." }
+                    @if let Ok(rest) = t.amount.checked_sub(&v.total) {
+                        p { "Paying " (v.total) " with it puts " strong { (rest) } " onto your card." }
+                    }
+                    @if let Some(member) = &v.member {
+                        p { "You pay as member " (member) ": your passwords open the key that signs this payment." }
+                        p { label for=(format!("a-{}", t.token_id)) { "Password A" } br;
+                            input id=(format!("a-{}", t.token_id)) name="password_a" type="password" autocomplete="off"; }
+                        p { label for=(format!("b-{}", t.token_id)) { "Password B" } br;
+                            input id=(format!("b-{}", t.token_id)) name="password_b" type="password" autocomplete="off"; }
+                    }
+                    button type="submit" { "Pay " (v.total) " with this token" }
+                }
+            }
+        }
+        p { a href=(v.return_url) { "Back to the store" } }
+    };
+    page("Pay with a deposit token", None, body)
 }
 
 /// FIG. 7 ⑦: paid from a virtual prepaid card; the center's completion
@@ -431,7 +479,7 @@ pub fn card_history(
                     @for e in entries {
                         tr class=(e.kind.as_str()) {
                             td { (e.counter) }
-                            td { (kessai_core::time::Timestamp::from_unix_s(e.time_unix_s)) }
+                            td { (kessai_core::time::Timestamp::from_unix_s(e.time_unix_s).utc()) }
                             td { (match e.kind {
                                 kessai_api::LogKind::Debit => "paid",
                                 kessai_api::LogKind::Credit => "added",
@@ -457,7 +505,7 @@ pub fn card_history(
                         tr id=(t.token_id) {
                             td { code { (t.token_id) } }
                             td class="amount" { (t.amount) }
-                            td { (kessai_core::time::Timestamp::from_unix_s(t.expires_at)) }
+                            td { (kessai_core::time::Timestamp::from_unix_s(t.expires_at).utc()) }
                             td { (if t.redeemed { "redeemed" } else { "held" }) }
                             td { (t.deposited_on.as_deref().unwrap_or("-")) }
                         }

@@ -15,14 +15,17 @@ use crate::wallet::{Completed, PayError, Progress, Wallet, expect, handed};
 impl Wallet {
     /// Pays the bill the store's page handed over (`bill_token`, to return
     /// to `return_url`) with deposit token `token` on the card in the
-    /// reader. The cardholder's consent is the choice of the token: the
-    /// caller asks it (the bill as [`Wallet::review`] shows it, and the
-    /// token) before calling. SIG3 is checked against the bill.
+    /// reader, as `member` if given (its number and the key its passwords
+    /// opened: a member's card pays on its instruction). The cardholder's
+    /// consent is the choice of the token: the caller asks it (the bill as
+    /// [`Wallet::review`] shows it, and the token) before calling. SIG3 is
+    /// checked against the bill.
     pub async fn pay_by_token(
         &self,
         bill_token: &str,
         return_url: &str,
         token: &str,
+        member: Option<&(kessai_core::ids::PartyId, kessai_core::keys::SigningKey)>,
         progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<Completed, PayError> {
         let bill = self.for_this_center(handed(bill_token, return_url)?)?;
@@ -33,7 +36,7 @@ impl Wallet {
             return Err(PayError::CardBlocked);
         }
         let rec = self.start_record(&bill, return_url, card.card_id).await?;
-        let chosen = self.choose_token(&rec, &bill, token, progress).await;
+        let chosen = self.choose_token(&rec, &bill, token, member, progress).await;
         drop(turn);
         let paid = match chosen {
             Ok(rec) => self.redeem_for(rec, token).await,
@@ -62,6 +65,7 @@ impl Wallet {
         rec: &Record,
         bill: &HandedBill,
         token: &str,
+        member: Option<&(kessai_core::ids::PartyId, kessai_core::keys::SigningKey)>,
         progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<Record, PayError> {
         let (r, sid) = self.open_settlement(rec, bill, Profile::Offer, None, None).await?;
@@ -72,7 +76,7 @@ impl Wallet {
         let rec = Record { settlement_id: Some(sid.clone()), ..rec.clone() };
         // A member's card pays on the member's instruction, as with its
         // balance (#12).
-        let instruction = self.instruction(self.member.as_ref(), bill, rec.card_id)?;
+        let instruction = self.instruction(member, bill, rec.card_id)?;
         let body = request::PayByToken { token_id: token.to_owned(), instruction };
         let r = self.post(&rec, "token", &format!("/v1/settlements/{sid}/token"), &body).await?;
         expect("token", &r, Phase::PayingByToken, 0)?;

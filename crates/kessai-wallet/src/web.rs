@@ -54,6 +54,8 @@ pub fn router(wallet: Shared) -> Router {
         .route("/charge/card", get(charge_card))
         .route("/charges", post(charge))
         .route("/pay/prepaid", post(pay_prepaid))
+        .route("/pay/token", post(pay_token_choose))
+        .route("/pay/token/confirm", post(pay_token_confirm))
         .route("/prepaid", get(prepaid_ask).post(prepaid_cards))
         .route("/card", get(card_ask))
         .route("/card/history", post(card_history))
@@ -246,17 +248,10 @@ async fn pay_start(State(w): State<Shared>, form: Result<Form<StartForm>, FormRe
     }
     // A member signs the payment instruction with the key its passwords
     // open (#12); the center refuses a member's card without it.
-    let member = match (&form.password_a, w.member_number()) {
-        (Some(a), Some(_)) if !a.is_empty() => {
-            let (a, b) = passwords(a, form.password_b.as_ref());
-            match open_signer(&w, a, b).await {
-                Ok(s) => Some(((s.member, s.key), s.session)),
-                Err(e) => return failure(&e, bound_return_url(&form.bill, &form.return_url)),
-            }
-        }
-        _ => None,
+    let (signer, session) = match member_signer(&w, form.password_a.as_ref(), form.password_b.as_ref()).await {
+        Ok(found) => found,
+        Err(e) => return failure(&e, bound_return_url(&form.bill, &form.return_url)),
     };
-    let (signer, session) = member.map_or((None, None), |(signer, session)| (Some(signer), Some(session)));
     match w.begin_as(&form.bill, &form.return_url, signer.as_ref(), &mut |_| {}).await {
         Ok(offered) => {
             let view = offered.view();
@@ -267,6 +262,26 @@ async fn pay_start(State(w): State<Shared>, form: Result<Form<StartForm>, FormRe
             html(StatusCode::OK, pages::consent(&view))
         }
         Err(e) => failure(&e, bound_return_url(&form.bill, &form.return_url)),
+    }
+}
+
+/// The member's signer and keystore session, when this wallet is a
+/// member's and password A was given; none otherwise.
+async fn member_signer(
+    w: &Shared,
+    password_a: Option<&zeroize::Zeroizing<String>>,
+    password_b: Option<&zeroize::Zeroizing<String>>,
+) -> Result<
+    (Option<(kessai_core::ids::PartyId, kessai_core::keys::SigningKey)>, Option<crate::wallet::MemberSession>),
+    PayError,
+> {
+    match (password_a, w.member_number()) {
+        (Some(a), Some(_)) if !a.is_empty() => {
+            let (a, b) = passwords(a, password_b);
+            let s = open_signer(w, a, b).await?;
+            Ok((Some((s.member, s.key)), Some(s.session)))
+        }
+        _ => Ok((None, None)),
     }
 }
 
@@ -553,6 +568,79 @@ async fn pay_prepaid(State(w): State<Shared>, form: Result<Form<PrepaidPayForm>,
     };
     w.record_prepaid_purchase(session, &paid).await;
     html(StatusCode::OK, pages::prepaid_paid(&paid, receipt, &form.return_url))
+}
+
+/// The card's deposit tokens that can pay the bill, read through a token
+/// session (a listing: nothing is redeemed).
+async fn pay_token_choose(State(w): State<Shared>, form: Result<Form<StartForm>, FormRejection>) -> Response {
+    let Ok(Form(form)) = form else {
+        return failure(&PayError::HandOff("the form needs `bill`, `return_url` and `form_token`".into()), None);
+    };
+    if !w.is_form_token(&form.form_token) {
+        tracing::warn!("refused a token listing without this wallet's form token");
+        return failure(&PayError::BadConsentToken, None);
+    }
+    let back = bound_return_url(&form.bill, &form.return_url);
+    let review = match w.review(&form.bill, &form.return_url) {
+        Ok(r) => r,
+        Err(e) => return failure(&e, back),
+    };
+    let asked = kessai_api::request::TokenSessionCreate { redeem: None, list: true };
+    let listed = match w.token_session(&asked).await {
+        Ok(listed) => listed.on_card.unwrap_or_default(),
+        Err(e) => return failure(&e, back),
+    };
+    let now = u64::try_from(w.now_s()).unwrap_or(0);
+    let payable: Vec<_> = listed
+        .into_iter()
+        .filter(|t| !t.redeemed && t.expires_at > now)
+        .filter(|t| t.status.is_none_or(|s| s == kessai_api::TokenStatus::Stored))
+        .filter(|t| t.amount.checked_sub(&review.total).is_ok())
+        .collect();
+    html(StatusCode::OK, pages::token_choice(&review, &payable))
+}
+
+#[derive(Deserialize)]
+struct TokenPayForm {
+    bill: String,
+    return_url: String,
+    form_token: String,
+    token_id: String,
+    #[serde(default)]
+    password_a: Option<zeroize::Zeroizing<String>>,
+    #[serde(default)]
+    password_b: Option<zeroize::Zeroizing<String>>,
+}
+
+/// The cardholder chose a token: the bill paid with it, then the
+/// processing page (SIG4, back to the store) as for any purchase.
+async fn pay_token_confirm(State(w): State<Shared>, form: Result<Form<TokenPayForm>, FormRejection>) -> Response {
+    let Ok(Form(form)) = form else {
+        return failure(&PayError::HandOff("the form needs the bill and the token".into()), None);
+    };
+    if !w.is_form_token(&form.form_token) {
+        tracing::warn!("refused a token payment without this wallet's form token");
+        return failure(&PayError::BadConsentToken, None);
+    }
+    let back = bound_return_url(&form.bill, &form.return_url);
+    let (signer, session) = match member_signer(&w, form.password_a.as_ref(), form.password_b.as_ref()).await {
+        Ok(found) => found,
+        Err(e) => return failure(&e, back),
+    };
+    match w.pay_by_token(&form.bill, &form.return_url, &form.token_id, signer.as_ref(), &mut |_| {}).await {
+        Ok(done) => {
+            let sid = done.settlement_id.to_string();
+            if let Some(session) = session {
+                w.hold_member_session(&sid, session);
+                w.record_member_purchase(&sid).await;
+            }
+            // The processing page (FIG. 19), as after consent: it reloads
+            // the status until SIG4 is verified. Not a redirect: the form's
+            // `form-action 'self'` would stop the chain at the store.
+            html(StatusCode::OK, pages::processing(&sid, &done.amount.to_string(), None))
+        }
+        Err(e) => failure(&e, back),
+    }
 }
 
 async fn prepaid_ask(State(w): State<Shared>) -> Response {

@@ -22,7 +22,7 @@ async fn open_ui(w: &World) -> (Arc<Wallet>, axum::Router) {
 }
 
 /// What a store's page posts: the bill, from the store's origin.
-fn pay_form(bill: &str, return_url: &str) -> Request<Body> {
+pub(crate) fn pay_form(bill: &str, return_url: &str) -> Request<Body> {
     let mut req = form("/pay", &format!("bill={}&return_url={}", encode(bill), encode(return_url)), "");
     req.headers_mut().insert(header::ORIGIN, "https://shop.kessai.test".parse().unwrap());
     req.headers_mut().insert("sec-fetch-site", "cross-site".parse().unwrap());
@@ -32,13 +32,17 @@ fn pay_form(bill: &str, return_url: &str) -> Request<Body> {
 /// The cardholder continues from the review page: same origin, with the
 /// review form's fields.
 fn start_form(review: &str) -> Request<Body> {
-    let body = format!(
+    form("/pay/start", &review_fields(review), "")
+}
+
+/// The review form's fields (bill, return URL, form token), form-encoded.
+pub(crate) fn review_fields(review: &str) -> String {
+    format!(
         "bill={}&return_url={}&form_token={}",
         encode(&input_value(review, "bill")),
         encode(&html_unescape(&input_value(review, "return_url"))),
         input_value(review, "form_token")
-    );
-    form("/pay/start", &body, "")
+    )
 }
 
 fn html_unescape(s: &str) -> String {

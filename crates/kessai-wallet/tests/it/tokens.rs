@@ -163,8 +163,10 @@ async fn a_deposit_token_pays_a_bookshop_order_through_the_wallet() {
     assert_eq!(stored.stored, vec![asked.token_id.clone()]);
     let (order, bill, return_url) = w.order(&[("ebook-kessai-001", 1)]).await;
     let mut seen = Vec::new();
-    let completed =
-        wallet.pay_by_token(&bill, &return_url, &asked.token_id, &mut |p| seen.push(format!("{p:?}"))).await.unwrap();
+    let completed = wallet
+        .pay_by_token(&bill, &return_url, &asked.token_id, None, &mut |p| seen.push(format!("{p:?}")))
+        .await
+        .unwrap();
     assert_eq!(completed.amount, jpy(1_200));
     assert!(seen.iter().any(|p| p.starts_with("SettlementOpened")) && seen.last().unwrap() == "Completed", "{seen:?}");
     let settlement = completed.settlement_id.to_string();
@@ -179,7 +181,61 @@ async fn a_deposit_token_pays_a_bookshop_order_through_the_wallet() {
     assert_eq!(record.phase, kessai_wallet::LocalPhase::Receipted);
     // The token is spent: it pays no second order.
     let (_, bill, return_url) = w.order(&[("ebook-kessai-001", 1)]).await;
-    let again = wallet.pay_by_token(&bill, &return_url, &asked.token_id, &mut |_| {}).await;
+    let again = wallet.pay_by_token(&bill, &return_url, &asked.token_id, None, &mut |_| {}).await;
     assert!(again.is_err(), "{again:?}");
     assert_eq!(w.card_state().0, 1_000 + 7_000 - 1_200);
+}
+
+/// The same through the wallet's pages: the review offers a deposit
+/// token, the next page lists the card's tokens that can pay (read
+/// through the center), and choosing one pays; then back to the store once
+/// SIG4 is verified. A choice posted from another origin is refused.
+#[tokio::test]
+async fn a_deposit_token_pays_a_bookshop_order_through_the_wallets_pages() {
+    use crate::purchase::{pay_form, review_fields};
+    use crate::world::{form, send};
+    use axum::http::{StatusCode, header};
+    let tokens = parties();
+    let w = World::new_with(74, 1_000, Some(tokens.clone())).await;
+    let (wallet, ui, asked) = member_with_a_deposit(&w, 74, tokens, 5_000).await;
+    wallet.token_session(&TokenSessionCreate::default()).await.unwrap();
+    let (order, bill, return_url) = w.order(&[("ebook-kessai-001", 1)]).await;
+    let (status, _, review) = send(&ui, pay_form(&bill, &return_url)).await;
+    assert_eq!(status, StatusCode::OK, "{review}");
+    assert!(review.contains("Pay with a deposit token"), "{review}");
+    let fields = review_fields(&review);
+    let (status, _, choice) = send(&ui, form("/pay/token", &fields, "")).await;
+    assert_eq!(status, StatusCode::OK, "{choice}");
+    assert!(choice.contains(&asked.token_id), "{choice}");
+    assert!(choice.contains("JPY 3,800"), "what goes onto the card: {choice}");
+    let confirm = format!("{fields}&token_id={}", asked.token_id);
+    let mut foreign = form("/pay/token/confirm", &confirm, "");
+    foreign.headers_mut().insert(header::ORIGIN, "https://evil.example".parse().unwrap());
+    let (status, _, _) = send(&ui, foreign).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "another origin's post");
+    assert_eq!(w.card_state().0, 1_000, "nothing moved");
+    let (status, _, page) = send(&ui, form("/pay/token/confirm", &confirm, "")).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("http-equiv=\"refresh\""), "the processing page refreshes without JavaScript");
+    let sid = page.split("/settlements/").nth(1).and_then(|rest| rest.split('"').next()).unwrap();
+    let status_page = format!("/settlements/{sid}");
+    assert!(status_page.starts_with("/settlements/stl_"), "{status_page}");
+    let mut back = None;
+    for _ in 0..100 {
+        let get = axum::http::Request::get(&status_page).body(axum::body::Body::empty()).unwrap();
+        let (status, headers, _) = send(&ui, get).await;
+        if status == StatusCode::SEE_OTHER {
+            back = Some(headers[header::LOCATION].to_str().unwrap().to_owned());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(back.as_deref(), Some(return_url.as_str()), "back to the store once SIG4 is verified");
+    assert!(w.order_page(&order).await.contains("Payment received"));
+    assert_eq!(w.card_state().0, 1_000 + 5_000 - 1_200);
+    // The token is spent: the next bill's choice lists none.
+    let (_, bill, return_url) = w.order(&[("ebook-kessai-001", 1)]).await;
+    let (_, _, review) = send(&ui, pay_form(&bill, &return_url)).await;
+    let (_, _, choice) = send(&ui, form("/pay/token", &review_fields(&review), "")).await;
+    assert!(choice.contains("id=\"no-token\""), "{choice}");
 }

@@ -159,7 +159,7 @@ fn a_person_buys_the_ebook_cancels_once_is_refused_a_bill_over_the_balance_and_c
     let card_id = card.card_id.to_string();
     admin(&["link-card", "--card-id", &card_id, "--member", &member]);
     let (out, result, stderr) = scenarios(&[
-        ("KESSAI_SCENARIOS", "prepaid,member"),
+        ("KESSAI_SCENARIOS", "prepaid,member,token"),
         ("KESSAI_PASSWORD_A", "demo password A"),
         ("KESSAI_PASSWORD_B", "demo password B"),
     ]);
@@ -182,6 +182,7 @@ fn a_person_buys_the_ebook_cancels_once_is_refused_a_bill_over_the_balance_and_c
     }
     let paid = &result["scenarios"]["member"];
     assert_eq!(paid["ok"], true, "{paid}");
+    assert_eq!(result["scenarios"]["token"]["ok"], true, "{}", result["scenarios"]["token"]);
     assert!(out.status.success(), "{stderr}");
     assert_eq!(
         (paid["balance_before"].as_str(), paid["balance_after"].as_str()),
@@ -192,8 +193,21 @@ fn a_person_buys_the_ebook_cancels_once_is_refused_a_bill_over_the_balance_and_c
     for s in paid["steps"].as_array().unwrap() {
         assert!(Path::new(s["screenshot"].as_str().unwrap()).exists(), "screenshot of {}", s["step"]);
     }
+    // Seed 002: the demo card's deposit token paid the next bill; the
+    // JPY 3,800 it held beyond it went onto the card.
+    let token = &result["scenarios"]["token"];
+    assert_eq!(token["ok"], true, "{token}");
+    assert!(token["token"].as_str().unwrap().starts_with("tok_"), "{token}");
+    assert_eq!(
+        (token["balance_before"].as_str(), token["balance_after"].as_str()),
+        (Some("JPY 32,600"), Some("JPY 36,400"))
+    );
     let image = std::fs::read(dir.join("card.img")).unwrap();
-    assert_eq!(kessai_card::public_info(&image).unwrap().balance_minor, 32_600, "the member paid once");
+    assert_eq!(
+        kessai_card::public_info(&image).unwrap().balance_minor,
+        36_400,
+        "the member paid once, and the token paid once"
+    );
 
     // Work for the failed-payouts queue: a clearing run (on the center's
     // host, with the deployment's own config) pays the stores what the
