@@ -222,6 +222,13 @@ pub fn bank_ref(payout: &str) -> String {
     format!("KS{}", derived_hex("bank-ref", &[payout])[..18].to_ascii_uppercase())
 }
 
+/// A token's refund account (`BBBB-SSS-T-NNNNNNN` or an IBAN) with its
+/// holder, as a bank file carries it.
+pub fn refund_payee(account: &str, holder: &str) -> Result<PayeeAccount, kessai_bank::payout::AccountError> {
+    let scheme = if account.as_bytes().first().is_some_and(u8::is_ascii_digit) { "zengin" } else { "iban" };
+    format!("{scheme}:{account}:{holder}").parse::<PayeeAccount>()
+}
+
 /// A token's payback's id: one per run and token.
 pub fn payback_id(run: &str, token: &TokenId) -> String {
     format!("tpb_{}", &derived_hex("token-payback", &[run, &token.to_string()])[..32])
@@ -470,14 +477,15 @@ impl Center {
         if let Some(text) = &t.payback_account {
             return Ok(text.parse::<PayeeAccount>().map_err(|e| format!("the corrected account: {e}")));
         }
+        if let Some(holder) = &t.refund_holder {
+            return Ok(refund_payee(&t.refund_account, holder)
+                .map_err(|e| format!("the refund account with the holder the member gave: {e}; correct it")));
+        }
         let Some(member) = self.db.member(&t.member).await? else {
             return Ok(Err("the token's member is not registered".into()));
         };
         let holder = crate::tokens::member_name(&member.details);
-        let scheme =
-            if t.refund_account.as_bytes().first().is_some_and(u8::is_ascii_digit) { "zengin" } else { "iban" };
-        Ok(format!("{scheme}:{}:{holder}", t.refund_account)
-            .parse::<PayeeAccount>()
+        Ok(refund_payee(&t.refund_account, &holder)
             .map_err(|e| format!("the refund account in the member's name ({holder}): {e}; correct it")))
     }
 

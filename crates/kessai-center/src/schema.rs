@@ -434,6 +434,8 @@ pub(crate) async fn migrate(pool: &AnyPool, sqlite: bool) -> Result<(), DbError>
             // The settlement whose bill the cardholder chose the token to
             // pay (its redemption completes it while it waits).
             add_column(&mut tx, sqlite, "center_tokens", "chosen_by TEXT").await?;
+            // The refund account's holder the member gave, if any.
+            add_column(&mut tx, sqlite, "center_tokens", "refund_holder TEXT").await?;
         }
         for statement in *statements {
             sqlx::query(*statement).execute(&mut *tx).await?;

@@ -238,6 +238,13 @@ impl Center {
             let limit = Money::new(self.max_amount_minor, amount.currency()).map_err(refused)?;
             return Err(PrepaidError::OverLimit { amount, limit });
         }
+        // A holder given must make an account a bank file carries, as its
+        // payback will need.
+        if let Some(holder) = &terms.refund_holder
+            && let Err(e) = crate::clearing::refund_payee(&terms.refund_account, holder)
+        {
+            return Err(refused(format!("the refund account with its holder: {e}")));
+        }
         if !matches!(self.db.card_member(&card_id).await?, Some((m, _)) if m == member) {
             return Err(PrepaidError::NotMembersCard(card_id));
         }
@@ -268,6 +275,7 @@ impl Center {
             status: TokenStatus::Awaiting,
             reference: crate::prepaid::new_reference(rng.as_mut()),
             refund_account: terms.refund_account.clone(),
+            refund_holder: terms.refund_holder.clone(),
             card_ref: terms.card_ref.clone(),
             awaiting_until: Timestamp::from_unix_s(now.unix_s().saturating_add(self.prepaid.awaiting_s)),
             store_tx: TransactionId::from_bytes(store_tx),
@@ -295,9 +303,11 @@ impl Center {
     fn same_token_request(&self, found: TokenRow, request: &PrepaidRequest) -> Result<PrepaidReply, PrepaidError> {
         let same = Some(found.amount) == request.amount()
             && Some(found.card_id) == request.card_id()
-            && request
-                .token()
-                .is_some_and(|t| t.refund_account == found.refund_account && t.card_ref == found.card_ref);
+            && request.token().is_some_and(|t| {
+                t.refund_account == found.refund_account
+                    && t.card_ref == found.card_ref
+                    && t.refund_holder == found.refund_holder
+            });
         if !same {
             return Err(PrepaidError::RequestIdReused(request.request_id().to_string()));
         }

@@ -446,6 +446,9 @@ async fn demo_member_once(wallet: &WalletConfig, center: &kessai_center::service
     let terms = kessai_core::messages::prepaid::TokenTerms {
         refund_account: "0005-123-1-7654321".into(),
         card_ref: "last4:4242".into(),
+        // The account's holder as the bank has it: an unredeemed token's
+        // payback needs no operator.
+        refund_holder: Some("ﾃﾞﾓ ｶｲｲﾝ".into()),
     };
     let amount = kessai_core::Money::new(DEMO_TOKEN_MINOR, Currency::JPY)?;
     let request = kessai_core::ids::RequestId::parse("demo-deposit-token")?;

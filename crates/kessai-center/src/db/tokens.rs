@@ -25,6 +25,8 @@ pub struct TokenRow {
     /// What the deposit must quote (ISO 11649), unique.
     pub reference: String,
     pub refund_account: String,
+    /// The refund account's holder as the member gave it, if it did.
+    pub refund_holder: Option<String>,
     pub card_ref: String,
     /// The deposit is awaited until then.
     pub awaiting_until: Timestamp,
@@ -73,7 +75,7 @@ macro_rules! select_tokens {
         concat!(
             "SELECT id, member, request_id, card_id, amount_minor, currency, status, reference, refund_account,
              card_ref, awaiting_until, store_tx, redeem_tx, entry_key, deposited_on, key_version, expires_at,
-             sealed, stored_counter, redeemed_counter, redeem_sent_at, payback_account, chosen_by, created_at, updated_at
+             sealed, stored_counter, redeemed_counter, redeem_sent_at, payback_account, chosen_by, refund_holder, created_at, updated_at
              FROM center_tokens WHERE ",
             $filter
         )
@@ -104,6 +106,7 @@ fn token_row_of(r: &dyn Columns) -> Result<TokenRow, DbError> {
         status: TokenStatus::parse(&status).ok_or_else(|| corrupt(format!("token status {status:?}")))?,
         reference: r.required_text("reference")?,
         refund_account: r.required_text("refund_account")?,
+        refund_holder: r.text("refund_holder")?,
         card_ref: r.required_text("card_ref")?,
         awaiting_until: at(r.required_int("awaiting_until")?)?,
         store_tx: tx("store_tx")?,
@@ -126,8 +129,8 @@ fn token_row_of(r: &dyn Columns) -> Result<TokenRow, DbError> {
 fn insert_token_stmt(t: &TokenRow) -> Result<Stmt, DbError> {
     Ok(Stmt::new(
         "INSERT INTO center_tokens (id, member, request_id, card_id, amount_minor, currency, status, reference,
-         refund_account, card_ref, awaiting_until, store_tx, redeem_tx, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+         refund_account, card_ref, awaiting_until, store_tx, redeem_tx, created_at, updated_at, refund_holder)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
     )
     .bind(t.id.to_string())
     .bind(t.member.clone())
@@ -143,7 +146,8 @@ fn insert_token_stmt(t: &TokenRow) -> Result<Stmt, DbError> {
     .bind(hex::encode(t.store_tx.as_bytes()))
     .bind(hex::encode(t.redeem_tx.as_bytes()))
     .bind(to_i64(t.created_at.unix_s())?)
-    .bind(to_i64(t.updated_at.unix_s())?))
+    .bind(to_i64(t.updated_at.unix_s())?)
+    .bind(t.refund_holder.clone()))
 }
 
 /// Moves an awaiting token to `issued` with what issuing made of it, if it

@@ -72,7 +72,7 @@ async fn members_card(s: &mut Setup) -> Member {
 }
 
 fn terms() -> TokenTerms {
-    TokenTerms { refund_account: "0005-123-1-7654321".into(), card_ref: "last4:4242".into() }
+    TokenTerms { refund_account: "0005-123-1-7654321".into(), card_ref: "last4:4242".into(), refund_holder: None }
 }
 
 fn token_request(m: &Member, request_id: &str, card: CardId, amount: u64) -> PrepaidRequestDraft {
@@ -1797,4 +1797,33 @@ async fn identical_token_requests_at_once_make_one_token() {
 async fn identical_token_requests_at_once_make_one_token_on_postgres() {
     let Some(s) = setup_on_postgres("tokens_request_twice").await else { return };
     identical_requests_racing(with_tokens(s)).await;
+}
+
+/// A member who gives its refund account's holder as the bank has it is
+/// paid back with no operator; a holder no bank file carries is refused
+/// when the token is asked for, and nothing is made.
+#[tokio::test]
+async fn a_refund_holder_given_with_the_request_is_paid_back_with_no_operator() {
+    let mut s = with_tokens(setup().await);
+    let m = members_card(&mut s).await;
+    let with_holder = |holder: &str, id: &str| {
+        let mut d = token_request(&m, id, card_id(1), 6_000);
+        d.token = Some(TokenTerms { refund_holder: Some(holder.into()), ..terms() });
+        d
+    };
+    let kanji = ask(&s.center, &m, with_holder("山田 花子", "dep-h0")).await;
+    assert!(matches!(&kanji, Err(e) if e.to_string().contains("holder")), "{kanji:?}");
+    assert!(s.center.tokens_of(m.id.as_str()).await.unwrap().is_empty());
+    let a = ask(&s.center, &m, with_holder("ﾔﾏﾀﾞ ﾊﾅｺ", "dep-h1")).await.unwrap();
+    let statement = camt("STMT-H", &[(6_000, Some(&a.reference), "BANK-H")]);
+    assert_eq!(s.center.import_statement(&statement, StatementSource::Bank).await.unwrap().matched, 1);
+    let token = TokenId::parse(&a.token_id).unwrap();
+    let e = expiry_of(&s.center, &token).await;
+    set_clock(&mut s, at(e + 8 * DAY));
+    let r = s.center.clearing_run(at(e + 8 * DAY)).await.unwrap();
+    assert_eq!((r.paybacks, r.paybacks_skipped.len()), (1, 0), "{r:?}");
+    let p = s.center.db.paybacks(None, Some(&token), 10).await.unwrap().remove(0);
+    let expected = kessai_center::clearing::refund_payee("0005-123-1-7654321", "ﾔﾏﾀﾞ ﾊﾅｺ").unwrap();
+    assert_eq!(p.payee_account, expected.to_string());
+    conserved_with_paybacks(&s.center).await;
 }

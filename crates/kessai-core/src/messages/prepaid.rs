@@ -47,6 +47,12 @@ pub struct TokenTerms {
     /// The member's own account, where an unredeemed token's value is
     /// paid back: `BBBB-SSS-T-NNNNNNN` (Zengin) or an IBAN.
     pub refund_account: String,
+    /// Its holder's name as the bank has it (Zengin: half-width kana or
+    /// Latin capitals), for the payback's bank file; without it the
+    /// member's registered name is used, which an operator may have to
+    /// correct (a name in kanji is no Zengin holder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund_holder: Option<String>,
     /// The member's credit card as `last4:NNNN` or a network token
     /// `ntk:…`, never its number.
     pub card_ref: String,
@@ -159,6 +165,13 @@ impl PrepaidRequest {
                     .map_err(|_| field_error("token.refund_account", "BBBB-SSS-T-NNNNNNN (Zengin) or an IBAN"))?;
                 crate::token::check_card_ref(&terms.card_ref)
                     .map_err(|_| field_error("token.card_ref", "last4:NNNN or ntk:…, never a card number"))?;
+                if let Some(holder) = &terms.refund_holder {
+                    let fits =
+                        !holder.trim().is_empty() && holder.len() <= 120 && !holder.chars().any(char::is_control);
+                    if !fits || crate::token::holds_a_card_number(holder) {
+                        return Err(field_error("token.refund_holder", "the account holder's name, 1 to 120 bytes"));
+                    }
+                }
             }
         }
         let names_card = matches!(d.action, PrepaidAction::ToCard | PrepaidAction::DepositToken);
@@ -329,7 +342,11 @@ mod tests {
         assert!(PrepaidRequest::new(PrepaidRequestDraft { method: Some(FundingMethod::Cash), ..to_card }).is_err());
         assert!(PrepaidRequest::new(PrepaidRequestDraft { card_id: card, ..draft(PrepaidAction::Open) }).is_err());
         // A deposit token names the IC card, its terms, and bank transfer.
-        let terms = TokenTerms { refund_account: "0001-002-1-1234567".into(), card_ref: "last4:4242".into() };
+        let terms = TokenTerms {
+            refund_account: "0001-002-1-1234567".into(),
+            card_ref: "last4:4242".into(),
+            refund_holder: None,
+        };
         let token =
             PrepaidRequestDraft { card_id: card, token: Some(terms.clone()), ..draft(PrepaidAction::DepositToken) };
         assert!(PrepaidRequest::new(token.clone()).is_ok());

@@ -85,7 +85,8 @@ async fn member_with_a_deposit(
     let ui = kessai_wallet::web::router(Arc::clone(&wallet));
 
     // The member asks; the answer is the reference to quote.
-    let terms = TokenTerms { refund_account: "0005-123-1-7654321".into(), card_ref: "last4:4242".into() };
+    let terms =
+        TokenTerms { refund_account: "0005-123-1-7654321".into(), card_ref: "last4:4242".into(), refund_holder: None };
     let asked = wallet
         .deposit_token(&signer, kessai_wallet::prepaid::new_request_id(), card, jpy(amount), terms)
         .await
