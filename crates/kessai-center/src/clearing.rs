@@ -225,8 +225,14 @@ pub fn bank_ref(payout: &str) -> String {
 /// A token's refund account (`BBBB-SSS-T-NNNNNNN` or an IBAN) with its
 /// holder, as a bank file carries it.
 pub fn refund_payee(account: &str, holder: &str) -> Result<PayeeAccount, kessai_bank::payout::AccountError> {
-    let scheme = if account.as_bytes().first().is_some_and(u8::is_ascii_digit) { "zengin" } else { "iban" };
-    format!("{scheme}:{account}:{holder}").parse::<PayeeAccount>()
+    // An IBAN's text names no BIC (`::`), so a holder that starts like
+    // one (`COBADEFF:…`) stays the holder.
+    let text = if account.as_bytes().first().is_some_and(u8::is_ascii_digit) {
+        format!("zengin:{account}:{holder}")
+    } else {
+        format!("iban:{account}::{holder}")
+    };
+    text.parse::<PayeeAccount>()
 }
 
 /// A token's payback's id: one per run and token.

@@ -240,10 +240,13 @@ impl Center {
         }
         // A holder given must make an account a bank file carries, as its
         // payback will need.
-        if let Some(holder) = &terms.refund_holder
-            && let Err(e) = crate::clearing::refund_payee(&terms.refund_account, holder)
-        {
-            return Err(refused(format!("the refund account with its holder: {e}")));
+        if let Some(holder) = &terms.refund_holder {
+            let payee = crate::clearing::refund_payee(&terms.refund_account, holder)
+                .map_err(|e| refused(format!("the refund account with its holder: {e}")))?;
+            // As the bank file writes it (full-width digits become ASCII).
+            if kessai_core::token::holds_a_card_number(payee.holder()) {
+                return Err(refused("the refund account's holder reads as a card number"));
+            }
         }
         if !matches!(self.db.card_member(&card_id).await?, Some((m, _)) if m == member) {
             return Err(PrepaidError::NotMembersCard(card_id));

@@ -88,7 +88,10 @@ impl Wallet {
     async fn redeem_for(&self, rec: Record, token: &str) -> Result<Completed, PayError> {
         let sid = rec.settlement_id.clone().ok_or_else(|| PayError::UnknownSettlement(rec.payment_id.clone()))?;
         let asked = request::TokenSessionCreate { redeem: Some(token.to_owned()), list: false };
-        let done = self.token_session(&asked).await?;
+        // From here the REDEEM may reach the card: a failure is not "nothing
+        // happened".
+        let unfinished = |why: String| PayError::TokenUnfinished { token: token.to_owned(), why };
+        let done = self.token_session(&asked).await.map_err(|e| unfinished(e.to_string()))?;
         let paid = done.redeemed.as_ref().and_then(|r| r.settlement_id.as_deref());
         if paid != Some(sid.as_str()) {
             let why = match (&done.redeemed, done.refused.first()) {
@@ -100,7 +103,7 @@ impl Wallet {
             };
             return Err(PayError::Voided(why));
         }
-        let settlement = self.center.settlement(sid.as_str()).await?;
+        let settlement = self.center.settlement(sid.as_str()).await.map_err(|e| unfinished(e.to_string()))?;
         let completion = settlement["completion"].as_str().unwrap_or_default().to_owned();
         self.accept_completion(&rec, &completion).await
     }

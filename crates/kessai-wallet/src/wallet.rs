@@ -69,6 +69,14 @@ pub enum PayError {
     Insufficient { balance: Money, amount: Money },
     #[error("the settlement was voided: {0}. Nothing was charged.")]
     Voided(String),
+    /// A token's redemption went to the card and did not come back
+    /// confirmed: the card may have given the token up.
+    #[error(
+        "the card may have given up deposit token {token}, and the center did not confirm the payment ({why}); \
+         run `kessai wallet tokens --redeem {token}` to finish it: the bill is paid if the store still waits, \
+         else the token's value goes onto your card, never both"
+    )]
+    TokenUnfinished { token: String, why: String },
     #[error("the completion (SIG3) was refused: {0}")]
     CompletionUnverified(VerifyError),
     #[error("the completion (SIG3) does not match: {0}")]
@@ -513,7 +521,23 @@ impl Wallet {
         let path = format!("/v1/cards/{}/token-sessions", summary.card_id);
         let mut reply: TokenSessionReply = self.center.post(&path, asked, &format!("tks-{tag}-0")).await?;
         let id = reply.session_id.clone();
+        // What the session may send the card, checked before it is relayed:
+        // a listing reads only, and a delivery or a redemption does only
+        // what it was asked (the wallet cannot read the sealed commands).
+        let token_ins = match asked {
+            request::TokenSessionCreate { list: true, .. } => kessai_card::tokens::INS_LIST_TOKENS,
+            request::TokenSessionCreate { redeem: Some(_), .. } => kessai_card::tokens::INS_REDEEM_TOKEN,
+            _ => kessai_card::tokens::INS_STORE_TOKEN,
+        };
         for (n, step) in ["authenticate", "finish"].iter().enumerate() {
+            let fits = if n == 0 { opening_fits(&reply.apdus) } else { token_batch_fits(&reply.apdus, token_ins) };
+            if !fits {
+                return Err(PayError::UnexpectedReply {
+                    step: "token session",
+                    phase: Phase::Authenticating,
+                    apdus: reply.apdus.len(),
+                });
+            }
             let answers = self.card.relay_hex(&reply.apdus).await?;
             let body = request::Answers { responses: answers };
             let key = format!("tks-{tag}-{}", n + 1);
@@ -572,6 +596,25 @@ impl Wallet {
         let answers = self.card.relay_hex(&reply.apdus).await?;
         self.post(rec, step, path, &request::Answers { responses: answers }).await
     }
+}
+
+/// A token session's opening: INITIALIZE UPDATE alone.
+fn opening_fits(apdus: &[String]) -> bool {
+    let [only] = apdus else { return false };
+    only.get(..4).is_some_and(|h| h.eq_ignore_ascii_case("8050"))
+}
+
+/// A token session's batch: EXTERNAL AUTHENTICATE, then only the log's
+/// commands and the token command `ins` (any number of them), all sealed.
+fn token_batch_fits(apdus: &[String], ins: u8) -> bool {
+    use kessai_card::protocol::{CLA_SECURE, INS_EXTERNAL_AUTHENTICATE, INS_LOG_COLLECTED, INS_READ_LOG};
+    let heads: Option<Vec<(u8, u8)>> = apdus
+        .iter()
+        .map(|h| hex::decode(h.get(..4).unwrap_or_default()).ok().and_then(|b| Some((*b.first()?, *b.get(1)?))))
+        .collect();
+    let Some(heads) = heads else { return false };
+    let Some(((CLA_SECURE, INS_EXTERNAL_AUTHENTICATE), rest)) = heads.split_first() else { return false };
+    rest.iter().all(|(cla, i)| *cla == CLA_SECURE && [INS_LOG_COLLECTED, INS_READ_LOG, ins].contains(i))
 }
 
 /// A batch of commands the center sealed for the card: EXTERNAL
@@ -861,7 +904,9 @@ impl Wallet {
     /// (then the phase stays, for `recover`).
     pub(crate) async fn note_failure(&self, payment_id: &str, e: &PayError) {
         let phase = match e {
-            PayError::Insufficient { .. } | PayError::Voided(_) => None,
+            // The card may have given the token up: not a payment that
+            // stopped before anything reached the card.
+            PayError::Insufficient { .. } | PayError::Voided(_) | PayError::TokenUnfinished { .. } => None,
             _ => Some(LocalPhase::Failed),
         };
         let current = self.records.by_payment(payment_id).await.ok().flatten().map(|r| r.phase);
@@ -1064,5 +1109,39 @@ impl Wallet {
             .by_settlement(settlement_id)
             .await?
             .ok_or_else(|| PayError::UnknownSettlement(settlement_id.into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{opening_fits, token_batch_fits};
+    use kessai_card::tokens::{INS_LIST_TOKENS, INS_REDEEM_TOKEN, INS_STORE_TOKEN};
+
+    fn apdu(cla: u8, ins: u8) -> String {
+        format!("{cla:02x}{ins:02x}0000")
+    }
+
+    #[test]
+    fn a_token_session_relays_only_what_it_was_opened_for() {
+        assert!(opening_fits(&[apdu(0x80, 0x50)]));
+        assert!(!opening_fits(&[apdu(0x80, 0x50), apdu(0x84, 0x82)]));
+        assert!(!opening_fits(&[apdu(0x84, 0x82)]));
+        let listing = [
+            apdu(0x84, 0x82),
+            apdu(0x84, 0x3c),
+            apdu(0x84, 0x36),
+            apdu(0x84, INS_LIST_TOKENS),
+            apdu(0x84, INS_LIST_TOKENS),
+        ];
+        assert!(token_batch_fits(&listing, INS_LIST_TOKENS));
+        // A listing that would redeem or store is refused before the card.
+        let redeeming = [apdu(0x84, 0x82), apdu(0x84, INS_LIST_TOKENS), apdu(0x84, INS_REDEEM_TOKEN)];
+        assert!(!token_batch_fits(&redeeming, INS_LIST_TOKENS));
+        assert!(token_batch_fits(&redeeming[..2], INS_LIST_TOKENS));
+        assert!(!token_batch_fits(&[apdu(0x84, 0x82), apdu(0x84, INS_STORE_TOKEN)], INS_REDEEM_TOKEN));
+        // Unsealed, or without EXTERNAL AUTHENTICATE first: refused.
+        assert!(!token_batch_fits(&[apdu(0x84, 0x82), apdu(0x80, INS_LIST_TOKENS)], INS_LIST_TOKENS));
+        assert!(!token_batch_fits(&[apdu(0x84, INS_LIST_TOKENS)], INS_LIST_TOKENS));
+        assert!(!token_batch_fits(&["zz".into()], INS_LIST_TOKENS));
     }
 }

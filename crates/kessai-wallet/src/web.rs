@@ -148,6 +148,7 @@ fn failure(e: &PayError, return_url: Option<&str>) -> Response {
             (StatusCode::PAYMENT_REQUIRED, "Insufficient balance")
         }
         PayError::Voided(_) => (StatusCode::OK, "Payment voided"),
+        PayError::TokenUnfinished { .. } => (StatusCode::ACCEPTED, "Payment not finished"),
         PayError::UnsafeReturnUrl(_)
         | PayError::NotTheStoresAddress { .. }
         | PayError::BillWithoutOrigin

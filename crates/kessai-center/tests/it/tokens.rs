@@ -1813,6 +1813,12 @@ async fn a_refund_holder_given_with_the_request_is_paid_back_with_no_operator() 
     };
     let kanji = ask(&s.center, &m, with_holder("山田 花子", "dep-h0")).await;
     assert!(matches!(&kanji, Err(e) if e.to_string().contains("holder")), "{kanji:?}");
+    // A card number is no holder, typed in full width or not.
+    let number = ask(&s.center, &m, with_holder("４１１１１１１１１１１１１１１１", "dep-h2")).await;
+    assert!(matches!(&number, Err(e) if e.to_string().contains("card number")), "{number:?}");
+    // An IBAN's holder that starts like a BIC stays the holder.
+    let iban = kessai_center::clearing::refund_payee("DE89370400440532013000", "COBADEFF:MAX MUSTER").unwrap();
+    assert_eq!(iban.holder(), "COBADEFF:MAX MUSTER");
     assert!(s.center.tokens_of(m.id.as_str()).await.unwrap().is_empty());
     let a = ask(&s.center, &m, with_holder("ﾔﾏﾀﾞ ﾊﾅｺ", "dep-h1")).await.unwrap();
     let statement = camt("STMT-H", &[(6_000, Some(&a.reference), "BANK-H")]);

@@ -424,8 +424,9 @@ async function tokenPurchase(s) {
     }
     return { token };
   });
-  // The wallet answers with a redirect to its status page, which sends the
-  // browser on to the store once SIG4 is verified: waited for below.
+  // The wallet answers with its processing page, which reloads its status
+  // page until SIG4 is verified and then sends the browser on to the
+  // store: waited for below.
   await choice.getByRole("button", { name: "Pay JPY 1,200 with this token" }).click();
   await s.step("completion", async () => {
     await page.waitForURL(/\/orders\/[^/]+\/complete$/, { timeout: STEP_TIMEOUT_MS });
