@@ -803,7 +803,16 @@ impl Wallet {
     /// a failure here is logged, not raised.
     pub async fn record_member_purchase(&self, id: &str) {
         let held = self.member_sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id);
-        let Some(MemberSession(opened, _)) = held else { return };
+        if let Some(session) = held {
+            self.record_member_purchase_with(id, session).await;
+        }
+    }
+
+    /// The completed purchase `id` goes into the member's history with
+    /// `session`, the keystore as password A opened it for this purchase
+    /// (not held for later). Logged, not raised, if it cannot be written.
+    pub async fn record_member_purchase_with(&self, id: &str, session: MemberSession) {
+        let MemberSession(opened, _) = session;
         let record = match self.record(id).await {
             Ok(r) => r,
             Err(e) => return tracing::warn!(settlement = id, error = %e, "the member's history was not written"),

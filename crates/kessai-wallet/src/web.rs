@@ -632,8 +632,7 @@ async fn pay_token_confirm(State(w): State<Shared>, form: Result<Form<TokenPayFo
         Ok(done) => {
             let sid = done.settlement_id.to_string();
             if let Some(session) = session {
-                w.hold_member_session(&sid, session);
-                w.record_member_purchase(&sid).await;
+                w.record_member_purchase_with(&sid, session).await;
             }
             // The processing page (FIG. 19), as after consent: it reloads
             // the status until SIG4 is verified. Not a redirect: the form's
