@@ -353,6 +353,15 @@ impl TokenStatus {
     pub fn parse(s: &str) -> Option<TokenStatus> {
         TokenStatus::ALL.into_iter().find(|v| v.as_str() == s)
     }
+
+    /// Expired unredeemed: its value goes, or went, back to the
+    /// depositor's account, and no redemption of it is honoured.
+    pub fn paid_back(self) -> bool {
+        matches!(
+            self,
+            TokenStatus::PayingBack | TokenStatus::PaidBack | TokenStatus::PaybackFailed | TokenStatus::Expired
+        )
+    }
 }
 
 /// A bank deposit token as its member sees it: the request, and once the

@@ -312,9 +312,8 @@ impl Center {
         let mut token = [0u8; 8];
         self.random.generator().fill_bytes(&mut token);
         let holder: String = token.iter().map(|b| format!("{b:02x}")).collect();
-        let lease = |now: Timestamp| Timestamp::from_unix_s(now.unix_s().saturating_add(LEASE_S));
         let mut report = RunReport { run: run.clone(), cutoff: cutoff.unix_s(), ..RunReport::default() };
-        match self.db.claim_clearing_run(&run, cutoff, &holder, now, lease(now)).await? {
+        match self.db.claim_clearing_run(&run, cutoff, &holder, now, lease_until(now)).await? {
             RunClaim::Claimed(_) => {}
             RunClaim::Done(_) => {
                 report.done_before = true;
@@ -353,31 +352,15 @@ impl Center {
                         Err(why) => report.skipped.push((store.clone(), why)),
                     }
                 }
-                let now = self.clock.now();
-                // Renews the lease; refused if another instance took over.
-                match self.db.claim_clearing_run(&run, cutoff, &holder, now, lease(now)).await? {
-                    RunClaim::Claimed(_) => {}
-                    _ => return Err(ClearingError::LostClaim(run)),
-                }
-                // A deadlock with a concurrent write (PostgreSQL) is run
-                // again: a store this run paid is skipped.
-                let mut attempt = 0;
-                let cleared = loop {
-                    match self.db.clear_stores(work.clone(), payout_books, now).await {
-                        Err(DbError::Conflict) => return Err(ClearingError::LostClaim(run)),
-                        Err(e) if e.is_retryable() && attempt < STEP_RETRIES_MAX => attempt += 1,
-                        other => break other?,
-                    }
-                };
+                let now = self.renew_claim(&run, cutoff, &holder).await?;
+                // A store this run paid is skipped when run again.
+                let cleared = held_write(&run, || self.db.clear_stores(work.clone(), payout_books, now)).await?;
                 for c in cleared {
                     match c {
                         Cleared::Paid(p) => {
                             let p = *p;
                             report.payouts += 1;
-                            match report.paid.iter_mut().find(|(c, _)| *c == p.currency) {
-                                Some((_, sum)) => *sum = sum.saturating_add(p.amount_minor),
-                                None => report.paid.push((p.currency, p.amount_minor)),
-                            }
+                            add_to(&mut report.paid, p.currency, p.amount_minor);
                             tracing::info!(payout = %p.id, store = %p.store, amount = p.amount_minor, currency = %p.currency, fees = p.fees_minor, items = p.items, "payout made");
                         }
                         Cleared::Before => report.paid_before += 1,
@@ -447,30 +430,15 @@ impl Center {
             if work.is_empty() {
                 continue;
             }
-            let now = self.clock.now();
-            let lease = Timestamp::from_unix_s(now.unix_s().saturating_add(LEASE_S));
-            match self.db.claim_clearing_run(run, cutoff, holder, now, lease).await? {
-                RunClaim::Claimed(_) => {}
-                _ => return Err(ClearingError::LostClaim(run.to_owned())),
-            }
-            let mut attempt = 0;
-            let made = loop {
-                match self.db.pay_back_tokens(run, holder, work.clone(), now).await {
-                    Err(DbError::Conflict) => return Err(ClearingError::LostClaim(run.to_owned())),
-                    Err(e) if e.is_retryable() && attempt < STEP_RETRIES_MAX => attempt += 1,
-                    other => break other?,
-                }
-            };
+            let now = self.renew_claim(run, cutoff, holder).await?;
+            let made = held_write(run, || self.db.pay_back_tokens(run, holder, work.clone(), now)).await?;
             for (p, made) in work.iter().zip(made) {
                 if !made {
                     continue;
                 }
                 let (c, minor) = (p.row.amount.currency(), p.row.amount.amount_minor());
                 report.paybacks += 1;
-                match report.paid_back.iter_mut().find(|(have, _)| *have == c) {
-                    Some((_, sum)) => *sum = sum.saturating_add(minor),
-                    None => report.paid_back.push((c, minor)),
-                }
+                add_to(&mut report.paid_back, c, minor);
                 tracing::info!(payback = %p.row.id, token = %p.row.token_id, amount = %p.row.amount, "expired token paid back");
             }
         }
@@ -493,6 +461,16 @@ impl Center {
         let holder = crate::tokens::member_name(&member.details);
         Ok(refund_payee(&t.refund_account, &holder)
             .map_err(|e| format!("the refund account in the member's name ({holder}): {e}; correct it")))
+    }
+
+    /// Renews `holder`'s lease on run `run` (refused if another instance
+    /// took it over); the time it was renewed at.
+    async fn renew_claim(&self, run: &str, cutoff: Timestamp, holder: &str) -> Result<Timestamp, ClearingError> {
+        let now = self.clock.now();
+        match self.db.claim_clearing_run(run, cutoff, holder, now, lease_until(now)).await? {
+            RunClaim::Claimed(_) => Ok(now),
+            _ => Err(ClearingError::LostClaim(run.to_owned())),
+        }
     }
 
     /// The store's bank account, or why it cannot be paid.
@@ -775,6 +753,37 @@ impl Center {
                 other => return other,
             }
         }
+    }
+}
+
+/// Until when a claim taken or renewed at `now` holds.
+fn lease_until(now: Timestamp) -> Timestamp {
+    Timestamp::from_unix_s(now.unix_s().saturating_add(LEASE_S))
+}
+
+/// A write of run `run` under its claim: run again after a deadlock with a
+/// concurrent write (PostgreSQL); the claim gone (`Conflict`), the run is
+/// lost to another instance.
+async fn held_write<T, F, W>(run: &str, write: W) -> Result<T, ClearingError>
+where
+    W: Fn() -> F,
+    F: std::future::Future<Output = Result<T, DbError>>,
+{
+    let mut attempt = 0;
+    loop {
+        match write().await {
+            Err(DbError::Conflict) => return Err(ClearingError::LostClaim(run.to_owned())),
+            Err(e) if e.is_retryable() && attempt < STEP_RETRIES_MAX => attempt += 1,
+            other => return Ok(other?),
+        }
+    }
+}
+
+/// Adds `minor` to `currency`'s sum in `totals`.
+fn add_to(totals: &mut Vec<(Currency, u64)>, currency: Currency, minor: u64) {
+    match totals.iter_mut().find(|(c, _)| *c == currency) {
+        Some((_, sum)) => *sum = sum.saturating_add(minor),
+        None => totals.push((currency, minor)),
     }
 }
 

@@ -298,7 +298,7 @@ pub(crate) fn redeemable(t: &TokenRow, now: Timestamp, member: Option<&str>) -> 
     match t.status {
         TokenStatus::Stored => {}
         TokenStatus::Redeemed => return Err(format!("token {} was redeemed", t.id)),
-        TokenStatus::PayingBack | TokenStatus::PaidBack | TokenStatus::PaybackFailed | TokenStatus::Expired => {
+        status if status.paid_back() => {
             return Err(format!("token {} expired: its value is paid back to the depositor's account", t.id));
         }
         other => return Err(format!("token {} is {}, not on the card", t.id, other.as_str())),
@@ -476,12 +476,7 @@ impl Center {
         let provider = self.tokens.as_ref().map(|t| &t.provider);
         let checked = match provider {
             None => Err("this center redeems no deposit tokens".to_owned()),
-            Some(_)
-                if matches!(
-                    token.status,
-                    TokenStatus::PayingBack | TokenStatus::PaidBack | TokenStatus::PaybackFailed | TokenStatus::Expired
-                ) =>
-            {
+            Some(_) if token.status.paid_back() => {
                 Err("it expired unredeemed and its value is paid back to the depositor's account".to_owned())
             }
             Some(_) if token.sealed.as_deref() != Some(&given.sealed[..]) => {
