@@ -1833,3 +1833,66 @@ async fn a_refund_holder_given_with_the_request_is_paid_back_with_no_operator() 
     assert_eq!(p.payee_account, expected.to_string());
     conserved_with_paybacks(&s.center).await;
 }
+
+/// A crash after any write of a clearing run that pays a token back, or
+/// of the bank's notice that settles it: the token is paid back whole or
+/// not at all, and running again (once the crashed instance's lease is
+/// over) pays it back once and settles it once.
+#[tokio::test]
+async fn a_crash_at_any_write_of_a_payback_pays_it_back_once() {
+    use kessai_api::TokenStatus;
+    let (mut finished, mut crashed) = (false, 0);
+    for n in 1..=60 {
+        let mut s = with_tokens(setup().await);
+        let (_m, _card, token) = stored_token(&mut s, 3_000).await;
+        let e = expiry_of(&s.center, &token).await;
+        set_clock(&mut s, at(e + 9 * DAY));
+        let by = kessai_center::console::Actor::api("ops");
+        s.center.correct_payback_account(&token, None, KANA_ACCOUNT, "kana", &by).await.unwrap();
+        let cutoff = at(e + 8 * DAY);
+        s.center.db.faults().fail_at(n);
+        let first = s.center.clearing_run(cutoff).await;
+        let p = s.center.db.paybacks(None, Some(&token), 10).await.unwrap();
+        let notice = p.first().map(|p| crate::clearing::debits("N-C", &[(&p.bank_ref, 3_000)]));
+        let settled = match (&first, &notice) {
+            (Ok(_), Some(notice)) => s.center.import_payout_outcomes(notice).await.is_ok(),
+            _ => false,
+        };
+        let fired = !s.center.db.faults().armed();
+        s.center.db.faults().fail_at(0);
+        // Whole either way.
+        let status = s.center.db.token(&token).await.unwrap().unwrap().status;
+        let (outstanding, in_transit) = (
+            s.center.books.tokens_outstanding(Currency::JPY).await.unwrap(),
+            s.center.books.in_transit(Currency::JPY).await.unwrap(),
+        );
+        match status {
+            TokenStatus::Expired => assert_eq!((outstanding, in_transit, p.len()), (3_000, 0, 0), "fault at {n}"),
+            TokenStatus::PayingBack => assert_eq!((outstanding, in_transit, p.len()), (0, 3_000, 1), "fault at {n}"),
+            TokenStatus::PaidBack => assert_eq!((outstanding, in_transit, p.len()), (0, 0, 1), "fault at {n}"),
+            other => panic!("fault at {n}: {other:?}"),
+        }
+        conserved_with_paybacks(&s.center).await;
+        if fired {
+            crashed += 1;
+            // The crashed instance's claim lapses; the run is run again.
+            set_clock(&mut s, at(e + 9 * DAY + 600));
+            s.center.clearing_run(cutoff).await.unwrap();
+            let p = s.center.db.paybacks(None, Some(&token), 10).await.unwrap();
+            assert_eq!(p.len(), 1, "paid back once: fault at {n}");
+            let notice = crate::clearing::debits("N-C", &[(&p[0].bank_ref, 3_000)]);
+            s.center.import_payout_outcomes(&notice).await.unwrap();
+        } else {
+            assert!(settled, "no fault: it is paid back and settled");
+        }
+        assert_eq!(s.center.db.token(&token).await.unwrap().unwrap().status, TokenStatus::PaidBack, "fault at {n}");
+        assert_eq!(s.center.books.in_transit(Currency::JPY).await.unwrap(), 0, "fault at {n}");
+        assert_eq!(s.center.books.tokens_outstanding(Currency::JPY).await.unwrap(), 0);
+        conserved_with_paybacks(&s.center).await;
+        if !fired {
+            finished = true;
+            break;
+        }
+    }
+    assert!(finished && crashed > 0, "every write was crashed at ({crashed}), and then it completed");
+}

@@ -205,6 +205,13 @@ async fn a_deposit_token_pays_a_bookshop_order_through_the_wallets_pages() {
     assert_eq!(status, StatusCode::OK, "{review}");
     assert!(review.contains("Pay with a deposit token"), "{review}");
     let fields = review_fields(&review);
+    // The listing too is the wallet's own page's: another origin, or a
+    // form without the wallet's form token, is refused.
+    let mut foreign = form("/pay/token", &fields, "");
+    foreign.headers_mut().insert(header::ORIGIN, "https://evil.example".parse().unwrap());
+    assert_eq!(send(&ui, foreign).await.0, StatusCode::FORBIDDEN, "another origin's listing");
+    let forged = fields.replace("form_token=", "form_token=x");
+    assert_eq!(send(&ui, form("/pay/token", &forged, "")).await.0, StatusCode::FORBIDDEN, "no form token");
     let (status, _, choice) = send(&ui, form("/pay/token", &fields, "")).await;
     assert_eq!(status, StatusCode::OK, "{choice}");
     assert!(choice.contains(&asked.token_id), "{choice}");
