@@ -142,6 +142,7 @@ error_codes! {
     CompletionExpired = 1039, "completion_expired", 400, InvalidRequest, "the completion's validity has passed";
     BadBillId = 1040, "bad_bill_id", 400, InvalidRequest, "a bill id not of its form";
     BadTokenId = 1041, "bad_token_id", 400, InvalidRequest, "a deposit token id not of its form (tok_ and 32 hex digits)";
+    BadSealedToken = 1042, "bad_sealed_token", 400, InvalidRequest, "a sealed deposit token, or its REDEEM transaction, not of its form";
 
     // 401: who the caller is was not proven.
     ClientCertificateRequired = 1101, "client_certificate_required", 401, Authentication, "this route needs a client certificate of the deployment";
@@ -227,6 +228,7 @@ error_codes! {
     WrongStore = 1530, "wrong_store", 409, Conflict, "the completion is for another store";
     WrongMember = 1531, "wrong_member", 409, Conflict, "the completion is for another member of the mall";
     TokenNotRedeemable = 1532, "token_not_redeemable", 409, Conflict, "the deposit token is not on the card to redeem (redeemed, expired, or never stored)";
+    TokenRefused = 1533, "token_refused", 409, Conflict, "the credit service provider refuses the token: its key, its MAC, its expiry, or its register holds it for another use";
 
     // 413, 415: the body's size or type.
     BodyTooLarge = 1601, "body_too_large", 413, InvalidRequest, "the request body is larger than the limit";
@@ -283,6 +285,7 @@ error_codes! {
     ClaimBusy = 2005, "claim_busy", 503, Unavailable, "the store's claims are being worked on; retry";
     CenterUnavailable = 2006, "center_unavailable", 503, Unavailable, "the center cannot be reached";
     CenterKeysUnavailable = 2007, "center_keys_unavailable", 503, Unavailable, "the center's keys cannot be fetched now";
+    ProviderUnavailable = 2008, "provider_unavailable", 503, Unavailable, "the credit service provider cannot be reached; nothing was done";
 }
 
 impl ErrorCode {

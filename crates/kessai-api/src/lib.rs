@@ -39,6 +39,7 @@ pub mod error;
 pub mod formats;
 pub mod openapi;
 pub mod phase;
+pub mod provider;
 pub mod reply;
 pub mod request;
 pub mod routes;

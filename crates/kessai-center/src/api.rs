@@ -87,6 +87,10 @@ pub fn api_error(e: CenterError) -> ApiError {
             ApiError::new(ErrorCode::ProfileRefused, e.to_string()).with_param("profile")
         }
         CenterError::Invalid(code, message) => ApiError::new(code, message),
+        CenterError::Provider(e) => {
+            tracing::warn!(error = %e, "the credit service provider did not answer");
+            ApiError::new(ErrorCode::ProviderUnavailable, "the credit service provider cannot be reached; retry")
+        }
         CenterError::Step(s) => step_error(s),
         CenterError::Books(b) => ApiError::new(ErrorCode::BooksRefused, format!("the books refused the transfer: {b}")),
         CenterError::Db(DbError::Conflict) => {

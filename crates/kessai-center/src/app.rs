@@ -451,12 +451,10 @@ async fn open_with(config: &CenterConfig, local: LocalKeys) -> anyhow::Result<Ce
         return Err(refused);
     }
     let LocalKeys { kek, issuer, signing_key: center_key, published, .. } = local;
-    let tokens =
-        crate::tokens::Tokens::load(&config.data_dir.join(crate::tokens::TOKEN_KEYS_DIR), &kek, config.tokens.clone())
-            .context("the token key versions")?;
+    let tokens = token_parties(config, &kek).context("deposit tokens ([tokens])")?;
     if let Some(t) = &tokens {
-        let versions: Vec<u8> = t.bank.keyring.keys().map(|k| k.version).collect();
-        tracing::info!(?versions, provider = %t.bank.policy.provider_id, "deposit token key versions");
+        let versions: Vec<u8> = t.bank.keyring().keys().map(|k| k.version).collect();
+        tracing::info!(?versions, provider = %t.bank.policy.provider_id, "deposit token key versions held");
     }
     let published_keys =
         published.iter().map(|k| kessai_core::jwk::Ed25519Jwk::new(&k.public, k.not_before, k.not_after)).collect();
@@ -481,27 +479,30 @@ async fn open_with(config: &CenterConfig, local: LocalKeys) -> anyhow::Result<Ce
     })
 }
 
-/// Adds token key version `version` (#21), issuing over `issue` and
-/// redeeming until `redeem_until`, as a new sealed file in the data
-/// directory's `token-keys`; a version held already is refused. The center
-/// reads the versions when it starts.
-pub fn add_token_key(
-    config: &CenterConfig,
-    version: u8,
-    issue: (kessai_core::time::Timestamp, kessai_core::time::Timestamp),
-    redeem_until: kessai_core::time::Timestamp,
-) -> anyhow::Result<std::path::PathBuf> {
+/// Both token parties, if `[tokens] provider_url` names the credit service
+/// provider: the bank's side over `data_dir/token-keys` (its delivery key
+/// must be there), the provider reached with the center's client
+/// certificate.
+fn token_parties(config: &CenterConfig, kek: &Kek) -> anyhow::Result<Option<crate::tokens::Tokens>> {
+    let Some(url) = &config.tokens.provider_url else { return Ok(None) };
+    let bank = crate::tokens::TokenBank::open(
+        &config.data_dir.join(crate::tokens::TOKEN_KEYS_DIR),
+        kek,
+        config.tokens.clone(),
+    )?;
+    let ca = kessai_tls::CaDir::new(config.resolve(&config.tls.ca_dir));
+    let trust = config.tokens.provider_ca.as_deref().map(|p| config.resolve(p)).unwrap_or_else(|| ca.ca_cert());
+    let tls = kessai_tls::client_config(&trust, Some((&ca, &config.tls.client_name))).context("the provider's TLS")?;
+    Ok(Some(crate::tokens::Tokens { bank, provider: crate::tokens::TokenProvider::new(url, tls) }))
+}
+
+/// The bank's delivery key for deposit token keys (#21), made once under
+/// the KEK in `data_dir/token-keys`: its public half (a JWK), for the
+/// provider's configuration.
+pub fn token_delivery_key(config: &CenterConfig) -> anyhow::Result<kessai_core::jwe::X25519Jwk> {
     let kek = read_kek(config)?;
     let dir = config.data_dir.join(crate::tokens::TOKEN_KEYS_DIR);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let key = kessai_core::token::TokenKey::generate(version, (issue.0, issue.1, redeem_until), &mut OsRandom)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let sealed = crate::tokens::seal_token_key(&key, &kek, &mut OsRandom).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let path = dir.join(format!("v{version}.sealed"));
-    kessai_tls::write_new_file(&path, &sealed, true).with_context(|| {
-        format!("token key version {version} is held already, or {} cannot be written", path.display())
-    })?;
-    Ok(path)
+    Ok(crate::tokens::delivery_key_once(&dir, &kek)?)
 }
 
 /// How often each instance looks for abandoned settlements and value updates.
@@ -558,6 +559,7 @@ pub async fn serve_on(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let watching = tokio::spawn(watch_ready(center.clone(), ready, stop_rx.clone()));
     let sweeping = tokio::spawn(sweep_abandoned(center.clone(), simulator, stop_rx.clone()));
+    let fetching = tokio::spawn(fetch_token_keys(center.clone(), stop_rx.clone()));
     let deliverer = delivery::Deliverer::new(center, HttpsClient::new(client_tls, DELIVERY_TIMEOUT_MS));
     let interval = std::time::Duration::from_millis(config.delivery_interval_ms);
     let delivering = tokio::spawn(async move { deliverer.run(interval, stop_rx).await });
@@ -566,7 +568,41 @@ pub async fn serve_on(
     let _ = delivering.await;
     let _ = watching.await;
     let _ = sweeping.await;
+    let _ = fetching.await;
     served.context("serving HTTPS")
+}
+
+/// How often the bank's side asks the credit service provider for its key
+/// versions (a new version is delivered within this), once it has them.
+const TOKEN_KEYS_FETCH_INTERVAL_MS: u64 = 600_000;
+/// How soon it asks again while it has not reached the provider since it
+/// started.
+const TOKEN_KEYS_RETRY_MS: u64 = 2_000;
+
+/// Fetches the provider's key versions at start and then every
+/// [`TOKEN_KEYS_FETCH_INTERVAL_MS`] (rotation), if this center issues
+/// tokens.
+async fn fetch_token_keys(center: Arc<Center>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    if center.tokens.is_none() {
+        return;
+    }
+    let mut fetched = false;
+    loop {
+        match center.fetch_token_keys().await {
+            Ok(new) => {
+                if !new.is_empty() {
+                    tracing::info!(versions = ?new, "deposit token key versions delivered");
+                }
+                fetched = true;
+            }
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "fetching the deposit token keys failed"),
+        }
+        let wait = if fetched { TOKEN_KEYS_FETCH_INTERVAL_MS } else { TOKEN_KEYS_RETRY_MS };
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(wait)) => {}
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 /// Ends what wallets abandoned before its sealed command, and purges

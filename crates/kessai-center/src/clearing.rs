@@ -408,6 +408,13 @@ impl Center {
                 };
                 let key_version =
                     t.key_version.ok_or_else(|| DbError::Corrupt(format!("token {} has no key version", t.id)))?;
+                // The provider's register takes it for its payback first
+                // (once: asked again, it answers alike), so it is never
+                // both paid back and redeemed.
+                if let Err(why) = self.payback_honoured(t).await {
+                    report.paybacks_skipped.push((t.id.to_string(), why));
+                    continue;
+                }
                 let id = payback_id(run, &t.id);
                 let now = self.clock.now();
                 work.push(Payback {
@@ -443,6 +450,18 @@ impl Center {
             }
         }
         Ok(())
+    }
+
+    /// Whether the credit service provider honours expired token `t`'s
+    /// payback; why not (its refusal, or no answer: asked again next run).
+    async fn payback_honoured(&self, t: &TokenRow) -> Result<(), String> {
+        let provider = self.tokens.as_ref().map(|p| &p.provider).ok_or("no credit service provider is configured")?;
+        let sealed = t.sealed.as_deref().ok_or("the token has no sealed bytes")?;
+        match provider.pay_back(sealed).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(why)) => Err(format!("the credit service provider refuses its payback: {why}")),
+            Err(e) => Err(format!("{e}; asked again in the next run")),
+        }
     }
 
     /// Where expired token `t` is paid back: where an operator said, or

@@ -8,8 +8,6 @@
 
 use std::collections::BTreeMap;
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use kessai_core::random::Random;
 use kessai_scp03::Aes128Key;
 use kessai_scp03::diversify::MasterKeys;
@@ -34,6 +32,7 @@ pub enum KeystoreError {
 }
 
 /// The key-encryption key. Zeroized on drop, printed as `***`.
+#[derive(Clone)]
 pub struct Kek(Zeroizing<[u8; 32]>);
 
 impl std::fmt::Debug for Kek {
@@ -59,6 +58,11 @@ impl Kek {
         Kek(key)
     }
 
+    /// The KEK's bytes, for sealing at rest (`kessai_core::at_rest`).
+    pub(crate) fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     pub fn to_hex(&self) -> Zeroizing<String> {
         Zeroizing::new(hex::encode(*self.0))
     }
@@ -76,13 +80,6 @@ impl Kek {
     /// label of its own, hex (recorded in the database, `crate::key_set`).
     pub fn fingerprint(&self) -> String {
         hex::encode(Sha256::new().chain_update(b"kessai-kek-fingerprint\0").chain_update(*self.0).finalize())
-    }
-
-    fn cipher(&self) -> XChaCha20Poly1305 {
-        let digest = Sha256::new().chain_update(b"kessai-master-key-file\0").chain_update(*self.0).finalize();
-        let mut key = Zeroizing::new([0u8; 32]);
-        key.copy_from_slice(&digest);
-        XChaCha20Poly1305::new(&(*key).into())
     }
 }
 
@@ -172,7 +169,8 @@ pub fn seal<R: Random + ?Sized>(keys: &BTreeMap<u8, MasterKeys>, kek: &Kek, rng:
 }
 
 /// `magic ‖ nonce 24 ‖ XChaCha20-Poly1305(plain, aad)` under the KEK: how
-/// every secret file the center keeps at rest is sealed.
+/// every secret file the center keeps at rest is sealed
+/// (`kessai_core::at_rest`).
 pub(crate) fn seal_bytes<R: Random + ?Sized>(
     magic: &[u8; 4],
     aad: &[u8],
@@ -180,12 +178,7 @@ pub(crate) fn seal_bytes<R: Random + ?Sized>(
     kek: &Kek,
     rng: &mut R,
 ) -> Vec<u8> {
-    let mut nonce = [0u8; 24];
-    rng.fill_bytes(&mut nonce);
-    // Encrypting a small buffer with a 32-byte key cannot fail.
-    #[allow(clippy::expect_used)]
-    let sealed = kek.cipher().encrypt(&XNonce::from(nonce), Payload { msg: plain, aad }).expect("AEAD seal");
-    [&magic[..], &nonce, &sealed].concat()
+    kessai_core::at_rest::seal(magic, aad, plain, &kek.0, rng)
 }
 
 /// Opens what [`seal_bytes`] sealed with the same magic and `aad`.
@@ -195,16 +188,7 @@ pub(crate) fn open_bytes(
     bytes: &[u8],
     kek: &Kek,
 ) -> Result<Zeroizing<Vec<u8>>, KeystoreError> {
-    if bytes.len() < 4 + 24 + 16 || &bytes[..4] != magic {
-        return Err(KeystoreError::CannotOpen);
-    }
-    let mut nonce = [0u8; 24];
-    nonce.copy_from_slice(&bytes[4..28]);
-    let plain = kek
-        .cipher()
-        .decrypt(&XNonce::from(nonce), Payload { msg: &bytes[28..], aad })
-        .map_err(|_| KeystoreError::CannotOpen)?;
-    Ok(Zeroizing::new(plain))
+    kessai_core::at_rest::open(magic, aad, bytes, &kek.0).ok_or(KeystoreError::CannotOpen)
 }
 
 /// Opens a sealed master key file.

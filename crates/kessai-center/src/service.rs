@@ -76,6 +76,9 @@ pub enum CenterError {
     /// A request that does not fit its route: `code` says which rule.
     #[error("{1}")]
     Invalid(ErrorCode, &'static str),
+    /// The credit service provider did not answer: nothing was written.
+    #[error(transparent)]
+    Provider(#[from] crate::tokens::ProviderUnreachable),
 }
 
 /// What the wallet's create asks (`POST /v1/settlements`).

@@ -482,7 +482,10 @@ impl Center {
             Some(_) if token.sealed.as_deref() != Some(&given.sealed[..]) => {
                 Err("the card gave up other bytes than it was given".to_owned())
             }
-            Some(p) => p.check(&given.sealed, given.at).map_err(|e| e.to_string()),
+            // The provider honoured it before and this center wrote that
+            // down: answered as it went, without asking again.
+            Some(_) if token.status == TokenStatus::Redeemed => Ok(()),
+            Some(p) => p.redeem(&given.sealed, &token.redeem_tx, given.at).await?.map(|_| ()),
         };
         match checked {
             Ok(_) => self.redemption_of(&token, &given).await.map(Some),

@@ -35,7 +35,11 @@ use kessai_core::ids::TransactionId;
 use kessai_core::messages::prepaid::PrepaidRequest;
 use kessai_core::messages::registration::MemberDetails;
 use kessai_core::time::Timestamp;
-use kessai_core::token::{DepositToken, TokenError, TokenId, TokenKeyring};
+use std::sync::Arc;
+
+use kessai_api::provider::{HeldFor, Honoured};
+use kessai_core::jwe::EncryptionKey;
+use kessai_core::token::{DepositToken, TokenError, TokenId, TokenKey, TokenKeyring};
 use serde::Deserialize;
 
 use crate::books::Entries;
@@ -57,6 +61,12 @@ pub struct TokenPolicy {
     pub bank_id: String,
     /// The credit service provider whose keys seal the tokens.
     pub provider_id: String,
+    /// The provider's service (`kessai csp`), `https://…`; without it this
+    /// center issues and redeems no tokens.
+    pub provider_url: Option<String>,
+    /// The CA the provider's certificate chains to; default the center's
+    /// (`tls.ca_dir`'s `ca.crt`).
+    pub provider_ca: Option<std::path::PathBuf>,
 }
 
 impl TokenPolicy {
@@ -75,107 +85,302 @@ impl TokenPolicy {
                 return Err(TokenError::Key(format!("[tokens] {name}: 1 to 40 bytes of text, no card number")));
             }
         }
+        if self.provider_url.as_deref().is_some_and(|u| !u.starts_with("https://") || u.len() > 2048) {
+            return Err(TokenError::Key("[tokens] provider_url: an https:// URL".into()));
+        }
         Ok(())
     }
 }
 
 impl Default for TokenPolicy {
     fn default() -> TokenPolicy {
-        TokenPolicy { lifetime_s: 180 * 86_400, bank_id: "0999".into(), provider_id: "kessai-csp".into() }
+        TokenPolicy {
+            lifetime_s: 180 * 86_400,
+            bank_id: "0999".into(),
+            provider_id: "kessai-csp".into(),
+            provider_url: None,
+            provider_ca: None,
+        }
     }
 }
 
 /// The bank's side of token issuing: the key versions the credit service
-/// provider delivered (`TokenKey::open_delivery`), and the rules.
-#[derive(Debug)]
+/// provider delivered (`TokenKey::open_delivery`, to the bank's delivery
+/// key), kept sealed under the KEK in the data directory, and the rules.
 pub struct TokenBank {
-    pub keyring: TokenKeyring,
+    keyring: std::sync::RwLock<Arc<TokenKeyring>>,
     pub policy: TokenPolicy,
+    /// Where delivered versions are kept, and the key they come sealed to;
+    /// `None`: the versions it was made with only (tests).
+    store: Option<DeliveryStore>,
 }
 
-/// The credit service provider's side of redeeming: its own key versions.
-/// It honours a token once: its register (`center_token_redemptions`)
-/// keeps each token it honoured with the transaction that redeemed it, and
-/// answers that transaction alike again.
-#[derive(Debug)]
-pub struct TokenProvider {
-    pub keyring: TokenKeyring,
+struct DeliveryStore {
+    dir: std::path::PathBuf,
+    kek: crate::keystore::Kek,
+    delivery_key: EncryptionKey,
 }
 
-impl TokenProvider {
-    /// Opens a token the card gave up, redeemed at `at` (the time in the
-    /// card's command): its MAC under a version held and redeeming, its
-    /// expiry. Whether it was honoured before is the register's (written
-    /// with the redemption).
-    pub fn check(&self, sealed: &[u8], at: Timestamp) -> Result<DepositToken, TokenError> {
-        let token = self.keyring.open(sealed, at)?;
-        token.redeemable(at)?;
-        Ok(token)
+impl std::fmt::Debug for TokenBank {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenBank").field("keyring", &self.keyring()).field("policy", &self.policy).finish()
     }
 }
 
-/// Both parties of a center that issues deposit tokens: the bank's side and
-/// the credit service provider's (in this process until they run as their
-/// own services).
+impl TokenBank {
+    /// A bank holding `keyring` and receiving no deliveries.
+    pub fn holding(keyring: TokenKeyring, policy: TokenPolicy) -> TokenBank {
+        TokenBank { keyring: std::sync::RwLock::new(Arc::new(keyring)), policy, store: None }
+    }
+
+    /// The versions held now.
+    pub fn keyring(&self) -> Arc<TokenKeyring> {
+        Arc::clone(&self.keyring.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// The bank's side over `dir` ([`TOKEN_KEYS_DIR`]): its delivery key
+    /// ([`DELIVERY_KEY_FILE`], which must be there) and the versions
+    /// delivered before.
+    pub fn open(
+        dir: &std::path::Path,
+        kek: &crate::keystore::Kek,
+        policy: TokenPolicy,
+    ) -> Result<TokenBank, TokenError> {
+        policy.check()?;
+        let delivery_key = read_delivery_key(dir, kek)?.ok_or_else(|| {
+            TokenError::Key(format!(
+                "no delivery key in {}: make it with `kessai center token-delivery-key` and give the provider its public half",
+                dir.display()
+            ))
+        })?;
+        let read = |e: std::io::Error| TokenError::Key(format!("{}: {e}", dir.display()));
+        let mut files = std::fs::read_dir(dir)
+            .map_err(read)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(read)?;
+        files.retain(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('v') && n.ends_with(".sealed"))
+        });
+        files.sort();
+        let mut ring = TokenKeyring::new();
+        for path in &files {
+            let bytes =
+                kessai_tls::read_secret_file(path).map_err(|e| TokenError::Key(format!("{}: {e}", path.display())))?;
+            ring.add(TokenKey::open_at_rest(&bytes, kek.bytes())?)?;
+        }
+        Ok(TokenBank {
+            keyring: std::sync::RwLock::new(Arc::new(ring)),
+            policy,
+            store: Some(DeliveryStore { dir: dir.to_owned(), kek: kek.clone(), delivery_key }),
+        })
+    }
+
+    /// Takes the provider's deliveries: each opened with the delivery key;
+    /// a version not held is written sealed under the KEK (once) and held
+    /// from now on; a version held must be the very key. Answers the
+    /// versions new to this bank.
+    pub fn receive<R: kessai_core::random::Random + ?Sized>(
+        &self,
+        sent: &kessai_api::provider::KeyDeliveries,
+        rng: &mut R,
+    ) -> Result<Vec<u8>, TokenError> {
+        let store = self.store.as_ref().ok_or_else(|| TokenError::Key("this bank receives no deliveries".into()))?;
+        if sent.provider_id != self.policy.provider_id {
+            return Err(TokenError::Key(format!(
+                "the deliveries are from {}, not the provider configured ({})",
+                sent.provider_id, self.policy.provider_id
+            )));
+        }
+        let mut ring = self.keyring.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut next = TokenKeyring::new();
+        for k in ring.keys() {
+            next.add(TokenKey::from_json(&k.to_json()?)?)?;
+        }
+        let mut new = Vec::new();
+        for d in &sent.deliveries {
+            let key = TokenKey::open_delivery(&d.jwe, &store.delivery_key)?;
+            if key.version != d.version {
+                return Err(TokenError::Key(format!("delivery {} holds version {}", d.version, key.version)));
+            }
+            if let Some(held) = next.keys().find(|k| k.version == key.version) {
+                if !held.same_as(&key) {
+                    return Err(TokenError::Key(format!(
+                        "the provider delivered another key under version {}: refused, the held one kept",
+                        key.version
+                    )));
+                }
+                continue;
+            }
+            let path = store.dir.join(format!("v{}.sealed", key.version));
+            kessai_tls::write_new_file(&path, &key.seal_at_rest(store.kek.bytes(), rng)?, true)
+                .map_err(|e| TokenError::Key(format!("{}: {e}", path.display())))?;
+            new.push(key.version);
+            next.add(key)?;
+        }
+        *ring = Arc::new(next);
+        Ok(new)
+    }
+}
+
+/// The credit service provider's side of redeeming: its own service
+/// (`kessai csp`), called over mutual TLS with the center's client
+/// certificate. It honours a token once: its register holds each token for
+/// its redemption by one REDEEM transaction or for its payback, and answers
+/// the same call alike again; a refusal is its verdict, an unanswered call
+/// changes nothing here.
+#[derive(Debug)]
+pub struct TokenProvider {
+    url: String,
+    client: kessai_http::HttpsClient,
+}
+
+/// The provider could not be asked, or answered out of its protocol:
+/// nothing is decided, the caller asks again later.
+#[derive(Debug, thiserror::Error)]
+#[error("the credit service provider: {0}")]
+pub struct ProviderUnreachable(pub String);
+
+/// How long the center waits for the provider's answer.
+const PROVIDER_TIMEOUT_MS: u64 = 10_000;
+
+impl TokenProvider {
+    /// The provider at `url` (`https://…`), trusted and reached with `tls`.
+    pub fn new(url: &str, tls: rustls::ClientConfig) -> TokenProvider {
+        TokenProvider {
+            url: url.trim_end_matches('/').to_owned(),
+            client: kessai_http::HttpsClient::new(tls, PROVIDER_TIMEOUT_MS),
+        }
+    }
+
+    /// Asks the provider to honour the token the card gave up by REDEEM
+    /// `transaction` at `at`: `Ok(Err(why))` is its refusal.
+    pub async fn redeem(
+        &self,
+        sealed: &[u8],
+        transaction: &TransactionId,
+        at: Timestamp,
+    ) -> Result<Result<Honoured, String>, ProviderUnreachable> {
+        let req = kessai_api::provider::RedemptionRequest {
+            token: kessai_core::base64url::encode(sealed),
+            transaction: hex::encode(transaction.as_bytes()),
+            at: at.unix_s(),
+        };
+        let answer = self.post("/v1/redemptions", &req, sealed).await?;
+        if let Ok(h) = &answer
+            && (h.held_for != HeldFor::Redemption || h.transaction.as_deref() != Some(req.transaction.as_str()))
+        {
+            return Err(ProviderUnreachable("it answered for another use of the token".into()));
+        }
+        Ok(answer)
+    }
+
+    /// Asks the provider to honour the payback of expired token `sealed`.
+    pub async fn pay_back(&self, sealed: &[u8]) -> Result<Result<Honoured, String>, ProviderUnreachable> {
+        let req = kessai_api::provider::PaybackRequest { token: kessai_core::base64url::encode(sealed) };
+        let answer = self.post("/v1/paybacks", &req, sealed).await?;
+        if answer.as_ref().is_ok_and(|h| h.held_for != HeldFor::Payback) {
+            return Err(ProviderUnreachable("it answered for another use of the token".into()));
+        }
+        Ok(answer)
+    }
+
+    /// The key versions the provider delivers to this bank.
+    pub async fn key_deliveries(&self) -> Result<kessai_api::provider::KeyDeliveries, ProviderUnreachable> {
+        let url = format!("{}/v1/token-keys", self.url);
+        let (status, body) = self.client.get(&url).await.map_err(|e| ProviderUnreachable(e.to_string()))?;
+        if !status.is_success() {
+            return Err(ProviderUnreachable(format!("{status}: {}", String::from_utf8_lossy(&body))));
+        }
+        serde_json::from_slice(&body).map_err(|e| ProviderUnreachable(format!("its deliveries: {e}")))
+    }
+
+    /// POSTs `req`: the token honoured (the one sent: its id and amount), a
+    /// refusal (`409 token_refused`: its verdict), or nothing decided.
+    async fn post<T: serde::Serialize>(
+        &self,
+        path: &str,
+        req: &T,
+        sealed: &[u8],
+    ) -> Result<Result<Honoured, String>, ProviderUnreachable> {
+        let url = format!("{}{path}", self.url);
+        let (status, body) =
+            self.client.post_json(&url, req, &[]).await.map_err(|e| ProviderUnreachable(e.to_string()))?;
+        if status == axum::http::StatusCode::CONFLICT
+            && let Ok(e) = serde_json::from_slice::<kessai_api::ErrorBody>(&body)
+            && e.error.code() == Some(kessai_api::ErrorCode::TokenRefused)
+        {
+            return Ok(Err(e.error.message));
+        }
+        if !status.is_success() {
+            return Err(ProviderUnreachable(format!("{status}: {}", String::from_utf8_lossy(&body))));
+        }
+        let h: Honoured = serde_json::from_slice(&body).map_err(|e| ProviderUnreachable(format!("its answer: {e}")))?;
+        let header = kessai_core::token::TokenHeader::read(sealed).map_err(|e| ProviderUnreachable(e.to_string()))?;
+        if h.token_id != header.token_id.to_string() || h.amount != header.amount || h.key_version != header.key_version
+        {
+            return Err(ProviderUnreachable("it answered for another token".into()));
+        }
+        Ok(Ok(h))
+    }
+}
+
+/// Both parties of a center that issues deposit tokens: the bank's side
+/// (in this process until it runs as its own service) and the credit
+/// service provider (its own service).
 #[derive(Debug)]
 pub struct Tokens {
     pub bank: TokenBank,
     pub provider: TokenProvider,
 }
 
-/// The directory, under the data directory, of the token key versions this
-/// center holds: one file per version (`v<N>.sealed`), created once and
-/// never overwritten, sealed under the KEK.
+/// The directory, under the data directory, of the bank's side: its
+/// delivery key and the key versions delivered to it (`v<N>.sealed`), each
+/// created once and never overwritten, sealed under the KEK.
 pub const TOKEN_KEYS_DIR: &str = "token-keys";
-const TOKEN_KEY_MAGIC: &[u8; 4] = b"KTKV";
-const TOKEN_KEY_AAD: &[u8] = b"kessai-token-key";
+/// The bank's X25519 delivery key, sealed under the KEK, in
+/// [`TOKEN_KEYS_DIR`].
+pub const DELIVERY_KEY_FILE: &str = "delivery.sealed";
+const DELIVERY_KEY_MAGIC: &[u8; 4] = b"KTDK";
+const DELIVERY_KEY_AAD: &[u8] = b"kessai-token-delivery-key";
 
-/// The sealed file of one token key version.
-pub fn seal_token_key<R: kessai_core::random::Random + ?Sized>(
-    key: &kessai_core::token::TokenKey,
-    kek: &crate::keystore::Kek,
-    rng: &mut R,
-) -> Result<Vec<u8>, TokenError> {
-    Ok(crate::keystore::seal_bytes(TOKEN_KEY_MAGIC, TOKEN_KEY_AAD, &key.to_json()?, kek, rng))
-}
-
-/// Opens a sealed token key version.
-pub fn open_token_key(bytes: &[u8], kek: &crate::keystore::Kek) -> Result<kessai_core::token::TokenKey, TokenError> {
-    let json = crate::keystore::open_bytes(TOKEN_KEY_MAGIC, TOKEN_KEY_AAD, bytes, kek)
-        .map_err(|e| TokenError::Key(e.to_string()))?;
-    kessai_core::token::TokenKey::from_json(&json)
-}
-
-impl Tokens {
-    /// Both parties over the key versions in `dir` ([`TOKEN_KEYS_DIR`]):
-    /// `None` if it holds none (this center issues no tokens). Each party
-    /// holds its own copy, as it will when they run apart.
-    pub fn load(
-        dir: &std::path::Path,
-        kek: &crate::keystore::Kek,
-        policy: TokenPolicy,
-    ) -> Result<Option<Tokens>, TokenError> {
-        policy.check()?;
-        let read = |e: std::io::Error| TokenError::Key(format!("{}: {e}", dir.display()));
-        let mut files = match std::fs::read_dir(dir) {
-            Ok(entries) => entries.map(|e| e.map(|e| e.path())).collect::<Result<Vec<_>, _>>().map_err(read)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(read(e)),
-        };
-        files.retain(|p| p.extension().is_some_and(|x| x == "sealed"));
-        files.sort();
-        if files.is_empty() {
-            return Ok(None);
-        }
-        let (mut bank, mut provider) = (TokenKeyring::new(), TokenKeyring::new());
-        for path in &files {
-            let bytes =
-                kessai_tls::read_secret_file(path).map_err(|e| TokenError::Key(format!("{}: {e}", path.display())))?;
-            bank.add(open_token_key(&bytes, kek)?)?;
-            provider.add(open_token_key(&bytes, kek)?)?;
-        }
-        Ok(Some(Tokens { bank: TokenBank { keyring: bank, policy }, provider: TokenProvider { keyring: provider } }))
+/// The bank's delivery key in `dir`, if it has one.
+fn read_delivery_key(dir: &std::path::Path, kek: &crate::keystore::Kek) -> Result<Option<EncryptionKey>, TokenError> {
+    let path = dir.join(DELIVERY_KEY_FILE);
+    if !path.exists() {
+        return Ok(None);
     }
+    let bytes = kessai_tls::read_secret_file(&path).map_err(|e| TokenError::Key(format!("{}: {e}", path.display())))?;
+    let secret = crate::keystore::open_bytes(DELIVERY_KEY_MAGIC, DELIVERY_KEY_AAD, &bytes, kek)
+        .map_err(|e| TokenError::Key(format!("{}: {e}", path.display())))?;
+    let secret: &[u8; 32] =
+        secret[..].try_into().map_err(|_| TokenError::Key(format!("{}: not a key", path.display())))?;
+    Ok(Some(EncryptionKey::from_secret(secret)))
+}
+
+/// The bank's delivery key in `dir`, made (sealed under the KEK) if it has
+/// none; its public half, as the provider's configuration names it.
+pub fn delivery_key_once(
+    dir: &std::path::Path,
+    kek: &crate::keystore::Kek,
+) -> Result<kessai_core::jwe::X25519Jwk, TokenError> {
+    if let Some(key) = read_delivery_key(dir, kek)? {
+        return Ok(key.public().to_jwk());
+    }
+    let io = |e: &dyn std::fmt::Display| TokenError::Key(format!("{}: {e}", dir.display()));
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(dir)
+        .map_err(|e| io(&e))?;
+    let key = EncryptionKey::generate(&mut kessai_core::random::OsRandom);
+    let sealed = crate::keystore::seal_bytes(
+        DELIVERY_KEY_MAGIC,
+        DELIVERY_KEY_AAD,
+        key.secret_bytes(),
+        kek,
+        &mut kessai_core::random::OsRandom,
+    );
+    kessai_tls::write_new_file(&dir.join(DELIVERY_KEY_FILE), &sealed, true).map_err(|e| io(&e))?;
+    Ok(key.public().to_jwk())
 }
 
 fn refused(e: impl std::fmt::Display) -> PrepaidError {
@@ -221,6 +426,15 @@ pub fn token_view(t: &TokenRow, pay_to: &str) -> TokenView {
 }
 
 impl Center {
+    /// Fetches the key versions the credit service provider delivers to
+    /// this bank and keeps those new to it (rotation): the versions new.
+    pub async fn fetch_token_keys(&self) -> anyhow::Result<Vec<u8>> {
+        let t = self.tokens.as_ref().ok_or_else(|| anyhow::anyhow!("this center issues no deposit tokens"))?;
+        let sent = t.provider.key_deliveries().await?;
+        let mut rng = self.random.generator();
+        Ok(t.bank.receive(&sent, rng.as_mut())?)
+    }
+
     /// A member's `deposit_token` request (signed, checked by the caller):
     /// a token awaiting its deposit under a new reference. The card must be
     /// the member's, active, and of the amount's currency. The same request
@@ -350,7 +564,8 @@ impl Center {
         if let Some(why) = why_not {
             return Ok(Err(why));
         }
-        let Some(key_until) = bank.keyring.issuing_until(now) else {
+        let keyring = bank.keyring();
+        let Some(key_until) = keyring.issuing_until(now) else {
             return Ok(Err(TokenError::NoIssuingKey.to_string()));
         };
         let lifetime_end = Timestamp::from_unix_s(now.unix_s().saturating_add(bank.policy.lifetime_s));
@@ -372,7 +587,7 @@ impl Center {
             card_ref: t.card_ref.clone(),
         };
         let mut rng = self.random.generator();
-        let sealed = match bank.keyring.seal(&token, now, rng.as_mut()) {
+        let sealed = match keyring.seal(&token, now, rng.as_mut()) {
             Ok(sealed) => sealed,
             Err(e) => return Ok(Err(e.to_string())),
         };

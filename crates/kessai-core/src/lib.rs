@@ -13,6 +13,7 @@
 //! - [`keyfile`]: PKCS#8 PEM key files, optionally sealed under a passphrase.
 //! - [`messages`]: the five signed message kinds SIG1–SIG5.
 
+pub mod at_rest;
 pub mod base64url;
 pub mod digest;
 pub mod ids;

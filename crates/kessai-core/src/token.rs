@@ -390,6 +390,9 @@ struct KeyDelivery<K> {
     redeem_until: u64,
 }
 
+const AT_REST_MAGIC: &[u8; 4] = b"KTKV";
+const AT_REST_AAD: &[u8] = b"kessai-token-key";
+
 /// The JWE `typ` of a token key delivery.
 pub const KEY_DELIVERY_TYPE: &str = "kessai-token-key+jwe";
 
@@ -453,6 +456,40 @@ impl TokenKey {
             return Err(TokenError::Key("its windows".into()));
         }
         Ok(TokenKey { version: d.version, key, issue_from, issue_until, redeem_until })
+    }
+
+    /// This key sealed at rest under a party's KEK (`crate::at_rest`):
+    /// `KTKV` ‖ nonce 24 ‖ XChaCha20-Poly1305 of [`TokenKey::to_json`],
+    /// associated data `kessai-token-key`.
+    pub fn seal_at_rest<R: Random + ?Sized>(&self, kek: &[u8; 32], rng: &mut R) -> Result<Vec<u8>, TokenError> {
+        Ok(crate::at_rest::seal(AT_REST_MAGIC, AT_REST_AAD, &self.to_json()?, kek, rng))
+    }
+
+    /// A key [`TokenKey::seal_at_rest`] sealed under this KEK.
+    pub fn open_at_rest(bytes: &[u8], kek: &[u8; 32]) -> Result<TokenKey, TokenError> {
+        let json = crate::at_rest::open(AT_REST_MAGIC, AT_REST_AAD, bytes, kek)
+            .ok_or_else(|| TokenError::Key("not a sealed token key, or another KEK".into()))?;
+        TokenKey::from_json(&json)
+    }
+
+    /// Its version and windows, for people, tab-separated: `v1`, `issues … .. …`, `redeems until …`.
+    pub fn describe(&self) -> String {
+        format!(
+            "v{}\tissues {} .. {}\tredeems until {}",
+            self.version,
+            self.issue_from.utc(),
+            self.issue_until.utc(),
+            self.redeem_until.utc()
+        )
+    }
+
+    /// Whether `other` is this very key: its version, key and windows.
+    pub fn same_as(&self, other: &TokenKey) -> bool {
+        use subtle::ConstantTimeEq;
+        self.version == other.version
+            && bool::from(self.key[..].ct_eq(&other.key[..]))
+            && (self.issue_from, self.issue_until, self.redeem_until)
+                == (other.issue_from, other.issue_until, other.redeem_until)
     }
 
     /// A key the credit service provider sealed for this bank.

@@ -86,20 +86,20 @@ pub enum CenterCommand {
         /// The statement file.
         file: PathBuf,
     },
-    /// Add a deposit token key version (seed 002, #21): it seals tokens
-    /// from now for ISSUE_DAYS, and opens them until REDEEM_DAYS from now.
-    /// Written sealed under the KEK as a new file in data_dir/token-keys;
-    /// the center reads the versions when it starts.
-    TokenKey {
+    /// The bank's delivery key for deposit token keys (seed 002, #21),
+    /// made once under the KEK in data_dir/token-keys: prints its public
+    /// half, the JWK the credit service provider's configuration names as
+    /// this client's `delivery_key`.
+    TokenDeliveryKey {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
-        /// The key version, 1 to 255; a version held already is refused.
-        #[arg(long)]
-        version: u8,
-        #[arg(long, default_value_t = 30)]
-        issue_days: u64,
-        #[arg(long, default_value_t = 400)]
-        redeem_days: u64,
+    },
+    /// Fetch the key versions the credit service provider
+    /// (`[tokens] provider_url`) delivers now, keep the new ones, and list
+    /// those held. A running center fetches them itself every 10 minutes.
+    TokenKeys {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
     },
     /// Pay stores: clearing runs, bank files, what the bank says, fees.
     #[command(subcommand)]
@@ -345,20 +345,26 @@ pub fn run(command: CenterCommand) -> anyhow::Result<()> {
             println!("the center's database records signing key {kid}");
             Ok(())
         }
-        CenterCommand::TokenKey { config, version, issue_days, redeem_days } => {
+        CenterCommand::TokenDeliveryKey { config } => {
             let config = CenterConfig::load(&config).with_context(|| format!("loading {}", config.display()))?;
-            anyhow::ensure!(version > 0, "token key versions start at 1");
-            anyhow::ensure!(issue_days > 0 && redeem_days >= issue_days, "redeem days must be at least the issue days");
-            let now = kessai_core::time::Clock::now(&kessai_core::time::SystemClock);
-            let at = |days: u64| kessai_core::time::Timestamp::from_unix_s(now.unix_s().saturating_add(days * 86_400));
-            let path = kessai_center::app::add_token_key(&config, version, (now, at(issue_days)), at(redeem_days))?;
-            println!(
-                "token key version {version}: issues until {}, redeems until {} ({})",
-                at(issue_days).utc(),
-                at(redeem_days).utc(),
-                path.display()
-            );
+            let jwk = kessai_center::app::token_delivery_key(&config)?;
+            println!("{}", serde_json::to_string(&jwk)?);
             Ok(())
+        }
+        CenterCommand::TokenKeys { config } => {
+            let config = CenterConfig::load(&config).with_context(|| format!("loading {}", config.display()))?;
+            runtime.block_on(async {
+                let center = kessai_center::app::open(&config).await?;
+                let fetched = center.fetch_token_keys().await;
+                let held = center.tokens.as_ref().map(|t| t.bank.keyring());
+                center.db.close().await;
+                let new = fetched?;
+                println!("new versions: {new:?}");
+                for k in held.iter().flat_map(|r| r.keys()) {
+                    println!("{}", k.describe());
+                }
+                anyhow::Ok(())
+            })
         }
         CenterCommand::ImportStatement { config, source, file } => {
             let config = CenterConfig::load(&config).with_context(|| format!("loading {}", config.display()))?;

@@ -14,6 +14,7 @@ mod bench_prepaid;
 mod card;
 mod center;
 mod clearing;
+mod csp;
 mod demo;
 mod keys;
 mod member;
@@ -53,6 +54,9 @@ enum Command {
         store_port: u16,
         #[arg(long, default_value_t = 8480)]
         wallet_port: u16,
+        /// The credit service provider's port.
+        #[arg(long, default_value_t = 8450)]
+        csp_port: u16,
     },
     /// A complete purchase with no browser, against `up`'s parties in this process; prints a transcript.
     Demo {
@@ -68,6 +72,14 @@ enum Command {
     /// A simulated bank: statements of the center's pool accounts.
     #[command(subcommand)]
     Bank(bank::BankCommand),
+    /// The credit service provider: deposit token keys, their delivery to the bank, its register.
+    Csp {
+        /// The provider's TOML configuration.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: csp::CspCommand,
+    },
     /// The cardholder's wallet: local web UI and CLI.
     Wallet {
         /// The wallet's TOML configuration.
@@ -317,8 +329,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Center(c) => center::run(c),
         Command::Admin(args) => admin::run(args),
         Command::Bank(command) => bank::run(command),
-        Command::Up { data_dir, center_port, store_port, wallet_port } => {
-            up::run(&data_dir, up::Ports { center: center_port, store: store_port, wallet: wallet_port })
+        Command::Csp { config, command } => csp::run(&config, command),
+        Command::Up { data_dir, center_port, store_port, wallet_port, csp_port } => {
+            let ports = up::Ports { center: center_port, store: store_port, wallet: wallet_port, csp: csp_port };
+            up::run(&data_dir, ports)
         }
         Command::Demo { repeat } => demo::run(repeat),
         Command::Wallet { config, command } => wallet::run(&config, command),

@@ -47,6 +47,8 @@ pub struct Ports {
     pub center: u16,
     pub store: u16,
     pub wallet: u16,
+    /// The credit service provider's.
+    pub csp: u16,
 }
 
 /// Everything `up` runs, prepared.
@@ -56,6 +58,7 @@ pub struct Prepared {
     pub store: StoreConfig,
     pub wallet: WalletConfig,
     pub card_image: PathBuf,
+    pub csp: kessai_csp::ProviderConfig,
 }
 
 fn loopback(port: u16) -> SocketAddr {
@@ -122,8 +125,9 @@ fn center_config(dir: &Path, ports: Ports) -> anyhow::Result<CenterConfig> {
     let text = format!(
         "party_id = \"center\"\nlisten = \"127.0.0.1:{p}\"\npublic_url = \"https://127.0.0.1:{p}\"\ndata_dir = \"{d}\"\n\
          kek_file = \"{k}\"\n[tls]\nca_dir = \"{ca}\"\nserver_name = \"localhost\"\nclient_name = \"center\"\n\
-         operator_names = [\"{DEMO_VIEWER}\"]\n",
+         operator_names = [\"{DEMO_VIEWER}\"]\n[tokens]\nprovider_url = \"https://127.0.0.1:{csp}\"\n",
         p = ports.center,
+        csp = ports.csp,
         d = dir.join("center").display(),
         k = demo_kek(dir)?.display(),
         ca = dir.join("ca").display()
@@ -153,7 +157,7 @@ pub async fn prepare(dir: &Path, ports: Ports) -> anyhow::Result<Prepared> {
     ensure_pki(&ca).context("the local CA")?;
     let center = center_config(&dir, ports)?;
     kessai_center::app::init(&center, None).await.context("the center's keys")?;
-    token_key_once(&center).context("the deposit token key")?;
+    let csp = provider_once(&dir, &center, ports).context("the credit service provider")?;
     let store = StoreConfig::demo(DemoSettings {
         data_dir: dir.join("store"),
         ca_dir: dir.join("ca"),
@@ -195,7 +199,7 @@ pub async fn prepare(dir: &Path, ports: Ports) -> anyhow::Result<Prepared> {
         };
         kessai_center::issue::issue_card(&center, &req).await.context("issuing the demo card")?;
     }
-    Ok(Prepared { dir, center, store, wallet, card_image })
+    Ok(Prepared { dir, center, store, wallet, card_image, csp })
 }
 
 /// Registers the mall (with its key and notify URL) and its members, as the
@@ -248,6 +252,11 @@ pub async fn start(p: Prepared, stop: tokio::sync::watch::Receiver<bool>) -> any
     let until = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stopped| *stopped).await;
     };
+    let provider = Arc::new(kessai_csp::Provider::open(&p.csp, Arc::new(kessai_core::time::SystemClock)).await?);
+    let csp_listener =
+        tokio::net::TcpListener::bind(p.csp.listen).await.with_context(|| format!("provider on {}", p.csp.listen))?;
+    let csp_config = p.csp.clone();
+    let csp_task = kessai_csp::api::serve_on(&csp_config, provider, csp_listener, until(stop.clone()));
     let center_config = p.center.clone();
     let center_task = kessai_center::app::serve_on(&center_config, center, center_listener, until(stop.clone()));
     let center = for_wallet;
@@ -262,21 +271,47 @@ pub async fn start(p: Prepared, stop: tokio::sync::watch::Receiver<bool>) -> any
         demo_member_once(&wallet_config, &for_member).await.context("the demo member")?;
         kessai_wallet::run(wallet_config, until(stop)).await
     };
-    tokio::try_join!(center_task, store_task, wallet_task)?;
+    tokio::try_join!(csp_task, center_task, store_task, wallet_task)?;
     Ok(())
 }
 
-/// On the first start the center gets deposit token key version 1
-/// (seed 002): issuing for a year, redeeming for two.
-fn token_key_once(center: &kessai_center::config::CenterConfig) -> anyhow::Result<()> {
-    let dir = center.data_dir.join(kessai_center::tokens::TOKEN_KEYS_DIR);
-    if dir.join("v1.sealed").exists() {
-        return Ok(());
+/// The credit service provider (seed 002) beside the center: its
+/// configuration naming the center as its client, with the bank's delivery
+/// key; its KEK apart in `dir/secrets`; on the first start its token key
+/// version 1, issuing for a year and redeeming for two.
+fn provider_once(
+    dir: &Path,
+    center: &kessai_center::config::CenterConfig,
+    ports: Ports,
+) -> anyhow::Result<kessai_csp::ProviderConfig> {
+    let delivery_key = kessai_center::app::token_delivery_key(center)?;
+    let text = format!(
+        "provider_id = \"{id}\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{d}\"\nkek_file = \"{k}\"\n\
+         [tls]\nca_dir = \"{ca}\"\nserver_name = \"localhost\"\n\
+         [[clients]]\nname = \"center\"\ndelivery_key = {{ kty = \"OKP\", crv = \"X25519\", x = \"{x}\" }}\n",
+        id = center.tokens.provider_id,
+        port = ports.csp,
+        d = dir.join("csp").display(),
+        k = dir.join("secrets").join("csp-kek.hex").display(),
+        ca = dir.join("ca").display(),
+        x = delivery_key.x,
+    );
+    let config = kessai_csp::ProviderConfig::from_toml(&text)?;
+    // Written out so that `kessai csp --config DIR/csp.toml …` works
+    // against this deployment too (a new key version, the register).
+    let path = dir.join("csp.toml");
+    std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(dir.join("secrets"))?;
+    config.init_kek()?;
+    let kek = config.read_kek()?;
+    let keys = config.data_dir.join(kessai_csp::KEYS_DIR);
+    if kessai_csp::read_keys(&keys, &kek)?.keys().next().is_none() {
+        let now = kessai_core::time::Clock::now(&kessai_core::time::SystemClock);
+        let at = |days: u64| kessai_core::time::Timestamp::from_unix_s(now.unix_s().saturating_add(days * 86_400));
+        kessai_csp::add_key(&keys, &kek, Some(1), (now, at(365)), at(730))?;
     }
-    let now = kessai_core::time::Clock::now(&kessai_core::time::SystemClock);
-    let at = |days: u64| kessai_core::time::Timestamp::from_unix_s(now.unix_s().saturating_add(days * 86_400));
-    kessai_center::app::add_token_key(center, 1, (now, at(365)), at(730))?;
-    Ok(())
+    Ok(config)
 }
 
 /// On the first start the demo card is empty: it is charged with its value
@@ -454,6 +489,17 @@ async fn demo_member_once(wallet: &WalletConfig, center: &kessai_center::service
     let request = kessai_core::ids::RequestId::parse("demo-deposit-token")?;
     let token = w.deposit_token(&signer, request, demo_card, amount, terms).await?;
     let statement = demo_token_statement(&token.reference)?;
+    // The bank's side holds the provider's key versions before the deposit
+    // is issued: the provider starts in this same process.
+    let mut fetched = center.fetch_token_keys().await;
+    for _ in 0..50 {
+        if center.tokens.as_ref().is_some_and(|t| t.bank.keyring().keys().next().is_some()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        fetched = center.fetch_token_keys().await;
+    }
+    fetched.context("the provider's token keys")?;
     let report = center.import_statement(&statement, kessai_center::prepaid::StatementSource::Bank).await?;
     anyhow::ensure!(report.matched == 1, "the demo deposit did not make its token: {report:?}");
     let stored = w.token_session(&kessai_wallet::TokenSessionCreate::default()).await?;

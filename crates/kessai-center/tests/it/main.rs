@@ -15,6 +15,7 @@ mod keys;
 mod members;
 mod prepaid;
 mod profiles;
+mod provider;
 mod purchase;
 mod refund;
 mod service;

@@ -24,6 +24,9 @@ use crate::world::{CardReader, NOW, balance_of, card_id, funded_card, offer_crea
 
 pub struct Setup {
     pub _dir: tempfile::TempDir,
+    /// The center's clock (the credit service provider's too, when a test
+    /// runs one): moved with `set`.
+    pub time: Arc<FixedClock>,
     /// The center database's URL.
     pub url: String,
     pub center: Center,
@@ -48,6 +51,7 @@ pub(crate) async fn setup_on(dir: tempfile::TempDir, url: &str) -> Setup {
     let mut rng = SeededRandom::new(77);
     let mall_key = SigningKey::generate(&mut rng);
     crate::world::register_mall(&db, &mall_key).await;
+    let time = Arc::new(FixedClock::new(NOW));
     let center = Center {
         books: Books::new(db.clone()),
         db,
@@ -55,7 +59,7 @@ pub(crate) async fn setup_on(dir: tempfile::TempDir, url: &str) -> Setup {
         center_id: PartyId::parse(samples::CENTER).unwrap(),
         center_key: Arc::new(SigningKey::generate(&mut rng)),
         published_keys: Vec::new(),
-        clock: Arc::new(FixedClock::new(NOW)),
+        clock: time.clone(),
         random: Arc::new(kessai_core::random::SeededEntropy::new(78)),
         max_amount_minor: 1_000_000,
         outcomes: Default::default(),
@@ -65,7 +69,7 @@ pub(crate) async fn setup_on(dir: tempfile::TempDir, url: &str) -> Setup {
         clearing: Default::default(),
         tokens: None,
     };
-    Setup { _dir: dir, url: url.to_owned(), center, mall_key, rng }
+    Setup { _dir: dir, time, url: url.to_owned(), center, mall_key, rng }
 }
 
 /// Registers card `n` and records its funding in the books, as issuance.

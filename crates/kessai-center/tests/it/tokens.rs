@@ -11,7 +11,7 @@ use kessai_center::books::Receiving;
 use kessai_center::prepaid::{PrepaidError, PrepaidReply, StatementSource};
 use kessai_center::service::{Center, parse_answers};
 use kessai_center::token_session::{TokenPurpose, TokenSessionPhase};
-use kessai_center::tokens::{TokenBank, TokenPolicy, TokenProvider, TokenView, Tokens};
+use kessai_center::tokens::{TokenBank, TokenPolicy, TokenView, Tokens};
 use kessai_core::Currency;
 use kessai_core::ids::{CardId, RequestId};
 use kessai_core::messages::prepaid::{FundingMethod, PrepaidAction, PrepaidRequestDraft, TokenTerms};
@@ -21,6 +21,7 @@ use kessai_core::token::{TokenHeader, TokenId, TokenKey, TokenKeyring};
 use kessai_scp03::{CommandApdu, ResponseApdu};
 
 use crate::prepaid::{Member, camt, jpy, member, sign_request};
+use crate::provider::{ProviderRig, Reach};
 use crate::service::{Setup, register_card, setup, setup_on_postgres};
 use crate::world::{CardReader, KVN, NOW, card_id, funded_card, masters, relay};
 
@@ -41,19 +42,18 @@ fn provider_keyring() -> TokenKeyring {
     ring
 }
 
-/// Both token parties, the bank's side holding `bank` (the provider's own
-/// keys: version 1).
-fn parties(bank: TokenKeyring) -> Option<Arc<Tokens>> {
-    Some(Arc::new(Tokens {
-        bank: TokenBank { keyring: bank, policy: TokenPolicy::default() },
-        provider: TokenProvider { keyring: provider_keyring() },
-    }))
+/// Both token parties: the bank's side holding `bank`, and the credit
+/// service provider as its own service on loopback (mutual TLS, its own
+/// directory and register) holding version 1, on the test's clock.
+async fn parties(s: &Setup, bank: TokenKeyring) -> Option<Arc<Tokens>> {
+    let rig = ProviderRig::start(s._dir.path(), &[&provider_key(1, 2101)], None, s.time.clone()).await.unwrap();
+    Some(Arc::new(Tokens { bank: TokenBank::holding(bank, TokenPolicy::default()), provider: rig.client() }))
 }
 
 /// The center with both token parties, the bank holding the version the
 /// provider delivered.
-fn with_tokens(mut s: Setup) -> Setup {
-    s.center.tokens = parties(provider_keyring());
+async fn with_tokens(mut s: Setup) -> Setup {
+    s.center.tokens = parties(&s, provider_keyring()).await;
     s
 }
 
@@ -231,20 +231,20 @@ async fn a_deposit_becomes_a_token_on_the_card(mut s: Setup) {
 
 #[tokio::test]
 async fn a_deposit_becomes_a_token_on_the_card_once() {
-    a_deposit_becomes_a_token_on_the_card(with_tokens(setup().await)).await;
+    a_deposit_becomes_a_token_on_the_card(with_tokens(setup().await).await).await;
 }
 
 #[tokio::test]
 async fn a_deposit_becomes_a_token_on_the_card_once_on_postgres() {
     let Some(s) = setup_on_postgres("tokens_deposit").await else { return };
-    a_deposit_becomes_a_token_on_the_card(with_tokens(s)).await;
+    a_deposit_becomes_a_token_on_the_card(with_tokens(s).await).await;
 }
 
 /// A deposit that cannot make its token waits in suspense, with why; the
 /// token request is unchanged.
 #[tokio::test]
 async fn a_deposit_that_cannot_make_a_token_waits_in_suspense() {
-    let mut s = with_tokens(setup().await);
+    let mut s = with_tokens(setup().await).await;
     let m = members_card(&mut s).await;
     let c = &s.center;
     let a = ask(c, &m, token_request(&m, "dep-a", card_id(1), 5_000)).await.unwrap();
@@ -259,7 +259,7 @@ async fn a_deposit_that_cannot_make_a_token_waits_in_suspense() {
     assert!(held[0].reason.as_deref().unwrap().contains("for a token of"), "{:?}", held[0].reason);
     assert_eq!(held[0].funding_id.as_deref(), Some(a.token_id.as_str()), "the operator sees which token");
     // Too late: the request lapsed.
-    s.center.clock = Arc::new(kessai_core::time::FixedClock::new(Timestamp::from_unix_s(NOW.unix_s() + 8 * DAY)));
+    s.time.set(Timestamp::from_unix_s(NOW.unix_s() + 8 * DAY));
     let c = &s.center;
     let report = c
         .import_statement(&camt("STMT-S2", &[(6_000, Some(&b.reference), "BANK-S2")]), StatementSource::Bank)
@@ -286,7 +286,7 @@ async fn no_token_is_made_without_a_key_version_issuing() {
     let mut ring = TokenKeyring::new();
     let at = |d: i64| Timestamp::from_unix_s(NOW.unix_s().saturating_add_signed(d * DAY as i64));
     ring.add(TokenKey::generate(1, (at(-60), at(-30), at(300)), &mut SeededRandom::new(5)).unwrap()).unwrap();
-    s.center.tokens = parties(ring);
+    s.center.tokens = parties(&s, ring).await;
     let m = members_card(&mut s).await;
     let c = &s.center;
     let a = ask(c, &m, token_request(&m, "dep-k", card_id(1), 5_000)).await.unwrap();
@@ -312,7 +312,7 @@ async fn refused_token_requests_change_nothing() {
     // No tokens here.
     let refused = ask(&s.center, &m, token_request(&m, "dep-x", card_id(1), 5_000)).await;
     assert!(matches!(refused, Err(PrepaidError::Refused(ref why)) if why.contains("no deposit tokens")), "{refused:?}");
-    let s = with_tokens(s);
+    let s = with_tokens(s).await;
     let c = &s.center;
     assert!(matches!(
         ask(c, &m, token_request(&m, "dep-y", card_id(2), 5_000)).await,
@@ -337,7 +337,7 @@ async fn refused_token_requests_change_nothing() {
 /// word a relay makes up (unproven) changes nothing.
 #[tokio::test]
 async fn a_lost_answer_or_a_made_up_refusal_stores_the_token_once() {
-    let mut s = with_tokens(setup().await);
+    let mut s = with_tokens(setup().await).await;
     let m = members_card(&mut s).await;
     let c = &s.center;
     let mut card = funded_card(1, 0);
@@ -380,13 +380,13 @@ async fn a_lost_answer_or_a_made_up_refusal_stores_the_token_once() {
 /// deliveries to one card at once store it once.
 #[tokio::test]
 async fn racing_imports_and_deliveries_issue_and_store_once() {
-    racing(with_tokens(setup().await)).await;
+    racing(with_tokens(setup().await).await).await;
 }
 
 #[tokio::test]
 async fn racing_imports_and_deliveries_issue_and_store_once_on_postgres() {
     let Some(s) = setup_on_postgres("tokens_racing").await else { return };
-    racing(with_tokens(s)).await;
+    racing(with_tokens(s).await).await;
 }
 
 async fn racing(mut s: Setup) {
@@ -433,7 +433,7 @@ async fn racing(mut s: Setup) {
 async fn a_crash_at_any_write_leaves_the_token_whole() {
     let (mut finished, mut crashed) = (false, 0);
     for n in 1..=20 {
-        let mut s = with_tokens(setup().await);
+        let mut s = with_tokens(setup().await).await;
         let m = members_card(&mut s).await;
         let c = &s.center;
         let mut card = funded_card(1, 0);
@@ -497,7 +497,7 @@ async fn a_crash_at_any_write_leaves_the_token_whole() {
 /// unknown card opens a session like any other (M4).
 #[tokio::test]
 async fn a_delivery_opens_for_any_card_and_refuses_one_not_active() {
-    let mut s = with_tokens(setup().await);
+    let mut s = with_tokens(setup().await).await;
     let _m = members_card(&mut s).await;
     let c = &s.center;
     crate::world::report_lost(&c.db, card_id(1)).await;
@@ -652,13 +652,13 @@ async fn a_token_redeemed_becomes_value_once(mut s: Setup) {
 
 #[tokio::test]
 async fn a_token_redeemed_becomes_value_on_the_card_once() {
-    a_token_redeemed_becomes_value_once(with_tokens(setup().await)).await;
+    a_token_redeemed_becomes_value_once(with_tokens(setup().await).await).await;
 }
 
 #[tokio::test]
 async fn a_token_redeemed_becomes_value_on_the_card_once_on_postgres() {
     let Some(s) = setup_on_postgres("tokens_redeem").await else { return };
-    a_token_redeemed_becomes_value_once(with_tokens(s)).await;
+    a_token_redeemed_becomes_value_once(with_tokens(s).await).await;
 }
 
 /// The card's answer to REDEEM lost: a later session sends the same
@@ -666,13 +666,13 @@ async fn a_token_redeemed_becomes_value_on_the_card_once_on_postgres() {
 /// finishing at once owe the value once.
 #[tokio::test]
 async fn a_lost_or_racing_redemption_owes_the_value_once() {
-    racing_redemptions(with_tokens(setup().await)).await;
+    racing_redemptions(with_tokens(setup().await).await).await;
 }
 
 #[tokio::test]
 async fn a_lost_or_racing_redemption_owes_the_value_once_on_postgres() {
     let Some(s) = setup_on_postgres("tokens_redeem_race").await else { return };
-    racing_redemptions(with_tokens(s)).await;
+    racing_redemptions(with_tokens(s).await).await;
 }
 
 async fn racing_redemptions(mut s: Setup) {
@@ -709,7 +709,7 @@ async fn a_token_the_provider_cannot_open_is_refused_and_moves_nothing() {
         let mut s = setup().await;
         let mut bank = TokenKeyring::new();
         bank.add(provider_key(version, seed)).unwrap();
-        s.center.tokens = parties(bank);
+        s.center.tokens = parties(&s, bank).await;
         let (_m, mut card, token) = stored_token(&mut s, 5_000).await;
         let c = &s.center;
         let (id, answers) = redeem_batch(c, &mut card, token).await.unwrap();
@@ -732,10 +732,10 @@ async fn a_token_the_provider_cannot_open_is_refused_and_moves_nothing() {
 /// before the card is asked; its value stays outstanding.
 #[tokio::test]
 async fn an_expired_token_is_not_redeemed() {
-    let mut s = with_tokens(setup().await);
+    let mut s = with_tokens(setup().await).await;
     let (_m, mut card, token) = stored_token(&mut s, 4_000).await;
     let expiry = s.center.db.token(&token).await.unwrap().unwrap().expires_at.unwrap();
-    s.center.clock = Arc::new(kessai_core::time::FixedClock::new(expiry));
+    s.time.set(expiry);
     let c = &s.center;
     let refused = redeem_batch(c, &mut card, token).await;
     assert!(
@@ -751,7 +751,7 @@ async fn an_expired_token_is_not_redeemed() {
 /// the card to redeem, and no value moves.
 #[tokio::test]
 async fn a_tampered_token_on_the_card_never_pays() {
-    let mut s = with_tokens(setup().await);
+    let mut s = with_tokens(setup().await).await;
     let m = members_card(&mut s).await;
     let c = &s.center;
     let mut card = funded_card(1, 0);
@@ -786,7 +786,7 @@ async fn a_tampered_token_on_the_card_never_pays() {
 async fn a_crash_at_any_write_of_a_redemption_leaves_it_whole() {
     let (mut finished, mut crashed) = (false, 0);
     for n in 1..=12 {
-        let mut s = with_tokens(setup().await);
+        let mut s = with_tokens(setup().await).await;
         let (_m, mut card, token) = stored_token(&mut s, 2_500).await;
         let c = &s.center;
         let (id, answers) = redeem_batch(c, &mut card, token).await.unwrap();
@@ -826,7 +826,7 @@ async fn a_crash_at_any_write_of_a_redemption_leaves_it_whole() {
 /// that replaces it (the member's), with the rest of its value.
 #[tokio::test]
 async fn a_redeemed_tokens_value_follows_the_card_that_replaces_a_lost_one() {
-    let mut s = with_tokens(setup().await);
+    let mut s = with_tokens(setup().await).await;
     let (m, mut card, token) = stored_token(&mut s, 3_000).await;
     register_card(&s, 2, 0).await;
     let c = &s.center;
@@ -843,54 +843,12 @@ async fn a_redeemed_tokens_value_follows_the_card_that_replaces_a_lost_one() {
     c.books.ledger().check().await.unwrap();
 }
 
-/// Token key versions at rest: one file each, sealed under the KEK, read
-/// back by both parties; another KEK opens nothing, and no file means no
-/// tokens.
-#[test]
-fn token_key_versions_are_sealed_at_rest_and_read_by_both_parties() {
-    use kessai_center::keystore::Kek;
-    use kessai_center::tokens::{TOKEN_KEYS_DIR, seal_token_key};
-    let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join(TOKEN_KEYS_DIR);
-    let kek = Kek::generate(&mut SeededRandom::new(1));
-    assert!(Tokens::load(&keys, &kek, TokenPolicy::default()).unwrap().is_none(), "no directory: no tokens");
-    std::fs::create_dir_all(&keys).unwrap();
-    assert!(Tokens::load(&keys, &kek, TokenPolicy::default()).unwrap().is_none(), "no versions: no tokens");
-    let key = provider_key(1, 2101);
-    let sealed = seal_token_key(&key, &kek, &mut SeededRandom::new(2)).unwrap();
-    let plain = key.to_json().unwrap();
-    assert!(!sealed.windows(16).any(|w| plain.windows(16).any(|p| p == w)), "nothing of the key in clear");
-    kessai_tls::write_new_file(&keys.join("v1.sealed"), &sealed, true).unwrap();
-    let parties = Tokens::load(&keys, &kek, TokenPolicy::default()).unwrap().unwrap();
-    assert_eq!(parties.bank.keyring.keys().map(|k| k.version).collect::<Vec<_>>(), vec![1]);
-    // What the bank's copy seals, the provider's copy opens, and the
-    // provider's own keys (the test's) open it too: the same key.
-    let token = kessai_core::token::DepositToken {
-        token_id: TokenId([7; 16]),
-        user_name: "Hanako Yamada".into(),
-        user_id: "m-1".into(),
-        amount: jpy(1_000),
-        deposited_at: NOW,
-        expires_at: Timestamp::from_unix_s(NOW.unix_s() + DAY),
-        bank_id: "0999".into(),
-        bank_account: "0005-123-1-7654321".into(),
-        card_company_id: "kessai-csp".into(),
-        card_ref: "last4:4242".into(),
-    };
-    let bytes = parties.bank.keyring.seal(&token, NOW, &mut SeededRandom::new(3)).unwrap();
-    assert_eq!(parties.provider.check(&bytes, NOW).unwrap(), token);
-    assert_eq!(provider_keyring().open(&bytes, NOW).unwrap(), token);
-    // Another KEK opens nothing; the center would not start.
-    let other = Kek::generate(&mut SeededRandom::new(9));
-    assert!(Tokens::load(&keys, &other, TokenPolicy::default()).is_err());
-}
-
 /// The card proved it gave the token up, then was reported lost before the
 /// center heard: the redemption is refused, no value is owed to a card
 /// that cannot take it, and the token's value stays outstanding.
 #[tokio::test]
 async fn a_redemption_finished_after_the_card_was_lost_owes_nothing() {
-    let mut s = with_tokens(setup().await);
+    let mut s = with_tokens(setup().await).await;
     let (_m, mut card, token) = stored_token(&mut s, 2_000).await;
     let c = &s.center;
     let (id, answers) = redeem_batch(c, &mut card, token).await.unwrap();
@@ -908,12 +866,12 @@ async fn a_redemption_finished_after_the_card_was_lost_owes_nothing() {
 /// time) and the provider honours it at that time.
 #[tokio::test]
 async fn a_redemption_in_flight_at_the_expiry_is_honoured_after_it() {
-    let mut s = with_tokens(setup().await);
+    let mut s = with_tokens(setup().await).await;
     let (_m, mut card, token) = stored_token(&mut s, 2_200).await;
     let (_lost, _answers) = redeem_batch(&s.center, &mut card, token).await.unwrap();
     assert!(card_tokens(&mut card, 1)[0].redeemed);
     let expiry = s.center.db.token(&token).await.unwrap().unwrap().expires_at.unwrap();
-    s.center.clock = Arc::new(kessai_core::time::FixedClock::new(Timestamp::from_unix_s(expiry.unix_s() + 60)));
+    s.time.set(Timestamp::from_unix_s(expiry.unix_s() + 60));
     let c = &s.center;
     let (id, answers) = redeem_batch(c, &mut card, token).await.unwrap();
     let done = c.token_session_finish(&id, answers, None).await.unwrap();
@@ -925,7 +883,7 @@ async fn a_redemption_in_flight_at_the_expiry_is_honoured_after_it() {
 /// none of the first member's tokens, and redeems none.
 #[tokio::test]
 async fn a_card_linked_to_another_member_takes_no_token_of_the_first() {
-    let mut s = with_tokens(setup().await);
+    let mut s = with_tokens(setup().await).await;
     let m = members_card(&mut s).await;
     let other = member(&s.center, &mut s.rng).await;
     let c = &s.center;
@@ -964,7 +922,7 @@ fn a_token_policy_no_token_fits_is_refused() {
 /// R-MACed, proves the redemption: the value is owed once.
 #[tokio::test]
 async fn a_redemption_the_card_no_longer_lists_is_proven_by_its_collected_log() {
-    let mut s = with_tokens(setup().await);
+    let mut s = with_tokens(setup().await).await;
     let (m, mut card, token) = stored_token(&mut s, 1_000).await;
     let c = &s.center;
     let (_lost, _answers) = redeem_batch(c, &mut card, token).await.unwrap();
@@ -1012,7 +970,7 @@ fn at(unix_s: u64) -> Timestamp {
 }
 
 fn set_clock(s: &mut Setup, to: Timestamp) {
-    s.center.clock = Arc::new(kessai_core::time::FixedClock::new(to));
+    s.time.set(to);
 }
 
 /// A stored token's expiry.
@@ -1096,15 +1054,76 @@ async fn paid_back_once(mut s: Setup) {
     assert!(matches!(late, Err(kessai_center::clearing::ClearingError::TokenNotPayable(..))), "{late:?}");
 }
 
+/// The credit service provider out of reach decides nothing: the card's
+/// redemption is answered 503-style and nothing moves, a clearing run skips
+/// the payback and says why; once the provider answers again, each is
+/// honoured once. A provider that honoured a redemption whose answer the
+/// center lost answers it alike when asked again.
+#[tokio::test]
+async fn a_provider_out_of_reach_decides_nothing_and_is_asked_again() {
+    use kessai_api::TokenStatus;
+    let mut s = setup().await;
+    let mut rig = ProviderRig::start(s._dir.path(), &[&provider_key(1, 2101)], None, s.time.clone()).await.unwrap();
+    let bank = TokenBank::holding(provider_keyring(), TokenPolicy::default());
+    s.center.tokens = Some(Arc::new(Tokens { bank, provider: rig.client() }));
+    let (_m, mut card, token) = stored_token(&mut s, 5_000).await;
+    let c = &s.center;
+    let (id, answers) = redeem_batch(c, &mut card, token).await.unwrap();
+    rig.stop();
+    let lost = c.token_session_finish(&id, answers.clone(), None).await;
+    assert!(matches!(lost, Err(kessai_center::service::CenterError::Provider(_))), "{lost:?}");
+    assert_eq!(c.db.token(&token).await.unwrap().unwrap().status, TokenStatus::Stored);
+    assert_eq!(c.books.card_credits_pending(&card_id(1)).await.unwrap(), 0);
+    assert_eq!(c.books.tokens_outstanding(Currency::JPY).await.unwrap(), 5_000);
+    rig.restart(s.time.clone()).await.unwrap();
+    // The provider honours it (its answer lost on the way, say) before the
+    // center hears: asked again by the finish, the same verdict.
+    let sealed = c.db.token(&token).await.unwrap().unwrap().sealed.unwrap();
+    let redeem_tx = c.db.token(&token).await.unwrap().unwrap().redeem_tx;
+    let honoured = c.tokens.as_ref().unwrap().provider.redeem(&sealed, &redeem_tx, NOW).await.unwrap();
+    assert!(honoured.is_ok(), "{honoured:?}");
+    let done = c.token_session_finish(&id, answers, None).await.unwrap();
+    assert_eq!(done.redeemed.as_ref().map(|r| r.amount), Some(jpy(5_000)), "{done:?}");
+    assert_eq!(c.db.token(&token).await.unwrap().unwrap().status, TokenStatus::Redeemed);
+    assert_eq!(c.books.card_credits_pending(&card_id(1)).await.unwrap(), 5_000);
+    conserved_with_card(c).await;
+
+    // A payback while the provider is out of reach: skipped, said why,
+    // paid by the next run once it answers.
+    let mut s = setup().await;
+    let mut rig = ProviderRig::start(s._dir.path(), &[&provider_key(1, 2101)], None, s.time.clone()).await.unwrap();
+    let bank = TokenBank::holding(provider_keyring(), TokenPolicy::default());
+    s.center.tokens = Some(Arc::new(Tokens { bank, provider: rig.client() }));
+    let (_m, _card, token) = stored_token(&mut s, 7_000).await;
+    let e = expiry_of(&s.center, &token).await;
+    set_clock(&mut s, at(e + 9 * DAY));
+    let c = &s.center;
+    let by = kessai_center::console::Actor::api("ops");
+    c.correct_payback_account(&token, Some(TokenStatus::Stored), KANA_ACCOUNT, "kana name", &by).await.unwrap();
+    rig.stop();
+    let r = c.clearing_run(at(e + 8 * DAY)).await.unwrap();
+    assert_eq!((r.paybacks, r.paybacks_skipped.len()), (0, 1), "{r:?}");
+    assert!(r.paybacks_skipped[0].1.contains("asked again in the next run"), "{:?}", r.paybacks_skipped);
+    assert_eq!(c.books.tokens_outstanding(Currency::JPY).await.unwrap(), 7_000);
+    assert_eq!(c.db.token(&token).await.unwrap().unwrap().status, TokenStatus::Expired);
+    rig.restart(s.time.clone()).await.unwrap();
+    let r = c.clearing_run(at(e + 8 * DAY + 1)).await.unwrap();
+    assert_eq!((r.paybacks, r.paybacks_skipped.len()), (1, 0), "{r:?}");
+    assert_eq!(c.db.token(&token).await.unwrap().unwrap().status, TokenStatus::PayingBack);
+    let held = rig.provider.held(&token.to_string()).await.unwrap().unwrap();
+    assert_eq!(held.held_for, kessai_api::provider::HeldFor::Payback);
+    conserved_with_paybacks(c).await;
+}
+
 #[tokio::test]
 async fn an_expired_token_is_paid_back_once_to_its_depositor() {
-    paid_back_once(with_tokens(setup().await)).await;
+    paid_back_once(with_tokens(setup().await).await).await;
 }
 
 #[tokio::test]
 async fn an_expired_token_is_paid_back_once_to_its_depositor_on_postgres() {
     let Some(s) = setup_on_postgres("tokens_payback").await else { return };
-    paid_back_once(with_tokens(s)).await;
+    paid_back_once(with_tokens(s).await).await;
 }
 
 /// The bank gives a payback back (the account closed): the value is
@@ -1116,7 +1135,7 @@ async fn a_returned_payback_is_held_until_its_account_is_corrected() {
     use kessai_api::TokenStatus;
     use kessai_bank::pain002::{self, StatusReport, TransactionStatus};
     use kessai_center::clearing::{batch_id, run_id};
-    let mut s = with_tokens(setup().await);
+    let mut s = with_tokens(setup().await).await;
     let (_m, _card, token) = stored_token(&mut s, 3_000).await;
     let e = expiry_of(&s.center, &token).await;
     set_clock(&mut s, at(e + 30 * DAY));
@@ -1212,20 +1231,20 @@ async fn payback_racing_redemption(mut s: Setup) {
 
 #[tokio::test]
 async fn a_payback_racing_a_redemption_pays_once() {
-    payback_racing_redemption(with_tokens(setup().await)).await;
+    payback_racing_redemption(with_tokens(setup().await).await).await;
 }
 
 #[tokio::test]
 async fn a_payback_racing_a_redemption_pays_once_on_postgres() {
     let Some(s) = setup_on_postgres("tokens_payback_race").await else { return };
-    payback_racing_redemption(with_tokens(s)).await;
+    payback_racing_redemption(with_tokens(s).await).await;
 }
 
 /// The same, one after the other: a session finishing after the payback
 /// is told why the provider refuses the token, and owes nothing.
 #[tokio::test]
 async fn a_redemption_finished_after_the_payback_owes_nothing() {
-    let mut s = with_tokens(setup().await);
+    let mut s = with_tokens(setup().await).await;
     let (e, mut card, token, id, answers) = redeemed_at_the_expiry(&mut s).await;
     let c = &s.center;
     assert_eq!(c.clearing_run(at(e + 1)).await.unwrap().paybacks, 1);
@@ -1335,13 +1354,13 @@ async fn a_token_pays_a_bill(mut s: Setup) {
 
 #[tokio::test]
 async fn a_token_pays_a_stores_bill() {
-    a_token_pays_a_bill(with_tokens(setup().await)).await;
+    a_token_pays_a_bill(with_tokens(setup().await).await).await;
 }
 
 #[tokio::test]
 async fn a_token_pays_a_stores_bill_on_postgres() {
     let Some(s) = setup_on_postgres("tokens_purchase").await else { return };
-    a_token_pays_a_bill(with_tokens(s)).await;
+    a_token_pays_a_bill(with_tokens(s).await).await;
 }
 
 /// What a token cannot pay is refused before anything moves: a token
@@ -1351,7 +1370,7 @@ async fn a_token_pays_a_stores_bill_on_postgres() {
 async fn a_token_that_cannot_pay_the_bill_is_refused() {
     use kessai_center::purchase::StepError;
     use kessai_center::service::CenterError;
-    let mut s = with_tokens(setup().await);
+    let mut s = with_tokens(setup().await).await;
     let (m, mut card, small) = stored_token(&mut s, 5_000).await;
     let (bill, other_bill) = (crate::service::bill_token(&mut s), crate::service::bill_token(&mut s));
     let c = &s.center;
@@ -1397,7 +1416,7 @@ async fn a_token_that_cannot_pay_the_bill_is_refused() {
 /// A token past its expiry pays no bill.
 #[tokio::test]
 async fn an_expired_token_pays_no_bill() {
-    let mut s = with_tokens(setup().await);
+    let mut s = with_tokens(setup().await).await;
     let (_m, mut card, token) = stored_token(&mut s, 20_000).await;
     let bill = crate::service::bill_token(&mut s);
     let e = expiry_of(&s.center, &token).await;
@@ -1461,13 +1480,13 @@ async fn cancelled_while_redeeming(mut s: Setup) {
 
 #[tokio::test]
 async fn a_bill_cancelled_while_its_token_is_redeemed_is_paid_once_or_not_at_all() {
-    cancelled_while_redeeming(with_tokens(setup().await)).await;
+    cancelled_while_redeeming(with_tokens(setup().await).await).await;
 }
 
 #[tokio::test]
 async fn a_bill_cancelled_while_its_token_is_redeemed_is_paid_once_or_not_at_all_on_postgres() {
     let Some(s) = setup_on_postgres("tokens_purchase_cancel").await else { return };
-    cancelled_while_redeeming(with_tokens(s)).await;
+    cancelled_while_redeeming(with_tokens(s).await).await;
 }
 
 /// A settlement left waiting for its token (the wallet went away) is
@@ -1475,7 +1494,7 @@ async fn a_bill_cancelled_while_its_token_is_redeemed_is_paid_once_or_not_at_all
 /// token to the card, and the store is paid nothing.
 #[tokio::test]
 async fn a_settlement_left_waiting_for_its_token_is_ended_and_the_card_keeps_the_value() {
-    let mut s = with_tokens(setup().await);
+    let mut s = with_tokens(setup().await).await;
     let (mut card, token, id, session, answers) = chosen_and_redeemed(&mut s).await;
     let c = &s.center;
     let later = at(NOW.unix_s() + kessai_center::limits::ABANDONED_AFTER_S + 1);
@@ -1498,7 +1517,7 @@ async fn a_settlement_left_waiting_for_its_token_is_ended_and_the_card_keeps_the
 async fn a_member_card_pays_with_a_token_only_on_the_members_instruction() {
     use kessai_core::jws::Claims;
     use kessai_core::messages::instruction::{self, InstructionDraft, PaymentInstruction};
-    let mut s = with_tokens(setup().await);
+    let mut s = with_tokens(setup().await).await;
     let (m, mut card, token) = stored_token(&mut s, 12_000).await;
     let bill = crate::service::bill_token(&mut s);
     let c = &s.center;
@@ -1543,7 +1562,7 @@ async fn a_crash_at_any_write_of_a_bill_paid_by_a_token_pays_it_once() {
     use kessai_api::Phase;
     let (mut finished, mut crashed) = (false, 0);
     for n in 1..=24 {
-        let mut s = with_tokens(setup().await);
+        let mut s = with_tokens(setup().await).await;
         let (_m, mut card, token) = stored_token(&mut s, 12_000).await;
         let bill = crate::service::bill_token(&mut s);
         let c = &s.center;
@@ -1630,16 +1649,16 @@ async fn exact_token_redeemed_twice(mut s: Setup, at_once: bool) {
 
 #[tokio::test]
 async fn a_token_paying_a_bill_exactly_redeemed_twice_pays_once() {
-    exact_token_redeemed_twice(with_tokens(setup().await), false).await;
-    exact_token_redeemed_twice(with_tokens(setup().await), true).await;
+    exact_token_redeemed_twice(with_tokens(setup().await).await, false).await;
+    exact_token_redeemed_twice(with_tokens(setup().await).await, true).await;
 }
 
 #[tokio::test]
 async fn a_token_paying_a_bill_exactly_redeemed_twice_pays_once_on_postgres() {
     let Some(s) = setup_on_postgres("tokens_exact_twice").await else { return };
-    exact_token_redeemed_twice(with_tokens(s), false).await;
+    exact_token_redeemed_twice(with_tokens(s).await, false).await;
     let Some(s) = setup_on_postgres("tokens_exact_twice_at_once").await else { return };
-    exact_token_redeemed_twice(with_tokens(s), true).await;
+    exact_token_redeemed_twice(with_tokens(s).await, true).await;
 }
 
 /// The choice of a token meeting its redemption for card value, or a
@@ -1701,13 +1720,13 @@ async fn choice_racing(mut s: Setup) {
 
 #[tokio::test]
 async fn a_tokens_choice_racing_its_redemption_or_another_choice_pays_once() {
-    choice_racing(with_tokens(setup().await)).await;
+    choice_racing(with_tokens(setup().await).await).await;
 }
 
 #[tokio::test]
 async fn a_tokens_choice_racing_its_redemption_or_another_choice_pays_once_on_postgres() {
     let Some(s) = setup_on_postgres("tokens_choice_race").await else { return };
-    choice_racing(with_tokens(s)).await;
+    choice_racing(with_tokens(s).await).await;
 }
 
 /// Within the week after its expiry a token still on the card is not
@@ -1715,7 +1734,7 @@ async fn a_tokens_choice_racing_its_redemption_or_another_choice_pays_once_on_po
 /// may still settle. After it, it is.
 #[tokio::test]
 async fn a_payback_account_is_corrected_only_after_the_week_a_redemption_may_settle() {
-    let mut s = with_tokens(setup().await);
+    let mut s = with_tokens(setup().await).await;
     let (_m, _card, token) = stored_token(&mut s, 3_000).await;
     let e = expiry_of(&s.center, &token).await;
     let by = kessai_center::console::Actor::api("ops");
@@ -1738,7 +1757,7 @@ async fn a_payback_account_is_corrected_only_after_the_week_a_redemption_may_set
 #[tokio::test]
 async fn a_token_session_answers_only_the_holder_of_its_access_token() {
     use serde_json::json;
-    let mut s = with_tokens(setup().await);
+    let mut s = with_tokens(setup().await).await;
     let (_m, mut card, token) = stored_token(&mut s, 2_000).await;
     let center = Arc::new(s.center);
     let app = kessai_center::api::routes(center.clone());
@@ -1790,13 +1809,13 @@ async fn identical_requests_racing(mut s: Setup) {
 
 #[tokio::test]
 async fn identical_token_requests_at_once_make_one_token() {
-    identical_requests_racing(with_tokens(setup().await)).await;
+    identical_requests_racing(with_tokens(setup().await).await).await;
 }
 
 #[tokio::test]
 async fn identical_token_requests_at_once_make_one_token_on_postgres() {
     let Some(s) = setup_on_postgres("tokens_request_twice").await else { return };
-    identical_requests_racing(with_tokens(s)).await;
+    identical_requests_racing(with_tokens(s).await).await;
 }
 
 /// A member who gives its refund account's holder as the bank has it is
@@ -1804,7 +1823,7 @@ async fn identical_token_requests_at_once_make_one_token_on_postgres() {
 /// when the token is asked for, and nothing is made.
 #[tokio::test]
 async fn a_refund_holder_given_with_the_request_is_paid_back_with_no_operator() {
-    let mut s = with_tokens(setup().await);
+    let mut s = with_tokens(setup().await).await;
     let m = members_card(&mut s).await;
     let with_holder = |holder: &str, id: &str| {
         let mut d = token_request(&m, id, card_id(1), 6_000);
@@ -1843,7 +1862,7 @@ async fn a_crash_at_any_write_of_a_payback_pays_it_back_once() {
     use kessai_api::TokenStatus;
     let (mut finished, mut crashed) = (false, 0);
     for n in 1..=60 {
-        let mut s = with_tokens(setup().await);
+        let mut s = with_tokens(setup().await).await;
         let (_m, _card, token) = stored_token(&mut s, 3_000).await;
         let e = expiry_of(&s.center, &token).await;
         set_clock(&mut s, at(e + 9 * DAY));

@@ -38,11 +38,15 @@ fn keyring() -> TokenKeyring {
     ring
 }
 
-fn parties() -> Arc<Tokens> {
-    Arc::new(Tokens {
-        bank: TokenBank { keyring: keyring(), policy: TokenPolicy::default() },
-        provider: TokenProvider { keyring: keyring() },
-    })
+/// Both token parties: the bank's side holding version 1, and the credit
+/// service provider as its own service on loopback (its own CA, directory
+/// and register), reached over mutual TLS; its directory is under `dir`.
+async fn parties(dir: &std::path::Path) -> Arc<Tokens> {
+    let key = keyring().keys().next().map(|k| TokenKey::from_json(&k.to_json().unwrap()).unwrap()).unwrap();
+    let clock = Arc::new(kessai_core::time::SystemClock);
+    let rig = kessai_csp::rig::ProviderRig::start(dir, &[&key], None, clock).await.unwrap();
+    let provider = TokenProvider::new(&rig.url, rig.client_tls("center").unwrap());
+    Arc::new(Tokens { bank: TokenBank::holding(keyring(), TokenPolicy::default()), provider })
 }
 
 /// The pool account's camt.053 with one credit quoting `reference`.
@@ -110,7 +114,8 @@ async fn member_with_a_deposit(
 
 #[tokio::test]
 async fn a_member_stores_lists_and_redeems_a_deposit_token_through_the_wallet() {
-    let tokens = parties();
+    let csp = tempfile::tempdir().unwrap();
+    let tokens = parties(csp.path()).await;
     let w = World::new_with(72, 1_000, Some(tokens.clone())).await;
     let (wallet, ui, asked) = member_with_a_deposit(&w, 72, tokens, 7_000).await;
 
@@ -157,7 +162,8 @@ async fn a_member_stores_lists_and_redeems_a_deposit_token_through_the_wallet() 
 /// the store's order paid, the rest of the token on the card.
 #[tokio::test]
 async fn a_deposit_token_pays_a_bookshop_order_through_the_wallet() {
-    let tokens = parties();
+    let csp = tempfile::tempdir().unwrap();
+    let tokens = parties(csp.path()).await;
     let w = World::new_with(73, 1_000, Some(tokens.clone())).await;
     let (wallet, _ui, asked) = member_with_a_deposit(&w, 73, tokens, 7_000).await;
     let stored = wallet.token_session(&TokenSessionCreate::default()).await.unwrap();
@@ -196,7 +202,8 @@ async fn a_deposit_token_pays_a_bookshop_order_through_the_wallets_pages() {
     use crate::purchase::{pay_form, review_fields};
     use crate::world::{form, send};
     use axum::http::{StatusCode, header};
-    let tokens = parties();
+    let csp = tempfile::tempdir().unwrap();
+    let tokens = parties(csp.path()).await;
     let w = World::new_with(74, 1_000, Some(tokens.clone())).await;
     let (wallet, ui, asked) = member_with_a_deposit(&w, 74, tokens, 5_000).await;
     wallet.token_session(&TokenSessionCreate::default()).await.unwrap();

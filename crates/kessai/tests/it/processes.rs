@@ -616,3 +616,112 @@ fn a_member_funds_a_prepaid_card_by_transfer_and_cash_and_pays_a_store_from_it()
     let ran = clearing(&["run", "--cutoff", "now"]);
     assert!(ran.contains("1 payouts (1164 JPY)"), "the claimed payment, less 3 %: {ran}");
 }
+
+/// The credit service provider (seed 002) as its own process with its own
+/// directory and KEK: two center instances, each with its own data
+/// directory and one delivery key between them, fetch its key versions
+/// over mutual TLS and keep them; a version added while it serves
+/// (rotation) reaches them on the next fetch; a center whose client
+/// certificate it does not list gets nothing.
+#[test]
+fn the_credit_service_provider_runs_apart_and_delivers_its_keys_to_each_instance() {
+    let d = Deployment::new(35);
+    let ca = d.ca_path();
+    let csp_port = free_port();
+    let with_provider = |name: &str| {
+        let config = d.center_config(name, free_port(), None);
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text.push_str(&format!("[tokens]\nprovider_url = \"https://127.0.0.1:{csp_port}\"\n"));
+        std::fs::write(&config, text).unwrap();
+        config
+    };
+    let (a, b) = (with_provider("a"), with_provider("b"));
+    for config in [&a, &b] {
+        let out = kessai(&["center", "init", "--config", config.to_str().unwrap()], &[]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = kessai(&["center", "token-delivery-key", "--config", a.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let jwk: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!((jwk["kty"].as_str(), jwk["crv"].as_str()), (Some("OKP"), Some("X25519")), "{jwk}");
+    // Instance b gets the same delivery key, as an operator provisions it.
+    let key_dir = |name: &str| d.center_dir(name).join("token-keys");
+    std::fs::create_dir_all(key_dir("b")).unwrap();
+    std::fs::copy(key_dir("a").join("delivery.sealed"), key_dir("b").join("delivery.sealed")).unwrap();
+    let out = kessai(&["center", "token-delivery-key", "--config", b.to_str().unwrap()], &[]);
+    assert_eq!(serde_json::from_str::<Value>(stdout(&out).trim()).unwrap(), jwk);
+
+    let csp_dir = d.dir.path().join("csp");
+    let csp = d.dir.path().join("csp.toml");
+    std::fs::write(
+        &csp,
+        format!(
+            "provider_id = \"kessai-csp\"\nlisten = \"127.0.0.1:{csp_port}\"\ndata_dir = \"{}\"\nkek_file = \"{}\"\n\
+             [tls]\nca_dir = \"{}\"\nserver_name = \"localhost\"\n\
+             [[clients]]\nname = \"center\"\ndelivery_key = {{ kty = \"OKP\", crv = \"X25519\", x = \"{}\" }}\n",
+            csp_dir.display(),
+            d.dir.path().join("secrets").join("csp-kek.hex").display(),
+            ca.display(),
+            jwk["x"].as_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let csp_text = csp.to_str().unwrap().to_owned();
+    let csp_args = |rest: &[&str]| -> Vec<String> {
+        ["csp", "--config", csp_text.as_str()].iter().chain(rest).map(|s| s.to_string()).collect()
+    };
+    for step in [&["init"][..], &["key-new"][..]] {
+        let out = kessai(&refs(&csp_args(step)), &[]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let log = std::fs::File::create(d.dir.path().join("csp.log")).unwrap();
+    let _provider = Running(
+        Command::new(env!("CARGO_BIN_EXE_kessai"))
+            .args(csp_args(&["serve"]))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let fetch = |config: &Path| kessai(&["center", "token-keys", "--config", config.to_str().unwrap()], &[]);
+    let mut out = fetch(&a);
+    for _ in 0..100 {
+        if out.status.success() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        out = fetch(&a);
+    }
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("new versions: [1]") && stdout(&out).contains("v1\t"), "{}", stdout(&out));
+    assert!(stdout(&fetch(&a)).contains("new versions: []"));
+    assert!(key_dir("a").join("v1.sealed").exists());
+    assert!(stdout(&fetch(&b)).contains("new versions: [1]"));
+
+    // Rotation while it serves: the next version, issuing from tomorrow.
+    let out = kessai(&refs(&csp_args(&["key-new", "--from-days", "1"])), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("version 2"), "{}", stdout(&out));
+    for config in [&a, &b] {
+        let text = stdout(&fetch(config));
+        assert!(text.contains("new versions: [2]") && text.contains("v1\t") && text.contains("v2\t"), "{text}");
+    }
+    let out = kessai(&refs(&csp_args(&["keys"])), &[]);
+    assert_eq!(stdout(&out).lines().count(), 2, "{}", stdout(&out));
+
+    // A center whose certificate the provider does not list.
+    let out = kessai(&["pki", "issue", "--dir", ca.to_str().unwrap(), "--client", "rogue", "--party", "center"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rogue = with_provider("rogue");
+    let text = std::fs::read_to_string(&rogue).unwrap().replace("client_name = \"center\"", "client_name = \"rogue\"");
+    std::fs::write(&rogue, text).unwrap();
+    assert!(kessai(&["center", "init", "--config", rogue.to_str().unwrap()], &[]).status.success());
+    assert!(kessai(&["center", "token-delivery-key", "--config", rogue.to_str().unwrap()], &[]).status.success());
+    let out = fetch(&rogue);
+    assert!(!out.status.success() && stderr(&out).contains("not a client"), "{}", stderr(&out));
+    assert!(!key_dir("rogue").join("v1.sealed").exists());
+}
+
+fn refs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}

@@ -21,11 +21,11 @@ fn plain_get(addr: &str, path: &str) -> Option<String> {
 
 /// Runs `kessai up` until every party answers; (the wallet's page, the
 /// center's and the store's /metrics).
-fn up_once(dir: &std::path::Path, ports: (u16, u16, u16)) -> (String, Vec<String>) {
+fn up_once(dir: &std::path::Path, ports: (u16, u16, u16, u16)) -> (String, Vec<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_kessai"))
         .args(["up", "--data-dir", dir.to_str().unwrap()])
         .args(["--center-port", &ports.0.to_string(), "--store-port", &ports.1.to_string()])
-        .args(["--wallet-port", &ports.2.to_string()])
+        .args(["--wallet-port", &ports.2.to_string(), "--csp-port", &ports.3.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -76,7 +76,7 @@ fn up_once(dir: &std::path::Path, ports: (u16, u16, u16)) -> (String, Vec<String
 fn up_starts_every_party_stops_on_ctrl_c_and_keeps_its_data() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
-    let ports = (free_port(), free_port(), free_port());
+    let ports = (free_port(), free_port(), free_port(), free_port());
     let (first, metrics) = up_once(&dir, ports);
     // #22: the operations rules and dashboard read what the parties export.
     crate::ops::rules_and_dashboard_read_what_the_parties_export(&metrics);

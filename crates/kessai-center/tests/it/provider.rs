@@ -1,0 +1,298 @@
+//! The credit service provider as its own service (`kessai_csp`, seed 002
+//! FIG. 6, #21): run on loopback over real mutual TLS with its own
+//! directory, KEK and register, and reached the way the center reaches it
+//! (`kessai_center::tokens::TokenProvider`). Its key versions are delivered
+//! sealed to the bank's key and rotated; it honours a token once, for its
+//! redemption or for its payback, and refuses a caller that is not its
+//! client.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use kessai_api::provider::HeldFor;
+use kessai_center::keystore::Kek;
+use kessai_center::tokens::{TOKEN_KEYS_DIR, TokenBank, TokenPolicy, TokenProvider, delivery_key_once};
+use kessai_core::jwe::X25519Jwk;
+use kessai_core::random::SeededRandom;
+use kessai_core::time::{FixedClock, Timestamp};
+use kessai_core::token::{DepositToken, TokenId, TokenKey, TokenKeyring};
+use kessai_csp::ProviderConfig;
+pub use kessai_csp::rig::ProviderRig;
+use kessai_tls::CaDir;
+
+use crate::prepaid::jpy;
+use crate::world::NOW;
+
+const DAY: u64 = 86_400;
+
+/// The rig, and the provider as the center reaches it (client
+/// certificate `center`, or `name`).
+pub trait Reach {
+    fn client(&self) -> TokenProvider;
+    fn client_as(&self, name: &str) -> TokenProvider;
+}
+
+impl Reach for ProviderRig {
+    fn client(&self) -> TokenProvider {
+        self.client_as("center")
+    }
+
+    fn client_as(&self, name: &str) -> TokenProvider {
+        TokenProvider::new(&self.url, self.client_tls(name).unwrap())
+    }
+}
+
+fn at(s: u64) -> Timestamp {
+    Timestamp::from_unix_s(s)
+}
+
+fn key(version: u8, seed: u64, (from, until, redeem): (u64, u64, u64)) -> TokenKey {
+    TokenKey::generate(version, (at(from), at(until), at(redeem)), &mut SeededRandom::new(seed)).unwrap()
+}
+
+/// Version 1: issuing from a day before NOW for 30 days, redeeming 400.
+fn v1() -> TokenKey {
+    key(1, 31, (NOW.unix_s() - DAY, NOW.unix_s() + 30 * DAY, NOW.unix_s() + 400 * DAY))
+}
+
+fn sealed_under(k: &TokenKey, id: u8, expires_at: u64) -> Vec<u8> {
+    let token = DepositToken {
+        token_id: TokenId([id; 16]),
+        user_name: "ﾃﾞﾓ ｶｲｲﾝ".into(),
+        user_id: "m-1".into(),
+        amount: jpy(3_000),
+        deposited_at: NOW,
+        expires_at: at(expires_at),
+        bank_id: "0999".into(),
+        bank_account: "0005-123-1-7654321".into(),
+        card_company_id: "kessai-csp".into(),
+        card_ref: "last4:4242".into(),
+    };
+    let mut ring = TokenKeyring::new();
+    ring.add(TokenKey::from_json(&k.to_json().unwrap()).unwrap()).unwrap();
+    ring.seal(&token, NOW, &mut SeededRandom::new(u64::from(id))).unwrap()
+}
+
+fn tx(n: u8) -> kessai_core::ids::TransactionId {
+    kessai_core::ids::TransactionId::parse(&hex::encode([n; 16])).unwrap()
+}
+
+/// The bank's side in `dir`: a delivery key made once under the KEK, and
+/// the versions delivered before.
+fn bank_in(dir: &Path, kek: &Kek) -> (X25519Jwk, TokenBank) {
+    let keys = dir.join(TOKEN_KEYS_DIR);
+    let jwk = delivery_key_once(&keys, kek).unwrap();
+    assert_eq!(delivery_key_once(&keys, kek).unwrap(), jwk, "made once");
+    (jwk, TokenBank::open(&keys, kek, TokenPolicy::default()).unwrap())
+}
+
+fn versions(bank: &TokenBank) -> Vec<u8> {
+    bank.keyring().keys().map(|k| k.version).collect()
+}
+
+/// FIG. 6: the provider's key versions reach the bank sealed to its key,
+/// are kept sealed under the KEK and read back at the next start; a new
+/// version (rotation) arrives with the next fetch and issues from its
+/// window; a version past redeeming is not delivered; another key under a
+/// version held, or a delivery to another bank's key, is refused and the
+/// held keys stay.
+#[tokio::test]
+async fn key_versions_are_delivered_sealed_to_the_bank_and_rotated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kek = Kek::generate(&mut SeededRandom::new(1));
+    let (jwk, bank) = bank_in(tmp.path(), &kek);
+    let clock = Arc::new(FixedClock::new(NOW));
+    let gone = key(9, 39, (NOW.unix_s() - 90 * DAY, NOW.unix_s() - 60 * DAY, NOW.unix_s() - DAY));
+    let rig = ProviderRig::start(tmp.path(), &[&v1(), &gone], Some(&jwk), clock.clone()).await.unwrap();
+    let p = rig.client();
+    let sent = p.key_deliveries().await.unwrap();
+    assert_eq!(sent.deliveries.iter().map(|d| d.version).collect::<Vec<_>>(), vec![1], "v9 redeems nothing");
+    assert!(sent.deliveries.iter().all(|d| d.jwe.split('.').count() == 5), "each a compact JWE");
+    assert_eq!(bank.receive(&sent, &mut SeededRandom::new(2)).unwrap(), vec![1]);
+    assert_eq!(bank.receive(&p.key_deliveries().await.unwrap(), &mut SeededRandom::new(3)).unwrap(), Vec::<u8>::new());
+    assert!(bank.keyring().keys().next().unwrap().same_as(&v1()), "the provider's very key");
+    // At rest: sealed under the KEK, nothing of the key in clear.
+    let file = std::fs::read(tmp.path().join(TOKEN_KEYS_DIR).join("v1.sealed")).unwrap();
+    let plain = v1().to_json().unwrap();
+    assert!(!file.windows(16).any(|w| plain.windows(16).any(|p| p == w)));
+    assert_eq!(
+        versions(&TokenBank::open(&tmp.path().join(TOKEN_KEYS_DIR), &kek, TokenPolicy::default()).unwrap()),
+        vec![1]
+    );
+    let other_kek = Kek::generate(&mut SeededRandom::new(9));
+    assert!(TokenBank::open(&tmp.path().join(TOKEN_KEYS_DIR), &other_kek, TokenPolicy::default()).is_err());
+
+    // Rotation: version 2 issues from day 20; the bank takes it on its
+    // next fetch and seals with it from then, v1's tokens still open.
+    let start2 = NOW.unix_s() + 20 * DAY;
+    kessai_csp::add_key(
+        &rig.dir.join(kessai_csp::KEYS_DIR),
+        &rig.kek,
+        Some(2),
+        (at(start2), at(start2 + 30 * DAY)),
+        at(start2 + 400 * DAY),
+    )
+    .unwrap();
+    assert_eq!(bank.receive(&p.key_deliveries().await.unwrap(), &mut SeededRandom::new(4)).unwrap(), vec![2]);
+    assert_eq!(versions(&bank), vec![1, 2]);
+    let ring = bank.keyring();
+    assert_eq!(ring.issuing_until(NOW), Some(at(NOW.unix_s() + 400 * DAY)), "v1 issues now");
+    assert_eq!(ring.issuing_until(at(start2)), Some(at(start2 + 400 * DAY)), "v2 from its window");
+
+    // Another provider's key under version 1, to this bank: refused, the
+    // held key kept; a delivery sealed to another bank: refused.
+    let rogue = key(1, 77, (NOW.unix_s() - DAY, NOW.unix_s() + 30 * DAY, NOW.unix_s() + 400 * DAY));
+    let impostor = ProviderRig::start(tmp.path(), &[&rogue], Some(&jwk), clock.clone()).await.unwrap();
+    let why = bank.receive(&impostor.client().key_deliveries().await.unwrap(), &mut SeededRandom::new(5)).unwrap_err();
+    assert!(why.to_string().contains("another key under version 1"), "{why}");
+    assert!(bank.keyring().keys().next().unwrap().same_as(&v1()));
+    let elsewhere = tempfile::tempdir().unwrap();
+    let (other_jwk, _) = bank_in(elsewhere.path(), &kek);
+    let foreign = ProviderRig::start(tmp.path(), &[&v1()], Some(&other_jwk), clock.clone()).await.unwrap();
+    assert!(bank.receive(&foreign.client().key_deliveries().await.unwrap(), &mut SeededRandom::new(6)).is_err());
+    assert_eq!(versions(&bank), vec![1, 2]);
+}
+
+/// Only the provider's clients, by their client certificates acting as the
+/// center, are served; token keys go only to a client with a delivery key.
+#[tokio::test]
+async fn the_provider_serves_only_its_clients() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kek = Kek::generate(&mut SeededRandom::new(1));
+    let (jwk, _) = bank_in(tmp.path(), &kek);
+    let rig = ProviderRig::start(tmp.path(), &[&v1()], Some(&jwk), Arc::new(FixedClock::new(NOW))).await.unwrap();
+    let token = sealed_under(&v1(), 1, NOW.unix_s() + 100 * DAY);
+    for (name, why) in [("stranger", "not a client"), ("shop", "does not act as the center")] {
+        let p = rig.client_as(name);
+        let e = p.key_deliveries().await.unwrap_err();
+        assert!(e.0.contains("403") && e.0.contains(why), "{name}: {e}");
+        assert!(p.redeem(&token, &tx(1), NOW).await.is_err(), "{name}");
+    }
+    let e = rig.client_as("other-center").key_deliveries().await.unwrap_err();
+    assert!(e.0.contains("no key registered"), "{e}");
+    // No client certificate: the handshake fails.
+    let ca = CaDir::new(rig.dir.join("ca"));
+    let anonymous = TokenProvider::new(&rig.url, kessai_tls::client_config(&ca.ca_cert(), None).unwrap());
+    assert!(anonymous.key_deliveries().await.is_err());
+    assert!(rig.provider.held(&TokenId([1; 16]).to_string()).await.unwrap().is_none(), "nothing entered");
+}
+
+/// A token is honoured once: for the REDEEM that gave it up (asked again,
+/// the same answer, also after the provider restarts) or for its payback
+/// after its expiry, never both; a tampered token, one of a version the
+/// provider does not hold, a time ahead of its clock and a malformed
+/// request are refused and enter nothing.
+#[tokio::test]
+async fn a_token_is_honoured_once_for_one_use() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FixedClock::new(NOW));
+    let mut rig = ProviderRig::start(tmp.path(), &[&v1()], None, clock.clone()).await.unwrap();
+    let p = rig.client();
+    let expiry = NOW.unix_s() + 100 * DAY;
+    let token = sealed_under(&v1(), 1, expiry);
+    let first = p.redeem(&token, &tx(1), NOW).await.unwrap().unwrap();
+    assert!(first.first && first.held_for == HeldFor::Redemption && first.amount == jpy(3_000));
+    let again = p.redeem(&token, &tx(1), NOW).await.unwrap().unwrap();
+    assert!(!again.first && again.entered_at == first.entered_at);
+    let why = p.redeem(&token, &tx(2), NOW).await.unwrap().unwrap_err();
+    assert!(why.contains("redeemed before"), "{why}");
+    clock.set(at(expiry + DAY));
+    let why = p.pay_back(&token).await.unwrap().unwrap_err();
+    assert!(why.contains("redeemed before its expiry"), "{why}");
+    rig.restart(clock.clone()).await.unwrap();
+    let p = rig.client();
+    assert!(!p.redeem(&token, &tx(1), NOW).await.unwrap().unwrap().first, "the register outlives a restart");
+
+    // Payback: not before the expiry; then once; then no redemption.
+    clock.set(NOW);
+    let unredeemed = sealed_under(&v1(), 2, expiry);
+    let why = p.pay_back(&unredeemed).await.unwrap().unwrap_err();
+    assert!(why.contains("does not expire until"), "{why}");
+    clock.set(at(expiry + 7 * DAY));
+    let paid = p.pay_back(&unredeemed).await.unwrap().unwrap();
+    assert!(paid.first && paid.held_for == HeldFor::Payback && paid.transaction.is_none());
+    assert!(!p.pay_back(&unredeemed).await.unwrap().unwrap().first);
+    let why = p.redeem(&unredeemed, &tx(3), at(expiry - 60)).await.unwrap().unwrap_err();
+    assert!(why.contains("paid back"), "{why}");
+
+    // Refusals that enter nothing.
+    clock.set(NOW);
+    let mut tampered = sealed_under(&v1(), 4, expiry);
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    let other = key(1, 99, (NOW.unix_s() - DAY, NOW.unix_s() + 30 * DAY, NOW.unix_s() + 400 * DAY));
+    let v5 = key(5, 55, (NOW.unix_s() - DAY, NOW.unix_s() + 30 * DAY, NOW.unix_s() + 400 * DAY));
+    let cases = [
+        (tampered, NOW, "does not open"),
+        (sealed_under(&other, 5, expiry), NOW, "does not open"),
+        (sealed_under(&v5, 6, expiry), NOW, "no token key of version 5"),
+        (sealed_under(&v1(), 7, expiry), at(NOW.unix_s() + 3_600), "ahead of the provider's clock"),
+        (sealed_under(&v1(), 8, NOW.unix_s() + 60), at(NOW.unix_s() + 60), "expired"),
+    ];
+    for (bytes, when, why) in cases {
+        let refused = p.redeem(&bytes, &tx(9), when).await.unwrap().unwrap_err();
+        assert!(refused.contains(why), "{refused} (wanted {why})");
+        let id = kessai_core::token::TokenHeader::read(&bytes).unwrap().token_id.to_string();
+        assert!(rig.provider.held(&id).await.unwrap().is_none(), "{why}: nothing entered");
+    }
+    let e = p.redeem(b"not a token", &tx(9), NOW).await.unwrap_err();
+    assert!(e.0.contains("400") && e.0.contains("bad_sealed_token"), "{e}");
+}
+
+/// Redemptions of one token by different REDEEMs, and its payback, all at
+/// once: the register takes exactly one; the others are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_uses_of_one_token_are_honoured_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let expiry = NOW.unix_s() + 100 * DAY;
+    let clock = Arc::new(FixedClock::new(at(expiry)));
+    let rig = ProviderRig::start(tmp.path(), &[&v1()], None, clock.clone()).await.unwrap();
+    let token = Arc::new(sealed_under(&v1(), 1, expiry));
+    let p = Arc::new(rig.client());
+    let mut tasks = Vec::new();
+    for n in 0..8u8 {
+        let (p, token) = (Arc::clone(&p), Arc::clone(&token));
+        tasks.push(tokio::spawn(async move {
+            if n == 0 {
+                p.pay_back(&token).await.unwrap()
+            } else {
+                p.redeem(&token, &tx(n), at(expiry - 1)).await.unwrap()
+            }
+        }));
+    }
+    let mut honoured = Vec::new();
+    for t in tasks {
+        if let Ok(h) = t.await.unwrap() {
+            honoured.push(h);
+        }
+    }
+    assert_eq!(honoured.len(), 1, "{honoured:?}");
+    let held = rig.provider.held(&TokenId([1; 16]).to_string()).await.unwrap().unwrap();
+    assert_eq!((held.held_for, held.transaction), (honoured[0].held_for, honoured[0].transaction.clone()));
+}
+
+/// A provider's configuration is checked before it starts: no clients, a
+/// name twice, a delivery key that is not X25519, a card number as its id.
+#[test]
+fn a_provider_configuration_that_cannot_work_is_refused() {
+    let base = |clients: &str, id: &str| {
+        format!(
+            "provider_id = \"{id}\"\nlisten = \"127.0.0.1:0\"\ndata_dir = \"/tmp/x\"\n[tls]\nca_dir = \"ca\"\n\
+             server_name = \"localhost\"\n{clients}"
+        )
+    };
+    let good = "[[clients]]\nname = \"center\"\n";
+    assert!(ProviderConfig::from_toml(&base(good, "kessai-csp")).is_ok());
+    for (clients, id) in [
+        ("clients = []\n", "kessai-csp"),
+        ("[[clients]]\nname = \"center\"\n[[clients]]\nname = \"center\"\n", "kessai-csp"),
+        (
+            "[[clients]]\nname = \"center\"\ndelivery_key = { kty = \"OKP\", crv = \"Ed25519\", x = \"AAAA\" }\n",
+            "kessai-csp",
+        ),
+        (good, "4242424242424242"),
+        (good, ""),
+    ] {
+        assert!(ProviderConfig::from_toml(&base(clients, id)).is_err(), "{clients} {id}");
+    }
+}

@@ -1,0 +1,135 @@
+//! A provider on loopback with a CA of its own, for tests and demos that
+//! run the other parties against a real provider: its own directory, KEK
+//! (fixed: not for production) and register; its server certificate
+//! `localhost`; client certificates `center` and `other-center` acting as
+//! the center, `stranger` (the center's party, no client of it) and `shop`
+//! (a store); clients `center` (with the bank's delivery key, if given),
+//! `other-center` and `shop`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::Context;
+use kessai_core::jwe::X25519Jwk;
+use kessai_core::random::SeededRandom;
+use kessai_core::time::Clock;
+use kessai_core::token::TokenKey;
+use kessai_tls::{CaDir, Party, Role};
+
+use crate::{Provider, ProviderConfig};
+
+/// A provider serving on loopback, and how to reach it.
+pub struct ProviderRig {
+    pub provider: Arc<Provider>,
+    pub url: String,
+    pub dir: PathBuf,
+    pub config: ProviderConfig,
+    pub kek: [u8; 32],
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl std::fmt::Debug for ProviderRig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderRig").field("url", &self.url).field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+static RIGS: AtomicUsize = AtomicUsize::new(0);
+
+impl ProviderRig {
+    /// Starts a provider in a directory of its own under `parent`, holding
+    /// `keys` (written sealed under its KEK, as `kessai csp key-new` does),
+    /// on `clock`.
+    pub async fn start(
+        parent: &Path,
+        keys: &[&TokenKey],
+        delivery_key: Option<&X25519Jwk>,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<ProviderRig> {
+        let dir = parent.join(format!("csp-{}-{}", std::process::id(), RIGS.fetch_add(1, Ordering::SeqCst)));
+        let ca = CaDir::new(dir.join("ca"));
+        ca.init()?;
+        ca.issue(Role::Server, "localhost", &["127.0.0.1".into()])?;
+        for (name, party) in [
+            ("center", Party::Center),
+            ("other-center", Party::Center),
+            ("stranger", Party::Center),
+            ("shop", Party::Store),
+        ] {
+            ca.issue(Role::Client(party), name, &[])?;
+        }
+        let kek = [0x5a; 32];
+        let delivery = delivery_key
+            .map(|k| format!("\ndelivery_key = {{ kty = \"OKP\", crv = \"X25519\", x = \"{}\" }}", k.x))
+            .unwrap_or_default();
+        let text = format!(
+            "provider_id = \"kessai-csp\"\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{d}\"\nkek_file = \"kek.hex\"\n\
+             [tls]\nca_dir = \"ca\"\nserver_name = \"localhost\"\n\
+             [[clients]]\nname = \"center\"{delivery}\n[[clients]]\nname = \"other-center\"\n\
+             [[clients]]\nname = \"shop\"\n",
+            d = dir.display()
+        );
+        let config = ProviderConfig::from_toml(&text)?;
+        kessai_tls::write_new_file(&dir.join("kek.hex"), hex::encode(kek).as_bytes(), true)?;
+        let key_dir = dir.join(crate::KEYS_DIR);
+        std::fs::create_dir_all(&key_dir)?;
+        for k in keys {
+            let sealed = k.seal_at_rest(&kek, &mut SeededRandom::new(u64::from(k.version)))?;
+            kessai_tls::write_new_file(&key_dir.join(format!("v{}.sealed", k.version)), &sealed, true)?;
+        }
+        let provider = Arc::new(Provider::open(&config, clock).await?);
+        let mut rig = ProviderRig { provider, url: String::new(), dir, config, kek, stop: None };
+        rig.serve().await?;
+        Ok(rig)
+    }
+
+    async fn serve(&mut self) -> anyhow::Result<()> {
+        // A restart takes the same port again, once the old listener went.
+        let addr = self.url.strip_prefix("https://").unwrap_or("127.0.0.1:0").to_owned();
+        let mut bound = tokio::net::TcpListener::bind(&addr).await;
+        for _ in 0..100 {
+            if bound.is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            bound = tokio::net::TcpListener::bind(&addr).await;
+        }
+        let listener = bound.with_context(|| format!("binding {addr}"))?;
+        self.url = format!("https://127.0.0.1:{}", listener.local_addr()?.port());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (config, provider) = (self.config.clone(), Arc::clone(&self.provider));
+        tokio::spawn(async move {
+            // Until stopped; a rig dropped keeps serving while the runtime runs.
+            crate::api::serve_on(&config, provider, listener, async {
+                if rx.await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            })
+            .await
+        });
+        self.stop = Some(tx);
+        Ok(())
+    }
+
+    /// Stops serving (the provider cannot be reached).
+    pub fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// The provider restarted over its directory (its register kept), on
+    /// the same port.
+    pub async fn restart(&mut self, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
+        self.stop();
+        self.provider = Arc::new(Provider::open(&self.config, clock).await?);
+        self.serve().await
+    }
+
+    /// TLS for a client presenting certificate `name` of the rig's CA.
+    pub fn client_tls(&self, name: &str) -> anyhow::Result<rustls::ClientConfig> {
+        let ca = CaDir::new(self.dir.join("ca"));
+        Ok(kessai_tls::client_config(&ca.ca_cert(), Some((&ca, name)))?)
+    }
+}
