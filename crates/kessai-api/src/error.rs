@@ -194,6 +194,7 @@ error_codes! {
     UnknownOrder = 1416, "unknown_order", 404, NotFound, "no such order";
     ReceiptNotYet = 1417, "receipt_not_yet", 404, NotFound, "the store has not sent its receipt yet";
     UnknownTokenSession = 1418, "unknown_token_session", 404, NotFound, "no such token session";
+    TokenNotHeld = 1419, "token_not_held", 404, NotFound, "the credit service provider's register holds nothing of this client's for the token";
 
     // 409: conflicts with the state.
     StepOutOfOrder = 1501, "step_out_of_order", 409, Conflict, "the step does not follow from the phase";

@@ -393,6 +393,12 @@ impl Center {
     ) -> Result<(), ClearingError> {
         let due = Timestamp::from_unix_s(cutoff.unix_s().saturating_sub(self.clearing.token_payback_after_s));
         let mut after = String::new();
+        // The provider out of reach once: the rest of this run's paybacks
+        // are skipped for it, not each waited for.
+        let mut unreachable: Option<String> = None;
+        // The run's lease is kept while the provider is asked (each call
+        // may take its timeout).
+        let mut renewed = std::time::Instant::now();
         loop {
             let page = self.db.tokens_to_pay_back(due, &after, STORES_PER_WRITE as i64).await?;
             let Some(last) = page.last() else { break };
@@ -411,9 +417,25 @@ impl Center {
                 // The provider's register takes it for its payback first
                 // (once: asked again, it answers alike), so it is never
                 // both paid back and redeemed.
-                if let Err(why) = self.payback_honoured(t).await {
-                    report.paybacks_skipped.push((t.id.to_string(), why));
+                if let Some(why) = &unreachable {
+                    report.paybacks_skipped.push((t.id.to_string(), why.clone()));
                     continue;
+                }
+                if renewed.elapsed() > std::time::Duration::from_secs(LEASE_S / 4) {
+                    self.renew_claim(run, cutoff, holder).await?;
+                    renewed = std::time::Instant::now();
+                }
+                match self.payback_honoured(t).await {
+                    Ok(()) => {}
+                    Err(Ok(why)) => {
+                        report.paybacks_skipped.push((t.id.to_string(), why));
+                        continue;
+                    }
+                    Err(Err(why)) => {
+                        report.paybacks_skipped.push((t.id.to_string(), why.clone()));
+                        unreachable = Some(why);
+                        continue;
+                    }
                 }
                 let id = payback_id(run, &t.id);
                 let now = self.clock.now();
@@ -453,14 +475,17 @@ impl Center {
     }
 
     /// Whether the credit service provider honours expired token `t`'s
-    /// payback; why not (its refusal, or no answer: asked again next run).
-    async fn payback_honoured(&self, t: &TokenRow) -> Result<(), String> {
-        let provider = self.tokens.as_ref().map(|p| &p.provider).ok_or("no credit service provider is configured")?;
-        let sealed = t.sealed.as_deref().ok_or("the token has no sealed bytes")?;
+    /// payback; why not: `Ok(why)` its refusal (or nothing to ask with),
+    /// `Err(why)` no answer (asked again next run).
+    async fn payback_honoured(&self, t: &TokenRow) -> Result<(), Result<String, String>> {
+        let no = |why: &str| Ok(why.to_owned());
+        let provider =
+            self.tokens.as_ref().map(|p| &p.provider).ok_or_else(|| no("no credit service provider is configured"))?;
+        let sealed = t.sealed.as_deref().ok_or_else(|| no("the token has no sealed bytes"))?;
         match provider.pay_back(sealed).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(why)) => Err(format!("the credit service provider refuses its payback: {why}")),
-            Err(e) => Err(format!("{e}; asked again in the next run")),
+            Ok(Err(why)) => Err(Ok(format!("the credit service provider refuses its payback: {why}"))),
+            Err(e) => Err(Err(format!("{e}; asked again in the next run"))),
         }
     }
 

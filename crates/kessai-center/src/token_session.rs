@@ -34,6 +34,7 @@ use crate::runner::run_step;
 use crate::security::SealedState;
 use crate::service::{Answer, Center, CenterError};
 use crate::statement::LogEntry;
+use kessai_api::provider::HeldFor;
 
 pub use kessai_api::{CardToken, TokenRedeemed, TokenRefusal, TokenSessionPhase, TokenSessionReply, TokenStatus};
 
@@ -485,7 +486,30 @@ impl Center {
             // The provider honoured it before and this center wrote that
             // down: answered as it went, without asking again.
             Some(_) if token.status == TokenStatus::Redeemed => Ok(()),
-            Some(p) => p.redeem(&given.sealed, &token.redeem_tx, given.at).await?.map(|_| ()),
+            Some(p) => {
+                // The provider is asked only for a card still active: a
+                // card already lost keeps the token's value outstanding,
+                // for its payback. Once the provider honoured it (asked
+                // while the card was active, its answer lost), the
+                // redemption is written whatever befell the card since:
+                // its value follows the card's replacement.
+                let card = self.db.card(&d.card_id).await?;
+                if card.is_some_and(|c| c.status == CardRegistryStatus::Active) {
+                    p.redeem(&given.sealed, &token.redeem_tx, given.at).await?.map(|_| ())
+                } else {
+                    let tx = hex::encode(token.redeem_tx.as_bytes());
+                    match p.held(&token.id).await? {
+                        Some(h) if h.held_for == HeldFor::Redemption && h.transaction.as_deref() == Some(&tx) => Ok(()),
+                        _ => {
+                            return Err(crate::db::DbError::BooksRefused {
+                                what: "the token's redemption",
+                                code: "card_not_active",
+                            }
+                            .into());
+                        }
+                    }
+                }
+            }
         };
         match checked {
             Ok(_) => self.redemption_of(&token, &given).await.map(Some),

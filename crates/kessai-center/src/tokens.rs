@@ -153,22 +153,7 @@ impl TokenBank {
                 dir.display()
             ))
         })?;
-        let read = |e: std::io::Error| TokenError::Key(format!("{}: {e}", dir.display()));
-        let mut files = std::fs::read_dir(dir)
-            .map_err(read)?
-            .map(|e| e.map(|e| e.path()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(read)?;
-        files.retain(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('v') && n.ends_with(".sealed"))
-        });
-        files.sort();
-        let mut ring = TokenKeyring::new();
-        for path in &files {
-            let bytes =
-                kessai_tls::read_secret_file(path).map_err(|e| TokenError::Key(format!("{}: {e}", path.display())))?;
-            ring.add(TokenKey::open_at_rest(&bytes, kek.bytes())?)?;
-        }
+        let ring = held_versions(dir, kek)?;
         Ok(TokenBank {
             keyring: std::sync::RwLock::new(Arc::new(ring)),
             policy,
@@ -197,29 +182,60 @@ impl TokenBank {
         for k in ring.keys() {
             next.add(TokenKey::from_json(&k.to_json()?)?)?;
         }
-        let mut new = Vec::new();
+        let (mut new, mut refused) = (Vec::new(), Vec::new());
         for d in &sent.deliveries {
-            let key = TokenKey::open_delivery(&d.jwe, &store.delivery_key)?;
-            if key.version != d.version {
-                return Err(TokenError::Key(format!("delivery {} holds version {}", d.version, key.version)));
-            }
-            if let Some(held) = next.keys().find(|k| k.version == key.version) {
-                if !held.same_as(&key) {
-                    return Err(TokenError::Key(format!(
-                        "the provider delivered another key under version {}: refused, the held one kept",
-                        key.version
-                    )));
+            match self.take(store, &next, d, rng) {
+                Ok(Some(key)) => {
+                    new.push(key.version);
+                    next.add(key)?;
                 }
-                continue;
+                Ok(None) => {}
+                Err(e) => refused.push(format!("version {}: {e}", d.version)),
             }
-            let path = store.dir.join(format!("v{}.sealed", key.version));
-            kessai_tls::write_new_file(&path, &key.seal_at_rest(store.kek.bytes(), rng)?, true)
-                .map_err(|e| TokenError::Key(format!("{}: {e}", path.display())))?;
-            new.push(key.version);
-            next.add(key)?;
         }
+        // The versions taken are held even if another was refused.
         *ring = Arc::new(next);
+        if !refused.is_empty() {
+            return Err(TokenError::Key(format!(
+                "refused (held keys kept; taken now: {new:?}): {}",
+                refused.join("; ")
+            )));
+        }
         Ok(new)
+    }
+
+    /// One delivery: `None` for a version held (it must be the very key),
+    /// else the key, written sealed under the KEK (once: a file another
+    /// fetch wrote must hold the very key).
+    fn take<R: kessai_core::random::Random + ?Sized>(
+        &self,
+        store: &DeliveryStore,
+        held: &TokenKeyring,
+        d: &kessai_api::provider::KeyDelivery,
+        rng: &mut R,
+    ) -> Result<Option<TokenKey>, TokenError> {
+        let key = TokenKey::open_delivery(&d.jwe, &store.delivery_key)?;
+        if key.version != d.version {
+            return Err(TokenError::Key(format!("the delivery holds version {}", key.version)));
+        }
+        let changed =
+            || TokenError::Key(format!("another key under version {}: refused, the held one kept", key.version));
+        if let Some(k) = held.keys().find(|k| k.version == key.version) {
+            return if k.same_as(&key) { Ok(None) } else { Err(changed()) };
+        }
+        let path = store.dir.join(format!("v{}.sealed", key.version));
+        let at = |e: &dyn std::fmt::Display| TokenError::Key(format!("{}: {e}", path.display()));
+        match kessai_tls::write_new_file(&path, &key.seal_at_rest(store.kek.bytes(), rng)?, true) {
+            Ok(()) => {}
+            Err(kessai_tls::TlsError::Exists(_)) => {
+                let bytes = kessai_tls::read_secret_file(&path).map_err(|e| at(&e))?;
+                if !TokenKey::open_at_rest(&bytes, store.kek.bytes())?.same_as(&key) {
+                    return Err(changed());
+                }
+            }
+            Err(e) => return Err(at(&e)),
+        }
+        Ok(Some(key))
     }
 }
 
@@ -285,6 +301,27 @@ impl TokenProvider {
         Ok(answer)
     }
 
+    /// What the provider's register holds for `token` that this center
+    /// entered: the verdict of a call whose answer was lost.
+    pub async fn held(&self, token: &TokenId) -> Result<Option<Honoured>, ProviderUnreachable> {
+        let url = format!("{}/v1/tokens/{token}", self.url);
+        let (status, body) = self.client.get(&url).await.map_err(|e| ProviderUnreachable(e.to_string()))?;
+        if status == axum::http::StatusCode::NOT_FOUND
+            && serde_json::from_slice::<kessai_api::ErrorBody>(&body)
+                .is_ok_and(|e| e.error.code() == Some(kessai_api::ErrorCode::TokenNotHeld))
+        {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(ProviderUnreachable(format!("{status}: {}", String::from_utf8_lossy(&body))));
+        }
+        let h: Honoured = serde_json::from_slice(&body).map_err(|e| ProviderUnreachable(format!("its answer: {e}")))?;
+        if h.token_id != token.to_string() {
+            return Err(ProviderUnreachable("it answered for another token".into()));
+        }
+        Ok(Some(h))
+    }
+
     /// The key versions the provider delivers to this bank.
     pub async fn key_deliveries(&self) -> Result<kessai_api::provider::KeyDeliveries, ProviderUnreachable> {
         let url = format!("{}/v1/token-keys", self.url);
@@ -343,6 +380,27 @@ pub const TOKEN_KEYS_DIR: &str = "token-keys";
 pub const DELIVERY_KEY_FILE: &str = "delivery.sealed";
 const DELIVERY_KEY_MAGIC: &[u8; 4] = b"KTDK";
 const DELIVERY_KEY_AAD: &[u8] = b"kessai-token-delivery-key";
+
+/// The key versions kept in `dir` ([`TOKEN_KEYS_DIR`]) under the KEK.
+pub fn held_versions(dir: &std::path::Path, kek: &crate::keystore::Kek) -> Result<TokenKeyring, TokenError> {
+    let read = |e: std::io::Error| TokenError::Key(format!("{}: {e}", dir.display()));
+    let mut files = match std::fs::read_dir(dir) {
+        Ok(entries) => entries.map(|e| e.map(|e| e.path())).collect::<Result<Vec<_>, _>>().map_err(read)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(read(e)),
+    };
+    files.retain(|p| {
+        p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('v') && n.ends_with(".sealed"))
+    });
+    files.sort();
+    let mut ring = TokenKeyring::new();
+    for path in &files {
+        let bytes =
+            kessai_tls::read_secret_file(path).map_err(|e| TokenError::Key(format!("{}: {e}", path.display())))?;
+        ring.add(TokenKey::open_at_rest(&bytes, kek.bytes())?)?;
+    }
+    Ok(ring)
+}
 
 /// The bank's delivery key in `dir`, if it has one.
 fn read_delivery_key(dir: &std::path::Path, kek: &crate::keystore::Kek) -> Result<Option<EncryptionKey>, TokenError> {

@@ -5,6 +5,7 @@
 //! | GET | `/v1/token-keys` | every key version still redeeming, sealed to the calling bank |
 //! | POST | `/v1/redemptions` | `{"token", "transaction", "at"}` → the token honoured for that REDEEM |
 //! | POST | `/v1/paybacks` | `{"token"}` → the expired token honoured for its payback |
+//! | GET | `/v1/tokens/{token_id}` | what the register holds for the token, entered by this client |
 //! | GET | `/healthz`, `/readyz`, `/metrics` | operations |
 
 use std::future::Future;
@@ -38,6 +39,8 @@ fn answer(refused: Refused) -> ApiError {
         Refused::NotAClient(m) => ApiError::new(ErrorCode::NotTheCenter, m),
         Refused::Malformed(m) => ApiError::new(ErrorCode::BadSealedToken, m),
         Refused::Token(m) => ApiError::new(ErrorCode::TokenRefused, m),
+        Refused::NotNow(m) => ApiError::new(ErrorCode::ProviderUnavailable, m),
+        Refused::NotHeld(m) => ApiError::new(ErrorCode::TokenNotHeld, m),
         e @ (Refused::Register(_) | Refused::Key(_)) => ApiError::internal(e),
     }
 }
@@ -75,6 +78,15 @@ async fn paybacks(
     logged(client, "payback", provider.pay_back(client, &body(&bytes)?).await)
 }
 
+async fn held(
+    State(provider): State<Arc<Provider>>,
+    peer: Option<Extension<PeerIdentity>>,
+    axum::extract::Path(token_id): axum::extract::Path<String>,
+) -> Result<Json<Honoured>, ApiError> {
+    let client = caller(peer.as_ref().map(|p| &p.0))?;
+    provider.held_for_client(client, &token_id).await.map(Json).map_err(answer)
+}
+
 /// The verdict on a `use` of a token, logged and answered.
 fn logged(client: &str, use_: &str, verdict: Result<Honoured, Refused>) -> Result<Json<Honoured>, ApiError> {
     match verdict {
@@ -96,6 +108,7 @@ pub fn router(provider: Arc<Provider>, config: &ProviderConfig, ready: Arc<Atomi
         .route("/v1/token-keys", get(token_keys))
         .route("/v1/redemptions", post(redemptions))
         .route("/v1/paybacks", post(paybacks))
+        .route("/v1/tokens/{token_id}", get(held))
         .fallback(kessai_http::not_found_fallback)
         .with_state(provider)
         .merge(ops_routes(Arc::clone(&metrics), ready));

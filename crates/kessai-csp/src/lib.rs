@@ -1,17 +1,18 @@
 //! kessai's credit service provider (seed 002, FIG. 6): the party whose
 //! keys protect deposit tokens, running as its own service.
 //!
-//! - It generates a token key per key version (`kessai csp key new`), kept
+//! - It generates a token key per key version (`kessai csp key-new`), kept
 //!   in its data directory sealed under its own KEK, and delivers each
 //!   version still redeeming to the bank sealed to the bank's X25519 key
 //!   (`GET /v1/token-keys`, a JWE per version). Rotation is a new version
 //!   with a later issuing window; a version past its redeeming window is
-//!   neither delivered nor opened.
+//!   not delivered and redeems nothing (a payback still checks its MAC).
 //! - It honours a token once (`POST /v1/redemptions`, `POST /v1/paybacks`):
 //!   its MAC under a version it holds, its expiry, and its register
 //!   ([`Register`]), which holds each token for one use, its redemption by
-//!   one REDEEM transaction or its payback. A call made again answers as the
-//!   first did, so a caller that lost the answer asks again.
+//!   one REDEEM transaction or its payback, for the client that asked. A
+//!   call made again answers as the first did, so a caller that lost the
+//!   answer asks again (or reads it, `GET /v1/tokens/{id}`).
 //!
 //! Only the clients its configuration names, each by its client
 //! certificate acting as the center, are served. PROTOCOL.md §13.7 is the
@@ -55,6 +56,13 @@ pub enum Refused {
     /// The token itself is refused: a verdict, the same when asked again.
     #[error("{0}")]
     Token(String),
+    /// Not decided now (the caller's time ahead of the provider's clock):
+    /// asked again later, it may be honoured.
+    #[error("{0}")]
+    NotNow(String),
+    /// The register holds nothing for the token that this client may see.
+    #[error("{0}")]
+    NotHeld(String),
     /// The register could not be read or written: nothing was entered.
     #[error("the register: {0}")]
     Register(#[from] sqlx::Error),
@@ -250,12 +258,21 @@ impl Provider {
         let at = Timestamp::from_unix_s(req.at);
         let now = self.clock.now();
         if at > now.checked_add_s(crate::config::CLOCK_SKEW_S).unwrap_or(now) {
-            return Err(Refused::Token(format!("the redemption's time {} is ahead of the provider's clock", at.utc())));
+            return Err(Refused::NotNow(format!(
+                "the redemption's time {} is ahead of the provider's clock",
+                at.utc()
+            )));
         }
         let token = self.open_token(&sealed, at)?;
         token.redeemable(at).map_err(|e| Refused::Token(e.to_string()))?;
+        if at < token.deposited_at {
+            return Err(Refused::Token(format!("the redemption's time {} is before its deposit", at.utc())));
+        }
         let entry = Entry::of(&token, &sealed, HeldFor::Redemption, Some(transaction.clone()), client, now)?;
         let (held, first) = self.register.enter(&entry).await?;
+        if held.client != client {
+            return Err(Refused::Token("another client of the provider used it".into()));
+        }
         match (held.held_for, held.transaction.as_deref()) {
             (HeldFor::Redemption, Some(tx)) if tx == transaction => Ok(held.honoured(first)),
             (HeldFor::Redemption, _) => Err(Refused::Token("it was redeemed before, by another transaction".into())),
@@ -281,6 +298,9 @@ impl Provider {
         }
         let entry = Entry::of(&token, &sealed, HeldFor::Payback, None, client, now)?;
         let (held, first) = self.register.enter(&entry).await?;
+        if held.client != client {
+            return Err(Refused::Token("another client of the provider used it".into()));
+        }
         match held.held_for {
             HeldFor::Payback => Ok(held.honoured(first)),
             HeldFor::Redemption => Err(Refused::Token("it was redeemed before its expiry".into())),
@@ -294,5 +314,16 @@ impl Provider {
     /// What the register holds for a token (operators, tests).
     pub async fn held(&self, token_id: &str) -> Result<Option<Entry>, Refused> {
         Ok(self.register.held(token_id).await?)
+    }
+
+    /// What the register holds for `token_id`, as `client` entered it: the
+    /// verdict it was given (`first` false), for a caller that must know
+    /// whether a call it made was honoured.
+    pub async fn held_for_client(&self, client: &str, token_id: &str) -> Result<Honoured, Refused> {
+        self.client(client)?;
+        match self.register.held(token_id).await? {
+            Some(e) if e.client == client => Ok(e.honoured(false)),
+            _ => Err(Refused::NotHeld(format!("the register holds nothing of {client}'s for {token_id}"))),
+        }
     }
 }

@@ -126,22 +126,37 @@ impl Party {
 }
 
 /// Writes a file that did not exist before; `secret` files get mode 0600
-/// from the moment they are created. Durable before it returns.
+/// from the moment they are created. Whole or not at all: written and
+/// synced under a temporary name beside it, then linked to its name (which
+/// fails if the name exists) and the directory synced, so a crash leaves
+/// either no file or the whole file, never a part. Durable before it
+/// returns.
 pub fn write_new_file(path: &Path, contents: &[u8], secret: bool) -> Result<(), TlsError> {
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(if secret { 0o600 } else { 0o644 })
-        .open(path)
-        .map_err(|e| {
+    static TEMPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let n = TEMPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
+    let written = (|| {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(if secret { 0o600 } else { 0o644 })
+            .open(&tmp)
+            .map_err(io_err(&tmp))?;
+        f.write_all(contents).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+        fs::hard_link(&tmp, path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::AlreadyExists {
                 TlsError::Exists(path.to_owned())
             } else {
                 TlsError::Io { path: path.to_owned(), source: e }
             }
-        })?;
-    f.write_all(contents).map_err(io_err(path))?;
-    f.sync_all().map_err(io_err(path))
+        })
+    })();
+    let _ = fs::remove_file(&tmp);
+    written?;
+    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
 }
 
 /// Reads a file holding a secret (a key, a key-encryption key, a sealed

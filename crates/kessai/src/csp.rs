@@ -29,6 +29,15 @@ pub enum CspCommand {
     },
     /// List the key versions held, with their windows.
     Keys,
+    /// Take over the token key versions a center made itself before the
+    /// provider ran apart (the removed `kessai center token-key`): each
+    /// re-sealed under the provider's KEK, so the tokens sealed under them
+    /// still redeem. A version the provider holds must be the very key.
+    KeyImport {
+        /// The center's configuration (its KEK and `token-keys/`).
+        #[arg(long, value_name = "FILE")]
+        center_config: std::path::PathBuf,
+    },
     /// What the register holds for a token.
     Held {
         /// The token id (`tok_…`).
@@ -72,6 +81,13 @@ pub fn run(config_path: &std::path::Path, command: CspCommand) -> anyhow::Result
             }
             Ok(())
         }
+        CspCommand::KeyImport { center_config } => {
+            let center = kessai_center::config::CenterConfig::load(&center_config)
+                .with_context(|| format!("loading {}", center_config.display()))?;
+            let imported = import_center_keys(&center, &config)?;
+            println!("versions taken over: {imported:?}");
+            Ok(())
+        }
         CspCommand::Held { token } => {
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
@@ -107,4 +123,34 @@ pub fn run(config_path: &std::path::Path, command: CspCommand) -> anyhow::Result
             })
         }
     }
+}
+
+/// Re-seals under the provider's KEK the token key versions `center` holds
+/// in `token-keys/` that the provider does not; a version both hold must be
+/// the very key. Answers the versions taken over.
+pub fn import_center_keys(
+    center: &kessai_center::config::CenterConfig,
+    csp: &ProviderConfig,
+) -> anyhow::Result<Vec<u8>> {
+    let center_kek = kessai_center::app::read_kek(center)?;
+    let theirs = kessai_center::tokens::held_versions(
+        &center.data_dir.join(kessai_center::tokens::TOKEN_KEYS_DIR),
+        &center_kek,
+    )?;
+    let kek = csp.read_kek()?;
+    let dir = csp.data_dir.join(kessai_csp::KEYS_DIR);
+    let ours = kessai_csp::read_keys(&dir, &kek)?;
+    let mut taken = Vec::new();
+    for key in theirs.keys() {
+        if let Some(held) = ours.keys().find(|k| k.version == key.version) {
+            anyhow::ensure!(held.same_as(key), "version {} is held already as another key", key.version);
+            continue;
+        }
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700).create(&dir)?;
+        let path = dir.join(format!("v{}.sealed", key.version));
+        kessai_tls::write_new_file(&path, &key.seal_at_rest(&kek, &mut kessai_core::random::OsRandom)?, true)
+            .with_context(|| format!("writing {}", path.display()))?;
+        taken.push(key.version);
+    }
+    Ok(taken)
 }

@@ -306,6 +306,12 @@ fn provider_once(
     config.init_kek()?;
     let kek = config.read_kek()?;
     let keys = config.data_dir.join(kessai_csp::KEYS_DIR);
+    // A demo directory from before the provider ran apart: the version the
+    // center made itself seals its tokens; the provider takes it over.
+    let taken = crate::csp::import_center_keys(center, &config)?;
+    if !taken.is_empty() {
+        eprintln!("the credit service provider took over the center's token key versions {taken:?}");
+    }
     if kessai_csp::read_keys(&keys, &kek)?.keys().next().is_none() {
         let now = kessai_core::time::Clock::now(&kessai_core::time::SystemClock);
         let at = |days: u64| kessai_core::time::Timestamp::from_unix_s(now.unix_s().saturating_add(days * 86_400));

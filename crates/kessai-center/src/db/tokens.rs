@@ -406,8 +406,8 @@ pub(super) struct PaidWrite {
 }
 
 impl RedemptionWrite {
-    /// The checks, reading only: a redemption written now needs the card
-    /// active, the token still `stored` (else another finish of the same
+    /// The checks, reading only: a redemption written now needs the token
+    /// still `stored` (else another finish of the same
     /// REDEEM committed first: `Conflict`, read again), and the settlement
     /// it pays still at the version read (else `Conflict`) with its bill
     /// paid by no prepaid card; any redemption needs the provider's
@@ -425,10 +425,12 @@ impl RedemptionWrite {
             }
         }
         if fresh {
-            let status = conn.fetch_optional(Locked::of(conn, &self.card), |row| row.required_text("status")).await?;
-            if status.as_deref() != Some("active") {
-                return Err(refused("card_not_active"));
-            }
+            // The card's row locked (a report of its loss waits for this
+            // write); its status is not checked here: the finish asked the
+            // provider only for an active card, and once the provider
+            // honoured the token its redemption is written, its value owed
+            // to the card and following the card's replacement.
+            conn.fetch_optional(Locked::of(conn, &self.card), |row| row.required_text("status")).await?;
             let read = Locked::of(conn, &self.token_status);
             let token =
                 conn.fetch_optional(read, |row| Ok((row.required_text("status")?, row.text("chosen_by")?))).await?;

@@ -146,11 +146,27 @@ async fn key_versions_are_delivered_sealed_to_the_bank_and_rotated() {
     let why = bank.receive(&impostor.client().key_deliveries().await.unwrap(), &mut SeededRandom::new(5)).unwrap_err();
     assert!(why.to_string().contains("another key under version 1"), "{why}");
     assert!(bank.keyring().keys().next().unwrap().same_as(&v1()));
+    // A version another process of this bank wrote meanwhile (the CLI's
+    // fetch beside a running center): taken if it is the very key.
+    let other_copy = TokenBank::open(&tmp.path().join(TOKEN_KEYS_DIR), &kek, TokenPolicy::default()).unwrap();
+    assert_eq!(versions(&other_copy), vec![1, 2]);
+    let start3 = NOW.unix_s() + 40 * DAY;
+    kessai_csp::add_key(
+        &rig.dir.join(kessai_csp::KEYS_DIR),
+        &rig.kek,
+        Some(3),
+        (at(start3), at(start3 + DAY)),
+        at(start3 + 9 * DAY),
+    )
+    .unwrap();
+    let sent = p.key_deliveries().await.unwrap();
+    assert_eq!(other_copy.receive(&sent, &mut SeededRandom::new(7)).unwrap(), vec![3]);
+    assert_eq!(bank.receive(&sent, &mut SeededRandom::new(8)).unwrap(), vec![3], "the file on disk is the same key");
     let elsewhere = tempfile::tempdir().unwrap();
     let (other_jwk, _) = bank_in(elsewhere.path(), &kek);
     let foreign = ProviderRig::start(tmp.path(), &[&v1()], Some(&other_jwk), clock.clone()).await.unwrap();
     assert!(bank.receive(&foreign.client().key_deliveries().await.unwrap(), &mut SeededRandom::new(6)).is_err());
-    assert_eq!(versions(&bank), vec![1, 2]);
+    assert_eq!(versions(&bank), vec![1, 2, 3]);
 }
 
 /// Only the provider's clients, by their client certificates acting as the
@@ -226,7 +242,6 @@ async fn a_token_is_honoured_once_for_one_use() {
         (tampered, NOW, "does not open"),
         (sealed_under(&other, 5, expiry), NOW, "does not open"),
         (sealed_under(&v5, 6, expiry), NOW, "no token key of version 5"),
-        (sealed_under(&v1(), 7, expiry), at(NOW.unix_s() + 3_600), "ahead of the provider's clock"),
         (sealed_under(&v1(), 8, NOW.unix_s() + 60), at(NOW.unix_s() + 60), "expired"),
     ];
     for (bytes, when, why) in cases {
@@ -237,6 +252,24 @@ async fn a_token_is_honoured_once_for_one_use() {
     }
     let e = p.redeem(b"not a token", &tx(9), NOW).await.unwrap_err();
     assert!(e.0.contains("400") && e.0.contains("bad_sealed_token"), "{e}");
+    // Before its deposit: refused; ahead of the provider's clock: not
+    // decided now (503: the center asks again later), nothing entered.
+    let early = sealed_under(&v1(), 10, expiry);
+    let why = p.redeem(&early, &tx(9), at(NOW.unix_s() - 60)).await.unwrap().unwrap_err();
+    assert!(why.contains("before its deposit"), "{why}");
+    let ahead = p.redeem(&early, &tx(9), at(NOW.unix_s() + 3_600)).await.unwrap_err();
+    assert!(ahead.0.contains("503") && ahead.0.contains("ahead of the provider's clock"), "{ahead}");
+    assert!(rig.provider.held(&TokenId([10; 16]).to_string()).await.unwrap().is_none());
+
+    // Another client asking for the same use, or reading the register, is
+    // not answered with this client's verdict.
+    let other = rig.client_as("other-center");
+    let why = other.redeem(&token, &tx(1), NOW).await.unwrap().unwrap_err();
+    assert!(why.contains("another client"), "{why}");
+    assert!(other.held(&TokenId([1; 16])).await.unwrap().is_none());
+    let held = p.held(&TokenId([1; 16])).await.unwrap().unwrap();
+    assert_eq!((held.held_for, held.first), (HeldFor::Redemption, false));
+    assert!(p.held(&TokenId([10; 16])).await.unwrap().is_none());
 }
 
 /// Redemptions of one token by different REDEEMs, and its payback, all at

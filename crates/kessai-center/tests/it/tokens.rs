@@ -859,6 +859,37 @@ async fn a_redemption_finished_after_the_card_was_lost_owes_nothing() {
     assert_eq!(c.books.card_credits_pending(&card_id(1)).await.unwrap(), 0);
     assert_eq!(c.books.tokens_outstanding(Currency::JPY).await.unwrap(), 2_000);
     assert!(c.owed_for_card(&card_id(1)).await.unwrap().is_empty());
+    // The provider was not asked: after the expiry the value goes back to
+    // the depositor's account.
+    let e = expiry_of(c, &token).await;
+    s.time.set(at(e + 9 * DAY));
+    let c = &s.center;
+    let by = kessai_center::console::Actor::api("ops");
+    c.correct_payback_account(&token, Some(kessai_api::TokenStatus::Stored), KANA_ACCOUNT, "kana", &by).await.unwrap();
+    let r = c.clearing_run(at(e + 8 * DAY)).await.unwrap();
+    assert_eq!((r.paybacks, r.paybacks_skipped.len()), (1, 0), "{r:?}");
+}
+
+/// The provider honoured a redemption asked while the card was active, its
+/// answer lost; the card is reported lost before the finish is asked
+/// again: the redemption is written (the provider's register holds it), its
+/// value owed to the card and so to its replacement; nothing is frozen.
+#[tokio::test]
+async fn a_redemption_the_provider_honoured_is_written_though_the_card_was_lost_since() {
+    let mut s = with_tokens(setup().await).await;
+    let (_m, mut card, token) = stored_token(&mut s, 2_100).await;
+    let c = &s.center;
+    let (id, answers) = redeem_batch(c, &mut card, token).await.unwrap();
+    let row = c.db.token(&token).await.unwrap().unwrap();
+    let provider = &c.tokens.as_ref().unwrap().provider;
+    assert!(provider.redeem(row.sealed.as_deref().unwrap(), &row.redeem_tx, NOW).await.unwrap().is_ok());
+    crate::world::report_lost(&c.db, card_id(1)).await;
+    let done = c.token_session_finish(&id, answers, None).await.unwrap();
+    assert_eq!(done.redeemed.as_ref().map(|r| r.amount), Some(jpy(2_100)), "{done:?}");
+    assert_eq!(c.db.token(&token).await.unwrap().unwrap().status, kessai_api::TokenStatus::Redeemed);
+    assert_eq!(c.books.card_credits_pending(&card_id(1)).await.unwrap(), 2_100);
+    assert_eq!(c.owed_for_card(&card_id(1)).await.unwrap().len(), 1);
+    conserved_with_card(c).await;
 }
 
 /// A REDEEM sealed before the token's expiry whose answer was lost: a

@@ -709,6 +709,25 @@ fn the_credit_service_provider_runs_apart_and_delivers_its_keys_to_each_instance
     let out = kessai(&refs(&csp_args(&["keys"])), &[]);
     assert_eq!(stdout(&out).lines().count(), 2, "{}", stdout(&out));
 
+    // A provider set up anew (another directory and KEK) takes over the
+    // versions a center holds, once; the same keys, so the center's next
+    // fetch from it is no conflict.
+    let csp2 = d.dir.path().join("csp2.toml");
+    let text =
+        std::fs::read_to_string(&csp).unwrap().replace("/csp\"", "/csp2\"").replace("csp-kek.hex", "csp2-kek.hex");
+    std::fs::write(&csp2, text).unwrap();
+    let csp2_args = |rest: &[&str]| -> Vec<String> {
+        ["csp", "--config", csp2.to_str().unwrap()].iter().chain(rest).map(|s| s.to_string()).collect()
+    };
+    assert!(kessai(&refs(&csp2_args(&["init"])), &[]).status.success());
+    let import = csp2_args(&["key-import", "--center-config", a.to_str().unwrap()]);
+    let out = kessai(&refs(&import), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("versions taken over: [1, 2]"), "{}", stdout(&out));
+    assert!(stdout(&kessai(&refs(&import), &[])).contains("versions taken over: []"));
+    let listed = stdout(&kessai(&refs(&csp2_args(&["keys"])), &[]));
+    assert_eq!(listed, stdout(&kessai(&refs(&csp_args(&["keys"])), &[])), "the same versions and windows");
+
     // A center whose certificate the provider does not list.
     let out = kessai(&["pki", "issue", "--dir", ca.to_str().unwrap(), "--client", "rogue", "--party", "center"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
