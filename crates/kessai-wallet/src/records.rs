@@ -35,6 +35,7 @@ const SCHEMA: &[&str] = &[
         debit_answer TEXT,
         completion TEXT,
         receipt TEXT,
+        token_id TEXT,
         created_at INTEGER NOT NULL,
         updated_at INTEGER NOT NULL)",
     "CREATE INDEX IF NOT EXISTS payments_by_time ON payments (created_at)",
@@ -71,6 +72,10 @@ pub enum LocalPhase {
     Voided,
     /// Stopped before any DEBIT existed (the center refused a step).
     Failed,
+    /// A bank deposit token on the card was chosen to pay the bill (#21):
+    /// its redemption, which may have reached the card, completes the
+    /// settlement.
+    TokenChosen,
 }
 
 impl LocalPhase {
@@ -83,6 +88,7 @@ impl LocalPhase {
             LocalPhase::Receipted => "receipted",
             LocalPhase::Voided => "voided",
             LocalPhase::Failed => "failed",
+            LocalPhase::TokenChosen => "token_chosen",
         }
     }
 
@@ -95,14 +101,16 @@ impl LocalPhase {
             LocalPhase::Receipted,
             LocalPhase::Voided,
             LocalPhase::Failed,
+            LocalPhase::TokenChosen,
         ]
         .into_iter()
         .find(|p| p.as_str() == s)
     }
 
-    /// Whether a DEBIT may be outstanding, so `recover` must ask the card.
+    /// Whether a DEBIT (or a token's REDEEM) may be outstanding, so
+    /// `recover` must ask the card.
     pub fn needs_recovery(self) -> bool {
-        matches!(self, LocalPhase::Offered | LocalPhase::DebitRelayed)
+        matches!(self, LocalPhase::Offered | LocalPhase::DebitRelayed | LocalPhase::TokenChosen)
     }
 }
 
@@ -131,6 +139,8 @@ pub struct Record {
     pub debit_answer: Option<String>,
     pub completion: Option<String>,
     pub receipt: Option<String>,
+    /// The deposit token chosen to pay (`tok_…`), if one was.
+    pub token_id: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -162,6 +172,7 @@ pub struct Update<'a> {
     pub debit_answer: Option<&'a str>,
     pub completion: Option<&'a str>,
     pub receipt: Option<&'a str>,
+    pub token_id: Option<&'a str>,
 }
 
 /// The local database. Cheap to clone.
@@ -183,6 +194,13 @@ impl Records {
         let pool = SqlitePoolOptions::new().max_connections(DB_POOL_CONNECTIONS_MAX).connect_with(options).await?;
         for statement in SCHEMA {
             sqlx::query(*statement).execute(&pool).await?;
+        }
+        // Added with token purchases (#21), for files made before; a new
+        // file has it from its CREATE TABLE.
+        match sqlx::query("ALTER TABLE payments ADD COLUMN token_id TEXT").execute(&pool).await {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(e)) if e.message().contains("duplicate column") => {}
+            Err(e) => return Err(e),
         }
         crate::charge_records::create_tables(&pool).await?;
         Ok(Records { pool })
@@ -217,7 +235,8 @@ impl Records {
             "UPDATE payments SET settlement_id = COALESCE(?, settlement_id), phase = COALESCE(?, phase),
                  reason = COALESCE(?, reason), balance_minor = COALESCE(?, balance_minor),
                  offer = COALESCE(?, offer), debit = COALESCE(?, debit), debit_answer = COALESCE(?, debit_answer),
-                 completion = COALESCE(?, completion), receipt = COALESCE(?, receipt), updated_at = ?
+                 completion = COALESCE(?, completion), receipt = COALESCE(?, receipt),
+                 token_id = COALESCE(?, token_id), updated_at = ?
              WHERE id = ?",
         )
         .bind(u.settlement_id)
@@ -229,6 +248,7 @@ impl Records {
         .bind(u.debit_answer)
         .bind(u.completion)
         .bind(u.receipt)
+        .bind(u.token_id)
         .bind(now_s)
         .bind(payment_id)
         .execute(&self.pool)
@@ -287,7 +307,8 @@ impl Records {
     /// Records whose DEBIT may be outstanding, oldest first.
     pub async fn needing_recovery(&self, limit: i64) -> Result<Vec<Record>, sqlx::Error> {
         let rows = sqlx::query(
-            "SELECT * FROM payments WHERE phase IN ('offered', 'debit_relayed') AND settlement_id IS NOT NULL
+            "SELECT * FROM payments WHERE phase IN ('offered', 'debit_relayed', 'token_chosen')
+               AND settlement_id IS NOT NULL
              ORDER BY created_at, rowid LIMIT ?",
         )
         .bind(limit)
@@ -365,6 +386,7 @@ fn record_of(r: &sqlx::sqlite::SqliteRow) -> Result<Record, sqlx::Error> {
         debit_answer: r.try_get("debit_answer")?,
         completion: r.try_get("completion")?,
         receipt: r.try_get("receipt")?,
+        token_id: r.try_get("token_id")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
     })

@@ -212,6 +212,12 @@ impl Wallet {
         if card.card_id != rec.card_id {
             return Ok(Outcome::WrongCard { expected: rec.card_id });
         }
+        if rec.phase == LocalPhase::TokenChosen {
+            return match self.recover_token_purchase(rec, &sid).await? {
+                Some(outcome) => Ok(outcome),
+                None => Ok(Outcome::Failed { reason: "the settlement still waits for its token's redemption".into() }),
+            };
+        }
         let run = self.records.recovery_runs(&rec.payment_id).await? + 1;
         let base = format!("/v1/settlements/{sid}");
         let r = self.post(rec, &format!("recover#{run}"), &format!("{base}/recover"), &request::Nothing {}).await?;
@@ -239,7 +245,7 @@ impl Wallet {
     }
 
     /// What the center already settled (a crash after it answered).
-    async fn known_end(&self, rec: &Record, sid: &SettlementId) -> Result<Option<Outcome>, PayError> {
+    pub(crate) async fn known_end(&self, rec: &Record, sid: &SettlementId) -> Result<Option<Outcome>, PayError> {
         let s = self.center.settlement(sid.as_str()).await?;
         match s["phase"].as_str() {
             Some("completed") => {

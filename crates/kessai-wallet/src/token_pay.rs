@@ -9,7 +9,7 @@ use kessai_api::{Phase, request};
 use kessai_core::profile::Profile;
 
 use crate::checks::HandedBill;
-use crate::records::Record;
+use crate::records::{LocalPhase, Record, Update};
 use crate::wallet::{Completed, PayError, Progress, Wallet, expect, handed};
 
 impl Wallet {
@@ -80,7 +80,11 @@ impl Wallet {
         let body = request::PayByToken { token_id: token.to_owned(), instruction };
         let r = self.post(&rec, "token", &format!("/v1/settlements/{sid}/token"), &body).await?;
         expect("token", &r, Phase::PayingByToken, 0)?;
-        Ok(rec)
+        // From here the token's REDEEM may reach the card: `recover`
+        // finishes what is interrupted.
+        let chosen = Update { phase: Some(LocalPhase::TokenChosen), token_id: Some(token), ..Update::default() };
+        self.set(&rec.payment_id, chosen).await?;
+        Ok(Record { phase: LocalPhase::TokenChosen, token_id: Some(token.to_owned()), ..rec })
     }
 
     /// Redeems the token through a token session: its redemption must name
@@ -106,5 +110,25 @@ impl Wallet {
         let settlement = self.center.settlement(sid.as_str()).await.map_err(|e| unfinished(e.to_string()))?;
         let completion = settlement["completion"].as_str().unwrap_or_default().to_owned();
         self.accept_completion(&rec, &completion).await
+    }
+
+    /// Recovery of a purchase whose token was chosen (the caller holds the
+    /// conversation with the card, and the center's settlement still waits
+    /// for the token): the token's redemption is asked again, as the card
+    /// and the center's record of it now stand, then the settlement read
+    /// again. Completed: SIG3 checked and kept; ended meanwhile: voided (the
+    /// token's value, if the card gave it up, is owed to the card).
+    pub(crate) async fn recover_token_purchase(
+        &self,
+        rec: &Record,
+        sid: &kessai_core::ids::SettlementId,
+    ) -> Result<Option<crate::wallet::Outcome>, PayError> {
+        let token = rec.token_id.clone().ok_or_else(|| PayError::UnknownSettlement(rec.payment_id.clone()))?;
+        let asked = request::TokenSessionCreate { redeem: Some(token.clone()), list: false };
+        let done = self.token_session_held(&asked).await?;
+        if let Some(refused) = done.refused.first() {
+            tracing::warn!(payment = %rec.payment_id, token = %token, why = %refused.reason, "the token's redemption was refused again");
+        }
+        self.known_end(rec, sid).await
     }
 }

@@ -73,7 +73,7 @@ pub enum PayError {
     /// confirmed: the card may have given the token up.
     #[error(
         "the card may have given up deposit token {token}, and the center did not confirm the payment ({why}); \
-         run `kessai wallet tokens --redeem {token}` to finish it: the bill is paid if the store still waits, \
+         run `kessai wallet recover` to finish it: the bill is paid if the store still waits, \
          else the token's value goes onto your card, never both"
     )]
     TokenUnfinished { token: String, why: String },
@@ -514,6 +514,15 @@ impl Wallet {
     /// answers what the card proved.
     pub async fn token_session(&self, asked: &request::TokenSessionCreate) -> Result<TokenSessionReply, PayError> {
         let _one_at_a_time = self.conversation.lock().await;
+        self.token_session_held(asked).await
+    }
+
+    /// [`Wallet::token_session`] for a caller that holds the conversation
+    /// with the card.
+    pub(crate) async fn token_session_held(
+        &self,
+        asked: &request::TokenSessionCreate,
+    ) -> Result<TokenSessionReply, PayError> {
         let summary = self.card.summary().await?;
         let mut nonce = [0u8; 16];
         kessai_core::random::Random::fill_bytes(&mut kessai_core::random::OsRandom, &mut nonce);

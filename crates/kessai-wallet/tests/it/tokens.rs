@@ -42,11 +42,16 @@ fn keyring() -> TokenKeyring {
 /// service provider as its own service on loopback (its own CA, directory
 /// and register), reached over mutual TLS; its directory is under `dir`.
 async fn parties(dir: &std::path::Path) -> Arc<Tokens> {
+    parties_and_provider(dir).await.0
+}
+
+/// [`parties`], with the provider's rig (to stop and restart it).
+async fn parties_and_provider(dir: &std::path::Path) -> (Arc<Tokens>, kessai_csp::rig::ProviderRig) {
     let key = keyring().keys().next().map(|k| TokenKey::from_json(&k.to_json().unwrap()).unwrap()).unwrap();
     let clock = Arc::new(kessai_core::time::SystemClock);
     let rig = kessai_csp::rig::ProviderRig::start(dir, &[&key], None, clock).await.unwrap();
     let provider = TokenProvider::new(&rig.url, rig.client_tls("center").unwrap());
-    Arc::new(Tokens { bank: TokenBank::holding(keyring(), TokenPolicy::default()), provider })
+    (Arc::new(Tokens { bank: TokenBank::holding(keyring(), TokenPolicy::default()), provider }), rig)
 }
 
 /// The pool account's camt.053 with one credit quoting `reference`.
@@ -253,4 +258,50 @@ async fn a_deposit_token_pays_a_bookshop_order_through_the_wallets_pages() {
     let (_, _, review) = send(&ui, pay_form(&bill, &return_url)).await;
     let (_, _, choice) = send(&ui, form("/pay/token", &review_fields(&review), "")).await;
     assert!(choice.contains("id=\"no-token\""), "{choice}");
+}
+
+/// A token purchase interrupted after the card gave the token up (the
+/// credit service provider out of reach when the center heard): the wallet
+/// keeps the payment as `token_chosen`; `recover`, once the provider
+/// answers, finishes it: the bill paid once by the token, SIG3 checked,
+/// the rest of the token owed to the card, nothing twice.
+#[tokio::test]
+async fn an_interrupted_token_purchase_is_finished_by_recover() {
+    let csp = tempfile::tempdir().unwrap();
+    let (tokens, mut rig) = parties_and_provider(csp.path()).await;
+    let w = World::new_with(75, 1_000, Some(tokens.clone())).await;
+    let (wallet, _ui, asked) = member_with_a_deposit(&w, 75, tokens, 4_000).await;
+    wallet.token_session(&TokenSessionCreate::default()).await.unwrap();
+    let (order, bill, return_url) = w.order(&[("ebook-kessai-001", 1)]).await;
+    rig.stop();
+    let cut = wallet.pay_by_token(&bill, &return_url, &asked.token_id, None, &mut |_| {}).await;
+    assert!(matches!(cut, Err(kessai_wallet::PayError::TokenUnfinished { .. })), "{cut:?}");
+    let pending = wallet.records().needing_recovery(10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    let rec = &pending[0];
+    assert_eq!(
+        (rec.phase, rec.token_id.as_deref()),
+        (kessai_wallet::LocalPhase::TokenChosen, Some(asked.token_id.as_str()))
+    );
+    let settlement = rec.settlement_id.clone().unwrap().to_string();
+    assert_eq!(w.center_phase(&settlement).await, "paying_by_token");
+    assert!(!w.order_page(&order).await.contains("Payment received"));
+    // Recovery while the provider is still out of reach decides nothing.
+    let outcomes = wallet.recover_all(&mut |_| {}).await.unwrap();
+    assert!(matches!(outcomes[0].1, kessai_wallet::Outcome::Failed { .. }), "{outcomes:?}");
+    assert_eq!(w.center_phase(&settlement).await, "paying_by_token");
+    rig.restart(Arc::new(kessai_core::time::SystemClock)).await.unwrap();
+    let outcomes = wallet.recover_all(&mut |_| {}).await.unwrap();
+    assert_eq!(outcomes.len(), 1);
+    assert!(matches!(outcomes[0].1, kessai_wallet::Outcome::Completed), "{outcomes:?}");
+    assert_eq!(w.center_phase(&settlement).await, "completed");
+    assert_eq!(wallet.record(&settlement).await.unwrap().phase, kessai_wallet::LocalPhase::Completed);
+    assert!(wallet.wait_receipt(&settlement).await.is_ok());
+    assert!(w.order_page(&order).await.contains("Payment received"));
+    // The token's rest onto the card; nothing left to recover.
+    assert_eq!(wallet.apply_owed(&mut |_| {}).await.unwrap().len(), 1);
+    assert_eq!(w.card_state().0, 1_000 + 4_000 - 1_200);
+    assert_eq!(w.center_float().await, (1_000 + 4_000 - 1_200, 0));
+    assert!(wallet.records().needing_recovery(10).await.unwrap().is_empty());
+    assert!(wallet.recover_all(&mut |_| {}).await.unwrap().is_empty());
 }
