@@ -428,6 +428,10 @@ impl Center {
                 match self.payback_honoured(t).await {
                     Ok(()) => {}
                     Err(Ok(why)) => {
+                        let why = match self.write_honoured_redemption(t).await? {
+                            Some(written) => written,
+                            None => why,
+                        };
                         report.paybacks_skipped.push((t.id.to_string(), why));
                         continue;
                     }
@@ -474,9 +478,59 @@ impl Center {
         Ok(())
     }
 
+    /// A token whose payback the provider refuses because it honoured the
+    /// card's REDEEM of it (this token's REDEEM transaction, in its
+    /// register): the card gave it up, and the finish that writes the
+    /// redemption never came (the card lost, or out of use). The
+    /// redemption is written from the register: the value owed to the card
+    /// (or its replacement), never paid back. What was written, or `None`.
+    async fn write_honoured_redemption(&self, t: &TokenRow) -> Result<Option<String>, ClearingError> {
+        let Some(tokens) = self.tokens.as_ref() else { return Ok(None) };
+        let held = match tokens.provider.held(&t.id).await {
+            Ok(Some(h)) => h,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                tracing::warn!(token = %t.id, error = %e, "reading the provider's register");
+                return Ok(None);
+            }
+        };
+        let tx = hex::encode(t.redeem_tx.as_bytes());
+        if held.held_for != kessai_api::provider::HeldFor::Redemption || held.transaction.as_deref() != Some(&tx) {
+            return Ok(None);
+        }
+        // The card's record of it, if its log was collected: its counter
+        // and time; else the register's time.
+        let record = self.db.collected_log(&t.card_id).await?.into_iter().find(|e| {
+            e.kind == kessai_api::LogKind::TokenRedeemed
+                && e.transaction_id == tx
+                && e.amount_minor == t.amount.amount_minor()
+        });
+        let (counter, at) = match record {
+            Some(e) => (Some(e.counter), Timestamp::from_unix_s(e.time_unix_s)),
+            None => (None, Timestamp::from_unix_s(held.entered_at)),
+        };
+        let now = self.clock.now();
+        let r = crate::db::Redemption::of(t, counter, at, now)?;
+        let r = self.owed_to_replacement::<ClearingError>(r).await?;
+        let to = r.owed.as_ref().map(|(o, _)| o.body.card_id).unwrap_or(t.card_id);
+        match self.db.write_redemption(&r, now).await {
+            Ok(()) => {}
+            // Written meanwhile (the card's finish came after all).
+            Err(DbError::Conflict) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        tracing::warn!(token = %t.id, card = %to, amount = %t.amount, "a redemption the provider honoured, never finished by the card: written from its register");
+        Ok(Some(format!(
+            "not paid back: the card gave it up and the credit service provider honoured that; its redemption is \
+             written now, {} owed to card {to}",
+            t.amount
+        )))
+    }
+
     /// Whether the credit service provider honours expired token `t`'s
-    /// payback; why not: `Ok(why)` its refusal (or nothing to ask with),
-    /// `Err(why)` no answer (asked again next run).
+    /// payback; why not: `Ok(why)` for this token alone (its refusal, an
+    /// answer out of protocol, nothing to ask with), `Err(why)` the
+    /// provider down (asked again next run, and not again in this one).
     async fn payback_honoured(&self, t: &TokenRow) -> Result<(), Result<String, String>> {
         let no = |why: &str| Ok(why.to_owned());
         let provider =
@@ -485,7 +539,8 @@ impl Center {
         match provider.pay_back(sealed).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(why)) => Err(Ok(format!("the credit service provider refuses its payback: {why}"))),
-            Err(e) => Err(Err(format!("{e}; asked again in the next run"))),
+            Err(e) if e.is_down() => Err(Err(format!("{e}; asked again in the next run"))),
+            Err(e) => Err(Ok(format!("{e}; asked again in the next run"))),
         }
     }
 

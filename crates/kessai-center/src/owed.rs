@@ -133,6 +133,12 @@ pub(crate) fn token_owed(token: &crate::db::TokenRow, amount: kessai_core::Money
     Owed { id: token_owed_id(&token.id), status: OwedStatus::Owed, session: None, applied_by: None, body }
 }
 
+/// The id of the item that moved card `old`'s value to its replacement
+/// (its `card_id` is the replacement).
+pub(crate) fn replacement_id(old: &CardId) -> String {
+    owed_id("replacement", &[old.to_string().as_str()])
+}
+
 /// The id of what deposit token `token`, redeemed, owes its card.
 pub(crate) fn token_owed_id(token: &kessai_core::token::TokenId) -> String {
     owed_id("token", &[&token.to_string()])
@@ -473,7 +479,7 @@ impl Center {
         }
         let reason = reason_text(reason)?;
         let reason_kept = reason.clone();
-        let replacement_id = owed_id("replacement", &[old.to_string().as_str()]);
+        let replacement_id = replacement_id(&old);
         if let Some(done) = self.db.owed(&replacement_id).await? {
             if done.body.card_id != new {
                 return refuse(format!("card {old} was replaced by card {}", done.body.card_id));
@@ -574,6 +580,20 @@ impl Center {
             replacement: replacement.map(|(item, _)| owed_reply(&item, None)),
             moved: moves.iter().map(|m| owed_reply(&m.moved, None)).collect(),
         })
+    }
+
+    /// The card that replaced `old` (`replace_card`), if one did: its
+    /// replacement item's card, or (no value moved, so no item) the
+    /// trail's record of the replacement.
+    pub(crate) async fn replaced_by(&self, old: &CardId) -> Result<Option<CardId>, crate::db::DbError> {
+        if let Some(item) = self.db.owed(&replacement_id(old)).await? {
+            return Ok(Some(item.body.card_id));
+        }
+        let rows = self.db.trail(Some(&old.to_string()), None, crate::db::MAX_LIST).await?;
+        Ok(rows.iter().filter(|r| r.entry.action == "card_replaced").find_map(|r| {
+            let after: serde_json::Value = serde_json::from_str(&r.entry.after).ok()?;
+            CardId::parse(after.get("replaced_by")?.as_str()?).ok()
+        }))
     }
 
     /// A card's items still owed.

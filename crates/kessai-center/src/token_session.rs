@@ -541,7 +541,7 @@ impl Center {
                 settlement_id: paid.map(|(s, _)| s.id.to_string()),
                 owed: owed.map(|o| (o.id, o.body.amount)),
             };
-            return Ok(crate::db::Redemption::written_before(token, given.counter, given.at, before));
+            return Ok(crate::db::Redemption::written_before(token, Some(given.counter), given.at, before));
         }
         if let Some((s, version)) = chosen.filter(|(s, _)| s.phase() == kessai_api::Phase::PayingByToken) {
             let id = s.id.clone();
@@ -550,14 +550,38 @@ impl Center {
                 s.complete_by_token(&mut self.ctx(rng.as_mut()), token.id, &given.sealed, token.amount, given.counter);
             match completed {
                 Ok((s, _)) => {
-                    return Ok(crate::db::Redemption::paying(token, given.counter, given.at, now, s, version)?);
+                    let r = crate::db::Redemption::paying(token, Some(given.counter), given.at, now, s, version)?;
+                    return self.owed_to_replacement::<CenterError>(r).await;
                 }
                 Err(e) => {
                     tracing::warn!(settlement = %id, token = %token.id, error = %e, "the token cannot pay the bill it was chosen for; its value is owed to the card")
                 }
             }
         }
-        Ok(crate::db::Redemption::of(token, given.counter, given.at, now)?)
+        self.owed_to_replacement::<CenterError>(crate::db::Redemption::of(token, Some(given.counter), given.at, now)?)
+            .await
+    }
+
+    /// A redemption written for a card no longer active (the provider
+    /// honoured it while the card was): what it owes goes to the card's
+    /// replacement if the card was replaced meanwhile (a replacement moves
+    /// only what was owed before it), else to the card (moved with the
+    /// rest when it is replaced).
+    pub(crate) async fn owed_to_replacement<E: From<crate::db::DbError> + From<crate::books::BooksError>>(
+        &self,
+        r: crate::db::Redemption,
+    ) -> Result<crate::db::Redemption, E> {
+        let card = r.token.card_id;
+        if self.db.card(&card).await?.is_some_and(|c| c.status == CardRegistryStatus::Active) {
+            return Ok(r);
+        }
+        match self.replaced_by(&card).await? {
+            Some(new) => {
+                tracing::info!(token = %r.token.id, card = %card, to = %new, "a redemption for a replaced card: owed to its replacement");
+                Ok(r.owing_to(new, self.clock.now())?)
+            }
+            None => Ok(r),
+        }
     }
 
     /// The redemption of `token` as the card's collected log proves it (its

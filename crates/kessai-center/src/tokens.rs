@@ -252,10 +252,32 @@ pub struct TokenProvider {
 }
 
 /// The provider could not be asked, or answered out of its protocol:
-/// nothing is decided, the caller asks again later.
+/// nothing is decided, the caller asks again later. `.1`: it was not
+/// reached at all, or answered that it cannot answer now (a transport
+/// failure, 502, 503, 504), rather than refused this one call.
 #[derive(Debug, thiserror::Error)]
 #[error("the credit service provider: {0}")]
-pub struct ProviderUnreachable(pub String);
+pub struct ProviderUnreachable(pub String, pub bool);
+
+impl ProviderUnreachable {
+    fn transport(e: impl std::fmt::Display) -> ProviderUnreachable {
+        ProviderUnreachable(e.to_string(), true)
+    }
+
+    fn answered(status: axum::http::StatusCode, body: &[u8]) -> ProviderUnreachable {
+        let down = matches!(status.as_u16(), 502..=504);
+        ProviderUnreachable(format!("{status}: {}", String::from_utf8_lossy(body)), down)
+    }
+
+    fn out_of_protocol(why: impl Into<String>) -> ProviderUnreachable {
+        ProviderUnreachable(why.into(), false)
+    }
+
+    /// Whether the provider is down for every call, not only this one.
+    pub fn is_down(&self) -> bool {
+        self.1
+    }
+}
 
 /// How long the center waits for the provider's answer.
 const PROVIDER_TIMEOUT_MS: u64 = 10_000;
@@ -286,7 +308,7 @@ impl TokenProvider {
         if let Ok(h) = &answer
             && (h.held_for != HeldFor::Redemption || h.transaction.as_deref() != Some(req.transaction.as_str()))
         {
-            return Err(ProviderUnreachable("it answered for another use of the token".into()));
+            return Err(ProviderUnreachable::out_of_protocol("it answered for another use of the token"));
         }
         Ok(answer)
     }
@@ -296,7 +318,7 @@ impl TokenProvider {
         let req = kessai_api::provider::PaybackRequest { token: kessai_core::base64url::encode(sealed) };
         let answer = self.post("/v1/paybacks", &req, sealed).await?;
         if answer.as_ref().is_ok_and(|h| h.held_for != HeldFor::Payback) {
-            return Err(ProviderUnreachable("it answered for another use of the token".into()));
+            return Err(ProviderUnreachable::out_of_protocol("it answered for another use of the token"));
         }
         Ok(answer)
     }
@@ -305,7 +327,7 @@ impl TokenProvider {
     /// entered: the verdict of a call whose answer was lost.
     pub async fn held(&self, token: &TokenId) -> Result<Option<Honoured>, ProviderUnreachable> {
         let url = format!("{}/v1/tokens/{token}", self.url);
-        let (status, body) = self.client.get(&url).await.map_err(|e| ProviderUnreachable(e.to_string()))?;
+        let (status, body) = self.client.get(&url).await.map_err(ProviderUnreachable::transport)?;
         if status == axum::http::StatusCode::NOT_FOUND
             && serde_json::from_slice::<kessai_api::ErrorBody>(&body)
                 .is_ok_and(|e| e.error.code() == Some(kessai_api::ErrorCode::TokenNotHeld))
@@ -313,11 +335,12 @@ impl TokenProvider {
             return Ok(None);
         }
         if !status.is_success() {
-            return Err(ProviderUnreachable(format!("{status}: {}", String::from_utf8_lossy(&body))));
+            return Err(ProviderUnreachable::answered(status, &body));
         }
-        let h: Honoured = serde_json::from_slice(&body).map_err(|e| ProviderUnreachable(format!("its answer: {e}")))?;
+        let h: Honoured = serde_json::from_slice(&body)
+            .map_err(|e| ProviderUnreachable::out_of_protocol(format!("its answer: {e}")))?;
         if h.token_id != token.to_string() {
-            return Err(ProviderUnreachable("it answered for another token".into()));
+            return Err(ProviderUnreachable::out_of_protocol("it answered for another token"));
         }
         Ok(Some(h))
     }
@@ -325,11 +348,11 @@ impl TokenProvider {
     /// The key versions the provider delivers to this bank.
     pub async fn key_deliveries(&self) -> Result<kessai_api::provider::KeyDeliveries, ProviderUnreachable> {
         let url = format!("{}/v1/token-keys", self.url);
-        let (status, body) = self.client.get(&url).await.map_err(|e| ProviderUnreachable(e.to_string()))?;
+        let (status, body) = self.client.get(&url).await.map_err(ProviderUnreachable::transport)?;
         if !status.is_success() {
-            return Err(ProviderUnreachable(format!("{status}: {}", String::from_utf8_lossy(&body))));
+            return Err(ProviderUnreachable::answered(status, &body));
         }
-        serde_json::from_slice(&body).map_err(|e| ProviderUnreachable(format!("its deliveries: {e}")))
+        serde_json::from_slice(&body).map_err(|e| ProviderUnreachable::out_of_protocol(format!("its deliveries: {e}")))
     }
 
     /// POSTs `req`: the token honoured (the one sent: its id and amount), a
@@ -341,8 +364,7 @@ impl TokenProvider {
         sealed: &[u8],
     ) -> Result<Result<Honoured, String>, ProviderUnreachable> {
         let url = format!("{}{path}", self.url);
-        let (status, body) =
-            self.client.post_json(&url, req, &[]).await.map_err(|e| ProviderUnreachable(e.to_string()))?;
+        let (status, body) = self.client.post_json(&url, req, &[]).await.map_err(ProviderUnreachable::transport)?;
         if status == axum::http::StatusCode::CONFLICT
             && let Ok(e) = serde_json::from_slice::<kessai_api::ErrorBody>(&body)
             && e.error.code() == Some(kessai_api::ErrorCode::TokenRefused)
@@ -350,13 +372,15 @@ impl TokenProvider {
             return Ok(Err(e.error.message));
         }
         if !status.is_success() {
-            return Err(ProviderUnreachable(format!("{status}: {}", String::from_utf8_lossy(&body))));
+            return Err(ProviderUnreachable::answered(status, &body));
         }
-        let h: Honoured = serde_json::from_slice(&body).map_err(|e| ProviderUnreachable(format!("its answer: {e}")))?;
-        let header = kessai_core::token::TokenHeader::read(sealed).map_err(|e| ProviderUnreachable(e.to_string()))?;
+        let h: Honoured = serde_json::from_slice(&body)
+            .map_err(|e| ProviderUnreachable::out_of_protocol(format!("its answer: {e}")))?;
+        let header = kessai_core::token::TokenHeader::read(sealed)
+            .map_err(|e| ProviderUnreachable::out_of_protocol(e.to_string()))?;
         if h.token_id != header.token_id.to_string() || h.amount != header.amount || h.key_version != header.key_version
         {
-            return Err(ProviderUnreachable("it answered for another token".into()));
+            return Err(ProviderUnreachable::out_of_protocol("it answered for another token"));
         }
         Ok(Ok(h))
     }

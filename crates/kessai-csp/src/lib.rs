@@ -271,7 +271,10 @@ impl Provider {
         let entry = Entry::of(&token, &sealed, HeldFor::Redemption, Some(transaction.clone()), client, now)?;
         let (held, first) = self.register.enter(&entry).await?;
         if held.client != client {
-            return Err(Refused::Token("another client of the provider used it".into()));
+            return Err(Refused::NotAClient(format!(
+                "the register holds it for client {}, not {client}: every instance of a center uses one client name",
+                held.client
+            )));
         }
         match (held.held_for, held.transaction.as_deref()) {
             (HeldFor::Redemption, Some(tx)) if tx == transaction => Ok(held.honoured(first)),
@@ -299,7 +302,10 @@ impl Provider {
         let entry = Entry::of(&token, &sealed, HeldFor::Payback, None, client, now)?;
         let (held, first) = self.register.enter(&entry).await?;
         if held.client != client {
-            return Err(Refused::Token("another client of the provider used it".into()));
+            return Err(Refused::NotAClient(format!(
+                "the register holds it for client {}, not {client}: every instance of a center uses one client name",
+                held.client
+            )));
         }
         match held.held_for {
             HeldFor::Payback => Ok(held.honoured(first)),

@@ -135,28 +135,54 @@ pub fn write_new_file(path: &Path, contents: &[u8], secret: bool) -> Result<(), 
     static TEMPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    // Unique to this write: the process, the moment and a counter (a
+    // crash's leftover never stands in the way of a later write).
     let n = TEMPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
-    let written = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(if secret { 0o600 } else { 0o644 })
-            .open(&tmp)
-            .map_err(io_err(&tmp))?;
-        f.write_all(contents).map_err(io_err(&tmp))?;
-        f.sync_all().map_err(io_err(&tmp))?;
-        fs::hard_link(&tmp, path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                TlsError::Exists(path.to_owned())
-            } else {
-                TlsError::Io { path: path.to_owned(), source: e }
-            }
-        })
-    })();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let tmp = dir.join(format!(".{name}.{}.{nanos}.{n}.tmp", std::process::id()));
+    let exists = |e: std::io::Error| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            TlsError::Exists(path.to_owned())
+        } else {
+            TlsError::Io { path: path.to_owned(), source: e }
+        }
+    };
+    let create = |at: &Path| {
+        let mut f =
+            fs::OpenOptions::new().write(true).create_new(true).mode(if secret { 0o600 } else { 0o644 }).open(at)?;
+        f.write_all(contents)?;
+        f.sync_all()
+    };
+    if path.exists() {
+        return Err(TlsError::Exists(path.to_owned()));
+    }
+    create(&tmp).map_err(io_err(&tmp))?;
+    let linked = fs::hard_link(&tmp, path);
     let _ = fs::remove_file(&tmp);
-    written?;
-    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
+    match linked {
+        Ok(()) => {}
+        // A filesystem without hard links (FAT, some network mounts):
+        // written in place, as before, refusing an existing file.
+        Err(e) if matches!(e.raw_os_error(), Some(libc_errno::EPERM | libc_errno::ENOTSUP | libc_errno::EXDEV)) => {
+            create(path).map_err(exists)?;
+        }
+        Err(e) => return Err(exists(e)),
+    }
+    // The name made durable; a filesystem that cannot sync a directory
+    // (some FUSE mounts) has the file synced already.
+    match fs::File::open(dir).and_then(|d| d.sync_all()) {
+        Err(e) if !matches!(e.kind(), std::io::ErrorKind::InvalidInput | std::io::ErrorKind::Unsupported) => {
+            Err(TlsError::Io { path: dir.to_owned(), source: e })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The errno values of a filesystem that cannot hard-link (Linux).
+mod libc_errno {
+    pub const EPERM: i32 = 1;
+    pub const EXDEV: i32 = 18;
+    pub const ENOTSUP: i32 = 95;
 }
 
 /// Reads a file holding a secret (a key, a key-encryption key, a sealed

@@ -78,13 +78,24 @@ impl Wallet {
         // balance (#12).
         let instruction = self.instruction(member, bill, rec.card_id)?;
         let body = request::PayByToken { token_id: token.to_owned(), instruction };
-        let r = self.post(&rec, "token", &format!("/v1/settlements/{sid}/token"), &body).await?;
-        expect("token", &r, Phase::PayingByToken, 0)?;
-        // From here the token's REDEEM may reach the card: `recover`
-        // finishes what is interrupted.
+        // Recorded before it is asked: once the center takes the choice the
+        // token's redemption pays this bill, its answer lost or not, and
+        // `recover` finishes it (only if the center took it).
         let chosen = Update { phase: Some(LocalPhase::TokenChosen), token_id: Some(token), ..Update::default() };
         self.set(&rec.payment_id, chosen).await?;
-        Ok(Record { phase: LocalPhase::TokenChosen, token_id: Some(token.to_owned()), ..rec })
+        let rec = Record { phase: LocalPhase::TokenChosen, token_id: Some(token.to_owned()), ..rec };
+        let r = match self.post(&rec, "token", &format!("/v1/settlements/{sid}/token"), &body).await {
+            // Refused (4xx): the choice did not land; nothing to recover.
+            Err(PayError::Center(e @ crate::center::CenterError::Refused { status: 400..=499, .. })) => {
+                let why = e.to_string();
+                let failed = Update { phase: Some(LocalPhase::Failed), reason: Some(&why), ..Update::default() };
+                self.set(&rec.payment_id, failed).await?;
+                return Err(PayError::Center(e));
+            }
+            other => other?,
+        };
+        expect("token", &r, Phase::PayingByToken, 0)?;
+        Ok(rec)
     }
 
     /// Redeems the token through a token session: its redemption must name
@@ -124,6 +135,13 @@ impl Wallet {
         sid: &kessai_core::ids::SettlementId,
     ) -> Result<Option<crate::wallet::Outcome>, PayError> {
         let token = rec.token_id.clone().ok_or_else(|| PayError::UnknownSettlement(rec.payment_id.clone()))?;
+        // Only a choice the center took is redeemed: a token not chosen
+        // (the choice's answer lost before it landed) stays on the card,
+        // and the settlement ends unpaid.
+        let settlement = self.center.settlement(sid.as_str()).await?;
+        if settlement["phase"].as_str() != Some(Phase::PayingByToken.as_str()) {
+            return Ok(None);
+        }
         let asked = request::TokenSessionCreate { redeem: Some(token.clone()), list: false };
         let done = self.token_session_held(&asked).await?;
         if let Some(refused) = done.refused.first() {

@@ -377,6 +377,16 @@ async fn status(State(w): State<Shared>, Path(id): Path<String>) -> Response {
             Err(e) => failure(&e, back),
         },
         LocalPhase::DebitRelayed => unfinished(rec.reason.as_deref().unwrap_or("no answer"), back),
+        LocalPhase::TokenChosen => {
+            let text = format!(
+                "Your card may have given up deposit token {}, but the center has not confirmed the payment yet ({}). \
+                 Run `kessai wallet recover` to finish it: the bill is paid if the store still waits, else the \
+                 token's value goes onto your card, never both.",
+                rec.token_id.as_deref().unwrap_or("?"),
+                rec.reason.as_deref().unwrap_or("no answer")
+            );
+            html(StatusCode::ACCEPTED, pages::problem("Payment not finished", &text, back))
+        }
         _ => html(
             StatusCode::OK,
             pages::problem(

@@ -332,7 +332,10 @@ impl CenterDb {
 #[derive(Debug, Clone)]
 pub struct Redemption {
     pub token: TokenRow,
-    pub counter: u32,
+    /// The card's counter at its REDEEM, when known (a redemption written
+    /// from the provider's register for a card that cannot answer may not
+    /// know it).
+    pub counter: Option<u32>,
     pub at: Timestamp,
     /// What the card is owed, with its hold (tokens outstanding → card
     /// float): none when the bill took all of the token.
@@ -436,7 +439,13 @@ impl RedemptionWrite {
                 conn.fetch_optional(read, |row| Ok((row.required_text("status")?, row.text("chosen_by")?))).await?;
             // Redeemed by another finish, or chosen for a settlement since
             // it was read: read again.
-            if token != Some(("stored".to_owned(), self.chosen_by.clone())) {
+            // `expired`: past its expiry, its payback's account corrected,
+            // not paid back (a redemption written from the provider's
+            // register, the only one that reaches here for such a token).
+            let open = token.as_ref().is_some_and(|(status, chosen)| {
+                matches!(status.as_str(), "stored" | "expired") && *chosen == self.chosen_by
+            });
+            if !open {
                 return Err(DbError::Conflict);
             }
         }
@@ -487,7 +496,7 @@ impl Redemption {
     /// all of its value owed to the card.
     pub fn of(
         token: &TokenRow,
-        counter: u32,
+        counter: Option<u32>,
         at: Timestamp,
         now: Timestamp,
     ) -> Result<Redemption, crate::books::BooksError> {
@@ -497,7 +506,7 @@ impl Redemption {
 
     /// Token `token`, redeemed before by this REDEEM transaction: `before`
     /// says what that redemption did.
-    pub fn written_before(token: &TokenRow, counter: u32, at: Timestamp, before: WrittenBefore) -> Redemption {
+    pub fn written_before(token: &TokenRow, counter: Option<u32>, at: Timestamp, before: WrittenBefore) -> Redemption {
         Redemption { token: token.clone(), counter, at, owed: None, paid: None, before: Some(before) }
     }
 
@@ -505,7 +514,7 @@ impl Redemption {
     /// `version`): what the token held beyond the bill is owed to the card.
     pub fn paying(
         token: &TokenRow,
-        counter: u32,
+        counter: Option<u32>,
         at: Timestamp,
         now: Timestamp,
         settlement: crate::purchase::Settlement,
@@ -575,9 +584,9 @@ impl Redemption {
                 None => Some(
                     Stmt::new(
                         "UPDATE center_tokens SET status = 'redeemed', redeemed_counter = $1, updated_at = $2,
-                         redeemed_at = $2 WHERE id = $3 AND card_id = $4 AND status = 'stored'",
+                         redeemed_at = $2 WHERE id = $3 AND card_id = $4 AND status IN ('stored', 'expired')",
                     )
-                    .bind(i64::from(self.counter))
+                    .bind(self.counter.map(i64::from))
                     .bind(to_i64(now.unix_s())?)
                     .bind(t.id.to_string())
                     .bind(t.card_id.to_string()),
@@ -596,9 +605,50 @@ fn owed_to_card(
     amount: Money,
     now: Timestamp,
 ) -> Result<(crate::owed::Owed, crate::books::Entries), crate::books::BooksError> {
-    let owed = crate::owed::token_owed(token, amount, now);
-    let hold = crate::books::Entries::token_to_card_hold(&owed.id, &token.card_id, amount)?;
+    owed_to(token, token.card_id, amount, now)
+}
+
+/// `amount` of token `token` owed to `card`, with its hold.
+fn owed_to(
+    token: &TokenRow,
+    card: CardId,
+    amount: Money,
+    now: Timestamp,
+) -> Result<(crate::owed::Owed, crate::books::Entries), crate::books::BooksError> {
+    let mut owed = crate::owed::token_owed(token, amount, now);
+    owed.body.card_id = card;
+    let hold = crate::books::Entries::token_to_card_hold(&owed.id, &card, amount)?;
     Ok((owed, hold))
+}
+
+impl Redemption {
+    /// The same, what it owes going to `card` instead: the replacement of
+    /// a card lost before the redemption was written.
+    pub fn owing_to(mut self, card: CardId, now: Timestamp) -> Result<Redemption, crate::books::BooksError> {
+        if let Some((o, _)) = &self.owed {
+            let amount = o.body.amount;
+            self.owed = Some(owed_to(&self.token, card, amount, now)?);
+        }
+        Ok(self)
+    }
+}
+
+impl CenterDb {
+    /// Writes `r` alone (no card session): the provider honoured the
+    /// token's REDEEM, recorded in its register, and the card cannot
+    /// finish it.
+    pub async fn write_redemption(&self, r: &Redemption, now: Timestamp) -> Result<(), DbError> {
+        let w = r.statements(now)?;
+        let now_s = now.unix_s();
+        self.write(move |mut conn| {
+            Box::pin(async move {
+                let mut w = w;
+                w.check(&mut conn).await?;
+                w.write(&mut conn, now_s).await
+            })
+        })
+        .await
+    }
 }
 
 /// An expired token's payback: a line of a clearing run's bank file paying

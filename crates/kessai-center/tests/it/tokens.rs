@@ -870,6 +870,69 @@ async fn a_redemption_finished_after_the_card_was_lost_owes_nothing() {
     assert_eq!((r.paybacks, r.paybacks_skipped.len()), (1, 0), "{r:?}");
 }
 
+/// The provider honoured the card's REDEEM, its answer lost; the card is
+/// reported lost and replaced before the finish is asked again: the
+/// redemption then written owes its value to the replacement (the
+/// replacement moved only what was owed before it). And a token whose
+/// card never finishes: its payback, due after the expiry, is refused by
+/// the provider (it holds the redemption), so the clearing run writes the
+/// redemption from the register, owed to the replacement; nothing frozen,
+/// nothing paid twice.
+/// Card 1 with a stored token of `amount` and card 2 of the same member;
+/// card 1 gives the token up and the provider honours it, the center's
+/// write not made (its answer lost); then card 1 is reported lost and
+/// replaced by card 2. The redemption session's id and the card's answers.
+async fn honoured_then_replaced(s: &mut Setup, amount: u64) -> (TokenId, String, Vec<ResponseApdu>) {
+    let (m, mut card, token) = stored_token(s, amount).await;
+    register_card(s, 2, 0).await;
+    let c = &s.center;
+    assert!(
+        c.db.link_card_member(&card_id(2), Some(m.id.as_str()), false, NOW, crate::trail("card_member")).await.unwrap()
+    );
+    let (id, answers) = redeem_batch(c, &mut card, token).await.unwrap();
+    let row = c.db.token(&token).await.unwrap().unwrap();
+    let provider = &c.tokens.as_ref().unwrap().provider;
+    assert!(provider.redeem(row.sealed.as_deref().unwrap(), &row.redeem_tx, NOW).await.unwrap().is_ok());
+    crate::world::report_lost(&c.db, card_id(1)).await;
+    let replaced = c.replace_card(card_id(1), card_id(2), "lost on a train", crate::tester()).await.unwrap();
+    assert!(replaced.moved.is_empty(), "nothing was owed yet");
+    (token, id, answers)
+}
+
+#[tokio::test]
+async fn a_redemption_honoured_before_the_card_was_replaced_owes_the_replacement() {
+    let mut s = with_tokens(setup().await).await;
+    let (_token, id, answers) = honoured_then_replaced(&mut s, 3_300).await;
+    let c = &s.center;
+    let done = c.token_session_finish(&id, answers, None).await.unwrap();
+    assert_eq!(done.redeemed.as_ref().map(|r| r.amount), Some(jpy(3_300)), "{done:?}");
+    assert_eq!(c.books.card_credits_pending(&card_id(1)).await.unwrap(), 0);
+    assert_eq!(c.books.card_credits_pending(&card_id(2)).await.unwrap(), 3_300);
+    assert_eq!(c.owed_for_card(&card_id(2)).await.unwrap().len(), 1);
+    c.books.ledger().check().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_redemption_the_card_never_finished_is_written_by_the_clearing_run() {
+    let mut s = with_tokens(setup().await).await;
+    let (token, _id, _answers) = honoured_then_replaced(&mut s, 3_400).await;
+    let e = expiry_of(&s.center, &token).await;
+    s.time.set(at(e + 9 * DAY));
+    let c = &s.center;
+    let by = kessai_center::console::Actor::api("ops");
+    c.correct_payback_account(&token, Some(kessai_api::TokenStatus::Stored), KANA_ACCOUNT, "kana", &by).await.unwrap();
+    let r = c.clearing_run(at(e + 8 * DAY)).await.unwrap();
+    assert_eq!((r.paybacks, r.paybacks_skipped.len()), (0, 1), "{r:?}");
+    assert!(r.paybacks_skipped[0].1.contains("redemption is written now"), "{:?}", r.paybacks_skipped);
+    assert_eq!(c.db.token(&token).await.unwrap().unwrap().status, kessai_api::TokenStatus::Redeemed);
+    assert_eq!(c.books.card_credits_pending(&card_id(2)).await.unwrap(), 3_400);
+    assert_eq!(c.books.in_transit(Currency::JPY).await.unwrap(), 0, "never paid back");
+    c.books.ledger().check().await.unwrap();
+    // The next run finds nothing to do for it.
+    let r = c.clearing_run(at(e + 8 * DAY + 1)).await.unwrap();
+    assert_eq!((r.paybacks, r.paybacks_skipped.len()), (0, 0), "{r:?}");
+}
+
 /// The provider honoured a redemption asked while the card was active, its
 /// answer lost; the card is reported lost before the finish is asked
 /// again: the redemption is written (the provider's register holds it), its

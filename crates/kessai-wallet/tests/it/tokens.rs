@@ -196,6 +196,8 @@ async fn a_deposit_token_pays_a_bookshop_order_through_the_wallet() {
     let again = wallet.pay_by_token(&bill, &return_url, &asked.token_id, None, &mut |_| {}).await;
     assert!(again.is_err(), "{again:?}");
     assert_eq!(w.card_state().0, 1_000 + 7_000 - 1_200);
+    // The choice refused: the payment failed, nothing left to recover.
+    assert!(wallet.records().needing_recovery(10).await.unwrap().is_empty());
 }
 
 /// The same through the wallet's pages: the review offers a deposit
