@@ -408,6 +408,9 @@ impl Center {
                 let payee = match self.payback_payee(t).await? {
                     Ok(payee) => payee,
                     Err(why) => {
+                        // Not payable; but a redemption the provider holds
+                        // needs no payee.
+                        let why = self.write_honoured_redemption(t).await?.unwrap_or(why);
                         report.paybacks_skipped.push((t.id.to_string(), why));
                         continue;
                     }
@@ -509,16 +512,31 @@ impl Center {
             Some(e) => (Some(e.counter), Timestamp::from_unix_s(e.time_unix_s)),
             None => (None, Timestamp::from_unix_s(held.entered_at)),
         };
-        let now = self.clock.now();
-        let r = crate::db::Redemption::of(t, counter, at, now)?;
-        let r = self.owed_to_replacement::<ClearingError>(r).await?;
-        let to = r.owed.as_ref().map(|(o, _)| o.body.card_id).unwrap_or(t.card_id);
-        match self.db.write_redemption(&r, now).await {
-            Ok(()) => {}
-            // Written meanwhile (the card's finish came after all).
-            Err(DbError::Conflict) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        }
+        let mut attempt = 0;
+        let to = loop {
+            let now = self.clock.now();
+            let r = crate::db::Redemption::of(t, counter, at, now)?;
+            let r = self.owed_to_replacement::<ClearingError>(r).await?;
+            let to = r.owed.as_ref().map(|(o, _)| o.body.card_id).unwrap_or(t.card_id);
+            match self.db.write_redemption(&r, now).await {
+                Ok(()) => break to,
+                // Written meanwhile (the card's finish came after all), or
+                // its card replaced since its target was read: read again.
+                Err(DbError::Conflict) if attempt < crate::limits::STEP_RETRIES_MAX => {
+                    if self.db.token(&t.id).await?.is_some_and(|now| now.status == TokenStatus::Redeemed) {
+                        return Ok(None);
+                    }
+                    attempt += 1;
+                }
+                Err(e) if e.is_retryable() && attempt < crate::limits::STEP_RETRIES_MAX => attempt += 1,
+                Err(e) => {
+                    tracing::error!(token = %t.id, error = %e, "writing a redemption the provider honoured");
+                    return Ok(Some(format!(
+                        "the provider honoured its redemption, which could not be written ({e}); asked again next run"
+                    )));
+                }
+            }
+        };
         tracing::warn!(token = %t.id, card = %to, amount = %t.amount, "a redemption the provider honoured, never finished by the card: written from its register");
         Ok(Some(format!(
             "not paid back: the card gave it up and the credit service provider honoured that; its redemption is \

@@ -133,6 +133,13 @@ pub(crate) fn token_owed(token: &crate::db::TokenRow, amount: kessai_core::Money
     Owed { id: token_owed_id(&token.id), status: OwedStatus::Owed, session: None, applied_by: None, body }
 }
 
+/// The operator trail's action of a card's replacement (its subject: the
+/// old card; `after.replaced_by`: the new one).
+pub(crate) const CARD_REPLACED: &str = "card_replaced";
+
+/// How many replacements of replacements a value follows.
+const REPLACEMENTS_FOLLOWED: usize = 8;
+
 /// The id of the item that moved card `old`'s value to its replacement
 /// (its `card_id` is the replacement).
 pub(crate) fn replacement_id(old: &CardId) -> String {
@@ -573,8 +580,8 @@ impl Center {
         let after = serde_json::json!({
             "replaced_by": new.to_string(), "value_minor": posted, "refunds_moved": moves.len(), "reason": reason_kept,
         });
-        let trail = by.did("card_replaced", &old.to_string(), serde_json::json!({ "status": old_card.status }), after);
-        self.db.replace_card(&moves, replacement.as_ref(), now, trail).await.map_err(books)?;
+        let trail = by.did(CARD_REPLACED, &old.to_string(), serde_json::json!({ "status": old_card.status }), after);
+        self.db.replace_card(old, &moves, replacement.as_ref(), now, trail).await.map_err(books)?;
         tracing::warn!(%old, %new, moved = moves.len(), value_minor = posted, "card replaced");
         Ok(Replaced {
             replacement: replacement.map(|(item, _)| owed_reply(&item, None)),
@@ -590,10 +597,27 @@ impl Center {
             return Ok(Some(item.body.card_id));
         }
         let rows = self.db.trail(Some(&old.to_string()), None, crate::db::MAX_LIST).await?;
-        Ok(rows.iter().filter(|r| r.entry.action == "card_replaced").find_map(|r| {
+        Ok(rows.iter().filter(|r| r.entry.action == CARD_REPLACED).find_map(|r| {
             let after: serde_json::Value = serde_json::from_str(&r.entry.after).ok()?;
             CardId::parse(after.get("replaced_by")?.as_str()?).ok()
         }))
+    }
+
+    /// The card that holds `card`'s value now: `card` itself, or the end
+    /// of its chain of replacements (a replacement replaced in turn), at
+    /// most [`REPLACEMENTS_FOLLOWED`] deep.
+    pub(crate) async fn current_card(&self, card: CardId) -> Result<CardId, crate::db::DbError> {
+        let mut at = card;
+        for _ in 0..REPLACEMENTS_FOLLOWED {
+            if self.db.card(&at).await?.is_some_and(|c| c.status == CardRegistryStatus::Active) {
+                return Ok(at);
+            }
+            match self.replaced_by(&at).await? {
+                Some(next) if next != at => at = next,
+                _ => return Ok(at),
+            }
+        }
+        Ok(at)
     }
 
     /// A card's items still owed.

@@ -477,11 +477,20 @@ impl Center {
         let provider = self.tokens.as_ref().map(|t| &t.provider);
         let checked = match provider {
             None => Err("this center redeems no deposit tokens".to_owned()),
-            Some(_) if token.status.paid_back() => {
-                Err("it expired unredeemed and its value is paid back to the depositor's account".to_owned())
-            }
             Some(_) if token.sealed.as_deref() != Some(&given.sealed[..]) => {
                 Err("the card gave up other bytes than it was given".to_owned())
+            }
+            // Expired, its payback not yet made: redeemed only if the
+            // provider honoured this REDEEM before (its answer lost).
+            Some(p) if token.status == TokenStatus::Expired => {
+                let tx = hex::encode(token.redeem_tx.as_bytes());
+                match p.held(&token.id).await? {
+                    Some(h) if h.held_for == HeldFor::Redemption && h.transaction.as_deref() == Some(&tx) => Ok(()),
+                    _ => Err("it expired unredeemed and its value is paid back to the depositor's account".to_owned()),
+                }
+            }
+            Some(_) if token.status.paid_back() => {
+                Err("it expired unredeemed and its value is paid back to the depositor's account".to_owned())
             }
             // The provider honoured it before and this center wrote that
             // down: answered as it went, without asking again.
@@ -572,16 +581,12 @@ impl Center {
         r: crate::db::Redemption,
     ) -> Result<crate::db::Redemption, E> {
         let card = r.token.card_id;
-        if self.db.card(&card).await?.is_some_and(|c| c.status == CardRegistryStatus::Active) {
+        let now_at = self.current_card(card).await?;
+        if now_at == card {
             return Ok(r);
         }
-        match self.replaced_by(&card).await? {
-            Some(new) => {
-                tracing::info!(token = %r.token.id, card = %card, to = %new, "a redemption for a replaced card: owed to its replacement");
-                Ok(r.owing_to(new, self.clock.now())?)
-            }
-            None => Ok(r),
-        }
+        tracing::info!(token = %r.token.id, card = %card, to = %now_at, "a redemption for a replaced card: owed to its replacement");
+        Ok(r.owing_to(now_at, self.clock.now())?)
     }
 
     /// The redemption of `token` as the card's collected log proves it (its

@@ -147,11 +147,16 @@ pub fn write_new_file(path: &Path, contents: &[u8], secret: bool) -> Result<(), 
             TlsError::Io { path: path.to_owned(), source: e }
         }
     };
+    // Created new, written and synced; a file it created but could not
+    // write whole is removed again.
     let create = |at: &Path| {
         let mut f =
             fs::OpenOptions::new().write(true).create_new(true).mode(if secret { 0o600 } else { 0o644 }).open(at)?;
-        f.write_all(contents)?;
-        f.sync_all()
+        let written = f.write_all(contents).and_then(|()| f.sync_all());
+        if written.is_err() {
+            let _ = fs::remove_file(at);
+        }
+        written
     };
     if path.exists() {
         return Err(TlsError::Exists(path.to_owned()));
@@ -163,7 +168,7 @@ pub fn write_new_file(path: &Path, contents: &[u8], secret: bool) -> Result<(), 
         Ok(()) => {}
         // A filesystem without hard links (FAT, some network mounts):
         // written in place, as before, refusing an existing file.
-        Err(e) if matches!(e.raw_os_error(), Some(libc_errno::EPERM | libc_errno::ENOTSUP | libc_errno::EXDEV)) => {
+        Err(e) if e.raw_os_error().is_some_and(libc_errno::no_hard_links) => {
             create(path).map_err(exists)?;
         }
         Err(e) => return Err(exists(e)),
@@ -178,11 +183,19 @@ pub fn write_new_file(path: &Path, contents: &[u8], secret: bool) -> Result<(), 
     }
 }
 
-/// The errno values of a filesystem that cannot hard-link (Linux).
+/// The errno values of a filesystem that cannot hard-link.
 mod libc_errno {
-    pub const EPERM: i32 = 1;
-    pub const EXDEV: i32 = 18;
-    pub const ENOTSUP: i32 = 95;
+    /// EPERM, EXDEV, ENOSYS, EOPNOTSUPP on Linux.
+    #[cfg(target_os = "linux")]
+    pub fn no_hard_links(errno: i32) -> bool {
+        matches!(errno, 1 | 18 | 38 | 95)
+    }
+
+    /// Elsewhere, only EPERM and EXDEV (the same numbers on BSDs and macOS).
+    #[cfg(not(target_os = "linux"))]
+    pub fn no_hard_links(errno: i32) -> bool {
+        matches!(errno, 1 | 18)
+    }
 }
 
 /// Reads a file holding a secret (a key, a key-encryption key, a sealed

@@ -226,6 +226,7 @@ impl CenterDb {
     /// fails it all ([`DbError::Conflict`]).
     pub(crate) async fn replace_card(
         &self,
+        old: CardId,
         moves: &[crate::owed::Move],
         replacement: Option<&(Owed, Entries)>,
         now: Timestamp,
@@ -247,8 +248,24 @@ impl CenterDb {
         let replacement =
             replacement.map(|(item, hold)| Ok::<_, DbError>((hold.clone(), insert_owed_query(item, now)?)));
         let replacement = replacement.transpose()?;
+        // The old card's row locked first (a redemption's write locks it
+        // too): what is owed to it is counted again under the lock, so an
+        // item written meanwhile (a token's redemption) is moved, or the
+        // replacement refused (`Conflict`), never left behind.
+        let card = super::tokens::Locked(
+            Stmt::new("SELECT status FROM center_cards WHERE id = $1").bind(old.to_string()),
+            Stmt::new("SELECT status FROM center_cards WHERE id = $1 FOR UPDATE").bind(old.to_string()),
+        );
+        let owed_now = Stmt::new("SELECT COUNT(*) AS n FROM center_owed WHERE card_id = $1 AND status = $2")
+            .bind(old.to_string())
+            .bind(OwedStatus::Owed.as_str().to_owned());
+        let moving = i64::try_from(moves.len()).map_err(|_| corrupt("too many items"))?;
         self.write(move |mut conn| {
             Box::pin(async move {
+                conn.fetch_optional(super::tokens::Locked::of(&conn, &card), |row| row.required_text("status")).await?;
+                if conn.fetch_optional(owed_now, |row| row.required_int("n")).await? != Some(moving) {
+                    return Err(DbError::Conflict);
+                }
                 for (mark, void, hold, insert) in steps {
                     if conn.execute(mark).await? != 1 {
                         return Err(DbError::Conflict);

@@ -386,16 +386,20 @@ pub(super) struct RedemptionWrite {
     /// before).
     token: Option<Stmt>,
     owed: Option<(Stmt, crate::books::Entries)>,
+    /// Whether what it owes goes to the token's own card, and whether that
+    /// card was replaced (the trail's record).
+    owed_to_own_card: bool,
+    replaced: Stmt,
     /// The settlement it pays: its version read (locked on PostgreSQL),
     /// the one expected, the bill's guard; its update and books.
     paid: Option<PaidWrite>,
 }
 
 /// A read, and the same read locking its row on PostgreSQL.
-struct Locked(Stmt, Stmt);
+pub(super) struct Locked(pub(super) Stmt, pub(super) Stmt);
 
 impl Locked {
-    fn of(conn: &Exec<'_>, l: &Locked) -> Stmt {
+    pub(super) fn of(conn: &Exec<'_>, l: &Locked) -> Stmt {
         if conn.is_postgres() { l.1.clone() } else { l.0.clone() }
     }
 }
@@ -433,15 +437,23 @@ impl RedemptionWrite {
             // provider only for an active card, and once the provider
             // honoured the token its redemption is written, its value owed
             // to the card and following the card's replacement.
-            conn.fetch_optional(Locked::of(conn, &self.card), |row| row.required_text("status")).await?;
+            let status = conn.fetch_optional(Locked::of(conn, &self.card), |row| row.required_text("status")).await?;
+            // Owed to a card no longer active that was replaced since the
+            // target was read: read again (it goes to the replacement).
+            if status.as_deref() != Some("active") && self.owed_to_own_card {
+                let replaced = conn.fetch_optional(self.replaced.clone(), |row| row.required_int("n")).await?;
+                if replaced.unwrap_or(0) > 0 {
+                    return Err(DbError::Conflict);
+                }
+            }
             let read = Locked::of(conn, &self.token_status);
             let token =
                 conn.fetch_optional(read, |row| Ok((row.required_text("status")?, row.text("chosen_by")?))).await?;
             // Redeemed by another finish, or chosen for a settlement since
             // it was read: read again.
             // `expired`: past its expiry, its payback's account corrected,
-            // not paid back (a redemption written from the provider's
-            // register, the only one that reaches here for such a token).
+            // not paid back; the provider honoured its REDEEM (asked before
+            // the expiry, or read from its register).
             let open = token.as_ref().is_some_and(|(status, chosen)| {
                 matches!(status.as_str(), "stored" | "expired") && *chosen == self.chosen_by
             });
@@ -556,7 +568,13 @@ impl Redemption {
             }),
             None => None,
         };
+        let owed_to_own_card = self.owed.as_ref().is_some_and(|(o, _)| o.body.card_id == t.card_id);
+        let replaced = Stmt::new("SELECT COUNT(*) AS n FROM center_operator_trail WHERE subject = $1 AND action = $2")
+            .bind(t.card_id.to_string())
+            .bind(crate::owed::CARD_REPLACED.to_owned());
         Ok(RedemptionWrite {
+            owed_to_own_card,
+            replaced,
             card: lock(
                 "SELECT status FROM center_cards WHERE id = $1",
                 "SELECT status FROM center_cards WHERE id = $1 FOR UPDATE",

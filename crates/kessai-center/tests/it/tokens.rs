@@ -912,15 +912,47 @@ async fn a_redemption_honoured_before_the_card_was_replaced_owes_the_replacement
     c.books.ledger().check().await.unwrap();
 }
 
+/// The same replaced again (card 2 lost and replaced by card 3) before
+/// the finish: the value follows the chain to card 3.
+#[tokio::test]
+async fn a_redemption_follows_a_chain_of_replacements() {
+    let mut s = with_tokens(setup().await).await;
+    let (_token, id, answers) = honoured_then_replaced(&mut s, 3_500).await;
+    register_card(&s, 3, 0).await;
+    let c = &s.center;
+    let member = c.db.card_member(&card_id(2)).await.unwrap().unwrap().0;
+    assert!(c.db.link_card_member(&card_id(3), Some(&member), false, NOW, crate::trail("card_member")).await.unwrap());
+    crate::world::report_lost(&c.db, card_id(2)).await;
+    c.replace_card(card_id(2), card_id(3), "lost again", crate::tester()).await.unwrap();
+    let done = c.token_session_finish(&id, answers, None).await.unwrap();
+    assert_eq!(done.redeemed.as_ref().map(|r| r.amount), Some(jpy(3_500)), "{done:?}");
+    assert_eq!(c.books.card_credits_pending(&card_id(3)).await.unwrap(), 3_500);
+    assert_eq!(c.books.card_credits_pending(&card_id(2)).await.unwrap(), 0);
+    c.books.ledger().check().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_redemption_the_card_never_finished_is_written_by_the_clearing_run() {
+    // With the payback's account corrected (the provider refuses the
+    // payback), and without (the account cannot be paid: the register is
+    // read all the same).
+    for corrected in [true, false] {
+        redemption_never_finished(corrected).await;
+    }
+}
+
+async fn redemption_never_finished(corrected: bool) {
     let mut s = with_tokens(setup().await).await;
     let (token, _id, _answers) = honoured_then_replaced(&mut s, 3_400).await;
     let e = expiry_of(&s.center, &token).await;
     s.time.set(at(e + 9 * DAY));
     let c = &s.center;
     let by = kessai_center::console::Actor::api("ops");
-    c.correct_payback_account(&token, Some(kessai_api::TokenStatus::Stored), KANA_ACCOUNT, "kana", &by).await.unwrap();
+    if corrected {
+        c.correct_payback_account(&token, Some(kessai_api::TokenStatus::Stored), KANA_ACCOUNT, "kana", &by)
+            .await
+            .unwrap();
+    }
     let r = c.clearing_run(at(e + 8 * DAY)).await.unwrap();
     assert_eq!((r.paybacks, r.paybacks_skipped.len()), (0, 1), "{r:?}");
     assert!(r.paybacks_skipped[0].1.contains("redemption is written now"), "{:?}", r.paybacks_skipped);
