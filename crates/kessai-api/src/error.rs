@@ -174,6 +174,7 @@ error_codes! {
     ValueExpired = 1316, "value_expired", 403, Forbidden, "the prepaid value has expired";
     SecondOperatorRequired = 1317, "second_operator_required", 403, Forbidden, "a second operator must confirm";
     CardNotMembers = 1318, "card_not_members", 403, Forbidden, "the card is not the member's";
+    NotTheBank = 1319, "not_the_bank", 403, Forbidden, "the certificate is not a bank's";
 
     // 404: no such thing (for this caller).
     RouteNotFound = 1401, "route_not_found", 404, NotFound, "no such route";

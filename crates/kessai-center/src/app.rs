@@ -493,6 +493,9 @@ fn token_parties(config: &CenterConfig, kek: &Kek) -> anyhow::Result<Option<crat
     let ca = kessai_tls::CaDir::new(config.resolve(&config.tls.ca_dir));
     let trust = config.tokens.provider_ca.as_deref().map(|p| config.resolve(p)).unwrap_or_else(|| ca.ca_cert());
     let tls = kessai_tls::client_config(&trust, Some((&ca, &config.tls.client_name))).context("the provider's TLS")?;
+    let bank_tls = kessai_tls::client_config(&trust, Some((&ca, &config.tokens.bank_client_name)))
+        .context("the bank's TLS to the provider ([tokens] bank_client_name)")?;
+    let bank = bank.with_link(crate::tokens::TokenProvider::new(url, bank_tls));
     Ok(Some(crate::tokens::Tokens { bank, provider: crate::tokens::TokenProvider::new(url, tls) }))
 }
 

@@ -67,6 +67,10 @@ pub struct TokenPolicy {
     /// The CA the provider's certificate chains to; default the center's
     /// (`tls.ca_dir`'s `ca.crt`).
     pub provider_ca: Option<std::path::PathBuf>,
+    /// The bank's side's client certificate in `tls.ca_dir` (acting as the
+    /// bank): it receives the provider's token keys; the center's own
+    /// (`tls.client_name`) redeems and pays back.
+    pub bank_client_name: String,
 }
 
 impl TokenPolicy {
@@ -100,6 +104,7 @@ impl Default for TokenPolicy {
             provider_id: "kessai-csp".into(),
             provider_url: None,
             provider_ca: None,
+            bank_client_name: "bank".into(),
         }
     }
 }
@@ -110,6 +115,9 @@ impl Default for TokenPolicy {
 pub struct TokenBank {
     keyring: std::sync::RwLock<Arc<TokenKeyring>>,
     pub policy: TokenPolicy,
+    /// The provider, reached with the bank's own client certificate, for
+    /// its deliveries.
+    link: Option<TokenProvider>,
     /// Where delivered versions are kept, and the key they come sealed to;
     /// `None`: the versions it was made with only (tests).
     store: Option<DeliveryStore>,
@@ -130,12 +138,27 @@ impl std::fmt::Debug for TokenBank {
 impl TokenBank {
     /// A bank holding `keyring` and receiving no deliveries.
     pub fn holding(keyring: TokenKeyring, policy: TokenPolicy) -> TokenBank {
-        TokenBank { keyring: std::sync::RwLock::new(Arc::new(keyring)), policy, store: None }
+        TokenBank { keyring: std::sync::RwLock::new(Arc::new(keyring)), policy, link: None, store: None }
     }
 
     /// The versions held now.
     pub fn keyring(&self) -> Arc<TokenKeyring> {
         Arc::clone(&self.keyring.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// The same, fetching the provider's deliveries through `link` (the
+    /// bank's own client certificate).
+    pub fn with_link(self, link: TokenProvider) -> TokenBank {
+        TokenBank { link: Some(link), ..self }
+    }
+
+    /// The key versions the provider delivers to this bank now.
+    pub async fn fetch(&self) -> Result<kessai_api::provider::KeyDeliveries, ProviderUnreachable> {
+        let link = self
+            .link
+            .as_ref()
+            .ok_or_else(|| ProviderUnreachable::out_of_protocol("this bank has no link to the provider"))?;
+        link.key_deliveries().await
     }
 
     /// The bank's side over `dir` ([`TOKEN_KEYS_DIR`]): its delivery key
@@ -157,6 +180,7 @@ impl TokenBank {
         Ok(TokenBank {
             keyring: std::sync::RwLock::new(Arc::new(ring)),
             policy,
+            link: None,
             store: Some(DeliveryStore { dir: dir.to_owned(), kek: kek.clone(), delivery_key }),
         })
     }
@@ -512,7 +536,7 @@ impl Center {
     /// this bank and keeps those new to it (rotation): the versions new.
     pub async fn fetch_token_keys(&self) -> anyhow::Result<Vec<u8>> {
         let t = self.tokens.as_ref().ok_or_else(|| anyhow::anyhow!("this center issues no deposit tokens"))?;
-        let sent = t.provider.key_deliveries().await?;
+        let sent = t.bank.fetch().await?;
         let mut rng = self.random.generator();
         Ok(t.bank.receive(&sent, rng.as_mut())?)
     }

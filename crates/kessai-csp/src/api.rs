@@ -24,12 +24,18 @@ use serde::de::DeserializeOwned;
 
 use crate::{Provider, ProviderConfig, Refused};
 
-/// Who is calling: a client certificate acting as the center.
+/// Who is calling: a client certificate acting as the center (its uses of
+/// tokens).
 fn caller(peer: Option<&PeerIdentity>) -> Result<&str, ApiError> {
+    acting(peer, Party::Center, ErrorCode::NotTheCenter)
+}
+
+/// A client certificate acting as `party`.
+fn acting(peer: Option<&PeerIdentity>, party: Party, code: ErrorCode) -> Result<&str, ApiError> {
     match peer {
         None => Err(ApiError::new(ErrorCode::ClientCertificateRequired, "the provider answers over mutual TLS only")),
-        Some(p) => p.acting_as(Party::Center).ok_or_else(|| {
-            ApiError::new(ErrorCode::NotTheCenter, "this client certificate does not act as the center")
+        Some(p) => p.acting_as(party).ok_or_else(|| {
+            ApiError::new(code, format!("this client certificate does not act as the {}", party.as_str()))
         }),
     }
 }
@@ -53,7 +59,8 @@ async fn token_keys(
     State(provider): State<Arc<Provider>>,
     peer: Option<Extension<PeerIdentity>>,
 ) -> Result<Json<KeyDeliveries>, ApiError> {
-    let client = caller(peer.as_ref().map(|p| &p.0))?;
+    // Token keys go to a bank only.
+    let client = acting(peer.as_ref().map(|p| &p.0), Party::Bank, ErrorCode::NotTheBank)?;
     let sent = provider.deliveries(client, &mut OsRandom).map_err(answer)?;
     let versions: Vec<u8> = sent.deliveries.iter().map(|d| d.version).collect();
     tracing::info!(client, ?versions, "token key versions delivered");

@@ -34,8 +34,9 @@ pub struct ProviderConfig {
     #[serde(default)]
     pub kek_file: Option<PathBuf>,
     pub tls: TlsSettings,
-    /// Who may call: each a client certificate's name (acting as the
-    /// center), with the bank's key if it receives token keys.
+    /// Who may call: each a client certificate's name; a bank's (acting
+    /// as the bank) with its key, to receive token keys; a center's
+    /// (acting as the center), to redeem and pay back tokens.
     pub clients: Vec<ClientSettings>,
     #[serde(default)]
     pub limits: Limits,

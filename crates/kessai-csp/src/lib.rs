@@ -14,8 +14,9 @@
 //!   call made again answers as the first did, so a caller that lost the
 //!   answer asks again (or reads it, `GET /v1/tokens/{id}`).
 //!
-//! Only the clients its configuration names, each by its client
-//! certificate acting as the center, are served. PROTOCOL.md §13.7 is the
+//! Only the clients its configuration names are served, by their client
+//! certificates: token keys to a bank's (acting as the bank, with a
+//! delivery key), the uses of tokens to a center's (acting as the center). PROTOCOL.md §13.7 is the
 //! wire format.
 
 pub mod api;

@@ -2,9 +2,9 @@
 //! run the other parties against a real provider: its own directory, KEK
 //! (fixed: not for production) and register; its server certificate
 //! `localhost`; client certificates `center` and `other-center` acting as
-//! the center, `stranger` (the center's party, no client of it) and `shop`
-//! (a store); clients `center` (with the bank's delivery key, if given),
-//! `other-center` and `shop`.
+//! the center, `bank` acting as the bank, `stranger` (the center's party,
+//! no client of it) and `shop` (a store); clients `bank` (with the bank's
+//! delivery key, if given), `center`, `other-center` and `shop`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -54,6 +54,7 @@ impl ProviderRig {
         for (name, party) in [
             ("center", Party::Center),
             ("other-center", Party::Center),
+            ("bank", Party::Bank),
             ("stranger", Party::Center),
             ("shop", Party::Store),
         ] {
@@ -66,8 +67,8 @@ impl ProviderRig {
         let text = format!(
             "provider_id = \"kessai-csp\"\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{d}\"\nkek_file = \"kek.hex\"\n\
              [tls]\nca_dir = \"ca\"\nserver_name = \"localhost\"\n\
-             [[clients]]\nname = \"center\"{delivery}\n[[clients]]\nname = \"other-center\"\n\
-             [[clients]]\nname = \"shop\"\n",
+             [[clients]]\nname = \"bank\"{delivery}\n[[clients]]\nname = \"center\"\n\
+             [[clients]]\nname = \"other-center\"\n[[clients]]\nname = \"shop\"\n",
             d = dir.display()
         );
         let config = ProviderConfig::from_toml(&text)?;

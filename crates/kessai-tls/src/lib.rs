@@ -94,10 +94,13 @@ pub enum Party {
     Operator,
     /// A monitoring agent: `/metrics` only.
     Monitor,
+    /// A bank (seed 002): the pool account's bank, which receives the
+    /// credit service provider's token keys.
+    Bank,
 }
 
 impl Party {
-    pub const ALL: [Party; 4] = [Party::Center, Party::Store, Party::Operator, Party::Monitor];
+    pub const ALL: [Party; 5] = [Party::Center, Party::Store, Party::Operator, Party::Monitor, Party::Bank];
 
     /// The name (`store`).
     pub fn as_str(self) -> &'static str {
@@ -106,6 +109,7 @@ impl Party {
             Party::Store => "store",
             Party::Operator => "operator",
             Party::Monitor => "monitor",
+            Party::Bank => "bank",
         }
     }
 

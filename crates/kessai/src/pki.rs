@@ -53,7 +53,7 @@ pub fn issue(
         (Some(name), None) => (Role::Server, name),
         (None, Some((name, party))) if sans.is_empty() => {
             let Some(party) = kessai_tls::Party::parse(&party) else {
-                anyhow::bail!("--party {party:?}: center, store, operator or monitor");
+                anyhow::bail!("--party {party:?}: center, store, operator, monitor or bank");
             };
             (Role::Client(party), name)
         }

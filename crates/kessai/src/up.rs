@@ -77,6 +77,9 @@ fn ensure_pki(ca: &CaDir) -> anyhow::Result<()> {
         ("admin", Party::Operator),
         (DEMO_VIEWER, Party::Operator),
         ("kessai-mall", Party::Store),
+        // The pool account's bank side (seed 002): it receives the
+        // provider's token keys.
+        ("bank", Party::Bank),
     ];
     for (client, party) in clients {
         // A demo made before certificates named their party: its client
@@ -288,7 +291,8 @@ fn provider_once(
     let text = format!(
         "provider_id = \"{id}\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{d}\"\nkek_file = \"{k}\"\n\
          [tls]\nca_dir = \"{ca}\"\nserver_name = \"localhost\"\n\
-         [[clients]]\nname = \"center\"\ndelivery_key = {{ kty = \"OKP\", crv = \"X25519\", x = \"{x}\" }}\n",
+         [[clients]]\nname = \"bank\"\ndelivery_key = {{ kty = \"OKP\", crv = \"X25519\", x = \"{x}\" }}\n\
+         [[clients]]\nname = \"center\"\n",
         id = center.tokens.provider_id,
         port = ports.csp,
         d = dir.join("csp").display(),

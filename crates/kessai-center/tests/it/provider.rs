@@ -104,7 +104,7 @@ async fn key_versions_are_delivered_sealed_to_the_bank_and_rotated() {
     let clock = Arc::new(FixedClock::new(NOW));
     let gone = key(9, 39, (NOW.unix_s() - 90 * DAY, NOW.unix_s() - 60 * DAY, NOW.unix_s() - DAY));
     let rig = ProviderRig::start(tmp.path(), &[&v1(), &gone], Some(&jwk), clock.clone()).await.unwrap();
-    let p = rig.client();
+    let p = rig.client_as("bank");
     let sent = p.key_deliveries().await.unwrap();
     assert_eq!(sent.deliveries.iter().map(|d| d.version).collect::<Vec<_>>(), vec![1], "v9 redeems nothing");
     assert!(sent.deliveries.iter().all(|d| d.jwe.split('.').count() == 5), "each a compact JWE");
@@ -143,7 +143,9 @@ async fn key_versions_are_delivered_sealed_to_the_bank_and_rotated() {
     // held key kept; a delivery sealed to another bank: refused.
     let rogue = key(1, 77, (NOW.unix_s() - DAY, NOW.unix_s() + 30 * DAY, NOW.unix_s() + 400 * DAY));
     let impostor = ProviderRig::start(tmp.path(), &[&rogue], Some(&jwk), clock.clone()).await.unwrap();
-    let why = bank.receive(&impostor.client().key_deliveries().await.unwrap(), &mut SeededRandom::new(5)).unwrap_err();
+    let why = bank
+        .receive(&impostor.client_as("bank").key_deliveries().await.unwrap(), &mut SeededRandom::new(5))
+        .unwrap_err();
     assert!(why.to_string().contains("another key under version 1"), "{why}");
     assert!(bank.keyring().keys().next().unwrap().same_as(&v1()));
     // A version another process of this bank wrote meanwhile (the CLI's
@@ -165,7 +167,9 @@ async fn key_versions_are_delivered_sealed_to_the_bank_and_rotated() {
     let elsewhere = tempfile::tempdir().unwrap();
     let (other_jwk, _) = bank_in(elsewhere.path(), &kek);
     let foreign = ProviderRig::start(tmp.path(), &[&v1()], Some(&other_jwk), clock.clone()).await.unwrap();
-    assert!(bank.receive(&foreign.client().key_deliveries().await.unwrap(), &mut SeededRandom::new(6)).is_err());
+    assert!(
+        bank.receive(&foreign.client_as("bank").key_deliveries().await.unwrap(), &mut SeededRandom::new(6)).is_err()
+    );
     assert_eq!(versions(&bank), vec![1, 2, 3]);
 }
 
@@ -178,14 +182,19 @@ async fn the_provider_serves_only_its_clients() {
     let (jwk, _) = bank_in(tmp.path(), &kek);
     let rig = ProviderRig::start(tmp.path(), &[&v1()], Some(&jwk), Arc::new(FixedClock::new(NOW))).await.unwrap();
     let token = sealed_under(&v1(), 1, NOW.unix_s() + 100 * DAY);
-    for (name, why) in [("stranger", "not a client"), ("shop", "does not act as the center")] {
-        let p = rig.client_as(name);
-        let e = p.key_deliveries().await.unwrap_err();
-        assert!(e.0.contains("403") && e.0.contains(why), "{name}: {e}");
-        assert!(p.redeem(&token, &tx(1), NOW).await.is_err(), "{name}");
+    // Token keys go to the bank's certificate only; the uses of tokens to
+    // a center's that the provider lists.
+    for name in ["center", "other-center", "stranger", "shop"] {
+        let e = rig.client_as(name).key_deliveries().await.unwrap_err();
+        assert!(e.0.contains("403") && e.0.contains("does not act as the bank"), "{name}: {e}");
     }
-    let e = rig.client_as("other-center").key_deliveries().await.unwrap_err();
-    assert!(e.0.contains("no key registered"), "{e}");
+    assert!(rig.client_as("bank").key_deliveries().await.is_ok());
+    for (name, why) in
+        [("stranger", "not a client"), ("shop", "does not act as the center"), ("bank", "not act as the center")]
+    {
+        let e = rig.client_as(name).redeem(&token, &tx(1), NOW).await.unwrap_err();
+        assert!(e.0.contains("403") && e.0.contains(why), "{name}: {e}");
+    }
     // No client certificate: the handshake fails.
     let ca = CaDir::new(rig.dir.join("ca"));
     let anonymous = TokenProvider::new(&rig.url, kessai_tls::client_config(&ca.ca_cert(), None).unwrap());
@@ -203,6 +212,8 @@ async fn a_token_is_honoured_once_for_one_use() {
     let tmp = tempfile::tempdir().unwrap();
     let clock = Arc::new(FixedClock::new(NOW));
     let mut rig = ProviderRig::start(tmp.path(), &[&v1()], None, clock.clone()).await.unwrap();
+    let e = rig.client_as("bank").key_deliveries().await.unwrap_err();
+    assert!(e.0.contains("no key registered"), "a bank without a delivery key: {e}");
     let p = rig.client();
     let expiry = NOW.unix_s() + 100 * DAY;
     let token = sealed_under(&v1(), 1, expiry);

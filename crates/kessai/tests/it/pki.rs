@@ -88,7 +88,7 @@ fn bad_requests_are_refused_with_a_reason() {
     let partyless = kessai(&["pki", "issue", "--dir", d, "--client", "b"], &[]);
     assert!(!partyless.status.success() && stderr(&partyless).contains("--party"), "{}", stderr(&partyless));
     let bogus = kessai(&["pki", "issue", "--dir", d, "--client", "b", "--party", "admin"], &[]);
-    assert!(stderr(&bogus).contains("center, store, operator or monitor"), "{}", stderr(&bogus));
+    assert!(stderr(&bogus).contains("center, store, operator, monitor or bank"), "{}", stderr(&bogus));
     assert!(!std::path::Path::new(d).join("b.crt").exists());
 }
 
@@ -137,7 +137,13 @@ fn a_revoked_admin_certificate_is_refused_by_the_center_and_by_openssl() {
     let _center = CenterProcess::start(&config);
     d.wait_healthy(port);
     let out = admin();
-    assert!(!out.status.success() && stderr(&out).to_lowercase().contains("revoked"), "{}", stderr(&out));
+    // Refused in the handshake: the client reads the server's
+    // `certificate_revoked` alert, or (TLS 1.3 lets a client send its
+    // request before the server has checked its certificate) finds the
+    // connection closed under it; either way nothing is answered.
+    let why = stderr(&out).to_lowercase();
+    let refused = why.contains("revoked") || why.contains("connection was not ready") || why.contains("closed");
+    assert!(!out.status.success() && refused, "{}", stderr(&out));
     // The name issued again: a new key, accepted.
     std::fs::remove_file(ca.join("admin.crt")).unwrap();
     std::fs::remove_file(ca.join("admin.key")).unwrap();

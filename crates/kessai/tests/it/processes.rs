@@ -627,6 +627,8 @@ fn a_member_funds_a_prepaid_card_by_transfer_and_cash_and_pays_a_store_from_it()
 fn the_credit_service_provider_runs_apart_and_delivers_its_keys_to_each_instance() {
     let d = Deployment::new(35);
     let ca = d.ca_path();
+    let out = kessai(&["pki", "issue", "--dir", ca.to_str().unwrap(), "--client", "bank", "--party", "bank"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
     let csp_port = free_port();
     let with_provider = |name: &str| {
         let config = d.center_config(name, free_port(), None);
@@ -658,7 +660,8 @@ fn the_credit_service_provider_runs_apart_and_delivers_its_keys_to_each_instance
         format!(
             "provider_id = \"kessai-csp\"\nlisten = \"127.0.0.1:{csp_port}\"\ndata_dir = \"{}\"\nkek_file = \"{}\"\n\
              [tls]\nca_dir = \"{}\"\nserver_name = \"localhost\"\n\
-             [[clients]]\nname = \"center\"\ndelivery_key = {{ kty = \"OKP\", crv = \"X25519\", x = \"{}\" }}\n",
+             [[clients]]\nname = \"bank\"\ndelivery_key = {{ kty = \"OKP\", crv = \"X25519\", x = \"{}\" }}\n\
+             [[clients]]\nname = \"center\"\n",
             csp_dir.display(),
             d.dir.path().join("secrets").join("csp-kek.hex").display(),
             ca.display(),
@@ -728,11 +731,12 @@ fn the_credit_service_provider_runs_apart_and_delivers_its_keys_to_each_instance
     let listed = stdout(&kessai(&refs(&csp2_args(&["keys"])), &[]));
     assert_eq!(listed, stdout(&kessai(&refs(&csp_args(&["keys"])), &[])), "the same versions and windows");
 
-    // A center whose certificate the provider does not list.
-    let out = kessai(&["pki", "issue", "--dir", ca.to_str().unwrap(), "--client", "rogue", "--party", "center"], &[]);
+    // A bank whose certificate the provider does not list.
+    let out = kessai(&["pki", "issue", "--dir", ca.to_str().unwrap(), "--client", "rogue", "--party", "bank"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let rogue = with_provider("rogue");
-    let text = std::fs::read_to_string(&rogue).unwrap().replace("client_name = \"center\"", "client_name = \"rogue\"");
+    let mut text = std::fs::read_to_string(&rogue).unwrap();
+    text.push_str("bank_client_name = \"rogue\"\n");
     std::fs::write(&rogue, text).unwrap();
     assert!(kessai(&["center", "init", "--config", rogue.to_str().unwrap()], &[]).status.success());
     assert!(kessai(&["center", "token-delivery-key", "--config", rogue.to_str().unwrap()], &[]).status.success());
