@@ -2041,3 +2041,42 @@ async fn a_crash_at_any_write_of_a_payback_pays_it_back_once() {
     }
     assert!(finished && crashed > 0, "every write was crashed at ({crashed}), and then it completed");
 }
+
+/// A clearing run writing a redemption from the provider's register (the
+/// card's finish lost, the account unpayable) races the card's own finish
+/// of the same REDEEM, asked again after the expiry: one of them writes it,
+/// the other answers what was written; the value is owed to the card once
+/// and never paid back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clearing_run_and_the_cards_finish_write_one_redemption() {
+    clearing_racing_finish(with_tokens(setup().await).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clearing_run_and_the_cards_finish_write_one_redemption_on_postgres() {
+    let Some(s) = setup_on_postgres("tokens_clearing_finish_race").await else { return };
+    clearing_racing_finish(with_tokens(s).await).await;
+}
+
+async fn clearing_racing_finish(mut s: Setup) {
+    let (_m, mut card, token) = stored_token(&mut s, 3_600).await;
+    let (_lost, _answers) = redeem_batch(&s.center, &mut card, token).await.unwrap();
+    let row = s.center.db.token(&token).await.unwrap().unwrap();
+    let provider = &s.center.tokens.as_ref().unwrap().provider;
+    assert!(provider.redeem(row.sealed.as_deref().unwrap(), &row.redeem_tx, NOW).await.unwrap().is_ok());
+    let e = expiry_of(&s.center, &token).await;
+    s.time.set(at(e + 9 * DAY));
+    let c = &s.center;
+    let (id, answers) = redeem_batch(c, &mut card, token).await.unwrap();
+    let (run, finish) = tokio::join!(c.clearing_run(at(e + 8 * DAY)), c.token_session_finish(&id, answers, None));
+    let run = run.unwrap();
+    let finish = finish.unwrap();
+    assert_eq!(run.paybacks, 0, "{run:?}");
+    assert_eq!(finish.redeemed.as_ref().map(|r| r.amount), Some(jpy(3_600)), "{finish:?}");
+    assert_eq!(c.db.token(&token).await.unwrap().unwrap().status, kessai_api::TokenStatus::Redeemed);
+    assert_eq!(c.books.card_credits_pending(&card_id(1)).await.unwrap(), 3_600);
+    assert_eq!(c.owed_for_card(&card_id(1)).await.unwrap().len(), 1);
+    assert_eq!(c.books.in_transit(Currency::JPY).await.unwrap(), 0);
+    c.books.ledger().check().await.unwrap();
+    assert_eq!(present(c, &mut card).await, vec![3_600], "credited once");
+}
