@@ -61,7 +61,11 @@ async fn token_keys(
 ) -> Result<Json<KeyDeliveries>, ApiError> {
     // Token keys go to a bank only.
     let client = acting(peer.as_ref().map(|p| &p.0), Party::Bank, ErrorCode::NotTheBank)?;
-    let sent = provider.deliveries(client, &mut OsRandom).map_err(answer)?;
+    let sent = provider.deliveries(client, &mut OsRandom).map_err(|e| match e {
+        // A bank's certificate the provider does not list.
+        Refused::NotAClient(m) => ApiError::new(ErrorCode::NotTheBank, m),
+        other => answer(other),
+    })?;
     let versions: Vec<u8> = sent.deliveries.iter().map(|d| d.version).collect();
     tracing::info!(client, ?versions, "token key versions delivered");
     Ok(Json(sent))

@@ -585,6 +585,11 @@ pub fn run(dir: &Path, ports: Ports) -> anyhow::Result<()> {
             p.dir.join("ca").display()
         );
         println!(
+            "  csp     https://{}   (credit service provider, mutual TLS only: kessai csp --config {})",
+            p.csp.listen,
+            p.dir.join("csp.toml").display()
+        );
+        println!(
             "  console {}/console   (operators' client certificates in {}; logins in {})",
             p.center.public_url,
             p.dir.join("ca").display(),

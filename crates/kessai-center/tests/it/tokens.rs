@@ -2043,22 +2043,34 @@ async fn a_crash_at_any_write_of_a_payback_pays_it_back_once() {
 }
 
 /// A clearing run writing a redemption from the provider's register (the
-/// card's finish lost, the account unpayable) races the card's own finish
-/// of the same REDEEM, asked again after the expiry: one of them writes it,
-/// the other answers what was written; the value is owed to the card once
-/// and never paid back.
+/// card's finish lost) and the card's own finish of the same REDEEM, asked
+/// again after the expiry: in either order and at once, one of them writes
+/// it, the other answers what was written; the value is owed to the card
+/// once and never paid back, though the payback's account was corrected
+/// (the register alone stops the payback).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clearing_run_and_the_cards_finish_write_one_redemption() {
-    clearing_racing_finish(with_tokens(setup().await).await).await;
+    for order in [Order::RunFirst, Order::FinishFirst, Order::AtOnce] {
+        clearing_racing_finish(with_tokens(setup().await).await, order).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clearing_run_and_the_cards_finish_write_one_redemption_on_postgres() {
-    let Some(s) = setup_on_postgres("tokens_clearing_finish_race").await else { return };
-    clearing_racing_finish(with_tokens(s).await).await;
+    for (n, order) in [Order::RunFirst, Order::FinishFirst, Order::AtOnce].into_iter().enumerate() {
+        let Some(s) = setup_on_postgres(&format!("tokens_clearing_finish_race_{n}")).await else { return };
+        clearing_racing_finish(with_tokens(s).await, order).await;
+    }
 }
 
-async fn clearing_racing_finish(mut s: Setup) {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Order {
+    RunFirst,
+    FinishFirst,
+    AtOnce,
+}
+
+async fn clearing_racing_finish(mut s: Setup, order: Order) {
     let (_m, mut card, token) = stored_token(&mut s, 3_600).await;
     let (_lost, _answers) = redeem_batch(&s.center, &mut card, token).await.unwrap();
     let row = s.center.db.token(&token).await.unwrap().unwrap();
@@ -2068,15 +2080,33 @@ async fn clearing_racing_finish(mut s: Setup) {
     s.time.set(at(e + 9 * DAY));
     let c = &s.center;
     let (id, answers) = redeem_batch(c, &mut card, token).await.unwrap();
-    let (run, finish) = tokio::join!(c.clearing_run(at(e + 8 * DAY)), c.token_session_finish(&id, answers, None));
-    let run = run.unwrap();
-    let finish = finish.unwrap();
-    assert_eq!(run.paybacks, 0, "{run:?}");
-    assert_eq!(finish.redeemed.as_ref().map(|r| r.amount), Some(jpy(3_600)), "{finish:?}");
+    let by = kessai_center::console::Actor::api("ops");
+    c.correct_payback_account(&token, Some(kessai_api::TokenStatus::Stored), KANA_ACCOUNT, "kana", &by).await.unwrap();
+    let cutoff = at(e + 8 * DAY);
+    let (run, finish) = match order {
+        Order::RunFirst => {
+            let run = c.clearing_run(cutoff).await;
+            (run, c.token_session_finish(&id, answers, None).await)
+        }
+        Order::FinishFirst => {
+            let finish = c.token_session_finish(&id, answers, None).await;
+            (c.clearing_run(cutoff).await, finish)
+        }
+        Order::AtOnce => tokio::join!(c.clearing_run(cutoff), c.token_session_finish(&id, answers, None)),
+    };
+    let (run, finish) = (run.unwrap(), finish.unwrap());
+    let written_by_run = run.paybacks_skipped.iter().any(|(_, why)| why.contains("redemption is written now"));
+    match order {
+        Order::RunFirst => assert!(written_by_run, "{order:?}: {run:?}"),
+        Order::FinishFirst => assert!(run.paybacks_skipped.is_empty(), "{order:?}: {run:?}"),
+        Order::AtOnce => {}
+    }
+    assert_eq!(run.paybacks, 0, "{order:?}: {run:?}");
+    assert_eq!(finish.redeemed.as_ref().map(|r| r.amount), Some(jpy(3_600)), "{order:?}: {finish:?}");
     assert_eq!(c.db.token(&token).await.unwrap().unwrap().status, kessai_api::TokenStatus::Redeemed);
-    assert_eq!(c.books.card_credits_pending(&card_id(1)).await.unwrap(), 3_600);
+    assert_eq!(c.books.card_credits_pending(&card_id(1)).await.unwrap(), 3_600, "{order:?}");
     assert_eq!(c.owed_for_card(&card_id(1)).await.unwrap().len(), 1);
-    assert_eq!(c.books.in_transit(Currency::JPY).await.unwrap(), 0);
+    assert_eq!(c.books.in_transit(Currency::JPY).await.unwrap(), 0, "{order:?}: never paid back");
     c.books.ledger().check().await.unwrap();
-    assert_eq!(present(c, &mut card).await, vec![3_600], "credited once");
+    assert_eq!(present(c, &mut card).await, vec![3_600], "{order:?}: credited once");
 }

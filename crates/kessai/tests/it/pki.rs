@@ -144,6 +144,7 @@ fn a_revoked_admin_certificate_is_refused_by_the_center_and_by_openssl() {
     let why = stderr(&out).to_lowercase();
     let refused = why.contains("revoked") || why.contains("connection was not ready") || why.contains("closed");
     assert!(!out.status.success() && refused, "{}", stderr(&out));
+    assert!(out.stdout.is_empty(), "nothing answered: {}", String::from_utf8_lossy(&out.stdout));
     // The name issued again: a new key, accepted.
     std::fs::remove_file(ca.join("admin.crt")).unwrap();
     std::fs::remove_file(ca.join("admin.key")).unwrap();
