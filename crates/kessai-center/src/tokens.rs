@@ -289,7 +289,8 @@ impl ProviderUnreachable {
     }
 
     fn answered(status: axum::http::StatusCode, body: &[u8]) -> ProviderUnreachable {
-        let down = matches!(status.as_u16(), 502..=504);
+        // Down for every call: a gateway's answer, or too many calls now.
+        let down = matches!(status.as_u16(), 429 | 502..=504);
         ProviderUnreachable(format!("{status}: {}", String::from_utf8_lossy(body)), down)
     }
 

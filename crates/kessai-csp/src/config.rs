@@ -38,8 +38,18 @@ pub struct ProviderConfig {
     /// as the bank) with its key, to receive token keys; a center's
     /// (acting as the center), to redeem and pay back tokens.
     pub clients: Vec<ClientSettings>,
-    #[serde(default)]
+    /// Its clients are a few servers, each asking for all of its
+    /// cardholders: a client's rate is [`CLIENT_RATE_PER_S`] by default,
+    /// not a browser's.
+    #[serde(default = "provider_limits")]
     pub limits: Limits,
+}
+
+/// Requests a second one client (a center) may make by default.
+pub const CLIENT_RATE_PER_S: u32 = 5_000;
+
+fn provider_limits() -> Limits {
+    Limits { rate_per_client_per_s: CLIENT_RATE_PER_S, rate_burst: 2 * CLIENT_RATE_PER_S, ..Limits::default() }
 }
 
 #[derive(Debug, Clone, Deserialize)]

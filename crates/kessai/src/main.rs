@@ -10,6 +10,7 @@ mod bank;
 mod bench;
 mod bench_center;
 mod bench_clearing;
+mod bench_csp;
 mod bench_prepaid;
 mod card;
 mod center;
@@ -272,6 +273,14 @@ enum BenchCommand {
     },
     /// Settlements/s and latency of the center process over HTTPS, with in-process wallets and cards.
     Center(bench_center::Options),
+    /// The credit service provider's redemptions/s and latency over loopback mutual TLS (#21).
+    Csp {
+        #[arg(long, default_value_t = 5_000)]
+        redemptions: u32,
+        /// Calls in flight at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+    },
     /// One clearing run over many posted settlements for many stores: its time and peak memory.
     Clearing {
         #[arg(long, default_value_t = 1_000_000)]
@@ -339,6 +348,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Jws { iterations }) => bench::jws(iterations),
         Command::Bench(BenchCommand::Card { sessions }) => card::bench(sessions),
         Command::Bench(BenchCommand::Center(options)) => bench_center::run(&options),
+        Command::Bench(BenchCommand::Csp { redemptions, concurrency }) => bench_csp::run(redemptions, concurrency),
         Command::Bench(BenchCommand::Ledger { seconds, postgres, pg_bin }) => bench::ledger(seconds, postgres, pg_bin),
         Command::Bench(BenchCommand::Clearing { settlements, stores, database }) => {
             bench_clearing::run(settlements, stores, database)
