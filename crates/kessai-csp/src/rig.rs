@@ -47,6 +47,18 @@ impl ProviderRig {
         delivery_key: Option<&X25519Jwk>,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<ProviderRig> {
+        ProviderRig::start_with(parent, keys, delivery_key, clock, "").await
+    }
+
+    /// As [`ProviderRig::start`], with `more` appended to its configuration
+    /// (a `[limits]` table, say).
+    pub async fn start_with(
+        parent: &Path,
+        keys: &[&TokenKey],
+        delivery_key: Option<&X25519Jwk>,
+        clock: Arc<dyn Clock>,
+        more: &str,
+    ) -> anyhow::Result<ProviderRig> {
         let dir = parent.join(format!("csp-{}-{}", std::process::id(), RIGS.fetch_add(1, Ordering::SeqCst)));
         let ca = CaDir::new(dir.join("ca"));
         ca.init()?;
@@ -68,7 +80,7 @@ impl ProviderRig {
             "provider_id = \"kessai-csp\"\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{d}\"\nkek_file = \"kek.hex\"\n\
              [tls]\nca_dir = \"ca\"\nserver_name = \"localhost\"\n\
              [[clients]]\nname = \"bank\"{delivery}\n[[clients]]\nname = \"center\"\n\
-             [[clients]]\nname = \"other-center\"\n[[clients]]\nname = \"shop\"\n",
+             [[clients]]\nname = \"other-center\"\n[[clients]]\nname = \"shop\"\n{more}",
             d = dir.display()
         );
         let config = ProviderConfig::from_toml(&text)?;

@@ -2110,3 +2110,43 @@ async fn clearing_racing_finish(mut s: Setup, order: Order) {
     c.books.ledger().check().await.unwrap();
     assert_eq!(present(c, &mut card).await, vec![3_600], "{order:?}: credited once");
 }
+
+/// A provider that answers `429 rate_limited` (the center's rate used up)
+/// is down for the center, not a verdict: the card's finish writes nothing
+/// (`provider_unavailable` to the wallet) and is asked again later; the
+/// token stays stored, its value outstanding.
+#[tokio::test]
+async fn a_provider_rate_limiting_the_center_decides_nothing() {
+    use kessai_api::TokenStatus;
+    let mut s = setup().await;
+    let limits = "[limits]\nrate_per_client_per_s = 1\nrate_burst = 1\n";
+    let rig = kessai_csp::rig::ProviderRig::start_with(
+        s._dir.path(),
+        &[&provider_key(1, 2101)],
+        None,
+        s.time.clone(),
+        limits,
+    )
+    .await
+    .unwrap();
+    let bank = TokenBank::holding(provider_keyring(), TokenPolicy::default());
+    s.center.tokens = Some(Arc::new(Tokens { bank, provider: rig.client() }));
+    let (_m, mut card, token) = stored_token(&mut s, 5_000).await;
+    let c = &s.center;
+    let (id, answers) = redeem_batch(c, &mut card, token).await.unwrap();
+    // The center's one call a second, used up.
+    let provider = &c.tokens.as_ref().unwrap().provider;
+    let _ = provider.held(&token).await;
+    let limited = provider.held(&token).await.unwrap_err();
+    assert!(limited.is_down() && limited.0.contains("429"), "{limited}");
+    let lost = c.token_session_finish(&id, answers.clone(), None).await;
+    assert!(matches!(lost, Err(kessai_center::service::CenterError::Provider(_))), "{lost:?}");
+    assert_eq!(c.db.token(&token).await.unwrap().unwrap().status, TokenStatus::Stored);
+    assert_eq!(c.books.card_credits_pending(&card_id(1)).await.unwrap(), 0);
+    assert_eq!(c.books.tokens_outstanding(Currency::JPY).await.unwrap(), 5_000);
+    // A second later the rate allows a call again: the same finish writes it.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let done = c.token_session_finish(&id, answers, None).await.unwrap();
+    assert_eq!(done.redeemed.as_ref().map(|r| r.amount), Some(jpy(5_000)), "{done:?}");
+    assert_eq!(c.books.card_credits_pending(&card_id(1)).await.unwrap(), 5_000);
+}
