@@ -489,7 +489,7 @@ impl Center {
     /// (or its replacement), never paid back. What was written, or `None`.
     async fn write_honoured_redemption(&self, t: &TokenRow) -> Result<Option<String>, ClearingError> {
         let Some(tokens) = self.tokens.as_ref() else { return Ok(None) };
-        let held = match tokens.provider.held(&t.id).await {
+        let held = match tokens.provider.held_redemption(&t.id, &t.redeem_tx).await {
             Ok(Some(h)) => h,
             Ok(None) => return Ok(None),
             Err(e) => {
@@ -498,9 +498,6 @@ impl Center {
             }
         };
         let tx = hex::encode(t.redeem_tx.as_bytes());
-        if held.held_for != kessai_api::provider::HeldFor::Redemption || held.transaction.as_deref() != Some(&tx) {
-            return Ok(None);
-        }
         // The card's record of it, if its log was collected: its counter
         // and time; else the register's time.
         let record = self.db.collected_log(&t.card_id).await?.into_iter().find(|e| {

@@ -34,7 +34,6 @@ use crate::runner::run_step;
 use crate::security::SealedState;
 use crate::service::{Answer, Center, CenterError};
 use crate::statement::LogEntry;
-use kessai_api::provider::HeldFor;
 
 pub use kessai_api::{CardToken, TokenRedeemed, TokenRefusal, TokenSessionPhase, TokenSessionReply, TokenStatus};
 
@@ -483,10 +482,11 @@ impl Center {
             // Expired, its payback not yet made: redeemed only if the
             // provider honoured this REDEEM before (its answer lost).
             Some(p) if token.status == TokenStatus::Expired => {
-                let tx = hex::encode(token.redeem_tx.as_bytes());
-                match p.held(&token.id).await? {
-                    Some(h) if h.held_for == HeldFor::Redemption && h.transaction.as_deref() == Some(&tx) => Ok(()),
-                    _ => Err("it expired unredeemed and its value is paid back to the depositor's account".to_owned()),
+                match p.held_redemption(&token.id, &token.redeem_tx).await? {
+                    Some(_) => Ok(()),
+                    None => {
+                        Err("it expired unredeemed and its value is paid back to the depositor's account".to_owned())
+                    }
                 }
             }
             Some(_) if token.status.paid_back() => {
@@ -506,17 +506,14 @@ impl Center {
                 if card.is_some_and(|c| c.status == CardRegistryStatus::Active) {
                     p.redeem(&given.sealed, &token.redeem_tx, given.at).await?.map(|_| ())
                 } else {
-                    let tx = hex::encode(token.redeem_tx.as_bytes());
-                    match p.held(&token.id).await? {
-                        Some(h) if h.held_for == HeldFor::Redemption && h.transaction.as_deref() == Some(&tx) => Ok(()),
-                        _ => {
-                            return Err(crate::db::DbError::BooksRefused {
-                                what: "the token's redemption",
-                                code: "card_not_active",
-                            }
-                            .into());
+                    if p.held_redemption(&token.id, &token.redeem_tx).await?.is_none() {
+                        return Err(crate::db::DbError::BooksRefused {
+                            what: "the token's redemption",
+                            code: "card_not_active",
                         }
+                        .into());
                     }
+                    Ok(())
                 }
             }
         };

@@ -370,6 +370,18 @@ impl TokenProvider {
         Ok(Some(h))
     }
 
+    /// The redemption the provider's register holds for `token` by its
+    /// REDEEM `transaction` (entered by this center), if it holds that.
+    pub async fn held_redemption(
+        &self,
+        token: &TokenId,
+        transaction: &TransactionId,
+    ) -> Result<Option<Honoured>, ProviderUnreachable> {
+        let tx = hex::encode(transaction.as_bytes());
+        let held = self.held(token).await?;
+        Ok(held.filter(|h| h.held_for == HeldFor::Redemption && h.transaction.as_deref() == Some(tx.as_str())))
+    }
+
     /// The key versions the provider delivers to this bank.
     pub async fn key_deliveries(&self) -> Result<kessai_api::provider::KeyDeliveries, ProviderUnreachable> {
         let url = format!("{}/v1/token-keys", self.url);

@@ -144,11 +144,17 @@ pub fn add_key(
     anyhow::ensure!(version > 0, "key versions start at 1");
     anyhow::ensure!(held.keys().all(|k| k.version != version), "version {version} is held already");
     let key = TokenKey::generate(version, (issue.0, issue.1, redeem_until), &mut OsRandom)?;
-    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700).create(dir)?;
-    let path = dir.join(format!("v{version}.sealed"));
-    kessai_tls::write_new_file(&path, &key.seal_at_rest(kek, &mut OsRandom)?, true)
-        .with_context(|| format!("writing {}", path.display()))?;
+    keep_key(dir, kek, &key)?;
     Ok(version)
+}
+
+/// Writes `key` sealed under `kek` as `dir/v<N>.sealed` (the directory made
+/// private if it is not there); a file there already is refused.
+pub fn keep_key(dir: &Path, kek: &[u8; 32], key: &TokenKey) -> anyhow::Result<()> {
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700).create(dir)?;
+    let path = dir.join(format!("v{}.sealed", key.version));
+    kessai_tls::write_new_file(&path, &key.seal_at_rest(kek, &mut OsRandom)?, true)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn decode_token(text: &str) -> Result<Vec<u8>, Refused> {

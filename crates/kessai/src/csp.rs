@@ -146,10 +146,7 @@ pub fn import_center_keys(
             anyhow::ensure!(held.same_as(key), "version {} is held already as another key", key.version);
             continue;
         }
-        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700).create(&dir)?;
-        let path = dir.join(format!("v{}.sealed", key.version));
-        kessai_tls::write_new_file(&path, &key.seal_at_rest(&kek, &mut kessai_core::random::OsRandom)?, true)
-            .with_context(|| format!("writing {}", path.display()))?;
+        kessai_csp::keep_key(&dir, &kek, key)?;
         taken.push(key.version);
     }
     Ok(taken)
