@@ -143,6 +143,7 @@ error_codes! {
     BadBillId = 1040, "bad_bill_id", 400, InvalidRequest, "a bill id not of its form";
     BadTokenId = 1041, "bad_token_id", 400, InvalidRequest, "a deposit token id not of its form (tok_ and 32 hex digits)";
     BadSealedToken = 1042, "bad_sealed_token", 400, InvalidRequest, "a sealed deposit token, or its REDEEM transaction, not of its form";
+    BadDay = 1043, "bad_day", 400, InvalidRequest, "a day not of the form YYYY-MM-DD";
 
     // 401: who the caller is was not proven.
     ClientCertificateRequired = 1101, "client_certificate_required", 401, Authentication, "this route needs a client certificate of the deployment";
@@ -231,6 +232,7 @@ error_codes! {
     WrongMember = 1531, "wrong_member", 409, Conflict, "the completion is for another member of the mall";
     TokenNotRedeemable = 1532, "token_not_redeemable", 409, Conflict, "the deposit token is not on the card to redeem (redeemed, expired, or never stored)";
     TokenRefused = 1533, "token_refused", 409, Conflict, "the credit service provider refuses the token: its key, its MAC, its expiry, or its register holds it for another use";
+    DepositRefused = 1534, "deposit_refused", 409, Conflict, "the bank makes no token of this deposit: it holds no such deposit of that amount and reference, no key version issues, or it made another token of it";
 
     // 413, 415: the body's size or type.
     BodyTooLarge = 1601, "body_too_large", 413, InvalidRequest, "the request body is larger than the limit";
@@ -288,6 +290,7 @@ error_codes! {
     CenterUnavailable = 2006, "center_unavailable", 503, Unavailable, "the center cannot be reached";
     CenterKeysUnavailable = 2007, "center_keys_unavailable", 503, Unavailable, "the center's keys cannot be fetched now";
     ProviderUnavailable = 2008, "provider_unavailable", 503, Unavailable, "the credit service provider cannot be reached; nothing was done";
+    BankUnavailable = 2009, "bank_unavailable", 503, Unavailable, "the bank service provider cannot be reached; nothing was done";
 }
 
 impl ErrorCode {

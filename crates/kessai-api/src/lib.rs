@@ -35,6 +35,7 @@ macro_rules! by_name {
 }
 
 pub mod admin;
+pub mod bank;
 pub mod error;
 pub mod formats;
 pub mod openapi;

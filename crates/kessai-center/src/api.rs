@@ -91,6 +91,10 @@ pub fn api_error(e: CenterError) -> ApiError {
             tracing::warn!(error = %e, "the credit service provider did not answer");
             ApiError::new(ErrorCode::ProviderUnavailable, "the credit service provider cannot be reached; retry")
         }
+        CenterError::Bank(e) => {
+            tracing::warn!(error = %e, "the bank did not answer");
+            ApiError::new(ErrorCode::BankUnavailable, "the bank cannot be reached; retry")
+        }
         CenterError::Step(s) => step_error(s),
         CenterError::Books(b) => ApiError::new(ErrorCode::BooksRefused, format!("the books refused the transfer: {b}")),
         CenterError::Db(DbError::Conflict) => {

@@ -451,11 +451,7 @@ async fn open_with(config: &CenterConfig, local: LocalKeys) -> anyhow::Result<Ce
         return Err(refused);
     }
     let LocalKeys { kek, issuer, signing_key: center_key, published, .. } = local;
-    let tokens = token_parties(config, &kek).context("deposit tokens ([tokens])")?;
-    if let Some(t) = &tokens {
-        let versions: Vec<u8> = t.bank.keyring().keys().map(|k| k.version).collect();
-        tracing::info!(?versions, provider = %t.bank.policy.provider_id, "deposit token key versions held");
-    }
+    let tokens = token_parties(config).context("deposit tokens ([tokens])")?;
     let published_keys =
         published.iter().map(|k| kessai_core::jwk::Ed25519Jwk::new(&k.public, k.not_before, k.not_after)).collect();
     tracing::info!(issuer_keys = %issuer.location(), versions = ?issuer.versions(), "issuer master keys");
@@ -479,33 +475,21 @@ async fn open_with(config: &CenterConfig, local: LocalKeys) -> anyhow::Result<Ce
     })
 }
 
-/// Both token parties, if `[tokens] provider_url` names the credit service
-/// provider: the bank's side over `data_dir/token-keys` (its delivery key
-/// must be there), the provider reached with the center's client
-/// certificate.
-fn token_parties(config: &CenterConfig, kek: &Kek) -> anyhow::Result<Option<crate::tokens::Tokens>> {
-    let Some(url) = &config.tokens.provider_url else { return Ok(None) };
-    let bank = crate::tokens::TokenBank::open(
-        &config.data_dir.join(crate::tokens::TOKEN_KEYS_DIR),
-        kek,
-        config.tokens.clone(),
-    )?;
+/// Both token parties, if `[tokens]` names them: the bank and the credit
+/// service provider, each reached with the center's client certificate.
+fn token_parties(config: &CenterConfig) -> anyhow::Result<Option<crate::tokens::Tokens>> {
+    let t = &config.tokens;
+    t.check()?;
+    let (Some(bank_url), Some(provider_url)) = (&t.bank_url, &t.provider_url) else { return Ok(None) };
     let ca = kessai_tls::CaDir::new(config.resolve(&config.tls.ca_dir));
-    let trust = config.tokens.provider_ca.as_deref().map(|p| config.resolve(p)).unwrap_or_else(|| ca.ca_cert());
-    let tls = kessai_tls::client_config(&trust, Some((&ca, &config.tls.client_name))).context("the provider's TLS")?;
-    let bank_tls = kessai_tls::client_config(&trust, Some((&ca, &config.tokens.bank_client_name)))
-        .context("the bank's TLS to the provider ([tokens] bank_client_name)")?;
-    let bank = bank.with_link(crate::tokens::TokenProvider::new(url, bank_tls));
-    Ok(Some(crate::tokens::Tokens { bank, provider: crate::tokens::TokenProvider::new(url, tls) }))
-}
-
-/// The bank's delivery key for deposit token keys (#21), made once under
-/// the KEK in `data_dir/token-keys`: its public half (a JWK), for the
-/// provider's configuration.
-pub fn token_delivery_key(config: &CenterConfig) -> anyhow::Result<kessai_core::jwe::X25519Jwk> {
-    let kek = read_kek(config)?;
-    let dir = config.data_dir.join(crate::tokens::TOKEN_KEYS_DIR);
-    Ok(crate::tokens::delivery_key_once(&dir, &kek)?)
+    let tls = |trust: &Option<std::path::PathBuf>, whose: &str| {
+        let trust = trust.as_deref().map(|p| config.resolve(p)).unwrap_or_else(|| ca.ca_cert());
+        kessai_tls::client_config(&trust, Some((&ca, &config.tls.client_name))).with_context(|| format!("{whose} TLS"))
+    };
+    Ok(Some(crate::tokens::Tokens {
+        bank: crate::tokens::BankLink::new(bank_url, tls(&t.bank_ca, "the bank's")?),
+        provider: crate::tokens::TokenProvider::new(provider_url, tls(&t.provider_ca, "the provider's")?),
+    }))
 }
 
 /// How often each instance looks for abandoned settlements and value updates.
@@ -562,7 +546,7 @@ pub async fn serve_on(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let watching = tokio::spawn(watch_ready(center.clone(), ready, stop_rx.clone()));
     let sweeping = tokio::spawn(sweep_abandoned(center.clone(), simulator, stop_rx.clone()));
-    let fetching = tokio::spawn(fetch_token_keys(center.clone(), stop_rx.clone()));
+    let fetching = tokio::spawn(fetch_statements(center.clone(), config.tokens.statement_every_s, stop_rx.clone()));
     let deliverer = delivery::Deliverer::new(center, HttpsClient::new(client_tls, DELIVERY_TIMEOUT_MS));
     let interval = std::time::Duration::from_millis(config.delivery_interval_ms);
     let delivering = tokio::spawn(async move { deliverer.run(interval, stop_rx).await });
@@ -575,34 +559,35 @@ pub async fn serve_on(
     served.context("serving HTTPS")
 }
 
-/// How often the bank's side asks the credit service provider for its key
-/// versions (a new version is delivered within this), once it has them.
-const TOKEN_KEYS_FETCH_INTERVAL_MS: u64 = 600_000;
-/// How soon it asks again while it has not reached the provider since it
-/// started.
-const TOKEN_KEYS_RETRY_MS: u64 = 2_000;
-
-/// Fetches the provider's key versions at start and then every
-/// [`TOKEN_KEYS_FETCH_INTERVAL_MS`] (rotation), if this center issues
-/// tokens.
-async fn fetch_token_keys(center: Arc<Center>, mut stop: tokio::sync::watch::Receiver<bool>) {
+/// Imports the pool account's statements of yesterday and today from the
+/// bank at start and then every `every_s` seconds, if this center issues
+/// tokens: a deposit is confirmed within that (importing again changes
+/// nothing, so every instance may).
+async fn fetch_statements(center: Arc<Center>, every_s: u64, mut stop: tokio::sync::watch::Receiver<bool>) {
     if center.tokens.is_none() {
         return;
     }
-    let mut fetched = false;
     loop {
-        match center.fetch_token_keys().await {
-            Ok(new) => {
-                if !new.is_empty() {
-                    tracing::info!(versions = ?new, "deposit token key versions delivered");
+        let now = center.clock.now();
+        let days = [now.unix_s().saturating_sub(86_400), now.unix_s()]
+            .map(|s| kessai_bank::Date::of(kessai_core::time::Timestamp::from_unix_s(s)).to_string());
+        for day in &days {
+            match center.fetch_statement(day).await {
+                Ok(r) if r.matched + r.suspense + r.review > 0 => {
+                    tracing::info!(
+                        day,
+                        matched = r.matched,
+                        suspense = r.suspense,
+                        review = r.review,
+                        "the pool account's statement imported"
+                    )
                 }
-                fetched = true;
+                Ok(_) => {}
+                Err(e) => tracing::warn!(day, error = %e, "importing the pool account's statement failed"),
             }
-            Err(e) => tracing::warn!(error = %format!("{e:#}"), "fetching the deposit token keys failed"),
         }
-        let wait = if fetched { TOKEN_KEYS_FETCH_INTERVAL_MS } else { TOKEN_KEYS_RETRY_MS };
         tokio::select! {
-            _ = tokio::time::sleep(std::time::Duration::from_millis(wait)) => {}
+            _ = tokio::time::sleep(std::time::Duration::from_secs(every_s)) => {}
             _ = stop.changed() => return,
         }
     }

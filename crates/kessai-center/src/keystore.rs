@@ -59,7 +59,7 @@ impl Kek {
     }
 
     /// The KEK's bytes, for sealing at rest (`kessai_core::at_rest`).
-    pub(crate) fn bytes(&self) -> &[u8; 32] {
+    pub fn bytes(&self) -> &[u8; 32] {
         &self.0
     }
 

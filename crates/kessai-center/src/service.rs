@@ -79,6 +79,9 @@ pub enum CenterError {
     /// The credit service provider did not answer: nothing was written.
     #[error(transparent)]
     Provider(#[from] crate::tokens::ProviderUnreachable),
+    /// The bank did not answer: nothing was written.
+    #[error(transparent)]
+    Bank(#[from] crate::tokens::BankUnreachable),
 }
 
 /// What the wallet's create asks (`POST /v1/settlements`).

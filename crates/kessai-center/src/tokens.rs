@@ -35,11 +35,10 @@ use kessai_core::ids::TransactionId;
 use kessai_core::messages::prepaid::PrepaidRequest;
 use kessai_core::messages::registration::MemberDetails;
 use kessai_core::time::Timestamp;
-use std::sync::Arc;
 
+use kessai_api::bank::{SealRequest, Sealed};
 use kessai_api::provider::{HeldFor, Honoured};
-use kessai_core::jwe::EncryptionKey;
-use kessai_core::token::{DepositToken, TokenError, TokenId, TokenKey, TokenKeyring};
+use kessai_core::token::{TokenError, TokenId};
 use serde::Deserialize;
 
 use crate::books::Entries;
@@ -50,47 +49,43 @@ use crate::service::{Center, CenterError};
 
 pub use kessai_api::views::DepositToken as TokenView;
 
-/// The center's rules for deposit tokens (configuration `[tokens]`).
+/// The parties a center issuing deposit tokens reaches (configuration
+/// `[tokens]`): the bank holding the pool account, which makes the tokens,
+/// and the credit service provider, which honours them. Both or neither.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TokenPolicy {
-    /// How long a token pays after its deposit (seconds), unless its key
-    /// version stops redeeming sooner.
-    pub lifetime_s: u64,
-    /// The pool account's bank, as the token names it (Zengin code or BIC).
-    pub bank_id: String,
-    /// The credit service provider whose keys seal the tokens.
-    pub provider_id: String,
-    /// The provider's service (`kessai csp`), `https://…`; without it this
-    /// center issues and redeems no tokens.
-    pub provider_url: Option<String>,
-    /// The CA the provider's certificate chains to; default the center's
+    /// The bank's service (`kessai bank serve`), `https://…`: the pool
+    /// account's statements, and the tokens made of its deposits.
+    pub bank_url: Option<String>,
+    /// The CA the bank's certificate chains to; default the center's
     /// (`tls.ca_dir`'s `ca.crt`).
+    pub bank_ca: Option<std::path::PathBuf>,
+    /// The provider's service (`kessai csp`), `https://…`.
+    pub provider_url: Option<String>,
+    /// The CA the provider's certificate chains to; default the center's.
     pub provider_ca: Option<std::path::PathBuf>,
-    /// The bank's side's client certificate in `tls.ca_dir` (acting as the
-    /// bank): it receives the provider's token keys; the center's own
-    /// (`tls.client_name`) redeems and pays back.
-    pub bank_client_name: String,
+    /// How often each instance imports the pool account's statements of
+    /// today and yesterday from the bank (seconds).
+    pub statement_every_s: u64,
 }
 
 impl TokenPolicy {
-    /// Refuses a policy no token could be made under: a lifetime of none or
-    /// past ten years, a bank or provider id a token cannot carry.
+    /// Refuses one party without the other, a URL not `https://`, a
+    /// statement interval of none.
     pub fn check(&self) -> Result<(), TokenError> {
-        if !(1..=10 * 366 * 86_400).contains(&self.lifetime_s) {
-            return Err(TokenError::Key("[tokens] lifetime_s: 1 s to ten years".into()));
-        }
-        for (name, value) in [("bank_id", &self.bank_id), ("provider_id", &self.provider_id)] {
-            let ok = !value.trim().is_empty()
-                && value.len() <= kessai_core::token::MAX_FIELD_BYTES
-                && !value.chars().any(char::is_control)
-                && !kessai_core::token::holds_a_card_number(value);
-            if !ok {
-                return Err(TokenError::Key(format!("[tokens] {name}: 1 to 40 bytes of text, no card number")));
+        for (name, url) in [("bank_url", &self.bank_url), ("provider_url", &self.provider_url)] {
+            if url.as_deref().is_some_and(|u| !u.starts_with("https://") || u.len() > 2048) {
+                return Err(TokenError::Key(format!("[tokens] {name}: an https:// URL")));
             }
         }
-        if self.provider_url.as_deref().is_some_and(|u| !u.starts_with("https://") || u.len() > 2048) {
-            return Err(TokenError::Key("[tokens] provider_url: an https:// URL".into()));
+        if self.bank_url.is_some() != self.provider_url.is_some() {
+            return Err(TokenError::Key(
+                "[tokens] bank_url and provider_url: both (this center issues and redeems tokens) or neither".into(),
+            ));
+        }
+        if self.statement_every_s == 0 {
+            return Err(TokenError::Key("[tokens] statement_every_s: at least 1".into()));
         }
         Ok(())
     }
@@ -98,168 +93,75 @@ impl TokenPolicy {
 
 impl Default for TokenPolicy {
     fn default() -> TokenPolicy {
-        TokenPolicy {
-            lifetime_s: 180 * 86_400,
-            bank_id: "0999".into(),
-            provider_id: "kessai-csp".into(),
-            provider_url: None,
-            provider_ca: None,
-            bank_client_name: "bank".into(),
-        }
+        TokenPolicy { bank_url: None, bank_ca: None, provider_url: None, provider_ca: None, statement_every_s: 60 }
     }
 }
 
-/// The bank's side of token issuing: the key versions the credit service
-/// provider delivered (`TokenKey::open_delivery`, to the bank's delivery
-/// key), kept sealed under the KEK in the data directory, and the rules.
-pub struct TokenBank {
-    keyring: std::sync::RwLock<Arc<TokenKeyring>>,
-    pub policy: TokenPolicy,
-    /// The provider, reached with the bank's own client certificate, for
-    /// its deliveries.
-    link: Option<TokenProvider>,
-    /// Where delivered versions are kept, and the key they come sealed to;
-    /// `None`: the versions it was made with only (tests).
-    store: Option<DeliveryStore>,
+/// The bank holding the pool account (`kessai bank serve`), called over
+/// mutual TLS with the center's client certificate: its statements, and
+/// the tokens it makes of the deposits on them (each once: the same
+/// request again answers the same token).
+#[derive(Debug)]
+pub struct BankLink {
+    url: String,
+    client: kessai_http::HttpsClient,
 }
 
-struct DeliveryStore {
-    dir: std::path::PathBuf,
-    kek: crate::keystore::Kek,
-    delivery_key: EncryptionKey,
-}
+/// The bank could not be asked, or answered out of its protocol: nothing
+/// is decided, the caller asks again later.
+#[derive(Debug, thiserror::Error)]
+#[error("the bank: {0}")]
+pub struct BankUnreachable(pub String);
 
-impl std::fmt::Debug for TokenBank {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenBank").field("keyring", &self.keyring()).field("policy", &self.policy).finish()
-    }
-}
+/// How long the center waits for the bank's answer.
+const BANK_TIMEOUT_MS: u64 = 10_000;
 
-impl TokenBank {
-    /// A bank holding `keyring` and receiving no deliveries.
-    pub fn holding(keyring: TokenKeyring, policy: TokenPolicy) -> TokenBank {
-        TokenBank { keyring: std::sync::RwLock::new(Arc::new(keyring)), policy, link: None, store: None }
-    }
-
-    /// The versions held now.
-    pub fn keyring(&self) -> Arc<TokenKeyring> {
-        Arc::clone(&self.keyring.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+impl BankLink {
+    /// The bank at `url` (`https://…`), trusted and reached with `tls`.
+    pub fn new(url: &str, tls: rustls::ClientConfig) -> BankLink {
+        BankLink {
+            url: url.trim_end_matches('/').to_owned(),
+            client: kessai_http::HttpsClient::new(tls, BANK_TIMEOUT_MS),
+        }
     }
 
-    /// The same, fetching the provider's deliveries through `link` (the
-    /// bank's own client certificate).
-    pub fn with_link(self, link: TokenProvider) -> TokenBank {
-        TokenBank { link: Some(link), ..self }
+    /// The pool account's statement of `day` (`YYYY-MM-DD`) so far.
+    pub async fn statement(&self, day: &str) -> Result<Vec<u8>, BankUnreachable> {
+        let url = format!("{}/v1/statements/{day}", self.url);
+        let (status, body) = self.client.get(&url).await.map_err(|e| BankUnreachable(e.to_string()))?;
+        if !status.is_success() {
+            return Err(BankUnreachable(format!("{status}: {}", String::from_utf8_lossy(&body))));
+        }
+        Ok(body.to_vec())
     }
 
-    /// The key versions the provider delivers to this bank now.
-    pub async fn fetch(&self) -> Result<kessai_api::provider::KeyDeliveries, ProviderUnreachable> {
-        let link = self
-            .link
-            .as_ref()
-            .ok_or_else(|| ProviderUnreachable::out_of_protocol("this bank has no link to the provider"))?;
-        link.key_deliveries().await
-    }
-
-    /// The bank's side over `dir` ([`TOKEN_KEYS_DIR`]): its delivery key
-    /// ([`DELIVERY_KEY_FILE`], which must be there) and the versions
-    /// delivered before.
-    pub fn open(
-        dir: &std::path::Path,
-        kek: &crate::keystore::Kek,
-        policy: TokenPolicy,
-    ) -> Result<TokenBank, TokenError> {
-        policy.check()?;
-        let delivery_key = read_delivery_key(dir, kek)?.ok_or_else(|| {
-            TokenError::Key(format!(
-                "no delivery key in {}: make it with `kessai center token-delivery-key` and give the provider its public half",
-                dir.display()
-            ))
-        })?;
-        let ring = held_versions(dir, kek)?;
-        Ok(TokenBank {
-            keyring: std::sync::RwLock::new(Arc::new(ring)),
-            policy,
-            link: None,
-            store: Some(DeliveryStore { dir: dir.to_owned(), kek: kek.clone(), delivery_key }),
-        })
-    }
-
-    /// Takes the provider's deliveries: each opened with the delivery key;
-    /// a version not held is written sealed under the KEK (once) and held
-    /// from now on; a version held must be the very key. Answers the
-    /// versions new to this bank.
-    pub fn receive<R: kessai_core::random::Random + ?Sized>(
-        &self,
-        sent: &kessai_api::provider::KeyDeliveries,
-        rng: &mut R,
-    ) -> Result<Vec<u8>, TokenError> {
-        let store = self.store.as_ref().ok_or_else(|| TokenError::Key("this bank receives no deliveries".into()))?;
-        if sent.provider_id != self.policy.provider_id {
-            return Err(TokenError::Key(format!(
-                "the deliveries are from {}, not the provider configured ({})",
-                sent.provider_id, self.policy.provider_id
-            )));
+    /// Asks the bank for the token a deposit pays for: the token (checked
+    /// to be the one asked for), or `Ok(Err(why))`, its refusal.
+    pub async fn seal(&self, req: &SealRequest) -> Result<Result<(Vec<u8>, Sealed), String>, BankUnreachable> {
+        let url = format!("{}/v1/tokens", self.url);
+        let (status, body) = self.client.post_json(&url, req, &[]).await.map_err(|e| BankUnreachable(e.to_string()))?;
+        if status == axum::http::StatusCode::CONFLICT
+            && let Ok(e) = serde_json::from_slice::<kessai_api::ErrorBody>(&body)
+            && e.error.code() == Some(kessai_api::ErrorCode::DepositRefused)
+        {
+            return Ok(Err(format!("the bank: {}", e.error.message)));
         }
-        let mut ring = self.keyring.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut next = TokenKeyring::new();
-        for k in ring.keys() {
-            next.add(TokenKey::from_json(&k.to_json()?)?)?;
+        if !status.is_success() {
+            return Err(BankUnreachable(format!("{status}: {}", String::from_utf8_lossy(&body))));
         }
-        let (mut new, mut refused) = (Vec::new(), Vec::new());
-        for d in &sent.deliveries {
-            match self.take(store, &next, d, rng) {
-                Ok(Some(key)) => {
-                    new.push(key.version);
-                    next.add(key)?;
-                }
-                Ok(None) => {}
-                Err(e) => refused.push(format!("version {}: {e}", d.version)),
-            }
+        let out = |why: &str| BankUnreachable(format!("it answered out of its protocol: {why}"));
+        let sealed: Sealed = serde_json::from_slice(&body).map_err(|e| out(&e.to_string()))?;
+        let bytes = kessai_core::base64url::decode(&sealed.token).map_err(|_| out("the token is not base64url"))?;
+        let header = kessai_core::token::TokenHeader::read(&bytes).map_err(|e| out(&e.to_string()))?;
+        if header.token_id.to_string() != req.token_id
+            || sealed.token_id != req.token_id
+            || header.amount != req.amount
+            || header.key_version != sealed.key_version
+            || header.expires_at.unix_s() != sealed.expires_at
+        {
+            return Err(out("the token is not the one asked for"));
         }
-        // The versions taken are held even if another was refused.
-        *ring = Arc::new(next);
-        if !refused.is_empty() {
-            return Err(TokenError::Key(format!(
-                "refused (held keys kept; taken now: {new:?}): {}",
-                refused.join("; ")
-            )));
-        }
-        Ok(new)
-    }
-
-    /// One delivery: `None` for a version held (it must be the very key),
-    /// else the key, written sealed under the KEK (once: a file another
-    /// fetch wrote must hold the very key).
-    fn take<R: kessai_core::random::Random + ?Sized>(
-        &self,
-        store: &DeliveryStore,
-        held: &TokenKeyring,
-        d: &kessai_api::provider::KeyDelivery,
-        rng: &mut R,
-    ) -> Result<Option<TokenKey>, TokenError> {
-        let key = TokenKey::open_delivery(&d.jwe, &store.delivery_key)?;
-        if key.version != d.version {
-            return Err(TokenError::Key(format!("the delivery holds version {}", key.version)));
-        }
-        let changed =
-            || TokenError::Key(format!("another key under version {}: refused, the held one kept", key.version));
-        if let Some(k) = held.keys().find(|k| k.version == key.version) {
-            return if k.same_as(&key) { Ok(None) } else { Err(changed()) };
-        }
-        let path = store.dir.join(format!("v{}.sealed", key.version));
-        let at = |e: &dyn std::fmt::Display| TokenError::Key(format!("{}: {e}", path.display()));
-        match kessai_tls::write_new_file(&path, &key.seal_at_rest(store.kek.bytes(), rng)?, true) {
-            Ok(()) => {}
-            Err(kessai_tls::TlsError::Exists(_)) => {
-                let bytes = kessai_tls::read_secret_file(&path).map_err(|e| at(&e))?;
-                if !TokenKey::open_at_rest(&bytes, store.kek.bytes())?.same_as(&key) {
-                    return Err(changed());
-                }
-            }
-            Err(e) => return Err(at(&e)),
-        }
-        Ok(Some(key))
+        Ok(Ok((bytes, sealed)))
     }
 }
 
@@ -382,16 +284,6 @@ impl TokenProvider {
         Ok(held.filter(|h| h.held_for == HeldFor::Redemption && h.transaction.as_deref() == Some(tx.as_str())))
     }
 
-    /// The key versions the provider delivers to this bank.
-    pub async fn key_deliveries(&self) -> Result<kessai_api::provider::KeyDeliveries, ProviderUnreachable> {
-        let url = format!("{}/v1/token-keys", self.url);
-        let (status, body) = self.client.get(&url).await.map_err(ProviderUnreachable::transport)?;
-        if !status.is_success() {
-            return Err(ProviderUnreachable::answered(status, &body));
-        }
-        serde_json::from_slice(&body).map_err(|e| ProviderUnreachable::out_of_protocol(format!("its deliveries: {e}")))
-    }
-
     /// POSTs `req`: the token honoured (the one sent: its id and amount), a
     /// refusal (`409 token_refused`: its verdict), or nothing decided.
     async fn post<T: serde::Serialize>(
@@ -423,83 +315,13 @@ impl TokenProvider {
     }
 }
 
-/// Both parties of a center that issues deposit tokens: the bank's side
-/// (in this process until it runs as its own service) and the credit
-/// service provider (its own service).
+/// Both parties of a center that issues deposit tokens, each its own
+/// service: the bank, which makes them of deposits on its pool account,
+/// and the credit service provider, which honours them.
 #[derive(Debug)]
 pub struct Tokens {
-    pub bank: TokenBank,
+    pub bank: BankLink,
     pub provider: TokenProvider,
-}
-
-/// The directory, under the data directory, of the bank's side: its
-/// delivery key and the key versions delivered to it (`v<N>.sealed`), each
-/// created once and never overwritten, sealed under the KEK.
-pub const TOKEN_KEYS_DIR: &str = "token-keys";
-/// The bank's X25519 delivery key, sealed under the KEK, in
-/// [`TOKEN_KEYS_DIR`].
-pub const DELIVERY_KEY_FILE: &str = "delivery.sealed";
-const DELIVERY_KEY_MAGIC: &[u8; 4] = b"KTDK";
-const DELIVERY_KEY_AAD: &[u8] = b"kessai-token-delivery-key";
-
-/// The key versions kept in `dir` ([`TOKEN_KEYS_DIR`]) under the KEK.
-pub fn held_versions(dir: &std::path::Path, kek: &crate::keystore::Kek) -> Result<TokenKeyring, TokenError> {
-    let read = |e: std::io::Error| TokenError::Key(format!("{}: {e}", dir.display()));
-    let mut files = match std::fs::read_dir(dir) {
-        Ok(entries) => entries.map(|e| e.map(|e| e.path())).collect::<Result<Vec<_>, _>>().map_err(read)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(read(e)),
-    };
-    files.retain(|p| {
-        p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('v') && n.ends_with(".sealed"))
-    });
-    files.sort();
-    let mut ring = TokenKeyring::new();
-    for path in &files {
-        let bytes =
-            kessai_tls::read_secret_file(path).map_err(|e| TokenError::Key(format!("{}: {e}", path.display())))?;
-        ring.add(TokenKey::open_at_rest(&bytes, kek.bytes())?)?;
-    }
-    Ok(ring)
-}
-
-/// The bank's delivery key in `dir`, if it has one.
-fn read_delivery_key(dir: &std::path::Path, kek: &crate::keystore::Kek) -> Result<Option<EncryptionKey>, TokenError> {
-    let path = dir.join(DELIVERY_KEY_FILE);
-    if !path.exists() {
-        return Ok(None);
-    }
-    let bytes = kessai_tls::read_secret_file(&path).map_err(|e| TokenError::Key(format!("{}: {e}", path.display())))?;
-    let secret = crate::keystore::open_bytes(DELIVERY_KEY_MAGIC, DELIVERY_KEY_AAD, &bytes, kek)
-        .map_err(|e| TokenError::Key(format!("{}: {e}", path.display())))?;
-    let secret: &[u8; 32] =
-        secret[..].try_into().map_err(|_| TokenError::Key(format!("{}: not a key", path.display())))?;
-    Ok(Some(EncryptionKey::from_secret(secret)))
-}
-
-/// The bank's delivery key in `dir`, made (sealed under the KEK) if it has
-/// none; its public half, as the provider's configuration names it.
-pub fn delivery_key_once(
-    dir: &std::path::Path,
-    kek: &crate::keystore::Kek,
-) -> Result<kessai_core::jwe::X25519Jwk, TokenError> {
-    if let Some(key) = read_delivery_key(dir, kek)? {
-        return Ok(key.public().to_jwk());
-    }
-    let io = |e: &dyn std::fmt::Display| TokenError::Key(format!("{}: {e}", dir.display()));
-    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
-        .create(dir)
-        .map_err(|e| io(&e))?;
-    let key = EncryptionKey::generate(&mut kessai_core::random::OsRandom);
-    let sealed = crate::keystore::seal_bytes(
-        DELIVERY_KEY_MAGIC,
-        DELIVERY_KEY_AAD,
-        key.secret_bytes(),
-        kek,
-        &mut kessai_core::random::OsRandom,
-    );
-    kessai_tls::write_new_file(&dir.join(DELIVERY_KEY_FILE), &sealed, true).map_err(|e| io(&e))?;
-    Ok(key.public().to_jwk())
 }
 
 fn refused(e: impl std::fmt::Display) -> PrepaidError {
@@ -545,13 +367,12 @@ pub fn token_view(t: &TokenRow, pay_to: &str) -> TokenView {
 }
 
 impl Center {
-    /// Fetches the key versions the credit service provider delivers to
-    /// this bank and keeps those new to it (rotation): the versions new.
-    pub async fn fetch_token_keys(&self) -> anyhow::Result<Vec<u8>> {
-        let t = self.tokens.as_ref().ok_or_else(|| anyhow::anyhow!("this center issues no deposit tokens"))?;
-        let sent = t.bank.fetch().await?;
-        let mut rng = self.random.generator();
-        Ok(t.bank.receive(&sent, rng.as_mut())?)
+    /// Imports the pool account's statement of `day` (`YYYY-MM-DD`) from
+    /// the bank: as [`Center::import_statement`] (again changes nothing).
+    pub async fn fetch_statement(&self, day: &str) -> Result<crate::prepaid::ImportReport, PrepaidError> {
+        let t = self.tokens.as_ref().ok_or_else(|| refused("this center reaches no bank ([tokens] bank_url)"))?;
+        let bytes = t.bank.statement(day).await.map_err(CenterError::from)?;
+        self.import_statement(&bytes, crate::prepaid::StatementSource::Bank).await
     }
 
     /// A member's `deposit_token` request (signed, checked by the caller):
@@ -559,7 +380,9 @@ impl Center {
     /// the member's, active, and of the amount's currency. The same request
     /// again is answered with the token as it stands.
     pub(crate) async fn deposit_token_request(&self, request: &PrepaidRequest) -> Result<PrepaidReply, PrepaidError> {
-        let bank = &self.tokens.as_ref().ok_or_else(|| refused("this center issues no deposit tokens"))?.bank;
+        if self.tokens.is_none() {
+            return Err(refused("this center issues no deposit tokens"));
+        }
         let member = request.member().as_str();
         let (Some(amount), Some(card_id), Some(terms)) = (request.amount(), request.card_id(), request.token()) else {
             return Err(refused("a deposit token names its amount, IC card and terms"));
@@ -632,7 +455,7 @@ impl Center {
         if let Some(found) = self.db.insert_token(&row).await? {
             return self.same_token_request(found, request);
         }
-        tracing::info!(token = %row.id, card = %card_id, amount = %amount, provider = %bank.policy.provider_id, "deposit token awaiting its deposit");
+        tracing::info!(token = %row.id, card = %card_id, amount = %amount, "deposit token awaiting its deposit");
         Ok(PrepaidReply::Token(Box::new(token_view(&row, &self.prepaid.bank_pool))))
     }
 
@@ -661,9 +484,10 @@ impl Center {
         Ok(self.db.lapse_tokens(self.clock.now()).await?)
     }
 
-    /// A pool account credit quoting token `t`'s reference: the token made
-    /// and issued in the credit's transaction, or why not (the credit then
-    /// goes to suspense). `Ok(None)`: the credit was imported before.
+    /// A pool account credit quoting token `t`'s reference: the token the
+    /// bank makes of the deposit, issued in the credit's transaction, or why
+    /// not (the credit then goes to suspense). `Ok(None)`: the credit was
+    /// imported before. The bank unreachable: an error, nothing written.
     pub(crate) async fn issue_token_for(
         &self,
         t: TokenRow,
@@ -683,42 +507,35 @@ impl Center {
         if let Some(why) = why_not {
             return Ok(Err(why));
         }
-        let keyring = bank.keyring();
-        let Some(key_until) = keyring.issuing_until(now) else {
-            return Ok(Err(TokenError::NoIssuingKey.to_string()));
-        };
-        let lifetime_end = Timestamp::from_unix_s(now.unix_s().saturating_add(bank.policy.lifetime_s));
-        let expires_at = lifetime_end.min(key_until);
         let user_name = match self.db.member(&t.member).await? {
             Some(m) => member_name(&m.details),
             None => return Ok(Err("the token's member is not registered".into())),
         };
-        let token = DepositToken {
-            token_id: t.id,
+        // The bank's name for the deposit: the entry key without the
+        // center's source prefix.
+        let deposit = credit.entry_key.strip_prefix("bank:").unwrap_or(&credit.entry_key).to_owned();
+        let req = SealRequest {
+            deposit,
+            reference: t.reference.clone(),
+            token_id: t.id.to_string(),
+            amount: t.amount,
             user_name,
             user_id: t.member.clone(),
-            amount: t.amount,
-            deposited_at: now,
-            expires_at,
-            bank_id: bank.policy.bank_id.clone(),
             bank_account: t.refund_account.clone(),
-            card_company_id: bank.policy.provider_id.clone(),
             card_ref: t.card_ref.clone(),
         };
-        let mut rng = self.random.generator();
-        let sealed = match keyring.seal(&token, now, rng.as_mut()) {
-            Ok(sealed) => sealed,
-            Err(e) => return Ok(Err(e.to_string())),
+        let (sealed, made) = match bank.seal(&req).await.map_err(CenterError::from)? {
+            Ok(made) => made,
+            Err(why) => return Ok(Err(why)),
         };
-        let header = kessai_core::token::TokenHeader::read(&sealed).map_err(refused)?;
         credit.status = "matched".into();
         credit.funding_id = Some(t.id.to_string());
         let issued = TokenRow {
             status: TokenStatus::Issued,
             entry_key: Some(credit.entry_key.clone()),
             deposited_on: Some(booked_on.to_owned()),
-            key_version: Some(header.key_version),
-            expires_at: Some(expires_at),
+            key_version: Some(made.key_version),
+            expires_at: Some(Timestamp::from_unix_s(made.expires_at)),
             sealed: Some(sealed),
             updated_at: now,
             ..t
@@ -726,7 +543,7 @@ impl Center {
         let entries = Entries::token_issued(&issued.id.to_string(), issued.amount)?;
         let taken = self.db.take_bank_credit(&credit, Some(CreditIssues::Token(&issued)), entries, now, None).await?;
         if taken == crate::db::CreditTaken::Recorded {
-            tracing::info!(token = %issued.id, card = %issued.card_id, amount = %issued.amount, key_version = header.key_version, "deposit received; token issued");
+            tracing::info!(token = %issued.id, card = %issued.card_id, amount = %issued.amount, key_version = made.key_version, "deposit received; the bank made its token");
         }
         Ok(Ok(taken.recorded("matched")))
     }

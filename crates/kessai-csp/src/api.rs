@@ -19,6 +19,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use kessai_api::provider::{Honoured, KeyDeliveries};
 use kessai_core::random::OsRandom;
+use kessai_http::party::{ServiceConfig as _, acting};
 use kessai_http::{ApiError, ErrorCode, HttpMetrics, Party, PeerIdentity, apply_standard_layers, ops_routes};
 use serde::de::DeserializeOwned;
 
@@ -28,16 +29,6 @@ use crate::{Provider, ProviderConfig, Refused};
 /// tokens).
 fn caller(peer: Option<&PeerIdentity>) -> Result<&str, ApiError> {
     acting(peer, Party::Center, ErrorCode::NotTheCenter)
-}
-
-/// A client certificate acting as `party`.
-fn acting(peer: Option<&PeerIdentity>, party: Party, code: ErrorCode) -> Result<&str, ApiError> {
-    match peer {
-        None => Err(ApiError::new(ErrorCode::ClientCertificateRequired, "the provider answers over mutual TLS only")),
-        Some(p) => p.acting_as(party).ok_or_else(|| {
-            ApiError::new(code, format!("this client certificate does not act as the {}", party.as_str()))
-        }),
-    }
 }
 
 fn answer(refused: Refused) -> ApiError {
@@ -128,10 +119,7 @@ pub fn router(provider: Arc<Provider>, config: &ProviderConfig, ready: Arc<Atomi
 
 /// The provider's TLS: its certificate, and client certificates required.
 pub fn server_tls(config: &ProviderConfig) -> anyhow::Result<rustls::ServerConfig> {
-    let ca = kessai_tls::CaDir::new(config.resolve(&config.tls.ca_dir));
-    let client_ca = config.tls.client_ca.as_deref().map(|p| config.resolve(p)).unwrap_or_else(|| ca.ca_cert());
-    kessai_tls::server_config_with(&ca, &config.tls.server_name, kessai_tls::ClientAuth::Required(&client_ca))
-        .context("the provider's TLS")
+    config.server_tls().context("the provider's TLS")
 }
 
 /// Serves `provider` on `listener` until `shutdown`.

@@ -4,19 +4,16 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use kessai_core::jwe::EncryptionPublicKey;
 use kessai_core::jwe::X25519Jwk;
 use kessai_http::Limits;
 use serde::Deserialize;
-use zeroize::Zeroizing;
 
 use crate::Client;
 
 /// How far a card's REDEEM time may be ahead of the provider's clock.
 pub const CLOCK_SKEW_S: u64 = 300;
-/// The largest configuration file read.
-const MAX_CONFIG_BYTES: u64 = 64 * 1024;
 /// The environment variable that may hold the KEK (64 hex digits).
 pub const KEK_ENV: &str = "KESSAI_CSP_KEK";
 
@@ -33,7 +30,7 @@ pub struct ProviderConfig {
     /// The KEK's file (64 hex digits, mode 0600); else `KESSAI_CSP_KEK`.
     #[serde(default)]
     pub kek_file: Option<PathBuf>,
-    pub tls: TlsSettings,
+    pub tls: kessai_http::party::ServiceTls,
     /// Who may call: each a client certificate's name; a bank's (acting
     /// as the bank) with its key, to receive token keys; a center's
     /// (acting as the center), to redeem and pay back tokens.
@@ -54,18 +51,6 @@ fn provider_limits() -> Limits {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TlsSettings {
-    /// The CA directory (`kessai pki`) holding the provider's certificate.
-    pub ca_dir: PathBuf,
-    /// The server certificate's name in `ca_dir`.
-    pub server_name: String,
-    /// The CA clients' certificates must chain to; default `ca_dir/ca.crt`.
-    #[serde(default)]
-    pub client_ca: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ClientSettings {
     /// Its client certificate's name.
     pub name: String,
@@ -75,18 +60,19 @@ pub struct ClientSettings {
     pub delivery_key: Option<X25519Jwk>,
 }
 
-impl ProviderConfig {
-    pub fn from_toml(text: &str) -> anyhow::Result<ProviderConfig> {
-        let config: ProviderConfig = toml::from_str(text)?;
-        config.check()?;
-        Ok(config)
+impl kessai_http::party::ServiceConfig for ProviderConfig {
+    const KEK_ENV: &'static str = KEK_ENV;
+
+    fn data_dir(&self) -> &Path {
+        &self.data_dir
     }
 
-    pub fn load(path: &Path) -> anyhow::Result<ProviderConfig> {
-        let size = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
-        ensure!(size <= MAX_CONFIG_BYTES, "{} is larger than {MAX_CONFIG_BYTES} bytes", path.display());
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        ProviderConfig::from_toml(&text).with_context(|| format!("{}", path.display()))
+    fn kek_file(&self) -> Option<&Path> {
+        self.kek_file.as_deref()
+    }
+
+    fn tls(&self) -> &kessai_http::party::ServiceTls {
+        &self.tls
     }
 
     fn check(&self) -> anyhow::Result<()> {
@@ -102,11 +88,9 @@ impl ProviderConfig {
         self.clients()?;
         Ok(())
     }
+}
 
-    pub fn resolve(&self, p: &Path) -> PathBuf {
-        if p.is_absolute() { p.to_owned() } else { self.data_dir.join(p) }
-    }
-
+impl ProviderConfig {
     /// The clients, their delivery keys checked; a name twice is refused.
     pub fn clients(&self) -> anyhow::Result<Vec<Client>> {
         let mut out: Vec<Client> = Vec::new();
@@ -125,39 +109,5 @@ impl ProviderConfig {
             out.push(Client { name: c.name.clone(), delivery_key });
         }
         Ok(out)
-    }
-
-    /// The KEK: `KESSAI_CSP_KEK`, else the file (mode 0600).
-    pub fn read_kek(&self) -> anyhow::Result<Zeroizing<[u8; 32]>> {
-        let text = match std::env::var(KEK_ENV) {
-            Ok(hex) => Zeroizing::new(hex),
-            Err(_) => {
-                let Some(file) = &self.kek_file else { bail!("no KEK: set kek_file or {KEK_ENV}") };
-                let bytes = kessai_tls::read_secret_file(&self.resolve(file))?;
-                Zeroizing::new(String::from_utf8(bytes.to_vec()).context("the KEK file is not text")?)
-            }
-        };
-        let raw = Zeroizing::new(hex::decode(text.trim()).map_err(|_| anyhow::anyhow!("the KEK: 64 hex digits"))?);
-        let mut kek = Zeroizing::new([0u8; 32]);
-        ensure!(raw.len() == 32, "the KEK: 64 hex digits");
-        kek.copy_from_slice(&raw);
-        Ok(kek)
-    }
-
-    /// The KEK's file, made (mode 0600) if the configuration names one that
-    /// is not there. Answers whether it made it.
-    pub fn init_kek(&self) -> anyhow::Result<bool> {
-        let Some(file) = &self.kek_file else { return Ok(false) };
-        let path = self.resolve(file);
-        if path.exists() {
-            return Ok(false);
-        }
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let mut kek = Zeroizing::new([0u8; 32]);
-        kessai_core::random::Random::fill_bytes(&mut kessai_core::random::OsRandom, &mut kek[..]);
-        kessai_tls::write_new_file(&path, Zeroizing::new(hex::encode(*kek)).as_bytes(), true)?;
-        Ok(true)
     }
 }

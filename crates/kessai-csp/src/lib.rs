@@ -34,6 +34,7 @@ use kessai_core::jwe::EncryptionPublicKey;
 use kessai_core::random::{OsRandom, Random};
 use kessai_core::time::{Clock, Timestamp};
 use kessai_core::token::{DepositToken, TokenHeader, TokenKey, TokenKeyring};
+use kessai_http::party::ServiceConfig as _;
 use zeroize::Zeroizing;
 
 pub use config::ProviderConfig;
@@ -102,29 +103,7 @@ impl std::fmt::Debug for Provider {
     }
 }
 
-/// The key versions sealed in `dir`, oldest first.
-pub fn read_keys(dir: &Path, kek: &[u8; 32]) -> anyhow::Result<TokenKeyring> {
-    let mut ring = TokenKeyring::new();
-    let mut files = match std::fs::read_dir(dir) {
-        Ok(entries) => entries.map(|e| e.map(|e| e.path())).collect::<Result<Vec<_>, _>>()?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ring),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
-    };
-    files.retain(|p| p.extension().is_some_and(|x| x == "sealed"));
-    files.sort();
-    for path in files {
-        let bytes = kessai_tls::read_secret_file(&path)?;
-        let key = TokenKey::open_at_rest(&bytes, kek).with_context(|| format!("{}", path.display()))?;
-        anyhow::ensure!(
-            path.file_name().is_some_and(|n| n == format!("v{}.sealed", key.version).as_str()),
-            "{} holds version {}",
-            path.display(),
-            key.version
-        );
-        ring.add(key)?;
-    }
-    Ok(ring)
-}
+pub use kessai_http::party::{keep_key, read_keys};
 
 /// Adds version `version` (default: one above the newest held) issuing over
 /// `issue` and redeeming until `redeem_until`, as a new sealed file in
@@ -146,15 +125,6 @@ pub fn add_key(
     let key = TokenKey::generate(version, (issue.0, issue.1, redeem_until), &mut OsRandom)?;
     keep_key(dir, kek, &key)?;
     Ok(version)
-}
-
-/// Writes `key` sealed under `kek` as `dir/v<N>.sealed` (the directory made
-/// private if it is not there); a file there already is refused.
-pub fn keep_key(dir: &Path, kek: &[u8; 32], key: &TokenKey) -> anyhow::Result<()> {
-    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700).create(dir)?;
-    let path = dir.join(format!("v{}.sealed", key.version));
-    kessai_tls::write_new_file(&path, &key.seal_at_rest(kek, &mut OsRandom)?, true)
-        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn decode_token(text: &str) -> Result<Vec<u8>, Refused> {

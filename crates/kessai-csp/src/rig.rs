@@ -10,14 +10,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use anyhow::Context;
 use kessai_core::jwe::X25519Jwk;
 use kessai_core::random::SeededRandom;
 use kessai_core::time::Clock;
 use kessai_core::token::TokenKey;
-use kessai_tls::{CaDir, Party, Role};
+use kessai_http::loopback::{Loopback, loopback_ca};
+use kessai_tls::Party;
 
 use crate::{Provider, ProviderConfig};
+use kessai_http::party::ServiceConfig as _;
 
 /// A provider serving on loopback, and how to reach it.
 pub struct ProviderRig {
@@ -26,7 +27,7 @@ pub struct ProviderRig {
     pub dir: PathBuf,
     pub config: ProviderConfig,
     pub kek: [u8; 32],
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    served: Loopback,
 }
 
 impl std::fmt::Debug for ProviderRig {
@@ -60,18 +61,16 @@ impl ProviderRig {
         more: &str,
     ) -> anyhow::Result<ProviderRig> {
         let dir = parent.join(format!("csp-{}-{}", std::process::id(), RIGS.fetch_add(1, Ordering::SeqCst)));
-        let ca = CaDir::new(dir.join("ca"));
-        ca.init()?;
-        ca.issue(Role::Server, "localhost", &["127.0.0.1".into()])?;
-        for (name, party) in [
-            ("center", Party::Center),
-            ("other-center", Party::Center),
-            ("bank", Party::Bank),
-            ("stranger", Party::Center),
-            ("shop", Party::Store),
-        ] {
-            ca.issue(Role::Client(party), name, &[])?;
-        }
+        loopback_ca(
+            &dir.join("ca"),
+            &[
+                ("center", Party::Center),
+                ("other-center", Party::Center),
+                ("bank", Party::Bank),
+                ("stranger", Party::Center),
+                ("shop", Party::Store),
+            ],
+        )?;
         let kek = [0x5a; 32];
         let delivery = delivery_key
             .map(|k| format!("\ndelivery_key = {{ kty = \"OKP\", crv = \"X25519\", x = \"{}\" }}", k.x))
@@ -92,44 +91,25 @@ impl ProviderRig {
             kessai_tls::write_new_file(&key_dir.join(format!("v{}.sealed", k.version)), &sealed, true)?;
         }
         let provider = Arc::new(Provider::open(&config, clock).await?);
-        let mut rig = ProviderRig { provider, url: String::new(), dir, config, kek, stop: None };
+        let mut rig = ProviderRig { provider, url: String::new(), dir, config, kek, served: Loopback::default() };
         rig.serve().await?;
         Ok(rig)
     }
 
     async fn serve(&mut self) -> anyhow::Result<()> {
-        // A restart takes the same port again, once the old listener went.
-        let addr = self.url.strip_prefix("https://").unwrap_or("127.0.0.1:0").to_owned();
-        let mut bound = tokio::net::TcpListener::bind(&addr).await;
-        for _ in 0..100 {
-            if bound.is_ok() {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            bound = tokio::net::TcpListener::bind(&addr).await;
-        }
-        let listener = bound.with_context(|| format!("binding {addr}"))?;
-        self.url = format!("https://127.0.0.1:{}", listener.local_addr()?.port());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let (config, provider) = (self.config.clone(), Arc::clone(&self.provider));
-        tokio::spawn(async move {
-            // Until stopped; a rig dropped keeps serving while the runtime runs.
-            crate::api::serve_on(&config, provider, listener, async {
-                if rx.await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            })
-            .await
-        });
-        self.stop = Some(tx);
+        self.served
+            .start(
+                |listener, shutdown| async move { crate::api::serve_on(&config, provider, listener, shutdown).await },
+            )
+            .await?;
+        self.url = self.served.url.clone();
         Ok(())
     }
 
     /// Stops serving (the provider cannot be reached).
     pub fn stop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
+        self.served.stop();
     }
 
     /// The provider restarted over its directory (its register kept), on
@@ -142,7 +122,6 @@ impl ProviderRig {
 
     /// TLS for a client presenting certificate `name` of the rig's CA.
     pub fn client_tls(&self, name: &str) -> anyhow::Result<rustls::ClientConfig> {
-        let ca = CaDir::new(self.dir.join("ca"));
-        Ok(kessai_tls::client_config(&ca.ca_cert(), Some((&ca, name)))?)
+        kessai_http::loopback::client_tls(&self.dir.join("ca"), name)
     }
 }

@@ -19,8 +19,10 @@ pub mod keys;
 mod layers;
 pub mod limits;
 mod logs;
+pub mod loopback;
 mod metrics;
 mod ops;
+pub mod party;
 mod peer;
 mod serve;
 

@@ -1,9 +1,13 @@
-//! `kessai bank`: a simulated bank for tests and `kessai up`. It writes the
-//! statements a real bank sends the center about its pool or postal
+//! `kessai bank`: the bank service provider (seed 002, #21) as its own
+//! service (`kessai_bsp`): the pool account, the deposits booked to it and
+//! its statements, the provider's token key versions delivered to it, and
+//! the tokens it makes of deposits. `kessai bank statement` writes the
+//! statement files a real bank sends the center about its pool or postal
 //! account (ISO 20022 camt.053 or camt.054, or a Zengin transfer notice),
-//! with the credits members' transfers made.
+//! for tests and operators without a bank service.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Subcommand, ValueEnum};
@@ -11,6 +15,7 @@ use kessai_bank::camt::{DraftEntry, EntryKind};
 use kessai_bank::{Date, rf};
 use kessai_core::time::{Clock as _, SystemClock};
 use kessai_core::{Currency, Money};
+use kessai_http::party::ServiceConfig as _;
 
 #[derive(Subcommand, Debug)]
 pub enum BankCommand {
@@ -29,6 +34,27 @@ pub enum BankCommand {
         #[arg(long = "credit", value_name = "AMOUNT:REFERENCE", required = true)]
         credits: Vec<String>,
     },
+    /// Make the data directory, the KEK file the configuration names, and
+    /// the delivery key, if they are not there; print the delivery key's
+    /// public half (the JWK the provider's configuration names as this
+    /// bank's `delivery_key`).
+    Init,
+    /// Fetch the key versions the provider delivers now, keep the new ones,
+    /// and list those held. A serving bank fetches them itself.
+    Keys,
+    /// Book a deposit to the pool account (this simulated bank's teller).
+    Deposit {
+        /// Minor units of the pool account's currency.
+        #[arg(long)]
+        amount: u64,
+        /// The creditor reference (RF…) the payer quoted.
+        #[arg(long)]
+        reference: Option<String>,
+        #[arg(long, default_value = "KESSAI MEMBER")]
+        remitter: String,
+    },
+    /// Serve the bank's API over mutual TLS.
+    Serve,
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
@@ -48,8 +74,11 @@ fn credit(text: &str) -> anyhow::Result<(Money, Option<rf::Reference>)> {
     Ok((Money::new(amount, Currency::JPY)?, reference))
 }
 
-pub fn run(command: BankCommand) -> anyhow::Result<()> {
-    let BankCommand::Statement { format, out, id, credits } = command;
+pub fn run(config: Option<&std::path::Path>, command: BankCommand) -> anyhow::Result<()> {
+    let BankCommand::Statement { format, out, id, credits } = command else {
+        let path = config.context("--config: the bank's configuration")?;
+        return service(&kessai_bsp::BankConfig::load(path)?, command);
+    };
     let now = SystemClock.now();
     let today = Date::of(now);
     let id = id.unwrap_or_else(|| format!("SIM-{}", now.unix_s()));
@@ -109,4 +138,56 @@ pub fn run(command: BankCommand) -> anyhow::Result<()> {
 fn credits_count(path: &std::path::Path) -> anyhow::Result<usize> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     Ok(kessai_bank::parse(&bytes)?.credits.len())
+}
+
+/// The bank service's commands.
+fn service(config: &kessai_bsp::BankConfig, command: BankCommand) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let open = || async { kessai_bsp::Bank::open(config, Arc::new(SystemClock)).await };
+    match command {
+        BankCommand::Statement { .. } => unreachable!("written without the service"),
+        BankCommand::Init => {
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("creating {}", config.data_dir.display()))?;
+            config.init_kek()?;
+            let jwk = kessai_bsp::delivery_key_once(&config.data_dir.join(kessai_bsp::KEYS_DIR), &*config.read_kek()?)?;
+            println!("{}", serde_json::to_string(&jwk)?);
+            Ok(())
+        }
+        BankCommand::Keys => runtime.block_on(async {
+            let bank = open().await?;
+            let fetched = bank.fetch_keys().await;
+            for k in bank.keyring().keys() {
+                println!("{}", k.describe());
+            }
+            bank.register().close().await;
+            println!("new versions: {:?}", fetched?);
+            anyhow::Ok(())
+        }),
+        BankCommand::Deposit { amount, reference, remitter } => runtime.block_on(async {
+            let bank = open().await?;
+            let reference = reference
+                .map(|r| rf::Reference::parse(&r).map_err(|e| anyhow::anyhow!("the reference {r:?}: {e}")))
+                .transpose()?;
+            let entry = bank.deposit(Money::new(amount, bank.currency)?, reference.as_ref(), &remitter).await;
+            bank.register().close().await;
+            println!("booked deposit {}/D{}", bank.pool_account, entry?);
+            anyhow::Ok(())
+        }),
+        BankCommand::Serve => {
+            kessai_http::init_json_logs("bank");
+            runtime.block_on(async move {
+                let bank = Arc::new(open().await?);
+                let listener = tokio::net::TcpListener::bind(config.listen)
+                    .await
+                    .with_context(|| format!("listening on {}", config.listen))?;
+                eprintln!("bank {} (pool account {}) listening on {}", bank.bank_id, bank.pool_account, config.listen);
+                let fetching =
+                    tokio::spawn(kessai_bsp::fetch_keys_every(Arc::clone(&bank), config.tokens.fetch_every_s));
+                let served = kessai_bsp::api::serve_on(config, bank, listener, crate::store::shutdown_signal()).await;
+                fetching.abort();
+                served
+            })
+        }
+    }
 }

@@ -86,20 +86,15 @@ pub enum CenterCommand {
         /// The statement file.
         file: PathBuf,
     },
-    /// The bank's delivery key for deposit token keys (seed 002, #21),
-    /// made once under the KEK in data_dir/token-keys: prints its public
-    /// half, the JWK the credit service provider's configuration names as
-    /// this client's `delivery_key`.
-    TokenDeliveryKey {
+    /// Import the pool account's statement of a day (default today, UTC)
+    /// from the bank (`[tokens] bank_url`). A running center imports
+    /// yesterday's and today's itself every `statement_every_s`.
+    FetchStatement {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
-    },
-    /// Fetch the key versions the credit service provider
-    /// (`[tokens] provider_url`) delivers now, keep the new ones, and list
-    /// those held. A running center fetches them itself every 10 minutes.
-    TokenKeys {
-        #[arg(long, value_name = "FILE")]
-        config: PathBuf,
+        /// YYYY-MM-DD.
+        #[arg(long)]
+        day: Option<String>,
     },
     /// Pay stores: clearing runs, bank files, what the bank says, fees.
     #[command(subcommand)]
@@ -345,24 +340,20 @@ pub fn run(command: CenterCommand) -> anyhow::Result<()> {
             println!("the center's database records signing key {kid}");
             Ok(())
         }
-        CenterCommand::TokenDeliveryKey { config } => {
+        CenterCommand::FetchStatement { config, day } => {
             let config = CenterConfig::load(&config).with_context(|| format!("loading {}", config.display()))?;
-            let jwk = kessai_center::app::token_delivery_key(&config)?;
-            println!("{}", serde_json::to_string(&jwk)?);
-            Ok(())
-        }
-        CenterCommand::TokenKeys { config } => {
-            let config = CenterConfig::load(&config).with_context(|| format!("loading {}", config.display()))?;
+            let day = day.unwrap_or_else(|| {
+                kessai_bank::Date::of(kessai_core::time::Clock::now(&kessai_core::time::SystemClock)).to_string()
+            });
             runtime.block_on(async {
                 let center = kessai_center::app::open(&config).await?;
-                let fetched = center.fetch_token_keys().await;
-                let held = center.tokens.as_ref().map(|t| t.bank.keyring());
+                let report = center.fetch_statement(&day).await;
                 center.db.close().await;
-                let new = fetched?;
-                println!("new versions: {new:?}");
-                for k in held.iter().flat_map(|r| r.keys()) {
-                    println!("{}", k.describe());
-                }
+                let report = report?;
+                println!(
+                    "statement {} ({}): {} matched, {} to suspense, {} to review, {} imported before",
+                    report.statement, day, report.matched, report.suspense, report.review, report.already_imported
+                );
                 anyhow::Ok(())
             })
         }

@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use kessai_core::time::{Clock as _, SystemClock, Timestamp};
 use kessai_csp::ProviderConfig;
+use kessai_http::party::ServiceConfig as _;
 
 #[derive(Subcommand, Debug)]
 pub enum CspCommand {
@@ -125,18 +126,21 @@ pub fn run(config_path: &std::path::Path, command: CspCommand) -> anyhow::Result
     }
 }
 
+/// Where a center kept token key versions before the bank and the provider
+/// ran as their own services (under its data directory, sealed under its
+/// KEK).
+const CENTER_TOKEN_KEYS_DIR: &str = "token-keys";
+
 /// Re-seals under the provider's KEK the token key versions `center` holds
-/// in `token-keys/` that the provider does not; a version both hold must be
+/// in `token-keys/` (a center that made its own keys) that the provider
+/// does not; a version both hold must be
 /// the very key. Answers the versions taken over.
 pub fn import_center_keys(
     center: &kessai_center::config::CenterConfig,
     csp: &ProviderConfig,
 ) -> anyhow::Result<Vec<u8>> {
     let center_kek = kessai_center::app::read_kek(center)?;
-    let theirs = kessai_center::tokens::held_versions(
-        &center.data_dir.join(kessai_center::tokens::TOKEN_KEYS_DIR),
-        &center_kek,
-    )?;
+    let theirs = kessai_csp::read_keys(&center.data_dir.join(CENTER_TOKEN_KEYS_DIR), center_kek.bytes())?;
     let kek = csp.read_kek()?;
     let dir = csp.data_dir.join(kessai_csp::KEYS_DIR);
     let ours = kessai_csp::read_keys(&dir, &kek)?;

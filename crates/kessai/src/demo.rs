@@ -109,15 +109,16 @@ pub fn run(repeat: u32) -> anyhow::Result<()> {
     runtime.block_on(demo(repeat))
 }
 
-/// Four free loopback ports, held together while chosen so they differ.
+/// Five free loopback ports, held together while chosen so they differ.
 fn free_ports() -> anyhow::Result<Ports> {
     let bind = || std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port");
-    let (a, b, c, d) = (bind()?, bind()?, bind()?, bind()?);
+    let (a, b, c, d, e) = (bind()?, bind()?, bind()?, bind()?, bind()?);
     Ok(Ports {
         center: a.local_addr()?.port(),
         store: b.local_addr()?.port(),
         wallet: c.local_addr()?.port(),
         csp: d.local_addr()?.port(),
+        bank: e.local_addr()?.port(),
     })
 }
 

@@ -58,6 +58,9 @@ enum Command {
         /// The credit service provider's port.
         #[arg(long, default_value_t = 8450)]
         csp_port: u16,
+        /// The bank service provider's port (mutual TLS).
+        #[arg(long, default_value_t = 8451)]
+        bank_port: u16,
     },
     /// A complete purchase with no browser, against `up`'s parties in this process; prints a transcript.
     Demo {
@@ -70,9 +73,16 @@ enum Command {
     Center(center::CenterCommand),
     /// Administer a center over its admin API (mutual TLS with the admin certificate).
     Admin(admin::AdminArgs),
-    /// A simulated bank: statements of the center's pool accounts.
-    #[command(subcommand)]
-    Bank(bank::BankCommand),
+    /// The bank service provider (the pool account, its deposits and
+    /// statements, the deposit tokens it makes), and a writer of simulated
+    /// statement files.
+    Bank {
+        /// The bank's TOML configuration (every command but `statement`).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: bank::BankCommand,
+    },
     /// The credit service provider: deposit token keys, their delivery to the bank, its register.
     Csp {
         /// The provider's TOML configuration.
@@ -337,10 +347,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Store { config, action: Some(action) } => store::act(&config, action),
         Command::Center(c) => center::run(c),
         Command::Admin(args) => admin::run(args),
-        Command::Bank(command) => bank::run(command),
+        Command::Bank { config, command } => bank::run(config.as_deref(), command),
         Command::Csp { config, command } => csp::run(&config, command),
-        Command::Up { data_dir, center_port, store_port, wallet_port, csp_port } => {
-            let ports = up::Ports { center: center_port, store: store_port, wallet: wallet_port, csp: csp_port };
+        Command::Up { data_dir, center_port, store_port, wallet_port, csp_port, bank_port } => {
+            let ports = up::Ports {
+                center: center_port,
+                store: store_port,
+                wallet: wallet_port,
+                csp: csp_port,
+                bank: bank_port,
+            };
             up::run(&data_dir, ports)
         }
         Command::Demo { repeat } => demo::run(repeat),

@@ -19,6 +19,7 @@ use kessai_core::Currency;
 use kessai_core::ids::CardId;
 use kessai_core::keys::{SigningKey, Validity};
 use kessai_core::random::OsRandom;
+use kessai_http::party::ServiceConfig as _;
 use kessai_store::{DemoSettings, StoreConfig};
 use kessai_tls::{CaDir, Party, Role};
 use kessai_wallet::WalletConfig;
@@ -49,6 +50,8 @@ pub struct Ports {
     pub wallet: u16,
     /// The credit service provider's.
     pub csp: u16,
+    /// The bank service provider's.
+    pub bank: u16,
 }
 
 /// Everything `up` runs, prepared.
@@ -59,6 +62,7 @@ pub struct Prepared {
     pub wallet: WalletConfig,
     pub card_image: PathBuf,
     pub csp: kessai_csp::ProviderConfig,
+    pub bank: kessai_bsp::BankConfig,
 }
 
 fn loopback(port: u16) -> SocketAddr {
@@ -77,8 +81,8 @@ fn ensure_pki(ca: &CaDir) -> anyhow::Result<()> {
         ("admin", Party::Operator),
         (DEMO_VIEWER, Party::Operator),
         ("kessai-mall", Party::Store),
-        // The pool account's bank side (seed 002): it receives the
-        // provider's token keys.
+        // The pool account's bank (seed 002): it receives the provider's
+        // token keys.
         ("bank", Party::Bank),
     ];
     for (client, party) in clients {
@@ -128,9 +132,11 @@ fn center_config(dir: &Path, ports: Ports) -> anyhow::Result<CenterConfig> {
     let text = format!(
         "party_id = \"center\"\nlisten = \"127.0.0.1:{p}\"\npublic_url = \"https://127.0.0.1:{p}\"\ndata_dir = \"{d}\"\n\
          kek_file = \"{k}\"\n[tls]\nca_dir = \"{ca}\"\nserver_name = \"localhost\"\nclient_name = \"center\"\n\
-         operator_names = [\"{DEMO_VIEWER}\"]\n[tokens]\nprovider_url = \"https://127.0.0.1:{csp}\"\n",
+         operator_names = [\"{DEMO_VIEWER}\"]\n[tokens]\nprovider_url = \"https://127.0.0.1:{csp}\"\n\
+         bank_url = \"https://127.0.0.1:{bank}\"\n",
         p = ports.center,
         csp = ports.csp,
+        bank = ports.bank,
         d = dir.join("center").display(),
         k = demo_kek(dir)?.display(),
         ca = dir.join("ca").display()
@@ -160,7 +166,8 @@ pub async fn prepare(dir: &Path, ports: Ports) -> anyhow::Result<Prepared> {
     ensure_pki(&ca).context("the local CA")?;
     let center = center_config(&dir, ports)?;
     kessai_center::app::init(&center, None).await.context("the center's keys")?;
-    let csp = provider_once(&dir, &center, ports).context("the credit service provider")?;
+    let bank = bank_once(&dir, ports).context("the bank service provider")?;
+    let csp = provider_once(&dir, &center, &bank, ports).context("the credit service provider")?;
     let store = StoreConfig::demo(DemoSettings {
         data_dir: dir.join("store"),
         ca_dir: dir.join("ca"),
@@ -202,7 +209,7 @@ pub async fn prepare(dir: &Path, ports: Ports) -> anyhow::Result<Prepared> {
         };
         kessai_center::issue::issue_card(&center, &req).await.context("issuing the demo card")?;
     }
-    Ok(Prepared { dir, center, store, wallet, card_image, csp })
+    Ok(Prepared { dir, center, store, wallet, card_image, csp, bank })
 }
 
 /// Registers the mall (with its key and notify URL) and its members, as the
@@ -260,6 +267,13 @@ pub async fn start(p: Prepared, stop: tokio::sync::watch::Receiver<bool>) -> any
         tokio::net::TcpListener::bind(p.csp.listen).await.with_context(|| format!("provider on {}", p.csp.listen))?;
     let csp_config = p.csp.clone();
     let csp_task = kessai_csp::api::serve_on(&csp_config, provider, csp_listener, until(stop.clone()));
+    let bank = Arc::new(kessai_bsp::Bank::open(&p.bank, Arc::new(kessai_core::time::SystemClock)).await?);
+    let bank_listener =
+        tokio::net::TcpListener::bind(p.bank.listen).await.with_context(|| format!("bank on {}", p.bank.listen))?;
+    let bank_config = p.bank.clone();
+    let fetching = tokio::spawn(kessai_bsp::fetch_keys_every(Arc::clone(&bank), p.bank.tokens.fetch_every_s));
+    let teller = Arc::clone(&bank);
+    let bank_task = kessai_bsp::api::serve_on(&bank_config, bank, bank_listener, until(stop.clone()));
     let center_config = p.center.clone();
     let center_task = kessai_center::app::serve_on(&center_config, center, center_listener, until(stop.clone()));
     let center = for_wallet;
@@ -271,11 +285,38 @@ pub async fn start(p: Prepared, stop: tokio::sync::watch::Receiver<bool>) -> any
     let for_member = center.clone();
     let wallet_task = async move {
         charge_demo_card_once(&wallet_config, &image).await?;
-        demo_member_once(&wallet_config, &for_member).await.context("the demo member")?;
+        demo_member_once(&wallet_config, &for_member, &teller).await.context("the demo member")?;
         kessai_wallet::run(wallet_config, until(stop)).await
     };
-    tokio::try_join!(csp_task, center_task, store_task, wallet_task)?;
+    let ran = tokio::try_join!(csp_task, bank_task, center_task, store_task, wallet_task);
+    fetching.abort();
+    ran?;
     Ok(())
+}
+
+/// The bank service provider (seed 002) beside the center: the pool
+/// account, its KEK apart in `dir/secrets`, its delivery key made once, the
+/// center its client, the provider where it fetches token keys.
+fn bank_once(dir: &Path, ports: Ports) -> anyhow::Result<kessai_bsp::BankConfig> {
+    let text = format!(
+        "bank_id = \"0999\"\npool_account = \"JP00KESSAIPOOL0001\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{d}\"\n\
+         kek_file = \"{k}\"\ncenters = [\"center\"]\n[tls]\nca_dir = \"{ca}\"\nserver_name = \"localhost\"\n\
+         [tokens]\nprovider_id = \"kessai-csp\"\nprovider_url = \"https://127.0.0.1:{csp}\"\nclient_name = \"bank\"\n",
+        port = ports.bank,
+        csp = ports.csp,
+        d = dir.join("bank").display(),
+        k = dir.join("secrets").join("bank-kek.hex").display(),
+        ca = dir.join("ca").display(),
+    );
+    let config = kessai_bsp::BankConfig::from_toml(&text)?;
+    // Written out so that `kessai bank --config DIR/bank.toml …` works
+    // against this deployment too (a deposit, its keys).
+    let path = dir.join("bank.toml");
+    std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(dir.join("secrets"))?;
+    config.init_kek()?;
+    Ok(config)
 }
 
 /// The credit service provider (seed 002) beside the center: its
@@ -285,15 +326,16 @@ pub async fn start(p: Prepared, stop: tokio::sync::watch::Receiver<bool>) -> any
 fn provider_once(
     dir: &Path,
     center: &kessai_center::config::CenterConfig,
+    bank: &kessai_bsp::BankConfig,
     ports: Ports,
 ) -> anyhow::Result<kessai_csp::ProviderConfig> {
-    let delivery_key = kessai_center::app::token_delivery_key(center)?;
+    let delivery_key = kessai_bsp::delivery_key_once(&bank.data_dir.join(kessai_bsp::KEYS_DIR), &*bank.read_kek()?)?;
     let text = format!(
         "provider_id = \"{id}\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{d}\"\nkek_file = \"{k}\"\n\
          [tls]\nca_dir = \"{ca}\"\nserver_name = \"localhost\"\n\
          [[clients]]\nname = \"bank\"\ndelivery_key = {{ kty = \"OKP\", crv = \"X25519\", x = \"{x}\" }}\n\
          [[clients]]\nname = \"center\"\n",
-        id = center.tokens.provider_id,
+        id = bank.tokens.provider_id,
         port = ports.csp,
         d = dir.join("csp").display(),
         k = dir.join("secrets").join("csp-kek.hex").display(),
@@ -396,7 +438,11 @@ async fn console_operators_once(center: &kessai_center::service::Center, dir: &P
 /// registers its key, then opens a virtual prepaid card paid by bank
 /// transfer, and the simulated bank's camt.053 of the pool account, quoting
 /// its reference, is imported: the whole of FIG. 3–4 and 13.
-async fn demo_member_once(wallet: &WalletConfig, center: &kessai_center::service::Center) -> anyhow::Result<()> {
+async fn demo_member_once(
+    wallet: &WalletConfig,
+    center: &kessai_center::service::Center,
+    bank: &kessai_bsp::Bank,
+) -> anyhow::Result<()> {
     use kessai_core::keyfile::Passphrase;
     use kessai_core::member_store::{Cost, seed_from};
     use kessai_core::messages::DisplayText;
@@ -457,13 +503,23 @@ async fn demo_member_once(wallet: &WalletConfig, center: &kessai_center::service
     };
     w.records().close().await;
     let reference = opened.reference.clone().context("a transfer quotes a reference")?;
-    let statement = demo_statement(&reference)?;
-    let report = center.import_statement(&statement, kessai_center::prepaid::StatementSource::Bank).await?;
-    anyhow::ensure!(report.matched == 1, "the demo transfer did not match: {report:?}");
-    // Work for the console's queues: the statement's other credit quotes
-    // no reference (in suspense), and the member asks to add cash sent by
-    // registered mail (awaiting its count).
-    anyhow::ensure!(report.suspense == 1, "the stray demo transfer is not in suspense: {report:?}");
+    // The member's transfer reaches the pool account, and another quoting
+    // nothing (work for the console: in suspense); the center imports the
+    // bank's statement (its own loop may have imported it first).
+    let jpy = |minor: u64| kessai_core::Money::new(minor, Currency::JPY);
+    let quoted = kessai_bank::rf::Reference::parse(&reference).map_err(|e| anyhow::anyhow!("{e}"))?;
+    bank.deposit(jpy(DEMO_PREPAID_MINOR)?, Some(&quoted), "YAMADA HANAKO").await?;
+    bank.deposit(jpy(DEMO_STRAY_MINOR)?, None, "SUZUKI ICHIRO").await?;
+    let today = kessai_bank::Date::of(kessai_core::time::Clock::now(&kessai_core::time::SystemClock)).to_string();
+    center.fetch_statement(&today).await?;
+    let funding = center.db.funding_by_reference(&reference).await?.context("the demo funding")?;
+    anyhow::ensure!(
+        funding.status == kessai_center::prepaid::FundingStatus::Issued,
+        "the demo transfer did not match: {:?}",
+        funding.status
+    );
+    // And the member asks to add cash sent by registered mail (awaiting
+    // its count).
     let w = kessai_wallet::Wallet::open(wallet.clone()).await?;
     let store = MemberFile::in_dir(&wallet.data_dir);
     let w_key = tokio::task::spawn_blocking(move || -> anyhow::Result<kessai_core::keys::SigningKey> {
@@ -498,20 +554,20 @@ async fn demo_member_once(wallet: &WalletConfig, center: &kessai_center::service
     let amount = kessai_core::Money::new(DEMO_TOKEN_MINOR, Currency::JPY)?;
     let request = kessai_core::ids::RequestId::parse("demo-deposit-token")?;
     let token = w.deposit_token(&signer, request, demo_card, amount, terms).await?;
-    let statement = demo_token_statement(&token.reference)?;
-    // The bank's side holds the provider's key versions before the deposit
-    // is issued: the provider starts in this same process.
-    let mut fetched = center.fetch_token_keys().await;
+    // The bank holds the provider's key versions before the deposit makes
+    // its token: the provider starts in this same process.
+    let mut fetched = bank.fetch_keys().await;
     for _ in 0..50 {
-        if center.tokens.as_ref().is_some_and(|t| t.bank.keyring().keys().next().is_some()) {
+        if bank.keyring().keys().next().is_some() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        fetched = center.fetch_token_keys().await;
+        fetched = bank.fetch_keys().await;
     }
     fetched.context("the provider's token keys")?;
-    let report = center.import_statement(&statement, kessai_center::prepaid::StatementSource::Bank).await?;
-    anyhow::ensure!(report.matched == 1, "the demo deposit did not make its token: {report:?}");
+    let quoted = kessai_bank::rf::Reference::parse(&token.reference).map_err(|e| anyhow::anyhow!("{e}"))?;
+    bank.deposit(amount, Some(&quoted), "YAMADA HANAKO").await?;
+    center.fetch_statement(&today).await?;
     let stored = w.token_session(&kessai_wallet::TokenSessionCreate::default()).await?;
     anyhow::ensure!(stored.stored == [token.token_id.clone()], "the demo token was not stored: {stored:?}");
     w.records().close().await;
@@ -521,47 +577,6 @@ async fn demo_member_once(wallet: &WalletConfig, center: &kessai_center::service
         approved.member, opened.prepaid_id
     );
     Ok(())
-}
-
-/// The pool account's statement with the demo member's transfer, and one
-/// quoting nothing (the operator's to apply or send back).
-fn demo_statement(reference: &str) -> anyhow::Result<Vec<u8>> {
-    pool_statement(
-        "DEMO",
-        &[
-            (DEMO_PREPAID_MINOR, Some(reference), "DEMO-1", "YAMADA HANAKO"),
-            (DEMO_STRAY_MINOR, None, "DEMO-2", "SUZUKI ICHIRO"),
-        ],
-    )
-}
-
-/// The pool account's statement with the demo member's deposit for its
-/// token.
-fn demo_token_statement(reference: &str) -> anyhow::Result<Vec<u8>> {
-    pool_statement("DEMO-T", &[(DEMO_TOKEN_MINOR, Some(reference), "DEMO-T1", "YAMADA HANAKO")])
-}
-
-/// A camt.053 of the pool account, dated now, with these credits: (JPY,
-/// the reference quoted, the bank's entry reference, the remitter).
-fn pool_statement(id: &str, credits: &[(u64, Option<&str>, &str, &str)]) -> anyhow::Result<Vec<u8>> {
-    use kessai_bank::camt::{DraftEntry, EntryKind};
-    use kessai_core::time::Clock as _;
-    let now = kessai_core::time::SystemClock.now();
-    let mut draft = kessai_bank::camt053::StatementDraft::new(
-        &format!("{id}-{}", now.unix_s()),
-        "JP00KESSAIPOOL0001",
-        now,
-        kessai_core::Money::zero(Currency::JPY),
-    )?;
-    for (minor, reference, bank_ref, remitter) in credits {
-        let amount = kessai_core::Money::new(*minor, Currency::JPY)?;
-        let mut entry = DraftEntry::new(EntryKind::Credit, amount, kessai_bank::Date::of(now), bank_ref)?;
-        if let Some(r) = reference {
-            entry = entry.with_reference(kessai_bank::rf::Reference::parse(r).map_err(|e| anyhow::anyhow!("{e}"))?);
-        }
-        draft.push(entry.with_remitter(remitter)?)?;
-    }
-    Ok(kessai_bank::camt053::write(&draft).into_bytes())
 }
 
 pub fn run(dir: &Path, ports: Ports) -> anyhow::Result<()> {
@@ -588,6 +603,11 @@ pub fn run(dir: &Path, ports: Ports) -> anyhow::Result<()> {
             "  csp     https://{}   (credit service provider, mutual TLS only: kessai csp --config {})",
             p.csp.listen,
             p.dir.join("csp.toml").display()
+        );
+        println!(
+            "  bank    https://{}   (the pool account's bank, mutual TLS only: kessai bank --config {} deposit | keys)",
+            p.bank.listen,
+            p.dir.join("bank.toml").display()
         );
         println!(
             "  console {}/console   (operators' client certificates in {}; logins in {})",

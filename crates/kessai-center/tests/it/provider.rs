@@ -10,14 +10,17 @@ use std::path::Path;
 use std::sync::Arc;
 
 use kessai_api::provider::HeldFor;
-use kessai_center::keystore::Kek;
-use kessai_center::tokens::{TOKEN_KEYS_DIR, TokenBank, TokenPolicy, TokenProvider, delivery_key_once};
+use kessai_api::provider::KeyDeliveries;
+use kessai_bsp::rig::BankRig;
+use kessai_bsp::{KEYS_DIR, delivery_key_once};
+use kessai_center::tokens::{BankLink, TokenProvider};
 use kessai_core::jwe::X25519Jwk;
 use kessai_core::random::SeededRandom;
 use kessai_core::time::{FixedClock, Timestamp};
 use kessai_core::token::{DepositToken, TokenId, TokenKey, TokenKeyring};
 use kessai_csp::ProviderConfig;
 pub use kessai_csp::rig::ProviderRig;
+use kessai_http::party::ServiceConfig as _;
 use kessai_tls::CaDir;
 
 use crate::prepaid::jpy;
@@ -40,6 +43,38 @@ impl Reach for ProviderRig {
     fn client_as(&self, name: &str) -> TokenProvider {
         TokenProvider::new(&self.url, self.client_tls(name).unwrap())
     }
+}
+
+/// The bank as the center reaches it (client certificate `center`).
+pub trait ReachBank {
+    fn client(&self) -> BankLink;
+    fn client_as(&self, name: &str) -> BankLink;
+}
+
+impl ReachBank for BankRig {
+    fn client(&self) -> BankLink {
+        self.client_as("center")
+    }
+
+    fn client_as(&self, name: &str) -> BankLink {
+        BankLink::new(&self.url, self.client_tls(name).unwrap())
+    }
+}
+
+/// The provider's key deliveries, asked for with `tls` (a bank's client
+/// certificate, say).
+async fn deliveries_with(rig: &ProviderRig, tls: rustls::ClientConfig) -> Result<KeyDeliveries, String> {
+    let client = kessai_http::HttpsClient::new(tls, 10_000);
+    let (status, body) = client.get(&format!("{}/v1/token-keys", rig.url)).await.map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(format!("{status}: {}", String::from_utf8_lossy(&body)));
+    }
+    Ok(serde_json::from_slice(&body).unwrap())
+}
+
+/// The same, with client certificate `name` of the provider's CA.
+async fn deliveries(rig: &ProviderRig, name: &str) -> Result<KeyDeliveries, String> {
+    deliveries_with(rig, rig.client_tls(name).unwrap()).await
 }
 
 fn at(s: u64) -> Timestamp {
@@ -77,16 +112,17 @@ fn tx(n: u8) -> kessai_core::ids::TransactionId {
     kessai_core::ids::TransactionId::parse(&hex::encode([n; 16])).unwrap()
 }
 
-/// The bank's side in `dir`: a delivery key made once under the KEK, and
-/// the versions delivered before.
-fn bank_in(dir: &Path, kek: &Kek) -> (X25519Jwk, TokenBank) {
-    let keys = dir.join(TOKEN_KEYS_DIR);
-    let jwk = delivery_key_once(&keys, kek).unwrap();
-    assert_eq!(delivery_key_once(&keys, kek).unwrap(), jwk, "made once");
-    (jwk, TokenBank::open(&keys, kek, TokenPolicy::default()).unwrap())
+/// A bank in a directory of its own under `dir` (its own service): its
+/// delivery key, made once under its KEK, and the bank.
+async fn bank_in(dir: &Path, clock: Arc<FixedClock>) -> (X25519Jwk, BankRig) {
+    let rig = BankRig::start(dir, &[], clock, "").await.unwrap();
+    let keys = rig.dir.join(KEYS_DIR);
+    let jwk = delivery_key_once(&keys, &rig.kek).unwrap();
+    assert_eq!(delivery_key_once(&keys, &rig.kek).unwrap(), jwk, "made once");
+    (jwk, rig)
 }
 
-fn versions(bank: &TokenBank) -> Vec<u8> {
+fn versions(bank: &kessai_bsp::Bank) -> Vec<u8> {
     bank.keyring().keys().map(|k| k.version).collect()
 }
 
@@ -99,28 +135,27 @@ fn versions(bank: &TokenBank) -> Vec<u8> {
 #[tokio::test]
 async fn key_versions_are_delivered_sealed_to_the_bank_and_rotated() {
     let tmp = tempfile::tempdir().unwrap();
-    let kek = Kek::generate(&mut SeededRandom::new(1));
-    let (jwk, bank) = bank_in(tmp.path(), &kek);
     let clock = Arc::new(FixedClock::new(NOW));
+    let (jwk, bank_rig) = bank_in(tmp.path(), clock.clone()).await;
+    let bank = &bank_rig.bank;
     let gone = key(9, 39, (NOW.unix_s() - 90 * DAY, NOW.unix_s() - 60 * DAY, NOW.unix_s() - DAY));
     let rig = ProviderRig::start(tmp.path(), &[&v1(), &gone], Some(&jwk), clock.clone()).await.unwrap();
-    let p = rig.client_as("bank");
-    let sent = p.key_deliveries().await.unwrap();
+    let sent = deliveries(&rig, "bank").await.unwrap();
     assert_eq!(sent.deliveries.iter().map(|d| d.version).collect::<Vec<_>>(), vec![1], "v9 redeems nothing");
     assert!(sent.deliveries.iter().all(|d| d.jwe.split('.').count() == 5), "each a compact JWE");
     assert_eq!(bank.receive(&sent, &mut SeededRandom::new(2)).unwrap(), vec![1]);
-    assert_eq!(bank.receive(&p.key_deliveries().await.unwrap(), &mut SeededRandom::new(3)).unwrap(), Vec::<u8>::new());
+    assert_eq!(
+        bank.receive(&deliveries(&rig, "bank").await.unwrap(), &mut SeededRandom::new(3)).unwrap(),
+        Vec::<u8>::new()
+    );
     assert!(bank.keyring().keys().next().unwrap().same_as(&v1()), "the provider's very key");
     // At rest: sealed under the KEK, nothing of the key in clear.
-    let file = std::fs::read(tmp.path().join(TOKEN_KEYS_DIR).join("v1.sealed")).unwrap();
+    let file = std::fs::read(bank_rig.dir.join(KEYS_DIR).join("v1.sealed")).unwrap();
     let plain = v1().to_json().unwrap();
     assert!(!file.windows(16).any(|w| plain.windows(16).any(|p| p == w)));
-    assert_eq!(
-        versions(&TokenBank::open(&tmp.path().join(TOKEN_KEYS_DIR), &kek, TokenPolicy::default()).unwrap()),
-        vec![1]
-    );
-    let other_kek = Kek::generate(&mut SeededRandom::new(9));
-    assert!(TokenBank::open(&tmp.path().join(TOKEN_KEYS_DIR), &other_kek, TokenPolicy::default()).is_err());
+    let reopened = kessai_bsp::Bank::open(&bank_rig.config, clock.clone()).await.unwrap();
+    assert_eq!(versions(&reopened), vec![1]);
+    assert!(kessai_http::party::read_keys(&bank_rig.dir.join(KEYS_DIR), &[9; 32]).is_err(), "another KEK");
 
     // Rotation: version 2 issues from day 20; the bank takes it on its
     // next fetch and seals with it from then, v1's tokens still open.
@@ -133,8 +168,8 @@ async fn key_versions_are_delivered_sealed_to_the_bank_and_rotated() {
         at(start2 + 400 * DAY),
     )
     .unwrap();
-    assert_eq!(bank.receive(&p.key_deliveries().await.unwrap(), &mut SeededRandom::new(4)).unwrap(), vec![2]);
-    assert_eq!(versions(&bank), vec![1, 2]);
+    assert_eq!(bank.receive(&deliveries(&rig, "bank").await.unwrap(), &mut SeededRandom::new(4)).unwrap(), vec![2]);
+    assert_eq!(versions(bank), vec![1, 2]);
     let ring = bank.keyring();
     assert_eq!(ring.issuing_until(NOW), Some(at(NOW.unix_s() + 400 * DAY)), "v1 issues now");
     assert_eq!(ring.issuing_until(at(start2)), Some(at(start2 + 400 * DAY)), "v2 from its window");
@@ -143,14 +178,12 @@ async fn key_versions_are_delivered_sealed_to_the_bank_and_rotated() {
     // held key kept; a delivery sealed to another bank: refused.
     let rogue = key(1, 77, (NOW.unix_s() - DAY, NOW.unix_s() + 30 * DAY, NOW.unix_s() + 400 * DAY));
     let impostor = ProviderRig::start(tmp.path(), &[&rogue], Some(&jwk), clock.clone()).await.unwrap();
-    let why = bank
-        .receive(&impostor.client_as("bank").key_deliveries().await.unwrap(), &mut SeededRandom::new(5))
-        .unwrap_err();
+    let why = bank.receive(&deliveries(&impostor, "bank").await.unwrap(), &mut SeededRandom::new(5)).unwrap_err();
     assert!(why.to_string().contains("another key under version 1"), "{why}");
     assert!(bank.keyring().keys().next().unwrap().same_as(&v1()));
     // A version another process of this bank wrote meanwhile (the CLI's
     // fetch beside a running center): taken if it is the very key.
-    let other_copy = TokenBank::open(&tmp.path().join(TOKEN_KEYS_DIR), &kek, TokenPolicy::default()).unwrap();
+    let other_copy = kessai_bsp::Bank::open(&bank_rig.config, clock.clone()).await.unwrap();
     assert_eq!(versions(&other_copy), vec![1, 2]);
     let start3 = NOW.unix_s() + 40 * DAY;
     kessai_csp::add_key(
@@ -161,16 +194,14 @@ async fn key_versions_are_delivered_sealed_to_the_bank_and_rotated() {
         at(start3 + 9 * DAY),
     )
     .unwrap();
-    let sent = p.key_deliveries().await.unwrap();
+    let sent = deliveries(&rig, "bank").await.unwrap();
     assert_eq!(other_copy.receive(&sent, &mut SeededRandom::new(7)).unwrap(), vec![3]);
     assert_eq!(bank.receive(&sent, &mut SeededRandom::new(8)).unwrap(), vec![3], "the file on disk is the same key");
     let elsewhere = tempfile::tempdir().unwrap();
-    let (other_jwk, _) = bank_in(elsewhere.path(), &kek);
+    let (other_jwk, _other) = bank_in(elsewhere.path(), clock.clone()).await;
     let foreign = ProviderRig::start(tmp.path(), &[&v1()], Some(&other_jwk), clock.clone()).await.unwrap();
-    assert!(
-        bank.receive(&foreign.client_as("bank").key_deliveries().await.unwrap(), &mut SeededRandom::new(6)).is_err()
-    );
-    assert_eq!(versions(&bank), vec![1, 2, 3]);
+    assert!(bank.receive(&deliveries(&foreign, "bank").await.unwrap(), &mut SeededRandom::new(6)).is_err());
+    assert_eq!(versions(bank), vec![1, 2, 3]);
 }
 
 /// Only the provider's clients, by their client certificates acting as the
@@ -178,17 +209,17 @@ async fn key_versions_are_delivered_sealed_to_the_bank_and_rotated() {
 #[tokio::test]
 async fn the_provider_serves_only_its_clients() {
     let tmp = tempfile::tempdir().unwrap();
-    let kek = Kek::generate(&mut SeededRandom::new(1));
-    let (jwk, _) = bank_in(tmp.path(), &kek);
-    let rig = ProviderRig::start(tmp.path(), &[&v1()], Some(&jwk), Arc::new(FixedClock::new(NOW))).await.unwrap();
+    let clock = Arc::new(FixedClock::new(NOW));
+    let (jwk, _bank) = bank_in(tmp.path(), clock.clone()).await;
+    let rig = ProviderRig::start(tmp.path(), &[&v1()], Some(&jwk), clock).await.unwrap();
     let token = sealed_under(&v1(), 1, NOW.unix_s() + 100 * DAY);
     // Token keys go to the bank's certificate only; the uses of tokens to
     // a center's that the provider lists.
     for name in ["center", "other-center", "stranger", "shop"] {
-        let e = rig.client_as(name).key_deliveries().await.unwrap_err();
-        assert!(e.0.contains("403") && e.0.contains("does not act as the bank"), "{name}: {e}");
+        let e = deliveries(&rig, name).await.unwrap_err();
+        assert!(e.contains("403") && e.contains("does not act as the bank"), "{name}: {e}");
     }
-    assert!(rig.client_as("bank").key_deliveries().await.is_ok());
+    assert!(deliveries(&rig, "bank").await.is_ok());
     for (name, why) in
         [("stranger", "not a client"), ("shop", "does not act as the center"), ("bank", "not act as the center")]
     {
@@ -197,8 +228,7 @@ async fn the_provider_serves_only_its_clients() {
     }
     // No client certificate: the handshake fails.
     let ca = CaDir::new(rig.dir.join("ca"));
-    let anonymous = TokenProvider::new(&rig.url, kessai_tls::client_config(&ca.ca_cert(), None).unwrap());
-    assert!(anonymous.key_deliveries().await.is_err());
+    assert!(deliveries_with(&rig, kessai_tls::client_config(&ca.ca_cert(), None).unwrap()).await.is_err());
     assert!(rig.provider.held(&TokenId([1; 16]).to_string()).await.unwrap().is_none(), "nothing entered");
 }
 
@@ -212,8 +242,8 @@ async fn a_token_is_honoured_once_for_one_use() {
     let tmp = tempfile::tempdir().unwrap();
     let clock = Arc::new(FixedClock::new(NOW));
     let mut rig = ProviderRig::start(tmp.path(), &[&v1()], None, clock.clone()).await.unwrap();
-    let e = rig.client_as("bank").key_deliveries().await.unwrap_err();
-    assert!(e.0.contains("no key registered"), "a bank without a delivery key: {e}");
+    let e = deliveries(&rig, "bank").await.unwrap_err();
+    assert!(e.contains("no key registered"), "a bank without a delivery key: {e}");
     let p = rig.client();
     let expiry = NOW.unix_s() + 100 * DAY;
     let token = sealed_under(&v1(), 1, expiry);
@@ -339,4 +369,117 @@ fn a_provider_configuration_that_cannot_work_is_refused() {
     ] {
         assert!(ProviderConfig::from_toml(&base(clients, id)).is_err(), "{clients} {id}");
     }
+}
+
+/// A token request for deposit `entry` of the rig's pool account.
+fn seal_request(entry: &str, reference: &str, token: u8, amount: u64) -> kessai_api::bank::SealRequest {
+    kessai_api::bank::SealRequest {
+        deposit: format!("{}/{entry}", kessai_bsp::rig::POOL_ACCOUNT),
+        reference: reference.into(),
+        token_id: TokenId([token; 16]).to_string(),
+        amount: jpy(amount),
+        user_name: "ﾃﾞﾓ ｶｲｲﾝ".into(),
+        user_id: "m-1".into(),
+        bank_account: "0005-123-1-7654321".into(),
+        card_ref: "last4:4242".into(),
+    }
+}
+
+const RF_A: &str = "RF18539007547034";
+const RF_B: &str = "RF712348231";
+
+/// The bank as its own service (seed 002, FIG. 2): it makes a token only
+/// of a deposit booked to its pool account, of that amount and quoting
+/// that reference, and of each deposit once (the same request again: the
+/// same token; racing requests: one token), sealed under the version
+/// delivered to it with every FIG. 12 field; its statement names each
+/// deposit; it serves only the centers it lists; out of reach, nothing is
+/// decided.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bank_makes_a_token_only_of_its_own_deposit_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FixedClock::new(NOW));
+    let mut rig = BankRig::start(tmp.path(), &[&v1()], clock.clone(), "").await.unwrap();
+    let rf = |r: &str| kessai_bank::rf::Reference::parse(r).unwrap();
+    assert_eq!(rig.bank.deposit(jpy(5_000), Some(&rf(RF_A)), "YAMADA HANAKO").await.unwrap(), 1);
+    assert_eq!(rig.bank.deposit(jpy(3_000), Some(&rf(RF_B)), "SUZUKI ICHIRO").await.unwrap(), 2);
+    assert!(rig.bank.deposit(jpy(0), None, "NOBODY").await.is_err(), "a deposit of nothing");
+    let link = rig.client();
+
+    // Its statement of the day names each deposit as the center keys it.
+    let day = kessai_bank::Date::of(NOW).to_string();
+    let statement = kessai_bank::parse(&link.statement(&day).await.unwrap()).unwrap();
+    let keys: Vec<_> = statement.credits.iter().map(|c| (c.entry_key.as_str(), c.amount.amount_minor())).collect();
+    assert_eq!(keys, vec![("JP00KESSAIPOOL0001/D1", 5_000), ("JP00KESSAIPOOL0001/D2", 3_000)]);
+    assert_eq!(statement.credits[0].reference.as_ref().map(|r| r.as_str()), Some(RF_A));
+    assert!(kessai_bank::parse(&link.statement("2026-01-01").await.unwrap()).unwrap().credits.is_empty());
+    let bad_day = link.statement("2026-13-01").await.unwrap_err();
+    assert!(bad_day.0.contains("400") && bad_day.0.contains("bad_day"), "{bad_day}");
+
+    // A token of deposit 1: every field, its deposit's time, version 1.
+    let (sealed, made) = link.seal(&seal_request("D1", RF_A, 1, 5_000)).await.unwrap().unwrap();
+    assert!(made.first && made.key_version == 1);
+    let mut ring = TokenKeyring::new();
+    ring.add(v1()).unwrap();
+    let token = ring.open(&sealed, NOW).unwrap();
+    assert_eq!((token.token_id, token.amount, token.deposited_at), (TokenId([1; 16]), jpy(5_000), NOW));
+    assert_eq!((token.bank_id.as_str(), token.card_company_id.as_str()), ("0999", "kessai-csp"));
+    assert_eq!((token.user_id.as_str(), token.card_ref.as_str()), ("m-1", "last4:4242"));
+    assert_eq!(token.expires_at.unix_s(), NOW.unix_s() + 180 * DAY);
+    // Asked again (an answer lost): the same token.
+    let (again, repeat) = link.seal(&seal_request("D1", RF_A, 1, 5_000)).await.unwrap().unwrap();
+    assert_eq!((again, repeat.first), (sealed, false));
+
+    // Refusals: each a verdict, nothing made.
+    let refused = [
+        (seal_request("D1", RF_A, 2, 5_000), "made token"),
+        (seal_request("D2", RF_B, 1, 3_000), "made of another deposit"),
+        (seal_request("D2", RF_B, 3, 3_001), "is of"),
+        (seal_request("D2", RF_A, 3, 3_000), "another reference"),
+        (seal_request("D99", RF_B, 3, 3_000), "no deposit"),
+        (seal_request("BANK-X", RF_B, 3, 3_000), "names no deposit"),
+        (
+            kessai_api::bank::SealRequest { deposit: "JP00OTHER/D2".into(), ..seal_request("D2", RF_B, 3, 3_000) },
+            "names no deposit",
+        ),
+        (
+            kessai_api::bank::SealRequest { card_ref: "4111111111111111".into(), ..seal_request("D2", RF_B, 3, 3_000) },
+            "card",
+        ),
+    ];
+    for (req, why) in refused {
+        let answer = link.seal(&req).await.unwrap();
+        assert!(answer.as_ref().is_err_and(|e| e.contains(why)), "{why}: {answer:?}");
+    }
+    assert!(rig.bank.register().made(2).await.unwrap().is_none(), "nothing made of deposit 2");
+
+    // Only the centers it lists, by their certificates acting as the center.
+    for (name, why) in [("stranger", "not a center this bank serves"), ("shop", "does not act as the center")] {
+        let e = rig.client_as(name).seal(&seal_request("D2", RF_B, 3, 3_000)).await.unwrap_err();
+        assert!(e.0.contains("403") && e.0.contains(why), "{name}: {e}");
+        assert!(rig.client_as(name).statement(&day).await.is_err());
+    }
+    assert!(rig.bank.register().made(2).await.unwrap().is_none());
+
+    // Racing identical requests for deposit 2: one token, the same to all.
+    let link = Arc::new(link);
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let link = Arc::clone(&link);
+        tasks.push(tokio::spawn(async move { link.seal(&seal_request("D2", RF_B, 3, 3_000)).await }));
+    }
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.unwrap().unwrap().unwrap());
+    }
+    assert_eq!(answers.iter().filter(|(_, m)| m.first).count(), 1, "made once");
+    assert!(answers.iter().all(|(bytes, _)| *bytes == answers[0].0), "the same token to every caller");
+
+    // Out of reach: nothing decided; restarted, its register kept.
+    rig.stop();
+    assert!(rig.client().seal(&seal_request("D2", RF_B, 3, 3_000)).await.is_err(), "a new connection is refused");
+    rig.restart(clock).await.unwrap();
+    let (after, m) = rig.client().seal(&seal_request("D2", RF_B, 3, 3_000)).await.unwrap().unwrap();
+    assert_eq!((after, m.first), (answers[0].0.clone(), false));
+    assert_eq!(rig.bank.register().balance().await.unwrap(), 8_000);
 }

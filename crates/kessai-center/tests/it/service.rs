@@ -32,6 +32,9 @@ pub struct Setup {
     pub center: Center,
     pub mall_key: SigningKey,
     pub rng: SeededRandom,
+    /// The bank holding the pool account, when a test runs one (deposit
+    /// tokens): its teller books deposits.
+    pub bank: Option<Arc<kessai_bsp::Bank>>,
 }
 
 pub async fn setup() -> Setup {
@@ -69,7 +72,7 @@ pub(crate) async fn setup_on(dir: tempfile::TempDir, url: &str) -> Setup {
         clearing: Default::default(),
         tokens: None,
     };
-    Setup { _dir: dir, time, url: url.to_owned(), center, mall_key, rng }
+    Setup { _dir: dir, time, url: url.to_owned(), center, mall_key, rng, bank: None }
 }
 
 /// Registers card `n` and records its funding in the books, as issuance.

@@ -6,12 +6,13 @@
 
 use std::sync::Arc;
 
+use kessai_bsp::rig::BankRig;
 use kessai_card::tokens::{ListedToken, list_tokens_command, parse_list};
 use kessai_center::books::Receiving;
 use kessai_center::prepaid::{PrepaidError, PrepaidReply, StatementSource};
 use kessai_center::service::{Center, parse_answers};
 use kessai_center::token_session::{TokenPurpose, TokenSessionPhase};
-use kessai_center::tokens::{TokenBank, TokenPolicy, TokenView, Tokens};
+use kessai_center::tokens::{TokenPolicy, TokenView, Tokens};
 use kessai_core::Currency;
 use kessai_core::ids::{CardId, RequestId};
 use kessai_core::messages::prepaid::{FundingMethod, PrepaidAction, PrepaidRequestDraft, TokenTerms};
@@ -21,7 +22,7 @@ use kessai_core::token::{TokenHeader, TokenId, TokenKey, TokenKeyring};
 use kessai_scp03::{CommandApdu, ResponseApdu};
 
 use crate::prepaid::{Member, camt, jpy, member, sign_request};
-use crate::provider::{ProviderRig, Reach};
+use crate::provider::{ProviderRig, Reach, ReachBank};
 use crate::service::{Setup, register_card, setup, setup_on_postgres};
 use crate::world::{CardReader, KVN, NOW, card_id, funded_card, masters, relay};
 
@@ -42,19 +43,44 @@ fn provider_keyring() -> TokenKeyring {
     ring
 }
 
-/// Both token parties: the bank's side holding `bank`, and the credit
-/// service provider as its own service on loopback (mutual TLS, its own
-/// directory and register) holding version 1, on the test's clock.
-async fn parties(s: &Setup, bank: TokenKeyring) -> Option<Arc<Tokens>> {
+/// Both token parties, each its own service on loopback (mutual TLS, its
+/// own directory and register), on the test's clock: the bank holding
+/// `bank` as the versions delivered to it (the setup keeps it, to book
+/// deposits), and the credit service provider holding version 1.
+async fn parties(s: &mut Setup, bank: &[&TokenKey]) {
     let rig = ProviderRig::start(s._dir.path(), &[&provider_key(1, 2101)], None, s.time.clone()).await.unwrap();
-    Some(Arc::new(Tokens { bank: TokenBank::holding(bank, TokenPolicy::default()), provider: rig.client() }))
+    let bank_rig = BankRig::start(s._dir.path(), bank, s.time.clone(), "").await.unwrap();
+    s.center.tokens = Some(Arc::new(Tokens { bank: bank_rig.client(), provider: rig.client() }));
+    s.bank = Some(Arc::clone(&bank_rig.bank));
 }
 
 /// The center with both token parties, the bank holding the version the
 /// provider delivered.
 async fn with_tokens(mut s: Setup) -> Setup {
-    s.center.tokens = parties(&s, provider_keyring()).await;
+    parties(&mut s, &[&provider_key(1, 2101)]).await;
     s
+}
+
+/// The center reaching `provider`, and a bank holding the version it
+/// delivered.
+async fn with_provider(s: &mut Setup, provider: kessai_center::tokens::TokenProvider) {
+    let bank_rig = BankRig::start(s._dir.path(), &[&provider_key(1, 2101)], s.time.clone(), "").await.unwrap();
+    s.center.tokens = Some(Arc::new(Tokens { bank: bank_rig.client(), provider }));
+    s.bank = Some(Arc::clone(&bank_rig.bank));
+}
+
+/// Deposits booked to the bank's pool account, each of (JPY, the
+/// reference quoted), and a statement of the pool account with just them.
+pub(crate) async fn deposited(s: &Setup, id: &str, credits: &[(u64, Option<&str>)]) -> Vec<u8> {
+    let bank = s.bank.as_ref().expect("the test runs a bank");
+    let mut refs = Vec::new();
+    for (amount, quoted) in credits {
+        let quoted = quoted.map(|q| kessai_bank::rf::Reference::parse(q).unwrap());
+        refs.push(format!("D{}", bank.deposit(jpy(*amount), quoted.as_ref(), "YAMADA HANAKO").await.unwrap()));
+    }
+    let listed: Vec<(u64, Option<&str>, &str)> =
+        credits.iter().zip(&refs).map(|((amount, quoted), r)| (*amount, *quoted, r.as_str())).collect();
+    camt(id, &listed)
 }
 
 /// Card 1 registered (no value), linked to a new member.
@@ -164,7 +190,7 @@ async fn a_deposit_becomes_a_token_on_the_card(mut s: Setup) {
     assert_eq!(c.books.tokens_outstanding(Currency::JPY).await.unwrap(), 0, "nothing before the money");
 
     // The deposit arrives on the pool account's statement.
-    let statement = camt("STMT-T1", &[(12_000, Some(&asked.reference), "BANK-T1")]);
+    let statement = deposited(&s, "STMT-T1", &[(12_000, Some(&asked.reference))]).await;
     let report = c.import_statement(&statement, StatementSource::Bank).await.unwrap();
     assert_eq!((report.matched, report.suspense), (1, 0));
     assert_eq!(c.books.tokens_outstanding(Currency::JPY).await.unwrap(), 12_000);
@@ -251,7 +277,7 @@ async fn a_deposit_that_cannot_make_a_token_waits_in_suspense() {
     let b = ask(c, &m, token_request(&m, "dep-b", card_id(1), 6_000)).await.unwrap();
     // Another amount than asked.
     let report = c
-        .import_statement(&camt("STMT-S1", &[(5_001, Some(&a.reference), "BANK-S1")]), StatementSource::Bank)
+        .import_statement(&deposited(&s, "STMT-S1", &[(5_001, Some(&a.reference))]).await, StatementSource::Bank)
         .await
         .unwrap();
     assert_eq!((report.matched, report.suspense), (0, 1));
@@ -262,7 +288,7 @@ async fn a_deposit_that_cannot_make_a_token_waits_in_suspense() {
     s.time.set(Timestamp::from_unix_s(NOW.unix_s() + 8 * DAY));
     let c = &s.center;
     let report = c
-        .import_statement(&camt("STMT-S2", &[(6_000, Some(&b.reference), "BANK-S2")]), StatementSource::Bank)
+        .import_statement(&deposited(&s, "STMT-S2", &[(6_000, Some(&b.reference))]).await, StatementSource::Bank)
         .await
         .unwrap();
     assert_eq!((report.matched, report.suspense), (0, 1));
@@ -277,21 +303,67 @@ async fn a_deposit_that_cannot_make_a_token_waits_in_suspense() {
     conserved(c).await;
 }
 
+/// A credit on a statement the bank did not book (a forged file, or one
+/// of another account) makes no token: the bank refuses, the credit waits
+/// in suspense with why, the request still awaits its deposit. The bank
+/// out of reach decides nothing: the import fails, nothing is written,
+/// and the import again, once it answers, issues the token once.
+#[tokio::test]
+async fn a_credit_the_bank_did_not_book_makes_no_token() {
+    let mut s = setup().await;
+    let provider = ProviderRig::start(s._dir.path(), &[&provider_key(1, 2101)], None, s.time.clone()).await.unwrap();
+    let mut bank = BankRig::start(s._dir.path(), &[&provider_key(1, 2101)], s.time.clone(), "").await.unwrap();
+    s.center.tokens = Some(Arc::new(Tokens { bank: bank.client(), provider: provider.client() }));
+    s.bank = Some(Arc::clone(&bank.bank));
+    let m = members_card(&mut s).await;
+    let c = &s.center;
+    let a = ask(c, &m, token_request(&m, "dep-x", card_id(1), 5_000)).await.unwrap();
+    let forged = camt("STMT-X", &[(5_000, Some(&a.reference), "BANK-X")]);
+    let report = c.import_statement(&forged, StatementSource::Bank).await.unwrap();
+    assert_eq!((report.matched, report.suspense), (0, 1));
+    let held = c.bank_credits_in("suspense").await.unwrap();
+    assert!(held[0].reason.as_deref().unwrap().contains("the bank: "), "{:?}", held[0].reason);
+    let id = TokenId::parse(&a.token_id).unwrap();
+    let row = c.db.token(&id).await.unwrap().unwrap();
+    assert_eq!((row.status, row.sealed.is_none()), (kessai_api::TokenStatus::Awaiting, true));
+    assert_eq!(c.books.tokens_outstanding(Currency::JPY).await.unwrap(), 0);
+    conserved(c).await;
+
+    // Another request, its deposit booked; the bank out of reach.
+    let b = ask(c, &m, token_request(&m, "dep-y", card_id(1), 6_000)).await.unwrap();
+    let statement = deposited(&s, "STMT-Y", &[(6_000, Some(&b.reference))]).await;
+    bank.stop();
+    // A new connection (one kept alive may outlive the stop).
+    s.center.tokens = Some(Arc::new(Tokens { bank: bank.client(), provider: provider.client() }));
+    let c = &s.center;
+    let lost = c.import_statement(&statement, StatementSource::Bank).await;
+    assert!(matches!(lost, Err(PrepaidError::Center(kessai_center::service::CenterError::Bank(_)))), "{lost:?}");
+    let id = TokenId::parse(&b.token_id).unwrap();
+    assert_eq!(c.db.token(&id).await.unwrap().unwrap().status, kessai_api::TokenStatus::Awaiting);
+    assert_eq!(c.bank_credits_in("suspense").await.unwrap().len(), 1, "the credit not taken");
+    assert_eq!(c.books.tokens_outstanding(Currency::JPY).await.unwrap(), 0);
+    bank.restart(s.time.clone()).await.unwrap();
+    let report = c.import_statement(&statement, StatementSource::Bank).await.unwrap();
+    assert_eq!((report.matched, report.suspense), (1, 0));
+    assert_eq!(c.db.token(&id).await.unwrap().unwrap().status, kessai_api::TokenStatus::Issued);
+    assert_eq!(c.books.tokens_outstanding(Currency::JPY).await.unwrap(), 6_000);
+    conserved(c).await;
+}
+
 /// With no key version issuing (the provider's keys all past their
 /// window), a deposit waits in suspense: no token is sealed under a key
 /// that may not issue.
 #[tokio::test]
 async fn no_token_is_made_without_a_key_version_issuing() {
     let mut s = setup().await;
-    let mut ring = TokenKeyring::new();
     let at = |d: i64| Timestamp::from_unix_s(NOW.unix_s().saturating_add_signed(d * DAY as i64));
-    ring.add(TokenKey::generate(1, (at(-60), at(-30), at(300)), &mut SeededRandom::new(5)).unwrap()).unwrap();
-    s.center.tokens = parties(&s, ring).await;
+    let past = TokenKey::generate(1, (at(-60), at(-30), at(300)), &mut SeededRandom::new(5)).unwrap();
+    parties(&mut s, &[&past]).await;
     let m = members_card(&mut s).await;
     let c = &s.center;
     let a = ask(c, &m, token_request(&m, "dep-k", card_id(1), 5_000)).await.unwrap();
     let report = c
-        .import_statement(&camt("STMT-K", &[(5_000, Some(&a.reference), "BANK-K")]), StatementSource::Bank)
+        .import_statement(&deposited(&s, "STMT-K", &[(5_000, Some(&a.reference))]).await, StatementSource::Bank)
         .await
         .unwrap();
     assert_eq!((report.matched, report.suspense), (0, 1));
@@ -342,7 +414,9 @@ async fn a_lost_answer_or_a_made_up_refusal_stores_the_token_once() {
     let c = &s.center;
     let mut card = funded_card(1, 0);
     let a = ask(c, &m, token_request(&m, "dep-l", card_id(1), 7_000)).await.unwrap();
-    c.import_statement(&camt("STMT-L", &[(7_000, Some(&a.reference), "BANK-L")]), StatementSource::Bank).await.unwrap();
+    c.import_statement(&deposited(&s, "STMT-L", &[(7_000, Some(&a.reference))]).await, StatementSource::Bank)
+        .await
+        .unwrap();
     let id = TokenId::parse(&a.token_id).unwrap();
 
     // A relay answers the STORE with a bare refusal: nothing changes.
@@ -393,7 +467,7 @@ async fn racing(mut s: Setup) {
     let m = members_card(&mut s).await;
     let c = &s.center;
     let a = ask(c, &m, token_request(&m, "dep-r", card_id(1), 9_000)).await.unwrap();
-    let statement = camt("STMT-RACE", &[(9_000, Some(&a.reference), "BANK-RACE")]);
+    let statement = deposited(&s, "STMT-RACE", &[(9_000, Some(&a.reference))]).await;
     let imports =
         crate::prepaid::futures_join((0..4).map(|_| c.import_statement(&statement, StatementSource::Bank))).await;
     let matched: usize = imports.into_iter().map(|r| r.unwrap().matched).sum();
@@ -439,7 +513,7 @@ async fn a_crash_at_any_write_leaves_the_token_whole() {
         let mut card = funded_card(1, 0);
         let a = ask(c, &m, token_request(&m, "dep-c", card_id(1), 3_000)).await.unwrap();
         let id = TokenId::parse(&a.token_id).unwrap();
-        let statement = camt("STMT-C", &[(3_000, Some(&a.reference), "BANK-C")]);
+        let statement = deposited(&s, "STMT-C", &[(3_000, Some(&a.reference))]).await;
         c.db.faults().fail_at(n);
         let imported = c.import_statement(&statement, StatementSource::Bank).await;
         let delivered = match imported {
@@ -532,7 +606,7 @@ async fn stored_token(s: &mut Setup, amount: u64) -> (Member, kessai_card::termi
     let c = &s.center;
     let mut card = funded_card(1, 0);
     let a = ask(c, &m, token_request(&m, "dep-s", card_id(1), amount)).await.unwrap();
-    let statement = camt("STMT-S", &[(amount, Some(&a.reference), "BANK-S")]);
+    let statement = deposited(s, "STMT-S", &[(amount, Some(&a.reference))]).await;
     assert_eq!(c.import_statement(&statement, StatementSource::Bank).await.unwrap().matched, 1);
     assert_eq!(deliver(c, &mut card, 1).await, vec![a.token_id.clone()]);
     (m, card, TokenId::parse(&a.token_id).unwrap())
@@ -707,9 +781,7 @@ async fn racing_redemptions(mut s: Setup) {
 async fn a_token_the_provider_cannot_open_is_refused_and_moves_nothing() {
     for (version, seed) in [(1u8, 9_999u64), (2, 2101)] {
         let mut s = setup().await;
-        let mut bank = TokenKeyring::new();
-        bank.add(provider_key(version, seed)).unwrap();
-        s.center.tokens = parties(&s, bank).await;
+        parties(&mut s, &[&provider_key(version, seed)]).await;
         let (_m, mut card, token) = stored_token(&mut s, 5_000).await;
         let c = &s.center;
         let (id, answers) = redeem_batch(c, &mut card, token).await.unwrap();
@@ -756,7 +828,9 @@ async fn a_tampered_token_on_the_card_never_pays() {
     let c = &s.center;
     let mut card = funded_card(1, 0);
     let a = ask(c, &m, token_request(&m, "dep-t", card_id(1), 6_000)).await.unwrap();
-    c.import_statement(&camt("STMT-T", &[(6_000, Some(&a.reference), "BANK-T")]), StatementSource::Bank).await.unwrap();
+    c.import_statement(&deposited(&s, "STMT-T", &[(6_000, Some(&a.reference))]).await, StatementSource::Bank)
+        .await
+        .unwrap();
     let id = TokenId::parse(&a.token_id).unwrap();
     let mut forged = c.db.token(&id).await.unwrap().unwrap().sealed.unwrap();
     let last = forged.len() - 1;
@@ -1015,7 +1089,9 @@ async fn a_card_linked_to_another_member_takes_no_token_of_the_first() {
     let c = &s.center;
     let mut card = funded_card(1, 0);
     let a = ask(c, &m, token_request(&m, "dep-o", card_id(1), 1_500)).await.unwrap();
-    c.import_statement(&camt("STMT-O", &[(1_500, Some(&a.reference), "BANK-O")]), StatementSource::Bank).await.unwrap();
+    c.import_statement(&deposited(&s, "STMT-O", &[(1_500, Some(&a.reference))]).await, StatementSource::Bank)
+        .await
+        .unwrap();
     assert!(
         c.db.link_card_member(&card_id(1), Some(other.id.as_str()), false, NOW, crate::trail("card_member"))
             .await
@@ -1027,19 +1103,30 @@ async fn a_card_linked_to_another_member_takes_no_token_of_the_first() {
     assert_eq!(c.db.token(&id).await.unwrap().unwrap().status, kessai_api::TokenStatus::Issued);
 }
 
-/// A `[tokens]` policy no token could be made under stops the center at
-/// start.
+/// A `[tokens]` naming one party without the other, or a URL not https,
+/// stops the center at start.
 #[test]
-fn a_token_policy_no_token_fits_is_refused() {
+fn a_token_policy_with_one_party_is_refused() {
+    let url = |u: &str| Some(u.to_owned());
     for bad in [
-        TokenPolicy { lifetime_s: 0, ..TokenPolicy::default() },
-        TokenPolicy { bank_id: String::new(), ..TokenPolicy::default() },
-        TokenPolicy { provider_id: "p".repeat(41), ..TokenPolicy::default() },
-        TokenPolicy { provider_id: "4111111111111111".into(), ..TokenPolicy::default() },
+        TokenPolicy { bank_url: url("https://127.0.0.1:1"), ..TokenPolicy::default() },
+        TokenPolicy { provider_url: url("https://127.0.0.1:1"), ..TokenPolicy::default() },
+        TokenPolicy {
+            bank_url: url("http://127.0.0.1:1"),
+            provider_url: url("https://127.0.0.1:2"),
+            ..TokenPolicy::default()
+        },
+        TokenPolicy { statement_every_s: 0, ..TokenPolicy::default() },
     ] {
         assert!(bad.check().is_err(), "{bad:?}");
     }
     assert!(TokenPolicy::default().check().is_ok());
+    let both = TokenPolicy {
+        bank_url: url("https://127.0.0.1:1"),
+        provider_url: url("https://127.0.0.1:2"),
+        ..TokenPolicy::default()
+    };
+    assert!(both.check().is_ok());
 }
 
 /// A redemption whose answer was lost, then the card's table filled up:
@@ -1055,7 +1142,7 @@ async fn a_redemption_the_card_no_longer_lists_is_proven_by_its_collected_log() 
     // Eight more tokens: the card makes room by dropping the redeemed one.
     for n in 0..8u64 {
         let a = ask(c, &m, token_request(&m, &format!("dep-f{n}"), card_id(1), 100 + n)).await.unwrap();
-        let statement = camt(&format!("STMT-F{n}"), &[(100 + n, Some(&a.reference), &format!("BANK-F{n}"))]);
+        let statement = deposited(&s, &format!("STMT-F{n}"), &[(100 + n, Some(&a.reference))]).await;
         assert_eq!(c.import_statement(&statement, StatementSource::Bank).await.unwrap().matched, 1);
     }
     let mut stored = 0;
@@ -1190,8 +1277,7 @@ async fn a_provider_out_of_reach_decides_nothing_and_is_asked_again() {
     use kessai_api::TokenStatus;
     let mut s = setup().await;
     let mut rig = ProviderRig::start(s._dir.path(), &[&provider_key(1, 2101)], None, s.time.clone()).await.unwrap();
-    let bank = TokenBank::holding(provider_keyring(), TokenPolicy::default());
-    s.center.tokens = Some(Arc::new(Tokens { bank, provider: rig.client() }));
+    with_provider(&mut s, rig.client()).await;
     let (_m, mut card, token) = stored_token(&mut s, 5_000).await;
     let c = &s.center;
     let (id, answers) = redeem_batch(c, &mut card, token).await.unwrap();
@@ -1218,8 +1304,7 @@ async fn a_provider_out_of_reach_decides_nothing_and_is_asked_again() {
     // paid by the next run once it answers.
     let mut s = setup().await;
     let mut rig = ProviderRig::start(s._dir.path(), &[&provider_key(1, 2101)], None, s.time.clone()).await.unwrap();
-    let bank = TokenBank::holding(provider_keyring(), TokenPolicy::default());
-    s.center.tokens = Some(Arc::new(Tokens { bank, provider: rig.client() }));
+    with_provider(&mut s, rig.client()).await;
     let (_m, _card, token) = stored_token(&mut s, 7_000).await;
     let e = expiry_of(&s.center, &token).await;
     set_clock(&mut s, at(e + 9 * DAY));
@@ -1518,7 +1603,7 @@ async fn a_token_that_cannot_pay_the_bill_is_refused() {
     assert_eq!(phase(&id).await, kessai_api::Phase::ReadingBalance, "still open for the balance");
     // A token large enough, chosen for this settlement.
     let a = ask(c, &m, token_request(&m, "dep-big", card_id(1), 20_000)).await.unwrap();
-    let statement = camt("STMT-BIG", &[(20_000, Some(&a.reference), "BANK-BIG")]);
+    let statement = deposited(&s, "STMT-BIG", &[(20_000, Some(&a.reference))]).await;
     assert_eq!(c.import_statement(&statement, StatementSource::Bank).await.unwrap().matched, 1);
     assert_eq!(deliver(c, &mut card, 1).await.len(), 1);
     let big = TokenId::parse(&a.token_id).unwrap();
@@ -1966,7 +2051,7 @@ async fn a_refund_holder_given_with_the_request_is_paid_back_with_no_operator() 
     assert_eq!(iban.holder(), "COBADEFF:MAX MUSTER");
     assert!(s.center.tokens_of(m.id.as_str()).await.unwrap().is_empty());
     let a = ask(&s.center, &m, with_holder("ﾔﾏﾀﾞ ﾊﾅｺ", "dep-h1")).await.unwrap();
-    let statement = camt("STMT-H", &[(6_000, Some(&a.reference), "BANK-H")]);
+    let statement = deposited(&s, "STMT-H", &[(6_000, Some(&a.reference))]).await;
     assert_eq!(s.center.import_statement(&statement, StatementSource::Bank).await.unwrap().matched, 1);
     let token = TokenId::parse(&a.token_id).unwrap();
     let e = expiry_of(&s.center, &token).await;
@@ -2129,8 +2214,7 @@ async fn a_provider_rate_limiting_the_center_decides_nothing() {
     )
     .await
     .unwrap();
-    let bank = TokenBank::holding(provider_keyring(), TokenPolicy::default());
-    s.center.tokens = Some(Arc::new(Tokens { bank, provider: rig.client() }));
+    with_provider(&mut s, rig.client()).await;
     let (_m, mut card, token) = stored_token(&mut s, 5_000).await;
     let c = &s.center;
     let (id, answers) = redeem_batch(c, &mut card, token).await.unwrap();

@@ -5,9 +5,7 @@
 
 use std::sync::Arc;
 
-use kessai_bank::camt::{DraftEntry, EntryKind};
-use kessai_bank::camt053::{self, StatementDraft};
-use kessai_center::tokens::{TokenBank, TokenPolicy, TokenProvider, Tokens};
+use kessai_center::tokens::{BankLink, TokenProvider, Tokens};
 use kessai_core::messages::prepaid::TokenTerms;
 use kessai_core::random::SeededRandom;
 use kessai_core::time::Timestamp;
@@ -38,34 +36,31 @@ fn keyring() -> TokenKeyring {
     ring
 }
 
-/// Both token parties: the bank's side holding version 1, and the credit
-/// service provider as its own service on loopback (its own CA, directory
-/// and register), reached over mutual TLS; its directory is under `dir`.
-async fn parties(dir: &std::path::Path) -> Arc<Tokens> {
+/// Both token parties, each its own service on loopback (its own CA,
+/// directory and register), reached over mutual TLS: the bank holding
+/// version 1 as delivered to it, and the credit service provider; their
+/// directories are under `dir`.
+async fn parties(dir: &std::path::Path) -> Parties {
     parties_and_provider(dir).await.0
 }
 
-/// [`parties`], with the provider's rig (to stop and restart it).
-async fn parties_and_provider(dir: &std::path::Path) -> (Arc<Tokens>, kessai_csp::rig::ProviderRig) {
-    let key = keyring().keys().next().map(|k| TokenKey::from_json(&k.to_json().unwrap()).unwrap()).unwrap();
-    let clock = Arc::new(kessai_core::time::SystemClock);
-    let rig = kessai_csp::rig::ProviderRig::start(dir, &[&key], None, clock).await.unwrap();
-    let provider = TokenProvider::new(&rig.url, rig.client_tls("center").unwrap());
-    (Arc::new(Tokens { bank: TokenBank::holding(keyring(), TokenPolicy::default()), provider }), rig)
+/// The parties as the center reaches them, and the bank (its teller books
+/// deposits).
+#[derive(Clone)]
+struct Parties {
+    tokens: Arc<Tokens>,
+    bank: Arc<kessai_bsp::Bank>,
 }
 
-/// The pool account's camt.053 with one credit quoting `reference`.
-fn statement(amount: u64, reference: &str) -> Vec<u8> {
-    let now = kessai_core::time::Clock::now(&kessai_core::time::SystemClock);
-    let day = kessai_bank::Date::new(2026, 12, 5).unwrap();
-    let mut draft = StatementDraft::new("STMT-W1", "JP00KESSAIPOOL0001", now, jpy(1_000_000)).unwrap();
-    let entry = DraftEntry::new(EntryKind::Credit, jpy(amount), day, "BANK-W1")
-        .unwrap()
-        .with_reference(kessai_bank::rf::Reference::parse(reference).unwrap())
-        .with_remitter("YAMADA HANAKO")
-        .unwrap();
-    draft.push(entry).unwrap();
-    camt053::write(&draft).into_bytes()
+/// [`parties`], with the provider's rig (to stop and restart it).
+async fn parties_and_provider(dir: &std::path::Path) -> (Parties, kessai_csp::rig::ProviderRig) {
+    let key = || keyring().keys().next().map(|k| TokenKey::from_json(&k.to_json().unwrap()).unwrap()).unwrap();
+    let clock = Arc::new(kessai_core::time::SystemClock);
+    let rig = kessai_csp::rig::ProviderRig::start(dir, &[&key()], None, clock.clone()).await.unwrap();
+    let bank = kessai_bsp::rig::BankRig::start(dir, &[&key()], clock, "").await.unwrap();
+    let provider = TokenProvider::new(&rig.url, rig.client_tls("center").unwrap());
+    let link = BankLink::new(&bank.url, bank.client_tls("center").unwrap());
+    (Parties { tokens: Arc::new(Tokens { bank: link, provider }), bank: Arc::clone(&bank.bank) }, rig)
 }
 
 /// Card `n` (with `balance`) linked to a registered member, a token of
@@ -74,7 +69,7 @@ fn statement(amount: u64, reference: &str) -> Vec<u8> {
 async fn member_with_a_deposit(
     w: &World,
     n: u8,
-    tokens: Arc<Tokens>,
+    parties: Parties,
     amount: u64,
 ) -> (Arc<Wallet>, axum::Router, kessai_api::views::DepositToken) {
     let (member, admin) = registered_member(w).await;
@@ -105,14 +100,15 @@ async fn member_with_a_deposit(
     let listed = wallet.token_session(&TokenSessionCreate { redeem: None, list: true }).await.unwrap();
     assert_eq!(listed.on_card, Some(Vec::new()));
 
-    // The deposit arrives: the operator imports the statement (another
-    // instance of the center, on the same database).
+    // The deposit reaches the pool account; another instance of the center
+    // (on the same database) imports the bank's statement of the day, and
+    // the bank makes the token.
+    let quoted = kessai_bank::rf::Reference::parse(&asked.reference).unwrap();
+    parties.bank.deposit(jpy(amount), Some(&quoted), "YAMADA HANAKO").await.unwrap();
     let mut importer = kessai_center::app::open(&crate::world::center_config(w.tmp.path())).await.unwrap();
-    importer.tokens = Some(tokens);
-    let report = importer
-        .import_statement(&statement(amount, &asked.reference), kessai_center::prepaid::StatementSource::Bank)
-        .await
-        .unwrap();
+    importer.tokens = Some(parties.tokens);
+    let today = kessai_bank::Date::of(kessai_core::time::Clock::now(&kessai_core::time::SystemClock)).to_string();
+    let report = importer.fetch_statement(&today).await.unwrap();
     assert_eq!(report.matched, 1);
     (wallet, ui, asked)
 }
@@ -121,7 +117,7 @@ async fn member_with_a_deposit(
 async fn a_member_stores_lists_and_redeems_a_deposit_token_through_the_wallet() {
     let csp = tempfile::tempdir().unwrap();
     let tokens = parties(csp.path()).await;
-    let w = World::new_with(72, 1_000, Some(tokens.clone())).await;
+    let w = World::new_with(72, 1_000, Some(tokens.tokens.clone())).await;
     let (wallet, ui, asked) = member_with_a_deposit(&w, 72, tokens, 7_000).await;
 
     // The wallet stores it, lists it, and redeems it for value.
@@ -169,7 +165,7 @@ async fn a_member_stores_lists_and_redeems_a_deposit_token_through_the_wallet() 
 async fn a_deposit_token_pays_a_bookshop_order_through_the_wallet() {
     let csp = tempfile::tempdir().unwrap();
     let tokens = parties(csp.path()).await;
-    let w = World::new_with(73, 1_000, Some(tokens.clone())).await;
+    let w = World::new_with(73, 1_000, Some(tokens.tokens.clone())).await;
     let (wallet, _ui, asked) = member_with_a_deposit(&w, 73, tokens, 7_000).await;
     let stored = wallet.token_session(&TokenSessionCreate::default()).await.unwrap();
     assert_eq!(stored.stored, vec![asked.token_id.clone()]);
@@ -211,7 +207,7 @@ async fn a_deposit_token_pays_a_bookshop_order_through_the_wallets_pages() {
     use axum::http::{StatusCode, header};
     let csp = tempfile::tempdir().unwrap();
     let tokens = parties(csp.path()).await;
-    let w = World::new_with(74, 1_000, Some(tokens.clone())).await;
+    let w = World::new_with(74, 1_000, Some(tokens.tokens.clone())).await;
     let (wallet, ui, asked) = member_with_a_deposit(&w, 74, tokens, 5_000).await;
     wallet.token_session(&TokenSessionCreate::default()).await.unwrap();
     let (order, bill, return_url) = w.order(&[("ebook-kessai-001", 1)]).await;
@@ -271,7 +267,7 @@ async fn a_deposit_token_pays_a_bookshop_order_through_the_wallets_pages() {
 async fn an_interrupted_token_purchase_is_finished_by_recover() {
     let csp = tempfile::tempdir().unwrap();
     let (tokens, mut rig) = parties_and_provider(csp.path()).await;
-    let w = World::new_with(75, 1_000, Some(tokens.clone())).await;
+    let w = World::new_with(75, 1_000, Some(tokens.tokens.clone())).await;
     let (wallet, _ui, asked) = member_with_a_deposit(&w, 75, tokens, 4_000).await;
     wallet.token_session(&TokenSessionCreate::default()).await.unwrap();
     let (order, bill, return_url) = w.order(&[("ebook-kessai-001", 1)]).await;

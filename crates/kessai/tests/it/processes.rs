@@ -617,41 +617,47 @@ fn a_member_funds_a_prepaid_card_by_transfer_and_cash_and_pays_a_store_from_it()
     assert!(ran.contains("1 payouts (1164 JPY)"), "the claimed payment, less 3 %: {ran}");
 }
 
-/// The credit service provider (seed 002) as its own process with its own
-/// directory and KEK: two center instances, each with its own data
-/// directory and one delivery key between them, fetch its key versions
-/// over mutual TLS and keep them; a version added while it serves
-/// (rotation) reaches them on the next fetch; a center whose client
-/// certificate it does not list gets nothing.
+/// The bank and the credit service provider (seed 002) each as its own
+/// process with its own directory and KEK: the bank fetches the provider's
+/// key versions over mutual TLS and keeps them, a version added while the
+/// provider serves (rotation) reaching it on the next fetch; two center
+/// instances, each with its own data directory, import the pool account's
+/// statement from the bank, a deposit booked by its teller once; a center
+/// or a bank whose client certificate the other does not list gets
+/// nothing.
 #[test]
-fn the_credit_service_provider_runs_apart_and_delivers_its_keys_to_each_instance() {
+fn the_bank_and_the_credit_service_provider_run_apart() {
     let d = Deployment::new(35);
     let ca = d.ca_path();
-    let out = kessai(&["pki", "issue", "--dir", ca.to_str().unwrap(), "--client", "bank", "--party", "bank"], &[]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let csp_port = free_port();
-    let with_provider = |name: &str| {
-        let config = d.center_config(name, free_port(), None);
-        let mut text = std::fs::read_to_string(&config).unwrap();
-        text.push_str(&format!("[tokens]\nprovider_url = \"https://127.0.0.1:{csp_port}\"\n"));
-        std::fs::write(&config, text).unwrap();
-        config
-    };
-    let (a, b) = (with_provider("a"), with_provider("b"));
-    for config in [&a, &b] {
-        let out = kessai(&["center", "init", "--config", config.to_str().unwrap()], &[]);
+    for name in ["bank", "rogue"] {
+        let out = kessai(&["pki", "issue", "--dir", ca.to_str().unwrap(), "--client", name, "--party", "bank"], &[]);
         assert!(out.status.success(), "{}", stderr(&out));
     }
-    let out = kessai(&["center", "token-delivery-key", "--config", a.to_str().unwrap()], &[]);
+    let (csp_port, bank_port) = (free_port(), free_port());
+    let bank_toml = |name: &str, client: &str, port: u16| {
+        let path = d.dir.path().join(format!("{name}.toml"));
+        let text = format!(
+            "bank_id = \"0999\"\npool_account = \"JP00KESSAIPOOL0001\"\nlisten = \"127.0.0.1:{port}\"\n\
+             data_dir = \"{}\"\nkek_file = \"{}\"\ncenters = [\"center\"]\n\
+             [tls]\nca_dir = \"{}\"\nserver_name = \"localhost\"\n\
+             [tokens]\nprovider_id = \"kessai-csp\"\nprovider_url = \"https://127.0.0.1:{csp_port}\"\nclient_name = \"{client}\"\n",
+            d.dir.path().join(name).display(),
+            d.dir.path().join("secrets").join(format!("{name}-kek.hex")).display(),
+            ca.display(),
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let bank = bank_toml("bank", "bank", bank_port);
+    let bank_args = |config: &Path, rest: &[&str]| -> Vec<String> {
+        ["bank", "--config", config.to_str().unwrap()].iter().chain(rest).map(|s| s.to_string()).collect()
+    };
+    let out = kessai(&refs(&bank_args(&bank, &["init"])), &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let jwk: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
     assert_eq!((jwk["kty"].as_str(), jwk["crv"].as_str()), (Some("OKP"), Some("X25519")), "{jwk}");
-    // Instance b gets the same delivery key, as an operator provisions it.
-    let key_dir = |name: &str| d.center_dir(name).join("token-keys");
-    std::fs::create_dir_all(key_dir("b")).unwrap();
-    std::fs::copy(key_dir("a").join("delivery.sealed"), key_dir("b").join("delivery.sealed")).unwrap();
-    let out = kessai(&["center", "token-delivery-key", "--config", b.to_str().unwrap()], &[]);
-    assert_eq!(serde_json::from_str::<Value>(stdout(&out).trim()).unwrap(), jwk);
+    let again = kessai(&refs(&bank_args(&bank, &["init"])), &[]);
+    assert_eq!(serde_json::from_str::<Value>(stdout(&again).trim()).unwrap(), jwk, "made once");
 
     let csp_dir = d.dir.path().join("csp");
     let csp = d.dir.path().join("csp.toml");
@@ -677,72 +683,80 @@ fn the_credit_service_provider_runs_apart_and_delivers_its_keys_to_each_instance
         let out = kessai(&refs(&csp_args(step)), &[]);
         assert!(out.status.success(), "{}", stderr(&out));
     }
-    let log = std::fs::File::create(d.dir.path().join("csp.log")).unwrap();
-    let _provider = Running(
-        Command::new(env!("CARGO_BIN_EXE_kessai"))
-            .args(csp_args(&["serve"]))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
-    let fetch = |config: &Path| kessai(&["center", "token-keys", "--config", config.to_str().unwrap()], &[]);
-    let mut out = fetch(&a);
+    let serve = |args: Vec<String>, log: &str| {
+        let log = std::fs::File::create(d.dir.path().join(log)).unwrap();
+        Running(
+            Command::new(env!("CARGO_BIN_EXE_kessai")).args(args).stdout(Stdio::null()).stderr(log).spawn().unwrap(),
+        )
+    };
+    let _provider = serve(csp_args(&["serve"]), "csp.log");
+    let fetch = || kessai(&refs(&bank_args(&bank, &["keys"])), &[]);
+    let mut out = fetch();
     for _ in 0..100 {
         if out.status.success() {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
-        out = fetch(&a);
+        out = fetch();
     }
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("new versions: [1]") && stdout(&out).contains("v1\t"), "{}", stdout(&out));
-    assert!(stdout(&fetch(&a)).contains("new versions: []"));
-    assert!(key_dir("a").join("v1.sealed").exists());
-    assert!(stdout(&fetch(&b)).contains("new versions: [1]"));
+    assert!(stdout(&fetch()).contains("new versions: []"));
+    assert!(d.dir.path().join("bank").join("keys").join("v1.sealed").exists());
 
     // Rotation while it serves: the next version, issuing from tomorrow.
     let out = kessai(&refs(&csp_args(&["key-new", "--from-days", "1"])), &[]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("version 2"), "{}", stdout(&out));
-    for config in [&a, &b] {
-        let text = stdout(&fetch(config));
-        assert!(text.contains("new versions: [2]") && text.contains("v1\t") && text.contains("v2\t"), "{text}");
-    }
-    let out = kessai(&refs(&csp_args(&["keys"])), &[]);
-    assert_eq!(stdout(&out).lines().count(), 2, "{}", stdout(&out));
+    assert!(out.status.success() && stdout(&out).contains("version 2"), "{}", stdout(&out));
+    let text = stdout(&fetch());
+    assert!(text.contains("new versions: [2]") && text.contains("v1\t") && text.contains("v2\t"), "{text}");
 
-    // A provider set up anew (another directory and KEK) takes over the
-    // versions a center holds, once; the same keys, so the center's next
-    // fetch from it is no conflict.
-    let csp2 = d.dir.path().join("csp2.toml");
-    let text =
-        std::fs::read_to_string(&csp).unwrap().replace("/csp\"", "/csp2\"").replace("csp-kek.hex", "csp2-kek.hex");
-    std::fs::write(&csp2, text).unwrap();
-    let csp2_args = |rest: &[&str]| -> Vec<String> {
-        ["csp", "--config", csp2.to_str().unwrap()].iter().chain(rest).map(|s| s.to_string()).collect()
-    };
-    assert!(kessai(&refs(&csp2_args(&["init"])), &[]).status.success());
-    let import = csp2_args(&["key-import", "--center-config", a.to_str().unwrap()]);
-    let out = kessai(&refs(&import), &[]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("versions taken over: [1, 2]"), "{}", stdout(&out));
-    assert!(stdout(&kessai(&refs(&import), &[])).contains("versions taken over: []"));
-    let listed = stdout(&kessai(&refs(&csp2_args(&["keys"])), &[]));
-    assert_eq!(listed, stdout(&kessai(&refs(&csp_args(&["keys"])), &[])), "the same versions and windows");
-
-    // A bank whose certificate the provider does not list.
-    let out = kessai(&["pki", "issue", "--dir", ca.to_str().unwrap(), "--client", "rogue", "--party", "bank"], &[]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let rogue = with_provider("rogue");
-    let mut text = std::fs::read_to_string(&rogue).unwrap();
-    text.push_str("bank_client_name = \"rogue\"\n");
-    std::fs::write(&rogue, text).unwrap();
-    assert!(kessai(&["center", "init", "--config", rogue.to_str().unwrap()], &[]).status.success());
-    assert!(kessai(&["center", "token-delivery-key", "--config", rogue.to_str().unwrap()], &[]).status.success());
-    let out = fetch(&rogue);
+    // A bank whose certificate the provider does not list gets nothing.
+    let rogue = bank_toml("rogue", "rogue", free_port());
+    assert!(kessai(&refs(&bank_args(&rogue, &["init"])), &[]).status.success());
+    let out = kessai(&refs(&bank_args(&rogue, &["keys"])), &[]);
     assert!(!out.status.success() && stderr(&out).contains("not a client"), "{}", stderr(&out));
-    assert!(!key_dir("rogue").join("v1.sealed").exists());
+    assert!(!d.dir.path().join("rogue").join("keys").join("v1.sealed").exists());
+
+    // The bank serves; its teller books a deposit quoting a reference no
+    // request made; each center instance (its own data directory and
+    // database) imports the statement: the credit in suspense, once.
+    let _bank = serve(bank_args(&bank, &["serve"]), "bank.log");
+    let out =
+        kessai(&refs(&bank_args(&bank, &["deposit", "--amount", "4200", "--reference", "RF18539007547034"])), &[]);
+    assert!(out.status.success() && stdout(&out).contains("JP00KESSAIPOOL0001/D1"), "{}", stderr(&out));
+    let with_parties = |name: &str| {
+        let config = d.center_config(name, free_port(), None);
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text.push_str(&format!(
+            "[tokens]\nprovider_url = \"https://127.0.0.1:{csp_port}\"\nbank_url = \"https://127.0.0.1:{bank_port}\"\n"
+        ));
+        std::fs::write(&config, text).unwrap();
+        assert!(kessai(&["center", "init", "--config", config.to_str().unwrap()], &[]).status.success());
+        config
+    };
+    let import = |config: &Path| kessai(&["center", "fetch-statement", "--config", config.to_str().unwrap()], &[]);
+    for name in ["a", "b"] {
+        let config = with_parties(name);
+        let mut out = import(&config);
+        for _ in 0..100 {
+            if out.status.success() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            out = import(&config);
+        }
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(stdout(&out).contains("0 matched, 1 to suspense"), "{name}: {}", stdout(&out));
+        let out = import(&config);
+        assert!(stdout(&out).contains("1 imported before"), "{name}: {}", stdout(&out));
+    }
+    // A center the bank does not serve (a store's certificate) gets nothing.
+    let shop = with_parties("shop");
+    let mut text = std::fs::read_to_string(&shop).unwrap();
+    text = text.replace("client_name = \"center\"", "client_name = \"admin\"");
+    std::fs::write(&shop, text).unwrap();
+    let out = import(&shop);
+    assert!(!out.status.success() && stderr(&out).contains("403"), "{}", stderr(&out));
 }
 
 fn refs(args: &[String]) -> Vec<&str> {
