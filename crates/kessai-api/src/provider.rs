@@ -70,3 +70,24 @@ pub struct Honoured {
     /// a payback again).
     pub first: bool,
 }
+
+/// `POST /v1/checks`: is this a token the provider would honour now (its
+/// MAC under a version it holds, not expired)? Enters nothing: the center
+/// asks it of a token the bank made before it issues it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckRequest {
+    /// The sealed token, base64url.
+    pub token: String,
+}
+
+/// The token checked: what it opened to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checked {
+    pub token_id: String,
+    pub key_version: u8,
+    pub amount: Money,
+    /// Unix s.
+    pub expires_at: u64,
+}

@@ -2,7 +2,7 @@
 //!
 //! | method | path | what |
 //! |---|---|---|
-//! | GET | `/v1/statements/{day}` | the pool account's statement of the day so far (camt.053) |
+//! | GET | `/v1/statements/{day}?after=N` | the pool account's statement of the day so far (camt.053), a page of deposits after entry N; `kessai-next-after` names the next page's |
 //! | POST | `/v1/tokens` | a [`SealRequest`] → the token the deposit pays for, made once |
 //! | GET | `/healthz`, `/readyz`, `/metrics` | operations |
 
@@ -33,6 +33,7 @@ fn answer(refused: Refused) -> ApiError {
         Refused::NotAClient(m) => ApiError::new(ErrorCode::NotTheCenter, m),
         Refused::Malformed(m) => ApiError::new(ErrorCode::BadJson, m),
         Refused::Deposit(m) => ApiError::new(ErrorCode::DepositRefused, m),
+        Refused::NotNow(m) => ApiError::new(ErrorCode::BankUnavailable, m),
         e @ (Refused::Register(_) | Refused::Key(_)) => ApiError::internal(e),
     }
 }
@@ -41,13 +42,27 @@ async fn statement(
     State(bank): State<Arc<Bank>>,
     peer: Option<Extension<PeerIdentity>>,
     axum::extract::Path(day): axum::extract::Path<String>,
+    axum::extract::Query(page): axum::extract::Query<Page>,
 ) -> Result<Response, ApiError> {
     let client = caller(peer.as_ref().map(|p| &p.0))?;
     if kessai_bank::Date::parse(&day).is_none() {
         return Err(ApiError::new(ErrorCode::BadDay, format!("{day:?}: not YYYY-MM-DD")));
     }
-    let xml = bank.statement(client, &day).await.map_err(answer)?;
-    Ok(([(header::CONTENT_TYPE, "application/xml")], xml).into_response())
+    let (xml, next) = bank.statement(client, &day, page.after.unwrap_or(0)).await.map_err(answer)?;
+    let mut response = ([(header::CONTENT_TYPE, "application/xml")], xml).into_response();
+    if let Some(n) = next {
+        response.headers_mut().insert(NEXT_AFTER, axum::http::HeaderValue::from(n));
+    }
+    Ok(response)
+}
+
+/// The header naming the entry the next page of a statement starts after.
+pub const NEXT_AFTER: &str = "kessai-next-after";
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Page {
+    after: Option<u64>,
 }
 
 async fn tokens(

@@ -120,8 +120,8 @@ impl kessai_http::party::ServiceConfig for BankConfig {
         token_field("bank_id", &self.bank_id)?;
         token_field("tokens.provider_id", &self.tokens.provider_id)?;
         ensure!(
-            (1..=35).contains(&self.pool_account.len()) && self.pool_account.bytes().all(|b| b.is_ascii_alphanumeric()),
-            "pool_account: 1 to 35 letters and digits"
+            (1..=34).contains(&self.pool_account.len()) && self.pool_account.bytes().all(|b| b.is_ascii_alphanumeric()),
+            "pool_account: 1 to 34 letters and digits (an IBAN's length at most)"
         );
         ensure!(!self.centers.is_empty(), "centers: at least one");
         ensure!((1..=10 * 366 * 86_400).contains(&self.tokens.lifetime_s), "tokens.lifetime_s: 1 s to ten years");

@@ -55,6 +55,9 @@ pub const DELIVERY_KEY_FILE: &str = "delivery.sealed";
 pub const REGISTER_FILE: &str = "register.sqlite";
 const DELIVERY_KEY_MAGIC: &[u8; 4] = b"KTDK";
 const DELIVERY_KEY_AAD: &[u8] = b"kessai-token-delivery-key";
+/// The most deposits one statement page lists (camt.053 entries are about
+/// 1.3 KB each: a page stays far below the center's 1 MiB answer limit).
+pub const STATEMENT_PAGE: usize = 200;
 /// How long the bank waits for the provider's answer.
 const PROVIDER_TIMEOUT_MS: u64 = 10_000;
 
@@ -71,6 +74,10 @@ pub enum Refused {
     /// same when asked again (until a key version issues, for that one).
     #[error("{0}")]
     Deposit(String),
+    /// Not decided now (no key version issuing yet): asked again later, it
+    /// may be made.
+    #[error("{0}")]
+    NotNow(String),
     /// The register could not be read or written: nothing was entered.
     #[error("the register: {0}")]
     Register(#[from] sqlx::Error),
@@ -224,6 +231,15 @@ impl Bank {
             "the remitter: 1 to 140 characters"
         );
         let now = self.clock.now();
+        // What its statement will write: a remitter the writer refuses
+        // would stop the day's statement.
+        kessai_bank::camt::DraftEntry::new(
+            kessai_bank::camt::EntryKind::Credit,
+            amount,
+            kessai_bank::Date::of(now),
+            "D1",
+        )?
+        .with_remitter(remitter)?;
         let day = kessai_bank::Date::of(now).to_string();
         let entry = self.register.book(now, &day, amount, reference.map(|r| r.as_str()), remitter).await?;
         tracing::info!(entry, amount = %amount, "deposit booked to the pool account");
@@ -231,16 +247,27 @@ impl Bank {
     }
 
     /// The pool account's statement of `day` (`YYYY-MM-DD`), as camt.053:
-    /// every deposit booked that day so far, the opening balance all booked
-    /// before it.
-    pub async fn statement(&self, client: &str, day: &str) -> Result<Vec<u8>, Refused> {
+    /// the deposits booked that day so far after entry `after`, at most
+    /// [`STATEMENT_PAGE`] of them, the opening balance every deposit booked
+    /// before them; and the entry to ask after for the next page, if there
+    /// are more.
+    pub async fn statement(&self, client: &str, day: &str, after: u64) -> Result<(Vec<u8>, Option<u64>), Refused> {
         self.center(client)?;
         let date =
             kessai_bank::Date::parse(day).ok_or_else(|| Refused::Malformed(format!("{day:?}: not YYYY-MM-DD")))?;
-        let (deposits, before) = self.register.day(day).await?;
+        let (mut deposits, before) = self.register.day(day, after, STATEMENT_PAGE + 1).await?;
+        let next = if deposits.len() > STATEMENT_PAGE {
+            deposits.truncate(STATEMENT_PAGE);
+            deposits.last().map(|d| d.entry)
+        } else {
+            None
+        };
         let file = |e: kessai_bank::BankFileError| Refused::Key(format!("the statement: {e}"));
         let opening = Money::new(before, self.currency).map_err(|e| Refused::Key(e.to_string()))?;
-        let id = format!("POOL-{}", day.replace('-', ""));
+        let id = match after {
+            0 => format!("POOL-{}", day.replace('-', "")),
+            n => format!("POOL-{}-{n}", day.replace('-', "")),
+        };
         let mut draft = kessai_bank::camt053::StatementDraft::new(&id, &self.pool_account, self.clock.now(), opening)
             .map_err(file)?;
         for d in &deposits {
@@ -256,7 +283,7 @@ impl Bank {
             }
             draft.push(entry.with_remitter(&d.remitter).map_err(file)?).map_err(file)?;
         }
-        Ok(kessai_bank::camt053::write(&draft).into_bytes())
+        Ok((kessai_bank::camt053::write(&draft).into_bytes(), next))
     }
 
     /// Makes the token deposit `req.deposit` pays for, once (see the
@@ -287,7 +314,7 @@ impl Bank {
         let keyring = self.keyring();
         let key_until = keyring
             .issuing_until(now)
-            .ok_or_else(|| Refused::Deposit(kessai_core::token::TokenError::NoIssuingKey.to_string()))?;
+            .ok_or_else(|| Refused::NotNow(kessai_core::token::TokenError::NoIssuingKey.to_string()))?;
         let lifetime_end = Timestamp::from_unix_s(deposit.booked_at.unix_s().saturating_add(self.lifetime_s));
         let expires_at = lifetime_end.min(key_until);
         if expires_at <= now {

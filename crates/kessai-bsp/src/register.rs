@@ -141,17 +141,24 @@ impl Register {
         row.as_ref().map(deposit_of).transpose()
     }
 
-    /// The deposits booked on `day` (`YYYY-MM-DD`), in booking order, and
-    /// the sum (minor units) of those booked before it.
-    pub async fn day(&self, day: &str) -> Result<(Vec<Deposit>, u64), sqlx::Error> {
-        let rows = sqlx::query("SELECT * FROM bsp_deposits WHERE booked_on = ?1 ORDER BY entry")
-            .bind(day)
-            .fetch_all(&self.pool)
-            .await?;
-        let before: Option<i64> = sqlx::query_scalar("SELECT SUM(amount_minor) FROM bsp_deposits WHERE booked_on < ?1")
-            .bind(day)
-            .fetch_one(&self.pool)
-            .await?;
+    /// Up to `limit` deposits booked on `day` (`YYYY-MM-DD`) after entry
+    /// `after`, in booking order, and the sum (minor units) of every deposit
+    /// before them: booked before the day, or that day up to `after`.
+    pub async fn day(&self, day: &str, after: u64, limit: usize) -> Result<(Vec<Deposit>, u64), sqlx::Error> {
+        let rows =
+            sqlx::query("SELECT * FROM bsp_deposits WHERE booked_on = ?1 AND entry > ?2 ORDER BY entry LIMIT ?3")
+                .bind(day)
+                .bind(int(after, "entry")?)
+                .bind(i64::try_from(limit).map_err(|_| corrupt("limit"))?)
+                .fetch_all(&self.pool)
+                .await?;
+        let before: Option<i64> = sqlx::query_scalar(
+            "SELECT SUM(amount_minor) FROM bsp_deposits WHERE booked_on < ?1 OR (booked_on = ?1 AND entry <= ?2)",
+        )
+        .bind(day)
+        .bind(int(after, "entry")?)
+        .fetch_one(&self.pool)
+        .await?;
         let deposits = rows.iter().map(deposit_of).collect::<Result<Vec<_>, _>>()?;
         Ok((deposits, uint(before.unwrap_or(0), "balance")?))
     }

@@ -573,12 +573,13 @@ async fn fetch_statements(center: Arc<Center>, every_s: u64, mut stop: tokio::sy
             .map(|s| kessai_bank::Date::of(kessai_core::time::Timestamp::from_unix_s(s)).to_string());
         for day in &days {
             match center.fetch_statement(day).await {
-                Ok(r) if r.matched + r.suspense + r.review > 0 => {
+                Ok(r) if r.matched + r.suspense + r.review + r.deferred > 0 => {
                     tracing::info!(
                         day,
                         matched = r.matched,
                         suspense = r.suspense,
                         review = r.review,
+                        deferred = r.deferred,
                         "the pool account's statement imported"
                     )
                 }

@@ -757,6 +757,9 @@ pub struct ImportReport {
     pub review: usize,
     /// Credits imported before: nothing changed.
     pub already_imported: usize,
+    /// Credits the bank or the credit service provider could not decide on
+    /// now (a token's): not taken, nothing written; imported again later.
+    pub deferred: usize,
     /// Debits on the statement (not the center's to match).
     pub debits: usize,
 }
@@ -775,6 +778,22 @@ impl From<crate::db::BankCreditRow> for CreditView {
             funding_id: c.funding_id,
             reason: c.reason,
         }
+    }
+}
+
+impl ImportReport {
+    /// Adds the counts of `page` (a later page of the same statement).
+    pub fn add(&mut self, page: ImportReport) {
+        if self.statement.is_empty() {
+            self.statement = page.statement;
+            self.format = page.format;
+        }
+        self.matched += page.matched;
+        self.suspense += page.suspense;
+        self.review += page.review;
+        self.already_imported += page.already_imported;
+        self.deferred += page.deferred;
+        self.debits += page.debits;
     }
 }
 
@@ -816,11 +835,18 @@ impl Center {
                     {
                         attempt += 1
                     }
+                    // A token's credit the bank or the provider could not
+                    // decide on now: nothing written; the others go on.
+                    Err(PrepaidError::Center(e @ (CenterError::Bank(_) | CenterError::Provider(_)))) => {
+                        tracing::warn!(entry = %credit.entry_key, error = %e, "credit deferred: imported again later");
+                        report.deferred += 1;
+                        break;
+                    }
                     Err(e) => return Err(e),
                 }
             }
         }
-        tracing::info!(statement = %report.statement, matched = report.matched, suspense = report.suspense, review = report.review, already = report.already_imported, "bank statement imported");
+        tracing::info!(statement = %report.statement, matched = report.matched, suspense = report.suspense, review = report.review, already = report.already_imported, deferred = report.deferred, "bank statement imported");
         Ok(report)
     }
 
@@ -833,6 +859,11 @@ impl Center {
     ) -> Result<Option<&'static str>, PrepaidError> {
         let now = self.clock.now();
         let key = format!("{}:{}", source.as_str(), credit.entry_key);
+        // Imported before: nothing to ask anyone (the write would find it
+        // taken too).
+        if self.db.bank_credit(&key).await?.is_some() {
+            return Ok(None);
+        }
         let reference = credit.reference.as_ref().map(|r| r.to_string());
         let mut row = crate::db::BankCreditRow {
             entry_key: key.clone(),

@@ -125,14 +125,24 @@ impl BankLink {
         }
     }
 
-    /// The pool account's statement of `day` (`YYYY-MM-DD`) so far.
-    pub async fn statement(&self, day: &str) -> Result<Vec<u8>, BankUnreachable> {
-        let url = format!("{}/v1/statements/{day}", self.url);
-        let (status, body) = self.client.get(&url).await.map_err(|e| BankUnreachable(e.to_string()))?;
+    /// A page of the pool account's statement of `day` (`YYYY-MM-DD`) so
+    /// far: the deposits after entry `after`, and the entry the next page
+    /// starts after, if there is one.
+    pub async fn statement(&self, day: &str, after: u64) -> Result<(Vec<u8>, Option<u64>), BankUnreachable> {
+        let url = format!("{}/v1/statements/{day}?after={after}", self.url);
+        let (status, headers, body) =
+            self.client.get_with(&url, &[]).await.map_err(|e| BankUnreachable(e.to_string()))?;
         if !status.is_success() {
             return Err(BankUnreachable(format!("{status}: {}", String::from_utf8_lossy(&body))));
         }
-        Ok(body.to_vec())
+        let next = match headers.get("kessai-next-after") {
+            None => None,
+            Some(v) => match v.to_str().ok().and_then(|v| v.parse::<u64>().ok()) {
+                Some(n) if n > after => Some(n),
+                _ => return Err(BankUnreachable("its next page is not after this one".into())),
+            },
+        };
+        Ok((body.to_vec(), next))
     }
 
     /// Asks the bank for the token a deposit pays for: the token (checked
@@ -250,6 +260,23 @@ impl TokenProvider {
         Ok(answer)
     }
 
+    /// Whether the provider would honour `sealed` now (enters nothing):
+    /// `Ok(Err(why))` is its refusal.
+    pub async fn check(&self, sealed: &[u8]) -> Result<Result<(), String>, ProviderUnreachable> {
+        let req = kessai_api::provider::CheckRequest { token: kessai_core::base64url::encode(sealed) };
+        let c: kessai_api::provider::Checked = match self.call("/v1/checks", &req).await? {
+            Ok(c) => c,
+            Err(why) => return Ok(Err(why)),
+        };
+        let header = kessai_core::token::TokenHeader::read(sealed)
+            .map_err(|e| ProviderUnreachable::out_of_protocol(e.to_string()))?;
+        if c.token_id != header.token_id.to_string() || c.amount != header.amount || c.key_version != header.key_version
+        {
+            return Err(ProviderUnreachable::out_of_protocol("it answered for another token"));
+        }
+        Ok(Ok(()))
+    }
+
     /// What the provider's register holds for `token` that this center
     /// entered: the verdict of a call whose answer was lost.
     pub async fn held(&self, token: &TokenId) -> Result<Option<Honoured>, ProviderUnreachable> {
@@ -284,14 +311,13 @@ impl TokenProvider {
         Ok(held.filter(|h| h.held_for == HeldFor::Redemption && h.transaction.as_deref() == Some(tx.as_str())))
     }
 
-    /// POSTs `req`: the token honoured (the one sent: its id and amount), a
-    /// refusal (`409 token_refused`: its verdict), or nothing decided.
-    async fn post<T: serde::Serialize>(
+    /// POSTs `req` to `path`: the provider's answer, its refusal (`409
+    /// token_refused`: its verdict), or nothing decided.
+    async fn call<T: serde::Serialize, A: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         req: &T,
-        sealed: &[u8],
-    ) -> Result<Result<Honoured, String>, ProviderUnreachable> {
+    ) -> Result<Result<A, String>, ProviderUnreachable> {
         let url = format!("{}{path}", self.url);
         let (status, body) = self.client.post_json(&url, req, &[]).await.map_err(ProviderUnreachable::transport)?;
         if status == axum::http::StatusCode::CONFLICT
@@ -303,8 +329,23 @@ impl TokenProvider {
         if !status.is_success() {
             return Err(ProviderUnreachable::answered(status, &body));
         }
-        let h: Honoured = serde_json::from_slice(&body)
-            .map_err(|e| ProviderUnreachable::out_of_protocol(format!("its answer: {e}")))?;
+        serde_json::from_slice(&body)
+            .map(Ok)
+            .map_err(|e| ProviderUnreachable::out_of_protocol(format!("its answer: {e}")))
+    }
+
+    /// POSTs `req`: the token honoured (the one sent: its id and amount), a
+    /// refusal (`409 token_refused`: its verdict), or nothing decided.
+    async fn post<T: serde::Serialize>(
+        &self,
+        path: &str,
+        req: &T,
+        sealed: &[u8],
+    ) -> Result<Result<Honoured, String>, ProviderUnreachable> {
+        let h: Honoured = match self.call(path, req).await? {
+            Ok(h) => h,
+            Err(why) => return Ok(Err(why)),
+        };
         let header = kessai_core::token::TokenHeader::read(sealed)
             .map_err(|e| ProviderUnreachable::out_of_protocol(e.to_string()))?;
         if h.token_id != header.token_id.to_string() || h.amount != header.amount || h.key_version != header.key_version
@@ -368,11 +409,24 @@ pub fn token_view(t: &TokenRow, pay_to: &str) -> TokenView {
 
 impl Center {
     /// Imports the pool account's statement of `day` (`YYYY-MM-DD`) from
-    /// the bank: as [`Center::import_statement`] (again changes nothing).
+    /// the bank, page by page: as [`Center::import_statement`] (again
+    /// changes nothing); the report of every page together.
     pub async fn fetch_statement(&self, day: &str) -> Result<crate::prepaid::ImportReport, PrepaidError> {
         let t = self.tokens.as_ref().ok_or_else(|| refused("this center reaches no bank ([tokens] bank_url)"))?;
-        let bytes = t.bank.statement(day).await.map_err(CenterError::from)?;
-        self.import_statement(&bytes, crate::prepaid::StatementSource::Bank).await
+        if kessai_bank::Date::parse(day).is_none() {
+            return Err(refused(format!("{day:?}: a day is YYYY-MM-DD")));
+        }
+        let mut total = crate::prepaid::ImportReport::default();
+        let mut after = 0;
+        loop {
+            let (bytes, next) = t.bank.statement(day, after).await.map_err(CenterError::from)?;
+            let page = self.import_statement(&bytes, crate::prepaid::StatementSource::Bank).await?;
+            total.add(page);
+            match next {
+                Some(n) => after = n,
+                None => return Ok(total),
+            }
+        }
     }
 
     /// A member's `deposit_token` request (signed, checked by the caller):
@@ -528,6 +582,16 @@ impl Center {
             Ok(made) => made,
             Err(why) => return Ok(Err(why)),
         };
+        if made.expires_at <= now.unix_s() {
+            return Ok(Err("the token the bank made has expired".into()));
+        }
+        // The provider must honour what the bank made: a token sealed under
+        // a key it does not hold would be refused at its redemption and at
+        // its payback alike, its value frozen.
+        let provider = &self.tokens.as_ref().ok_or_else(|| refused("no provider"))?.provider;
+        if let Err(why) = provider.check(&sealed).await.map_err(CenterError::from)? {
+            return Ok(Err(format!("the credit service provider refuses the token the bank made: {why}")));
+        }
         credit.status = "matched".into();
         credit.funding_id = Some(t.id.to_string());
         let issued = TokenRow {

@@ -5,6 +5,7 @@
 //! | GET | `/v1/token-keys` | every key version still redeeming, sealed to the calling bank |
 //! | POST | `/v1/redemptions` | `{"token", "transaction", "at"}` → the token honoured for that REDEEM |
 //! | POST | `/v1/paybacks` | `{"token"}` → the expired token honoured for its payback |
+//! | POST | `/v1/checks` | `{"token"}` → what the token opens to, if the provider would honour it now (enters nothing) |
 //! | GET | `/v1/tokens/{token_id}` | what the register holds for the token, entered by this client |
 //! | GET | `/healthz`, `/readyz`, `/metrics` | operations |
 
@@ -17,7 +18,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use kessai_api::provider::{Honoured, KeyDeliveries};
+use kessai_api::provider::{Checked, Honoured, KeyDeliveries};
 use kessai_core::random::OsRandom;
 use kessai_http::party::{ServiceConfig as _, acting};
 use kessai_http::{ApiError, ErrorCode, HttpMetrics, Party, PeerIdentity, apply_standard_layers, ops_routes};
@@ -80,6 +81,21 @@ async fn paybacks(
     logged(client, "payback", provider.pay_back(client, &body(&bytes)?).await)
 }
 
+async fn checks(
+    State(provider): State<Arc<Provider>>,
+    peer: Option<Extension<PeerIdentity>>,
+    bytes: Bytes,
+) -> Result<Json<Checked>, ApiError> {
+    let client = caller(peer.as_ref().map(|p| &p.0))?;
+    match provider.check(client, &body(&bytes)?) {
+        Ok(c) => Ok(Json(c)),
+        Err(e) => {
+            tracing::warn!(client, error = %e, "token refused on its check");
+            Err(answer(e))
+        }
+    }
+}
+
 async fn held(
     State(provider): State<Arc<Provider>>,
     peer: Option<Extension<PeerIdentity>>,
@@ -110,6 +126,7 @@ pub fn router(provider: Arc<Provider>, config: &ProviderConfig, ready: Arc<Atomi
         .route("/v1/token-keys", get(token_keys))
         .route("/v1/redemptions", post(redemptions))
         .route("/v1/paybacks", post(paybacks))
+        .route("/v1/checks", post(checks))
         .route("/v1/tokens/{token_id}", get(held))
         .fallback(kessai_http::not_found_fallback)
         .with_state(provider)

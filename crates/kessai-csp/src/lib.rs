@@ -29,7 +29,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use anyhow::Context;
-use kessai_api::provider::{HeldFor, Honoured, KeyDeliveries, KeyDelivery, PaybackRequest, RedemptionRequest};
+use kessai_api::provider::{
+    CheckRequest, Checked, HeldFor, Honoured, KeyDeliveries, KeyDelivery, PaybackRequest, RedemptionRequest,
+};
 use kessai_core::jwe::EncryptionPublicKey;
 use kessai_core::random::{OsRandom, Random};
 use kessai_core::time::{Clock, Timestamp};
@@ -288,6 +290,23 @@ impl Provider {
             HeldFor::Payback => Ok(held.honoured(first)),
             HeldFor::Redemption => Err(Refused::Token("it was redeemed before its expiry".into())),
         }
+    }
+
+    /// Whether `req`'s token is one the provider would honour now: its MAC
+    /// under a version it holds and redeeming, not expired. Enters nothing.
+    pub fn check(&self, client: &str, req: &CheckRequest) -> Result<Checked, Refused> {
+        self.client(client)?;
+        let sealed = decode_token(&req.token)?;
+        let now = self.clock.now();
+        let token = self.open_token(&sealed, now)?;
+        token.redeemable(now).map_err(|e| Refused::Token(e.to_string()))?;
+        let header = TokenHeader::read(&sealed).map_err(|e| Refused::Malformed(e.to_string()))?;
+        Ok(Checked {
+            token_id: token.token_id.to_string(),
+            key_version: header.key_version,
+            amount: token.amount,
+            expires_at: token.expires_at.unix_s(),
+        })
     }
 
     fn open_token(&self, sealed: &[u8], at: Timestamp) -> Result<DepositToken, Refused> {

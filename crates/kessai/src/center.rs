@@ -86,8 +86,8 @@ pub enum CenterCommand {
         /// The statement file.
         file: PathBuf,
     },
-    /// Import the pool account's statement of a day (default today, UTC)
-    /// from the bank (`[tokens] bank_url`). A running center imports
+    /// Import the pool account's statement of a day (default yesterday's and
+    /// today's, UTC) from the bank (`[tokens] bank_url`). A running center imports
     /// yesterday's and today's itself every `statement_every_s`.
     FetchStatement {
         #[arg(long, value_name = "FILE")]
@@ -342,18 +342,28 @@ pub fn run(command: CenterCommand) -> anyhow::Result<()> {
         }
         CenterCommand::FetchStatement { config, day } => {
             let config = CenterConfig::load(&config).with_context(|| format!("loading {}", config.display()))?;
-            let day = day.unwrap_or_else(|| {
-                kessai_bank::Date::of(kessai_core::time::Clock::now(&kessai_core::time::SystemClock)).to_string()
-            });
+            let days = match day {
+                Some(d) => vec![d],
+                // Yesterday's too: a deposit booked before midnight.
+                None => {
+                    let now = kessai_core::time::Clock::now(&kessai_core::time::SystemClock);
+                    [now.saturating_sub_s(86_400), now].map(|t| kessai_bank::Date::of(t).to_string()).to_vec()
+                }
+            };
             runtime.block_on(async {
                 let center = kessai_center::app::open(&config).await?;
-                let report = center.fetch_statement(&day).await;
+                let mut reports = Vec::new();
+                for day in &days {
+                    reports.push((day, center.fetch_statement(day).await));
+                }
                 center.db.close().await;
-                let report = report?;
-                println!(
-                    "statement {} ({}): {} matched, {} to suspense, {} to review, {} imported before",
-                    report.statement, day, report.matched, report.suspense, report.review, report.already_imported
-                );
+                for (day, report) in reports {
+                    let r = report?;
+                    println!(
+                        "statement {} ({day}): {} matched, {} to suspense, {} to review, {} imported before, {} deferred",
+                        r.statement, r.matched, r.suspense, r.review, r.already_imported, r.deferred
+                    );
+                }
                 anyhow::Ok(())
             })
         }

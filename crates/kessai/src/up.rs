@@ -510,8 +510,7 @@ async fn demo_member_once(
     let quoted = kessai_bank::rf::Reference::parse(&reference).map_err(|e| anyhow::anyhow!("{e}"))?;
     bank.deposit(jpy(DEMO_PREPAID_MINOR)?, Some(&quoted), "YAMADA HANAKO").await?;
     bank.deposit(jpy(DEMO_STRAY_MINOR)?, None, "SUZUKI ICHIRO").await?;
-    let today = kessai_bank::Date::of(kessai_core::time::Clock::now(&kessai_core::time::SystemClock)).to_string();
-    center.fetch_statement(&today).await?;
+    fetch_statements(center).await?;
     let funding = center.db.funding_by_reference(&reference).await?.context("the demo funding")?;
     anyhow::ensure!(
         funding.status == kessai_center::prepaid::FundingStatus::Issued,
@@ -567,7 +566,7 @@ async fn demo_member_once(
     fetched.context("the provider's token keys")?;
     let quoted = kessai_bank::rf::Reference::parse(&token.reference).map_err(|e| anyhow::anyhow!("{e}"))?;
     bank.deposit(amount, Some(&quoted), "YAMADA HANAKO").await?;
-    center.fetch_statement(&today).await?;
+    fetch_statements(center).await?;
     let stored = w.token_session(&kessai_wallet::TokenSessionCreate::default()).await?;
     anyhow::ensure!(stored.stored == [token.token_id.clone()], "the demo token was not stored: {stored:?}");
     w.records().close().await;
@@ -576,6 +575,17 @@ async fn demo_member_once(
         "demo member {} registered; virtual prepaid card {} funded with JPY {DEMO_PREPAID_MINOR} by bank transfer ({reference})",
         approved.member, opened.prepaid_id
     );
+    Ok(())
+}
+
+/// Imports the bank's statements of yesterday and today (a deposit booked
+/// just before midnight is on yesterday's).
+async fn fetch_statements(center: &kessai_center::service::Center) -> anyhow::Result<()> {
+    let now = kessai_core::time::Clock::now(&kessai_core::time::SystemClock);
+    for at in [now.saturating_sub_s(86_400), now] {
+        let report = center.fetch_statement(&kessai_bank::Date::of(at).to_string()).await?;
+        anyhow::ensure!(report.deferred == 0, "the bank or the provider did not answer: {report:?}");
+    }
     Ok(())
 }
 

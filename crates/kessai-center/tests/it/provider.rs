@@ -404,16 +404,23 @@ async fn the_bank_makes_a_token_only_of_its_own_deposit_once() {
     assert_eq!(rig.bank.deposit(jpy(5_000), Some(&rf(RF_A)), "YAMADA HANAKO").await.unwrap(), 1);
     assert_eq!(rig.bank.deposit(jpy(3_000), Some(&rf(RF_B)), "SUZUKI ICHIRO").await.unwrap(), 2);
     assert!(rig.bank.deposit(jpy(0), None, "NOBODY").await.is_err(), "a deposit of nothing");
+    assert!(rig.bank.deposit(jpy(10), None, "NO\u{FFFE}BODY").await.is_err(), "a remitter no statement carries");
+    assert!(rig.bank.deposit(jpy(10), None, " ").await.is_err(), "no remitter");
+    assert_eq!(rig.bank.register().balance().await.unwrap(), 8_000, "nothing booked");
     let link = rig.client();
 
     // Its statement of the day names each deposit as the center keys it.
     let day = kessai_bank::Date::of(NOW).to_string();
-    let statement = kessai_bank::parse(&link.statement(&day).await.unwrap()).unwrap();
+    let (page, next) = link.statement(&day, 0).await.unwrap();
+    assert_eq!(next, None, "one page");
+    let statement = kessai_bank::parse(&page).unwrap();
     let keys: Vec<_> = statement.credits.iter().map(|c| (c.entry_key.as_str(), c.amount.amount_minor())).collect();
     assert_eq!(keys, vec![("JP00KESSAIPOOL0001/D1", 5_000), ("JP00KESSAIPOOL0001/D2", 3_000)]);
     assert_eq!(statement.credits[0].reference.as_ref().map(|r| r.as_str()), Some(RF_A));
-    assert!(kessai_bank::parse(&link.statement("2026-01-01").await.unwrap()).unwrap().credits.is_empty());
-    let bad_day = link.statement("2026-13-01").await.unwrap_err();
+    assert!(kessai_bank::parse(&link.statement("2026-01-01", 0).await.unwrap().0).unwrap().credits.is_empty());
+    let after_first = kessai_bank::parse(&link.statement(&day, 1).await.unwrap().0).unwrap();
+    assert_eq!(after_first.credits.len(), 1, "the page after deposit 1");
+    let bad_day = link.statement("2026-13-01", 0).await.unwrap_err();
     assert!(bad_day.0.contains("400") && bad_day.0.contains("bad_day"), "{bad_day}");
 
     // A token of deposit 1: every field, its deposit's time, version 1.
@@ -457,7 +464,7 @@ async fn the_bank_makes_a_token_only_of_its_own_deposit_once() {
     for (name, why) in [("stranger", "not a center this bank serves"), ("shop", "does not act as the center")] {
         let e = rig.client_as(name).seal(&seal_request("D2", RF_B, 3, 3_000)).await.unwrap_err();
         assert!(e.0.contains("403") && e.0.contains(why), "{name}: {e}");
-        assert!(rig.client_as(name).statement(&day).await.is_err());
+        assert!(rig.client_as(name).statement(&day, 0).await.is_err());
     }
     assert!(rig.bank.register().made(2).await.unwrap().is_none());
 
@@ -475,11 +482,51 @@ async fn the_bank_makes_a_token_only_of_its_own_deposit_once() {
     assert_eq!(answers.iter().filter(|(_, m)| m.first).count(), 1, "made once");
     assert!(answers.iter().all(|(bytes, _)| *bytes == answers[0].0), "the same token to every caller");
 
+    // Racing requests for one deposit asking for different tokens: one is
+    // made, every other refused.
+    assert_eq!(rig.bank.deposit(jpy(900), Some(&rf(RF_A)), "YAMADA HANAKO").await.unwrap(), 3);
+    let mut tasks = Vec::new();
+    for n in 10..18u8 {
+        let link = Arc::clone(&link);
+        tasks.push(tokio::spawn(async move { link.seal(&seal_request("D3", RF_A, n, 900)).await.unwrap() }));
+    }
+    let mut made = Vec::new();
+    for t in tasks {
+        made.push(t.await.unwrap());
+    }
+    assert_eq!(made.iter().filter(|m| m.is_ok()).count(), 1, "{made:?}");
+    assert!(made.iter().filter_map(|m| m.as_ref().err()).all(|e| e.contains("made token")), "{made:?}");
+
     // Out of reach: nothing decided; restarted, its register kept.
     rig.stop();
     assert!(rig.client().seal(&seal_request("D2", RF_B, 3, 3_000)).await.is_err(), "a new connection is refused");
     rig.restart(clock).await.unwrap();
     let (after, m) = rig.client().seal(&seal_request("D2", RF_B, 3, 3_000)).await.unwrap().unwrap();
     assert_eq!((after, m.first), (answers[0].0.clone(), false));
-    assert_eq!(rig.bank.register().balance().await.unwrap(), 8_000);
+    assert_eq!(rig.bank.register().balance().await.unwrap(), 8_900);
+}
+
+/// The provider checks a token the bank made before the center issues
+/// it: honoured now (its MAC under a version held, not expired) or
+/// refused; either way its register enters nothing.
+#[tokio::test]
+async fn the_provider_checks_a_token_without_entering_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rig = ProviderRig::start(tmp.path(), &[&v1()], None, Arc::new(FixedClock::new(NOW))).await.unwrap();
+    let p = rig.client();
+    let token = sealed_under(&v1(), 1, NOW.unix_s() + 100 * DAY);
+    assert_eq!(p.check(&token).await.unwrap(), Ok(()));
+    let mut tampered = token.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    let other = key(1, 99, (NOW.unix_s() - DAY, NOW.unix_s() + 30 * DAY, NOW.unix_s() + 400 * DAY));
+    for (bytes, why) in [(tampered, "does not open"), (sealed_under(&other, 2, NOW.unix_s() + DAY), "does not open")] {
+        let refused = p.check(&bytes).await.unwrap().unwrap_err();
+        assert!(refused.contains(why), "{refused}");
+    }
+    for id in [1u8, 2] {
+        assert!(rig.provider.held(&TokenId([id; 16]).to_string()).await.unwrap().is_none(), "nothing entered");
+    }
+    let e = rig.client_as("shop").check(&token).await.unwrap_err();
+    assert!(e.0.contains("403"), "{e}");
 }

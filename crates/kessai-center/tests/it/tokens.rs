@@ -306,7 +306,7 @@ async fn a_deposit_that_cannot_make_a_token_waits_in_suspense() {
 /// A credit on a statement the bank did not book (a forged file, or one
 /// of another account) makes no token: the bank refuses, the credit waits
 /// in suspense with why, the request still awaits its deposit. The bank
-/// out of reach decides nothing: the import fails, nothing is written,
+/// out of reach decides nothing: the credit is deferred, nothing written,
 /// and the import again, once it answers, issues the token once.
 #[tokio::test]
 async fn a_credit_the_bank_did_not_book_makes_no_token() {
@@ -336,8 +336,8 @@ async fn a_credit_the_bank_did_not_book_makes_no_token() {
     // A new connection (one kept alive may outlive the stop).
     s.center.tokens = Some(Arc::new(Tokens { bank: bank.client(), provider: provider.client() }));
     let c = &s.center;
-    let lost = c.import_statement(&statement, StatementSource::Bank).await;
-    assert!(matches!(lost, Err(PrepaidError::Center(kessai_center::service::CenterError::Bank(_)))), "{lost:?}");
+    let lost = c.import_statement(&statement, StatementSource::Bank).await.unwrap();
+    assert_eq!((lost.deferred, lost.matched, lost.suspense), (1, 0, 0), "{lost:?}");
     let id = TokenId::parse(&b.token_id).unwrap();
     assert_eq!(c.db.token(&id).await.unwrap().unwrap().status, kessai_api::TokenStatus::Awaiting);
     assert_eq!(c.bank_credits_in("suspense").await.unwrap().len(), 1, "the credit not taken");
@@ -351,8 +351,10 @@ async fn a_credit_the_bank_did_not_book_makes_no_token() {
 }
 
 /// With no key version issuing (the provider's keys all past their
-/// window), a deposit waits in suspense: no token is sealed under a key
-/// that may not issue.
+/// window, or none delivered yet), nothing is decided: the bank answers
+/// that it cannot make the token now, the credit is deferred with nothing
+/// written (the statement's other credits are taken), and no token is
+/// sealed under a key that may not issue.
 #[tokio::test]
 async fn no_token_is_made_without_a_key_version_issuing() {
     let mut s = setup().await;
@@ -362,14 +364,68 @@ async fn no_token_is_made_without_a_key_version_issuing() {
     let m = members_card(&mut s).await;
     let c = &s.center;
     let a = ask(c, &m, token_request(&m, "dep-k", card_id(1), 5_000)).await.unwrap();
-    let report = c
-        .import_statement(&deposited(&s, "STMT-K", &[(5_000, Some(&a.reference))]).await, StatementSource::Bank)
-        .await
-        .unwrap();
-    assert_eq!((report.matched, report.suspense), (0, 1));
+    let statement = deposited(&s, "STMT-K", &[(5_000, Some(&a.reference)), (700, None)]).await;
+    let report = c.import_statement(&statement, StatementSource::Bank).await.unwrap();
+    assert_eq!((report.matched, report.suspense, report.deferred), (0, 1, 1), "the stray credit taken");
     let held = c.bank_credits_in("suspense").await.unwrap();
-    assert!(held[0].reason.as_deref().unwrap().contains("no token key"), "{:?}", held[0].reason);
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].amount, jpy(700));
+    let id = TokenId::parse(&a.token_id).unwrap();
+    assert_eq!(c.db.token(&id).await.unwrap().unwrap().status, kessai_api::TokenStatus::Awaiting);
     assert_eq!(c.books.tokens_outstanding(Currency::JPY).await.unwrap(), 0);
+    conserved(c).await;
+    // Again: still deferred, the other imported before.
+    let report = c.import_statement(&statement, StatementSource::Bank).await.unwrap();
+    assert_eq!((report.deferred, report.already_imported), (1, 1));
+}
+
+/// A bank sealing under a key the provider does not hold (another key
+/// under its version, or a version it never made) makes no token the
+/// center issues: the provider's check refuses it before anything is
+/// written, and the credit waits in suspense with why; no value would be
+/// frozen in a token nobody honours.
+#[tokio::test]
+async fn a_token_the_bank_sealed_under_a_key_the_provider_does_not_hold_is_not_issued() {
+    for (version, seed) in [(1u8, 9_999u64), (2, 2101)] {
+        let mut s = setup().await;
+        parties(&mut s, &[&provider_key(version, seed)]).await;
+        let m = members_card(&mut s).await;
+        let c = &s.center;
+        let a = ask(c, &m, token_request(&m, "dep-w", card_id(1), 5_000)).await.unwrap();
+        let statement = deposited(&s, "STMT-W", &[(5_000, Some(&a.reference))]).await;
+        let report = c.import_statement(&statement, StatementSource::Bank).await.unwrap();
+        assert_eq!((report.matched, report.suspense), (0, 1), "version {version}");
+        let held = c.bank_credits_in("suspense").await.unwrap();
+        let why = held[0].reason.as_deref().unwrap();
+        assert!(why.contains("refuses the token the bank made"), "{why}");
+        let id = TokenId::parse(&a.token_id).unwrap();
+        let row = c.db.token(&id).await.unwrap().unwrap();
+        assert_eq!((row.status, row.sealed.is_none()), (kessai_api::TokenStatus::Awaiting, true));
+        assert_eq!(c.books.tokens_outstanding(Currency::JPY).await.unwrap(), 0);
+        conserved(c).await;
+    }
+}
+
+/// A day's statement from the bank is fetched in pages: every deposit of
+/// the day is imported once, however many; again, nothing more.
+#[tokio::test]
+async fn a_days_statement_is_fetched_in_pages() {
+    let s = with_tokens(setup().await).await;
+    let bank = s.bank.as_ref().unwrap();
+    let n = kessai_bsp::STATEMENT_PAGE + 3;
+    for k in 0..n {
+        bank.deposit(jpy(100 + k as u64), None, "YAMADA HANAKO").await.unwrap();
+    }
+    let c = &s.center;
+    let day = kessai_bank::Date::of(NOW).to_string();
+    let report = c.fetch_statement(&day).await.unwrap();
+    assert_eq!((report.suspense, report.already_imported, report.deferred), (n, 0, 0), "{report:?}");
+    let held = c.books.suspense(Currency::JPY).await.unwrap();
+    let sum: u64 = (0..n as u64).map(|k| 100 + k).sum();
+    assert_eq!(held, sum);
+    let again = c.fetch_statement(&day).await.unwrap();
+    assert_eq!((again.suspense, again.already_imported), (0, n));
+    assert!(c.fetch_statement("2026-02-30").await.is_err(), "not a day");
     conserved(c).await;
 }
 
@@ -781,8 +837,14 @@ async fn racing_redemptions(mut s: Setup) {
 async fn a_token_the_provider_cannot_open_is_refused_and_moves_nothing() {
     for (version, seed) in [(1u8, 9_999u64), (2, 2101)] {
         let mut s = setup().await;
-        parties(&mut s, &[&provider_key(version, seed)]).await;
+        let bank = BankRig::start(s._dir.path(), &[&provider_key(1, 2101)], s.time.clone(), "").await.unwrap();
+        let issuing = ProviderRig::start(s._dir.path(), &[&provider_key(1, 2101)], None, s.time.clone()).await.unwrap();
+        s.center.tokens = Some(Arc::new(Tokens { bank: bank.client(), provider: issuing.client() }));
+        s.bank = Some(Arc::clone(&bank.bank));
         let (_m, mut card, token) = stored_token(&mut s, 5_000).await;
+        // The provider the center reaches now holds another key.
+        let other = ProviderRig::start(s._dir.path(), &[&provider_key(version, seed)], None, s.time.clone()).await;
+        s.center.tokens = Some(Arc::new(Tokens { bank: bank.client(), provider: other.unwrap().client() }));
         let c = &s.center;
         let (id, answers) = redeem_batch(c, &mut card, token).await.unwrap();
         let done = c.token_session_finish(&id, answers, None).await.unwrap();

@@ -107,9 +107,13 @@ async fn member_with_a_deposit(
     parties.bank.deposit(jpy(amount), Some(&quoted), "YAMADA HANAKO").await.unwrap();
     let mut importer = kessai_center::app::open(&crate::world::center_config(w.tmp.path())).await.unwrap();
     importer.tokens = Some(parties.tokens);
-    let today = kessai_bank::Date::of(kessai_core::time::Clock::now(&kessai_core::time::SystemClock)).to_string();
-    let report = importer.fetch_statement(&today).await.unwrap();
-    assert_eq!(report.matched, 1);
+    // Yesterday's and today's: the deposit is on one of them.
+    let now = kessai_core::time::Clock::now(&kessai_core::time::SystemClock);
+    let mut matched = 0;
+    for at in [now.saturating_sub_s(86_400), now] {
+        matched += importer.fetch_statement(&kessai_bank::Date::of(at).to_string()).await.unwrap().matched;
+    }
+    assert_eq!(matched, 1);
     (wallet, ui, asked)
 }
 

@@ -735,8 +735,10 @@ fn the_bank_and_the_credit_service_provider_run_apart() {
         config
     };
     let import = |config: &Path| kessai(&["center", "fetch-statement", "--config", config.to_str().unwrap()], &[]);
+    let mut configs = Vec::new();
     for name in ["a", "b"] {
         let config = with_parties(name);
+        configs.push(config.clone());
         let mut out = import(&config);
         for _ in 0..100 {
             if out.status.success() {
@@ -750,7 +752,31 @@ fn the_bank_and_the_credit_service_provider_run_apart() {
         let out = import(&config);
         assert!(stdout(&out).contains("1 imported before"), "{name}: {}", stdout(&out));
     }
-    // A center the bank does not serve (a store's certificate) gets nothing.
+    // A center that made its own token keys before the parties ran apart
+    // (in its `token-keys/`, under its KEK): a provider set up anew takes
+    // them over, once, re-sealed under its own KEK.
+    let kek = hex::decode(std::fs::read_to_string(d.kek_path()).unwrap().trim()).unwrap();
+    let kek: [u8; 32] = kek.try_into().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let at = kessai_core::time::Timestamp::from_unix_s;
+    let windows = (at(now - 86_400), at(now + 86_400), at(now + 400 * 86_400));
+    let old = kessai_core::token::TokenKey::generate(7, windows, &mut kessai_core::random::OsRandom).unwrap();
+    kessai_csp::keep_key(&d.center_dir("a").join("token-keys"), &kek, &old).unwrap();
+    let csp2 = d.dir.path().join("csp2.toml");
+    let text =
+        std::fs::read_to_string(&csp).unwrap().replace("/csp\"", "/csp2\"").replace("csp-kek.hex", "csp2-kek.hex");
+    std::fs::write(&csp2, text).unwrap();
+    let csp2_args = |rest: &[&str]| -> Vec<String> {
+        ["csp", "--config", csp2.to_str().unwrap()].iter().chain(rest).map(|s| s.to_string()).collect()
+    };
+    assert!(kessai(&refs(&csp2_args(&["init"])), &[]).status.success());
+    let take = csp2_args(&["key-import", "--center-config", configs[0].to_str().unwrap()]);
+    let out = kessai(&refs(&take), &[]);
+    assert!(out.status.success() && stdout(&out).contains("versions taken over: [7]"), "{}", stderr(&out));
+    assert!(stdout(&kessai(&refs(&take), &[])).contains("versions taken over: []"));
+    assert!(stdout(&kessai(&refs(&csp2_args(&["keys"])), &[])).contains("v7\t"));
+
+    // A certificate not acting as a center (the operators') gets nothing.
     let shop = with_parties("shop");
     let mut text = std::fs::read_to_string(&shop).unwrap();
     text = text.replace("client_name = \"center\"", "client_name = \"admin\"");
