@@ -148,7 +148,7 @@ impl Register {
         let rows =
             sqlx::query("SELECT * FROM bsp_deposits WHERE booked_on = ?1 AND entry > ?2 ORDER BY entry LIMIT ?3")
                 .bind(day)
-                .bind(int(after, "entry")?)
+                .bind(i64::try_from(after).unwrap_or(i64::MAX))
                 .bind(i64::try_from(limit).map_err(|_| corrupt("limit"))?)
                 .fetch_all(&self.pool)
                 .await?;
@@ -156,7 +156,7 @@ impl Register {
             "SELECT SUM(amount_minor) FROM bsp_deposits WHERE booked_on < ?1 OR (booked_on = ?1 AND entry <= ?2)",
         )
         .bind(day)
-        .bind(int(after, "entry")?)
+        .bind(i64::try_from(after).unwrap_or(i64::MAX))
         .fetch_one(&self.pool)
         .await?;
         let deposits = rows.iter().map(deposit_of).collect::<Result<Vec<_>, _>>()?;

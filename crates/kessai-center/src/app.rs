@@ -559,18 +559,39 @@ pub async fn serve_on(
     served.context("serving HTTPS")
 }
 
+/// How often the statement loop also goes back over every day a token
+/// request may still be issued from (a credit deferred while the bank or
+/// the provider was out of reach, on a day now past).
+const STATEMENT_CATCH_UP_S: u64 = 3_600;
+
 /// Imports the pool account's statements of yesterday and today from the
-/// bank at start and then every `every_s` seconds, if this center issues
-/// tokens: a deposit is confirmed within that (importing again changes
-/// nothing, so every instance may).
+/// bank at start and then every `every_s` seconds, and every hour (and at
+/// start) those of every day back to the oldest a token request awaiting
+/// its deposit may still take, if this center issues tokens: a deposit is
+/// confirmed within that, a credit deferred is taken once both parties
+/// answer (importing again changes nothing, so every instance may).
 async fn fetch_statements(center: Arc<Center>, every_s: u64, mut stop: tokio::sync::watch::Receiver<bool>) {
     if center.tokens.is_none() {
         return;
     }
+    let mut caught_up_at: Option<u64> = None;
     loop {
-        let now = center.clock.now();
-        let days = [now.unix_s().saturating_sub(86_400), now.unix_s()]
-            .map(|s| kessai_bank::Date::of(kessai_core::time::Timestamp::from_unix_s(s)).to_string());
+        let now = center.clock.now().unix_s();
+        let back_s = if caught_up_at.is_none_or(|at| now.saturating_sub(at) >= STATEMENT_CATCH_UP_S) {
+            caught_up_at = Some(now);
+            center.prepaid.awaiting_s.saturating_add(crate::tokens::STATEMENT_GRACE_S)
+        } else {
+            86_400
+        };
+        let mut days = Vec::new();
+        let mut at = now.saturating_sub(back_s);
+        while at < now + 86_400 {
+            let day = kessai_bank::Date::of(kessai_core::time::Timestamp::from_unix_s(at.min(now))).to_string();
+            if days.last() != Some(&day) {
+                days.push(day);
+            }
+            at = at.saturating_add(86_400);
+        }
         for day in &days {
             match center.fetch_statement(day).await {
                 Ok(r) if r.matched + r.suspense + r.review + r.deferred > 0 => {

@@ -13,14 +13,17 @@
 //!   back to and its credit card (`last4:` or `ntk:`, never a number). The
 //!   answer is an ISO 11649 reference the transfer must quote.
 //! - **Issue.** A credit on the pool account's statement quoting that
-//!   reference, of that amount, in time, makes the token: every FIG. 12
-//!   field, sealed by [`TokenBank`] (the bank's side, which holds the key
-//!   versions the provider delivered) under the version issuing then, its
-//!   expiry no later than that version redeems. In the transaction that
-//!   takes the credit: the token row (`issued`, with its sealed bytes) and
-//!   the books, bank pool → tokens outstanding. A credit that cannot make a
-//!   token (no version issues, another amount, too late) waits in suspense
-//!   for an operator, as any credit that matches nothing.
+//!   reference, of that amount, booked in time, makes the token: the bank
+//!   ([`BankLink`], its own service, which holds the key versions the
+//!   provider delivered) makes it of that very deposit, under the version
+//!   issuing then, every FIG. 12 field, its expiry no later than that
+//!   version redeems; the provider checks it would honour it. In the
+//!   transaction that takes the credit: the token row (`issued`, with its
+//!   sealed bytes) and the books, bank pool → tokens outstanding. A credit
+//!   refused (another amount, too late, the bank's or the provider's
+//!   refusal) waits in suspense for an operator, as any credit that
+//!   matches nothing; one neither could decide on now is deferred (nothing
+//!   written) and imported again.
 //! - **On the card** ([`crate::token_session`]): a secure session stores
 //!   issued tokens (STORE TOKEN) or redeems a stored one (REDEEM TOKEN);
 //!   the card's R-MACed answer alone moves a token. A redeemed token is
@@ -113,6 +116,9 @@ pub struct BankLink {
 #[error("the bank: {0}")]
 pub struct BankUnreachable(pub String);
 
+/// The most pages of one day's statement the center reads (200 deposits
+/// each): a bank naming a next page for ever is out of its protocol.
+const MAX_STATEMENT_PAGES: usize = 10_000;
 /// How long the center waits for the bank's answer.
 const BANK_TIMEOUT_MS: u64 = 10_000;
 
@@ -270,7 +276,10 @@ impl TokenProvider {
         };
         let header = kessai_core::token::TokenHeader::read(sealed)
             .map_err(|e| ProviderUnreachable::out_of_protocol(e.to_string()))?;
-        if c.token_id != header.token_id.to_string() || c.amount != header.amount || c.key_version != header.key_version
+        if c.token_id != header.token_id.to_string()
+            || c.amount != header.amount
+            || c.key_version != header.key_version
+            || c.expires_at != header.expires_at.unix_s()
         {
             return Err(ProviderUnreachable::out_of_protocol("it answered for another token"));
         }
@@ -365,6 +374,21 @@ pub struct Tokens {
     pub provider: TokenProvider,
 }
 
+/// How long after a token request's `awaiting_until` a deposit booked by
+/// then may still be imported (its statement comes after the day; the
+/// bank or the provider may be out of reach for a while): two days.
+pub const STATEMENT_GRACE_S: u64 = 2 * 86_400;
+
+/// Whether a credit booked on `booked_on` (`YYYY-MM-DD`, the bank's day)
+/// came after the day `awaiting_until` falls on. A day not of that form
+/// is taken as too late.
+fn booked_too_late(booked_on: &str, awaiting_until: Timestamp) -> bool {
+    match kessai_bank::Date::parse(booked_on) {
+        Some(day) => day > kessai_bank::Date::of(awaiting_until),
+        None => true,
+    }
+}
+
 fn refused(e: impl std::fmt::Display) -> PrepaidError {
     PrepaidError::Refused(e.to_string())
 }
@@ -418,7 +442,7 @@ impl Center {
         }
         let mut total = crate::prepaid::ImportReport::default();
         let mut after = 0;
-        loop {
+        for _ in 0..MAX_STATEMENT_PAGES {
             let (bytes, next) = t.bank.statement(day, after).await.map_err(CenterError::from)?;
             let page = self.import_statement(&bytes, crate::prepaid::StatementSource::Bank).await?;
             total.add(page);
@@ -427,6 +451,7 @@ impl Center {
                 None => return Ok(total),
             }
         }
+        Err(CenterError::from(BankUnreachable(format!("its statement of {day} does not end"))).into())
     }
 
     /// A member's `deposit_token` request (signed, checked by the caller):
@@ -533,9 +558,11 @@ impl Center {
         Ok(rows.iter().map(|t| token_view(t, &self.prepaid.bank_pool)).collect())
     }
 
-    /// Ends the token requests whose deposit did not arrive in time.
+    /// Ends the token requests whose deposit did not arrive in time: past
+    /// `awaiting_until` by [`STATEMENT_GRACE_S`], the time the statement
+    /// of a deposit booked on the last day may take to be imported.
     pub async fn lapse_token_requests(&self) -> Result<u64, CenterError> {
-        Ok(self.db.lapse_tokens(self.clock.now()).await?)
+        Ok(self.db.lapse_tokens(self.clock.now().saturating_sub_s(STATEMENT_GRACE_S)).await?)
     }
 
     /// A pool account credit quoting token `t`'s reference: the token the
@@ -554,7 +581,11 @@ impl Center {
         };
         let why_not = match &t {
             t if t.status != TokenStatus::Awaiting => Some(format!("the token request is {}", t.status.as_str())),
-            t if t.awaiting_until < now => Some("the token request expired".to_owned()),
+            // Booked by the request's last day (a statement comes after
+            // the day it covers): the request lapses only after a grace.
+            t if booked_too_late(booked_on, t.awaiting_until) => {
+                Some("the deposit was booked after the token request expired".to_owned())
+            }
             t if t.amount != credit.amount => Some(format!("{} received for a token of {}", credit.amount, t.amount)),
             _ => None,
         };

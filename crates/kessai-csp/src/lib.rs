@@ -244,7 +244,9 @@ impl Provider {
         }
         let token = self.open_token(&sealed, at)?;
         token.redeemable(at).map_err(|e| Refused::Token(e.to_string()))?;
-        if at < token.deposited_at {
+        // The bank's clock, which dated the deposit, may run ahead of the
+        // card's by as much as the provider allows any clock.
+        if at.checked_add_s(crate::config::CLOCK_SKEW_S).is_some_and(|a| a < token.deposited_at) {
             return Err(Refused::Token(format!("the redemption's time {} is before its deposit", at.utc())));
         }
         let entry = Entry::of(&token, &sealed, HeldFor::Redemption, Some(transaction.clone()), client, now)?;
@@ -300,6 +302,12 @@ impl Provider {
         let now = self.clock.now();
         let token = self.open_token(&sealed, now)?;
         token.redeemable(now).map_err(|e| Refused::Token(e.to_string()))?;
+        if token.deposited_at > now.checked_add_s(crate::config::CLOCK_SKEW_S).unwrap_or(now) {
+            return Err(Refused::NotNow(format!(
+                "its deposit time {} is ahead of the provider's clock",
+                token.deposited_at.utc()
+            )));
+        }
         let header = TokenHeader::read(&sealed).map_err(|e| Refused::Malformed(e.to_string()))?;
         Ok(Checked {
             token_id: token.token_id.to_string(),

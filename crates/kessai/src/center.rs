@@ -357,13 +357,22 @@ pub fn run(command: CenterCommand) -> anyhow::Result<()> {
                     reports.push((day, center.fetch_statement(day).await));
                 }
                 center.db.close().await;
+                let mut failed = Vec::new();
                 for (day, report) in reports {
-                    let r = report?;
-                    println!(
-                        "statement {} ({day}): {} matched, {} to suspense, {} to review, {} imported before, {} deferred",
-                        r.statement, r.matched, r.suspense, r.review, r.already_imported, r.deferred
-                    );
+                    match report {
+                        Ok(r) => {
+                            println!(
+                                "statement {} ({day}): {} matched, {} to suspense, {} to review, {} imported before, {} deferred",
+                                r.statement, r.matched, r.suspense, r.review, r.already_imported, r.deferred
+                            );
+                            if r.deferred > 0 {
+                                failed.push(format!("{day}: {} credits deferred", r.deferred));
+                            }
+                        }
+                        Err(e) => failed.push(format!("{day}: {e}")),
+                    }
                 }
+                anyhow::ensure!(failed.is_empty(), "fetch again: {}", failed.join("; "));
                 anyhow::Ok(())
             })
         }
@@ -381,14 +390,20 @@ pub fn run(command: CenterCommand) -> anyhow::Result<()> {
                 report.with_context(|| format!("importing {}", file.display()))
             })?;
             println!(
-                "statement {} ({}): {} matched, {} to suspense, {} to review, {} imported before, {} debits",
+                "statement {} ({}): {} matched, {} to suspense, {} to review, {} imported before, {} deferred, {} debits",
                 report.statement,
                 report.format,
                 report.matched,
                 report.suspense,
                 report.review,
                 report.already_imported,
+                report.deferred,
                 report.debits
+            );
+            anyhow::ensure!(
+                report.deferred == 0,
+                "{} credits deferred: the bank or the credit service provider did not answer; import the file again",
+                report.deferred
             );
             Ok(())
         }

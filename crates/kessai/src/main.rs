@@ -291,6 +291,14 @@ enum BenchCommand {
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
     },
+    /// The bank's tokens made of deposits, /s and latency over loopback mutual TLS, and its statement in pages (#21).
+    Bank {
+        #[arg(long, default_value_t = 5_000)]
+        seals: u32,
+        /// Calls in flight at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+    },
     /// One clearing run over many posted settlements for many stores: its time and peak memory.
     Clearing {
         #[arg(long, default_value_t = 1_000_000)]
@@ -365,6 +373,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Card { sessions }) => card::bench(sessions),
         Command::Bench(BenchCommand::Center(options)) => bench_center::run(&options),
         Command::Bench(BenchCommand::Csp { redemptions, concurrency }) => bench_csp::run(redemptions, concurrency),
+        Command::Bench(BenchCommand::Bank { seals, concurrency }) => bench_csp::run_bank(seals, concurrency),
         Command::Bench(BenchCommand::Ledger { seconds, postgres, pg_bin }) => bench::ledger(seconds, postgres, pg_bin),
         Command::Bench(BenchCommand::Clearing { settlements, stores, database }) => {
             bench_clearing::run(settlements, stores, database)

@@ -91,12 +91,17 @@ fn v1() -> TokenKey {
 }
 
 fn sealed_under(k: &TokenKey, id: u8, expires_at: u64) -> Vec<u8> {
+    sealed_at(k, id, NOW.unix_s(), expires_at)
+}
+
+/// A token sealed under `k`, deposited at `deposited_at`.
+fn sealed_at(k: &TokenKey, id: u8, deposited_at: u64, expires_at: u64) -> Vec<u8> {
     let token = DepositToken {
         token_id: TokenId([id; 16]),
         user_name: "ﾃﾞﾓ ｶｲｲﾝ".into(),
         user_id: "m-1".into(),
         amount: jpy(3_000),
-        deposited_at: NOW,
+        deposited_at: at(deposited_at),
         expires_at: at(expires_at),
         bank_id: "0999".into(),
         bank_account: "0005-123-1-7654321".into(),
@@ -296,7 +301,7 @@ async fn a_token_is_honoured_once_for_one_use() {
     // Before its deposit: refused; ahead of the provider's clock: not
     // decided now (503: the center asks again later), nothing entered.
     let early = sealed_under(&v1(), 10, expiry);
-    let why = p.redeem(&early, &tx(9), at(NOW.unix_s() - 60)).await.unwrap().unwrap_err();
+    let why = p.redeem(&early, &tx(9), at(NOW.unix_s() - 3_600)).await.unwrap().unwrap_err();
     assert!(why.contains("before its deposit"), "{why}");
     let ahead = p.redeem(&early, &tx(9), at(NOW.unix_s() + 3_600)).await.unwrap_err();
     assert!(ahead.0.contains("503") && ahead.0.contains("ahead of the provider's clock"), "{ahead}");
@@ -520,11 +525,27 @@ async fn the_provider_checks_a_token_without_entering_it() {
     let last = tampered.len() - 1;
     tampered[last] ^= 1;
     let other = key(1, 99, (NOW.unix_s() - DAY, NOW.unix_s() + 30 * DAY, NOW.unix_s() + 400 * DAY));
-    for (bytes, why) in [(tampered, "does not open"), (sealed_under(&other, 2, NOW.unix_s() + DAY), "does not open")] {
+    let v5 = key(5, 55, (NOW.unix_s() - DAY, NOW.unix_s() + 30 * DAY, NOW.unix_s() + 400 * DAY));
+    let expired = sealed_at(&v1(), 4, NOW.unix_s() - 2 * DAY, NOW.unix_s() - DAY);
+    let cases = [
+        (tampered, "does not open"),
+        (sealed_under(&other, 2, NOW.unix_s() + DAY), "does not open"),
+        (sealed_under(&v5, 3, NOW.unix_s() + DAY), "no token key of version 5"),
+        (expired, "expired"),
+    ];
+    for (bytes, why) in cases {
         let refused = p.check(&bytes).await.unwrap().unwrap_err();
-        assert!(refused.contains(why), "{refused}");
+        assert!(refused.contains(why), "{refused} (wanted {why})");
     }
-    for id in [1u8, 2] {
+    // Deposited ahead of the provider's clock (the bank's clock ahead by
+    // more than the skew allowed): not decided now, nothing entered.
+    let ahead = sealed_at(&v1(), 5, NOW.unix_s() + 3_600, NOW.unix_s() + 100 * DAY);
+    let e = p.check(&ahead).await.unwrap_err();
+    assert!(e.0.contains("503") && e.0.contains("ahead of the provider's clock"), "{e}");
+    let near = sealed_at(&v1(), 6, NOW.unix_s() + 60, NOW.unix_s() + 100 * DAY);
+    assert_eq!(p.check(&near).await.unwrap(), Ok(()), "within the skew");
+    assert!(p.redeem(&near, &tx(6), NOW).await.unwrap().is_ok(), "redeemed within the skew of its deposit");
+    for id in [1u8, 2, 3, 4, 5] {
         assert!(rig.provider.held(&TokenId([id; 16]).to_string()).await.unwrap().is_none(), "nothing entered");
     }
     let e = rig.client_as("shop").check(&token).await.unwrap_err();

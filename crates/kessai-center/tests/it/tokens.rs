@@ -17,7 +17,7 @@ use kessai_core::Currency;
 use kessai_core::ids::{CardId, RequestId};
 use kessai_core::messages::prepaid::{FundingMethod, PrepaidAction, PrepaidRequestDraft, TokenTerms};
 use kessai_core::random::SeededRandom;
-use kessai_core::time::Timestamp;
+use kessai_core::time::{Clock as _, Timestamp};
 use kessai_core::token::{TokenHeader, TokenId, TokenKey, TokenKeyring};
 use kessai_scp03::{CommandApdu, ResponseApdu};
 
@@ -284,19 +284,23 @@ async fn a_deposit_that_cannot_make_a_token_waits_in_suspense() {
     let held = c.bank_credits_in("suspense").await.unwrap();
     assert!(held[0].reason.as_deref().unwrap().contains("for a token of"), "{:?}", held[0].reason);
     assert_eq!(held[0].funding_id.as_deref(), Some(a.token_id.as_str()), "the operator sees which token");
-    // Too late: the request lapsed.
+    // Too late: booked by the bank a day after the request's last day.
     s.time.set(Timestamp::from_unix_s(NOW.unix_s() + 8 * DAY));
     let c = &s.center;
-    let report = c
-        .import_statement(&deposited(&s, "STMT-S2", &[(6_000, Some(&b.reference))]).await, StatementSource::Bank)
-        .await
-        .unwrap();
+    let quoted = kessai_bank::rf::Reference::parse(&b.reference).unwrap();
+    s.bank.as_ref().unwrap().deposit(jpy(6_000), Some(&quoted), "YAMADA HANAKO").await.unwrap();
+    let report = c.fetch_statement(&kessai_bank::Date::of(s.time.now()).to_string()).await.unwrap();
     assert_eq!((report.matched, report.suspense), (0, 1));
+    let held = c.bank_credits_in("suspense").await.unwrap();
+    assert!(held.iter().any(|h| h.reason.as_deref().unwrap().contains("booked after the token request expired")));
     for t in [&a, &b] {
         let row = c.db.token(&TokenId::parse(&t.token_id).unwrap()).await.unwrap().unwrap();
         assert_eq!(row.status, kessai_api::TokenStatus::Awaiting);
         assert!(row.sealed.is_none());
     }
+    assert_eq!(c.lapse_token_requests().await.unwrap(), 0, "not before the statements' grace");
+    s.time.set(Timestamp::from_unix_s(NOW.unix_s() + 10 * DAY));
+    let c = &s.center;
     assert_eq!(c.lapse_token_requests().await.unwrap(), 2, "both lapse once no deposit came in time");
     assert_eq!(c.books.tokens_outstanding(Currency::JPY).await.unwrap(), 0);
     assert_eq!(c.books.suspense(Currency::JPY).await.unwrap(), 11_001);
@@ -350,6 +354,31 @@ async fn a_credit_the_bank_did_not_book_makes_no_token() {
     conserved(c).await;
 }
 
+/// A deposit booked by the request's last day but imported after it (the
+/// statement comes the next day, or the bank was out of reach) still makes
+/// its token: the request lapses only after the statements' grace.
+#[tokio::test]
+async fn a_deposit_booked_in_time_and_imported_late_makes_its_token() {
+    let mut s = with_tokens(setup().await).await;
+    let m = members_card(&mut s).await;
+    let a = ask(&s.center, &m, token_request(&m, "dep-late", card_id(1), 4_000)).await.unwrap();
+    s.time.set(Timestamp::from_unix_s(NOW.unix_s() + 6 * DAY));
+    let quoted = kessai_bank::rf::Reference::parse(&a.reference).unwrap();
+    s.bank.as_ref().unwrap().deposit(jpy(4_000), Some(&quoted), "YAMADA HANAKO").await.unwrap();
+    let booked = kessai_bank::Date::of(s.time.now()).to_string();
+    // Imported a day and a half after the request's last moment.
+    s.time.set(Timestamp::from_unix_s(NOW.unix_s() + 8 * DAY + DAY / 2));
+    let c = &s.center;
+    assert_eq!(c.lapse_token_requests().await.unwrap(), 0, "within the grace");
+    assert_eq!(c.fetch_statement(&booked).await.unwrap().matched, 1);
+    let id = TokenId::parse(&a.token_id).unwrap();
+    assert_eq!(c.db.token(&id).await.unwrap().unwrap().status, kessai_api::TokenStatus::Issued);
+    s.time.set(Timestamp::from_unix_s(NOW.unix_s() + 20 * DAY));
+    assert_eq!(s.center.lapse_token_requests().await.unwrap(), 0, "an issued token never lapses");
+    assert_eq!(s.center.books.tokens_outstanding(Currency::JPY).await.unwrap(), 4_000);
+    conserved(&s.center).await;
+}
+
 /// With no key version issuing (the provider's keys all past their
 /// window, or none delivered yet), nothing is decided: the bank answers
 /// that it cannot make the token now, the credit is deferred with nothing
@@ -377,6 +406,20 @@ async fn no_token_is_made_without_a_key_version_issuing() {
     // Again: still deferred, the other imported before.
     let report = c.import_statement(&statement, StatementSource::Bank).await.unwrap();
     assert_eq!((report.deferred, report.already_imported), (1, 1));
+    // The bank's own answer: not a verdict (503), nothing made.
+    let req = kessai_api::bank::SealRequest {
+        deposit: format!("{}/D1", kessai_bsp::rig::POOL_ACCOUNT),
+        reference: a.reference.clone(),
+        token_id: a.token_id.clone(),
+        amount: jpy(5_000),
+        user_name: "member".into(),
+        user_id: m.id.as_str().into(),
+        bank_account: "0005-123-1-7654321".into(),
+        card_ref: "last4:4242".into(),
+    };
+    let e = c.tokens.as_ref().unwrap().bank.seal(&req).await.unwrap_err();
+    assert!(e.0.contains("503") && e.0.contains("bank_unavailable"), "{e}");
+    assert!(s.bank.as_ref().unwrap().register().made(1).await.unwrap().is_none());
 }
 
 /// A bank sealing under a key the provider does not hold (another key
