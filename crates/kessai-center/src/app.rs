@@ -579,7 +579,14 @@ async fn fetch_statements(center: Arc<Center>, every_s: u64, mut stop: tokio::sy
         let now = center.clock.now().unix_s();
         let back_s = if caught_up_at.is_none_or(|at| now.saturating_sub(at) >= STATEMENT_CATCH_UP_S) {
             caught_up_at = Some(now);
-            center.prepaid.awaiting_s.saturating_add(crate::tokens::STATEMENT_GRACE_S)
+            // Every day a request still awaiting may have been paid on,
+            // with a day's margin (a request made late on a day) and the
+            // time since the last catch-up.
+            center
+                .prepaid
+                .awaiting_s
+                .saturating_add(crate::tokens::STATEMENT_GRACE_S)
+                .saturating_add(86_400 + STATEMENT_CATCH_UP_S)
         } else {
             86_400
         };

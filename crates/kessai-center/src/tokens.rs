@@ -414,7 +414,11 @@ pub(crate) fn member_name(details: &str) -> String {
 }
 
 /// A token as its member sees it.
-pub fn token_view(t: &TokenRow, pay_to: &str) -> TokenView {
+pub fn token_view(t: &TokenRow, pay_to: &str, now: Timestamp) -> TokenView {
+    // Where to pay only until the request's last day (UTC): a deposit
+    // booked later makes no token.
+    let payable = t.status == TokenStatus::Awaiting
+        && !booked_too_late(&kessai_bank::Date::of(now).to_string(), t.awaiting_until);
     TokenView {
         token_id: t.id.to_string(),
         card_id: t.card_id.to_string(),
@@ -422,7 +426,7 @@ pub fn token_view(t: &TokenRow, pay_to: &str) -> TokenView {
         amount: t.amount,
         status: t.status,
         reference: t.reference.clone(),
-        pay_to: (t.status == TokenStatus::Awaiting).then(|| pay_to.to_owned()),
+        pay_to: payable.then(|| pay_to.to_owned()),
         awaiting_until: (t.status == TokenStatus::Awaiting).then_some(t.awaiting_until),
         deposited_on: t.deposited_on.clone(),
         expires_at: t.expires_at,
@@ -535,7 +539,7 @@ impl Center {
             return self.same_token_request(found, request);
         }
         tracing::info!(token = %row.id, card = %card_id, amount = %amount, "deposit token awaiting its deposit");
-        Ok(PrepaidReply::Token(Box::new(token_view(&row, &self.prepaid.bank_pool))))
+        Ok(PrepaidReply::Token(Box::new(token_view(&row, &self.prepaid.bank_pool, now))))
     }
 
     fn same_token_request(&self, found: TokenRow, request: &PrepaidRequest) -> Result<PrepaidReply, PrepaidError> {
@@ -549,20 +553,22 @@ impl Center {
         if !same {
             return Err(PrepaidError::RequestIdReused(request.request_id().to_string()));
         }
-        Ok(PrepaidReply::Token(Box::new(token_view(&found, &self.prepaid.bank_pool))))
+        Ok(PrepaidReply::Token(Box::new(token_view(&found, &self.prepaid.bank_pool, self.clock.now()))))
     }
 
     /// A member's tokens, newest first.
     pub async fn tokens_of(&self, member: &str) -> Result<Vec<TokenView>, CenterError> {
         let rows = self.db.tokens_of_member(member).await?;
-        Ok(rows.iter().map(|t| token_view(t, &self.prepaid.bank_pool)).collect())
+        let now = self.clock.now();
+        Ok(rows.iter().map(|t| token_view(t, &self.prepaid.bank_pool, now)).collect())
     }
 
     /// Ends the token requests whose deposit did not arrive in time: past
     /// `awaiting_until` by [`STATEMENT_GRACE_S`], the time the statement
     /// of a deposit booked on the last day may take to be imported.
     pub async fn lapse_token_requests(&self) -> Result<u64, CenterError> {
-        Ok(self.db.lapse_tokens(self.clock.now().saturating_sub_s(STATEMENT_GRACE_S)).await?)
+        let now = self.clock.now();
+        Ok(self.db.lapse_tokens(now.saturating_sub_s(STATEMENT_GRACE_S), now).await?)
     }
 
     /// A pool account credit quoting token `t`'s reference: the token the

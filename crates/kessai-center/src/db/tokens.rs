@@ -230,10 +230,11 @@ impl CenterDb {
     }
 
     /// Ends the token requests whose deposit did not arrive by `now`.
-    pub async fn lapse_tokens(&self, now: Timestamp) -> Result<u64, DbError> {
+    pub async fn lapse_tokens(&self, cutoff: Timestamp, now: Timestamp) -> Result<u64, DbError> {
         let lapse = Stmt::new(
-            "UPDATE center_tokens SET status = 'lapsed', updated_at = $1 WHERE status = 'awaiting' AND awaiting_until < $1",
+            "UPDATE center_tokens SET status = 'lapsed', updated_at = $2 WHERE status = 'awaiting' AND awaiting_until < $1",
         )
+        .bind(to_i64(cutoff.unix_s())?)
         .bind(to_i64(now.unix_s())?);
         self.execute(lapse).await
     }

@@ -302,6 +302,8 @@ async fn a_deposit_that_cannot_make_a_token_waits_in_suspense() {
     s.time.set(Timestamp::from_unix_s(NOW.unix_s() + 10 * DAY));
     let c = &s.center;
     assert_eq!(c.lapse_token_requests().await.unwrap(), 2, "both lapse once no deposit came in time");
+    let lapsed = c.db.token(&TokenId::parse(&a.token_id).unwrap()).await.unwrap().unwrap();
+    assert_eq!((lapsed.status, lapsed.updated_at), (kessai_api::TokenStatus::Lapsed, s.time.now()));
     assert_eq!(c.books.tokens_outstanding(Currency::JPY).await.unwrap(), 0);
     assert_eq!(c.books.suspense(Currency::JPY).await.unwrap(), 11_001);
     conserved(c).await;
@@ -370,6 +372,9 @@ async fn a_deposit_booked_in_time_and_imported_late_makes_its_token() {
     s.time.set(Timestamp::from_unix_s(NOW.unix_s() + 8 * DAY + DAY / 2));
     let c = &s.center;
     assert_eq!(c.lapse_token_requests().await.unwrap(), 0, "within the grace");
+    let views = c.tokens_of(m.id.as_str()).await.unwrap();
+    assert_eq!(views[0].status, kessai_api::TokenStatus::Awaiting);
+    assert_eq!(views[0].pay_to, None, "where to pay is not shown after the request's last day");
     assert_eq!(c.fetch_statement(&booked).await.unwrap().matched, 1);
     let id = TokenId::parse(&a.token_id).unwrap();
     assert_eq!(c.db.token(&id).await.unwrap().unwrap().status, kessai_api::TokenStatus::Issued);
