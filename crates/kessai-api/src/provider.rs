@@ -1,6 +1,6 @@
 //! The credit service provider's API (seed 002, FIG. 6; PROTOCOL.md §13.7):
-//! what the center (the bank's side and the redeeming side) sends it and
-//! what it answers, over mutual TLS.
+//! what the bank (for its token keys) and the center (for the uses of
+//! tokens) send it and what it answers, over mutual TLS.
 
 use kessai_core::Money;
 use serde::{Deserialize, Serialize};

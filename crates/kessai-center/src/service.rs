@@ -272,9 +272,9 @@ pub struct Center {
     pub prepaid: crate::prepaid::PrepaidPolicy,
     /// Fees and the center's paying account (#19).
     pub clearing: crate::clearing::ClearingPolicy,
-    /// The parties of deposit tokens (#21): the bank's side that issues
-    /// them and the credit service provider's that honours them, if this
-    /// center issues tokens.
+    /// The parties of deposit tokens (#21), each its own service: the bank
+    /// that makes them of deposits and the credit service provider that
+    /// honours them, if this center issues tokens.
     pub tokens: Option<Arc<crate::tokens::Tokens>>,
 }
 

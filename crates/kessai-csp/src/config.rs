@@ -54,7 +54,7 @@ fn provider_limits() -> Limits {
 pub struct ClientSettings {
     /// Its client certificate's name.
     pub name: String,
-    /// The bank's X25519 key (a JWK, `kessai center token-delivery-key`)
+    /// The bank's X25519 key (a JWK, `kessai bank --config bank.toml init`)
     /// token keys are sealed to.
     #[serde(default)]
     pub delivery_key: Option<X25519Jwk>,
