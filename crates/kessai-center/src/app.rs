@@ -590,15 +590,7 @@ async fn fetch_statements(center: Arc<Center>, every_s: u64, mut stop: tokio::sy
         } else {
             86_400
         };
-        let mut days = Vec::new();
-        let mut at = now.saturating_sub(back_s);
-        while at < now + 86_400 {
-            let day = kessai_bank::Date::of(kessai_core::time::Timestamp::from_unix_s(at.min(now))).to_string();
-            if days.last() != Some(&day) {
-                days.push(day);
-            }
-            at = at.saturating_add(86_400);
-        }
+        let days = crate::tokens::statement_days(kessai_core::time::Timestamp::from_unix_s(now), back_s);
         for day in &days {
             match center.fetch_statement(day).await {
                 Ok(r) if r.matched + r.suspense + r.review + r.deferred > 0 => {

@@ -389,6 +389,25 @@ fn booked_too_late(booked_on: &str, awaiting_until: Timestamp) -> bool {
     }
 }
 
+/// The days (`YYYY-MM-DD`, UTC, oldest first, each once) whose statements
+/// cover the `back_s` seconds before `now` and `now` itself: today always,
+/// and every day a moment of that span falls on.
+pub fn statement_days(now: Timestamp, back_s: u64) -> Vec<String> {
+    let now = now.unix_s();
+    let mut days: Vec<String> = Vec::new();
+    let mut at = now.saturating_sub(back_s);
+    loop {
+        let day = kessai_bank::Date::of(Timestamp::from_unix_s(at.min(now))).to_string();
+        if days.last() != Some(&day) {
+            days.push(day);
+        }
+        if at >= now {
+            return days;
+        }
+        at = at.saturating_add(86_400);
+    }
+}
+
 fn refused(e: impl std::fmt::Display) -> PrepaidError {
     PrepaidError::Refused(e.to_string())
 }

@@ -356,6 +356,30 @@ async fn a_credit_the_bank_did_not_book_makes_no_token() {
     conserved(c).await;
 }
 
+/// The days the statement loop imports: yesterday and today every
+/// minute; every day back over the catch-up span, today included, each
+/// once, however the span falls on the clock.
+#[test]
+fn the_statement_days_cover_the_span_and_today() {
+    use kessai_center::tokens::statement_days;
+    // Seconds into 2026-12-05 (UTC).
+    let at = |s: u64| Timestamp::from_unix_s(1_796_428_800 + s);
+    assert_eq!(kessai_bank::Date::of(at(0)).to_string(), "2026-12-05");
+    assert_eq!(statement_days(at(3_600), DAY), ["2026-12-04", "2026-12-05"]);
+    assert_eq!(statement_days(at(0), DAY), ["2026-12-04", "2026-12-05"]);
+    assert_eq!(statement_days(at(86_399), DAY), ["2026-12-04", "2026-12-05"]);
+    assert_eq!(statement_days(at(50_000), 0), ["2026-12-05"]);
+    let span = 7 * DAY + kessai_center::tokens::STATEMENT_GRACE_S + DAY + 3_600;
+    let days = statement_days(at(1_800), span);
+    assert_eq!(days.first().map(String::as_str), Some("2026-11-24"));
+    assert_eq!(days.last().map(String::as_str), Some("2026-12-05"));
+    assert_eq!(days.len(), 12, "{days:?}");
+    let mut unique = days.clone();
+    unique.dedup();
+    assert_eq!(unique, days, "each day once");
+    assert_eq!(statement_days(Timestamp::from_unix_s(10), 2 * DAY), ["1970-01-01"]);
+}
+
 /// A deposit booked by the request's last day but imported after it (the
 /// statement comes the next day, or the bank was out of reach) still makes
 /// its token: the request lapses only after the statements' grace.
