@@ -601,7 +601,7 @@ impl Center {
         booked_on: &str,
     ) -> Result<Result<Option<&'static str>, String>, PrepaidError> {
         let now = self.clock.now();
-        let Some(bank) = self.tokens.as_ref().map(|t| &t.bank) else {
+        let Some(parties) = self.tokens.as_ref() else {
             return Ok(Err("this center issues no deposit tokens".into()));
         };
         let why_not = match &t {
@@ -634,7 +634,7 @@ impl Center {
             bank_account: t.refund_account.clone(),
             card_ref: t.card_ref.clone(),
         };
-        let (sealed, made) = match bank.seal(&req).await.map_err(CenterError::from)? {
+        let (sealed, made) = match parties.bank.seal(&req).await.map_err(CenterError::from)? {
             Ok(made) => made,
             Err(why) => return Ok(Err(why)),
         };
@@ -644,8 +644,7 @@ impl Center {
         // The provider must honour what the bank made: a token sealed under
         // a key it does not hold would be refused at its redemption and at
         // its payback alike, its value frozen.
-        let provider = &self.tokens.as_ref().ok_or_else(|| refused("no provider"))?.provider;
-        if let Err(why) = provider.check(&sealed).await.map_err(CenterError::from)? {
+        if let Err(why) = parties.provider.check(&sealed).await.map_err(CenterError::from)? {
             return Ok(Err(format!("the credit service provider refuses the token the bank made: {why}")));
         }
         credit.status = "matched".into();

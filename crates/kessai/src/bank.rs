@@ -34,6 +34,13 @@ pub enum BankCommand {
         #[arg(long = "credit", value_name = "AMOUNT:REFERENCE", required = true)]
         credits: Vec<String>,
     },
+    #[command(flatten)]
+    Service(ServiceCommand),
+}
+
+/// The bank service provider's commands (they need `--config`).
+#[derive(Subcommand, Debug)]
+pub enum ServiceCommand {
     /// Make the data directory, the KEK file the configuration names, and
     /// the delivery key, if they are not there; print the delivery key's
     /// public half (the JWK the provider's configuration names as this
@@ -75,9 +82,12 @@ fn credit(text: &str) -> anyhow::Result<(Money, Option<rf::Reference>)> {
 }
 
 pub fn run(config: Option<&std::path::Path>, command: BankCommand) -> anyhow::Result<()> {
-    let BankCommand::Statement { format, out, id, credits } = command else {
-        let path = config.context("--config: the bank's configuration")?;
-        return service(&kessai_bsp::BankConfig::load(path)?, command);
+    let (format, out, id, credits) = match command {
+        BankCommand::Statement { format, out, id, credits } => (format, out, id, credits),
+        BankCommand::Service(command) => {
+            let path = config.context("--config: the bank's configuration")?;
+            return service(&kessai_bsp::BankConfig::load(path)?, command);
+        }
     };
     let now = SystemClock.now();
     let today = Date::of(now);
@@ -141,12 +151,11 @@ fn credits_count(path: &std::path::Path) -> anyhow::Result<usize> {
 }
 
 /// The bank service's commands.
-fn service(config: &kessai_bsp::BankConfig, command: BankCommand) -> anyhow::Result<()> {
+fn service(config: &kessai_bsp::BankConfig, command: ServiceCommand) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let open = || async { kessai_bsp::Bank::open(config, Arc::new(SystemClock)).await };
     match command {
-        BankCommand::Statement { .. } => unreachable!("written without the service"),
-        BankCommand::Init => {
+        ServiceCommand::Init => {
             std::fs::create_dir_all(&config.data_dir)
                 .with_context(|| format!("creating {}", config.data_dir.display()))?;
             config.init_kek()?;
@@ -154,7 +163,7 @@ fn service(config: &kessai_bsp::BankConfig, command: BankCommand) -> anyhow::Res
             println!("{}", serde_json::to_string(&jwk)?);
             Ok(())
         }
-        BankCommand::Keys => runtime.block_on(async {
+        ServiceCommand::Keys => runtime.block_on(async {
             let bank = open().await?;
             let fetched = bank.fetch_keys().await;
             for k in bank.keyring().keys() {
@@ -164,7 +173,7 @@ fn service(config: &kessai_bsp::BankConfig, command: BankCommand) -> anyhow::Res
             println!("new versions: {:?}", fetched?);
             anyhow::Ok(())
         }),
-        BankCommand::Deposit { amount, reference, remitter } => runtime.block_on(async {
+        ServiceCommand::Deposit { amount, reference, remitter } => runtime.block_on(async {
             let bank = open().await?;
             let reference = reference
                 .map(|r| rf::Reference::parse(&r).map_err(|e| anyhow::anyhow!("the reference {r:?}: {e}")))
@@ -174,7 +183,7 @@ fn service(config: &kessai_bsp::BankConfig, command: BankCommand) -> anyhow::Res
             println!("booked deposit {}/D{}", bank.pool_account, entry?);
             anyhow::Ok(())
         }),
-        BankCommand::Serve => {
+        ServiceCommand::Serve => {
             kessai_http::init_json_logs("bank");
             runtime.block_on(async move {
                 let bank = Arc::new(open().await?);
