@@ -101,10 +101,86 @@ impl Stmt {
         self
     }
 
+    /// The statement's text.
+    pub(crate) fn sql(&self) -> &'static str {
+        self.sql
+    }
+
     fn pg(self) -> sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments> {
         self.args.into_iter().fold(sqlx::query(self.sql), |query, arg| match arg {
             Arg::Text(v) => query.bind(v),
             Arg::Int(v) => query.bind(v),
+        })
+    }
+}
+
+/// One PostgreSQL statement over many rows: each parameter `$n` an array
+/// (`$n::text[]` or `$n::int8[]`, read with `UNNEST`), element i being row
+/// i's. Built column by column, or from statements of one shape (the same
+/// single-row SQL), whose n-th arguments make the n-th array.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Bulk {
+    sql: &'static str,
+    columns: Vec<Column>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Column {
+    Text(Vec<Option<String>>),
+    Int(Vec<Option<i64>>),
+}
+
+impl Bulk {
+    pub(crate) fn new(sql: &'static str) -> Bulk {
+        Bulk { sql, columns: Vec::new() }
+    }
+
+    /// Adds the next parameter, a text array.
+    pub(crate) fn texts(mut self, values: Vec<Option<String>>) -> Bulk {
+        self.columns.push(Column::Text(values));
+        self
+    }
+
+    /// Adds the next parameter, an integer array.
+    pub(crate) fn ints(mut self, values: Vec<Option<i64>>) -> Bulk {
+        self.columns.push(Column::Int(values));
+        self
+    }
+
+    /// `sql` over the rows of `statements`, which must all be the same
+    /// statement, each with arguments of the same kinds in the same places.
+    pub(crate) fn of(sql: &'static str, statements: Vec<Stmt>) -> Result<Bulk, DbError> {
+        let mut columns: Vec<Column> = Vec::new();
+        let mut shape: Option<&'static str> = None;
+        for s in statements {
+            if *shape.get_or_insert(s.sql) != s.sql || (!columns.is_empty() && columns.len() != s.args.len()) {
+                return Err(DbError::Corrupt(format!("statements of other shapes in one bulk: {}", s.sql)));
+            }
+            if columns.is_empty() {
+                columns = s
+                    .args
+                    .iter()
+                    .map(|a| match a {
+                        Arg::Text(_) => Column::Text(Vec::new()),
+                        Arg::Int(_) => Column::Int(Vec::new()),
+                    })
+                    .collect();
+            }
+            for (column, arg) in columns.iter_mut().zip(s.args) {
+                match (column, arg) {
+                    (Column::Text(values), Arg::Text(v)) => values.push(v),
+                    (Column::Int(values), Arg::Int(v)) => values.push(v),
+                    _ => return Err(DbError::Corrupt(format!("arguments of other kinds in one bulk: {}", s.sql))),
+                }
+            }
+        }
+        Ok(Bulk { sql, columns })
+    }
+
+    fn pg(self) -> sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        self.columns.into_iter().fold(sqlx::query(self.sql), |query, column| match column {
+            Column::Text(v) => query.bind(v),
+            Column::Int(v) => query.bind(v),
         })
     }
 }
@@ -273,6 +349,64 @@ impl<'c> Exec<'c> {
         Ok(found)
     }
 
+    /// Runs `b` (PostgreSQL only); returns the rows it changed.
+    pub(crate) async fn execute_bulk(&mut self, b: Bulk) -> Result<u64, DbError> {
+        let Conn::Pg(conn) = &mut self.conn else {
+            return Err(DbError::Corrupt("a bulk statement is PostgreSQL's".into()));
+        };
+        let changed = b.pg().execute(&mut **conn).await?.rows_affected();
+        self.fault_point()?;
+        Ok(changed)
+    }
+
+    /// Every row of `b` (PostgreSQL only), decoded.
+    pub(crate) async fn fetch_all_bulk<T>(
+        &mut self,
+        b: Bulk,
+        decode: fn(&dyn Columns) -> Result<T, DbError>,
+    ) -> Result<Vec<T>, DbError> {
+        let Conn::Pg(conn) = &mut self.conn else {
+            return Err(DbError::Corrupt("a bulk statement is PostgreSQL's".into()));
+        };
+        let rows = b.pg().fetch_all(&mut **conn).await?;
+        let found = rows.iter().map(|row| decode(row)).collect::<Result<_, _>>()?;
+        self.fault_point()?;
+        Ok(found)
+    }
+
+    /// Applies several writes' books entries in this transaction, each all
+    /// or nothing and independent of the others (`kessai_ledger::within::
+    /// apply_each`): one answer per write, `Ok` with the payable items its
+    /// new transfers record (to be inserted by the caller), or why the
+    /// ledger refused it. The ledger's rows are locked, read and written
+    /// once for all of them.
+    /// Each write is given with its own time, which its payable items
+    /// carry; the ledger books them all at the latest.
+    pub(crate) async fn books_each(
+        &mut self,
+        writes: &[(&Entries, u64)],
+    ) -> Result<Vec<Result<Vec<Stmt>, DbError>>, DbError> {
+        let now_unix_s = writes.iter().map(|(_, at)| *at).max().unwrap_or_default();
+        let conn = match &mut self.conn {
+            Conn::Sqlite(conn) => within::Conn::Sqlite(conn),
+            Conn::Pg(conn) => within::Conn::Postgres(conn),
+        };
+        let accounts: Vec<_> = writes.iter().flat_map(|(e, _)| e.accounts().iter().copied()).collect();
+        let transfers: Vec<_> = writes.iter().flat_map(|(e, _)| e.transfers().iter().copied()).collect();
+        let counts: Vec<_> = writes.iter().map(|(e, _)| (e.accounts().len(), e.transfers().len())).collect();
+        let applied =
+            within::apply_each(conn, &accounts, &transfers, &counts, now_unix_s).await.map_err(DbError::Books)?;
+        self.fault_point()?;
+        writes
+            .iter()
+            .zip(applied)
+            .map(|((entries, at), applied)| match applied {
+                Applied::Done { existed } => Ok(Ok(payable_items(entries, &existed, *at)?)),
+                Applied::Refused { accounts, transfers } => Ok(Err(refused(entries, &accounts, &transfers))),
+            })
+            .collect()
+    }
+
     /// Applies the books' `entries` in this transaction, all or nothing: a
     /// refused transfer fails the write with [`DbError::BooksRefused`] and
     /// nothing of the entries is written. Each payable item is recorded
@@ -289,31 +423,12 @@ impl<'c> Exec<'c> {
         match within::apply(conn, entries.accounts(), entries.transfers(), now_unix_s).await.map_err(DbError::Books)? {
             Applied::Done { existed } => {
                 self.fault_point()?;
-                let at = i64::try_from(now_unix_s).map_err(|_| DbError::Corrupt("time past i64".into()))?;
-                for (_, item) in entries.items().filter(|(i, _)| !existed.contains(i)) {
-                    let insert = Stmt::new(
-                        "INSERT INTO center_payable_items (id, store, currency, kind, reference, amount_minor, at)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    )
-                    .bind(format!("{:032x}", item.transfer))
-                    .bind(item.store.as_str().to_owned())
-                    .bind(item.currency.code().to_owned())
-                    .bind(item.kind.to_owned())
-                    .bind(item.reference.clone())
-                    .bind(item.amount_minor)
-                    .bind(at);
+                for insert in payable_items(entries, &existed, now_unix_s)? {
                     self.execute(insert).await?;
                 }
                 Ok(())
             }
-            Applied::Refused { accounts, transfers } => {
-                let code = transfers
-                    .first()
-                    .map(|r| r.result.name())
-                    .or_else(|| accounts.first().map(|r| r.result.name()))
-                    .unwrap_or("refused");
-                Err(DbError::BooksRefused { what: entries.what(), code })
-            }
+            Applied::Refused { accounts, transfers } => Err(refused(entries, &accounts, &transfers)),
         }
     }
 
@@ -326,6 +441,45 @@ impl<'c> Exec<'c> {
         let sql = s.sql;
         self.fetch_optional(s, decode).await?.ok_or_else(|| DbError::Corrupt(format!("no row for {sql:?}")))
     }
+}
+
+/// Records a payable item.
+pub(crate) const PAYABLE_ITEM_SQL: &str = "INSERT INTO center_payable_items (id, store, currency, kind, reference, \
+     amount_minor, at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+/// The inserts of `entries`' payable items whose transfers are new (one that
+/// existed recorded its item when it was made).
+fn payable_items(entries: &Entries, existed: &[usize], now_unix_s: u64) -> Result<Vec<Stmt>, DbError> {
+    let at = i64::try_from(now_unix_s).map_err(|_| DbError::Corrupt("time past i64".into()))?;
+    Ok(entries
+        .items()
+        .filter(|(i, _)| !existed.contains(i))
+        .map(|(_, item)| {
+            Stmt::new(PAYABLE_ITEM_SQL)
+                .bind(format!("{:032x}", item.transfer))
+                .bind(item.store.as_str().to_owned())
+                .bind(item.currency.code().to_owned())
+                .bind(item.kind.to_owned())
+                .bind(item.reference.clone())
+                .bind(item.amount_minor)
+                .bind(at)
+        })
+        .collect())
+}
+
+/// Why the ledger refused `entries`: the first refused transfer's result,
+/// else the first refused account's.
+fn refused(
+    entries: &Entries,
+    accounts: &[kessai_ledger::CreateAccountsResult],
+    transfers: &[kessai_ledger::CreateTransfersResult],
+) -> DbError {
+    let code = transfers
+        .first()
+        .map(|r| r.result.name())
+        .or_else(|| accounts.first().map(|r| r.result.name()))
+        .unwrap_or("refused");
+    DbError::BooksRefused { what: entries.what(), code }
 }
 
 /// A write's work inside the transaction.

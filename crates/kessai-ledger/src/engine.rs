@@ -93,11 +93,11 @@ impl Scratch {
         self.pending.get(&id).copied()
     }
 
-    fn mark(&self) -> usize {
+    pub(crate) fn mark(&self) -> usize {
         self.undo.len()
     }
 
-    fn rollback(&mut self, mark: usize) {
+    pub(crate) fn rollback(&mut self, mark: usize) {
         while self.undo.len() > mark {
             match self.undo.pop() {
                 Some(Undo::AccountBalances(before)) => {

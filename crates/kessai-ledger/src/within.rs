@@ -19,7 +19,7 @@ use crate::error::Error;
 use crate::result::{CreateAccountsResult, CreateTransfersResult};
 use crate::store::postgres::PgTx;
 use crate::store::sqlite::WriterTx;
-use crate::store::{AppliedAll, apply_all};
+use crate::store::{AppliedAll, apply_all, apply_each as apply_each_in};
 use crate::types::{NewAccount, NewTransfer};
 
 /// The caller's connection, inside its open transaction.
@@ -57,6 +57,29 @@ pub async fn apply(
         Conn::Postgres(conn) => apply_all(&mut PgTx(conn), accounts, transfers, now_unix_s).await?,
     };
     Ok(answer(applied))
+}
+
+/// Several writes at `now_unix_s` in the caller's transaction, each write
+/// all or nothing and independent of the others, as if each were applied by
+/// [`apply`] in turn: one answer per write, in order. `writes` gives each
+/// write's number of accounts and of transfers; the writes' events follow
+/// one another in `accounts` and in `transfers`. The rows they touch are
+/// locked and loaded once and their changes written once, so a batch of
+/// writes costs a few statements.
+pub async fn apply_each(
+    conn: Conn<'_>,
+    accounts: &[NewAccount],
+    transfers: &[NewTransfer],
+    writes: &[(usize, usize)],
+    now_unix_s: u64,
+) -> Result<Vec<Applied>, Error> {
+    let applied = match conn {
+        Conn::Sqlite(conn) => {
+            apply_each_in(&mut WriterTx::within(conn), accounts, transfers, writes, now_unix_s).await?
+        }
+        Conn::Postgres(conn) => apply_each_in(&mut PgTx(conn), accounts, transfers, writes, now_unix_s).await?,
+    };
+    Ok(applied.into_iter().map(answer).collect())
 }
 
 fn answer(applied: AppliedAll) -> Applied {

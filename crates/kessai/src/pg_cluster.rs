@@ -125,13 +125,33 @@ impl PgCluster {
         Ok(self.url(name))
     }
 
+    /// Updates the planner's statistics of database `name` (what autovacuum
+    /// keeps current on a running cluster; plans cached while its tables
+    /// were nearly empty are made again), and with `reset_statements` starts
+    /// pg_stat_statements' counts afresh.
+    pub fn analyze(&self, name: &str, reset_statements: bool) -> anyhow::Result<()> {
+        let mut sql = "ANALYZE;".to_owned();
+        if reset_statements {
+            sql.push_str(" CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset();");
+        }
+        run(
+            self.pg("psql")
+                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-d", name])
+                .args(["-v", "ON_ERROR_STOP=1", "-q", "-o", "/dev/null", "-c", &sql]),
+            "analyze",
+        )
+    }
+
     /// The statements that took the most time in database `name`, with
-    /// their calls per `per` (pg_stat_statements, loaded at start).
+    /// their calls per `per`, calls, total and mean time and rows a call
+    /// (pg_stat_statements, loaded at start).
     pub fn top_statements(&self, name: &str, per: f64) -> anyhow::Result<String> {
         let query = format!(
             "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; \
-             SELECT to_char(s.calls / {per}, 'FM9990.00') AS per_settlement, round(s.total_exec_time::numeric, 0) AS ms, \
-             left(regexp_replace(s.query, '\\s+', ' ', 'g'), 150) AS query FROM pg_stat_statements s \
+             SELECT to_char(s.calls / {per}, 'FM9990.00') AS per_settlement, s.calls, \
+             round(s.total_exec_time::numeric, 0) AS ms, round(s.mean_exec_time::numeric, 3) AS mean_ms, \
+             round(s.rows::numeric / greatest(s.calls, 1), 1) AS rows_per_call, \
+             left(regexp_replace(s.query, '\\s+', ' ', 'g'), 110) AS query FROM pg_stat_statements s \
              JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = '{name}' ORDER BY s.total_exec_time DESC LIMIT 25"
         );
         let out = self

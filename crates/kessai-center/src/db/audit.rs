@@ -24,25 +24,26 @@ fn digest(e: &LogEntry) -> String {
 }
 
 /// The statements to store `entries` of `card`'s log, in a write's transaction.
+/// Keeps one record of a card's log, once.
+pub(super) const CARD_LOG_SQL: &str = "INSERT INTO center_card_log (card_id, counter, digest, kind, transaction_id, \
+     amount_minor, counterpart, time_unix_s, balance_after_minor, collected_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (card_id, counter, digest) DO NOTHING";
+
 pub(super) fn collect_statements(card: &CardId, entries: &[LogEntry], now: Timestamp) -> Result<Vec<Stmt>, DbError> {
     entries
         .iter()
         .map(|e| {
-            Ok(Stmt::new(
-                "INSERT INTO center_card_log (card_id, counter, digest, kind, transaction_id, amount_minor, counterpart,
-                 time_unix_s, balance_after_minor, collected_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-                 ON CONFLICT (card_id, counter, digest) DO NOTHING",
-            )
-            .bind(card.to_string())
-            .bind(i64::from(e.counter))
-            .bind(digest(e))
-            .bind(e.kind.as_str().to_owned())
-            .bind(e.transaction_id.clone())
-            .bind(to_i64(e.amount_minor)?)
-            .bind(e.counterpart.clone())
-            .bind(to_i64(e.time_unix_s)?)
-            .bind(to_i64(e.balance_after_minor)?)
-            .bind(to_i64(now.unix_s())?))
+            Ok(Stmt::new(CARD_LOG_SQL)
+                .bind(card.to_string())
+                .bind(i64::from(e.counter))
+                .bind(digest(e))
+                .bind(e.kind.as_str().to_owned())
+                .bind(e.transaction_id.clone())
+                .bind(to_i64(e.amount_minor)?)
+                .bind(e.counterpart.clone())
+                .bind(to_i64(e.time_unix_s)?)
+                .bind(to_i64(e.balance_after_minor)?)
+                .bind(to_i64(now.unix_s())?))
         })
         .collect()
 }

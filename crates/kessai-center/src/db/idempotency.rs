@@ -48,18 +48,19 @@ pub(super) fn saving(
     Ok((response.map(|r| r.statement(now)).transpose()?, stored))
 }
 
+/// Stores an answer to an Idempotency-Key.
+pub(super) const SAVE_SQL: &str = "INSERT INTO center_idempotency (key, request_hash, status, body, created_at) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key) DO NOTHING";
+
 impl SavedResponse {
     /// The insert; the first answer stored for a key wins.
     pub(super) fn statement(self, now: Timestamp) -> Result<Stmt, DbError> {
-        Ok(Stmt::new(
-            "INSERT INTO center_idempotency (key, request_hash, status, body, created_at)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(self.key)
-        .bind(self.hash)
-        .bind(i64::from(self.status))
-        .bind(self.body)
-        .bind(to_i64(now.unix_s())?))
+        Ok(Stmt::new(SAVE_SQL)
+            .bind(self.key)
+            .bind(self.hash)
+            .bind(i64::from(self.status))
+            .bind(self.body)
+            .bind(to_i64(now.unix_s())?))
     }
 }
 

@@ -17,7 +17,9 @@
 //! compare-and-sets and upserts are single statements, and a write with
 //! books entries locks its own row first, then the ledger's rows (in id
 //! order, `kessai_ledger::within`), so concurrent writes on a hot account
-//! queue for its lock and none fails to serialize. On SQLite,
+//! queue for its lock and none fails to serialize; settlement steps are
+//! written in groups, a few statements over arrays for many steps (see
+//! `group`). On SQLite,
 //! writes go through one writer thread with its own connection that
 //! group-commits (see `writer`): one fsync for many requests, and a reply
 //! still follows a durable commit. Reads use separate connections the
@@ -56,6 +58,7 @@ mod audit;
 mod authorizations;
 mod clearing;
 mod console;
+mod group;
 mod idempotency;
 mod members;
 mod owed;
@@ -273,6 +276,8 @@ pub struct CenterDb {
     readers: Readers,
     /// PostgreSQL: writes, each a READ COMMITTED transaction.
     pg: Option<sqlx::PgPool>,
+    /// PostgreSQL: settlement steps, written in groups (`group`).
+    group: Option<group::Grouper>,
     /// The books: the ledger's tables in this same database, read through
     /// the ledger's API and written only inside this database's write
     /// transactions ([`Exec::books`]).
@@ -455,15 +460,17 @@ impl CenterDb {
                 .connect(&url)
                 .await?;
             let ledger = Ledger::connect_postgres(&url, None).await.map_err(DbError::Books)?;
+            let faults = Arc::<Faults>::default();
             return Ok(CenterDb {
                 readers: Readers::Pool(pool),
+                group: Some(group::Grouper::start(pg.clone(), faults.clone())),
                 pg: Some(pg),
                 ledger,
                 writer: None,
                 checkpointer: Arc::default(),
                 fast: None,
                 store_keys: Arc::default(),
-                faults: Arc::default(),
+                faults,
             });
         };
         let reader_pool = connect(SQLITE_READERS).await?;
@@ -482,6 +489,7 @@ impl CenterDb {
         Ok(CenterDb {
             readers,
             pg: None,
+            group: None,
             ledger,
             writer: Some(writer),
             checkpointer: Arc::new(Mutex::new(Some(checkpointer))),

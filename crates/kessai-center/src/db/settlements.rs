@@ -1,5 +1,6 @@
 //! Settlements, statements, and the delivery of completions.
 
+use super::group::{Grouper, Step, StepKind, Written};
 use super::*;
 
 /// Which settlements [`Db::list_settlements`] answers.
@@ -162,17 +163,14 @@ impl CenterDb {
         response: Option<SavedResponse>,
         entries: Entries,
     ) -> Result<Option<(Settlement, i64)>, DbError> {
-        let insert = Stmt::new(
-            "INSERT INTO center_settlements (id, store, bill_id, card_id, phase, record, version, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7) ON CONFLICT (store, bill_id) DO NOTHING",
-        )
-        .bind(s.id.as_str().to_owned())
-        .bind(s.bill.store.as_str().to_owned())
-        .bind(s.bill.bill_id.as_str().to_owned())
-        .bind(s.card_id.to_string())
-        .bind(s.phase().as_str().to_owned())
-        .bind(settlement_record(s)?)
-        .bind(to_i64(now.unix_s())?);
+        let insert = Stmt::new(INSERT_SETTLEMENT_SQL)
+            .bind(s.id.as_str().to_owned())
+            .bind(s.bill.store.as_str().to_owned())
+            .bind(s.bill.bill_id.as_str().to_owned())
+            .bind(s.card_id.to_string())
+            .bind(s.phase().as_str().to_owned())
+            .bind(settlement_record(s)?)
+            .bind(to_i64(now.unix_s())?);
         let existing = || {
             Stmt::new("SELECT record, version FROM center_settlements WHERE store = $1 AND bill_id = $2")
                 .bind(s.bill.store.as_str().to_owned())
@@ -183,6 +181,18 @@ impl CenterDb {
         let guard = (!entries.is_empty())
             .then(|| BillGuard { store: s.bill.store.clone(), bill_id: s.bill.bill_id.as_str().to_owned() });
         let (now_s, what) = (now.unix_s(), s.id.to_string());
+        if let Some(group) = &self.group {
+            let kind = StepKind::Insert { id: what, insert, existing };
+            let step = Step { kind, entries, guard, tidy: Vec::new(), save, now_s };
+            let existing = match group.write(step).await? {
+                Written::Existing(found) => Some(*found),
+                Written::Inserted | Written::Updated => None,
+            };
+            if existing.is_none() {
+                stored.iter().for_each(Stored::mark);
+            }
+            return Ok(existing);
+        }
         let inserted = self
             .write(move |mut conn| {
                 Box::pin(async move {
@@ -264,6 +274,17 @@ impl CenterDb {
         };
         let what = s.id.to_string();
         let trail = trail.map(|t| (t, now));
+        // A step without a token's choice or an operator's trail is written
+        // in a group on PostgreSQL.
+        if let (Some(group), None, None) = (&self.group, &choice, &trail)
+            && also.is_empty()
+            && Grouper::takes(&tidy)
+        {
+            let kind = StepKind::Update { id: what, version, update };
+            group.write(Step { kind, entries, guard, tidy, save, now_s }).await?;
+            stored.iter().for_each(Stored::mark);
+            return Ok(());
+        }
         let step = StepWrite { check, version, entries, now_s, update, also, tidy, save, guard, choice, what, trail };
         self.write(move |mut conn| Box::pin(async move { step.run(&mut conn).await })).await?;
         stored.iter().for_each(Stored::mark);
@@ -507,20 +528,26 @@ pub struct DueDelivery {
 }
 
 /// Writes settlement `s` over its row if the row is still at `version`.
+/// A new settlement; nothing if its bill has one.
+pub(super) const INSERT_SETTLEMENT_SQL: &str = "INSERT INTO center_settlements (id, store, bill_id, card_id, phase, \
+     record, version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7) \
+     ON CONFLICT (store, bill_id) DO NOTHING";
+
+/// A settlement's compare-and-set.
+pub(super) const UPDATE_SETTLEMENT_SQL: &str = "UPDATE center_settlements SET phase = $1, record = $2, \
+     version = version + 1, updated_at = $3, delivered = $6, delivery_due = $7 WHERE id = $4 AND version = $5";
+
 pub(super) fn settlement_update(s: &Settlement, version: i64, now: Timestamp) -> Result<Stmt, DbError> {
-    Ok(Stmt::new(
-        "UPDATE center_settlements SET phase = $1, record = $2, version = version + 1, updated_at = $3,
-         delivered = $6, delivery_due = $7 WHERE id = $4 AND version = $5",
-    )
-    .bind(s.phase().as_str().to_owned())
-    .bind(settlement_record(s)?)
-    .bind(to_i64(now.unix_s())?)
-    .bind(s.id.as_str().to_owned())
-    .bind(version)
-    .bind(i64::from(s.receipt_token().is_some()))
-    // The instance whose step completes it delivers it at once; the
-    // others' sweeps take it only once this lease is over.
-    .bind(to_i64(now.unix_s().saturating_add(crate::limits::DELIVERY_LEASE_S))?))
+    Ok(Stmt::new(UPDATE_SETTLEMENT_SQL)
+        .bind(s.phase().as_str().to_owned())
+        .bind(settlement_record(s)?)
+        .bind(to_i64(now.unix_s())?)
+        .bind(s.id.as_str().to_owned())
+        .bind(version)
+        .bind(i64::from(s.receipt_token().is_some()))
+        // The instance whose step completes it delivers it at once; the
+        // others' sweeps take it only once this lease is over.
+        .bind(to_i64(now.unix_s().saturating_add(crate::limits::DELIVERY_LEASE_S))?))
 }
 
 /// The cardholder's choice of a token to pay a settlement's bill, in the

@@ -446,6 +446,83 @@ async fn many_purchases_at_one_store(mut s: Setup) {
     }
 }
 
+/// Steps of many purchases at once, as they meet in one write group on
+/// PostgreSQL (and one group commit on SQLite), each ending as if alone: a
+/// create whose hold the books refuse (the card's float is short) stores
+/// nothing, in the same groups as creates, offers and completions that go
+/// through; a completion sent twice at once completes once; the store's
+/// payable is what completed, each card's float its balance.
+async fn steps_in_one_group_end_as_if_alone(mut s: Setup) {
+    use kessai_core::profile::Profile;
+    const CARDS: u8 = 48;
+    let short = |n: u8| n.is_multiple_of(4);
+    for n in 1..=CARDS {
+        register_card(&s, n, if short(n) { 5_000 } else { 50_000 }).await;
+    }
+    let tokens: Vec<String> = (1..=CARDS).map(|_| bill_token(&mut s)).collect();
+    let center = Arc::new(s.center);
+    let mut tasks = Vec::new();
+    for (n, token) in (1..=CARDS).zip(tokens) {
+        let center = center.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut card = funded_card(n, 50_000);
+            if short(n) {
+                let refused =
+                    center.create(crate::profiles::create_in(&mut card, &token, n, Profile::Direct), None).await;
+                assert!(matches!(refused, Err(CenterError::Books(_))), "card {n}: {refused:?}");
+                return (n, card, false);
+            }
+            if n % 4 == 2 {
+                let r = center.create(crate::profiles::create_in(&mut card, &token, n, Profile::Direct), None).await;
+                let r = r.unwrap();
+                let answers = parse_answers(&relay(&mut card, &r)).unwrap();
+                let (a, b) = tokio::join!(
+                    center.complete(&r.settlement_id, answers.clone(), Default::default()),
+                    center.complete(&r.settlement_id, answers, Default::default())
+                );
+                let completed =
+                    [&a, &b].iter().filter(|r| r.as_ref().is_ok_and(|r| r.phase == Phase::Completed)).count();
+                assert!(completed >= 1, "card {n}: {a:?} {b:?}");
+                return (n, card, true);
+            }
+            let profile = Profile::ALL[usize::from(n) % 3];
+            let (done, _) = crate::profiles::pay(&center, &mut card, &token, n, profile).await;
+            assert_eq!(done.phase, Phase::Completed);
+            (n, card, true)
+        }));
+    }
+    let mut paid = 0;
+    for task in tasks {
+        let (n, mut card, completed) = task.await.unwrap();
+        let (float, held) = center.books.card_float(&card_id(n)).await.unwrap().unwrap();
+        if completed {
+            paid += 1;
+            assert_eq!((float, held), (balance_of(&mut card), 0), "card {n}");
+            assert_eq!(float, 50_000 - 11_360, "card {n}: debited once");
+        } else {
+            assert_eq!((float, held), (5_000, 0), "card {n}: nothing held for a refused create");
+            assert_eq!(balance_of(&mut card), 50_000, "card {n}: never debited");
+        }
+    }
+    let payee = StoreId::parse(samples::MEMBER).unwrap();
+    assert_eq!(center.books.store_payable(&payee, Currency::JPY).await.unwrap(), paid * 11_360);
+    let stored = center.db.list_settlements(&Default::default()).await.unwrap().settlements;
+    assert_eq!(stored.len() as u64, paid, "a refused create stores no settlement");
+    assert!(stored.iter().all(|s| s.phase() == Phase::Completed));
+    center.books.ledger().check().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_in_one_group_end_as_if_alone_on_sqlite() {
+    steps_in_one_group_end_as_if_alone(setup().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_in_one_group_end_as_if_alone_on_postgres() {
+    let Some(s) = setup_on_postgres("one_group").await else { return };
+    steps_in_one_group_end_as_if_alone(s).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_four_concurrent_purchases_at_one_store_all_complete_on_sqlite() {
     many_purchases_at_one_store(setup().await).await;

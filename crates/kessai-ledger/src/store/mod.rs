@@ -307,6 +307,44 @@ fn scratch_with_accounts_of(accounts: Vec<Account>, transfers: Vec<LoadedTransfe
     Ok(Scratch::new(accounts, transfers))
 }
 
+/// Several writes' events in one transaction, each write all or nothing and
+/// independent of the others: the rows all of them touch are locked and
+/// loaded once, each write's accounts then transfers are applied in order
+/// on the running balances, a write with any event refused is undone (its
+/// results say which), and what the others changed is written once.
+pub(crate) async fn apply_each<T: Tx>(
+    tx: &mut T,
+    accounts: &[NewAccount],
+    transfers: &[NewTransfer],
+    writes: &[(usize, usize)],
+    now_unix_s: u64,
+) -> Result<Vec<AppliedAll>, Error> {
+    let (all_accounts, all_transfers) = writes.iter().fold((0, 0), |(a, t), (wa, wt)| (a + wa, t + wt));
+    if (all_accounts, all_transfers) != (accounts.len(), transfers.len()) {
+        return Err(Error::Corrupt { what: "writes that do not add up to their events" });
+    }
+    check_batch(accounts.len().max(transfers.len()), now_unix_s)?;
+    let (loaded_transfers, loaded_accounts) =
+        lock_and_load(tx, transfers, accounts.iter().map(|account| account.id)).await?;
+    let mut scratch = scratch_with_accounts_of(loaded_accounts, loaded_transfers)?;
+    let mut applied = Vec::with_capacity(writes.len());
+    let (mut a, mut t) = (0, 0);
+    for (wa, wt) in writes {
+        let mark = scratch.mark();
+        let one = AppliedAll {
+            accounts: engine::create_accounts(&mut scratch, &accounts[a..a + wa], now_unix_s),
+            transfers: engine::create_transfers(&mut scratch, &transfers[t..t + wt], now_unix_s),
+        };
+        (a, t) = (a + wa, t + wt);
+        if !one.all_ok() {
+            scratch.rollback(mark);
+        }
+        applied.push(one);
+    }
+    write_changes(tx, scratch).await?;
+    Ok(applied)
+}
+
 async fn write_changes<T: Tx>(tx: &mut T, scratch: Scratch) -> Result<(), Error> {
     let set = scratch.into_write_set();
     if set.is_empty() {

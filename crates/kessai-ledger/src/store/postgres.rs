@@ -144,7 +144,9 @@ impl Tx for PgTx<'_> {
             return Ok(Vec::new());
         }
         // `= ANY`, not a join with UNNEST: the planner then always probes the
-        // primary key, whatever size it guesses for the array.
+        // primary key, whatever size it guesses for the array. (The updates
+        // that join UNNEST, below, also restrict the table by `= ANY`, so
+        // that they probe its key rather than hash-join every row.)
         let sql = concat!("SELECT ", account_columns!(), " FROM accounts a WHERE a.id = ANY($1)");
         let found = sqlx::query(sql).bind(id_array(ids.iter().copied())).fetch_all(&mut *self.0).await?;
         found.iter().map(rows::account).collect()
@@ -197,7 +199,7 @@ impl Tx for PgTx<'_> {
             let sql = "UPDATE accounts a SET debits_pending_minor = u.dp, debits_posted_minor = u.dpo, \
                        credits_pending_minor = u.cp, credits_posted_minor = u.cpo \
                        FROM UNNEST($1::bytea[], $2::int8[], $3::int8[], $4::int8[], $5::int8[]) AS u(id, dp, dpo, cp, cpo) \
-                       WHERE a.id = u.id";
+                       WHERE a.id = u.id AND a.id = ANY($1)";
             let updated = sqlx::query(sql)
                 .bind(id_array(accounts.iter().map(|a| a.id)))
                 .bind(accounts.iter().map(|a| stored_int(a.debits_pending_minor)).collect::<Vec<_>>())
@@ -302,7 +304,7 @@ impl PgTx<'_> {
         if !set.pending_resolved.is_empty() {
             let resolved = &set.pending_resolved;
             let sql = "UPDATE pending_transfers p SET state = u.state \
-                       FROM UNNEST($1::bytea[], $2::int8[]) AS u(id, state) WHERE p.id = u.id";
+                       FROM UNNEST($1::bytea[], $2::int8[]) AS u(id, state) WHERE p.id = u.id AND p.id = ANY($1)";
             let updated = sqlx::query(sql)
                 .bind(id_array(resolved.iter().map(|(id, _)| *id)))
                 .bind(resolved.iter().map(|(_, row)| i64::from(row.state.code())).collect::<Vec<_>>())
