@@ -52,7 +52,7 @@ const WAL_AUTOCHECKPOINT_PAGES: u32 = 16_384;
 const STATEMENT_CACHE: usize = 48;
 
 /// A statement argument: text or integer, either possibly NULL.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Arg {
     Text(Option<String>),
     Int(Option<i64>),
@@ -149,7 +149,11 @@ impl Bulk {
 
     /// `sql` over the rows of `statements`, which must all be the same
     /// statement, each with arguments of the same kinds in the same places.
-    pub(crate) fn of(sql: &'static str, statements: Vec<Stmt>) -> Result<Bulk, DbError> {
+    /// The rows are sorted by their arguments (first the first), so that
+    /// two bulk inserts of some of the same keys (the first columns) take
+    /// their index entries in one order.
+    pub(crate) fn of(sql: &'static str, mut statements: Vec<Stmt>) -> Result<Bulk, DbError> {
+        statements.sort_by(|a, b| a.args.cmp(&b.args));
         let mut columns: Vec<Column> = Vec::new();
         let mut shape: Option<&'static str> = None;
         for s in statements {

@@ -9,14 +9,15 @@
 //! in one READ COMMITTED transaction, every kind of row by one statement
 //! over arrays, in one lock order for every write of the center: the bills'
 //! advisory locks (sorted), the settlements' rows (sorted, `FOR UPDATE`),
-//! then the ledger's (pending transfers, then accounts, by id). Each step
-//! is all or nothing and independent of the others in its group: a step
-//! that lost its compare-and-set, whose bill a prepaid payment paid, or
-//! whose books entries the ledger refused is answered so and writes
-//! nothing (`kessai_ledger::within::apply_each` undoes its entries alone);
-//! a new settlement the ledger refused has its row inserted already, so the
-//! group is rolled back and written again without it. Each step is answered
-//! only after the group committed.
+//! then the ledger's (pending transfers, then accounts, by id), taken last
+//! so that the rows every group meets on (a busy store's payable shards)
+//! are held only until the commit. Each step is all or nothing and
+//! independent of the others in its group: a step that lost its
+//! compare-and-set or whose bill a prepaid payment paid is answered so and
+//! writes nothing; a step whose books entries the ledger refused has its
+//! rows written already, so the group is rolled back and written again
+//! without it (`kessai_ledger::within::apply_each` answers each step's
+//! entries alone). Each step is answered only after the group committed.
 //!
 //! A group that lost a deadlock or a serialization conflict is written
 //! again from the start, so neither reaches a client. A group failed by one
@@ -287,18 +288,9 @@ async fn write_retrying(pool: &PgPool, faults: &Arc<Faults>, steps: &[Step]) -> 
     }
 }
 
-/// Whether a step after step `i` of the same settlement was answered
-/// `Conflict` (having lost to step `i`, which the books then refused).
-fn lost_to(steps: &[Step], answers: &[Option<Answer>], i: usize) -> bool {
-    let StepKind::Update { id, .. } = &steps[i].kind else { return false };
-    steps.iter().zip(answers).skip(i + 1).any(|(step, answer)| {
-        matches!((&step.kind, answer), (StepKind::Update { id: other, .. }, Some(Err(DbError::Conflict))) if other == id)
-    })
-}
-
 /// The group's statements in one transaction. Steps with a reason in
-/// `left_out` are not written. Returns each step's answer, or `None` when a
-/// new settlement's entries were refused after its row was inserted: it is
+/// `left_out` are not written. Returns each step's answer, or `None` when
+/// the books refused a step's entries after its rows were written: it is
 /// then in `left_out`, and the transaction must be rolled back.
 async fn write_once(
     mut conn: Exec<'_>,
@@ -372,7 +364,6 @@ async fn write_once(
     //    their answer (and their entries are not applied).
     let inserting: Vec<usize> =
         (0..steps.len()).filter(|i| live(&answers, *i) && matches!(steps[*i].kind, StepKind::Insert { .. })).collect();
-    let mut inserted = Vec::new();
     if !inserting.is_empty() {
         let rows = inserting
             .iter()
@@ -388,46 +379,14 @@ async fn write_once(
             .collect();
         for i in inserting {
             let StepKind::Insert { id, existing, .. } = &steps[i].kind else { continue };
-            if made.contains(id) {
-                inserted.push(i);
-            } else {
+            if !made.contains(id) {
                 let found = conn.fetch_one(existing.clone(), settlement_row).await?;
                 answers[i] = Some(Ok(Written::Existing(Box::new(found))));
             }
         }
     }
 
-    // 4. The books: every step's entries at once, each all or nothing.
-    let booked: Vec<usize> = (0..steps.len()).filter(|i| live(&answers, *i) && !steps[*i].entries.is_empty()).collect();
-    let mut items = Vec::new();
-    if !booked.is_empty() {
-        let entries: Vec<(&Entries, u64)> = booked.iter().map(|i| (&steps[*i].entries, steps[*i].now_s)).collect();
-        let mut again = false;
-        for (i, applied) in booked.iter().zip(conn.books_each(&entries).await?) {
-            match applied {
-                Ok(new_items) => items.extend(new_items),
-                // Its row is inserted, or a later step of its settlement
-                // lost to it: the group is written again without it.
-                Err(refused) if inserted.contains(i) || lost_to(steps, &answers, *i) => {
-                    left_out[*i] = Some(refused);
-                    again = true;
-                }
-                Err(refused) => answers[*i] = Some(Err(refused)),
-            }
-        }
-        if again {
-            return Ok(None);
-        }
-    }
-    if !items.is_empty() {
-        let count = items.len() as u64;
-        let bulk = Bulk::of(bulk_form(crate::writer::PAYABLE_ITEM_SQL).unwrap_or_default(), items)?;
-        if conn.execute_bulk(bulk).await? != count {
-            return Err(DbError::Inconsistent("payable items not all recorded".into()));
-        }
-    }
-
-    // 5. The compare-and-sets of the steps still standing.
+    // 4. The compare-and-sets of the steps still standing.
     let updates: Vec<Stmt> = (0..steps.len())
         .filter(|i| live(&answers, *i))
         .filter_map(|i| match &steps[i].kind {
@@ -442,7 +401,7 @@ async fn write_once(
         }
     }
 
-    // 6. What the standing steps keep besides: card logs, stored answers.
+    // 5. What the standing steps keep besides: card logs, stored answers.
     let mut by_shape: Vec<(&'static str, Vec<Stmt>)> = Vec::new();
     for i in (0..steps.len()).filter(|i| live(&answers, *i)) {
         for s in steps[i].tidy.iter().chain(&steps[i].save) {
@@ -455,6 +414,38 @@ async fn write_once(
     for (sql, rows) in by_shape {
         let bulk = bulk_form(sql).ok_or_else(|| DbError::Corrupt(format!("no bulk form of {sql}")))?;
         conn.execute_bulk(Bulk::of(bulk, rows)?).await?;
+    }
+
+    // 6. The books last, so that the ledger's rows (a busy store's payable
+    //    shards, which every instance's groups lock) are held only from here
+    //    to the commit: every step's entries at once, each all or nothing.
+    //    A step they refuse has its rows written already: the group is
+    //    written again without it (a step of its settlement that lost to it
+    //    then goes through).
+    let booked: Vec<usize> = (0..steps.len()).filter(|i| live(&answers, *i) && !steps[*i].entries.is_empty()).collect();
+    let mut items = Vec::new();
+    if !booked.is_empty() {
+        let entries: Vec<(&Entries, u64)> = booked.iter().map(|i| (&steps[*i].entries, steps[*i].now_s)).collect();
+        let mut again = false;
+        for (i, applied) in booked.iter().zip(conn.books_each(&entries).await?) {
+            match applied {
+                Ok(new_items) => items.extend(new_items),
+                Err(refused) => {
+                    left_out[*i] = Some(refused);
+                    again = true;
+                }
+            }
+        }
+        if again {
+            return Ok(None);
+        }
+    }
+    if !items.is_empty() {
+        let count = items.len() as u64;
+        let bulk = Bulk::of(bulk_form(crate::writer::PAYABLE_ITEM_SQL).unwrap_or_default(), items)?;
+        if conn.execute_bulk(bulk).await? != count {
+            return Err(DbError::Inconsistent("payable items not all recorded".into()));
+        }
     }
     Ok(Some(
         answers
