@@ -149,11 +149,11 @@ impl Bulk {
 
     /// `sql` over the rows of `statements`, which must all be the same
     /// statement, each with arguments of the same kinds in the same places.
-    /// The rows are sorted by their arguments (first the first), so that
-    /// two bulk inserts of some of the same keys (the first columns) take
-    /// their index entries in one order.
-    pub(crate) fn of(sql: &'static str, mut statements: Vec<Stmt>) -> Result<Bulk, DbError> {
-        statements.sort_by(|a, b| a.args.cmp(&b.args));
+    /// The rows are sorted by the arguments `key` names (0-based, the first
+    /// first), so that two bulk writes of some of the same keys take them
+    /// in one order.
+    pub(crate) fn of(sql: &'static str, mut statements: Vec<Stmt>, key: &[usize]) -> Result<Bulk, DbError> {
+        statements.sort_by(|a, b| key.iter().map(|k| a.args.get(*k)).cmp(key.iter().map(|k| b.args.get(*k))));
         let mut columns: Vec<Column> = Vec::new();
         let mut shape: Option<&'static str> = None;
         for s in statements {

@@ -667,19 +667,19 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
                  {on}; {keys}; {wallets} wallets over HTTPS{each}; purchases in the {profile} profile"
             );
             println!("machine now: {}", calibrate());
-            if s.pg.is_some() {
-                // A running center's tables have statistics: without them
-                // the plans cached while they were nearly empty scan them.
-                let warm = Duration::from_secs(seconds.clamp(1, 3));
-                phase(&mut s, warm, None, profile).await?;
-                if let Some(pg) = &s.pg {
+            // Measured warm, on either database. A running center's
+            // PostgreSQL tables have statistics: without them the plans
+            // cached while they were nearly empty scan them.
+            let warm = Duration::from_secs(seconds.clamp(1, 3));
+            phase(&mut s, warm, None, profile).await?;
+            let analyzed = match &s.pg {
+                Some(pg) => {
                     pg.analyze("kessai_bench", o.pg_statements)?;
+                    ", then ANALYZE (as autovacuum would)"
                 }
-                println!(
-                    "warm-up: {} s of purchases, then ANALYZE (as autovacuum would), not measured",
-                    warm.as_secs()
-                );
-            }
+                None => "",
+            };
+            println!("warm-up: {} s of purchases{analyzed}, not measured", warm.as_secs());
             let (samples, elapsed, cpu) = phase(&mut s, Duration::from_secs(seconds), None, profile).await?;
             report("full load", &samples, elapsed, &cpu, profile);
             let rate = samples.len() as f64 / elapsed;

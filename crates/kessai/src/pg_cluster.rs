@@ -158,6 +158,9 @@ impl PgCluster {
             .pg("psql")
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-d", name, "-c", &query])
             .output()?;
+        if !out.status.success() {
+            anyhow::bail!("reading pg_stat_statements failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 

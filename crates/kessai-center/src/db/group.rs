@@ -9,9 +9,10 @@
 //! in one READ COMMITTED transaction, every kind of row by one statement
 //! over arrays, in one lock order for every write of the center: the bills'
 //! advisory locks (sorted), the settlements' rows (sorted, `FOR UPDATE`),
-//! then the ledger's (pending transfers, then accounts, by id), taken last
+//! then the ledger's (pending transfers, then accounts, by id), taken late
 //! so that the rows every group meets on (a busy store's payable shards)
-//! are held only until the commit. Each step is all or nothing and
+//! are held only until the commit; card logs and stored answers follow the
+//! books, as in a write of its own. Each step is all or nothing and
 //! independent of the others in its group: a step that lost its
 //! compare-and-set or whose bill a prepaid payment paid is answered so and
 //! writes nothing; a step whose books entries the ledger refused has its
@@ -76,33 +77,49 @@ const UPDATE_SETTLEMENTS_SQL: &str = "UPDATE center_settlements s SET phase = u.
      FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[], $5::int8[], $6::int8[], $7::int8[]) \
      AS u(p, r, t, i, v, d, due) WHERE s.id = u.i AND s.version = u.v AND s.id = ANY($4::text[])";
 
-/// The single-row statements a group writes over arrays, with their bulk
-/// forms (the same columns, `$n` the n-th arguments of every row).
-const BULK_FORMS: &[(&str, &str)] = &[
-    (
-        super::idempotency::SAVE_SQL,
-        "INSERT INTO center_idempotency (key, request_hash, status, body, created_at) \
+/// A single-row statement a group writes over arrays: its bulk form (the
+/// same columns, `$n` the n-th arguments of every row) and the arguments
+/// (0-based) that make its unique key, by which the rows are sorted so that
+/// two groups writing some of the same keys take them in one order.
+struct BulkForm {
+    one: &'static str,
+    bulk: &'static str,
+    key: &'static [usize],
+}
+
+const BULK_FORMS: &[BulkForm] = &[
+    BulkForm {
+        one: super::idempotency::SAVE_SQL,
+        bulk: "INSERT INTO center_idempotency (key, request_hash, status, body, created_at) \
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[], $5::int8[]) \
          ON CONFLICT (key) DO NOTHING",
-    ),
-    (
-        super::audit::CARD_LOG_SQL,
-        "INSERT INTO center_card_log (card_id, counter, digest, kind, transaction_id, amount_minor, counterpart, \
-         time_unix_s, balance_after_minor, collected_at) \
+        key: &[0],
+    },
+    BulkForm {
+        one: super::audit::CARD_LOG_SQL,
+        bulk: "INSERT INTO center_card_log (card_id, counter, digest, kind, transaction_id, amount_minor, \
+         counterpart, time_unix_s, balance_after_minor, collected_at) \
          SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::text[], \
          $8::int8[], $9::int8[], $10::int8[]) ON CONFLICT (card_id, counter, digest) DO NOTHING",
-    ),
-    (
-        crate::writer::PAYABLE_ITEM_SQL,
-        "INSERT INTO center_payable_items (id, store, currency, kind, reference, amount_minor, at) \
+        key: &[0, 1, 2],
+    },
+    BulkForm {
+        one: crate::writer::PAYABLE_ITEM_SQL,
+        bulk: "INSERT INTO center_payable_items (id, store, currency, kind, reference, amount_minor, at) \
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::int8[])",
-    ),
-    (super::settlements::INSERT_SETTLEMENT_SQL, INSERT_SETTLEMENTS_SQL),
-    (super::settlements::UPDATE_SETTLEMENT_SQL, UPDATE_SETTLEMENTS_SQL),
+        key: &[0],
+    },
+    // Unique by (store, bill_id), and by id.
+    BulkForm { one: super::settlements::INSERT_SETTLEMENT_SQL, bulk: INSERT_SETTLEMENTS_SQL, key: &[1, 2, 0] },
+    BulkForm { one: super::settlements::UPDATE_SETTLEMENT_SQL, bulk: UPDATE_SETTLEMENTS_SQL, key: &[3] },
 ];
 
-fn bulk_form(sql: &str) -> Option<&'static str> {
-    BULK_FORMS.iter().find(|(one, _)| *one == sql).map(|(_, bulk)| *bulk)
+/// `rows`, all of one single-row statement, as its bulk form.
+fn bulk(rows: Vec<Stmt>) -> Result<Bulk, DbError> {
+    let sql = rows.first().map(Stmt::sql).unwrap_or_default();
+    let form =
+        BULK_FORMS.iter().find(|f| f.one == sql).ok_or_else(|| DbError::Corrupt(format!("no bulk form of {sql}")))?;
+    Bulk::of(form.bulk, rows, form.key)
 }
 
 /// One settlement step's write.
@@ -111,8 +128,8 @@ pub(super) struct Step {
     pub entries: Entries,
     /// That no prepaid payment paid the bill (a card's hold).
     pub guard: Option<BillGuard>,
-    /// Statements that may change no row (the card log's records), each of
-    /// a shape [`Grouper::takes`].
+    /// Statements that may change no row: records of the card's log
+    /// ([`Grouper::takes`]).
     pub tidy: Vec<Stmt>,
     /// The answer to the step's Idempotency-Key.
     pub save: Option<Stmt>,
@@ -162,9 +179,10 @@ impl Grouper {
         Grouper { queue }
     }
 
-    /// Whether a group can write these statements besides a step's own.
+    /// Whether a group can write these statements besides a step's own
+    /// (records of a card's log).
     pub(super) fn takes(tidy: &[Stmt]) -> bool {
-        tidy.iter().all(|s| bulk_form(s.sql()).is_some())
+        tidy.iter().all(|s| s.sql() == super::audit::CARD_LOG_SQL)
     }
 
     /// Writes `step` in the next group; answers once the group committed.
@@ -372,11 +390,8 @@ async fn write_once(
                 StepKind::Update { .. } => None,
             })
             .collect();
-        let made: HashSet<String> = conn
-            .fetch_all_bulk(Bulk::of(INSERT_SETTLEMENTS_SQL, rows)?, |r| r.required_text("id"))
-            .await?
-            .into_iter()
-            .collect();
+        let made: HashSet<String> =
+            conn.fetch_all_bulk(bulk(rows)?, |r| r.required_text("id")).await?.into_iter().collect();
         for i in inserting {
             let StepKind::Insert { id, existing, .. } = &steps[i].kind else { continue };
             if !made.contains(id) {
@@ -396,27 +411,12 @@ async fn write_once(
         .collect();
     if !updates.is_empty() {
         let count = updates.len() as u64;
-        if conn.execute_bulk(Bulk::of(UPDATE_SETTLEMENTS_SQL, updates)?).await? != count {
+        if conn.execute_bulk(bulk(updates)?).await? != count {
             return Err(DbError::Inconsistent("a locked settlement changed under its step".into()));
         }
     }
 
-    // 5. What the standing steps keep besides: card logs, stored answers.
-    let mut by_shape: Vec<(&'static str, Vec<Stmt>)> = Vec::new();
-    for i in (0..steps.len()).filter(|i| live(&answers, *i)) {
-        for s in steps[i].tidy.iter().chain(&steps[i].save) {
-            match by_shape.iter_mut().find(|(sql, _)| *sql == s.sql()) {
-                Some((_, rows)) => rows.push(s.clone()),
-                None => by_shape.push((s.sql(), vec![s.clone()])),
-            }
-        }
-    }
-    for (sql, rows) in by_shape {
-        let bulk = bulk_form(sql).ok_or_else(|| DbError::Corrupt(format!("no bulk form of {sql}")))?;
-        conn.execute_bulk(Bulk::of(bulk, rows)?).await?;
-    }
-
-    // 6. The books last, so that the ledger's rows (a busy store's payable
+    // 5. The books late, so that the ledger's rows (a busy store's payable
     //    shards, which every instance's groups lock) are held only from here
     //    to the commit: every step's entries at once, each all or nothing.
     //    A step they refuse has its rows written already: the group is
@@ -442,9 +442,24 @@ async fn write_once(
     }
     if !items.is_empty() {
         let count = items.len() as u64;
-        let bulk = Bulk::of(bulk_form(crate::writer::PAYABLE_ITEM_SQL).unwrap_or_default(), items)?;
-        if conn.execute_bulk(bulk).await? != count {
+        if conn.execute_bulk(bulk(items)?).await? != count {
             return Err(DbError::Inconsistent("payable items not all recorded".into()));
+        }
+    }
+
+    // 6. What the standing steps keep besides, after the books as a write
+    //    of its own keeps them (a card's log may be collected by a value
+    //    update too): card logs, then stored answers.
+    let live_steps: Vec<&Step> = (0..steps.len()).filter(|i| live(&answers, *i)).map(|i| &steps[i]).collect();
+    for shape in [super::audit::CARD_LOG_SQL, super::idempotency::SAVE_SQL] {
+        let rows: Vec<Stmt> = live_steps
+            .iter()
+            .flat_map(|step| step.tidy.iter().chain(&step.save))
+            .filter(|s| s.sql() == shape)
+            .cloned()
+            .collect();
+        if !rows.is_empty() {
+            conn.execute_bulk(bulk(rows)?).await?;
         }
     }
     Ok(Some(

@@ -102,6 +102,9 @@ impl CenterDb {
                 statement.query_row(rusqlite::params_from_iter(params), |row| Ok(decode(row))).optional()?.transpose()
             });
         }
+        if let Some(hot) = &self.hot {
+            return hot.read_one(sql, params, decode).await;
+        }
         let query = params.iter().fold(sqlx::query(sql), |query, p| query.bind((*p).to_owned()));
         query.fetch_optional(&mut *self.read().await?).await?.map(|row| decode(&row)).transpose()
     }

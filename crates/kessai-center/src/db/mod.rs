@@ -25,7 +25,9 @@
 //! still follows a durable commit. Reads use separate connections the
 //! center holds itself (WAL: they see the last commit and never wait for
 //! the writer); the reads on every purchase step's path run on the calling
-//! thread (`fast_read`), the others through sqlx.
+//! thread (`fast_read`), the others through sqlx. On PostgreSQL those reads
+//! run on connections the center holds (`hot_reads`), the others through
+//! sqlx's pool, which pings a connection only when it was idle a while.
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -59,6 +61,7 @@ mod authorizations;
 mod clearing;
 mod console;
 mod group;
+mod hot_reads;
 mod idempotency;
 mod members;
 mod owed;
@@ -278,6 +281,8 @@ pub struct CenterDb {
     pg: Option<sqlx::PgPool>,
     /// PostgreSQL: settlement steps, written in groups (`group`).
     group: Option<group::Grouper>,
+    /// PostgreSQL: the reads on every step's path, on held connections.
+    hot: Option<Arc<hot_reads::HotReads>>,
     /// The books: the ledger's tables in this same database, read through
     /// the ledger's API and written only inside this database's write
     /// transactions ([`Exec::books`]).
@@ -373,6 +378,25 @@ impl Readers {
     }
 }
 
+/// A pooled PostgreSQL connection idle this long is pinged (a round trip)
+/// before it is lent; one in use just now is not. sqlx pings every
+/// connection given back to its pool, so one that broke while in use never
+/// returns; one that broke idle (the server restarted) is found here. A ping
+/// on every loan would be a round trip more for each read, as costly as
+/// the read.
+pub(super) const PING_IF_IDLE: Duration = Duration::from_secs(1);
+
+async fn ping_if_idle<C: Connection>(
+    conn: &mut C,
+    meta: sqlx::pool::PoolConnectionMetadata,
+    postgres: bool,
+) -> Result<bool, sqlx::Error> {
+    if postgres && meta.idle_for >= PING_IF_IDLE {
+        conn.ping().await?;
+    }
+    Ok(true)
+}
+
 /// The store key directory as last read, and a generation that every local
 /// key change bumps, so a read that raced with a change is not cached.
 #[derive(Debug, Default)]
@@ -421,8 +445,11 @@ impl CenterDb {
             AnyPoolOptions::new()
                 .max_connections(connections)
                 // On SQLite the pool only lends the writer its connection
-                // (held across groups) and the readers theirs, once.
-                .test_before_acquire(!sqlite)
+                // (held across groups) and the readers theirs, once. On
+                // PostgreSQL only a connection idle a while is pinged
+                // before it is lent (see `ping_if_idle`).
+                .test_before_acquire(false)
+                .before_acquire(move |conn, meta| Box::pin(ping_if_idle(conn, meta, !sqlite)))
                 .acquire_timeout(Duration::from_millis(ACQUIRE_TIMEOUT_MS))
                 .after_connect(move |conn, _| {
                     Box::pin(async move {
@@ -456,6 +483,8 @@ impl CenterDb {
         let Some(path) = sqlite_path else {
             let pg = sqlx::postgres::PgPoolOptions::new()
                 .max_connections(MAX_CONNECTIONS)
+                .test_before_acquire(false)
+                .before_acquire(|conn, meta| Box::pin(ping_if_idle(conn, meta, true)))
                 .acquire_timeout(Duration::from_millis(ACQUIRE_TIMEOUT_MS))
                 .connect(&url)
                 .await?;
@@ -464,6 +493,7 @@ impl CenterDb {
             return Ok(CenterDb {
                 readers: Readers::Pool(pool),
                 group: Some(group::Grouper::start(pg.clone(), faults.clone())),
+                hot: Some(Arc::new(hot_reads::HotReads::new(&url))),
                 pg: Some(pg),
                 ledger,
                 writer: None,
@@ -490,6 +520,7 @@ impl CenterDb {
             readers,
             pg: None,
             group: None,
+            hot: None,
             ledger,
             writer: Some(writer),
             checkpointer: Arc::new(Mutex::new(Some(checkpointer))),
@@ -518,6 +549,9 @@ impl CenterDb {
         }
         if let Some(pg) = &self.pg {
             pg.close().await;
+        }
+        if let Some(hot) = &self.hot {
+            hot.close().await;
         }
         self.ledger.close().await;
         self.readers.close().await;
