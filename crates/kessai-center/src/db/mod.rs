@@ -481,10 +481,10 @@ impl CenterDb {
         let pool = connect(if sqlite { 1 } else { MAX_CONNECTIONS }).await?;
         crate::schema::migrate(&pool, sqlite).await?;
         let Some(path) = sqlite_path else {
+            // Writes: a ping on every loan (one a write, or a group of
+            // steps), so a connection the server dropped fails no write.
             let pg = sqlx::postgres::PgPoolOptions::new()
                 .max_connections(MAX_CONNECTIONS)
-                .test_before_acquire(false)
-                .before_acquire(|conn, meta| Box::pin(ping_if_idle(conn, meta, true)))
                 .acquire_timeout(Duration::from_millis(ACQUIRE_TIMEOUT_MS))
                 .connect(&url)
                 .await?;

@@ -415,11 +415,18 @@ impl CenterDb {
                 if conn.execute(query).await? != 1 {
                     return Err(DbError::Conflict);
                 }
-                for statement in also {
+                // The card's log records after the books, as every write
+                // takes them (one lock order with the group writer's).
+                let (logs, rows): (Vec<Stmt>, Vec<Stmt>) =
+                    also.into_iter().partition(|s| s.sql() == super::audit::CARD_LOG_SQL);
+                for statement in rows {
                     conn.execute(statement).await?;
                 }
                 if let Some(r) = redeems {
                     r.write(&mut conn, now_s).await?;
+                }
+                for statement in logs {
+                    conn.execute(statement).await?;
                 }
                 if let Some(save) = save {
                     conn.execute(save).await?;
