@@ -353,12 +353,17 @@ impl<'c> Exec<'c> {
         Ok(found)
     }
 
+    /// The PostgreSQL connection, for a bulk statement.
+    fn pg_only(&mut self) -> Result<&mut PgConnection, DbError> {
+        match &mut self.conn {
+            Conn::Pg(conn) => Ok(conn),
+            Conn::Sqlite(_) => Err(DbError::Corrupt("a bulk statement is PostgreSQL's".into())),
+        }
+    }
+
     /// Runs `b` (PostgreSQL only); returns the rows it changed.
     pub(crate) async fn execute_bulk(&mut self, b: Bulk) -> Result<u64, DbError> {
-        let Conn::Pg(conn) = &mut self.conn else {
-            return Err(DbError::Corrupt("a bulk statement is PostgreSQL's".into()));
-        };
-        let changed = b.pg().execute(&mut **conn).await?.rows_affected();
+        let changed = b.pg().execute(self.pg_only()?).await?.rows_affected();
         self.fault_point()?;
         Ok(changed)
     }
@@ -369,10 +374,7 @@ impl<'c> Exec<'c> {
         b: Bulk,
         decode: fn(&dyn Columns) -> Result<T, DbError>,
     ) -> Result<Vec<T>, DbError> {
-        let Conn::Pg(conn) = &mut self.conn else {
-            return Err(DbError::Corrupt("a bulk statement is PostgreSQL's".into()));
-        };
-        let rows = b.pg().fetch_all(&mut **conn).await?;
+        let rows = b.pg().fetch_all(self.pg_only()?).await?;
         let found = rows.iter().map(|row| decode(row)).collect::<Result<_, _>>()?;
         self.fault_point()?;
         Ok(found)

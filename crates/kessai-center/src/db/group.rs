@@ -230,22 +230,13 @@ async fn write_group(pool: &PgPool, faults: &Arc<Faults>, group: Vec<Job>) {
             for step in &steps {
                 answers.push(match write_retrying(pool, faults, std::slice::from_ref(step)).await {
                     Ok(mut one) => one.remove(0),
-                    Err(Failed::Written(e)) => Err(e),
-                    Err(Failed::Commit(e)) => Err(DbError::NotCommitted(format!(
-                        "its commit failed ({e}); whether it was written is known only by reading it again"
-                    ))),
+                    Err(failed) => Err(failed.into_error()),
                 });
             }
             answers
         }
         Err(failed) => {
-            let e = match failed {
-                Failed::Written(e) => e,
-                // The commit may have been written: not said otherwise.
-                Failed::Commit(e) => DbError::NotCommitted(format!(
-                    "the commit of its group failed ({e}); whether it was written is known only by reading it again"
-                )),
-            };
+            let e = failed.into_error();
             let why = e.to_string();
             let mut first = Some(e);
             steps.iter().map(|_| Err(first.take().unwrap_or_else(|| DbError::NotCommitted(why.clone())))).collect()
@@ -262,6 +253,19 @@ enum Failed {
     Written(DbError),
     /// At its commit, which may or may not have been written.
     Commit(DbError),
+}
+
+impl Failed {
+    /// The error a step is answered with. After a failed commit it may
+    /// have been written: not said otherwise.
+    fn into_error(self) -> DbError {
+        match self {
+            Failed::Written(e) => e,
+            Failed::Commit(e) => DbError::NotCommitted(format!(
+                "the commit of its write failed ({e}); whether it was written is known only by reading it again"
+            )),
+        }
+    }
 }
 
 /// Whether `e` is a statement's own failure (a constraint), which one step
