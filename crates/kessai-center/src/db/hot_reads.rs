@@ -7,7 +7,8 @@
 //! a connection is taken out of its slot for the read and put back only
 //! once the read ended, so a read abandoned midway (its request cancelled)
 //! drops its connection instead; so does one whose connection failed (a
-//! broken socket, the server ending the session). An empty slot connects
+//! broken socket, the server ending the session), and such a read is made
+//! again, once, on a new connection. An empty slot connects
 //! again; a connection idle a while is pinged before it is used, one half
 //! an hour old is made again. A read waits at most `ACQUIRE_TIMEOUT_MS` for
 //! its slot and connection, as for the pool.
@@ -75,15 +76,27 @@ impl HotReads {
         let (mut slot, mut held) = tokio::time::timeout(ACQUIRE_TIMEOUT, self.take())
             .await
             .map_err(|_| DbError::Sqlx(sqlx::Error::PoolTimedOut))??;
-        let query = params.iter().fold(sqlx::query(sql), |query, p| query.bind((*p).to_owned()));
-        let found = query.fetch_optional(&mut held.conn).await;
-        // Back in its slot only if it still serves: not after a broken
-        // socket, nor after the server said it ends the session (class 57:
-        // shut down, terminated; class 08: connection exceptions).
-        let serves = match &found {
-            Ok(_) => true,
-            Err(sqlx::Error::Database(e)) => !e.code().is_some_and(|c| c.starts_with("57") || c.starts_with("08")),
-            Err(_) => false,
+        let mut again = true;
+        let (found, serves) = loop {
+            let query = params.iter().fold(sqlx::query(sql), |query, p| query.bind((*p).to_owned()));
+            let found = query.fetch_optional(&mut held.conn).await;
+            // Back in its slot only if it still serves: not after a broken
+            // socket, nor after the server said it ends the session (class
+            // 57: shut down, terminated; class 08: connection exceptions).
+            let serves = match &found {
+                Ok(_) => true,
+                Err(sqlx::Error::Database(e)) => !e.code().is_some_and(|c| c.starts_with("57") || c.starts_with("08")),
+                Err(_) => false,
+            };
+            // A connection the server dropped (it restarted, or ended the
+            // session) while it sat here: a read is safe to repeat, once,
+            // on a new one.
+            if serves || !std::mem::take(&mut again) {
+                break (found, serves);
+            }
+            held = tokio::time::timeout(ACQUIRE_TIMEOUT, self.connect())
+                .await
+                .map_err(|_| DbError::Sqlx(sqlx::Error::PoolTimedOut))??;
         };
         if serves && !self.closed.load(Ordering::SeqCst) {
             held.used = Instant::now();

@@ -27,7 +27,7 @@
 //! the writer); the reads on every purchase step's path run on the calling
 //! thread (`fast_read`), the others through sqlx. On PostgreSQL those reads
 //! run on connections the center holds (`hot_reads`), the others through
-//! sqlx's pool, which pings a connection only when it was idle a while.
+//! sqlx's pool.
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -378,24 +378,9 @@ impl Readers {
     }
 }
 
-/// A pooled PostgreSQL connection idle this long is pinged (a round trip)
-/// before it is lent; one in use just now is not. sqlx pings every
-/// connection given back to its pool, so one that broke while in use never
-/// returns; one that broke idle (the server restarted) is found here. A ping
-/// on every loan would be a round trip more for each read, as costly as
-/// the read.
+/// A held PostgreSQL connection (`hot_reads`) idle this long is pinged
+/// before a read.
 pub(super) const PING_IF_IDLE: Duration = Duration::from_secs(1);
-
-async fn ping_if_idle<C: Connection>(
-    conn: &mut C,
-    meta: sqlx::pool::PoolConnectionMetadata,
-    postgres: bool,
-) -> Result<bool, sqlx::Error> {
-    if postgres && meta.idle_for >= PING_IF_IDLE {
-        conn.ping().await?;
-    }
-    Ok(true)
-}
 
 /// The store key directory as last read, and a generation that every local
 /// key change bumps, so a read that raced with a change is not cached.
@@ -446,10 +431,10 @@ impl CenterDb {
                 .max_connections(connections)
                 // On SQLite the pool only lends the writer its connection
                 // (held across groups) and the readers theirs, once. On
-                // PostgreSQL only a connection idle a while is pinged
-                // before it is lent (see `ping_if_idle`).
-                .test_before_acquire(false)
-                .before_acquire(move |conn, meta| Box::pin(ping_if_idle(conn, meta, !sqlite)))
+                // PostgreSQL every connection is pinged before it is lent,
+                // so one the server dropped fails no read (the reads on a
+                // step's path do without: `hot_reads`).
+                .test_before_acquire(!sqlite)
                 .acquire_timeout(Duration::from_millis(ACQUIRE_TIMEOUT_MS))
                 .after_connect(move |conn, _| {
                     Box::pin(async move {

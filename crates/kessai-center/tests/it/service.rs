@@ -523,6 +523,43 @@ async fn steps_in_one_group_end_as_if_alone_on_postgres() {
     steps_in_one_group_end_as_if_alone(s).await;
 }
 
+/// The server ends every session of the center's (as a restart or an
+/// operator's `pg_terminate_backend` does) between two purchases: the next
+/// purchases, at once and in a row, go through without an error. The
+/// connections the center holds for its step reads are found dropped and
+/// made again; its pools test a connection before lending it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_the_server_ended_fail_no_purchase_on_postgres() {
+    use sqlx::Connection as _;
+    let Some(mut s) = setup_on_postgres("ended_sessions").await else { return };
+    for n in 1..=4 {
+        register_card(&s, n, 50_000).await;
+    }
+    let mut cards: Vec<_> = (1..=4).map(|n| funded_card(n, 50_000)).collect();
+    for (n, card) in (1..=4).zip(cards.iter_mut()) {
+        let token = bill_token(&mut s);
+        let (done, _) = crate::profiles::pay(&s.center, card, &token, n, kessai_core::profile::Profile::Offer).await;
+        assert_eq!(done.phase, Phase::Completed);
+    }
+    let mut admin = sqlx::PgConnection::connect(&s.url).await.unwrap();
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert!(ended.len() >= 3 && ended.iter().all(|e| *e), "the center's sessions were ended: {ended:?}");
+    for (n, card) in (1..=4).zip(cards.iter_mut()) {
+        let token = bill_token(&mut s);
+        let (done, _) = crate::profiles::pay(&s.center, card, &token, n, kessai_core::profile::Profile::Offer).await;
+        assert_eq!(done.phase, Phase::Completed, "card {n}");
+        assert_eq!(balance_of(card), 50_000 - 2 * 11_360, "card {n}");
+    }
+    let payee = StoreId::parse(samples::MEMBER).unwrap();
+    assert_eq!(s.center.books.store_payable(&payee, Currency::JPY).await.unwrap(), 8 * 11_360);
+    s.center.books.ledger().check().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_four_concurrent_purchases_at_one_store_all_complete_on_sqlite() {
     many_purchases_at_one_store(setup().await).await;
